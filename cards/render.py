@@ -109,6 +109,8 @@ COLUMN_NOTES = {
     "metadata": "The raw source row as JSON, kept verbatim so every row can be traced back.",
     "reasoning": "The teacher model's thinking for this question.",
     "teacher_reply": "The teacher's final reply after thinking (the part the answer was extracted from).",
+    "teacher_answer": "The option letter read from the teacher's reply; equal to `answer_letter` for every kept row.",
+    "answer_rule": "Which rule read the teacher's answer: boxed, statement, answer_line or similarity (m1data.answers).",
     "domain": "MeSH qualifier (medical subject) the question was classified into.",
     "domain_code": "Two-digit code of that qualifier in the classification rubric.",
     "messages": "The SFT conversation: the user turn (`prompt`) and the assistant turn (think, then answer).",

@@ -35,12 +35,12 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-
-from m1data.answers import extract_answer, is_correct
 from m1data.infer.budget import BudgetConfig, BudgetRecord, build_prompt, generate_many
+
+from m1data.answers import grade
 from m1data.llm.types import Engine
 
-__all__ = ["EvalSource", "load_rows", "score_record", "summarize", "infer", "run_infer"]
+__all__ = ["EvalSource", "infer", "load_rows", "run_infer", "score_record", "summarize"]
 
 EvalSource = datasets.Dataset | str | Path
 REQUIRED = ("prompt", "options", "answer_idx")
@@ -68,12 +68,13 @@ def load_rows(source: EvalSource) -> datasets.Dataset:
 def score_record(record: BudgetRecord, options: list[str], answer_idx: int) -> dict[str, Any]:
     """Predicted letter, extraction method and correctness of one generation."""
     if record.stop_reason == "error":
-        return {"predicted": None, "method": "error", "correct": False}
-    extraction = extract_answer(record.reply, options)
+        return {"predicted": None, "method": "error", "verdict": "no_answer", "correct": False}
+    result = grade(record.reply, options, answer_idx)
     return {
-        "predicted": extraction.letter,
-        "method": extraction.method,
-        "correct": is_correct(record.reply, options, answer_idx),
+        "predicted": result.extraction.letter,
+        "method": result.extraction.method,
+        "verdict": result.extraction.verdict,
+        "correct": result.correct,
     }
 
 

@@ -1,85 +1,132 @@
-r"""Read the chosen option out of a model reply to a multiple-choice question (reference section 6).
+r"""Read the chosen option out of a model reply to a multiple-choice question (reference s.6).
 
-Used twice in m1: to keep only teacher traces whose answer is right (m23K) and to score models.
-Both prompts end with "Return your final response within \boxed{}", so the boxed content is
-trusted first; replies that forget the box fall back to a matcher in the style of HuatuoGPT-o1.
+Used to keep only teacher traces whose answer is right (m23K), to grade the students of the
+difficulty filter, and to score models. A wrong "verified" trace poisons m23K, so the reader only
+accepts an answer the reply *states*; a reply that names several options, or none, is a verdict of
+its own (``multiple_answers``, ``no_answer``), never a guess.
 
-Decisions on rules the reference leaves open (each has a test in tests/test_answers.py):
+Precedence: the first rule that reads anything decides, and each rule says why it exists.
 
-* Last boxed only. If the last ``\boxed{``/``\fbox{`` never closes (a truncated reply), there is
-  no boxed answer: an earlier, closed box is an answer the model went on to revise, so it is not
-  used. Backslash-escaped braces (``\{``, ``\}``) do not count towards balance.
-* ``\text{}``, ``\textbf{}``, ``\textit{}``, ``\textrm{}``, ``\mathrm{}``, ``\mathbf{}`` and
-  ``\mbox{}`` are unwrapped (not just ``\text``): they all only change the font of the answer.
-* The ``=`` rule (keep what follows the last ``=``) is what :func:`last_boxed` returns. To map a
-  box to an option, the whole content is tried first and the ``=`` tail second, so an option whose
-  own text contains ``=`` (say ``pH = 7.4``) is still recognised.
-* A box maps to an option when, ignoring case, surrounding whitespace, ``$`` and trailing
-  periods, it is ``X. text`` (also ``X) text``, ``(X) text``, ``X: text``) with the text of
-  option X; or a letter form ``X``, ``(X)``, ``[X]``, ``X)``, ``X:``, ``X.``, ``Option X``; or the
-  text of an option. That order settles the odd case of an option whose text is itself a letter.
-  A box that maps decides the letter; one that does not is searched first by the matcher.
-* The matcher keeps the reference order (``answer is`` -> lone letter -> option text ->
-  similarity) and the LAST match of each rule (the paper's appendix says "first"; the reference
-  says m1 uses last and takes precedence). It searches, narrowest first, the unmapped box content,
-  then the text after the last ``<|im_start|>answer`` or ``</think>`` marker, then the whole
-  reply; the first of those where a rule hits decides. Similarity, which always finds something,
-  is only tried when no rule hit anywhere, and on the narrowest of those texts.
-* Lone letter: only UPPERCASE letters that name an option, with no letter, digit, ``_``, ``'``
-  or ``-`` on either side (so "B-cell", "A's" and "vitamin B12" do not count). "A" and "I" are
-  also English words: when followed by a space and a word ("A 45-year-old", "I think") they count
-  only right after a cue such as "option", "choice", "answer" or "letter" (optionally "... is").
-  The price: a bare "A because ..." is missed; "(A) because", "A." and "Answer: A" are not.
-* Option text: whole-word, case-insensitive, any run of whitespace matching any run; the option
-  whose last occurrence ends latest wins, the longer text on a tie (so "Aortic stenosis" beats
-  "Stenosis"). Whole-word matters for PubMedQA: "no" must not be found inside "diagnosis".
-* Similarity: ``difflib.SequenceMatcher`` ratio (autojunk off: it would otherwise drop common
-  characters of long replies), ties to the earlier option.
+1. ``boxed``: the last closed ``\boxed{}``/``\fbox{}`` (reference s.6.1). Both m1 prompts ask for
+   it, so it is the model's own answer slot. An unclosed last box (a truncated reply) is no box:
+   an earlier, closed box is an answer the model went on to revise.
+2. ``statement``: the last explicit answer statement ("the answer is X", "Answer: X", "Final
+   answer: X", "the correct option is X", "Option X is correct", "I would pick X"). Reasoning
+   models that forget the box still say which option they choose; the last statement is their
+   final word (reference: m1 uses the last match).
+3. ``answer_line``: a line that is only an answer (``G``, ``(G)``, ``**G. Aortic stenosis**``,
+   ``D, F``, an option's exact text) opening or closing the reply. Teachers often answer first and
+   explain after, or end with a bare letter. A line inside a list of options (the next or
+   previous line also starts with an option letter) is a walk through the options, not an answer.
+   When the opening and the closing line name different options the reply contradicts itself:
+   ``multiple_answers``.
+4. ``similarity``: the stated answer text (the box, a statement, the closing line, or a short
+   reply as a whole) names an option's text: it contains exactly one option's text as whole words
+   (one that another contains counts as part of it; "not X", "rules out X" do not count), or ends
+   with one, or is within rapidfuzz ratio 85 of exactly one option with a 10-point lead over the
+   next. Below that, or on a tie, there is no answer: a similarity that always finds something
+   would turn "I don't know" into option A.
+
+The reference's matcher also took the last lone capital letter anywhere in the reply and the
+option whose text occurs last anywhere; both misread replies that discuss the options after
+answering ("G ... C, B and D are not because ...") and are not used. "A" and "I" need no special
+case: a letter counts only in an answer slot (box, statement, answer line), never as a word in
+running text.
+
+The search runs on the text after the last ``</think>`` or ``<|im_start|>answer`` marker first and
+on the whole reply second, so a reasoning model's final answer beats what it said while thinking.
+Letters are option letters A, B, ... in the options' order; a letter that names no option is not
+an answer. In a statement or box, a letter followed by a separator and text (``C. Aortic
+stenosis``) must agree with that text when the text is an option's; if it names another option
+the verdict is ``multiple_answers``.
 """
 
 from __future__ import annotations
 
-import difflib
 import re
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Extraction", "last_boxed", "extract_answer", "is_correct"]
+from rapidfuzz import fuzz
+
+__all__ = ["METHODS", "VERDICTS", "Extraction", "Grade", "extract_answer", "grade", "is_correct", "last_boxed"]
+
+VERDICTS = ("answer", "multiple_answers", "no_answer")
+METHODS = ("boxed", "statement", "answer_line", "similarity", "none")
+
+SIMILARITY_MIN = 85.0  # rapidfuzz ratio a misspelt answer text must reach
+SIMILARITY_LEAD = 10.0  # and its lead over the next-best option
+SHORT_REPLY_CHARS = 200  # a reply this short is its own answer text
 
 _BOX_OPEN = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _FONT_OPEN = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mbox)\s*\{")
 _ANSWER_MARKERS = ("<|im_start|>answer", "</think>")
+_ALL_MARKERS = re.compile(r"<\|im_start\|>(?:think|answer)|<\|im_end\|>|</?think>")
 
-_LETTER_FORM = re.compile(r"^(?:option\s+|choice\s+)?(?:\(([a-z])\)|\[([a-z])\]|([a-z])[).:]?)$")
-_PREFIXED_TEXT = re.compile(r"^(?:\(([a-z])\)|([a-z])[).:])\s*(.+)$", re.DOTALL)
-_ANSWER_IS = re.compile(
-    r"(?i:answer\s+is)\s*:?\s*(?:(?i:option|choice)\s*)?[\s*_(\[$]*([A-Z])(?![\w'-])"
+_STATEMENT = re.compile(
+    r"(?i:"
+    r"\b(?:(?:final|correct|best|right|most\s+likely|most\s+appropriate)\s+)?answer\b"
+    r"(?:\s+(?:is|would\s+be|should\s+be|will\s+be|here\s+is|choice\s+is|option\s+is))?"
+    r"|\b(?:correct|right|best|most\s+likely|most\s+appropriate)\s+(?:option|choice|response)\s+(?:is|would\s+be)"
+    r"|\bi(?:'d|\s+would|\s+will)?\s+(?:pick|choose|select|go\s+with|opt\s+for)"
+    r")[\s:=*_]*(?:[-–—]\s+)?"
 )
-_LONE_LETTER = re.compile(r"(?<![\w'-])([A-Z])(?![\w'-])")
-_WORD_AFTER = re.compile(r"\s+[A-Za-z0-9]")
-_CUE_BEFORE = re.compile(r"(?i:option|choice|answer|letter)(?:\s+is)?\s*[:\-]?\s*$")
-_ENGLISH_WORD_LETTERS = frozenset("AI")
-_CUE_WINDOW = 40  # characters before a letter searched for a cue; cues are short
+_LETTER_IS_CORRECT = re.compile(
+    r"(?i:\b(?:option|choice)\s+)?[(*\[]*(?<![\w'-])([A-Z])(?![\w'-])[)*\]]*\s+is\s+(?:the\s+)?"
+    r"(?i:correct|right|best\s+answer|true\s+answer)\b"
+)
+_LETTER_PREFIX = r"(?:(?i:option|choice)\s+)?"
+_LETTER_LIST = re.compile(
+    r"^" + _LETTER_PREFIX + r"\(?([A-Za-z])\)?((?:\s*(?:,|;|&|/|\+|\band\b|\bor\b)\s*\(?[A-Za-z]\)?)+)$"
+)
+_LIST_ITEM = re.compile(r"(?<![A-Za-z])([A-Za-z])(?![A-Za-z])")
+_EXACT_LETTER = re.compile(r"^" + _LETTER_PREFIX + r"(?:\(([A-Za-z])\)|\[([A-Za-z])\]|([A-Za-z])[).:]?)$")
+_LETTER_THEN_TEXT = re.compile(
+    r"^" + _LETTER_PREFIX + r"(?:\(([A-Z])\)|\[([A-Z])\]|([A-Z])(?=[).:,]|\s+[-–—]|\s))[).:,]?\s*[-–—]?\s*(.*)$",
+    re.DOTALL,
+)
+_LINE_LETTER = re.compile(r"^" + _LETTER_PREFIX + r"(?:\(([A-Z])\)|\[([A-Z])\]|([A-Z])(?:[).:]|\s+[-–—]|$))")
+_NEGATION = re.compile(
+    r"(?i:\b(?:not|no|nor|neither|except|unlikely|excludes?|excluding|rules?\s+out|ruled\s+out|"
+    r"rather\s+than|instead\s+of|than)\W*(?:\w+\W+)?)$"
+)
+_DECORATION = "*_`$ \t\n"
+_OPTION_WORD = re.compile(r"^(?i:options?|choices?)\s+")
+_BULLET = re.compile(r"^\s*(?:[-*•+]|\d+[.)])\s+")
 
 
 @dataclass(frozen=True)
 class Extraction:
     """What was read from a reply.
 
-    ``letter`` is the chosen option (A, B, ...) or None; ``text`` is the content of the last
-    closed box as :func:`last_boxed` returns it (None when there is no box), kept so callers can
-    log what the model actually wrote even when it maps to no option; ``method`` names the rule
-    that decided: "boxed", "answer_is", "letter", "option_text", "similarity" or "none".
+    ``verdict`` is "answer" (``letter`` holds the option), "multiple_answers" (``letters`` holds
+    every option named) or "no_answer". ``method`` names the rule that decided (see the module
+    notes; "none" for no_answer). ``text`` is the content of the last closed box (None without
+    one), kept so an audit can see what the model wrote even when it maps to no option.
     """
 
     letter: str | None
     text: str | None
     method: str
+    verdict: str = "answer"
+    letters: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Grade:
+    """A reply graded against the right option: ``correct`` and the extraction it rests on."""
+
+    correct: bool
+    extraction: Extraction
+
+
+# --- boxes --------------------------------------------------------------------------------------
 
 
 def _closing_brace(text: str, open_at: int) -> int | None:
-    """Index of the brace closing the one at ``open_at``; None when the reply ends first."""
+    """Index of the brace closing the one at ``open_at``; None when the reply ends first.
+    Backslash-escaped braces do not count."""
     depth = 0
     i = open_at
     while i < len(text):
@@ -98,7 +145,7 @@ def _closing_brace(text: str, open_at: int) -> int | None:
 
 
 def _unwrap_fonts(content: str) -> str:
-    """Replace each font command by its argument so ``\\text{C. Aortic stenosis}`` reads plainly."""
+    """``\\text{C. Aortic stenosis}`` -> ``C. Aortic stenosis``: font commands only change looks."""
     while True:
         match = _FONT_OPEN.search(content)
         if match is None:
@@ -122,7 +169,7 @@ def _last_boxed_raw(text: str) -> str | None:
 
 
 def _after_last_equals(content: str) -> str:
-    """``x = 5`` -> ``5``: a boxed equation's answer is its right-hand side."""
+    """``x = 5`` -> ``5``: a boxed equation's answer is its right-hand side (reference s.6.1)."""
     if "=" not in content:
         return content
     return content.rsplit("=", 1)[1].strip()
@@ -137,10 +184,27 @@ def last_boxed(text: str) -> str | None:
     return _after_last_equals(raw)
 
 
+def _box_candidates(raw: str | None) -> list[str]:
+    """Whole box content first, then its ``=`` tail, so an option like ``pH = 7.4`` still maps."""
+    if raw is None:
+        return []
+    tail = _after_last_equals(raw)
+    return [raw] if tail == raw else [raw, tail]
+
+
+# --- reading one answer slot --------------------------------------------------------------------
+
+
 def _normalise(text: str) -> str:
-    """Fold away what does not change an answer: case, spacing, ``$`` and trailing periods."""
+    """Fold away what does not change an answer: case, spacing, markdown, ``$``, end punctuation."""
     folded = " ".join(text.casefold().split())
-    return folded.strip("$ ").rstrip(". ").strip()
+    return folded.strip(_DECORATION).rstrip(".!;, ").strip(_DECORATION)
+
+
+def _clean(fragment: str) -> str:
+    """A slot's text without markdown emphasis, ``$`` and end punctuation, case kept."""
+    text = " ".join(fragment.replace("**", "").replace("__", "").split())
+    return text.strip(_DECORATION).rstrip(".!;, ").strip(_DECORATION)
 
 
 def _letters(options: Sequence[str]) -> str:
@@ -150,204 +214,261 @@ def _letters(options: Sequence[str]) -> str:
     return string.ascii_uppercase[: len(options)]
 
 
-def _letter_index(letter: str, options: Sequence[str]) -> int | None:
-    """Index of a letter (any case) among the options, None if it names no option."""
+def _index(letter: str, options: Sequence[str]) -> int | None:
     index = string.ascii_uppercase.find(letter.upper())
-    if 0 <= index < len(options):
-        return index
-    return None
+    return index if 0 <= index < len(options) else None
 
 
-def _box_prefixed_text(content: str, options: Sequence[str]) -> int | None:
-    """``C. Aortic stenosis``: the letter and the text must agree to count."""
-    match = _PREFIXED_TEXT.match(content)
-    if match is None:
-        return None
-    index = _letter_index(match.group(1) or match.group(2), options)
-    if index is not None and _normalise(match.group(3)) == _normalise(options[index]):
-        return index
-    return None
-
-
-def _box_letter(content: str, options: Sequence[str]) -> int | None:
-    """``C``, ``(C)``, ``C)``, ``C:``, ``Option C`` (the period is already gone)."""
-    match = _LETTER_FORM.match(content)
-    if match is None:
-        return None
-    return _letter_index(next(group for group in match.groups() if group), options)
-
-
-def _box_text(content: str, options: Sequence[str]) -> int | None:
-    """The box holds an option's text; the first such option if texts repeat."""
+def _text_index(text: str, options: Sequence[str]) -> int | None:
+    """The first option whose text equals ``text`` (normalised)."""
+    normal = _normalise(text)
     for index, option in enumerate(options):
-        if _normalise(option) and content == _normalise(option):
+        if normal and normal == _normalise(option):
             return index
     return None
 
 
-def _box_option(content: str, options: Sequence[str]) -> int | None:
-    """Map one boxed string to an option, or None."""
-    normal = _normalise(content)
-    if not normal:
+def _first_group(match: re.Match[str]) -> str:
+    return next(group for group in match.groups() if group)
+
+
+def _read_slot(fragment: str, options: Sequence[str]) -> tuple[int, ...] | None:
+    """Options a box or statement names: one index, several (a list, or a letter that disagrees
+    with its text), or None when it names no option by letter or exact text."""
+    text = _clean(fragment)
+    if not text:
         return None
-    for rule in (_box_prefixed_text, _box_letter, _box_text):
-        index = rule(normal, options)
-        if index is not None:
-            return index
+    if _LETTER_LIST.match(text):
+        found = {_index(letter, options) for letter in _LIST_ITEM.findall(_OPTION_WORD.sub("", text))}
+        return None if None in found else tuple(sorted(found))  # type: ignore[type-var]
+    exact = _EXACT_LETTER.match(text)
+    if exact:
+        index = _index(_first_group(exact), options)
+        return None if index is None else (index,)
+    by_text = _text_index(text, options)
+    if by_text is not None:
+        return (by_text,)
+    prefixed = _LETTER_THEN_TEXT.match(text)
+    if prefixed:
+        index = _index(prefixed.group(1) or prefixed.group(2) or prefixed.group(3), options)
+        if index is None:
+            return None
+        named = _text_index(prefixed.group(4), options)
+        return (index,) if named is None or named == index else tuple(sorted({index, named}))
     return None
 
 
-def _boxed_candidates(reply: str) -> list[str]:
-    """Whole box content first, then its ``=`` tail (see module notes)."""
-    raw = _last_boxed_raw(reply)
-    if raw is None:
-        return []
-    tail = _after_last_equals(raw)
-    return [raw] if tail == raw else [raw, tail]
+# --- the rules ------------------------------------------------------------------------------
 
 
-def _answer_is(text: str, letters: str) -> str | None:
-    """Last "answer is X" naming a valid option."""
-    found = [m.group(1) for m in _ANSWER_IS.finditer(text) if m.group(1) in letters]
-    return found[-1] if found else None
+def _statement_slots(text: str) -> list[tuple[int, str]]:
+    """(position, slot text) of every explicit statement, in reply order."""
+    slots = [(m.end(), text[m.end() :].split("\n", 1)[0][:300]) for m in _STATEMENT.finditer(text)]
+    slots += [(m.start(), m.group(1)) for m in _LETTER_IS_CORRECT.finditer(text)]
+    return sorted(slots)
 
 
-def _reads_as_word(text: str, match: re.Match[str]) -> bool:
-    """True for "A"/"I" used as an English word rather than an option letter."""
-    if match.group(1) not in _ENGLISH_WORD_LETTERS:
-        return False
-    if not _WORD_AFTER.match(text, match.end()):
-        return False
-    before = text[max(0, match.start() - _CUE_WINDOW) : match.start()]
-    return _CUE_BEFORE.search(before) is None
+def _read_statement(text: str, options: Sequence[str]) -> tuple[int, ...] | None:
+    """The last statement that names an option."""
+    for _, slot in reversed(_statement_slots(text)):
+        named = _read_slot(slot, options)
+        if named:
+            return named
+    return None
 
 
-def _lone_letter(text: str, letters: str) -> str | None:
-    """Last uppercase option letter standing alone (see module notes on "A" and "I")."""
-    found = [
-        m.group(1)
-        for m in _LONE_LETTER.finditer(text)
-        if m.group(1) in letters and not _reads_as_word(text, m)
+def _lines(text: str) -> list[str]:
+    """Non-empty lines, think/answer markers taken as line breaks, list bullets dropped."""
+    lines = (_BULLET.sub("", line) for line in _ALL_MARKERS.sub("\n", text).splitlines())
+    return [line for line in lines if line.strip(_DECORATION)]
+
+
+def _starts_with_letter(line: str, options: Sequence[str]) -> bool:
+    match = _LINE_LETTER.match(_clean(line))
+    return match is not None and _index(_first_group(match), options) is not None
+
+
+def _outer_lines(text: str, options: Sequence[str]) -> list[str]:
+    """The opening and the closing line, each unless it sits in a list of options (its neighbour
+    also starts with an option letter): such a line is a walk through the options."""
+    lines = _lines(text)
+    ends = {0: 1, len(lines) - 1: len(lines) - 2} if lines else {}
+    return [
+        lines[position]
+        for position, neighbour in sorted(ends.items())
+        if not (0 <= neighbour < len(lines) and neighbour != position and _starts_with_letter(lines[neighbour], options))
     ]
-    return found[-1] if found else None
 
 
-def _option_pattern(option: str) -> re.Pattern[str] | None:
-    """Whole-word, whitespace-tolerant, case-insensitive pattern for one option's text."""
-    words = option.split()
-    if not words:
+def _read_line(line: str, options: Sequence[str]) -> tuple[int, ...] | None:
+    """A line that is only an answer: a letter form, a letter list, ``X. text`` or option text."""
+    text = _clean(line)
+    if _LETTER_LIST.match(text) or _EXACT_LETTER.match(text) or _LINE_LETTER.match(text):
+        return _read_slot(text, options)
+    index = _text_index(text, options)
+    return None if index is None else (index,)
+
+
+def _read_answer_lines(text: str, options: Sequence[str]) -> tuple[int, ...] | None:
+    """Every option the opening and closing answer lines name (two that differ: both)."""
+    found: set[int] = set()
+    for line in _outer_lines(text, options):
+        found.update(_read_line(line, options) or ())
+    return tuple(sorted(found)) or None
+
+
+def _same_clause(text: str, end: int) -> str:
+    """Up to 60 characters before ``end``, back to the start of their clause: a negation in an
+    earlier sentence or list item ("..., no.\nB. ...") does not reach this one."""
+    before = text[max(0, end - 60) : end]
+    cut = max(before.rfind(mark) for mark in ".;!?\n")
+    return before[cut + 1 :]
+
+
+def _contained(text: str, options: Sequence[str]) -> list[tuple[int, int]]:
+    """(option index, end of its last un-negated whole-word occurrence) for options in ``text``."""
+    hits = []
+    for index, option in enumerate(options):
+        words = option.split()
+        if not words:
+            continue
+        body = r"\s+".join(re.escape(word) for word in words)
+        head = r"(?<!\w)" if re.match(r"\w", words[0]) else ""
+        tail = r"(?!\w)" if re.search(r"\w$", words[-1]) else ""
+        ends = [
+            m.end()
+            for m in re.finditer(head + body + tail, text, re.IGNORECASE)
+            if not _NEGATION.search(_same_clause(text, m.start()))
+        ]
+        if ends:
+            hits.append((index, ends[-1]))
+    spans = {index: _normalise(options[index]) for index, _ in hits}
+    return [
+        (index, end)
+        for index, end in hits
+        if not any(other != index and spans[index] in spans[other] and spans[index] != spans[other] for other in spans)
+    ]
+
+
+def _similar(text: str, options: Sequence[str]) -> int | None:
+    """The one option a stated answer text names by its text (see module notes, rule 4)."""
+    hits = _contained(text, options)
+    if len(hits) == 1:
+        return hits[0][0]
+    end = len(text.rstrip(_DECORATION + ".!;,"))
+    closing = [index for index, hit_end in hits if hit_end >= end]
+    if len(closing) == 1:
+        return closing[0]
+    if hits:
         return None
-    body = r"\s+".join(re.escape(word) for word in words)
-    head = r"(?<!\w)" if re.match(r"\w", words[0]) else ""
-    tail = r"(?!\w)" if re.search(r"\w$", words[-1]) else ""
-    return re.compile(head + body + tail, re.IGNORECASE)
-
-
-def _option_text(text: str, options: Sequence[str], letters: str) -> str | None:
-    """Option whose text occurs last; on a tie of end positions the longer (more specific) one."""
-    best: tuple[int, int] | None = None
-    best_letter = None
-    for letter, option in zip(letters, options):
-        pattern = _option_pattern(option)
-        if pattern is None:
-            continue
-        ends = [m.end() for m in pattern.finditer(text)]
-        if not ends:
-            continue
-        rank = (ends[-1], len(option))
-        if best is None or rank > best:
-            best, best_letter = rank, letter
-    return best_letter
-
-
-def _most_similar(text: str, options: Sequence[str], letters: str) -> str | None:
-    """Last resort: the option closest to the text as a character sequence."""
     target = _normalise(text)
     if not target:
         return None
-    best_ratio = -1.0
-    best_letter = None
-    for letter, option in zip(letters, options):
-        ratio = difflib.SequenceMatcher(None, target, _normalise(option), autojunk=False).ratio()
-        if ratio > best_ratio:
-            best_ratio, best_letter = ratio, letter
-    return best_letter
+    scores = sorted(((fuzz.ratio(target, _normalise(o)), i) for i, o in enumerate(options)), reverse=True)
+    best, runner_up = scores[0], scores[1] if len(scores) > 1 else (0.0, -1)
+    if best[0] >= SIMILARITY_MIN and best[0] - runner_up[0] >= SIMILARITY_LEAD:
+        return best[1]
+    return None
+
+
+def _answer_texts(text: str, box: str | None, options: Sequence[str]) -> list[str]:
+    """Where rule 4 looks: the box, the last statement, the closing line, a short reply."""
+    texts = [box] if box else []
+    slots = _statement_slots(text)
+    if slots:
+        texts.append(slots[-1][1])
+    outer = _outer_lines(text, options)
+    if outer:
+        texts.append(outer[-1])
+    if len(text.strip()) <= SHORT_REPLY_CHARS:
+        texts.append(_ALL_MARKERS.sub(" ", text))
+    return [t for t in texts if t and t.strip()]
 
 
 def _answer_section(reply: str) -> str | None:
     """Text after the last think/answer marker: where a reasoning model states its answer."""
-    cut = -1
-    for marker in _ANSWER_MARKERS:
-        found = reply.rfind(marker)
-        if found >= 0:
-            cut = max(cut, found + len(marker))
-    if cut < 0:
-        return None
-    return reply[cut:]
+    cut = max((reply.rfind(m) + len(m) for m in _ANSWER_MARKERS if m in reply), default=-1)
+    return None if cut < 0 else reply[cut:]
 
 
-def _search_texts(reply: str, box: str | None) -> list[str]:
-    """Where the matcher looks, narrowest first; empty and repeated texts left out."""
+def _search_texts(reply: str) -> list[str]:
+    """The answer section first, then the whole reply; empty and repeated texts left out."""
     texts: list[str] = []
-    for text in (box, _answer_section(reply), reply):
+    for text in (_answer_section(reply), reply):
         if text is not None and text.strip() and text not in texts:
             texts.append(text)
     return texts
 
 
-def _match(
-    reply: str, box: str | None, options: Sequence[str], letters: str
-) -> tuple[str | None, str]:
-    """HuatuoGPT-o1-style fallback: first rule that hits in the narrowest text, else similarity."""
-    texts = _search_texts(reply, box)
-    for text in texts:
-        for method, rule in (("answer_is", _answer_is), ("letter", _lone_letter)):
-            letter = rule(text, letters)
-            if letter is not None:
-                return letter, method
-        letter = _option_text(text, options, letters)
-        if letter is not None:
-            return letter, "option_text"
-    if texts:
-        letter = _most_similar(texts[0], options, letters)
-        if letter is not None:
-            return letter, "similarity"
-    return None, "none"
+def _verdict(named: tuple[int, ...], method: str, box: str | None, letters: str) -> Extraction:
+    chosen = tuple(letters[i] for i in named)
+    if len(chosen) == 1:
+        return Extraction(letter=chosen[0], text=box, method=method, verdict="answer", letters=chosen)
+    return Extraction(letter=None, text=box, method=method, verdict="multiple_answers", letters=chosen)
 
 
 def extract_answer(reply: str, options: Sequence[str]) -> Extraction:
-    """Chosen option of a reply; options are in order, lettered A, B, C, ..."""
+    """The option a reply states (options in order, lettered A, B, C, ...); see module notes."""
     letters = _letters(options)
-    box = _last_boxed_raw(reply)
-    boxed_text = None if box is None else _after_last_equals(box)
-    for candidate in _boxed_candidates(reply):
-        index = _box_option(candidate, options)
-        if index is not None:
-            return Extraction(letter=letters[index], text=boxed_text, method="boxed")
+    raw_box = _last_boxed_raw(reply)
+    box = None if raw_box is None else _after_last_equals(raw_box)
+    none = Extraction(letter=None, text=box, method="none", verdict="no_answer")
     if not options:
-        return Extraction(letter=None, text=boxed_text, method="none")
-    letter, method = _match(reply, box, options, letters)
-    return Extraction(letter=letter, text=boxed_text, method=method)
+        return none
+    for candidate in _box_candidates(raw_box):
+        named = _read_slot(candidate, options)
+        if named:
+            return _verdict(named, "boxed", box, letters)
+    texts = _search_texts(reply)
+    for text in texts:
+        for method, rule in (("statement", _read_statement), ("answer_line", _read_answer_lines)):
+            named = rule(text, options)
+            if named:
+                return _verdict(named, method, box, letters)
+    for text in texts:
+        for candidate in _answer_texts(text, raw_box, options):
+            index = _similar(candidate, options)
+            if index is not None:
+                return _verdict((index,), "similarity", box, letters)
+    return none
+
+
+# --- grading ------------------------------------------------------------------------------------
 
 
 def _box_names_answer(content: str, options: Sequence[str], answer_idx: int) -> bool:
     """Reference rule 2, literally: the answer text, ``X. answer text`` or the letter X."""
     normal = _normalise(content)
+    answer = _normalise(options[answer_idx])
+    letter = string.ascii_uppercase[answer_idx].casefold()
     if not normal:
         return False
-    if normal == _normalise(options[answer_idx]):
+    if normal == answer:
         return True
-    return answer_idx in (_box_prefixed_text(normal, options), _box_letter(normal, options))
+    exact = _EXACT_LETTER.match(normal)
+    if exact:
+        return _first_group(exact) == letter
+    prefixed = re.match(r"^(?:\(([a-z])\)|([a-z])[).:])\s*(.+)$", normal, re.DOTALL)
+    if prefixed:
+        return (prefixed.group(1) or prefixed.group(2)) == letter and _normalise(prefixed.group(3)) == answer
+    return False
 
 
-def is_correct(reply: str, options: Sequence[str], answer_idx: int) -> bool:
-    """Whether the reply picks ``options[answer_idx]``.
+def grade(reply: str, options: Sequence[str], answer_idx: int) -> Grade:
+    """Whether the reply picks ``options[answer_idx]``, with the extraction that decided.
 
-    Rule 2 is applied to the box as written, so a box holding the answer text is correct even if
-    an earlier option repeats that text; otherwise the extracted letter must be the answer's.
+    A box that names the answer as reference rule 2 words it (its text, ``X. text``, or the letter)
+    is correct even when another option repeats that text; otherwise the reply must state exactly
+    one option and it must be the answer's.
     """
     if not 0 <= answer_idx < len(options):
         raise ValueError(f"answer_idx {answer_idx} is out of range for {len(options)} options")
-    if any(_box_names_answer(c, options, answer_idx) for c in _boxed_candidates(reply)):
-        return True
-    return extract_answer(reply, options).letter == _letters(options)[answer_idx]
+    extraction = extract_answer(reply, options)
+    boxed = any(_box_names_answer(c, options, answer_idx) for c in _box_candidates(_last_boxed_raw(reply)))
+    correct = boxed or extraction.letter == _letters(options)[answer_idx]
+    return Grade(correct=correct, extraction=extraction)
+
+
+def is_correct(reply: str, options: Sequence[str], answer_idx: int) -> bool:
+    """Shorthand for ``grade(...).correct``."""
+    return grade(reply, options, answer_idx).correct

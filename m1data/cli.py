@@ -141,14 +141,11 @@ def dedup(
     threshold: Annotated[float, typer.Option("--threshold", help="rapidfuzz fuzz.ratio at or above which rows match.")] = 95.0,
 ) -> None:
     """Fuzzy deduplication: a row goes when an earlier row matches it (exact all-pairs answer)."""
-    from m1data.dedup import deduplicate, match_keys
+    from m1data.dedup import deduplicate
     from m1data.readers import read_rows, write_rows
 
     rows = read_rows(in_path)
-    keyed = rows if column else rows.add_column("_match_key", match_keys(rows))
-    kept, removed = deduplicate(keyed, column=column or "_match_key", threshold=threshold)
-    if not column:
-        kept = kept.remove_columns("_match_key")
+    kept, removed = deduplicate(rows, column=column, threshold=threshold)
     write_rows(kept, out_path)
     write_rows(removed, out_path.with_name(out_path.stem + ".removed" + out_path.suffix))
     console.print(f"{len(rows):,} rows -> {len(kept):,} kept, {len(removed):,} near-duplicates removed")

@@ -83,11 +83,13 @@ class DupMatch:
 
 @dataclass(frozen=True)
 class EvalText:
-    """One eval item to decontaminate against."""
+    """One eval item to decontaminate against. ``keyed``: ``text`` is a stem + option-set key
+    (compared with the rows' keys), not a bare question (compared with the rows' stems)."""
 
     set_name: str
     item_id: str
     text: str
+    keyed: bool = False
 
 
 @dataclass(frozen=True)
@@ -558,13 +560,34 @@ def stem_key(question: str, options: Sequence[str] | None) -> str:
     return question + "\n" + "\n".join(sorted(options))
 
 
-def deduplicate(ds: Dataset, column: str = "prompt", threshold: float = 95.0,
+def match_keys(ds: Dataset) -> list[str]:
+    """What rows are compared on by default: context (PubMedQA's abstract) and stem, plus the
+    option set in sorted order, so a copy whose options were shuffled differently still matches."""
+    return [stem_key(stem, options) for stem, options in zip(_stems(ds), _options(ds))]
+
+
+def _stems(ds: Dataset) -> list[str]:
+    if "question" not in ds.column_names:
+        raise ValueError(
+            "rows are compared on question stem + option set by default, and these have no 'question' "
+            f"column (columns: {ds.column_names}); pass column= to compare another one"
+        )
+    contexts = ds["context"] if "context" in ds.column_names else [""] * len(ds)
+    return [f"{c}\n{q}" if c else q for c, q in zip(contexts, ds["question"])]
+
+
+def _options(ds: Dataset) -> list[Sequence[str] | None]:
+    return list(ds["options"]) if "options" in ds.column_names else [None] * len(ds)
+
+
+def deduplicate(ds: Dataset, column: str | None = None, threshold: float = 95.0,
                 id_column: str = "id") -> tuple[Dataset, Dataset]:
     """(kept, removed). removed: id, source (when ds has it), reason, match_id, score.
 
-    Ids come from ``id_column`` when present, else the row index.
+    Rows are compared on :func:`match_keys` (stem + sorted options, as the build's stages do), or
+    on ``column`` when given. Ids come from ``id_column`` when present, else the row index.
     """
-    matches = find_duplicates(ds[column], threshold=threshold)
+    matches = find_duplicates(list(ds[column]) if column else match_keys(ds), threshold=threshold)
     ids = _row_ids(ds, id_column)
     removed_idx = [m.index for m in matches]
     record = _removal_record(ds, ids, removed_idx, "near_duplicate")
@@ -574,17 +597,28 @@ def deduplicate(ds: Dataset, column: str = "prompt", threshold: float = 95.0,
 
 
 def decontaminate(ds: Dataset, evals: Mapping[str, Dataset | Sequence[str]] | Sequence[Dataset | str],
-                  column: str = "prompt", threshold: float = 95.0,
+                  column: str | None = None, threshold: float = 95.0,
                   id_column: str = "id") -> tuple[Dataset, Dataset]:
     """(kept, removed). removed: id, source (when ds has it), reason, eval_set, eval_id,
     eval_text, score.
 
-    Eval Datasets are compared on the same ``column``; their item id is their ``id`` column
-    (else the row index) and their set name is the mapping key (else their ``source`` column,
-    else "eval"). Plain strings get set name "eval" (or the mapping key) and their position.
+    By default both sides are compared as the build's stage compares them: eval rows that have
+    options on :func:`match_keys`; bare eval questions (plain strings, or Datasets without an
+    ``options`` column) against the rows' stems. With ``column`` every side uses that column.
+    An eval Dataset's item id is its ``id`` column (else the row index) and its set name the
+    mapping key (else its ``source`` column, else "eval"). Plain strings get set name "eval" (or
+    the mapping key) and their position.
     """
-    eval_texts = eval_items(evals, column)
-    matches = find_contamination(ds[column], eval_texts, threshold=threshold)
+    items = eval_items(evals, column)
+    if column:
+        matches = find_contamination(list(ds[column]), items, threshold=threshold)
+    else:
+        keyed = [item for item in items if item.keyed]
+        bare = [item for item in items if not item.keyed]
+        matches = _best_per_row(
+            find_contamination(match_keys(ds), keyed, threshold=threshold) if keyed else [],
+            find_contamination(_stems(ds), bare, threshold=threshold) if bare else [],
+        )
     ids = _row_ids(ds, id_column)
     removed_idx = [m.index for m in matches]
     record = _removal_record(ds, ids, removed_idx, "contaminated")
@@ -593,6 +627,15 @@ def decontaminate(ds: Dataset, evals: Mapping[str, Dataset | Sequence[str]] | Se
     record["eval_text"] = [m.eval_text for m in matches]
     record["score"] = [m.score for m in matches]
     return _split(ds, removed_idx, record, id_column, [])
+
+
+def _best_per_row(first: list[ContamMatch], second: list[ContamMatch]) -> list[ContamMatch]:
+    """One match per row, the higher score; ``first`` wins a tie."""
+    best: dict[int, ContamMatch] = {}
+    for match in first + second:
+        if match.index not in best or match.score > best[match.index].score:
+            best[match.index] = match
+    return [best[i] for i in sorted(best)]
 
 
 def _removal_record(ds: Dataset, ids: list[Any], removed_idx: list[int], reason: str) -> dict[str, list[Any]]:
@@ -606,7 +649,7 @@ def _removal_record(ds: Dataset, ids: list[Any], removed_idx: list[int], reason:
 
 
 def eval_items(evals: Mapping[str, Dataset | Sequence[str]] | Sequence[Dataset | str],
-               column: str = "prompt") -> list[EvalText]:
+               column: str | None = None) -> list[EvalText]:
     """Flatten the accepted eval inputs into EvalText items (see ``decontaminate``)."""
     out: list[EvalText] = []
     if isinstance(evals, Mapping):
@@ -621,11 +664,12 @@ def eval_items(evals: Mapping[str, Dataset | Sequence[str]] | Sequence[Dataset |
     return out
 
 
-def _eval_from(value: Dataset | Sequence[str], column: str, name: str | None) -> list[EvalText]:
+def _eval_from(value: Dataset | Sequence[str], column: str | None, name: str | None) -> list[EvalText]:
     if isinstance(value, str):
         raise TypeError("an eval set must be a Dataset or a sequence of strings, not a str")
     if hasattr(value, "column_names"):
-        texts = value[column]
+        keyed = column is None and "options" in value.column_names
+        texts = list(value[column]) if column else match_keys(value) if keyed else _stems(value)
         ids = value["id"] if "id" in value.column_names else list(range(len(texts)))
         if name is not None:
             names = [name] * len(texts)
@@ -633,7 +677,7 @@ def _eval_from(value: Dataset | Sequence[str], column: str, name: str | None) ->
             names = [str(s) for s in value["source"]]
         else:
             names = ["eval"] * len(texts)
-        return [EvalText(n, str(i), t) for n, i, t in zip(names, ids, texts)]
+        return [EvalText(n, str(i), t, keyed) for n, i, t in zip(names, ids, texts)]
     return [EvalText(name or "eval", str(i), t) for i, t in enumerate(value)]
 
 
@@ -701,16 +745,6 @@ class _RichBar:
 # Pipeline stages
 
 
-def match_keys(ds: Dataset) -> list[str]:
-    """What rows are compared on: context (PubMedQA's abstract) and stem, plus the option set
-    in sorted order, so a copy whose options were shuffled differently still matches."""
-    keys = []
-    for context, question, options in zip(ds["context"], ds["question"], ds["options"]):
-        stem = f"{context}\n{question}" if context else question
-        keys.append(stem_key(stem, options))
-    return keys
-
-
 @dataclass
 class DedupConfig:
     threshold: float = 95.0
@@ -732,9 +766,8 @@ class Deduplicate(Stage):
         self.name = name
 
     def run(self, rows: Dataset | None, ctx: RunContext) -> StageResult:
-        keyed = rows.add_column("_match_key", match_keys(rows))
-        kept, removed = deduplicate(keyed, column="_match_key", threshold=self.config.threshold)
-        return StageResult(rows=kept.remove_columns("_match_key"), dropped=removed)
+        kept, removed = deduplicate(rows, threshold=self.config.threshold)
+        return StageResult(rows=kept, dropped=removed)
 
 
 class Decontaminate(Stage):
@@ -759,24 +792,22 @@ class Decontaminate(Stage):
         from m1data.loading import load_evals  # loading imports the eval loaders; keep dedup light
 
         eval_sets = load_evals(self.evals)
-        keyed = rows.add_column("_match_key", match_keys(rows))
-        eval_keys = {name: ds.add_column("_match_key", match_keys(ds)) for name, ds in eval_sets.items()}
-        kept, removed = decontaminate(keyed, eval_keys, column="_match_key", threshold=self.config.threshold)
+        kept, removed = decontaminate(rows, eval_sets, threshold=self.config.threshold)
         stats: dict[str, Any] = {
             "eval_items": {name: len(ds) for name, ds in eval_sets.items()},
             "by_eval_set": dict(sorted(Counter(removed["eval_set"]).items())),
         }
         if self.config.ngram:
-            stats["ngram_check"] = self._ngram_report(keyed, eval_keys, set(removed["id"]))
-        return StageResult(rows=kept.remove_columns("_match_key"), dropped=removed, stats=stats)
+            stats["ngram_check"] = self._ngram_report(rows, eval_sets, set(removed["id"]))
+        return StageResult(rows=kept, dropped=removed, stats=stats)
 
-    def _ngram_report(self, keyed: Dataset, eval_keys: dict[str, Dataset], fuzzy_ids: set[str]) -> dict[str, int]:
+    def _ngram_report(self, rows: Dataset, eval_sets: dict[str, Dataset], fuzzy_ids: set[str]) -> dict[str, int]:
         """What the word n-gram check flags, beside the fuzzy verdict, so users see what each catches."""
         from m1data.ngram import ngram_overlap
 
-        eval_texts = [t for ds in eval_keys.values() for t in ds["_match_key"]]
-        hits = ngram_overlap(keyed["_match_key"], eval_texts, n=self.config.ngram)
-        flagged = {i for i, h in zip(keyed["id"], hits) if h is not None}
+        eval_texts = [item.text for item in eval_items(eval_sets)]
+        hits = ngram_overlap(match_keys(rows), eval_texts, n=self.config.ngram)
+        flagged = {i for i, h in zip(rows["id"], hits) if h is not None}
         return {
             "n": self.config.ngram,
             "flagged": len(flagged),

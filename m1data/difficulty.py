@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import datasets
 
-from m1data.answers import extract_answer, is_correct
+from m1data.answers import grade
 from m1data.llm.cache import Cache
 from m1data.llm.cost import PriceTable
 from m1data.llm.http import HTTPConfig, HTTPEngine
@@ -118,8 +118,9 @@ def _grade(replies: list[Reply], options: list[list[str]], answer_idx: list[int]
     for reply, opts, idx in zip(replies, options, answer_idx, strict=True):
         answered = reply.status in ANSWERED
         texts.append(reply.text if answered else None)
-        letters.append(extract_answer(reply.text, opts).letter if answered and reply.text else None)
-        correct.append(reply.status == "ok" and bool(reply.text) and is_correct(reply.text, opts, idx))
+        result = grade(reply.text, opts, idx) if answered and reply.text else None
+        letters.append(result.extraction.letter if result else None)
+        correct.append(reply.status == "ok" and result is not None and result.correct)
         statuses.append(reply.status)
         errors.append(reply.error or "")
     return {"reply": texts, "answer": letters, "correct": correct, "status": statuses, "error": errors}

@@ -10,6 +10,8 @@ Kept rows gain:
     reasoning          the thinking
     teacher_reply      the final reply after the thinking
     teacher_answer     the option letter read from it (m1data.answers)
+    answer_rule        which rule of m1data.answers read it (boxed, statement, answer_line,
+                       similarity), so every kept row can be audited
     teacher_model      the model name sent
     finish_reason      as the server said
     prompt_tokens, completion_tokens   the server's usage
@@ -17,8 +19,9 @@ Kept rows gain:
 Every other row is in `dropped` with those columns too (for inspection) and a reason:
 `truncated` (finish_reason "length": no answer; recorded in the cache and never paid again),
 `filtered` (the provider's content filter), `error` (the call failed after retries; not cached as
-an answer, so a re-run sends it again), `no_answer` (finished, but no option could be read), or
-`wrong_answer` (an option was read and it is not the right one; detail says which).
+an answer, so a re-run of the stage sends it again), `no_answer` (finished, but the reply states
+no option), `multiple_answers` (it states several; detail says which), or `wrong_answer` (it
+states one option and it is not the right one; detail says which).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import Any
 
 import datasets
 
-from m1data.answers import extract_answer, is_correct
+from m1data.answers import grade
 from m1data.llm.cache import Cache
 from m1data.llm.cost import PriceTable
 from m1data.llm.http import HTTPConfig, HTTPEngine
@@ -52,6 +55,7 @@ TRACE_FEATURES = {
     "reasoning": datasets.Value("string"),
     "teacher_reply": datasets.Value("string"),
     "teacher_answer": datasets.Value("string"),
+    "answer_rule": datasets.Value("string"),
     "teacher_model": datasets.Value("string"),
     "finish_reason": datasets.Value("string"),
     "prompt_tokens": datasets.Value("int64"),
@@ -81,22 +85,25 @@ class TracesConfig:
     progress: bool = True
 
 
-def verdict(reply: Reply, options: list[str], answer_idx: int) -> tuple[str | None, str, str | None]:
-    """(reason or None to keep, detail, extracted letter) for one teacher reply."""
+def verdict(reply: Reply, options: list[str], answer_idx: int) -> tuple[str | None, str, str | None, str]:
+    """(reason or None to keep, detail, letter read, rule that read it) for one teacher reply."""
     if reply.status == "length":
-        return "truncated", f"stopped at {reply.completion_tokens} tokens", None
+        return "truncated", f"stopped at {reply.completion_tokens} tokens", None, "none"
     if reply.status == "filtered":
-        return "filtered", reply.error or f"finish_reason {reply.finish_reason}", None
+        return "filtered", reply.error or f"finish_reason {reply.finish_reason}", None, "none"
     if reply.status == "error":
-        return "error", reply.error or "", None
+        return "error", reply.error or "", None, "none"
     if not reply.text.strip():
-        return "no_answer", "the reply has no final answer after the thinking", None
-    letter = extract_answer(reply.text, options).letter
-    if is_correct(reply.text, options, answer_idx):
-        return None, "", letter or LETTERS[answer_idx]
-    if letter is None:
-        return "no_answer", "no option could be read from the final reply", None
-    return "wrong_answer", f"answered {letter}, expected {LETTERS[answer_idx]}", letter
+        return "no_answer", "the reply has no final answer after the thinking", None, "none"
+    result = grade(reply.text, options, answer_idx)
+    read = result.extraction
+    if result.correct:
+        return None, "", read.letter or LETTERS[answer_idx], read.method
+    if read.verdict == "multiple_answers":
+        return "multiple_answers", f"states {', '.join(read.letters)}", None, read.method
+    if read.verdict == "no_answer":
+        return "no_answer", "the reply states no option", None, read.method
+    return "wrong_answer", f"answered {read.letter}, expected {LETTERS[answer_idx]}", read.letter, read.method
 
 
 class TeacherTraces(Stage):
@@ -170,18 +177,20 @@ class TeacherTraces(Stage):
                 stats=run_stats,
                 label=f"teacher {cfg.model}",
             )
-        reasons, details, letters = [], [], []
+        reasons, details, letters, rules = [], [], [], []
         for reply, options, answer_idx in zip(replies, rows["options"], rows["answer_idx"], strict=True):
-            reason, detail, letter = verdict(reply, options, answer_idx)
+            reason, detail, letter, rule = verdict(reply, options, answer_idx)
             reasons.append(reason)
             details.append(detail)
             letters.append(letter)
+            rules.append(rule)
         rows = add_columns(
             rows,
             {
                 "reasoning": ([r.reasoning or "" for r in replies], TRACE_FEATURES["reasoning"]),
                 "teacher_reply": ([r.text for r in replies], TRACE_FEATURES["teacher_reply"]),
                 "teacher_answer": (letters, TRACE_FEATURES["teacher_answer"]),
+                "answer_rule": (rules, TRACE_FEATURES["answer_rule"]),
                 "teacher_model": ([cfg.model] * len(replies), TRACE_FEATURES["teacher_model"]),
                 "finish_reason": ([r.finish_reason for r in replies], TRACE_FEATURES["finish_reason"]),
                 "prompt_tokens": ([r.prompt_tokens for r in replies], TRACE_FEATURES["prompt_tokens"]),

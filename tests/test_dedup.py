@@ -250,7 +250,7 @@ def _train_ds():  # type: ignore[no-untyped-def]
 
 def test_deduplicate_dataset() -> None:
     ds = _train_ds()
-    kept, removed = deduplicate(ds)
+    kept, removed = deduplicate(ds, column="prompt")
     assert kept["id"] == ["r0", "r1", "r3"]
     assert removed.column_names == ["id", "source", "reason", "match_id", "score"]
     assert removed["id"] == ["r2", "r4"]
@@ -265,7 +265,7 @@ def test_deduplicate_without_id_or_source_and_nothing_removed() -> None:
     from datasets import Dataset
 
     ds = Dataset.from_dict({"prompt": ["alpha beta", "gamma delta", "epsilon"]})
-    kept, removed = deduplicate(ds)
+    kept, removed = deduplicate(ds, column="prompt")
     assert len(kept) == 3
     assert len(removed) == 0
     assert removed.column_names == ["id", "reason", "match_id", "score"]
@@ -278,7 +278,7 @@ def test_decontaminate_dataset_with_mapping_and_sequences() -> None:
     medqa_eval = Dataset.from_dict({"id": ["q7", "q8"],
                                     "prompt": ["Unrelated eval item", ds["prompt"][0] + "."]})
     kept, removed = decontaminate(ds, {"medqa_test": medqa_eval,
-                                       "plain": ["What is the capital of France?"]})
+                                       "plain": ["What is the capital of France?"]}, column="prompt")
     assert kept["id"] == ["r3"]
     assert removed.column_names == ["id", "source", "reason", "eval_set", "eval_id",
                                     "eval_text", "score"]
@@ -290,7 +290,7 @@ def test_decontaminate_dataset_with_mapping_and_sequences() -> None:
 
     # a sequence of Datasets: set name from their source column, id from row index
     ev = Dataset.from_dict({"source": ["mmlu"], "prompt": ["What is the capital of France?"]})
-    kept, removed = decontaminate(ds, [ev])
+    kept, removed = decontaminate(ds, [ev], column="prompt")
     assert removed["id"] == ["r1"]
     assert removed["eval_set"] == ["mmlu"]
     assert removed["eval_id"] == ["0"]
@@ -319,3 +319,40 @@ def test_progress_bar_does_not_change_results() -> None:
     evals = [EvalText("s", "0", "unrelated!")]
     assert find_contamination(rows, evals, threshold=90.0, progress=True) == \
         brute_contamination(rows, evals, 90.0)
+
+
+def test_public_functions_default_to_the_stage_keys_on_the_embedded_sample() -> None:
+    """A researcher calling deduplicate/decontaminate with defaults gets what the build removes:
+    the 6 eval copies planted in the sample (options reshuffled) and its 5 near-duplicates."""
+    from m1data.dedup import Decontaminate, DecontaminateConfig, DedupConfig, Deduplicate
+    from m1data.loading import LoadConfig, LoadSources, load_evals, sample_evals
+
+    rows = LoadSources(LoadConfig()).run(None, None).rows
+    evals = load_evals(sample_evals())
+
+    kept, removed = decontaminate(rows, evals)
+    stage = Decontaminate(DecontaminateConfig(ngram=0), sample_evals()).run(rows, None)
+    assert len(removed) == 6
+    assert removed["id"] == stage.dropped["id"] and kept["id"] == stage.rows["id"]
+    _, by_prompt = decontaminate(rows, evals, column="prompt")
+    assert len(by_prompt) < len(removed)  # the shuffled prompt misses copies: why it is not the default
+
+    kept, removed = deduplicate(rows)
+    stage = Deduplicate(DedupConfig()).run(rows, None)
+    assert len(removed) == 5 and removed["id"] == stage.dropped["id"]
+
+
+def test_bare_eval_questions_are_compared_with_row_stems() -> None:
+    from datasets import Dataset
+
+    ds = Dataset.from_dict(
+        {
+            "id": ["r0", "r1"],
+            "question": ["Which valve lesion gives a crescendo-decrescendo murmur at the base?", "Other?"],
+            "options": [["Aortic stenosis", "Mitral stenosis"], ["a", "b"]],
+        }
+    )
+    _, removed = decontaminate(ds, {"plain": ["Which valve lesion gives a crescendo-decrescendo murmur at the base?"]})
+    assert removed["id"] == ["r0"] and removed["eval_set"] == ["plain"] and removed["score"] == [100.0]
+    with pytest.raises(ValueError, match="pass column="):
+        deduplicate(Dataset.from_dict({"prompt": ["x"]}))

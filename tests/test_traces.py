@@ -262,3 +262,31 @@ def test_in_a_pipeline(llm_server, tmp_path, secret_env):
     }
     assert manifest["stats"]["completion_tokens_sent"] > 0
     assert Path(run_dir / "01_traces" / "llm_cache.sqlite").exists()
+
+
+def test_several_or_no_stated_options_are_never_verified(llm_server, tmp_path, secret_env):
+    """A reply naming two options (one of them right) or none is rejected with its own reason,
+    and every kept row says which rule read its answer."""
+    replies = {
+        0: lambda right, wrong: f"{right}\n\nOption {right} is right; {wrong} is not.",  # answer first
+        1: lambda right, wrong: f"The answer is {right} and {wrong}.",
+        2: lambda right, wrong: "I cannot decide between them.",
+        3: lambda right, wrong: f"{wrong},{right}",
+    }
+
+    def several(req: Received) -> Response:
+        row = BY_PROMPT[req.text.split("\n", 1)[1]]
+        right, wrong = LETTERS[row["answer_idx"]], LETTERS[(row["answer_idx"] + 1) % 4]
+        return chat(replies[int(row["id"][1:])](right, wrong), reasoning="Thinking.")
+
+    llm_server.handler = several
+    rows = ROWS.select(range(4))
+    result = TeacherTraces(config(llm_server, tmp_path)).run(rows, None)
+    assert [(r["id"], r["answer_rule"], r["teacher_answer"] == r["answer_letter"]) for r in result.rows] == [
+        ("t0", "statement", True)
+    ]
+    dropped = {r["id"]: (r["reason"], r["detail"]) for r in result.dropped}
+    right1, wrong1 = rows[1]["answer_letter"], LETTERS[(rows[1]["answer_idx"] + 1) % 4]
+    assert dropped["t1"] == ("multiple_answers", f"states {', '.join(sorted([right1, wrong1]))}")
+    assert dropped["t2"] == ("no_answer", "the reply states no option")
+    assert dropped["t3"][0] == "multiple_answers"
