@@ -5,7 +5,7 @@
 Default run: the same ``--rows`` synthetic training prompts are deduplicated by
 1. the baseline: ``rapidfuzz.process.cdist`` over all pairs (each row chunk against the rows
    after it, ``score_cutoff``, ``workers=2``), and
-2. ``m1data.dedup.find_duplicates``;
+2. ``m1data.fuzzy.find_duplicates``;
 both times, their ratio and whether the outputs are identical are printed.
 
 ``--full``: 196,000 rows deduplicated and decontaminated against ~15,000 eval items, timed at
@@ -37,7 +37,7 @@ def baseline_duplicates(texts: list[str], threshold: float, chunk: int = 256,
     """All pairs with cdist; for each row the earliest earlier row scoring >= threshold.
 
     Scores are float64 and compared with ``>=`` here (cdist's own cutoff is lowered by 0.1,
-    see m1data.dedup._verify), so the baseline's boundary is that of ``fuzz.ratio``.
+    see m1data.fuzzy._verify), so the baseline's boundary is that of ``fuzz.ratio``.
     """
     n = len(texts)
     earliest = np.full(n, -1, dtype=np.int64)

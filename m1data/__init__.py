@@ -1,3 +1,76 @@
-"""m1data: rebuild and regenerate the m1 medical reasoning datasets (m23K, m1K)."""
+"""m1data: rebuild and regenerate the m1 medical reasoning datasets (m23K, m1K).
+
+The names researchers import most are available from the top level::
+
+    from m1data import stratified_sample, decontaminate, extract_answer, MeshTagger
+
+They are loaded on first use, so ``import m1data`` stays light (no datasets, numpy or torch
+until a name that needs them is touched).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "stratified_sample": "m1data.sampling",
+    "random_sample": "m1data.sampling",
+    "deduplicate": "m1data.dedup",
+    "decontaminate": "m1data.dedup",
+    "find_duplicates": "m1data.fuzzy",
+    "find_contamination": "m1data.fuzzy",
+    "extract_answer": "m1data.answers",
+    "grade": "m1data.answers",
+    "load_source": "m1data.sources",
+    "load_eval": "m1data.evalsets",
+    "MeshTagger": "m1data.mesh",
+    "OfflineTagger": "m1data.mesh_offline",
+    "Stage": "m1data.pipeline",
+    "run_pipeline": "m1data.pipeline",
+}
+
+__all__ = [
+    "MeshTagger",
+    "OfflineTagger",
+    "Stage",
+    "__version__",
+    "decontaminate",
+    "deduplicate",
+    "extract_answer",
+    "find_contamination",
+    "find_duplicates",
+    "grade",
+    "load_eval",
+    "load_source",
+    "random_sample",
+    "run_pipeline",
+    "stratified_sample",
+]
+
+if TYPE_CHECKING:
+    from m1data.answers import extract_answer, grade
+    from m1data.dedup import decontaminate, deduplicate
+    from m1data.evalsets import load_eval
+    from m1data.fuzzy import find_contamination, find_duplicates
+    from m1data.mesh import MeshTagger
+    from m1data.mesh_offline import OfflineTagger
+    from m1data.pipeline import Stage, run_pipeline
+    from m1data.sampling import random_sample, stratified_sample
+    from m1data.sources import load_source
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'm1data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
