@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import datasets
 import numpy as np
 import yaml
 from rapidfuzz import fuzz, process
@@ -90,7 +91,7 @@ class Story:
 
 @dataclass
 class Fact:
-    """One row of a fact table; `avoid` lists other tables values that are also true of it."""
+    """One row of a fact table; `avoid` lists other facts' values that are also true of it."""
 
     table: str
     key: str
@@ -541,7 +542,13 @@ class Report:
     counts: dict[str, int] = field(default_factory=dict)
 
 
+README_ORDER = ["medmcqa/train.jsonl", "medqa/train.jsonl", "headqa/train_HEAD_EN.json", "pubmedqa/ori_pqal.json",
+                "pubmedqa/test_ground_truth.json", "eval/mmlu/clinical_knowledge_test.csv", "eval/medqa/test.jsonl",
+                "eval/medmcqa/validation.jsonl"]  # the files table of the README, eval sets last
+
+
 def draw(rng: random.Random) -> Drawn:
+    """All questions first, eval sets after training (the order fixes which facts each file gets)."""
     alloc = Allocator(rng)
     headqa = {exam: alloc.take("headqa", tables, n, 5) for exam, (_, tables, n) in HEADQA_EXAMS.items()}
     medqa_train = alloc.take("medqa", None, N_MEDQA_TRAIN, 4)
@@ -763,10 +770,6 @@ def make(out: Path) -> Report:
     return report
 
 
-README_ORDER = ["medmcqa/train.jsonl", "medqa/train.jsonl", "headqa/train_HEAD_EN.json", "pubmedqa/ori_pqal.json",
-                "pubmedqa/test_ground_truth.json", "eval/mmlu/clinical_knowledge_test.csv", "eval/medqa/test.jsonl",
-                "eval/medmcqa/validation.jsonl"]
-
 
 # =============================================================================================
 # Self-check, through m1data itself: what the loaders drop, what dedup and decontamination find,
@@ -824,8 +827,6 @@ def check_dropped(loaded: Loaded, report: Report) -> None:
 
 def check_pipeline_finds_planted(loaded: Loaded, report: Report) -> None:
     """m1data's dedup and decontamination (default keys, threshold 95) find exactly the planted copies."""
-    import datasets
-
     rows = datasets.concatenate_datasets([r.rows for r in loaded.train.values()])
     _, removed = deduplicate(rows)
     found = {frozenset(p) for p in zip(removed["match_id"], removed["id"])}
