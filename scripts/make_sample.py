@@ -920,10 +920,10 @@ row is copied from MedMCQA, MedQA, HEAD-QA, PubMedQA, MMLU or any other dataset.
 questions are templated and repetitive, the clinical vignettes are simplified, and the PubMedQA
 abstracts describe studies that never took place (fictional hospitals, made-up numbers).
 
-Regenerate (deterministic, seed {SEED}, standard library only) from the repository root:
+Regenerate (deterministic, seed {SEED}; needs m1data installed, the fact tables are scripts/sample_facts.yaml) from the repository root:
 
     python scripts/make_sample.py          # rewrites this folder
-    python scripts/make_sample.py --check  # also lists the most similar question pairs
+    python scripts/make_sample.py --check  # checks with m1data's loaders, compares with the committed files
 
 ## Files
 
