@@ -244,7 +244,7 @@ class MeshConfig:
     rpm: float | None = None
     tpm: float | None = None
     timeout: float = 600.0
-    cache_path: str | None = None  # default: <stage_dir>/llm_cache.sqlite
+    cache_path: str | None = None  # default: <state_dir>/llm_cache.sqlite (RUN_DIR/cache/NN_tag/)
     text_field: str = "prompt"
     progress: bool = True
 
@@ -406,7 +406,7 @@ class MeshTagger(Stage):
     def run(self, rows: datasets.Dataset | None, ctx: RunContext) -> StageResult:
         if rows is None:
             raise ValueError("the tag stage needs input rows")
-        cache_path = self.config.cache_path or ctx.stage_dir / "llm_cache.sqlite"
+        cache_path = self.config.cache_path or ctx.state_dir / "llm_cache.sqlite"
         prompts = list(rows[self.config.text_field])
         outcomes, run = run_tagging(prompts, self.config, cache_path, self.engine)
         kept = [i for i, o in enumerate(outcomes) if o.code is not None]

@@ -7,6 +7,14 @@ any stage statistics (tokens, cost, per-eval-set counts). The manifest is writte
 the parquet files are in place, so a crash mid-stage leaves no manifest and earlier stages stay
 intact. A re-run skips every stage whose manifest matches its config and input fingerprint.
 
+What a stage paid for (an LLM reply cache) lives in its state folder `cache/NN_name/`, beside the
+stage folders and never inside them: rewriting a stage swaps its folder (`NN_name.tmp` is
+written, then renamed into place), and no moment of that swap may hold the only copy of a paid
+reply. Before a stage runs, whatever a crash left behind is put back in order: state found in a
+stage folder (run folders from before this layout) or in its `.tmp`/`.old` leftovers is merged
+into the state folder first, a `.tmp` holding a complete stage finishes its swap, and only then
+are the leftovers deleted.
+
 The funnel (paper Table 3) and the lineage of any row are read back from these manifests.
 """
 
@@ -32,6 +40,9 @@ from m1data import __version__
 console = Console(stderr=True)
 
 DROP_COLUMNS = ("id", "source", "reason")
+OUTPUT_FILES = ("rows.parquet", "dropped.parquet", "manifest.json")
+STATE_DIR = "cache"
+_SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
 
 
 @dataclass
@@ -47,10 +58,17 @@ class StageResult:
 
 @dataclass
 class RunContext:
-    """Where a stage may keep state that must survive a crash (an LLM cache, say)."""
+    """Where a stage's outputs go (`stage_dir`) and where it keeps state that must survive a
+    crash and every rewrite of its outputs (`state_dir`, an LLM reply cache, say). Outside a
+    pipeline (a file run) both may be the same folder."""
 
     run_dir: Path
     stage_dir: Path
+    state_dir: Path = None  # type: ignore[assignment]  # None: the stage folder
+
+    def __post_init__(self) -> None:
+        if self.state_dir is None:
+            self.state_dir = self.stage_dir
 
 
 class Stage(ABC):
@@ -115,6 +133,11 @@ def stage_dirname(index: int, name: str) -> str:
     return f"{index:02d}_{name}"
 
 
+def state_dir_of(run_dir: Path, index: int, name: str) -> Path:
+    """A stage's state folder: `RUN_DIR/cache/NN_name/`, beside the stage folders."""
+    return Path(run_dir) / STATE_DIR / stage_dirname(index, name)
+
+
 def read_manifest(stage_dir: Path) -> dict[str, Any] | None:
     path = stage_dir / "manifest.json"
     if not path.exists():
@@ -125,7 +148,7 @@ def read_manifest(stage_dir: Path) -> dict[str, Any] | None:
 def read_manifests(run_dir: Path) -> list[dict[str, Any]]:
     """All completed stage manifests of a run, in pipeline order."""
     manifests = []
-    for stage_dir in sorted(p for p in Path(run_dir).iterdir() if p.is_dir()):
+    for stage_dir in sorted(p for p in Path(run_dir).iterdir() if p.is_dir() and p.suffix not in (".tmp", ".old")):
         manifest = read_manifest(stage_dir)
         if manifest is not None:
             manifests.append(manifest)
@@ -165,24 +188,78 @@ def _check_dropped(stage: Stage, dropped: datasets.Dataset | None) -> None:
         raise StageFailed(f"stage {stage.name!r} returned dropped rows without columns {missing}")
 
 
-def _write_stage(stage_dir: Path, result: StageResult, manifest: dict[str, Any]) -> None:
-    """Write to a temporary folder and rename it into place, so a stage is all or nothing."""
-    tmp = stage_dir.with_name(stage_dir.name + ".tmp")
+def _tmp_dir(stage_dir: Path) -> Path:
+    return stage_dir.with_name(stage_dir.name + ".tmp")
+
+
+def _old_dir(stage_dir: Path) -> Path:
+    return stage_dir.with_name(stage_dir.name + ".old")
+
+
+def _merge_sqlite(source: Path, target: Path) -> None:
+    """Fold a reply cache found in the wrong place into the state folder's, then delete it. A
+    merge (not a rename) because the file may come with a WAL that holds its last commits, and
+    because running it again after a crash half-way copies nothing twice."""
+    from m1data.llm.cache import Cache
+
+    with Cache(target) as cache:
+        copied = cache.merge_from(source)
+    for suffix in (*_SQLITE_SIDECARS, ""):
+        Path(f"{source}{suffix}").unlink(missing_ok=True)
+    console.print(f"[dim]recovered[/dim] {copied} cached replies from {source} into {target}")
+
+
+def _move_state(folder: Path, state_dir: Path) -> None:
+    """Everything in `folder` that is not a stage output goes to `state_dir`; nothing there is
+    overwritten (caches are merged, other files kept under a new name)."""
+    for item in sorted(folder.iterdir()):
+        if item.name in OUTPUT_FILES or item.name.endswith(_SQLITE_SIDECARS):
+            continue
+        state_dir.mkdir(parents=True, exist_ok=True)
+        target = state_dir / item.name
+        if item.suffix == ".sqlite" and item.is_file():
+            _merge_sqlite(item, target)
+        elif not target.exists():
+            item.rename(target)
+        else:
+            item.rename(state_dir / f"{item.name}.recovered-{time.time_ns()}")
+    for item in folder.iterdir():  # a WAL whose database is gone holds nothing readable
+        if item.name.endswith(_SQLITE_SIDECARS) and not Path(str(item).rsplit("-", 1)[0]).exists():
+            item.unlink()
+
+
+def _recover(stage_dir: Path, state_dir: Path) -> None:
+    """Put a stage back in order after a crash, before anything else touches it (see the module
+    docstring): state first, then an interrupted swap, then the leftovers."""
+    tmp, old = _tmp_dir(stage_dir), _old_dir(stage_dir)
+    for folder in (stage_dir, tmp, old):
+        if folder.is_dir():
+            _move_state(folder, state_dir)
+    if not stage_dir.exists() and (tmp / "manifest.json").is_file():
+        tmp.rename(stage_dir)  # the swap was cut between its two renames
+    for leftover in (tmp, old):
+        if leftover.exists():
+            shutil.rmtree(leftover)
+
+
+def _write_stage(stage_dir: Path, state_dir: Path, result: StageResult, manifest: dict[str, Any]) -> None:
+    """Write the outputs to `NN_name.tmp` and swap it in, so a stage is all or nothing. The stage
+    folder holds outputs only; anything else a stage left there goes to its state folder first."""
+    tmp, old = _tmp_dir(stage_dir), _old_dir(stage_dir)
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    # Keep the stage's private state (e.g. an LLM cache) across the swap.
-    if stage_dir.exists():
-        for item in stage_dir.iterdir():
-            if item.name not in ("rows.parquet", "dropped.parquet", "manifest.json"):
-                item.rename(tmp / item.name)
-        shutil.rmtree(stage_dir)
     result.rows.to_parquet(str(tmp / "rows.parquet"))
     if result.dropped is not None and len(result.dropped):
         result.dropped.to_parquet(str(tmp / "dropped.parquet"))
     manifest["output_fingerprint"] = file_digest(tmp / "rows.parquet")
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    if stage_dir.exists():
+        _move_state(stage_dir, state_dir)
+        stage_dir.rename(old)
     tmp.rename(stage_dir)
+    if old.exists():
+        shutil.rmtree(old)
 
 
 def run_pipeline(
@@ -214,6 +291,8 @@ def run_pipeline(
     input_fp = "none"
     for index, stage in enumerate(stages[: stop_at + 1]):
         stage_dir = run_dir / stage_dirname(index, stage.name)
+        state_dir = state_dir_of(run_dir, index, stage.name)
+        _recover(stage_dir, state_dir)
         config = stage.config_dict()
         input_fp = _fingerprint(input_fp, stage.external_fingerprint())
         previous = read_manifest(stage_dir)
@@ -240,7 +319,7 @@ def run_pipeline(
         console.print(f"[bold]run[/bold]  {stage.name}")
         stage_dir.mkdir(parents=True, exist_ok=True)
         began = time.perf_counter()
-        result = stage.run(rows, RunContext(run_dir=run_dir, stage_dir=stage_dir))
+        result = stage.run(rows, RunContext(run_dir=run_dir, stage_dir=stage_dir, state_dir=state_dir))
         _check_dropped(stage, result.dropped)
         manifest = {
             "stage": stage.name,
@@ -256,7 +335,7 @@ def run_pipeline(
             "wall_time_s": round(time.perf_counter() - began, 3),
             "m1data_version": __version__,
         }
-        _write_stage(stage_dir, result, manifest)
+        _write_stage(stage_dir, state_dir, result, manifest)
         rows = load_stage_rows(stage_dir)
         input_fp = read_manifest(stage_dir)["output_fingerprint"]
         console.print(

@@ -163,6 +163,30 @@ class Cache:
 
     # -- writing ----------------------------------------------------------------------------
 
+    def merge_from(self, other: str | Path) -> int:
+        """Copy into this cache every reply of another cache file that this one lacks (or holds
+        only as a transient failure), in one transaction; return how many were copied. Used to
+        take back a cache a crash left somewhere else: running it twice copies nothing twice."""
+        with self._lock:
+            self._db.execute("ATTACH DATABASE ? AS other", (str(other),))
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                before = self._db.total_changes
+                self._db.execute(
+                    "INSERT OR REPLACE INTO main.replies SELECT o.* FROM other.replies o "
+                    "LEFT JOIN main.replies m ON m.key = o.key "
+                    "WHERE m.key IS NULL OR (m.transient = 1 AND o.transient = 0)"
+                )
+                copied = self._db.total_changes - before
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+            finally:
+                self._db.execute("DETACH DATABASE other")
+        return copied
+
     def put(
         self, key: str, endpoint: str, request: Request, reply: Reply, *, transient: bool = False, attempts: int = 1
     ) -> None:

@@ -42,13 +42,13 @@ def check_rows(rows: datasets.Dataset | None, stage: str) -> datasets.Dataset:
 
 
 def open_cache(configured: str | None, ctx: RunContext | None) -> Cache:
-    """The configured file, else `<stage_dir>/llm_cache.sqlite` (kept across re-runs by the
-    pipeline, which moves a stage's private files along when it rewrites the stage)."""
+    """The configured file, else `<state_dir>/llm_cache.sqlite`: in a build, the stage's state
+    folder `RUN_DIR/cache/NN_stage/`, which no rewrite of the stage's outputs touches."""
     if configured:
         return Cache(configured)
     if ctx is None:
         raise ValueError("no cache path configured and no run context to put one in")
-    return Cache(Path(ctx.stage_dir) / CACHE_FILENAME)
+    return Cache(Path(ctx.state_dir) / CACHE_FILENAME)
 
 
 def add_columns(rows: datasets.Dataset, columns: dict[str, tuple[list[Any], Any]]) -> datasets.Dataset:

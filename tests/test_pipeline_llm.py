@@ -1,0 +1,133 @@
+"""The stage runner with a real LLM stage (teacher traces over HTTP to the scripted server): what
+a build has paid for survives any crash of the runner, and a transient failure is never written
+as a finished stage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import datasets
+import pytest
+from llm_server import Received, Response, chat, error, llm_server  # noqa: F401
+
+from m1data.llm.limits import RetryPolicy
+from m1data.pipeline import Stage, StageResult, run_pipeline
+from m1data.schema import LETTERS, make_row, rows_to_dataset
+from m1data.traces import TeacherTraces, TracesConfig
+
+N_ROWS = 12
+
+
+def question_rows(n: int = N_ROWS) -> datasets.Dataset:
+    rows = [
+        make_row(
+            source="medqa",
+            row_id=f"medqa:{i}",
+            question=f"Which drug is first line for condition {i}?",
+            options=[f"drug {i}", f"other {i}", f"third {i}", f"fourth {i}"],
+            answer_idx=0,
+            raw={"n": i},
+        )
+        for i in range(n)
+    ]
+    return rows_to_dataset(rows)
+
+
+ROWS = question_rows()
+ANSWER_BY_PROMPT = {p: LETTERS[a] for p, a in zip(ROWS["prompt"], ROWS["answer_idx"])}
+
+
+@dataclass
+class RowsConfig:
+    n: int = N_ROWS
+
+
+class Rows(Stage):
+    """A first stage that hands out fixed schema rows."""
+
+    name = "rows"
+
+    def __init__(self, config: RowsConfig | None = None):
+        self.config = config or RowsConfig()
+
+    def run(self, rows, ctx):
+        return StageResult(rows=question_rows(self.config.n))
+
+
+def right_answer(req: Received) -> Response:
+    prompt = req.text.split("\n", 1)[1]
+    return chat(f"The answer is \\boxed{{{ANSWER_BY_PROMPT[prompt]}}}.", reasoning="thinking")
+
+
+def teacher(server, **kwargs) -> TeacherTraces:
+    config = TracesConfig(
+        model="teacher",
+        base_url=server.base_url,
+        api_key_env=None,
+        progress=False,
+        retry=RetryPolicy(max_attempts=2, base_delay=0.01),
+        **kwargs,
+    )
+    return TeacherTraces(config)
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 1: the reply cache survives a crash while the stage writes its outputs
+
+
+def test_a_crash_while_writing_outputs_keeps_the_reply_cache(llm_server, tmp_path, monkeypatch):
+    """A full disk (or SIGKILL, or Ctrl-C) after the replies are in, while the stage's parquet
+    files are written, must not lose a single paid reply."""
+    llm_server.handler = right_answer
+    run_pipeline([Rows(), teacher(llm_server)], tmp_path)
+    assert llm_server.count() == N_ROWS
+
+    real_to_parquet = datasets.Dataset.to_parquet
+
+    def disk_full(self, path, *args, **kwargs):
+        if "01_traces" in str(path):
+            raise OSError(28, "No space left on device")
+        return real_to_parquet(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(datasets.Dataset, "to_parquet", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        run_pipeline([Rows(), teacher(llm_server)], tmp_path, force=True)
+    monkeypatch.setattr(datasets.Dataset, "to_parquet", real_to_parquet)
+
+    out = run_pipeline([Rows(), teacher(llm_server)], tmp_path)
+    assert llm_server.count() == N_ROWS  # nothing paid twice
+    assert len(out) == N_ROWS
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_cache_left_in_a_tmp_folder_by_a_crash_is_recovered(llm_server, tmp_path):
+    """A run folder in the state an earlier version's crash left behind: the stage folder gone,
+    the cache moved into NN_stage.tmp. The re-run takes the cache back before deleting .tmp."""
+    llm_server.handler = right_answer
+    run_pipeline([Rows(), teacher(llm_server)], tmp_path)
+    caches = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.sqlite"))
+    assert caches == ["cache/01_traces/llm_cache.sqlite"]  # beside the stage folders, not in them
+
+    stranded = tmp_path / "01_traces.tmp"
+    stranded.mkdir()
+    for path in (tmp_path / "cache" / "01_traces").iterdir():
+        path.rename(stranded / path.name)
+    for path in (tmp_path / "01_traces").iterdir():
+        path.unlink()
+    (tmp_path / "01_traces").rmdir()
+
+    run_pipeline([Rows(), teacher(llm_server)], tmp_path)
+    assert llm_server.count() == N_ROWS
+    assert not stranded.exists()
+
+
+def test_a_cache_inside_an_old_stage_folder_is_moved_beside_it(llm_server, tmp_path):
+    """Run folders made before the cache moved out keep their paid replies."""
+    llm_server.handler = right_answer
+    run_pipeline([Rows(), teacher(llm_server)], tmp_path)
+    for path in (tmp_path / "cache" / "01_traces").iterdir():
+        path.rename(tmp_path / "01_traces" / path.name)
+    run_pipeline([Rows(), teacher(llm_server)], tmp_path, force=True)
+    assert llm_server.count() == N_ROWS
+    assert (tmp_path / "cache" / "01_traces" / "llm_cache.sqlite").is_file()
+    assert not list((tmp_path / "01_traces").glob("*.sqlite*"))
