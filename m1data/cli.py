@@ -83,7 +83,7 @@ def build(
     from m1data.config import load_config
     from m1data.funnel import funnel_markdown
     from m1data.hub import export_run
-    from m1data.pipeline import StageNotReady, run_pipeline
+    from m1data.pipeline import StageIncomplete, StageNotReady, run_pipeline
 
     if dataset not in BUILDERS:
         raise typer.BadParameter(f"choose from {', '.join(BUILDERS)}", param_hint="DATASET")
@@ -104,6 +104,10 @@ def build(
         console.print(f"[yellow]{stop}[/yellow]\nThe stages before it are complete in {out}; configure the "
                       "endpoint (see README, --config) and run the same command again to continue.")
         return
+    except StageIncomplete as stop:
+        typer.echo(funnel_markdown(out))
+        console.print(f"[red]{stop}[/red]", soft_wrap=True)
+        raise typer.Exit(1) from None
     typer.echo(funnel_markdown(out))
     if until is None:
         folder = export_run(dataset, out, out / "hub", repo_id=repo_id)

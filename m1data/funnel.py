@@ -48,7 +48,10 @@ def funnel_markdown(run_dir: str | Path) -> str:
     if not manifests[0]["counts_in"]:
         lines.append(_row("raw rows read", _raw_counts(manifests[0]), columns))
     for m in manifests:
-        lines.append(_row(f"after {m['stage']}", m["counts_out"], columns))
+        label = f"after {m['stage']}"
+        if not m.get("complete", True):
+            label += f" (incomplete: {m.get('transient_failures', 0):,} transient failures to retry)"
+        lines.append(_row(label, m["counts_out"], columns))
 
     lines += ["", "## Removed rows by stage and reason", "", *_header("stage: reason", columns)]
     for m in manifests:

@@ -43,6 +43,7 @@ import datasets
 from m1data.llm.cache import Cache
 from m1data.llm.http import HTTPConfig, HTTPEngine
 from m1data.llm.runner import RunStats, run_requests
+from m1data.llm.stages import is_transient
 from m1data.llm.types import Engine, Reply, Request
 from m1data.pipeline import RunContext, Stage, StageResult
 
@@ -413,7 +414,10 @@ class MeshTagger(Stage):
         failed = [i for i, o in enumerate(outcomes) if o.code is None]
         codes = [outcomes[i].code for i in kept]
         tagged = add_domain_columns(rows.select(kept), codes)
-        return StageResult(rows=tagged, dropped=_dropped(rows, failed, outcomes), stats=_stats(outcomes, codes, run))
+        # an untagged row whose attempts failed transiently may still be tagged: not a result yet
+        transient = sum(any(is_transient(r) for r in outcomes[i].replies) for i in failed)
+        return StageResult(rows=tagged, dropped=_dropped(rows, failed, outcomes), stats=_stats(outcomes, codes, run),
+                           transient_failures=transient)
 
 
 def tag_file(

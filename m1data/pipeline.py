@@ -54,6 +54,10 @@ class StageResult:
     rows: datasets.Dataset
     dropped: datasets.Dataset | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    transient_failures: int = 0
+    """Requests that failed for a reason that may pass (timeout, 5xx, dropped connection) after
+    every retry. Their rows are not a result: the stage is written (for inspection) but marked
+    incomplete, the run stops after it, and the next run re-runs it, sending exactly those."""
 
 
 @dataclass
@@ -170,6 +174,19 @@ def load_stage_dropped(stage_dir: Path) -> datasets.Dataset | None:
 
 class StageFailed(RuntimeError):
     pass
+
+
+class StageIncomplete(RuntimeError):
+    """A stage was written but some of its requests failed transiently: the run stops after it."""
+
+    def __init__(self, stage: str, transient: int, stage_dir: Path):
+        super().__init__(
+            f"stage {stage!r} is incomplete: {transient:,} request{'s' if transient != 1 else ''} failed transiently "
+            "(timeouts, 5xx, dropped "
+            f"connections) after every retry. Its outputs are in {stage_dir} for inspection; run the same "
+            "command again to send exactly those requests (the cache answers the rest)."
+        )
+        self.stage, self.transient = stage, transient
 
 
 class StageNotReady(RuntimeError):
@@ -296,14 +313,16 @@ def run_pipeline(
         config = stage.config_dict()
         input_fp = _fingerprint(input_fp, stage.external_fingerprint())
         previous = read_manifest(stage_dir)
-        matches = (
-            previous is not None
-            and previous.get("config") == config
-            and previous.get("input_fingerprint") == input_fp
-        )
+        complete = previous is not None and previous.get("complete", True)
+        matches = complete and previous.get("config") == config and previous.get("input_fingerprint") == input_fp
         if index < start_at:
             if previous is None:
                 raise StageFailed(f"cannot start at {start!r}: stage {stage.name!r} has not completed in {run_dir}")
+            if not complete:
+                raise StageFailed(
+                    f"cannot start at {start!r}: stage {stage.name!r} is incomplete "
+                    f"({previous.get('transient_failures')} transient failures); run without --from to finish it"
+                )
             matches = True
         elif force or (start is not None):
             matches = False
@@ -332,6 +351,8 @@ def run_pipeline(
             "rows_out": len(result.rows),
             "drops": drop_counts(result.dropped),
             "stats": result.stats,
+            "complete": result.transient_failures == 0,
+            "transient_failures": result.transient_failures,
             "wall_time_s": round(time.perf_counter() - began, 3),
             "m1data_version": __version__,
         }
@@ -342,4 +363,6 @@ def run_pipeline(
             f"      {stage.name}: {manifest['rows_in']} -> {manifest['rows_out']} rows "
             f"in {manifest['wall_time_s']:.1f}s"
         )
+        if result.transient_failures:
+            raise StageIncomplete(stage.name, result.transient_failures, stage_dir)
     return rows

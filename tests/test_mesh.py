@@ -297,7 +297,7 @@ def test_in_a_pipeline_the_manifest_counts_untagged(llm_server, tmp_path):
     manifest = read_manifest(stage_dir)
     assert manifest["drops"] == {"untagged": {"medmcqa": 2}}
     assert manifest["stats"]["untagged"] == 2
-    assert (stage_dir / "llm_cache.sqlite").exists()
+    assert (tmp_path / "run" / "cache" / "01_tag" / "llm_cache.sqlite").exists()
     assert sorted(load_stage_dropped(stage_dir)["id"]) == ["q1", "q3"]
     assert manifest["config"]["api_key_env"] is None and "Bearer" not in json.dumps(manifest)
 

@@ -11,7 +11,7 @@ import pytest
 from llm_server import Received, Response, chat, error, llm_server  # noqa: F401
 
 from m1data.llm.limits import RetryPolicy
-from m1data.pipeline import Stage, StageResult, run_pipeline
+from m1data.pipeline import Stage, StageFailed, StageIncomplete, StageResult, read_manifests, run_pipeline
 from m1data.schema import LETTERS, make_row, rows_to_dataset
 from m1data.traces import TeacherTraces, TracesConfig
 
@@ -131,3 +131,101 @@ def test_a_cache_inside_an_old_stage_folder_is_moved_beside_it(llm_server, tmp_p
     assert llm_server.count() == N_ROWS
     assert (tmp_path / "cache" / "01_traces" / "llm_cache.sqlite").is_file()
     assert not list((tmp_path / "01_traces").glob("*.sqlite*"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 2: a stage with transient failures is not complete
+
+
+def flaky_for(prompts: set[str], failures: int):
+    """503 for the first `failures` sends of the given prompts, then the right answer."""
+
+    def handler(req: Received) -> Response:
+        prompt = req.text.split("\n", 1)[1]
+        if prompt in prompts and req.attempt <= failures:
+            return error(503, "overloaded")
+        return right_answer(req)
+
+    return handler
+
+
+def test_transient_failures_leave_the_stage_incomplete_and_a_rerun_retries_exactly_them(llm_server, tmp_path):
+    flaky = set(ROWS["prompt"][:3])
+    llm_server.handler = flaky_for(flaky, failures=2)  # both attempts of the first run fail
+    with pytest.raises(StageIncomplete) as stop:
+        run_pipeline([Rows(), teacher(llm_server)], tmp_path)
+    assert stop.value.stage == "traces" and stop.value.transient == 3
+    assert "3 requests failed transiently" in str(stop.value)
+    manifest = read_manifests(tmp_path)[-1]
+    assert manifest["stage"] == "traces" and manifest["complete"] is False
+    assert manifest["transient_failures"] == 3
+    first = llm_server.count()
+    assert first == N_ROWS - 3 + 3 * 2
+
+    out = run_pipeline([Rows(), teacher(llm_server)], tmp_path)  # the same command again
+    resent = [r.text.split("\n", 1)[1] for r in llm_server.requests[first:]]
+    assert sorted(resent) == sorted(flaky)  # exactly the failed ones; the cache answers the rest
+    assert len(out) == N_ROWS
+    manifest = read_manifests(tmp_path)[-1]
+    assert manifest["complete"] is True and manifest["transient_failures"] == 0
+
+    run_pipeline([Rows(), teacher(llm_server)], tmp_path)
+    assert llm_server.count() == first + 3  # complete now: skipped
+
+
+def test_a_later_stage_cannot_start_from_an_incomplete_one(llm_server, tmp_path):
+    llm_server.handler = flaky_for(set(ROWS["prompt"][:1]), failures=10)
+
+    class After(Rows):
+        name = "after"
+
+        def run(self, rows, ctx):
+            return StageResult(rows=rows)
+
+    with pytest.raises(StageIncomplete):
+        run_pipeline([Rows(), teacher(llm_server), After()], tmp_path)
+    assert [m["stage"] for m in read_manifests(tmp_path)] == ["rows", "traces"]  # stopped there
+    with pytest.raises(StageFailed, match="incomplete"):
+        run_pipeline([Rows(), teacher(llm_server), After()], tmp_path, start="after")
+
+
+def test_a_refusal_is_a_recorded_outcome_not_a_transient_failure(llm_server, tmp_path):
+    """A 400 (prompt over the context window, say) is the request's answer: the stage is complete."""
+    refused = ROWS["prompt"][0]
+
+    def handler(req: Received) -> Response:
+        if req.text.split("\n", 1)[1] == refused:
+            return error(400, "maximum context length exceeded")
+        return right_answer(req)
+
+    llm_server.handler = handler
+    out = run_pipeline([Rows(), teacher(llm_server)], tmp_path)
+    assert len(out) == N_ROWS - 1 and read_manifests(tmp_path)[-1]["complete"] is True
+    run_pipeline([Rows(), teacher(llm_server)], tmp_path)
+    assert llm_server.count() == N_ROWS
+
+
+def test_build_exits_non_zero_while_transient_failures_remain(llm_server, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from typer.testing import CliRunner
+
+    from m1data.builders import BUILDERS
+    from m1data.cli import app
+
+    @dataclass
+    class TinyConfig:
+        rows: RowsConfig = None  # type: ignore[assignment]
+
+    monkeypatch.setitem(
+        BUILDERS, "m23k", SimpleNamespace(CONFIG=TinyConfig, stages=lambda cfg: [Rows(), teacher(llm_server)])
+    )
+    llm_server.handler = flaky_for(set(ROWS["prompt"][:2]), failures=2)
+    result = CliRunner().invoke(app, ["build", "m23k", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1, result.output
+    assert "2 requests failed transiently" in result.output.replace("\n", " ")
+    assert not (tmp_path / "run" / "hub").exists()  # nothing half-done is exported
+
+    again = CliRunner().invoke(app, ["build", "m23k", "--out", str(tmp_path / "run")])
+    assert again.exit_code == 0, again.output
+    assert (tmp_path / "run" / "hub" / "README.md").is_file()

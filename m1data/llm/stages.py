@@ -12,14 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+from rich.console import Console
 
 from m1data.llm.cache import Cache
-from m1data.llm.types import Request
+from m1data.llm.types import Reply, Request
 from m1data.pipeline import RunContext
 
 BOXED_INSTRUCTION = "Return your final response within \\boxed{}."
 CACHE_FILENAME = "llm_cache.sqlite"
 REQUIRED_COLUMNS = ("id", "source", "prompt", "options", "answer_idx")
+
+console = Console(stderr=True)
 
 
 def boxed_prompt(prompt: str) -> str:
@@ -30,6 +33,16 @@ def boxed_prompt(prompt: str) -> str:
 def boxed_request(model: str, prompt: str, params: dict[str, Any]) -> Request:
     """A single user message, no system message, as m1 sent it."""
     return Request(model=model, messages=({"role": "user", "content": boxed_prompt(prompt)},), params=dict(params))
+
+
+def is_transient(reply: Reply) -> bool:
+    """A failure that may pass (timeout, 5xx, dropped connection) after every retry: the runner
+    marks these `transient` in the cache and sends them again on the next run."""
+    return reply.status == "error" and bool(getattr(reply, "retryable", False))
+
+
+def count_transient(replies: Sequence[Reply]) -> int:
+    return sum(is_transient(r) for r in replies)
 
 
 def check_rows(rows: datasets.Dataset | None, stage: str) -> datasets.Dataset:
@@ -106,4 +119,16 @@ def run_on_file(stage: Any, in_path: str | Path, out_path: str | Path, dry_run: 
     result = stage.run(rows, None)
     write_rows(result.rows, out_path)
     write_rows(result.dropped, rejected_path(out_path))
-    return {"rows_in": len(rows), "rows_out": len(result.rows), "rows_rejected": len(result.dropped), **result.stats}
+    if result.transient_failures:
+        console.print(
+            f"[yellow]{result.transient_failures:,} requests failed transiently (timeouts, 5xx, dropped connections); "
+            "their rows are in the rejected file with reason 'error'. Run the same command again to send exactly "
+            "those (the cache answers the rest).[/yellow]"
+        )
+    return {
+        "rows_in": len(rows),
+        "rows_out": len(result.rows),
+        "rows_rejected": len(result.dropped),
+        "transient_failures": result.transient_failures,
+        **result.stats,
+    }
