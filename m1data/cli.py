@@ -98,7 +98,7 @@ def build(
     else:
         stages = builder.stages(cfg)
     try:
-        run_pipeline(stages, out, start=start, until=until, force=force)
+        rows = run_pipeline(stages, out, start=start, until=until, force=force)
     except StageNotReady as stop:
         typer.echo(funnel_markdown(out))
         console.print(f"[yellow]{stop}[/yellow]\nThe stages before it are complete in {out}; configure the "
@@ -109,6 +109,10 @@ def build(
         console.print(f"[red]{stop}[/red]", soft_wrap=True)
         raise typer.Exit(1) from None
     typer.echo(funnel_markdown(out))
+    if rows is not None and len(rows) == 0:
+        console.print(f"[yellow]The build ended with 0 rows[/yellow] (the funnel above says where they went); "
+                      "no Hub folder written.", soft_wrap=True)
+        return
     if until is None:
         folder = export_run(dataset, out, out / "hub", repo_id=repo_id)
         console.print(f"Hub-layout folder: {folder} (load it with datasets.load_dataset({str(folder)!r}))")

@@ -159,13 +159,18 @@ def read_manifests(run_dir: Path) -> list[dict[str, Any]]:
     return manifests
 
 
-def load_stage_rows(stage_dir: Path) -> datasets.Dataset:
-    return datasets.Dataset.from_parquet(str(stage_dir / "rows.parquet"))
+def load_stage_rows(stage_dir: Path, columns: list[str] | None = None) -> datasets.Dataset:
+    """A stage's kept rows (zero rows is a valid output)."""
+    from m1data.readers import parquet_dataset
+
+    return parquet_dataset(stage_dir / "rows.parquet", columns=columns)
 
 
 def load_stage_dropped(stage_dir: Path) -> datasets.Dataset | None:
+    from m1data.readers import parquet_dataset
+
     path = stage_dir / "dropped.parquet"
-    return datasets.Dataset.from_parquet(str(path)) if path.exists() else None
+    return parquet_dataset(path) if path.exists() else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -332,13 +337,19 @@ def run_pipeline(
             input_fp = previous["output_fingerprint"]
             continue
 
-        problem = stage.preflight()
-        if problem is not None:
-            raise StageNotReady(stage.name, problem)
-        console.print(f"[bold]run[/bold]  {stage.name}")
-        stage_dir.mkdir(parents=True, exist_ok=True)
         began = time.perf_counter()
-        result = stage.run(rows, RunContext(run_dir=run_dir, stage_dir=stage_dir, state_dir=state_dir))
+        if rows is not None and len(rows) == 0:
+            # Zero rows is a valid outcome of an earlier stage; this one has nothing to do and
+            # needs nothing (an LLM stage no endpoint). Its output is the empty input.
+            console.print(f"[yellow]skip[/yellow] {stage.name}: nothing to do (an earlier stage left 0 rows)")
+            result = StageResult(rows=rows, stats={"nothing_to_do": "no input rows"})
+        else:
+            problem = stage.preflight()
+            if problem is not None:
+                raise StageNotReady(stage.name, problem)
+            console.print(f"[bold]run[/bold]  {stage.name}")
+            stage_dir.mkdir(parents=True, exist_ok=True)
+            result = stage.run(rows, RunContext(run_dir=run_dir, stage_dir=stage_dir, state_dir=state_dir))
         _check_dropped(stage, result.dropped)
         manifest = {
             "stage": stage.name,

@@ -145,3 +145,85 @@ def test_preflight_stops_before_a_stage_that_cannot_run(tmp_path):
         run_pipeline([Make(), NeedsModel()], tmp_path)
     assert "127.0.0.1:9" in err.value.problem
     assert CALLS == ["make"] and [m["stage"] for m in read_manifests(tmp_path)] == ["make"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Zero rows is a valid outcome
+
+
+class DropAll(DropSome):
+    name = "drop_all"
+
+    def run(self, rows, ctx):
+        CALLS.append(self.name)
+        gone = rows.add_column("reason", ["too_easy"] * len(rows))
+        return StageResult(rows=rows.select([]), dropped=gone)
+
+
+class NeedsEndpoint(DropSome):
+    name = "llm"
+
+    def preflight(self):
+        return "cannot reach http://127.0.0.1:9/v1"
+
+
+def test_a_stage_with_zero_rows_out_is_written_and_later_stages_have_nothing_to_do(tmp_path, capsys):
+    out = run_pipeline([Make(), DropAll(), NeedsEndpoint(), DropSome()], tmp_path)
+    assert len(out) == 0 and CALLS == ["make", "drop_all"]  # no endpoint needed for nothing
+    manifests = read_manifests(tmp_path)
+    assert [m["rows_out"] for m in manifests] == [6, 0, 0, 0]
+    assert manifests[2]["stats"] == {"nothing_to_do": "no input rows"}
+    assert "nothing to do" in capsys.readouterr().err
+    CALLS.clear()
+    again = run_pipeline([Make(), DropAll(), NeedsEndpoint(), DropSome()], tmp_path)  # re-runs are not wedged
+    assert len(again) == 0 and CALLS == []
+    assert "| after drop_all | 0 | 0 | 0 |" in funnel_markdown(tmp_path)
+    assert lineage(tmp_path, "medqa:1") == [
+        {"stage": "make", "status": "kept"},
+        {"stage": "drop_all", "status": "dropped", "reason": "too_easy"},
+    ]
+
+
+def empty_rows_file(tmp_path):
+    from m1data.readers import write_rows
+    from m1data.schema import make_row, rows_to_dataset
+
+    row = make_row(source="medqa", row_id="medqa:0", question="Q?", options=["a", "b"], answer_idx=0, raw={})
+    return write_rows(rows_to_dataset([row]).select([]), tmp_path / "empty.parquet")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["run", "traces", "{in}", "{out}", "--base-url", "http://127.0.0.1:9/v1", "--model", "teacher"],
+        ["dedup", "{in}", "{out}"],
+    ],
+)
+def test_file_commands_on_zero_rows_say_there_is_nothing_to_do(tmp_path, command):
+    from typer.testing import CliRunner
+
+    from m1data.cli import app
+    from m1data.readers import read_rows
+
+    source, target = empty_rows_file(tmp_path), tmp_path / "out.parquet"
+    args = [a.format(**{"in": source, "out": target}) for a in command]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert result.exception is None
+    assert len(read_rows(target)) == 0
+
+
+def test_build_that_ends_with_zero_rows_says_so(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from typer.testing import CliRunner
+
+    from m1data.builders import BUILDERS
+    from m1data.cli import app
+
+    monkeypatch.setitem(BUILDERS, "m1k", SimpleNamespace(CONFIG=MakeConfig, stages=lambda cfg: [Make(), DropAll()]))
+    for _ in range(2):  # the second run finds the run folder as the first left it
+        result = CliRunner().invoke(app, ["build", "m1k", "--out", str(tmp_path / "run")])
+        assert result.exit_code == 0, result.output
+        assert "0 rows" in result.output and "no Hub folder" in result.output
+    assert not (tmp_path / "run" / "hub").exists()

@@ -111,7 +111,14 @@ def run_on_file(stage: Any, in_path: str | Path, out_path: str | Path, dry_run: 
     reasons); returns the stage statistics. A dry run prints the plan and returns {}."""
     from m1data.readers import read_rows, write_rows
 
-    rows = check_rows(read_rows(in_path), stage.name)
+    rows = read_rows(in_path)
+    if len(rows) == 0:
+        console.print(f"{in_path}: 0 rows, nothing to do; {out_path} and its rejected file are written empty")
+        if not dry_run:
+            write_rows(rows, out_path)
+            write_rows(rows, rejected_path(out_path))
+        return {"rows_in": 0, "rows_out": 0, "rows_rejected": 0}
+    rows = check_rows(rows, stage.name)
     if dry_run:
         with Cache(stage.config.cache_path) as store:
             stage.plan(rows, store)
