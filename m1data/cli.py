@@ -110,7 +110,7 @@ def build(
         raise typer.Exit(1) from None
     typer.echo(funnel_markdown(out))
     if rows is not None and len(rows) == 0:
-        console.print(f"[yellow]The build ended with 0 rows[/yellow] (the funnel above says where they went); "
+        console.print("[yellow]The build ended with 0 rows[/yellow] (the funnel above says where they went); "
                       "no Hub folder written.", soft_wrap=True)
         return
     if until is None:
