@@ -21,16 +21,18 @@ card, keeps every config it is not replacing, and deletes only stale shards of i
 
 The Hub token is never read by this module except to make sure it does not appear in what is
 about to be uploaded; `HfApi` resolves it (argument, HF_TOKEN, saved login) and nothing here
-writes it anywhere.
+writes it anywhere. The same last check covers the values of every key the run's stage configs
+name (`api_key_env`) and of every `*_API_KEY` variable set.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -375,22 +377,45 @@ def _file_contains(path: Path, needle: bytes, chunk: int = 1 << 24) -> bool:
     return False
 
 
-def _local_token(token: str | None) -> bytes | None:
-    """The token HfApi will use (argument, HF_TOKEN or saved login), read locally and kept only
-    to search the upload for it; too short a value would match by chance."""
+def _run_key_names(folder: Path) -> set[str]:
+    """The key variables (`api_key_env`) named by the stage configs of the run directory a build
+    wrote `folder` into (RUN_DIR/hub), if it sits in one."""
+    from m1data.redact import key_env_names
+
+    names: set[str] = set()
+    for manifest in folder.resolve().parent.glob("[0-9][0-9]_*/manifest.json"):
+        try:
+            names |= key_env_names(json.loads(manifest.read_text(encoding="utf-8")).get("config"))
+        except (ValueError, AttributeError):  # an unreadable manifest names nothing; the build reports it
+            continue
+    return names
+
+
+def _secrets(token: str | None, folder: Path, key_envs: Iterable[str] = ()) -> dict[str, bytes]:
+    """{what to call it: value} of every secret the upload must not contain: the Hub token HfApi
+    will use (argument, HF_TOKEN or saved login), the values of the key variables the run's
+    configs name (and `key_envs`), and of every `*_API_KEY` variable set. Read locally, kept only
+    to search the upload; values too short to be keys are skipped (they would match by chance)."""
     from huggingface_hub import get_token
 
-    secret = token or get_token()
-    return secret.encode() if secret and len(secret) >= 8 else None
+    from m1data.redact import MIN_SECRET_LENGTH, configured_secrets
+
+    found: dict[str, bytes] = {}
+    hub_token = token or get_token()
+    if hub_token and len(hub_token) >= MIN_SECRET_LENGTH:
+        found["your Hub token"] = hub_token.encode()
+    for name, value in configured_secrets({*_run_key_names(folder), *key_envs}).items():
+        found[f"the value of {name}"] = value.encode()
+    return found
 
 
-def _refuse_if_token_inside(folder: Path, files: list[PlannedFile], secret: bytes | None) -> None:
-    """Last guard before anything leaves the machine: no uploaded file may contain the token."""
-    if secret is None:
-        return
+def _refuse_if_secret_inside(folder: Path, files: list[PlannedFile], secrets: Mapping[str, bytes]) -> None:
+    """Last guard before anything leaves the machine: no uploaded file may contain a secret. The
+    message names the variable, never the value."""
     for planned in files:
-        if _file_contains(folder / planned.path_in_repo, secret):
-            raise ValueError(f"refusing to upload: {planned.path_in_repo} contains your Hub token")
+        for label, secret in secrets.items():
+            if _file_contains(folder / planned.path_in_repo, secret):
+                raise ValueError(f"refusing to upload: {planned.path_in_repo} contains {label}")
 
 
 def _check_folder(folder: Path) -> dict[str, Any]:
@@ -412,6 +437,7 @@ def publish(
     token: str | None = None,
     api: Any | None = None,
     commit_message: str | None = None,
+    key_envs: Iterable[str] = (),
 ) -> PublishPlan:
     """Upload a folder from `write_hub_folder` to dataset repo `repo_id` in one commit.
 
@@ -431,8 +457,8 @@ def publish(
 
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
-    secret = _local_token(token)
-    _refuse_if_token_inside(folder, files, secret)
+    secrets = _secrets(token, folder, key_envs)
+    _refuse_if_secret_inside(folder, files, secrets)
     api = api if api is not None else HfApi(token=token)
     console.print(f"creating or reusing dataset repo {repo_id}")
     api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
@@ -446,8 +472,9 @@ def publish(
     merged = merge_metadata(ours, theirs)
     _, body = split_card((folder / CARD_FILE).read_text(encoding="utf-8"))
     readme = card_with_metadata(body, merged).encode("utf-8")
-    if secret is not None and secret in readme:
-        raise ValueError("refusing to upload: the merged README.md contains your Hub token")
+    for label, secret in secrets.items():
+        if secret in readme:
+            raise ValueError(f"refusing to upload: the merged README.md contains {label}")
 
     uploads = {f.path_in_repo for f in files}
     operations: list[Any] = [

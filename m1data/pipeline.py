@@ -36,6 +36,7 @@ import datasets
 from rich.console import Console
 
 from m1data import __version__
+from m1data.redact import scrub, strip_userinfo
 
 console = Console(stderr=True)
 
@@ -142,11 +143,23 @@ def state_dir_of(run_dir: Path, index: int, name: str) -> Path:
     return Path(run_dir) / STATE_DIR / stage_dirname(index, name)
 
 
+class CorruptRunFile(ValueError):
+    """A file of a run folder that is not what the run wrote (unreadable, or changed since)."""
+
+
 def read_manifest(stage_dir: Path) -> dict[str, Any] | None:
     path = stage_dir / "manifest.json"
     if not path.exists():
         return None
-    return json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CorruptRunFile(
+            f"{path} is not valid JSON ({err}); delete the folder {stage_dir} to run that stage again"
+        ) from None
+    if not isinstance(manifest, dict):
+        raise CorruptRunFile(f"{path} is not a stage manifest (a JSON object); delete {stage_dir} to run it again")
+    return manifest
 
 
 def read_manifests(run_dir: Path) -> list[dict[str, Any]]:
@@ -198,6 +211,7 @@ class StageNotReady(RuntimeError):
     """A stage's preflight failed: the run stops before it, completed stages intact."""
 
     def __init__(self, stage: str, problem: str):
+        problem = strip_userinfo(problem)
         super().__init__(f"stopped before stage {stage!r}: {problem}")
         self.stage, self.problem = stage, problem
 
@@ -315,7 +329,7 @@ def run_pipeline(
         stage_dir = run_dir / stage_dirname(index, stage.name)
         state_dir = state_dir_of(run_dir, index, stage.name)
         _recover(stage_dir, state_dir)
-        config = stage.config_dict()
+        config = scrub(stage.config_dict())  # as recorded: no credentials inside URLs
         input_fp = _fingerprint(input_fp, stage.external_fingerprint())
         previous = read_manifest(stage_dir)
         complete = previous is not None and previous.get("complete", True)
@@ -361,7 +375,7 @@ def run_pipeline(
             "rows_in": 0 if rows is None else len(rows),
             "rows_out": len(result.rows),
             "drops": drop_counts(result.dropped),
-            "stats": result.stats,
+            "stats": scrub(result.stats),
             "complete": result.transient_failures == 0,
             "transient_failures": result.transient_failures,
             "wall_time_s": round(time.perf_counter() - began, 3),

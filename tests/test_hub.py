@@ -350,3 +350,26 @@ def test_merge_keeps_our_default_when_theirs_has_none():
 def test_folder_card_is_plain_yaml(folder):
     header = (folder / "README.md").read_text().split("---\n")[1]
     assert isinstance(yaml.safe_load(header), dict)
+
+
+def test_refuses_to_upload_any_configured_api_key(tmp_path, monkeypatch):
+    """Not only the Hub token: the value of every key variable the run's config names, and of any
+    *_API_KEY in the environment, stops the upload; the message names the variable, not the value."""
+    run = tmp_path / "run"
+    (run / "04_traces").mkdir(parents=True)
+    (run / "04_traces" / "manifest.json").write_text(json.dumps(
+        {"stage": "traces", "index": 4, "config": {"api_key_env": "MY_TEACHER_SECRET"}}))
+    teacher_key, openai_key = "tk-teacher-0123456789abcdef", "sk-openai-0123456789abcdef"
+    monkeypatch.setenv("MY_TEACHER_SECRET", teacher_key)
+    monkeypatch.setenv("OPENAI_API_KEY", openai_key)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+
+    for value, name, where in [(teacher_key, "MY_TEACHER_SECRET", "README.md"), (openai_key, "OPENAI_API_KEY", "images/k.png")]:
+        folder = write_hub_folder(run / "hub", {"m1k": {"train": built_rows(3)}}, "# card\n", {"k.png": b"\x89PNG"})
+        target = folder / where
+        target.write_bytes(target.read_bytes() + f"\nleaked: {value}\n".encode())
+        api = FakeHfApi(tmp_path, [], None)
+        with pytest.raises(ValueError, match=name) as err:
+            publish(folder, "org/m1", api=api)
+        assert value not in str(err.value) and where in str(err.value)
+        assert api.named("create_commit") == []

@@ -227,3 +227,13 @@ def test_build_that_ends_with_zero_rows_says_so(tmp_path, monkeypatch):
         assert result.exit_code == 0, result.output
         assert "0 rows" in result.output and "no Hub folder" in result.output
     assert not (tmp_path / "run" / "hub").exists()
+
+
+def test_a_corrupt_manifest_is_an_error_naming_the_file(tmp_path):
+    run_pipeline([Make(), DropSome()], tmp_path)
+    broken = tmp_path / "01_drop" / "manifest.json"
+    broken.write_text('{"stage": "drop", "index"')
+    for action in (lambda: run_pipeline([Make(), DropSome()], tmp_path), lambda: funnel_markdown(tmp_path)):
+        with pytest.raises(ValueError, match=str(broken)) as err:
+            action()
+        assert "not valid JSON" in str(err.value)

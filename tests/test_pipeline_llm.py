@@ -229,3 +229,29 @@ def test_build_exits_non_zero_while_transient_failures_remain(llm_server, tmp_pa
     again = CliRunner().invoke(app, ["build", "m23k", "--out", str(tmp_path / "run")])
     assert again.exit_code == 0, again.output
     assert (tmp_path / "run" / "hub" / "README.md").is_file()
+
+
+# ---------------------------------------------------------------------------------------------
+# Item 7: credentials in a base_url are never recorded
+
+
+def test_credentials_in_a_base_url_reach_no_manifest_card_or_cache(llm_server, tmp_path, capfd):
+    from m1data.hub import export_run
+
+    llm_server.handler = right_answer
+    stage = teacher(llm_server)
+    stage.config.base_url = llm_server.base_url.replace("http://", "http://alice:pw-hunter2-xyz@")
+    run_pipeline([Rows(), stage], tmp_path / "run")
+    assert llm_server.count() == N_ROWS  # the URL was used as given
+    export_run("m23k", tmp_path / "run", tmp_path / "run" / "hub")
+    manifest = read_manifests(tmp_path / "run")[-1]
+    assert manifest["config"]["base_url"] == llm_server.base_url
+    assert manifest["stats"]["base_url"] == llm_server.base_url
+    for path in (tmp_path / "run").rglob("*"):
+        if path.is_file():
+            assert b"pw-hunter2-xyz" not in path.read_bytes(), path
+            assert b"alice:" not in path.read_bytes(), path
+    out, err = capfd.readouterr()
+    assert "pw-hunter2-xyz" not in out + err
+    run_pipeline([Rows(), stage], tmp_path / "run")  # the stripped config still matches: skipped
+    assert llm_server.count() == N_ROWS
