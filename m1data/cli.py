@@ -81,9 +81,7 @@ def build(
     Hub-layout folder RUN_DIR/hub (parquet, card, images) that `m1data publish` uploads."""
     from m1data.builders import BUILDERS
     from m1data.config import load_config
-    from m1data.funnel import funnel_markdown
-    from m1data.hub import export_run
-    from m1data.pipeline import StageIncomplete, StageNotReady, run_pipeline
+    from m1data.pipeline import RunLocked, run_lock
 
     if dataset not in BUILDERS:
         raise typer.BadParameter(f"choose from {', '.join(BUILDERS)}", param_hint="DATASET")
@@ -97,6 +95,20 @@ def build(
         stages = resample_stages(from_m23k, cfg.sample)
     else:
         stages = builder.stages(cfg)
+    try:
+        with run_lock(out):  # one build per run folder, held through the export
+            _run_and_export(stages, dataset, out, start=start, until=until, force=force, repo_id=repo_id)
+    except RunLocked as err:
+        console.print(f"[red]error:[/red] {err}", soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def _run_and_export(stages, dataset: str, out: Path, *, start, until, force: bool, repo_id) -> None:
+    """The stages, the funnel, then the Hub folder; exit 1 while transient failures remain."""
+    from m1data.funnel import funnel_markdown
+    from m1data.hub import export_run
+    from m1data.pipeline import StageIncomplete, StageNotReady, run_pipeline
+
     try:
         rows = run_pipeline(stages, out, start=start, until=until, force=force)
     except StageNotReady as stop:

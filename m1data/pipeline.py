@@ -20,14 +20,17 @@ The funnel (paper Table 3) and the lineage of any row are read back from these m
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
+import os
 import shutil
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -172,10 +175,30 @@ def read_manifests(run_dir: Path) -> list[dict[str, Any]]:
     return manifests
 
 
+def check_stage_output(stage_dir: Path, manifest: dict[str, Any] | None = None) -> None:
+    """Refuse a stage's rows.parquet that is not the file the stage wrote: its digest must match
+    the manifest's `output_fingerprint` (a file edited by hand would otherwise flow on silently)."""
+    manifest = manifest if manifest is not None else read_manifest(stage_dir)
+    expected = None if manifest is None else manifest.get("output_fingerprint")
+    if expected is None:
+        return
+    path = stage_dir / "rows.parquet"
+    if not path.is_file():
+        raise CorruptRunFile(f"{path} is missing though its manifest says the stage completed; delete {stage_dir} "
+                             "to run that stage again")
+    actual = file_digest(path)
+    if actual != expected:
+        raise CorruptRunFile(
+            f"{path} changed since stage {manifest.get('stage')!r} wrote it (fingerprint {actual}, its manifest says "
+            f"{expected}); delete {stage_dir} (or build --from {manifest.get('stage')}) to make it again"
+        )
+
+
 def load_stage_rows(stage_dir: Path, columns: list[str] | None = None) -> datasets.Dataset:
-    """A stage's kept rows (zero rows is a valid output)."""
+    """A stage's kept rows (zero rows is a valid output), checked against its manifest."""
     from m1data.readers import parquet_dataset
 
+    check_stage_output(stage_dir)
     return parquet_dataset(stage_dir / "rows.parquet", columns=columns)
 
 
@@ -192,6 +215,46 @@ def load_stage_dropped(stage_dir: Path) -> datasets.Dataset | None:
 
 class StageFailed(RuntimeError):
     pass
+
+
+class RunLocked(RuntimeError):
+    """Another build holds the run folder."""
+
+
+LOCK_FILE = ".m1data.lock"
+_HELD: set[Path] = set()  # run folders this process has locked (the lock is re-entrant)
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str | Path) -> Iterator[None]:
+    """Hold the run folder for one build: an OS lock (flock) on RUN_DIR/.m1data.lock, released by
+    the OS when the process ends however it ends, so a crash leaves no stale lock. A second build
+    into the same folder is refused at once, naming the holder, instead of both writing the same
+    stage folders. Re-entrant within a process (a build holds it around run_pipeline and export)."""
+    run_dir = Path(run_dir).resolve()
+    if run_dir in _HELD:
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            raise RunLocked(
+                f"{run_dir} is in use by another build ({holder}); wait for it to finish or build into another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
+        _HELD.add(run_dir)
+        try:
+            yield
+        finally:
+            _HELD.discard(run_dir)
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)
 
 
 class StageIncomplete(RuntimeError):
@@ -313,7 +376,6 @@ def run_pipeline(
     otherwise.
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     names = [s.name for s in stages]
     if len(set(names)) != len(names):
         raise ValueError(f"stage names must be unique: {names}")
@@ -322,10 +384,16 @@ def run_pipeline(
             raise ValueError(f"no stage named {wanted!r}; stages are {', '.join(names)}")
     start_at = names.index(start) if start else 0
     stop_at = names.index(until) if until else len(stages) - 1
+    with run_lock(run_dir):
+        return _run_stages(stages[: stop_at + 1], run_dir, start, start_at, force)
 
+
+def _run_stages(
+    stages: Sequence[Stage], run_dir: Path, start: str | None, start_at: int, force: bool
+) -> datasets.Dataset | None:
     rows: datasets.Dataset | None = None
     input_fp = "none"
-    for index, stage in enumerate(stages[: stop_at + 1]):
+    for index, stage in enumerate(stages):
         stage_dir = run_dir / stage_dirname(index, stage.name)
         state_dir = state_dir_of(run_dir, index, stage.name)
         _recover(stage_dir, state_dir)
@@ -347,7 +415,7 @@ def run_pipeline(
             matches = False
         if matches:
             console.print(f"[dim]skip[/dim] {stage.name} (manifest matches)")
-            rows = load_stage_rows(stage_dir)
+            rows = load_stage_rows(stage_dir)  # checked against the manifest's output fingerprint
             input_fp = previous["output_fingerprint"]
             continue
 

@@ -237,3 +237,60 @@ def test_a_corrupt_manifest_is_an_error_naming_the_file(tmp_path):
         with pytest.raises(ValueError, match=str(broken)) as err:
             action()
         assert "not valid JSON" in str(err.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# One build at a time; outputs changed by hand are noticed
+
+
+def test_a_second_build_into_the_same_run_folder_is_refused(tmp_path):
+    import subprocess
+    import sys
+
+    from m1data.pipeline import RunLocked
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\nfrom m1data.pipeline import run_lock\n"
+         "with run_lock(sys.argv[1]):\n    print('locked', flush=True)\n    time.sleep(60)\n",
+         str(tmp_path)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunLocked, match=f"pid {holder.pid}") as err:
+            run_pipeline([Make(), DropSome()], tmp_path)
+        assert str(tmp_path) in str(err.value) and "another build" in str(err.value)
+        assert CALLS == [] and read_manifests(tmp_path) == []
+    finally:
+        holder.kill()
+        holder.wait()
+    run_pipeline([Make(), DropSome()], tmp_path)  # the holder is gone: the lock went with it
+    assert CALLS == ["make", "drop"]
+
+
+def test_the_lock_is_reentrant_within_one_process(tmp_path):
+    from m1data.pipeline import run_lock
+
+    with run_lock(tmp_path):
+        run_pipeline([Make()], tmp_path)  # a build holds the lock around run_pipeline and export
+    assert CALLS == ["make"]
+
+
+def test_a_stage_output_changed_by_hand_is_named_when_a_later_stage_reads_it(tmp_path):
+    from m1data.hub import export_run
+    from m1data.pipeline import CorruptRunFile
+
+    run_pipeline([Make(), DropSome()], tmp_path)
+    edited = tmp_path / "00_make" / "rows.parquet"
+    rows = datasets.Dataset.from_parquet(str(edited))
+    rows.map(lambda r: {"source": "medmcqa"}).to_parquet(str(edited))
+    with pytest.raises(CorruptRunFile, match=str(edited)) as err:
+        run_pipeline([Make(), DropSome()], tmp_path)
+    assert "changed since" in str(err.value)
+
+    run_pipeline([Make(), DropSome()], tmp_path, force=True)
+    last = tmp_path / "01_drop" / "rows.parquet"
+    datasets.Dataset.from_parquet(str(last)).select([0]).to_parquet(str(last))
+    with pytest.raises(CorruptRunFile, match=str(last)):
+        export_run("m23k", tmp_path, tmp_path / "hub")
