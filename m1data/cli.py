@@ -76,6 +76,7 @@ def build(
     force: Annotated[bool, typer.Option(help="Re-run every stage even when its manifest matches.")] = False,
     from_m23k: Annotated[Optional[str], typer.Option("--from-m23k", help="Sample from an existing m23K (folder, file or repo id).")] = None,
     repo_id: Annotated[Optional[str], typer.Option("--repo-id", help="Repo id the card should name (for publishing later).")] = None,
+    hub_config: Annotated[Optional[str], typer.Option("--hub-config", help="Config name in the Hub folder (default: the dataset's name, e.g. m1k).")] = None,
 ) -> None:
     """Build a dataset: run its stages under RUN_DIR, skipping completed ones, then write the
     Hub-layout folder RUN_DIR/hub (parquet, card, images) that `m1data publish` uploads."""
@@ -97,13 +98,14 @@ def build(
         stages = builder.stages(cfg)
     try:
         with run_lock(out):  # one build per run folder, held through the export
-            _run_and_export(stages, dataset, out, start=start, until=until, force=force, repo_id=repo_id)
+            _run_and_export(stages, dataset, out, start=start, until=until, force=force, repo_id=repo_id,
+                            hub_config=hub_config)
     except RunLocked as err:
         console.print(f"[red]error:[/red] {err}", soft_wrap=True)
         raise typer.Exit(1) from None
 
 
-def _run_and_export(stages, dataset: str, out: Path, *, start, until, force: bool, repo_id) -> None:
+def _run_and_export(stages, dataset: str, out: Path, *, start, until, force: bool, repo_id, hub_config) -> None:
     """The stages, the funnel, then the Hub folder; exit 1 while transient failures remain."""
     from m1data.funnel import funnel_markdown
     from m1data.hub import export_run
@@ -126,7 +128,7 @@ def _run_and_export(stages, dataset: str, out: Path, *, start, until, force: boo
                       "no Hub folder written.", soft_wrap=True)
         return
     if until is None:
-        folder = export_run(dataset, out, out / "hub", repo_id=repo_id)
+        folder = export_run(dataset, out, out / "hub", repo_id=repo_id, config_name=hub_config)
         console.print(f"Hub-layout folder: {folder} (load it with datasets.load_dataset({str(folder)!r}))")
 
 

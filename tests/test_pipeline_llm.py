@@ -226,9 +226,9 @@ def test_build_exits_non_zero_while_transient_failures_remain(llm_server, tmp_pa
     assert "2 requests failed transiently" in result.output.replace("\n", " ")
     assert not (tmp_path / "run" / "hub").exists()  # nothing half-done is exported
 
-    again = CliRunner().invoke(app, ["build", "m23k", "--out", str(tmp_path / "run")])
+    again = CliRunner().invoke(app, ["build", "m23k", "--out", str(tmp_path / "run"), "--hub-config", "m23k-tiny"])
     assert again.exit_code == 0, again.output
-    assert (tmp_path / "run" / "hub" / "README.md").is_file()
+    assert (tmp_path / "run" / "hub" / "data" / "m23k-tiny").is_dir()  # the config name was settable
 
 
 # ---------------------------------------------------------------------------------------------
