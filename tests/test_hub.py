@@ -382,7 +382,8 @@ def test_refuses_to_upload_any_configured_api_key(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", openai_key)
     monkeypatch.delenv("HF_TOKEN", raising=False)
 
-    for value, name, where in [(teacher_key, "MY_TEACHER_SECRET", "README.md"), (openai_key, "OPENAI_API_KEY", "images/k.png")]:
+    cases = [(teacher_key, "MY_TEACHER_SECRET", "README.md"), (openai_key, "OPENAI_API_KEY", "images/k.png")]
+    for value, name, where in cases:
         folder = write_hub_folder(run / "hub", {"m1k": {"train": built_rows(3)}}, "# card\n", {"k.png": b"\x89PNG"})
         target = folder / where
         target.write_bytes(target.read_bytes() + f"\nleaked: {value}\n".encode())

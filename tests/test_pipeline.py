@@ -216,9 +216,9 @@ def test_file_commands_on_zero_rows_say_there_is_nothing_to_do(tmp_path, command
 def test_build_that_ends_with_zero_rows_says_so(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
+    from m1data.builders import BUILDERS
     from typer.testing import CliRunner
 
-    from m1data.builders import BUILDERS
     from m1data.cli import app
 
     monkeypatch.setitem(BUILDERS, "m1k", SimpleNamespace(CONFIG=MakeConfig, stages=lambda cfg: [Make(), DropAll()]))
@@ -251,8 +251,8 @@ def test_a_second_build_into_the_same_run_folder_is_refused(tmp_path):
 
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time\nfrom m1data.pipeline import run_lock\n"
-         "with run_lock(sys.argv[1]):\n    print('locked', flush=True)\n    time.sleep(60)\n",
+         ("import sys, time\nfrom m1data.pipeline import run_lock\n"
+          "with run_lock(sys.argv[1]):\n    print('locked', flush=True)\n    time.sleep(60)\n"),
          str(tmp_path)],
         stdout=subprocess.PIPE, text=True,
     )

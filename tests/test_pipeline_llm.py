@@ -208,9 +208,9 @@ def test_a_refusal_is_a_recorded_outcome_not_a_transient_failure(llm_server, tmp
 def test_build_exits_non_zero_while_transient_failures_remain(llm_server, tmp_path, monkeypatch):
     from types import SimpleNamespace
 
+    from m1data.builders import BUILDERS
     from typer.testing import CliRunner
 
-    from m1data.builders import BUILDERS
     from m1data.cli import app
 
     @dataclass
