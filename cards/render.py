@@ -30,6 +30,7 @@ from m1data import __version__
 from m1data.funnel import funnel_markdown
 from m1data.hub import IMAGES_DIR, Configs, configs_metadata, dataset_info_metadata, join_card
 from m1data.pipeline import read_manifests
+from m1data.redact import strip_userinfo
 from m1data.schema import SOURCES
 
 TEMPLATE_DIR = Path(__file__).resolve().parent
@@ -489,7 +490,7 @@ def render_card(
     }
     body = _environment().get_template(f"{template}.md.jinja").render(**context)
     card = join_card(card_metadata(pretty_name, configs), body)
-    return redact_environment(card), images
+    return strip_userinfo(redact_environment(card)), images  # manifests of older runs may hold URL credentials
 
 
 __all__ = ["SOURCE_INFO", "available_cards", "card_metadata", "redact_config", "render_card", "size_category"]

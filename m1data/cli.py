@@ -76,14 +76,13 @@ def build(
     force: Annotated[bool, typer.Option(help="Re-run every stage even when its manifest matches.")] = False,
     from_m23k: Annotated[Optional[str], typer.Option("--from-m23k", help="Sample from an existing m23K (folder, file or repo id).")] = None,
     repo_id: Annotated[Optional[str], typer.Option("--repo-id", help="Repo id the card should name (for publishing later).")] = None,
+    hub_config: Annotated[Optional[str], typer.Option("--hub-config", help="Config name in the Hub folder (default: the dataset's name, e.g. m1k).")] = None,
 ) -> None:
     """Build a dataset: run its stages under RUN_DIR, skipping completed ones, then write the
     Hub-layout folder RUN_DIR/hub (parquet, card, images) that `m1data publish` uploads."""
     from m1data.builders import BUILDERS
     from m1data.config import load_config
-    from m1data.funnel import funnel_markdown
-    from m1data.hub import export_run
-    from m1data.pipeline import StageNotReady, run_pipeline
+    from m1data.pipeline import RunLocked, run_lock
 
     if dataset not in BUILDERS:
         raise typer.BadParameter(f"choose from {', '.join(BUILDERS)}", param_hint="DATASET")
@@ -98,15 +97,38 @@ def build(
     else:
         stages = builder.stages(cfg)
     try:
-        run_pipeline(stages, out, start=start, until=until, force=force)
+        with run_lock(out):  # one build per run folder, held through the export
+            _run_and_export(stages, dataset, out, start=start, until=until, force=force, repo_id=repo_id,
+                            hub_config=hub_config)
+    except RunLocked as err:
+        console.print(f"[red]error:[/red] {err}", soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def _run_and_export(stages, dataset: str, out: Path, *, start, until, force: bool, repo_id, hub_config) -> None:
+    """The stages, the funnel, then the Hub folder; exit 1 while transient failures remain."""
+    from m1data.funnel import funnel_markdown
+    from m1data.hub import export_run
+    from m1data.pipeline import StageIncomplete, StageNotReady, run_pipeline
+
+    try:
+        rows = run_pipeline(stages, out, start=start, until=until, force=force)
     except StageNotReady as stop:
         typer.echo(funnel_markdown(out))
         console.print(f"[yellow]{stop}[/yellow]\nThe stages before it are complete in {out}; configure the "
                       "endpoint (see README, --config) and run the same command again to continue.")
         return
+    except StageIncomplete as stop:
+        typer.echo(funnel_markdown(out))
+        console.print(f"[red]{stop}[/red]", soft_wrap=True)
+        raise typer.Exit(1) from None
     typer.echo(funnel_markdown(out))
+    if rows is not None and len(rows) == 0:
+        console.print("[yellow]The build ended with 0 rows[/yellow] (the funnel above says where they went); "
+                      "no Hub folder written.", soft_wrap=True)
+        return
     if until is None:
-        folder = export_run(dataset, out, out / "hub", repo_id=repo_id)
+        folder = export_run(dataset, out, out / "hub", repo_id=repo_id, config_name=hub_config)
         console.print(f"Hub-layout folder: {folder} (load it with datasets.load_dataset({str(folder)!r}))")
 
 

@@ -18,8 +18,11 @@ right), "none" (annotate only). Dropped rows carry reason `solved_by_student` an
 which students solved them. A student call that failed (after retries) leaves the row undecided:
 if the answers that did come back already decide it (under "any", one right answer does), that
 decision stands; otherwise the row is dropped with reason `student_error` and the errors in
-`detail`. Such failures are not cached as answers, so re-running the stage sends exactly those
-calls again, and the rows come back.
+`detail`. A refused call (a 4xx such as a prompt over the context window) is a recorded outcome,
+sent again only with `retry_failed`. A transient failure (timeout, 5xx, dropped connection, after
+every retry) is not: the stage counts it in `StageResult.transient_failures`, so a build marks the
+stage incomplete, stops after it and exits non-zero, and re-running the same command sends
+exactly those calls again (the cache answers the rest) and the rows come back.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from m1data.llm.stages import (
     add_columns,
     boxed_request,
     check_rows,
+    count_transient,
     default_cache_path,
     open_cache,
     rejected_path,
@@ -203,6 +207,7 @@ class DifficultyFilter(Stage):
         prompts, options, answer_idx = rows["prompt"], rows["options"], rows["answer_idx"]
         per_student: dict[str, dict[str, list[Any]]] = {}
         stats: dict[str, Any] = {"drop_rule": cfg.drop_rule, "students": {}}
+        transient = 0
         with open_cache(cfg.cache_path, ctx) as cache:
             for student in cfg.students:
                 run_stats = RunStats()
@@ -220,6 +225,7 @@ class DifficultyFilter(Stage):
                     stats=run_stats,
                     label=f"student {student.column}",
                 )
+                transient += count_transient(replies)
                 graded = _grade(replies, options, answer_idx)
                 per_student[student.column] = graded
                 stats["students"][student.column] = _student_stats(student, graded, run_stats)
@@ -245,7 +251,7 @@ class DifficultyFilter(Stage):
             reasons.append(reason)
             details.append(detail)
         kept, dropped = split_rows(rows, reasons, details)
-        return StageResult(rows=kept, dropped=dropped, stats=stats)
+        return StageResult(rows=kept, dropped=dropped, stats=stats, transient_failures=transient)
 
 
 def _student_stats(student: StudentConfig, graded: dict[str, list[Any]], run: RunStats) -> dict[str, Any]:

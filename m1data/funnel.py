@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import datasets
-
-from m1data.pipeline import load_stage_dropped, read_manifests, stage_dirname
+from m1data.pipeline import load_stage_dropped, load_stage_rows, read_manifests, stage_dirname
 from m1data.schema import SOURCES
 
 
@@ -48,7 +46,10 @@ def funnel_markdown(run_dir: str | Path) -> str:
     if not manifests[0]["counts_in"]:
         lines.append(_row("raw rows read", _raw_counts(manifests[0]), columns))
     for m in manifests:
-        lines.append(_row(f"after {m['stage']}", m["counts_out"], columns))
+        label = f"after {m['stage']}"
+        if not m.get("complete", True):
+            label += f" (incomplete: {m.get('transient_failures', 0):,} transient failures to retry)"
+        lines.append(_row(label, m["counts_out"], columns))
 
     lines += ["", "## Removed rows by stage and reason", "", *_header("stage: reason", columns)]
     for m in manifests:
@@ -74,7 +75,7 @@ def lineage(run_dir: str | Path, row_id: str) -> list[dict[str, Any]]:
     history = []
     for m in read_manifests(Path(run_dir)):
         stage_dir = Path(run_dir) / stage_dirname(m["index"], m["stage"])
-        rows = datasets.Dataset.from_parquet(str(stage_dir / "rows.parquet"), columns=["id"])
+        rows = load_stage_rows(stage_dir, columns=["id"])
         if row_id in set(rows["id"]):
             history.append({"stage": m["stage"], "status": "kept"})
             continue

@@ -21,16 +21,18 @@ card, keeps every config it is not replacing, and deletes only stale shards of i
 
 The Hub token is never read by this module except to make sure it does not appear in what is
 about to be uploaded; `HfApi` resolves it (argument, HF_TOKEN, saved login) and nothing here
-writes it anywhere.
+writes it anywhere. The same last check covers the values of every key the run's stage configs
+name (`api_key_env`) and of every `*_API_KEY` variable set.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -275,8 +277,12 @@ class PublishPlan:
     configs: list[str] = field(default_factory=list)
     replaced_configs: list[str] = field(default_factory=list)
     kept_remote_configs: list[str] = field(default_factory=list)
+    implicit_config: list[str] = field(default_factory=list)
+    unreachable: list[str] = field(default_factory=list)
     default_config: str | None = None
     remote_read: bool = False
+    remote_exists: bool = True
+    remote_error: str | None = None
     commit_url: str | None = None
 
     @property
@@ -285,19 +291,29 @@ class PublishPlan:
 
     def describe(self) -> str:
         head = "DRY RUN: nothing was sent" if self.dry_run else f"published: {self.commit_url or 'commit made'}"
+        created = "will be created" if self.dry_run else "created"
+        state = "exists" if self.remote_exists else created
         lines = [
             head,
-            f"repo: {self.repo_id} (dataset, {'private' if self.private else 'public'} if created)",
+            f"repo: {self.repo_id} (dataset, {'private' if self.private else 'public'} if created; {state})",
             f"upload: {len(self.files)} file(s), {human_size(self.total_bytes)}",
             *[f"  + {f.path_in_repo}  {human_size(f.size)}" for f in self.files],
         ]
-        lines += [f"  - {path}  (stale shard of a replaced config)" for path in self.deletions]
+        lines += [f"  - {path}  (stale shard m1data wrote for a replaced config)" for path in self.deletions]
         lines.append(f"configs after the commit: {', '.join(self.configs)} (default: {self.default_config})")
-        if self.remote_read:
-            lines.append(f"  replaced: {', '.join(self.replaced_configs) or 'none'}")
-            lines.append(f"  kept from the repo: {', '.join(self.kept_remote_configs) or 'none'}")
-        else:
-            lines.append("  (remote card not read in a dry run: configs already on the repo will be kept)")
+        if not self.remote_read:
+            lines.append(f"  the repo could not be read ({self.remote_error}): what would be replaced is unknown")
+            return "\n".join(lines)
+        lines.append(f"  replaced: {', '.join(self.replaced_configs) or 'none'}")
+        lines.append(f"  kept from the repo: {', '.join(self.kept_remote_configs) or 'none'}")
+        if self.implicit_config:
+            lines.append(
+                f"  the repo's data had no configs: entry ({len(self.implicit_config)} file(s) found by file-name "
+                "conventions); the card now lists them as config 'default', so they stay reachable"
+            )
+        if self.unreachable:
+            lines.append("  left in the repo, not deleted (m1data did not write them), but read by no config after:")
+            lines += [f"    {path}" for path in self.unreachable]
         return "\n".join(lines)
 
 
@@ -357,11 +373,129 @@ def merge_metadata(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, An
     return merged
 
 
-def _stale_shards(remote_files: list[str], our_configs: list[str], uploads: set[str]) -> list[str]:
-    """Remote shards under our configs' folders that this commit does not rewrite (a config that
-    shrank from 3 shards to 2 would otherwise keep its third one under the split's glob)."""
-    prefixes = tuple(f"{DATA_DIR}/{name}/" for name in our_configs)
-    return sorted(p for p in remote_files if p.startswith(prefixes) and p not in uploads)
+_SHARD = re.compile(r"^(?P<split>\w+(\.\w+)*)-\d{5}-of-\d{5}\.parquet$")
+
+
+def _written_by_m1data(entry: Mapping[str, Any]) -> bool:
+    """A config entry in the layout write_hub_folder gives it: one `data/<config>/<split>-*.parquet`
+    glob per split."""
+    files = entry.get("data_files")
+    name = entry.get("config_name")
+    return isinstance(files, list) and bool(files) and all(
+        isinstance(f, dict) and f.get("path") == split_glob(name, str(f.get("split"))) for f in files
+    )
+
+
+def _stale_shards(remote_files: list[str], theirs: list[dict[str, Any]], our_configs: list[str],
+                  uploads: set[str]) -> list[str]:
+    """Remote shards this commit replaces and may delete: only those m1data wrote (a shard name
+    under `data/<config>/` of a same-named remote config in m1data's layout) that this commit does
+    not rewrite; a config that shrank from 3 shards to 2 would otherwise keep its third one."""
+    ours = {e["config_name"] for e in theirs if e.get("config_name") in our_configs and _written_by_m1data(e)}
+    stale = []
+    for path in remote_files:
+        folder, _, name = path.rpartition("/")
+        config = folder.removeprefix(f"{DATA_DIR}/")
+        if folder.startswith(f"{DATA_DIR}/") and config in ours and _SHARD.match(name) and path not in uploads:
+            stale.append(path)
+    return sorted(stale)
+
+
+def _mirror(files: Iterable[str], root: Path) -> None:
+    """Empty stand-ins for a repo's files, so that `datasets` can match its own patterns against
+    them (what a repo's card makes loadable is decided by file names alone)."""
+    for path in files:
+        parts = Path(path).parts
+        if not parts or Path(path).is_absolute() or ".." in parts:
+            continue
+        target = root.joinpath(*parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.touch()
+
+
+def _patterns(data_files: Any) -> list[str]:
+    """Every path pattern of a card's `data_files` (a string, a list, or a list of {split, path})."""
+    if isinstance(data_files, str):
+        return [data_files]
+    if isinstance(data_files, dict):
+        return _patterns(data_files.get("path"))
+    if isinstance(data_files, list):
+        return [p for item in data_files for p in _patterns(item)]
+    return []
+
+
+def _reachable(entries: list[dict[str, Any]], files: Iterable[str]) -> dict[str, set[str]]:
+    """{config: the files its data_files select}, resolved by `datasets` itself."""
+    from datasets.data_files import resolve_pattern
+
+    reached: dict[str, set[str]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        _mirror(files, root)
+        for entry in entries:
+            found: set[str] = set()
+            for pattern in _patterns(entry.get("data_files")):
+                try:
+                    found |= {Path(p).relative_to(root).as_posix() for p in resolve_pattern(pattern, str(root))}
+                except FileNotFoundError:  # a pattern that matches nothing
+                    continue
+            reached[entry["config_name"]] = found
+    return reached
+
+
+def _implicit_configs(remote_files: list[str]) -> list[dict[str, Any]]:
+    """The config `datasets` makes up for a repo whose card lists none (push_to_hub without a
+    card, a hand upload): its data found by file-name conventions, listed file by file so that a
+    card with `configs:` (which switches those conventions off) keeps it reachable."""
+    from datasets.data_files import get_data_patterns
+
+    data = [f for f in remote_files if f != CARD_FILE and not f.startswith(".")]
+    if not data:
+        return []
+    with tempfile.TemporaryDirectory() as tmp:
+        _mirror(data, Path(tmp))
+        try:
+            patterns = get_data_patterns(tmp)
+        except FileNotFoundError:  # datasets' EmptyDatasetError: nothing it would load
+            return []
+    splits = [{"config_name": split, "data_files": globs} for split, globs in patterns.items()]
+    files = _reachable(splits, data)
+    listed = [{"split": split, "path": sorted(found)} for split, found in files.items() if found]
+    return [{"config_name": "default", "data_files": listed}] if listed else []
+
+
+@dataclass
+class _Remote:
+    """What the repo holds now, read before anything is written."""
+
+    exists: bool
+    sha: str | None = None
+    files: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _read_remote(api: Any, repo_id: str) -> _Remote:
+    """The repo's files and card YAML at one revision. A card whose YAML cannot be read stops
+    the publish here, before the repo is created or touched."""
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    try:
+        info = api.repo_info(repo_id, repo_type="dataset")
+    except RepositoryNotFoundError:
+        return _Remote(exists=False)
+    files = [s.rfilename for s in (info.siblings or [])]
+    metadata: dict[str, Any] = {}
+    if CARD_FILE in files:
+        card = api.hf_hub_download(repo_id, CARD_FILE, repo_type="dataset", revision=info.sha)
+        try:
+            metadata, _ = split_card(Path(card).read_text(encoding="utf-8"))
+        except (yaml.YAMLError, ValueError) as err:
+            problem = " ".join(str(err).split())
+            raise ValueError(
+                f"{repo_id}: its {CARD_FILE} has a malformed YAML header ({problem}); fix the card on the Hub "
+                "first (nothing was changed)"
+            ) from None
+    return _Remote(exists=True, sha=info.sha, files=files, metadata=metadata)
 
 
 def _file_contains(path: Path, needle: bytes, chunk: int = 1 << 24) -> bool:
@@ -375,22 +509,45 @@ def _file_contains(path: Path, needle: bytes, chunk: int = 1 << 24) -> bool:
     return False
 
 
-def _local_token(token: str | None) -> bytes | None:
-    """The token HfApi will use (argument, HF_TOKEN or saved login), read locally and kept only
-    to search the upload for it; too short a value would match by chance."""
+def _run_key_names(folder: Path) -> set[str]:
+    """The key variables (`api_key_env`) named by the stage configs of the run directory a build
+    wrote `folder` into (RUN_DIR/hub), if it sits in one."""
+    from m1data.redact import key_env_names
+
+    names: set[str] = set()
+    for manifest in folder.resolve().parent.glob("[0-9][0-9]_*/manifest.json"):
+        try:
+            names |= key_env_names(json.loads(manifest.read_text(encoding="utf-8")).get("config"))
+        except (ValueError, AttributeError):  # an unreadable manifest names nothing; the build reports it
+            continue
+    return names
+
+
+def _secrets(token: str | None, folder: Path, key_envs: Iterable[str] = ()) -> dict[str, bytes]:
+    """{what to call it: value} of every secret the upload must not contain: the Hub token HfApi
+    will use (argument, HF_TOKEN or saved login), the values of the key variables the run's
+    configs name (and `key_envs`), and of every `*_API_KEY` variable set. Read locally, kept only
+    to search the upload; values too short to be keys are skipped (they would match by chance)."""
     from huggingface_hub import get_token
 
-    secret = token or get_token()
-    return secret.encode() if secret and len(secret) >= 8 else None
+    from m1data.redact import MIN_SECRET_LENGTH, configured_secrets
+
+    found: dict[str, bytes] = {}
+    hub_token = token or get_token()
+    if hub_token and len(hub_token) >= MIN_SECRET_LENGTH:
+        found["your Hub token"] = hub_token.encode()
+    for name, value in configured_secrets({*_run_key_names(folder), *key_envs}).items():
+        found[f"the value of {name}"] = value.encode()
+    return found
 
 
-def _refuse_if_token_inside(folder: Path, files: list[PlannedFile], secret: bytes | None) -> None:
-    """Last guard before anything leaves the machine: no uploaded file may contain the token."""
-    if secret is None:
-        return
+def _refuse_if_secret_inside(folder: Path, files: list[PlannedFile], secrets: Mapping[str, bytes]) -> None:
+    """Last guard before anything leaves the machine: no uploaded file may contain a secret. The
+    message names the variable, never the value."""
     for planned in files:
-        if _file_contains(folder / planned.path_in_repo, secret):
-            raise ValueError(f"refusing to upload: {planned.path_in_repo} contains your Hub token")
+        for label, secret in secrets.items():
+            if _file_contains(folder / planned.path_in_repo, secret):
+                raise ValueError(f"refusing to upload: {planned.path_in_repo} contains {label}")
 
 
 def _check_folder(folder: Path) -> dict[str, Any]:
@@ -412,71 +569,107 @@ def publish(
     token: str | None = None,
     api: Any | None = None,
     commit_message: str | None = None,
+    key_envs: Iterable[str] = (),
 ) -> PublishPlan:
     """Upload a folder from `write_hub_folder` to dataset repo `repo_id` in one commit.
 
-    The repo is created if missing. Its current card is read at a fixed revision and the commit
-    is made against that revision (``parent_commit``), so a concurrent publish fails loudly
-    instead of being merged over. A dry run reads only local files and makes no network call.
+    The repo's files and card are read first, at one revision, and the commit is made against
+    that revision (``parent_commit``), so a concurrent publish fails loudly instead of being merged
+    over; the repo is created (if missing) only after that read succeeded. Only shards m1data
+    wrote for a config it replaces are deleted; a foreign file that one of our globs would read is
+    refused; data the repo's card did not list (found by file-name conventions) is listed as
+    config `default` so it stays reachable. A dry run reads the repo the same way, so its plan
+    says exactly what would be replaced, and writes nothing.
     """
     folder = Path(folder)
     ours = _check_folder(folder)
     files = _local_files(folder)
     our_configs = [e["config_name"] for e in ours["configs"]]
     plan = PublishPlan(repo_id=repo_id, private=private, dry_run=dry_run, files=files)
-    if dry_run:
-        plan.configs = our_configs
-        plan.default_config = _default_name(ours["configs"])
-        return plan
 
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
-    secret = _local_token(token)
-    _refuse_if_token_inside(folder, files, secret)
     api = api if api is not None else HfApi(token=token)
-    console.print(f"creating or reusing dataset repo {repo_id}")
-    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    info = api.repo_info(repo_id, repo_type="dataset")
-    remote_files = [s.rfilename for s in (info.siblings or [])]
-    theirs: dict[str, Any] = {}
-    if CARD_FILE in remote_files:
-        remote_card = api.hf_hub_download(repo_id, CARD_FILE, repo_type="dataset", revision=info.sha)
-        theirs, _ = split_card(Path(remote_card).read_text(encoding="utf-8"))
+    try:
+        remote = _read_remote(api, repo_id)
+    except ValueError:
+        raise
+    except Exception as err:  # network, offline mode, auth: a dry run still shows the local side
+        if not dry_run:
+            raise
+        plan.configs, plan.default_config = our_configs, _default_name(ours["configs"])
+        plan.remote_error = f"{type(err).__name__}: {err}"
+        return plan
 
+    secrets: dict[str, bytes] = {}
+    if not dry_run:
+        secrets = _secrets(token, folder, key_envs)
+        _refuse_if_secret_inside(folder, files, secrets)
+    theirs = dict(remote.metadata)
+    implicit = [] if theirs.get("configs") else _implicit_configs(remote.files)
+    if implicit:
+        theirs["configs"] = implicit
+    their_configs = list(theirs.get("configs") or [])
     merged = merge_metadata(ours, theirs)
+    uploads = {f.path_in_repo for f in files}
+    plan.deletions = _stale_shards(remote.files, their_configs, our_configs, uploads)
+    after = (set(remote.files) - set(plan.deletions)) | uploads
+    _refuse_foreign_files(ours["configs"], after, uploads)
+
+    before = set().union(*_reachable(their_configs, remote.files).values()) if their_configs else set()
+    still = set().union(*_reachable(merged["configs"], after).values())
+    remote_names = [e["config_name"] for e in their_configs]
+    plan.remote_read, plan.remote_exists = True, remote.exists
+    plan.configs = [e["config_name"] for e in merged["configs"]]
+    plan.replaced_configs = [n for n in remote_names if n in our_configs]
+    plan.kept_remote_configs = [n for n in remote_names if n not in our_configs]
+    plan.implicit_config = sorted(_reachable(implicit, remote.files)["default"]) if implicit else []
+    plan.unreachable = sorted(before - still - set(plan.deletions))
+    plan.default_config = _default_name(merged["configs"])
     _, body = split_card((folder / CARD_FILE).read_text(encoding="utf-8"))
     readme = card_with_metadata(body, merged).encode("utf-8")
-    if secret is not None and secret in readme:
-        raise ValueError("refusing to upload: the merged README.md contains your Hub token")
+    plan.files = [PlannedFile(f.path_in_repo, len(readme) if f.path_in_repo == CARD_FILE else f.size) for f in files]
+    if dry_run:
+        return plan
+    for label, secret in secrets.items():
+        if secret in readme:
+            raise ValueError(f"refusing to upload: the merged README.md contains {label}")
 
-    uploads = {f.path_in_repo for f in files}
     operations: list[Any] = [
         CommitOperationAdd(path_in_repo=f.path_in_repo, path_or_fileobj=str(folder / f.path_in_repo))
         for f in files
         if f.path_in_repo != CARD_FILE
     ]
     operations.append(CommitOperationAdd(path_in_repo=CARD_FILE, path_or_fileobj=readme))
-    plan.deletions = _stale_shards(remote_files, our_configs, uploads)
     operations += [CommitOperationDelete(path_in_repo=path) for path in plan.deletions]
 
-    remote_names = [e["config_name"] for e in theirs.get("configs") or []]
-    plan.remote_read = True
-    plan.configs = [e["config_name"] for e in merged["configs"]]
-    plan.replaced_configs = [n for n in remote_names if n in our_configs]
-    plan.kept_remote_configs = [n for n in remote_names if n not in our_configs]
-    plan.default_config = _default_name(merged["configs"])
-    plan.files = [PlannedFile(f.path_in_repo, len(readme) if f.path_in_repo == CARD_FILE else f.size) for f in files]
-
+    console.print(f"creating or reusing dataset repo {repo_id}")
+    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    parent = remote.sha
+    if not remote.exists:  # created just now: commit on top of its first commit
+        parent = api.repo_info(repo_id, repo_type="dataset").sha
     console.print(f"committing {len(operations)} operation(s) to {repo_id}")
     commit = api.create_commit(
         repo_id,
         operations,
         commit_message=commit_message or f"Publish {', '.join(our_configs)} with m1data",
         repo_type="dataset",
-        parent_commit=info.sha,
+        parent_commit=parent,
     )
     plan.commit_url = getattr(commit, "commit_url", None) or getattr(commit, "oid", None)
     return plan
+
+
+def _refuse_foreign_files(our_entries: list[dict[str, Any]], after: set[str], uploads: set[str]) -> None:
+    """Our configs must read exactly the files we upload: a file somebody else put where one of
+    our globs reads would be mixed into our data, and deleting it is not ours to do."""
+    for config, reached in _reachable(our_entries, after).items():
+        foreign = sorted(reached - uploads)
+        if foreign:
+            raise ValueError(
+                f"refusing to publish: config {config!r} would also read {', '.join(foreign)}, which m1data did not "
+                "write; remove it from the repo or publish under another config name (build --hub-config NAME)"
+            )
 
 
 def publish_command(folder: Path, repo_id: str, private: bool = False, dry_run: bool = False) -> PublishPlan:
@@ -495,11 +688,16 @@ def export_run(
     run_dir: str | Path,
     folder: str | Path,
     *,
-    config_name: str = "default",
+    config_name: str | None = None,
     split: str = "train",
     repo_id: str | None = None,
 ) -> Path:
-    """The last stage's rows of `run_dir` as one config, with its rendered card, in `folder`."""
+    """The last stage's rows of `run_dir` as one config, with its rendered card, in `folder`.
+
+    The config is named after the dataset (`m1k`, `m23k`, `random-1k`, ...) unless `config_name`
+    says otherwise: configs of several builds share one repo, and two builds both named
+    `default` would replace each other's data."""
+    config_name = config_name or dataset_name.lower()
     from m1data.cards import render_card
     from m1data.pipeline import load_stage_rows, read_manifests, stage_dirname
 

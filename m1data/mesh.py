@@ -43,6 +43,7 @@ import datasets
 from m1data.llm.cache import Cache
 from m1data.llm.http import HTTPConfig, HTTPEngine
 from m1data.llm.runner import RunStats, run_requests
+from m1data.llm.stages import is_transient
 from m1data.llm.types import Engine, Reply, Request
 from m1data.pipeline import RunContext, Stage, StageResult
 
@@ -244,7 +245,7 @@ class MeshConfig:
     rpm: float | None = None
     tpm: float | None = None
     timeout: float = 600.0
-    cache_path: str | None = None  # default: <stage_dir>/llm_cache.sqlite
+    cache_path: str | None = None  # default: <state_dir>/llm_cache.sqlite (RUN_DIR/cache/NN_tag/)
     text_field: str = "prompt"
     progress: bool = True
 
@@ -406,14 +407,17 @@ class MeshTagger(Stage):
     def run(self, rows: datasets.Dataset | None, ctx: RunContext) -> StageResult:
         if rows is None:
             raise ValueError("the tag stage needs input rows")
-        cache_path = self.config.cache_path or ctx.stage_dir / "llm_cache.sqlite"
+        cache_path = self.config.cache_path or ctx.state_dir / "llm_cache.sqlite"
         prompts = list(rows[self.config.text_field])
         outcomes, run = run_tagging(prompts, self.config, cache_path, self.engine)
         kept = [i for i, o in enumerate(outcomes) if o.code is not None]
         failed = [i for i, o in enumerate(outcomes) if o.code is None]
         codes = [outcomes[i].code for i in kept]
         tagged = add_domain_columns(rows.select(kept), codes)
-        return StageResult(rows=tagged, dropped=_dropped(rows, failed, outcomes), stats=_stats(outcomes, codes, run))
+        # an untagged row whose attempts failed transiently may still be tagged: not a result yet
+        transient = sum(any(is_transient(r) for r in outcomes[i].replies) for i in failed)
+        return StageResult(rows=tagged, dropped=_dropped(rows, failed, outcomes), stats=_stats(outcomes, codes, run),
+                           transient_failures=transient)
 
 
 def tag_file(

@@ -7,19 +7,30 @@ any stage statistics (tokens, cost, per-eval-set counts). The manifest is writte
 the parquet files are in place, so a crash mid-stage leaves no manifest and earlier stages stay
 intact. A re-run skips every stage whose manifest matches its config and input fingerprint.
 
+What a stage paid for (an LLM reply cache) lives in its state folder `cache/NN_name/`, beside the
+stage folders and never inside them: rewriting a stage swaps its folder (`NN_name.tmp` is
+written, then renamed into place), and no moment of that swap may hold the only copy of a paid
+reply. Before a stage runs, whatever a crash left behind is put back in order: state found in a
+stage folder (run folders from before this layout) or in its `.tmp`/`.old` leftovers is merged
+into the state folder first, a `.tmp` holding a complete stage finishes its swap, and only then
+are the leftovers deleted.
+
 The funnel (paper Table 3) and the lineage of any row are read back from these manifests.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
+import os
 import shutil
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -28,10 +39,14 @@ import datasets
 from rich.console import Console
 
 from m1data import __version__
+from m1data.redact import scrub, strip_userinfo
 
 console = Console(stderr=True)
 
 DROP_COLUMNS = ("id", "source", "reason")
+OUTPUT_FILES = ("rows.parquet", "dropped.parquet", "manifest.json")
+STATE_DIR = "cache"
+_SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
 
 
 @dataclass
@@ -43,14 +58,25 @@ class StageResult:
     rows: datasets.Dataset
     dropped: datasets.Dataset | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    transient_failures: int = 0
+    """Requests that failed for a reason that may pass (timeout, 5xx, dropped connection) after
+    every retry. Their rows are not a result: the stage is written (for inspection) but marked
+    incomplete, the run stops after it, and the next run re-runs it, sending exactly those."""
 
 
 @dataclass
 class RunContext:
-    """Where a stage may keep state that must survive a crash (an LLM cache, say)."""
+    """Where a stage's outputs go (`stage_dir`) and where it keeps state that must survive a
+    crash and every rewrite of its outputs (`state_dir`, an LLM reply cache, say). Outside a
+    pipeline (a file run) both may be the same folder."""
 
     run_dir: Path
     stage_dir: Path
+    state_dir: Path = None  # type: ignore[assignment]  # None: the stage folder
+
+    def __post_init__(self) -> None:
+        if self.state_dir is None:
+            self.state_dir = self.stage_dir
 
 
 class Stage(ABC):
@@ -115,30 +141,72 @@ def stage_dirname(index: int, name: str) -> str:
     return f"{index:02d}_{name}"
 
 
+def state_dir_of(run_dir: Path, index: int, name: str) -> Path:
+    """A stage's state folder: `RUN_DIR/cache/NN_name/`, beside the stage folders."""
+    return Path(run_dir) / STATE_DIR / stage_dirname(index, name)
+
+
+class CorruptRunFile(ValueError):
+    """A file of a run folder that is not what the run wrote (unreadable, or changed since)."""
+
+
 def read_manifest(stage_dir: Path) -> dict[str, Any] | None:
     path = stage_dir / "manifest.json"
     if not path.exists():
         return None
-    return json.loads(path.read_text())
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CorruptRunFile(
+            f"{path} is not valid JSON ({err}); delete the folder {stage_dir} to run that stage again"
+        ) from None
+    if not isinstance(manifest, dict):
+        raise CorruptRunFile(f"{path} is not a stage manifest (a JSON object); delete {stage_dir} to run it again")
+    return manifest
 
 
 def read_manifests(run_dir: Path) -> list[dict[str, Any]]:
     """All completed stage manifests of a run, in pipeline order."""
     manifests = []
-    for stage_dir in sorted(p for p in Path(run_dir).iterdir() if p.is_dir()):
+    for stage_dir in sorted(p for p in Path(run_dir).iterdir() if p.is_dir() and p.suffix not in (".tmp", ".old")):
         manifest = read_manifest(stage_dir)
         if manifest is not None:
             manifests.append(manifest)
     return manifests
 
 
-def load_stage_rows(stage_dir: Path) -> datasets.Dataset:
-    return datasets.Dataset.from_parquet(str(stage_dir / "rows.parquet"))
+def check_stage_output(stage_dir: Path, manifest: dict[str, Any] | None = None) -> None:
+    """Refuse a stage's rows.parquet that is not the file the stage wrote: its digest must match
+    the manifest's `output_fingerprint` (a file edited by hand would otherwise flow on silently)."""
+    manifest = manifest if manifest is not None else read_manifest(stage_dir)
+    expected = None if manifest is None else manifest.get("output_fingerprint")
+    if expected is None:
+        return
+    path = stage_dir / "rows.parquet"
+    if not path.is_file():
+        raise CorruptRunFile(f"{path} is missing though its manifest says the stage completed; delete {stage_dir} "
+                             "to run that stage again")
+    actual = file_digest(path)
+    if actual != expected:
+        raise CorruptRunFile(
+            f"{path} changed since stage {manifest.get('stage')!r} wrote it (fingerprint {actual}, its manifest says "
+            f"{expected}); delete {stage_dir} (or build --from {manifest.get('stage')}) to make it again"
+        )
+
+
+def load_stage_rows(stage_dir: Path, columns: list[str] | None = None) -> datasets.Dataset:
+    """A stage's kept rows (zero rows is a valid output), checked against its manifest."""
+    from m1data.readers import parquet_dataset
+
+    check_stage_output(stage_dir)
+    return parquet_dataset(stage_dir / "rows.parquet", columns=columns)
 
 
 def load_stage_dropped(stage_dir: Path) -> datasets.Dataset | None:
+    from m1data.readers import parquet_dataset
+
     path = stage_dir / "dropped.parquet"
-    return datasets.Dataset.from_parquet(str(path)) if path.exists() else None
+    return parquet_dataset(path) if path.exists() else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,10 +217,64 @@ class StageFailed(RuntimeError):
     pass
 
 
+class RunLocked(RuntimeError):
+    """Another build holds the run folder."""
+
+
+LOCK_FILE = ".m1data.lock"
+_HELD: set[Path] = set()  # run folders this process has locked (the lock is re-entrant)
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str | Path) -> Iterator[None]:
+    """Hold the run folder for one build: an OS lock (flock) on RUN_DIR/.m1data.lock, released by
+    the OS when the process ends however it ends, so a crash leaves no stale lock. A second build
+    into the same folder is refused at once, naming the holder, instead of both writing the same
+    stage folders. Re-entrant within a process (a build holds it around run_pipeline and export)."""
+    run_dir = Path(run_dir).resolve()
+    if run_dir in _HELD:
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            raise RunLocked(
+                f"{run_dir} is in use by another build ({holder}); wait for it to finish or build into another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
+        _HELD.add(run_dir)
+        try:
+            yield
+        finally:
+            _HELD.discard(run_dir)
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)
+
+
+class StageIncomplete(RuntimeError):
+    """A stage was written but some of its requests failed transiently: the run stops after it."""
+
+    def __init__(self, stage: str, transient: int, stage_dir: Path):
+        super().__init__(
+            f"stage {stage!r} is incomplete: {transient:,} request{'s' if transient != 1 else ''} failed transiently "
+            "(timeouts, 5xx, dropped "
+            f"connections) after every retry. Its outputs are in {stage_dir} for inspection; run the same "
+            "command again to send exactly those requests (the cache answers the rest)."
+        )
+        self.stage, self.transient = stage, transient
+
+
 class StageNotReady(RuntimeError):
     """A stage's preflight failed: the run stops before it, completed stages intact."""
 
     def __init__(self, stage: str, problem: str):
+        problem = strip_userinfo(problem)
         super().__init__(f"stopped before stage {stage!r}: {problem}")
         self.stage, self.problem = stage, problem
 
@@ -165,24 +287,78 @@ def _check_dropped(stage: Stage, dropped: datasets.Dataset | None) -> None:
         raise StageFailed(f"stage {stage.name!r} returned dropped rows without columns {missing}")
 
 
-def _write_stage(stage_dir: Path, result: StageResult, manifest: dict[str, Any]) -> None:
-    """Write to a temporary folder and rename it into place, so a stage is all or nothing."""
-    tmp = stage_dir.with_name(stage_dir.name + ".tmp")
+def _tmp_dir(stage_dir: Path) -> Path:
+    return stage_dir.with_name(stage_dir.name + ".tmp")
+
+
+def _old_dir(stage_dir: Path) -> Path:
+    return stage_dir.with_name(stage_dir.name + ".old")
+
+
+def _merge_sqlite(source: Path, target: Path) -> None:
+    """Fold a reply cache found in the wrong place into the state folder's, then delete it. A
+    merge (not a rename) because the file may come with a WAL that holds its last commits, and
+    because running it again after a crash half-way copies nothing twice."""
+    from m1data.llm.cache import Cache
+
+    with Cache(target) as cache:
+        copied = cache.merge_from(source)
+    for suffix in (*_SQLITE_SIDECARS, ""):
+        Path(f"{source}{suffix}").unlink(missing_ok=True)
+    console.print(f"[dim]recovered[/dim] {copied} cached replies from {source} into {target}")
+
+
+def _move_state(folder: Path, state_dir: Path) -> None:
+    """Everything in `folder` that is not a stage output goes to `state_dir`; nothing there is
+    overwritten (caches are merged, other files kept under a new name)."""
+    for item in sorted(folder.iterdir()):
+        if item.name in OUTPUT_FILES or item.name.endswith(_SQLITE_SIDECARS):
+            continue
+        state_dir.mkdir(parents=True, exist_ok=True)
+        target = state_dir / item.name
+        if item.suffix == ".sqlite" and item.is_file():
+            _merge_sqlite(item, target)
+        elif not target.exists():
+            item.rename(target)
+        else:
+            item.rename(state_dir / f"{item.name}.recovered-{time.time_ns()}")
+    for item in folder.iterdir():  # a WAL whose database is gone holds nothing readable
+        if item.name.endswith(_SQLITE_SIDECARS) and not Path(str(item).rsplit("-", 1)[0]).exists():
+            item.unlink()
+
+
+def _recover(stage_dir: Path, state_dir: Path) -> None:
+    """Put a stage back in order after a crash, before anything else touches it (see the module
+    docstring): state first, then an interrupted swap, then the leftovers."""
+    tmp, old = _tmp_dir(stage_dir), _old_dir(stage_dir)
+    for folder in (stage_dir, tmp, old):
+        if folder.is_dir():
+            _move_state(folder, state_dir)
+    if not stage_dir.exists() and (tmp / "manifest.json").is_file():
+        tmp.rename(stage_dir)  # the swap was cut between its two renames
+    for leftover in (tmp, old):
+        if leftover.exists():
+            shutil.rmtree(leftover)
+
+
+def _write_stage(stage_dir: Path, state_dir: Path, result: StageResult, manifest: dict[str, Any]) -> None:
+    """Write the outputs to `NN_name.tmp` and swap it in, so a stage is all or nothing. The stage
+    folder holds outputs only; anything else a stage left there goes to its state folder first."""
+    tmp, old = _tmp_dir(stage_dir), _old_dir(stage_dir)
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    # Keep the stage's private state (e.g. an LLM cache) across the swap.
-    if stage_dir.exists():
-        for item in stage_dir.iterdir():
-            if item.name not in ("rows.parquet", "dropped.parquet", "manifest.json"):
-                item.rename(tmp / item.name)
-        shutil.rmtree(stage_dir)
     result.rows.to_parquet(str(tmp / "rows.parquet"))
     if result.dropped is not None and len(result.dropped):
         result.dropped.to_parquet(str(tmp / "dropped.parquet"))
     manifest["output_fingerprint"] = file_digest(tmp / "rows.parquet")
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    if stage_dir.exists():
+        _move_state(stage_dir, state_dir)
+        stage_dir.rename(old)
     tmp.rename(stage_dir)
+    if old.exists():
+        shutil.rmtree(old)
 
 
 def run_pipeline(
@@ -200,7 +376,6 @@ def run_pipeline(
     otherwise.
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     names = [s.name for s in stages]
     if len(set(names)) != len(names):
         raise ValueError(f"stage names must be unique: {names}")
@@ -209,38 +384,54 @@ def run_pipeline(
             raise ValueError(f"no stage named {wanted!r}; stages are {', '.join(names)}")
     start_at = names.index(start) if start else 0
     stop_at = names.index(until) if until else len(stages) - 1
+    with run_lock(run_dir):
+        return _run_stages(stages[: stop_at + 1], run_dir, start, start_at, force)
 
+
+def _run_stages(
+    stages: Sequence[Stage], run_dir: Path, start: str | None, start_at: int, force: bool
+) -> datasets.Dataset | None:
     rows: datasets.Dataset | None = None
     input_fp = "none"
-    for index, stage in enumerate(stages[: stop_at + 1]):
+    for index, stage in enumerate(stages):
         stage_dir = run_dir / stage_dirname(index, stage.name)
-        config = stage.config_dict()
+        state_dir = state_dir_of(run_dir, index, stage.name)
+        _recover(stage_dir, state_dir)
+        config = scrub(stage.config_dict())  # as recorded: no credentials inside URLs
         input_fp = _fingerprint(input_fp, stage.external_fingerprint())
         previous = read_manifest(stage_dir)
-        matches = (
-            previous is not None
-            and previous.get("config") == config
-            and previous.get("input_fingerprint") == input_fp
-        )
+        complete = previous is not None and previous.get("complete", True)
+        matches = complete and previous.get("config") == config and previous.get("input_fingerprint") == input_fp
         if index < start_at:
             if previous is None:
                 raise StageFailed(f"cannot start at {start!r}: stage {stage.name!r} has not completed in {run_dir}")
+            if not complete:
+                raise StageFailed(
+                    f"cannot start at {start!r}: stage {stage.name!r} is incomplete "
+                    f"({previous.get('transient_failures')} transient failures); run without --from to finish it"
+                )
             matches = True
         elif force or (start is not None):
             matches = False
         if matches:
             console.print(f"[dim]skip[/dim] {stage.name} (manifest matches)")
-            rows = load_stage_rows(stage_dir)
+            rows = load_stage_rows(stage_dir)  # checked against the manifest's output fingerprint
             input_fp = previous["output_fingerprint"]
             continue
 
-        problem = stage.preflight()
-        if problem is not None:
-            raise StageNotReady(stage.name, problem)
-        console.print(f"[bold]run[/bold]  {stage.name}")
-        stage_dir.mkdir(parents=True, exist_ok=True)
         began = time.perf_counter()
-        result = stage.run(rows, RunContext(run_dir=run_dir, stage_dir=stage_dir))
+        if rows is not None and len(rows) == 0:
+            # Zero rows is a valid outcome of an earlier stage; this one has nothing to do and
+            # needs nothing (an LLM stage no endpoint). Its output is the empty input.
+            console.print(f"[yellow]skip[/yellow] {stage.name}: nothing to do (an earlier stage left 0 rows)")
+            result = StageResult(rows=rows, stats={"nothing_to_do": "no input rows"})
+        else:
+            problem = stage.preflight()
+            if problem is not None:
+                raise StageNotReady(stage.name, problem)
+            console.print(f"[bold]run[/bold]  {stage.name}")
+            stage_dir.mkdir(parents=True, exist_ok=True)
+            result = stage.run(rows, RunContext(run_dir=run_dir, stage_dir=stage_dir, state_dir=state_dir))
         _check_dropped(stage, result.dropped)
         manifest = {
             "stage": stage.name,
@@ -252,15 +443,19 @@ def run_pipeline(
             "rows_in": 0 if rows is None else len(rows),
             "rows_out": len(result.rows),
             "drops": drop_counts(result.dropped),
-            "stats": result.stats,
+            "stats": scrub(result.stats),
+            "complete": result.transient_failures == 0,
+            "transient_failures": result.transient_failures,
             "wall_time_s": round(time.perf_counter() - began, 3),
             "m1data_version": __version__,
         }
-        _write_stage(stage_dir, result, manifest)
+        _write_stage(stage_dir, state_dir, result, manifest)
         rows = load_stage_rows(stage_dir)
         input_fp = read_manifest(stage_dir)["output_fingerprint"]
         console.print(
             f"      {stage.name}: {manifest['rows_in']} -> {manifest['rows_out']} rows "
             f"in {manifest['wall_time_s']:.1f}s"
         )
+        if result.transient_failures:
+            raise StageIncomplete(stage.name, result.transient_failures, stage_dir)
     return rows

@@ -111,11 +111,25 @@ def write_rows(ds: datasets.Dataset, out: str | Path) -> Path:
     return out
 
 
+def parquet_dataset(path: str | Path, columns: list[str] | None = None) -> datasets.Dataset:
+    """A parquet file as a Dataset, zero rows included: `Dataset.from_parquet` refuses a file
+    without rows ("corresponds to no data"), so that case is read through pyarrow (the schema,
+    and with it every column's type, is kept)."""
+    import pyarrow.parquet as pq
+
+    if pq.ParquetFile(str(path)).metadata.num_rows == 0:
+        return datasets.Dataset(pq.read_table(str(path), columns=columns))
+    return datasets.Dataset.from_parquet(str(path), columns=columns)
+
+
 def read_rows(path: str | Path) -> datasets.Dataset:
-    """Read a Dataset written by `write_rows` (or any .parquet / .jsonl of rows)."""
+    """Read a Dataset written by `write_rows` (or any .parquet / .jsonl of rows); an empty file
+    is a Dataset of zero rows (an empty .jsonl has no columns either)."""
     path = Path(path)
     if path.suffix == ".parquet":
-        return datasets.Dataset.from_parquet(str(path))
+        return parquet_dataset(path)
     if path.suffix == ".jsonl":
+        if not path.read_bytes().strip():
+            return datasets.Dataset.from_dict({})
         return datasets.Dataset.from_json(str(path))
     raise ValueError(f"{path}: input must end in .parquet or .jsonl")

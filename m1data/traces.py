@@ -18,10 +18,16 @@ Kept rows gain:
 
 Every other row is in `dropped` with those columns too (for inspection) and a reason:
 `truncated` (finish_reason "length": no answer; recorded in the cache and never paid again),
-`filtered` (the provider's content filter), `error` (the call failed after retries; not cached as
-an answer, so a re-run of the stage sends it again), `no_answer` (finished, but the reply states
-no option), `multiple_answers` (it states several; detail says which), or `wrong_answer` (it
-states one option and it is not the right one; detail says which).
+`filtered` (the provider's content filter), `error` (the call failed), `no_answer` (finished, but
+the reply states no option), `multiple_answers` (it states several; detail says which), or
+`wrong_answer` (it states one option and it is not the right one; detail says which).
+
+Two kinds of `error`. A refusal (a 4xx such as a prompt over the context window) is the request's
+recorded outcome: cached, and sent again only with `retry_failed`. A transient failure (timeout,
+5xx, dropped connection, after every retry) is no outcome at all: the cache keeps it only as
+history, the stage counts it in `StageResult.transient_failures`, so a build marks the stage
+incomplete, stops after it and exits non-zero, and the next run of the same command sends
+exactly those requests again (the cache answers the rest).
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from m1data.llm.stages import (
     add_columns,
     boxed_request,
     check_rows,
+    count_transient,
     default_cache_path,
     open_cache,
     run_on_file,
@@ -206,7 +213,7 @@ class TeacherTraces(Stage):
             "verified": len(kept),
             **{k: v for k, v in run_stats.as_dict().items() if k != "seconds"},
         }
-        return StageResult(rows=kept, dropped=dropped, stats=stats)
+        return StageResult(rows=kept, dropped=dropped, stats=stats, transient_failures=count_transient(replies))
 
 
 def run_traces_file(

@@ -218,11 +218,13 @@ def test_environment_values_are_masked_even_outside_configs(tmp_path, monkeypatc
 def test_rendered_folder_loads_offline(run, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     folder = export_run("m1k", run[0], tmp_path / "hub", repo_id="org/m1K")
-    loaded = datasets.load_dataset(str(folder), name="default")
+    # the config is named after the dataset (issue 11: every build exporting `default` made
+    # builds published to one repo replace each other)
+    loaded = datasets.load_dataset(str(folder), name="m1k")
     assert loaded["train"]["id"] == run[1]["id"]
     card = (folder / "README.md").read_text()
-    assert 'load_dataset("org/m1K", name="default")' in card
-    assert (folder / "images/m1k-default-length.png").is_file()
+    assert 'load_dataset("org/m1K", name="m1k")' in card
+    assert (folder / "images/m1k-m1k-length.png").is_file()
 
 
 def test_templates_and_helpers():

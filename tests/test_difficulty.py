@@ -12,7 +12,15 @@ from llm_server import Received, Response, chat, error, llm_server  # noqa: F401
 
 from m1data.difficulty import DifficultyConfig, DifficultyFilter, StudentConfig, decide, run_difficulty_file, short_name
 from m1data.llm import RetryPolicy
-from m1data.pipeline import RunContext, Stage, StageResult, load_stage_dropped, read_manifests, run_pipeline
+from m1data.pipeline import (
+    RunContext,
+    Stage,
+    StageIncomplete,
+    StageResult,
+    load_stage_dropped,
+    read_manifests,
+    run_pipeline,
+)
 from m1data.readers import read_rows, write_rows
 from m1data.schema import LETTERS, make_row, rows_to_dataset
 
@@ -224,18 +232,20 @@ class Given(Stage):
         return StageResult(rows=self.rows)
 
 
-def test_in_a_pipeline_cache_lives_in_the_stage_dir(llm_server, tmp_path):
+def test_in_a_pipeline_cache_lives_in_the_state_dir(llm_server, tmp_path):
     llm_server.handler = student_handler
     cfg = config(llm_server, tmp_path, cache_path=None)
     run_dir = tmp_path / "run"
-    run_pipeline([Given(ROWS), DifficultyFilter(cfg)], run_dir)
+    with pytest.raises(StageIncomplete, match="2 requests failed transiently"):
+        run_pipeline([Given(ROWS), DifficultyFilter(cfg)], run_dir)
     stage_dir = run_dir / "01_difficulty"
-    assert (stage_dir / "llm_cache.sqlite").exists()
+    assert (run_dir / "cache" / "01_difficulty" / "llm_cache.sqlite").exists()
     manifest = read_manifests(run_dir)[-1]
     assert manifest["drops"] == {"solved_by_student": {"medqa": 4}, "student_error": {"medqa": 1}}
     assert manifest["stats"]["students"]["large"]["accuracy"] == round(3 / 8, 4)
     assert len(load_stage_dropped(stage_dir)) == 5
     sent = llm_server.count()
-    run_pipeline([Given(ROWS), DifficultyFilter(cfg)], run_dir, force=True)
+    with pytest.raises(StageIncomplete):
+        run_pipeline([Given(ROWS), DifficultyFilter(cfg)], run_dir, force=True)
     assert llm_server.count() == sent + 2 * 2  # forced re-run: only the 2 failing calls go out (2 attempts each)
     assert json.loads((stage_dir / "manifest.json").read_text())["stats"]["cached_hits"] == 14

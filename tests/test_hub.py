@@ -279,19 +279,37 @@ def test_publish_to_a_new_repo_uses_our_configs(tmp_path, m1k_folder):
     assert plan.deletions == [] and plan.default_config == "m1k"
 
 
-def test_dry_run_makes_no_call_and_lists_the_plan(m1k_folder, capsys, monkeypatch):
+class ReadOnlyHfApi(FakeHfApi):
+    """A dry run may read the repo (to say what it would replace) but never write to it."""
+
+    def create_repo(self, *args, **kwargs):
+        raise AssertionError("dry run called HfApi.create_repo")
+
+    def create_commit(self, *args, **kwargs):
+        raise AssertionError("dry run called HfApi.create_commit")
+
+
+def test_dry_run_writes_nothing_and_says_exactly_what_it_replaces(tmp_path, m1k_folder, capsys, monkeypatch):
+    """Changed on purpose (issue 11, item 9): the dry run used to make no call at all, so its plan
+    could not say what would be replaced. It now reads the repo and card, and writes nothing."""
     import huggingface_hub
 
-    monkeypatch.setattr(huggingface_hub, "HfApi", lambda *a, **k: RefusingHfApi())
-    plan = publish(m1k_folder, "org/m1", dry_run=True, api=RefusingHfApi())
-    assert plan.dry_run and plan.configs == ["m1k"] and plan.commit_url is None
+    remote = ["data/other/train-00000-of-00001.parquet", "data/m1k/train-00000-of-00002.parquet",
+              "data/m1k/train-00001-of-00002.parquet"]
+    api = ReadOnlyHfApi(tmp_path, remote, REMOTE_CARD)
+    plan = publish(m1k_folder, "org/m1", dry_run=True, api=api)
+    assert plan.dry_run and plan.commit_url is None and plan.remote_read
+    assert plan.configs == ["other", "m1k"] and plan.replaced_configs == ["m1k"]
+    assert plan.deletions == ["data/m1k/train-00000-of-00002.parquet", "data/m1k/train-00001-of-00002.parquet"]
     sizes = {f.path_in_repo: f.size for f in plan.files}
     assert sizes["data/m1k/train-00000-of-00001.parquet"] == (m1k_folder / "data/m1k/train-00000-of-00001.parquet").stat().st_size
     assert set(sizes) == {"README.md", "data/m1k/train-00000-of-00001.parquet", "images/m1k.png"}
 
+    monkeypatch.setattr(huggingface_hub, "HfApi", lambda *a, **k: api)
     publish_command(m1k_folder, "org/m1", private=False, dry_run=True)
     printed = capsys.readouterr().out
-    assert "DRY RUN" in printed and "data/m1k/train-00000-of-00001.parquet" in printed and "m1k" in printed
+    assert "DRY RUN" in printed and "data/m1k/train-00000-of-00001.parquet" in printed
+    assert "replaced: m1k" in printed and "- data/m1k/train-00001-of-00002.parquet" in printed
 
 
 def test_token_goes_only_to_hfapi_and_is_never_written(tmp_path, m1k_folder, monkeypatch, capsys):
@@ -350,3 +368,170 @@ def test_merge_keeps_our_default_when_theirs_has_none():
 def test_folder_card_is_plain_yaml(folder):
     header = (folder / "README.md").read_text().split("---\n")[1]
     assert isinstance(yaml.safe_load(header), dict)
+
+
+def test_refuses_to_upload_any_configured_api_key(tmp_path, monkeypatch):
+    """Not only the Hub token: the value of every key variable the run's config names, and of any
+    *_API_KEY in the environment, stops the upload; the message names the variable, not the value."""
+    run = tmp_path / "run"
+    (run / "04_traces").mkdir(parents=True)
+    (run / "04_traces" / "manifest.json").write_text(json.dumps(
+        {"stage": "traces", "index": 4, "config": {"api_key_env": "MY_TEACHER_SECRET"}}))
+    teacher_key, openai_key = "tk-teacher-0123456789abcdef", "sk-openai-0123456789abcdef"
+    monkeypatch.setenv("MY_TEACHER_SECRET", teacher_key)
+    monkeypatch.setenv("OPENAI_API_KEY", openai_key)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+
+    cases = [(teacher_key, "MY_TEACHER_SECRET", "README.md"), (openai_key, "OPENAI_API_KEY", "images/k.png")]
+    for value, name, where in cases:
+        folder = write_hub_folder(run / "hub", {"m1k": {"train": built_rows(3)}}, "# card\n", {"k.png": b"\x89PNG"})
+        target = folder / where
+        target.write_bytes(target.read_bytes() + f"\nleaked: {value}\n".encode())
+        api = FakeHfApi(tmp_path, [], None)
+        with pytest.raises(ValueError, match=name) as err:
+            publish(folder, "org/m1", api=api)
+        assert value not in str(err.value) and where in str(err.value)
+        assert api.named("create_commit") == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Publishing over a repo that already holds data (a repo kept in a local folder, so that what a
+# commit leaves behind is loaded back with `datasets` itself)
+
+
+class LocalRepoApi:
+    """The HfApi calls publish makes, served from a folder holding the repo's real files."""
+
+    def __init__(self, repo: Path):
+        self.repo = repo
+        self.calls: list[tuple[str, tuple, dict]] = []
+        self.exists = repo.exists()
+
+    def files(self) -> list[str]:
+        return sorted(p.relative_to(self.repo).as_posix() for p in self.repo.rglob("*") if p.is_file())
+
+    def create_repo(self, repo_id, **kwargs):
+        self.calls.append(("create_repo", (repo_id,), kwargs))
+        self.repo.mkdir(parents=True, exist_ok=True)
+        (self.repo / ".gitattributes").write_text("*.parquet filter=lfs\n")
+        self.exists = True
+
+    def repo_info(self, repo_id, **kwargs):
+        self.calls.append(("repo_info", (repo_id,), kwargs))
+        if not self.exists:
+            import httpx
+            from huggingface_hub.errors import RepositoryNotFoundError
+
+            url = f"https://huggingface.co/api/datasets/{repo_id}"
+            raise RepositoryNotFoundError("404", response=httpx.Response(404, request=httpx.Request("GET", url)))
+        return SimpleNamespace(sha="sha1", siblings=[SimpleNamespace(rfilename=f) for f in self.files()])
+
+    def hf_hub_download(self, repo_id, filename, **kwargs):
+        self.calls.append(("hf_hub_download", (repo_id, filename), kwargs))
+        return str(self.repo / filename)
+
+    def create_commit(self, repo_id, operations, **kwargs):
+        self.calls.append(("create_commit", (repo_id, list(operations)), kwargs))
+        for op in operations:
+            target = self.repo / op.path_in_repo
+            if type(op).__name__ == "CommitOperationDelete":
+                target.unlink()
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(operation_bytes(op))
+        return SimpleNamespace(commit_url=f"https://hub.invalid/{repo_id}/commit/2", oid="2")
+
+    def named(self, name):
+        return [c for c in self.calls if c[0] == name]
+
+
+def pushed_repo(tmp_path, *, with_card: bool) -> Path:
+    """A repo as `push_to_hub` (or a hand upload) leaves it: data/train-*.parquet, and either no
+    README or one without `configs:`; `datasets` finds its data by file-name conventions."""
+    repo = tmp_path / "remote"
+    (repo / "data").mkdir(parents=True)
+    built_rows(5, "pubmedqa").to_parquet(str(repo / "data/train-00000-of-00001.parquet"))
+    if with_card:
+        (repo / "README.md").write_text("---\nlicense: mit\n---\n# Their data\n")
+    return repo
+
+
+@pytest.mark.parametrize("with_card", [False, True])
+def test_data_found_by_file_conventions_stays_reachable(tmp_path, m1k_folder, monkeypatch, with_card):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    repo = pushed_repo(tmp_path, with_card=with_card)
+    before = datasets.load_dataset(str(repo), split="train")["id"]
+    api = LocalRepoApi(repo)
+    plan = publish(m1k_folder, "org/mixed", api=api)
+    assert plan.kept_remote_configs == ["default"] and plan.replaced_configs == [] and plan.deletions == []
+    assert "default" in plan.describe() and plan.unreachable == []
+    assert datasets.load_dataset(str(repo), split="train")["id"] == before  # their default is still the default
+    assert datasets.load_dataset(str(repo), name="m1k", split="train")["id"] == built_rows(7)["id"]
+    assert "data/train-00000-of-00001.parquet" in api.files()
+
+
+def test_publishing_m1k_over_an_m23k_repo_keeps_m23k(tmp_path, monkeypatch):
+    """Each build's config is named after its dataset, so m1K lands beside m23K, not over it."""
+    from m1data.hub import export_run
+    from m1data.pipeline import Stage, StageResult, run_pipeline
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    class Given(Stage):
+        name = "format"
+        config = None
+
+        def __init__(self, rows):
+            self.rows = rows
+
+        def run(self, rows, ctx):
+            return StageResult(rows=self.rows)
+
+    folders = {}
+    for name, n in (("m23k", 12), ("m1k", 4)):
+        run_pipeline([Given(built_rows(n))], tmp_path / name)
+        folders[name] = export_run(name, tmp_path / name, tmp_path / name / "hub")
+    assert card_metadata(folders["m1k"])["configs"][0]["config_name"] == "m1k"
+    custom = export_run("m1k", tmp_path / "m1k", tmp_path / "custom", config_name="m1k-v2")
+    assert card_metadata(custom)["configs"][0]["config_name"] == "m1k-v2"
+
+    api = LocalRepoApi(tmp_path / "remote")
+    publish(folders["m23k"], "org/m1", api=api)
+    assert [c[0] for c in api.calls][:2] == ["repo_info", "create_repo"]  # a new repo: created after reading
+    plan = publish(folders["m1k"], "org/m1", api=api)
+    assert plan.deletions == [] and plan.kept_remote_configs == ["m23k"] and plan.replaced_configs == []
+    assert len(datasets.load_dataset(str(api.repo), name="m23k", split="train")) == 12
+    assert len(datasets.load_dataset(str(api.repo), name="m1k", split="train")) == 4
+    assert len(datasets.load_dataset(str(api.repo), split="train")) == 12  # m23K stays the default
+
+
+def test_publish_deletes_only_shards_it_wrote(tmp_path, m1k_folder):
+    remote = ["data/m1k/train-00000-of-00003.parquet", "data/m1k/notes.md", "data/m1k/README.txt"]
+    api = FakeHfApi(tmp_path, remote, REMOTE_CARD)
+    plan = publish(m1k_folder, "org/m1", api=api)
+    assert plan.deletions == ["data/m1k/train-00000-of-00003.parquet"]
+    [(_, (_, operations), _)] = api.named("create_commit")
+    deleted = [op.path_in_repo for op in operations if type(op).__name__ == "CommitOperationDelete"]
+    assert deleted == ["data/m1k/train-00000-of-00003.parquet"]
+
+    # a file somebody else put where our config reads would be mixed into it: refuse, change nothing
+    api = FakeHfApi(tmp_path, ["data/m1k/train-theirs.parquet"], REMOTE_CARD)
+    with pytest.raises(ValueError, match="data/m1k/train-theirs.parquet"):
+        publish(m1k_folder, "org/m1", api=api)
+    assert api.named("create_commit") == [] and api.named("create_repo") == []
+
+    # a same-named config laid out by another tool: replaced, its files kept and listed as unreachable
+    theirs = "---\nconfigs:\n- config_name: m1k\n  data_files: m1k/train-*.parquet\n---\n"
+    api = FakeHfApi(tmp_path, ["m1k/train-00000-of-00001.parquet"], theirs)
+    plan = publish(m1k_folder, "org/m1", api=api)
+    assert plan.replaced_configs == ["m1k"] and plan.deletions == []
+    assert plan.unreachable == ["m1k/train-00000-of-00001.parquet"]
+    assert "m1k/train-00000-of-00001.parquet" in plan.describe()
+
+
+def test_a_malformed_remote_card_is_a_clear_error_before_anything_changes(tmp_path, m1k_folder):
+    api = FakeHfApi(tmp_path, [], "---\nconfigs: [unclosed\nlicense: mit\n---\n# x\n")
+    with pytest.raises(ValueError, match="org/m1.*README.md") as err:
+        publish(m1k_folder, "org/m1", api=api)
+    assert "YAML" in str(err.value)
+    assert api.named("create_repo") == [] and api.named("create_commit") == []

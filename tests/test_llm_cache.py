@@ -79,3 +79,37 @@ def test_mean_completion_tokens_needs_enough_samples(tmp_path):
         for i in range(5, 25):
             cache.put(f"k{i}", BASE, ask(), Reply(completion_tokens=200))
         assert cache.mean_completion_tokens(BASE + "/", "m") == 180
+
+
+def test_a_corrupted_cache_file_is_a_clear_error_naming_it(tmp_path):
+    import pytest
+
+    from m1data.llm.cache import CacheError
+
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"this is not a database at all " * 200)
+    with pytest.raises(CacheError, match=str(garbage)) as err:
+        Cache(garbage)
+    assert isinstance(err.value, ValueError)  # the CLI prints ValueErrors as one line, exit 2
+    assert "not a readable" in str(err.value)
+
+    truncated = tmp_path / "truncated.sqlite"
+    with Cache(truncated) as cache:
+        for i in range(300):
+            cache.put(f"k{i}", BASE, ask(), Reply(text="x" * 500))
+    data = truncated.read_bytes()
+    truncated.write_bytes(data[:4096] + b"\0" * 4096 + data[8192:])  # a page overwritten
+    with pytest.raises(CacheError, match=str(truncated)):
+        with Cache(truncated) as cache:
+            cache.get_many([f"k{i}" for i in range(300)])
+
+
+def test_credentials_in_a_base_url_never_reach_the_cache(tmp_path):
+    with_password = "https://user:hunter2secret@api.example.com/v1"
+    assert normalise_endpoint(with_password) == "https://api.example.com/v1"
+    assert request_key(with_password, ask()) == request_key("https://api.example.com/v1", ask())
+    path = tmp_path / "c.sqlite"
+    with Cache(path) as cache:
+        cache.put(request_key(with_password, ask()), with_password, ask(), Reply(text="ok"))
+    for file in tmp_path.iterdir():
+        assert b"hunter2secret" not in file.read_bytes() and b"user:" not in file.read_bytes()

@@ -91,3 +91,133 @@ def test_sigkill_then_resume_never_pays_twice(tmp_path):
         assert all(n <= 2 for n in sends.values())
         # Every request ends with a recorded outcome.
         assert completed_bodies(tmp_path / "cache.sqlite") == set(sends)
+
+
+# ---------------------------------------------------------------------------------------------
+# SIGKILL of an LLM stage while it writes its outputs, many times over
+
+
+STAGE_SCRIPT = textwrap.dedent(
+    """
+    import json, os, random, signal, sys, time
+    from dataclasses import dataclass
+
+    import datasets
+
+    from m1data.llm.limits import RetryPolicy
+    from m1data.pipeline import Stage, StageResult, run_pipeline
+    from m1data.schema import make_row, rows_to_dataset
+    from m1data.traces import TeacherTraces, TracesConfig
+
+    base_url, run_dir, n, kills, seed = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+
+    @dataclass
+    class RowsConfig:
+        n: int
+
+    class Rows(Stage):
+        name = "rows"
+
+        def __init__(self, config):
+            self.config = config
+
+        def run(self, rows, ctx):
+            return StageResult(rows=rows_to_dataset([
+                make_row(source="medqa", row_id=f"medqa:{i}", question=f"Question {i}?",
+                         options=[f"a{i}", f"b{i}", f"c{i}", f"d{i}"], answer_idx=0, raw={})
+                for i in range(self.config.n)]))
+
+    class Marked(TeacherTraces):
+        \"\"\"Tells the parent, through a pipe, the moment every reply is in: the write window opens.\"\"\"
+
+        def run(self, rows, ctx):
+            result = super().run(rows, ctx)
+            os.write(MARK, b"w")
+            return result
+
+    def stages():
+        config = TracesConfig(model="teacher", base_url=base_url, api_key_env=None, progress=False,
+                              concurrency=4, retry=RetryPolicy(max_attempts=2, base_delay=0.01))
+        return [Rows(RowsConfig(n)), Marked(config)]
+
+    def child(mark, start):
+        global MARK
+        MARK = mark
+        run_pipeline(stages(), run_dir, start=start)
+        os._exit(0)
+
+    def one_run(start, kill_at):
+        \"\"\"Fork a run; SIGKILL it `kill_at` seconds into its write window (None: let it finish).
+        Returns (killed, seconds from the window opening to the end of the run).\"\"\"
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read_end)
+            child(write_end, start)
+        os.close(write_end)
+        if os.read(read_end, 1) != b"w":  # the stage was skipped (complete), or the run failed
+            _, status = os.waitpid(pid, 0)
+            if os.waitstatus_to_exitcode(status) != 0:
+                raise SystemExit(f"run failed before writing: {status}")
+            return False, 0.0
+        opened = time.perf_counter()
+        if kill_at is not None:
+            time.sleep(kill_at)
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        os.close(read_end)
+        killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+        if not killed and os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"run failed: {status}")
+        return killed, time.perf_counter() - opened
+
+    datasets.disable_progress_bars()
+    rng = random.Random(seed)
+    _, window = one_run(None, None)           # pays for every reply, measures the write window
+    window = max(window, 1e-3)
+    delays, killed = [], 0
+    for _ in range(kills):                    # re-runs of the stage, each killed at a random moment
+        delay = rng.uniform(0, window)
+        hit, window_now = one_run("traces", delay)
+        killed += hit
+        delays.append(round(delay, 5))
+        if not hit:
+            window = max(window, window_now)
+    one_run(None, None)                       # and the run that finally completes
+    print(json.dumps({"window": window, "killed": killed, "delays": delays}), flush=True)
+    """
+)
+
+STAGE_ROWS = 16
+KILLS = 24
+
+
+def right_answer(req: Received) -> Response:
+    return reply(req, "The answer is \\boxed{A}.", reasoning="thinking")
+
+
+def test_sigkill_anywhere_in_the_stage_write_window_never_pays_twice(tmp_path):
+    """The issue's fault injection: SIGKILL an LLM stage at random moments of its write window,
+    many times, and check that no paid reply is ever sent again. In the write window every reply
+    is already in (nothing is in flight), so the allowance for in-flight requests is zero."""
+    import json
+    import random
+
+    script = tmp_path / "stage_kill.py"
+    script.write_text(STAGE_SCRIPT)
+    seed = random.randrange(1 << 30)
+    with ScriptedServer(right_answer) as server:
+        driver = subprocess.run(
+            [sys.executable, str(script), server.base_url, str(tmp_path / "run"), str(STAGE_ROWS), str(KILLS),
+             str(seed)],
+            capture_output=True, text=True, timeout=240, check=False,
+        )
+        assert driver.returncode == 0, f"seed {seed}\n{driver.stdout}\n{driver.stderr[-3000:]}"
+        report = json.loads(driver.stdout.strip().splitlines()[-1])
+        sends = server.sends_per_body()
+    assert len(sends) == STAGE_ROWS, f"seed {seed}"
+    assert max(sends.values()) == 1, f"seed {seed}: a paid reply was sent again after a kill; {report}"
+    assert report["killed"] >= KILLS // 3, f"seed {seed}: too few kills landed inside the window: {report}"
+    run = tmp_path / "run"
+    assert not list(run.glob("*.tmp")) and not list(run.glob("*.old"))
+    assert (run / "01_traces" / "manifest.json").is_file()

@@ -297,7 +297,7 @@ def test_in_a_pipeline_the_manifest_counts_untagged(llm_server, tmp_path):
     manifest = read_manifest(stage_dir)
     assert manifest["drops"] == {"untagged": {"medmcqa": 2}}
     assert manifest["stats"]["untagged"] == 2
-    assert (stage_dir / "llm_cache.sqlite").exists()
+    assert (tmp_path / "run" / "cache" / "01_tag" / "llm_cache.sqlite").exists()
     assert sorted(load_stage_dropped(stage_dir)["id"]) == ["q1", "q3"]
     assert manifest["config"]["api_key_env"] is None and "Bearer" not in json.dumps(manifest)
 
@@ -374,3 +374,24 @@ def test_preflight_unreachable():
         port = sock.getsockname()[1]
     stage = MeshTagger(MeshConfig(base_url=f"http://127.0.0.1:{port}/v1", api_key_env=None))
     assert "cannot reach" in stage.preflight()
+
+
+def test_in_a_pipeline_a_row_lost_to_transient_failures_is_retried_not_dropped(llm_server, tmp_path):
+    from m1data.pipeline import StageIncomplete
+
+    down = {"Which nerve supplies the deltoid muscle?"}
+    outage = {"on": True}
+
+    def handler(req: Received) -> Response:
+        if outage["on"] and _question(req) in down:
+            return error(503, "overloaded", retry_after=0)
+        return right(req)
+
+    llm_server.handler = handler
+    stage = MeshTagger(_config(llm_server, max_attempts=2))
+    with pytest.raises(StageIncomplete, match="stage 'tag' is incomplete: 1 request"):  # one row, all its asks
+        run_pipeline([_Given(_rows()), stage], tmp_path / "run")
+    assert read_manifest(tmp_path / "run" / "01_tag")["complete"] is False
+    outage["on"] = False
+    rows = run_pipeline([_Given(_rows()), stage], tmp_path / "run")
+    assert rows["domain_code"] == list(SCRIPT.values())

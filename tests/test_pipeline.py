@@ -145,3 +145,152 @@ def test_preflight_stops_before_a_stage_that_cannot_run(tmp_path):
         run_pipeline([Make(), NeedsModel()], tmp_path)
     assert "127.0.0.1:9" in err.value.problem
     assert CALLS == ["make"] and [m["stage"] for m in read_manifests(tmp_path)] == ["make"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Zero rows is a valid outcome
+
+
+class DropAll(DropSome):
+    name = "drop_all"
+
+    def run(self, rows, ctx):
+        CALLS.append(self.name)
+        gone = rows.add_column("reason", ["too_easy"] * len(rows))
+        return StageResult(rows=rows.select([]), dropped=gone)
+
+
+class NeedsEndpoint(DropSome):
+    name = "llm"
+
+    def preflight(self):
+        return "cannot reach http://127.0.0.1:9/v1"
+
+
+def test_a_stage_with_zero_rows_out_is_written_and_later_stages_have_nothing_to_do(tmp_path, capsys):
+    out = run_pipeline([Make(), DropAll(), NeedsEndpoint(), DropSome()], tmp_path)
+    assert len(out) == 0 and CALLS == ["make", "drop_all"]  # no endpoint needed for nothing
+    manifests = read_manifests(tmp_path)
+    assert [m["rows_out"] for m in manifests] == [6, 0, 0, 0]
+    assert manifests[2]["stats"] == {"nothing_to_do": "no input rows"}
+    assert "nothing to do" in capsys.readouterr().err
+    CALLS.clear()
+    again = run_pipeline([Make(), DropAll(), NeedsEndpoint(), DropSome()], tmp_path)  # re-runs are not wedged
+    assert len(again) == 0 and CALLS == []
+    assert "| after drop_all | 0 | 0 | 0 |" in funnel_markdown(tmp_path)
+    assert lineage(tmp_path, "medqa:1") == [
+        {"stage": "make", "status": "kept"},
+        {"stage": "drop_all", "status": "dropped", "reason": "too_easy"},
+    ]
+
+
+def empty_rows_file(tmp_path):
+    from m1data.readers import write_rows
+    from m1data.schema import make_row, rows_to_dataset
+
+    row = make_row(source="medqa", row_id="medqa:0", question="Q?", options=["a", "b"], answer_idx=0, raw={})
+    return write_rows(rows_to_dataset([row]).select([]), tmp_path / "empty.parquet")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["run", "traces", "{in}", "{out}", "--base-url", "http://127.0.0.1:9/v1", "--model", "teacher"],
+        ["dedup", "{in}", "{out}"],
+    ],
+)
+def test_file_commands_on_zero_rows_say_there_is_nothing_to_do(tmp_path, command):
+    from typer.testing import CliRunner
+
+    from m1data.cli import app
+    from m1data.readers import read_rows
+
+    source, target = empty_rows_file(tmp_path), tmp_path / "out.parquet"
+    args = [a.format(**{"in": source, "out": target}) for a in command]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert result.exception is None
+    assert len(read_rows(target)) == 0
+
+
+def test_build_that_ends_with_zero_rows_says_so(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from m1data.builders import BUILDERS
+    from typer.testing import CliRunner
+
+    from m1data.cli import app
+
+    monkeypatch.setitem(BUILDERS, "m1k", SimpleNamespace(CONFIG=MakeConfig, stages=lambda cfg: [Make(), DropAll()]))
+    for _ in range(2):  # the second run finds the run folder as the first left it
+        result = CliRunner().invoke(app, ["build", "m1k", "--out", str(tmp_path / "run")])
+        assert result.exit_code == 0, result.output
+        assert "0 rows" in result.output and "no Hub folder" in result.output
+    assert not (tmp_path / "run" / "hub").exists()
+
+
+def test_a_corrupt_manifest_is_an_error_naming_the_file(tmp_path):
+    run_pipeline([Make(), DropSome()], tmp_path)
+    broken = tmp_path / "01_drop" / "manifest.json"
+    broken.write_text('{"stage": "drop", "index"')
+    for action in (lambda: run_pipeline([Make(), DropSome()], tmp_path), lambda: funnel_markdown(tmp_path)):
+        with pytest.raises(ValueError, match=str(broken)) as err:
+            action()
+        assert "not valid JSON" in str(err.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# One build at a time; outputs changed by hand are noticed
+
+
+def test_a_second_build_into_the_same_run_folder_is_refused(tmp_path):
+    import subprocess
+    import sys
+
+    from m1data.pipeline import RunLocked
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         ("import sys, time\nfrom m1data.pipeline import run_lock\n"
+          "with run_lock(sys.argv[1]):\n    print('locked', flush=True)\n    time.sleep(60)\n"),
+         str(tmp_path)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunLocked, match=f"pid {holder.pid}") as err:
+            run_pipeline([Make(), DropSome()], tmp_path)
+        assert str(tmp_path) in str(err.value) and "another build" in str(err.value)
+        assert CALLS == [] and read_manifests(tmp_path) == []
+    finally:
+        holder.kill()
+        holder.wait()
+    run_pipeline([Make(), DropSome()], tmp_path)  # the holder is gone: the lock went with it
+    assert CALLS == ["make", "drop"]
+
+
+def test_the_lock_is_reentrant_within_one_process(tmp_path):
+    from m1data.pipeline import run_lock
+
+    with run_lock(tmp_path):
+        run_pipeline([Make()], tmp_path)  # a build holds the lock around run_pipeline and export
+    assert CALLS == ["make"]
+
+
+def test_a_stage_output_changed_by_hand_is_named_when_a_later_stage_reads_it(tmp_path):
+    from m1data.hub import export_run
+    from m1data.pipeline import CorruptRunFile
+
+    run_pipeline([Make(), DropSome()], tmp_path)
+    edited = tmp_path / "00_make" / "rows.parquet"
+    rows = datasets.Dataset.from_parquet(str(edited))
+    rows.map(lambda r: {"source": "medmcqa"}).to_parquet(str(edited))
+    with pytest.raises(CorruptRunFile, match=str(edited)) as err:
+        run_pipeline([Make(), DropSome()], tmp_path)
+    assert "changed since" in str(err.value)
+
+    run_pipeline([Make(), DropSome()], tmp_path, force=True)
+    last = tmp_path / "01_drop" / "rows.parquet"
+    datasets.Dataset.from_parquet(str(last)).select([0]).to_parquet(str(last))
+    with pytest.raises(CorruptRunFile, match=str(last)):
+        export_run("m23k", tmp_path, tmp_path / "hub")

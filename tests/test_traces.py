@@ -11,7 +11,7 @@ import pytest
 from llm_server import Received, Response, chat, error, llm_server  # noqa: F401
 
 from m1data.llm import RetryPolicy
-from m1data.pipeline import RunContext, Stage, StageResult, run_pipeline
+from m1data.pipeline import RunContext, Stage, StageIncomplete, StageResult, run_pipeline
 from m1data.readers import read_rows, write_rows
 from m1data.schema import LETTERS, make_row, rows_to_dataset
 from m1data.traces import TeacherTraces, TracesConfig, run_traces_file
@@ -218,7 +218,8 @@ def test_secret_never_reaches_disk_or_logs(llm_server, tmp_path, secret_env, cap
     cfg = config(llm_server, tmp_path, cache_path=None)
     cfg.progress = True
     stage = TeacherTraces(cfg)
-    run_pipeline([Given(ROWS), stage], run_dir)
+    with pytest.raises(StageIncomplete):  # the "down" row failed transiently
+        run_pipeline([Given(ROWS), stage], run_dir)
     run_traces_file(
         write_rows(ROWS, tmp_path / "in.jsonl"),
         tmp_path / "out.jsonl",
@@ -250,8 +251,10 @@ def test_secret_never_reaches_disk_or_logs(llm_server, tmp_path, secret_env, cap
 def test_in_a_pipeline(llm_server, tmp_path, secret_env):
     llm_server.handler = teacher
     run_dir = tmp_path / "run"
-    run_pipeline([Given(ROWS), TeacherTraces(config(llm_server, tmp_path, cache_path=None))], run_dir)
+    with pytest.raises(StageIncomplete, match="1 request failed transiently"):  # the 503; the 400 is an outcome
+        run_pipeline([Given(ROWS), TeacherTraces(config(llm_server, tmp_path, cache_path=None))], run_dir)
     manifest = json.loads((run_dir / "01_traces" / "manifest.json").read_text())
+    assert manifest["complete"] is False and manifest["transient_failures"] == 1
     assert manifest["rows_out"] == 3
     assert manifest["drops"] == {
         "error": {"medmcqa": 2},
@@ -261,7 +264,7 @@ def test_in_a_pipeline(llm_server, tmp_path, secret_env):
         "wrong_answer": {"medmcqa": 1},
     }
     assert manifest["stats"]["completion_tokens_sent"] > 0
-    assert Path(run_dir / "01_traces" / "llm_cache.sqlite").exists()
+    assert Path(run_dir / "cache" / "01_traces" / "llm_cache.sqlite").exists()
 
 
 def test_several_or_no_stated_options_are_never_verified(llm_server, tmp_path, secret_env):

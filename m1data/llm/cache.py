@@ -21,12 +21,13 @@ benchmark includes.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,16 +64,42 @@ _LOOKUP_CHUNK = 500  # SQLite's default limit on bound parameters is 999 on old 
 
 @functools.lru_cache(maxsize=256)
 def normalise_endpoint(endpoint: str) -> str:
-    """Same server, same spelling: lowercase scheme and host, no trailing slash."""
+    """Same server, same spelling: lowercase scheme and host, no trailing slash, and no
+    credentials (`user:password@`): they are a way in, not part of which server answered, and
+    this string is stored in the cache file."""
     parts = urlsplit(endpoint.strip())
     if not parts.scheme or not parts.netloc:
         return endpoint.strip().rstrip("/")
-    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/"), parts.query, ""))
+    host = parts.netloc.rpartition("@")[2].lower()
+    return urlunsplit((parts.scheme.lower(), host, parts.path.rstrip("/"), parts.query, ""))
 
 
 def request_key(endpoint: str, request: Request) -> str:
     material = {"endpoint": normalise_endpoint(endpoint), "kind": request.kind, "body": request_body(request)}
     return hashlib.sha256(canonical_json(material).encode()).hexdigest()
+
+
+class CacheError(ValueError):
+    """A cache file SQLite cannot read: named, with what to do, instead of a bare DatabaseError."""
+
+    def __init__(self, path: Path, err: sqlite3.Error):
+        if isinstance(err, sqlite3.OperationalError):
+            problem = f"{path}: the reply cache cannot be used ({err})"
+        else:
+            problem = (
+                f"{path} is not a readable reply cache ({err}). If it is damaged, move it away and run again: "
+                "a new cache is started, and the replies the old one held are paid for again"
+            )
+        super().__init__(problem)
+        self.path = path
+
+
+@contextlib.contextmanager
+def _readable(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.DatabaseError as err:
+        raise CacheError(path, err) from None
 
 
 @dataclass
@@ -92,10 +119,15 @@ class Cache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=60)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        try:
+            with _readable(self.path):
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.executescript(_SCHEMA)
+                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        except CacheError:
+            self._db.close()
+            raise
 
     def __enter__(self) -> Cache:
         return self
@@ -130,7 +162,7 @@ class Cache:
     def get_many(self, keys: Iterable[str]) -> dict[str, Entry]:
         keys = list(dict.fromkeys(keys))
         found: dict[str, Entry] = {}
-        with self._lock:
+        with self._lock, _readable(self.path):
             for start in range(0, len(keys), _LOOKUP_CHUNK):
                 chunk = keys[start : start + _LOOKUP_CHUNK]
                 marks = ",".join("?" * len(chunk))
@@ -143,18 +175,18 @@ class Cache:
         return self.get_many([key]).get(key)
 
     def __len__(self) -> int:
-        with self._lock:
+        with self._lock, _readable(self.path):
             return self._db.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
 
     def status_counts(self) -> dict[str, int]:
-        with self._lock:
+        with self._lock, _readable(self.path):
             rows = self._db.execute("SELECT status, transient, COUNT(*) FROM replies GROUP BY status, transient")
             return {f"{status}{' (transient)' if transient else ''}": n for status, transient, n in rows}
 
     def mean_completion_tokens(self, endpoint: str, model: str, min_samples: int = 20) -> int | None:
         """Mean output length of answered requests to this endpoint and model, when there are
         enough of them to be a better guess than a fixed fraction of max_tokens."""
-        with self._lock:
+        with self._lock, _readable(self.path):
             n, mean = self._db.execute(
                 "SELECT COUNT(*), AVG(completion_tokens) FROM replies WHERE endpoint=? AND model=? AND status='ok'",
                 (normalise_endpoint(endpoint), model),
@@ -162,6 +194,30 @@ class Cache:
         return int(mean) if n >= min_samples else None
 
     # -- writing ----------------------------------------------------------------------------
+
+    def merge_from(self, other: str | Path) -> int:
+        """Copy into this cache every reply of another cache file that this one lacks (or holds
+        only as a transient failure), in one transaction; return how many were copied. Used to
+        take back a cache a crash left somewhere else: running it twice copies nothing twice."""
+        with self._lock, _readable(Path(other)):
+            self._db.execute("ATTACH DATABASE ? AS other", (str(other),))
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                before = self._db.total_changes
+                self._db.execute(
+                    "INSERT OR REPLACE INTO main.replies SELECT o.* FROM other.replies o "
+                    "LEFT JOIN main.replies m ON m.key = o.key "
+                    "WHERE m.key IS NULL OR (m.transient = 1 AND o.transient = 0)"
+                )
+                copied = self._db.total_changes - before
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+            finally:
+                self._db.execute("DETACH DATABASE other")
+        return copied
 
     def put(
         self, key: str, endpoint: str, request: Request, reply: Reply, *, transient: bool = False, attempts: int = 1
@@ -183,5 +239,5 @@ class Cache:
             attempts,
             time.time(),
         )
-        with self._lock:
+        with self._lock, _readable(self.path):
             self._db.execute("INSERT OR REPLACE INTO replies VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row)

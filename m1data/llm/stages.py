@@ -12,14 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+from rich.console import Console
 
 from m1data.llm.cache import Cache
-from m1data.llm.types import Request
+from m1data.llm.types import Reply, Request
 from m1data.pipeline import RunContext
 
 BOXED_INSTRUCTION = "Return your final response within \\boxed{}."
 CACHE_FILENAME = "llm_cache.sqlite"
 REQUIRED_COLUMNS = ("id", "source", "prompt", "options", "answer_idx")
+
+console = Console(stderr=True)
 
 
 def boxed_prompt(prompt: str) -> str:
@@ -32,6 +35,16 @@ def boxed_request(model: str, prompt: str, params: dict[str, Any]) -> Request:
     return Request(model=model, messages=({"role": "user", "content": boxed_prompt(prompt)},), params=dict(params))
 
 
+def is_transient(reply: Reply) -> bool:
+    """A failure that may pass (timeout, 5xx, dropped connection) after every retry: the runner
+    marks these `transient` in the cache and sends them again on the next run."""
+    return reply.status == "error" and bool(getattr(reply, "retryable", False))
+
+
+def count_transient(replies: Sequence[Reply]) -> int:
+    return sum(is_transient(r) for r in replies)
+
+
 def check_rows(rows: datasets.Dataset | None, stage: str) -> datasets.Dataset:
     if rows is None:
         raise ValueError(f"the {stage} stage needs input rows; it cannot be the first stage")
@@ -42,13 +55,13 @@ def check_rows(rows: datasets.Dataset | None, stage: str) -> datasets.Dataset:
 
 
 def open_cache(configured: str | None, ctx: RunContext | None) -> Cache:
-    """The configured file, else `<stage_dir>/llm_cache.sqlite` (kept across re-runs by the
-    pipeline, which moves a stage's private files along when it rewrites the stage)."""
+    """The configured file, else `<state_dir>/llm_cache.sqlite`: in a build, the stage's state
+    folder `RUN_DIR/cache/NN_stage/`, which no rewrite of the stage's outputs touches."""
     if configured:
         return Cache(configured)
     if ctx is None:
         raise ValueError("no cache path configured and no run context to put one in")
-    return Cache(Path(ctx.stage_dir) / CACHE_FILENAME)
+    return Cache(Path(ctx.state_dir) / CACHE_FILENAME)
 
 
 def add_columns(rows: datasets.Dataset, columns: dict[str, tuple[list[Any], Any]]) -> datasets.Dataset:
@@ -98,7 +111,14 @@ def run_on_file(stage: Any, in_path: str | Path, out_path: str | Path, dry_run: 
     reasons); returns the stage statistics. A dry run prints the plan and returns {}."""
     from m1data.readers import read_rows, write_rows
 
-    rows = check_rows(read_rows(in_path), stage.name)
+    rows = read_rows(in_path)
+    if len(rows) == 0:
+        console.print(f"{in_path}: 0 rows, nothing to do; {out_path} and its rejected file are written empty")
+        if not dry_run:
+            write_rows(rows, out_path)
+            write_rows(rows, rejected_path(out_path))
+        return {"rows_in": 0, "rows_out": 0, "rows_rejected": 0}
+    rows = check_rows(rows, stage.name)
     if dry_run:
         with Cache(stage.config.cache_path) as store:
             stage.plan(rows, store)
@@ -106,4 +126,16 @@ def run_on_file(stage: Any, in_path: str | Path, out_path: str | Path, dry_run: 
     result = stage.run(rows, None)
     write_rows(result.rows, out_path)
     write_rows(result.dropped, rejected_path(out_path))
-    return {"rows_in": len(rows), "rows_out": len(result.rows), "rows_rejected": len(result.dropped), **result.stats}
+    if result.transient_failures:
+        console.print(
+            f"[yellow]{result.transient_failures:,} requests failed transiently (timeouts, 5xx, dropped connections); "
+            "their rows are in the rejected file with reason 'error'. Run the same command again to send exactly "
+            "those (the cache answers the rest).[/yellow]"
+        )
+    return {
+        "rows_in": len(rows),
+        "rows_out": len(result.rows),
+        "rows_rejected": len(result.dropped),
+        "transient_failures": result.transient_failures,
+        **result.stats,
+    }
