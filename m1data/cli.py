@@ -16,13 +16,28 @@ OutOpt = Annotated[Path, typer.Option("--out", help="Output file (.parquet or .j
 PathOpt = Annotated[Optional[Path], typer.Option("--path", help="Local file in the native format (default: the Hub id m1 used).")]
 
 
+def _quarantine_path(out: Path) -> Path:
+    return out.with_name(out.stem + ".quarantine" + out.suffix)
+
+
+def _refuse_overwrite(inputs: list[Path | None], outs: list[Path]) -> None:
+    """A load never writes over the raw file it reads (`--out` equal to `--path`, or the
+    quarantine file beside `--out` landing on it): the raw file may be the only copy."""
+    raw = {p.resolve() for p in inputs if p is not None}
+    for target in outs:
+        for written in (target, _quarantine_path(target)):
+            if written.resolve() in raw:
+                raise typer.BadParameter(f"writing {written} would overwrite the input file; choose another --out",
+                                         param_hint="--out")
+
+
 def _report_load(name: str, result, out: Path) -> None:
     from m1data.readers import write_rows
 
     write_rows(result.rows, out)
     console.print(f"{name}: {len(result.rows):,} rows -> {out}")
     if len(result.quarantine):
-        qpath = out.with_name(out.stem + ".quarantine" + out.suffix)
+        qpath = _quarantine_path(out)
         write_rows(result.quarantine, qpath)
         reasons = ", ".join(f"{r} {n}" for r, n in sorted(result.reasons().items()))
         console.print(f"{name}: {len(result.quarantine):,} quarantined ({reasons}) -> {qpath}")
@@ -39,6 +54,7 @@ def load(
     """Load one raw source into the m1data row schema."""
     from m1data.sources import load_source
 
+    _refuse_overwrite([path], [out])
     _report_load(source, load_source(source, path, split=split, seed=seed), out)
 
 
@@ -51,10 +67,16 @@ def load_eval(
     """Load an eval set (a decontamination target and scoring set)."""
     from m1data.evalsets import load_eval_any
 
+    inputs = [path, Path(name) if Path(name).exists() else None]
+    _refuse_overwrite(inputs, [out])
     results = load_eval_any(name, path)
+    targets = {
+        set_name: out if len(results) == 1 else out.with_name(f"{out.stem}.{set_name.replace('/', '_')}{out.suffix}")
+        for set_name in results
+    }
+    _refuse_overwrite(inputs, list(targets.values()))
     for set_name, result in results.items():
-        target = out if len(results) == 1 else out.with_name(f"{out.stem}.{set_name.replace('/', '_')}{out.suffix}")
-        _report_load(set_name, result, target)
+        _report_load(set_name, result, targets[set_name])
 
 
 @app.command("eval-sets")

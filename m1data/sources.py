@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import datasets
 from rich.progress import track
 
-from m1data.readers import MalformedFile, read_json, read_records
+from m1data.readers import MalformedFile, check_file, read_json, read_records
 from m1data.schema import (
     DEFAULT_SEED,
     LETTERS,
@@ -330,9 +330,7 @@ def load_source(
         records = source.read_hub(split)
         where: Path | str = source.hub_id
     else:
-        where = Path(path)
-        if not where.exists():
-            raise FileNotFoundError(f"{where}: no such file")
+        where = check_file(path)
         records = source.read_native(where, split)
     result = collect(source.name, records, source.parse, seed=seed, description=f"loading {source.name} {split}")
     return check_some_rows_read(result, where, source.name)

@@ -100,3 +100,33 @@ def test_dedup_and_decontaminate_commands(tmp_path):
     assert result.exit_code == 0, result.output
     assert [json.loads(line)["id"] for line in clean.read_text().splitlines()] == ["medmcqa:a"]
     assert '"mmlu_anatomy": 1' in result.output
+
+
+def _main(*args):
+    """The installed entry point in a subprocess: what a user sees, exit code and stderr."""
+    return subprocess.run([sys.executable, "-c", "from m1data.cli import main; main()", *map(str, args)],
+                          capture_output=True, text=True)
+
+
+def test_load_refuses_to_overwrite_its_input(tmp_path):
+    src = tmp_path / "train.jsonl"
+    write_medmcqa(src)
+    before = src.read_bytes()
+    result = runner.invoke(app, ["load", "medmcqa", "--path", str(src), "--out", str(src)])
+    assert result.exit_code == 2 and "would overwrite" in result.output
+    # the quarantine file beside --out must not land on the input either
+    quarantine_named = tmp_path / "rows.quarantine.jsonl"
+    quarantine_named.write_bytes(before)
+    result = runner.invoke(app, ["load", "medmcqa", "--path", str(quarantine_named), "--out", str(tmp_path / "rows.jsonl")])
+    assert result.exit_code == 2 and "would overwrite" in result.output
+    evals = tmp_path / "anatomy_test.csv"
+    evals.write_text("Q1?,a,b,c,d,B\n")
+    result = runner.invoke(app, ["load-eval", "mmlu_anatomy", "--path", str(evals), "--out", str(evals)])
+    assert result.exit_code == 2
+    assert src.read_bytes() == before and quarantine_named.read_bytes() == before
+    assert evals.read_text() == "Q1?,a,b,c,d,B\n"
+
+
+def test_directory_as_path_is_one_line(tmp_path):
+    proc = _main("load", "medqa", "--path", tmp_path, "--out", tmp_path / "x.parquet")
+    assert proc.returncode == 2 and "is a directory" in proc.stderr.replace("\n", "") and "Traceback" not in proc.stderr
