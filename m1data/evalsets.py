@@ -26,9 +26,13 @@ from m1data.sources import (
     LoadResult,
     Parsed,
     PubMedQA,
+    Record,
     check_some_rows_read,
     collect,
+    key_text,
     lettered_options,
+    option_texts,
+    text,
 )
 
 MMLU_MEDICAL = (
@@ -59,20 +63,20 @@ def _first(raw: dict[str, Any], names: tuple[str, ...]) -> str | None:
 
 def _options(raw: dict[str, Any], spec: str | tuple[str, ...] | None) -> list[str]:
     if isinstance(spec, tuple):
-        return [str(raw[c]) for c in spec if raw.get(c) not in (None, "")]
+        return option_texts([raw[c] for c in spec if raw.get(c) not in (None, "")])
     if spec is None and "Correct Answer" in raw:  # GPQA: the right answer first, then the others
-        return [raw["Correct Answer"], *(raw[f"Incorrect Answer {i}"] for i in (1, 2, 3))]
+        return option_texts([raw["Correct Answer"], *(raw.get(f"Incorrect Answer {i}") for i in (1, 2, 3))])
     if spec is None and "options" not in raw and "choices" in raw:
         spec = "choices"
     if spec is None and "options" not in raw:
-        return [str(raw[c]) for c in OPTION_COLUMNS if raw.get(c) not in (None, "")]
+        return option_texts([raw[c] for c in OPTION_COLUMNS if raw.get(c) not in (None, "")])
     options = raw.get(spec or "options")
     if isinstance(options, str):  # a CSV cell holding a JSON list or dict
         try:
             options = json.loads(options)
         except json.JSONDecodeError:
             raise RowError("bad_options", "options cell is not JSON") from None
-    return [str(o) for o in lettered_options(options)]
+    return lettered_options(options)
 
 
 def _answer_index(raw: dict[str, Any], spec: str | None, options: list[str]) -> int:
@@ -97,21 +101,26 @@ def _answer_index(raw: dict[str, Any], spec: str | None, options: list[str]) -> 
 
 
 def make_parser(mapping: ColumnMapping = ColumnMapping()) -> Callable[[dict[str, Any]], Parsed]:
-    def parse(raw: dict[str, Any]) -> Parsed:
+    def parse(raw: Any) -> Parsed:
+        if not isinstance(raw, dict):
+            raise RowError("not_an_object", f"a {type(raw).__name__}, not a question object")
         question_col = mapping.question or _first(raw, ("question", "Question", "QUESTION", "qtext"))
         if question_col is None:
             raise RowError("missing_field", "no question column")
+        question = text(raw, question_col)
         options = _options(raw, mapping.options)
         id_col = mapping.id or _first(raw, ("realidx", "id", "question_id", "Record ID", "pubid"))
-        context = raw.get(mapping.context, "") if mapping.context else ""
-        if isinstance(context, list):
+        context = raw.get(mapping.context) if mapping.context else None
+        if isinstance(context, list) and all(isinstance(c, str) for c in context):
             context = "\n".join(context)
+        if context is not None and not isinstance(context, str):
+            raise RowError("bad_context", f"{mapping.context} is a {type(context).__name__}, not text")
         return Parsed(
-            native_id=None if id_col is None else str(raw[id_col]),
-            question=str(raw[question_col]),
+            native_id=None if id_col is None else key_text(raw, id_col),
+            question=question,
             options=options,
             answer_idx=_answer_index(raw, mapping.answer, options),
-            context=str(context or ""),
+            context=context or "",
         )
 
     return parse
@@ -128,27 +137,28 @@ def _collect(name: str, records, parse=None, *, shuffle: bool = False, where: st
     return check_some_rows_read(result, where or name, name)
 
 
-def _local(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(line number, record) from a local .jsonl / .json / .csv / .parquet file."""
+def _local(path: str | Path) -> Iterator[Record]:
+    """Records of a local .jsonl / .json / .csv / .parquet file, located by line."""
+    name = Path(path).name
     for line, raw in read_records(path):
-        yield f"{line}", raw
+        yield f"{line}", raw, f"{name}:{line}"
 
 
-def _hub(hub_id: str, config: str | None, split: str, keep: Callable[[dict], bool] | None = None):
+def _hub(hub_id: str, config: str | None, split: str, keep: Callable[[dict], bool] | None = None) -> Iterator[Record]:
     ds = datasets.load_dataset(hub_id, config, split=split)
     for index, raw in enumerate(ds):
         if keep is None or keep(raw):
-            yield f"{index}", raw
+            yield f"{index}", raw, f"{hub_id} {split} row {index}"
 
 
 # ---------------------------------------------------------------------------------------------
 # Named eval sets
 
 
-def _mmlu_csv(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+def _mmlu_csv(path: Path) -> Iterator[Record]:
     """hendrycks/test CSVs: no header, `question,A,B,C,D,answer`."""
     for line, cells in read_csv(path, header=False, width=6):
-        yield f"{line}", {"question": cells[0], "options": cells[1:5], "answer": cells[5]}
+        yield f"{line}", {"question": cells[0], "options": cells[1:5], "answer": cells[5]}, f"{path.name}:{line}"
 
 
 def load_mmlu(subject: str, path: str | Path | None = None) -> LoadResult:
@@ -166,7 +176,7 @@ def load_mmlu_pro_health(path: str | Path | None = None) -> LoadResult:
     is_health = lambda raw: raw.get("category") == "health"  # noqa: E731
     if path is None:
         return _collect("mmlu_pro_health", _hub("TIGER-Lab/MMLU-Pro", None, "test", is_health))
-    records = ((loc, raw) for loc, raw in _local(path) if is_health(raw))
+    records = (record for record in _local(path) if is_health(record[1]))
     return _collect("mmlu_pro_health", records, where=path)
 
 
@@ -239,7 +249,10 @@ def load_eval_file(
         data = read_json(path)
         if isinstance(data, dict) and data and all(isinstance(v, list) for v in data.values()):
             return {
-                set_name: _collect(set_name, ((f"{i}", r) for i, r in enumerate(items, 1)), parse, where=path)
+                set_name: _collect(
+                    set_name, ((f"{i}", r, f"{path.name} {set_name} item {i}") for i, r in enumerate(items, 1)),
+                    parse, where=path,
+                )
                 for set_name, items in data.items()
             }
     set_name = name or f"{path.parent.name}/{path.stem}"

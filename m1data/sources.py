@@ -64,42 +64,70 @@ def field(raw: dict[str, Any], *names: str) -> Any:
     raise RowError("missing_field", f"none of {', '.join(names)}")
 
 
+def text(raw: dict[str, Any], *names: str) -> str:
+    """`field`, which must be text: a number or a list where a question belongs is a bad row, and
+    must be caught before it reaches ids and validation (it would crash them or be str()-ed)."""
+    value = field(raw, *names)
+    if not isinstance(value, str):
+        name = next(n for n in names if raw.get(n) is not None)
+        raise RowError("not_text", f"{name} is a {type(value).__name__}, not text")
+    return value
+
+
+def option_texts(options: list[Any]) -> list[str]:
+    for i, option in enumerate(options):
+        if not isinstance(option, str):
+            label = LETTERS[i] if i < len(LETTERS) else str(i + 1)
+            raise RowError("not_text", f"option {label} is a {type(option).__name__}, not text")
+    return options
+
+
 def letter_index(letter: Any, n_options: int) -> int:
-    text = str(letter).strip().upper()
+    if not isinstance(letter, str):
+        raise RowError("not_text", f"answer letter {letter!r} is a {type(letter).__name__}, not a letter")
+    text = letter.strip().upper()
     if len(text) != 1 or text not in LETTERS[:n_options]:
         raise RowError("answer_out_of_range", f"answer letter {letter!r} for {n_options} options")
     return LETTERS.index(text)
 
 
 def lettered_options(options: Any) -> list[str]:
-    """Options given as {"A": ..., "B": ...} (in letter order) or as a list."""
+    """Options given as {"A": ..., "B": ...} (in letter order) or as a list; each must be text."""
     if isinstance(options, dict):
-        keys = sorted(options)
+        keys = sorted(options, key=str)
         if keys != list(LETTERS[: len(keys)]):
             raise RowError("bad_options", f"option keys {keys}")
-        return [options[k] for k in keys]
+        return option_texts([options[k] for k in keys])
     if isinstance(options, list):
-        return list(options)
+        return option_texts(list(options))
     raise RowError("bad_options", f"options of type {type(options).__name__}")
+
+
+Record = tuple[str, Any, str]
+"""(locator, raw record, where): the locator is the fallback id of a row that cannot be read;
+`where` says where the record sits ("train.jsonl:12") for the quarantine record's detail."""
 
 
 def collect(
     source: str,
-    records: Iterable[tuple[str, dict[str, Any]]],
+    records: Iterable[Record],
     parse,
     *,
     seed: int | None = DEFAULT_SEED,
     unique_options: bool = True,
     description: str = "",
 ) -> LoadResult:
-    """Turn (locator, raw record) pairs into validated rows and quarantine records."""
+    """Turn (locator, raw record, where) records into validated rows and quarantine records.
+
+    `parse` validates the types of what it reads (raising RowError), so ids are only derived
+    from fields known to be text and a malformed row is quarantined, not a crash."""
     rows: list[dict[str, Any]] = []
     bad: list[dict[str, str]] = []
     seen: Counter[str] = Counter()
     records = list(records)
     if len(records) >= PROGRESS_MIN_ROWS:
         records = track(records, description=description or f"loading {source}", transient=True)
-    for locator, raw in records:
+    for locator, raw, where in records:
         row_id = f"{source}:{locator}"
         try:
             parsed = parse(raw)
@@ -125,7 +153,8 @@ def collect(
                 )
             )
         except RowError as err:
-            bad.append(quarantine_record(source, row_id, err, raw))
+            located = RowError(err.reason, f"{where}: {err.detail}" if err.detail else where)
+            bad.append(quarantine_record(source, row_id, located, raw))
     return LoadResult(rows=rows_to_dataset(rows), quarantine=rows_to_dataset(bad, QUARANTINE_FEATURES))
 
 
@@ -155,15 +184,15 @@ class Source:
     def parse(self, raw: dict[str, Any]) -> Parsed:
         raise NotImplementedError
 
-    def read_native(self, path: Path, split: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        """(locator, raw) pairs from a local file; the locator is a fallback id for bad rows."""
+    def read_native(self, path: Path, split: str) -> Iterator[Record]:
+        """Records of a local file; the locator is a fallback id for bad rows."""
         for line, raw in read_records(path):
-            yield f"{path.name}:{line}", raw
+            yield f"{path.name}:{line}", raw, f"{path.name}:{line}"
 
-    def read_hub(self, split: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    def read_hub(self, split: str) -> Iterator[Record]:
         ds = datasets.load_dataset(self.hub_id, self.hub_config, split=split)
         for index, raw in enumerate(ds):
-            yield f"{split}:{index}", raw
+            yield f"{split}:{index}", raw, f"{self.hub_id} {split} row {index}"
 
 
 class MedMCQA(Source):
@@ -175,21 +204,23 @@ class MedMCQA(Source):
     name = "medmcqa"
     hub_id = "openlifescienceai/medmcqa"
 
-    def read_native(self, path: Path, split: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    def read_native(self, path: Path, split: str) -> Iterator[Record]:
         records = list(super().read_native(path, split))
-        cops = {raw.get("cop") for _, raw in records}
+        cops = {raw.get("cop") for _, raw, _ in records}
         one_based = 4 in cops and cops <= {1, 2, 3, 4}
-        for locator, raw in records:
-            yield locator, ({**raw, "_cop_base": 1} if one_based else raw)
+        for locator, raw, where in records:
+            yield locator, ({**raw, "_cop_base": 1} if one_based else raw), where
 
     def parse(self, raw: dict[str, Any]) -> Parsed:
-        options = [field(raw, key) for key in ("opa", "opb", "opc", "opd")]
+        native_id = key_text(raw, "id")
+        question = text(raw, "question")
+        options = [text(raw, key) for key in ("opa", "opb", "opc", "opd")]
         cop = field(raw, "cop")
         try:
             answer_idx = int(cop) - int(raw.get("_cop_base", 0))
         except (TypeError, ValueError):
             raise RowError("answer_out_of_range", f"cop {cop!r}") from None
-        return Parsed(native_id=str(field(raw, "id")), question=field(raw, "question"), options=options, answer_idx=answer_idx)
+        return Parsed(native_id=native_id, question=question, options=options, answer_idx=answer_idx)
 
 
 class MedQA(Source):
@@ -199,12 +230,15 @@ class MedQA(Source):
     hub_id = "GBaker/MedQA-USMLE-4-options"
 
     def parse(self, raw: dict[str, Any]) -> Parsed:
+        question = text(raw, "question")
         options = lettered_options(field(raw, "options"))
         answer_idx = letter_index(field(raw, "answer_idx"), len(options))
         answer = raw.get("answer")
+        if answer is not None and not isinstance(answer, str):
+            raise RowError("not_text", f"answer is a {type(answer).__name__}, not text")
         if answer is not None and answer.strip() != options[answer_idx].strip():
             raise RowError("answer_mismatch", f"answer {answer!r} is not option {LETTERS[answer_idx]}")
-        return Parsed(native_id=None, question=field(raw, "question"), options=options, answer_idx=answer_idx)
+        return Parsed(native_id=None, question=question, options=options, answer_idx=answer_idx)
 
 
 class HeadQA(Source):
@@ -215,40 +249,75 @@ class HeadQA(Source):
     name = "headqa"
     hub_id = "openlifescienceai/headqa"
 
-    def read_native(self, path: Path, split: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    def read_native(self, path: Path, split: str) -> Iterator[Record]:
         if path.suffix.lower() != ".json":
             yield from super().read_native(path, split)
             return
         data = read_json(path)
-        if not isinstance(data, dict) or "exams" not in data:
+        if not isinstance(data, dict) or not isinstance(data.get("exams"), dict):
             raise MalformedFile(path, None, "expected a HEAD-QA file with an 'exams' object")
         for exam_key, exam in data["exams"].items():
-            for question in exam.get("data", []):
+            if not isinstance(exam, dict) or not isinstance(exam.get("data", []), list):
+                raise MalformedFile(path, None, f"exam {exam_key!r} is not an object with a 'data' list")
+            for number, question in enumerate(exam.get("data", []), start=1):
+                where = f"{path.name} {exam_key} item {number}"
+                if not isinstance(question, dict):
+                    yield f"{exam_key}:item{number}", question, where
+                    continue
                 raw = {"exam": exam_key, "name": exam.get("name"), "category": exam.get("category"),
                        "year": exam.get("year"), **question}
-                yield f"{exam_key}:{question.get('qid')}", raw  # the row id, even when the row is bad
+                yield f"{exam_key}:{question.get('qid')}", raw, where  # the row id, even when the row is bad
 
-    def parse(self, raw: dict[str, Any]) -> Parsed:
+    def parse(self, raw: Any) -> Parsed:
+        if not isinstance(raw, dict):
+            raise RowError("not_an_object", f"a {type(raw).__name__}")
         if isinstance(raw.get("data"), dict):  # openlifescienceai/headqa
             inner = raw["data"]
+            question = text(inner, "Question")
             options = lettered_options(field(inner, "Options"))
             answer_idx = letter_index(field(inner, "Correct Option"), len(options))
             native = raw.get("id")
-            return Parsed(native_id=None if native is None else str(native), question=field(inner, "Question"),
+            return Parsed(native_id=None if native is None else key_text(raw, "id"), question=question,
                           options=options, answer_idx=answer_idx)
         if raw.get("image"):
             raise RowError("needs_image", str(raw["image"]))
-        answers = sorted(field(raw, "answers"), key=lambda a: int(a["aid"]))
-        aids = [int(a["aid"]) for a in answers]
+        question = text(raw, "qtext")
+        aids, options = headqa_answers(field(raw, "answers"))
         right = field(raw, "ra")
         try:
             answer_idx = aids.index(int(right))
-        except ValueError:
+        except (TypeError, ValueError):
             raise RowError("answer_out_of_range", f"ra {right!r} not among aids {aids}") from None
         exam = raw.get("exam") or raw.get("name")
-        native_id = f"{exam}:{field(raw, 'qid')}" if exam else None
-        return Parsed(native_id=native_id, question=field(raw, "qtext"), options=[a["atext"] for a in answers],
-                      answer_idx=answer_idx)
+        native_id = f"{exam}:{key_text(raw, 'qid')}" if exam else None
+        return Parsed(native_id=native_id, question=question, options=options, answer_idx=answer_idx)
+
+
+def headqa_answers(answers: Any) -> tuple[list[int], list[str]]:
+    """(aids, texts) of HEAD-QA answers `[{aid, atext}, ...]`, in aid order; anything else is a
+    bad row (reason bad_options), never a KeyError."""
+    if not isinstance(answers, list):
+        raise RowError("bad_options", f"answers is a {type(answers).__name__}, not a list")
+    pairs = []
+    for number, answer in enumerate(answers, start=1):
+        if not isinstance(answer, dict) or "aid" not in answer or "atext" not in answer:
+            raise RowError("bad_options", f"answer {number} is not an object with aid and atext")
+        aid, atext = answer["aid"], answer["atext"]
+        if isinstance(aid, bool) or not isinstance(aid, (int, str)) or not str(aid).strip().isdigit():
+            raise RowError("bad_options", f"answer {number} has aid {aid!r}, not a number")
+        if not isinstance(atext, str):
+            raise RowError("bad_options", f"answer {number} has atext of type {type(atext).__name__}, not text")
+        pairs.append((int(aid), atext))
+    pairs.sort(key=lambda pair: pair[0])
+    return [aid for aid, _ in pairs], [atext for _, atext in pairs]
+
+
+def key_text(raw: dict[str, Any], name: str) -> str:
+    """An id field as text: ids are strings or integers; anything else is a bad row."""
+    value = field(raw, name)
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise RowError("not_text", f"{name} is a {type(value).__name__}, not an id")
+    return str(value)
 
 
 PUBMEDQA_OPTIONS = ["yes", "no", "maybe"]
@@ -256,8 +325,8 @@ PUBMEDQA_OPTIONS = ["yes", "no", "maybe"]
 
 def pubmedqa_test_pmids() -> frozenset[str]:
     """The official 500-PMID test split of PubMedQA (PQA-L), shipped with m1data."""
-    text = resources.files("m1data").joinpath("data/pubmedqa_test_pmids.txt").read_text()
-    return frozenset(line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#"))
+    listing = resources.files("m1data").joinpath("data/pubmedqa_test_pmids.txt").read_text()
+    return frozenset(line.strip() for line in listing.splitlines() if line.strip() and not line.startswith("#"))
 
 
 class PubMedQA(Source):
@@ -268,40 +337,49 @@ class PubMedQA(Source):
     hub_id = "qiaojin/PubMedQA"
     hub_config = "pqa_labeled"
 
-    def select(self, records: Iterable[tuple[str, dict[str, Any]]], split: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    def select(self, records: Iterable[Record], split: str) -> Iterator[Record]:
         if split not in ("train", "test", "all"):
             raise ValueError(f"PubMedQA split must be train, test or all, not {split!r}")
         test = pubmedqa_test_pmids()
-        for locator, raw in records:
-            pmid = str(raw.get("pubid", raw.get("PMID", "")))
+        for locator, raw, where in records:
+            pmid = str(raw.get("pubid", raw.get("PMID", ""))) if isinstance(raw, dict) else locator
             if split == "all" or (pmid in test) == (split == "test"):
-                yield locator, raw
+                yield locator, raw, where
 
-    def read_native(self, path: Path, split: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    def read_native(self, path: Path, split: str) -> Iterator[Record]:
         if path.suffix.lower() == ".json":
             data = read_json(path)
             if not isinstance(data, dict):
                 raise MalformedFile(path, None, "expected a PubMedQA object {PMID: {...}}")
-            records = ((pmid, {"PMID": pmid, **row}) for pmid, row in data.items())
+            records = (
+                (pmid, {"PMID": pmid, **row} if isinstance(row, dict) else row, f"{path.name} key {pmid}")
+                for pmid, row in data.items()
+            )
         else:
             records = super().read_native(path, split)
         yield from self.select(records, split)
 
-    def read_hub(self, split: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    def read_hub(self, split: str) -> Iterator[Record]:
         # The Hub config has a single "train" split holding all 1,000 labelled questions.
         ds = datasets.load_dataset(self.hub_id, self.hub_config, split="train")
-        yield from self.select(((f"train:{i}", raw) for i, raw in enumerate(ds)), split)
+        rows = ((f"train:{i}", raw, f"{self.hub_id} train row {i}") for i, raw in enumerate(ds))
+        yield from self.select(rows, split)
 
-    def parse(self, raw: dict[str, Any]) -> Parsed:
+    def parse(self, raw: Any) -> Parsed:
+        if not isinstance(raw, dict):
+            raise RowError("not_an_object", f"a {type(raw).__name__}, not a PubMedQA question object")
         if "pubid" in raw:  # Hub shape
-            contexts = field(raw, "context")["contexts"]
-            pmid, question, decision = raw["pubid"], field(raw, "question"), field(raw, "final_decision")
+            context = field(raw, "context")
+            contexts = context.get("contexts") if isinstance(context, dict) else context
+            pmid, question, decision = key_text(raw, "pubid"), text(raw, "question"), field(raw, "final_decision")
         else:
             contexts = field(raw, "CONTEXTS")
-            pmid, question, decision = field(raw, "PMID"), field(raw, "QUESTION"), field(raw, "final_decision")
+            pmid, question, decision = key_text(raw, "PMID"), text(raw, "QUESTION"), field(raw, "final_decision")
+        if not isinstance(contexts, list) or not all(isinstance(c, str) for c in contexts):
+            raise RowError("bad_context", f"contexts is a {type(contexts).__name__}, not a list of texts")
         if decision not in PUBMEDQA_OPTIONS:
             raise RowError("answer_out_of_range", f"final_decision {decision!r}")
-        return Parsed(native_id=str(pmid), question=question, options=list(PUBMEDQA_OPTIONS),
+        return Parsed(native_id=pmid, question=question, options=list(PUBMEDQA_OPTIONS),
                       answer_idx=PUBMEDQA_OPTIONS.index(decision), context="\n".join(contexts))
 
 

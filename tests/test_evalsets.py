@@ -96,3 +96,24 @@ def test_unknown_eval_name():
     with pytest.raises(ValueError, match="unknown eval set"):
         load_eval("nope")
     assert "gpqa_diamond" in EVAL_SETS
+
+
+def test_malformed_eval_rows_are_quarantined_with_file_and_line(tmp_path):
+    good = {"question": "Which nerve?", "options": {"A": "a", "B": "b"}, "answer_idx": "A"}
+    rows = [good, dict(good, question={"text": "Q2?"}), dict(good, question="Q3?", options={"A": "a", "B": 2}),
+            dict(good, question="Q4?")]
+    path = tmp_path / "test.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    result = load_eval("medqa_test", path)
+    assert sorted(result.rows["question"]) == ["Q4?", "Which nerve?"]
+    assert result.reasons() == {"not_text": 2}
+    assert [d.split(": ")[0] for d in result.quarantine["detail"]] == ["test.jsonl:2", "test.jsonl:3"]
+
+
+def test_m1_eval_file_item_that_is_not_an_object_is_quarantined(tmp_path):
+    data = {"setA": [{"question": "Q1?", "options": {"A": "x", "B": "y"}, "answer_idx": "B"}, "Q2? x y"]}
+    path = tmp_path / "eval.json"
+    path.write_text(json.dumps(data))
+    result = load_eval_file(path)["setA"]
+    assert len(result.rows) == 1 and result.reasons() == {"not_an_object": 1}
+    assert result.quarantine[0]["detail"].startswith("eval.json setA item 2: ")
