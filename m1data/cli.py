@@ -50,12 +50,15 @@ def load(
     path: PathOpt = None,
     split: Annotated[Optional[str], typer.Option(help="Split (PubMedQA: train = the 500-PMID pool, test, all).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the per-row option shuffle.")] = 42,
+    cop_base: Annotated[Optional[int], typer.Option(
+        "--cop-base", help="MedMCQA: a local file's cop counts from 0 (Hub) or 1 (original release); "
+                           "needed only when the file's values cannot tell.")] = None,
 ) -> None:
     """Load one raw source into the m1data row schema."""
     from m1data.sources import load_source
 
     _refuse_overwrite([path], [out])
-    _report_load(source, load_source(source, path, split=split, seed=seed), out)
+    _report_load(source, load_source(source, path, split=split, seed=seed, cop_base=cop_base), out)
 
 
 @app.command("load-eval")

@@ -44,10 +44,12 @@ def sample_evals() -> list["EvalInput"]:
 
 @dataclass
 class SourceInput:
-    """Where one source comes from: a local native file, or (path None) the Hub id m1 used."""
+    """Where one source comes from: a local native file, or (path None) the Hub id m1 used.
+    `cop_base` (MedMCQA only): 0 or 1 when a local file's `cop` values cannot tell."""
 
     path: str | None = None
     split: str | None = None
+    cop_base: int | None = None
 
 
 @dataclass
@@ -79,7 +81,7 @@ class LoadSources(Stage):
     def run(self, rows: datasets.Dataset | None, ctx: RunContext) -> StageResult:
         parts, quarantined, stats = [], [], {}
         for name, spec in self.config.sources.items():
-            result = load_source(name, spec.path, split=spec.split, seed=self.config.seed)
+            result = load_source(name, spec.path, split=spec.split, seed=self.config.seed, cop_base=spec.cop_base)
             parts.append(result.rows)
             quarantined.append(result.quarantine)
             stats[name] = {"loaded": len(result.rows), "quarantined": result.reasons()}

@@ -31,6 +31,7 @@ from m1data.schema import (
     make_row,
     quarantine_record,
     rows_to_dataset,
+    validate,
 )
 
 PROGRESS_MIN_ROWS = 20_000
@@ -197,29 +198,58 @@ class Source:
 
 class MedMCQA(Source):
     """Hub and native rows share the fields. On the Hub `cop` is the 0-based index of the right
-    option; the original release's files count from 1. A local file is read as 1-based when its
-    `cop` values are all in 1..4 and include a 4 (never true of a 0-based file); the row then
-    carries `"_cop_base": 1` in its metadata so the reading is visible."""
+    option; the original release's files count from 1.
+
+    A local file's base is decided from the evidence of the whole file: only a 0-based file has
+    a `cop` of 0 and only a 1-based file a `cop` of 4. Rows that are bad anyway (no question, a
+    `cop` that is not a whole number in 0..4, ...) are set aside and quarantined, so no bad row
+    can change how the other rows are read. A file with both 0s and 4s is an error that asks for
+    `cop_base`; a file with neither is read as the Hub's 0-based. A 1-based row carries
+    `"_cop_base": 1` in its metadata so the reading is visible."""
 
     name = "medmcqa"
     hub_id = "openlifescienceai/medmcqa"
 
+    def __init__(self, cop_base: int | None = None):
+        if cop_base not in (None, 0, 1):
+            raise ValueError(f"cop_base must be 0 (Hub) or 1 (original release), not {cop_base!r}")
+        self.cop_base = cop_base
+
     def read_native(self, path: Path, split: str) -> Iterator[Record]:
         records = list(super().read_native(path, split))
-        cops = {raw.get("cop") for _, raw, _ in records}
-        one_based = 4 in cops and cops <= {1, 2, 3, 4}
+        base = self.cop_base if self.cop_base is not None else self.decide_base(path, records)
         for locator, raw, where in records:
-            yield locator, ({**raw, "_cop_base": 1} if one_based else raw), where
+            yield locator, ({**raw, "_cop_base": 1} if base == 1 and isinstance(raw, dict) else raw), where
+
+    def decide_base(self, path: Path, records: list[Record]) -> int:
+        seen: dict[int, list[str]] = {0: [], 4: []}
+        for _, raw, where in records:
+            try:  # well-formed rows only; with no _cop_base, parse reads cop as it is
+                parsed = self.parse(raw)
+                validate(parsed.question.strip(), [o.strip() for o in parsed.options], 0)
+            except RowError:
+                continue
+            cop = parsed.answer_idx
+            if cop in seen:
+                seen[cop].append(where)
+        if seen[0] and seen[4]:
+            raise MalformedFile(
+                path, None,
+                f"cop is 0 on {len(seen[0]):,} rows (first {seen[0][0]}) and 4 on {len(seen[4]):,} rows "
+                f"(first {seen[4][0]}), so the file cannot be read as counting options from 0 (the Hub) or "
+                "from 1 (the original release); say which: `m1data load medmcqa --cop-base 1` (or 0), "
+                "`cop_base: 1` under sources.medmcqa in the build config, or load_source(..., cop_base=1)",
+            )
+        return 1 if seen[4] else 0
 
     def parse(self, raw: dict[str, Any]) -> Parsed:
         native_id = key_text(raw, "id")
         question = text(raw, "question")
         options = [text(raw, key) for key in ("opa", "opb", "opc", "opd")]
         cop = field(raw, "cop")
-        try:
-            answer_idx = int(cop) - int(raw.get("_cop_base", 0))
-        except (TypeError, ValueError):
-            raise RowError("answer_out_of_range", f"cop {cop!r}") from None
+        if isinstance(cop, bool) or not (isinstance(cop, int) or (isinstance(cop, str) and cop.strip().isdigit())):
+            raise RowError("answer_out_of_range", f"cop {cop!r} is not a whole number")
+        answer_idx = int(cop) - int(raw.get("_cop_base", 0))
         return Parsed(native_id=native_id, question=question, options=options, answer_idx=answer_idx)
 
 
@@ -399,10 +429,16 @@ def load_source(
     *,
     split: str | None = None,
     seed: int = DEFAULT_SEED,
+    cop_base: int | None = None,
 ) -> LoadResult:
     """Load one source into the row schema, from `path` (native file or Hub-export parquet) or,
-    without a path, from the Hub id m1 used."""
+    without a path, from the Hub id m1 used. `cop_base` (MedMCQA only) says whether a local
+    file's `cop` counts from 0 or 1 when its values cannot tell (see `MedMCQA`)."""
     source = get_source(name)
+    if cop_base is not None:
+        if source.name != "medmcqa":
+            raise ValueError(f"cop_base is a MedMCQA setting; {source.name} has no cop column")
+        source = MedMCQA(cop_base)
     split = split or source.default_split
     if path is None:
         records = source.read_hub(split)

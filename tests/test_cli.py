@@ -130,3 +130,16 @@ def test_load_refuses_to_overwrite_its_input(tmp_path):
 def test_directory_as_path_is_one_line(tmp_path):
     proc = _main("load", "medqa", "--path", tmp_path, "--out", tmp_path / "x.parquet")
     assert proc.returncode == 2 and "is a directory" in proc.stderr.replace("\n", "") and "Traceback" not in proc.stderr
+
+
+def test_medmcqa_mixed_base_is_one_line_and_cop_base_settles_it(tmp_path):
+    rows = [{"id": f"u{i}", "question": f"Q{i}?", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": c}
+            for i, c in enumerate([1, 2, 3, 4, 0])]
+    src = tmp_path / "train.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    proc = _main("load", "medmcqa", "--path", src, "--out", tmp_path / "x.parquet")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "--cop-base" in proc.stderr.replace("\n", "")
+    result = runner.invoke(app, ["load", "medmcqa", "--path", str(src), "--out", str(tmp_path / "x.parquet"),
+                                 "--cop-base", "1"])
+    assert result.exit_code == 0, result.output
+    assert datasets.Dataset.from_parquet(str(tmp_path / "x.parquet"))["answer_text"] == ["a", "b", "c", "d"]

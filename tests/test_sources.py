@@ -197,3 +197,38 @@ def test_pubmedqa_rows_that_are_not_objects_or_have_string_contexts_are_quaranti
     assert result.rows[0]["context"] == "First.\nSecond."
     assert result.reasons() == {"not_an_object": 1, "bad_context": 1}
     assert result.quarantine["detail"][0].startswith(f"ori_pqal.json key {pool[1]}: ")
+
+
+def _medmcqa_rows(cops):
+    return [{"id": f"u{i}", "question": f"Q{i}?", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": cop}
+            for i, cop in enumerate(cops)]
+
+
+def test_medmcqa_bad_cop_does_not_shift_a_one_based_file(tmp_path):
+    cops = [1, 2, 3, 4] * 3
+    rows = _medmcqa_rows(cops) + _medmcqa_rows([None, 5, "x", True])
+    for i, row in enumerate(rows[len(cops):]):
+        row["id"] = f"bad{i}"
+    path = _jsonl(tmp_path / "train.jsonl", rows)
+    result = load_source("medmcqa", path)
+    assert result.rows["answer_text"] == ["abcd"[c - 1] for c in cops]
+    assert [json.loads(m)["id"] for m in result.quarantine["metadata"]] == ["bad0", "bad1", "bad2", "bad3"]
+    # a row that is bad for another reason (no question) is no evidence about the base either
+    rows = _medmcqa_rows(cops) + [dict(_medmcqa_rows([0])[0], id="noq", question="")]
+    result = load_source("medmcqa", _jsonl(tmp_path / "train2.jsonl", rows))
+    assert result.rows["answer_text"] == ["abcd"[c - 1] for c in cops]
+
+
+def test_medmcqa_mixed_base_evidence_asks_for_the_base(tmp_path):
+    cops = [1, 2, 3, 4] * 3 + [0]
+    path = _jsonl(tmp_path / "train.jsonl", _medmcqa_rows(cops))
+    with pytest.raises(MalformedFile, match="cop_base") as err:
+        load_source("medmcqa", path)
+    assert "train.jsonl:13" in str(err.value)  # where the lone 0 is
+    result = load_source("medmcqa", path, cop_base=1)
+    assert result.rows["answer_text"] == ["abcd"[c - 1] for c in cops[:-1]]
+    assert result.reasons() == {"answer_out_of_range": 1} and result.quarantine["id"] == ["medmcqa:u12"]
+    zero = load_source("medmcqa", path, cop_base=0)
+    assert zero.rows["answer_text"] == ["abcd"[c] for c in cops if c < 4]
+    with pytest.raises(ValueError, match="cop_base"):
+        load_source("medqa", path, cop_base=1)
