@@ -1,9 +1,13 @@
 """Eval-set loaders: the decontamination targets and the scoring sets of Table 1.
 
-Eval rows use the training row schema with `source` set to the eval-set name. They keep their
-native option order (scoring compares letters with the set's own key) except GPQA, whose files
-list the right answer first and so are shuffled like training rows. Duplicate option texts are
-allowed here: an eval question is a decontamination target whatever its quality.
+Eval rows use the training row schema with `source` set to the eval-set name. Their options are
+shuffled per row from (seed, id) on every path, named set or any file, exactly like training
+rows: many eval files list the options in an order that gives the answer away (GPQA puts the
+right answer first; MedMCQA validation's key is 34% A), and a model that always says A must
+not score above chance. Scoring compares the model's letter with the row's own (shuffled) key.
+After loading, a set whose answer letters are still badly skewed raises `AnswerSkewWarning`
+(see `answer_skew`). Duplicate option texts are allowed here: an eval question is a
+decontamination target whatever its quality.
 
 Most eval files share a shape (question, options, answer), spelled differently. One reader with
 a `ColumnMapping` covers them; by default it guesses the columns from the common spellings, and
@@ -13,6 +17,10 @@ the named sets below only add where the rows come from.
 from __future__ import annotations
 
 import json
+import math
+import re
+import warnings
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +52,47 @@ MMLU_MEDICAL = (
     "professional_medicine",
 )
 OPTION_COLUMNS = ("opa", "opb", "opc", "opd", "ope", "opf")
+SKEW_Z = 4.0
+EMBEDDED_CHOICES = re.compile(r"\n\s*Answer Choices:\s*(\([A-Z]\).*)\Z", re.DOTALL)
+
+
+class AnswerSkewWarning(UserWarning):
+    """A loaded eval set whose right answers sit on one letter far more often than chance."""
+
+
+def answer_skew(rows: datasets.Dataset, z: float = SKEW_Z) -> str | None:
+    """Why the set's answer letters look skewed, or None.
+
+    Rule: under a fair per-row shuffle, a row with n options has its answer on each of its
+    letters with probability 1/n, so letter L is expected E = sum(1/n) times with variance
+    V = sum(1/n * (1 - 1/n)) over the rows that have an L. A letter seen more than E + z*sqrt(V)
+    times (z = 4: a fair set trips it about once in 30,000 letters) is reported. Sets of a few
+    rows cannot trip it, which is right: three A's in a row prove nothing.
+    """
+    expected: Counter[str] = Counter()
+    variance: Counter[str] = Counter()
+    for options in rows["options"]:
+        p = 1 / len(options) if options else 0.0
+        for letter in LETTERS[: len(options)]:
+            expected[letter] += p
+            variance[letter] += p * (1 - p)
+    observed = Counter(rows["answer_letter"])
+    for letter in sorted(expected):
+        if variance[letter] and observed[letter] > expected[letter] + z * math.sqrt(variance[letter]):
+            return (f"answer {letter} on {observed[letter]:,} of {len(rows):,} rows "
+                    f"({observed[letter] / len(rows):.0%}; a fair shuffle gives about {expected[letter]:.0f})")
+    return None
+
+
+def strip_embedded_choices(question: str, n_options: int) -> str:
+    """The stem without a trailing "Answer Choices: (A) ... (B) ..." list (MedXpertQA writes its
+    choices into the question). The options are rendered from `options` in shuffled order, so a
+    second, lettered copy in the stem would contradict them. Removed only when its letters are
+    exactly A.. for this row's options; `metadata` keeps the original question."""
+    match = EMBEDDED_CHOICES.search(question)
+    if match and re.findall(r"\(([A-Z])\)", match.group(1)) == list(LETTERS[:n_options]):
+        return question[: match.start()].rstrip()
+    return question
 
 
 @dataclass(frozen=True)
@@ -117,7 +166,7 @@ def make_parser(mapping: ColumnMapping = ColumnMapping()) -> Callable[[dict[str,
             raise RowError("bad_context", f"{mapping.context} is a {type(context).__name__}, not text")
         return Parsed(
             native_id=None if id_col is None else key_text(raw, id_col),
-            question=question,
+            question=strip_embedded_choices(question, len(options)),
             options=options,
             answer_idx=_answer_index(raw, mapping.answer, options),
             context=context or "",
@@ -126,15 +175,14 @@ def make_parser(mapping: ColumnMapping = ColumnMapping()) -> Callable[[dict[str,
     return parse
 
 
-def _collect(name: str, records, parse=None, *, shuffle: bool = False, where: str | Path = "") -> LoadResult:
-    result = collect(
-        name,
-        records,
-        parse or make_parser(),
-        seed=DEFAULT_SEED if shuffle else None,
-        unique_options=False,
-    )
-    return check_some_rows_read(result, where or name, name)
+def _collect(name: str, records, parse=None, *, where: str | Path = "") -> LoadResult:
+    """Rows of one eval set, options shuffled per row from (seed, id) like every loader's."""
+    result = collect(name, records, parse or make_parser(), seed=DEFAULT_SEED, unique_options=False)
+    result = check_some_rows_read(result, where or name, name)
+    skew = answer_skew(result.rows)
+    if skew:
+        warnings.warn(f"{name}: answer letters are skewed: {skew}", AnswerSkewWarning, stacklevel=2)
+    return result
 
 
 def _local(path: str | Path) -> Iterator[Record]:
@@ -173,7 +221,9 @@ def load_mmlu(subject: str, path: str | Path | None = None) -> LoadResult:
 
 
 def load_mmlu_pro_health(path: str | Path | None = None) -> LoadResult:
-    is_health = lambda raw: raw.get("category") == "health"  # noqa: E731
+    def is_health(raw: dict[str, Any]) -> bool:
+        return raw.get("category") == "health"
+
     if path is None:
         return _collect("mmlu_pro_health", _hub("TIGER-Lab/MMLU-Pro", None, "test", is_health))
     records = (record for record in _local(path) if is_health(record[1]))
@@ -182,7 +232,7 @@ def load_mmlu_pro_health(path: str | Path | None = None) -> LoadResult:
 
 def load_gpqa_diamond(path: str | Path | None = None) -> LoadResult:
     records = _hub("Idavidrein/gpqa", "gpqa_diamond", "train") if path is None else _local(path)
-    return _collect("gpqa_diamond", records, shuffle=True, where=path or "")
+    return _collect("gpqa_diamond", records, where=path or "")
 
 
 def load_pubmedqa_test(path: str | Path | None = None) -> LoadResult:
@@ -270,4 +320,13 @@ def load_eval_any(name_or_path: str, path: str | Path | None = None) -> dict[str
     raise ValueError(f"{name_or_path!r} is neither a known eval set ({', '.join(EVAL_SETS)}, mmlu_medical) nor a file")
 
 
-__all__ = ["ColumnMapping", "EVAL_SETS", "MMLU_MEDICAL", "load_eval", "load_eval_any", "load_eval_file"]
+__all__ = [
+    "EVAL_SETS",
+    "MMLU_MEDICAL",
+    "AnswerSkewWarning",
+    "ColumnMapping",
+    "answer_skew",
+    "load_eval",
+    "load_eval_any",
+    "load_eval_file",
+]

@@ -38,7 +38,10 @@ def test_load_eval_jsonl(tmp_path):
     result = runner.invoke(app, ["load-eval", "mmlu_anatomy", "--path", str(src), "--out", str(out)])
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["answer_letter"] for r in rows] == ["B", "D"]
+    # Issue 9: eval options are shuffled per row like training rows; the key follows the text.
+    assert [r["answer_text"] for r in rows] == ["b", "d"]
+    assert all(r["options"][r["answer_idx"]] == r["answer_text"] == r["options"]["ABCD".index(r["answer_letter"])]
+               for r in rows)
 
 
 def test_bad_file_is_one_line_and_exit_2(tmp_path):
@@ -47,7 +50,7 @@ def test_bad_file_is_one_line_and_exit_2(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-c", "from m1data.cli import main; main()", "load", "medmcqa", "--path", str(src),
          "--out", str(tmp_path / "x.parquet")],
-        capture_output=True, text=True,
+        capture_output=True, text=True, check=False,
     )
     assert proc.returncode == 2
     assert f"{src}:1" in proc.stderr.replace("\n", "") and "Traceback" not in proc.stderr
@@ -105,7 +108,7 @@ def test_dedup_and_decontaminate_commands(tmp_path):
 def _main(*args):
     """The installed entry point in a subprocess: what a user sees, exit code and stderr."""
     return subprocess.run([sys.executable, "-c", "from m1data.cli import main; main()", *map(str, args)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
 
 
 def test_load_refuses_to_overwrite_its_input(tmp_path):
@@ -143,3 +146,15 @@ def test_medmcqa_mixed_base_is_one_line_and_cop_base_settles_it(tmp_path):
                                  "--cop-base", "1"])
     assert result.exit_code == 0, result.output
     assert datasets.Dataset.from_parquet(str(tmp_path / "x.parquet"))["answer_text"] == ["a", "b", "c", "d"]
+
+
+def test_load_eval_of_a_gpqa_layout_file_is_shuffled(tmp_path):
+    src = tmp_path / "gpqa.csv"
+    src.write_text("Record ID,Question,Correct Answer,Incorrect Answer 1,Incorrect Answer 2,Incorrect Answer 3\n"
+                   + "".join(f"r{i},Question {i}?,right,w1,w2,w3\n" for i in range(100)))
+    out = tmp_path / "gpqa.jsonl"
+    result = runner.invoke(app, ["load-eval", str(src), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    letters = [r["answer_letter"] for r in rows]
+    assert all(r["answer_text"] == "right" for r in rows) and max(letters.count(x) for x in "ABCD") < 40

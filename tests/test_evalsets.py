@@ -1,8 +1,18 @@
 import json
+import warnings
+from collections import Counter
 
 import pytest
 
-from m1data.evalsets import EVAL_SETS, ColumnMapping, load_eval, load_eval_any, load_eval_file
+from m1data.evalsets import (
+    EVAL_SETS,
+    AnswerSkewWarning,
+    ColumnMapping,
+    answer_skew,
+    load_eval,
+    load_eval_any,
+    load_eval_file,
+)
 from m1data.readers import MalformedFile
 
 NATIVE = {
@@ -47,11 +57,16 @@ def test_every_eval_file_loads(shared_data):
 
 
 def test_eval_answers_match_native(shared_data):
+    # Issue 9: eval options are shuffled per row, so the native letter no longer carries over;
+    # the right answer's text, and where it went, must.
     path = shared_data / "eval/medagentsbench/medxpertqa-r/test.jsonl"
     native = [json.loads(line) for line in path.read_text().splitlines()]
     rows = load_eval_file(path)["medxpertqa-r/test"].rows
+    assert len(rows) == len(native)
     for raw, row in zip(native, rows):
-        assert row["answer_letter"] == raw["answer_idx"] and row["answer_text"] == raw["answer"].strip()
+        assert row["answer_text"] == raw["answer"].strip() == raw["options"][raw["answer_idx"]].strip()
+        assert row["options"][row["answer_idx"]] == row["answer_text"]
+        assert sorted(row["options"]) == sorted(o.strip() for o in raw["options"].values())
 
 
 def test_m1_eval_file_shape(tmp_path):
@@ -117,3 +132,70 @@ def test_m1_eval_file_item_that_is_not_an_object_is_quarantined(tmp_path):
     result = load_eval_file(path)["setA"]
     assert len(result.rows) == 1 and result.reasons() == {"not_an_object": 1}
     assert result.quarantine[0]["detail"].startswith("eval.json setA item 2: ")
+
+
+GPQA_HEADER = "Record ID,Question,Correct Answer,Incorrect Answer 1,Incorrect Answer 2,Incorrect Answer 3\n"
+
+
+def write_gpqa_layout(path, n=200):
+    """GPQA's layout: the right answer always in the first option column."""
+    path.write_text(GPQA_HEADER + "".join(f"rec{i},Question {i}?,right {i},wrong {i}a,wrong {i}b,wrong {i}c\n"
+                                          for i in range(n)))
+    return path
+
+
+def spread_evenly(rows) -> bool:
+    """Every answer letter's share of the set within [0.5, 1.5] x its share under a fair shuffle."""
+    expected: Counter[str] = Counter()
+    for options in rows["options"]:
+        for i in range(len(options)):
+            expected["ABCDEFGHIJKLMNOPQRSTUVWXYZ"[i]] += 1 / len(options)
+    observed = Counter(rows["answer_letter"])
+    return all(0.5 * e <= observed[letter] <= 1.5 * e for letter, e in expected.items())
+
+
+def test_generic_gpqa_layout_file_is_shuffled(tmp_path):
+    path = write_gpqa_layout(tmp_path / "gpqa_main.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AnswerSkewWarning)
+        rows = load_eval_file(path)[f"{tmp_path.name}/gpqa_main"].rows
+    assert len(rows) == 200 and spread_evenly(rows)
+    assert all(r["answer_text"] == f"right {i}" for i, r in enumerate(rows))
+    assert rows["options"] == load_eval_file(path)[f"{tmp_path.name}/gpqa_main"].rows["options"]  # reproducible
+
+
+def test_every_eval_file_loads_with_answer_letters_spread_evenly(shared_data, tmp_path):
+    sets = {}
+    for path in sorted((shared_data / "eval/medagentsbench").rglob("*.jsonl")):
+        sets.update(load_eval_file(path))
+    sets.update(load_eval_any("mmlu_medical", shared_data / "eval/mmlu"))
+    for name in ("medbullets_op4", "medbullets_op5"):
+        sets.update(load_eval_any(name, shared_data / f"eval/medbullets/{name}.csv"))
+    sets.update(load_eval_any("mmlu_pro_health", shared_data / "eval/mmlu_pro/health_result_gpt4o.json"))
+    sets.update(load_eval_any("medqa_test", shared_data / "raw/medqa/4_options_phrases_no_exclude_test.jsonl"))
+    sets.update(load_eval_any("pubmedqa_test", shared_data / "raw/pubmedqa/ori_pqal.json"))
+    sets.update(load_eval_any("gpqa_diamond", write_gpqa_layout(tmp_path / "gpqa_diamond.csv")))
+    assert len(sets) == 9 + 6 + 2 + 1 + 1 + 1 + 1
+    uneven = {name: Counter(r.rows["answer_letter"]) for name, r in sets.items() if not spread_evenly(r.rows)}
+    assert uneven == {}
+    assert {name: answer_skew(r.rows) for name, r in sets.items() if answer_skew(r.rows)} == {}
+
+
+def test_skewed_answer_letters_are_flagged():
+    import datasets
+
+    def rows(letters, n_options=4):
+        return datasets.Dataset.from_dict({"answer_letter": letters, "options": [["w"] * n_options] * len(letters)})
+
+    assert "A" in answer_skew(rows(["A"] * 40))
+    assert answer_skew(rows(["A", "B", "C", "D"] * 10)) is None
+    assert answer_skew(rows(["A"] * 3)) is None  # too few rows to tell
+    assert "J" in answer_skew(rows(list("ABCDEFGHIJ") * 20 + ["J"] * 60, n_options=10))
+
+
+def test_medxpertqa_stem_loses_its_own_lettered_choices(shared_data):
+    path = shared_data / "eval/medagentsbench/medxpertqa-u/test.jsonl"
+    rows = load_eval_file(path)["medxpertqa-u/test"].rows
+    assert not any("Answer Choices:" in q for q in rows["question"])
+    first = json.loads(path.read_text().splitlines()[0])
+    assert rows[0]["question"] == first["question"].split("\nAnswer Choices:")[0].strip()
