@@ -22,16 +22,17 @@ import re
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import datasets
 
-from m1data.readers import read_csv, read_json, read_records
+from m1data.readers import check_file, read_csv, read_json, read_records
 from m1data.schema import DEFAULT_SEED, LETTERS, RowError
 from m1data.sources import (
     LoadResult,
+    MedMCQA,
     Parsed,
     PubMedQA,
     Record,
@@ -175,14 +176,54 @@ def make_parser(mapping: ColumnMapping = ColumnMapping()) -> Callable[[dict[str,
     return parse
 
 
-def _collect(name: str, records, parse=None, *, where: str | Path = "") -> LoadResult:
+@dataclass(frozen=True)
+class Layout:
+    """One shape a named set's file may come in: the columns a record must have, and how to
+    read it. Checking the columns first is what stops a wrong file (a GPQA CSV given as MedQA)
+    from being read by the generic guesses."""
+
+    columns: tuple[str, ...]
+    parse: Callable[[Any], Parsed] = field(default_factory=make_parser)
+
+    def fits(self, raw: Any) -> bool:
+        return isinstance(raw, dict) and all(c in raw for c in self.columns)
+
+    def __str__(self) -> str:
+        return "{" + ", ".join(self.columns) + "}"
+
+
+def layout_parser(name: str, layouts: tuple[Layout, ...]) -> Callable[[Any], Parsed]:
+    """Parse with the first layout the record fits; a record that fits none is a bad row
+    (reason wrong_layout), and a file where no record fits is the wrong file."""
+
+    def parse(raw: Any) -> Parsed:
+        for layout in layouts:
+            if layout.fits(raw):
+                return layout.parse(raw)
+        if not isinstance(raw, dict):
+            raise RowError("not_an_object", f"a {type(raw).__name__}, not a question object")
+        columns = ", ".join(list(raw)[:8]) + (", ..." if len(raw) > 8 else "")
+        raise RowError("wrong_layout", f"columns {{{columns}}} fit no {name} layout")
+
+    return parse
+
+
+def expected_layouts(layouts: tuple[Layout, ...]) -> str:
+    return "records with columns " + " or ".join(str(layout) for layout in layouts)
+
+
+def _collect(name: str, records, parse=None, *, where: str | Path = "", expected: str = "") -> LoadResult:
     """Rows of one eval set, options shuffled per row from (seed, id) like every loader's."""
     result = collect(name, records, parse or make_parser(), seed=DEFAULT_SEED, unique_options=False)
-    result = check_some_rows_read(result, where or name, name)
+    result = check_some_rows_read(result, where or name, name, expected=expected)
     skew = answer_skew(result.rows)
     if skew:
         warnings.warn(f"{name}: answer letters are skewed: {skew}", AnswerSkewWarning, stacklevel=2)
     return result
+
+
+def _named(name: str, records, layouts: tuple[Layout, ...], where: str | Path) -> LoadResult:
+    return _collect(name, records, layout_parser(name, layouts), where=where, expected=expected_layouts(layouts))
 
 
 def _local(path: str | Path) -> Iterator[Record]:
@@ -203,6 +244,25 @@ def _hub(hub_id: str, config: str | None, split: str, keep: Callable[[dict], boo
 # Named eval sets
 
 
+MEDAGENTSBENCH = Layout(("question", "options", "answer_idx"), make_parser(ColumnMapping(answer="answer_idx")))
+MEDMCQA = Layout(("question", "opa", "opb", "opc", "opd", "cop"), MedMCQA().parse)
+MMLU = (
+    MEDAGENTSBENCH,
+    Layout(("question", "choices", "answer"), make_parser(ColumnMapping(options="choices", answer="answer"))),
+    Layout(("question", "options", "answer"), make_parser(ColumnMapping(options="options", answer="answer"))),
+)
+MMLU_PRO = (
+    Layout(("question", "options", "answer_index"), make_parser(ColumnMapping(answer="answer_index"))),
+    MEDAGENTSBENCH,
+)
+GPQA = (Layout(("Question", "Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3")),)
+MEDBULLETS = (Layout(("question", "opa", "opb", "opc", "opd", "answer_idx")), MEDAGENTSBENCH)
+PUBMEDQA = (
+    Layout(("QUESTION", "CONTEXTS", "final_decision"), PubMedQA().parse),
+    Layout(("pubid", "question", "context", "final_decision"), PubMedQA().parse),
+)
+
+
 def _mmlu_csv(path: Path) -> Iterator[Record]:
     """hendrycks/test CSVs: no header, `question,A,B,C,D,answer`."""
     for line, cells in read_csv(path, header=False, width=6):
@@ -212,61 +272,71 @@ def _mmlu_csv(path: Path) -> Iterator[Record]:
 def load_mmlu(subject: str, path: str | Path | None = None) -> LoadResult:
     name = f"mmlu_{subject}"
     if path is None:
-        return _collect(name, _hub("cais/mmlu", subject, "test"))
+        return _named(name, _hub("cais/mmlu", subject, "test"), MMLU, "cais/mmlu")
     path = Path(path)
     if path.is_dir():
         path = path / f"{subject}_test.csv"
     records = _mmlu_csv(path) if path.suffix == ".csv" else _local(path)
-    return _collect(name, records, where=path)
+    return _named(name, records, MMLU, path)
 
 
 def load_mmlu_pro_health(path: str | Path | None = None) -> LoadResult:
-    def is_health(raw: dict[str, Any]) -> bool:
-        return raw.get("category") == "health"
+    def is_health(raw: Any) -> bool:
+        return isinstance(raw, dict) and raw.get("category") == "health"
 
     if path is None:
-        return _collect("mmlu_pro_health", _hub("TIGER-Lab/MMLU-Pro", None, "test", is_health))
+        records = _hub("TIGER-Lab/MMLU-Pro", None, "test", is_health)
+        return _named("mmlu_pro_health", records, MMLU_PRO, "TIGER-Lab/MMLU-Pro")
     records = (record for record in _local(path) if is_health(record[1]))
-    return _collect("mmlu_pro_health", records, where=path)
+    return _named("mmlu_pro_health", records, MMLU_PRO, path)
 
 
 def load_gpqa_diamond(path: str | Path | None = None) -> LoadResult:
     records = _hub("Idavidrein/gpqa", "gpqa_diamond", "train") if path is None else _local(path)
-    return _collect("gpqa_diamond", records, where=path or "")
+    return _named("gpqa_diamond", records, GPQA, path or "Idavidrein/gpqa")
 
 
 def load_pubmedqa_test(path: str | Path | None = None) -> LoadResult:
     source = PubMedQA()
     records = source.read_hub("test") if path is None else source.read_native(Path(path), "test")
-    return _collect("pubmedqa_test", records, source.parse, where=path or "")
+    return _collect("pubmedqa_test", records, layout_parser("pubmedqa_test", PUBMEDQA), where=path or source.hub_id,
+                    expected="PubMedQA questions of the official 500-PMID test split, "
+                             + expected_layouts(PUBMEDQA))
 
 
-def _from_hub_or_file(name: str, hub_id: str, config: str | None, split: str):
-    def load(path: str | Path | None = None) -> LoadResult:
-        records = _hub(hub_id, config, split) if path is None else _local(path)
-        return _collect(name, records, where=path or "")
+def load_medmcqa_validation(path: str | Path | None = None) -> LoadResult:
+    """The Hub's 0-based `cop`, or a local file: the Hub layout (its `cop` base decided like the
+    training loader's) or MedAgentsBench's converted rows."""
+    if path is None:
+        records = _hub("openlifescienceai/medmcqa", None, "validation")
+    else:
+        records = MedMCQA().read_native(check_file(path), "validation")
+    return _named("medmcqa_validation", records, (MEDMCQA, MEDAGENTSBENCH), path or "openlifescienceai/medmcqa")
 
-    return load
+
+def load_medqa_test(path: str | Path | None = None) -> LoadResult:
+    records = _hub("GBaker/MedQA-USMLE-4-options", None, "test") if path is None else _local(path)
+    return _named("medqa_test", records, (MEDAGENTSBENCH,), path or "GBaker/MedQA-USMLE-4-options")
 
 
-def _local_only(name: str):
+def _local_only(name: str, layouts: tuple[Layout, ...]):
     def load(path: str | Path | None = None) -> LoadResult:
         if path is None:
             raise ValueError(f"{name} has no Hub copy m1data knows; pass --path to its CSV")
-        return _collect(name, _local(path), where=path)
+        return _named(name, _local(path), layouts, path)
 
     return load
 
 
 EVAL_SETS: dict[str, Callable[..., LoadResult]] = {
-    "medmcqa_validation": _from_hub_or_file("medmcqa_validation", "openlifescienceai/medmcqa", None, "validation"),
-    "medqa_test": _from_hub_or_file("medqa_test", "GBaker/MedQA-USMLE-4-options", None, "test"),
+    "medmcqa_validation": load_medmcqa_validation,
+    "medqa_test": load_medqa_test,
     "pubmedqa_test": load_pubmedqa_test,
     **{f"mmlu_{s}": (lambda path=None, s=s: load_mmlu(s, path)) for s in MMLU_MEDICAL},
     "mmlu_pro_health": load_mmlu_pro_health,
     "gpqa_diamond": load_gpqa_diamond,
-    "medbullets_op4": _local_only("medbullets_op4"),
-    "medbullets_op5": _local_only("medbullets_op5"),
+    "medbullets_op4": _local_only("medbullets_op4", MEDBULLETS),
+    "medbullets_op5": _local_only("medbullets_op5", MEDBULLETS),
 }
 
 
@@ -316,6 +386,9 @@ def load_eval_any(name_or_path: str, path: str | Path | None = None) -> dict[str
     if name_or_path in EVAL_SETS:
         return {name_or_path: load_eval(name_or_path, path)}
     if Path(name_or_path).exists():
+        if path is not None:
+            raise ValueError(f"{name_or_path} is a file and is loaded as it is; --path goes with an eval-set name "
+                             f"(see `m1data eval-sets`), not with a file")
         return load_eval_file(name_or_path)
     raise ValueError(f"{name_or_path!r} is neither a known eval set ({', '.join(EVAL_SETS)}, mmlu_medical) nor a file")
 

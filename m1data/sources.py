@@ -159,15 +159,18 @@ def collect(
     return LoadResult(rows=rows_to_dataset(rows), quarantine=rows_to_dataset(bad, QUARANTINE_FEATURES))
 
 
-def check_some_rows_read(result: LoadResult, path: Path | str, source: str) -> LoadResult:
-    """A file where not one record could be read as `source` is the wrong file, not a file of
-    bad rows: say so rather than return an empty dataset."""
-    if len(result.rows) == 0 and len(result.quarantine):
+def check_some_rows_read(result: LoadResult, path: Path | str, source: str, *, expected: str = "") -> LoadResult:
+    """A file from which not one record could be read as `source` is the wrong file, not a file
+    of bad rows: say so, and what was expected, rather than return an empty dataset."""
+    hint = f"; expected {expected}" if expected else ""
+    if len(result.rows) == 0 and len(result.quarantine) == 0:
+        raise MalformedFile(path, None, f"no {source} records in it{hint}")
+    if len(result.rows) == 0:
         first = result.quarantine[0]
         raise MalformedFile(
             path, None,
             f"none of its {len(result.quarantine)} records reads as a {source} file "
-            f"(first: {first['reason']} {first['detail']})".rstrip(),
+            f"(first: {first['reason']} {first['detail']}){hint}",
         )
     return result
 

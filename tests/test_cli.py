@@ -158,3 +158,14 @@ def test_load_eval_of_a_gpqa_layout_file_is_shuffled(tmp_path):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     letters = [r["answer_letter"] for r in rows]
     assert all(r["answer_text"] == "right" for r in rows) and max(letters.count(x) for x in "ABCD") < 40
+
+
+def test_load_eval_of_the_wrong_file_fails_and_writes_nothing(tmp_path):
+    src = tmp_path / "gpqa.csv"
+    src.write_text("Record ID,Question,Correct Answer,Incorrect Answer 1,Incorrect Answer 2,Incorrect Answer 3\n"
+                   + "".join(f"r{i},Question {i}?,right,w1,w2,w3\n" for i in range(10)))
+    for name in ("pubmedqa_test", "medqa_test"):
+        out = tmp_path / f"{name}.jsonl"
+        proc = _main("load-eval", name, "--path", src, "--out", out)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr and not out.exists()
+        assert str(src) in proc.stderr.replace("\n", "")

@@ -199,3 +199,39 @@ def test_medxpertqa_stem_loses_its_own_lettered_choices(shared_data):
     assert not any("Answer Choices:" in q for q in rows["question"])
     first = json.loads(path.read_text().splitlines()[0])
     assert rows[0]["question"] == first["question"].split("\nAnswer Choices:")[0].strip()
+
+
+@pytest.mark.parametrize("name", ["medqa_test", "medmcqa_validation", "pubmedqa_test", "medbullets_op4",
+                                  "mmlu_pro_health", "mmlu_anatomy", "medbullets_op5"])
+def test_wrong_file_for_a_named_set_is_an_error(tmp_path, name):
+    path = write_gpqa_layout(tmp_path / "gpqa.csv", n=20)
+    with pytest.raises(MalformedFile) as err:
+        load_eval(name, path)
+    assert str(path) in str(err.value) and name in str(err.value)
+
+
+def test_a_named_sets_own_layouts_still_load(tmp_path):
+    medmcqa = {"id": "u1", "question": "Q?", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": 2}
+    mab = {"realidx": "x1", "question": "Q?", "options": {"A": "a", "B": "b", "C": "c", "D": "d"}, "answer_idx": "C"}
+    for i, raw in enumerate([medmcqa, mab]):
+        path = tmp_path / f"v{i}.jsonl"
+        path.write_text(json.dumps(raw) + "\n")
+        assert load_eval("medmcqa_validation", path).rows[0]["answer_text"] == "c"
+
+
+def test_pubmedqa_test_file_without_test_pmids_is_an_error(shared_data, tmp_path):
+    native = json.loads((shared_data / "raw/pubmedqa/ori_pqal.json").read_text())
+    from m1data.sources import pubmedqa_test_pmids
+
+    pool = {pmid: row for pmid, row in native.items() if pmid not in pubmedqa_test_pmids()}
+    path = tmp_path / "pool.json"
+    path.write_text(json.dumps(pool))
+    with pytest.raises(MalformedFile, match="test split"):
+        load_eval("pubmedqa_test", path)
+
+
+def test_a_file_given_as_the_name_does_not_ignore_path(tmp_path):
+    first = write_gpqa_layout(tmp_path / "a.csv", n=5)
+    second = write_gpqa_layout(tmp_path / "b.csv", n=5)
+    with pytest.raises(ValueError, match="--path"):
+        load_eval_any(str(first), second)
