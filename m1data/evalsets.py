@@ -40,6 +40,7 @@ from m1data.sources import (
     collect,
     key_text,
     lettered_options,
+    load_hub,
     option_texts,
     text,
 )
@@ -233,8 +234,10 @@ def _local(path: str | Path) -> Iterator[Record]:
         yield f"{line}", raw, f"{name}:{line}"
 
 
-def _hub(hub_id: str, config: str | None, split: str, keep: Callable[[dict], bool] | None = None) -> Iterator[Record]:
-    ds = datasets.load_dataset(hub_id, config, split=split)
+def _hub(name: str, hub_id: str, config: str | None, split: str,
+         keep: Callable[[dict], bool] | None = None) -> Iterator[Record]:
+    hint = f"`m1data load-eval {name} --path FILE` (or `--eval {name}=FILE`)"
+    ds = load_hub(hub_id, config, split, local_hint=hint)
     for index, raw in enumerate(ds):
         if keep is None or keep(raw):
             yield f"{index}", raw, f"{hub_id} {split} row {index}"
@@ -272,7 +275,7 @@ def _mmlu_csv(path: Path) -> Iterator[Record]:
 def load_mmlu(subject: str, path: str | Path | None = None) -> LoadResult:
     name = f"mmlu_{subject}"
     if path is None:
-        return _named(name, _hub("cais/mmlu", subject, "test"), MMLU, "cais/mmlu")
+        return _named(name, _hub(name, "cais/mmlu", subject, "test"), MMLU, "cais/mmlu")
     path = Path(path)
     if path.is_dir():
         path = path / f"{subject}_test.csv"
@@ -285,20 +288,21 @@ def load_mmlu_pro_health(path: str | Path | None = None) -> LoadResult:
         return isinstance(raw, dict) and raw.get("category") == "health"
 
     if path is None:
-        records = _hub("TIGER-Lab/MMLU-Pro", None, "test", is_health)
+        records = _hub("mmlu_pro_health", "TIGER-Lab/MMLU-Pro", None, "test", is_health)
         return _named("mmlu_pro_health", records, MMLU_PRO, "TIGER-Lab/MMLU-Pro")
     records = (record for record in _local(path) if is_health(record[1]))
     return _named("mmlu_pro_health", records, MMLU_PRO, path)
 
 
 def load_gpqa_diamond(path: str | Path | None = None) -> LoadResult:
-    records = _hub("Idavidrein/gpqa", "gpqa_diamond", "train") if path is None else _local(path)
+    records = _hub("gpqa_diamond", "Idavidrein/gpqa", "gpqa_diamond", "train") if path is None else _local(path)
     return _named("gpqa_diamond", records, GPQA, path or "Idavidrein/gpqa")
 
 
 def load_pubmedqa_test(path: str | Path | None = None) -> LoadResult:
     source = PubMedQA()
-    records = source.read_hub("test") if path is None else source.read_native(Path(path), "test")
+    hint = "`m1data load-eval pubmedqa_test --path FILE` (or `--eval pubmedqa_test=FILE`)"
+    records = source.read_hub("test", hint) if path is None else source.read_native(Path(path), "test")
     return _collect("pubmedqa_test", records, layout_parser("pubmedqa_test", PUBMEDQA), where=path or source.hub_id,
                     expected="PubMedQA questions of the official 500-PMID test split, "
                              + expected_layouts(PUBMEDQA))
@@ -308,14 +312,14 @@ def load_medmcqa_validation(path: str | Path | None = None) -> LoadResult:
     """The Hub's 0-based `cop`, or a local file: the Hub layout (its `cop` base decided like the
     training loader's) or MedAgentsBench's converted rows."""
     if path is None:
-        records = _hub("openlifescienceai/medmcqa", None, "validation")
+        records = _hub("medmcqa_validation", "openlifescienceai/medmcqa", None, "validation")
     else:
         records = MedMCQA().read_native(check_file(path), "validation")
     return _named("medmcqa_validation", records, (MEDMCQA, MEDAGENTSBENCH), path or "openlifescienceai/medmcqa")
 
 
 def load_medqa_test(path: str | Path | None = None) -> LoadResult:
-    records = _hub("GBaker/MedQA-USMLE-4-options", None, "test") if path is None else _local(path)
+    records = _hub("medqa_test", "GBaker/MedQA-USMLE-4-options", None, "test") if path is None else _local(path)
     return _named("medqa_test", records, (MEDAGENTSBENCH,), path or "GBaker/MedQA-USMLE-4-options")
 
 

@@ -37,6 +37,31 @@ from m1data.schema import (
 PROGRESS_MIN_ROWS = 20_000
 
 
+class HubUnreachable(ValueError):
+    """The Hub copy of a source or eval set cannot be fetched (offline mode, no network, DNS).
+
+    A ValueError so the command line shows it as one line, like any other input the user must
+    change: the fix is to pass the local file, which the message says how to do."""
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    import httpx  # huggingface_hub's HTTP client; imported here to keep module import light
+
+    return (ConnectionError, TimeoutError, httpx.TransportError)
+
+
+def load_hub(hub_id: str, config: str | None, split: str, *, local_hint: str) -> datasets.Dataset:
+    """`datasets.load_dataset`, with an unreachable Hub turned into one clear `HubUnreachable`."""
+    try:
+        return datasets.load_dataset(hub_id, config, split=split)
+    except _network_errors() as err:
+        why = "HF_HUB_OFFLINE is set" if datasets.config.HF_HUB_OFFLINE else type(err).__name__
+        raise HubUnreachable(
+            f"the Hugging Face Hub is unreachable ({why}) and {hub_id} is not in the local cache; "
+            f"pass a local file instead: {local_hint}"
+        ) from None
+
+
 @dataclass(frozen=True)
 class Parsed:
     """The fields a source record contributes to a row; `native_id=None` asks for a content id."""
@@ -193,8 +218,12 @@ class Source:
         for line, raw in read_records(path):
             yield f"{path.name}:{line}", raw, f"{path.name}:{line}"
 
-    def read_hub(self, split: str) -> Iterator[Record]:
-        ds = datasets.load_dataset(self.hub_id, self.hub_config, split=split)
+    def hub_rows(self, split: str, local_hint: str | None = None) -> datasets.Dataset:
+        hint = local_hint or f"`m1data load {self.name} --path FILE` (or `path:` under sources.{self.name})"
+        return load_hub(self.hub_id, self.hub_config, split, local_hint=hint)
+
+    def read_hub(self, split: str, local_hint: str | None = None) -> Iterator[Record]:
+        ds = self.hub_rows(split, local_hint)
         for index, raw in enumerate(ds):
             yield f"{split}:{index}", raw, f"{self.hub_id} {split} row {index}"
 
@@ -392,9 +421,9 @@ class PubMedQA(Source):
             records = super().read_native(path, split)
         yield from self.select(records, split)
 
-    def read_hub(self, split: str) -> Iterator[Record]:
+    def read_hub(self, split: str, local_hint: str | None = None) -> Iterator[Record]:
         # The Hub config has a single "train" split holding all 1,000 labelled questions.
-        ds = datasets.load_dataset(self.hub_id, self.hub_config, split="train")
+        ds = self.hub_rows("train", local_hint)
         rows = ((f"train:{i}", raw, f"{self.hub_id} train row {i}") for i, raw in enumerate(ds))
         yield from self.select(rows, split)
 

@@ -169,3 +169,30 @@ def test_load_eval_of_the_wrong_file_fails_and_writes_nothing(tmp_path):
         proc = _main("load-eval", name, "--path", src, "--out", out)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr and not out.exists()
         assert str(src) in proc.stderr.replace("\n", "")
+
+
+def _offline_env(tmp_path, **extra):
+    """An empty HF cache and no Hub: what a new user without network sees."""
+    import os
+
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    env.update(extra)
+    return env
+
+
+def test_hub_name_without_network_is_one_line(tmp_path):
+    offline = _offline_env(tmp_path)
+    refused = _offline_env(tmp_path, HF_HUB_OFFLINE="0", HF_DATASETS_OFFLINE="0", HF_ENDPOINT="http://127.0.0.1:9")
+    cases = [(offline, ["load-eval", "gpqa_diamond"]), (offline, ["load", "medqa"]),
+             (offline, ["load-eval", "mmlu_medical"]), (offline, ["load-eval", "pubmedqa_test"]),
+             (refused, ["load-eval", "medqa_test"])]  # online, but nothing answers (after the Hub client's retries)
+    for env, args in cases:
+        proc = subprocess.run([sys.executable, "-c", "from m1data.cli import main; main()", *args,
+                               "--out", str(tmp_path / "x.parquet")],
+                              capture_output=True, text=True, check=False, env=env, timeout=300)
+        error = proc.stderr[proc.stderr.find("error:"):]
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert "Hub is unreachable" in error.replace("\n", " ") and "--path" in error, proc.stderr
+        assert len(error.splitlines()) <= 3  # one message (wrapped by the terminal width), nothing after it
+        if env is offline:
+            assert proc.stderr.startswith("error:"), proc.stderr
