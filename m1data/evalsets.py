@@ -379,7 +379,8 @@ def load_eval_file(
                 )
                 for set_name, items in data.items()
             }
-    set_name = name or f"{path.parent.name}/{path.stem}"
+    folder = path.resolve().parent.name  # resolved: "x.csv" in the current folder is not "/x"
+    set_name = name or (f"{folder}/{path.stem}" if folder else path.stem)
     return {set_name: _collect(set_name, _local(path), parse, where=path)}
 
 

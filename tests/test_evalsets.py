@@ -235,3 +235,12 @@ def test_a_file_given_as_the_name_does_not_ignore_path(tmp_path):
     second = write_gpqa_layout(tmp_path / "b.csv", n=5)
     with pytest.raises(ValueError, match="--path"):
         load_eval_any(str(first), second)
+
+
+def test_eval_set_name_of_a_file_in_the_current_folder(tmp_path, monkeypatch):
+    write_gpqa_layout(tmp_path / "gpqa_main.csv", n=5)
+    monkeypatch.chdir(tmp_path)
+    names = list(load_eval_file("gpqa_main.csv")) + list(load_eval_any("gpqa_main.csv"))
+    # the same name whichever way the file is named: its folder and stem, never "/gpqa_main"
+    assert names == [f"{tmp_path.name}/gpqa_main"] * 2
+    assert list(load_eval_file(tmp_path / "gpqa_main.csv")) == [f"{tmp_path.name}/gpqa_main"]
