@@ -28,7 +28,7 @@ from typing import Any
 
 import datasets
 
-from m1data.readers import check_file, read_csv, read_json, read_records
+from m1data.readers import MalformedFile, check_file, read_csv, read_json, read_records
 from m1data.schema import DEFAULT_SEED, LETTERS, RowError
 from m1data.sources import (
     LoadResult,
@@ -159,19 +159,29 @@ def make_parser(mapping: ColumnMapping = ColumnMapping()) -> Callable[[dict[str,
         if question_col is None:
             raise RowError("missing_field", "no question column")
         question = text(raw, question_col)
-        options = _options(raw, mapping.options)
         id_col = mapping.id or _first(raw, ("realidx", "id", "question_id", "Record ID", "pubid"))
+        native_id = None if id_col is None else key_text(raw, id_col)
         context = raw.get(mapping.context) if mapping.context else None
         if isinstance(context, list) and all(isinstance(c, str) for c in context):
             context = "\n".join(context)
         if context is not None and not isinstance(context, str):
             raise RowError("bad_context", f"{mapping.context} is a {type(context).__name__}, not text")
+        # From here on a fault leaves the question readable: the row is quarantined but stays a
+        # decontamination target (Parsed.error), with whatever options could be read.
+        options: list[str] = []
+        answer_idx, error = -1, None
+        try:
+            options = _options(raw, mapping.options)
+            answer_idx = _answer_index(raw, mapping.answer, options)
+        except RowError as err:
+            error = err
         return Parsed(
-            native_id=None if id_col is None else key_text(raw, id_col),
+            native_id=native_id,
             question=strip_embedded_choices(question, len(options)),
             options=options,
-            answer_idx=_answer_index(raw, mapping.answer, options),
+            answer_idx=answer_idx,
             context=context or "",
+            error=error,
         )
 
     return parse
@@ -214,12 +224,28 @@ def expected_layouts(layouts: tuple[Layout, ...]) -> str:
 
 
 def _collect(name: str, records, parse=None, *, where: str | Path = "", expected: str = "") -> LoadResult:
-    """Rows of one eval set, options shuffled per row from (seed, id) like every loader's."""
+    """Rows of one eval set, options shuffled per row from (seed, id) like every loader's.
+    Whether the set has enough in it is checked by the public loaders (`require_items`)."""
     result = collect(name, records, parse or make_parser(), seed=DEFAULT_SEED, unique_options=False)
-    result = check_some_rows_read(result, where or name, name, expected=expected)
+    result.origin, result.expected = str(where or name), expected
     skew = answer_skew(result.rows)
     if skew:
         warnings.warn(f"{name}: answer letters are skewed: {skew}", AnswerSkewWarning, stacklevel=2)
+    return result
+
+
+def require_items(result: LoadResult, name: str, *, scoring: bool = True) -> LoadResult:
+    """An eval set that is empty is the wrong file (or a wrong filter), never a set to skip.
+
+    For scoring, the set needs rows with a usable answer key. For decontamination
+    (`scoring=False`) it needs questions with text, whatever their answers' state."""
+    if scoring:
+        return check_some_rows_read(result, result.origin or name, name, expected=result.expected)
+    if len(result.targets()) == 0:
+        hint = f"; expected {result.expected}" if result.expected else ""
+        first = f" (first bad one: {result.quarantine[0]['reason']} {result.quarantine[0]['detail']})" \
+            if len(result.quarantine) else ""
+        raise MalformedFile(result.origin or name, None, f"no {name} question with text in it{first}{hint}")
     return result
 
 
@@ -344,13 +370,14 @@ EVAL_SETS: dict[str, Callable[..., LoadResult]] = {
 }
 
 
-def load_eval(name: str, path: str | Path | None = None) -> LoadResult:
-    """Load a named eval set (from the Hub, or from `path` in its native format)."""
+def load_eval(name: str, path: str | Path | None = None, *, scoring: bool = True) -> LoadResult:
+    """Load a named eval set (from the Hub, or from `path` in its native format). `scoring=False`
+    loads it as decontamination targets: a set whose answer keys are all unreadable still counts."""
     if name not in EVAL_SETS:
         raise ValueError(f"unknown eval set {name!r}; choose from {', '.join(EVAL_SETS)} or pass a file")
     if path is not None and not Path(path).exists():
         raise FileNotFoundError(f"{path}: no such file")
-    return EVAL_SETS[name](path)
+    return require_items(EVAL_SETS[name](path), name, scoring=scoring)
 
 
 def load_eval_file(
@@ -358,6 +385,7 @@ def load_eval_file(
     mapping: ColumnMapping = ColumnMapping(),
     *,
     name: str | None = None,
+    scoring: bool = True,
 ) -> dict[str, LoadResult]:
     """Any JSON / JSONL / CSV / parquet file of questions, keyed by eval-set name.
 
@@ -373,28 +401,28 @@ def load_eval_file(
         data = read_json(path)
         if isinstance(data, dict) and data and all(isinstance(v, list) for v in data.values()):
             return {
-                set_name: _collect(
+                set_name: require_items(_collect(
                     set_name, ((f"{i}", r, f"{path.name} {set_name} item {i}") for i, r in enumerate(items, 1)),
                     parse, where=path,
-                )
+                ), set_name, scoring=scoring)
                 for set_name, items in data.items()
             }
     folder = path.resolve().parent.name  # resolved: "x.csv" in the current folder is not "/x"
     set_name = name or (f"{folder}/{path.stem}" if folder else path.stem)
-    return {set_name: _collect(set_name, _local(path), parse, where=path)}
+    return {set_name: require_items(_collect(set_name, _local(path), parse, where=path), set_name, scoring=scoring)}
 
 
-def load_eval_any(name_or_path: str, path: str | Path | None = None) -> dict[str, LoadResult]:
-    """A named set, "mmlu_medical" (all six MMLU subjects), or a file."""
+def load_eval_any(name_or_path: str, path: str | Path | None = None, *, scoring: bool = True) -> dict[str, LoadResult]:
+    """A named set, "mmlu_medical" (all six MMLU subjects), or a file (see `load_eval` for `scoring`)."""
     if name_or_path == "mmlu_medical":
-        return {f"mmlu_{s}": load_mmlu(s, path) for s in MMLU_MEDICAL}
+        return {f"mmlu_{s}": load_eval(f"mmlu_{s}", path, scoring=scoring) for s in MMLU_MEDICAL}
     if name_or_path in EVAL_SETS:
-        return {name_or_path: load_eval(name_or_path, path)}
+        return {name_or_path: load_eval(name_or_path, path, scoring=scoring)}
     if Path(name_or_path).exists():
         if path is not None:
             raise ValueError(f"{name_or_path} is a file and is loaded as it is; --path goes with an eval-set name "
                              f"(see `m1data eval-sets`), not with a file")
-        return load_eval_file(name_or_path)
+        return load_eval_file(name_or_path, scoring=scoring)
     raise ValueError(f"{name_or_path!r} is neither a known eval set ({', '.join(EVAL_SETS)}, mmlu_medical) nor a file")
 
 

@@ -91,11 +91,15 @@ class LoadSources(Stage):
 
 
 def load_evals(evals: list[EvalInput]) -> dict[str, datasets.Dataset]:
-    """Eval-set name -> rows, for decontamination; quarantined eval rows are reported, not used."""
+    """Eval-set name -> every question of the set that has text, for decontamination.
+
+    A quarantined eval row (an unreadable answer key, say) is still a question a training row
+    must not copy, so it is matched too; a set with no question at all is an error (from the
+    loader), never a set that silently matches nothing."""
     loaded: dict[str, datasets.Dataset] = {}
     for spec in evals:
-        for set_name, result in load_eval_any(spec.name, spec.path).items():
-            loaded[set_name] = result.rows
+        for set_name, result in load_eval_any(spec.name, spec.path, scoring=False).items():
+            loaded[set_name] = result.targets()
     return loaded
 
 

@@ -11,6 +11,7 @@ id whichever file or split it was read from.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from m1data.schema import (
     content_id,
     make_row,
     quarantine_record,
+    render_prompt,
     rows_to_dataset,
     validate,
 )
@@ -71,15 +73,32 @@ class Parsed:
     options: list[str]
     answer_idx: int
     context: str = ""
+    error: RowError | None = None
+    """Set when the text was read but the row cannot be used (its answer key, say): the row is
+    quarantined, yet its question is still a decontamination target (see `LoadResult.unscored`)."""
 
 
 @dataclass
 class LoadResult:
+    """Usable rows, quarantine records, and `unscored`: the quarantined questions whose text
+    could still be read. Unscored rows cannot be trained on or scored (answer fields empty,
+    `answer_idx` -1), but an eval question must be matched by decontamination whatever the
+    state of its answer key."""
+
     rows: datasets.Dataset
     quarantine: datasets.Dataset
+    unscored: datasets.Dataset | None = None
+    origin: str = ""  # the file or Hub id, for messages
+    expected: str = ""  # what the file should have held, for messages
 
     def reasons(self) -> dict[str, int]:
         return dict(Counter(self.quarantine["reason"])) if len(self.quarantine) else {}
+
+    def targets(self) -> datasets.Dataset:
+        """Every question with text: the rows, then the unscored ones."""
+        if self.unscored is None or len(self.unscored) == 0:
+            return self.rows
+        return datasets.concatenate_datasets([self.rows, self.unscored])
 
 
 def field(raw: dict[str, Any], *names: str) -> Any:
@@ -149,12 +168,14 @@ def collect(
     from fields known to be text and a malformed row is quarantined, not a crash."""
     rows: list[dict[str, Any]] = []
     bad: list[dict[str, str]] = []
+    unscored: list[dict[str, Any]] = []
     seen: Counter[str] = Counter()
     records = list(records)
     if len(records) >= PROGRESS_MIN_ROWS:
         records = track(records, description=description or f"loading {source}", transient=True)
     for locator, raw, where in records:
         row_id = f"{source}:{locator}"
+        parsed: Parsed | None = None
         try:
             parsed = parse(raw)
             row_id = (
@@ -165,6 +186,8 @@ def collect(
             seen[row_id] += 1
             if seen[row_id] > 1:  # the same question twice in one file keeps a unique id
                 row_id = f"{row_id}#{seen[row_id]}"
+            if parsed.error is not None:
+                raise parsed.error
             rows.append(
                 make_row(
                     source=source,
@@ -181,7 +204,22 @@ def collect(
         except RowError as err:
             located = RowError(err.reason, f"{where}: {err.detail}" if err.detail else where)
             bad.append(quarantine_record(source, row_id, located, raw))
-    return LoadResult(rows=rows_to_dataset(rows), quarantine=rows_to_dataset(bad, QUARANTINE_FEATURES))
+            if parsed is not None and parsed.question.strip():
+                unscored.append(unscored_row(source, row_id, parsed, raw))
+    return LoadResult(rows=rows_to_dataset(rows), quarantine=rows_to_dataset(bad, QUARANTINE_FEATURES),
+                      unscored=rows_to_dataset(unscored))
+
+
+def unscored_row(source: str, row_id: str, parsed: Parsed, raw: Any) -> dict[str, Any]:
+    """A quarantined question in the row schema, for matching only: no answer, options as read."""
+    question, context = parsed.question.strip(), parsed.context.strip()
+    options = [o.strip() for o in parsed.options]
+    return {
+        "id": row_id, "source": source, "question": question, "context": context, "options": options,
+        "answer_idx": -1, "answer_letter": "", "answer_text": "",
+        "prompt": render_prompt(question, options, context),
+        "metadata": json.dumps(raw, ensure_ascii=False, default=str),
+    }
 
 
 def check_some_rows_read(result: LoadResult, path: Path | str, source: str, *, expected: str = "") -> LoadResult:
@@ -258,6 +296,8 @@ class MedMCQA(Source):
         for _, raw, where in records:
             try:  # well-formed rows only; with no _cop_base, parse reads cop as it is
                 parsed = self.parse(raw)
+                if parsed.error is not None:
+                    continue
                 validate(parsed.question.strip(), [o.strip() for o in parsed.options], 0)
             except RowError:
                 continue
@@ -278,9 +318,12 @@ class MedMCQA(Source):
         native_id = key_text(raw, "id")
         question = text(raw, "question")
         options = [text(raw, key) for key in ("opa", "opb", "opc", "opd")]
-        cop = field(raw, "cop")
+        cop = raw.get("cop")
+        if cop is None:
+            return Parsed(native_id, question, options, -1, error=RowError("missing_field", "none of cop"))
         if isinstance(cop, bool) or not (isinstance(cop, int) or (isinstance(cop, str) and cop.strip().isdigit())):
-            raise RowError("answer_out_of_range", f"cop {cop!r} is not a whole number")
+            return Parsed(native_id, question, options, -1,
+                          error=RowError("answer_out_of_range", f"cop {cop!r} is not a whole number"))
         answer_idx = int(cop) - int(raw.get("_cop_base", 0))
         return Parsed(native_id=native_id, question=question, options=options, answer_idx=answer_idx)
 
@@ -431,17 +474,21 @@ class PubMedQA(Source):
         if not isinstance(raw, dict):
             raise RowError("not_an_object", f"a {type(raw).__name__}, not a PubMedQA question object")
         if "pubid" in raw:  # Hub shape
-            context = field(raw, "context")
+            context = raw.get("context")
             contexts = context.get("contexts") if isinstance(context, dict) else context
-            pmid, question, decision = key_text(raw, "pubid"), text(raw, "question"), field(raw, "final_decision")
+            pmid, question = key_text(raw, "pubid"), text(raw, "question")
         else:
-            contexts = field(raw, "CONTEXTS")
-            pmid, question, decision = key_text(raw, "PMID"), text(raw, "QUESTION"), field(raw, "final_decision")
+            contexts = raw.get("CONTEXTS")
+            pmid, question = key_text(raw, "PMID"), text(raw, "QUESTION")
+        decision = raw.get("final_decision")
+        options = list(PUBMEDQA_OPTIONS)
         if not isinstance(contexts, list) or not all(isinstance(c, str) for c in contexts):
-            raise RowError("bad_context", f"contexts is a {type(contexts).__name__}, not a list of texts")
+            return Parsed(pmid, question, options, -1, error=RowError(
+                "bad_context", f"contexts is a {type(contexts).__name__}, not a list of texts"))
         if decision not in PUBMEDQA_OPTIONS:
-            raise RowError("answer_out_of_range", f"final_decision {decision!r}")
-        return Parsed(native_id=pmid, question=question, options=list(PUBMEDQA_OPTIONS),
+            return Parsed(pmid, question, options, -1, "\n".join(contexts),
+                          error=RowError("answer_out_of_range", f"final_decision {decision!r}"))
+        return Parsed(native_id=pmid, question=question, options=options,
                       answer_idx=PUBMEDQA_OPTIONS.index(decision), context="\n".join(contexts))
 
 
