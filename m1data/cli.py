@@ -68,11 +68,20 @@ def load_eval(
     path: PathOpt = None,
 ) -> None:
     """Load an eval set (a decontamination target and scoring set)."""
-    from m1data.evalsets import load_eval_any
+    import warnings
+
+    from m1data.evalsets import AnswerSkewWarning, load_eval_any
 
     inputs = [path, Path(name) if Path(name).exists() else None]
     _refuse_overwrite(inputs, [out])
-    results = load_eval_any(name, path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", AnswerSkewWarning)
+        results = load_eval_any(name, path)
+    for warning in caught:
+        if issubclass(warning.category, AnswerSkewWarning):
+            console.print(f"[yellow]warning:[/yellow] {warning.message}")
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     targets = {
         set_name: out if len(results) == 1 else out.with_name(f"{out.stem}.{set_name.replace('/', '_')}{out.suffix}")
         for set_name in results

@@ -23,7 +23,7 @@ def sample_dir() -> Path:
     return Path(str(resources.files("m1data").joinpath("data/sample")))
 
 
-def sample_sources() -> dict[str, "SourceInput"]:
+def sample_sources() -> dict[str, SourceInput]:
     root = sample_dir()
     return {
         "medqa": SourceInput(path=str(root / "medqa/train.jsonl")),
@@ -33,7 +33,7 @@ def sample_sources() -> dict[str, "SourceInput"]:
     }
 
 
-def sample_evals() -> list["EvalInput"]:
+def sample_evals() -> list[EvalInput]:
     root = sample_dir() / "eval"
     return [
         EvalInput(name="medqa_test", path=str(root / "medqa/test.jsonl")),

@@ -99,10 +99,9 @@ def read_parquet(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     path = check_file(path)
     try:
         ds = datasets.Dataset.from_parquet(str(path))
-    except Exception as err:  # pyarrow raises several unrelated types for a bad file
+    except Exception as err:  # noqa: BLE001 - pyarrow raises several unrelated types for a bad file
         raise MalformedFile(path, None, f"unreadable parquet ({err})") from None
-    for number, row in enumerate(ds, start=1):
-        yield number, row
+    yield from enumerate(ds, start=1)
 
 
 def read_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:

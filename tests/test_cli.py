@@ -196,3 +196,15 @@ def test_hub_name_without_network_is_one_line(tmp_path):
         assert len(error.splitlines()) <= 3  # one message (wrapped by the terminal width), nothing after it
         if env is offline:
             assert proc.stderr.startswith("error:"), proc.stderr
+
+
+def test_load_eval_prints_a_skew_warning(tmp_path, monkeypatch):
+    """The rule itself is tested in test_evalsets; here, that the command shows it as a warning line."""
+    import m1data.evalsets
+
+    monkeypatch.setattr(m1data.evalsets, "answer_skew", lambda rows: "answer A on 2 of 2 rows (100%)")
+    src = tmp_path / "anatomy_test.csv"
+    src.write_text("Q1?,a,b,c,d,B\nQ2?,a,b,c,d,D\n")
+    result = runner.invoke(app, ["load-eval", "mmlu_anatomy", "--path", str(src), "--out", str(tmp_path / "o.jsonl")])
+    assert result.exit_code == 0, result.output
+    assert "warning: mmlu_anatomy: answer letters are skewed: answer A on 2 of 2 rows" in result.output.replace("\n", " ")

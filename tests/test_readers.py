@@ -47,7 +47,7 @@ def test_csv_byte_order_mark_does_not_hide_the_first_column(tmp_path):
     path = tmp_path / "medbullets_op4.csv"
     path.write_bytes("\ufeffquestion,opa,opb,opc,opd,answer_idx\nWhich nerve?,a,b,c,d,B\n".encode())
     (_, row), = read_csv(path)
-    assert list(row)[0] == "question"
+    assert next(iter(row)) == "question"
     assert load_eval("medbullets_op4", path).rows[0]["question"] == "Which nerve?"
 
 

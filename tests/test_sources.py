@@ -186,7 +186,7 @@ def test_headqa_answers_without_aid_or_atext_are_quarantined(tmp_path):
 
 
 def test_pubmedqa_rows_that_are_not_objects_or_have_string_contexts_are_quarantined(tmp_path):
-    pool = sorted(set(f"{i}" for i in range(1, 4000)) - pubmedqa_test_pmids())[:4]
+    pool = sorted({f"{i}" for i in range(1, 4000)} - pubmedqa_test_pmids())[:4]
     good = {"QUESTION": "Does it work?", "CONTEXTS": ["First.", "Second."], "final_decision": "yes"}
     data = {pool[0]: good, pool[1]: ["not", "an", "object"], pool[2]: dict(good, CONTEXTS="One long abstract."),
             pool[3]: dict(good, QUESTION="Q4?")}
