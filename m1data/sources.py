@@ -130,10 +130,10 @@ def option_texts(options: list[Any]) -> list[str]:
 def letter_index(letter: Any, n_options: int) -> int:
     if not isinstance(letter, str):
         raise RowError("not_text", f"answer letter {letter!r} is a {type(letter).__name__}, not a letter")
-    text = letter.strip().upper()
-    if len(text) != 1 or text not in LETTERS[:n_options]:
+    value = letter.strip().upper()
+    if len(value) != 1 or value not in LETTERS[:n_options]:
         raise RowError("answer_out_of_range", f"answer letter {letter!r} for {n_options} options")
-    return LETTERS.index(text)
+    return LETTERS.index(value)
 
 
 def lettered_options(options: Any) -> list[str]:
