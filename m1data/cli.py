@@ -16,13 +16,28 @@ OutOpt = Annotated[Path, typer.Option("--out", help="Output file (.parquet or .j
 PathOpt = Annotated[Optional[Path], typer.Option("--path", help="Local file in the native format (default: the Hub id m1 used).")]
 
 
+def _quarantine_path(out: Path) -> Path:
+    return out.with_name(out.stem + ".quarantine" + out.suffix)
+
+
+def _refuse_overwrite(inputs: list[Path | None], outs: list[Path]) -> None:
+    """A load never writes over the raw file it reads (`--out` equal to `--path`, or the
+    quarantine file beside `--out` landing on it): the raw file may be the only copy."""
+    raw = {p.resolve() for p in inputs if p is not None}
+    for target in outs:
+        for written in (target, _quarantine_path(target)):
+            if written.resolve() in raw:
+                raise typer.BadParameter(f"writing {written} would overwrite the input file; choose another --out",
+                                         param_hint="--out")
+
+
 def _report_load(name: str, result, out: Path) -> None:
     from m1data.readers import write_rows
 
     write_rows(result.rows, out)
     console.print(f"{name}: {len(result.rows):,} rows -> {out}")
     if len(result.quarantine):
-        qpath = out.with_name(out.stem + ".quarantine" + out.suffix)
+        qpath = _quarantine_path(out)
         write_rows(result.quarantine, qpath)
         reasons = ", ".join(f"{r} {n}" for r, n in sorted(result.reasons().items()))
         console.print(f"{name}: {len(result.quarantine):,} quarantined ({reasons}) -> {qpath}")
@@ -35,11 +50,15 @@ def load(
     path: PathOpt = None,
     split: Annotated[Optional[str], typer.Option(help="Split (PubMedQA: train = the 500-PMID pool, test, all).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the per-row option shuffle.")] = 42,
+    cop_base: Annotated[Optional[int], typer.Option(
+        "--cop-base", help="MedMCQA: a local file's cop counts from 0 (Hub) or 1 (original release); "
+                           "needed only when the file's values cannot tell.")] = None,
 ) -> None:
     """Load one raw source into the m1data row schema."""
     from m1data.sources import load_source
 
-    _report_load(source, load_source(source, path, split=split, seed=seed), out)
+    _refuse_overwrite([path], [out])
+    _report_load(source, load_source(source, path, split=split, seed=seed, cop_base=cop_base), out)
 
 
 @app.command("load-eval")
@@ -49,12 +68,27 @@ def load_eval(
     path: PathOpt = None,
 ) -> None:
     """Load an eval set (a decontamination target and scoring set)."""
-    from m1data.evalsets import load_eval_any
+    import warnings
 
-    results = load_eval_any(name, path)
+    from m1data.evalsets import AnswerSkewWarning, load_eval_any
+
+    inputs = [path, Path(name) if Path(name).exists() else None]
+    _refuse_overwrite(inputs, [out])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", AnswerSkewWarning)
+        results = load_eval_any(name, path)
+    for warning in caught:
+        if issubclass(warning.category, AnswerSkewWarning):
+            console.print(f"[yellow]warning:[/yellow] {warning.message}")
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    targets = {
+        set_name: out if len(results) == 1 else out.with_name(f"{out.stem}.{set_name.replace('/', '_')}{out.suffix}")
+        for set_name in results
+    }
+    _refuse_overwrite(inputs, list(targets.values()))
     for set_name, result in results.items():
-        target = out if len(results) == 1 else out.with_name(f"{out.stem}.{set_name.replace('/', '_')}{out.suffix}")
-        _report_load(set_name, result, target)
+        _report_load(set_name, result, targets[set_name])
 
 
 @app.command("eval-sets")

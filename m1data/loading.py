@@ -23,7 +23,7 @@ def sample_dir() -> Path:
     return Path(str(resources.files("m1data").joinpath("data/sample")))
 
 
-def sample_sources() -> dict[str, "SourceInput"]:
+def sample_sources() -> dict[str, SourceInput]:
     root = sample_dir()
     return {
         "medqa": SourceInput(path=str(root / "medqa/train.jsonl")),
@@ -33,7 +33,7 @@ def sample_sources() -> dict[str, "SourceInput"]:
     }
 
 
-def sample_evals() -> list["EvalInput"]:
+def sample_evals() -> list[EvalInput]:
     root = sample_dir() / "eval"
     return [
         EvalInput(name="medqa_test", path=str(root / "medqa/test.jsonl")),
@@ -44,10 +44,12 @@ def sample_evals() -> list["EvalInput"]:
 
 @dataclass
 class SourceInput:
-    """Where one source comes from: a local native file, or (path None) the Hub id m1 used."""
+    """Where one source comes from: a local native file, or (path None) the Hub id m1 used.
+    `cop_base` (MedMCQA only): 0 or 1 when a local file's `cop` values cannot tell."""
 
     path: str | None = None
     split: str | None = None
+    cop_base: int | None = None
 
 
 @dataclass
@@ -79,7 +81,7 @@ class LoadSources(Stage):
     def run(self, rows: datasets.Dataset | None, ctx: RunContext) -> StageResult:
         parts, quarantined, stats = [], [], {}
         for name, spec in self.config.sources.items():
-            result = load_source(name, spec.path, split=spec.split, seed=self.config.seed)
+            result = load_source(name, spec.path, split=spec.split, seed=self.config.seed, cop_base=spec.cop_base)
             parts.append(result.rows)
             quarantined.append(result.quarantine)
             stats[name] = {"loaded": len(result.rows), "quarantined": result.reasons()}
@@ -89,11 +91,15 @@ class LoadSources(Stage):
 
 
 def load_evals(evals: list[EvalInput]) -> dict[str, datasets.Dataset]:
-    """Eval-set name -> rows, for decontamination; quarantined eval rows are reported, not used."""
+    """Eval-set name -> every question of the set that has text, for decontamination.
+
+    A quarantined eval row (an unreadable answer key, say) is still a question a training row
+    must not copy, so it is matched too; a set with no question at all is an error (from the
+    loader), never a set that silently matches nothing."""
     loaded: dict[str, datasets.Dataset] = {}
     for spec in evals:
-        for set_name, result in load_eval_any(spec.name, spec.path).items():
-            loaded[set_name] = result.rows
+        for set_name, result in load_eval_any(spec.name, spec.path, scoring=False).items():
+            loaded[set_name] = result.targets()
     return loaded
 
 

@@ -7,6 +7,7 @@ A malformed file is an error, never a silently shorter dataset: every reader her
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,23 +23,50 @@ class MalformedFile(ValueError):
         self.path, self.line, self.problem = str(path), line, problem
 
 
+def check_file(path: str | Path) -> Path:
+    """`path` as a Path, after checking it names a readable file (a folder is a clear error)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.is_dir():
+        raise MalformedFile(path, None, "is a directory; expected a file")
+    return path
+
+
+def decode(path: str | Path, data: bytes, first_line: int = 1) -> str:
+    """UTF-8 text of `data`, without a leading byte order mark (Excel writes one into CSVs and
+    it would otherwise stick to the first question or column name). Bytes that are not UTF-8
+    are an error naming the line, so the user can find and re-save them."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = first_line + data.count(b"\n", 0, err.start)
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise MalformedFile(
+            path, line, f"not UTF-8 text (byte 0x{data[err.start]:02x} at byte {column} of the line); re-save it as UTF-8"
+        ) from None
+
+
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, object); blank lines are allowed, anything else must be an object."""
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
+    path = check_file(path)
+    with open(path, "rb") as handle:
+        for number, data in enumerate(handle, start=1):
+            line = decode(path, data, number).rstrip("\r\n")
             if not line.strip():
                 continue
             try:
                 obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise MalformedFile(path, number, f"invalid JSON ({err.msg} at column {err.colno})") from None
+            except json.JSONDecodeError as err:  # pos, not colno: colno restarts after a newline
+                raise MalformedFile(path, number, f"invalid JSON ({err.msg} at column {err.pos + 1})") from None
             if not isinstance(obj, dict):
                 raise MalformedFile(path, number, f"expected a JSON object, got {type(obj).__name__}")
             yield number, obj
 
 
 def read_json(path: str | Path) -> Any:
-    text = Path(path).read_text(encoding="utf-8")
+    path = check_file(path)
+    text = decode(path, path.read_bytes())
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
@@ -47,38 +75,38 @@ def read_json(path: str | Path) -> Any:
 
 def read_csv(path: str | Path, *, header: bool = True, width: int | None = None) -> Iterator[tuple[int, Any]]:
     """Yield (line number, row): a dict when the file has a header, else a list of `width` cells."""
-    with open(path, encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle)
-        columns: list[str] | None = None
-        try:
-            for cells in reader:
-                line = reader.line_num
-                if not cells:
-                    continue
-                if header and columns is None:
-                    columns = cells
-                    continue
-                expected = len(columns) if columns is not None else width
-                if expected is not None and len(cells) != expected:
-                    raise MalformedFile(path, line, f"expected {expected} fields, found {len(cells)}")
-                yield line, (dict(zip(columns, cells)) if columns is not None else cells)
-        except csv.Error as err:
-            raise MalformedFile(path, reader.line_num, f"invalid CSV ({err})") from None
+    path = check_file(path)
+    reader = csv.reader(io.StringIO(decode(path, path.read_bytes()), newline=""))
+    columns: list[str] | None = None
+    try:
+        for cells in reader:
+            line = reader.line_num
+            if not cells:
+                continue
+            if header and columns is None:
+                columns = cells
+                continue
+            expected = len(columns) if columns is not None else width
+            if expected is not None and len(cells) != expected:
+                raise MalformedFile(path, line, f"expected {expected} fields, found {len(cells)}")
+            yield line, (dict(zip(columns, cells)) if columns is not None else cells)
+    except csv.Error as err:
+        raise MalformedFile(path, reader.line_num, f"invalid CSV ({err})") from None
 
 
 def read_parquet(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Rows of a parquet file (a Hub export, say); the 'line' is the 1-based row number."""
+    path = check_file(path)
     try:
         ds = datasets.Dataset.from_parquet(str(path))
-    except Exception as err:  # pyarrow raises several unrelated types for a bad file
+    except Exception as err:  # noqa: BLE001 - pyarrow raises several unrelated types for a bad file
         raise MalformedFile(path, None, f"unreadable parquet ({err})") from None
-    for number, row in enumerate(ds, start=1):
-        yield number, row
+    yield from enumerate(ds, start=1)
 
 
 def read_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Rows of a .jsonl, .json (a list of objects), .csv or .parquet file."""
-    path = Path(path)
+    path = check_file(path)
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         yield from read_jsonl(path)

@@ -11,6 +11,7 @@ id whichever file or split it was read from.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from typing import Any, ClassVar
 import datasets
 from rich.progress import track
 
-from m1data.readers import MalformedFile, read_json, read_records
+from m1data.readers import MalformedFile, check_file, read_json, read_records
 from m1data.schema import (
     DEFAULT_SEED,
     LETTERS,
@@ -30,10 +31,37 @@ from m1data.schema import (
     content_id,
     make_row,
     quarantine_record,
+    render_prompt,
     rows_to_dataset,
+    validate,
 )
 
 PROGRESS_MIN_ROWS = 20_000
+
+
+class HubUnreachable(ValueError):
+    """The Hub copy of a source or eval set cannot be fetched (offline mode, no network, DNS).
+
+    A ValueError so the command line shows it as one line, like any other input the user must
+    change: the fix is to pass the local file, which the message says how to do."""
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    import httpx  # huggingface_hub's HTTP client; imported here to keep module import light
+
+    return (ConnectionError, TimeoutError, httpx.TransportError)
+
+
+def load_hub(hub_id: str, config: str | None, split: str, *, local_hint: str) -> datasets.Dataset:
+    """`datasets.load_dataset`, with an unreachable Hub turned into one clear `HubUnreachable`."""
+    try:
+        return datasets.load_dataset(hub_id, config, split=split)
+    except _network_errors() as err:
+        why = "HF_HUB_OFFLINE is set" if datasets.config.HF_HUB_OFFLINE else type(err).__name__
+        raise HubUnreachable(
+            f"the Hugging Face Hub is unreachable ({why}) and {hub_id} is not in the local cache; "
+            f"pass a local file instead: {local_hint}"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -45,15 +73,32 @@ class Parsed:
     options: list[str]
     answer_idx: int
     context: str = ""
+    error: RowError | None = None
+    """Set when the text was read but the row cannot be used (its answer key, say): the row is
+    quarantined, yet its question is still a decontamination target (see `LoadResult.unscored`)."""
 
 
 @dataclass
 class LoadResult:
+    """Usable rows, quarantine records, and `unscored`: the quarantined questions whose text
+    could still be read. Unscored rows cannot be trained on or scored (answer fields empty,
+    `answer_idx` -1), but an eval question must be matched by decontamination whatever the
+    state of its answer key."""
+
     rows: datasets.Dataset
     quarantine: datasets.Dataset
+    unscored: datasets.Dataset | None = None
+    origin: str = ""  # the file or Hub id, for messages
+    expected: str = ""  # what the file should have held, for messages
 
     def reasons(self) -> dict[str, int]:
         return dict(Counter(self.quarantine["reason"])) if len(self.quarantine) else {}
+
+    def targets(self) -> datasets.Dataset:
+        """Every question with text: the rows, then the unscored ones."""
+        if self.unscored is None or len(self.unscored) == 0:
+            return self.rows
+        return datasets.concatenate_datasets([self.rows, self.unscored])
 
 
 def field(raw: dict[str, Any], *names: str) -> Any:
@@ -64,43 +109,73 @@ def field(raw: dict[str, Any], *names: str) -> Any:
     raise RowError("missing_field", f"none of {', '.join(names)}")
 
 
+def text(raw: dict[str, Any], *names: str) -> str:
+    """`field`, which must be text: a number or a list where a question belongs is a bad row, and
+    must be caught before it reaches ids and validation (it would crash them or be str()-ed)."""
+    value = field(raw, *names)
+    if not isinstance(value, str):
+        name = next(n for n in names if raw.get(n) is not None)
+        raise RowError("not_text", f"{name} is a {type(value).__name__}, not text")
+    return value
+
+
+def option_texts(options: list[Any]) -> list[str]:
+    for i, option in enumerate(options):
+        if not isinstance(option, str):
+            label = LETTERS[i] if i < len(LETTERS) else str(i + 1)
+            raise RowError("not_text", f"option {label} is a {type(option).__name__}, not text")
+    return options
+
+
 def letter_index(letter: Any, n_options: int) -> int:
-    text = str(letter).strip().upper()
-    if len(text) != 1 or text not in LETTERS[:n_options]:
+    if not isinstance(letter, str):
+        raise RowError("not_text", f"answer letter {letter!r} is a {type(letter).__name__}, not a letter")
+    value = letter.strip().upper()
+    if len(value) != 1 or value not in LETTERS[:n_options]:
         raise RowError("answer_out_of_range", f"answer letter {letter!r} for {n_options} options")
-    return LETTERS.index(text)
+    return LETTERS.index(value)
 
 
 def lettered_options(options: Any) -> list[str]:
-    """Options given as {"A": ..., "B": ...} (in letter order) or as a list."""
+    """Options given as {"A": ..., "B": ...} (in letter order) or as a list; each must be text."""
     if isinstance(options, dict):
-        keys = sorted(options)
+        keys = sorted(options, key=str)
         if keys != list(LETTERS[: len(keys)]):
             raise RowError("bad_options", f"option keys {keys}")
-        return [options[k] for k in keys]
+        return option_texts([options[k] for k in keys])
     if isinstance(options, list):
-        return list(options)
+        return option_texts(list(options))
     raise RowError("bad_options", f"options of type {type(options).__name__}")
+
+
+Record = tuple[str, Any, str]
+"""(locator, raw record, where): the locator is the fallback id of a row that cannot be read;
+`where` says where the record sits ("train.jsonl:12") for the quarantine record's detail."""
 
 
 def collect(
     source: str,
-    records: Iterable[tuple[str, dict[str, Any]]],
+    records: Iterable[Record],
     parse,
     *,
     seed: int | None = DEFAULT_SEED,
     unique_options: bool = True,
     description: str = "",
 ) -> LoadResult:
-    """Turn (locator, raw record) pairs into validated rows and quarantine records."""
+    """Turn (locator, raw record, where) records into validated rows and quarantine records.
+
+    `parse` validates the types of what it reads (raising RowError), so ids are only derived
+    from fields known to be text and a malformed row is quarantined, not a crash."""
     rows: list[dict[str, Any]] = []
     bad: list[dict[str, str]] = []
+    unscored: list[dict[str, Any]] = []
     seen: Counter[str] = Counter()
     records = list(records)
     if len(records) >= PROGRESS_MIN_ROWS:
         records = track(records, description=description or f"loading {source}", transient=True)
-    for locator, raw in records:
+    for locator, raw, where in records:
         row_id = f"{source}:{locator}"
+        parsed: Parsed | None = None
         try:
             parsed = parse(raw)
             row_id = (
@@ -111,6 +186,8 @@ def collect(
             seen[row_id] += 1
             if seen[row_id] > 1:  # the same question twice in one file keeps a unique id
                 row_id = f"{row_id}#{seen[row_id]}"
+            if parsed.error is not None:
+                raise parsed.error
             rows.append(
                 make_row(
                     source=source,
@@ -125,19 +202,38 @@ def collect(
                 )
             )
         except RowError as err:
-            bad.append(quarantine_record(source, row_id, err, raw))
-    return LoadResult(rows=rows_to_dataset(rows), quarantine=rows_to_dataset(bad, QUARANTINE_FEATURES))
+            located = RowError(err.reason, f"{where}: {err.detail}" if err.detail else where)
+            bad.append(quarantine_record(source, row_id, located, raw))
+            if parsed is not None and parsed.question.strip():
+                unscored.append(unscored_row(source, row_id, parsed, raw))
+    return LoadResult(rows=rows_to_dataset(rows), quarantine=rows_to_dataset(bad, QUARANTINE_FEATURES),
+                      unscored=rows_to_dataset(unscored))
 
 
-def check_some_rows_read(result: LoadResult, path: Path | str, source: str) -> LoadResult:
-    """A file where not one record could be read as `source` is the wrong file, not a file of
-    bad rows: say so rather than return an empty dataset."""
-    if len(result.rows) == 0 and len(result.quarantine):
+def unscored_row(source: str, row_id: str, parsed: Parsed, raw: Any) -> dict[str, Any]:
+    """A quarantined question in the row schema, for matching only: no answer, options as read."""
+    question, context = parsed.question.strip(), parsed.context.strip()
+    options = [o.strip() for o in parsed.options]
+    return {
+        "id": row_id, "source": source, "question": question, "context": context, "options": options,
+        "answer_idx": -1, "answer_letter": "", "answer_text": "",
+        "prompt": render_prompt(question, options, context),
+        "metadata": json.dumps(raw, ensure_ascii=False, default=str),
+    }
+
+
+def check_some_rows_read(result: LoadResult, path: Path | str, source: str, *, expected: str = "") -> LoadResult:
+    """A file from which not one record could be read as `source` is the wrong file, not a file
+    of bad rows: say so, and what was expected, rather than return an empty dataset."""
+    hint = f"; expected {expected}" if expected else ""
+    if len(result.rows) == 0 and len(result.quarantine) == 0:
+        raise MalformedFile(path, None, f"no {source} records in it{hint}")
+    if len(result.rows) == 0:
         first = result.quarantine[0]
         raise MalformedFile(
             path, None,
             f"none of its {len(result.quarantine)} records reads as a {source} file "
-            f"(first: {first['reason']} {first['detail']})".rstrip(),
+            f"(first: {first['reason']} {first['detail']}){hint}",
         )
     return result
 
@@ -155,41 +251,81 @@ class Source:
     def parse(self, raw: dict[str, Any]) -> Parsed:
         raise NotImplementedError
 
-    def read_native(self, path: Path, split: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        """(locator, raw) pairs from a local file; the locator is a fallback id for bad rows."""
+    def read_native(self, path: Path, split: str) -> Iterator[Record]:
+        """Records of a local file; the locator is a fallback id for bad rows."""
         for line, raw in read_records(path):
-            yield f"{path.name}:{line}", raw
+            yield f"{path.name}:{line}", raw, f"{path.name}:{line}"
 
-    def read_hub(self, split: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        ds = datasets.load_dataset(self.hub_id, self.hub_config, split=split)
+    def hub_rows(self, split: str, local_hint: str | None = None) -> datasets.Dataset:
+        hint = local_hint or f"`m1data load {self.name} --path FILE` (or `path:` under sources.{self.name})"
+        return load_hub(self.hub_id, self.hub_config, split, local_hint=hint)
+
+    def read_hub(self, split: str, local_hint: str | None = None) -> Iterator[Record]:
+        ds = self.hub_rows(split, local_hint)
         for index, raw in enumerate(ds):
-            yield f"{split}:{index}", raw
+            yield f"{split}:{index}", raw, f"{self.hub_id} {split} row {index}"
 
 
 class MedMCQA(Source):
     """Hub and native rows share the fields. On the Hub `cop` is the 0-based index of the right
-    option; the original release's files count from 1. A local file is read as 1-based when its
-    `cop` values are all in 1..4 and include a 4 (never true of a 0-based file); the row then
-    carries `"_cop_base": 1` in its metadata so the reading is visible."""
+    option; the original release's files count from 1.
+
+    A local file's base is decided from the evidence of the whole file: only a 0-based file has
+    a `cop` of 0 and only a 1-based file a `cop` of 4. Rows that are bad anyway (no question, a
+    `cop` that is not a whole number in 0..4, ...) are set aside and quarantined, so no bad row
+    can change how the other rows are read. A file with both 0s and 4s is an error that asks for
+    `cop_base`; a file with neither is read as the Hub's 0-based. A 1-based row carries
+    `"_cop_base": 1` in its metadata so the reading is visible."""
 
     name = "medmcqa"
     hub_id = "openlifescienceai/medmcqa"
 
-    def read_native(self, path: Path, split: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    def __init__(self, cop_base: int | None = None):
+        if cop_base not in (None, 0, 1):
+            raise ValueError(f"cop_base must be 0 (Hub) or 1 (original release), not {cop_base!r}")
+        self.cop_base = cop_base
+
+    def read_native(self, path: Path, split: str) -> Iterator[Record]:
         records = list(super().read_native(path, split))
-        cops = {raw.get("cop") for _, raw in records}
-        one_based = 4 in cops and cops <= {1, 2, 3, 4}
-        for locator, raw in records:
-            yield locator, ({**raw, "_cop_base": 1} if one_based else raw)
+        base = self.cop_base if self.cop_base is not None else self.decide_base(path, records)
+        for locator, raw, where in records:
+            yield locator, ({**raw, "_cop_base": 1} if base == 1 and isinstance(raw, dict) else raw), where
+
+    def decide_base(self, path: Path, records: list[Record]) -> int:
+        seen: dict[int, list[str]] = {0: [], 4: []}
+        for _, raw, where in records:
+            try:  # well-formed rows only; with no _cop_base, parse reads cop as it is
+                parsed = self.parse(raw)
+                if parsed.error is not None:
+                    continue
+                validate(parsed.question.strip(), [o.strip() for o in parsed.options], 0)
+            except RowError:
+                continue
+            cop = parsed.answer_idx
+            if cop in seen:
+                seen[cop].append(where)
+        if seen[0] and seen[4]:
+            raise MalformedFile(
+                path, None,
+                f"cop is 0 on {len(seen[0]):,} rows (first {seen[0][0]}) and 4 on {len(seen[4]):,} rows "
+                f"(first {seen[4][0]}), so the file cannot be read as counting options from 0 (the Hub) or "
+                "from 1 (the original release); say which: `m1data load medmcqa --cop-base 1` (or 0), "
+                "`cop_base: 1` under sources.medmcqa in the build config, or load_source(..., cop_base=1)",
+            )
+        return 1 if seen[4] else 0
 
     def parse(self, raw: dict[str, Any]) -> Parsed:
-        options = [field(raw, key) for key in ("opa", "opb", "opc", "opd")]
-        cop = field(raw, "cop")
-        try:
-            answer_idx = int(cop) - int(raw.get("_cop_base", 0))
-        except (TypeError, ValueError):
-            raise RowError("answer_out_of_range", f"cop {cop!r}") from None
-        return Parsed(native_id=str(field(raw, "id")), question=field(raw, "question"), options=options, answer_idx=answer_idx)
+        native_id = key_text(raw, "id")
+        question = text(raw, "question")
+        options = [text(raw, key) for key in ("opa", "opb", "opc", "opd")]
+        cop = raw.get("cop")
+        if cop is None:
+            return Parsed(native_id, question, options, -1, error=RowError("missing_field", "none of cop"))
+        if isinstance(cop, bool) or not (isinstance(cop, int) or (isinstance(cop, str) and cop.strip().isdigit())):
+            return Parsed(native_id, question, options, -1,
+                          error=RowError("answer_out_of_range", f"cop {cop!r} is not a whole number"))
+        answer_idx = int(cop) - int(raw.get("_cop_base", 0))
+        return Parsed(native_id=native_id, question=question, options=options, answer_idx=answer_idx)
 
 
 class MedQA(Source):
@@ -199,12 +335,15 @@ class MedQA(Source):
     hub_id = "GBaker/MedQA-USMLE-4-options"
 
     def parse(self, raw: dict[str, Any]) -> Parsed:
+        question = text(raw, "question")
         options = lettered_options(field(raw, "options"))
         answer_idx = letter_index(field(raw, "answer_idx"), len(options))
         answer = raw.get("answer")
+        if answer is not None and not isinstance(answer, str):
+            raise RowError("not_text", f"answer is a {type(answer).__name__}, not text")
         if answer is not None and answer.strip() != options[answer_idx].strip():
             raise RowError("answer_mismatch", f"answer {answer!r} is not option {LETTERS[answer_idx]}")
-        return Parsed(native_id=None, question=field(raw, "question"), options=options, answer_idx=answer_idx)
+        return Parsed(native_id=None, question=question, options=options, answer_idx=answer_idx)
 
 
 class HeadQA(Source):
@@ -215,40 +354,75 @@ class HeadQA(Source):
     name = "headqa"
     hub_id = "openlifescienceai/headqa"
 
-    def read_native(self, path: Path, split: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    def read_native(self, path: Path, split: str) -> Iterator[Record]:
         if path.suffix.lower() != ".json":
             yield from super().read_native(path, split)
             return
         data = read_json(path)
-        if not isinstance(data, dict) or "exams" not in data:
+        if not isinstance(data, dict) or not isinstance(data.get("exams"), dict):
             raise MalformedFile(path, None, "expected a HEAD-QA file with an 'exams' object")
         for exam_key, exam in data["exams"].items():
-            for question in exam.get("data", []):
+            if not isinstance(exam, dict) or not isinstance(exam.get("data", []), list):
+                raise MalformedFile(path, None, f"exam {exam_key!r} is not an object with a 'data' list")
+            for number, question in enumerate(exam.get("data", []), start=1):
+                where = f"{path.name} {exam_key} item {number}"
+                if not isinstance(question, dict):
+                    yield f"{exam_key}:item{number}", question, where
+                    continue
                 raw = {"exam": exam_key, "name": exam.get("name"), "category": exam.get("category"),
                        "year": exam.get("year"), **question}
-                yield f"{exam_key}:{question.get('qid')}", raw  # the row id, even when the row is bad
+                yield f"{exam_key}:{question.get('qid')}", raw, where  # the row id, even when the row is bad
 
-    def parse(self, raw: dict[str, Any]) -> Parsed:
+    def parse(self, raw: Any) -> Parsed:
+        if not isinstance(raw, dict):
+            raise RowError("not_an_object", f"a {type(raw).__name__}")
         if isinstance(raw.get("data"), dict):  # openlifescienceai/headqa
             inner = raw["data"]
+            question = text(inner, "Question")
             options = lettered_options(field(inner, "Options"))
             answer_idx = letter_index(field(inner, "Correct Option"), len(options))
             native = raw.get("id")
-            return Parsed(native_id=None if native is None else str(native), question=field(inner, "Question"),
+            return Parsed(native_id=None if native is None else key_text(raw, "id"), question=question,
                           options=options, answer_idx=answer_idx)
         if raw.get("image"):
             raise RowError("needs_image", str(raw["image"]))
-        answers = sorted(field(raw, "answers"), key=lambda a: int(a["aid"]))
-        aids = [int(a["aid"]) for a in answers]
+        question = text(raw, "qtext")
+        aids, options = headqa_answers(field(raw, "answers"))
         right = field(raw, "ra")
         try:
             answer_idx = aids.index(int(right))
-        except ValueError:
+        except (TypeError, ValueError):
             raise RowError("answer_out_of_range", f"ra {right!r} not among aids {aids}") from None
         exam = raw.get("exam") or raw.get("name")
-        native_id = f"{exam}:{field(raw, 'qid')}" if exam else None
-        return Parsed(native_id=native_id, question=field(raw, "qtext"), options=[a["atext"] for a in answers],
-                      answer_idx=answer_idx)
+        native_id = f"{exam}:{key_text(raw, 'qid')}" if exam else None
+        return Parsed(native_id=native_id, question=question, options=options, answer_idx=answer_idx)
+
+
+def headqa_answers(answers: Any) -> tuple[list[int], list[str]]:
+    """(aids, texts) of HEAD-QA answers `[{aid, atext}, ...]`, in aid order; anything else is a
+    bad row (reason bad_options), never a KeyError."""
+    if not isinstance(answers, list):
+        raise RowError("bad_options", f"answers is a {type(answers).__name__}, not a list")
+    pairs = []
+    for number, answer in enumerate(answers, start=1):
+        if not isinstance(answer, dict) or "aid" not in answer or "atext" not in answer:
+            raise RowError("bad_options", f"answer {number} is not an object with aid and atext")
+        aid, atext = answer["aid"], answer["atext"]
+        if isinstance(aid, bool) or not isinstance(aid, (int, str)) or not str(aid).strip().isdigit():
+            raise RowError("bad_options", f"answer {number} has aid {aid!r}, not a number")
+        if not isinstance(atext, str):
+            raise RowError("bad_options", f"answer {number} has atext of type {type(atext).__name__}, not text")
+        pairs.append((int(aid), atext))
+    pairs.sort(key=lambda pair: pair[0])
+    return [aid for aid, _ in pairs], [atext for _, atext in pairs]
+
+
+def key_text(raw: dict[str, Any], name: str) -> str:
+    """An id field as text: ids are strings or integers; anything else is a bad row."""
+    value = field(raw, name)
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise RowError("not_text", f"{name} is a {type(value).__name__}, not an id")
+    return str(value)
 
 
 PUBMEDQA_OPTIONS = ["yes", "no", "maybe"]
@@ -256,8 +430,8 @@ PUBMEDQA_OPTIONS = ["yes", "no", "maybe"]
 
 def pubmedqa_test_pmids() -> frozenset[str]:
     """The official 500-PMID test split of PubMedQA (PQA-L), shipped with m1data."""
-    text = resources.files("m1data").joinpath("data/pubmedqa_test_pmids.txt").read_text()
-    return frozenset(line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#"))
+    listing = resources.files("m1data").joinpath("data/pubmedqa_test_pmids.txt").read_text()
+    return frozenset(line.strip() for line in listing.splitlines() if line.strip() and not line.startswith("#"))
 
 
 class PubMedQA(Source):
@@ -268,40 +442,53 @@ class PubMedQA(Source):
     hub_id = "qiaojin/PubMedQA"
     hub_config = "pqa_labeled"
 
-    def select(self, records: Iterable[tuple[str, dict[str, Any]]], split: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    def select(self, records: Iterable[Record], split: str) -> Iterator[Record]:
         if split not in ("train", "test", "all"):
             raise ValueError(f"PubMedQA split must be train, test or all, not {split!r}")
         test = pubmedqa_test_pmids()
-        for locator, raw in records:
-            pmid = str(raw.get("pubid", raw.get("PMID", "")))
+        for locator, raw, where in records:
+            pmid = str(raw.get("pubid", raw.get("PMID", ""))) if isinstance(raw, dict) else locator
             if split == "all" or (pmid in test) == (split == "test"):
-                yield locator, raw
+                yield locator, raw, where
 
-    def read_native(self, path: Path, split: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    def read_native(self, path: Path, split: str) -> Iterator[Record]:
         if path.suffix.lower() == ".json":
             data = read_json(path)
             if not isinstance(data, dict):
                 raise MalformedFile(path, None, "expected a PubMedQA object {PMID: {...}}")
-            records = ((pmid, {"PMID": pmid, **row}) for pmid, row in data.items())
+            records = (
+                (pmid, {"PMID": pmid, **row} if isinstance(row, dict) else row, f"{path.name} key {pmid}")
+                for pmid, row in data.items()
+            )
         else:
             records = super().read_native(path, split)
         yield from self.select(records, split)
 
-    def read_hub(self, split: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    def read_hub(self, split: str, local_hint: str | None = None) -> Iterator[Record]:
         # The Hub config has a single "train" split holding all 1,000 labelled questions.
-        ds = datasets.load_dataset(self.hub_id, self.hub_config, split="train")
-        yield from self.select(((f"train:{i}", raw) for i, raw in enumerate(ds)), split)
+        ds = self.hub_rows("train", local_hint)
+        rows = ((f"train:{i}", raw, f"{self.hub_id} train row {i}") for i, raw in enumerate(ds))
+        yield from self.select(rows, split)
 
-    def parse(self, raw: dict[str, Any]) -> Parsed:
+    def parse(self, raw: Any) -> Parsed:
+        if not isinstance(raw, dict):
+            raise RowError("not_an_object", f"a {type(raw).__name__}, not a PubMedQA question object")
         if "pubid" in raw:  # Hub shape
-            contexts = field(raw, "context")["contexts"]
-            pmid, question, decision = raw["pubid"], field(raw, "question"), field(raw, "final_decision")
+            context = raw.get("context")
+            contexts = context.get("contexts") if isinstance(context, dict) else context
+            pmid, question = key_text(raw, "pubid"), text(raw, "question")
         else:
-            contexts = field(raw, "CONTEXTS")
-            pmid, question, decision = field(raw, "PMID"), field(raw, "QUESTION"), field(raw, "final_decision")
+            contexts = raw.get("CONTEXTS")
+            pmid, question = key_text(raw, "PMID"), text(raw, "QUESTION")
+        decision = raw.get("final_decision")
+        options = list(PUBMEDQA_OPTIONS)
+        if not isinstance(contexts, list) or not all(isinstance(c, str) for c in contexts):
+            return Parsed(pmid, question, options, -1, error=RowError(
+                "bad_context", f"contexts is a {type(contexts).__name__}, not a list of texts"))
         if decision not in PUBMEDQA_OPTIONS:
-            raise RowError("answer_out_of_range", f"final_decision {decision!r}")
-        return Parsed(native_id=str(pmid), question=question, options=list(PUBMEDQA_OPTIONS),
+            return Parsed(pmid, question, options, -1, "\n".join(contexts),
+                          error=RowError("answer_out_of_range", f"final_decision {decision!r}"))
+        return Parsed(native_id=pmid, question=question, options=options,
                       answer_idx=PUBMEDQA_OPTIONS.index(decision), context="\n".join(contexts))
 
 
@@ -321,18 +508,22 @@ def load_source(
     *,
     split: str | None = None,
     seed: int = DEFAULT_SEED,
+    cop_base: int | None = None,
 ) -> LoadResult:
     """Load one source into the row schema, from `path` (native file or Hub-export parquet) or,
-    without a path, from the Hub id m1 used."""
+    without a path, from the Hub id m1 used. `cop_base` (MedMCQA only) says whether a local
+    file's `cop` counts from 0 or 1 when its values cannot tell (see `MedMCQA`)."""
     source = get_source(name)
+    if cop_base is not None:
+        if source.name != "medmcqa":
+            raise ValueError(f"cop_base is a MedMCQA setting; {source.name} has no cop column")
+        source = MedMCQA(cop_base)
     split = split or source.default_split
     if path is None:
         records = source.read_hub(split)
         where: Path | str = source.hub_id
     else:
-        where = Path(path)
-        if not where.exists():
-            raise FileNotFoundError(f"{where}: no such file")
+        where = check_file(path)
         records = source.read_native(where, split)
     result = collect(source.name, records, source.parse, seed=seed, description=f"loading {source.name} {split}")
     return check_some_rows_read(result, where, source.name)

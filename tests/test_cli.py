@@ -38,7 +38,10 @@ def test_load_eval_jsonl(tmp_path):
     result = runner.invoke(app, ["load-eval", "mmlu_anatomy", "--path", str(src), "--out", str(out)])
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["answer_letter"] for r in rows] == ["B", "D"]
+    # Issue 9: eval options are shuffled per row like training rows; the key follows the text.
+    assert [r["answer_text"] for r in rows] == ["b", "d"]
+    assert all(r["options"][r["answer_idx"]] == r["answer_text"] == r["options"]["ABCD".index(r["answer_letter"])]
+               for r in rows)
 
 
 def test_bad_file_is_one_line_and_exit_2(tmp_path):
@@ -47,7 +50,7 @@ def test_bad_file_is_one_line_and_exit_2(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-c", "from m1data.cli import main; main()", "load", "medmcqa", "--path", str(src),
          "--out", str(tmp_path / "x.parquet")],
-        capture_output=True, text=True,
+        capture_output=True, text=True, check=False,
     )
     assert proc.returncode == 2
     assert f"{src}:1" in proc.stderr.replace("\n", "") and "Traceback" not in proc.stderr
@@ -100,3 +103,108 @@ def test_dedup_and_decontaminate_commands(tmp_path):
     assert result.exit_code == 0, result.output
     assert [json.loads(line)["id"] for line in clean.read_text().splitlines()] == ["medmcqa:a"]
     assert '"mmlu_anatomy": 1' in result.output
+
+
+def _main(*args):
+    """The installed entry point in a subprocess: what a user sees, exit code and stderr."""
+    return subprocess.run([sys.executable, "-c", "from m1data.cli import main; main()", *map(str, args)],
+                          capture_output=True, text=True, check=False)
+
+
+def test_load_refuses_to_overwrite_its_input(tmp_path):
+    src = tmp_path / "train.jsonl"
+    write_medmcqa(src)
+    before = src.read_bytes()
+    result = runner.invoke(app, ["load", "medmcqa", "--path", str(src), "--out", str(src)])
+    assert result.exit_code == 2 and "would overwrite" in result.output
+    # the quarantine file beside --out must not land on the input either
+    quarantine_named = tmp_path / "rows.quarantine.jsonl"
+    quarantine_named.write_bytes(before)
+    result = runner.invoke(app, ["load", "medmcqa", "--path", str(quarantine_named), "--out", str(tmp_path / "rows.jsonl")])
+    assert result.exit_code == 2 and "would overwrite" in result.output
+    evals = tmp_path / "anatomy_test.csv"
+    evals.write_text("Q1?,a,b,c,d,B\n")
+    result = runner.invoke(app, ["load-eval", "mmlu_anatomy", "--path", str(evals), "--out", str(evals)])
+    assert result.exit_code == 2
+    assert src.read_bytes() == before and quarantine_named.read_bytes() == before
+    assert evals.read_text() == "Q1?,a,b,c,d,B\n"
+
+
+def test_directory_as_path_is_one_line(tmp_path):
+    proc = _main("load", "medqa", "--path", tmp_path, "--out", tmp_path / "x.parquet")
+    assert proc.returncode == 2 and "is a directory" in proc.stderr.replace("\n", "") and "Traceback" not in proc.stderr
+
+
+def test_medmcqa_mixed_base_is_one_line_and_cop_base_settles_it(tmp_path):
+    rows = [{"id": f"u{i}", "question": f"Q{i}?", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": c}
+            for i, c in enumerate([1, 2, 3, 4, 0])]
+    src = tmp_path / "train.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    proc = _main("load", "medmcqa", "--path", src, "--out", tmp_path / "x.parquet")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "--cop-base" in proc.stderr.replace("\n", "")
+    result = runner.invoke(app, ["load", "medmcqa", "--path", str(src), "--out", str(tmp_path / "x.parquet"),
+                                 "--cop-base", "1"])
+    assert result.exit_code == 0, result.output
+    assert datasets.Dataset.from_parquet(str(tmp_path / "x.parquet"))["answer_text"] == ["a", "b", "c", "d"]
+
+
+def test_load_eval_of_a_gpqa_layout_file_is_shuffled(tmp_path):
+    src = tmp_path / "gpqa.csv"
+    src.write_text("Record ID,Question,Correct Answer,Incorrect Answer 1,Incorrect Answer 2,Incorrect Answer 3\n"
+                   + "".join(f"r{i},Question {i}?,right,w1,w2,w3\n" for i in range(100)))
+    out = tmp_path / "gpqa.jsonl"
+    result = runner.invoke(app, ["load-eval", str(src), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    letters = [r["answer_letter"] for r in rows]
+    assert all(r["answer_text"] == "right" for r in rows) and max(letters.count(x) for x in "ABCD") < 40
+
+
+def test_load_eval_of_the_wrong_file_fails_and_writes_nothing(tmp_path):
+    src = tmp_path / "gpqa.csv"
+    src.write_text("Record ID,Question,Correct Answer,Incorrect Answer 1,Incorrect Answer 2,Incorrect Answer 3\n"
+                   + "".join(f"r{i},Question {i}?,right,w1,w2,w3\n" for i in range(10)))
+    for name in ("pubmedqa_test", "medqa_test"):
+        out = tmp_path / f"{name}.jsonl"
+        proc = _main("load-eval", name, "--path", src, "--out", out)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr and not out.exists()
+        assert str(src) in proc.stderr.replace("\n", "")
+
+
+def _offline_env(tmp_path, **extra):
+    """An empty HF cache and no Hub: what a new user without network sees."""
+    import os
+
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    env.update(extra)
+    return env
+
+
+def test_hub_name_without_network_is_one_line(tmp_path):
+    offline = _offline_env(tmp_path)
+    refused = _offline_env(tmp_path, HF_HUB_OFFLINE="0", HF_DATASETS_OFFLINE="0", HF_ENDPOINT="http://127.0.0.1:9")
+    cases = [(offline, ["load-eval", "gpqa_diamond"]), (offline, ["load", "medqa"]),
+             (offline, ["load-eval", "mmlu_medical"]), (offline, ["load-eval", "pubmedqa_test"]),
+             (refused, ["load-eval", "medqa_test"])]  # online, but nothing answers (after the Hub client's retries)
+    for env, args in cases:
+        proc = subprocess.run([sys.executable, "-c", "from m1data.cli import main; main()", *args,
+                               "--out", str(tmp_path / "x.parquet")],
+                              capture_output=True, text=True, check=False, env=env, timeout=300)
+        error = proc.stderr[proc.stderr.find("error:"):]
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert "Hub is unreachable" in error.replace("\n", " ") and "--path" in error, proc.stderr
+        assert len(error.splitlines()) <= 3  # one message (wrapped by the terminal width), nothing after it
+        if env is offline:
+            assert proc.stderr.startswith("error:"), proc.stderr
+
+
+def test_load_eval_prints_a_skew_warning(tmp_path, monkeypatch):
+    """The rule itself is tested in test_evalsets; here, that the command shows it as a warning line."""
+    import m1data.evalsets
+
+    monkeypatch.setattr(m1data.evalsets, "answer_skew", lambda rows: "answer A on 2 of 2 rows (100%)")
+    src = tmp_path / "anatomy_test.csv"
+    src.write_text("Q1?,a,b,c,d,B\nQ2?,a,b,c,d,D\n")
+    result = runner.invoke(app, ["load-eval", "mmlu_anatomy", "--path", str(src), "--out", str(tmp_path / "o.jsonl")])
+    assert result.exit_code == 0, result.output
+    assert "warning: mmlu_anatomy: answer letters are skewed: answer A on 2 of 2 rows" in result.output.replace("\n", " ")

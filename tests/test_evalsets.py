@@ -1,8 +1,18 @@
 import json
+import warnings
+from collections import Counter
 
 import pytest
 
-from m1data.evalsets import EVAL_SETS, ColumnMapping, load_eval, load_eval_any, load_eval_file
+from m1data.evalsets import (
+    EVAL_SETS,
+    AnswerSkewWarning,
+    ColumnMapping,
+    answer_skew,
+    load_eval,
+    load_eval_any,
+    load_eval_file,
+)
 from m1data.readers import MalformedFile
 
 NATIVE = {
@@ -47,11 +57,16 @@ def test_every_eval_file_loads(shared_data):
 
 
 def test_eval_answers_match_native(shared_data):
+    # Issue 9: eval options are shuffled per row, so the native letter no longer carries over;
+    # the right answer's text, and where it went, must.
     path = shared_data / "eval/medagentsbench/medxpertqa-r/test.jsonl"
     native = [json.loads(line) for line in path.read_text().splitlines()]
     rows = load_eval_file(path)["medxpertqa-r/test"].rows
+    assert len(rows) == len(native)
     for raw, row in zip(native, rows):
-        assert row["answer_letter"] == raw["answer_idx"] and row["answer_text"] == raw["answer"].strip()
+        assert row["answer_text"] == raw["answer"].strip() == raw["options"][raw["answer_idx"]].strip()
+        assert row["options"][row["answer_idx"]] == row["answer_text"]
+        assert sorted(row["options"]) == sorted(o.strip() for o in raw["options"].values())
 
 
 def test_m1_eval_file_shape(tmp_path):
@@ -96,3 +111,136 @@ def test_unknown_eval_name():
     with pytest.raises(ValueError, match="unknown eval set"):
         load_eval("nope")
     assert "gpqa_diamond" in EVAL_SETS
+
+
+def test_malformed_eval_rows_are_quarantined_with_file_and_line(tmp_path):
+    good = {"question": "Which nerve?", "options": {"A": "a", "B": "b"}, "answer_idx": "A"}
+    rows = [good, dict(good, question={"text": "Q2?"}), dict(good, question="Q3?", options={"A": "a", "B": 2}),
+            dict(good, question="Q4?")]
+    path = tmp_path / "test.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    result = load_eval("medqa_test", path)
+    assert sorted(result.rows["question"]) == ["Q4?", "Which nerve?"]
+    assert result.reasons() == {"not_text": 2}
+    assert [d.split(": ")[0] for d in result.quarantine["detail"]] == ["test.jsonl:2", "test.jsonl:3"]
+
+
+def test_m1_eval_file_item_that_is_not_an_object_is_quarantined(tmp_path):
+    data = {"setA": [{"question": "Q1?", "options": {"A": "x", "B": "y"}, "answer_idx": "B"}, "Q2? x y"]}
+    path = tmp_path / "eval.json"
+    path.write_text(json.dumps(data))
+    result = load_eval_file(path)["setA"]
+    assert len(result.rows) == 1 and result.reasons() == {"not_an_object": 1}
+    assert result.quarantine[0]["detail"].startswith("eval.json setA item 2: ")
+
+
+GPQA_HEADER = "Record ID,Question,Correct Answer,Incorrect Answer 1,Incorrect Answer 2,Incorrect Answer 3\n"
+
+
+def write_gpqa_layout(path, n=200):
+    """GPQA's layout: the right answer always in the first option column."""
+    path.write_text(GPQA_HEADER + "".join(f"rec{i},Question {i}?,right {i},wrong {i}a,wrong {i}b,wrong {i}c\n"
+                                          for i in range(n)))
+    return path
+
+
+def spread_evenly(rows) -> bool:
+    """Every answer letter's share of the set within [0.5, 1.5] x its share under a fair shuffle."""
+    expected: Counter[str] = Counter()
+    for options in rows["options"]:
+        for i in range(len(options)):
+            expected["ABCDEFGHIJKLMNOPQRSTUVWXYZ"[i]] += 1 / len(options)
+    observed = Counter(rows["answer_letter"])
+    return all(0.5 * e <= observed[letter] <= 1.5 * e for letter, e in expected.items())
+
+
+def test_generic_gpqa_layout_file_is_shuffled(tmp_path):
+    path = write_gpqa_layout(tmp_path / "gpqa_main.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AnswerSkewWarning)
+        rows = load_eval_file(path)[f"{tmp_path.name}/gpqa_main"].rows
+    assert len(rows) == 200 and spread_evenly(rows)
+    assert all(r["answer_text"] == f"right {i}" for i, r in enumerate(rows))
+    assert rows["options"] == load_eval_file(path)[f"{tmp_path.name}/gpqa_main"].rows["options"]  # reproducible
+
+
+def test_every_eval_file_loads_with_answer_letters_spread_evenly(shared_data, tmp_path):
+    sets = {}
+    for path in sorted((shared_data / "eval/medagentsbench").rglob("*.jsonl")):
+        sets.update(load_eval_file(path))
+    sets.update(load_eval_any("mmlu_medical", shared_data / "eval/mmlu"))
+    for name in ("medbullets_op4", "medbullets_op5"):
+        sets.update(load_eval_any(name, shared_data / f"eval/medbullets/{name}.csv"))
+    sets.update(load_eval_any("mmlu_pro_health", shared_data / "eval/mmlu_pro/health_result_gpt4o.json"))
+    sets.update(load_eval_any("medqa_test", shared_data / "raw/medqa/4_options_phrases_no_exclude_test.jsonl"))
+    sets.update(load_eval_any("pubmedqa_test", shared_data / "raw/pubmedqa/ori_pqal.json"))
+    sets.update(load_eval_any("gpqa_diamond", write_gpqa_layout(tmp_path / "gpqa_diamond.csv")))
+    assert len(sets) == 9 + 6 + 2 + 1 + 1 + 1 + 1
+    uneven = {name: Counter(r.rows["answer_letter"]) for name, r in sets.items() if not spread_evenly(r.rows)}
+    assert uneven == {}
+    assert {name: answer_skew(r.rows) for name, r in sets.items() if answer_skew(r.rows)} == {}
+
+
+def test_skewed_answer_letters_are_flagged():
+    import datasets
+
+    def rows(letters, n_options=4):
+        return datasets.Dataset.from_dict({"answer_letter": letters, "options": [["w"] * n_options] * len(letters)})
+
+    assert "A" in answer_skew(rows(["A"] * 40))
+    assert answer_skew(rows(["A", "B", "C", "D"] * 10)) is None
+    assert answer_skew(rows(["A"] * 3)) is None  # too few rows to tell
+    assert "J" in answer_skew(rows(list("ABCDEFGHIJ") * 20 + ["J"] * 60, n_options=10))
+
+
+def test_medxpertqa_stem_loses_its_own_lettered_choices(shared_data):
+    path = shared_data / "eval/medagentsbench/medxpertqa-u/test.jsonl"
+    rows = load_eval_file(path)["medxpertqa-u/test"].rows
+    assert not any("Answer Choices:" in q for q in rows["question"])
+    first = json.loads(path.read_text().splitlines()[0])
+    assert rows[0]["question"] == first["question"].split("\nAnswer Choices:")[0].strip()
+
+
+@pytest.mark.parametrize("name", ["medqa_test", "medmcqa_validation", "pubmedqa_test", "medbullets_op4",
+                                  "mmlu_pro_health", "mmlu_anatomy", "medbullets_op5"])
+def test_wrong_file_for_a_named_set_is_an_error(tmp_path, name):
+    path = write_gpqa_layout(tmp_path / "gpqa.csv", n=20)
+    with pytest.raises(MalformedFile) as err:
+        load_eval(name, path)
+    assert str(path) in str(err.value) and name in str(err.value)
+
+
+def test_a_named_sets_own_layouts_still_load(tmp_path):
+    medmcqa = {"id": "u1", "question": "Q?", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": 2}
+    mab = {"realidx": "x1", "question": "Q?", "options": {"A": "a", "B": "b", "C": "c", "D": "d"}, "answer_idx": "C"}
+    for i, raw in enumerate([medmcqa, mab]):
+        path = tmp_path / f"v{i}.jsonl"
+        path.write_text(json.dumps(raw) + "\n")
+        assert load_eval("medmcqa_validation", path).rows[0]["answer_text"] == "c"
+
+
+def test_pubmedqa_test_file_without_test_pmids_is_an_error(shared_data, tmp_path):
+    native = json.loads((shared_data / "raw/pubmedqa/ori_pqal.json").read_text())
+    from m1data.sources import pubmedqa_test_pmids
+
+    pool = {pmid: row for pmid, row in native.items() if pmid not in pubmedqa_test_pmids()}
+    path = tmp_path / "pool.json"
+    path.write_text(json.dumps(pool))
+    with pytest.raises(MalformedFile, match="test split"):
+        load_eval("pubmedqa_test", path)
+
+
+def test_a_file_given_as_the_name_does_not_ignore_path(tmp_path):
+    first = write_gpqa_layout(tmp_path / "a.csv", n=5)
+    second = write_gpqa_layout(tmp_path / "b.csv", n=5)
+    with pytest.raises(ValueError, match="--path"):
+        load_eval_any(str(first), second)
+
+
+def test_eval_set_name_of_a_file_in_the_current_folder(tmp_path, monkeypatch):
+    write_gpqa_layout(tmp_path / "gpqa_main.csv", n=5)
+    monkeypatch.chdir(tmp_path)
+    names = list(load_eval_file("gpqa_main.csv")) + list(load_eval_any("gpqa_main.csv"))
+    # the same name whichever way the file is named: its folder and stem, never "/gpqa_main"
+    assert names == [f"{tmp_path.name}/gpqa_main"] * 2
+    assert list(load_eval_file(tmp_path / "gpqa_main.csv")) == [f"{tmp_path.name}/gpqa_main"]

@@ -129,3 +129,106 @@ def test_medmcqa_one_based_release_is_detected(tmp_path):
     result = load_source("medmcqa", path)
     assert [r["answer_text"] for r in result.rows] == ["abcd"[i % 4] for i in range(8)]
     assert json.loads(result.rows[0]["metadata"])["_cop_base"] == 1
+
+
+def _jsonl(path, rows):
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def test_malformed_medqa_rows_are_quarantined_with_file_and_line(tmp_path):
+    good = {"question": "Which nerve?", "answer": "a", "options": {"A": "a", "B": "b"}, "answer_idx": "A"}
+    rows = [
+        good,
+        dict(good, question=12),                          # a question that is not text
+        dict(good, question="Q3?", answer=3),             # an integer answer
+        dict(good, question="Q4?", options={"A": "a", "B": {"x": 1}}),  # an option that is not text
+        dict(good, question=["Q5?"]),
+        dict(good, question="Q6?"),
+    ]
+    path = _jsonl(tmp_path / "train.jsonl", rows)
+    result = load_source("medqa", path)
+    assert result.rows["question"] == ["Which nerve?", "Q6?"]
+    assert result.reasons() == {"not_text": 4}
+    details = result.quarantine["detail"]
+    assert [d.split(": ")[0] for d in details] == ["train.jsonl:2", "train.jsonl:3", "train.jsonl:4", "train.jsonl:5"]
+    assert "question" in details[0] and "answer" in details[1] and "option B" in details[2]
+
+
+def test_malformed_medmcqa_row_is_quarantined(tmp_path):
+    base = {"id": "u1", "question": "Which nerve?", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": 0}
+    path = _jsonl(tmp_path / "train.jsonl", [base, dict(base, id="u2", opb=7), dict(base, id="u3", question=None),
+                                             dict(base, id="u4", question="Q4?", cop=1)])
+    result = load_source("medmcqa", path)
+    assert result.rows["id"] == ["medmcqa:u1", "medmcqa:u4"]
+    assert result.reasons() == {"not_text": 1, "missing_field": 1}
+    assert result.quarantine["detail"][0].startswith("train.jsonl:2: ")
+
+
+def test_headqa_answers_without_aid_or_atext_are_quarantined(tmp_path):
+    question = {"qid": 1, "qtext": "Which nerve?", "ra": "2", "image": "",
+                "answers": [{"aid": 1, "atext": "a"}, {"aid": 2, "atext": "b"}]}
+    exam = {"name": "Exam", "category": "medicine", "year": 2013, "data": [
+        question,
+        dict(question, qid=2, answers=[{"aid": 1, "atext": "a"}, {"atext": "b"}]),
+        dict(question, qid=3, answers=[{"aid": 1, "atext": "a"}, {"aid": 2}]),
+        dict(question, qid=4, answers=[{"aid": 1, "atext": "a"}, {"aid": "two", "atext": "b"}]),
+        dict(question, qid=5, answers="a|b"),
+        dict(question, qid=6, qtext="Q6?"),
+    ]}
+    path = tmp_path / "train_HEAD_EN.json"
+    path.write_text(json.dumps({"version": "1", "exams": {"e1": exam}}))
+    result = load_source("headqa", path)
+    assert result.rows["id"] == ["headqa:e1:1", "headqa:e1:6"]
+    assert result.reasons() == {"bad_options": 4}
+    assert result.quarantine["id"] == ["headqa:e1:2", "headqa:e1:3", "headqa:e1:4", "headqa:e1:5"]
+    assert all(d.startswith("train_HEAD_EN.json e1 item ") for d in result.quarantine["detail"])
+
+
+def test_pubmedqa_rows_that_are_not_objects_or_have_string_contexts_are_quarantined(tmp_path):
+    pool = sorted({f"{i}" for i in range(1, 4000)} - pubmedqa_test_pmids())[:4]
+    good = {"QUESTION": "Does it work?", "CONTEXTS": ["First.", "Second."], "final_decision": "yes"}
+    data = {pool[0]: good, pool[1]: ["not", "an", "object"], pool[2]: dict(good, CONTEXTS="One long abstract."),
+            pool[3]: dict(good, QUESTION="Q4?")}
+    path = tmp_path / "ori_pqal.json"
+    path.write_text(json.dumps(data))
+    result = load_source("pubmedqa", path)
+    assert result.rows["id"] == [f"pubmedqa:{pool[0]}", f"pubmedqa:{pool[3]}"]
+    assert result.rows[0]["context"] == "First.\nSecond."
+    assert result.reasons() == {"not_an_object": 1, "bad_context": 1}
+    assert result.quarantine["detail"][0].startswith(f"ori_pqal.json key {pool[1]}: ")
+
+
+def _medmcqa_rows(cops):
+    return [{"id": f"u{i}", "question": f"Q{i}?", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": cop}
+            for i, cop in enumerate(cops)]
+
+
+def test_medmcqa_bad_cop_does_not_shift_a_one_based_file(tmp_path):
+    cops = [1, 2, 3, 4] * 3
+    rows = _medmcqa_rows(cops) + _medmcqa_rows([None, 5, "x", True])
+    for i, row in enumerate(rows[len(cops):]):
+        row["id"] = f"bad{i}"
+    path = _jsonl(tmp_path / "train.jsonl", rows)
+    result = load_source("medmcqa", path)
+    assert result.rows["answer_text"] == ["abcd"[c - 1] for c in cops]
+    assert [json.loads(m)["id"] for m in result.quarantine["metadata"]] == ["bad0", "bad1", "bad2", "bad3"]
+    # a row that is bad for another reason (no question) is no evidence about the base either
+    rows = _medmcqa_rows(cops) + [dict(_medmcqa_rows([0])[0], id="noq", question="")]
+    result = load_source("medmcqa", _jsonl(tmp_path / "train2.jsonl", rows))
+    assert result.rows["answer_text"] == ["abcd"[c - 1] for c in cops]
+
+
+def test_medmcqa_mixed_base_evidence_asks_for_the_base(tmp_path):
+    cops = [1, 2, 3, 4] * 3 + [0]
+    path = _jsonl(tmp_path / "train.jsonl", _medmcqa_rows(cops))
+    with pytest.raises(MalformedFile, match="cop_base") as err:
+        load_source("medmcqa", path)
+    assert "train.jsonl:13" in str(err.value)  # where the lone 0 is
+    result = load_source("medmcqa", path, cop_base=1)
+    assert result.rows["answer_text"] == ["abcd"[c - 1] for c in cops[:-1]]
+    assert result.reasons() == {"answer_out_of_range": 1} and result.quarantine["id"] == ["medmcqa:u12"]
+    zero = load_source("medmcqa", path, cop_base=0)
+    assert zero.rows["answer_text"] == ["abcd"[c] for c in cops if c < 4]
+    with pytest.raises(ValueError, match="cop_base"):
+        load_source("medqa", path, cop_base=1)
