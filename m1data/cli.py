@@ -9,7 +9,11 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-app = typer.Typer(help="Build, check and publish the m1 medical reasoning datasets.", no_args_is_help=True)
+# Plain Click help: typer's rich panels print `<bool>` after every flag (typer 0.2x), as if
+# `--force` took a value; Click's own layout shows flags as switches (`--force / --no-force`).
+HELP_MODE = None
+app = typer.Typer(help="Build, check and publish the m1 medical reasoning datasets.", no_args_is_help=True,
+                  rich_markup_mode=HELP_MODE)
 console = Console(stderr=True)
 
 OutOpt = Annotated[Path, typer.Option("--out", help="Output file (.parquet or .jsonl).")]
@@ -174,7 +178,7 @@ def decontaminate(
     _print_stats(result.stats)
 
 
-run_app = typer.Typer(help="Run one LLM stage over a file of rows.", no_args_is_help=True)
+run_app = typer.Typer(help="Run one LLM stage over a file of rows.", no_args_is_help=True, rich_markup_mode=HELP_MODE)
 app.add_typer(run_app, name="run")
 
 InArg = Annotated[Path, typer.Argument(help="Rows in (.parquet or .jsonl).")]
@@ -299,7 +303,8 @@ def train(
     train_main(parse_cli(["--recipe", recipe, *ctx.args]))
 
 
-infer_app = typer.Typer(help="Budget-controlled generation and scoring on eval sets.", no_args_is_help=True)
+infer_app = typer.Typer(help="Budget-controlled generation and scoring on eval sets.", no_args_is_help=True,
+                        rich_markup_mode=HELP_MODE)
 app.add_typer(infer_app, name="infer")
 
 EngineOpt = Annotated[str, typer.Option("--engine", help="http (an OpenAI-compatible completions server), hf or vllm.")]
@@ -414,8 +419,19 @@ def publish(
     publish_command(folder, repo_id, private, dry_run)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from m1data import __version__
+
+        typer.echo(f"m1data {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _quiet_datasets() -> None:
+def _quiet_datasets(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the m1data version and exit.")] = False,
+) -> None:
     """Our own progress bars say what is happening; datasets' per-write bars only add noise."""
     import datasets
 

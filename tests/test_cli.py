@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import datasets
+import pytest
 from typer.testing import CliRunner
 
 from m1data.cli import app
@@ -100,3 +101,22 @@ def test_dedup_and_decontaminate_commands(tmp_path):
     assert result.exit_code == 0, result.output
     assert [json.loads(line)["id"] for line in clean.read_text().splitlines()] == ["medmcqa:a"]
     assert '"mmlu_anatomy": 1' in result.output
+
+
+def test_version():
+    from m1data import __version__
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"m1data {__version__}"
+
+
+@pytest.mark.parametrize("command", [["build"], ["publish"], ["run", "traces"], ["infer", "run"]])
+def test_boolean_flags_render_as_switches(command):
+    """A flag takes no value, so --help must not print a `<bool>` value after it."""
+    result = CliRunner().invoke(app, [*command, "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "<bool>" not in result.output and "BOOLEAN" not in result.output
+    if command == ["build"]:
+        assert "--force / --no-force" in result.output
+    if command == ["publish"]:
+        assert "--dry-run " in result.output
