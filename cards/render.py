@@ -321,7 +321,8 @@ def _length_views(
     views, images = [], {}
     for name, splits in configs.items():
         rows = _all_rows(splits)
-        column = "text" if "text" in rows.column_names else "prompt" if "prompt" in rows.column_names else None
+        strings = [c for c in ("text", "prompt") if isinstance(rows.features.get(c), datasets.Value)]
+        column = strings[0] if strings else None
         if column is None or len(rows) == 0:
             continue
         lengths, unit = _lengths([t or "" for t in rows[column]], tokenizer)

@@ -499,8 +499,11 @@ def export_run(
     split: str = "train",
     repo_id: str | None = None,
 ) -> Path:
-    """The last stage's rows of `run_dir` as one config, with its rendered card, in `folder`."""
+    """The last stage's rows of `run_dir`, with its rendered card, in `folder`: `config_name` is the
+    default config (train-ready for TRL) and other views are configs beside it
+    (`m1data.formatting.hub_configs` says which and why)."""
     from m1data.cards import render_card
+    from m1data.formatting import hub_configs
     from m1data.pipeline import load_stage_rows, read_manifests, stage_dirname
 
     manifests = read_manifests(Path(run_dir))
@@ -508,7 +511,7 @@ def export_run(
         raise FileNotFoundError(f"{run_dir}: no completed stages (no */manifest.json)")
     last = manifests[-1]
     rows = load_stage_rows(Path(run_dir) / stage_dirname(last["index"], last["stage"]))
-    configs = {config_name: {split: rows}}
+    configs = {name: {split: view} for name, view in hub_configs(rows, config_name).items()}
     card, images = render_card(dataset_name, Path(run_dir), configs, images_dir=IMAGES_DIR, repo_id=repo_id)
     return write_hub_folder(folder, configs, card, images)
 
