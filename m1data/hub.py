@@ -210,6 +210,15 @@ def join_card(metadata: Mapping[str, Any], body: str) -> str:
     return f"---\n{header}---\n\n{body.lstrip(chr(10))}"
 
 
+# What a card says where the repo id goes before anyone knows it (``<org>/m1K``).
+_REPO_PLACEHOLDER = re.compile(r"<org>/[A-Za-z0-9_.-]+")
+
+
+def fill_repo_id(body: str, repo_id: str) -> str:
+    """The card body with its ``<org>/NAME`` placeholders replaced by the repo it is published to."""
+    return _REPO_PLACEHOLDER.sub(repo_id, body)
+
+
 def card_with_metadata(card: str, metadata: Mapping[str, Any]) -> str:
     """`card` with `metadata` keys set in its YAML header (a header is added if it has none)."""
     current, body = split_card(card)
@@ -445,7 +454,7 @@ def publish(
 
     merged = merge_metadata(ours, theirs)
     _, body = split_card((folder / CARD_FILE).read_text(encoding="utf-8"))
-    readme = card_with_metadata(body, merged).encode("utf-8")
+    readme = card_with_metadata(fill_repo_id(body, repo_id), merged).encode("utf-8")
     if secret is not None and secret in readme:
         raise ValueError("refusing to upload: the merged README.md contains your Hub token")
 

@@ -236,6 +236,37 @@ def test_resample_from_an_existing_m23k(built, tmp_path):
     drawn = datasets.load_dataset(str(tmp_path / "run" / "hub"), split="train")
     pool = set(datasets.Dataset.from_parquet(str(m23k))["id"])
     assert len(drawn) == 5 and set(drawn["id"]) <= pool
+    # the card carries its source's teacher, students and decontamination forward
+    card = (tmp_path / "run" / "hub" / "README.md").read_text()
+    assert "| teacher | `deepseek-reasoner` | upstream: traces |" in card
+    assert "medqa_test" in card and "| upstream: decontaminate |" not in card
+    assert re.search(r"\| medqa_test \| 2 \|", card)  # the upstream build's hits on that eval set
+
+
+def test_resample_from_a_published_folder_keeps_provenance(built, tmp_path):
+    """A published folder (its card's YAML) is enough to carry the teacher and eval sets forward."""
+    from m1data.hub import split_card
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"sample": {"n": 5, "seed": 7}}))
+    result = CliRunner().invoke(app, ["build", "m1k", "--from-m23k", str(built["run"] / "hub"),
+                                      "--out", str(tmp_path / "run"), "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    card = (tmp_path / "run" / "hub" / "README.md").read_text()
+    meta, _ = split_card(card)
+    roles = {(m["role"], m["model"]) for m in meta["m1data_provenance"]["models"]}
+    assert ("teacher", "deepseek-reasoner") in roles and ("student", "Qwen/Qwen2.5-7B-Instruct") in roles
+    assert meta["m1data_provenance"]["decontamination"] == {"medmcqa_validation": 2, "medqa_test": 2,
+                                                            "mmlu_clinical_knowledge": 2}
+    assert "| teacher | `deepseek-reasoner` | upstream: traces |" in card
+
+
+def test_card_of_a_build_describes_every_column_and_publishes_nothing_local(built):
+    card = (built["run"] / "hub" / "README.md").read_text()
+    assert "not one of the columns m1data writes" not in card and "Added by the build" not in card
+    assert "127.0.0.1" not in card and "/work/" not in card and str(built["run"]) not in card
+    assert "Length of the `reasoning` column" in card
+    assert "[redacted]" not in card  # nothing secret in this build, and statistics are not secrets
 
 
 @pytest.mark.parametrize("subset, expect_stage", [("random-1k", "traces"), ("hard-domain-balanced-1k", "sample")])

@@ -350,3 +350,15 @@ def test_merge_keeps_our_default_when_theirs_has_none():
 def test_folder_card_is_plain_yaml(folder):
     header = (folder / "README.md").read_text().split("---\n")[1]
     assert isinstance(yaml.safe_load(header), dict)
+
+
+def test_publish_writes_the_real_repo_id_into_the_cards_quick_start(tmp_path):
+    card = '# m1K\n\n```python\nds = load_dataset("<org>/m1K", split="train")\n```\n`trl sft --dataset_name <org>/m1K`\n'
+    folder = write_hub_folder(tmp_path / "hub", {"m1k": {"train": built_rows(3)}}, card)
+    api = FakeHfApi(tmp_path, [".gitattributes"], None)
+    publish(folder, "my-lab/m1K-rebuilt", api=api)
+    [(_, (_, operations), _)] = api.named("create_commit")
+    readme = next(op for op in operations if op.path_in_repo == "README.md")
+    _, body = split_card(operation_bytes(readme).decode())
+    assert "<org>/" not in body
+    assert body.count("my-lab/m1K-rebuilt") == 2 and 'load_dataset("my-lab/m1K-rebuilt"' in body
