@@ -440,7 +440,7 @@ def _upstream(manifests: list[dict[str, Any]]) -> Provenance | None:
         return None
     where = str((first.get("config") or {}).get("path") or (first.get("stats") or {}).get("from") or "")
     path = Path(where)
-    name = where if not path.is_absolute() else ".../" + "/".join(path.parts[-3:])
+    name = where if not path.is_absolute() else "/".join(part for part in path.parts[-2:] if part != path.anchor)
     if path.is_dir() and (path / "README.md").is_file():
         meta, _ = split_card((path / "README.md").read_text(encoding="utf-8"))
         kept = meta.get(PROVENANCE_KEY) or {}
