@@ -219,7 +219,7 @@ def public_value(value: Any) -> Any:
         return [public_value(v) for v in value]
     if not isinstance(value, str):
         return value
-    if re.match(r"^[a-z][a-z0-9+.-]*://", value, re.I):
+    if re.match(r"^[a-z][a-z0-9+.-]*://", value, re.IGNORECASE):
         host = urlsplit(value).hostname or ""
         local = _LOCAL_HOSTS.match(host) or "." not in host or host.endswith((".local", ".internal", ".lan"))
         return "a local server" if local else value
@@ -228,7 +228,7 @@ def public_value(value: Any) -> Any:
     return value
 
 
-def _number(value: float | int, key: str = "") -> str:
+def _number(value: float, key: str = "") -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int):

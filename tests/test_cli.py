@@ -142,9 +142,8 @@ def _thinking_server():
 
 def test_infer_run_over_http_with_key_stops_label_and_named_files(tmp_path, monkeypatch):
     pytest.importorskip("transformers")
-    from tiny_model import save_tiny, tiny_tokenizer
-
     from m1data.infer.budget import template_stop_ids
+    from tiny_model import save_tiny, tiny_tokenizer
 
     tiny = save_tiny(tmp_path / "tiny")
     monkeypatch.setenv("MY_SERVER_KEY", "secret-value-123")

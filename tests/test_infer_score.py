@@ -7,10 +7,10 @@ import re
 
 import datasets
 import pytest
-
 from m1data.infer.budget import ANSWER_AFTER_BUDGET, ANSWER_AFTER_STOP, BudgetConfig
 from m1data.infer.score import load_rows, run_infer
 from m1data.infer.sweep import plot_sweep, run_sweep
+
 from m1data.llm.types import Reply, Request
 
 
@@ -138,10 +138,9 @@ def _two_models(x_values, axis):
 
 
 def test_sweep_figures_read_like_the_papers():
+    from m1data.infer.sweep import short_label, sweep_figure
     from matplotlib.collections import PolyCollection
     from matplotlib.colors import to_hex
-
-    from m1data.infer.sweep import short_label, sweep_figure
 
     fig = sweep_figure(_two_models([512, 1024, 2048, 4096], "budget"), "budget", "forcing_rounds", "t")
     panels = [ax for ax in fig.axes if ax.get_visible() and ax.has_data()]
