@@ -45,7 +45,13 @@ def length_histogram_png(lengths: Sequence[int], title: str, unit: str) -> bytes
     from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(7.5, 3.8), dpi=100)
-    ax.hist(lengths, bins=min(50, max(5, len(set(lengths)))), color="#4477aa", edgecolor="white", linewidth=0.5)
+    low, high = min(lengths), max(lengths)
+    if high - low < 50:  # few distinct lengths: one bar per whole number, so no bar straddles two
+        bins: Any = np.arange(low - 0.5, high + 1.5)
+        ax.set_xlim(low - 2.5, high + 2.5)
+    else:
+        bins = 50
+    ax.hist(lengths, bins=bins, color="#4477aa", edgecolor="white", linewidth=0.5)
     q1, median, q3 = (float(np.percentile(lengths, q)) for q in (25, 50, 75))
     for value, name, style in ((q1, "Q1", ":"), (median, "median", "--"), (q3, "Q3", ":")):
         ax.axvline(value, color="#222222", linestyle=style, linewidth=1.2, label=f"{name} = {value:,.0f}")
