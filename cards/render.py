@@ -7,14 +7,17 @@ drift from the data it describes. The prose around the numbers lives in the Jinj
 to this file: `base.md.jinja` holds what every card says, `<dataset>.md.jinja` what one dataset
 adds.
 
-Why a redaction pass: stage configs are printed verbatim, and an LLM stage's config may carry an
-endpoint key or token. Config keys that name a secret are masked, and as a last guard any value
-of a secret-looking environment variable found in the text is masked too.
+What a card publishes about the build: settings in a compact table (operational ones such as
+concurrency, timeouts and cache paths left out), with local paths cut to their file name and local
+endpoints named "a local server", because a card is public and those only describe the machine
+that built it. Secrets are filtered on what they look like, not on what their key is called
+(`token_lengths` is a statistic, not a token): values shaped like API keys and tokens, values of
+keys that *are* credential names, and any value of a secret-looking environment variable.
 """
 
 from __future__ import annotations
 
-import io
+import json
 import os
 import re
 from collections import Counter
@@ -22,13 +25,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import datasets
-import yaml
+from m1data.cards.figures import domain_bars_png, length_histogram_png
 
 from m1data import __version__
 from m1data.funnel import funnel_markdown
-from m1data.hub import IMAGES_DIR, Configs, configs_metadata, dataset_info_metadata, join_card
+from m1data.hub import IMAGES_DIR, Configs, configs_metadata, dataset_info_metadata, join_card, split_card
 from m1data.pipeline import read_manifests
 from m1data.redact import strip_userinfo
 from m1data.schema import SOURCES
@@ -36,9 +40,22 @@ from m1data.schema import SOURCES
 TEMPLATE_DIR = Path(__file__).resolve().parent
 REDACTED = "[redacted]"
 
-# Keys whose values are credentials. `_env` keys hold the *name* of a variable, which is safe.
-_SECRET_KEY = re.compile(r"(^|_)(api_?key|token|secret|password|passwd|authorization|auth|credentials?)($|_)", re.I)
+# Keys that *are* credential names (`api_key`, `hf_token`), not keys that merely contain one of
+# the words (`token_lengths`, `max_tokens`); `_env` keys hold the *name* of a variable, which is safe.
+_SECRET_KEY = re.compile(r"(^|_)(api_?key|token|secret|password|passwd|authorization|credentials?)$", re.I)
 _SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH)", re.I)
+# What credentials look like: provider key prefixes, bearer headers, JWTs.
+_SECRET_VALUE = re.compile(
+    r"(sk-[A-Za-z0-9_-]{16,}|hf_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|xox[abprs]-[A-Za-z0-9-]{10,}"
+    r"|AKIA[0-9A-Z]{16}|AIza[0-9A-Za-z_-]{35}|Bearer\s+[A-Za-z0-9._~+/=-]{8,}"
+    r"|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})"
+)
+# Settings that change how fast or where a stage ran, not which rows it produced.
+OPERATIONAL = {"progress", "concurrency", "timeout", "retry", "cache_path", "prices_file", "rpm", "tpm",
+               "chunk_size", "retry_failed"}
+# m1's base model: lengths are counted with its tokenizer when it is installed.
+TARGET_TOKENIZER = "Qwen/Qwen2.5-7B-Instruct"
+ARXIV_URL = "https://arxiv.org/abs/2504.00869"
 
 
 @dataclass(frozen=True)
@@ -50,6 +67,8 @@ class SourceInfo:
     licence: str
     terms: str
     citation: str
+    hub_id: str = ""
+    url: str = ""
 
 
 SOURCE_INFO = {
@@ -60,6 +79,8 @@ SOURCE_INFO = {
         "MIT licence of the MedQA release.",
         'Jin et al., "What Disease does this Patient Have? A Large-scale Open Domain Question '
         'Answering Dataset from Medical Exams", Applied Sciences, 2021.',
+        "GBaker/MedQA-USMLE-4-options",
+        "https://github.com/jind11/MedQA",
     ),
     "headqa": SourceInfo(
         "headqa",
@@ -70,6 +91,8 @@ SOURCE_INFO = {
         "the content must not be distorted, the source must be cited, and the date of the last "
         "update of the documents must be stated (14 January 2019).",
         'Vilares and Gómez-Rodríguez, "HEAD-QA: A Healthcare Dataset for Complex Reasoning", ACL, 2019.',
+        "openlifescienceai/headqa",
+        "https://github.com/aghie/head-qa",
     ),
     "medmcqa": SourceInfo(
         "medmcqa",
@@ -78,6 +101,8 @@ SOURCE_INFO = {
         "Apache-2.0, as stated on the openlifescienceai/medmcqa dataset card.",
         'Pal, Umapathi and Sankarasubbu, "MedMCQA: A Large-scale Multi-Subject Multi-Choice Dataset '
         'for Medical domain Question Answering", CHIL (PMLR 174), 2022.',
+        "openlifescienceai/medmcqa",
+        "https://huggingface.co/datasets/openlifescienceai/medmcqa",
     ),
     "pubmedqa": SourceInfo(
         "pubmedqa",
@@ -85,6 +110,8 @@ SOURCE_INFO = {
         "MIT",
         "MIT licence of the PubMedQA release.",
         'Jin et al., "PubMedQA: A Dataset for Biomedical Research Question Answering", EMNLP-IJCNLP, 2019.',
+        "qiaojin/PubMedQA",
+        "https://github.com/pubmedqa/pubmedqa",
     ),
 }
 
@@ -107,31 +134,61 @@ COLUMN_NOTES = {
     "answer_letter": "Letter of the right option (A, B, ...).",
     "answer_text": "Text of the right option.",
     "prompt": "The question as the models saw it: context (PubMedQA), question, then one `X. option` line per option.",
+    "user_prompt": "The question as the models saw it: context (PubMedQA), question, then one `X. option` line per "
+    "option; the user turn of `messages` (named so that TRL does not read it as a prompt/completion column).",
     "metadata": "The raw source row as JSON, kept verbatim so every row can be traced back.",
     "reasoning": "The teacher model's thinking for this question.",
     "teacher_reply": "The teacher's final reply after thinking (the part the answer was extracted from).",
     "teacher_answer": "The option letter read from the teacher's reply; equal to `answer_letter` for every kept row.",
     "answer_rule": "Which rule read the teacher's answer: boxed, statement, answer_line or similarity (m1data.answers).",
+    "teacher_model": "The teacher model that wrote `reasoning` and `teacher_reply`.",
+    "served_model": "The model name the teacher's server reported serving.",
+    "finish_reason": "Why the teacher's reply ended (`stop`: it finished by itself; cut-off replies were dropped).",
+    "prompt_tokens": "Tokens of the teacher request's prompt, as the teacher's server counted them.",
+    "completion_tokens": "Tokens the teacher generated (reasoning and reply), as its server counted them.",
+    "reasoning_tokens": "Tokens of the teacher's reasoning, as its server counted them.",
     "domain": "MeSH qualifier (medical subject) the question was classified into.",
     "domain_code": "Two-digit code of that qualifier in the classification rubric.",
-    "messages": "The SFT conversation: the user turn (`prompt`) and the assistant turn (think, then answer).",
+    "messages": "The SFT conversation: the user turn (`user_prompt`) and the assistant turn (think, then answer). "
+    "TRL trains on it as conversational data.",
     "text": "`messages` rendered with the Qwen2.5 chat template, for trainers that take plain text.",
+    "completion": "The assistant turn (TRL's conversational prompt/completion shape).",
 }
+_STUDENT_NOTES = {
+    "reply": "Student model `{name}`'s reply to the question (the difficulty filter).",
+    "answer": "The option letter read from student `{name}`'s reply (empty when none could be read).",
+    "correct": "Whether student `{name}` answered right; kept rows were missed by the students.",
+    "status": "How student `{name}`'s request ended (ok, truncated, error, ...).",
+}
+
+
+def column_note(name: str, features: Any = None) -> str:
+    """What a published column means; every column a build writes has one."""
+    if name == "prompt" and features is not None and not isinstance(features, datasets.Value):
+        return "The user turn (TRL's conversational prompt/completion shape)."
+    if name in COLUMN_NOTES:
+        return COLUMN_NOTES[name]
+    student = re.fullmatch(r"student_(.+)_(reply|answer|correct|status)", name)
+    if student:
+        return _STUDENT_NOTES[student.group(2)].format(name=student.group(1))
+    return "Carried through the build from its input; not one of the columns m1data writes."
 
 
 # ---------------------------------------------------------------------------------------------
 # Secrets
 
 
-def redact_config(value: Any) -> Any:
-    """A copy of a config with the values of credential-named keys masked."""
+def redact_config(value: Any, key: str = "") -> Any:
+    """A copy of a config with credentials masked: values of credential-named keys, and any
+    substring that looks like a key or token wherever it is."""
     if isinstance(value, dict):
-        return {
-            k: (REDACTED if _is_secret_key(str(k)) and v not in (None, "") else redact_config(v))
-            for k, v in value.items()
-        }
+        return {k: redact_config(v, str(k)) for k, v in value.items()}
     if isinstance(value, list):
-        return [redact_config(v) for v in value]
+        return [redact_config(v, key) for v in value]
+    if _is_secret_key(key) and value not in (None, ""):
+        return REDACTED
+    if isinstance(value, str):
+        return _SECRET_VALUE.sub(REDACTED, value)
     return value
 
 
@@ -144,7 +201,88 @@ def redact_environment(text: str) -> str:
     for name, value in os.environ.items():
         if _SECRET_ENV.search(name) and len(value) >= 8 and value in text:
             text = text.replace(value, REDACTED)
-    return text
+    return _SECRET_VALUE.sub(REDACTED, text)
+
+
+# ---------------------------------------------------------------------------------------------
+# What may be published about the machine that built it
+
+
+_LOCAL_HOSTS = re.compile(r"^(localhost|127\.|0\.0\.0\.0|10\.|192\.168\.|172\.(1[6-9]|2\d|3[01])\.|\[?::1\]?$)")
+
+
+def public_value(value: Any) -> Any:
+    """A config value as a card may show it: local endpoints become "a local server", absolute
+    paths their file name; everything else unchanged (after `redact_config`)."""
+    if isinstance(value, dict):
+        return {k: public_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [public_value(v) for v in value]
+    if not isinstance(value, str):
+        return value
+    if re.match(r"^[a-z][a-z0-9+.-]*://", value, re.IGNORECASE):
+        host = urlsplit(value).hostname or ""
+        local = _LOCAL_HOSTS.match(host) or "." not in host or host.endswith((".local", ".internal", ".lan"))
+        return "a local server" if local else value
+    if value.startswith(("/", "~")) or re.match(r"^[A-Za-z]:[\\/]", value):
+        return Path(value).name
+    return value
+
+
+def _number(value: float, key: str = "") -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if "cost" in key.lower() or key.lower().endswith("usd"):
+        return f"${value:,.2f}" if abs(value) >= 1 else f"${value:.4f}"
+    return f"{value:,.4g}" if abs(value) < 1e6 else f"{value:,.0f}"
+
+
+def _scalar(value: Any, key: str = "") -> str:
+    if isinstance(value, (int, float)):
+        return _number(value, key)
+    return str(value)
+
+
+def _compact(value: Any, key: str = "", skip: frozenset[str] = frozenset()) -> str:
+    """A config or stats value in one line: ``k=v, k=v``; nested values in parentheses."""
+    if isinstance(value, dict):
+        parts = []
+        for k, v in value.items():
+            if k in skip or v is None or v == {} or v == []:
+                continue
+            inner = _compact(v, str(k), skip)
+            parts.append(f"{k}=({inner})" if isinstance(v, (dict, list)) and "=" in inner else f"{k}={inner}")
+        return ", ".join(parts)
+    if isinstance(value, list):
+        items = [_compact(v, key, skip) for v in value]
+        return "; ".join(items) if any("=" in i for i in items) else ", ".join(items)
+    return _scalar(value, key)
+
+
+def _prompts(stage: str, config: Any, path: str = "") -> list[tuple[str, str, str]]:
+    """(stage, key, text) of the long texts in a config (prompt templates): shown in full apart."""
+    found: list[tuple[str, str, str]] = []
+    if isinstance(config, dict):
+        for k, v in config.items():
+            found += _prompts(stage, v, f"{path}.{k}" if path else str(k))
+    elif isinstance(config, list):
+        for i, v in enumerate(config):
+            found += _prompts(stage, v, f"{path}[{i}]")
+    elif isinstance(config, str) and (len(config) > 80 or "\n" in config):
+        found.append((stage, path, config))
+    return found
+
+
+def _without_long_texts(config: Any) -> Any:
+    if isinstance(config, dict):
+        return {k: _without_long_texts(v) for k, v in config.items()}
+    if isinstance(config, list):
+        return [_without_long_texts(v) for v in config]
+    if isinstance(config, str) and (len(config) > 80 or "\n" in config):
+        return "(see Prompts)"
+    return config
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,7 +291,7 @@ def redact_environment(text: str) -> str:
 
 @dataclass
 class StageView:
-    """One stage as the card shows it."""
+    """One stage as the card shows it: a table row, and its statistics in one line."""
 
     index: int
     name: str
@@ -161,19 +299,20 @@ class StageView:
     rows_out: int
     wall_time_s: float
     m1data_version: str
-    config_yaml: str
-    stats_yaml: str
+    settings: str
+    stats: str
 
 
-def _yaml(value: Any) -> str:
-    return yaml.safe_dump(value, sort_keys=False, allow_unicode=True, width=100).rstrip()
+def _public_config(manifest: dict[str, Any]) -> Any:
+    return public_value(redact_config(manifest.get("config") or {}))
 
 
 def _stage_views(manifests: list[dict[str, Any]]) -> list[StageView]:
     views = []
+    shown_elsewhere = frozenset({"by_eval_set", "ngram_check", "domains"})
     for m in manifests:
-        stats = {k: v for k, v in (m.get("stats") or {}).items() if k != "by_eval_set"}
-        config = redact_config(m.get("config") or {})
+        config = _without_long_texts(_public_config(m))
+        stats = public_value(redact_config(m.get("stats") or {}))
         views.append(
             StageView(
                 index=m["index"],
@@ -182,32 +321,36 @@ def _stage_views(manifests: list[dict[str, Any]]) -> list[StageView]:
                 rows_out=m["rows_out"],
                 wall_time_s=m.get("wall_time_s", 0.0),
                 m1data_version=m.get("m1data_version", "unknown"),
-                config_yaml=_yaml(config) if config else "{}",
-                stats_yaml=_yaml(redact_config(stats)) if stats else "",
+                settings=_compact(config, skip=frozenset(OPERATIONAL)) or "(none)",
+                stats=_compact(stats, skip=shown_elsewhere),
             )
         )
     return views
 
 
-def _models(manifests: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
-    """(stage, config key, model) for every config value under a key naming a model."""
-    found: list[tuple[str, str, str]] = []
+# Which part a model played, by the stage that names it.
+ROLES = {"difficulty": "student", "traces": "teacher", "tag": "domain tagger"}
 
-    def walk(stage: str, path: str, value: Any) -> None:
+
+def _models(manifests: list[dict[str, Any]], origin: str = "") -> list[dict[str, str]]:
+    """{role, model, stage, where} for every config value under a key naming a model."""
+    found: list[dict[str, str]] = []
+
+    def walk(stage: str, path: str, value: Any, where: str) -> None:
         if isinstance(value, dict):
+            url = next((v for k, v in value.items() if k in ("base_url", "endpoint") and isinstance(v, str)), where)
             for k, v in value.items():
-                walk(stage, f"{path}.{k}" if path else str(k), v)
+                walk(stage, f"{path}.{k}" if path else str(k), v, url)
         elif isinstance(value, list):
-            for i, v in enumerate(value):
-                walk(stage, f"{path}[{i}]", v)
-        elif "model" in path.rsplit(".", 1)[-1].lower() and isinstance(value, str) and value:
-            found.append((stage, path, value))
+            for v in value:
+                walk(stage, path, v, where)
+        elif path.rsplit(".", 1)[-1].lower() in ("model", "teacher_model", "student_model") and value:
+            role = ROLES.get(stage, stage)
+            found.append({"role": role, "model": str(value), "stage": origin + stage, "where": str(where or "")})
 
     for m in manifests:
-        walk(m["stage"], "", redact_config(m.get("config") or {}))
+        walk(m["stage"], "", _public_config(m), "")
     return found
-
-
 @dataclass
 class Pivot:
     """A count table: one row per label, one column per key, with totals."""
@@ -241,6 +384,84 @@ def _decontamination(manifests: list[dict[str, Any]]) -> Pivot | None:
     return _pivot(per_set, stages, sort_by_total=False)
 
 
+def _eval_sets_checked(manifests: list[dict[str, Any]]) -> list[str]:
+    """Every eval set a decontamination stage compared against, hits or not."""
+    names: dict[str, None] = {}
+    for m in manifests:
+        for name in (m.get("stats") or {}).get("eval_items") or {}:
+            names[name] = None
+    return list(names)
+
+
+def _ngram_checks(manifests: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    return [(m["stage"], m["stats"]["ngram_check"]) for m in manifests if (m.get("stats") or {}).get("ngram_check")]
+
+
+# ---------------------------------------------------------------------------------------------
+# Provenance of a re-sampled build (m1K drawn from an m23K that already existed)
+
+
+@dataclass
+class Provenance:
+    """What the card of a build drawn from an existing dataset carries over from it."""
+
+    name: str
+    models: list[dict[str, str]]
+    decontamination: Pivot | None
+    eval_sets: list[str]
+    ngram_checks: list[tuple[str, dict[str, Any]]]
+    found: bool
+
+
+PROVENANCE_KEY = "m1data_provenance"
+
+
+def provenance_metadata(manifests: list[dict[str, Any]], upstream: Provenance | None = None) -> dict[str, Any]:
+    """The machine-readable provenance a card keeps in its YAML, so a build drawn from it can
+    carry the teacher, students and decontamination forward."""
+    models = (upstream.models if upstream else []) + _models(manifests)
+    decon = _decontamination(manifests)
+    hits = {label: total for label, _, total in decon.rows} if decon else {}
+    if upstream and upstream.decontamination:
+        for label, _, total in upstream.decontamination.rows:
+            hits[label] = hits.get(label, 0) + total
+    return {
+        "models": [{k: v for k, v in m.items() if k != "where"} for m in models],
+        "decontamination": hits,
+        "eval_sets": sorted({*(upstream.eval_sets if upstream else []), *_eval_sets_checked(manifests)}),
+        "stages": [m["stage"] for m in manifests],
+    }
+
+
+def _upstream(manifests: list[dict[str, Any]]) -> Provenance | None:
+    """The source dataset of a `load_dataset` first stage: its card's provenance, or the manifests
+    of the run it was written by; `found=False` when neither can be read here."""
+    first = manifests[0] if manifests else None
+    if not first or first["stage"] != "load_dataset":
+        return None
+    where = str((first.get("config") or {}).get("path") or (first.get("stats") or {}).get("from") or "")
+    path = Path(where)
+    name = where if not path.is_absolute() else "/".join(part for part in path.parts[-2:] if part != path.anchor)
+    if path.is_dir() and (path / "README.md").is_file():
+        meta, _ = split_card((path / "README.md").read_text(encoding="utf-8"))
+        kept = meta.get(PROVENANCE_KEY) or {}
+        if kept:
+            hits = kept.get("decontamination") or {}
+            pivot = _pivot({k: {"upstream": int(v)} for k, v in hits.items()}, ["upstream"], False) if hits else None
+            models = [{**m, "stage": f"upstream: {m.get('stage', '')}", "where": ""} for m in kept.get("models") or []]
+            return Provenance(name, models, pivot, list(kept.get("eval_sets") or []), [], True)
+    if path.is_file() and (path.parent / "manifest.json").is_file():
+        run_manifests = read_manifests(path.parent.parent)
+        stage_dir = path.parent.name
+        upto = [m for m in run_manifests if f"{m['index']:02d}_{m['stage']}" <= stage_dir]
+        if upto:
+            return Provenance(
+                name, _models(upto, origin="upstream: "), _decontamination(upto), _eval_sets_checked(upto),
+                _ngram_checks(upto), True,
+            )
+    return Provenance(name, [], None, [], [], False)
+
+
 # ---------------------------------------------------------------------------------------------
 # Facts from the rows
 
@@ -254,9 +475,19 @@ def _source_columns(seen: set[str]) -> list[str]:
     return [s for s in SOURCES if s in seen] + sorted(seen - set(SOURCES))
 
 
-def _domains(configs: Configs) -> list[tuple[str, Pivot]]:
-    """Per config with a `domain` column: domain x source counts (the paper's Table 4 shape)."""
-    tables = []
+@dataclass
+class DomainView:
+    config: str
+    table: Pivot
+    image: str
+
+
+def _domains(
+    pretty_name: str, dataset_name: str, configs: Configs, images_dir: str
+) -> tuple[list[DomainView], dict[str, bytes]]:
+    """Per config with a `domain` column: domain x source counts (the paper's Table 4 shape) and
+    the same as a bar chart."""
+    views, images = [], {}
     for name, splits in configs.items():
         rows = _all_rows(splits)
         if "domain" not in rows.column_names or "source" not in rows.column_names:
@@ -265,8 +496,16 @@ def _domains(configs: Configs) -> list[tuple[str, Pivot]]:
         for domain, source in zip(rows["domain"], rows["source"]):
             counts.setdefault(domain or "(unclassified)", Counter())[source] += 1
         columns = _source_columns({s for c in counts.values() for s in c})
-        tables.append((name, _pivot(counts, columns, sort_by_total=True)))
-    return tables
+        table = _pivot(counts, columns, sort_by_total=True)
+        image_name = f"{_slug(dataset_name)}-{_slug(name)}-domains.png"
+        png = domain_bars_png(
+            [label for label, _, _ in table.rows], columns, [cells for _, cells, _ in table.rows],
+            f"{pretty_name}: rows per domain and source (n = {table.grand_total:,})",
+        )
+        if png is not None:
+            images[image_name] = png
+        views.append(DomainView(name, table, f"{images_dir}/{image_name}" if png is not None else ""))
+    return views, images
 
 
 @dataclass
@@ -281,53 +520,52 @@ class LengthView:
     max: int
 
 
-def _lengths(texts: list[str], tokenizer: Any | None) -> tuple[list[int], str]:
+def _tokenizer(tokenizer: Any | None) -> Any | None:
+    """`tokenizer` itself, or m1's target tokenizer when it is installed locally (never downloaded)."""
+    if tokenizer is not None and not isinstance(tokenizer, str):
+        return tokenizer
+    try:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(tokenizer or TARGET_TOKENIZER, local_files_only=True)
+    except (ImportError, OSError, ValueError):  # not installed or not cached: count words instead
+        return None
+
+
+def _lengths(texts: list[str], tokenizer: Any | None, wanted: str) -> tuple[list[int], str]:
     if tokenizer is not None:
         ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
         name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
         return [len(x) for x in ids], f"tokens ({name} tokenizer)"
-    return [len(t.split()) for t in texts], "words (whitespace-split; no tokenizer was used)"
+    return [len(t.split()) for t in texts], f"words (whitespace-split; the {wanted} tokenizer is not installed here)"
 
 
-def _histogram_png(lengths: list[int], title: str, unit: str) -> bytes | None:
-    """A PNG histogram, or None when matplotlib is not installed (the card then says so)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    import numpy as np
-
-    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=100)
-    ax.hist(lengths, bins=min(60, max(5, len(set(lengths)))), color="#4a7ab5")
-    for q in (25, 50, 75):
-        ax.axvline(float(np.percentile(lengths, q)), color="#333333", linestyle=":", linewidth=1)
-    ax.set_title(title)
-    ax.set_xlabel(unit.split(" (")[0])
-    ax.set_ylabel("rows")
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", metadata={"Software": None})
-    plt.close(fig)
-    return buffer.getvalue()
+def _length_column(rows: datasets.Dataset) -> str | None:
+    for column in ("reasoning", "text", "user_prompt", "prompt"):
+        if isinstance(rows.features.get(column), datasets.Value):
+            return column
+    return None
 
 
 def _length_views(
-    dataset_name: str, configs: Configs, images_dir: str, tokenizer: Any | None
+    pretty_name: str, dataset_name: str, configs: Configs, images_dir: str, tokenizer: Any | None
 ) -> tuple[list[LengthView], dict[str, bytes]]:
     import numpy as np
 
     views, images = [], {}
+    counter = _tokenizer(tokenizer)
+    wanted = tokenizer if isinstance(tokenizer, str) else TARGET_TOKENIZER
     for name, splits in configs.items():
         rows = _all_rows(splits)
-        column = "text" if "text" in rows.column_names else "prompt" if "prompt" in rows.column_names else None
+        column = _length_column(rows)
         if column is None or len(rows) == 0:
             continue
-        lengths, unit = _lengths([t or "" for t in rows[column]], tokenizer)
+        lengths, unit = _lengths([t or "" for t in rows[column]], counter, wanted)
         image_name = f"{_slug(dataset_name)}-{_slug(name)}-length.png"
-        png = _histogram_png(lengths, f"{dataset_name} ({name}): length of '{column}'", unit)
+        what = "reasoning" if column == "reasoning" else f"`{column}`"
+        png = length_histogram_png(
+            lengths, f"{pretty_name}: length of the {what.strip('`')} (n = {len(lengths):,})", unit.split(" (")[0]
+        )
         if png is not None:
             images[image_name] = png
         views.append(
@@ -349,6 +587,23 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-").lower() or "dataset"
 
 
+def _shorten(value: Any, limit: int = 240) -> Any:
+    if isinstance(value, str) and len(value) > limit:
+        return value[:limit] + f" ... [{len(value) - limit:,} more characters]"
+    if isinstance(value, list):
+        return [_shorten(v, limit) for v in value]
+    if isinstance(value, dict):
+        return {k: _shorten(v, limit) for k, v in value.items()}
+    return value
+
+
+def example_row(rows: datasets.Dataset) -> str:
+    """The first row as indented JSON, long texts shortened (the card says so)."""
+    if len(rows) == 0:
+        return "{}"
+    return json.dumps(_shorten(rows[0]), indent=2, ensure_ascii=False, default=str)
+
+
 # ---------------------------------------------------------------------------------------------
 # Metadata and rendering
 
@@ -362,21 +617,29 @@ def size_category(n: int) -> str:
     return "n>10M"
 
 
-def card_metadata(pretty_name: str, configs: Configs) -> dict[str, Any]:
-    """The card's YAML header. The licence is `other` because rows carry four sources' terms."""
+def card_metadata(
+    pretty_name: str, configs: Configs, sources: list[str] | None = None, provenance: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The card's YAML header. The licence is `other` because rows carry four sources' terms; its
+    link points at the card's Licences section, which gives each source's terms."""
     largest = max(sum(len(ds) for ds in splits.values()) for splits in configs.values())
-    return {
+    hub_ids = [SOURCE_INFO[s].hub_id for s in (sources or []) if s in SOURCE_INFO and SOURCE_INFO[s].hub_id]
+    metadata: dict[str, Any] = {
         "pretty_name": pretty_name,
         "license": "other",
         "license_name": "m1-source-licences",
-        "license_link": "README.md",
+        "license_link": "README.md#licences",
         "language": ["en"],
         "task_categories": ["question-answering", "text-generation"],
         "size_categories": [size_category(largest)],
-        "tags": ["medical", "reasoning"],
+        "source_datasets": [f"extended|{hub_id}" for hub_id in hub_ids] or ["original"],
+        "tags": ["medical", "reasoning", "arxiv:2504.00869"],
         "configs": configs_metadata(configs),
         "dataset_info": dataset_info_metadata(configs),
     }
+    if provenance is not None:
+        metadata[PROVENANCE_KEY] = provenance
+    return metadata
 
 
 def _environment() -> Any:
@@ -398,10 +661,10 @@ def available_cards() -> list[str]:
 
 def _funnel_section(run_dir: str | Path) -> str:
     """`funnel_markdown` one heading level down, without its own "Funnel" title (the card has
-    one) and without its eval-set list, which the card's decontamination table shows with totals."""
+    one) and without its eval-set lists, which the card's decontamination section shows."""
     text = re.sub(r"^(#+) ", lambda m: "#" + m.group(1) + " ", funnel_markdown(run_dir), flags=re.M)
     text = re.sub(r"\A### Funnel\n+", "", text)
-    return re.split(r"^### Decontamination hits by eval set$", text, flags=re.M)[0].strip()
+    return re.split(r"^### (Decontamination hits by eval set|Word n-gram)", text, flags=re.M)[0].strip()
 
 
 def type_name(feature: Any) -> str:
@@ -432,6 +695,15 @@ PRETTY_NAMES = {
 }
 # The ablation subsets share one template; their names say which draw they are.
 TEMPLATE_OF = {name: "ablation" for name in PRETTY_NAMES if name not in ("m23k", "m1k")}
+REPO_PLACEHOLDER = "<org>/{pretty_name}"
+
+
+def _requested_rows(manifests: list[dict[str, Any]]) -> int | None:
+    for m in reversed(manifests):
+        requested = (m.get("stats") or {}).get("n_requested")
+        if requested is not None:
+            return int(requested)
+    return None
 
 
 def render_card(
@@ -446,8 +718,9 @@ def render_card(
     """The card (YAML header and markdown) and its images {file name: PNG bytes}.
 
     `images_dir` is where, relative to the card, the caller puts the images (`write_hub_folder`
-    writes them to ``images/``). Lengths are counted in `tokenizer` tokens when one is given,
-    else in whitespace-split words, and the card says which.
+    writes them to ``images/``). Lengths are counted with `tokenizer` (an object, or a name looked
+    up among locally installed tokenizers; default m1's target model) when there is one, else in
+    whitespace-split words, and the card says which.
     """
     key = dataset_name.lower()
     template = TEMPLATE_OF.get(key, key)
@@ -458,39 +731,66 @@ def render_card(
         raise FileNotFoundError(f"{run_dir}: no completed stages (no */manifest.json)")
 
     pretty_name = PRETTY_NAMES.get(key, dataset_name)
-    lengths, images = _length_views(dataset_name, configs, images_dir, tokenizer)
+    lengths, images = _length_views(pretty_name, dataset_name, configs, images_dir, tokenizer)
+    domains, domain_images = _domains(pretty_name, dataset_name, configs, images_dir)
+    images.update(domain_images)
     first_rows = _all_rows(next(iter(configs.values())))
     published_sources = Counter(first_rows["source"]) if "source" in first_rows.column_names else Counter()
     split_sizes = [(name, split, len(ds)) for name, splits in configs.items() for split, ds in splits.items()]
     config_totals = {name: sum(len(ds) for ds in splits.values()) for name, splits in configs.items()}
     last = manifests[-1]
-    columns = [(c, type_name(first_rows.features[c]), COLUMN_NOTES.get(c, "Added by the build.")) for c in first_rows.column_names]
+    columns = [(c, type_name(first_rows.features[c]), column_note(c, first_rows.features[c]))
+               for c in first_rows.column_names]
+    upstream = _upstream(manifests)
+    models = (upstream.models if upstream else []) + _models(manifests)
+    prompts = [p for m in manifests for p in _prompts(m["stage"], _public_config(m))]
+    present = [s for s in SOURCES if published_sources.get(s)]
 
     context = {
         "pretty_name": pretty_name,
         "dataset_name": dataset_name,
-        "repo_id": repo_id or f"<org>/{pretty_name}",
+        "repo_id": repo_id or REPO_PLACEHOLDER.format(pretty_name=pretty_name),
         "first_config": next(iter(configs)),
+        "other_configs": list(configs)[1:],
+        "n_rows": config_totals[next(iter(configs))],
+        "n_requested": _requested_rows(manifests),
         "split_sizes": split_sizes,
         "config_totals": config_totals,
         "last_stage": last,
         "run_matches_rows": last["rows_out"] in config_totals.values(),
         "columns": columns,
+        "example_row": example_row(first_rows),
         "stages": _stage_views(manifests),
-        "models": _models(manifests),
+        "models": models,
+        "prompts": prompts,
         "build_versions": sorted({m.get("m1data_version", "unknown") for m in manifests}),
         "render_versions": _library_versions(),
         "funnel": _funnel_section(run_dir),
         "decontamination": _decontamination(manifests),
-        "domains": _domains(configs),
+        "eval_sets": _eval_sets_checked(manifests),
+        "ngram_checks": _ngram_checks(manifests),
+        "upstream": upstream,
+        "domains": domains,
         "lengths": lengths,
         "sources": [SOURCE_INFO[s] for s in SOURCES],
         "published_sources": published_sources,
         "m1_bibtex": M1_BIBTEX,
+        "arxiv_url": ARXIV_URL,
     }
     body = _environment().get_template(f"{template}.md.jinja").render(**context)
-    card = join_card(card_metadata(pretty_name, configs), body)
+    metadata = card_metadata(pretty_name, configs, present, provenance_metadata(manifests, upstream))
+    card = join_card(redact_config(metadata), body)
     return strip_userinfo(redact_environment(card)), images  # manifests of older runs may hold URL credentials
 
 
-__all__ = ["SOURCE_INFO", "available_cards", "card_metadata", "redact_config", "render_card", "size_category"]
+__all__ = [
+    "SOURCE_INFO",
+    "available_cards",
+    "card_metadata",
+    "column_note",
+    "example_row",
+    "public_value",
+    "redact_config",
+    "render_card",
+    "size_category",
+]

@@ -95,6 +95,7 @@ __all__ = [
     "BudgetRecord",
     "build_prompt",
     "chatml_stop_ids",
+    "template_stop_ids",
     "generate",
     "generate_many",
 ]
@@ -195,6 +196,32 @@ def chatml_stop_ids(tokenizer: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
     start, end = tokenizer.convert_tokens_to_ids(IM_START), tokenizer.convert_tokens_to_ids(IM_END)
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     return tuple(sorted({start, end, *eos})), tuple(sorted({end, *eos}))
+
+
+def template_stop_ids(tokenizer: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(thinking, answer) stop ids read from the model's own tokenizer and chat template.
+
+    The answer ends where the template ends an assistant turn: the special tokens it writes right
+    after the assistant's content (``<|im_end|>`` for ChatML, ``<|eot_id|>`` for Llama 3), plus the
+    EOS token. Thinking ends there too, or at the token that opens m1's answer section
+    (``<|im_start|>``) when the vocabulary has it. Works for any model with a chat template, where
+    `chatml_stop_ids` assumes ChatML.
+    """
+    sentinel = "m1data-end-of-content"
+    messages = [{"role": "user", "content": "q"}, {"role": "assistant", "content": sentinel}]
+    rendered = tokenizer.apply_chat_template(messages, tokenize=False)
+    after = rendered[rendered.rindex(sentinel) + len(sentinel):]
+    special = set(tokenizer.all_special_ids) | {
+        i for i, token in getattr(tokenizer, "added_tokens_decoder", {}).items() if getattr(token, "special", False)
+    }
+    end_of_turn = {i for i in tokenizer(after, add_special_tokens=False)["input_ids"] if i in special}
+    eos = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    answer = end_of_turn | eos
+    if not answer:
+        raise ValueError(f"cannot tell how {getattr(tokenizer, 'name_or_path', 'this model')}'s chat template ends a turn")
+    start = tokenizer.convert_tokens_to_ids(IM_START)
+    opens = {start} if isinstance(start, int) and start in special else set()
+    return tuple(sorted(answer | opens)), tuple(sorted(answer))
 
 
 class EngineReplyError(RuntimeError):

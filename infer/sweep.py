@@ -16,9 +16,14 @@ Every (budget, rounds) point of the grid is one `m1data.infer.score.infer` run i
 the same setting is read back instead of re-run, so an interrupted sweep resumes where it
 stopped (and an engine cache makes even a half-done point cheap). The grid's table goes to
 ``sweep.json``; the plots to ``accuracy_vs_budget.png`` (when more than one budget) and
-``accuracy_vs_forcing_rounds.png`` (when more than one rounds value): one panel per eval set plus
-the average, one line per value of the other axis. `plot_sweep` also takes points of several
-sweeps (e.g. 7B-1K, 7B-23K, 32B-1K) to draw them together, as the paper does.
+``accuracy_vs_forcing_rounds.png`` (when more than one rounds value), drawn like the paper's
+Figures 1 and 3: one panel per eval set plus the average, each titled with its number of
+questions; one colour per model (a short label: the last part of its name or path), markers and a
+small sideways offset so that overlapping series stay visible; accuracy on 0-100; whole numbers
+for forcing rounds; on the budget plot, a least-squares line of accuracy on log2(budget) per model
+with its 95% confidence band; the legend below the panels, where it covers nothing.
+`plot_sweep` also takes the points of several sweeps (e.g. 7B-1K, 7B-23K, 32B-1K) to draw them
+together, as the paper does (``m1data infer plot RUN_DIR...``).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from m1data.infer.budget import BudgetConfig
 from m1data.infer.score import EvalSource, infer
 from m1data.llm.types import Engine
 
-__all__ = ["sweep", "run_sweep", "plot_sweep"]
+__all__ = ["load_points", "plot_sweep", "run_sweep", "short_label", "sweep"]
 
 AVERAGE = "average"
 
@@ -49,6 +54,7 @@ def _point(metrics: dict[str, Any], label: str) -> dict[str, Any]:
         "accuracy": {name: s["accuracy"] for name, s in metrics["sets"].items()}
         | {AVERAGE: metrics["average_accuracy"]},
         "mean_thinking_tokens": {name: s["mean_thinking_tokens"] for name, s in metrics["sets"].items()},
+        "n_per_set": {name: s["n"] for name, s in metrics["sets"].items()},
         "errors": sum(s["errors"] for s in metrics["sets"].values()),
         "n": metrics["n"],
     }
@@ -117,38 +123,145 @@ def run_sweep(
     return asyncio.run(go())
 
 
+def short_label(label: str) -> str:
+    """What a legend shows for a model: the last part of a Hub id or path (``Qwen/Qwen2.5-7B-Instruct``
+    -> ``Qwen2.5-7B-Instruct``, ``runs/m1-7B-1K/checkpoint-50`` -> ``m1-7B-1K/checkpoint-50``)."""
+    parts = [p for p in str(label).replace("\\", "/").split("/") if p]
+    if not parts:
+        return str(label)
+    if len(parts) > 1 and parts[-1].startswith("checkpoint"):
+        return "/".join(parts[-2:])
+    return parts[-1]
+
+
+def load_points(run_dir: str | Path, label: str | None = None) -> list[dict[str, Any]]:
+    """The points of a sweep folder (``sweep.json``) or of one `infer` run (``metrics.json``),
+    relabelled with `label` when given."""
+    run = Path(run_dir)
+    if (run / "sweep.json").is_file():
+        points = json.loads((run / "sweep.json").read_text())
+    elif (run / "metrics.json").is_file():
+        metrics = json.loads((run / "metrics.json").read_text())
+        points = [_point(metrics, metrics.get("label") or metrics["config"]["model"])]
+    else:
+        raise FileNotFoundError(f"{run}: neither sweep.json (m1data infer sweep) nor metrics.json (m1data infer run)")
+    return [{**p, "label": label} for p in points] if label else points
+
+
+def _panel_n(points: list[dict[str, Any]], panel: str) -> str:
+    if panel == AVERAGE:
+        sets = {name for p in points for name in p.get("n_per_set", {})}
+        return f"mean of {len(sets)} sets" if sets else "mean of sets"
+    counts = {p.get("n_per_set", {}).get(panel) for p in points} - {None}
+    if not counts:
+        return "n unknown"
+    return f"n = {max(counts):,}" if len(counts) == 1 else f"n = {min(counts):,}-{max(counts):,}"
+
+
+def _fit_with_band(xs: list[float], ys: list[float], grid: Any) -> tuple[Any, Any, Any] | None:
+    """Least-squares line of ys on xs over `grid`, with the 95% confidence band of the mean."""
+    import numpy as np
+
+    x, y = np.asarray(xs, float), np.asarray(ys, float)
+    if len(x) < 3 or np.ptp(x) == 0:
+        return None
+    slope, intercept = np.polyfit(x, y, 1)
+    residual = y - (slope * x + intercept)
+    dof = len(x) - 2
+    s_err = math.sqrt(float(residual @ residual) / dof)
+    try:
+        from scipy.stats import t
+
+        t_crit = float(t.ppf(0.975, dof))
+    except ImportError:  # the normal value; a little narrow for few points
+        t_crit = 1.96
+    sxx = float(((x - x.mean()) ** 2).sum())
+    half = t_crit * s_err * np.sqrt(1 / len(x) + (grid - x.mean()) ** 2 / sxx)
+    fit = slope * grid + intercept
+    return fit, fit - half, fit + half
+
+
 def _plot_axis(points: list[dict[str, Any]], x: str, series: str, title: str, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = sweep_figure(points, x, series, title)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def sweep_figure(points: list[dict[str, Any]], x: str, series: str, title: str) -> Any:
+    """The matplotlib Figure of one sweep axis (`x` = "budget" or "forcing_rounds"; `series` the other)."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only; no display on servers and CI
     import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.ticker import FixedLocator, MaxNLocator
 
     panels = sorted({name for p in points for name in p["accuracy"]} - {AVERAGE}) + [AVERAGE]
     cols = min(4, len(panels))
     rows = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False)
-    lines = sorted({(p["label"], p[series]) for p in points})
+    fig, axes = plt.subplots(rows, cols, figsize=(3.8 * cols, 3.2 * rows + 0.9), squeeze=False)
+    models = list(dict.fromkeys(p["label"] for p in points))
+    colours = plt.get_cmap("tab10").colors
+    markers = "osD^vP*X"
+    styles = ["-", "--", ":", "-."]
+    values = sorted({p[series] for p in points})
+    xs_all = sorted({p[x] for p in points})
     for ax, panel in zip(axes.flat, panels):
-        for label, value in lines:
-            pts = sorted((p[x], p["accuracy"][panel]) for p in points
-                         if p["label"] == label and p[series] == value and panel in p["accuracy"])
-            if pts:
-                name = f"{label}, {series.replace('_', ' ')}={value}"
-                ax.plot([a for a, _ in pts], [100 * b for _, b in pts], marker="o", label=name)
-        ax.set_title(panel)
-        ax.set_xlabel("thinking budget (tokens)" if x == "budget" else "forcing rounds")
+        for m, model in enumerate(models):
+            # apart by a little, and earlier series drawn wider, so that equal points stay visible
+            offset = (m - (len(models) - 1) / 2) * (0.05 if x == "budget" else 0.1)
+            width, size = max(0.8, 2.6 - 0.6 * m), max(3.5, 8.5 - 1.6 * m)
+            for v, value in enumerate(values):
+                pts = sorted((p[x], 100 * p["accuracy"][panel]) for p in points
+                             if p["label"] == model and p[series] == value and panel in p["accuracy"])
+                if not pts:
+                    continue
+                px = [a * 2 ** offset if x == "budget" else a + offset for a, _ in pts]
+                name = short_label(model)
+                if len(values) > 1:
+                    name += f", {value} rounds" if series == "forcing_rounds" else f", budget {value:,}"
+                ax.plot(px, [b for _, b in pts], marker=markers[m % len(markers)], linestyle=styles[v % len(styles)],
+                        color=colours[m % len(colours)], label=name, alpha=0.9, markeredgecolor="white",
+                        markersize=size, linewidth=width, zorder=3 + m)
+            if x == "budget":
+                mine = [(math.log2(p["budget"]), 100 * p["accuracy"][panel]) for p in points
+                        if p["label"] == model and panel in p["accuracy"]]
+                grid = np.linspace(math.log2(xs_all[0]), math.log2(xs_all[-1]), 50)
+                band = _fit_with_band([a for a, _ in mine], [b for _, b in mine], grid)
+                if band is not None:
+                    fit, low, high = band
+                    ax.plot(2 ** grid, fit, color=colours[m % len(colours)], linewidth=0.8, alpha=0.6)
+                    ax.fill_between(2 ** grid, low, high, color=colours[m % len(colours)], alpha=0.12, linewidth=0)
+        ax.set_title(f"{panel} ({_panel_n(points, panel)})", fontsize="medium")
+        ax.set_ylim(0, 100)
         ax.set_ylabel("accuracy (%)")
         if x == "budget":
             ax.set_xscale("log", base=2)
+            ax.xaxis.set_major_locator(FixedLocator(xs_all))
+            ax.set_xticklabels([f"{b:,}" for b in xs_all], rotation=45, fontsize="small")
+            ax.set_xlabel("thinking budget (tokens)")
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_xlabel("forcing rounds")
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     handles, names = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="lower center", ncol=min(3, max(1, len(names))), fontsize="small")
+    for ax in list(axes.flat)[1 : len(panels)]:  # a series missing from the first panel still gets its entry
+        for handle, name in zip(*ax.get_legend_handles_labels()):
+            if name not in names:
+                handles.append(handle)
+                names.append(name)
+    ncol = min(4, max(1, len(names)))
+    legend_rows = math.ceil(len(names) / ncol)
+    bottom = (0.35 + 0.28 * legend_rows) / fig.get_figheight()
+    fig.legend(handles, names, loc="lower center", ncol=ncol, fontsize="small", frameon=False,
+               bbox_to_anchor=(0.5, 0.0))
     fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.08, 1, 0.95))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    fig.tight_layout(rect=(0, bottom, 1, 0.96))
+    return fig
 
 
 def plot_sweep(points: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:

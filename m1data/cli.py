@@ -9,7 +9,11 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-app = typer.Typer(help="Build, check and publish the m1 medical reasoning datasets.", no_args_is_help=True)
+# Plain Click help: typer's rich panels print `<bool>` after every flag (typer 0.2x), as if
+# `--force` took a value; Click's own layout shows flags as switches (`--force / --no-force`).
+HELP_MODE = None
+app = typer.Typer(help="Build, check and publish the m1 medical reasoning datasets.", no_args_is_help=True,
+                  rich_markup_mode=HELP_MODE)
 console = Console(stderr=True)
 
 OutOpt = Annotated[Path, typer.Option("--out", help="Output file (.parquet or .jsonl).")]
@@ -230,7 +234,7 @@ def decontaminate(
     _print_stats(result.stats)
 
 
-run_app = typer.Typer(help="Run one LLM stage over a file of rows.", no_args_is_help=True)
+run_app = typer.Typer(help="Run one LLM stage over a file of rows.", no_args_is_help=True, rich_markup_mode=HELP_MODE)
 app.add_typer(run_app, name="run")
 
 InArg = Annotated[Path, typer.Argument(help="Rows in (.parquet or .jsonl).")]
@@ -355,53 +359,141 @@ def train(
     train_main(parse_cli(["--recipe", recipe, *ctx.args]))
 
 
-infer_app = typer.Typer(help="Budget-controlled generation and scoring on eval sets.", no_args_is_help=True)
+infer_app = typer.Typer(help="Budget-controlled generation and scoring on eval sets.", no_args_is_help=True,
+                        rich_markup_mode=HELP_MODE)
 app.add_typer(infer_app, name="infer")
 
 EngineOpt = Annotated[str, typer.Option("--engine", help="http (an OpenAI-compatible completions server), hf or vllm.")]
 ModelOpt = Annotated[str, typer.Option("--model", help="Model name on the server, or a local model folder (hf, vllm).")]
-EvalOpt = Annotated[str, typer.Option("--eval-sets", help="Comma-separated eval-set names, mmlu_medical, or files.")]
+EvalOpt = Annotated[list[str], typer.Option(
+    "--eval-sets", help="NAME, NAME=FILE (a name of your choosing for a file, or a known set read from FILE), or a "
+    "file; comma-separated or repeated (`m1data eval-sets` lists the names).")]
 EvalPathOpt = Annotated[Optional[Path], typer.Option("--eval-path", help="Local file for a single named eval set.")]
+BaseUrlOpt = Annotated[Optional[str], typer.Option("--base-url", help="Server URL for --engine http (ends in /v1).")]
+ApiKeyEnvOpt = Annotated[Optional[str], typer.Option(
+    "--api-key-env", help="Environment variable holding the API key of an --engine http server (never written).")]
+TokenizerOpt = Annotated[Optional[str], typer.Option(
+    "--tokenizer", help="Tokenizer (Hub id or folder) whose chat template gives the stop tokens; default: --model.")]
+LabelOpt = Annotated[Optional[str], typer.Option(
+    "--label", help="Name of this model in metrics, sweep.json and plots (default: the last part of --model).")]
+ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")]
 
 
-def _engine_and_stops(engine: str, model: str, base_url: str | None):
-    """The engine, and the single-token stop ids budget forcing needs (reference s.10)."""
-    from m1data.infer.budget import QWEN25_ANSWER_STOP_IDS, QWEN25_THINKING_STOP_IDS, chatml_stop_ids
+def _template_stops(tokenizer_name: str):
+    """Stop ids from the model's own tokenizer and chat template, or None when it cannot be loaded."""
+    from m1data.infer.budget import template_stop_ids
 
+    try:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_name)
+    except (ImportError, OSError, ValueError) as err:
+        console.print(f"[yellow]warning:[/yellow] cannot load the tokenizer {tokenizer_name!r} ({err.__class__.__name__}); "
+                      "stopping on marker strings only, with special tokens kept in the text. Pass --tokenizer to stop "
+                      "on the model's own end-of-turn tokens.")
+        return None
+    return template_stop_ids(tokenizer)
+
+
+def _engine_and_stops(engine: str, model: str, base_url: str | None, api_key_env: str | None = None,
+                      tokenizer: str | None = None):
+    """The engine, and the (thinking, answer) stop ids budget forcing needs (reference s.10), read
+    from the model's tokenizer and chat template; None when only stop strings can be used."""
+    import os
+
+    if api_key_env is not None and engine != "http":
+        raise typer.BadParameter("--api-key-env goes with --engine http", param_hint="--api-key-env")
     if engine == "http":
         from m1data.llm import VLLM_EXTRA_PARAMS, HTTPConfig, HTTPEngine
 
         if not base_url:
             raise typer.BadParameter("--engine http needs --base-url", param_hint="--base-url")
-        return HTTPEngine(HTTPConfig(base_url=base_url, extra_params=VLLM_EXTRA_PARAMS), require_key=False), (
-            QWEN25_THINKING_STOP_IDS, QWEN25_ANSWER_STOP_IDS)
+        if api_key_env is not None and not os.environ.get(api_key_env):
+            raise typer.BadParameter(f"environment variable {api_key_env} is not set", param_hint="--api-key-env")
+        config = HTTPConfig(base_url=base_url, api_key_env=api_key_env, extra_params=VLLM_EXTRA_PARAMS)
+        return HTTPEngine(config, require_key=api_key_env is not None), _template_stops(tokenizer or model)
     if engine == "hf":
+        from m1data.infer.budget import template_stop_ids
         from m1data.llm.hf import HFConfig, HFEngine
 
         hf = HFEngine(HFConfig(model=model))
-        return hf, chatml_stop_ids(hf.tokenizer)
+        return hf, template_stop_ids(hf.tokenizer)
     if engine == "vllm":
         from m1data.llm.vllm import VLLMConfig, VLLMEngine
 
-        return VLLMEngine(VLLMConfig(model=model)), (QWEN25_THINKING_STOP_IDS, QWEN25_ANSWER_STOP_IDS)
+        return VLLMEngine(VLLMConfig(model=model)), _template_stops(tokenizer or model)
     raise typer.BadParameter("choose http, hf or vllm", param_hint="--engine")
 
 
-def _eval_sets(spec: str, path: Path | None) -> dict:
-    from m1data.evalsets import load_eval_any
+def _eval_sets(specs: list[str], path: Path | None) -> dict:
+    """Eval sets by name from `--eval-sets` entries, as `decontaminate --eval` reads them."""
+    from m1data.evalsets import EVAL_SETS, load_eval_any
 
-    names = [n.strip() for n in spec.split(",") if n.strip()]
-    if path is not None and len(names) != 1:
+    entries = [e.strip() for spec in specs for e in spec.split(",") if e.strip()]
+    if not entries:
+        raise typer.BadParameter("no eval set given", param_hint="--eval-sets")
+    if path is not None and len(entries) != 1:
         raise typer.BadParameter("--eval-path goes with exactly one eval set", param_hint="--eval-path")
-    return {n: r.rows for name in names for n, r in load_eval_any(name, path).items()}
+    sets = {}
+    for entry in entries:
+        name, eq, file = entry.partition("=")
+        if not eq:
+            loaded = load_eval_any(name, path)
+        elif name in EVAL_SETS or name == "mmlu_medical":
+            loaded = load_eval_any(name, file)
+        else:  # a name of the user's choosing for a file of rows
+            loaded = load_eval_any(file)
+            if len(loaded) != 1:
+                raise typer.BadParameter(f"{file} holds {len(loaded)} eval sets; name them with NAME only if it holds one",
+                                         param_hint="--eval-sets")
+            loaded = {name: next(iter(loaded.values()))}
+        sets.update({n: r.rows for n, r in loaded.items()})
+    return sets
 
 
 def _budget_config(model: str, stops, forcing_string: str, answer_max_tokens: int, concurrency: int):
     from m1data.infer.budget import BudgetConfig
 
+    if stops is None:  # stop strings only: they can match only if the server keeps special tokens in the text
+        return BudgetConfig(model=model, forcing_string=forcing_string, answer_max_tokens=answer_max_tokens,
+                            concurrency=concurrency, extra_params={"skip_special_tokens": False})
     return BudgetConfig(model=model, forcing_string=forcing_string, answer_max_tokens=answer_max_tokens,
                         concurrency=concurrency, thinking_stop_token_ids=tuple(stops[0]),
                         answer_stop_token_ids=tuple(stops[1]))
+
+
+class _ProgressBar:
+    """A bar per eval set, fed by `infer`'s progress(set, done, total) callback."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.bar = None
+        self.tasks: dict[str, int] = {}
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeRemainingColumn(), console=console)
+            self.bar.__enter__()
+        return self.tick if self.enabled else None
+
+    def tick(self, name: str, done: int, total: int) -> None:
+        if name not in self.tasks:
+            self.tasks[name] = self.bar.add_task(name, total=total)
+        self.bar.update(self.tasks[name], completed=done, total=total)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+        return False
+
+
+def _label(label: str | None, model: str) -> str:
+    from m1data.infer.sweep import short_label
+
+    return label or short_label(model)
 
 
 @infer_app.command("run")
@@ -410,7 +502,10 @@ def infer_run(
     model: ModelOpt,
     eval_names: EvalOpt,
     engine: EngineOpt = "http",
-    base_url: Annotated[Optional[str], typer.Option("--base-url")] = None,
+    base_url: BaseUrlOpt = None,
+    api_key_env: ApiKeyEnvOpt = None,
+    tokenizer: TokenizerOpt = None,
+    label: LabelOpt = None,
     eval_path: EvalPathOpt = None,
     budget: Annotated[int, typer.Option("--budget", help="Thinking budget in tokens.")] = 4096,
     forcing_rounds: Annotated[int, typer.Option("--forcing-rounds", help="Times to append the forcing string.")] = 0,
@@ -418,16 +513,22 @@ def infer_run(
     answer_max_tokens: Annotated[int, typer.Option("--answer-max-tokens")] = 1024,
     concurrency: Annotated[int, typer.Option("--concurrency")] = 16,
     limit: Annotated[Optional[int], typer.Option("--limit", help="First N questions of each set.")] = None,
+    progress: ProgressOpt = True,
 ) -> None:
     """Generate with a thinking budget (and optional budget forcing) and score per eval set."""
     import dataclasses
 
     from m1data.infer.score import run_infer
 
-    eng, stops = _engine_and_stops(engine, model, base_url)
+    sets = _eval_sets(eval_names, eval_path)
+    eng, stops = _engine_and_stops(engine, model, base_url, api_key_env, tokenizer)
     config = dataclasses.replace(_budget_config(model, stops, forcing_string, answer_max_tokens, concurrency),
                                  thinking_budget=budget, forcing_rounds=forcing_rounds)
-    _print_stats(run_infer(eng, _eval_sets(eval_names, eval_path), out, config, limit=limit))
+    with _ProgressBar(progress) as tick:
+        metrics = run_infer(eng, sets, out, config, limit=limit, progress=tick)
+    metrics["label"] = _label(label, model)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    _print_stats(metrics)
 
 
 @infer_app.command("sweep")
@@ -436,7 +537,10 @@ def infer_sweep(
     model: ModelOpt,
     eval_names: EvalOpt,
     engine: EngineOpt = "http",
-    base_url: Annotated[Optional[str], typer.Option("--base-url")] = None,
+    base_url: BaseUrlOpt = None,
+    api_key_env: ApiKeyEnvOpt = None,
+    tokenizer: TokenizerOpt = None,
+    label: LabelOpt = None,
     eval_path: EvalPathOpt = None,
     budgets: Annotated[str, typer.Option("--budgets", help="Comma-separated thinking budgets.")] = "512,1024,2048,4096,8192",
     forcing_rounds: Annotated[str, typer.Option("--forcing-rounds", help="Comma-separated forcing rounds.")] = "0",
@@ -444,15 +548,38 @@ def infer_sweep(
     answer_max_tokens: Annotated[int, typer.Option("--answer-max-tokens")] = 1024,
     concurrency: Annotated[int, typer.Option("--concurrency")] = 16,
     limit: Annotated[Optional[int], typer.Option("--limit")] = None,
+    progress: ProgressOpt = True,
 ) -> None:
     """Accuracy against thinking budget (paper Figure 1) and forcing rounds (Figure 3), with plots."""
     from m1data.infer.sweep import run_sweep
 
-    eng, stops = _engine_and_stops(engine, model, base_url)
+    sets = _eval_sets(eval_names, eval_path)
+    eng, stops = _engine_and_stops(engine, model, base_url, api_key_env, tokenizer)
     base = _budget_config(model, stops, forcing_string, answer_max_tokens, concurrency)
-    points = run_sweep(eng, _eval_sets(eval_names, eval_path), out, base,
-                       [int(b) for b in budgets.split(",")], [int(r) for r in forcing_rounds.split(",")], limit=limit)
+    with _ProgressBar(progress) as tick:
+        points = run_sweep(eng, sets, out, base, [int(b) for b in budgets.split(",")],
+                           [int(r) for r in forcing_rounds.split(",")], limit=limit, label=_label(label, model),
+                           progress=tick)
     _print_stats({"points": points})
+
+
+@infer_app.command("plot")
+def infer_plot(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Folders of `m1data infer sweep` or `infer run`, one per model.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the plots.")],
+    labels: Annotated[Optional[list[str]], typer.Option("--label", help="Legend name per RUN_DIR, in order; repeatable.")] = None,
+) -> None:
+    """Overlay several models' sweeps in the paper's Figures 1 and 3."""
+    from m1data.infer.sweep import load_points, plot_sweep
+
+    if labels and len(labels) != len(run_dirs):
+        raise typer.BadParameter(f"{len(labels)} labels for {len(run_dirs)} run folders", param_hint="--label")
+    points = [p for i, run in enumerate(run_dirs) for p in load_points(run, labels[i] if labels else None)]
+    written = plot_sweep(points, out)
+    if not written:
+        console.print("nothing to plot: every point has the same budget and the same forcing rounds")
+    for path in written:
+        typer.echo(str(path))
 
 
 @app.command()
@@ -470,8 +597,19 @@ def publish(
     publish_command(folder, repo_id, private, dry_run)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from m1data import __version__
+
+        typer.echo(f"m1data {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _quiet_datasets() -> None:
+def _quiet_datasets(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the m1data version and exit.")] = False,
+) -> None:
     """Our own progress bars say what is happening; datasets' per-write bars only add noise."""
     import datasets
 

@@ -215,6 +215,8 @@ class DedupConfig:
 class DecontaminateConfig:
     threshold: float = 95.0
     ngram: int = 8  # word n-gram size of the second, independent check (s1's); 0 turns it off
+    # n-grams in more training rows than this are exam boilerplate and ignored (m1data.ngram)
+    ngram_max_train_rows: int = 3
 
 
 class Deduplicate(Stage):
@@ -263,14 +265,20 @@ class Decontaminate(Stage):
         return StageResult(rows=kept, dropped=removed, stats=stats)
 
     def _ngram_report(self, rows: Dataset, eval_sets: dict[str, Dataset], fuzzy_ids: set[str]) -> dict[str, int]:
-        """What the word n-gram check flags, beside the fuzzy verdict, so users see what each catches."""
+        """What the word n-gram check flags, beside the fuzzy verdict, so users see what each catches.
+
+        It reads question stems (with PubMedQA's context) only: option lists ("Vitamin A, Vitamin
+        B12, ...") recur across unrelated questions and are no evidence of a copy.
+        """
         from m1data.ngram import ngram_overlap
 
-        eval_texts = [item.text for item in eval_items(eval_sets)]
-        hits = ngram_overlap(match_keys(rows), eval_texts, n=self.config.ngram)
+        eval_texts = [stem for ds in eval_sets.values() for stem in _stems(ds)]
+        limit = self.config.ngram_max_train_rows
+        hits = ngram_overlap(_stems(rows), eval_texts, n=self.config.ngram, max_train_rows=limit)
         flagged = {i for i, h in zip(rows["id"], hits) if h is not None}
         return {
             "n": self.config.ngram,
+            "common_ngram_rows": limit,  # n-grams in more training rows than this were ignored
             "flagged": len(flagged),
             "both": len(flagged & fuzzy_ids),
             "ngram_only": len(flagged - fuzzy_ids),

@@ -18,6 +18,16 @@ Three views of the same conversation, because different consumers want different
   the column names. Current TRL computes the loss on the completion only for this shape, which is
   the loss m1 trains with (see ``m1data.train.sft``).
 
+What is published (`hub_configs`): TRL (1.x) picks the dataset type from column names, and a
+``prompt`` column makes it treat rows as prompt/completion data, whatever else they carry; so a
+published row with ``messages`` *and* the string ``prompt`` fails in ``SFTTrainer`` with
+``KeyError: 'completion'``. The default config therefore carries the row's ``prompt`` as
+``user_prompt`` (a name TRL does not read) beside ``messages`` and ``text``: ``SFTTrainer(model,
+train_dataset=ds)`` trains on it as conversational language-modelling data, and
+``SFTConfig(assistant_only_loss=True)`` restricts the loss to the assistant turn. A second config,
+``<name>-prompt-completion``, holds the `to_prompt_completion` view, on which TRL computes a
+completion-only loss with no option at all.
+
 This module needs no torch and no tokenizer: the chat template is rendered by a small Python twin of
 `QWEN25_CHAT_TEMPLATE` (a test checks the two agree through a real tokenizer).
 """
@@ -35,20 +45,23 @@ import numpy as np
 from m1data.pipeline import RunContext, Stage, StageResult
 
 __all__ = [
+    "ANSWER_START",
+    "IM_END",
+    "IM_START",
+    "PROMPT_COMPLETION_SUFFIX",
+    "PUBLISHED_PROMPT_COLUMN",
+    "QWEN25_CHAT_TEMPLATE",
+    "QWEN25_SYSTEM",
+    "THINK_START",
     "FormatConfig",
     "FormatSFT",
-    "THINK_START",
-    "ANSWER_START",
-    "IM_START",
-    "IM_END",
-    "QWEN25_SYSTEM",
-    "QWEN25_CHAT_TEMPLATE",
-    "final_answer",
     "assistant_turn",
-    "sft_messages",
+    "final_answer",
+    "hub_configs",
     "render_chat",
-    "to_sft",
+    "sft_messages",
     "to_prompt_completion",
+    "to_sft",
     "token_length_stats",
 ]
 
@@ -63,7 +76,9 @@ ANSWER_PREFIX = "Answer: "
 QWEN25_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 
 # A Qwen2.5-style ChatML template without tool calling (m1 has no tools). Written for m1data; it
-# renders plain-text conversations exactly like Qwen2.5-Instruct's own template does.
+# renders plain-text conversations exactly like Qwen2.5-Instruct's own template does. The
+# ``{% generation %}`` block (a transformers extension, ignored when rendering) marks the assistant
+# turn, end-of-turn token included, so TRL's ``assistant_only_loss`` can mask everything else.
 QWEN25_CHAT_TEMPLATE = (
     "{%- if messages and messages[0]['role'] == 'system' -%}"
     "{%- set system = messages[0]['content'] -%}"
@@ -74,7 +89,14 @@ QWEN25_CHAT_TEMPLATE = (
     "{%- endif -%}"
     "{{- '<|im_start|>system\\n' + system + '<|im_end|>\\n' -}}"
     "{%- for m in turns -%}"
+    "{%- if m['role'] == 'assistant' -%}"
+    "{{- '<|im_start|>assistant\\n' -}}"
+    "{%- generation -%}"
+    "{{- m['content'] + '<|im_end|>\\n' -}}"
+    "{%- endgeneration -%}"
+    "{%- else -%}"
     "{{- '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' -}}"
+    "{%- endif -%}"
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}"
     "{{- '<|im_start|>assistant\\n' -}}"
@@ -171,6 +193,9 @@ def to_prompt_completion(
     from column names and a leftover ``messages`` or ``text`` column would only confuse a reader.
     """
 
+    if "completion" in ds.column_names and not isinstance(ds.features.get("prompt"), datasets.Value):
+        return ds.select_columns(["prompt", "completion"])  # already this view (a published config)
+
     def split(row: dict[str, Any]) -> dict[str, Any]:
         if row.get("messages"):
             messages = row["messages"]
@@ -181,6 +206,32 @@ def to_prompt_completion(
         return {"prompt": list(messages[:-1]), "completion": [messages[-1]]}
 
     return ds.map(split, remove_columns=ds.column_names, desc="prompt/completion view")
+
+
+PUBLISHED_PROMPT_COLUMN = "user_prompt"
+PROMPT_COMPLETION_SUFFIX = "-prompt-completion"
+
+
+def hub_configs(rows: datasets.Dataset, name: str) -> dict[str, datasets.Dataset]:
+    """The configs a build publishes, {config name: rows}; `name` is the default one (first).
+
+    * `name`: every column of the build, ``prompt`` renamed `PUBLISHED_PROMPT_COLUMN` so that TRL
+      reads the rows as conversational ``messages`` (see the module docstring).
+    * ``<name>-prompt-completion``: ``id`` plus `to_prompt_completion`'s two columns, for TRL's
+      completion-only loss without options. Only for rows that have ``messages``.
+    """
+    default = rows
+    if "prompt" in rows.column_names and isinstance(rows.features["prompt"], datasets.Value):
+        if PUBLISHED_PROMPT_COLUMN in rows.column_names:
+            raise ValueError(f"rows have both 'prompt' and {PUBLISHED_PROMPT_COLUMN!r}; cannot publish both")
+        default = rows.rename_column("prompt", PUBLISHED_PROMPT_COLUMN)
+    configs = {name: default}
+    if "messages" in rows.column_names:
+        view = to_prompt_completion(rows)
+        if "id" in rows.column_names:
+            view = view.add_column("id", rows["id"]).select_columns(["id", "prompt", "completion"])
+        configs[name + PROMPT_COMPLETION_SUFFIX] = view
+    return configs
 
 
 def token_length_stats(

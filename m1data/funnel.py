@@ -64,9 +64,13 @@ def funnel_markdown(run_dir: str | Path) -> str:
     ngram = [(m["stage"], m["stats"]["ngram_check"]) for m in manifests if m.get("stats", {}).get("ngram_check")]
     if ngram:
         lines += ["", "## Word n-gram cross-check (flagged rows, beside the fuzzy verdict)", "",
-                  "| stage | n | flagged | both | n-gram only | fuzzy only |", "|---|---|---|---|---|---|"]
-        lines += [f"| {stage} | {c['n']} | {c['flagged']:,} | {c['both']:,} | {c['ngram_only']:,} | {c['fuzzy_only']:,} |"
-                  for stage, c in ngram]
+                  "A row is flagged when it shares a word n-gram with an eval question. N-grams found in more than",
+                  "`ignored above` training rows are exam boilerplate (\"which of the following is the most likely\")",
+                  "and do not count. The fuzzy verdict alone removes rows; this column is a second opinion.", "",
+                  "| stage | n | ignored above | flagged | both | n-gram only | fuzzy only |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {stage} | {c['n']} | {c.get('common_ngram_rows', 'none')} | {c['flagged']:,} | {c['both']:,} "
+                  f"| {c['ngram_only']:,} | {c['fuzzy_only']:,} |" for stage, c in ngram]
     return "\n".join(lines) + "\n"
 
 

@@ -212,6 +212,15 @@ def join_card(metadata: Mapping[str, Any], body: str) -> str:
     return f"---\n{header}---\n\n{body.lstrip(chr(10))}"
 
 
+# What a card says where the repo id goes before anyone knows it (``<org>/m1K``).
+_REPO_PLACEHOLDER = re.compile(r"<org>/[A-Za-z0-9_.-]+")
+
+
+def fill_repo_id(body: str, repo_id: str) -> str:
+    """The card body with its ``<org>/NAME`` placeholders replaced by the repo it is published to."""
+    return _REPO_PLACEHOLDER.sub(repo_id, body)
+
+
 def card_with_metadata(card: str, metadata: Mapping[str, Any]) -> str:
     """`card` with `metadata` keys set in its YAML header (a header is added if it has none)."""
     current, body = split_card(card)
@@ -627,7 +636,7 @@ def publish(
     plan.unreachable = sorted(before - still - set(plan.deletions))
     plan.default_config = _default_name(merged["configs"])
     _, body = split_card((folder / CARD_FILE).read_text(encoding="utf-8"))
-    readme = card_with_metadata(body, merged).encode("utf-8")
+    readme = card_with_metadata(fill_repo_id(body, repo_id), merged).encode("utf-8")
     plan.files = [PlannedFile(f.path_in_repo, len(readme) if f.path_in_repo == CARD_FILE else f.size) for f in files]
     if dry_run:
         return plan
@@ -692,13 +701,15 @@ def export_run(
     split: str = "train",
     repo_id: str | None = None,
 ) -> Path:
-    """The last stage's rows of `run_dir` as one config, with its rendered card, in `folder`.
+    """The last stage's rows of `run_dir`, with its rendered card, in `folder`.
 
-    The config is named after the dataset (`m1k`, `m23k`, `random-1k`, ...) unless `config_name`
-    says otherwise: configs of several builds share one repo, and two builds both named
-    `default` would replace each other's data."""
+    The default config is named after the dataset (`m1k`, `m23k`, `random-1k`, ...) unless
+    `config_name` says otherwise: configs of several builds share one repo, and two builds both
+    named `default` would replace each other's data. It is train-ready for TRL; other views are
+    configs beside it (`m1data.formatting.hub_configs` says which and why)."""
     config_name = config_name or dataset_name.lower()
     from m1data.cards import render_card
+    from m1data.formatting import hub_configs
     from m1data.pipeline import load_stage_rows, read_manifests, stage_dirname
 
     manifests = read_manifests(Path(run_dir))
@@ -706,7 +717,7 @@ def export_run(
         raise FileNotFoundError(f"{run_dir}: no completed stages (no */manifest.json)")
     last = manifests[-1]
     rows = load_stage_rows(Path(run_dir) / stage_dirname(last["index"], last["stage"]))
-    configs = {config_name: {split: rows}}
+    configs = {name: {split: view} for name, view in hub_configs(rows, config_name).items()}
     card, images = render_card(dataset_name, Path(run_dir), configs, images_dir=IMAGES_DIR, repo_id=repo_id)
     return write_hub_folder(folder, configs, card, images)
 

@@ -14,13 +14,18 @@ Contract shared by both samplers:
 * Rows come back in the order they were drawn. Because the draw is sequential with one seeded
   generator, a sample of size ``n`` is a prefix of the sample of size ``m > n`` for the same seed.
 * ``n >= len(ds)`` returns every row, still in drawn order (i.e. a seeded permutation), so callers
-  never have to special-case "pool smaller than target".
+  never have to special-case "pool smaller than target"; ``n > len(ds)`` also warns
+  (`PoolTooSmall`), because a "1K" set with fewer rows is usually a mistake upstream.
+* The pool may be a `datasets.Dataset`, a pandas or polars DataFrame, or a list of row dicts; the
+  sample comes back in the same type (pandas with the index of the drawn rows).
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+import warnings
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import datasets
 import numpy as np
@@ -28,7 +33,7 @@ import polars as pl
 
 from m1data.pipeline import RunContext, Stage, StageResult
 
-__all__ = ["Sample", "SampleConfig", "random_sample", "stratified_sample"]
+__all__ = ["PoolTooSmall", "Sample", "SampleConfig", "random_sample", "stratified_sample"]
 
 _ROW = "__m1data_row__"
 
@@ -59,12 +64,35 @@ class _Group:
     children: list[_Group | _Bucket] = field(default_factory=list)
 
 
-def _check_n(n: int) -> None:
-    """Reject sizes that would otherwise be silently clamped or crash deep inside numpy."""
+class PoolTooSmall(UserWarning):
+    """Asked for more rows than the pool has; every row is returned."""
+
+
+def _check_n(n: int, pool: int) -> None:
+    """Reject sizes that would otherwise crash deep inside numpy; warn when the pool is short."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"n must be an int, got {type(n).__name__}")
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
+    if n > pool:
+        warnings.warn(f"asked for {n:,} rows but the pool has {pool:,}: returning all {pool:,}", PoolTooSmall,
+                      stacklevel=3)
+
+
+def _as_dataset(data: Any) -> tuple[datasets.Dataset, Callable[[datasets.Dataset, np.ndarray], Any]]:
+    """The pool as a Dataset, and how to turn (sample, drawn indices) back into the caller's type."""
+    if isinstance(data, datasets.Dataset):
+        return data, lambda sample, _: sample
+    if isinstance(data, pl.DataFrame):
+        return datasets.Dataset.from_polars(data), lambda _, idx: data[idx.tolist()] if len(idx) else data.clear()
+    if type(data).__module__.startswith("pandas") and type(data).__name__ == "DataFrame":
+        return datasets.Dataset.from_pandas(data, preserve_index=False), lambda _, idx: data.iloc[idx]
+    if isinstance(data, list) and all(isinstance(row, dict) for row in data):
+        return datasets.Dataset.from_list(data), lambda _, idx: [data[i] for i in idx.tolist()]
+    raise TypeError(
+        f"cannot sample from {type(data).__name__}: pass a datasets.Dataset, a pandas or polars DataFrame, "
+        "or a list of row dicts"
+    )
 
 
 def _check_levels(ds: datasets.Dataset, levels: Sequence[str]) -> list[str]:
@@ -143,11 +171,11 @@ def _prune(path: list[tuple[_Group, int]]) -> None:
 
 
 def stratified_sample(
-    ds: datasets.Dataset,
+    ds: Any,
     n: int,
     levels: Sequence[str] = ("domain", "source"),
     seed: int = 42,
-) -> datasets.Dataset:
+) -> Any:
     """Draw ``n`` rows so that groups, not rows, are equally likely at every level.
 
     The m1K procedure: pick a ``levels[0]`` group uniformly among non-empty ones, then a
@@ -157,27 +185,29 @@ def stratified_sample(
     ``levels=("domain",)`` gives the paper's "Hard Domain Balanced" ablation.
 
     Null values in a level column form their own group, sorted after all other keys. See the
-    module docstring for determinism, ordering and the ``n >= len(ds)`` case.
+    module docstring for determinism, ordering, input types and the ``n >= len(ds)`` case.
     """
-    _check_n(n)
+    ds, back = _as_dataset(ds)
+    _check_n(n, len(ds))
     names = _check_levels(ds, levels)
     rng = np.random.Generator(np.random.PCG64(seed))
     target = min(int(n), len(ds))
     if target == 0:
-        return ds.select([])
+        return back(ds.select([]), np.zeros(0, dtype=np.int64))
     root = _build_tree(_leaf_rows(ds, names))
     chosen = np.fromiter((_draw(root, rng) for _ in range(target)), dtype=np.int64, count=target)
     # An array, not a list: datasets fingerprints the indices, and hashes an array much faster.
-    return ds.select(chosen)
+    return back(ds.select(chosen), chosen)
 
 
-def random_sample(ds: datasets.Dataset, n: int, seed: int = 42) -> datasets.Dataset:
+def random_sample(ds: Any, n: int, seed: int = 42) -> Any:
     """Uniform draw without replacement: the baseline ("Random 1K", "Hard Random 1K") that shows
-    what the stratified sampler buys. Same ordering and ``n >= len(ds)`` contract as above."""
-    _check_n(n)
+    what the stratified sampler buys. Same ordering, input types and ``n >= len(ds)`` contract."""
+    ds, back = _as_dataset(ds)
+    _check_n(n, len(ds))
     rng = np.random.Generator(np.random.PCG64(seed))
-    order = rng.permutation(len(ds))
-    return ds.select(order[: int(n)])
+    order = rng.permutation(len(ds))[: int(n)]
+    return back(ds.select(order), order)
 
 
 @dataclass
@@ -207,4 +237,5 @@ class Sample(Stage):
         chosen = set(kept["id"])
         left = rows.filter(lambda ids: [i not in chosen for i in ids], input_columns="id", batched=True)
         dropped = left.select_columns(["id", "source"]).add_column("reason", ["not_sampled"] * len(left))
-        return StageResult(rows=kept.flatten_indices(), dropped=dropped)
+        stats = {"n_requested": cfg.n, "n_drawn": len(kept)}
+        return StageResult(rows=kept.flatten_indices(), dropped=dropped, stats=stats)

@@ -117,6 +117,8 @@ def test_planted_duplicates_and_contamination_are_removed(built):
     assert set(decon["stats"]["by_eval_set"]) == {"medqa_test", "medmcqa_validation", "mmlu_clinical_knowledge"}
     check = decon["stats"]["ngram_check"]
     assert check["n"] == 8 and check["both"] + check["fuzzy_only"] == 6  # every fuzzy hit is in one column
+    # exam boilerplate (n-grams in more than 3 training rows) no longer flags unrelated rows: 47 did before
+    assert check["common_ngram_rows"] == 3 and check["fuzzy_only"] == 0 and check["ngram_only"] < check["both"]
     assert "Word n-gram cross-check" in result_text(built)
 
 
@@ -141,8 +143,9 @@ def test_hub_folders_load_offline_and_match_the_manifests(built):
     m1k = datasets.load_dataset(str(run / "hub"), split="train")
     sample = manifest(run, "sample")
     assert len(m1k) == sample["rows_out"] == min(20, sample["rows_in"])
-    for column in ("id", "prompt", "reasoning", "teacher_reply", "domain", "domain_code", "messages", "text"):
+    for column in ("id", "user_prompt", "reasoning", "teacher_reply", "domain", "domain_code", "messages", "text"):
         assert column in m1k.column_names
+    assert "prompt" not in m1k.column_names  # TRL would read the rows as prompt/completion data
     assert all(t.count("<|im_start|>think\n") == 1 for t in m1k["text"])
     card = (run / "hub" / "README.md").read_text()
     m23k_rows = manifest(run, "format")["rows_out"]
@@ -150,6 +153,66 @@ def test_hub_folders_load_offline_and_match_the_manifests(built):
     assert table_row.split("|")[-1].strip().replace(",", "") == str(m23k_rows)
     assert json.loads(json.dumps(sample["counts_out"])) == dict(sorted(
         {s: m1k["source"].count(s) for s in set(m1k["source"])}.items()))
+
+
+def _trl_args(out, **extra):
+    from trl import SFTConfig
+
+    return SFTConfig(output_dir=str(out), max_steps=3, per_device_train_batch_size=2, use_cpu=True, bf16=False,
+                     logging_steps=1, report_to="none", disable_tqdm=True, dataloader_num_workers=0, **extra)
+
+
+def test_published_m1k_trains_with_plain_trl(built, tmp_path):
+    """What a user types first: load the published folder, hand it to TRL's own SFTTrainer."""
+    pytest.importorskip("trl")
+    from tiny_model import save_tiny
+    from trl import SFTTrainer
+
+    tiny = save_tiny(tmp_path / "tiny")
+    ds = datasets.load_dataset(str(built["run"] / "hub"), split="train")
+    trainer = SFTTrainer(tiny, train_dataset=ds, args=_trl_args(tmp_path / "out"))
+    trainer.train()
+    losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
+    assert len(losses) == 3 and all(loss > 0 for loss in losses)
+
+
+def test_published_m1k_assistant_only_loss_masks_the_prompt(built, tmp_path):
+    pytest.importorskip("trl")
+    from tiny_model import save_tiny
+    from trl import SFTTrainer
+
+    from m1data.formatting import render_chat
+
+    tiny = save_tiny(tmp_path / "tiny")
+    ds = datasets.load_dataset(str(built["run"] / "hub"), split="train")
+    trainer = SFTTrainer(tiny, train_dataset=ds, args=_trl_args(tmp_path / "out", assistant_only_loss=True))
+    tokenizer = trainer.processing_class
+    for row, example in zip(ds, trainer.train_dataset):
+        ids, labels = example["input_ids"], example["labels"]
+        n_masked = labels.index(next(label for label in labels if label != -100))
+        assert all(label != -100 for label in labels[n_masked:])  # one trained span, to the end
+        assert tokenizer.decode(ids[:n_masked]) == render_chat(row["messages"][:1], add_generation_prompt=True)
+        assert tokenizer.decode(ids[n_masked:]) == row["messages"][1]["content"] + "<|im_end|>\n"
+
+
+def test_published_prompt_completion_config_trains_completion_only(built, tmp_path):
+    pytest.importorskip("trl")
+    from tiny_model import save_tiny
+    from trl import SFTTrainer
+
+    from m1data.formatting import PROMPT_COMPLETION_SUFFIX
+
+    hub = str(built["run"] / "hub")
+    names = datasets.get_dataset_config_names(hub)
+    default = datasets.load_dataset(hub, split="train")
+    view_name = next(n for n in names if n.endswith(PROMPT_COMPLETION_SUFFIX))
+    view = datasets.load_dataset(hub, name=view_name, split="train")
+    assert view["id"] == default["id"]
+    assert [[*p, *c] for p, c in zip(view["prompt"], view["completion"])] == default["messages"]
+    trainer = SFTTrainer(save_tiny(tmp_path / "tiny"), train_dataset=view, args=_trl_args(tmp_path / "out"))
+    assert trainer.completion_only_loss
+    assert all(-100 in example["labels"] for example in trainer.train_dataset)
+    trainer.train()
 
 
 def test_offline_build_stops_before_the_students(tmp_path):
@@ -173,6 +236,37 @@ def test_resample_from_an_existing_m23k(built, tmp_path):
     drawn = datasets.load_dataset(str(tmp_path / "run" / "hub"), split="train")
     pool = set(datasets.Dataset.from_parquet(str(m23k))["id"])
     assert len(drawn) == 5 and set(drawn["id"]) <= pool
+    # the card carries its source's teacher, students and decontamination forward
+    card = (tmp_path / "run" / "hub" / "README.md").read_text()
+    assert "| teacher | `deepseek-reasoner` | upstream: traces |" in card
+    assert "medqa_test" in card and "| upstream: decontaminate |" not in card
+    assert re.search(r"\| medqa_test \| 2 \|", card)  # the upstream build's hits on that eval set
+
+
+def test_resample_from_a_published_folder_keeps_provenance(built, tmp_path):
+    """A published folder (its card's YAML) is enough to carry the teacher and eval sets forward."""
+    from m1data.hub import split_card
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"sample": {"n": 5, "seed": 7}}))
+    result = CliRunner().invoke(app, ["build", "m1k", "--from-m23k", str(built["run"] / "hub"),
+                                      "--out", str(tmp_path / "run"), "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    card = (tmp_path / "run" / "hub" / "README.md").read_text()
+    meta, _ = split_card(card)
+    roles = {(m["role"], m["model"]) for m in meta["m1data_provenance"]["models"]}
+    assert ("teacher", "deepseek-reasoner") in roles and ("student", "Qwen/Qwen2.5-7B-Instruct") in roles
+    assert meta["m1data_provenance"]["decontamination"] == {"medmcqa_validation": 2, "medqa_test": 2,
+                                                            "mmlu_clinical_knowledge": 2}
+    assert "| teacher | `deepseek-reasoner` | upstream: traces |" in card
+
+
+def test_card_of_a_build_describes_every_column_and_publishes_nothing_local(built):
+    card = (built["run"] / "hub" / "README.md").read_text()
+    assert "not one of the columns m1data writes" not in card and "Added by the build" not in card
+    assert "127.0.0.1" not in card and "/work/" not in card and str(built["run"]) not in card
+    assert "Length of the `reasoning` column" in card
+    assert "[redacted]" not in card  # nothing secret in this build, and statistics are not secrets
 
 
 @pytest.mark.parametrize("subset, expect_stage", [("random-1k", "traces"), ("hard-domain-balanced-1k", "sample")])

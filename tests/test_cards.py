@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 import datasets
 import pytest
-
 from m1data.cards import available_cards, render_card
 from m1data.cards.render import redact_config, size_category
+
 from m1data.hub import export_run, split_card, write_hub_folder
 from m1data.pipeline import Stage, StageResult, read_manifests, run_pipeline
 
@@ -27,6 +27,9 @@ class MakeConfig:
     prompt: str = "Return your final response within \\boxed{}.\n{prompt}"
     api_key: str = ""
     api_key_env: str = "OPENAI_API_KEY"
+    data_path: str = "/home/someone/private/medqa/train.jsonl"
+    base_url: str = "http://127.0.0.1:8000/v1"
+    teacher_url: str = "https://api.deepseek.com/v1"
 
 
 class Make(Stage):
@@ -49,7 +52,8 @@ class Make(Stage):
         if self.with_domain:
             columns["domain"] = [DOMAINS[i % 3] for i in range(n)]
         dropped = datasets.Dataset.from_dict({"id": ["headqa:img"], "source": ["headqa"], "reason": ["needs_image"]})
-        return StageResult(rows=datasets.Dataset.from_dict(columns), dropped=dropped, stats={"tokens": {"prompt": 321}})
+        stats = {"tokens": {"prompt": 321}, "token_lengths": {"p50": 104.5}, "cost_cached": 0.1 + 0.2}
+        return StageResult(rows=datasets.Dataset.from_dict(columns), dropped=dropped, stats=stats)
 
 
 @dataclass
@@ -102,7 +106,7 @@ def test_card_counts_equal_the_manifests(run):
     for m in manifests:
         cells = [number(c) for c in table_row(card, f"after {m['stage']}")]
         assert cells == [m["counts_out"].get(s, 0) for s in order] + [m["rows_out"]]
-        assert f"{m['rows_in']:,} rows in, {m['rows_out']:,} rows out" in card
+        assert f"| {m['index'] + 1} | `{m['stage']}` | {m['rows_in']:,} | {m['rows_out']:,} |" in card
         for reason, per_source in m["drops"].items():
             cells = [number(c) for c in table_row(card, f"{m['stage']}: {reason}")]
             assert cells == [per_source.get(s, 0) for s in order] + [sum(per_source.values())]
@@ -123,8 +127,11 @@ def test_card_domain_table_and_licence_counts_come_from_the_rows(run):
         expected = [counts[(domain, s)] for s in ["medqa", "headqa", "medmcqa", "pubmedqa"]]
         assert cells == expected + [sum(expected)]
     by_source = Counter(rows["source"])
-    assert number(table_row(card, "MedMCQA")[0]) == by_source["medmcqa"]
-    assert number(table_row(card, "HEAD-QA (English)")[0]) == by_source["headqa"]
+    from m1data.cards.render import SOURCE_INFO
+
+    for key in ("medmcqa", "headqa"):
+        info = SOURCE_INFO[key]
+        assert number(table_row(card, f"[{info.name}]({info.url})")[0]) == by_source[key]
 
 
 def test_card_yaml_metadata(run):
@@ -144,22 +151,25 @@ def test_card_yaml_metadata(run):
 
 def test_card_says_how_it_was_built(run):
     card, _ = rendered(run)
-    for fact in ("tiny-teacher", "tiny-student-7b", "tiny-student-32b", "threshold: 95.0", "seed: 42", "\\boxed{}"):
+    for fact in ("tiny-teacher", "tiny-student-7b", "tiny-student-32b", "threshold=95", "seed=42", "\\boxed{}"):
         assert fact in card
     assert "m1data 0.1.0" in card
-    assert card.index("#### 1. `make`") < card.index("#### 2. `decontaminate`")
-    for section in ("## Intended use", "## Limitations", "Not for clinical use", "## Licences", "## Citation"):
+    assert card.index("| 1 | `make`") < card.index("| 2 | `decontaminate`")
+    for section in ("## Dataset details", "### Example row", "## Uses", "## Bias, risks and limitations",
+                    "### Personal and sensitive information", "Not for clinical use", "## Licences", "## Citation",
+                    "## Contact"):
         assert section in card
-    assert "2504.00869" in card and "Huang, Xiaoke" in card
+    assert "https://arxiv.org/abs/2504.00869" in card and "Huang, Xiaoke" in card
+    assert "```yaml" not in card  # settings are a table, not pages of YAML
     assert "Apache-2.0" in card and "MIT" in card and "14 January 2019" in card
 
 
 def test_length_histogram_is_an_image_the_card_links(run, tmp_path):
     card, images = rendered(run)
-    assert list(images) == ["m1k-default-length.png"]
-    assert images["m1k-default-length.png"].startswith(b"\x89PNG")
-    assert "](images/m1k-default-length.png)" in card
-    assert "words (whitespace-split; no tokenizer was used)" in card
+    assert sorted(images) == ["m1k-default-domains.png", "m1k-default-length.png"]
+    assert all(png.startswith(b"\x89PNG") for png in images.values())
+    assert "](images/m1k-default-length.png)" in card and "](images/m1k-default-domains.png)" in card
+    assert "words (whitespace-split; the Qwen/Qwen2.5-7B-Instruct tokenizer is not installed here)" in card
     assert "Length of the `text` column" in card
 
     class CharTokenizer:
@@ -200,7 +210,7 @@ def test_secrets_never_reach_the_card_or_the_folder(tmp_path, monkeypatch):
     rows = run_pipeline([Make(MakeConfig(api_key=SENTINEL)), Decontaminate()], run_dir)
     card, images = render_card("m1k", run_dir, {"default": {"train": rows}})
     assert SENTINEL not in card
-    assert "api_key: '[redacted]'" in card and "api_key_env: OPENAI_API_KEY" in card
+    assert "api_key=[redacted]" in card and "api_key_env=OPENAI_API_KEY" in card
     folder = write_hub_folder(tmp_path / "hub", {"default": {"train": rows}}, card, images)
     for path in folder.rglob("*"):
         if path.is_file():
@@ -223,7 +233,7 @@ def test_rendered_folder_loads_offline(run, tmp_path, monkeypatch):
     loaded = datasets.load_dataset(str(folder), name="m1k")
     assert loaded["train"]["id"] == run[1]["id"]
     card = (folder / "README.md").read_text()
-    assert 'load_dataset("org/m1K", name="m1k")' in card
+    assert "load_dataset(\"org/m1K\"" in card
     assert (folder / "images/m1k-m1k-length.png").is_file()
 
 
@@ -235,3 +245,50 @@ def test_templates_and_helpers():
     assert redact_config({"llm": {"token": "t", "max_tokens": 8000, "api_key_env": "K"}}) == {
         "llm": {"token": "[redacted]", "max_tokens": 8000, "api_key_env": "K"}
     }
+
+
+def test_statistics_named_token_are_shown_and_secret_looking_values_are_not(run):
+    assert redact_config({"token_lengths": {"p50": 104.5}, "hf_token": "x", "note": f"key {SENTINEL} here"}) == {
+        "token_lengths": {"p50": 104.5}, "hf_token": "[redacted]", "note": "key [redacted] here"}
+    card, _ = rendered(run)
+    assert "token_lengths=(p50=104.5)" in card
+
+
+def test_no_local_paths_endpoints_or_float_noise(run):
+    card, _ = rendered(run)
+    assert "/home/someone" not in card and "data_path=train.jsonl" in card
+    assert "127.0.0.1" not in card and "base_url=a local server" in card
+    assert "teacher_url=https://api.deepseek.com/v1" in card
+    assert "0.30000000000000004" not in card and "cost_cached=$0.3000" in card
+
+
+def test_card_states_the_rows_it_has(run):
+    card, _ = rendered(run)
+    assert "thousand" not in card and f"its {len(run[1])} rows" in card
+
+
+def test_every_column_is_described_and_an_example_row_is_shown(run):
+    from m1data.cards.render import column_note
+
+    card, _ = rendered(run)
+    assert "Added by the build" not in card
+    for name in ("student_qwen7b_correct", "user_prompt", "teacher_model", "finish_reason", "completion_tokens"):
+        assert "not one of the columns m1data writes" not in column_note(name), name
+    assert f'"id": "{run[1][0]["id"]}"' in card
+
+
+def test_card_is_a_valid_hub_dataset_card(run):
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    card_text, _ = rendered(run)
+    card = DatasetCard(card_text)
+    assert isinstance(card.data, DatasetCardData)
+    data = card.data.to_dict()
+    assert data["license"] == "other" and data["license_link"] == "README.md#licences"
+    assert data["pretty_name"] == "m1K" and data["language"] == ["en"]
+    assert set(data["source_datasets"]) == {
+        "extended|GBaker/MedQA-USMLE-4-options", "extended|openlifescienceai/headqa",
+        "extended|openlifescienceai/medmcqa", "extended|qiaojin/PubMedQA"}
+    assert "arxiv:2504.00869" in data["tags"]
+    assert DatasetCardData(**data).to_dict() == data  # round-trips through the Hub's own type
+    assert card.text.lstrip().startswith("# m1K")

@@ -1,8 +1,10 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import datasets
+import pytest
 from typer.testing import CliRunner
 
 from m1data.cli import app
@@ -208,3 +210,95 @@ def test_load_eval_prints_a_skew_warning(tmp_path, monkeypatch):
     result = runner.invoke(app, ["load-eval", "mmlu_anatomy", "--path", str(src), "--out", str(tmp_path / "o.jsonl")])
     assert result.exit_code == 0, result.output
     assert "warning: mmlu_anatomy: answer letters are skewed: answer A on 2 of 2 rows" in result.output.replace("\n", " ")
+def test_version():
+    from m1data import __version__
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"m1data {__version__}"
+
+
+@pytest.mark.parametrize("command", [["build"], ["publish"], ["run", "traces"], ["infer", "run"]])
+def test_boolean_flags_render_as_switches(command):
+    """A flag takes no value, so --help must not print a `<bool>` value after it."""
+    result = CliRunner().invoke(app, [*command, "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "<bool>" not in result.output and "BOOLEAN" not in result.output
+    if command == ["build"]:
+        assert "--force / --no-force" in result.output
+    if command == ["publish"]:
+        assert "--dry-run " in result.output
+
+
+SAMPLE_EVAL = Path(__file__).resolve().parents[1] / "m1data" / "data" / "sample" / "eval"
+
+
+def _thinking_server():
+    """A completions server that thinks a few words then answers A; vLLM-style token counts."""
+    from llm_server import ScriptedServer, completion
+
+    def handler(req):
+        prompt, max_tokens = req.body["prompt"], req.body["max_tokens"]
+        if prompt.rstrip().endswith(("<|im_start|>answer", "Final Answer:")):
+            return completion(" \\boxed{A}", completion_tokens=3)
+        n = min(3, max_tokens - 1)
+        return completion(" hmm" * n, finish_reason="stop", completion_tokens=n + 1)
+
+    return ScriptedServer(handler)
+
+
+def test_infer_run_over_http_with_key_stops_label_and_named_files(tmp_path, monkeypatch):
+    pytest.importorskip("transformers")
+    from m1data.infer.budget import template_stop_ids
+    from tiny_model import save_tiny, tiny_tokenizer
+
+    tiny = save_tiny(tmp_path / "tiny")
+    monkeypatch.setenv("MY_SERVER_KEY", "secret-value-123")
+    out = tmp_path / "out"
+    with _thinking_server() as server:
+        result = runner.invoke(app, [
+            "infer", "run", "--base-url", server.base_url, "--model", "served-name", "--tokenizer", tiny,
+            "--api-key-env", "MY_SERVER_KEY", "--label", "m1-7B-1K",
+            "--eval-sets", f"medqa_test={SAMPLE_EVAL / 'medqa' / 'test.jsonl'},mine={SAMPLE_EVAL / 'medqa' / 'test.jsonl'}",
+            "--budget", "16", "--limit", "2", "--no-progress", "--out", str(out)])
+        requests = server.requests
+    assert result.exit_code == 0, result.output
+    assert requests and all(r.headers.get("authorization") == "Bearer secret-value-123" for r in requests)
+    thinking, answer = template_stop_ids(tiny_tokenizer())
+    stops = {tuple(r.body["stop_token_ids"]) for r in requests}
+    assert stops == {thinking, answer}  # the model's own end-of-turn ids, not Qwen2.5's
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["label"] == "m1-7B-1K" and set(metrics["sets"]) == {"medqa_test", "mine"}
+    assert metrics["sets"]["mine"]["n"] == 2
+    assert "secret-value-123" not in (out / "metrics.json").read_text() + (out / "records.jsonl").read_text()
+
+
+def test_infer_api_key_env_must_be_set(tmp_path, monkeypatch):
+    monkeypatch.delenv("NOT_SET_KEY", raising=False)
+    result = runner.invoke(app, ["infer", "run", "--base-url", "http://127.0.0.1:9/v1", "--model", "m",
+                                 "--api-key-env", "NOT_SET_KEY", "--eval-sets", "medqa_test",
+                                 "--eval-path", str(SAMPLE_EVAL / "medqa" / "test.jsonl"), "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "NOT_SET_KEY is not set" in result.output
+
+
+def test_infer_sweep_then_plot_overlays_models(tmp_path):
+    pytest.importorskip("transformers")
+    from tiny_model import save_tiny
+
+    tiny = save_tiny(tmp_path / "tiny")
+    runs = []
+    with _thinking_server() as server:
+        for name in ("a", "b"):
+            out = tmp_path / name
+            result = runner.invoke(app, ["infer", "sweep", "--base-url", server.base_url, "--model", f"org/{name}",
+                                         "--tokenizer", tiny, "--eval-sets", "medqa_test",
+                                         "--eval-path", str(SAMPLE_EVAL / "medqa" / "test.jsonl"),
+                                         "--budgets", "4,16", "--limit", "2", "--progress", "--out", str(out)])
+            assert result.exit_code == 0, result.output
+            runs.append(out)
+    assert json.loads((runs[0] / "sweep.json").read_text())[0]["label"] == "a"  # short label by default
+    result = runner.invoke(app, ["infer", "plot", *map(str, runs), "--label", "m1-7B-1K", "--label", "m1-7B-23K",
+                                 "--out", str(tmp_path / "plots")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "plots" / "accuracy_vs_budget.png").read_bytes()[:4] == b"\x89PNG"
+    bad = runner.invoke(app, ["infer", "plot", str(runs[0]), "--label", "x", "--label", "y", "--out", str(tmp_path)])
+    assert bad.exit_code == 2

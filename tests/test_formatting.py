@@ -127,3 +127,30 @@ def test_token_length_stats():
     assert exact["method"].startswith("tokenizer")
     assert (exact["min"], exact["max"]) == (min(lengths), max(lengths))
     assert token_length_stats(sft.select([]))["count"] == 0
+
+
+def test_hub_configs_default_is_trl_conversational_and_views_beside_it():
+    from m1data.formatting import PROMPT_COMPLETION_SUFFIX, PUBLISHED_PROMPT_COLUMN, hub_configs
+
+    rows = to_sft(traced_rows())
+    configs = hub_configs(rows, "m1k")
+    assert list(configs) == ["m1k", "m1k" + PROMPT_COMPLETION_SUFFIX]
+    default = configs["m1k"]
+    # TRL reads a `prompt` column as prompt/completion data: the default config must not have one
+    assert "prompt" not in default.column_names and "completion" not in default.column_names
+    assert default[PUBLISHED_PROMPT_COLUMN] == rows["prompt"] and default["messages"] == rows["messages"]
+    view = configs["m1k" + PROMPT_COMPLETION_SUFFIX]
+    assert view.column_names == ["id", "prompt", "completion"] and view["id"] == rows["id"]
+    # re-publishing published rows (an m1K drawn from a published m23K) gives the same configs
+    again = hub_configs(default, "m1k")
+    assert again["m1k"].column_names == default.column_names
+    assert again["m1k" + PROMPT_COMPLETION_SUFFIX]["prompt"] == view["prompt"]
+    # the prompt/completion view passes through the wrapper's converter unchanged
+    assert to_prompt_completion(view).to_list() == view.select_columns(["prompt", "completion"]).to_list()
+
+
+def test_hub_configs_of_rows_without_traces_has_only_the_default():
+    from m1data.formatting import hub_configs
+
+    configs = hub_configs(traced_rows(), "raw")
+    assert list(configs) == ["raw"] and "user_prompt" in configs["raw"].column_names

@@ -499,7 +499,8 @@ def test_publishing_m1k_over_an_m23k_repo_keeps_m23k(tmp_path, monkeypatch):
     publish(folders["m23k"], "org/m1", api=api)
     assert [c[0] for c in api.calls][:2] == ["repo_info", "create_repo"]  # a new repo: created after reading
     plan = publish(folders["m1k"], "org/m1", api=api)
-    assert plan.deletions == [] and plan.kept_remote_configs == ["m23k"] and plan.replaced_configs == []
+    assert plan.deletions == [] and plan.replaced_configs == []
+    assert plan.kept_remote_configs == ["m23k", "m23k-prompt-completion"]  # both views of m23K stay
     assert len(datasets.load_dataset(str(api.repo), name="m23k", split="train")) == 12
     assert len(datasets.load_dataset(str(api.repo), name="m1k", split="train")) == 4
     assert len(datasets.load_dataset(str(api.repo), split="train")) == 12  # m23K stays the default
@@ -535,3 +536,13 @@ def test_a_malformed_remote_card_is_a_clear_error_before_anything_changes(tmp_pa
         publish(m1k_folder, "org/m1", api=api)
     assert "YAML" in str(err.value)
     assert api.named("create_repo") == [] and api.named("create_commit") == []
+def test_publish_writes_the_real_repo_id_into_the_cards_quick_start(tmp_path):
+    card = '# m1K\n\n```python\nds = load_dataset("<org>/m1K", split="train")\n```\n`trl sft --dataset_name <org>/m1K`\n'
+    folder = write_hub_folder(tmp_path / "hub", {"m1k": {"train": built_rows(3)}}, card)
+    api = FakeHfApi(tmp_path, [".gitattributes"], None)
+    publish(folder, "my-lab/m1K-rebuilt", api=api)
+    [(_, (_, operations), _)] = api.named("create_commit")
+    readme = next(op for op in operations if op.path_in_repo == "README.md")
+    _, body = split_card(operation_bytes(readme).decode())
+    assert "<org>/" not in body
+    assert body.count("my-lab/m1K-rebuilt") == 2 and 'load_dataset("my-lab/m1K-rebuilt"' in body

@@ -7,10 +7,10 @@ import re
 
 import datasets
 import pytest
-
 from m1data.infer.budget import ANSWER_AFTER_BUDGET, ANSWER_AFTER_STOP, BudgetConfig
 from m1data.infer.score import load_rows, run_infer
 from m1data.infer.sweep import plot_sweep, run_sweep
+
 from m1data.llm.types import Reply, Request
 
 
@@ -125,3 +125,42 @@ def test_plot_sweep_several_models(tmp_path):
         for b in (512, 1024, 2048)
     ]
     assert [p.name for p in plot_sweep(points, tmp_path)] == ["accuracy_vs_budget.png"]
+
+
+def _two_models(x_values, axis):
+    return [
+        {"label": label, "budget": v if axis == "budget" else 2048, "forcing_rounds": v if axis == "rounds" else 0,
+         "accuracy": {"medqa_test": 0.6, "pubmedqa_test": 0.7, "average": 0.65},
+         "n_per_set": {"medqa_test": 1273, "pubmedqa_test": 500}}
+        for label in ("runs/ckpt/m1-7B-1K", "Qwen/Qwen2.5-7B-Instruct")  # identical accuracies: overlapping
+        for v in x_values
+    ]
+
+
+def test_sweep_figures_read_like_the_papers():
+    from m1data.infer.sweep import short_label, sweep_figure
+    from matplotlib.collections import PolyCollection
+    from matplotlib.colors import to_hex
+
+    fig = sweep_figure(_two_models([512, 1024, 2048, 4096], "budget"), "budget", "forcing_rounds", "t")
+    panels = [ax for ax in fig.axes if ax.get_visible() and ax.has_data()]
+    assert [ax.get_title() for ax in panels] == ["medqa_test (n = 1,273)", "pubmedqa_test (n = 500)",
+                                                 "average (mean of 2 sets)"]
+    for ax in panels:
+        assert ax.get_ylim() == (0, 100)
+        lines = [line for line in ax.get_lines() if line.get_label() in ("m1-7B-1K", "Qwen2.5-7B-Instruct")]
+        assert len({to_hex(line.get_color()) for line in lines}) == 2  # one colour per model
+        xs = [tuple(line.get_xdata()) for line in lines]
+        assert xs[0] != xs[1]  # equal accuracies are drawn side by side, not on top of each other
+        assert sum(isinstance(c, PolyCollection) for c in ax.collections) == 2  # a 95% band per model
+    legend = fig.legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == ["m1-7B-1K", "Qwen2.5-7B-Instruct"]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legend_box = legend.get_window_extent(renderer)
+    assert all(legend_box.y1 < ax.get_tightbbox(renderer).y0 for ax in panels)  # below every panel
+
+    rounds = sweep_figure(_two_models([0, 1, 2, 3], "rounds"), "forcing_rounds", "budget", "t")
+    ticks = rounds.axes[0].get_xticks()
+    assert all(float(t).is_integer() for t in ticks)
+    assert short_label("runs/m1/checkpoint-50") == "m1/checkpoint-50"

@@ -73,3 +73,17 @@ def test_matches_reference_on_real_rows(shared_data: Path) -> None:
         got = ngram_overlap(train, evals, n=n)
         assert got == reference(train, evals, n)
     assert sum(x is not None for x in ngram_overlap(train, evals)) >= 30
+
+
+BOILERPLATE = "Which of the following is the most likely diagnosis in this patient?"
+
+
+def test_boilerplate_shared_by_many_training_rows_is_ignored() -> None:
+    """A stock exam phrase in many training rows is the genre, not a copy; a copied stem still counts."""
+    copied = "A 30-year-old woman has a painless thyroid nodule with psammoma bodies on biopsy. " + BOILERPLATE
+    train = [f"Case {i}: a patient with finding number {i} and nothing else. {BOILERPLATE}" for i in range(8)]
+    train.append(copied)
+    evals = ["A child has a rash on the cheeks after a fever. " + BOILERPLATE, copied]
+    assert ngram_overlap(train, evals) == [0] * 8 + [0]  # without the rule: every row "contaminated"
+    assert ngram_overlap(train, evals, max_train_rows=5) == [None] * 8 + [1]
+    assert ngram_overlap(train, evals, max_train_rows=9) == [0] * 8 + [0]  # 9 rows share it: not above 9

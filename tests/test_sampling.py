@@ -16,6 +16,9 @@ from hypothesis import strategies as st
 
 from m1data.sampling import random_sample, stratified_sample
 
+# The property tests ask for more rows than small pools hold on purpose; the warning has its own test.
+pytestmark = pytest.mark.filterwarnings("ignore::m1data.sampling.PoolTooSmall")
+
 TABLE4 = Path(__file__).parent / "data" / "table4_counts.csv"
 SOURCES = ("MedQA", "HeadQA", "MedMCQA", "PubMedQA")
 LEVEL_NAMES = ("domain", "source", "kind")
@@ -352,3 +355,54 @@ def test_random_mix_is_proportional() -> None:
     expected = 1000 * 21628 / 23493
     # hypergeometric sd ~8.3 for one draw; the mean of 30 has sd ~1.5, 4 of them is 6.
     assert abs(np.mean(shares) - expected) < 6
+
+
+def _pool_columns(n: int = 60) -> dict[str, list]:
+    return {
+        "id": [f"q{i}" for i in range(n)],
+        "domain": ["Cardiology"] * (n - 6) + ["Genetics"] * 6,
+        "source": ["medqa", "medmcqa"] * (n // 2),
+    }
+
+
+@pytest.mark.parametrize("kind", ["pandas", "polars", "list"])
+def test_frames_and_lists_give_the_same_draw_in_their_own_type(kind):
+    import pandas as pd
+    import polars as pl
+
+    columns = _pool_columns()
+    expected = stratified_sample(datasets.Dataset.from_dict(columns), n=20, seed=3)["id"]
+    if kind == "pandas":
+        picked = stratified_sample(pd.DataFrame(columns), n=20, seed=3)
+        assert isinstance(picked, pd.DataFrame) and list(picked["id"]) == expected
+        assert list(picked.index) == [int(i[1:]) for i in expected]  # the pool's own index
+    elif kind == "polars":
+        picked = stratified_sample(pl.DataFrame(columns), n=20, seed=3)
+        assert isinstance(picked, pl.DataFrame) and picked["id"].to_list() == expected
+    else:
+        rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
+        picked = stratified_sample(rows, n=20, seed=3)
+        assert isinstance(picked, list) and [r["id"] for r in picked] == expected
+        assert random_sample(rows, n=5, seed=1) == [rows[i] for i in np.random.Generator(
+            np.random.PCG64(1)).permutation(len(rows))[:5]]
+
+
+def test_unsupported_pool_type_is_a_clear_error():
+    with pytest.raises(TypeError, match="pandas or polars DataFrame"):
+        stratified_sample({"id": ["a"]}, n=1)
+
+
+def test_n_above_the_pool_warns_and_returns_every_row():
+    from m1data.sampling import PoolTooSmall
+
+    pool = datasets.Dataset.from_dict(_pool_columns(10))
+    with pytest.warns(PoolTooSmall, match="asked for 1,000 rows but the pool has 10"):
+        picked = stratified_sample(pool, n=1000)
+    assert sorted(picked["id"]) == sorted(pool["id"])
+    with pytest.warns(PoolTooSmall):
+        random_sample(pool, n=11)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        stratified_sample(pool, n=10)  # exactly the pool: no warning

@@ -24,8 +24,10 @@ Loss on the assistant turn only: the rows are turned into TRL's conversational p
 shape (`m1data.formatting.to_prompt_completion`), for which current TRL masks every prompt token by
 default (`completion_only_loss=None` -> on). The completion is the assistant turn as the chat
 template renders it, i.e. ``<|im_start|>think ... <|im_start|>answer ...<|im_end|>\\n``, so the
-model also learns to stop. This was chosen over ``assistant_only_loss`` because that needs a chat
-template with ``{% generation %}`` markers, which the stock Qwen2.5 template does not have.
+model also learns to stop. This works with any chat template; ``assistant_only_loss`` on the
+``messages`` column gives the same mask but needs ``{% generation %}`` markers (TRL >= 1.x swaps in
+its own for Qwen2.5; m1data's `QWEN25_CHAT_TEMPLATE` has them). The published folder trains with
+plain TRL too (`m1data.formatting.hub_configs`); this wrapper adds the recipes and the global batch.
 
 Global batch: `global_batch_size` (16, as s1) is split as per-device batch x gradient accumulation
 x number of processes; the accumulation steps are derived at start-up from the number of
