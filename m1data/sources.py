@@ -112,11 +112,13 @@ def field(raw: dict[str, Any], *names: str) -> Any:
 def text(raw: dict[str, Any], *names: str) -> str:
     """`field`, which must be text: a number or a list where a question belongs is a bad row, and
     must be caught before it reaches ids and validation (it would crash them or be str()-ed)."""
-    value = field(raw, *names)
-    if not isinstance(value, str):
-        name = next(n for n in names if raw.get(n) is not None)
-        raise RowError("not_text", f"{name} is a {type(value).__name__}, not text")
-    return value
+    for name in names:
+        value = raw.get(name)
+        if value is not None:
+            if not isinstance(value, str):
+                raise RowError("not_text", f"{name} is a {type(value).__name__}, not text")
+            return value
+    raise RowError("missing_field", f"none of {', '.join(names)}")
 
 
 def option_texts(options: list[Any]) -> list[str]:
@@ -294,6 +296,8 @@ class MedMCQA(Source):
     def decide_base(self, path: Path, records: list[Record]) -> int:
         seen: dict[int, list[str]] = {0: [], 4: []}
         for _, raw, where in records:
+            if not isinstance(raw, dict) or raw.get("cop") not in (0, 4, "0", "4"):
+                continue  # cheap filter first: only a 0 or a 4 is evidence
             try:  # well-formed rows only; with no _cop_base, parse reads cop as it is
                 parsed = self.parse(raw)
                 if parsed.error is not None:
