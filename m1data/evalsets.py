@@ -154,7 +154,7 @@ def _answer_index(raw: dict[str, Any], spec: str | None, options: list[str]) -> 
 def make_parser(mapping: ColumnMapping = ColumnMapping()) -> Callable[[dict[str, Any]], Parsed]:
     def parse(raw: Any) -> Parsed:
         if not isinstance(raw, dict):
-            raise RowError("not_an_object", f"a {type(raw).__name__}, not a question object")
+            raise RowError("not_an_object", f"{type(raw).__name__}, not a question object")
         question_col = mapping.question or _first(raw, ("question", "Question", "QUESTION", "qtext"))
         if question_col is None:
             raise RowError("missing_field", "no question column")
@@ -165,7 +165,7 @@ def make_parser(mapping: ColumnMapping = ColumnMapping()) -> Callable[[dict[str,
         if isinstance(context, list) and all(isinstance(c, str) for c in context):
             context = "\n".join(context)
         if context is not None and not isinstance(context, str):
-            raise RowError("bad_context", f"{mapping.context} is a {type(context).__name__}, not text")
+            raise RowError("bad_context", f"{mapping.context} is {type(context).__name__}, not text")
         # From here on a fault leaves the question readable: the row is quarantined but stays a
         # decontamination target (Parsed.error), with whatever options could be read.
         options: list[str] = []
@@ -212,7 +212,7 @@ def layout_parser(name: str, layouts: tuple[Layout, ...]) -> Callable[[Any], Par
             if layout.fits(raw):
                 return layout.parse(raw)
         if not isinstance(raw, dict):
-            raise RowError("not_an_object", f"a {type(raw).__name__}, not a question object")
+            raise RowError("not_an_object", f"{type(raw).__name__}, not a question object")
         columns = ", ".join(list(raw)[:8]) + (", ..." if len(raw) > 8 else "")
         raise RowError("wrong_layout", f"columns {{{columns}}} fit no {name} layout")
 

@@ -50,18 +50,22 @@ def decode(path: str | Path, data: bytes, first_line: int = 1) -> str:
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, object); blank lines are allowed, anything else must be an object."""
     path = check_file(path)
-    with open(path, "rb") as handle:
-        for number, data in enumerate(handle, start=1):
-            line = decode(path, data, number).rstrip("\r\n")
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:  # pos, not colno: colno restarts after a newline
-                raise MalformedFile(path, number, f"invalid JSON ({err.msg} at column {err.pos + 1})") from None
-            if not isinstance(obj, dict):
-                raise MalformedFile(path, number, f"expected a JSON object, got {type(obj).__name__}")
-            yield number, obj
+    try:
+        with open(path, encoding="utf-8-sig") as handle:  # text mode is the fast path
+            for number, line in enumerate(handle, start=1):
+                line = line.rstrip("\r\n")
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as err:  # pos, not colno: colno restarts after a newline
+                    raise MalformedFile(path, number, f"invalid JSON ({err.msg} at column {err.pos + 1})") from None
+                if not isinstance(obj, dict):
+                    raise MalformedFile(path, number, f"expected a JSON object, got {type(obj).__name__}")
+                yield number, obj
+    except UnicodeDecodeError:  # text mode decodes in blocks: find the line in the bytes
+        decode(path, path.read_bytes())
+        raise
 
 
 def read_json(path: str | Path) -> Any:

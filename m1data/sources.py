@@ -112,24 +112,26 @@ def field(raw: dict[str, Any], *names: str) -> Any:
 def text(raw: dict[str, Any], *names: str) -> str:
     """`field`, which must be text: a number or a list where a question belongs is a bad row, and
     must be caught before it reaches ids and validation (it would crash them or be str()-ed)."""
-    value = field(raw, *names)
-    if not isinstance(value, str):
-        name = next(n for n in names if raw.get(n) is not None)
-        raise RowError("not_text", f"{name} is a {type(value).__name__}, not text")
-    return value
+    for name in names:
+        value = raw.get(name)
+        if value is not None:
+            if not isinstance(value, str):
+                raise RowError("not_text", f"{name} is {type(value).__name__}, not text")
+            return value
+    raise RowError("missing_field", f"none of {', '.join(names)}")
 
 
 def option_texts(options: list[Any]) -> list[str]:
     for i, option in enumerate(options):
         if not isinstance(option, str):
             label = LETTERS[i] if i < len(LETTERS) else str(i + 1)
-            raise RowError("not_text", f"option {label} is a {type(option).__name__}, not text")
+            raise RowError("not_text", f"option {label} is {type(option).__name__}, not text")
     return options
 
 
 def letter_index(letter: Any, n_options: int) -> int:
     if not isinstance(letter, str):
-        raise RowError("not_text", f"answer letter {letter!r} is a {type(letter).__name__}, not a letter")
+        raise RowError("not_text", f"answer letter {letter!r} is {type(letter).__name__}, not a letter")
     value = letter.strip().upper()
     if len(value) != 1 or value not in LETTERS[:n_options]:
         raise RowError("answer_out_of_range", f"answer letter {letter!r} for {n_options} options")
@@ -294,6 +296,8 @@ class MedMCQA(Source):
     def decide_base(self, path: Path, records: list[Record]) -> int:
         seen: dict[int, list[str]] = {0: [], 4: []}
         for _, raw, where in records:
+            if not isinstance(raw, dict) or raw.get("cop") not in (0, 4, "0", "4"):
+                continue  # cheap filter first: only a 0 or a 4 is evidence
             try:  # well-formed rows only; with no _cop_base, parse reads cop as it is
                 parsed = self.parse(raw)
                 if parsed.error is not None:
@@ -340,7 +344,7 @@ class MedQA(Source):
         answer_idx = letter_index(field(raw, "answer_idx"), len(options))
         answer = raw.get("answer")
         if answer is not None and not isinstance(answer, str):
-            raise RowError("not_text", f"answer is a {type(answer).__name__}, not text")
+            raise RowError("not_text", f"answer is {type(answer).__name__}, not text")
         if answer is not None and answer.strip() != options[answer_idx].strip():
             raise RowError("answer_mismatch", f"answer {answer!r} is not option {LETTERS[answer_idx]}")
         return Parsed(native_id=None, question=question, options=options, answer_idx=answer_idx)
@@ -375,7 +379,7 @@ class HeadQA(Source):
 
     def parse(self, raw: Any) -> Parsed:
         if not isinstance(raw, dict):
-            raise RowError("not_an_object", f"a {type(raw).__name__}")
+            raise RowError("not_an_object", f"{type(raw).__name__}, not a HEAD-QA question object")
         if isinstance(raw.get("data"), dict):  # openlifescienceai/headqa
             inner = raw["data"]
             question = text(inner, "Question")
@@ -402,7 +406,7 @@ def headqa_answers(answers: Any) -> tuple[list[int], list[str]]:
     """(aids, texts) of HEAD-QA answers `[{aid, atext}, ...]`, in aid order; anything else is a
     bad row (reason bad_options), never a KeyError."""
     if not isinstance(answers, list):
-        raise RowError("bad_options", f"answers is a {type(answers).__name__}, not a list")
+        raise RowError("bad_options", f"answers is {type(answers).__name__}, not a list")
     pairs = []
     for number, answer in enumerate(answers, start=1):
         if not isinstance(answer, dict) or "aid" not in answer or "atext" not in answer:
@@ -421,7 +425,7 @@ def key_text(raw: dict[str, Any], name: str) -> str:
     """An id field as text: ids are strings or integers; anything else is a bad row."""
     value = field(raw, name)
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise RowError("not_text", f"{name} is a {type(value).__name__}, not an id")
+        raise RowError("not_text", f"{name} is {type(value).__name__}, not an id")
     return str(value)
 
 
@@ -472,7 +476,7 @@ class PubMedQA(Source):
 
     def parse(self, raw: Any) -> Parsed:
         if not isinstance(raw, dict):
-            raise RowError("not_an_object", f"a {type(raw).__name__}, not a PubMedQA question object")
+            raise RowError("not_an_object", f"{type(raw).__name__}, not a PubMedQA question object")
         if "pubid" in raw:  # Hub shape
             context = raw.get("context")
             contexts = context.get("contexts") if isinstance(context, dict) else context
@@ -484,7 +488,7 @@ class PubMedQA(Source):
         options = list(PUBMEDQA_OPTIONS)
         if not isinstance(contexts, list) or not all(isinstance(c, str) for c in contexts):
             return Parsed(pmid, question, options, -1, error=RowError(
-                "bad_context", f"contexts is a {type(contexts).__name__}, not a list of texts"))
+                "bad_context", f"contexts is {type(contexts).__name__}, not a list of texts"))
         if decision not in PUBMEDQA_OPTIONS:
             return Parsed(pmid, question, options, -1, "\n".join(contexts),
                           error=RowError("answer_out_of_range", f"final_decision {decision!r}"))

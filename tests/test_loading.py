@@ -55,3 +55,19 @@ def test_eval_set_with_zero_items_is_an_error(tmp_path, shared_data):
     pool_only.write_text(json.dumps({k: v for k, v in native.items() if k not in pubmedqa_test_pmids()}))
     with pytest.raises(MalformedFile, match="test split"):
         load_evals([EvalInput(name="pubmedqa_test", path=str(pool_only))])
+
+
+def test_build_config_sets_the_medmcqa_cop_base(tmp_path):
+    from m1data.config import from_dict
+    from m1data.loading import LoadConfig, LoadSources
+
+    rows = [{"id": f"u{i}", "question": f"Q{i}?", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": c}
+            for i, c in enumerate([1, 2, 3, 4, 0])]
+    path = tmp_path / "train.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    with pytest.raises(MalformedFile, match="cop_base"):
+        LoadSources(from_dict(LoadConfig, {"sources": {"medmcqa": {"path": str(path)}}})).run(None, None)
+    config = from_dict(LoadConfig, {"sources": {"medmcqa": {"path": str(path), "cop_base": 1}}})
+    result = LoadSources(config).run(None, None)
+    assert result.rows["answer_text"] == ["a", "b", "c", "d"]
+    assert result.stats["sources"]["medmcqa"]["quarantined"] == {"answer_out_of_range": 1}
