@@ -308,6 +308,9 @@ async def run_requests(
             answers[key] = failure("not_sent", "dry run")
         return _in_order(keys, answers)
 
+    opener = getattr(engine, "open", None)
+    if opener is not None:  # set-up cost must not land between a rate-limit booking and its send
+        await opener()
     limiter = RateLimiter(rpm, tpm)
     bar = _Progress(progress and bool(todo), label, total=len(unique), done=len(answers))
     pending = iter(todo)
