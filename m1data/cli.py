@@ -239,13 +239,14 @@ def run_traces(
     cache: CacheOpt = None,
     dry_run: DryOpt = False,
     retry_failed: RetryOpt = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds one attempt may take (R1 may think for minutes).")] = 1200.0,
 ) -> None:
     """Have a reasoning teacher write a chain of thought and answer; keep verified-correct rows."""
     from m1data.traces import run_traces_file
 
     _print_stats(run_traces_file(in_path, out_path, base_url, model, api_key_env=api_key_env, max_tokens=max_tokens,
                                  concurrency=concurrency, rpm=rpm, tpm=tpm, cache=cache, dry_run=dry_run,
-                                 retry_failed=retry_failed))
+                                 retry_failed=retry_failed, timeout=timeout))
 
 
 @run_app.command("tag")
@@ -429,11 +430,13 @@ def main() -> None:
     """Entry point: a user's mistake (bad file, bad config, unknown name) is one clear line and
     exit code 2, not a traceback."""
     from m1data.config import ConfigError
+    from m1data.llm.http import MissingAPIKey
+    from m1data.llm.runner import EndpointError
     from m1data.readers import MalformedFile
 
     try:
         app()
-    except (MalformedFile, ConfigError, FileNotFoundError, ValueError) as err:
+    except (MalformedFile, ConfigError, FileNotFoundError, ValueError, EndpointError, MissingAPIKey) as err:
         console.print(f"[red]error:[/red] {err}")
         raise SystemExit(2) from None
 

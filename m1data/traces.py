@@ -217,6 +217,7 @@ def run_traces_file(
     temperature: float | None = None,
     prices_file: str | Path | None = None,
     progress: bool = True,
+    timeout: float = 1200.0,
 ) -> dict[str, Any]:
     """Teacher traces over a file: IN (.parquet/.jsonl rows) -> OUT (verified rows) and
     OUT.rejected.<ext> (every other row, with reason and the teacher's reply). The cache defaults
@@ -228,6 +229,7 @@ def run_traces_file(
         api_key_env=api_key_env,
         max_tokens=max_tokens,
         temperature=temperature,
+        timeout=timeout,
         concurrency=concurrency,
         rpm=rpm,
         tpm=tpm,

@@ -50,6 +50,7 @@ OPENAI_BASE_URL = "https://api.openai.com/v1"
 _FILTER_MARKERS = ("content_filter", "content_policy", "content management policy", "safety")
 _BEARER = re.compile(r"(Bearer\s+)[^\s\"',;]+", re.IGNORECASE)
 
+
 class MissingAPIKey(RuntimeError):
     pass
 
@@ -321,8 +322,9 @@ def parse_reply(raw: bytes, request: Request | str) -> Reply:
         reasoning = message.get("reasoning_content") or message.get("reasoning")  # beyond OpenAI's schema
         reasoning = reasoning if isinstance(reasoning, str) else None
         if message.get("refusal") and not content:
-            return Failed(status="filtered", finish_reason=finish, error=f"refusal: {message['refusal']}"[:500],
-                          kind="filtered")
+            return Failed(
+                status="filtered", finish_reason=finish, error=f"refusal: {message['refusal']}"[:500], kind="filtered"
+            )
     else:
         content = choice.get("text")
         reasoning = None

@@ -20,8 +20,9 @@ def endpoint_problem(base_url: str | None, api_key_env: str | None = None, timeo
     variable = key_variable(base_url, api_key_env)
     if variable and not os.environ.get(variable):
         return f"the environment variable {variable} (API key for {base_url}) is not set"
-    client = openai.OpenAI(api_key="no-key", organization="", project="", base_url=base_url, max_retries=0,
-                           timeout=timeout)
+    client = openai.OpenAI(
+        api_key="no-key", organization="", project="", base_url=base_url, max_retries=0, timeout=timeout
+    )
     try:
         client.models.list(extra_headers={"Authorization": openai.Omit()})
     except (openai.APIStatusError, openai.APIResponseValidationError, ValueError):
