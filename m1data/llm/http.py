@@ -158,19 +158,30 @@ class HTTPEngine:
         booking): creating it, TLS context included, takes a noticeable fraction of a second."""
         self.client()
 
+    def _client_settings(self) -> dict[str, Any]:
+        return {
+            "api_key": self._api_key or "no-key",  # placeholder; the header is omitted per request (sdk_headers)
+            "organization": None if self._openai else "",  # OPENAI_ORG_ID / _PROJECT_ID go to OpenAI only
+            "project": None if self._openai else "",
+            "base_url": self.endpoint,
+            "max_retries": 0,
+            "timeout": self.config.timeout,
+        }
+
+    def sync_client(self) -> Any:
+        """A blocking `openai.OpenAI` with this engine's endpoint and key (the Batch API's files
+        and batches calls); pass `sdk_headers()` with each call."""
+        import openai
+
+        return openai.OpenAI(**self._client_settings())
+
     def _new_client(self) -> Any:
         import openai
 
-        return openai.AsyncOpenAI(
-            api_key=self._api_key or "no-key",  # placeholder; the header is omitted per request (_headers)
-            organization=None if self._openai else "",  # OPENAI_ORG_ID / _PROJECT_ID go to OpenAI only
-            project=None if self._openai else "",
-            base_url=self.endpoint,
-            max_retries=0,
-            timeout=self.config.timeout,
-        )
+        return openai.AsyncOpenAI(**self._client_settings())
 
-    def _headers(self) -> dict[str, Any]:
+    def sdk_headers(self) -> dict[str, Any]:
+        """Per-call headers: no Authorization without a key, no OpenAI org/project elsewhere."""
         from openai import Omit
 
         headers: dict[str, Any] = {} if self._openai else {"OpenAI-Organization": Omit(), "OpenAI-Project": Omit()}
@@ -208,7 +219,7 @@ class HTTPEngine:
         extra = {k: v for k, v in body.items() if k not in named}
         resource = client.chat.completions if kind == "chat" else client.completions
         create = resource.with_streaming_response.create
-        async with create(**arguments, extra_body=extra or None, extra_headers=self._headers()) as response:
+        async with create(**arguments, extra_body=extra or None, extra_headers=self.sdk_headers()) as response:
             return await _read_capped(response, self.config.max_reply_bytes)
 
     def _failure(self, exc: Exception) -> Failed:

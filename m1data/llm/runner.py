@@ -117,10 +117,11 @@ def plan_requests(
     retry_failed: bool = False,
     prices: PriceTable | None = None,
     typical_output_tokens: int | None = None,
+    batch: bool = False,
 ) -> Plan:
     """What a run would do, without calling anything. The typical output length is, in order:
     the given value, the mean of answered replies already cached for this endpoint and model, or
-    a quarter of max_tokens (see cost.estimate)."""
+    a quarter of max_tokens (see cost.estimate). `batch` prices it at the Batch API's discount."""
     _validate(engine, requests)
     endpoint = _endpoint(engine)
     unique: dict[str, Request] = {}
@@ -128,7 +129,7 @@ def plan_requests(
         unique.setdefault(request_key(endpoint, request), request)
     found = cache.get_many(unique) if cache is not None else {}
     todo = [r for k, r in unique.items() if not (k in found and _usable(found[k], retry_failed))]
-    return _plan(endpoint, len(requests), len(unique), todo, cache, prices, typical_output_tokens)
+    return _plan(endpoint, len(requests), len(unique), todo, cache, prices, typical_output_tokens, batch=batch)
 
 
 def _plan(
@@ -139,6 +140,8 @@ def _plan(
     cache: Cache | None,
     prices: PriceTable | None,
     typical_output_tokens: int | None,
+    *,
+    batch: bool = False,
 ) -> Plan:
     source = "given"
     if typical_output_tokens is None and cache is not None and todo:
@@ -152,6 +155,7 @@ def _plan(
         typical_output_tokens=typical_output_tokens,
         default_max_tokens=DEFAULT_MAX_TOKENS,
         endpoint=endpoint,
+        batch=batch,
     )
     return Plan(endpoint, requests, unique, unique - len(todo), len(todo), est, source)
 
@@ -287,9 +291,11 @@ async def _attempts(
         await asyncio.sleep(policy.delay(attempt, reply.retry_after))
 
 
-def _record(stats: RunStats, reply: Reply, prices: PriceTable, model: str, endpoint: str, *, cached: bool) -> None:
+def _record(
+    stats: RunStats, reply: Reply, prices: PriceTable, model: str, endpoint: str, *, cached: bool, batch: bool = False
+) -> None:
     stats.outcomes[reply.status] = stats.outcomes.get(reply.status, 0) + 1
-    cost = prices.cost(model, reply.prompt_tokens, reply.completion_tokens, endpoint=endpoint)
+    cost = prices.cost(model, reply.prompt_tokens, reply.completion_tokens, endpoint=endpoint, batch=batch)
     if cached:
         stats.prompt_tokens_cached += reply.prompt_tokens
         stats.completion_tokens_cached += reply.completion_tokens
