@@ -276,3 +276,20 @@ def test_tagger_rounds_go_as_batches(batch_server, tmp_path):
     assert result.rows["domain_code"] == list(SCRIPT.values())
     assert batch_server.count() == 0 and batch_server.created() == 2
     assert len(batch_server.uploaded_lines()) == 2 * len(SCRIPT)
+
+
+def test_answers_to_requests_no_longer_asked_are_kept(batch_server, tmp_path):
+    """A batch went out for a and b; the next run asks only for a (the rows changed). b was paid
+    for: it goes into the cache too, read back from the batch's input file."""
+    from m1data.llm.batch import _Batches, _submit
+
+    batch_server.handler = echo
+    engine = HTTPEngine(HTTPConfig(base_url=batch_server.base_url))
+    state = BatchState.load(tmp_path / "batches.json")
+    items = [(request_key(engine.endpoint, r), r) for r in (ask("a"), ask("b"))]
+    _submit(_Batches(engine), state, items, FAST)
+    [got] = batch(batch_server, [ask("a")], tmp_path)
+    assert got.text == "echo a" and batch_server.created() == 1
+    with Cache(tmp_path / "cache.sqlite") as cache:
+        [b] = complete_all(engine, [ask("b")], cache, progress=False)
+    assert b.cached and b.text == "echo b" and batch_server.count() == 0

@@ -232,10 +232,30 @@ def _result_reply(line: dict[str, Any], request: Request, engine: HTTPEngine) ->
     return engine._masked(reply)
 
 
+def _requests_in(api: _Batches, entry: BatchEntry) -> dict[str, Request]:
+    """The requests of a batch read back from its input file: for answers to requests this run
+    no longer asks (the rows changed since the batch went out), which were paid for all the same."""
+    requests: dict[str, Request] = {}
+    for raw in api.content(entry.input_file_id or "").splitlines():
+        if raw.strip():
+            line = json.loads(raw)
+            body = dict(line["body"])
+            model = body.pop("model")
+            messages = body.pop("messages", None)
+            prompt = body.pop("prompt", None)
+            requests[line["custom_id"]] = Request(
+                model=model, messages=tuple(messages) if messages is not None else None, prompt=prompt, params=body
+            )
+    return requests
+
+
 def _collect(
     api: _Batches, entry: BatchEntry, batch: Any, unique: dict[str, Request], engine: HTTPEngine
-) -> dict[str, Reply]:
-    """Every answer of a finished batch; requests it did not answer are transient failures."""
+) -> dict[str, tuple[Request, Reply]]:
+    """Every answer of a finished batch, with its request; requests it did not answer are
+    transient failures."""
+    if any(key not in unique for key in entry.keys):
+        unique = {**_requests_in(api, entry), **unique}
     replies: dict[str, Reply] = {}
     for file_id in (getattr(batch, "output_file_id", None), getattr(batch, "error_file_id", None)):
         if not file_id:
@@ -252,7 +272,7 @@ def _collect(
             replies[key] = failure(
                 f"batch_{batch.status}", f"batch {entry.batch_id} ended {batch.status}", retryable=True
             )
-    return replies
+    return {key: (unique[key], reply) for key, reply in replies.items()}
 
 
 class _BatchProgress:
@@ -396,12 +416,14 @@ def _wait_and_collect(
                 done += (counts.completed + counts.failed) if counts else 0
                 if batch.status not in TERMINAL:
                     continue
-                for key, reply in _collect(api, entry, batch, unique, engine).items():
+                for key, (request, reply) in _collect(api, entry, batch, unique, engine).items():
                     transient = isinstance(reply, Failed) and reply.retryable
-                    cache.put(key, endpoint, unique[key], reply, transient=transient)
-                    answers[key] = reply
+                    cache.put(key, endpoint, request, reply, transient=transient)
                     stats.sent += 1
-                    _record(stats, reply, prices, unique[key].model, endpoint, cached=False, batch=True)
+                    stats.attempts += 1
+                    _record(stats, reply, prices, request.model, endpoint, cached=False, batch=True)
+                    if key in unique:
+                        answers[key] = reply
                 entry.collected = True
                 state.save()
                 pending.remove(entry)
