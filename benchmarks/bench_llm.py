@@ -1,21 +1,25 @@
 """LLM client throughput and resume time against a zero-latency local server.
 
     python benchmarks/bench_llm.py                  # throughput with cache writes, resume of 10,000
-    python benchmarks/bench_llm.py --compare        # also: openai SDK vs httpx vs aiohttp, no cache
 
 The server (tests/llm_server.py, asyncio, fixed reply) runs in its own process so client and
 server do not share a GIL. Reported per phase: wall-clock requests/s, and CPU per request of the
 client and of the server (CPU figures are steadier than wall clock on a shared 2-core machine).
 
-Targets: >= 500 requests/s with a cache write per reply; resume of a finished 10,000-request run
-in < 5 s (the in-process figure; a fresh process adds Python start-up and imports, also shown).
+Floors: >= 200 requests/s through the openai SDK with a cache write per reply (twelve times m1's
+configured 1,000 requests/minute; providers serve reasoning models at tens per second); resume of a
+finished 10,000-request run in < 2 s (the in-process figure; a fresh process adds Python start-up
+and imports, also shown). The SDK costs about 2.5 ms of client CPU per call here, so the wall-clock
+rate depends on what else the two cores run; the CPU figure is the steadier one.
+
+Why no aiohttp path: measured here, the SDK over its aiohttp layer reached ~500 requests/s against
+~215 over httpx, but no stage needs more than the second (a teacher answers tens per second), and
+one client is less to keep right.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import os
 import resource
 import subprocess
@@ -82,20 +86,12 @@ def measure(label: str, server: Server, n: int, call) -> None:
 
 
 def bench_throughput(server: Server, n: int, concurrency: int, workdir: Path) -> None:
+    """The whole path a stage takes: runner, SDK engine, a committed cache write per reply."""
     engine = HTTPEngine(HTTPConfig(base_url=server.base_url))
     reqs = requests(n, f"throughput-{time.time()}")
     with Cache(workdir / "throughput.sqlite") as cache:
         measure(
-            f"runner + cache (aiohttp, c={concurrency})",
-            server,
-            n,
-            lambda: complete_all(engine, reqs, cache, concurrency=concurrency, progress=False),
-        )
-    engine = HTTPEngine(HTTPConfig(base_url=server.base_url, transport="httpx"))
-    reqs = requests(n, f"throughput-httpx-{time.time()}")
-    with Cache(workdir / "throughput-httpx.sqlite") as cache:
-        measure(
-            f"runner + cache (httpx, c={concurrency})",
+            f"openai SDK + runner + cache, c={concurrency}",
             server,
             n,
             lambda: complete_all(engine, reqs, cache, concurrency=concurrency, progress=False),
@@ -166,73 +162,11 @@ def bench_resume(server: Server, n: int, concurrency: int, workdir: Path) -> Non
     )
 
 
-def bench_clients(server: Server, n: int, concurrency: int) -> None:
-    """Bare clients, no cache, same bodies: what each HTTP stack costs per request."""
-    import httpx
-    import openai
-
-    body = {"model": "bench", "messages": [{"role": "user", "content": "question"}], "max_tokens": 16}
-
-    async def pool(call) -> None:
-        async def worker(k: int) -> None:
-            for _ in range(k, n, concurrency):
-                await call()
-
-        await asyncio.gather(*(worker(k) for k in range(concurrency)))
-
-    async def sdk() -> None:
-        client = openai.AsyncOpenAI(base_url=server.base_url, api_key="unused", max_retries=0)
-
-        async def call():
-            reply = await client.chat.completions.create(**body)
-            assert reply.choices[0].message.content
-
-        await pool(call)
-        await client.close()
-
-    async def raw_httpx() -> None:
-        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        async with httpx.AsyncClient(limits=limits, timeout=30) as client:
-
-            async def call():
-                response = await client.post(
-                    server.base_url + "/chat/completions",
-                    content=json.dumps(body),
-                    headers={"Content-Type": "application/json"},
-                )
-                assert json.loads(response.content)["choices"]
-
-            await pool(call)
-
-    async def raw_aiohttp() -> None:
-        import aiohttp
-
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
-
-            async def call():
-                async with session.post(
-                    server.base_url + "/chat/completions",
-                    data=json.dumps(body),
-                    headers={"Content-Type": "application/json"},
-                ) as response:
-                    assert json.loads(await response.read())["choices"]
-
-            await pool(call)
-
-    for label, coroutine in (
-        ("openai SDK (AsyncOpenAI, no cache)", sdk),
-        ("httpx (no cache)", raw_httpx),
-        ("aiohttp (no cache)", raw_aiohttp),
-    ):
-        measure(label, server, n, lambda make=coroutine: asyncio.run(make()))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=5000, help="requests for the throughput phase")
     parser.add_argument("--resume", type=int, default=10_000, help="size of the finished run to resume")
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--compare", action="store_true", help="also time bare openai SDK / httpx / aiohttp clients")
     args = parser.parse_args()
     print(f"cpus: {os.cpu_count()}, load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     server = Server()
@@ -241,8 +175,6 @@ def main() -> None:
             workdir = Path(tmp)
             bench_throughput(server, args.requests, args.concurrency, workdir)
             bench_resume(server, args.resume, args.concurrency, workdir)
-            if args.compare:
-                bench_clients(server, min(args.requests, 2000), args.concurrency)
     finally:
         server.close()
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

@@ -246,6 +246,7 @@ TpmOpt = Annotated[Optional[float], typer.Option("--tpm", help="Tokens-per-minut
 KeyEnvOpt = Annotated[Optional[str], typer.Option("--api-key-env", help="Environment variable holding the API key.")]
 DryOpt = Annotated[bool, typer.Option("--dry-run", help="Print requests, cached replies, tokens and cost; call nothing.")]
 RetryOpt = Annotated[bool, typer.Option("--retry-failed", help="Send again requests whose recorded outcome was a failure.")]
+BatchOpt = Annotated[bool, typer.Option("--batch", help="Send through the provider's Batch API (cheaper, answered within a day); same cache, resumable.")]
 
 
 def _print_stats(stats: dict) -> None:
@@ -267,6 +268,7 @@ def run_difficulty(
     api_key_env: KeyEnvOpt = None,
     dry_run: DryOpt = False,
     retry_failed: RetryOpt = False,
+    batch: BatchOpt = False,
 ) -> None:
     """Keep only the questions the student models get wrong (paper: Qwen2.5-7B/32B-Instruct)."""
     from m1data.difficulty import run_difficulty_file
@@ -279,7 +281,8 @@ def run_difficulty(
         pairs.append((model, url))
     _print_stats(run_difficulty_file(in_path, out_path, pairs, max_tokens=max_tokens, drop_rule=drop_rule,
                                      cache=cache, concurrency=concurrency, rpm=rpm, tpm=tpm,
-                                     api_key_env=api_key_env, dry_run=dry_run, retry_failed=retry_failed))
+                                     api_key_env=api_key_env, dry_run=dry_run, retry_failed=retry_failed,
+                                     batch=batch))
 
 
 @run_app.command("traces")
@@ -296,13 +299,15 @@ def run_traces(
     cache: CacheOpt = None,
     dry_run: DryOpt = False,
     retry_failed: RetryOpt = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds one attempt may take (R1 may think for minutes).")] = 1200.0,
+    batch: BatchOpt = False,
 ) -> None:
     """Have a reasoning teacher write a chain of thought and answer; keep verified-correct rows."""
     from m1data.traces import run_traces_file
 
     _print_stats(run_traces_file(in_path, out_path, base_url, model, api_key_env=api_key_env, max_tokens=max_tokens,
                                  concurrency=concurrency, rpm=rpm, tpm=tpm, cache=cache, dry_run=dry_run,
-                                 retry_failed=retry_failed))
+                                 retry_failed=retry_failed, timeout=timeout, batch=batch))
 
 
 @run_app.command("tag")
@@ -315,12 +320,13 @@ def run_tag(
     cache: CacheOpt = None,
     concurrency: ConcOpt = 32,
     max_attempts: Annotated[int, typer.Option("--max-attempts", help="Asks per row before it is recorded untagged.")] = 3,
+    batch: BatchOpt = False,
 ) -> None:
     """Tag each row with one of the 76 MeSH qualifiers by asking an LLM (m1 used GPT-4o)."""
     from m1data.mesh import tag_file
 
     result = tag_file(in_path, out_path, base_url=base_url, model=model, api_key_env=api_key_env, cache=cache,
-                      concurrency=concurrency, max_attempts=max_attempts)
+                      concurrency=concurrency, max_attempts=max_attempts, batch=batch)
     _print_stats(result.stats)
 
 
@@ -620,11 +626,13 @@ def main() -> None:
     """Entry point: a user's mistake (bad file, bad config, unknown name) is one clear line and
     exit code 2, not a traceback."""
     from m1data.config import ConfigError
+    from m1data.llm.http import MissingAPIKey
+    from m1data.llm.runner import EndpointError
     from m1data.readers import MalformedFile
 
     try:
         app()
-    except (MalformedFile, ConfigError, FileNotFoundError, ValueError) as err:
+    except (MalformedFile, ConfigError, FileNotFoundError, ValueError, EndpointError, MissingAPIKey) as err:
         console.print(f"[red]error:[/red] {err}")
         raise SystemExit(2) from None
 

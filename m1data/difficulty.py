@@ -35,11 +35,12 @@ from typing import Any, Literal
 import datasets
 
 from m1data.answers import grade
+from m1data.llm.batch import BatchLimits, complete
 from m1data.llm.cache import Cache
 from m1data.llm.cost import PriceTable
 from m1data.llm.http import HTTPConfig, HTTPEngine
 from m1data.llm.limits import RetryPolicy
-from m1data.llm.runner import RunStats, complete_all, plan_requests, print_plan
+from m1data.llm.runner import RunStats, plan_requests, print_plan
 from m1data.llm.stages import (
     add_columns,
     boxed_request,
@@ -99,6 +100,8 @@ class DifficultyConfig:
     retry_failed: bool = False
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     progress: bool = True
+    batch: bool = False  # through the students' Batch API (m1data.llm.batch); local vLLM has none
+    batch_poll_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         if self.drop_rule not in ("any", "all", "none"):
@@ -192,6 +195,7 @@ class DifficultyFilter(Stage):
                 cache,
                 retry_failed=self.config.retry_failed,
                 prices=prices,
+                batch=self.config.batch,
             )
             print_plan(plan, title=f"student {student.column} (dry run)")
 
@@ -211,10 +215,13 @@ class DifficultyFilter(Stage):
         with open_cache(cfg.cache_path, ctx) as cache:
             for student in cfg.students:
                 run_stats = RunStats()
-                replies = complete_all(
+                replies = complete(
                     self.engine_for(student),
                     self.requests_for(student, prompts),
                     cache,
+                    batch=cfg.batch,
+                    stage_dir=ctx.state_dir if ctx is not None else None,
+                    batch_limits=BatchLimits(poll_seconds=cfg.batch_poll_seconds),
                     concurrency=cfg.concurrency,
                     rpm=cfg.rpm,
                     tpm=cfg.tpm,
@@ -295,6 +302,7 @@ def run_difficulty_file(
     retry_failed: bool = False,
     prices_file: str | Path | None = None,
     progress: bool = True,
+    batch: bool = False,
 ) -> dict[str, Any]:
     """The difficulty filter over a file: IN (.parquet/.jsonl rows) -> OUT (kept rows) and
     OUT.rejected.<ext> (dropped rows with reasons). `students` are (model, base_url) pairs or

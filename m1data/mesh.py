@@ -246,6 +246,8 @@ class MeshConfig:
     tpm: float | None = None
     timeout: float = 600.0
     cache_path: str | None = None  # default: <state_dir>/llm_cache.sqlite (RUN_DIR/cache/NN_tag/)
+    batch: bool = False  # through the Batch API (m1data.llm.batch): one batch per round of asks
+    batch_poll_seconds: float = 30.0
     text_field: str = "prompt"
     progress: bool = True
 
@@ -282,9 +284,16 @@ async def _tag_chunk(engine: Engine, prompts: Sequence[str], config: MeshConfig,
             break
         requests = [build_request(config, prompts[i], [_previous_text(r) for r in outcomes[i].replies])
                     for i in pending]
-        replies = await run_requests(engine, requests, cache, concurrency=config.concurrency, rpm=config.rpm,
-                                     tpm=config.tpm, progress=config.progress, stats=stats,
-                                     label=f"{label}, attempt {attempt}")
+        if config.batch and cache is not None:
+            from m1data.llm.batch import BatchLimits, complete
+
+            replies = await asyncio.to_thread(complete, engine, requests, cache, batch=True, progress=config.progress,
+                                              stats=stats, label=f"{label}, attempt {attempt}",
+                                              batch_limits=BatchLimits(poll_seconds=config.batch_poll_seconds))
+        else:
+            replies = await run_requests(engine, requests, cache, concurrency=config.concurrency, rpm=config.rpm,
+                                         tpm=config.tpm, progress=config.progress, stats=stats,
+                                         label=f"{label}, attempt {attempt}")
         for i, reply in zip(pending, replies):
             outcomes[i].replies.append(reply)
             outcomes[i].code = reply_code(reply)
@@ -429,6 +438,7 @@ def tag_file(
     cache: str | Path | None = None,
     concurrency: int = MeshConfig.concurrency,
     max_attempts: int = MeshConfig.max_attempts,
+    batch: bool = False,
 ) -> StageResult:
     """Tag a .parquet/.jsonl of rows into `out_path`; untagged rows go beside it as
     `<out stem>.untagged<suffix>`. The cache defaults to `<out stem>.llm_cache.sqlite` beside the
@@ -438,7 +448,7 @@ def tag_file(
     out_path = Path(out_path)
     cache_path = Path(cache) if cache else out_path.with_name(out_path.stem + ".llm_cache.sqlite")
     config = MeshConfig(base_url=base_url, model=model, api_key_env=api_key_env, concurrency=concurrency,
-                        max_attempts=max_attempts, cache_path=str(cache_path))
+                        max_attempts=max_attempts, cache_path=str(cache_path), batch=batch)
     ctx = RunContext(run_dir=out_path.parent, stage_dir=out_path.parent)
     result = MeshTagger(config).run(read_rows(in_path), ctx)
     write_rows(result.rows, out_path)

@@ -39,11 +39,12 @@ from typing import Any
 import datasets
 
 from m1data.answers import grade
+from m1data.llm.batch import BatchLimits, complete
 from m1data.llm.cache import Cache
 from m1data.llm.cost import PriceTable
 from m1data.llm.http import HTTPConfig, HTTPEngine
 from m1data.llm.limits import RetryPolicy
-from m1data.llm.runner import RunStats, complete_all, plan_requests, print_plan
+from m1data.llm.runner import RunStats, plan_requests, print_plan
 from m1data.llm.stages import (
     add_columns,
     boxed_request,
@@ -73,7 +74,9 @@ TRACE_FEATURES = {
 @dataclass
 class TracesConfig:
     """`temperature`/`top_p` None means the provider's default (nothing sent). `timeout` is per
-    attempt: R1 can think for several minutes."""
+    attempt: R1 can think for several minutes. `batch` sends through the provider's Batch API
+    (m1data.llm.batch: same cache, batch ids kept in the stage folder), polled every
+    `batch_poll_seconds`."""
 
     model: str = "deepseek-reasoner"
     base_url: str = "https://api.deepseek.com"
@@ -90,6 +93,8 @@ class TracesConfig:
     retry_failed: bool = False
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     progress: bool = True
+    batch: bool = False
+    batch_poll_seconds: float = 30.0
 
 
 def verdict(reply: Reply, options: list[str], answer_idx: int) -> tuple[str | None, str, str | None, str]:
@@ -162,18 +167,22 @@ class TeacherTraces(Stage):
             cache,
             retry_failed=self.config.retry_failed,
             prices=self.prices(),
+            batch=self.config.batch,
         )
-        print_plan(plan, title="teacher (dry run)")
+        print_plan(plan, title=f"teacher{' (batch)' if self.config.batch else ''} (dry run)")
 
     def run(self, rows: datasets.Dataset | None, ctx: RunContext | None = None) -> StageResult:
         rows = check_rows(rows, self.name)
         cfg = self.config
         run_stats = RunStats()
         with open_cache(cfg.cache_path, ctx) as cache:
-            replies = complete_all(
+            replies = complete(
                 self._engine(),
                 self.requests(rows["prompt"]),
                 cache,
+                batch=cfg.batch,
+                stage_dir=ctx.state_dir if ctx is not None else None,
+                batch_limits=BatchLimits(poll_seconds=cfg.batch_poll_seconds),
                 concurrency=cfg.concurrency,
                 rpm=cfg.rpm,
                 tpm=cfg.tpm,
@@ -233,6 +242,8 @@ def run_traces_file(
     temperature: float | None = None,
     prices_file: str | Path | None = None,
     progress: bool = True,
+    timeout: float = 1200.0,
+    batch: bool = False,
 ) -> dict[str, Any]:
     """Teacher traces over a file: IN (.parquet/.jsonl rows) -> OUT (verified rows) and
     OUT.rejected.<ext> (every other row, with reason and the teacher's reply). The cache defaults
@@ -244,6 +255,7 @@ def run_traces_file(
         api_key_env=api_key_env,
         max_tokens=max_tokens,
         temperature=temperature,
+        timeout=timeout,
         concurrency=concurrency,
         rpm=rpm,
         tpm=tpm,
@@ -251,6 +263,7 @@ def run_traces_file(
         prices_file=str(prices_file) if prices_file else None,
         retry_failed=retry_failed,
         progress=progress,
+        batch=batch,
     )
     return run_on_file(TeacherTraces(config), in_path, out_path, dry_run)
 

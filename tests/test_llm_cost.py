@@ -98,3 +98,21 @@ def test_estimate_bounds():
     assert guess.typical_output_tokens == 20_000  # a quarter of max_tokens, stated as a guess
     unpriced = estimate([Request(model="local", prompt="x", params={"max_tokens": 5})])
     assert unpriced.max_cost is None
+
+
+def test_batch_discount_where_the_table_says_so(tmp_path):
+    table = PriceTable()
+    full = table.cost("gpt-4o", 1_000_000, 1_000_000, endpoint="https://api.openai.com/v1")
+    assert table.cost("gpt-4o", 1_000_000, 1_000_000, endpoint="https://api.openai.com/v1", batch=True) == pytest.approx(
+        full / 2
+    )
+    deepseek = table.cost("deepseek-reasoner", 1000, 1000, endpoint="https://api.deepseek.com")
+    assert table.cost("deepseek-reasoner", 1000, 1000, endpoint="https://api.deepseek.com", batch=True) == deepseek
+    path = tmp_path / "prices.json"
+    path.write_text(json.dumps({"my-teacher": {"input": 1.0, "output": 2.0, "batch_discount": 0.25}}))
+    custom = PriceTable.from_file(path)
+    assert custom.cost("my-teacher", 1_000_000, 0, endpoint="http://10.0.0.5:8000/v1", batch=True) == pytest.approx(0.75)
+    requests = [Request(model="gpt-4o", prompt="hello world", params={"max_tokens": 100})]
+    online = estimate(requests, table, endpoint="https://api.openai.com/v1")
+    batch = estimate(requests, table, endpoint="https://api.openai.com/v1", batch=True)
+    assert batch.max_cost == pytest.approx(online.max_cost / 2)

@@ -1,5 +1,5 @@
 """The OpenAI-compatible engine against a real scripted server: one attempt per call, every
-failure classified (retryable, fatal, or an outcome), both reply shapes, both transports."""
+failure classified (retryable, fatal, or an outcome), both reply shapes, through the openai SDK."""
 
 from __future__ import annotations
 
@@ -29,13 +29,8 @@ CHAT = Request(model="m", messages=({"role": "user", "content": "Which? A. x B. 
 PLAIN = Request(model="m", prompt="Once upon", params={"max_tokens": 5, "stop": ["\n"]})
 
 
-@pytest.fixture(params=["aiohttp", "httpx"])
-def transport(request):
-    return request.param
-
-
-def engine_for(server, transport="aiohttp", **kwargs) -> HTTPEngine:
-    return HTTPEngine(HTTPConfig(base_url=server.base_url, transport=transport, **kwargs))
+def engine_for(server, **kwargs) -> HTTPEngine:
+    return HTTPEngine(HTTPConfig(base_url=server.base_url, **kwargs))
 
 
 def call(engine: HTTPEngine, request: Request):
@@ -48,9 +43,9 @@ def call(engine: HTTPEngine, request: Request):
     return asyncio.run(main())
 
 
-def test_chat_reply_and_exact_body(llm_server, transport):
+def test_chat_reply_and_exact_body(llm_server):
     llm_server.handler = lambda req: chat("The answer is \\boxed{B}", prompt_tokens=12, completion_tokens=5)
-    got = call(engine_for(llm_server, transport), CHAT)
+    got = call(engine_for(llm_server), CHAT)
     assert (got.status, got.text, got.reasoning, got.finish_reason) == ("ok", "The answer is \\boxed{B}", None, "stop")
     assert (got.prompt_tokens, got.completion_tokens) == (12, 5)
     [sent] = llm_server.requests
@@ -59,9 +54,9 @@ def test_chat_reply_and_exact_body(llm_server, transport):
     assert "authorization" not in sent.headers  # no api_key_env: nothing sent
 
 
-def test_plain_completion(llm_server, transport):
+def test_plain_completion(llm_server):
     llm_server.handler = lambda req: completion(" a time", finish_reason="stop")
-    got = call(engine_for(llm_server, transport), PLAIN)
+    got = call(engine_for(llm_server), PLAIN)
     assert got.text == " a time"  # untouched, so callers can continue the text verbatim
     [sent] = llm_server.requests
     assert sent.path == "/v1/completions"
@@ -115,9 +110,9 @@ def test_content_filter_as_400(llm_server):
         (drop(), "connection", True, False),
     ],
 )
-def test_failures_are_classified(llm_server, transport, response, kind, retryable, fatal):
+def test_failures_are_classified(llm_server, response, kind, retryable, fatal):
     llm_server.handler = lambda req: response
-    got = call(engine_for(llm_server, transport), CHAT)
+    got = call(engine_for(llm_server), CHAT)
     assert isinstance(got, Failed)
     assert (got.status, got.kind, got.retryable, got.fatal) == ("error", kind, retryable, fatal)
     assert got.error.startswith(kind + ": ")
@@ -129,10 +124,10 @@ def test_retry_after_is_read(llm_server):
     assert call(engine_for(llm_server), CHAT).retry_after == 2.5
 
 
-def test_timeout(llm_server, transport):
+def test_timeout(llm_server):
     llm_server.handler = lambda req: slow(2.0)
     began = time.perf_counter()
-    got = call(engine_for(llm_server, transport, timeout=0.3), CHAT)
+    got = call(engine_for(llm_server, timeout=0.3), CHAT)
     assert time.perf_counter() - began < 1.5
     assert (got.kind, got.retryable) == ("timeout", True)
 
@@ -213,3 +208,53 @@ def test_server_answers_model_list_without_counting_it(llm_server):
     listing = httpx.get(llm_server.base_url + "/models").json()
     assert listing["data"][0]["id"] == "scripted"
     assert llm_server.count() == 0 and len(llm_server.all_requests) == 1
+
+
+def test_wire_body_is_the_hashed_body(llm_server, tmp_path):
+    """What the SDK puts on the wire is exactly the body the cache key hashes: standard fields as
+    `create()` arguments, server extras through `extra_body`, nothing added or renamed."""
+    from m1data.llm import Cache, complete_all, request_key
+    from m1data.llm.params import VLLM_EXTRA_PARAMS, canonical_json, request_body
+
+    chat_request = Request(
+        model="m",
+        messages=({"role": "system", "content": "Be brief."}, {"role": "user", "content": "Quelle réponse ? A. x"}),
+        params={"max_tokens": 64, "temperature": 0.6, "top_p": 0.95, "seed": 7, "stop": ["</s>"],
+                "min_tokens": 2, "skip_special_tokens": False, "top_k": 20,
+                "chat_template_kwargs": {"enable_thinking": True}},
+    )
+    plain_request = Request(model="m", prompt="Once upon", params={"max_tokens": 5, "min_p": 0.1, "reasoning_effort": "low"})
+    engine = engine_for(llm_server, extra_params=VLLM_EXTRA_PARAMS)
+    with Cache(tmp_path / "c.sqlite") as cache:
+        complete_all(engine, [chat_request, plain_request], cache, progress=False)
+        stored = {key for key in cache.get_many([request_key(engine.endpoint, chat_request),
+                                                 request_key(engine.endpoint, plain_request)])}
+    received = {r.path: r for r in llm_server.requests}
+    for path, request in (("/v1/chat/completions", chat_request), ("/v1/completions", plain_request)):
+        sent = received[path]
+        assert sent.body == request_body(request)
+        assert canonical_json(sent.body) == canonical_json(request_body(request))
+        assert request_key(engine.endpoint, request) in stored
+
+
+def test_base_url_from_openai_base_url(llm_server, monkeypatch):
+    monkeypatch.setenv("OPENAI_BASE_URL", llm_server.base_url)
+    engine = HTTPEngine(HTTPConfig())
+    assert engine.endpoint == llm_server.base_url
+    assert call(engine, CHAT).status == "ok"
+    assert llm_server.count() == 1
+
+
+def test_openai_api_key_goes_to_openai_only(llm_server, monkeypatch):
+    """OPENAI_API_KEY is OpenAI's: a local or other endpoint without a named variable gets no key."""
+    from m1data.llm.http import key_variable
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-SECRET-456")
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-private")
+    assert key_variable("https://api.openai.com/v1", None) == "OPENAI_API_KEY"
+    assert key_variable("https://api.deepseek.com", None) is None
+    assert key_variable(llm_server.base_url, "MY_KEY") == "MY_KEY"
+    assert call(engine_for(llm_server), CHAT).status == "ok"
+    [sent] = llm_server.requests
+    assert "authorization" not in sent.headers
+    assert not any("org-private" in value or "SECRET" in value for value in sent.headers.values())

@@ -195,10 +195,16 @@ def test_measured_usage_and_cost(llm_server, engine, cache):
 
 
 def test_unknown_price_is_not_zero(llm_server, engine):
+    """At a provider that bills, a model without a price has no cost figure (n/a), never $0. A local
+    endpoint (this one) costs nothing unless priced (issue 9, item 9)."""
     llm_server.handler = echo
     stats = RunStats()
     run(engine, [ask("q")], prices=PriceTable({}), stats=stats)
-    assert stats.cost_sent is None
+    assert stats.cost_sent == 0.0
+    table = PriceTable()
+    assert table.cost("m", 10, 10, endpoint="https://api.deepseek.com") is None
+    assert table.cost("deepseek-reasoner", 10, 10, endpoint="https://api.deepseek.com") > 0
+    assert table.cost("deepseek-reasoner", 10, 10, endpoint=llm_server.base_url) == 0.0
 
 
 def test_concurrency_is_bounded(llm_server, engine):

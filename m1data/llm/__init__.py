@@ -6,12 +6,15 @@
     with Cache("replies.sqlite") as cache:
         replies = complete_all(engine, requests, cache, concurrency=32, rpm=600)
 
-Engines: HTTPEngine (any OpenAI-compatible server, the default), HFEngine (transformers, for CPU
+`run_batch` sends the same requests through a provider's Batch API, into the same cache.
+
+Engines: HTTPEngine (any OpenAI-compatible server through the openai SDK, the default), HFEngine (transformers, for CPU
 and tests; `m1data.llm.hf`, needs torch), VLLMEngine (in-process vLLM, optional extra;
 `m1data.llm.vllm`). The heavy ones are not imported here, so this package needs neither torch
 nor vllm.
 """
 
+from m1data.llm.batch import BatchLimits, run_batch
 from m1data.llm.cache import Cache, request_key
 from m1data.llm.cost import Estimate, Price, PriceTable, count_tokens, estimate, prompt_tokens
 from m1data.llm.http import HTTPConfig, HTTPEngine, MissingAPIKey
@@ -22,6 +25,7 @@ from m1data.llm.thinking import split_thinking
 from m1data.llm.types import Engine, Reply, Request
 
 __all__ = [
+    "BatchLimits",
     "Cache",
     "EndpointError",
     "Engine",
@@ -48,6 +52,7 @@ __all__ = [
     "print_plan",
     "prompt_tokens",
     "request_key",
+    "run_batch",
     "run_requests",
     "split_thinking",
 ]

@@ -11,8 +11,10 @@ The counts are exact for OpenAI models and an estimate for others (DeepSeek and 
 own tokenizers; cl100k counts English medical text within about 10% of them). The measured
 numbers after a run come from the servers' `usage` fields.
 
-Prices are US dollars per million tokens, per model. The defaults are a small dated table; pass
-`PriceTable.from_file(path)` (JSON: {"model": {"input": 0.28, "output": 0.42}}) to override.
+Prices are US dollars per million tokens, per model. The defaults are a small dated table that
+applies only to calls to its provider's own API; pass `PriceTable.from_file(path)` (JSON:
+{"model": {"input": 0.28, "output": 0.42, "batch_discount": 0.5}}) to price anything else. A local
+or unknown endpoint costs nothing unless priced there.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from m1data.llm.params import max_output_tokens
 from m1data.llm.types import Request
@@ -121,52 +124,103 @@ def prompt_tokens(request: Request) -> int:
 
 @dataclass(frozen=True)
 class Price:
-    """US dollars per million tokens."""
+    """US dollars per million tokens. `batch_discount` is the fraction taken off through the
+    provider's Batch API (OpenAI: 0.5); 0 where the provider has none."""
 
     input: float
     output: float
+    batch_discount: float = 0.0
 
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        return (prompt_tokens * self.input + completion_tokens * self.output) / 1e6
+    def cost(self, prompt_tokens: int, completion_tokens: int, *, batch: bool = False) -> float:
+        full = (prompt_tokens * self.input + completion_tokens * self.output) / 1e6
+        return full * (1 - self.batch_discount) if batch else full
 
 
 # As the providers published them in late 2025 (cache-miss input prices); not re-checked from this
-# offline machine. Verify them, or pass an override file, before a big run.
+# offline machine. Verify them, or pass an override file, before a big run. Each provider's prices
+# apply only to calls to that provider's API (PROVIDER_HOSTS): a local server that names its model
+# `deepseek-reasoner` is not billed by DeepSeek.
 DEFAULT_PRICES: dict[str, Price] = {
     "deepseek-reasoner": Price(0.28, 0.42),
     "deepseek-chat": Price(0.28, 0.42),
-    "gpt-4o": Price(2.50, 10.00),
-    "gpt-4o-mini": Price(0.15, 0.60),
-    "gpt-4.1": Price(2.00, 8.00),
-    "gpt-4.1-mini": Price(0.40, 1.60),
+    "gpt-4o": Price(2.50, 10.00, batch_discount=0.5),
+    "gpt-4o-mini": Price(0.15, 0.60, batch_discount=0.5),
+    "gpt-4.1": Price(2.00, 8.00, batch_discount=0.5),
+    "gpt-4.1-mini": Price(0.40, 1.60, batch_discount=0.5),
+}
+PROVIDER_HOSTS: dict[str, tuple[str, ...]] = {
+    "api.deepseek.com": ("deepseek-reasoner", "deepseek-chat"),
+    "api.openai.com": ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini"),
 }
 
 
-class PriceTable:
-    """Model name -> Price. Lookup tries the exact name, then without an `org/` prefix, then
-    case-insensitively. Models not in the table have no price (shown as n/a, never as $0)."""
+def _find(prices: Mapping[str, Price], model: str) -> Price | None:
+    """Exact name, then without an `org/` prefix, then case-insensitively."""
+    for name in (model, model.rsplit("/", 1)[-1]):
+        if name in prices:
+            return prices[name]
+    lowered = {k.lower(): v for k, v in prices.items()}
+    return lowered.get(model.rsplit("/", 1)[-1].lower())
 
-    def __init__(self, prices: Mapping[str, Price] | None = None):
-        self.prices = dict(DEFAULT_PRICES if prices is None else prices)
+
+def _host(endpoint: str) -> str:
+    return (urlsplit(endpoint).hostname or "").lower()
+
+
+class PriceTable:
+    """Model name -> Price, in two parts: prices the user configured (the mapping given, or a
+    prices file), which apply to any endpoint, and the dated defaults, which apply only to their
+    provider's API. For a call to a known provider, a model without a price has no cost figure
+    (n/a, never $0); a local or unknown endpoint costs nothing unless the user priced the model."""
+
+    def __init__(self, prices: Mapping[str, Price] | None = None, *, defaults: bool | None = None):
+        self.configured = dict(prices or {})
+        use_defaults = prices is None if defaults is None else defaults
+        self.defaults = dict(DEFAULT_PRICES) if use_defaults else {}
+
+    @property
+    def prices(self) -> dict[str, Price]:
+        return {**self.defaults, **self.configured}
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], *, keep_defaults: bool = True) -> PriceTable:
+        """JSON: {"model": {"input": 0.28, "output": 0.42, "batch_discount": 0.5}}."""
         raw = json.loads(Path(path).read_text())
-        prices = dict(DEFAULT_PRICES) if keep_defaults else {}
-        for model, entry in raw.items():
-            prices[model] = Price(float(entry["input"]), float(entry["output"]))
-        return cls(prices)
+        prices = {
+            model: Price(float(entry["input"]), float(entry["output"]), float(entry.get("batch_discount", 0.0)))
+            for model, entry in raw.items()
+        }
+        return cls(prices, defaults=keep_defaults)
 
-    def lookup(self, model: str) -> Price | None:
-        for name in (model, model.rsplit("/", 1)[-1]):
-            if name in self.prices:
-                return self.prices[name]
-        lowered = {k.lower(): v for k, v in self.prices.items()}
-        return lowered.get(model.rsplit("/", 1)[-1].lower())
+    def lookup(self, model: str, endpoint: str | None = None) -> Price | None:
+        """The price of `model` at `endpoint` (None: by model name alone, any table)."""
+        price = _find(self.configured, model)
+        if price is not None or not self.defaults:
+            return price
+        if endpoint is None:
+            return _find(self.defaults, model)
+        models = PROVIDER_HOSTS.get(_host(endpoint))
+        if models is None:
+            return None
+        return _find({name: self.defaults[name] for name in models if name in self.defaults}, model)
 
-    def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
-        price = self.lookup(model)
-        return None if price is None else price.cost(prompt_tokens, completion_tokens)
+    def is_billed(self, endpoint: str | None) -> bool:
+        """Whether calls to `endpoint` cost money without a configured price (a known provider)."""
+        return endpoint is None or _host(endpoint) in PROVIDER_HOSTS
+
+    def cost(
+        self,
+        model: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        *,
+        endpoint: str | None = None,
+        batch: bool = False,
+    ) -> float | None:
+        price = self.lookup(model, endpoint)
+        if price is None:
+            return None if self.is_billed(endpoint) else 0.0
+        return price.cost(prompt_tokens, completion_tokens, batch=batch)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,12 +247,15 @@ def estimate(
     typical_output_tokens: int | None = None,
     default_max_tokens: int = 4096,
     typical_fraction: float = 0.25,
+    endpoint: str | None = None,
+    batch: bool = False,
 ) -> Estimate:
     """Token and cost estimate for requests not yet sent.
 
     The typical output per reply is `typical_output_tokens` when given (e.g. the mean of replies
     already cached from the same endpoint), otherwise `typical_fraction` of each max_tokens: a
-    stated guess, shown as such, next to the hard upper bound.
+    stated guess, shown as such, next to the hard upper bound. `endpoint` decides which prices
+    apply (see PriceTable); `batch` applies the provider's Batch API discount.
     """
     prices = prices or PriceTable()
     result = Estimate()
@@ -214,8 +271,8 @@ def estimate(
         result.prompt_tokens += prompt
         result.max_output_tokens += ceiling
         result.typical_output_tokens += typical
-        costs_max.append(prices.cost(request.model, prompt, ceiling))
-        costs_typical.append(prices.cost(request.model, prompt, typical))
+        costs_max.append(prices.cost(request.model, prompt, ceiling, endpoint=endpoint, batch=batch))
+        costs_typical.append(prices.cost(request.model, prompt, typical, endpoint=endpoint, batch=batch))
     if costs_max and all(c is not None for c in costs_max):
         result.max_cost = sum(costs_max)  # type: ignore[arg-type]
         result.typical_cost = sum(costs_typical)  # type: ignore[arg-type]

@@ -1,33 +1,54 @@
-"""The default engine: any OpenAI-compatible server (vLLM, sglang, DeepSeek, OpenAI, ...).
+"""The default engine: any OpenAI-compatible server (vLLM, sglang, DeepSeek, OpenAI, ...), called
+through the official `openai` SDK.
 
-Why raw HTTP and not the openai SDK: the SDK adds 2-3 ms of CPU per call on top of httpx
-(pydantic models for every reply), keeps provider extras such as `reasoning_content` in
-`model_extra`, and its built-in retries would hide the 429s and Retry-After headers that the
-runner must see. The body sent here is exactly `params.request_body(request)`, which is also
-what the cache key hashes: nothing is added or renamed on the way.
+Why the SDK: it is the client users know (typed errors, `OPENAI_BASE_URL`, `extra_body`) and the
+one providers test against. It is used with its own retries off (`max_retries=0`): retries, rate
+limits and the cache are the runner's job, and the runner must see every 429 and its
+`Retry-After`. The streaming-response API (`with_streaming_response`, with `stream` unset, so the
+reply is one JSON document) hands over the status, the headers and the body bytes, which lets the
+body be read under a size cap instead of held whole, however large.
 
-One call, one attempt: retries, rate limits and caching are the runner's job. A call that gives
-no usable answer returns a `limits.Failed` reply saying whether a retry makes sense.
+The body on the wire is exactly `params.request_body(request)`, which is also what the cache key
+hashes: the fields the SDK's `create()` names go as arguments, every other field (vLLM's
+`min_tokens`, `skip_special_tokens`, ...) as `extra_body`, and nothing is added or renamed (a test
+compares the bytes a server received with the hashed body).
 
-Secrets: the API key is read from the environment variable named in the config
-(`api_key_env`), kept in a private attribute, sent only as the Authorization header, and never
-shown by repr, the config, errors or logs.
+Replies are read here, not through the SDK's pydantic models: those accept any shape silently,
+while a reply without a message, with `content: null` or with unreadable `usage` must be told
+apart from an answer. `reasoning_content` (DeepSeek, vLLM's reasoning parser) is one of the
+message's fields beyond OpenAI's schema; `<think>...</think>` inline is split by `split_thinking`.
+
+One call, one attempt. A call that gives no usable answer returns a `limits.Failed` reply saying
+whether a retry makes sense.
+
+Secrets: the API key is read from the environment variable named in the config (`api_key_env`),
+or from `OPENAI_API_KEY` when the endpoint is OpenAI's own and no variable is named; never from
+anywhere else, and no other endpoint ever gets `OPENAI_API_KEY`. It is kept in a private
+attribute, sent only as the Authorization header, never shown by repr or the config, and masked
+out of anything a server sends back (an error body that echoes the header) before it is returned,
+so it cannot reach the cache, the dropped rows or the terminal.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import inspect
 import json
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from m1data.llm.limits import Failed, failure, http_failure
 from m1data.llm.params import OPENAI_PARAMS, check_params, request_body
 from m1data.llm.thinking import split_thinking
-from m1data.llm.transport import TransportError, TransportKind, make_transport
 from m1data.llm.types import Reply, Request
 
+OPENAI_BASE_URL = "https://api.openai.com/v1"
 _FILTER_MARKERS = ("content_filter", "content_policy", "content management policy", "safety")
+_BEARER = re.compile(r"(Bearer\s+)[^\s\"',;]+", re.IGNORECASE)
 
 
 class MissingAPIKey(RuntimeError):
@@ -36,63 +57,216 @@ class MissingAPIKey(RuntimeError):
 
 @dataclass
 class HTTPConfig:
-    """One endpoint. `base_url` ends where `/chat/completions` would be appended (usually `.../v1`).
-    `api_key_env` names the environment variable holding the key; None sends no key (local
-    servers). `extra_params` admits server-specific parameters (see params.VLLM_EXTRA_PARAMS).
-    `timeout` bounds one attempt, in seconds: reasoning models may think for minutes."""
+    """One endpoint. `base_url` ends where `/chat/completions` would be appended (usually `.../v1`);
+    None takes `OPENAI_BASE_URL` from the environment, else OpenAI's API. `api_key_env` names the
+    environment variable holding the key; None sends no key, except to OpenAI's own API, which
+    gets `OPENAI_API_KEY`. `extra_params` admits server-specific parameters (see
+    params.VLLM_EXTRA_PARAMS). `timeout` bounds one attempt, in seconds: reasoning models may
+    think for minutes. `max_reply_bytes` caps one reply's body: a larger one is an error outcome,
+    not held in memory."""
 
-    base_url: str
+    base_url: str | None = None
     api_key_env: str | None = None
     timeout: float = 600.0
     extra_params: tuple[str, ...] = ()
-    transport: TransportKind = "auto"
-    max_connections: int = 1024
+    max_reply_bytes: int = 16 * 2**20
+
+
+def resolve_base_url(base_url: str | None) -> str:
+    """The configured URL, else `OPENAI_BASE_URL`, else OpenAI's API; without a trailing slash."""
+    return (base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL).rstrip("/")
+
+
+def is_openai(base_url: str) -> bool:
+    return (urlsplit(base_url).hostname or "").lower() == "api.openai.com"
+
+
+def key_variable(base_url: str, api_key_env: str | None) -> str | None:
+    """The environment variable the key comes from: the named one, or `OPENAI_API_KEY` for OpenAI."""
+    if api_key_env:
+        return api_key_env
+    return "OPENAI_API_KEY" if is_openai(base_url) else None
+
+
+def mask_secret(text: str | None, secret: str | None) -> str | None:
+    """`text` with the secret and any bearer token replaced by `***`."""
+    if not text:
+        return text
+    if secret and len(secret) >= 8:
+        text = text.replace(secret, "***")
+    return _BEARER.sub(r"\1***", text)
+
+
+@functools.cache
+def _create_arguments(kind: str) -> frozenset[str]:
+    """The body fields the SDK's `create()` takes by name (the rest go as `extra_body`)."""
+    from openai.resources.chat.completions import AsyncCompletions as Chat
+    from openai.resources.completions import AsyncCompletions as Plain
+
+    create = Chat.create if kind == "chat" else Plain.create
+    return frozenset(name for name in inspect.signature(create).parameters if not name.startswith(("extra_", "self")))
+
+
+class ReplyTooLarge(Exception):
+    pass
 
 
 class HTTPEngine:
-    """Engine for one OpenAI-compatible endpoint; the model is named per request."""
+    """Engine for one OpenAI-compatible endpoint; the model is named per request.
+
+    SDK clients hold connections bound to one event loop: the engine keeps one client per loop
+    (each `asyncio.run` gets a fresh one); `aclose()` releases it and leaves the engine usable."""
 
     def __init__(self, config: HTTPConfig, *, require_key: bool = True):
         self.config = config
-        self.name = f"http:{config.base_url}"
-        self.endpoint = config.base_url.rstrip("/")
+        self.endpoint = resolve_base_url(config.base_url)
+        self.name = f"http:{self.endpoint}"
         self.allowed_params = OPENAI_PARAMS | frozenset(config.extra_params)
-        self._api_key = os.environ.get(config.api_key_env) if config.api_key_env else None
-        if config.api_key_env and not self._api_key and require_key:
-            raise MissingAPIKey(
-                f"environment variable {config.api_key_env} is not set (the API key for {self.endpoint})"
-            )
-        self._transport = make_transport(config.transport, config.max_connections)
+        self.key_env = key_variable(self.endpoint, config.api_key_env)
+        self._openai = is_openai(self.endpoint)
+        self._api_key = os.environ.get(self.key_env) if self.key_env else None
+        if self.key_env and not self._api_key and require_key:
+            raise MissingAPIKey(f"environment variable {self.key_env} is not set (the API key for {self.endpoint})")
+        self._client: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # Import the SDK's resources now, not inside the first call: that import takes a good
+        # fraction of a second, which would otherwise land between a rate-limit booking and the send.
+        _create_arguments("chat")
+        _create_arguments("completion")
 
     def __repr__(self) -> str:
-        return f"HTTPEngine(base_url={self.endpoint!r}, api_key_env={self.config.api_key_env!r})"
+        return f"HTTPEngine(base_url={self.endpoint!r}, api_key_env={self.key_env!r})"
 
     def validate(self, request: Request) -> None:
         check_params(request.params, self.allowed_params, f"endpoint {self.endpoint}")
 
-    def _headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self._api_key:
-            headers["Authorization"] = f"Bearer {self._api_key}"
+    def mask(self, text: str | None) -> str | None:
+        return mask_secret(text, self._api_key)
+
+    # -- the SDK client -----------------------------------------------------------------------
+
+    def client(self) -> Any:
+        """The `openai.AsyncOpenAI` for the running event loop."""
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            self._client = self._new_client()
+            self._loop = loop
+        return self._client
+
+    async def open(self) -> None:
+        """Build the client before the first call (the runner calls this before any rate-limit
+        booking): creating it, TLS context included, takes a noticeable fraction of a second."""
+        self.client()
+
+    def _client_settings(self) -> dict[str, Any]:
+        return {
+            "api_key": self._api_key or "no-key",  # placeholder; the header is omitted per request (sdk_headers)
+            "organization": None if self._openai else "",  # OPENAI_ORG_ID / _PROJECT_ID go to OpenAI only
+            "project": None if self._openai else "",
+            "base_url": self.endpoint,
+            "max_retries": 0,
+            "timeout": self.config.timeout,
+        }
+
+    def sync_client(self) -> Any:
+        """A blocking `openai.OpenAI` with this engine's endpoint and key (the Batch API's files
+        and batches calls); pass `sdk_headers()` with each call."""
+        import openai
+
+        return openai.OpenAI(**self._client_settings())
+
+    def _new_client(self) -> Any:
+        import openai
+
+        return openai.AsyncOpenAI(**self._client_settings())
+
+    def sdk_headers(self) -> dict[str, Any]:
+        """Per-call headers: no Authorization without a key, no OpenAI org/project elsewhere."""
+        from openai import Omit
+
+        headers: dict[str, Any] = {} if self._openai else {"OpenAI-Organization": Omit(), "OpenAI-Project": Omit()}
+        if not self._api_key:
+            headers["Authorization"] = Omit()
         return headers
 
-    async def complete(self, request: Request) -> Reply:
-        if self.config.api_key_env and not self._api_key:
-            return failure("missing_key", f"environment variable {self.config.api_key_env} is not set", fatal=True)
-        path = "/chat/completions" if request.kind == "chat" else "/completions"
-        body = json.dumps(request_body(request), ensure_ascii=False).encode()
-        try:
-            raw = await self._transport.post(self.endpoint + path, body, self._headers(), self.config.timeout)
-        except TransportError as exc:
-            return failure(
-                exc.kind, exc.detail, retryable=exc.kind in ("timeout", "connection"), fatal=exc.kind == "invalid_url"
-            )
-        if raw.status != 200:
-            return _error_reply(raw.status, raw.body, raw.headers)
-        return parse_reply(raw.body, request.kind)
-
     async def aclose(self) -> None:
-        await self._transport.aclose()
+        client, self._client = self._client, None
+        if client is not None and self._loop is asyncio.get_running_loop():
+            await client.close()
+        self._loop = None
+
+    # -- one call -------------------------------------------------------------------------------
+
+    async def complete(self, request: Request) -> Reply:
+        if self.key_env and not self._api_key:
+            return failure("missing_key", f"environment variable {self.key_env} is not set", fatal=True)
+        try:
+            raw = await asyncio.wait_for(self._post(request), self.config.timeout)
+        except asyncio.TimeoutError:
+            return failure("timeout", f"no complete reply within {self.config.timeout:g}s", retryable=True)
+        except ReplyTooLarge as exc:
+            return failure("too_large", str(exc))
+        except Exception as exc:  # noqa: BLE001  (the SDK's errors, mapped below)
+            return self._failure(exc)
+        return self._masked(parse_reply(raw, request))
+
+    async def _post(self, request: Request) -> bytes:
+        client = self.client()
+        body = request_body(request)
+        kind = request.kind
+        named = _create_arguments(kind)
+        arguments = {k: v for k, v in body.items() if k in named}
+        extra = {k: v for k, v in body.items() if k not in named}
+        resource = client.chat.completions if kind == "chat" else client.completions
+        create = resource.with_streaming_response.create
+        async with create(**arguments, extra_body=extra or None, extra_headers=self.sdk_headers()) as response:
+            return await _read_capped(response, self.config.max_reply_bytes)
+
+    def _failure(self, exc: Exception) -> Failed:
+        import openai
+
+        if isinstance(exc, openai.APIStatusError):
+            return self._masked(_error_reply(exc.status_code, _error_body(exc), dict(exc.response.headers)))
+        if isinstance(exc, openai.APITimeoutError):
+            return failure("timeout", f"no complete reply within {self.config.timeout:g}s", retryable=True)
+        if isinstance(exc, openai.APIConnectionError):
+            cause = exc.__cause__ or exc
+            name = type(cause).__name__
+            detail = self.mask(f"{name}: {cause}" if str(cause) else name) or name
+            if name in ("InvalidURL", "UnsupportedProtocol", "LocalProtocolError") and "URL" in detail + name:
+                return failure("invalid_url", detail, fatal=True)
+            return failure("connection", detail, retryable=True)
+        # anything else is unexpected: transient, never an answer
+        return failure("exception", self.mask(f"{type(exc).__name__}: {exc}") or "", retryable=True)
+
+    def _masked(self, reply: Reply) -> Reply:
+        reply.error = self.mask(reply.error)
+        if self._api_key and len(self._api_key) >= 8:
+            reply.text = self.mask(reply.text) or ""
+            reply.reasoning = self.mask(reply.reasoning)
+        return reply
+
+
+async def _read_capped(response: Any, cap: int) -> bytes:
+    """The body, refusing (ReplyTooLarge) to hold more than `cap` bytes."""
+    declared = response.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > cap:
+        raise ReplyTooLarge(f"reply of {int(declared):,} bytes is over the {cap:,}-byte cap")
+    chunks = []
+    size = 0
+    async for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > cap:
+            raise ReplyTooLarge(f"reply is over the {cap:,}-byte cap")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _error_body(exc: Any) -> bytes:
+    try:
+        return exc.response.content
+    except Exception:  # noqa: BLE001  (a body not read: use what the SDK parsed)
+        return json.dumps(exc.body, default=str).encode() if exc.body is not None else str(exc).encode()
 
 
 def _error_message(body: bytes) -> str:
@@ -112,14 +286,31 @@ def _error_reply(status: int, body: bytes, headers: dict[str, str]) -> Failed:
     return http_failure(status, message, headers)
 
 
-def _usage(data: dict[str, Any]) -> tuple[int, int]:
-    usage = data.get("usage") or {}
-    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
-def parse_reply(raw: bytes, kind: str) -> Reply:
-    """Turn a 200 body into a Reply. Unreadable bodies and empty `choices` are retryable
-    failures (proxies and overloaded servers produce both); they are not answers."""
+def _usage(data: dict[str, Any], request: Request | None, text: str, reasoning: str | None) -> tuple[int, int]:
+    """The server's token counts; when `usage` is absent or unreadable, counted here (tiktoken),
+    so a good answer is kept and its cost still estimated."""
+    usage = data.get("usage")
+    if isinstance(usage, dict):
+        prompt, completion = _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+        if prompt is not None and completion is not None:
+            return prompt, completion
+    if request is None:
+        return 0, 0
+    from m1data.llm.cost import count_tokens, prompt_tokens
+
+    return prompt_tokens(request), count_tokens((reasoning or "") + text, request.model)
+
+
+def parse_reply(raw: bytes, request: Request | str) -> Reply:
+    """Turn a 200 body into a Reply. Unreadable bodies, empty `choices`, a choice without a
+    message and a `null` answer are retryable failures (proxies and overloaded servers produce
+    them all); they are not answers. `request` may be just the kind ("chat"/"completion")."""
+    kind = request if isinstance(request, str) else request.kind
+    req = None if isinstance(request, str) else request
     try:
         data = json.loads(raw)
     except ValueError:
@@ -132,20 +323,33 @@ def parse_reply(raw: bytes, kind: str) -> Reply:
             return failure("api_error", _error_message(raw), retryable=True)
         return failure("bad_response", "reply has no choices", retryable=True)
     choice = choices[0]
+    finish = choice.get("finish_reason")
+    finish = finish if isinstance(finish, str) else None
     if kind == "chat":
-        message = choice.get("message") or {}
-        content = message.get("content") or ""
-        reasoning = message.get("reasoning_content") or message.get("reasoning")
+        message = choice.get("message")
+        if not isinstance(message, dict):
+            return failure("bad_response", "reply has no message", retryable=True)
+        content = message.get("content")
+        reasoning = message.get("reasoning_content") or message.get("reasoning")  # beyond OpenAI's schema
+        reasoning = reasoning if isinstance(reasoning, str) else None
+        if message.get("refusal") and not content:
+            return Failed(
+                status="filtered", finish_reason=finish, error=f"refusal: {message['refusal']}"[:500], kind="filtered"
+            )
     else:
-        content = choice.get("text") or ""
+        content = choice.get("text")
         reasoning = None
+    if content is None and finish not in ("length", "content_filter"):
+        return failure("empty_reply", f"the reply's content is null (finish_reason {finish!r})", retryable=True)
+    if not isinstance(content, (str, type(None))):
+        return failure("bad_response", f"the reply's content is not text: {type(content).__name__}", retryable=True)
+    content = content or ""
     if reasoning is None and kind == "chat":  # plain completions come back verbatim
         reasoning, text = split_thinking(content)
     else:
         text = content
-    finish = choice.get("finish_reason")
     status = {"length": "length", "content_filter": "filtered"}.get(finish or "", "ok")
-    prompt_tokens, completion_tokens = _usage(data)
+    prompt_tokens, completion_tokens = _usage(data, req, text, reasoning)
     return Reply(
         text=text,
         reasoning=reasoning,

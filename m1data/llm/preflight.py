@@ -5,18 +5,31 @@ from __future__ import annotations
 
 import os
 
-import httpx
+from m1data.llm.http import key_variable, resolve_base_url
 
 
-def endpoint_problem(base_url: str, api_key_env: str | None = None, timeout: float = 3.0) -> str | None:
+def endpoint_problem(base_url: str | None, api_key_env: str | None = None, timeout: float = 3.0) -> str | None:
     """None when `base_url` answers HTTP and its key variable (if any) is set; else what is wrong.
 
     Any HTTP status counts as reachable: some providers guard `/models` behind auth, and the
-    stage itself reports a refused key precisely, per request."""
-    if api_key_env and not os.environ.get(api_key_env):
-        return f"the environment variable {api_key_env} (API key for {base_url}) is not set"
+    stage itself reports a refused key precisely, per request. The check goes through the same
+    SDK as the stage (GET `/models`, no retries), without sending a key."""
+    import openai
+
+    base_url = resolve_base_url(base_url)
+    variable = key_variable(base_url, api_key_env)
+    if variable and not os.environ.get(variable):
+        return f"the environment variable {variable} (API key for {base_url}) is not set"
+    client = openai.OpenAI(
+        api_key="no-key", organization="", project="", base_url=base_url, max_retries=0, timeout=timeout
+    )
     try:
-        httpx.get(base_url.rstrip("/") + "/models", timeout=timeout)
-    except httpx.HTTPError as err:
-        return f"cannot reach {base_url} ({type(err).__name__})"
+        client.models.list(extra_headers={"Authorization": openai.Omit()})
+    except (openai.APIStatusError, openai.APIResponseValidationError, ValueError):
+        return None  # it answered HTTP
+    except openai.APIConnectionError as err:
+        cause = err.__cause__ or err
+        return f"cannot reach {base_url} ({type(cause).__name__})"
+    finally:
+        client.close()
     return None

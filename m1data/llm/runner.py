@@ -10,7 +10,10 @@ The order of work, and why:
    retries and backoff for transient failures. Each outcome is committed to the cache as soon as
    it arrives, so a killed run loses only the requests in flight.
 4. A fatal failure (wrong key, URL or model: 401/403/404) stops the run with EndpointError; what
-   was answered before stays cached.
+   was answered before stays cached. So does an endpoint that fails every request the same way:
+   the first few attempts all refused before anything was answered (nothing listens there), or
+   several requests in a row that failed the same way after all their retries (it went down).
+   Sending the other thousands would only record the same failure for each.
 
 `run_requests` returns one Reply per request, in order. `dry_run=True` prints the plan (how many
 to send, how many cached, estimated tokens and cost) and returns cached replies and `not_sent`
@@ -38,6 +41,7 @@ from m1data.llm.types import Engine, Reply, Request
 console = Console(stderr=True)
 
 DEFAULT_MAX_TOKENS = 4096  # assumed when a request sets no max_tokens (estimates, tpm booking)
+SAME_FAILURES_TO_STOP = 5  # see _DeadEndpoint
 
 
 class EndpointError(RuntimeError):
@@ -113,10 +117,11 @@ def plan_requests(
     retry_failed: bool = False,
     prices: PriceTable | None = None,
     typical_output_tokens: int | None = None,
+    batch: bool = False,
 ) -> Plan:
     """What a run would do, without calling anything. The typical output length is, in order:
     the given value, the mean of answered replies already cached for this endpoint and model, or
-    a quarter of max_tokens (see cost.estimate)."""
+    a quarter of max_tokens (see cost.estimate). `batch` prices it at the Batch API's discount."""
     _validate(engine, requests)
     endpoint = _endpoint(engine)
     unique: dict[str, Request] = {}
@@ -124,7 +129,7 @@ def plan_requests(
         unique.setdefault(request_key(endpoint, request), request)
     found = cache.get_many(unique) if cache is not None else {}
     todo = [r for k, r in unique.items() if not (k in found and _usable(found[k], retry_failed))]
-    return _plan(endpoint, len(requests), len(unique), todo, cache, prices, typical_output_tokens)
+    return _plan(endpoint, len(requests), len(unique), todo, cache, prices, typical_output_tokens, batch=batch)
 
 
 def _plan(
@@ -135,6 +140,8 @@ def _plan(
     cache: Cache | None,
     prices: PriceTable | None,
     typical_output_tokens: int | None,
+    *,
+    batch: bool = False,
 ) -> Plan:
     source = "given"
     if typical_output_tokens is None and cache is not None and todo:
@@ -142,7 +149,14 @@ def _plan(
         source = "mean of cached replies"
     if typical_output_tokens is None:
         source = "guess: 1/4 of max_tokens"
-    est = estimate(todo, prices, typical_output_tokens=typical_output_tokens, default_max_tokens=DEFAULT_MAX_TOKENS)
+    est = estimate(
+        todo,
+        prices,
+        typical_output_tokens=typical_output_tokens,
+        default_max_tokens=DEFAULT_MAX_TOKENS,
+        endpoint=endpoint,
+        batch=batch,
+    )
     return Plan(endpoint, requests, unique, unique - len(todo), len(todo), est, source)
 
 
@@ -209,8 +223,50 @@ class _Progress:
             self.bar.stop()
 
 
+class _DeadEndpoint:
+    """Notices an endpoint that fails every request the same way, and stops the run (module
+    docstring, point 4) with one line that says so."""
+
+    def __init__(self, endpoint: str, limit: int = SAME_FAILURES_TO_STOP):
+        self.endpoint = endpoint
+        self.limit = limit
+        self.answered = False
+        self.refused = 0
+        self.kind: str | None = None
+        self.in_a_row = 0
+
+    def attempt(self, reply: Reply) -> None:
+        if not isinstance(reply, Failed):
+            self.answered = True
+            return
+        if not self.answered and reply.kind == "connection":
+            self.refused += 1
+            if self.refused >= self.limit:
+                raise EndpointError(
+                    f"{self.endpoint}: cannot connect ({reply.error}); the first {self.refused} attempts all failed "
+                    "this way, so the run stopped. Answers so far are cached: run again once the endpoint is up."
+                )
+
+    def outcome(self, reply: Reply) -> None:
+        if not (isinstance(reply, Failed) and reply.retryable):
+            self.kind, self.in_a_row = None, 0
+            return
+        self.in_a_row = self.in_a_row + 1 if reply.kind == self.kind else 1
+        self.kind = reply.kind
+        if self.in_a_row >= self.limit:
+            raise EndpointError(
+                f"{self.endpoint}: {self.in_a_row} requests in a row failed the same way after every retry "
+                f"({reply.error}), so the run stopped. Answers so far are cached: run again once it is fixed."
+            )
+
+
 async def _attempts(
-    engine: Engine, request: Request, limiter: RateLimiter, policy: RetryPolicy, stats: RunStats
+    engine: Engine,
+    request: Request,
+    limiter: RateLimiter,
+    policy: RetryPolicy,
+    stats: RunStats,
+    watch: _DeadEndpoint,
 ) -> tuple[Reply, int]:
     """Call until the reply is not a retryable failure or the attempts run out."""
     booked = 0
@@ -226,6 +282,7 @@ async def _attempts(
         except Exception as exc:  # an engine broke its contract; treat as transient, never cache as an answer
             reply = failure("exception", f"{type(exc).__name__}: {exc}", retryable=True)
         limiter.settle(booked, reply.prompt_tokens + reply.completion_tokens)
+        watch.attempt(reply)
         retryable = isinstance(reply, Failed) and reply.retryable
         if not retryable or attempt >= policy.max_attempts:
             return reply, attempt
@@ -234,9 +291,11 @@ async def _attempts(
         await asyncio.sleep(policy.delay(attempt, reply.retry_after))
 
 
-def _record(stats: RunStats, reply: Reply, prices: PriceTable, model: str, *, cached: bool) -> None:
+def _record(
+    stats: RunStats, reply: Reply, prices: PriceTable, model: str, endpoint: str, *, cached: bool, batch: bool = False
+) -> None:
     stats.outcomes[reply.status] = stats.outcomes.get(reply.status, 0) + 1
-    cost = prices.cost(model, reply.prompt_tokens, reply.completion_tokens)
+    cost = prices.cost(model, reply.prompt_tokens, reply.completion_tokens, endpoint=endpoint, batch=batch)
     if cached:
         stats.prompt_tokens_cached += reply.prompt_tokens
         stats.completion_tokens_cached += reply.completion_tokens
@@ -297,7 +356,7 @@ async def run_requests(
     stats.unique += len(unique)
     stats.cached += len(answers)
     for key, reply in answers.items():
-        _record(stats, reply, prices, unique[key].model, cached=True)
+        _record(stats, reply, prices, unique[key].model, endpoint, cached=True)
 
     if dry_run or (progress and todo):
         plan = _plan(endpoint, len(requests), len(unique), [unique[k] for k in todo], cache, prices, None)
@@ -308,14 +367,18 @@ async def run_requests(
             answers[key] = failure("not_sent", "dry run")
         return _in_order(keys, answers)
 
+    opener = getattr(engine, "open", None)
+    if opener is not None:  # set-up cost must not land between a rate-limit booking and its send
+        await opener()
     limiter = RateLimiter(rpm, tpm)
     bar = _Progress(progress and bool(todo), label, total=len(unique), done=len(answers))
     pending = iter(todo)
+    watch = _DeadEndpoint(endpoint)
 
     async def worker() -> None:
         for key in pending:
             request = unique[key]
-            reply, attempts = await _attempts(engine, request, limiter, policy, stats)
+            reply, attempts = await _attempts(engine, request, limiter, policy, stats, watch)
             if isinstance(reply, Failed) and reply.fatal:
                 raise EndpointError(f"{endpoint}: {reply.error}")
             transient = isinstance(reply, Failed) and reply.retryable
@@ -323,8 +386,9 @@ async def run_requests(
                 cache.put(key, endpoint, request, reply, transient=transient, attempts=attempts)
             answers[key] = reply
             stats.sent += 1
-            _record(stats, reply, prices, request.model, cached=False)
+            _record(stats, reply, prices, request.model, endpoint, cached=False)
             bar.advance(stats)
+            watch.outcome(reply)
 
     try:
         await _gather_or_cancel([worker() for _ in range(min(concurrency, len(todo)))])

@@ -1,0 +1,217 @@
+"""Faulty servers and wrong settings at the HTTP and runner level (issue 11, item 7; issue 9,
+item 9): each outcome is recorded for what it is, nothing transient becomes permanent, a dead
+endpoint stops the run quickly with one clear line, and no echoed key is stored or printed."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import pytest
+from llm_server import Received, Response, chat, error, llm_server, reply  # noqa: F401
+
+from m1data.llm import Cache, EndpointError, HTTPConfig, HTTPEngine, Request, RetryPolicy, RunStats, complete_all
+from m1data.readers import read_rows, write_rows
+from m1data.schema import make_row, rows_to_dataset
+
+FAST = RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.02)
+KEY = "sk-m1data-faults-0123456789abcdef"
+
+
+def ask(text: str) -> Request:
+    return Request(model="m", messages=({"role": "user", "content": text},), params={"max_tokens": 20})
+
+
+def run(engine, requests, cache=None, **kwargs):
+    kwargs.setdefault("progress", False)
+    kwargs.setdefault("retry", FAST)
+    return complete_all(engine, requests, cache, **kwargs)
+
+
+def body_without_message(req: Received) -> Response:
+    return Response(body={"id": "x", "choices": [{"index": 0, "finish_reason": "stop"}], "usage": {}})
+
+
+@pytest.mark.parametrize("broken", [lambda req: chat(None), body_without_message], ids=["content_null", "no_message"])
+def test_reply_without_an_answer_is_a_failure_not_an_ok(llm_server, tmp_path, broken):
+    llm_server.handler = broken
+    engine = HTTPEngine(HTTPConfig(base_url=llm_server.base_url))
+    with Cache(tmp_path / "c.sqlite") as cache:
+        [got] = run(engine, [ask("q")], cache)
+        assert got.status == "error"
+        assert "ok" not in cache.status_counts()
+        llm_server.handler = lambda req: reply(req, "\\boxed{A}")
+        [again] = run(engine, [ask("q")], cache)  # not a permanent outcome: sent again, answered
+        assert (again.status, again.text, again.cached) == ("ok", "\\boxed{A}", False)
+
+
+@pytest.mark.parametrize("usage", ["garbage", {"prompt_tokens": "many", "completion_tokens": None}, [1, 2]])
+def test_malformed_usage_keeps_the_answer_and_counts_tokens_locally(llm_server, tmp_path, usage):
+    def handler(req: Received) -> Response:
+        response = chat("The answer is \\boxed{C}.", reasoning="Because of the third nerve.")
+        response.body["usage"] = usage
+        return response
+
+    llm_server.handler = handler
+    engine = HTTPEngine(HTTPConfig(base_url=llm_server.base_url))
+    with Cache(tmp_path / "c.sqlite") as cache:
+        [got] = run(engine, [ask("Which nerve?")], cache)
+        assert (got.status, got.text) == ("ok", "The answer is \\boxed{C}.")
+        assert got.prompt_tokens > 0 and got.completion_tokens > 0
+        assert llm_server.count() == 1  # paid once
+        [again] = run(engine, [ask("Which nerve?")], cache)
+        assert again.cached and llm_server.count() == 1
+
+
+def test_oversized_reply_is_an_error_outcome_not_held(llm_server, tmp_path):
+    llm_server.handler = lambda req: chat("x" * 300_000)
+    engine = HTTPEngine(HTTPConfig(base_url=llm_server.base_url, max_reply_bytes=100_000))
+    with Cache(tmp_path / "c.sqlite") as cache:
+        [got] = run(engine, [ask("q")], cache)
+        assert got.status == "error" and got.error.startswith("too_large")
+        assert llm_server.count() == 1  # an outcome, not retried
+        assert cache.status_counts() == {"error": 1}
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_refused_connection_stops_after_the_first_few(tmp_path):
+    engine = HTTPEngine(HTTPConfig(base_url=f"http://127.0.0.1:{closed_port()}/v1", timeout=5))
+    stats = RunStats()
+    with (
+        Cache(tmp_path / "c.sqlite") as cache,
+        pytest.raises(EndpointError, match="cannot connect|failed the same way"),
+    ):
+        run(engine, [ask(f"q{i}") for i in range(200)], cache, concurrency=4, stats=stats)
+    assert stats.sent <= 10  # not all 200 tried
+
+
+def test_echoed_authorization_is_masked_everywhere(llm_server, tmp_path, monkeypatch, capfd):
+    """A server that echoes the request's Authorization header in its error body: the key must
+    not reach the cache, the rejected rows or the terminal."""
+    monkeypatch.setenv("M1DATA_FAULT_KEY", KEY)
+
+    def echoing(req: Received) -> Response:
+        return error(400, f"invalid request; headers were {{'authorization': '{req.headers.get('authorization')}'}}")
+
+    llm_server.handler = echoing
+    from m1data.traces import run_traces_file
+
+    rows = rows_to_dataset(
+        [
+            make_row(
+                source="medmcqa",
+                row_id="r1",
+                question="Which nerve?",
+                options=["a", "b", "c", "d"],
+                answer_idx=0,
+                raw={},
+            )
+        ]
+    )
+    src = write_rows(rows, tmp_path / "in.jsonl")
+    run_traces_file(src, tmp_path / "out.jsonl", llm_server.base_url, "m", "M1DATA_FAULT_KEY", progress=True)
+    rejected = read_rows(tmp_path / "out.rejected.jsonl")
+    assert rejected["reason"] == ["error"] and "***" in rejected["detail"][0]
+    for path in tmp_path.iterdir():
+        assert KEY.encode() not in path.read_bytes(), path
+    out, err = capfd.readouterr()
+    assert KEY not in out + err
+
+
+def cli(*args: str, env_key: bool = True) -> subprocess.CompletedProcess:
+    import os
+
+    env = {**os.environ, "M1DATA_FAULT_KEY": KEY} if env_key else dict(os.environ)
+    return subprocess.run(
+        [sys.executable, "-c", "from m1data.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def one_row_file(tmp_path):
+    rows = rows_to_dataset(
+        [
+            make_row(
+                source="medmcqa",
+                row_id="r1",
+                question="Which nerve?",
+                options=["a", "b", "c", "d"],
+                answer_idx=0,
+                raw={},
+            )
+        ]
+    )
+    return write_rows(rows, tmp_path / "in.jsonl")
+
+
+def test_wrong_key_is_one_line_and_exit_2(llm_server, tmp_path):
+    llm_server.handler = lambda req: error(401, f"Incorrect API key provided: {req.headers.get('authorization')}")
+    proc = cli(
+        "run",
+        "traces",
+        str(one_row_file(tmp_path)),
+        str(tmp_path / "out.jsonl"),
+        "--base-url",
+        llm_server.base_url,
+        "--model",
+        "m",
+        "--api-key-env",
+        "M1DATA_FAULT_KEY",
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "http_401" in proc.stderr
+    assert len([line for line in proc.stderr.splitlines() if "error" in line.lower()]) == 1
+    assert KEY not in proc.stderr + proc.stdout
+
+
+def test_run_traces_refused_connection_exits_non_zero(tmp_path):
+    proc = cli(
+        "run",
+        "traces",
+        str(one_row_file(tmp_path)),
+        str(tmp_path / "out.jsonl"),
+        "--base-url",
+        f"http://127.0.0.1:{closed_port()}/v1",
+        "--model",
+        "m",
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "connect" in proc.stderr
+
+
+def test_run_traces_timeout_option(llm_server, tmp_path):
+    llm_server.handler = lambda req: reply(req, "\\boxed{A}", delay=3.0)
+    proc = cli(
+        "run",
+        "traces",
+        str(one_row_file(tmp_path)),
+        str(tmp_path / "out.jsonl"),
+        "--base-url",
+        llm_server.base_url,
+        "--model",
+        "m",
+        "--timeout",
+        "0.3",
+    )
+    assert "No such option" not in proc.stderr
+    # one row timing out on every attempt is recorded as such, not a hang of 3 s per attempt
+    assert "Traceback" not in proc.stderr
+    assert read_rows(tmp_path / "out.rejected.jsonl")["detail"][0].startswith("timeout")
+
+
+def test_local_endpoint_costs_nothing_by_model_name(llm_server):
+    """A local server that calls its model `deepseek-reasoner` is not charged DeepSeek's prices."""
+    llm_server.handler = lambda req: reply(req, "ok", prompt_tokens=1000, completion_tokens=1000)
+    engine = HTTPEngine(HTTPConfig(base_url=llm_server.base_url))
+    stats = RunStats()
+    run(engine, [Request(model="deepseek-reasoner", prompt="x", params={"max_tokens": 5})], stats=stats)
+    assert stats.cost_sent == 0.0
