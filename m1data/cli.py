@@ -238,6 +238,9 @@ run_app = typer.Typer(help="Run one LLM stage over a file of rows.", no_args_is_
 app.add_typer(run_app, name="run")
 
 InArg = Annotated[Path, typer.Argument(help="Rows in (.parquet or .jsonl).")]
+InsArg = Annotated[
+    list[Path], typer.Argument(help="Rows in: one or more .parquet/.jsonl files, or folders of them, read as one.")
+]
 OutArg = Annotated[Path, typer.Argument(help="Kept rows out; rejected rows go beside it as OUT.rejected.<ext>.")]
 CacheOpt = Annotated[Optional[Path], typer.Option("--cache", help="SQLite reply cache (default: OUT.llm_cache.sqlite).")]
 ConcOpt = Annotated[int, typer.Option("--concurrency", help="Requests in flight at once.")]
@@ -256,7 +259,7 @@ def _print_stats(stats: dict) -> None:
 
 @run_app.command("difficulty")
 def run_difficulty(
-    in_path: InArg,
+    in_paths: InsArg,
     out_path: OutArg,
     student: Annotated[list[str], typer.Option("--student", help="MODEL=BASE_URL; repeat for each student.")],
     max_tokens: Annotated[int, typer.Option("--max-tokens")] = 4000,
@@ -279,7 +282,7 @@ def run_difficulty(
         if not sep or not model or not url:
             raise typer.BadParameter(f"expected MODEL=BASE_URL, got {spec!r}", param_hint="--student")
         pairs.append((model, url))
-    _print_stats(run_difficulty_file(in_path, out_path, pairs, max_tokens=max_tokens, drop_rule=drop_rule,
+    _print_stats(run_difficulty_file(in_paths, out_path, pairs, max_tokens=max_tokens, drop_rule=drop_rule,
                                      cache=cache, concurrency=concurrency, rpm=rpm, tpm=tpm,
                                      api_key_env=api_key_env, dry_run=dry_run, retry_failed=retry_failed,
                                      batch=batch))
@@ -287,7 +290,7 @@ def run_difficulty(
 
 @run_app.command("traces")
 def run_traces(
-    in_path: InArg,
+    in_paths: InsArg,
     out_path: OutArg,
     base_url: Annotated[str, typer.Option("--base-url", help="OpenAI-compatible endpoint of the teacher.")],
     model: Annotated[str, typer.Option("--model", help="Teacher model, e.g. deepseek-reasoner.")],
@@ -305,14 +308,14 @@ def run_traces(
     """Have a reasoning teacher write a chain of thought and answer; keep verified-correct rows."""
     from m1data.traces import run_traces_file
 
-    _print_stats(run_traces_file(in_path, out_path, base_url, model, api_key_env=api_key_env, max_tokens=max_tokens,
+    _print_stats(run_traces_file(in_paths, out_path, base_url, model, api_key_env=api_key_env, max_tokens=max_tokens,
                                  concurrency=concurrency, rpm=rpm, tpm=tpm, cache=cache, dry_run=dry_run,
                                  retry_failed=retry_failed, timeout=timeout, batch=batch))
 
 
 @run_app.command("tag")
 def run_tag(
-    in_path: InArg,
+    in_paths: InsArg,
     out_path: OutArg,
     base_url: Annotated[str, typer.Option("--base-url", help="OpenAI-compatible endpoint.")] = "https://api.openai.com/v1",
     model: Annotated[str, typer.Option("--model")] = "gpt-4o",
@@ -325,7 +328,7 @@ def run_tag(
     """Tag each row with one of the 76 MeSH qualifiers by asking an LLM (m1 used GPT-4o)."""
     from m1data.mesh import tag_file
 
-    result = tag_file(in_path, out_path, base_url=base_url, model=model, api_key_env=api_key_env, cache=cache,
+    result = tag_file(in_paths, out_path, base_url=base_url, model=model, api_key_env=api_key_env, cache=cache,
                       concurrency=concurrency, max_attempts=max_attempts, batch=batch)
     _print_stats(result.stats)
 

@@ -28,6 +28,7 @@ exactly those calls again (the cache answers the rest) and the rows come back.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -287,7 +288,7 @@ def _totals(students: Any) -> dict[str, Any]:
 
 
 def run_difficulty_file(
-    in_path: str | Path,
+    in_path: str | Path | Sequence[str | Path],
     out_path: str | Path,
     students: list[tuple[str, str]] | list[StudentConfig],
     *,

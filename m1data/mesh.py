@@ -430,7 +430,7 @@ class MeshTagger(Stage):
 
 
 def tag_file(
-    in_path: str | Path,
+    in_path: str | Path | Sequence[str | Path],
     out_path: str | Path,
     base_url: str = MeshConfig.base_url,
     model: str = MeshConfig.model,

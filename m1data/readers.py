@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -154,10 +154,24 @@ def parquet_dataset(path: str | Path, columns: list[str] | None = None) -> datas
     return datasets.Dataset.from_parquet(str(path), columns=columns)
 
 
-def read_rows(path: str | Path) -> datasets.Dataset:
+ROW_SUFFIXES = (".parquet", ".jsonl")
+
+
+def read_rows(path: str | Path | Sequence[str | Path]) -> datasets.Dataset:
     """Read a Dataset written by `write_rows` (or any .parquet / .jsonl of rows); an empty file
-    is a Dataset of zero rows (an empty .jsonl has no columns either)."""
+    is a Dataset of zero rows (an empty .jsonl has no columns either).
+
+    Several paths, or a folder (its .parquet/.jsonl files in name order), are read as one Dataset
+    in that order: a pool split over shards, or the outputs of several runs, goes through a stage
+    in one call, so one cache and one plan cover all of it."""
+    if not isinstance(path, (str, Path)):
+        return _concatenate([read_rows(p) for p in path], [str(p) for p in path])
     path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix in ROW_SUFFIXES and p.is_file())
+        if not files:
+            raise ValueError(f"{path}: a folder given as input holds no .parquet or .jsonl file")
+        return read_rows(files)
     if path.suffix == ".parquet":
         return parquet_dataset(path)
     if path.suffix == ".jsonl":
@@ -165,3 +179,19 @@ def read_rows(path: str | Path) -> datasets.Dataset:
             return datasets.Dataset.from_dict({})
         return datasets.Dataset.from_json(str(path))
     raise ValueError(f"{path}: input must end in .parquet or .jsonl")
+
+
+def _concatenate(parts: list[datasets.Dataset], names: list[str]) -> datasets.Dataset:
+    """One Dataset of several inputs, which must have the same columns (empty ones are skipped)."""
+    parts_with_rows = [(name, part) for name, part in zip(names, parts, strict=True) if len(part)]
+    if not parts_with_rows:
+        return parts[0] if parts else datasets.Dataset.from_dict({})
+    first_name, first = parts_with_rows[0]
+    for name, part in parts_with_rows[1:]:
+        if part.features != first.features:
+            raise ValueError(
+                f"{name} does not have the columns of {first_name} "
+                f"({sorted(part.column_names)} vs {sorted(first.column_names)}); inputs read together must match"
+            )
+    return datasets.concatenate_datasets([part for _, part in parts_with_rows])
+

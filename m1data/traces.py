@@ -32,6 +32,7 @@ exactly those requests again (the cache answers the rest).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -226,7 +227,7 @@ class TeacherTraces(Stage):
 
 
 def run_traces_file(
-    in_path: str | Path,
+    in_path: str | Path | Sequence[str | Path],
     out_path: str | Path,
     base_url: str,
     model: str,

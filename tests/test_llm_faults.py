@@ -215,3 +215,17 @@ def test_local_endpoint_costs_nothing_by_model_name(llm_server):
     stats = RunStats()
     run(engine, [Request(model="deepseek-reasoner", prompt="x", params={"max_tokens": 5})], stats=stats)
     assert stats.cost_sent == 0.0
+
+
+def test_credentials_in_a_base_url_are_sent_but_never_shown(tmp_path, capfd):
+    """user:password@ in a base_url reaches the server only: not the engine's name, repr or
+    endpoint (which the cache, plans and manifests use), nor the error a dead endpoint raises."""
+    port = closed_port()
+    engine = HTTPEngine(HTTPConfig(base_url=f"http://user:pa55-w0rd-x@127.0.0.1:{port}/v1", timeout=5))
+    assert engine.endpoint == f"http://127.0.0.1:{port}/v1"
+    assert "pa55-w0rd-x" not in repr(engine) + engine.name
+    with Cache(tmp_path / "c.sqlite") as cache, pytest.raises(EndpointError) as err:
+        run(engine, [ask(f"q{i}") for i in range(20)], cache, concurrency=2, stats=RunStats(), progress=True)
+    assert "pa55-w0rd-x" not in str(err.value)
+    assert "pa55-w0rd-x" not in "".join(capfd.readouterr())
+    assert b"pa55-w0rd-x" not in (tmp_path / "c.sqlite").read_bytes()

@@ -293,3 +293,39 @@ def test_several_or_no_stated_options_are_never_verified(llm_server, tmp_path, s
     assert dropped["t1"] == ("multiple_answers", f"states {', '.join(sorted([right1, wrong1]))}")
     assert dropped["t2"] == ("no_answer", "the reply states no option")
     assert dropped["t3"][0] == "multiple_answers"
+
+
+def test_run_traces_reads_several_files_or_a_folder(llm_server, tmp_path, secret_env):
+    """`m1data run traces A B OUT` and `m1data run traces FOLDER OUT` go through one stage call:
+    one cache, so the folder run after the two-file run sends nothing."""
+    from typer.testing import CliRunner
+
+    from m1data.cli import app
+
+    asked: list[str] = []
+
+    def recording(req: Received) -> Response:
+        asked.append(BY_PROMPT[req.text.split("\n", 1)[1]]["id"])
+        return teacher(req)
+
+    llm_server.handler = recording
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    first = write_rows(ROWS.select(range(5)), shards / "part-0.parquet")
+    second = write_rows(ROWS.select(range(5, len(ROWS))), shards / "part-1.parquet")
+    common = ["--base-url", llm_server.base_url, "--model", TEACHER, "--api-key-env", "M1DATA_TEACHER_KEY",
+              "--cache", str(tmp_path / "cache.sqlite")]
+    result = CliRunner().invoke(app, ["run", "traces", str(first), str(second), str(tmp_path / "a.jsonl"), *common])
+    assert result.exit_code == 0, result.output
+    first_run = len(asked)
+    result = CliRunner().invoke(app, ["run", "traces", str(shards), str(tmp_path / "b.jsonl"), *common])
+    assert sorted(read_rows(tmp_path / "a.jsonl")["id"]) == sorted(read_rows(tmp_path / "b.jsonl")["id"]) == [
+        "t0", "t1", "t8"
+    ]
+    assert len(read_rows(tmp_path / "b.rejected.jsonl")) == len(ROWS) - 3
+    assert result.exit_code == 0, result.output
+    assert set(asked[first_run:]) == {"t6"}  # only the transient failure (t6, always 503) is tried again
+
+    other = write_rows(datasets.Dataset.from_dict({"id": ["x"]}), tmp_path / "other.parquet")
+    result = CliRunner().invoke(app, ["run", "traces", str(first), str(other), str(tmp_path / "c.jsonl"), *common])
+    assert result.exit_code != 0 and "inputs read together must match" in str(result.exception)

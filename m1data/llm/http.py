@@ -45,6 +45,7 @@ from m1data.llm.limits import Failed, failure, http_failure
 from m1data.llm.params import OPENAI_PARAMS, check_params, request_body
 from m1data.llm.thinking import split_thinking
 from m1data.llm.types import Reply, Request
+from m1data.redact import strip_userinfo
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 _FILTER_MARKERS = ("content_filter", "content_policy", "content management policy", "safety")
@@ -119,7 +120,8 @@ class HTTPEngine:
 
     def __init__(self, config: HTTPConfig, *, require_key: bool = True):
         self.config = config
-        self.endpoint = resolve_base_url(config.base_url)
+        self._base_url = resolve_base_url(config.base_url)  # may hold user:password@ (sent, never shown)
+        self.endpoint = strip_userinfo(self._base_url)  # what logs, errors, plans and the cache see
         self.name = f"http:{self.endpoint}"
         self.allowed_params = OPENAI_PARAMS | frozenset(config.extra_params)
         self.key_env = key_variable(self.endpoint, config.api_key_env)
@@ -163,7 +165,7 @@ class HTTPEngine:
             "api_key": self._api_key or "no-key",  # placeholder; the header is omitted per request (sdk_headers)
             "organization": None if self._openai else "",  # OPENAI_ORG_ID / _PROJECT_ID go to OpenAI only
             "project": None if self._openai else "",
-            "base_url": self.endpoint,
+            "base_url": self._base_url,
             "max_retries": 0,
             "timeout": self.config.timeout,
         }

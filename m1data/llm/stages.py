@@ -106,14 +106,15 @@ def default_cache_path(out_path: str | Path) -> Path:
     return out_path.with_name(f"{out_path.stem}.llm_cache.sqlite")
 
 
-def run_on_file(stage: Any, in_path: str | Path, out_path: str | Path, dry_run: bool) -> dict[str, Any]:
+def run_on_file(stage: Any, in_path: str | Path | Sequence[str | Path], out_path: str | Path, dry_run: bool) -> dict[str, Any]:
     """An LLM stage over a file: IN rows -> OUT (kept) and OUT.rejected.<ext> (dropped, with
-    reasons); returns the stage statistics. A dry run prints the plan and returns {}."""
+    reasons); returns the stage statistics. A dry run prints the plan and returns {}. IN may be
+    several files or a folder of them (see `read_rows`)."""
     from m1data.readers import read_rows, write_rows
 
     rows = read_rows(in_path)
     if len(rows) == 0:
-        console.print(f"{in_path}: 0 rows, nothing to do; {out_path} and its rejected file are written empty")
+        console.print(f"{_names(in_path)}: 0 rows, nothing to do; {out_path} and its rejected file are written empty")
         if not dry_run:
             write_rows(rows, out_path)
             write_rows(rows, rejected_path(out_path))
@@ -139,3 +140,8 @@ def run_on_file(stage: Any, in_path: str | Path, out_path: str | Path, dry_run: 
         "transient_failures": result.transient_failures,
         **result.stats,
     }
+
+
+def _names(in_path: str | Path | Sequence[str | Path]) -> str:
+    return str(in_path) if isinstance(in_path, (str, Path)) else ", ".join(map(str, in_path))
+
