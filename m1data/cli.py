@@ -76,11 +76,13 @@ def build(
     force: Annotated[bool, typer.Option(help="Re-run every stage even when its manifest matches.")] = False,
     from_m23k: Annotated[Optional[str], typer.Option("--from-m23k", help="Sample from an existing m23K (folder, file or repo id).")] = None,
     repo_id: Annotated[Optional[str], typer.Option("--repo-id", help="Repo id the card should name (for publishing later).")] = None,
+    executor: Annotated[Optional[str], typer.Option("--executor", help="local (default) or ray; overrides `executor:` in the config.")] = None,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster: auto, ray://host:10001 (default: start one here).")] = None,
 ) -> None:
     """Build a dataset: run its stages under RUN_DIR, skipping completed ones, then write the
     Hub-layout folder RUN_DIR/hub (parquet, card, images) that `m1data publish` uploads."""
     from m1data.builders import BUILDERS
-    from m1data.config import load_config
+    from m1data.distributed import load_build_config, make_executor
     from m1data.funnel import funnel_markdown
     from m1data.hub import export_run
     from m1data.pipeline import StageNotReady, run_pipeline
@@ -88,7 +90,7 @@ def build(
     if dataset not in BUILDERS:
         raise typer.BadParameter(f"choose from {', '.join(BUILDERS)}", param_hint="DATASET")
     builder = BUILDERS[dataset]
-    cfg = load_config(builder.CONFIG, config)
+    cfg, executor_config = load_build_config(builder.CONFIG, config, executor, ray_address)
     if from_m23k is not None:
         from m1data.builders.m1k import resample_stages
 
@@ -98,7 +100,7 @@ def build(
     else:
         stages = builder.stages(cfg)
     try:
-        run_pipeline(stages, out, start=start, until=until, force=force)
+        run_pipeline(stages, out, start=start, until=until, force=force, executor=make_executor(executor_config))
     except StageNotReady as stop:
         typer.echo(funnel_markdown(out))
         console.print(f"[yellow]{stop}[/yellow]\nThe stages before it are complete in {out}; configure the "
@@ -431,7 +433,9 @@ def main() -> None:
     try:
         app()
     except (MalformedFile, ConfigError, FileNotFoundError, ValueError) as err:
-        console.print(f"[red]error:[/red] {err}")
+        from rich.markup import escape
+
+        console.print(f"[red]error:[/red] {escape(str(err))}")  # a message's [brackets] are text
         raise SystemExit(2) from None
 
 

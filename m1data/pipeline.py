@@ -51,14 +51,17 @@ class RunContext:
 
     run_dir: Path
     stage_dir: Path
+    executor: Any = None  # None: run here; else an m1data.distributed.RayExecutor
 
 
 class Stage(ABC):
     """One step of a pipeline. Subclasses set `name`, hold a dataclass `config`, and implement
-    `run`. The first stage of a pipeline receives `rows=None`."""
+    `run`. The first stage of a pipeline receives `rows=None`. `row_parallel`: each row's output
+    depends on that row alone, so a distributed executor may run the stage block by block."""
 
     name: ClassVar[str]
     config: Any
+    row_parallel: ClassVar[bool] = False
 
     @abstractmethod
     def run(self, rows: datasets.Dataset | None, ctx: RunContext) -> StageResult: ...
@@ -192,12 +195,13 @@ def run_pipeline(
     start: str | None = None,
     until: str | None = None,
     force: bool = False,
+    executor: Any = None,
 ) -> datasets.Dataset | None:
     """Run `stages` in order under `run_dir` and return the last stage's rows.
 
     `start` re-runs from that stage (earlier stages must have completed before); `until` stops
     after that stage. Stages whose manifest matches are skipped unless `force` or `start` says
-    otherwise.
+    otherwise. `executor` (m1data.distributed) runs the work elsewhere with the same results.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -240,7 +244,9 @@ def run_pipeline(
         console.print(f"[bold]run[/bold]  {stage.name}")
         stage_dir.mkdir(parents=True, exist_ok=True)
         began = time.perf_counter()
-        result = stage.run(rows, RunContext(run_dir=run_dir, stage_dir=stage_dir))
+        ctx = RunContext(run_dir=run_dir, stage_dir=stage_dir, executor=executor)
+        parallel = executor is not None and stage.row_parallel
+        result = executor.run_stage(stage, rows, ctx) if parallel else stage.run(rows, ctx)
         _check_dropped(stage, result.dropped)
         manifest = {
             "stage": stage.name,
