@@ -126,6 +126,10 @@ def band_runner(ctx: Any) -> Any:
 
 
 class RayExecutor:
+    """Connects to (or starts) a Ray cluster; the pipeline and the stages call ``run_stage``,
+    ``map`` and ``band_runner``. Stages travel to the workers by pickling, so a stage holding a
+    live engine object (an in-process model) cannot go; give it an endpoint instead."""
+
     def __init__(self, config: ExecutorConfig):
         ray = require_ray()
         self.config = config

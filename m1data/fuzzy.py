@@ -37,7 +37,9 @@ nothing is capped (the reference's ``process.extract`` stopped at 5 matches).
 Cost: the filter still visits every length-compatible pair (quadratic in rows), but at BLAS
 speed with a thermometer only as wide as one band of ~384 similar-length texts needs; on the
 benchmark rows it let through ~750 of ~35M pairs at 20K rows. ``workers`` goes to rapidfuzz;
-the matrix products use BLAS's own threads (OPENBLAS_NUM_THREADS etc.).
+the matrix products use BLAS's own threads (OPENBLAS_NUM_THREADS etc.). The bands are
+independent units of work (``BandJob.match`` runs any subset), which is how m1data.distributed
+spreads them over a Ray cluster with the same answer.
 
 Measured alternative, not used: q-gram prefix filtering (with location-based prefixes) kept
 about 1% of all pairs on real prompts but cost more than this filter, because a 95% bound allows

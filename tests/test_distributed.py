@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import sys
 from pathlib import Path
 
@@ -136,6 +137,12 @@ def build(run: Path, config: Path, *extra: str) -> None:
     assert result.exit_code == 0, result.output
 
 
+def copy_stage_caches(source: Path, target: Path) -> None:
+    for cache in source.glob("*/llm_cache.sqlite*"):
+        (target / cache.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(cache, target / cache.parent.name / cache.name)
+
+
 def stage_dirs(run: Path) -> list[Path]:
     return sorted(p for p in run.iterdir() if p.is_dir() and p.name[:2].isdigit())
 
@@ -154,13 +161,18 @@ def builds(executor, tmp_path_factory):
         local_sent = server.count()
         build(tmp / "ray", config, "--executor", "ray")
         ray_sent = server.count() - local_sent
+        # the LLM stages again on Ray in a fresh run holding the caches the Ray workers wrote
+        copy_stage_caches(tmp / "ray", tmp / "ray_again")
+        build(tmp / "ray_again", config, "--executor", "ray", "--until", "traces")
+        rerun_sent = server.count() - local_sent - ray_sent
+        local_sent_total, ray_sent_total = local_sent, ray_sent + rerun_sent
         build(tmp / "mixed", config, "--executor", "ray", "--until", "traces")
         before = {m["stage"]: m for m in read_manifests(tmp / "mixed")}
-        sent_by_ray = server.count() - local_sent - ray_sent
+        sent_by_ray = server.count() - local_sent_total - ray_sent_total
         build(tmp / "mixed", config)
-        resumed_sent = server.count() - local_sent - ray_sent - sent_by_ray
+        resumed_sent = server.count() - local_sent_total - ray_sent_total - sent_by_ray
     return {"dir": tmp, "local_sent": local_sent, "ray_sent": ray_sent, "resumed_sent": resumed_sent,
-            "mixed_before": before}
+            "mixed_before": before, "rerun_sent": rerun_sent}
 
 
 def test_build_stages_identical_under_both_executors(builds):
@@ -179,21 +191,29 @@ def test_build_stages_identical_under_both_executors(builds):
         assert without_times(manifest_a) == without_times(manifest_b), a.name
 
 
-def test_hub_folder_and_funnel_identical(builds):
+def test_hub_folder_funnel_and_lineage_identical(builds):
     local, ray = builds["dir"] / "local", builds["dir"] / "ray"
     files = sorted(p.relative_to(local / "hub") for p in (local / "hub").rglob("*") if p.is_file())
     assert files and files == sorted(p.relative_to(ray / "hub") for p in (ray / "hub").rglob("*") if p.is_file())
     for rel in files:
         if rel.suffix == ".parquet":
             assert file_digest(local / "hub" / rel) == file_digest(ray / "hub" / rel), rel
-    from m1data.funnel import funnel_markdown
+    from m1data.funnel import funnel_markdown, lineage
 
     assert funnel_markdown(local) == funnel_markdown(ray)
+    loaded = datasets.Dataset.from_parquet(str(local / "00_load" / "rows.parquet"))["id"]
+    for row_id in loaded[::7]:  # kept to the end, or dropped somewhere with a reason
+        assert lineage(local, row_id) == lineage(ray, row_id), row_id
 
 
-def test_ray_build_pays_for_what_local_did_not_have(builds):
-    """Each run has its own cache, so the ray run asks exactly what the local run asked."""
+def test_ray_build_asks_what_local_asks_and_a_rerun_pays_nothing(builds):
+    """Each run has its own cache, so the ray run asks exactly what the local run asked; the LLM
+    stages re-run on Ray over a cache the Ray workers wrote send nothing."""
     assert builds["local_sent"] > 0 and builds["ray_sent"] == builds["local_sent"]
+    assert builds["rerun_sent"] == 0
+    again = {m["stage"]: m for m in read_manifests(builds["dir"] / "ray_again")}
+    for stage in ("difficulty", "traces"):
+        assert again[stage]["stats"]["requests_sent"] == 0 and again[stage]["stats"]["cached_hits"] > 0
 
 
 def test_run_started_on_ray_resumes_locally(builds):
