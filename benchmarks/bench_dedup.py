@@ -139,7 +139,8 @@ class WorkerMemory:
         return ", ".join(f"{v / 1024**3:.2f}" for v in top) + " GB (largest workers)"
 
 
-def on_ray(rows: list[str], evals: list[EvalText], sizes: list[int], threshold: float, cpus: int) -> None:
+def on_ray(rows: list[str], evals: list[EvalText], sizes: list[int], threshold: float, cpus: int,
+           with_local: bool = True) -> None:
     import ray
 
     from m1data.distributed import ExecutorConfig, RayExecutor
@@ -151,12 +152,15 @@ def on_ray(rows: list[str], evals: list[EvalText], sizes: list[int], threshold: 
           "shared with other jobs (numbers are contended)", flush=True)
     for n in sizes:
         part = rows[:n]
-        t0 = time.perf_counter()
-        local_dup = find_duplicates(part, threshold=threshold)
-        t_local = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        local_con = find_contamination(part, evals, threshold=threshold)
-        t_local_con = time.perf_counter() - t0
+        t_local = t_local_con = float("nan")
+        local_dup = local_con = None  # type: ignore[assignment]
+        if with_local:
+            t0 = time.perf_counter()
+            local_dup = find_duplicates(part, threshold=threshold)
+            t_local = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            local_con = find_contamination(part, evals, threshold=threshold)
+            t_local_con = time.perf_counter() - t0
         rss_local = peak_rss_gb()
         with WorkerMemory() as mem:
             t0 = time.perf_counter()
@@ -176,8 +180,10 @@ def on_ray(rows: list[str], evals: list[EvalText], sizes: list[int], threshold: 
         job = BandJob(side, side, coarse, coarse, f, threshold, True)
         visited = sum(job.band_cost(b) for b in job.bands())
         print(f"{n:>9,} rows: dedup local {t_local:7.1f}s  ray {t_ray:7.1f}s  ratio {t_local / t_ray:4.2f}  "
-              f"identical {ray_dup == local_dup} ({len(local_dup):,} removed); decontam local {t_local_con:6.1f}s  "
-              f"ray {t_ray_con:6.1f}s  identical {ray_con == local_con} ({len(local_con):,} removed)", flush=True)
+              f"identical {ray_dup == local_dup if with_local else 'not checked'} ({len(ray_dup):,} removed); "
+              f"decontam local {t_local_con:6.1f}s  ray {t_ray_con:6.1f}s  "
+              f"identical {ray_con == local_con if with_local else 'not checked'} ({len(ray_con):,} removed)",
+              flush=True)
         print(f"           pairs in length windows {visited:.3e}; driver serial part {t_serial:.1f}s; "
               f"driver peak RSS {rss_local:.2f} GB; Ray workers' peak RSS {mem.summary()}", flush=True)
         # band work in CPU-seconds: the Ray run kept its `cpus` workers busy for what the driver
@@ -198,6 +204,7 @@ def main() -> None:
     ap.add_argument("--executor", choices=["local", "ray"], default="local")
     ap.add_argument("--sizes", default="196000,1000000", help="row counts for --executor ray")
     ap.add_argument("--ray-cpus", type=int, default=2)
+    ap.add_argument("--no-local", action="store_true", help="with --executor ray: skip the local runs")
     args = ap.parse_args()
     if not perturb.DATA.is_dir():
         sys.exit(f"{perturb.DATA} not found: the benchmark needs ../shared/data")
@@ -212,7 +219,7 @@ def main() -> None:
     print(f"real prompts, every source row once: {perturb.length_summary(perturb.real_training_prompts())}")
     if args.executor == "ray":
         evals = [EvalText("eval", str(i), t) for i, t in enumerate(eval_texts)]
-        on_ray(rows, evals, sizes, args.threshold, args.ray_cpus)
+        on_ray(rows, evals, sizes, args.threshold, args.ray_cpus, with_local=not args.no_local)
     elif args.full:
         evals = [EvalText("eval", str(i), t) for i, t in enumerate(eval_texts)]
         print(f"rows: {perturb.length_summary(rows)}")
