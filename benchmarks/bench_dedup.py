@@ -1,6 +1,7 @@
 """Benchmark m1data.dedup against a plain all-pairs rapidfuzz baseline.
 
     python benchmarks/bench_dedup.py [--rows 20000] [--full] [--seed 0]
+    python benchmarks/bench_dedup.py --executor ray [--sizes 196000,1000000] [--ray-cpus 2]
 
 Default run: the same ``--rows`` synthetic training prompts are deduplicated by
 1. the baseline: ``rapidfuzz.process.cdist`` over all pairs (each row chunk against the rows
@@ -11,6 +12,15 @@ both times, their ratio and whether the outputs are identical are printed.
 ``--full``: 196,000 rows deduplicated and decontaminated against ~15,000 eval items, timed at
 50K, 100K and the full size, with peak memory (ru_maxrss). Rows come from benchmarks/perturb.py;
 their length distribution is printed next to the real source prompts'.
+
+``--executor ray``: at each of ``--sizes``, dedup and decontamination (against ~15,000 eval
+items) by the local matcher and by the same matcher with its bands run as Ray tasks on a local
+Ray instance of ``--ray-cpus`` CPUs: wall times, the ratio, whether the removals are identical,
+the driver's peak RSS and each Ray worker's peak RSS (sampled every 0.2 s with psutil), and the
+filter's cost model (length-compatible pairs visited, summed over bands) for a projection to N
+workers: ``T(N) = serial + parallel / N``, with ``serial`` what the driver does alone (texts to
+histograms, measured) and ``parallel`` the band work in CPU-seconds (``cpus`` times the rest of
+the Ray wall time: an upper bound, Ray's own overhead counted as work).
 """
 
 from __future__ import annotations
@@ -27,9 +37,9 @@ from rapidfuzz import fuzz, process
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import perturb  # noqa: E402
+import perturb
 
-from m1data.dedup import DupMatch, EvalText, find_contamination, find_duplicates  # noqa: E402
+from m1data.dedup import DupMatch, EvalText, find_contamination, find_duplicates
 
 
 def baseline_duplicates(texts: list[str], threshold: float, chunk: int = 256,
@@ -95,6 +105,95 @@ def full(rows: list[str], evals: list[EvalText], threshold: float) -> None:
               f"peak RSS so far {peak_rss_gb():.2f} GB", flush=True)
 
 
+class WorkerMemory:
+    """Peak RSS of every Ray worker process, sampled in a thread (ru_maxrss only sees us)."""
+
+    def __init__(self, interval: float = 0.2):
+        import threading
+
+        self.peak: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
+
+    def _run(self, interval: float) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            for proc in psutil.process_iter(["pid", "name", "cmdline", "memory_info"]):
+                cmd = " ".join(proc.info["cmdline"] or [])
+                if "ray::" in (proc.info["name"] or "") or "default_worker.py" in cmd:
+                    rss = proc.info["memory_info"].rss if proc.info["memory_info"] else 0
+                    self.peak[proc.info["pid"]] = max(self.peak.get(proc.info["pid"], 0), rss)
+            self._stop.wait(interval)
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> str:
+        top = sorted(self.peak.values(), reverse=True)[:4]
+        return ", ".join(f"{v / 1024**3:.2f}" for v in top) + " GB (largest workers)"
+
+
+def on_ray(rows: list[str], evals: list[EvalText], sizes: list[int], threshold: float, cpus: int,
+           with_local: bool = True) -> None:
+    import ray
+
+    from m1data.distributed import ExecutorConfig, RayExecutor
+    from m1data.fuzzy import BandJob, _check_threshold, _coarse, _distinct, _histograms, _side
+
+    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    executor = RayExecutor(ExecutorConfig(kind="ray"))
+    print(f"local Ray instance: {cpus} CPUs; this machine: {len(__import__('os').sched_getaffinity(0))} cores, "
+          "shared with other jobs (numbers are contended)", flush=True)
+    for n in sizes:
+        part = rows[:n]
+        t_local = t_local_con = float("nan")
+        local_dup = local_con = None  # type: ignore[assignment]
+        if with_local:
+            t0 = time.perf_counter()
+            local_dup = find_duplicates(part, threshold=threshold)
+            t_local = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            local_con = find_contamination(part, evals, threshold=threshold)
+            t_local_con = time.perf_counter() - t0
+        rss_local = peak_rss_gb()
+        with WorkerMemory() as mem:
+            t0 = time.perf_counter()
+            ray_dup = find_duplicates(part, threshold=threshold, runner=executor.band_runner)
+            t_ray = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            ray_con = find_contamination(part, evals, threshold=threshold, runner=executor.band_runner)
+            t_ray_con = time.perf_counter() - t0
+        # the serial share: what the driver does before the bands (histograms, sides)
+        t0 = time.perf_counter()
+        distinct, _, _ = _distinct(part)
+        hist, lens = _histograms(distinct)
+        f = _check_threshold(threshold)
+        side = _side(distinct, hist, lens, f)
+        coarse = _coarse(side, f)
+        t_serial = time.perf_counter() - t0
+        job = BandJob(side, side, coarse, coarse, f, threshold, True)
+        visited = sum(job.band_cost(b) for b in job.bands())
+        print(f"{n:>9,} rows: dedup local {t_local:7.1f}s  ray {t_ray:7.1f}s  ratio {t_local / t_ray:4.2f}  "
+              f"identical {ray_dup == local_dup if with_local else 'not checked'} ({len(ray_dup):,} removed); "
+              f"decontam local {t_local_con:6.1f}s  ray {t_ray_con:6.1f}s  "
+              f"identical {ray_con == local_con if with_local else 'not checked'} ({len(ray_con):,} removed)",
+              flush=True)
+        print(f"           pairs in length windows {visited:.3e}; driver serial part {t_serial:.1f}s; "
+              f"driver peak RSS {rss_local:.2f} GB; Ray workers' peak RSS {mem.summary()}", flush=True)
+        # band work in CPU-seconds: the Ray run kept its `cpus` workers busy for what the driver
+        # did not do itself (an upper bound: Ray's own overhead is counted as work)
+        parallel = cpus * max(t_ray - t_serial, 0.0)
+        projection = ", ".join(f"N={w}: {t_serial + parallel / w:.0f}s" for w in (2, 8, 32, 128))
+        print(f"           dedup projection T(N) = {t_serial:.1f} + {parallel:.1f}/N: {projection}", flush=True)
+    ray.shutdown()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=20_000)
@@ -102,18 +201,26 @@ def main() -> None:
     ap.add_argument("--full-rows", type=int, default=196_000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threshold", type=float, default=95.0)
+    ap.add_argument("--executor", choices=["local", "ray"], default="local")
+    ap.add_argument("--sizes", default="196000,1000000", help="row counts for --executor ray")
+    ap.add_argument("--ray-cpus", type=int, default=2)
+    ap.add_argument("--no-local", action="store_true", help="with --executor ray: skip the local runs")
     args = ap.parse_args()
     if not perturb.DATA.is_dir():
         sys.exit(f"{perturb.DATA} not found: the benchmark needs ../shared/data")
 
     t0 = time.perf_counter()
     eval_items, eval_texts = perturb.eval_rows(seed=args.seed + 1)
-    n_rows = args.full_rows if args.full else args.rows
+    sizes = [int(s) for s in args.sizes.split(",")]
+    n_rows = max(sizes) if args.executor == "ray" else args.full_rows if args.full else args.rows
     rows = perturb.training_rows(n_rows, seed=args.seed, eval_items=eval_items)
     print(f"generated in {time.perf_counter() - t0:.1f}s (seed {args.seed})")
     print(f"real prompts, source-mix weighted: {perturb.length_summary(perturb.mix_weighted_real_prompts())}")
     print(f"real prompts, every source row once: {perturb.length_summary(perturb.real_training_prompts())}")
-    if args.full:
+    if args.executor == "ray":
+        evals = [EvalText("eval", str(i), t) for i, t in enumerate(eval_texts)]
+        on_ray(rows, evals, sizes, args.threshold, args.ray_cpus, with_local=not args.no_local)
+    elif args.full:
         evals = [EvalText("eval", str(i), t) for i, t in enumerate(eval_texts)]
         print(f"rows: {perturb.length_summary(rows)}")
         full(rows, evals, args.threshold)

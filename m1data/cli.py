@@ -115,17 +115,19 @@ def build(
     from_m23k: Annotated[Optional[str], typer.Option("--from-m23k", help="Sample from an existing m23K (folder, file or repo id).")] = None,
     repo_id: Annotated[Optional[str], typer.Option("--repo-id", help="Repo id the card should name (for publishing later).")] = None,
     hub_config: Annotated[Optional[str], typer.Option("--hub-config", help="Config name in the Hub folder (default: the dataset's name, e.g. m1k).")] = None,
+    executor: Annotated[Optional[str], typer.Option("--executor", help="local (default) or ray; overrides `executor:` in the config.")] = None,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster: auto, ray://host:10001 (default: start one here).")] = None,
 ) -> None:
     """Build a dataset: run its stages under RUN_DIR, skipping completed ones, then write the
     Hub-layout folder RUN_DIR/hub (parquet, card, images) that `m1data publish` uploads."""
     from m1data.builders import BUILDERS
-    from m1data.config import load_config
+    from m1data.distributed import load_build_config, make_executor
     from m1data.pipeline import RunLocked, run_lock
 
     if dataset not in BUILDERS:
         raise typer.BadParameter(f"choose from {', '.join(BUILDERS)}", param_hint="DATASET")
     builder = BUILDERS[dataset]
-    cfg = load_config(builder.CONFIG, config)
+    cfg, executor_config = load_build_config(builder.CONFIG, config, executor, ray_address)
     if from_m23k is not None:
         from m1data.builders.m1k import resample_stages
 
@@ -134,23 +136,25 @@ def build(
         stages = resample_stages(from_m23k, cfg.sample)
     else:
         stages = builder.stages(cfg)
+    runner = make_executor(executor_config)  # before the lock: a missing extra leaves no run folder behind
     try:
         with run_lock(out):  # one build per run folder, held through the export
             _run_and_export(stages, dataset, out, start=start, until=until, force=force, repo_id=repo_id,
-                            hub_config=hub_config)
+                            hub_config=hub_config, executor=runner)
     except RunLocked as err:
         console.print(f"[red]error:[/red] {err}", soft_wrap=True)
         raise typer.Exit(1) from None
 
 
-def _run_and_export(stages, dataset: str, out: Path, *, start, until, force: bool, repo_id, hub_config) -> None:
+def _run_and_export(stages, dataset: str, out: Path, *, start, until, force: bool, repo_id, hub_config,
+                    executor) -> None:
     """The stages, the funnel, then the Hub folder; exit 1 while transient failures remain."""
     from m1data.funnel import funnel_markdown
     from m1data.hub import export_run
     from m1data.pipeline import StageIncomplete, StageNotReady, run_pipeline
 
     try:
-        rows = run_pipeline(stages, out, start=start, until=until, force=force)
+        rows = run_pipeline(stages, out, start=start, until=until, force=force, executor=executor)
     except StageNotReady as stop:
         typer.echo(funnel_markdown(out))
         console.print(f"[yellow]{stop}[/yellow]\nThe stages before it are complete in {out}; configure the "
@@ -636,7 +640,9 @@ def main() -> None:
     try:
         app()
     except (MalformedFile, ConfigError, FileNotFoundError, ValueError, EndpointError, MissingAPIKey) as err:
-        console.print(f"[red]error:[/red] {err}")
+        from rich.markup import escape
+
+        console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)  # [brackets] are text; one line
         raise SystemExit(2) from None
 
 

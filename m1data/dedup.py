@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from m1data.fuzzy import ContamMatch, DupMatch, EvalText, find_contamination, find_duplicates
+from m1data.distributed import band_runner
+from m1data.fuzzy import BandRunner, ContamMatch, DupMatch, EvalText, find_contamination, find_duplicates
 from m1data.pipeline import RunContext, Stage, StageResult
 
 if TYPE_CHECKING:
@@ -74,13 +75,14 @@ def _options(ds: Dataset) -> list[Sequence[str] | None]:
 
 
 def deduplicate(ds: Dataset, column: str | None = None, threshold: float = 95.0,
-                id_column: str = "id") -> tuple[Dataset, Dataset]:
+                id_column: str = "id", runner: BandRunner | None = None) -> tuple[Dataset, Dataset]:
     """(kept, removed). removed: id, source (when ds has it), reason, match_id, score.
 
     Rows are compared on :func:`match_keys` (stem + sorted options, as the build's stages do), or
     on ``column`` when given. Ids come from ``id_column`` when present, else the row index.
+    ``runner`` runs the matcher's bands elsewhere (m1data.distributed), same removals.
     """
-    matches = find_duplicates(list(ds[column]) if column else match_keys(ds), threshold=threshold)
+    matches = find_duplicates(list(ds[column]) if column else match_keys(ds), threshold=threshold, runner=runner)
     ids = _row_ids(ds, id_column)
     removed_idx = [m.index for m in matches]
     record = _removal_record(ds, ids, removed_idx, "near_duplicate")
@@ -91,7 +93,7 @@ def deduplicate(ds: Dataset, column: str | None = None, threshold: float = 95.0,
 
 def decontaminate(ds: Dataset, evals: Mapping[str, Dataset | Sequence[str]] | Sequence[Dataset | str],
                   column: str | None = None, threshold: float = 95.0,
-                  id_column: str = "id") -> tuple[Dataset, Dataset]:
+                  id_column: str = "id", runner: BandRunner | None = None) -> tuple[Dataset, Dataset]:
     """(kept, removed). removed: id, source (when ds has it), reason, eval_set, eval_id,
     eval_text, score.
 
@@ -104,13 +106,13 @@ def decontaminate(ds: Dataset, evals: Mapping[str, Dataset | Sequence[str]] | Se
     """
     items = eval_items(evals, column)
     if column:
-        matches = find_contamination(list(ds[column]), items, threshold=threshold)
+        matches = find_contamination(list(ds[column]), items, threshold=threshold, runner=runner)
     else:
         keyed = [item for item in items if item.keyed]
         bare = [item for item in items if not item.keyed]
         matches = _best_per_row(
-            find_contamination(match_keys(ds), keyed, threshold=threshold) if keyed else [],
-            find_contamination(_stems(ds), bare, threshold=threshold) if bare else [],
+            find_contamination(match_keys(ds), keyed, threshold=threshold, runner=runner) if keyed else [],
+            find_contamination(_stems(ds), bare, threshold=threshold, runner=runner) if bare else [],
         )
     ids = _row_ids(ds, id_column)
     removed_idx = [m.index for m in matches]
@@ -229,7 +231,7 @@ class Deduplicate(Stage):
         self.name = name
 
     def run(self, rows: Dataset | None, ctx: RunContext) -> StageResult:
-        kept, removed = deduplicate(rows, threshold=self.config.threshold)
+        kept, removed = deduplicate(rows, threshold=self.config.threshold, runner=band_runner(ctx))
         return StageResult(rows=kept, dropped=removed)
 
 
@@ -255,7 +257,7 @@ class Decontaminate(Stage):
         from m1data.loading import load_evals  # loading imports the eval loaders; keep dedup light
 
         eval_sets = load_evals(self.evals)
-        kept, removed = decontaminate(rows, eval_sets, threshold=self.config.threshold)
+        kept, removed = decontaminate(rows, eval_sets, threshold=self.config.threshold, runner=band_runner(ctx))
         stats: dict[str, Any] = {
             "eval_items": {name: len(ds) for name, ds in eval_sets.items()},
             "by_eval_set": dict(sorted(Counter(removed["eval_set"]).items())),

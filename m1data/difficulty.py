@@ -155,6 +155,7 @@ class DifficultyFilter(Stage):
     with an HFEngine on CPU."""
 
     name = "difficulty"
+    row_parallel = True
 
     def __init__(self, config: DifficultyConfig | None = None, engines: dict[str, Engine] | None = None):
         self.config = config or DifficultyConfig()
@@ -260,6 +261,16 @@ class DifficultyFilter(Stage):
             details.append(detail)
         kept, dropped = split_rows(rows, reasons, details)
         return StageResult(rows=kept, dropped=dropped, stats=stats, transient_failures=transient)
+
+    def merge_stats(self, parts: list[dict[str, Any]], rows: datasets.Dataset) -> dict[str, Any]:
+        """Blocks' statistics as one (a distributed run): counts summed, accuracy and totals
+        recomputed from the sums rather than added."""
+        from m1data.distributed import sum_stats
+
+        students = sum_stats([p["students"] for p in parts])
+        for s in students.values():
+            s["accuracy"] = round(s["correct"] / s["answered"], 4) if s["answered"] else None
+        return {"drop_rule": parts[0]["drop_rule"], "students": students, **_totals(students.values())}
 
 
 def _student_stats(student: StudentConfig, graded: dict[str, list[Any]], run: RunStats) -> dict[str, Any]:

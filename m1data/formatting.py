@@ -275,6 +275,7 @@ class FormatSFT(Stage):
     manifest (approximate without a tokenizer, and labelled so)."""
 
     name = "format"
+    row_parallel = True
 
     def __init__(self, config: FormatConfig | None = None):
         self.config = config or FormatConfig()
@@ -282,3 +283,7 @@ class FormatSFT(Stage):
     def run(self, rows: datasets.Dataset | None, ctx: RunContext) -> StageResult:
         formatted = to_sft(rows, reasoning_column=self.config.reasoning_column, reply_column=self.config.reply_column)
         return StageResult(rows=formatted, stats={"token_lengths": token_length_stats(formatted)})
+
+    def merge_stats(self, parts: list[dict[str, Any]], rows: datasets.Dataset) -> dict[str, Any]:
+        """Percentiles do not add up over blocks: a distributed run recomputes them on all rows."""
+        return {"token_lengths": token_length_stats(rows)}

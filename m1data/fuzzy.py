@@ -37,7 +37,9 @@ nothing is capped (the reference's ``process.extract`` stopped at 5 matches).
 Cost: the filter still visits every length-compatible pair (quadratic in rows), but at BLAS
 speed with a thermometer only as wide as one band of ~384 similar-length texts needs; on the
 benchmark rows it let through ~750 of ~35M pairs at 20K rows. ``workers`` goes to rapidfuzz;
-the matrix products use BLAS's own threads (OPENBLAS_NUM_THREADS etc.).
+the matrix products use BLAS's own threads (OPENBLAS_NUM_THREADS etc.). The bands are
+independent units of work (``BandJob.match`` runs any subset), which is how m1data.distributed
+spreads them over a Ray cluster with the same answer.
 
 Measured alternative, not used: q-gram prefix filtering (with location-based prefixes) kept
 about 1% of all pairs on real prompts but cost more than this filter, because a 95% bound allows
@@ -47,13 +49,13 @@ an edit every ~10 characters, so prefixes must hold 20-40% of each string's q-gr
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from rapidfuzz import fuzz, process
 
-__all__ = ["ContamMatch", "DupMatch", "EvalText", "find_contamination", "find_duplicates"]
+__all__ = ["BandJob", "BandRunner", "ContamMatch", "DupMatch", "EvalText", "find_contamination", "find_duplicates"]
 
 SLACK = 1e-9
 MAX_BUCKETS = 255
@@ -352,41 +354,83 @@ def _staircase(n: int, span: int, offset: int) -> np.ndarray:
     return np.arange(span)[None, :] < (offset + np.arange(n))[:, None]
 
 
-def _bag_candidates(rows: _Side, cols: _Side, f: float, triangle: bool,
-                    progress: bool) -> tuple[np.ndarray, np.ndarray]:
-    """All (row, col) index pairs (in sorted order) whose bag distance allows a match.
+@dataclass
+class BandJob:
+    """One matching problem, cut into row bands that can be scored anywhere.
 
-    Necessary condition evaluated by the product: ``sum_min - need[a] - need[b] >= 0``
-    (see ``_affine_need``); every term is an integer, so float32 computes it exactly. The
-    product runs on coarse histograms (``_coarse``) and a strided thermometer (``_features``),
-    both of which only loosen the bound; each band's survivors are then re-checked against
-    the full histograms in integers (``_exact_bag_check``).
+    Picklable and self-contained (texts, histograms, bounds), so a worker process or a Ray task
+    can run ``match(bands)`` for any subset of ``bands()``: both the local matcher and
+    m1data.distributed call exactly this, so their candidate sets, scores and therefore
+    removals are the same. The bands' results are disjoint and their union is every matching
+    pair; the earliest-partner rule is applied once, afterwards, by the caller.
     """
-    hi_len = _max_partner_len(rows.lens, f)
-    lo_len = _min_partner_len(rows.lens, f)
-    coarse_rows = _coarse(rows, f)
-    coarse_cols = coarse_rows if cols is rows else _coarse(cols, f)
-    found_r: list[np.ndarray] = []
-    found_c: list[np.ndarray] = []
-    bands = _bands(rows.lens)
-    with _progress(progress, "bag filter", len(bands)) as advance:
+
+    rows: _Side
+    cols: _Side
+    coarse_rows: _Side
+    coarse_cols: _Side
+    f: float
+    threshold: float
+    triangle: bool
+
+    def bands(self) -> list[tuple[int, int]]:
+        return _bands(self.rows.lens)
+
+    def band_cost(self, band: tuple[int, int]) -> int:
+        """Pairs the length window lets the band visit: what its matrix products cost."""
+        window = self._window(*band)
+        return int(np.maximum(window[:, 1] - window[:, 0], 0).sum())
+
+    def _window(self, r0: int, r1: int) -> np.ndarray:
+        window = np.empty((r1 - r0, 2), dtype=np.int64)
+        if self.triangle:
+            window[:, 0] = np.arange(r0 + 1, r1 + 1)
+        else:
+            lo_len = _min_partner_len(self.rows.lens[r0:r1], self.f)
+            window[:, 0] = np.searchsorted(self.cols.lens, lo_len, side="left")
+        window[:, 1] = np.searchsorted(self.cols.lens, _max_partner_len(self.rows.lens[r0:r1], self.f),
+                                       side="right")
+        return window
+
+    def candidates(self, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
+        """(row, col) pairs of one band (sorted positions) whose bag distance allows a match.
+
+        Necessary condition evaluated by the product: ``sum_min - need[a] - need[b] >= 0``
+        (see ``_affine_need``); every term is an integer, so float32 computes it exactly. The
+        product runs on coarse histograms (``_coarse``) and a strided thermometer
+        (``_features``), both of which only loosen the bound; the band's survivors are then
+        re-checked against the full histograms in integers (``_exact_bag_check``).
+        """
+        window = self._window(r0, r1)
+        if not (window[:, 1] > window[:, 0]).any():
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        rr, cc = _band_pairs(self.coarse_rows, self.coarse_cols, r0, r1, window)
+        keep = (cc >= window[rr - r0, 0]) & (cc < window[rr - r0, 1])
+        return _exact_bag_check(self.rows, self.cols, rr[keep], cc[keep], self.f)
+
+    def match(self, bands: Sequence[tuple[int, int]], workers: int = 1,
+              advance=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
+        """(row, col, score) of every matching pair whose row lies in ``bands``, as positions in
+        the callers' lists; the survivors of the filter are scored by rapidfuzz here."""
+        found_r: list[np.ndarray] = [np.zeros(0, np.int64)]
+        found_c: list[np.ndarray] = [np.zeros(0, np.int64)]
         for r0, r1 in bands:
-            window = np.empty((r1 - r0, 2), dtype=np.int64)
-            if triangle:
-                window[:, 0] = np.arange(r0 + 1, r1 + 1)
-            else:
-                window[:, 0] = np.searchsorted(cols.lens, lo_len[r0:r1], side="left")
-            window[:, 1] = np.searchsorted(cols.lens, hi_len[r0:r1], side="right")
-            if (window[:, 1] > window[:, 0]).any():
-                rr, cc = _band_pairs(coarse_rows, coarse_cols, r0, r1, window)
-                keep = (cc >= window[rr - r0, 0]) & (cc < window[rr - r0, 1])
-                rr, cc = _exact_bag_check(rows, cols, rr[keep], cc[keep], f)
-                found_r.append(rr)
-                found_c.append(cc)
-            advance()
-    if not found_r:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return np.concatenate(found_r), np.concatenate(found_c)
+            rr, cc = self.candidates(r0, r1)
+            found_r.append(rr)
+            found_c.append(cc)
+            if advance is not None:
+                advance()
+        rr, cc = np.concatenate(found_r), np.concatenate(found_c)
+        scores = _verify([self.rows.texts[i] for i in rr], [self.cols.texts[j] for j in cc],
+                         self.threshold, workers)
+        hit = scores >= self.threshold
+        return self.rows.order[rr[hit]], self.cols.order[cc[hit]], scores[hit]
+
+
+# How a caller runs a job's bands: given the job and its bands, return ``job.match(group)`` for
+# groups of bands covering each band once (m1data.distributed.ray_band_runner runs them as Ray
+# tasks). None runs them here, in order.
+BandRunner = Callable[[BandJob, list[tuple[int, int]]], list[tuple[np.ndarray, np.ndarray, np.ndarray]]]
 
 
 def _coarse(side: _Side, f: float) -> _Side:
@@ -440,13 +484,20 @@ def _verify(a: list[str], b: list[str], threshold: float, workers: int) -> np.nd
 
 
 def _matching_pairs(rows: _Side, cols: _Side, threshold: float, triangle: bool, workers: int,
-                    progress: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                    progress: bool, runner: BandRunner | None = None,
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(row, col, score) for every matching pair, as positions in the callers' lists."""
     f = _check_threshold(threshold)
-    rr, cc = _bag_candidates(rows, cols, f, triangle, progress)
-    scores = _verify([rows.texts[i] for i in rr], [cols.texts[j] for j in cc], threshold, workers)
-    hit = scores >= threshold
-    return rows.order[rr[hit]], cols.order[cc[hit]], scores[hit]
+    coarse_rows = _coarse(rows, f)
+    coarse_cols = coarse_rows if cols is rows else _coarse(cols, f)
+    job = BandJob(rows, cols, coarse_rows, coarse_cols, f, threshold, triangle)
+    bands = job.bands()
+    if runner is None:
+        with _progress(progress, "bag filter", len(bands)) as advance:
+            return job.match(bands, workers, advance)
+    parts = [(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)), *runner(job, bands)]
+    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+            np.concatenate([p[2] for p in parts]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -463,11 +514,12 @@ def _distinct(texts: Sequence[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
 
 
 def find_duplicates(texts: Sequence[str], threshold: float = 95.0, workers: int = -1,
-                    progress: bool = False) -> list[DupMatch]:
+                    progress: bool = False, runner: BandRunner | None = None) -> list[DupMatch]:
     """One DupMatch per removed row; the match is the earliest earlier row that matches it.
 
     A row is removed iff some earlier row matches it, whether or not that earlier row is
-    itself removed (the first occurrence stays).
+    itself removed (the first occurrence stays). ``runner`` runs the band work elsewhere (a
+    Ray cluster: m1data.distributed); the removals are the same whichever runs it.
     """
     _check_threshold(threshold)
     texts = list(texts)
@@ -476,7 +528,7 @@ def find_duplicates(texts: Sequence[str], threshold: float = 95.0, workers: int 
     distinct, row_ids, first = _distinct(texts)
     hist, lens = _histograms(distinct)
     side = _side(distinct, hist, lens, _check_threshold(threshold))
-    u, v, scores = _matching_pairs(side, side, threshold, True, workers, progress)
+    u, v, scores = _matching_pairs(side, side, threshold, True, workers, progress, runner)
     best_row, best_score = _earliest_partner(len(distinct), first, u, v, scores)
     own_first = first[row_ids]
     partner = best_row[row_ids]
@@ -508,7 +560,8 @@ def _earliest_partner(n: int, first: np.ndarray, u: np.ndarray, v: np.ndarray,
 
 
 def find_contamination(texts: Sequence[str], evals: Sequence[EvalText], threshold: float = 95.0,
-                       workers: int = -1, progress: bool = False) -> list[ContamMatch]:
+                       workers: int = -1, progress: bool = False,
+                       runner: BandRunner | None = None) -> list[ContamMatch]:
     """One ContamMatch per training row that some eval text matches.
 
     The reported eval item is the best-scoring one; ties go to the lowest eval index.
@@ -525,7 +578,7 @@ def find_contamination(texts: Sequence[str], evals: Sequence[EvalText], threshol
     f = _check_threshold(threshold)
     rows = _side(train, hist[:, :n_train], lens[:n_train], f)
     cols = _side(ev_texts, hist[:, n_train:], lens[n_train:], f)
-    t, e, scores = _matching_pairs(rows, cols, threshold, False, workers, progress)
+    t, e, scores = _matching_pairs(rows, cols, threshold, False, workers, progress, runner)
     eval_index = ev_first[e]  # identical eval texts score alike: the lowest index wins
     order = np.lexsort((eval_index, -scores, t))
     t, eval_index, scores = t[order], eval_index[order], scores[order]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import datasets
 
+from m1data.distributed import parallel_map
 from m1data.evalsets import load_eval_any
 from m1data.pipeline import RunContext, Stage, StageResult, file_digest
 from m1data.schema import DEFAULT_SEED, ROW_FEATURES
@@ -80,14 +81,19 @@ class LoadSources(Stage):
 
     def run(self, rows: datasets.Dataset | None, ctx: RunContext) -> StageResult:
         parts, quarantined, stats = [], [], {}
-        for name, spec in self.config.sources.items():
-            result = load_source(name, spec.path, split=spec.split, seed=self.config.seed, cop_base=spec.cop_base)
+        names = list(self.config.sources)
+        for name, result in zip(names, parallel_map(ctx, self.load_one, names), strict=True):
             parts.append(result.rows)
             quarantined.append(result.quarantine)
             stats[name] = {"loaded": len(result.rows), "quarantined": result.reasons()}
         kept = datasets.concatenate_datasets(parts) if parts else datasets.Dataset.from_dict({}, features=ROW_FEATURES)
         dropped = datasets.concatenate_datasets(quarantined) if quarantined else None
         return StageResult(rows=kept, dropped=dropped, stats={"sources": stats})
+
+    def load_one(self, name: str):  # type: ignore[no-untyped-def]
+        """One source, read and normalised: a unit of work a Ray task can run on its own."""
+        spec = self.config.sources[name]
+        return load_source(name, spec.path, split=spec.split, seed=self.config.seed, cop_base=spec.cop_base)
 
 
 def load_evals(evals: list[EvalInput]) -> dict[str, datasets.Dataset]:

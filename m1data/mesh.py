@@ -399,6 +399,7 @@ class MeshTagger(Stage):
     engine, say); the config's base_url is then unused."""
 
     name = "tag"
+    row_parallel = True
 
     def __init__(self, config: MeshConfig | None = None, engine: Engine | None = None):
         self.config = config or MeshConfig()

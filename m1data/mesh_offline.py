@@ -348,9 +348,11 @@ class OfflineTagger(Stage):
     builder can swap one for the other; every row gets a code, so nothing is dropped."""
 
     name = "tag"
+    row_parallel = True
 
     def __init__(self, config: OfflineConfig | None = None):
         self.config = config or OfflineConfig()
+        self._tagger: Any = None
 
     def external_fingerprint(self) -> str:
         """A retrained model file must re-run the stage even though the config is unchanged."""
@@ -361,7 +363,9 @@ class OfflineTagger(Stage):
     def run(self, rows: datasets.Dataset | None, ctx: RunContext) -> StageResult:
         if rows is None:
             raise ValueError("the tag stage needs input rows")
-        tagger = build_tagger(self.config)
+        if self._tagger is None:  # built once per stage object: once per worker on Ray
+            self._tagger = build_tagger(self.config)
+        tagger = self._tagger
         codes = tagger.predict(rows[self.config.text_field]) if len(rows) else []
         stats = {"method": self.config.method, "domains": domain_counts(codes), "tagged": len(codes)}
         return StageResult(rows=add_domain_columns(rows, codes), stats=stats)

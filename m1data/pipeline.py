@@ -73,6 +73,7 @@ class RunContext:
     run_dir: Path
     stage_dir: Path
     state_dir: Path = None  # type: ignore[assignment]  # None: the stage folder
+    executor: Any = None  # None: run here; else an m1data.distributed.RayExecutor
 
     def __post_init__(self) -> None:
         if self.state_dir is None:
@@ -81,10 +82,12 @@ class RunContext:
 
 class Stage(ABC):
     """One step of a pipeline. Subclasses set `name`, hold a dataclass `config`, and implement
-    `run`. The first stage of a pipeline receives `rows=None`."""
+    `run`. The first stage of a pipeline receives `rows=None`. `row_parallel`: each row's output
+    depends on that row alone, so a distributed executor may run the stage block by block."""
 
     name: ClassVar[str]
     config: Any
+    row_parallel: ClassVar[bool] = False
 
     @abstractmethod
     def run(self, rows: datasets.Dataset | None, ctx: RunContext) -> StageResult: ...
@@ -368,12 +371,13 @@ def run_pipeline(
     start: str | None = None,
     until: str | None = None,
     force: bool = False,
+    executor: Any = None,
 ) -> datasets.Dataset | None:
     """Run `stages` in order under `run_dir` and return the last stage's rows.
 
     `start` re-runs from that stage (earlier stages must have completed before); `until` stops
     after that stage. Stages whose manifest matches are skipped unless `force` or `start` says
-    otherwise.
+    otherwise. `executor` (m1data.distributed) runs the work elsewhere with the same results.
     """
     run_dir = Path(run_dir)
     names = [s.name for s in stages]
@@ -385,11 +389,11 @@ def run_pipeline(
     start_at = names.index(start) if start else 0
     stop_at = names.index(until) if until else len(stages) - 1
     with run_lock(run_dir):
-        return _run_stages(stages[: stop_at + 1], run_dir, start, start_at, force)
+        return _run_stages(stages[: stop_at + 1], run_dir, start, start_at, force, executor)
 
 
 def _run_stages(
-    stages: Sequence[Stage], run_dir: Path, start: str | None, start_at: int, force: bool
+    stages: Sequence[Stage], run_dir: Path, start: str | None, start_at: int, force: bool, executor: Any
 ) -> datasets.Dataset | None:
     rows: datasets.Dataset | None = None
     input_fp = "none"
@@ -431,7 +435,9 @@ def _run_stages(
                 raise StageNotReady(stage.name, problem)
             console.print(f"[bold]run[/bold]  {stage.name}")
             stage_dir.mkdir(parents=True, exist_ok=True)
-            result = stage.run(rows, RunContext(run_dir=run_dir, stage_dir=stage_dir, state_dir=state_dir))
+            ctx = RunContext(run_dir=run_dir, stage_dir=stage_dir, state_dir=state_dir, executor=executor)
+            parallel = executor is not None and stage.row_parallel
+            result = executor.run_stage(stage, rows, ctx) if parallel else stage.run(rows, ctx)
         _check_dropped(stage, result.dropped)
         manifest = {
             "stage": stage.name,

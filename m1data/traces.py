@@ -123,6 +123,7 @@ class TeacherTraces(Stage):
     """Pipeline stage; `engine` optionally replaces the HTTP engine (e.g. an HFEngine)."""
 
     name = "traces"
+    row_parallel = True
 
     def __init__(self, config: TracesConfig | None = None, engine: Engine | None = None):
         self.config = config or TracesConfig()

@@ -83,8 +83,14 @@ class Plan:
     typical_source: str
 
 
+COST_DIGITS = 10  # dollars
+
+
 def _add_cost(total: float | None, cost: float | None) -> float | None:
-    return None if total is None or cost is None else total + cost
+    """Totals are rounded to 1e-10 dollars: float addition is not associative, and without the
+    rounding the same replies summed in another grouping (a build run block by block on Ray)
+    would report a cost differing in the last bits."""
+    return None if total is None or cost is None else round(total + cost, COST_DIGITS)
 
 
 def _usable(entry: Entry, retry_failed: bool) -> bool:

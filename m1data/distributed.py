@@ -1,0 +1,270 @@
+"""Run a build on a Ray cluster (Ray Data and Ray tasks), with the same results as the local runner.
+
+The local runner stays the default; ``--executor ray`` (or ``executor: {kind: ray}`` in the YAML)
+hands three kinds of work to Ray, and nothing else changes: the same stages, manifests, funnel,
+lineage and Hub folder, so a run started on one executor resumes on the other.
+
+- Row-parallel stages (``Stage.row_parallel``: the LLM stages, the offline tagger, SFT
+  formatting) run as Ray Data ``map_batches`` over blocks of rows. Each worker is a Ray actor
+  that receives the stage once (so it builds its tagger model or engine once) and runs
+  ``stage.run`` on each block; the blocks' kept rows and dropped rows are concatenated in the
+  original order, and their statistics merged (counts summed, or the stage's ``merge_stats``).
+- Per-source loading runs one Ray task per source (``parallel_map``).
+- Fuzzy dedup and decontamination run their length bands as Ray tasks (``band_runner``): the
+  same ``BandJob.match`` the local matcher calls, survivors verified with rapidfuzz on the
+  workers, the earliest-partner rule applied once on the driver. Removals are identical.
+
+Where the LLM cache lives: one SQLite file, the stage's ``llm_cache.sqlite`` (or the
+configured ``cache_path``), opened by every worker. SQLite in WAL mode lets the workers of one
+node read and write it at once, and every reply is committed as it arrives, so a re-run (on
+either executor) sends only what was never answered. On a multi-node cluster the run directory
+(or ``cache_path``) must be on storage every node mounts with working file locks; Ray does not
+ship files between nodes for us.
+
+Ray is an optional extra (``pip install 'm1data[ray]'``), imported only here and only when asked
+for; without it the ray executor is a one-line error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import pickle
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+import yaml
+
+from m1data.config import ConfigError, from_dict
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+POSITION = "__m1data_position"
+RAY_MISSING = "the ray executor needs the `ray` extra: pip install 'm1data[ray]' (or choose --executor local)"
+
+
+class MissingExtra(ConfigError):
+    """The configuration asks for an optional dependency that is not installed."""
+
+
+@dataclass
+class ExecutorConfig:
+    """Where a build's stages run. Not part of any stage's config, so switching executor never
+    invalidates a completed stage.
+
+    ``address``: None starts a Ray instance on this machine (``num_cpus`` of its CPUs);
+    ``auto`` joins the cluster started here with ``ray start --head``; ``ray://host:10001``
+    connects to a remote one. ``workers``: concurrent map_batches workers (default: the
+    cluster's CPUs). ``gpus_per_worker``: GPUs each worker reserves (in-process model engines).
+    ``rows_per_block``: rows a worker handles per call (default: about four blocks per worker).
+    """
+
+    kind: Literal["local", "ray"] = "local"
+    address: str | None = None
+    num_cpus: int | None = None
+    workers: int | None = None
+    gpus_per_worker: float = 0.0
+    rows_per_block: int | None = None
+
+
+def load_build_config(cls: type[T], path: str | Path | None, kind: str | None = None,
+                      address: str | None = None) -> tuple[T, ExecutorConfig]:
+    """A builder's config and the executor from one YAML file (its top-level ``executor:``
+    mapping is not part of the builder's config); ``kind``/``address`` (the command line)
+    override the file."""
+    data: Any = {}
+    if path is not None:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+    where = str(path or "config")
+    executor = from_dict(ExecutorConfig, data.pop("executor", None) or {}, where=f"{where}.executor")
+    if address and (kind or executor.kind) == "local":
+        raise ConfigError("--ray-address goes with --executor ray")
+    executor = dataclasses.replace(executor, kind=kind or executor.kind, address=address or executor.address)
+    return from_dict(cls, data, where=where), executor
+
+
+def require_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise MissingExtra(RAY_MISSING) from None
+    return ray
+
+
+def make_executor(config: ExecutorConfig | None) -> RayExecutor | None:
+    """None for the local runner, else a RayExecutor connected to its cluster."""
+    if config is None or config.kind == "local":
+        return None
+    if config.kind != "ray":
+        raise ConfigError(f"executor.kind must be local or ray, got {config.kind!r}")
+    return RayExecutor(config)
+
+
+def parallel_map(ctx: Any, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """``[fn(x) for x in items]``, as Ray tasks when the run context carries a Ray executor."""
+    executor = getattr(ctx, "executor", None)
+    if executor is None or len(items) < 2:
+        return [fn(x) for x in items]
+    return executor.map(fn, items)
+
+
+def band_runner(ctx: Any) -> Any:
+    """The fuzzy matcher's band runner for this run context (None: run the bands here)."""
+    executor = getattr(ctx, "executor", None)
+    return None if executor is None else executor.band_runner
+
+
+# ---------------------------------------------------------------------------------------------
+# the executor
+
+
+class RayExecutor:
+    """Connects to (or starts) a Ray cluster; the pipeline and the stages call ``run_stage``,
+    ``map`` and ``band_runner``. Stages travel to the workers by pickling, so a stage holding a
+    live engine object (an in-process model) cannot go; give it an endpoint instead."""
+
+    def __init__(self, config: ExecutorConfig):
+        ray = require_ray()
+        self.config = config
+        if not ray.is_initialized():
+            local = config.address is None
+            ray.init(address=config.address, num_cpus=config.num_cpus if local else None,
+                     include_dashboard=False, log_to_driver=True)
+
+    def parallelism(self) -> int:
+        ray = require_ray()
+        return self.config.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        ray = require_ray()
+        task = ray.remote(num_cpus=1)(_call)
+        return ray.get([task.remote(fn, item) for item in items])
+
+    def band_runner(self, job: Any, bands: list[tuple[int, int]]) -> list[Any]:
+        """Score groups of bands as Ray tasks; the job (texts, histograms) goes to the object
+        store once and every task reads it from there."""
+        ray = require_ray()
+        groups = group_bands([job.band_cost(b) for b in bands], 4 * self.parallelism())
+        ref = ray.put(job)
+        task = ray.remote(num_cpus=1)(_match_bands)
+        return ray.get([task.remote(ref, bands[a:b]) for a, b in groups])
+
+    def run_stage(self, stage: Any, rows: Any, ctx: Any) -> Any:
+        """A row-parallel stage over Ray Data blocks; the same StageResult the stage gives locally."""
+        if rows is None or len(rows) == 0:
+            return stage.run(rows, ctx)
+        import pyarrow as pa
+
+        ray = require_ray()
+        from m1data.pipeline import RunContext
+
+        rows = rows.flatten_indices()
+        table = rows.data.table.append_column(POSITION, pa.array(np.arange(len(rows), dtype=np.int64)))
+        workers = min(self.parallelism(), len(rows))
+        block = self.config.rows_per_block or math.ceil(len(rows) / (4 * workers))
+        # one block per batch, several per worker, so every worker gets work and order is kept
+        blocks = [table.slice(start, block) for start in range(0, len(rows), block)]
+        packed = ray.data.from_arrow(blocks).map_batches(
+            _StageWorker,
+            fn_constructor_args=(stage, rows.features, RunContext(ctx.run_dir, ctx.stage_dir, ctx.state_dir)),
+            batch_size=block,
+            batch_format="pyarrow",
+            concurrency=workers,
+            num_cpus=1,
+            num_gpus=self.config.gpus_per_worker or None,
+        ).take_all()
+        packed.sort(key=lambda record: record[POSITION])
+        return merge_results(stage, [pickle.loads(record["result"]) for record in packed])
+
+
+def _call(fn: Callable[[T], R], item: T) -> R:
+    return fn(item)
+
+
+def _match_bands(job: Any, bands: list[tuple[int, int]]) -> Any:
+    return job.match(bands, workers=1)
+
+
+class _StageWorker:
+    """One per Ray Data worker: holds the stage (and whatever it builds once), runs blocks."""
+
+    def __init__(self, stage: Any, features: Any, ctx: Any):
+        self.stage, self.features, self.ctx = stage, features, ctx
+
+    def __call__(self, batch: Any) -> Any:
+        import datasets
+        import pyarrow as pa
+        from datasets.table import InMemoryTable
+
+        position = batch.column(POSITION)[0].as_py()
+        table = batch.drop_columns([POSITION]).cast(self.features.arrow_schema)
+        rows = datasets.Dataset(InMemoryTable(table), info=datasets.DatasetInfo(features=self.features))
+        result = self.stage.run(rows, self.ctx)
+        return pa.table({POSITION: [position], "result": [pickle.dumps(result)]})
+
+
+def group_bands(costs: Sequence[int], groups: int) -> list[tuple[int, int]]:
+    """Contiguous [start, end) groups of bands of about equal total cost (at most ``groups``)."""
+    if not costs:
+        return []
+    total = np.cumsum(np.asarray(costs, dtype=np.float64) + 1.0)
+    cuts = np.searchsorted(total, total[-1] * np.arange(1, groups) / groups, side="left") + 1
+    edges = sorted({0, *[int(c) for c in cuts if 0 < c < len(costs)], len(costs)})
+    return list(itertools.pairwise(edges))
+
+
+# ---------------------------------------------------------------------------------------------
+# putting the blocks back together
+
+
+def merge_results(stage: Any, parts: list[Any]) -> Any:
+    """One StageResult from the blocks' results, in block order."""
+    import datasets
+
+    from m1data.pipeline import StageResult
+
+    rows = datasets.concatenate_datasets([p.rows for p in parts])
+    drops = [p.dropped for p in parts if p.dropped is not None]
+    dropped = None
+    if drops:
+        non_empty = [d for d in drops if len(d)]
+        dropped = datasets.concatenate_datasets(non_empty) if non_empty else drops[0]
+    merge = getattr(stage, "merge_stats", None)
+    stats = merge([p.stats for p in parts], rows) if merge else sum_stats([p.stats for p in parts])
+    return StageResult(rows=rows, dropped=dropped, stats=stats)
+
+
+def sum_stats(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Blocks' statistics as one: numbers summed (None, an unknown cost, absorbs; float sums are
+    rounded as the LLM runner rounds costs, so the grouping does not show), dicts merged
+    key by key, other values kept when every block agrees. A value the blocks disagree on and
+    that cannot be summed (a mean, a percentile) is an error: its stage must define
+    ``merge_stats(parts, rows)``."""
+    out: dict[str, Any] = {}
+    for key in dict.fromkeys(k for part in parts for k in part):
+        values = [part[key] for part in parts if key in part]
+        out[key] = _merge_value(key, values)
+    return out
+
+
+def _merge_value(key: str, values: list[Any]) -> Any:
+    if all(isinstance(v, dict) for v in values):
+        return sum_stats(values)
+    numbers = [v for v in values if v is not None]
+    if numbers and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
+        if len(numbers) < len(values):
+            return None
+        from m1data.llm.runner import COST_DIGITS
+
+        total = sum(numbers)
+        return round(total, COST_DIGITS) if isinstance(total, float) else total
+    if all(v == values[0] for v in values):
+        return values[0]
+    raise ValueError(f"cannot merge statistic {key!r} across blocks: {values[:3]} ...")
