@@ -233,3 +233,35 @@ def test_templates_and_helpers():
     assert redact_config({"llm": {"token": "t", "max_tokens": 8000, "api_key_env": "K"}}) == {
         "llm": {"token": "[redacted]", "max_tokens": 8000, "api_key_env": "K"}
     }
+
+
+@dataclass
+class TeacherConfig:
+    model: str = "SmolLM2-135M-Instruct"
+    base_url: str = "embedded"
+
+
+class Teacher(Stage):
+    name = "traces"
+
+    def __init__(self, config):
+        self.config = config
+
+    def run(self, rows, ctx):
+        return StageResult(rows=rows)
+
+
+def test_card_of_an_embedded_build_says_it_is_a_demonstration(tmp_path):
+    """A build whose models were the embedded one says so at the top, naming the model; a build
+    against real endpoints does not."""
+    demo = tmp_path / "demo"
+    rows = run_pipeline([Make(), Teacher(TeacherConfig())], demo)
+    card, _ = render_card("m1k", demo, {"default": {"train": rows}}, images_dir="images")
+    notice = card[: card.index("## Quick start")]
+    assert "Demonstration build, not the paper's data" in notice
+    assert "`SmolLM2-135M-Instruct`" in notice
+    real = tmp_path / "real"
+    rows = run_pipeline([Make(), Teacher(TeacherConfig(model="deepseek-reasoner", base_url="https://api.deepseek.com"))],
+                        real)
+    card, _ = render_card("m1k", real, {"default": {"train": rows}}, images_dir="images")
+    assert "Demonstration build" not in card
