@@ -70,7 +70,7 @@ def eval_sets() -> None:
 def build(
     dataset: Annotated[str, typer.Argument(help="m23k, m1k, random-1k, random-23k, hard-random-1k or hard-domain-balanced-1k")],
     out: Annotated[Path, typer.Option("--out", help="Run directory (stage outputs and manifests).")],
-    config: Annotated[Optional[Path], typer.Option("--config", help="YAML overriding the builder's defaults.")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML overriding the builder's (paper) defaults; none: builders/configs/embedded.yaml.")] = None,
     start: Annotated[Optional[str], typer.Option("--from", help="Re-run from this stage on.")] = None,
     until: Annotated[Optional[str], typer.Option("--until", help="Stop after this stage.")] = None,
     force: Annotated[bool, typer.Option(help="Re-run every stage even when its manifest matches.")] = False,
@@ -79,16 +79,16 @@ def build(
 ) -> None:
     """Build a dataset: run its stages under RUN_DIR, skipping completed ones, then write the
     Hub-layout folder RUN_DIR/hub (parquet, card, images) that `m1data publish` uploads."""
-    from m1data.builders import BUILDERS
-    from m1data.config import load_config
+    from m1data.builders import BUILDERS, load_builder_config
     from m1data.funnel import funnel_markdown
     from m1data.hub import export_run
+    from m1data.llm.embedded import serve_embedded
     from m1data.pipeline import StageNotReady, run_pipeline
 
     if dataset not in BUILDERS:
         raise typer.BadParameter(f"choose from {', '.join(BUILDERS)}", param_hint="DATASET")
     builder = BUILDERS[dataset]
-    cfg = load_config(builder.CONFIG, config)
+    cfg = load_builder_config(builder.CONFIG, config)
     if from_m23k is not None:
         from m1data.builders.m1k import resample_stages
 
@@ -98,7 +98,8 @@ def build(
     else:
         stages = builder.stages(cfg)
     try:
-        run_pipeline(stages, out, start=start, until=until, force=force)
+        with serve_embedded(stages, out):
+            run_pipeline(stages, out, start=start, until=until, force=force)
     except StageNotReady as stop:
         typer.echo(funnel_markdown(out))
         console.print(f"[yellow]{stop}[/yellow]\nThe stages before it are complete in {out}; configure the "
@@ -429,11 +430,12 @@ def main() -> None:
     """Entry point: a user's mistake (bad file, bad config, unknown name) is one clear line and
     exit code 2, not a traceback."""
     from m1data.config import ConfigError
+    from m1data.llm.local_server import ServerFailed
     from m1data.readers import MalformedFile
 
     try:
         app()
-    except (MalformedFile, ConfigError, FileNotFoundError, ValueError) as err:
+    except (MalformedFile, ConfigError, FileNotFoundError, ValueError, ServerFailed) as err:
         console.print(f"[red]error:[/red] {err}")
         raise SystemExit(2) from None
 

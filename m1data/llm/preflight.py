@@ -13,6 +13,11 @@ def endpoint_problem(base_url: str, api_key_env: str | None = None, timeout: flo
 
     Any HTTP status counts as reachable: some providers guard `/models` behind auth, and the
     stage itself reports a refused key precisely, per request."""
+    if base_url.strip().lower() == "embedded":
+        # The build starts the embedded model's server itself; reaching here means it could not.
+        from m1data.llm.local_server import INSTALL_HINT
+
+        return f"the embedded model is not being served (the build starts it when installed; {INSTALL_HINT})"
     if api_key_env and not os.environ.get(api_key_env):
         return f"the environment variable {api_key_env} (API key for {base_url}) is not set"
     try:
