@@ -351,6 +351,28 @@ def _models(manifests: list[dict[str, Any]], origin: str = "") -> list[dict[str,
     for m in manifests:
         walk(m["stage"], "", _public_config(m), "")
     return found
+
+
+def _embedded_models(manifests: list[dict[str, Any]]) -> list[str]:
+    """Models a stage called as `base_url: embedded` (the default demonstration build): the card
+    then says, at the top, that this is not the paper's data and which model wrote it."""
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            if str(value.get("base_url", "")).strip().lower() == "embedded" and value.get("model"):
+                found.append(str(value["model"]))
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+
+    for m in manifests:
+        walk(m.get("config") or {})
+    return sorted(set(found))
+
+
 @dataclass
 class Pivot:
     """A count table: one row per label, one column per key, with totals."""
@@ -763,6 +785,7 @@ def render_card(
         "stages": _stage_views(manifests),
         "models": models,
         "prompts": prompts,
+        "embedded_models": _embedded_models(manifests),
         "build_versions": sorted({m.get("m1data_version", "unknown") for m in manifests}),
         "render_versions": _library_versions(),
         "funnel": _funnel_section(run_dir),

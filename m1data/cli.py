@@ -108,7 +108,7 @@ def eval_sets() -> None:
 def build(
     dataset: Annotated[str, typer.Argument(help="m23k, m1k, random-1k, random-23k, hard-random-1k or hard-domain-balanced-1k")],
     out: Annotated[Path, typer.Option("--out", help="Run directory (stage outputs and manifests).")],
-    config: Annotated[Optional[Path], typer.Option("--config", help="YAML overriding the builder's defaults.")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML overriding the builder's (paper) defaults; none: builders/configs/embedded.yaml.")] = None,
     start: Annotated[Optional[str], typer.Option("--from", help="Re-run from this stage on.")] = None,
     until: Annotated[Optional[str], typer.Option("--until", help="Stop after this stage.")] = None,
     force: Annotated[bool, typer.Option(help="Re-run every stage even when its manifest matches.")] = False,
@@ -148,13 +148,16 @@ def build(
 
 def _run_and_export(stages, dataset: str, out: Path, *, start, until, force: bool, repo_id, hub_config,
                     executor) -> None:
-    """The stages, the funnel, then the Hub folder; exit 1 while transient failures remain."""
+    """The stages (with the embedded model's server up while they run, when they use it), the
+    funnel, then the Hub folder; exit 1 while transient failures remain."""
     from m1data.funnel import funnel_markdown
     from m1data.hub import export_run
+    from m1data.llm.embedded import serve_embedded
     from m1data.pipeline import StageIncomplete, StageNotReady, run_pipeline
 
     try:
-        rows = run_pipeline(stages, out, start=start, until=until, force=force, executor=executor)
+        with serve_embedded(stages, out):
+            rows = run_pipeline(stages, out, start=start, until=until, force=force, executor=executor)
     except StageNotReady as stop:
         typer.echo(funnel_markdown(out))
         console.print(f"[yellow]{stop}[/yellow]\nThe stages before it are complete in {out}; configure the "
@@ -634,12 +637,13 @@ def main() -> None:
     exit code 2, not a traceback."""
     from m1data.config import ConfigError
     from m1data.llm.http import MissingAPIKey
+    from m1data.llm.local_server import ServerFailed
     from m1data.llm.runner import EndpointError
     from m1data.readers import MalformedFile
 
     try:
         app()
-    except (MalformedFile, ConfigError, FileNotFoundError, ValueError, EndpointError, MissingAPIKey) as err:
+    except (MalformedFile, ConfigError, FileNotFoundError, ValueError, EndpointError, MissingAPIKey, ServerFailed) as err:
         from rich.markup import escape
 
         console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)  # [brackets] are text; one line

@@ -103,6 +103,9 @@ class DifficultyConfig:
     progress: bool = True
     batch: bool = False  # through the students' Batch API (m1data.llm.batch); local vLLM has none
     batch_poll_seconds: float = 30.0
+    # Server-specific fields added to every request body (a llama.cpp `grammar`, say): part of the
+    # cache key, and admitted by the HTTP engine for this endpoint only.
+    extra_params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.drop_rule not in ("any", "all", "none"):
@@ -176,11 +179,17 @@ class DifficultyFilter(Stage):
         if student.column in self.engines:
             return self.engines[student.column]
         return HTTPEngine(
-            HTTPConfig(base_url=student.base_url, api_key_env=student.api_key_env, timeout=self.config.timeout)
+            HTTPConfig(
+                base_url=student.base_url,
+                api_key_env=student.api_key_env,
+                timeout=self.config.timeout,
+                extra_params=tuple(self.config.extra_params),
+            )
         )
 
     def requests_for(self, student: StudentConfig, prompts: list[str]):
         params = {"max_tokens": self.config.max_tokens, "temperature": self.config.temperature}
+        params.update(self.config.extra_params)
         return [boxed_request(student.model, p, params) for p in prompts]
 
     def prices(self) -> PriceTable:
@@ -204,7 +213,12 @@ class DifficultyFilter(Stage):
     def _plan_engine(self, student: StudentConfig) -> Engine:
         if student.column in self.engines:
             return self.engines[student.column]
-        return HTTPEngine(HTTPConfig(base_url=student.base_url, api_key_env=student.api_key_env), require_key=False)
+        return HTTPEngine(
+            HTTPConfig(
+                base_url=student.base_url, api_key_env=student.api_key_env, extra_params=tuple(self.config.extra_params)
+            ),
+            require_key=False,
+        )
 
     def run(self, rows: datasets.Dataset | None, ctx: RunContext | None = None) -> StageResult:
         rows = check_rows(rows, self.name)

@@ -76,7 +76,7 @@ def load_build_config(cls: type[T], path: str | Path | None, kind: str | None = 
                       address: str | None = None) -> tuple[T, ExecutorConfig]:
     """A builder's config and the executor from one YAML file (its top-level ``executor:``
     mapping is not part of the builder's config); ``kind``/``address`` (the command line)
-    override the file."""
+    override the file. Without a file: the embedded config and the local runner."""
     data: Any = {}
     if path is not None:
         data = yaml.safe_load(Path(path).read_text()) or {}
@@ -87,6 +87,10 @@ def load_build_config(cls: type[T], path: str | Path | None, kind: str | None = 
     if address and (kind or executor.kind) == "local":
         raise ConfigError("--ray-address goes with --executor ray")
     executor = dataclasses.replace(executor, kind=kind or executor.kind, address=address or executor.address)
+    if path is None:  # no file: the builder's default, the embedded model's config
+        from m1data.builders import load_builder_config
+
+        return load_builder_config(cls, None), executor
     return from_dict(cls, data, where=where), executor
 
 

@@ -250,12 +250,16 @@ class MeshConfig:
     batch_poll_seconds: float = 30.0
     text_field: str = "prompt"
     progress: bool = True
+    # Server-specific fields added to every request body (the embedded config's grammar): part of
+    # the cache key, admitted by the HTTP engine for this endpoint.
+    extra_params: dict[str, Any] = field(default_factory=dict)
 
 
 def build_request(config: MeshConfig, prompt: str, previous: Sequence[str | None] = ()) -> Request:
     """The request for one attempt; a re-ask (non-empty `previous`) also sets `seed` to the
     attempt number so that even two re-asks after two error replies differ."""
     params: dict[str, Any] = {"temperature": config.temperature, "max_tokens": config.max_tokens}
+    params.update(config.extra_params)
     if previous:
         params["seed"] = len(previous) + 1
     return Request(model=config.model, messages=build_messages(prompt, previous), params=params)
@@ -325,7 +329,8 @@ async def tag_prompts(
 
 
 def http_engine(config: MeshConfig) -> HTTPEngine:
-    return HTTPEngine(HTTPConfig(base_url=config.base_url, api_key_env=config.api_key_env, timeout=config.timeout))
+    return HTTPEngine(HTTPConfig(base_url=config.base_url, api_key_env=config.api_key_env, timeout=config.timeout,
+                                 extra_params=tuple(config.extra_params)))
 
 
 def run_tagging(prompts: Sequence[str], config: MeshConfig, cache_path: str | Path,

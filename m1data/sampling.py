@@ -31,7 +31,7 @@ import datasets
 import numpy as np
 import polars as pl
 
-from m1data.pipeline import RunContext, Stage, StageResult
+from m1data.pipeline import RunContext, Stage, StageResult, console
 
 __all__ = ["PoolTooSmall", "Sample", "SampleConfig", "random_sample", "stratified_sample"]
 
@@ -220,7 +220,8 @@ class SampleConfig:
 
 
 class Sample(Stage):
-    """A sampler as a pipeline stage; rows not drawn are recorded as `not_sampled`."""
+    """A sampler as a pipeline stage; rows not drawn are recorded as `not_sampled`. With fewer
+    rows than asked for it takes them all, says so, and records `short_by` in the manifest."""
 
     name = "sample"
 
@@ -237,5 +238,8 @@ class Sample(Stage):
         chosen = set(kept["id"])
         left = rows.filter(lambda ids: [i not in chosen for i in ids], input_columns="id", batched=True)
         dropped = left.select_columns(["id", "source"]).add_column("reason", ["not_sampled"] * len(left))
-        stats = {"n_requested": cfg.n, "n_drawn": len(kept)}
+        stats = {"n_requested": cfg.n, "n_drawn": len(kept), "short_by": cfg.n - len(kept)}
+        if len(kept) < cfg.n:
+            console.print(f"[yellow]{self.name}: asked for {cfg.n:,} rows but only {len(rows):,} reached this "
+                          f"stage; took all {len(kept):,}[/yellow]")
         return StageResult(rows=kept.flatten_indices(), dropped=dropped, stats=stats)

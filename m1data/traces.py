@@ -96,6 +96,9 @@ class TracesConfig:
     progress: bool = True
     batch: bool = False
     batch_poll_seconds: float = 30.0
+    # Server-specific fields added to every request body (the embedded config's grammar and
+    # chat_template_kwargs): part of the cache key, admitted by the HTTP engine for this endpoint.
+    extra_params: dict[str, Any] = field(default_factory=dict)
 
 
 def verdict(reply: Reply, options: list[str], answer_idx: int) -> tuple[str | None, str, str | None, str]:
@@ -144,6 +147,7 @@ class TeacherTraces(Stage):
             params["temperature"] = self.config.temperature
         if self.config.top_p is not None:
             params["top_p"] = self.config.top_p
+        params.update(self.config.extra_params)
         return params
 
     def requests(self, prompts: list[str]) -> list[Request]:
@@ -158,7 +162,13 @@ class TeacherTraces(Stage):
             return self.engine
         cfg = self.config
         return HTTPEngine(
-            HTTPConfig(base_url=cfg.base_url, api_key_env=cfg.api_key_env, timeout=cfg.timeout), require_key=require_key
+            HTTPConfig(
+                base_url=cfg.base_url,
+                api_key_env=cfg.api_key_env,
+                timeout=cfg.timeout,
+                extra_params=tuple(cfg.extra_params),
+            ),
+            require_key=require_key,
         )
 
     def plan(self, rows: datasets.Dataset, cache: Cache) -> None:

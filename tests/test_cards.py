@@ -292,3 +292,33 @@ def test_card_is_a_valid_hub_dataset_card(run):
     assert "arxiv:2504.00869" in data["tags"]
     assert DatasetCardData(**data).to_dict() == data  # round-trips through the Hub's own type
     assert card.text.lstrip().startswith("# m1K")
+@dataclass
+class TeacherConfig:
+    model: str = "SmolLM2-135M-Instruct"
+    base_url: str = "embedded"
+
+
+class Teacher(Stage):
+    name = "traces"
+
+    def __init__(self, config):
+        self.config = config
+
+    def run(self, rows, ctx):
+        return StageResult(rows=rows)
+
+
+def test_card_of_an_embedded_build_says_it_is_a_demonstration(tmp_path):
+    """A build whose models were the embedded one says so at the top, naming the model; a build
+    against real endpoints does not."""
+    demo = tmp_path / "demo"
+    rows = run_pipeline([Make(), Teacher(TeacherConfig())], demo)
+    card, _ = render_card("m1k", demo, {"default": {"train": rows}}, images_dir="images")
+    notice = card[: card.index("## Quick start")]
+    assert "Demonstration build, not the paper's data" in notice
+    assert "`SmolLM2-135M-Instruct`" in notice
+    real = tmp_path / "real"
+    rows = run_pipeline([Make(), Teacher(TeacherConfig(model="deepseek-reasoner", base_url="https://api.deepseek.com"))],
+                        real)
+    card, _ = render_card("m1k", real, {"default": {"train": rows}}, images_dir="images")
+    assert "Demonstration build" not in card

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from m1data.sampling import random_sample, stratified_sample
+from m1data.pipeline import read_manifests, run_pipeline
+from m1data.sampling import Sample, SampleConfig, random_sample, stratified_sample
 
 # The property tests ask for more rows than small pools hold on purpose; the warning has its own test.
 pytestmark = pytest.mark.filterwarnings("ignore::m1data.sampling.PoolTooSmall")
@@ -406,3 +407,39 @@ def test_n_above_the_pool_warns_and_returns_every_row():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         stratified_sample(pool, n=10)  # exactly the pool: no warning
+class _Given:
+    """A first stage handing out fixed rows (the sampler needs an upstream stage)."""
+
+    name = "given"
+    config = None
+
+    def __init__(self, rows: datasets.Dataset):
+        self.rows = rows
+
+    def preflight(self):
+        return None
+
+    def external_fingerprint(self) -> str:
+        return str(len(self.rows))
+
+    def config_dict(self):
+        return {}
+
+    def run(self, rows, ctx):
+        from m1data.pipeline import StageResult
+
+        return StageResult(rows=self.rows)
+
+
+def test_sample_stage_takes_what_there_is_and_says_so(tmp_path, capsys) -> None:
+    """Fewer verified rows than the sample size (the embedded demo build): every row is taken,
+    the shortfall is printed and recorded in the manifest, nothing is dropped."""
+    rows = datasets.Dataset.from_dict(
+        {"id": [f"r{i}" for i in range(7)], "source": ["medqa"] * 4 + ["headqa"] * 3, "domain": ["a", "b"] * 3 + ["a"]}
+    )
+    out = run_pipeline([_Given(rows), Sample(SampleConfig(n=1000))], tmp_path / "run")
+    assert sorted(out["id"]) == sorted(rows["id"])
+    manifest = read_manifests(tmp_path / "run")[-1]
+    assert manifest["stats"] == {"n_requested": 1000, "n_drawn": 7, "short_by": 993}
+    assert manifest["drops"] == {}
+    assert "asked for 1,000 rows but only 7" in capsys.readouterr().err.replace("\n", " ")

@@ -51,6 +51,20 @@ VLLM_EXTRA_PARAMS = (
     "chat_template_kwargs",
 )
 
+# What a llama.cpp server (`llama-server`) accepts beyond OpenAI's set: its sampling extras, a
+# GBNF `grammar` or `json_schema` that constrains the output, and `chat_template_kwargs` for a
+# Jinja chat template. The embedded model's engine allows these (m1data.llm.embedded).
+LLAMACPP_EXTRA_PARAMS = (
+    "top_k",
+    "min_p",
+    "repeat_penalty",
+    "repeat_last_n",
+    "grammar",
+    "json_schema",
+    "chat_template_kwargs",
+    "cache_prompt",
+)
+
 
 class InvalidParams(ValueError):
     """A request carries a parameter its engine does not accept, or a value of the wrong kind."""

@@ -16,6 +16,11 @@ def endpoint_problem(base_url: str | None, api_key_env: str | None = None, timeo
     SDK as the stage (GET `/models`, no retries), without sending a key."""
     import openai
 
+    if base_url.strip().lower() == "embedded":
+        # The build starts the embedded model's server itself; reaching here means it could not.
+        from m1data.llm.local_server import INSTALL_HINT
+
+        return f"the embedded model is not being served (the build starts it when installed; {INSTALL_HINT})"
     base_url = resolve_base_url(base_url)
     variable = key_variable(base_url, api_key_env)
     if variable and not os.environ.get(variable):

@@ -1,0 +1,110 @@
+"""The embedded model in a build: stages whose config says `base_url: embedded` talk to a llama.cpp
+server that the build starts for them (m1data.llm.local_server) and stops when it ends.
+
+Why the config keeps the word `embedded` and the engine keeps a fixed endpoint name: the server
+gets a new free port each run, and a port in a stage's config or in the cache key would make every
+re-run look like a new configuration (stages re-run, cached replies missed). So the stage config,
+its manifest and the cache all say `embedded:<model file>`; only the HTTP connection underneath
+knows the port.
+
+With the server or model not installed, nothing is attached: the stages' own preflight then
+stops the build before the first LLM stage with a line saying what to install, as it does for an
+endpoint that is down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from m1data.llm.http import HTTPConfig, HTTPEngine
+from m1data.llm.local_server import (
+    EMBEDDED,
+    LocalServer,
+    ServerConfig,
+    ServerUnavailable,
+)
+from m1data.llm.params import LLAMACPP_EXTRA_PARAMS
+from m1data.llm.types import Reply, Request
+from m1data.pipeline import Stage, console
+
+LOG_NAME = "llama-server.log"
+
+
+def is_embedded(base_url: str | None) -> bool:
+    return (base_url or "").strip().lower() == EMBEDDED
+
+
+class EmbeddedEngine:
+    """The HTTP engine pointed at the local server, under a stable endpoint name (for the cache)."""
+
+    def __init__(self, base_url: str, model_file: Path, timeout: float = 600.0):
+        self.endpoint = f"{EMBEDDED}:{model_file.name}"
+        self.name = self.endpoint
+        self._http = HTTPEngine(HTTPConfig(base_url=base_url, timeout=timeout, extra_params=LLAMACPP_EXTRA_PARAMS))
+
+    def __repr__(self) -> str:
+        return f"EmbeddedEngine({self.endpoint!r})"
+
+    def validate(self, request: Request) -> None:
+        self._http.validate(request)
+
+    async def complete(self, request: Request) -> Reply:
+        return await self._http.complete(request)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def embedded_stages(stages: Sequence[Stage]) -> list[Stage]:
+    """The stages whose config names the embedded model for at least one model they call."""
+    return [stage for stage in stages if _embedded_targets(stage)]
+
+
+def _embedded_targets(stage: Stage) -> list[str]:
+    """Which of a stage's models are embedded: student short names, or ["*"] for the stage's one model."""
+    config = getattr(stage, "config", None)
+    students = getattr(config, "students", None)
+    if students is not None:
+        return [s.column for s in students if is_embedded(s.base_url)]
+    return ["*"] if is_embedded(getattr(config, "base_url", None)) else []
+
+
+def attach(stages: Sequence[Stage], base_url: str, model_file: Path) -> int:
+    """Give each embedded model of each stage an EmbeddedEngine; returns how many were attached.
+    Uses the stages' own engine hooks (DifficultyFilter.engines, TeacherTraces/MeshTagger.engine)."""
+    attached = 0
+    for stage in stages:
+        timeout = float(getattr(stage.config, "timeout", 600.0))
+        for target in _embedded_targets(stage):
+            engine = EmbeddedEngine(base_url, model_file, timeout)
+            if target == "*":
+                stage.engine = engine  # type: ignore[attr-defined]
+            else:
+                stage.engines[target] = engine  # type: ignore[attr-defined]
+            attached += 1
+    return attached
+
+
+@contextlib.contextmanager
+def serve_embedded(stages: Sequence[Stage], run_dir: str | Path, config: ServerConfig | None = None) -> Iterator[None]:
+    """Run the embedded model's server around a build of `stages` when any of them asks for it.
+
+    The server's log goes to RUN_DIR/llama-server.log. A missing server or model is reported and
+    the build goes on to stop at the first embedded stage (its preflight says why)."""
+    wanted = embedded_stages(stages)
+    if not wanted:
+        yield
+        return
+    try:
+        server = LocalServer(config, Path(run_dir) / LOG_NAME)
+    except ServerUnavailable as missing:
+        console.print(f"[yellow]embedded model unavailable:[/yellow] {missing}")
+        yield
+        return
+    console.print(f"starting llama-server ({server.binary.name}) with {server.model.name}; log {server.log_path}")
+    with server:
+        attach(wanted, server.base_url, server.model)
+        console.print(f"embedded model served at {server.base_url}")
+        yield
