@@ -50,6 +50,8 @@ from dataclasses import dataclass
 
 from rapidfuzz import fuzz
 
+from m1data.errors import UserError
+
 __all__ = ["METHODS", "VERDICTS", "Extraction", "Grade", "extract_answer", "grade", "is_correct", "last_boxed"]
 
 VERDICTS = ("answer", "multiple_answers", "no_answer")
@@ -210,7 +212,7 @@ def _clean(fragment: str) -> str:
 def _letters(options: Sequence[str]) -> str:
     """Option letters in order; more than 26 options has no letter scheme to follow."""
     if len(options) > len(string.ascii_uppercase):
-        raise ValueError(f"at most 26 options are supported, got {len(options)}")
+        raise UserError(f"at most 26 options are supported, got {len(options)}")
     return string.ascii_uppercase[: len(options)]
 
 
@@ -462,7 +464,7 @@ def grade(reply: str, options: Sequence[str], answer_idx: int) -> Grade:
     one option and it must be the answer's.
     """
     if not 0 <= answer_idx < len(options):
-        raise ValueError(f"answer_idx {answer_idx} is out of range for {len(options)} options")
+        raise UserError(f"answer_idx {answer_idx} is out of range for {len(options)} options")
     extraction = extract_answer(reply, options)
     boxed = any(_box_names_answer(c, options, answer_idx) for c in _box_candidates(_last_boxed_raw(reply)))
     correct = boxed or extraction.letter == _letters(options)[answer_idx]

@@ -370,7 +370,8 @@ def train(
     recipe: Annotated[str, typer.Option("--recipe", help="m1-7B-1K, m1-7B-23K, m1-32B-1K or a recipe YAML.")],
 ) -> None:
     """SFT with TRL on an m1 dataset; any further --flag overrides the recipe (TRL's SFTConfig names)."""
-    from m1data.train.sft import main as train_main, parse_cli
+    from m1data.train.sft import main as train_main
+    from m1data.train.sft import parse_cli
 
     train_main(parse_cli(["--recipe", recipe, *ctx.args]))
 
@@ -633,21 +634,25 @@ def _quiet_datasets(
 
 
 def main() -> None:
-    """Entry point: a user's mistake (bad file, bad config, unknown name) is one clear line and
-    exit code 2, not a traceback."""
-    from m1data.config import ConfigError
-    from m1data.llm.http import MissingAPIKey
-    from m1data.llm.local_server import ServerFailed
-    from m1data.llm.runner import EndpointError
-    from m1data.readers import MalformedFile
+    """Entry point: a problem the user can fix (m1data's own errors: bad file, config, name, key,
+    endpoint) is one clear line and exit code 2; anything else is a bug, shown with its traceback
+    and a request to report it."""
+    from rich.markup import escape
+
+    from m1data.errors import M1DataError
 
     try:
         app()
-    except (MalformedFile, ConfigError, FileNotFoundError, ValueError, EndpointError, MissingAPIKey, ServerFailed) as err:
-        from rich.markup import escape
-
+    except (M1DataError, FileNotFoundError) as err:
         console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)  # [brackets] are text; one line
         raise SystemExit(2) from None
+    except Exception:
+        console.print(
+            "[red]m1data hit an internal error[/red] (a bug, not a mistake in your input as far as it can tell): "
+            "please report it with the command you ran and the traceback below.",
+            soft_wrap=True,
+        )
+        raise
 
 
 if __name__ == "__main__":

@@ -15,10 +15,12 @@ from typing import Any, TypeVar
 
 import yaml
 
+from m1data.errors import M1DataError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(M1DataError, ValueError):
     pass
 
 

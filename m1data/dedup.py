@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from m1data.distributed import band_runner
+from m1data.errors import UserError
 from m1data.fuzzy import BandRunner, ContamMatch, DupMatch, EvalText, find_contamination, find_duplicates
 from m1data.pipeline import RunContext, Stage, StageResult
 
@@ -62,7 +63,7 @@ def match_keys(ds: Dataset) -> list[str]:
 
 def _stems(ds: Dataset) -> list[str]:
     if "question" not in ds.column_names:
-        raise ValueError(
+        raise UserError(
             "rows are compared on question stem + option set by default, and these have no 'question' "
             f"column (columns: {ds.column_names}); pass column= to compare another one"
         )

@@ -36,6 +36,7 @@ from typing import Any, Literal
 import datasets
 
 from m1data.answers import grade
+from m1data.errors import UserError
 from m1data.llm.batch import BatchLimits, complete
 from m1data.llm.cache import Cache
 from m1data.llm.cost import PriceTable
@@ -109,10 +110,10 @@ class DifficultyConfig:
 
     def __post_init__(self) -> None:
         if self.drop_rule not in ("any", "all", "none"):
-            raise ValueError(f"drop_rule must be 'any', 'all' or 'none', not {self.drop_rule!r}")
+            raise UserError(f"drop_rule must be 'any', 'all' or 'none', not {self.drop_rule!r}")
         columns = [s.column for s in self.students]
         if not columns or len(set(columns)) != len(columns):
-            raise ValueError(f"students need distinct short names, got {columns}")
+            raise UserError(f"students need distinct short names, got {columns}")
 
 
 def _student_columns(short: str) -> dict[str, Any]:

@@ -40,6 +40,7 @@ import numpy as np
 import yaml
 
 from m1data.config import ConfigError, from_dict
+from m1data.errors import UserError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -271,4 +272,4 @@ def _merge_value(key: str, values: list[Any]) -> Any:
         return round(total, COST_DIGITS) if isinstance(total, float) else total
     if all(v == values[0] for v in values):
         return values[0]
-    raise ValueError(f"cannot merge statistic {key!r} across blocks: {values[:3]} ...")
+    raise UserError(f"cannot merge statistic {key!r} across blocks: {values[:3]} ...")

@@ -28,6 +28,7 @@ from typing import Any
 
 import datasets
 
+from m1data.errors import UserError
 from m1data.readers import MalformedFile, check_file, read_csv, read_json, read_records
 from m1data.schema import DEFAULT_SEED, LETTERS, RowError
 from m1data.sources import (
@@ -352,7 +353,7 @@ def load_medqa_test(path: str | Path | None = None) -> LoadResult:
 def _local_only(name: str, layouts: tuple[Layout, ...]):
     def load(path: str | Path | None = None) -> LoadResult:
         if path is None:
-            raise ValueError(f"{name} has no Hub copy m1data knows; pass --path to its CSV")
+            raise UserError(f"{name} has no Hub copy m1data knows; pass --path to its CSV")
         return _named(name, _local(path), layouts, path)
 
     return load
@@ -374,7 +375,7 @@ def load_eval(name: str, path: str | Path | None = None, *, scoring: bool = True
     """Load a named eval set (from the Hub, or from `path` in its native format). `scoring=False`
     loads it as decontamination targets: a set whose answer keys are all unreadable still counts."""
     if name not in EVAL_SETS:
-        raise ValueError(f"unknown eval set {name!r}; choose from {', '.join(EVAL_SETS)} or pass a file")
+        raise UserError(f"unknown eval set {name!r}; choose from {', '.join(EVAL_SETS)} or pass a file")
     if path is not None and not Path(path).exists():
         raise FileNotFoundError(f"{path}: no such file")
     return require_items(EVAL_SETS[name](path), name, scoring=scoring)
@@ -420,10 +421,10 @@ def load_eval_any(name_or_path: str, path: str | Path | None = None, *, scoring:
         return {name_or_path: load_eval(name_or_path, path, scoring=scoring)}
     if Path(name_or_path).exists():
         if path is not None:
-            raise ValueError(f"{name_or_path} is a file and is loaded as it is; --path goes with an eval-set name "
+            raise UserError(f"{name_or_path} is a file and is loaded as it is; --path goes with an eval-set name "
                              f"(see `m1data eval-sets`), not with a file")
         return load_eval_file(name_or_path, scoring=scoring)
-    raise ValueError(f"{name_or_path!r} is neither a known eval set ({', '.join(EVAL_SETS)}, mmlu_medical) nor a file")
+    raise UserError(f"{name_or_path!r} is neither a known eval set ({', '.join(EVAL_SETS)}, mmlu_medical) nor a file")
 
 
 __all__ = [

@@ -42,6 +42,7 @@ from typing import Any
 import datasets
 import numpy as np
 
+from m1data.errors import UserError
 from m1data.pipeline import RunContext, Stage, StageResult
 
 __all__ = [
@@ -150,7 +151,7 @@ def render_chat(messages: Sequence[dict[str, str]], add_generation_prompt: bool 
 def _row_messages(row: dict[str, Any], reasoning_column: str, reply_column: str) -> list[dict[str, str]]:
     reasoning, reply = row.get(reasoning_column), row.get(reply_column)
     if not reasoning or reply is None:
-        raise ValueError(
+        raise UserError(
             f"row {row.get('id')!r} has no {reasoning_column!r}/{reply_column!r}: SFT rows need teacher traces"
         )
     return sft_messages(row["prompt"], reasoning, reply)
@@ -202,7 +203,7 @@ def to_prompt_completion(
         else:
             messages = _row_messages(row, reasoning_column, reply_column)
         if len(messages) < 2 or messages[-1]["role"] != "assistant":
-            raise ValueError(f"row {row.get('id')!r}: messages must end with the assistant turn")
+            raise UserError(f"row {row.get('id')!r}: messages must end with the assistant turn")
         return {"prompt": list(messages[:-1]), "completion": [messages[-1]]}
 
     return ds.map(split, remove_columns=ds.column_names, desc="prompt/completion view")
@@ -223,7 +224,7 @@ def hub_configs(rows: datasets.Dataset, name: str) -> dict[str, datasets.Dataset
     default = rows
     if "prompt" in rows.column_names and isinstance(rows.features["prompt"], datasets.Value):
         if PUBLISHED_PROMPT_COLUMN in rows.column_names:
-            raise ValueError(f"rows have both 'prompt' and {PUBLISHED_PROMPT_COLUMN!r}; cannot publish both")
+            raise UserError(f"rows have both 'prompt' and {PUBLISHED_PROMPT_COLUMN!r}; cannot publish both")
         default = rows.rename_column("prompt", PUBLISHED_PROMPT_COLUMN)
     configs = {name: default}
     if "messages" in rows.column_names:

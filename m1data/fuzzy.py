@@ -55,6 +55,8 @@ from dataclasses import dataclass
 import numpy as np
 from rapidfuzz import fuzz, process
 
+from m1data.errors import UserError
+
 __all__ = ["BandJob", "BandRunner", "ContamMatch", "DupMatch", "EvalText", "find_contamination", "find_duplicates"]
 
 SLACK = 1e-9
@@ -108,7 +110,7 @@ class ContamMatch:
 def _check_threshold(threshold: float) -> float:
     """Thresholds <= 0 match every pair; we refuse them rather than silently do n^2 work."""
     if not 0.0 < threshold <= 100.0:
-        raise ValueError(f"threshold must be in (0, 100], got {threshold}")
+        raise UserError(f"threshold must be in (0, 100], got {threshold}")
     return (100.0 - threshold) / 100.0 + SLACK
 
 

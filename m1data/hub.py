@@ -41,6 +41,8 @@ import datasets
 import yaml
 from rich.console import Console
 
+from m1data.errors import UserError
+
 console = Console(stderr=True)
 
 MAX_SHARD_BYTES = 500 * 1024 * 1024
@@ -134,18 +136,18 @@ def _as_config_list(value: Any) -> list[dict[str, Any]]:
 
 def _check_names(configs: Configs, images: Mapping[str, Any]) -> None:
     if not configs:
-        raise ValueError("no configs to write")
+        raise UserError("no configs to write")
     for name, splits in configs.items():
         if not _CONFIG_NAME.match(name):
-            raise ValueError(f"config name {name!r}: use letters, digits, '_', '.', '-'")
+            raise UserError(f"config name {name!r}: use letters, digits, '_', '.', '-'")
         if not splits:
-            raise ValueError(f"config {name!r} has no splits")
+            raise UserError(f"config {name!r} has no splits")
         for split in splits:
             if not _SPLIT_NAME.match(split):
-                raise ValueError(f"split name {split!r} in config {name!r}: use letters, digits and '_'")
+                raise UserError(f"split name {split!r} in config {name!r}: use letters, digits and '_'")
     for image in images:
         if not _IMAGE_NAME.match(image):
-            raise ValueError(f"image name {image!r}: a plain file name ending in .png")
+            raise UserError(f"image name {image!r}: a plain file name ending in .png")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,7 +204,7 @@ def split_card(text: str) -> tuple[dict[str, Any], str]:
         if lines[end].strip() == "---":
             metadata = yaml.safe_load("".join(lines[1:end])) or {}
             if not isinstance(metadata, dict):
-                raise ValueError("the card's YAML header is not a mapping")
+                raise UserError("the card's YAML header is not a mapping")
             return metadata, "".join(lines[end + 1 :]).lstrip("\n")
     return {}, text
 
@@ -500,7 +502,7 @@ def _read_remote(api: Any, repo_id: str) -> _Remote:
             metadata, _ = split_card(Path(card).read_text(encoding="utf-8"))
         except (yaml.YAMLError, ValueError) as err:
             problem = " ".join(str(err).split())
-            raise ValueError(
+            raise UserError(
                 f"{repo_id}: its {CARD_FILE} has a malformed YAML header ({problem}); fix the card on the Hub "
                 "first (nothing was changed)"
             ) from None
@@ -556,7 +558,7 @@ def _refuse_if_secret_inside(folder: Path, files: list[PlannedFile], secrets: Ma
     for planned in files:
         for label, secret in secrets.items():
             if _file_contains(folder / planned.path_in_repo, secret):
-                raise ValueError(f"refusing to upload: {planned.path_in_repo} contains {label}")
+                raise UserError(f"refusing to upload: {planned.path_in_repo} contains {label}")
 
 
 def _check_folder(folder: Path) -> dict[str, Any]:
@@ -565,7 +567,7 @@ def _check_folder(folder: Path) -> dict[str, Any]:
         raise FileNotFoundError(f"{folder}: no {CARD_FILE}; write the folder with write_hub_folder first")
     metadata, _ = split_card(card.read_text(encoding="utf-8"))
     if not metadata.get("configs"):
-        raise ValueError(f"{card}: its YAML has no configs: list")
+        raise UserError(f"{card}: its YAML has no configs: list")
     return metadata
 
 
@@ -642,7 +644,7 @@ def publish(
         return plan
     for label, secret in secrets.items():
         if secret in readme:
-            raise ValueError(f"refusing to upload: the merged README.md contains {label}")
+            raise UserError(f"refusing to upload: the merged README.md contains {label}")
 
     operations: list[Any] = [
         CommitOperationAdd(path_in_repo=f.path_in_repo, path_or_fileobj=str(folder / f.path_in_repo))
@@ -675,7 +677,7 @@ def _refuse_foreign_files(our_entries: list[dict[str, Any]], after: set[str], up
     for config, reached in _reachable(our_entries, after).items():
         foreign = sorted(reached - uploads)
         if foreign:
-            raise ValueError(
+            raise UserError(
                 f"refusing to publish: config {config!r} would also read {', '.join(foreign)}, which m1data did not "
                 "write; remove it from the repo or publish under another config name (build --hub-config NAME)"
             )

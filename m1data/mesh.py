@@ -40,6 +40,7 @@ from typing import Any
 
 import datasets
 
+from m1data.errors import UserError
 from m1data.llm.cache import Cache
 from m1data.llm.http import HTTPConfig, HTTPEngine
 from m1data.llm.runner import RunStats, run_requests
@@ -151,7 +152,7 @@ def qualifier_children() -> dict[str, frozenset[str]]:
         name = line.strip().removeprefix("- ").strip()
         qualifier = qualifier_by_name(_HIERARCHY_TYPOS.get(name, name))
         if qualifier is None:
-            raise ValueError(f"qualifier_hierarchy.txt names an unknown qualifier {name!r}")
+            raise UserError(f"qualifier_hierarchy.txt names an unknown qualifier {name!r}")
         while stack and stack[-1][0] >= depth:
             stack.pop()
         if stack:
@@ -317,9 +318,9 @@ async def tag_prompts(
     Rows go through in chunks of `chunk_size` because every request carries the whole rubric
     (about 18 KB): 23K requests built at once would hold some 400 MB of message text."""
     if config.max_attempts < 1:
-        raise ValueError("max_attempts must be at least 1")
+        raise UserError("max_attempts must be at least 1")
     if config.chunk_size < 1:
-        raise ValueError("chunk_size must be at least 1")
+        raise UserError("chunk_size must be at least 1")
     outcomes: list[Outcome] = []
     for start in range(0, len(prompts), config.chunk_size):
         chunk = prompts[start:start + config.chunk_size]
@@ -421,7 +422,7 @@ class MeshTagger(Stage):
 
     def run(self, rows: datasets.Dataset | None, ctx: RunContext) -> StageResult:
         if rows is None:
-            raise ValueError("the tag stage needs input rows")
+            raise UserError("the tag stage needs input rows")
         cache_path = self.config.cache_path or ctx.state_dir / "llm_cache.sqlite"
         prompts = list(rows[self.config.text_field])
         outcomes, run = run_tagging(prompts, self.config, cache_path, self.engine)

@@ -29,6 +29,7 @@ from typing import Any, Literal
 import datasets
 import numpy as np
 
+from m1data.errors import M1DataError, UserError
 from m1data.mesh import DOMAIN_COLUMNS, add_domain_columns, domain_counts, load_qualifiers
 from m1data.pipeline import RunContext, Stage, StageResult, file_digest
 
@@ -59,7 +60,7 @@ MODEL_FORMAT = 1
 # Embeddings
 
 
-class MissingDependency(ImportError):
+class MissingDependency(M1DataError, ImportError):
     pass
 
 
@@ -176,7 +177,7 @@ class SupervisedTagger:
 
     def fit(self, texts: Sequence[str], codes: Sequence[str]) -> SupervisedTagger:
         if len(set(codes)) < 2:
-            raise ValueError("a supervised tagger needs rows of at least two qualifiers")
+            raise UserError("a supervised tagger needs rows of at least two qualifiers")
         self.model = self._build()
         self.model.fit(self._inputs(texts), list(codes))
         return self
@@ -188,7 +189,7 @@ class SupervisedTagger:
     def scores(self, texts: Sequence[str]) -> np.ndarray:
         """Class probabilities, columns in `self.codes` order (only qualifiers seen in training)."""
         if self.model is None:
-            raise ValueError("the tagger is not trained; call fit() or SupervisedTagger.load()")
+            raise UserError("the tagger is not trained; call fit() or SupervisedTagger.load()")
         return self.model.predict_proba(self._inputs(texts))
 
     def top_k(self, texts: Sequence[str], k: int = 3) -> list[list[str]]:
@@ -213,7 +214,7 @@ class SupervisedTagger:
         _sklearn()
         blob = joblib.load(Path(path))
         if not isinstance(blob, dict) or blob.get("format") != MODEL_FORMAT:
-            raise ValueError(f"{path}: not an m1data supervised tagger (format {MODEL_FORMAT})")
+            raise UserError(f"{path}: not an m1data supervised tagger (format {MODEL_FORMAT})")
         tagger = cls(blob["config"])
         tagger.model = blob["model"]
         return tagger
@@ -237,9 +238,9 @@ def agreement(pred_codes: Sequence[str], ref_codes: Sequence[str]) -> dict[str, 
 
     pred, ref = [str(c) for c in pred_codes], [str(c) for c in ref_codes]
     if len(pred) != len(ref):
-        raise ValueError(f"{len(pred)} predictions for {len(ref)} references")
+        raise UserError(f"{len(pred)} predictions for {len(ref)} references")
     if not ref:
-        raise ValueError("agreement of nothing is undefined")
+        raise UserError("agreement of nothing is undefined")
     hits = Counter(r for p, r in zip(pred, ref) if p == r)
     support = Counter(ref)
     predicted = Counter(pred)
@@ -299,7 +300,7 @@ def held_out_agreement(
 def hit_rate(ranked: Sequence[Sequence[str]], targets: Sequence[frozenset[str] | set[str]], k: int) -> float:
     """Share of items whose top-k predictions include at least one acceptable code."""
     if len(ranked) != len(targets) or not targets:
-        raise ValueError("need one ranking per target set, and at least one")
+        raise UserError("need one ranking per target set, and at least one")
     return sum(1 for r, t in zip(ranked, targets) if set(r[:k]) & set(t)) / len(targets)
 
 
@@ -338,9 +339,9 @@ def build_tagger(config: OfflineConfig) -> ZeroShotTagger | SupervisedTagger:
         return ZeroShotTagger(config.batch_size)
     if config.method == "supervised":
         if not config.model_path:
-            raise ValueError("the supervised offline tagger needs model_path")
+            raise UserError("the supervised offline tagger needs model_path")
         return SupervisedTagger.load(config.model_path)
-    raise ValueError(f"unknown offline tagger method {config.method!r}; use zero-shot or supervised")
+    raise UserError(f"unknown offline tagger method {config.method!r}; use zero-shot or supervised")
 
 
 class OfflineTagger(Stage):
@@ -362,7 +363,7 @@ class OfflineTagger(Stage):
 
     def run(self, rows: datasets.Dataset | None, ctx: RunContext) -> StageResult:
         if rows is None:
-            raise ValueError("the tag stage needs input rows")
+            raise UserError("the tag stage needs input rows")
         if self._tagger is None:  # built once per stage object: once per worker on Ray
             self._tagger = build_tagger(self.config)
         tagger = self._tagger
@@ -387,7 +388,7 @@ def labelled_texts(ds: datasets.Dataset, text_field: str = "prompt") -> tuple[li
     """Texts and codes of the rows an LLM tagged (rows with a null code are skipped)."""
     field = text_field if text_field in ds.column_names else "question"
     if DOMAIN_COLUMNS[0] not in ds.column_names:
-        raise ValueError(f"labelled rows need a {DOMAIN_COLUMNS[0]!r} column (the LLM tagger's output)")
+        raise UserError(f"labelled rows need a {DOMAIN_COLUMNS[0]!r} column (the LLM tagger's output)")
     pairs = [(t, c) for t, c in zip(ds[field], ds[DOMAIN_COLUMNS[0]]) if c is not None]
     return [t for t, _ in pairs], [str(c).zfill(2) for _, c in pairs]
 

@@ -23,6 +23,8 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
+from m1data.errors import UserError
+
 _WORD = re.compile(r"\w+")
 
 # An n-gram in more training rows than this is boilerplate (see the module docstring).
@@ -63,7 +65,7 @@ def ngram_overlap(
     module docstring); None compares every n-gram.
     """
     if n < 1:
-        raise ValueError("n must be >= 1")
+        raise UserError("n must be >= 1")
     train_keys = [ngram_keys(text, n) for text in texts]
     ignored = common_ngrams(train_keys, max_train_rows) if max_train_rows is not None else set()
     first_eval: dict[int, int] = {}

@@ -39,6 +39,7 @@ import datasets
 from rich.console import Console
 
 from m1data import __version__
+from m1data.errors import M1DataError, UserError
 from m1data.redact import scrub, strip_userinfo
 
 console = Console(stderr=True)
@@ -149,7 +150,7 @@ def state_dir_of(run_dir: Path, index: int, name: str) -> Path:
     return Path(run_dir) / STATE_DIR / stage_dirname(index, name)
 
 
-class CorruptRunFile(ValueError):
+class CorruptRunFile(M1DataError, ValueError):
     """A file of a run folder that is not what the run wrote (unreadable, or changed since)."""
 
 
@@ -216,7 +217,7 @@ def load_stage_dropped(stage_dir: Path) -> datasets.Dataset | None:
 # Running
 
 
-class StageFailed(RuntimeError):
+class StageFailed(M1DataError, RuntimeError):
     pass
 
 
@@ -382,10 +383,10 @@ def run_pipeline(
     run_dir = Path(run_dir)
     names = [s.name for s in stages]
     if len(set(names)) != len(names):
-        raise ValueError(f"stage names must be unique: {names}")
+        raise UserError(f"stage names must be unique: {names}")
     for wanted in (start, until):
         if wanted is not None and wanted not in names:
-            raise ValueError(f"no stage named {wanted!r}; stages are {', '.join(names)}")
+            raise UserError(f"no stage named {wanted!r}; stages are {', '.join(names)}")
     start_at = names.index(start) if start else 0
     stop_at = names.index(until) if until else len(stages) - 1
     with run_lock(run_dir):

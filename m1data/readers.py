@@ -15,8 +15,10 @@ from typing import Any
 
 import datasets
 
+from m1data.errors import M1DataError, UserError
 
-class MalformedFile(ValueError):
+
+class MalformedFile(M1DataError, ValueError):
     def __init__(self, path: str | Path, line: int | None, problem: str):
         where = f"{path}:{line}" if line is not None else str(path)
         super().__init__(f"{where}: {problem}")
@@ -139,7 +141,7 @@ def write_rows(ds: datasets.Dataset, out: str | Path) -> Path:
     elif out.suffix == ".jsonl":
         ds.to_json(str(out), lines=True, force_ascii=False)
     else:
-        raise ValueError(f"{out}: output must end in .parquet or .jsonl")
+        raise UserError(f"{out}: output must end in .parquet or .jsonl")
     return out
 
 
@@ -170,7 +172,7 @@ def read_rows(path: str | Path | Sequence[str | Path]) -> datasets.Dataset:
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix in ROW_SUFFIXES and p.is_file())
         if not files:
-            raise ValueError(f"{path}: a folder given as input holds no .parquet or .jsonl file")
+            raise UserError(f"{path}: a folder given as input holds no .parquet or .jsonl file")
         return read_rows(files)
     if path.suffix == ".parquet":
         return parquet_dataset(path)
@@ -178,7 +180,7 @@ def read_rows(path: str | Path | Sequence[str | Path]) -> datasets.Dataset:
         if not path.read_bytes().strip():
             return datasets.Dataset.from_dict({})
         return datasets.Dataset.from_json(str(path))
-    raise ValueError(f"{path}: input must end in .parquet or .jsonl")
+    raise UserError(f"{path}: input must end in .parquet or .jsonl")
 
 
 def _concatenate(parts: list[datasets.Dataset], names: list[str]) -> datasets.Dataset:
@@ -189,7 +191,7 @@ def _concatenate(parts: list[datasets.Dataset], names: list[str]) -> datasets.Da
     first_name, first = parts_with_rows[0]
     for name, part in parts_with_rows[1:]:
         if part.features != first.features:
-            raise ValueError(
+            raise UserError(
                 f"{name} does not have the columns of {first_name} "
                 f"({sorted(part.column_names)} vs {sorted(first.column_names)}); inputs read together must match"
             )

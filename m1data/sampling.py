@@ -31,6 +31,7 @@ import datasets
 import numpy as np
 import polars as pl
 
+from m1data.errors import UserError
 from m1data.pipeline import RunContext, Stage, StageResult, console
 
 __all__ = ["PoolTooSmall", "Sample", "SampleConfig", "random_sample", "stratified_sample"]
@@ -73,7 +74,7 @@ def _check_n(n: int, pool: int) -> None:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"n must be an int, got {type(n).__name__}")
     if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+        raise UserError(f"n must be >= 0, got {n}")
     if n > pool:
         warnings.warn(f"asked for {n:,} rows but the pool has {pool:,}: returning all {pool:,}", PoolTooSmall,
                       stacklevel=3)
@@ -101,12 +102,12 @@ def _check_levels(ds: datasets.Dataset, levels: Sequence[str]) -> list[str]:
         raise TypeError("levels must be a sequence of column names, not a single string")
     names = list(levels)
     if not names:
-        raise ValueError("levels must name at least one column; use random_sample for no strata")
+        raise UserError("levels must name at least one column; use random_sample for no strata")
     if len(set(names)) != len(names):
-        raise ValueError(f"levels contains a column twice: {names}")
+        raise UserError(f"levels contains a column twice: {names}")
     for name in names:
         if name not in ds.column_names:
-            raise ValueError(
+            raise UserError(
                 f"level column {name!r} is not in the dataset (columns: {ds.column_names})"
             )
     return names

@@ -23,6 +23,8 @@ from typing import Any
 import datasets
 import pyarrow as pa
 
+from m1data.errors import M1DataError
+
 LETTERS = string.ascii_uppercase
 SOURCES = ("medqa", "headqa", "medmcqa", "pubmedqa")
 DEFAULT_SEED = 42
@@ -53,7 +55,7 @@ QUARANTINE_FEATURES = datasets.Features(
 )
 
 
-class RowError(ValueError):
+class RowError(M1DataError, ValueError):
     """A row that cannot be used; `reason` is a short code counted in the funnel."""
 
     def __init__(self, reason: str, detail: str = ""):

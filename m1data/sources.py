@@ -11,6 +11,8 @@ id whichever file or split it was read from.
 
 from __future__ import annotations
 
+import importlib
+
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -22,6 +24,7 @@ from typing import Any, ClassVar
 import datasets
 from rich.progress import track
 
+from m1data.errors import M1DataError, UserError
 from m1data.readers import MalformedFile, check_file, read_json, read_records
 from m1data.schema import (
     DEFAULT_SEED,
@@ -39,7 +42,7 @@ from m1data.schema import (
 PROGRESS_MIN_ROWS = 20_000
 
 
-class HubUnreachable(ValueError):
+class HubUnreachable(M1DataError, ValueError):
     """The Hub copy of a source or eval set cannot be fetched (offline mode, no network, DNS).
 
     A ValueError so the command line shows it as one line, like any other input the user must
@@ -47,9 +50,15 @@ class HubUnreachable(ValueError):
 
 
 def _network_errors() -> tuple[type[BaseException], ...]:
-    import httpx  # huggingface_hub's HTTP client; imported here to keep module import light
-
-    return (ConnectionError, TimeoutError, httpx.TransportError)
+    """What a failed Hub request raises: huggingface_hub's HTTP client is httpx (1.x) or httpx2
+    (2.x), whichever is installed (imported here to keep module import light)."""
+    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    for client in ("httpx2", "httpx"):
+        try:
+            errors.append(importlib.import_module(client).TransportError)
+        except ImportError:
+            continue
+    return tuple(errors)
 
 
 def load_hub(hub_id: str, config: str | None, split: str, *, local_hint: str) -> datasets.Dataset:
@@ -284,7 +293,7 @@ class MedMCQA(Source):
 
     def __init__(self, cop_base: int | None = None):
         if cop_base not in (None, 0, 1):
-            raise ValueError(f"cop_base must be 0 (Hub) or 1 (original release), not {cop_base!r}")
+            raise UserError(f"cop_base must be 0 (Hub) or 1 (original release), not {cop_base!r}")
         self.cop_base = cop_base
 
     def read_native(self, path: Path, split: str) -> Iterator[Record]:
@@ -448,7 +457,7 @@ class PubMedQA(Source):
 
     def select(self, records: Iterable[Record], split: str) -> Iterator[Record]:
         if split not in ("train", "test", "all"):
-            raise ValueError(f"PubMedQA split must be train, test or all, not {split!r}")
+            raise UserError(f"PubMedQA split must be train, test or all, not {split!r}")
         test = pubmedqa_test_pmids()
         for locator, raw, where in records:
             pmid = str(raw.get("pubid", raw.get("PMID", ""))) if isinstance(raw, dict) else locator
@@ -503,7 +512,7 @@ def get_source(name: str) -> Source:
     try:
         return SOURCES[name.lower()]
     except KeyError:
-        raise ValueError(f"unknown source {name!r}; choose from {', '.join(SOURCES)}") from None
+        raise UserError(f"unknown source {name!r}; choose from {', '.join(SOURCES)}") from None
 
 
 def load_source(
@@ -520,7 +529,7 @@ def load_source(
     source = get_source(name)
     if cop_base is not None:
         if source.name != "medmcqa":
-            raise ValueError(f"cop_base is a MedMCQA setting; {source.name} has no cop column")
+            raise UserError(f"cop_base is a MedMCQA setting; {source.name} has no cop column")
         source = MedMCQA(cop_base)
     split = split or source.default_split
     if path is None:

@@ -8,6 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from m1data.cli import app
+from m1data.readers import write_rows
+from m1data.schema import make_row, rows_to_dataset
 
 runner = CliRunner()
 
@@ -302,3 +304,30 @@ def test_infer_sweep_then_plot_overlays_models(tmp_path):
     assert (tmp_path / "plots" / "accuracy_vs_budget.png").read_bytes()[:4] == b"\x89PNG"
     bad = runner.invoke(app, ["infer", "plot", str(runs[0]), "--label", "x", "--label", "y", "--out", str(tmp_path)])
     assert bad.exit_code == 2
+
+
+def test_main_prints_our_errors_in_one_line_and_shows_bugs(tmp_path, monkeypatch, capsys):
+    """m1data's own errors (here a file that is not rows) are one line and exit 2; any other
+    exception is a bug: its traceback is kept, with a request to report it."""
+    import m1data.dedup
+    from m1data import cli
+
+    bad = tmp_path / "rows.csv"
+    bad.write_text("not rows")
+    monkeypatch.setattr(sys, "argv", ["m1data", "dedup", str(bad), str(tmp_path / "out.jsonl")])
+    with pytest.raises(SystemExit) as stop:
+        cli.main()
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and len(err.splitlines()) == 1 and ".parquet or .jsonl" in err
+
+    def broken(*args, **kwargs):
+        raise KeyError("internal")
+
+    monkeypatch.setattr(m1data.dedup, "deduplicate", broken)
+    rows = write_rows(rows_to_dataset([make_row(source="medqa", row_id="a", question="Q?", options=["x", "y"],
+                                                answer_idx=0, raw={})]), tmp_path / "in.jsonl")
+    monkeypatch.setattr(sys, "argv", ["m1data", "dedup", str(rows), str(tmp_path / "out.jsonl")])
+    with pytest.raises(KeyError):
+        cli.main()
+    assert "internal error" in capsys.readouterr().err

@@ -13,7 +13,7 @@ import sys
 import textwrap
 import time
 
-import httpx
+import openai
 import pytest
 
 from m1data.llm.local_server import (
@@ -62,13 +62,13 @@ def test_server_answers_and_is_stopped_after_the_block(tmp_path):
     with LocalServer(ServerConfig(parallel=2, ctx_size=4096), log) as server:
         pid = server.process.pid
         assert server.base_url.startswith("http://127.0.0.1:")
-        models = httpx.get(server.base_url + "/models", timeout=10).json()
-        assert models["data"], models
-        reply = httpx.post(server.base_url + "/chat/completions", timeout=60, json={
-            "model": "SmolLM2-135M-Instruct", "max_tokens": 8, "temperature": 0,
-            "messages": [{"role": "user", "content": "Say hello."}]}).json()
-        assert reply["choices"][0]["message"]["content"].strip()
-        assert reply["usage"]["completion_tokens"] > 0
+        client = openai.OpenAI(base_url=server.base_url, api_key="none", max_retries=0, timeout=60)
+        assert client.models.list().data  # the official client against the real server
+        reply = client.chat.completions.create(
+            model="SmolLM2-135M-Instruct", max_tokens=8, temperature=0,
+            messages=[{"role": "user", "content": "Say hello."}])
+        assert reply.choices[0].message.content.strip()
+        assert reply.usage.completion_tokens > 0
     assert _gone(pid)
     assert "llama-server" in log.read_text() and "--model" in log.read_text()
 

@@ -39,6 +39,7 @@ from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from m1data.errors import UserError
 from m1data.llm.cache import Cache, request_key
 from m1data.llm.cost import PriceTable
 from m1data.llm.http import HTTPEngine, _error_reply, parse_reply
@@ -102,7 +103,7 @@ class BatchState:
             raw = json.loads(path.read_text())
             entries = [BatchEntry(**entry) for entry in raw["batches"]]
         except (ValueError, KeyError, TypeError) as err:
-            raise ValueError(f"{path}: not a readable batch record ({err}); it lists batches already paid for") from err
+            raise UserError(f"{path}: not a readable batch record ({err}); it lists batches already paid for") from err
         return cls(path, entries)
 
     def save(self) -> None:
@@ -453,7 +454,7 @@ def complete(
 
         return complete_all(engine, requests, cache, **kwargs)
     if not isinstance(engine, HTTPEngine):
-        raise ValueError(f"batch mode needs an OpenAI-compatible HTTP endpoint, not {engine.name}")  # noqa: TRY004
+        raise UserError(f"batch mode needs an OpenAI-compatible HTTP endpoint, not {engine.name}")  # noqa: TRY004
     for online_only in ("concurrency", "rpm", "tpm", "retry"):
         kwargs.pop(online_only, None)
     return run_batch(

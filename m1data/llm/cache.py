@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from m1data.errors import M1DataError
 from m1data.llm.params import canonical_json, request_body
 from m1data.llm.types import Reply, Request
 
@@ -79,7 +80,7 @@ def request_key(endpoint: str, request: Request) -> str:
     return hashlib.sha256(canonical_json(material).encode()).hexdigest()
 
 
-class CacheError(ValueError):
+class CacheError(M1DataError, ValueError):
     """A cache file SQLite cannot read: named, with what to do, instead of a bare DatabaseError."""
 
     def __init__(self, path: Path, err: sqlite3.Error):

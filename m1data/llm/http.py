@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from m1data.errors import M1DataError
 from m1data.llm.limits import Failed, failure, http_failure
 from m1data.llm.params import OPENAI_PARAMS, check_params, request_body
 from m1data.llm.thinking import split_thinking
@@ -52,7 +53,7 @@ _FILTER_MARKERS = ("content_filter", "content_policy", "content management polic
 _BEARER = re.compile(r"(Bearer\s+)[^\s\"',;]+", re.IGNORECASE)
 
 
-class MissingAPIKey(RuntimeError):
+class MissingAPIKey(M1DataError, RuntimeError):
     pass
 
 

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from m1data.errors import UserError
 from m1data.llm.types import Reply
 
 # Kinds of failure. Retryable ones are worth another attempt later; fatal ones are the
@@ -109,7 +110,7 @@ class TokenBucket:
 
     def __init__(self, rate: float, capacity: float, clock: Callable[[], float] = time.monotonic):
         if rate <= 0 or capacity <= 0:
-            raise ValueError("rate and capacity must be positive")
+            raise UserError("rate and capacity must be positive")
         self.rate = rate
         self.capacity = capacity
         self.clock = clock

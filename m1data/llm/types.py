@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from m1data.errors import UserError
+
 Status = Literal["ok", "length", "filtered", "error"]
 
 
@@ -29,7 +31,7 @@ class Request:
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prompt is None):
-            raise ValueError("a Request needs exactly one of `messages` or `prompt`")
+            raise UserError("a Request needs exactly one of `messages` or `prompt`")
 
     @property
     def kind(self) -> Literal["chat", "completion"]:
