@@ -3,6 +3,9 @@ against a fake HfApi, the one boundary m1data does not own."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -419,11 +422,11 @@ class LocalRepoApi:
     def repo_info(self, repo_id, **kwargs):
         self.calls.append(("repo_info", (repo_id,), kwargs))
         if not self.exists:
-            import httpx
             from huggingface_hub.errors import RepositoryNotFoundError
 
+            http = importlib.import_module("httpx2" if importlib.util.find_spec("httpx2") else "httpx")  # hub's client
             url = f"https://huggingface.co/api/datasets/{repo_id}"
-            raise RepositoryNotFoundError("404", response=httpx.Response(404, request=httpx.Request("GET", url)))
+            raise RepositoryNotFoundError("404", response=http.Response(404, request=http.Request("GET", url)))
         return SimpleNamespace(sha="sha1", siblings=[SimpleNamespace(rfilename=f) for f in self.files()])
 
     def hf_hub_download(self, repo_id, filename, **kwargs):

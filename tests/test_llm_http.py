@@ -3,6 +3,8 @@ failure classified (retryable, fatal, or an outcome), both reply shapes, through
 
 from __future__ import annotations
 
+import json
+
 import asyncio
 import time
 
@@ -203,9 +205,10 @@ def test_split_thinking(text, expected):
 
 
 def test_server_answers_model_list_without_counting_it(llm_server):
-    import httpx
+    import urllib.request
 
-    listing = httpx.get(llm_server.base_url + "/models").json()
+    with urllib.request.urlopen(llm_server.base_url + "/models") as response:
+        listing = json.load(response)
     assert listing["data"][0]["id"] == "scripted"
     assert llm_server.count() == 0 and len(llm_server.all_requests) == 1
 
