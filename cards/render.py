@@ -31,6 +31,7 @@ import datasets
 from m1data.cards.figures import domain_bars_png, length_histogram_png
 
 from m1data import __version__
+from m1data.errors import UserError
 from m1data.funnel import funnel_markdown
 from m1data.hub import IMAGES_DIR, Configs, configs_metadata, dataset_info_metadata, join_card, split_card
 from m1data.pipeline import read_manifests
@@ -747,7 +748,7 @@ def render_card(
     key = dataset_name.lower()
     template = TEMPLATE_OF.get(key, key)
     if template not in available_cards():
-        raise ValueError(f"no card template for {dataset_name!r}; templates: {', '.join(available_cards())}")
+        raise UserError(f"no card template for {dataset_name!r}; templates: {', '.join(available_cards())}")
     manifests = read_manifests(Path(run_dir))
     if not manifests:
         raise FileNotFoundError(f"{run_dir}: no completed stages (no */manifest.json)")

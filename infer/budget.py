@@ -82,6 +82,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from m1data.errors import UserError
 from m1data.formatting import IM_END, IM_START, render_chat
 from m1data.llm.types import Engine, Reply, Request
 
@@ -133,7 +134,7 @@ class BudgetConfig:
 
     def __post_init__(self) -> None:
         if self.thinking_budget < 0 or self.forcing_rounds < 0 or self.answer_max_tokens < 1:
-            raise ValueError("thinking_budget and forcing_rounds must be >= 0, answer_max_tokens >= 1")
+            raise UserError("thinking_budget and forcing_rounds must be >= 0, answer_max_tokens >= 1")
 
     def params(self, max_tokens: int, stop: Sequence[str], stop_ids: Sequence[int] | None) -> dict[str, Any]:
         params: dict[str, Any] = {
@@ -218,7 +219,7 @@ def template_stop_ids(tokenizer: Any) -> tuple[tuple[int, ...], tuple[int, ...]]
     eos = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
     answer = end_of_turn | eos
     if not answer:
-        raise ValueError(f"cannot tell how {getattr(tokenizer, 'name_or_path', 'this model')}'s chat template ends a turn")
+        raise UserError(f"cannot tell how {getattr(tokenizer, 'name_or_path', 'this model')}'s chat template ends a turn")
     start = tokenizer.convert_tokens_to_ids(IM_START)
     opens = {start} if isinstance(start, int) and start in special else set()
     return tuple(sorted(answer | opens)), tuple(sorted(answer))

@@ -38,6 +38,7 @@ import datasets
 from m1data.infer.budget import BudgetConfig, BudgetRecord, build_prompt, generate_many
 
 from m1data.answers import grade
+from m1data.errors import UserError
 from m1data.llm.types import Engine
 
 __all__ = ["EvalSource", "infer", "load_rows", "run_infer", "score_record", "summarize"]
@@ -58,10 +59,10 @@ def load_rows(source: EvalSource) -> datasets.Dataset:
         elif path.suffix == ".parquet":
             ds = datasets.Dataset.from_parquet(str(path))
         else:
-            raise ValueError(f"{path}: eval files must be .jsonl, .json or .parquet")
+            raise UserError(f"{path}: eval files must be .jsonl, .json or .parquet")
     missing = [c for c in REQUIRED if c not in ds.column_names]
     if missing:
-        raise ValueError(f"eval set lacks column(s) {missing}; rows need {list(REQUIRED)}")
+        raise UserError(f"eval set lacks column(s) {missing}; rows need {list(REQUIRED)}")
     return ds
 
 

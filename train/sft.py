@@ -44,6 +44,8 @@ from typing import Any
 
 import yaml
 
+from m1data.errors import UserError
+
 RECIPES = Path(__file__).parent / "recipes"
 
 
@@ -105,7 +107,7 @@ def load_config(recipe: str | Path | None = None, args: Sequence[str] = ()) -> T
         values = yaml.safe_load(recipe_path(recipe).read_text()) or {}
         unknown = parser.set_defaults_with_config(**values)
         if unknown:
-            raise ValueError(f"unknown keys in recipe {recipe}: {unknown}")
+            raise UserError(f"unknown keys in recipe {recipe}: {unknown}")
     script, sft = parser.parse_args_into_dataclasses(args=list(args))
     return TrainConfig(script=script, sft=sft)
 
@@ -115,7 +117,7 @@ def _set_global_batch(script: ScriptArguments, sft: Any) -> None:
         return
     per_step = sft.per_device_train_batch_size * sft.world_size
     if script.global_batch_size % per_step:
-        raise ValueError(
+        raise UserError(
             f"global_batch_size {script.global_batch_size} is not a multiple of per-device batch "
             f"{sft.per_device_train_batch_size} x {sft.world_size} processes"
         )
@@ -132,7 +134,7 @@ def build_trainer(config: TrainConfig):
 
     script, sft = config.script, config.sft
     if not script.dataset:
-        raise ValueError("no dataset: pass --dataset <Hub id or local folder>")
+        raise UserError("no dataset: pass --dataset <Hub id or local folder>")
     _set_global_batch(script, sft)
 
     rows = load_dataset(script.dataset, name=script.dataset_config, split=script.dataset_split)
