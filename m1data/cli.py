@@ -115,6 +115,8 @@ def build(
     from_m23k: Annotated[Optional[str], typer.Option("--from-m23k", help="Sample from an existing m23K (folder, file or repo id).")] = None,
     repo_id: Annotated[Optional[str], typer.Option("--repo-id", help="Repo id the card should name (for publishing later).")] = None,
     hub_config: Annotated[Optional[str], typer.Option("--hub-config", help="Config name in the Hub folder (default: the dataset's name, e.g. m1k).")] = None,
+    hub_out: Annotated[Optional[Path], typer.Option("--hub-out", help="Hub-layout folder to write (default: RUN_DIR/hub).")] = None,
+    allow_partial: Annotated[bool, typer.Option("--allow-partial", help="Exit 0 when the build stops early (an endpoint not up, transient failures left).")] = False,
 ) -> None:
     """Build a dataset: run its stages under RUN_DIR, skipping completed ones, then write the
     Hub-layout folder RUN_DIR/hub (parquet, card, images) that `m1data publish` uploads."""
@@ -134,39 +136,56 @@ def build(
         stages = resample_stages(from_m23k, cfg.sample)
     else:
         stages = builder.stages(cfg)
+    hub_folder = hub_out or out / "hub"
+    _refuse_other_hub(hub_folder, dataset)
     try:
         with run_lock(out):  # one build per run folder, held through the export
             _run_and_export(stages, dataset, out, start=start, until=until, force=force, repo_id=repo_id,
-                            hub_config=hub_config)
+                            hub_config=hub_config, hub_folder=hub_folder, allow_partial=allow_partial)
     except RunLocked as err:
         console.print(f"[red]error:[/red] {err}", soft_wrap=True)
         raise typer.Exit(1) from None
 
 
-def _run_and_export(stages, dataset: str, out: Path, *, start, until, force: bool, repo_id, hub_config) -> None:
-    """The stages, the funnel, then the Hub folder; exit 1 while transient failures remain."""
+def _refuse_other_hub(folder: Path, dataset: str) -> None:
+    """Builds of m23K and m1K may share a run folder (m1K reuses m23K's stages), but not a Hub
+    folder: the second export would silently replace the first's data and card."""
+    from m1data.hub import hub_folder_dataset
+
+    held = hub_folder_dataset(folder)
+    if held is not None and held != dataset.lower():
+        raise typer.BadParameter(f"{folder} holds the {held} build; writing {dataset} there would replace it. "
+                                 f"Pass --hub-out {folder.parent / ('hub-' + dataset)} (or another --out)",
+                                 param_hint="--hub-out")
+
+
+def _run_and_export(stages, dataset: str, out: Path, *, start, until, force: bool, repo_id, hub_config,
+                    hub_folder: Path, allow_partial: bool = False) -> None:
+    """The stages, the funnel, then the Hub folder. A build that stops early (an endpoint not up,
+    transient failures left) exits 1 unless `allow_partial`: scripts must not take it for done."""
     from m1data.funnel import funnel_markdown
     from m1data.hub import export_run
     from m1data.pipeline import StageIncomplete, StageNotReady, run_pipeline
 
+    partial_exit = 0 if allow_partial else 1
     try:
         rows = run_pipeline(stages, out, start=start, until=until, force=force)
     except StageNotReady as stop:
         typer.echo(funnel_markdown(out))
         console.print(f"[yellow]{stop}[/yellow]\nThe stages before it are complete in {out}; configure the "
-                      "endpoint (see README, --config) and run the same command again to continue.")
-        return
+                      "endpoint (see README, --config) and run the same command again to continue.", soft_wrap=True)
+        raise typer.Exit(partial_exit) from None
     except StageIncomplete as stop:
         typer.echo(funnel_markdown(out))
         console.print(f"[red]{stop}[/red]", soft_wrap=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(partial_exit) from None
     typer.echo(funnel_markdown(out))
     if rows is not None and len(rows) == 0:
         console.print("[yellow]The build ended with 0 rows[/yellow] (the funnel above says where they went); "
                       "no Hub folder written.", soft_wrap=True)
         return
     if until is None:
-        folder = export_run(dataset, out, out / "hub", repo_id=repo_id, config_name=hub_config)
+        folder = export_run(dataset, out, hub_folder, repo_id=repo_id, config_name=hub_config)
         console.print(f"Hub-layout folder: {folder} (load it with datasets.load_dataset({str(folder)!r}))")
 
 

@@ -184,7 +184,7 @@ class DifficultyFilter(Stage):
     def prices(self) -> PriceTable:
         return PriceTable.from_file(self.config.prices_file) if self.config.prices_file else PriceTable()
 
-    def plan(self, rows: datasets.Dataset, cache: Cache) -> None:
+    def plan(self, rows: datasets.Dataset, cache: Cache | None) -> None:
         """Print what a run would send, per student, without calling anything."""
         prices = self.prices()
         for student in self.config.students:

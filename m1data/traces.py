@@ -159,7 +159,7 @@ class TeacherTraces(Stage):
             HTTPConfig(base_url=cfg.base_url, api_key_env=cfg.api_key_env, timeout=cfg.timeout), require_key=require_key
         )
 
-    def plan(self, rows: datasets.Dataset, cache: Cache) -> None:
+    def plan(self, rows: datasets.Dataset, cache: Cache | None) -> None:
         """Print what a run would send and cost, without calling anything (no key needed)."""
         plan = plan_requests(
             self._engine(require_key=False),

@@ -148,6 +148,9 @@ def test_hub_folders_load_offline_and_match_the_manifests(built):
     assert "prompt" not in m1k.column_names  # TRL would read the rows as prompt/completion data
     assert all(t.count("<|im_start|>think\n") == 1 for t in m1k["text"])
     card = (run / "hub" / "README.md").read_text()
+    from m1data.hub import hub_folder_dataset
+
+    assert hub_folder_dataset(run / "hub") == "m1k"  # what a later build into the same folder checks
     m23k_rows = manifest(run, "format")["rows_out"]
     table_row = re.search(r"\| after format \|(.*)\|", card).group(1)
     assert table_row.split("|")[-1].strip().replace(",", "") == str(m23k_rows)

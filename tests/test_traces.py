@@ -176,6 +176,7 @@ def test_dry_run_needs_no_key_sends_and_writes_nothing(llm_server, tmp_path, mon
     summary = run_traces_file(src, out, llm_server.base_url, TEACHER, api_key_env="M1DATA_TEACHER_KEY", dry_run=True)
     assert summary == {} and llm_server.count() == 0
     assert not out.exists()
+    assert list(tmp_path.iterdir()) == [src]  # not even an empty cache file
     err = capsys.readouterr().err
     assert "9 to send" in err and "$" in err  # deepseek-reasoner has a default price
 
