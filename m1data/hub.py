@@ -739,17 +739,18 @@ def export_run(
 
 __all__ = [
     "MAX_SHARD_BYTES",
-    "card_with_metadata",
-    "join_card",
-    "split_card",
     "PlannedFile",
     "PublishPlan",
+    "card_with_metadata",
     "configs_metadata",
     "dataset_info_metadata",
     "export_run",
+    "hub_folder_dataset",
+    "join_card",
     "merge_configs",
     "merge_metadata",
     "publish",
     "publish_command",
+    "split_card",
     "write_hub_folder",
 ]

@@ -4,7 +4,13 @@ import datasets
 import pytest
 
 from m1data.funnel import funnel_markdown, lineage
-from m1data.pipeline import Stage, StageFailed, StageResult, read_manifests, run_pipeline
+from m1data.pipeline import (
+    Stage,
+    StageFailed,
+    StageResult,
+    read_manifests,
+    run_pipeline,
+)
 
 CALLS: list[str] = []
 
@@ -300,20 +306,13 @@ def test_a_stage_output_changed_by_hand_is_named_when_a_later_stage_reads_it(tmp
 # A build that stops early is not a success; two builds never share a Hub folder silently
 
 
-class NeedsEndpoint(DropSome):
-    name = "needs_endpoint"
-
-    def preflight(self):
-        return "cannot reach http://127.0.0.1:9/v1"
-
-
 @pytest.mark.parametrize("flags, code", [([], 1), (["--allow-partial"], 0)])
 def test_a_build_stopped_before_an_llm_stage_exits_non_zero_unless_allowed(tmp_path, monkeypatch, flags, code):
     from types import SimpleNamespace
 
+    from m1data.builders import BUILDERS
     from typer.testing import CliRunner
 
-    from m1data.builders import BUILDERS
     from m1data.cli import app
 
     monkeypatch.setitem(BUILDERS, "m1k", SimpleNamespace(CONFIG=MakeConfig, stages=lambda cfg: [Make(), NeedsEndpoint()]))
@@ -327,9 +326,9 @@ def test_a_build_stopped_before_an_llm_stage_exits_non_zero_unless_allowed(tmp_p
 def test_a_build_refuses_a_hub_folder_holding_another_datasets_export(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
+    from m1data.builders import BUILDERS
     from typer.testing import CliRunner
 
-    from m1data.builders import BUILDERS
     from m1data.cli import app
     from m1data.hub import hub_folder_dataset
 
