@@ -72,6 +72,7 @@ class StudentConfig:
     base_url: str
     api_key_env: str | None = None
     short: str | None = None
+    cache_namespace: str | None = None  # see m1data.llm.cache; None: the model name on a local server
 
     @property
     def column(self) -> str:
@@ -174,7 +175,8 @@ class DifficultyFilter(Stage):
         if student.column in self.engines:
             return self.engines[student.column]
         return HTTPEngine(
-            HTTPConfig(base_url=student.base_url, api_key_env=student.api_key_env, timeout=self.config.timeout)
+            HTTPConfig(base_url=student.base_url, api_key_env=student.api_key_env, timeout=self.config.timeout,
+                       cache_namespace=student.cache_namespace)
         )
 
     def requests_for(self, student: StudentConfig, prompts: list[str]):
@@ -202,7 +204,8 @@ class DifficultyFilter(Stage):
     def _plan_engine(self, student: StudentConfig) -> Engine:
         if student.column in self.engines:
             return self.engines[student.column]
-        return HTTPEngine(HTTPConfig(base_url=student.base_url, api_key_env=student.api_key_env), require_key=False)
+        return HTTPEngine(HTTPConfig(base_url=student.base_url, api_key_env=student.api_key_env,
+                                     cache_namespace=student.cache_namespace), require_key=False)
 
     def run(self, rows: datasets.Dataset | None, ctx: RunContext | None = None) -> StageResult:
         rows = check_rows(rows, self.name)

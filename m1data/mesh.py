@@ -250,6 +250,7 @@ class MeshConfig:
     batch_poll_seconds: float = 30.0
     text_field: str = "prompt"
     progress: bool = True
+    cache_namespace: str | None = None  # see m1data.llm.cache; None: the API's host, or the model on a local server
 
 
 def build_request(config: MeshConfig, prompt: str, previous: Sequence[str | None] = ()) -> Request:
@@ -325,7 +326,8 @@ async def tag_prompts(
 
 
 def http_engine(config: MeshConfig) -> HTTPEngine:
-    return HTTPEngine(HTTPConfig(base_url=config.base_url, api_key_env=config.api_key_env, timeout=config.timeout))
+    return HTTPEngine(HTTPConfig(base_url=config.base_url, api_key_env=config.api_key_env, timeout=config.timeout,
+                                 cache_namespace=config.cache_namespace))
 
 
 def run_tagging(prompts: Sequence[str], config: MeshConfig, cache_path: str | Path,

@@ -294,3 +294,43 @@ def test_several_or_no_stated_options_are_never_verified(llm_server, tmp_path, s
     assert dropped["t1"] == ("multiple_answers", f"states {', '.join(sorted([right1, wrong1]))}")
     assert dropped["t2"] == ("no_answer", "the reply states no option")
     assert dropped["t3"][0] == "multiple_answers"
+
+
+# ---------------------------------------------------------------------------------------------
+# New teachers safely: a preflight sample, and the model the server says it served
+
+
+def test_a_teacher_without_reasoning_stops_after_the_preflight_sample(llm_server, tmp_path, secret_env):
+    from m1data.traces import TeacherWithoutReasoning
+
+    llm_server.handler = lambda req: chat("The answer is \\boxed{A}.", model="gpt-4o-mini-2024-07-18")
+    with pytest.raises(TeacherWithoutReasoning, match="none of the 3 preflight answers has reasoning") as err:
+        TeacherTraces(config(llm_server, tmp_path)).run(ROWS, None)
+    assert llm_server.count() == 3  # the sample, not the 9 rows
+    assert "gpt-4o-mini-2024-07-18" in str(err.value) and "other 6 requests" in str(err.value)
+
+    # meant to answer without thinking: the sample's replies come from the cache, not paid again
+    result = TeacherTraces(config(llm_server, tmp_path, require_reasoning=False)).run(ROWS, None)
+    assert llm_server.count() == 9 and result.stats["cached_hits"] == 3
+    assert result.stats["preflight"] == {}
+
+
+def test_the_served_model_is_recorded_beside_the_alias(llm_server, tmp_path, secret_env):
+    def served_as_release(req: Received) -> Response:
+        response = teacher(req)
+        if isinstance(response.body, dict) and "choices" in response.body:
+            response.body["model"] = "deepseek-r1-0528"
+        return response
+
+    llm_server.handler = served_as_release
+    result = TeacherTraces(config(llm_server, tmp_path)).run(ROWS, None)
+    assert llm_server.count() == 9 + 2  # every row once (the 503 row retried), the preflight sample never twice
+    assert set(result.rows["teacher_model"]) == {TEACHER}
+    assert set(result.rows["teacher_served_model"]) == {"deepseek-r1-0528"}
+    assert result.stats["served_models"] == {"deepseek-r1-0528": 7}  # every reply with choices (not the 400, 503)
+    preflight = result.stats["preflight"]
+    assert preflight["requests"] == 3 and preflight["with_reasoning"] >= 2
+    assert preflight["served_models"] == ["deepseek-r1-0528"]
+    # a re-run reads the served model back from the cache
+    again = TeacherTraces(config(llm_server, tmp_path)).run(ROWS, None)
+    assert set(again.rows["teacher_served_model"]) == {"deepseek-r1-0528"}

@@ -39,7 +39,7 @@ from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from m1data.llm.cache import Cache, request_key
+from m1data.llm.cache import Cache
 from m1data.llm.cost import PriceTable
 from m1data.llm.http import HTTPEngine, _error_reply, parse_reply
 from m1data.llm.limits import Failed, failure
@@ -49,6 +49,7 @@ from m1data.llm.runner import (
     RunStats,
     _endpoint,
     _in_order,
+    _keys,
     _plan,
     _record,
     _usable,
@@ -323,7 +324,7 @@ def run_batch(
     limits = limits or BatchLimits()
     _validate(engine, requests)
     endpoint = _endpoint(engine)
-    keys = [request_key(endpoint, r) for r in requests]
+    keys = _keys(engine, requests)
     unique: dict[str, Request] = {}
     for key, request in zip(keys, requests, strict=True):
         unique.setdefault(key, request)
