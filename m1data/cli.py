@@ -47,9 +47,25 @@ def _report_load(name: str, result, out: Path) -> None:
         console.print(f"{name}: {len(result.quarantine):,} quarantined ({reasons}) -> {qpath}")
 
 
+def _mapping(spec: str | None) -> dict | None:
+    """`question=COL,options=COL,answer=COL[,id=COL][,context=COL]`; several option columns are
+    joined with `+` (`options=opa+opb+opc+opd`)."""
+    if spec is None:
+        return None
+    mapping: dict = {}
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        key, eq, column = part.partition("=")
+        if not eq or not key.strip() or not column.strip():
+            raise typer.BadParameter(f"expected KEY=COLUMN, got {part!r}", param_hint="--mapping")
+        columns = [c.strip() for c in column.split("+")]
+        mapping[key.strip()] = columns if len(columns) > 1 else columns[0]
+    return mapping
+
+
 @app.command()
 def load(
-    source: Annotated[str, typer.Argument(help="medqa, headqa, medmcqa or pubmedqa")],
+    source: Annotated[str, typer.Argument(help="medqa, headqa, medmcqa, pubmedqa, or a name of your choosing for a "
+                                               "file read through --mapping")],
     out: OutOpt,
     path: PathOpt = None,
     split: Annotated[Optional[str], typer.Option(help="Split (PubMedQA: train = the 500-PMID pool, test, all).")] = None,
@@ -57,12 +73,16 @@ def load(
     cop_base: Annotated[Optional[int], typer.Option(
         "--cop-base", help="MedMCQA: a local file's cop counts from 0 (Hub) or 1 (original release); "
                            "needed only when the file's values cannot tell.")] = None,
+    mapping: Annotated[Optional[str], typer.Option(
+        "--mapping", help="Columns of a file m1data has no loader for: question=COL,options=COL,answer=COL "
+                          "(options may be several columns joined by +; optional id=COL, context=COL).")] = None,
 ) -> None:
     """Load one raw source into the m1data row schema."""
     from m1data.sources import load_source
 
     _refuse_overwrite([path], [out])
-    _report_load(source, load_source(source, path, split=split, seed=seed, cop_base=cop_base), out)
+    result = load_source(source, path, split=split, seed=seed, cop_base=cop_base, mapping=_mapping(mapping))
+    _report_load(source, result, out)
 
 
 @app.command("load-eval")
