@@ -831,7 +831,6 @@ def render_card(
 
 __all__ = [
     "SOURCE_INFO",
-    "source_infos",
     "available_cards",
     "card_metadata",
     "column_note",
@@ -840,4 +839,5 @@ __all__ = [
     "redact_config",
     "render_card",
     "size_category",
+    "source_infos",
 ]

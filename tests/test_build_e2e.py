@@ -328,7 +328,7 @@ def test_a_build_with_a_source_added_in_the_config(tmp_path):
     hub = datasets.load_dataset(str(run / "hub"), split="train")
     ids = [i for i in hub["id"] if i.startswith("nursing_boards:")]
     assert ids and all(re.fullmatch(r"nursing_boards:[nh]\d", i) for i in ids)  # ids from the mapped id column
-    metadata, body = split_card((run / "hub" / "README.md").read_text())
+    _, body = split_card((run / "hub" / "README.md").read_text())
     licences = body.split("## Licences", 1)[1]
     assert re.search(r"\| \[Nursing boards practice\]\(https://example.org/nursing-boards\) \| [1-9]\d* \| CC-BY-4.0 \|",
                      licences), licences

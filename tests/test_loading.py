@@ -75,6 +75,7 @@ def test_build_config_sets_the_medmcqa_cop_base(tmp_path):
 
 def test_sources_in_a_build_config_as_a_list_and_added_sources_need_a_file_and_licence(tmp_path):
     from m1data.builders.m23k import M23KConfig
+
     from m1data.config import ConfigError, load_config
 
     config = tmp_path / "c.yaml"
