@@ -340,13 +340,17 @@ def run_traces(
     retry_failed: RetryOpt = False,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds one attempt may take (R1 may think for minutes).")] = 1200.0,
     batch: BatchOpt = False,
+    require_reasoning: Annotated[bool, typer.Option(
+        "--require-reasoning/--no-require-reasoning",
+        help="Stop after a 3-request preflight when none of its answers has reasoning.")] = True,
 ) -> None:
     """Have a reasoning teacher write a chain of thought and answer; keep verified-correct rows."""
     from m1data.traces import run_traces_file
 
     _print_stats(run_traces_file(in_path, out_path, base_url, model, api_key_env=api_key_env, max_tokens=max_tokens,
                                  concurrency=concurrency, rpm=rpm, tpm=tpm, cache=cache, dry_run=dry_run,
-                                 retry_failed=retry_failed, timeout=timeout, batch=batch))
+                                 retry_failed=retry_failed, timeout=timeout, batch=batch,
+                                 require_reasoning=require_reasoning))
 
 
 @run_app.command("tag")

@@ -214,7 +214,8 @@ class TeacherTraces(Stage):
                 f"teacher {cfg.model}{said} at {cfg.base_url}: none of the {len(answered)} preflight answers has "
                 "reasoning (no reasoning_content, no <think> block), so the traces would be empty; stopped before "
                 f"sending the other {len(requests) - len(sample):,} requests. Use a reasoning model, or set "
-                "traces.require_reasoning: false if answers without thinking are what you want."
+                "traces.require_reasoning: false (--no-require-reasoning) if answers without thinking are what "
+                "you want."
             )
         reused = sum(1 for r in replies if not r.cached and not is_transient(r))
         return {"requests": len(sample), "sent": stats.sent, "reused": reused, "answered": len(answered),
@@ -320,6 +321,7 @@ def run_traces_file(
     progress: bool = True,
     timeout: float = 1200.0,
     batch: bool = False,
+    require_reasoning: bool = True,
 ) -> dict[str, Any]:
     """Teacher traces over a file: IN (.parquet/.jsonl rows) -> OUT (verified rows) and
     OUT.rejected.<ext> (every other row, with reason and the teacher's reply). The cache defaults
@@ -340,6 +342,7 @@ def run_traces_file(
         retry_failed=retry_failed,
         progress=progress,
         batch=batch,
+        require_reasoning=require_reasoning,
     )
     return run_on_file(TeacherTraces(config), in_path, out_path, dry_run)
 

@@ -334,3 +334,20 @@ def test_the_served_model_is_recorded_beside_the_alias(llm_server, tmp_path, sec
     # a re-run reads the served model back from the cache
     again = TeacherTraces(config(llm_server, tmp_path)).run(ROWS, None)
     assert set(again.rows["teacher_served_model"]) == {"deepseek-r1-0528"}
+
+
+def test_run_traces_command_stops_a_teacher_without_reasoning_unless_told(llm_server, tmp_path):
+    from typer.testing import CliRunner
+
+    from m1data.cli import app
+    from m1data.traces import TeacherWithoutReasoning
+
+    llm_server.handler = lambda req: chat("\\boxed{A}")
+    src = write_rows(ROWS, tmp_path / "in.parquet")
+    args = ["run", "traces", str(src), str(tmp_path / "out.parquet"), "--base-url", llm_server.base_url,
+            "--model", "chat-model"]
+    stopped = CliRunner().invoke(app, args)
+    assert isinstance(stopped.exception, TeacherWithoutReasoning) and llm_server.count() == 3
+    told = CliRunner().invoke(app, [*args, "--no-require-reasoning"])
+    assert told.exit_code == 0, told.output
+    assert llm_server.count() == 9 and read_rows(tmp_path / "out.parquet")["teacher_served_model"][0] == "scripted"
