@@ -143,6 +143,8 @@ COLUMN_NOTES = {
     "teacher_answer": "The option letter read from the teacher's reply; equal to `answer_letter` for every kept row.",
     "answer_rule": "Which rule read the teacher's answer: boxed, statement, answer_line or similarity (m1data.answers).",
     "teacher_model": "The teacher model that wrote `reasoning` and `teacher_reply`.",
+    "teacher_served_model": "The model the teacher's server said answered (its reply's `model` field), when it said: "
+                            "the release behind the alias in `teacher_model`.",
     "served_model": "The model name the teacher's server reported serving.",
     "finish_reason": "Why the teacher's reply ended (`stop`: it finished by itself; cut-off replies were dropped).",
     "prompt_tokens": "Tokens of the teacher request's prompt, as the teacher's server counted them.",
@@ -351,6 +353,9 @@ def _models(manifests: list[dict[str, Any]], origin: str = "") -> list[dict[str,
 
     for m in manifests:
         walk(m["stage"], "", _public_config(m), "")
+        for served, n in ((m.get("stats") or {}).get("served_models") or {}).items():  # what the server said answered
+            role = f"{ROLES.get(m['stage'], m['stage'])} (as the server reported it, {n:,} replies)"
+            found.append({"role": role, "model": str(served), "stage": origin + m["stage"], "where": ""})
     return found
 
 
@@ -492,6 +497,13 @@ def _upstream(manifests: list[dict[str, Any]]) -> Provenance | None:
 def _all_rows(splits: Mapping[str, datasets.Dataset]) -> datasets.Dataset:
     parts = list(splits.values())
     return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+
+
+def _unknown_source(key: str) -> SourceInfo:
+    """A source in the rows that no table or config describes (rows from an older or foreign
+    build): said plainly rather than left out."""
+    unknown = "not recorded by the build"
+    return SourceInfo(key, key, unknown, unknown, unknown)
 
 
 def _source_columns(seen: set[str]) -> list[str]:
@@ -640,13 +652,45 @@ def size_category(n: int) -> str:
     return "n>10M"
 
 
+def source_infos(manifests: list[dict[str, Any]]) -> dict[str, SourceInfo]:
+    """What the card says about each source: the built-in table for the four m1 sources, and
+    for a source added in the build config (or one whose licence the config states), what its
+    `sources:` entry in the load stage's recorded config says."""
+    infos = dict(SOURCE_INFO)
+    for m in manifests:
+        if m["stage"] != "load":
+            continue
+        for name, spec in ((m.get("config") or {}).get("sources") or {}).items():
+            if not isinstance(spec, dict) or not (spec.get("licence") or name not in infos):
+                continue
+            known = infos.get(name)
+            licence = spec.get("licence") or "not stated"
+            hub_id = spec.get("hub_id") or (known.hub_id if known else "")
+            url = spec.get("url") or (f"https://huggingface.co/datasets/{hub_id}" if hub_id else "")
+            infos[name] = SourceInfo(
+                key=name,
+                name=spec.get("title") or (known.name if known else name),
+                licence=licence,
+                terms=spec.get("terms") or f"{licence}, as stated in the build configuration.",
+                citation=spec.get("citation") or (known.citation if known else "not given in the build configuration."),
+                hub_id=hub_id,
+                url=url or (known.url if known else ""),
+            )
+    return infos
+
+
 def card_metadata(
-    pretty_name: str, configs: Configs, sources: list[str] | None = None, provenance: dict[str, Any] | None = None
+    pretty_name: str,
+    configs: Configs,
+    sources: list[str] | None = None,
+    provenance: dict[str, Any] | None = None,
+    infos: Mapping[str, SourceInfo] | None = None,
 ) -> dict[str, Any]:
-    """The card's YAML header. The licence is `other` because rows carry four sources' terms; its
-    link points at the card's Licences section, which gives each source's terms."""
+    """The card's YAML header. The licence is `other` because rows carry several sources' terms;
+    its link points at the card's Licences section, which gives each source's terms."""
+    infos = SOURCE_INFO if infos is None else infos
     largest = max(sum(len(ds) for ds in splits.values()) for splits in configs.values())
-    hub_ids = [SOURCE_INFO[s].hub_id for s in (sources or []) if s in SOURCE_INFO and SOURCE_INFO[s].hub_id]
+    hub_ids = [infos[s].hub_id for s in (sources or []) if s in infos and infos[s].hub_id]
     metadata: dict[str, Any] = {
         "pretty_name": pretty_name,
         "license": "other",
@@ -767,7 +811,9 @@ def render_card(
     upstream = _upstream(manifests)
     models = (upstream.models if upstream else []) + _models(manifests)
     prompts = [p for m in manifests for p in _prompts(m["stage"], _public_config(m))]
-    present = [s for s in SOURCES if published_sources.get(s)]
+    infos = source_infos(manifests)
+    order = _source_columns(set(SOURCES) | set(published_sources) | (set(infos) - set(SOURCE_INFO)))
+    present = [s for s in order if published_sources.get(s)]
 
     context = {
         "pretty_name": pretty_name,
@@ -796,13 +842,13 @@ def render_card(
         "upstream": upstream,
         "domains": domains,
         "lengths": lengths,
-        "sources": [SOURCE_INFO[s] for s in SOURCES],
+        "sources": [infos.get(s) or _unknown_source(s) for s in order],
         "published_sources": published_sources,
         "m1_bibtex": M1_BIBTEX,
         "arxiv_url": ARXIV_URL,
     }
     body = _environment().get_template(f"{template}.md.jinja").render(**context)
-    metadata = card_metadata(pretty_name, configs, present, provenance_metadata(manifests, upstream))
+    metadata = card_metadata(pretty_name, configs, present, provenance_metadata(manifests, upstream), infos)
     card = join_card(redact_config(metadata), body)
     return strip_userinfo(redact_environment(card)), images  # manifests of older runs may hold URL credentials
 
@@ -817,4 +863,5 @@ __all__ = [
     "redact_config",
     "render_card",
     "size_category",
+    "source_infos",
 ]

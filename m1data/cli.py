@@ -47,9 +47,25 @@ def _report_load(name: str, result, out: Path) -> None:
         console.print(f"{name}: {len(result.quarantine):,} quarantined ({reasons}) -> {qpath}")
 
 
+def _mapping(spec: str | None) -> dict | None:
+    """`question=COL,options=COL,answer=COL[,id=COL][,context=COL]`; several option columns are
+    joined with `+` (`options=opa+opb+opc+opd`)."""
+    if spec is None:
+        return None
+    mapping: dict = {}
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        key, eq, column = part.partition("=")
+        if not eq or not key.strip() or not column.strip():
+            raise typer.BadParameter(f"expected KEY=COLUMN, got {part!r}", param_hint="--mapping")
+        columns = [c.strip() for c in column.split("+")]
+        mapping[key.strip()] = columns if len(columns) > 1 else columns[0]
+    return mapping
+
+
 @app.command()
 def load(
-    source: Annotated[str, typer.Argument(help="medqa, headqa, medmcqa or pubmedqa")],
+    source: Annotated[str, typer.Argument(help="medqa, headqa, medmcqa, pubmedqa, or a name of your choosing for a "
+                                               "file read through --mapping")],
     out: OutOpt,
     path: PathOpt = None,
     split: Annotated[Optional[str], typer.Option(help="Split (PubMedQA: train = the 500-PMID pool, test, all).")] = None,
@@ -57,12 +73,16 @@ def load(
     cop_base: Annotated[Optional[int], typer.Option(
         "--cop-base", help="MedMCQA: a local file's cop counts from 0 (Hub) or 1 (original release); "
                            "needed only when the file's values cannot tell.")] = None,
+    mapping: Annotated[Optional[str], typer.Option(
+        "--mapping", help="Columns of a file m1data has no loader for: question=COL,options=COL,answer=COL "
+                          "(options may be several columns joined by +; optional id=COL, context=COL).")] = None,
 ) -> None:
     """Load one raw source into the m1data row schema."""
     from m1data.sources import load_source
 
     _refuse_overwrite([path], [out])
-    _report_load(source, load_source(source, path, split=split, seed=seed, cop_base=cop_base), out)
+    result = load_source(source, path, split=split, seed=seed, cop_base=cop_base, mapping=_mapping(mapping))
+    _report_load(source, result, out)
 
 
 @app.command("load-eval")
@@ -117,6 +137,8 @@ def build(
     hub_config: Annotated[Optional[str], typer.Option("--hub-config", help="Config name in the Hub folder (default: the dataset's name, e.g. m1k).")] = None,
     executor: Annotated[Optional[str], typer.Option("--executor", help="local (default) or ray; overrides `executor:` in the config.")] = None,
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster: auto, ray://host:10001 (default: start one here).")] = None,
+    hub_out: Annotated[Optional[Path], typer.Option("--hub-out", help="Hub-layout folder to write (default: RUN_DIR/hub).")] = None,
+    allow_partial: Annotated[bool, typer.Option("--allow-partial", help="Exit 0 when the build stops early (an endpoint not up, transient failures left).")] = False,
 ) -> None:
     """Build a dataset: run its stages under RUN_DIR, skipping completed ones, then write the
     Hub-layout folder RUN_DIR/hub (parquet, card, images) that `m1data publish` uploads."""
@@ -137,43 +159,60 @@ def build(
     else:
         stages = builder.stages(cfg)
     runner = make_executor(executor_config)  # before the lock: a missing extra leaves no run folder behind
+    hub_folder = hub_out or out / "hub"
+    _refuse_other_hub(hub_folder, dataset)
     try:
         with run_lock(out):  # one build per run folder, held through the export
             _run_and_export(stages, dataset, out, start=start, until=until, force=force, repo_id=repo_id,
-                            hub_config=hub_config, executor=runner)
+                            hub_config=hub_config, hub_folder=hub_folder, allow_partial=allow_partial,
+                            executor=runner)
     except RunLocked as err:
         console.print(f"[red]error:[/red] {err}", soft_wrap=True)
         raise typer.Exit(1) from None
 
 
+def _refuse_other_hub(folder: Path, dataset: str) -> None:
+    """Builds of m23K and m1K may share a run folder (m1K reuses m23K's stages), but not a Hub
+    folder: the second export would silently replace the first's data and card."""
+    from m1data.hub import hub_folder_dataset
+
+    held = hub_folder_dataset(folder)
+    if held is not None and held != dataset.lower():
+        raise typer.BadParameter(f"{folder} holds the {held} build; writing {dataset} there would replace it. "
+                                 f"Pass --hub-out {folder.parent / ('hub-' + dataset)} (or another --out)",
+                                 param_hint="--hub-out")
+
+
 def _run_and_export(stages, dataset: str, out: Path, *, start, until, force: bool, repo_id, hub_config,
-                    executor) -> None:
+                    hub_folder: Path, allow_partial: bool = False, executor=None) -> None:
     """The stages (with the embedded model's server up while they run, when they use it), the
-    funnel, then the Hub folder; exit 1 while transient failures remain."""
+    funnel, then the Hub folder. A build that stops early (an endpoint not up, transient failures
+    left) exits 1 unless `allow_partial`: scripts must not take it for done."""
     from m1data.funnel import funnel_markdown
     from m1data.hub import export_run
     from m1data.llm.embedded import serve_embedded
     from m1data.pipeline import StageIncomplete, StageNotReady, run_pipeline
 
+    partial_exit = 0 if allow_partial else 1
     try:
         with serve_embedded(stages, out):
             rows = run_pipeline(stages, out, start=start, until=until, force=force, executor=executor)
     except StageNotReady as stop:
         typer.echo(funnel_markdown(out))
         console.print(f"[yellow]{stop}[/yellow]\nThe stages before it are complete in {out}; configure the "
-                      "endpoint (see README, --config) and run the same command again to continue.")
-        return
+                      "endpoint (see README, --config) and run the same command again to continue.", soft_wrap=True)
+        raise typer.Exit(partial_exit) from None
     except StageIncomplete as stop:
         typer.echo(funnel_markdown(out))
         console.print(f"[red]{stop}[/red]", soft_wrap=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(partial_exit) from None
     typer.echo(funnel_markdown(out))
     if rows is not None and len(rows) == 0:
         console.print("[yellow]The build ended with 0 rows[/yellow] (the funnel above says where they went); "
                       "no Hub folder written.", soft_wrap=True)
         return
     if until is None:
-        folder = export_run(dataset, out, out / "hub", repo_id=repo_id, config_name=hub_config)
+        folder = export_run(dataset, out, hub_folder, repo_id=repo_id, config_name=hub_config)
         console.print(f"Hub-layout folder: {folder} (load it with datasets.load_dataset({str(folder)!r}))")
 
 
@@ -311,13 +350,17 @@ def run_traces(
     retry_failed: RetryOpt = False,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds one attempt may take (R1 may think for minutes).")] = 1200.0,
     batch: BatchOpt = False,
+    require_reasoning: Annotated[bool, typer.Option(
+        "--require-reasoning/--no-require-reasoning",
+        help="Stop after a 3-request preflight when none of its answers has reasoning.")] = True,
 ) -> None:
     """Have a reasoning teacher write a chain of thought and answer; keep verified-correct rows."""
     from m1data.traces import run_traces_file
 
     _print_stats(run_traces_file(in_paths, out_path, base_url, model, api_key_env=api_key_env, max_tokens=max_tokens,
                                  concurrency=concurrency, rpm=rpm, tpm=tpm, cache=cache, dry_run=dry_run,
-                                 retry_failed=retry_failed, timeout=timeout, batch=batch))
+                                 retry_failed=retry_failed, timeout=timeout, batch=batch,
+                                 require_reasoning=require_reasoning))
 
 
 @run_app.command("tag")

@@ -74,6 +74,7 @@ class StudentConfig:
     base_url: str
     api_key_env: str | None = None
     short: str | None = None
+    cache_namespace: str | None = None  # see m1data.llm.cache; None: the model name on a local server
 
     @property
     def column(self) -> str:
@@ -185,6 +186,7 @@ class DifficultyFilter(Stage):
                 api_key_env=student.api_key_env,
                 timeout=self.config.timeout,
                 extra_params=tuple(self.config.extra_params),
+                cache_namespace=student.cache_namespace,
             )
         )
 
@@ -196,7 +198,7 @@ class DifficultyFilter(Stage):
     def prices(self) -> PriceTable:
         return PriceTable.from_file(self.config.prices_file) if self.config.prices_file else PriceTable()
 
-    def plan(self, rows: datasets.Dataset, cache: Cache) -> None:
+    def plan(self, rows: datasets.Dataset, cache: Cache | None) -> None:
         """Print what a run would send, per student, without calling anything."""
         prices = self.prices()
         for student in self.config.students:
@@ -216,7 +218,10 @@ class DifficultyFilter(Stage):
             return self.engines[student.column]
         return HTTPEngine(
             HTTPConfig(
-                base_url=student.base_url, api_key_env=student.api_key_env, extra_params=tuple(self.config.extra_params)
+                base_url=student.base_url,
+                api_key_env=student.api_key_env,
+                extra_params=tuple(self.config.extra_params),
+                cache_namespace=student.cache_namespace,
             ),
             require_key=False,
         )

@@ -694,6 +694,19 @@ def publish_command(folder: Path, repo_id: str, private: bool = False, dry_run: 
 # From a run directory to a folder
 
 
+BUILD_KEY = "m1data_build"  # the card's record of which builder wrote a Hub folder
+
+
+def hub_folder_dataset(folder: str | Path) -> str | None:
+    """The builder (`m1k`, `m23k`, ...) whose export is in `folder`, or None when it holds none."""
+    card = Path(folder) / CARD_FILE
+    if not card.is_file():
+        return None
+    metadata, _ = split_card(card.read_text(encoding="utf-8"))
+    held = metadata.get(BUILD_KEY) or metadata.get("pretty_name")  # older folders: "m1K", "Random 1K"
+    return str(held).lower().replace(" ", "-") if held else None
+
+
 def export_run(
     dataset_name: str,
     run_dir: str | Path,
@@ -721,22 +734,25 @@ def export_run(
     rows = load_stage_rows(Path(run_dir) / stage_dirname(last["index"], last["stage"]))
     configs = {name: {split: view} for name, view in hub_configs(rows, config_name).items()}
     card, images = render_card(dataset_name, Path(run_dir), configs, images_dir=IMAGES_DIR, repo_id=repo_id)
+    metadata, body = split_card(card)
+    card = join_card({**metadata, BUILD_KEY: dataset_name.lower()}, body)
     return write_hub_folder(folder, configs, card, images)
 
 
 __all__ = [
     "MAX_SHARD_BYTES",
-    "card_with_metadata",
-    "join_card",
-    "split_card",
     "PlannedFile",
     "PublishPlan",
+    "card_with_metadata",
     "configs_metadata",
     "dataset_info_metadata",
     "export_run",
+    "hub_folder_dataset",
+    "join_card",
     "merge_configs",
     "merge_metadata",
     "publish",
     "publish_command",
+    "split_card",
     "write_hub_folder",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import datasets
 
@@ -46,11 +47,25 @@ def sample_evals() -> list[EvalInput]:
 @dataclass
 class SourceInput:
     """Where one source comes from: a local native file, or (path None) the Hub id m1 used.
-    `cop_base` (MedMCQA only): 0 or 1 when a local file's `cop` values cannot tell."""
+    `cop_base` (MedMCQA only): 0 or 1 when a local file's `cop` values cannot tell.
+
+    A source m1data has no loader for is a file and a column `mapping` (question, options,
+    answer, id, context; see `m1data.sources.load_mapped`), with the `licence` its rows are
+    under (required: the card states it) and optionally a `title`, `hub_id`, `url`, `citation`
+    and `terms` for the card. `name` is set from the key under `sources:` (or given in the list
+    form)."""
 
     path: str | None = None
     split: str | None = None
     cop_base: int | None = None
+    name: str | None = None
+    mapping: dict[str, Any] | None = None
+    licence: str | None = None
+    title: str | None = None
+    hub_id: str | None = None
+    url: str | None = None
+    citation: str | None = None
+    terms: str | None = None
 
 
 @dataclass
@@ -63,8 +78,50 @@ class EvalInput:
 
 @dataclass
 class LoadConfig:
+    """`sources` maps a name to its input; in YAML it may also be a list of entries with a
+    `name` each (handy for added sources). A name m1data has no loader for must give `path`
+    and `licence` (see `SourceInput`)."""
+
     sources: dict[str, SourceInput] = field(default_factory=sample_sources)
     seed: int = DEFAULT_SEED
+
+    def __post_init__(self) -> None:
+        self.sources = _named_sources(self.sources)
+
+
+def _named_sources(sources: dict[str, SourceInput] | list[Any]) -> dict[str, SourceInput]:
+    """The sources keyed by name, each checked: a list form becomes a mapping, and a source with
+    no built-in loader must say where its file is and under which licence its rows are."""
+    from m1data.config import ConfigError, from_dict
+    from m1data.sources import SOURCES, check_source_name
+
+    if isinstance(sources, list):
+        entries = [from_dict(SourceInput, e, f"sources[{i}]") if isinstance(e, dict) else e
+                   for i, e in enumerate(sources)]
+        if any(e.name is None for e in entries):
+            raise ConfigError("sources: every entry of the list needs a name")
+        names = [e.name for e in entries]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(f"sources: {', '.join(twice)} given more than once")
+        sources = {e.name: e for e in entries}
+    named: dict[str, SourceInput] = {}
+    for name, spec in sources.items():
+        spec = from_dict(SourceInput, spec, f"sources.{name}") if isinstance(spec, dict) else spec
+        if spec.name not in (None, name):
+            raise ConfigError(f"sources.{name}: name {spec.name!r} differs from its key")
+        try:
+            check_source_name(name)
+        except ValueError as err:
+            raise ConfigError(f"sources: {err}") from None
+        if name not in SOURCES or spec.mapping is not None:
+            missing = [k for k in ("path", "licence") if not getattr(spec, k)]
+            if missing:
+                raise ConfigError(f"sources.{name}: a source without a built-in loader needs {' and '.join(missing)} "
+                                  "(its file, and the licence its rows are under, which the card states)")
+        spec.name = name
+        named[name] = spec
+    return named
 
 
 class LoadSources(Stage):
@@ -93,7 +150,8 @@ class LoadSources(Stage):
     def load_one(self, name: str):  # type: ignore[no-untyped-def]
         """One source, read and normalised: a unit of work a Ray task can run on its own."""
         spec = self.config.sources[name]
-        return load_source(name, spec.path, split=spec.split, seed=self.config.seed, cop_base=spec.cop_base)
+        return load_source(name, spec.path, split=spec.split, seed=self.config.seed, cop_base=spec.cop_base,
+                           mapping=spec.mapping)
 
 
 def load_evals(evals: list[EvalInput]) -> dict[str, datasets.Dataset]:

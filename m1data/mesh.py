@@ -254,6 +254,7 @@ class MeshConfig:
     # Server-specific fields added to every request body (the embedded config's grammar): part of
     # the cache key, admitted by the HTTP engine for this endpoint.
     extra_params: dict[str, Any] = field(default_factory=dict)
+    cache_namespace: str | None = None  # see m1data.llm.cache; None: the API's host, or the model on a local server
 
 
 def build_request(config: MeshConfig, prompt: str, previous: Sequence[str | None] = ()) -> Request:
@@ -331,7 +332,7 @@ async def tag_prompts(
 
 def http_engine(config: MeshConfig) -> HTTPEngine:
     return HTTPEngine(HTTPConfig(base_url=config.base_url, api_key_env=config.api_key_env, timeout=config.timeout,
-                                 extra_params=tuple(config.extra_params)))
+                                 extra_params=tuple(config.extra_params), cache_namespace=config.cache_namespace))
 
 
 def run_tagging(prompts: Sequence[str], config: MeshConfig, cache_path: str | Path,

@@ -12,7 +12,6 @@ id whichever file or split it was read from.
 from __future__ import annotations
 
 import importlib
-
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -515,6 +514,41 @@ def get_source(name: str) -> Source:
         raise UserError(f"unknown source {name!r}; choose from {', '.join(SOURCES)}") from None
 
 
+SOURCE_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_-.")
+
+
+def check_source_name(name: str) -> str:
+    """A source name becomes the prefix of every row id (`name:id`) and a funnel column: lower
+    case letters, digits, `_`, `-` and `.` only, so ids stay unambiguous."""
+    if not name or not set(name) <= SOURCE_NAME_CHARS:
+        raise UserError(f"source name {name!r}: use lower-case letters, digits, '_', '-' or '.' (it prefixes row ids)")
+    return name
+
+
+def load_mapped(name: str, path: str | Path, mapping: dict[str, Any] | None = None, *, seed: int = DEFAULT_SEED
+                ) -> LoadResult:
+    """A source m1data has no loader for: any .jsonl/.json/.csv/.parquet file of questions, read
+    through the eval loaders' column mapping (`m1data.evalsets.ColumnMapping`: question, options
+    (one column holding a list or {letter: text}, or several columns), answer (a letter, a 0-based
+    index or the option's text), id, context; None guesses from the usual spellings). Rows get
+    ids `name:<id column>` or, without one, a content hash, like the built-in sources."""
+    from m1data.evalsets import ColumnMapping, make_parser
+
+    check_source_name(name)
+    mapping = dict(mapping or {})
+    unknown = sorted(set(mapping) - {"question", "options", "answer", "id", "context"})
+    if unknown:
+        raise UserError(f"mapping for {name}: unknown key(s) {', '.join(unknown)}; "
+                         "known: question, options, answer, id, context")
+    if isinstance(mapping.get("options"), list):
+        mapping["options"] = tuple(mapping["options"])
+    where = check_file(path)
+    records = ((f"{where.name}:{line}", raw, f"{where.name}:{line}") for line, raw in read_records(where))
+    result = collect(name, records, make_parser(ColumnMapping(**mapping)), seed=seed, description=f"loading {name}")
+    return check_some_rows_read(result, where, name, expected="the columns named by the mapping "
+                                f"({', '.join(f'{k}={v}' for k, v in mapping.items()) or 'guessed'})")
+
+
 def load_source(
     name: str,
     path: str | Path | None = None,
@@ -522,10 +556,21 @@ def load_source(
     split: str | None = None,
     seed: int = DEFAULT_SEED,
     cop_base: int | None = None,
+    mapping: dict[str, Any] | None = None,
 ) -> LoadResult:
     """Load one source into the row schema, from `path` (native file or Hub-export parquet) or,
     without a path, from the Hub id m1 used. `cop_base` (MedMCQA only) says whether a local
-    file's `cop` counts from 0 or 1 when its values cannot tell (see `MedMCQA`)."""
+    file's `cop` counts from 0 or 1 when its values cannot tell (see `MedMCQA`). A `mapping`,
+    or a name that is not one of the four sources, reads `path` through a column mapping
+    (`load_mapped`)."""
+    if mapping is not None or name.lower() not in SOURCES:
+        if path is None:
+            raise UserError(f"source {name!r} is not one m1data knows ({', '.join(SOURCES)}); give its file "
+                             "(--path FILE, or path: in the build config) and, if the columns are not the usual "
+                             "question/options/answer, a mapping")
+        if cop_base is not None or split is not None:
+            raise UserError(f"{name}: split and cop_base belong to the built-in loaders, not to a mapped file")
+        return load_mapped(name, path, mapping, seed=seed)
     source = get_source(name)
     if cop_base is not None:
         if source.name != "medmcqa":

@@ -13,6 +13,9 @@ Kept rows gain:
     answer_rule        which rule of m1data.answers read it (boxed, statement, answer_line,
                        similarity), so every kept row can be audited
     teacher_model      the model name sent
+    teacher_served_model   the model the server says answered (the reply's `model` field; empty
+                       when it did not say): an alias such as `deepseek-reasoner` moves to new
+                       releases, and this is the release that wrote the trace
     finish_reason      as the server said
     prompt_tokens, completion_tokens   the server's usage
 
@@ -28,10 +31,18 @@ recorded outcome: cached, and sent again only with `retry_failed`. A transient f
 history, the stage counts it in `StageResult.transient_failures`, so a build marks the stage
 incomplete, stops after it and exits non-zero, and the next run of the same command sends
 exactly those requests again (the cache answers the rest).
+
+A teacher that writes no reasoning (a chat model where a reasoning model was meant, a server
+that drops `reasoning_content`) would be paid for the whole set and yield rows with empty
+traces. So the stage first sends a preflight sample (`preflight_requests`, default 3) through
+the same cache, so those are never paid twice, and stops with `TeacherWithoutReasoning` when
+none of the sample's answers carries reasoning, before the rest is sent. `require_reasoning:
+false` turns the check off for a teacher meant to answer without thinking.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +51,7 @@ from typing import Any
 import datasets
 
 from m1data.answers import grade
+from m1data.errors import M1DataError
 from m1data.llm.batch import BatchLimits, complete
 from m1data.llm.cache import Cache
 from m1data.llm.cost import PriceTable
@@ -52,6 +64,7 @@ from m1data.llm.stages import (
     check_rows,
     count_transient,
     default_cache_path,
+    is_transient,
     open_cache,
     run_on_file,
     split_rows,
@@ -66,6 +79,7 @@ TRACE_FEATURES = {
     "teacher_answer": datasets.Value("string"),
     "answer_rule": datasets.Value("string"),
     "teacher_model": datasets.Value("string"),
+    "teacher_served_model": datasets.Value("string"),
     "finish_reason": datasets.Value("string"),
     "prompt_tokens": datasets.Value("int64"),
     "completion_tokens": datasets.Value("int64"),
@@ -99,6 +113,14 @@ class TracesConfig:
     # Server-specific fields added to every request body (the embedded config's grammar and
     # chat_template_kwargs): part of the cache key, admitted by the HTTP engine for this endpoint.
     extra_params: dict[str, Any] = field(default_factory=dict)
+    cache_namespace: str | None = None  # see m1data.llm.cache; None: the API's host, or the model on a local server
+    preflight_requests: int = 3  # sent first; the stage stops if none of their answers has reasoning
+    require_reasoning: bool = True
+
+
+class TeacherWithoutReasoning(M1DataError, ValueError):
+    """The teacher's preflight answers carry no reasoning: sending the whole set would pay for
+    rows without traces. One line on the command line (exit 2)."""
 
 
 def verdict(reply: Reply, options: list[str], answer_idx: int) -> tuple[str | None, str, str | None, str]:
@@ -167,11 +189,12 @@ class TeacherTraces(Stage):
                 api_key_env=cfg.api_key_env,
                 timeout=cfg.timeout,
                 extra_params=tuple(cfg.extra_params),
+                cache_namespace=cfg.cache_namespace,
             ),
             require_key=require_key,
         )
 
-    def plan(self, rows: datasets.Dataset, cache: Cache) -> None:
+    def plan(self, rows: datasets.Dataset, cache: Cache | None) -> None:
         """Print what a run would send and cost, without calling anything (no key needed)."""
         plan = plan_requests(
             self._engine(require_key=False),
@@ -183,14 +206,45 @@ class TeacherTraces(Stage):
         )
         print_plan(plan, title=f"teacher{' (batch)' if self.config.batch else ''} (dry run)")
 
+    def preflight_sample(self, engine: Engine, requests: list[Request], cache: Cache, stats: RunStats) -> dict[str, Any]:
+        """Send the first few requests (online, through the cache) and stop the stage when none
+        of their answers carries reasoning (module docstring); returns what the sample showed.
+        `stats` collects what the sample cost (see `fold_preflight`)."""
+        cfg = self.config
+        sample = requests[: max(cfg.preflight_requests, 0)]
+        if not cfg.require_reasoning or not sample:
+            return {}
+        replies = complete(engine, sample, cache, concurrency=cfg.concurrency, rpm=cfg.rpm, tpm=cfg.tpm,
+                           progress=False, retry_failed=cfg.retry_failed, retry=cfg.retry, prices=self.prices(),
+                           stats=stats, label=f"teacher {cfg.model} preflight")
+        answered = [r for r in replies if r.status == "ok"]
+        with_reasoning = sum(bool((r.reasoning or "").strip()) for r in answered)
+        served = sorted({r.model for r in replies if r.model})
+        if answered and not with_reasoning:
+            said = f" (the server says it is {', '.join(served)})" if served else ""
+            raise TeacherWithoutReasoning(
+                f"teacher {cfg.model}{said} at {cfg.base_url}: none of the {len(answered)} preflight answers has "
+                "reasoning (no reasoning_content, no <think> block), so the traces would be empty; stopped before "
+                f"sending the other {len(requests) - len(sample):,} requests. Use a reasoning model, or set "
+                "traces.require_reasoning: false (--no-require-reasoning) if answers without thinking are what "
+                "you want."
+            )
+        reused = sum(1 for r in replies if not r.cached and not is_transient(r))
+        return {"requests": len(sample), "sent": stats.sent, "reused": reused, "answered": len(answered),
+                "with_reasoning": with_reasoning, "served_models": served}
+
     def run(self, rows: datasets.Dataset | None, ctx: RunContext | None = None) -> StageResult:
         rows = check_rows(rows, self.name)
         cfg = self.config
         run_stats = RunStats()
+        requests = self.requests(rows["prompt"])
         with open_cache(cfg.cache_path, ctx) as cache:
+            engine = self._engine()
+            sample_stats = RunStats()
+            preflight = self.preflight_sample(engine, requests, cache, sample_stats)
             replies = complete(
-                self._engine(),
-                self.requests(rows["prompt"]),
+                engine,
+                requests,
                 cache,
                 batch=cfg.batch,
                 stage_dir=ctx.state_dir if ctx is not None else None,
@@ -205,6 +259,7 @@ class TeacherTraces(Stage):
                 stats=run_stats,
                 label=f"teacher {cfg.model}",
             )
+        fold_preflight(run_stats, sample_stats, preflight.get("reused", 0))
         reasons, details, letters, rules = [], [], [], []
         for reply, options, answer_idx in zip(replies, rows["options"], rows["answer_idx"], strict=True):
             reason, detail, letter, rule = verdict(reply, options, answer_idx)
@@ -220,14 +275,18 @@ class TeacherTraces(Stage):
                 "teacher_answer": (letters, TRACE_FEATURES["teacher_answer"]),
                 "answer_rule": (rules, TRACE_FEATURES["answer_rule"]),
                 "teacher_model": ([cfg.model] * len(replies), TRACE_FEATURES["teacher_model"]),
+                "teacher_served_model": ([r.model or "" for r in replies], TRACE_FEATURES["teacher_served_model"]),
                 "finish_reason": ([r.finish_reason for r in replies], TRACE_FEATURES["finish_reason"]),
                 "prompt_tokens": ([r.prompt_tokens for r in replies], TRACE_FEATURES["prompt_tokens"]),
                 "completion_tokens": ([r.completion_tokens for r in replies], TRACE_FEATURES["completion_tokens"]),
             },
         )
         kept, dropped = split_rows(rows, reasons, details)
+        served = Counter(r.model for r in replies if r.model)
         stats = {
             "teacher_model": cfg.model,
+            "served_models": dict(served.most_common()),
+            "preflight": preflight,
             "base_url": cfg.base_url,
             "requests_sent": run_stats.sent,
             "cached_hits": run_stats.cached,
@@ -235,6 +294,24 @@ class TeacherTraces(Stage):
             **{k: v for k, v in run_stats.as_dict().items() if k != "seconds"},
         }
         return StageResult(rows=kept, dropped=dropped, stats=stats, transient_failures=count_transient(replies))
+
+
+def fold_preflight(stats: RunStats, sample: RunStats, reused: int) -> None:
+    """The preflight's `reused` answers were paid in the sample and read back from the cache by
+    the main run: count them in `stats` as sent, which they were, not as cached. (A transient
+    failure in the sample is sent again by the main run and carries no usage.)"""
+    stats.sent += sample.sent
+    stats.cached -= min(reused, stats.cached)
+    stats.attempts += sample.attempts
+    stats.prompt_tokens_sent += sample.prompt_tokens_sent
+    stats.prompt_tokens_cached = max(stats.prompt_tokens_cached - sample.prompt_tokens_sent, 0)
+    stats.completion_tokens_sent += sample.completion_tokens_sent
+    stats.completion_tokens_cached = max(stats.completion_tokens_cached - sample.completion_tokens_sent, 0)
+    if None in (stats.cost_sent, stats.cost_cached, sample.cost_sent):
+        stats.cost_sent = stats.cost_cached = None  # no price for the model: n/a, never a partial sum
+    else:
+        stats.cost_sent += sample.cost_sent
+        stats.cost_cached = max(stats.cost_cached - sample.cost_sent, 0.0)
 
 
 def run_traces_file(
@@ -256,6 +333,7 @@ def run_traces_file(
     progress: bool = True,
     timeout: float = 1200.0,
     batch: bool = False,
+    require_reasoning: bool = True,
 ) -> dict[str, Any]:
     """Teacher traces over a file: IN (.parquet/.jsonl rows) -> OUT (verified rows) and
     OUT.rejected.<ext> (every other row, with reason and the teacher's reply). The cache defaults
@@ -276,8 +354,9 @@ def run_traces_file(
         retry_failed=retry_failed,
         progress=progress,
         batch=batch,
+        require_reasoning=require_reasoning,
     )
     return run_on_file(TeacherTraces(config), in_path, out_path, dry_run)
 
 
-__all__ = ["TeacherTraces", "TracesConfig", "run_traces_file", "verdict"]
+__all__ = ["TeacherTraces", "TeacherWithoutReasoning", "TracesConfig", "run_traces_file", "verdict"]

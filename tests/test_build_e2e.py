@@ -148,6 +148,9 @@ def test_hub_folders_load_offline_and_match_the_manifests(built):
     assert "prompt" not in m1k.column_names  # TRL would read the rows as prompt/completion data
     assert all(t.count("<|im_start|>think\n") == 1 for t in m1k["text"])
     card = (run / "hub" / "README.md").read_text()
+    from m1data.hub import hub_folder_dataset
+
+    assert hub_folder_dataset(run / "hub") == "m1k"  # what a later build into the same folder checks
     m23k_rows = manifest(run, "format")["rows_out"]
     table_row = re.search(r"\| after format \|(.*)\|", card).group(1)
     assert table_row.split("|")[-1].strip().replace(",", "") == str(m23k_rows)
@@ -221,7 +224,7 @@ def test_offline_build_stops_before_the_students(tmp_path):
     config.write_text(yaml.safe_dump({"m23k": {"difficulty": {"students": [
         {"model": "Qwen/Qwen2.5-7B-Instruct", "base_url": "http://127.0.0.1:9/v1"}]}}}))
     result = CliRunner().invoke(app, ["build", "m1k", "--out", str(tmp_path / "run"), "--config", str(config)])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # stopped is not finished (0 only with --allow-partial)
     assert [m["stage"] for m in read_manifests(tmp_path / "run")] == ["load", "dedup", "decontaminate"]
     assert "stopped before stage 'difficulty'" in result.output.replace("\n", " ")
 
@@ -285,3 +288,48 @@ def test_ablation_subsets_build(built, tmp_path, subset, expect_stage):
         assert "difficulty" not in stages and stages.index("sample") < stages.index("traces")
     rows = datasets.load_dataset(str(run / "hub"), split="train")
     assert len(rows) == manifest(run, stages[-1])["rows_out"] > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# A source the project has never seen, added by configuration alone
+
+NEW_SOURCE_CSV = """Stem,Choice 1,Choice 2,Choice 3,Choice 4,Key,Ref
+"A nurse gives furosemide {i}. Which electrolyte must be watched most closely, case {i}?",Potassium,Calcium,Iron,Zinc,A,n{i}
+"After hip replacement {i}, which position must the patient avoid, case {i}?",Abduction,Flexion beyond 90 degrees,Supine,Extension,B,h{i}
+"""
+
+
+def test_a_build_with_a_source_added_in_the_config(tmp_path):
+    from m1data.hub import split_card
+    from m1data.loading import sample_sources
+
+    csv = tmp_path / "nursing_boards.csv"
+    lines = NEW_SOURCE_CSV.splitlines()
+    csv.write_text("\n".join([lines[0], *(line.format(i=i) for i in range(8) for line in lines[1:])]) + "\n")
+    added = {"name": "nursing_boards", "path": str(csv), "licence": "CC-BY-4.0", "title": "Nursing boards practice",
+             "url": "https://example.org/nursing-boards",
+             "mapping": {"question": "Stem", "options": ["Choice 1", "Choice 2", "Choice 3", "Choice 4"],
+                         "answer": "Key", "id": "Ref"}}
+    sources = [{"name": name, "path": spec.path} for name, spec in sample_sources().items()] + [added]
+    truth = {r["prompt"]: (r["answer_letter"], len(r["options"]))
+             for r in LoadSources(LoadConfig(sources=sources)).run(None, None).rows}
+    with ScriptedServer(make_handler(truth)) as server:
+        config = write_config(tmp_path / "config.yaml", server.base_url, n=20)
+        data = yaml.safe_load(config.read_text())
+        data["m23k"]["load"] = {"sources": sources}
+        config.write_text(yaml.safe_dump(data["m23k"]))  # an m23k build reads the m23k part at the top level
+        run = tmp_path / "run"
+        result = CliRunner().invoke(app, ["build", "m23k", "--out", str(run), "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    load = manifest(run, "load")
+    assert load["counts_out"]["nursing_boards"] == 16
+    header = next(line for line in result.output.splitlines() if line.startswith("| stage |"))
+    assert "| nursing_boards |" in header  # its own funnel column
+    hub = datasets.load_dataset(str(run / "hub"), split="train")
+    ids = [i for i in hub["id"] if i.startswith("nursing_boards:")]
+    assert ids and all(re.fullmatch(r"nursing_boards:[nh]\d", i) for i in ids)  # ids from the mapped id column
+    _, body = split_card((run / "hub" / "README.md").read_text())
+    licences = body.split("## Licences", 1)[1]
+    assert re.search(r"\| \[Nursing boards practice\]\(https://example.org/nursing-boards\) \| [1-9]\d* \| CC-BY-4.0 \|",
+                     licences), licences
+    assert "| nursing_boards |" in body.split("## Licences", 1)[0]  # the funnel in the card has the column too

@@ -331,3 +331,36 @@ def test_main_prints_our_errors_in_one_line_and_shows_bugs(tmp_path, monkeypatch
     with pytest.raises(KeyError):
         cli.main()
     assert "internal error" in capsys.readouterr().err
+def test_load_a_file_m1data_has_no_loader_for_through_a_mapping(tmp_path, shared_data):
+    import csv
+
+    src = shared_data / "eval" / "medbullets" / "medbullets_op4.csv"
+    with open(src, newline="", encoding="utf-8") as handle:
+        raw = list(csv.DictReader(handle))
+    out = tmp_path / "bullets.parquet"
+    mapping = "question=question,options=opa+opb+opc+opd,answer=answer_idx,id=link"
+    result = runner.invoke(app, ["load", "bullets", "--path", str(src), "--mapping", mapping, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = datasets.Dataset.from_parquet(str(out))
+    quarantined = tmp_path / "bullets.quarantine.parquet"
+    n_bad = len(datasets.Dataset.from_parquet(str(quarantined))) if quarantined.exists() else 0
+    assert len(rows) + n_bad == len(raw) and len(rows) > 0.9 * len(raw)
+    first = next(r for r in rows if r["id"] == f"bullets:{raw[0]['link']}")
+    assert first["source"] == "bullets" and sorted(first["options"]) == sorted(raw[0][c].strip() for c in
+                                                                               ("opa", "opb", "opc", "opd"))
+    assert first["answer_text"] == raw[0]["op" + raw[0]["answer_idx"].strip().lower()].strip()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["load", "bullets", "--mapping", "question=q"], "give its file"),
+    (["load", "bullets", "--path", "PATH", "--mapping", "question"], "expected KEY=COLUMN"),
+    (["load", "bullets", "--path", "PATH", "--mapping", "question=q,answers=a"], "unknown key(s) answers"),
+    (["load", "Bad Name", "--path", "PATH", "--mapping", "question=q"], "lower-case letters"),
+])
+def test_load_mapping_mistakes_are_one_line(tmp_path, args, message):
+    src = tmp_path / "x.csv"
+    src.write_text("q,a\nWhat?,A\n")
+    args = [str(src) if a == "PATH" else a for a in args]
+    proc = subprocess.run([sys.executable, "-c", "from m1data.cli import main; main()", *args,
+                           "--out", str(tmp_path / "o.parquet")], capture_output=True, text=True, check=False)
+    assert proc.returncode == 2 and message in proc.stderr.replace("\n", " "), proc.stderr

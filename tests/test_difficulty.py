@@ -218,6 +218,7 @@ def test_dry_run_file(llm_server, tmp_path, capsys):
     out = tmp_path / "hard.parquet"
     assert run_difficulty_file(src, out, [(SMALL, llm_server.base_url)], dry_run=True) == {}
     assert llm_server.count() == 0 and not out.exists()
+    assert not (tmp_path / "hard.llm_cache.sqlite").exists()  # a dry run creates no cache file
     assert "8 to send" in capsys.readouterr().err
 
 

@@ -229,16 +229,17 @@ def test_a_build_mixes_online_students_and_a_batch_teacher(batch_server, tmp_pat
         batch=True,
         batch_poll_seconds=0.01,
         progress=False,
+        preflight_requests=1,
     )
     stages = [Given(ROWS), DifficultyFilter(students), TeacherTraces(teacher)]
     out = run_pipeline(stages, tmp_path / "run")
     assert sorted(out["id"]) == ["b1", "b2", "b3", "b4"]
-    assert batch_server.count() == 5  # the student, online
-    assert batch_server.created() == 1 and len(batch_server.uploaded_lines()) == 4  # the teacher, one batch
+    assert batch_server.count() == 5 + 1  # the student and the teacher's one-request preflight, online
+    assert batch_server.created() == 1 and len(batch_server.uploaded_lines()) == 3  # the rest of the teacher, one batch
     record = json.loads((tmp_path / "run" / "cache" / "02_traces" / "batches.json").read_text())  # beside the cache
     assert [b["batch_id"] for b in record["batches"]] == ["batch_1"]
     run_pipeline(stages, tmp_path / "run", force=True)  # a forced re-run: all from the cache
-    assert batch_server.count() == 5 and batch_server.created() == 1
+    assert batch_server.count() == 6 and batch_server.created() == 1
 
 
 def test_run_traces_batch_from_the_command_line(batch_server, tmp_path):
@@ -253,7 +254,8 @@ def test_run_traces_batch_from_the_command_line(batch_server, tmp_path):
     args = ["run", "traces", str(src), str(out), "--base-url", batch_server.base_url, "--model", "teacher", "--batch"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert len(read_rows(out)) == 5 and batch_server.count() == 0 and batch_server.created() == 1
+    assert len(read_rows(out)) == 5 and batch_server.created() == 1
+    assert batch_server.count() == 3 and len(batch_server.uploaded_lines()) == 2  # a 3-request preflight online
     assert (tmp_path / "traces.llm_cache.batches.json").exists()
 
 

@@ -113,3 +113,96 @@ def test_credentials_in_a_base_url_never_reach_the_cache(tmp_path):
         cache.put(request_key(with_password, ask()), with_password, ask(), Reply(text="ok"))
     for file in tmp_path.iterdir():
         assert b"hunter2secret" not in file.read_bytes() and b"user:" not in file.read_bytes()
+
+
+# ---------------------------------------------------------------------------------------------
+# Namespaces: a local server that moves keeps its cache; providers never share one
+
+
+def test_default_namespace_is_the_host_remotely_and_the_model_locally():
+    from m1data.llm.cache import cache_namespace
+
+    assert cache_namespace("https://API.deepseek.com/v1", "deepseek-reasoner") == "api.deepseek.com"
+    for local in ("http://127.0.0.1:8000/v1", "http://localhost:9001/v1", "http://10.0.3.7:8000/v1",
+                  "http://192.168.1.20/v1", "http://[::1]:8000/v1"):
+        assert cache_namespace(local, "Qwen/Qwen2.5-7B-Instruct") == "Qwen/Qwen2.5-7B-Instruct", local
+    assert cache_namespace("hf:/models/tiny", "tiny") == "hf:/models/tiny"
+    assert cache_namespace("http://127.0.0.1:8000/v1", "m", "mine") == "mine"
+    same = ask(max_tokens=10)
+    assert request_key("http://127.0.0.1:8000/v1", same) == request_key("http://localhost:8123/v1", same)
+    assert request_key("https://api.deepseek.com", same) != request_key("https://api.together.xyz/v1", same)
+    assert request_key(BASE, same) != request_key(BASE, same, "mine")
+
+
+def test_a_local_server_back_on_another_port_resends_nothing(tmp_path, capsys):
+    from llm_server import ScriptedServer
+
+    from m1data.llm import HTTPConfig, HTTPEngine, complete_all
+
+    requests = [Request(model="local-model", messages=({"role": "user", "content": f"q{i}"},),
+                        params={"max_tokens": 5}) for i in range(6)]
+    path = tmp_path / "cache.sqlite"
+    with ScriptedServer() as first, Cache(path) as cache:
+        complete_all(HTTPEngine(HTTPConfig(base_url=first.base_url)), requests, cache, progress=False)
+        assert first.count() == 6
+    with ScriptedServer() as second, Cache(path) as cache:
+        assert second.base_url != first.base_url  # another port
+        engine = HTTPEngine(HTTPConfig(base_url=second.base_url))
+        capsys.readouterr()
+        complete_all(engine, requests, cache, dry_run=True)
+        err = capsys.readouterr().err
+        assert "6 cached" in err and "0 to send" in err and "cache namespace: local-model" in err
+        replies = complete_all(engine, requests, cache, progress=False)
+        assert second.count() == 0 and all(r.cached and r.status == "ok" for r in replies)
+
+
+SCHEMA_1 = """
+CREATE TABLE IF NOT EXISTS replies (
+    key TEXT PRIMARY KEY, endpoint TEXT NOT NULL, model TEXT NOT NULL, request TEXT NOT NULL, status TEXT NOT NULL,
+    finish_reason TEXT, text TEXT NOT NULL, reasoning TEXT, prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL, error TEXT, transient INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 1, created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT OR IGNORE INTO meta VALUES ('schema_version', '1');
+"""
+
+
+def schema_1_cache(path, endpoint: str, request: Request, reply: Reply, *, created: float, transient: int = 0):
+    """A row as the schema-1 code wrote it: keyed on the endpoint URL."""
+    import hashlib
+    import json
+
+    from m1data.llm.params import canonical_json, request_body
+
+    body = request_body(request)
+    key = hashlib.sha256(canonical_json({"endpoint": endpoint, "kind": request.kind, "body": body}).encode()).hexdigest()
+    db = sqlite3.connect(str(path))
+    db.executescript(SCHEMA_1)
+    db.execute("INSERT INTO replies VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+               (key, endpoint, request.model, json.dumps(body), reply.status, reply.finish_reason, reply.text,
+                reply.reasoning, 3, 4, reply.error, transient, 1, created))
+    db.commit()
+    db.close()
+    return key
+
+
+def test_a_schema_1_cache_is_migrated_once_on_open(tmp_path):
+    path = tmp_path / "old.sqlite"
+    request = ask(max_tokens=10)
+    old_key = schema_1_cache(path, "http://127.0.0.1:8000/v1", request, Reply(status="error", error="503"),
+                             created=1.0, transient=1)
+    schema_1_cache(path, "http://127.0.0.1:8001/v1", request, Reply(text="answer", finish_reason="stop"), created=2.0)
+    remote = Request(model="deepseek-reasoner", messages=ask().messages, params={"max_tokens": 10})
+    schema_1_cache(path, "https://api.deepseek.com", remote, Reply(text="remote", finish_reason="stop"), created=3.0)
+    with Cache(path) as cache:
+        assert len(cache) == 2  # the two local copies of one request became one
+        entry = cache.get(request_key("http://localhost:9999/v1", request))
+        assert entry is not None and entry.reply.text == "answer" and not entry.transient  # the answer won
+        assert entry.reply.model is None  # schema 1 did not know which model answered
+        assert cache.get(request_key("https://api.deepseek.com/", remote)).reply.text == "remote"
+        assert cache.get(old_key) is None
+    with Cache(path) as cache:  # opening again changes nothing
+        assert len(cache) == 2
+    version = sqlite3.connect(str(path)).execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()[0]
+    assert version == "2"

@@ -73,13 +73,16 @@ def test_rerun_sends_only_what_is_missing(llm_server, engine, cache):
     assert replies[0].text == "echo q0"
 
 
-def test_endpoint_model_and_params_are_part_of_the_key(llm_server, engine, cache):
+def test_namespace_model_and_params_are_part_of_the_key(llm_server, engine, cache):
     llm_server.handler = echo
     run(engine, [ask("q")], cache)
     run(engine, [ask("q", temperature=0.0)], cache)
     run(engine, [Request(model="other", messages=ask("q").messages, params={"max_tokens": 20})], cache)
-    other_endpoint = HTTPEngine(HTTPConfig(base_url=llm_server.base_url.replace("127.0.0.1", "localhost")))
-    run(other_endpoint, [ask("q")], cache)
+    same_model_elsewhere = HTTPEngine(HTTPConfig(base_url=llm_server.base_url.replace("127.0.0.1", "localhost")))
+    run(same_model_elsewhere, [ask("q")], cache)
+    assert llm_server.count() == 3  # a local server's namespace is the model, wherever it listens
+    own_namespace = HTTPEngine(HTTPConfig(base_url=llm_server.base_url, cache_namespace="finetune-v2"))
+    run(own_namespace, [ask("q")], cache)
     assert llm_server.count() == 4
     run(engine, [ask("q")], cache)
     assert llm_server.count() == 4

@@ -71,3 +71,25 @@ def test_build_config_sets_the_medmcqa_cop_base(tmp_path):
     result = LoadSources(config).run(None, None)
     assert result.rows["answer_text"] == ["a", "b", "c", "d"]
     assert result.stats["sources"]["medmcqa"]["quarantined"] == {"answer_out_of_range": 1}
+
+
+def test_sources_in_a_build_config_as_a_list_and_added_sources_need_a_file_and_licence(tmp_path):
+    from m1data.builders.m23k import M23KConfig
+
+    from m1data.config import ConfigError, load_config
+
+    config = tmp_path / "c.yaml"
+    config.write_text("load:\n  sources:\n    - {name: medqa}\n"
+                      "    - {name: extra_qa, path: extra.csv, licence: CC0-1.0, mapping: {question: Q}}\n")
+    sources = load_config(M23KConfig, config).load.sources
+    assert list(sources) == ["medqa", "extra_qa"] and sources["extra_qa"].licence == "CC0-1.0"
+    for body, message in [
+        ("    - {name: extra_qa, path: extra.csv}\n", "needs licence"),
+        ("    - {name: extra_qa, licence: MIT}\n", "needs path"),
+        ("    - {path: extra.csv, licence: MIT}\n", "needs a name"),
+        ("    - {name: medqa}\n    - {name: medqa}\n", "medqa given more than once"),
+        ("    - {name: extra_qa, path: x.csv, licence: MIT, licence_url: u}\n", "unknown key(s) licence_url"),
+    ]:
+        config.write_text("load:\n  sources:\n" + body)
+        with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            load_config(M23KConfig, config)

@@ -4,7 +4,13 @@ import datasets
 import pytest
 
 from m1data.funnel import funnel_markdown, lineage
-from m1data.pipeline import Stage, StageFailed, StageResult, read_manifests, run_pipeline
+from m1data.pipeline import (
+    Stage,
+    StageFailed,
+    StageResult,
+    read_manifests,
+    run_pipeline,
+)
 
 CALLS: list[str] = []
 
@@ -294,3 +300,45 @@ def test_a_stage_output_changed_by_hand_is_named_when_a_later_stage_reads_it(tmp
     datasets.Dataset.from_parquet(str(last)).select([0]).to_parquet(str(last))
     with pytest.raises(CorruptRunFile, match=str(last)):
         export_run("m23k", tmp_path, tmp_path / "hub")
+
+
+# ---------------------------------------------------------------------------------------------
+# A build that stops early is not a success; two builds never share a Hub folder silently
+
+
+@pytest.mark.parametrize("flags, code", [([], 1), (["--allow-partial"], 0)])
+def test_a_build_stopped_before_an_llm_stage_exits_non_zero_unless_allowed(tmp_path, monkeypatch, flags, code):
+    from types import SimpleNamespace
+
+    from m1data.builders import BUILDERS
+    from typer.testing import CliRunner
+
+    from m1data.cli import app
+
+    monkeypatch.setitem(BUILDERS, "m1k", SimpleNamespace(CONFIG=MakeConfig, stages=lambda cfg: [Make(), NeedsEndpoint()]))
+    result = CliRunner().invoke(app, ["build", "m1k", "--out", str(tmp_path / "run"), *flags])
+    assert result.exit_code == code, result.output
+    assert "127.0.0.1:9" in result.output and "run the same command again" in result.output
+    assert [m["stage"] for m in read_manifests(tmp_path / "run")] == ["make"]
+    assert not (tmp_path / "run" / "hub").exists()
+
+
+def test_a_build_refuses_a_hub_folder_holding_another_datasets_export(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from m1data.builders import BUILDERS
+    from typer.testing import CliRunner
+
+    from m1data.cli import app
+    from m1data.hub import hub_folder_dataset
+
+    hub = tmp_path / "run" / "hub"
+    hub.mkdir(parents=True)
+    card = "---\npretty_name: m23K\nm1data_build: m23k\n---\n# m23K\n"
+    (hub / "README.md").write_text(card)
+    assert hub_folder_dataset(hub) == "m23k" and hub_folder_dataset(tmp_path) is None
+    monkeypatch.setitem(BUILDERS, "m1k", SimpleNamespace(CONFIG=MakeConfig, stages=lambda cfg: [Make()]))
+    result = CliRunner().invoke(app, ["build", "m1k", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    assert "holds the m23k build" in result.output and "--hub-out" in result.output
+    assert CALLS == [] and (hub / "README.md").read_text() == card  # refused before any stage ran

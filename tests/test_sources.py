@@ -114,7 +114,11 @@ def test_medqa_answer_text_must_match_letter(tmp_path):
 
 
 def test_unknown_source():
-    with pytest.raises(ValueError, match="unknown source"):
+    """A name m1data has no loader for is a file read through a column mapping: without a file
+    it is an error saying so, and a missing file is named."""
+    with pytest.raises(ValueError, match="not one m1data knows"):
+        load_source("nope")
+    with pytest.raises(FileNotFoundError, match="x.jsonl"):
         load_source("nope", "x.jsonl")
 
 

@@ -176,6 +176,7 @@ def test_dry_run_needs_no_key_sends_and_writes_nothing(llm_server, tmp_path, mon
     summary = run_traces_file(src, out, llm_server.base_url, TEACHER, api_key_env="M1DATA_TEACHER_KEY", dry_run=True)
     assert summary == {} and llm_server.count() == 0
     assert not out.exists()
+    assert list(tmp_path.iterdir()) == [src]  # not even an empty cache file
     err = capsys.readouterr().err
     assert "9 to send" in err and "$" in err  # deepseek-reasoner has a default price
 
@@ -329,3 +330,58 @@ def test_run_traces_reads_several_files_or_a_folder(llm_server, tmp_path, secret
     other = write_rows(datasets.Dataset.from_dict({"id": ["x"]}), tmp_path / "other.parquet")
     result = CliRunner().invoke(app, ["run", "traces", str(first), str(other), str(tmp_path / "c.jsonl"), *common])
     assert result.exit_code != 0 and "inputs read together must match" in str(result.exception)
+# ---------------------------------------------------------------------------------------------
+# New teachers safely: a preflight sample, and the model the server says it served
+
+
+def test_a_teacher_without_reasoning_stops_after_the_preflight_sample(llm_server, tmp_path, secret_env):
+    from m1data.traces import TeacherWithoutReasoning
+
+    llm_server.handler = lambda req: chat("The answer is \\boxed{A}.", model="gpt-4o-mini-2024-07-18")
+    with pytest.raises(TeacherWithoutReasoning, match="none of the 3 preflight answers has reasoning") as err:
+        TeacherTraces(config(llm_server, tmp_path)).run(ROWS, None)
+    assert llm_server.count() == 3  # the sample, not the 9 rows
+    assert "gpt-4o-mini-2024-07-18" in str(err.value) and "other 6 requests" in str(err.value)
+
+    # meant to answer without thinking: the sample's replies come from the cache, not paid again
+    result = TeacherTraces(config(llm_server, tmp_path, require_reasoning=False)).run(ROWS, None)
+    assert llm_server.count() == 9 and result.stats["cached_hits"] == 3
+    assert result.stats["preflight"] == {}
+
+
+def test_the_served_model_is_recorded_beside_the_alias(llm_server, tmp_path, secret_env):
+    def served_as_release(req: Received) -> Response:
+        response = teacher(req)
+        if isinstance(response.body, dict) and "choices" in response.body:
+            response.body["model"] = "deepseek-r1-0528"
+        return response
+
+    llm_server.handler = served_as_release
+    result = TeacherTraces(config(llm_server, tmp_path)).run(ROWS, None)
+    assert llm_server.count() == 9 + 2  # every row once (the 503 row retried), the preflight sample never twice
+    assert set(result.rows["teacher_model"]) == {TEACHER}
+    assert set(result.rows["teacher_served_model"]) == {"deepseek-r1-0528"}
+    assert result.stats["served_models"] == {"deepseek-r1-0528": 7}  # every reply with choices (not the 400, 503)
+    preflight = result.stats["preflight"]
+    assert preflight["requests"] == 3 and preflight["with_reasoning"] >= 2
+    assert preflight["served_models"] == ["deepseek-r1-0528"]
+    # a re-run reads the served model back from the cache
+    again = TeacherTraces(config(llm_server, tmp_path)).run(ROWS, None)
+    assert set(again.rows["teacher_served_model"]) == {"deepseek-r1-0528"}
+
+
+def test_run_traces_command_stops_a_teacher_without_reasoning_unless_told(llm_server, tmp_path):
+    from typer.testing import CliRunner
+
+    from m1data.cli import app
+    from m1data.traces import TeacherWithoutReasoning
+
+    llm_server.handler = lambda req: chat("\\boxed{A}")
+    src = write_rows(ROWS, tmp_path / "in.parquet")
+    args = ["run", "traces", str(src), str(tmp_path / "out.parquet"), "--base-url", llm_server.base_url,
+            "--model", "chat-model"]
+    stopped = CliRunner().invoke(app, args)
+    assert isinstance(stopped.exception, TeacherWithoutReasoning) and llm_server.count() == 3
+    told = CliRunner().invoke(app, [*args, "--no-require-reasoning"])
+    assert told.exit_code == 0, told.output
+    assert llm_server.count() == 9 and read_rows(tmp_path / "out.parquet")["teacher_served_model"][0] == "scripted"

@@ -40,7 +40,7 @@ from typing import Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from m1data.errors import UserError
-from m1data.llm.cache import Cache, request_key
+from m1data.llm.cache import Cache
 from m1data.llm.cost import PriceTable
 from m1data.llm.http import HTTPEngine, _error_reply, parse_reply
 from m1data.llm.limits import Failed, failure
@@ -50,6 +50,7 @@ from m1data.llm.runner import (
     RunStats,
     _endpoint,
     _in_order,
+    _keys,
     _plan,
     _record,
     _usable,
@@ -324,7 +325,7 @@ def run_batch(
     limits = limits or BatchLimits()
     _validate(engine, requests)
     endpoint = _endpoint(engine)
-    keys = [request_key(endpoint, r) for r in requests]
+    keys = _keys(engine, requests)
     unique: dict[str, Request] = {}
     for key, request in zip(keys, requests, strict=True):
         unique.setdefault(key, request)

@@ -1,11 +1,24 @@
 """A persistent reply cache in one SQLite file: pay for each request once.
 
-Key: sha256 of the canonical JSON of {endpoint, kind, body}, where endpoint is the normalised base
-URL (or an engine's identity such as `hf:/path/to/model`) and body is the full request body the
-engine sends (model, messages or prompt, every generation parameter). Switching provider, model,
-prompt or any parameter is a different key; the reference stack's cache ignored the endpoint and
-reused stale replies across providers. The API key is a header, never part of the body, so it
-neither enters the key material nor the file: rotating a key keeps the cache.
+Key: sha256 of the canonical JSON of {namespace, kind, body}, where body is the full request body
+the engine sends (model, messages or prompt, every generation parameter) and namespace says which
+server's answers these are (`cache_namespace`):
+
+- set explicitly: `cache_namespace` on an LLM stage's config (or HTTPConfig), any string;
+- a remote API: its host (`api.deepseek.com`), so a provider's answers are never reused for
+  another provider's model of the same name (the reference stack's cache ignored the endpoint);
+- a local server (localhost, a loopback or private address): the model name, so the same model
+  brought back on another port or machine of the network re-sends nothing;
+- an engine without a URL: its identity, such as `hf:/path/to/model`.
+
+Switching provider, model, prompt or any parameter is a different key. The API key is a header,
+never part of the body, so it neither enters the key material nor the file: rotating a key
+keeps the cache.
+
+Caches written before namespaces (schema 1, keyed on the full endpoint URL) are migrated once,
+in place, when first opened: every stored reply is re-keyed under its endpoint's default
+namespace (a file keeps working with no user action). A stage that sets its own
+`cache_namespace` does not see those old replies under it.
 
 What is stored: every outcome, including truncated ("length"), content-filtered and failed
 replies, so a re-run does not pay for them again. Failures marked `transient` (a 5xx or timeout
@@ -24,6 +37,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import ipaddress
+import json
 import sqlite3
 import threading
 import time
@@ -37,7 +52,7 @@ from m1data.errors import M1DataError
 from m1data.llm.params import canonical_json, request_body
 from m1data.llm.types import Reply, Request
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 1: keyed on the endpoint URL; 2: on the namespace (migrated on open)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS replies (
@@ -54,12 +69,16 @@ CREATE TABLE IF NOT EXISTS replies (
     error TEXT,
     transient INTEGER NOT NULL DEFAULT 0,
     attempts INTEGER NOT NULL DEFAULT 1,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    served_model TEXT
 );
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
-_REPLY_COLUMNS = "key, status, finish_reason, text, reasoning, prompt_tokens, completion_tokens, error, transient"
+_REPLY_COLUMNS = (
+    "key, status, finish_reason, text, reasoning, prompt_tokens, completion_tokens, error, transient, served_model"
+)
+_INSERT = "INSERT OR REPLACE INTO replies VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 _LOOKUP_CHUNK = 500  # SQLite's default limit on bound parameters is 999 on old builds
 
 
@@ -75,9 +94,38 @@ def normalise_endpoint(endpoint: str) -> str:
     return urlunsplit((parts.scheme.lower(), host, parts.path.rstrip("/"), parts.query, ""))
 
 
-def request_key(endpoint: str, request: Request) -> str:
-    material = {"endpoint": normalise_endpoint(endpoint), "kind": request.kind, "body": request_body(request)}
+def is_local_host(host: str) -> bool:
+    """localhost, a loopback or a private-network address: a server the user runs themselves."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_private or address.is_link_local
+
+
+def cache_namespace(endpoint: str, model: str, configured: str | None = None) -> str:
+    """Whose answers a reply is (module docstring): `configured` if set, else the host of a
+    remote API, the model name on a local server, or the identity of an engine with no URL."""
+    if configured:
+        return configured
+    normalised = normalise_endpoint(endpoint)
+    host = urlsplit(normalised).hostname
+    if not host:
+        return normalised
+    return model if is_local_host(host) else host
+
+
+def key_from_body(namespace: str, kind: str, body: dict[str, Any]) -> str:
+    material = {"namespace": namespace, "kind": kind, "body": body}
     return hashlib.sha256(canonical_json(material).encode()).hexdigest()
+
+
+def request_key(endpoint: str, request: Request, namespace: str | None = None) -> str:
+    """The cache key of `request` sent to `endpoint`; `namespace` is the configured one, if any."""
+    return key_from_body(cache_namespace(endpoint, request.model, namespace), request.kind, request_body(request))
 
 
 class CacheError(M1DataError, ValueError):
@@ -126,8 +174,34 @@ class Cache:
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.executescript(_SCHEMA)
                 self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                self._migrate()
         except CacheError:
             self._db.close()
+            raise
+
+    def _migrate(self) -> None:
+        """Re-key a schema-1 file (keys on the endpoint URL) under default namespaces, in one
+        transaction. Two old endpoints that now share a namespace (one local model on two ports)
+        may hold the same request: an answer beats a transient failure, then the newest wins."""
+        version = self._db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()[0]
+        if int(version) >= SCHEMA_VERSION:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(replies)")}
+            if "served_model" not in columns:  # schema 1 did not record the served model
+                self._db.execute("ALTER TABLE replies ADD COLUMN served_model TEXT")
+            rows = self._db.execute("SELECT * FROM replies ORDER BY transient DESC, created ASC").fetchall()
+            self._db.execute("DELETE FROM replies")
+            for row in rows:  # later rows (answers, then newer) replace earlier ones with the same key
+                endpoint, model, body = row[1], row[2], json.loads(row[3])
+                kind = "chat" if "messages" in body else "completion"
+                key = key_from_body(cache_namespace(endpoint, model), kind, body)
+                self._db.execute(_INSERT, (key, *row[1:]))
+            self._db.execute("UPDATE meta SET value=? WHERE name='schema_version'", (str(SCHEMA_VERSION),))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
             raise
 
     def __enter__(self) -> Cache:
@@ -147,7 +221,7 @@ class Cache:
 
     @staticmethod
     def _entry(row: tuple[Any, ...]) -> Entry:
-        _key, status, finish, text, reasoning, prompt, completion, error, transient = row
+        _key, status, finish, text, reasoning, prompt, completion, error, transient, served = row
         reply = Reply(
             text=text,
             reasoning=reasoning,
@@ -157,6 +231,7 @@ class Cache:
             completion_tokens=completion,
             error=error,
             cached=True,
+            model=served,
         )
         return Entry(reply, bool(transient))
 
@@ -200,6 +275,7 @@ class Cache:
         """Copy into this cache every reply of another cache file that this one lacks (or holds
         only as a transient failure), in one transaction; return how many were copied. Used to
         take back a cache a crash left somewhere else: running it twice copies nothing twice."""
+        Cache(other).close()  # an older file is migrated first, so both have the same columns and keys
         with self._lock, _readable(Path(other)):
             self._db.execute("ATTACH DATABASE ? AS other", (str(other),))
             try:
@@ -239,6 +315,7 @@ class Cache:
             int(transient),
             attempts,
             time.time(),
+            reply.model,
         )
         with self._lock, _readable(self.path):
-            self._db.execute("INSERT OR REPLACE INTO replies VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
+            self._db.execute(_INSERT, row)

@@ -65,13 +65,15 @@ class HTTPConfig:
     gets `OPENAI_API_KEY`. `extra_params` admits server-specific parameters (see
     params.VLLM_EXTRA_PARAMS). `timeout` bounds one attempt, in seconds: reasoning models may
     think for minutes. `max_reply_bytes` caps one reply's body: a larger one is an error outcome,
-    not held in memory."""
+    not held in memory. `cache_namespace` keys the reply cache (m1data.llm.cache); None: the
+    host of a remote API, the model name on a local server."""
 
     base_url: str | None = None
     api_key_env: str | None = None
     timeout: float = 600.0
     extra_params: tuple[str, ...] = ()
     max_reply_bytes: int = 16 * 2**20
+    cache_namespace: str | None = None
 
 
 def resolve_base_url(base_url: str | None) -> str:
@@ -124,6 +126,7 @@ class HTTPEngine:
         self._base_url = resolve_base_url(config.base_url)  # may hold user:password@ (sent, never shown)
         self.endpoint = strip_userinfo(self._base_url)  # what logs, errors, plans and the cache see
         self.name = f"http:{self.endpoint}"
+        self.cache_namespace = config.cache_namespace
         self.allowed_params = OPENAI_PARAMS | frozenset(config.extra_params)
         self.key_env = key_variable(self.endpoint, config.api_key_env)
         self._openai = is_openai(self.endpoint)
@@ -353,6 +356,7 @@ def parse_reply(raw: bytes, request: Request | str) -> Reply:
         text = content
     status = {"length": "length", "content_filter": "filtered"}.get(finish or "", "ok")
     prompt_tokens, completion_tokens = _usage(data, req, text, reasoning)
+    served = data.get("model")
     return Reply(
         text=text,
         reasoning=reasoning,
@@ -360,4 +364,5 @@ def parse_reply(raw: bytes, request: Request | str) -> Reply:
         status=status,
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
+        model=served if isinstance(served, str) and served else None,
     )

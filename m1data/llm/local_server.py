@@ -39,7 +39,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Self
 
-
 from m1data.errors import M1DataError
 
 EMBEDDED = "embedded"  # the base_url that means "the embedded model, served by the build itself"

@@ -33,7 +33,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from m1data.errors import M1DataError, UserError
-from m1data.llm.cache import Cache, Entry, request_key
+from m1data.llm.cache import Cache, Entry, cache_namespace, request_key
 from m1data.llm.cost import Estimate, PriceTable, estimate, prompt_tokens
 from m1data.llm.limits import Failed, RateLimiter, RetryPolicy, failure
 from m1data.llm.params import max_output_tokens
@@ -82,6 +82,7 @@ class Plan:
     to_send: int
     estimate: Estimate
     typical_source: str
+    namespace: str = ""  # the cache namespace of the requests (cache.py), shown so a miss can be explained
 
 
 COST_DIGITS = 10  # dollars
@@ -112,6 +113,12 @@ def _endpoint(engine: Engine) -> str:
     return getattr(engine, "endpoint", None) or engine.name
 
 
+def _keys(engine: Engine, requests: Sequence[Request]) -> list[str]:
+    """Cache keys under the engine's configured namespace, if any (see cache.py)."""
+    endpoint, configured = _endpoint(engine), getattr(engine, "cache_namespace", None)
+    return [request_key(endpoint, r, configured) for r in requests]
+
+
 # ---------------------------------------------------------------------------------------------
 # Planning
 
@@ -132,11 +139,12 @@ def plan_requests(
     _validate(engine, requests)
     endpoint = _endpoint(engine)
     unique: dict[str, Request] = {}
-    for request in requests:
-        unique.setdefault(request_key(endpoint, request), request)
+    for key, request in zip(_keys(engine, requests), requests, strict=True):
+        unique.setdefault(key, request)
     found = cache.get_many(unique) if cache is not None else {}
     todo = [r for k, r in unique.items() if not (k in found and _usable(found[k], retry_failed))]
-    return _plan(endpoint, len(requests), len(unique), todo, cache, prices, typical_output_tokens, batch=batch)
+    plan = _plan(endpoint, len(requests), len(unique), todo, cache, prices, typical_output_tokens, batch=batch)
+    return _with_namespace(plan, engine, requests)
 
 
 def _plan(
@@ -167,6 +175,12 @@ def _plan(
     return Plan(endpoint, requests, unique, unique - len(todo), len(todo), est, source)
 
 
+def _with_namespace(plan: Plan, engine: Engine, requests: Sequence[Request]) -> Plan:
+    configured = getattr(engine, "cache_namespace", None)
+    names = sorted({cache_namespace(plan.endpoint, r.model, configured) for r in requests})
+    return dataclasses.replace(plan, namespace=", ".join(names))
+
+
 def _money(value: float | None) -> str:
     if value is None:
         return "n/a (no price for this model)"
@@ -178,6 +192,7 @@ def print_plan(plan: Plan, title: str = "plan") -> None:
     console.print(
         f"[bold]{title}[/bold] {plan.endpoint}: {plan.requests:,} requests, {plan.unique:,} distinct, "
         f"{plan.cached:,} cached, [bold]{plan.to_send:,} to send[/bold]\n"
+        + (f"  cache namespace: {plan.namespace}\n" if plan.namespace else "") +
         f"  prompt tokens ~{est.prompt_tokens:,}; output tokens <= {est.max_output_tokens:,} "
         f"(typical ~{est.typical_output_tokens:,}, {plan.typical_source})\n"
         f"  cost: typical ~{_money(est.typical_cost)}, at most {_money(est.max_cost)}",
@@ -352,7 +367,7 @@ async def run_requests(
     _validate(engine, requests)
     endpoint = _endpoint(engine)
 
-    keys = [request_key(endpoint, r) for r in requests]
+    keys = _keys(engine, requests)
     unique: dict[str, Request] = {}
     for key, request in zip(keys, requests, strict=True):
         unique.setdefault(key, request)
@@ -367,6 +382,7 @@ async def run_requests(
 
     if dry_run or (progress and todo):
         plan = _plan(endpoint, len(requests), len(unique), [unique[k] for k in todo], cache, prices, None)
+        plan = _with_namespace(plan, engine, requests)
         print_plan(plan, title=f"{label} (dry run)" if dry_run else label)
     if dry_run:
         stats.seconds += time.perf_counter() - started

@@ -121,9 +121,12 @@ def run_on_file(stage: Any, in_path: str | Path | Sequence[str | Path], out_path
             write_rows(rows, rejected_path(out_path))
         return {"rows_in": 0, "rows_out": 0, "rows_rejected": 0}
     rows = check_rows(rows, stage.name)
-    if dry_run:
-        with Cache(stage.config.cache_path) as store:
-            stage.plan(rows, store)
+    if dry_run:  # reads the cache if there is one; never creates one (a dry run writes nothing)
+        if Path(stage.config.cache_path).is_file():
+            with Cache(stage.config.cache_path) as store:
+                stage.plan(rows, store)
+        else:
+            stage.plan(rows, None)
         return {}
     result = stage.run(rows, None)
     write_rows(result.rows, out_path)

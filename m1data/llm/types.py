@@ -51,6 +51,9 @@ class Reply:
     completion_tokens: int = 0
     error: str | None = None
     cached: bool = False
+    model: str | None = None
+    """The model the server says answered (the reply's `model` field), which may differ from the
+    alias asked for (`deepseek-reasoner` -> a dated release); None when the server did not say."""
 
 
 class Engine(Protocol):
