@@ -233,6 +233,17 @@ class TeacherTraces(Stage):
         return {"requests": len(sample), "sent": stats.sent, "reused": reused, "answered": len(answered),
                 "with_reasoning": with_reasoning, "served_models": served}
 
+    def merge_stats(self, parts: list[dict[str, Any]], rows: datasets.Dataset) -> dict[str, Any]:
+        """Blocks' statistics as one (the Ray executor). Each block checks its own first answers
+        for reasoning, and those answers are its own rows' (sent once, reused), so every count
+        sums; the preflight record kept is the first block's, which sampled the rows a local run
+        samples."""
+        from m1data.distributed import sum_stats
+
+        merged = sum_stats([{k: v for k, v in part.items() if k != "preflight"} for part in parts])
+        merged["preflight"] = parts[0].get("preflight", {}) if parts else {}
+        return merged
+
     def run(self, rows: datasets.Dataset | None, ctx: RunContext | None = None) -> StageResult:
         rows = check_rows(rows, self.name)
         cfg = self.config
