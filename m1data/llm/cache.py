@@ -42,7 +42,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,6 +151,26 @@ def _readable(path: Path) -> Iterator[None]:
         raise CacheError(path, err) from None
 
 
+OPEN_TIMEOUT = 60.0  # seconds a new connection waits for others setting up the same file
+
+
+def _while_locked(step: Callable[[], None], timeout: float) -> None:
+    """Run `step`, again while SQLite says the file is locked. Why: several processes opening one
+    new cache at once (Ray workers on one stage) race to switch it to WAL, and that switch fails
+    at once with "database is locked" instead of waiting like an ordinary write."""
+    deadline = time.monotonic() + timeout
+    delay = 0.02
+    while True:
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) and "busy" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+
 @dataclass
 class Entry:
     """A stored outcome. `transient` failures are history, not answers."""
@@ -170,14 +190,17 @@ class Cache:
         self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=60)
         try:
             with _readable(self.path):
-                self._db.execute("PRAGMA journal_mode=WAL")
-                self._db.execute("PRAGMA synchronous=NORMAL")
-                self._db.executescript(_SCHEMA)
-                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-                self._migrate()
+                _while_locked(self._set_up, OPEN_TIMEOUT)
         except CacheError:
             self._db.close()
             raise
+
+    def _set_up(self) -> None:
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        self._migrate()
 
     def _migrate(self) -> None:
         """Re-key a schema-1 file (keys on the endpoint URL) under default namespaces, in one
