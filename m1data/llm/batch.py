@@ -48,12 +48,11 @@ from m1data.llm.params import request_body
 from m1data.llm.runner import (
     EndpointError,
     RunStats,
+    _cached_answers,
     _endpoint,
     _in_order,
-    _keys,
     _plan,
     _record,
-    _usable,
     _validate,
     console,
     print_plan,
@@ -325,17 +324,7 @@ def run_batch(
     limits = limits or BatchLimits()
     _validate(engine, requests)
     endpoint = _endpoint(engine)
-    keys = _keys(engine, requests)
-    unique: dict[str, Request] = {}
-    for key, request in zip(keys, requests, strict=True):
-        unique.setdefault(key, request)
-    found = cache.get_many(unique)
-    answers: dict[str, Reply] = {k: e.reply for k, e in found.items() if _usable(e, retry_failed)}
-    stats.requests += len(requests)
-    stats.unique += len(unique)
-    stats.cached += len(answers)
-    for key, reply in answers.items():
-        _record(stats, reply, prices, unique[key].model, endpoint, cached=True)
+    keys, unique, answers = _cached_answers(engine, requests, cache, retry_failed, stats, prices)
 
     state = BatchState.load(state_path)
     waiting = {key for entry in _mine(state, unique) for key in entry.keys}

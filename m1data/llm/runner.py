@@ -119,6 +119,32 @@ def _keys(engine: Engine, requests: Sequence[Request]) -> list[str]:
     return [request_key(endpoint, r, configured) for r in requests]
 
 
+def _cached_answers(
+    engine: Engine,
+    requests: Sequence[Request],
+    cache: Cache | None,
+    retry_failed: bool,
+    stats: RunStats,
+    prices: PriceTable,
+) -> tuple[list[str], dict[str, Request], dict[str, Reply]]:
+    """What online and batch runs both do first: each request's key, the distinct requests by key,
+    and the answers the cache already holds for them (counted, with their tokens and cost, in
+    `stats`)."""
+    keys = _keys(engine, requests)
+    unique: dict[str, Request] = {}
+    for key, request in zip(keys, requests, strict=True):
+        unique.setdefault(key, request)
+    found = cache.get_many(unique) if cache is not None else {}
+    answers: dict[str, Reply] = {k: e.reply for k, e in found.items() if _usable(e, retry_failed)}
+    stats.requests += len(requests)
+    stats.unique += len(unique)
+    stats.cached += len(answers)
+    endpoint = _endpoint(engine)
+    for key, reply in answers.items():
+        _record(stats, reply, prices, unique[key].model, endpoint, cached=True)
+    return keys, unique, answers
+
+
 # ---------------------------------------------------------------------------------------------
 # Planning
 
@@ -367,18 +393,8 @@ async def run_requests(
     _validate(engine, requests)
     endpoint = _endpoint(engine)
 
-    keys = _keys(engine, requests)
-    unique: dict[str, Request] = {}
-    for key, request in zip(keys, requests, strict=True):
-        unique.setdefault(key, request)
-    found = cache.get_many(unique) if cache is not None else {}
-    answers: dict[str, Reply] = {k: e.reply for k, e in found.items() if _usable(e, retry_failed)}
+    keys, unique, answers = _cached_answers(engine, requests, cache, retry_failed, stats, prices)
     todo = [k for k in unique if k not in answers]
-    stats.requests += len(requests)
-    stats.unique += len(unique)
-    stats.cached += len(answers)
-    for key, reply in answers.items():
-        _record(stats, reply, prices, unique[key].model, endpoint, cached=True)
 
     if dry_run or (progress and todo):
         plan = _plan(endpoint, len(requests), len(unique), [unique[k] for k in todo], cache, prices, None)
