@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
 import json
 from pathlib import Path
 from typing import Annotated, Optional
@@ -288,14 +291,62 @@ InsArg = Annotated[
     list[Path], typer.Argument(help="Rows in: one or more .parquet/.jsonl files, or folders of them, read as one.")
 ]
 OutArg = Annotated[Path, typer.Argument(help="Kept rows out; rejected rows go beside it as OUT.rejected.<ext>.")]
-CacheOpt = Annotated[Optional[Path], typer.Option("--cache", help="SQLite reply cache (default: OUT.llm_cache.sqlite).")]
-ConcOpt = Annotated[int, typer.Option("--concurrency", help="Requests in flight at once.")]
-RpmOpt = Annotated[Optional[float], typer.Option("--rpm", help="Requests-per-minute limit.")]
-TpmOpt = Annotated[Optional[float], typer.Option("--tpm", help="Tokens-per-minute limit.")]
 KeyEnvOpt = Annotated[Optional[str], typer.Option("--api-key-env", help="Environment variable holding the API key.")]
-DryOpt = Annotated[bool, typer.Option("--dry-run", help="Print requests, cached replies, tokens and cost; call nothing.")]
-RetryOpt = Annotated[bool, typer.Option("--retry-failed", help="Send again requests whose recorded outcome was a failure.")]
-BatchOpt = Annotated[bool, typer.Option("--batch", help="Send through the provider's Batch API (cheaper, answered within a day); same cache, resumable.")]
+
+# The flags every `run` command of an LLM stage takes, defined once: each sets the LLMRuntime
+# field named beside it, and one left unset keeps the stage's own default.
+_RUNTIME_FLAGS: list[tuple[str, str, object, object]] = [
+    ("cache", "cache_path", Annotated[Optional[Path], typer.Option("--cache", help="SQLite reply cache (default: OUT.llm_cache.sqlite).")], None),
+    ("concurrency", "concurrency", Annotated[Optional[int], typer.Option("--concurrency", help="Requests in flight at once (default 32).")], None),
+    ("rpm", "rpm", Annotated[Optional[float], typer.Option("--rpm", help="Requests-per-minute limit.")], None),
+    ("tpm", "tpm", Annotated[Optional[float], typer.Option("--tpm", help="Tokens-per-minute limit.")], None),
+    ("timeout", "timeout", Annotated[Optional[float], typer.Option("--timeout", help="Seconds one attempt may take (default 600; traces 1200: R1 may think for minutes).")], None),
+    ("retry_failed", "retry_failed", Annotated[bool, typer.Option("--retry-failed", help="Send again requests whose recorded outcome was a failure.")], False),
+    ("batch", "batch", Annotated[bool, typer.Option("--batch", help="Send through the provider's Batch API (cheaper, answered within a day); same cache, resumable.")], False),
+    ("prices", "prices_file", Annotated[Optional[Path], typer.Option("--prices", help='JSON price table, {"MODEL": {"input": 0.28, "output": 0.42}} in dollars per 1M tokens, for models the built-in one does not know.')], None),
+]
+_DRY_RUN = ("dry_run", Annotated[bool, typer.Option("--dry-run", help="Print requests, cached replies, tokens and cost; call nothing.")], False)
+
+
+def _with_runtime_flags(default_runtime):
+    """Give a `run` command the runtime flags and `--dry-run`, and call it with `runtime` (the
+    stage's default LLMRuntime, with the flags given) and `dry_run`. Typer reads the command's
+    parameters from its signature, so the flags are added to that signature here."""
+
+    def decorate(command):
+        own = [p for p in inspect.signature(command, eval_str=True).parameters.values()
+               if p.name not in ("runtime", "dry_run")]
+        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=default)
+                 for name, _, kind, default in _RUNTIME_FLAGS]
+        added.append(inspect.Parameter(_DRY_RUN[0], inspect.Parameter.KEYWORD_ONLY, annotation=_DRY_RUN[1],
+                                       default=_DRY_RUN[2]))
+
+        @functools.wraps(command)
+        def run(**kwargs):
+            given = {}
+            for name, field_name, _, default in _RUNTIME_FLAGS:
+                value = kwargs.pop(name)
+                if value is not None and value != default:
+                    given[field_name] = str(value) if isinstance(value, Path) else value
+            runtime = dataclasses.replace(default_runtime(), **given)
+            return command(runtime=runtime, dry_run=kwargs.pop("dry_run"), **kwargs)
+
+        params = own + added
+        run.__signature__ = inspect.Signature(params)
+        run.__annotations__ = {p.name: p.annotation for p in params}
+        return run
+
+    return decorate
+
+
+def _default_runtime(config: str):
+    def make():
+        import importlib
+
+        module, name = config.rsplit(".", 1)
+        return getattr(importlib.import_module(module), name)().runtime
+
+    return make
 
 
 def _print_stats(stats: dict) -> None:
@@ -304,20 +355,17 @@ def _print_stats(stats: dict) -> None:
 
 
 @run_app.command("difficulty")
+@_with_runtime_flags(_default_runtime("m1data.difficulty.DifficultyConfig"))
 def run_difficulty(
     in_paths: InsArg,
     out_path: OutArg,
     student: Annotated[list[str], typer.Option("--student", help="MODEL=BASE_URL; repeat for each student.")],
     max_tokens: Annotated[int, typer.Option("--max-tokens")] = 4000,
     drop_rule: Annotated[str, typer.Option("--drop-rule", help="any | all | none: drop when any/all students are right.")] = "any",
-    cache: CacheOpt = None,
-    concurrency: ConcOpt = 32,
-    rpm: RpmOpt = None,
-    tpm: TpmOpt = None,
     api_key_env: KeyEnvOpt = None,
-    dry_run: DryOpt = False,
-    retry_failed: RetryOpt = False,
-    batch: BatchOpt = False,
+    *,
+    runtime,
+    dry_run: bool,
 ) -> None:
     """Keep only the questions the student models get wrong (paper: Qwen2.5-7B/32B-Instruct)."""
     from m1data.difficulty import run_difficulty_file
@@ -329,12 +377,11 @@ def run_difficulty(
             raise typer.BadParameter(f"expected MODEL=BASE_URL, got {spec!r}", param_hint="--student")
         pairs.append((model, url))
     _print_stats(run_difficulty_file(in_paths, out_path, pairs, max_tokens=max_tokens, drop_rule=drop_rule,
-                                     cache=cache, concurrency=concurrency, rpm=rpm, tpm=tpm,
-                                     api_key_env=api_key_env, dry_run=dry_run, retry_failed=retry_failed,
-                                     batch=batch))
+                                     api_key_env=api_key_env, runtime=runtime, dry_run=dry_run))
 
 
 @run_app.command("traces")
+@_with_runtime_flags(_default_runtime("m1data.traces.TracesConfig"))
 def run_traces(
     in_paths: InsArg,
     out_path: OutArg,
@@ -342,45 +389,38 @@ def run_traces(
     model: Annotated[str, typer.Option("--model", help="Teacher model, e.g. deepseek-reasoner.")],
     api_key_env: KeyEnvOpt = None,
     max_tokens: Annotated[int, typer.Option("--max-tokens")] = 8000,
-    concurrency: ConcOpt = 32,
-    rpm: RpmOpt = None,
-    tpm: TpmOpt = None,
-    cache: CacheOpt = None,
-    dry_run: DryOpt = False,
-    retry_failed: RetryOpt = False,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds one attempt may take (R1 may think for minutes).")] = 1200.0,
-    batch: BatchOpt = False,
     require_reasoning: Annotated[bool, typer.Option(
         "--require-reasoning/--no-require-reasoning",
         help="Stop after a 3-request preflight when none of its answers has reasoning.")] = True,
+    *,
+    runtime,
+    dry_run: bool,
 ) -> None:
     """Have a reasoning teacher write a chain of thought and answer; keep verified-correct rows."""
     from m1data.traces import run_traces_file
 
-    _print_stats(run_traces_file(in_paths, out_path, base_url, model, api_key_env=api_key_env, max_tokens=max_tokens,
-                                 concurrency=concurrency, rpm=rpm, tpm=tpm, cache=cache, dry_run=dry_run,
-                                 retry_failed=retry_failed, timeout=timeout, batch=batch,
-                                 require_reasoning=require_reasoning))
+    _print_stats(run_traces_file(in_paths, out_path, base_url, model, api_key_env, max_tokens=max_tokens,
+                                 require_reasoning=require_reasoning, runtime=runtime, dry_run=dry_run))
 
 
 @run_app.command("tag")
+@_with_runtime_flags(_default_runtime("m1data.mesh.MeshConfig"))
 def run_tag(
     in_paths: InsArg,
     out_path: OutArg,
     base_url: Annotated[str, typer.Option("--base-url", help="OpenAI-compatible endpoint.")] = "https://api.openai.com/v1",
     model: Annotated[str, typer.Option("--model")] = "gpt-4o",
     api_key_env: KeyEnvOpt = "OPENAI_API_KEY",
-    cache: CacheOpt = None,
-    concurrency: ConcOpt = 32,
     max_attempts: Annotated[int, typer.Option("--max-attempts", help="Asks per row before it is recorded untagged.")] = 3,
-    batch: BatchOpt = False,
+    *,
+    runtime,
+    dry_run: bool,
 ) -> None:
     """Tag each row with one of the 76 MeSH qualifiers by asking an LLM (m1 used GPT-4o)."""
     from m1data.mesh import tag_file
 
-    result = tag_file(in_paths, out_path, base_url=base_url, model=model, api_key_env=api_key_env, cache=cache,
-                      concurrency=concurrency, max_attempts=max_attempts, batch=batch)
-    _print_stats(result.stats)
+    _print_stats(tag_file(in_paths, out_path, base_url=base_url, model=model, api_key_env=api_key_env,
+                          max_attempts=max_attempts, runtime=runtime, dry_run=dry_run))
 
 
 @run_app.command("tag-offline")

@@ -49,8 +49,21 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}"
+                          + _moved_hint(hints, names, unknown))
     return cls(**{k: _build(hints[k], v, f"{where}.{k}") for k, v in data.items()})
+
+
+def _moved_hint(hints: dict[str, Any], names: set[str], unknown: list[str]) -> str:
+    """Where misplaced keys belong when a nested block has them (`concurrency` is a key of an LLM
+    stage's `runtime:` block): a config written for an older layout says what to move."""
+    moves = []
+    for key in unknown:
+        for name in sorted(names):
+            tp = hints[name]
+            if dataclasses.is_dataclass(tp) and key in {f.name for f in dataclasses.fields(tp)}:
+                moves.append(f"{key} -> {name}.{key}")
+    return f" (these belong in a nested block: {', '.join(moves)})" if moves else ""
 
 
 def load_config(cls: type[T], path: str | Path | None) -> T:

@@ -37,25 +37,23 @@ import datasets
 
 from m1data.answers import grade
 from m1data.errors import UserError
-from m1data.llm.batch import BatchLimits, complete
 from m1data.llm.cache import Cache
-from m1data.llm.cost import PriceTable
-from m1data.llm.http import HTTPConfig, HTTPEngine
-from m1data.llm.limits import RetryPolicy
-from m1data.llm.runner import RunStats, plan_requests, print_plan
+from m1data.llm.runner import RunStats
 from m1data.llm.stages import (
+    Endpoint,
+    LLMRuntime,
+    LLMStage,
     add_columns,
     boxed_request,
-    check_rows,
     count_transient,
-    default_cache_path,
-    open_cache,
+    file_runtime,
+    llm_stats,
     rejected_path,
     run_on_file,
     split_rows,
 )
-from m1data.llm.types import Engine, Reply
-from m1data.pipeline import RunContext, Stage, StageResult
+from m1data.llm.types import Engine, Reply, Request
+from m1data.pipeline import RunContext, StageResult
 
 DropRule = Literal["any", "all", "none"]
 ANSWERED = ("ok", "length", "filtered")  # statuses that are a student's (possibly empty) answer
@@ -94,20 +92,10 @@ class DifficultyConfig:
     max_tokens: int = 4000
     temperature: float = 0.0
     drop_rule: DropRule = "any"
-    concurrency: int = 32
-    rpm: float | None = None
-    tpm: float | None = None
-    timeout: float = 600.0
-    cache_path: str | None = None
-    prices_file: str | None = None
-    retry_failed: bool = False
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    progress: bool = True
-    batch: bool = False  # through the students' Batch API (m1data.llm.batch); local vLLM has none
-    batch_poll_seconds: float = 30.0
     # Server-specific fields added to every request body (a llama.cpp `grammar`, say): part of the
     # cache key, and admitted by the HTTP engine for this endpoint only.
     extra_params: dict[str, Any] = field(default_factory=dict)
+    runtime: LLMRuntime = field(default_factory=LLMRuntime)
 
     def __post_init__(self) -> None:
         if self.drop_rule not in ("any", "all", "none"):
@@ -155,110 +143,40 @@ def decide(rule: DropRule, correct: dict[str, bool | None]) -> str | None:
     return "student_error" if undecided else "solved_by_student"
 
 
-class DifficultyFilter(Stage):
-    """Pipeline stage; `engines` optionally replaces students' HTTP engines (by short name), e.g.
+class DifficultyFilter(LLMStage):
+    """Pipeline stage; `engines` optionally replaces students' engines (by short name), e.g.
     with an HFEngine on CPU."""
 
     name = "difficulty"
-    row_parallel = True
 
     def __init__(self, config: DifficultyConfig | None = None, engines: dict[str, Engine] | None = None):
-        self.config = config or DifficultyConfig()
-        self.engines = dict(engines or {})
+        super().__init__(config or DifficultyConfig(), engines)
 
-    def preflight(self) -> str | None:
-        """Stop a build before this stage when a student's endpoint is down or its key unset."""
-        from m1data.llm.preflight import endpoint_problem
+    def endpoints(self) -> list[Endpoint]:
+        return [
+            Endpoint(s.column, f"student {s.column}", s.model, s.base_url, s.api_key_env, s.cache_namespace)
+            for s in self.config.students
+        ]
 
-        for student in self.config.students:
-            if student.column not in self.engines:
-                problem = endpoint_problem(student.base_url, student.api_key_env)
-                if problem:
-                    return f"student {student.model}: {problem}"
-        return None
-
-    def engine_for(self, student: StudentConfig) -> Engine:
-        if student.column in self.engines:
-            return self.engines[student.column]
-        return HTTPEngine(
-            HTTPConfig(
-                base_url=student.base_url,
-                api_key_env=student.api_key_env,
-                timeout=self.config.timeout,
-                extra_params=tuple(self.config.extra_params),
-                cache_namespace=student.cache_namespace,
-            )
-        )
-
-    def requests_for(self, student: StudentConfig, prompts: list[str]):
+    def requests(self, endpoint: Endpoint, rows: datasets.Dataset) -> list[Request]:
         params = {"max_tokens": self.config.max_tokens, "temperature": self.config.temperature}
         params.update(self.config.extra_params)
-        return [boxed_request(student.model, p, params) for p in prompts]
+        return [boxed_request(endpoint.model, p, params) for p in rows["prompt"]]
 
-    def prices(self) -> PriceTable:
-        return PriceTable.from_file(self.config.prices_file) if self.config.prices_file else PriceTable()
-
-    def plan(self, rows: datasets.Dataset, cache: Cache | None) -> None:
-        """Print what a run would send, per student, without calling anything."""
-        prices = self.prices()
-        for student in self.config.students:
-            engine = self._plan_engine(student)
-            plan = plan_requests(
-                engine,
-                self.requests_for(student, rows["prompt"]),
-                cache,
-                retry_failed=self.config.retry_failed,
-                prices=prices,
-                batch=self.config.batch,
-            )
-            print_plan(plan, title=f"student {student.column} (dry run)")
-
-    def _plan_engine(self, student: StudentConfig) -> Engine:
-        if student.column in self.engines:
-            return self.engines[student.column]
-        return HTTPEngine(
-            HTTPConfig(
-                base_url=student.base_url,
-                api_key_env=student.api_key_env,
-                extra_params=tuple(self.config.extra_params),
-                cache_namespace=student.cache_namespace,
-            ),
-            require_key=False,
-        )
-
-    def run(self, rows: datasets.Dataset | None, ctx: RunContext | None = None) -> StageResult:
-        rows = check_rows(rows, self.name)
+    def process(self, rows: datasets.Dataset, cache: Cache, ctx: RunContext | None) -> StageResult:
         cfg = self.config
-        prices = self.prices()
-        prompts, options, answer_idx = rows["prompt"], rows["options"], rows["answer_idx"]
         per_student: dict[str, dict[str, list[Any]]] = {}
         stats: dict[str, Any] = {"drop_rule": cfg.drop_rule, "students": {}}
-        transient = 0
-        with open_cache(cfg.cache_path, ctx) as cache:
-            for student in cfg.students:
-                run_stats = RunStats()
-                replies = complete(
-                    self.engine_for(student),
-                    self.requests_for(student, prompts),
-                    cache,
-                    batch=cfg.batch,
-                    stage_dir=ctx.state_dir if ctx is not None else None,
-                    batch_limits=BatchLimits(poll_seconds=cfg.batch_poll_seconds),
-                    concurrency=cfg.concurrency,
-                    rpm=cfg.rpm,
-                    tpm=cfg.tpm,
-                    progress=cfg.progress,
-                    retry_failed=cfg.retry_failed,
-                    retry=cfg.retry,
-                    prices=prices,
-                    stats=run_stats,
-                    label=f"student {student.column}",
-                )
-                transient += count_transient(replies)
-                graded = _grade(replies, options, answer_idx)
-                per_student[student.column] = graded
-                stats["students"][student.column] = _student_stats(student, graded, run_stats)
-        stats.update(_totals(stats["students"].values()))
+        total, transient = RunStats(), 0
+        for student, endpoint in zip(cfg.students, self.endpoints(), strict=True):
+            run = RunStats()
+            replies = self.call(endpoint, self.requests(endpoint, rows), cache, ctx, run)
+            transient += count_transient(replies)
+            graded = _grade(replies, rows["options"], rows["answer_idx"])
+            per_student[student.column] = graded
+            stats["students"][student.column] = _student_stats(student, graded, run)
+            total.add(run)
+        stats.update(llm_stats(total))
 
         columns: dict[str, tuple[list[Any], Any]] = {}
         for short, graded in per_student.items():
@@ -283,14 +201,14 @@ class DifficultyFilter(Stage):
         return StageResult(rows=kept, dropped=dropped, stats=stats, transient_failures=transient)
 
     def merge_stats(self, parts: list[dict[str, Any]], rows: datasets.Dataset) -> dict[str, Any]:
-        """Blocks' statistics as one (a distributed run): counts summed, accuracy and totals
-        recomputed from the sums rather than added."""
+        """Blocks' statistics as one (a distributed run): counts summed, accuracy recomputed from
+        the sums rather than added."""
         from m1data.distributed import sum_stats
 
-        students = sum_stats([p["students"] for p in parts])
-        for s in students.values():
+        merged = sum_stats(parts)
+        for s in merged["students"].values():
             s["accuracy"] = round(s["correct"] / s["answered"], 4) if s["answered"] else None
-        return {"drop_rule": parts[0]["drop_rule"], "students": students, **_totals(students.values())}
+        return merged
 
 
 def _student_stats(student: StudentConfig, graded: dict[str, list[Any]], run: RunStats) -> dict[str, Any]:
@@ -302,19 +220,7 @@ def _student_stats(student: StudentConfig, graded: dict[str, list[Any]], run: Ru
         "errors": len(graded["status"]) - len(answered),
         "correct": sum(answered),
         "accuracy": round(sum(answered) / len(answered), 4) if answered else None,
-        **{k: v for k, v in run.as_dict().items() if k != "seconds"},
-    }
-
-
-def _totals(students: Any) -> dict[str, Any]:
-    students = list(students)
-    costs = [s["cost_sent"] for s in students]
-    return {
-        "requests_sent": sum(s["sent"] for s in students),
-        "cached_hits": sum(s["cached"] for s in students),
-        "prompt_tokens": sum(s["prompt_tokens_sent"] + s["prompt_tokens_cached"] for s in students),
-        "completion_tokens": sum(s["completion_tokens_sent"] + s["completion_tokens_cached"] for s in students),
-        "cost_sent": None if any(c is None for c in costs) else round(sum(costs), 6),
+        **llm_stats(run),
     }
 
 
@@ -325,16 +231,9 @@ def run_difficulty_file(
     *,
     max_tokens: int = 4000,
     drop_rule: DropRule = "any",
-    cache: str | Path | None = None,
-    concurrency: int = 32,
-    rpm: float | None = None,
-    tpm: float | None = None,
     api_key_env: str | None = None,
+    runtime: LLMRuntime | None = None,
     dry_run: bool = False,
-    retry_failed: bool = False,
-    prices_file: str | Path | None = None,
-    progress: bool = True,
-    batch: bool = False,
 ) -> dict[str, Any]:
     """The difficulty filter over a file: IN (.parquet/.jsonl rows) -> OUT (kept rows) and
     OUT.rejected.<ext> (dropped rows with reasons). `students` are (model, base_url) pairs or
@@ -343,18 +242,8 @@ def run_difficulty_file(
     configs = [
         s if isinstance(s, StudentConfig) else StudentConfig(s[0], s[1], api_key_env=api_key_env) for s in students
     ]
-    config = DifficultyConfig(
-        students=configs,
-        max_tokens=max_tokens,
-        drop_rule=drop_rule,
-        concurrency=concurrency,
-        rpm=rpm,
-        tpm=tpm,
-        retry_failed=retry_failed,
-        progress=progress,
-        cache_path=str(cache or default_cache_path(out_path)),
-        prices_file=str(prices_file) if prices_file else None,
-    )
+    config = DifficultyConfig(students=configs, max_tokens=max_tokens, drop_rule=drop_rule,
+                              runtime=file_runtime(runtime or LLMRuntime(), out_path))
     return run_on_file(DifficultyFilter(config), in_path, out_path, dry_run)
 
 

@@ -132,8 +132,10 @@ def band_runner(ctx: Any) -> Any:
 
 class RayExecutor:
     """Connects to (or starts) a Ray cluster; the pipeline and the stages call ``run_stage``,
-    ``map`` and ``band_runner``. Stages travel to the workers by pickling, so a stage holding a
-    live engine object (an in-process model) cannot go; give it an endpoint instead."""
+    ``map`` and ``band_runner``. Stages travel to the workers by pickling: an LLM stage travels as
+    its config and each worker builds its engines once, for all its blocks (an HTTP client, or
+    the model itself for ``base_url: vllm``, on the ``gpus_per_worker`` GPUs it reserved). An
+    engine object handed to a stage by hand must be picklable."""
 
     def __init__(self, config: ExecutorConfig):
         ray = require_ray()

@@ -28,7 +28,6 @@ question, so tagging m23K once is roughly 90M prompt tokens.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 from collections import Counter
 from collections.abc import Sequence
@@ -42,11 +41,19 @@ import datasets
 
 from m1data.errors import UserError
 from m1data.llm.cache import Cache
-from m1data.llm.http import HTTPConfig, HTTPEngine
-from m1data.llm.runner import RunStats, run_requests
-from m1data.llm.stages import is_transient
+from m1data.llm.runner import RunStats
+from m1data.llm.stages import (
+    Endpoint,
+    LLMRuntime,
+    LLMStage,
+    file_runtime,
+    is_transient,
+    llm_stats,
+    run_on_file,
+    split_rows,
+)
 from m1data.llm.types import Engine, Reply, Request
-from m1data.pipeline import RunContext, Stage, StageResult
+from m1data.pipeline import RunContext, StageResult
 
 __all__ = [
     "Qualifier",
@@ -62,9 +69,6 @@ __all__ = [
     "extract_code",
     "reply_code",
     "MeshConfig",
-    "Outcome",
-    "tag_prompts",
-    "run_tagging",
     "MeshTagger",
     "tag_file",
     "add_domain_columns",
@@ -233,7 +237,9 @@ def reply_code(reply: Reply) -> str | None:
 @dataclass
 class MeshConfig:
     """Settings of the LLM tagger. The API key is read from the environment variable named by
-    `api_key_env` (None for a local server without one), so it never lands in a manifest."""
+    `api_key_env` (None for a local server without one), so it never lands in a manifest. Rows
+    go through `chunk_size` at a time because every request carries the whole rubric (about
+    18 KB): 23K requests built at once would hold some 400 MB of message text."""
 
     base_url: str = "https://api.openai.com/v1"
     model: str = "gpt-4o"
@@ -241,20 +247,19 @@ class MeshConfig:
     temperature: float = 0.0
     max_tokens: int = 1024
     max_attempts: int = 3
-    concurrency: int = 32
     chunk_size: int = 2000
-    rpm: float | None = None
-    tpm: float | None = None
-    timeout: float = 600.0
-    cache_path: str | None = None  # default: <state_dir>/llm_cache.sqlite (RUN_DIR/cache/NN_tag/)
-    batch: bool = False  # through the Batch API (m1data.llm.batch): one batch per round of asks
-    batch_poll_seconds: float = 30.0
     text_field: str = "prompt"
-    progress: bool = True
     # Server-specific fields added to every request body (the embedded config's grammar): part of
     # the cache key, admitted by the HTTP engine for this endpoint.
     extra_params: dict[str, Any] = field(default_factory=dict)
     cache_namespace: str | None = None  # see m1data.llm.cache; None: the API's host, or the model on a local server
+    runtime: LLMRuntime = field(default_factory=LLMRuntime)
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise UserError("max_attempts must be at least 1")
+        if self.chunk_size < 1:
+            raise UserError("chunk_size must be at least 1")
 
 
 def build_request(config: MeshConfig, prompt: str, previous: Sequence[str | None] = ()) -> Request:
@@ -279,78 +284,6 @@ def _previous_text(reply: Reply) -> str | None:
     return reply.text if reply.status != "error" and reply.text else None
 
 
-async def _tag_chunk(engine: Engine, prompts: Sequence[str], config: MeshConfig, cache: Cache | None,
-                     stats: RunStats | None, label: str) -> list[Outcome]:
-    """Up to `max_attempts` rounds over `prompts`; each round is one batch through the runtime
-    (sharing its concurrency bound and rate limits) holding only the rows still without a code."""
-    outcomes = [Outcome() for _ in prompts]
-    pending = list(range(len(prompts)))
-    for attempt in range(1, config.max_attempts + 1):
-        if not pending:
-            break
-        requests = [build_request(config, prompts[i], [_previous_text(r) for r in outcomes[i].replies])
-                    for i in pending]
-        if config.batch and cache is not None:
-            from m1data.llm.batch import BatchLimits, complete
-
-            replies = await asyncio.to_thread(complete, engine, requests, cache, batch=True, progress=config.progress,
-                                              stats=stats, label=f"{label}, attempt {attempt}",
-                                              batch_limits=BatchLimits(poll_seconds=config.batch_poll_seconds))
-        else:
-            replies = await run_requests(engine, requests, cache, concurrency=config.concurrency, rpm=config.rpm,
-                                         tpm=config.tpm, progress=config.progress, stats=stats,
-                                         label=f"{label}, attempt {attempt}")
-        for i, reply in zip(pending, replies):
-            outcomes[i].replies.append(reply)
-            outcomes[i].code = reply_code(reply)
-        pending = [i for i in pending if outcomes[i].code is None]
-    return outcomes
-
-
-async def tag_prompts(
-    engine: Engine,
-    prompts: Sequence[str],
-    config: MeshConfig,
-    cache: Cache | None,
-    stats: RunStats | None = None,
-) -> list[Outcome]:
-    """Ask for a code for every prompt, re-asking the failures, `max_attempts` rounds at most.
-
-    Rows go through in chunks of `chunk_size` because every request carries the whole rubric
-    (about 18 KB): 23K requests built at once would hold some 400 MB of message text."""
-    if config.max_attempts < 1:
-        raise UserError("max_attempts must be at least 1")
-    if config.chunk_size < 1:
-        raise UserError("chunk_size must be at least 1")
-    outcomes: list[Outcome] = []
-    for start in range(0, len(prompts), config.chunk_size):
-        chunk = prompts[start:start + config.chunk_size]
-        label = "tag" if len(prompts) <= config.chunk_size else f"tag rows {start:,}-{start + len(chunk):,}"
-        outcomes += await _tag_chunk(engine, chunk, config, cache, stats, label)
-    return outcomes
-
-
-def http_engine(config: MeshConfig) -> HTTPEngine:
-    return HTTPEngine(HTTPConfig(base_url=config.base_url, api_key_env=config.api_key_env, timeout=config.timeout,
-                                 extra_params=tuple(config.extra_params), cache_namespace=config.cache_namespace))
-
-
-def run_tagging(prompts: Sequence[str], config: MeshConfig, cache_path: str | Path,
-                engine: Engine | None = None) -> tuple[list[Outcome], RunStats]:
-    """`tag_prompts` from synchronous code: opens the cache, closes the engine's connections."""
-    engine = engine or http_engine(config)
-    stats = RunStats()
-
-    async def main() -> list[Outcome]:
-        try:
-            with Cache(cache_path) as cache:
-                return await tag_prompts(engine, prompts, config, cache, stats)
-        finally:
-            await engine.aclose()
-
-    return asyncio.run(main()), stats
-
-
 def add_domain_columns(ds: datasets.Dataset, codes: Sequence[str]) -> datasets.Dataset:
     """`domain_code` ("07") and `domain` (the qualifier's name, as in the paper's Table 4)."""
     names = qualifier_by_code()
@@ -367,17 +300,11 @@ def domain_counts(codes: Sequence[str]) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def _dropped(ds: datasets.Dataset, indices: list[int], outcomes: list[Outcome]) -> datasets.Dataset | None:
-    """The untagged rows with their last reply, so a reader can see why the model failed."""
-    if not indices:
-        return None
-    records = []
-    for i in indices:
-        last = outcomes[i].replies[-1]
-        detail = last.error if last.status == "error" else (last.text or "")[-300:]
-        records.append({"id": ds[i]["id"], "source": ds[i]["source"], "reason": UNTAGGED,
-                        "attempts": len(outcomes[i].replies), "detail": f"{last.status}: {detail}"})
-    return datasets.Dataset.from_list(records)
+def _why_untagged(outcome: Outcome) -> str:
+    """The last reply of a row left untagged, so a reader can see why the model failed."""
+    last = outcome.replies[-1]
+    detail = last.error if last.status == "error" else (last.text or "")[-300:]
+    return f"{last.status}: {detail}"
 
 
 def _stats(outcomes: list[Outcome], codes: list[str], run: RunStats) -> dict[str, Any]:
@@ -387,54 +314,69 @@ def _stats(outcomes: list[Outcome], codes: list[str], run: RunStats) -> dict[str
         "tagged": len(codes),
         UNTAGGED: sum(1 for o in outcomes if o.code is None),
         "attempts_to_tag": {str(k): v for k, v in sorted(attempts.items())},
-        "requests": run.requests,
-        "sent": run.sent,
-        "cached": run.cached,
-        "outcomes": dict(run.outcomes),
-        "prompt_tokens": run.prompt_tokens_sent + run.prompt_tokens_cached,
-        "completion_tokens": run.completion_tokens_sent + run.completion_tokens_cached,
-        "prompt_tokens_sent": run.prompt_tokens_sent,
-        "completion_tokens_sent": run.completion_tokens_sent,
-        "cost_sent": run.cost_sent,
+        **llm_stats(run),
     }
 
 
-class MeshTagger(Stage):
+class MeshTagger(LLMStage):
     """Adds `domain_code` and `domain` by asking an LLM; drops rows it cannot tag ("untagged").
 
-    `engine` replaces the HTTP engine built from the config (a local transformers or vLLM
-    engine, say); the config's base_url is then unused."""
+    `engine` replaces the engine built from the config (a local transformers or vLLM engine,
+    say); the config's base_url is then unused."""
 
     name = "tag"
-    row_parallel = True
 
     def __init__(self, config: MeshConfig | None = None, engine: Engine | None = None):
-        self.config = config or MeshConfig()
-        self.engine = engine
+        super().__init__(config or MeshConfig(), {"*": engine} if engine is not None else None)
 
-    def preflight(self) -> str | None:
-        """Stop a build before this stage when the endpoint is down or its key unset, rather
-        than recording an error reply for every row."""
-        if self.engine is not None:
-            return None
-        from m1data.llm.preflight import endpoint_problem
+    def endpoints(self) -> list[Endpoint]:
+        cfg = self.config
+        return [Endpoint("*", f"tagger {cfg.model}", cfg.model, cfg.base_url, cfg.api_key_env, cfg.cache_namespace)]
 
-        return endpoint_problem(self.config.base_url, self.config.api_key_env)
+    def required_columns(self) -> tuple[str, ...]:
+        return ("id", "source", self.config.text_field)
 
-    def run(self, rows: datasets.Dataset | None, ctx: RunContext) -> StageResult:
-        if rows is None:
-            raise UserError("the tag stage needs input rows")
-        cache_path = self.config.cache_path or ctx.state_dir / "llm_cache.sqlite"
+    def requests(self, endpoint: Endpoint, rows: datasets.Dataset) -> list[Request]:
+        return [build_request(self.config, prompt) for prompt in rows[self.config.text_field]]
+
+    def process(self, rows: datasets.Dataset, cache: Cache, ctx: RunContext | None) -> StageResult:
         prompts = list(rows[self.config.text_field])
-        outcomes, run = run_tagging(prompts, self.config, cache_path, self.engine)
-        kept = [i for i, o in enumerate(outcomes) if o.code is not None]
-        failed = [i for i, o in enumerate(outcomes) if o.code is None]
-        codes = [outcomes[i].code for i in kept]
-        tagged = add_domain_columns(rows.select(kept), codes)
+        size, run = self.config.chunk_size, RunStats()
+        outcomes: list[Outcome] = []
+        for start in range(0, len(prompts), size):
+            label = "tag" if len(prompts) <= size else f"tag rows {start:,}-{min(start + size, len(prompts)):,}"
+            outcomes += self._tag_chunk(prompts[start:start + size], cache, ctx, run, label)
+        codes = [o.code for o in outcomes if o.code is not None]
+        untagged = [o for o in outcomes if o.code is None]
+        kept, dropped = split_rows(
+            rows,
+            [None if o.code is not None else UNTAGGED for o in outcomes],
+            ["" if o.code is not None else _why_untagged(o) for o in outcomes],
+            extra={"attempts": ([len(o.replies) for o in untagged], datasets.Value("int64"))},
+        )
         # an untagged row whose attempts failed transiently may still be tagged: not a result yet
-        transient = sum(any(is_transient(r) for r in outcomes[i].replies) for i in failed)
-        return StageResult(rows=tagged, dropped=_dropped(rows, failed, outcomes), stats=_stats(outcomes, codes, run),
+        transient = sum(any(is_transient(r) for r in o.replies) for o in untagged)
+        return StageResult(rows=add_domain_columns(kept, codes), dropped=dropped, stats=_stats(outcomes, codes, run),
                            transient_failures=transient)
+
+    def _tag_chunk(self, prompts: Sequence[str], cache: Cache, ctx: RunContext | None, run: RunStats,
+                   label: str) -> list[Outcome]:
+        """Up to `max_attempts` rounds over `prompts`; each round is one call (one batch, under
+        the runtime's limits) holding only the rows still without a code."""
+        endpoint = self.endpoints()[0]
+        outcomes = [Outcome() for _ in prompts]
+        pending = list(range(len(prompts)))
+        for attempt in range(1, self.config.max_attempts + 1):
+            if not pending:
+                break
+            requests = [build_request(self.config, prompts[i], [_previous_text(r) for r in outcomes[i].replies])
+                        for i in pending]
+            replies = self.call(endpoint, requests, cache, ctx, run, label=f"{label}, attempt {attempt}")
+            for i, reply in zip(pending, replies, strict=True):
+                outcomes[i].replies.append(reply)
+                outcomes[i].code = reply_code(reply)
+            pending = [i for i in pending if outcomes[i].code is None]
+        return outcomes
 
 
 def tag_file(
@@ -443,25 +385,15 @@ def tag_file(
     base_url: str = MeshConfig.base_url,
     model: str = MeshConfig.model,
     api_key_env: str | None = MeshConfig.api_key_env,
-    cache: str | Path | None = None,
-    concurrency: int = MeshConfig.concurrency,
+    *,
     max_attempts: int = MeshConfig.max_attempts,
-    batch: bool = False,
-) -> StageResult:
+    runtime: LLMRuntime | None = None,
+    dry_run: bool = False,
+) -> dict[str, Any]:
     """Tag a .parquet/.jsonl of rows into `out_path`; untagged rows go beside it as
-    `<out stem>.untagged<suffix>`. The cache defaults to `<out stem>.llm_cache.sqlite` beside the
-    output, so re-running the same command after a crash only sends what is missing."""
-    from m1data.readers import read_rows, write_rows
-
-    out_path = Path(out_path)
-    cache_path = Path(cache) if cache else out_path.with_name(out_path.stem + ".llm_cache.sqlite")
-    config = MeshConfig(base_url=base_url, model=model, api_key_env=api_key_env, concurrency=concurrency,
-                        max_attempts=max_attempts, cache_path=str(cache_path), batch=batch)
-    ctx = RunContext(run_dir=out_path.parent, stage_dir=out_path.parent)
-    result = MeshTagger(config).run(read_rows(in_path), ctx)
-    write_rows(result.rows, out_path)
-    if result.dropped is not None:
-        write_rows(result.dropped, out_path.with_name(f"{out_path.stem}.{UNTAGGED}{out_path.suffix}"))
-    return result
-
-
+    `OUT.rejected.<ext>`. The cache defaults to `OUT.llm_cache.sqlite` beside the output, so
+    re-running the same command after a crash only sends what is missing. Returns the stage
+    statistics (a dry run prints the plan and returns {})."""
+    config = MeshConfig(base_url=base_url, model=model, api_key_env=api_key_env, max_attempts=max_attempts,
+                        runtime=file_runtime(runtime or LLMRuntime(), out_path))
+    return run_on_file(MeshTagger(config), in_path, out_path, dry_run)

@@ -52,25 +52,23 @@ import datasets
 
 from m1data.answers import grade
 from m1data.errors import M1DataError
-from m1data.llm.batch import BatchLimits, complete
 from m1data.llm.cache import Cache
-from m1data.llm.cost import PriceTable
-from m1data.llm.http import HTTPConfig, HTTPEngine
-from m1data.llm.limits import RetryPolicy
-from m1data.llm.runner import RunStats, plan_requests, print_plan
+from m1data.llm.runner import RunStats
 from m1data.llm.stages import (
+    Endpoint,
+    LLMRuntime,
+    LLMStage,
     add_columns,
     boxed_request,
-    check_rows,
     count_transient,
-    default_cache_path,
+    file_runtime,
     is_transient,
-    open_cache,
+    llm_stats,
     run_on_file,
     split_rows,
 )
 from m1data.llm.types import Engine, Reply, Request
-from m1data.pipeline import RunContext, Stage, StageResult
+from m1data.pipeline import RunContext, StageResult
 from m1data.schema import LETTERS
 
 TRACE_FEATURES = {
@@ -88,10 +86,8 @@ TRACE_FEATURES = {
 
 @dataclass
 class TracesConfig:
-    """`temperature`/`top_p` None means the provider's default (nothing sent). `timeout` is per
-    attempt: R1 can think for several minutes. `batch` sends through the provider's Batch API
-    (m1data.llm.batch: same cache, batch ids kept in the stage folder), polled every
-    `batch_poll_seconds`."""
+    """`temperature`/`top_p` None means the provider's default (nothing sent). The runtime's
+    `timeout` is per attempt, and R1 can think for several minutes: 1,200 s by default here."""
 
     model: str = "deepseek-reasoner"
     base_url: str = "https://api.deepseek.com"
@@ -99,23 +95,13 @@ class TracesConfig:
     max_tokens: int = 8000
     temperature: float | None = None
     top_p: float | None = None
-    concurrency: int = 32
-    rpm: float | None = None
-    tpm: float | None = None
-    timeout: float = 1200.0
-    cache_path: str | None = None
-    prices_file: str | None = None
-    retry_failed: bool = False
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    progress: bool = True
-    batch: bool = False
-    batch_poll_seconds: float = 30.0
     # Server-specific fields added to every request body (the embedded config's grammar and
     # chat_template_kwargs): part of the cache key, admitted by the HTTP engine for this endpoint.
     extra_params: dict[str, Any] = field(default_factory=dict)
     cache_namespace: str | None = None  # see m1data.llm.cache; None: the API's host, or the model on a local server
     preflight_requests: int = 3  # sent first; the stage stops if none of their answers has reasoning
     require_reasoning: bool = True
+    runtime: LLMRuntime = field(default_factory=lambda: LLMRuntime(timeout=1200.0))
 
 
 class TeacherWithoutReasoning(M1DataError, ValueError):
@@ -144,24 +130,17 @@ def verdict(reply: Reply, options: list[str], answer_idx: int) -> tuple[str | No
     return "wrong_answer", f"answered {read.letter}, expected {LETTERS[answer_idx]}", read.letter, read.method
 
 
-class TeacherTraces(Stage):
-    """Pipeline stage; `engine` optionally replaces the HTTP engine (e.g. an HFEngine)."""
+class TeacherTraces(LLMStage):
+    """Pipeline stage; `engine` optionally replaces the engine the config names (e.g. an HFEngine)."""
 
     name = "traces"
-    row_parallel = True
 
     def __init__(self, config: TracesConfig | None = None, engine: Engine | None = None):
-        self.config = config or TracesConfig()
-        self.engine = engine
+        super().__init__(config or TracesConfig(), {"*": engine} if engine is not None else None)
 
-    def preflight(self) -> str | None:
-        """Stop a build before this stage when the teacher's endpoint is down or its key unset."""
-        if self.engine is not None:
-            return None
-        from m1data.llm.preflight import endpoint_problem
-
-        problem = endpoint_problem(self.config.base_url, self.config.api_key_env)
-        return f"teacher {self.config.model}: {problem}" if problem else None
+    def endpoints(self) -> list[Endpoint]:
+        cfg = self.config
+        return [Endpoint("*", f"teacher {cfg.model}", cfg.model, cfg.base_url, cfg.api_key_env, cfg.cache_namespace)]
 
     def params(self) -> dict[str, Any]:
         params: dict[str, Any] = {"max_tokens": self.config.max_tokens}
@@ -172,41 +151,11 @@ class TeacherTraces(Stage):
         params.update(self.config.extra_params)
         return params
 
-    def requests(self, prompts: list[str]) -> list[Request]:
+    def requests(self, endpoint: Endpoint, rows: datasets.Dataset) -> list[Request]:
         params = self.params()
-        return [boxed_request(self.config.model, p, params) for p in prompts]
+        return [boxed_request(endpoint.model, p, params) for p in rows["prompt"]]
 
-    def prices(self) -> PriceTable:
-        return PriceTable.from_file(self.config.prices_file) if self.config.prices_file else PriceTable()
-
-    def _engine(self, require_key: bool = True) -> Engine:
-        if self.engine is not None:
-            return self.engine
-        cfg = self.config
-        return HTTPEngine(
-            HTTPConfig(
-                base_url=cfg.base_url,
-                api_key_env=cfg.api_key_env,
-                timeout=cfg.timeout,
-                extra_params=tuple(cfg.extra_params),
-                cache_namespace=cfg.cache_namespace,
-            ),
-            require_key=require_key,
-        )
-
-    def plan(self, rows: datasets.Dataset, cache: Cache | None) -> None:
-        """Print what a run would send and cost, without calling anything (no key needed)."""
-        plan = plan_requests(
-            self._engine(require_key=False),
-            self.requests(rows["prompt"]),
-            cache,
-            retry_failed=self.config.retry_failed,
-            prices=self.prices(),
-            batch=self.config.batch,
-        )
-        print_plan(plan, title=f"teacher{' (batch)' if self.config.batch else ''} (dry run)")
-
-    def preflight_sample(self, engine: Engine, requests: list[Request], cache: Cache, stats: RunStats) -> dict[str, Any]:
+    def preflight_sample(self, requests: list[Request], cache: Cache, stats: RunStats) -> dict[str, Any]:
         """Send the first few requests (online, through the cache) and stop the stage when none
         of their answers carries reasoning (module docstring); returns what the sample showed.
         `stats` collects what the sample cost (see `fold_preflight`)."""
@@ -214,9 +163,8 @@ class TeacherTraces(Stage):
         sample = requests[: max(cfg.preflight_requests, 0)]
         if not cfg.require_reasoning or not sample:
             return {}
-        replies = complete(engine, sample, cache, concurrency=cfg.concurrency, rpm=cfg.rpm, tpm=cfg.tpm,
-                           progress=False, retry_failed=cfg.retry_failed, retry=cfg.retry, prices=self.prices(),
-                           stats=stats, label=f"teacher {cfg.model} preflight")
+        replies = self.call(self.endpoints()[0], sample, cache, None, stats, online=True, progress=False,
+                            label=f"teacher {cfg.model} preflight")
         answered = [r for r in replies if r.status == "ok"]
         with_reasoning = sum(bool((r.reasoning or "").strip()) for r in answered)
         served = sorted({r.model for r in replies if r.model})
@@ -244,32 +192,13 @@ class TeacherTraces(Stage):
         merged["preflight"] = parts[0].get("preflight", {}) if parts else {}
         return merged
 
-    def run(self, rows: datasets.Dataset | None, ctx: RunContext | None = None) -> StageResult:
-        rows = check_rows(rows, self.name)
+    def process(self, rows: datasets.Dataset, cache: Cache, ctx: RunContext | None) -> StageResult:
         cfg = self.config
-        run_stats = RunStats()
-        requests = self.requests(rows["prompt"])
-        with open_cache(cfg.cache_path, ctx) as cache:
-            engine = self._engine()
-            sample_stats = RunStats()
-            preflight = self.preflight_sample(engine, requests, cache, sample_stats)
-            replies = complete(
-                engine,
-                requests,
-                cache,
-                batch=cfg.batch,
-                stage_dir=ctx.state_dir if ctx is not None else None,
-                batch_limits=BatchLimits(poll_seconds=cfg.batch_poll_seconds),
-                concurrency=cfg.concurrency,
-                rpm=cfg.rpm,
-                tpm=cfg.tpm,
-                progress=cfg.progress,
-                retry_failed=cfg.retry_failed,
-                retry=cfg.retry,
-                prices=self.prices(),
-                stats=run_stats,
-                label=f"teacher {cfg.model}",
-            )
+        endpoint = self.endpoints()[0]
+        requests = self.requests(endpoint, rows)
+        run_stats, sample_stats = RunStats(), RunStats()
+        preflight = self.preflight_sample(requests, cache, sample_stats)
+        replies = self.call(endpoint, requests, cache, ctx, run_stats)
         fold_preflight(run_stats, sample_stats, preflight.get("reused", 0))
         reasons, details, letters, rules = [], [], [], []
         for reply, options, answer_idx in zip(replies, rows["options"], rows["answer_idx"], strict=True):
@@ -299,10 +228,8 @@ class TeacherTraces(Stage):
             "served_models": dict(served.most_common()),
             "preflight": preflight,
             "base_url": cfg.base_url,
-            "requests_sent": run_stats.sent,
-            "cached_hits": run_stats.cached,
             "verified": len(kept),
-            **{k: v for k, v in run_stats.as_dict().items() if k != "seconds"},
+            **llm_stats(run_stats),
         }
         return StageResult(rows=kept, dropped=dropped, stats=stats, transient_failures=count_transient(replies))
 
@@ -331,42 +258,20 @@ def run_traces_file(
     base_url: str,
     model: str,
     api_key_env: str | None = None,
-    max_tokens: int = 8000,
-    concurrency: int = 32,
-    rpm: float | None = None,
-    tpm: float | None = None,
-    cache: str | Path | None = None,
-    dry_run: bool = False,
-    retry_failed: bool = False,
     *,
+    max_tokens: int = 8000,
     temperature: float | None = None,
-    prices_file: str | Path | None = None,
-    progress: bool = True,
-    timeout: float = 1200.0,
-    batch: bool = False,
     require_reasoning: bool = True,
+    runtime: LLMRuntime | None = None,
+    dry_run: bool = False,
 ) -> dict[str, Any]:
     """Teacher traces over a file: IN (.parquet/.jsonl rows) -> OUT (verified rows) and
     OUT.rejected.<ext> (every other row, with reason and the teacher's reply). The cache defaults
     to OUT.llm_cache.sqlite. A dry run prints the plan (to send, cached, tokens, cost), calls
     nothing, writes nothing, needs no key, and returns {}."""
-    config = TracesConfig(
-        model=model,
-        base_url=base_url,
-        api_key_env=api_key_env,
-        max_tokens=max_tokens,
-        temperature=temperature,
-        timeout=timeout,
-        concurrency=concurrency,
-        rpm=rpm,
-        tpm=tpm,
-        cache_path=str(cache or default_cache_path(out_path)),
-        prices_file=str(prices_file) if prices_file else None,
-        retry_failed=retry_failed,
-        progress=progress,
-        batch=batch,
-        require_reasoning=require_reasoning,
-    )
+    config = TracesConfig(model=model, base_url=base_url, api_key_env=api_key_env, max_tokens=max_tokens,
+                          temperature=temperature, require_reasoning=require_reasoning)
+    config.runtime = file_runtime(runtime or config.runtime, out_path)
     return run_on_file(TeacherTraces(config), in_path, out_path, dry_run)
 
 

@@ -59,7 +59,7 @@ def make_handler(truth):
 
 
 def write_config(path, url, n):
-    endpoint = {"base_url": url, "api_key_env": None, "progress": False}
+    endpoint = {"base_url": url, "api_key_env": None, "runtime": {"progress": False}}
     config = {
         "m23k": {
             "difficulty": {
@@ -67,7 +67,7 @@ def write_config(path, url, n):
                     {"model": "Qwen/Qwen2.5-7B-Instruct", "base_url": url, "short": "qwen7b"},
                     {"model": "Qwen/Qwen2.5-32B-Instruct", "base_url": url, "short": "qwen32b"},
                 ],
-                "progress": False,
+                "runtime": {"progress": False},
             },
             "traces": endpoint,
             "mesh": endpoint,

@@ -4,6 +4,8 @@ and the pipeline manifest."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 
 import datasets
@@ -12,6 +14,7 @@ from llm_server import Received, Response, chat, error, llm_server  # noqa: F401
 
 from m1data.difficulty import DifficultyConfig, DifficultyFilter, StudentConfig, decide, run_difficulty_file, short_name
 from m1data.llm import RetryPolicy
+from m1data.llm.stages import LLMRuntime
 from m1data.pipeline import (
     RunContext,
     Stage,
@@ -23,6 +26,8 @@ from m1data.pipeline import (
 )
 from m1data.readers import read_rows, write_rows
 from m1data.schema import LETTERS, make_row, rows_to_dataset
+
+RUNTIME_KEYS = {f.name for f in dataclasses.fields(LLMRuntime)}
 
 SMALL = "small/Model-7B"
 LARGE = "large/Model-32B"
@@ -77,10 +82,9 @@ def config(server, tmp_path, **kwargs) -> DifficultyConfig:
         StudentConfig(SMALL, server.base_url, short="small"),
         StudentConfig(LARGE, server.base_url, short="large"),
     ]
-    kwargs.setdefault("cache_path", str(tmp_path / "cache.sqlite"))
-    return DifficultyConfig(
-        students=students, progress=False, retry=RetryPolicy(max_attempts=2, base_delay=0.01), **kwargs
-    )
+    runtime = {"cache_path": str(tmp_path / "cache.sqlite"), **{k: kwargs.pop(k) for k in RUNTIME_KEYS & set(kwargs)}}
+    runtime = LLMRuntime(progress=False, retries=RetryPolicy(max_attempts=2, base_delay=0.01), **runtime)
+    return DifficultyConfig(students=students, runtime=runtime, **kwargs)
 
 
 def ids(ds: datasets.Dataset) -> list[str]:
@@ -132,7 +136,7 @@ def test_drop_any_with_columns_errors_and_stats(llm_server, tmp_path):
     assert (small["answered"], small["errors"], small["correct"]) == (6, 2, 2)
     assert small["accuracy"] == round(2 / 6, 4)
     assert (large["answered"], large["correct"], large["accuracy"]) == (8, 3, round(3 / 8, 4))
-    assert result.stats["requests_sent"] == 16 and result.stats["cached_hits"] == 0
+    assert result.stats["sent"] == 16 and result.stats["cached"] == 0
 
 
 def test_rerun_pays_only_for_failed_calls(llm_server, tmp_path):
@@ -154,7 +158,7 @@ def test_rerun_pays_only_for_failed_calls(llm_server, tmp_path):
     result = stage.run(ROWS, None)
     assert llm_server.count() == first + 2  # only the two failed calls went out again
     assert "student_error" not in result.dropped["reason"]
-    assert result.stats["cached_hits"] == 14 and result.stats["requests_sent"] == 2
+    assert result.stats["cached"] == 14 and result.stats["sent"] == 2
 
 
 @pytest.mark.parametrize(
@@ -203,7 +207,8 @@ def test_run_difficulty_file(llm_server, tmp_path, suffix):
     src = write_rows(ROWS, tmp_path / f"in{suffix}")
     out = tmp_path / f"hard{suffix}"
     summary = run_difficulty_file(
-        src, out, [(SMALL, llm_server.base_url), (LARGE, llm_server.base_url)], progress=False, concurrency=4
+        src, out, [(SMALL, llm_server.base_url), (LARGE, llm_server.base_url)],
+        runtime=LLMRuntime(progress=False, concurrency=4),
     )
     assert (summary["rows_in"], summary["rows_out"], summary["rows_rejected"]) == (8, 3, 5)
     assert len(read_rows(out)) == 3
@@ -249,4 +254,4 @@ def test_in_a_pipeline_cache_lives_in_the_state_dir(llm_server, tmp_path):
     with pytest.raises(StageIncomplete):
         run_pipeline([Given(ROWS), DifficultyFilter(cfg)], run_dir, force=True)
     assert llm_server.count() == sent + 2 * 2  # forced re-run: only the 2 failing calls go out (2 attempts each)
-    assert json.loads((stage_dir / "manifest.json").read_text())["stats"]["cached_hits"] == 14
+    assert json.loads((stage_dir / "manifest.json").read_text())["stats"]["cached"] == 14

@@ -214,7 +214,7 @@ def test_ray_build_asks_what_local_asks_and_a_rerun_pays_nothing(builds):
     assert builds["rerun_sent"] == 0
     again = builds["mixed_before"]
     for stage in ("difficulty", "traces"):
-        assert again[stage]["stats"]["requests_sent"] == 0 and again[stage]["stats"]["cached_hits"] > 0
+        assert again[stage]["stats"]["sent"] == 0 and again[stage]["stats"]["cached"] > 0
 
 
 def test_run_started_on_ray_resumes_locally(builds):

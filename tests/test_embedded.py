@@ -48,10 +48,12 @@ def test_the_default_config_is_the_embedded_model_everywhere():
 def test_grammar_and_template_flag_are_part_of_the_request_and_its_cache_key():
     from m1data.llm.cache import request_key
 
+    rows = {"prompt": ["Q?\nA. x\nB. y"]}
     traces = TeacherTraces(embedded_config().m23k.traces)
-    request = traces.requests(["Q?\nA. x\nB. y"])[0]
+    request = traces.requests(traces.endpoints()[0], rows)[0]
     assert request.params["grammar"].startswith("root ::=")
-    plain = TeacherTraces(dataclasses.replace(traces.config, extra_params={})).requests(["Q?\nA. x\nB. y"])[0]
+    plain_stage = TeacherTraces(dataclasses.replace(traces.config, extra_params={}))
+    plain = plain_stage.requests(plain_stage.endpoints()[0], rows)[0]
     assert request_key("embedded:x.gguf", request) != request_key("embedded:x.gguf", plain)
 
 
@@ -78,14 +80,14 @@ def test_real_model_through_difficulty_and_traces(tmp_path):
     cfg = embedded_config().m23k
     rows = LoadSources(LoadConfig()).run(None, None).rows
     rows = rows.select([i for i, s in enumerate(rows["source"]) if s in ("medqa", "medmcqa")][:6])
-    difficulty = DifficultyFilter(dataclasses.replace(cfg.difficulty, progress=False))
-    traces = TeacherTraces(dataclasses.replace(cfg.traces, progress=False))
+    cfg.difficulty.runtime.progress = cfg.traces.runtime.progress = False
+    difficulty, traces = DifficultyFilter(cfg.difficulty), TeacherTraces(cfg.traces)
     ctx = {name: RunContext(tmp_path, tmp_path / name) for name in ("difficulty", "traces")}
     for c in ctx.values():
         c.stage_dir.mkdir()
 
     with serve_embedded([difficulty, traces], tmp_path):
-        assert isinstance(traces.engine, EmbeddedEngine)
+        assert isinstance(traces.engine(traces.endpoints()[0]), EmbeddedEngine)
         graded = difficulty.run(rows, ctx["difficulty"])
         students = graded.stats["students"]["smollm2_135m"]
         assert students["answered"] + students["errors"] == 6 and students["errors"] == 0
@@ -109,7 +111,7 @@ def test_real_model_through_difficulty_and_traces(tmp_path):
         assert reasons <= {"wrong_answer", "no_answer", "truncated"}
 
         again = traces.run(rows, ctx["traces"])  # from the cache: nothing sent
-        assert again.stats["requests_sent"] == 0 and again.stats["cached_hits"] == 6
+        assert again.stats["sent"] == 0 and again.stats["cached"] == 6
         assert again.rows["id"] == traced.rows["id"]
     assert (tmp_path / "llama-server.log").read_text().count("--chat-template-file") == 1
 

@@ -176,6 +176,7 @@ def test_crash_between_upload_and_create_adopts_the_batch(batch_server, tmp_path
 # -- the stages ---------------------------------------------------------------------------------
 
 from m1data.difficulty import DifficultyConfig, DifficultyFilter, StudentConfig  # noqa: E402
+from m1data.llm.stages import LLMRuntime  # noqa: E402
 from m1data.pipeline import RunContext, Stage, StageResult, run_pipeline  # noqa: E402
 from m1data.readers import read_rows, write_rows  # noqa: E402
 from m1data.schema import LETTERS, make_row, rows_to_dataset  # noqa: E402
@@ -220,15 +221,14 @@ class Given(Stage):
 def test_a_build_mixes_online_students_and_a_batch_teacher(batch_server, tmp_path):
     batch_server.handler = teacher_and_students
     students = DifficultyConfig(
-        students=[StudentConfig(model="student", base_url=batch_server.base_url, short="s")], progress=False
+        students=[StudentConfig(model="student", base_url=batch_server.base_url, short="s")],
+        runtime=LLMRuntime(progress=False),
     )
     teacher = TracesConfig(
         model="teacher",
         base_url=batch_server.base_url,
         api_key_env=None,
-        batch=True,
-        batch_poll_seconds=0.01,
-        progress=False,
+        runtime=LLMRuntime(batch=True, batch_poll_seconds=0.01, progress=False),
         preflight_requests=1,
     )
     stages = [Given(ROWS), DifficultyFilter(students), TeacherTraces(teacher)]
@@ -270,9 +270,7 @@ def test_tagger_rounds_go_as_batches(batch_server, tmp_path):
         base_url=batch_server.base_url,
         model="scripted",
         api_key_env=None,
-        progress=False,
-        batch=True,
-        batch_poll_seconds=0.01,
+        runtime=LLMRuntime(progress=False, batch=True, batch_poll_seconds=0.01),
     )
     result = MeshTagger(config).run(_rows(), RunContext(run_dir=tmp_path, stage_dir=tmp_path))
     assert result.rows["domain_code"] == list(SCRIPT.values())

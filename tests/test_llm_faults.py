@@ -12,6 +12,7 @@ import pytest
 from llm_server import Received, Response, chat, error, llm_server, reply  # noqa: F401
 
 from m1data.llm import Cache, EndpointError, HTTPConfig, HTTPEngine, Request, RetryPolicy, RunStats, complete_all
+from m1data.llm.stages import LLMRuntime
 from m1data.readers import read_rows, write_rows
 from m1data.schema import make_row, rows_to_dataset
 
@@ -115,7 +116,8 @@ def test_echoed_authorization_is_masked_everywhere(llm_server, tmp_path, monkeyp
         ]
     )
     src = write_rows(rows, tmp_path / "in.jsonl")
-    run_traces_file(src, tmp_path / "out.jsonl", llm_server.base_url, "m", "M1DATA_FAULT_KEY", progress=True)
+    run_traces_file(src, tmp_path / "out.jsonl", llm_server.base_url, "m", "M1DATA_FAULT_KEY",
+                    runtime=LLMRuntime(progress=True))
     rejected = read_rows(tmp_path / "out.rejected.jsonl")
     assert rejected["reason"] == ["error"] and "***" in rejected["detail"][0]
     for path in tmp_path.iterdir():

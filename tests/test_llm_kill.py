@@ -105,6 +105,7 @@ STAGE_SCRIPT = textwrap.dedent(
     import datasets
 
     from m1data.llm.limits import RetryPolicy
+    from m1data.llm.stages import LLMRuntime
     from m1data.pipeline import Stage, StageResult, run_pipeline
     from m1data.schema import make_row, rows_to_dataset
     from m1data.traces import TeacherTraces, TracesConfig
@@ -136,8 +137,9 @@ STAGE_SCRIPT = textwrap.dedent(
             return result
 
     def stages():
-        config = TracesConfig(model="teacher", base_url=base_url, api_key_env=None, progress=False,
-                              concurrency=4, retry=RetryPolicy(max_attempts=2, base_delay=0.01))
+        config = TracesConfig(model="teacher", base_url=base_url, api_key_env=None,
+                              runtime=LLMRuntime(progress=False, concurrency=4,
+                                                 retries=RetryPolicy(max_attempts=2, base_delay=0.01)))
         return [Rows(RowsConfig(n)), Marked(config)]
 
     def child(mark, start):

@@ -3,6 +3,8 @@ scripted OpenAI-compatible server on 127.0.0.1 (tests/llm_server.py)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import re
 import sys
@@ -25,9 +27,12 @@ from m1data.mesh import (
     rubric,
     tag_file,
 )
+from m1data.llm.stages import LLMRuntime
 from m1data.pipeline import RunContext, Stage, StageResult, load_stage_dropped, read_manifest, run_pipeline
 from m1data.readers import read_rows, write_rows
 from m1data.schema import make_row, rows_to_dataset
+
+RUNTIME_KEYS = {f.name for f in dataclasses.fields(LLMRuntime)}
 
 sys.path.insert(0, str(Path(__file__).parent))
 from llm_server import Received, Response, chat, error, llm_server  # noqa: E402,F401
@@ -187,7 +192,8 @@ def error_first(req: Received) -> Response:
 
 
 def _config(server, **kwargs) -> MeshConfig:
-    return MeshConfig(base_url=server.base_url, model="scripted", api_key_env=None, progress=False, **kwargs)
+    runtime = LLMRuntime(progress=False, **{k: kwargs.pop(k) for k in RUNTIME_KEYS & set(kwargs)})
+    return MeshConfig(base_url=server.base_url, model="scripted", api_key_env=None, runtime=runtime, **kwargs)
 
 
 def _run(server, tmp_path: Path, **kwargs) -> StageResult:
@@ -200,7 +206,7 @@ def test_tags_rows_with_the_models_codes(llm_server, tmp_path):
     result = _run(llm_server, tmp_path)
     assert result.rows["domain_code"] == list(SCRIPT.values())
     assert result.rows["domain"] == ["Drug Therapy", "Innervation", "Virology", "Epidemiology"]
-    assert result.dropped is None
+    assert len(result.dropped) == 0
     assert llm_server.count() == 4
     assert result.stats["tagged"] == 4 and result.stats["untagged"] == 0
     assert result.stats["domains"] == {"Drug Therapy": 1, "Epidemiology": 1, "Innervation": 1, "Virology": 1}
@@ -308,17 +314,18 @@ def test_tag_file(llm_server, tmp_path):
     write_rows(_rows(), source)
     out = tmp_path / "tagged.parquet"
     result = tag_file(source, out, base_url=llm_server.base_url, model="scripted", api_key_env=None,
-                      concurrency=2, max_attempts=2)
+                      max_attempts=2, runtime=LLMRuntime(concurrency=2))
     assert read_rows(out)["domain_code"] == list(SCRIPT.values())
     assert (tmp_path / "tagged.llm_cache.sqlite").exists()
-    assert result.stats["tagged"] == 4
+    assert result["tagged"] == 4
 
 
 def test_missing_api_key_fails_before_sending(llm_server, tmp_path, monkeypatch):
     from m1data.llm.http import MissingAPIKey
 
     monkeypatch.delenv("M1DATA_TEST_NO_SUCH_KEY", raising=False)
-    stage = MeshTagger(MeshConfig(base_url=llm_server.base_url, api_key_env="M1DATA_TEST_NO_SUCH_KEY", progress=False))
+    stage = MeshTagger(MeshConfig(base_url=llm_server.base_url, api_key_env="M1DATA_TEST_NO_SUCH_KEY",
+                                  runtime=LLMRuntime(progress=False)))
     with pytest.raises(MissingAPIKey):
         stage.run(_rows(), RunContext(run_dir=tmp_path, stage_dir=tmp_path))
     assert llm_server.count() == 0
@@ -352,7 +359,7 @@ class _InProcessEngine:
 
 def test_any_engine_can_be_plugged_in(tmp_path):
     engine = _InProcessEngine()
-    stage = MeshTagger(MeshConfig(model="local", progress=False), engine=engine)
+    stage = MeshTagger(MeshConfig(model="local", runtime=LLMRuntime(progress=False)), engine=engine)
     result = stage.run(_rows(), RunContext(run_dir=tmp_path, stage_dir=tmp_path))
     assert result.rows["domain_code"] == list(SCRIPT.values())
     assert engine.calls == 4 and result.stats["prompt_tokens"] == 20

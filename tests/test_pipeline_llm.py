@@ -11,6 +11,7 @@ import pytest
 from llm_server import Received, Response, chat, error, llm_server  # noqa: F401
 
 from m1data.llm.limits import RetryPolicy
+from m1data.llm.stages import LLMRuntime
 from m1data.pipeline import Stage, StageFailed, StageIncomplete, StageResult, read_manifests, run_pipeline
 from m1data.schema import LETTERS, make_row, rows_to_dataset
 from m1data.traces import TeacherTraces, TracesConfig
@@ -64,8 +65,7 @@ def teacher(server, **kwargs) -> TeacherTraces:
         model="teacher",
         base_url=server.base_url,
         api_key_env=None,
-        progress=False,
-        retry=RetryPolicy(max_attempts=2, base_delay=0.01),
+        runtime=LLMRuntime(progress=False, retries=RetryPolicy(max_attempts=2, base_delay=0.01)),
         **kwargs,
     )
     return TeacherTraces(config)

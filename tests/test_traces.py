@@ -3,6 +3,9 @@ reason, truncations never paid twice, dry runs, file I/O, and no secret anywhere
 
 from __future__ import annotations
 
+import dataclasses
+import pickle
+
 import json
 from pathlib import Path
 
@@ -11,10 +14,13 @@ import pytest
 from llm_server import Received, Response, chat, error, llm_server  # noqa: F401
 
 from m1data.llm import RetryPolicy
+from m1data.llm.stages import LLMRuntime
 from m1data.pipeline import RunContext, Stage, StageIncomplete, StageResult, run_pipeline
 from m1data.readers import read_rows, write_rows
 from m1data.schema import LETTERS, make_row, rows_to_dataset
 from m1data.traces import TeacherTraces, TracesConfig, run_traces_file
+
+RUNTIME_KEYS = {f.name for f in dataclasses.fields(LLMRuntime)}
 
 TEACHER = "deepseek-reasoner"
 SECRET = "sk-m1data-test-0123456789abcdef-SECRET"
@@ -88,15 +94,10 @@ def secret_env(monkeypatch):
 
 
 def config(server, tmp_path, **kwargs) -> TracesConfig:
-    kwargs.setdefault("cache_path", str(tmp_path / "cache.sqlite"))
-    return TracesConfig(
-        model=TEACHER,
-        base_url=server.base_url,
-        api_key_env="M1DATA_TEACHER_KEY",
-        progress=False,
-        retry=RetryPolicy(max_attempts=3, base_delay=0.01),
-        **kwargs,
-    )
+    runtime = {"cache_path": str(tmp_path / "cache.sqlite"), **{k: kwargs.pop(k) for k in RUNTIME_KEYS & set(kwargs)}}
+    runtime = LLMRuntime(progress=False, retries=RetryPolicy(max_attempts=3, base_delay=0.01), **runtime)
+    return TracesConfig(model=TEACHER, base_url=server.base_url, api_key_env="M1DATA_TEACHER_KEY", runtime=runtime,
+                        **kwargs)
 
 
 def test_verified_rows_and_every_rejection(llm_server, tmp_path, secret_env):
@@ -187,7 +188,8 @@ def test_run_traces_file(llm_server, tmp_path, secret_env, suffix):
     src = write_rows(ROWS, tmp_path / f"in{suffix}")
     out = tmp_path / f"traces{suffix}"
     summary = run_traces_file(
-        src, out, llm_server.base_url, TEACHER, "M1DATA_TEACHER_KEY", concurrency=4, progress=False, rpm=6000
+        src, out, llm_server.base_url, TEACHER, "M1DATA_TEACHER_KEY",
+        runtime=LLMRuntime(concurrency=4, progress=False, rpm=6000),
     )
     assert (summary["rows_out"], summary["rows_rejected"]) == (3, 6)
     assert sorted(read_rows(out)["id"]) == ["t0", "t1", "t8"]
@@ -217,7 +219,7 @@ def test_secret_never_reaches_disk_or_logs(llm_server, tmp_path, secret_env, cap
     llm_server.handler = checking
     run_dir = tmp_path / "run"
     cfg = config(llm_server, tmp_path, cache_path=None)
-    cfg.progress = True
+    cfg.runtime.progress = True
     stage = TeacherTraces(cfg)
     with pytest.raises(StageIncomplete):  # the "down" row failed transiently
         run_pipeline([Given(ROWS), stage], run_dir)
@@ -227,7 +229,7 @@ def test_secret_never_reaches_disk_or_logs(llm_server, tmp_path, secret_env, cap
         llm_server.base_url,
         TEACHER,
         "M1DATA_TEACHER_KEY",
-        progress=True,
+        runtime=LLMRuntime(progress=True),
     )
     assert set(seen) == {f"Bearer {SECRET}"}  # the key was used...
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
@@ -245,7 +247,9 @@ def test_secret_never_reaches_disk_or_logs(llm_server, tmp_path, secret_env, cap
         assert SECRET.encode() not in path.read_bytes(), path
     out, err = capfd.readouterr()
     assert SECRET not in out + err
-    assert SECRET not in repr(stage.config) + repr(stage._engine()) + str(stage.config_dict())
+    engine = stage.engine(stage.endpoints()[0])
+    assert SECRET not in repr(stage.config) + repr(engine) + str(stage.config_dict())
+    assert SECRET.encode() not in pickle.dumps(stage)  # what a Ray worker receives: the config, no live engine
     assert "M1DATA_TEACHER_KEY" in (run_dir / "01_traces" / "manifest.json").read_text()  # the name, not the value
 
 
@@ -345,7 +349,7 @@ def test_a_teacher_without_reasoning_stops_after_the_preflight_sample(llm_server
 
     # meant to answer without thinking: the sample's replies come from the cache, not paid again
     result = TeacherTraces(config(llm_server, tmp_path, require_reasoning=False)).run(ROWS, None)
-    assert llm_server.count() == 9 and result.stats["cached_hits"] == 3
+    assert llm_server.count() == 9 and result.stats["cached"] == 3
     assert result.stats["preflight"] == {}
 
 

@@ -26,6 +26,7 @@ from m1data.llm.local_server import (
     ServerUnavailable,
 )
 from m1data.llm.params import LLAMACPP_EXTRA_PARAMS
+from m1data.llm.stages import Endpoint, LLMStage
 from m1data.llm.types import Reply, Request
 from m1data.pipeline import Stage, console
 
@@ -59,30 +60,21 @@ class EmbeddedEngine:
 
 def embedded_stages(stages: Sequence[Stage]) -> list[Stage]:
     """The stages whose config names the embedded model for at least one model they call."""
-    return [stage for stage in stages if _embedded_targets(stage)]
+    return [stage for stage in stages if _embedded_endpoints(stage)]
 
 
-def _embedded_targets(stage: Stage) -> list[str]:
-    """Which of a stage's models are embedded: student short names, or ["*"] for the stage's one model."""
-    config = getattr(stage, "config", None)
-    students = getattr(config, "students", None)
-    if students is not None:
-        return [s.column for s in students if is_embedded(s.base_url)]
-    return ["*"] if is_embedded(getattr(config, "base_url", None)) else []
+def _embedded_endpoints(stage: Stage) -> list[Endpoint]:
+    endpoints = stage.endpoints() if isinstance(stage, LLMStage) else []
+    return [endpoint for endpoint in endpoints if is_embedded(endpoint.base_url)]
 
 
 def attach(stages: Sequence[Stage], base_url: str, model_file: Path) -> int:
-    """Give each embedded model of each stage an EmbeddedEngine; returns how many were attached.
-    Uses the stages' own engine hooks (DifficultyFilter.engines, TeacherTraces/MeshTagger.engine)."""
+    """Give each embedded model of each stage an EmbeddedEngine (through the stage's `engines`);
+    returns how many were attached."""
     attached = 0
     for stage in stages:
-        timeout = float(getattr(stage.config, "timeout", 600.0))
-        for target in _embedded_targets(stage):
-            engine = EmbeddedEngine(base_url, model_file, timeout)
-            if target == "*":
-                stage.engine = engine  # type: ignore[attr-defined]
-            else:
-                stage.engines[target] = engine  # type: ignore[attr-defined]
+        for endpoint in _embedded_endpoints(stage):
+            stage.engines[endpoint.key] = EmbeddedEngine(base_url, model_file, stage.runtime.timeout)  # type: ignore[attr-defined]
             attached += 1
     return attached
 

@@ -72,6 +72,16 @@ class RunStats:
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def add(self, other: RunStats) -> None:
+        """Count `other` in too (the runs of several models of one stage)."""
+        for name in ("requests", "unique", "cached", "sent", "attempts", "prompt_tokens_sent",
+                     "completion_tokens_sent", "prompt_tokens_cached", "completion_tokens_cached", "seconds"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for status, n in other.outcomes.items():
+            self.outcomes[status] = self.outcomes.get(status, 0) + n
+        self.cost_sent = _add_cost(self.cost_sent, other.cost_sent)
+        self.cost_cached = _add_cost(self.cost_cached, other.cost_cached)
+
 
 @dataclass
 class Plan:

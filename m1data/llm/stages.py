@@ -1,5 +1,11 @@
-"""What the LLM stages (difficulty filter, teacher traces) share: the m1 prompt, where the cache
-lives, and splitting rows into kept and dropped with reasons.
+"""What every LLM stage (difficulty filter, teacher traces, MeSH tagger) shares: one runtime block
+in its config, one base class that owns calling, planning, preflight and statistics, the m1 prompt,
+and splitting rows into kept and dropped with reasons.
+
+Why one base class: the three stages differ only in the requests they build and in how they read
+the replies. Everything else (which engine answers a model, the cache, rate limits, the Batch
+API, the dry-run plan, what a manifest says about calls and cost) must behave the same in all of
+them, and it does only when it is written once.
 
 Why the prompt is one function: the paper sends the students and the teacher the same text, and
 the cache key depends on every character of it; two spellings would pay twice.
@@ -7,7 +13,10 @@ the cache key depends on every character of it; two spellings would pay twice.
 
 from __future__ import annotations
 
+import importlib.util
+from abc import abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +25,215 @@ from rich.console import Console
 
 from m1data.errors import UserError
 from m1data.llm.cache import Cache
-from m1data.llm.types import Reply, Request
-from m1data.pipeline import RunContext
+from m1data.llm.cost import PriceTable
+from m1data.llm.limits import RetryPolicy
+from m1data.llm.runner import RunStats, plan_requests, print_plan
+from m1data.llm.types import Engine, Reply, Request
+from m1data.pipeline import RunContext, Stage, StageResult
 
 BOXED_INSTRUCTION = "Return your final response within \\boxed{}."
 CACHE_FILENAME = "llm_cache.sqlite"
 REQUIRED_COLUMNS = ("id", "source", "prompt", "options", "answer_idx")
+VLLM = "vllm"  # `base_url: vllm`: the model runs in-process through vLLM (m1data.llm.vllm)
 
 console = Console(stderr=True)
+
+
+@dataclass
+class LLMRuntime:
+    """How a stage sends its requests: the `runtime:` block of every LLM stage's config.
+
+    `timeout` bounds one attempt, in seconds. `retry_failed` sends again requests whose recorded
+    outcome was a failure (a refusal, a truncation). `cache_path` None puts the reply cache in the
+    stage's state folder (`RUN_DIR/cache/NN_stage/`). `prices_file` prices models the built-in
+    table does not know. `batch` goes through the provider's Batch API (m1data.llm.batch), polled
+    every `batch_poll_seconds`. `vllm` holds m1data.llm.vllm.VLLMConfig settings for endpoints
+    whose base_url is `vllm` (the model loaded in-process, once per worker)."""
+
+    concurrency: int = 32
+    rpm: float | None = None
+    tpm: float | None = None
+    timeout: float = 600.0
+    retries: RetryPolicy = field(default_factory=RetryPolicy)
+    retry_failed: bool = False
+    cache_path: str | None = None
+    prices_file: str | None = None
+    batch: bool = False
+    batch_poll_seconds: float = 30.0
+    progress: bool = True
+    vllm: dict[str, Any] = field(default_factory=dict)
+
+    def prices(self) -> PriceTable:
+        return PriceTable.from_file(self.prices_file) if self.prices_file else PriceTable()
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One model a stage calls. `key` names it among the stage's engines ("*" for a stage with
+    one model, the student's column for a student); `role` is how messages name it."""
+
+    key: str
+    role: str
+    model: str
+    base_url: str
+    api_key_env: str | None = None
+    cache_namespace: str | None = None
+
+
+def llm_stats(run: RunStats) -> dict[str, Any]:
+    """The statistics vocabulary of every LLM stage's manifest: requests (including repeats),
+    sent now, answered from the cache, failed (outcome `error`), tokens in and out (sent plus
+    cached), what was sent now, and its cost (None when a model has no price)."""
+    return {
+        "requests": run.requests,
+        "sent": run.sent,
+        "cached": run.cached,
+        "failed": run.outcomes.get("error", 0),
+        "retries": run.attempts - run.sent,
+        "outcomes": dict(sorted(run.outcomes.items())),
+        "prompt_tokens": run.prompt_tokens_sent + run.prompt_tokens_cached,
+        "completion_tokens": run.completion_tokens_sent + run.completion_tokens_cached,
+        "prompt_tokens_sent": run.prompt_tokens_sent,
+        "completion_tokens_sent": run.completion_tokens_sent,
+        "cost_sent": run.cost_sent,
+    }
+
+
+class LLMStage(Stage):
+    """A pipeline stage that asks models. Subclasses say which models (`endpoints`), what the
+    first round of requests is (`requests`, also what a dry run plans) and what to make of the
+    replies (`process`, which calls `self.call`); this class does the rest.
+
+    `engines` replaces, by endpoint key, the engine the config names (an HFEngine on CPU, a test
+    double). Engines built from the config are built once per stage object and never pickled: a
+    distributed worker receives the config and builds its own (an API key never travels)."""
+
+    row_parallel = True
+    config: Any  # a dataclass with a `runtime: LLMRuntime` and `extra_params`
+
+    def __init__(self, config: Any, engines: dict[str, Engine] | None = None):
+        self.config = config
+        self.engines: dict[str, Engine] = dict(engines or {})
+        self._built: dict[str, Engine] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_built": {}}
+
+    @property
+    def runtime(self) -> LLMRuntime:
+        return self.config.runtime
+
+    @abstractmethod
+    def endpoints(self) -> list[Endpoint]: ...
+
+    @abstractmethod
+    def requests(self, endpoint: Endpoint, rows: datasets.Dataset) -> list[Request]:
+        """The requests of the first round for `endpoint`: what a run sends first, what a dry
+        run plans."""
+
+    @abstractmethod
+    def process(self, rows: datasets.Dataset, cache: Cache, ctx: RunContext | None) -> StageResult: ...
+
+    def required_columns(self) -> tuple[str, ...]:
+        return REQUIRED_COLUMNS
+
+    def run(self, rows: datasets.Dataset | None, ctx: RunContext | None = None) -> StageResult:
+        rows = check_rows(rows, self.name, self.required_columns())
+        with open_cache(self.runtime.cache_path, ctx) as cache:
+            return self.process(rows, cache, ctx)
+
+    def engine(self, endpoint: Endpoint, require_key: bool = True) -> Engine:
+        """The engine that answers `endpoint`: a replacement given to the stage, else one built
+        from the config (HTTP for a URL, in-process vLLM for `vllm`), kept for the next call."""
+        if endpoint.key in self.engines:
+            return self.engines[endpoint.key]
+        if endpoint.key in self._built:
+            return self._built[endpoint.key]
+        engine = self._build_engine(endpoint, require_key)
+        if require_key:
+            self._built[endpoint.key] = engine
+        return engine
+
+    def _build_engine(self, endpoint: Endpoint, require_key: bool) -> Engine:
+        if endpoint.base_url.strip().lower() == VLLM:
+            from m1data.llm.vllm import VLLMConfig, VLLMEngine
+
+            return VLLMEngine(VLLMConfig(model=endpoint.model, **self.runtime.vllm))
+        from m1data.llm.http import HTTPConfig, HTTPEngine
+
+        config = HTTPConfig(
+            base_url=endpoint.base_url,
+            api_key_env=endpoint.api_key_env,
+            timeout=self.runtime.timeout,
+            extra_params=tuple(self.config.extra_params),
+            cache_namespace=endpoint.cache_namespace,
+        )
+        return HTTPEngine(config, require_key=require_key)
+
+    def preflight(self) -> str | None:
+        """Stop a build before this stage when an endpoint is down or its key unset, rather than
+        recording an error reply for every row."""
+        from m1data.llm.preflight import endpoint_problem
+
+        for endpoint in self.endpoints():
+            if endpoint.key in self.engines:
+                continue
+            if endpoint.base_url.strip().lower() == VLLM:
+                installed = importlib.util.find_spec("vllm") is not None
+                problem = None if installed else "vllm is not installed (pip install 'm1data[vllm]', needs CUDA)"
+            else:
+                problem = endpoint_problem(endpoint.base_url, endpoint.api_key_env)
+            if problem:
+                return f"{endpoint.role}: {problem}"
+        return None
+
+    def plan(self, rows: datasets.Dataset, cache: Cache | None) -> None:
+        """Print what a run would send and cost per model, calling nothing (no key needed)."""
+        for endpoint in self.endpoints():
+            plan = plan_requests(
+                self.engine(endpoint, require_key=False),
+                self.requests(endpoint, rows),
+                cache,
+                retry_failed=self.runtime.retry_failed,
+                prices=self.runtime.prices(),
+                batch=self.runtime.batch,
+            )
+            print_plan(plan, title=f"{endpoint.role}{' (batch)' if self.runtime.batch else ''} (dry run)")
+
+    def call(
+        self,
+        endpoint: Endpoint,
+        requests: Sequence[Request],
+        cache: Cache,
+        ctx: RunContext | None,
+        stats: RunStats,
+        *,
+        label: str | None = None,
+        online: bool = False,
+        progress: bool | None = None,
+    ) -> list[Reply]:
+        """One reply per request, in order, through the cache, under the runtime's limits (or the
+        Batch API unless `online`); `stats` collects what it cost."""
+        from m1data.llm.batch import BatchLimits, complete
+
+        rt = self.runtime
+        return complete(
+            self.engine(endpoint),
+            requests,
+            cache,
+            batch=rt.batch and not online,
+            stage_dir=ctx.state_dir if ctx is not None else None,
+            batch_limits=BatchLimits(poll_seconds=rt.batch_poll_seconds),
+            concurrency=rt.concurrency,
+            rpm=rt.rpm,
+            tpm=rt.tpm,
+            progress=rt.progress if progress is None else progress,
+            retry_failed=rt.retry_failed,
+            retry=rt.retries,
+            prices=rt.prices(),
+            stats=stats,
+            label=label or endpoint.role,
+        )
 
 
 def boxed_prompt(prompt: str) -> str:
@@ -46,10 +256,10 @@ def count_transient(replies: Sequence[Reply]) -> int:
     return sum(is_transient(r) for r in replies)
 
 
-def check_rows(rows: datasets.Dataset | None, stage: str) -> datasets.Dataset:
+def check_rows(rows: datasets.Dataset | None, stage: str, required: Sequence[str] = REQUIRED_COLUMNS) -> datasets.Dataset:
     if rows is None:
         raise UserError(f"the {stage} stage needs input rows; it cannot be the first stage")
-    missing = [c for c in REQUIRED_COLUMNS if c not in rows.column_names]
+    missing = [c for c in required if c not in rows.column_names]
     if missing:
         raise UserError(f"the {stage} stage needs columns {missing} (see m1data.schema)")
     return rows
@@ -78,10 +288,14 @@ def add_columns(rows: datasets.Dataset, columns: dict[str, tuple[list[Any], Any]
 
 
 def split_rows(
-    rows: datasets.Dataset, reasons: Sequence[str | None], details: Sequence[str]
+    rows: datasets.Dataset,
+    reasons: Sequence[str | None],
+    details: Sequence[str],
+    extra: dict[str, tuple[list[Any], Any]] | None = None,
 ) -> tuple[datasets.Dataset, datasets.Dataset]:
     """(kept, dropped): rows whose reason is None are kept; the others go to dropped with
-    `reason` and `detail` columns added (every other column stays, for inspection)."""
+    `reason` and `detail` columns added (every other column stays, for inspection), and the
+    `extra` columns, given for the dropped rows only."""
     keep = [i for i, reason in enumerate(reasons) if reason is None]
     drop = [i for i, reason in enumerate(reasons) if reason is not None]
     dropped = rows.select(drop).flatten_indices()  # add_column needs a plain table
@@ -90,6 +304,7 @@ def split_rows(
         {
             "reason": ([reasons[i] for i in drop], datasets.Value("string")),
             "detail": ([details[i] for i in drop], datasets.Value("string")),
+            **(extra or {}),
         },
     )
     return rows.select(keep).flatten_indices(), dropped
@@ -107,7 +322,12 @@ def default_cache_path(out_path: str | Path) -> Path:
     return out_path.with_name(f"{out_path.stem}.llm_cache.sqlite")
 
 
-def run_on_file(stage: Any, in_path: str | Path | Sequence[str | Path], out_path: str | Path, dry_run: bool) -> dict[str, Any]:
+def file_runtime(runtime: LLMRuntime, out_path: str | Path) -> LLMRuntime:
+    """`runtime` for a file run: its cache beside OUT unless one is given."""
+    return replace(runtime, cache_path=runtime.cache_path or str(default_cache_path(out_path)))
+
+
+def run_on_file(stage: LLMStage, in_path: str | Path | Sequence[str | Path], out_path: str | Path, dry_run: bool) -> dict[str, Any]:
     """An LLM stage over a file: IN rows -> OUT (kept) and OUT.rejected.<ext> (dropped, with
     reasons); returns the stage statistics. A dry run prints the plan and returns {}. IN may be
     several files or a folder of them (see `read_rows`)."""
@@ -120,10 +340,10 @@ def run_on_file(stage: Any, in_path: str | Path | Sequence[str | Path], out_path
             write_rows(rows, out_path)
             write_rows(rows, rejected_path(out_path))
         return {"rows_in": 0, "rows_out": 0, "rows_rejected": 0}
-    rows = check_rows(rows, stage.name)
+    rows = check_rows(rows, stage.name, stage.required_columns())
     if dry_run:  # reads the cache if there is one; never creates one (a dry run writes nothing)
-        if Path(stage.config.cache_path).is_file():
-            with Cache(stage.config.cache_path) as store:
+        if Path(stage.runtime.cache_path).is_file():
+            with Cache(stage.runtime.cache_path) as store:
                 stage.plan(rows, store)
         else:
             stage.plan(rows, None)
