@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from rich.console import Console
 
-__all__ = ["Bar", "Bars", "LOGGER", "bar", "console", "disable", "enable", "showing_progress", "track"]
+__all__ = ["LOGGER", "Bar", "Bars", "bar", "console", "disable", "enable", "showing_progress", "track"]
 
 LOGGER = "m1data"
 console = Console(stderr=True)  # no file given: rich resolves sys.stderr at every write
@@ -42,7 +42,7 @@ class _ConsoleHandler(logging.Handler):
                 text = f"{record.levelname.lower()}: {text}"
                 style = "red" if record.levelno >= logging.ERROR else "yellow"
             console.print(text, style=style, markup=False, highlight=False, soft_wrap=True)
-        except Exception:  # logging's contract: a failing handler reports, never raises
+        except Exception:  # noqa: BLE001 (logging's contract: a failing handler reports, never raises)
             self.handleError(record)
 
 
@@ -93,8 +93,14 @@ class Bars:
         self.fields = fields
         self._progress: Any = None
         if show and showing_progress():
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             extra = [TextColumn(f"{{task.fields[{name}]}}") for name in fields]
             self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), *extra,

@@ -25,9 +25,9 @@ import dataclasses
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
-import logging
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
