@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
+
+from m1data.output import Bars, console, enable
 
 # Plain Click help: typer's rich panels print `<bool>` after every flag (typer 0.2x), as if
 # `--force` took a value; Click's own layout shows flags as switches (`--force / --no-force`).
 HELP_MODE = None
 app = typer.Typer(help="Build, check and publish the m1 medical reasoning datasets.", no_args_is_help=True,
                   rich_markup_mode=HELP_MODE)
-console = Console(stderr=True)
 
 OutOpt = Annotated[Path, typer.Option("--out", help="Output file (.parquet or .jsonl).")]
 PathOpt = Annotated[Optional[Path], typer.Option("--path", help="Local file in the native format (default: the Hub id m1 used).")]
@@ -567,26 +567,20 @@ class _ProgressBar:
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
-        self.bar = None
-        self.tasks: dict[str, int] = {}
+        self.bars = Bars(show=enabled)
+        self.tasks: dict = {}
 
     def __enter__(self):
-        if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TimeRemainingColumn(), console=console)
-            self.bar.__enter__()
+        self.bars.__enter__()
         return self.tick if self.enabled else None
 
     def tick(self, name: str, done: int, total: int) -> None:
         if name not in self.tasks:
-            self.tasks[name] = self.bar.add_task(name, total=total)
-        self.bar.update(self.tasks[name], completed=done, total=total)
+            self.tasks[name] = self.bars.add(name, total=total)
+        self.tasks[name].update(completed=done, total=total)
 
     def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
+        self.bars.__exit__(*exc)
         return False
 
 
@@ -710,9 +704,11 @@ def _quiet_datasets(
     version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
                                           help="Print the m1data version and exit.")] = False,
 ) -> None:
-    """Our own progress bars say what is happening; datasets' per-write bars only add noise."""
+    """m1data's messages and progress bars on (a library call keeps them off); datasets' per-write
+    bars only add noise."""
     import datasets
 
+    enable()
     datasets.disable_progress_bars()
 
 

@@ -56,6 +56,7 @@ import numpy as np
 from rapidfuzz import fuzz, process
 
 from m1data.errors import UserError
+from m1data.output import bar
 
 __all__ = ["BandJob", "BandRunner", "ContamMatch", "DupMatch", "EvalText", "find_contamination", "find_duplicates"]
 
@@ -495,8 +496,8 @@ def _matching_pairs(rows: _Side, cols: _Side, threshold: float, triangle: bool, 
     job = BandJob(rows, cols, coarse_rows, coarse_cols, f, threshold, triangle)
     bands = job.bands()
     if runner is None:
-        with _progress(progress, "bag filter", len(bands)) as advance:
-            return job.match(bands, workers, advance)
+        with bar("bag filter", len(bands), show=progress) as band_bar:
+            return job.match(bands, workers, band_bar.advance)
     parts = [(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)), *runner(job, bands)]
     return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
             np.concatenate([p[2] for p in parts]))
@@ -595,35 +596,3 @@ def find_contamination(texts: Sequence[str], evals: Sequence[EvalText], threshol
             item = evals[hit[0]]
             out.append(ContamMatch(j, item.set_name, item.item_id, item.text, hit[1]))
     return out
-
-
-class _NoBar:
-    def __enter__(self):  # type: ignore[no-untyped-def]
-        return lambda: None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def _progress(enabled: bool, label: str, total: int):  # type: ignore[no-untyped-def]
-    """A rich progress bar when asked for; a no-op otherwise (rich imported lazily)."""
-    if not enabled:
-        return _NoBar()
-    return _RichBar(label, total)
-
-
-class _RichBar:
-    def __init__(self, label: str, total: int):
-        from rich.progress import Progress
-
-        self._bar = Progress()
-        self._label = label
-        self._total = total
-
-    def __enter__(self):  # type: ignore[no-untyped-def]
-        self._bar.__enter__()
-        task = self._bar.add_task(self._label, total=self._total)
-        return lambda: self._bar.advance(task)
-
-    def __exit__(self, *exc: object) -> None:
-        self._bar.__exit__(*exc)

@@ -28,6 +28,7 @@ name (`api_key_env`) and of every `*_API_KEY` variable set.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import shutil
@@ -39,11 +40,10 @@ from typing import Any
 
 import datasets
 import yaml
-from rich.console import Console
 
 from m1data.errors import UserError
 
-console = Console(stderr=True)
+log = logging.getLogger(__name__)
 
 MAX_SHARD_BYTES = 500 * 1024 * 1024
 DATA_DIR = "data"
@@ -654,12 +654,12 @@ def publish(
     operations.append(CommitOperationAdd(path_in_repo=CARD_FILE, path_or_fileobj=readme))
     operations += [CommitOperationDelete(path_in_repo=path) for path in plan.deletions]
 
-    console.print(f"creating or reusing dataset repo {repo_id}")
+    log.info(f"creating or reusing dataset repo {repo_id}")
     api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
     parent = remote.sha
     if not remote.exists:  # created just now: commit on top of its first commit
         parent = api.repo_info(repo_id, repo_type="dataset").sha
-    console.print(f"committing {len(operations)} operation(s) to {repo_id}")
+    log.info(f"committing {len(operations)} operation(s) to {repo_id}")
     commit = api.create_commit(
         repo_id,
         operations,

@@ -25,6 +25,7 @@ import dataclasses
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -36,13 +37,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import datasets
-from rich.console import Console
 
 from m1data import __version__
 from m1data.errors import M1DataError, UserError
 from m1data.redact import scrub, strip_userinfo
 
-console = Console(stderr=True)
+log = logging.getLogger(__name__)
 
 DROP_COLUMNS = ("id", "source", "reason")
 OUTPUT_FILES = ("rows.parquet", "dropped.parquet", "manifest.json")
@@ -309,7 +309,7 @@ def _merge_sqlite(source: Path, target: Path) -> None:
         copied = cache.merge_from(source)
     for suffix in (*_SQLITE_SIDECARS, ""):
         Path(f"{source}{suffix}").unlink(missing_ok=True)
-    console.print(f"[dim]recovered[/dim] {copied} cached replies from {source} into {target}")
+    log.info(f"recovered {copied} cached replies from {source} into {target}")
 
 
 def _move_state(folder: Path, state_dir: Path) -> None:
@@ -419,7 +419,7 @@ def _run_stages(
         elif force or (start is not None):
             matches = False
         if matches:
-            console.print(f"[dim]skip[/dim] {stage.name} (manifest matches)")
+            log.info(f"skip {stage.name} (manifest matches)")
             rows = load_stage_rows(stage_dir)  # checked against the manifest's output fingerprint
             input_fp = previous["output_fingerprint"]
             continue
@@ -428,13 +428,13 @@ def _run_stages(
         if rows is not None and len(rows) == 0:
             # Zero rows is a valid outcome of an earlier stage; this one has nothing to do and
             # needs nothing (an LLM stage no endpoint). Its output is the empty input.
-            console.print(f"[yellow]skip[/yellow] {stage.name}: nothing to do (an earlier stage left 0 rows)")
+            log.warning(f"skip {stage.name}: nothing to do (an earlier stage left 0 rows)")
             result = StageResult(rows=rows, stats={"nothing_to_do": "no input rows"})
         else:
             problem = stage.preflight()
             if problem is not None:
                 raise StageNotReady(stage.name, problem)
-            console.print(f"[bold]run[/bold]  {stage.name}")
+            log.info(f"run  {stage.name}")
             stage_dir.mkdir(parents=True, exist_ok=True)
             ctx = RunContext(run_dir=run_dir, stage_dir=stage_dir, state_dir=state_dir, executor=executor)
             parallel = executor is not None and stage.row_parallel
@@ -459,7 +459,7 @@ def _run_stages(
         _write_stage(stage_dir, state_dir, result, manifest)
         rows = load_stage_rows(stage_dir)
         input_fp = read_manifest(stage_dir)["output_fingerprint"]
-        console.print(
+        log.info(
             f"      {stage.name}: {manifest['rows_in']} -> {manifest['rows_out']} rows "
             f"in {manifest['wall_time_s']:.1f}s"
         )

@@ -22,6 +22,7 @@ Contract shared by both samplers:
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
@@ -32,9 +33,11 @@ import numpy as np
 import polars as pl
 
 from m1data.errors import UserError
-from m1data.pipeline import RunContext, Stage, StageResult, console
+from m1data.pipeline import RunContext, Stage, StageResult
 
 __all__ = ["PoolTooSmall", "Sample", "SampleConfig", "random_sample", "stratified_sample"]
+
+log = logging.getLogger(__name__)
 
 _ROW = "__m1data_row__"
 
@@ -241,6 +244,6 @@ class Sample(Stage):
         dropped = left.select_columns(["id", "source"]).add_column("reason", ["not_sampled"] * len(left))
         stats = {"n_requested": cfg.n, "n_drawn": len(kept), "short_by": cfg.n - len(kept)}
         if len(kept) < cfg.n:
-            console.print(f"[yellow]{self.name}: asked for {cfg.n:,} rows but only {len(rows):,} reached this "
-                          f"stage; took all {len(kept):,}[/yellow]")
+            log.warning(f"{self.name}: asked for {cfg.n:,} rows but only {len(rows):,} reached this stage; "
+                        f"took all {len(kept):,}")
         return StageResult(rows=kept.flatten_indices(), dropped=dropped, stats=stats)

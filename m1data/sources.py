@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import datasets
-from rich.progress import track
 
 from m1data.errors import M1DataError, UserError
+from m1data.output import track
 from m1data.readers import MalformedFile, check_file, read_json, read_records
 from m1data.schema import (
     DEFAULT_SEED,
@@ -182,7 +182,7 @@ def collect(
     seen: Counter[str] = Counter()
     records = list(records)
     if len(records) >= PROGRESS_MIN_ROWS:
-        records = track(records, description=description or f"loading {source}", transient=True)
+        records = track(records, description or f"loading {source}")
     for locator, raw, where in records:
         row_id = f"{source}:{locator}"
         parsed: Parsed | None = None

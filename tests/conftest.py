@@ -26,3 +26,24 @@ def _quiet_datasets():
     import datasets
 
     datasets.disable_progress_bars()
+
+
+@pytest.fixture(autouse=True)
+def _library_default_output():
+    """Every test starts from a library's default (quiet) output; a CLI test turns output on
+    through the command's start-up, and it is turned off again here so no later test inherits it."""
+    from m1data import output
+
+    output.disable()
+    yield
+    output.disable()
+
+
+@pytest.fixture
+def shown_output():
+    """m1data's messages and bars on, as the CLI has them, for tests that read what was said."""
+    from m1data import output
+
+    output.enable()
+    yield
+    output.disable()

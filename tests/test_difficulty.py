@@ -218,7 +218,7 @@ def test_run_difficulty_file(llm_server, tmp_path, suffix):
     assert "student_model_7b_correct" in read_rows(out).column_names
 
 
-def test_dry_run_file(llm_server, tmp_path, capsys):
+def test_dry_run_file(llm_server, tmp_path, capsys, shown_output):
     src = write_rows(ROWS, tmp_path / "in.parquet")
     out = tmp_path / "hard.parquet"
     assert run_difficulty_file(src, out, [(SMALL, llm_server.base_url)], dry_run=True) == {}

@@ -315,7 +315,7 @@ def test_dry_run_writes_nothing_and_says_exactly_what_it_replaces(tmp_path, m1k_
     assert "replaced: m1k" in printed and "- data/m1k/train-00001-of-00002.parquet" in printed
 
 
-def test_token_goes_only_to_hfapi_and_is_never_written(tmp_path, m1k_folder, monkeypatch, capsys):
+def test_token_goes_only_to_hfapi_and_is_never_written(tmp_path, m1k_folder, monkeypatch, capsys, shown_output):
     import huggingface_hub
 
     monkeypatch.setenv("HF_TOKEN", SENTINEL)

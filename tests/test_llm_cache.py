@@ -134,7 +134,7 @@ def test_default_namespace_is_the_host_remotely_and_the_model_locally():
     assert request_key(BASE, same) != request_key(BASE, same, "mine")
 
 
-def test_a_local_server_back_on_another_port_resends_nothing(tmp_path, capsys):
+def test_a_local_server_back_on_another_port_resends_nothing(tmp_path, capsys, shown_output):
     from llm_server import ScriptedServer
 
     from m1data.llm import HTTPConfig, HTTPEngine, complete_all

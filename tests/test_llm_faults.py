@@ -92,7 +92,7 @@ def test_refused_connection_stops_after_the_first_few(tmp_path):
     assert stats.sent <= 10  # not all 200 tried
 
 
-def test_echoed_authorization_is_masked_everywhere(llm_server, tmp_path, monkeypatch, capfd):
+def test_echoed_authorization_is_masked_everywhere(llm_server, tmp_path, monkeypatch, capfd, shown_output):
     """A server that echoes the request's Authorization header in its error body: the key must
     not reach the cache, the rejected rows or the terminal."""
     monkeypatch.setenv("M1DATA_FAULT_KEY", KEY)
@@ -219,7 +219,7 @@ def test_local_endpoint_costs_nothing_by_model_name(llm_server):
     assert stats.cost_sent == 0.0
 
 
-def test_credentials_in_a_base_url_are_sent_but_never_shown(tmp_path, capfd):
+def test_credentials_in_a_base_url_are_sent_but_never_shown(tmp_path, capfd, shown_output):
     """user:password@ in a base_url reaches the server only: not the engine's name, repr or
     endpoint (which the cache, plans and manifests use), nor the error a dead endpoint raises."""
     port = closed_port()

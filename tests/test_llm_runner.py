@@ -162,7 +162,7 @@ def test_invalid_params_send_nothing(llm_server, engine):
     assert llm_server.count() == 0
 
 
-def test_dry_run_sends_nothing(llm_server, engine, cache, capsys):
+def test_dry_run_sends_nothing(llm_server, engine, cache, capsys, shown_output):
     llm_server.handler = echo
     run(engine, [ask("q0")], cache)
     replies = run(engine, [ask("q0"), ask("q1")], cache, dry_run=True)

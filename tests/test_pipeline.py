@@ -173,7 +173,7 @@ class NeedsEndpoint(DropSome):
         return "cannot reach http://127.0.0.1:9/v1"
 
 
-def test_a_stage_with_zero_rows_out_is_written_and_later_stages_have_nothing_to_do(tmp_path, capsys):
+def test_a_stage_with_zero_rows_out_is_written_and_later_stages_have_nothing_to_do(tmp_path, capsys, shown_output):
     out = run_pipeline([Make(), DropAll(), NeedsEndpoint(), DropSome()], tmp_path)
     assert len(out) == 0 and CALLS == ["make", "drop_all"]  # no endpoint needed for nothing
     manifests = read_manifests(tmp_path)

@@ -235,7 +235,7 @@ def test_build_exits_non_zero_while_transient_failures_remain(llm_server, tmp_pa
 # Item 7: credentials in a base_url are never recorded
 
 
-def test_credentials_in_a_base_url_reach_no_manifest_card_or_cache(llm_server, tmp_path, capfd):
+def test_credentials_in_a_base_url_reach_no_manifest_card_or_cache(llm_server, tmp_path, capfd, shown_output):
     from m1data.hub import export_run
 
     llm_server.handler = right_answer

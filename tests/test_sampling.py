@@ -431,7 +431,7 @@ class _Given:
         return StageResult(rows=self.rows)
 
 
-def test_sample_stage_takes_what_there_is_and_says_so(tmp_path, capsys) -> None:
+def test_sample_stage_takes_what_there_is_and_says_so(tmp_path, capsys, shown_output) -> None:
     """Fewer verified rows than the sample size (the embedded demo build): every row is taken,
     the shortfall is printed and recorded in the manifest, nothing is dropped."""
     rows = datasets.Dataset.from_dict(

@@ -170,7 +170,7 @@ def test_rerun_never_repays_truncations_but_resends_errors(llm_server, tmp_path,
     assert resent == {"t3", "t4", "t5", "t6"}
 
 
-def test_dry_run_needs_no_key_sends_and_writes_nothing(llm_server, tmp_path, monkeypatch, capsys):
+def test_dry_run_needs_no_key_sends_and_writes_nothing(llm_server, tmp_path, monkeypatch, capsys, shown_output):
     monkeypatch.delenv("M1DATA_TEACHER_KEY", raising=False)
     src = write_rows(ROWS, tmp_path / "in.parquet")
     out = tmp_path / "traces.parquet"
@@ -209,7 +209,7 @@ class Given(Stage):
         return StageResult(rows=self.rows)
 
 
-def test_secret_never_reaches_disk_or_logs(llm_server, tmp_path, secret_env, capfd):
+def test_secret_never_reaches_disk_or_logs(llm_server, tmp_path, secret_env, capfd, shown_output):
     seen = []
 
     def checking(req: Received) -> Response:

@@ -30,14 +30,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from m1data.errors import UserError
 from m1data.llm.cache import Cache
@@ -54,10 +53,12 @@ from m1data.llm.runner import (
     _plan,
     _record,
     _validate,
-    console,
     print_plan,
 )
 from m1data.llm.types import Reply, Request
+from m1data.output import bar
+
+log = logging.getLogger(__name__)
 
 STATE_FILENAME = "batches.json"
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
@@ -278,31 +279,6 @@ def _collect(
     return {key: (unique[key], reply) for key, reply in replies.items()}
 
 
-class _BatchProgress:
-    def __init__(self, enabled: bool, label: str, total: int):
-        self.bar: Progress | None = None
-        if enabled and total:
-            self.bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[states]}"),
-                TimeElapsedColumn(),
-                console=console,
-            )
-            self.task = self.bar.add_task(f"{label} (batch)", total=total, states="")
-            self.bar.start()
-
-    def update(self, done: int, states: dict[str, int]) -> None:
-        if self.bar is not None:
-            text = ", ".join(f"{n} {status}" for status, n in sorted(states.items()))
-            self.bar.update(self.task, completed=done, states=f"batches: {text}")
-
-    def stop(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
 def run_batch(
     engine: HTTPEngine,
     requests: Sequence[Request],
@@ -333,7 +309,7 @@ def run_batch(
         plan = _plan(endpoint, len(requests), len(unique), [unique[k] for k in todo], cache, prices, None, batch=True)
         print_plan(plan, title=f"{label} (batch{', dry run' if dry_run else ''})")
         if waiting:
-            console.print(f"  {len(waiting):,} requests already in submitted batches (collected, not sent again)")
+            log.info(f"  {len(waiting):,} requests already in submitted batches (collected, not sent again)")
     if dry_run:
         for key in unique:
             answers.setdefault(key, failure("not_sent", "dry run"))
@@ -396,9 +372,9 @@ def _wait_and_collect(
     label: str,
 ) -> None:
     pending = [entry for entry in _mine(state, unique) if entry.batch_id]
-    bar = _BatchProgress(progress, label, sum(len(entry.keys) for entry in pending))
+    total = sum(len(entry.keys) for entry in pending)
     endpoint = _endpoint(engine)
-    try:
+    with bar(f"{label} (batch)", total, fields=("states",), show=progress and total > 0) as progress_bar:
         while pending:
             done, states = 0, {}
             for entry in list(pending):
@@ -420,11 +396,10 @@ def _wait_and_collect(
                 entry.collected = True
                 state.save()
                 pending.remove(entry)
-            bar.update(done, states)
+            text = ", ".join(f"{n} {status}" for status, n in sorted(states.items()))
+            progress_bar.update(completed=done, states=f"batches: {text}")
             if pending:
                 time.sleep(limits.poll_seconds)
-    finally:
-        bar.stop()
 
 
 def complete(

@@ -15,6 +15,7 @@ endpoint that is down.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -28,9 +29,10 @@ from m1data.llm.local_server import (
 from m1data.llm.params import LLAMACPP_EXTRA_PARAMS
 from m1data.llm.stages import Endpoint, LLMStage
 from m1data.llm.types import Reply, Request
-from m1data.pipeline import Stage, console
+from m1data.pipeline import Stage
 
 LOG_NAME = "llama-server.log"
+log = logging.getLogger(__name__)
 
 
 def is_embedded(base_url: str | None) -> bool:
@@ -92,11 +94,11 @@ def serve_embedded(stages: Sequence[Stage], run_dir: str | Path, config: ServerC
     try:
         server = LocalServer(config, Path(run_dir) / LOG_NAME)
     except ServerUnavailable as missing:
-        console.print(f"[yellow]embedded model unavailable:[/yellow] {missing}")
+        log.warning(f"embedded model unavailable: {missing}")
         yield
         return
-    console.print(f"starting llama-server ({server.binary.name}) with {server.model.name}; log {server.log_path}")
+    log.info(f"starting llama-server ({server.binary.name}) with {server.model.name}; log {server.log_path}")
     with server:
         attach(wanted, server.base_url, server.model)
-        console.print(f"embedded model served at {server.base_url}")
+        log.info(f"embedded model served at {server.base_url}")
         yield

@@ -15,22 +15,22 @@ The order of work, and why:
    several requests in a row that failed the same way after all their retries (it went down).
    Sending the other thousands would only record the same failure for each.
 
-`run_requests` returns one Reply per request, in order. `dry_run=True` prints the plan (how many
+`run_requests` returns one Reply per request, in order. `dry_run=True` logs the plan (how many
 to send, how many cached, estimated tokens and cost) and returns cached replies and `not_sent`
-placeholders without calling the engine.
+placeholders without calling the engine. With `progress` (the default) a run that sends anything
+logs its plan and summary and shows a bar; like all of m1data's output, those are seen only once
+output is on (m1data.output.enable, which the CLI calls).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from m1data.errors import M1DataError, UserError
 from m1data.llm.cache import Cache, Entry, cache_namespace, request_key
@@ -38,8 +38,9 @@ from m1data.llm.cost import Estimate, PriceTable, estimate, prompt_tokens
 from m1data.llm.limits import Failed, RateLimiter, RetryPolicy, failure
 from m1data.llm.params import max_output_tokens
 from m1data.llm.types import Engine, Reply, Request
+from m1data.output import Bar, bar
 
-console = Console(stderr=True)
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_TOKENS = 4096  # assumed when a request sets no max_tokens (estimates, tpm booking)
 SAME_FAILURES_TO_STOP = 5  # see _DeadEndpoint
@@ -224,15 +225,15 @@ def _money(value: float | None) -> str:
 
 
 def print_plan(plan: Plan, title: str = "plan") -> None:
+    """Log the plan (INFO: shown when output is on; `plan_requests` returns it as data)."""
     est = plan.estimate
-    console.print(
-        f"[bold]{title}[/bold] {plan.endpoint}: {plan.requests:,} requests, {plan.unique:,} distinct, "
-        f"{plan.cached:,} cached, [bold]{plan.to_send:,} to send[/bold]\n"
+    log.info(
+        f"{title} {plan.endpoint}: {plan.requests:,} requests, {plan.unique:,} distinct, "
+        f"{plan.cached:,} cached, {plan.to_send:,} to send\n"
         + (f"  cache namespace: {plan.namespace}\n" if plan.namespace else "") +
         f"  prompt tokens ~{est.prompt_tokens:,}; output tokens <= {est.max_output_tokens:,} "
         f"(typical ~{est.typical_output_tokens:,}, {plan.typical_source})\n"
-        f"  cost: typical ~{_money(est.typical_cost)}, at most {_money(est.max_cost)}",
-        soft_wrap=True,
+        f"  cost: typical ~{_money(est.typical_cost)}, at most {_money(est.max_cost)}"
     )
 
 
@@ -240,45 +241,17 @@ def print_plan(plan: Plan, title: str = "plan") -> None:
 # Running
 
 
-class _Progress:
-    """A rich progress bar with done/total, rate, tokens and cost; silent when disabled."""
+BAR_FIELDS = ("rate", "tokens", "cost")
 
-    def __init__(self, enabled: bool, label: str, total: int, done: int):
-        self.bar: Progress | None = None
-        self.started = time.perf_counter()
-        self.sent = 0
-        if not enabled:
-            return
-        self.bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TextColumn("{task.fields[tokens]}"),
-            TextColumn("{task.fields[cost]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-        )
-        self.task = self.bar.add_task(label, total=total, completed=done, rate="", tokens="", cost="")
-        self.bar.start()
 
-    def advance(self, stats: RunStats) -> None:
-        self.sent += 1
-        if self.bar is None:
-            return
-        elapsed = max(time.perf_counter() - self.started, 1e-9)
-        self.bar.update(
-            self.task,
-            advance=1,
-            rate=f"{self.sent / elapsed:,.1f} req/s",
-            tokens=f"{stats.prompt_tokens_sent:,} in / {stats.completion_tokens_sent:,} out",
-            cost="cost n/a" if stats.cost_sent is None else f"${stats.cost_sent:,.4f}",
-        )
-
-    def stop(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+def _advance(progress: Bar, stats: RunStats, sent: int, started: float) -> None:
+    """One more reply on the bar, with this run's rate, tokens and cost so far."""
+    elapsed = max(time.perf_counter() - started, 1e-9)
+    progress.advance(
+        rate=f"{sent / elapsed:,.1f} req/s",
+        tokens=f"{stats.prompt_tokens_sent:,} in / {stats.completion_tokens_sent:,} out",
+        cost="cost n/a" if stats.cost_sent is None else f"${stats.cost_sent:,.4f}",
+    )
 
 
 class _DeadEndpoint:
@@ -420,11 +393,12 @@ async def run_requests(
     if opener is not None:  # set-up cost must not land between a rate-limit booking and its send
         await opener()
     limiter = RateLimiter(rpm, tpm)
-    bar = _Progress(progress and bool(todo), label, total=len(unique), done=len(answers))
     pending = iter(todo)
     watch = _DeadEndpoint(endpoint)
+    sent_here, sending_since = 0, time.perf_counter()
 
-    async def worker() -> None:
+    async def worker(progress_bar: Bar) -> None:
+        nonlocal sent_here
         for key in pending:
             request = unique[key]
             reply, attempts = await _attempts(engine, request, limiter, policy, stats, watch)
@@ -436,16 +410,18 @@ async def run_requests(
             answers[key] = reply
             stats.sent += 1
             _record(stats, reply, prices, request.model, endpoint, cached=False)
-            bar.advance(stats)
+            sent_here += 1
+            _advance(progress_bar, stats, sent_here, sending_since)
             watch.outcome(reply)
 
+    shown = progress and bool(todo)
     try:
-        await _gather_or_cancel([worker() for _ in range(min(concurrency, len(todo)))])
+        with bar(label, len(unique), completed=len(answers), fields=BAR_FIELDS, show=shown) as progress_bar:
+            await _gather_or_cancel([worker(progress_bar) for _ in range(min(concurrency, len(todo)))])
     finally:
-        bar.stop()
         stats.seconds += time.perf_counter() - started
     if progress and todo:
-        _print_summary(label, stats)
+        _log_summary(label, stats)
     return _in_order(keys, answers)
 
 
@@ -460,14 +436,13 @@ def _in_order(keys: list[str], answers: dict[str, Reply]) -> list[Reply]:
     return replies
 
 
-def _print_summary(label: str, stats: RunStats) -> None:
+def _log_summary(label: str, stats: RunStats) -> None:
     outcomes = ", ".join(f"{n:,} {status}" for status, n in sorted(stats.outcomes.items()))
     cost = "n/a" if stats.cost_sent is None else f"${stats.cost_sent:,.4f}"
-    console.print(
-        f"[bold]{label}[/bold]: sent {stats.sent:,} ({stats.attempts - stats.sent:,} retries), "
+    log.info(
+        f"{label}: sent {stats.sent:,} ({stats.attempts - stats.sent:,} retries), "
         f"{stats.cached:,} from cache; outcomes: {outcomes}; tokens {stats.prompt_tokens_sent:,} in / "
-        f"{stats.completion_tokens_sent:,} out; cost {cost} in {stats.seconds:.1f}s",
-        soft_wrap=True,
+        f"{stats.completion_tokens_sent:,} out; cost {cost} in {stats.seconds:.1f}s"
     )
 
 
