@@ -43,11 +43,11 @@ def _report_load(name: str, result, out: Path) -> None:
 
     write_rows(result.rows, out)
     console.print(f"{name}: {len(result.rows):,} rows -> {out}")
-    if len(result.quarantine):
+    if len(result.dropped):
         qpath = _quarantine_path(out)
-        write_rows(result.quarantine, qpath)
+        write_rows(result.dropped, qpath)
         reasons = ", ".join(f"{r} {n}" for r, n in sorted(result.reasons().items()))
-        console.print(f"{name}: {len(result.quarantine):,} quarantined ({reasons}) -> {qpath}")
+        console.print(f"{name}: {len(result.dropped):,} quarantined ({reasons}) -> {qpath}")
 
 
 def _mapping(spec: str | None) -> dict | None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from m1data.distributed import band_runner
 from m1data.errors import UserError
 from m1data.fuzzy import BandRunner, ContamMatch, DupMatch, EvalText, find_contamination, find_duplicates
-from m1data.pipeline import RunContext, Stage, StageResult
+from m1data.pipeline import RunContext, Stage, StageResult, dropped_rows
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -77,7 +77,7 @@ def _options(ds: Dataset) -> list[Sequence[str] | None]:
 
 def deduplicate(ds: Dataset, column: str | None = None, threshold: float = 95.0,
                 id_column: str = "id", runner: BandRunner | None = None) -> tuple[Dataset, Dataset]:
-    """(kept, removed). removed: id, source (when ds has it), reason, match_id, score.
+    """(kept, dropped). dropped: id, source (empty when ds has none), reason, match_id, score.
 
     Rows are compared on :func:`match_keys` (stem + sorted options, as the build's stages do), or
     on ``column`` when given. Ids come from ``id_column`` when present, else the row index.
@@ -85,17 +85,17 @@ def deduplicate(ds: Dataset, column: str | None = None, threshold: float = 95.0,
     """
     matches = find_duplicates(list(ds[column]) if column else match_keys(ds), threshold=threshold, runner=runner)
     ids = _row_ids(ds, id_column)
-    removed_idx = [m.index for m in matches]
-    record = _removal_record(ds, ids, removed_idx, "near_duplicate")
+    dropped_idx = [m.index for m in matches]
+    record = _removal_record(ds, ids, dropped_idx, "near_duplicate")
     record["match_id"] = [ids[m.match_index] for m in matches]
     record["score"] = [m.score for m in matches]
-    return _split(ds, removed_idx, record, id_column, ["match_id"])
+    return _split(ds, dropped_idx, record, id_column, ["match_id"])
 
 
 def decontaminate(ds: Dataset, evals: Mapping[str, Dataset | Sequence[str]] | Sequence[Dataset | str],
                   column: str | None = None, threshold: float = 95.0,
                   id_column: str = "id", runner: BandRunner | None = None) -> tuple[Dataset, Dataset]:
-    """(kept, removed). removed: id, source (when ds has it), reason, eval_set, eval_id,
+    """(kept, dropped). dropped: id, source (empty when ds has none), reason, eval_set, eval_id,
     eval_text, score.
 
     By default both sides are compared as the build's stage compares them: eval rows that have
@@ -116,13 +116,13 @@ def decontaminate(ds: Dataset, evals: Mapping[str, Dataset | Sequence[str]] | Se
             find_contamination(_stems(ds), bare, threshold=threshold, runner=runner) if bare else [],
         )
     ids = _row_ids(ds, id_column)
-    removed_idx = [m.index for m in matches]
-    record = _removal_record(ds, ids, removed_idx, "contaminated")
+    dropped_idx = [m.index for m in matches]
+    record = _removal_record(ds, ids, dropped_idx, "contaminated")
     record["eval_set"] = [m.set_name for m in matches]
     record["eval_id"] = [m.item_id for m in matches]
     record["eval_text"] = [m.eval_text for m in matches]
     record["score"] = [m.score for m in matches]
-    return _split(ds, removed_idx, record, id_column, [])
+    return _split(ds, dropped_idx, record, id_column, [])
 
 
 def _best_per_row(first: list[ContamMatch], second: list[ContamMatch]) -> list[ContamMatch]:
@@ -134,14 +134,11 @@ def _best_per_row(first: list[ContamMatch], second: list[ContamMatch]) -> list[C
     return [best[i] for i in sorted(best)]
 
 
-def _removal_record(ds: Dataset, ids: list[Any], removed_idx: list[int], reason: str) -> dict[str, list[Any]]:
-    """The columns every removal carries: id, source (when ds has it) and reason."""
-    record: dict[str, list[Any]] = {"id": [ids[i] for i in removed_idx]}
-    if "source" in ds.column_names:
-        sources = ds["source"]
-        record["source"] = [sources[i] for i in removed_idx]
-    record["reason"] = [reason] * len(removed_idx)
-    return record
+def _removal_record(ds: Dataset, ids: list[Any], dropped_idx: list[int], reason: str) -> dict[str, list[Any]]:
+    """The columns every dropped row carries: id, source (empty when ds has none) and reason."""
+    sources = ds["source"] if "source" in ds.column_names else [""] * len(ds)
+    return {"id": [ids[i] for i in dropped_idx], "source": [sources[i] for i in dropped_idx],
+            "reason": [reason] * len(dropped_idx)}
 
 
 def eval_items(evals: Mapping[str, Dataset | Sequence[str]] | Sequence[Dataset | str],
@@ -183,26 +180,22 @@ def _row_ids(ds: Dataset, id_column: str) -> list[Any]:
     return list(range(len(ds)))
 
 
-def _split(ds: Dataset, removed_idx: list[int], record: dict[str, list[Any]], id_column: str,
+def _split(ds: Dataset, dropped_idx: list[int], record: dict[str, list[Any]], id_column: str,
            id_like: list[str]) -> tuple[Dataset, Dataset]:
-    """kept rows and the removed-record Dataset, with explicit features so empty works too."""
+    """Kept rows and the dropped table (pipeline.dropped_rows), with explicit features so that an
+    empty one keeps its columns."""
     from datasets import Dataset, Features, Value
 
     id_feature = ds.features[id_column] if id_column in ds.column_names else Value("int64")
-    features = {}
-    for name in record:
-        if name == "id" or name in id_like:
-            features[name] = id_feature
-        elif name == "source":
-            features[name] = ds.features["source"]
-        elif name == "score":
-            features[name] = Value("float64")
-        else:
-            features[name] = Value("string")
-    removed = Dataset.from_dict(record, features=Features(features))
-    drop = set(removed_idx)
-    kept = ds.select([i for i in range(len(ds)) if i not in drop])
-    return kept, removed
+    base = {"id": id_feature, "source": ds.features["source"] if "source" in ds.column_names else Value("string")}
+    rows = Dataset.from_dict({name: record[name] for name in base}, features=Features(base))
+    columns = {
+        name: (values, id_feature if name in id_like else Value("float64") if name == "score" else Value("string"))
+        for name, values in record.items() if name not in (*base, "reason")
+    }
+    dropped = dropped_rows(rows, record["reason"], columns)
+    drop = set(dropped_idx)
+    return ds.select([i for i in range(len(ds)) if i not in drop]), dropped
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,8 +225,8 @@ class Deduplicate(Stage):
         self.name = name
 
     def run(self, rows: Dataset | None, ctx: RunContext) -> StageResult:
-        kept, removed = deduplicate(rows, threshold=self.config.threshold, runner=band_runner(ctx))
-        return StageResult(rows=kept, dropped=removed)
+        kept, dropped = deduplicate(rows, threshold=self.config.threshold, runner=band_runner(ctx))
+        return StageResult(rows=kept, dropped=dropped)
 
 
 class Decontaminate(Stage):
@@ -258,14 +251,14 @@ class Decontaminate(Stage):
         from m1data.loading import load_evals  # loading imports the eval loaders; keep dedup light
 
         eval_sets = load_evals(self.evals)
-        kept, removed = decontaminate(rows, eval_sets, threshold=self.config.threshold, runner=band_runner(ctx))
+        kept, dropped = decontaminate(rows, eval_sets, threshold=self.config.threshold, runner=band_runner(ctx))
         stats: dict[str, Any] = {
             "eval_items": {name: len(ds) for name, ds in eval_sets.items()},
-            "by_eval_set": dict(sorted(Counter(removed["eval_set"]).items())),
+            "by_eval_set": dict(sorted(Counter(dropped["eval_set"]).items())),
         }
         if self.config.ngram:
-            stats["ngram_check"] = self._ngram_report(rows, eval_sets, set(removed["id"]))
-        return StageResult(rows=kept, dropped=removed, stats=stats)
+            stats["ngram_check"] = self._ngram_report(rows, eval_sets, set(dropped["id"]))
+        return StageResult(rows=kept, dropped=dropped, stats=stats)
 
     def _ngram_report(self, rows: Dataset, eval_sets: dict[str, Dataset], fuzzy_ids: set[str]) -> dict[str, int]:
         """What the word n-gram check flags, beside the fuzzy verdict, so users see what each catches.

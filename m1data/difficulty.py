@@ -43,17 +43,15 @@ from m1data.llm.stages import (
     Endpoint,
     LLMRuntime,
     LLMStage,
-    add_columns,
     boxed_request,
     count_transient,
     file_runtime,
     llm_stats,
-    rejected_path,
-    run_on_file,
+    run_llm_on_file,
     split_rows,
 )
 from m1data.llm.types import Engine, Reply, Request
-from m1data.pipeline import RunContext, StageResult
+from m1data.pipeline import RunContext, StageResult, add_columns
 
 DropRule = Literal["any", "all", "none"]
 ANSWERED = ("ok", "length", "filtered")  # statuses that are a student's (possibly empty) answer
@@ -236,7 +234,7 @@ def run_difficulty_file(
     dry_run: bool = False,
 ) -> dict[str, Any]:
     """The difficulty filter over a file: IN (.parquet/.jsonl rows) -> OUT (kept rows) and
-    OUT.rejected.<ext> (dropped rows with reasons). `students` are (model, base_url) pairs or
+    OUT.dropped.<ext> (dropped rows with reasons). `students` are (model, base_url) pairs or
     StudentConfigs; `api_key_env` applies to pairs. Returns the stage statistics (or, for a dry
     run, prints the plan and returns {}). The cache defaults to OUT.llm_cache.sqlite."""
     configs = [
@@ -244,7 +242,7 @@ def run_difficulty_file(
     ]
     config = DifficultyConfig(students=configs, max_tokens=max_tokens, drop_rule=drop_rule,
                               runtime=file_runtime(runtime or LLMRuntime(), out_path))
-    return run_on_file(DifficultyFilter(config), in_path, out_path, dry_run)
+    return run_llm_on_file(DifficultyFilter(config), in_path, out_path, dry_run)
 
 
 __all__ = [
@@ -253,7 +251,6 @@ __all__ = [
     "StudentConfig",
     "decide",
     "default_students",
-    "rejected_path",
     "run_difficulty_file",
     "short_name",
 ]

@@ -167,7 +167,7 @@ def make_parser(mapping: ColumnMapping = ColumnMapping()) -> Callable[[dict[str,
             context = "\n".join(context)
         if context is not None and not isinstance(context, str):
             raise RowError("bad_context", f"{mapping.context} is {type(context).__name__}, not text")
-        # From here on a fault leaves the question readable: the row is quarantined but stays a
+        # From here on a fault leaves the question readable: the row is dropped but stays a
         # decontamination target (Parsed.error), with whatever options could be read.
         options: list[str] = []
         answer_idx, error = -1, None
@@ -244,8 +244,8 @@ def require_items(result: LoadResult, name: str, *, scoring: bool = True) -> Loa
         return check_some_rows_read(result, result.origin or name, name, expected=result.expected)
     if len(result.targets()) == 0:
         hint = f"; expected {result.expected}" if result.expected else ""
-        first = f" (first bad one: {result.quarantine[0]['reason']} {result.quarantine[0]['detail']})" \
-            if len(result.quarantine) else ""
+        first = f" (first bad one: {result.dropped[0]['reason']} {result.dropped[0]['detail']})" \
+            if len(result.dropped) else ""
         raise MalformedFile(result.origin or name, None, f"no {name} question with text in it{first}{hint}")
     return result
 

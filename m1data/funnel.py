@@ -28,7 +28,7 @@ def _header(first: str, columns: list[str]) -> list[str]:
 
 
 def _raw_counts(manifest: dict[str, Any]) -> dict[str, int]:
-    """Rows read by the load stage: kept plus quarantined."""
+    """Rows read by the load stage: kept plus dropped."""
     counts = dict(manifest["counts_out"])
     for per_source in manifest["drops"].values():
         for source, n in per_source.items():
@@ -58,7 +58,7 @@ def funnel_markdown(run_dir: str | Path) -> str:
 
     eval_hits = [(m["stage"], m["stats"]["by_eval_set"]) for m in manifests if m.get("stats", {}).get("by_eval_set")]
     if eval_hits:
-        lines += ["", "## Decontamination hits by eval set", "", "| stage | eval set | rows removed |", "|---|---|---|"]
+        lines += ["", "## Decontamination hits by eval set", "", "| stage | eval set | rows dropped |", "|---|---|---|"]
         for stage, per_set in eval_hits:
             lines += [f"| {stage} | {name} | {n:,} |" for name, n in per_set.items()]
     ngram = [(m["stage"], m["stats"]["ngram_check"]) for m in manifests if m.get("stats", {}).get("ngram_check")]

@@ -1,6 +1,6 @@
 """The first stage of every build: load the raw sources into one validated Dataset.
 
-Bad rows become `dropped` rows with their reason (quarantine), so the funnel shows them next to
+Bad rows become `dropped` rows with their reason, so the funnel shows them next to
 every later drop. Also the embedded sample: small native-format files shipped with m1data so a
 build runs offline with no configuration at all.
 """
@@ -137,14 +137,14 @@ class LoadSources(Stage):
         )
 
     def run(self, rows: datasets.Dataset | None, ctx: RunContext) -> StageResult:
-        parts, quarantined, stats = [], [], {}
+        parts, dropped_parts, stats = [], [], {}
         names = list(self.config.sources)
         for name, result in zip(names, parallel_map(ctx, self.load_one, names), strict=True):
             parts.append(result.rows)
-            quarantined.append(result.quarantine)
-            stats[name] = {"loaded": len(result.rows), "quarantined": result.reasons()}
+            dropped_parts.append(result.dropped)
+            stats[name] = {"loaded": len(result.rows), "dropped": result.reasons()}
         kept = datasets.concatenate_datasets(parts) if parts else datasets.Dataset.from_dict({}, features=ROW_FEATURES)
-        dropped = datasets.concatenate_datasets(quarantined) if quarantined else None
+        dropped = datasets.concatenate_datasets(dropped_parts) if dropped_parts else None
         return StageResult(rows=kept, dropped=dropped, stats={"sources": stats})
 
     def load_one(self, name: str):  # type: ignore[no-untyped-def]
@@ -157,7 +157,7 @@ class LoadSources(Stage):
 def load_evals(evals: list[EvalInput]) -> dict[str, datasets.Dataset]:
     """Eval-set name -> every question of the set that has text, for decontamination.
 
-    A quarantined eval row (an unreadable answer key, say) is still a question a training row
+    A dropped eval row (an unreadable answer key, say) is still a question a training row
     must not copy, so it is matched too; a set with no question at all is an error (from the
     loader), never a set that silently matches nothing."""
     loaded: dict[str, datasets.Dataset] = {}

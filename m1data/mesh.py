@@ -49,7 +49,7 @@ from m1data.llm.stages import (
     file_runtime,
     is_transient,
     llm_stats,
-    run_on_file,
+    run_llm_on_file,
     split_rows,
 )
 from m1data.llm.types import Engine, Reply, Request
@@ -391,9 +391,9 @@ def tag_file(
     dry_run: bool = False,
 ) -> dict[str, Any]:
     """Tag a .parquet/.jsonl of rows into `out_path`; untagged rows go beside it as
-    `OUT.rejected.<ext>`. The cache defaults to `OUT.llm_cache.sqlite` beside the output, so
+    `OUT.dropped.<ext>`. The cache defaults to `OUT.llm_cache.sqlite` beside the output, so
     re-running the same command after a crash only sends what is missing. Returns the stage
     statistics (a dry run prints the plan and returns {})."""
     config = MeshConfig(base_url=base_url, model=model, api_key_env=api_key_env, max_attempts=max_attempts,
                         runtime=file_runtime(runtime or LLMRuntime(), out_path))
-    return run_on_file(MeshTagger(config), in_path, out_path, dry_run)
+    return run_llm_on_file(MeshTagger(config), in_path, out_path, dry_run)

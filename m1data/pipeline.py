@@ -125,6 +125,77 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def add_columns(rows: datasets.Dataset, columns: dict[str, tuple[Sequence[Any], Any]]) -> datasets.Dataset:
+    """Append columns given as {name: (values, feature)}; explicit features keep empty inputs and
+    all-null columns well typed. An existing column of the same name is replaced."""
+    rows = rows.remove_columns([name for name in columns if name in rows.column_names])
+    if len(rows) == 0:  # datasets cannot add a column to an empty table it has concatenated before
+        features = datasets.Features({**rows.features, **{name: feature for name, (_, feature) in columns.items()}})
+        return datasets.Dataset.from_dict({name: [] for name in features}, features=features)
+    for name, (values, feature) in columns.items():
+        rows = rows.add_column(name, list(values), feature=feature)
+    return rows
+
+
+def dropped_rows(
+    rows: datasets.Dataset, reasons: str | Sequence[str], columns: dict[str, tuple[Sequence[Any], Any]] | None = None
+) -> datasets.Dataset:
+    """Every stage's table of rows not kept: `rows` (those rows, with whichever of their columns
+    the stage shows; `id` and `source` at least), a `reason` for each (one for all, or one per
+    row), then the stage's own `columns` {name: (values, feature)}, e.g. `detail`, `match_id`.
+    The funnel and lineage read `id`, `source` and `reason`; the rest is for a reader."""
+    missing = [c for c in ("id", "source") if c not in rows.column_names]
+    if missing:
+        raise UserError(f"dropped rows need columns {missing}")
+    rows = rows.flatten_indices()  # add_column needs a plain table
+    reasons = [reasons] * len(rows) if isinstance(reasons, str) else list(reasons)
+    return add_columns(rows, {"reason": (reasons, datasets.Value("string")), **(columns or {})})
+
+
+def dropped_path(out_path: str | Path) -> Path:
+    """Where a file command puts the rows it did not keep: `OUT.parquet` -> `OUT.dropped.parquet`."""
+    out_path = Path(out_path)
+    return out_path.with_name(f"{out_path.stem}.dropped{out_path.suffix}")
+
+
+def write_result(rows: datasets.Dataset, dropped: datasets.Dataset | None, out_path: str | Path) -> Path:
+    """What every file command writes: the kept rows to OUT, the rows not kept (empty, if none)
+    to OUT.dropped.<ext> beside it. Returns the dropped file's path."""
+    from m1data.readers import write_rows
+
+    write_rows(rows, out_path)
+    return write_rows(dropped if dropped is not None else rows.select([]), dropped_path(out_path))
+
+
+def run_on_file(
+    stage: Stage,
+    in_path: str | Path | Sequence[str | Path],
+    out_path: str | Path,
+    ctx: RunContext | None = None,
+) -> dict[str, Any]:
+    """One stage over files, outside a build: IN rows (a file, several, or a folder of them; see
+    `read_rows`) -> OUT and OUT.dropped.<ext>. Returns rows in, out and dropped, and the stage's
+    statistics. Zero rows in is not an error: both files are written empty."""
+    from m1data.readers import read_rows
+
+    rows = read_rows(in_path)
+    if len(rows) == 0:
+        log.warning("%s: 0 rows, nothing to do; %s and its dropped file are written empty", _names(in_path), out_path)
+        write_result(rows, None, out_path)
+        return {"rows_in": 0, "rows_out": 0, "rows_dropped": 0}
+    result = stage.run(rows, ctx)
+    write_result(result.rows, result.dropped, out_path)
+    dropped = 0 if result.dropped is None else len(result.dropped)
+    log.info("%s: %s rows -> %s kept in %s, %s dropped (%s)", stage.name, f"{len(rows):,}", f"{len(result.rows):,}",
+             out_path, f"{dropped:,}", dropped_path(out_path))
+    return {"rows_in": len(rows), "rows_out": len(result.rows), "rows_dropped": dropped,
+            "transient_failures": result.transient_failures, **result.stats}
+
+
+def _names(in_path: str | Path | Sequence[str | Path]) -> str:
+    return str(in_path) if isinstance(in_path, (str, Path)) else ", ".join(map(str, in_path))
+
+
 def source_counts(ds: datasets.Dataset | None) -> dict[str, int]:
     if ds is None or len(ds) == 0 or "source" not in ds.column_names:
         return {}

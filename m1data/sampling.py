@@ -33,7 +33,7 @@ import numpy as np
 import polars as pl
 
 from m1data.errors import UserError
-from m1data.pipeline import RunContext, Stage, StageResult
+from m1data.pipeline import RunContext, Stage, StageResult, dropped_rows
 
 __all__ = ["PoolTooSmall", "Sample", "SampleConfig", "random_sample", "stratified_sample"]
 
@@ -241,7 +241,7 @@ class Sample(Stage):
             kept = random_sample(rows, cfg.n, seed=cfg.seed)
         chosen = set(kept["id"])
         left = rows.filter(lambda ids: [i not in chosen for i in ids], input_columns="id", batched=True)
-        dropped = left.select_columns(["id", "source"]).add_column("reason", ["not_sampled"] * len(left))
+        dropped = dropped_rows(left.select_columns(["id", "source"]), "not_sampled")
         stats = {"n_requested": cfg.n, "n_drawn": len(kept), "short_by": cfg.n - len(kept)}
         if len(kept) < cfg.n:
             log.warning(f"{self.name}: asked for {cfg.n:,} rows but only {len(rows):,} reached this stage; "

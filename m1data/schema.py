@@ -2,7 +2,7 @@
 
 A row is a plain dict with the columns in `ROW_FEATURES`. Loaders build rows with `make_row`,
 which validates them (raising `RowError` with a short machine-readable reason, so bad rows can
-be quarantined instead of dropped) and shuffles the options.
+be dropped with a reason, never silently) and shuffles the options.
 
 Why shuffle per row from (seed, id): the letter of the right answer must not be a learnable bias,
 and a row's options must never depend on row order, sharding or which other rows were loaded.
@@ -44,7 +44,7 @@ ROW_FEATURES = datasets.Features(
     }
 )
 
-QUARANTINE_FEATURES = datasets.Features(
+DROPPED_FEATURES = datasets.Features(
     {
         "id": datasets.Value("string"),
         "source": datasets.Value("string"),
@@ -144,7 +144,7 @@ def make_row(
     }
 
 
-def quarantine_record(source: str, row_id: str, error: RowError, raw: Any) -> dict[str, str]:
+def dropped_record(source: str, row_id: str, error: RowError, raw: Any) -> dict[str, str]:
     return {
         "id": row_id,
         "source": source,

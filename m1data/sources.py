@@ -2,7 +2,7 @@
 
 Each source is one small class in the shape of a HF packaged builder: where its rows come from
 (`hub_id`, `read_native`) and one `parse` that turns a raw record into the fields of a row. The
-shared `collect` does the rest: ids, validation, shuffling, quarantine, progress.
+shared `collect` does the rest: ids, validation, shuffling, dropped records, progress.
 
 Ids come from the source's own id where it has one (MedMCQA uuid, PubMedQA PMID, HeadQA
 exam + qid) and from a content hash where it does not (MedQA), so the same question gets the same
@@ -28,11 +28,11 @@ from m1data.readers import MalformedFile, check_file, read_json, read_records
 from m1data.schema import (
     DEFAULT_SEED,
     LETTERS,
-    QUARANTINE_FEATURES,
+    DROPPED_FEATURES,
     RowError,
     content_id,
     make_row,
-    quarantine_record,
+    dropped_record,
     render_prompt,
     rows_to_dataset,
     validate,
@@ -83,24 +83,24 @@ class Parsed:
     context: str = ""
     error: RowError | None = None
     """Set when the text was read but the row cannot be used (its answer key, say): the row is
-    quarantined, yet its question is still a decontamination target (see `LoadResult.unscored`)."""
+    dropped, yet its question is still a decontamination target (see `LoadResult.unscored`)."""
 
 
 @dataclass
 class LoadResult:
-    """Usable rows, quarantine records, and `unscored`: the quarantined questions whose text
+    """Usable rows, dropped records (with their reasons), and `unscored`: the dropped questions whose text
     could still be read. Unscored rows cannot be trained on or scored (answer fields empty,
     `answer_idx` -1), but an eval question must be matched by decontamination whatever the
     state of its answer key."""
 
     rows: datasets.Dataset
-    quarantine: datasets.Dataset
+    dropped: datasets.Dataset
     unscored: datasets.Dataset | None = None
     origin: str = ""  # the file or Hub id, for messages
     expected: str = ""  # what the file should have held, for messages
 
     def reasons(self) -> dict[str, int]:
-        return dict(Counter(self.quarantine["reason"])) if len(self.quarantine) else {}
+        return dict(Counter(self.dropped["reason"])) if len(self.dropped) else {}
 
     def targets(self) -> datasets.Dataset:
         """Every question with text: the rows, then the unscored ones."""
@@ -160,7 +160,7 @@ def lettered_options(options: Any) -> list[str]:
 
 Record = tuple[str, Any, str]
 """(locator, raw record, where): the locator is the fallback id of a row that cannot be read;
-`where` says where the record sits ("train.jsonl:12") for the quarantine record's detail."""
+`where` says where the record sits ("train.jsonl:12") for the dropped record's detail."""
 
 
 def collect(
@@ -172,10 +172,10 @@ def collect(
     unique_options: bool = True,
     description: str = "",
 ) -> LoadResult:
-    """Turn (locator, raw record, where) records into validated rows and quarantine records.
+    """Turn (locator, raw record, where) records into validated rows and dropped records.
 
     `parse` validates the types of what it reads (raising RowError), so ids are only derived
-    from fields known to be text and a malformed row is quarantined, not a crash."""
+    from fields known to be text and a malformed row is dropped with its reason, not a crash."""
     rows: list[dict[str, Any]] = []
     bad: list[dict[str, str]] = []
     unscored: list[dict[str, Any]] = []
@@ -213,15 +213,15 @@ def collect(
             )
         except RowError as err:
             located = RowError(err.reason, f"{where}: {err.detail}" if err.detail else where)
-            bad.append(quarantine_record(source, row_id, located, raw))
+            bad.append(dropped_record(source, row_id, located, raw))
             if parsed is not None and parsed.question.strip():
                 unscored.append(unscored_row(source, row_id, parsed, raw))
-    return LoadResult(rows=rows_to_dataset(rows), quarantine=rows_to_dataset(bad, QUARANTINE_FEATURES),
+    return LoadResult(rows=rows_to_dataset(rows), dropped=rows_to_dataset(bad, DROPPED_FEATURES),
                       unscored=rows_to_dataset(unscored))
 
 
 def unscored_row(source: str, row_id: str, parsed: Parsed, raw: Any) -> dict[str, Any]:
-    """A quarantined question in the row schema, for matching only: no answer, options as read."""
+    """A dropped question in the row schema, for matching only: no answer, options as read."""
     question, context = parsed.question.strip(), parsed.context.strip()
     options = [o.strip() for o in parsed.options]
     return {
@@ -236,13 +236,13 @@ def check_some_rows_read(result: LoadResult, path: Path | str, source: str, *, e
     """A file from which not one record could be read as `source` is the wrong file, not a file
     of bad rows: say so, and what was expected, rather than return an empty dataset."""
     hint = f"; expected {expected}" if expected else ""
-    if len(result.rows) == 0 and len(result.quarantine) == 0:
+    if len(result.rows) == 0 and len(result.dropped) == 0:
         raise MalformedFile(path, None, f"no {source} records in it{hint}")
     if len(result.rows) == 0:
-        first = result.quarantine[0]
+        first = result.dropped[0]
         raise MalformedFile(
             path, None,
-            f"none of its {len(result.quarantine)} records reads as a {source} file "
+            f"none of its {len(result.dropped)} records reads as a {source} file "
             f"(first: {first['reason']} {first['detail']}){hint}",
         )
     return result
@@ -282,7 +282,7 @@ class MedMCQA(Source):
 
     A local file's base is decided from the evidence of the whole file: only a 0-based file has
     a `cop` of 0 and only a 1-based file a `cop` of 4. Rows that are bad anyway (no question, a
-    `cop` that is not a whole number in 0..4, ...) are set aside and quarantined, so no bad row
+    `cop` that is not a whole number in 0..4, ...) are set aside and dropped with a reason, so no bad row
     can change how the other rows are read. A file with both 0s and 4s is an error that asks for
     `cop_base`; a file with neither is read as the Hub's 0-based. A 1-based row carries
     `"_cop_base": 1` in its metadata so the reading is visible."""
@@ -361,7 +361,7 @@ class MedQA(Source):
 class HeadQA(Source):
     """HEAD-QA English. Native files nest questions under exams; the Hub copy m1 used nests
     {Question, Options, Correct Option} under `data`. Questions that need an image are
-    quarantined: the text alone cannot be answered."""
+    dropped: the text alone cannot be answered."""
 
     name = "headqa"
     hub_id = "openlifescienceai/headqa"

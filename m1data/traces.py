@@ -58,17 +58,16 @@ from m1data.llm.stages import (
     Endpoint,
     LLMRuntime,
     LLMStage,
-    add_columns,
     boxed_request,
     count_transient,
     file_runtime,
     is_transient,
     llm_stats,
-    run_on_file,
+    run_llm_on_file,
     split_rows,
 )
 from m1data.llm.types import Engine, Reply, Request
-from m1data.pipeline import RunContext, StageResult
+from m1data.pipeline import RunContext, StageResult, add_columns
 from m1data.schema import LETTERS
 
 TRACE_FEATURES = {
@@ -266,13 +265,13 @@ def run_traces_file(
     dry_run: bool = False,
 ) -> dict[str, Any]:
     """Teacher traces over a file: IN (.parquet/.jsonl rows) -> OUT (verified rows) and
-    OUT.rejected.<ext> (every other row, with reason and the teacher's reply). The cache defaults
+    OUT.dropped.<ext> (every other row, with reason and the teacher's reply). The cache defaults
     to OUT.llm_cache.sqlite. A dry run prints the plan (to send, cached, tokens, cost), calls
     nothing, writes nothing, needs no key, and returns {}."""
     config = TracesConfig(model=model, base_url=base_url, api_key_env=api_key_env, max_tokens=max_tokens,
                           temperature=temperature, require_reasoning=require_reasoning)
     config.runtime = file_runtime(runtime or config.runtime, out_path)
-    return run_on_file(TeacherTraces(config), in_path, out_path, dry_run)
+    return run_llm_on_file(TeacherTraces(config), in_path, out_path, dry_run)
 
 
 __all__ = ["TeacherTraces", "TeacherWithoutReasoning", "TracesConfig", "run_traces_file", "verdict"]

@@ -808,9 +808,9 @@ def load_sample(out: Path) -> Loaded:
 
 
 def check_counts(loaded: Loaded, report: Report) -> None:
-    """Every written row is read back, as a row or as a dropped (quarantined) one."""
+    """Every written row is read back, as a row or as a dropped one."""
     for relative, results in loaded.files.items():
-        read = sum(len(r.rows) + len(r.quarantine) for r in results)
+        read = sum(len(r.rows) + len(r.dropped) for r in results)
         if read != report.counts[relative]:
             raise SystemExit(f"{relative}: wrote {report.counts[relative]} rows, m1data read {read}")
 
@@ -820,7 +820,7 @@ def check_dropped(loaded: Loaded, report: Report) -> None:
     expected = {i: "needs_image" for i in report.planted["headqa_images"]}
     expected[report.planted["headqa_bad"]["id"]] = "duplicate_options"
     dropped = {r["id"]: r["reason"] for result in [*loaded.train.values(), *loaded.evals.values()]
-               for r in result.quarantine}
+               for r in result.dropped}
     if dropped != expected:
         raise SystemExit(f"the loaders dropped {dropped}, expected {expected}")
 
@@ -845,7 +845,7 @@ def all_stems(loaded: Loaded) -> tuple[list[str], list[str]]:
     for result in [*loaded.train.values(), *loaded.evals.values()]:
         ids += result.rows["id"]
         stems += result.rows["question"]
-        for record in result.quarantine:
+        for record in result.dropped:
             raw = json.loads(record["metadata"])
             ids.append(record["id"])
             stems.append(raw.get("qtext") or raw.get("question") or raw.get("QUESTION"))
@@ -952,7 +952,7 @@ Regenerate (deterministic, seed {SEED}; needs m1data installed, the fact tables 
 
 ## Planted rows
 
-Bad HEAD-QA rows, which the loader must quarantine (so HEAD-QA loads 27 rows):
+Bad HEAD-QA rows, which the loader must drop with a reason (so HEAD-QA loads 27 rows):
 
 - needs an image: `{p["headqa_images"][0]}`, `{p["headqa_images"][1]}`
   (`image` = `./data/MIR/Cuaderno_2016_1_M.images/img1.png`, `img2.png`).

@@ -268,7 +268,7 @@ def test_deduplicate_without_id_or_source_and_nothing_removed() -> None:
     kept, removed = deduplicate(ds, column="prompt")
     assert len(kept) == 3
     assert len(removed) == 0
-    assert removed.column_names == ["id", "reason", "match_id", "score"]
+    assert removed.column_names == ["id", "source", "reason", "match_id", "score"]  # the dropped-table contract
 
 
 def test_decontaminate_dataset_with_mapping_and_sequences() -> None:

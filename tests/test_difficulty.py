@@ -210,9 +210,9 @@ def test_run_difficulty_file(llm_server, tmp_path, suffix):
         src, out, [(SMALL, llm_server.base_url), (LARGE, llm_server.base_url)],
         runtime=LLMRuntime(progress=False, concurrency=4),
     )
-    assert (summary["rows_in"], summary["rows_out"], summary["rows_rejected"]) == (8, 3, 5)
+    assert (summary["rows_in"], summary["rows_out"], summary["rows_dropped"]) == (8, 3, 5)
     assert len(read_rows(out)) == 3
-    rejected = read_rows(tmp_path / f"hard.rejected{suffix}")
+    rejected = read_rows(tmp_path / f"hard.dropped{suffix}")
     assert sorted(set(rejected["reason"])) == ["solved_by_student", "student_error"]
     assert (tmp_path / "hard.llm_cache.sqlite").exists()
     assert "student_model_7b_correct" in read_rows(out).column_names

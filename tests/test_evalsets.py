@@ -31,7 +31,7 @@ NATIVE = {
 def test_named_eval_sets_load_real_files(shared_data, name):
     rel, expected = NATIVE[name]
     result = load_eval(name, shared_data / rel)
-    assert len(result.rows) == expected and len(result.quarantine) == 0
+    assert len(result.rows) == expected and len(result.dropped) == 0
     assert set(result.rows["source"]) == {name}
 
 
@@ -53,7 +53,7 @@ def test_every_eval_file_loads(shared_data):
             native_rows = len(path.read_text().splitlines()) if path.suffix == ".jsonl" else None
             assert len(result.rows) > 0, path
             if native_rows is not None:
-                assert len(result.rows) + len(result.quarantine) == native_rows, path
+                assert len(result.rows) + len(result.dropped) == native_rows, path
 
 
 def test_eval_answers_match_native(shared_data):
@@ -113,7 +113,7 @@ def test_unknown_eval_name():
     assert "gpqa_diamond" in EVAL_SETS
 
 
-def test_malformed_eval_rows_are_quarantined_with_file_and_line(tmp_path):
+def test_malformed_eval_rows_are_dropped_with_file_and_line(tmp_path):
     good = {"question": "Which nerve?", "options": {"A": "a", "B": "b"}, "answer_idx": "A"}
     rows = [good, dict(good, question={"text": "Q2?"}), dict(good, question="Q3?", options={"A": "a", "B": 2}),
             dict(good, question="Q4?")]
@@ -122,16 +122,16 @@ def test_malformed_eval_rows_are_quarantined_with_file_and_line(tmp_path):
     result = load_eval("medqa_test", path)
     assert sorted(result.rows["question"]) == ["Q4?", "Which nerve?"]
     assert result.reasons() == {"not_text": 2}
-    assert [d.split(": ")[0] for d in result.quarantine["detail"]] == ["test.jsonl:2", "test.jsonl:3"]
+    assert [d.split(": ")[0] for d in result.dropped["detail"]] == ["test.jsonl:2", "test.jsonl:3"]
 
 
-def test_m1_eval_file_item_that_is_not_an_object_is_quarantined(tmp_path):
+def test_m1_eval_file_item_that_is_not_an_object_is_dropped(tmp_path):
     data = {"setA": [{"question": "Q1?", "options": {"A": "x", "B": "y"}, "answer_idx": "B"}, "Q2? x y"]}
     path = tmp_path / "eval.json"
     path.write_text(json.dumps(data))
     result = load_eval_file(path)["setA"]
     assert len(result.rows) == 1 and result.reasons() == {"not_an_object": 1}
-    assert result.quarantine[0]["detail"].startswith("eval.json setA item 2: ")
+    assert result.dropped[0]["detail"].startswith("eval.json setA item 2: ")
 
 
 GPQA_HEADER = "Record ID,Question,Correct Answer,Incorrect Answer 1,Incorrect Answer 2,Incorrect Answer 3\n"

@@ -118,7 +118,7 @@ def test_echoed_authorization_is_masked_everywhere(llm_server, tmp_path, monkeyp
     src = write_rows(rows, tmp_path / "in.jsonl")
     run_traces_file(src, tmp_path / "out.jsonl", llm_server.base_url, "m", "M1DATA_FAULT_KEY",
                     runtime=LLMRuntime(progress=True))
-    rejected = read_rows(tmp_path / "out.rejected.jsonl")
+    rejected = read_rows(tmp_path / "out.dropped.jsonl")
     assert rejected["reason"] == ["error"] and "***" in rejected["detail"][0]
     for path in tmp_path.iterdir():
         assert KEY.encode() not in path.read_bytes(), path
@@ -207,7 +207,7 @@ def test_run_traces_timeout_option(llm_server, tmp_path):
     assert "No such option" not in proc.stderr
     # one row timing out on every attempt is recorded as such, not a hang of 3 s per attempt
     assert "Traceback" not in proc.stderr
-    assert read_rows(tmp_path / "out.rejected.jsonl")["detail"][0].startswith("timeout")
+    assert read_rows(tmp_path / "out.dropped.jsonl")["detail"][0].startswith("timeout")
 
 
 def test_local_endpoint_costs_nothing_by_model_name(llm_server):

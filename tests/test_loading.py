@@ -70,7 +70,7 @@ def test_build_config_sets_the_medmcqa_cop_base(tmp_path):
     config = from_dict(LoadConfig, {"sources": {"medmcqa": {"path": str(path), "cop_base": 1}}})
     result = LoadSources(config).run(None, None)
     assert result.rows["answer_text"] == ["a", "b", "c", "d"]
-    assert result.stats["sources"]["medmcqa"]["quarantined"] == {"answer_out_of_range": 1}
+    assert result.stats["sources"]["medmcqa"]["dropped"] == {"answer_out_of_range": 1}
 
 
 def test_sources_in_a_build_config_as_a_list_and_added_sources_need_a_file_and_licence(tmp_path):

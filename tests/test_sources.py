@@ -17,14 +17,14 @@ def test_headqa_train_real(shared_data):
     }
     result = load_source("headqa", path)
     assert len(questions) == 2657
-    assert len(result.rows) + len(result.quarantine) == 2657
+    assert len(result.rows) + len(result.dropped) == 2657
     assert result.reasons() == {"needs_image": 68, "duplicate_options": 4}
     for row in result.rows:
         q = questions[row["id"]]
         right = next(a["atext"] for a in q["answers"] if str(a["aid"]) == q["ra"])
         assert row["answer_text"] == right.strip()
         assert row["options"][row["answer_idx"]] == row["answer_text"]
-    assert all(questions[r["id"]]["image"] for r in result.quarantine if r["reason"] == "needs_image")
+    assert all(questions[r["id"]]["image"] for r in result.dropped if r["reason"] == "needs_image")
 
 
 def test_pubmedqa_pool_real(shared_data):
@@ -33,7 +33,7 @@ def test_pubmedqa_pool_real(shared_data):
     test_pmids = set(json.loads((shared_data / "raw/pubmedqa/test_ground_truth.json").read_text()))
     assert test_pmids == pubmedqa_test_pmids()
     pool = load_source("pubmedqa", path)
-    assert len(pool.rows) == 500 and len(pool.quarantine) == 0
+    assert len(pool.rows) == 500 and len(pool.dropped) == 0
     pmids = {r["id"].split(":")[1] for r in pool.rows}
     assert len(pmids) == 500 and not pmids & test_pmids
     for row in pool.rows:
@@ -47,7 +47,7 @@ def test_medqa_test_real(shared_data):
     path = shared_data / "raw/medqa/4_options_phrases_no_exclude_test.jsonl"
     native = [json.loads(line) for line in path.read_text().splitlines()]
     result = load_source("medqa", path)
-    assert len(result.rows) == 1273 and len(result.quarantine) == 0
+    assert len(result.rows) == 1273 and len(result.dropped) == 0
     by_question = {r["question"].strip(): r for r in native}
     for row in result.rows:
         assert row["answer_text"] == by_question[row["question"]]["answer"].strip()
@@ -78,7 +78,7 @@ def test_medmcqa_native_jsonl(tmp_path):
     assert [r["id"] for r in result.rows] == ["medmcqa:u1"]
     assert result.rows[0]["answer_text"] == "c"
     assert result.reasons() == {"answer_out_of_range": 1, "empty_question": 1, "duplicate_options": 1}
-    assert json.loads(result.quarantine[0]["metadata"])["id"] == "u2"
+    assert json.loads(result.dropped[0]["metadata"])["id"] == "u2"
 
 
 def test_malformed_jsonl_names_file_and_line(tmp_path):
@@ -140,7 +140,7 @@ def _jsonl(path, rows):
     return path
 
 
-def test_malformed_medqa_rows_are_quarantined_with_file_and_line(tmp_path):
+def test_malformed_medqa_rows_are_dropped_with_file_and_line(tmp_path):
     good = {"question": "Which nerve?", "answer": "a", "options": {"A": "a", "B": "b"}, "answer_idx": "A"}
     rows = [
         good,
@@ -154,22 +154,22 @@ def test_malformed_medqa_rows_are_quarantined_with_file_and_line(tmp_path):
     result = load_source("medqa", path)
     assert result.rows["question"] == ["Which nerve?", "Q6?"]
     assert result.reasons() == {"not_text": 4}
-    details = result.quarantine["detail"]
+    details = result.dropped["detail"]
     assert [d.split(": ")[0] for d in details] == ["train.jsonl:2", "train.jsonl:3", "train.jsonl:4", "train.jsonl:5"]
     assert "question" in details[0] and "answer" in details[1] and "option B" in details[2]
 
 
-def test_malformed_medmcqa_row_is_quarantined(tmp_path):
+def test_malformed_medmcqa_row_is_dropped(tmp_path):
     base = {"id": "u1", "question": "Which nerve?", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": 0}
     path = _jsonl(tmp_path / "train.jsonl", [base, dict(base, id="u2", opb=7), dict(base, id="u3", question=None),
                                              dict(base, id="u4", question="Q4?", cop=1)])
     result = load_source("medmcqa", path)
     assert result.rows["id"] == ["medmcqa:u1", "medmcqa:u4"]
     assert result.reasons() == {"not_text": 1, "missing_field": 1}
-    assert result.quarantine["detail"][0].startswith("train.jsonl:2: ")
+    assert result.dropped["detail"][0].startswith("train.jsonl:2: ")
 
 
-def test_headqa_answers_without_aid_or_atext_are_quarantined(tmp_path):
+def test_headqa_answers_without_aid_or_atext_are_dropped(tmp_path):
     question = {"qid": 1, "qtext": "Which nerve?", "ra": "2", "image": "",
                 "answers": [{"aid": 1, "atext": "a"}, {"aid": 2, "atext": "b"}]}
     exam = {"name": "Exam", "category": "medicine", "year": 2013, "data": [
@@ -185,11 +185,11 @@ def test_headqa_answers_without_aid_or_atext_are_quarantined(tmp_path):
     result = load_source("headqa", path)
     assert result.rows["id"] == ["headqa:e1:1", "headqa:e1:6"]
     assert result.reasons() == {"bad_options": 4}
-    assert result.quarantine["id"] == ["headqa:e1:2", "headqa:e1:3", "headqa:e1:4", "headqa:e1:5"]
-    assert all(d.startswith("train_HEAD_EN.json e1 item ") for d in result.quarantine["detail"])
+    assert result.dropped["id"] == ["headqa:e1:2", "headqa:e1:3", "headqa:e1:4", "headqa:e1:5"]
+    assert all(d.startswith("train_HEAD_EN.json e1 item ") for d in result.dropped["detail"])
 
 
-def test_pubmedqa_rows_that_are_not_objects_or_have_string_contexts_are_quarantined(tmp_path):
+def test_pubmedqa_rows_that_are_not_objects_or_have_string_contexts_are_dropped(tmp_path):
     pool = sorted({f"{i}" for i in range(1, 4000)} - pubmedqa_test_pmids())[:4]
     good = {"QUESTION": "Does it work?", "CONTEXTS": ["First.", "Second."], "final_decision": "yes"}
     data = {pool[0]: good, pool[1]: ["not", "an", "object"], pool[2]: dict(good, CONTEXTS="One long abstract."),
@@ -200,7 +200,7 @@ def test_pubmedqa_rows_that_are_not_objects_or_have_string_contexts_are_quaranti
     assert result.rows["id"] == [f"pubmedqa:{pool[0]}", f"pubmedqa:{pool[3]}"]
     assert result.rows[0]["context"] == "First.\nSecond."
     assert result.reasons() == {"not_an_object": 1, "bad_context": 1}
-    assert result.quarantine["detail"][0].startswith(f"ori_pqal.json key {pool[1]}: ")
+    assert result.dropped["detail"][0].startswith(f"ori_pqal.json key {pool[1]}: ")
 
 
 def _medmcqa_rows(cops):
@@ -216,7 +216,7 @@ def test_medmcqa_bad_cop_does_not_shift_a_one_based_file(tmp_path):
     path = _jsonl(tmp_path / "train.jsonl", rows)
     result = load_source("medmcqa", path)
     assert result.rows["answer_text"] == ["abcd"[c - 1] for c in cops]
-    assert [json.loads(m)["id"] for m in result.quarantine["metadata"]] == ["bad0", "bad1", "bad2", "bad3"]
+    assert [json.loads(m)["id"] for m in result.dropped["metadata"]] == ["bad0", "bad1", "bad2", "bad3"]
     # a row that is bad for another reason (no question) is no evidence about the base either
     rows = _medmcqa_rows(cops) + [dict(_medmcqa_rows([0])[0], id="noq", question="")]
     result = load_source("medmcqa", _jsonl(tmp_path / "train2.jsonl", rows))
@@ -231,7 +231,7 @@ def test_medmcqa_mixed_base_evidence_asks_for_the_base(tmp_path):
     assert "train.jsonl:13" in str(err.value)  # where the lone 0 is
     result = load_source("medmcqa", path, cop_base=1)
     assert result.rows["answer_text"] == ["abcd"[c - 1] for c in cops[:-1]]
-    assert result.reasons() == {"answer_out_of_range": 1} and result.quarantine["id"] == ["medmcqa:u12"]
+    assert result.reasons() == {"answer_out_of_range": 1} and result.dropped["id"] == ["medmcqa:u12"]
     zero = load_source("medmcqa", path, cop_base=0)
     assert zero.rows["answer_text"] == ["abcd"[c] for c in cops if c < 4]
     with pytest.raises(ValueError, match="cop_base"):

@@ -191,9 +191,9 @@ def test_run_traces_file(llm_server, tmp_path, secret_env, suffix):
         src, out, llm_server.base_url, TEACHER, "M1DATA_TEACHER_KEY",
         runtime=LLMRuntime(concurrency=4, progress=False, rpm=6000),
     )
-    assert (summary["rows_out"], summary["rows_rejected"]) == (3, 6)
+    assert (summary["rows_out"], summary["rows_dropped"]) == (3, 6)
     assert sorted(read_rows(out)["id"]) == ["t0", "t1", "t8"]
-    rejected = read_rows(tmp_path / f"traces.rejected{suffix}")
+    rejected = read_rows(tmp_path / f"traces.dropped{suffix}")
     assert sorted(rejected["reason"]) == ["error", "error", "filtered", "no_answer", "truncated", "wrong_answer"]
     assert "teacher_reply" in rejected.column_names
 
@@ -240,7 +240,7 @@ def test_secret_never_reaches_disk_or_logs(llm_server, tmp_path, secret_env, cap
         "dropped.parquet",
         "llm_cache.sqlite",
         "out.jsonl",
-        "out.rejected.jsonl",
+        "out.dropped.jsonl",
         "out.llm_cache.sqlite",
     } <= names
     for path in files:  # ...and is nowhere on disk (sqlite WAL and shm files included)
@@ -327,7 +327,7 @@ def test_run_traces_reads_several_files_or_a_folder(llm_server, tmp_path, secret
     assert sorted(read_rows(tmp_path / "a.jsonl")["id"]) == sorted(read_rows(tmp_path / "b.jsonl")["id"]) == [
         "t0", "t1", "t8"
     ]
-    assert len(read_rows(tmp_path / "b.rejected.jsonl")) == len(ROWS) - 3
+    assert len(read_rows(tmp_path / "b.dropped.jsonl")) == len(ROWS) - 3
     assert result.exit_code == 0, result.output
     assert set(asked[first_run:]) == {"t6"}  # only the transient failure (t6, always 503) is tried again
 

@@ -13,7 +13,9 @@ the cache key depends on every character of it; two spellings would pay twice.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import logging
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -21,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-from rich.console import Console
 
 from m1data.errors import UserError
 from m1data.llm.cache import Cache
@@ -29,14 +30,14 @@ from m1data.llm.cost import PriceTable
 from m1data.llm.limits import RetryPolicy
 from m1data.llm.runner import RunStats, plan_requests, print_plan
 from m1data.llm.types import Engine, Reply, Request
-from m1data.pipeline import RunContext, Stage, StageResult
+from m1data.pipeline import RunContext, Stage, StageResult, dropped_rows, run_on_file
 
 BOXED_INSTRUCTION = "Return your final response within \\boxed{}."
 CACHE_FILENAME = "llm_cache.sqlite"
 REQUIRED_COLUMNS = ("id", "source", "prompt", "options", "answer_idx")
 VLLM = "vllm"  # `base_url: vllm`: the model runs in-process through vLLM (m1data.llm.vllm)
 
-console = Console(stderr=True)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -275,18 +276,6 @@ def open_cache(configured: str | None, ctx: RunContext | None) -> Cache:
     return Cache(Path(ctx.state_dir) / CACHE_FILENAME)
 
 
-def add_columns(rows: datasets.Dataset, columns: dict[str, tuple[list[Any], Any]]) -> datasets.Dataset:
-    """Append columns given as {name: (values, feature)}; explicit features keep empty inputs and
-    all-null columns well typed. An existing column of the same name is replaced."""
-    rows = rows.remove_columns([name for name in columns if name in rows.column_names])
-    if len(rows) == 0:  # datasets cannot add a column to an empty table it has concatenated before
-        features = datasets.Features({**rows.features, **{name: feature for name, (_, feature) in columns.items()}})
-        return datasets.Dataset.from_dict({name: [] for name in features}, features=features)
-    for name, (values, feature) in columns.items():
-        rows = rows.add_column(name, values, feature=feature)
-    return rows
-
-
 def split_rows(
     rows: datasets.Dataset,
     reasons: Sequence[str | None],
@@ -298,22 +287,12 @@ def split_rows(
     `extra` columns, given for the dropped rows only."""
     keep = [i for i, reason in enumerate(reasons) if reason is None]
     drop = [i for i, reason in enumerate(reasons) if reason is not None]
-    dropped = rows.select(drop).flatten_indices()  # add_column needs a plain table
-    dropped = add_columns(
-        dropped,
-        {
-            "reason": ([reasons[i] for i in drop], datasets.Value("string")),
-            "detail": ([details[i] for i in drop], datasets.Value("string")),
-            **(extra or {}),
-        },
+    dropped = dropped_rows(
+        rows.select(drop),
+        [reasons[i] for i in drop],
+        {"detail": ([details[i] for i in drop], datasets.Value("string")), **(extra or {})},
     )
     return rows.select(keep).flatten_indices(), dropped
-
-
-def rejected_path(out_path: str | Path) -> Path:
-    """Where a file run puts its dropped rows: `OUT.parquet` -> `OUT.rejected.parquet`."""
-    out_path = Path(out_path)
-    return out_path.with_name(f"{out_path.stem}.rejected{out_path.suffix}")
 
 
 def default_cache_path(out_path: str | Path) -> Path:
@@ -327,45 +306,27 @@ def file_runtime(runtime: LLMRuntime, out_path: str | Path) -> LLMRuntime:
     return replace(runtime, cache_path=runtime.cache_path or str(default_cache_path(out_path)))
 
 
-def run_on_file(stage: LLMStage, in_path: str | Path | Sequence[str | Path], out_path: str | Path, dry_run: bool) -> dict[str, Any]:
-    """An LLM stage over a file: IN rows -> OUT (kept) and OUT.rejected.<ext> (dropped, with
-    reasons); returns the stage statistics. A dry run prints the plan and returns {}. IN may be
-    several files or a folder of them (see `read_rows`)."""
-    from m1data.readers import read_rows, write_rows
+def run_llm_on_file(
+    stage: LLMStage, in_path: str | Path | Sequence[str | Path], out_path: str | Path, dry_run: bool
+) -> dict[str, Any]:
+    """An LLM stage over files (`pipeline.run_on_file`: OUT, and OUT.dropped.<ext> with reasons);
+    a dry run prints the plan instead, reading the cache if there is one, writing nothing, and
+    returns {}."""
+    if not dry_run:
+        stats = run_on_file(stage, in_path, out_path)
+        if stats.get("transient_failures"):
+            log.warning(
+                "%s requests failed transiently (timeouts, 5xx, dropped connections); their rows are in the dropped "
+                "file with reason 'error'. Run the same command again to send exactly those (the cache answers "
+                "the rest).", f"{stats['transient_failures']:,}"
+            )
+        return stats
+    from m1data.readers import read_rows
 
     rows = read_rows(in_path)
-    if len(rows) == 0:
-        console.print(f"{_names(in_path)}: 0 rows, nothing to do; {out_path} and its rejected file are written empty")
-        if not dry_run:
-            write_rows(rows, out_path)
-            write_rows(rows, rejected_path(out_path))
-        return {"rows_in": 0, "rows_out": 0, "rows_rejected": 0}
-    rows = check_rows(rows, stage.name, stage.required_columns())
-    if dry_run:  # reads the cache if there is one; never creates one (a dry run writes nothing)
-        if Path(stage.runtime.cache_path).is_file():
-            with Cache(stage.runtime.cache_path) as store:
-                stage.plan(rows, store)
-        else:
-            stage.plan(rows, None)
-        return {}
-    result = stage.run(rows, None)
-    write_rows(result.rows, out_path)
-    write_rows(result.dropped, rejected_path(out_path))
-    if result.transient_failures:
-        console.print(
-            f"[yellow]{result.transient_failures:,} requests failed transiently (timeouts, 5xx, dropped connections); "
-            "their rows are in the rejected file with reason 'error'. Run the same command again to send exactly "
-            "those (the cache answers the rest).[/yellow]"
-        )
-    return {
-        "rows_in": len(rows),
-        "rows_out": len(result.rows),
-        "rows_rejected": len(result.dropped),
-        "transient_failures": result.transient_failures,
-        **result.stats,
-    }
-
-
-def _names(in_path: str | Path | Sequence[str | Path]) -> str:
-    return str(in_path) if isinstance(in_path, (str, Path)) else ", ".join(map(str, in_path))
-
+    if len(rows):
+        rows = check_rows(rows, stage.name, stage.required_columns())
+        cache_file = Path(stage.runtime.cache_path)
+        with Cache(cache_file) if cache_file.is_file() else contextlib.nullcontext() as store:
+            stage.plan(rows, store)
+    return {}
