@@ -174,7 +174,7 @@ def build(
 def _refuse_other_hub(folder: Path, dataset: str) -> None:
     """Builds of m23K and m1K may share a run folder (m1K reuses m23K's stages), but not a Hub
     folder: the second export would silently replace the first's data and card."""
-    from m1data.hub import hub_folder_dataset
+    from m1data.export import hub_folder_dataset
 
     held = hub_folder_dataset(folder)
     if held is not None and held != dataset.lower():
@@ -189,7 +189,7 @@ def _run_and_export(stages, dataset: str, out: Path, *, start, until, force: boo
     funnel, then the Hub folder. A build that stops early (an endpoint not up, transient failures
     left) exits 1 unless `allow_partial`: scripts must not take it for done."""
     from m1data.funnel import funnel_markdown
-    from m1data.hub import export_run
+    from m1data.export import export_run
     from m1data.llm.embedded import serve_embedded
     from m1data.pipeline import StageIncomplete, StageNotReady, run_pipeline
 

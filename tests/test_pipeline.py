@@ -284,7 +284,7 @@ def test_the_lock_is_reentrant_within_one_process(tmp_path):
 
 
 def test_a_stage_output_changed_by_hand_is_named_when_a_later_stage_reads_it(tmp_path):
-    from m1data.hub import export_run
+    from m1data.export import export_run
     from m1data.pipeline import CorruptRunFile
 
     run_pipeline([Make(), DropSome()], tmp_path)
@@ -330,7 +330,7 @@ def test_a_build_refuses_a_hub_folder_holding_another_datasets_export(tmp_path, 
     from typer.testing import CliRunner
 
     from m1data.cli import app
-    from m1data.hub import hub_folder_dataset
+    from m1data.export import hub_folder_dataset
 
     hub = tmp_path / "run" / "hub"
     hub.mkdir(parents=True)

@@ -236,7 +236,7 @@ def test_build_exits_non_zero_while_transient_failures_remain(llm_server, tmp_pa
 
 
 def test_credentials_in_a_base_url_reach_no_manifest_card_or_cache(llm_server, tmp_path, capfd):
-    from m1data.hub import export_run
+    from m1data.export import export_run
 
     llm_server.handler = right_answer
     stage = teacher(llm_server)
