@@ -4,8 +4,8 @@ Every number in a card is read from the stage manifests of the run (the funnel, 
 per-eval-set decontamination counts, stage configs) or counted on the rows being published (split
 sizes, the domain table, the length histogram). Nothing is typed in by hand, so a card cannot
 drift from the data it describes. The prose around the numbers lives in the Jinja templates next
-to this file: `base.md.jinja` holds what every card says, `<dataset>.md.jinja` what one dataset
-adds.
+to this file: `base.md.jinja` holds what every card says, `<template>.md.jinja` what one dataset
+adds (the builder table, m1data.builders.BUILDERS, gives each dataset its template and pretty name).
 
 What a card publishes about the build: settings in a compact table (operational ones such as
 concurrency, timeouts and cache paths left out), with local paths cut to their file name and local
@@ -755,16 +755,6 @@ def _library_versions() -> dict[str, str]:
     return {"m1data": __version__, "datasets": datasets.__version__, "huggingface_hub": huggingface_hub.__version__}
 
 
-PRETTY_NAMES = {
-    "m23k": "m23K",
-    "m1k": "m1K",
-    "random-1k": "Random 1K",
-    "random-23k": "Random 23K",
-    "hard-random-1k": "Hard Random 1K",
-    "hard-domain-balanced-1k": "Hard Domain Balanced 1K",
-}
-# The ablation subsets share one template; their names say which draw they are.
-TEMPLATE_OF = {name: "ablation" for name in PRETTY_NAMES if name not in ("m23k", "m1k")}
 REPO_PLACEHOLDER = "<org>/{pretty_name}"
 
 
@@ -794,15 +784,18 @@ def render_card(
     whitespace-split words, and the card says which. `with_data_metadata=False` leaves the
     header's ``configs:``/``dataset_info:`` to `write_hub_folder` (m1data.export does).
     """
+    from m1data.builders import BUILDERS  # the pretty name and template of each dataset
+
     key = dataset_name.lower()
-    template = TEMPLATE_OF.get(key, key)
+    builder = BUILDERS.get(key)
+    template = builder.card_template if builder else key
     if template not in available_cards():
         raise UserError(f"no card template for {dataset_name!r}; templates: {', '.join(available_cards())}")
     manifests = read_manifests(Path(run_dir))
     if not manifests:
         raise FileNotFoundError(f"{run_dir}: no completed stages (no */manifest.json)")
 
-    pretty_name = PRETTY_NAMES.get(key, dataset_name)
+    pretty_name = builder.pretty_name if builder else dataset_name
     lengths, images = _length_views(pretty_name, dataset_name, configs, images_dir, tokenizer)
     domains, domain_images = _domains(pretty_name, dataset_name, configs, images_dir)
     images.update(domain_images)

@@ -124,9 +124,23 @@ def eval_sets() -> None:
         typer.echo(name)
 
 
-@app.command()
+class _BuildCommand(typer.core.TyperCommand):
+    """`build`'s help names the datasets from the builder table (m1data.builders.BUILDERS), read
+    when the help is shown: importing the table loads `datasets` (about a second), which the other
+    commands and `m1data --help` should not pay."""
+
+    def format_help(self, ctx, formatter) -> None:  # type: ignore[no-untyped-def]
+        from m1data.builders import BUILDERS
+
+        for param in self.params:
+            if param.name == "dataset":
+                param.help = f"The dataset to build: {', '.join(BUILDERS)}."
+        super().format_help(ctx, formatter)
+
+
+@app.command(cls=_BuildCommand)
 def build(
-    dataset: Annotated[str, typer.Argument(help="m23k, m1k, random-1k, random-23k, hard-random-1k or hard-domain-balanced-1k")],
+    dataset: Annotated[str, typer.Argument(help="The dataset to build (the list: m1data build --help).")],
     out: Annotated[Path, typer.Option("--out", help="Run directory (stage outputs and manifests).")],
     config: Annotated[Optional[Path], typer.Option("--config", help="YAML overriding the builder's (paper) defaults; none: builders/configs/embedded.yaml.")] = None,
     start: Annotated[Optional[str], typer.Option("--from", help="Re-run from this stage on.")] = None,
@@ -149,7 +163,7 @@ def build(
     if dataset not in BUILDERS:
         raise typer.BadParameter(f"choose from {', '.join(BUILDERS)}", param_hint="DATASET")
     builder = BUILDERS[dataset]
-    cfg, executor_config = load_build_config(builder.CONFIG, config, executor, ray_address)
+    cfg, executor_config = load_build_config(builder.config, config, executor, ray_address)
     if from_m23k is not None:
         from m1data.builders.m1k import resample_stages
 

@@ -23,8 +23,15 @@ def hub_folder_dataset(folder: str | Path) -> str | None:
     if not card.is_file():
         return None
     metadata, _ = split_card(card.read_text(encoding="utf-8"))
-    held = metadata.get(BUILD_KEY) or metadata.get("pretty_name")  # older folders: "m1K", "Random 1K"
-    return str(held).lower().replace(" ", "-") if held else None
+    if metadata.get(BUILD_KEY):
+        return str(metadata[BUILD_KEY]).lower()
+    pretty = metadata.get("pretty_name")  # folders written before BUILD_KEY: "m1K", "Random 1K"
+    if not pretty:
+        return None
+    from m1data.builders import BUILDERS
+
+    by_pretty_name = {b.pretty_name: b.name for b in BUILDERS.values()}
+    return by_pretty_name.get(str(pretty), str(pretty).lower().replace(" ", "-"))
 
 
 def export_run(
