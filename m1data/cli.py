@@ -253,19 +253,40 @@ def lineage(
         typer.echo(json.dumps(step, ensure_ascii=False))
 
 
+ExecutorOpt = Annotated[str, typer.Option(
+    "--executor", help="local, or ray: the fuzzy matcher's length bands as Ray tasks, as in `build` (same output).")]
+RayAddressOpt = Annotated[Optional[str], typer.Option(
+    "--ray-address", help="Ray cluster: auto, ray://host:10001 (default: start one here).")]
+
+
+def _file_context(out_path: Path, executor: str, ray_address: str | None):  # type: ignore[no-untyped-def]
+    """The run context of a command over one file: its outputs beside OUT, and the executor a
+    build would use for the same --executor/--ray-address (m1data.distributed), connected first
+    so that a missing extra stops the command before it reads anything."""
+    from m1data.distributed import executor_config, make_executor
+    from m1data.pipeline import RunContext
+
+    runner = make_executor(executor_config(executor, ray_address))
+    return RunContext(run_dir=out_path.parent, stage_dir=out_path.parent, executor=runner)
+
+
 @app.command()
 def dedup(
     in_path: Annotated[Path, typer.Argument(help="Rows in (.parquet or .jsonl).")],
     out_path: Annotated[Path, typer.Argument(help="Kept rows out; removed rows go beside it as OUT.removed.<ext>.")],
     column: Annotated[Optional[str], typer.Option("--column", help="Column to compare (default: question stem + option set).")] = None,
     threshold: Annotated[float, typer.Option("--threshold", help="rapidfuzz fuzz.ratio at or above which rows match.")] = 95.0,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Fuzzy deduplication: a row goes when an earlier row matches it (exact all-pairs answer)."""
     from m1data.dedup import deduplicate
+    from m1data.distributed import band_runner
     from m1data.readers import read_rows, write_rows
 
+    ctx = _file_context(out_path, executor, ray_address)
     rows = read_rows(in_path)
-    kept, removed = deduplicate(rows, column=column, threshold=threshold)
+    kept, removed = deduplicate(rows, column=column, threshold=threshold, runner=band_runner(ctx))
     write_rows(kept, out_path)
     write_rows(removed, out_path.with_name(out_path.stem + ".removed" + out_path.suffix))
     console.print(f"{len(rows):,} rows -> {len(kept):,} kept, {len(removed):,} near-duplicates removed")
@@ -278,17 +299,20 @@ def decontaminate(
     eval_names: Annotated[list[str], typer.Option("--eval", help="NAME, NAME=LOCAL_FILE (see `m1data eval-sets`), or a file of any known shape; repeatable.")],
     threshold: Annotated[float, typer.Option("--threshold")] = 95.0,
     ngram: Annotated[int, typer.Option("--ngram", help="Word n-gram size of the second check; 0 turns it off.")] = 8,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Remove rows that match any eval item (question stem + option set, fuzzy ratio >= threshold)."""
     from m1data.dedup import Decontaminate, DecontaminateConfig
     from m1data.loading import EvalInput
     from m1data.readers import read_rows, write_rows
 
+    ctx = _file_context(out_path, executor, ray_address)
     evals = []
     for spec in eval_names:
         name, _, path = spec.partition("=")
         evals.append(EvalInput(name=name, path=path or None))
-    result = Decontaminate(DecontaminateConfig(threshold=threshold, ngram=ngram), evals).run(read_rows(in_path), None)
+    result = Decontaminate(DecontaminateConfig(threshold=threshold, ngram=ngram), evals).run(read_rows(in_path), ctx)
     write_rows(result.rows, out_path)
     write_rows(result.dropped, out_path.with_name(out_path.stem + ".removed" + out_path.suffix))
     _print_stats(result.stats)
