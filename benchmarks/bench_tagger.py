@@ -34,14 +34,8 @@ import datasets
 import numpy as np
 
 from m1data.mesh import qualifier_by_code, qualifier_by_name, qualifier_subtree
-from m1data.mesh_offline import (
-    ZeroShotTagger,
-    frequent_baseline,
-    held_out_agreement,
-    hit_rate,
-    labelled_texts,
-    random_hit_rate,
-)
+from m1data.mesh_eval import frequent_baseline, held_out_agreement, hit_rate, random_hit_rate
+from m1data.mesh_offline import ZeroShotTagger, labelled_texts
 from m1data.readers import read_rows
 from m1data.sources import load_source
 

@@ -1,26 +1,55 @@
 """One file per published dataset: a short composition of m1data stages with the paper's
 settings. Installed as `m1data.builders`.
 
-Every builder exposes `CONFIG` (its typed config class) and `stages(config)`.
+`BUILDERS` is the one table of them: the CLI's `build` (its choice of names and its help), the
+card renderer (pretty name, template) and the export read it, so adding a dataset is one
+`Builder` line here and a module beside this file, and no other place lists the datasets.
 """
 
+from __future__ import annotations
+
 import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import yaml
 from m1data.builders import ablations, m1k, m23k
 
 from m1data.config import from_dict, load_config
+from m1data.pipeline import Stage
+
+__all__ = ["BUILDERS", "Builder", "M1KConfig", "default_config_path", "load_builder_config"]
 
 M1KConfig = m1k.M1KConfig
 
-BUILDERS = {
-    "m23k": m23k,
-    "m1k": m1k,
-    **{name: SimpleNamespace(CONFIG=ablations.AblationConfig, stages=fn) for name, fn in ablations.SUBSETS.items()},
+
+@dataclass(frozen=True)
+class Builder:
+    """One dataset m1data builds: `stages(config())` is its pipeline; its card is
+    ``cards/<card_template>.md.jinja`` with `pretty_name` as its title."""
+
+    name: str
+    pretty_name: str
+    config: type
+    stages: Callable[[Any], list[Stage]]
+    card_template: str
+
+
+BUILDERS: dict[str, Builder] = {
+    b.name: b
+    for b in (
+        Builder("m23k", "m23K", m23k.M23KConfig, m23k.stages, "m23k"),
+        Builder("m1k", "m1K", m1k.M1KConfig, m1k.stages, "m1k"),
+        # the paper's ablation subsets (Tables 2 and 3) share one template; their names say which draw
+        Builder("random-1k", "Random 1K", ablations.AblationConfig, ablations.random_from_pool(1_000), "ablation"),
+        Builder("random-23k", "Random 23K", ablations.AblationConfig, ablations.random_from_pool(23_493), "ablation"),
+        Builder("hard-random-1k", "Hard Random 1K", ablations.AblationConfig, ablations.from_m23k(()), "ablation"),
+        Builder("hard-domain-balanced-1k", "Hard Domain Balanced 1K", ablations.AblationConfig,
+                ablations.from_m23k(("domain",)), "ablation"),
+    )
 }
 
 

@@ -4,6 +4,8 @@
   traces (rows whose trace fails verification are dropped, so a draw can end a little short of n);
 - hard-random-1k: a uniform draw from m23K;
 - hard-domain-balanced-1k: domain -> sample from m23K (m1K adds the dataset level).
+
+The names are given to these compositions in the builder table (m1data.builders.BUILDERS).
 """
 
 from __future__ import annotations
@@ -40,11 +42,3 @@ def from_m23k(levels: tuple[str, ...]):
         return [*m23k.stages(config.m23k), Sample(SampleConfig(n=1000, levels=levels, seed=config.seed))]
 
     return stages
-
-
-SUBSETS = {
-    "random-23k": random_from_pool(23_493),
-    "random-1k": random_from_pool(1_000),
-    "hard-random-1k": from_m23k(()),
-    "hard-domain-balanced-1k": from_m23k(("domain",)),
-}

@@ -19,9 +19,6 @@ class M1KConfig:
     sample: SampleConfig = field(default_factory=SampleConfig)
 
 
-CONFIG = M1KConfig
-
-
 def stages(config: M1KConfig) -> list[Stage]:
     return [*m23k.stages(config.m23k), Sample(config.sample)]
 

@@ -39,9 +39,6 @@ class M23KConfig:
     offline_tagger: OfflineConfig = field(default_factory=OfflineConfig)
 
 
-CONFIG = M23KConfig
-
-
 def tagger(config: M23KConfig) -> Stage:
     return MeshTagger(config.mesh) if config.tagger == "llm" else OfflineTagger(config.offline_tagger)
 

@@ -4,8 +4,8 @@ Every number in a card is read from the stage manifests of the run (the funnel, 
 per-eval-set decontamination counts, stage configs) or counted on the rows being published (split
 sizes, the domain table, the length histogram). Nothing is typed in by hand, so a card cannot
 drift from the data it describes. The prose around the numbers lives in the Jinja templates next
-to this file: `base.md.jinja` holds what every card says, `<dataset>.md.jinja` what one dataset
-adds.
+to this file: `base.md.jinja` holds what every card says, `<template>.md.jinja` what one dataset
+adds (the builder table, m1data.builders.BUILDERS, gives each dataset its template and pretty name).
 
 What a card publishes about the build: settings in a compact table (operational ones such as
 concurrency, timeouts and cache paths left out), with local paths cut to their file name and local
@@ -31,9 +31,9 @@ import datasets
 from m1data.cards.figures import domain_bars_png, length_histogram_png
 
 from m1data import __version__
+from m1data.cardmeta import IMAGES_DIR, Configs, data_metadata, join_card, split_card
 from m1data.errors import UserError
 from m1data.funnel import funnel_markdown
-from m1data.hub import IMAGES_DIR, Configs, configs_metadata, dataset_info_metadata, join_card, split_card
 from m1data.pipeline import read_manifests
 from m1data.redact import strip_userinfo
 from m1data.schema import SOURCES
@@ -685,9 +685,13 @@ def card_metadata(
     sources: list[str] | None = None,
     provenance: dict[str, Any] | None = None,
     infos: Mapping[str, SourceInfo] | None = None,
+    *,
+    with_data: bool = True,
 ) -> dict[str, Any]:
     """The card's YAML header. The licence is `other` because rows carry several sources' terms;
-    its link points at the card's Licences section, which gives each source's terms."""
+    its link points at the card's Licences section, which gives each source's terms. `with_data`
+    adds ``configs:``/``dataset_info:`` (`cardmeta.data_metadata`); an export leaves them to the
+    folder writer, which computes them once from the files it writes."""
     infos = SOURCE_INFO if infos is None else infos
     largest = max(sum(len(ds) for ds in splits.values()) for splits in configs.values())
     hub_ids = [infos[s].hub_id for s in (sources or []) if s in infos and infos[s].hub_id]
@@ -701,8 +705,7 @@ def card_metadata(
         "size_categories": [size_category(largest)],
         "source_datasets": [f"extended|{hub_id}" for hub_id in hub_ids] or ["original"],
         "tags": ["medical", "reasoning", "arxiv:2504.00869"],
-        "configs": configs_metadata(configs),
-        "dataset_info": dataset_info_metadata(configs),
+        **(data_metadata(configs) if with_data else {}),
     }
     if provenance is not None:
         metadata[PROVENANCE_KEY] = provenance
@@ -752,16 +755,6 @@ def _library_versions() -> dict[str, str]:
     return {"m1data": __version__, "datasets": datasets.__version__, "huggingface_hub": huggingface_hub.__version__}
 
 
-PRETTY_NAMES = {
-    "m23k": "m23K",
-    "m1k": "m1K",
-    "random-1k": "Random 1K",
-    "random-23k": "Random 23K",
-    "hard-random-1k": "Hard Random 1K",
-    "hard-domain-balanced-1k": "Hard Domain Balanced 1K",
-}
-# The ablation subsets share one template; their names say which draw they are.
-TEMPLATE_OF = {name: "ablation" for name in PRETTY_NAMES if name not in ("m23k", "m1k")}
 REPO_PLACEHOLDER = "<org>/{pretty_name}"
 
 
@@ -781,23 +774,28 @@ def render_card(
     images_dir: str = IMAGES_DIR,
     repo_id: str | None = None,
     tokenizer: Any | None = None,
+    with_data_metadata: bool = True,
 ) -> tuple[str, dict[str, bytes]]:
     """The card (YAML header and markdown) and its images {file name: PNG bytes}.
 
     `images_dir` is where, relative to the card, the caller puts the images (`write_hub_folder`
     writes them to ``images/``). Lengths are counted with `tokenizer` (an object, or a name looked
     up among locally installed tokenizers; default m1's target model) when there is one, else in
-    whitespace-split words, and the card says which.
+    whitespace-split words, and the card says which. `with_data_metadata=False` leaves the
+    header's ``configs:``/``dataset_info:`` to `write_hub_folder` (m1data.export does).
     """
+    from m1data.builders import BUILDERS  # the pretty name and template of each dataset
+
     key = dataset_name.lower()
-    template = TEMPLATE_OF.get(key, key)
+    builder = BUILDERS.get(key)
+    template = builder.card_template if builder else key
     if template not in available_cards():
         raise UserError(f"no card template for {dataset_name!r}; templates: {', '.join(available_cards())}")
     manifests = read_manifests(Path(run_dir))
     if not manifests:
         raise FileNotFoundError(f"{run_dir}: no completed stages (no */manifest.json)")
 
-    pretty_name = PRETTY_NAMES.get(key, dataset_name)
+    pretty_name = builder.pretty_name if builder else dataset_name
     lengths, images = _length_views(pretty_name, dataset_name, configs, images_dir, tokenizer)
     domains, domain_images = _domains(pretty_name, dataset_name, configs, images_dir)
     images.update(domain_images)
@@ -848,7 +846,8 @@ def render_card(
         "arxiv_url": ARXIV_URL,
     }
     body = _environment().get_template(f"{template}.md.jinja").render(**context)
-    metadata = card_metadata(pretty_name, configs, present, provenance_metadata(manifests, upstream), infos)
+    metadata = card_metadata(pretty_name, configs, present, provenance_metadata(manifests, upstream), infos,
+                             with_data=with_data_metadata)
     card = join_card(redact_config(metadata), body)
     return strip_userinfo(redact_environment(card)), images  # manifests of older runs may hold URL credentials
 

@@ -127,9 +127,23 @@ def eval_sets() -> None:
         typer.echo(name)
 
 
-@app.command()
+class _BuildCommand(typer.core.TyperCommand):
+    """`build`'s help names the datasets from the builder table (m1data.builders.BUILDERS), read
+    when the help is shown: importing the table loads `datasets` (about a second), which the other
+    commands and `m1data --help` should not pay."""
+
+    def format_help(self, ctx, formatter) -> None:  # type: ignore[no-untyped-def]
+        from m1data.builders import BUILDERS
+
+        for param in self.params:
+            if param.name == "dataset":
+                param.help = f"The dataset to build: {', '.join(BUILDERS)}."
+        super().format_help(ctx, formatter)
+
+
+@app.command(cls=_BuildCommand)
 def build(
-    dataset: Annotated[str, typer.Argument(help="m23k, m1k, random-1k, random-23k, hard-random-1k or hard-domain-balanced-1k")],
+    dataset: Annotated[str, typer.Argument(help="The dataset to build (the list: m1data build --help).")],
     out: Annotated[Path, typer.Option("--out", help="Run directory (stage outputs and manifests).")],
     config: Annotated[Optional[Path], typer.Option("--config", help="YAML overriding the builder's (paper) defaults; none: builders/configs/embedded.yaml.")] = None,
     start: Annotated[Optional[str], typer.Option("--from", help="Re-run from this stage on.")] = None,
@@ -152,7 +166,7 @@ def build(
     if dataset not in BUILDERS:
         raise typer.BadParameter(f"choose from {', '.join(BUILDERS)}", param_hint="DATASET")
     builder = BUILDERS[dataset]
-    cfg, executor_config = load_build_config(builder.CONFIG, config, executor, ray_address)
+    cfg, executor_config = load_build_config(builder.config, config, executor, ray_address)
     if from_m23k is not None:
         from m1data.builders.m1k import resample_stages
 
@@ -177,7 +191,7 @@ def build(
 def _refuse_other_hub(folder: Path, dataset: str) -> None:
     """Builds of m23K and m1K may share a run folder (m1K reuses m23K's stages), but not a Hub
     folder: the second export would silently replace the first's data and card."""
-    from m1data.hub import hub_folder_dataset
+    from m1data.export import hub_folder_dataset
 
     held = hub_folder_dataset(folder)
     if held is not None and held != dataset.lower():
@@ -192,7 +206,7 @@ def _run_and_export(stages, dataset: str, out: Path, *, start, until, force: boo
     funnel, then the Hub folder. A build that stops early (an endpoint not up, transient failures
     left) exits 1 unless `allow_partial`: scripts must not take it for done."""
     from m1data.funnel import funnel_markdown
-    from m1data.hub import export_run
+    from m1data.export import export_run
     from m1data.llm.embedded import serve_embedded
     from m1data.pipeline import StageIncomplete, StageNotReady, run_pipeline
 
@@ -242,19 +256,40 @@ def lineage(
         typer.echo(json.dumps(step, ensure_ascii=False))
 
 
+ExecutorOpt = Annotated[str, typer.Option(
+    "--executor", help="local, or ray: the fuzzy matcher's length bands as Ray tasks, as in `build` (same output).")]
+RayAddressOpt = Annotated[Optional[str], typer.Option(
+    "--ray-address", help="Ray cluster: auto, ray://host:10001 (default: start one here).")]
+
+
+def _file_context(out_path: Path, executor: str, ray_address: str | None):  # type: ignore[no-untyped-def]
+    """The run context of a command over one file: its outputs beside OUT, and the executor a
+    build would use for the same --executor/--ray-address (m1data.distributed), connected first
+    so that a missing extra stops the command before it reads anything."""
+    from m1data.distributed import executor_config, make_executor
+    from m1data.pipeline import RunContext
+
+    runner = make_executor(executor_config(executor, ray_address))
+    return RunContext(run_dir=out_path.parent, stage_dir=out_path.parent, executor=runner)
+
+
 @app.command()
 def dedup(
     in_path: Annotated[Path, typer.Argument(help="Rows in (.parquet or .jsonl).")],
     out_path: Annotated[Path, typer.Argument(help="Kept rows out; removed rows go beside it as OUT.removed.<ext>.")],
     column: Annotated[Optional[str], typer.Option("--column", help="Column to compare (default: question stem + option set).")] = None,
     threshold: Annotated[float, typer.Option("--threshold", help="rapidfuzz fuzz.ratio at or above which rows match.")] = 95.0,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Fuzzy deduplication: a row goes when an earlier row matches it (exact all-pairs answer)."""
     from m1data.dedup import deduplicate
+    from m1data.distributed import band_runner
     from m1data.readers import read_rows, write_rows
 
+    ctx = _file_context(out_path, executor, ray_address)
     rows = read_rows(in_path)
-    kept, removed = deduplicate(rows, column=column, threshold=threshold)
+    kept, removed = deduplicate(rows, column=column, threshold=threshold, runner=band_runner(ctx))
     write_rows(kept, out_path)
     write_rows(removed, out_path.with_name(out_path.stem + ".removed" + out_path.suffix))
     console.print(f"{len(rows):,} rows -> {len(kept):,} kept, {len(removed):,} near-duplicates removed")
@@ -267,17 +302,20 @@ def decontaminate(
     eval_names: Annotated[list[str], typer.Option("--eval", help="NAME, NAME=LOCAL_FILE (see `m1data eval-sets`), or a file of any known shape; repeatable.")],
     threshold: Annotated[float, typer.Option("--threshold")] = 95.0,
     ngram: Annotated[int, typer.Option("--ngram", help="Word n-gram size of the second check; 0 turns it off.")] = 8,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Remove rows that match any eval item (question stem + option set, fuzzy ratio >= threshold)."""
     from m1data.dedup import Decontaminate, DecontaminateConfig
     from m1data.loading import EvalInput
     from m1data.readers import read_rows, write_rows
 
+    ctx = _file_context(out_path, executor, ray_address)
     evals = []
     for spec in eval_names:
         name, _, path = spec.partition("=")
         evals.append(EvalInput(name=name, path=path or None))
-    result = Decontaminate(DecontaminateConfig(threshold=threshold, ngram=ngram), evals).run(read_rows(in_path), None)
+    result = Decontaminate(DecontaminateConfig(threshold=threshold, ngram=ngram), evals).run(read_rows(in_path), ctx)
     write_rows(result.rows, out_path)
     write_rows(result.dropped, out_path.with_name(out_path.stem + ".removed" + out_path.suffix))
     _print_stats(result.stats)

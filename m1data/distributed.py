@@ -84,15 +84,22 @@ def load_build_config(cls: type[T], path: str | Path | None, kind: str | None = 
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level")
     where = str(path or "config")
-    executor = from_dict(ExecutorConfig, data.pop("executor", None) or {}, where=f"{where}.executor")
-    if address and (kind or executor.kind) == "local":
-        raise ConfigError("--ray-address goes with --executor ray")
-    executor = dataclasses.replace(executor, kind=kind or executor.kind, address=address or executor.address)
+    from_file = from_dict(ExecutorConfig, data.pop("executor", None) or {}, where=f"{where}.executor")
+    executor = executor_config(kind, address, from_file)
     if path is None:  # no file: the builder's default, the embedded model's config
         from m1data.builders import load_builder_config
 
         return load_builder_config(cls, None), executor
     return from_dict(cls, data, where=where), executor
+
+
+def executor_config(kind: str | None, address: str | None, base: ExecutorConfig | None = None) -> ExecutorConfig:
+    """`base` (a config file's ``executor:``; default: the local runner) with the command line's
+    ``--executor``/``--ray-address`` over it."""
+    base = base or ExecutorConfig()
+    if address and (kind or base.kind) == "local":
+        raise ConfigError("--ray-address goes with --executor ray")
+    return dataclasses.replace(base, kind=kind or base.kind, address=address or base.address)
 
 
 def require_ray() -> Any:

@@ -19,6 +19,9 @@ else published (m23K before m1K, say). Replacing README.md blindly would drop th
 entries and make their files unreachable through `load_dataset`, so `publish` reads the remote
 card, keeps every config it is not replacing, and deletes only stale shards of its own configs.
 
+Not here: the card's YAML header and its data part (m1data.cardmeta), the card's text
+(m1data.cards), and turning a run directory into a folder (m1data.export), which uses both.
+
 The Hub token is never read by this module except to make sure it does not appear in what is
 about to be uploaded; `HfApi` resolves it (argument, HF_TOKEN, saved login) and nothing here
 writes it anywhere. The same last check covers the values of every key the run's stage configs
@@ -41,14 +44,22 @@ from typing import Any
 import datasets
 import yaml
 
+from m1data.cardmeta import (
+    CARD_FILE,
+    DATA_DIR,
+    IMAGES_DIR,
+    Configs,
+    as_config_list,
+    card_with_metadata,
+    data_metadata,
+    split_card,
+    split_glob,
+)
 from m1data.errors import UserError
 
 log = logging.getLogger(__name__)
 
 MAX_SHARD_BYTES = 500 * 1024 * 1024
-DATA_DIR = "data"
-IMAGES_DIR = "images"
-CARD_FILE = "README.md"
 # Top-level entries write_hub_folder may replace; anything else means the folder is not ours.
 _OWNED_ENTRIES = {CARD_FILE, DATA_DIR, IMAGES_DIR}
 
@@ -56,11 +67,9 @@ _CONFIG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _SPLIT_NAME = re.compile(r"^\w+(\.\w+)*$")  # the rule `datasets` applies to split names
 _IMAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\.png$")
 
-Configs = Mapping[str, Mapping[str, datasets.Dataset]]
-
 
 # ---------------------------------------------------------------------------------------------
-# Card metadata shared by the folder writer, the card renderer and the publisher
+# Shards
 
 
 def shard_count(ds: datasets.Dataset, max_shard_bytes: int = MAX_SHARD_BYTES) -> int:
@@ -76,62 +85,6 @@ def shard_count(ds: datasets.Dataset, max_shard_bytes: int = MAX_SHARD_BYTES) ->
 
 def shard_name(split: str, index: int, count: int) -> str:
     return f"{split}-{index:05d}-of-{count:05d}.parquet"
-
-
-def split_glob(config: str, split: str) -> str:
-    """The data_files pattern of one split; split names cannot contain '-', so it cannot match
-    another split's shards."""
-    return f"{DATA_DIR}/{config}/{split}-*.parquet"
-
-
-def configs_metadata(configs: Configs) -> list[dict[str, Any]]:
-    """The card's ``configs:`` list: each config's splits mapped to its shards, first one default."""
-    entries = []
-    for position, (name, splits) in enumerate(configs.items()):
-        entry: dict[str, Any] = {"config_name": name}
-        if position == 0:
-            entry["default"] = True
-        entry["data_files"] = [{"split": split, "path": split_glob(name, split)} for split in splits]
-        entries.append(entry)
-    return entries
-
-
-def dataset_info_metadata(
-    configs: Configs, download_sizes: Mapping[str, int] | None = None
-) -> list[dict[str, Any]]:
-    """The card's ``dataset_info:`` list (features and num_examples per split, per config).
-
-    Serialised by `datasets` itself, so the YAML is exactly what `load_dataset` reads back.
-    """
-    from datasets.info import DatasetInfo, DatasetInfosDict
-    from datasets.splits import SplitDict, SplitInfo
-    from huggingface_hub import DatasetCardData
-
-    infos = DatasetInfosDict()
-    for name, splits in configs.items():
-        split_dict = SplitDict()
-        features = None
-        for split, ds in splits.items():
-            split_dict.add(SplitInfo(name=split, num_bytes=ds.data.nbytes, num_examples=len(ds)))
-            features = features or ds.features
-        infos[name] = DatasetInfo(
-            features=features,
-            splits=split_dict,
-            dataset_size=sum(ds.data.nbytes for ds in splits.values()),
-            download_size=None if download_sizes is None else download_sizes.get(name),
-        )
-    card_data = DatasetCardData()
-    infos.to_dataset_card_data(card_data)
-    return _as_config_list(card_data.to_dict().get("dataset_info"))
-
-
-def _as_config_list(value: Any) -> list[dict[str, Any]]:
-    """``dataset_info`` is a dict when a card has one config and a list otherwise; use a list."""
-    if not value:
-        return []
-    if isinstance(value, dict):
-        return [{"config_name": value.get("config_name", "default"), **value}]
-    return [dict(v) for v in value]
 
 
 def _check_names(configs: Configs, images: Mapping[str, Any]) -> None:
@@ -195,25 +148,6 @@ def _write_images(root: Path, images: Mapping[str, bytes | Path]) -> None:
             shutil.copyfile(content, target)
 
 
-def split_card(text: str) -> tuple[dict[str, Any], str]:
-    """(YAML metadata, markdown body) of a card; a card without a header has empty metadata."""
-    lines = text.lstrip("\n").splitlines(keepends=True)
-    if not lines or lines[0].strip() != "---":
-        return {}, text
-    for end in range(1, len(lines)):
-        if lines[end].strip() == "---":
-            metadata = yaml.safe_load("".join(lines[1:end])) or {}
-            if not isinstance(metadata, dict):
-                raise UserError("the card's YAML header is not a mapping")
-            return metadata, "".join(lines[end + 1 :]).lstrip("\n")
-    return {}, text
-
-
-def join_card(metadata: Mapping[str, Any], body: str) -> str:
-    header = yaml.safe_dump(dict(metadata), sort_keys=False, allow_unicode=True, width=1000)
-    return f"---\n{header}---\n\n{body.lstrip(chr(10))}"
-
-
 # What a card says where the repo id goes before anyone knows it (``<org>/m1K``).
 _REPO_PLACEHOLDER = re.compile(r"<org>/[A-Za-z0-9_.-]+")
 
@@ -221,12 +155,6 @@ _REPO_PLACEHOLDER = re.compile(r"<org>/[A-Za-z0-9_.-]+")
 def fill_repo_id(body: str, repo_id: str) -> str:
     """The card body with its ``<org>/NAME`` placeholders replaced by the repo it is published to."""
     return _REPO_PLACEHOLDER.sub(repo_id, body)
-
-
-def card_with_metadata(card: str, metadata: Mapping[str, Any]) -> str:
-    """`card` with `metadata` keys set in its YAML header (a header is added if it has none)."""
-    current, body = split_card(card)
-    return join_card({**current, **metadata}, body)
 
 
 def write_hub_folder(
@@ -239,8 +167,9 @@ def write_hub_folder(
 ) -> Path:
     """Write `configs` ({config: {split: Dataset}}) as a folder ready to upload, and return it.
 
-    The card's ``configs:`` and ``dataset_info:`` are (re)written here from the files actually
-    written, so they cannot disagree with the data whatever the card template said. The folder
+    The card's ``configs:`` and ``dataset_info:`` are written here (`cardmeta.data_metadata`) from
+    the files actually written, replacing any the card carries, so they cannot disagree with the
+    data whatever the card template said. The folder
     is built beside the target and swapped in at the end, so a failure leaves the old one.
     """
     folder = Path(folder)
@@ -252,11 +181,8 @@ def write_hub_folder(
     try:
         sizes = _write_shards(staging, configs, max_shard_bytes)
         _write_images(staging, images)
-        metadata = {
-            "configs": configs_metadata(configs),
-            "dataset_info": dataset_info_metadata(configs, sizes),
-        }
-        (staging / CARD_FILE).write_text(card_with_metadata(card, metadata), encoding="utf-8")
+        readme = card_with_metadata(card, data_metadata(configs, sizes))
+        (staging / CARD_FILE).write_text(readme, encoding="utf-8")
         if folder.exists():
             shutil.rmtree(folder)
         staging.rename(folder)
@@ -377,7 +303,7 @@ def merge_metadata(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, An
     merged = {**theirs, **ours}
     merged["configs"] = merge_configs(ours.get("configs") or [], theirs.get("configs") or [])
     merged["dataset_info"] = merge_configs(
-        _as_config_list(ours.get("dataset_info")), _as_config_list(theirs.get("dataset_info"))
+        as_config_list(ours.get("dataset_info")), as_config_list(theirs.get("dataset_info"))
     )
     for entry in merged["dataset_info"]:
         entry.pop("default", None)
@@ -690,69 +616,15 @@ def publish_command(folder: Path, repo_id: str, private: bool = False, dry_run: 
     return plan
 
 
-# ---------------------------------------------------------------------------------------------
-# From a run directory to a folder
-
-
-BUILD_KEY = "m1data_build"  # the card's record of which builder wrote a Hub folder
-
-
-def hub_folder_dataset(folder: str | Path) -> str | None:
-    """The builder (`m1k`, `m23k`, ...) whose export is in `folder`, or None when it holds none."""
-    card = Path(folder) / CARD_FILE
-    if not card.is_file():
-        return None
-    metadata, _ = split_card(card.read_text(encoding="utf-8"))
-    held = metadata.get(BUILD_KEY) or metadata.get("pretty_name")  # older folders: "m1K", "Random 1K"
-    return str(held).lower().replace(" ", "-") if held else None
-
-
-def export_run(
-    dataset_name: str,
-    run_dir: str | Path,
-    folder: str | Path,
-    *,
-    config_name: str | None = None,
-    split: str = "train",
-    repo_id: str | None = None,
-) -> Path:
-    """The last stage's rows of `run_dir`, with its rendered card, in `folder`.
-
-    The default config is named after the dataset (`m1k`, `m23k`, `random-1k`, ...) unless
-    `config_name` says otherwise: configs of several builds share one repo, and two builds both
-    named `default` would replace each other's data. It is train-ready for TRL; other views are
-    configs beside it (`m1data.formatting.hub_configs` says which and why)."""
-    config_name = config_name or dataset_name.lower()
-    from m1data.cards import render_card
-    from m1data.formatting import hub_configs
-    from m1data.pipeline import load_stage_rows, read_manifests, stage_dirname
-
-    manifests = read_manifests(Path(run_dir))
-    if not manifests:
-        raise FileNotFoundError(f"{run_dir}: no completed stages (no */manifest.json)")
-    last = manifests[-1]
-    rows = load_stage_rows(Path(run_dir) / stage_dirname(last["index"], last["stage"]))
-    configs = {name: {split: view} for name, view in hub_configs(rows, config_name).items()}
-    card, images = render_card(dataset_name, Path(run_dir), configs, images_dir=IMAGES_DIR, repo_id=repo_id)
-    metadata, body = split_card(card)
-    card = join_card({**metadata, BUILD_KEY: dataset_name.lower()}, body)
-    return write_hub_folder(folder, configs, card, images)
-
-
 __all__ = [
     "MAX_SHARD_BYTES",
     "PlannedFile",
     "PublishPlan",
-    "card_with_metadata",
-    "configs_metadata",
-    "dataset_info_metadata",
-    "export_run",
-    "hub_folder_dataset",
-    "join_card",
     "merge_configs",
     "merge_metadata",
     "publish",
     "publish_command",
-    "split_card",
+    "shard_count",
+    "shard_name",
     "write_hub_folder",
 ]

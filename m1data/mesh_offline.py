@@ -11,18 +11,16 @@ still needs a `domain` column for the m1K sampler. Two taggers:
   already tagged, saved with joblib. It imitates the LLM it learnt from, so it is only as good
   as those labels and only knows the qualifiers seen in training.
 
-`agreement` and `held_out_agreement` measure either against reference codes (an LLM's tags or
-human labels). Heavy dependencies (scikit-learn, sentence-transformers, torch) are imported
+Scoring a tagger against reference codes (an LLM's tags or human labels) lives in
+m1data.mesh_eval. Heavy dependencies (scikit-learn, sentence-transformers, torch) are imported
 only when a tagger is built, so `import m1data.mesh_offline` stays cheap.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
-from math import comb
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,19 +33,14 @@ from m1data.pipeline import RunContext, Stage, StageResult, file_digest
 
 __all__ = [
     "EMBEDDING_PACKAGE",
-    "load_encoder",
-    "embed",
-    "ZeroShotTagger",
-    "SupervisedConfig",
-    "SupervisedTagger",
     "OfflineConfig",
     "OfflineTagger",
-    "agreement",
-    "split_indices",
-    "held_out_agreement",
-    "hit_rate",
-    "random_hit_rate",
-    "frequent_baseline",
+    "SupervisedConfig",
+    "SupervisedTagger",
+    "ZeroShotTagger",
+    "embed",
+    "load_encoder",
+    "require_sklearn",
     "tag_offline_file",
     "train_offline_file",
 ]
@@ -140,7 +133,7 @@ class SupervisedConfig:
     class_weight: str | None = None
 
 
-def _sklearn() -> Any:
+def require_sklearn() -> Any:
     try:
         import sklearn  # noqa: F401
     except ImportError as exc:
@@ -156,7 +149,7 @@ class SupervisedTagger:
         self.model: Any = None
 
     def _classifier(self) -> Any:
-        _sklearn()
+        require_sklearn()
         from sklearn.linear_model import LogisticRegression
 
         return LogisticRegression(C=self.config.c, max_iter=self.config.max_iter,
@@ -211,110 +204,13 @@ class SupervisedTagger:
     def load(cls, path: str | Path) -> SupervisedTagger:
         import joblib
 
-        _sklearn()
+        require_sklearn()
         blob = joblib.load(Path(path))
         if not isinstance(blob, dict) or blob.get("format") != MODEL_FORMAT:
             raise UserError(f"{path}: not an m1data supervised tagger (format {MODEL_FORMAT})")
         tagger = cls(blob["config"])
         tagger.model = blob["model"]
         return tagger
-
-
-# ---------------------------------------------------------------------------------------------
-# Agreement
-
-
-def agreement(pred_codes: Sequence[str], ref_codes: Sequence[str]) -> dict[str, Any]:
-    """How far predicted codes match reference codes (an LLM's tags, or human labels).
-
-    Cohen's kappa corrects accuracy for chance, which matters here: the domains of m23K are
-    very unequal, so a tagger that guesses the big ones scores a fair accuracy by luck.
-    `per_class` gives, for each reference code, its support and the share of its rows the tagger
-    got (recall); `class_coverage` is the share of reference classes recalled at least once, the
-    number that matters to the m1K sampler (a domain the tagger never finds is never drawn).
-    """
-    _sklearn()
-    from sklearn.metrics import cohen_kappa_score, f1_score
-
-    pred, ref = [str(c) for c in pred_codes], [str(c) for c in ref_codes]
-    if len(pred) != len(ref):
-        raise UserError(f"{len(pred)} predictions for {len(ref)} references")
-    if not ref:
-        raise UserError("agreement of nothing is undefined")
-    hits = Counter(r for p, r in zip(pred, ref) if p == r)
-    support = Counter(ref)
-    predicted = Counter(pred)
-    per_class = {
-        code: {"support": support[code], "predicted": predicted[code],
-               "recall": round(hits[code] / support[code], 4)}
-        for code in sorted(support)
-    }
-    return {
-        "n": len(ref),
-        "accuracy": sum(hits.values()) / len(ref),
-        "kappa": float(cohen_kappa_score(ref, pred)) if len(set(ref) | set(pred)) > 1 else 1.0,
-        "macro_f1": float(f1_score(ref, pred, average="macro", zero_division=0)),
-        "classes_in_reference": len(support),
-        "classes_predicted": len(predicted),
-        "class_coverage": sum(1 for code in support if hits[code]) / len(support),
-        "per_class": per_class,
-    }
-
-
-def split_indices(n: int, test_fraction: float = 0.2, seed: int = 42) -> tuple[list[int], list[int]]:
-    """A seeded random train/test split of range(n). Not stratified: rare qualifiers (one or two
-    rows) would make a stratified split fail, and they are rare in the test set by design."""
-    order = np.random.Generator(np.random.PCG64(seed)).permutation(n)
-    n_test = max(1, round(n * test_fraction))
-    return sorted(order[n_test:].tolist()), sorted(order[:n_test].tolist())
-
-
-def held_out_agreement(
-    texts: Sequence[str],
-    codes: Sequence[str],
-    *,
-    test_fraction: float = 0.2,
-    seed: int = 42,
-    methods: Sequence[str] = ("zero-shot", "tfidf", "minilm"),
-) -> dict[str, dict[str, Any]]:
-    """Agreement of each offline tagger with `codes` on a held-out split (the supervised ones
-    are trained on the rest). Also the majority-class baseline, the floor any tagger must beat."""
-    train, test = split_indices(len(texts), test_fraction, seed)
-    train_texts, test_texts = [texts[i] for i in train], [texts[i] for i in test]
-    train_codes, test_codes = [codes[i] for i in train], [codes[i] for i in test]
-    majority = Counter(train_codes).most_common(1)[0][0]
-    results = {"majority": agreement([majority] * len(test), test_codes)}
-    for method in methods:
-        if method == "zero-shot":
-            tagger: Any = ZeroShotTagger()
-        else:
-            tagger = SupervisedTagger(SupervisedConfig(features=method)).fit(train_texts, train_codes)
-        results[method] = agreement(tagger.predict(test_texts), test_codes)
-    return results
-
-
-# ---------------------------------------------------------------------------------------------
-# Hit rates against sets of acceptable codes (human indexing gives several qualifiers per item)
-
-
-def hit_rate(ranked: Sequence[Sequence[str]], targets: Sequence[frozenset[str] | set[str]], k: int) -> float:
-    """Share of items whose top-k predictions include at least one acceptable code."""
-    if len(ranked) != len(targets) or not targets:
-        raise UserError("need one ranking per target set, and at least one")
-    return sum(1 for r, t in zip(ranked, targets) if set(r[:k]) & set(t)) / len(targets)
-
-
-def random_hit_rate(targets: Sequence[frozenset[str] | set[str]], k: int, n_classes: int = 76) -> float:
-    """Expected hit rate of k distinct codes drawn uniformly: exact, not simulated."""
-    misses = [comb(n_classes - len(t), k) / comb(n_classes, k) for t in targets]
-    return 1.0 - sum(misses) / len(targets)
-
-
-def frequent_baseline(train_targets: Sequence[frozenset[str] | set[str]], k: int) -> list[str]:
-    """The k codes acceptable for the most training items: what a tagger that ignores the
-    question would answer. Fit it on other items than it is scored on."""
-    counts = Counter(code for t in train_targets for code in t)
-    return [code for code, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:k]]
 
 
 # ---------------------------------------------------------------------------------------------

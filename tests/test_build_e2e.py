@@ -148,7 +148,7 @@ def test_hub_folders_load_offline_and_match_the_manifests(built):
     assert "prompt" not in m1k.column_names  # TRL would read the rows as prompt/completion data
     assert all(t.count("<|im_start|>think\n") == 1 for t in m1k["text"])
     card = (run / "hub" / "README.md").read_text()
-    from m1data.hub import hub_folder_dataset
+    from m1data.export import hub_folder_dataset
 
     assert hub_folder_dataset(run / "hub") == "m1k"  # what a later build into the same folder checks
     m23k_rows = manifest(run, "format")["rows_out"]
@@ -248,7 +248,7 @@ def test_resample_from_an_existing_m23k(built, tmp_path):
 
 def test_resample_from_a_published_folder_keeps_provenance(built, tmp_path):
     """A published folder (its card's YAML) is enough to carry the teacher and eval sets forward."""
-    from m1data.hub import split_card
+    from m1data.cardmeta import split_card
 
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"sample": {"n": 5, "seed": 7}}))
@@ -300,7 +300,7 @@ NEW_SOURCE_CSV = """Stem,Choice 1,Choice 2,Choice 3,Choice 4,Key,Ref
 
 
 def test_a_build_with_a_source_added_in_the_config(tmp_path):
-    from m1data.hub import split_card
+    from m1data.cardmeta import split_card
     from m1data.loading import sample_sources
 
     csv = tmp_path / "nursing_boards.csv"

@@ -22,7 +22,7 @@ def test_paper_config_is_the_papers_settings():
 @pytest.mark.parametrize("name", sorted(BUILDERS))
 def test_every_builder_composes_with_unique_stage_names(name):
     builder = BUILDERS[name]
-    names = [s.name for s in builder.stages(builder.CONFIG())]
+    names = [s.name for s in builder.stages(builder.config())]
     assert names[0] == "load" and len(set(names)) == len(names)
 
 
@@ -31,3 +31,23 @@ def test_misspelt_config_key_is_an_error(tmp_path):
     path.write_text("m23k:\n  difficulty:\n    max_tokenz: 10\n")
     with pytest.raises(ConfigError, match="max_tokenz"):
         load_config(m1k.M1KConfig, path)
+
+
+def test_every_builder_has_a_card_template_and_a_pretty_name():
+    from m1data.cards import available_cards
+
+    for builder in BUILDERS.values():
+        assert builder.card_template in available_cards(), builder.name
+        assert builder.pretty_name and builder.name == builder.pretty_name.lower().replace(" ", "-"), builder.name
+
+
+def test_build_help_and_choice_of_names_come_from_the_table():
+    from typer.testing import CliRunner
+
+    from m1data.cli import app
+
+    shown = CliRunner().invoke(app, ["build", "--help"], terminal_width=400)
+    assert shown.exit_code == 0, shown.output
+    assert ", ".join(BUILDERS) in shown.output
+    refused = CliRunner().invoke(app, ["build", "m2k", "--out", "unused"])
+    assert refused.exit_code == 2 and ", ".join(BUILDERS) in refused.output

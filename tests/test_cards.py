@@ -11,7 +11,9 @@ import pytest
 from m1data.cards import available_cards, render_card
 from m1data.cards.render import redact_config, size_category
 
-from m1data.hub import export_run, split_card, write_hub_folder
+from m1data.cardmeta import split_card
+from m1data.export import export_run
+from m1data.hub import write_hub_folder
 from m1data.pipeline import Stage, StageResult, read_manifests, run_pipeline
 
 SENTINEL = "sk-SENTINEL-card-must-not-show-0123456789"

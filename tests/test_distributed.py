@@ -78,6 +78,15 @@ def test_executor_from_yaml_and_command_line(tmp_path):
         load_build_config(M1KConfig, None, "local", "auto")
 
 
+def test_file_commands_refuse_a_ray_address_without_ray(tmp_path):
+    for command in (["dedup"], ["decontaminate", "--eval", "medqa_test"]):
+        result = CliRunner().invoke(app, [*command, str(tmp_path / "in.parquet"), str(tmp_path / "out.parquet"),
+                                          "--ray-address", "auto"])
+        assert result.exit_code != 0
+        assert "--ray-address goes with --executor ray" in str(result.exception or result.output)
+    assert not list(tmp_path.iterdir())  # refused before reading or writing anything
+
+
 def test_band_groups_cover_every_band_once_and_balance_cost():
     costs = [100] * 10 + [1] * 90
     groups = group_bands(costs, 4)
@@ -127,6 +136,84 @@ def test_dataset_decontamination_on_ray_equals_local(executor, shared_data):
     kept_r, removed_r = decontaminate(rows, {"medqa5": five}, runner=executor.band_runner)
     assert len(removed) > 100
     assert kept_r["id"] == kept["id"] and removed_r.to_list() == removed.to_list()
+
+
+# ------------------------------------------------------------------ the file commands
+
+
+MEDQA = "raw/medqa/4_options_phrases_no_exclude_test.jsonl"
+MEDQA5 = "raw/medqa/US_test_5_options.jsonl"  # the same exam with a fifth option: near copies
+HEADQA = "raw/headqa/dev_HEAD_EN.json"
+
+
+@pytest.fixture
+def file_rows(shared_data, tmp_path):
+    """Real rows as files: `dedup.parquet` (150 MedQA questions, 150 of the 5-option release of
+    which 50 are the same questions, 100 HeadQA) and `train.parquet` (150 of the 5-option
+    release, 150 HeadQA) to check against MedQA's 4-option test set."""
+    from m1data.readers import write_rows
+    from m1data.sources import load_source
+
+    tmp = tmp_path / "in"
+    tmp.mkdir()
+    four = load_source("medqa", str(shared_data / MEDQA)).rows
+    five = load_source("medqa", str(shared_data / MEDQA5)).rows
+    headqa = load_source("headqa", str(shared_data / HEADQA)).rows.select_columns(four.column_names)
+    write_rows(datasets.concatenate_datasets([four.select(range(150)), five.select(range(100, 250)),
+                                              headqa.select(range(100))]), tmp / "dedup.parquet")
+    write_rows(datasets.concatenate_datasets([five.select(range(150)), headqa.select(range(100, 250))]),
+               tmp / "train.parquet")
+    return tmp
+
+
+def run_command(args: list[str]) -> None:
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+
+
+def count_band_runs(monkeypatch) -> list[int]:
+    """The number of band lists the Ray executor was given, to show the command ran on Ray."""
+    calls: list[int] = []
+    original = RayExecutor.band_runner
+
+    def counted(self, job, bands):
+        calls.append(len(bands))
+        return original(self, job, bands)
+
+    monkeypatch.setattr(RayExecutor, "band_runner", counted)
+    return calls
+
+
+def same_files(a: Path, b: Path) -> None:
+    """The same bytes, and (said more readably when they differ) the same rows."""
+    rows_a, rows_b = datasets.Dataset.from_parquet(str(a)), datasets.Dataset.from_parquet(str(b))
+    assert rows_a.to_list() == rows_b.to_list(), a.name
+    assert file_digest(a) == file_digest(b), a.name
+
+
+def test_dedup_command_on_ray_writes_the_local_files(executor, file_rows, tmp_path, monkeypatch):
+    rows = file_rows / "dedup.parquet"
+    run_command(["dedup", str(rows), str(tmp_path / "local.parquet")])
+    calls = count_band_runs(monkeypatch)
+    run_command(["dedup", str(rows), str(tmp_path / "ray.parquet"), "--executor", "ray"])
+    assert calls and sum(calls) > 0  # the bands went to Ray tasks
+    removed = datasets.Dataset.from_parquet(str(tmp_path / "local.removed.parquet"))
+    assert 40 <= len(removed) < 150  # the 5-option copies, not the HeadQA rows
+    same_files(tmp_path / "local.parquet", tmp_path / "ray.parquet")
+    same_files(tmp_path / "local.removed.parquet", tmp_path / "ray.removed.parquet")
+
+
+def test_decontaminate_command_on_ray_writes_the_local_files(executor, file_rows, shared_data, tmp_path,
+                                                             monkeypatch):
+    train, evals = file_rows / "train.parquet", f"medqa_test={shared_data / MEDQA}"
+    run_command(["decontaminate", str(train), str(tmp_path / "local.parquet"), "--eval", evals])
+    calls = count_band_runs(monkeypatch)
+    run_command(["decontaminate", str(train), str(tmp_path / "ray.parquet"), "--eval", evals, "--executor", "ray"])
+    assert calls and sum(calls) > 0
+    removed = datasets.Dataset.from_parquet(str(tmp_path / "local.removed.parquet"))
+    assert 100 <= len(removed) <= 150 and set(removed["source"]) == {"medqa"}
+    same_files(tmp_path / "local.parquet", tmp_path / "ray.parquet")
+    same_files(tmp_path / "local.removed.parquet", tmp_path / "ray.removed.parquet")
 
 
 # ------------------------------------------------------------------ a whole build

@@ -14,12 +14,12 @@ import datasets
 import pytest
 import yaml
 
+from m1data.cardmeta import split_card
 from m1data.formatting import to_sft
 from m1data.hub import (
     merge_configs,
     publish,
     publish_command,
-    split_card,
     write_hub_folder,
 )
 from m1data.schema import make_row, rows_to_dataset
@@ -475,7 +475,7 @@ def test_data_found_by_file_conventions_stays_reachable(tmp_path, m1k_folder, mo
 
 def test_publishing_m1k_over_an_m23k_repo_keeps_m23k(tmp_path, monkeypatch):
     """Each build's config is named after its dataset, so m1K lands beside m23K, not over it."""
-    from m1data.hub import export_run
+    from m1data.export import export_run
     from m1data.pipeline import Stage, StageResult, run_pipeline
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

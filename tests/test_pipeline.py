@@ -220,14 +220,15 @@ def test_file_commands_on_zero_rows_say_there_is_nothing_to_do(tmp_path, command
 
 
 def test_build_that_ends_with_zero_rows_says_so(tmp_path, monkeypatch):
-    from types import SimpleNamespace
+    from dataclasses import replace
 
     from m1data.builders import BUILDERS
     from typer.testing import CliRunner
 
     from m1data.cli import app
 
-    monkeypatch.setitem(BUILDERS, "m1k", SimpleNamespace(CONFIG=MakeConfig, stages=lambda cfg: [Make(), DropAll()]))
+    fake = replace(BUILDERS["m1k"], config=MakeConfig, stages=lambda cfg: [Make(), DropAll()])
+    monkeypatch.setitem(BUILDERS, "m1k", fake)
     for _ in range(2):  # the second run finds the run folder as the first left it
         result = CliRunner().invoke(app, ["build", "m1k", "--out", str(tmp_path / "run")])
         assert result.exit_code == 0, result.output
@@ -284,7 +285,7 @@ def test_the_lock_is_reentrant_within_one_process(tmp_path):
 
 
 def test_a_stage_output_changed_by_hand_is_named_when_a_later_stage_reads_it(tmp_path):
-    from m1data.hub import export_run
+    from m1data.export import export_run
     from m1data.pipeline import CorruptRunFile
 
     run_pipeline([Make(), DropSome()], tmp_path)
@@ -308,14 +309,15 @@ def test_a_stage_output_changed_by_hand_is_named_when_a_later_stage_reads_it(tmp
 
 @pytest.mark.parametrize("flags, code", [([], 1), (["--allow-partial"], 0)])
 def test_a_build_stopped_before_an_llm_stage_exits_non_zero_unless_allowed(tmp_path, monkeypatch, flags, code):
-    from types import SimpleNamespace
+    from dataclasses import replace
 
     from m1data.builders import BUILDERS
     from typer.testing import CliRunner
 
     from m1data.cli import app
 
-    monkeypatch.setitem(BUILDERS, "m1k", SimpleNamespace(CONFIG=MakeConfig, stages=lambda cfg: [Make(), NeedsEndpoint()]))
+    fake = replace(BUILDERS["m1k"], config=MakeConfig, stages=lambda cfg: [Make(), NeedsEndpoint()])
+    monkeypatch.setitem(BUILDERS, "m1k", fake)
     result = CliRunner().invoke(app, ["build", "m1k", "--out", str(tmp_path / "run"), *flags])
     assert result.exit_code == code, result.output
     assert "127.0.0.1:9" in result.output and "run the same command again" in result.output
@@ -324,20 +326,21 @@ def test_a_build_stopped_before_an_llm_stage_exits_non_zero_unless_allowed(tmp_p
 
 
 def test_a_build_refuses_a_hub_folder_holding_another_datasets_export(tmp_path, monkeypatch):
-    from types import SimpleNamespace
+    from dataclasses import replace
 
     from m1data.builders import BUILDERS
     from typer.testing import CliRunner
 
     from m1data.cli import app
-    from m1data.hub import hub_folder_dataset
+    from m1data.export import hub_folder_dataset
 
     hub = tmp_path / "run" / "hub"
     hub.mkdir(parents=True)
     card = "---\npretty_name: m23K\nm1data_build: m23k\n---\n# m23K\n"
     (hub / "README.md").write_text(card)
     assert hub_folder_dataset(hub) == "m23k" and hub_folder_dataset(tmp_path) is None
-    monkeypatch.setitem(BUILDERS, "m1k", SimpleNamespace(CONFIG=MakeConfig, stages=lambda cfg: [Make()]))
+    fake = replace(BUILDERS["m1k"], config=MakeConfig, stages=lambda cfg: [Make()])
+    monkeypatch.setitem(BUILDERS, "m1k", fake)
     result = CliRunner().invoke(app, ["build", "m1k", "--out", str(tmp_path / "run")])
     assert result.exit_code == 2, result.output
     assert "holds the m23k build" in result.output and "--hub-out" in result.output

@@ -206,7 +206,7 @@ def test_a_refusal_is_a_recorded_outcome_not_a_transient_failure(llm_server, tmp
 
 
 def test_build_exits_non_zero_while_transient_failures_remain(llm_server, tmp_path, monkeypatch):
-    from types import SimpleNamespace
+    from dataclasses import replace
 
     from m1data.builders import BUILDERS
     from typer.testing import CliRunner
@@ -218,7 +218,7 @@ def test_build_exits_non_zero_while_transient_failures_remain(llm_server, tmp_pa
         rows: RowsConfig = None  # type: ignore[assignment]
 
     monkeypatch.setitem(
-        BUILDERS, "m23k", SimpleNamespace(CONFIG=TinyConfig, stages=lambda cfg: [Rows(), teacher(llm_server)])
+        BUILDERS, "m23k", replace(BUILDERS["m23k"], config=TinyConfig, stages=lambda cfg: [Rows(), teacher(llm_server)])
     )
     llm_server.handler = flaky_for(set(ROWS["prompt"][-2:]), failures=2)  # outside the preflight sample
     result = CliRunner().invoke(app, ["build", "m23k", "--out", str(tmp_path / "run")])
@@ -236,7 +236,7 @@ def test_build_exits_non_zero_while_transient_failures_remain(llm_server, tmp_pa
 
 
 def test_credentials_in_a_base_url_reach_no_manifest_card_or_cache(llm_server, tmp_path, capfd, shown_output):
-    from m1data.hub import export_run
+    from m1data.export import export_run
 
     llm_server.handler = right_answer
     stage = teacher(llm_server)

@@ -1,0 +1,68 @@
+"""From a run directory to a Hub-layout folder: the last stage's rows, their configs, the card.
+
+Why a module of its own: it is the one place that needs both the card renderer (m1data.cards)
+and the folder writer (m1data.hub), so neither of those has to import the other. The card is
+rendered without its data part (``configs:``/``dataset_info:``); `write_hub_folder` adds that
+once, from the files it writes (`m1data.cardmeta.data_metadata`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from m1data.cardmeta import CARD_FILE, IMAGES_DIR, join_card, split_card
+
+__all__ = ["BUILD_KEY", "export_run", "hub_folder_dataset"]
+
+BUILD_KEY = "m1data_build"  # the card's record of which builder wrote a Hub folder
+
+
+def hub_folder_dataset(folder: str | Path) -> str | None:
+    """The builder (`m1k`, `m23k`, ...) whose export is in `folder`, or None when it holds none."""
+    card = Path(folder) / CARD_FILE
+    if not card.is_file():
+        return None
+    metadata, _ = split_card(card.read_text(encoding="utf-8"))
+    if metadata.get(BUILD_KEY):
+        return str(metadata[BUILD_KEY]).lower()
+    pretty = metadata.get("pretty_name")  # folders written before BUILD_KEY: "m1K", "Random 1K"
+    if not pretty:
+        return None
+    from m1data.builders import BUILDERS
+
+    by_pretty_name = {b.pretty_name: b.name for b in BUILDERS.values()}
+    return by_pretty_name.get(str(pretty), str(pretty).lower().replace(" ", "-"))
+
+
+def export_run(
+    dataset_name: str,
+    run_dir: str | Path,
+    folder: str | Path,
+    *,
+    config_name: str | None = None,
+    split: str = "train",
+    repo_id: str | None = None,
+) -> Path:
+    """The last stage's rows of `run_dir`, with its rendered card, in `folder`.
+
+    The default config is named after the dataset (`m1k`, `m23k`, `random-1k`, ...) unless
+    `config_name` says otherwise: configs of several builds share one repo, and two builds both
+    named `default` would replace each other's data. It is train-ready for TRL; other views are
+    configs beside it (`m1data.formatting.hub_configs` says which and why)."""
+    from m1data.cards import render_card
+    from m1data.formatting import hub_configs
+    from m1data.hub import write_hub_folder
+    from m1data.pipeline import load_stage_rows, read_manifests, stage_dirname
+
+    config_name = config_name or dataset_name.lower()
+    manifests = read_manifests(Path(run_dir))
+    if not manifests:
+        raise FileNotFoundError(f"{run_dir}: no completed stages (no */manifest.json)")
+    last = manifests[-1]
+    rows = load_stage_rows(Path(run_dir) / stage_dirname(last["index"], last["stage"]))
+    configs = {name: {split: view} for name, view in hub_configs(rows, config_name).items()}
+    card, images = render_card(dataset_name, Path(run_dir), configs, images_dir=IMAGES_DIR, repo_id=repo_id,
+                               with_data_metadata=False)
+    metadata, body = split_card(card)
+    card = join_card({**metadata, BUILD_KEY: dataset_name.lower()}, body)
+    return write_hub_folder(folder, configs, card, images)
