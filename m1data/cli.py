@@ -20,34 +20,31 @@ app = typer.Typer(help="Build, check and publish the m1 medical reasoning datase
                   rich_markup_mode=HELP_MODE)
 
 OutOpt = Annotated[Path, typer.Option("--out", help="Output file (.parquet or .jsonl).")]
+OutArg = Annotated[Path, typer.Argument(help="Kept rows out; the rows not kept go beside it as OUT.dropped.<ext>, with their reasons.")]
 PathOpt = Annotated[Optional[Path], typer.Option("--path", help="Local file in the native format (default: the Hub id m1 used).")]
-
-
-def _quarantine_path(out: Path) -> Path:
-    return out.with_name(out.stem + ".quarantine" + out.suffix)
 
 
 def _refuse_overwrite(inputs: list[Path | None], outs: list[Path]) -> None:
     """A load never writes over the raw file it reads (`--out` equal to `--path`, or the
-    quarantine file beside `--out` landing on it): the raw file may be the only copy."""
+    dropped file beside `--out` landing on it): the raw file may be the only copy."""
+    from m1data.pipeline import dropped_path
+
     raw = {p.resolve() for p in inputs if p is not None}
     for target in outs:
-        for written in (target, _quarantine_path(target)):
+        for written in (target, dropped_path(target)):
             if written.resolve() in raw:
                 raise typer.BadParameter(f"writing {written} would overwrite the input file; choose another --out",
                                          param_hint="--out")
 
 
 def _report_load(name: str, result, out: Path) -> None:
-    from m1data.readers import write_rows
+    from m1data.pipeline import write_result
 
-    write_rows(result.rows, out)
+    dropped = write_result(result.rows, result.dropped, out)
     console.print(f"{name}: {len(result.rows):,} rows -> {out}")
     if len(result.dropped):
-        qpath = _quarantine_path(out)
-        write_rows(result.dropped, qpath)
         reasons = ", ".join(f"{r} {n}" for r, n in sorted(result.reasons().items()))
-        console.print(f"{name}: {len(result.dropped):,} quarantined ({reasons}) -> {qpath}")
+        console.print(f"{name}: {len(result.dropped):,} dropped ({reasons}) -> {dropped}")
 
 
 def _mapping(spec: str | None) -> dict | None:
@@ -276,29 +273,24 @@ def _file_context(out_path: Path, executor: str, ray_address: str | None):  # ty
 @app.command()
 def dedup(
     in_path: Annotated[Path, typer.Argument(help="Rows in (.parquet or .jsonl).")],
-    out_path: Annotated[Path, typer.Argument(help="Kept rows out; removed rows go beside it as OUT.removed.<ext>.")],
+    out_path: OutArg,
     column: Annotated[Optional[str], typer.Option("--column", help="Column to compare (default: question stem + option set).")] = None,
     threshold: Annotated[float, typer.Option("--threshold", help="rapidfuzz fuzz.ratio at or above which rows match.")] = 95.0,
     executor: ExecutorOpt = "local",
     ray_address: RayAddressOpt = None,
 ) -> None:
     """Fuzzy deduplication: a row goes when an earlier row matches it (exact all-pairs answer)."""
-    from m1data.dedup import deduplicate
-    from m1data.distributed import band_runner
-    from m1data.readers import read_rows, write_rows
+    from m1data.dedup import DedupConfig, Deduplicate
+    from m1data.pipeline import run_on_file
 
     ctx = _file_context(out_path, executor, ray_address)
-    rows = read_rows(in_path)
-    kept, removed = deduplicate(rows, column=column, threshold=threshold, runner=band_runner(ctx))
-    write_rows(kept, out_path)
-    write_rows(removed, out_path.with_name(out_path.stem + ".removed" + out_path.suffix))
-    console.print(f"{len(rows):,} rows -> {len(kept):,} kept, {len(removed):,} near-duplicates removed")
+    _print_stats(run_on_file(Deduplicate(DedupConfig(threshold=threshold, column=column)), in_path, out_path, ctx))
 
 
 @app.command()
 def decontaminate(
     in_path: Annotated[Path, typer.Argument(help="Rows in (.parquet or .jsonl).")],
-    out_path: Annotated[Path, typer.Argument(help="Kept rows out; removed rows go beside it as OUT.removed.<ext>.")],
+    out_path: OutArg,
     eval_names: Annotated[list[str], typer.Option("--eval", help="NAME, NAME=LOCAL_FILE (see `m1data eval-sets`), or a file of any known shape; repeatable.")],
     threshold: Annotated[float, typer.Option("--threshold")] = 95.0,
     ngram: Annotated[int, typer.Option("--ngram", help="Word n-gram size of the second check; 0 turns it off.")] = 8,
@@ -308,17 +300,15 @@ def decontaminate(
     """Remove rows that match any eval item (question stem + option set, fuzzy ratio >= threshold)."""
     from m1data.dedup import Decontaminate, DecontaminateConfig
     from m1data.loading import EvalInput
-    from m1data.readers import read_rows, write_rows
+    from m1data.pipeline import run_on_file
 
     ctx = _file_context(out_path, executor, ray_address)
     evals = []
     for spec in eval_names:
         name, _, path = spec.partition("=")
         evals.append(EvalInput(name=name, path=path or None))
-    result = Decontaminate(DecontaminateConfig(threshold=threshold, ngram=ngram), evals).run(read_rows(in_path), ctx)
-    write_rows(result.rows, out_path)
-    write_rows(result.dropped, out_path.with_name(out_path.stem + ".removed" + out_path.suffix))
-    _print_stats(result.stats)
+    stage = Decontaminate(DecontaminateConfig(threshold=threshold, ngram=ngram), evals)
+    _print_stats(run_on_file(stage, in_path, out_path, ctx))
 
 
 run_app = typer.Typer(help="Run one LLM stage over a file of rows.", no_args_is_help=True, rich_markup_mode=HELP_MODE)
@@ -328,7 +318,6 @@ InArg = Annotated[Path, typer.Argument(help="Rows in (.parquet or .jsonl).")]
 InsArg = Annotated[
     list[Path], typer.Argument(help="Rows in: one or more .parquet/.jsonl files, or folders of them, read as one.")
 ]
-OutArg = Annotated[Path, typer.Argument(help="Kept rows out; rejected rows go beside it as OUT.rejected.<ext>.")]
 KeyEnvOpt = Annotated[Optional[str], typer.Option("--api-key-env", help="Environment variable holding the API key.")]
 
 # The flags every `run` command of an LLM stage takes, defined once: each sets the LLMRuntime
@@ -470,7 +459,7 @@ def run_tag_offline(
     """Tag rows with MeSH qualifiers without an LLM (sentence embeddings, zero-shot or trained)."""
     from m1data.mesh_offline import tag_offline_file
 
-    _print_stats(tag_offline_file(in_path, out_path, model_path).stats)
+    _print_stats(tag_offline_file(in_path, out_path, model_path))
 
 
 @run_app.command("train-tagger")
@@ -724,9 +713,9 @@ def publish(
     """Upload a Hub folder in one commit, merging with the configs already on the repo.
 
     The token comes from HF_TOKEN or the saved `hf auth login`; it is never written anywhere."""
-    from m1data.hub import publish_command
+    from m1data.hub import publish as publish_folder
 
-    publish_command(folder, repo_id, private, dry_run)
+    typer.echo(publish_folder(folder, repo_id, private=private, dry_run=dry_run).describe())
 
 
 def _print_version(value: bool) -> None:

@@ -205,6 +205,7 @@ def _split(ds: Dataset, dropped_idx: list[int], record: dict[str, list[Any]], id
 @dataclass
 class DedupConfig:
     threshold: float = 95.0
+    column: str | None = None  # None: the question stem + sorted options (match_keys)
 
 
 @dataclass
@@ -225,7 +226,8 @@ class Deduplicate(Stage):
         self.name = name
 
     def run(self, rows: Dataset | None, ctx: RunContext) -> StageResult:
-        kept, dropped = deduplicate(rows, threshold=self.config.threshold, runner=band_runner(ctx))
+        cfg = self.config
+        kept, dropped = deduplicate(rows, column=cfg.column, threshold=cfg.threshold, runner=band_runner(ctx))
         return StageResult(rows=kept, dropped=dropped)
 
 

@@ -609,13 +609,6 @@ def _refuse_foreign_files(our_entries: list[dict[str, Any]], after: set[str], up
             )
 
 
-def publish_command(folder: Path, repo_id: str, private: bool = False, dry_run: bool = False) -> PublishPlan:
-    """`m1data publish FOLDER --repo-id ID [--private] [--dry-run]`: publish and print the plan."""
-    plan = publish(folder, repo_id, private=private, dry_run=dry_run)
-    print(plan.describe())
-    return plan
-
-
 __all__ = [
     "MAX_SHARD_BYTES",
     "PlannedFile",
@@ -623,7 +616,6 @@ __all__ = [
     "merge_configs",
     "merge_metadata",
     "publish",
-    "publish_command",
     "shard_count",
     "shard_name",
     "write_hub_folder",

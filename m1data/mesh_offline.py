@@ -268,16 +268,15 @@ class OfflineTagger(Stage):
         return StageResult(rows=add_domain_columns(rows, codes), stats=stats)
 
 
-def tag_offline_file(in_path: str | Path, out_path: str | Path, model_path: str | Path | None = None) -> StageResult:
-    """Tag a .parquet/.jsonl of rows; zero-shot unless a supervised `model_path` is given."""
-    from m1data.readers import read_rows, write_rows
+def tag_offline_file(in_path: str | Path, out_path: str | Path, model_path: str | Path | None = None) -> dict[str, Any]:
+    """Tag a .parquet/.jsonl of rows into OUT (and OUT.dropped.<ext>, see `pipeline.run_on_file`);
+    zero-shot unless a supervised `model_path` is given. Returns the stage statistics."""
+    from m1data.pipeline import run_on_file
 
     config = OfflineConfig(method="supervised" if model_path else "zero-shot",
                            model_path=str(model_path) if model_path else None)
     out_path = Path(out_path)
-    result = OfflineTagger(config).run(read_rows(in_path), RunContext(run_dir=out_path.parent, stage_dir=out_path.parent))
-    write_rows(result.rows, out_path)
-    return result
+    return run_on_file(OfflineTagger(config), in_path, out_path, RunContext(run_dir=out_path.parent, stage_dir=out_path.parent))
 
 
 def labelled_texts(ds: datasets.Dataset, text_field: str = "prompt") -> tuple[list[str], list[str]]:

@@ -35,7 +35,7 @@ class MakeConfig:
 
 
 class Make(Stage):
-    """Builds rows the way a finished build leaves them, and quarantines one."""
+    """Builds rows the way a finished build leaves them, and drops one at load."""
 
     name = "make"
 

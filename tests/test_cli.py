@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from m1data.cli import app
-from m1data.readers import write_rows
+from m1data.readers import read_rows, write_rows
 from m1data.schema import make_row, rows_to_dataset
 
 runner = CliRunner()
@@ -23,7 +23,7 @@ def write_medmcqa(path, n=5):
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
 
 
-def test_load_writes_rows_and_quarantine(tmp_path):
+def test_load_writes_rows_and_dropped(tmp_path):
     src = tmp_path / "train.jsonl"
     write_medmcqa(src)
     out = tmp_path / "out.parquet"
@@ -31,8 +31,8 @@ def test_load_writes_rows_and_quarantine(tmp_path):
     assert result.exit_code == 0, result.output
     rows = datasets.Dataset.from_parquet(str(out))
     assert len(rows) == 5 and set(rows["source"]) == {"medmcqa"}
-    quarantine = datasets.Dataset.from_parquet(str(tmp_path / "out.quarantine.parquet"))
-    assert quarantine["reason"] == ["answer_out_of_range"]
+    dropped = datasets.Dataset.from_parquet(str(tmp_path / "out.dropped.parquet"))
+    assert dropped["reason"] == ["answer_out_of_range"]
 
 
 def test_load_eval_jsonl(tmp_path):
@@ -96,8 +96,8 @@ def test_dedup_and_decontaminate_commands(tmp_path):
     result = runner.invoke(app, ["dedup", str(loaded), str(deduped)])
     assert result.exit_code == 0, result.output
     assert datasets.Dataset.from_parquet(str(deduped))["id"] == ["medmcqa:a", "medmcqa:c"]
-    removed = datasets.Dataset.from_parquet(str(tmp_path / "deduped.removed.parquet"))
-    assert removed["id"] == ["medmcqa:b"] and removed["match_id"] == ["medmcqa:a"]
+    dropped = datasets.Dataset.from_parquet(str(tmp_path / "deduped.dropped.parquet"))
+    assert dropped["id"] == ["medmcqa:b"] and dropped["match_id"] == ["medmcqa:a"]
 
     evals = tmp_path / "anatomy_test.csv"
     evals.write_text("What is the most common cause of community-acquired pneumonia?,Mycoplasma,Legionella,"
@@ -121,16 +121,16 @@ def test_load_refuses_to_overwrite_its_input(tmp_path):
     before = src.read_bytes()
     result = runner.invoke(app, ["load", "medmcqa", "--path", str(src), "--out", str(src)])
     assert result.exit_code == 2 and "would overwrite" in result.output
-    # the quarantine file beside --out must not land on the input either
-    quarantine_named = tmp_path / "rows.quarantine.jsonl"
-    quarantine_named.write_bytes(before)
-    result = runner.invoke(app, ["load", "medmcqa", "--path", str(quarantine_named), "--out", str(tmp_path / "rows.jsonl")])
+    # the dropped file beside --out must not land on the input either
+    dropped_named = tmp_path / "rows.dropped.jsonl"
+    dropped_named.write_bytes(before)
+    result = runner.invoke(app, ["load", "medmcqa", "--path", str(dropped_named), "--out", str(tmp_path / "rows.jsonl")])
     assert result.exit_code == 2 and "would overwrite" in result.output
     evals = tmp_path / "anatomy_test.csv"
     evals.write_text("Q1?,a,b,c,d,B\n")
     result = runner.invoke(app, ["load-eval", "mmlu_anatomy", "--path", str(evals), "--out", str(evals)])
     assert result.exit_code == 2
-    assert src.read_bytes() == before and quarantine_named.read_bytes() == before
+    assert src.read_bytes() == before and dropped_named.read_bytes() == before
     assert evals.read_text() == "Q1?,a,b,c,d,B\n"
 
 
@@ -342,8 +342,8 @@ def test_load_a_file_m1data_has_no_loader_for_through_a_mapping(tmp_path, shared
     result = runner.invoke(app, ["load", "bullets", "--path", str(src), "--mapping", mapping, "--out", str(out)])
     assert result.exit_code == 0, result.output
     rows = datasets.Dataset.from_parquet(str(out))
-    quarantined = tmp_path / "bullets.quarantine.parquet"
-    n_bad = len(datasets.Dataset.from_parquet(str(quarantined))) if quarantined.exists() else 0
+    dropped = tmp_path / "bullets.dropped.parquet"
+    n_bad = len(read_rows(dropped))  # written even when empty
     assert len(rows) + n_bad == len(raw) and len(rows) > 0.9 * len(raw)
     first = next(r for r in rows if r["id"] == f"bullets:{raw[0]['link']}")
     assert first["source"] == "bullets" and sorted(first["options"]) == sorted(raw[0][c].strip() for c in

@@ -197,10 +197,10 @@ def test_dedup_command_on_ray_writes_the_local_files(executor, file_rows, tmp_pa
     calls = count_band_runs(monkeypatch)
     run_command(["dedup", str(rows), str(tmp_path / "ray.parquet"), "--executor", "ray"])
     assert calls and sum(calls) > 0  # the bands went to Ray tasks
-    removed = datasets.Dataset.from_parquet(str(tmp_path / "local.removed.parquet"))
+    removed = datasets.Dataset.from_parquet(str(tmp_path / "local.dropped.parquet"))
     assert 40 <= len(removed) < 150  # the 5-option copies, not the HeadQA rows
     same_files(tmp_path / "local.parquet", tmp_path / "ray.parquet")
-    same_files(tmp_path / "local.removed.parquet", tmp_path / "ray.removed.parquet")
+    same_files(tmp_path / "local.dropped.parquet", tmp_path / "ray.dropped.parquet")
 
 
 def test_decontaminate_command_on_ray_writes_the_local_files(executor, file_rows, shared_data, tmp_path,
@@ -210,10 +210,10 @@ def test_decontaminate_command_on_ray_writes_the_local_files(executor, file_rows
     calls = count_band_runs(monkeypatch)
     run_command(["decontaminate", str(train), str(tmp_path / "ray.parquet"), "--eval", evals, "--executor", "ray"])
     assert calls and sum(calls) > 0
-    removed = datasets.Dataset.from_parquet(str(tmp_path / "local.removed.parquet"))
+    removed = datasets.Dataset.from_parquet(str(tmp_path / "local.dropped.parquet"))
     assert 100 <= len(removed) <= 150 and set(removed["source"]) == {"medqa"}
     same_files(tmp_path / "local.parquet", tmp_path / "ray.parquet")
-    same_files(tmp_path / "local.removed.parquet", tmp_path / "ray.removed.parquet")
+    same_files(tmp_path / "local.dropped.parquet", tmp_path / "ray.dropped.parquet")
 
 
 # ------------------------------------------------------------------ a whole build

@@ -19,7 +19,6 @@ from m1data.formatting import to_sft
 from m1data.hub import (
     merge_configs,
     publish,
-    publish_command,
     write_hub_folder,
 )
 from m1data.schema import make_row, rows_to_dataset
@@ -309,8 +308,11 @@ def test_dry_run_writes_nothing_and_says_exactly_what_it_replaces(tmp_path, m1k_
     assert set(sizes) == {"README.md", "data/m1k/train-00000-of-00001.parquet", "images/m1k.png"}
 
     monkeypatch.setattr(huggingface_hub, "HfApi", lambda *a, **k: api)
-    publish_command(m1k_folder, "org/m1", private=False, dry_run=True)
-    printed = capsys.readouterr().out
+    from typer.testing import CliRunner
+
+    from m1data.cli import app
+
+    printed = CliRunner().invoke(app, ["publish", str(m1k_folder), "--repo-id", "org/m1", "--dry-run"]).output
     assert "DRY RUN" in printed and "data/m1k/train-00000-of-00001.parquet" in printed
     assert "replaced: m1k" in printed and "- data/m1k/train-00001-of-00002.parquet" in printed
 

@@ -215,5 +215,5 @@ def test_zero_shot_stage_and_file(tmp_path, zero_shot):
     tagged = read_rows(tmp_path / "out.parquet")
     assert len(tagged) == 3 and all(c in qualifier_by_code() for c in tagged["domain_code"])
     assert tagged["domain"] == [qualifier_by_code()[c].name for c in tagged["domain_code"]]
-    assert result.stats["method"] == "zero-shot" and result.stats["tagged"] == 3
+    assert result["method"] == "zero-shot" and result["tagged"] == 3 and result["rows_dropped"] == 0
     assert json.loads(tagged["metadata"][0]) == {}
