@@ -251,6 +251,10 @@ class OfflineTagger(Stage):
         self.config = config or OfflineConfig()
         self._tagger: Any = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        """A worker receives the config and loads its own model, never a pickled one."""
+        return {**self.__dict__, "_tagger": None}
+
     def external_fingerprint(self) -> str:
         """A retrained model file must re-run the stage even though the config is unchanged."""
         if self.config.method == "supervised" and self.config.model_path:

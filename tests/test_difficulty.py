@@ -5,21 +5,25 @@ and the pipeline manifest."""
 from __future__ import annotations
 
 import dataclasses
-
 import json
 
 import datasets
 import pytest
 from llm_server import Received, Response, chat, error, llm_server  # noqa: F401
+from stage_doubles import Given
 
-from m1data.difficulty import DifficultyConfig, DifficultyFilter, StudentConfig, decide, run_difficulty_file, short_name
+from m1data.difficulty import (
+    DifficultyConfig,
+    DifficultyFilter,
+    StudentConfig,
+    decide,
+    run_difficulty_file,
+    short_name,
+)
 from m1data.llm import RetryPolicy
 from m1data.llm.stages import LLMRuntime
 from m1data.pipeline import (
-    RunContext,
-    Stage,
     StageIncomplete,
-    StageResult,
     load_stage_dropped,
     read_manifests,
     run_pipeline,
@@ -226,16 +230,6 @@ def test_dry_run_file(llm_server, tmp_path, capsys, shown_output):
     assert not (tmp_path / "hard.llm_cache.sqlite").exists()  # a dry run creates no cache file
     assert "8 to send" in capsys.readouterr().err
 
-
-class Given(Stage):
-    name = "given"
-
-    def __init__(self, rows):
-        self.config = None
-        self.rows = rows
-
-    def run(self, rows, ctx: RunContext) -> StageResult:
-        return StageResult(rows=self.rows)
 
 
 def test_in_a_pipeline_cache_lives_in_the_state_dir(llm_server, tmp_path):

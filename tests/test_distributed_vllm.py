@@ -13,11 +13,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from stage_doubles import Given
 
 from m1data.difficulty import DifficultyConfig, DifficultyFilter, StudentConfig
 from m1data.llm.stages import LLMRuntime
 from m1data.loading import LoadConfig, LoadSources
-from m1data.pipeline import Stage, StageResult, load_stage_dropped, read_manifests, run_pipeline
+from m1data.pipeline import (
+    load_stage_dropped,
+    read_manifests,
+    run_pipeline,
+)
 
 FAKE = Path(__file__).parent / "fake_vllm"
 
@@ -56,16 +61,6 @@ def executor(fake_vllm):
     finally:
         ray.shutdown()
 
-
-class Given(Stage):
-    name = "given"
-
-    def __init__(self, rows):
-        self.config = None
-        self.rows = rows
-
-    def run(self, rows, ctx) -> StageResult:
-        return StageResult(rows=self.rows)
 
 
 def stages(rows):

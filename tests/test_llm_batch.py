@@ -16,7 +16,17 @@ import pytest
 from batch_server import BatchServer, batch_server  # noqa: F401
 from llm_server import Received, Response, chat, error, reply
 
-from m1data.llm import Cache, HTTPConfig, HTTPEngine, Price, PriceTable, Request, RunStats, complete_all, request_key
+from m1data.llm import (
+    Cache,
+    HTTPConfig,
+    HTTPEngine,
+    Price,
+    PriceTable,
+    Request,
+    RunStats,
+    complete_all,
+    request_key,
+)
 from m1data.llm.batch import BatchLimits, BatchState, run_batch
 from m1data.llm.params import request_body
 
@@ -175,9 +185,11 @@ def test_crash_between_upload_and_create_adopts_the_batch(batch_server, tmp_path
 
 # -- the stages ---------------------------------------------------------------------------------
 
+from stage_doubles import Given
+
 from m1data.difficulty import DifficultyConfig, DifficultyFilter, StudentConfig  # noqa: E402
 from m1data.llm.stages import LLMRuntime  # noqa: E402
-from m1data.pipeline import RunContext, Stage, StageResult, run_pipeline  # noqa: E402
+from m1data.pipeline import RunContext, run_pipeline  # noqa: E402
 from m1data.readers import read_rows, write_rows  # noqa: E402
 from m1data.schema import LETTERS, make_row, rows_to_dataset  # noqa: E402
 from m1data.traces import TeacherTraces, TracesConfig  # noqa: E402
@@ -206,16 +218,6 @@ def teacher_and_students(req: Received) -> Response:
         right = LETTERS[(row["answer_idx"] + 1) % 4]
     return chat(f"\\boxed{{{right}}}", reasoning=f"thinking about {row['id']}")
 
-
-class Given(Stage):
-    name = "given"
-
-    def __init__(self, rows):
-        self.config = None
-        self.rows = rows
-
-    def run(self, rows, ctx: RunContext) -> StageResult:
-        return StageResult(rows=self.rows)
 
 
 def test_a_build_mixes_online_students_and_a_batch_teacher(batch_server, tmp_path):

@@ -4,7 +4,6 @@ scripted OpenAI-compatible server on 127.0.0.1 (tests/llm_server.py)."""
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import re
 import sys
@@ -12,7 +11,9 @@ from pathlib import Path
 
 import datasets
 import pytest
+from stage_doubles import Given
 
+from m1data.llm.stages import LLMRuntime
 from m1data.mesh import (
     FOLLOW_UP,
     MeshConfig,
@@ -27,8 +28,13 @@ from m1data.mesh import (
     rubric,
     tag_file,
 )
-from m1data.llm.stages import LLMRuntime
-from m1data.pipeline import RunContext, Stage, StageResult, load_stage_dropped, read_manifest, run_pipeline
+from m1data.pipeline import (
+    RunContext,
+    StageResult,
+    load_stage_dropped,
+    read_manifest,
+    run_pipeline,
+)
 from m1data.readers import read_rows, write_rows
 from m1data.schema import make_row, rows_to_dataset
 
@@ -280,16 +286,6 @@ def test_untagged_rerun_sends_nothing_either(llm_server, tmp_path):
     assert llm_server.count() == sent
 
 
-class _Given(Stage):
-    name = "given"
-
-    def __init__(self, rows: datasets.Dataset):
-        self.rows = rows
-        self.config = None
-
-    def run(self, rows, ctx):
-        return StageResult(rows=self.rows)
-
 
 def test_in_a_pipeline_the_manifest_counts_untagged(llm_server, tmp_path):
     def half(req: Received) -> Response:
@@ -297,7 +293,7 @@ def test_in_a_pipeline_the_manifest_counts_untagged(llm_server, tmp_path):
         return chat(SCRIPT[question]) if SCRIPT[question] in ("24", "75") else chat("no idea")
 
     llm_server.handler = half
-    rows = run_pipeline([_Given(_rows()), MeshTagger(_config(llm_server))], tmp_path / "run")
+    rows = run_pipeline([Given(_rows()), MeshTagger(_config(llm_server))], tmp_path / "run")
     assert rows["domain"] == ["Drug Therapy", "Virology"]
     stage_dir = tmp_path / "run" / "01_tag"
     manifest = read_manifest(stage_dir)
@@ -397,8 +393,8 @@ def test_in_a_pipeline_a_row_lost_to_transient_failures_is_retried_not_dropped(l
     llm_server.handler = handler
     stage = MeshTagger(_config(llm_server, max_attempts=2))
     with pytest.raises(StageIncomplete, match="stage 'tag' is incomplete: 1 request"):  # one row, all its asks
-        run_pipeline([_Given(_rows()), stage], tmp_path / "run")
+        run_pipeline([Given(_rows()), stage], tmp_path / "run")
     assert read_manifest(tmp_path / "run" / "01_tag")["complete"] is False
     outage["on"] = False
-    rows = run_pipeline([_Given(_rows()), stage], tmp_path / "run")
+    rows = run_pipeline([Given(_rows()), stage], tmp_path / "run")
     assert rows["domain_code"] == list(SCRIPT.values())

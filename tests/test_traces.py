@@ -4,18 +4,21 @@ reason, truncations never paid twice, dry runs, file I/O, and no secret anywhere
 from __future__ import annotations
 
 import dataclasses
-import pickle
-
 import json
+import pickle
 from pathlib import Path
 
 import datasets
 import pytest
 from llm_server import Received, Response, chat, error, llm_server  # noqa: F401
+from stage_doubles import Given
 
 from m1data.llm import RetryPolicy
 from m1data.llm.stages import LLMRuntime
-from m1data.pipeline import RunContext, Stage, StageIncomplete, StageResult, run_pipeline
+from m1data.pipeline import (
+    StageIncomplete,
+    run_pipeline,
+)
 from m1data.readers import read_rows, write_rows
 from m1data.schema import LETTERS, make_row, rows_to_dataset
 from m1data.traces import TeacherTraces, TracesConfig, run_traces_file
@@ -197,16 +200,6 @@ def test_run_traces_file(llm_server, tmp_path, secret_env, suffix):
     assert sorted(rejected["reason"]) == ["error", "error", "filtered", "no_answer", "truncated", "wrong_answer"]
     assert "teacher_reply" in rejected.column_names
 
-
-class Given(Stage):
-    name = "given"
-
-    def __init__(self, rows):
-        self.config = None
-        self.rows = rows
-
-    def run(self, rows, ctx: RunContext) -> StageResult:
-        return StageResult(rows=self.rows)
 
 
 def test_secret_never_reaches_disk_or_logs(llm_server, tmp_path, secret_env, capfd, shown_output):
