@@ -51,8 +51,9 @@ _SECRET_VALUE = re.compile(
     r"|AKIA[0-9A-Z]{16}|AIza[0-9A-Za-z_-]{35}|Bearer\s+[A-Za-z0-9._~+/=-]{8,}"
     r"|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})"
 )
-# Settings that change how fast or where a stage ran, not which rows it produced.
-OPERATIONAL = {"progress", "concurrency", "timeout", "retry", "cache_path", "prices_file", "rpm", "tpm",
+# Settings that change how fast or where a stage ran, not which rows it produced (for an LLM stage,
+# its whole `runtime:` block).
+OPERATIONAL = {"runtime", "progress", "concurrency", "timeout", "retry", "cache_path", "prices_file", "rpm", "tpm",
                "chunk_size", "retry_failed"}
 # m1's base model: lengths are counted with its tokenizer when it is installed.
 TARGET_TOKENIZER = "Qwen/Qwen2.5-7B-Instruct"

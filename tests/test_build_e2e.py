@@ -270,6 +270,7 @@ def test_card_of_a_build_describes_every_column_and_publishes_nothing_local(buil
     assert "127.0.0.1" not in card and "/work/" not in card and str(built["run"]) not in card
     assert "Length of the `reasoning` column" in card
     assert "[redacted]" not in card  # nothing secret in this build, and statistics are not secrets
+    assert "runtime=" not in card and "progress=" not in card  # how fast a stage ran is not a setting of the data
 
 
 @pytest.mark.parametrize("subset, expect_stage", [("random-1k", "traces"), ("hard-domain-balanced-1k", "sample")])
