@@ -18,8 +18,9 @@ from typing import Literal
 
 from m1data.dedup import Decontaminate, DecontaminateConfig, Deduplicate, DedupConfig
 from m1data.difficulty import DifficultyConfig, DifficultyFilter
+from m1data.evalsets import EvalInput
 from m1data.formatting import FormatSFT
-from m1data.loading import EvalInput, LoadConfig, LoadSources, sample_evals
+from m1data.loading import LoadConfig, LoadSources, sample_evals
 from m1data.mesh import MeshConfig, MeshTagger
 from m1data.mesh_offline import OfflineConfig, OfflineTagger
 from m1data.pipeline import Stage

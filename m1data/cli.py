@@ -299,7 +299,7 @@ def decontaminate(
 ) -> None:
     """Remove rows that match any eval item (question stem + option set, fuzzy ratio >= threshold)."""
     from m1data.dedup import Decontaminate, DecontaminateConfig
-    from m1data.loading import EvalInput
+    from m1data.evalsets import EvalInput
     from m1data.pipeline import run_on_file
 
     ctx = _file_context(out_path, executor, ray_address)

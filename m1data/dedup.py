@@ -250,7 +250,7 @@ class Decontaminate(Stage):
         return ",".join(file_digest(Path(e.path)) for e in self.evals if e.path and Path(e.path).is_file())
 
     def run(self, rows: Dataset | None, ctx: RunContext) -> StageResult:
-        from m1data.loading import load_evals  # loading imports the eval loaders; keep dedup light
+        from m1data.evalsets import load_evals  # the eval loaders are needed only when the stage runs
 
         eval_sets = load_evals(self.evals)
         kept, dropped = decontaminate(rows, eval_sets, threshold=self.config.threshold, runner=band_runner(ctx))

@@ -12,6 +12,9 @@ decontamination target whatever its quality.
 Most eval files share a shape (question, options, answer), spelled differently. One reader with
 a `ColumnMapping` covers them; by default it guesses the columns from the common spellings, and
 the named sets below only add where the rows come from.
+
+A build names its eval sets as `EvalInput`s; `load_evals` turns them into the decontamination
+targets the `Decontaminate` stage matches against.
 """
 
 from __future__ import annotations
@@ -29,22 +32,25 @@ from typing import Any
 import datasets
 
 from m1data.errors import UserError
-from m1data.readers import MalformedFile, check_file, read_csv, read_json, read_records
-from m1data.schema import DEFAULT_SEED, LETTERS, RowError
-from m1data.sources import (
+from m1data.readers import (
     LoadResult,
-    MedMCQA,
+    MalformedFile,
     Parsed,
-    PubMedQA,
     Record,
+    check_file,
     check_some_rows_read,
     collect,
     key_text,
     lettered_options,
     load_hub,
     option_texts,
+    read_csv,
+    read_json,
+    read_records,
     text,
 )
+from m1data.schema import DEFAULT_SEED, LETTERS, RowError
+from m1data.sources import MedMCQA, PubMedQA
 
 MMLU_MEDICAL = (
     "anatomy",
@@ -427,13 +433,40 @@ def load_eval_any(name_or_path: str, path: str | Path | None = None, *, scoring:
     raise UserError(f"{name_or_path!r} is neither a known eval set ({', '.join(EVAL_SETS)}, mmlu_medical) nor a file")
 
 
+# ---------------------------------------------------------------------------------------------
+# The eval sets of a build
+
+
+@dataclass
+class EvalInput:
+    """An eval set: a known name (with an optional local path), or a file of any known shape."""
+
+    name: str
+    path: str | None = None
+
+
+def load_evals(evals: list[EvalInput]) -> dict[str, datasets.Dataset]:
+    """Eval-set name -> every question of the set that has text, for decontamination.
+
+    A dropped eval row (an unreadable answer key, say) is still a question a training row
+    must not copy, so it is matched too; a set with no question at all is an error (from the
+    loader), never a set that silently matches nothing."""
+    loaded: dict[str, datasets.Dataset] = {}
+    for spec in evals:
+        for set_name, result in load_eval_any(spec.name, spec.path, scoring=False).items():
+            loaded[set_name] = result.targets()
+    return loaded
+
+
 __all__ = [
     "EVAL_SETS",
     "MMLU_MEDICAL",
     "AnswerSkewWarning",
     "ColumnMapping",
+    "EvalInput",
     "answer_skew",
     "load_eval",
     "load_eval_any",
     "load_eval_file",
+    "load_evals",
 ]

@@ -2,7 +2,8 @@
 
 Bad rows become `dropped` rows with their reason, so the funnel shows them next to
 every later drop. Also the embedded sample: small native-format files shipped with m1data so a
-build runs offline with no configuration at all.
+build runs offline with no configuration at all; its eval files are listed here too (`sample_evals`),
+next to its sources, while what an eval input is and how it loads belong to `m1data.evalsets`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import datasets
 
 from m1data.distributed import parallel_map
-from m1data.evalsets import load_eval_any
+from m1data.evalsets import EvalInput
 from m1data.pipeline import RunContext, Stage, StageResult, file_digest
 from m1data.schema import DEFAULT_SEED, ROW_FEATURES
 from m1data.sources import load_source
@@ -66,14 +67,6 @@ class SourceInput:
     url: str | None = None
     citation: str | None = None
     terms: str | None = None
-
-
-@dataclass
-class EvalInput:
-    """An eval set: a known name (with an optional local path), or a file of any known shape."""
-
-    name: str
-    path: str | None = None
 
 
 @dataclass
@@ -152,19 +145,6 @@ class LoadSources(Stage):
         spec = self.config.sources[name]
         return load_source(name, spec.path, split=spec.split, seed=self.config.seed, cop_base=spec.cop_base,
                            mapping=spec.mapping)
-
-
-def load_evals(evals: list[EvalInput]) -> dict[str, datasets.Dataset]:
-    """Eval-set name -> every question of the set that has text, for decontamination.
-
-    A dropped eval row (an unreadable answer key, say) is still a question a training row
-    must not copy, so it is matched too; a set with no question at all is an error (from the
-    loader), never a set that silently matches nothing."""
-    loaded: dict[str, datasets.Dataset] = {}
-    for spec in evals:
-        for set_name, result in load_eval_any(spec.name, spec.path, scoring=False).items():
-            loaded[set_name] = result.targets()
-    return loaded
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 Each source is one small class in the shape of a HF packaged builder: where its rows come from
 (`hub_id`, `read_native`) and one `parse` that turns a raw record into the fields of a row. The
-shared `collect` does the rest: ids, validation, shuffling, dropped records, progress.
+generic machinery in `m1data.readers` does the rest: `collect` gives ids, validation,
+shuffling, dropped records and progress; the field helpers type-check what `parse` reads.
 
 Ids come from the source's own id where it has one (MedMCQA uuid, PubMedQA PMID, HeadQA
 exam + qid) and from a content hash where it does not (MedQA), so the same question gets the same
@@ -11,245 +12,32 @@ id whichever file or split it was read from.
 
 from __future__ import annotations
 
-import importlib
-import json
-from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
 
 import datasets
 
-from m1data.errors import M1DataError, UserError
-from m1data.output import track
-from m1data.readers import MalformedFile, check_file, read_json, read_records
-from m1data.schema import (
-    DEFAULT_SEED,
-    LETTERS,
-    DROPPED_FEATURES,
-    RowError,
-    content_id,
-    make_row,
-    dropped_record,
-    render_prompt,
-    rows_to_dataset,
-    validate,
+from m1data.errors import UserError
+from m1data.readers import (
+    LoadResult,
+    MalformedFile,
+    Parsed,
+    Record,
+    check_file,
+    check_some_rows_read,
+    collect,
+    field,
+    key_text,
+    letter_index,
+    lettered_options,
+    load_hub,
+    read_json,
+    read_records,
+    text,
 )
-
-PROGRESS_MIN_ROWS = 20_000
-
-
-class HubUnreachable(M1DataError, ValueError):
-    """The Hub copy of a source or eval set cannot be fetched (offline mode, no network, DNS).
-
-    A ValueError so the command line shows it as one line, like any other input the user must
-    change: the fix is to pass the local file, which the message says how to do."""
-
-
-def _network_errors() -> tuple[type[BaseException], ...]:
-    """What a failed Hub request raises: huggingface_hub's HTTP client is httpx (1.x) or httpx2
-    (2.x), whichever is installed (imported here to keep module import light)."""
-    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
-    for client in ("httpx2", "httpx"):
-        try:
-            errors.append(importlib.import_module(client).TransportError)
-        except ImportError:
-            continue
-    return tuple(errors)
-
-
-def load_hub(hub_id: str, config: str | None, split: str, *, local_hint: str) -> datasets.Dataset:
-    """`datasets.load_dataset`, with an unreachable Hub turned into one clear `HubUnreachable`."""
-    try:
-        return datasets.load_dataset(hub_id, config, split=split)
-    except _network_errors() as err:
-        why = "HF_HUB_OFFLINE is set" if datasets.config.HF_HUB_OFFLINE else type(err).__name__
-        raise HubUnreachable(
-            f"the Hugging Face Hub is unreachable ({why}) and {hub_id} is not in the local cache; "
-            f"pass a local file instead: {local_hint}"
-        ) from None
-
-
-@dataclass(frozen=True)
-class Parsed:
-    """The fields a source record contributes to a row; `native_id=None` asks for a content id."""
-
-    native_id: str | None
-    question: str
-    options: list[str]
-    answer_idx: int
-    context: str = ""
-    error: RowError | None = None
-    """Set when the text was read but the row cannot be used (its answer key, say): the row is
-    dropped, yet its question is still a decontamination target (see `LoadResult.unscored`)."""
-
-
-@dataclass
-class LoadResult:
-    """Usable rows, dropped records (with their reasons), and `unscored`: the dropped questions whose text
-    could still be read. Unscored rows cannot be trained on or scored (answer fields empty,
-    `answer_idx` -1), but an eval question must be matched by decontamination whatever the
-    state of its answer key."""
-
-    rows: datasets.Dataset
-    dropped: datasets.Dataset
-    unscored: datasets.Dataset | None = None
-    origin: str = ""  # the file or Hub id, for messages
-    expected: str = ""  # what the file should have held, for messages
-
-    def reasons(self) -> dict[str, int]:
-        return dict(Counter(self.dropped["reason"])) if len(self.dropped) else {}
-
-    def targets(self) -> datasets.Dataset:
-        """Every question with text: the rows, then the unscored ones."""
-        if self.unscored is None or len(self.unscored) == 0:
-            return self.rows
-        return datasets.concatenate_datasets([self.rows, self.unscored])
-
-
-def field(raw: dict[str, Any], *names: str) -> Any:
-    """The first of `names` present in `raw`; a missing field is a bad row, not a crash."""
-    for name in names:
-        if name in raw and raw[name] is not None:
-            return raw[name]
-    raise RowError("missing_field", f"none of {', '.join(names)}")
-
-
-def text(raw: dict[str, Any], *names: str) -> str:
-    """`field`, which must be text: a number or a list where a question belongs is a bad row, and
-    must be caught before it reaches ids and validation (it would crash them or be str()-ed)."""
-    for name in names:
-        value = raw.get(name)
-        if value is not None:
-            if not isinstance(value, str):
-                raise RowError("not_text", f"{name} is {type(value).__name__}, not text")
-            return value
-    raise RowError("missing_field", f"none of {', '.join(names)}")
-
-
-def option_texts(options: list[Any]) -> list[str]:
-    for i, option in enumerate(options):
-        if not isinstance(option, str):
-            label = LETTERS[i] if i < len(LETTERS) else str(i + 1)
-            raise RowError("not_text", f"option {label} is {type(option).__name__}, not text")
-    return options
-
-
-def letter_index(letter: Any, n_options: int) -> int:
-    if not isinstance(letter, str):
-        raise RowError("not_text", f"answer letter {letter!r} is {type(letter).__name__}, not a letter")
-    value = letter.strip().upper()
-    if len(value) != 1 or value not in LETTERS[:n_options]:
-        raise RowError("answer_out_of_range", f"answer letter {letter!r} for {n_options} options")
-    return LETTERS.index(value)
-
-
-def lettered_options(options: Any) -> list[str]:
-    """Options given as {"A": ..., "B": ...} (in letter order) or as a list; each must be text."""
-    if isinstance(options, dict):
-        keys = sorted(options, key=str)
-        if keys != list(LETTERS[: len(keys)]):
-            raise RowError("bad_options", f"option keys {keys}")
-        return option_texts([options[k] for k in keys])
-    if isinstance(options, list):
-        return option_texts(list(options))
-    raise RowError("bad_options", f"options of type {type(options).__name__}")
-
-
-Record = tuple[str, Any, str]
-"""(locator, raw record, where): the locator is the fallback id of a row that cannot be read;
-`where` says where the record sits ("train.jsonl:12") for the dropped record's detail."""
-
-
-def collect(
-    source: str,
-    records: Iterable[Record],
-    parse,
-    *,
-    seed: int | None = DEFAULT_SEED,
-    unique_options: bool = True,
-    description: str = "",
-) -> LoadResult:
-    """Turn (locator, raw record, where) records into validated rows and dropped records.
-
-    `parse` validates the types of what it reads (raising RowError), so ids are only derived
-    from fields known to be text and a malformed row is dropped with its reason, not a crash."""
-    rows: list[dict[str, Any]] = []
-    bad: list[dict[str, str]] = []
-    unscored: list[dict[str, Any]] = []
-    seen: Counter[str] = Counter()
-    records = list(records)
-    if len(records) >= PROGRESS_MIN_ROWS:
-        records = track(records, description or f"loading {source}")
-    for locator, raw, where in records:
-        row_id = f"{source}:{locator}"
-        parsed: Parsed | None = None
-        try:
-            parsed = parse(raw)
-            row_id = (
-                f"{source}:{parsed.native_id}"
-                if parsed.native_id is not None
-                else content_id(source, parsed.question, parsed.options)
-            )
-            seen[row_id] += 1
-            if seen[row_id] > 1:  # the same question twice in one file keeps a unique id
-                row_id = f"{row_id}#{seen[row_id]}"
-            if parsed.error is not None:
-                raise parsed.error
-            rows.append(
-                make_row(
-                    source=source,
-                    row_id=row_id,
-                    question=parsed.question,
-                    options=parsed.options,
-                    answer_idx=parsed.answer_idx,
-                    context=parsed.context,
-                    raw=raw,
-                    seed=seed,
-                    unique_options=unique_options,
-                )
-            )
-        except RowError as err:
-            located = RowError(err.reason, f"{where}: {err.detail}" if err.detail else where)
-            bad.append(dropped_record(source, row_id, located, raw))
-            if parsed is not None and parsed.question.strip():
-                unscored.append(unscored_row(source, row_id, parsed, raw))
-    return LoadResult(rows=rows_to_dataset(rows), dropped=rows_to_dataset(bad, DROPPED_FEATURES),
-                      unscored=rows_to_dataset(unscored))
-
-
-def unscored_row(source: str, row_id: str, parsed: Parsed, raw: Any) -> dict[str, Any]:
-    """A dropped question in the row schema, for matching only: no answer, options as read."""
-    question, context = parsed.question.strip(), parsed.context.strip()
-    options = [o.strip() for o in parsed.options]
-    return {
-        "id": row_id, "source": source, "question": question, "context": context, "options": options,
-        "answer_idx": -1, "answer_letter": "", "answer_text": "",
-        "prompt": render_prompt(question, options, context),
-        "metadata": json.dumps(raw, ensure_ascii=False, default=str),
-    }
-
-
-def check_some_rows_read(result: LoadResult, path: Path | str, source: str, *, expected: str = "") -> LoadResult:
-    """A file from which not one record could be read as `source` is the wrong file, not a file
-    of bad rows: say so, and what was expected, rather than return an empty dataset."""
-    hint = f"; expected {expected}" if expected else ""
-    if len(result.rows) == 0 and len(result.dropped) == 0:
-        raise MalformedFile(path, None, f"no {source} records in it{hint}")
-    if len(result.rows) == 0:
-        first = result.dropped[0]
-        raise MalformedFile(
-            path, None,
-            f"none of its {len(result.dropped)} records reads as a {source} file "
-            f"(first: {first['reason']} {first['detail']}){hint}",
-        )
-    return result
-
-
-# ---------------------------------------------------------------------------------------------
-# The four sources
+from m1data.schema import DEFAULT_SEED, LETTERS, RowError, validate
 
 
 class Source:
@@ -427,14 +215,6 @@ def headqa_answers(answers: Any) -> tuple[list[int], list[str]]:
         pairs.append((int(aid), atext))
     pairs.sort(key=lambda pair: pair[0])
     return [aid for aid, _ in pairs], [atext for _, atext in pairs]
-
-
-def key_text(raw: dict[str, Any], name: str) -> str:
-    """An id field as text: ids are strings or integers; anything else is a bad row."""
-    value = field(raw, name)
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise RowError("not_text", f"{name} is {type(value).__name__}, not an id")
-    return str(value)
 
 
 PUBMEDQA_OPTIONS = ["yes", "no", "maybe"]

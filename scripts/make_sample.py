@@ -48,8 +48,9 @@ from rapidfuzz import fuzz, process
 from m1data.dedup import decontaminate, deduplicate
 from m1data.evalsets import load_eval_any
 from m1data.loading import sample_dir, sample_evals, sample_sources
+from m1data.readers import LoadResult
 from m1data.schema import content_id
-from m1data.sources import LoadResult, load_source
+from m1data.sources import load_source
 
 SEED = 1729
 ROOT = Path(__file__).resolve().parent.parent

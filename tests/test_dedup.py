@@ -325,7 +325,8 @@ def test_public_functions_default_to_the_stage_keys_on_the_embedded_sample() -> 
     """A researcher calling deduplicate/decontaminate with defaults gets what the build removes:
     the 6 eval copies planted in the sample (options reshuffled) and its 5 near-duplicates."""
     from m1data.dedup import Decontaminate, DecontaminateConfig, DedupConfig, Deduplicate
-    from m1data.loading import LoadConfig, LoadSources, load_evals, sample_evals
+    from m1data.evalsets import load_evals
+    from m1data.loading import LoadConfig, LoadSources, sample_evals
 
     rows = LoadSources(LoadConfig()).run(None, None).rows
     evals = load_evals(sample_evals())

@@ -5,8 +5,7 @@ import json
 import pytest
 
 from m1data.dedup import Decontaminate, DecontaminateConfig
-from m1data.evalsets import load_eval
-from m1data.loading import EvalInput, load_evals
+from m1data.evalsets import EvalInput, load_eval, load_evals
 from m1data.readers import MalformedFile
 from m1data.sources import load_source
 
