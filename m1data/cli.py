@@ -763,3 +763,9 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+__all__ = [
+    "app",
+    "main",
+]

@@ -74,3 +74,10 @@ def load_config(cls: type[T], path: str | Path | None) -> T:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return from_dict(cls, data, where=str(path))
+
+
+__all__ = [
+    "ConfigError",
+    "from_dict",
+    "load_config",
+]

@@ -282,3 +282,21 @@ def _merge_value(key: str, values: list[Any]) -> Any:
     if all(v == values[0] for v in values):
         return values[0]
     raise UserError(f"cannot merge statistic {key!r} across blocks: {values[:3]} ...")
+
+
+__all__ = [
+    "POSITION",
+    "RAY_MISSING",
+    "ExecutorConfig",
+    "MissingExtra",
+    "RayExecutor",
+    "band_runner",
+    "executor_config",
+    "group_bands",
+    "load_build_config",
+    "make_executor",
+    "merge_results",
+    "parallel_map",
+    "require_ray",
+    "sum_stats",
+]

@@ -177,3 +177,15 @@ class LoadDataset(Stage):
         else:  # a Hub-layout folder, or a Hub repo id when the Hub is reachable
             ds = datasets.load_dataset(self.config.path, self.config.config, split=self.config.split)
         return StageResult(rows=ds, stats={"from": self.config.path})
+
+
+__all__ = [
+    "DatasetInput",
+    "LoadConfig",
+    "LoadDataset",
+    "LoadSources",
+    "SourceInput",
+    "sample_dir",
+    "sample_evals",
+    "sample_sources",
+]

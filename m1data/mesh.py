@@ -56,23 +56,23 @@ from m1data.llm.types import Engine, Reply, Request
 from m1data.pipeline import RunContext, StageResult
 
 __all__ = [
+    "FOLLOW_UP",
+    "SYSTEM_PROMPT",
+    "MeshConfig",
+    "MeshTagger",
     "Qualifier",
+    "add_domain_columns",
+    "build_messages",
+    "build_request",
+    "domain_counts",
+    "extract_code",
     "load_qualifiers",
     "qualifier_by_code",
     "qualifier_by_name",
     "qualifier_subtree",
-    "rubric",
-    "SYSTEM_PROMPT",
-    "FOLLOW_UP",
-    "build_messages",
-    "build_request",
-    "extract_code",
     "reply_code",
-    "MeshConfig",
-    "MeshTagger",
+    "rubric",
     "tag_file",
-    "add_domain_columns",
-    "domain_counts",
 ]
 
 UNTAGGED = "untagged"

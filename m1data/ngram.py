@@ -78,3 +78,12 @@ def ngram_overlap(
 def _first_hit(keys: Iterable[int], first_eval: dict[int, int]) -> int | None:
     hits = [first_eval[k] for k in keys if k in first_eval]
     return min(hits) if hits else None
+
+
+__all__ = [
+    "COMMON_NGRAM_ROWS",
+    "common_ngrams",
+    "ngram_keys",
+    "ngram_overlap",
+    "tokens",
+]

@@ -537,3 +537,36 @@ def _run_stages(
         if result.transient_failures:
             raise StageIncomplete(stage.name, result.transient_failures, stage_dir)
     return rows
+
+
+__all__ = [
+    "DROP_COLUMNS",
+    "LOCK_FILE",
+    "OUTPUT_FILES",
+    "STATE_DIR",
+    "CorruptRunFile",
+    "RunContext",
+    "RunLocked",
+    "Stage",
+    "StageFailed",
+    "StageIncomplete",
+    "StageNotReady",
+    "StageResult",
+    "add_columns",
+    "check_stage_output",
+    "drop_counts",
+    "dropped_path",
+    "dropped_rows",
+    "file_digest",
+    "load_stage_dropped",
+    "load_stage_rows",
+    "read_manifest",
+    "read_manifests",
+    "run_lock",
+    "run_on_file",
+    "run_pipeline",
+    "source_counts",
+    "stage_dirname",
+    "state_dir_of",
+    "write_result",
+]

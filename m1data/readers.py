@@ -450,3 +450,32 @@ def _concatenate(parts: list[datasets.Dataset], names: list[str]) -> datasets.Da
             )
     return datasets.concatenate_datasets([part for _, part in parts_with_rows])
 
+
+__all__ = [
+    "PROGRESS_MIN_ROWS",
+    "ROW_SUFFIXES",
+    "HubUnreachable",
+    "LoadResult",
+    "MalformedFile",
+    "Parsed",
+    "check_file",
+    "check_some_rows_read",
+    "collect",
+    "decode",
+    "field",
+    "key_text",
+    "letter_index",
+    "lettered_options",
+    "load_hub",
+    "option_texts",
+    "parquet_dataset",
+    "read_csv",
+    "read_json",
+    "read_jsonl",
+    "read_parquet",
+    "read_records",
+    "read_rows",
+    "text",
+    "unscored_row",
+    "write_rows",
+]

@@ -365,3 +365,21 @@ def load_source(
         records = source.read_native(where, split)
     result = collect(source.name, records, source.parse, seed=seed, description=f"loading {source.name} {split}")
     return check_some_rows_read(result, where, source.name)
+
+
+__all__ = [
+    "PUBMEDQA_OPTIONS",
+    "SOURCES",
+    "SOURCE_NAME_CHARS",
+    "HeadQA",
+    "MedMCQA",
+    "MedQA",
+    "PubMedQA",
+    "Source",
+    "check_source_name",
+    "get_source",
+    "headqa_answers",
+    "load_mapped",
+    "load_source",
+    "pubmedqa_test_pmids",
+]

@@ -25,6 +25,8 @@ from m1data.llm.thinking import split_thinking
 from m1data.llm.types import Engine, Reply, Request
 
 __all__ = [
+    "OPENAI_PARAMS",
+    "VLLM_EXTRA_PARAMS",
     "BatchLimits",
     "Cache",
     "EndpointError",
@@ -35,7 +37,6 @@ __all__ = [
     "HTTPEngine",
     "InvalidParams",
     "MissingAPIKey",
-    "OPENAI_PARAMS",
     "Plan",
     "Price",
     "PriceTable",
@@ -44,7 +45,6 @@ __all__ = [
     "Request",
     "RetryPolicy",
     "RunStats",
-    "VLLM_EXTRA_PARAMS",
     "complete_all",
     "count_tokens",
     "estimate",

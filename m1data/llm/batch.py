@@ -425,3 +425,17 @@ def complete(
     return run_batch(
         engine, requests, cache, state_path=state_path_for(cache, stage_dir), limits=batch_limits, **kwargs
     )
+
+
+__all__ = [
+    "STATE_FILENAME",
+    "TERMINAL",
+    "URLS",
+    "BatchEntry",
+    "BatchLimits",
+    "BatchState",
+    "chunk_requests",
+    "complete",
+    "run_batch",
+    "state_path_for",
+]

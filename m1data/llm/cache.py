@@ -342,3 +342,17 @@ class Cache:
         )
         with self._lock, _readable(self.path):
             self._db.execute(_INSERT, row)
+
+
+__all__ = [
+    "OPEN_TIMEOUT",
+    "SCHEMA_VERSION",
+    "Cache",
+    "CacheError",
+    "Entry",
+    "cache_namespace",
+    "is_local_host",
+    "key_from_body",
+    "normalise_endpoint",
+    "request_key",
+]

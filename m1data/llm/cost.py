@@ -279,3 +279,17 @@ def estimate(
     elif not costs_max:
         result.max_cost = result.typical_cost = 0.0
     return result
+
+
+__all__ = [
+    "DEFAULT_PRICES",
+    "PROVIDER_HOSTS",
+    "Estimate",
+    "Price",
+    "PriceTable",
+    "count_tokens",
+    "encoding_name",
+    "estimate",
+    "get_encoding",
+    "prompt_tokens",
+]

@@ -102,3 +102,13 @@ def serve_embedded(stages: Sequence[Stage], run_dir: str | Path, config: ServerC
         attach(wanted, server.base_url, server.model)
         log.info(f"embedded model served at {server.base_url}")
         yield
+
+
+__all__ = [
+    "LOG_NAME",
+    "EmbeddedEngine",
+    "attach",
+    "embedded_stages",
+    "is_embedded",
+    "serve_embedded",
+]

@@ -152,3 +152,10 @@ def _cut_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
     """Text before the earliest stop string, and whether one was found."""
     cuts = [i for i in (text.find(s) for s in stops if s) if i >= 0]
     return (text[: min(cuts)], True) if cuts else (text, False)
+
+
+__all__ = [
+    "HF_PARAMS",
+    "HFConfig",
+    "HFEngine",
+]

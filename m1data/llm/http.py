@@ -366,3 +366,17 @@ def parse_reply(raw: bytes, request: Request | str) -> Reply:
         completion_tokens=completion_tokens,
         model=served if isinstance(served, str) and served else None,
     )
+
+
+__all__ = [
+    "OPENAI_BASE_URL",
+    "HTTPConfig",
+    "HTTPEngine",
+    "MissingAPIKey",
+    "ReplyTooLarge",
+    "is_openai",
+    "key_variable",
+    "mask_secret",
+    "parse_reply",
+    "resolve_base_url",
+]

@@ -187,3 +187,16 @@ class RateLimiter:
         """Give back what a finished request booked but did not use."""
         if self.tokens and booked > used:
             self.tokens.give_back(booked - used)
+
+
+__all__ = [
+    "FATAL_STATUS",
+    "RETRYABLE_STATUS",
+    "Failed",
+    "RateLimiter",
+    "RetryPolicy",
+    "TokenBucket",
+    "failure",
+    "http_failure",
+    "parse_retry_after",
+]

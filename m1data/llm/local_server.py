@@ -327,3 +327,23 @@ def _healthy(url: str) -> bool:
     except (OSError, ValueError):  # refused, reset, timed out, 503 while loading (HTTPError is an OSError)
         return False
 
+
+__all__ = [
+    "EMBEDDED",
+    "INSTALL_HINT",
+    "MODEL_PACKAGE",
+    "SERVER_PACKAGE",
+    "LocalServer",
+    "ServerConfig",
+    "ServerFailed",
+    "ServerUnavailable",
+    "default_threads",
+    "embedded_missing",
+    "find_embedded_model",
+    "find_server_binary",
+    "free_port",
+    "library_links",
+    "local_server",
+    "server_command",
+    "thinking_template",
+]

@@ -149,3 +149,16 @@ def prompt_token_ids(tokenizer: Any, request: Request) -> list[int]:
     else:
         text = request.prompt or ""
     return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+__all__ = [
+    "LLAMACPP_EXTRA_PARAMS",
+    "OPENAI_PARAMS",
+    "VLLM_EXTRA_PARAMS",
+    "InvalidParams",
+    "canonical_json",
+    "check_params",
+    "max_output_tokens",
+    "prompt_token_ids",
+    "request_body",
+]

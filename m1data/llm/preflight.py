@@ -38,3 +38,8 @@ def endpoint_problem(base_url: str | None, api_key_env: str | None = None, timeo
     finally:
         client.close()
     return None
+
+
+__all__ = [
+    "endpoint_problem",
+]

@@ -461,3 +461,18 @@ def complete_all(engine: Engine, requests: Sequence[Request], cache: Cache | Non
     except RuntimeError:
         return asyncio.run(main())
     raise RuntimeError("complete_all() cannot run inside an event loop; use `await run_requests(...)`")
+
+
+__all__ = [
+    "BAR_FIELDS",
+    "COST_DIGITS",
+    "DEFAULT_MAX_TOKENS",
+    "SAME_FAILURES_TO_STOP",
+    "EndpointError",
+    "Plan",
+    "RunStats",
+    "complete_all",
+    "plan_requests",
+    "print_plan",
+    "run_requests",
+]

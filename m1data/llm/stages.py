@@ -330,3 +330,25 @@ def run_llm_on_file(
         with Cache(cache_file) if cache_file.is_file() else contextlib.nullcontext() as store:
             stage.plan(rows, store)
     return {}
+
+
+__all__ = [
+    "BOXED_INSTRUCTION",
+    "CACHE_FILENAME",
+    "REQUIRED_COLUMNS",
+    "VLLM",
+    "Endpoint",
+    "LLMRuntime",
+    "LLMStage",
+    "boxed_prompt",
+    "boxed_request",
+    "check_rows",
+    "count_transient",
+    "default_cache_path",
+    "file_runtime",
+    "is_transient",
+    "llm_stats",
+    "open_cache",
+    "run_llm_on_file",
+    "split_rows",
+]

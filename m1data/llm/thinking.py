@@ -28,3 +28,10 @@ def split_thinking(text: str) -> tuple[str | None, str]:
     if start < 0:  # the template opened the thinking inside the prompt
         return text[:end].strip(), text[end + len(CLOSE) :].strip()
     return text[start + len(OPEN) : end].strip(), text[end + len(CLOSE) :].strip()
+
+
+__all__ = [
+    "CLOSE",
+    "OPEN",
+    "split_thinking",
+]

@@ -64,3 +64,10 @@ class Engine(Protocol):
     async def complete(self, request: Request) -> Reply: ...
 
     async def aclose(self) -> None: ...
+
+
+__all__ = [
+    "Engine",
+    "Reply",
+    "Request",
+]

@@ -162,3 +162,11 @@ def _to_reply(output: Any, chat: bool) -> Reply:
         prompt_tokens=len(output.prompt_token_ids or []),
         completion_tokens=len(choice.token_ids),
     )
+
+
+__all__ = [
+    "VLLM_PARAMS",
+    "MicroBatcher",
+    "VLLMConfig",
+    "VLLMEngine",
+]
