@@ -51,7 +51,7 @@ def funnel_markdown(run_dir: str | Path) -> str:
             label += f" (incomplete: {m.get('transient_failures', 0):,} transient failures to retry)"
         lines.append(_row(label, m["counts_out"], columns))
 
-    lines += ["", "## Removed rows by stage and reason", "", *_header("stage: reason", columns)]
+    lines += ["", "## Dropped rows by stage and reason", "", *_header("stage: reason", columns)]
     for m in manifests:
         for reason, per_source in m["drops"].items():
             lines.append(_row(f"{m['stage']}: {reason}", per_source, columns))
