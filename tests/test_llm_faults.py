@@ -103,23 +103,10 @@ def test_echoed_authorization_is_masked_everywhere(llm_server, tmp_path, monkeyp
     llm_server.handler = echoing
     from m1data.traces import run_traces_file
 
-    rows = rows_to_dataset(
-        [
-            make_row(
-                source="medmcqa",
-                row_id="r1",
-                question="Which nerve?",
-                options=["a", "b", "c", "d"],
-                answer_idx=0,
-                raw={},
-            )
-        ]
-    )
-    src = write_rows(rows, tmp_path / "in.jsonl")
-    run_traces_file(src, tmp_path / "out.jsonl", llm_server.base_url, "m", "M1DATA_FAULT_KEY",
+    run_traces_file(one_row_file(tmp_path), tmp_path / "out.jsonl", llm_server.base_url, "m", "M1DATA_FAULT_KEY",
                     runtime=LLMRuntime(progress=True))
-    rejected = read_rows(tmp_path / "out.dropped.jsonl")
-    assert rejected["reason"] == ["error"] and "***" in rejected["detail"][0]
+    dropped = read_rows(tmp_path / "out.dropped.jsonl")
+    assert dropped["reason"] == ["error"] and "***" in dropped["detail"][0]
     for path in tmp_path.iterdir():
         assert KEY.encode() not in path.read_bytes(), path
     out, err = capfd.readouterr()

@@ -73,12 +73,20 @@ def _package_file(distribution: str, suffix: str) -> Path | None:
     return None
 
 
+def _explicit_file(variable: str) -> Path | None:
+    """The file an environment variable names, if it names one; naming a missing file is an error."""
+    explicit = os.environ.get(variable)
+    if not explicit:
+        return None
+    if not Path(explicit).is_file():
+        raise ServerUnavailable(f"{variable}={explicit} is not a file")
+    return Path(explicit)
+
+
 def find_server_binary() -> Path:
-    explicit = os.environ.get("M1DATA_LLAMA_SERVER")
-    if explicit:
-        if not Path(explicit).is_file():
-            raise ServerUnavailable(f"M1DATA_LLAMA_SERVER={explicit} is not a file")
-        return Path(explicit)
+    explicit = _explicit_file("M1DATA_LLAMA_SERVER")
+    if explicit is not None:
+        return explicit
     on_path = shutil.which("llama-server")
     if on_path:
         return Path(on_path)
@@ -89,11 +97,9 @@ def find_server_binary() -> Path:
 
 
 def find_embedded_model() -> Path:
-    explicit = os.environ.get("M1DATA_EMBEDDED_GGUF")
-    if explicit:
-        if not Path(explicit).is_file():
-            raise ServerUnavailable(f"M1DATA_EMBEDDED_GGUF={explicit} is not a file")
-        return Path(explicit)
+    explicit = _explicit_file("M1DATA_EMBEDDED_GGUF")
+    if explicit is not None:
+        return explicit
     path = _package_file(MODEL_PACKAGE, ".gguf")
     if path is None:
         raise ServerUnavailable(f"the embedded model (package {MODEL_PACKAGE}) is not installed; {INSTALL_HINT}")

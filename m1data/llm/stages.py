@@ -80,6 +80,11 @@ class Endpoint:
     api_key_env: str | None = None
     cache_namespace: str | None = None
 
+    @property
+    def in_process(self) -> bool:
+        """`base_url: vllm`: the model is loaded here (m1data.llm.vllm), not reached over HTTP."""
+        return self.base_url.strip().lower() == VLLM
+
 
 def llm_stats(run: RunStats) -> dict[str, Any]:
     """The statistics vocabulary of every LLM stage's manifest: requests (including repeats),
@@ -116,6 +121,7 @@ class LLMStage(Stage):
         self.config = config
         self.engines: dict[str, Engine] = dict(engines or {})
         self._built: dict[str, Engine] = {}
+        self._prices: PriceTable | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_built": {}}
@@ -123,6 +129,12 @@ class LLMStage(Stage):
     @property
     def runtime(self) -> LLMRuntime:
         return self.config.runtime
+
+    def prices(self) -> PriceTable:
+        """The runtime's price table, read once per stage object (a tagger calls once a round)."""
+        if self._prices is None:
+            self._prices = self.runtime.prices()
+        return self._prices
 
     @abstractmethod
     def endpoints(self) -> list[Endpoint]: ...
@@ -156,7 +168,7 @@ class LLMStage(Stage):
         return engine
 
     def _build_engine(self, endpoint: Endpoint, require_key: bool) -> Engine:
-        if endpoint.base_url.strip().lower() == VLLM:
+        if endpoint.in_process:
             from m1data.llm.vllm import VLLMConfig, VLLMEngine
 
             return VLLMEngine(VLLMConfig(model=endpoint.model, **self.runtime.vllm))
@@ -179,7 +191,7 @@ class LLMStage(Stage):
         for endpoint in self.endpoints():
             if endpoint.key in self.engines:
                 continue
-            if endpoint.base_url.strip().lower() == VLLM:
+            if endpoint.in_process:
                 installed = importlib.util.find_spec("vllm") is not None
                 problem = None if installed else "vllm is not installed (pip install 'm1data[vllm]', needs CUDA)"
             else:
@@ -196,7 +208,7 @@ class LLMStage(Stage):
                 self.requests(endpoint, rows),
                 cache,
                 retry_failed=self.runtime.retry_failed,
-                prices=self.runtime.prices(),
+                prices=self.prices(),
                 batch=self.runtime.batch,
             )
             print_plan(plan, title=f"{endpoint.role}{' (batch)' if self.runtime.batch else ''} (dry run)")
@@ -231,7 +243,7 @@ class LLMStage(Stage):
             progress=rt.progress if progress is None else progress,
             retry_failed=rt.retry_failed,
             retry=rt.retries,
-            prices=rt.prices(),
+            prices=self.prices(),
             stats=stats,
             label=label or endpoint.role,
         )
