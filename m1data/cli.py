@@ -328,6 +328,7 @@ _RUNTIME_FLAGS: list[tuple[str, str, object, object]] = [
     ("rpm", "rpm", Annotated[Optional[float], typer.Option("--rpm", help="Requests-per-minute limit.")], None),
     ("tpm", "tpm", Annotated[Optional[float], typer.Option("--tpm", help="Tokens-per-minute limit.")], None),
     ("timeout", "timeout", Annotated[Optional[float], typer.Option("--timeout", help="Seconds one attempt may take (default 600; traces 1200: R1 may think for minutes).")], None),
+    ("request_attempts", "retries", Annotated[Optional[int], typer.Option("--request-attempts", min=1, help="Tries per request, the first included, before it is recorded as failed (default 6).")], None),
     ("retry_failed", "retry_failed", Annotated[bool, typer.Option("--retry-failed", help="Send again requests whose recorded outcome was a failure.")], False),
     ("batch", "batch", Annotated[bool, typer.Option("--batch", help="Send through the provider's Batch API (cheaper, answered within a day); same cache, resumable.")], False),
     ("prices", "prices_file", Annotated[Optional[Path], typer.Option("--prices", help='JSON price table, {"MODEL": {"input": 0.28, "output": 0.42}} in dollars per 1M tokens, for models the built-in one does not know.')], None),
@@ -355,7 +356,10 @@ def _with_runtime_flags(default_runtime):
                 value = kwargs.pop(name)
                 if value is not None and value != default:
                     given[field_name] = str(value) if isinstance(value, Path) else value
-            runtime = dataclasses.replace(default_runtime(), **given)
+            runtime = default_runtime()
+            if "retries" in given:
+                given["retries"] = dataclasses.replace(runtime.retries, max_attempts=given["retries"])
+            runtime = dataclasses.replace(runtime, **given)
             return command(runtime=runtime, dry_run=kwargs.pop("dry_run"), **kwargs)
 
         params = own + added

@@ -15,6 +15,7 @@ Three layers, each used by the training sources (`m1data.sources`) and the eval 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib
 import io
@@ -181,15 +182,50 @@ def _network_errors() -> tuple[type[BaseException], ...]:
 
 
 def load_hub(hub_id: str, config: str | None, split: str, *, local_hint: str) -> datasets.Dataset:
-    """`datasets.load_dataset`, with an unreachable Hub turned into one clear `HubUnreachable`."""
+    """`datasets.load_dataset`, with an unreachable Hub turned into one clear `HubUnreachable`.
+
+    Why a probe first: the Hub client retries a refused connection for 23 s (5 tries, back-off to
+    8 s) before giving up. When the endpoint cannot be reached at all, the load runs as if
+    HF_HUB_OFFLINE were set: from the local cache, or a quick error."""
+    why = "HF_HUB_OFFLINE is set" if datasets.config.HF_HUB_OFFLINE else _hub_down()
     try:
-        return datasets.load_dataset(hub_id, config, split=split)
+        with _offline(why is not None):
+            return datasets.load_dataset(hub_id, config, split=split)
     except _network_errors() as err:
-        why = "HF_HUB_OFFLINE is set" if datasets.config.HF_HUB_OFFLINE else type(err).__name__
         raise HubUnreachable(
-            f"the Hugging Face Hub is unreachable ({why}) and {hub_id} is not in the local cache; "
-            f"pass a local file instead: {local_hint}"
+            f"the Hugging Face Hub is unreachable ({why or type(err).__name__}) and {hub_id} is not in the local "
+            f"cache; pass a local file instead: {local_hint}"
         ) from None
+
+
+@contextlib.contextmanager
+def _offline(offline: bool) -> Iterator[None]:
+    """datasets and huggingface_hub in offline mode for the block (both read the flag per call)."""
+    from huggingface_hub import constants
+
+    saved = datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE
+    if offline:
+        datasets.config.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE = saved
+
+
+def _hub_down(timeout: float = 5.0) -> str | None:
+    """Why the Hub endpoint cannot be reached at all (refused, no route, DNS), None if it answers."""
+    import urllib.error
+    import urllib.request
+
+    from huggingface_hub import constants
+
+    try:
+        urllib.request.urlopen(constants.ENDPOINT, timeout=timeout).close()  # noqa: S310 - the configured Hub
+    except urllib.error.HTTPError:
+        return None  # it answered
+    except (OSError, ValueError) as err:
+        return type(getattr(err, "reason", err)).__name__
+    return None
 
 
 # ---------------------------------------------------------------------------------------------

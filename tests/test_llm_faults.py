@@ -190,6 +190,8 @@ def test_run_traces_timeout_option(llm_server, tmp_path):
         "m",
         "--timeout",
         "0.3",
+        "--request-attempts",
+        "2",
     )
     assert "No such option" not in proc.stderr
     # one row timing out on every attempt is recorded as such, not a hang of 3 s per attempt

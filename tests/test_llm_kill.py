@@ -183,8 +183,8 @@ STAGE_SCRIPT = textwrap.dedent(
         hit, window_now = one_run("traces", delay)
         killed += hit
         delays.append(round(delay, 5))
-        if not hit:
-            window = max(window, window_now)
+        if not hit:  # the window was shorter this time (a busy machine stretches the first one)
+            window = window_now
     one_run(None, None)                       # and the run that finally completes
     print(json.dumps({"window": window, "killed": killed, "delays": delays}), flush=True)
     """

