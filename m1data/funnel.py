@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from m1data.pipeline import load_stage_dropped, load_stage_rows, read_manifests, stage_dirname
+from m1data.pipeline import SUPERSEDED, load_stage_dropped, load_stage_rows, read_manifests, stage_dirname
 from m1data.schema import SOURCES
 
 
@@ -84,7 +84,8 @@ def lineage(run_dir: str | Path, row_id: str) -> list[dict[str, Any]]:
             history.append({"stage": m["stage"], "status": "kept"})
             continue
         dropped = load_stage_dropped(stage_dir)
-        hit = None if dropped is None else next((r for r in dropped if r["id"] == row_id), None)
+        hits = [] if dropped is None else [r for r in dropped if r["id"] == row_id]
+        hit = next((r for r in hits if not r.get(SUPERSEDED)), hits[-1] if hits else None)  # its last word
         if hit is not None:
             detail = {k: v for k, v in hit.items() if k not in ("id", "source", "reason", "metadata")}
             history.append({"stage": m["stage"], "status": "dropped", "reason": hit["reason"], **detail})
