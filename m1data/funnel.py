@@ -56,6 +56,8 @@ def funnel_markdown(run_dir: str | Path) -> str:
         for reason, per_source in m["drops"].items():
             lines.append(_row(f"{m['stage']}: {reason}", per_source, columns))
 
+    lines += _tries_section(manifests)
+
     eval_hits = [(m["stage"], m["stats"]["by_eval_set"]) for m in manifests if m.get("stats", {}).get("by_eval_set")]
     if eval_hits:
         lines += ["", "## Decontamination hits by eval set", "", "| stage | eval set | rows dropped |", "|---|---|---|"]
@@ -72,6 +74,26 @@ def funnel_markdown(run_dir: str | Path) -> str:
         lines += [f"| {stage} | {c['n']} | {c.get('common_ngram_rows', 'none')} | {c['flagged']:,} | {c['both']:,} "
                   f"| {c['ngram_only']:,} | {c['fuzzy_only']:,} |" for stage, c in ngram]
     return "\n".join(lines) + "\n"
+
+
+def _tries_section(manifests: list[dict[str, Any]]) -> list[str]:
+    """What the extra tries bought (traces' `attempts` > 1): per stage and try, questions asked,
+    replies verified, questions first verified at that try, rows kept from it, tokens and cost."""
+    tables = [(m["stage"], m["stats"]["by_attempt"]) for m in manifests
+              if (m.get("stats") or {}).get("attempts", 1) > 1 and m["stats"].get("by_attempt")]
+    if not tables:
+        return []
+    lines = ["", "## Teacher yield by try", "",
+             "A question whose reply failed verification was asked again. `new`: questions first verified at",
+             "that try (what it bought); `kept`: rows kept from it; tokens and cost: every reply of that try,",
+             "sent in this run or read from the cache.", "",
+             "| stage | try | asked | verified | new | kept | completion tokens | cost |", "|---|---|---|---|---|---|---|---|"]
+    for stage, table in tables:
+        for attempt, t in table.items():
+            cost = "n/a" if t.get("cost") is None else f"${t['cost']:,.4f}"
+            lines.append(f"| {stage} | {attempt} | {t['asked']:,} | {t['verified']:,} | {t['first_verified']:,} "
+                         f"| {t['kept']:,} | {t['completion_tokens']:,} | {cost} |")
+    return lines
 
 
 def lineage(run_dir: str | Path, row_id: str) -> list[dict[str, Any]]:
