@@ -412,13 +412,19 @@ def run_traces_file(
     require_reasoning: bool = True,
     runtime: LLMRuntime | None = None,
     dry_run: bool = False,
+    attempts: int = 1,
+    keep: Keep = "first",
+    retry_truncated: bool = True,
+    seed: int | None = None,
 ) -> dict[str, Any]:
     """Teacher traces over a file: IN (.parquet/.jsonl rows) -> OUT (verified rows) and
     OUT.dropped.<ext> (every other row, with reason and the teacher's reply). The cache defaults
     to OUT.llm_cache.sqlite. A dry run prints the plan (to send, cached, tokens, cost), calls
     nothing, writes nothing, needs no key, and returns {}."""
     config = TracesConfig(model=model, base_url=base_url, api_key_env=api_key_env, max_tokens=max_tokens,
-                          temperature=temperature, require_reasoning=require_reasoning)
+                          temperature=temperature, require_reasoning=require_reasoning, attempts=attempts,
+                          keep=keep, retry_truncated=retry_truncated,
+                          extra_params={} if seed is None else {"seed": seed})
     config.runtime = file_runtime(runtime or config.runtime, out_path)
     return run_llm_on_file(TeacherTraces(config), in_path, out_path, dry_run)
 
