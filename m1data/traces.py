@@ -222,6 +222,7 @@ class TeacherTraces(LLMStage):
 
         merged = sum_stats([{k: v for k, v in part.items() if k != "preflight"} for part in parts])
         merged["preflight"] = parts[0].get("preflight", {}) if parts else {}
+        merged["attempts"] = self.config.attempts  # a setting, not a count: the same in every block
         return merged
 
     def again(self, rows: datasets.Dataset) -> Callable[[int, Reply], bool]:
