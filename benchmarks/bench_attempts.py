@@ -113,8 +113,9 @@ def main() -> int:
                    "first_verified_by_try": [t["first_verified"] for t in result.stats["by_attempt"].values()]}
             ok &= got["rows_kept"] == want_kept and got["requests_received"] == want_sent
             results[name] = got
-            print(f"{name:>16}: kept {got['rows_kept']:,} (expected {want_kept:,}), requests {got['requests_received']:,} "
-                  f"(expected {want_sent:,}), wall {wall:.1f}s, new rows by try {got['first_verified_by_try']}",
+            print(f"{name:>16}: kept {got['rows_kept']:,} (expected {want_kept:,}), "
+                  f"requests {got['requests_received']:,} (expected {want_sent:,}), wall {wall:.1f}s, "
+                  f"new rows by try {got['first_verified_by_try']}",
                   flush=True)
     print(json.dumps({"questions": n, "concurrency": args.concurrency, "fast_s": args.fast, "slow_s": args.slow,
                       "runs": results}, indent=1))

@@ -197,7 +197,8 @@ def figure_png(c: Comparison) -> bytes | None:
     x = np.arange(len(rows))
     for offset, side, colour in ((-0.2, "a", "#4477aa"), (0.2, "b", "#ee6677")):
         values = [100 * (r[f"yield_{side}"] or 0) for r in rows]
-        left.bar(x + offset, values, width=0.4, color=colour, label=f"{side.upper()}: {getattr(c, side).run_dir.name}")
+        name = getattr(c, side).run_dir.name
+        left.bar(x + offset, values, width=0.4, color=colour, label=f"{side.upper()}: {name}")
     left.set_xticks(x, [r["source"] for r in rows])
     left.set_ylabel("verified yield (%)")
     left.set_title("Verified yield per source")
@@ -207,7 +208,8 @@ def figure_png(c: Comparison) -> bytes | None:
     for side, colour in (("a", "#4477aa"), ("b", "#ee6677")):
         lengths = getattr(c, side).lengths
         if lengths:
-            right.hist(lengths, bins=bins, alpha=0.55, color=colour, label=f"{side.upper()} (median {np.median(lengths):,.0f})")
+            label = f"{side.upper()} (median {np.median(lengths):,.0f})"
+            right.hist(lengths, bins=bins, alpha=0.55, color=colour, label=label)
     right.set_xlabel(c.length_unit.split(" (")[0])
     right.set_ylabel("rows")
     right.set_title("Reasoning length of kept rows")
@@ -240,4 +242,13 @@ def compare_runs(
     return comparison
 
 
-__all__ = ["FIGURE_FILE", "REPORT_FILE", "Build", "Comparison", "compare_runs", "figure_png", "markdown", "read_build"]
+__all__ = [
+    "FIGURE_FILE",
+    "REPORT_FILE",
+    "Build",
+    "Comparison",
+    "compare_runs",
+    "figure_png",
+    "markdown",
+    "read_build",
+]

@@ -87,7 +87,8 @@ def _tries_section(manifests: list[dict[str, Any]]) -> list[str]:
              "A question whose reply failed verification was asked again. `new`: questions first verified at",
              "that try (what it bought); `kept`: rows kept from it; tokens and cost: every reply of that try,",
              "sent in this run or read from the cache.", "",
-             "| stage | try | asked | verified | new | kept | completion tokens | cost |", "|---|---|---|---|---|---|---|---|"]
+             "| stage | try | asked | verified | new | kept | completion tokens | cost |",
+             "|---|---|---|---|---|---|---|---|"]
     for stage, table in tables:
         for attempt, t in table.items():
             cost = "n/a" if t.get("cost") is None else f"${t['cost']:,.4f}"

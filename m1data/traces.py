@@ -187,6 +187,15 @@ class TeacherTraces(LLMStage):
         params = self.params()
         return [boxed_request(endpoint.model, p, params) for p in rows["prompt"]]
 
+    def plan(self, rows: datasets.Dataset, cache: Cache | None) -> None:
+        """The first tries' plan; with `attempts` > 1, a line on what later tries may add."""
+        super().plan(rows, cache)
+        cfg = self.config
+        if cfg.attempts > 1:
+            always = cfg.keep != "first"
+            log.info(f"  up to {cfg.attempts} tries per question: {'every' if always else 'each failed'} question is "
+                     f"asked again, at most {(cfg.attempts - 1) * len(rows):,} more requests (not in this plan)")
+
     def preflight_sample(self, requests: list[Request], cache: Cache, stats: RunStats) -> dict[str, Any]:
         """Send the first few requests (online, through the cache) and stop the stage when none
         of their answers carries reasoning (module docstring); returns what the sample showed.

@@ -294,4 +294,7 @@ def test_manifest_and_funnel_show_yield_and_cost_by_try(llm_server, tmp_path):
     assert manifest["drops"] == {"wrong_answer": {"medqa": sum((right_at_of(q) or 9) > 3 for q in range(N))}}
     funnel = funnel_markdown(tmp_path / "run")
     assert "## Teacher yield by try" in funnel
+    from m1data.cards.render import _funnel_section
+
+    assert "### Teacher yield by try" in _funnel_section(tmp_path / "run")  # the card's funnel section
     assert re.search(r"\| traces \| 2 \| " + str(sum(right_at_of(q) != 1 for q in range(N))), funnel)

@@ -266,8 +266,8 @@ def bits_student(req: Received) -> Response:
 
 
 PASS_ROWS = rows_to_dataset([
-    make_row(source="medqa", row_id=f"p{q}", question=f"Pass question {q}: which drug?", options=[f"d{q}-{k}" for k in range(4)],
-             answer_idx=q % 4, raw={}) for q in range(8)
+    make_row(source="medqa", row_id=f"p{q}", question=f"Pass question {q}: which drug?",
+             options=[f"d{q}-{k}" for k in range(4)], answer_idx=q % 4, raw={}) for q in range(8)
 ])
 PASS_BY_PROMPT = {r["prompt"]: r for r in PASS_ROWS}
 
