@@ -278,6 +278,13 @@ def test_rounds_ask_only_the_questions_still_open():
     assert asked == [(1, 5), (2, 4)] and [len(t) for t in tries] == [1, 2, 2, 2, 2]
 
 
+def test_new_columns_have_card_notes():
+    from m1data.cards.render import column_note
+
+    for name in ("attempt", "attempts_used", "student_s_verdicts", "student_s_answers"):
+        assert "not one of the columns m1data writes" not in column_note(name), name
+
+
 def test_bad_settings_are_one_line_errors():
     with pytest.raises(UserError, match="attempts"):
         TracesConfig(attempts=0)
