@@ -305,3 +305,21 @@ def test_manifest_and_funnel_show_yield_and_cost_by_try(llm_server, tmp_path):
 
     assert "### Teacher yield by try" in _funnel_section(tmp_path / "run")  # the card's funnel section
     assert re.search(r"\| traces \| 2 \| " + str(sum(right_at_of(q) != 1 for q in range(N))), funnel)
+
+
+def test_run_traces_command_takes_attempts_keep_and_seed(llm_server, tmp_path):
+    from typer.testing import CliRunner
+
+    from m1data.cli import app
+    from m1data.readers import read_rows
+
+    llm_server.handler = teacher()
+    ROWS.to_parquet(str(tmp_path / "in.parquet"))
+    out = tmp_path / "out.parquet"
+    result = CliRunner().invoke(app, ["run", "traces", str(tmp_path / "in.parquet"), str(out), "--base-url",
+                                      llm_server.base_url, "--model", "teacher", "--attempts", "3", "--keep", "first",
+                                      "--seed", str(SEED), "--temperature", "0.7"])
+    assert result.exit_code == 0, result.output
+    assert llm_server.count() == sum(expected_tries(3).values())
+    assert sorted(read_rows(out)["attempt"]) == sorted(j for q in range(N) if (j := right_at_of(q)) and j <= 3)
+    assert len(read_rows(tmp_path / "out.dropped.parquet")) == sum(expected_tries(3).values()) - len(read_rows(out))
