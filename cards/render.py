@@ -151,6 +151,8 @@ COLUMN_NOTES = {
     "prompt_tokens": "Tokens of the teacher request's prompt, as the teacher's server counted them.",
     "completion_tokens": "Tokens the teacher generated (reasoning and reply), as its server counted them.",
     "reasoning_tokens": "Tokens of the teacher's reasoning, as its server counted them.",
+    "attempt": "Which try at this question wrote the kept trace (1: the first; traces `attempts` allows more).",
+    "attempts_used": "How many tries the teacher was given at this question.",
     "domain": "MeSH qualifier (medical subject) the question was classified into.",
     "domain_code": "Two-digit code of that qualifier in the classification rubric.",
     "messages": "The SFT conversation: the user turn (`user_prompt`) and the assistant turn (think, then answer). "
@@ -163,6 +165,8 @@ _STUDENT_NOTES = {
     "answer": "The option letter read from student `{name}`'s reply (empty when none could be read).",
     "correct": "Whether student `{name}` answered right; kept rows were missed by the students.",
     "status": "How student `{name}`'s request ended (ok, truncated, error, ...).",
+    "verdicts": "Whether each of student `{name}`'s samples was right (pass@n; null: that call failed).",
+    "answers": "The option letter read from each of student `{name}`'s samples (pass@n).",
 }
 
 
@@ -172,7 +176,7 @@ def column_note(name: str, features: Any = None) -> str:
         return "The user turn (TRL's conversational prompt/completion shape)."
     if name in COLUMN_NOTES:
         return COLUMN_NOTES[name]
-    student = re.fullmatch(r"student_(.+)_(reply|answer|correct|status)", name)
+    student = re.fullmatch(r"student_(.+)_(reply|answer|correct|status|verdicts|answers)", name)
     if student:
         return _STUDENT_NOTES[student.group(2)].format(name=student.group(1))
     return "Carried through the build from its input; not one of the columns m1data writes."

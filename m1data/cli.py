@@ -239,6 +239,21 @@ def funnel(run_dir: Annotated[Path, typer.Argument(help="A run directory made by
 
 
 @app.command()
+def compare(
+    run_a: Annotated[Path, typer.Argument(help="A run directory made by `m1data build`.")],
+    run_b: Annotated[Path, typer.Argument(help="Another run directory (e.g. the same build with a new teacher).")],
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", help="Folder for compare.md and compare.png (default: print the report, no figure).")] = None,
+    stage: Annotated[str, typer.Option("--stage", help="The stage whose rows are compared.")] = "traces",
+) -> None:
+    """Compare two builds: per-source yield, overlap, answer agreement, reasoning length, cost."""
+    from m1data.compare import compare_runs
+
+    report = compare_runs(run_a, run_b, stage=stage, out_dir=out)
+    typer.echo(report.markdown if out is None else f"wrote {out / 'compare.md'} and {out / 'compare.png'}")
+
+
+@app.command()
 def lineage(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     row_id: Annotated[str, typer.Argument(help="A row id, e.g. medmcqa:<uuid> or headqa:<exam>:<qid>.")],
@@ -423,6 +438,16 @@ def run_traces(
     require_reasoning: Annotated[bool, typer.Option(
         "--require-reasoning/--no-require-reasoning",
         help="Stop after a 3-request preflight when none of its answers has reasoning.")] = True,
+    attempts: Annotated[int, typer.Option(
+        "--attempts", min=1, help="Tries per question: one failing verification is asked again (1: the paper).")] = 1,
+    keep: Annotated[str, typer.Option(
+        "--keep", help="first | shortest | all: which verified try becomes the row.")] = "first",
+    retry_truncated: Annotated[bool, typer.Option(
+        "--retry-truncated/--no-retry-truncated", help="Ask a truncated reply's question again.")] = True,
+    temperature: Annotated[Optional[float], typer.Option(
+        "--temperature", help="Sampling temperature (default: the provider's).")] = None,
+    seed: Annotated[Optional[int], typer.Option(
+        "--seed", help="Seed sent with each request; try k sends SEED + k - 1.")] = None,
     *,
     runtime,
     dry_run: bool,
@@ -431,7 +456,9 @@ def run_traces(
     from m1data.traces import run_traces_file
 
     _print_stats(run_traces_file(in_paths, out_path, base_url, model, api_key_env, max_tokens=max_tokens,
-                                 require_reasoning=require_reasoning, runtime=runtime, dry_run=dry_run))
+                                 require_reasoning=require_reasoning, runtime=runtime, dry_run=dry_run,
+                                 attempts=attempts, keep=keep, retry_truncated=retry_truncated,
+                                 temperature=temperature, seed=seed))
 
 
 @run_app.command("tag")

@@ -13,6 +13,12 @@ Every row gets, per student `<short>`:
 
 so another drop rule can be applied later without a single new call.
 
+pass@n: a student may answer each question `samples: n` times (at the config's temperature; each
+sample its own cached request, m1data.llm.attempts), and `solved_if` (any | majority | all of the
+samples right) says when it solved the question; `student_<short>_correct` is that verdict, and
+`student_<short>_verdicts` / `student_<short>_answers` keep every sample's verdict and letter. One
+sample (the default) is the paper's rule and adds no columns.
+
 Drop rules: "any" (m1's: drop when any student is right), "all" (drop only when every student is
 right), "none" (annotate only). Dropped rows carry reason `solved_by_student` and, in `detail`,
 which students solved them. A student call that failed (after retries) leaves the row undecided:
@@ -27,6 +33,7 @@ exactly those calls again (the cache answers the rest) and the rows come back.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,6 +44,7 @@ import datasets
 
 from m1data.answers import grade
 from m1data.errors import UserError
+from m1data.llm.attempts import check_attempts, nth_try
 from m1data.llm.cache import Cache
 from m1data.llm.runner import RunStats
 from m1data.llm.stages import (
@@ -53,7 +61,11 @@ from m1data.llm.stages import (
 from m1data.llm.types import Engine, Reply, Request
 from m1data.pipeline import RunContext, StageResult, add_columns
 
+log = logging.getLogger(__name__)
+
 DropRule = Literal["any", "all", "none"]
+SolvedIf = Literal["any", "majority", "all"]
+SOLVED_IF = ("any", "majority", "all")
 ANSWERED = ("ok", "length", "filtered")  # statuses that are a student's (possibly empty) answer
 
 
@@ -71,6 +83,14 @@ class StudentConfig:
     api_key_env: str | None = None
     short: str | None = None
     cache_namespace: str | None = None  # see m1data.llm.cache; None: the model name on a local server
+    samples: int = 1  # pass@n: answers drawn per question (at the config's temperature)
+    solved_if: SolvedIf = "any"  # how many of them must be right for the question to count as solved
+
+    def __post_init__(self) -> None:
+        check_attempts(self.samples, f"students[{self.model}].samples")
+        if self.solved_if not in SOLVED_IF:
+            raise UserError(f"students[{self.model}].solved_if must be one of {', '.join(SOLVED_IF)}, "
+                            f"not {self.solved_if!r}")
 
     @property
     def column(self) -> str:
@@ -141,6 +161,49 @@ def decide(rule: DropRule, correct: dict[str, bool | None]) -> str | None:
     return "student_error" if undecided else "solved_by_student"
 
 
+def solved(rule: SolvedIf, verdicts: Sequence[bool | None]) -> bool | None:
+    """Whether a student solved a question from its samples' verdicts (None: that sample's call
+    failed), under `rule`; None when the failed samples could tip it either way."""
+    right = sum(v is True for v in verdicts)
+    wrong = sum(v is False for v in verdicts)
+    n = len(verdicts)
+    need = {"any": 1, "majority": n // 2 + 1, "all": n}[rule]
+    if right >= need:
+        return True
+    if n - wrong < need:  # even if every failed sample were right, too few
+        return False
+    return None
+
+
+def _pass_at_n(samples: list[dict[str, list[Any]]], rule: SolvedIf) -> dict[str, list[Any]]:
+    """One student's n graded samples as one verdict per question (`solved`); the reply and
+    answer shown are the first sample's, `status` is "ok" when the samples decide and the first
+    failed sample's status when they do not."""
+    first = samples[0]
+    combined: dict[str, list[Any]] = {"reply": first["reply"], "answer": first["answer"], "correct": [],
+                                      "status": [], "error": []}
+    for i in range(len(first["reply"])):
+        verdicts = [g["correct"][i] if g["status"][i] in ANSWERED else None for g in samples]
+        verdict = solved(rule, verdicts)
+        failed = next((g for g in samples if g["status"][i] not in ANSWERED), None)
+        combined["correct"].append(bool(verdict))
+        combined["status"].append("ok" if verdict is not None else failed["status"][i])
+        combined["error"].append("" if verdict is not None else failed["error"][i])
+    return combined
+
+
+def _sample_columns(short: str, samples: list[dict[str, list[Any]]]) -> dict[str, tuple[list[Any], Any]]:
+    """Each sample's verdict (null: its call failed) and answer letter, so another rule can be
+    applied later without a call."""
+    n = len(samples[0]["reply"])
+    verdicts = [[g["correct"][i] if g["status"][i] in ANSWERED else None for g in samples] for i in range(n)]
+    answers = [[g["answer"][i] for g in samples] for i in range(n)]
+    return {
+        f"student_{short}_verdicts": (verdicts, datasets.Sequence(datasets.Value("bool"))),
+        f"student_{short}_answers": (answers, datasets.Sequence(datasets.Value("string"))),
+    }
+
+
 class DifficultyFilter(LLMStage):
     """Pipeline stage; `engines` optionally replaces students' engines (by short name), e.g.
     with an HFEngine on CPU."""
@@ -166,11 +229,21 @@ class DifficultyFilter(LLMStage):
         per_student: dict[str, dict[str, list[Any]]] = {}
         stats: dict[str, Any] = {"drop_rule": cfg.drop_rule, "students": {}}
         total, transient = RunStats(), 0
+        extra: dict[str, tuple[list[Any], Any]] = {}
         for student, endpoint in zip(cfg.students, self.endpoints(), strict=True):
             run = RunStats()
-            replies = self.call(endpoint, self.requests(endpoint, rows), cache, ctx, run)
+            firsts = self.requests(endpoint, rows)
+            if student.samples > 1 and cfg.temperature == 0:
+                log.warning("student %s: %s samples at temperature 0 repeat one answer; set difficulty.temperature",
+                            student.column, student.samples)
+            asked = [nth_try(r, k) for k in range(1, student.samples + 1) for r in firsts]
+            replies = self.call(endpoint, asked, cache, ctx, run)
             transient += count_transient(replies)
-            graded = _grade(replies, rows["options"], rows["answer_idx"])
+            samples = [_grade(replies[k * len(rows):(k + 1) * len(rows)], rows["options"], rows["answer_idx"])
+                       for k in range(student.samples)]
+            graded = samples[0] if student.samples == 1 else _pass_at_n(samples, student.solved_if)
+            if student.samples > 1:
+                extra.update(_sample_columns(student.column, samples))
             per_student[student.column] = graded
             stats["students"][student.column] = _student_stats(student, graded, run)
             total.add(run)
@@ -182,7 +255,7 @@ class DifficultyFilter(LLMStage):
                 _student_columns(short).items(), ("reply", "answer", "correct", "status"), strict=True
             ):
                 columns[name] = (graded[key], feature)
-        rows = add_columns(rows, columns)
+        rows = add_columns(rows, {**columns, **extra})
         reasons, details = [], []
         for i in range(len(rows)):
             correct = {s: (g["correct"][i] if g["status"][i] in ANSWERED else None) for s, g in per_student.items()}
@@ -204,6 +277,8 @@ class DifficultyFilter(LLMStage):
         from m1data.distributed import sum_stats
 
         merged = sum_stats(parts)
+        for student in self.config.students:  # settings, not counts: the same in every block
+            merged["students"][student.column]["samples"] = student.samples
         for s in merged["students"].values():
             s["accuracy"] = round(s["correct"] / s["answered"], 4) if s["answered"] else None
         return merged
@@ -218,6 +293,8 @@ def _student_stats(student: StudentConfig, graded: dict[str, list[Any]], run: Ru
         "errors": len(graded["status"]) - len(answered),
         "correct": sum(answered),
         "accuracy": round(sum(answered) / len(answered), 4) if answered else None,
+        "samples": student.samples,
+        "solved_if": student.solved_if,
         **llm_stats(run),
     }
 
@@ -253,4 +330,5 @@ __all__ = [
     "default_students",
     "run_difficulty_file",
     "short_name",
+    "solved",
 ]

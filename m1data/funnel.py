@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from m1data.pipeline import load_stage_dropped, load_stage_rows, read_manifests, stage_dirname
+from m1data.pipeline import SUPERSEDED, load_stage_dropped, load_stage_rows, read_manifests, stage_dirname
 from m1data.schema import SOURCES
 
 
@@ -56,6 +56,8 @@ def funnel_markdown(run_dir: str | Path) -> str:
         for reason, per_source in m["drops"].items():
             lines.append(_row(f"{m['stage']}: {reason}", per_source, columns))
 
+    lines += _tries_section(manifests)
+
     eval_hits = [(m["stage"], m["stats"]["by_eval_set"]) for m in manifests if m.get("stats", {}).get("by_eval_set")]
     if eval_hits:
         lines += ["", "## Decontamination hits by eval set", "", "| stage | eval set | rows dropped |", "|---|---|---|"]
@@ -74,6 +76,27 @@ def funnel_markdown(run_dir: str | Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _tries_section(manifests: list[dict[str, Any]]) -> list[str]:
+    """What the extra tries bought (traces' `attempts` > 1): per stage and try, questions asked,
+    replies verified, questions first verified at that try, rows kept from it, tokens and cost."""
+    tables = [(m["stage"], m["stats"]["by_attempt"]) for m in manifests
+              if (m.get("stats") or {}).get("attempts", 1) > 1 and m["stats"].get("by_attempt")]
+    if not tables:
+        return []
+    lines = ["", "## Teacher yield by try", "",
+             "A question whose reply failed verification was asked again. `new`: questions first verified at",
+             "that try (what it bought); `kept`: rows kept from it; tokens and cost: every reply of that try,",
+             "sent in this run or read from the cache.", "",
+             "| stage | try | asked | verified | new | kept | completion tokens | cost |",
+             "|---|---|---|---|---|---|---|---|"]
+    for stage, table in tables:
+        for attempt, t in table.items():
+            cost = "n/a" if t.get("cost") is None else f"${t['cost']:,.4f}"
+            lines.append(f"| {stage} | {attempt} | {t['asked']:,} | {t['verified']:,} | {t['first_verified']:,} "
+                         f"| {t['kept']:,} | {t['completion_tokens']:,} | {cost} |")
+    return lines
+
+
 def lineage(run_dir: str | Path, row_id: str) -> list[dict[str, Any]]:
     """Where one row went: for each stage, kept, or dropped with its reason and detail."""
     history = []
@@ -84,7 +107,8 @@ def lineage(run_dir: str | Path, row_id: str) -> list[dict[str, Any]]:
             history.append({"stage": m["stage"], "status": "kept"})
             continue
         dropped = load_stage_dropped(stage_dir)
-        hit = None if dropped is None else next((r for r in dropped if r["id"] == row_id), None)
+        hits = [] if dropped is None else [r for r in dropped if r["id"] == row_id]
+        hit = next((r for r in hits if not r.get(SUPERSEDED)), hits[-1] if hits else None)  # its last word
         if hit is not None:
             detail = {k: v for k, v in hit.items() if k not in ("id", "source", "reason", "metadata")}
             history.append({"stage": m["stage"], "status": "dropped", "reason": hit["reason"], **detail})

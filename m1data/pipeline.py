@@ -45,6 +45,7 @@ from m1data.redact import scrub, strip_userinfo
 log = logging.getLogger(__name__)
 
 DROP_COLUMNS = ("id", "source", "reason")
+SUPERSEDED = "superseded"  # a dropped-table column: this row is a record of a try, not a lost row
 OUTPUT_FILES = ("rows.parquet", "dropped.parquet", "manifest.json")
 STATE_DIR = "cache"
 _SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
@@ -203,11 +204,15 @@ def source_counts(ds: datasets.Dataset | None) -> dict[str, int]:
 
 
 def drop_counts(dropped: datasets.Dataset | None) -> dict[str, dict[str, int]]:
-    """{reason: {source: count}}."""
+    """{reason: {source: count}}, of rows the stage lost: a row marked `superseded` (a rejected
+    try of a question that was kept, or tried again) is a record, not a lost row."""
     if dropped is None or len(dropped) == 0:
         return {}
     table: dict[str, Counter[str]] = {}
-    for reason, source in zip(dropped["reason"], dropped["source"]):
+    superseded = dropped[SUPERSEDED] if SUPERSEDED in dropped.column_names else [False] * len(dropped)
+    for reason, source, past in zip(dropped["reason"], dropped["source"], superseded, strict=True):
+        if past:
+            continue
         table.setdefault(reason, Counter())[source] += 1
     return {reason: dict(sorted(counts.items())) for reason, counts in sorted(table.items())}
 
@@ -544,6 +549,7 @@ __all__ = [
     "LOCK_FILE",
     "OUTPUT_FILES",
     "STATE_DIR",
+    "SUPERSEDED",
     "CorruptRunFile",
     "RunContext",
     "RunLocked",

@@ -32,6 +32,20 @@ history, the stage counts it in `StageResult.transient_failures`, so a build mar
 incomplete, stops after it and exits non-zero, and the next run of the same command sends
 exactly those requests again (the cache answers the rest).
 
+Attempts. m1 asked once per question; `attempts: K` (`run traces --attempts K`) asks a question
+again when its reply fails verification (`wrong_answer`, `no_answer`, `multiple_answers`, and
+`truncated` unless `retry_truncated: false`), up to K tries in all (m1data.llm.attempts: each try is
+its own cached request; online the next try goes out as soon as the last is judged; with the
+Batch API in rounds). `keep` says which verified try becomes the row: `first` (the default; no
+further tries once one is verified), `shortest` (every question gets all K tries, and the one
+with the fewest completion tokens is kept) or `all` (one row per verified try, its id suffixed
+`-try<k>`). Kept rows carry `attempt` (the try kept) and `attempts_used` (tries made). The dropped
+table lists every try not kept, with its reason and `superseded` (true when it is not its
+question's last word: the question was kept from another try, or asked again), so the funnel
+counts lost questions, not rejected tries; a verified try that `shortest` passed over has reason
+`verified_not_kept`. The manifest's `by_attempt` gives, per try, questions asked, replies verified,
+questions first verified there, rows kept, rejections, requests sent and cached, tokens and cost.
+
 A teacher that writes no reasoning (a chat model where a reasoning model was meant, a server
 that drops `reasoning_content`) would be paid for the whole set and yield rows with empty
 traces. So the stage first sends a preflight sample (`preflight_requests`, default 3) through
@@ -42,16 +56,19 @@ false` turns the check off for a teacher meant to answer without thinking.
 
 from __future__ import annotations
 
+import logging
+import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import datasets
 
 from m1data.answers import grade
-from m1data.errors import M1DataError
+from m1data.errors import M1DataError, UserError
+from m1data.llm.attempts import check_attempts, stats_by_attempt, total_stats
 from m1data.llm.cache import Cache
 from m1data.llm.runner import RunStats
 from m1data.llm.stages import (
@@ -59,7 +76,6 @@ from m1data.llm.stages import (
     LLMRuntime,
     LLMStage,
     boxed_request,
-    count_transient,
     file_runtime,
     is_transient,
     llm_stats,
@@ -67,8 +83,16 @@ from m1data.llm.stages import (
     split_rows,
 )
 from m1data.llm.types import Engine, Reply, Request
-from m1data.pipeline import RunContext, StageResult, add_columns
+from m1data.pipeline import SUPERSEDED, RunContext, StageResult, add_columns
 from m1data.schema import LETTERS
+
+Keep = Literal["first", "shortest", "all"]
+KEEP = ("first", "shortest", "all")
+RETRIED = frozenset({"wrong_answer", "no_answer", "multiple_answers"})  # and "truncated" unless told
+NOT_KEPT = "verified_not_kept"  # keep: shortest: a verified try longer than the one kept
+ATTEMPT_FEATURES = {"attempt": datasets.Value("int64"), "attempts_used": datasets.Value("int64")}
+
+log = logging.getLogger(__name__)
 
 TRACE_FEATURES = {
     "reasoning": datasets.Value("string"),
@@ -101,6 +125,15 @@ class TracesConfig:
     preflight_requests: int = 3  # sent first; the stage stops if none of their answers has reasoning
     require_reasoning: bool = True
     runtime: LLMRuntime = field(default_factory=lambda: LLMRuntime(timeout=1200.0))
+    # Tries per question (module docstring, "Attempts"); 1 is the paper's single try.
+    attempts: int = 1
+    keep: Keep = "first"
+    retry_truncated: bool = True
+
+    def __post_init__(self) -> None:
+        check_attempts(self.attempts, "traces.attempts")
+        if self.keep not in KEEP:
+            raise UserError(f"traces.keep must be one of {', '.join(KEEP)}, not {self.keep!r}")
 
 
 class TeacherWithoutReasoning(M1DataError, ValueError):
@@ -154,6 +187,15 @@ class TeacherTraces(LLMStage):
         params = self.params()
         return [boxed_request(endpoint.model, p, params) for p in rows["prompt"]]
 
+    def plan(self, rows: datasets.Dataset, cache: Cache | None) -> None:
+        """The first tries' plan; with `attempts` > 1, a line on what later tries may add."""
+        super().plan(rows, cache)
+        cfg = self.config
+        if cfg.attempts > 1:
+            always = cfg.keep != "first"
+            log.info(f"  up to {cfg.attempts} tries per question: {'every' if always else 'each failed'} question is "
+                     f"asked again, at most {(cfg.attempts - 1) * len(rows):,} more requests (not in this plan)")
+
     def preflight_sample(self, requests: list[Request], cache: Cache, stats: RunStats) -> dict[str, Any]:
         """Send the first few requests (online, through the cache) and stop the stage when none
         of their answers carries reasoning (module docstring); returns what the sample showed.
@@ -189,48 +231,165 @@ class TeacherTraces(LLMStage):
 
         merged = sum_stats([{k: v for k, v in part.items() if k != "preflight"} for part in parts])
         merged["preflight"] = parts[0].get("preflight", {}) if parts else {}
+        merged["attempts"] = self.config.attempts  # a setting, not a count: the same in every block
         return merged
+
+    def again(self, rows: datasets.Dataset) -> Callable[[int, Reply], bool]:
+        """Whether a question's latest try sends it back for another: a reply that fails
+        verification in a way a new sample may not (wrong, no answer, several answers; truncated
+        unless `retry_truncated: false`), or any reply when `keep` wants every try."""
+        cfg = self.config
+        options, answers = rows["options"], rows["answer_idx"]
+
+        def again(i: int, reply: Reply) -> bool:
+            reason = verdict(reply, options[i], answers[i])[0]
+            if reason is None:
+                return cfg.keep != "first"
+            return reason in RETRIED or (reason == "truncated" and cfg.retry_truncated)
+
+        return again
+
+    def ask(self, endpoint: Endpoint, requests: list[Request], rows: datasets.Dataset, cache: Cache,
+            ctx: RunContext | None, by_attempt: dict[int, RunStats]) -> list[list[Reply]]:
+        """Every question's tries: the paper's single call when `attempts` is 1, else
+        LLMStage.call_tries."""
+        cfg = self.config
+        if cfg.attempts == 1:
+            return [[r] for r in self.call(endpoint, requests, cache, ctx, by_attempt[1])]
+        if cfg.temperature == 0:
+            log.warning("traces: %s tries per question at temperature 0: a deterministic teacher repeats its answer, "
+                        "so later tries rarely help", cfg.attempts)
+        return self.call_tries(endpoint, requests, cache, ctx, by_attempt, self.again(rows))
 
     def process(self, rows: datasets.Dataset, cache: Cache, ctx: RunContext | None) -> StageResult:
         cfg = self.config
         endpoint = self.endpoints()[0]
         requests = self.requests(endpoint, rows)
-        run_stats, sample_stats = RunStats(), RunStats()
+        by_attempt, sample_stats = stats_by_attempt(cfg.attempts), RunStats()
         preflight = self.preflight_sample(requests, cache, sample_stats)
-        replies = self.call(endpoint, requests, cache, ctx, run_stats)
-        fold_preflight(run_stats, sample_stats, preflight.get("reused", 0))
-        reasons, details, letters, rules = [], [], [], []
-        for reply, options, answer_idx in zip(replies, rows["options"], rows["answer_idx"], strict=True):
-            reason, detail, letter, rule = verdict(reply, options, answer_idx)
-            reasons.append(reason)
-            details.append(detail)
-            letters.append(letter)
-            rules.append(rule)
-        rows = add_columns(
-            rows,
+        tries = self.ask(endpoint, requests, rows, cache, ctx, by_attempt)
+        fold_preflight(by_attempt[1], sample_stats, preflight.get("reused", 0))
+        judged = [
+            [verdict(reply, options, answer_idx) for reply in replies]
+            for replies, options, answer_idx in zip(tries, rows["options"], rows["answer_idx"], strict=True)
+        ]
+        picks = pick_tries(tries, judged, cfg.keep)
+        replies = [tries[p.question][p.attempt - 1] for p in picks]
+        verdicts = [judged[p.question][p.attempt - 1] for p in picks]
+        picked = add_columns(
+            rows.select([p.question for p in picks]),
             {
                 "reasoning": ([r.reasoning or "" for r in replies], TRACE_FEATURES["reasoning"]),
                 "teacher_reply": ([r.text for r in replies], TRACE_FEATURES["teacher_reply"]),
-                "teacher_answer": (letters, TRACE_FEATURES["teacher_answer"]),
-                "answer_rule": (rules, TRACE_FEATURES["answer_rule"]),
+                "teacher_answer": ([v[2] for v in verdicts], TRACE_FEATURES["teacher_answer"]),
+                "answer_rule": ([v[3] for v in verdicts], TRACE_FEATURES["answer_rule"]),
                 "teacher_model": ([cfg.model] * len(replies), TRACE_FEATURES["teacher_model"]),
                 "teacher_served_model": ([r.model or "" for r in replies], TRACE_FEATURES["teacher_served_model"]),
                 "finish_reason": ([r.finish_reason for r in replies], TRACE_FEATURES["finish_reason"]),
                 "prompt_tokens": ([r.prompt_tokens for r in replies], TRACE_FEATURES["prompt_tokens"]),
                 "completion_tokens": ([r.completion_tokens for r in replies], TRACE_FEATURES["completion_tokens"]),
+                "attempt": ([p.attempt for p in picks], ATTEMPT_FEATURES["attempt"]),
+                "attempts_used": ([len(tries[p.question]) for p in picks], ATTEMPT_FEATURES["attempts_used"]),
             },
         )
-        kept, dropped = split_rows(rows, reasons, details)
-        served = Counter(r.model for r in replies if r.model)
+        superseded = [p.superseded for p in picks if p.reason is not None]
+        kept, dropped = split_rows(picked, [p.reason for p in picks], [p.detail for p in picks],
+                                   {SUPERSEDED: (superseded, datasets.Value("bool"))})
+        if cfg.keep == "all":
+            kept = with_try_ids(kept)
+        run_stats = total_stats(by_attempt)
+        served = Counter(r.model for replies in tries for r in replies if r.model)
         stats = {
             "teacher_model": cfg.model,
             "served_models": dict(served.most_common()),
             "preflight": preflight,
             "base_url": cfg.base_url,
-            "verified": len(kept),
+            "verified": sum(any(v[0] is None for v in verdicts) for verdicts in judged),
+            "attempts": cfg.attempts,
+            "keep": cfg.keep,
+            "by_attempt": attempt_table(tries, judged, picks, by_attempt),
             **llm_stats(run_stats),
         }
-        return StageResult(rows=kept, dropped=dropped, stats=stats, transient_failures=count_transient(replies))
+        transient = sum(is_transient(replies[-1]) for replies in tries if replies)
+        return StageResult(rows=kept, dropped=dropped, stats=stats, transient_failures=transient)
+
+
+@dataclass(frozen=True)
+class Pick:
+    """One try of one question as it lands in the output: kept (`reason` None) or in the dropped
+    table. `superseded` marks a dropped try that is not its question's last word (its question
+    was kept from another try, or tried again), which the funnel does not count as a lost row."""
+
+    question: int
+    attempt: int
+    reason: str | None
+    detail: str
+    superseded: bool
+
+
+def pick_tries(tries: list[list[Reply]], judged: list[list[tuple[Any, ...]]], keep: Keep) -> list[Pick]:
+    """Which tries are kept (`keep`: the first verified, the shortest verified, or all verified)
+    and, for every other try, why not; question order, then try order."""
+    picks = []
+    for question, (replies, verdicts) in enumerate(zip(tries, judged, strict=True)):
+        verified = [k for k, v in enumerate(verdicts, 1) if v[0] is None]
+        if keep == "all":
+            chosen = set(verified)
+        elif keep == "shortest" and verified:
+            chosen = {min(verified, key=lambda k: (replies[k - 1].completion_tokens,
+                                                   len(replies[k - 1].reasoning or ""), k))}
+        else:
+            chosen = set(verified[:1])
+        for attempt, (reason, detail, _letter, _rule) in enumerate(verdicts, 1):
+            if attempt in chosen:
+                picks.append(Pick(question, attempt, None, "", False))
+            elif reason is None:
+                kept_try = next(iter(chosen))
+                picks.append(Pick(question, attempt, NOT_KEPT, f"verified; try {kept_try} was shorter", True))
+            else:
+                picks.append(Pick(question, attempt, reason, detail, bool(chosen) or attempt < len(verdicts)))
+    return picks
+
+
+def attempt_table(tries: list[list[Reply]], judged: list[list[tuple[Any, ...]]], picks: list[Pick],
+                  by_attempt: dict[int, RunStats]) -> dict[str, dict[str, Any]]:
+    """Per try index: questions asked, replies verified, questions first verified there (what
+    that try bought), rows kept from it, rejections by reason, requests sent and cached, tokens
+    and cost (sent now plus read from the cache: what those tries cost in all; None without a
+    price)."""
+    table = {}
+    for attempt, stats in by_attempt.items():
+        at = [v[attempt - 1] for v in judged if len(v) >= attempt]
+        first = [next((k for k, v in enumerate(vs, 1) if v[0] is None), None) for vs in judged]
+        cost = None if None in (stats.cost_sent, stats.cost_cached) else round(stats.cost_sent + stats.cost_cached, 10)
+        table[str(attempt)] = {
+            "asked": len(at),
+            "verified": sum(v[0] is None for v in at),
+            "first_verified": sum(k == attempt for k in first),
+            "kept": sum(p.attempt == attempt and p.reason is None for p in picks),
+            "rejected": dict(sorted(Counter(v[0] for v in at if v[0] is not None).items())),
+            "sent": stats.sent,
+            "cached": stats.cached,
+            "prompt_tokens": stats.prompt_tokens_sent + stats.prompt_tokens_cached,
+            "completion_tokens": stats.completion_tokens_sent + stats.completion_tokens_cached,
+            "cost": cost,
+            "cost_sent": stats.cost_sent,
+        }
+    return table
+
+
+TRY_ID = re.compile(r"-try\d+$")
+
+
+def with_try_ids(rows: datasets.Dataset) -> datasets.Dataset:
+    """`keep: all` keeps several rows per question: each id gets its try, `q17` -> `q17-try2`."""
+    ids = [f"{i}-try{a}" for i, a in zip(rows["id"], rows["attempt"], strict=True)]
+    return rows.remove_columns("id").add_column("id", ids).select_columns(rows.column_names)
+
+
+def question_id(row_id: str) -> str:
+    """The question a row id names, without a `keep: all` try suffix."""
+    return TRY_ID.sub("", row_id)
 
 
 def fold_preflight(stats: RunStats, sample: RunStats, reused: int) -> None:
@@ -263,15 +422,34 @@ def run_traces_file(
     require_reasoning: bool = True,
     runtime: LLMRuntime | None = None,
     dry_run: bool = False,
+    attempts: int = 1,
+    keep: Keep = "first",
+    retry_truncated: bool = True,
+    seed: int | None = None,
 ) -> dict[str, Any]:
     """Teacher traces over a file: IN (.parquet/.jsonl rows) -> OUT (verified rows) and
     OUT.dropped.<ext> (every other row, with reason and the teacher's reply). The cache defaults
     to OUT.llm_cache.sqlite. A dry run prints the plan (to send, cached, tokens, cost), calls
     nothing, writes nothing, needs no key, and returns {}."""
     config = TracesConfig(model=model, base_url=base_url, api_key_env=api_key_env, max_tokens=max_tokens,
-                          temperature=temperature, require_reasoning=require_reasoning)
+                          temperature=temperature, require_reasoning=require_reasoning, attempts=attempts,
+                          keep=keep, retry_truncated=retry_truncated,
+                          extra_params={} if seed is None else {"seed": seed})
     config.runtime = file_runtime(runtime or config.runtime, out_path)
     return run_llm_on_file(TeacherTraces(config), in_path, out_path, dry_run)
 
 
-__all__ = ["TeacherTraces", "TeacherWithoutReasoning", "TracesConfig", "run_traces_file", "verdict"]
+__all__ = [
+    "KEEP",
+    "NOT_KEPT",
+    "Pick",
+    "TeacherTraces",
+    "TeacherWithoutReasoning",
+    "TracesConfig",
+    "attempt_table",
+    "pick_tries",
+    "question_id",
+    "run_traces_file",
+    "verdict",
+    "with_try_ids",
+]

@@ -217,6 +217,51 @@ def ok_handler(req: Received) -> Response:
     return reply(req, "The answer is \\boxed{A}.")
 
 
+def try_number(req: Received, base_seed: int | None = None) -> int:
+    """Which try at its question `req` is. With a `base_seed`, from the body's seed (a stage's try
+    k sends `base_seed + k - 1`), so the answer depends on the request alone and not on what this
+    server happened to receive before (a resumed run, a second server); else how often this exact
+    body has been received."""
+    if base_seed is not None and isinstance(req.body, dict) and isinstance(req.body.get("seed"), int):
+        return req.body["seed"] - base_seed + 1
+    return req.attempt
+
+
+def tries_teacher(
+    right_letter: Callable[[str], str],
+    right_at: Callable[[str], int | None],
+    *,
+    base_seed: int | None = None,
+    failure: str = "wrong",
+    tokens: Callable[[str, int], int] | None = None,
+    delay: float = 0.0,
+) -> Handler:
+    """A teacher that answers a question right only at try `right_at(text)` (None: never) and,
+    before that, fails the way `failure` says: "wrong" (another letter), "truncated"
+    (finish_reason length, the thinking never closed) or "no_answer". `right_letter(text)` is the
+    question's right letter (text: the user message); `tokens(text, try)` the completion tokens
+    a reply reports (default 100)."""
+
+    def handler(req: Received) -> Response:
+        text = req.text
+        attempt = try_number(req, base_seed)
+        right = right_letter(text)
+        used = tokens(text, attempt) if tokens else 100
+        target = right_at(text)
+        if target is not None and attempt >= target:
+            return chat(f"\\boxed{{{right}}}", reasoning=f"try {attempt}: so {right}.", completion_tokens=used,
+                        delay=delay)
+        if failure == "truncated":
+            return chat("<think>\nOn and on", finish_reason="length", completion_tokens=used, delay=delay)
+        if failure == "no_answer":
+            return chat("I cannot tell.", reasoning="Hmm.", completion_tokens=used, delay=delay)
+        wrong = "B" if right == "A" else "A"
+        return chat(f"\\boxed{{{wrong}}}", reasoning=f"try {attempt}: so {wrong}.", completion_tokens=used,
+                    delay=delay)
+
+    return handler
+
+
 # ---------------------------------------------------------------------------------------------
 # The server
 

@@ -249,3 +249,79 @@ def test_in_a_pipeline_cache_lives_in_the_state_dir(llm_server, tmp_path):
         run_pipeline([Given(ROWS), DifficultyFilter(cfg)], run_dir, force=True)
     assert llm_server.count() == sent + 2 * 2  # forced re-run: only the 2 failing calls go out (2 attempts each)
     assert json.loads((stage_dir / "manifest.json").read_text())["stats"]["cached"] == 14
+
+
+# ---------------------------------------------------------------------------------------------
+# pass@n: a student sampled n times, and the rule that says when it solved a question
+
+
+def bits_student(req: Received) -> Response:
+    """Question q, sample k (from the seed, 100 + k - 1): right when bit k-1 of q is set."""
+    from llm_server import try_number
+
+    row = PASS_BY_PROMPT[req.text.split("\n", 1)[1]]
+    q, k = int(row["id"][1:]), try_number(req, 100)
+    offset = 0 if (q >> (k - 1)) & 1 else 1
+    return chat(f"\\boxed{{{LETTERS[(row['answer_idx'] + offset) % 4]}}}")
+
+
+PASS_ROWS = rows_to_dataset([
+    make_row(source="medqa", row_id=f"p{q}", question=f"Pass question {q}: which drug?",
+             options=[f"d{q}-{k}" for k in range(4)], answer_idx=q % 4, raw={}) for q in range(8)
+])
+PASS_BY_PROMPT = {r["prompt"]: r for r in PASS_ROWS}
+
+
+@pytest.mark.parametrize(("rule", "solved_by"), [
+    ("any", lambda q: q != 0), ("majority", lambda q: bin(q).count("1") >= 2), ("all", lambda q: q == 7)])
+def test_a_student_sampled_n_times_solves_by_its_rule(llm_server, tmp_path, rule, solved_by):
+    llm_server.handler = bits_student
+    student = StudentConfig(SMALL, llm_server.base_url, short="s", samples=3, solved_if=rule)
+    runtime = LLMRuntime(progress=False, cache_path=str(tmp_path / "cache.sqlite"))
+    cfg = DifficultyConfig(students=[student], temperature=0.8, extra_params={"seed": 100}, runtime=runtime)
+    result = DifficultyFilter(cfg).run(PASS_ROWS, None)
+    assert llm_server.count() == 3 * len(PASS_ROWS) and max(llm_server.sends_per_body().values()) == 1
+    assert sorted(result.dropped["id"]) == sorted(f"p{q}" for q in range(8) if solved_by(q))
+    everything = {r["id"]: r for r in [*result.rows, *result.dropped]}
+    for q in range(8):
+        row = everything[f"p{q}"]
+        assert row["student_s_verdicts"] == [bool((q >> k) & 1) for k in range(3)]
+        assert row["student_s_correct"] == solved_by(q) and len(row["student_s_answers"]) == 3
+    assert result.stats["students"]["s"]["samples"] == 3
+    # Another rule later: every sample is cached, nothing is sent again.
+    before = llm_server.count()
+    other = dataclasses.replace(student, solved_if="all" if rule != "all" else "any")
+    DifficultyFilter(dataclasses.replace(cfg, students=[other])).run(PASS_ROWS, None)
+    assert llm_server.count() == before
+
+
+def test_one_sample_is_the_papers_rule_with_no_extra_columns(llm_server, tmp_path):
+    llm_server.handler = bits_student
+    runtime = LLMRuntime(progress=False, cache_path=str(tmp_path / "cache.sqlite"))
+    cfg = DifficultyConfig(students=[StudentConfig(SMALL, llm_server.base_url, short="s")], temperature=0.8,
+                           extra_params={"seed": 100}, runtime=runtime)
+    result = DifficultyFilter(cfg).run(PASS_ROWS, None)
+    assert llm_server.count() == len(PASS_ROWS)
+    assert sorted(result.dropped["id"]) == sorted(f"p{q}" for q in range(8) if q & 1)
+    assert "student_s_verdicts" not in result.rows.column_names
+
+
+def test_solved_with_failed_samples_decides_only_when_they_cannot_tip_it():
+    from m1data.difficulty import solved
+
+    assert solved("any", [None, True, False]) is True
+    assert solved("any", [None, False, False]) is None
+    assert solved("majority", [True, True, None]) is True
+    assert solved("majority", [False, False, None]) is False
+    assert solved("majority", [True, False, None]) is None
+    assert solved("all", [True, False, None]) is False
+    assert solved("all", [True, True, None]) is None
+
+
+def test_bad_sample_settings_are_one_line_errors():
+    from m1data.errors import UserError
+
+    with pytest.raises(UserError, match="samples"):
+        StudentConfig(SMALL, "http://x", samples=0)
+    with pytest.raises(UserError, match="solved_if"):
+        StudentConfig(SMALL, "http://x", solved_if="most")

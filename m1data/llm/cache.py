@@ -11,7 +11,9 @@ server's answers these are (`cache_namespace`):
   brought back on another port or machine of the network re-sends nothing;
 - an engine without a URL: its identity, such as `hf:/path/to/model`.
 
-Switching provider, model, prompt or any parameter is a different key. The API key is a header,
+Switching provider, model, prompt or any parameter is a different key. So is a later try at the
+same question (`Request.attempt` 2, 3, ...: traces' `attempts`, a student's `samples`), which
+adds its index to the key material; a first try's key is the one it always was. The API key is a header,
 never part of the body, so it neither enters the key material nor the file: rotating a key
 keeps the cache.
 
@@ -118,14 +120,20 @@ def cache_namespace(endpoint: str, model: str, configured: str | None = None) ->
     return model if is_local_host(host) else host
 
 
-def key_from_body(namespace: str, kind: str, body: dict[str, Any]) -> str:
-    material = {"namespace": namespace, "kind": kind, "body": body}
+def key_from_body(namespace: str, kind: str, body: dict[str, Any], attempt: int = 1) -> str:
+    """`attempt` enters the key material only from 2 on, so every first try keeps the key it had
+    before attempts existed and no cache written earlier is lost."""
+    material: dict[str, Any] = {"namespace": namespace, "kind": kind, "body": body}
+    if attempt != 1:
+        material["attempt"] = attempt
     return hashlib.sha256(canonical_json(material).encode()).hexdigest()
 
 
 def request_key(endpoint: str, request: Request, namespace: str | None = None) -> str:
-    """The cache key of `request` sent to `endpoint`; `namespace` is the configured one, if any."""
-    return key_from_body(cache_namespace(endpoint, request.model, namespace), request.kind, request_body(request))
+    """The cache key of `request` sent to `endpoint`; `namespace` is the configured one, if any.
+    A later try at the same question (`request.attempt` > 1) has a key of its own."""
+    namespace = cache_namespace(endpoint, request.model, namespace)
+    return key_from_body(namespace, request.kind, request_body(request), request.attempt)
 
 
 class CacheError(M1DataError, ValueError):

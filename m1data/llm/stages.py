@@ -249,6 +249,46 @@ class LLMStage(Stage):
         )
 
 
+    def call_tries(
+        self,
+        endpoint: Endpoint,
+        first: Sequence[Request],
+        cache: Cache,
+        ctx: RunContext | None,
+        by_attempt: dict[int, RunStats],
+        again: Any,
+        *,
+        label: str | None = None,
+    ) -> list[list[Reply]]:
+        """Up to `len(by_attempt)` tries per question (m1data.llm.attempts): try k+1 goes out when
+        `again(question, reply)` sends try k back; online as soon as it does, with the Batch API
+        in rounds. One list of replies per question, first try first."""
+        from m1data.llm.attempts import complete_tries, run_rounds
+
+        rt, label = self.runtime, label or endpoint.role
+        if rt.batch:
+            def one_round(requests: list[Request], stats: RunStats, attempt: int) -> list[Reply]:
+                return self.call(endpoint, requests, cache, ctx, stats, label=f"{label} try {attempt}")
+
+            return run_rounds(one_round, first, len(by_attempt), again, by_attempt)
+        return complete_tries(
+            self.engine(endpoint),
+            first,
+            cache,
+            attempts=len(by_attempt),
+            again=again,
+            by_attempt=by_attempt,
+            concurrency=rt.concurrency,
+            rpm=rt.rpm,
+            tpm=rt.tpm,
+            progress=rt.progress,
+            retry_failed=rt.retry_failed,
+            retry=rt.retries,
+            prices=self.prices(),
+            label=label,
+        )
+
+
 def boxed_prompt(prompt: str) -> str:
     """The m1 prompt for students and teacher: the instruction, a newline, the question prompt."""
     return f"{BOXED_INSTRUCTION}\n{prompt}"

@@ -28,10 +28,16 @@ class Request:
     messages: tuple[dict[str, str], ...] | None = None
     prompt: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    attempt: int = 1
+    """Which try at the same question this is (m1data.llm.attempts): part of the cache key from 2
+    on, never sent, so a second try is a new request and not the first one's cached reply, while
+    a first try keeps the key it always had."""
 
     def __post_init__(self) -> None:
         if (self.messages is None) == (self.prompt is None):
             raise UserError("a Request needs exactly one of `messages` or `prompt`")
+        if not (isinstance(self.attempt, int) and self.attempt >= 1):
+            raise UserError(f"a Request's attempt is a positive integer, not {self.attempt!r}")
 
     @property
     def kind(self) -> Literal["chat", "completion"]:
