@@ -20,7 +20,7 @@ Written to `out_dir`:
 
 * ``records.jsonl``: one line per question (eval set, id, gold and predicted letter, how the
   answer was read, correctness, and the whole `BudgetRecord`: thinking, thinking tokens, forcing
-  rounds, stop reason, answer). Written set by set, so a long run shows progress.
+  rounds, stop reason, answer), set after set, once the calls are done.
 * ``metrics.json``, once, when every question has its answer: the setting, the label, and per
   set: n, correct, accuracy, errors, stop reasons, mean thinking tokens and forcing rounds; the
   unweighted mean accuracy over sets, which is how Table 1's "average" is computed; and what the
@@ -29,8 +29,12 @@ Written to `out_dir`:
 A question whose call was refused or broke the token accounting is scored wrong and counted under
 ``errors``: dropping it would make a flaky endpoint look accurate. A question whose call failed
 transiently (timeouts, 5xx, dropped connections, after every retry) has no answer yet: it is not
-scored and not written, no metrics.json is written, and `InferIncomplete` is raised once every
-set has been tried; the same call again sends only what is missing.
+scored and not written, no metrics.json is written, and `InferIncomplete` is raised; the same
+call again sends only what is missing.
+
+The questions of all sets go through the runtime together (one `generate_many`): each step of
+budget forcing is then one large batch of calls, which keeps a server's batch full for longer
+than set after set would.
 """
 
 from __future__ import annotations
@@ -169,26 +173,24 @@ async def infer(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").unlink(missing_ok=True)  # a stale one must not describe these records
-    records_path = out / "records.jsonl"
-    records_path.write_text("")
-    stats = RunStats()
-    per_set: dict[str, Any] = {}
-    missing = total = 0
-    for name, source in eval_sets.items():
+    sets = {}
+    for name, source in eval_sets.items():  # every set read (and checked) before any call
         rows = load_rows(source)
-        if limit is not None:
-            rows = rows.select(range(min(limit, len(rows))))
-        prompts = [build_prompt(p, render) for p in rows["prompt"]]
-        records = await generate_many(engine, prompts, config, cache, runtime=runtime, stats=stats, label=name)
-        lines = _scored_lines(name, rows, records)
-        with records_path.open("a", encoding="utf-8") as f:
-            for line in lines:
-                f.write(json.dumps(line, ensure_ascii=False) + "\n")
-        per_set[name] = summarize(lines)
-        missing += len(records) - len(lines)
-        total += len(records)
+        sets[name] = rows.select(range(min(limit, len(rows)))) if limit is not None else rows
+    prompts = [build_prompt(p, render) for rows in sets.values() for p in rows["prompt"]]
+    stats = RunStats()
+    records = await generate_many(engine, prompts, config, cache, runtime=runtime, stats=stats, label=out.name)
+    per_set: dict[str, Any] = {}
+    start = 0
+    with (out / "records.jsonl").open("w", encoding="utf-8") as f:
+        for name, rows in sets.items():
+            lines = _scored_lines(name, rows, records[start : start + len(rows)])
+            start += len(rows)
+            f.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
+            per_set[name] = summarize(lines)
+    missing = len(records) - sum(s["n"] for s in per_set.values())  # incomplete ones are not scored
     if missing:
-        raise InferIncomplete(str(out), missing, total)
+        raise InferIncomplete(str(out), missing, len(records))
 
     metrics = {
         "label": label or config.model,

@@ -261,8 +261,9 @@ def test_sweep_killed_midway_and_resumed_pays_nothing_twice(tmp_path):
     in_flight_again = set(resumed) & set(sent_before)
     print(f"\nkill/resume: {len(finished)} of 8 points finished at the kill, {len(done_before)} calls cached; "
           f"resume sent {sum(resumed.values())} calls, {len(repaid)} of them already cached, "
-          f"{len(in_flight_again)} in flight at the kill; uninterrupted total {len(sends)} distinct calls")
+          f"{len(in_flight_again)} in flight at the kill; {len(sends)} distinct calls in all")
     assert not repaid  # nothing received before the kill is paid again, finished points included
+    assert sum(resumed.values()) == len(sends) - len(done_before)  # each call it lacked, once
     assert len(in_flight_again) <= CONCURRENCY
     assert all(n <= 2 for n in sends.values())
     for name, content in finished.items():  # finished points were read back, not re-run
