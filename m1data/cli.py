@@ -7,7 +7,7 @@ import functools
 import inspect
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 
@@ -616,7 +616,7 @@ def _infer_runtime(cache: Path | None, concurrency: int, rpm: float | None, tpm:
                       cache_path=str(cache) if cache is not None else None, progress=progress)
 
 
-def _incomplete(stop: Exception) -> None:
+def _incomplete(stop: Exception) -> NoReturn:
     """Transient failures left questions unanswered: a red message and exit 1, as a build that
     stops incomplete (the re-run sends only those)."""
     console.print(f"[red]{stop}[/red]", soft_wrap=True)
