@@ -1,7 +1,9 @@
 """Budget-controlled generation (s1's budget forcing, as m1 uses it; reference s.10).
 
 One implementation for every engine of `m1data.llm`: it only sends plain-completion `Request`s and
-reads `Reply.text`, `Reply.finish_reason` and `Reply.completion_tokens`.
+reads `Reply.text`, `Reply.finish_reason` and `Reply.completion_tokens`. Every call goes through
+the runtime the LLM stages use (`m1data.llm.runner.run_requests` under an `LLMRuntime`): the SQLite
+reply cache, concurrency, rate limits, retries with backoff, and the stop on a dead endpoint.
 
 The shape of one generation:
 
@@ -37,7 +39,10 @@ Token accounting (decided here, checked by tests/test_infer_budget.py):
   window; either way the budget accounting would be wrong.
 
 Stop reasons: ``model`` (the model ended its thinking itself and no forcing was left to apply),
-``budget`` (the budget ran out), ``error`` (an engine call failed; the record keeps the message).
+``budget`` (the budget ran out), ``error`` (a call was refused or its reply breaks the accounting;
+a recorded outcome, the record keeps the message), ``incomplete`` (a call failed transiently after
+every retry: a timeout, a 5xx, a dropped connection; the question is unfinished, never scored, and
+sent again on the next run).
 
 # Table 1 on GPUs (vLLM serve + m1data)
 ```bash
@@ -63,27 +68,33 @@ stop *strings* naming them never match and the model would think on through its 
 from m1data.evalsets import load_eval_any
 from m1data.infer.budget import BudgetConfig, QWEN25_ANSWER_STOP_IDS, QWEN25_THINKING_STOP_IDS
 from m1data.infer.sweep import run_sweep
-from m1data.llm import VLLM_EXTRA_PARAMS, HTTPConfig, HTTPEngine
+from m1data.llm import VLLM_EXTRA_PARAMS
+from m1data.llm.stages import Endpoint, LLMRuntime, build_engine
 
-engine = HTTPEngine(HTTPConfig(base_url="http://127.0.0.1:8000/v1", extra_params=VLLM_EXTRA_PARAMS))
+runtime = LLMRuntime(concurrency=256)
+endpoint = Endpoint("*", "model", "<org>/m1-32B-1K", "http://127.0.0.1:8000/v1")
+engine = build_engine(endpoint, runtime, VLLM_EXTRA_PARAMS)
 sets = {name: loaded.rows for wanted in ("medmcqa_validation", "medqa_test", "pubmedqa_test")
         for name, loaded in load_eval_any(wanted).items()}
-base = BudgetConfig(model="<org>/m1-32B-1K", concurrency=256,
+base = BudgetConfig(model="<org>/m1-32B-1K",
                     thinking_stop_token_ids=QWEN25_THINKING_STOP_IDS,
                     answer_stop_token_ids=QWEN25_ANSWER_STOP_IDS)
-run_sweep(engine, sets, "runs/sweep/m1-32B-1K", base, budgets=[512, 1024, 2048, 4096, 8192])
+run_sweep(engine, sets, "runs/sweep/m1-32B-1K", base, budgets=[512, 1024, 2048, 4096, 8192], runtime=runtime)
 ```
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from m1data.errors import UserError
 from m1data.formatting import IM_END, IM_START, render_chat
+from m1data.llm.cache import Cache
+from m1data.llm.runner import RunStats, run_requests
+from m1data.llm.stages import LLMRuntime, is_transient
 from m1data.llm.types import Engine, Reply, Request
 
 __all__ = [
@@ -92,6 +103,7 @@ __all__ = [
     "ANSWER_AFTER_BUDGET",
     "QWEN25_THINKING_STOP_IDS",
     "QWEN25_ANSWER_STOP_IDS",
+    "HUB_LOOKUP_TIMEOUT",
     "BudgetConfig",
     "BudgetRecord",
     "build_prompt",
@@ -99,6 +111,7 @@ __all__ = [
     "template_stop_ids",
     "generate",
     "generate_many",
+    "load_tokenizer",
 ]
 
 THINK_OPEN = f"{IM_START}think\n"
@@ -108,13 +121,15 @@ ANSWER_AFTER_BUDGET = f"{IM_START}answer\nFinal Answer:"
 # Qwen2.5 vocabulary: <|endoftext|> 151643, <|im_start|> 151644, <|im_end|> 151645.
 QWEN25_THINKING_STOP_IDS = (151644, 151645, 151643)
 QWEN25_ANSWER_STOP_IDS = (151645, 151643)
+HUB_LOOKUP_TIMEOUT = 10.0  # seconds for the one Hub look-up of `load_tokenizer`
 
-StopReason = Literal["model", "budget", "error"]
+StopReason = Literal["model", "budget", "error", "incomplete"]
 
 
 @dataclass
 class BudgetConfig:
-    """One budget-forcing setting. Defaults are the paper's (greedy, seed 42, 1,024 answer tokens)."""
+    """One budget-forcing setting. Defaults are the paper's (greedy, seed 42, 1,024 answer tokens).
+    How the calls are sent (concurrency, limits, retries, cache) is the runtime's: `LLMRuntime`."""
 
     model: str
     thinking_budget: int = 4096
@@ -128,7 +143,6 @@ class BudgetConfig:
     answer_stop_token_ids: tuple[int, ...] | None = None
     temperature: float = 0.0
     seed: int = 42
-    concurrency: int = 16
     # Anything else an engine understands (e.g. {"skip_special_tokens": False}); merged last.
     extra_params: dict[str, Any] = field(default_factory=dict)
 
@@ -225,6 +239,34 @@ def template_stop_ids(tokenizer: Any) -> tuple[tuple[int, ...], tuple[int, ...]]
     return tuple(sorted(answer | opens)), tuple(sorted(answer))
 
 
+def load_tokenizer(name: str) -> Any:
+    """The tokenizer `name` (a folder or a Hub id), found locally first and never through the
+    Hub's retries: a folder, or a copy already in the local Hugging Face cache, is used as it is;
+    otherwise, unless HF_HUB_OFFLINE is set, one quick look-up on the Hub decides whether to
+    download it. Why: asked straight away, `from_pretrained` retries an unreachable Hub for about
+    45 s before failing. Anything that cannot be had is a one-line `UserError` within a second."""
+    import huggingface_hub
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError
+    from transformers import AutoTokenizer
+
+    from m1data.readers import _network_errors
+
+    try:
+        return AutoTokenizer.from_pretrained(name, local_files_only=True)
+    except (OSError, ValueError) as err:
+        local_problem = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+    if Path(name).exists():
+        raise UserError(f"cannot load a tokenizer from {name} ({local_problem})")
+    where = f"tokenizer {name!r} is neither a local folder nor in the local Hugging Face cache"
+    if huggingface_hub.is_offline_mode():
+        raise UserError(f"{where}, and HF_HUB_OFFLINE is set")
+    try:
+        huggingface_hub.model_info(name, timeout=HUB_LOOKUP_TIMEOUT)
+        return AutoTokenizer.from_pretrained(name)
+    except (HfHubHTTPError, HFValidationError, OSError, ValueError, *_network_errors()) as err:
+        raise UserError(f"{where}, and the Hub cannot provide it ({type(err).__name__})") from None
+
+
 class EngineReplyError(RuntimeError):
     """An engine reply that cannot be used (failed call, or usage that breaks the accounting)."""
 
@@ -246,70 +288,137 @@ def _hit_length(reply: Reply) -> bool:
     return reply.finish_reason == "length" or reply.status == "length"
 
 
-async def generate(engine: Engine, prompt: str, config: BudgetConfig) -> BudgetRecord:
-    """Run budget forcing for one already-built prompt (see `build_prompt`)."""
-    record = BudgetRecord()
-    try:
-        stopped_by_model = False
-        while True:
-            remaining = config.thinking_budget - record.thinking_tokens
-            if remaining <= 0:
-                break
-            params = config.params(remaining, config.thinking_stop, config.thinking_stop_token_ids)
-            reply = await engine.complete(Request(model=config.model, prompt=prompt + record.thinking, params=params))
-            _check(reply, remaining)
-            record.thinking += reply.text
-            record.thinking_tokens += reply.completion_tokens
-            record.round_tokens.append(reply.completion_tokens)
-            if _hit_length(reply):
-                if reply.completion_tokens < remaining:
-                    raise EngineReplyError(
-                        f"engine reported finish 'length' after {reply.completion_tokens} of {remaining} tokens: "
-                        "a stop on a special token was probably not recognised (pass stop ids, see "
-                        "chatml_stop_ids) or the context window is full"
-                    )
-                break
-            budget_left = record.thinking_tokens < config.thinking_budget
-            if budget_left and record.forcing_rounds < config.forcing_rounds:
-                record.thinking += config.forcing_string
-                record.forcing_rounds += 1
-                continue
-            stopped_by_model = True
-            break
+class _Generation:
+    """One prompt's budget forcing as a state machine: `request()` is its next call, `take(reply)`
+    moves it on. Why not a loop per prompt: every call must go through the runtime
+    (`m1data.llm.runner.run_requests`: cache, retries, rate limits, the dead-endpoint stop), which
+    takes a list of requests; so all prompts advance together, one step per `run_requests`."""
 
-        record.stop_reason = "model" if stopped_by_model else "budget"
-        record.answer_prefix = ANSWER_AFTER_STOP if stopped_by_model else ANSWER_AFTER_BUDGET
-        params = config.params(config.answer_max_tokens, config.answer_stop, config.answer_stop_token_ids)
-        context = prompt + record.thinking + record.answer_prefix
-        reply = await engine.complete(Request(model=config.model, prompt=context, params=params))
-        _check(reply, config.answer_max_tokens)
-        record.answer = reply.text
-        record.answer_tokens = reply.completion_tokens
-    except EngineReplyError as exc:
-        record.stop_reason = "error"
-        record.error = str(exc)
-    return record
+    def __init__(self, prompt: str, config: BudgetConfig):
+        self.prompt = prompt
+        self.config = config
+        self.record = BudgetRecord()
+        self.answering = False
+        self.done = False
+        if config.thinking_budget <= 0:  # no thinking at all: straight to the final answer
+            self._end_thinking(stopped_by_model=False)
+
+    def request(self) -> Request:
+        c, r = self.config, self.record
+        if self.answering:
+            params = c.params(c.answer_max_tokens, c.answer_stop, c.answer_stop_token_ids)
+            return Request(model=c.model, prompt=self.prompt + r.thinking + r.answer_prefix, params=params)
+        remaining = c.thinking_budget - r.thinking_tokens
+        params = c.params(remaining, c.thinking_stop, c.thinking_stop_token_ids)
+        return Request(model=c.model, prompt=self.prompt + r.thinking, params=params)
+
+    def take(self, reply: Reply) -> None:
+        if is_transient(reply):
+            # No answer came back (timeouts, 5xx, dropped connections after every retry): the
+            # question is unfinished, not wrong. The cache marks the call for sending again.
+            self.record.stop_reason = "incomplete"
+            self.record.error = reply.error
+            self.done = True
+            return
+        try:
+            self._answer(reply) if self.answering else self._think(reply)
+        except EngineReplyError as exc:
+            self.record.stop_reason = "error"
+            self.record.error = str(exc)
+            self.done = True
+
+    def _think(self, reply: Reply) -> None:
+        c, r = self.config, self.record
+        remaining = c.thinking_budget - r.thinking_tokens
+        _check(reply, remaining)
+        r.thinking += reply.text
+        r.thinking_tokens += reply.completion_tokens
+        r.round_tokens.append(reply.completion_tokens)
+        if _hit_length(reply):
+            if reply.completion_tokens < remaining:
+                raise EngineReplyError(
+                    f"engine reported finish 'length' after {reply.completion_tokens} of {remaining} tokens: "
+                    "a stop on a special token was probably not recognised (pass stop ids, see "
+                    "chatml_stop_ids) or the context window is full"
+                )
+            self._end_thinking(stopped_by_model=False)
+            return
+        if r.thinking_tokens < c.thinking_budget and r.forcing_rounds < c.forcing_rounds:
+            r.thinking += c.forcing_string
+            r.forcing_rounds += 1
+            return
+        self._end_thinking(stopped_by_model=True)
+
+    def _end_thinking(self, stopped_by_model: bool) -> None:
+        self.record.stop_reason = "model" if stopped_by_model else "budget"
+        self.record.answer_prefix = ANSWER_AFTER_STOP if stopped_by_model else ANSWER_AFTER_BUDGET
+        self.answering = True
+
+    def _answer(self, reply: Reply) -> None:
+        _check(reply, self.config.answer_max_tokens)
+        self.record.answer = reply.text
+        self.record.answer_tokens = reply.completion_tokens
+        self.done = True
+
+
+async def generate(
+    engine: Engine,
+    prompt: str,
+    config: BudgetConfig,
+    cache: Cache | None = None,
+    *,
+    runtime: LLMRuntime | None = None,
+) -> BudgetRecord:
+    """Run budget forcing for one already-built prompt (see `build_prompt`)."""
+    runtime = runtime if runtime is not None else LLMRuntime(progress=False)
+    return (await generate_many(engine, [prompt], config, cache, runtime=runtime))[0]
 
 
 async def generate_many(
     engine: Engine,
     prompts: Sequence[str],
     config: BudgetConfig,
+    cache: Cache | None = None,
+    *,
+    runtime: LLMRuntime | None = None,
+    stats: RunStats | None = None,
+    label: str = "budget forcing",
     on_done: Callable[[int, BudgetRecord], None] | None = None,
 ) -> list[BudgetRecord]:
-    """`generate` over many prompts with at most `config.concurrency` in flight, in input order.
+    """`generate` over many prompts, in input order, through the same runtime as the LLM stages.
 
-    Engines batch concurrent requests (vLLM continuous batching, HTTP servers), so concurrency
-    is where the speed is; the forcing rounds of one prompt stay sequential by nature.
-    `on_done(index, record)` is called as each finishes (progress bars, incremental writes).
+    Each step sends the next call of every unfinished prompt with `run_requests`: the reply
+    cache (a resumed run pays for nothing twice, forcing continuations included: each is a
+    request like any other), `runtime.concurrency` calls in flight, rate limits, retries with
+    backoff, and the stop on a dead endpoint (EndpointError). A prompt takes at most
+    `forcing_rounds + 2` steps. A call that failed transiently after every retry leaves its
+    record with stop reason ``incomplete`` (see `BudgetRecord`); other failures are recorded
+    outcomes (``error``). `on_done(index, record)` is called as each finishes.
     """
-    gate = asyncio.Semaphore(max(1, config.concurrency))
-
-    async def one(i: int, prompt: str) -> BudgetRecord:
-        async with gate:
-            record = await generate(engine, prompt, config)
-        if on_done is not None:
-            on_done(i, record)
-        return record
-
-    return list(await asyncio.gather(*(one(i, p) for i, p in enumerate(prompts))))
+    runtime = runtime if runtime is not None else LLMRuntime()
+    prices = runtime.prices()
+    stats = stats if stats is not None else RunStats()
+    runs = [_Generation(p, config) for p in prompts]
+    most = config.forcing_rounds + 2
+    step = 0
+    while pending := [i for i, run in enumerate(runs) if not run.done]:
+        step += 1
+        replies = await run_requests(
+            engine,
+            [runs[i].request() for i in pending],
+            cache,
+            concurrency=runtime.concurrency,
+            rpm=runtime.rpm,
+            tpm=runtime.tpm,
+            progress=runtime.progress,
+            retry_failed=runtime.retry_failed,
+            retry=runtime.retries,
+            prices=prices,
+            stats=stats,
+            label=f"{label}, step {step} of at most {most}",
+        )
+        for i, reply in zip(pending, replies, strict=True):
+            runs[i].take(reply)
+            if runs[i].done and on_done is not None:
+                on_done(i, runs[i].record)
+    return [run.record for run in runs]

@@ -8,20 +8,33 @@ metrics = run_infer(engine, {"medqa_test": rows}, "runs/infer/m1-7B-1K",
 ```
 
 Eval sets are Datasets in the m1data row schema (the columns used are ``prompt``, ``options``,
-``answer_idx`` and, if present, ``id``), or paths to JSONL / JSON / parquet files of such rows
-(`m1data.evalsets` loads the named sets of Table 1 into that schema).
+``answer_idx`` and, if present, ``id``), or paths to .jsonl / .parquet files of such rows (read
+with `m1data.readers.read_rows`) or a .json list of them (`m1data.evalsets` loads the named sets
+of Table 1 into that schema).
+
+The calls go through the LLM stages' runtime (`LLMRuntime`, see `m1data.infer.budget`), with the
+reply cache in ``out_dir/llm_cache.sqlite`` unless the runtime names one: a run killed midway and
+started again pays for nothing it already received.
 
 Written to `out_dir`:
 
 * ``records.jsonl``: one line per question (eval set, id, gold and predicted letter, how the
   answer was read, correctness, and the whole `BudgetRecord`: thinking, thinking tokens, forcing
-  rounds, stop reason, answer). Written set by set, so a long run shows progress.
-* ``metrics.json``: the setting, and per set: n, correct, accuracy, errors, stop reasons,
-  mean thinking tokens and forcing rounds; plus the unweighted mean accuracy over sets, which is
-  how Table 1's "average" is computed.
+  rounds, stop reason, answer), set after set, once the calls are done.
+* ``metrics.json``, once, when every question has its answer: the setting, the label, and per
+  set: n, correct, accuracy, errors, stop reasons, mean thinking tokens and forcing rounds; the
+  unweighted mean accuracy over sets, which is how Table 1's "average" is computed; and what the
+  calls cost (``calls``: sent now, answered from the cache, tokens), as a stage manifest says it.
 
-An engine failure on a question is scored wrong and counted under ``errors``: dropping it would
-make a flaky endpoint look accurate.
+A question whose call was refused or broke the token accounting is scored wrong and counted under
+``errors``: dropping it would make a flaky endpoint look accurate. A question whose call failed
+transiently (timeouts, 5xx, dropped connections, after every retry) has no answer yet: it is not
+scored and not written, no metrics.json is written, and `InferIncomplete` is raised; the same
+call again sends only what is missing.
+
+The questions of all sets go through the runtime together (one `generate_many`): each step of
+budget forcing is then one large batch of calls, which keeps a server's batch full for longer
+than set after set would.
 """
 
 from __future__ import annotations
@@ -39,25 +52,45 @@ from m1data.infer.budget import BudgetConfig, BudgetRecord, build_prompt, genera
 
 from m1data.answers import grade
 from m1data.errors import UserError
+from m1data.llm.cache import Cache
+from m1data.llm.runner import RunStats
+from m1data.llm.stages import CACHE_FILENAME, LLMRuntime, llm_stats
 from m1data.llm.types import Engine
+from m1data.readers import ROW_SUFFIXES, read_records, read_rows
+from m1data.schema import LETTERS
 
-__all__ = ["EvalSource", "infer", "load_rows", "run_infer", "score_record", "summarize"]
+__all__ = ["EvalSource", "InferIncomplete", "infer", "load_rows", "open_infer_cache", "run_infer", "score_record",
+           "summarize"]
 
 EvalSource = datasets.Dataset | str | Path
 REQUIRED = ("prompt", "options", "answer_idx")
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+class InferIncomplete(RuntimeError):
+    """Some questions have no answer yet (transient failures after every retry): nothing of
+    theirs is scored, no metrics are written, and running the same command again sends only
+    those calls. Like an incomplete build stage, it is not an input error: the CLI exits 1."""
+
+    def __init__(self, where: str, missing: int, total: int):
+        super().__init__(
+            f"{where}: incomplete: {missing:,} of {total:,} question{'s' if total != 1 else ''} failed transiently "
+            "(timeouts, 5xx, dropped connections) after every retry; they are not scored and no metrics.json is "
+            "written. Run the same command again to send only what is missing (the cache answers the rest)."
+        )
+        self.missing, self.total = missing, total
 
 
 def load_rows(source: EvalSource) -> datasets.Dataset:
-    """An eval set as a Dataset: given as one, or read from a .jsonl/.json/.parquet file."""
+    """An eval set as a Dataset: given as one, or read from a .jsonl/.parquet file of rows (or a
+    .json list of them) with the project's readers."""
     if isinstance(source, datasets.Dataset):
         ds = source
     else:
         path = Path(source)
-        if path.suffix in (".jsonl", ".json"):
-            ds = datasets.Dataset.from_json(str(path))
-        elif path.suffix == ".parquet":
-            ds = datasets.Dataset.from_parquet(str(path))
+        if path.suffix in ROW_SUFFIXES:
+            ds = read_rows(path)
+        elif path.suffix == ".json":
+            ds = datasets.Dataset.from_list([record for _, record in read_records(path)])
         else:
             raise UserError(f"{path}: eval files must be .jsonl, .json or .parquet")
     missing = [c for c in REQUIRED if c not in ds.column_names]
@@ -68,6 +101,8 @@ def load_rows(source: EvalSource) -> datasets.Dataset:
 
 def score_record(record: BudgetRecord, options: list[str], answer_idx: int) -> dict[str, Any]:
     """Predicted letter, extraction method and correctness of one generation."""
+    if record.stop_reason == "incomplete":
+        raise ValueError("an incomplete generation has no answer to score")
     if record.stop_reason == "error":
         return {"predicted": None, "method": "error", "verdict": "no_answer", "correct": False}
     result = grade(record.reply, options, answer_idx)
@@ -95,69 +130,87 @@ def summarize(lines: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _scored_lines(name: str, rows: datasets.Dataset, records: list[BudgetRecord]) -> list[dict[str, Any]]:
+    """records.jsonl lines of the finished generations (incomplete ones are left out)."""
+    lines = []
+    for i, (row, record) in enumerate(zip(rows, records, strict=True)):
+        if record.stop_reason == "incomplete":
+            continue
+        answer_idx = int(row["answer_idx"])
+        lines.append(
+            {
+                "eval_set": name,
+                "id": row.get("id", str(i)),
+                "answer_idx": answer_idx,
+                "answer_letter": LETTERS[answer_idx],
+                **score_record(record, list(row["options"]), answer_idx),
+                **record.to_dict(),
+            }
+        )
+    return lines
+
+
 async def infer(
     engine: Engine,
     eval_sets: Mapping[str, EvalSource],
     out_dir: str | Path,
     config: BudgetConfig,
     *,
+    cache: Cache | None = None,
+    runtime: LLMRuntime | None = None,
     limit: int | None = None,
     render: Callable[[list[dict[str, str]]], str] | None = None,
-    progress: Callable[[str, int, int], None] | None = None,
+    label: str | None = None,
 ) -> dict[str, Any]:
     """Generate, score and write one setting over every eval set; returns the metrics.
 
+    `cache` and `runtime` are the LLM stages' (see `m1data.infer.budget.generate_many`).
     `limit` keeps the first N rows of each set (smoke runs). `render` is passed to
-    `build_prompt` for models not trained with the Qwen2.5 template. `progress(set, done, total)`
-    is called as questions finish.
+    `build_prompt` for models not trained with the Qwen2.5 template. `label` names the model in
+    metrics.json (default: `config.model`). Raises `InferIncomplete` when any question is left
+    without an answer (module docstring).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    records_path = out / "records.jsonl"
-    records_path.write_text("")
-    per_set: dict[str, Any] = {}
-    for name, source in eval_sets.items():
+    (out / "metrics.json").unlink(missing_ok=True)  # a stale one must not describe these records
+    sets = {}
+    for name, source in eval_sets.items():  # every set read (and checked) before any call
         rows = load_rows(source)
-        if limit is not None:
-            rows = rows.select(range(min(limit, len(rows))))
-        prompts = [build_prompt(p, render) for p in rows["prompt"]]
-        done = 0
-
-        def tick(_: int, __: BudgetRecord, name: str = name, total: int = len(prompts)) -> None:
-            nonlocal done
-            done += 1
-            if progress is not None:
-                progress(name, done, total)
-
-        records = await generate_many(engine, prompts, config, on_done=tick)
-        lines = []
-        for i, (row, record) in enumerate(zip(rows, records)):
-            answer_idx = int(row["answer_idx"])
-            lines.append(
-                {
-                    "eval_set": name,
-                    "id": row.get("id", str(i)),
-                    "answer_idx": answer_idx,
-                    "answer_letter": LETTERS[answer_idx],
-                    **score_record(record, list(row["options"]), answer_idx),
-                    **record.to_dict(),
-                }
-            )
-        with records_path.open("a", encoding="utf-8") as f:
-            for line in lines:
-                f.write(json.dumps(line, ensure_ascii=False) + "\n")
-        per_set[name] = summarize(lines)
+        sets[name] = rows.select(range(min(limit, len(rows)))) if limit is not None else rows
+    prompts = [build_prompt(p, render) for rows in sets.values() for p in rows["prompt"]]
+    stats = RunStats()
+    records = await generate_many(engine, prompts, config, cache, runtime=runtime, stats=stats, label=out.name)
+    per_set: dict[str, Any] = {}
+    start = 0
+    with (out / "records.jsonl").open("w", encoding="utf-8") as f:
+        for name, rows in sets.items():
+            lines = _scored_lines(name, rows, records[start : start + len(rows)])
+            start += len(rows)
+            f.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
+            per_set[name] = summarize(lines)
+    missing = len(records) - sum(s["n"] for s in per_set.values())  # incomplete ones are not scored
+    if missing:
+        raise InferIncomplete(str(out), missing, len(records))
 
     metrics = {
+        "label": label or config.model,
         "engine": getattr(engine, "name", type(engine).__name__),
         "config": json.loads(json.dumps(asdict(config))),  # tuples as lists, as read back
         "limit": limit,
         "sets": per_set,
         "average_accuracy": sum(s["accuracy"] for s in per_set.values()) / len(per_set) if per_set else 0.0,
         "n": sum(s["n"] for s in per_set.values()),
+        "calls": llm_stats(stats),
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+def open_infer_cache(runtime: LLMRuntime | None, out_dir: str | Path) -> Cache:
+    """The reply cache of an infer run or sweep: the runtime's `cache_path`, else
+    ``out_dir/llm_cache.sqlite`` (beside what it produced, like a build stage's)."""
+    configured = runtime.cache_path if runtime is not None else None
+    return Cache(configured or Path(out_dir) / CACHE_FILENAME)
 
 
 def run_infer(
@@ -166,17 +219,21 @@ def run_infer(
     out_dir: str | Path,
     config: BudgetConfig,
     *,
+    runtime: LLMRuntime | None = None,
     limit: int | None = None,
     render: Callable[[list[dict[str, str]]], str] | None = None,
-    progress: Callable[[str, int, int], None] | None = None,
+    label: str | None = None,
 ) -> dict[str, Any]:
-    """`infer` from synchronous code (the CLI). Takes ownership of `engine`: it is closed at the
-    end, inside the same event loop that used it (HTTP clients are bound to their loop)."""
+    """`infer` from synchronous code (the CLI), with the reply cache `open_infer_cache` names.
+    Takes ownership of `engine`: it is closed at the end, inside the same event loop that used it
+    (HTTP clients are bound to their loop)."""
 
-    async def go() -> dict[str, Any]:
+    async def go(cache: Cache) -> dict[str, Any]:
         try:
-            return await infer(engine, eval_sets, out_dir, config, limit=limit, render=render, progress=progress)
+            return await infer(engine, eval_sets, out_dir, config, cache=cache, runtime=runtime, limit=limit,
+                               render=render, label=label)
         finally:
             await engine.aclose()
 
-    return asyncio.run(go())
+    with open_infer_cache(runtime, out_dir) as cache:
+        return asyncio.run(go(cache))

@@ -12,10 +12,13 @@ run_sweep(engine, eval_sets, "runs/sweep/m1-7B-1K-forcing", BudgetConfig(model="
 ```
 
 Every (budget, rounds) point of the grid is one `m1data.infer.score.infer` run in its own folder
-``b{budget}-r{rounds}/`` (records.jsonl, metrics.json). A point whose metrics.json already holds
-the same setting is read back instead of re-run, so an interrupted sweep resumes where it
-stopped (and an engine cache makes even a half-done point cheap). The grid's table goes to
-``sweep.json``; the plots to ``accuracy_vs_budget.png`` (when more than one budget) and
+``b{budget}-r{rounds}/`` (records.jsonl, metrics.json), all through the LLM stages' runtime with
+one reply cache, ``llm_cache.sqlite`` in the sweep folder unless the runtime names one. A point
+whose metrics.json already holds the same setting is read back instead of re-run (it sends
+nothing), and the cache makes a half-done point pay only for what it had not received: an
+interrupted sweep resumes where it stopped. A point left incomplete by transient failures is
+skipped over, the others still run, and `InferIncomplete` is raised at the end (no sweep.json,
+no plots) so that the same command runs again. The grid's table goes to ``sweep.json``; the plots to ``accuracy_vs_budget.png`` (when more than one budget) and
 ``accuracy_vs_forcing_rounds.png`` (when more than one rounds value), drawn like the paper's
 Figures 1 and 3: one panel per eval set plus the average, each titled with its number of
 questions; one colour per model (a short label: the last part of its name or path), markers and a
@@ -31,13 +34,16 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from m1data.infer.budget import BudgetConfig
-from m1data.infer.score import EvalSource, infer
+from m1data.infer.score import EvalSource, InferIncomplete, infer, open_infer_cache
+
+from m1data.llm.cache import Cache
+from m1data.llm.stages import LLMRuntime
 from m1data.llm.types import Engine
 
 __all__ = ["load_points", "plot_sweep", "run_sweep", "short_label", "sweep"]
@@ -76,22 +82,34 @@ async def sweep(
     budgets: Sequence[int],
     forcing_rounds: Sequence[int] = (0,),
     *,
+    cache: Cache | None = None,
+    runtime: LLMRuntime | None = None,
     limit: int | None = None,
     label: str | None = None,
-    progress: Callable[[str, int, int], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run (or resume) the budgets x forcing_rounds grid; returns one point per setting."""
+    """Run (or resume) the budgets x forcing_rounds grid; returns one point per setting. Raises
+    `InferIncomplete` when any point is left incomplete (module docstring)."""
     out = Path(out_dir)
     label = label or base.model
     points = []
+    missing = total = 0
+    incomplete = []
     for budget in budgets:
         for rounds in forcing_rounds:
             config = replace(base, thinking_budget=budget, forcing_rounds=rounds)
             point_dir = out / f"b{budget}-r{rounds}"
             metrics = _done(point_dir / "metrics.json", config, list(eval_sets), limit)
             if metrics is None:
-                metrics = await infer(engine, eval_sets, point_dir, config, limit=limit, progress=progress)
+                try:
+                    metrics = await infer(engine, eval_sets, point_dir, config, cache=cache, runtime=runtime,
+                                          limit=limit, label=label)
+                except InferIncomplete as stop:
+                    incomplete.append(point_dir.name)
+                    missing, total = missing + stop.missing, total + stop.total
+                    continue
             points.append(_point(metrics, label))
+    if incomplete:
+        raise InferIncomplete(f"{out} (points {', '.join(incomplete)})", missing, total)
     out.mkdir(parents=True, exist_ok=True)
     (out / "sweep.json").write_text(json.dumps(points, indent=2) + "\n")
     plot_sweep(points, out)
@@ -106,21 +124,22 @@ def run_sweep(
     budgets: Sequence[int],
     forcing_rounds: Sequence[int] = (0,),
     *,
+    runtime: LLMRuntime | None = None,
     limit: int | None = None,
     label: str | None = None,
-    progress: Callable[[str, int, int], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """`sweep` from synchronous code; takes ownership of `engine` and closes it at the end."""
+    """`sweep` from synchronous code, with the reply cache `open_infer_cache` names for the sweep
+    folder; takes ownership of `engine` and closes it at the end."""
 
-    async def go() -> list[dict[str, Any]]:
+    async def go(cache: Cache) -> list[dict[str, Any]]:
         try:
-            return await sweep(
-                engine, eval_sets, out_dir, base, budgets, forcing_rounds, limit=limit, label=label, progress=progress
-            )
+            return await sweep(engine, eval_sets, out_dir, base, budgets, forcing_rounds, cache=cache, runtime=runtime,
+                               limit=limit, label=label)
         finally:
             await engine.aclose()
 
-    return asyncio.run(go())
+    with open_infer_cache(runtime, out_dir) as cache:
+        return asyncio.run(go(cache))
 
 
 def short_label(label: str) -> str:

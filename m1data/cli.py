@@ -7,11 +7,11 @@ import functools
 import inspect
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 
-from m1data.output import Bars, console, enable
+from m1data.output import console, enable
 
 # Plain Click help: typer's rich panels print `<bool>` after every flag (typer 0.2x), as if
 # `--force` took a value; Click's own layout shows flags as switches (`--force / --no-force`).
@@ -537,50 +537,68 @@ LabelOpt = Annotated[Optional[str], typer.Option(
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")]
 
 
-def _template_stops(tokenizer_name: str):
-    """Stop ids from the model's own tokenizer and chat template, or None when it cannot be loaded."""
-    from m1data.infer.budget import template_stop_ids
+def _template_stops(tokenizer_name: str, explicit: bool):
+    """Stop ids from the model's own tokenizer and chat template. A tokenizer named with
+    --tokenizer must load (else one line, exit 2); the default (--model, often a served name) may
+    not, and then a one-line warning says the run stops on marker strings instead. Either way
+    within a second, offline too (`load_tokenizer`)."""
+    from m1data.errors import UserError
+    from m1data.infer.budget import load_tokenizer, template_stop_ids
 
     try:
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_name)
-    except (ImportError, OSError, ValueError) as err:
-        console.print(f"[yellow]warning:[/yellow] cannot load the tokenizer {tokenizer_name!r} ({err.__class__.__name__}); "
-                      "stopping on marker strings only, with special tokens kept in the text. Pass --tokenizer to stop "
-                      "on the model's own end-of-turn tokens.")
+        tokenizer = load_tokenizer(tokenizer_name)
+    except (ImportError, UserError) as err:
+        if explicit:
+            raise
+        console.print(f"[yellow]warning:[/yellow] {err}; stopping on marker strings only, with special tokens kept "
+                      "in the text. Pass --tokenizer to stop on the model's own end-of-turn tokens.", soft_wrap=True)
         return None
     return template_stop_ids(tokenizer)
 
 
-def _engine_and_stops(engine: str, model: str, base_url: str | None, api_key_env: str | None = None,
-                      tokenizer: str | None = None):
-    """The engine, and the (thinking, answer) stop ids budget forcing needs (reference s.10), read
-    from the model's tokenizer and chat template; None when only stop strings can be used."""
+def _infer_endpoint(engine: str, model: str, base_url: str | None, api_key_env: str | None):
+    """The `Endpoint` an infer command calls (--engine http: the server at --base-url; hf, vllm:
+    the model loaded in-process), after the checks that need nothing started."""
     import os
 
+    from m1data.llm.stages import HF, VLLM, Endpoint
+
+    if engine not in ("http", "hf", "vllm"):
+        raise typer.BadParameter("choose http, hf or vllm", param_hint="--engine")
     if api_key_env is not None and engine != "http":
         raise typer.BadParameter("--api-key-env goes with --engine http", param_hint="--api-key-env")
-    if engine == "http":
-        from m1data.llm import VLLM_EXTRA_PARAMS, HTTPConfig, HTTPEngine
+    if engine == "http" and not base_url:
+        raise typer.BadParameter("--engine http needs --base-url", param_hint="--base-url")
+    if api_key_env is not None and not os.environ.get(api_key_env):
+        raise typer.BadParameter(f"environment variable {api_key_env} is not set", param_hint="--api-key-env")
+    where = {"http": base_url, "hf": HF, "vllm": VLLM}[engine]
+    return Endpoint(key="*", role="model", model=model, base_url=where, api_key_env=api_key_env)
 
-        if not base_url:
-            raise typer.BadParameter("--engine http needs --base-url", param_hint="--base-url")
-        if api_key_env is not None and not os.environ.get(api_key_env):
-            raise typer.BadParameter(f"environment variable {api_key_env} is not set", param_hint="--api-key-env")
-        config = HTTPConfig(base_url=base_url, api_key_env=api_key_env, extra_params=VLLM_EXTRA_PARAMS)
-        return HTTPEngine(config, require_key=api_key_env is not None), _template_stops(tokenizer or model)
-    if engine == "hf":
-        from m1data.infer.budget import template_stop_ids
-        from m1data.llm.hf import HFConfig, HFEngine
 
-        hf = HFEngine(HFConfig(model=model))
-        return hf, template_stop_ids(hf.tokenizer)
-    if engine == "vllm":
-        from m1data.llm.vllm import VLLMConfig, VLLMEngine
+def _infer_engine_and_stops(endpoint, runtime, tokenizer: str | None):
+    """The engine (from the LLM stages' factory), and the (thinking, answer) stop ids budget
+    forcing needs (reference s.10), read from the model's tokenizer and chat template; None when
+    only stop strings can be used."""
+    from m1data.infer.budget import template_stop_ids
+    from m1data.llm import VLLM_EXTRA_PARAMS
+    from m1data.llm.stages import HF, build_engine
 
-        return VLLMEngine(VLLMConfig(model=model)), _template_stops(tokenizer or model)
-    raise typer.BadParameter("choose http, hf or vllm", param_hint="--engine")
+    if endpoint.base_url == HF:  # the loaded model's own tokenizer
+        engine = build_engine(endpoint, runtime)
+        return engine, template_stop_ids(engine.tokenizer)
+    stops = _template_stops(tokenizer or endpoint.model, explicit=tokenizer is not None)
+    return build_engine(endpoint, runtime, VLLM_EXTRA_PARAMS), stops
+
+
+def _preflight(endpoint) -> None:
+    """A dead endpoint (or a missing key, or package) is one line and exit 2, before anything
+    is loaded or sent."""
+    from m1data.errors import UserError
+    from m1data.llm.stages import endpoint_preflight
+
+    problem = endpoint_preflight(endpoint)
+    if problem:
+        raise UserError(problem)
 
 
 def _eval_sets(specs: list[str], path: Path | None) -> dict:
@@ -609,37 +627,31 @@ def _eval_sets(specs: list[str], path: Path | None) -> dict:
     return sets
 
 
-def _budget_config(model: str, stops, forcing_string: str, answer_max_tokens: int, concurrency: int):
+def _budget_config(model: str, stops, forcing_string: str, answer_max_tokens: int):
     from m1data.infer.budget import BudgetConfig
 
     if stops is None:  # stop strings only: they can match only if the server keeps special tokens in the text
         return BudgetConfig(model=model, forcing_string=forcing_string, answer_max_tokens=answer_max_tokens,
-                            concurrency=concurrency, extra_params={"skip_special_tokens": False})
+                            extra_params={"skip_special_tokens": False})
     return BudgetConfig(model=model, forcing_string=forcing_string, answer_max_tokens=answer_max_tokens,
-                        concurrency=concurrency, thinking_stop_token_ids=tuple(stops[0]),
-                        answer_stop_token_ids=tuple(stops[1]))
+                        thinking_stop_token_ids=tuple(stops[0]), answer_stop_token_ids=tuple(stops[1]))
 
 
-class _ProgressBar:
-    """A bar per eval set, fed by `infer`'s progress(set, done, total) callback."""
+def _infer_runtime(cache: Path | None, concurrency: int, rpm: float | None, tpm: float | None, timeout: float,
+                   progress: bool):
+    """The runtime block of an infer command: the LLM stages' `LLMRuntime`, so the same flags
+    mean the same things."""
+    from m1data.llm.stages import LLMRuntime
 
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self.bars = Bars(show=enabled)
-        self.tasks: dict = {}
+    return LLMRuntime(concurrency=concurrency, rpm=rpm, tpm=tpm, timeout=timeout,
+                      cache_path=str(cache) if cache is not None else None, progress=progress)
 
-    def __enter__(self):
-        self.bars.__enter__()
-        return self.tick if self.enabled else None
 
-    def tick(self, name: str, done: int, total: int) -> None:
-        if name not in self.tasks:
-            self.tasks[name] = self.bars.add(name, total=total)
-        self.tasks[name].update(completed=done, total=total)
-
-    def __exit__(self, *exc):
-        self.bars.__exit__(*exc)
-        return False
+def _incomplete(stop: Exception) -> NoReturn:
+    """Transient failures left questions unanswered: a red message and exit 1, as a build that
+    stops incomplete (the re-run sends only those)."""
+    console.print(f"[red]{stop}[/red]", soft_wrap=True)
+    raise typer.Exit(1)
 
 
 def _label(label: str | None, model: str) -> str:
@@ -648,9 +660,17 @@ def _label(label: str | None, model: str) -> str:
     return label or short_label(model)
 
 
+InferCacheOpt = Annotated[Optional[Path], typer.Option(
+    "--cache", help="SQLite reply cache (default: OUT/llm_cache.sqlite); a re-run sends only what it lacks.")]
+InferConcurrencyOpt = Annotated[int, typer.Option("--concurrency", help="Requests in flight at once.")]
+InferRpmOpt = Annotated[Optional[float], typer.Option("--rpm", help="Requests-per-minute limit.")]
+InferTpmOpt = Annotated[Optional[float], typer.Option("--tpm", help="Tokens-per-minute limit.")]
+InferTimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds one attempt may take.")]
+
+
 @infer_app.command("run")
 def infer_run(
-    out: Annotated[Path, typer.Option("--out", help="Folder for records.jsonl and metrics.json.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for records.jsonl, metrics.json and the reply cache.")],
     model: ModelOpt,
     eval_names: EvalOpt,
     engine: EngineOpt = "http",
@@ -663,29 +683,36 @@ def infer_run(
     forcing_rounds: Annotated[int, typer.Option("--forcing-rounds", help="Times to append the forcing string.")] = 0,
     forcing_string: Annotated[str, typer.Option("--forcing-string")] = "Wait",
     answer_max_tokens: Annotated[int, typer.Option("--answer-max-tokens")] = 1024,
-    concurrency: Annotated[int, typer.Option("--concurrency")] = 16,
+    concurrency: InferConcurrencyOpt = 16,
+    rpm: InferRpmOpt = None,
+    tpm: InferTpmOpt = None,
+    timeout: InferTimeoutOpt = 600.0,
+    cache: InferCacheOpt = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="First N questions of each set.")] = None,
     progress: ProgressOpt = True,
 ) -> None:
     """Generate with a thinking budget (and optional budget forcing) and score per eval set."""
     import dataclasses
 
-    from m1data.infer.score import run_infer
+    from m1data.infer.score import InferIncomplete, run_infer
 
+    endpoint = _infer_endpoint(engine, model, base_url, api_key_env)
+    _preflight(endpoint)
     sets = _eval_sets(eval_names, eval_path)
-    eng, stops = _engine_and_stops(engine, model, base_url, api_key_env, tokenizer)
-    config = dataclasses.replace(_budget_config(model, stops, forcing_string, answer_max_tokens, concurrency),
+    runtime = _infer_runtime(cache, concurrency, rpm, tpm, timeout, progress)
+    eng, stops = _infer_engine_and_stops(endpoint, runtime, tokenizer)
+    config = dataclasses.replace(_budget_config(model, stops, forcing_string, answer_max_tokens),
                                  thinking_budget=budget, forcing_rounds=forcing_rounds)
-    with _ProgressBar(progress) as tick:
-        metrics = run_infer(eng, sets, out, config, limit=limit, progress=tick)
-    metrics["label"] = _label(label, model)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    try:
+        metrics = run_infer(eng, sets, out, config, runtime=runtime, limit=limit, label=_label(label, model))
+    except InferIncomplete as stop:
+        _incomplete(stop)
     _print_stats(metrics)
 
 
 @infer_app.command("sweep")
 def infer_sweep(
-    out: Annotated[Path, typer.Option("--out", help="Folder for one run per point, sweep.json and the plots.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for one run per point, sweep.json, the plots and the reply cache.")],
     model: ModelOpt,
     eval_names: EvalOpt,
     engine: EngineOpt = "http",
@@ -698,20 +725,35 @@ def infer_sweep(
     forcing_rounds: Annotated[str, typer.Option("--forcing-rounds", help="Comma-separated forcing rounds.")] = "0",
     forcing_string: Annotated[str, typer.Option("--forcing-string")] = "Wait",
     answer_max_tokens: Annotated[int, typer.Option("--answer-max-tokens")] = 1024,
-    concurrency: Annotated[int, typer.Option("--concurrency")] = 16,
+    concurrency: InferConcurrencyOpt = 16,
+    rpm: InferRpmOpt = None,
+    tpm: InferTpmOpt = None,
+    timeout: InferTimeoutOpt = 600.0,
+    cache: InferCacheOpt = None,
     limit: Annotated[Optional[int], typer.Option("--limit")] = None,
     progress: ProgressOpt = True,
 ) -> None:
     """Accuracy against thinking budget (paper Figure 1) and forcing rounds (Figure 3), with plots."""
+    from m1data.infer.score import InferIncomplete
     from m1data.infer.sweep import run_sweep
 
+    grid = {}
+    for name, spec in (("--budgets", budgets), ("--forcing-rounds", forcing_rounds)):
+        try:
+            grid[name] = [int(v) for v in spec.split(",")]
+        except ValueError:
+            raise typer.BadParameter(f"expected comma-separated whole numbers, got {spec!r}", param_hint=name) from None
+    endpoint = _infer_endpoint(engine, model, base_url, api_key_env)
+    _preflight(endpoint)
     sets = _eval_sets(eval_names, eval_path)
-    eng, stops = _engine_and_stops(engine, model, base_url, api_key_env, tokenizer)
-    base = _budget_config(model, stops, forcing_string, answer_max_tokens, concurrency)
-    with _ProgressBar(progress) as tick:
-        points = run_sweep(eng, sets, out, base, [int(b) for b in budgets.split(",")],
-                           [int(r) for r in forcing_rounds.split(",")], limit=limit, label=_label(label, model),
-                           progress=tick)
+    runtime = _infer_runtime(cache, concurrency, rpm, tpm, timeout, progress)
+    eng, stops = _infer_engine_and_stops(endpoint, runtime, tokenizer)
+    base = _budget_config(model, stops, forcing_string, answer_max_tokens)
+    try:
+        points = run_sweep(eng, sets, out, base, grid["--budgets"], grid["--forcing-rounds"], runtime=runtime,
+                           limit=limit, label=_label(label, model))
+    except InferIncomplete as stop:
+        _incomplete(stop)
     _print_stats({"points": points})
 
 

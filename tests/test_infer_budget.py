@@ -22,6 +22,7 @@ from m1data.infer.budget import (
     generate,
     generate_many,
 )
+from m1data.llm.stages import LLMRuntime
 from m1data.llm.types import Reply, Request
 
 
@@ -206,8 +207,9 @@ def test_generate_many_keeps_order_and_bounds_concurrency():
             return Reply(text=request.prompt[-3:], finish_reason="stop", completion_tokens=1)
 
     prompts = [build_prompt(f"q{i}") for i in range(20)]
-    config = BudgetConfig(model="m", concurrency=4)
+    config = BudgetConfig(model="m")
     done: list[int] = []
-    records = asyncio.run(generate_many(Slow([]), prompts, config, on_done=lambda i, r: done.append(i)))
+    runtime = LLMRuntime(concurrency=4, progress=False)
+    records = asyncio.run(generate_many(Slow([]), prompts, config, runtime=runtime, on_done=lambda i, r: done.append(i)))
     assert len(records) == 20 and sorted(done) == list(range(20))
     assert peak <= 4

@@ -13,7 +13,9 @@ from llm_server import Received, Response, ScriptedServer, completion, error  # 
 
 from m1data.infer.budget import ANSWER_AFTER_BUDGET, ANSWER_AFTER_STOP, BudgetConfig, build_prompt, generate  # noqa: E402
 from m1data.llm.http import HTTPConfig, HTTPEngine  # noqa: E402
+from m1data.llm.limits import RetryPolicy  # noqa: E402
 from m1data.llm.params import VLLM_EXTRA_PARAMS  # noqa: E402
+from m1data.llm.stages import LLMRuntime  # noqa: E402
 
 
 def word_model(segments: list[int]):
@@ -36,11 +38,14 @@ def word_model(segments: list[int]):
     return handler
 
 
+FAST = LLMRuntime(progress=False, retries=RetryPolicy(max_attempts=2, base_delay=0.01))
+
+
 def run(server: ScriptedServer, config: BudgetConfig, extra=()):
     async def go():
         engine = HTTPEngine(HTTPConfig(base_url=server.base_url, extra_params=tuple(extra)))
         try:
-            return await generate(engine, build_prompt("Which? A. x B. y"), config)
+            return await generate(engine, build_prompt("Which? A. x B. y"), config, runtime=FAST)
         finally:
             await engine.aclose()
 
@@ -74,10 +79,22 @@ def test_vllm_stop_token_ids_go_on_the_wire():
     assert bodies[1]["stop_token_ids"] == [151645, 151643]
 
 
-def test_server_error_is_a_recorded_outcome():
+def test_transient_server_error_leaves_the_generation_incomplete():
+    """A 500 after every retry is no answer: the record says incomplete, never a wrong answer."""
     with ScriptedServer(lambda req: error(500, "overloaded")) as server:
         rec = run(server, BudgetConfig(model="m"))
-    assert rec.stop_reason == "error" and "overloaded" in rec.error
+        sent = server.count()
+    assert rec.stop_reason == "incomplete" and "overloaded" in rec.error
+    assert sent == FAST.retries.max_attempts  # retried by the runtime, then given up
+
+
+def test_refused_request_is_a_recorded_outcome():
+    """A 400 (say, a prompt over the context window) is the request's outcome: recorded as an
+    error, which scoring counts wrong, and not retried."""
+    with ScriptedServer(lambda req: error(400, "prompt too long")) as server:
+        rec = run(server, BudgetConfig(model="m"))
+        sent = server.count()
+    assert rec.stop_reason == "error" and "prompt too long" in rec.error and sent == 1
 
 
 def test_plain_completions_come_back_verbatim():

@@ -36,6 +36,7 @@ BOXED_INSTRUCTION = "Return your final response within \\boxed{}."
 CACHE_FILENAME = "llm_cache.sqlite"
 REQUIRED_COLUMNS = ("id", "source", "prompt", "options", "answer_idx")
 VLLM = "vllm"  # `base_url: vllm`: the model runs in-process through vLLM (m1data.llm.vllm)
+HF = "hf"  # `base_url: hf`: the model runs in-process through transformers (m1data.llm.hf), CPU or one GPU
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +83,54 @@ class Endpoint:
 
     @property
     def in_process(self) -> bool:
-        """`base_url: vllm`: the model is loaded here (m1data.llm.vllm), not reached over HTTP."""
-        return self.base_url.strip().lower() == VLLM
+        """`base_url: vllm` or `hf`: the model is loaded here (m1data.llm.vllm, m1data.llm.hf), not
+        reached over HTTP."""
+        return self.base_url.strip().lower() in (VLLM, HF)
+
+
+def build_engine(
+    endpoint: Endpoint, runtime: LLMRuntime, extra_params: Sequence[str] = (), *, require_key: bool = True
+) -> Engine:
+    """The engine that answers `endpoint`, built from its settings: in-process vLLM for `vllm`,
+    transformers for `hf`, else the OpenAI-compatible HTTP engine. The one factory of m1data:
+    the LLM stages and `m1data infer` both build their engines here, so an endpoint means the
+    same thing (timeout, key, cache namespace, allowed extra parameters) in both."""
+    kind = endpoint.base_url.strip().lower()
+    if kind == VLLM:
+        from m1data.llm.vllm import VLLMConfig, VLLMEngine
+
+        return VLLMEngine(VLLMConfig(model=endpoint.model, **runtime.vllm))
+    if kind == HF:
+        from m1data.llm.hf import HFConfig, HFEngine
+
+        return HFEngine(HFConfig(model=endpoint.model))
+    from m1data.llm.http import HTTPConfig, HTTPEngine
+
+    config = HTTPConfig(
+        base_url=endpoint.base_url,
+        api_key_env=endpoint.api_key_env,
+        timeout=runtime.timeout,
+        extra_params=tuple(extra_params),
+        cache_namespace=endpoint.cache_namespace,
+    )
+    return HTTPEngine(config, require_key=require_key)
+
+
+def endpoint_preflight(endpoint: Endpoint) -> str | None:
+    """None when `endpoint` can be used now; else what is wrong, in one line: an HTTP endpoint
+    that does not answer or whose key variable is unset, an in-process engine whose package is
+    missing. Checked before any work, so a dead endpoint stops a run instead of recording an
+    error reply for every row."""
+    kind = endpoint.base_url.strip().lower()
+    if kind == VLLM:
+        installed = importlib.util.find_spec("vllm") is not None
+        return None if installed else "vllm is not installed (pip install 'm1data[vllm]', needs CUDA)"
+    if kind == HF:
+        installed = all(importlib.util.find_spec(name) is not None for name in ("torch", "transformers"))
+        return None if installed else "torch and transformers are not installed (pip install 'm1data[infer]')"
+    from m1data.llm.preflight import endpoint_problem
+
+    return endpoint_problem(endpoint.base_url, endpoint.api_key_env)
 
 
 def llm_stats(run: RunStats) -> dict[str, Any]:
@@ -168,34 +215,15 @@ class LLMStage(Stage):
         return engine
 
     def _build_engine(self, endpoint: Endpoint, require_key: bool) -> Engine:
-        if endpoint.in_process:
-            from m1data.llm.vllm import VLLMConfig, VLLMEngine
-
-            return VLLMEngine(VLLMConfig(model=endpoint.model, **self.runtime.vllm))
-        from m1data.llm.http import HTTPConfig, HTTPEngine
-
-        config = HTTPConfig(
-            base_url=endpoint.base_url,
-            api_key_env=endpoint.api_key_env,
-            timeout=self.runtime.timeout,
-            extra_params=tuple(self.config.extra_params),
-            cache_namespace=endpoint.cache_namespace,
-        )
-        return HTTPEngine(config, require_key=require_key)
+        return build_engine(endpoint, self.runtime, self.config.extra_params, require_key=require_key)
 
     def preflight(self) -> str | None:
         """Stop a build before this stage when an endpoint is down or its key unset, rather than
         recording an error reply for every row."""
-        from m1data.llm.preflight import endpoint_problem
-
         for endpoint in self.endpoints():
             if endpoint.key in self.engines:
                 continue
-            if endpoint.in_process:
-                installed = importlib.util.find_spec("vllm") is not None
-                problem = None if installed else "vllm is not installed (pip install 'm1data[vllm]', needs CUDA)"
-            else:
-                problem = endpoint_problem(endpoint.base_url, endpoint.api_key_env)
+            problem = endpoint_preflight(endpoint)
             if problem:
                 return f"{endpoint.role}: {problem}"
         return None
@@ -388,15 +416,18 @@ __all__ = [
     "BOXED_INSTRUCTION",
     "CACHE_FILENAME",
     "REQUIRED_COLUMNS",
+    "HF",
     "VLLM",
     "Endpoint",
     "LLMRuntime",
     "LLMStage",
     "boxed_prompt",
     "boxed_request",
+    "build_engine",
     "check_rows",
     "count_transient",
     "default_cache_path",
+    "endpoint_preflight",
     "file_runtime",
     "is_transient",
     "llm_stats",
