@@ -75,7 +75,8 @@ def load(
                            "needed only when the file's values cannot tell.")] = None,
     mapping: Annotated[Optional[str], typer.Option(
         "--mapping", help="Columns of a file m1data has no loader for: question=COL,options=COL,answer=COL "
-                          "(options may be several columns joined by +; optional id=COL, context=COL).")] = None,
+                          "(options may be several columns joined by +; optional id=COL, context=COL, and "
+                          "answer_kind=text|letter|index0|index1 when the file cannot tell).")] = None,
 ) -> None:
     """Load one raw source into the m1data row schema."""
     from m1data.sources import load_source

@@ -19,6 +19,7 @@ import csv
 import importlib
 import io
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -222,6 +223,7 @@ class LoadResult:
     unscored: datasets.Dataset | None = None
     origin: str = ""  # the file or Hub id, for messages
     expected: str = ""  # what the file should have held, for messages
+    problem: str = ""  # a fault of the whole file that leaves every row unscored (an undecidable answer kind)
 
     def reasons(self) -> dict[str, int]:
         return dict(Counter(self.dropped["reason"])) if len(self.dropped) else {}
@@ -280,6 +282,32 @@ def lettered_options(options: Any) -> list[str]:
     if isinstance(options, list):
         return option_texts(list(options))
     raise RowError("bad_options", f"options of type {type(options).__name__}")
+
+
+# "A. x", "(A) x", "A) x", "A: x": the labels eval files write into their option texts.
+OPTION_LABEL_STYLES = (
+    re.compile(r"([A-Za-z])\.\s+(?=\S)"),
+    re.compile(r"\(([A-Za-z])\)\s*(?=\S)"),
+    re.compile(r"([A-Za-z])\)\s*(?=\S)"),
+    re.compile(r"([A-Za-z]):\s*(?=\S)"),
+)
+
+
+def strip_option_letters(options: list[str]) -> list[str]:
+    """The option texts without the letters a file wrote into them ("A. x" -> "x").
+
+    Why: options are shuffled per row and the compared key sorts them, so a copied "A. " would
+    stay glued to the wrong position and make an exact copy of the question look different
+    (issue 24: 4 of 49 verbatim copies caught). Stripped only when every option carries its own
+    letter, in order (A, B, C, ...), in one style: a list like ["A: left", "B: right"] is
+    labelled; ["A. fumigatus", "Candida"] is not, and is left alone."""
+    if len(options) < 2:
+        return options
+    for style in OPTION_LABEL_STYLES:
+        matches = [style.match(option) for option in options]
+        if all(matches) and "".join(m.group(1) for m in matches).upper() == LETTERS[: len(options)]:
+            return [option[m.end():] for option, m in zip(options, matches)]
+    return options
 
 
 def key_text(raw: dict[str, Any], name: str) -> str:
@@ -475,6 +503,7 @@ __all__ = [
     "read_parquet",
     "read_records",
     "read_rows",
+    "strip_option_letters",
     "text",
     "unscored_row",
     "write_rows",

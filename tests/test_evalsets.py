@@ -114,8 +114,9 @@ def test_unknown_eval_name():
 
 
 def test_malformed_eval_rows_are_dropped_with_file_and_line(tmp_path):
-    good = {"question": "Which nerve?", "options": {"A": "a", "B": "b"}, "answer_idx": "A"}
-    rows = [good, dict(good, question={"text": "Q2?"}), dict(good, question="Q3?", options={"A": "a", "B": 2}),
+    good = {"question": "Which nerve?", "options": {"A": "a", "B": "b", "C": "c", "D": "d"}, "answer_idx": "A"}
+    rows = [good, dict(good, question={"text": "Q2?"}),
+            dict(good, question="Q3?", options={"A": "a", "B": 2, "C": "c", "D": "d"}),
             dict(good, question="Q4?")]
     path = tmp_path / "test.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
