@@ -304,10 +304,7 @@ def decontaminate(
     from m1data.pipeline import run_on_file
 
     ctx = _file_context(out_path, executor, ray_address)
-    evals = []
-    for spec in eval_names:
-        name, _, path = spec.partition("=")
-        evals.append(EvalInput(name=name, path=path or None))
+    evals = [EvalInput.parse(spec) for spec in eval_names]  # the reading `infer --eval-sets` and builds use
     stage = Decontaminate(DecontaminateConfig(threshold=threshold, ngram=ngram), evals)
     _print_stats(run_on_file(stage, in_path, out_path, ctx))
 
@@ -554,8 +551,9 @@ def _engine_and_stops(engine: str, model: str, base_url: str | None, api_key_env
 
 
 def _eval_sets(specs: list[str], path: Path | None) -> dict:
-    """Eval sets by name from `--eval-sets` entries, as `decontaminate --eval` reads them."""
-    from m1data.evalsets import EVAL_SETS, load_eval_any
+    """Eval sets by name from `--eval-sets` entries, read as `decontaminate --eval` reads them
+    (`EvalInput.parse` and `load_eval_input`, for scoring)."""
+    from m1data.evalsets import EvalInput, load_eval_input
 
     entries = [e.strip() for spec in specs for e in spec.split(",") if e.strip()]
     if not entries:
@@ -564,18 +562,10 @@ def _eval_sets(specs: list[str], path: Path | None) -> dict:
         raise typer.BadParameter("--eval-path goes with exactly one eval set", param_hint="--eval-path")
     sets = {}
     for entry in entries:
-        name, eq, file = entry.partition("=")
-        if not eq:
-            loaded = load_eval_any(name, path)
-        elif name in EVAL_SETS or name == "mmlu_medical":
-            loaded = load_eval_any(name, file)
-        else:  # a name of the user's choosing for a file of rows
-            loaded = load_eval_any(file)
-            if len(loaded) != 1:
-                raise typer.BadParameter(f"{file} holds {len(loaded)} eval sets; name them with NAME only if it holds one",
-                                         param_hint="--eval-sets")
-            loaded = {name: next(iter(loaded.values()))}
-        sets.update({n: r.rows for n, r in loaded.items()})
+        spec = EvalInput.parse(entry)
+        if path is not None and spec.path is None:
+            spec = EvalInput(spec.name, str(path))
+        sets.update({n: r.rows for n, r in load_eval_input(spec, scoring=True).items()})
     return sets
 
 

@@ -494,6 +494,12 @@ def _hub(name: str, hub_id: str, config: str | None, split: str,
 
 MEDAGENTSBENCH = _reader_layout(("question", "options"), "answer_idx")
 MEDMCQA = Layout(("question", "opa", "opb", "opc", "opd"), "cop", MedMCQA().parse)
+# The common converted copies: {question, choices: [...] or options, answer}, answer an index, a
+# letter or the option's text (decided per file); `SetIdentity` still checks whose file it is.
+CONVERTED = (
+    _reader_layout(("question", "choices"), "answer", options="choices"),
+    _reader_layout(("question", "options"), "answer", options="options"),
+)
 MMLU = (
     MEDAGENTSBENCH,
     _reader_layout(("question", "choices"), "answer", options="choices"),
@@ -637,12 +643,13 @@ def load_medmcqa_validation(path: str | Path | None = None) -> LoadResult:
         records = _hub("medmcqa_validation", "openlifescienceai/medmcqa", None, "validation")
     else:
         records = MedMCQA().read_native(check_file(path), "validation")
-    return _named("medmcqa_validation", records, (MEDMCQA, MEDAGENTSBENCH), path or "openlifescienceai/medmcqa")
+    return _named("medmcqa_validation", records, (MEDMCQA, MEDAGENTSBENCH, *CONVERTED),
+                  path or "openlifescienceai/medmcqa")
 
 
 def load_medqa_test(path: str | Path | None = None) -> LoadResult:
     records = _hub("medqa_test", "GBaker/MedQA-USMLE-4-options", None, "test") if path is None else _local(path)
-    return _named("medqa_test", records, (MEDAGENTSBENCH,), path or "GBaker/MedQA-USMLE-4-options")
+    return _named("medqa_test", records, (MEDAGENTSBENCH, *CONVERTED), path or "GBaker/MedQA-USMLE-4-options")
 
 
 def _local_only(name: str, layouts: tuple[Layout, ...]):
@@ -728,34 +735,78 @@ def load_eval_any(name_or_path: str, path: str | Path | None = None, *, scoring:
 
 @dataclass
 class EvalInput:
-    """An eval set: a known name (with an optional local path), or a file of any known shape."""
+    """An eval set: a known name (with an optional local path), a file of any known shape, or a
+    name of the user's choosing for a file (`name="mine", path="mine.jsonl"`)."""
 
     name: str
     path: str | None = None
 
+    @classmethod
+    def parse(cls, spec: str) -> EvalInput:
+        """`NAME`, `FILE` or `NAME=FILE`, as every door writes an eval set (`decontaminate --eval`,
+        `infer --eval-sets`, a build config's eval list)."""
+        spec = spec.strip()
+        name, eq, path = spec.partition("=")
+        if not eq or Path(spec).exists():  # a file whose name holds "=" is a file
+            return cls(spec)
+        if not name.strip() or not path.strip():
+            raise UserError(f"eval set {spec!r}: expected NAME, FILE or NAME=FILE")
+        return cls(name.strip(), path.strip())
 
-def load_evals(evals: list[EvalInput]) -> dict[str, datasets.Dataset]:
+
+def load_eval_input(spec: EvalInput, *, scoring: bool = True) -> dict[str, LoadResult]:
+    """The one reading of an eval entry, used by every door: a named set (from the Hub or its
+    file), "mmlu_medical", a file, or a name of the user's choosing with a file. `scoring=False`
+    reads decontamination targets (every question with text)."""
+    name, path = spec.name, spec.path
+    if name in EVAL_SETS or name == "mmlu_medical" or path is None:
+        return load_eval_any(name, path, scoring=scoring)
+    loaded = load_eval_file(path, scoring=scoring)
+    if len(loaded) != 1:
+        raise UserError(f"{path} holds {len(loaded)} eval sets ({', '.join(loaded)}); give it without a name "
+                        f"so each keeps its own")
+    return {name: next(iter(loaded.values()))}
+
+
+def load_evals(evals: list[EvalInput | str]) -> dict[str, datasets.Dataset]:
     """Eval-set name -> every question of the set that has text, for decontamination.
 
     A dropped eval row (an unreadable answer key, say) is still a question a training row
-    must not copy, so it is matched too; a set with no question at all is an error (from the
-    loader), never a set that silently matches nothing."""
+    must not copy, so it is matched too (its `answer_idx` is -1: `unscored_counts` counts them);
+    a set with no question at all is an error (from the loader), never a set that silently
+    matches nothing. Entries are `EvalInput`s or their text form (`EvalInput.parse`)."""
     loaded: dict[str, datasets.Dataset] = {}
     for spec in evals:
-        for set_name, result in load_eval_any(spec.name, spec.path, scoring=False).items():
+        spec = EvalInput.parse(spec) if isinstance(spec, str) else spec
+        for set_name, result in load_eval_input(spec, scoring=False).items():
             loaded[set_name] = result.targets()
     return loaded
 
 
+def unscored_counts(eval_sets: dict[str, datasets.Dataset]) -> dict[str, int]:
+    """Per set, the targets whose answer key could not be read (matched, never scored)."""
+    counts = {name: sum(1 for i in ds["answer_idx"] if i < 0) for name, ds in eval_sets.items()
+              if "answer_idx" in ds.column_names}
+    return {name: n for name, n in counts.items() if n}
+
+
 __all__ = [
+    "ANSWER_KINDS",
     "EVAL_SETS",
+    "IDENTITIES",
     "MMLU_MEDICAL",
     "AnswerSkewWarning",
     "ColumnMapping",
     "EvalInput",
+    "QuestionReader",
+    "answer_kinds",
     "answer_skew",
+    "decide_answer_kind",
     "load_eval",
     "load_eval_any",
+    "read_answer",
     "load_eval_file",
+    "load_eval_input",
     "load_evals",
+    "unscored_counts",
 ]

@@ -444,17 +444,15 @@ def read_rows(path: str | Path | Sequence[str | Path]) -> datasets.Dataset:
     """Read a Dataset written by `write_rows` (or any .parquet / .jsonl of rows); an empty file
     is a Dataset of zero rows (an empty .jsonl has no columns either).
 
-    Several paths, or a folder (its .parquet/.jsonl files in name order), are read as one Dataset
+    Several paths, or a folder (its .parquet/.jsonl files in name order, or a Hub folder's
+    data/<config>/ files), are read as one Dataset
     in that order: a pool split over shards, or the outputs of several runs, goes through a stage
     in one call, so one cache and one plan cover all of it."""
     if not isinstance(path, (str, Path)):
         return _concatenate([read_rows(p) for p in path], [str(p) for p in path])
     path = Path(path)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix in ROW_SUFFIXES and p.is_file())
-        if not files:
-            raise UserError(f"{path}: a folder given as input holds no .parquet or .jsonl file")
-        return read_rows(files)
+        return read_rows(_folder_files(path))
     if path.suffix == ".parquet":
         return parquet_dataset(path)
     if path.suffix == ".jsonl":
@@ -462,6 +460,24 @@ def read_rows(path: str | Path | Sequence[str | Path]) -> datasets.Dataset:
             return datasets.Dataset.from_dict({})
         return datasets.Dataset.from_json(str(path))
     raise UserError(f"{path}: input must end in .parquet or .jsonl")
+
+
+def _folder_files(path: Path) -> list[Path]:
+    """The row files of a folder: its own .parquet/.jsonl files, or, in a Hub folder
+    (`m1data publish`'s layout, README.md + data/<config>/<split>-*.parquet), its one config's
+    files. A Hub folder of several configs must be named down to one (FOLDER/data/<config>)."""
+    files = sorted(p for p in path.iterdir() if p.suffix in ROW_SUFFIXES and p.is_file())
+    if files:
+        return files
+    data = path / "data"
+    configs = sorted(p for p in data.iterdir() if p.is_dir()) if data.is_dir() else []
+    if len(configs) > 1:
+        raise UserError(f"{path} is a Hub folder of {len(configs)} configs; give one: "
+                        + ", ".join(str(c) for c in configs))
+    files = sorted(p for p in configs[0].iterdir() if p.suffix in ROW_SUFFIXES and p.is_file()) if configs else []
+    if not files:
+        raise UserError(f"{path}: a folder given as input holds no .parquet or .jsonl file (nor data/<config>/ of one)")
+    return files
 
 
 def _concatenate(parts: list[datasets.Dataset], names: list[str]) -> datasets.Dataset:
