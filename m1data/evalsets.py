@@ -215,12 +215,12 @@ _KIND_WORDS = {"text": "text", "letter": "letter", "index0": "0-based index", "i
 def decide_answer_kind(evidence: list[set[str]], column: str) -> tuple[str | None, str]:
     """(kind, problem) for a whole file, from each row's `answer_kinds`: one reading for every row.
 
-    The kind is the one every row's key fits (rows whose key fits no kind are bad anyway and do
-    not vote). A 0- or 1-based index is told apart like MedMCQA's `cop`: a 0 shows 0-based, a key
-    equal to the option count 1-based; with neither the file is read 0-based, as Hub datasets'
-    integer labels are. Where no kind fits every row (mixed) or where option text also fits
-    (numeric or single-letter option texts), the file cannot tell: `problem` says so and asks for
-    `answer_kind`."""
+    The kind is the only one every row's key fits (rows whose key fits no kind are bad anyway
+    and do not vote). A 0- or 1-based index is told apart like MedMCQA's `cop`: a 0 shows 0-based,
+    a key equal to the option count 1-based. Where no kind fits every row (mixed), or more than one
+    does (no 0 and no top index; numeric or single-letter option texts), the file cannot tell and
+    a guess would be silently wrong on every row: `problem` says so and asks for `answer_kind`.
+    Since the true kind fits every row, a kind decided here is the true one."""
     voting = [kinds for kinds in evidence if kinds]
     if not voting:
         return None, ""
@@ -230,12 +230,10 @@ def decide_answer_kind(evidence: list[set[str]], column: str) -> tuple[str | Non
         seen = sorted({kind for kinds in voting for kind in kinds})
         return None, (f"answer column {column!r} is read one way on some rows and another way on others "
                       f"(kinds seen: {', '.join(seen)}); {ask}")
-    if fits <= {"index0", "index1"}:
-        return ("index0" if "index0" in fits else "index1"), ""
     if len(fits) == 1:
         return fits.pop(), ""
-    return None, (f"answer column {column!r} can be read as {' or '.join(sorted(fits))} on every row "
-                  f"(the option texts look like keys); {ask}")
+    why = "no key is 0 or the number of options" if fits == {"index0", "index1"} else "the option texts look like keys"
+    return None, f"answer column {column!r} can be read as {' or '.join(sorted(fits))} on every row ({why}); {ask}"
 
 
 @dataclass(frozen=True)

@@ -84,9 +84,12 @@ def test_m1_eval_file_shape(tmp_path):
 def test_column_mapping_csv(tmp_path):
     path = tmp_path / "custom.csv"
     path.write_text("qq,o1,o2,o3,key\nWhat?,red,green,blue,2\n")
-    mapping = ColumnMapping(question="qq", options=("o1", "o2", "o3"), answer="key")
+    mapping = ColumnMapping(question="qq", options=("o1", "o2", "o3"), answer="key", answer_kind="index0")
     rows = load_eval_file(path, mapping, name="custom")["custom"].rows
     assert rows[0]["answer_text"] == "blue" and rows[0]["question"] == "What?"
+    # without answer_kind, one key of 2 cannot say whether it counts from 0 or from 1
+    with pytest.raises(MalformedFile, match="index0 or index1.*answer_kind="):
+        load_eval_file(path, ColumnMapping(question="qq", options=("o1", "o2", "o3"), answer="key"), name="custom")
 
 
 def test_gpqa_csv_is_shuffled(tmp_path):
