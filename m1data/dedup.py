@@ -283,8 +283,11 @@ class Decontaminate(Stage):
     name = "decontaminate"
 
     def __init__(self, config: DecontaminateConfig, evals: Sequence[Any], name: str = "decontaminate"):
+        from m1data.evalsets import EvalInput
+
         self.config = config
-        self.evals = list(evals)
+        # `EvalInput`s, or their text form ("NAME", "FILE", "NAME=FILE") as a config may list them
+        self.evals = [EvalInput.parse(e) if isinstance(e, str) else e for e in evals]
         self.name = name
 
     def config_dict(self) -> dict[str, Any]:
