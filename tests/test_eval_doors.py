@@ -307,3 +307,29 @@ def test_option_text_keys_that_look_like_numbers_or_letters(tmp_path):
     _jsonl(path, rows)
     result = load_source("huatuo", path, mapping={"question": "question", "options": "options", "answer": "answer"})
     assert result.rows["answer_text"] == ["10", "420", "G", "Kidney"] and len(result.dropped) == 0
+
+
+def test_49_verbatim_copies_of_a_converted_medmcqa_file_go_through_every_door(shared_data, tmp_path):
+    """Issue 24's report: a converted MedMCQA validation file ({"question", "choices": ["A. ...",
+    ...], "answer": 0}) and 49 training rows copied from it word for word; the command line removed
+    4 of them, the Python API 49. Every door must remove all 49, and none of 51 MedQA rows."""
+    native = [json.loads(line) for line in
+              (shared_data / "eval/medagentsbench/medmcqa/test.jsonl").read_text().splitlines()[:120]]
+    items = [{"question": r["question"], "options": [r["options"][k] for k in "ABCD"],
+              "answer": "ABCD".index(r["answer_idx"]), "broken": False} for r in native]
+    path, spec = converted_lettered(items, tmp_path)
+    rng = random.Random(0)
+    rows = []
+    for i, it in enumerate(items[:49]):
+        options = list(it["options"])
+        rng.shuffle(options)
+        rows.append({"id": f"copy{i}", "source": "medmcqa", "question": it["question"], "options": options,
+                     "context": ""})
+    medqa = (shared_data / "raw/medqa/4_options_phrases_no_exclude_test.jsonl").read_text().splitlines()[:51]
+    rows += [{"id": f"other{i}", "source": "medqa", "question": r["question"], "options": list(r["options"].values()),
+              "context": ""} for i, r in enumerate(map(json.loads, medqa))]
+    train = datasets.Dataset.from_list(rows)
+    planted = {f"copy{i}" for i in range(49)}
+    for door in DOORS:
+        for entry in (spec, f"medmcqa={path}", f"medmcqa_validation={path}"):
+            assert set(train["id"]) - door(train, entry, tmp_path) == planted, (door.__name__, entry)
