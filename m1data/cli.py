@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import inspect
@@ -93,20 +94,12 @@ def load_eval(
     path: PathOpt = None,
 ) -> None:
     """Load an eval set (a decontamination target and scoring set)."""
-    import warnings
-
     from m1data.evalsets import AnswerSkewWarning, load_eval_any
 
     inputs = [path, Path(name) if Path(name).exists() else None]
     _refuse_overwrite(inputs, [out])
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", AnswerSkewWarning)
+    with _warnings_as_lines(AnswerSkewWarning):
         results = load_eval_any(name, path)
-    for warning in caught:
-        if issubclass(warning.category, AnswerSkewWarning):
-            console.print(f"[yellow]warning:[/yellow] {warning.message}")
-        else:
-            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     targets = {
         set_name: out if len(results) == 1 else out.with_name(f"{out.stem}.{set_name.replace('/', '_')}{out.suffix}")
         for set_name in results
@@ -299,14 +292,32 @@ def decontaminate(
     ray_address: RayAddressOpt = None,
 ) -> None:
     """Remove rows that match any eval item (question stem + option set, fuzzy ratio >= threshold)."""
-    from m1data.dedup import Decontaminate, DecontaminateConfig
+    from m1data.dedup import Decontaminate, DecontaminateConfig, UnscoredEvalWarning
     from m1data.evalsets import EvalInput
     from m1data.pipeline import run_on_file
 
     ctx = _file_context(out_path, executor, ray_address)
     evals = [EvalInput.parse(spec) for spec in eval_names]  # the reading `infer --eval-sets` and builds use
     stage = Decontaminate(DecontaminateConfig(threshold=threshold, ngram=ngram), evals)
-    _print_stats(run_on_file(stage, in_path, out_path, ctx))
+    with _warnings_as_lines(UnscoredEvalWarning):
+        result = run_on_file(stage, in_path, out_path, ctx)
+    _print_stats(result)
+
+
+@contextlib.contextmanager
+def _warnings_as_lines(*categories: type[Warning]):
+    """Show warnings of `categories` as one `warning: ...` line each (not Python's file:line form)."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        for category in categories:
+            warnings.simplefilter("always", category)
+        yield
+    for warning in caught:
+        if issubclass(warning.category, categories):
+            console.print(f"[yellow]warning:[/yellow] {warning.message}")
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 run_app = typer.Typer(help="Run one LLM stage over a file of rows.", no_args_is_help=True, rich_markup_mode=HELP_MODE)
