@@ -9,12 +9,17 @@ After loading, a set whose answer letters are still badly skewed raises `AnswerS
 (see `answer_skew`). Duplicate option texts are allowed here: an eval question is a
 decontamination target whatever its quality.
 
-Most eval files share a shape (question, options, answer), spelled differently. One reader with
-a `ColumnMapping` covers them; by default it guesses the columns from the common spellings, and
-the named sets below only add where the rows come from.
+Most eval files share a shape (question, options, answer), spelled differently. One reader
+(`QuestionReader`) with a `ColumnMapping` covers them; by default it guesses the columns from the
+common spellings. It strips the letters a file wrote into its options ("A. x") once, before the
+shuffle, and decides what the answer column holds (text, letter, 0- or 1-based index) once per
+file. The named sets add where the rows come from and what identifies their files
+(`SetIdentity`).
 
-A build names its eval sets as `EvalInput`s; `load_evals` turns them into the decontamination
-targets the `Decontaminate` stage matches against.
+Every door (`decontaminate --eval`, `infer --eval-sets`, a build's eval list, the Python
+`decontaminate()` given `EvalInput`s) names eval sets the same way, `EvalInput.parse`, and reads
+them through the same function, `load_eval_input`; `load_evals` turns them into the
+decontamination targets: every question with text, scorable or not.
 """
 
 from __future__ import annotations
@@ -802,9 +807,9 @@ __all__ = [
     "decide_answer_kind",
     "load_eval",
     "load_eval_any",
-    "read_answer",
     "load_eval_file",
     "load_eval_input",
     "load_evals",
+    "read_answer",
     "unscored_counts",
 ]

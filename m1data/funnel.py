@@ -56,11 +56,7 @@ def funnel_markdown(run_dir: str | Path) -> str:
         for reason, per_source in m["drops"].items():
             lines.append(_row(f"{m['stage']}: {reason}", per_source, columns))
 
-    eval_hits = [(m["stage"], m["stats"]["by_eval_set"]) for m in manifests if m.get("stats", {}).get("by_eval_set")]
-    if eval_hits:
-        lines += ["", "## Decontamination hits by eval set", "", "| stage | eval set | rows dropped |", "|---|---|---|"]
-        for stage, per_set in eval_hits:
-            lines += [f"| {stage} | {name} | {n:,} |" for name, n in per_set.items()]
+    lines += _eval_sets_table(manifests)
     ngram = [(m["stage"], m["stats"]["ngram_check"]) for m in manifests if m.get("stats", {}).get("ngram_check")]
     if ngram:
         lines += ["", "## Word n-gram cross-check (flagged rows, beside the fuzzy verdict)", "",
@@ -72,6 +68,25 @@ def funnel_markdown(run_dir: str | Path) -> str:
         lines += [f"| {stage} | {c['n']} | {c.get('common_ngram_rows', 'none')} | {c['flagged']:,} | {c['both']:,} "
                   f"| {c['ngram_only']:,} | {c['fuzzy_only']:,} |" for stage, c in ngram]
     return "\n".join(lines) + "\n"
+
+
+def _eval_sets_table(manifests: list[dict[str, Any]]) -> list[str]:
+    """Per decontamination stage and eval set: the questions matched against (every question with
+    text), those of them whose answer key is broken (matched all the same, never scored), and the
+    training rows dropped. Older manifests without `eval_items` show their hits only."""
+    stages = [(m["stage"], m.get("stats") or {}) for m in manifests]
+    stages = [(stage, st) for stage, st in stages if st.get("eval_items") or st.get("by_eval_set")]
+    if not stages:
+        return []
+    lines = ["", "## Decontamination by eval set", "",
+             "| stage | eval set | questions matched | of them unscored (broken answer key) | rows dropped |",
+             "|---|---|---|---|---|"]
+    for stage, st in stages:
+        items, unscored, hits = st.get("eval_items") or {}, st.get("eval_items_unscored") or {}, st.get("by_eval_set") or {}
+        for name in sorted({*items, *hits}):
+            total = f"{items[name]:,}" if name in items else ""
+            lines.append(f"| {stage} | {name} | {total} | {unscored.get(name, 0):,} | {hits.get(name, 0):,} |")
+    return lines
 
 
 def lineage(run_dir: str | Path, row_id: str) -> list[dict[str, Any]]:
