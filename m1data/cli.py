@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import inspect
@@ -75,7 +76,8 @@ def load(
                            "needed only when the file's values cannot tell.")] = None,
     mapping: Annotated[Optional[str], typer.Option(
         "--mapping", help="Columns of a file m1data has no loader for: question=COL,options=COL,answer=COL "
-                          "(options may be several columns joined by +; optional id=COL, context=COL).")] = None,
+                          "(options may be several columns joined by +; optional id=COL, context=COL, and "
+                          "answer_kind=text|letter|index0|index1 when the file cannot tell).")] = None,
 ) -> None:
     """Load one raw source into the m1data row schema."""
     from m1data.sources import load_source
@@ -92,20 +94,12 @@ def load_eval(
     path: PathOpt = None,
 ) -> None:
     """Load an eval set (a decontamination target and scoring set)."""
-    import warnings
-
     from m1data.evalsets import AnswerSkewWarning, load_eval_any
 
     inputs = [path, Path(name) if Path(name).exists() else None]
     _refuse_overwrite(inputs, [out])
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", AnswerSkewWarning)
+    with _warnings_as_lines(AnswerSkewWarning):
         results = load_eval_any(name, path)
-    for warning in caught:
-        if issubclass(warning.category, AnswerSkewWarning):
-            console.print(f"[yellow]warning:[/yellow] {warning.message}")
-        else:
-            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     targets = {
         set_name: out if len(results) == 1 else out.with_name(f"{out.stem}.{set_name.replace('/', '_')}{out.suffix}")
         for set_name in results
@@ -313,17 +307,32 @@ def decontaminate(
     ray_address: RayAddressOpt = None,
 ) -> None:
     """Remove rows that match any eval item (question stem + option set, fuzzy ratio >= threshold)."""
-    from m1data.dedup import Decontaminate, DecontaminateConfig
+    from m1data.dedup import Decontaminate, DecontaminateConfig, UnscoredEvalWarning
     from m1data.evalsets import EvalInput
     from m1data.pipeline import run_on_file
 
     ctx = _file_context(out_path, executor, ray_address)
-    evals = []
-    for spec in eval_names:
-        name, _, path = spec.partition("=")
-        evals.append(EvalInput(name=name, path=path or None))
+    evals = [EvalInput.parse(spec) for spec in eval_names]  # the reading `infer --eval-sets` and builds use
     stage = Decontaminate(DecontaminateConfig(threshold=threshold, ngram=ngram), evals)
-    _print_stats(run_on_file(stage, in_path, out_path, ctx))
+    with _warnings_as_lines(UnscoredEvalWarning):
+        result = run_on_file(stage, in_path, out_path, ctx)
+    _print_stats(result)
+
+
+@contextlib.contextmanager
+def _warnings_as_lines(*categories: type[Warning]):
+    """Show warnings of `categories` as one `warning: ...` line each (not Python's file:line form)."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        for category in categories:
+            warnings.simplefilter("always", category)
+        yield
+    for warning in caught:
+        if issubclass(warning.category, categories):
+            console.print(f"[yellow]warning:[/yellow] {warning.message}")
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 run_app = typer.Typer(help="Run one LLM stage over a file of rows.", no_args_is_help=True, rich_markup_mode=HELP_MODE)
@@ -602,8 +611,9 @@ def _preflight(endpoint) -> None:
 
 
 def _eval_sets(specs: list[str], path: Path | None) -> dict:
-    """Eval sets by name from `--eval-sets` entries, as `decontaminate --eval` reads them."""
-    from m1data.evalsets import EVAL_SETS, load_eval_any
+    """Eval sets by name from `--eval-sets` entries, read as `decontaminate --eval` reads them
+    (`EvalInput.parse` and `load_eval_input`, for scoring)."""
+    from m1data.evalsets import EvalInput, load_eval_input
 
     entries = [e.strip() for spec in specs for e in spec.split(",") if e.strip()]
     if not entries:
@@ -612,18 +622,10 @@ def _eval_sets(specs: list[str], path: Path | None) -> dict:
         raise typer.BadParameter("--eval-path goes with exactly one eval set", param_hint="--eval-path")
     sets = {}
     for entry in entries:
-        name, eq, file = entry.partition("=")
-        if not eq:
-            loaded = load_eval_any(name, path)
-        elif name in EVAL_SETS or name == "mmlu_medical":
-            loaded = load_eval_any(name, file)
-        else:  # a name of the user's choosing for a file of rows
-            loaded = load_eval_any(file)
-            if len(loaded) != 1:
-                raise typer.BadParameter(f"{file} holds {len(loaded)} eval sets; name them with NAME only if it holds one",
-                                         param_hint="--eval-sets")
-            loaded = {name: next(iter(loaded.values()))}
-        sets.update({n: r.rows for n, r in loaded.items()})
+        spec = EvalInput.parse(entry)
+        if path is not None and spec.path is None:
+            spec = EvalInput(spec.name, str(path))
+        sets.update({n: r.rows for n, r in load_eval_input(spec, scoring=True).items()})
     return sets
 
 

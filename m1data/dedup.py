@@ -9,6 +9,8 @@ on Datasets; ``Deduplicate`` and ``Decontaminate`` are the build's stages.
 from __future__ import annotations
 
 import dataclasses
+import os
+import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ __all__ = [
     "DedupConfig",
     "Deduplicate",
     "DupMatch",
+    "UnscoredEvalWarning",
     "EvalText",
     "decontaminate",
     "deduplicate",
@@ -103,7 +106,9 @@ def decontaminate(ds: Dataset, evals: Mapping[str, Dataset | Sequence[str]] | Se
     ``options`` column) against the rows' stems. With ``column`` every side uses that column.
     An eval Dataset's item id is its ``id`` column (else the row index) and its set name the
     mapping key (else its ``source`` column, else "eval"). Plain strings get set name "eval" (or
-    the mapping key) and their position.
+    the mapping key) and their position. Eval files are given as ``EvalInput``s (or paths, as
+    mapping values or list items) and read by ``m1data.evalsets.load_evals``, as the command
+    line and the build read them.
     """
     items = eval_items(evals, column)
     if column:
@@ -143,18 +148,43 @@ def _removal_record(ds: Dataset, ids: list[Any], dropped_idx: list[int], reason:
 
 def eval_items(evals: Mapping[str, Dataset | Sequence[str]] | Sequence[Dataset | str],
                column: str | None = None) -> list[EvalText]:
-    """Flatten the accepted eval inputs into EvalText items (see ``decontaminate``)."""
+    """Flatten the accepted eval inputs into EvalText items (see ``decontaminate``). Files
+    (`EvalInput`s, or paths as mapping values) are read by `m1data.evalsets.load_evals`, the
+    reading every other door uses."""
     out: list[EvalText] = []
     if isinstance(evals, Mapping):
         for name, value in evals.items():
-            out.extend(_eval_from(value, column, str(name)))
+            if isinstance(value, os.PathLike):
+                out.extend(eval_items(_read_files([_eval_input(str(name), value)]), column))
+            else:
+                out.extend(_eval_from(value, column, str(name)))
         return out
     for i, e in enumerate(evals):
         if isinstance(e, str):
             out.append(EvalText("eval", str(i), e))
+        elif isinstance(e, os.PathLike) or _is_eval_input(e):
+            out.extend(eval_items(_read_files([e if _is_eval_input(e) else _eval_input(None, e)]), column))
         else:
             out.extend(_eval_from(e, column, None))
     return out
+
+
+def _is_eval_input(value: Any) -> bool:
+    from m1data.evalsets import EvalInput
+
+    return isinstance(value, EvalInput)
+
+
+def _eval_input(name: str | None, path: os.PathLike) -> Any:
+    from m1data.evalsets import EvalInput
+
+    return EvalInput(str(path)) if name is None else EvalInput(name, str(path))
+
+
+def _read_files(specs: list[Any]) -> dict[str, Dataset]:
+    from m1data.evalsets import load_evals
+
+    return load_evals(specs)
 
 
 def _eval_from(value: Dataset | Sequence[str], column: str | None, name: str | None) -> list[EvalText]:
@@ -162,7 +192,7 @@ def _eval_from(value: Dataset | Sequence[str], column: str | None, name: str | N
         raise TypeError("an eval set must be a Dataset or a sequence of strings, not a str")
     if hasattr(value, "column_names"):
         keyed = column is None and "options" in value.column_names
-        texts = list(value[column]) if column else match_keys(value) if keyed else _stems(value)
+        texts = list(value[column]) if column else _eval_keys(value) if keyed else _stems(value)
         ids = value["id"] if "id" in value.column_names else list(range(len(texts)))
         if name is not None:
             names = [name] * len(texts)
@@ -172,6 +202,18 @@ def _eval_from(value: Dataset | Sequence[str], column: str | None, name: str | N
             names = ["eval"] * len(texts)
         return [EvalText(n, str(i), t, keyed) for n, i, t in zip(names, ids, texts)]
     return [EvalText(name or "eval", str(i), t) for i, t in enumerate(value)]
+
+
+def _eval_keys(ds: Dataset) -> list[str]:
+    """`match_keys` of eval rows, with the letters a raw file wrote into its options ("A. x")
+    stripped as the eval loaders strip them: a Dataset read straight from such a file must
+    match its copies as the loaded set does."""
+    from m1data.readers import strip_option_letters
+
+    if "answer_letter" in ds.column_names:  # m1data rows: their loader stripped the letters once already
+        return match_keys(ds)
+    return [stem_key(stem, strip_option_letters(list(options)) if options else options)
+            for stem, options in zip(_stems(ds), _options(ds))]
 
 
 def _row_ids(ds: Dataset, id_column: str) -> list[Any]:
@@ -216,6 +258,10 @@ class DecontaminateConfig:
     ngram_max_train_rows: int = 3
 
 
+class UnscoredEvalWarning(UserWarning):
+    """Eval questions whose answer key is broken: they cannot be scored, yet they are matched."""
+
+
 class Deduplicate(Stage):
     """Fuzzy dedup (OpenThoughts semantics, exact all-pairs answer) on `match_keys`."""
 
@@ -237,8 +283,11 @@ class Decontaminate(Stage):
     name = "decontaminate"
 
     def __init__(self, config: DecontaminateConfig, evals: Sequence[Any], name: str = "decontaminate"):
+        from m1data.evalsets import EvalInput
+
         self.config = config
-        self.evals = list(evals)
+        # `EvalInput`s, or their text form ("NAME", "FILE", "NAME=FILE") as a config may list them
+        self.evals = [EvalInput.parse(e) if isinstance(e, str) else e for e in evals]
         self.name = name
 
     def config_dict(self) -> dict[str, Any]:
@@ -252,10 +301,18 @@ class Decontaminate(Stage):
     def run(self, rows: Dataset | None, ctx: RunContext) -> StageResult:
         from m1data.evalsets import load_evals  # the eval loaders are needed only when the stage runs
 
+        from m1data.evalsets import unscored_counts
+
         eval_sets = load_evals(self.evals)
+        unscored = unscored_counts(eval_sets)
+        for name, count in unscored.items():
+            warnings.warn(f"{name}: {count:,} of {len(eval_sets[name]):,} questions have no usable answer key; "
+                          "they cannot be scored but stay decontamination targets", UnscoredEvalWarning, stacklevel=2)
         kept, dropped = decontaminate(rows, eval_sets, threshold=self.config.threshold, runner=band_runner(ctx))
         stats: dict[str, Any] = {
             "eval_items": {name: len(ds) for name, ds in eval_sets.items()},
+            # of eval_items, the questions whose answer key is broken: matched all the same
+            "eval_items_unscored": unscored,
             "by_eval_set": dict(sorted(Counter(dropped["eval_set"]).items())),
         }
         if self.config.ngram:

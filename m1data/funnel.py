@@ -57,12 +57,7 @@ def funnel_markdown(run_dir: str | Path) -> str:
             lines.append(_row(f"{m['stage']}: {reason}", per_source, columns))
 
     lines += _tries_section(manifests)
-
-    eval_hits = [(m["stage"], m["stats"]["by_eval_set"]) for m in manifests if m.get("stats", {}).get("by_eval_set")]
-    if eval_hits:
-        lines += ["", "## Decontamination hits by eval set", "", "| stage | eval set | rows dropped |", "|---|---|---|"]
-        for stage, per_set in eval_hits:
-            lines += [f"| {stage} | {name} | {n:,} |" for name, n in per_set.items()]
+    lines += _eval_sets_table(manifests)
     ngram = [(m["stage"], m["stats"]["ngram_check"]) for m in manifests if m.get("stats", {}).get("ngram_check")]
     if ngram:
         lines += ["", "## Word n-gram cross-check (flagged rows, beside the fuzzy verdict)", "",
@@ -94,6 +89,25 @@ def _tries_section(manifests: list[dict[str, Any]]) -> list[str]:
             cost = "n/a" if t.get("cost") is None else f"${t['cost']:,.4f}"
             lines.append(f"| {stage} | {attempt} | {t['asked']:,} | {t['verified']:,} | {t['first_verified']:,} "
                          f"| {t['kept']:,} | {t['completion_tokens']:,} | {cost} |")
+    return lines
+
+
+def _eval_sets_table(manifests: list[dict[str, Any]]) -> list[str]:
+    """Per decontamination stage and eval set: the questions matched against (every question with
+    text), those of them whose answer key is broken (matched all the same, never scored), and the
+    training rows dropped. Older manifests without `eval_items` show their hits only."""
+    stages = [(m["stage"], m.get("stats") or {}) for m in manifests]
+    stages = [(stage, st) for stage, st in stages if st.get("eval_items") or st.get("by_eval_set")]
+    if not stages:
+        return []
+    lines = ["", "## Decontamination by eval set", "",
+             "| stage | eval set | questions matched | of them unscored (broken answer key) | rows dropped |",
+             "|---|---|---|---|---|"]
+    for stage, st in stages:
+        items, unscored, hits = st.get("eval_items") or {}, st.get("eval_items_unscored") or {}, st.get("by_eval_set") or {}
+        for name in sorted({*items, *hits}):
+            total = f"{items[name]:,}" if name in items else ""
+            lines.append(f"| {stage} | {name} | {total} | {unscored.get(name, 0):,} | {hits.get(name, 0):,} |")
     return lines
 
 

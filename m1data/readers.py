@@ -20,6 +20,7 @@ import csv
 import importlib
 import io
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -258,6 +259,7 @@ class LoadResult:
     unscored: datasets.Dataset | None = None
     origin: str = ""  # the file or Hub id, for messages
     expected: str = ""  # what the file should have held, for messages
+    problem: str = ""  # a fault of the whole file that leaves every row unscored (an undecidable answer kind)
 
     def reasons(self) -> dict[str, int]:
         return dict(Counter(self.dropped["reason"])) if len(self.dropped) else {}
@@ -316,6 +318,32 @@ def lettered_options(options: Any) -> list[str]:
     if isinstance(options, list):
         return option_texts(list(options))
     raise RowError("bad_options", f"options of type {type(options).__name__}")
+
+
+# "A. x", "(A) x", "A) x", "A: x": the labels eval files write into their option texts.
+OPTION_LABEL_STYLES = (
+    re.compile(r"([A-Za-z])\.\s+(?=\S)"),
+    re.compile(r"\(([A-Za-z])\)\s*(?=\S)"),
+    re.compile(r"([A-Za-z])\)\s*(?=\S)"),
+    re.compile(r"([A-Za-z]):\s*(?=\S)"),
+)
+
+
+def strip_option_letters(options: list[str]) -> list[str]:
+    """The option texts without the letters a file wrote into them ("A. x" -> "x").
+
+    Why: options are shuffled per row and the compared key sorts them, so a copied "A. " would
+    stay glued to the wrong position and make an exact copy of the question look different
+    (issue 24: 4 of 49 verbatim copies caught). Stripped only when every option carries its own
+    letter, in order (A, B, C, ...), in one style: a list like ["A: left", "B: right"] is
+    labelled; ["A. fumigatus", "Candida"] is not, and is left alone."""
+    if len(options) < 2:
+        return options
+    for style in OPTION_LABEL_STYLES:
+        matches = [style.match(option) for option in options]
+        if all(matches) and "".join(m.group(1) for m in matches).upper() == LETTERS[: len(options)]:
+            return [option[m.end():] for option, m in zip(options, matches)]
+    return options
 
 
 def key_text(raw: dict[str, Any], name: str) -> str:
@@ -452,17 +480,15 @@ def read_rows(path: str | Path | Sequence[str | Path]) -> datasets.Dataset:
     """Read a Dataset written by `write_rows` (or any .parquet / .jsonl of rows); an empty file
     is a Dataset of zero rows (an empty .jsonl has no columns either).
 
-    Several paths, or a folder (its .parquet/.jsonl files in name order), are read as one Dataset
+    Several paths, or a folder (its .parquet/.jsonl files in name order, or a Hub folder's
+    data/<config>/ files), are read as one Dataset
     in that order: a pool split over shards, or the outputs of several runs, goes through a stage
     in one call, so one cache and one plan cover all of it."""
     if not isinstance(path, (str, Path)):
         return _concatenate([read_rows(p) for p in path], [str(p) for p in path])
     path = Path(path)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix in ROW_SUFFIXES and p.is_file())
-        if not files:
-            raise UserError(f"{path}: a folder given as input holds no .parquet or .jsonl file")
-        return read_rows(files)
+        return read_rows(_folder_files(path))
     if path.suffix == ".parquet":
         return parquet_dataset(path)
     if path.suffix == ".jsonl":
@@ -470,6 +496,24 @@ def read_rows(path: str | Path | Sequence[str | Path]) -> datasets.Dataset:
             return datasets.Dataset.from_dict({})
         return datasets.Dataset.from_json(str(path))
     raise UserError(f"{path}: input must end in .parquet or .jsonl")
+
+
+def _folder_files(path: Path) -> list[Path]:
+    """The row files of a folder: its own .parquet/.jsonl files, or, in a Hub folder
+    (`m1data publish`'s layout, README.md + data/<config>/<split>-*.parquet), its one config's
+    files. A Hub folder of several configs must be named down to one (FOLDER/data/<config>)."""
+    files = sorted(p for p in path.iterdir() if p.suffix in ROW_SUFFIXES and p.is_file())
+    if files:
+        return files
+    data = path / "data"
+    configs = sorted(p for p in data.iterdir() if p.is_dir()) if data.is_dir() else []
+    if len(configs) > 1:
+        raise UserError(f"{path} is a Hub folder of {len(configs)} configs; give one: "
+                        + ", ".join(str(c) for c in configs))
+    files = sorted(p for p in configs[0].iterdir() if p.suffix in ROW_SUFFIXES and p.is_file()) if configs else []
+    if not files:
+        raise UserError(f"{path}: a folder given as input holds no .parquet or .jsonl file (nor data/<config>/ of one)")
+    return files
 
 
 def _concatenate(parts: list[datasets.Dataset], names: list[str]) -> datasets.Dataset:
@@ -511,6 +555,7 @@ __all__ = [
     "read_parquet",
     "read_records",
     "read_rows",
+    "strip_option_letters",
     "text",
     "unscored_row",
     "write_rows",

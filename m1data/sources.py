@@ -309,22 +309,27 @@ def load_mapped(name: str, path: str | Path, mapping: dict[str, Any] | None = No
                 ) -> LoadResult:
     """A source m1data has no loader for: any .jsonl/.json/.csv/.parquet file of questions, read
     through the eval loaders' column mapping (`m1data.evalsets.ColumnMapping`: question, options
-    (one column holding a list or {letter: text}, or several columns), answer (a letter, a 0-based
-    index or the option's text), id, context; None guesses from the usual spellings). Rows get
+    (one column holding a list or {letter: text}, or several columns), answer (a letter, a 0- or
+    1-based index or the option's text, decided once for the whole file; `answer_kind` says which
+    when the file cannot tell), id, context; None guesses from the usual spellings). Rows get
     ids `name:<id column>` or, without one, a content hash, like the built-in sources."""
-    from m1data.evalsets import ColumnMapping, make_parser
+    from m1data.evalsets import ColumnMapping, answer_kind_problem, for_records, make_parser
 
     check_source_name(name)
     mapping = dict(mapping or {})
-    unknown = sorted(set(mapping) - {"question", "options", "answer", "id", "context"})
+    known = ("question", "options", "answer", "id", "context", "answer_kind")
+    unknown = sorted(set(mapping) - set(known))
     if unknown:
-        raise UserError(f"mapping for {name}: unknown key(s) {', '.join(unknown)}; "
-                         "known: question, options, answer, id, context")
+        raise UserError(f"mapping for {name}: unknown key(s) {', '.join(unknown)}; known: {', '.join(known)}")
     if isinstance(mapping.get("options"), list):
         mapping["options"] = tuple(mapping["options"])
     where = check_file(path)
-    records = ((f"{where.name}:{line}", raw, f"{where.name}:{line}") for line, raw in read_records(where))
-    result = collect(name, records, make_parser(ColumnMapping(**mapping)), seed=seed, description=f"loading {name}")
+    records = [(f"{where.name}:{line}", raw, f"{where.name}:{line}") for line, raw in read_records(where)]
+    # the answer column's kind (text, letter, 0- or 1-based index) is decided once for the file
+    parse = for_records(make_parser(ColumnMapping(**mapping)), [raw for _, raw, _ in records])
+    if answer_kind_problem(parse):
+        raise MalformedFile(where, None, answer_kind_problem(parse))
+    result = collect(name, records, parse, seed=seed, description=f"loading {name}")
     return check_some_rows_read(result, where, name, expected="the columns named by the mapping "
                                 f"({', '.join(f'{k}={v}' for k, v in mapping.items()) or 'guessed'})")
 

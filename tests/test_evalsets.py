@@ -84,9 +84,12 @@ def test_m1_eval_file_shape(tmp_path):
 def test_column_mapping_csv(tmp_path):
     path = tmp_path / "custom.csv"
     path.write_text("qq,o1,o2,o3,key\nWhat?,red,green,blue,2\n")
-    mapping = ColumnMapping(question="qq", options=("o1", "o2", "o3"), answer="key")
+    mapping = ColumnMapping(question="qq", options=("o1", "o2", "o3"), answer="key", answer_kind="index0")
     rows = load_eval_file(path, mapping, name="custom")["custom"].rows
     assert rows[0]["answer_text"] == "blue" and rows[0]["question"] == "What?"
+    # without answer_kind, one key of 2 cannot say whether it counts from 0 or from 1
+    with pytest.raises(MalformedFile, match="index0 or index1.*answer_kind="):
+        load_eval_file(path, ColumnMapping(question="qq", options=("o1", "o2", "o3"), answer="key"), name="custom")
 
 
 def test_gpqa_csv_is_shuffled(tmp_path):
@@ -114,8 +117,9 @@ def test_unknown_eval_name():
 
 
 def test_malformed_eval_rows_are_dropped_with_file_and_line(tmp_path):
-    good = {"question": "Which nerve?", "options": {"A": "a", "B": "b"}, "answer_idx": "A"}
-    rows = [good, dict(good, question={"text": "Q2?"}), dict(good, question="Q3?", options={"A": "a", "B": 2}),
+    good = {"question": "Which nerve?", "options": {"A": "a", "B": "b", "C": "c", "D": "d"}, "answer_idx": "A"}
+    rows = [good, dict(good, question={"text": "Q2?"}),
+            dict(good, question="Q3?", options={"A": "a", "B": 2, "C": "c", "D": "d"}),
             dict(good, question="Q4?")]
     path = tmp_path / "test.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
@@ -244,3 +248,72 @@ def test_eval_set_name_of_a_file_in_the_current_folder(tmp_path, monkeypatch):
     # the same name whichever way the file is named: its folder and stem, never "/gpqa_main"
     assert names == [f"{tmp_path.name}/gpqa_main"] * 2
     assert list(load_eval_file(tmp_path / "gpqa_main.csv")) == [f"{tmp_path.name}/gpqa_main"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 24: one reading of eval items
+
+
+@pytest.mark.parametrize("options, expected", [
+    (["A. x", "B. y", "C. z"], ["x", "y", "z"]),
+    (["(A) x", "(B) y"], ["x", "y"]),
+    (["A) x", "B) y"], ["x", "y"]),
+    (["A: x", "B: y"], ["x", "y"]),
+    (["A. fumigatus", "Candida"], ["A. fumigatus", "Candida"]),  # not every option labelled
+    (["B. x", "A. y"], ["B. x", "A. y"]),  # letters out of order: not labels
+    (["A. x", "B) y"], ["A. x", "B) y"]),  # two styles: not labels
+    (["A. x"], ["A. x"]),
+])
+def test_option_letters_are_stripped_only_when_every_option_carries_its_own(options, expected):
+    from m1data.readers import strip_option_letters
+
+    assert strip_option_letters(options) == expected
+
+
+def test_csv_with_a_letter_header_reads_its_options(tmp_path):
+    path = tmp_path / "hand.csv"
+    path.write_text("question,A,B,C,D,answer\nWhich organ filters blood?,Heart,Kidney,Lung,Skin,B\n"
+                    "Which vitamin clots blood?,A,B12,K,D,C\n")
+    rows = load_eval_file(path, name="hand")["hand"].rows
+    assert rows["answer_text"] == ["Kidney", "K"] and [len(o) for o in rows["options"]] == [4, 4]
+
+
+def test_named_set_rows_without_an_answer_key_stay_targets(tmp_path):
+    """Issue 24 item 2: MedQA-layout rows that lack answer_idx are unscored targets, counted."""
+    from m1data.evalsets import EvalInput, load_evals, unscored_counts
+
+    rows = [{"question": f"Question {i} about the kidney?", "options": {"A": "a", "B": "b", "C": "c", "D": "d"},
+             "meta_info": "step1", **({"answer_idx": "B"} if i % 4 else {})} for i in range(20)]
+    path = tmp_path / "test.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    targets = load_evals([EvalInput("medqa_test", str(path))])["medqa_test"]
+    assert len(targets) == 20 and unscored_counts({"medqa_test": targets}) == {"medqa_test": 5}
+    assert len(load_eval("medqa_test", path).rows) == 15  # for scoring, only the 15 with a key
+
+
+def test_a_named_set_refuses_another_number_of_options(tmp_path):
+    rows = [{"question": f"Q{i}?", "options": dict(zip("ABCDE", "vwxyz")), "answer_idx": "A"} for i in range(6)]
+    path = tmp_path / "five.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(MalformedFile, match="not a medmcqa_validation file: 6 of 6 questions .*4 options"):
+        load_eval("medmcqa_validation", path)
+    assert len(load_eval("medqa_test", path).rows) == 6  # MedQA has a 5-option test file
+
+
+def test_an_mmlu_file_of_several_subjects_gives_each_its_own(tmp_path):
+    rows = [{"question": f"Q{i}?", "options": dict(zip("ABCD", "wxyz")), "answer_idx": "A",
+             "subject": "anatomy" if i < 3 else "virology"} for i in range(5)]
+    path = tmp_path / "mmlu.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert len(load_eval("mmlu_anatomy", path).rows) == 3
+    with pytest.raises(MalformedFile, match="no mmlu_clinical_knowledge questions.*anatomy, virology"):
+        load_eval("mmlu_clinical_knowledge", path)
+
+
+def test_eval_entry_text_forms():
+    from m1data.evalsets import EvalInput
+
+    assert EvalInput.parse("medqa_test") == EvalInput("medqa_test")
+    assert EvalInput.parse("mine=x/y.jsonl") == EvalInput("mine", "x/y.jsonl")
+    with pytest.raises(ValueError, match="NAME=FILE"):
+        EvalInput.parse("=x.jsonl")

@@ -54,7 +54,9 @@ class DropSome(Stage):
         kept = rows.select([i for i, k in enumerate(keep) if k])
         gone = rows.select([i for i, k in enumerate(keep) if not k])
         gone = gone.add_column("reason", ["too_easy"] * len(gone)).add_column("detail", ["x"] * len(gone))
-        return StageResult(rows=kept, dropped=gone, stats={"by_eval_set": {"mmlu": 2}})
+        return StageResult(rows=kept, dropped=gone, stats={"by_eval_set": {"mmlu": 2},
+                                                          "eval_items": {"mmlu": 9, "gpqa": 4},
+                                                          "eval_items_unscored": {"mmlu": 3}})
 
 
 @pytest.fixture(autouse=True)
@@ -116,7 +118,8 @@ def test_funnel_and_lineage(tmp_path):
     assert "| raw rows read | 3 | 4 | 7 |" in table
     assert "| after drop | 2 | 2 | 4 |" in table
     assert "| drop: too_easy | 1 | 1 | 2 |" in table
-    assert "| drop | mmlu | 2 |" in table
+    # every set matched against, with its questions whose answer key is broken (issue 24)
+    assert "| drop | mmlu | 9 | 3 | 2 |" in table and "| drop | gpqa | 4 | 0 | 0 |" in table
     assert lineage(tmp_path, "medqa:1") == [{"stage": "make", "status": "kept"}, {"stage": "drop", "status": "kept"}]
     assert lineage(tmp_path, "headqa:0") == [
         {"stage": "make", "status": "kept"},

@@ -71,3 +71,20 @@ def test_directory_as_path_is_a_clear_error(tmp_path):
         load_source("medqa", tmp_path)
     with pytest.raises(MalformedFile, match="is a directory"):
         load_eval("medqa_test", tmp_path)
+
+
+def test_a_hub_folder_is_read_from_its_config(tmp_path):
+    """Issue 24: `m1data decontaminate RUN/hub ...` finds the rows under data/<config>/."""
+    import datasets
+
+    from m1data.readers import read_rows
+    from m1data.errors import UserError
+
+    hub = tmp_path / "hub"
+    (hub / "data" / "m1k").mkdir(parents=True)
+    (hub / "README.md").write_text("---\n---\n")
+    datasets.Dataset.from_dict({"id": ["a", "b"]}).to_parquet(str(hub / "data/m1k/train-00000-of-00001.parquet"))
+    assert read_rows(hub)["id"] == ["a", "b"]
+    (hub / "data" / "m23k").mkdir()
+    with pytest.raises(UserError, match="2 configs; give one: .*data/m1k"):
+        read_rows(hub)
