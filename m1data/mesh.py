@@ -72,7 +72,7 @@ __all__ = [
     "qualifier_subtree",
     "reply_code",
     "rubric",
-    "tag_file",
+    "run_tag_file",
 ]
 
 UNTAGGED = "untagged"
@@ -379,7 +379,7 @@ class MeshTagger(LLMStage):
         return outcomes
 
 
-def tag_file(
+def run_tag_file(
     in_path: str | Path | Sequence[str | Path],
     out_path: str | Path,
     base_url: str = MeshConfig.base_url,
