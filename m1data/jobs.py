@@ -253,8 +253,10 @@ def _run(dataset: str, stages: Sequence[Stage], out: Path, executor: ExecutorCon
     hub_folder = Path(hub_out) if hub_out is not None else out / "hub"
     _refuse_other_hub(hub_folder, dataset)
     with run_lock(out):  # one build per run folder, held through the export
+        names = [stage.name for stage in stages]
+        served = stages[: names.index(until) + 1] if until in names else stages  # no server for stages not run
         try:
-            with serve_embedded(stages, out):
+            with serve_embedded(served, out):
                 rows = run_pipeline(stages, out, start=start, until=until, force=force, executor=runner)
         except StageNotReady as stop:
             return BuildResult(dataset, out, "not_ready", funnel=_funnel(out), stopped_at=stop.stage, reason=str(stop))
