@@ -28,7 +28,7 @@ import datasets
 import numpy as np
 
 from m1data.errors import M1DataError, UserError
-from m1data.mesh import DOMAIN_COLUMNS, add_domain_columns, domain_counts, load_qualifiers
+from m1data.qualifiers import DOMAIN_COLUMNS, add_domain_columns, domain_counts, load_qualifiers
 from m1data.pipeline import RunContext, Stage, StageResult, file_digest
 
 __all__ = [
