@@ -38,6 +38,7 @@ builders = _Module("m1data.builders")
 evalsets = _Module("m1data.evalsets")
 funnels = _Module("m1data.funnel")
 hub = _Module("m1data.hub")
+pipeline = _Module("m1data.pipeline")
 llm = _Module("m1data.llm")
 hf = _Module("m1data.llm.hf")
 vllm = _Module("m1data.llm.vllm")
@@ -74,6 +75,16 @@ def _user_errors() -> Iterator[None]:
     except M1DataError as err:
         _error_line(err)
         raise typer.Exit(2) from None
+
+
+@contextlib.contextmanager
+def _exit_1_when_locked() -> Iterator[None]:
+    """Another build holds the run folder: say so, exit 1 (try again later, or another --out)."""
+    try:
+        yield
+    except pipeline.RunLocked as err:
+        _error_line(err)
+        raise typer.Exit(1) from None
 
 
 def _print_loaded(files: list) -> None:
@@ -173,7 +184,7 @@ def build(
     """Build a dataset: run its stages under RUN_DIR, skipping completed ones, then write the
     Hub-layout folder RUN_DIR/hub (parquet, card, images) that `m1data publish` uploads. A build
     that stops early exits 1 unless --allow-partial: scripts must not take it for done."""
-    with _user_errors():
+    with _user_errors(), _exit_1_when_locked():
         if from_m23k is None:
             result = jobs.build(dataset, out, config=config, executor=executor, ray_address=ray_address, start=start,
                                 until=until, force=force, hub_out=hub_out, repo_id=repo_id, hub_config=hub_config)

@@ -129,3 +129,18 @@ def test_default_build_from_a_fresh_interpreter_equals_the_command(tmp_path):
             "assert result.complete and result.hub_folder is not None, result\n")
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "py")], check=True)
     assert hub_rows(tmp_path / "py" / "hub") == hub_rows(tmp_path / "cli" / "hub")
+
+
+def test_the_command_says_when_another_build_holds_the_run_folder(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom m1data.pipeline import run_lock\n"
+         "with run_lock(sys.argv[1]):\n    print('locked', flush=True)\n    time.sleep(60)\n", str(tmp_path / "run")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        result = CliRunner().invoke(app, ["build", "m1k", "--out", str(tmp_path / "run"), "--until", "load"])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.exit_code == 1 and "in use by another build" in " ".join(result.output.split())
+    assert isinstance(result.exception, SystemExit)  # an exit, not a traceback
