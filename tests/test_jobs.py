@@ -7,6 +7,7 @@ llama.cpp server is installed."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -28,25 +29,39 @@ def hub_rows(folder) -> list[dict]:
     return sorted(datasets.load_dataset(str(folder), split="train").to_list(), key=lambda r: r["id"])
 
 
+# A fresh interpreter makes the library call and reports what it returned.
+FRESH_BUILD = """import json, sys
+import m1data
+result = m1data.build("m1k", sys.argv[1], config=sys.argv[2])
+print(json.dumps({"status": result.status, "complete": result.complete, "hub_folder": str(result.hub_folder),
+                  "ids": sorted(result.rows["id"]), "funnel": result.funnel}))
+"""
+
+
 @pytest.fixture(scope="module")
 def twin_builds(tmp_path_factory):
-    """m1K built twice with one config: by the command and by `m1data.build`."""
+    """m1K built twice with one config: by the command and by `m1data.build` in a fresh
+    interpreter (both against one scripted server, which runs in this process)."""
     tmp = tmp_path_factory.mktemp("jobs")
     with ScriptedServer(make_handler(truth_by_prompt())) as server:
         config = write_config(tmp / "config.yaml", server.base_url, n=20)
         command = CliRunner().invoke(app, ["build", "m1k", "--out", str(tmp / "cli"), "--config", str(config)])
         assert command.exit_code == 0, command.output
-        result = m1data.build("m1k", tmp / "py", config=config)
-    return {"tmp": tmp, "config": config, "command": command, "result": result}
+        fresh = subprocess.run([sys.executable, "-c", FRESH_BUILD, str(tmp / "py"), str(config)],
+                               capture_output=True, text=True, check=False)
+        assert fresh.returncode == 0, fresh.stderr[-3000:]
+    return {"tmp": tmp, "config": config, "command": command, "fresh": fresh}
 
 
 def test_python_build_writes_the_hub_rows_the_command_writes(twin_builds):
-    tmp, result = twin_builds["tmp"], twin_builds["result"]
-    assert result.complete and not result.stopped_early and result.hub_folder == tmp / "py" / "hub"
-    rows = hub_rows(result.hub_folder)
+    tmp, fresh = twin_builds["tmp"], twin_builds["fresh"]
+    result = json.loads(fresh.stdout)
+    assert result["status"] == "complete" and result["complete"] and result["hub_folder"] == str(tmp / "py" / "hub")
+    rows = hub_rows(tmp / "py" / "hub")
     assert len(rows) == 20 and rows == hub_rows(tmp / "cli" / "hub")
-    assert sorted(result.rows["id"]) == [r["id"] for r in rows]
-    assert result.funnel.startswith("## Funnel") and result.funnel in twin_builds["command"].output
+    assert result["ids"] == [r["id"] for r in rows]
+    assert result["funnel"].startswith("## Funnel") and result["funnel"] in twin_builds["command"].output
+    assert "Funnel" not in fresh.stderr  # the library call printed nothing of it
 
 
 def test_a_library_build_prints_nothing(tmp_path, capfd):
