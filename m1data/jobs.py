@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import datasets
 
-from m1data.builders import BUILDERS, Builder
+from m1data.builders import BUILDERS, Builder, default_config_path
 from m1data.config import from_dict, read_mapping
 from m1data.dedup import Decontaminate, DecontaminateConfig, Deduplicate, DedupConfig
 from m1data.difficulty import run_difficulty_file
@@ -116,8 +116,6 @@ def _embedded_defaults(cls: type) -> Any:
     """The config a build uses when given none: builders/configs/embedded.yaml. The file is
     written for m1K (`m23k:` and `sample:`); another builder takes the parts its config has
     (m23K: the `m23k` section itself; the ablations: `m23k`)."""
-    from m1data.builders import default_config_path
-
     source = default_config_path()
     data = read_mapping(source)
     names = {f.name for f in dataclasses.fields(cls)}
