@@ -24,6 +24,7 @@ from typing import Any, Literal
 import datasets
 
 from m1data.builders import BUILDERS, Builder, default_config_path
+from m1data.builders.m1k import resample_stages
 from m1data.config import from_dict, read_mapping
 from m1data.dedup import Decontaminate, DecontaminateConfig, Deduplicate, DedupConfig
 from m1data.difficulty import run_difficulty_file
@@ -214,8 +215,6 @@ def resample(
     Hub repo id), without re-running anything before the sampler. The draw is the m1K config's
     `sample` (`config` as in `build`, or a `SampleConfig`), with `seed` and `n` over it when given.
     The card carries the m23K's teacher, students and decontamination forward."""
-    from m1data.builders.m1k import resample_stages
-
     if isinstance(config, SampleConfig):
         sample = config
     else:
