@@ -1,7 +1,7 @@
 """How well do the offline MeSH taggers agree with an LLM, and with human labels?
 
 1. `--labels FILE`: rows an LLM tagged (a .parquet/.jsonl with `prompt` or `question` and
-   `domain_code`, e.g. the output of `m1data.mesh.tag_file`). Reports accuracy, Cohen's kappa,
+   `domain_code`, e.g. the output of `m1data.mesh.run_tag_file`). Reports accuracy, Cohen's kappa,
    macro-F1 and class coverage of the zero-shot tagger and the two supervised variants (TF-IDF
    and MiniLM features, trained on the other rows) on a seeded held-out split, against a
    majority-class baseline.

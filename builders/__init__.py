@@ -8,20 +8,17 @@ card renderer (pretty name, template) and the export read it, so adding a datase
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 from m1data.builders import ablations, m1k, m23k
 
-from m1data.config import from_dict, load_config
 from m1data.pipeline import Stage
 
-__all__ = ["BUILDERS", "Builder", "M1KConfig", "default_config_path", "load_builder_config"]
+__all__ = ["BUILDERS", "Builder", "M1KConfig", "default_config_path"]
 
 M1KConfig = m1k.M1KConfig
 
@@ -54,19 +51,6 @@ BUILDERS: dict[str, Builder] = {
 
 
 def default_config_path() -> Path:
-    """The config a build uses when given none: the embedded model (configs/embedded.yaml)."""
+    """The config a build uses when given none: the embedded model (configs/embedded.yaml);
+    `m1data.jobs.build_config` reads it."""
     return Path(str(resources.files("m1data.builders") / "configs" / "embedded.yaml"))
-
-
-def load_builder_config(cls: type, path: str | Path | None) -> Any:
-    """`path` over the builder's (paper) defaults; without `path`, the embedded config. That file
-    is written for m1K (`m23k:` and `sample:`); another builder takes the parts its config has
-    (m23K: the `m23k` section itself; the ablations: `m23k`)."""
-    if path is not None:
-        return load_config(cls, path)
-    source = default_config_path()
-    data = yaml.safe_load(source.read_text())
-    names = {f.name for f in dataclasses.fields(cls)}
-    if "m23k" not in names:
-        data = data["m23k"]
-    return from_dict(cls, {k: v for k, v in data.items() if k in names}, where=str(source))

@@ -11,10 +11,12 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
+from m1data.registry import SOURCE_REGISTRY, pretty_name
+
 __all__ = ["domain_bars_png", "length_histogram_png"]
 
-# One colour per source, fixed so every card draws MedQA the same way.
-SOURCE_COLOURS = {"medqa": "#4477aa", "headqa": "#ee6677", "medmcqa": "#228833", "pubmedqa": "#ccbb44"}
+# One colour per source (the source registry's), fixed so every card draws MedQA the same way.
+SOURCE_COLOURS = {name: record.colour for name, record in SOURCE_REGISTRY.items()}
 _OTHER_COLOURS = ["#66ccee", "#aa3377", "#bbbbbb", "#000000"]
 
 
@@ -84,7 +86,7 @@ def domain_bars_png(
     for j, source in enumerate(sources):
         widths = [row[j] for row in counts]
         colour = SOURCE_COLOURS.get(source) or next(others, "#888888")
-        ax.barh(positions, widths, left=left, color=colour, label=source, height=0.75)
+        ax.barh(positions, widths, left=left, color=colour, label=pretty_name(source), height=0.75)
         left = [a + b for a, b in zip(left, widths)]
     for y, total in zip(positions, left):
         ax.text(total, y, f" {total:,}", va="center", fontsize="x-small")

@@ -18,7 +18,6 @@ keys that *are* credential names, and any value of a secret-looking environment 
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections import Counter
 from collections.abc import Mapping
@@ -35,22 +34,12 @@ from m1data.cardmeta import IMAGES_DIR, Configs, data_metadata, join_card, split
 from m1data.errors import UserError
 from m1data.funnel import funnel_markdown
 from m1data.pipeline import read_manifests
-from m1data.redact import strip_userinfo
+from m1data.redact import redact_config, redact_environment, strip_userinfo
+from m1data.registry import SOURCE_REGISTRY
 from m1data.schema import SOURCES
 
 TEMPLATE_DIR = Path(__file__).resolve().parent
-REDACTED = "[redacted]"
 
-# Keys that *are* credential names (`api_key`, `hf_token`), not keys that merely contain one of
-# the words (`token_lengths`, `max_tokens`); `_env` keys hold the *name* of a variable, which is safe.
-_SECRET_KEY = re.compile(r"(^|_)(api_?key|token|secret|password|passwd|authorization|credentials?)$", re.I)
-_SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH)", re.I)
-# What credentials look like: provider key prefixes, bearer headers, JWTs.
-_SECRET_VALUE = re.compile(
-    r"(sk-[A-Za-z0-9_-]{16,}|hf_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|xox[abprs]-[A-Za-z0-9-]{10,}"
-    r"|AKIA[0-9A-Z]{16}|AIza[0-9A-Za-z_-]{35}|Bearer\s+[A-Za-z0-9._~+/=-]{8,}"
-    r"|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})"
-)
 # Settings that change how fast or where a stage ran, not which rows it produced (for an LLM stage,
 # its whole `runtime:` block).
 OPERATIONAL = {"runtime", "progress", "concurrency", "timeout", "retry", "cache_path", "prices_file", "rpm", "tpm",
@@ -73,48 +62,9 @@ class SourceInfo:
     url: str = ""
 
 
-SOURCE_INFO = {
-    "medqa": SourceInfo(
-        "medqa",
-        "MedQA (USMLE, 4 options)",
-        "MIT",
-        "MIT licence of the MedQA release.",
-        'Jin et al., "What Disease does this Patient Have? A Large-scale Open Domain Question '
-        'Answering Dataset from Medical Exams", Applied Sciences, 2021.',
-        "GBaker/MedQA-USMLE-4-options",
-        "https://github.com/jind11/MedQA",
-    ),
-    "headqa": SourceInfo(
-        "headqa",
-        "HEAD-QA (English)",
-        "HEAD-QA terms (research use)",
-        "Questions written by the Spanish Ministerio de Sanidad, Consumo y Bienestar Social, "
-        "redistributed by the HEAD-QA authors for research under the Ministry's reuse conditions: "
-        "the content must not be distorted, the source must be cited, and the date of the last "
-        "update of the documents must be stated (14 January 2019).",
-        'Vilares and Gómez-Rodríguez, "HEAD-QA: A Healthcare Dataset for Complex Reasoning", ACL, 2019.',
-        "openlifescienceai/headqa",
-        "https://github.com/aghie/head-qa",
-    ),
-    "medmcqa": SourceInfo(
-        "medmcqa",
-        "MedMCQA",
-        "Apache-2.0",
-        "Apache-2.0, as stated on the openlifescienceai/medmcqa dataset card.",
-        'Pal, Umapathi and Sankarasubbu, "MedMCQA: A Large-scale Multi-Subject Multi-Choice Dataset '
-        'for Medical domain Question Answering", CHIL (PMLR 174), 2022.',
-        "openlifescienceai/medmcqa",
-        "https://huggingface.co/datasets/openlifescienceai/medmcqa",
-    ),
-    "pubmedqa": SourceInfo(
-        "pubmedqa",
-        "PubMedQA (PQA-L)",
-        "MIT",
-        "MIT licence of the PubMedQA release.",
-        'Jin et al., "PubMedQA: A Dataset for Biomedical Research Question Answering", EMNLP-IJCNLP, 2019.',
-        "qiaojin/PubMedQA",
-        "https://github.com/pubmedqa/pubmedqa",
-    ),
+SOURCE_INFO = {  # from the source registry, the one home of these facts
+    name: SourceInfo(name, s.title, s.licence, s.terms, s.citation, s.hub_id, s.url)
+    for name, s in SOURCE_REGISTRY.items()
 }
 
 M1_BIBTEX = """@misc{huang2025m1,
@@ -180,36 +130,6 @@ def column_note(name: str, features: Any = None) -> str:
     if student:
         return _STUDENT_NOTES[student.group(2)].format(name=student.group(1))
     return "Carried through the build from its input; not one of the columns m1data writes."
-
-
-# ---------------------------------------------------------------------------------------------
-# Secrets
-
-
-def redact_config(value: Any, key: str = "") -> Any:
-    """A copy of a config with credentials masked: values of credential-named keys, and any
-    substring that looks like a key or token wherever it is."""
-    if isinstance(value, dict):
-        return {k: redact_config(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact_config(v, key) for v in value]
-    if _is_secret_key(key) and value not in (None, ""):
-        return REDACTED
-    if isinstance(value, str):
-        return _SECRET_VALUE.sub(REDACTED, value)
-    return value
-
-
-def _is_secret_key(key: str) -> bool:
-    return bool(_SECRET_KEY.search(key)) and not key.lower().endswith("_env")
-
-
-def redact_environment(text: str) -> str:
-    """Mask every value of a secret-looking environment variable (HF_TOKEN, OPENAI_API_KEY...)."""
-    for name, value in os.environ.items():
-        if _SECRET_ENV.search(name) and len(value) >= 8 and value in text:
-            text = text.replace(value, REDACTED)
-    return _SECRET_VALUE.sub(REDACTED, text)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 The names researchers import most are available from the top level::
 
     from m1data import stratified_sample, decontaminate, extract_answer, MeshTagger
+    import m1data; m1data.build("m1k", "runs/m1k")   # the whole job the CLI's `build` runs
 
 They are loaded on first use, so ``import m1data`` stays light (no datasets, numpy or torch
 until a name that needs them is touched).
@@ -31,13 +32,21 @@ _EXPORTS = {
     "OfflineTagger": "m1data.mesh_offline",
     "Stage": "m1data.pipeline",
     "run_pipeline": "m1data.pipeline",
+    "build": "m1data.jobs",
+    "build_config": "m1data.jobs",
+    "BuildResult": "m1data.jobs",
+    "resample": "m1data.jobs",
+    "publish": "m1data.hub",
 }
 
 __all__ = [
+    "BuildResult",
     "MeshTagger",
     "OfflineTagger",
     "Stage",
     "__version__",
+    "build",
+    "build_config",
     "decontaminate",
     "deduplicate",
     "extract_answer",
@@ -46,7 +55,9 @@ __all__ = [
     "grade",
     "load_eval",
     "load_source",
+    "publish",
     "random_sample",
+    "resample",
     "run_pipeline",
     "stratified_sample",
 ]
@@ -56,6 +67,8 @@ if TYPE_CHECKING:
     from m1data.dedup import decontaminate, deduplicate
     from m1data.evalsets import load_eval
     from m1data.fuzzy import find_contamination, find_duplicates
+    from m1data.hub import publish
+    from m1data.jobs import BuildResult, build, build_config, resample
     from m1data.mesh import MeshTagger
     from m1data.mesh_offline import OfflineTagger
     from m1data.pipeline import Stage, run_pipeline

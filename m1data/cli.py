@@ -1,18 +1,57 @@
-"""The `m1data` command. Each command is a thin shell over a library function of the same idea."""
+"""The `m1data` command: each command parses its arguments, calls one library function (most of
+them `m1data.jobs`), and prints what it returned. Nothing a job needs lives here.
+
+The modules behind the commands load `datasets` and more, which `m1data --help` and the other
+commands should not pay for: they are imported when a command first uses them (`_Module`)."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
-import inspect
+import importlib
 import json
+import os
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, NoReturn, Optional
+from typing import Annotated, Any, NoReturn, Optional
 
 import typer
+from rich.markup import escape
 
+from m1data import __version__
+from m1data.errors import M1DataError
 from m1data.output import console, enable
+
+
+class _Module:
+    """A module imported when one of its names is first read."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(importlib.import_module(self._name), attr)
+
+
+jobs = _Module("m1data.jobs")
+builders = _Module("m1data.builders")
+evalsets = _Module("m1data.evalsets")
+funnels = _Module("m1data.funnel")
+hub = _Module("m1data.hub")
+pipeline = _Module("m1data.pipeline")
+llm = _Module("m1data.llm")
+hf = _Module("m1data.llm.hf")
+vllm = _Module("m1data.llm.vllm")
+infer_budget = _Module("m1data.infer.budget")
+score = _Module("m1data.infer.score")
+sweep = _Module("m1data.infer.sweep")
+sft = _Module("m1data.train.sft")
+difficulty = _Module("m1data.difficulty")
+dedup = _Module("m1data.dedup")
+traces = _Module("m1data.traces")
+mesh = _Module("m1data.mesh")
+hf_datasets = _Module("datasets")
 
 # Plain Click help: typer's rich panels print `<bool>` after every flag (typer 0.2x), as if
 # `--force` took a value; Click's own layout shows flags as switches (`--force / --no-force`).
@@ -25,27 +64,39 @@ OutArg = Annotated[Path, typer.Argument(help="Kept rows out; the rows not kept g
 PathOpt = Annotated[Optional[Path], typer.Option("--path", help="Local file in the native format (default: the Hub id m1 used).")]
 
 
-def _refuse_overwrite(inputs: list[Path | None], outs: list[Path]) -> None:
-    """A load never writes over the raw file it reads (`--out` equal to `--path`, or the
-    dropped file beside `--out` landing on it): the raw file may be the only copy."""
-    from m1data.pipeline import dropped_path
-
-    raw = {p.resolve() for p in inputs if p is not None}
-    for target in outs:
-        for written in (target, dropped_path(target)):
-            if written.resolve() in raw:
-                raise typer.BadParameter(f"writing {written} would overwrite the input file; choose another --out",
-                                         param_hint="--out")
+def _error_line(err: BaseException) -> None:
+    console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)  # [brackets] are text; one line
 
 
-def _report_load(name: str, result, out: Path) -> None:
-    from m1data.pipeline import write_result
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """m1data's own errors as one line and exit code 2 (as `main` does), for commands whose
+    callers (scripts, CliRunner) read the exit code rather than the exception."""
+    try:
+        yield
+    except M1DataError as err:
+        _error_line(err)
+        raise typer.Exit(2) from None
 
-    dropped = write_result(result.rows, result.dropped, out)
-    console.print(f"{name}: {len(result.rows):,} rows -> {out}")
-    if len(result.dropped):
-        reasons = ", ".join(f"{r} {n}" for r, n in sorted(result.reasons().items()))
-        console.print(f"{name}: {len(result.dropped):,} dropped ({reasons}) -> {dropped}")
+
+@contextlib.contextmanager
+def _exit_1_when_locked() -> Iterator[None]:
+    """Another build holds the run folder: say so, exit 1 (try again later, or another --out)."""
+    try:
+        yield
+    except pipeline.RunLocked as err:
+        _error_line(err)
+        raise typer.Exit(1) from None
+
+
+def _print_loaded(files: list) -> None:
+    for loaded in files:
+        for warning in loaded.warnings:
+            console.print(f"[yellow]warning:[/yellow] {warning}")
+        console.print(f"{loaded.name}: {loaded.rows:,} rows -> {loaded.path}")
+        if loaded.dropped:
+            reasons = ", ".join(f"{r} {n}" for r, n in loaded.reasons.items())
+            console.print(f"{loaded.name}: {loaded.dropped:,} dropped ({reasons}) -> {loaded.dropped_path}")
 
 
 def _mapping(spec: str | None) -> dict | None:
@@ -80,11 +131,10 @@ def load(
                           "answer_kind=text|letter|index0|index1 when the file cannot tell).")] = None,
 ) -> None:
     """Load one raw source into the m1data row schema."""
-    from m1data.sources import load_source
-
-    _refuse_overwrite([path], [out])
-    result = load_source(source, path, split=split, seed=seed, cop_base=cop_base, mapping=_mapping(mapping))
-    _report_load(source, result, out)
+    with _user_errors():
+        loaded = jobs.load_source_to_file(source, out, path, split=split, seed=seed, cop_base=cop_base,
+                                          mapping=_mapping(mapping))
+    _print_loaded([loaded])
 
 
 @app.command("load-eval")
@@ -94,27 +144,15 @@ def load_eval(
     path: PathOpt = None,
 ) -> None:
     """Load an eval set (a decontamination target and scoring set)."""
-    from m1data.evalsets import AnswerSkewWarning, load_eval_any
-
-    inputs = [path, Path(name) if Path(name).exists() else None]
-    _refuse_overwrite(inputs, [out])
-    with _warnings_as_lines(AnswerSkewWarning):
-        results = load_eval_any(name, path)
-    targets = {
-        set_name: out if len(results) == 1 else out.with_name(f"{out.stem}.{set_name.replace('/', '_')}{out.suffix}")
-        for set_name in results
-    }
-    _refuse_overwrite(inputs, list(targets.values()))
-    for set_name, result in results.items():
-        _report_load(set_name, result, targets[set_name])
+    with _user_errors():
+        loaded = jobs.load_eval_to_file(name, out, path)
+    _print_loaded(loaded)
 
 
 @app.command("eval-sets")
 def eval_sets() -> None:
     """List the eval sets m1data knows by name."""
-    from m1data.evalsets import EVAL_SETS
-
-    for name in EVAL_SETS:
+    for name in evalsets.EVAL_SETS:
         typer.echo(name)
 
 
@@ -124,11 +162,9 @@ class _BuildCommand(typer.core.TyperCommand):
     commands and `m1data --help` should not pay."""
 
     def format_help(self, ctx, formatter) -> None:  # type: ignore[no-untyped-def]
-        from m1data.builders import BUILDERS
-
         for param in self.params:
             if param.name == "dataset":
-                param.help = f"The dataset to build: {', '.join(BUILDERS)}."
+                param.help = f"The dataset to build: {', '.join(builders.BUILDERS)}."
         super().format_help(ctx, formatter)
 
 
@@ -149,87 +185,38 @@ def build(
     allow_partial: Annotated[bool, typer.Option("--allow-partial", help="Exit 0 when the build stops early (an endpoint not up, transient failures left).")] = False,
 ) -> None:
     """Build a dataset: run its stages under RUN_DIR, skipping completed ones, then write the
-    Hub-layout folder RUN_DIR/hub (parquet, card, images) that `m1data publish` uploads."""
-    from m1data.builders import BUILDERS
-    from m1data.distributed import load_build_config, make_executor
-    from m1data.pipeline import RunLocked, run_lock
-
-    if dataset not in BUILDERS:
-        raise typer.BadParameter(f"choose from {', '.join(BUILDERS)}", param_hint="DATASET")
-    builder = BUILDERS[dataset]
-    cfg, executor_config = load_build_config(builder.config, config, executor, ray_address)
-    if from_m23k is not None:
-        from m1data.builders.m1k import resample_stages
-
-        if dataset != "m1k":
-            raise typer.BadParameter("--from-m23k goes with m1k", param_hint="--from-m23k")
-        stages = resample_stages(from_m23k, cfg.sample)
-    else:
-        stages = builder.stages(cfg)
-    runner = make_executor(executor_config)  # before the lock: a missing extra leaves no run folder behind
-    hub_folder = hub_out or out / "hub"
-    _refuse_other_hub(hub_folder, dataset)
-    try:
-        with run_lock(out):  # one build per run folder, held through the export
-            _run_and_export(stages, dataset, out, start=start, until=until, force=force, repo_id=repo_id,
-                            hub_config=hub_config, hub_folder=hub_folder, allow_partial=allow_partial,
-                            executor=runner)
-    except RunLocked as err:
-        console.print(f"[red]error:[/red] {err}", soft_wrap=True)
-        raise typer.Exit(1) from None
-
-
-def _refuse_other_hub(folder: Path, dataset: str) -> None:
-    """Builds of m23K and m1K may share a run folder (m1K reuses m23K's stages), but not a Hub
-    folder: the second export would silently replace the first's data and card."""
-    from m1data.export import hub_folder_dataset
-
-    held = hub_folder_dataset(folder)
-    if held is not None and held != dataset.lower():
-        raise typer.BadParameter(f"{folder} holds the {held} build; writing {dataset} there would replace it. "
-                                 f"Pass --hub-out {folder.parent / ('hub-' + dataset)} (or another --out)",
-                                 param_hint="--hub-out")
-
-
-def _run_and_export(stages, dataset: str, out: Path, *, start, until, force: bool, repo_id, hub_config,
-                    hub_folder: Path, allow_partial: bool = False, executor=None) -> None:
-    """The stages (with the embedded model's server up while they run, when they use it), the
-    funnel, then the Hub folder. A build that stops early (an endpoint not up, transient failures
-    left) exits 1 unless `allow_partial`: scripts must not take it for done."""
-    from m1data.funnel import funnel_markdown
-    from m1data.export import export_run
-    from m1data.llm.embedded import serve_embedded
-    from m1data.pipeline import StageIncomplete, StageNotReady, run_pipeline
-
-    partial_exit = 0 if allow_partial else 1
-    try:
-        with serve_embedded(stages, out):
-            rows = run_pipeline(stages, out, start=start, until=until, force=force, executor=executor)
-    except StageNotReady as stop:
-        typer.echo(funnel_markdown(out))
-        console.print(f"[yellow]{stop}[/yellow]\nThe stages before it are complete in {out}; configure the "
+    Hub-layout folder RUN_DIR/hub (parquet, card, images) that `m1data publish` uploads. A build
+    that stops early exits 1 unless --allow-partial: scripts must not take it for done."""
+    with _user_errors(), _exit_1_when_locked():
+        if from_m23k is None:
+            result = jobs.build(dataset, out, config=config, executor=executor, ray_address=ray_address, start=start,
+                                until=until, force=force, hub_out=hub_out, repo_id=repo_id, hub_config=hub_config)
+        elif dataset != "m1k" or start or until or executor or ray_address:
+            raise typer.BadParameter("--from-m23k goes with m1k, without --from, --until, --executor or --ray-address",
+                                     param_hint="--from-m23k")
+        else:
+            result = jobs.resample(from_m23k, out, config=config, force=force, hub_out=hub_out, repo_id=repo_id,
+                                   hub_config=hub_config)
+    if result.funnel:
+        typer.echo(result.funnel)
+    if result.status == "not_ready":
+        console.print(f"[yellow]{result.reason}[/yellow]\nThe stages before it are complete in {out}; configure the "
                       "endpoint (see README, --config) and run the same command again to continue.", soft_wrap=True)
-        raise typer.Exit(partial_exit) from None
-    except StageIncomplete as stop:
-        typer.echo(funnel_markdown(out))
-        console.print(f"[red]{stop}[/red]", soft_wrap=True)
-        raise typer.Exit(partial_exit) from None
-    typer.echo(funnel_markdown(out))
-    if rows is not None and len(rows) == 0:
-        console.print("[yellow]The build ended with 0 rows[/yellow] (the funnel above says where they went); "
-                      "no Hub folder written.", soft_wrap=True)
-        return
-    if until is None:
-        folder = export_run(dataset, out, hub_folder, repo_id=repo_id, config_name=hub_config)
-        console.print(f"Hub-layout folder: {folder} (load it with datasets.load_dataset({str(folder)!r}))")
+    elif result.status == "incomplete":
+        console.print(f"[red]{result.reason}[/red]", soft_wrap=True)
+    elif result.hub_folder is not None:
+        console.print(f"Hub-layout folder: {result.hub_folder} "
+                      f"(load it with datasets.load_dataset({str(result.hub_folder)!r}))")
+    elif result.reason:
+        console.print(f"[yellow]{result.reason}[/yellow]", soft_wrap=True)
+    if result.stopped_early and not allow_partial:
+        raise typer.Exit(1)
 
 
 @app.command()
 def funnel(run_dir: Annotated[Path, typer.Argument(help="A run directory made by `m1data build`.")]) -> None:
     """Print the per-source, per-stage funnel of a run (paper Table 3 shape, markdown)."""
-    from m1data.funnel import funnel_markdown
-
-    typer.echo(funnel_markdown(run_dir))
+    typer.echo(funnels.funnel_markdown(run_dir))
 
 
 @app.command()
@@ -253,9 +240,7 @@ def lineage(
     row_id: Annotated[str, typer.Argument(help="A row id, e.g. medmcqa:<uuid> or headqa:<exam>:<qid>.")],
 ) -> None:
     """Follow one row through the stages of a run: where it was kept, where and why it was dropped."""
-    from m1data.funnel import lineage as trace
-
-    history = trace(run_dir, row_id)
+    history = funnels.lineage(run_dir, row_id)
     if not history:
         raise typer.BadParameter(f"no row {row_id!r} in {run_dir}", param_hint="ROW_ID")
     for step in history:
@@ -268,15 +253,9 @@ RayAddressOpt = Annotated[Optional[str], typer.Option(
     "--ray-address", help="Ray cluster: auto, ray://host:10001 (default: start one here).")]
 
 
-def _file_context(out_path: Path, executor: str, ray_address: str | None):  # type: ignore[no-untyped-def]
-    """The run context of a command over one file: its outputs beside OUT, and the executor a
-    build would use for the same --executor/--ray-address (m1data.distributed), connected first
-    so that a missing extra stops the command before it reads anything."""
-    from m1data.distributed import executor_config, make_executor
-    from m1data.pipeline import RunContext
-
-    runner = make_executor(executor_config(executor, ray_address))
-    return RunContext(run_dir=out_path.parent, stage_dir=out_path.parent, executor=runner)
+def _print_stats(stats: dict) -> None:
+    if stats:
+        typer.echo(json.dumps(stats, indent=2, default=str))
 
 
 @app.command()
@@ -289,11 +268,8 @@ def dedup(
     ray_address: RayAddressOpt = None,
 ) -> None:
     """Fuzzy deduplication: a row goes when an earlier row matches it (exact all-pairs answer)."""
-    from m1data.dedup import DedupConfig, Deduplicate
-    from m1data.pipeline import run_on_file
-
-    ctx = _file_context(out_path, executor, ray_address)
-    _print_stats(run_on_file(Deduplicate(DedupConfig(threshold=threshold, column=column)), in_path, out_path, ctx))
+    _print_stats(jobs.run_dedup_file(in_path, out_path, threshold=threshold, column=column, executor=executor,
+                                     ray_address=ray_address))
 
 
 @app.command()
@@ -307,23 +283,15 @@ def decontaminate(
     ray_address: RayAddressOpt = None,
 ) -> None:
     """Remove rows that match any eval item (question stem + option set, fuzzy ratio >= threshold)."""
-    from m1data.dedup import Decontaminate, DecontaminateConfig, UnscoredEvalWarning
-    from m1data.evalsets import EvalInput
-    from m1data.pipeline import run_on_file
-
-    ctx = _file_context(out_path, executor, ray_address)
-    evals = [EvalInput.parse(spec) for spec in eval_names]  # the reading `infer --eval-sets` and builds use
-    stage = Decontaminate(DecontaminateConfig(threshold=threshold, ngram=ngram), evals)
-    with _warnings_as_lines(UnscoredEvalWarning):
-        result = run_on_file(stage, in_path, out_path, ctx)
-    _print_stats(result)
+    with _warnings_as_lines(dedup.UnscoredEvalWarning):
+        stats = jobs.run_decontaminate_file(in_path, out_path, eval_names, threshold=threshold, ngram=ngram,
+                                            executor=executor, ray_address=ray_address)
+    _print_stats(stats)
 
 
 @contextlib.contextmanager
-def _warnings_as_lines(*categories: type[Warning]):
+def _warnings_as_lines(*categories: type[Warning]) -> Iterator[None]:
     """Show warnings of `categories` as one `warning: ...` line each (not Python's file:line form)."""
-    import warnings
-
     with warnings.catch_warnings(record=True) as caught:
         for category in categories:
             warnings.simplefilter("always", category)
@@ -344,73 +312,21 @@ InsArg = Annotated[
 ]
 KeyEnvOpt = Annotated[Optional[str], typer.Option("--api-key-env", help="Environment variable holding the API key.")]
 
-# The flags every `run` command of an LLM stage takes, defined once: each sets the LLMRuntime
-# field named beside it, and one left unset keeps the stage's own default.
-_RUNTIME_FLAGS: list[tuple[str, str, object, object]] = [
-    ("cache", "cache_path", Annotated[Optional[Path], typer.Option("--cache", help="SQLite reply cache (default: OUT.llm_cache.sqlite).")], None),
-    ("concurrency", "concurrency", Annotated[Optional[int], typer.Option("--concurrency", help="Requests in flight at once (default 32).")], None),
-    ("rpm", "rpm", Annotated[Optional[float], typer.Option("--rpm", help="Requests-per-minute limit.")], None),
-    ("tpm", "tpm", Annotated[Optional[float], typer.Option("--tpm", help="Tokens-per-minute limit.")], None),
-    ("timeout", "timeout", Annotated[Optional[float], typer.Option("--timeout", help="Seconds one attempt may take (default 600; traces 1200: R1 may think for minutes).")], None),
-    ("request_attempts", "retries", Annotated[Optional[int], typer.Option("--request-attempts", min=1, help="Tries per request, the first included, before it is recorded as failed (default 6).")], None),
-    ("retry_failed", "retry_failed", Annotated[bool, typer.Option("--retry-failed", help="Send again requests whose recorded outcome was a failure.")], False),
-    ("batch", "batch", Annotated[bool, typer.Option("--batch", help="Send through the provider's Batch API (cheaper, answered within a day); same cache, resumable.")], False),
-    ("prices", "prices_file", Annotated[Optional[Path], typer.Option("--prices", help='JSON price table, {"MODEL": {"input": 0.28, "output": 0.42}} in dollars per 1M tokens, for models the built-in one does not know.')], None),
-]
-_DRY_RUN = ("dry_run", Annotated[bool, typer.Option("--dry-run", help="Print requests, cached replies, tokens and cost; call nothing.")], False)
-
-
-def _with_runtime_flags(default_runtime):
-    """Give a `run` command the runtime flags and `--dry-run`, and call it with `runtime` (the
-    stage's default LLMRuntime, with the flags given) and `dry_run`. Typer reads the command's
-    parameters from its signature, so the flags are added to that signature here."""
-
-    def decorate(command):
-        own = [p for p in inspect.signature(command, eval_str=True).parameters.values()
-               if p.name not in ("runtime", "dry_run")]
-        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=kind, default=default)
-                 for name, _, kind, default in _RUNTIME_FLAGS]
-        added.append(inspect.Parameter(_DRY_RUN[0], inspect.Parameter.KEYWORD_ONLY, annotation=_DRY_RUN[1],
-                                       default=_DRY_RUN[2]))
-
-        @functools.wraps(command)
-        def run(**kwargs):
-            given = {}
-            for name, field_name, _, default in _RUNTIME_FLAGS:
-                value = kwargs.pop(name)
-                if value is not None and value != default:
-                    given[field_name] = str(value) if isinstance(value, Path) else value
-            runtime = default_runtime()
-            if "retries" in given:
-                given["retries"] = dataclasses.replace(runtime.retries, max_attempts=given["retries"])
-            runtime = dataclasses.replace(runtime, **given)
-            return command(runtime=runtime, dry_run=kwargs.pop("dry_run"), **kwargs)
-
-        params = own + added
-        run.__signature__ = inspect.Signature(params)
-        run.__annotations__ = {p.name: p.annotation for p in params}
-        return run
-
-    return decorate
-
-
-def _default_runtime(config: str):
-    def make():
-        import importlib
-
-        module, name = config.rsplit(".", 1)
-        return getattr(importlib.import_module(module), name)().runtime
-
-    return make
-
-
-def _print_stats(stats: dict) -> None:
-    if stats:
-        typer.echo(json.dumps(stats, indent=2, default=str))
+# The flags every `run` command of an LLM stage takes; each sets the LLMRuntime field of its name,
+# and one left unset keeps the stage's own default (`jobs.stage_runtime`).
+CacheOpt = Annotated[Optional[Path], typer.Option("--cache", help="SQLite reply cache (default: OUT.llm_cache.sqlite).")]
+ConcurrencyOpt = Annotated[Optional[int], typer.Option("--concurrency", help="Requests in flight at once (default 32).")]
+RpmOpt = Annotated[Optional[float], typer.Option("--rpm", help="Requests-per-minute limit.")]
+TpmOpt = Annotated[Optional[float], typer.Option("--tpm", help="Tokens-per-minute limit.")]
+TimeoutOpt = Annotated[Optional[float], typer.Option("--timeout", help="Seconds one attempt may take (default 600; traces 1200: R1 may think for minutes).")]
+RequestAttemptsOpt = Annotated[Optional[int], typer.Option("--request-attempts", min=1, help="Tries per request, the first included, before it is recorded as failed (default 6).")]
+RetryFailedOpt = Annotated[bool, typer.Option("--retry-failed", help="Send again requests whose recorded outcome was a failure.")]
+BatchOpt = Annotated[bool, typer.Option("--batch", help="Send through the provider's Batch API (cheaper, answered within a day); same cache, resumable.")]
+PricesOpt = Annotated[Optional[Path], typer.Option("--prices", help='JSON price table, {"MODEL": {"input": 0.28, "output": 0.42}} in dollars per 1M tokens, for models the built-in one does not know.')]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print requests, cached replies, tokens and cost; call nothing.")]
 
 
 @run_app.command("difficulty")
-@_with_runtime_flags(_default_runtime("m1data.difficulty.DifficultyConfig"))
 def run_difficulty(
     in_paths: InsArg,
     out_path: OutArg,
@@ -418,25 +334,25 @@ def run_difficulty(
     max_tokens: Annotated[int, typer.Option("--max-tokens")] = 4000,
     drop_rule: Annotated[str, typer.Option("--drop-rule", help="any | all | none: drop when any/all students are right.")] = "any",
     api_key_env: KeyEnvOpt = None,
-    *,
-    runtime,
-    dry_run: bool,
+    cache: CacheOpt = None, concurrency: ConcurrencyOpt = None, rpm: RpmOpt = None, tpm: TpmOpt = None,
+    timeout: TimeoutOpt = None, request_attempts: RequestAttemptsOpt = None, retry_failed: RetryFailedOpt = False,
+    batch: BatchOpt = False, prices: PricesOpt = None, dry_run: DryRunOpt = False,
 ) -> None:
     """Keep only the questions the student models get wrong (paper: Qwen2.5-7B/32B-Instruct)."""
-    from m1data.difficulty import run_difficulty_file
-
     pairs = []
     for spec in student:
         model, sep, url = spec.partition("=")
         if not sep or not model or not url:
             raise typer.BadParameter(f"expected MODEL=BASE_URL, got {spec!r}", param_hint="--student")
         pairs.append((model, url))
-    _print_stats(run_difficulty_file(in_paths, out_path, pairs, max_tokens=max_tokens, drop_rule=drop_rule,
-                                     api_key_env=api_key_env, runtime=runtime, dry_run=dry_run))
+    runtime = jobs.stage_runtime(difficulty.DifficultyConfig, cache_path=cache, concurrency=concurrency, rpm=rpm,
+                                 tpm=tpm, timeout=timeout, request_attempts=request_attempts, retry_failed=retry_failed,
+                                 batch=batch, prices_file=prices)
+    _print_stats(jobs.run_difficulty_file(in_paths, out_path, pairs, max_tokens=max_tokens, drop_rule=drop_rule,
+                                          api_key_env=api_key_env, runtime=runtime, dry_run=dry_run))
 
 
 @run_app.command("traces")
-@_with_runtime_flags(_default_runtime("m1data.traces.TracesConfig"))
 def run_traces(
     in_paths: InsArg,
     out_path: OutArg,
@@ -457,21 +373,21 @@ def run_traces(
         "--temperature", help="Sampling temperature (default: the provider's).")] = None,
     seed: Annotated[Optional[int], typer.Option(
         "--seed", help="Seed sent with each request; try k sends SEED + k - 1.")] = None,
-    *,
-    runtime,
-    dry_run: bool,
+    cache: CacheOpt = None, concurrency: ConcurrencyOpt = None, rpm: RpmOpt = None, tpm: TpmOpt = None,
+    timeout: TimeoutOpt = None, request_attempts: RequestAttemptsOpt = None, retry_failed: RetryFailedOpt = False,
+    batch: BatchOpt = False, prices: PricesOpt = None, dry_run: DryRunOpt = False,
 ) -> None:
     """Have a reasoning teacher write a chain of thought and answer; keep verified-correct rows."""
-    from m1data.traces import run_traces_file
-
-    _print_stats(run_traces_file(in_paths, out_path, base_url, model, api_key_env, max_tokens=max_tokens,
-                                 require_reasoning=require_reasoning, runtime=runtime, dry_run=dry_run,
-                                 attempts=attempts, keep=keep, retry_truncated=retry_truncated,
-                                 temperature=temperature, seed=seed))
+    runtime = jobs.stage_runtime(traces.TracesConfig, cache_path=cache, concurrency=concurrency, rpm=rpm, tpm=tpm,
+                                 timeout=timeout, request_attempts=request_attempts, retry_failed=retry_failed,
+                                 batch=batch, prices_file=prices)
+    _print_stats(jobs.run_traces_file(in_paths, out_path, base_url, model, api_key_env, max_tokens=max_tokens,
+                                      require_reasoning=require_reasoning, runtime=runtime, dry_run=dry_run,
+                                      attempts=attempts, keep=keep, retry_truncated=retry_truncated,
+                                      temperature=temperature, seed=seed))
 
 
 @run_app.command("tag")
-@_with_runtime_flags(_default_runtime("m1data.mesh.MeshConfig"))
 def run_tag(
     in_paths: InsArg,
     out_path: OutArg,
@@ -479,15 +395,16 @@ def run_tag(
     model: Annotated[str, typer.Option("--model")] = "gpt-4o",
     api_key_env: KeyEnvOpt = "OPENAI_API_KEY",
     max_attempts: Annotated[int, typer.Option("--max-attempts", help="Asks per row before it is recorded untagged.")] = 3,
-    *,
-    runtime,
-    dry_run: bool,
+    cache: CacheOpt = None, concurrency: ConcurrencyOpt = None, rpm: RpmOpt = None, tpm: TpmOpt = None,
+    timeout: TimeoutOpt = None, request_attempts: RequestAttemptsOpt = None, retry_failed: RetryFailedOpt = False,
+    batch: BatchOpt = False, prices: PricesOpt = None, dry_run: DryRunOpt = False,
 ) -> None:
     """Tag each row with one of the 76 MeSH qualifiers by asking an LLM (m1 used GPT-4o)."""
-    from m1data.mesh import tag_file
-
-    _print_stats(tag_file(in_paths, out_path, base_url=base_url, model=model, api_key_env=api_key_env,
-                          max_attempts=max_attempts, runtime=runtime, dry_run=dry_run))
+    runtime = jobs.stage_runtime(mesh.MeshConfig, cache_path=cache, concurrency=concurrency, rpm=rpm, tpm=tpm,
+                                 timeout=timeout, request_attempts=request_attempts, retry_failed=retry_failed,
+                                 batch=batch, prices_file=prices)
+    _print_stats(jobs.run_tag_file(in_paths, out_path, base_url=base_url, model=model, api_key_env=api_key_env,
+                                   max_attempts=max_attempts, runtime=runtime, dry_run=dry_run))
 
 
 @run_app.command("tag-offline")
@@ -497,9 +414,7 @@ def run_tag_offline(
     model_path: Annotated[Optional[Path], typer.Option("--model-path", help="A tagger from `m1data run train-tagger` (default: zero-shot).")] = None,
 ) -> None:
     """Tag rows with MeSH qualifiers without an LLM (sentence embeddings, zero-shot or trained)."""
-    from m1data.mesh_offline import tag_offline_file
-
-    _print_stats(tag_offline_file(in_path, out_path, model_path))
+    _print_stats(jobs.run_tag_offline_file(in_path, out_path, model_path))
 
 
 @run_app.command("train-tagger")
@@ -508,9 +423,7 @@ def run_train_tagger(
     model_path: Annotated[Path, typer.Argument(help="Where to save the trained tagger.")],
 ) -> None:
     """Train the offline tagger on LLM-tagged rows (TF-IDF + logistic regression)."""
-    from m1data.mesh_offline import train_offline_file
-
-    train_offline_file(labels, model_path)
+    jobs.train_offline_file(labels, model_path)
     console.print(f"tagger saved to {model_path}")
 
 
@@ -520,10 +433,7 @@ def train(
     recipe: Annotated[str, typer.Option("--recipe", help="m1-7B-1K, m1-7B-23K, m1-32B-1K or a recipe YAML.")],
 ) -> None:
     """SFT with TRL on an m1 dataset; any further --flag overrides the recipe (TRL's SFTConfig names)."""
-    from m1data.train.sft import main as train_main
-    from m1data.train.sft import parse_cli
-
-    train_main(parse_cli(["--recipe", recipe, *ctx.args]))
+    sft.main(sft.parse_cli(["--recipe", recipe, *ctx.args]))
 
 
 infer_app = typer.Typer(help="Budget-controlled generation and scoring on eval sets.", no_args_is_help=True,
@@ -562,7 +472,7 @@ def _template_stops(tokenizer_name: str, explicit: bool):
         console.print(f"[yellow]warning:[/yellow] {err}; stopping on marker strings only, with special tokens kept "
                       "in the text. Pass --tokenizer to stop on the model's own end-of-turn tokens.", soft_wrap=True)
         return None
-    return template_stop_ids(tokenizer)
+    return infer_budget.template_stop_ids(tokenizer)
 
 
 def _infer_endpoint(engine: str, model: str, base_url: str | None, api_key_env: str | None):
@@ -657,9 +567,7 @@ def _incomplete(stop: Exception) -> NoReturn:
 
 
 def _label(label: str | None, model: str) -> str:
-    from m1data.infer.sweep import short_label
-
-    return label or short_label(model)
+    return label or sweep.short_label(model)
 
 
 InferCacheOpt = Annotated[Optional[Path], typer.Option(
@@ -766,12 +674,10 @@ def infer_plot(
     labels: Annotated[Optional[list[str]], typer.Option("--label", help="Legend name per RUN_DIR, in order; repeatable.")] = None,
 ) -> None:
     """Overlay several models' sweeps in the paper's Figures 1 and 3."""
-    from m1data.infer.sweep import load_points, plot_sweep
-
     if labels and len(labels) != len(run_dirs):
         raise typer.BadParameter(f"{len(labels)} labels for {len(run_dirs)} run folders", param_hint="--label")
-    points = [p for i, run in enumerate(run_dirs) for p in load_points(run, labels[i] if labels else None)]
-    written = plot_sweep(points, out)
+    points = [p for i, run in enumerate(run_dirs) for p in sweep.load_points(run, labels[i] if labels else None)]
+    written = sweep.plot_sweep(points, out)
     if not written:
         console.print("nothing to plot: every point has the same budget and the same forcing rounds")
     for path in written:
@@ -788,15 +694,13 @@ def publish(
     """Upload a Hub folder in one commit, merging with the configs already on the repo.
 
     The token comes from HF_TOKEN or the saved `hf auth login`; it is never written anywhere."""
-    from m1data.hub import publish as publish_folder
-
-    typer.echo(publish_folder(folder, repo_id, private=private, dry_run=dry_run).describe())
+    with _user_errors():
+        plan = hub.publish(folder, repo_id, private=private, dry_run=dry_run)
+    typer.echo(plan.describe())
 
 
 def _print_version(value: bool) -> None:
     if value:
-        from m1data import __version__
-
         typer.echo(f"m1data {__version__}")
         raise typer.Exit()
 
@@ -808,24 +712,18 @@ def _quiet_datasets(
 ) -> None:
     """m1data's messages and progress bars on (a library call keeps them off); datasets' per-write
     bars only add noise."""
-    import datasets
-
     enable()
-    datasets.disable_progress_bars()
+    hf_datasets.disable_progress_bars()
 
 
 def main() -> None:
     """Entry point: a problem the user can fix (m1data's own errors: bad file, config, name, key,
     endpoint) is one clear line and exit code 2; anything else is a bug, shown with its traceback
     and a request to report it."""
-    from rich.markup import escape
-
-    from m1data.errors import M1DataError
-
     try:
         app()
     except (M1DataError, FileNotFoundError) as err:
-        console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)  # [brackets] are text; one line
+        _error_line(err)
         raise SystemExit(2) from None
     except Exception:
         console.print(

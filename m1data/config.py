@@ -66,18 +66,25 @@ def _moved_hint(hints: dict[str, Any], names: set[str], unknown: list[str]) -> s
     return f" (these belong in a nested block: {', '.join(moves)})" if moves else ""
 
 
+def read_mapping(path: str | Path) -> dict[str, Any]:
+    """The YAML file at `path`, which must hold a mapping (an empty file is an empty one): the one
+    place m1data reads a config file."""
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
 def load_config(cls: type[T], path: str | Path | None) -> T:
     """The defaults of `cls`, overridden by the YAML file at `path` if given."""
     if path is None:
         return cls()
-    data = yaml.safe_load(Path(path).read_text()) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    return from_dict(cls, data, where=str(path))
+    return from_dict(cls, read_mapping(path), where=str(path))
 
 
 __all__ = [
     "ConfigError",
     "from_dict",
     "load_config",
+    "read_mapping",
 ]

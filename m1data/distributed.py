@@ -33,13 +33,11 @@ import math
 import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import numpy as np
-import yaml
 
-from m1data.config import ConfigError, from_dict
+from m1data.config import ConfigError
 from m1data.errors import UserError
 
 T = TypeVar("T")
@@ -71,26 +69,6 @@ class ExecutorConfig:
     workers: int | None = None
     gpus_per_worker: float = 0.0
     rows_per_block: int | None = None
-
-
-def load_build_config(cls: type[T], path: str | Path | None, kind: str | None = None,
-                      address: str | None = None) -> tuple[T, ExecutorConfig]:
-    """A builder's config and the executor from one YAML file (its top-level ``executor:``
-    mapping is not part of the builder's config); ``kind``/``address`` (the command line)
-    override the file. Without a file: the embedded config and the local runner."""
-    data: Any = {}
-    if path is not None:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level")
-    where = str(path or "config")
-    from_file = from_dict(ExecutorConfig, data.pop("executor", None) or {}, where=f"{where}.executor")
-    executor = executor_config(kind, address, from_file)
-    if path is None:  # no file: the builder's default, the embedded model's config
-        from m1data.builders import load_builder_config
-
-        return load_builder_config(cls, None), executor
-    return from_dict(cls, data, where=where), executor
 
 
 def executor_config(kind: str | None, address: str | None, base: ExecutorConfig | None = None) -> ExecutorConfig:
@@ -293,7 +271,6 @@ __all__ = [
     "band_runner",
     "executor_config",
     "group_bands",
-    "load_build_config",
     "make_executor",
     "merge_results",
     "parallel_map",

@@ -57,7 +57,8 @@ from m1data.readers import (
     text,
 )
 from m1data.schema import DEFAULT_SEED, LETTERS, RowError
-from m1data.sources import MedMCQA, PubMedQA
+from m1data.native import MedMCQA, PubMedQA
+from m1data.registry import SOURCE_REGISTRY
 
 MMLU_MEDICAL = (
     "anatomy",
@@ -643,16 +644,16 @@ def load_medmcqa_validation(path: str | Path | None = None) -> LoadResult:
     """The Hub's 0-based `cop`, or a local file: the Hub layout (its `cop` base decided like the
     training loader's) or MedAgentsBench's converted rows."""
     if path is None:
-        records = _hub("medmcqa_validation", "openlifescienceai/medmcqa", None, "validation")
+        records = _hub("medmcqa_validation", SOURCE_REGISTRY["medmcqa"].hub_id, None, "validation")
     else:
         records = MedMCQA().read_native(check_file(path), "validation")
     return _named("medmcqa_validation", records, (MEDMCQA, MEDAGENTSBENCH, *CONVERTED),
-                  path or "openlifescienceai/medmcqa")
+                  path or SOURCE_REGISTRY["medmcqa"].hub_id)
 
 
 def load_medqa_test(path: str | Path | None = None) -> LoadResult:
-    records = _hub("medqa_test", "GBaker/MedQA-USMLE-4-options", None, "test") if path is None else _local(path)
-    return _named("medqa_test", records, (MEDAGENTSBENCH, *CONVERTED), path or "GBaker/MedQA-USMLE-4-options")
+    records = _hub("medqa_test", SOURCE_REGISTRY["medqa"].hub_id, None, "test") if path is None else _local(path)
+    return _named("medqa_test", records, (MEDAGENTSBENCH, *CONVERTED), path or SOURCE_REGISTRY["medqa"].hub_id)
 
 
 def _local_only(name: str, layouts: tuple[Layout, ...]):

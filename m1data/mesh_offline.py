@@ -28,7 +28,7 @@ import datasets
 import numpy as np
 
 from m1data.errors import M1DataError, UserError
-from m1data.mesh import DOMAIN_COLUMNS, add_domain_columns, domain_counts, load_qualifiers
+from m1data.qualifiers import DOMAIN_COLUMNS, add_domain_columns, domain_counts, load_qualifiers
 from m1data.pipeline import RunContext, Stage, StageResult, file_digest
 
 __all__ = [
@@ -41,7 +41,7 @@ __all__ = [
     "embed",
     "load_encoder",
     "require_sklearn",
-    "tag_offline_file",
+    "run_tag_offline_file",
     "train_offline_file",
 ]
 
@@ -272,7 +272,7 @@ class OfflineTagger(Stage):
         return StageResult(rows=add_domain_columns(rows, codes), stats=stats)
 
 
-def tag_offline_file(in_path: str | Path, out_path: str | Path, model_path: str | Path | None = None) -> dict[str, Any]:
+def run_tag_offline_file(in_path: str | Path, out_path: str | Path, model_path: str | Path | None = None) -> dict[str, Any]:
     """Tag a .parquet/.jsonl of rows into OUT (and OUT.dropped.<ext>, see `pipeline.run_on_file`);
     zero-shot unless a supervised `model_path` is given. Returns the stage statistics."""
     from m1data.pipeline import run_on_file

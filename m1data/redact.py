@@ -1,4 +1,6 @@
-"""What must never be written down: credentials inside URLs, and the values of configured keys.
+"""What must never be written down: credentials inside URLs, keys and tokens, and the values of
+configured keys. The one module that masks secrets: every writer (manifests, the LLM cache, log
+lines and error replies, cards, the Hub upload's last check) calls it.
 
 Why one module: a base_url may carry credentials (`https://user:pass@host/v1`), and the same
 string is copied into stage manifests, the cache's endpoint column, cards and log lines. Every
@@ -19,6 +21,18 @@ from typing import Any
 _USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@?#]*@")
 SECRET_ENV_SUFFIXES = ("_API_KEY",)
 MIN_SECRET_LENGTH = 8  # a shorter value would match innocent bytes by chance
+REDACTED = "[redacted]"  # what a card shows in place of a secret
+_BEARER = re.compile(r"(Bearer\s+)[^\s\"',;]+", re.IGNORECASE)
+# Keys that *are* credential names (`api_key`, `hf_token`), not keys that merely contain one of
+# the words (`token_lengths`, `max_tokens`); `_env` keys hold the *name* of a variable, which is safe.
+_SECRET_KEY = re.compile(r"(^|_)(api_?key|token|secret|password|passwd|authorization|credentials?)$", re.I)
+_SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH)", re.I)
+# What credentials look like: provider key prefixes, bearer headers, JWTs.
+_SECRET_VALUE = re.compile(
+    r"(sk-[A-Za-z0-9_-]{16,}|hf_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|xox[abprs]-[A-Za-z0-9-]{10,}"
+    r"|AKIA[0-9A-Z]{16}|AIza[0-9A-Za-z_-]{35}|Bearer\s+[A-Za-z0-9._~+/=-]{8,}"
+    r"|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})"
+)
 
 
 def strip_userinfo(text: str) -> str:
@@ -35,6 +49,41 @@ def scrub(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [scrub(v) for v in value]
     return value
+
+
+def mask_secret(text: str | None, secret: str | None) -> str | None:
+    """`text` with the secret and any bearer token replaced by `***`."""
+    if not text:
+        return text
+    if secret and len(secret) >= 8:
+        text = text.replace(secret, "***")
+    return _BEARER.sub(r"\1***", text)
+
+
+def redact_config(value: Any, key: str = "") -> Any:
+    """A copy of a config with credentials masked: values of credential-named keys, and any
+    substring that looks like a key or token wherever it is."""
+    if isinstance(value, dict):
+        return {k: redact_config(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_config(v, key) for v in value]
+    if _is_secret_key(key) and value not in (None, ""):
+        return REDACTED
+    if isinstance(value, str):
+        return _SECRET_VALUE.sub(REDACTED, value)
+    return value
+
+
+def _is_secret_key(key: str) -> bool:
+    return bool(_SECRET_KEY.search(key)) and not key.lower().endswith("_env")
+
+
+def redact_environment(text: str) -> str:
+    """Mask every value of a secret-looking environment variable (HF_TOKEN, OPENAI_API_KEY...)."""
+    for name, value in os.environ.items():
+        if _SECRET_ENV.search(name) and len(value) >= 8 and value in text:
+            text = text.replace(value, REDACTED)
+    return _SECRET_VALUE.sub(REDACTED, text)
 
 
 def key_env_names(config: Any) -> set[str]:
@@ -63,4 +112,14 @@ def configured_secrets(env_names: Iterable[str] = ()) -> dict[str, str]:
     return found
 
 
-__all__ = ["configured_secrets", "key_env_names", "scrub", "strip_userinfo"]
+__all__ = [
+    "MIN_SECRET_LENGTH",
+    "REDACTED",
+    "configured_secrets",
+    "key_env_names",
+    "mask_secret",
+    "redact_config",
+    "redact_environment",
+    "scrub",
+    "strip_userinfo",
+]

@@ -24,9 +24,10 @@ import datasets
 import pyarrow as pa
 
 from m1data.errors import M1DataError
+from m1data.registry import SOURCE_REGISTRY
 
 LETTERS = string.ascii_uppercase
-SOURCES = ("medqa", "headqa", "medmcqa", "pubmedqa")
+SOURCES = tuple(SOURCE_REGISTRY)  # the built-in sources, in the paper's column order
 DEFAULT_SEED = 42
 
 ROW_FEATURES = datasets.Features(

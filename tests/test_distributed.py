@@ -56,23 +56,21 @@ def test_missing_extra_is_one_clear_line(monkeypatch, tmp_path, capsys):
 
 
 def test_executor_from_yaml_and_command_line(tmp_path):
-    from m1data.builders.m1k import M1KConfig
-
     from m1data.config import ConfigError
-    from m1data.distributed import load_build_config
+    from m1data.jobs import build_settings
 
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({"executor": {"kind": "ray", "address": "auto", "workers": 8},
                                     "sample": {"n": 5}}))
-    cfg, ex = load_build_config(M1KConfig, path)
+    cfg, ex = build_settings("m1k", path)
     assert (cfg.sample.n, ex.kind, ex.address, ex.workers) == (5, "ray", "auto", 8)
-    _, ex = load_build_config(M1KConfig, path, "local", None)
+    _, ex = build_settings("m1k", path, "local", None)
     assert ex.kind == "local"
     path.write_text(yaml.safe_dump({"executor": {"kind": "ray", "adress": "auto"}}))
     with pytest.raises(ConfigError, match="adress"):
-        load_build_config(M1KConfig, path)
+        build_settings("m1k", path)
     with pytest.raises(ConfigError, match="--ray-address goes with --executor ray"):
-        load_build_config(M1KConfig, None, "local", "auto")
+        build_settings("m1k", None, "local", "auto")
 
 
 def test_file_commands_refuse_a_ray_address_without_ray(tmp_path):

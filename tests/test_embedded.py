@@ -12,11 +12,13 @@ import re
 
 import pytest
 import yaml
-from m1data.builders import M1KConfig, default_config_path, load_builder_config
+from m1data.builders import M1KConfig, default_config_path
 from typer.testing import CliRunner
 
 from m1data.cli import app
+from m1data.config import load_config
 from m1data.difficulty import DifficultyFilter
+from m1data.jobs import build_config
 from m1data.llm.embedded import EmbeddedEngine, embedded_stages, serve_embedded
 from m1data.llm.local_server import (
     embedded_missing,
@@ -28,7 +30,7 @@ from m1data.traces import TeacherTraces
 
 
 def embedded_config() -> M1KConfig:
-    return load_builder_config(M1KConfig, None)
+    return build_config("m1k")
 
 
 def test_the_default_config_is_the_embedded_model_everywhere():
@@ -41,7 +43,7 @@ def test_the_default_config_is_the_embedded_model_everywhere():
     assert "boxed" in m23k.traces.extra_params["grammar"]
     assert m23k.traces.extra_params["chat_template_kwargs"] == {"enable_thinking": True}
     # the paper config keeps the paper's endpoints and sends no grammar
-    paper = load_builder_config(M1KConfig, default_config_path().with_name("paper.yaml"))
+    paper = load_config(M1KConfig, default_config_path().with_name("paper.yaml"))
     assert paper.m23k.traces.extra_params == {} and paper.m23k.traces.model == "deepseek-reasoner"
 
 

@@ -10,9 +10,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from m1data.builders import M1KConfig, load_builder_config
+from m1data.builders import M1KConfig
 from m1data.cli import app
-from m1data.config import ConfigError
+from m1data.config import ConfigError, load_config
 from m1data.difficulty import DifficultyConfig, DifficultyFilter, StudentConfig
 from m1data.llm.stages import LLMRuntime, LLMStage
 from m1data.mesh import MeshConfig, MeshTagger
@@ -92,7 +92,7 @@ def test_a_runtime_key_left_at_the_stage_level_says_where_it_moved(tmp_path):
     path = tmp_path / "old.yaml"
     path.write_text(yaml.safe_dump({"m23k": {"traces": {"model": "m", "concurrency": 4}}}))
     with pytest.raises(ConfigError, match=r"concurrency -> runtime\.concurrency"):
-        load_builder_config(M1KConfig, path)
+        load_config(M1KConfig, path)
 
 
 def test_an_llm_stage_travels_without_its_engines(llm_server):

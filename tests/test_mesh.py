@@ -26,7 +26,7 @@ from m1data.mesh import (
     qualifier_by_name,
     qualifier_subtree,
     rubric,
-    tag_file,
+    run_tag_file,
 )
 from m1data.pipeline import (
     RunContext,
@@ -309,7 +309,7 @@ def test_tag_file(llm_server, tmp_path):
     source = tmp_path / "rows.jsonl"
     write_rows(_rows(), source)
     out = tmp_path / "tagged.parquet"
-    result = tag_file(source, out, base_url=llm_server.base_url, model="scripted", api_key_env=None,
+    result = run_tag_file(source, out, base_url=llm_server.base_url, model="scripted", api_key_env=None,
                       max_attempts=2, runtime=LLMRuntime(concurrency=2))
     assert read_rows(out)["domain_code"] == list(SCRIPT.values())
     assert (tmp_path / "tagged.llm_cache.sqlite").exists()

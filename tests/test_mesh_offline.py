@@ -25,7 +25,7 @@ from m1data.mesh_offline import (  # noqa: E402
     OfflineTagger,
     SupervisedConfig,
     SupervisedTagger,
-    tag_offline_file,
+    run_tag_offline_file,
     train_offline_file,
 )
 from stage_doubles import Given  # noqa: E402
@@ -149,7 +149,7 @@ def test_tag_offline_file_with_a_model(tmp_path):
     train_offline_file(_labelled_file(tmp_path), model)
     source = tmp_path / "in.parquet"
     write_rows(_rows(["Which drug is the treatment of choice for migraine?"]), source)
-    tag_offline_file(source, tmp_path / "out.jsonl", model_path=model)
+    run_tag_offline_file(source, tmp_path / "out.jsonl", model_path=model)
     tagged = read_rows(tmp_path / "out.jsonl")
     assert tagged["domain"] == ["Drug Therapy"]
     assert set(tagged.column_names) >= {"id", "prompt", "metadata", "domain_code", "domain"}
@@ -203,7 +203,7 @@ def test_zero_shot_top_1_is_right_more_often_than_not(zero_shot):
 def test_zero_shot_stage_and_file(tmp_path, zero_shot):
     source = tmp_path / "in.jsonl"
     write_rows(_rows([q for q, _ in OBVIOUS[:3]]), source)
-    result = tag_offline_file(source, tmp_path / "out.parquet")
+    result = run_tag_offline_file(source, tmp_path / "out.parquet")
     tagged = read_rows(tmp_path / "out.parquet")
     assert len(tagged) == 3 and all(c in qualifier_by_code() for c in tagged["domain_code"])
     assert tagged["domain"] == [qualifier_by_code()[c].name for c in tagged["domain_code"]]

@@ -12,10 +12,13 @@ import pytest
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def library_examples() -> list[str]:
-    text = README.read_text()
-    section = text.split("## Use it as a library", 1)[1].split("\n## ", 1)[0]
+def examples(heading: str) -> list[str]:
+    section = README.read_text().split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
     return re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+
+
+def library_examples() -> list[str]:
+    return examples("Use it as a library")
 
 
 def test_readme_has_an_example_for_each_of_the_four() -> None:
@@ -37,7 +40,7 @@ def test_front_door_is_lazy_and_complete() -> None:
         "assert 'datasets' not in sys.modules and 'numpy' not in sys.modules, 'import m1data is not light'\n"
         "names = ['stratified_sample', 'random_sample', 'deduplicate', 'decontaminate', 'find_duplicates',\n"
         "         'find_contamination', 'extract_answer', 'load_source', 'load_eval', 'MeshTagger',\n"
-        "         'OfflineTagger', 'Stage', 'run_pipeline']\n"
+        "         'OfflineTagger', 'Stage', 'run_pipeline', 'build', 'build_config', 'resample', 'publish']\n"
         "assert set(names) <= set(m1data.__all__)\n"
         "for n in names: assert callable(getattr(m1data, n)), n\n"
         "assert sorted(m1data.__all__) == sorted(['__version__', *m1data._EXPORTS])\n"
@@ -48,3 +51,54 @@ def test_front_door_is_lazy_and_complete() -> None:
 def test_fuzzy_engine_needs_no_datasets() -> None:
     code = "import sys, m1data.fuzzy\nassert 'datasets' not in sys.modules\n"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# "Using m1data from Python": build, build with a config object, resample, a stage on polars,
+# publish. They run in a folder holding what they expect to find: runs/m23k, an m23K built
+# against the scripted teacher of test_build_e2e (real HTTP calls).
+
+PYTHON_JOBS = ["default build", "config object", "resample", "polars stage", "publish"]
+
+
+@pytest.fixture(scope="module")
+def project_folder(tmp_path_factory):
+    import yaml
+    from llm_server import ScriptedServer
+    from test_build_e2e import make_handler, truth_by_prompt, write_config
+
+    import m1data
+
+    folder = tmp_path_factory.mktemp("readme")
+    with ScriptedServer(make_handler(truth_by_prompt())) as server:
+        config = yaml.safe_load(write_config(folder / "c.yaml", server.base_url, n=20).read_text())
+        built = m1data.build("m23k", folder / "runs" / "m23k", config=config["m23k"])
+    assert built.complete and built.hub_folder is not None
+    return folder
+
+
+def test_python_section_shows_each_job() -> None:
+    blocks = examples("Using m1data from Python")
+    assert len(blocks) == len(PYTHON_JOBS)
+    for block, call in zip(blocks, ['build("m1k", "runs/m1k")', "config=cfg", "resample(", "Dataset.from_polars",
+                                    "publish("]):
+        assert call in block
+
+
+@pytest.mark.parametrize("index", range(1, len(PYTHON_JOBS)), ids=PYTHON_JOBS[1:])
+def test_python_example_runs(index: int, project_folder, monkeypatch) -> None:
+    monkeypatch.chdir(project_folder)
+    exec(compile(examples("Using m1data from Python")[index], f"README Python job {index + 1}", "exec"), {})  # noqa: S102
+
+
+@pytest.mark.slow
+def test_python_default_build_example_runs(tmp_path, monkeypatch) -> None:
+    """The default build needs the embedded model's server (llama.cpp), which it starts itself."""
+    from m1data.llm.local_server import embedded_missing
+
+    if embedded_missing() is not None:
+        pytest.skip(str(embedded_missing()))
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(examples("Using m1data from Python")[0], "README Python job 1", "exec"), namespace)  # noqa: S102
+    assert namespace["result"].complete and (tmp_path / "runs" / "m1k" / "hub" / "README.md").is_file()

@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("trl")
 
 from m1data.formatting import render_chat  # noqa: E402
-from m1data.train.sft import RECIPES, build_trainer, load_config, main, parse_cli  # noqa: E402
+from m1data.train.sft import RECIPES, build_trainer, load_recipe, main, parse_cli  # noqa: E402
 
 ROWS = [
     {
@@ -62,7 +62,7 @@ def tiny_config(tiny_dir: Path, hub_folder: Path, out: Path, *extra: str):
 
 @pytest.mark.parametrize("name", ["m1-7B-1K", "m1-7B-23K", "m1-32B-1K"])
 def test_recipes_carry_s1_hyperparameters(name):
-    config = load_config(RECIPES / f"{name}.yaml", ["--dataset", "x", "--use_cpu", "true", "--bf16", "false"])
+    config = load_recipe(RECIPES / f"{name}.yaml", ["--dataset", "x", "--use_cpu", "true", "--bf16", "false"])
     sft, script = config.sft, config.script
     assert script.model_name_or_path == ("Qwen/Qwen2.5-32B-Instruct" if "32B" in name else "Qwen/Qwen2.5-7B-Instruct")
     assert (sft.num_train_epochs, sft.learning_rate, sft.weight_decay) == (5, 1e-5, 1e-4)
@@ -72,16 +72,16 @@ def test_recipes_carry_s1_hyperparameters(name):
     assert sft.model_init_kwargs == {"dtype": "bfloat16"}
     assert sft.output_dir == f"runs/{name}"
     # the YAML says bf16: true; only this CPU test turns it off
-    assert load_config(name, ["--use_cpu", "true"]).sft.bf16 is True
+    assert load_recipe(name, ["--use_cpu", "true"]).sft.bf16 is True
 
 
 def test_unknown_recipe_key_and_name(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("learning_rte: 1e-4\n")
     with pytest.raises(ValueError, match="learning_rte"):
-        load_config(bad)
+        load_recipe(bad)
     with pytest.raises(FileNotFoundError, match="m1-7B-1K"):
-        load_config("m1-70B")
+        load_recipe("m1-70B")
 
 
 def test_labels_mask_every_prompt_token_and_no_assistant_token(tiny_dir, hub_folder, tmp_path):

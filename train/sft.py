@@ -42,8 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from m1data.config import read_mapping
 from m1data.errors import UserError
 
 RECIPES = Path(__file__).parent / "recipes"
@@ -94,7 +93,7 @@ def recipe_path(recipe: str | Path) -> Path:
     raise FileNotFoundError(f"no recipe {recipe!r}: not a file, nor one of {names}")
 
 
-def load_config(recipe: str | Path | None = None, args: Sequence[str] = ()) -> TrainConfig:
+def load_recipe(recipe: str | Path | None = None, args: Sequence[str] = ()) -> TrainConfig:
     """Recipe YAML values become defaults; command-line style `args` override them.
 
     A key the recipe sets that neither dataclass knows is an error, so a typo in a recipe
@@ -104,7 +103,7 @@ def load_config(recipe: str | Path | None = None, args: Sequence[str] = ()) -> T
 
     parser = TrlParser((ScriptArguments, SFTConfig))
     if recipe is not None:
-        values = yaml.safe_load(recipe_path(recipe).read_text()) or {}
+        values = read_mapping(recipe_path(recipe))
         unknown = parser.set_defaults_with_config(**values)
         if unknown:
             raise UserError(f"unknown keys in recipe {recipe}: {unknown}")
@@ -164,14 +163,14 @@ def main(config: TrainConfig):
 
 
 def parse_cli(argv: Sequence[str]) -> TrainConfig:
-    """`--recipe PATH` anywhere in `argv`, every other flag an override (see `load_config`)."""
+    """`--recipe PATH` anywhere in `argv`, every other flag an override (see `load_recipe`)."""
     argv = list(argv)
     recipe = None
     if "--recipe" in argv:
         at = argv.index("--recipe")
         recipe = argv[at + 1]
         del argv[at : at + 2]
-    return load_config(recipe, argv)
+    return load_recipe(recipe, argv)
 
 
 if __name__ == "__main__":

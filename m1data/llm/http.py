@@ -36,7 +36,6 @@ import functools
 import inspect
 import json
 import os
-import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -46,11 +45,10 @@ from m1data.llm.limits import Failed, failure, http_failure
 from m1data.llm.params import OPENAI_PARAMS, check_params, request_body
 from m1data.llm.thinking import split_thinking
 from m1data.llm.types import Reply, Request
-from m1data.redact import strip_userinfo
+from m1data.redact import mask_secret, strip_userinfo
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 _FILTER_MARKERS = ("content_filter", "content_policy", "content management policy", "safety")
-_BEARER = re.compile(r"(Bearer\s+)[^\s\"',;]+", re.IGNORECASE)
 
 
 class MissingAPIKey(M1DataError, RuntimeError):
@@ -90,15 +88,6 @@ def key_variable(base_url: str, api_key_env: str | None) -> str | None:
     if api_key_env:
         return api_key_env
     return "OPENAI_API_KEY" if is_openai(base_url) else None
-
-
-def mask_secret(text: str | None, secret: str | None) -> str | None:
-    """`text` with the secret and any bearer token replaced by `***`."""
-    if not text:
-        return text
-    if secret and len(secret) >= 8:
-        text = text.replace(secret, "***")
-    return _BEARER.sub(r"\1***", text)
 
 
 @functools.cache

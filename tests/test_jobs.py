@@ -1,0 +1,161 @@
+"""The jobs of m1data.jobs from Python: the same call the CLI makes, with the same result, and a
+partial build as a value to inspect rather than an exception.
+
+Builds run against the scripted OpenAI-compatible server of test_build_e2e (real HTTP calls);
+the default (embedded model) build is compared with the command once, slow-marked, where the
+llama.cpp server is installed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import datasets
+import pytest
+import yaml
+from llm_server import ScriptedServer
+from test_build_e2e import make_handler, truth_by_prompt, write_config
+from typer.testing import CliRunner
+
+import m1data
+from m1data.cli import app
+from m1data.errors import M1DataError, UserError
+from m1data.llm.local_server import embedded_missing
+from m1data.pipeline import read_manifests
+
+
+def hub_rows(folder) -> list[dict]:
+    return sorted(datasets.load_dataset(str(folder), split="train").to_list(), key=lambda r: r["id"])
+
+
+# A fresh interpreter makes the library call and reports what it returned.
+FRESH_BUILD = """import json, sys
+import m1data
+result = m1data.build("m1k", sys.argv[1], config=sys.argv[2])
+print(json.dumps({"status": result.status, "complete": result.complete, "hub_folder": str(result.hub_folder),
+                  "ids": sorted(result.rows["id"]), "funnel": result.funnel}))
+"""
+
+
+@pytest.fixture(scope="module")
+def twin_builds(tmp_path_factory):
+    """m1K built twice with one config: by the command and by `m1data.build` in a fresh
+    interpreter (both against one scripted server, which runs in this process)."""
+    tmp = tmp_path_factory.mktemp("jobs")
+    with ScriptedServer(make_handler(truth_by_prompt())) as server:
+        config = write_config(tmp / "config.yaml", server.base_url, n=20)
+        command = CliRunner().invoke(app, ["build", "m1k", "--out", str(tmp / "cli"), "--config", str(config)])
+        assert command.exit_code == 0, command.output
+        fresh = subprocess.run([sys.executable, "-c", FRESH_BUILD, str(tmp / "py"), str(config)],
+                               capture_output=True, text=True, check=False)
+        assert fresh.returncode == 0, fresh.stderr[-3000:]
+    return {"tmp": tmp, "config": config, "command": command, "fresh": fresh}
+
+
+def test_python_build_writes_the_hub_rows_the_command_writes(twin_builds):
+    tmp, fresh = twin_builds["tmp"], twin_builds["fresh"]
+    result = json.loads(fresh.stdout)
+    assert result["status"] == "complete" and result["complete"] and result["hub_folder"] == str(tmp / "py" / "hub")
+    rows = hub_rows(tmp / "py" / "hub")
+    assert len(rows) == 20 and rows == hub_rows(tmp / "cli" / "hub")
+    assert result["ids"] == [r["id"] for r in rows]
+    assert result["funnel"].startswith("## Funnel") and result["funnel"] in twin_builds["command"].output
+    assert "Funnel" not in fresh.stderr  # the library call printed nothing of it
+
+
+def test_a_library_build_prints_nothing(tmp_path, capfd):
+    """The output rule: a library call is quiet; what it did is in its result."""
+    with ScriptedServer(make_handler(truth_by_prompt())) as server:
+        config = yaml.safe_load(write_config(tmp_path / "c.yaml", server.base_url, n=3).read_text())
+        capfd.readouterr()
+        result = m1data.build("m1k", tmp_path / "run", config=config)  # a mapping, not a file
+    assert result.complete and len(result.rows) == 3
+    out, err = capfd.readouterr()
+    assert out == "" and "Funnel" not in err
+
+
+def test_a_config_object_is_used_as_given(twin_builds, tmp_path):
+    """build_config gives the object a build would use; its fields changed, it is the build's."""
+    cfg = m1data.build_config("m1k", twin_builds["config"])
+    cfg.sample.n, cfg.sample.seed = 4, 7
+    # the run folder of the first build: every stage but the sampler is reused as it is
+    result = m1data.build("m1k", twin_builds["tmp"] / "py", config=cfg, hub_out=tmp_path / "hub")
+    assert len(result.rows) == 4 and len(hub_rows(tmp_path / "hub")) == 4
+    assert read_manifests(twin_builds["tmp"] / "py")[-1]["config"]["seed"] == 7
+
+
+def test_a_build_stopped_before_an_llm_stage_is_a_result(tmp_path):
+    config = {"m23k": {"difficulty": {"students": [{"model": "Qwen/Qwen2.5-7B-Instruct",
+                                                     "base_url": "http://127.0.0.1:9/v1"}]}}}
+    result = m1data.build("m1k", tmp_path / "run", config=config)
+    assert result.status == "not_ready" and result.stopped_early and not result.complete
+    assert result.stopped_at == "difficulty" and "127.0.0.1:9" in result.reason
+    assert result.rows is None and result.hub_folder is None and not (tmp_path / "run" / "hub").exists()
+    assert "after decontaminate" in result.funnel
+
+
+def test_until_stops_where_asked_and_exports_nothing(tmp_path):
+    result = m1data.build("m1k", tmp_path / "run", until="dedup")
+    assert result.status == "until" and result.stopped_at == "dedup" and not result.stopped_early
+    assert [m["stage"] for m in read_manifests(tmp_path / "run")] == ["load", "dedup"]
+    assert result.hub_folder is None and len(result.rows) > 0
+
+
+def test_resample_draws_again_with_another_seed(twin_builds, tmp_path):
+    m23k = twin_builds["tmp"] / "cli" / "08_format" / "rows.parquet"
+    first = m1data.resample(m23k, tmp_path / "a", n=5, seed=1)
+    second = m1data.resample(m23k, tmp_path / "b", n=5, seed=2)
+    pool = set(datasets.Dataset.from_parquet(str(m23k))["id"])
+    drawn = [set(r["id"] for r in hub_rows(r.hub_folder)) for r in (first, second)]
+    assert all(len(d) == 5 and d <= pool for d in drawn) and drawn[0] != drawn[1]
+    assert m1data.resample(m23k, tmp_path / "c", n=5, seed=1).rows["id"] == first.rows["id"]
+
+
+def test_bad_names_and_configs_are_one_line_errors(tmp_path):
+    with pytest.raises(UserError, match="unknown dataset 'm2k'; choose from m23k, m1k"):
+        m1data.build("m2k", tmp_path)
+    with pytest.raises(UserError, match="expected a M1KConfig, a YAML path, a mapping or None, got int"):
+        m1data.build("m1k", tmp_path, config=3)
+    with pytest.raises(M1DataError, match="unknown key"):
+        m1data.build("m1k", tmp_path, config={"sampel": {}})
+    assert not list(tmp_path.iterdir())
+
+
+def test_file_runners_share_one_name_pattern():
+    from m1data import jobs, mesh, mesh_offline
+
+    runners = sorted(n for n in jobs.__all__ if n.startswith("run_"))
+    assert runners == [f"run_{stage}_file" for stage in
+                       ("decontaminate", "dedup", "difficulty", "tag", "tag_offline", "traces")]
+    assert all(callable(getattr(jobs, n)) for n in runners)
+    assert not hasattr(mesh, "tag_file") and not hasattr(mesh_offline, "tag_offline_file")  # the old names
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(embedded_missing() is not None, reason=str(embedded_missing()))
+def test_default_build_from_a_fresh_interpreter_equals_the_command(tmp_path):
+    """`m1data.build("m1k", out)` with the default config (the embedded model, its server started
+    and stopped inside the call) writes the Hub rows `m1data build m1k --out` writes."""
+    command = subprocess.run([sys.executable, "-m", "m1data.cli", "build", "m1k", "--out", str(tmp_path / "cli")],
+                             capture_output=True, text=True, check=False)
+    assert command.returncode == 0, command.stderr[-2000:]
+    code = ("import sys, m1data\nresult = m1data.build('m1k', sys.argv[1])\n"
+            "assert result.complete and result.hub_folder is not None, result\n")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "py")], check=True)
+    assert hub_rows(tmp_path / "py" / "hub") == hub_rows(tmp_path / "cli" / "hub")
+
+
+def test_the_command_says_when_another_build_holds_the_run_folder(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom m1data.pipeline import run_lock\n"
+         "with run_lock(sys.argv[1]):\n    print('locked', flush=True)\n    time.sleep(60)\n", str(tmp_path / "run")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        result = CliRunner().invoke(app, ["build", "m1k", "--out", str(tmp_path / "run"), "--until", "load"])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.exit_code == 1 and "in use by another build" in " ".join(result.output.split())
+    assert isinstance(result.exception, SystemExit)  # an exit, not a traceback

@@ -1,0 +1,136 @@
+"""One home for each kind of knowledge, and a module graph without cycles (issue 20 item 3):
+the source registry, the one redaction module, the one config-file reader, an offline tagger
+that loads no LLM machinery, and no two modules that import each other."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from m1data.registry import SOURCE_REGISTRY, pretty_name
+
+ROOT = Path(__file__).resolve().parents[1]
+# installed name -> folder (pyproject's package-dir)
+PACKAGES = {"m1data": ROOT / "m1data", "m1data.builders": ROOT / "builders", "m1data.cards": ROOT / "cards",
+            "m1data.train": ROOT / "train", "m1data.infer": ROOT / "infer"}
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for package, folder in PACKAGES.items():
+        for path in folder.rglob("*.py"):
+            parts = [p for p in path.relative_to(folder).with_suffix("").parts if p != "__init__"]
+            found[".".join([package, *parts])] = path
+    return found
+
+
+def _imports(tree: ast.AST) -> list[tuple[str, list[str]]]:
+    """(module, names) of every absolute import, at any depth, outside `if TYPE_CHECKING:`."""
+    skipped = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+               for n in ast.walk(node)}
+    out = []
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            out += [(a.name, []) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.append((node.module, [a.name for a in node.names]))
+    return out
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the m1data modules it imports, function-local imports included (a cycle hidden
+    inside a function is still a cycle). `from package import submodule` is an edge to the
+    submodule, and a package's own submodules importing it are not edges back."""
+    known = modules()
+    graph: dict[str, set[str]] = {name: set() for name in known}
+    for name, path in known.items():
+        for module, names in _imports(ast.parse(path.read_text())):
+            targets = [f"{module}.{n}" for n in names if f"{module}.{n}" in known] or [module]
+            for target in targets:
+                while target and target not in known:
+                    target = target.rpartition(".")[0]
+                if target and target != name and target != "m1data" and not name.startswith(target + "."):
+                    graph[name].add(target)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    import networkx as nx
+
+    return list(nx.simple_cycles(nx.DiGraph([(a, b) for a, bs in graph.items() for b in bs])))
+
+
+def test_no_module_imports_one_that_imports_it_back():
+    graph = import_graph()
+    assert "m1data.evalsets" not in graph["m1data.sources"] or "m1data.sources" not in graph["m1data.evalsets"]
+    assert cycles(graph) == []
+
+
+def test_the_cycle_check_sees_a_cycle_hidden_in_a_function():
+    graph = import_graph()
+    graph["m1data.native"].add("m1data.sources")  # as a function-local import would add it
+    assert ["m1data.native", "m1data.sources"] in [sorted(c) for c in cycles(graph)]
+
+
+def test_the_offline_tagger_loads_no_llm_machinery():
+    code = ("import sys, m1data.mesh_offline, m1data.mesh_eval\n"
+            "llm = sorted(m for m in sys.modules if m.startswith('m1data.llm') or m == 'm1data.mesh'"
+            " or m.split('.')[0] in ('openai', 'httpx', 'tiktoken'))\n"
+            "assert not llm, llm\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_one_redaction_module():
+    """Secret patterns and masks are defined in m1data/redact.py only; every writer imports them."""
+    shapes = re.compile(r"Bearer\\s|\[redacted\]|\"\*\*\*\"|api_?key\|token\|secret")
+    defined = sorted(str(path.relative_to(ROOT)) for path in modules().values() if shapes.search(path.read_text()))
+    assert defined == ["m1data/redact.py"]
+    from m1data.cards import render
+    from m1data.llm import http
+    from m1data.redact import mask_secret, redact_config
+
+    assert http.mask_secret is mask_secret and render.redact_config is redact_config
+
+
+def test_one_reader_of_config_files():
+    """Configs and recipes are read by m1data.config.read_mapping; no other module parses YAML
+    files (the card's front matter is YAML inside a card, read by m1data.cardmeta)."""
+    readers = sorted(str(path.relative_to(ROOT)) for path in modules().values()
+                     if "yaml.safe_load(" in path.read_text())
+    assert readers == ["m1data/cardmeta.py", "m1data/config.py"]
+    names = {n for path in modules().values() for n in re.findall(r"^def (load_\w*config\w*)\(", path.read_text(), re.M)}
+    assert names == {"load_config"}
+
+
+@pytest.mark.parametrize("name", sorted(SOURCE_REGISTRY))
+def test_every_reader_of_source_facts_reads_the_registry(name):
+    from m1data.cards.figures import SOURCE_COLOURS
+    from m1data.cards.render import SOURCE_INFO
+    from m1data.schema import SOURCES
+    from m1data.sources import get_source
+
+    record = SOURCE_REGISTRY[name]
+    assert name in SOURCES and list(SOURCES) == list(SOURCE_REGISTRY)
+    source = get_source(name)
+    assert (source.hub_id, source.hub_config) == (record.hub_id, record.hub_config)
+    info = SOURCE_INFO[name]
+    assert (info.name, info.licence, info.terms, info.citation, info.hub_id, info.url) == (
+        record.title, record.licence, record.terms, record.citation, record.hub_id, record.url)
+    assert SOURCE_COLOURS[name] == record.colour and pretty_name(name) == record.pretty_name
+
+
+def test_source_facts_are_typed_once():
+    """A Hub id or a citation written outside the registry would be a second copy to drift."""
+    facts = [f for r in SOURCE_REGISTRY.values() for f in (r.hub_id, r.citation[:40], r.url)]  # colours are a palette
+    for module, path in modules().items():
+        if module == "m1data.registry":
+            continue
+        text = path.read_text()
+        assert not [f for f in facts if f in text], module
