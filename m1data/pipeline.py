@@ -65,6 +65,23 @@ class StageResult:
     incomplete, the run stops after it, and the next run re-runs it, sending exactly those."""
 
 
+def in_memory(rows: datasets.Dataset) -> datasets.Dataset:
+    """`rows` as one plain in-memory Arrow table, which survives pickling. Why: a selection of zero
+    rows from a table that had columns added is held by `datasets` as a concatenation of no blocks;
+    it writes to parquet, but unpickling it fails (`ArrowInvalid: Must pass at least one table`),
+    and a distributed worker hands its results back pickled."""
+    from datasets.table import InMemoryTable
+
+    rows = rows.flatten_indices()
+    return datasets.Dataset(InMemoryTable(rows.data.table), info=rows.info.copy(), split=rows.split)
+
+
+def portable(result: StageResult) -> StageResult:
+    """A StageResult whose rows and dropped rows survive pickling (see `in_memory`)."""
+    dropped = None if result.dropped is None else in_memory(result.dropped)
+    return dataclasses.replace(result, rows=in_memory(result.rows), dropped=dropped)
+
+
 @dataclass
 class RunContext:
     """Where a stage's outputs go (`stage_dir`) and where it keeps state that must survive a
@@ -106,6 +123,29 @@ class Stage(ABC):
         if dataclasses.is_dataclass(self.config):
             return json.loads(json.dumps(dataclasses.asdict(self.config), default=str))
         return {}
+
+    def merge_stats(self, parts: list[dict[str, Any]], rows: datasets.Dataset) -> dict[str, Any]:
+        """The statistics of a row-parallel stage run block by block (a distributed executor), as
+        one: `parts` are the blocks' `StageResult.stats` in order, `rows` all kept rows. The
+        default sums counts (`m1data.distributed.sum_stats`); a stage whose statistics do not add
+        up (a mean, a percentile, a sample) overrides this. Part of the contract, not an optional
+        hook, so a stage cannot be merged by a rule it never declared."""
+        from m1data.distributed import sum_stats
+
+        return sum_stats(parts)
+
+    def merge_results(self, parts: Sequence[StageResult]) -> StageResult:
+        """The blocks' results as the one result the stage would have given on all rows at once:
+        kept and dropped rows concatenated in block order, statistics merged by `merge_stats`, and
+        the transient failures summed, so one incomplete block leaves the whole stage incomplete."""
+        rows = datasets.concatenate_datasets([p.rows for p in parts])
+        drops = [p.dropped for p in parts if p.dropped is not None]
+        dropped = None
+        if drops:
+            non_empty = [d for d in drops if len(d)]
+            dropped = datasets.concatenate_datasets(non_empty) if non_empty else drops[0]
+        return StageResult(rows=rows, dropped=dropped, stats=self.merge_stats([p.stats for p in parts], rows),
+                           transient_failures=sum(p.transient_failures for p in parts))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -558,8 +598,10 @@ __all__ = [
     "dropped_path",
     "dropped_rows",
     "file_digest",
+    "in_memory",
     "load_stage_dropped",
     "load_stage_rows",
+    "portable",
     "read_manifest",
     "read_manifests",
     "run_lock",

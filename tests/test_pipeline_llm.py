@@ -255,3 +255,33 @@ def test_credentials_in_a_base_url_reach_no_manifest_card_or_cache(llm_server, t
     assert "pw-hunter2-xyz" not in out + err
     run_pipeline([Rows(), stage], tmp_path / "run")  # the stripped config still matches: skipped
     assert llm_server.count() == N_ROWS
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 23 item 2: a stage result that keeps no rows survives pickling (what a Ray block returns)
+
+
+def test_added_columns_then_no_rows_selected_survive_pickling():
+    """The three-line reproduction: `datasets` holds this selection as a concatenation of no
+    blocks, which writes but does not unpickle (ArrowInvalid); `in_memory` gives a plain table."""
+    import pickle
+
+    from m1data.pipeline import in_memory
+
+    empty = datasets.Dataset.from_dict({"a": [1, 2]}).add_column("b", ["x", "y"]).select([])
+    back = pickle.loads(pickle.dumps(in_memory(empty)))
+    assert len(back) == 0 and back.column_names == ["a", "b"]
+
+
+def test_a_stage_that_keeps_no_rows_returns_a_result_that_pickles(llm_server, tmp_path):
+    import pickle
+
+    from m1data.pipeline import RunContext
+
+    llm_server.handler = lambda req: chat("The answer is \\boxed{Z}.", reasoning="thinking")  # never right
+    ctx = RunContext(run_dir=tmp_path, stage_dir=tmp_path)
+    result = teacher(llm_server).run(question_rows(), ctx)
+    assert len(result.rows) == 0 and len(result.dropped) == N_ROWS
+    back = pickle.loads(pickle.dumps(result))
+    assert len(back.rows) == 0 and back.rows.column_names == result.rows.column_names
+    assert back.dropped.to_list() == result.dropped.to_list()
