@@ -26,7 +26,8 @@ or from `OPENAI_API_KEY` when the endpoint is OpenAI's own and no variable is na
 anywhere else, and no other endpoint ever gets `OPENAI_API_KEY`. It is kept in a private
 attribute, sent only as the Authorization header, never shown by repr or the config, and masked
 out of anything a server sends back (an error body that echoes the header) before it is returned,
-so it cannot reach the cache, the dropped rows or the terminal.
+so it cannot reach the cache, the dropped rows or the terminal. A base_url with `user:password@`
+in it is refused (m1data.redact.refuse_userinfo): the SDK would send it as Basic auth.
 """
 
 from __future__ import annotations
@@ -46,11 +47,11 @@ from m1data.llm.limits import Failed, failure, http_failure
 from m1data.llm.params import OPENAI_PARAMS, check_params, request_body
 from m1data.llm.thinking import split_thinking
 from m1data.llm.types import Reply, Request
-from m1data.redact import strip_userinfo
+from m1data.redact import refuse_userinfo, strip_userinfo
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 _FILTER_MARKERS = ("content_filter", "content_policy", "content management policy", "safety")
-_BEARER = re.compile(r"(Bearer\s+)[^\s\"',;]+", re.IGNORECASE)
+_BEARER = re.compile(r"((?:Bearer|Basic)\s+)[^\s\"',;]+", re.IGNORECASE)  # echoed Authorization values
 
 
 class MissingAPIKey(M1DataError, RuntimeError):
@@ -93,7 +94,7 @@ def key_variable(base_url: str, api_key_env: str | None) -> str | None:
 
 
 def mask_secret(text: str | None, secret: str | None) -> str | None:
-    """`text` with the secret and any bearer token replaced by `***`."""
+    """`text` with the secret and any Bearer or Basic credential replaced by `***`."""
     if not text:
         return text
     if secret and len(secret) >= 8:
@@ -123,7 +124,8 @@ class HTTPEngine:
 
     def __init__(self, config: HTTPConfig, *, require_key: bool = True):
         self.config = config
-        self._base_url = resolve_base_url(config.base_url)  # may hold user:password@ (sent, never shown)
+        self._base_url = resolve_base_url(config.base_url)
+        refuse_userinfo(self._base_url)  # a password there would travel as Basic auth (m1data.redact)
         self.endpoint = strip_userinfo(self._base_url)  # what logs, errors, plans and the cache see
         self.name = f"http:{self.endpoint}"
         self.cache_namespace = config.cache_namespace

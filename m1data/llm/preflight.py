@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 from m1data.llm.http import key_variable, resolve_base_url
+from m1data.redact import refuse_userinfo
 
 
 def endpoint_problem(base_url: str | None, api_key_env: str | None = None, timeout: float = 3.0) -> str | None:
@@ -22,6 +23,7 @@ def endpoint_problem(base_url: str | None, api_key_env: str | None = None, timeo
 
         return f"the embedded model is not being served (the build starts it when installed; {INSTALL_HINT})"
     base_url = resolve_base_url(base_url)
+    refuse_userinfo(base_url)
     variable = key_variable(base_url, api_key_env)
     if variable and not os.environ.get(variable):
         return f"the environment variable {variable} (API key for {base_url}) is not set"

@@ -31,6 +31,7 @@ from m1data.llm.limits import RetryPolicy
 from m1data.llm.runner import RunStats, plan_requests, print_plan
 from m1data.llm.types import Engine, Reply, Request
 from m1data.pipeline import RunContext, Stage, StageResult, dropped_rows, in_memory, run_on_file
+from m1data.redact import refuse_userinfo
 
 BOXED_INSTRUCTION = "Return your final response within \\boxed{}."
 CACHE_FILENAME = "llm_cache.sqlite"
@@ -122,6 +123,8 @@ class LLMStage(Stage):
         self.engines: dict[str, Engine] = dict(engines or {})
         self._built: dict[str, Engine] = {}
         self._prices: PriceTable | None = None
+        for endpoint in self.endpoints():  # at construction: a build refuses before it starts anything
+            refuse_userinfo(endpoint.base_url, f"{endpoint.role}: base_url")
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_built": {}}
