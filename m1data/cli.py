@@ -281,8 +281,9 @@ def dedup(
 ) -> None:
     """Fuzzy deduplication: a row goes when an earlier row matches it (exact all-pairs answer)."""
     from m1data.dedup import DedupConfig, Deduplicate
-    from m1data.pipeline import run_on_file
+    from m1data.pipeline import refuse_overwrite, run_on_file
 
+    refuse_overwrite(in_path, out_path)  # before a Ray instance starts
     ctx = _file_context(out_path, executor, ray_address)
     _print_stats(run_on_file(Deduplicate(DedupConfig(threshold=threshold, column=column)), in_path, out_path, ctx))
 
@@ -300,13 +301,15 @@ def decontaminate(
     """Remove rows that match any eval item (question stem + option set, fuzzy ratio >= threshold)."""
     from m1data.dedup import Decontaminate, DecontaminateConfig
     from m1data.evalsets import EvalInput
-    from m1data.pipeline import run_on_file
+    from m1data.pipeline import refuse_overwrite, run_on_file
 
-    ctx = _file_context(out_path, executor, ray_address)
     evals = []
     for spec in eval_names:
         name, _, path = spec.partition("=")
         evals.append(EvalInput(name=name, path=path or None))
+    eval_files = [Path(e.path or e.name) for e in evals if e.path or Path(e.name).exists()]
+    refuse_overwrite([in_path, *eval_files], out_path)  # an eval file is an input too
+    ctx = _file_context(out_path, executor, ray_address)
     stage = Decontaminate(DecontaminateConfig(threshold=threshold, ngram=ngram), evals)
     _print_stats(run_on_file(stage, in_path, out_path, ctx))
 

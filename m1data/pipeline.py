@@ -200,11 +200,28 @@ def dropped_path(out_path: str | Path) -> Path:
 
 def write_result(rows: datasets.Dataset, dropped: datasets.Dataset | None, out_path: str | Path) -> Path:
     """What every file command writes: the kept rows to OUT, the rows not kept (empty, if none)
-    to OUT.dropped.<ext> beside it. Returns the dropped file's path."""
-    from m1data.readers import write_rows
+    to OUT.dropped.<ext> beside it, as a pair: both or, after a kill mid-write, neither (OUT is
+    renamed into place last; `readers.write_together`). Returns the dropped file's path."""
+    from m1data.readers import write_together
 
-    write_rows(rows, out_path)
-    return write_rows(dropped if dropped is not None else rows.select([]), dropped_path(out_path))
+    empty = rows.select([])
+    return write_together([(rows, out_path), (dropped if dropped is not None else empty, dropped_path(out_path))])[1]
+
+
+def refuse_overwrite(inputs: str | Path | Sequence[str | Path | None], out_path: str | Path) -> None:
+    """Stop, before anything runs, a file command whose OUT (or OUT.dropped.<ext>) is one of its
+    inputs, or lies in a folder given as input: the input would be overwritten (`dedup X X`
+    turned 10 rows into 9), or the next run would read the output as input."""
+    given = [inputs] if isinstance(inputs, (str, Path)) else [p for p in inputs if p is not None]
+    for written in (Path(out_path), dropped_path(out_path)):
+        target = written.resolve()
+        for path in map(Path, given):
+            source = path.resolve()
+            if target == source:
+                raise UserError(f"{written} is also an input; writing it would overwrite that input: choose another OUT")
+            if path.is_dir() and target.parent == source:
+                raise UserError(f"{written} lies inside the input folder {path}, whose files are all read as input: "
+                                "choose an OUT outside it")
 
 
 def run_on_file(
@@ -218,6 +235,7 @@ def run_on_file(
     statistics. Zero rows in is not an error: both files are written empty."""
     from m1data.readers import read_rows
 
+    refuse_overwrite(in_path, out_path)
     rows = read_rows(in_path)
     if len(rows) == 0:
         log.warning("%s: 0 rows, nothing to do; %s and its dropped file are written empty", _names(in_path), out_path)
@@ -604,6 +622,7 @@ __all__ = [
     "portable",
     "read_manifest",
     "read_manifests",
+    "refuse_overwrite",
     "run_lock",
     "run_on_file",
     "run_pipeline",
