@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from m1data.builders import ablations, m1k, m23k
 
-from m1data.config import from_dict, load_config
+from m1data.config import file_root, from_dict, load_config
 from m1data.pipeline import Stage
 
 __all__ = ["BUILDERS", "Builder", "M1KConfig", "default_config_path", "load_builder_config"]
@@ -69,4 +69,4 @@ def load_builder_config(cls: type, path: str | Path | None) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     if "m23k" not in names:
         data = data["m23k"]
-    return from_dict(cls, {k: v for k, v in data.items() if k in names}, where=str(source))
+    return from_dict(cls, {k: v for k, v in data.items() if k in names}, where=file_root(source))

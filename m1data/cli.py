@@ -158,10 +158,13 @@ def build(
     Hub-layout folder RUN_DIR/hub (parquet, card, images) that `m1data publish` uploads."""
     from m1data.builders import BUILDERS
     from m1data.distributed import load_build_config, make_executor
-    from m1data.pipeline import RunLocked, run_lock
+    from m1data.errors import UserError
+    from m1data.pipeline import RunLocked, check_stage_names, run_lock
 
     if dataset not in BUILDERS:
         raise typer.BadParameter(f"choose from {', '.join(BUILDERS)}", param_hint="DATASET")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; a build writes a run folder there: name a folder (new or a run's)")
     builder = BUILDERS[dataset]
     cfg, executor_config = load_build_config(builder.config, config, executor, ray_address)
     if from_m23k is not None:
@@ -172,6 +175,7 @@ def build(
         stages = resample_stages(from_m23k, cfg.sample)
     else:
         stages = builder.stages(cfg)
+    check_stage_names(stages, start, until)  # every argument checked before anything starts
     runner = make_executor(executor_config)  # before the lock: a missing extra leaves no run folder behind
     hub_folder = hub_out or out / "hub"
     _refuse_other_hub(hub_folder, dataset)

@@ -39,9 +39,8 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import numpy as np
-import yaml
 
-from m1data.config import ConfigError, from_dict
+from m1data.config import ConfigError, file_root, from_dict, key_path, read_yaml
 from m1data.errors import UserError
 
 T = TypeVar("T")
@@ -82,11 +81,11 @@ def load_build_config(cls: type[T], path: str | Path | None, kind: str | None = 
     override the file. Without a file: the embedded config and the local runner."""
     data: Any = {}
     if path is not None:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        data = read_yaml(path) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level")
-    where = str(path or "config")
-    from_file = from_dict(ExecutorConfig, data.pop("executor", None) or {}, where=f"{where}.executor")
+    where = file_root(path) if path is not None else "config"
+    from_file = from_dict(ExecutorConfig, data.pop("executor", None) or {}, where=key_path(where, "executor"))
     executor = executor_config(kind, address, from_file)
     if path is None:  # no file: the builder's default, the embedded model's config
         from m1data.builders import load_builder_config

@@ -494,6 +494,18 @@ def _write_stage(stage_dir: Path, state_dir: Path, result: StageResult, manifest
         shutil.rmtree(old)
 
 
+def check_stage_names(stages: Sequence[Stage], start: str | None = None, until: str | None = None) -> list[str]:
+    """The stage names, unique, with `start` (--from) and `until` among them; a build checks this
+    before it starts anything (a Ray instance, the embedded model's server)."""
+    names = [s.name for s in stages]
+    if len(set(names)) != len(names):
+        raise UserError(f"stage names must be unique: {names}")
+    for flag, wanted in (("--from", start), ("--until", until)):
+        if wanted is not None and wanted not in names:
+            raise UserError(f"no stage named {wanted!r} ({flag}); the stages are {', '.join(names)}")
+    return names
+
+
 def run_pipeline(
     stages: Sequence[Stage],
     run_dir: str | Path,
@@ -510,12 +522,7 @@ def run_pipeline(
     otherwise. `executor` (m1data.distributed) runs the work elsewhere with the same results.
     """
     run_dir = Path(run_dir)
-    names = [s.name for s in stages]
-    if len(set(names)) != len(names):
-        raise UserError(f"stage names must be unique: {names}")
-    for wanted in (start, until):
-        if wanted is not None and wanted not in names:
-            raise UserError(f"no stage named {wanted!r}; stages are {', '.join(names)}")
+    names = check_stage_names(stages, start, until)
     start_at = names.index(start) if start else 0
     stop_at = names.index(until) if until else len(stages) - 1
     with run_lock(run_dir):
@@ -611,6 +618,7 @@ __all__ = [
     "StageNotReady",
     "StageResult",
     "add_columns",
+    "check_stage_names",
     "check_stage_output",
     "drop_counts",
     "dropped_path",

@@ -460,3 +460,34 @@ def test_a_file_command_refuses_an_output_that_is_an_input(tmp_path, command):
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "input" in proc.stderr
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 23 item 5: wrong input to `build` is one line and exit 2, checked before anything starts
+
+
+@pytest.mark.parametrize("case", ["wrong type", "yaml syntax", "out is a file", "no such stage"])
+def test_build_refuses_wrong_input_in_one_line_before_starting_anything(tmp_path, case):
+    run = tmp_path / "run"
+    config = tmp_path / "config.yaml"
+    args = ["build", "m1k", "--out", run]
+    if case == "wrong type":
+        config.write_text('m23k:\n  dedup:\n    threshold: "high"\n')
+        args += ["--config", config]
+        expected = "config.yaml:m23k.dedup.threshold: expected a number, got 'high'"
+    elif case == "yaml syntax":
+        config.write_text("m23k: [\n")
+        args += ["--config", config]
+        expected = "config.yaml: not valid YAML at line 2"
+    elif case == "out is a file":
+        run.write_text("not a folder")
+        expected = "is a file"
+    else:
+        args += ["--from", "nosuchstage"]
+        expected = "no stage named 'nosuchstage' (--from); the stages are load, dedup"
+    proc = _main(*args)
+    assert proc.returncode == 2, proc.stderr
+    err = " ".join(proc.stderr.split())
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert expected in err
+    assert (run.is_file() if case == "out is a file" else not run.exists())  # no run folder, no server log

@@ -42,8 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from m1data.config import read_yaml
 from m1data.errors import UserError
 
 RECIPES = Path(__file__).parent / "recipes"
@@ -104,12 +103,27 @@ def load_config(recipe: str | Path | None = None, args: Sequence[str] = ()) -> T
 
     parser = TrlParser((ScriptArguments, SFTConfig))
     if recipe is not None:
-        values = yaml.safe_load(recipe_path(recipe).read_text()) or {}
+        values = read_yaml(recipe_path(recipe)) or {}
+        if not isinstance(values, dict):
+            raise UserError(f"{recipe}: a recipe is a mapping of settings, got {type(values).__name__}")
         unknown = parser.set_defaults_with_config(**values)
         if unknown:
             raise UserError(f"unknown keys in recipe {recipe}: {unknown}")
-    script, sft = parser.parse_args_into_dataclasses(args=list(args))
+    try:
+        script, sft = parser.parse_args_into_dataclasses(args=list(args))
+    except ValueError as err:  # TrainingArguments checks its values as it is built
+        raise UserError(_argument_problem(err)) from None
     return TrainConfig(script=script, sft=sft)
+
+
+def _argument_problem(err: ValueError) -> str:
+    """One line for a setting the trainer refuses. The common one: the recipes train in bf16 on
+    GPUs, and a machine without one (a CPU smoke run) must say so explicitly."""
+    message = " ".join(str(err).split())
+    if "bf16" in message and "support" in message:
+        return ("the recipe trains in bf16, which needs a GPU this machine does not have; to train here on the CPU, "
+                "pass --bf16 false --use_cpu true")
+    return f"training arguments: {message}"
 
 
 def _set_global_batch(script: ScriptArguments, sft: Any) -> None:
