@@ -11,6 +11,8 @@ import dataclasses
 import importlib
 import json
 import os
+import signal
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +22,7 @@ import typer
 from rich.markup import escape
 
 from m1data import __version__
-from m1data.errors import M1DataError
+from m1data.errors import TERMINATED_EXIT, M1DataError, Terminated, raise_terminated
 from m1data.output import console, enable
 
 
@@ -718,10 +720,16 @@ def _quiet_datasets(
 
 def main() -> None:
     """Entry point: a problem the user can fix (m1data's own errors: bad file, config, name, key,
-    endpoint) is one clear line and exit code 2; anything else is a bug, shown with its traceback
-    and a request to report it."""
+    endpoint) is one clear line and exit code 2; SIGTERM unwinds and exits 143; anything else is
+    a bug, shown with its traceback and a request to report it."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, raise_terminated)  # unwind (locks, temporary files, servers), then 143
     try:
         app()
+    except Terminated:
+        console.print("[yellow]terminated[/yellow] (SIGTERM); completed work is kept: run the same command again "
+                      "to continue", soft_wrap=True)
+        raise SystemExit(TERMINATED_EXIT) from None
     except (M1DataError, FileNotFoundError) as err:
         _error_line(err)
         raise SystemExit(2) from None

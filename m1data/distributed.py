@@ -8,7 +8,9 @@ lineage and Hub folder, so a run started on one executor resumes on the other.
   formatting) run as Ray Data ``map_batches`` over blocks of rows. Each worker is a Ray actor
   that receives the stage once (so it builds its tagger model or engine once) and runs
   ``stage.run`` on each block; the blocks' kept rows and dropped rows are concatenated in the
-  original order, and their statistics merged (counts summed, or the stage's ``merge_stats``).
+  original order, their statistics merged by the stage's ``merge_stats`` (part of the Stage
+  contract; counts summed by default) and their transient failures summed, so one incomplete
+  block leaves the stage incomplete and the build stops as it does locally.
 - Per-source loading runs one Ray task per source (``parallel_map``).
 - Fuzzy dedup and decontamination run their length bands as Ray tasks (``band_runner``): the
   same ``BandJob.match`` the local matcher calls, survivors verified with rapidfuzz on the
@@ -195,10 +197,12 @@ class _StageWorker:
         import pyarrow as pa
         from datasets.table import InMemoryTable
 
+        from m1data.pipeline import portable
+
         position = batch.column(POSITION)[0].as_py()
         table = batch.drop_columns([POSITION]).cast(self.features.arrow_schema)
         rows = datasets.Dataset(InMemoryTable(table), info=datasets.DatasetInfo(features=self.features))
-        result = self.stage.run(rows, self.ctx)
+        result = portable(self.stage.run(rows, self.ctx))  # a block may keep no rows: still unpicklable
         return pa.table({POSITION: [position], "result": [pickle.dumps(result)]})
 
 
@@ -217,28 +221,18 @@ def group_bands(costs: Sequence[int], groups: int) -> list[tuple[int, int]]:
 
 
 def merge_results(stage: Any, parts: list[Any]) -> Any:
-    """One StageResult from the blocks' results, in block order."""
-    import datasets
-
-    from m1data.pipeline import StageResult
-
-    rows = datasets.concatenate_datasets([p.rows for p in parts])
-    drops = [p.dropped for p in parts if p.dropped is not None]
-    dropped = None
-    if drops:
-        non_empty = [d for d in drops if len(d)]
-        dropped = datasets.concatenate_datasets(non_empty) if non_empty else drops[0]
-    merge = getattr(stage, "merge_stats", None)
-    stats = merge([p.stats for p in parts], rows) if merge else sum_stats([p.stats for p in parts])
-    return StageResult(rows=rows, dropped=dropped, stats=stats)
+    """One StageResult from the blocks' results, in block order: the stage's own
+    ``Stage.merge_results`` (rows concatenated, statistics by its ``merge_stats``, transient
+    failures summed, so a block left incomplete leaves the stage incomplete)."""
+    return stage.merge_results(parts)
 
 
 def sum_stats(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Blocks' statistics as one: numbers summed (None, an unknown cost, absorbs; float sums are
     rounded as the LLM runner rounds costs, so the grouping does not show), dicts merged
     key by key, other values kept when every block agrees. A value the blocks disagree on and
-    that cannot be summed (a mean, a percentile) is an error: its stage must define
-    ``merge_stats(parts, rows)``."""
+    that cannot be summed (a mean, a percentile) is an error: its stage must override
+    ``Stage.merge_stats(parts, rows)``."""
     out: dict[str, Any] = {}
     for key in dict.fromkeys(k for part in parts for k in part):
         values = [part[key] for part in parts if key in part]

@@ -25,7 +25,7 @@ import datasets
 
 from m1data.builders import BUILDERS, Builder, default_config_path
 from m1data.builders.m1k import resample_stages
-from m1data.config import from_dict, read_mapping
+from m1data.config import file_root, from_dict, key_path, read_mapping
 from m1data.dedup import Decontaminate, DecontaminateConfig, Deduplicate, DedupConfig
 from m1data.difficulty import run_difficulty_file
 from m1data.distributed import ExecutorConfig, executor_config, make_executor
@@ -42,7 +42,9 @@ from m1data.pipeline import (
     Stage,
     StageIncomplete,
     StageNotReady,
+    check_stage_names,
     dropped_path,
+    refuse_overwrite,
     run_lock,
     run_on_file,
     run_pipeline,
@@ -122,7 +124,7 @@ def _embedded_defaults(cls: type) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     if "m23k" not in names:
         data = data["m23k"]
-    return from_dict(cls, {k: v for k, v in data.items() if k in names}, where=str(source))
+    return from_dict(cls, {k: v for k, v in data.items() if k in names}, where=file_root(source))
 
 
 def _load_config(cls: type, config: ConfigArg) -> tuple[Any, ExecutorConfig | None]:
@@ -134,13 +136,13 @@ def _load_config(cls: type, config: ConfigArg) -> tuple[Any, ExecutorConfig | No
     if isinstance(config, cls):
         return config, None
     if isinstance(config, (str, Path)):
-        data, where = read_mapping(config), str(config)
+        data, where = read_mapping(config), file_root(config)
     elif isinstance(config, dict):
         data, where = dict(config), "config"
     else:
         raise UserError(f"config: expected a {cls.__name__}, a YAML path, a mapping or None, got {type(config).__name__}")
     block = data.pop("executor", None)
-    executor = from_dict(ExecutorConfig, block, where=f"{where}.executor") if block else None
+    executor = from_dict(ExecutorConfig, block, where=key_path(where, "executor")) if block else None
     return from_dict(cls, data, where=where), executor
 
 
@@ -195,7 +197,9 @@ def build(
     names the Hub config (default: the dataset's name). Stages that ask for the embedded model get
     its server for the length of the build."""
     cfg, executor_cfg = build_settings(dataset, config, executor, ray_address)
-    return _run(dataset, _builder(dataset).stages(cfg), Path(out), executor_cfg,
+    stages = _builder(dataset).stages(cfg)
+    check_stage_names(stages, start, until)  # every argument checked before anything starts
+    return _run(dataset, stages, Path(out), executor_cfg,
                 start=start, until=until, force=force, hub_out=hub_out, repo_id=repo_id, hub_config=hub_config)
 
 
@@ -246,6 +250,8 @@ def _run(dataset: str, stages: Sequence[Stage], out: Path, executor: ExecutorCon
          hub_config: str | None) -> BuildResult:
     """The stages under the run lock, with the embedded model's server up while they run when
     they use it; then the funnel and, when every stage ran and left rows, the Hub folder."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; a build writes a run folder there: name a folder (new or a run's)")
     runner = make_executor(executor)  # before the lock: a missing extra leaves no run folder behind
     hub_folder = Path(hub_out) if hub_out is not None else out / "hub"
     _refuse_other_hub(hub_folder, dataset)
@@ -353,6 +359,7 @@ def run_dedup_file(in_path: str | Path | Sequence[str | Path], out_path: str | P
                    ray_address: str | None = None) -> dict[str, Any]:
     """Fuzzy deduplication over files: a row goes when an earlier row matches it (exact
     all-pairs answer); OUT and OUT.dropped.<ext>. Returns the stage statistics."""
+    refuse_overwrite(in_path, out_path)  # before a Ray instance starts
     ctx = _file_context(out_path, executor, ray_address)
     return run_on_file(Deduplicate(DedupConfig(threshold=threshold, column=column)), in_path, out_path, ctx)
 
@@ -364,8 +371,11 @@ def run_decontaminate_file(in_path: str | Path | Sequence[str | Path], out_path:
     """Remove rows that match any eval item (question stem + option set, fuzzy ratio >=
     `threshold`; a word `ngram` check beside it, 0: off). `evals`: EvalInputs or strings NAME,
     NAME=LOCAL_FILE, or a file. Returns the stage statistics."""
-    ctx = _file_context(out_path, executor, ray_address)
     inputs = [e if isinstance(e, EvalInput) else EvalInput.parse(e) for e in evals]
+    eval_files = [Path(e.path or e.name) for e in inputs if e.path or Path(e.name).exists()]
+    in_paths = [in_path] if isinstance(in_path, (str, Path)) else list(in_path)
+    refuse_overwrite([*in_paths, *eval_files], out_path)  # an eval file is an input too
+    ctx = _file_context(out_path, executor, ray_address)
     stage = Decontaminate(DecontaminateConfig(threshold=threshold, ngram=ngram), inputs)
     return run_on_file(stage, in_path, out_path, ctx)
 

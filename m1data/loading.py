@@ -75,7 +75,7 @@ class LoadConfig:
     `name` each (handy for added sources). A name m1data has no loader for must give `path`
     and `licence` (see `SourceInput`)."""
 
-    sources: dict[str, SourceInput] = field(default_factory=sample_sources)
+    sources: dict[str, SourceInput] | list[SourceInput] = field(default_factory=sample_sources)  # a dict after init
     seed: int = DEFAULT_SEED
 
     def __post_init__(self) -> None:

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from rich.console import Console
 
-__all__ = ["LOGGER", "Bar", "Bars", "bar", "console", "disable", "enable", "showing_progress", "track"]
+__all__ = ["LOGGER", "Bar", "Bars", "bar", "bar_columns", "console", "disable", "enable", "showing_progress", "track"]
 
 LOGGER = "m1data"
 console = Console(stderr=True)  # no file given: rich resolves sys.stderr at every write
@@ -85,27 +85,64 @@ class Bar:
             self._progress.update(self._task, completed=completed, total=total, **fields)
 
 
+# What a bar needs at any width, in characters: the count (`196157/196157`) and the time left
+# (`0:12:34`) are never cut; the description is cut first, then the extra fields, then the bar.
+COUNT_WIDTH = 13
+TIME_WIDTH = 7
+MIN_BAR = 10
+MAX_BAR = 40
+MIN_FIELDS = 8
+MAX_FIELDS = 56
+MAX_DESCRIPTION = 32
+
+
+def bar_columns(fields: tuple[str, ...], width: int) -> list[Any]:
+    """The columns of a progress line `width` characters wide. Rich shrinks every column of a
+    line that is too long by the same proportion, which at 80 columns cut the count to `36…` and
+    the time left to nothing; so here each column gets a fixed share: description, bar,
+    done/total and time left always; then the extra `fields` (rate, tokens, cost), as one
+    column cut with an ellipsis; the elapsed time only where all of that fits."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.table import Column
+
+    def fixed(size: int, **kw: Any) -> Column:
+        return Column(no_wrap=True, overflow="ellipsis", min_width=size, max_width=size, **kw)
+
+    description = max(8, min(MAX_DESCRIPTION, width // 4))
+    free = width - description - COUNT_WIDTH - TIME_WIDTH - 2  # what is left, after the spaces between them
+    bar = MIN_BAR if free >= MIN_BAR + 1 else 0
+    free -= bar + 1 if bar else 0
+    extra_width = min(free - 1, MAX_FIELDS) if fields and free > 1 + MIN_FIELDS else 0
+    free -= extra_width + 1 if extra_width else 0
+    elapsed = free >= TIME_WIDTH + 1
+    free -= TIME_WIDTH + 1 if elapsed else 0
+    if bar:
+        bar += max(0, min(MAX_BAR - bar, free))  # what is still free lengthens the bar
+    columns: list[Any] = [TextColumn("{task.description}", table_column=fixed(description))]
+    if bar:
+        columns.append(BarColumn(bar_width=bar, table_column=fixed(bar)))
+    columns.append(MofNCompleteColumn(table_column=Column(no_wrap=True, min_width=COUNT_WIDTH, justify="right")))
+    if extra_width:
+        text = " ".join(f"{{task.fields[{name}]}}" for name in fields)
+        columns.append(TextColumn(text, table_column=fixed(extra_width)))
+    if elapsed:
+        columns.append(TimeElapsedColumn(table_column=Column(no_wrap=True, min_width=TIME_WIDTH)))
+    columns.append(TimeRemainingColumn(table_column=Column(no_wrap=True, min_width=TIME_WIDTH)))
+    return columns
+
+
 class Bars:
     """A live group of bars, one per `add`: description, bar, done/total, the named extra fields
-    (cost, failures, ...), elapsed and remaining time. Shown only when `show` and output is on."""
+    (cost, failures, ...), elapsed and remaining time, laid out for the console's width
+    (`bar_columns`). Shown only when `show` and output is on."""
 
     def __init__(self, *fields: str, show: bool = True, transient: bool = False):
         self.fields = fields
         self._progress: Any = None
         if show and showing_progress():
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
+            from rich.progress import Progress
 
-            extra = [TextColumn(f"{{task.fields[{name}]}}") for name in fields]
-            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), *extra,
-                                      TimeElapsedColumn(), TimeRemainingColumn(), console=console,
-                                      transient=transient)
+            self._progress = Progress(*bar_columns(fields, console.width), console=console, transient=transient)
 
     def __enter__(self) -> Bars:
         if self._progress is not None:

@@ -66,6 +66,23 @@ class StageResult:
     incomplete, the run stops after it, and the next run re-runs it, sending exactly those."""
 
 
+def in_memory(rows: datasets.Dataset) -> datasets.Dataset:
+    """`rows` as one plain in-memory Arrow table, which survives pickling. Why: a selection of zero
+    rows from a table that had columns added is held by `datasets` as a concatenation of no blocks;
+    it writes to parquet, but unpickling it fails (`ArrowInvalid: Must pass at least one table`),
+    and a distributed worker hands its results back pickled."""
+    from datasets.table import InMemoryTable
+
+    rows = rows.flatten_indices()
+    return datasets.Dataset(InMemoryTable(rows.data.table), info=rows.info.copy(), split=rows.split)
+
+
+def portable(result: StageResult) -> StageResult:
+    """A StageResult whose rows and dropped rows survive pickling (see `in_memory`)."""
+    dropped = None if result.dropped is None else in_memory(result.dropped)
+    return dataclasses.replace(result, rows=in_memory(result.rows), dropped=dropped)
+
+
 @dataclass
 class RunContext:
     """Where a stage's outputs go (`stage_dir`) and where it keeps state that must survive a
@@ -107,6 +124,29 @@ class Stage(ABC):
         if dataclasses.is_dataclass(self.config):
             return json.loads(json.dumps(dataclasses.asdict(self.config), default=str))
         return {}
+
+    def merge_stats(self, parts: list[dict[str, Any]], rows: datasets.Dataset) -> dict[str, Any]:
+        """The statistics of a row-parallel stage run block by block (a distributed executor), as
+        one: `parts` are the blocks' `StageResult.stats` in order, `rows` all kept rows. The
+        default sums counts (`m1data.distributed.sum_stats`); a stage whose statistics do not add
+        up (a mean, a percentile, a sample) overrides this. Part of the contract, not an optional
+        hook, so a stage cannot be merged by a rule it never declared."""
+        from m1data.distributed import sum_stats
+
+        return sum_stats(parts)
+
+    def merge_results(self, parts: Sequence[StageResult]) -> StageResult:
+        """The blocks' results as the one result the stage would have given on all rows at once:
+        kept and dropped rows concatenated in block order, statistics merged by `merge_stats`, and
+        the transient failures summed, so one incomplete block leaves the whole stage incomplete."""
+        rows = datasets.concatenate_datasets([p.rows for p in parts])
+        drops = [p.dropped for p in parts if p.dropped is not None]
+        dropped = None
+        if drops:
+            non_empty = [d for d in drops if len(d)]
+            dropped = datasets.concatenate_datasets(non_empty) if non_empty else drops[0]
+        return StageResult(rows=rows, dropped=dropped, stats=self.merge_stats([p.stats for p in parts], rows),
+                           transient_failures=sum(p.transient_failures for p in parts))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,11 +201,28 @@ def dropped_path(out_path: str | Path) -> Path:
 
 def write_result(rows: datasets.Dataset, dropped: datasets.Dataset | None, out_path: str | Path) -> Path:
     """What every file command writes: the kept rows to OUT, the rows not kept (empty, if none)
-    to OUT.dropped.<ext> beside it. Returns the dropped file's path."""
-    from m1data.readers import write_rows
+    to OUT.dropped.<ext> beside it, as a pair: both or, after a kill mid-write, neither (OUT is
+    renamed into place last; `readers.write_together`). Returns the dropped file's path."""
+    from m1data.readers import write_together
 
-    write_rows(rows, out_path)
-    return write_rows(dropped if dropped is not None else rows.select([]), dropped_path(out_path))
+    empty = rows.select([])
+    return write_together([(rows, out_path), (dropped if dropped is not None else empty, dropped_path(out_path))])[1]
+
+
+def refuse_overwrite(inputs: str | Path | Sequence[str | Path | None], out_path: str | Path) -> None:
+    """Stop, before anything runs, a file command whose OUT (or OUT.dropped.<ext>) is one of its
+    inputs, or lies in a folder given as input: the input would be overwritten (`dedup X X`
+    turned 10 rows into 9), or the next run would read the output as input."""
+    given = [inputs] if isinstance(inputs, (str, Path)) else [p for p in inputs if p is not None]
+    for written in (Path(out_path), dropped_path(out_path)):
+        target = written.resolve()
+        for path in map(Path, given):
+            source = path.resolve()
+            if target == source:
+                raise UserError(f"{written} is also an input; writing it would overwrite that input: choose another OUT")
+            if path.is_dir() and target.parent == source:
+                raise UserError(f"{written} lies inside the input folder {path}, whose files are all read as input: "
+                                "choose an OUT outside it")
 
 
 def run_on_file(
@@ -179,6 +236,7 @@ def run_on_file(
     statistics. Zero rows in is not an error: both files are written empty."""
     from m1data.readers import read_rows
 
+    refuse_overwrite(in_path, out_path)
     rows = read_rows(in_path)
     if len(rows) == 0:
         log.warning("%s: 0 rows, nothing to do; %s and its dropped file are written empty", _names(in_path), out_path)
@@ -441,6 +499,18 @@ def _write_stage(stage_dir: Path, state_dir: Path, result: StageResult, manifest
         shutil.rmtree(old)
 
 
+def check_stage_names(stages: Sequence[Stage], start: str | None = None, until: str | None = None) -> list[str]:
+    """The stage names, unique, with `start` (--from) and `until` among them; a build checks this
+    before it starts anything (a Ray instance, the embedded model's server)."""
+    names = [s.name for s in stages]
+    if len(set(names)) != len(names):
+        raise UserError(f"stage names must be unique: {names}")
+    for flag, wanted in (("--from", start), ("--until", until)):
+        if wanted is not None and wanted not in names:
+            raise UserError(f"no stage named {wanted!r} ({flag}); the stages are {', '.join(names)}")
+    return names
+
+
 def run_pipeline(
     stages: Sequence[Stage],
     run_dir: str | Path,
@@ -457,12 +527,7 @@ def run_pipeline(
     otherwise. `executor` (m1data.distributed) runs the work elsewhere with the same results.
     """
     run_dir = Path(run_dir)
-    names = [s.name for s in stages]
-    if len(set(names)) != len(names):
-        raise UserError(f"stage names must be unique: {names}")
-    for wanted in (start, until):
-        if wanted is not None and wanted not in names:
-            raise UserError(f"no stage named {wanted!r}; stages are {', '.join(names)}")
+    names = check_stage_names(stages, start, until)
     start_at = names.index(start) if start else 0
     stop_at = names.index(until) if until else len(stages) - 1
     with run_lock(run_dir):
@@ -559,15 +624,19 @@ __all__ = [
     "StageNotReady",
     "StageResult",
     "add_columns",
+    "check_stage_names",
     "check_stage_output",
     "drop_counts",
     "dropped_path",
     "dropped_rows",
     "file_digest",
+    "in_memory",
     "load_stage_dropped",
     "load_stage_rows",
+    "portable",
     "read_manifest",
     "read_manifests",
+    "refuse_overwrite",
     "run_lock",
     "run_on_file",
     "run_pipeline",

@@ -10,16 +10,19 @@ Three layers, each used by the training sources (`m1data.sources`) and the eval 
 - records -> rows: a loader's `parse` turns one raw record into `Parsed` fields, using the
   typed field helpers here (`text`, `lettered_options`, ...); `collect` does the rest (ids,
   validation, shuffling, dropped records, progress) and returns a `LoadResult`.
-- rows <-> files: `write_rows` and `read_rows`, the format every stage reads and writes.
+- rows <-> files: `write_rows` and `read_rows`, the format every stage reads and writes;
+  `write_together` writes a file command's OUT and OUT.dropped atomically, as a pair.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import glob
 import importlib
 import io
 import json
+import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -449,17 +452,73 @@ def check_some_rows_read(result: LoadResult, path: Path | str, source: str, *, e
 # Rows <-> files
 
 
+ROW_SUFFIXES = (".parquet", ".jsonl")
+
+
 def write_rows(ds: datasets.Dataset, out: str | Path) -> Path:
-    """Write a Dataset as .parquet or .jsonl, chosen by the file's suffix."""
-    out = Path(out)
+    """Write a Dataset as .parquet or .jsonl, chosen by the file's suffix, atomically: a kill
+    mid-write leaves the previous file (or none), never a truncated one (see `write_together`)."""
+    return write_together([(ds, out)])[0]
+
+
+def write_together(outputs: Sequence[tuple[datasets.Dataset, str | Path]]) -> list[Path]:
+    """Write several row files as one: all of them, or (after a crash, a kill, a full disk) none.
+
+    Each is written to a temporary name in its own folder (so the rename stays on one file
+    system) and flushed to disk; only then are they renamed into place. The first path is the
+    commit mark: any old file there is removed before the others are renamed and it is renamed
+    last, so whenever it exists, the files beside it are the ones written with it. (A kill in the
+    instant between two renames can leave the others without the first, never the first without
+    them.) Why: a file command's OUT without its OUT.dropped, or a half-written OUT, reads as a
+    finished result."""
+    targets = [Path(out) for _, out in outputs]
+    for target in targets:
+        if target.suffix not in ROW_SUFFIXES:
+            raise UserError(f"{target}: output must end in .parquet or .jsonl")
+    staged: list[Path] = []
+    try:
+        for (ds, _), target in zip(outputs, targets, strict=True):
+            staged.append(_stage_file(ds, target))
+    except BaseException:
+        for tmp in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    first, *rest = targets
+    first.unlink(missing_ok=True)
+    for tmp, target in reversed(list(zip(staged, targets, strict=True))):
+        tmp.replace(target)
+    for folder in {t.parent.resolve() for t in targets}:
+        _fsync_folder(folder)
+    return targets
+
+
+def _temporary_name(out: Path) -> Path:
+    """Hidden, and not ending in a rows suffix: a leftover is never read as rows (`read_rows`)."""
+    return out.with_name(f".{out.name}.{os.getpid()}.tmp")
+
+
+def _stage_file(ds: datasets.Dataset, out: Path) -> Path:
+    """`ds` written in `out`'s format to a temporary name beside `out`, on disk (fsync)."""
     out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{glob.escape(out.name)}.*.tmp"):  # what a killed write left
+        stale.unlink(missing_ok=True)
+    tmp = _temporary_name(out)
     if out.suffix == ".parquet":
-        ds.to_parquet(str(out))
-    elif out.suffix == ".jsonl":
-        ds.to_json(str(out), lines=True, force_ascii=False)
+        ds.to_parquet(str(tmp))
     else:
-        raise UserError(f"{out}: output must end in .parquet or .jsonl")
-    return out
+        ds.to_json(str(tmp), lines=True, force_ascii=False)
+    with tmp.open("rb") as handle:
+        os.fsync(handle.fileno())
+    return tmp
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the renames in `folder` durable (a power cut after the command returned keeps them)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def parquet_dataset(path: str | Path, columns: list[str] | None = None) -> datasets.Dataset:
@@ -471,9 +530,6 @@ def parquet_dataset(path: str | Path, columns: list[str] | None = None) -> datas
     if pq.ParquetFile(str(path)).metadata.num_rows == 0:
         return datasets.Dataset(pq.read_table(str(path), columns=columns))
     return datasets.Dataset.from_parquet(str(path), columns=columns)
-
-
-ROW_SUFFIXES = (".parquet", ".jsonl")
 
 
 def read_rows(path: str | Path | Sequence[str | Path]) -> datasets.Dataset:
@@ -559,4 +615,5 @@ __all__ = [
     "text",
     "unscored_row",
     "write_rows",
+    "write_together",
 ]

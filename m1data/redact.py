@@ -2,10 +2,13 @@
 configured keys. The one module that masks secrets: every writer (manifests, the LLM cache, log
 lines and error replies, cards, the Hub upload's last check) calls it.
 
-Why one module: a base_url may carry credentials (`https://user:pass@host/v1`), and the same
-string is copied into stage manifests, the cache's endpoint column, cards and log lines. Every
-writer strips them with `strip_userinfo`/`scrub`, so a URL is recorded as the server it names and
-never as a way to log in to it. Keys themselves are only ever read from the environment; the
+Credentials inside a base_url (`https://user:pass@host/v1`) are refused (`refuse_userinfo`): the
+SDK would send them as HTTP Basic auth in place of the API key, and a server that echoes its
+request headers would hand the password back, base64-encoded, into error replies, the reply
+cache and the terminal, where no plain-text mask finds it. A key belongs in an environment
+variable named by `api_key_env`. Writers still strip userinfo from every URL they record
+(`strip_userinfo`/`scrub`), so a URL from an older run folder or a message is recorded as the
+server it names and never as a way to log in to it. Keys themselves are only ever read from the environment; the
 names of the variables that hold them are in the stage configs (`api_key_env`), which is what
 `configured_secrets` follows to find the values that an upload must not contain.
 """
@@ -16,13 +19,16 @@ import os
 import re
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
+
+from m1data.errors import UserError
 
 # scheme://userinfo@ : userinfo has no '/', '@', '?', '#' or whitespace (RFC 3986, percent-encoded)
 _USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@?#]*@")
 SECRET_ENV_SUFFIXES = ("_API_KEY",)
 MIN_SECRET_LENGTH = 8  # a shorter value would match innocent bytes by chance
 REDACTED = "[redacted]"  # what a card shows in place of a secret
-_BEARER = re.compile(r"(Bearer\s+)[^\s\"',;]+", re.IGNORECASE)
+_BEARER = re.compile(r"((?:Bearer|Basic)\s+)[^\s\"',;]+", re.IGNORECASE)  # echoed Authorization values
 # Keys that *are* credential names (`api_key`, `hf_token`), not keys that merely contain one of
 # the words (`token_lengths`, `max_tokens`); `_env` keys hold the *name* of a variable, which is safe.
 _SECRET_KEY = re.compile(r"(^|_)(api_?key|token|secret|password|passwd|authorization|credentials?)$", re.I)
@@ -40,6 +46,24 @@ def strip_userinfo(text: str) -> str:
     return _USERINFO.sub(r"\g<scheme>", text)
 
 
+def has_userinfo(url: str) -> bool:
+    """`url` names a user (and maybe a password) before its host: `scheme://user:pass@host`."""
+    try:
+        return "@" in urlsplit(url.strip()).netloc
+    except ValueError:  # not a URL at all: another check says so
+        return False
+
+
+def refuse_userinfo(url: str | None, what: str = "base_url") -> None:
+    """Stop, in one line that shows neither user nor password, when `url` carries credentials
+    (module docstring: why they are refused rather than sent)."""
+    if url and has_userinfo(url):
+        raise UserError(
+            f"{what} {strip_userinfo(url.strip())} carries credentials (user:password@ before the host), which m1data "
+            "does not send: put the key in an environment variable and name it with api_key_env (--api-key-env)"
+        )
+
+
 def scrub(value: Any) -> Any:
     """A copy of a JSON-like value (dicts, lists, strings) with credentials removed from every URL."""
     if isinstance(value, str):
@@ -52,7 +76,7 @@ def scrub(value: Any) -> Any:
 
 
 def mask_secret(text: str | None, secret: str | None) -> str | None:
-    """`text` with the secret and any bearer token replaced by `***`."""
+    """`text` with the secret and any Bearer or Basic credential replaced by `***`."""
     if not text:
         return text
     if secret and len(secret) >= 8:
@@ -116,10 +140,12 @@ __all__ = [
     "MIN_SECRET_LENGTH",
     "REDACTED",
     "configured_secrets",
+    "has_userinfo",
     "key_env_names",
     "mask_secret",
     "redact_config",
     "redact_environment",
+    "refuse_userinfo",
     "scrub",
     "strip_userinfo",
 ]

@@ -364,3 +364,130 @@ def test_load_mapping_mistakes_are_one_line(tmp_path, args, message):
     proc = subprocess.run([sys.executable, "-c", "from m1data.cli import main; main()", *args,
                            "--out", str(tmp_path / "o.parquet")], capture_output=True, text=True, check=False)
     assert proc.returncode == 2 and message in proc.stderr.replace("\n", " "), proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 23 item 4: file commands write OUT and OUT.dropped together or not at all, never over an input
+
+KILLER = """
+import os, signal, sys
+import datasets
+
+real, calls, kill_at = datasets.Dataset.to_parquet, [], int(os.environ["M1DATA_TEST_KILL_AT"])
+
+def to_parquet(self, path, *args, **kwargs):  # the Nth parquet write is cut off by SIGKILL
+    calls.append(path)
+    if len(calls) == kill_at:
+        with open(path, "wb") as handle:
+            handle.write(b"PAR1 half a file")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(self, path, *args, **kwargs)
+
+datasets.Dataset.to_parquet = to_parquet
+from m1data.cli import main
+main()
+"""
+
+
+def _dedup_input(tmp_path) -> Path:
+    base = {"question": "Which nerve supplies the deltoid muscle?", "opa": "Axillary", "opb": "Radial",
+            "opc": "Ulnar", "opd": "Median", "cop": 0}
+    questions = ["Which nerve supplies the deltoid muscle?", "What is the most common cause of pneumonia in adults?",
+                 "Which enzyme is deficient in classic phenylketonuria?"]
+    rows = [dict(base, id=str(i), question=questions[i % 3]) for i in range(6)]
+    src = tmp_path / "train.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    loaded = tmp_path / "rows.parquet"
+    assert runner.invoke(app, ["load", "medmcqa", "--path", str(src), "--out", str(loaded)]).exit_code == 0
+    return loaded
+
+
+def _killed_dedup(rows: Path, out: Path, kill_at: int, *args: str) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run([sys.executable, "-c", KILLER, "dedup", str(rows), str(out), *args], capture_output=True,
+                          text=True, env={**os.environ, "M1DATA_TEST_KILL_AT": str(kill_at)}, check=False)
+
+
+def _visible(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+
+
+@pytest.mark.parametrize("kill_at", [1, 2])  # while OUT is written; while OUT.dropped is written
+def test_a_file_command_killed_mid_write_leaves_no_output(tmp_path, kill_at):
+    rows = _dedup_input(tmp_path)
+    out = tmp_path / "out" / "deduped.parquet"
+    killed = _killed_dedup(rows, out, kill_at)
+    assert killed.returncode == -9, killed.stderr
+    assert _visible(out.parent) == []  # neither OUT nor OUT.dropped, not a byte of either
+
+    done = runner.invoke(app, ["dedup", str(rows), str(out)])  # the same command again finishes
+    assert done.exit_code == 0, done.output
+    assert len(read_rows(out)) == 3 and len(read_rows(tmp_path / "out" / "deduped.dropped.parquet")) == 3
+    assert sorted(p.name for p in out.parent.iterdir()) == ["deduped.dropped.parquet", "deduped.parquet"]
+
+
+def test_a_rerun_killed_mid_write_keeps_the_previous_pair(tmp_path):
+    rows = _dedup_input(tmp_path)
+    out = tmp_path / "deduped.parquet"
+    assert runner.invoke(app, ["dedup", str(rows), str(out)]).exit_code == 0
+    before = {name: (tmp_path / name).read_bytes() for name in ("deduped.parquet", "deduped.dropped.parquet")}
+    killed = _killed_dedup(rows, out, 2, "--threshold", "100")  # a different result, cut off
+    assert killed.returncode == -9
+    assert {name: (tmp_path / name).read_bytes() for name in before} == before
+
+
+@pytest.mark.parametrize("command", [
+    ["dedup", "{rows}", "{rows}"],
+    ["dedup", "{rows}", "{folder}/./rows.parquet"],  # the same file by another name
+    ["dedup", "{folder}/other.dropped.parquet", "{folder}/other.parquet"],  # OUT.dropped would land on the input
+    ["decontaminate", "{rows}", "{folder}/evals.parquet", "--eval", "mmlu_anatomy={folder}/evals.dropped.parquet"],
+    ["dedup", "{folder}/shards", "{folder}/shards/out.parquet"],  # all its files are read: a re-run would read OUT
+    ["run", "tag-offline", "{rows}", "{rows}"],
+])
+def test_a_file_command_refuses_an_output_that_is_an_input(tmp_path, command):
+    """`m1data dedup X X` turned 10 rows into 9; now every file command refuses, in one line and
+    exit 2, an OUT (or its OUT.dropped) that is an input or lies in an input folder, before it
+    reads, writes or starts anything."""
+    rows = _dedup_input(tmp_path)
+    (tmp_path / "other.dropped.parquet").write_bytes(rows.read_bytes())
+    (tmp_path / "shards").mkdir()
+    (tmp_path / "shards" / "part-0.parquet").write_bytes(rows.read_bytes())
+    (tmp_path / "evals.dropped.parquet").write_bytes(rows.read_bytes())
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    proc = _main(*[part.format(rows=rows, folder=tmp_path) for part in command])
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "input" in proc.stderr
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 23 item 5: wrong input to `build` is one line and exit 2, checked before anything starts
+
+
+@pytest.mark.parametrize("case", ["wrong type", "yaml syntax", "out is a file", "no such stage"])
+def test_build_refuses_wrong_input_in_one_line_before_starting_anything(tmp_path, case):
+    run = tmp_path / "run"
+    config = tmp_path / "config.yaml"
+    args = ["build", "m1k", "--out", run]
+    if case == "wrong type":
+        config.write_text('m23k:\n  dedup:\n    threshold: "high"\n')
+        args += ["--config", config]
+        expected = "config.yaml:m23k.dedup.threshold: expected a number, got 'high'"
+    elif case == "yaml syntax":
+        config.write_text("m23k: [\n")
+        args += ["--config", config]
+        expected = "config.yaml: not valid YAML at line 2"
+    elif case == "out is a file":
+        run.write_text("not a folder")
+        expected = "is a file"
+    else:
+        args += ["--from", "nosuchstage"]
+        expected = "no stage named 'nosuchstage' (--from); the stages are load, dedup"
+    proc = _main(*args)
+    assert proc.returncode == 2, proc.stderr
+    err = " ".join(proc.stderr.split())
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert expected in err
+    assert (run.is_file() if case == "out is a file" else not run.exists())  # no run folder, no server log

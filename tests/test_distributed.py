@@ -9,24 +9,28 @@ module skips when the `ray` extra is not installed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import shutil
 import sys
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from pathlib import Path
 
 import datasets
 import pytest
 import yaml
-from llm_server import ScriptedServer
+from llm_server import Received, Response, ScriptedServer, chat, error
 from test_build_e2e import make_handler, truth_by_prompt, write_config
 from test_dedup import char_edits, medqa_questions, mmlu_questions, planted
 from typer.testing import CliRunner
 
 from m1data.cli import app
+from m1data.difficulty import DifficultyConfig, DifficultyFilter
 from m1data.distributed import ExecutorConfig, MissingExtra, RayExecutor, group_bands, require_ray, sum_stats
 from m1data.fuzzy import EvalText, find_contamination, find_duplicates
-from m1data.pipeline import file_digest, read_manifests
+from m1data.pipeline import Stage, StageResult, file_digest, read_manifests
 
 
 pytestmark = pytest.mark.xdist_group("ray")  # one Ray instance per test run (conftest.ray_cluster)
@@ -311,3 +315,139 @@ def test_run_started_on_ray_resumes_locally(builds):
     # the local continuation only asked the tagger (the stage after traces that calls a model)
     assert 0 < builds["resumed_sent"] < builds["local_sent"]
     assert builds["resumed_sent"] == after["tag"]["stats"]["sent"]
+
+
+# ------------------------------------------------------------------ faults on Ray (issue 23, items 1 and 2)
+
+
+N_FAULT_ROWS = 16
+
+
+@dataclass
+class FaultRowsConfig:
+    n: int = N_FAULT_ROWS
+
+
+class FaultRows(Stage):
+    """The first stage of the fault builds: fixed question rows (runs on the driver)."""
+
+    name = "rows"
+
+    def __init__(self, config: FaultRowsConfig | None = None):
+        self.config = config or FaultRowsConfig()
+
+    def run(self, rows, ctx):
+        from test_pipeline_llm import question_rows
+
+        return StageResult(rows=question_rows(self.config.n))
+
+
+@dataclass
+class FaultBuildConfig:
+    """A two-stage build (rows, then a one-student difficulty filter) for the fault tests."""
+
+    rows: FaultRowsConfig = dc_field(default_factory=FaultRowsConfig)
+    difficulty: DifficultyConfig = dc_field(default_factory=DifficultyConfig)
+
+
+def fault_stages(cfg: FaultBuildConfig) -> list[Stage]:
+    return [FaultRows(cfg.rows), DifficultyFilter(cfg.difficulty)]
+
+
+class Student:
+    """A scripted student: right on `solved` prompts (those rows are dropped), wrong on the rest
+    (kept), and 503 on every attempt at the prompts in `failing` (a set the test empties)."""
+
+    def __init__(self, solved: set[str], failing: set[str]):
+        from test_pipeline_llm import question_rows
+
+        rows = question_rows(N_FAULT_ROWS)
+        self.truth = {p: "ABCD"[a] for p, a in zip(rows["prompt"], rows["answer_idx"], strict=True)}
+        self.solved, self.failing = solved, failing
+
+    def __call__(self, req: Received) -> Response:
+        prompt = req.text.split("\n", 1)[1]
+        if prompt in self.failing:
+            return error(503, "overloaded")
+        right = self.truth[prompt]
+        answer = right if prompt in self.solved else "ABCD"[("ABCD".index(right) + 1) % 4]
+        return chat(f"The answer is \\boxed{{{answer}}}.")
+
+
+def fault_config(path: Path, url: str, executor: str, rows_per_block: int = 4) -> Path:
+    student = {"model": "student", "base_url": url, "short": "student"}
+    runtime = {"progress": False, "retries": {"max_attempts": 2, "base_delay": 0.01}}
+    path.write_text(yaml.safe_dump({"executor": {"kind": executor, "rows_per_block": rows_per_block},
+                                    "difficulty": {"students": [student], "runtime": runtime}}))
+    return path
+
+
+@pytest.fixture
+def fault_build(monkeypatch):
+    from m1data.builders import BUILDERS
+
+    monkeypatch.setitem(BUILDERS, "m23k", dataclasses.replace(BUILDERS["m23k"], config=FaultBuildConfig,
+                                                              stages=fault_stages))
+
+    def run(run_dir: Path, config: Path):
+        return CliRunner().invoke(app, ["build", "m23k", "--out", str(run_dir), "--config", str(config)])
+
+    return run
+
+
+def difficulty_outputs(run_dir: Path) -> tuple[str, list[dict]]:
+    stage = run_dir / "01_difficulty"
+    return file_digest(stage / "rows.parquet"), datasets.Dataset.from_parquet(str(stage / "dropped.parquet")).to_list()
+
+
+def test_transient_failures_on_ray_leave_the_stage_incomplete_and_a_rerun_sends_exactly_them(
+        executor, fault_build, tmp_path):
+    """Issue 23 item 1: a student answering 503 to some requests on Ray stops the build (exit 1)
+    with the stage incomplete; the re-run sends exactly those requests and ends with the rows of
+    a local build that never failed."""
+    from test_pipeline_llm import question_rows
+
+    prompts = question_rows(N_FAULT_ROWS)["prompt"]
+    failing = {prompts[1], prompts[6], prompts[13]}  # in three different blocks of 4
+    student = Student(solved=set(prompts[::3]), failing=set())
+    with ScriptedServer(student) as server:
+        local = fault_build(tmp_path / "local", fault_config(tmp_path / "local.yaml", server.base_url, "local"))
+        assert local.exit_code == 0, local.output
+        local_sent = server.count()
+        student.failing = set(failing)
+        ray_config = fault_config(tmp_path / "ray.yaml", server.base_url, "ray")
+
+        first = fault_build(tmp_path / "ray", ray_config)
+        assert first.exit_code == 1, first.output
+        assert "3 requests failed transiently" in " ".join(first.output.split())
+        manifest = read_manifests(tmp_path / "ray")[-1]
+        assert manifest["stage"] == "difficulty"
+        assert (manifest["complete"], manifest["transient_failures"], manifest["stats"]["failed"]) == (False, 3, 3)
+        assert not (tmp_path / "ray" / "hub").exists()
+        sent = server.count()
+        assert sent - local_sent == N_FAULT_ROWS - 3 + 3 * 2  # each failing one tried twice
+
+        student.failing.clear()
+        again = fault_build(tmp_path / "ray", ray_config)
+        assert again.exit_code == 0, again.output
+        resent = [r.text.split("\n", 1)[1] for r in server.requests[sent:]]
+        assert sorted(resent) == sorted(failing)  # exactly the failed ones; the cache answers the rest
+    manifest = read_manifests(tmp_path / "ray")[-1]
+    assert manifest["complete"] is True and manifest["transient_failures"] == 0
+    assert difficulty_outputs(tmp_path / "ray") == difficulty_outputs(tmp_path / "local")
+
+
+def test_a_block_that_keeps_no_rows_on_ray_gives_the_local_result(executor, fault_build, tmp_path):
+    """Issue 23 item 2: the student solves every question of the first block of 4, so that
+    block keeps no rows; the build on Ray completes with the local build's rows and drops."""
+    from test_pipeline_llm import question_rows
+
+    prompts = question_rows(N_FAULT_ROWS)["prompt"]
+    student = Student(solved=set(prompts[:4]) | {prompts[9]}, failing=set())
+    with ScriptedServer(student) as server:
+        for name in ("local", "ray"):
+            result = fault_build(tmp_path / name, fault_config(tmp_path / f"{name}.yaml", server.base_url, name))
+            assert result.exit_code == 0, result.output
+    manifest = read_manifests(tmp_path / "ray")[-1]
+    assert manifest["rows_out"] == N_FAULT_ROWS - 5 and manifest["complete"] is True
+    assert difficulty_outputs(tmp_path / "ray") == difficulty_outputs(tmp_path / "local")

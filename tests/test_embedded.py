@@ -66,7 +66,8 @@ def test_missing_server_stops_the_build_before_the_students(tmp_path, monkeypatc
     assert result.exit_code == 1, result.output  # a stopped build is not a finished one (--allow-partial: 0)
     assert [m["stage"] for m in read_manifests(tmp_path / "run")] == ["load", "dedup", "decontaminate"]
     text = " ".join(result.output.split())
-    assert "stopped before stage 'difficulty'" in text and "M1DATA_LLAMA_SERVER" in text
+    # the variable names a missing file: that is what to fix (issue 23 item 7), not an install
+    assert "stopped before stage 'difficulty'" in text and "M1DATA_LLAMA_SERVER=" in text and "unset it" in text
 
 
 def test_embedded_stages_are_found_by_their_config():
@@ -121,3 +122,13 @@ def test_real_model_through_difficulty_and_traces(tmp_path):
 def test_embedded_yaml_is_valid_yaml_with_the_m1k_shape():
     data = yaml.safe_load(default_config_path().read_text())
     assert set(data) == {"m23k", "sample"}
+
+
+def test_a_missing_model_file_named_by_the_variable_is_said_without_install_advice(tmp_path, monkeypatch):
+    """Issue 23 item 7: installing packages does not fix a wrong M1DATA_EMBEDDED_GGUF."""
+    from m1data.llm.preflight import endpoint_problem
+
+    monkeypatch.setenv("M1DATA_EMBEDDED_GGUF", str(tmp_path / "nowhere.gguf"))
+    problem = endpoint_problem("embedded")
+    assert "M1DATA_EMBEDDED_GGUF=" in problem and "nowhere.gguf is not a file" in problem
+    assert "unset it" in problem and "pip install" not in problem

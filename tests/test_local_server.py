@@ -110,7 +110,7 @@ def test_missing_server_says_what_to_install(monkeypatch, tmp_path):
 
 def test_a_missing_model_file_named_by_the_variable_says_to_fix_the_variable(monkeypatch, tmp_path):
     monkeypatch.setenv("M1DATA_EMBEDDED_GGUF", str(tmp_path / "gone.gguf"))
-    with pytest.raises(ServerUnavailable, match="point it at one, or unset it") as caught:
+    with pytest.raises(ServerUnavailable, match="at an existing file, or unset it") as caught:
         find_embedded_model()
     assert "pip install" not in str(caught.value)  # installing a package does not fix a wrong path
 

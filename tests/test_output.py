@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from llm_server import Received, Response, llm_server, reply  # noqa: F401
 from typer.testing import CliRunner
 
@@ -132,3 +133,31 @@ def test_the_cli_turns_output_on(llm_server, tmp_path) -> None:
                                       "--student", f"small/Model-7B={llm_server.base_url}", "--dry-run"])
     assert result.exit_code == 0, result.output
     assert "3 to send" in result.stderr and llm_server.count() == 0
+
+
+@pytest.mark.parametrize("width", [60, 80, 100, 160])
+def test_a_bar_shows_done_total_and_time_left_at_any_width(monkeypatch, width):
+    """Issue 23 item 7: at 80 columns rich shrank every column alike and cut the count to `36…`.
+    The LLM runner's bar (rate, tokens, cost fields) keeps its count and time left, within the width."""
+    import io
+    import re
+
+    from rich.console import Console
+
+    from m1data.llm.runner import BAR_FIELDS
+
+    buffer = io.StringIO()
+    monkeypatch.setattr(output, "console", Console(file=buffer, width=width, force_terminal=False, color_system=None))
+    output.enable()
+    try:
+        with output.Bars(*BAR_FIELDS) as bars:
+            task = bars.add("teacher deepseek-reasoner", total=196157, **{name: "" for name in BAR_FIELDS})
+            task.advance(12345, rate="12.3 req/s", tokens="1,234,567 in / 2,345,678 out", cost="$12.3456")
+            bars._progress.refresh()
+    finally:
+        output.disable()
+    line = buffer.getvalue().splitlines()[-1]
+    assert len(line) <= width, line
+    assert " 12345/196157 " in line, line
+    assert re.search(r" (-:--:--|\d+:\d\d:\d\d)$", line), line  # the time left, whole, at the end
+    assert "12.3 req/s" in line and line.startswith("teacher")

@@ -129,3 +129,23 @@ def test_cpu_training_loss_goes_down(tiny_dir, hub_folder, tmp_path):
     assert len(losses) == 30
     assert losses[-1] < 0.7 * losses[0]
     assert (out / "config.json").is_file() and (out / "tokenizer_config.json").is_file()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="the bf16 refusal is for machines without a GPU")
+def test_a_bf16_recipe_on_a_cpu_machine_is_one_line_naming_the_flag(tiny_dir, tmp_path):
+    """Issue 23 item 5: was a 97-line traceback from TrainingArguments."""
+    import subprocess
+    import sys
+
+    from m1data.errors import UserError
+
+    with pytest.raises(UserError, match="--bf16 false --use_cpu true"):
+        parse_cli(["--recipe", "m1-7B-1K", "--model_name_or_path", str(tiny_dir), "--dataset", "x"])
+    proc = subprocess.run(
+        [sys.executable, "-c", "from m1data.cli import main; main()", "train", "--recipe", "m1-7B-1K",
+         "--model_name_or_path", str(tiny_dir), "--dataset", "x", "--output_dir", str(tmp_path / "out")],
+        capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "--bf16 false" in proc.stderr

@@ -107,8 +107,21 @@ def load_recipe(recipe: str | Path | None = None, args: Sequence[str] = ()) -> T
         unknown = parser.set_defaults_with_config(**values)
         if unknown:
             raise UserError(f"unknown keys in recipe {recipe}: {unknown}")
-    script, sft = parser.parse_args_into_dataclasses(args=list(args))
+    try:
+        script, sft = parser.parse_args_into_dataclasses(args=list(args))
+    except ValueError as err:  # TrainingArguments checks its values as it is built
+        raise UserError(_argument_problem(err)) from None
     return TrainConfig(script=script, sft=sft)
+
+
+def _argument_problem(err: ValueError) -> str:
+    """One line for a setting the trainer refuses. The common one: the recipes train in bf16 on
+    GPUs, and a machine without one (a CPU smoke run) must say so explicitly."""
+    message = " ".join(str(err).split())
+    if "bf16" in message and "support" in message:
+        return ("the recipe trains in bf16, which needs a GPU this machine does not have; to train here on the CPU, "
+                "pass --bf16 false --use_cpu true")
+    return f"training arguments: {message}"
 
 
 def _set_global_batch(script: ScriptArguments, sft: Any) -> None:

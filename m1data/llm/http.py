@@ -26,7 +26,8 @@ or from `OPENAI_API_KEY` when the endpoint is OpenAI's own and no variable is na
 anywhere else, and no other endpoint ever gets `OPENAI_API_KEY`. It is kept in a private
 attribute, sent only as the Authorization header, never shown by repr or the config, and masked
 out of anything a server sends back (an error body that echoes the header) before it is returned,
-so it cannot reach the cache, the dropped rows or the terminal.
+so it cannot reach the cache, the dropped rows or the terminal. A base_url with `user:password@`
+in it is refused (m1data.redact.refuse_userinfo): the SDK would send it as Basic auth.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from m1data.llm.limits import Failed, failure, http_failure
 from m1data.llm.params import OPENAI_PARAMS, check_params, request_body
 from m1data.llm.thinking import split_thinking
 from m1data.llm.types import Reply, Request
-from m1data.redact import mask_secret, strip_userinfo
+from m1data.redact import mask_secret, refuse_userinfo, strip_userinfo
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 _FILTER_MARKERS = ("content_filter", "content_policy", "content management policy", "safety")
@@ -112,7 +113,8 @@ class HTTPEngine:
 
     def __init__(self, config: HTTPConfig, *, require_key: bool = True):
         self.config = config
-        self._base_url = resolve_base_url(config.base_url)  # may hold user:password@ (sent, never shown)
+        self._base_url = resolve_base_url(config.base_url)
+        refuse_userinfo(self._base_url)  # a password there would travel as Basic auth (m1data.redact)
         self.endpoint = strip_userinfo(self._base_url)  # what logs, errors, plans and the cache see
         self.name = f"http:{self.endpoint}"
         self.cache_namespace = config.cache_namespace

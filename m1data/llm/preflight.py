@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 from m1data.llm.http import key_variable, resolve_base_url
+from m1data.redact import refuse_userinfo
 
 
 def endpoint_problem(base_url: str | None, api_key_env: str | None = None, timeout: float = 3.0) -> str | None:
@@ -17,11 +18,9 @@ def endpoint_problem(base_url: str | None, api_key_env: str | None = None, timeo
     import openai
 
     if base_url.strip().lower() == "embedded":
-        # The build starts the embedded model's server itself; reaching here means it could not.
-        from m1data.llm.local_server import INSTALL_HINT
-
-        return f"the embedded model is not being served (the build starts it when installed; {INSTALL_HINT})"
+        return _embedded_problem()
     base_url = resolve_base_url(base_url)
+    refuse_userinfo(base_url)
     variable = key_variable(base_url, api_key_env)
     if variable and not os.environ.get(variable):
         return f"the environment variable {variable} (API key for {base_url}) is not set"
@@ -38,6 +37,20 @@ def endpoint_problem(base_url: str | None, api_key_env: str | None = None, timeo
     finally:
         client.close()
     return None
+
+
+def _embedded_problem() -> str:
+    """Why the embedded model is not served (the build starts it itself, so reaching here means
+    it could not): a model file named by M1DATA_EMBEDDED_GGUF that is missing is said first and
+    as such, since installing packages would not fix it; else what is not installed."""
+    from m1data.llm.local_server import INSTALL_HINT, ServerUnavailable, find_embedded_model, find_server_binary
+
+    for find in (find_embedded_model, find_server_binary):
+        try:
+            find()
+        except ServerUnavailable as missing:
+            return f"the embedded model cannot be served: {missing}"
+    return f"the embedded model is not being served (the build starts it when installed; {INSTALL_HINT})"
 
 
 __all__ = [

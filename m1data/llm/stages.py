@@ -30,7 +30,8 @@ from m1data.llm.cost import PriceTable
 from m1data.llm.limits import RetryPolicy
 from m1data.llm.runner import RunStats, plan_requests, print_plan
 from m1data.llm.types import Engine, Reply, Request
-from m1data.pipeline import RunContext, Stage, StageResult, dropped_rows, run_on_file
+from m1data.pipeline import RunContext, Stage, StageResult, dropped_rows, in_memory, run_on_file
+from m1data.redact import refuse_userinfo
 
 BOXED_INSTRUCTION = "Return your final response within \\boxed{}."
 CACHE_FILENAME = "llm_cache.sqlite"
@@ -169,6 +170,8 @@ class LLMStage(Stage):
         self.engines: dict[str, Engine] = dict(engines or {})
         self._built: dict[str, Engine] = {}
         self._prices: PriceTable | None = None
+        for endpoint in self.endpoints():  # at construction: a build refuses before it starts anything
+            refuse_userinfo(endpoint.base_url, f"{endpoint.role}: base_url")
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_built": {}}
@@ -372,7 +375,7 @@ def split_rows(
         [reasons[i] for i in drop],
         {"detail": ([details[i] for i in drop], datasets.Value("string")), **(extra or {})},
     )
-    return rows.select(keep).flatten_indices(), dropped
+    return in_memory(rows.select(keep)), dropped  # zero kept rows must still pickle (a Ray block's result)
 
 
 def default_cache_path(out_path: str | Path) -> Path:

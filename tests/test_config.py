@@ -1,0 +1,63 @@
+"""Typed configs from YAML (m1data.config): a misspelt key, a value of the wrong type and a YAML
+syntax error are each one ConfigError naming the file and the key, raised at load time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from m1data.config import ConfigError, from_dict, load_config
+
+
+@dataclass
+class Inner:
+    threshold: float = 95.0
+    ngram: int = 8
+    column: str | None = None
+
+
+@dataclass
+class Outer:
+    inner: Inner = field(default_factory=Inner)
+    names: list[str] = field(default_factory=list)
+    rule: Literal["any", "all"] = "any"
+    flag: bool = False
+    limit: int | None = None
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("text, message", [
+    ('inner:\n  threshold: "high"\n', r"c\.yaml:inner\.threshold: expected a number, got 'high'"),
+    ("inner:\n  ngram: 2.5\n", r"c\.yaml:inner\.ngram: expected a whole number, got 2\.5"),
+    ("inner:\n  ngram: true\n", r"c\.yaml:inner\.ngram: expected a whole number, got True"),
+    ("inner: 5\n", r"c\.yaml:inner: expected a mapping, got 5"),
+    ("names: medqa\n", r"c\.yaml:names: expected a list, got 'medqa'"),
+    ("names: [medqa, 3]\n", r"c\.yaml:names\[1\]: expected a string, got 3"),
+    ("rule: most\n", r"c\.yaml:rule: must be one of 'any', 'all', got 'most'"),
+    ("flag: 'yes'\n", r"c\.yaml:flag: expected true or false, got 'yes'"),
+    ("limit: ten\n", r"c\.yaml:limit: expected a whole number, got 'ten'"),
+    ("inner:\n  treshold: 90\n", r"c\.yaml:inner: unknown key\(s\) treshold"),
+])
+def test_a_value_of_the_wrong_type_names_the_file_and_key(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(Outer, write(tmp_path, text))
+
+
+def test_values_of_the_right_type_load(tmp_path):
+    cfg = load_config(Outer, write(tmp_path, "inner: {threshold: 90, column: q}\nnames: [a]\nrule: all\nlimit: null\n"))
+    assert cfg == Outer(inner=Inner(threshold=90, column="q"), names=["a"], rule="all", limit=None)
+    assert from_dict(Outer, {"flag": True}).flag is True
+
+
+def test_a_yaml_syntax_error_is_one_line_with_its_place(tmp_path):
+    with pytest.raises(ConfigError, match=r"c\.yaml: not valid YAML at line 2, column 1") as err:
+        load_config(Outer, write(tmp_path, "m23k: [\n"))
+    assert "\n" not in str(err.value)
