@@ -22,7 +22,7 @@ import typer
 from rich.markup import escape
 
 from m1data import __version__
-from m1data.errors import TERMINATED_EXIT, M1DataError, Terminated, raise_terminated
+from m1data.errors import TERMINATED_EXIT, M1DataError, Terminated, UserError, raise_terminated
 from m1data.output import console, enable
 
 
@@ -50,9 +50,11 @@ score = _Module("m1data.infer.score")
 sweep = _Module("m1data.infer.sweep")
 sft = _Module("m1data.train.sft")
 difficulty = _Module("m1data.difficulty")
-dedup = _Module("m1data.dedup")
+dedup_stages = _Module("m1data.dedup")
 traces = _Module("m1data.traces")
 mesh = _Module("m1data.mesh")
+comparison = _Module("m1data.compare")
+llm_stages = _Module("m1data.llm.stages")
 hf_datasets = _Module("datasets")
 
 # Plain Click help: typer's rich panels print `<bool>` after every flag (typer 0.2x), as if
@@ -230,9 +232,7 @@ def compare(
     stage: Annotated[str, typer.Option("--stage", help="The stage whose rows are compared.")] = "traces",
 ) -> None:
     """Compare two builds: per-source yield, overlap, answer agreement, reasoning length, cost."""
-    from m1data.compare import compare_runs
-
-    report = compare_runs(run_a, run_b, stage=stage, out_dir=out)
+    report = comparison.compare_runs(run_a, run_b, stage=stage, out_dir=out)
     typer.echo(report.markdown if out is None else f"wrote {out / 'compare.md'} and {out / 'compare.png'}")
 
 
@@ -285,7 +285,7 @@ def decontaminate(
     ray_address: RayAddressOpt = None,
 ) -> None:
     """Remove rows that match any eval item (question stem + option set, fuzzy ratio >= threshold)."""
-    with _warnings_as_lines(dedup.UnscoredEvalWarning):
+    with _warnings_as_lines(dedup_stages.UnscoredEvalWarning):
         stats = jobs.run_decontaminate_file(in_path, out_path, eval_names, threshold=threshold, ngram=ngram,
                                             executor=executor, ray_address=ray_address)
     _print_stats(stats)
@@ -463,11 +463,8 @@ def _template_stops(tokenizer_name: str, explicit: bool):
     --tokenizer must load (else one line, exit 2); the default (--model, often a served name) may
     not, and then a one-line warning says the run stops on marker strings instead. Either way
     within a second, offline too (`load_tokenizer`)."""
-    from m1data.errors import UserError
-    from m1data.infer.budget import load_tokenizer, template_stop_ids
-
     try:
-        tokenizer = load_tokenizer(tokenizer_name)
+        tokenizer = infer_budget.load_tokenizer(tokenizer_name)
     except (ImportError, UserError) as err:
         if explicit:
             raise
@@ -480,10 +477,6 @@ def _template_stops(tokenizer_name: str, explicit: bool):
 def _infer_endpoint(engine: str, model: str, base_url: str | None, api_key_env: str | None):
     """The `Endpoint` an infer command calls (--engine http: the server at --base-url; hf, vllm:
     the model loaded in-process), after the checks that need nothing started."""
-    import os
-
-    from m1data.llm.stages import HF, VLLM, Endpoint
-
     if engine not in ("http", "hf", "vllm"):
         raise typer.BadParameter("choose http, hf or vllm", param_hint="--engine")
     if api_key_env is not None and engine != "http":
@@ -492,32 +485,25 @@ def _infer_endpoint(engine: str, model: str, base_url: str | None, api_key_env: 
         raise typer.BadParameter("--engine http needs --base-url", param_hint="--base-url")
     if api_key_env is not None and not os.environ.get(api_key_env):
         raise typer.BadParameter(f"environment variable {api_key_env} is not set", param_hint="--api-key-env")
-    where = {"http": base_url, "hf": HF, "vllm": VLLM}[engine]
-    return Endpoint(key="*", role="model", model=model, base_url=where, api_key_env=api_key_env)
+    where = {"http": base_url, "hf": llm_stages.HF, "vllm": llm_stages.VLLM}[engine]
+    return llm_stages.Endpoint(key="*", role="model", model=model, base_url=where, api_key_env=api_key_env)
 
 
 def _infer_engine_and_stops(endpoint, runtime, tokenizer: str | None):
     """The engine (from the LLM stages' factory), and the (thinking, answer) stop ids budget
     forcing needs (reference s.10), read from the model's tokenizer and chat template; None when
     only stop strings can be used."""
-    from m1data.infer.budget import template_stop_ids
-    from m1data.llm import VLLM_EXTRA_PARAMS
-    from m1data.llm.stages import HF, build_engine
-
-    if endpoint.base_url == HF:  # the loaded model's own tokenizer
-        engine = build_engine(endpoint, runtime)
-        return engine, template_stop_ids(engine.tokenizer)
+    if endpoint.base_url == llm_stages.HF:  # the loaded model's own tokenizer
+        engine = llm_stages.build_engine(endpoint, runtime)
+        return engine, infer_budget.template_stop_ids(engine.tokenizer)
     stops = _template_stops(tokenizer or endpoint.model, explicit=tokenizer is not None)
-    return build_engine(endpoint, runtime, VLLM_EXTRA_PARAMS), stops
+    return llm_stages.build_engine(endpoint, runtime, llm.VLLM_EXTRA_PARAMS), stops
 
 
 def _preflight(endpoint) -> None:
     """A dead endpoint (or a missing key, or package) is one line and exit 2, before anything
     is loaded or sent."""
-    from m1data.errors import UserError
-    from m1data.llm.stages import endpoint_preflight
-
-    problem = endpoint_preflight(endpoint)
+    problem = llm_stages.endpoint_preflight(endpoint)
     if problem:
         raise UserError(problem)
 
@@ -525,8 +511,6 @@ def _preflight(endpoint) -> None:
 def _eval_sets(specs: list[str], path: Path | None) -> dict:
     """Eval sets by name from `--eval-sets` entries, read as `decontaminate --eval` reads them
     (`EvalInput.parse` and `load_eval_input`, for scoring)."""
-    from m1data.evalsets import EvalInput, load_eval_input
-
     entries = [e.strip() for spec in specs for e in spec.split(",") if e.strip()]
     if not entries:
         raise typer.BadParameter("no eval set given", param_hint="--eval-sets")
@@ -534,20 +518,18 @@ def _eval_sets(specs: list[str], path: Path | None) -> dict:
         raise typer.BadParameter("--eval-path goes with exactly one eval set", param_hint="--eval-path")
     sets = {}
     for entry in entries:
-        spec = EvalInput.parse(entry)
+        spec = evalsets.EvalInput.parse(entry)
         if path is not None and spec.path is None:
-            spec = EvalInput(spec.name, str(path))
-        sets.update({n: r.rows for n, r in load_eval_input(spec, scoring=True).items()})
+            spec = evalsets.EvalInput(spec.name, str(path))
+        sets.update({n: r.rows for n, r in evalsets.load_eval_input(spec, scoring=True).items()})
     return sets
 
 
 def _budget_config(model: str, stops, forcing_string: str, answer_max_tokens: int):
-    from m1data.infer.budget import BudgetConfig
-
     if stops is None:  # stop strings only: they can match only if the server keeps special tokens in the text
-        return BudgetConfig(model=model, forcing_string=forcing_string, answer_max_tokens=answer_max_tokens,
+        return infer_budget.BudgetConfig(model=model, forcing_string=forcing_string, answer_max_tokens=answer_max_tokens,
                             extra_params={"skip_special_tokens": False})
-    return BudgetConfig(model=model, forcing_string=forcing_string, answer_max_tokens=answer_max_tokens,
+    return infer_budget.BudgetConfig(model=model, forcing_string=forcing_string, answer_max_tokens=answer_max_tokens,
                         thinking_stop_token_ids=tuple(stops[0]), answer_stop_token_ids=tuple(stops[1]))
 
 
@@ -555,9 +537,7 @@ def _infer_runtime(cache: Path | None, concurrency: int, rpm: float | None, tpm:
                    progress: bool):
     """The runtime block of an infer command: the LLM stages' `LLMRuntime`, so the same flags
     mean the same things."""
-    from m1data.llm.stages import LLMRuntime
-
-    return LLMRuntime(concurrency=concurrency, rpm=rpm, tpm=tpm, timeout=timeout,
+    return llm_stages.LLMRuntime(concurrency=concurrency, rpm=rpm, tpm=tpm, timeout=timeout,
                       cache_path=str(cache) if cache is not None else None, progress=progress)
 
 
@@ -604,10 +584,6 @@ def infer_run(
     progress: ProgressOpt = True,
 ) -> None:
     """Generate with a thinking budget (and optional budget forcing) and score per eval set."""
-    import dataclasses
-
-    from m1data.infer.score import InferIncomplete, run_infer
-
     endpoint = _infer_endpoint(engine, model, base_url, api_key_env)
     _preflight(endpoint)
     sets = _eval_sets(eval_names, eval_path)
@@ -616,8 +592,8 @@ def infer_run(
     config = dataclasses.replace(_budget_config(model, stops, forcing_string, answer_max_tokens),
                                  thinking_budget=budget, forcing_rounds=forcing_rounds)
     try:
-        metrics = run_infer(eng, sets, out, config, runtime=runtime, limit=limit, label=_label(label, model))
-    except InferIncomplete as stop:
+        metrics = score.run_infer(eng, sets, out, config, runtime=runtime, limit=limit, label=_label(label, model))
+    except score.InferIncomplete as stop:
         _incomplete(stop)
     _print_stats(metrics)
 
@@ -646,9 +622,6 @@ def infer_sweep(
     progress: ProgressOpt = True,
 ) -> None:
     """Accuracy against thinking budget (paper Figure 1) and forcing rounds (Figure 3), with plots."""
-    from m1data.infer.score import InferIncomplete
-    from m1data.infer.sweep import run_sweep
-
     grid = {}
     for name, spec in (("--budgets", budgets), ("--forcing-rounds", forcing_rounds)):
         try:
@@ -662,9 +635,9 @@ def infer_sweep(
     eng, stops = _infer_engine_and_stops(endpoint, runtime, tokenizer)
     base = _budget_config(model, stops, forcing_string, answer_max_tokens)
     try:
-        points = run_sweep(eng, sets, out, base, grid["--budgets"], grid["--forcing-rounds"], runtime=runtime,
+        points = sweep.run_sweep(eng, sets, out, base, grid["--budgets"], grid["--forcing-rounds"], runtime=runtime,
                            limit=limit, label=_label(label, model))
-    except InferIncomplete as stop:
+    except score.InferIncomplete as stop:
         _incomplete(stop)
     _print_stats({"points": points})
 
