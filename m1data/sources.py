@@ -28,7 +28,7 @@ from m1data.native import (
     headqa_answers,
     pubmedqa_test_pmids,
 )
-from m1data.readers import LoadResult, check_file, check_some_rows_read, collect, read_records
+from m1data.readers import LoadResult, MalformedFile, check_file, check_some_rows_read, collect, read_records
 from m1data.schema import DEFAULT_SEED
 
 SOURCES: dict[str, Source] = {s.name: s for s in (MedQA(), HeadQA(), MedMCQA(), PubMedQA())}
