@@ -120,9 +120,9 @@ def test_replies_do_not_depend_on_what_else_is_in_flight(tmp_path):
     """The deterministic demonstration: the teacher's sampled, grammar-bound requests of the
     default config give the same replies sent together as sent one at a time (with several slots
     or a prompt cache, 4 to 7 of 8 differed here)."""
-    from m1data.builders import M1KConfig, load_builder_config
+    from m1data.jobs import build_config
 
-    traces = load_builder_config(M1KConfig, None).m23k.traces
+    traces = build_config("m1k").m23k.traces
     sampling = {"max_tokens": 32, "temperature": traces.temperature, "top_p": traces.top_p, **traces.extra_params}
     bodies = [{"model": "m", "extra_body": sampling,
                "messages": [{"role": "user", "content": f"Patient {i}, aged {30 + i}, has a fever. Which is it?\n"
