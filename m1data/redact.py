@@ -108,8 +108,28 @@ def _local_path_pattern() -> re.Pattern[str]:
     )
 
 
+_PATH_BEFORE = set("_.~:/\\-")  # what the character before a path's first separator must not be
+
+
+def _may_hold_path(text: str) -> bool:
+    """A fast pre-check (str.find, no regex): whether `text` has a separator where a local path
+    could start: a `/` not inside a word or URL (`mg/kg`, `host/v1`), `~/`, `X:\\` or `file:`.
+    Most published strings have none, and the full pattern is slow on long reasoning texts."""
+    if "\\" in text or "file:" in text:
+        return True
+    at = text.find("/")
+    while at >= 0:
+        before = text[at - 1] if at else " "
+        if before == "~" or not (before.isalnum() or before in _PATH_BEFORE):
+            return True
+        at = text.find("/", at + 1)
+    return False
+
+
 def local_paths(text: str) -> list[str]:
     """Every absolute local path in `text` (see `strip_local_paths` for what counts as one)."""
+    if not _may_hold_path(text):
+        return []
     return [m.group(0) for m in _local_path_pattern().finditer(text)]
 
 
@@ -125,7 +145,7 @@ def strip_local_paths(text: str) -> str:
     holds users' files (`/home`, `/root`, `/tmp`, `/Users`, `/mnt`, ...), a `site-packages` path,
     `~/...`, `C:\\...` or a `file://` URL. URLs' own paths (`https://host/v1`), relative paths and
     slashes inside words (`mg/kg`) are left alone."""
-    if "/" not in text and "\\" not in text:
+    if not _may_hold_path(text):
         return text
     return _local_path_pattern().sub(lambda m: file_name(m.group(0)), text)
 

@@ -16,6 +16,7 @@ checked when the cap stopped it) in `--work`/summary.json and on stdout, with th
     pip install -e ".[dev,mutation]"
     python scripts/mutation.py                          # all six modules, 20 minutes each
     python scripts/mutation.py answers dedup --cap 600  # some modules, 10 minutes each
+    python scripts/mutation.py answers --resume         # go on where a capped run stopped
 
 Tests that read ../shared/data (real rows) are skipped in the copy unless `--shared-data DIR`
 names that folder: they are the slowest and make a run many times longer.
@@ -58,9 +59,12 @@ def mutmut_settings(module: str, tests: list[str]) -> str:
     )
 
 
-def prepare(module: str, work: Path, shared_data: Path | None) -> Path:
-    """A scratch copy of the package and tests with mutmut's settings for `module`."""
+def prepare(module: str, work: Path, shared_data: Path | None, resume: bool) -> Path:
+    """A scratch copy of the package and tests with mutmut's settings for `module`; with `resume`,
+    the copy an earlier run left (mutmut then runs only the mutants it has no result for)."""
     folder = work / module.replace("/", "_")
+    if resume and (folder / "mutants").is_dir():
+        return folder
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
@@ -76,23 +80,32 @@ def prepare(module: str, work: Path, shared_data: Path | None) -> Path:
 
 
 def run_capped(command: list[str], cwd: Path, cap: float, log: Path) -> tuple[int | None, float]:
-    """Run `command` in its own process group, killed (all of it) after `cap` seconds; returns
-    (exit code or None when capped, seconds)."""
+    """Run `command` in its own process group; after `cap` seconds interrupt it as Ctrl-C does
+    (mutmut then stops its workers and keeps every result so far; a kill could cut its results
+    file mid-write), and kill the group only if that does not end it. Returns (exit code, or None
+    when capped; seconds)."""
     start = time.monotonic()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    # a background job of a non-interactive shell starts with SIGINT ignored, and a child inherits
+    # that; with a handler here the child starts with the default and Python's KeyboardInterrupt
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with log.open("ab") as out:
         process = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, env=env,
                                    start_new_session=True)
         try:
             code: int | None = process.wait(timeout=cap)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
             code = None
+            for sig, grace in ((signal.SIGINT, 120), (signal.SIGTERM, 30), (signal.SIGKILL, None)):
+                if sig == signal.SIGINT:
+                    process.send_signal(sig)
+                else:
+                    os.killpg(process.pid, sig)
+                try:
+                    process.wait(timeout=grace)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
     return code, time.monotonic() - start
 
 
@@ -114,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-children", type=int, default=1, help="mutants run in parallel (default 1)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/m1data-mutation"))
     parser.add_argument("--shared-data", type=Path, default=None, help="../shared/data, for the real-row tests")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue a module's earlier run (its folder in --work) instead of starting afresh")
     args = parser.parse_args(argv)
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
@@ -125,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     summary_path = args.work / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     for module in args.modules:
-        folder = prepare(module, args.work, args.shared_data)
+        folder = prepare(module, args.work, args.shared_data, args.resume)
         log = folder / "mutmut.log"
         print(f"{module}: running mutmut in {folder} (cap {args.cap:.0f} s, log {log.name})", flush=True)
         code, seconds = run_capped([mutmut, "run", "--max-children", str(args.max_children)], folder, args.cap, log)
