@@ -21,7 +21,17 @@ from llm_server import chat, llm_server  # noqa: F401
 from rapidfuzz import fuzz
 
 from m1data.answers import SIMILARITY_LEAD, SIMILARITY_MIN, extract_answer, grade
-from m1data.dedup import ContamMatch, EvalText, decontaminate, deduplicate, find_contamination
+from m1data.dedup import (
+    ContamMatch,
+    Decontaminate,
+    DecontaminateConfig,
+    DedupConfig,
+    Deduplicate,
+    EvalText,
+    decontaminate,
+    deduplicate,
+    find_contamination,
+)
 from m1data.difficulty import DifficultyConfig, DifficultyFilter, StudentConfig, _grade
 from m1data.llm import Reply, Request, request_key
 from m1data.llm.cache import key_from_body
@@ -164,3 +174,93 @@ def test_a_similarity_lead_of_exactly_the_minimum_names_the_option():
     for reply in (f"The answer is {said}.", f"\\boxed{{{said}}}"):
         extraction = extract_answer(reply, options)
         assert (extraction.letter, extraction.method) == ("A", "similarity"), reply
+
+
+# ---------------------------------------------------------------------------------------------
+# Found by the mutation run (scripts/mutation.py dedup): contracts of dedup no test pinned
+
+GENERIC = "Which of the following is true?"  # MedMCQA has thousands of rows with this stem
+
+
+def options_rows(option_sets: list[list[str]]) -> datasets.Dataset:
+    return rows_to_dataset([
+        make_row(source="medmcqa", row_id=f"r{i}", question=GENERIC, options=options, answer_idx=0, raw={})
+        for i, options in enumerate(option_sets)
+    ])
+
+
+def test_the_option_set_is_part_of_the_comparison_key():
+    """Same generic stem, different options: different questions. Same options in another order:
+    the same question."""
+    heart = ["Mitral stenosis causes a diastolic murmur", "Aortic stenosis causes a diastolic murmur",
+             "Tricuspid regurgitation is silent", "Ventricular septal defect is silent"]
+    kidney = ["The loop of Henle concentrates urine", "The proximal tubule secretes renin",
+              "The collecting duct ignores ADH", "The glomerulus reabsorbs glucose"]
+    rows = options_rows([heart, kidney, list(reversed(heart))])
+    kept, removed = deduplicate(rows)
+    assert kept["id"] == ["r0", "r1"] and removed["id"] == ["r2"] and removed["match_id"] == ["r0"]
+    evals = {"medmcqa_validation": datasets.Dataset.from_dict({"id": ["v0"], "question": [GENERIC],
+                                                               "options": [kidney]})}
+    _, removed = decontaminate(rows, evals)
+    assert removed["id"] == ["r1"]
+
+
+def _at_score(base: str, low: float, high: float) -> str:
+    """`base` with characters replaced from its end until fuzz.ratio falls in [low, high)."""
+    text = list(base)
+    for position in range(len(text) - 1, 0, -1):
+        text[position] = "#"
+        if low <= fuzz.ratio(base, "".join(text)) < high:
+            return "".join(text)
+    raise AssertionError("no edit reaches the score range")
+
+
+def test_the_default_threshold_is_95():
+    stem = "A 45-year-old man presents with crushing chest pain radiating to the left arm since this morning."
+    near = _at_score(stem, 95.0, 96.0)  # a pair scoring 95.x: a match at 95, not at 96
+    bare = datasets.Dataset.from_dict({"id": ["a", "b"], "question": [stem, near]})
+    assert deduplicate(bare)[1]["id"] == ["b"]
+    assert decontaminate(bare.select([0]), [near])[1]["id"] == ["a"]
+    assert Deduplicate(DedupConfig()).run(bare, None).dropped["id"] == ["b"]
+    below = _at_score(stem, 94.0, 95.0)
+    assert len(deduplicate(datasets.Dataset.from_dict({"id": ["a", "b"], "question": [stem, below]}))[1]) == 0
+
+
+def test_a_sequence_of_plain_eval_strings_and_rows_without_a_source_column():
+    rows = datasets.Dataset.from_dict({"id": [7, 8], "question": ["What is the capital of France?", "Other?"]})
+    kept, removed = decontaminate(rows, ["Unrelated", "What is the capital of France?"])
+    assert kept["id"] == [8]
+    assert (removed["id"], removed["source"], removed["eval_set"], removed["eval_id"]) == ([7], [""], ["eval"], ["1"])
+    assert removed.features["id"] == rows.features["id"] and removed.features["score"].dtype == "float64"
+    _, dups = deduplicate(datasets.Dataset.from_dict({"id": [1, 2], "question": ["Same stem?", "Same stem?"]}))
+    assert (dups["id"], dups["match_id"], dups["source"]) == ([2], [1], [""])
+    assert dups.features["match_id"] == dups.features["id"] == datasets.Value("int64")
+    _, none = deduplicate(datasets.Dataset.from_dict({"id": [1, 2], "question": ["One?", "Two, unrelated?"]}))
+    assert len(none) == 0  # the dropped table is typed even when empty
+    assert none.features["id"] == none.features["match_id"] == datasets.Value("int64")
+    assert none.features["source"] == datasets.Value("string")
+
+
+def test_the_stages_use_their_configuration_and_name():
+    stem = "A 45-year-old man presents with crushing chest pain radiating to the left arm since this morning."
+    near = _at_score(stem, 90.0, 95.0)
+    rows = datasets.Dataset.from_dict({"id": ["a", "b"], "question": [stem, near], "note": ["x", "x"]})
+    assert len(Deduplicate(DedupConfig()).run(rows, None).dropped) == 0
+    assert Deduplicate(DedupConfig(threshold=90.0)).run(rows, None).dropped["id"] == ["b"]
+    assert Deduplicate(DedupConfig(column="note")).run(rows, None).dropped["id"] == ["b"]
+    assert Deduplicate(DedupConfig(), name="dedup_final").name == "dedup_final"
+    assert Decontaminate(DecontaminateConfig(), [], name="decontaminate_final").name == "decontaminate_final"
+
+
+def test_the_decontamination_stage_reports_per_eval_set_counts_and_the_ngram_check():
+    from m1data.loading import LoadConfig, LoadSources, sample_evals
+
+    rows = LoadSources(LoadConfig()).run(None, None).rows
+    result = Decontaminate(DecontaminateConfig(), sample_evals()).run(rows, None)
+    assert len(result.rows) == len(rows) - 6
+    assert result.stats["by_eval_set"] == {"medmcqa_validation": 2, "medqa_test": 2, "mmlu_clinical_knowledge": 2}
+    assert result.stats["eval_items"] == {"medqa_test": 15, "medmcqa_validation": 15, "mmlu_clinical_knowledge": 15}
+    check = result.stats["ngram_check"]
+    assert check["n"] == 8 and check["both"] + check["fuzzy_only"] == 6
+    loose = Decontaminate(DecontaminateConfig(threshold=50.0, ngram=0), sample_evals()).run(rows, None)
+    assert len(loose.dropped) > 6 and "ngram_check" not in loose.stats
