@@ -17,6 +17,7 @@ because every other test still passes:
 from __future__ import annotations
 
 import datasets
+import pytest
 from llm_server import chat, llm_server  # noqa: F401
 from rapidfuzz import fuzz
 
@@ -264,3 +265,137 @@ def test_the_decontamination_stage_reports_per_eval_set_counts_and_the_ngram_che
     assert check["n"] == 8 and check["both"] + check["fuzzy_only"] == 6
     loose = Decontaminate(DecontaminateConfig(threshold=50.0, ngram=0), sample_evals()).run(rows, None)
     assert len(loose.dropped) > 6 and "ngram_check" not in loose.stats
+
+
+# ---------------------------------------------------------------------------------------------
+# Found by the mutation run (difficulty): the paper's students and the filter's bookkeeping
+
+
+def test_the_default_students_are_the_papers():
+    from m1data.difficulty import short_name
+
+    config = DifficultyConfig()
+    assert [(s.model, s.short) for s in config.students] == [
+        ("Qwen/Qwen2.5-7B-Instruct", "qwen2_5_7b"), ("Qwen/Qwen2.5-32B-Instruct", "qwen2_5_32b")]
+    assert all(s.base_url.startswith("http://127.0.0.1:800") for s in config.students)
+    assert (config.max_tokens, config.temperature, config.drop_rule) == (4000, 0.0, "any")
+    # a column name from the model's last path part, lower case, runs of other characters as one "_"
+    assert short_name("Qwen/Qwen2.5-7B-Instruct") == "qwen2_5_7b_instruct"
+    assert short_name("org/sub/My--Model_") == "my_model" and short_name("-Weird.Name-") == "weird_name"
+
+
+def test_failed_student_calls_are_counted_as_transient_and_the_rule_is_recorded(llm_server, tmp_path):  # noqa: F811
+    from llm_server import error
+
+    rows = rows_to_dataset([make_row(source="medqa", row_id=f"q{i}", question=f"Which drug treats condition {i}?",
+                                     options=OPTIONS, answer_idx=0, raw={}) for i in range(2)])
+    llm_server.handler = lambda req: error(500, "down", retry_after=0.01)
+    from m1data.llm import RetryPolicy
+
+    runtime = LLMRuntime(progress=False, cache_path=str(tmp_path / "c.sqlite"),
+                         retries=RetryPolicy(max_attempts=1, base_delay=0.01))
+    students = [StudentConfig("small/Model-7B", llm_server.base_url, short="small")]
+    result = DifficultyFilter(DifficultyConfig(students=students, runtime=runtime, drop_rule="all")).run(rows, None)
+    assert result.transient_failures == 2 and result.stats["drop_rule"] == "all"
+
+
+def test_run_difficulty_file_passes_its_settings(llm_server, tmp_path, monkeypatch):  # noqa: F811
+    from m1data.difficulty import run_difficulty_file
+    from m1data.readers import read_rows, write_rows
+
+    row = make_row(source="medqa", row_id="q0", question="Which drug is first line in type 2 diabetes?",
+                   options=OPTIONS, answer_idx=0, raw={})
+    llm_server.handler = lambda req: chat(f"\\boxed{{{row['answer_letter']}}}")  # every student is right
+    monkeypatch.setenv("STUDENT_KEY", "secret-value-123")
+    src = write_rows(rows_to_dataset([row]), tmp_path / "in.jsonl")
+    summary = run_difficulty_file(src, tmp_path / "out.jsonl", [("small/Model-7B", llm_server.base_url)],
+                                  max_tokens=123, drop_rule="none", api_key_env="STUDENT_KEY",
+                                  runtime=LLMRuntime(progress=False))
+    assert summary["rows_out"] == 1 and len(read_rows(tmp_path / "out.jsonl")) == 1  # rule "none" drops nothing
+    [sent] = llm_server.requests
+    assert sent.body["max_tokens"] == 123
+    assert sent.headers.get("authorization") == "Bearer secret-value-123"
+
+
+# ---------------------------------------------------------------------------------------------
+# Found by the mutation run (llm/cache): what the cache keeps and how it waits
+
+
+def test_a_cached_reply_comes_back_whole(tmp_path):
+    from m1data.llm import Cache
+
+    reply = Reply(text="t", reasoning="r", finish_reason="length", status="length", prompt_tokens=3,
+                  completion_tokens=4, error="cut off", model="deepseek-r1-0528")
+    with Cache(tmp_path / "deep" / "er" / "cache.sqlite") as cache:  # missing folders are made
+        key = request_key("https://api.deepseek.com", CHAT)
+        cache.put(key, "https://api.deepseek.com", CHAT, reply)
+        got = cache.get(key).reply
+    assert (got.text, got.reasoning, got.finish_reason, got.status, got.prompt_tokens, got.completion_tokens,
+            got.error, got.model) == ("t", "r", "length", "length", 3, 4, "cut off", "deepseek-r1-0528")
+
+
+def test_the_cache_is_usable_from_worker_threads_and_looks_up_in_chunks(tmp_path):
+    import threading
+
+    from m1data.llm import Cache
+    from m1data.llm.cache import _LOOKUP_CHUNK
+
+    with Cache(tmp_path / "cache.sqlite") as cache:
+        keys = [f"{i:064x}" for i in range(2 * _LOOKUP_CHUNK + 7)]
+        for key in keys[::3]:
+            cache.put(key, "https://api.example.com", CHAT, Reply(text=key))
+        found: list[int] = []
+        worker = threading.Thread(target=lambda: found.append(len(cache.get_many(keys))))
+        worker.start()
+        worker.join()
+    assert found == [len(keys[::3])]
+
+
+def test_mean_completion_tokens_from_exactly_the_minimum_of_samples(tmp_path):
+    from m1data.llm import Cache
+
+    with Cache(tmp_path / "cache.sqlite") as cache:
+        for i in range(20):
+            request = Request(model="m", prompt=f"q{i}", params={"max_tokens": 9})
+            cache.put(request_key("https://api.example.com", request), "https://api.example.com", request,
+                      Reply(text="a", completion_tokens=10 + i))
+        assert cache.mean_completion_tokens("https://api.example.com", "m", min_samples=20) == 19
+        assert cache.mean_completion_tokens("https://api.example.com", "m", min_samples=21) is None
+
+
+def test_opening_a_cache_waits_while_sqlite_says_locked(monkeypatch):
+    import sqlite3
+
+    from m1data.llm import cache as cache_module
+
+    slept: list[float] = []
+    monkeypatch.setattr(cache_module.time, "sleep", slept.append)
+    calls = []
+
+    def step():
+        calls.append(1)
+        if len(calls) < 8:
+            raise sqlite3.OperationalError("database is locked" if len(calls) % 2 else "database is busy")
+
+    cache_module._while_locked(step, timeout=60)
+    assert len(calls) == 8 and slept == [0.02, 0.04, 0.08, 0.16, 0.32, 0.5, 0.5]  # doubling, at most 0.5 s
+    other = []
+
+    def broken():
+        other.append(1)
+        raise sqlite3.OperationalError("no such table: replies")
+
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        cache_module._while_locked(broken, timeout=60)
+    assert other == [1]  # not a lock: raised at once
+    calls.clear()
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        cache_module._while_locked(step, timeout=-1)  # past its deadline: raised at once
+    assert len(calls) == 1
+
+
+def test_local_hosts_are_recognised():
+    from m1data.llm.cache import is_local_host
+
+    assert is_local_host("[::1]") and is_local_host("model.localhost") and is_local_host("LOCALHOST")
+    assert not is_local_host("api.deepseek.com") and not is_local_host("localhost.example.com")
