@@ -55,7 +55,8 @@ def make_handler(truth, served_model: str = "scripted"):
             return chat(f"I think it is \\boxed{{{guess}}}.")
         kind = bucket(prompt + "teacher", 10)
         if kind == 0:
-            return chat(None, reasoning="Let me think about this for a very long", finish_reason="length")
+            return chat(None, reasoning="Let me think about this for a very long", finish_reason="length",
+                        model=served_model)
         answer = wrong(right, n) if kind == 1 else right
         return chat(f"The answer is \\boxed{{{answer}}}.", reasoning=f"Considering each option... {answer} fits.",
                     model=served_model)
@@ -287,6 +288,10 @@ def test_the_hub_folder_names_the_served_model_by_file_name_and_says_it_is_the_s
 
     traces = manifest(built["run"], "traces")  # recorded as the file name at the source, not only on export
     assert list(traces["stats"]["served_models"]) == [SERVED_GGUF]
+    from m1data.pipeline import load_stage_rows, stage_dirname
+
+    traced = load_stage_rows(built["run"] / stage_dirname(traces["index"], "traces"))
+    assert set(traced["teacher_served_model"]) == {SERVED_GGUF}
     hub = built["run"] / "hub"
     assert local_paths_inside(hub) == []
     rows = datasets.load_dataset(str(hub), name="m1k", split="train")
