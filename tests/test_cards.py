@@ -367,7 +367,7 @@ def test_a_build_from_the_embedded_sample_says_so_at_the_top_with_the_samples_li
     card, _ = render_card("m1k", tmp_path / "run", {"m1k": {"train": rows}}, images_dir="images")
     top = first_screen(card)
     assert top.index("Built from m1data's embedded sample") < top.index("is the small training set of m1")
-    assert "synthetic" in top and "Apache-2.0" in top and "not MedQA, HEAD-QA, MedMCQA, PubMedQA items" in top
+    assert "synthetic" in top and "Apache-2.0" in top and "not MedQA, HEAD-QA, MedMCQA or PubMedQA items" in top
     assert "medqa_test, medmcqa_validation, mmlu_clinical_knowledge" in top and "not the real benchmarks" in top
     demo = top[top.index("Demonstration build"):]
     assert "synthetic sample" in demo and "`SmolLM2-135M-Instruct`" in demo  # the sample and the model
