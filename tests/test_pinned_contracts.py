@@ -399,3 +399,37 @@ def test_local_hosts_are_recognised():
 
     assert is_local_host("[::1]") and is_local_host("model.localhost") and is_local_host("LOCALHOST")
     assert not is_local_host("api.deepseek.com") and not is_local_host("localhost.example.com")
+
+
+# ---------------------------------------------------------------------------------------------
+# Found by the mutation run (answers): boundaries and rules of the matcher no test pinned
+
+
+def test_a_box_naming_the_answer_is_right_even_when_another_option_repeats_its_text():
+    options = ["aspirin", "aspirin", "heparin", "warfarin"]  # a source's duplicate option text
+    assert grade("\\boxed{B. aspirin}", options, 1).correct  # letter and text: option B
+    assert grade("\\boxed{(B) aspirin}", options, 1).correct
+    assert not grade("\\boxed{B. aspirin}", options, 0).correct  # it says B, the key is A
+    assert not grade("\\boxed{B. heparin}", options, 1).correct  # B's letter with C's text
+    assert grade("\\boxed{aspirin}", options, 0).correct and grade("\\boxed{aspirin}", options, 1).correct
+    assert extract_answer("\\boxed{B. aspirin}", options).verdict == "multiple_answers"  # the text alone names two
+
+
+def test_an_option_text_counts_only_as_whole_words():
+    for options in (["tension", "Asthma", "Diabetes", "Gout"], ["Hyper", "Asthma", "Diabetes", "Gout"]):
+        assert extract_answer("The answer is hypertension.", options).verdict == "no_answer", options
+
+
+def test_similarity_at_exactly_the_minimum_and_without_a_lead():
+    said = "abcdefghijklmnopqrst"
+    option = "abcdefghijklmnopqXYZ"  # three letters changed: a ratio of exactly 85
+    assert fuzz.ratio(said, option) == SIMILARITY_MIN
+    extraction = extract_answer(f"The answer is {said}.", [option, "zzzzzzzz", "yyyyyyyy"])
+    assert (extraction.letter, extraction.method) == ("A", "similarity")
+    for options in (["penicillin", "penicillam"], ["penicillin", "penicillam", "cefalexin", "vancomycin"]):
+        assert extract_answer("The answer is penicillim.", options).verdict == "no_answer"  # 90 and 90: a tie
+
+
+def test_several_answers_keep_the_boxed_text():
+    extraction = extract_answer("\\boxed{A and C}", ["x", "y", "z"])
+    assert (extraction.verdict, extraction.letters, extraction.text) == ("multiple_answers", ("A", "C"), "A and C")
