@@ -30,11 +30,11 @@ import datasets
 from m1data.cards.figures import domain_bars_png, length_histogram_png
 
 from m1data import __version__
-from m1data.cardmeta import IMAGES_DIR, Configs, data_metadata, join_card, split_card
+from m1data.cardmeta import IMAGES_DIR, REPO_ID_MARK, Configs, data_metadata, join_card, split_card
 from m1data.errors import UserError
 from m1data.funnel import funnel_markdown
 from m1data.pipeline import read_manifests
-from m1data.redact import redact_config, redact_environment, strip_userinfo
+from m1data.redact import redact_config, redact_environment, strip_local_paths, strip_userinfo
 from m1data.registry import SOURCE_REGISTRY
 from m1data.schema import SOURCES
 
@@ -565,6 +565,122 @@ def example_row(rows: datasets.Dataset) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# A build from m1data's embedded sample
+
+# The sample ships inside m1data (m1data/data/sample, see its README) and is under m1data's licence.
+SAMPLE_LICENCE = "Apache-2.0"
+SAMPLE_LICENCE_ID = "apache-2.0"  # the Hub's identifier for it
+SAMPLE_DIR_MARK = "m1data/data/sample/"
+
+
+@dataclass
+class SampleView:
+    """Which parts of a build came from the embedded sample: the card says so at its top."""
+
+    sources: list[str]
+    eval_sets: list[str]
+    licence: str = SAMPLE_LICENCE
+
+    @property
+    def formats(self) -> list[str]:
+        """The datasets whose formats the sample's sources imitate (MedQA, HEAD-QA, ...)."""
+        return [_short_name(key) for key in self.sources]
+
+
+def _short_name(key: str) -> str:
+    known = SOURCE_INFO.get(key)
+    return known.name.split(" (")[0] if known else key
+
+
+def _in_sample(path: Any) -> bool:
+    """Whether a recorded path is a file of the embedded sample: under this installation's sample
+    folder, or (a run made elsewhere) under a folder named like it."""
+    if not isinstance(path, str) or not path:
+        return False
+    if SAMPLE_DIR_MARK in path.replace("\\", "/"):
+        return True
+    from m1data.loading import sample_dir
+
+    try:
+        return Path(path).resolve().is_relative_to(sample_dir().resolve())
+    except (OSError, ValueError):
+        return False
+
+
+def sample_build(manifests: list[dict[str, Any]]) -> SampleView | None:
+    """The sources a load stage read, and the eval sets a decontamination stage compared against,
+    from the embedded sample's files; None when the build used none of them."""
+    sources: dict[str, None] = {}
+    evals: dict[str, None] = {}
+    for m in manifests:
+        config = m.get("config") or {}
+        for name, spec in (config.get("sources") or {}).items() if isinstance(config.get("sources"), dict) else ():
+            if isinstance(spec, dict) and _in_sample(spec.get("path")):
+                sources[str(name)] = None
+        for entry in config.get("evals") or []:
+            if isinstance(entry, dict) and _in_sample(entry.get("path")):
+                evals[str(entry.get("name") or Path(str(entry["path"])).stem)] = None
+    if not sources and not evals:
+        return None
+    return SampleView(list(sources), list(evals))
+
+
+def _sample_info(key: str, known: SourceInfo | None) -> SourceInfo:
+    """What the card says about a source whose rows came from the embedded sample: synthetic rows in
+    that source's format, under m1data's licence; not the upstream dataset, its terms or citation."""
+    like = _short_name(key)
+    return SourceInfo(
+        key,
+        f"m1data sample ({like} format, synthetic)",
+        SAMPLE_LICENCE,
+        f"{SAMPLE_LICENCE}, m1data's own licence: questions written for m1data by scripts/make_sample.py from small "
+        f"fact tables and templates in {like}'s format; no row is copied from {like} or any other dataset. "
+        "For demonstrations and tests only.",
+        "not a published dataset: m1data's embedded sample (m1data/data/sample/README.md in the m1data package).",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Answer letters
+
+
+# A letter on fewer rows than this is not called over-represented, whatever its share: with a
+# fair share of 2% (the fifth option, which only HEAD-QA has), one row of 20 would be "twice" it.
+MIN_SKEWED_ROWS = 5
+
+
+@dataclass
+class LetterView:
+    """How often each letter is the right answer, against its fair share under a uniform shuffle."""
+
+    config: str
+    total: int
+    rows: list[tuple[str, int, float, float]]  # letter, rows, share, fair share
+    skewed: list[tuple[str, int, float, float]]
+
+
+def answer_letters(config: str, rows: datasets.Dataset) -> LetterView | None:
+    """Per letter: the rows keyed with it, their share, and its fair share (the mean over rows of
+    1/number of options where the row has that letter, else 0); `skewed` holds the letters above
+    twice their fair share (and on at least `MIN_SKEWED_ROWS` rows). None when the rows have no
+    `answer_letter` and `options`."""
+    from m1data.schema import LETTERS
+
+    if len(rows) == 0 or not {"answer_letter", "options"} <= set(rows.column_names):
+        return None
+    counts = Counter(rows["answer_letter"])
+    sizes = [len(options) for options in rows["options"]]
+    total = len(rows)
+    table = []
+    for i, letter in enumerate(LETTERS[: max(max(sizes), 1)]):
+        fair = sum(1 / n for n in sizes if i < n) / total
+        table.append((letter, counts.get(letter, 0), counts.get(letter, 0) / total, fair))
+    table += [(str(letter), n, n / total, 0.0) for letter, n in sorted(counts.items()) if letter not in LETTERS[: len(table)]]
+    skewed = [entry for entry in table if entry[2] > 2 * entry[3] and entry[1] >= MIN_SKEWED_ROWS]
+    return LetterView(config, total, table, skewed)
+
+
+# ---------------------------------------------------------------------------------------------
 # Metadata and rendering
 
 
@@ -582,10 +698,15 @@ def source_infos(manifests: list[dict[str, Any]]) -> dict[str, SourceInfo]:
     for a source added in the build config (or one whose licence the config states), what its
     `sources:` entry in the load stage's recorded config says."""
     infos = dict(SOURCE_INFO)
+    sample = sample_build(manifests)
+    for key in sample.sources if sample else []:
+        infos[key] = _sample_info(key, infos.get(key))
     for m in manifests:
         if m["stage"] != "load":
             continue
         for name, spec in ((m.get("config") or {}).get("sources") or {}).items():
+            if sample and name in sample.sources:
+                continue
             if not isinstance(spec, dict) or not (spec.get("licence") or name not in infos):
                 continue
             known = infos.get(name)
@@ -612,9 +733,12 @@ def card_metadata(
     infos: Mapping[str, SourceInfo] | None = None,
     *,
     with_data: bool = True,
+    sample: SampleView | None = None,
 ) -> dict[str, Any]:
     """The card's YAML header. The licence is `other` because rows carry several sources' terms;
-    its link points at the card's Licences section, which gives each source's terms. `with_data`
+    its link points at the card's Licences section, which gives each source's terms. A build
+    whose rows all come from the embedded `sample` is under the sample's licence alone, with no
+    source dataset (the rows are synthetic, written for m1data). `with_data`
     adds ``configs:``/``dataset_info:`` (`cardmeta.data_metadata`); an export leaves them to the
     folder writer, which computes them once from the files it writes."""
     infos = SOURCE_INFO if infos is None else infos
@@ -632,6 +756,12 @@ def card_metadata(
         "tags": ["medical", "reasoning", "arxiv:2504.00869"],
         **(data_metadata(configs) if with_data else {}),
     }
+    if sample and sources and set(sources) <= set(sample.sources):
+        metadata["license"] = SAMPLE_LICENCE_ID
+        for key in ("license_name", "license_link"):
+            metadata.pop(key)
+        metadata["source_datasets"] = ["original"]
+        metadata["tags"] = [*metadata["tags"], "synthetic"]
     if provenance is not None:
         metadata[PROVENANCE_KEY] = provenance
     return metadata
@@ -680,7 +810,6 @@ def _library_versions() -> dict[str, str]:
     return {"m1data": __version__, "datasets": datasets.__version__, "huggingface_hub": huggingface_hub.__version__}
 
 
-REPO_PLACEHOLDER = "<org>/{pretty_name}"
 
 
 def _requested_rows(manifests: list[dict[str, Any]]) -> int | None:
@@ -735,13 +864,19 @@ def render_card(
     models = (upstream.models if upstream else []) + _models(manifests)
     prompts = [p for m in manifests for p in _prompts(m["stage"], _public_config(m))]
     infos = source_infos(manifests)
+    sample = sample_build(manifests)
     order = _source_columns(set(SOURCES) | set(published_sources) | (set(infos) - set(SOURCE_INFO)))
     present = [s for s in order if published_sources.get(s)]
 
     context = {
         "pretty_name": pretty_name,
         "dataset_name": dataset_name,
-        "repo_id": repo_id or REPO_PLACEHOLDER.format(pretty_name=pretty_name),
+        "repo_id": repo_id or pretty_name,  # `m1data publish` writes the repo id in (hub.fill_repo_id)
+        "repo_known": bool(repo_id),
+        "repo_id_mark": REPO_ID_MARK,
+        "sample": sample,
+        "sample_only": bool(sample and present and set(present) <= set(sample.sources)),
+        "letters": answer_letters(next(iter(configs)), first_rows),
         "first_config": next(iter(configs)),
         "other_configs": list(configs)[1:],
         "n_rows": config_totals[next(iter(configs))],
@@ -772,13 +907,18 @@ def render_card(
     }
     body = _environment().get_template(f"{template}.md.jinja").render(**context)
     metadata = card_metadata(pretty_name, configs, present, provenance_metadata(manifests, upstream), infos,
-                             with_data=with_data_metadata)
+                             with_data=with_data_metadata, sample=sample)
     card = join_card(redact_config(metadata), body)
-    return strip_userinfo(redact_environment(card)), images  # manifests of older runs may hold URL credentials
+    # manifests of older runs may hold URL credentials, and any run local paths (a served model's)
+    return strip_local_paths(strip_userinfo(redact_environment(card))), images
 
 
 __all__ = [
+    "SAMPLE_LICENCE",
     "SOURCE_INFO",
+    "LetterView",
+    "SampleView",
+    "answer_letters",
     "available_cards",
     "card_metadata",
     "column_note",
@@ -786,6 +926,7 @@ __all__ = [
     "public_value",
     "redact_config",
     "render_card",
+    "sample_build",
     "size_category",
     "source_infos",
 ]

@@ -27,6 +27,7 @@ __all__ = [
     "CARD_FILE",
     "DATA_DIR",
     "IMAGES_DIR",
+    "REPO_ID_MARK",
     "Configs",
     "as_config_list",
     "card_with_metadata",
@@ -37,6 +38,10 @@ __all__ = [
     "split_card",
     "split_glob",
 ]
+
+# Written above a card's loading examples when it was rendered without a repo id (they then name
+# the dataset without an org); `m1data.hub.fill_repo_id` writes the id in and removes this line.
+REPO_ID_MARK = "<!-- m1data: repo id not known yet; m1data publish --repo-id writes it into the lines below -->"
 
 DATA_DIR = "data"
 IMAGES_DIR = "images"

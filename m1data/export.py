@@ -4,15 +4,26 @@ Why a module of its own: it is the one place that needs both the card renderer (
 and the folder writer (m1data.hub), so neither of those has to import the other. The card is
 rendered without its data part (``configs:``/``dataset_info:``); `write_hub_folder` adds that
 once, from the files it writes (`m1data.cardmeta.data_metadata`).
+
+What reaches the folder is public: rows and card go through `m1data.redact.public_scrub` (URL
+credentials out, local paths cut to their file name), the filter that also strips secrets, so
+a path recorded on the build machine (a served model's GGUF path, a source file) is not
+published; `m1data.hub.publish` refuses a folder in which one is left.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Any
+
+import datasets
 
 from m1data.cardmeta import CARD_FILE, IMAGES_DIR, join_card, split_card
 
-__all__ = ["BUILD_KEY", "export_run", "hub_folder_dataset"]
+__all__ = ["BUILD_KEY", "export_run", "hub_folder_dataset", "public_rows"]
+
+log = logging.getLogger(__name__)
 
 BUILD_KEY = "m1data_build"  # the card's record of which builder wrote a Hub folder
 
@@ -60,9 +71,35 @@ def export_run(
         raise FileNotFoundError(f"{run_dir}: no completed stages (no */manifest.json)")
     last = manifests[-1]
     rows = load_stage_rows(Path(run_dir) / stage_dirname(last["index"], last["stage"]))
-    configs = {name: {split: view} for name, view in hub_configs(rows, config_name).items()}
+    configs = {name: {split: public_rows(view)} for name, view in hub_configs(rows, config_name).items()}
     card, images = render_card(dataset_name, Path(run_dir), configs, images_dir=IMAGES_DIR, repo_id=repo_id,
                                with_data_metadata=False)
     metadata, body = split_card(card)
     card = join_card({**metadata, BUILD_KEY: dataset_name.lower()}, body)
     return write_hub_folder(folder, configs, card, images)
+
+
+def _holds_local_path(value: Any) -> bool:
+    from m1data.redact import local_paths
+
+    if isinstance(value, str):
+        return bool(local_paths(value))
+    if isinstance(value, dict):
+        return any(_holds_local_path(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_local_path(v) for v in value)
+    return False
+
+
+def public_rows(rows: datasets.Dataset) -> datasets.Dataset:
+    """`rows` as they may be published: in every column that holds a local path (at any depth: a
+    served model's path, a file named in a raw `metadata` row), each string goes through
+    `public_scrub`. Columns without one are left as they are, and so is the schema."""
+    from m1data.redact import public_scrub
+
+    affected = [c for c in rows.column_names if any(_holds_local_path(v) for v in rows.data.column(c).to_pylist())]
+    if not affected:
+        return rows
+    log.info(f"local paths cut to file names in column(s) {', '.join(affected)} before publishing")
+    return rows.map(lambda batch: {c: [public_scrub(v) for v in batch[c]] for c in affected}, batched=True,
+                    features=rows.features, keep_in_memory=True, load_from_cache_file=False)

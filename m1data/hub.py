@@ -25,7 +25,11 @@ Not here: the card's YAML header and its data part (m1data.cardmeta), the card's
 The Hub token is never read by this module except to make sure it does not appear in what is
 about to be uploaded; `HfApi` resolves it (argument, HF_TOKEN, saved login) and nothing here
 writes it anywhere. The same last check covers the values of every key the run's stage configs
-name (`api_key_env`) and of every `*_API_KEY` variable set.
+name (`api_key_env`) and of every `*_API_KEY` variable set. It also refuses a folder that holds
+an absolute local path (`m1data.redact.local_paths`: this machine's home, clone or temp folder,
+`/home/...`, `/root/...`, a site-packages path, ...), in the card or in any string of the data:
+m1data's export cuts them to file names, so one left means a folder written otherwise, and a
+dry run lists them.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from m1data.cardmeta import (
     CARD_FILE,
     DATA_DIR,
     IMAGES_DIR,
+    REPO_ID_MARK,
     Configs,
     as_config_list,
     card_with_metadata,
@@ -148,13 +153,22 @@ def _write_images(root: Path, images: Mapping[str, bytes | Path]) -> None:
             shutil.copyfile(content, target)
 
 
-# What a card says where the repo id goes before anyone knows it (``<org>/m1K``).
+# What cards of older m1data versions said where the repo id goes (``<org>/m1K``).
 _REPO_PLACEHOLDER = re.compile(r"<org>/[A-Za-z0-9_.-]+")
 
 
-def fill_repo_id(body: str, repo_id: str) -> str:
-    """The card body with its ``<org>/NAME`` placeholders replaced by the repo it is published to."""
-    return _REPO_PLACEHOLDER.sub(repo_id, body)
+def fill_repo_id(body: str, repo_id: str, name: str | None = None) -> str:
+    """The card body naming the repo it is published to. A card rendered without a repo id names
+    the dataset by its `name` alone (``load_dataset("m1K")``, ``--dataset_name m1K``) under
+    `REPO_ID_MARK`; those become `repo_id` and the mark goes. Older cards' ``<org>/NAME``
+    placeholders are replaced too."""
+    body = _REPO_PLACEHOLDER.sub(repo_id, body)
+    if name and REPO_ID_MARK in body:
+        bare = re.escape(name)
+        body = re.sub(rf'load_dataset\("{bare}"', f'load_dataset("{repo_id}"', body)
+        body = re.sub(rf"--dataset_name {bare}(?![\w./-])", f"--dataset_name {repo_id}", body)
+        body = re.sub(rf"{re.escape(REPO_ID_MARK)}\n?", "", body)
+    return body
 
 
 def write_hub_folder(
@@ -221,6 +235,7 @@ class PublishPlan:
     remote_exists: bool = True
     remote_error: str | None = None
     commit_url: str | None = None
+    local_paths: list[str] = field(default_factory=list)
 
     @property
     def total_bytes(self) -> int:
@@ -237,6 +252,10 @@ class PublishPlan:
             *[f"  + {f.path_in_repo}  {human_size(f.size)}" for f in self.files],
         ]
         lines += [f"  - {path}  (stale shard m1data wrote for a replaced config)" for path in self.deletions]
+        if self.local_paths:
+            lines.append(f"REFUSED: the folder holds {len(self.local_paths)} absolute local path(s); a publish would "
+                         f"stop ({REEXPORT}):")
+            lines += [f"    {where}" for where in self.local_paths[:MAX_LISTED_PATHS]]
         lines.append(f"configs after the commit: {', '.join(self.configs)} (default: {self.default_config})")
         if not self.remote_read:
             lines.append(f"  the repo could not be read ({self.remote_error}): what would be replaced is unknown")
@@ -487,6 +506,51 @@ def _refuse_if_secret_inside(folder: Path, files: list[PlannedFile], secrets: Ma
                 raise UserError(f"refusing to upload: {planned.path_in_repo} contains {label}")
 
 
+REEXPORT = ("re-export the run: the same `m1data build` command again skips its finished stages and rewrites "
+            "the folder with local paths cut to file names")
+MAX_LISTED_PATHS = 20  # local paths a dry run lists (the count says how many in all)
+_TEXT_SUFFIXES = {".md", ".json", ".jsonl", ".txt", ".yaml", ".yml", ".csv"}
+
+
+def _strings(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _strings(v)
+
+
+def _file_strings(path: Path) -> Iterable[tuple[str, str]]:
+    """(where, text) of every string a file of the folder publishes: a parquet file's values, column
+    by column (compressed pages hide them from a byte search); a text file whole."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        for name in table.column_names:
+            for row, value in enumerate(table.column(name).to_pylist()):
+                for text in _strings(value):
+                    yield f"column {name!r}, row {row}", text
+    elif path.suffix in _TEXT_SUFFIXES:
+        yield "", path.read_text(encoding="utf-8", errors="replace")
+
+
+def local_paths_inside(folder: str | Path, files: Iterable[PlannedFile] | None = None) -> list[str]:
+    """`FILE (where): PATH` for every absolute local path in the files of `folder` that would be
+    uploaded (see m1data.redact.local_paths); empty when there is none."""
+    from m1data.redact import local_paths
+
+    folder = Path(folder)
+    found = []
+    for planned in files if files is not None else _local_files(folder):
+        for where, text in _file_strings(folder / planned.path_in_repo):
+            found += [f"{planned.path_in_repo}{f' ({where})' if where else ''}: {p}" for p in local_paths(text)]
+    return found
+
+
 def _check_folder(folder: Path) -> dict[str, Any]:
     card = folder / CARD_FILE
     if not card.is_file():
@@ -522,7 +586,12 @@ def publish(
     ours = _check_folder(folder)
     files = _local_files(folder)
     our_configs = [e["config_name"] for e in ours["configs"]]
-    plan = PublishPlan(repo_id=repo_id, private=private, dry_run=dry_run, files=files)
+    plan = PublishPlan(repo_id=repo_id, private=private, dry_run=dry_run, files=files,
+                       local_paths=local_paths_inside(folder, files))
+    if plan.local_paths and not dry_run:
+        more = f" (and {len(plan.local_paths) - 1} more; `publish --dry-run` lists them)" if len(plan.local_paths) > 1 else ""
+        raise UserError(f"refusing to upload: {plan.local_paths[0]} is an absolute local path{more}; "
+                        f"{REEXPORT}")
 
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
@@ -564,7 +633,7 @@ def publish(
     plan.unreachable = sorted(before - still - set(plan.deletions))
     plan.default_config = _default_name(merged["configs"])
     _, body = split_card((folder / CARD_FILE).read_text(encoding="utf-8"))
-    readme = card_with_metadata(fill_repo_id(body, repo_id), merged).encode("utf-8")
+    readme = card_with_metadata(fill_repo_id(body, repo_id, ours.get("pretty_name")), merged).encode("utf-8")
     plan.files = [PlannedFile(f.path_in_repo, len(readme) if f.path_in_repo == CARD_FILE else f.size) for f in files]
     if dry_run:
         return plan
@@ -613,6 +682,7 @@ __all__ = [
     "MAX_SHARD_BYTES",
     "PlannedFile",
     "PublishPlan",
+    "local_paths_inside",
     "merge_configs",
     "merge_metadata",
     "publish",

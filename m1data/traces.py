@@ -15,7 +15,8 @@ Kept rows gain:
     teacher_model      the model name sent
     teacher_served_model   the model the server says answered (the reply's `model` field; empty
                        when it did not say): an alias such as `deepseek-reasoner` moves to new
-                       releases, and this is the release that wrote the trace
+                       releases, and this is the release that wrote the trace (a path, as
+                       llama-server reports it, is cut to its file name)
     finish_reason      as the server said
     prompt_tokens, completion_tokens   the server's usage
 
@@ -84,6 +85,7 @@ from m1data.llm.stages import (
 )
 from m1data.llm.types import Engine, Reply, Request
 from m1data.pipeline import SUPERSEDED, RunContext, StageResult, add_columns
+from m1data.redact import public_model_name
 from m1data.schema import LETTERS
 
 Keep = Literal["first", "shortest", "all"]
@@ -208,7 +210,7 @@ class TeacherTraces(LLMStage):
                             label=f"teacher {cfg.model} preflight")
         answered = [r for r in replies if r.status == "ok"]
         with_reasoning = sum(bool((r.reasoning or "").strip()) for r in answered)
-        served = sorted({r.model for r in replies if r.model})
+        served = sorted({public_model_name(r.model) for r in replies if r.model})
         if answered and not with_reasoning:
             said = f" (the server says it is {', '.join(served)})" if served else ""
             raise TeacherWithoutReasoning(
@@ -284,7 +286,8 @@ class TeacherTraces(LLMStage):
                 "teacher_answer": ([v[2] for v in verdicts], TRACE_FEATURES["teacher_answer"]),
                 "answer_rule": ([v[3] for v in verdicts], TRACE_FEATURES["answer_rule"]),
                 "teacher_model": ([cfg.model] * len(replies), TRACE_FEATURES["teacher_model"]),
-                "teacher_served_model": ([r.model or "" for r in replies], TRACE_FEATURES["teacher_served_model"]),
+                "teacher_served_model": ([public_model_name(r.model) or "" for r in replies],
+                                         TRACE_FEATURES["teacher_served_model"]),
                 "finish_reason": ([r.finish_reason for r in replies], TRACE_FEATURES["finish_reason"]),
                 "prompt_tokens": ([r.prompt_tokens for r in replies], TRACE_FEATURES["prompt_tokens"]),
                 "completion_tokens": ([r.completion_tokens for r in replies], TRACE_FEATURES["completion_tokens"]),
@@ -298,7 +301,7 @@ class TeacherTraces(LLMStage):
         if cfg.keep == "all":
             kept = with_try_ids(kept)
         run_stats = total_stats(by_attempt)
-        served = Counter(r.model for replies in tries for r in replies if r.model)
+        served = Counter(public_model_name(r.model) for replies in tries for r in replies if r.model)
         stats = {
             "teacher_model": cfg.model,
             "served_models": dict(served.most_common()),

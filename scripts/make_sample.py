@@ -921,6 +921,9 @@ row is copied from MedMCQA, MedQA, HEAD-QA, PubMedQA, MMLU or any other dataset.
 questions are templated and repetitive, the clinical vignettes are simplified, and the PubMedQA
 abstracts describe studies that never took place (fictional hospitals, made-up numbers).
 
+**Licence:** Apache-2.0, m1data's own: the rows were written for m1data, so no source dataset's
+terms apply to them.
+
 Regenerate (deterministic, seed {SEED}; needs m1data installed, the fact tables are scripts/sample_facts.yaml) from the repository root:
 
     python scripts/make_sample.py          # rewrites this folder

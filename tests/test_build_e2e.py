@@ -34,7 +34,11 @@ def truth_by_prompt() -> dict[str, tuple[str, int]]:
     return {r["prompt"]: (r["answer_letter"], len(r["options"])) for r in rows}
 
 
-def make_handler(truth):
+SERVED_GGUF = "SmolLM2-135M-Instruct-Q4_1.gguf"
+
+
+def make_handler(truth, served_model: str = "scripted"):
+    """`served_model`: what the teacher's server says it serves (llama-server says the path)."""
     letters = "ABCDEFGHIJ"
 
     def wrong(letter: str, n: int) -> str:
@@ -51,9 +55,11 @@ def make_handler(truth):
             return chat(f"I think it is \\boxed{{{guess}}}.")
         kind = bucket(prompt + "teacher", 10)
         if kind == 0:
-            return chat(None, reasoning="Let me think about this for a very long", finish_reason="length")
+            return chat(None, reasoning="Let me think about this for a very long", finish_reason="length",
+                        model=served_model)
         answer = wrong(right, n) if kind == 1 else right
-        return chat(f"The answer is \\boxed{{{answer}}}.", reasoning=f"Considering each option... {answer} fits.")
+        return chat(f"The answer is \\boxed{{{answer}}}.", reasoning=f"Considering each option... {answer} fits.",
+                    model=served_model)
 
     return handler
 
@@ -82,7 +88,7 @@ def write_config(path, url, n):
 def built(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("e2e")
     truth = truth_by_prompt()
-    with ScriptedServer(make_handler(truth)) as server:
+    with ScriptedServer(make_handler(truth, served_model=str(tmp / "models" / SERVED_GGUF))) as server:
         config = write_config(tmp / "config.yaml", server.base_url, n=20)
         run = tmp / "m1k"
         result = CliRunner().invoke(app, ["build", "m1k", "--out", str(run), "--config", str(config)])
@@ -271,6 +277,31 @@ def test_card_of_a_build_describes_every_column_and_publishes_nothing_local(buil
     assert "Length of the `reasoning` column" in card
     assert "[redacted]" not in card  # nothing secret in this build, and statistics are not secrets
     assert "runtime=" not in card and "progress=" not in card  # how fast a stage ran is not a setting of the data
+
+
+def test_the_hub_folder_names_the_served_model_by_file_name_and_says_it_is_the_sample(built):
+    """The teacher's server reported its model by an absolute path (as llama-server does): no
+    path reaches the folder, the file name does; and a build from the embedded sample says so
+    first, with the sample's licence."""
+    from m1data.cardmeta import split_card
+    from m1data.hub import local_paths_inside
+
+    traces = manifest(built["run"], "traces")  # recorded as the file name at the source, not only on export
+    assert list(traces["stats"]["served_models"]) == [SERVED_GGUF]
+    from m1data.pipeline import load_stage_rows, stage_dirname
+
+    traced = load_stage_rows(built["run"] / stage_dirname(traces["index"], "traces"))
+    assert set(traced["teacher_served_model"]) == {SERVED_GGUF}
+    hub = built["run"] / "hub"
+    assert local_paths_inside(hub) == []
+    rows = datasets.load_dataset(str(hub), name="m1k", split="train")
+    assert set(rows["teacher_served_model"]) == {SERVED_GGUF}
+    card = (hub / "README.md").read_text()
+    assert f"`{SERVED_GGUF}`" in card and str(built["run"].parent) not in card
+    metadata, body = split_card(card)
+    assert body.lstrip().startswith("# m1K\n\n> **Built from m1data's embedded sample: synthetic questions")
+    assert metadata["license"] == "apache-2.0" and "<org>" not in card
+    assert "abstracts of published papers" not in card and "### Answer letters" in card
 
 
 @pytest.mark.parametrize("subset, expect_stage", [("random-1k", "traces"), ("hard-domain-balanced-1k", "sample")])

@@ -3,6 +3,7 @@ every number in them is checked against the manifests and the rows."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -14,6 +15,7 @@ from m1data.cards.render import redact_config, size_category
 from m1data.cardmeta import split_card
 from m1data.export import export_run
 from m1data.hub import write_hub_folder
+from m1data.loading import sample_evals
 from m1data.pipeline import Stage, StageResult, read_manifests, run_pipeline
 
 SENTINEL = "sk-SENTINEL-card-must-not-show-0123456789"
@@ -324,3 +326,161 @@ def test_card_of_an_embedded_build_says_it_is_a_demonstration(tmp_path):
                         real)
     card, _ = render_card("m1k", real, {"default": {"train": rows}}, images_dir="images")
     assert "Demonstration build" not in card
+
+
+# ---------------------------------------------------------------------------------------------
+# The published folder tells the truth (issue 24, item 6)
+
+
+class SampleLoad(Make):
+    """A load stage whose recorded config is the default one: the embedded sample's files."""
+
+    name = "load"
+
+    def __init__(self):
+        from m1data.loading import LoadConfig
+
+        super().__init__()
+        self.config = LoadConfig()
+
+
+@dataclass
+class SampleDecontaminateConfig:
+    threshold: float = 95.0
+    evals: list = field(default_factory=lambda: [dataclasses.asdict(e) for e in sample_evals()])
+
+
+class SampleDecontaminate(Decontaminate):
+    def __init__(self):
+        super().__init__()
+        self.config = SampleDecontaminateConfig()
+
+
+def first_screen(card: str) -> str:
+    """What a reader sees first: the card's body down to its Quick start."""
+    _, body = split_card(card)
+    return body[: body.index("## Quick start")]
+
+
+def test_a_build_from_the_embedded_sample_says_so_at_the_top_with_the_samples_licence(tmp_path):
+    rows = run_pipeline([SampleLoad(), SampleDecontaminate(), Teacher(TeacherConfig())], tmp_path / "run")
+    card, _ = render_card("m1k", tmp_path / "run", {"m1k": {"train": rows}}, images_dir="images")
+    top = first_screen(card)
+    assert top.index("Built from m1data's embedded sample") < top.index("is the small training set of m1")
+    assert "synthetic" in top and "Apache-2.0" in top and "not MedQA, HEAD-QA, MedMCQA or PubMedQA items" in top
+    assert "medqa_test, medmcqa_validation, mmlu_clinical_knowledge" in top and "not the real benchmarks" in top
+    demo = top[top.index("Demonstration build"):]
+    assert "synthetic sample" in demo and "`SmolLM2-135M-Instruct`" in demo  # the sample and the model
+    assert "- **Licence:** Apache-2.0" in card
+    # not the upstream datasets' licences, terms or nature
+    for upstream in ("MIT licence of the MedQA release", "as stated on the openlifescienceai/medmcqa",
+                     "abstracts of published papers", "https://github.com/jind11/MedQA", "Ministerio de Sanidad"):
+        assert upstream not in card, upstream
+    metadata, _ = split_card(card)
+    assert metadata["license"] == "apache-2.0" and "license_name" not in metadata
+    assert metadata["source_datasets"] == ["original"] and "synthetic" in metadata["tags"]
+    licences = card[card.index("## Licences"):card.index("## Citation")]
+    medqa = Counter(rows["source"])["medqa"]
+    assert f"| m1data sample (MedQA format, synthetic) | {medqa} | Apache-2.0 |" in licences
+
+
+def test_a_build_from_real_files_has_no_sample_notice(run):
+    card, _ = rendered(run)
+    assert "embedded sample" not in card and "synthetic" not in card
+    assert split_card(card)[0]["license"] == "other"
+
+
+def test_without_a_repo_id_the_card_names_the_dataset_without_a_placeholder(run):
+    from m1data.cardmeta import REPO_ID_MARK
+
+    card, _ = rendered(run)
+    assert "<org>" not in card and "<" + "org" not in card
+    assert 'load_dataset("m1K", split="train")' in card and "--dataset_name m1K " in card
+    assert REPO_ID_MARK in card  # publish writes the repo id in there (tests/test_hub.py)
+    card, _ = rendered(run, repo_id="lab/m1K")
+    assert 'load_dataset("lab/m1K", split="train")' in card and REPO_ID_MARK not in card
+
+
+class LetterRows(Stage):
+    """Rows keyed mostly with one letter, as a small teacher's verification leaves them."""
+
+    name = "make"
+
+    def __init__(self, letters: str):
+        self.letters = letters
+        self.config = MakeConfig()
+
+    def run(self, rows, ctx):
+        n = len(self.letters)
+        return StageResult(rows=datasets.Dataset.from_dict({
+            "id": [f"medqa:{i}" for i in range(n)], "source": ["medqa"] * n,
+            "prompt": [f"Question {i}" for i in range(n)], "options": [["w", "x", "y", "z"]] * n,
+            "answer_letter": list(self.letters),
+        }))
+
+
+def test_the_card_shows_the_answer_letters_and_warns_on_a_letter_over_twice_its_share(tmp_path):
+    from m1data.cards.render import answer_letters
+
+    skewed = "C" * 15 + "AABBDDAAB"  # 15 of 24 rows keyed C: 62% against a fair 25%
+    rows = run_pipeline([LetterRows(skewed)], tmp_path / "skewed")
+    card, _ = render_card("m1k", tmp_path / "skewed", {"m1k": {"train": rows}}, images_dir="images")
+    assert "| C | 15 | 62% | 25% |" in card and "| A | 4 | 17% | 25% |" in card
+    assert "Warning: answer C is over-represented" in card and "15 of 24 rows" in card
+    assert "Warning: answer A" not in card
+    balanced = "ABCD" * 6
+    rows = run_pipeline([LetterRows(balanced)], tmp_path / "fair")
+    card, _ = render_card("m1k", tmp_path / "fair", {"m1k": {"train": rows}}, images_dir="images")
+    assert "### Answer letters" in card and "| C | 6 | 25% | 25% |" in card and "Warning: answer" not in card
+    # the fair share follows each row's number of options; twice it on fewer than 5 rows is noise
+    mixed = datasets.Dataset.from_dict({"answer_letter": ["C", "C", "C", "A"],
+                                        "options": [["a", "b", "c"], ["a", "b", "c"], ["a", "b", "c", "d"], ["a", "b"]]})
+    view = answer_letters("m1k", mixed)
+    fair = {letter: round(f, 4) for letter, _, _, f in view.rows}
+    assert fair == {"A": round((1 / 3 + 1 / 3 + 1 / 4 + 1 / 2) / 4, 4), "B": fair["A"],
+                    "C": round((1 / 3 + 1 / 3 + 1 / 4) / 4, 4), "D": round(1 / 16, 4)}
+    assert view.skewed == []  # C is on 75% against a fair 23%, but on 3 rows only
+
+
+@dataclass
+class ServedConfig:
+    model: str = "SmolLM2-135M-Instruct"
+    base_url: str = "embedded"
+    grammar_file: str = "/home/alice/m1data/grammars/answer.gbnf"
+
+
+class ServedByPath(Stage):
+    """What an older build (or any writer) leaves: the served model's path in rows and stats."""
+
+    name = "traces"
+
+    def __init__(self, path: str):
+        self.path = path
+        self.config = ServedConfig()
+
+    def run(self, rows, ctx):
+        n = len(rows)
+        rows = rows.add_column("teacher_served_model", [self.path] * n)
+        rows = rows.add_column("metadata", ['{"file": "/home/alice/data/medqa/train.jsonl", "n": 1}'] * n)
+        rows = rows.add_column("messages", [[{"role": "user", "content": f"Read {self.path}"},
+                                             {"role": "assistant", "content": "Done."}]] * n)
+        return StageResult(rows=rows, stats={"served_models": {self.path: n}})
+
+
+def test_no_local_path_reaches_the_hub_folder(tmp_path):
+    from m1data.hub import local_paths_inside
+
+    gguf = "SmolLM2-135M-Instruct-Q4_1.gguf"
+    path = str(tmp_path / "cache" / "models" / gguf)
+    run_pipeline([Make(), ServedByPath(path)], tmp_path / "run")
+    folder = export_run("m1k", tmp_path / "run", tmp_path / "hub")
+    assert local_paths_inside(folder) == []
+    card = (folder / "README.md").read_text()
+    assert str(tmp_path) not in card and "/home/alice" not in card
+    assert f"`{gguf}`" in card and "answer.gbnf" in card  # named by what a reader can look up
+    published = datasets.load_dataset(str(folder), name="m1k", split="train")
+    assert set(published["teacher_served_model"]) == {gguf}
+    assert published["metadata"][0] == '{"file": "train.jsonl", "n": 1}'
+    assert published["messages"][0] == [{"role": "user", "content": f"Read {gguf}"},
+                                        {"role": "assistant", "content": "Done."}]
+    assert published.features == datasets.load_dataset(str(folder), name="m1k", split="train").features

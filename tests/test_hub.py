@@ -551,3 +551,51 @@ def test_publish_writes_the_real_repo_id_into_the_cards_quick_start(tmp_path):
     _, body = split_card(operation_bytes(readme).decode())
     assert "<org>/" not in body
     assert body.count("my-lab/m1K-rebuilt") == 2 and 'load_dataset("my-lab/m1K-rebuilt"' in body
+
+
+def test_publish_fills_the_repo_id_into_a_card_rendered_without_one(tmp_path):
+    from m1data.cardmeta import REPO_ID_MARK
+
+    card = (f"---\npretty_name: m1K\n---\n# m1K\n\n{REPO_ID_MARK}\n```python\nds = load_dataset(\"m1K\", split=\"train\")\n"
+            "```\n`trl sft --dataset_name m1K --assistant_only_loss true`; `load_dataset(\"m1K\", name=\"m1k-pc\")`\n"
+            "m1K is the small training set; `m1K-style` stays.\n")
+    folder = write_hub_folder(tmp_path / "hub", {"m1k": {"train": built_rows(3)}}, card)
+    api = FakeHfApi(tmp_path, [".gitattributes"], None)
+    publish(folder, "my-lab/m1K-rebuilt", api=api)
+    [(_, (_, operations), _)] = api.named("create_commit")
+    readme = next(op for op in operations if op.path_in_repo == "README.md")
+    _, body = split_card(operation_bytes(readme).decode())
+    assert REPO_ID_MARK not in body and "<!--" not in body
+    assert 'load_dataset("my-lab/m1K-rebuilt", split="train")' in body
+    assert 'load_dataset("my-lab/m1K-rebuilt", name="m1k-pc")' in body
+    assert "--dataset_name my-lab/m1K-rebuilt --assistant_only_loss" in body
+    assert "m1K is the small training set; `m1K-style` stays." in body  # prose is not a repo id
+
+
+@pytest.mark.parametrize("where", ["card", "rows"])
+def test_publish_refuses_a_folder_holding_a_local_path_and_a_dry_run_lists_it(tmp_path, where, capsys):
+    clone = str(Path(__file__).resolve().parents[1])
+    path = f"{clone}/runs/m1k/SmolLM2-135M-Instruct-Q4_1.gguf"
+    rows = built_rows(3)
+    card = "# m1K card\n"
+    if where == "card":
+        card += f"| teacher | `{path}` | traces |\n"
+    else:
+        rows = rows.add_column("teacher_served_model", ["", path, ""])
+    folder = write_hub_folder(tmp_path / "hub", {"m1k": {"train": rows}}, card)
+    api = FakeHfApi(tmp_path, [".gitattributes"], None)
+    with pytest.raises(ValueError, match="refusing to upload: .*is an absolute local path") as err:
+        publish(folder, "org/m1K", api=api)
+    assert path in str(err.value)
+    assert api.named("create_repo") == [] and api.named("create_commit") == []
+
+    plan = publish(folder, "org/m1K", api=ReadOnlyHfApi(tmp_path, [".gitattributes"], None), dry_run=True)
+    expected = ("README.md" if where == "card" else "data/m1k/train-00000-of-00001.parquet (column "
+                "'teacher_served_model', row 1)") + f": {path}"
+    assert plan.local_paths == [expected]
+    assert "REFUSED: the folder holds 1 absolute local path(s)" in plan.describe() and expected in plan.describe()
+
+
+def test_a_clean_folder_publishes_and_its_dry_run_reports_no_path(tmp_path, m1k_folder):
+    plan = publish(m1k_folder, "org/m1K", api=ReadOnlyHfApi(tmp_path, [".gitattributes"], None), dry_run=True)
+    assert plan.local_paths == [] and "REFUSED" not in plan.describe()

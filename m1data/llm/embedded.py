@@ -30,6 +30,7 @@ from m1data.llm.params import LLAMACPP_EXTRA_PARAMS
 from m1data.llm.stages import Endpoint, LLMStage
 from m1data.llm.types import Reply, Request
 from m1data.pipeline import Stage
+from m1data.redact import public_model_name
 
 LOG_NAME = "llama-server.log"
 log = logging.getLogger(__name__)
@@ -54,7 +55,11 @@ class EmbeddedEngine:
         self._http.validate(request)
 
     async def complete(self, request: Request) -> Reply:
-        return await self._http.complete(request)
+        """The server's reply, its `model` field cut to the file name: llama-server reports the
+        path it was started with, which names this machine and nothing a reader can look up."""
+        reply = await self._http.complete(request)
+        reply.model = public_model_name(reply.model)
+        return reply
 
     async def aclose(self) -> None:
         await self._http.aclose()
