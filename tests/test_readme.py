@@ -91,7 +91,7 @@ def test_python_example_runs(index: int, project_folder, monkeypatch) -> None:
     exec(compile(examples("Using m1data from Python")[index], f"README Python job {index + 1}", "exec"), {})  # noqa: S102
 
 
-@pytest.mark.slow
+@pytest.mark.main_job  # the whole default build, minutes: `pytest -m main_job` (README, "Tests")
 def test_python_default_build_example_runs(tmp_path, monkeypatch) -> None:
     """The default build needs the embedded model's server (llama.cpp), which it starts itself."""
     from m1data.llm.local_server import embedded_missing
