@@ -59,7 +59,7 @@ from m1data.llm.stages import (
     split_rows,
 )
 from m1data.llm.types import Engine, Reply, Request
-from m1data.pipeline import RunContext, StageResult, add_columns
+from m1data.pipeline import RunContext, StageResult, add_columns, sum_stats
 
 log = logging.getLogger(__name__)
 
@@ -274,8 +274,6 @@ class DifficultyFilter(LLMStage):
     def merge_stats(self, parts: list[dict[str, Any]], rows: datasets.Dataset) -> dict[str, Any]:
         """Blocks' statistics as one (a distributed run): counts summed, accuracy recomputed from
         the sums rather than added."""
-        from m1data.distributed import sum_stats
-
         merged = sum_stats(parts)
         for student in self.config.students:  # settings, not counts: the same in every block
             merged["students"][student.column]["samples"] = student.samples

@@ -40,7 +40,7 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 
 from m1data.config import ConfigError
-from m1data.errors import UserError
+from m1data.pipeline import RunContext, portable, sum_stats
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -157,7 +157,6 @@ class RayExecutor:
         import pyarrow as pa
 
         ray = require_ray()
-        from m1data.pipeline import RunContext
 
         rows = rows.flatten_indices()
         table = rows.data.table.append_column(POSITION, pa.array(np.arange(len(rows), dtype=np.int64)))
@@ -197,7 +196,6 @@ class _StageWorker:
         import pyarrow as pa
         from datasets.table import InMemoryTable
 
-        from m1data.pipeline import portable
 
         position = batch.column(POSITION)[0].as_py()
         table = batch.drop_columns([POSITION]).cast(self.features.arrow_schema)
@@ -225,35 +223,6 @@ def merge_results(stage: Any, parts: list[Any]) -> Any:
     ``Stage.merge_results`` (rows concatenated, statistics by its ``merge_stats``, transient
     failures summed, so a block left incomplete leaves the stage incomplete)."""
     return stage.merge_results(parts)
-
-
-def sum_stats(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Blocks' statistics as one: numbers summed (None, an unknown cost, absorbs; float sums are
-    rounded as the LLM runner rounds costs, so the grouping does not show), dicts merged
-    key by key, other values kept when every block agrees. A value the blocks disagree on and
-    that cannot be summed (a mean, a percentile) is an error: its stage must override
-    ``Stage.merge_stats(parts, rows)``."""
-    out: dict[str, Any] = {}
-    for key in dict.fromkeys(k for part in parts for k in part):
-        values = [part[key] for part in parts if key in part]
-        out[key] = _merge_value(key, values)
-    return out
-
-
-def _merge_value(key: str, values: list[Any]) -> Any:
-    if all(isinstance(v, dict) for v in values):
-        return sum_stats(values)
-    numbers = [v for v in values if v is not None]
-    if numbers and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
-        if len(numbers) < len(values):
-            return None
-        from m1data.llm.runner import COST_DIGITS
-
-        total = sum(numbers)
-        return round(total, COST_DIGITS) if isinstance(total, float) else total
-    if all(v == values[0] for v in values):
-        return values[0]
-    raise UserError(f"cannot merge statistic {key!r} across blocks: {values[:3]} ...")
 
 
 __all__ = [

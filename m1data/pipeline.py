@@ -128,11 +128,9 @@ class Stage(ABC):
     def merge_stats(self, parts: list[dict[str, Any]], rows: datasets.Dataset) -> dict[str, Any]:
         """The statistics of a row-parallel stage run block by block (a distributed executor), as
         one: `parts` are the blocks' `StageResult.stats` in order, `rows` all kept rows. The
-        default sums counts (`m1data.distributed.sum_stats`); a stage whose statistics do not add
+        default sums counts (`sum_stats`); a stage whose statistics do not add
         up (a mean, a percentile, a sample) overrides this. Part of the contract, not an optional
         hook, so a stage cannot be merged by a rule it never declared."""
-        from m1data.distributed import sum_stats
-
         return sum_stats(parts)
 
     def merge_results(self, parts: Sequence[StageResult]) -> StageResult:
@@ -609,6 +607,35 @@ def _run_stages(
     return rows
 
 
+def sum_stats(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Blocks' statistics as one: numbers summed (None, an unknown cost, absorbs; float sums are
+    rounded as the LLM runner rounds costs, so the grouping does not show), dicts merged
+    key by key, other values kept when every block agrees. A value the blocks disagree on and
+    that cannot be summed (a mean, a percentile) is an error: its stage must override
+    ``Stage.merge_stats(parts, rows)``."""
+    out: dict[str, Any] = {}
+    for key in dict.fromkeys(k for part in parts for k in part):
+        values = [part[key] for part in parts if key in part]
+        out[key] = _merge_value(key, values)
+    return out
+
+
+def _merge_value(key: str, values: list[Any]) -> Any:
+    if all(isinstance(v, dict) for v in values):
+        return sum_stats(values)
+    numbers = [v for v in values if v is not None]
+    if numbers and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
+        if len(numbers) < len(values):
+            return None
+        from m1data.llm.runner import COST_DIGITS
+
+        total = sum(numbers)
+        return round(total, COST_DIGITS) if isinstance(total, float) else total
+    if all(v == values[0] for v in values):
+        return values[0]
+    raise UserError(f"cannot merge statistic {key!r} across blocks: {values[:3]} ...")
+
+
 __all__ = [
     "DROP_COLUMNS",
     "LOCK_FILE",
@@ -644,4 +671,5 @@ __all__ = [
     "stage_dirname",
     "state_dir_of",
     "write_result",
+    "sum_stats",
 ]

@@ -84,7 +84,7 @@ from m1data.llm.stages import (
     split_rows,
 )
 from m1data.llm.types import Engine, Reply, Request
-from m1data.pipeline import SUPERSEDED, RunContext, StageResult, add_columns
+from m1data.pipeline import SUPERSEDED, RunContext, StageResult, add_columns, sum_stats
 from m1data.redact import public_model_name
 from m1data.schema import LETTERS
 
@@ -229,8 +229,6 @@ class TeacherTraces(LLMStage):
         for reasoning, and those answers are its own rows' (sent once, reused), so every count
         sums; the preflight record kept is the first block's, which sampled the rows a local run
         samples."""
-        from m1data.distributed import sum_stats
-
         merged = sum_stats([{k: v for k, v in part.items() if k != "preflight"} for part in parts])
         merged["preflight"] = parts[0].get("preflight", {}) if parts else {}
         merged["attempts"] = self.config.attempts  # a setting, not a count: the same in every block

@@ -51,8 +51,7 @@ from m1data.llm.runner import (
     _usable,
     _validate,
 )
-from m1data.llm.stages import is_transient
-from m1data.llm.types import Engine, Reply, Request
+from m1data.llm.types import Engine, Reply, Request, is_transient
 from m1data.output import bar
 
 log = logging.getLogger(__name__)

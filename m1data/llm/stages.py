@@ -25,11 +25,12 @@ from typing import Any
 import datasets
 
 from m1data.errors import UserError
+from m1data.llm.attempts import complete_tries, run_rounds
 from m1data.llm.cache import Cache
 from m1data.llm.cost import PriceTable
 from m1data.llm.limits import RetryPolicy
 from m1data.llm.runner import RunStats, plan_requests, print_plan
-from m1data.llm.types import Engine, Reply, Request
+from m1data.llm.types import Engine, Reply, Request, is_transient
 from m1data.pipeline import RunContext, Stage, StageResult, dropped_rows, in_memory, run_on_file
 from m1data.redact import refuse_userinfo
 
@@ -294,8 +295,6 @@ class LLMStage(Stage):
         """Up to `len(by_attempt)` tries per question (m1data.llm.attempts): try k+1 goes out when
         `again(question, reply)` sends try k back; online as soon as it does, with the Batch API
         in rounds. One list of replies per question, first try first."""
-        from m1data.llm.attempts import complete_tries, run_rounds
-
         rt, label = self.runtime, label or endpoint.role
         if rt.batch:
             def one_round(requests: list[Request], stats: RunStats, attempt: int) -> list[Reply]:
@@ -328,12 +327,6 @@ def boxed_prompt(prompt: str) -> str:
 def boxed_request(model: str, prompt: str, params: dict[str, Any]) -> Request:
     """A single user message, no system message, as m1 sent it."""
     return Request(model=model, messages=({"role": "user", "content": boxed_prompt(prompt)},), params=dict(params))
-
-
-def is_transient(reply: Reply) -> bool:
-    """A failure that may pass (timeout, 5xx, dropped connection) after every retry: the runner
-    marks these `transient` in the cache and sends them again on the next run."""
-    return reply.status == "error" and bool(getattr(reply, "retryable", False))
 
 
 def count_transient(replies: Sequence[Reply]) -> int:

@@ -72,8 +72,15 @@ class Engine(Protocol):
     async def aclose(self) -> None: ...
 
 
+def is_transient(reply: Reply) -> bool:
+    """A failure that may pass (timeout, 5xx, dropped connection) after every retry: the runner
+    marks these `transient` in the cache and sends them again on the next run."""
+    return reply.status == "error" and bool(getattr(reply, "retryable", False))
+
+
 __all__ = [
     "Engine",
     "Reply",
     "Request",
+    "is_transient",
 ]
