@@ -160,14 +160,14 @@ class AdaptiveRate:
     - a cut sets the ceiling to ``beta`` times the rate the provider accepted (non-429 replies
       per second): just under its limit, however much we sent.
     Otherwise the background follows the share slowly, and a binding ceiling (we sent at >= 80%
-    of it) is raised by ``step`` of itself, probing for room, and by half as much again for each
+    of it) is raised by ``step`` of itself, probing for room, and by 30% more for each
     clean epoch in a row (at most ``max_step``), so a cut made during a burst or a pause (when
     little was accepted) is recovered in a few epochs. There is no ceiling before the
     first cut: a provider that never answers 429 is never slowed.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, *, epoch_seconds: float = 1.0,
-                 min_replies: int = 30, beta: float = 0.9, step: float = 0.03, max_step: float = 0.25,
+                 min_replies: int = 30, beta: float = 0.9, step: float = 0.03, max_step: float = 0.15,
                  tolerance: float = 0.02,
                  min_rate: float = 0.5, max_background: float = 0.5):
         self.clock = clock
@@ -233,7 +233,7 @@ class AdaptiveRate:
         if self.rate is not None and self.sent >= 0.8 * self.rate * elapsed:
             # each clean epoch in a row climbs faster: a cut made during a burst or a pause
             # (when little was accepted) is recovered in a few epochs, a good one probed gently
-            step = min(self.max_step, self.step * 1.5 ** (self.clean - 1))
+            step = min(self.max_step, self.step * 1.3 ** (self.clean - 1))
             self._set_rate(self.rate * (1 + step))
 
 
