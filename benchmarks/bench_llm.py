@@ -1,6 +1,7 @@
 """LLM client throughput and resume time against a zero-latency local server.
 
     python benchmarks/bench_llm.py                  # throughput with cache writes, resume of 10,000
+    python benchmarks/bench_llm.py --limits [--baseline-src DIR]   # a provider's 429s (below)
 
 The server (tests/llm_server.py, asyncio, fixed reply) runs in its own process so client and
 server do not share a GIL. Reported per phase: wall-clock requests/s, and CPU per request of the
@@ -15,6 +16,15 @@ rate depends on what else the two cores run; the CPU figure is the steadier one.
 Why no aiohttp path: measured here, the SDK over its aiohttp layer reached ~500 requests/s against
 ~215 over httpx, but no stage needs more than the second (a teacher answers tens per second), and
 one client is less to keep right.
+
+``--limits``: the client against benchmarks/limited_server.py, in three phases at the same
+concurrency: no faults (the reference rate); a token bucket of ``--limit-rate`` requests/s
+(429 + Retry-After: 1 above it): achieved requests/s and the share of all answers that were
+429; random faults (10% 429 with Retry-After: 1, 5% 500): requests/s as a share of the
+fault-free rate, requests left without an answer, and request bodies answered 200 twice (paid
+twice). ``--baseline-src DIR`` first runs the same phases with the m1data found in DIR (e.g. an
+older checkout: ``git archive <commit> | tar -x -C DIR``), so before and after are measured in
+one run, next to the load average.
 """
 
 from __future__ import annotations
@@ -30,7 +40,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+if "--src" in sys.argv:  # measure another checkout's m1data (see --baseline-src)
+    sys.path.insert(0, sys.argv[sys.argv.index("--src") + 1])
+else:
+    sys.path.insert(0, str(ROOT))
 
 from m1data.llm import Cache, HTTPConfig, HTTPEngine, Request, RunStats, complete_all  # noqa: E402
 
@@ -162,13 +175,80 @@ def bench_resume(server: Server, n: int, concurrency: int, workdir: Path) -> Non
     )
 
 
+class LimitedServer:
+    """benchmarks/limited_server.py in a subprocess; ``stats()`` asks it for its counts."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "limited_server.py"), *args],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.base_url = f"http://127.0.0.1:{int(self.proc.stdout.readline().split()[1])}/v1"
+
+    def stats(self) -> dict[str, int]:
+        import json
+
+        self.proc.stdin.write("stats\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def limit_phase(label: str, server_args: list[str], n: int, concurrency: int, reference: float | None) -> float:
+    """One run of n fresh requests against a limited server: rate, 429 share, lost, paid twice."""
+    server = LimitedServer(*server_args)
+    try:
+        engine = HTTPEngine(HTTPConfig(base_url=server.base_url))
+        reqs = requests(n, f"{label}-{time.time()}")
+        began = time.perf_counter()
+        replies = complete_all(engine, reqs, None, concurrency=concurrency, progress=False)
+        wall = time.perf_counter() - began
+        counts = server.stats()
+    finally:
+        server.close()
+    answers = sum(counts.get(k, 0) for k in ("200", "429", "500"))
+    lost = sum(1 for r in replies if r.status != "ok")
+    rate = n / wall
+    share = f", {rate / reference:.0%} of fault-free" if reference else ""
+    print(f"  {label:<34} {n:>6} req in {wall:6.1f}s: {rate:6.1f} req/s{share}; answers 429 "
+          f"{counts.get('429', 0) / max(answers, 1):.1%}, 500 {counts.get('500', 0) / max(answers, 1):.1%}; "
+          f"lost {lost}, paid twice {counts.get('paid_twice', 0)}", flush=True)
+    return rate
+
+
+def bench_limits(args: argparse.Namespace) -> None:
+    if args.baseline_src:
+        print(f"before ({args.baseline_src}):", flush=True)
+        subprocess.run([sys.executable, __file__, "--limits", "--src", args.baseline_src,
+                        "--limit-requests", str(args.limit_requests), "--fault-requests", str(args.fault_requests),
+                        "--limit-rate", str(args.limit_rate), "--concurrency", str(args.concurrency)], check=True)
+        print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"{'before' if args.src else 'after (this checkout)'}, c={args.concurrency}:", flush=True)
+    free = limit_phase("no faults", [], args.fault_requests, args.concurrency, None)
+    limit_phase(f"token bucket {args.limit_rate:g} req/s", ["--rate", str(args.limit_rate)], args.limit_requests,
+                args.concurrency, None)
+    limit_phase("10% 429 (Retry-After 1) + 5% 500", ["--p429", "0.1", "--p500", "0.05"], args.fault_requests,
+                args.concurrency, free)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=5000, help="requests for the throughput phase")
     parser.add_argument("--resume", type=int, default=10_000, help="size of the finished run to resume")
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--limits", action="store_true", help="the 429 phases instead (see the docstring)")
+    parser.add_argument("--limit-rate", type=float, default=100.0)
+    parser.add_argument("--limit-requests", type=int, default=3000)
+    parser.add_argument("--fault-requests", type=int, default=5000)
+    parser.add_argument("--baseline-src", default=None)
+    parser.add_argument("--src", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     print(f"cpus: {os.cpu_count()}, load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    if args.limits:
+        bench_limits(args)
+        print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        return
     server = Server()
     try:
         with tempfile.TemporaryDirectory() as tmp:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# M1DATA_SHARED_DATA points elsewhere (a git worktree sits one level deeper than the checkout)
+DATA = Path(os.environ.get("M1DATA_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 
 SOURCE_MIX = {"medmcqa": 182_822, "medqa": 10_178, "headqa": 2_657, "pubmedqa": 500}
 

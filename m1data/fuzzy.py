@@ -43,7 +43,12 @@ spreads them over a Ray cluster with the same answer.
 
 Measured alternative, not used: q-gram prefix filtering (with location-based prefixes) kept
 about 1% of all pairs on real prompts but cost more than this filter, because a 95% bound allows
-an edit every ~10 characters, so prefixes must hold 20-40% of each string's q-grams.
+an edit every ~10 characters, so prefixes must hold 20-40% of each string's q-grams. Positional
+chunk signatures (PassJoin family: one of k+1 disjoint chunks of a row is intact in any partner
+within k Indel edits, at a bounded shift; each row keeps its k+1 rarest chunks) were measured too
+(benchmarks/bench_signatures.py): identical candidates, 100x fewer pairs than the length windows,
+but still growing quadratically on the benchmark rows (many rows share half their text) and 5x
+slower than this filter at 20K rows, so they are not used.
 """
 
 from __future__ import annotations

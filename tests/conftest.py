@@ -13,7 +13,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# M1DATA_SHARED_DATA points elsewhere (a git worktree sits one level deeper than the checkout)
+SHARED_DATA = Path(os.environ.get("M1DATA_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 FAKE_VLLM = Path(__file__).parent / "fake_vllm"
 
 

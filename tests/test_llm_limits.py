@@ -108,3 +108,81 @@ def test_no_limits_is_free():
 
     asyncio.run(many())
     assert time.perf_counter() - began < 1
+
+
+# ------------------------------------------------------------------ the adaptive rate (AIMD)
+
+
+def simulate(adaptive, clock, seconds, *, limit=None, burst=20.0, p429=0.0, capacity=400.0, seed=0):
+    """A client that could send `capacity` requests/s, steered by `adaptive`, against a provider
+    with a token bucket of `limit`/s (429 when empty) and/or random 429s; replies come back at
+    once. Returns (sent, answered 429) per simulated second."""
+    rng = random.Random(seed)
+    level, tick = burst, 1.0 / capacity
+    per_second = []
+    for _ in range(seconds):
+        sent = refused = 0
+        for _ in range(int(capacity)):
+            clock.now += tick
+            if limit:
+                level = min(burst, level + tick * limit)
+            if adaptive.wait_time() > 0:
+                continue
+            adaptive.take()
+            sent += 1
+            limited = False
+            if limit and level < 1:
+                limited = True
+            elif limit:
+                level -= 1
+            if not limited and rng.random() < p429:
+                limited = True
+            refused += limited
+            adaptive.observe(limited)
+        per_second.append((sent, refused))
+    return per_second
+
+
+def test_adaptive_rate_settles_just_under_a_token_bucket():
+    from m1data.llm.limits import AdaptiveRate
+
+    clock = FakeClock()
+    adaptive = AdaptiveRate(clock)
+    seconds = simulate(adaptive, clock, 90, limit=100.0)
+    sent = sum(s for s, _ in seconds[30:])
+    refused = sum(r for _, r in seconds[30:])
+    assert (sent - refused) / 60 >= 90  # accepted per second, once settled
+    assert refused / sent < 0.05
+    assert adaptive.cuts >= 1 and adaptive.rate is not None and adaptive.rate < 130
+
+
+def test_adaptive_rate_is_not_fooled_by_random_429s():
+    from m1data.llm.limits import AdaptiveRate
+
+    clock = FakeClock()
+    adaptive = AdaptiveRate(clock)
+    seconds = simulate(adaptive, clock, 60, p429=0.1, capacity=300.0)
+    assert sum(s for s, _ in seconds[20:]) / 40 >= 0.8 * 300  # random 429s do not throttle the client
+    assert adaptive.background == pytest.approx(0.1, abs=0.04)
+
+
+def test_adaptive_rate_never_slows_a_provider_without_429s():
+    from m1data.llm.limits import AdaptiveRate
+
+    clock = FakeClock()
+    adaptive = AdaptiveRate(clock)
+    simulate(adaptive, clock, 10)
+    assert adaptive.rate is None and adaptive.wait_time() == 0
+
+
+def test_pause_only_when_every_request_in_flight_is_refused():
+    clock = FakeClock()
+    limiter = RateLimiter(clock=clock)
+    too_many = http_failure(429, "slow down", {"Retry-After": "2"})
+    for _ in range(4):
+        limiter.sent()
+    for _ in range(3):
+        limiter.received(too_many)  # others in flight may still get through: no pause
+        assert limiter.paused_until <= clock.now
+    limiter.received(too_many)  # the fourth: every request that was in flight was refused
+    assert limiter.paused_until == pytest.approx(clock.now + 2)

@@ -265,3 +265,21 @@ def test_async_api_inside_a_running_loop(llm_server, engine):
 
     with pytest.raises(RuntimeError, match="await run_requests"):
         asyncio.run(wrong())
+
+
+def test_a_429_delays_only_its_own_request(llm_server, engine):
+    """Retry-After applies to the refused request; the others go on (no global pause)."""
+
+    def handler(req: Received) -> Response:
+        if req.text == "q0" and req.attempt == 1:
+            return error(429, "slow down", retry_after=1.5)
+        return echo(req)
+
+    llm_server.handler = handler
+    began = time.time()
+    replies = run(engine, [ask(f"q{i}") for i in range(30)], concurrency=2)
+    assert all(r.text.startswith("echo") for r in replies)
+    times = {r.text: r.time - began for r in llm_server.requests if r.text != "q0"}
+    assert max(times.values()) < 1.2  # the 29 others did not wait out q0's 1.5 s
+    q0 = [r.time for r in llm_server.requests if r.text == "q0"]
+    assert len(q0) == 2 and q0[1] - q0[0] >= 1.4

@@ -12,6 +12,14 @@ bucket refilled continuously (at limit/60 per second) and allowed to hold `burst
 of budget spreads the load instead of firing a minute's worth at once. Tokens are booked up front
 (prompt estimate + max_tokens, the way providers count them) and the unused part is given back
 when the reply reports its real usage.
+
+Why an adaptive rate on top (AdaptiveRate): a provider's real limit is often lower than the
+configured one, or not stated at all, and it answers 429 above it. Pausing every worker on each
+429 (what this module did first) stalls the whole client on one refused request; instead a 429
+delays only its own request (its Retry-After), and the run's request rate is steered by the
+share of 429s: cut to just under the rate the provider accepted when the share rises, raised
+a little while it stays low, so the client settles just under the limit. Everyone pauses only
+when the provider refuses every request in flight. The configured rpm/tpm stay hard ceilings.
 """
 
 from __future__ import annotations
@@ -137,9 +145,102 @@ class TokenBucket:
         self.level = min(self.capacity, self.level + amount)
 
 
+class AdaptiveRate:
+    """A request-rate ceiling learned from 429s, adjusted once per epoch (AIMD).
+
+    An epoch lasts at least ``epoch_seconds`` and ``min_replies`` replies. At its end the 429s
+    are compared with what the background share (429s that do not depend on our rate, learned
+    below; 0 at first) explains; an excess beyond chance (three standard deviations, at least
+    ``tolerance`` of the replies) means we are over a limit, unless the previous epoch was
+    such a cut and its outcome says otherwise:
+    - over a real limit L the provider accepts about L per second whatever we send, so after a
+      cut the share of 429s falls to about ``1 - L / sent``; a provider that refuses a fixed
+      share at random keeps that share. Whichever prediction is nearer the epoch's share wins:
+      the second undoes the cut and takes the share as the background;
+    - a cut sets the ceiling to ``beta`` times the rate the provider accepted (non-429 replies
+      per second): just under its limit, however much we sent.
+    Otherwise the background follows the share slowly, and a binding ceiling (we sent at >= 80%
+    of it) is raised by ``step`` of itself, probing for room, and by 30% more for each
+    clean epoch in a row (at most ``max_step``), so a cut made during a burst or a pause (when
+    little was accepted) is recovered in a few epochs. There is no ceiling before the
+    first cut: a provider that never answers 429 is never slowed.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, *, epoch_seconds: float = 1.0,
+                 min_replies: int = 30, beta: float = 0.9, step: float = 0.03, max_step: float = 0.15,
+                 tolerance: float = 0.02,
+                 min_rate: float = 0.5, max_background: float = 0.5):
+        self.clock = clock
+        self.epoch_seconds, self.min_replies = epoch_seconds, min_replies
+        self.beta, self.step, self.max_step, self.tolerance = beta, step, max_step, tolerance
+        self.min_rate, self.max_background = min_rate, max_background
+        self.rate: float | None = None
+        self.bucket: TokenBucket | None = None
+        self.background = 0.0
+        self.last_cut: tuple[float, float, float | None] | None = None  # share, accepted/s, rate before
+        self.clean = 0  # epochs since the last cut or excess of 429s
+        self.cuts = 0
+        self._new_epoch()
+
+    def _new_epoch(self) -> None:
+        self.epoch_start = self.clock()
+        self.sent = self.replies = self.limited = 0
+
+    def _set_rate(self, rate: float | None) -> None:
+        self.rate = rate
+        # a short burst only: the point is to stay under someone else's bucket
+        self.bucket = None if rate is None else TokenBucket(rate, max(1.0, rate / 20), self.clock)
+
+    def wait_time(self) -> float:
+        return self.bucket.wait_time(1) if self.bucket else 0.0
+
+    def take(self) -> None:
+        self.sent += 1
+        if self.bucket:
+            self.bucket.take(1)
+
+    def observe(self, limited: bool) -> None:
+        """Count one reply (``limited``: it was a 429) and close the epoch when it is over."""
+        self.replies += 1
+        self.limited += limited
+        elapsed = self.clock() - self.epoch_start
+        if elapsed >= self.epoch_seconds and self.replies >= self.min_replies:
+            self._decide(elapsed)
+            self._new_epoch()
+
+    def _decide(self, elapsed: float) -> None:
+        n, share = self.replies, self.limited / self.replies
+        expected = self.background * n
+        over = self.limited - expected > max(3.0 * (expected + 1.0) ** 0.5, self.tolerance * n)
+        accepted = (n - self.limited) / elapsed
+        if over and self.last_cut is not None:
+            cut_share, cut_accepted, before = self.last_cut
+            if_limit = max(0.0, 1.0 - cut_accepted / max(self.sent / elapsed, 1e-9))
+            if abs(share - cut_share) < abs(share - if_limit):  # the share did not follow our rate
+                self.background = min(share, self.max_background)
+                self.last_cut = None
+                self._set_rate(before)
+                return
+        if over:
+            self.last_cut = (share, accepted, self.rate)
+            self.clean = 0
+            self.cuts += 1
+            self._set_rate(max(self.min_rate, self.beta * accepted))
+            return
+        self.last_cut = None
+        self.background = 0.9 * self.background + 0.1 * share
+        self.clean += 1
+        if self.rate is not None and self.sent >= 0.8 * self.rate * elapsed:
+            # each clean epoch in a row climbs faster: a cut made during a burst or a pause
+            # (when little was accepted) is recovered in a few epochs, a good one probed gently
+            step = min(self.max_step, self.step * 1.3 ** (self.clean - 1))
+            self._set_rate(self.rate * (1 + step))
+
+
 class RateLimiter:
-    """Requests-per-minute and tokens-per-minute limits shared by all workers of one run, plus a
-    shared pause: when the server says `Retry-After`, nobody else should hit it before then."""
+    """Requests-per-minute and tokens-per-minute limits shared by all workers of one run, the
+    adaptive rate learned from 429s (AdaptiveRate), and a shared pause for when the provider
+    refuses every request in flight: then nobody should hit it before its Retry-After."""
 
     def __init__(
         self,
@@ -148,11 +249,17 @@ class RateLimiter:
         *,
         burst_seconds: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        max_pause: float = 600.0,
     ):
         self.clock = clock
+        self.max_pause = max_pause
         self.requests = TokenBucket(rpm / 60, max(1.0, rpm * burst_seconds / 60), clock) if rpm else None
         self.tokens = TokenBucket(tpm / 60, max(1.0, tpm * burst_seconds / 60), clock) if tpm else None
+        self.adaptive = AdaptiveRate(clock)
         self.paused_until = 0.0
+        self.in_flight = 0
+        self._streak = 0  # 429s in a row
+        self._streak_needed = 1  # requests in flight when the streak began
         self._lock = asyncio.Lock()
 
     @property
@@ -162,8 +269,28 @@ class RateLimiter:
     def pause(self, seconds: float) -> None:
         self.paused_until = max(self.paused_until, self.clock() + seconds)
 
+    def sent(self) -> None:
+        """A request goes out now (after ``acquire``)."""
+        self.in_flight += 1
+
+    def received(self, reply: Reply) -> None:
+        """Its reply came back: feed the adaptive rate; pause everyone when every request that
+        was in flight when the 429s began was answered 429 (the provider asks for a pause)."""
+        self.in_flight -= 1
+        limited = isinstance(reply, Failed) and reply.kind == "http_429"
+        self.adaptive.observe(limited)
+        if not limited:
+            self._streak = 0
+            return
+        if self._streak == 0:  # at least 3: one or two requests in flight say little
+            self._streak_needed = max(self.in_flight + 1, 3)
+        self._streak += 1
+        if self._streak >= self._streak_needed and reply.retry_after is not None:
+            self.pause(min(reply.retry_after, self.max_pause))
+            self._streak = 0
+
     def _wait_time(self, tokens: float) -> float:
-        waits = [self.paused_until - self.clock()]
+        waits = [self.paused_until - self.clock(), self.adaptive.wait_time()]
         if self.requests:
             waits.append(self.requests.wait_time(1))
         if self.tokens:
@@ -173,11 +300,14 @@ class RateLimiter:
     async def acquire(self, tokens: float = 0) -> None:
         """Wait until one request of `tokens` estimated tokens fits, then book it. Callers queue
         on a lock, so the budget goes out in arrival order and nobody starves."""
-        if not self.requests and not self.tokens and self.paused_until <= self.clock():
+        if not self.requests and not self.tokens and self.adaptive.bucket is None \
+                and self.paused_until <= self.clock():
+            self.adaptive.take()
             return
         async with self._lock:
             while (wait := self._wait_time(tokens)) > 0:
                 await asyncio.sleep(wait)
+            self.adaptive.take()
             if self.requests:
                 self.requests.take(1)
             if self.tokens:
@@ -191,6 +321,7 @@ class RateLimiter:
 
 __all__ = [
     "FATAL_STATUS",
+    "AdaptiveRate",
     "RETRYABLE_STATUS",
     "Failed",
     "RateLimiter",

@@ -5,9 +5,11 @@ The order of work, and why:
    before a single call is paid for.
 2. Requests are keyed (see cache.py); duplicates are sent once; cached outcomes are reused.
    Truncated, filtered and refused (4xx) outcomes count as answered unless `retry_failed`.
-3. The rest go out through `concurrency` workers (a bounded number of tasks pulling from one
-   list, so memory does not grow with the number of requests), under the rate limits, with
-   retries and backoff for transient failures. Each outcome is committed to the cache as soon as
+3. The rest go out with at most `concurrency` in flight (a bounded number of tasks pulling from
+   one list, so memory does not grow with the number of requests; a request waiting to be
+   retried gives its slot to another), under the rate limits (the configured rpm/tpm, and a
+   rate learned from the provider's 429s: limits.AdaptiveRate), with retries and backoff for
+   transient failures; a 429 delays its own request by its Retry-After. Each outcome is committed to the cache as soon as
    it arrives, so a killed run loses only the requests in flight.
 4. A fatal failure (wrong key, URL or model: 401/403/404) stops the run with EndpointError; what
    was answered before stays cached. So does an endpoint that fails every request the same way:
@@ -44,6 +46,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_TOKENS = 4096  # assumed when a request sets no max_tokens (estimates, tpm booking)
 SAME_FAILURES_TO_STOP = 5  # see _DeadEndpoint
+WORKERS_PER_SLOT = 4  # requests a run holds per concurrency slot: in flight, or waiting to retry
 
 
 class EndpointError(M1DataError, RuntimeError):
@@ -291,6 +294,28 @@ class _DeadEndpoint:
             )
 
 
+class _RunStopped(Exception):
+    """Raised in a call waiting for a slot after the run was stopped (the first error wins)."""
+
+
+class _Slots:
+    """The run's concurrency: how many calls are in flight. Closed when the run stops (a fatal
+    reply, a dead endpoint), so that no call waiting for a slot goes out after that."""
+
+    def __init__(self, concurrency: int):
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self.closed = False
+
+    async def __aenter__(self) -> None:
+        await self._semaphore.acquire()
+        if self.closed:
+            self._semaphore.release()
+            raise _RunStopped
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._semaphore.release()
+
+
 async def _attempts(
     engine: Engine,
     request: Request,
@@ -298,27 +323,33 @@ async def _attempts(
     policy: RetryPolicy,
     stats: RunStats,
     watch: _DeadEndpoint,
+    slots: _Slots,
 ) -> tuple[Reply, int]:
-    """Call until the reply is not a retryable failure or the attempts run out."""
+    """Call until the reply is not a retryable failure or the attempts run out. A call holds one
+    of the ``slots`` (the run's concurrency) only while it is in flight, not while it waits to
+    be retried, so one request's Retry-After does not idle a slot."""
     booked = 0
     if limiter.counts_tokens:
         booked = prompt_tokens(request) + (max_output_tokens(request) or DEFAULT_MAX_TOKENS)
     attempt = 0
     while True:
         attempt += 1
-        await limiter.acquire(booked)
-        stats.attempts += 1
-        try:
-            reply = await engine.complete(request)
-        except Exception as exc:  # an engine broke its contract; treat as transient, never cache as an answer
-            reply = failure("exception", f"{type(exc).__name__}: {exc}", retryable=True)
+        async with slots:
+            await limiter.acquire(booked)
+            stats.attempts += 1
+            limiter.sent()
+            try:
+                reply = await engine.complete(request)
+            except Exception as exc:  # an engine broke its contract; treat as transient, never cache as an answer
+                reply = failure("exception", f"{type(exc).__name__}: {exc}", retryable=True)
+            limiter.received(reply)
+            if isinstance(reply, Failed) and reply.fatal:
+                slots.closed = True  # before the slot is given to a waiting call
         limiter.settle(booked, reply.prompt_tokens + reply.completion_tokens)
         watch.attempt(reply)
         retryable = isinstance(reply, Failed) and reply.retryable
         if not retryable or attempt >= policy.max_attempts:
             return reply, attempt
-        if reply.retry_after is not None:
-            limiter.pause(min(reply.retry_after, policy.max_retry_after))
         await asyncio.sleep(policy.delay(attempt, reply.retry_after))
 
 
@@ -395,13 +426,21 @@ async def run_requests(
     limiter = RateLimiter(rpm, tpm)
     pending = iter(todo)
     watch = _DeadEndpoint(endpoint)
+    slots = _Slots(concurrency)
     sent_here, sending_since = 0, time.perf_counter()
 
     async def worker(progress_bar: Bar) -> None:
+        try:
+            await work(progress_bar)
+        except BaseException:
+            slots.closed = True
+            raise
+
+    async def work(progress_bar: Bar) -> None:
         nonlocal sent_here
         for key in pending:
             request = unique[key]
-            reply, attempts = await _attempts(engine, request, limiter, policy, stats, watch)
+            reply, attempts = await _attempts(engine, request, limiter, policy, stats, watch, slots)
             if isinstance(reply, Failed) and reply.fatal:
                 raise EndpointError(f"{endpoint}: {reply.error}")
             transient = isinstance(reply, Failed) and reply.retryable
@@ -417,7 +456,8 @@ async def run_requests(
     shown = progress and bool(todo)
     try:
         with bar(label, len(unique), completed=len(answers), fields=BAR_FIELDS, show=shown) as progress_bar:
-            await _gather_or_cancel([worker(progress_bar) for _ in range(min(concurrency, len(todo)))])
+            workers = min(WORKERS_PER_SLOT * concurrency, len(todo))  # the extra ones wait out retries
+            await _gather_or_cancel([worker(progress_bar) for _ in range(workers)])
     finally:
         stats.seconds += time.perf_counter() - started
     if progress and todo:

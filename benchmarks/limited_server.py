@@ -1,0 +1,92 @@
+"""A local OpenAI-compatible server that enforces a request limit or fails at random (bench_llm).
+
+    python benchmarks/limited_server.py --rate 100 --burst 20      # token bucket, 429 above it
+    python benchmarks/limited_server.py --p429 0.1 --p500 0.05     # random faults
+
+It serves tests/llm_server.py's ScriptedServer on 127.0.0.1 with one handler: a token bucket of
+``--rate`` requests/s holding ``--burst`` (429 with Retry-After: 1 when empty), then random 429s
+(Retry-After: 1) and 500s with the given probabilities (seeded), else the fixed boxed answer.
+Prints ``PORT <n>``; then each line ``stats`` on stdin prints one JSON line of counts (200, 429,
+500, and how many request bodies were answered 200 more than once: paid twice), and ``reset``
+zeroes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from llm_server import Received, Response, ScriptedServer, error, reply  # noqa: E402
+
+
+class LimitedHandler:
+    def __init__(self, rate: float, burst: float, p429: float, p500: float, seed: int = 0):
+        self.rate, self.capacity = rate, burst
+        self.level, self.updated = burst, time.monotonic()
+        self.p429, self.p500 = p429, p500
+        self.rng = random.Random(seed)
+        self.lock = threading.Lock()
+        self.counts: Counter[str] = Counter()
+        self.paid: Counter[str] = Counter()
+
+    def __call__(self, req: Received) -> Response:
+        with self.lock:
+            if self.rate:
+                now = time.monotonic()
+                self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
+                self.updated = now
+                if self.level < 1:
+                    self.counts["429"] += 1
+                    return error(429, "rate limit reached", retry_after=1)
+                self.level -= 1
+            roll = self.rng.random()
+            if roll < self.p429:
+                self.counts["429"] += 1
+                return error(429, "try again", retry_after=1)
+            if roll < self.p429 + self.p500:
+                self.counts["500"] += 1
+                return error(500, "boom")
+            self.counts["200"] += 1
+            self.paid[req.key] += 1
+        return reply(req, "The answer is \\boxed{A}.")
+
+    def stats(self) -> dict[str, int]:
+        with self.lock:
+            return {**self.counts, "paid_twice": sum(1 for n in self.paid.values() if n > 1)}
+
+    def reset(self) -> None:
+        with self.lock:
+            self.counts.clear()
+            self.paid.clear()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=0.0, help="requests/s the bucket refills (0: no limit)")
+    parser.add_argument("--burst", type=float, default=20.0)
+    parser.add_argument("--p429", type=float, default=0.0)
+    parser.add_argument("--p500", type=float, default=0.0)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    handler = LimitedHandler(args.rate, args.burst, args.p429, args.p500, args.seed)
+    server = ScriptedServer(handler, record=False)
+    server.start()
+    print(f"PORT {server.port}", flush=True)
+    for line in sys.stdin:  # bounded by the caller: it closes stdin (or kills us) when done
+        if line.strip() == "stats":
+            print(json.dumps(handler.stats()), flush=True)
+        elif line.strip() == "reset":
+            handler.reset()
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()
