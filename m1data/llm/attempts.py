@@ -43,6 +43,7 @@ from m1data.llm.runner import (
     RunStats,
     _attempts,
     _DeadEndpoint,
+    _Slots,
     _endpoint,
     _gather_or_cancel,
     _keys,
@@ -154,6 +155,7 @@ async def run_tries(
         await opener()
     limiter = RateLimiter(rpm, tpm)
     watch = _DeadEndpoint(endpoint)
+    slots = _Slots(concurrency)
     in_flight: dict[str, asyncio.Future[Reply]] = {}
     tries: list[list[Reply]] = [[] for _ in first]
     pending = iter(range(len(first)))
@@ -171,7 +173,7 @@ async def run_tries(
         in_flight[key] = future
         stats.unique += 1
         try:
-            reply, calls = await _attempts(engine, request, limiter, policy, stats, watch)
+            reply, calls = await _attempts(engine, request, limiter, policy, stats, watch, slots)
             if isinstance(reply, Failed) and reply.fatal:
                 raise EndpointError(f"{endpoint}: {reply.error}")
             transient = isinstance(reply, Failed) and reply.retryable
