@@ -51,6 +51,7 @@ from m1data.llm.runner import (
     _record,
     _usable,
     _validate,
+    run_sync,
 )
 from m1data.llm.types import Engine, Reply, Request, is_transient
 from m1data.output import bar
@@ -215,19 +216,8 @@ async def run_tries(
 
 
 def complete_tries(engine: Engine, first: Sequence[Request], cache: Cache | None, **kwargs: Any) -> list[list[Reply]]:
-    """Synchronous `run_tries` (what a stage calls). Releases the engine's connections at the end."""
-
-    async def main() -> list[list[Reply]]:
-        try:
-            return await run_tries(engine, first, cache, **kwargs)
-        finally:
-            await engine.aclose()
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(main())
-    raise RuntimeError("complete_tries() cannot run inside an event loop; use `await run_tries(...)`")
+    """Synchronous `run_tries` (what a stage calls)."""
+    return run_sync(engine, lambda: run_tries(engine, first, cache, **kwargs), "run_tries")
 
 
 __all__ = [

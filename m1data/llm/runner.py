@@ -30,9 +30,9 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from m1data.errors import M1DataError, UserError
 from m1data.llm.cache import Cache, Entry, cache_namespace, request_key
@@ -41,6 +41,8 @@ from m1data.llm.limits import Failed, RateLimiter, RetryPolicy, failure
 from m1data.llm.params import max_output_tokens
 from m1data.llm.types import Engine, Reply, Request
 from m1data.output import Bar, bar
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -486,13 +488,13 @@ def _log_summary(label: str, stats: RunStats) -> None:
     )
 
 
-def complete_all(engine: Engine, requests: Sequence[Request], cache: Cache | None = None, **kwargs: Any) -> list[Reply]:
-    """Synchronous `run_requests` for scripts. Releases the engine's connections at the end (the
-    engine stays usable)."""
+def run_sync(engine: Engine, job: Callable[[], Awaitable[T]], name: str) -> T:
+    """Run an async job of `engine` from synchronous code and release the engine's connections
+    at the end (the engine stays usable). `name` is the async call to use inside an event loop."""
 
-    async def main() -> list[Reply]:
+    async def main() -> T:
         try:
-            return await run_requests(engine, requests, cache, **kwargs)
+            return await job()
         finally:
             await engine.aclose()
 
@@ -500,7 +502,12 @@ def complete_all(engine: Engine, requests: Sequence[Request], cache: Cache | Non
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(main())
-    raise RuntimeError("complete_all() cannot run inside an event loop; use `await run_requests(...)`")
+    raise RuntimeError(f"this call cannot run inside an event loop; use `await {name}(...)`")
+
+
+def complete_all(engine: Engine, requests: Sequence[Request], cache: Cache | None = None, **kwargs: Any) -> list[Reply]:
+    """Synchronous `run_requests` for scripts."""
+    return run_sync(engine, lambda: run_requests(engine, requests, cache, **kwargs), "run_requests")
 
 
 __all__ = [
@@ -515,4 +522,5 @@ __all__ = [
     "plan_requests",
     "print_plan",
     "run_requests",
+    "run_sync",
 ]
