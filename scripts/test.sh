@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh "llm,tagger,cards,train,infer,ray,embedded,dev"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 printf '[m1data] tests: pytest\n' >&2
-exec .venv/bin/python -m pytest -n 2 --dist loadgroup "$@"
+exec .venv/bin/python -m pytest -n 2 --dist loadfile "$@"

@@ -69,8 +69,8 @@ def _environ(**values: str) -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def ray_cluster(tmp_path_factory) -> Iterator[Path]:
-    """One local Ray instance for the whole test run (starting one takes 30 s on a busy 2-core
-    machine; under pytest-xdist the Ray tests share one worker, see their `xdist_group` mark).
+    """One local Ray instance per test process (starting one takes 30 s on a busy 2-core machine;
+    scripts/test.sh gives each pytest-xdist worker whole files, `--dist loadfile`).
 
     Its workers can import the vllm test double (tests/fake_vllm), which appends each engine it
     builds to the file this fixture yields: a worker's environment is the one Ray started with,

@@ -33,10 +33,7 @@ from m1data.fuzzy import EvalText, find_contamination, find_duplicates
 from m1data.pipeline import Stage, StageResult, file_digest, read_manifests
 
 
-pytestmark = pytest.mark.xdist_group("ray")  # one Ray instance per test run (conftest.ray_cluster)
-
-
-@pytest.fixture(scope="session")  # session, like `builds`: under xdist the Ray group's modules may interleave
+@pytest.fixture(scope="module")
 def executor(ray_cluster):
     return RayExecutor(ExecutorConfig(kind="ray"))
 
@@ -239,7 +236,7 @@ def without_times(manifest: dict) -> dict:
     return {k: v for k, v in manifest.items() if k != "wall_time_s"}
 
 
-@pytest.fixture(scope="session")  # built once however the Ray group's tests are ordered
+@pytest.fixture(scope="module")
 def builds(executor, tmp_path_factory):
     """The embedded m1K build under each executor, and one started on Ray (over the LLM caches
     of the first Ray run) and finished locally."""

@@ -27,9 +27,6 @@ from m1data.pipeline import (
 FAKE = Path(__file__).parent / "fake_vllm"
 
 
-pytestmark = pytest.mark.xdist_group("ray")  # one Ray instance per test run (conftest.ray_cluster)
-
-
 @pytest.fixture(scope="module")
 def fake_vllm(ray_cluster):
     """The vllm test double importable here, as it is in every Ray worker (conftest.ray_cluster);
