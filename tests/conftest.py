@@ -78,6 +78,8 @@ def ray_cluster(tmp_path_factory) -> Iterator[Path]:
     ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'm1data[ray]')")
     log = tmp_path_factory.mktemp("vllm") / "engines.log"
     path = os.pathsep.join(p for p in (str(FAKE_VLLM), os.environ.get("PYTHONPATH")) if p)
+    if ray.is_initialized():  # a command run by an earlier test (`--executor ray`) started one without them
+        ray.shutdown()
     with _environ(PYTHONPATH=path, FAKE_VLLM_LOG=str(log)):
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
