@@ -77,6 +77,8 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--run-dir", type=Path, help="print the per-stage wall time of this finished build")
     parser.add_argument("--build", action="store_true", help="build m1k with the default config in a temp folder")
+    parser.add_argument("--parallel", type=int, default=1,
+                        help="server slots (1: the deterministic default; more: batched, faster, not deterministic)")
     args = parser.parse_args()
 
     levels = [int(x) for x in args.levels.split(",")]
@@ -84,8 +86,10 @@ def main() -> None:
     needed = args.requests * len(levels)
     if needed > len(prompts):
         raise SystemExit(f"the embedded sample has {len(prompts)} questions; ask for at most {len(prompts) // len(levels)}")
-    with LocalServer(ServerConfig(), Path(tempfile.gettempdir()) / "bench_local_model_server.log") as server:
-        print(f"llama-server {server.binary} with {server.model.name} (parallel {server.config.parallel})")
+    config = ServerConfig(parallel=args.parallel, cache_prompt=args.parallel > 1)
+    with LocalServer(config, Path(tempfile.gettempdir()) / "bench_local_model_server.log") as server:
+        print(f"{server.name} with {server.model.name} (parallel {server.config.parallel}, "
+              f"prompt cache {'on' if server.config.cache_prompt else 'off'})")
         print(f"{'concurrency':>11}{'requests':>9}{'errors':>7}{'gen tokens':>11}{'wall s':>8}{'tokens/s':>10}")
         for i, level in enumerate(levels):
             batch = prompts[i * args.requests:(i + 1) * args.requests]
