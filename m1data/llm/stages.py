@@ -70,6 +70,12 @@ class LLMRuntime:
     def prices(self) -> PriceTable:
         return PriceTable.from_file(self.prices_file) if self.prices_file else PriceTable()
 
+    def sending(self) -> dict[str, Any]:
+        """The settings every runner call takes from this block (`run_requests`, `run_tries`,
+        the batch `complete`), named as those functions name them."""
+        return {"concurrency": self.concurrency, "rpm": self.rpm, "tpm": self.tpm, "progress": self.progress,
+                "retry_failed": self.retry_failed, "retry": self.retries}
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -269,12 +275,7 @@ class LLMStage(Stage):
             batch=rt.batch and not online,
             stage_dir=ctx.state_dir if ctx is not None else None,
             batch_limits=BatchLimits(poll_seconds=rt.batch_poll_seconds),
-            concurrency=rt.concurrency,
-            rpm=rt.rpm,
-            tpm=rt.tpm,
-            progress=rt.progress if progress is None else progress,
-            retry_failed=rt.retry_failed,
-            retry=rt.retries,
+            **{**rt.sending(), **({} if progress is None else {"progress": progress})},
             prices=self.prices(),
             stats=stats,
             label=label or endpoint.role,
@@ -308,12 +309,7 @@ class LLMStage(Stage):
             attempts=len(by_attempt),
             again=again,
             by_attempt=by_attempt,
-            concurrency=rt.concurrency,
-            rpm=rt.rpm,
-            tpm=rt.tpm,
-            progress=rt.progress,
-            retry_failed=rt.retry_failed,
-            retry=rt.retries,
+            **rt.sending(),
             prices=self.prices(),
             label=label,
         )
