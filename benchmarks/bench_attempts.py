@@ -40,7 +40,7 @@ from m1data.llm import RetryPolicy  # noqa: E402
 from m1data.llm.attempts import run_rounds  # noqa: E402
 from m1data.llm.stages import LLMRuntime  # noqa: E402
 from m1data.schema import LETTERS, make_row, rows_to_dataset  # noqa: E402
-from m1data.traces import TeacherTraces, TracesConfig  # noqa: E402
+from m1data.stages.traces import TeacherTraces, TracesConfig  # noqa: E402
 
 datasets.disable_progress_bars()
 

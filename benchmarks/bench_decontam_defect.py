@@ -4,7 +4,7 @@ Every eval question is planted into the training pool as an exact copy, rendered
 training row is (options shuffled per row, `prompt` = question + lettered options). Then:
 
 - reference: training `prompt` against the eval set's bare `question` (what m1's code did);
-- m1data: question stem + sorted option set on both sides (`m1data.dedup.match_keys`).
+- m1data: question stem + sorted option set on both sides (`m1data.stages.dedup.match_keys`).
 
 Both use fuzz.ratio >= 95 through the same exact matcher. Prints detected / planted per set.
 
@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from m1data.dedup import EvalText, find_contamination, match_keys
-from m1data.evalsets import load_eval, load_eval_any
+from m1data.stages.dedup import EvalText, find_contamination, match_keys
+from m1data.reading.evalsets import load_eval, load_eval_any
 from m1data.schema import make_row
 
 

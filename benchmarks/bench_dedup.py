@@ -1,4 +1,4 @@
-"""Benchmark m1data.dedup against a plain all-pairs rapidfuzz baseline.
+"""Benchmark m1data.stages.dedup against a plain all-pairs rapidfuzz baseline.
 
     python benchmarks/bench_dedup.py [--rows 20000] [--full] [--seed 0]
     python benchmarks/bench_dedup.py --executor ray [--sizes 196000,1000000] [--ray-cpus 2]
@@ -6,7 +6,7 @@
 Default run: the same ``--rows`` synthetic training prompts are deduplicated by
 1. the baseline: ``rapidfuzz.process.cdist`` over all pairs (each row chunk against the rows
    after it, ``score_cutoff``, ``workers=2``), and
-2. ``m1data.fuzzy.find_duplicates``;
+2. ``m1data.stages.fuzzy.find_duplicates``;
 both times, their ratio and whether the outputs are identical are printed.
 
 ``--full``: 196,000 rows deduplicated and decontaminated against ~15,000 eval items, timed at
@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import perturb
 
-from m1data.dedup import DupMatch, EvalText, find_contamination, find_duplicates
+from m1data.stages.dedup import DupMatch, EvalText, find_contamination, find_duplicates
 
 
 def baseline_duplicates(texts: list[str], threshold: float, chunk: int = 256,
@@ -47,7 +47,7 @@ def baseline_duplicates(texts: list[str], threshold: float, chunk: int = 256,
     """All pairs with cdist; for each row the earliest earlier row scoring >= threshold.
 
     Scores are float64 and compared with ``>=`` here (cdist's own cutoff is lowered by 0.1,
-    see m1data.fuzzy._verify), so the baseline's boundary is that of ``fuzz.ratio``.
+    see m1data.stages.fuzzy._verify), so the baseline's boundary is that of ``fuzz.ratio``.
     """
     n = len(texts)
     earliest = np.full(n, -1, dtype=np.int64)
@@ -143,8 +143,8 @@ def on_ray(rows: list[str], evals: list[EvalText], sizes: list[int], threshold: 
            with_local: bool = True) -> None:
     import ray
 
-    from m1data.distributed import ExecutorConfig, RayExecutor
-    from m1data.fuzzy import BandJob, _check_threshold, _coarse, _distinct, _histograms, _side
+    from m1data.running.distributed import ExecutorConfig, RayExecutor
+    from m1data.stages.fuzzy import BandJob, _check_threshold, _coarse, _distinct, _histograms, _side
 
     ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     executor = RayExecutor(ExecutorConfig(kind="ray"))

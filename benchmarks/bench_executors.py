@@ -23,10 +23,10 @@ import datasets
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from m1data.distributed import ExecutorConfig, RayExecutor
-from m1data.mesh_offline import OfflineConfig, OfflineTagger
-from m1data.pipeline import RunContext
-from m1data.sources import load_source
+from m1data.running.distributed import ExecutorConfig, RayExecutor
+from m1data.stages.mesh_offline import OfflineConfig, OfflineTagger
+from m1data.running.pipeline import RunContext
+from m1data.reading.sources import load_source
 
 FILES = [
     ("medqa", "raw/medqa/4_options_phrases_no_exclude_test.jsonl"),
@@ -71,7 +71,7 @@ def main() -> None:
     print(f"rows with a different code: {len(differ):,} of {len(rows):,}; "
           f"ids identical: {local.rows['id'] == on_ray.rows['id']}; stats identical: {local.stats == on_ray.stats}")
     if differ:
-        from m1data.mesh_offline import ZeroShotTagger
+        from m1data.stages.mesh_offline import ZeroShotTagger
 
         tagger = ZeroShotTagger()
         for i in differ[:20]:

@@ -19,7 +19,7 @@ import time
 import uuid
 from pathlib import Path
 
-from m1data.sources import load_source
+from m1data.reading.sources import load_source
 
 COUNTS = {"medmcqa": 182_822, "medqa": 10_178}
 

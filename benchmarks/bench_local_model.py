@@ -27,7 +27,7 @@ from m1data.llm import RunStats, complete_all
 from m1data.llm.embedded import EmbeddedEngine
 from m1data.llm.local_server import LocalServer, ServerConfig
 from m1data.llm.stages import boxed_request
-from m1data.loading import LoadConfig, LoadSources
+from m1data.stages.loading import LoadConfig, LoadSources
 
 
 def throughput(server: LocalServer, prompts: list[str], concurrency: int, max_tokens: int) -> dict[str, float]:

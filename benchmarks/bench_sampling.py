@@ -17,7 +17,7 @@ from pathlib import Path
 
 import datasets
 
-from m1data.sampling import random_sample, stratified_sample
+from m1data.stages.sampling import random_sample, stratified_sample
 
 TABLE4 = Path(__file__).resolve().parent.parent / "tests" / "data" / "table4_counts.csv"
 

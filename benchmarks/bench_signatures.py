@@ -1,4 +1,4 @@
-"""Measured alternative to m1data.fuzzy's bag filter: positional chunk signatures (PassJoin family).
+"""Measured alternative to m1data.stages.fuzzy's bag filter: positional chunk signatures (PassJoin family).
 
     M1DATA_SHARED_DATA=/path/to/shared/data python benchmarks/bench_signatures.py [--rows 20000]
 
@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import perturb
 
-from m1data.fuzzy import (BandJob, _char_chunks, _check_threshold, _codes, _coarse, _distinct,
+from m1data.stages.fuzzy import (BandJob, _char_chunks, _check_threshold, _codes, _coarse, _distinct,
                           _exact_bag_check, _histograms, _max_partner_len, _side, _Side)
 
 
@@ -191,7 +191,7 @@ class MatchJob:
     filter's bands (``BandJob``); the other rows through their signatures, probed one block
     of columns at a time. A unit is ``("bag", r0, r1)`` or ``("sig", c0, c1)``; the units'
     pairs are disjoint (a pair belongs to its row's side of ``split``, and to one column
-    block) and their union is every matching pair. Picklable, so m1data.distributed runs the
+    block) and their union is every matching pair. Picklable, so m1data.running.distributed runs the
     same ``match`` as Ray tasks.
     """
 

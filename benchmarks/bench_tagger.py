@@ -1,7 +1,7 @@
 """How well do the offline MeSH taggers agree with an LLM, and with human labels?
 
 1. `--labels FILE`: rows an LLM tagged (a .parquet/.jsonl with `prompt` or `question` and
-   `domain_code`, e.g. the output of `m1data.mesh.run_tag_file`). Reports accuracy, Cohen's kappa,
+   `domain_code`, e.g. the output of `m1data.stages.mesh.run_tag_file`). Reports accuracy, Cohen's kappa,
    macro-F1 and class coverage of the zero-shot tagger and the two supervised variants (TF-IDF
    and MiniLM features, trained on the other rows) on a seeded held-out split, against a
    majority-class baseline.
@@ -33,11 +33,11 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from m1data.mesh import qualifier_by_code, qualifier_by_name, qualifier_subtree
-from m1data.mesh_eval import frequent_baseline, held_out_agreement, hit_rate, random_hit_rate
-from m1data.mesh_offline import ZeroShotTagger, labelled_texts
-from m1data.readers import read_rows
-from m1data.sources import load_source
+from m1data.stages.mesh import qualifier_by_code, qualifier_by_name, qualifier_subtree
+from m1data.stages.mesh_eval import frequent_baseline, held_out_agreement, hit_rate, random_hit_rate
+from m1data.stages.mesh_offline import ZeroShotTagger, labelled_texts
+from m1data.reading.readers import read_rows
+from m1data.reading.sources import load_source
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADQA_QUALIFIERS = {"pharmacology": "Pharmacology", "chemistry": "Chemistry",

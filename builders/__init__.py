@@ -16,7 +16,7 @@ from typing import Any
 
 from m1data.builders import ablations, m1k, m23k
 
-from m1data.pipeline import Stage
+from m1data.running.pipeline import Stage
 
 __all__ = ["BUILDERS", "Builder", "M1KConfig", "default_config_path"]
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from m1data.builders import m23k
-from m1data.formatting import FormatSFT
-from m1data.pipeline import Stage
-from m1data.sampling import Sample, SampleConfig
-from m1data.traces import TeacherTraces
+
+from m1data.running.pipeline import Stage
+from m1data.stages.formatting import FormatSFT
+from m1data.stages.sampling import Sample, SampleConfig
+from m1data.stages.traces import TeacherTraces
 
 
 @dataclass

@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from m1data.builders import m23k
-from m1data.pipeline import Stage
-from m1data.sampling import Sample, SampleConfig
+
+from m1data.running.pipeline import Stage
+from m1data.stages.sampling import Sample, SampleConfig
 
 
 @dataclass
@@ -25,6 +26,6 @@ def stages(config: M1KConfig) -> list[Stage]:
 
 def resample_stages(m23k_path: str, sample: SampleConfig) -> list[Stage]:
     """m1K from an m23K that already exists, without re-running anything before the sampler."""
-    from m1data.loading import DatasetInput, LoadDataset
+    from m1data.stages.loading import DatasetInput, LoadDataset
 
     return [LoadDataset(DatasetInput(path=m23k_path)), Sample(sample)]

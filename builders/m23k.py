@@ -16,15 +16,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from m1data.dedup import Decontaminate, DecontaminateConfig, Deduplicate, DedupConfig
-from m1data.difficulty import DifficultyConfig, DifficultyFilter
-from m1data.evalsets import EvalInput
-from m1data.formatting import FormatSFT
-from m1data.loading import LoadConfig, LoadSources, sample_evals
-from m1data.mesh import MeshConfig, MeshTagger
-from m1data.mesh_offline import OfflineConfig, OfflineTagger
-from m1data.pipeline import Stage
-from m1data.traces import TeacherTraces, TracesConfig
+from m1data.reading.evalsets import EvalInput
+from m1data.running.pipeline import Stage
+from m1data.stages.dedup import Decontaminate, DecontaminateConfig, DedupConfig, Deduplicate
+from m1data.stages.difficulty import DifficultyConfig, DifficultyFilter
+from m1data.stages.formatting import FormatSFT
+from m1data.stages.loading import LoadConfig, LoadSources, sample_evals
+from m1data.stages.mesh import MeshConfig, MeshTagger
+from m1data.stages.mesh_offline import OfflineConfig, OfflineTagger
+from m1data.stages.traces import TeacherTraces, TracesConfig
 
 
 @dataclass

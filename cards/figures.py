@@ -11,7 +11,7 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
-from m1data.registry import SOURCE_REGISTRY, pretty_name
+from m1data.reading.registry import SOURCE_REGISTRY, pretty_name
 
 __all__ = ["domain_bars_png", "length_histogram_png"]
 

@@ -30,12 +30,12 @@ import datasets
 from m1data.cards.figures import domain_bars_png, length_histogram_png
 
 from m1data import __version__
-from m1data.cardmeta import IMAGES_DIR, REPO_ID_MARK, Configs, data_metadata, join_card, split_card
 from m1data.errors import UserError
-from m1data.funnel import funnel_markdown
-from m1data.pipeline import read_manifests
+from m1data.publishing.cardmeta import IMAGES_DIR, REPO_ID_MARK, Configs, data_metadata, join_card, split_card
+from m1data.reading.registry import SOURCE_REGISTRY
 from m1data.redact import redact_config, redact_environment, strip_local_paths, strip_userinfo
-from m1data.registry import SOURCE_REGISTRY
+from m1data.running.funnel import funnel_markdown
+from m1data.running.pipeline import read_manifests
 from m1data.schema import SOURCES
 
 TEMPLATE_DIR = Path(__file__).resolve().parent
@@ -92,7 +92,8 @@ COLUMN_NOTES = {
     "reasoning": "The teacher model's thinking for this question.",
     "teacher_reply": "The teacher's final reply after thinking (the part the answer was extracted from).",
     "teacher_answer": "The option letter read from the teacher's reply; equal to `answer_letter` for every kept row.",
-    "answer_rule": "Which rule read the teacher's answer: boxed, statement, answer_line or similarity (m1data.answers).",
+    "answer_rule": ("Which rule read the teacher's answer: boxed, statement, answer_line or similarity "
+                    "(m1data.stages.answers)."),
     "teacher_model": "The teacher model that wrote `reasoning` and `teacher_reply`.",
     "teacher_served_model": "The model the teacher's server said answered (its reply's `model` field), when it said: "
                             "the release behind the alias in `teacher_model`.",
@@ -599,7 +600,7 @@ def _in_sample(path: Any) -> bool:
         return False
     if SAMPLE_DIR_MARK in path.replace("\\", "/"):
         return True
-    from m1data.loading import sample_dir
+    from m1data.stages.loading import sample_dir
 
     try:
         return Path(path).resolve().is_relative_to(sample_dir().resolve())
@@ -836,7 +837,7 @@ def render_card(
     writes them to ``images/``). Lengths are counted with `tokenizer` (an object, or a name looked
     up among locally installed tokenizers; default m1's target model) when there is one, else in
     whitespace-split words, and the card says which. `with_data_metadata=False` leaves the
-    header's ``configs:``/``dataset_info:`` to `write_hub_folder` (m1data.export does).
+    header's ``configs:``/``dataset_info:`` to `write_hub_folder` (m1data.publishing.export does).
     """
     from m1data.builders import BUILDERS  # the pretty name and template of each dataset
 

@@ -17,7 +17,7 @@ The shape of one generation:
 5. answer: generate up to 1,024 tokens, stopping at ``<|im_end|>``.
 Greedy (temperature 0), seed 42.
 
-Token accounting (decided here, checked by tests/test_infer_budget.py):
+Token accounting (decided here, checked by tests/infer/test_infer_budget.py):
 
 * The budget counts the tokens the *model generated* while thinking: the sum of
   ``Reply.completion_tokens`` over the thinking calls, which includes the stop token that ended a
@@ -65,7 +65,7 @@ stop *strings* naming them never match and the model would think on through its 
 ``<|im_start|>answer``. The Python equivalent of the sweep commands:
 
 ```python
-from m1data.evalsets import load_eval_any
+from m1data.reading.evalsets import load_eval_any
 from m1data.infer.budget import BudgetConfig, QWEN25_ANSWER_STOP_IDS, QWEN25_THINKING_STOP_IDS
 from m1data.infer.sweep import run_sweep
 from m1data.llm import VLLM_EXTRA_PARAMS
@@ -91,11 +91,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from m1data.errors import UserError
-from m1data.formatting import IM_END, IM_START, render_chat
 from m1data.llm.cache import Cache
 from m1data.llm.runner import RunStats, run_requests
 from m1data.llm.stages import LLMRuntime, is_transient
 from m1data.llm.types import Engine, Reply, Request
+from m1data.stages.formatting import IM_END, IM_START, render_chat
 
 __all__ = [
     "THINK_OPEN",
@@ -249,7 +249,7 @@ def load_tokenizer(name: str) -> Any:
     from huggingface_hub.errors import HfHubHTTPError, HFValidationError
     from transformers import AutoTokenizer
 
-    from m1data.readers import _network_errors
+    from m1data.reading.readers import _network_errors
 
     try:
         return AutoTokenizer.from_pretrained(name, local_files_only=True)

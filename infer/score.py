@@ -1,4 +1,4 @@
-"""Run budget-controlled generation over eval sets and score it with `m1data.answers` (Table 1).
+"""Run budget-controlled generation over eval sets and score it with `m1data.stages.answers` (Table 1).
 
 ```python
 from m1data.infer.budget import BudgetConfig
@@ -9,7 +9,7 @@ metrics = run_infer(engine, {"medqa_test": rows}, "runs/infer/m1-7B-1K",
 
 Eval sets are Datasets in the m1data row schema (the columns used are ``prompt``, ``options``,
 ``answer_idx`` and, if present, ``id``), or paths to .jsonl / .parquet files of such rows (read
-with `m1data.readers.read_rows`) or a .json list of them (`m1data.evalsets` loads the named sets
+with `m1data.reading.readers.read_rows`) or a .json list of them (`m1data.reading.evalsets` loads the named sets
 of Table 1 into that schema).
 
 The calls go through the LLM stages' runtime (`LLMRuntime`, see `m1data.infer.budget`), with the
@@ -50,14 +50,14 @@ from typing import Any
 import datasets
 from m1data.infer.budget import BudgetConfig, BudgetRecord, build_prompt, generate_many
 
-from m1data.answers import grade
 from m1data.errors import UserError
 from m1data.llm.cache import Cache
 from m1data.llm.runner import RunStats
 from m1data.llm.stages import CACHE_FILENAME, LLMRuntime, llm_stats
 from m1data.llm.types import Engine
-from m1data.readers import ROW_SUFFIXES, read_records, read_rows
+from m1data.reading.readers import ROW_SUFFIXES, read_records, read_rows
 from m1data.schema import LETTERS
+from m1data.stages.answers import grade
 
 __all__ = ["EvalSource", "InferIncomplete", "infer", "load_rows", "open_infer_cache", "run_infer", "score_record",
            "summarize"]

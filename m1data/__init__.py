@@ -18,25 +18,25 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS = {
-    "stratified_sample": "m1data.sampling",
-    "random_sample": "m1data.sampling",
-    "deduplicate": "m1data.dedup",
-    "decontaminate": "m1data.dedup",
-    "find_duplicates": "m1data.fuzzy",
-    "find_contamination": "m1data.fuzzy",
-    "extract_answer": "m1data.answers",
-    "grade": "m1data.answers",
-    "load_source": "m1data.sources",
-    "load_eval": "m1data.evalsets",
-    "MeshTagger": "m1data.mesh",
-    "OfflineTagger": "m1data.mesh_offline",
-    "Stage": "m1data.pipeline",
-    "run_pipeline": "m1data.pipeline",
+    "stratified_sample": "m1data.stages.sampling",
+    "random_sample": "m1data.stages.sampling",
+    "deduplicate": "m1data.stages.dedup",
+    "decontaminate": "m1data.stages.dedup",
+    "find_duplicates": "m1data.stages.fuzzy",
+    "find_contamination": "m1data.stages.fuzzy",
+    "extract_answer": "m1data.stages.answers",
+    "grade": "m1data.stages.answers",
+    "load_source": "m1data.reading.sources",
+    "load_eval": "m1data.reading.evalsets",
+    "MeshTagger": "m1data.stages.mesh",
+    "OfflineTagger": "m1data.stages.mesh_offline",
+    "Stage": "m1data.running.pipeline",
+    "run_pipeline": "m1data.running.pipeline",
     "build": "m1data.jobs",
     "build_config": "m1data.jobs",
     "BuildResult": "m1data.jobs",
     "resample": "m1data.jobs",
-    "publish": "m1data.hub",
+    "publish": "m1data.publishing.hub",
 }
 
 __all__ = [
@@ -63,17 +63,17 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from m1data.answers import extract_answer, grade
-    from m1data.dedup import decontaminate, deduplicate
-    from m1data.evalsets import load_eval
-    from m1data.fuzzy import find_contamination, find_duplicates
-    from m1data.hub import publish
     from m1data.jobs import BuildResult, build, build_config, resample
-    from m1data.mesh import MeshTagger
-    from m1data.mesh_offline import OfflineTagger
-    from m1data.pipeline import Stage, run_pipeline
-    from m1data.sampling import random_sample, stratified_sample
-    from m1data.sources import load_source
+    from m1data.publishing.hub import publish
+    from m1data.reading.evalsets import load_eval
+    from m1data.reading.sources import load_source
+    from m1data.running.pipeline import Stage, run_pipeline
+    from m1data.stages.answers import extract_answer, grade
+    from m1data.stages.dedup import decontaminate, deduplicate
+    from m1data.stages.fuzzy import find_contamination, find_duplicates
+    from m1data.stages.mesh import MeshTagger
+    from m1data.stages.mesh_offline import OfflineTagger
+    from m1data.stages.sampling import random_sample, stratified_sample
 
 
 def __getattr__(name: str) -> Any:

@@ -1,6 +1,6 @@
 """The jobs m1data does, one public function each: build a dataset, resample m1K from an m23K that
 exists, load a source or an eval set into a file, run one stage over a file. Publishing is
-`m1data.hub.publish`.
+`m1data.publishing.hub.publish`.
 
 Why one module: the command line, a Python session, a config and Ray call these same functions,
 so they cannot disagree; `m1data.cli` only parses arguments, calls one of them and prints. A job
@@ -26,18 +26,16 @@ import datasets
 from m1data.builders import BUILDERS, Builder, default_config_path
 from m1data.builders.m1k import resample_stages
 from m1data.config import file_root, from_dict, key_path, read_mapping
-from m1data.dedup import Decontaminate, DecontaminateConfig, Deduplicate, DedupConfig
-from m1data.difficulty import run_difficulty_file
-from m1data.distributed import ExecutorConfig, executor_config, make_executor
 from m1data.errors import UserError
-from m1data.evalsets import AnswerSkewWarning, EvalInput, load_eval_any
-from m1data.export import export_run, hub_folder_dataset
-from m1data.funnel import funnel_markdown
 from m1data.llm.embedded import serve_embedded
 from m1data.llm.stages import LLMRuntime
-from m1data.mesh import run_tag_file
-from m1data.mesh_offline import run_tag_offline_file, train_offline_file
-from m1data.pipeline import (
+from m1data.publishing.export import export_run, hub_folder_dataset
+from m1data.reading.evalsets import AnswerSkewWarning, EvalInput, load_eval_any
+from m1data.reading.readers import LoadResult
+from m1data.reading.sources import load_source
+from m1data.running.distributed import ExecutorConfig, executor_config, make_executor
+from m1data.running.funnel import funnel_markdown
+from m1data.running.pipeline import (
     RunContext,
     Stage,
     StageIncomplete,
@@ -50,10 +48,12 @@ from m1data.pipeline import (
     run_pipeline,
     write_result,
 )
-from m1data.readers import LoadResult
-from m1data.sampling import SampleConfig
-from m1data.sources import load_source
-from m1data.traces import run_traces_file
+from m1data.stages.dedup import Decontaminate, DecontaminateConfig, DedupConfig, Deduplicate
+from m1data.stages.difficulty import run_difficulty_file
+from m1data.stages.mesh import run_tag_file
+from m1data.stages.mesh_offline import run_tag_offline_file, train_offline_file
+from m1data.stages.sampling import SampleConfig
+from m1data.stages.traces import run_traces_file
 
 __all__ = [
     "BuildResult",
@@ -188,7 +188,7 @@ def build(
 ) -> BuildResult:
     """Build `dataset` (a name of `m1data.builders.BUILDERS`: m1k, m23k, ...) under run folder
     `out`, skipping stages whose manifest matches, then write the Hub-layout folder (`hub_out`,
-    default OUT/hub) that `m1data.hub.publish` uploads.
+    default OUT/hub) that `m1data.publishing.hub.publish` uploads.
 
     `config`: None (the embedded model in every role, builders/configs/embedded.yaml), a YAML
     path or a mapping over the paper defaults, or the builder's config object (`build_config`).
@@ -313,7 +313,7 @@ def _write(name: str, result: LoadResult, out: Path) -> LoadedFile:
 def load_source_to_file(source: str, out: str | Path, path: str | Path | None = None, *, split: str | None = None,
                         seed: int = 42, cop_base: int | None = None,
                         mapping: dict[str, Any] | None = None) -> LoadedFile:
-    """`m1data.sources.load_source` into OUT (.parquet or .jsonl) and OUT.dropped.<ext>."""
+    """`m1data.reading.sources.load_source` into OUT (.parquet or .jsonl) and OUT.dropped.<ext>."""
     out = Path(out)
     _refuse_overwrite([path], [out])
     return _write(source, load_source(source, path, split=split, seed=seed, cop_base=cop_base, mapping=mapping), out)

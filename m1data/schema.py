@@ -24,7 +24,7 @@ import datasets
 import pyarrow as pa
 
 from m1data.errors import M1DataError
-from m1data.registry import SOURCE_REGISTRY
+from m1data.reading.registry import SOURCE_REGISTRY
 
 LETTERS = string.ascii_uppercase
 SOURCES = tuple(SOURCE_REGISTRY)  # the built-in sources, in the paper's column order

@@ -45,12 +45,12 @@ import numpy as np
 import yaml
 from rapidfuzz import fuzz, process
 
-from m1data.dedup import decontaminate, deduplicate
-from m1data.evalsets import load_eval_any
-from m1data.loading import sample_dir, sample_evals, sample_sources
-from m1data.readers import LoadResult
+from m1data.stages.dedup import decontaminate, deduplicate
+from m1data.reading.evalsets import load_eval_any
+from m1data.stages.loading import sample_dir, sample_evals, sample_sources
+from m1data.reading.readers import LoadResult
 from m1data.schema import content_id
-from m1data.sources import load_source
+from m1data.reading.sources import load_source
 
 SEED = 1729
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,7 +67,7 @@ HEADQA_EXAMS = {  # exam key -> (category, fact tables used, questions drawn fro
     "Cuaderno_2016_1_F": ("pharmacology", ("drug",), 10),
     "Cuaderno_2016_1_M": ("medicine", ("organism", "deficiency"), 8),  # + 2 image questions
 }
-# Eval-set names as m1data.loading.sample_evals() loads them: the planted pairs name their rows
+# Eval-set names as m1data.stages.loading.sample_evals() loads them: the planted pairs name their rows
 # by the ids m1data gives them.
 MEDMCQA_VAL, MEDQA_TEST, MMLU_CK = "medmcqa_validation", "medqa_test", "mmlu_clinical_knowledge"
 
@@ -787,7 +787,7 @@ class Loaded:
 
 
 def load_sample(out: Path) -> Loaded:
-    """Read `out` the way a build reads the embedded sample (m1data.loading's file list), plus the
+    """Read `out` the way a build reads the embedded sample (m1data.stages.loading's file list), plus the
     PubMedQA test split, so every question in the sample is seen."""
     def here(path: str) -> tuple[str, Path]:
         relative = Path(path).relative_to(sample_dir()).as_posix()

@@ -38,12 +38,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # module -> the test files that exercise it (tests/test_pinned_contracts.py pins contracts of all)
 MODULES: dict[str, list[str]] = {
-    "answers": ["tests/test_answers.py", "tests/test_pinned_contracts.py"],
-    "fuzzy": ["tests/test_dedup.py", "tests/test_pinned_contracts.py"],
-    "dedup": ["tests/test_dedup.py", "tests/test_pinned_contracts.py"],
-    "difficulty": ["tests/test_difficulty.py", "tests/test_pinned_contracts.py"],
-    "sampling": ["tests/test_sampling.py"],
-    "llm/cache": ["tests/test_llm_cache.py", "tests/test_pinned_contracts.py"],
+    "stages/answers": ["tests/stages/test_answers.py", "tests/test_pinned_contracts.py"],
+    "stages/fuzzy": ["tests/stages/test_dedup.py", "tests/test_pinned_contracts.py"],
+    "stages/dedup": ["tests/stages/test_dedup.py", "tests/test_pinned_contracts.py"],
+    "stages/difficulty": ["tests/stages/test_difficulty.py", "tests/test_pinned_contracts.py"],
+    "stages/sampling": ["tests/stages/test_sampling.py"],
+    "llm/cache": ["tests/llm/test_llm_cache.py", "tests/test_pinned_contracts.py"],
 }
 
 

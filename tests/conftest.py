@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,13 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 # M1DATA_SHARED_DATA points elsewhere (a git worktree sits one level deeper than the checkout)
 SHARED_DATA = Path(os.environ.get("M1DATA_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 FAKE_VLLM = Path(__file__).parent / "fake_vllm"
+
+# The tests' folders mirror the package (tests/stages/ for m1data/stages/, ...), and test files
+# import shared helpers from one another by module name (`from test_dedup import planted`), so
+# every folder of tests is on the path from the start, whichever file a worker collects first.
+for _folder in sorted({p.parent for p in Path(__file__).parent.rglob("test_*.py")}):
+    if str(_folder) not in sys.path:
+        sys.path.insert(0, str(_folder))
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from m1data.pipeline import Stage, StageResult
+from m1data.running.pipeline import Stage, StageResult
 
 
 class Given(Stage):

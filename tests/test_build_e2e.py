@@ -19,8 +19,8 @@ from llm_server import ScriptedServer, chat
 from typer.testing import CliRunner
 
 from m1data.cli import app
-from m1data.loading import LoadConfig, LoadSources
-from m1data.pipeline import read_manifests
+from m1data.running.pipeline import read_manifests
+from m1data.stages.loading import LoadConfig, LoadSources
 
 PREFIX = "Return your final response within \\boxed{}.\n"
 
@@ -154,7 +154,7 @@ def test_hub_folders_load_offline_and_match_the_manifests(built):
     assert "prompt" not in m1k.column_names  # TRL would read the rows as prompt/completion data
     assert all(t.count("<|im_start|>think\n") == 1 for t in m1k["text"])
     card = (run / "hub" / "README.md").read_text()
-    from m1data.export import hub_folder_dataset
+    from m1data.publishing.export import hub_folder_dataset
 
     assert hub_folder_dataset(run / "hub") == "m1k"  # what a later build into the same folder checks
     m23k_rows = manifest(run, "format")["rows_out"]
@@ -190,7 +190,7 @@ def test_published_m1k_assistant_only_loss_masks_the_prompt(built, tmp_path):
     from tiny_model import save_tiny
     from trl import SFTTrainer
 
-    from m1data.formatting import render_chat
+    from m1data.stages.formatting import render_chat
 
     tiny = save_tiny(tmp_path / "tiny")
     ds = datasets.load_dataset(str(built["run"] / "hub"), split="train")
@@ -209,7 +209,7 @@ def test_published_prompt_completion_config_trains_completion_only(built, tmp_pa
     from tiny_model import save_tiny
     from trl import SFTTrainer
 
-    from m1data.formatting import PROMPT_COMPLETION_SUFFIX
+    from m1data.stages.formatting import PROMPT_COMPLETION_SUFFIX
 
     hub = str(built["run"] / "hub")
     names = datasets.get_dataset_config_names(hub)
@@ -254,7 +254,7 @@ def test_resample_from_an_existing_m23k(built, tmp_path):
 
 def test_resample_from_a_published_folder_keeps_provenance(built, tmp_path):
     """A published folder (its card's YAML) is enough to carry the teacher and eval sets forward."""
-    from m1data.cardmeta import split_card
+    from m1data.publishing.cardmeta import split_card
 
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"sample": {"n": 5, "seed": 7}}))
@@ -283,12 +283,12 @@ def test_the_hub_folder_names_the_served_model_by_file_name_and_says_it_is_the_s
     """The teacher's server reported its model by an absolute path (as llama-server does): no
     path reaches the folder, the file name does; and a build from the embedded sample says so
     first, with the sample's licence."""
-    from m1data.cardmeta import split_card
-    from m1data.hub import local_paths_inside
+    from m1data.publishing.cardmeta import split_card
+    from m1data.publishing.hub import local_paths_inside
 
     traces = manifest(built["run"], "traces")  # recorded as the file name at the source, not only on export
     assert list(traces["stats"]["served_models"]) == [SERVED_GGUF]
-    from m1data.pipeline import load_stage_rows, stage_dirname
+    from m1data.running.pipeline import load_stage_rows, stage_dirname
 
     traced = load_stage_rows(built["run"] / stage_dirname(traces["index"], "traces"))
     assert set(traced["teacher_served_model"]) == {SERVED_GGUF}
@@ -332,8 +332,8 @@ NEW_SOURCE_CSV = """Stem,Choice 1,Choice 2,Choice 3,Choice 4,Key,Ref
 
 
 def test_a_build_with_a_source_added_in_the_config(tmp_path):
-    from m1data.cardmeta import split_card
-    from m1data.loading import sample_sources
+    from m1data.publishing.cardmeta import split_card
+    from m1data.stages.loading import sample_sources
 
     csv = tmp_path / "nursing_boards.csv"
     lines = NEW_SOURCE_CSV.splitlines()

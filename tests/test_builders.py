@@ -1,8 +1,8 @@
 from pathlib import Path
 
 import pytest
-
 from m1data.builders import BUILDERS, m1k
+
 from m1data.config import ConfigError, load_config
 
 PAPER = Path(__file__).resolve().parents[1] / "builders" / "configs" / "paper.yaml"

@@ -12,11 +12,11 @@ import pytest
 from m1data.cards import available_cards, render_card
 from m1data.cards.render import redact_config, size_category
 
-from m1data.cardmeta import split_card
-from m1data.export import export_run
-from m1data.hub import write_hub_folder
-from m1data.loading import sample_evals
-from m1data.pipeline import Stage, StageResult, read_manifests, run_pipeline
+from m1data.publishing.cardmeta import split_card
+from m1data.publishing.export import export_run
+from m1data.publishing.hub import write_hub_folder
+from m1data.running.pipeline import Stage, StageResult, read_manifests, run_pipeline
+from m1data.stages.loading import sample_evals
 
 SENTINEL = "sk-SENTINEL-card-must-not-show-0123456789"
 SOURCES = ["medqa"] * 6 + ["headqa"] * 3 + ["medmcqa"] * 10 + ["pubmedqa"] * 2
@@ -338,7 +338,7 @@ class SampleLoad(Make):
     name = "load"
 
     def __init__(self):
-        from m1data.loading import LoadConfig
+        from m1data.stages.loading import LoadConfig
 
         super().__init__()
         self.config = LoadConfig()
@@ -391,12 +391,12 @@ def test_a_build_from_real_files_has_no_sample_notice(run):
 
 
 def test_without_a_repo_id_the_card_names_the_dataset_without_a_placeholder(run):
-    from m1data.cardmeta import REPO_ID_MARK
+    from m1data.publishing.cardmeta import REPO_ID_MARK
 
     card, _ = rendered(run)
     assert "<org>" not in card and "<" + "org" not in card
     assert 'load_dataset("m1K", split="train")' in card and "--dataset_name m1K " in card
-    assert REPO_ID_MARK in card  # publish writes the repo id in there (tests/test_hub.py)
+    assert REPO_ID_MARK in card  # publish writes the repo id in there (tests/publishing/test_hub.py)
     card, _ = rendered(run, repo_id="lab/m1K")
     assert 'load_dataset("lab/m1K", split="train")' in card and REPO_ID_MARK not in card
 
@@ -468,7 +468,7 @@ class ServedByPath(Stage):
 
 
 def test_no_local_path_reaches_the_hub_folder(tmp_path):
-    from m1data.hub import local_paths_inside
+    from m1data.publishing.hub import local_paths_inside
 
     gguf = "SmolLM2-135M-Instruct-Q4_1.gguf"
     path = str(tmp_path / "cache" / "models" / gguf)

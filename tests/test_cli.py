@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from m1data.cli import app
-from m1data.readers import read_rows, write_rows
+from m1data.reading.readers import read_rows, write_rows
 from m1data.schema import make_row, rows_to_dataset
 
 runner = CliRunner()
@@ -204,9 +204,9 @@ def test_hub_name_without_network_is_one_line(tmp_path):
 
 def test_load_eval_prints_a_skew_warning(tmp_path, monkeypatch):
     """The rule itself is tested in test_evalsets; here, that the command shows it as a warning line."""
-    import m1data.evalsets
+    import m1data.reading.evalsets
 
-    monkeypatch.setattr(m1data.evalsets, "answer_skew", lambda rows: "answer A on 2 of 2 rows (100%)")
+    monkeypatch.setattr(m1data.reading.evalsets, "answer_skew", lambda rows: "answer A on 2 of 2 rows (100%)")
     src = tmp_path / "anatomy_test.csv"
     src.write_text("Q1?,a,b,c,d,B\nQ2?,a,b,c,d,D\n")
     result = runner.invoke(app, ["load-eval", "mmlu_anatomy", "--path", str(src), "--out", str(tmp_path / "o.jsonl")])
@@ -309,7 +309,7 @@ def test_infer_sweep_then_plot_overlays_models(tmp_path):
 def test_main_prints_our_errors_in_one_line_and_shows_bugs(tmp_path, monkeypatch, capsys):
     """m1data's own errors (here a file that is not rows) are one line and exit 2; any other
     exception is a bug: its traceback is kept, with a request to report it."""
-    import m1data.dedup
+    import m1data.stages.dedup
     from m1data import cli
 
     bad = tmp_path / "rows.csv"
@@ -324,7 +324,7 @@ def test_main_prints_our_errors_in_one_line_and_shows_bugs(tmp_path, monkeypatch
     def broken(*args, **kwargs):
         raise KeyError("internal")
 
-    monkeypatch.setattr(m1data.dedup, "deduplicate", broken)
+    monkeypatch.setattr(m1data.stages.dedup, "deduplicate", broken)
     rows = write_rows(rows_to_dataset([make_row(source="medqa", row_id="a", question="Q?", options=["x", "y"],
                                                 answer_idx=0, raw={})]), tmp_path / "in.jsonl")
     monkeypatch.setattr(sys, "argv", ["m1data", "dedup", str(rows), str(tmp_path / "out.jsonl")])

@@ -22,7 +22,7 @@ import m1data
 from m1data.cli import app
 from m1data.errors import M1DataError, UserError
 from m1data.llm.local_server import embedded_missing
-from m1data.pipeline import read_manifests
+from m1data.running.pipeline import read_manifests
 
 
 def hub_rows(folder) -> list[dict]:
@@ -123,7 +123,8 @@ def test_bad_names_and_configs_are_one_line_errors(tmp_path):
 
 
 def test_file_runners_share_one_name_pattern():
-    from m1data import jobs, mesh, mesh_offline
+    from m1data import jobs
+    from m1data.stages import mesh, mesh_offline
 
     runners = sorted(n for n in jobs.__all__ if n.startswith("run_"))
     assert runners == [f"run_{stage}_file" for stage in
@@ -148,7 +149,7 @@ def test_default_build_from_a_fresh_interpreter_equals_the_command(tmp_path):
 
 def test_the_command_says_when_another_build_holds_the_run_folder(tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom m1data.pipeline import run_lock\n"
+        [sys.executable, "-c", "import sys, time\nfrom m1data.running.pipeline import run_lock\n"
          "with run_lock(sys.argv[1]):\n    print('locked', flush=True)\n    time.sleep(60)\n", str(tmp_path / "run")],
         stdout=subprocess.PIPE, text=True)
     try:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from m1data.registry import SOURCE_REGISTRY, pretty_name
+from m1data.reading.registry import SOURCE_REGISTRY, pretty_name
 
 ROOT = Path(__file__).resolve().parents[1]
 # installed name -> folder (pyproject's package-dir)
@@ -69,19 +69,20 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_no_module_imports_one_that_imports_it_back():
     graph = import_graph()
-    assert "m1data.evalsets" not in graph["m1data.sources"] or "m1data.sources" not in graph["m1data.evalsets"]
+    sources, evalsets = "m1data.reading.sources", "m1data.reading.evalsets"
+    assert evalsets not in graph[sources] or sources not in graph[evalsets]
     assert cycles(graph) == []
 
 
 def test_the_cycle_check_sees_a_cycle_hidden_in_a_function():
     graph = import_graph()
-    graph["m1data.native"].add("m1data.sources")  # as a function-local import would add it
-    assert ["m1data.native", "m1data.sources"] in [sorted(c) for c in cycles(graph)]
+    graph["m1data.reading.native"].add("m1data.reading.sources")  # as a function-local import would add it
+    assert ["m1data.reading.native", "m1data.reading.sources"] in [sorted(c) for c in cycles(graph)]
 
 
 def test_the_offline_tagger_loads_no_llm_machinery():
-    code = ("import sys, m1data.mesh_offline, m1data.mesh_eval\n"
-            "llm = sorted(m for m in sys.modules if m.startswith('m1data.llm') or m == 'm1data.mesh'"
+    code = ("import sys, m1data.stages.mesh_offline, m1data.stages.mesh_eval\n"
+            "llm = sorted(m for m in sys.modules if m.startswith('m1data.llm') or m == 'm1data.stages.mesh'"
             " or m.split('.')[0] in ('openai', 'httpx', 'tiktoken'))\n"
             "assert not llm, llm\n")
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -93,6 +94,7 @@ def test_one_redaction_module():
     defined = sorted(str(path.relative_to(ROOT)) for path in modules().values() if shapes.search(path.read_text()))
     assert defined == ["m1data/redact.py"]
     from m1data.cards import render
+
     from m1data.llm import http
     from m1data.redact import mask_secret, redact_config
 
@@ -101,10 +103,10 @@ def test_one_redaction_module():
 
 def test_one_reader_of_config_files():
     """Configs and recipes are read by m1data.config.read_mapping; no other module parses YAML
-    files (the card's front matter is YAML inside a card, read by m1data.cardmeta)."""
+    files (the card's front matter is YAML inside a card, read by m1data.publishing.cardmeta)."""
     readers = sorted(str(path.relative_to(ROOT)) for path in modules().values()
                      if "yaml.safe_load(" in path.read_text())
-    assert readers == ["m1data/cardmeta.py", "m1data/config.py"]
+    assert readers == ["m1data/config.py", "m1data/publishing/cardmeta.py"]
     names = {n for path in modules().values() for n in re.findall(r"^def (load_\w*config\w*)\(", path.read_text(), re.M)}
     assert names == {"load_config"}
 
@@ -113,8 +115,9 @@ def test_one_reader_of_config_files():
 def test_every_reader_of_source_facts_reads_the_registry(name):
     from m1data.cards.figures import SOURCE_COLOURS
     from m1data.cards.render import SOURCE_INFO
+
+    from m1data.reading.sources import get_source
     from m1data.schema import SOURCES
-    from m1data.sources import get_source
 
     record = SOURCE_REGISTRY[name]
     assert name in SOURCES and list(SOURCES) == list(SOURCE_REGISTRY)
@@ -130,7 +133,25 @@ def test_source_facts_are_typed_once():
     """A Hub id or a citation written outside the registry would be a second copy to drift."""
     facts = [f for r in SOURCE_REGISTRY.values() for f in (r.hub_id, r.citation[:40], r.url)]  # colours are a palette
     for module, path in modules().items():
-        if module == "m1data.registry":
+        if module == "m1data.reading.registry":
             continue
         text = path.read_text()
         assert not [f for f in facts if f in text], module
+
+
+def test_the_readme_tree_names_every_module():
+    """The README's tree of m1data/ is how a newcomer finds a module: it lists each module once, in
+    its subpackage, and no module that is gone (llm/ is summarised in one line)."""
+    readme = (ROOT / "README.md").read_text()
+    tree = readme.split("Inside `m1data/`, one module per idea", 1)[1].split("```", 2)[1]
+    listed, folder = set(), ""
+    for line in tree.splitlines()[1:]:
+        name = line.split()[0] if line.strip() else ""
+        depth = (len(line) - len(line.lstrip())) // 2
+        if name.endswith("/"):
+            folder = name if depth == 1 else folder
+        elif name.endswith(".py"):
+            listed.add((folder if depth == 2 else "") + name)
+    on_disk = {str(p.relative_to(ROOT / "m1data")) for p in (ROOT / "m1data").rglob("*.py")
+               if p.name != "__init__.py" and p.parent.name != "llm"}
+    assert listed == on_disk

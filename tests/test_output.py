@@ -14,14 +14,14 @@ from typer.testing import CliRunner
 
 from m1data import output
 from m1data.cli import app
-from m1data.dedup import DedupConfig, Deduplicate, deduplicate
-from m1data.fuzzy import find_duplicates
 from m1data.llm import Cache, HTTPConfig, HTTPEngine, Request, complete_all
-from m1data.loading import LoadConfig, LoadSources, sample_dir
-from m1data.pipeline import run_pipeline
-from m1data.readers import write_rows
-from m1data.sampling import Sample, SampleConfig
-from m1data.sources import load_source
+from m1data.reading.readers import write_rows
+from m1data.reading.sources import load_source
+from m1data.running.pipeline import run_pipeline
+from m1data.stages.dedup import DedupConfig, Deduplicate, deduplicate
+from m1data.stages.fuzzy import find_duplicates
+from m1data.stages.loading import LoadConfig, LoadSources, sample_dir
+from m1data.stages.sampling import Sample, SampleConfig
 
 
 def real_stages() -> list:
@@ -49,10 +49,10 @@ def test_a_library_run_prints_nothing_but_its_warning(tmp_path) -> None:
     code = (
         "import sys, datasets\n"
         "datasets.disable_progress_bars()  # datasets' own bars are datasets' to switch off\n"
-        "from m1data.dedup import DedupConfig, Deduplicate\n"
-        "from m1data.loading import LoadConfig, LoadSources\n"
-        "from m1data.pipeline import run_pipeline\n"
-        "from m1data.sampling import Sample, SampleConfig\n"
+        "from m1data.stages.dedup import DedupConfig, Deduplicate\n"
+        "from m1data.stages.loading import LoadConfig, LoadSources\n"
+        "from m1data.running.pipeline import run_pipeline\n"
+        "from m1data.stages.sampling import Sample, SampleConfig\n"
         "stages = [LoadSources(LoadConfig()), Deduplicate(DedupConfig()), Sample(SampleConfig(n=10_000, levels=()))]\n"
         "assert len(run_pipeline(stages, sys.argv[1])) > 0\n"
     )
@@ -92,8 +92,8 @@ def test_enable_routes_messages_through_the_m1data_logger_and_shows_bars(llm_ser
 
     said = [(r.name, r.levelno, r.getMessage()) for r in caplog.records]
     assert all(name.startswith("m1data.") for name, _, _ in said)
-    assert ("m1data.pipeline", logging.INFO, "run  load") in said
-    assert any(name == "m1data.sampling" and level == logging.WARNING and "asked for 10,000 rows" in text
+    assert ("m1data.running.pipeline", logging.INFO, "run  load") in said
+    assert any(name == "m1data.stages.sampling" and level == logging.WARNING and "asked for 10,000 rows" in text
                for name, level, text in said)
     assert any(name == "m1data.llm.runner" and text.startswith("echoes: sent 2") for name, _, text in said)
     for _, _, text in said:  # every record shown on stderr (a multi-line plan line by line)

@@ -11,7 +11,7 @@ because every other test still passes:
   distinct eval texts that score alike (identical texts are merged before the tie-break);
 - `>` turned into `>=` in dedup._best_per_row (a keyed match must win a tie with a bare one);
 - `kind` left out of the LLM cache key (every user's cache silently invalidated);
-- `>=` turned into `>` on the similarity lead of m1data.answers.
+- `>=` turned into `>` on the similarity lead of m1data.stages.answers.
 """
 
 from __future__ import annotations
@@ -21,8 +21,12 @@ import pytest
 from llm_server import chat, llm_server  # noqa: F401
 from rapidfuzz import fuzz
 
-from m1data.answers import SIMILARITY_LEAD, SIMILARITY_MIN, extract_answer, grade
-from m1data.dedup import (
+from m1data.llm import Reply, Request, request_key
+from m1data.llm.cache import key_from_body
+from m1data.llm.stages import LLMRuntime
+from m1data.schema import make_row, rows_to_dataset
+from m1data.stages.answers import SIMILARITY_LEAD, SIMILARITY_MIN, extract_answer, grade
+from m1data.stages.dedup import (
     ContamMatch,
     Decontaminate,
     DecontaminateConfig,
@@ -33,11 +37,7 @@ from m1data.dedup import (
     deduplicate,
     find_contamination,
 )
-from m1data.difficulty import DifficultyConfig, DifficultyFilter, StudentConfig, _grade
-from m1data.llm import Reply, Request, request_key
-from m1data.llm.cache import key_from_body
-from m1data.llm.stages import LLMRuntime
-from m1data.schema import make_row, rows_to_dataset
+from m1data.stages.difficulty import DifficultyConfig, DifficultyFilter, StudentConfig, _grade
 
 # ---------------------------------------------------------------------------------------------
 # PubMedQA: questions share templates and differ by their abstracts
@@ -254,7 +254,7 @@ def test_the_stages_use_their_configuration_and_name():
 
 
 def test_the_decontamination_stage_reports_per_eval_set_counts_and_the_ngram_check():
-    from m1data.loading import LoadConfig, LoadSources, sample_evals
+    from m1data.stages.loading import LoadConfig, LoadSources, sample_evals
 
     rows = LoadSources(LoadConfig()).run(None, None).rows
     result = Decontaminate(DecontaminateConfig(), sample_evals()).run(rows, None)
@@ -272,7 +272,7 @@ def test_the_decontamination_stage_reports_per_eval_set_counts_and_the_ngram_che
 
 
 def test_the_default_students_are_the_papers():
-    from m1data.difficulty import short_name
+    from m1data.stages.difficulty import short_name
 
     config = DifficultyConfig()
     assert [(s.model, s.short) for s in config.students] == [
@@ -300,8 +300,8 @@ def test_failed_student_calls_are_counted_as_transient_and_the_rule_is_recorded(
 
 
 def test_run_difficulty_file_passes_its_settings(llm_server, tmp_path, monkeypatch):  # noqa: F811
-    from m1data.difficulty import run_difficulty_file
-    from m1data.readers import read_rows, write_rows
+    from m1data.reading.readers import read_rows, write_rows
+    from m1data.stages.difficulty import run_difficulty_file
 
     row = make_row(source="medqa", row_id="q0", question="Which drug is first line in type 2 diabetes?",
                    options=OPTIONS, answer_idx=0, raw={})

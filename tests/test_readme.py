@@ -49,7 +49,7 @@ def test_front_door_is_lazy_and_complete() -> None:
 
 
 def test_fuzzy_engine_needs_no_datasets() -> None:
-    code = "import sys, m1data.fuzzy\nassert 'datasets' not in sys.modules\n"
+    code = "import sys, m1data.stages.fuzzy\nassert 'datasets' not in sys.modules\n"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -10,8 +10,9 @@ import pytest
 
 pytest.importorskip("trl")
 
-from m1data.formatting import render_chat  # noqa: E402
 from m1data.train.sft import RECIPES, build_trainer, load_recipe, main, parse_cli  # noqa: E402
+
+from m1data.stages.formatting import render_chat  # noqa: E402
 
 ROWS = [
     {

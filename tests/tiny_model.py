@@ -7,7 +7,7 @@ never against expected words.
 
 - `tiny_tokenizer()`: byte-level BPE trained on a few medical and chat strings, with Qwen's
   special tokens (<|endoftext|> pad, <|im_start|>, <|im_end|> end of turn) and the Qwen2.5 chat
-  template of m1data.formatting. Byte-level, so every string round-trips exactly.
+  template of m1data.stages.formatting. Byte-level, so every string round-trips exactly.
 - `tiny_model(tokenizer)`: a 2-layer Qwen2ForCausalLM (hidden size 32, grouped-query attention),
   seeded, so two builds are identical.
 - `save_tiny(folder)`: both, saved where `from_pretrained(folder)` finds them.
@@ -40,7 +40,7 @@ def tiny_tokenizer(vocab_size: int = 512) -> Any:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from m1data.formatting import QWEN25_CHAT_TEMPLATE
+    from m1data.stages.formatting import QWEN25_CHAT_TEMPLATE
 
     core = Tokenizer(models.BPE())
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

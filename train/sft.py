@@ -21,13 +21,13 @@ accelerate launch --config_file train/accelerate_fsdp.yaml -m m1data.train.sft \
 (`accelerate launch ... train/sft.py ...` works the same from a checkout.)
 
 Loss on the assistant turn only: the rows are turned into TRL's conversational prompt/completion
-shape (`m1data.formatting.to_prompt_completion`), for which current TRL masks every prompt token by
+shape (`m1data.stages.formatting.to_prompt_completion`), for which current TRL masks every prompt token by
 default (`completion_only_loss=None` -> on). The completion is the assistant turn as the chat
 template renders it, i.e. ``<|im_start|>think ... <|im_start|>answer ...<|im_end|>\\n``, so the
 model also learns to stop. This works with any chat template; ``assistant_only_loss`` on the
 ``messages`` column gives the same mask but needs ``{% generation %}`` markers (TRL >= 1.x swaps in
 its own for Qwen2.5; m1data's `QWEN25_CHAT_TEMPLATE` has them). The published folder trains with
-plain TRL too (`m1data.formatting.hub_configs`); this wrapper adds the recipes and the global batch.
+plain TRL too (`m1data.stages.formatting.hub_configs`); this wrapper adds the recipes and the global batch.
 
 Global batch: `global_batch_size` (16, as s1) is split as per-device batch x gradient accumulation
 x number of processes; the accumulation steps are derived at start-up from the number of
@@ -142,7 +142,7 @@ def build_trainer(config: TrainConfig):
     from transformers import AutoTokenizer
     from trl import SFTTrainer
 
-    from m1data.formatting import QWEN25_CHAT_TEMPLATE, to_prompt_completion
+    from m1data.stages.formatting import QWEN25_CHAT_TEMPLATE, to_prompt_completion
 
     script, sft = config.script, config.sft
     if not script.dataset:

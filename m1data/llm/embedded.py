@@ -29,8 +29,8 @@ from m1data.llm.local_server import (
 from m1data.llm.params import LLAMACPP_EXTRA_PARAMS
 from m1data.llm.stages import Endpoint, LLMStage
 from m1data.llm.types import Reply, Request
-from m1data.pipeline import Stage
 from m1data.redact import public_model_name
+from m1data.running.pipeline import Stage
 
 LOG_NAME = "llama-server.log"
 log = logging.getLogger(__name__)

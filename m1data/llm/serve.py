@@ -25,6 +25,7 @@ import signal
 import sys
 from pathlib import Path
 
+
 def build_params(args: argparse.Namespace):  # -> xllamacpp.CommonParams (imported lazily)
     import xllamacpp
 

@@ -31,8 +31,8 @@ from m1data.llm.cost import PriceTable
 from m1data.llm.limits import RetryPolicy
 from m1data.llm.runner import RunStats, plan_requests, print_plan
 from m1data.llm.types import Engine, Reply, Request, is_transient
-from m1data.pipeline import RunContext, Stage, StageResult, dropped_rows, in_memory, run_on_file
 from m1data.redact import refuse_userinfo
+from m1data.running.pipeline import RunContext, Stage, StageResult, dropped_rows, in_memory, run_on_file
 
 BOXED_INSTRUCTION = "Return your final response within \\boxed{}."
 CACHE_FILENAME = "llm_cache.sqlite"
@@ -393,7 +393,7 @@ def run_llm_on_file(
                 "the rest).", f"{stats['transient_failures']:,}"
             )
         return stats
-    from m1data.readers import read_rows
+    from m1data.reading.readers import read_rows
 
     rows = read_rows(in_path)
     if len(rows):

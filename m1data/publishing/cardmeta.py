@@ -1,0 +1,146 @@
+"""A dataset card's YAML header: reading and writing it, and the part that describes the data.
+
+Why a module of its own: the card renderer (m1data.cards) writes a header, the Hub folder writer
+and the publisher (m1data.publishing.hub) read and rewrite it, and neither should need the other for that.
+The part of the header that maps configs and splits to parquet files (``configs:``) and gives
+their features and sizes (``dataset_info:``) is computed by one function, `data_metadata`, from
+the Datasets being published: the card renderer calls it for a card on its own, and the folder
+writer calls it once from the files it wrote (which also knows their download size). An export
+(m1data.publishing.export) leaves it to the folder writer, so the Hub folder's README and its card never
+carry two computations of it.
+
+Also here, since both sides name them: the folder layout the ``data_files`` globs and the card's
+image links point into (``data/<config>/<split>-*.parquet``, ``images/``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import datasets
+import yaml
+
+from m1data.errors import UserError
+
+__all__ = [
+    "CARD_FILE",
+    "DATA_DIR",
+    "IMAGES_DIR",
+    "REPO_ID_MARK",
+    "Configs",
+    "as_config_list",
+    "card_with_metadata",
+    "configs_metadata",
+    "data_metadata",
+    "dataset_info_metadata",
+    "join_card",
+    "split_card",
+    "split_glob",
+]
+
+# Written above a card's loading examples when it was rendered without a repo id (they then name
+# the dataset without an org); `m1data.publishing.hub.fill_repo_id` writes the id in and removes this line.
+REPO_ID_MARK = "<!-- m1data: repo id not known yet; m1data publish --repo-id writes it into the lines below -->"
+
+DATA_DIR = "data"
+IMAGES_DIR = "images"
+CARD_FILE = "README.md"
+
+Configs = Mapping[str, Mapping[str, datasets.Dataset]]
+
+
+# ---------------------------------------------------------------------------------------------
+# The data part of the header
+
+
+def data_metadata(configs: Configs, download_sizes: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """The header's ``configs:`` and ``dataset_info:`` for `configs` ({config: {split: Dataset}}),
+    the first config the default; `download_sizes` ({config: bytes of its parquet files}) when
+    the files are written."""
+    return {"configs": configs_metadata(configs), "dataset_info": dataset_info_metadata(configs, download_sizes)}
+
+
+def split_glob(config: str, split: str) -> str:
+    """The data_files pattern of one split; split names cannot contain '-', so it cannot match
+    another split's shards."""
+    return f"{DATA_DIR}/{config}/{split}-*.parquet"
+
+
+def configs_metadata(configs: Configs) -> list[dict[str, Any]]:
+    """The card's ``configs:`` list: each config's splits mapped to its shards, first one default."""
+    entries = []
+    for position, (name, splits) in enumerate(configs.items()):
+        entry: dict[str, Any] = {"config_name": name}
+        if position == 0:
+            entry["default"] = True
+        entry["data_files"] = [{"split": split, "path": split_glob(name, split)} for split in splits]
+        entries.append(entry)
+    return entries
+
+
+def dataset_info_metadata(
+    configs: Configs, download_sizes: Mapping[str, int] | None = None
+) -> list[dict[str, Any]]:
+    """The card's ``dataset_info:`` list (features and num_examples per split, per config).
+
+    Serialised by `datasets` itself, so the YAML is exactly what `load_dataset` reads back.
+    """
+    from datasets.info import DatasetInfo, DatasetInfosDict
+    from datasets.splits import SplitDict, SplitInfo
+    from huggingface_hub import DatasetCardData
+
+    infos = DatasetInfosDict()
+    for name, splits in configs.items():
+        split_dict = SplitDict()
+        features = None
+        for split, ds in splits.items():
+            split_dict.add(SplitInfo(name=split, num_bytes=ds.data.nbytes, num_examples=len(ds)))
+            features = features or ds.features
+        infos[name] = DatasetInfo(
+            features=features,
+            splits=split_dict,
+            dataset_size=sum(ds.data.nbytes for ds in splits.values()),
+            download_size=None if download_sizes is None else download_sizes.get(name),
+        )
+    card_data = DatasetCardData()
+    infos.to_dataset_card_data(card_data)
+    return as_config_list(card_data.to_dict().get("dataset_info"))
+
+
+def as_config_list(value: Any) -> list[dict[str, Any]]:
+    """``dataset_info`` is a dict when a card has one config and a list otherwise; use a list."""
+    if not value:
+        return []
+    if isinstance(value, dict):
+        return [{"config_name": value.get("config_name", "default"), **value}]
+    return [dict(v) for v in value]
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading and writing the header
+
+
+def split_card(text: str) -> tuple[dict[str, Any], str]:
+    """(YAML metadata, markdown body) of a card; a card without a header has empty metadata."""
+    lines = text.lstrip("\n").splitlines(keepends=True)
+    if not lines or lines[0].strip() != "---":
+        return {}, text
+    for end in range(1, len(lines)):
+        if lines[end].strip() == "---":
+            metadata = yaml.safe_load("".join(lines[1:end])) or {}
+            if not isinstance(metadata, dict):
+                raise UserError("the card's YAML header is not a mapping")
+            return metadata, "".join(lines[end + 1 :]).lstrip("\n")
+    return {}, text
+
+
+def join_card(metadata: Mapping[str, Any], body: str) -> str:
+    header = yaml.safe_dump(dict(metadata), sort_keys=False, allow_unicode=True, width=1000)
+    return f"---\n{header}---\n\n{body.lstrip(chr(10))}"
+
+
+def card_with_metadata(card: str, metadata: Mapping[str, Any]) -> str:
+    """`card` with `metadata` keys set in its YAML header (a header is added if it has none)."""
+    current, body = split_card(card)
+    return join_card({**current, **metadata}, body)

@@ -1,0 +1,105 @@
+"""From a run directory to a Hub-layout folder: the last stage's rows, their configs, the card.
+
+Why a module of its own: it is the one place that needs both the card renderer (m1data.cards)
+and the folder writer (m1data.publishing.hub), so neither of those has to import the other. The card is
+rendered without its data part (``configs:``/``dataset_info:``); `write_hub_folder` adds that
+once, from the files it writes (`m1data.publishing.cardmeta.data_metadata`).
+
+What reaches the folder is public: rows and card go through `m1data.redact.public_scrub` (URL
+credentials out, local paths cut to their file name), the filter that also strips secrets, so
+a path recorded on the build machine (a served model's GGUF path, a source file) is not
+published; `m1data.publishing.hub.publish` refuses a folder in which one is left.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from m1data.publishing.cardmeta import CARD_FILE, IMAGES_DIR, join_card, split_card
+
+__all__ = ["BUILD_KEY", "export_run", "hub_folder_dataset", "public_rows"]
+
+log = logging.getLogger(__name__)
+
+BUILD_KEY = "m1data_build"  # the card's record of which builder wrote a Hub folder
+
+
+def hub_folder_dataset(folder: str | Path) -> str | None:
+    """The builder (`m1k`, `m23k`, ...) whose export is in `folder`, or None when it holds none."""
+    card = Path(folder) / CARD_FILE
+    if not card.is_file():
+        return None
+    metadata, _ = split_card(card.read_text(encoding="utf-8"))
+    if metadata.get(BUILD_KEY):
+        return str(metadata[BUILD_KEY]).lower()
+    pretty = metadata.get("pretty_name")  # folders written before BUILD_KEY: "m1K", "Random 1K"
+    if not pretty:
+        return None
+    from m1data.builders import BUILDERS
+
+    by_pretty_name = {b.pretty_name: b.name for b in BUILDERS.values()}
+    return by_pretty_name.get(str(pretty), str(pretty).lower().replace(" ", "-"))
+
+
+def export_run(
+    dataset_name: str,
+    run_dir: str | Path,
+    folder: str | Path,
+    *,
+    config_name: str | None = None,
+    split: str = "train",
+    repo_id: str | None = None,
+) -> Path:
+    """The last stage's rows of `run_dir`, with its rendered card, in `folder`.
+
+    The default config is named after the dataset (`m1k`, `m23k`, `random-1k`, ...) unless
+    `config_name` says otherwise: configs of several builds share one repo, and two builds both
+    named `default` would replace each other's data. It is train-ready for TRL; other views are
+    configs beside it (`m1data.stages.formatting.hub_configs` says which and why)."""
+    from m1data.cards import render_card
+    from m1data.publishing.hub import write_hub_folder
+    from m1data.running.pipeline import load_stage_rows, read_manifests, stage_dirname
+    from m1data.stages.formatting import hub_configs
+
+    config_name = config_name or dataset_name.lower()
+    manifests = read_manifests(Path(run_dir))
+    if not manifests:
+        raise FileNotFoundError(f"{run_dir}: no completed stages (no */manifest.json)")
+    last = manifests[-1]
+    rows = load_stage_rows(Path(run_dir) / stage_dirname(last["index"], last["stage"]))
+    configs = {name: {split: public_rows(view)} for name, view in hub_configs(rows, config_name).items()}
+    card, images = render_card(dataset_name, Path(run_dir), configs, images_dir=IMAGES_DIR, repo_id=repo_id,
+                               with_data_metadata=False)
+    metadata, body = split_card(card)
+    card = join_card({**metadata, BUILD_KEY: dataset_name.lower()}, body)
+    return write_hub_folder(folder, configs, card, images)
+
+
+def _holds_local_path(value: Any) -> bool:
+    from m1data.redact import local_paths
+
+    if isinstance(value, str):
+        return bool(local_paths(value))
+    if isinstance(value, dict):
+        return any(_holds_local_path(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_holds_local_path(v) for v in value)
+    return False
+
+
+def public_rows(rows: datasets.Dataset) -> datasets.Dataset:
+    """`rows` as they may be published: in every column that holds a local path (at any depth: a
+    served model's path, a file named in a raw `metadata` row), each string goes through
+    `public_scrub`. Columns without one are left as they are, and so is the schema."""
+    from m1data.redact import public_scrub
+
+    affected = [c for c in rows.column_names if any(_holds_local_path(v) for v in rows.data.column(c).to_pylist())]
+    if not affected:
+        return rows
+    log.info(f"local paths cut to file names in column(s) {', '.join(affected)} before publishing")
+    return rows.map(lambda batch: {c: [public_scrub(v) for v in batch[c]] for c in affected}, batched=True,
+                    features=rows.features, keep_in_memory=True, load_from_cache_file=False)

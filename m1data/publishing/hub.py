@@ -1,0 +1,692 @@
+"""Publishing: a Hub-layout folder on disk, then one commit to a dataset repo.
+
+Two steps on purpose. `write_hub_folder` produces exactly what will be uploaded, so it can be
+inspected, loaded back with ``datasets.load_dataset(folder, name=...)`` and tested offline.
+`publish` only moves that folder to the Hub, and it is the sole place that talks to the network.
+
+Layout of a folder::
+
+    README.md                                   the card; its YAML maps configs/splits to files
+    data/<config>/<split>-00000-of-0000N.parquet
+    images/<name>.png                           figures the card links to
+
+Why the YAML lists data files per config instead of relying on folder conventions: several
+configs (m23K, m1K, ablation subsets) may share one repo, and ``configs:`` is what `datasets`
+and the Hub viewer read to tell them apart.
+
+Why publishing merges instead of overwriting: a repo may already hold configs that somebody
+else published (m23K before m1K, say). Replacing README.md blindly would drop their ``configs:``
+entries and make their files unreachable through `load_dataset`, so `publish` reads the remote
+card, keeps every config it is not replacing, and deletes only stale shards of its own configs.
+
+Not here: the card's YAML header and its data part (m1data.publishing.cardmeta), the card's text
+(m1data.cards), and turning a run directory into a folder (m1data.publishing.export), which uses both.
+
+The Hub token is never read by this module except to make sure it does not appear in what is
+about to be uploaded; `HfApi` resolves it (argument, HF_TOKEN, saved login) and nothing here
+writes it anywhere. The same last check covers the values of every key the run's stage configs
+name (`api_key_env`) and of every `*_API_KEY` variable set. It also refuses a folder that holds
+an absolute local path (`m1data.redact.local_paths`: this machine's home, clone or temp folder,
+`/home/...`, `/root/...`, a site-packages path, ...), in the card or in any string of the data:
+m1data's export cuts them to file names, so one left means a folder written otherwise, and a
+dry run lists them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import yaml
+
+from m1data.errors import UserError
+from m1data.publishing.cardmeta import (
+    CARD_FILE,
+    DATA_DIR,
+    IMAGES_DIR,
+    REPO_ID_MARK,
+    Configs,
+    as_config_list,
+    card_with_metadata,
+    data_metadata,
+    split_card,
+    split_glob,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_SHARD_BYTES = 500 * 1024 * 1024
+# Top-level entries write_hub_folder may replace; anything else means the folder is not ours.
+_OWNED_ENTRIES = {CARD_FILE, DATA_DIR, IMAGES_DIR}
+
+_CONFIG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_SPLIT_NAME = re.compile(r"^\w+(\.\w+)*$")  # the rule `datasets` applies to split names
+_IMAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\.png$")
+
+
+# ---------------------------------------------------------------------------------------------
+# Shards
+
+
+def shard_count(ds: datasets.Dataset, max_shard_bytes: int = MAX_SHARD_BYTES) -> int:
+    """Shards needed to keep each one under `max_shard_bytes`.
+
+    Sized on the in-memory Arrow table, which is larger than the compressed parquet, so the
+    files come out under the limit rather than over it.
+    """
+    if len(ds) == 0:
+        return 1
+    return max(1, min(len(ds), math.ceil(ds.data.nbytes / max_shard_bytes)))
+
+
+def shard_name(split: str, index: int, count: int) -> str:
+    return f"{split}-{index:05d}-of-{count:05d}.parquet"
+
+
+def _check_names(configs: Configs, images: Mapping[str, Any]) -> None:
+    if not configs:
+        raise UserError("no configs to write")
+    for name, splits in configs.items():
+        if not _CONFIG_NAME.match(name):
+            raise UserError(f"config name {name!r}: use letters, digits, '_', '.', '-'")
+        if not splits:
+            raise UserError(f"config {name!r} has no splits")
+        for split in splits:
+            if not _SPLIT_NAME.match(split):
+                raise UserError(f"split name {split!r} in config {name!r}: use letters, digits and '_'")
+    for image in images:
+        if not _IMAGE_NAME.match(image):
+            raise UserError(f"image name {image!r}: a plain file name ending in .png")
+
+
+# ---------------------------------------------------------------------------------------------
+# The folder
+
+
+def _prepare_target(folder: Path) -> None:
+    """Refuse to replace a folder that holds anything this module did not write: a mistyped
+    path must not wipe someone's directory."""
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise FileExistsError(f"{folder} exists and is not a folder")
+    foreign = sorted(p.name for p in folder.iterdir() if p.name not in _OWNED_ENTRIES)
+    if foreign:
+        raise FileExistsError(f"{folder} holds files that are not a Hub folder's ({', '.join(foreign)}); choose an empty folder")
+
+
+def _write_shards(root: Path, configs: Configs, max_shard_bytes: int) -> dict[str, int]:
+    """Write every split as parquet shards; return the bytes written per config."""
+    written: dict[str, int] = {}
+    for name, splits in configs.items():
+        config_dir = root / DATA_DIR / name
+        config_dir.mkdir(parents=True)
+        written[name] = 0
+        for split, ds in splits.items():
+            count = shard_count(ds, max_shard_bytes)
+            for index in range(count):
+                path = config_dir / shard_name(split, index, count)
+                ds.shard(num_shards=count, index=index, contiguous=True).to_parquet(str(path))
+                written[name] += path.stat().st_size
+    return written
+
+
+def _write_images(root: Path, images: Mapping[str, bytes | Path]) -> None:
+    if not images:
+        return
+    image_dir = root / IMAGES_DIR
+    image_dir.mkdir()
+    for name, content in images.items():
+        target = image_dir / name
+        if isinstance(content, (bytes, bytearray)):
+            target.write_bytes(bytes(content))
+        else:
+            shutil.copyfile(content, target)
+
+
+# What cards of older m1data versions said where the repo id goes (``<org>/m1K``).
+_REPO_PLACEHOLDER = re.compile(r"<org>/[A-Za-z0-9_.-]+")
+
+
+def fill_repo_id(body: str, repo_id: str, name: str | None = None) -> str:
+    """The card body naming the repo it is published to. A card rendered without a repo id names
+    the dataset by its `name` alone (``load_dataset("m1K")``, ``--dataset_name m1K``) under
+    `REPO_ID_MARK`; those become `repo_id` and the mark goes. Older cards' ``<org>/NAME``
+    placeholders are replaced too."""
+    body = _REPO_PLACEHOLDER.sub(repo_id, body)
+    if name and REPO_ID_MARK in body:
+        bare = re.escape(name)
+        body = re.sub(rf'load_dataset\("{bare}"', f'load_dataset("{repo_id}"', body)
+        body = re.sub(rf"--dataset_name {bare}(?![\w./-])", f"--dataset_name {repo_id}", body)
+        body = re.sub(rf"{re.escape(REPO_ID_MARK)}\n?", "", body)
+    return body
+
+
+def write_hub_folder(
+    folder: str | Path,
+    configs: Configs,
+    card: str,
+    images: Mapping[str, bytes | Path] | None = None,
+    *,
+    max_shard_bytes: int = MAX_SHARD_BYTES,
+) -> Path:
+    """Write `configs` ({config: {split: Dataset}}) as a folder ready to upload, and return it.
+
+    The card's ``configs:`` and ``dataset_info:`` are written here (`cardmeta.data_metadata`) from
+    the files actually written, replacing any the card carries, so they cannot disagree with the
+    data whatever the card template said. The folder
+    is built beside the target and swapped in at the end, so a failure leaves the old one.
+    """
+    folder = Path(folder)
+    images = images or {}
+    _check_names(configs, images)
+    _prepare_target(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        sizes = _write_shards(staging, configs, max_shard_bytes)
+        _write_images(staging, images)
+        readme = card_with_metadata(card, data_metadata(configs, sizes))
+        (staging / CARD_FILE).write_text(readme, encoding="utf-8")
+        if folder.exists():
+            shutil.rmtree(folder)
+        staging.rename(folder)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return folder
+
+
+# ---------------------------------------------------------------------------------------------
+# Publishing
+
+
+@dataclass
+class PlannedFile:
+    path_in_repo: str
+    size: int
+
+
+@dataclass
+class PublishPlan:
+    """What a publish does (or, in a dry run, would do). Holds no credentials."""
+
+    repo_id: str
+    private: bool
+    dry_run: bool
+    files: list[PlannedFile] = field(default_factory=list)
+    deletions: list[str] = field(default_factory=list)
+    configs: list[str] = field(default_factory=list)
+    replaced_configs: list[str] = field(default_factory=list)
+    kept_remote_configs: list[str] = field(default_factory=list)
+    implicit_config: list[str] = field(default_factory=list)
+    unreachable: list[str] = field(default_factory=list)
+    default_config: str | None = None
+    remote_read: bool = False
+    remote_exists: bool = True
+    remote_error: str | None = None
+    commit_url: str | None = None
+    local_paths: list[str] = field(default_factory=list)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def describe(self) -> str:
+        head = "DRY RUN: nothing was sent" if self.dry_run else f"published: {self.commit_url or 'commit made'}"
+        created = "will be created" if self.dry_run else "created"
+        state = "exists" if self.remote_exists else created
+        lines = [
+            head,
+            f"repo: {self.repo_id} (dataset, {'private' if self.private else 'public'} if created; {state})",
+            f"upload: {len(self.files)} file(s), {human_size(self.total_bytes)}",
+            *[f"  + {f.path_in_repo}  {human_size(f.size)}" for f in self.files],
+        ]
+        lines += [f"  - {path}  (stale shard m1data wrote for a replaced config)" for path in self.deletions]
+        if self.local_paths:
+            lines.append(f"REFUSED: the folder holds {len(self.local_paths)} absolute local path(s); a publish would "
+                         f"stop ({REEXPORT}):")
+            lines += [f"    {where}" for where in self.local_paths[:MAX_LISTED_PATHS]]
+        lines.append(f"configs after the commit: {', '.join(self.configs)} (default: {self.default_config})")
+        if not self.remote_read:
+            lines.append(f"  the repo could not be read ({self.remote_error}): what would be replaced is unknown")
+            return "\n".join(lines)
+        lines.append(f"  replaced: {', '.join(self.replaced_configs) or 'none'}")
+        lines.append(f"  kept from the repo: {', '.join(self.kept_remote_configs) or 'none'}")
+        if self.implicit_config:
+            lines.append(
+                f"  the repo's data had no configs: entry ({len(self.implicit_config)} file(s) found by file-name "
+                "conventions); the card now lists them as config 'default', so they stay reachable"
+            )
+        if self.unreachable:
+            lines.append("  left in the repo, not deleted (m1data did not write them), but read by no config after:")
+            lines += [f"    {path}" for path in self.unreachable]
+        return "\n".join(lines)
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def _local_files(folder: Path) -> list[PlannedFile]:
+    paths = sorted(p for p in folder.rglob("*") if p.is_file())
+    return [PlannedFile(p.relative_to(folder).as_posix(), p.stat().st_size) for p in paths]
+
+
+def _default_name(entries: list[dict[str, Any]]) -> str | None:
+    """The config `load_dataset(repo)` opens: the one flagged default, else one named "default"."""
+    flagged = [e["config_name"] for e in entries if e.get("default")]
+    if flagged:
+        return flagged[0]
+    names = [e["config_name"] for e in entries]
+    return "default" if "default" in names else None
+
+
+def merge_configs(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Union by config_name: ours replace same-named entries in place, theirs are kept, ours that
+    are new go last.
+
+    Why the default flag can move away from ours: if a config we leave alone is already the
+    repo's default, changing it would silently change what `load_dataset(repo)` returns to
+    everyone who uses that repo, so ours gives up its flag.
+    """
+    ours_by_name = {e["config_name"]: dict(e) for e in ours}
+    untouched = [dict(e) for e in theirs if e["config_name"] not in ours_by_name]
+    if _default_name(untouched) is not None:
+        for entry in ours_by_name.values():
+            entry.pop("default", None)
+    merged = []
+    for entry in theirs:
+        name = entry["config_name"]
+        merged.append(ours_by_name.pop(name) if name in ours_by_name else dict(entry))
+    return merged + list(ours_by_name.values())
+
+
+def merge_metadata(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
+    """Top-level keys: ours win, keys only the remote card has are kept; ``configs`` and
+    ``dataset_info`` are unions per config (see `merge_configs`)."""
+    merged = {**theirs, **ours}
+    merged["configs"] = merge_configs(ours.get("configs") or [], theirs.get("configs") or [])
+    merged["dataset_info"] = merge_configs(
+        as_config_list(ours.get("dataset_info")), as_config_list(theirs.get("dataset_info"))
+    )
+    for entry in merged["dataset_info"]:
+        entry.pop("default", None)
+    return merged
+
+
+_SHARD = re.compile(r"^(?P<split>\w+(\.\w+)*)-\d{5}-of-\d{5}\.parquet$")
+
+
+def _written_by_m1data(entry: Mapping[str, Any]) -> bool:
+    """A config entry in the layout write_hub_folder gives it: one `data/<config>/<split>-*.parquet`
+    glob per split."""
+    files = entry.get("data_files")
+    name = entry.get("config_name")
+    return isinstance(files, list) and bool(files) and all(
+        isinstance(f, dict) and f.get("path") == split_glob(name, str(f.get("split"))) for f in files
+    )
+
+
+def _stale_shards(remote_files: list[str], theirs: list[dict[str, Any]], our_configs: list[str],
+                  uploads: set[str]) -> list[str]:
+    """Remote shards this commit replaces and may delete: only those m1data wrote (a shard name
+    under `data/<config>/` of a same-named remote config in m1data's layout) that this commit does
+    not rewrite; a config that shrank from 3 shards to 2 would otherwise keep its third one."""
+    ours = {e["config_name"] for e in theirs if e.get("config_name") in our_configs and _written_by_m1data(e)}
+    stale = []
+    for path in remote_files:
+        folder, _, name = path.rpartition("/")
+        config = folder.removeprefix(f"{DATA_DIR}/")
+        if folder.startswith(f"{DATA_DIR}/") and config in ours and _SHARD.match(name) and path not in uploads:
+            stale.append(path)
+    return sorted(stale)
+
+
+def _mirror(files: Iterable[str], root: Path) -> None:
+    """Empty stand-ins for a repo's files, so that `datasets` can match its own patterns against
+    them (what a repo's card makes loadable is decided by file names alone)."""
+    for path in files:
+        parts = Path(path).parts
+        if not parts or Path(path).is_absolute() or ".." in parts:
+            continue
+        target = root.joinpath(*parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.touch()
+
+
+def _patterns(data_files: Any) -> list[str]:
+    """Every path pattern of a card's `data_files` (a string, a list, or a list of {split, path})."""
+    if isinstance(data_files, str):
+        return [data_files]
+    if isinstance(data_files, dict):
+        return _patterns(data_files.get("path"))
+    if isinstance(data_files, list):
+        return [p for item in data_files for p in _patterns(item)]
+    return []
+
+
+def _reachable(entries: list[dict[str, Any]], files: Iterable[str]) -> dict[str, set[str]]:
+    """{config: the files its data_files select}, resolved by `datasets` itself."""
+    from datasets.data_files import resolve_pattern
+
+    reached: dict[str, set[str]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        _mirror(files, root)
+        for entry in entries:
+            found: set[str] = set()
+            for pattern in _patterns(entry.get("data_files")):
+                try:
+                    found |= {Path(p).relative_to(root).as_posix() for p in resolve_pattern(pattern, str(root))}
+                except FileNotFoundError:  # a pattern that matches nothing
+                    continue
+            reached[entry["config_name"]] = found
+    return reached
+
+
+def _implicit_configs(remote_files: list[str]) -> list[dict[str, Any]]:
+    """The config `datasets` makes up for a repo whose card lists none (push_to_hub without a
+    card, a hand upload): its data found by file-name conventions, listed file by file so that a
+    card with `configs:` (which switches those conventions off) keeps it reachable."""
+    from datasets.data_files import get_data_patterns
+
+    data = [f for f in remote_files if f != CARD_FILE and not f.startswith(".")]
+    if not data:
+        return []
+    with tempfile.TemporaryDirectory() as tmp:
+        _mirror(data, Path(tmp))
+        try:
+            patterns = get_data_patterns(tmp)
+        except FileNotFoundError:  # datasets' EmptyDatasetError: nothing it would load
+            return []
+    splits = [{"config_name": split, "data_files": globs} for split, globs in patterns.items()]
+    files = _reachable(splits, data)
+    listed = [{"split": split, "path": sorted(found)} for split, found in files.items() if found]
+    return [{"config_name": "default", "data_files": listed}] if listed else []
+
+
+@dataclass
+class _Remote:
+    """What the repo holds now, read before anything is written."""
+
+    exists: bool
+    sha: str | None = None
+    files: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _read_remote(api: Any, repo_id: str) -> _Remote:
+    """The repo's files and card YAML at one revision. A card whose YAML cannot be read stops
+    the publish here, before the repo is created or touched."""
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    try:
+        info = api.repo_info(repo_id, repo_type="dataset")
+    except RepositoryNotFoundError:
+        return _Remote(exists=False)
+    files = [s.rfilename for s in (info.siblings or [])]
+    metadata: dict[str, Any] = {}
+    if CARD_FILE in files:
+        card = api.hf_hub_download(repo_id, CARD_FILE, repo_type="dataset", revision=info.sha)
+        try:
+            metadata, _ = split_card(Path(card).read_text(encoding="utf-8"))
+        except (yaml.YAMLError, ValueError) as err:
+            problem = " ".join(str(err).split())
+            raise UserError(
+                f"{repo_id}: its {CARD_FILE} has a malformed YAML header ({problem}); fix the card on the Hub "
+                "first (nothing was changed)"
+            ) from None
+    return _Remote(exists=True, sha=info.sha, files=files, metadata=metadata)
+
+
+def _file_contains(path: Path, needle: bytes, chunk: int = 1 << 24) -> bool:
+    overlap = len(needle) - 1
+    tail = b""
+    with path.open("rb") as handle:
+        while block := handle.read(chunk):
+            if needle in tail + block:
+                return True
+            tail = block[-overlap:] if overlap else b""
+    return False
+
+
+def _run_key_names(folder: Path) -> set[str]:
+    """The key variables (`api_key_env`) named by the stage configs of the run directory a build
+    wrote `folder` into (RUN_DIR/hub), if it sits in one."""
+    from m1data.redact import key_env_names
+
+    names: set[str] = set()
+    for manifest in folder.resolve().parent.glob("[0-9][0-9]_*/manifest.json"):
+        try:
+            names |= key_env_names(json.loads(manifest.read_text(encoding="utf-8")).get("config"))
+        except (ValueError, AttributeError):  # an unreadable manifest names nothing; the build reports it
+            continue
+    return names
+
+
+def _secrets(token: str | None, folder: Path, key_envs: Iterable[str] = ()) -> dict[str, bytes]:
+    """{what to call it: value} of every secret the upload must not contain: the Hub token HfApi
+    will use (argument, HF_TOKEN or saved login), the values of the key variables the run's
+    configs name (and `key_envs`), and of every `*_API_KEY` variable set. Read locally, kept only
+    to search the upload; values too short to be keys are skipped (they would match by chance)."""
+    from huggingface_hub import get_token
+
+    from m1data.redact import MIN_SECRET_LENGTH, configured_secrets
+
+    found: dict[str, bytes] = {}
+    hub_token = token or get_token()
+    if hub_token and len(hub_token) >= MIN_SECRET_LENGTH:
+        found["your Hub token"] = hub_token.encode()
+    for name, value in configured_secrets({*_run_key_names(folder), *key_envs}).items():
+        found[f"the value of {name}"] = value.encode()
+    return found
+
+
+def _refuse_if_secret_inside(folder: Path, files: list[PlannedFile], secrets: Mapping[str, bytes]) -> None:
+    """Last guard before anything leaves the machine: no uploaded file may contain a secret. The
+    message names the variable, never the value."""
+    for planned in files:
+        for label, secret in secrets.items():
+            if _file_contains(folder / planned.path_in_repo, secret):
+                raise UserError(f"refusing to upload: {planned.path_in_repo} contains {label}")
+
+
+REEXPORT = ("re-export the run: the same `m1data build` command again skips its finished stages and rewrites "
+            "the folder with local paths cut to file names")
+MAX_LISTED_PATHS = 20  # local paths a dry run lists (the count says how many in all)
+_TEXT_SUFFIXES = {".md", ".json", ".jsonl", ".txt", ".yaml", ".yml", ".csv"}
+
+
+def _strings(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _strings(v)
+
+
+def _file_strings(path: Path) -> Iterable[tuple[str, str]]:
+    """(where, text) of every string a file of the folder publishes: a parquet file's values, column
+    by column (compressed pages hide them from a byte search); a text file whole."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        for name in table.column_names:
+            for row, value in enumerate(table.column(name).to_pylist()):
+                for text in _strings(value):
+                    yield f"column {name!r}, row {row}", text
+    elif path.suffix in _TEXT_SUFFIXES:
+        yield "", path.read_text(encoding="utf-8", errors="replace")
+
+
+def local_paths_inside(folder: str | Path, files: Iterable[PlannedFile] | None = None) -> list[str]:
+    """`FILE (where): PATH` for every absolute local path in the files of `folder` that would be
+    uploaded (see m1data.redact.local_paths); empty when there is none."""
+    from m1data.redact import local_paths
+
+    folder = Path(folder)
+    found = []
+    for planned in files if files is not None else _local_files(folder):
+        for where, text in _file_strings(folder / planned.path_in_repo):
+            found += [f"{planned.path_in_repo}{f' ({where})' if where else ''}: {p}" for p in local_paths(text)]
+    return found
+
+
+def _check_folder(folder: Path) -> dict[str, Any]:
+    card = folder / CARD_FILE
+    if not card.is_file():
+        raise FileNotFoundError(f"{folder}: no {CARD_FILE}; write the folder with write_hub_folder first")
+    metadata, _ = split_card(card.read_text(encoding="utf-8"))
+    if not metadata.get("configs"):
+        raise UserError(f"{card}: its YAML has no configs: list")
+    return metadata
+
+
+def publish(
+    folder: str | Path,
+    repo_id: str,
+    *,
+    private: bool = False,
+    dry_run: bool = False,
+    token: str | None = None,
+    api: Any | None = None,
+    commit_message: str | None = None,
+    key_envs: Iterable[str] = (),
+) -> PublishPlan:
+    """Upload a folder from `write_hub_folder` to dataset repo `repo_id` in one commit.
+
+    The repo's files and card are read first, at one revision, and the commit is made against
+    that revision (``parent_commit``), so a concurrent publish fails loudly instead of being merged
+    over; the repo is created (if missing) only after that read succeeded. Only shards m1data
+    wrote for a config it replaces are deleted; a foreign file that one of our globs would read is
+    refused; data the repo's card did not list (found by file-name conventions) is listed as
+    config `default` so it stays reachable. A dry run reads the repo the same way, so its plan
+    says exactly what would be replaced, and writes nothing.
+    """
+    folder = Path(folder)
+    ours = _check_folder(folder)
+    files = _local_files(folder)
+    our_configs = [e["config_name"] for e in ours["configs"]]
+    plan = PublishPlan(repo_id=repo_id, private=private, dry_run=dry_run, files=files,
+                       local_paths=local_paths_inside(folder, files))
+    if plan.local_paths and not dry_run:
+        more = f" (and {len(plan.local_paths) - 1} more; `publish --dry-run` lists them)" if len(plan.local_paths) > 1 else ""
+        raise UserError(f"refusing to upload: {plan.local_paths[0]} is an absolute local path{more}; "
+                        f"{REEXPORT}")
+
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+
+    api = api if api is not None else HfApi(token=token)
+    try:
+        remote = _read_remote(api, repo_id)
+    except ValueError:
+        raise
+    except Exception as err:  # network, offline mode, auth: a dry run still shows the local side
+        if not dry_run:
+            raise
+        plan.configs, plan.default_config = our_configs, _default_name(ours["configs"])
+        plan.remote_error = f"{type(err).__name__}: {err}"
+        return plan
+
+    secrets: dict[str, bytes] = {}
+    if not dry_run:
+        secrets = _secrets(token, folder, key_envs)
+        _refuse_if_secret_inside(folder, files, secrets)
+    theirs = dict(remote.metadata)
+    implicit = [] if theirs.get("configs") else _implicit_configs(remote.files)
+    if implicit:
+        theirs["configs"] = implicit
+    their_configs = list(theirs.get("configs") or [])
+    merged = merge_metadata(ours, theirs)
+    uploads = {f.path_in_repo for f in files}
+    plan.deletions = _stale_shards(remote.files, their_configs, our_configs, uploads)
+    after = (set(remote.files) - set(plan.deletions)) | uploads
+    _refuse_foreign_files(ours["configs"], after, uploads)
+
+    before = set().union(*_reachable(their_configs, remote.files).values()) if their_configs else set()
+    still = set().union(*_reachable(merged["configs"], after).values())
+    remote_names = [e["config_name"] for e in their_configs]
+    plan.remote_read, plan.remote_exists = True, remote.exists
+    plan.configs = [e["config_name"] for e in merged["configs"]]
+    plan.replaced_configs = [n for n in remote_names if n in our_configs]
+    plan.kept_remote_configs = [n for n in remote_names if n not in our_configs]
+    plan.implicit_config = sorted(_reachable(implicit, remote.files)["default"]) if implicit else []
+    plan.unreachable = sorted(before - still - set(plan.deletions))
+    plan.default_config = _default_name(merged["configs"])
+    _, body = split_card((folder / CARD_FILE).read_text(encoding="utf-8"))
+    readme = card_with_metadata(fill_repo_id(body, repo_id, ours.get("pretty_name")), merged).encode("utf-8")
+    plan.files = [PlannedFile(f.path_in_repo, len(readme) if f.path_in_repo == CARD_FILE else f.size) for f in files]
+    if dry_run:
+        return plan
+    for label, secret in secrets.items():
+        if secret in readme:
+            raise UserError(f"refusing to upload: the merged README.md contains {label}")
+
+    operations: list[Any] = [
+        CommitOperationAdd(path_in_repo=f.path_in_repo, path_or_fileobj=str(folder / f.path_in_repo))
+        for f in files
+        if f.path_in_repo != CARD_FILE
+    ]
+    operations.append(CommitOperationAdd(path_in_repo=CARD_FILE, path_or_fileobj=readme))
+    operations += [CommitOperationDelete(path_in_repo=path) for path in plan.deletions]
+
+    log.info(f"creating or reusing dataset repo {repo_id}")
+    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    parent = remote.sha
+    if not remote.exists:  # created just now: commit on top of its first commit
+        parent = api.repo_info(repo_id, repo_type="dataset").sha
+    log.info(f"committing {len(operations)} operation(s) to {repo_id}")
+    commit = api.create_commit(
+        repo_id,
+        operations,
+        commit_message=commit_message or f"Publish {', '.join(our_configs)} with m1data",
+        repo_type="dataset",
+        parent_commit=parent,
+    )
+    plan.commit_url = getattr(commit, "commit_url", None) or getattr(commit, "oid", None)
+    return plan
+
+
+def _refuse_foreign_files(our_entries: list[dict[str, Any]], after: set[str], uploads: set[str]) -> None:
+    """Our configs must read exactly the files we upload: a file somebody else put where one of
+    our globs reads would be mixed into our data, and deleting it is not ours to do."""
+    for config, reached in _reachable(our_entries, after).items():
+        foreign = sorted(reached - uploads)
+        if foreign:
+            raise UserError(
+                f"refusing to publish: config {config!r} would also read {', '.join(foreign)}, which m1data did not "
+                "write; remove it from the repo or publish under another config name (build --hub-config NAME)"
+            )
+
+
+__all__ = [
+    "MAX_SHARD_BYTES",
+    "PlannedFile",
+    "PublishPlan",
+    "local_paths_inside",
+    "merge_configs",
+    "merge_metadata",
+    "publish",
+    "shard_count",
+    "shard_name",
+    "write_hub_folder",
+]

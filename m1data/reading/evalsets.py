@@ -1,0 +1,816 @@
+"""Eval-set loaders: the decontamination targets and the scoring sets of Table 1.
+
+Eval rows use the training row schema with `source` set to the eval-set name. Their options are
+shuffled per row from (seed, id) on every path, named set or any file, exactly like training
+rows: many eval files list the options in an order that gives the answer away (GPQA puts the
+right answer first; MedMCQA validation's key is 34% A), and a model that always says A must
+not score above chance. Scoring compares the model's letter with the row's own (shuffled) key.
+After loading, a set whose answer letters are still badly skewed raises `AnswerSkewWarning`
+(see `answer_skew`). Duplicate option texts are allowed here: an eval question is a
+decontamination target whatever its quality.
+
+Most eval files share a shape (question, options, answer), spelled differently. One reader
+(`QuestionReader`) with a `ColumnMapping` covers them; by default it guesses the columns from the
+common spellings. It strips the letters a file wrote into its options ("A. x") once, before the
+shuffle, and decides what the answer column holds (text, letter, 0- or 1-based index) once per
+file. The named sets add where the rows come from and what identifies their files
+(`SetIdentity`).
+
+Every door (`decontaminate --eval`, `infer --eval-sets`, a build's eval list, the Python
+`decontaminate()` given `EvalInput`s) names eval sets the same way, `EvalInput.parse`, and reads
+them through the same function, `load_eval_input`; `load_evals` turns them into the
+decontamination targets: every question with text, scorable or not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from m1data.errors import UserError
+from m1data.reading.native import MedMCQA, PubMedQA
+from m1data.reading.readers import (
+    LoadResult,
+    MalformedFile,
+    Parsed,
+    Record,
+    check_file,
+    check_some_rows_read,
+    collect,
+    key_text,
+    lettered_options,
+    load_hub,
+    option_texts,
+    read_csv,
+    read_json,
+    read_records,
+    strip_option_letters,
+    text,
+)
+from m1data.reading.registry import SOURCE_REGISTRY
+from m1data.schema import DEFAULT_SEED, LETTERS, RowError
+
+MMLU_MEDICAL = (
+    "anatomy",
+    "clinical_knowledge",
+    "college_biology",
+    "college_medicine",
+    "medical_genetics",
+    "professional_medicine",
+)
+OPTION_COLUMNS = ("opa", "opb", "opc", "opd", "ope", "opf")
+SKEW_Z = 4.0
+EMBEDDED_CHOICES = re.compile(r"\n\s*Answer Choices:\s*(\([A-Z]\).*)\Z", re.DOTALL)
+
+
+class AnswerSkewWarning(UserWarning):
+    """A loaded eval set whose right answers sit on one letter far more often than chance."""
+
+
+def answer_skew(rows: datasets.Dataset, z: float = SKEW_Z) -> str | None:
+    """Why the set's answer letters look skewed, or None.
+
+    Rule: under a fair per-row shuffle, a row with n options has its answer on each of its
+    letters with probability 1/n, so letter L is expected E = sum(1/n) times with variance
+    V = sum(1/n * (1 - 1/n)) over the rows that have an L. A letter seen more than E + z*sqrt(V)
+    times (z = 4: a fair set trips it about once in 30,000 letters) is reported. Sets of a few
+    rows cannot trip it, which is right: three A's in a row prove nothing.
+    """
+    expected: Counter[str] = Counter()
+    variance: Counter[str] = Counter()
+    for options in rows["options"]:
+        p = 1 / len(options) if options else 0.0
+        for letter in LETTERS[: len(options)]:
+            expected[letter] += p
+            variance[letter] += p * (1 - p)
+    observed = Counter(rows["answer_letter"])
+    for letter in sorted(expected):
+        if variance[letter] and observed[letter] > expected[letter] + z * math.sqrt(variance[letter]):
+            return (f"answer {letter} on {observed[letter]:,} of {len(rows):,} rows "
+                    f"({observed[letter] / len(rows):.0%}; a fair shuffle gives about {expected[letter]:.0f})")
+    return None
+
+
+def strip_embedded_choices(question: str, n_options: int) -> str:
+    """The stem without a trailing "Answer Choices: (A) ... (B) ..." list (MedXpertQA writes its
+    choices into the question). The options are rendered from `options` in shuffled order, so a
+    second, lettered copy in the stem would contradict them. Removed only when its letters are
+    exactly A.. for this row's options; `metadata` keeps the original question."""
+    match = EMBEDDED_CHOICES.search(question)
+    if match and re.findall(r"\(([A-Z])\)", match.group(1)) == list(LETTERS[:n_options]):
+        return question[: match.start()].rstrip()
+    return question
+
+
+ANSWER_KINDS = ("text", "letter", "index0", "index1")
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    """Which columns hold what; None means "guess from the usual spellings".
+
+    `answer_kind` says how the answer column names the right option: "text" (the option's
+    text), "letter", "index0" or "index1" (a 0- or 1-based position). None decides it from the
+    whole file (`decide_answer_kind`)."""
+
+    question: str | None = None
+    options: str | tuple[str, ...] | None = None
+    answer: str | None = None
+    id: str | None = None
+    context: str | None = None
+    answer_kind: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.answer_kind not in (None, *ANSWER_KINDS):
+            raise UserError(f"answer_kind must be one of {'|'.join(ANSWER_KINDS)}, not {self.answer_kind!r}")
+
+
+def _first(raw: dict[str, Any], names: tuple[str, ...]) -> str | None:
+    return next((n for n in names if n in raw and raw[n] not in (None, "")), None)
+
+
+def _letter_columns(raw: dict[str, Any]) -> list[str]:
+    """Columns named A, B, C, ... in order (a hand-made CSV `question,A,B,C,D,answer`)."""
+    names = []
+    for letter in LETTERS:
+        if raw.get(letter) in (None, ""):
+            break
+        names.append(letter)
+    return names if len(names) >= 2 else []
+
+
+def _raw_options(raw: dict[str, Any], spec: str | tuple[str, ...] | None) -> list[str]:
+    """The option texts as the file writes them (letters and all)."""
+    if isinstance(spec, tuple):
+        return option_texts([raw[c] for c in spec if raw.get(c) not in (None, "")])
+    if spec is None and "Correct Answer" in raw:  # GPQA: the right answer first, then the others
+        return option_texts([raw["Correct Answer"], *(raw.get(f"Incorrect Answer {i}") for i in (1, 2, 3))])
+    if spec is None and "options" not in raw and "choices" in raw:
+        spec = "choices"
+    if spec is None and "options" not in raw:
+        columns = [c for c in OPTION_COLUMNS if raw.get(c) not in (None, "")] or _letter_columns(raw)
+        return option_texts([raw[c] for c in columns])
+    options = raw.get(spec or "options")
+    if isinstance(options, str):  # a CSV cell holding a JSON list or dict
+        try:
+            options = json.loads(options)
+        except json.JSONDecodeError:
+            raise RowError("bad_options", "options cell is not JSON") from None
+    return lettered_options(options)
+
+
+_LETTER_KEY = re.compile(r"\(?([A-Za-z])[.)]?")
+
+
+def answer_kinds(value: Any, options: list[str], written: list[str] | None = None) -> set[str]:
+    """The kinds under which `value` names one of `options` (`written`: the texts as the file
+    wrote them, letters included, so an answer "B. x" is still the text of option "x")."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        return set()
+    kinds = set()
+    key = str(value).strip()
+    if key and any(_same_text(key, o) for o in [*options, *(written or ())]):
+        kinds.add("text")
+    if isinstance(value, int) or key.isdigit():
+        number = int(key)
+        if 0 <= number < len(options):
+            kinds.add("index0")
+        if 1 <= number <= len(options):
+            kinds.add("index1")
+    elif (match := _LETTER_KEY.fullmatch(key)) and match.group(1).upper() in LETTERS[: len(options)]:
+        kinds.add("letter")
+    return kinds
+
+
+def _same_text(key: str, option: str) -> bool:
+    """An answer key equal to an option's text: case is ignored, except for one-character keys
+    (a key "A" is a letter, not the text of an option "a")."""
+    option = option.strip()
+    return key == option or (len(key) > 1 and key.lower() == option.lower())
+
+
+def read_answer(value: Any, options: list[str], kind: str, written: list[str] | None = None) -> int:
+    """The index of the option `value` names, read as `kind`; a key that is not of that kind is a bad row."""
+    if kind not in answer_kinds(value, options, written):
+        raise RowError("answer_out_of_range", f"answer {value!r} is not an option's {_KIND_WORDS[kind]} "
+                                              f"({len(options)} options)")
+    key = str(value).strip()
+    if kind == "text":
+        for candidates in (options, written or []):
+            for i, option in enumerate(candidates):
+                if _same_text(key, option):
+                    return i
+    if kind == "letter":
+        return LETTERS.index(_LETTER_KEY.fullmatch(key).group(1).upper())
+    return int(key) - (1 if kind == "index1" else 0)
+
+
+_KIND_WORDS = {"text": "text", "letter": "letter", "index0": "0-based index", "index1": "1-based index"}
+
+
+def decide_answer_kind(evidence: list[set[str]], column: str) -> tuple[str | None, str]:
+    """(kind, problem) for a whole file, from each row's `answer_kinds`: one reading for every row.
+
+    The kind is the only one every row's key fits (rows whose key fits no kind are bad anyway
+    and do not vote). A 0- or 1-based index is told apart like MedMCQA's `cop`: a 0 shows 0-based,
+    a key equal to the option count 1-based. Where no kind fits every row (mixed), or more than one
+    does (no 0 and no top index; numeric or single-letter option texts), the file cannot tell and
+    a guess would be silently wrong on every row: `problem` says so and asks for `answer_kind`.
+    Since the true kind fits every row, a kind decided here is the true one."""
+    voting = [kinds for kinds in evidence if kinds]
+    if not voting:
+        return None, ""
+    fits = set(ANSWER_KINDS).intersection(*voting)
+    ask = f"say which with answer_kind={'|'.join(ANSWER_KINDS)} in the mapping (e.g. --mapping ...,answer_kind=text)"
+    if not fits:
+        seen = sorted({kind for kinds in voting for kind in kinds})
+        return None, (f"answer column {column!r} is read one way on some rows and another way on others "
+                      f"(kinds seen: {', '.join(seen)}); {ask}")
+    if len(fits) == 1:
+        return fits.pop(), ""
+    why = "no key is 0 or the number of options" if fits == {"index0", "index1"} else "the option texts look like keys"
+    return None, f"answer column {column!r} can be read as {' or '.join(sorted(fits))} on every row ({why}); {ask}"
+
+
+@dataclass(frozen=True)
+class _Fields:
+    native_id: str | None
+    question: str
+    context: str
+    options: list[str]  # letters stripped
+    written: list[str]  # as the file wrote them
+    answer: Any  # the raw key (None: no answer column)
+    answer_column: str | None
+    error: RowError | None
+
+
+@dataclass(frozen=True)
+class QuestionReader:
+    """Reads one eval (or mapped source) record into `Parsed` through a `ColumnMapping`.
+
+    Call `for_records` with the file's records first: it decides the answer kind once for the
+    whole file, so no row's key is read one way and its neighbour's another. A reader used on
+    single records without it decides from that record alone."""
+
+    mapping: ColumnMapping = ColumnMapping()
+    kind: str | None = None
+    problem: str = ""  # why the file's answer kind cannot be decided; every row is then unscored
+
+    def fields(self, raw: Any) -> _Fields:
+        mapping = self.mapping
+        if not isinstance(raw, dict):
+            raise RowError("not_an_object", f"{type(raw).__name__}, not a question object")
+        question_col = mapping.question or _first(raw, ("question", "Question", "QUESTION", "qtext"))
+        if question_col is None:
+            raise RowError("missing_field", "no question column")
+        question = text(raw, question_col)
+        id_col = mapping.id or _first(raw, ("realidx", "id", "question_id", "Record ID", "pubid"))
+        native_id = None if id_col is None else key_text(raw, id_col)
+        context = raw.get(mapping.context) if mapping.context else None
+        if isinstance(context, list) and all(isinstance(c, str) for c in context):
+            context = "\n".join(context)
+        if context is not None and not isinstance(context, str):
+            raise RowError("bad_context", f"{mapping.context} is {type(context).__name__}, not text")
+        # From here on a fault leaves the question readable: the row is dropped but stays a
+        # decontamination target (Parsed.error), with whatever options could be read.
+        written: list[str] = []
+        answer, column, error = None, None, None
+        try:
+            written = _raw_options(raw, mapping.options)
+            if mapping.answer is None and "Correct Answer" in raw:
+                answer, column = 0, "Correct Answer"  # GPQA: the right answer is the first option
+            else:
+                column = mapping.answer or _first(raw, ("answer_idx", "answer_index", "cop", "answer", "label"))
+                if column is None or raw.get(column) in (None, ""):
+                    raise RowError("missing_field", f"no answer ({column or 'no answer column'})")
+                answer = raw[column]
+        except RowError as err:
+            error = err
+        return _Fields(native_id, question, context or "", strip_option_letters(written), written, answer, column,
+                       error)
+
+    def kinds(self, raw: Any) -> set[str]:
+        """The answer kinds this record's key fits (empty for a record that cannot vote)."""
+        try:
+            found = self.fields(raw)
+        except RowError:
+            return set()
+        if found.error is not None:
+            return set()
+        if found.answer_column == "Correct Answer" and self.mapping.answer is None:
+            return {"index0"}
+        return answer_kinds(found.answer, found.options, found.written)
+
+    def for_records(self, raws: list[Any]) -> QuestionReader:
+        """This reader with the answer kind decided from all of `raws` (unless the mapping names it)."""
+        if self.mapping.answer_kind is not None:
+            return dataclasses.replace(self, kind=self.mapping.answer_kind, problem="")
+        column = self.mapping.answer or "answer"
+        kind, problem = decide_answer_kind([self.kinds(raw) for raw in raws], column)
+        return dataclasses.replace(self, kind=kind, problem=problem)
+
+    def __call__(self, raw: Any) -> Parsed:
+        found = self.fields(raw)
+        answer_idx, error = -1, found.error
+        if error is None:
+            try:
+                answer_idx = self._answer(found)
+            except RowError as err:
+                error = err
+        return Parsed(
+            native_id=found.native_id,
+            question=strip_embedded_choices(found.question, len(found.options)),
+            options=found.options,
+            answer_idx=answer_idx,
+            context=found.context,
+            error=error,
+        )
+
+    def _answer(self, found: _Fields) -> int:
+        if self.problem:
+            raise RowError("ambiguous_answer_kind", self.problem)
+        kind = self.kind or self.mapping.answer_kind
+        if kind is None:  # a single record: decide from it alone
+            kind, problem = decide_answer_kind([answer_kinds(found.answer, found.options, found.written)],
+                                               found.answer_column or "answer")
+            if problem:
+                raise RowError("ambiguous_answer_kind", problem)
+            if kind is None:
+                raise RowError("answer_out_of_range", f"answer {found.answer!r} for {len(found.options)} options")
+        return read_answer(found.answer, found.options, kind, found.written)
+
+
+def make_parser(mapping: ColumnMapping = ColumnMapping()) -> QuestionReader:
+    """A reader for records in `mapping`'s columns (see `QuestionReader`)."""
+    return QuestionReader(mapping)
+
+
+def for_records(parse: Callable[[Any], Parsed], raws: list[Any]) -> Callable[[Any], Parsed]:
+    """`parse` made ready for these records: readers that decide per file (answer kinds) do so;
+    a plain function is returned as it is."""
+    prepare = getattr(parse, "for_records", None)
+    return prepare(raws) if prepare is not None else parse
+
+
+def answer_kind_problem(parse: Callable[[Any], Parsed]) -> str:
+    """Why `parse` (prepared by `for_records`) could not decide the file's answer kind, or ""."""
+    return getattr(parse, "problem", "")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One shape a named set's file may come in: the columns that identify it, the answer column,
+    and how to read it. Checking the columns first is what stops a wrong file (a GPQA CSV given as
+    MedQA) from being read by the generic guesses. The answer column is not needed for a record
+    to fit: a question whose key is missing is still a decontamination target (an unscored row)."""
+
+    columns: tuple[str, ...]
+    answer: str | None = None
+    parse: Callable[[Any], Parsed] = field(default_factory=make_parser)
+
+    def fits(self, raw: Any) -> bool:
+        return isinstance(raw, dict) and all(c in raw for c in self.columns)
+
+    def complete(self, raw: Any) -> bool:
+        return self.fits(raw) and (self.answer is None or self.answer in raw)
+
+    def __str__(self) -> str:
+        return "{" + ", ".join((*self.columns, *([self.answer] if self.answer else []))) + "}"
+
+
+def _reader_layout(columns: tuple[str, ...], answer: str, **mapping: Any) -> Layout:
+    return Layout(columns, answer, make_parser(ColumnMapping(answer=answer, **mapping)))
+
+
+@dataclass(frozen=True)
+class LayoutParser:
+    """Parse with the layout a record fits (the first whose answer column it has too, else the
+    first it fits); a record that fits none is a bad row (reason wrong_layout), and a file where
+    no record fits is the wrong file."""
+
+    name: str
+    layouts: tuple[Layout, ...]
+
+    def layout(self, raw: Any) -> Layout | None:
+        fitting = [layout for layout in self.layouts if layout.fits(raw)]
+        return next((layout for layout in fitting if layout.complete(raw)), fitting[0] if fitting else None)
+
+    def for_records(self, raws: list[Any]) -> LayoutParser:
+        """Each layout's reader prepared on the records that fit it (answer kinds per file)."""
+        chosen = [self.layout(raw) for raw in raws]
+        layouts = tuple(
+            dataclasses.replace(layout, parse=for_records(layout.parse, [r for r, c in zip(raws, chosen) if c is layout]))
+            for layout in self.layouts
+        )
+        return dataclasses.replace(self, layouts=layouts)
+
+    @property
+    def problem(self) -> str:
+        return next((answer_kind_problem(layout.parse) for layout in self.layouts
+                     if answer_kind_problem(layout.parse)), "")
+
+    def __call__(self, raw: Any) -> Parsed:
+        layout = self.layout(raw)
+        if layout is not None:
+            return layout.parse(raw)
+        if not isinstance(raw, dict):
+            raise RowError("not_an_object", f"{type(raw).__name__}, not a question object")
+        columns = ", ".join(list(raw)[:8]) + (", ..." if len(raw) > 8 else "")
+        raise RowError("wrong_layout", f"columns {{{columns}}} fit no {self.name} layout")
+
+
+def layout_parser(name: str, layouts: tuple[Layout, ...]) -> LayoutParser:
+    return LayoutParser(name, layouts)
+
+
+def expected_layouts(layouts: tuple[Layout, ...]) -> str:
+    return "records with columns " + " or ".join(str(layout) for layout in layouts)
+
+
+def _collect(name: str, records, parse=None, *, where: str | Path = "", expected: str = "") -> LoadResult:
+    """Rows of one eval set, options shuffled per row from (seed, id) like every loader's.
+    Whether the set has enough in it is checked by the public loaders (`require_items`)."""
+    records = list(records)
+    parse = for_records(parse or make_parser(), [raw for _, raw, _ in records])
+    result = collect(name, records, parse, seed=DEFAULT_SEED, unique_options=False)
+    result.origin, result.expected = str(where or name), expected
+    result.problem = answer_kind_problem(parse)
+    skew = answer_skew(result.rows)
+    if skew:
+        warnings.warn(f"{name}: answer letters are skewed: {skew}", AnswerSkewWarning, stacklevel=2)
+    return result
+
+
+def require_items(result: LoadResult, name: str, *, scoring: bool = True) -> LoadResult:
+    """An eval set that is empty is the wrong file (or a wrong filter), never a set to skip.
+
+    For scoring, the set needs rows with a usable answer key. For decontamination
+    (`scoring=False`) it needs questions with text, whatever their answers' state."""
+    if scoring:
+        if result.problem:
+            raise MalformedFile(result.origin or name, None, result.problem)
+        return check_some_rows_read(result, result.origin or name, name, expected=result.expected)
+    if len(result.targets()) == 0:
+        hint = f"; expected {result.expected}" if result.expected else ""
+        first = f" (first bad one: {result.dropped[0]['reason']} {result.dropped[0]['detail']})" \
+            if len(result.dropped) else ""
+        raise MalformedFile(result.origin or name, None, f"no {name} question with text in it{first}{hint}")
+    return result
+
+
+def _named(name: str, records, layouts: tuple[Layout, ...], where: str | Path, *, expected: str = "") -> LoadResult:
+    records = list(records)
+    result = _collect(name, records, layout_parser(name, layouts), where=where,
+                      expected=expected or expected_layouts(layouts))
+    check_identity(name, records, result)
+    return result
+
+
+def _local(path: str | Path) -> Iterator[Record]:
+    """Records of a local .jsonl / .json / .csv / .parquet file, located by line."""
+    name = Path(path).name
+    for line, raw in read_records(path):
+        yield f"{line}", raw, f"{name}:{line}"
+
+
+def _hub(name: str, hub_id: str, config: str | None, split: str,
+         keep: Callable[[dict], bool] | None = None) -> Iterator[Record]:
+    hint = f"`m1data load-eval {name} --path FILE` (or `--eval {name}=FILE`)"
+    ds = load_hub(hub_id, config, split, local_hint=hint)
+    for index, raw in enumerate(ds):
+        if keep is None or keep(raw):
+            yield f"{index}", raw, f"{hub_id} {split} row {index}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Named eval sets
+
+
+MEDAGENTSBENCH = _reader_layout(("question", "options"), "answer_idx")
+MEDMCQA = Layout(("question", "opa", "opb", "opc", "opd"), "cop", MedMCQA().parse)
+# The common converted copies: {question, choices: [...] or options, answer}, answer an index, a
+# letter or the option's text (decided per file); `SetIdentity` still checks whose file it is.
+CONVERTED = (
+    _reader_layout(("question", "choices"), "answer", options="choices"),
+    _reader_layout(("question", "options"), "answer", options="options"),
+)
+MMLU = (
+    MEDAGENTSBENCH,
+    _reader_layout(("question", "choices"), "answer", options="choices"),
+    _reader_layout(("question", "options"), "answer", options="options"),
+)
+MMLU_PRO = (_reader_layout(("question", "options"), "answer_index"), MEDAGENTSBENCH)
+GPQA = (Layout(("Question", "Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3")),)
+MEDBULLETS = (_reader_layout(("question", "opa", "opb", "opc", "opd"), "answer_idx"), MEDAGENTSBENCH)
+PUBMEDQA = (
+    Layout(("QUESTION", "CONTEXTS"), "final_decision", PubMedQA().parse),
+    Layout(("pubid", "question", "context"), "final_decision", PubMedQA().parse),
+)
+
+# Fields that only one family of eval files carries (upstream release or its common converted
+# copies). A record with another family's fields is from another set: a MedQA row (meta_info)
+# given as medmcqa_validation, say.
+FAMILY_FIELDS: dict[str, frozenset[str]] = {
+    "medqa": frozenset({"meta_info", "metamap_phrases"}),
+    "medmcqa": frozenset({"cop", "subject_name", "topic_name", "choice_type", "exp"}),
+    "mmlu": frozenset({"subject"}),
+    "mmlu_pro": frozenset({"category", "src", "cot_content", "answer_index", "question_id"}),
+    "medbullets": frozenset({"link", "explanation", "reason"}),
+    "pubmedqa": frozenset({"final_decision", "CONTEXTS", "QUESTION", "pubid", "answer_rationale", "LONG_ANSWER"}),
+    "gpqa": frozenset({"Correct Answer", "Incorrect Answer 1", "Record ID"}),
+}
+
+
+@dataclass(frozen=True)
+class SetIdentity:
+    """What identifies a named set's file beyond its columns: its family's fields and the number
+    of options its questions have."""
+
+    family: str
+    option_counts: tuple[int, ...]
+
+    def describe(self) -> str:
+        counts = " or ".join(str(n) for n in self.option_counts)
+        return f"{counts} options per question"
+
+    def foreign_fields(self, raw: Any) -> list[str]:
+        if not isinstance(raw, dict):
+            return []
+        return sorted(f for family, fields in FAMILY_FIELDS.items() if family != self.family
+                      for f in fields if f in raw)
+
+
+IDENTITIES: dict[str, SetIdentity] = {
+    "medmcqa_validation": SetIdentity("medmcqa", (4,)),
+    "medqa_test": SetIdentity("medqa", (4, 5)),
+    "pubmedqa_test": SetIdentity("pubmedqa", (3,)),
+    **{f"mmlu_{s}": SetIdentity("mmlu", (4,)) for s in MMLU_MEDICAL},
+    "mmlu_pro_health": SetIdentity("mmlu_pro", tuple(range(3, 11))),
+    "gpqa_diamond": SetIdentity("gpqa", (4,)),
+    "medbullets_op4": SetIdentity("medbullets", (4,)),
+    "medbullets_op5": SetIdentity("medbullets", (5,)),
+}
+
+
+def check_identity(name: str, records: list[Record], result: LoadResult) -> None:
+    """A named set accepts only its own files: most records must carry no other set's fields, and
+    most questions must have the set's number of options; otherwise the file is another set's
+    (issue 24: a MedQA file was accepted as medmcqa_validation). One line names what was expected."""
+    identity = IDENTITIES.get(name)
+    if identity is None or not records:
+        return
+    expected = f"expected a {name} file ({result.expected}; {identity.describe()})"
+    foreign = [(where, identity.foreign_fields(raw)) for _, raw, where in records]
+    foreign = [(where, fields) for where, fields in foreign if fields]
+    if 2 * len(foreign) > len(records):
+        where, fields = foreign[0]
+        raise MalformedFile(result.origin or name, None,
+                            f"not a {name} file: {len(foreign):,} of {len(records):,} records carry another set's "
+                            f"fields (first {where}: {', '.join(fields)}); {expected}")
+    counts = Counter(len(options) for options in result.targets()["options"] if options)
+    wrong = sum(n for count, n in counts.items() if count not in identity.option_counts)
+    if 2 * wrong > sum(counts.values()):
+        common = counts.most_common(1)[0][0]
+        raise MalformedFile(result.origin or name, None,
+                            f"not a {name} file: {wrong:,} of {sum(counts.values()):,} questions have another "
+                            f"number of options (most have {common}); {expected}")
+
+
+def _mmlu_csv(path: Path) -> Iterator[Record]:
+    """hendrycks/test CSVs: no header, `question,A,B,C,D,answer`."""
+    for line, cells in read_csv(path, header=False, width=6):
+        yield f"{line}", {"question": cells[0], "options": cells[1:5], "answer": cells[5]}, f"{path.name}:{line}"
+
+
+def load_mmlu(subject: str, path: str | Path | None = None) -> LoadResult:
+    name = f"mmlu_{subject}"
+    if path is None:
+        return _named(name, _hub(name, "cais/mmlu", subject, "test"), MMLU, "cais/mmlu")
+    path = Path(path)
+    if path.is_dir():
+        path = path / f"{subject}_test.csv"
+    records = _mmlu_csv(path) if path.suffix == ".csv" else _local(path)
+    return _named(name, _of_subject(records, subject, path), MMLU, path)
+
+
+def _of_subject(records: Iterator[Record], subject: str, path: Path) -> list[Record]:
+    """The records of one MMLU subject: a file of several (MedAgentsBench's mmlu) gives each
+    subject its own rows; records without a `subject` field are all kept."""
+    records = list(records)
+    subjects = {raw.get("subject") for _, raw, _ in records if isinstance(raw, dict) and "subject" in raw}
+    if not subjects:
+        return records
+    if subject not in subjects:
+        raise MalformedFile(path, None, f"no mmlu_{subject} questions in it (its subjects: "
+                                        f"{', '.join(sorted(map(str, subjects)))})")
+    return [r for r in records if not isinstance(r[1], dict) or r[1].get("subject", subject) == subject]
+
+
+def load_mmlu_pro_health(path: str | Path | None = None) -> LoadResult:
+    def is_health(raw: Any) -> bool:
+        return isinstance(raw, dict) and raw.get("category") == "health"
+
+    if path is None:
+        records = _hub("mmlu_pro_health", "TIGER-Lab/MMLU-Pro", None, "test", is_health)
+        return _named("mmlu_pro_health", records, MMLU_PRO, "TIGER-Lab/MMLU-Pro")
+    records = (record for record in _local(path) if is_health(record[1]))
+    return _named("mmlu_pro_health", records, MMLU_PRO, path)
+
+
+def load_gpqa_diamond(path: str | Path | None = None) -> LoadResult:
+    records = _hub("gpqa_diamond", "Idavidrein/gpqa", "gpqa_diamond", "train") if path is None else _local(path)
+    return _named("gpqa_diamond", records, GPQA, path or "Idavidrein/gpqa")
+
+
+def load_pubmedqa_test(path: str | Path | None = None) -> LoadResult:
+    source = PubMedQA()
+    hint = "`m1data load-eval pubmedqa_test --path FILE` (or `--eval pubmedqa_test=FILE`)"
+    records = source.read_hub("test", hint) if path is None else source.read_native(Path(path), "test")
+    return _named("pubmedqa_test", records, PUBMEDQA, path or source.hub_id,
+                  expected="PubMedQA questions of the official 500-PMID test split, " + expected_layouts(PUBMEDQA))
+
+
+def load_medmcqa_validation(path: str | Path | None = None) -> LoadResult:
+    """The Hub's 0-based `cop`, or a local file: the Hub layout (its `cop` base decided like the
+    training loader's) or MedAgentsBench's converted rows."""
+    if path is None:
+        records = _hub("medmcqa_validation", SOURCE_REGISTRY["medmcqa"].hub_id, None, "validation")
+    else:
+        records = MedMCQA().read_native(check_file(path), "validation")
+    return _named("medmcqa_validation", records, (MEDMCQA, MEDAGENTSBENCH, *CONVERTED),
+                  path or SOURCE_REGISTRY["medmcqa"].hub_id)
+
+
+def load_medqa_test(path: str | Path | None = None) -> LoadResult:
+    records = _hub("medqa_test", SOURCE_REGISTRY["medqa"].hub_id, None, "test") if path is None else _local(path)
+    return _named("medqa_test", records, (MEDAGENTSBENCH, *CONVERTED), path or SOURCE_REGISTRY["medqa"].hub_id)
+
+
+def _local_only(name: str, layouts: tuple[Layout, ...]):
+    def load(path: str | Path | None = None) -> LoadResult:
+        if path is None:
+            raise UserError(f"{name} has no Hub copy m1data knows; pass --path to its CSV")
+        return _named(name, _local(path), layouts, path)
+
+    return load
+
+
+EVAL_SETS: dict[str, Callable[..., LoadResult]] = {
+    "medmcqa_validation": load_medmcqa_validation,
+    "medqa_test": load_medqa_test,
+    "pubmedqa_test": load_pubmedqa_test,
+    **{f"mmlu_{s}": (lambda path=None, s=s: load_mmlu(s, path)) for s in MMLU_MEDICAL},
+    "mmlu_pro_health": load_mmlu_pro_health,
+    "gpqa_diamond": load_gpqa_diamond,
+    "medbullets_op4": _local_only("medbullets_op4", MEDBULLETS),
+    "medbullets_op5": _local_only("medbullets_op5", MEDBULLETS),
+}
+
+
+def load_eval(name: str, path: str | Path | None = None, *, scoring: bool = True) -> LoadResult:
+    """Load a named eval set (from the Hub, or from `path` in its native format). `scoring=False`
+    loads it as decontamination targets: a set whose answer keys are all unreadable still counts."""
+    if name not in EVAL_SETS:
+        raise UserError(f"unknown eval set {name!r}; choose from {', '.join(EVAL_SETS)} or pass a file")
+    if path is not None and not Path(path).exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    return require_items(EVAL_SETS[name](path), name, scoring=scoring)
+
+
+def load_eval_file(
+    path: str | Path,
+    mapping: ColumnMapping = ColumnMapping(),
+    *,
+    name: str | None = None,
+    scoring: bool = True,
+) -> dict[str, LoadResult]:
+    """Any JSON / JSONL / CSV / parquet file of questions, keyed by eval-set name.
+
+    m1's own eval file `{set_name: [{question, options, answer_idx, answer}, ...]}` holds several
+    sets and gives one entry per set; any other file gives one entry named `name` (default: the
+    file's parent folder and stem, e.g. `medxpertqa-r/test`).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    parse = make_parser(mapping)
+    if path.suffix == ".json":
+        data = read_json(path)
+        if isinstance(data, dict) and data and all(isinstance(v, list) for v in data.values()):
+            return {
+                set_name: require_items(_collect(
+                    set_name, ((f"{i}", r, f"{path.name} {set_name} item {i}") for i, r in enumerate(items, 1)),
+                    parse, where=path,
+                ), set_name, scoring=scoring)
+                for set_name, items in data.items()
+            }
+    folder = path.resolve().parent.name  # resolved: "x.csv" in the current folder is not "/x"
+    set_name = name or (f"{folder}/{path.stem}" if folder else path.stem)
+    return {set_name: require_items(_collect(set_name, _local(path), parse, where=path), set_name, scoring=scoring)}
+
+
+def load_eval_any(name_or_path: str, path: str | Path | None = None, *, scoring: bool = True) -> dict[str, LoadResult]:
+    """A named set, "mmlu_medical" (all six MMLU subjects), or a file (see `load_eval` for `scoring`)."""
+    if name_or_path == "mmlu_medical":
+        return {f"mmlu_{s}": load_eval(f"mmlu_{s}", path, scoring=scoring) for s in MMLU_MEDICAL}
+    if name_or_path in EVAL_SETS:
+        return {name_or_path: load_eval(name_or_path, path, scoring=scoring)}
+    if Path(name_or_path).exists():
+        if path is not None:
+            raise UserError(f"{name_or_path} is a file and is loaded as it is; --path goes with an eval-set name "
+                             f"(see `m1data eval-sets`), not with a file")
+        return load_eval_file(name_or_path, scoring=scoring)
+    raise UserError(f"{name_or_path!r} is neither a known eval set ({', '.join(EVAL_SETS)}, mmlu_medical) nor a file")
+
+
+# ---------------------------------------------------------------------------------------------
+# The eval sets of a build
+
+
+@dataclass
+class EvalInput:
+    """An eval set: a known name (with an optional local path), a file of any known shape, or a
+    name of the user's choosing for a file (`name="mine", path="mine.jsonl"`)."""
+
+    name: str
+    path: str | None = None
+
+    @classmethod
+    def parse(cls, spec: str) -> EvalInput:
+        """`NAME`, `FILE` or `NAME=FILE`, as every door writes an eval set (`decontaminate --eval`,
+        `infer --eval-sets`, a build config's eval list)."""
+        spec = spec.strip()
+        name, eq, path = spec.partition("=")
+        if not eq or Path(spec).exists():  # a file whose name holds "=" is a file
+            return cls(spec)
+        if not name.strip() or not path.strip():
+            raise UserError(f"eval set {spec!r}: expected NAME, FILE or NAME=FILE")
+        return cls(name.strip(), path.strip())
+
+
+def load_eval_input(spec: EvalInput, *, scoring: bool = True) -> dict[str, LoadResult]:
+    """The one reading of an eval entry, used by every door: a named set (from the Hub or its
+    file), "mmlu_medical", a file, or a name of the user's choosing with a file. `scoring=False`
+    reads decontamination targets (every question with text)."""
+    name, path = spec.name, spec.path
+    if name in EVAL_SETS or name == "mmlu_medical" or path is None:
+        return load_eval_any(name, path, scoring=scoring)
+    loaded = load_eval_file(path, scoring=scoring)
+    if len(loaded) != 1:
+        raise UserError(f"{path} holds {len(loaded)} eval sets ({', '.join(loaded)}); give it without a name "
+                        f"so each keeps its own")
+    return {name: next(iter(loaded.values()))}
+
+
+def load_evals(evals: list[EvalInput | str]) -> dict[str, datasets.Dataset]:
+    """Eval-set name -> every question of the set that has text, for decontamination.
+
+    A dropped eval row (an unreadable answer key, say) is still a question a training row
+    must not copy, so it is matched too (its `answer_idx` is -1: `unscored_counts` counts them);
+    a set with no question at all is an error (from the loader), never a set that silently
+    matches nothing. Entries are `EvalInput`s or their text form (`EvalInput.parse`)."""
+    loaded: dict[str, datasets.Dataset] = {}
+    for spec in evals:
+        spec = EvalInput.parse(spec) if isinstance(spec, str) else spec
+        for set_name, result in load_eval_input(spec, scoring=False).items():
+            loaded[set_name] = result.targets()
+    return loaded
+
+
+def unscored_counts(eval_sets: dict[str, datasets.Dataset]) -> dict[str, int]:
+    """Per set, the targets whose answer key could not be read (matched, never scored)."""
+    counts = {name: sum(1 for i in ds["answer_idx"] if i < 0) for name, ds in eval_sets.items()
+              if "answer_idx" in ds.column_names}
+    return {name: n for name, n in counts.items() if n}
+
+
+__all__ = [
+    "ANSWER_KINDS",
+    "EVAL_SETS",
+    "IDENTITIES",
+    "MMLU_MEDICAL",
+    "AnswerSkewWarning",
+    "ColumnMapping",
+    "EvalInput",
+    "QuestionReader",
+    "answer_kinds",
+    "answer_skew",
+    "decide_answer_kind",
+    "load_eval",
+    "load_eval_any",
+    "load_eval_file",
+    "load_eval_input",
+    "load_evals",
+    "read_answer",
+    "unscored_counts",
+]

@@ -1,0 +1,291 @@
+"""The four training sources' own formats: one small class each, in the shape of a HF packaged
+builder: where its rows come from (`hub_id`, `read_native`) and one `parse` that turns a raw
+record into the fields of a row (m1data.reading.sources loads them; m1data.reading.evalsets reads the eval splits
+of MedMCQA and PubMedQA with the same classes).
+
+Why a module of its own: the eval-set loaders need these parsers and the source loader needs the
+eval loaders' column mapping (for files m1data has no loader for); with the formats here, neither
+of those two modules imports the other's importer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any, ClassVar
+
+import datasets
+
+from m1data.errors import UserError
+from m1data.reading.readers import (
+    MalformedFile,
+    Parsed,
+    Record,
+    field,
+    key_text,
+    letter_index,
+    lettered_options,
+    load_hub,
+    read_json,
+    read_records,
+    text,
+)
+from m1data.reading.registry import SOURCE_REGISTRY
+from m1data.schema import LETTERS, RowError, validate
+
+
+class Source:
+    name: ClassVar[str]
+    hub_id: ClassVar[str]
+    hub_config: ClassVar[str | None] = None
+    default_split: ClassVar[str] = "train"
+
+    def parse(self, raw: dict[str, Any]) -> Parsed:
+        raise NotImplementedError
+
+    def read_native(self, path: Path, split: str) -> Iterator[Record]:
+        """Records of a local file; the locator is a fallback id for bad rows."""
+        for line, raw in read_records(path):
+            yield f"{path.name}:{line}", raw, f"{path.name}:{line}"
+
+    def hub_rows(self, split: str, local_hint: str | None = None) -> datasets.Dataset:
+        hint = local_hint or f"`m1data load {self.name} --path FILE` (or `path:` under sources.{self.name})"
+        return load_hub(self.hub_id, self.hub_config, split, local_hint=hint)
+
+    def read_hub(self, split: str, local_hint: str | None = None) -> Iterator[Record]:
+        ds = self.hub_rows(split, local_hint)
+        for index, raw in enumerate(ds):
+            yield f"{split}:{index}", raw, f"{self.hub_id} {split} row {index}"
+
+
+class MedMCQA(Source):
+    """Hub and native rows share the fields. On the Hub `cop` is the 0-based index of the right
+    option; the original release's files count from 1.
+
+    A local file's base is decided from the evidence of the whole file: only a 0-based file has
+    a `cop` of 0 and only a 1-based file a `cop` of 4. Rows that are bad anyway (no question, a
+    `cop` that is not a whole number in 0..4, ...) are set aside and dropped with a reason, so no bad row
+    can change how the other rows are read. A file with both 0s and 4s is an error that asks for
+    `cop_base`; a file with neither is read as the Hub's 0-based. A 1-based row carries
+    `"_cop_base": 1` in its metadata so the reading is visible."""
+
+    name = "medmcqa"
+    hub_id = SOURCE_REGISTRY["medmcqa"].hub_id
+
+    def __init__(self, cop_base: int | None = None):
+        if cop_base not in (None, 0, 1):
+            raise UserError(f"cop_base must be 0 (Hub) or 1 (original release), not {cop_base!r}")
+        self.cop_base = cop_base
+
+    def read_native(self, path: Path, split: str) -> Iterator[Record]:
+        records = list(super().read_native(path, split))
+        base = self.cop_base if self.cop_base is not None else self.decide_base(path, records)
+        for locator, raw, where in records:
+            yield locator, ({**raw, "_cop_base": 1} if base == 1 and isinstance(raw, dict) else raw), where
+
+    def decide_base(self, path: Path, records: list[Record]) -> int:
+        seen: dict[int, list[str]] = {0: [], 4: []}
+        for _, raw, where in records:
+            if not isinstance(raw, dict) or raw.get("cop") not in (0, 4, "0", "4"):
+                continue  # cheap filter first: only a 0 or a 4 is evidence
+            try:  # well-formed rows only; with no _cop_base, parse reads cop as it is
+                parsed = self.parse(raw)
+                if parsed.error is not None:
+                    continue
+                validate(parsed.question.strip(), [o.strip() for o in parsed.options], 0)
+            except RowError:
+                continue
+            cop = parsed.answer_idx
+            if cop in seen:
+                seen[cop].append(where)
+        if seen[0] and seen[4]:
+            raise MalformedFile(
+                path, None,
+                f"cop is 0 on {len(seen[0]):,} rows (first {seen[0][0]}) and 4 on {len(seen[4]):,} rows "
+                f"(first {seen[4][0]}), so the file cannot be read as counting options from 0 (the Hub) or "
+                "from 1 (the original release); say which: `m1data load medmcqa --cop-base 1` (or 0), "
+                "`cop_base: 1` under sources.medmcqa in the build config, or load_source(..., cop_base=1)",
+            )
+        return 1 if seen[4] else 0
+
+    def parse(self, raw: dict[str, Any]) -> Parsed:
+        native_id = key_text(raw, "id")
+        question = text(raw, "question")
+        options = [text(raw, key) for key in ("opa", "opb", "opc", "opd")]
+        cop = raw.get("cop")
+        if cop is None:
+            return Parsed(native_id, question, options, -1, error=RowError("missing_field", "none of cop"))
+        if isinstance(cop, bool) or not (isinstance(cop, int) or (isinstance(cop, str) and cop.strip().isdigit())):
+            return Parsed(native_id, question, options, -1,
+                          error=RowError("answer_out_of_range", f"cop {cop!r} is not a whole number"))
+        answer_idx = int(cop) - int(raw.get("_cop_base", 0))
+        return Parsed(native_id=native_id, question=question, options=options, answer_idx=answer_idx)
+
+
+class MedQA(Source):
+    """MedQA-USMLE 4 options; no native id, so rows get a content hash."""
+
+    name = "medqa"
+    hub_id = SOURCE_REGISTRY["medqa"].hub_id
+
+    def parse(self, raw: dict[str, Any]) -> Parsed:
+        question = text(raw, "question")
+        options = lettered_options(field(raw, "options"))
+        answer_idx = letter_index(field(raw, "answer_idx"), len(options))
+        answer = raw.get("answer")
+        if answer is not None and not isinstance(answer, str):
+            raise RowError("not_text", f"answer is {type(answer).__name__}, not text")
+        if answer is not None and answer.strip() != options[answer_idx].strip():
+            raise RowError("answer_mismatch", f"answer {answer!r} is not option {LETTERS[answer_idx]}")
+        return Parsed(native_id=None, question=question, options=options, answer_idx=answer_idx)
+
+
+class HeadQA(Source):
+    """HEAD-QA English. Native files nest questions under exams; the Hub copy m1 used nests
+    {Question, Options, Correct Option} under `data`. Questions that need an image are
+    dropped: the text alone cannot be answered."""
+
+    name = "headqa"
+    hub_id = SOURCE_REGISTRY["headqa"].hub_id
+
+    def read_native(self, path: Path, split: str) -> Iterator[Record]:
+        if path.suffix.lower() != ".json":
+            yield from super().read_native(path, split)
+            return
+        data = read_json(path)
+        if not isinstance(data, dict) or not isinstance(data.get("exams"), dict):
+            raise MalformedFile(path, None, "expected a HEAD-QA file with an 'exams' object")
+        for exam_key, exam in data["exams"].items():
+            if not isinstance(exam, dict) or not isinstance(exam.get("data", []), list):
+                raise MalformedFile(path, None, f"exam {exam_key!r} is not an object with a 'data' list")
+            for number, question in enumerate(exam.get("data", []), start=1):
+                where = f"{path.name} {exam_key} item {number}"
+                if not isinstance(question, dict):
+                    yield f"{exam_key}:item{number}", question, where
+                    continue
+                raw = {"exam": exam_key, "name": exam.get("name"), "category": exam.get("category"),
+                       "year": exam.get("year"), **question}
+                yield f"{exam_key}:{question.get('qid')}", raw, where  # the row id, even when the row is bad
+
+    def parse(self, raw: Any) -> Parsed:
+        if not isinstance(raw, dict):
+            raise RowError("not_an_object", f"{type(raw).__name__}, not a HEAD-QA question object")
+        if isinstance(raw.get("data"), dict):  # the Hub copy (openlifescienceai)
+            inner = raw["data"]
+            question = text(inner, "Question")
+            options = lettered_options(field(inner, "Options"))
+            answer_idx = letter_index(field(inner, "Correct Option"), len(options))
+            native = raw.get("id")
+            return Parsed(native_id=None if native is None else key_text(raw, "id"), question=question,
+                          options=options, answer_idx=answer_idx)
+        if raw.get("image"):
+            raise RowError("needs_image", str(raw["image"]))
+        question = text(raw, "qtext")
+        aids, options = headqa_answers(field(raw, "answers"))
+        right = field(raw, "ra")
+        try:
+            answer_idx = aids.index(int(right))
+        except (TypeError, ValueError):
+            raise RowError("answer_out_of_range", f"ra {right!r} not among aids {aids}") from None
+        exam = raw.get("exam") or raw.get("name")
+        native_id = f"{exam}:{key_text(raw, 'qid')}" if exam else None
+        return Parsed(native_id=native_id, question=question, options=options, answer_idx=answer_idx)
+
+
+def headqa_answers(answers: Any) -> tuple[list[int], list[str]]:
+    """(aids, texts) of HEAD-QA answers `[{aid, atext}, ...]`, in aid order; anything else is a
+    bad row (reason bad_options), never a KeyError."""
+    if not isinstance(answers, list):
+        raise RowError("bad_options", f"answers is {type(answers).__name__}, not a list")
+    pairs = []
+    for number, answer in enumerate(answers, start=1):
+        if not isinstance(answer, dict) or "aid" not in answer or "atext" not in answer:
+            raise RowError("bad_options", f"answer {number} is not an object with aid and atext")
+        aid, atext = answer["aid"], answer["atext"]
+        if isinstance(aid, bool) or not isinstance(aid, (int, str)) or not str(aid).strip().isdigit():
+            raise RowError("bad_options", f"answer {number} has aid {aid!r}, not a number")
+        if not isinstance(atext, str):
+            raise RowError("bad_options", f"answer {number} has atext of type {type(atext).__name__}, not text")
+        pairs.append((int(aid), atext))
+    pairs.sort(key=lambda pair: pair[0])
+    return [aid for aid, _ in pairs], [atext for _, atext in pairs]
+
+
+PUBMEDQA_OPTIONS = ["yes", "no", "maybe"]
+
+
+def pubmedqa_test_pmids() -> frozenset[str]:
+    """The official 500-PMID test split of PubMedQA (PQA-L), shipped with m1data."""
+    listing = resources.files("m1data").joinpath("data/pubmedqa_test_pmids.txt").read_text()
+    return frozenset(line.strip() for line in listing.splitlines() if line.strip() and not line.startswith("#"))
+
+
+class PubMedQA(Source):
+    """PQA-L. split "train" is the 500 PMIDs outside the official test split (m1's pool),
+    "test" the official 500, "all" the 1,000."""
+
+    name = "pubmedqa"
+    hub_id = SOURCE_REGISTRY["pubmedqa"].hub_id
+    hub_config = SOURCE_REGISTRY["pubmedqa"].hub_config
+
+    def select(self, records: Iterable[Record], split: str) -> Iterator[Record]:
+        if split not in ("train", "test", "all"):
+            raise UserError(f"PubMedQA split must be train, test or all, not {split!r}")
+        test = pubmedqa_test_pmids()
+        for locator, raw, where in records:
+            pmid = str(raw.get("pubid", raw.get("PMID", ""))) if isinstance(raw, dict) else locator
+            if split == "all" or (pmid in test) == (split == "test"):
+                yield locator, raw, where
+
+    def read_native(self, path: Path, split: str) -> Iterator[Record]:
+        if path.suffix.lower() == ".json":
+            data = read_json(path)
+            if not isinstance(data, dict):
+                raise MalformedFile(path, None, "expected a PubMedQA object {PMID: {...}}")
+            records = (
+                (pmid, {"PMID": pmid, **row} if isinstance(row, dict) else row, f"{path.name} key {pmid}")
+                for pmid, row in data.items()
+            )
+        else:
+            records = super().read_native(path, split)
+        yield from self.select(records, split)
+
+    def read_hub(self, split: str, local_hint: str | None = None) -> Iterator[Record]:
+        # The Hub config has a single "train" split holding all 1,000 labelled questions.
+        ds = self.hub_rows("train", local_hint)
+        rows = ((f"train:{i}", raw, f"{self.hub_id} train row {i}") for i, raw in enumerate(ds))
+        yield from self.select(rows, split)
+
+    def parse(self, raw: Any) -> Parsed:
+        if not isinstance(raw, dict):
+            raise RowError("not_an_object", f"{type(raw).__name__}, not a PubMedQA question object")
+        if "pubid" in raw:  # Hub shape
+            context = raw.get("context")
+            contexts = context.get("contexts") if isinstance(context, dict) else context
+            pmid, question = key_text(raw, "pubid"), text(raw, "question")
+        else:
+            contexts = raw.get("CONTEXTS")
+            pmid, question = key_text(raw, "PMID"), text(raw, "QUESTION")
+        decision = raw.get("final_decision")
+        options = list(PUBMEDQA_OPTIONS)
+        if not isinstance(contexts, list) or not all(isinstance(c, str) for c in contexts):
+            return Parsed(pmid, question, options, -1, error=RowError(
+                "bad_context", f"contexts is {type(contexts).__name__}, not a list of texts"))
+        if decision not in PUBMEDQA_OPTIONS:
+            return Parsed(pmid, question, options, -1, "\n".join(contexts),
+                          error=RowError("answer_out_of_range", f"final_decision {decision!r}"))
+        return Parsed(native_id=pmid, question=question, options=options,
+                      answer_idx=PUBMEDQA_OPTIONS.index(decision), context="\n".join(contexts))
+
+
+__all__ = [
+    "PUBMEDQA_OPTIONS",
+    "HeadQA",
+    "MedMCQA",
+    "MedQA",
+    "PubMedQA",
+    "Source",
+    "headqa_answers",
+    "pubmedqa_test_pmids",
+]

@@ -1,0 +1,619 @@
+"""Files -> records -> rows: the reading every loader shares, with errors that name the file and the line.
+
+Three layers, each used by the training sources (`m1data.reading.sources`) and the eval sets
+(`m1data.reading.evalsets`) alike:
+
+- files -> records: `read_records` and the per-format readers (.jsonl, .json, .csv, .parquet),
+  and `load_hub` for a Hub copy. A malformed file is an error, never a silently shorter
+  dataset: every reader raises `MalformedFile` pointing at the exact place, so the user can
+  open the file and fix it.
+- records -> rows: a loader's `parse` turns one raw record into `Parsed` fields, using the
+  typed field helpers here (`text`, `lettered_options`, ...); `collect` does the rest (ids,
+  validation, shuffling, dropped records, progress) and returns a `LoadResult`.
+- rows <-> files: `write_rows` and `read_rows`, the format every stage reads and writes;
+  `write_together` writes a file command's OUT and OUT.dropped atomically, as a pair.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import glob
+import importlib
+import io
+import json
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from m1data.errors import M1DataError, UserError
+from m1data.output import track
+from m1data.schema import (
+    DEFAULT_SEED,
+    DROPPED_FEATURES,
+    LETTERS,
+    RowError,
+    content_id,
+    dropped_record,
+    make_row,
+    render_prompt,
+    rows_to_dataset,
+)
+
+PROGRESS_MIN_ROWS = 20_000
+
+# ---------------------------------------------------------------------------------------------
+# Files (or the Hub) -> records
+
+
+class MalformedFile(M1DataError, ValueError):
+    def __init__(self, path: str | Path, line: int | None, problem: str):
+        where = f"{path}:{line}" if line is not None else str(path)
+        super().__init__(f"{where}: {problem}")
+        self.path, self.line, self.problem = str(path), line, problem
+
+
+def check_file(path: str | Path) -> Path:
+    """`path` as a Path, after checking it names a readable file (a folder is a clear error)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if path.is_dir():
+        raise MalformedFile(path, None, "is a directory; expected a file")
+    return path
+
+
+def decode(path: str | Path, data: bytes, first_line: int = 1) -> str:
+    """UTF-8 text of `data`, without a leading byte order mark (Excel writes one into CSVs and
+    it would otherwise stick to the first question or column name). Bytes that are not UTF-8
+    are an error naming the line, so the user can find and re-save them."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = first_line + data.count(b"\n", 0, err.start)
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise MalformedFile(
+            path, line, f"not UTF-8 text (byte 0x{data[err.start]:02x} at byte {column} of the line); re-save it as UTF-8"
+        ) from None
+
+
+def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, object); blank lines are allowed, anything else must be an object."""
+    path = check_file(path)
+    try:
+        with open(path, encoding="utf-8-sig") as handle:  # text mode is the fast path
+            for number, line in enumerate(handle, start=1):
+                line = line.rstrip("\r\n")
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as err:  # pos, not colno: colno restarts after a newline
+                    raise MalformedFile(path, number, f"invalid JSON ({err.msg} at column {err.pos + 1})") from None
+                if not isinstance(obj, dict):
+                    raise MalformedFile(path, number, f"expected a JSON object, got {type(obj).__name__}")
+                yield number, obj
+    except UnicodeDecodeError:  # text mode decodes in blocks: find the line in the bytes
+        decode(path, path.read_bytes())
+        raise
+
+
+def read_json(path: str | Path) -> Any:
+    path = check_file(path)
+    content = decode(path, path.read_bytes())
+    try:
+        return json.loads(content)
+    except json.JSONDecodeError as err:
+        raise MalformedFile(path, err.lineno, f"invalid JSON ({err.msg} at column {err.colno})") from None
+
+
+def read_csv(path: str | Path, *, header: bool = True, width: int | None = None) -> Iterator[tuple[int, Any]]:
+    """Yield (line number, row): a dict when the file has a header, else a list of `width` cells."""
+    path = check_file(path)
+    reader = csv.reader(io.StringIO(decode(path, path.read_bytes()), newline=""))
+    columns: list[str] | None = None
+    try:
+        for cells in reader:
+            line = reader.line_num
+            if not cells:
+                continue
+            if header and columns is None:
+                columns = cells
+                continue
+            expected = len(columns) if columns is not None else width
+            if expected is not None and len(cells) != expected:
+                raise MalformedFile(path, line, f"expected {expected} fields, found {len(cells)}")
+            yield line, (dict(zip(columns, cells)) if columns is not None else cells)
+    except csv.Error as err:
+        raise MalformedFile(path, reader.line_num, f"invalid CSV ({err})") from None
+
+
+def read_parquet(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Rows of a parquet file (a Hub export, say); the 'line' is the 1-based row number."""
+    path = check_file(path)
+    try:
+        ds = datasets.Dataset.from_parquet(str(path))
+    except Exception as err:  # noqa: BLE001 - pyarrow raises several unrelated types for a bad file
+        raise MalformedFile(path, None, f"unreadable parquet ({err})") from None
+    yield from enumerate(ds, start=1)
+
+
+def read_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Rows of a .jsonl, .json (a list of objects), .csv or .parquet file."""
+    path = check_file(path)
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        yield from read_jsonl(path)
+    elif suffix == ".parquet":
+        yield from read_parquet(path)
+    elif suffix == ".csv":
+        yield from read_csv(path)
+    elif suffix == ".json":
+        data = read_json(path)
+        if not isinstance(data, list):
+            raise MalformedFile(path, None, "expected a JSON list of objects")
+        for number, obj in enumerate(data, start=1):
+            if not isinstance(obj, dict):
+                raise MalformedFile(path, None, f"item {number} is not an object")
+            yield number, obj
+    else:
+        raise MalformedFile(path, None, f"unsupported file type {suffix!r} (use .jsonl, .json, .csv or .parquet)")
+
+
+class HubUnreachable(M1DataError, ValueError):
+    """The Hub copy of a source or eval set cannot be fetched (offline mode, no network, DNS).
+
+    A ValueError so the command line shows it as one line, like any other input the user must
+    change: the fix is to pass the local file, which the message says how to do."""
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """What a failed Hub request raises: huggingface_hub's HTTP client is httpx (1.x) or httpx2
+    (2.x), whichever is installed (imported here to keep module import light)."""
+    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    for client in ("httpx2", "httpx"):
+        try:
+            errors.append(importlib.import_module(client).TransportError)
+        except ImportError:
+            continue
+    return tuple(errors)
+
+
+def load_hub(hub_id: str, config: str | None, split: str, *, local_hint: str) -> datasets.Dataset:
+    """`datasets.load_dataset`, with an unreachable Hub turned into one clear `HubUnreachable`.
+
+    Why a probe first: the Hub client retries a refused connection for 23 s (5 tries, back-off to
+    8 s) before giving up. When the endpoint cannot be reached at all, the load runs as if
+    HF_HUB_OFFLINE were set: from the local cache, or a quick error."""
+    why = "HF_HUB_OFFLINE is set" if datasets.config.HF_HUB_OFFLINE else _hub_down()
+    try:
+        with _offline(why is not None):
+            return datasets.load_dataset(hub_id, config, split=split)
+    except _network_errors() as err:
+        raise HubUnreachable(
+            f"the Hugging Face Hub is unreachable ({why or type(err).__name__}) and {hub_id} is not in the local "
+            f"cache; pass a local file instead: {local_hint}"
+        ) from None
+
+
+@contextlib.contextmanager
+def _offline(offline: bool) -> Iterator[None]:
+    """datasets and huggingface_hub in offline mode for the block (both read the flag per call)."""
+    from huggingface_hub import constants
+
+    saved = datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE
+    if offline:
+        datasets.config.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE, constants.HF_HUB_OFFLINE = saved
+
+
+def _hub_down(timeout: float = 5.0) -> str | None:
+    """Why the Hub endpoint cannot be reached at all (refused, no route, DNS), None if it answers."""
+    import urllib.error
+    import urllib.request
+
+    from huggingface_hub import constants
+
+    try:
+        urllib.request.urlopen(constants.ENDPOINT, timeout=timeout).close()  # noqa: S310 - the configured Hub
+    except urllib.error.HTTPError:
+        return None  # it answered
+    except (OSError, ValueError) as err:
+        return type(getattr(err, "reason", err)).__name__
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Records -> rows
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """The fields a source record contributes to a row; `native_id=None` asks for a content id."""
+
+    native_id: str | None
+    question: str
+    options: list[str]
+    answer_idx: int
+    context: str = ""
+    error: RowError | None = None
+    """Set when the text was read but the row cannot be used (its answer key, say): the row is
+    dropped, yet its question is still a decontamination target (see `LoadResult.unscored`)."""
+
+
+@dataclass
+class LoadResult:
+    """Usable rows, dropped records (with their reasons), and `unscored`: the dropped questions whose text
+    could still be read. Unscored rows cannot be trained on or scored (answer fields empty,
+    `answer_idx` -1), but an eval question must be matched by decontamination whatever the
+    state of its answer key."""
+
+    rows: datasets.Dataset
+    dropped: datasets.Dataset
+    unscored: datasets.Dataset | None = None
+    origin: str = ""  # the file or Hub id, for messages
+    expected: str = ""  # what the file should have held, for messages
+    problem: str = ""  # a fault of the whole file that leaves every row unscored (an undecidable answer kind)
+
+    def reasons(self) -> dict[str, int]:
+        return dict(Counter(self.dropped["reason"])) if len(self.dropped) else {}
+
+    def targets(self) -> datasets.Dataset:
+        """Every question with text: the rows, then the unscored ones."""
+        if self.unscored is None or len(self.unscored) == 0:
+            return self.rows
+        return datasets.concatenate_datasets([self.rows, self.unscored])
+
+
+def field(raw: dict[str, Any], *names: str) -> Any:
+    """The first of `names` present in `raw`; a missing field is a bad row, not a crash."""
+    for name in names:
+        if name in raw and raw[name] is not None:
+            return raw[name]
+    raise RowError("missing_field", f"none of {', '.join(names)}")
+
+
+def text(raw: dict[str, Any], *names: str) -> str:
+    """`field`, which must be text: a number or a list where a question belongs is a bad row, and
+    must be caught before it reaches ids and validation (it would crash them or be str()-ed)."""
+    for name in names:
+        value = raw.get(name)
+        if value is not None:
+            if not isinstance(value, str):
+                raise RowError("not_text", f"{name} is {type(value).__name__}, not text")
+            return value
+    raise RowError("missing_field", f"none of {', '.join(names)}")
+
+
+def option_texts(options: list[Any]) -> list[str]:
+    for i, option in enumerate(options):
+        if not isinstance(option, str):
+            label = LETTERS[i] if i < len(LETTERS) else str(i + 1)
+            raise RowError("not_text", f"option {label} is {type(option).__name__}, not text")
+    return options
+
+
+def letter_index(letter: Any, n_options: int) -> int:
+    if not isinstance(letter, str):
+        raise RowError("not_text", f"answer letter {letter!r} is {type(letter).__name__}, not a letter")
+    value = letter.strip().upper()
+    if len(value) != 1 or value not in LETTERS[:n_options]:
+        raise RowError("answer_out_of_range", f"answer letter {letter!r} for {n_options} options")
+    return LETTERS.index(value)
+
+
+def lettered_options(options: Any) -> list[str]:
+    """Options given as {"A": ..., "B": ...} (in letter order) or as a list; each must be text."""
+    if isinstance(options, dict):
+        keys = sorted(options, key=str)
+        if keys != list(LETTERS[: len(keys)]):
+            raise RowError("bad_options", f"option keys {keys}")
+        return option_texts([options[k] for k in keys])
+    if isinstance(options, list):
+        return option_texts(list(options))
+    raise RowError("bad_options", f"options of type {type(options).__name__}")
+
+
+# "A. x", "(A) x", "A) x", "A: x": the labels eval files write into their option texts.
+OPTION_LABEL_STYLES = (
+    re.compile(r"([A-Za-z])\.\s+(?=\S)"),
+    re.compile(r"\(([A-Za-z])\)\s*(?=\S)"),
+    re.compile(r"([A-Za-z])\)\s*(?=\S)"),
+    re.compile(r"([A-Za-z]):\s*(?=\S)"),
+)
+
+
+def strip_option_letters(options: list[str]) -> list[str]:
+    """The option texts without the letters a file wrote into them ("A. x" -> "x").
+
+    Why: options are shuffled per row and the compared key sorts them, so a copied "A. " would
+    stay glued to the wrong position and make an exact copy of the question look different
+    (issue 24: 4 of 49 verbatim copies caught). Stripped only when every option carries its own
+    letter, in order (A, B, C, ...), in one style: a list like ["A: left", "B: right"] is
+    labelled; ["A. fumigatus", "Candida"] is not, and is left alone."""
+    if len(options) < 2:
+        return options
+    for style in OPTION_LABEL_STYLES:
+        matches = [style.match(option) for option in options]
+        if all(matches) and "".join(m.group(1) for m in matches).upper() == LETTERS[: len(options)]:
+            return [option[m.end():] for option, m in zip(options, matches)]
+    return options
+
+
+def key_text(raw: dict[str, Any], name: str) -> str:
+    """An id field as text: ids are strings or integers; anything else is a bad row."""
+    value = field(raw, name)
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise RowError("not_text", f"{name} is {type(value).__name__}, not an id")
+    return str(value)
+
+
+
+Record = tuple[str, Any, str]
+"""(locator, raw record, where): the locator is the fallback id of a row that cannot be read;
+`where` says where the record sits ("train.jsonl:12") for the dropped record's detail."""
+
+
+def collect(
+    source: str,
+    records: Iterable[Record],
+    parse,
+    *,
+    seed: int | None = DEFAULT_SEED,
+    unique_options: bool = True,
+    description: str = "",
+) -> LoadResult:
+    """Turn (locator, raw record, where) records into validated rows and dropped records.
+
+    `parse` validates the types of what it reads (raising RowError), so ids are only derived
+    from fields known to be text and a malformed row is dropped with its reason, not a crash."""
+    rows: list[dict[str, Any]] = []
+    bad: list[dict[str, str]] = []
+    unscored: list[dict[str, Any]] = []
+    seen: Counter[str] = Counter()
+    records = list(records)
+    if len(records) >= PROGRESS_MIN_ROWS:
+        records = track(records, description or f"loading {source}")
+    for locator, raw, where in records:
+        row_id = f"{source}:{locator}"
+        parsed: Parsed | None = None
+        try:
+            parsed = parse(raw)
+            row_id = (
+                f"{source}:{parsed.native_id}"
+                if parsed.native_id is not None
+                else content_id(source, parsed.question, parsed.options)
+            )
+            seen[row_id] += 1
+            if seen[row_id] > 1:  # the same question twice in one file keeps a unique id
+                row_id = f"{row_id}#{seen[row_id]}"
+            if parsed.error is not None:
+                raise parsed.error
+            rows.append(
+                make_row(
+                    source=source,
+                    row_id=row_id,
+                    question=parsed.question,
+                    options=parsed.options,
+                    answer_idx=parsed.answer_idx,
+                    context=parsed.context,
+                    raw=raw,
+                    seed=seed,
+                    unique_options=unique_options,
+                )
+            )
+        except RowError as err:
+            located = RowError(err.reason, f"{where}: {err.detail}" if err.detail else where)
+            bad.append(dropped_record(source, row_id, located, raw))
+            if parsed is not None and parsed.question.strip():
+                unscored.append(unscored_row(source, row_id, parsed, raw))
+    return LoadResult(rows=rows_to_dataset(rows), dropped=rows_to_dataset(bad, DROPPED_FEATURES),
+                      unscored=rows_to_dataset(unscored))
+
+
+def unscored_row(source: str, row_id: str, parsed: Parsed, raw: Any) -> dict[str, Any]:
+    """A dropped question in the row schema, for matching only: no answer, options as read."""
+    question, context = parsed.question.strip(), parsed.context.strip()
+    options = [o.strip() for o in parsed.options]
+    return {
+        "id": row_id, "source": source, "question": question, "context": context, "options": options,
+        "answer_idx": -1, "answer_letter": "", "answer_text": "",
+        "prompt": render_prompt(question, options, context),
+        "metadata": json.dumps(raw, ensure_ascii=False, default=str),
+    }
+
+
+def check_some_rows_read(result: LoadResult, path: Path | str, source: str, *, expected: str = "") -> LoadResult:
+    """A file from which not one record could be read as `source` is the wrong file, not a file
+    of bad rows: say so, and what was expected, rather than return an empty dataset."""
+    hint = f"; expected {expected}" if expected else ""
+    if len(result.rows) == 0 and len(result.dropped) == 0:
+        raise MalformedFile(path, None, f"no {source} records in it{hint}")
+    if len(result.rows) == 0:
+        first = result.dropped[0]
+        raise MalformedFile(
+            path, None,
+            f"none of its {len(result.dropped)} records reads as a {source} file "
+            f"(first: {first['reason']} {first['detail']}){hint}",
+        )
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Rows <-> files
+
+
+ROW_SUFFIXES = (".parquet", ".jsonl")
+
+
+def write_rows(ds: datasets.Dataset, out: str | Path) -> Path:
+    """Write a Dataset as .parquet or .jsonl, chosen by the file's suffix, atomically: a kill
+    mid-write leaves the previous file (or none), never a truncated one (see `write_together`)."""
+    return write_together([(ds, out)])[0]
+
+
+def write_together(outputs: Sequence[tuple[datasets.Dataset, str | Path]]) -> list[Path]:
+    """Write several row files as one: all of them, or (after a crash, a kill, a full disk) none.
+
+    Each is written to a temporary name in its own folder (so the rename stays on one file
+    system) and flushed to disk; only then are they renamed into place. The first path is the
+    commit mark: any old file there is removed before the others are renamed and it is renamed
+    last, so whenever it exists, the files beside it are the ones written with it. (A kill in the
+    instant between two renames can leave the others without the first, never the first without
+    them.) Why: a file command's OUT without its OUT.dropped, or a half-written OUT, reads as a
+    finished result."""
+    targets = [Path(out) for _, out in outputs]
+    for target in targets:
+        if target.suffix not in ROW_SUFFIXES:
+            raise UserError(f"{target}: output must end in .parquet or .jsonl")
+    staged: list[Path] = []
+    try:
+        for (ds, _), target in zip(outputs, targets, strict=True):
+            staged.append(_stage_file(ds, target))
+    except BaseException:
+        for tmp in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    first, *rest = targets
+    first.unlink(missing_ok=True)
+    for tmp, target in reversed(list(zip(staged, targets, strict=True))):
+        tmp.replace(target)
+    for folder in {t.parent.resolve() for t in targets}:
+        _fsync_folder(folder)
+    return targets
+
+
+def _temporary_name(out: Path) -> Path:
+    """Hidden, and not ending in a rows suffix: a leftover is never read as rows (`read_rows`)."""
+    return out.with_name(f".{out.name}.{os.getpid()}.tmp")
+
+
+def _stage_file(ds: datasets.Dataset, out: Path) -> Path:
+    """`ds` written in `out`'s format to a temporary name beside `out`, on disk (fsync)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{glob.escape(out.name)}.*.tmp"):  # what a killed write left
+        stale.unlink(missing_ok=True)
+    tmp = _temporary_name(out)
+    if out.suffix == ".parquet":
+        ds.to_parquet(str(tmp))
+    else:
+        ds.to_json(str(tmp), lines=True, force_ascii=False)
+    with tmp.open("rb") as handle:
+        os.fsync(handle.fileno())
+    return tmp
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the renames in `folder` durable (a power cut after the command returned keeps them)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def parquet_dataset(path: str | Path, columns: list[str] | None = None) -> datasets.Dataset:
+    """A parquet file as a Dataset, zero rows included: `Dataset.from_parquet` refuses a file
+    without rows ("corresponds to no data"), so that case is read through pyarrow (the schema,
+    and with it every column's type, is kept)."""
+    import pyarrow.parquet as pq
+
+    if pq.ParquetFile(str(path)).metadata.num_rows == 0:
+        return datasets.Dataset(pq.read_table(str(path), columns=columns))
+    return datasets.Dataset.from_parquet(str(path), columns=columns)
+
+
+def read_rows(path: str | Path | Sequence[str | Path]) -> datasets.Dataset:
+    """Read a Dataset written by `write_rows` (or any .parquet / .jsonl of rows); an empty file
+    is a Dataset of zero rows (an empty .jsonl has no columns either).
+
+    Several paths, or a folder (its .parquet/.jsonl files in name order, or a Hub folder's
+    data/<config>/ files), are read as one Dataset
+    in that order: a pool split over shards, or the outputs of several runs, goes through a stage
+    in one call, so one cache and one plan cover all of it."""
+    if not isinstance(path, (str, Path)):
+        return _concatenate([read_rows(p) for p in path], [str(p) for p in path])
+    path = Path(path)
+    if path.is_dir():
+        return read_rows(_folder_files(path))
+    if path.suffix == ".parquet":
+        return parquet_dataset(path)
+    if path.suffix == ".jsonl":
+        if not path.read_bytes().strip():
+            return datasets.Dataset.from_dict({})
+        return datasets.Dataset.from_json(str(path))
+    raise UserError(f"{path}: input must end in .parquet or .jsonl")
+
+
+def _folder_files(path: Path) -> list[Path]:
+    """The row files of a folder: its own .parquet/.jsonl files, or, in a Hub folder
+    (`m1data publish`'s layout, README.md + data/<config>/<split>-*.parquet), its one config's
+    files. A Hub folder of several configs must be named down to one (FOLDER/data/<config>)."""
+    files = sorted(p for p in path.iterdir() if p.suffix in ROW_SUFFIXES and p.is_file())
+    if files:
+        return files
+    data = path / "data"
+    configs = sorted(p for p in data.iterdir() if p.is_dir()) if data.is_dir() else []
+    if len(configs) > 1:
+        raise UserError(f"{path} is a Hub folder of {len(configs)} configs; give one: "
+                        + ", ".join(str(c) for c in configs))
+    files = sorted(p for p in configs[0].iterdir() if p.suffix in ROW_SUFFIXES and p.is_file()) if configs else []
+    if not files:
+        raise UserError(f"{path}: a folder given as input holds no .parquet or .jsonl file (nor data/<config>/ of one)")
+    return files
+
+
+def _concatenate(parts: list[datasets.Dataset], names: list[str]) -> datasets.Dataset:
+    """One Dataset of several inputs, which must have the same columns (empty ones are skipped)."""
+    parts_with_rows = [(name, part) for name, part in zip(names, parts, strict=True) if len(part)]
+    if not parts_with_rows:
+        return parts[0] if parts else datasets.Dataset.from_dict({})
+    first_name, first = parts_with_rows[0]
+    for name, part in parts_with_rows[1:]:
+        if part.features != first.features:
+            raise UserError(
+                f"{name} does not have the columns of {first_name} "
+                f"({sorted(part.column_names)} vs {sorted(first.column_names)}); inputs read together must match"
+            )
+    return datasets.concatenate_datasets([part for _, part in parts_with_rows])
+
+
+__all__ = [
+    "PROGRESS_MIN_ROWS",
+    "ROW_SUFFIXES",
+    "HubUnreachable",
+    "LoadResult",
+    "MalformedFile",
+    "Parsed",
+    "check_file",
+    "check_some_rows_read",
+    "collect",
+    "decode",
+    "field",
+    "key_text",
+    "letter_index",
+    "lettered_options",
+    "load_hub",
+    "option_texts",
+    "parquet_dataset",
+    "read_csv",
+    "read_json",
+    "read_jsonl",
+    "read_parquet",
+    "read_records",
+    "read_rows",
+    "strip_option_letters",
+    "text",
+    "unscored_row",
+    "write_rows",
+    "write_together",
+]

@@ -1,0 +1,242 @@
+"""Run a build on a Ray cluster (Ray Data and Ray tasks), with the same results as the local runner.
+
+The local runner stays the default; ``--executor ray`` (or ``executor: {kind: ray}`` in the YAML)
+hands three kinds of work to Ray, and nothing else changes: the same stages, manifests, funnel,
+lineage and Hub folder, so a run started on one executor resumes on the other.
+
+- Row-parallel stages (``Stage.row_parallel``: the LLM stages, the offline tagger, SFT
+  formatting) run as Ray Data ``map_batches`` over blocks of rows. Each worker is a Ray actor
+  that receives the stage once (so it builds its tagger model or engine once) and runs
+  ``stage.run`` on each block; the blocks' kept rows and dropped rows are concatenated in the
+  original order, their statistics merged by the stage's ``merge_stats`` (part of the Stage
+  contract; counts summed by default) and their transient failures summed, so one incomplete
+  block leaves the stage incomplete and the build stops as it does locally.
+- Per-source loading runs one Ray task per source (``parallel_map``).
+- Fuzzy dedup and decontamination run their length bands as Ray tasks (``band_runner``): the
+  same ``BandJob.match`` the local matcher calls, survivors verified with rapidfuzz on the
+  workers, the earliest-partner rule applied once on the driver. Removals are identical.
+
+Where the LLM cache lives: one SQLite file, the stage's ``llm_cache.sqlite`` (or the
+configured ``cache_path``), opened by every worker. SQLite in WAL mode lets the workers of one
+node read and write it at once, and every reply is committed as it arrives, so a re-run (on
+either executor) sends only what was never answered. On a multi-node cluster the run directory
+(or ``cache_path``) must be on storage every node mounts with working file locks; Ray does not
+ship files between nodes for us.
+
+Ray is an optional extra (``pip install 'm1data[ray]'``), imported only here and only when asked
+for; without it the ray executor is a one-line error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import pickle
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+
+from m1data.config import ConfigError
+from m1data.running.pipeline import RunContext, portable, sum_stats
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+POSITION = "__m1data_position"
+RAY_MISSING = "the ray executor needs the `ray` extra: pip install 'm1data[ray]' (or choose --executor local)"
+
+
+class MissingExtra(ConfigError):
+    """The configuration asks for an optional dependency that is not installed."""
+
+
+@dataclass
+class ExecutorConfig:
+    """Where a build's stages run. Not part of any stage's config, so switching executor never
+    invalidates a completed stage.
+
+    ``address``: None starts a Ray instance on this machine (``num_cpus`` of its CPUs);
+    ``auto`` joins the cluster started here with ``ray start --head``; ``ray://host:10001``
+    connects to a remote one. ``workers``: concurrent map_batches workers (default: the
+    cluster's CPUs). ``gpus_per_worker``: GPUs each worker reserves (in-process model engines).
+    ``rows_per_block``: rows a worker handles per call (default: about four blocks per worker).
+    """
+
+    kind: Literal["local", "ray"] = "local"
+    address: str | None = None
+    num_cpus: int | None = None
+    workers: int | None = None
+    gpus_per_worker: float = 0.0
+    rows_per_block: int | None = None
+
+
+def executor_config(kind: str | None, address: str | None, base: ExecutorConfig | None = None) -> ExecutorConfig:
+    """`base` (a config file's ``executor:``; default: the local runner) with the command line's
+    ``--executor``/``--ray-address`` over it."""
+    base = base or ExecutorConfig()
+    if address and (kind or base.kind) == "local":
+        raise ConfigError("--ray-address goes with --executor ray")
+    return dataclasses.replace(base, kind=kind or base.kind, address=address or base.address)
+
+
+def require_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise MissingExtra(RAY_MISSING) from None
+    return ray
+
+
+def make_executor(config: ExecutorConfig | None) -> RayExecutor | None:
+    """None for the local runner, else a RayExecutor connected to its cluster."""
+    if config is None or config.kind == "local":
+        return None
+    if config.kind != "ray":
+        raise ConfigError(f"executor.kind must be local or ray, got {config.kind!r}")
+    return RayExecutor(config)
+
+
+def parallel_map(ctx: Any, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """``[fn(x) for x in items]``, as Ray tasks when the run context carries a Ray executor."""
+    executor = getattr(ctx, "executor", None)
+    if executor is None or len(items) < 2:
+        return [fn(x) for x in items]
+    return executor.map(fn, items)
+
+
+def band_runner(ctx: Any) -> Any:
+    """The fuzzy matcher's band runner for this run context (None: run the bands here)."""
+    executor = getattr(ctx, "executor", None)
+    return None if executor is None else executor.band_runner
+
+
+# ---------------------------------------------------------------------------------------------
+# the executor
+
+
+class RayExecutor:
+    """Connects to (or starts) a Ray cluster; the pipeline and the stages call ``run_stage``,
+    ``map`` and ``band_runner``. Stages travel to the workers by pickling: an LLM stage travels as
+    its config and each worker builds its engines once, for all its blocks (an HTTP client, or
+    the model itself for ``base_url: vllm``, on the ``gpus_per_worker`` GPUs it reserved). An
+    engine object handed to a stage by hand must be picklable."""
+
+    def __init__(self, config: ExecutorConfig):
+        ray = require_ray()
+        self.config = config
+        if not ray.is_initialized():
+            local = config.address is None
+            ray.init(address=config.address, num_cpus=config.num_cpus if local else None,
+                     include_dashboard=False, log_to_driver=True)
+
+    def parallelism(self) -> int:
+        ray = require_ray()
+        return self.config.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        ray = require_ray()
+        task = ray.remote(num_cpus=1)(_call)
+        return ray.get([task.remote(fn, item) for item in items])
+
+    def band_runner(self, job: Any, bands: list[tuple[int, int]]) -> list[Any]:
+        """Score groups of bands as Ray tasks; the job (texts, histograms) goes to the object
+        store once and every task reads it from there."""
+        ray = require_ray()
+        groups = group_bands([job.band_cost(b) for b in bands], 4 * self.parallelism())
+        ref = ray.put(job)
+        task = ray.remote(num_cpus=1)(_match_bands)
+        return ray.get([task.remote(ref, bands[a:b]) for a, b in groups])
+
+    def run_stage(self, stage: Any, rows: Any, ctx: Any) -> Any:
+        """A row-parallel stage over Ray Data blocks; the same StageResult the stage gives locally."""
+        if rows is None or len(rows) == 0:
+            return stage.run(rows, ctx)
+        import pyarrow as pa
+
+        ray = require_ray()
+
+        rows = rows.flatten_indices()
+        table = rows.data.table.append_column(POSITION, pa.array(np.arange(len(rows), dtype=np.int64)))
+        workers = min(self.parallelism(), len(rows))
+        block = self.config.rows_per_block or math.ceil(len(rows) / (4 * workers))
+        # one block per batch, several per worker, so every worker gets work and order is kept
+        blocks = [table.slice(start, block) for start in range(0, len(rows), block)]
+        packed = ray.data.from_arrow(blocks).map_batches(
+            _StageWorker,
+            fn_constructor_args=(stage, rows.features, RunContext(ctx.run_dir, ctx.stage_dir, ctx.state_dir)),
+            batch_size=block,
+            batch_format="pyarrow",
+            concurrency=workers,
+            num_cpus=1,
+            num_gpus=self.config.gpus_per_worker or None,
+        ).take_all()
+        packed.sort(key=lambda record: record[POSITION])
+        return merge_results(stage, [pickle.loads(record["result"]) for record in packed])
+
+
+def _call(fn: Callable[[T], R], item: T) -> R:
+    return fn(item)
+
+
+def _match_bands(job: Any, bands: list[tuple[int, int]]) -> Any:
+    return job.match(bands, workers=1)
+
+
+class _StageWorker:
+    """One per Ray Data worker: holds the stage (and whatever it builds once), runs blocks."""
+
+    def __init__(self, stage: Any, features: Any, ctx: Any):
+        self.stage, self.features, self.ctx = stage, features, ctx
+
+    def __call__(self, batch: Any) -> Any:
+        import datasets
+        import pyarrow as pa
+        from datasets.table import InMemoryTable
+
+
+        position = batch.column(POSITION)[0].as_py()
+        table = batch.drop_columns([POSITION]).cast(self.features.arrow_schema)
+        rows = datasets.Dataset(InMemoryTable(table), info=datasets.DatasetInfo(features=self.features))
+        result = portable(self.stage.run(rows, self.ctx))  # a block may keep no rows: still unpicklable
+        return pa.table({POSITION: [position], "result": [pickle.dumps(result)]})
+
+
+def group_bands(costs: Sequence[int], groups: int) -> list[tuple[int, int]]:
+    """Contiguous [start, end) groups of bands of about equal total cost (at most ``groups``)."""
+    if not costs:
+        return []
+    total = np.cumsum(np.asarray(costs, dtype=np.float64) + 1.0)
+    cuts = np.searchsorted(total, total[-1] * np.arange(1, groups) / groups, side="left") + 1
+    edges = sorted({0, *[int(c) for c in cuts if 0 < c < len(costs)], len(costs)})
+    return list(itertools.pairwise(edges))
+
+
+# ---------------------------------------------------------------------------------------------
+# putting the blocks back together
+
+
+def merge_results(stage: Any, parts: list[Any]) -> Any:
+    """One StageResult from the blocks' results, in block order: the stage's own
+    ``Stage.merge_results`` (rows concatenated, statistics by its ``merge_stats``, transient
+    failures summed, so a block left incomplete leaves the stage incomplete)."""
+    return stage.merge_results(parts)
+
+
+__all__ = [
+    "POSITION",
+    "RAY_MISSING",
+    "ExecutorConfig",
+    "MissingExtra",
+    "RayExecutor",
+    "band_runner",
+    "executor_config",
+    "group_bands",
+    "make_executor",
+    "merge_results",
+    "parallel_map",
+    "require_ray",
+    "sum_stats",
+]

@@ -1,0 +1,133 @@
+"""The funnel of a run (paper Table 3) and the lineage of a row, read from stage manifests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from m1data.running.pipeline import SUPERSEDED, load_stage_dropped, load_stage_rows, read_manifests, stage_dirname
+from m1data.schema import SOURCES
+
+
+def _columns(manifests: list[dict[str, Any]]) -> list[str]:
+    seen = {s for m in manifests for s in (*m["counts_in"], *m["counts_out"])}
+    for m in manifests:
+        for per_source in m["drops"].values():
+            seen.update(per_source)
+    known = [s for s in SOURCES if s in seen]
+    return known + sorted(seen - set(known))
+
+
+def _row(label: str, counts: dict[str, int], columns: list[str]) -> str:
+    cells = [f"{counts.get(c, 0):,}" for c in columns]
+    return f"| {label} | " + " | ".join(cells) + f" | {sum(counts.get(c, 0) for c in columns):,} |"
+
+
+def _header(first: str, columns: list[str]) -> list[str]:
+    return [f"| {first} | " + " | ".join(columns) + " | total |", "|---" * (len(columns) + 2) + "|"]
+
+
+def _raw_counts(manifest: dict[str, Any]) -> dict[str, int]:
+    """Rows read by the load stage: kept plus dropped."""
+    counts = dict(manifest["counts_out"])
+    for per_source in manifest["drops"].values():
+        for source, n in per_source.items():
+            counts[source] = counts.get(source, 0) + n
+    return counts
+
+
+def funnel_markdown(run_dir: str | Path) -> str:
+    """Per-source, per-stage counts in Table 3's shape, then every drop reason and eval-set hit."""
+    manifests = read_manifests(Path(run_dir))
+    if not manifests:
+        raise FileNotFoundError(f"{run_dir}: no completed stages (no */manifest.json)")
+    columns = _columns(manifests)
+    lines = ["## Funnel", "", *_header("stage", columns)]
+    if not manifests[0]["counts_in"]:
+        lines.append(_row("raw rows read", _raw_counts(manifests[0]), columns))
+    for m in manifests:
+        label = f"after {m['stage']}"
+        if not m.get("complete", True):
+            label += f" (incomplete: {m.get('transient_failures', 0):,} transient failures to retry)"
+        lines.append(_row(label, m["counts_out"], columns))
+
+    lines += ["", "## Dropped rows by stage and reason", "", *_header("stage: reason", columns)]
+    for m in manifests:
+        for reason, per_source in m["drops"].items():
+            lines.append(_row(f"{m['stage']}: {reason}", per_source, columns))
+
+    lines += _tries_section(manifests)
+    lines += _eval_sets_table(manifests)
+    ngram = [(m["stage"], m["stats"]["ngram_check"]) for m in manifests if m.get("stats", {}).get("ngram_check")]
+    if ngram:
+        lines += ["", "## Word n-gram cross-check (flagged rows, beside the fuzzy verdict)", "",
+                  "A row is flagged when it shares a word n-gram with an eval question. N-grams found in more than",
+                  "`ignored above` training rows are exam boilerplate (\"which of the following is the most likely\")",
+                  "and do not count. The fuzzy verdict alone removes rows; this column is a second opinion.", "",
+                  "| stage | n | ignored above | flagged | both | n-gram only | fuzzy only |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {stage} | {c['n']} | {c.get('common_ngram_rows', 'none')} | {c['flagged']:,} | {c['both']:,} "
+                  f"| {c['ngram_only']:,} | {c['fuzzy_only']:,} |" for stage, c in ngram]
+    return "\n".join(lines) + "\n"
+
+
+def _tries_section(manifests: list[dict[str, Any]]) -> list[str]:
+    """What the extra tries bought (traces' `attempts` > 1): per stage and try, questions asked,
+    replies verified, questions first verified at that try, rows kept from it, tokens and cost."""
+    tables = [(m["stage"], m["stats"]["by_attempt"]) for m in manifests
+              if (m.get("stats") or {}).get("attempts", 1) > 1 and m["stats"].get("by_attempt")]
+    if not tables:
+        return []
+    lines = ["", "## Teacher yield by try", "",
+             "A question whose reply failed verification was asked again. `new`: questions first verified at",
+             "that try (what it bought); `kept`: rows kept from it; tokens and cost: every reply of that try,",
+             "sent in this run or read from the cache.", "",
+             "| stage | try | asked | verified | new | kept | completion tokens | cost |",
+             "|---|---|---|---|---|---|---|---|"]
+    for stage, table in tables:
+        for attempt, t in table.items():
+            cost = "n/a" if t.get("cost") is None else f"${t['cost']:,.4f}"
+            lines.append(f"| {stage} | {attempt} | {t['asked']:,} | {t['verified']:,} | {t['first_verified']:,} "
+                         f"| {t['kept']:,} | {t['completion_tokens']:,} | {cost} |")
+    return lines
+
+
+def _eval_sets_table(manifests: list[dict[str, Any]]) -> list[str]:
+    """Per decontamination stage and eval set: the questions matched against (every question with
+    text), those of them whose answer key is broken (matched all the same, never scored), and the
+    training rows dropped. Older manifests without `eval_items` show their hits only."""
+    stages = [(m["stage"], m.get("stats") or {}) for m in manifests]
+    stages = [(stage, st) for stage, st in stages if st.get("eval_items") or st.get("by_eval_set")]
+    if not stages:
+        return []
+    lines = ["", "## Decontamination by eval set", "",
+             "| stage | eval set | questions matched | of them unscored (broken answer key) | rows dropped |",
+             "|---|---|---|---|---|"]
+    for stage, st in stages:
+        items, unscored, hits = st.get("eval_items") or {}, st.get("eval_items_unscored") or {}, st.get("by_eval_set") or {}
+        for name in sorted({*items, *hits}):
+            total = f"{items[name]:,}" if name in items else ""
+            lines.append(f"| {stage} | {name} | {total} | {unscored.get(name, 0):,} | {hits.get(name, 0):,} |")
+    return lines
+
+
+def lineage(run_dir: str | Path, row_id: str) -> list[dict[str, Any]]:
+    """Where one row went: for each stage, kept, or dropped with its reason and detail."""
+    history = []
+    for m in read_manifests(Path(run_dir)):
+        stage_dir = Path(run_dir) / stage_dirname(m["index"], m["stage"])
+        rows = load_stage_rows(stage_dir, columns=["id"])
+        if row_id in set(rows["id"]):
+            history.append({"stage": m["stage"], "status": "kept"})
+            continue
+        dropped = load_stage_dropped(stage_dir)
+        hits = [] if dropped is None else [r for r in dropped if r["id"] == row_id]
+        hit = next((r for r in hits if not r.get(SUPERSEDED)), hits[-1] if hits else None)  # its last word
+        if hit is not None:
+            detail = {k: v for k, v in hit.items() if k not in ("id", "source", "reason", "metadata")}
+            history.append({"stage": m["stage"], "status": "dropped", "reason": hit["reason"], **detail})
+        break
+    return history
+
+
+__all__ = ["funnel_markdown", "lineage"]

@@ -1,0 +1,675 @@
+"""The stage runner: an ordered list of stages, each Dataset in and Dataset out, with a ledger.
+
+Every stage writes its output under the run directory as `NN_name/rows.parquet`, the rows it
+removed (with reasons) as `dropped.parquet`, and a `manifest.json` with its config, the
+fingerprint of its input, per-source counts in and out, drop reasons with counts, wall time and
+any stage statistics (tokens, cost, per-eval-set counts). The manifest is written last, after
+the parquet files are in place, so a crash mid-stage leaves no manifest and earlier stages stay
+intact. A re-run skips every stage whose manifest matches its config and input fingerprint.
+
+What a stage paid for (an LLM reply cache) lives in its state folder `cache/NN_name/`, beside the
+stage folders and never inside them: rewriting a stage swaps its folder (`NN_name.tmp` is
+written, then renamed into place), and no moment of that swap may hold the only copy of a paid
+reply. Before a stage runs, whatever a crash left behind is put back in order: state found in a
+stage folder (run folders from before this layout) or in its `.tmp`/`.old` leftovers is merged
+into the state folder first, a `.tmp` holding a complete stage finishes its swap, and only then
+are the leftovers deleted.
+
+The funnel (paper Table 3) and the lineage of any row are read back from these manifests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import datasets
+
+from m1data import __version__
+from m1data.errors import M1DataError, UserError
+from m1data.redact import scrub, strip_userinfo
+
+log = logging.getLogger(__name__)
+
+DROP_COLUMNS = ("id", "source", "reason")
+SUPERSEDED = "superseded"  # a dropped-table column: this row is a record of a try, not a lost row
+OUTPUT_FILES = ("rows.parquet", "dropped.parquet", "manifest.json")
+STATE_DIR = "cache"
+_SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
+
+
+@dataclass
+class StageResult:
+    """What a stage hands back: the kept rows, the removed rows (with at least id, source,
+    reason columns; any extra columns are kept in dropped.parquet) and statistics for the
+    manifest."""
+
+    rows: datasets.Dataset
+    dropped: datasets.Dataset | None = None
+    stats: dict[str, Any] = field(default_factory=dict)
+    transient_failures: int = 0
+    """Requests that failed for a reason that may pass (timeout, 5xx, dropped connection) after
+    every retry. Their rows are not a result: the stage is written (for inspection) but marked
+    incomplete, the run stops after it, and the next run re-runs it, sending exactly those."""
+
+
+def in_memory(rows: datasets.Dataset) -> datasets.Dataset:
+    """`rows` as one plain in-memory Arrow table, which survives pickling. Why: a selection of zero
+    rows from a table that had columns added is held by `datasets` as a concatenation of no blocks;
+    it writes to parquet, but unpickling it fails (`ArrowInvalid: Must pass at least one table`),
+    and a distributed worker hands its results back pickled."""
+    from datasets.table import InMemoryTable
+
+    rows = rows.flatten_indices()
+    return datasets.Dataset(InMemoryTable(rows.data.table), info=rows.info.copy(), split=rows.split)
+
+
+def portable(result: StageResult) -> StageResult:
+    """A StageResult whose rows and dropped rows survive pickling (see `in_memory`)."""
+    dropped = None if result.dropped is None else in_memory(result.dropped)
+    return dataclasses.replace(result, rows=in_memory(result.rows), dropped=dropped)
+
+
+@dataclass
+class RunContext:
+    """Where a stage's outputs go (`stage_dir`) and where it keeps state that must survive a
+    crash and every rewrite of its outputs (`state_dir`, an LLM reply cache, say). Outside a
+    pipeline (a file run) both may be the same folder."""
+
+    run_dir: Path
+    stage_dir: Path
+    state_dir: Path = None  # type: ignore[assignment]  # None: the stage folder
+    executor: Any = None  # None: run here; else an m1data.running.distributed.RayExecutor
+
+    def __post_init__(self) -> None:
+        if self.state_dir is None:
+            self.state_dir = self.stage_dir
+
+
+class Stage(ABC):
+    """One step of a pipeline. Subclasses set `name`, hold a dataclass `config`, and implement
+    `run`. The first stage of a pipeline receives `rows=None`. `row_parallel`: each row's output
+    depends on that row alone, so a distributed executor may run the stage block by block."""
+
+    name: ClassVar[str]
+    config: Any
+    row_parallel: ClassVar[bool] = False
+
+    @abstractmethod
+    def run(self, rows: datasets.Dataset | None, ctx: RunContext) -> StageResult: ...
+
+    def preflight(self) -> str | None:
+        """None when the stage can run now; otherwise what it is missing (a model endpoint, a
+        key). Checked only for stages that are about to run, not for those skipped."""
+        return None
+
+    def external_fingerprint(self) -> str:
+        """Fingerprint of inputs that are not the previous stage's rows (files a loader reads)."""
+        return ""
+
+    def config_dict(self) -> dict[str, Any]:
+        if dataclasses.is_dataclass(self.config):
+            return json.loads(json.dumps(dataclasses.asdict(self.config), default=str))
+        return {}
+
+    def merge_stats(self, parts: list[dict[str, Any]], rows: datasets.Dataset) -> dict[str, Any]:
+        """The statistics of a row-parallel stage run block by block (a distributed executor), as
+        one: `parts` are the blocks' `StageResult.stats` in order, `rows` all kept rows. The
+        default sums counts (`sum_stats`); a stage whose statistics do not add
+        up (a mean, a percentile, a sample) overrides this. Part of the contract, not an optional
+        hook, so a stage cannot be merged by a rule it never declared."""
+        return sum_stats(parts)
+
+    def merge_results(self, parts: Sequence[StageResult]) -> StageResult:
+        """The blocks' results as the one result the stage would have given on all rows at once:
+        kept and dropped rows concatenated in block order, statistics merged by `merge_stats`, and
+        the transient failures summed, so one incomplete block leaves the whole stage incomplete."""
+        rows = datasets.concatenate_datasets([p.rows for p in parts])
+        drops = [p.dropped for p in parts if p.dropped is not None]
+        dropped = None
+        if drops:
+            non_empty = [d for d in drops if len(d)]
+            dropped = datasets.concatenate_datasets(non_empty) if non_empty else drops[0]
+        return StageResult(rows=rows, dropped=dropped, stats=self.merge_stats([p.stats for p in parts], rows),
+                           transient_failures=sum(p.transient_failures for p in parts))
+
+
+# ---------------------------------------------------------------------------------------------
+# Manifests
+
+
+def _fingerprint(*parts: Any) -> str:
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def add_columns(rows: datasets.Dataset, columns: dict[str, tuple[Sequence[Any], Any]]) -> datasets.Dataset:
+    """Append columns given as {name: (values, feature)}; explicit features keep empty inputs and
+    all-null columns well typed. An existing column of the same name is replaced."""
+    rows = rows.remove_columns([name for name in columns if name in rows.column_names])
+    if len(rows) == 0:  # datasets cannot add a column to an empty table it has concatenated before
+        features = datasets.Features({**rows.features, **{name: feature for name, (_, feature) in columns.items()}})
+        return datasets.Dataset.from_dict({name: [] for name in features}, features=features)
+    for name, (values, feature) in columns.items():
+        rows = rows.add_column(name, list(values), feature=feature)
+    return rows
+
+
+def dropped_rows(
+    rows: datasets.Dataset, reasons: str | Sequence[str], columns: dict[str, tuple[Sequence[Any], Any]] | None = None
+) -> datasets.Dataset:
+    """Every stage's table of rows not kept: `rows` (those rows, with whichever of their columns
+    the stage shows; `id` and `source` at least), a `reason` for each (one for all, or one per
+    row), then the stage's own `columns` {name: (values, feature)}, e.g. `detail`, `match_id`.
+    The funnel and lineage read `id`, `source` and `reason`; the rest is for a reader."""
+    missing = [c for c in ("id", "source") if c not in rows.column_names]
+    if missing:
+        raise UserError(f"dropped rows need columns {missing}")
+    rows = rows.flatten_indices()  # add_column needs a plain table
+    reasons = [reasons] * len(rows) if isinstance(reasons, str) else list(reasons)
+    return add_columns(rows, {"reason": (reasons, datasets.Value("string")), **(columns or {})})
+
+
+def dropped_path(out_path: str | Path) -> Path:
+    """Where a file command puts the rows it did not keep: `OUT.parquet` -> `OUT.dropped.parquet`."""
+    out_path = Path(out_path)
+    return out_path.with_name(f"{out_path.stem}.dropped{out_path.suffix}")
+
+
+def write_result(rows: datasets.Dataset, dropped: datasets.Dataset | None, out_path: str | Path) -> Path:
+    """What every file command writes: the kept rows to OUT, the rows not kept (empty, if none)
+    to OUT.dropped.<ext> beside it, as a pair: both or, after a kill mid-write, neither (OUT is
+    renamed into place last; `readers.write_together`). Returns the dropped file's path."""
+    from m1data.reading.readers import write_together
+
+    empty = rows.select([])
+    return write_together([(rows, out_path), (dropped if dropped is not None else empty, dropped_path(out_path))])[1]
+
+
+def refuse_overwrite(inputs: str | Path | Sequence[str | Path | None], out_path: str | Path) -> None:
+    """Stop, before anything runs, a file command whose OUT (or OUT.dropped.<ext>) is one of its
+    inputs, or lies in a folder given as input: the input would be overwritten (`dedup X X`
+    turned 10 rows into 9), or the next run would read the output as input."""
+    given = [inputs] if isinstance(inputs, (str, Path)) else [p for p in inputs if p is not None]
+    for written in (Path(out_path), dropped_path(out_path)):
+        target = written.resolve()
+        for path in map(Path, given):
+            source = path.resolve()
+            if target == source:
+                raise UserError(f"{written} is also an input; writing it would overwrite that input: choose another OUT")
+            if path.is_dir() and target.parent == source:
+                raise UserError(f"{written} lies inside the input folder {path}, whose files are all read as input: "
+                                "choose an OUT outside it")
+
+
+def run_on_file(
+    stage: Stage,
+    in_path: str | Path | Sequence[str | Path],
+    out_path: str | Path,
+    ctx: RunContext | None = None,
+) -> dict[str, Any]:
+    """One stage over files, outside a build: IN rows (a file, several, or a folder of them; see
+    `read_rows`) -> OUT and OUT.dropped.<ext>. Returns rows in, out and dropped, and the stage's
+    statistics. Zero rows in is not an error: both files are written empty."""
+    from m1data.reading.readers import read_rows
+
+    refuse_overwrite(in_path, out_path)
+    rows = read_rows(in_path)
+    if len(rows) == 0:
+        log.warning("%s: 0 rows, nothing to do; %s and its dropped file are written empty", _names(in_path), out_path)
+        write_result(rows, None, out_path)
+        return {"rows_in": 0, "rows_out": 0, "rows_dropped": 0}
+    result = stage.run(rows, ctx)
+    write_result(result.rows, result.dropped, out_path)
+    dropped = 0 if result.dropped is None else len(result.dropped)
+    log.info("%s: %s rows -> %s kept in %s, %s dropped (%s)", stage.name, f"{len(rows):,}", f"{len(result.rows):,}",
+             out_path, f"{dropped:,}", dropped_path(out_path))
+    return {"rows_in": len(rows), "rows_out": len(result.rows), "rows_dropped": dropped,
+            "transient_failures": result.transient_failures, **result.stats}
+
+
+def _names(in_path: str | Path | Sequence[str | Path]) -> str:
+    return str(in_path) if isinstance(in_path, (str, Path)) else ", ".join(map(str, in_path))
+
+
+def source_counts(ds: datasets.Dataset | None) -> dict[str, int]:
+    if ds is None or len(ds) == 0 or "source" not in ds.column_names:
+        return {}
+    return dict(sorted(Counter(ds["source"]).items()))
+
+
+def drop_counts(dropped: datasets.Dataset | None) -> dict[str, dict[str, int]]:
+    """{reason: {source: count}}, of rows the stage lost: a row marked `superseded` (a rejected
+    try of a question that was kept, or tried again) is a record, not a lost row."""
+    if dropped is None or len(dropped) == 0:
+        return {}
+    table: dict[str, Counter[str]] = {}
+    superseded = dropped[SUPERSEDED] if SUPERSEDED in dropped.column_names else [False] * len(dropped)
+    for reason, source, past in zip(dropped["reason"], dropped["source"], superseded, strict=True):
+        if past:
+            continue
+        table.setdefault(reason, Counter())[source] += 1
+    return {reason: dict(sorted(counts.items())) for reason, counts in sorted(table.items())}
+
+
+def stage_dirname(index: int, name: str) -> str:
+    return f"{index:02d}_{name}"
+
+
+def state_dir_of(run_dir: Path, index: int, name: str) -> Path:
+    """A stage's state folder: `RUN_DIR/cache/NN_name/`, beside the stage folders."""
+    return Path(run_dir) / STATE_DIR / stage_dirname(index, name)
+
+
+class CorruptRunFile(M1DataError, ValueError):
+    """A file of a run folder that is not what the run wrote (unreadable, or changed since)."""
+
+
+def read_manifest(stage_dir: Path) -> dict[str, Any] | None:
+    path = stage_dir / "manifest.json"
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CorruptRunFile(
+            f"{path} is not valid JSON ({err}); delete the folder {stage_dir} to run that stage again"
+        ) from None
+    if not isinstance(manifest, dict):
+        raise CorruptRunFile(f"{path} is not a stage manifest (a JSON object); delete {stage_dir} to run it again")
+    return manifest
+
+
+def read_manifests(run_dir: Path) -> list[dict[str, Any]]:
+    """All completed stage manifests of a run, in pipeline order."""
+    manifests = []
+    for stage_dir in sorted(p for p in Path(run_dir).iterdir() if p.is_dir() and p.suffix not in (".tmp", ".old")):
+        manifest = read_manifest(stage_dir)
+        if manifest is not None:
+            manifests.append(manifest)
+    return manifests
+
+
+def check_stage_output(stage_dir: Path, manifest: dict[str, Any] | None = None) -> None:
+    """Refuse a stage's rows.parquet that is not the file the stage wrote: its digest must match
+    the manifest's `output_fingerprint` (a file edited by hand would otherwise flow on silently)."""
+    manifest = manifest if manifest is not None else read_manifest(stage_dir)
+    expected = None if manifest is None else manifest.get("output_fingerprint")
+    if expected is None:
+        return
+    path = stage_dir / "rows.parquet"
+    if not path.is_file():
+        raise CorruptRunFile(f"{path} is missing though its manifest says the stage completed; delete {stage_dir} "
+                             "to run that stage again")
+    actual = file_digest(path)
+    if actual != expected:
+        raise CorruptRunFile(
+            f"{path} changed since stage {manifest.get('stage')!r} wrote it (fingerprint {actual}, its manifest says "
+            f"{expected}); delete {stage_dir} (or build --from {manifest.get('stage')}) to make it again"
+        )
+
+
+def load_stage_rows(stage_dir: Path, columns: list[str] | None = None) -> datasets.Dataset:
+    """A stage's kept rows (zero rows is a valid output), checked against its manifest."""
+    from m1data.reading.readers import parquet_dataset
+
+    check_stage_output(stage_dir)
+    return parquet_dataset(stage_dir / "rows.parquet", columns=columns)
+
+
+def load_stage_dropped(stage_dir: Path) -> datasets.Dataset | None:
+    from m1data.reading.readers import parquet_dataset
+
+    path = stage_dir / "dropped.parquet"
+    return parquet_dataset(path) if path.exists() else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+
+
+class StageFailed(M1DataError, RuntimeError):
+    pass
+
+
+class RunLocked(RuntimeError):
+    """Another build holds the run folder."""
+
+
+LOCK_FILE = ".m1data.lock"
+_HELD: set[Path] = set()  # run folders this process has locked (the lock is re-entrant)
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str | Path) -> Iterator[None]:
+    """Hold the run folder for one build: an OS lock (flock) on RUN_DIR/.m1data.lock, released by
+    the OS when the process ends however it ends, so a crash leaves no stale lock. A second build
+    into the same folder is refused at once, naming the holder, instead of both writing the same
+    stage folders. Re-entrant within a process (a build holds it around run_pipeline and export)."""
+    run_dir = Path(run_dir).resolve()
+    if run_dir in _HELD:
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            raise RunLocked(
+                f"{run_dir} is in use by another build ({holder}); wait for it to finish or build into another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
+        _HELD.add(run_dir)
+        try:
+            yield
+        finally:
+            _HELD.discard(run_dir)
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)
+
+
+class StageIncomplete(RuntimeError):
+    """A stage was written but some of its requests failed transiently: the run stops after it."""
+
+    def __init__(self, stage: str, transient: int, stage_dir: Path):
+        super().__init__(
+            f"stage {stage!r} is incomplete: {transient:,} request{'s' if transient != 1 else ''} failed transiently "
+            "(timeouts, 5xx, dropped "
+            f"connections) after every retry. Its outputs are in {stage_dir} for inspection; run the same "
+            "command again to send exactly those requests (the cache answers the rest)."
+        )
+        self.stage, self.transient = stage, transient
+
+
+class StageNotReady(RuntimeError):
+    """A stage's preflight failed: the run stops before it, completed stages intact."""
+
+    def __init__(self, stage: str, problem: str):
+        problem = strip_userinfo(problem)
+        super().__init__(f"stopped before stage {stage!r}: {problem}")
+        self.stage, self.problem = stage, problem
+
+
+def _check_dropped(stage: Stage, dropped: datasets.Dataset | None) -> None:
+    if dropped is None:
+        return
+    missing = [c for c in DROP_COLUMNS if c not in dropped.column_names]
+    if missing:
+        raise StageFailed(f"stage {stage.name!r} returned dropped rows without columns {missing}")
+
+
+def _tmp_dir(stage_dir: Path) -> Path:
+    return stage_dir.with_name(stage_dir.name + ".tmp")
+
+
+def _old_dir(stage_dir: Path) -> Path:
+    return stage_dir.with_name(stage_dir.name + ".old")
+
+
+def _merge_sqlite(source: Path, target: Path) -> None:
+    """Fold a reply cache found in the wrong place into the state folder's, then delete it. A
+    merge (not a rename) because the file may come with a WAL that holds its last commits, and
+    because running it again after a crash half-way copies nothing twice."""
+    from m1data.llm.cache import Cache
+
+    with Cache(target) as cache:
+        copied = cache.merge_from(source)
+    for suffix in (*_SQLITE_SIDECARS, ""):
+        Path(f"{source}{suffix}").unlink(missing_ok=True)
+    log.info(f"recovered {copied} cached replies from {source} into {target}")
+
+
+def _move_state(folder: Path, state_dir: Path) -> None:
+    """Everything in `folder` that is not a stage output goes to `state_dir`; nothing there is
+    overwritten (caches are merged, other files kept under a new name)."""
+    for item in sorted(folder.iterdir()):
+        if item.name in OUTPUT_FILES or item.name.endswith(_SQLITE_SIDECARS):
+            continue
+        state_dir.mkdir(parents=True, exist_ok=True)
+        target = state_dir / item.name
+        if item.suffix == ".sqlite" and item.is_file():
+            _merge_sqlite(item, target)
+        elif not target.exists():
+            item.rename(target)
+        else:
+            item.rename(state_dir / f"{item.name}.recovered-{time.time_ns()}")
+    for item in folder.iterdir():  # a WAL whose database is gone holds nothing readable
+        if item.name.endswith(_SQLITE_SIDECARS) and not Path(str(item).rsplit("-", 1)[0]).exists():
+            item.unlink()
+
+
+def _recover(stage_dir: Path, state_dir: Path) -> None:
+    """Put a stage back in order after a crash, before anything else touches it (see the module
+    docstring): state first, then an interrupted swap, then the leftovers."""
+    tmp, old = _tmp_dir(stage_dir), _old_dir(stage_dir)
+    for folder in (stage_dir, tmp, old):
+        if folder.is_dir():
+            _move_state(folder, state_dir)
+    if not stage_dir.exists() and (tmp / "manifest.json").is_file():
+        tmp.rename(stage_dir)  # the swap was cut between its two renames
+    for leftover in (tmp, old):
+        if leftover.exists():
+            shutil.rmtree(leftover)
+
+
+def _write_stage(stage_dir: Path, state_dir: Path, result: StageResult, manifest: dict[str, Any]) -> None:
+    """Write the outputs to `NN_name.tmp` and swap it in, so a stage is all or nothing. The stage
+    folder holds outputs only; anything else a stage left there goes to its state folder first."""
+    tmp, old = _tmp_dir(stage_dir), _old_dir(stage_dir)
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    result.rows.to_parquet(str(tmp / "rows.parquet"))
+    if result.dropped is not None and len(result.dropped):
+        result.dropped.to_parquet(str(tmp / "dropped.parquet"))
+    manifest["output_fingerprint"] = file_digest(tmp / "rows.parquet")
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    if stage_dir.exists():
+        _move_state(stage_dir, state_dir)
+        stage_dir.rename(old)
+    tmp.rename(stage_dir)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def check_stage_names(stages: Sequence[Stage], start: str | None = None, until: str | None = None) -> list[str]:
+    """The stage names, unique, with `start` (--from) and `until` among them; a build checks this
+    before it starts anything (a Ray instance, the embedded model's server)."""
+    names = [s.name for s in stages]
+    if len(set(names)) != len(names):
+        raise UserError(f"stage names must be unique: {names}")
+    for flag, wanted in (("--from", start), ("--until", until)):
+        if wanted is not None and wanted not in names:
+            raise UserError(f"no stage named {wanted!r} ({flag}); the stages are {', '.join(names)}")
+    return names
+
+
+def run_pipeline(
+    stages: Sequence[Stage],
+    run_dir: str | Path,
+    *,
+    start: str | None = None,
+    until: str | None = None,
+    force: bool = False,
+    executor: Any = None,
+) -> datasets.Dataset | None:
+    """Run `stages` in order under `run_dir` and return the last stage's rows.
+
+    `start` re-runs from that stage (earlier stages must have completed before); `until` stops
+    after that stage. Stages whose manifest matches are skipped unless `force` or `start` says
+    otherwise. `executor` (m1data.running.distributed) runs the work elsewhere with the same results.
+    """
+    run_dir = Path(run_dir)
+    names = check_stage_names(stages, start, until)
+    start_at = names.index(start) if start else 0
+    stop_at = names.index(until) if until else len(stages) - 1
+    with run_lock(run_dir):
+        return _run_stages(stages[: stop_at + 1], run_dir, start, start_at, force, executor)
+
+
+def _run_stages(
+    stages: Sequence[Stage], run_dir: Path, start: str | None, start_at: int, force: bool, executor: Any
+) -> datasets.Dataset | None:
+    rows: datasets.Dataset | None = None
+    input_fp = "none"
+    for index, stage in enumerate(stages):
+        stage_dir = run_dir / stage_dirname(index, stage.name)
+        state_dir = state_dir_of(run_dir, index, stage.name)
+        _recover(stage_dir, state_dir)
+        config = scrub(stage.config_dict())  # as recorded: no credentials inside URLs
+        input_fp = _fingerprint(input_fp, stage.external_fingerprint())
+        previous = read_manifest(stage_dir)
+        complete = previous is not None and previous.get("complete", True)
+        matches = complete and previous.get("config") == config and previous.get("input_fingerprint") == input_fp
+        if index < start_at:
+            if previous is None:
+                raise StageFailed(f"cannot start at {start!r}: stage {stage.name!r} has not completed in {run_dir}")
+            if not complete:
+                raise StageFailed(
+                    f"cannot start at {start!r}: stage {stage.name!r} is incomplete "
+                    f"({previous.get('transient_failures')} transient failures); run without --from to finish it"
+                )
+            matches = True
+        elif force or (start is not None):
+            matches = False
+        if matches:
+            log.info(f"skip {stage.name} (manifest matches)")
+            rows = load_stage_rows(stage_dir)  # checked against the manifest's output fingerprint
+            input_fp = previous["output_fingerprint"]
+            continue
+
+        began = time.perf_counter()
+        if rows is not None and len(rows) == 0:
+            # Zero rows is a valid outcome of an earlier stage; this one has nothing to do and
+            # needs nothing (an LLM stage no endpoint). Its output is the empty input.
+            log.warning(f"skip {stage.name}: nothing to do (an earlier stage left 0 rows)")
+            result = StageResult(rows=rows, stats={"nothing_to_do": "no input rows"})
+        else:
+            problem = stage.preflight()
+            if problem is not None:
+                raise StageNotReady(stage.name, problem)
+            log.info(f"run  {stage.name}")
+            stage_dir.mkdir(parents=True, exist_ok=True)
+            ctx = RunContext(run_dir=run_dir, stage_dir=stage_dir, state_dir=state_dir, executor=executor)
+            parallel = executor is not None and stage.row_parallel
+            result = executor.run_stage(stage, rows, ctx) if parallel else stage.run(rows, ctx)
+        _check_dropped(stage, result.dropped)
+        manifest = {
+            "stage": stage.name,
+            "index": index,
+            "config": config,
+            "input_fingerprint": input_fp,
+            "counts_in": source_counts(rows),
+            "counts_out": source_counts(result.rows),
+            "rows_in": 0 if rows is None else len(rows),
+            "rows_out": len(result.rows),
+            "drops": drop_counts(result.dropped),
+            "stats": scrub(result.stats),
+            "complete": result.transient_failures == 0,
+            "transient_failures": result.transient_failures,
+            "wall_time_s": round(time.perf_counter() - began, 3),
+            "m1data_version": __version__,
+        }
+        _write_stage(stage_dir, state_dir, result, manifest)
+        rows = load_stage_rows(stage_dir)
+        input_fp = read_manifest(stage_dir)["output_fingerprint"]
+        log.info(
+            f"      {stage.name}: {manifest['rows_in']} -> {manifest['rows_out']} rows "
+            f"in {manifest['wall_time_s']:.1f}s"
+        )
+        if result.transient_failures:
+            raise StageIncomplete(stage.name, result.transient_failures, stage_dir)
+    return rows
+
+
+def sum_stats(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Blocks' statistics as one: numbers summed (None, an unknown cost, absorbs; float sums are
+    rounded as the LLM runner rounds costs, so the grouping does not show), dicts merged
+    key by key, other values kept when every block agrees. A value the blocks disagree on and
+    that cannot be summed (a mean, a percentile) is an error: its stage must override
+    ``Stage.merge_stats(parts, rows)``."""
+    out: dict[str, Any] = {}
+    for key in dict.fromkeys(k for part in parts for k in part):
+        values = [part[key] for part in parts if key in part]
+        out[key] = _merge_value(key, values)
+    return out
+
+
+def _merge_value(key: str, values: list[Any]) -> Any:
+    if all(isinstance(v, dict) for v in values):
+        return sum_stats(values)
+    numbers = [v for v in values if v is not None]
+    if numbers and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
+        if len(numbers) < len(values):
+            return None
+        from m1data.llm.runner import COST_DIGITS
+
+        total = sum(numbers)
+        return round(total, COST_DIGITS) if isinstance(total, float) else total
+    if all(v == values[0] for v in values):
+        return values[0]
+    raise UserError(f"cannot merge statistic {key!r} across blocks: {values[:3]} ...")
+
+
+__all__ = [
+    "DROP_COLUMNS",
+    "LOCK_FILE",
+    "OUTPUT_FILES",
+    "STATE_DIR",
+    "SUPERSEDED",
+    "CorruptRunFile",
+    "RunContext",
+    "RunLocked",
+    "Stage",
+    "StageFailed",
+    "StageIncomplete",
+    "StageNotReady",
+    "StageResult",
+    "add_columns",
+    "check_stage_names",
+    "check_stage_output",
+    "drop_counts",
+    "dropped_path",
+    "dropped_rows",
+    "file_digest",
+    "in_memory",
+    "load_stage_dropped",
+    "load_stage_rows",
+    "portable",
+    "read_manifest",
+    "read_manifests",
+    "refuse_overwrite",
+    "run_lock",
+    "run_on_file",
+    "run_pipeline",
+    "source_counts",
+    "stage_dirname",
+    "state_dir_of",
+    "write_result",
+    "sum_stats",
+]

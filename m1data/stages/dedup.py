@@ -1,0 +1,342 @@
+"""Fuzzy deduplication and decontamination of rows (OpenThoughts semantics, reference s.3).
+
+What is compared: the question stem (with PubMedQA's context) plus the option set in sorted
+order (``match_keys``), on both sides, so a copy whose options were shuffled still matches; the
+exact all-pairs matcher itself lives in m1data.stages.fuzzy. ``deduplicate`` and ``decontaminate`` work
+on Datasets; ``Deduplicate`` and ``Decontaminate`` are the build's stages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from m1data.errors import UserError
+from m1data.running.distributed import band_runner
+from m1data.running.pipeline import RunContext, Stage, StageResult, dropped_rows
+from m1data.stages.fuzzy import BandRunner, ContamMatch, DupMatch, EvalText, find_contamination, find_duplicates
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+__all__ = [
+    "ContamMatch",
+    "Decontaminate",
+    "DecontaminateConfig",
+    "DedupConfig",
+    "Deduplicate",
+    "DupMatch",
+    "UnscoredEvalWarning",
+    "EvalText",
+    "decontaminate",
+    "deduplicate",
+    "eval_items",
+    "find_contamination",
+    "find_duplicates",
+    "match_keys",
+    "stem_key",
+]
+
+
+def stem_key(question: str, options: Sequence[str] | None) -> str:
+    """Comparison string: the question stem plus its option texts in sorted order.
+
+    Why: m1 training prompts carry options shuffled with seed 42, while eval sets keep their
+    own order (or give bare questions). Comparing full prompts then misses most real copies
+    (reference section 3: an exact MedQA duplicate scored >= 95 only 24% of the time). Sorting
+    the options makes the key order-free; nothing else is normalised, the fuzzy ratio absorbs
+    small differences.
+    """
+    if not options:
+        return question
+    return question + "\n" + "\n".join(sorted(options))
+
+
+def match_keys(ds: Dataset) -> list[str]:
+    """What rows are compared on by default: context (PubMedQA's abstract) and stem, plus the
+    option set in sorted order, so a copy whose options were shuffled differently still matches."""
+    return [stem_key(stem, options) for stem, options in zip(_stems(ds), _options(ds))]
+
+
+def _stems(ds: Dataset) -> list[str]:
+    if "question" not in ds.column_names:
+        raise UserError(
+            "rows are compared on question stem + option set by default, and these have no 'question' "
+            f"column (columns: {ds.column_names}); pass column= to compare another one"
+        )
+    contexts = ds["context"] if "context" in ds.column_names else [""] * len(ds)
+    return [f"{c}\n{q}" if c else q for c, q in zip(contexts, ds["question"])]
+
+
+def _options(ds: Dataset) -> list[Sequence[str] | None]:
+    return list(ds["options"]) if "options" in ds.column_names else [None] * len(ds)
+
+
+def deduplicate(ds: Dataset, column: str | None = None, threshold: float = 95.0,
+                id_column: str = "id", runner: BandRunner | None = None) -> tuple[Dataset, Dataset]:
+    """(kept, dropped). dropped: id, source (empty when ds has none), reason, match_id, score.
+
+    Rows are compared on :func:`match_keys` (stem + sorted options, as the build's stages do), or
+    on ``column`` when given. Ids come from ``id_column`` when present, else the row index.
+    ``runner`` runs the matcher's bands elsewhere (m1data.running.distributed), same removals.
+    """
+    matches = find_duplicates(list(ds[column]) if column else match_keys(ds), threshold=threshold, runner=runner)
+    ids = _row_ids(ds, id_column)
+    dropped_idx = [m.index for m in matches]
+    record = _removal_record(ds, ids, dropped_idx, "near_duplicate")
+    record["match_id"] = [ids[m.match_index] for m in matches]
+    record["score"] = [m.score for m in matches]
+    return _split(ds, dropped_idx, record, id_column, ["match_id"])
+
+
+def decontaminate(ds: Dataset, evals: Mapping[str, Dataset | Sequence[str]] | Sequence[Dataset | str],
+                  column: str | None = None, threshold: float = 95.0,
+                  id_column: str = "id", runner: BandRunner | None = None) -> tuple[Dataset, Dataset]:
+    """(kept, dropped). dropped: id, source (empty when ds has none), reason, eval_set, eval_id,
+    eval_text, score.
+
+    By default both sides are compared as the build's stage compares them: eval rows that have
+    options on :func:`match_keys`; bare eval questions (plain strings, or Datasets without an
+    ``options`` column) against the rows' stems. With ``column`` every side uses that column.
+    An eval Dataset's item id is its ``id`` column (else the row index) and its set name the
+    mapping key (else its ``source`` column, else "eval"). Plain strings get set name "eval" (or
+    the mapping key) and their position. Eval files are given as ``EvalInput``s (or paths, as
+    mapping values or list items) and read by ``m1data.reading.evalsets.load_evals``, as the command
+    line and the build read them.
+    """
+    items = eval_items(evals, column)
+    if column:
+        matches = find_contamination(list(ds[column]), items, threshold=threshold, runner=runner)
+    else:
+        keyed = [item for item in items if item.keyed]
+        bare = [item for item in items if not item.keyed]
+        matches = _best_per_row(
+            find_contamination(match_keys(ds), keyed, threshold=threshold, runner=runner) if keyed else [],
+            find_contamination(_stems(ds), bare, threshold=threshold, runner=runner) if bare else [],
+        )
+    ids = _row_ids(ds, id_column)
+    dropped_idx = [m.index for m in matches]
+    record = _removal_record(ds, ids, dropped_idx, "contaminated")
+    record["eval_set"] = [m.set_name for m in matches]
+    record["eval_id"] = [m.item_id for m in matches]
+    record["eval_text"] = [m.eval_text for m in matches]
+    record["score"] = [m.score for m in matches]
+    return _split(ds, dropped_idx, record, id_column, [])
+
+
+def _best_per_row(first: list[ContamMatch], second: list[ContamMatch]) -> list[ContamMatch]:
+    """One match per row, the higher score; ``first`` wins a tie."""
+    best: dict[int, ContamMatch] = {}
+    for match in first + second:
+        if match.index not in best or match.score > best[match.index].score:
+            best[match.index] = match
+    return [best[i] for i in sorted(best)]
+
+
+def _removal_record(ds: Dataset, ids: list[Any], dropped_idx: list[int], reason: str) -> dict[str, list[Any]]:
+    """The columns every dropped row carries: id, source (empty when ds has none) and reason."""
+    sources = ds["source"] if "source" in ds.column_names else [""] * len(ds)
+    return {"id": [ids[i] for i in dropped_idx], "source": [sources[i] for i in dropped_idx],
+            "reason": [reason] * len(dropped_idx)}
+
+
+def eval_items(evals: Mapping[str, Dataset | Sequence[str]] | Sequence[Dataset | str],
+               column: str | None = None) -> list[EvalText]:
+    """Flatten the accepted eval inputs into EvalText items (see ``decontaminate``). Files
+    (`EvalInput`s, or paths as mapping values) are read by `m1data.reading.evalsets.load_evals`, the
+    reading every other door uses."""
+    out: list[EvalText] = []
+    if isinstance(evals, Mapping):
+        for name, value in evals.items():
+            if isinstance(value, os.PathLike):
+                out.extend(eval_items(_read_files([_eval_input(str(name), value)]), column))
+            else:
+                out.extend(_eval_from(value, column, str(name)))
+        return out
+    for i, e in enumerate(evals):
+        if isinstance(e, str):
+            out.append(EvalText("eval", str(i), e))
+        elif isinstance(e, os.PathLike) or _is_eval_input(e):
+            out.extend(eval_items(_read_files([e if _is_eval_input(e) else _eval_input(None, e)]), column))
+        else:
+            out.extend(_eval_from(e, column, None))
+    return out
+
+
+def _is_eval_input(value: Any) -> bool:
+    from m1data.reading.evalsets import EvalInput
+
+    return isinstance(value, EvalInput)
+
+
+def _eval_input(name: str | None, path: os.PathLike) -> Any:
+    from m1data.reading.evalsets import EvalInput
+
+    return EvalInput(str(path)) if name is None else EvalInput(name, str(path))
+
+
+def _read_files(specs: list[Any]) -> dict[str, Dataset]:
+    from m1data.reading.evalsets import load_evals
+
+    return load_evals(specs)
+
+
+def _eval_from(value: Dataset | Sequence[str], column: str | None, name: str | None) -> list[EvalText]:
+    if isinstance(value, str):
+        raise TypeError("an eval set must be a Dataset or a sequence of strings, not a str")
+    if hasattr(value, "column_names"):
+        keyed = column is None and "options" in value.column_names
+        texts = list(value[column]) if column else _eval_keys(value) if keyed else _stems(value)
+        ids = value["id"] if "id" in value.column_names else list(range(len(texts)))
+        if name is not None:
+            names = [name] * len(texts)
+        elif "source" in value.column_names:
+            names = [str(s) for s in value["source"]]
+        else:
+            names = ["eval"] * len(texts)
+        return [EvalText(n, str(i), t, keyed) for n, i, t in zip(names, ids, texts)]
+    return [EvalText(name or "eval", str(i), t) for i, t in enumerate(value)]
+
+
+def _eval_keys(ds: Dataset) -> list[str]:
+    """`match_keys` of eval rows, with the letters a raw file wrote into its options ("A. x")
+    stripped as the eval loaders strip them: a Dataset read straight from such a file must
+    match its copies as the loaded set does."""
+    from m1data.reading.readers import strip_option_letters
+
+    if "answer_letter" in ds.column_names:  # m1data rows: their loader stripped the letters once already
+        return match_keys(ds)
+    return [stem_key(stem, strip_option_letters(list(options)) if options else options)
+            for stem, options in zip(_stems(ds), _options(ds))]
+
+
+def _row_ids(ds: Dataset, id_column: str) -> list[Any]:
+    if id_column in ds.column_names:
+        return list(ds[id_column])
+    return list(range(len(ds)))
+
+
+def _split(ds: Dataset, dropped_idx: list[int], record: dict[str, list[Any]], id_column: str,
+           id_like: list[str]) -> tuple[Dataset, Dataset]:
+    """Kept rows and the dropped table (pipeline.dropped_rows), with explicit features so that an
+    empty one keeps its columns."""
+    from datasets import Dataset, Features, Value
+
+    id_feature = ds.features[id_column] if id_column in ds.column_names else Value("int64")
+    base = {"id": id_feature, "source": ds.features["source"] if "source" in ds.column_names else Value("string")}
+    rows = Dataset.from_dict({name: record[name] for name in base}, features=Features(base))
+    columns = {
+        name: (values, id_feature if name in id_like else Value("float64") if name == "score" else Value("string"))
+        for name, values in record.items() if name not in (*base, "reason")
+    }
+    dropped = dropped_rows(rows, record["reason"], columns)
+    drop = set(dropped_idx)
+    return ds.select([i for i in range(len(ds)) if i not in drop]), dropped
+
+
+# ---------------------------------------------------------------------------------------------
+# Pipeline stages
+
+
+@dataclass
+class DedupConfig:
+    threshold: float = 95.0
+    column: str | None = None  # None: the question stem + sorted options (match_keys)
+
+
+@dataclass
+class DecontaminateConfig:
+    threshold: float = 95.0
+    ngram: int = 8  # word n-gram size of the second, independent check (s1's); 0 turns it off
+    # n-grams in more training rows than this are exam boilerplate and ignored (m1data.stages.ngram)
+    ngram_max_train_rows: int = 3
+
+
+class UnscoredEvalWarning(UserWarning):
+    """Eval questions whose answer key is broken: they cannot be scored, yet they are matched."""
+
+
+class Deduplicate(Stage):
+    """Fuzzy dedup (OpenThoughts semantics, exact all-pairs answer) on `match_keys`."""
+
+    name = "dedup"
+
+    def __init__(self, config: DedupConfig, name: str = "dedup"):
+        self.config = config
+        self.name = name
+
+    def run(self, rows: Dataset | None, ctx: RunContext) -> StageResult:
+        cfg = self.config
+        kept, dropped = deduplicate(rows, column=cfg.column, threshold=cfg.threshold, runner=band_runner(ctx))
+        return StageResult(rows=kept, dropped=dropped)
+
+
+class Decontaminate(Stage):
+    """Removes training rows that match any eval item; eval sets come from the loaders."""
+
+    name = "decontaminate"
+
+    def __init__(self, config: DecontaminateConfig, evals: Sequence[Any], name: str = "decontaminate"):
+        from m1data.reading.evalsets import EvalInput
+
+        self.config = config
+        # `EvalInput`s, or their text form ("NAME", "FILE", "NAME=FILE") as a config may list them
+        self.evals = [EvalInput.parse(e) if isinstance(e, str) else e for e in evals]
+        self.name = name
+
+    def config_dict(self) -> dict[str, Any]:
+        return {**super().config_dict(), "evals": [dataclasses.asdict(e) for e in self.evals]}
+
+    def external_fingerprint(self) -> str:
+        from m1data.running.pipeline import file_digest
+
+        return ",".join(file_digest(Path(e.path)) for e in self.evals if e.path and Path(e.path).is_file())
+
+    def run(self, rows: Dataset | None, ctx: RunContext) -> StageResult:
+        from m1data.reading.evalsets import (
+            load_evals,  # the eval loaders are needed only when the stage runs
+            unscored_counts,
+        )
+
+        eval_sets = load_evals(self.evals)
+        unscored = unscored_counts(eval_sets)
+        for name, count in unscored.items():
+            warnings.warn(f"{name}: {count:,} of {len(eval_sets[name]):,} questions have no usable answer key; "
+                          "they cannot be scored but stay decontamination targets", UnscoredEvalWarning, stacklevel=2)
+        kept, dropped = decontaminate(rows, eval_sets, threshold=self.config.threshold, runner=band_runner(ctx))
+        stats: dict[str, Any] = {
+            "eval_items": {name: len(ds) for name, ds in eval_sets.items()},
+            # of eval_items, the questions whose answer key is broken: matched all the same
+            "eval_items_unscored": unscored,
+            "by_eval_set": dict(sorted(Counter(dropped["eval_set"]).items())),
+        }
+        if self.config.ngram:
+            stats["ngram_check"] = self._ngram_report(rows, eval_sets, set(dropped["id"]))
+        return StageResult(rows=kept, dropped=dropped, stats=stats)
+
+    def _ngram_report(self, rows: Dataset, eval_sets: dict[str, Dataset], fuzzy_ids: set[str]) -> dict[str, int]:
+        """What the word n-gram check flags, beside the fuzzy verdict, so users see what each catches.
+
+        It reads question stems (with PubMedQA's context) only: option lists ("Vitamin A, Vitamin
+        B12, ...") recur across unrelated questions and are no evidence of a copy.
+        """
+        from m1data.stages.ngram import ngram_overlap
+
+        eval_texts = [stem for ds in eval_sets.values() for stem in _stems(ds)]
+        limit = self.config.ngram_max_train_rows
+        hits = ngram_overlap(_stems(rows), eval_texts, n=self.config.ngram, max_train_rows=limit)
+        flagged = {i for i, h in zip(rows["id"], hits) if h is not None}
+        return {
+            "n": self.config.ngram,
+            "common_ngram_rows": limit,  # n-grams in more training rows than this were ignored
+            "flagged": len(flagged),
+            "both": len(flagged & fuzzy_ids),
+            "ngram_only": len(flagged - fuzzy_ids),
+            "fuzzy_only": len(fuzzy_ids - flagged),
+        }

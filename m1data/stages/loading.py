@@ -1,0 +1,191 @@
+"""The first stage of every build: load the raw sources into one validated Dataset.
+
+Bad rows become `dropped` rows with their reason, so the funnel shows them next to
+every later drop. Also the embedded sample: small native-format files shipped with m1data so a
+build runs offline with no configuration at all; its eval files are listed here too (`sample_evals`),
+next to its sources, while what an eval input is and how it loads belong to `m1data.reading.evalsets`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from m1data.reading.evalsets import EvalInput
+from m1data.reading.sources import load_source
+from m1data.running.distributed import parallel_map
+from m1data.running.pipeline import RunContext, Stage, StageResult, file_digest
+from m1data.schema import DEFAULT_SEED, ROW_FEATURES
+
+
+def sample_dir() -> Path:
+    return Path(str(resources.files("m1data").joinpath("data/sample")))
+
+
+def sample_sources() -> dict[str, SourceInput]:
+    root = sample_dir()
+    return {
+        "medqa": SourceInput(path=str(root / "medqa/train.jsonl")),
+        "headqa": SourceInput(path=str(root / "headqa/train_HEAD_EN.json")),
+        "medmcqa": SourceInput(path=str(root / "medmcqa/train.jsonl")),
+        "pubmedqa": SourceInput(path=str(root / "pubmedqa/ori_pqal.json")),
+    }
+
+
+def sample_evals() -> list[EvalInput]:
+    root = sample_dir() / "eval"
+    return [
+        EvalInput(name="medqa_test", path=str(root / "medqa/test.jsonl")),
+        EvalInput(name="medmcqa_validation", path=str(root / "medmcqa/validation.jsonl")),
+        EvalInput(name="mmlu_clinical_knowledge", path=str(root / "mmlu/clinical_knowledge_test.csv")),
+    ]
+
+
+@dataclass
+class SourceInput:
+    """Where one source comes from: a local native file, or (path None) the Hub id m1 used.
+    `cop_base` (MedMCQA only): 0 or 1 when a local file's `cop` values cannot tell.
+
+    A source m1data has no loader for is a file and a column `mapping` (question, options,
+    answer, id, context; see `m1data.reading.sources.load_mapped`), with the `licence` its rows are
+    under (required: the card states it) and optionally a `title`, `hub_id`, `url`, `citation`
+    and `terms` for the card. `name` is set from the key under `sources:` (or given in the list
+    form)."""
+
+    path: str | None = None
+    split: str | None = None
+    cop_base: int | None = None
+    name: str | None = None
+    mapping: dict[str, Any] | None = None
+    licence: str | None = None
+    title: str | None = None
+    hub_id: str | None = None
+    url: str | None = None
+    citation: str | None = None
+    terms: str | None = None
+
+
+@dataclass
+class LoadConfig:
+    """`sources` maps a name to its input; in YAML it may also be a list of entries with a
+    `name` each (handy for added sources). A name m1data has no loader for must give `path`
+    and `licence` (see `SourceInput`)."""
+
+    sources: dict[str, SourceInput] | list[SourceInput] = field(default_factory=sample_sources)  # a dict after init
+    seed: int = DEFAULT_SEED
+
+    def __post_init__(self) -> None:
+        self.sources = _named_sources(self.sources)
+
+
+def _named_sources(sources: dict[str, SourceInput] | list[Any]) -> dict[str, SourceInput]:
+    """The sources keyed by name, each checked: a list form becomes a mapping, and a source with
+    no built-in loader must say where its file is and under which licence its rows are."""
+    from m1data.config import ConfigError, from_dict
+    from m1data.reading.sources import SOURCES, check_source_name
+
+    if isinstance(sources, list):
+        entries = [from_dict(SourceInput, e, f"sources[{i}]") if isinstance(e, dict) else e
+                   for i, e in enumerate(sources)]
+        if any(e.name is None for e in entries):
+            raise ConfigError("sources: every entry of the list needs a name")
+        names = [e.name for e in entries]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(f"sources: {', '.join(twice)} given more than once")
+        sources = {e.name: e for e in entries}
+    named: dict[str, SourceInput] = {}
+    for name, spec in sources.items():
+        spec = from_dict(SourceInput, spec, f"sources.{name}") if isinstance(spec, dict) else spec
+        if spec.name not in (None, name):
+            raise ConfigError(f"sources.{name}: name {spec.name!r} differs from its key")
+        try:
+            check_source_name(name)
+        except ValueError as err:
+            raise ConfigError(f"sources: {err}") from None
+        if name not in SOURCES or spec.mapping is not None:
+            missing = [k for k in ("path", "licence") if not getattr(spec, k)]
+            if missing:
+                raise ConfigError(f"sources.{name}: a source without a built-in loader needs {' and '.join(missing)} "
+                                  "(its file, and the licence its rows are under, which the card states)")
+        spec.name = name
+        named[name] = spec
+    return named
+
+
+class LoadSources(Stage):
+    name = "load"
+
+    def __init__(self, config: LoadConfig):
+        self.config = config
+
+    def external_fingerprint(self) -> str:
+        return ",".join(
+            file_digest(Path(s.path)) if s.path and Path(s.path).is_file() else str(s.path)
+            for s in self.config.sources.values()
+        )
+
+    def run(self, rows: datasets.Dataset | None, ctx: RunContext) -> StageResult:
+        parts, dropped_parts, stats = [], [], {}
+        names = list(self.config.sources)
+        for name, result in zip(names, parallel_map(ctx, self.load_one, names), strict=True):
+            parts.append(result.rows)
+            dropped_parts.append(result.dropped)
+            stats[name] = {"loaded": len(result.rows), "dropped": result.reasons()}
+        kept = datasets.concatenate_datasets(parts) if parts else datasets.Dataset.from_dict({}, features=ROW_FEATURES)
+        dropped = datasets.concatenate_datasets(dropped_parts) if dropped_parts else None
+        return StageResult(rows=kept, dropped=dropped, stats={"sources": stats})
+
+    def load_one(self, name: str):  # type: ignore[no-untyped-def]
+        """One source, read and normalised: a unit of work a Ray task can run on its own."""
+        spec = self.config.sources[name]
+        return load_source(name, spec.path, split=spec.split, seed=self.config.seed, cop_base=spec.cop_base,
+                           mapping=spec.mapping)
+
+
+@dataclass
+class DatasetInput:
+    """A dataset that already exists: a Hub-layout folder, a .parquet/.jsonl file, or a Hub id."""
+
+    path: str
+    config: str | None = None
+    split: str = "train"
+
+
+class LoadDataset(Stage):
+    """First stage of a re-sampling build (`m1data build m1k --from-m23k ...`)."""
+
+    name = "load_dataset"
+
+    def __init__(self, config: DatasetInput):
+        self.config = config
+
+    def external_fingerprint(self) -> str:
+        path = Path(self.config.path)
+        return file_digest(path) if path.is_file() else self.config.path
+
+    def run(self, rows: datasets.Dataset | None, ctx: RunContext) -> StageResult:
+        from m1data.reading.readers import read_rows
+
+        path = Path(self.config.path)
+        if path.is_file():
+            ds = read_rows(path)
+        else:  # a Hub-layout folder, or a Hub repo id when the Hub is reachable
+            ds = datasets.load_dataset(self.config.path, self.config.config, split=self.config.split)
+        return StageResult(rows=ds, stats={"from": self.config.path})
+
+
+__all__ = [
+    "DatasetInput",
+    "LoadConfig",
+    "LoadDataset",
+    "LoadSources",
+    "SourceInput",
+    "sample_dir",
+    "sample_evals",
+    "sample_sources",
+]

@@ -1,0 +1,146 @@
+"""The 76 MeSH qualifiers ("domains"), their hierarchy and the tagging rubric: the data every
+tagger reads, and the `domain_code`/`domain` columns every tagger writes.
+
+Why a module of its own: the LLM tagger (m1data.stages.mesh) and the offline taggers
+(m1data.stages.mesh_offline) both need them, and the offline ones must not import the LLM stack to get
+them. The qualifiers are NLM's file shipped in m1data/data/mesh/, coded "00".."75" in file order
+(reference s.7).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+import datasets
+
+from m1data.errors import UserError
+
+__all__ = [
+    "DOMAIN_COLUMNS",
+    "Qualifier",
+    "add_domain_columns",
+    "domain_counts",
+    "load_qualifiers",
+    "qualifier_by_code",
+    "qualifier_by_name",
+    "qualifier_children",
+    "qualifier_subtree",
+    "rubric",
+]
+
+DOMAIN_COLUMNS = ("domain_code", "domain")
+
+
+@dataclass(frozen=True)
+class Qualifier:
+    """One MeSH qualifier. `code` is its two-digit position in the NLM file, which is what the
+    model is asked to answer with (names have spaces and ampersands; codes parse cleanly)."""
+
+    code: str
+    name: str
+    abbreviation: str
+    scope_note: str
+
+
+def _data_file(name: str) -> Path:
+    return Path(str(resources.files("m1data") / "data" / "mesh" / name))
+
+
+@cache
+def _qualifiers() -> tuple[Qualifier, ...]:
+    path = _data_file("qualifier_scope_note.tsv")
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle, delimiter="\t")
+        rows = [row for row in reader if row.get("Name")]
+    return tuple(
+        Qualifier(f"{i:02d}", row["Name"].strip(), row["Abbreviation"].strip(), row["Scope Notes"].strip())
+        for i, row in enumerate(rows)
+    )
+
+
+def load_qualifiers() -> list[Qualifier]:
+    """The 76 qualifiers, coded "00".."75" in file order (reference s.7)."""
+    return list(_qualifiers())
+
+
+@cache
+def qualifier_by_code() -> dict[str, Qualifier]:
+    return {q.code: q for q in _qualifiers()}
+
+
+def qualifier_by_name(name: str) -> Qualifier | None:
+    """Case-insensitive lookup: PubMed writes qualifiers in lower case ("drug effects")."""
+    wanted = " ".join(name.lower().split())
+    for q in _qualifiers():
+        if q.name.lower() == wanted:
+            return q
+    return None
+
+
+_HIERARCHY_TYPOS = {"adminstration & dosage": "administration & dosage"}
+
+
+@cache
+def qualifier_children() -> dict[str, frozenset[str]]:
+    """Code -> codes of its direct children in NLM's qualifier hierarchy (a qualifier can sit
+    under several parents, e.g. "adverse effects" under pharmacology and therapeutic use).
+
+    Used to score a tagger against coarse human labels: a question filed under "pharmacology"
+    is rightly tagged "pharmacokinetics" too."""
+    children: dict[str, set[str]] = {q.code: set() for q in _qualifiers()}
+    stack: list[tuple[int, str]] = []
+    for line in _data_file("qualifier_hierarchy.txt").read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        depth = (len(line) - len(line.lstrip(" "))) // 2
+        name = line.strip().removeprefix("- ").strip()
+        qualifier = qualifier_by_name(_HIERARCHY_TYPOS.get(name, name))
+        if qualifier is None:
+            raise UserError(f"qualifier_hierarchy.txt names an unknown qualifier {name!r}")
+        while stack and stack[-1][0] >= depth:
+            stack.pop()
+        if stack:
+            children[stack[-1][1]].add(qualifier.code)
+        stack.append((depth, qualifier.code))
+    return {code: frozenset(kids) for code, kids in children.items()}
+
+
+def qualifier_subtree(code: str) -> frozenset[str]:
+    """`code` and every qualifier below it in the hierarchy."""
+    seen = {code}
+    todo = [code]
+    while todo:
+        for child in qualifier_children()[todo.pop()]:
+            if child not in seen:
+                seen.add(child)
+                todo.append(child)
+    return frozenset(seen)
+
+
+@cache
+def rubric() -> str:
+    """The classification rubric, one `### name / * Code / * Description` entry per qualifier."""
+    entries = [f"### {q.name}\n* Code: {q.code}\n* Description: {q.scope_note}" for q in _qualifiers()]
+    return "\n\n".join(entries)
+
+
+def add_domain_columns(ds: datasets.Dataset, codes: Sequence[str]) -> datasets.Dataset:
+    """`domain_code` ("07") and `domain` (the qualifier's name, as in the paper's Table 4)."""
+    names = qualifier_by_code()
+    for column in DOMAIN_COLUMNS:
+        if column in ds.column_names:
+            ds = ds.remove_columns(column)
+    ds = ds.add_column("domain_code", list(codes))
+    return ds.add_column("domain", [names[c].name for c in codes])
+
+
+def domain_counts(codes: Sequence[str]) -> dict[str, int]:
+    names = qualifier_by_code()
+    counts = Counter(names[c].name for c in codes)
+    return dict(sorted(counts.items()))

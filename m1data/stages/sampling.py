@@ -1,0 +1,249 @@
+"""Subset samplers for building m1K-style sets out of a larger pool (reference section 8).
+
+m1K is "domain -> dataset -> sample": the paper's point is that a uniform draw from m23K would be
+~93% MedMCQA, so the sampler equalises the chance of each *group* instead of each row. This module
+implements that hierarchical draw for any number of grouping columns, plus the uniform baseline the
+paper ablates against ("Hard Random 1K").
+
+Contract shared by both samplers:
+
+* Deterministic for the same input Dataset (same rows in the same order) and the same seed. Group
+  keys are visited in sorted order, so the *grouping* does not depend on the order in which groups
+  first appear, but which row a bucket hands out does depend on the row order inside the bucket.
+* No row is returned twice; the result is ``ds.select(indices)`` so every column is kept.
+* Rows come back in the order they were drawn. Because the draw is sequential with one seeded
+  generator, a sample of size ``n`` is a prefix of the sample of size ``m > n`` for the same seed.
+* ``n >= len(ds)`` returns every row, still in drawn order (i.e. a seeded permutation), so callers
+  never have to special-case "pool smaller than target"; ``n > len(ds)`` also warns
+  (`PoolTooSmall`), because a "1K" set with fewer rows is usually a mistake upstream.
+* The pool may be a `datasets.Dataset`, a pandas or polars DataFrame, or a list of row dicts; the
+  sample comes back in the same type (pandas with the index of the drawn rows).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import datasets
+import numpy as np
+import polars as pl
+
+from m1data.errors import UserError
+from m1data.running.pipeline import RunContext, Stage, StageResult, dropped_rows
+
+__all__ = ["PoolTooSmall", "Sample", "SampleConfig", "random_sample", "stratified_sample"]
+
+log = logging.getLogger(__name__)
+
+_ROW = "__m1data_row__"
+
+Leaf = tuple[tuple[Hashable, ...], np.ndarray]  # (key per level, row indices)
+
+
+@dataclass
+class _Bucket:
+    """Rows of one leaf group; drawn from by swap-with-last so each draw is O(1)."""
+
+    rows: np.ndarray
+    remaining: int
+
+    def take(self, rng: np.random.Generator) -> int:
+        """Remove and return a uniformly chosen row without touching the other buckets."""
+        pick = int(rng.integers(self.remaining))
+        last = self.remaining - 1
+        row = int(self.rows[pick])
+        self.rows[pick] = self.rows[last]
+        self.remaining = last
+        return row
+
+
+@dataclass
+class _Group:
+    """Non-empty children of one group, in sorted key order (sorted so seeds are reproducible)."""
+
+    children: list[_Group | _Bucket] = field(default_factory=list)
+
+
+class PoolTooSmall(UserWarning):
+    """Asked for more rows than the pool has; every row is returned."""
+
+
+def _check_n(n: int, pool: int) -> None:
+    """Reject sizes that would otherwise crash deep inside numpy; warn when the pool is short."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"n must be an int, got {type(n).__name__}")
+    if n < 0:
+        raise UserError(f"n must be >= 0, got {n}")
+    if n > pool:
+        warnings.warn(f"asked for {n:,} rows but the pool has {pool:,}: returning all {pool:,}", PoolTooSmall,
+                      stacklevel=3)
+
+
+def _as_dataset(data: Any) -> tuple[datasets.Dataset, Callable[[datasets.Dataset, np.ndarray], Any]]:
+    """The pool as a Dataset, and how to turn (sample, drawn indices) back into the caller's type."""
+    if isinstance(data, datasets.Dataset):
+        return data, lambda sample, _: sample
+    if isinstance(data, pl.DataFrame):
+        return datasets.Dataset.from_polars(data), lambda _, idx: data[idx.tolist()] if len(idx) else data.clear()
+    if type(data).__module__.startswith("pandas") and type(data).__name__ == "DataFrame":
+        return datasets.Dataset.from_pandas(data, preserve_index=False), lambda _, idx: data.iloc[idx]
+    if isinstance(data, list) and all(isinstance(row, dict) for row in data):
+        return datasets.Dataset.from_list(data), lambda _, idx: [data[i] for i in idx.tolist()]
+    raise TypeError(
+        f"cannot sample from {type(data).__name__}: pass a datasets.Dataset, a pandas or polars DataFrame, "
+        "or a list of row dicts"
+    )
+
+
+def _check_levels(ds: datasets.Dataset, levels: Sequence[str]) -> list[str]:
+    """Fail early with the offending column name instead of a polars error about a missing key."""
+    if isinstance(levels, str):
+        raise TypeError("levels must be a sequence of column names, not a single string")
+    names = list(levels)
+    if not names:
+        raise UserError("levels must name at least one column; use random_sample for no strata")
+    if len(set(names)) != len(names):
+        raise UserError(f"levels contains a column twice: {names}")
+    for name in names:
+        if name not in ds.column_names:
+            raise UserError(
+                f"level column {name!r} is not in the dataset (columns: {ds.column_names})"
+            )
+    return names
+
+
+def _leaf_rows(ds: datasets.Dataset, levels: list[str]) -> list[Leaf]:
+    """Group row indices by the level columns in one vectorised pass (no per-row Python work).
+
+    Returns one entry per leaf in sorted key order (nulls last), rows ascending inside each leaf.
+    """
+    frame = ds.select_columns(levels).to_polars().with_row_index(_ROW)
+    grouped = (
+        frame.group_by(levels)
+        .agg(pl.col(_ROW))
+        .sort(levels, nulls_last=True)
+    )
+    leaves = []
+    for record in grouped.iter_rows():
+        key = tuple(record[:-1])
+        rows = np.sort(np.asarray(record[-1], dtype=np.int64))
+        leaves.append((key, rows))
+    return leaves
+
+
+def _build_tree(leaves: list[Leaf]) -> _Group:
+    """Nest the sorted leaves into groups; sorted input keeps every child list in key order."""
+    root = _Group()
+    index: dict[tuple[Hashable, ...], _Group] = {(): root}
+    for key, rows in leaves:
+        parent = root
+        for depth in range(1, len(key)):
+            prefix = key[:depth]
+            if prefix not in index:
+                index[prefix] = _Group()
+                parent.children.append(index[prefix])
+            parent = index[prefix]
+        parent.children.append(_Bucket(rows=rows, remaining=len(rows)))
+    return root
+
+
+def _draw(root: _Group, rng: np.random.Generator) -> int:
+    """One step of the procedure: uniform child at every level, then a row; prune what emptied."""
+    path: list[tuple[_Group, int]] = []
+    node: _Group | _Bucket = root
+    while isinstance(node, _Group):
+        pick = int(rng.integers(len(node.children)))
+        path.append((node, pick))
+        node = node.children[pick]
+    row = node.take(rng)
+    if node.remaining == 0:
+        _prune(path)
+    return row
+
+
+def _prune(path: list[tuple[_Group, int]]) -> None:
+    """Drop the emptied bucket and every parent it leaves empty, so later draws stay uniform
+    over groups that can still give a row."""
+    for group, pick in reversed(path):
+        del group.children[pick]
+        if group.children:
+            return
+
+
+def stratified_sample(
+    ds: Any,
+    n: int,
+    levels: Sequence[str] = ("domain", "source"),
+    seed: int = 42,
+) -> Any:
+    """Draw ``n`` rows so that groups, not rows, are equally likely at every level.
+
+    The m1K procedure: pick a ``levels[0]`` group uniformly among non-empty ones, then a
+    ``levels[1]`` sub-group uniformly inside it, and so on, then a row uniformly from that leaf,
+    without replacement. Emptied buckets and parents are dropped, so a small group simply stops
+    being drawn once exhausted (this is why PubMedQA's 28 rows nearly all land in m1K).
+    ``levels=("domain",)`` gives the paper's "Hard Domain Balanced" ablation.
+
+    Null values in a level column form their own group, sorted after all other keys. See the
+    module docstring for determinism, ordering, input types and the ``n >= len(ds)`` case.
+    """
+    ds, back = _as_dataset(ds)
+    _check_n(n, len(ds))
+    names = _check_levels(ds, levels)
+    rng = np.random.Generator(np.random.PCG64(seed))
+    target = min(int(n), len(ds))
+    if target == 0:
+        return back(ds.select([]), np.zeros(0, dtype=np.int64))
+    root = _build_tree(_leaf_rows(ds, names))
+    chosen = np.fromiter((_draw(root, rng) for _ in range(target)), dtype=np.int64, count=target)
+    # An array, not a list: datasets fingerprints the indices, and hashes an array much faster.
+    return back(ds.select(chosen), chosen)
+
+
+def random_sample(ds: Any, n: int, seed: int = 42) -> Any:
+    """Uniform draw without replacement: the baseline ("Random 1K", "Hard Random 1K") that shows
+    what the stratified sampler buys. Same ordering, input types and ``n >= len(ds)`` contract."""
+    ds, back = _as_dataset(ds)
+    _check_n(n, len(ds))
+    rng = np.random.Generator(np.random.PCG64(seed))
+    order = rng.permutation(len(ds))[: int(n)]
+    return back(ds.select(order), order)
+
+
+@dataclass
+class SampleConfig:
+    """`levels` empty means a uniform draw (the "Random" ablations)."""
+
+    n: int = 1000
+    levels: tuple[str, ...] = ("domain", "source")
+    seed: int = 42
+
+
+class Sample(Stage):
+    """A sampler as a pipeline stage; rows not drawn are recorded as `not_sampled`. With fewer
+    rows than asked for it takes them all, says so, and records `short_by` in the manifest."""
+
+    name = "sample"
+
+    def __init__(self, config: SampleConfig, name: str = "sample"):
+        self.config = config
+        self.name = name
+
+    def run(self, rows: datasets.Dataset | None, ctx: RunContext) -> StageResult:
+        cfg = self.config
+        if cfg.levels:
+            kept = stratified_sample(rows, cfg.n, levels=cfg.levels, seed=cfg.seed)
+        else:
+            kept = random_sample(rows, cfg.n, seed=cfg.seed)
+        chosen = set(kept["id"])
+        left = rows.filter(lambda ids: [i not in chosen for i in ids], input_columns="id", batched=True)
+        dropped = dropped_rows(left.select_columns(["id", "source"]), "not_sampled")
+        stats = {"n_requested": cfg.n, "n_drawn": len(kept), "short_by": cfg.n - len(kept)}
+        if len(kept) < cfg.n:
+            log.warning(f"{self.name}: asked for {cfg.n:,} rows but only {len(rows):,} reached this stage; "
+                        f"took all {len(kept):,}")
+        return StageResult(rows=kept.flatten_indices(), dropped=dropped, stats=stats)

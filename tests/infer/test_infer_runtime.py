@@ -1,0 +1,274 @@
+"""`m1data infer` on the LLM stages' runtime, against the same scripted server as the stage tests
+(tests/llm_server.py): a dead endpoint stops before anything (one line, exit 2); transient
+failures leave a run incomplete (exit 1, nothing scored from them) and the re-run sends only what
+is missing; a budget-forcing sweep killed midway and resumed pays for nothing it had received."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from llm_server import Received, Response, ScriptedServer, completion, error
+from m1data.infer.budget import ANSWER_AFTER_BUDGET, ANSWER_AFTER_STOP, BudgetConfig
+from m1data.infer.score import run_infer
+from typer.testing import CliRunner
+
+from m1data.cli import app
+from m1data.llm.http import HTTPConfig, HTTPEngine
+from m1data.llm.limits import RetryPolicy
+from m1data.llm.runner import EndpointError
+from m1data.llm.stages import LLMRuntime
+
+runner = CliRunner()
+CLI = [sys.executable, "-c", "from m1data.cli import main; main()"]
+OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+
+
+OPTIONS = {"A": "alpha", "B": "beta", "C": "gamma", "D": "delta"}
+
+
+def eval_file(path: Path, n: int) -> Path:
+    """n questions in an eval layout `--eval-sets` reads (options are shuffled on loading), whose
+    right answer the scripted model reads off the question ("pick gamma")."""
+    with path.open("w") as f:
+        for i in range(n):
+            gold = "ABCD"[i % 4]
+            row = {"id": f"q{i}", "question": f"Question {i}: pick {OPTIONS[gold]}", "options": OPTIONS, "answer": gold}
+            f.write(json.dumps(row) + "\n")
+    return path
+
+
+def eval_rows(folder: Path, n: int):
+    """The same questions as rows of the m1data schema, as `run_infer` takes them."""
+    from m1data.reading.evalsets import load_eval_any
+
+    return next(iter(load_eval_any(eval_file(folder / "rows.jsonl", n)).values())).rows
+
+
+def thinker(fails=lambda body: False, delay: float = 0.0):
+    """A completions 'model' with vLLM-style token counts: each thinking call writes three words
+    and a stop token (4 tokens) when they fit, else runs out of budget; the answer call boxes the
+    letter the question names. `fails(body)` true: a 503 with Retry-After 0 (retried at once)."""
+
+    def handler(req: Received) -> Response:
+        if fails(req.body):
+            return error(503, "overloaded", retry_after=0)
+        prompt, max_tokens = req.body["prompt"], req.body["max_tokens"]
+        if prompt.endswith((ANSWER_AFTER_STOP, ANSWER_AFTER_BUDGET)):
+            text = re.search(r"pick (\w+)", prompt).group(1)
+            return completion(f" \\boxed{{{text}}}", completion_tokens=3, delay=delay)
+        if max_tokens >= 4:
+            return completion(" hmm" * 3, finish_reason="stop", completion_tokens=4, delay=delay)
+        return completion(" hmm" * max_tokens, finish_reason="length", completion_tokens=max_tokens, delay=delay)
+
+    return handler
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# A dead endpoint
+
+
+@pytest.mark.parametrize("command", [["run", "--budget", "8"], ["sweep", "--budgets", "8,16"]])
+def test_dead_endpoint_is_one_line_and_exit_2(tmp_path, command):
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [*CLI, "infer", *command, "--base-url", url, "--model", "m", "--eval-sets",
+         f"mine={eval_file(tmp_path / 'e.jsonl', 3)}", "--out", str(out)],
+        capture_output=True, text=True, env=OFFLINE, timeout=60, check=False,
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: cannot reach") and url in lines[0], proc.stderr
+    assert not out.exists()  # nothing started, nothing written
+
+
+def test_dead_endpoint_through_the_library_stops_the_run(tmp_path):
+    """Without the CLI's check the runtime still stops (EndpointError), instead of scoring every
+    question as a connection error."""
+    engine = HTTPEngine(HTTPConfig(base_url=f"http://127.0.0.1:{free_port()}/v1"))
+    runtime = LLMRuntime(progress=False, retries=RetryPolicy(max_attempts=2, base_delay=0.01))
+    with pytest.raises(EndpointError, match="cannot connect"):
+        run_infer(engine, {"mine": eval_rows(tmp_path, 8)}, tmp_path / "out", BudgetConfig(model="m"), runtime=runtime)
+    assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Transient failures
+
+
+def test_503s_leave_the_run_incomplete_and_the_rerun_sends_only_what_is_missing(tmp_path):
+    evals = eval_file(tmp_path / "e.jsonl", 6)
+    out = tmp_path / "out"
+
+    def failing(body: dict) -> bool:  # question 2's forced continuation, and question 4's answer
+        prompt = body["prompt"]
+        return ("Question 2:" in prompt and prompt.endswith("Wait")) or (
+            "Question 4:" in prompt and prompt.endswith((ANSWER_AFTER_STOP, ANSWER_AFTER_BUDGET)))
+
+    with ScriptedServer(thinker(failing)) as server:
+        args = ["infer", "run", "--base-url", server.base_url, "--model", "m", "--eval-sets", f"mine={evals}",
+                "--budget", "64", "--forcing-rounds", "1", "--no-progress", "--out", str(out)]
+        first = runner.invoke(app, args)
+        assert first.exit_code == 1, first.output
+        assert "incomplete: 2 of 6 questions failed transiently" in first.output.replace("\n", " ")
+        assert not (out / "metrics.json").exists()
+        lines = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+        assert sorted(line["id"].rpartition(":")[2] for line in lines) == ["q0", "q1", "q3", "q5"]  # none from a failure
+        assert all(line["correct"] and line["stop_reason"] == "model" for line in lines)
+        answered = {body for body in server.sends_per_body() if not failing(json.loads(body))}
+
+        server.handler = thinker()
+        server.reset()
+        second = runner.invoke(app, args)
+        assert second.exit_code == 0, second.output
+        resent = server.sends_per_body()
+    # exactly what was missing: question 2's continuation and its answer, question 4's answer
+    assert sum(resent.values()) == 3 and not set(resent) & answered, resent
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["sets"]["mine"]["n"] == 6 and metrics["sets"]["mine"]["accuracy"] == 1.0
+    assert metrics["calls"]["sent"] == 3 and metrics["calls"]["cached"] > 0
+    assert (out / "llm_cache.sqlite").is_file()
+
+
+def test_metrics_are_written_once_with_the_label(tmp_path, monkeypatch):
+    """The label goes into the one write of metrics.json (the command used to write it twice)."""
+    writes = []
+    real = Path.write_text
+
+    def counting(self, text, *args, **kwargs):
+        if self.name == "metrics.json":
+            writes.append(json.loads(text))
+        return real(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", counting)
+    with ScriptedServer(thinker()) as server:
+        result = runner.invoke(app, ["infer", "run", "--base-url", server.base_url, "--model", "org/m1-7B-1K",
+                                     "--eval-sets", f"mine={eval_file(tmp_path / 'e.jsonl', 2)}", "--budget", "8",
+                                     "--no-progress", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert len(writes) == 1 and writes[0]["label"] == "m1-7B-1K"
+
+
+# ---------------------------------------------------------------------------------------------
+# Offline without a local tokenizer
+
+
+def test_offline_tokenizer_never_goes_through_hub_retries(tmp_path, monkeypatch):
+    """A tokenizer that is neither a folder nor in the local cache: with HF_HUB_OFFLINE the Hub is
+    not asked at all; without it, one quick look-up decides. Either way no `from_pretrained`
+    that would retry an unreachable Hub for ~45 s. Named with --tokenizer it is one line, exit 2;
+    the default (--model) warns in one line and stops on marker strings."""
+    pytest.importorskip("transformers")
+    import huggingface_hub
+    import transformers
+
+    from m1data.reading.readers import _network_errors
+
+    calls = []
+    real = transformers.AutoTokenizer.from_pretrained
+
+    def recording(name, *args, **kwargs):
+        calls.append(kwargs.get("local_files_only", False))
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", recording)
+    common = ["--model", "org/not-cached", "--eval-sets", f"mine={eval_file(tmp_path / 'e.jsonl', 2)}",
+              "--budget", "8", "--no-progress"]
+    with ScriptedServer(thinker()) as server:
+        monkeypatch.setattr(huggingface_hub, "is_offline_mode", lambda: True)
+        named = runner.invoke(app, ["infer", "run", "--base-url", server.base_url, "--tokenizer", "org/not-cached",
+                                    *common, "--out", str(tmp_path / "a")])
+        assert isinstance(named.exception, Exception) and "HF_HUB_OFFLINE is set" in str(named.exception)
+
+        monkeypatch.setattr(huggingface_hub, "is_offline_mode", lambda: False)
+        looked_up = []
+
+        def unreachable(name, **kwargs):
+            looked_up.append(kwargs.get("timeout"))
+            raise next(e for e in _network_errors() if e.__module__.startswith("httpx"))("Name or service not known")
+
+        monkeypatch.setattr(huggingface_hub, "model_info", unreachable)
+        default = runner.invoke(app, ["infer", "run", "--base-url", server.base_url, *common,
+                                      "--out", str(tmp_path / "b")])
+        bodies = [r.body for r in server.requests]
+    assert default.exit_code == 0, default.output
+    assert "the Hub cannot provide it" in default.output and "marker strings" in default.output
+    assert calls and all(calls), "from_pretrained was asked to reach the Hub"
+    assert looked_up and all(t is not None and t <= 10 for t in looked_up)
+    assert bodies and all(b.get("skip_special_tokens") is False for b in bodies)
+
+
+# ---------------------------------------------------------------------------------------------
+# Kill and resume
+
+
+def cached_ok(path: Path) -> set[str]:
+    db = sqlite3.connect(path)
+    try:
+        return {body for (body,) in db.execute("SELECT request FROM replies WHERE status IN ('ok', 'length')")}
+    finally:
+        db.close()
+
+
+BUDGETS, ROUNDS, QUESTIONS, CONCURRENCY = "8,16,32,64", "0,2", 12, 2
+
+
+def test_sweep_killed_midway_and_resumed_pays_nothing_twice(tmp_path):
+    """SIGKILL a budget-forcing sweep once some points are finished and another is under way, then
+    run the same command again: the finished points are read back and send nothing; of the calls
+    the cache had, none is sent again; at most the calls in flight at the kill are repeated."""
+    out = tmp_path / "sweep"
+    evals = eval_file(tmp_path / "e.jsonl", QUESTIONS)
+    with ScriptedServer(thinker(delay=0.03)) as server:
+        command = [*CLI, "infer", "sweep", "--base-url", server.base_url, "--model", "m", "--eval-sets",
+                   f"mine={evals}", "--budgets", BUDGETS, "--forcing-rounds", ROUNDS, "--concurrency",
+                   str(CONCURRENCY), "--no-progress", "--out", str(out)]
+        first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=OFFLINE)
+        deadline = time.monotonic() + 120
+        while len(list(out.glob("*/metrics.json"))) < 3 and time.monotonic() < deadline and first.poll() is None:
+            time.sleep(0.01)
+        mark = server.count()
+        while server.count() < mark + 6 and time.monotonic() < deadline and first.poll() is None:
+            time.sleep(0.005)
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        assert first.returncode == -signal.SIGKILL, first.stderr.read()
+        finished = {p.parent.name: p.read_bytes() for p in out.glob("*/metrics.json")}
+        done_before = cached_ok(out / "llm_cache.sqlite")
+        sent_before = server.sends_per_body()
+        assert 3 <= len(finished) < 8 and not (out / "sweep.json").exists()
+
+        second = subprocess.run(command, capture_output=True, text=True, env=OFFLINE, timeout=180, check=False)
+        assert second.returncode == 0, second.stderr
+        sends = server.sends_per_body()
+    resumed = {body: n - sent_before.get(body, 0) for body, n in sends.items() if n > sent_before.get(body, 0)}
+    repaid = set(resumed) & done_before
+    in_flight_again = set(resumed) & set(sent_before)
+    print(f"\nkill/resume: {len(finished)} of 8 points finished at the kill, {len(done_before)} calls cached; "
+          f"resume sent {sum(resumed.values())} calls, {len(repaid)} of them already cached, "
+          f"{len(in_flight_again)} in flight at the kill; {len(sends)} distinct calls in all")
+    assert not repaid  # nothing received before the kill is paid again, finished points included
+    assert sum(resumed.values()) == len(sends) - len(done_before)  # each call it lacked, once
+    assert len(in_flight_again) <= CONCURRENCY
+    assert all(n <= 2 for n in sends.values())
+    for name, content in finished.items():  # finished points were read back, not re-run
+        assert (out / name / "metrics.json").read_bytes() == content
+    points = json.loads((out / "sweep.json").read_text())
+    assert len(points) == 8 and all(p["accuracy"]["mine"] == 1.0 for p in points)
+    assert {(p["budget"], p["forcing_rounds"]) for p in points} == {(b, r) for b in (8, 16, 32, 64) for r in (0, 2)}

@@ -1,0 +1,134 @@
+"""The default build's embedded model, for real: SmolLM2-135M-Instruct behind llama-server.
+
+The end-to-end test sends a handful of real rows of the embedded sample through the difficulty
+filter and the teacher, with the embedded config as shipped (builders/configs/embedded.yaml),
+then re-runs both from the cache. It takes about a minute on 2 cores (README, "Tests").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import pytest
+import yaml
+from m1data.builders import M1KConfig, default_config_path
+from typer.testing import CliRunner
+
+from m1data.cli import app
+from m1data.config import load_config
+from m1data.jobs import build_config
+from m1data.llm.embedded import EmbeddedEngine, embedded_stages, serve_embedded
+from m1data.llm.local_server import (
+    embedded_missing,
+)
+from m1data.running.pipeline import RunContext, read_manifests
+from m1data.stages.difficulty import DifficultyFilter
+from m1data.stages.loading import LoadConfig, LoadSources
+from m1data.stages.mesh import MeshTagger
+from m1data.stages.traces import TeacherTraces
+
+
+def embedded_config() -> M1KConfig:
+    return build_config("m1k")
+
+
+def test_the_default_config_is_the_embedded_model_everywhere():
+    cfg = embedded_config()
+    m23k = cfg.m23k
+    assert [s.base_url for s in m23k.difficulty.students] == ["embedded"]
+    assert m23k.traces.base_url == m23k.mesh.base_url == "embedded"
+    assert m23k.tagger == "offline"  # the LLM tagger's 4K-token rubric is too slow on 2 cores (config comment)
+    assert m23k.traces.api_key_env is None and m23k.mesh.api_key_env is None
+    assert "boxed" in m23k.traces.extra_params["grammar"]
+    assert m23k.traces.extra_params["chat_template_kwargs"] == {"enable_thinking": True}
+    # the paper config keeps the paper's endpoints and sends no grammar
+    paper = load_config(M1KConfig, default_config_path().with_name("paper.yaml"))
+    assert paper.m23k.traces.extra_params == {} and paper.m23k.traces.model == "deepseek-reasoner"
+
+
+def test_grammar_and_template_flag_are_part_of_the_request_and_its_cache_key():
+    from m1data.llm.cache import request_key
+
+    rows = {"prompt": ["Q?\nA. x\nB. y"]}
+    traces = TeacherTraces(embedded_config().m23k.traces)
+    request = traces.requests(traces.endpoints()[0], rows)[0]
+    assert request.params["grammar"].startswith("root ::=")
+    plain_stage = TeacherTraces(dataclasses.replace(traces.config, extra_params={}))
+    plain = plain_stage.requests(plain_stage.endpoints()[0], rows)[0]
+    assert request_key("embedded:x.gguf", request) != request_key("embedded:x.gguf", plain)
+
+
+def test_missing_server_stops_the_build_before_the_students(tmp_path, monkeypatch):
+    """Without llama-server the default build runs the offline stages and stops, saying what to install."""
+    monkeypatch.setenv("M1DATA_LLAMA_SERVER", str(tmp_path / "absent" / "llama-server"))
+    result = CliRunner().invoke(app, ["build", "m1k", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1, result.output  # a stopped build is not a finished one (--allow-partial: 0)
+    assert [m["stage"] for m in read_manifests(tmp_path / "run")] == ["load", "dedup", "decontaminate"]
+    text = " ".join(result.output.split())
+    # the variable names a missing file: that is what to fix (issue 23 item 7), not an install
+    assert "stopped before stage 'difficulty'" in text and "M1DATA_LLAMA_SERVER=" in text and "unset it" in text
+
+
+def test_embedded_stages_are_found_by_their_config():
+    cfg = embedded_config().m23k
+    stages = [DifficultyFilter(cfg.difficulty), TeacherTraces(cfg.traces), MeshTagger(cfg.mesh),
+              TeacherTraces(dataclasses.replace(cfg.traces, base_url="http://127.0.0.1:9/v1"))]
+    assert embedded_stages(stages) == stages[:3]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(embedded_missing() is not None, reason=str(embedded_missing()))
+def test_real_model_through_difficulty_and_traces(tmp_path):
+    cfg = embedded_config().m23k
+    rows = LoadSources(LoadConfig()).run(None, None).rows
+    rows = rows.select([i for i, s in enumerate(rows["source"]) if s in ("medqa", "medmcqa")][:6])
+    cfg.difficulty.runtime.progress = cfg.traces.runtime.progress = False
+    difficulty, traces = DifficultyFilter(cfg.difficulty), TeacherTraces(cfg.traces)
+    ctx = {name: RunContext(tmp_path, tmp_path / name) for name in ("difficulty", "traces")}
+    for c in ctx.values():
+        c.stage_dir.mkdir()
+
+    with serve_embedded([difficulty, traces], tmp_path):
+        assert isinstance(traces.engine(traces.endpoints()[0]), EmbeddedEngine)
+        graded = difficulty.run(rows, ctx["difficulty"])
+        students = graded.stats["students"]["smollm2_135m"]
+        assert students["answered"] + students["errors"] == 6 and students["errors"] == 0
+        assert graded.stats["completion_tokens"] > 0
+        assert len(graded.rows) + len(graded.dropped) == 6
+        all_rows = list(graded.rows) + list(graded.dropped)
+        assert all(r["student_smollm2_135m_status"] in ("ok", "length") for r in all_rows)
+        assert any(r["student_smollm2_135m_reply"] for r in all_rows)
+
+        traced = traces.run(rows, ctx["traces"])  # all 6 rows, so the teacher has something to do
+        replies = list(traced.rows) + list(traced.dropped)
+        assert len(replies) == 6 and traced.stats["completion_tokens_sent"] > 0
+        for r in replies:
+            if r["finish_reason"] == "stop":  # the grammar: thinking, then a boxed letter
+                assert r["reasoning"].strip(), r
+                assert re.fullmatch(r"The final answer is \\boxed\{[A-E]\}\.", r["teacher_reply"]), r
+        assert sum(r["finish_reason"] == "stop" for r in replies) >= 4
+        for r in traced.rows:  # verified: the boxed letter is the key's
+            assert r["teacher_answer"] == r["answer_letter"]
+        reasons = {r["reason"] for r in traced.dropped}
+        assert reasons <= {"wrong_answer", "no_answer", "truncated"}
+
+        again = traces.run(rows, ctx["traces"])  # from the cache: nothing sent
+        assert again.stats["sent"] == 0 and again.stats["cached"] == 6
+        assert again.rows["id"] == traced.rows["id"]
+    assert (tmp_path / "llama-server.log").read_text().count("--chat-template") == 1
+
+
+def test_embedded_yaml_is_valid_yaml_with_the_m1k_shape():
+    data = yaml.safe_load(default_config_path().read_text())
+    assert set(data) == {"m23k", "sample"}
+
+
+def test_a_missing_model_file_named_by_the_variable_is_said_without_install_advice(tmp_path, monkeypatch):
+    """Issue 23 item 7: installing packages does not fix a wrong M1DATA_EMBEDDED_GGUF."""
+    from m1data.llm.preflight import endpoint_problem
+
+    monkeypatch.setenv("M1DATA_EMBEDDED_GGUF", str(tmp_path / "nowhere.gguf"))
+    problem = endpoint_problem("embedded")
+    assert "M1DATA_EMBEDDED_GGUF=" in problem and "nowhere.gguf is not a file" in problem
+    assert "unset it" in problem and "pip install" not in problem

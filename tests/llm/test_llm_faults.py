@@ -1,0 +1,301 @@
+"""Faulty servers and wrong settings at the HTTP and runner level (issue 11, item 7; issue 9,
+item 9): each outcome is recorded for what it is, nothing transient becomes permanent, a dead
+endpoint stops the run quickly with one clear line, and no echoed key is stored or printed."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import pytest
+from llm_server import Received, Response, chat, error, llm_server, reply  # noqa: F401
+
+from m1data.llm import Cache, EndpointError, HTTPConfig, HTTPEngine, Request, RetryPolicy, RunStats, complete_all
+from m1data.llm.stages import LLMRuntime
+from m1data.reading.readers import read_rows, write_rows
+from m1data.schema import make_row, rows_to_dataset
+
+FAST = RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.02)
+KEY = "sk-m1data-faults-0123456789abcdef"
+
+
+def ask(text: str) -> Request:
+    return Request(model="m", messages=({"role": "user", "content": text},), params={"max_tokens": 20})
+
+
+def run(engine, requests, cache=None, **kwargs):
+    kwargs.setdefault("progress", False)
+    kwargs.setdefault("retry", FAST)
+    return complete_all(engine, requests, cache, **kwargs)
+
+
+def body_without_message(req: Received) -> Response:
+    return Response(body={"id": "x", "choices": [{"index": 0, "finish_reason": "stop"}], "usage": {}})
+
+
+@pytest.mark.parametrize("broken", [lambda req: chat(None), body_without_message], ids=["content_null", "no_message"])
+def test_reply_without_an_answer_is_a_failure_not_an_ok(llm_server, tmp_path, broken):
+    llm_server.handler = broken
+    engine = HTTPEngine(HTTPConfig(base_url=llm_server.base_url))
+    with Cache(tmp_path / "c.sqlite") as cache:
+        [got] = run(engine, [ask("q")], cache)
+        assert got.status == "error"
+        assert "ok" not in cache.status_counts()
+        llm_server.handler = lambda req: reply(req, "\\boxed{A}")
+        [again] = run(engine, [ask("q")], cache)  # not a permanent outcome: sent again, answered
+        assert (again.status, again.text, again.cached) == ("ok", "\\boxed{A}", False)
+
+
+@pytest.mark.parametrize("usage", ["garbage", {"prompt_tokens": "many", "completion_tokens": None}, [1, 2]])
+def test_malformed_usage_keeps_the_answer_and_counts_tokens_locally(llm_server, tmp_path, usage):
+    def handler(req: Received) -> Response:
+        response = chat("The answer is \\boxed{C}.", reasoning="Because of the third nerve.")
+        response.body["usage"] = usage
+        return response
+
+    llm_server.handler = handler
+    engine = HTTPEngine(HTTPConfig(base_url=llm_server.base_url))
+    with Cache(tmp_path / "c.sqlite") as cache:
+        [got] = run(engine, [ask("Which nerve?")], cache)
+        assert (got.status, got.text) == ("ok", "The answer is \\boxed{C}.")
+        assert got.prompt_tokens > 0 and got.completion_tokens > 0
+        assert llm_server.count() == 1  # paid once
+        [again] = run(engine, [ask("Which nerve?")], cache)
+        assert again.cached and llm_server.count() == 1
+
+
+def test_oversized_reply_is_an_error_outcome_not_held(llm_server, tmp_path):
+    llm_server.handler = lambda req: chat("x" * 300_000)
+    engine = HTTPEngine(HTTPConfig(base_url=llm_server.base_url, max_reply_bytes=100_000))
+    with Cache(tmp_path / "c.sqlite") as cache:
+        [got] = run(engine, [ask("q")], cache)
+        assert got.status == "error" and got.error.startswith("too_large")
+        assert llm_server.count() == 1  # an outcome, not retried
+        assert cache.status_counts() == {"error": 1}
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_refused_connection_stops_after_the_first_few(tmp_path):
+    engine = HTTPEngine(HTTPConfig(base_url=f"http://127.0.0.1:{closed_port()}/v1", timeout=5))
+    stats = RunStats()
+    with (
+        Cache(tmp_path / "c.sqlite") as cache,
+        pytest.raises(EndpointError, match="cannot connect|failed the same way"),
+    ):
+        run(engine, [ask(f"q{i}") for i in range(200)], cache, concurrency=4, stats=stats)
+    assert stats.sent <= 10  # not all 200 tried
+
+
+def test_echoed_authorization_is_masked_everywhere(llm_server, tmp_path, monkeypatch, capfd, shown_output):
+    """A server that echoes the request's Authorization header in its error body: the key must
+    not reach the cache, the rejected rows or the terminal."""
+    monkeypatch.setenv("M1DATA_FAULT_KEY", KEY)
+
+    def echoing(req: Received) -> Response:
+        return error(400, f"invalid request; headers were {{'authorization': '{req.headers.get('authorization')}'}}")
+
+    llm_server.handler = echoing
+    from m1data.stages.traces import run_traces_file
+
+    run_traces_file(one_row_file(tmp_path), tmp_path / "out.jsonl", llm_server.base_url, "m", "M1DATA_FAULT_KEY",
+                    runtime=LLMRuntime(progress=True))
+    dropped = read_rows(tmp_path / "out.dropped.jsonl")
+    assert dropped["reason"] == ["error"] and "***" in dropped["detail"][0]
+    for path in tmp_path.iterdir():
+        assert KEY.encode() not in path.read_bytes(), path
+    out, err = capfd.readouterr()
+    assert KEY not in out + err
+
+
+def cli(*args: str, env_key: bool = True) -> subprocess.CompletedProcess:
+    import os
+
+    env = {**os.environ, "M1DATA_FAULT_KEY": KEY} if env_key else dict(os.environ)
+    return subprocess.run(
+        [sys.executable, "-c", "from m1data.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def one_row_file(tmp_path):
+    rows = rows_to_dataset(
+        [
+            make_row(
+                source="medmcqa",
+                row_id="r1",
+                question="Which nerve?",
+                options=["a", "b", "c", "d"],
+                answer_idx=0,
+                raw={},
+            )
+        ]
+    )
+    return write_rows(rows, tmp_path / "in.jsonl")
+
+
+def test_wrong_key_is_one_line_and_exit_2(llm_server, tmp_path):
+    llm_server.handler = lambda req: error(401, f"Incorrect API key provided: {req.headers.get('authorization')}")
+    proc = cli(
+        "run",
+        "traces",
+        str(one_row_file(tmp_path)),
+        str(tmp_path / "out.jsonl"),
+        "--base-url",
+        llm_server.base_url,
+        "--model",
+        "m",
+        "--api-key-env",
+        "M1DATA_FAULT_KEY",
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "http_401" in proc.stderr
+    assert len([line for line in proc.stderr.splitlines() if "error" in line.lower()]) == 1
+    assert KEY not in proc.stderr + proc.stdout
+
+
+def test_run_traces_refused_connection_exits_non_zero(tmp_path):
+    proc = cli(
+        "run",
+        "traces",
+        str(one_row_file(tmp_path)),
+        str(tmp_path / "out.jsonl"),
+        "--base-url",
+        f"http://127.0.0.1:{closed_port()}/v1",
+        "--model",
+        "m",
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "connect" in proc.stderr
+
+
+def test_run_traces_timeout_option(llm_server, tmp_path):
+    llm_server.handler = lambda req: reply(req, "\\boxed{A}", delay=3.0)
+    proc = cli(
+        "run",
+        "traces",
+        str(one_row_file(tmp_path)),
+        str(tmp_path / "out.jsonl"),
+        "--base-url",
+        llm_server.base_url,
+        "--model",
+        "m",
+        "--timeout",
+        "0.3",
+        "--request-attempts",
+        "2",
+    )
+    assert "No such option" not in proc.stderr
+    # one row timing out on every attempt is recorded as such, not a hang of 3 s per attempt
+    assert "Traceback" not in proc.stderr
+    assert read_rows(tmp_path / "out.dropped.jsonl")["detail"][0].startswith("timeout")
+
+
+def test_local_endpoint_costs_nothing_by_model_name(llm_server):
+    """A local server that calls its model `deepseek-reasoner` is not charged DeepSeek's prices."""
+    llm_server.handler = lambda req: reply(req, "ok", prompt_tokens=1000, completion_tokens=1000)
+    engine = HTTPEngine(HTTPConfig(base_url=llm_server.base_url))
+    stats = RunStats()
+    run(engine, [Request(model="deepseek-reasoner", prompt="x", params={"max_tokens": 5})], stats=stats)
+    assert stats.cost_sent == 0.0
+
+
+# Issue 23 item 3: userinfo in a base_url is refused, never sent as Basic auth. The password
+# below in each form it could be written down in: as typed in the URL (percent-encoded), decoded,
+# and inside the base64 of a Basic Authorization header.
+PASSWORD = "s3cret:pw/42"
+URL_PASSWORD = "s3cret%3Apw%2F42"
+BASIC = __import__("base64").b64encode(f"u:{PASSWORD}".encode()).decode()
+ENCODINGS = (PASSWORD, URL_PASSWORD, BASIC, "s3cret")
+
+
+def with_userinfo(base_url: str) -> str:
+    return base_url.replace("http://", f"http://u:{URL_PASSWORD}@")
+
+
+def assert_no_password(text: str | bytes, where: object = "") -> None:
+    data = text.encode() if isinstance(text, str) else text
+    for form in ENCODINGS:
+        assert form.encode() not in data, (form, where)
+
+
+def test_credentials_in_a_base_url_are_refused_in_one_line_naming_no_password(llm_server, tmp_path):
+    """`run traces --base-url http://u:pw@host/v1` against a server that would echo the
+    Authorization header in a 500: exit 2, one line, nothing sent, no file written, and no
+    encoding of the password in stdout, stderr or any file."""
+    llm_server.handler = lambda req: error(500, f"boom; you sent authorization={req.headers.get('authorization')}")
+    rows = one_row_file(tmp_path)
+    proc = cli("run", "traces", str(rows), str(tmp_path / "out.jsonl"), "--base-url",
+               with_userinfo(llm_server.base_url), "--model", "m", env_key=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "carries credentials" in proc.stderr and "api_key_env" in proc.stderr
+    assert_no_password(proc.stdout + proc.stderr, "terminal")
+    assert "u:" not in proc.stderr
+    assert llm_server.count() == 0 and len(llm_server.all_requests) == 0  # not even the preflight's GET
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]  # no OUT, no cache
+
+
+def test_credentials_in_a_base_url_are_refused_by_every_way_in(llm_server, monkeypatch):
+    """The engine, the endpoint check, OPENAI_BASE_URL and an LLM stage's config all refuse it."""
+    from m1data.errors import UserError
+    from m1data.llm.preflight import endpoint_problem
+    from m1data.stages.traces import TeacherTraces, TracesConfig
+
+    url = with_userinfo(llm_server.base_url)
+    attempts = [
+        lambda: HTTPEngine(HTTPConfig(base_url=url)),
+        lambda: endpoint_problem(url),
+        lambda: TeacherTraces(TracesConfig(model="m", base_url=url, api_key_env=None)),
+    ]
+    for attempt in attempts:
+        with pytest.raises(UserError, match="carries credentials") as err:
+            attempt()
+        assert_no_password(str(err.value))
+    monkeypatch.setenv("OPENAI_BASE_URL", url)
+    with pytest.raises(UserError, match="carries credentials") as err:
+        HTTPEngine(HTTPConfig(base_url=None))
+    assert_no_password(str(err.value))
+    assert len(llm_server.all_requests) == 0
+
+
+def test_an_echoed_basic_authorization_is_masked(llm_server, tmp_path):
+    """Defence in depth: a Basic credential a server echoes (one a proxy added, say) is masked
+    like a Bearer token before the reply reaches the cache."""
+    llm_server.handler = lambda req: error(400, f"bad; authorization was 'Basic {BASIC}'")
+    engine = HTTPEngine(HTTPConfig(base_url=llm_server.base_url))
+    with Cache(tmp_path / "c.sqlite") as cache:
+        replies = run(engine, [ask("q")], cache, stats=RunStats(), progress=False)
+    assert "Basic ***" in replies[0].error
+    assert_no_password((tmp_path / "c.sqlite").read_bytes(), "cache")
+
+def test_sigterm_unwinds_and_exits_143(llm_server, tmp_path):
+    """Issue 23 item 7: a terminated command exits 143 (128 + SIGTERM), not 130 (Ctrl-C's), with
+    one line, after unwinding: nothing half-written is left as OUT."""
+    import os
+    import signal
+    import time
+
+    llm_server.handler = lambda req: Response(status=200, body={}, delay=60)  # a teacher that never answers
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from m1data.cli import main; main()", "run", "traces", str(one_row_file(tmp_path)),
+         str(tmp_path / "out.jsonl"), "--base-url", llm_server.base_url, "--model", "m", "--no-require-reasoning"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+    )
+    deadline = time.time() + 60
+    while llm_server.count() == 0 and time.time() < deadline:  # the request is in flight
+        time.sleep(0.1)
+    assert llm_server.count() == 1
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err and "terminated" in err
+    assert not (tmp_path / "out.jsonl").exists()

@@ -1,0 +1,262 @@
+"""The OpenAI-compatible engine against a real scripted server: one attempt per call, every
+failure classified (retryable, fatal, or an outcome), both reply shapes, through the openai SDK."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+from llm_server import (
+    Received,
+    Response,
+    chat,
+    completion,
+    drop,
+    empty_choices,
+    error,
+    llm_server,  # noqa: F401  (fixture)
+    malformed,
+    reply,
+    slow,
+)
+
+from m1data.llm import HTTPConfig, HTTPEngine, InvalidParams, MissingAPIKey, Request
+from m1data.llm.limits import Failed
+from m1data.llm.thinking import split_thinking
+
+CHAT = Request(model="m", messages=({"role": "user", "content": "Which? A. x B. y"},), params={"max_tokens": 50})
+PLAIN = Request(model="m", prompt="Once upon", params={"max_tokens": 5, "stop": ["\n"]})
+
+
+def engine_for(server, **kwargs) -> HTTPEngine:
+    return HTTPEngine(HTTPConfig(base_url=server.base_url, **kwargs))
+
+
+def call(engine: HTTPEngine, request: Request):
+    async def main():
+        try:
+            return await engine.complete(request)
+        finally:
+            await engine.aclose()
+
+    return asyncio.run(main())
+
+
+def test_chat_reply_and_exact_body(llm_server):
+    llm_server.handler = lambda req: chat("The answer is \\boxed{B}", prompt_tokens=12, completion_tokens=5)
+    got = call(engine_for(llm_server), CHAT)
+    assert (got.status, got.text, got.reasoning, got.finish_reason) == ("ok", "The answer is \\boxed{B}", None, "stop")
+    assert (got.prompt_tokens, got.completion_tokens) == (12, 5)
+    [sent] = llm_server.requests
+    assert sent.path == "/v1/chat/completions"
+    assert sent.body == {"model": "m", "messages": [{"role": "user", "content": "Which? A. x B. y"}], "max_tokens": 50}
+    assert "authorization" not in sent.headers  # no api_key_env: nothing sent
+
+
+def test_plain_completion(llm_server):
+    llm_server.handler = lambda req: completion(" a time", finish_reason="stop")
+    got = call(engine_for(llm_server), PLAIN)
+    assert got.text == " a time"  # untouched, so callers can continue the text verbatim
+    [sent] = llm_server.requests
+    assert sent.path == "/v1/completions"
+    assert sent.body == {"model": "m", "prompt": "Once upon", "max_tokens": 5, "stop": ["\n"]}
+
+
+def test_reasoning_content_shape(llm_server):
+    llm_server.handler = lambda req: chat("\\boxed{A}", reasoning="Let me think. A fits.")
+    got = call(engine_for(llm_server), CHAT)
+    assert (got.reasoning, got.text) == ("Let me think. A fits.", "\\boxed{A}")
+
+
+def test_inline_think_shape(llm_server):
+    llm_server.handler = lambda req: chat("<think>\nHmm, A or B.\n</think>\n\nFinal: \\boxed{A}")
+    got = call(engine_for(llm_server), CHAT)
+    assert (got.reasoning, got.text) == ("Hmm, A or B.", "Final: \\boxed{A}")
+
+
+def test_truncated_inline_think_has_no_answer(llm_server):
+    llm_server.handler = lambda req: chat("<think>\nstill going and going", finish_reason="length")
+    got = call(engine_for(llm_server), CHAT)
+    assert (got.status, got.finish_reason, got.text, got.reasoning) == ("length", "length", "", "still going and going")
+    assert not isinstance(got, Failed)
+
+
+def test_content_filter_finish_reason(llm_server):
+    llm_server.handler = lambda req: chat("", finish_reason="content_filter")
+    got = call(engine_for(llm_server), CHAT)
+    assert got.status == "filtered"
+
+
+def test_content_filter_as_400(llm_server):
+    llm_server.handler = lambda req: error(400, "The response was filtered due to content_filter policy")
+    got = call(engine_for(llm_server), CHAT)
+    assert got.status == "filtered" and not got.retryable and not got.fatal
+
+
+@pytest.mark.parametrize(
+    "response, kind, retryable, fatal",
+    [
+        (error(429, "slow down", retry_after=3), "http_429", True, False),
+        (error(500, "boom"), "http_500", True, False),
+        (error(503, "overloaded"), "http_503", True, False),
+        (error(400, "prompt too long"), "http_400", False, False),
+        (error(422, "bad value"), "http_422", False, False),
+        (error(401, "bad key"), "http_401", False, True),
+        (error(404, "no such model"), "http_404", False, True),
+        (malformed(), "bad_response", True, False),
+        (empty_choices(), "bad_response", True, False),
+        (Response(body={"error": {"message": "upstream failed"}}), "api_error", True, False),
+        (drop(), "connection", True, False),
+    ],
+)
+def test_failures_are_classified(llm_server, response, kind, retryable, fatal):
+    llm_server.handler = lambda req: response
+    got = call(engine_for(llm_server), CHAT)
+    assert isinstance(got, Failed)
+    assert (got.status, got.kind, got.retryable, got.fatal) == ("error", kind, retryable, fatal)
+    assert got.error.startswith(kind + ": ")
+    assert llm_server.count() == 1  # one call, one attempt: retrying is the runner's job
+
+
+def test_retry_after_is_read(llm_server):
+    llm_server.handler = lambda req: error(429, retry_after=2.5)
+    assert call(engine_for(llm_server), CHAT).retry_after == 2.5
+
+
+def test_timeout(llm_server):
+    llm_server.handler = lambda req: slow(2.0)
+    began = time.perf_counter()
+    got = call(engine_for(llm_server, timeout=0.3), CHAT)
+    assert time.perf_counter() - began < 1.5
+    assert (got.kind, got.retryable) == ("timeout", True)
+
+
+def test_connection_refused_is_retryable():
+    engine = HTTPEngine(HTTPConfig(base_url="http://127.0.0.1:9/v1", timeout=5))
+    got = call(engine, CHAT)
+    assert (got.kind, got.retryable) == ("connection", True)
+
+
+def test_unknown_param_is_rejected_before_sending(llm_server):
+    engine = engine_for(llm_server)
+    bad = Request(model="m", messages=CHAT.messages, params={"temp": 0.0})
+    with pytest.raises(InvalidParams, match="did you mean 'temperature'"):
+        engine.validate(bad)
+    with pytest.raises(InvalidParams, match="temperature must be"):
+        engine.validate(Request(model="m", prompt="x", params={"temperature": "0"}))
+    assert llm_server.count() == 0
+
+
+def test_vllm_extras_need_opting_in(llm_server):
+    request = Request(model="m", prompt="x", params={"top_k": 20})
+    with pytest.raises(InvalidParams):
+        engine_for(llm_server).validate(request)
+    engine_for(llm_server, extra_params=("top_k",)).validate(request)
+
+
+def test_api_key_from_environment_sent_but_never_shown(llm_server, monkeypatch):
+    monkeypatch.setenv("M1DATA_TEST_KEY", "sk-test-SECRET-123")
+    seen = []
+
+    def handler(req: Received) -> Response:
+        seen.append(req.headers.get("authorization"))
+        return reply(req, "ok")
+
+    llm_server.handler = handler
+    engine = engine_for(llm_server, api_key_env="M1DATA_TEST_KEY")
+    assert call(engine, CHAT).status == "ok"
+    assert seen == ["Bearer sk-test-SECRET-123"]
+    for text in (repr(engine), str(engine), repr(engine.config), str(vars(engine.config))):
+        assert "SECRET" not in text
+
+
+def test_missing_key_fails_early(llm_server, monkeypatch):
+    monkeypatch.delenv("M1DATA_ABSENT_KEY", raising=False)
+    with pytest.raises(MissingAPIKey, match="M1DATA_ABSENT_KEY"):
+        engine_for(llm_server, api_key_env="M1DATA_ABSENT_KEY")
+    lenient = HTTPEngine(HTTPConfig(base_url=llm_server.base_url, api_key_env="M1DATA_ABSENT_KEY"), require_key=False)
+    got = call(lenient, CHAT)
+    assert got.fatal and llm_server.count() == 0
+
+
+def test_engine_survives_several_event_loops(llm_server):
+    engine = engine_for(llm_server)
+    assert asyncio.run(engine.complete(CHAT)).status == "ok"
+    assert asyncio.run(engine.complete(CHAT)).status == "ok"
+    asyncio.run(engine.aclose())
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("plain answer", (None, "plain answer")),
+        ("<think>a</think>b", ("a", "b")),
+        ("<think>\n a \n</think>\n\n b ", ("a", "b")),
+        ("<think>cut off", ("cut off", "")),
+        ("opened in the prompt</think>answer", ("opened in the prompt", "answer")),
+        ("", (None, "")),
+    ],
+)
+def test_split_thinking(text, expected):
+    assert split_thinking(text) == expected
+
+
+def test_server_answers_model_list_without_counting_it(llm_server):
+    import urllib.request
+
+    with urllib.request.urlopen(llm_server.base_url + "/models") as response:
+        listing = json.load(response)
+    assert listing["data"][0]["id"] == "scripted"
+    assert llm_server.count() == 0 and len(llm_server.all_requests) == 1
+
+
+def test_wire_body_is_the_hashed_body(llm_server, tmp_path):
+    """What the SDK puts on the wire is exactly the body the cache key hashes: standard fields as
+    `create()` arguments, server extras through `extra_body`, nothing added or renamed."""
+    from m1data.llm import Cache, complete_all, request_key
+    from m1data.llm.params import VLLM_EXTRA_PARAMS, canonical_json, request_body
+
+    chat_request = Request(
+        model="m",
+        messages=({"role": "system", "content": "Be brief."}, {"role": "user", "content": "Quelle réponse ? A. x"}),
+        params={"max_tokens": 64, "temperature": 0.6, "top_p": 0.95, "seed": 7, "stop": ["</s>"],
+                "min_tokens": 2, "skip_special_tokens": False, "top_k": 20,
+                "chat_template_kwargs": {"enable_thinking": True}},
+    )
+    plain_request = Request(model="m", prompt="Once upon", params={"max_tokens": 5, "min_p": 0.1, "reasoning_effort": "low"})
+    engine = engine_for(llm_server, extra_params=VLLM_EXTRA_PARAMS)
+    with Cache(tmp_path / "c.sqlite") as cache:
+        complete_all(engine, [chat_request, plain_request], cache, progress=False)
+        stored = {key for key in cache.get_many([request_key(engine.endpoint, chat_request),
+                                                 request_key(engine.endpoint, plain_request)])}
+    received = {r.path: r for r in llm_server.requests}
+    for path, request in (("/v1/chat/completions", chat_request), ("/v1/completions", plain_request)):
+        sent = received[path]
+        assert sent.body == request_body(request)
+        assert canonical_json(sent.body) == canonical_json(request_body(request))
+        assert request_key(engine.endpoint, request) in stored
+
+
+def test_base_url_from_openai_base_url(llm_server, monkeypatch):
+    monkeypatch.setenv("OPENAI_BASE_URL", llm_server.base_url)
+    engine = HTTPEngine(HTTPConfig())
+    assert engine.endpoint == llm_server.base_url
+    assert call(engine, CHAT).status == "ok"
+    assert llm_server.count() == 1
+
+
+def test_openai_api_key_goes_to_openai_only(llm_server, monkeypatch):
+    """OPENAI_API_KEY is OpenAI's: a local or other endpoint without a named variable gets no key."""
+    from m1data.llm.http import key_variable
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-SECRET-456")
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-private")
+    assert key_variable("https://api.openai.com/v1", None) == "OPENAI_API_KEY"
+    assert key_variable("https://api.deepseek.com", None) is None
+    assert key_variable(llm_server.base_url, "MY_KEY") == "MY_KEY"
+    assert call(engine_for(llm_server), CHAT).status == "ok"
+    [sent] = llm_server.requests
+    assert "authorization" not in sent.headers
+    assert not any("org-private" in value or "SECRET" in value for value in sent.headers.values())

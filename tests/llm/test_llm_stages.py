@@ -1,0 +1,106 @@
+"""The one shape of the LLM stages (m1data.llm.stages.LLMStage): the difficulty filter, the teacher
+and the LLM tagger call, cache, count and take their runtime flags the same way."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from m1data.builders import M1KConfig
+from typer.testing import CliRunner
+
+from m1data.cli import app
+from m1data.config import ConfigError, load_config
+from m1data.llm.stages import LLMRuntime, LLMStage
+from m1data.reading.readers import write_rows
+from m1data.running.pipeline import RunContext
+from m1data.schema import make_row, rows_to_dataset
+from m1data.stages.difficulty import DifficultyConfig, DifficultyFilter, StudentConfig
+from m1data.stages.mesh import MeshConfig, MeshTagger
+from m1data.stages.traces import TeacherTraces, TracesConfig
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from llm_server import Received, Response, chat, llm_server  # noqa: E402,F401
+
+VOCABULARY = {"requests", "sent", "cached", "failed", "retries", "prompt_tokens", "completion_tokens", "cost_sent"}
+RUNTIME_FLAGS = ["--cache", "--concurrency", "--rpm", "--tpm", "--timeout", "--retry-failed", "--batch", "--prices",
+                 "--dry-run"]
+
+
+def answer(req: Received) -> Response:
+    """Readable by every stage: a boxed letter for students and teacher, a code at the end for the tagger."""
+    return chat("The answer is \\boxed{A}.\nSubject code: 07", reasoning="Option A fits.")
+
+
+def rows():
+    return rows_to_dataset([
+        make_row(source="medqa", row_id=f"r{i}", question=f"Question {i}?", options=["w", "x", "y", "z"],
+                 answer_idx=0, raw={"i": i})
+        for i in range(5)
+    ])
+
+
+def stage(name: str, url: str) -> LLMStage:
+    runtime = LLMRuntime(progress=False, concurrency=2)
+    if name == "difficulty":
+        return DifficultyFilter(DifficultyConfig(students=[StudentConfig("m", url, short="s")], drop_rule="none",
+                                                 runtime=runtime))
+    if name == "traces":
+        return TeacherTraces(TracesConfig(model="m", base_url=url, api_key_env=None, runtime=runtime))
+    return MeshTagger(MeshConfig(model="m", base_url=url, api_key_env=None, runtime=runtime))
+
+
+@pytest.mark.parametrize("name", ["difficulty", "traces", "tag"])
+def test_every_llm_stage_counts_its_calls_in_one_vocabulary(llm_server, tmp_path, name):
+    llm_server.handler = answer
+    ctx = RunContext(run_dir=tmp_path, stage_dir=tmp_path)
+    first = stage(name, llm_server.base_url).run(rows(), ctx)
+    assert VOCABULARY <= set(first.stats), sorted(VOCABULARY - set(first.stats))
+    assert first.stats["requests"] == 5 and first.stats["sent"] == 5 == llm_server.count()
+    assert (first.stats["cached"], first.stats["failed"]) == (0, 0)
+    assert first.stats["prompt_tokens"] == 5 * 11 and first.stats["completion_tokens"] == 5 * 7
+    assert len(first.rows) + len(first.dropped) == 5 and set(first.dropped["reason"]) <= {"wrong_answer"}
+
+    again = stage(name, llm_server.base_url).run(rows(), ctx)  # a new stage object: only the cache remembers
+    assert (again.stats["sent"], again.stats["cached"]) == (0, 5) and llm_server.count() == 5
+    assert again.rows["id"] == first.rows["id"]
+
+
+@pytest.mark.parametrize("command", ["difficulty", "traces", "tag"])
+def test_run_commands_take_the_same_runtime_flags(command):
+    result = CliRunner().invoke(app, ["run", command, "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    missing = [flag for flag in RUNTIME_FLAGS if flag not in result.output]
+    assert not missing, missing
+
+
+def test_run_tag_dry_run_plans_and_sends_nothing(llm_server, tmp_path):
+    """The tagger used to have no --dry-run, --rpm, --tpm or --retry-failed."""
+    llm_server.handler = answer
+    src = write_rows(rows(), tmp_path / "in.jsonl")
+    result = CliRunner().invoke(app, ["run", "tag", str(src), str(tmp_path / "out.jsonl"), "--base-url",
+                                      llm_server.base_url, "--model", "m", "--api-key-env", "", "--rpm", "60",
+                                      "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "5 to send" in " ".join(result.output.split())
+    assert llm_server.count() == 0 and not (tmp_path / "out.jsonl").exists()
+
+
+def test_a_runtime_key_left_at_the_stage_level_says_where_it_moved(tmp_path):
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump({"m23k": {"traces": {"model": "m", "concurrency": 4}}}))
+    with pytest.raises(ConfigError, match=r"concurrency -> runtime\.concurrency"):
+        load_config(M1KConfig, path)
+
+
+def test_an_llm_stage_travels_without_its_engines(llm_server):
+    """What a distributed worker receives: the config, not the live engine (it builds its own)."""
+    import pickle
+
+    original = stage("traces", llm_server.base_url)
+    built = original.engine(original.endpoints()[0])
+    copy = pickle.loads(pickle.dumps(original))
+    assert copy._built == {} and copy.config == original.config
+    assert copy.engine(copy.endpoints()[0]) is not built and original.engine(original.endpoints()[0]) is built

@@ -1,0 +1,600 @@
+"""The Hub folder is checked by loading it back with `datasets` offline; the upload is checked
+against a fake HfApi, the one boundary m1data does not own."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import datasets
+import pytest
+import yaml
+
+from m1data.publishing.cardmeta import split_card
+from m1data.publishing.hub import (
+    merge_configs,
+    publish,
+    write_hub_folder,
+)
+from m1data.schema import make_row, rows_to_dataset
+from m1data.stages.formatting import to_sft
+
+SENTINEL = "hf_SENTINEL_never_write_me_0123456789"
+
+
+def built_rows(n: int, source: str = "medqa") -> datasets.Dataset:
+    """Rows as a build leaves them: the schema columns plus traces, domain and SFT columns."""
+    rows = [
+        make_row(
+            source=source,
+            row_id=f"{source}:{i}",
+            question=f"Which drug is first line for condition {i}?",
+            options=[f"drug {i}", f"other {i}", f"third {i}", f"fourth {i}"],
+            answer_idx=0,
+            raw={"n": i},
+        )
+        for i in range(n)
+    ]
+    ds = rows_to_dataset(rows)
+    ds = ds.add_column("reasoning", [f"Thinking about case {i}." for i in range(n)])
+    ds = ds.add_column("teacher_reply", [f"The answer is \\boxed{{{r['answer_letter']}}}" for r in rows])
+    ds = ds.add_column("domain", ["Pharmacology" if i % 2 else "Diagnosis" for i in range(n)])
+    ds = ds.add_column("domain_code", ["33" if i % 2 else "11" for i in range(n)])
+    return to_sft(ds)
+
+
+@pytest.fixture
+def configs():
+    return {
+        "m23k": {"train": built_rows(40)},
+        "m1k": {"train": built_rows(9, "headqa"), "validation": built_rows(3, "pubmedqa")},
+    }
+
+
+@pytest.fixture
+def folder(tmp_path, configs):
+    return write_hub_folder(tmp_path / "hub", configs, "# Test card\n\nSome prose.\n", {"lengths.png": b"\x89PNG fake"})
+
+
+def card_metadata(folder: Path) -> dict:
+    return split_card((folder / "README.md").read_text())[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# The folder
+
+
+def test_folder_layout_and_card_yaml(folder):
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    assert files == [
+        "README.md",
+        "data/m1k/train-00000-of-00001.parquet",
+        "data/m1k/validation-00000-of-00001.parquet",
+        "data/m23k/train-00000-of-00001.parquet",
+        "images/lengths.png",
+    ]
+    meta = card_metadata(folder)
+    assert meta["configs"] == [
+        {"config_name": "m23k", "default": True, "data_files": [{"split": "train", "path": "data/m23k/train-*.parquet"}]},
+        {
+            "config_name": "m1k",
+            "data_files": [
+                {"split": "train", "path": "data/m1k/train-*.parquet"},
+                {"split": "validation", "path": "data/m1k/validation-*.parquet"},
+            ],
+        },
+    ]
+    info = {e["config_name"]: e for e in meta["dataset_info"]}
+    assert {s["name"]: s["num_examples"] for s in info["m1k"]["splits"]} == {"train": 9, "validation": 3}
+    assert info["m23k"]["splits"][0]["num_examples"] == 40
+    assert (folder / "README.md").read_text().split("---\n", 2)[2].strip().startswith("# Test card")
+
+
+def test_folder_loads_back_offline(folder, configs, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    for name, splits in configs.items():
+        loaded = datasets.load_dataset(str(folder), name=name)
+        assert set(loaded) == set(splits)
+        for split, original in splits.items():
+            assert loaded[split]["id"] == original["id"]
+            assert loaded[split].column_names == original.column_names
+            assert loaded[split][0]["messages"] == original[0]["messages"]
+            assert loaded[split][0]["options"] == original[0]["options"]
+    default = datasets.load_dataset(str(folder))
+    assert list(default) == ["train"] and len(default["train"]) == 40
+
+
+def test_large_splits_are_sharded_by_size(tmp_path, configs, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    rows = configs["m23k"]["train"]
+    out = write_hub_folder(tmp_path / "hub", {"m23k": {"train": rows}}, "# c\n", max_shard_bytes=rows.data.nbytes // 3)
+    shards = sorted(p.name for p in (out / "data/m23k").iterdir())
+    assert shards == [f"train-0000{i}-of-00004.parquet" for i in range(4)]
+    assert datasets.load_dataset(str(out), name="m23k")["train"]["id"] == rows["id"]
+
+
+def test_rewriting_a_folder_leaves_no_stale_shard(tmp_path, configs):
+    rows = configs["m23k"]["train"]
+    target = tmp_path / "hub"
+    write_hub_folder(target, {"m23k": {"train": rows}}, "# c\n", max_shard_bytes=rows.data.nbytes // 3)
+    write_hub_folder(target, {"m23k": {"train": rows}}, "# c\n")
+    assert sorted(p.name for p in (target / "data/m23k").iterdir()) == ["train-00000-of-00001.parquet"]
+
+
+def test_refuses_to_replace_a_folder_it_did_not_write(tmp_path, configs):
+    target = tmp_path / "mine"
+    target.mkdir()
+    (target / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError):
+        write_hub_folder(target, configs, "# c\n")
+    assert (target / "notes.txt").read_text() == "keep me"
+
+
+def test_rejects_bad_names(tmp_path, configs):
+    with pytest.raises(ValueError, match="split name"):
+        write_hub_folder(tmp_path / "a", {"m1k": {"train-hard": configs["m23k"]["train"]}}, "# c\n")
+    with pytest.raises(ValueError, match="config name"):
+        write_hub_folder(tmp_path / "b", {"../x": {"train": configs["m23k"]["train"]}}, "# c\n")
+    with pytest.raises(ValueError, match="image name"):
+        write_hub_folder(tmp_path / "c", configs, "# c\n", {"../x.png": b""})
+
+
+def test_card_yaml_keys_are_kept_and_configs_rewritten(tmp_path, configs):
+    card = "---\nlicense: other\nconfigs:\n- config_name: stale\n---\n# c\n"
+    meta = card_metadata(write_hub_folder(tmp_path / "hub", configs, card))
+    assert meta["license"] == "other"
+    assert [c["config_name"] for c in meta["configs"]] == ["m23k", "m1k"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Publishing against a fake HfApi
+
+
+REMOTE_CARD = """---
+license: mit
+pretty_name: Somebody else's
+configs:
+- config_name: other
+  default: true
+  data_files:
+  - split: train
+    path: data/other/train-*.parquet
+- config_name: m1k
+  data_files:
+  - split: train
+    path: data/m1k/train-*.parquet
+dataset_info:
+- config_name: other
+  splits:
+  - name: train
+    num_examples: 5
+- config_name: m1k
+  splits:
+  - name: train
+    num_examples: 999
+---
+# Their card
+"""
+
+
+class FakeHfApi:
+    """Records every call and serves a canned remote repo: its files and its README."""
+
+    def __init__(self, tmp_path: Path, remote_files: list[str], remote_card: str | None):
+        self.tmp_path = tmp_path
+        self.remote_files = list(remote_files) + (["README.md"] if remote_card is not None else [])
+        self.remote_card = remote_card
+        self.calls: list[tuple[str, tuple, dict]] = []
+
+    def create_repo(self, repo_id, **kwargs):
+        self.calls.append(("create_repo", (repo_id,), kwargs))
+        return SimpleNamespace(repo_id=repo_id)
+
+    def repo_info(self, repo_id, **kwargs):
+        self.calls.append(("repo_info", (repo_id,), kwargs))
+        return SimpleNamespace(sha="abc123", siblings=[SimpleNamespace(rfilename=f) for f in self.remote_files])
+
+    def hf_hub_download(self, repo_id, filename, **kwargs):
+        self.calls.append(("hf_hub_download", (repo_id, filename), kwargs))
+        path = self.tmp_path / "remote_README.md"
+        path.write_text(self.remote_card)
+        return str(path)
+
+    def create_commit(self, repo_id, operations, **kwargs):
+        operations = list(operations)
+        self.calls.append(("create_commit", (repo_id, operations), kwargs))
+        return SimpleNamespace(commit_url=f"https://hub.invalid/{repo_id}/commit/1", oid="1")
+
+    def named(self, name):
+        return [c for c in self.calls if c[0] == name]
+
+
+class RefusingHfApi:
+    """Any attribute access is a network call a dry run must not make."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"dry run called HfApi.{name}")
+
+
+def operation_bytes(op) -> bytes:
+    content = op.path_or_fileobj
+    return content if isinstance(content, bytes) else Path(content).read_bytes()
+
+
+@pytest.fixture
+def m1k_folder(tmp_path):
+    return write_hub_folder(tmp_path / "hub", {"m1k": {"train": built_rows(7)}}, "# m1K card\n", {"m1k.png": b"\x89PNG"})
+
+
+def test_publish_merges_with_configs_on_the_repo(tmp_path, m1k_folder):
+    remote_files = [
+        "data/other/train-00000-of-00001.parquet",
+        "data/m1k/train-00000-of-00002.parquet",
+        "data/m1k/train-00001-of-00002.parquet",
+        "images/other.png",
+        ".gitattributes",
+    ]
+    api = FakeHfApi(tmp_path, remote_files, REMOTE_CARD)
+    plan = publish(m1k_folder, "org/m1", api=api, private=True)
+
+    [(_, (repo_id,), kwargs)] = api.named("create_repo")
+    assert repo_id == "org/m1" and kwargs == {"repo_type": "dataset", "private": True, "exist_ok": True}
+    [(_, (_, operations), commit_kwargs)] = api.named("create_commit")
+    assert commit_kwargs["repo_type"] == "dataset" and commit_kwargs["parent_commit"] == "abc123"
+    assert api.named("hf_hub_download")[0][2]["revision"] == "abc123"
+
+    added = {op.path_in_repo: op for op in operations if type(op).__name__ == "CommitOperationAdd"}
+    deleted = sorted(op.path_in_repo for op in operations if type(op).__name__ == "CommitOperationDelete")
+    assert sorted(added) == ["README.md", "data/m1k/train-00000-of-00001.parquet", "images/m1k.png"]
+    assert deleted == ["data/m1k/train-00000-of-00002.parquet", "data/m1k/train-00001-of-00002.parquet"]
+    assert not [p for p in deleted if not p.startswith("data/m1k/")]
+
+    meta, body = split_card(operation_bytes(added["README.md"]).decode())
+    assert body.strip() == "# m1K card"
+    configs = {c["config_name"]: c for c in meta["configs"]}
+    assert list(configs) == ["other", "m1k"]
+    assert configs["other"]["default"] is True and "default" not in configs["m1k"]
+    assert configs["m1k"]["data_files"] == [{"split": "train", "path": "data/m1k/train-*.parquet"}]
+    info = {e["config_name"]: e for e in meta["dataset_info"]}
+    assert info["other"]["splits"][0]["num_examples"] == 5
+    assert info["m1k"]["splits"][0]["num_examples"] == 7
+    assert meta["pretty_name"] == "Somebody else's"  # keys only the remote card has are kept
+
+    assert plan.configs == ["other", "m1k"] and plan.default_config == "other"
+    assert plan.replaced_configs == ["m1k"] and plan.kept_remote_configs == ["other"]
+    assert plan.commit_url.endswith("/commit/1") and not plan.dry_run
+
+
+def test_publish_to_a_new_repo_uses_our_configs(tmp_path, m1k_folder):
+    api = FakeHfApi(tmp_path, [".gitattributes"], None)
+    plan = publish(m1k_folder, "org/new", api=api)
+    assert api.named("hf_hub_download") == []
+    [(_, (_, operations), _)] = api.named("create_commit")
+    readme = next(op for op in operations if op.path_in_repo == "README.md")
+    meta, _ = split_card(operation_bytes(readme).decode())
+    assert meta["configs"][0]["config_name"] == "m1k" and meta["configs"][0]["default"] is True
+    assert plan.deletions == [] and plan.default_config == "m1k"
+
+
+class ReadOnlyHfApi(FakeHfApi):
+    """A dry run may read the repo (to say what it would replace) but never write to it."""
+
+    def create_repo(self, *args, **kwargs):
+        raise AssertionError("dry run called HfApi.create_repo")
+
+    def create_commit(self, *args, **kwargs):
+        raise AssertionError("dry run called HfApi.create_commit")
+
+
+def test_dry_run_writes_nothing_and_says_exactly_what_it_replaces(tmp_path, m1k_folder, capsys, monkeypatch):
+    """Changed on purpose (issue 11, item 9): the dry run used to make no call at all, so its plan
+    could not say what would be replaced. It now reads the repo and card, and writes nothing."""
+    import huggingface_hub
+
+    remote = ["data/other/train-00000-of-00001.parquet", "data/m1k/train-00000-of-00002.parquet",
+              "data/m1k/train-00001-of-00002.parquet"]
+    api = ReadOnlyHfApi(tmp_path, remote, REMOTE_CARD)
+    plan = publish(m1k_folder, "org/m1", dry_run=True, api=api)
+    assert plan.dry_run and plan.commit_url is None and plan.remote_read
+    assert plan.configs == ["other", "m1k"] and plan.replaced_configs == ["m1k"]
+    assert plan.deletions == ["data/m1k/train-00000-of-00002.parquet", "data/m1k/train-00001-of-00002.parquet"]
+    sizes = {f.path_in_repo: f.size for f in plan.files}
+    assert sizes["data/m1k/train-00000-of-00001.parquet"] == (m1k_folder / "data/m1k/train-00000-of-00001.parquet").stat().st_size
+    assert set(sizes) == {"README.md", "data/m1k/train-00000-of-00001.parquet", "images/m1k.png"}
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", lambda *a, **k: api)
+    from typer.testing import CliRunner
+
+    from m1data.cli import app
+
+    printed = CliRunner().invoke(app, ["publish", str(m1k_folder), "--repo-id", "org/m1", "--dry-run"]).output
+    assert "DRY RUN" in printed and "data/m1k/train-00000-of-00001.parquet" in printed
+    assert "replaced: m1k" in printed and "- data/m1k/train-00001-of-00002.parquet" in printed
+
+
+def test_token_goes_only_to_hfapi_and_is_never_written(tmp_path, m1k_folder, monkeypatch, capsys, shown_output):
+    import huggingface_hub
+
+    monkeypatch.setenv("HF_TOKEN", SENTINEL)
+    api = FakeHfApi(tmp_path, ["data/m1k/train-00000-of-00001.parquet"], REMOTE_CARD)
+    received = []
+
+    def make_api(*args, **kwargs):
+        received.append(kwargs.get("token"))
+        return api
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", make_api)
+    plan = publish(m1k_folder, "org/m1", token=SENTINEL)
+    assert received == [SENTINEL]
+
+    [(_, (_, operations), kwargs)] = api.named("create_commit")
+    for op in operations:
+        if hasattr(op, "path_or_fileobj"):
+            assert SENTINEL.encode() not in operation_bytes(op)
+    recorded = json.dumps([(name, args[0], kwargs) for name, args, kwargs in api.calls], default=str)
+    assert SENTINEL not in recorded
+    for path in m1k_folder.rglob("*"):
+        if path.is_file():
+            assert SENTINEL.encode() not in path.read_bytes()
+    out = capsys.readouterr()
+    assert SENTINEL not in out.out + out.err + plan.describe() + repr(plan)
+
+
+def test_refuses_to_upload_a_file_holding_the_token(tmp_path, m1k_folder, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", SENTINEL)
+    (m1k_folder / "README.md").write_text((m1k_folder / "README.md").read_text() + f"\ntoken: {SENTINEL}\n")
+    api = FakeHfApi(tmp_path, [], None)
+    with pytest.raises(ValueError, match="contains your Hub token"):
+        publish(m1k_folder, "org/m1", api=api)
+    assert api.named("create_commit") == []
+
+
+def test_publish_needs_a_hub_folder(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        publish(tmp_path, "org/m1", dry_run=True)
+
+
+def test_merge_keeps_our_default_when_theirs_has_none():
+    ours = [{"config_name": "m1k", "default": True, "data_files": []}]
+    theirs = [{"config_name": "m23k", "data_files": [{"split": "train", "path": "x"}]}]
+    merged = merge_configs(ours, theirs)
+    assert [c["config_name"] for c in merged] == ["m23k", "m1k"]
+    assert merged[1]["default"] is True and merged[0] == theirs[0]
+    # a remote config literally named "default" is the repo's default: ours gives way
+    merged = merge_configs(ours, [{"config_name": "default", "data_files": []}])
+    assert "default" not in merged[1]
+
+
+def test_folder_card_is_plain_yaml(folder):
+    header = (folder / "README.md").read_text().split("---\n")[1]
+    assert isinstance(yaml.safe_load(header), dict)
+
+
+def test_refuses_to_upload_any_configured_api_key(tmp_path, monkeypatch):
+    """Not only the Hub token: the value of every key variable the run's config names, and of any
+    *_API_KEY in the environment, stops the upload; the message names the variable, not the value."""
+    run = tmp_path / "run"
+    (run / "04_traces").mkdir(parents=True)
+    (run / "04_traces" / "manifest.json").write_text(json.dumps(
+        {"stage": "traces", "index": 4, "config": {"api_key_env": "MY_TEACHER_SECRET"}}))
+    teacher_key, openai_key = "tk-teacher-0123456789abcdef", "sk-openai-0123456789abcdef"
+    monkeypatch.setenv("MY_TEACHER_SECRET", teacher_key)
+    monkeypatch.setenv("OPENAI_API_KEY", openai_key)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+
+    cases = [(teacher_key, "MY_TEACHER_SECRET", "README.md"), (openai_key, "OPENAI_API_KEY", "images/k.png")]
+    for value, name, where in cases:
+        folder = write_hub_folder(run / "hub", {"m1k": {"train": built_rows(3)}}, "# card\n", {"k.png": b"\x89PNG"})
+        target = folder / where
+        target.write_bytes(target.read_bytes() + f"\nleaked: {value}\n".encode())
+        api = FakeHfApi(tmp_path, [], None)
+        with pytest.raises(ValueError, match=name) as err:
+            publish(folder, "org/m1", api=api)
+        assert value not in str(err.value) and where in str(err.value)
+        assert api.named("create_commit") == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Publishing over a repo that already holds data (a repo kept in a local folder, so that what a
+# commit leaves behind is loaded back with `datasets` itself)
+
+
+class LocalRepoApi:
+    """The HfApi calls publish makes, served from a folder holding the repo's real files."""
+
+    def __init__(self, repo: Path):
+        self.repo = repo
+        self.calls: list[tuple[str, tuple, dict]] = []
+        self.exists = repo.exists()
+
+    def files(self) -> list[str]:
+        return sorted(p.relative_to(self.repo).as_posix() for p in self.repo.rglob("*") if p.is_file())
+
+    def create_repo(self, repo_id, **kwargs):
+        self.calls.append(("create_repo", (repo_id,), kwargs))
+        self.repo.mkdir(parents=True, exist_ok=True)
+        (self.repo / ".gitattributes").write_text("*.parquet filter=lfs\n")
+        self.exists = True
+
+    def repo_info(self, repo_id, **kwargs):
+        self.calls.append(("repo_info", (repo_id,), kwargs))
+        if not self.exists:
+            from huggingface_hub.errors import RepositoryNotFoundError
+
+            http = importlib.import_module("httpx2" if importlib.util.find_spec("httpx2") else "httpx")  # hub's client
+            url = f"https://huggingface.co/api/datasets/{repo_id}"
+            raise RepositoryNotFoundError("404", response=http.Response(404, request=http.Request("GET", url)))
+        return SimpleNamespace(sha="sha1", siblings=[SimpleNamespace(rfilename=f) for f in self.files()])
+
+    def hf_hub_download(self, repo_id, filename, **kwargs):
+        self.calls.append(("hf_hub_download", (repo_id, filename), kwargs))
+        return str(self.repo / filename)
+
+    def create_commit(self, repo_id, operations, **kwargs):
+        self.calls.append(("create_commit", (repo_id, list(operations)), kwargs))
+        for op in operations:
+            target = self.repo / op.path_in_repo
+            if type(op).__name__ == "CommitOperationDelete":
+                target.unlink()
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(operation_bytes(op))
+        return SimpleNamespace(commit_url=f"https://hub.invalid/{repo_id}/commit/2", oid="2")
+
+    def named(self, name):
+        return [c for c in self.calls if c[0] == name]
+
+
+def pushed_repo(tmp_path, *, with_card: bool) -> Path:
+    """A repo as `push_to_hub` (or a hand upload) leaves it: data/train-*.parquet, and either no
+    README or one without `configs:`; `datasets` finds its data by file-name conventions."""
+    repo = tmp_path / "remote"
+    (repo / "data").mkdir(parents=True)
+    built_rows(5, "pubmedqa").to_parquet(str(repo / "data/train-00000-of-00001.parquet"))
+    if with_card:
+        (repo / "README.md").write_text("---\nlicense: mit\n---\n# Their data\n")
+    return repo
+
+
+@pytest.mark.parametrize("with_card", [False, True])
+def test_data_found_by_file_conventions_stays_reachable(tmp_path, m1k_folder, monkeypatch, with_card):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    repo = pushed_repo(tmp_path, with_card=with_card)
+    before = datasets.load_dataset(str(repo), split="train")["id"]
+    api = LocalRepoApi(repo)
+    plan = publish(m1k_folder, "org/mixed", api=api)
+    assert plan.kept_remote_configs == ["default"] and plan.replaced_configs == [] and plan.deletions == []
+    assert "default" in plan.describe() and plan.unreachable == []
+    assert datasets.load_dataset(str(repo), split="train")["id"] == before  # their default is still the default
+    assert datasets.load_dataset(str(repo), name="m1k", split="train")["id"] == built_rows(7)["id"]
+    assert "data/train-00000-of-00001.parquet" in api.files()
+
+
+def test_publishing_m1k_over_an_m23k_repo_keeps_m23k(tmp_path, monkeypatch):
+    """Each build's config is named after its dataset, so m1K lands beside m23K, not over it."""
+    from m1data.publishing.export import export_run
+    from m1data.running.pipeline import Stage, StageResult, run_pipeline
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    class Given(Stage):
+        name = "format"
+        config = None
+
+        def __init__(self, rows):
+            self.rows = rows
+
+        def run(self, rows, ctx):
+            return StageResult(rows=self.rows)
+
+    folders = {}
+    for name, n in (("m23k", 12), ("m1k", 4)):
+        run_pipeline([Given(built_rows(n))], tmp_path / name)
+        folders[name] = export_run(name, tmp_path / name, tmp_path / name / "hub")
+    assert card_metadata(folders["m1k"])["configs"][0]["config_name"] == "m1k"
+    custom = export_run("m1k", tmp_path / "m1k", tmp_path / "custom", config_name="m1k-v2")
+    assert card_metadata(custom)["configs"][0]["config_name"] == "m1k-v2"
+
+    api = LocalRepoApi(tmp_path / "remote")
+    publish(folders["m23k"], "org/m1", api=api)
+    assert [c[0] for c in api.calls][:2] == ["repo_info", "create_repo"]  # a new repo: created after reading
+    plan = publish(folders["m1k"], "org/m1", api=api)
+    assert plan.deletions == [] and plan.replaced_configs == []
+    assert plan.kept_remote_configs == ["m23k", "m23k-prompt-completion"]  # both views of m23K stay
+    assert len(datasets.load_dataset(str(api.repo), name="m23k", split="train")) == 12
+    assert len(datasets.load_dataset(str(api.repo), name="m1k", split="train")) == 4
+    assert len(datasets.load_dataset(str(api.repo), split="train")) == 12  # m23K stays the default
+
+
+def test_publish_deletes_only_shards_it_wrote(tmp_path, m1k_folder):
+    remote = ["data/m1k/train-00000-of-00003.parquet", "data/m1k/notes.md", "data/m1k/README.txt"]
+    api = FakeHfApi(tmp_path, remote, REMOTE_CARD)
+    plan = publish(m1k_folder, "org/m1", api=api)
+    assert plan.deletions == ["data/m1k/train-00000-of-00003.parquet"]
+    [(_, (_, operations), _)] = api.named("create_commit")
+    deleted = [op.path_in_repo for op in operations if type(op).__name__ == "CommitOperationDelete"]
+    assert deleted == ["data/m1k/train-00000-of-00003.parquet"]
+
+    # a file somebody else put where our config reads would be mixed into it: refuse, change nothing
+    api = FakeHfApi(tmp_path, ["data/m1k/train-theirs.parquet"], REMOTE_CARD)
+    with pytest.raises(ValueError, match="data/m1k/train-theirs.parquet"):
+        publish(m1k_folder, "org/m1", api=api)
+    assert api.named("create_commit") == [] and api.named("create_repo") == []
+
+    # a same-named config laid out by another tool: replaced, its files kept and listed as unreachable
+    theirs = "---\nconfigs:\n- config_name: m1k\n  data_files: m1k/train-*.parquet\n---\n"
+    api = FakeHfApi(tmp_path, ["m1k/train-00000-of-00001.parquet"], theirs)
+    plan = publish(m1k_folder, "org/m1", api=api)
+    assert plan.replaced_configs == ["m1k"] and plan.deletions == []
+    assert plan.unreachable == ["m1k/train-00000-of-00001.parquet"]
+    assert "m1k/train-00000-of-00001.parquet" in plan.describe()
+
+
+def test_a_malformed_remote_card_is_a_clear_error_before_anything_changes(tmp_path, m1k_folder):
+    api = FakeHfApi(tmp_path, [], "---\nconfigs: [unclosed\nlicense: mit\n---\n# x\n")
+    with pytest.raises(ValueError, match="org/m1.*README.md") as err:
+        publish(m1k_folder, "org/m1", api=api)
+    assert "YAML" in str(err.value)
+    assert api.named("create_repo") == [] and api.named("create_commit") == []
+def test_publish_writes_the_real_repo_id_into_the_cards_quick_start(tmp_path):
+    card = '# m1K\n\n```python\nds = load_dataset("<org>/m1K", split="train")\n```\n`trl sft --dataset_name <org>/m1K`\n'
+    folder = write_hub_folder(tmp_path / "hub", {"m1k": {"train": built_rows(3)}}, card)
+    api = FakeHfApi(tmp_path, [".gitattributes"], None)
+    publish(folder, "my-lab/m1K-rebuilt", api=api)
+    [(_, (_, operations), _)] = api.named("create_commit")
+    readme = next(op for op in operations if op.path_in_repo == "README.md")
+    _, body = split_card(operation_bytes(readme).decode())
+    assert "<org>/" not in body
+    assert body.count("my-lab/m1K-rebuilt") == 2 and 'load_dataset("my-lab/m1K-rebuilt"' in body
+
+
+def test_publish_fills_the_repo_id_into_a_card_rendered_without_one(tmp_path):
+    from m1data.publishing.cardmeta import REPO_ID_MARK
+
+    card = (f"---\npretty_name: m1K\n---\n# m1K\n\n{REPO_ID_MARK}\n```python\nds = load_dataset(\"m1K\", split=\"train\")\n"
+            "```\n`trl sft --dataset_name m1K --assistant_only_loss true`; `load_dataset(\"m1K\", name=\"m1k-pc\")`\n"
+            "m1K is the small training set; `m1K-style` stays.\n")
+    folder = write_hub_folder(tmp_path / "hub", {"m1k": {"train": built_rows(3)}}, card)
+    api = FakeHfApi(tmp_path, [".gitattributes"], None)
+    publish(folder, "my-lab/m1K-rebuilt", api=api)
+    [(_, (_, operations), _)] = api.named("create_commit")
+    readme = next(op for op in operations if op.path_in_repo == "README.md")
+    _, body = split_card(operation_bytes(readme).decode())
+    assert REPO_ID_MARK not in body and "<!--" not in body
+    assert 'load_dataset("my-lab/m1K-rebuilt", split="train")' in body
+    assert 'load_dataset("my-lab/m1K-rebuilt", name="m1k-pc")' in body
+    assert "--dataset_name my-lab/m1K-rebuilt --assistant_only_loss" in body
+    assert "m1K is the small training set; `m1K-style` stays." in body  # prose is not a repo id
+
+
+@pytest.mark.parametrize("where", ["card", "rows"])
+def test_publish_refuses_a_folder_holding_a_local_path_and_a_dry_run_lists_it(tmp_path, where, capsys):
+    clone = str(Path(__file__).resolve().parents[2])
+    path = f"{clone}/runs/m1k/SmolLM2-135M-Instruct-Q4_1.gguf"
+    rows = built_rows(3)
+    card = "# m1K card\n"
+    if where == "card":
+        card += f"| teacher | `{path}` | traces |\n"
+    else:
+        rows = rows.add_column("teacher_served_model", ["", path, ""])
+    folder = write_hub_folder(tmp_path / "hub", {"m1k": {"train": rows}}, card)
+    api = FakeHfApi(tmp_path, [".gitattributes"], None)
+    with pytest.raises(ValueError, match="refusing to upload: .*is an absolute local path") as err:
+        publish(folder, "org/m1K", api=api)
+    assert path in str(err.value)
+    assert api.named("create_repo") == [] and api.named("create_commit") == []
+
+    plan = publish(folder, "org/m1K", api=ReadOnlyHfApi(tmp_path, [".gitattributes"], None), dry_run=True)
+    expected = ("README.md" if where == "card" else "data/m1k/train-00000-of-00001.parquet (column "
+                "'teacher_served_model', row 1)") + f": {path}"
+    assert plan.local_paths == [expected]
+    assert "REFUSED: the folder holds 1 absolute local path(s)" in plan.describe() and expected in plan.describe()
+
+
+def test_a_clean_folder_publishes_and_its_dry_run_reports_no_path(tmp_path, m1k_folder):
+    plan = publish(m1k_folder, "org/m1K", api=ReadOnlyHfApi(tmp_path, [".gitattributes"], None), dry_run=True)
+    assert plan.local_paths == [] and "REFUSED" not in plan.describe()

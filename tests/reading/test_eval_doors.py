@@ -1,0 +1,335 @@
+"""Every door reads eval files the same way (issue 24): property tests over layouts and doors.
+
+An eval set is generated in one of the layouts m1data accepts, some of its questions are planted
+in training rows (verbatim, with options shuffled, or lightly perturbed), and every door must
+remove exactly the rows the all-pairs reference (rapidfuzz ratio >= 95 on stem + sorted clean
+options, against every eval question with text) would remove: every planted copy, nothing else.
+
+The doors: `m1data decontaminate --eval SPEC` (CliRunner), `decontaminate(rows, load_evals(...))`,
+`decontaminate(rows, [EvalInput])`, the `Decontaminate` stage built from a build config's eval
+list (dicts, as YAML gives them, and the text form), and the Ray executor (one fixed case).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+from pathlib import Path
+
+import datasets
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from rapidfuzz import fuzz
+from typer.testing import CliRunner
+
+from m1data.cli import app
+from m1data.config import from_dict
+from m1data.reading.evalsets import EvalInput, load_evals
+from m1data.reading.readers import MalformedFile
+from m1data.reading.sources import load_source
+from m1data.stages.dedup import Decontaminate, DecontaminateConfig, decontaminate, stem_key
+
+pytestmark = pytest.mark.filterwarnings("ignore::m1data.stages.dedup.UnscoredEvalWarning")
+
+WORDS = ("artery vein nerve kidney liver insulin cortisol sodium potassium fever rash cough biopsy "
+         "infant adult woman man chronic acute pain swelling lesion tumour enzyme receptor drug dose "
+         "therapy surgery murmur valve pressure oxygen glucose thyroid marrow platelet antibody").split()
+LETTERS = "ABCDEFGHIJ"
+
+
+def question_text(rng: random.Random, n: int) -> str:
+    return f"Q{n}: " + " ".join(rng.choice(WORDS) for _ in range(rng.randint(12, 24))) + "?"
+
+
+def option_set(rng: random.Random) -> list[str]:
+    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 3))) + f" {i}{rng.randint(0, 99)}"
+            for i in range(4)]
+
+
+def make_items(seed: int, n: int) -> list[dict]:
+    """n eval questions: question, options (clean texts), right index; some with a broken key."""
+    rng = random.Random(seed)
+    return [{"question": question_text(rng, i), "options": option_set(rng), "answer": rng.randrange(4),
+             "broken": rng.random() < 0.2} for i in range(n)]
+
+
+# ------------------------------------------------------------------ layouts: items -> (file, door spec)
+
+
+def _jsonl(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _csv(path: Path, rows: list[list[str]], header: list[str] | None = None) -> None:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    if header:
+        writer.writerow(header)
+    writer.writerows(rows)
+    path.write_text(out.getvalue())
+
+
+def medmcqa_native(items, folder):
+    path = folder / "validation.jsonl"
+    _jsonl(path, [{"id": f"u{i}", "question": it["question"], **dict(zip(("opa", "opb", "opc", "opd"), it["options"])),
+                   **({} if it["broken"] else {"cop": it["answer"]})} for i, it in enumerate(items)])
+    return path, f"medmcqa_validation={path}"
+
+
+def medqa_native(items, folder):
+    path = folder / "test.jsonl"
+    _jsonl(path, [{"question": it["question"], "options": dict(zip(LETTERS, it["options"])), "meta_info": "step1",
+                   **({} if it["broken"] else {"answer_idx": LETTERS[it["answer"]]})} for it in items])
+    return path, f"medqa_test={path}"
+
+
+def mmlu_csv(items, folder):
+    path = folder / "anatomy_test.csv"
+    _csv(path, [[it["question"], *it["options"], "?" if it["broken"] else LETTERS[it["answer"]]] for it in items])
+    return path, f"mmlu_anatomy={path}"
+
+
+def converted_lettered(items, folder):
+    """The shape of many public copies: {"question", "choices": ["A. ...", ...], "answer": 0}."""
+    path = folder / "medmcqa_val.jsonl"
+    _jsonl(path, [{"question": it["question"], "choices": [f"{L}. {o}" for L, o in zip(LETTERS, it["options"])],
+                   "answer": None if it["broken"] else it["answer"]} for it in items])
+    return path, str(path)
+
+
+def csv_with_header(items, folder):
+    """The most common hand-made layout: `question,A,B,C,D,answer`."""
+    path = folder / "hand.csv"
+    _csv(path, [[it["question"], *it["options"], "" if it["broken"] else LETTERS[it["answer"]]] for it in items],
+         header=["question", "A", "B", "C", "D", "answer"])
+    return path, str(path)
+
+
+def named_file(items, folder):
+    """NAME=FILE with a name of the user's choosing; options labelled "(A) x", answer the text."""
+    path = folder / "mine.jsonl"
+    _jsonl(path, [{"question": it["question"], "options": [f"({L}) {o}" for L, o in zip(LETTERS, it["options"])],
+                   "answer": "" if it["broken"] else it["options"][it["answer"]]} for it in items])
+    return path, f"mine={path}"
+
+
+LAYOUTS = {f.__name__: f for f in (medmcqa_native, medqa_native, mmlu_csv, converted_lettered, csv_with_header,
+                                    named_file)}
+
+
+# ------------------------------------------------------------------ training rows and the reference
+
+
+def perturb(rng: random.Random, question: str) -> str:
+    """A light edit: one character changed, or doubled spacing, or a trailing space."""
+    kind = rng.randrange(3)
+    if kind == 0:
+        i = rng.randrange(4, len(question) - 1)
+        return question[:i] + ("x" if question[i] != "x" else "y") + question[i + 1:]
+    if kind == 1:
+        return question.replace(" ", "  ", 1)
+    return question + " "
+
+
+def training_rows(items, seed: int) -> tuple[datasets.Dataset, set[str]]:
+    """Planted copies (verbatim or perturbed, options shuffled) of some items, among unrelated rows."""
+    rng = random.Random(seed + 1)
+    rows, planted = [], set()
+    for i, it in enumerate(items):
+        if rng.random() < 0.5:
+            options = list(it["options"])
+            rng.shuffle(options)
+            question = it["question"] if rng.random() < 0.5 else perturb(rng, it["question"])
+            rows.append({"id": f"copy{i}", "source": "medqa", "question": question, "options": options, "context": ""})
+            planted.add(f"copy{i}")
+    for j in range(len(items)):
+        rows.append({"id": f"other{j}", "source": "medqa", "question": question_text(rng, 1000 + j),
+                     "options": option_set(rng), "context": ""})
+    rng.shuffle(rows)
+    return datasets.Dataset.from_list(rows), planted
+
+
+def reference_removed(train: datasets.Dataset, items) -> set[str]:
+    """All pairs, no index, no shortcut: a row goes when any eval question scores >= 95."""
+    keys = [stem_key(it["question"], it["options"]) for it in items]
+    return {row["id"] for row in train
+            if max(fuzz.ratio(stem_key(row["question"], row["options"]), key) for key in keys) >= 95}
+
+
+# ------------------------------------------------------------------ the doors
+
+
+def door_cli(train, spec, tmp):
+    src, out = tmp / "train.jsonl", tmp / "kept.jsonl"
+    train.to_json(str(src), lines=True)
+    result = CliRunner().invoke(app, ["decontaminate", str(src), str(out), "--eval", spec, "--ngram", "0"])
+    assert result.exit_code == 0, result.output
+    return {json.loads(line)["id"] for line in out.read_text().splitlines()}
+
+
+def door_load_evals(train, spec, tmp):
+    return set(decontaminate(train, load_evals([EvalInput.parse(spec)]))[0]["id"])
+
+
+def door_python_inputs(train, spec, tmp):
+    return set(decontaminate(train, [EvalInput.parse(spec)])[0]["id"])
+
+
+def door_build_config(train, spec, tmp):
+    from m1data.builders.m23k import M23KConfig
+
+    entry = EvalInput.parse(spec)
+    config = from_dict(M23KConfig, {"evals": [{"name": entry.name, "path": entry.path}]})
+    stage = Decontaminate(DecontaminateConfig(ngram=0), config.evals)
+    kept = set(stage.run(train, None).rows["id"])
+    assert kept == set(Decontaminate(DecontaminateConfig(ngram=0), [spec]).run(train, None).rows["id"])
+    return kept
+
+
+DOORS = (door_cli, door_load_evals, door_python_inputs, door_build_config)
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10_000), n=st.integers(4, 12))
+def test_every_door_removes_every_planted_copy_and_nothing_else(layout, seed, n, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp(layout)
+    items = make_items(seed, n)
+    _, spec = LAYOUTS[layout](items, tmp)
+    train, planted = training_rows(items, seed)
+    expected_removed = reference_removed(train, items)
+    assert planted <= expected_removed  # the perturbations are light enough to be copies
+    for door in DOORS:
+        kept = door(train, spec, tmp)
+        removed = set(train["id"]) - kept
+        assert removed == expected_removed, (door.__name__, sorted(removed ^ expected_removed))
+
+
+def test_a_named_set_reads_its_own_file_only(tmp_path):
+    items = make_items(7, 6)
+    path, _ = medqa_native(items, tmp_path)
+    for name in ("medmcqa_validation", "mmlu_clinical_knowledge"):
+        with pytest.raises(MalformedFile, match=f"not a {name} file.*meta_info"):
+            load_evals([EvalInput(name, str(path))])
+
+
+def test_ray_door_agrees(tmp_path):
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    items = make_items(3, 8)
+    _, spec = converted_lettered(items, tmp_path)
+    train, planted = training_rows(items, 3)
+    src, out = tmp_path / "train.jsonl", tmp_path / "kept.jsonl"
+    train.to_json(str(src), lines=True)
+    result = CliRunner().invoke(app, ["decontaminate", str(src), str(out), "--eval", spec, "--ngram", "0",
+                                      "--executor", "ray"])
+    assert result.exit_code == 0, result.output
+    kept = {json.loads(line)["id"] for line in out.read_text().splitlines()}
+    assert set(train["id"]) - kept == reference_removed(train, items) >= planted
+
+
+# ------------------------------------------------------------------ answer keys
+
+
+def key_of(kind: str, options: list[str], index: int):
+    return {"text": options[index], "letter": LETTERS[index], "index0": index, "index1": index + 1}[kind]
+
+
+OPTION_STYLES = {
+    "words": lambda rng: [" ".join(rng.choice(WORDS) for _ in range(2)) + str(i) for i in range(4)],
+    "numbers": lambda rng: [str(n) for n in rng.sample(range(0, 6), 4)],
+    "big_numbers": lambda rng: [str(n) for n in rng.sample(range(10, 500), 4)],
+    "letters": lambda rng: rng.sample(list("ABCDGT"), 4),
+}
+
+
+@settings(max_examples=40, deadline=None)
+@given(kind=st.sampled_from(["text", "letter", "index0", "index1"]), style=st.sampled_from(sorted(OPTION_STYLES)),
+       seed=st.integers(0, 10_000), n=st.integers(1, 8), as_csv=st.booleans(), tell=st.booleans())
+def test_answer_keys_read_right_or_stop(kind, style, seed, n, as_csv, tell, tmp_path_factory):
+    """Every kind of key, with numeric and single-letter option texts: the right answer on every
+    row, or one error asking for answer_kind; never a silently wrong row."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        options = OPTION_STYLES[style](rng)
+        right = rng.randrange(4)
+        rows.append({"id": f"r{i}", "q": f"Question {i}?", "o1": options[0], "o2": options[1], "o3": options[2],
+                     "o4": options[3], "key": key_of(kind, options, right), "right": options[right]})
+    folder = tmp_path_factory.mktemp("keys")
+    path = folder / ("keys.csv" if as_csv else "keys.jsonl")
+    if as_csv:
+        _csv(path, [[r[c] for c in ("id", "q", "o1", "o2", "o3", "o4", "key")] for r in rows],
+             header=["id", "q", "o1", "o2", "o3", "o4", "key"])
+    else:
+        _jsonl(path, [{c: r[c] for c in ("id", "q", "o1", "o2", "o3", "o4", "key")} for r in rows])
+    mapping = {"question": "q", "options": ["o1", "o2", "o3", "o4"], "answer": "key", "id": "id"}
+    if tell:
+        mapping["answer_kind"] = kind
+    try:
+        result = load_source("keys", path, mapping=mapping)
+    except MalformedFile as err:
+        assert not tell and "answer_kind=" in str(err) and "\n" not in str(err)
+        return
+    assert len(result.dropped) == 0
+    assert result.rows["answer_text"] == [r["right"] for r in rows]
+
+
+def test_numeric_key_reproduction(tmp_path):
+    """Issue 24's reproduction: options 3,1,4,2 and key 2 cannot be read without answer_kind."""
+    path = tmp_path / "n.csv"
+    path.write_text("id,q,o1,o2,o3,o4,key\nn1,How many kidneys?,3,1,4,2,2\n")
+    mapping = {"question": "q", "options": ["o1", "o2", "o3", "o4"], "answer": "key", "id": "id"}
+    with pytest.raises(MalformedFile, match="answer_kind="):
+        load_source("numq", path, mapping=mapping)
+    assert load_source("numq", path, mapping={**mapping, "answer_kind": "text"}).rows[0]["answer_text"] == "2"
+
+
+def test_one_based_keys_are_read_one_based(tmp_path):
+    """A 4 among four options shows the keys count from 1: every row read that way."""
+    path = tmp_path / "one.csv"
+    path.write_text("id,q,o1,o2,o3,o4,key\n" + "".join(
+        f"r{i},Q{i}?,a{i},b{i},c{i},d{i},{k}\n" for i, k in enumerate([2, 4, 1, 3])))
+    mapping = {"question": "q", "options": ["o1", "o2", "o3", "o4"], "answer": "key", "id": "id"}
+    assert load_source("one", path, mapping=mapping).rows["answer_text"] == ["b0", "d1", "a2", "c3"]
+
+
+def test_option_text_keys_that_look_like_numbers_or_letters(tmp_path):
+    """HuatuoGPT-o1's MedQA-style rows: `answer` is the option text, sometimes `10`, `420` or `G`."""
+    rows = [{"question": "How many?", "options": {"A": "5", "B": "10", "C": "15", "D": "20"}, "answer": "10"},
+            {"question": "Dose?", "options": {"A": "120", "B": "240", "C": "420", "D": "840"}, "answer": "420"},
+            {"question": "Base?", "options": {"A": "A", "B": "G", "C": "T", "D": "C"}, "answer": "G"},
+            {"question": "Organ?", "options": {"A": "Liver", "B": "Kidney", "C": "Lung", "D": "Skin"},
+             "answer": "Kidney"}]
+    path = tmp_path / "huatuo.jsonl"
+    _jsonl(path, rows)
+    result = load_source("huatuo", path, mapping={"question": "question", "options": "options", "answer": "answer"})
+    assert result.rows["answer_text"] == ["10", "420", "G", "Kidney"] and len(result.dropped) == 0
+
+
+def test_49_verbatim_copies_of_a_converted_medmcqa_file_go_through_every_door(shared_data, tmp_path):
+    """Issue 24's report: a converted MedMCQA validation file ({"question", "choices": ["A. ...",
+    ...], "answer": 0}) and 49 training rows copied from it word for word; the command line removed
+    4 of them, the Python API 49. Every door must remove all 49, and none of 51 MedQA rows."""
+    native = [json.loads(line) for line in
+              (shared_data / "eval/medagentsbench/medmcqa/test.jsonl").read_text().splitlines()[:120]]
+    items = [{"question": r["question"], "options": [r["options"][k] for k in "ABCD"],
+              "answer": "ABCD".index(r["answer_idx"]), "broken": False} for r in native]
+    path, spec = converted_lettered(items, tmp_path)
+    rng = random.Random(0)
+    rows = []
+    for i, it in enumerate(items[:49]):
+        options = list(it["options"])
+        rng.shuffle(options)
+        rows.append({"id": f"copy{i}", "source": "medmcqa", "question": it["question"], "options": options,
+                     "context": ""})
+    medqa = (shared_data / "raw/medqa/4_options_phrases_no_exclude_test.jsonl").read_text().splitlines()[:51]
+    rows += [{"id": f"other{i}", "source": "medqa", "question": r["question"], "options": list(r["options"].values()),
+              "context": ""} for i, r in enumerate(map(json.loads, medqa))]
+    train = datasets.Dataset.from_list(rows)
+    planted = {f"copy{i}" for i in range(49)}
+    for door in DOORS:
+        for entry in (spec, f"medmcqa={path}", f"medmcqa_validation={path}"):
+            assert set(train["id"]) - door(train, entry, tmp_path) == planted, (door.__name__, entry)

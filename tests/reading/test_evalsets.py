@@ -1,0 +1,319 @@
+import json
+import warnings
+from collections import Counter
+
+import pytest
+
+from m1data.reading.evalsets import (
+    EVAL_SETS,
+    AnswerSkewWarning,
+    ColumnMapping,
+    answer_skew,
+    load_eval,
+    load_eval_any,
+    load_eval_file,
+)
+from m1data.reading.readers import MalformedFile
+
+NATIVE = {
+    "medqa_test": ("raw/medqa/4_options_phrases_no_exclude_test.jsonl", 1273),
+    "pubmedqa_test": ("raw/pubmedqa/ori_pqal.json", 500),
+    "mmlu_pro_health": ("eval/mmlu_pro/health_result_gpt4o.json", 818),
+    "medbullets_op4": ("eval/medbullets/medbullets_op4.csv", 308),
+    "medbullets_op5": ("eval/medbullets/medbullets_op5.csv", 308),
+    "medmcqa_validation": ("eval/medagentsbench/medmcqa/test.jsonl", 2816),
+    "mmlu_anatomy": ("eval/mmlu/anatomy_test.csv", 135),
+    "mmlu_professional_medicine": ("eval/mmlu/professional_medicine_test.csv", 282),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NATIVE))
+def test_named_eval_sets_load_real_files(shared_data, name):
+    rel, expected = NATIVE[name]
+    result = load_eval(name, shared_data / rel)
+    assert len(result.rows) == expected and len(result.dropped) == 0
+    assert set(result.rows["source"]) == {name}
+
+
+def test_every_eval_file_loads(shared_data):
+    files = sorted((shared_data / "eval").rglob("*.jsonl")) + sorted((shared_data / "eval").rglob("*.csv"))
+    files += sorted((shared_data / "eval").rglob("*.json"))
+    assert len(files) >= 18
+    for path in files:
+        folder = path.parent.relative_to(shared_data / "eval").as_posix()
+        if folder == "mmlu":
+            sets = load_eval_any("mmlu_" + path.stem.removesuffix("_test"), path)
+        elif folder == "medbullets":
+            sets = load_eval_any(path.stem, path)
+        elif folder == "mmlu_pro":
+            sets = load_eval_any("mmlu_pro_health", path)
+        else:
+            sets = load_eval_file(path)
+        for result in sets.values():
+            native_rows = len(path.read_text().splitlines()) if path.suffix == ".jsonl" else None
+            assert len(result.rows) > 0, path
+            if native_rows is not None:
+                assert len(result.rows) + len(result.dropped) == native_rows, path
+
+
+def test_eval_answers_match_native(shared_data):
+    # Issue 9: eval options are shuffled per row, so the native letter no longer carries over;
+    # the right answer's text, and where it went, must.
+    path = shared_data / "eval/medagentsbench/medxpertqa-r/test.jsonl"
+    native = [json.loads(line) for line in path.read_text().splitlines()]
+    rows = load_eval_file(path)["medxpertqa-r/test"].rows
+    assert len(rows) == len(native)
+    for raw, row in zip(native, rows):
+        assert row["answer_text"] == raw["answer"].strip() == raw["options"][raw["answer_idx"]].strip()
+        assert row["options"][row["answer_idx"]] == row["answer_text"]
+        assert sorted(row["options"]) == sorted(o.strip() for o in raw["options"].values())
+
+
+def test_m1_eval_file_shape(tmp_path):
+    data = {
+        "setA": [{"question": "Q1?", "options": {"A": "x", "B": "y"}, "answer_idx": "B", "answer": "y"}],
+        "setB": [{"question": "Q2?", "options": {"A": "x", "B": "y", "C": "z"}, "answer_idx": "C", "answer": "z"}],
+    }
+    path = tmp_path / "eval.json"
+    path.write_text(json.dumps(data))
+    sets = load_eval_file(path)
+    assert sorted(sets) == ["setA", "setB"]
+    assert sets["setB"].rows[0]["answer_text"] == "z"
+
+
+def test_column_mapping_csv(tmp_path):
+    path = tmp_path / "custom.csv"
+    path.write_text("qq,o1,o2,o3,key\nWhat?,red,green,blue,2\n")
+    mapping = ColumnMapping(question="qq", options=("o1", "o2", "o3"), answer="key", answer_kind="index0")
+    rows = load_eval_file(path, mapping, name="custom")["custom"].rows
+    assert rows[0]["answer_text"] == "blue" and rows[0]["question"] == "What?"
+    # without answer_kind, one key of 2 cannot say whether it counts from 0 or from 1
+    with pytest.raises(MalformedFile, match="index0 or index1.*answer_kind="):
+        load_eval_file(path, ColumnMapping(question="qq", options=("o1", "o2", "o3"), answer="key"), name="custom")
+
+
+def test_gpqa_csv_is_shuffled(tmp_path):
+    header = "Record ID,Question,Correct Answer,Incorrect Answer 1,Incorrect Answer 2,Incorrect Answer 3\n"
+    body = "".join(f"r{i},Question {i}?,right,w1,w2,w3\n" for i in range(40))
+    path = tmp_path / "gpqa_diamond.csv"
+    path.write_text(header + body)
+    rows = load_eval("gpqa_diamond", path).rows
+    assert all(r["answer_text"] == "right" for r in rows)
+    assert len(set(rows["answer_letter"])) > 1
+
+
+def test_csv_with_wrong_field_count_names_the_line(tmp_path):
+    path = tmp_path / "anatomy_test.csv"
+    path.write_text("Q1?,a,b,c,d,A\nQ2?,a,b,c,B\n")
+    with pytest.raises(MalformedFile) as err:
+        load_eval("mmlu_anatomy", path)
+    assert err.value.line == 2
+
+
+def test_unknown_eval_name():
+    with pytest.raises(ValueError, match="unknown eval set"):
+        load_eval("nope")
+    assert "gpqa_diamond" in EVAL_SETS
+
+
+def test_malformed_eval_rows_are_dropped_with_file_and_line(tmp_path):
+    good = {"question": "Which nerve?", "options": {"A": "a", "B": "b", "C": "c", "D": "d"}, "answer_idx": "A"}
+    rows = [good, dict(good, question={"text": "Q2?"}),
+            dict(good, question="Q3?", options={"A": "a", "B": 2, "C": "c", "D": "d"}),
+            dict(good, question="Q4?")]
+    path = tmp_path / "test.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    result = load_eval("medqa_test", path)
+    assert sorted(result.rows["question"]) == ["Q4?", "Which nerve?"]
+    assert result.reasons() == {"not_text": 2}
+    assert [d.split(": ")[0] for d in result.dropped["detail"]] == ["test.jsonl:2", "test.jsonl:3"]
+
+
+def test_m1_eval_file_item_that_is_not_an_object_is_dropped(tmp_path):
+    data = {"setA": [{"question": "Q1?", "options": {"A": "x", "B": "y"}, "answer_idx": "B"}, "Q2? x y"]}
+    path = tmp_path / "eval.json"
+    path.write_text(json.dumps(data))
+    result = load_eval_file(path)["setA"]
+    assert len(result.rows) == 1 and result.reasons() == {"not_an_object": 1}
+    assert result.dropped[0]["detail"].startswith("eval.json setA item 2: ")
+
+
+GPQA_HEADER = "Record ID,Question,Correct Answer,Incorrect Answer 1,Incorrect Answer 2,Incorrect Answer 3\n"
+
+
+def write_gpqa_layout(path, n=200):
+    """GPQA's layout: the right answer always in the first option column."""
+    path.write_text(GPQA_HEADER + "".join(f"rec{i},Question {i}?,right {i},wrong {i}a,wrong {i}b,wrong {i}c\n"
+                                          for i in range(n)))
+    return path
+
+
+def spread_evenly(rows) -> bool:
+    """Every answer letter's share of the set within [0.5, 1.5] x its share under a fair shuffle."""
+    expected: Counter[str] = Counter()
+    for options in rows["options"]:
+        for i in range(len(options)):
+            expected["ABCDEFGHIJKLMNOPQRSTUVWXYZ"[i]] += 1 / len(options)
+    observed = Counter(rows["answer_letter"])
+    return all(0.5 * e <= observed[letter] <= 1.5 * e for letter, e in expected.items())
+
+
+def test_generic_gpqa_layout_file_is_shuffled(tmp_path):
+    path = write_gpqa_layout(tmp_path / "gpqa_main.csv")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AnswerSkewWarning)
+        rows = load_eval_file(path)[f"{tmp_path.name}/gpqa_main"].rows
+    assert len(rows) == 200 and spread_evenly(rows)
+    assert all(r["answer_text"] == f"right {i}" for i, r in enumerate(rows))
+    assert rows["options"] == load_eval_file(path)[f"{tmp_path.name}/gpqa_main"].rows["options"]  # reproducible
+
+
+def test_every_eval_file_loads_with_answer_letters_spread_evenly(shared_data, tmp_path):
+    sets = {}
+    for path in sorted((shared_data / "eval/medagentsbench").rglob("*.jsonl")):
+        sets.update(load_eval_file(path))
+    sets.update(load_eval_any("mmlu_medical", shared_data / "eval/mmlu"))
+    for name in ("medbullets_op4", "medbullets_op5"):
+        sets.update(load_eval_any(name, shared_data / f"eval/medbullets/{name}.csv"))
+    sets.update(load_eval_any("mmlu_pro_health", shared_data / "eval/mmlu_pro/health_result_gpt4o.json"))
+    sets.update(load_eval_any("medqa_test", shared_data / "raw/medqa/4_options_phrases_no_exclude_test.jsonl"))
+    sets.update(load_eval_any("pubmedqa_test", shared_data / "raw/pubmedqa/ori_pqal.json"))
+    sets.update(load_eval_any("gpqa_diamond", write_gpqa_layout(tmp_path / "gpqa_diamond.csv")))
+    assert len(sets) == 9 + 6 + 2 + 1 + 1 + 1 + 1
+    uneven = {name: Counter(r.rows["answer_letter"]) for name, r in sets.items() if not spread_evenly(r.rows)}
+    assert uneven == {}
+    assert {name: answer_skew(r.rows) for name, r in sets.items() if answer_skew(r.rows)} == {}
+
+
+def test_skewed_answer_letters_are_flagged():
+    import datasets
+
+    def rows(letters, n_options=4):
+        return datasets.Dataset.from_dict({"answer_letter": letters, "options": [["w"] * n_options] * len(letters)})
+
+    assert "A" in answer_skew(rows(["A"] * 40))
+    assert answer_skew(rows(["A", "B", "C", "D"] * 10)) is None
+    assert answer_skew(rows(["A"] * 3)) is None  # too few rows to tell
+    assert "J" in answer_skew(rows(list("ABCDEFGHIJ") * 20 + ["J"] * 60, n_options=10))
+
+
+def test_medxpertqa_stem_loses_its_own_lettered_choices(shared_data):
+    path = shared_data / "eval/medagentsbench/medxpertqa-u/test.jsonl"
+    rows = load_eval_file(path)["medxpertqa-u/test"].rows
+    assert not any("Answer Choices:" in q for q in rows["question"])
+    first = json.loads(path.read_text().splitlines()[0])
+    assert rows[0]["question"] == first["question"].split("\nAnswer Choices:")[0].strip()
+
+
+@pytest.mark.parametrize("name", ["medqa_test", "medmcqa_validation", "pubmedqa_test", "medbullets_op4",
+                                  "mmlu_pro_health", "mmlu_anatomy", "medbullets_op5"])
+def test_wrong_file_for_a_named_set_is_an_error(tmp_path, name):
+    path = write_gpqa_layout(tmp_path / "gpqa.csv", n=20)
+    with pytest.raises(MalformedFile) as err:
+        load_eval(name, path)
+    assert str(path) in str(err.value) and name in str(err.value)
+
+
+def test_a_named_sets_own_layouts_still_load(tmp_path):
+    medmcqa = {"id": "u1", "question": "Q?", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": 2}
+    mab = {"realidx": "x1", "question": "Q?", "options": {"A": "a", "B": "b", "C": "c", "D": "d"}, "answer_idx": "C"}
+    for i, raw in enumerate([medmcqa, mab]):
+        path = tmp_path / f"v{i}.jsonl"
+        path.write_text(json.dumps(raw) + "\n")
+        assert load_eval("medmcqa_validation", path).rows[0]["answer_text"] == "c"
+
+
+def test_pubmedqa_test_file_without_test_pmids_is_an_error(shared_data, tmp_path):
+    native = json.loads((shared_data / "raw/pubmedqa/ori_pqal.json").read_text())
+    from m1data.reading.sources import pubmedqa_test_pmids
+
+    pool = {pmid: row for pmid, row in native.items() if pmid not in pubmedqa_test_pmids()}
+    path = tmp_path / "pool.json"
+    path.write_text(json.dumps(pool))
+    with pytest.raises(MalformedFile, match="test split"):
+        load_eval("pubmedqa_test", path)
+
+
+def test_a_file_given_as_the_name_does_not_ignore_path(tmp_path):
+    first = write_gpqa_layout(tmp_path / "a.csv", n=5)
+    second = write_gpqa_layout(tmp_path / "b.csv", n=5)
+    with pytest.raises(ValueError, match="--path"):
+        load_eval_any(str(first), second)
+
+
+def test_eval_set_name_of_a_file_in_the_current_folder(tmp_path, monkeypatch):
+    write_gpqa_layout(tmp_path / "gpqa_main.csv", n=5)
+    monkeypatch.chdir(tmp_path)
+    names = list(load_eval_file("gpqa_main.csv")) + list(load_eval_any("gpqa_main.csv"))
+    # the same name whichever way the file is named: its folder and stem, never "/gpqa_main"
+    assert names == [f"{tmp_path.name}/gpqa_main"] * 2
+    assert list(load_eval_file(tmp_path / "gpqa_main.csv")) == [f"{tmp_path.name}/gpqa_main"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 24: one reading of eval items
+
+
+@pytest.mark.parametrize("options, expected", [
+    (["A. x", "B. y", "C. z"], ["x", "y", "z"]),
+    (["(A) x", "(B) y"], ["x", "y"]),
+    (["A) x", "B) y"], ["x", "y"]),
+    (["A: x", "B: y"], ["x", "y"]),
+    (["A. fumigatus", "Candida"], ["A. fumigatus", "Candida"]),  # not every option labelled
+    (["B. x", "A. y"], ["B. x", "A. y"]),  # letters out of order: not labels
+    (["A. x", "B) y"], ["A. x", "B) y"]),  # two styles: not labels
+    (["A. x"], ["A. x"]),
+])
+def test_option_letters_are_stripped_only_when_every_option_carries_its_own(options, expected):
+    from m1data.reading.readers import strip_option_letters
+
+    assert strip_option_letters(options) == expected
+
+
+def test_csv_with_a_letter_header_reads_its_options(tmp_path):
+    path = tmp_path / "hand.csv"
+    path.write_text("question,A,B,C,D,answer\nWhich organ filters blood?,Heart,Kidney,Lung,Skin,B\n"
+                    "Which vitamin clots blood?,A,B12,K,D,C\n")
+    rows = load_eval_file(path, name="hand")["hand"].rows
+    assert rows["answer_text"] == ["Kidney", "K"] and [len(o) for o in rows["options"]] == [4, 4]
+
+
+def test_named_set_rows_without_an_answer_key_stay_targets(tmp_path):
+    """Issue 24 item 2: MedQA-layout rows that lack answer_idx are unscored targets, counted."""
+    from m1data.reading.evalsets import EvalInput, load_evals, unscored_counts
+
+    rows = [{"question": f"Question {i} about the kidney?", "options": {"A": "a", "B": "b", "C": "c", "D": "d"},
+             "meta_info": "step1", **({"answer_idx": "B"} if i % 4 else {})} for i in range(20)]
+    path = tmp_path / "test.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    targets = load_evals([EvalInput("medqa_test", str(path))])["medqa_test"]
+    assert len(targets) == 20 and unscored_counts({"medqa_test": targets}) == {"medqa_test": 5}
+    assert len(load_eval("medqa_test", path).rows) == 15  # for scoring, only the 15 with a key
+
+
+def test_a_named_set_refuses_another_number_of_options(tmp_path):
+    rows = [{"question": f"Q{i}?", "options": dict(zip("ABCDE", "vwxyz")), "answer_idx": "A"} for i in range(6)]
+    path = tmp_path / "five.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(MalformedFile, match="not a medmcqa_validation file: 6 of 6 questions .*4 options"):
+        load_eval("medmcqa_validation", path)
+    assert len(load_eval("medqa_test", path).rows) == 6  # MedQA has a 5-option test file
+
+
+def test_an_mmlu_file_of_several_subjects_gives_each_its_own(tmp_path):
+    rows = [{"question": f"Q{i}?", "options": dict(zip("ABCD", "wxyz")), "answer_idx": "A",
+             "subject": "anatomy" if i < 3 else "virology"} for i in range(5)]
+    path = tmp_path / "mmlu.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert len(load_eval("mmlu_anatomy", path).rows) == 3
+    with pytest.raises(MalformedFile, match="no mmlu_clinical_knowledge questions.*anatomy, virology"):
+        load_eval("mmlu_clinical_knowledge", path)
+
+
+def test_eval_entry_text_forms():
+    from m1data.reading.evalsets import EvalInput
+
+    assert EvalInput.parse("medqa_test") == EvalInput("medqa_test")
+    assert EvalInput.parse("mine=x/y.jsonl") == EvalInput("mine", "x/y.jsonl")
+    with pytest.raises(ValueError, match="NAME=FILE"):
+        EvalInput.parse("=x.jsonl")

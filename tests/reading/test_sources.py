@@ -1,0 +1,238 @@
+"""Loaders on real upstream files (skipped without ../shared/data) and on small bad files."""
+
+import json
+import random
+
+import pytest
+
+from m1data.reading.readers import MalformedFile
+from m1data.reading.sources import load_source, pubmedqa_test_pmids
+
+
+def test_headqa_train_real(shared_data):
+    path = shared_data / "raw/headqa/train_HEAD_EN.json"
+    native = json.loads(path.read_text())
+    questions = {
+        f"headqa:{exam}:{q['qid']}": q for exam, body in native["exams"].items() for q in body["data"]
+    }
+    result = load_source("headqa", path)
+    assert len(questions) == 2657
+    assert len(result.rows) + len(result.dropped) == 2657
+    assert result.reasons() == {"needs_image": 68, "duplicate_options": 4}
+    for row in result.rows:
+        q = questions[row["id"]]
+        right = next(a["atext"] for a in q["answers"] if str(a["aid"]) == q["ra"])
+        assert row["answer_text"] == right.strip()
+        assert row["options"][row["answer_idx"]] == row["answer_text"]
+    assert all(questions[r["id"]]["image"] for r in result.dropped if r["reason"] == "needs_image")
+
+
+def test_pubmedqa_pool_real(shared_data):
+    path = shared_data / "raw/pubmedqa/ori_pqal.json"
+    native = json.loads(path.read_text())
+    test_pmids = set(json.loads((shared_data / "raw/pubmedqa/test_ground_truth.json").read_text()))
+    assert test_pmids == pubmedqa_test_pmids()
+    pool = load_source("pubmedqa", path)
+    assert len(pool.rows) == 500 and len(pool.dropped) == 0
+    pmids = {r["id"].split(":")[1] for r in pool.rows}
+    assert len(pmids) == 500 and not pmids & test_pmids
+    for row in pool.rows:
+        assert row["answer_text"] == native[row["id"].split(":")[1]]["final_decision"]
+        assert row["context"] and row["prompt"].startswith(row["context"])
+    test = load_source("pubmedqa", path, split="test")
+    assert {r["id"].split(":")[1] for r in test.rows} == test_pmids
+
+
+def test_medqa_test_real(shared_data):
+    path = shared_data / "raw/medqa/4_options_phrases_no_exclude_test.jsonl"
+    native = [json.loads(line) for line in path.read_text().splitlines()]
+    result = load_source("medqa", path)
+    assert len(result.rows) == 1273 and len(result.dropped) == 0
+    by_question = {r["question"].strip(): r for r in native}
+    for row in result.rows:
+        assert row["answer_text"] == by_question[row["question"]]["answer"].strip()
+
+
+def test_shuffle_independent_of_row_order(shared_data, tmp_path):
+    path = shared_data / "raw/medqa/4_options_phrases_no_exclude_test.jsonl"
+    lines = path.read_text().splitlines()
+    random.Random(0).shuffle(lines)
+    shuffled = tmp_path / "shuffled.jsonl"
+    shuffled.write_text("\n".join(lines[:400]) + "\n")
+    original = {r["id"]: r["options"] for r in load_source("medqa", path).rows}
+    reordered = load_source("medqa", shuffled).rows
+    assert len(reordered) == 400
+    assert all(original[r["id"]] == r["options"] for r in reordered)
+
+
+def test_medmcqa_native_jsonl(tmp_path):
+    rows = [
+        {"id": "u1", "question": "Q1?", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": 2, "choice_type": "single"},
+        {"id": "u2", "question": "Q2?", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": 7, "choice_type": "single"},
+        {"id": "u3", "question": "", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": 0, "choice_type": "single"},
+        {"id": "u4", "question": "Q4?", "opa": "a", "opb": "a", "opc": "c", "opd": "d", "cop": 0, "choice_type": "single"},
+    ]
+    path = tmp_path / "train.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    result = load_source("medmcqa", path)
+    assert [r["id"] for r in result.rows] == ["medmcqa:u1"]
+    assert result.rows[0]["answer_text"] == "c"
+    assert result.reasons() == {"answer_out_of_range": 1, "empty_question": 1, "duplicate_options": 1}
+    assert json.loads(result.dropped[0]["metadata"])["id"] == "u2"
+
+
+def test_malformed_jsonl_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    good = json.dumps({"id": "u1", "question": "Q?", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": 0})
+    path.write_text(good + "\n" + good.replace("u1", "u2") + "\n{not json\n")
+    with pytest.raises(MalformedFile) as err:
+        load_source("medmcqa", path)
+    assert err.value.line == 3 and str(path) in str(err.value)
+
+
+def test_wrong_file_for_source_is_an_error(tmp_path):
+    path = tmp_path / "other.jsonl"
+    path.write_text(json.dumps({"foo": 1}) + "\n")
+    with pytest.raises(MalformedFile, match="reads as a medqa file"):
+        load_source("medqa", path)
+
+
+def test_duplicate_content_ids_stay_unique(tmp_path):
+    row = {"question": "Q?", "answer": "a", "options": {"A": "a", "B": "b"}, "answer_idx": "A"}
+    path = tmp_path / "medqa.jsonl"
+    path.write_text((json.dumps(row) + "\n") * 3)
+    ids = load_source("medqa", path).rows["id"]
+    assert len(set(ids)) == 3 and ids[1] == ids[0] + "#2"
+
+
+def test_medqa_answer_text_must_match_letter(tmp_path):
+    row = {"question": "Q?", "answer": "b", "options": {"A": "a", "B": "b"}, "answer_idx": "A"}
+    ok = dict(row, question="Q2?", answer="a")
+    path = tmp_path / "medqa.jsonl"
+    path.write_text(json.dumps(row) + "\n" + json.dumps(ok) + "\n")
+    assert load_source("medqa", path).reasons() == {"answer_mismatch": 1}
+
+
+def test_unknown_source():
+    """A name m1data has no loader for is a file read through a column mapping: without a file
+    it is an error saying so, and a missing file is named."""
+    with pytest.raises(ValueError, match="not one m1data knows"):
+        load_source("nope")
+    with pytest.raises(FileNotFoundError, match="x.jsonl"):
+        load_source("nope", "x.jsonl")
+
+
+def test_medmcqa_one_based_release_is_detected(tmp_path):
+    rows = [
+        {"id": f"u{i}", "question": f"Q{i}?", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": i % 4 + 1}
+        for i in range(8)
+    ]
+    path = tmp_path / "train.json"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    path = path.rename(tmp_path / "train.jsonl")
+    result = load_source("medmcqa", path)
+    assert [r["answer_text"] for r in result.rows] == ["abcd"[i % 4] for i in range(8)]
+    assert json.loads(result.rows[0]["metadata"])["_cop_base"] == 1
+
+
+def _jsonl(path, rows):
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def test_malformed_medqa_rows_are_dropped_with_file_and_line(tmp_path):
+    good = {"question": "Which nerve?", "answer": "a", "options": {"A": "a", "B": "b"}, "answer_idx": "A"}
+    rows = [
+        good,
+        dict(good, question=12),                          # a question that is not text
+        dict(good, question="Q3?", answer=3),             # an integer answer
+        dict(good, question="Q4?", options={"A": "a", "B": {"x": 1}}),  # an option that is not text
+        dict(good, question=["Q5?"]),
+        dict(good, question="Q6?"),
+    ]
+    path = _jsonl(tmp_path / "train.jsonl", rows)
+    result = load_source("medqa", path)
+    assert result.rows["question"] == ["Which nerve?", "Q6?"]
+    assert result.reasons() == {"not_text": 4}
+    details = result.dropped["detail"]
+    assert [d.split(": ")[0] for d in details] == ["train.jsonl:2", "train.jsonl:3", "train.jsonl:4", "train.jsonl:5"]
+    assert "question" in details[0] and "answer" in details[1] and "option B" in details[2]
+
+
+def test_malformed_medmcqa_row_is_dropped(tmp_path):
+    base = {"id": "u1", "question": "Which nerve?", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": 0}
+    path = _jsonl(tmp_path / "train.jsonl", [base, dict(base, id="u2", opb=7), dict(base, id="u3", question=None),
+                                             dict(base, id="u4", question="Q4?", cop=1)])
+    result = load_source("medmcqa", path)
+    assert result.rows["id"] == ["medmcqa:u1", "medmcqa:u4"]
+    assert result.reasons() == {"not_text": 1, "missing_field": 1}
+    assert result.dropped["detail"][0].startswith("train.jsonl:2: ")
+
+
+def test_headqa_answers_without_aid_or_atext_are_dropped(tmp_path):
+    question = {"qid": 1, "qtext": "Which nerve?", "ra": "2", "image": "",
+                "answers": [{"aid": 1, "atext": "a"}, {"aid": 2, "atext": "b"}]}
+    exam = {"name": "Exam", "category": "medicine", "year": 2013, "data": [
+        question,
+        dict(question, qid=2, answers=[{"aid": 1, "atext": "a"}, {"atext": "b"}]),
+        dict(question, qid=3, answers=[{"aid": 1, "atext": "a"}, {"aid": 2}]),
+        dict(question, qid=4, answers=[{"aid": 1, "atext": "a"}, {"aid": "two", "atext": "b"}]),
+        dict(question, qid=5, answers="a|b"),
+        dict(question, qid=6, qtext="Q6?"),
+    ]}
+    path = tmp_path / "train_HEAD_EN.json"
+    path.write_text(json.dumps({"version": "1", "exams": {"e1": exam}}))
+    result = load_source("headqa", path)
+    assert result.rows["id"] == ["headqa:e1:1", "headqa:e1:6"]
+    assert result.reasons() == {"bad_options": 4}
+    assert result.dropped["id"] == ["headqa:e1:2", "headqa:e1:3", "headqa:e1:4", "headqa:e1:5"]
+    assert all(d.startswith("train_HEAD_EN.json e1 item ") for d in result.dropped["detail"])
+
+
+def test_pubmedqa_rows_that_are_not_objects_or_have_string_contexts_are_dropped(tmp_path):
+    pool = sorted({f"{i}" for i in range(1, 4000)} - pubmedqa_test_pmids())[:4]
+    good = {"QUESTION": "Does it work?", "CONTEXTS": ["First.", "Second."], "final_decision": "yes"}
+    data = {pool[0]: good, pool[1]: ["not", "an", "object"], pool[2]: dict(good, CONTEXTS="One long abstract."),
+            pool[3]: dict(good, QUESTION="Q4?")}
+    path = tmp_path / "ori_pqal.json"
+    path.write_text(json.dumps(data))
+    result = load_source("pubmedqa", path)
+    assert result.rows["id"] == [f"pubmedqa:{pool[0]}", f"pubmedqa:{pool[3]}"]
+    assert result.rows[0]["context"] == "First.\nSecond."
+    assert result.reasons() == {"not_an_object": 1, "bad_context": 1}
+    assert result.dropped["detail"][0].startswith(f"ori_pqal.json key {pool[1]}: ")
+
+
+def _medmcqa_rows(cops):
+    return [{"id": f"u{i}", "question": f"Q{i}?", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": cop}
+            for i, cop in enumerate(cops)]
+
+
+def test_medmcqa_bad_cop_does_not_shift_a_one_based_file(tmp_path):
+    cops = [1, 2, 3, 4] * 3
+    rows = _medmcqa_rows(cops) + _medmcqa_rows([None, 5, "x", True])
+    for i, row in enumerate(rows[len(cops):]):
+        row["id"] = f"bad{i}"
+    path = _jsonl(tmp_path / "train.jsonl", rows)
+    result = load_source("medmcqa", path)
+    assert result.rows["answer_text"] == ["abcd"[c - 1] for c in cops]
+    assert [json.loads(m)["id"] for m in result.dropped["metadata"]] == ["bad0", "bad1", "bad2", "bad3"]
+    # a row that is bad for another reason (no question) is no evidence about the base either
+    rows = _medmcqa_rows(cops) + [dict(_medmcqa_rows([0])[0], id="noq", question="")]
+    result = load_source("medmcqa", _jsonl(tmp_path / "train2.jsonl", rows))
+    assert result.rows["answer_text"] == ["abcd"[c - 1] for c in cops]
+
+
+def test_medmcqa_mixed_base_evidence_asks_for_the_base(tmp_path):
+    cops = [1, 2, 3, 4] * 3 + [0]
+    path = _jsonl(tmp_path / "train.jsonl", _medmcqa_rows(cops))
+    with pytest.raises(MalformedFile, match="cop_base") as err:
+        load_source("medmcqa", path)
+    assert "train.jsonl:13" in str(err.value)  # where the lone 0 is
+    result = load_source("medmcqa", path, cop_base=1)
+    assert result.rows["answer_text"] == ["abcd"[c - 1] for c in cops[:-1]]
+    assert result.reasons() == {"answer_out_of_range": 1} and result.dropped["id"] == ["medmcqa:u12"]
+    zero = load_source("medmcqa", path, cop_base=0)
+    assert zero.rows["answer_text"] == ["abcd"[c] for c in cops if c < 4]
+    with pytest.raises(ValueError, match="cop_base"):
+        load_source("medqa", path, cop_base=1)

@@ -1,0 +1,78 @@
+"""`m1data compare`: two builds of the same questions, one teacher trying once and one trying up to
+three times, compared from their run folders alone."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from llm_server import llm_server, tries_teacher  # noqa: F401
+from stage_doubles import Given
+from test_attempts import ROWS, config, question, right_at_of, right_letter
+from typer.testing import CliRunner
+
+from m1data.cli import app
+from m1data.errors import UserError
+from m1data.running.compare import compare_runs
+from m1data.running.pipeline import run_pipeline
+from m1data.schema import make_row, rows_to_dataset
+from m1data.stages.traces import TeacherTraces
+
+N = len(ROWS)
+
+
+def mixed_rows():
+    """ROWS (medqa) plus four headqa questions, so the table has two sources."""
+    extra = [make_row(source="headqa", row_id=f"q{100 + i}", question=f"Q{100 + i}: which organ {i}?",
+                      options=[f"organ {i}-{k}" for k in range(4)], answer_idx=i % 4, raw={"n": i}) for i in range(4)]
+    return rows_to_dataset([*ROWS.to_list(), *[dict(r) for r in rows_to_dataset(extra)]])
+
+
+@pytest.fixture
+def two_runs(llm_server, tmp_path):
+    from test_attempts import RIGHT
+
+    rows = mixed_rows()
+    RIGHT.update({r["prompt"]: "ABCD"[r["answer_idx"]] for r in rows})
+    llm_server.handler = tries_teacher(
+        right_letter, lambda text: right_at_of(question(text) % 100), base_seed=100,
+        tokens=lambda text, attempt: 200 + 10 * question(text))
+    run_pipeline([Given(rows), TeacherTraces(config(llm_server, tmp_path / "a"))], tmp_path / "run_a")
+    run_pipeline([Given(rows), TeacherTraces(config(llm_server, tmp_path / "b", attempts=3))], tmp_path / "run_b")
+    return tmp_path / "run_a", tmp_path / "run_b", rows
+
+
+def kept(q: int, k: int) -> bool:
+    return (right_at_of(q % 100) or 99) <= k
+
+
+def test_compare_counts_yield_overlap_agreement_and_writes_report_and_figure(two_runs, tmp_path):
+    run_a, run_b, rows = two_runs
+    c = compare_runs(run_a, run_b, out_dir=tmp_path / "report")
+    ids = [int(i[1:]) for i in rows["id"]]
+    by_source = {r["source"]: r for r in c.per_source}
+    medqa = [q for q in ids if q < 100]
+    assert by_source["medqa"]["asked_a"] == by_source["medqa"]["asked_b"] == len(medqa)
+    assert by_source["medqa"]["kept_a"] == sum(kept(q, 1) for q in medqa)
+    assert by_source["medqa"]["kept_b"] == sum(kept(q, 3) for q in medqa)
+    assert by_source["headqa"]["kept_b"] == sum(kept(q, 3) for q in ids if q >= 100)
+    total = by_source["total"]
+    assert total["both"] == sum(kept(q, 1) for q in ids)  # kept at try 1 in A: kept in B too
+    assert total["agreement"] == 1.0  # both verified: both right
+    assert total["yield_b"] == pytest.approx(sum(kept(q, 3) for q in ids) / len(ids))
+    # Lengths: the scripted reasoning is "try K: so X." (4 words) in every row; words without the tokenizer.
+    assert len(c.a.lengths) == total["kept_a"] and len(c.b.lengths) == total["kept_b"]
+    assert c.b.cost["sent"] > c.a.cost["sent"] and c.b.by_attempt["3"]["asked"] > 0
+    report = (tmp_path / "report" / "compare.md").read_text()
+    assert (tmp_path / "report" / "compare.png").read_bytes().startswith(b"\x89PNG")
+    assert re.search(rf"\| medqa \| {len(medqa)} \| {by_source['medqa']['kept_a']} \|", report)
+    assert "## Yield by try" in report and "compare.png" in report
+
+
+def test_compare_command_prints_the_report_and_refuses_a_run_without_the_stage(two_runs, tmp_path):
+    run_a, run_b, _ = two_runs
+    result = CliRunner().invoke(app, ["compare", str(run_a), str(run_b)])
+    assert result.exit_code == 0, result.output
+    assert "## Yield per source" in result.output and "## Reasoning length" in result.output
+    with pytest.raises(UserError, match="no completed 'mesh' stage"):
+        compare_runs(run_a, run_b, stage="mesh")

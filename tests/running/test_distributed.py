@@ -1,0 +1,450 @@
+"""The ray executor gives the local runner's results: the same removals from the fuzzy matcher on
+real rows, and the same rows, dropped rows, manifests and Hub folder from a whole m1K build
+(every stage, the LLM ones against a local OpenAI-compatible server); a build started on Ray
+resumes locally without re-sending anything.
+
+One local Ray instance (2 CPUs, no dashboard, no external service) serves the whole module; the
+module skips when the `ray` extra is not installed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import shutil
+import sys
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from pathlib import Path
+
+import datasets
+import pytest
+import yaml
+from llm_server import Received, Response, ScriptedServer, chat, error
+from test_build_e2e import make_handler, truth_by_prompt, write_config
+from test_dedup import char_edits, medqa_questions, mmlu_questions, planted
+from typer.testing import CliRunner
+
+from m1data.cli import app
+from m1data.running.distributed import ExecutorConfig, MissingExtra, RayExecutor, group_bands, require_ray, sum_stats
+from m1data.running.pipeline import Stage, StageResult, file_digest, read_manifests
+from m1data.stages.difficulty import DifficultyConfig, DifficultyFilter
+from m1data.stages.fuzzy import EvalText, find_contamination, find_duplicates
+
+
+@pytest.fixture(scope="module")
+def executor(ray_cluster):
+    return RayExecutor(ExecutorConfig(kind="ray"))
+
+
+# ------------------------------------------------------------------ no ray needed
+
+
+def test_missing_extra_is_one_clear_line(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray now fails as if not installed
+    with pytest.raises(MissingExtra, match=r"pip install 'm1data\[ray\]'"):
+        require_ray()
+    from m1data import cli
+
+    monkeypatch.setattr(sys, "argv", ["m1data", "build", "m1k", "--out", str(tmp_path / "r"), "--executor", "ray"])
+    with pytest.raises(SystemExit) as stop:
+        cli.main()
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "m1data[ray]" in err and len(err.splitlines()) <= 2  # rich may wrap the one line
+    assert not (tmp_path / "r").exists()  # nothing ran
+
+
+def test_executor_from_yaml_and_command_line(tmp_path):
+    from m1data.config import ConfigError
+    from m1data.jobs import build_settings
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"executor": {"kind": "ray", "address": "auto", "workers": 8},
+                                    "sample": {"n": 5}}))
+    cfg, ex = build_settings("m1k", path)
+    assert (cfg.sample.n, ex.kind, ex.address, ex.workers) == (5, "ray", "auto", 8)
+    _, ex = build_settings("m1k", path, "local", None)
+    assert ex.kind == "local"
+    path.write_text(yaml.safe_dump({"executor": {"kind": "ray", "adress": "auto"}}))
+    with pytest.raises(ConfigError, match="adress"):
+        build_settings("m1k", path)
+    with pytest.raises(ConfigError, match="--ray-address goes with --executor ray"):
+        build_settings("m1k", None, "local", "auto")
+
+
+def test_file_commands_refuse_a_ray_address_without_ray(tmp_path):
+    for command in (["dedup"], ["decontaminate", "--eval", "medqa_test"]):
+        result = CliRunner().invoke(app, [*command, str(tmp_path / "in.parquet"), str(tmp_path / "out.parquet"),
+                                          "--ray-address", "auto"])
+        assert result.exit_code != 0
+        assert "--ray-address goes with --executor ray" in str(result.exception or result.output)
+    assert not list(tmp_path.iterdir())  # refused before reading or writing anything
+
+
+def test_band_groups_cover_every_band_once_and_balance_cost():
+    costs = [100] * 10 + [1] * 90
+    groups = group_bands(costs, 4)
+    assert [i for a, b in groups for i in range(a, b)] == list(range(100))
+    assert max(sum(costs[a:b]) for a, b in groups) <= 2 * (sum(costs) / 4)
+    assert group_bands([], 4) == [] and group_bands([5], 4) == [(0, 1)]
+
+
+def test_block_statistics_sum_and_refuse_what_cannot_be_summed():
+    parts = [{"model": "m", "sent": 2, "cost": 0.5, "outcomes": {"ok": 2}},
+             {"model": "m", "sent": 3, "cost": None, "outcomes": {"ok": 1, "length": 1}}]
+    assert sum_stats(parts) == {"model": "m", "sent": 5, "cost": None, "outcomes": {"ok": 3, "length": 1}}
+    with pytest.raises(ValueError, match="method"):
+        sum_stats([{"method": "a"}, {"method": "b"}])
+
+
+# ------------------------------------------------------------------ fuzzy matcher on real rows
+
+
+def test_dedup_on_ray_equals_local_on_real_rows(executor, shared_data):
+    texts = planted(medqa_questions(shared_data, 1300) + mmlu_questions(shared_data, 1200), seed=5)
+    local = find_duplicates(texts)
+    assert len(local) >= 40  # planted copies found
+    assert find_duplicates(texts, runner=executor.band_runner) == local
+
+
+def test_decontamination_on_ray_equals_local_on_real_rows(executor, shared_data):
+    evq = mmlu_questions(shared_data, 1500)
+    evals = [EvalText("mmlu", str(i), q) for i, q in enumerate(evq)]
+    rng = random.Random(2)
+    train = medqa_questions(shared_data, 1273)
+    train += [char_edits(q, rng.choice([1, 3, 8, 30]), rng) for q in rng.sample(evq, 80)]
+    rng.shuffle(train)
+    local = find_contamination(train, evals)
+    assert len(local) >= 40
+    assert find_contamination(train, evals, runner=executor.band_runner) == local
+
+
+def test_dataset_decontamination_on_ray_equals_local(executor, shared_data):
+    """MedQA's 4-option test rows against its 5-option release: stems and option sets."""
+    from m1data.reading.sources import load_source
+    from m1data.stages.dedup import decontaminate
+
+    rows = load_source("medqa", str(shared_data / "raw/medqa/4_options_phrases_no_exclude_test.jsonl")).rows
+    five = load_source("medqa", str(shared_data / "raw/medqa/US_test_5_options.jsonl")).rows
+    kept, removed = decontaminate(rows, {"medqa5": five})
+    kept_r, removed_r = decontaminate(rows, {"medqa5": five}, runner=executor.band_runner)
+    assert len(removed) > 100
+    assert kept_r["id"] == kept["id"] and removed_r.to_list() == removed.to_list()
+
+
+# ------------------------------------------------------------------ the file commands
+
+
+MEDQA = "raw/medqa/4_options_phrases_no_exclude_test.jsonl"
+MEDQA5 = "raw/medqa/US_test_5_options.jsonl"  # the same exam with a fifth option: near copies
+HEADQA = "raw/headqa/dev_HEAD_EN.json"
+
+
+@pytest.fixture
+def file_rows(shared_data, tmp_path):
+    """Real rows as files: `dedup.parquet` (150 MedQA questions, 150 of the 5-option release of
+    which 50 are the same questions, 100 HeadQA) and `train.parquet` (150 of the 5-option
+    release, 150 HeadQA) to check against MedQA's 4-option test set."""
+    from m1data.reading.readers import write_rows
+    from m1data.reading.sources import load_source
+
+    tmp = tmp_path / "in"
+    tmp.mkdir()
+    four = load_source("medqa", str(shared_data / MEDQA)).rows
+    five = load_source("medqa", str(shared_data / MEDQA5)).rows
+    headqa = load_source("headqa", str(shared_data / HEADQA)).rows.select_columns(four.column_names)
+    write_rows(datasets.concatenate_datasets([four.select(range(150)), five.select(range(100, 250)),
+                                              headqa.select(range(100))]), tmp / "dedup.parquet")
+    write_rows(datasets.concatenate_datasets([five.select(range(150)), headqa.select(range(100, 250))]),
+               tmp / "train.parquet")
+    return tmp
+
+
+def run_command(args: list[str]) -> None:
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+
+
+def count_band_runs(monkeypatch) -> list[int]:
+    """The number of band lists the Ray executor was given, to show the command ran on Ray."""
+    calls: list[int] = []
+    original = RayExecutor.band_runner
+
+    def counted(self, job, bands):
+        calls.append(len(bands))
+        return original(self, job, bands)
+
+    monkeypatch.setattr(RayExecutor, "band_runner", counted)
+    return calls
+
+
+def same_files(a: Path, b: Path) -> None:
+    """The same bytes, and (said more readably when they differ) the same rows."""
+    rows_a, rows_b = datasets.Dataset.from_parquet(str(a)), datasets.Dataset.from_parquet(str(b))
+    assert rows_a.to_list() == rows_b.to_list(), a.name
+    assert file_digest(a) == file_digest(b), a.name
+
+
+def test_dedup_command_on_ray_writes_the_local_files(executor, file_rows, tmp_path, monkeypatch):
+    rows = file_rows / "dedup.parquet"
+    run_command(["dedup", str(rows), str(tmp_path / "local.parquet")])
+    calls = count_band_runs(monkeypatch)
+    run_command(["dedup", str(rows), str(tmp_path / "ray.parquet"), "--executor", "ray"])
+    assert calls and sum(calls) > 0  # the bands went to Ray tasks
+    removed = datasets.Dataset.from_parquet(str(tmp_path / "local.dropped.parquet"))
+    assert 40 <= len(removed) < 150  # the 5-option copies, not the HeadQA rows
+    same_files(tmp_path / "local.parquet", tmp_path / "ray.parquet")
+    same_files(tmp_path / "local.dropped.parquet", tmp_path / "ray.dropped.parquet")
+
+
+def test_decontaminate_command_on_ray_writes_the_local_files(executor, file_rows, shared_data, tmp_path,
+                                                             monkeypatch):
+    train, evals = file_rows / "train.parquet", f"medqa_test={shared_data / MEDQA}"
+    run_command(["decontaminate", str(train), str(tmp_path / "local.parquet"), "--eval", evals])
+    calls = count_band_runs(monkeypatch)
+    run_command(["decontaminate", str(train), str(tmp_path / "ray.parquet"), "--eval", evals, "--executor", "ray"])
+    assert calls and sum(calls) > 0
+    removed = datasets.Dataset.from_parquet(str(tmp_path / "local.dropped.parquet"))
+    assert 100 <= len(removed) <= 150 and set(removed["source"]) == {"medqa"}
+    same_files(tmp_path / "local.parquet", tmp_path / "ray.parquet")
+    same_files(tmp_path / "local.dropped.parquet", tmp_path / "ray.dropped.parquet")
+
+
+# ------------------------------------------------------------------ a whole build
+
+
+def build(run: Path, config: Path, *extra: str) -> None:
+    result = CliRunner().invoke(app, ["build", "m1k", "--out", str(run), "--config", str(config), *extra])
+    assert result.exit_code == 0, result.output
+
+
+def copy_stage_caches(source: Path, target: Path, stages: tuple[str, ...]) -> None:
+    for cache in source.glob("cache/*/llm_cache.sqlite*"):  # caches live beside the stage folders
+        if cache.parent.name not in stages:
+            continue
+        (target / "cache" / cache.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(cache, target / "cache" / cache.parent.name / cache.name)
+
+
+def stage_dirs(run: Path) -> list[Path]:
+    return sorted(p for p in run.iterdir() if p.is_dir() and p.name[:2].isdigit())
+
+
+def without_times(manifest: dict) -> dict:
+    return {k: v for k, v in manifest.items() if k != "wall_time_s"}
+
+
+@pytest.fixture(scope="module")
+def builds(executor, tmp_path_factory):
+    """The embedded m1K build under each executor, and one started on Ray (over the LLM caches
+    of the first Ray run) and finished locally."""
+    tmp = tmp_path_factory.mktemp("executors")
+    with ScriptedServer(make_handler(truth_by_prompt())) as server:
+        config = write_config(tmp / "config.yaml", server.base_url, n=20)
+        build(tmp / "local", config)
+        local_sent = server.count()
+        build(tmp / "ray", config, "--executor", "ray")
+        ray_sent = server.count() - local_sent
+        # a fresh run holding the caches the Ray workers wrote for the LLM stages up to traces:
+        # run on Ray until traces (a re-run: nothing to send), then finished locally
+        copy_stage_caches(tmp / "ray", tmp / "mixed", ("03_difficulty", "04_traces"))
+        build(tmp / "mixed", config, "--executor", "ray", "--until", "traces")
+        rerun_sent = server.count() - local_sent - ray_sent
+        before = {m["stage"]: m for m in read_manifests(tmp / "mixed")}
+        build(tmp / "mixed", config)
+        resumed_sent = server.count() - local_sent - ray_sent - rerun_sent
+    return {"dir": tmp, "local_sent": local_sent, "ray_sent": ray_sent, "resumed_sent": resumed_sent,
+            "mixed_before": before, "rerun_sent": rerun_sent}
+
+
+def test_build_stages_identical_under_both_executors(builds):
+    local, ray = builds["dir"] / "local", builds["dir"] / "ray"
+    assert [p.name for p in stage_dirs(ray)] == [p.name for p in stage_dirs(local)]
+    assert len(stage_dirs(local)) == 10  # load ... format, sample: every stage ran
+    for a, b in zip(stage_dirs(local), stage_dirs(ray), strict=True):
+        assert file_digest(a / "rows.parquet") == file_digest(b / "rows.parquet"), a.name
+        assert (a / "dropped.parquet").exists() == (b / "dropped.parquet").exists(), a.name
+        if (a / "dropped.parquet").exists():
+            dropped_a = datasets.Dataset.from_parquet(str(a / "dropped.parquet"))
+            dropped_b = datasets.Dataset.from_parquet(str(b / "dropped.parquet"))
+            assert dropped_a.to_list() == dropped_b.to_list(), a.name
+        manifest_a = json.loads((a / "manifest.json").read_text())
+        manifest_b = json.loads((b / "manifest.json").read_text())
+        assert without_times(manifest_a) == without_times(manifest_b), a.name
+
+
+def test_hub_folder_funnel_and_lineage_identical(builds):
+    local, ray = builds["dir"] / "local", builds["dir"] / "ray"
+    files = sorted(p.relative_to(local / "hub") for p in (local / "hub").rglob("*") if p.is_file())
+    assert files and files == sorted(p.relative_to(ray / "hub") for p in (ray / "hub").rglob("*") if p.is_file())
+    for rel in files:
+        if rel.suffix == ".parquet":
+            assert file_digest(local / "hub" / rel) == file_digest(ray / "hub" / rel), rel
+    from m1data.running.funnel import funnel_markdown, lineage
+
+    assert funnel_markdown(local) == funnel_markdown(ray)
+    loaded = datasets.Dataset.from_parquet(str(local / "00_load" / "rows.parquet"))["id"]
+    for row_id in loaded[::7]:  # kept to the end, or dropped somewhere with a reason
+        assert lineage(local, row_id) == lineage(ray, row_id), row_id
+
+
+def test_ray_build_asks_what_local_asks_and_a_rerun_pays_nothing(builds):
+    """Each run has its own cache, so the ray run asks exactly what the local run asked; the LLM
+    stages re-run on Ray over a cache the Ray workers wrote send nothing."""
+    assert builds["local_sent"] > 0 and builds["ray_sent"] == builds["local_sent"]
+    assert builds["rerun_sent"] == 0
+    again = builds["mixed_before"]
+    for stage in ("difficulty", "traces"):
+        assert again[stage]["stats"]["sent"] == 0 and again[stage]["stats"]["cached"] > 0
+
+
+def test_run_started_on_ray_resumes_locally(builds):
+    mixed, local = builds["dir"] / "mixed", builds["dir"] / "local"
+    before = builds["mixed_before"]
+    after = {m["stage"]: m for m in read_manifests(mixed)}
+    assert list(before) == ["load", "dedup", "decontaminate", "difficulty", "traces"]
+    for stage in before:  # skipped, not re-run: the manifests written on Ray are untouched
+        assert after[stage] == before[stage], stage
+    for a, b in zip(stage_dirs(local), stage_dirs(mixed), strict=True):
+        assert file_digest(a / "rows.parquet") == file_digest(b / "rows.parquet"), a.name
+    # the local continuation only asked the tagger (the stage after traces that calls a model)
+    assert 0 < builds["resumed_sent"] < builds["local_sent"]
+    assert builds["resumed_sent"] == after["tag"]["stats"]["sent"]
+
+
+# ------------------------------------------------------------------ faults on Ray (issue 23, items 1 and 2)
+
+
+N_FAULT_ROWS = 16
+
+
+@dataclass
+class FaultRowsConfig:
+    n: int = N_FAULT_ROWS
+
+
+class FaultRows(Stage):
+    """The first stage of the fault builds: fixed question rows (runs on the driver)."""
+
+    name = "rows"
+
+    def __init__(self, config: FaultRowsConfig | None = None):
+        self.config = config or FaultRowsConfig()
+
+    def run(self, rows, ctx):
+        from test_pipeline_llm import question_rows
+
+        return StageResult(rows=question_rows(self.config.n))
+
+
+@dataclass
+class FaultBuildConfig:
+    """A two-stage build (rows, then a one-student difficulty filter) for the fault tests."""
+
+    rows: FaultRowsConfig = dc_field(default_factory=FaultRowsConfig)
+    difficulty: DifficultyConfig = dc_field(default_factory=DifficultyConfig)
+
+
+def fault_stages(cfg: FaultBuildConfig) -> list[Stage]:
+    return [FaultRows(cfg.rows), DifficultyFilter(cfg.difficulty)]
+
+
+class Student:
+    """A scripted student: right on `solved` prompts (those rows are dropped), wrong on the rest
+    (kept), and 503 on every attempt at the prompts in `failing` (a set the test empties)."""
+
+    def __init__(self, solved: set[str], failing: set[str]):
+        from test_pipeline_llm import question_rows
+
+        rows = question_rows(N_FAULT_ROWS)
+        self.truth = {p: "ABCD"[a] for p, a in zip(rows["prompt"], rows["answer_idx"], strict=True)}
+        self.solved, self.failing = solved, failing
+
+    def __call__(self, req: Received) -> Response:
+        prompt = req.text.split("\n", 1)[1]
+        if prompt in self.failing:
+            return error(503, "overloaded")
+        right = self.truth[prompt]
+        answer = right if prompt in self.solved else "ABCD"[("ABCD".index(right) + 1) % 4]
+        return chat(f"The answer is \\boxed{{{answer}}}.")
+
+
+def fault_config(path: Path, url: str, executor: str, rows_per_block: int = 4) -> Path:
+    student = {"model": "student", "base_url": url, "short": "student"}
+    runtime = {"progress": False, "retries": {"max_attempts": 2, "base_delay": 0.01}}
+    path.write_text(yaml.safe_dump({"executor": {"kind": executor, "rows_per_block": rows_per_block},
+                                    "difficulty": {"students": [student], "runtime": runtime}}))
+    return path
+
+
+@pytest.fixture
+def fault_build(monkeypatch):
+    from m1data.builders import BUILDERS
+
+    monkeypatch.setitem(BUILDERS, "m23k", dataclasses.replace(BUILDERS["m23k"], config=FaultBuildConfig,
+                                                              stages=fault_stages))
+
+    def run(run_dir: Path, config: Path):
+        return CliRunner().invoke(app, ["build", "m23k", "--out", str(run_dir), "--config", str(config)])
+
+    return run
+
+
+def difficulty_outputs(run_dir: Path) -> tuple[str, list[dict]]:
+    stage = run_dir / "01_difficulty"
+    return file_digest(stage / "rows.parquet"), datasets.Dataset.from_parquet(str(stage / "dropped.parquet")).to_list()
+
+
+def test_transient_failures_on_ray_leave_the_stage_incomplete_and_a_rerun_sends_exactly_them(
+        executor, fault_build, tmp_path):
+    """Issue 23 item 1: a student answering 503 to some requests on Ray stops the build (exit 1)
+    with the stage incomplete; the re-run sends exactly those requests and ends with the rows of
+    a local build that never failed."""
+    from test_pipeline_llm import question_rows
+
+    prompts = question_rows(N_FAULT_ROWS)["prompt"]
+    failing = {prompts[1], prompts[6], prompts[13]}  # in three different blocks of 4
+    student = Student(solved=set(prompts[::3]), failing=set())
+    with ScriptedServer(student) as server:
+        local = fault_build(tmp_path / "local", fault_config(tmp_path / "local.yaml", server.base_url, "local"))
+        assert local.exit_code == 0, local.output
+        local_sent = server.count()
+        student.failing = set(failing)
+        ray_config = fault_config(tmp_path / "ray.yaml", server.base_url, "ray")
+
+        first = fault_build(tmp_path / "ray", ray_config)
+        assert first.exit_code == 1, first.output
+        assert "3 requests failed transiently" in " ".join(first.output.split())
+        manifest = read_manifests(tmp_path / "ray")[-1]
+        assert manifest["stage"] == "difficulty"
+        assert (manifest["complete"], manifest["transient_failures"], manifest["stats"]["failed"]) == (False, 3, 3)
+        assert not (tmp_path / "ray" / "hub").exists()
+        sent = server.count()
+        assert sent - local_sent == N_FAULT_ROWS - 3 + 3 * 2  # each failing one tried twice
+
+        student.failing.clear()
+        again = fault_build(tmp_path / "ray", ray_config)
+        assert again.exit_code == 0, again.output
+        resent = [r.text.split("\n", 1)[1] for r in server.requests[sent:]]
+        assert sorted(resent) == sorted(failing)  # exactly the failed ones; the cache answers the rest
+    manifest = read_manifests(tmp_path / "ray")[-1]
+    assert manifest["complete"] is True and manifest["transient_failures"] == 0
+    assert difficulty_outputs(tmp_path / "ray") == difficulty_outputs(tmp_path / "local")
+
+
+def test_a_block_that_keeps_no_rows_on_ray_gives_the_local_result(executor, fault_build, tmp_path):
+    """Issue 23 item 2: the student solves every question of the first block of 4, so that
+    block keeps no rows; the build on Ray completes with the local build's rows and drops."""
+    from test_pipeline_llm import question_rows
+
+    prompts = question_rows(N_FAULT_ROWS)["prompt"]
+    student = Student(solved=set(prompts[:4]) | {prompts[9]}, failing=set())
+    with ScriptedServer(student) as server:
+        for name in ("local", "ray"):
+            result = fault_build(tmp_path / name, fault_config(tmp_path / f"{name}.yaml", server.base_url, name))
+            assert result.exit_code == 0, result.output
+    manifest = read_manifests(tmp_path / "ray")[-1]
+    assert manifest["rows_out"] == N_FAULT_ROWS - 5 and manifest["complete"] is True
+    assert difficulty_outputs(tmp_path / "ray") == difficulty_outputs(tmp_path / "local")

@@ -1,0 +1,350 @@
+from dataclasses import dataclass
+
+import datasets
+import pytest
+
+from m1data.running.funnel import funnel_markdown, lineage
+from m1data.running.pipeline import (
+    Stage,
+    StageFailed,
+    StageResult,
+    read_manifests,
+    run_pipeline,
+)
+
+CALLS: list[str] = []
+
+
+@dataclass
+class MakeConfig:
+    n: int = 6
+
+
+class Make(Stage):
+    name = "make"
+
+    def __init__(self, config=None):
+        self.config = config or MakeConfig()
+
+    def run(self, rows, ctx):
+        CALLS.append(self.name)
+        ids = [f"medqa:{i}" if i % 2 else f"headqa:{i}" for i in range(self.config.n)]
+        rows = datasets.Dataset.from_dict({"id": ids, "source": [i.split(":")[0] for i in ids]})
+        dropped = datasets.Dataset.from_dict({"id": ["headqa:x"], "source": ["headqa"], "reason": ["needs_image"]})
+        return StageResult(rows=rows, dropped=dropped)
+
+
+@dataclass
+class DropConfig:
+    every: int = 3
+
+
+class DropSome(Stage):
+    name = "drop"
+
+    def __init__(self, config=None, fail=False):
+        self.config = config or DropConfig()
+        self.fail = fail
+
+    def run(self, rows, ctx):
+        CALLS.append(self.name)
+        if self.fail:
+            raise RuntimeError("provider down")
+        keep = [i % self.config.every != 0 for i in range(len(rows))]
+        kept = rows.select([i for i, k in enumerate(keep) if k])
+        gone = rows.select([i for i, k in enumerate(keep) if not k])
+        gone = gone.add_column("reason", ["too_easy"] * len(gone)).add_column("detail", ["x"] * len(gone))
+        return StageResult(rows=kept, dropped=gone, stats={"by_eval_set": {"mmlu": 2},
+                                                          "eval_items": {"mmlu": 9, "gpqa": 4},
+                                                          "eval_items_unscored": {"mmlu": 3}})
+
+
+@pytest.fixture(autouse=True)
+def clear_calls():
+    CALLS.clear()
+
+
+def test_run_writes_outputs_and_skips_on_rerun(tmp_path):
+    out = run_pipeline([Make(), DropSome()], tmp_path)
+    assert len(out) == 4 and CALLS == ["make", "drop"]
+    manifests = read_manifests(tmp_path)
+    assert [m["stage"] for m in manifests] == ["make", "drop"]
+    assert manifests[1]["counts_in"] == {"headqa": 3, "medqa": 3}
+    assert manifests[1]["drops"] == {"too_easy": {"headqa": 1, "medqa": 1}}
+    assert manifests[1]["input_fingerprint"] != manifests[0]["input_fingerprint"]
+    CALLS.clear()
+    again = run_pipeline([Make(), DropSome()], tmp_path)
+    assert CALLS == [] and again["id"] == out["id"]
+
+
+def test_config_change_reruns_that_stage_and_later(tmp_path):
+    run_pipeline([Make(), DropSome()], tmp_path)
+    CALLS.clear()
+    run_pipeline([Make(MakeConfig(n=9)), DropSome()], tmp_path)
+    assert CALLS == ["make", "drop"]
+    CALLS.clear()
+    out = run_pipeline([Make(MakeConfig(n=9)), DropSome(DropConfig(every=2))], tmp_path)
+    assert CALLS == ["drop"] and len(out) == 4
+
+
+def test_failure_leaves_earlier_stages_intact(tmp_path):
+    with pytest.raises(RuntimeError, match="provider down"):
+        run_pipeline([Make(), DropSome(fail=True)], tmp_path)
+    assert [m["stage"] for m in read_manifests(tmp_path)] == ["make"]
+    assert not (tmp_path / "01_drop" / "manifest.json").exists()
+    CALLS.clear()
+    run_pipeline([Make(), DropSome()], tmp_path)
+    assert CALLS == ["drop"]
+
+
+def test_from_and_until(tmp_path):
+    run_pipeline([Make(), DropSome()], tmp_path, until="make")
+    assert CALLS == ["make"]
+    with pytest.raises(StageFailed):
+        run_pipeline([Make(), DropSome()], tmp_path / "other", start="drop")
+    CALLS.clear()
+    run_pipeline([Make(), DropSome()], tmp_path)
+    CALLS.clear()
+    run_pipeline([Make(), DropSome()], tmp_path, start="drop")
+    assert CALLS == ["drop"]
+    with pytest.raises(ValueError, match="no stage named"):
+        run_pipeline([Make()], tmp_path, until="nope")
+
+
+def test_funnel_and_lineage(tmp_path):
+    run_pipeline([Make(), DropSome()], tmp_path)
+    table = funnel_markdown(tmp_path)
+    assert "| stage | medqa | headqa | total |" in table
+    assert "| raw rows read | 3 | 4 | 7 |" in table
+    assert "| after drop | 2 | 2 | 4 |" in table
+    assert "| drop: too_easy | 1 | 1 | 2 |" in table
+    # every set matched against, with its questions whose answer key is broken (issue 24)
+    assert "| drop | mmlu | 9 | 3 | 2 |" in table and "| drop | gpqa | 4 | 0 | 0 |" in table
+    assert lineage(tmp_path, "medqa:1") == [{"stage": "make", "status": "kept"}, {"stage": "drop", "status": "kept"}]
+    assert lineage(tmp_path, "headqa:0") == [
+        {"stage": "make", "status": "kept"},
+        {"stage": "drop", "status": "dropped", "reason": "too_easy", "detail": "x"},
+    ]
+    assert lineage(tmp_path, "headqa:x") == [{"stage": "make", "status": "dropped", "reason": "needs_image"}]
+
+
+def test_dropped_rows_need_reason_columns(tmp_path):
+    class Bad(Make):
+        name = "bad"
+
+        def run(self, rows, ctx):
+            result = super().run(rows, ctx)
+            result.dropped = result.dropped.remove_columns("reason")
+            return result
+
+    with pytest.raises(StageFailed, match="reason"):
+        run_pipeline([Bad()], tmp_path)
+
+
+def test_preflight_stops_before_a_stage_that_cannot_run(tmp_path):
+    from m1data.running.pipeline import StageNotReady
+
+    class NeedsModel(DropSome):
+        name = "needs_model"
+
+        def preflight(self):
+            return "cannot reach http://127.0.0.1:9/v1"
+
+    with pytest.raises(StageNotReady, match="needs_model") as err:
+        run_pipeline([Make(), NeedsModel()], tmp_path)
+    assert "127.0.0.1:9" in err.value.problem
+    assert CALLS == ["make"] and [m["stage"] for m in read_manifests(tmp_path)] == ["make"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Zero rows is a valid outcome
+
+
+class DropAll(DropSome):
+    name = "drop_all"
+
+    def run(self, rows, ctx):
+        CALLS.append(self.name)
+        gone = rows.add_column("reason", ["too_easy"] * len(rows))
+        return StageResult(rows=rows.select([]), dropped=gone)
+
+
+class NeedsEndpoint(DropSome):
+    name = "llm"
+
+    def preflight(self):
+        return "cannot reach http://127.0.0.1:9/v1"
+
+
+def test_a_stage_with_zero_rows_out_is_written_and_later_stages_have_nothing_to_do(tmp_path, capsys, shown_output):
+    out = run_pipeline([Make(), DropAll(), NeedsEndpoint(), DropSome()], tmp_path)
+    assert len(out) == 0 and CALLS == ["make", "drop_all"]  # no endpoint needed for nothing
+    manifests = read_manifests(tmp_path)
+    assert [m["rows_out"] for m in manifests] == [6, 0, 0, 0]
+    assert manifests[2]["stats"] == {"nothing_to_do": "no input rows"}
+    assert "nothing to do" in capsys.readouterr().err
+    CALLS.clear()
+    again = run_pipeline([Make(), DropAll(), NeedsEndpoint(), DropSome()], tmp_path)  # re-runs are not wedged
+    assert len(again) == 0 and CALLS == []
+    assert "| after drop_all | 0 | 0 | 0 |" in funnel_markdown(tmp_path)
+    assert lineage(tmp_path, "medqa:1") == [
+        {"stage": "make", "status": "kept"},
+        {"stage": "drop_all", "status": "dropped", "reason": "too_easy"},
+    ]
+
+
+def empty_rows_file(tmp_path):
+    from m1data.reading.readers import write_rows
+    from m1data.schema import make_row, rows_to_dataset
+
+    row = make_row(source="medqa", row_id="medqa:0", question="Q?", options=["a", "b"], answer_idx=0, raw={})
+    return write_rows(rows_to_dataset([row]).select([]), tmp_path / "empty.parquet")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["run", "traces", "{in}", "{out}", "--base-url", "http://127.0.0.1:9/v1", "--model", "teacher"],
+        ["dedup", "{in}", "{out}"],
+    ],
+)
+def test_file_commands_on_zero_rows_say_there_is_nothing_to_do(tmp_path, command):
+    from typer.testing import CliRunner
+
+    from m1data.cli import app
+    from m1data.reading.readers import read_rows
+
+    source, target = empty_rows_file(tmp_path), tmp_path / "out.parquet"
+    args = [a.format(**{"in": source, "out": target}) for a in command]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert result.exception is None
+    assert len(read_rows(target)) == 0
+
+
+def test_build_that_ends_with_zero_rows_says_so(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from m1data.builders import BUILDERS
+    from typer.testing import CliRunner
+
+    from m1data.cli import app
+
+    fake = replace(BUILDERS["m1k"], config=MakeConfig, stages=lambda cfg: [Make(), DropAll()])
+    monkeypatch.setitem(BUILDERS, "m1k", fake)
+    for _ in range(2):  # the second run finds the run folder as the first left it
+        result = CliRunner().invoke(app, ["build", "m1k", "--out", str(tmp_path / "run")])
+        assert result.exit_code == 0, result.output
+        assert "0 rows" in result.output and "no Hub folder" in result.output
+    assert not (tmp_path / "run" / "hub").exists()
+
+
+def test_a_corrupt_manifest_is_an_error_naming_the_file(tmp_path):
+    run_pipeline([Make(), DropSome()], tmp_path)
+    broken = tmp_path / "01_drop" / "manifest.json"
+    broken.write_text('{"stage": "drop", "index"')
+    for action in (lambda: run_pipeline([Make(), DropSome()], tmp_path), lambda: funnel_markdown(tmp_path)):
+        with pytest.raises(ValueError, match=str(broken)) as err:
+            action()
+        assert "not valid JSON" in str(err.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# One build at a time; outputs changed by hand are noticed
+
+
+def test_a_second_build_into_the_same_run_folder_is_refused(tmp_path):
+    import subprocess
+    import sys
+
+    from m1data.running.pipeline import RunLocked
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         ("import sys, time\nfrom m1data.running.pipeline import run_lock\n"
+          "with run_lock(sys.argv[1]):\n    print('locked', flush=True)\n    time.sleep(60)\n"),
+         str(tmp_path)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(RunLocked, match=f"pid {holder.pid}") as err:
+            run_pipeline([Make(), DropSome()], tmp_path)
+        assert str(tmp_path) in str(err.value) and "another build" in str(err.value)
+        assert CALLS == [] and read_manifests(tmp_path) == []
+    finally:
+        holder.kill()
+        holder.wait()
+    run_pipeline([Make(), DropSome()], tmp_path)  # the holder is gone: the lock went with it
+    assert CALLS == ["make", "drop"]
+
+
+def test_the_lock_is_reentrant_within_one_process(tmp_path):
+    from m1data.running.pipeline import run_lock
+
+    with run_lock(tmp_path):
+        run_pipeline([Make()], tmp_path)  # a build holds the lock around run_pipeline and export
+    assert CALLS == ["make"]
+
+
+def test_a_stage_output_changed_by_hand_is_named_when_a_later_stage_reads_it(tmp_path):
+    from m1data.publishing.export import export_run
+    from m1data.running.pipeline import CorruptRunFile
+
+    run_pipeline([Make(), DropSome()], tmp_path)
+    edited = tmp_path / "00_make" / "rows.parquet"
+    rows = datasets.Dataset.from_parquet(str(edited))
+    rows.map(lambda r: {"source": "medmcqa"}).to_parquet(str(edited))
+    with pytest.raises(CorruptRunFile, match=str(edited)) as err:
+        run_pipeline([Make(), DropSome()], tmp_path)
+    assert "changed since" in str(err.value)
+
+    run_pipeline([Make(), DropSome()], tmp_path, force=True)
+    last = tmp_path / "01_drop" / "rows.parquet"
+    datasets.Dataset.from_parquet(str(last)).select([0]).to_parquet(str(last))
+    with pytest.raises(CorruptRunFile, match=str(last)):
+        export_run("m23k", tmp_path, tmp_path / "hub")
+
+
+# ---------------------------------------------------------------------------------------------
+# A build that stops early is not a success; two builds never share a Hub folder silently
+
+
+@pytest.mark.parametrize("flags, code", [([], 1), (["--allow-partial"], 0)])
+def test_a_build_stopped_before_an_llm_stage_exits_non_zero_unless_allowed(tmp_path, monkeypatch, flags, code):
+    from dataclasses import replace
+
+    from m1data.builders import BUILDERS
+    from typer.testing import CliRunner
+
+    from m1data.cli import app
+
+    fake = replace(BUILDERS["m1k"], config=MakeConfig, stages=lambda cfg: [Make(), NeedsEndpoint()])
+    monkeypatch.setitem(BUILDERS, "m1k", fake)
+    result = CliRunner().invoke(app, ["build", "m1k", "--out", str(tmp_path / "run"), *flags])
+    assert result.exit_code == code, result.output
+    assert "127.0.0.1:9" in result.output and "run the same command again" in result.output
+    assert [m["stage"] for m in read_manifests(tmp_path / "run")] == ["make"]
+    assert not (tmp_path / "run" / "hub").exists()
+
+
+def test_a_build_refuses_a_hub_folder_holding_another_datasets_export(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from m1data.builders import BUILDERS
+    from typer.testing import CliRunner
+
+    from m1data.cli import app
+    from m1data.publishing.export import hub_folder_dataset
+
+    hub = tmp_path / "run" / "hub"
+    hub.mkdir(parents=True)
+    card = "---\npretty_name: m23K\nm1data_build: m23k\n---\n# m23K\n"
+    (hub / "README.md").write_text(card)
+    assert hub_folder_dataset(hub) == "m23k" and hub_folder_dataset(tmp_path) is None
+    fake = replace(BUILDERS["m1k"], config=MakeConfig, stages=lambda cfg: [Make()])
+    monkeypatch.setitem(BUILDERS, "m1k", fake)
+    result = CliRunner().invoke(app, ["build", "m1k", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    assert "holds the m23k build" in result.output and "--hub-out" in result.output
+    assert CALLS == [] and (hub / "README.md").read_text() == card  # refused before any stage ran

@@ -1,0 +1,427 @@
+r"""Answer extraction on replies written in the styles real models answer in (reference s.6).
+
+Each reply is a template: ``@C`` stands for the letter of the option first listed third, so when
+the options are reordered the reply is re-lettered with them. Every case runs in the written order
+and reversed, and a property test reorders them at random: the verdict must never change.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+from dataclasses import dataclass
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from m1data.stages.answers import METHODS, VERDICTS, Extraction, extract_answer, grade, is_correct, last_boxed
+
+HEART = ["Mitral regurgitation", "Aortic regurgitation", "Aortic stenosis", "Mitral stenosis"]
+DIABETES = ["Metformin", "Insulin glargine", "Glipizide", "Pioglitazone", "Sitagliptin"]
+YES_NO = ["yes", "no", "maybe"]
+NUMBERS = ["3", "4", "5", "6"]
+PH = ["pH = 7.1", "pH = 7.4", "pH = 7.6", "pH = 7.8"]
+# Ten options (MMLU-Pro's shape), so "I" is a valid option letter.
+TARGETS = [
+    "Cell wall synthesis",
+    "DNA gyrase",
+    "30S ribosomal subunit",
+    "50S ribosomal subunit",
+    "Folate synthesis",
+    "RNA polymerase",
+    "Cell membrane integrity",
+    "Mycolic acid synthesis",
+    "Topoisomerase IV",
+    "Ergosterol synthesis",
+]
+GLYCOGEN = ["glucose", "glucose-6-phosphate", "fructose-6-phosphate", "glucose-1-phosphate", "UDP-glucose"]
+
+
+@dataclass(frozen=True)
+class Case:
+    """``expected``: the option letters the reply names, as written ("C"; "D,G" for several;
+    "" for none)."""
+
+    name: str
+    reply: str
+    options: list[str]
+    expected: str
+    method: str
+
+
+R1_STYLE = (
+    "<think>\nOkay, a 70-year-old with syncope and a crescendo-decrescendo murmur. Option @A, "
+    "mitral regurgitation, is holosystolic. Option @D has an opening snap. Option @C fits.\n</think>\n\n"
+    "The presentation is most consistent with **aortic stenosis**.\n\n**Answer:** @C. Aortic stenosis"
+)
+GPT_STYLE = (
+    "Let's analyze each option:\n\n- @A. glucose: not the first product.\n- @B. glucose-6-phosphate: "
+    "formed later.\n- @C. fructose-6-phosphate: glycolysis.\n- @D. glucose-1-phosphate: released by "
+    "glycogen phosphorylase.\n- @E. UDP-glucose: used for synthesis.\n\nThe answer is (@D) glucose-1-phosphate."
+)
+WALK_THROUGH = (
+    "Reviewing each option:\n@A. Mitral regurgitation: holosystolic, no.\n@B. Aortic regurgitation: "
+    "early diastolic, no.\n@C. Aortic stenosis: systolic ejection, no.\n@D. Mitral stenosis: rumble, yes."
+)
+
+CASES = [
+    # --- 1. boxed --------------------------------------------------------------------------
+    Case("box after reasoning", "The murmur radiates to the carotids.\n\n\\boxed{@C}", HEART, "C", "boxed"),
+    Case("text box with letter", r"So \boxed{\text{@C. Aortic stenosis}}", HEART, "C", "boxed"),
+    Case("lowercase letter box", r"\boxed{@c}", HEART, "C", "boxed"),
+    Case("paren letter box", r"\boxed{(@B)}", HEART, "B", "boxed"),
+    Case("bold box under heading", "**Final Answer**\n\n\\boxed{\\textbf{@D}}", HEART, "D", "boxed"),
+    Case("math-mode box", r"The answer is $\boxed{@C}$.", HEART, "C", "boxed"),
+    Case("text-only box, other case", r"\boxed{AORTIC STENOSIS}", HEART, "C", "boxed"),
+    Case("paren-prefixed text box", r"\boxed{(@C) Aortic stenosis}", HEART, "C", "boxed"),
+    Case("option-word box", r"\boxed{\text{Option @D}}", HEART, "D", "boxed"),
+    Case("equation box", r"Solving, \boxed{x = 5}", NUMBERS, "C", "boxed"),
+    Case("option holding '='", r"\boxed{pH = 7.4}", PH, "B", "boxed"),
+    Case("last of two boxes", "\\boxed{@A} Hmm, wait. The murmur is diastolic.\n\\boxed{@D}", HEART, "D", "boxed"),
+    Case("fbox", r"\fbox{@B}", HEART, "B", "boxed"),
+    Case("box beats an earlier statement", r"The answer is @A. No, on reflection: \boxed{@B}", HEART, "B", "boxed"),
+    Case("pubmedqa yes box", r"Therefore \boxed{yes}", YES_NO, "A", "boxed"),
+    Case("letter and text disagree", r"\boxed{@B. Aortic stenosis}", HEART, "B,C", "boxed"),
+    Case("two letters boxed", r"\boxed{@A, @C}", HEART, "A,C", "boxed"),
+    Case("two letters boxed with and", r"\boxed{@B \text{ and } @D}", HEART, "B,D", "boxed"),
+    Case("box with extra words", r"\boxed{calcific aortic stenosis}", HEART, "C", "similarity"),
+    Case("misspelt box", r"\boxed{aortc stenosys}", HEART, "C", "similarity"),
+    Case("empty box falls through", r"\boxed{} The answer is @B", HEART, "B", "statement"),
+    Case("box naming no option", r"\boxed{Z}", HEART, "", "none"),
+    Case("truncated last box", r"\boxed{@A} but actually \boxed{@D", HEART, "", "none"),
+    # --- 2. statements ---------------------------------------------------------------------
+    Case("answer is (X)", "Given the murmur, the answer is (@B).", HEART, "B", "statement"),
+    Case("answer is: (X)", "The answer is: (@B)", HEART, "B", "statement"),
+    Case("answer is **X**", "So the correct answer is **@B**.", HEART, "B", "statement"),
+    Case("shouted with option word", "THE ANSWER IS option @C", HEART, "C", "statement"),
+    Case("last statement wins", "The answer is @A... no wait, the answer is @C.", HEART, "C", "statement"),
+    Case("'answer is a' is a word", "The answer is a matter of timing; I pick @D.", HEART, "D", "statement"),
+    Case("bold final answer", "**Final answer: @C**", HEART, "C", "statement"),
+    Case("'A' opens a vignette", "A 45-year-old man with an ejection murmur. Answer: @A", HEART, "A", "statement"),
+    Case("option X is correct", "Option @A is correct because of the timing.", HEART, "A", "statement"),
+    Case(
+        "answer first, others discussed after",
+        "@G\n\nOption @G is right; @C, @B and @D are not, because they act on the ribosome or DNA.",
+        TARGETS, "G", "statement",
+    ),
+    Case("pronoun I, then a pick", "Overall I would pick @D, though I am unsure.", TARGETS, "D", "statement"),
+    Case("best choice is I", "The best choice is @I.", TARGETS, "I", "statement"),
+    Case("I think the answer", "I think the answer is @C.", HEART, "C", "statement"),
+    Case("bold label, paren letter", "**Answer:** (@C) Aortic stenosis", HEART, "C", "statement"),
+    Case("final answer as text", "Final Answer: Aortic stenosis", HEART, "C", "statement"),
+    Case(
+        "letter, text, then reasons",
+        "The correct answer is @C. Aortic stenosis, because the murmur radiates to the carotids.",
+        HEART, "C", "statement",
+    ),
+    Case("correct option is", "The correct option is @E. Sitagliptin", DIABETES, "E", "statement"),
+    Case("go with", "I'd go with @B (insulin glargine) given an HbA1c of 11%.", DIABETES, "B", "statement"),
+    Case(
+        "answer then explanation naming others",
+        "Answer: (@A) Metformin\n\nExplanation: metformin is first line; glipizide (@C) causes hypoglycemia "
+        "and pioglitazone (@D) fluid retention.",
+        DIABETES, "A", "statement",
+    ),
+    Case("R1 layout", R1_STYLE, HEART, "C", "statement"),
+    Case("GPT-4o layout", GPT_STYLE, GLYCOGEN, "D", "statement"),
+    Case("statement only inside think", "<think>The answer is @B.</think>", HEART, "B", "statement"),
+    Case("think tags and a box", "<think>Maybe @A? Or @B?</think>\nAnswer: \\boxed{@D}", HEART, "D", "boxed"),
+    Case(
+        "answer section beats thinking",
+        "<|im_start|>think\nThe answer is @A.\n<|im_start|>answer\nFinal Answer: @C",
+        HEART, "C", "statement",
+    ),
+    Case("two letters stated", "The answer is @B, @D.", HEART, "B,D", "statement"),
+    Case("two letters in parens", "The answer is (@D) and (@G).", TARGETS, "D,G", "statement"),
+    Case("four letters stated", "Answer: @D,@F,@G,@I", TARGETS, "D,F,G,I", "statement"),
+    Case("statement naming no option", "The answer is none of the provided options.", HEART, "", "none"),
+    Case("invalid letter stated", "The answer is E, I mean option @B.", HEART, "", "none"),
+    # --- 3. answer lines -------------------------------------------------------------------
+    Case(
+        "bare letter first, others named after",
+        "@C\n\nThe ejection murmur points to aortic stenosis; @A and @D are regurgitant or diastolic.",
+        HEART, "C", "answer_line",
+    ),
+    Case("bare I first", "@I\n\nI chose it because quinolones target it in Gram-positives.", TARGETS, "I", "answer_line"),
+    Case("paren letter first", "(@B)\n\nAortic regurgitation gives an early diastolic murmur.", HEART, "B", "answer_line"),
+    Case(
+        "bold letter and text first",
+        "**@D. Mitral stenosis**\n\nThe opening snap after rheumatic fever points to it.",
+        HEART, "D", "answer_line",
+    ),
+    Case("bare letter last", "Diastolic rumble with an opening snap.\n\n@D", HEART, "D", "answer_line"),
+    Case("paren letter with reason", "(@A) because the murmur radiates to the axilla.", HEART, "A", "answer_line"),
+    Case("letter list line", "@D,@F,@G,@I", TARGETS, "D,F,G,I", "answer_line"),
+    Case("first and last lines disagree", "@B\n\nOn reflection the rumble matters more.\n\n@D", HEART, "B,D", "answer_line"),
+    Case("option text line", "maybe", YES_NO, "C", "answer_line"),
+    Case("capitalised text line", "Yes.", YES_NO, "A", "answer_line"),
+    Case(
+        "think text, then text answer",
+        "<|im_start|>think\n@B is tempting, but @B fails the timing.\n<|im_start|>answer\nAortic stenosis",
+        HEART, "C", "answer_line",
+    ),
+    Case("a walk through the options", WALK_THROUGH, HEART, "", "none"),
+    Case("letter then a bare word", "@A because the murmur radiates to the axilla.", HEART, "", "none"),
+    # --- 4. similarity ---------------------------------------------------------------------
+    Case(
+        "article A, text at the end",
+        "A 45-year-old with a diastolic rumble most likely has mitral stenosis.", HEART, "D", "similarity",
+    ),
+    Case("capitals inside words", "After CABG and with DIC excluded, this is aortic stenosis.", HEART, "C", "similarity"),
+    Case(
+        "B-cell and vitamin B12",
+        "B-cell disease and vitamin B12 lack are excluded; aortic stenosis fits.", HEART, "C", "similarity",
+    ),
+    Case("negated option ignored", "Not mitral regurgitation; it is aortic regurgitation.", HEART, "B", "similarity"),
+    Case(
+        "contained option is part of the longer",
+        "The lesion is aortic stenosis", ["Stenosis", "Aortic stenosis", "Sclerosis"], "B", "similarity",
+    ),
+    Case("'no' inside 'diagnosis'", "The diagnosis held up, so yes.", YES_NO, "A", "similarity"),
+    Case("pubmedqa maybe at the end", "There is no clear evidence either way, so maybe.", YES_NO, "C", "similarity"),
+    Case(
+        "closing sentence names the option",
+        "Glycogen phosphorylase cleaves alpha-1,4 bonds with phosphate.\n\nSo the initial product of "
+        "glycogen breakdown in muscle is glucose-1-phosphate.",
+        GLYCOGEN, "D", "similarity",
+    ),
+    # --- no answer ---------------------------------------------------------------------------
+    Case("empty reply", "", HEART, "", "none"),
+    Case("whitespace reply", "  \n ", HEART, "", "none"),
+    Case("refusal", "I don't know.", HEART, "", "none"),
+    Case("a letter that names no option", "Z", HEART, "", "none"),
+    Case("cannot answer", "I cannot answer this without the ECG.", HEART, "", "none"),
+    Case("none of the above", "None of the above.", HEART, "", "none"),
+    Case("ruled out only", "The findings rule out aortic stenosis.", HEART, "", "none"),
+    Case(
+        "every option discussed, none chosen",
+        "Mitral regurgitation is holosystolic, aortic regurgitation diastolic, aortic stenosis an ejection "
+        "murmur and mitral stenosis a rumble; the description fits more than one.",
+        HEART, "", "none",
+    ),
+]
+
+_MARK = re.compile(r"@([A-Za-z])")
+
+
+def reorder(case: Case, order: list[int]) -> tuple[str, list[str], str]:
+    """The case with options in ``order`` (new position -> old index): reply and expectation
+    re-lettered to follow their options."""
+    new_position = {old: new for new, old in enumerate(order)}
+
+    def letter(old: str) -> str:
+        new = string.ascii_uppercase[new_position[string.ascii_uppercase.index(old.upper())]]
+        return new if old.isupper() else new.lower()
+
+    reply = _MARK.sub(lambda m: letter(m.group(1)), case.reply)
+    options = [case.options[old] for old in order]
+    expected = ",".join(sorted(letter(x) for x in case.expected.split(",") if x))
+    return reply, options, expected
+
+
+def named(extraction: Extraction) -> str:
+    return ",".join(extraction.letters)
+
+
+def test_table_is_large_and_covers_every_rule() -> None:
+    assert len(CASES) >= 60
+    assert len({case.name for case in CASES}) == len(CASES)
+    assert {case.method for case in CASES} == set(METHODS)
+
+
+@pytest.mark.parametrize("direction", ["written", "reversed"])
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_reply_table(case: Case, direction: str) -> None:
+    order = list(range(len(case.options)))
+    reply, options, expected = reorder(case, order if direction == "written" else order[::-1])
+    extraction = extract_answer(reply, options)
+    assert (named(extraction), extraction.method) == (expected, case.method)
+    verdict = "no_answer" if not expected else "answer" if "," not in expected else "multiple_answers"
+    assert extraction.verdict == verdict
+    assert (extraction.letter is not None) == (verdict == "answer")
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+def test_grade_agrees_with_extraction(case: Case) -> None:
+    """Correct for exactly the one stated option; never for several or none."""
+    extraction = extract_answer(case.reply.replace("@", ""), case.options)
+    for index in range(len(case.options)):
+        result = grade(case.reply.replace("@", ""), case.options, index)
+        assert result.extraction == extraction
+        assert result.correct is (extraction.letter == string.ascii_uppercase[index])
+        assert is_correct(case.reply.replace("@", ""), case.options, index) is result.correct
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_reordering_options_never_changes_the_verdict(data: st.DataObject) -> None:
+    case = data.draw(st.sampled_from(CASES))
+    order = data.draw(st.permutations(range(len(case.options))))
+    written = extract_answer(*reorder(case, list(range(len(case.options))))[:2])
+    reply, options, _ = reorder(case, list(order))
+    moved = extract_answer(reply, options)
+    assert (moved.verdict, moved.method) == (written.verdict, written.method)
+
+    def texts(extraction: Extraction, opts: list[str]) -> list[str]:
+        return sorted(opts[string.ascii_uppercase.index(x)] for x in extraction.letters)
+
+    assert texts(moved, options) == texts(written, case.options)
+
+
+# --- rule details ------------------------------------------------------------------------------
+
+
+def test_extraction_keeps_box_text() -> None:
+    assert extract_answer(r"\boxed{\text{C. Aortic stenosis}}", HEART) == Extraction(
+        letter="C", text="C. Aortic stenosis", method="boxed", verdict="answer", letters=("C",)
+    )
+    assert extract_answer("The answer is B", HEART).text is None
+    assert extract_answer(r"\boxed{x = 5}", NUMBERS).text == "5"
+    assert extract_answer(r"\boxed{Z}", HEART).text == "Z"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (r"\boxed{C}", "C"),
+        (r"\boxed {C}", "C"),
+        (r"\boxed{\text{C. Aortic stenosis}}", "C. Aortic stenosis"),
+        (r"\boxed{\frac{1}{2}}", r"\frac{1}{2}"),
+        (r"\boxed{x = 5}", "5"),
+        (r"\boxed{a = b = 7 }", "7"),
+        (r"\boxed{A} then \boxed{B}", "B"),
+        (r"\fbox{ D }", "D"),
+        (r"\boxed{\{1, 2\}}", r"\{1, 2\}"),
+        (r"\boxed{\text{\textbf{B}}}", "B"),
+        (r"\boxed{}", ""),
+        (r"no box here", None),
+        (r"\boxed{C", None),
+        (r"\boxed{A} and \boxed{\text{B}", None),
+    ],
+)
+def test_last_boxed(text: str, expected: str | None) -> None:
+    assert last_boxed(text) == expected
+
+
+def test_box_holding_a_letter_that_is_another_options_text() -> None:
+    """Options whose text is a letter are ambiguous; rule 2 counts either reading as correct,
+    extraction prefers the letter reading."""
+    options = ["C", "D", "A", "B"]
+    assert extract_answer(r"\boxed{C}", options).letter == "C"
+    assert is_correct(r"\boxed{C}", options, 2)
+    assert is_correct(r"\boxed{C}", options, 0)
+    assert not is_correct(r"\boxed{C}", options, 1)
+
+
+def test_repeated_option_text_is_correct_for_either() -> None:
+    options = ["yes", "no", "yes"]
+    assert is_correct(r"\boxed{yes}", options, 2)
+    assert extract_answer(r"\boxed{yes}", options).letter == "A"
+
+
+def test_answer_idx_out_of_range() -> None:
+    with pytest.raises(ValueError, match="out of range"):
+        grade(r"\boxed{A}", HEART, 4)
+    with pytest.raises(ValueError, match="out of range"):
+        is_correct(r"\boxed{A}", HEART, -1)
+
+
+def test_no_options() -> None:
+    assert extract_answer(r"\boxed{A}", []) == Extraction(letter=None, text="A", method="none", verdict="no_answer")
+
+
+OPTION_TEXT = st.text(alphabet=st.characters(categories=("L", "N", "Zs")), min_size=1, max_size=20).filter(
+    lambda s: s.strip()
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(options=st.lists(OPTION_TEXT, min_size=2, max_size=8, unique_by=lambda s: " ".join(s.casefold().split())), data=st.data())
+def test_boxed_letter_and_prefixed_text_always_map(options: list[str], data: st.DataObject) -> None:
+    index = data.draw(st.integers(0, len(options) - 1))
+    letter = "ABCDEFGH"[index]
+    assert extract_answer(rf"\boxed{{{letter}}}", options).letter == letter
+    assert is_correct(rf"\boxed{{{letter}}}", options, index)
+    assert is_correct(rf"\boxed{{\text{{{letter}. {options[index]}}}}}", options, index)
+
+
+REPLY_PIECES = list("AbCI {}\\=()*:.,-\n") + ["\\boxed{", "\\fbox{", "\\text{", "answer is ", "</think>", " and "]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    reply=st.lists(st.sampled_from(REPLY_PIECES), max_size=30).map("".join),
+    options=st.lists(OPTION_TEXT, min_size=1, max_size=5),
+)
+def test_never_raises_and_verdict_is_consistent(reply: str, options: list[str]) -> None:
+    extraction = extract_answer(reply, options)
+    assert extraction.verdict in VERDICTS and extraction.method in METHODS
+    assert all(letter in "ABCDE"[: len(options)] for letter in extraction.letters)
+    assert (extraction.letter is None) == (extraction.verdict != "answer")
+    assert (extraction.method == "none") == (extraction.verdict == "no_answer")
+    assert len(extraction.letters) == {"answer": 1, "no_answer": 0}.get(extraction.verdict, len(extraction.letters))
+    assert extraction.verdict != "multiple_answers" or len(extraction.letters) >= 2
+    grade(reply, options, 0)
+
+
+# --- real replies --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def gpt4o_replies(shared_data) -> list[dict]:
+    """818 real GPT-4o replies to MMLU-Pro health questions (ten options, so "I" is a letter),
+    with the letter MMLU-Pro's own extractor read (``pred``, None where it read nothing)."""
+    return json.loads((shared_data / "eval" / "mmlu_pro" / "health_result_gpt4o.json").read_text())
+
+
+def test_real_replies_agree_with_mmlu_pro_where_it_read_one_answer(gpt4o_replies: list[dict]) -> None:
+    """Where MMLU-Pro read a letter we read the same one, except replies that state two options,
+    where MMLU-Pro kept the first and we refuse both."""
+    several = 0
+    for row in gpt4o_replies:
+        if row["pred"] is None:
+            continue
+        extraction = extract_answer(row["response"], row["options"])
+        if extraction.verdict == "multiple_answers":
+            several += 1
+            assert row["pred"] in extraction.letters
+            assert re.search(r"\([A-J]\) and \([A-J]\)|[A-J] and [A-J]", row["response"].splitlines()[-1])
+        else:
+            assert extraction.letter == row["pred"], row["response"][-300:]
+    assert several < 10
+
+
+def test_real_replies_mmlu_pro_missed_are_read_or_truly_unanswered(gpt4o_replies: list[dict]) -> None:
+    """MMLU-Pro's extractor misses bold answers ("The answer is **A. ...**"); we read them, and
+    say no_answer only where the model chose none of the options."""
+    missed = [row for row in gpt4o_replies if row["pred"] is None]
+    assert missed
+    for row in missed:
+        extraction = extract_answer(row["response"], row["options"])
+        last_line = row["response"].strip().splitlines()[-1]
+        if extraction.verdict == "no_answer":
+            assert re.search(r"(?i)\bnone of\b", last_line), last_line
+        else:
+            assert extraction.verdict == "answer"
+            assert re.search(rf"(?<![A-Za-z]){extraction.letter}(?![A-Za-z])", last_line), last_line
+
+
+def test_real_replies_answering_first_are_read_by_their_first_line(gpt4o_replies: list[dict]) -> None:
+    """The same real replies reshaped as answer-first: the letter on the first line, then the
+    walk through the options, without the closing statement. Reading the last lone capital (the
+    old rule) gets such replies wrong; the first line is the answer."""
+    reshaped = 0
+    for row in gpt4o_replies:
+        lines = row["response"].rstrip().splitlines()
+        if row["pred"] is None or not lines[-1].startswith("The answer is"):
+            continue
+        reply = row["pred"] + "\n\n" + "\n".join(lines[:-1])
+        extraction = extract_answer(reply, row["options"])
+        reshaped += 1
+        if extraction.method == "answer_line":
+            assert extraction.letter == row["pred"]
+        else:  # the body itself ends on a statement of its own: that one decides
+            assert extraction.method == "statement"
+    assert reshaped > 700

@@ -1,0 +1,359 @@
+"""m1data.stages.dedup must equal the plain all-pairs computation with rapidfuzz.fuzz.ratio.
+
+The reference implementations below are deliberately naive double loops; real rows are read
+from ../shared/data at test time (skipped when absent), planted near copies are made here.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rapidfuzz import fuzz
+
+from m1data.stages.dedup import (
+    ContamMatch,
+    DupMatch,
+    EvalText,
+    decontaminate,
+    deduplicate,
+    find_contamination,
+    find_duplicates,
+    stem_key,
+)
+
+# ------------------------------------------------------------------ brute-force references
+
+
+def brute_duplicates(texts: list[str], threshold: float) -> list[DupMatch]:
+    out = []
+    for j in range(len(texts)):
+        for i in range(j):
+            score = fuzz.ratio(texts[i], texts[j])
+            if score >= threshold:
+                out.append(DupMatch(j, i, score))
+                break
+    return out
+
+
+def brute_contamination(texts: list[str], evals: list[EvalText],
+                        threshold: float) -> list[ContamMatch]:
+    out = []
+    for j, text in enumerate(texts):
+        best = None
+        for e, item in enumerate(evals):
+            score = fuzz.ratio(text, item.text)
+            if score >= threshold and (best is None or score > best[1]):
+                best = (e, score)
+        if best is not None:
+            item = evals[best[0]]
+            out.append(ContamMatch(j, item.set_name, item.item_id, item.text, best[1]))
+    return out
+
+
+# ------------------------------------------------------------------ planted edits
+
+
+def char_edits(text: str, n: int, rng: random.Random) -> str:
+    chars = list(text)
+    for _ in range(n):
+        pos = rng.randrange(len(chars) + 1)
+        op = rng.randrange(3)
+        if op == 0 or not chars:
+            chars.insert(pos, rng.choice("abcxyz .,"))
+        elif op == 1:
+            del chars[min(pos, len(chars) - 1)]
+        else:
+            chars[min(pos, len(chars) - 1)] = rng.choice("abcxyz .,")
+    return "".join(chars)
+
+
+def planted(base: list[str], seed: int = 0) -> list[str]:
+    """Real rows plus near copies of many kinds, shuffled so copies can come before originals."""
+    rng = random.Random(seed)
+    rows = list(base)
+    for text in rng.sample(base, min(60, len(base))):
+        kind = rng.randrange(5)
+        if kind == 0:
+            rows.append(char_edits(text, rng.choice([1, 2, 5, 10, 20, 40]), rng))
+        elif kind == 1:
+            rows.append(text.upper() if rng.random() < 0.5 else text.lower())
+        elif kind == 2:
+            rows.append(text.replace(" ", "  ", 3) + " ")
+        elif kind == 3:
+            rows.append(text)  # exact copy
+        else:
+            words = text.split(" ")
+            rng.shuffle(words)
+            rows.append(" ".join(words))
+    cluster_base = max(base, key=len)
+    rows.extend(char_edits(cluster_base, rng.randrange(1, 8), rng) for _ in range(12))
+    rows.extend(["", "", "a", "ab", "b", "x" * 3, "é", "ß" * 2])
+    rng.shuffle(rows)
+    return rows
+
+
+# ------------------------------------------------------------------ real rows
+
+
+def medqa_questions(shared_data: Path, n: int) -> list[str]:
+    path = shared_data / "raw/medqa/4_options_phrases_no_exclude_test.jsonl"
+    with path.open(encoding="utf-8") as fh:
+        return [json.loads(line)["question"] for line, _ in zip(fh, range(n))]
+
+
+def mmlu_questions(shared_data: Path, n: int) -> list[str]:
+    out: list[str] = []
+    for path in sorted((shared_data / "eval/mmlu").glob("*_test.csv")):
+        with path.open(encoding="utf-8", newline="") as fh:
+            out.extend(row[0] for row in csv.reader(fh))
+    return out[:n]
+
+
+# ------------------------------------------------------------------ tests on real rows
+
+
+def test_dedup_equals_all_pairs_on_real_rows(shared_data: Path) -> None:
+    texts = planted(medqa_questions(shared_data, 250) + mmlu_questions(shared_data, 250))
+    expected = brute_duplicates(texts, 95.0)
+    assert len(expected) >= 40  # the planted copies really are there
+    assert find_duplicates(texts) == expected
+
+
+@pytest.mark.parametrize("threshold", [80.0, 90.0, 99.0])
+def test_dedup_other_thresholds_on_real_rows(shared_data: Path, threshold: float) -> None:
+    texts = planted(mmlu_questions(shared_data, 300), seed=3)
+    assert find_duplicates(texts, threshold=threshold) == brute_duplicates(texts, threshold)
+
+
+def test_cluster_larger_than_five(shared_data: Path) -> None:
+    base = medqa_questions(shared_data, 1)[0]
+    rng = random.Random(7)
+    copies = [base] + [char_edits(base, 3, rng) for _ in range(12)]
+    found = find_duplicates(copies)
+    assert [m.index for m in found] == list(range(1, 13))  # no cap at 5
+    assert found == brute_duplicates(copies, 95.0)
+
+
+def test_contamination_equals_all_pairs_on_real_rows(shared_data: Path) -> None:
+    evq = mmlu_questions(shared_data, 300)
+    evals = [EvalText("mmlu", str(i), q) for i, q in enumerate(evq)]
+    evals += [EvalText("mmlu_dup", f"d{i}", evq[i]) for i in range(0, 300, 50)]  # ties
+    rng = random.Random(11)
+    train = medqa_questions(shared_data, 200)
+    train += [char_edits(q, rng.choice([1, 3, 8, 30]), rng) for q in rng.sample(evq, 40)]
+    rng.shuffle(train)
+    expected = brute_contamination(train, evals, 95.0)
+    assert len(expected) >= 20
+    assert find_contamination(train, evals) == expected
+
+
+# ------------------------------------------------------------------ boundary and edge cases
+
+
+def test_exact_threshold_pairs() -> None:
+    a = "abcdefghijklmnopqrst"  # 20 chars
+    at = "abcdefghijklmnopqrsX"  # one substitution: indel 2 of 40 -> exactly 95.0
+    below = "abcdefghijklmnopq123"  # indel 6 to all others -> 85.0
+    just_below = "abcdefghijklmnopqrYZ"  # indel 4 to both -> 90.0
+    assert fuzz.ratio(a, at) == 95.0
+    texts = [a, at, below, just_below]
+    assert find_duplicates(texts) == [DupMatch(1, 0, 95.0)] == brute_duplicates(texts, 95.0)
+    assert find_duplicates(texts, threshold=90.0) == brute_duplicates(texts, 90.0)
+    # 95.0 exactly at other lengths too: indel 5 of 100, indel 10 of 200
+    long_a = "x" * 50 + "y" * 50
+    long_b = "x" * 50 + "y" * 45  # indel 5, total 195 -> 97.43..
+    long_c = "x" * 47 + "y" * 50 + "z" * 3  # indel 6 of 200 -> 97.0
+    for t in (97.0, 97.0000001, 97.43589743589743):
+        rows = [long_a, long_b, long_c]
+        assert find_duplicates(rows, threshold=t) == brute_duplicates(rows, t)
+
+
+def test_empty_and_short_strings() -> None:
+    assert fuzz.ratio("", "") == 100.0
+    texts = ["", "a", "", "b", "ab", "a", "ba", "", "abc"]
+    for t in (50.0, 60.0, 95.0, 100.0):
+        assert find_duplicates(texts, threshold=t) == brute_duplicates(texts, t)
+    assert find_duplicates([]) == []
+    assert find_duplicates([""]) == []
+
+
+def test_unicode_rows() -> None:
+    rows = ["Größe des Herzens", "Grosse des Herzens", "Größe des Herzens!", "心臓の大きさ",
+            "心臓の大きさ。", "\U0001f600 emoji row", "\U0001f600 emoji row."]
+    for t in (80.0, 90.0, 95.0):
+        assert find_duplicates(rows, threshold=t) == brute_duplicates(rows, t)
+
+
+def test_earliest_match_may_precede_identical_copy() -> None:
+    base = "the quick brown fox jumps over the lazy dog again and again"
+    near = base[:-1] + "x"
+    rows = [near, "unrelated text entirely", base, base]
+    found = find_duplicates(rows)
+    assert found == brute_duplicates(rows, 95.0)
+    assert found[-1] == DupMatch(3, 0, fuzz.ratio(near, base))  # not row 2
+
+
+def test_bad_threshold() -> None:
+    with pytest.raises(ValueError):
+        find_duplicates(["a"], threshold=0.0)
+    with pytest.raises(ValueError):
+        find_duplicates(["a"], threshold=101.0)
+
+
+# ------------------------------------------------------------------ property test
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    texts=st.lists(st.text(alphabet="abc ", max_size=14), max_size=25),
+    threshold=st.floats(min_value=60.0, max_value=95.0),
+)
+def test_property_matches_brute_force(texts: list[str], threshold: float) -> None:
+    assert find_duplicates(texts, threshold=threshold) == brute_duplicates(texts, threshold)
+    evals = [EvalText("s", str(i), t) for i, t in enumerate(texts[::3])]
+    assert find_contamination(texts, evals, threshold=threshold) == \
+        brute_contamination(texts, evals, threshold)
+
+
+# ------------------------------------------------------------------ stem_key
+
+
+def test_stem_key_is_order_free() -> None:
+    a = stem_key("Which drug?", ["Aspirin", "Heparin", "Warfarin"])
+    b = stem_key("Which drug?", ["Warfarin", "Aspirin", "Heparin"])
+    assert a == b == "Which drug?\nAspirin\nHeparin\nWarfarin"
+    assert stem_key("Bare question?", None) == "Bare question?"
+    assert stem_key("Bare question?", []) == "Bare question?"
+
+
+# ------------------------------------------------------------------ Dataset level
+
+
+def _train_ds():  # type: ignore[no-untyped-def]
+    from datasets import Dataset
+
+    base = "A 45-year-old man presents with chest pain radiating to the left arm since morning."
+    rows = {
+        "id": ["r0", "r1", "r2", "r3", "r4"],
+        "source": ["medqa", "medmcqa", "medqa", "headqa", "medmcqa"],
+        "prompt": [base, "What is the capital of France?", base.replace("45", "46"),
+                   "Completely different question about the kidney.", base],
+    }
+    return Dataset.from_dict(rows)
+
+
+def test_deduplicate_dataset() -> None:
+    ds = _train_ds()
+    kept, removed = deduplicate(ds, column="prompt")
+    assert kept["id"] == ["r0", "r1", "r3"]
+    assert removed.column_names == ["id", "source", "reason", "match_id", "score"]
+    assert removed["id"] == ["r2", "r4"]
+    assert removed["source"] == ["medqa", "medmcqa"]
+    assert removed["reason"] == ["near_duplicate", "near_duplicate"]
+    assert removed["match_id"] == ["r0", "r0"]
+    assert removed["score"][1] == 100.0
+    assert removed["score"][0] == fuzz.ratio(ds["prompt"][0], ds["prompt"][2])
+
+
+def test_deduplicate_without_id_or_source_and_nothing_removed() -> None:
+    from datasets import Dataset
+
+    ds = Dataset.from_dict({"prompt": ["alpha beta", "gamma delta", "epsilon"]})
+    kept, removed = deduplicate(ds, column="prompt")
+    assert len(kept) == 3
+    assert len(removed) == 0
+    assert removed.column_names == ["id", "source", "reason", "match_id", "score"]  # the dropped-table contract
+
+
+def test_decontaminate_dataset_with_mapping_and_sequences() -> None:
+    from datasets import Dataset
+
+    ds = _train_ds()
+    medqa_eval = Dataset.from_dict({"id": ["q7", "q8"],
+                                    "prompt": ["Unrelated eval item", ds["prompt"][0] + "."]})
+    kept, removed = decontaminate(ds, {"medqa_test": medqa_eval,
+                                       "plain": ["What is the capital of France?"]}, column="prompt")
+    assert kept["id"] == ["r3"]
+    assert removed.column_names == ["id", "source", "reason", "eval_set", "eval_id",
+                                    "eval_text", "score"]
+    assert removed["id"] == ["r0", "r1", "r2", "r4"]
+    assert removed["reason"] == ["contaminated"] * 4
+    assert removed["eval_set"] == ["medqa_test", "plain", "medqa_test", "medqa_test"]
+    assert removed["eval_id"] == ["q8", "0", "q8", "q8"]
+    assert removed["score"][1] == 100.0
+
+    # a sequence of Datasets: set name from their source column, id from row index
+    ev = Dataset.from_dict({"source": ["mmlu"], "prompt": ["What is the capital of France?"]})
+    kept, removed = decontaminate(ds, [ev], column="prompt")
+    assert removed["id"] == ["r1"]
+    assert removed["eval_set"] == ["mmlu"]
+    assert removed["eval_id"] == ["0"]
+    assert removed["eval_text"] == ["What is the capital of France?"]
+
+
+def test_contamination_tie_goes_to_lowest_eval_index() -> None:
+    text = "Which nerve supplies the deltoid muscle in the shoulder region?"
+    evals = [EvalText("a", "x", "zzz"), EvalText("b", "y", text), EvalText("c", "z", text)]
+    assert find_contamination([text], evals) == [ContamMatch(0, "b", "y", text, 100.0)]
+
+
+def test_threshold_equal_to_an_observed_score(shared_data: Path) -> None:
+    """Thresholds that equal real scores exactly: the verdict must be the float comparison."""
+    texts = planted(mmlu_questions(shared_data, 150), seed=9)
+    scores = sorted({m.score for m in brute_duplicates(texts, 90.0) if m.score < 100.0})
+    assert scores
+    for t in scores[:: max(1, len(scores) // 6)]:
+        assert find_duplicates(texts, threshold=t) == brute_duplicates(texts, t)
+
+
+def test_progress_bar_does_not_change_results() -> None:
+    rows = ["alpha beta gamma delta", "alpha beta gamma delta.", "unrelated", "alpha beta gamma"]
+    assert find_duplicates(rows, progress=True) == find_duplicates(rows) == \
+        brute_duplicates(rows, 95.0)
+    evals = [EvalText("s", "0", "unrelated!")]
+    assert find_contamination(rows, evals, threshold=90.0, progress=True) == \
+        brute_contamination(rows, evals, 90.0)
+
+
+def test_public_functions_default_to_the_stage_keys_on_the_embedded_sample() -> None:
+    """A researcher calling deduplicate/decontaminate with defaults gets what the build removes:
+    the 6 eval copies planted in the sample (options reshuffled) and its 5 near-duplicates."""
+    from m1data.reading.evalsets import load_evals
+    from m1data.stages.dedup import Decontaminate, DecontaminateConfig, DedupConfig, Deduplicate
+    from m1data.stages.loading import LoadConfig, LoadSources, sample_evals
+
+    rows = LoadSources(LoadConfig()).run(None, None).rows
+    evals = load_evals(sample_evals())
+
+    kept, removed = decontaminate(rows, evals)
+    stage = Decontaminate(DecontaminateConfig(ngram=0), sample_evals()).run(rows, None)
+    assert len(removed) == 6
+    assert removed["id"] == stage.dropped["id"] and kept["id"] == stage.rows["id"]
+    _, by_prompt = decontaminate(rows, evals, column="prompt")
+    assert len(by_prompt) < len(removed)  # the shuffled prompt misses copies: why it is not the default
+
+    kept, removed = deduplicate(rows)
+    stage = Deduplicate(DedupConfig()).run(rows, None)
+    assert len(removed) == 5 and removed["id"] == stage.dropped["id"]
+
+
+def test_bare_eval_questions_are_compared_with_row_stems() -> None:
+    from datasets import Dataset
+
+    ds = Dataset.from_dict(
+        {
+            "id": ["r0", "r1"],
+            "question": ["Which valve lesion gives a crescendo-decrescendo murmur at the base?", "Other?"],
+            "options": [["Aortic stenosis", "Mitral stenosis"], ["a", "b"]],
+        }
+    )
+    _, removed = decontaminate(ds, {"plain": ["Which valve lesion gives a crescendo-decrescendo murmur at the base?"]})
+    assert removed["id"] == ["r0"] and removed["eval_set"] == ["plain"] and removed["score"] == [100.0]
+    with pytest.raises(ValueError, match="pass column="):
+        deduplicate(Dataset.from_dict({"prompt": ["x"]}))

@@ -1,0 +1,69 @@
+"""Scoring a tagger (m1data.stages.mesh_eval): agreement metrics, hit rates against sets of acceptable
+codes, the seeded split, and the held-out comparison on the synthetic labelled set of
+test_mesh_offline."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("sklearn")
+
+from test_mesh_offline import synthetic  # noqa: E402
+
+from m1data.stages.mesh_eval import (  # noqa: E402
+    agreement,
+    frequent_baseline,
+    held_out_agreement,
+    hit_rate,
+    random_hit_rate,
+    split_indices,
+)
+
+# ---------------------------------------------------------------------------------------------
+# Metrics
+
+
+def test_agreement_perfect_and_chance_corrected():
+    perfect = agreement(["24", "38", "24"], ["24", "38", "24"])
+    assert perfect["accuracy"] == 1.0 and perfect["kappa"] == pytest.approx(1.0)
+    assert perfect["class_coverage"] == 1.0
+    # Always answering the majority class: decent accuracy, zero kappa.
+    lazy = agreement(["24"] * 4, ["24", "24", "24", "38"])
+    assert lazy["accuracy"] == 0.75 and lazy["kappa"] == pytest.approx(0.0)
+    assert lazy["class_coverage"] == 0.5
+    assert lazy["per_class"]["38"] == {"support": 1, "predicted": 0, "recall": 0.0}
+    assert lazy["per_class"]["24"] == {"support": 3, "predicted": 4, "recall": 1.0}
+    assert (lazy["classes_in_reference"], lazy["classes_predicted"]) == (2, 1)
+
+
+def test_agreement_rejects_mismatched_lengths():
+    with pytest.raises(ValueError):
+        agreement(["01"], ["01", "02"])
+    with pytest.raises(ValueError):
+        agreement([], [])
+
+
+def test_hit_rates_and_baselines():
+    ranked = [["01", "02", "03"], ["05", "06", "07"], ["09", "10", "11"]]
+    targets = [frozenset({"01"}), frozenset({"07"}), frozenset({"44"})]
+    assert hit_rate(ranked, targets, 1) == pytest.approx(1 / 3)
+    assert hit_rate(ranked, targets, 3) == pytest.approx(2 / 3)
+    assert random_hit_rate([frozenset({"01"})], 1) == pytest.approx(1 / 76)
+    assert random_hit_rate([frozenset({"01"})], 3) == pytest.approx(3 / 76)
+    assert random_hit_rate([frozenset({"01", "02"})], 1) == pytest.approx(2 / 76)
+    assert frequent_baseline([{"05", "07"}, {"07"}, {"09", "05"}, {"07"}], 2) == ["07", "05"]
+
+
+def test_split_is_seeded_disjoint_and_complete():
+    train, test = split_indices(50, 0.2, seed=1)
+    assert len(test) == 10 and not set(train) & set(test) and sorted(train + test) == list(range(50))
+    assert split_indices(50, 0.2, seed=1) == (train, test)
+    assert split_indices(50, 0.2, seed=2) != (train, test)
+
+
+def test_held_out_agreement_beats_the_majority_baseline():
+    texts, codes = synthetic(200, seed=3)
+    results = held_out_agreement(texts, codes, methods=("tfidf",))
+    assert set(results) == {"majority", "tfidf"}
+    assert results["majority"]["kappa"] == pytest.approx(0.0)
+    assert results["tfidf"]["accuracy"] > results["majority"]["accuracy"] + 0.4

@@ -1,0 +1,384 @@
+"""Teacher traces end to end against a scripted teacher: both reply shapes, every rejection
+reason, truncations never paid twice, dry runs, file I/O, and no secret anywhere on disk."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pickle
+from pathlib import Path
+
+import datasets
+import pytest
+from llm_server import Received, Response, chat, error, llm_server  # noqa: F401
+from stage_doubles import Given
+
+from m1data.llm import RetryPolicy
+from m1data.llm.stages import LLMRuntime
+from m1data.reading.readers import read_rows, write_rows
+from m1data.running.pipeline import (
+    StageIncomplete,
+    run_pipeline,
+)
+from m1data.schema import LETTERS, make_row, rows_to_dataset
+from m1data.stages.traces import TeacherTraces, TracesConfig, run_traces_file
+
+RUNTIME_KEYS = {f.name for f in dataclasses.fields(LLMRuntime)}
+
+TEACHER = "deepseek-reasoner"
+SECRET = "sk-m1data-test-0123456789abcdef-SECRET"
+
+# question number -> how the teacher answers it
+SCRIPT = {
+    0: "right_separate",  # reasoning_content + content, right answer
+    1: "right_inline",  # <think>...</think> then the right answer
+    2: "wrong",
+    3: "truncated",  # finish_reason length, thinking never closed
+    4: "filtered",
+    5: "refused_400",
+    6: "down",  # 500 on every attempt
+    7: "no_answer",  # thinking closed, nothing after it
+    8: "right_separate",
+}
+
+
+def make_rows() -> datasets.Dataset:
+    rows = [
+        make_row(
+            source="medmcqa",
+            row_id=f"t{i}",
+            question=f"Trace question {i}: which nerve supplies muscle {i}?",
+            options=[f"nerve {i}-{k}" for k in range(4)],
+            answer_idx=(i * 3) % 4,
+            raw={"n": i},
+        )
+        for i in SCRIPT
+    ]
+    return rows_to_dataset(rows)
+
+
+ROWS = make_rows()
+BY_PROMPT = {row["prompt"]: row for row in ROWS}
+
+
+def teacher(req: Received) -> Response:
+    row = BY_PROMPT[req.text.split("\n", 1)[1]]
+    right, wrong = LETTERS[row["answer_idx"]], LETTERS[(row["answer_idx"] + 1) % 4]
+    kind = SCRIPT[int(row["id"][1:])]
+    if kind == "right_separate":
+        return chat(
+            f"**Answer:** \\boxed{{{right}}}",
+            reasoning=f"Thinking about {row['id']}... so {right}.",
+            prompt_tokens=60,
+            completion_tokens=700,
+        )
+    if kind == "right_inline":
+        return chat(
+            f"<think>\nInline thoughts on {row['id']}.\n</think>\n\nThe answer is \\boxed{{{right}}}.",
+            prompt_tokens=60,
+            completion_tokens=500,
+        )
+    if kind == "wrong":
+        return chat(f"\\boxed{{{wrong}}}", reasoning="Confident but wrong.")
+    if kind == "truncated":
+        return chat("<think>\nOn and on " * 20, finish_reason="length", completion_tokens=8000)
+    if kind == "filtered":
+        return chat("", finish_reason="content_filter")
+    if kind == "refused_400":
+        return error(400, "This model's maximum context length is exceeded")
+    if kind == "down":
+        return error(503, "overloaded", retry_after=0.01)
+    return chat("<think>\nThought it through.\n</think>\n", completion_tokens=300)
+
+
+@pytest.fixture
+def secret_env(monkeypatch):
+    monkeypatch.setenv("M1DATA_TEACHER_KEY", SECRET)
+
+
+def config(server, tmp_path, **kwargs) -> TracesConfig:
+    runtime = {"cache_path": str(tmp_path / "cache.sqlite"), **{k: kwargs.pop(k) for k in RUNTIME_KEYS & set(kwargs)}}
+    runtime = LLMRuntime(progress=False, retries=RetryPolicy(max_attempts=3, base_delay=0.01), **runtime)
+    return TracesConfig(model=TEACHER, base_url=server.base_url, api_key_env="M1DATA_TEACHER_KEY", runtime=runtime,
+                        **kwargs)
+
+
+def test_verified_rows_and_every_rejection(llm_server, tmp_path, secret_env):
+    llm_server.handler = teacher
+    result = TeacherTraces(config(llm_server, tmp_path)).run(ROWS, None)
+    kept = {r["id"]: r for r in result.rows}
+    assert sorted(kept) == ["t0", "t1", "t8"]
+    t0, t1 = kept["t0"], kept["t1"]
+    assert t0["reasoning"] == "Thinking about t0... so " + LETTERS[t0["answer_idx"]] + "."
+    assert t0["teacher_reply"] == "**Answer:** \\boxed{" + LETTERS[t0["answer_idx"]] + "}"
+    assert t1["reasoning"] == "Inline thoughts on t1."
+    assert t1["teacher_reply"] == "The answer is \\boxed{" + LETTERS[t1["answer_idx"]] + "}."
+    assert (t0["teacher_model"], t0["finish_reason"], t0["prompt_tokens"], t0["completion_tokens"]) == (
+        TEACHER,
+        "stop",
+        60,
+        700,
+    )
+    assert t0["teacher_answer"] == t0["answer_letter"]
+
+    dropped = {r["id"]: r for r in result.dropped}
+    assert {i: r["reason"] for i, r in dropped.items()} == {
+        "t2": "wrong_answer",
+        "t3": "truncated",
+        "t4": "filtered",
+        "t5": "error",
+        "t6": "error",
+        "t7": "no_answer",
+    }
+    t2 = dropped["t2"]
+    assert t2["detail"] == f"answered {LETTERS[(t2['answer_idx'] + 1) % 4]}, expected {t2['answer_letter']}"
+    assert t2["teacher_reply"].startswith("\\boxed{") and t2["reasoning"] == "Confident but wrong."
+    assert dropped["t3"]["finish_reason"] == "length" and dropped["t3"]["teacher_reply"] == ""
+    assert dropped["t3"]["reasoning"].startswith("On and on")
+    assert dropped["t5"]["detail"].startswith("http_400: This model's maximum context length")
+    assert dropped["t6"]["detail"].startswith("http_503")
+    assert result.stats["verified"] == 3 and result.stats["sent"] == 9
+
+
+def test_body_has_no_temperature_unless_configured(llm_server, tmp_path, secret_env):
+    llm_server.handler = teacher
+    TeacherTraces(config(llm_server, tmp_path)).run(ROWS.select([0]), None)
+    [sent] = llm_server.requests
+    assert sent.body == {
+        "model": TEACHER,
+        "max_tokens": 8000,
+        "messages": [{"role": "user", "content": "Return your final response within \\boxed{}.\n" + ROWS[0]["prompt"]}],
+    }
+    assert sent.headers["authorization"] == f"Bearer {SECRET}"
+    llm_server.reset()
+    TeacherTraces(config(llm_server, tmp_path, temperature=0.6)).run(ROWS.select([0]), None)
+    assert llm_server.requests[0].body["temperature"] == 0.6
+
+
+def test_rerun_never_repays_truncations_but_resends_errors(llm_server, tmp_path, secret_env):
+    llm_server.handler = teacher
+    stage = TeacherTraces(config(llm_server, tmp_path))
+    stage.run(ROWS, None)
+    sends = llm_server.sends_per_body()
+    assert sorted(sends.values()) == [1] * 8 + [3]  # the 503 row tried 3 times; nothing else retried
+    llm_server.reset()
+    result = stage.run(ROWS, None)
+    assert llm_server.count() == 3  # only the transient failure goes out again (3 attempts)
+    assert {r["id"] for r in result.dropped if r["reason"] == "truncated"} == {"t3"}
+    llm_server.reset()
+    TeacherTraces(config(llm_server, tmp_path, retry_failed=True)).run(ROWS, None)
+    resent = {BY_PROMPT[r.text.split("\n", 1)[1]]["id"] for r in llm_server.requests}
+    # recorded failures are re-sent on request (and the transient one anyway); a wrong answer is an
+    # 'ok' reply, never re-sent
+    assert resent == {"t3", "t4", "t5", "t6"}
+
+
+def test_dry_run_needs_no_key_sends_and_writes_nothing(llm_server, tmp_path, monkeypatch, capsys, shown_output):
+    monkeypatch.delenv("M1DATA_TEACHER_KEY", raising=False)
+    src = write_rows(ROWS, tmp_path / "in.parquet")
+    out = tmp_path / "traces.parquet"
+    summary = run_traces_file(src, out, llm_server.base_url, TEACHER, api_key_env="M1DATA_TEACHER_KEY", dry_run=True)
+    assert summary == {} and llm_server.count() == 0
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == [src]  # not even an empty cache file
+    err = capsys.readouterr().err
+    assert "9 to send" in err and "$" in err  # deepseek-reasoner has a default price
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
+def test_run_traces_file(llm_server, tmp_path, secret_env, suffix):
+    llm_server.handler = teacher
+    src = write_rows(ROWS, tmp_path / f"in{suffix}")
+    out = tmp_path / f"traces{suffix}"
+    summary = run_traces_file(
+        src, out, llm_server.base_url, TEACHER, "M1DATA_TEACHER_KEY",
+        runtime=LLMRuntime(concurrency=4, progress=False, rpm=6000),
+    )
+    assert (summary["rows_out"], summary["rows_dropped"]) == (3, 6)
+    assert sorted(read_rows(out)["id"]) == ["t0", "t1", "t8"]
+    rejected = read_rows(tmp_path / f"traces.dropped{suffix}")
+    assert sorted(rejected["reason"]) == ["error", "error", "filtered", "no_answer", "truncated", "wrong_answer"]
+    assert "teacher_reply" in rejected.column_names
+
+
+
+def test_secret_never_reaches_disk_or_logs(llm_server, tmp_path, secret_env, capfd, shown_output):
+    seen = []
+
+    def checking(req: Received) -> Response:
+        seen.append(req.headers.get("authorization"))
+        return teacher(req)
+
+    llm_server.handler = checking
+    run_dir = tmp_path / "run"
+    cfg = config(llm_server, tmp_path, cache_path=None)
+    cfg.runtime.progress = True
+    stage = TeacherTraces(cfg)
+    with pytest.raises(StageIncomplete):  # the "down" row failed transiently
+        run_pipeline([Given(ROWS), stage], run_dir)
+    run_traces_file(
+        write_rows(ROWS, tmp_path / "in.jsonl"),
+        tmp_path / "out.jsonl",
+        llm_server.base_url,
+        TEACHER,
+        "M1DATA_TEACHER_KEY",
+        runtime=LLMRuntime(progress=True),
+    )
+    assert set(seen) == {f"Bearer {SECRET}"}  # the key was used...
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    names = {p.name for p in files}
+    assert {
+        "manifest.json",
+        "rows.parquet",
+        "dropped.parquet",
+        "llm_cache.sqlite",
+        "out.jsonl",
+        "out.dropped.jsonl",
+        "out.llm_cache.sqlite",
+    } <= names
+    for path in files:  # ...and is nowhere on disk (sqlite WAL and shm files included)
+        assert SECRET.encode() not in path.read_bytes(), path
+    out, err = capfd.readouterr()
+    assert SECRET not in out + err
+    engine = stage.engine(stage.endpoints()[0])
+    assert SECRET not in repr(stage.config) + repr(engine) + str(stage.config_dict())
+    assert SECRET.encode() not in pickle.dumps(stage)  # what a Ray worker receives: the config, no live engine
+    assert "M1DATA_TEACHER_KEY" in (run_dir / "01_traces" / "manifest.json").read_text()  # the name, not the value
+
+
+def test_in_a_pipeline(llm_server, tmp_path, secret_env):
+    llm_server.handler = teacher
+    run_dir = tmp_path / "run"
+    with pytest.raises(StageIncomplete, match="1 request failed transiently"):  # the 503; the 400 is an outcome
+        run_pipeline([Given(ROWS), TeacherTraces(config(llm_server, tmp_path, cache_path=None))], run_dir)
+    manifest = json.loads((run_dir / "01_traces" / "manifest.json").read_text())
+    assert manifest["complete"] is False and manifest["transient_failures"] == 1
+    assert manifest["rows_out"] == 3
+    assert manifest["drops"] == {
+        "error": {"medmcqa": 2},
+        "filtered": {"medmcqa": 1},
+        "no_answer": {"medmcqa": 1},
+        "truncated": {"medmcqa": 1},
+        "wrong_answer": {"medmcqa": 1},
+    }
+    assert manifest["stats"]["completion_tokens_sent"] > 0
+    assert Path(run_dir / "cache" / "01_traces" / "llm_cache.sqlite").exists()
+
+
+def test_several_or_no_stated_options_are_never_verified(llm_server, tmp_path, secret_env):
+    """A reply naming two options (one of them right) or none is rejected with its own reason,
+    and every kept row says which rule read its answer."""
+    replies = {
+        0: lambda right, wrong: f"{right}\n\nOption {right} is right; {wrong} is not.",  # answer first
+        1: lambda right, wrong: f"The answer is {right} and {wrong}.",
+        2: lambda right, wrong: "I cannot decide between them.",
+        3: lambda right, wrong: f"{wrong},{right}",
+    }
+
+    def several(req: Received) -> Response:
+        row = BY_PROMPT[req.text.split("\n", 1)[1]]
+        right, wrong = LETTERS[row["answer_idx"]], LETTERS[(row["answer_idx"] + 1) % 4]
+        return chat(replies[int(row["id"][1:])](right, wrong), reasoning="Thinking.")
+
+    llm_server.handler = several
+    rows = ROWS.select(range(4))
+    result = TeacherTraces(config(llm_server, tmp_path)).run(rows, None)
+    assert [(r["id"], r["answer_rule"], r["teacher_answer"] == r["answer_letter"]) for r in result.rows] == [
+        ("t0", "statement", True)
+    ]
+    dropped = {r["id"]: (r["reason"], r["detail"]) for r in result.dropped}
+    right1, wrong1 = rows[1]["answer_letter"], LETTERS[(rows[1]["answer_idx"] + 1) % 4]
+    assert dropped["t1"] == ("multiple_answers", f"states {', '.join(sorted([right1, wrong1]))}")
+    assert dropped["t2"] == ("no_answer", "the reply states no option")
+    assert dropped["t3"][0] == "multiple_answers"
+
+
+def test_run_traces_reads_several_files_or_a_folder(llm_server, tmp_path, secret_env):
+    """`m1data run traces A B OUT` and `m1data run traces FOLDER OUT` go through one stage call:
+    one cache, so the folder run after the two-file run sends nothing."""
+    from typer.testing import CliRunner
+
+    from m1data.cli import app
+
+    asked: list[str] = []
+
+    def recording(req: Received) -> Response:
+        asked.append(BY_PROMPT[req.text.split("\n", 1)[1]]["id"])
+        return teacher(req)
+
+    llm_server.handler = recording
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    first = write_rows(ROWS.select(range(5)), shards / "part-0.parquet")
+    second = write_rows(ROWS.select(range(5, len(ROWS))), shards / "part-1.parquet")
+    common = ["--base-url", llm_server.base_url, "--model", TEACHER, "--api-key-env", "M1DATA_TEACHER_KEY",
+              "--cache", str(tmp_path / "cache.sqlite")]
+    result = CliRunner().invoke(app, ["run", "traces", str(first), str(second), str(tmp_path / "a.jsonl"), *common])
+    assert result.exit_code == 0, result.output
+    first_run = len(asked)
+    result = CliRunner().invoke(app, ["run", "traces", str(shards), str(tmp_path / "b.jsonl"), *common])
+    assert sorted(read_rows(tmp_path / "a.jsonl")["id"]) == sorted(read_rows(tmp_path / "b.jsonl")["id"]) == [
+        "t0", "t1", "t8"
+    ]
+    assert len(read_rows(tmp_path / "b.dropped.jsonl")) == len(ROWS) - 3
+    assert result.exit_code == 0, result.output
+    assert set(asked[first_run:]) == {"t6"}  # only the transient failure (t6, always 503) is tried again
+
+    other = write_rows(datasets.Dataset.from_dict({"id": ["x"]}), tmp_path / "other.parquet")
+    result = CliRunner().invoke(app, ["run", "traces", str(first), str(other), str(tmp_path / "c.jsonl"), *common])
+    assert result.exit_code != 0 and "inputs read together must match" in str(result.exception)
+# ---------------------------------------------------------------------------------------------
+# New teachers safely: a preflight sample, and the model the server says it served
+
+
+def test_a_teacher_without_reasoning_stops_after_the_preflight_sample(llm_server, tmp_path, secret_env):
+    from m1data.stages.traces import TeacherWithoutReasoning
+
+    llm_server.handler = lambda req: chat("The answer is \\boxed{A}.", model="gpt-4o-mini-2024-07-18")
+    with pytest.raises(TeacherWithoutReasoning, match="none of the 3 preflight answers has reasoning") as err:
+        TeacherTraces(config(llm_server, tmp_path)).run(ROWS, None)
+    assert llm_server.count() == 3  # the sample, not the 9 rows
+    assert "gpt-4o-mini-2024-07-18" in str(err.value) and "other 6 requests" in str(err.value)
+
+    # meant to answer without thinking: the sample's replies come from the cache, not paid again
+    result = TeacherTraces(config(llm_server, tmp_path, require_reasoning=False)).run(ROWS, None)
+    assert llm_server.count() == 9 and result.stats["cached"] == 3
+    assert result.stats["preflight"] == {}
+
+
+def test_the_served_model_is_recorded_beside_the_alias(llm_server, tmp_path, secret_env):
+    def served_as_release(req: Received) -> Response:
+        response = teacher(req)
+        if isinstance(response.body, dict) and "choices" in response.body:
+            response.body["model"] = "deepseek-r1-0528"
+        return response
+
+    llm_server.handler = served_as_release
+    result = TeacherTraces(config(llm_server, tmp_path)).run(ROWS, None)
+    assert llm_server.count() == 9 + 2  # every row once (the 503 row retried), the preflight sample never twice
+    assert set(result.rows["teacher_model"]) == {TEACHER}
+    assert set(result.rows["teacher_served_model"]) == {"deepseek-r1-0528"}
+    assert result.stats["served_models"] == {"deepseek-r1-0528": 7}  # every reply with choices (not the 400, 503)
+    preflight = result.stats["preflight"]
+    assert preflight["requests"] == 3 and preflight["with_reasoning"] >= 2
+    assert preflight["served_models"] == ["deepseek-r1-0528"]
+    # a re-run reads the served model back from the cache
+    again = TeacherTraces(config(llm_server, tmp_path)).run(ROWS, None)
+    assert set(again.rows["teacher_served_model"]) == {"deepseek-r1-0528"}
+
+
+def test_run_traces_command_stops_a_teacher_without_reasoning_unless_told(llm_server, tmp_path):
+    from typer.testing import CliRunner
+
+    from m1data.cli import app
+    from m1data.stages.traces import TeacherWithoutReasoning
+
+    llm_server.handler = lambda req: chat("\\boxed{A}")
+    src = write_rows(ROWS, tmp_path / "in.parquet")
+    args = ["run", "traces", str(src), str(tmp_path / "out.parquet"), "--base-url", llm_server.base_url,
+            "--model", "chat-model"]
+    stopped = CliRunner().invoke(app, args)
+    assert isinstance(stopped.exception, TeacherWithoutReasoning) and llm_server.count() == 3
+    told = CliRunner().invoke(app, [*args, "--no-require-reasoning"])
+    assert told.exit_code == 0, told.output
+    assert llm_server.count() == 9 and read_rows(tmp_path / "out.parquet")["teacher_served_model"][0] == "scripted"
