@@ -482,13 +482,21 @@ class LengthView:
 
 
 def _tokenizer(tokenizer: Any | None) -> Any | None:
-    """`tokenizer` itself, or m1's target tokenizer when it is installed locally (never downloaded)."""
+    """`tokenizer` itself, or m1's target tokenizer when it is installed locally (never downloaded).
+    The local cache is looked up first: importing transformers costs seconds, which a card of a
+    machine without the tokenizer should not pay."""
     if tokenizer is not None and not isinstance(tokenizer, str):
         return tokenizer
+    name = tokenizer or TARGET_TOKENIZER
     try:
+        if not Path(name).is_dir():
+            from huggingface_hub import try_to_load_from_cache
+
+            if not isinstance(try_to_load_from_cache(name, "tokenizer_config.json"), str):
+                return None
         from transformers import AutoTokenizer
 
-        return AutoTokenizer.from_pretrained(tokenizer or TARGET_TOKENIZER, local_files_only=True)
+        return AutoTokenizer.from_pretrained(name, local_files_only=True)
     except (ImportError, OSError, ValueError):  # not installed or not cached: count words instead
         return None
 

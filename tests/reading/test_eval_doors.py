@@ -216,8 +216,8 @@ def test_a_named_set_reads_its_own_file_only(tmp_path):
             load_evals([EvalInput(name, str(path))])
 
 
-def test_ray_door_agrees(tmp_path):
-    pytest.importorskip("ray", reason="the ray extra is not installed")
+def test_ray_door_agrees(tmp_path, ray_cluster):
+    """On the test process's one Ray instance (conftest), which the command joins."""
     items = make_items(3, 8)
     _, spec = converted_lettered(items, tmp_path)
     train, planted = training_rows(items, 3)
