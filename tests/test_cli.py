@@ -1,4 +1,5 @@
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -109,10 +110,28 @@ def test_dedup_and_decontaminate_commands(tmp_path):
     assert '"mmlu_anatomy": 1' in result.output
 
 
-def _main(*args):
-    """The installed entry point in a subprocess: what a user sees, exit code and stderr."""
-    return subprocess.run([sys.executable, "-c", "from m1data.cli import main; main()", *map(str, args)],
-                          capture_output=True, text=True, check=False)
+@pytest.fixture
+def main(monkeypatch, capsys):
+    """The installed entry point (`m1data.cli.main`: its exit code and what it prints), called in
+    this process: a fresh interpreter costs a second of imports per call, and
+    `test_bad_file_is_one_line_and_exit_2` and the Hub test run it as a user's process does."""
+    from m1data import cli
+
+    def call(*args) -> subprocess.CompletedProcess:
+        monkeypatch.setattr(sys, "argv", ["m1data", *map(str, args)])
+        capsys.readouterr()
+        handler = signal.getsignal(signal.SIGTERM)  # main() installs its own
+        try:
+            cli.main()
+            code = 0
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+        finally:
+            signal.signal(signal.SIGTERM, handler)
+        said = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, said.out, said.err)
+
+    return call
 
 
 def test_load_refuses_to_overwrite_its_input(tmp_path):
@@ -134,17 +153,17 @@ def test_load_refuses_to_overwrite_its_input(tmp_path):
     assert evals.read_text() == "Q1?,a,b,c,d,B\n"
 
 
-def test_directory_as_path_is_one_line(tmp_path):
-    proc = _main("load", "medqa", "--path", tmp_path, "--out", tmp_path / "x.parquet")
+def test_directory_as_path_is_one_line(tmp_path, main):
+    proc = main("load", "medqa", "--path", tmp_path, "--out", tmp_path / "x.parquet")
     assert proc.returncode == 2 and "is a directory" in proc.stderr.replace("\n", "") and "Traceback" not in proc.stderr
 
 
-def test_medmcqa_mixed_base_is_one_line_and_cop_base_settles_it(tmp_path):
+def test_medmcqa_mixed_base_is_one_line_and_cop_base_settles_it(tmp_path, main):
     rows = [{"id": f"u{i}", "question": f"Q{i}?", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": c}
             for i, c in enumerate([1, 2, 3, 4, 0])]
     src = tmp_path / "train.jsonl"
     src.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    proc = _main("load", "medmcqa", "--path", src, "--out", tmp_path / "x.parquet")
+    proc = main("load", "medmcqa", "--path", src, "--out", tmp_path / "x.parquet")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "--cop-base" in proc.stderr.replace("\n", "")
     result = runner.invoke(app, ["load", "medmcqa", "--path", str(src), "--out", str(tmp_path / "x.parquet"),
                                  "--cop-base", "1"])
@@ -164,13 +183,13 @@ def test_load_eval_of_a_gpqa_layout_file_is_shuffled(tmp_path):
     assert all(r["answer_text"] == "right" for r in rows) and max(letters.count(x) for x in "ABCD") < 40
 
 
-def test_load_eval_of_the_wrong_file_fails_and_writes_nothing(tmp_path):
+def test_load_eval_of_the_wrong_file_fails_and_writes_nothing(tmp_path, main):
     src = tmp_path / "gpqa.csv"
     src.write_text("Record ID,Question,Correct Answer,Incorrect Answer 1,Incorrect Answer 2,Incorrect Answer 3\n"
                    + "".join(f"r{i},Question {i}?,right,w1,w2,w3\n" for i in range(10)))
     for name in ("pubmedqa_test", "medqa_test"):
         out = tmp_path / f"{name}.jsonl"
-        proc = _main("load-eval", name, "--path", src, "--out", out)
+        proc = main("load-eval", name, "--path", src, "--out", out)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr and not out.exists()
         assert str(src) in proc.stderr.replace("\n", "")
 
@@ -357,12 +376,11 @@ def test_load_a_file_m1data_has_no_loader_for_through_a_mapping(tmp_path, shared
     (["load", "bullets", "--path", "PATH", "--mapping", "question=q,answers=a"], "unknown key(s) answers"),
     (["load", "Bad Name", "--path", "PATH", "--mapping", "question=q"], "lower-case letters"),
 ])
-def test_load_mapping_mistakes_are_one_line(tmp_path, args, message):
+def test_load_mapping_mistakes_are_one_line(tmp_path, args, message, main):
     src = tmp_path / "x.csv"
     src.write_text("q,a\nWhat?,A\n")
     args = [str(src) if a == "PATH" else a for a in args]
-    proc = subprocess.run([sys.executable, "-c", "from m1data.cli import main; main()", *args,
-                           "--out", str(tmp_path / "o.parquet")], capture_output=True, text=True, check=False)
+    proc = main(*args, "--out", tmp_path / "o.parquet")
     assert proc.returncode == 2 and message in proc.stderr.replace("\n", " "), proc.stderr
 
 
@@ -445,7 +463,7 @@ def test_a_rerun_killed_mid_write_keeps_the_previous_pair(tmp_path):
     ["dedup", "{folder}/shards", "{folder}/shards/out.parquet"],  # all its files are read: a re-run would read OUT
     ["run", "tag-offline", "{rows}", "{rows}"],
 ])
-def test_a_file_command_refuses_an_output_that_is_an_input(tmp_path, command):
+def test_a_file_command_refuses_an_output_that_is_an_input(tmp_path, command, main):
     """`m1data dedup X X` turned 10 rows into 9; now every file command refuses, in one line and
     exit 2, an OUT (or its OUT.dropped) that is an input or lies in an input folder, before it
     reads, writes or starts anything."""
@@ -455,7 +473,7 @@ def test_a_file_command_refuses_an_output_that_is_an_input(tmp_path, command):
     (tmp_path / "shards" / "part-0.parquet").write_bytes(rows.read_bytes())
     (tmp_path / "evals.dropped.parquet").write_bytes(rows.read_bytes())
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
-    proc = _main(*[part.format(rows=rows, folder=tmp_path) for part in command])
+    proc = main(*[part.format(rows=rows, folder=tmp_path) for part in command])
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "input" in proc.stderr
@@ -467,7 +485,7 @@ def test_a_file_command_refuses_an_output_that_is_an_input(tmp_path, command):
 
 
 @pytest.mark.parametrize("case", ["wrong type", "yaml syntax", "out is a file", "no such stage"])
-def test_build_refuses_wrong_input_in_one_line_before_starting_anything(tmp_path, case):
+def test_build_refuses_wrong_input_in_one_line_before_starting_anything(tmp_path, case, main):
     run = tmp_path / "run"
     config = tmp_path / "config.yaml"
     args = ["build", "m1k", "--out", run]
@@ -485,7 +503,7 @@ def test_build_refuses_wrong_input_in_one_line_before_starting_anything(tmp_path
     else:
         args += ["--from", "nosuchstage"]
         expected = "no stage named 'nosuchstage' (--from); the stages are load, dedup"
-    proc = _main(*args)
+    proc = main(*args)
     assert proc.returncode == 2, proc.stderr
     err = " ".join(proc.stderr.split())
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
