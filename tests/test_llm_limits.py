@@ -182,7 +182,22 @@ def test_pause_only_when_every_request_in_flight_is_refused():
     for _ in range(4):
         limiter.sent()
     for _ in range(3):
+        clock.now += 0.2
         limiter.received(too_many)  # others in flight may still get through: no pause
         assert limiter.paused_until <= clock.now
+    clock.now += 0.2
     limiter.received(too_many)  # the fourth: every request that was in flight was refused
     assert limiter.paused_until == pytest.approx(clock.now + 2)
+
+
+def test_no_pause_for_a_short_run_of_429s():
+    """At a limit, a fast provider refuses a few requests in a row whenever our sends bunch up;
+    with one request in flight that is 'every request in flight', but it is no reason to stop."""
+    clock = FakeClock()
+    limiter = RateLimiter(clock=clock)
+    too_many = http_failure(429, "slow down", {"Retry-After": "1"})
+    for _ in range(10):
+        limiter.sent()
+        clock.now += 0.01
+        limiter.received(too_many)
+    assert limiter.paused_until <= clock.now

@@ -148,28 +148,40 @@ class TokenBucket:
 class AdaptiveRate:
     """A request-rate ceiling learned from 429s, adjusted once per epoch (AIMD).
 
-    An epoch lasts at least ``epoch_seconds`` and ``min_replies`` replies. At its end the 429s
-    are compared with what the background share (429s that do not depend on our rate, learned
-    below; 0 at first) explains; an excess beyond chance (three standard deviations, at least
-    ``tolerance`` of the replies) means we are over a limit, unless the previous epoch was
-    such a cut and its outcome says otherwise:
-    - over a real limit L the provider accepts about L per second whatever we send, so after a
-      cut the share of 429s falls to about ``1 - L / sent``; a provider that refuses a fixed
-      share at random keeps that share. Whichever prediction is nearer the epoch's share wins:
-      the second undoes the cut and takes the share as the background;
-    - a cut sets the ceiling to ``beta`` times the rate the provider accepted (non-429 replies
-      per second): just under its limit, however much we sent.
+    An epoch lasts ``epoch_seconds`` and at least ``min_replies`` replies, or ends early once it
+    holds ``min_replies`` 429s more than chance explains: that many are a clear signal, and each
+    further one is a wasted request (a client with no ceiling yet meets a limit this way, and
+    at hundreds of requests per second a whole second of it would refuse a tenth of a short run).
+
+    At its end the 429s are compared with what the background share (429s that do not depend on
+    our rate, learned below; 0 at first) explains. An excess beyond chance (three standard
+    deviations, at least ``tolerance`` of the replies) means we are over a limit:
+    - the ceiling is cut to ``beta`` times the rate the provider accepted (non-429 replies per
+      second). Over a limit that is the limit itself, whatever we sent, so one cut lands just
+      under it. ``beta`` is 0.95, not the textbook 0.5 or 0.9: the accepted rate is a measurement
+      of the limit, not a guess, and every step under it is throughput given away for good (at
+      0.9 the client spent half its time 5-10% under a 100/s limit). The accepted rate of the
+      first epoch over a limit can overstate it (the provider's bucket drains its burst then);
+      the next epoch, with that bucket empty, measures it exactly and cuts again;
+    - a provider refusing a share at random keeps that share at any rate. So a third epoch in a
+      row over the background, after two cuts that did not halve the share, means the share is
+      background: it is learned, and the ceiling goes back to where it was before the cuts.
+      Two cuts, because the first may not reach under the limit (the overstated accepted
+      rate above), and deciding after one took a limit's 429s for background, let the ceiling
+      climb far over the limit, and cut it later from a bad epoch.
     Otherwise the background follows the share slowly, and a binding ceiling (we sent at >= 80%
-    of it) is raised by ``step`` of itself, probing for room, and by 30% more for each
-    clean epoch in a row (at most ``max_step``), so a cut made during a burst or a pause (when
-    little was accepted) is recovered in a few epochs. There is no ceiling before the
-    first cut: a provider that never answers 429 is never slowed.
+    of it) is raised, probing for room: by ``step`` of itself, doubling each clean epoch in a
+    row (at most ``max_step``). Below the last measured limit the climb stops at it, so a cut
+    made from a bad epoch (a pause, a burst) is recovered in a few epochs without overshooting;
+    at the limit the steps start small again, so probing past it refuses few requests (the
+    earlier rule, growing by 30% per clean epoch without that reset, reached 1.2-1.45x the
+    limit before it was cut). There is no ceiling before the first cut: a provider that never
+    answers 429 is never slowed.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, *, epoch_seconds: float = 1.0,
-                 min_replies: int = 30, beta: float = 0.9, step: float = 0.03, max_step: float = 0.15,
-                 tolerance: float = 0.02,
-                 min_rate: float = 0.5, max_background: float = 0.5):
+                 min_replies: int = 30, beta: float = 0.95, step: float = 0.01, max_step: float = 0.5,
+                 tolerance: float = 0.02, min_rate: float = 0.5, max_background: float = 0.5):
         self.clock = clock
         self.epoch_seconds, self.min_replies = epoch_seconds, min_replies
         self.beta, self.step, self.max_step, self.tolerance = beta, step, max_step, tolerance
@@ -177,10 +189,13 @@ class AdaptiveRate:
         self.rate: float | None = None
         self.bucket: TokenBucket | None = None
         self.background = 0.0
-        self.last_cut: tuple[float, float, float | None] | None = None  # share, accepted/s, rate before
-        self.clean = 0  # epochs since the last cut or excess of 429s
+        self.limit: float | None = None  # the accepted rate at the last cut: the provider's limit
+        self.overs = 0  # epochs in a row over the background
+        self.first_over: tuple[float, float | None] = (0.0, None)  # the first one's share, rate before
+        self.clean = 0  # clean epochs in a row (at this side of the limit)
         self.cuts = 0
         self._new_epoch()
+        self.epoch_start: float | None = None  # the first epoch starts with the first request
 
     def _new_epoch(self) -> None:
         self.epoch_start = self.clock()
@@ -195,52 +210,91 @@ class AdaptiveRate:
         return self.bucket.wait_time(1) if self.bucket else 0.0
 
     def take(self) -> None:
+        """Book one request now (after ``wait_time`` said 0)."""
+        if self.epoch_start is None:  # (set-up before it would count as a time nothing was accepted)
+            self.epoch_start = self.clock()
         self.sent += 1
         if self.bucket:
             self.bucket.take(1)
 
-    def observe(self, limited: bool) -> None:
-        """Count one reply (``limited``: it was a 429) and close the epoch when it is over."""
+    def _excess(self) -> float:
+        """429s in this epoch beyond the background share, less what chance explains (> 0: over)."""
+        expected = self.background * self.replies
+        return self.limited - expected - max(3.0 * (expected + 1.0) ** 0.5, self.tolerance * self.replies)
+
+    def ticket(self) -> int:
+        """What to give ``observe`` with the reply of a request going out now."""
+        return self.cuts
+
+    def observe(self, limited: bool, ticket: int | None = None) -> None:
+        """Count one reply (``limited``: it was a 429) and close the epoch when it is over.
+
+        A reply to a request sent before the last cut (its ``ticket`` is older) is not counted:
+        it tells about the rate before the cut. Counted, the 429s of a start (64 requests in
+        flight when the first limit is met, answered late on a loaded machine) landed in the
+        epoch after the cut, which cut again, far under the limit."""
+        if ticket is not None and ticket != self.cuts:
+            return
         self.replies += 1
         self.limited += limited
+        if self.epoch_start is None:
+            self.epoch_start = self.clock()
         elapsed = self.clock() - self.epoch_start
-        if elapsed >= self.epoch_seconds and self.replies >= self.min_replies:
+        clear = limited and self.limited - self.background * self.replies >= self.min_replies \
+            and elapsed >= self.epoch_seconds / 5  # shorter, the accepted rate is mostly the provider's burst
+        if self.replies >= self.min_replies and (elapsed >= self.epoch_seconds or clear):
             self._decide(elapsed)
             self._new_epoch()
 
     def _decide(self, elapsed: float) -> None:
-        n, share = self.replies, self.limited / self.replies
-        expected = self.background * n
-        over = self.limited - expected > max(3.0 * (expected + 1.0) ** 0.5, self.tolerance * n)
-        accepted = (n - self.limited) / elapsed
-        if over and self.last_cut is not None:
-            cut_share, cut_accepted, before = self.last_cut
-            if_limit = max(0.0, 1.0 - cut_accepted / max(self.sent / elapsed, 1e-9))
-            if abs(share - cut_share) < abs(share - if_limit):  # the share did not follow our rate
-                self.background = min(share, self.max_background)
-                self.last_cut = None
-                self._set_rate(before)
-                return
-        if over:
-            self.last_cut = (share, accepted, self.rate)
+        share = self.limited / self.replies
+        accepted = (self.replies - self.limited) / elapsed
+        if self._excess() > 0:
+            self.overs += 1
             self.clean = 0
+            if self.overs == 1:
+                self.first_over = (share, self.rate)
+            elif self.overs >= 3 and share >= self.first_over[0] / 2:  # two cuts did not halve it
+                self.background = min(share, self.max_background)
+                self.overs, self.limit = 0, None
+                self._set_rate(self.first_over[1])
+                return
             self.cuts += 1
-            self._set_rate(max(self.min_rate, self.beta * accepted))
+            self.limit = accepted
+            # at most halving: when replies lag sends (many in flight, a slow or loaded machine)
+            # the epoch undercounts what was accepted, and the next epoch measures again
+            cut = max(self.beta * accepted, 0.5 * self.sent / elapsed)
+            self._set_rate(max(self.min_rate, cut if self.rate is None else min(self.rate, cut)))
             return
-        self.last_cut = None
-        self.background = 0.9 * self.background + 0.1 * share
+        self.overs = 0
+        if self.rate is None or self.limit is None or self.rate <= self.limit:
+            # only where our rate cannot be the cause: probing past a limit refuses a few
+            # requests per epoch, too few to cut on, and learning those as background raised
+            # the bar for the next cut until the client ran 20-40% over the limit
+            self.background = 0.9 * self.background + 0.1 * share
+        if self.rate is None or self.sent < 0.8 * self.rate * elapsed:
+            return  # the ceiling did not hold us back: raising it would tell nothing
+        rate = self.rate * (1 + min(self.max_step, self.step * 2 ** self.clean))
         self.clean += 1
-        if self.rate is not None and self.sent >= 0.8 * self.rate * elapsed:
-            # each clean epoch in a row climbs faster: a cut made during a burst or a pause
-            # (when little was accepted) is recovered in a few epochs, a good one probed gently
-            step = min(self.max_step, self.step * 1.3 ** (self.clean - 1))
-            self._set_rate(self.rate * (1 + step))
+        if self.limit is not None and self.rate < self.limit <= rate:
+            rate, self.clean = self.limit, 0  # at the limit: probe past it in small steps again
+        self._set_rate(rate)
 
 
 class RateLimiter:
     """Requests-per-minute and tokens-per-minute limits shared by all workers of one run, the
     adaptive rate learned from 429s (AdaptiveRate), and a shared pause for when the provider
-    refuses every request in flight: then nobody should hit it before its Retry-After."""
+    refuses every request in flight: then nobody should hit it before its Retry-After.
+
+    Why the pause also needs the refusals to go on for ``pause_after`` seconds: against a fast
+    provider few requests are in flight (none to one at 100 requests/s and millisecond replies),
+    so "every request in flight" is two or three replies, and a bucket at its limit refuses that
+    many in a row whenever our sends bunch up (a late timer). Each such pause stopped the
+    client for a whole Retry-After, let the provider's bucket fill, and left an epoch that
+    measured a fraction of the real limit (the controller then cut to it). A provider that
+    refuses everything keeps doing so for its Retry-After, usually seconds; at a limit the
+    runs of 429s last milliseconds.
+    """
 
     def __init__(
         self,
@@ -250,9 +304,10 @@ class RateLimiter:
         burst_seconds: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
         max_pause: float = 600.0,
+        pause_after: float = 0.5,
     ):
         self.clock = clock
-        self.max_pause = max_pause
+        self.max_pause, self.pause_after = max_pause, pause_after
         self.requests = TokenBucket(rpm / 60, max(1.0, rpm * burst_seconds / 60), clock) if rpm else None
         self.tokens = TokenBucket(tpm / 60, max(1.0, tpm * burst_seconds / 60), clock) if tpm else None
         self.adaptive = AdaptiveRate(clock)
@@ -260,6 +315,7 @@ class RateLimiter:
         self.in_flight = 0
         self._streak = 0  # 429s in a row
         self._streak_needed = 1  # requests in flight when the streak began
+        self._streak_began = 0.0
         self._lock = asyncio.Lock()
 
     @property
@@ -269,23 +325,26 @@ class RateLimiter:
     def pause(self, seconds: float) -> None:
         self.paused_until = max(self.paused_until, self.clock() + seconds)
 
-    def sent(self) -> None:
-        """A request goes out now (after ``acquire``)."""
+    def sent(self) -> int:
+        """A request goes out now (after ``acquire``); give what this returns to ``received``."""
         self.in_flight += 1
+        return self.adaptive.ticket()
 
-    def received(self, reply: Reply) -> None:
+    def received(self, reply: Reply, ticket: int | None = None) -> None:
         """Its reply came back: feed the adaptive rate; pause everyone when every request that
         was in flight when the 429s began was answered 429 (the provider asks for a pause)."""
         self.in_flight -= 1
         limited = isinstance(reply, Failed) and reply.kind == "http_429"
-        self.adaptive.observe(limited)
+        self.adaptive.observe(limited, ticket)
         if not limited:
             self._streak = 0
             return
         if self._streak == 0:  # at least 3: one or two requests in flight say little
             self._streak_needed = max(self.in_flight + 1, 3)
+            self._streak_began = self.clock()
         self._streak += 1
-        if self._streak >= self._streak_needed and reply.retry_after is not None:
+        if self._streak >= self._streak_needed and reply.retry_after is not None \
+                and self.clock() - self._streak_began >= self.pause_after:
             self.pause(min(reply.retry_after, self.max_pause))
             self._streak = 0
 
