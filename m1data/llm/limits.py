@@ -180,17 +180,19 @@ class AdaptiveRate:
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, *, epoch_seconds: float = 1.0,
-                 min_replies: int = 30, beta: float = 0.95, step: float = 0.01, max_step: float = 0.5,
+                 min_replies: int = 30, beta: float = 0.95, step: float = 0.01, growth: float = 1.5,
+                 max_step: float = 0.25,
                  tolerance: float = 0.02, min_rate: float = 0.5, max_background: float = 0.5):
         self.clock = clock
         self.epoch_seconds, self.min_replies = epoch_seconds, min_replies
-        self.beta, self.step, self.max_step, self.tolerance = beta, step, max_step, tolerance
+        self.beta, self.step, self.growth, self.max_step = beta, step, growth, max_step
+        self.tolerance = tolerance
         self.min_rate, self.max_background = min_rate, max_background
         self.rate: float | None = None
         self.bucket: TokenBucket | None = None
         self.background = 0.0
         self.limit: float | None = None  # the accepted rate at the last cut: the provider's limit
-        self.overs = 0  # epochs in a row over the background
+        self.overs = 0  # cuts in a row to the accepted rate (epochs over the background)
         self.first_over: tuple[float, float | None] = (0.0, None)  # the first one's share, rate before
         self.clean = 0  # clean epochs in a row (at this side of the limit)
         self.cuts = 0
@@ -201,10 +203,15 @@ class AdaptiveRate:
         self.epoch_start = self.clock()
         self.sent = self.replies = self.limited = 0
 
-    def _set_rate(self, rate: float | None) -> None:
+    def _set_rate(self, rate: float | None, *, empty: bool = False) -> None:
+        """``empty``: after a cut, start with no burst. The provider's bucket is empty then, and a
+        full one here sent a burst into it that drew the few 429s that cut a second time."""
+        level = self.bucket.level if self.bucket else None
         self.rate = rate
         # a short burst only: the point is to stay under someone else's bucket
         self.bucket = None if rate is None else TokenBucket(rate, max(1.0, rate / 20), self.clock)
+        if self.bucket and (empty or level is not None):
+            self.bucket.level = 0.0 if empty else min(level, self.bucket.capacity)
 
     def wait_time(self) -> float:
         return self.bucket.wait_time(1) if self.bucket else 0.0
@@ -220,7 +227,7 @@ class AdaptiveRate:
     def _excess(self) -> float:
         """429s in this epoch beyond the background share, less what chance explains (> 0: over)."""
         expected = self.background * self.replies
-        return self.limited - expected - max(3.0 * (expected + 1.0) ** 0.5, self.tolerance * self.replies)
+        return self.limited - expected - max(3.0 * expected ** 0.5 + 1.0, self.tolerance * self.replies)
 
     def ticket(self) -> int:
         """What to give ``observe`` with the reply of a request going out now."""
@@ -241,7 +248,7 @@ class AdaptiveRate:
             self.epoch_start = self.clock()
         elapsed = self.clock() - self.epoch_start
         clear = limited and self.limited - self.background * self.replies >= self.min_replies \
-            and elapsed >= self.epoch_seconds / 5  # shorter, the accepted rate is mostly the provider's burst
+            and elapsed >= self.epoch_seconds / 10  # shorter, the accepted rate is mostly the provider's burst
         if self.replies >= self.min_replies and (elapsed >= self.epoch_seconds or clear):
             self._decide(elapsed)
             self._new_epoch()
@@ -250,31 +257,34 @@ class AdaptiveRate:
         share = self.limited / self.replies
         accepted = (self.replies - self.limited) / elapsed
         if self._excess() > 0:
-            self.overs += 1
             self.clean = 0
-            if self.overs == 1:
-                self.first_over = (share, self.rate)
-            elif self.overs >= 3 and share >= self.first_over[0] / 2:  # two cuts did not halve it
+            if self.overs >= 2 and share >= self.first_over[0] / 2:  # two cuts did not halve it
                 self.background = min(share, self.max_background)
                 self.overs, self.limit = 0, None
                 self._set_rate(self.first_over[1])
                 return
+            if self.overs == 0:
+                self.first_over = (share, self.rate)
             self.cuts += 1
             self.limit = accepted
-            # at most halving: when replies lag sends (many in flight, a slow or loaded machine)
-            # the epoch undercounts what was accepted, and the next epoch measures again
-            cut = max(self.beta * accepted, 0.5 * self.sent / elapsed)
-            self._set_rate(max(self.min_rate, cut if self.rate is None else min(self.rate, cut)))
+            # When replies lag sends (over a tenth of this epoch's still unanswered: many in
+            # flight, a slow or loaded machine) the epoch undercounts what was accepted: then
+            # cut at most by half, and let the next epoch measure again. A cut held at half did
+            # not reach the accepted rate, so the share after it says nothing about background:
+            # the two cuts are counted again from the next one.
+            floor = 0.5 * self.sent / elapsed if self.replies < 0.9 * self.sent else 0.0
+            self.overs = self.overs + 1 if self.beta * accepted >= floor else 0
+            cut = max(self.beta * accepted, floor)
+            self._set_rate(max(self.min_rate, cut if self.rate is None else min(self.rate, cut)), empty=True)
             return
         self.overs = 0
-        if self.rate is None or self.limit is None or self.rate <= self.limit:
-            # only where our rate cannot be the cause: probing past a limit refuses a few
-            # requests per epoch, too few to cut on, and learning those as background raised
-            # the bar for the next cut until the client ran 20-40% over the limit
-            self.background = 0.9 * self.background + 0.1 * share
+        # The background falls with the share, but rises only as above: probing past a limit
+        # refuses a few requests per epoch, too few to cut on, and learning those as background
+        # raised the bar for the next cut until the client ran 20-40% over the limit.
+        self.background = min(self.background, 0.9 * self.background + 0.1 * share)
         if self.rate is None or self.sent < 0.8 * self.rate * elapsed:
             return  # the ceiling did not hold us back: raising it would tell nothing
-        rate = self.rate * (1 + min(self.max_step, self.step * 2 ** self.clean))
+        rate = self.rate * (1 + min(self.max_step, self.step * self.growth ** self.clean))
         self.clean += 1
         if self.limit is not None and self.rate < self.limit <= rate:
             rate, self.clean = self.limit, 0  # at the limit: probe past it in small steps again
