@@ -19,7 +19,8 @@ configured one, or not stated at all, and it answers 429 above it. Pausing every
 delays only its own request (its Retry-After), and the run's request rate is steered by the
 share of 429s: cut to just under the rate the provider accepted when the share rises, raised
 a little while it stays low, so the client settles just under the limit. Everyone pauses only
-when the provider refuses every request in flight. The configured rpm/tpm stay hard ceilings.
+when the provider refuses every request in flight, for half a second at least (RateLimiter).
+The configured rpm/tpm stay hard ceilings.
 """
 
 from __future__ import annotations
@@ -149,34 +150,32 @@ class AdaptiveRate:
     """A request-rate ceiling learned from 429s, adjusted once per epoch (AIMD).
 
     An epoch lasts ``epoch_seconds`` and at least ``min_replies`` replies, or ends early once it
-    holds ``min_replies`` 429s more than chance explains: that many are a clear signal, and each
-    further one is a wasted request (a client with no ceiling yet meets a limit this way, and
-    at hundreds of requests per second a whole second of it would refuse a tenth of a short run).
-
-    At its end the 429s are compared with what the background share (429s that do not depend on
-    our rate, learned below; 0 at first) explains. An excess beyond chance (three standard
-    deviations, at least ``tolerance`` of the replies) means we are over a limit:
+    holds ``min_replies`` 429s more than the background explains: that many are a clear signal,
+    and each further one is a wasted request (a client with no ceiling yet meets a limit this
+    way: at 400 requests/s against 100, a whole first second refused a tenth of a 3,000-request
+    run). At its end the 429s are compared with what the background share (429s that do not
+    depend on our rate; 0 at first) explains. An excess beyond chance (``3 sqrt(expected) + 1``,
+    at least ``tolerance`` of the replies) means we are over a limit:
     - the ceiling is cut to ``beta`` times the rate the provider accepted (non-429 replies per
       second). Over a limit that is the limit itself, whatever we sent, so one cut lands just
-      under it. ``beta`` is 0.95, not the textbook 0.5 or 0.9: the accepted rate is a measurement
-      of the limit, not a guess, and every step under it is throughput given away for good (at
-      0.9 the client spent half its time 5-10% under a 100/s limit). The accepted rate of the
-      first epoch over a limit can overstate it (the provider's bucket drains its burst then);
-      the next epoch, with that bucket empty, measures it exactly and cuts again;
-    - a provider refusing a share at random keeps that share at any rate. So a third epoch in a
-      row over the background, after two cuts that did not halve the share, means the share is
-      background: it is learned, and the ceiling goes back to where it was before the cuts.
-      Two cuts, because the first may not reach under the limit (the overstated accepted
-      rate above), and deciding after one took a limit's 429s for background, let the ceiling
-      climb far over the limit, and cut it later from a bad epoch.
-    Otherwise the background follows the share slowly, and a binding ceiling (we sent at >= 80%
-    of it) is raised, probing for room: by ``step`` of itself, doubling each clean epoch in a
-    row (at most ``max_step``). Below the last measured limit the climb stops at it, so a cut
-    made from a bad epoch (a pause, a burst) is recovered in a few epochs without overshooting;
-    at the limit the steps start small again, so probing past it refuses few requests (the
-    earlier rule, growing by 30% per clean epoch without that reset, reached 1.2-1.45x the
-    limit before it was cut). There is no ceiling before the first cut: a provider that never
-    answers 429 is never slowed.
+      under it. ``beta`` is 0.95, not 0.5 or 0.9: the accepted rate is a measurement of the limit,
+      not a guess, and every step under it is throughput given away (at 0.9 the client spent
+      most of its time 5-10% under a 100/s limit). The first epoch over a limit can overstate
+      it (the provider's bucket spends its burst then); the next one, with that bucket empty,
+      measures it exactly and cuts again;
+    - a provider refusing a share at random keeps that share at any rate. So an epoch over the
+      background after two such cuts that did not halve the share means the share is background:
+      it is learned, and the ceiling goes back to where it was before the cuts. Two cuts, because
+      the first may stay over the limit (the overstated rate above), and deciding after one took
+      a limit's 429s for background and let the ceiling climb far over the limit.
+    Otherwise the background follows the share down (never up: see ``_decide``), and a binding
+    ceiling (we sent at >= 80% of it) is raised, probing for room: by ``step``, growing
+    ``growth`` times each clean epoch in a row (at most ``max_step``), so a cut from a bad epoch
+    (replies lagging on a loaded machine) is recovered in a few epochs. Below the last measured
+    limit the climb stops at it, and past it the steps start small again: a provider's bucket
+    hides our excess until its burst is spent, and steps still growing there (the earlier rule,
+    +30% per clean epoch) reached 1.2-1.45 times the limit before the 429s showed. There is no
+    ceiling before the first cut: a provider that never answers 429 is never slowed.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, *, epoch_seconds: float = 1.0,
@@ -278,9 +277,10 @@ class AdaptiveRate:
             self._set_rate(max(self.min_rate, cut if self.rate is None else min(self.rate, cut)), empty=True)
             return
         self.overs = 0
-        # The background falls with the share, but rises only as above: probing past a limit
-        # refuses a few requests per epoch, too few to cut on, and learning those as background
-        # raised the bar for the next cut until the client ran 20-40% over the limit.
+        # The background falls with the share, but rises only by the two-cut test above:
+        # probing past a limit refuses a few requests per epoch, too few to cut on, and
+        # learning those as background raised the bar for the next cut until the client ran
+        # 20-40% over the limit.
         self.background = min(self.background, 0.9 * self.background + 0.1 * share)
         if self.rate is None or self.sent < 0.8 * self.rate * elapsed:
             return  # the ceiling did not hold us back: raising it would tell nothing
