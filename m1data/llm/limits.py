@@ -272,6 +272,12 @@ class AdaptiveRate:
             # not reach the accepted rate, so the share after it says nothing about background:
             # the two cuts are counted again from the next one.
             floor = 0.5 * self.sent / elapsed if self.replies < 0.9 * self.sent else 0.0
+            if self.rate is not None and self.sent < 0.8 * self.rate * elapsed:
+                # We sent under the ceiling, yet drew 429s: they came in a bunch (the wave of
+                # retries one Retry-After after a refused burst, a late timer), and what the
+                # provider accepted here says little about its limit (cut to it, a start once
+                # fell to 60/s under a 100/s limit and climbed back for 10 s). Cut what we sent.
+                floor = self.beta * self.sent / elapsed
             self.overs = self.overs + 1 if self.beta * accepted >= floor else 0
             cut = max(self.beta * accepted, floor)
             self._set_rate(max(self.min_rate, cut if self.rate is None else min(self.rate, cut)), empty=True)
