@@ -156,8 +156,8 @@ class AdaptiveRate:
     run). At its end the 429s are compared with what the background share (429s that do not
     depend on our rate; 0 at first) explains. An excess beyond chance (``3 sqrt(expected) + 1``,
     at least ``tolerance`` of the replies) means we are over a limit:
-    - the ceiling is cut to ``beta`` times the rate the provider accepted (non-429 replies per
-      second). Over a limit that is the limit itself, whatever we sent, so one cut lands just
+    - the ceiling is cut to ``beta`` times the rate the provider accepted (answers other than
+      429 per second). Over a limit that is the limit itself, whatever we sent, so one cut lands just
       under it. ``beta`` is 0.95, not 0.5 or 0.9: the accepted rate is a measurement of the limit,
       not a guess, and every step under it is throughput given away (at 0.9 the client spent
       most of its time 5-10% under a 100/s limit). The first epoch over a limit can overstate
@@ -254,7 +254,9 @@ class AdaptiveRate:
 
     def _decide(self, elapsed: float) -> None:
         share = self.limited / self.replies
-        accepted = (self.replies - self.limited) / elapsed
+        # requests of this epoch still unanswered count at its share: on a loaded machine
+        # replies lag, and counting only those back cut a 104/s ceiling to 81 under a 100/s limit
+        accepted = max(self.replies, self.sent) * (1 - share) / elapsed
         if self._excess() > 0:
             self.clean = 0
             if self.overs >= 2 and share >= self.first_over[0] / 2:  # two cuts did not halve it
