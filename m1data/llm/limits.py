@@ -226,7 +226,7 @@ class AdaptiveRate:
     def _excess(self) -> float:
         """429s in this epoch beyond the background share, less what chance explains (> 0: over)."""
         expected = self.background * self.replies
-        return self.limited - expected - max(3.0 * expected ** 0.5 + 1.0, self.tolerance * self.replies)
+        return self.limited - expected - max(3.0 * expected ** 0.5 + 2.0, self.tolerance * self.replies)
 
     def ticket(self) -> int:
         """What to give ``observe`` with the reply of a request going out now."""
