@@ -154,7 +154,7 @@ class AdaptiveRate:
     and each further one is a wasted request (a client with no ceiling yet meets a limit this
     way: at 400 requests/s against 100, a whole first second refused a tenth of a 3,000-request
     run). At its end the 429s are compared with what the background share (429s that do not
-    depend on our rate; 0 at first) explains. An excess beyond chance (``3 sqrt(expected) + 1``,
+    depend on our rate; 0 at first) explains. An excess beyond chance (``3 sqrt(expected) + 2``,
     at least ``tolerance`` of the replies) means we are over a limit:
     - the ceiling is cut to ``beta`` times the rate the provider accepted (answers other than
       429 per second). Over a limit that is the limit itself, whatever we sent, so one cut lands just
