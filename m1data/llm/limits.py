@@ -19,7 +19,8 @@ configured one, or not stated at all, and it answers 429 above it. Pausing every
 delays only its own request (its Retry-After), and the run's request rate is steered by the
 share of 429s: cut to just under the rate the provider accepted when the share rises, raised
 a little while it stays low, so the client settles just under the limit. Everyone pauses only
-when the provider refuses every request in flight. The configured rpm/tpm stay hard ceilings.
+when the provider refuses every request in flight, for half a second at least (RateLimiter).
+The configured rpm/tpm stay hard ceilings.
 """
 
 from __future__ import annotations
@@ -148,99 +149,170 @@ class TokenBucket:
 class AdaptiveRate:
     """A request-rate ceiling learned from 429s, adjusted once per epoch (AIMD).
 
-    An epoch lasts at least ``epoch_seconds`` and ``min_replies`` replies. At its end the 429s
-    are compared with what the background share (429s that do not depend on our rate, learned
-    below; 0 at first) explains; an excess beyond chance (three standard deviations, at least
-    ``tolerance`` of the replies) means we are over a limit, unless the previous epoch was
-    such a cut and its outcome says otherwise:
-    - over a real limit L the provider accepts about L per second whatever we send, so after a
-      cut the share of 429s falls to about ``1 - L / sent``; a provider that refuses a fixed
-      share at random keeps that share. Whichever prediction is nearer the epoch's share wins:
-      the second undoes the cut and takes the share as the background;
-    - a cut sets the ceiling to ``beta`` times the rate the provider accepted (non-429 replies
-      per second): just under its limit, however much we sent.
-    Otherwise the background follows the share slowly, and a binding ceiling (we sent at >= 80%
-    of it) is raised by ``step`` of itself, probing for room, and by 30% more for each
-    clean epoch in a row (at most ``max_step``), so a cut made during a burst or a pause (when
-    little was accepted) is recovered in a few epochs. There is no ceiling before the
-    first cut: a provider that never answers 429 is never slowed.
+    An epoch lasts ``epoch_seconds`` and at least ``min_replies`` replies, or ends early once it
+    holds ``min_replies`` 429s more than the background explains: that many are a clear signal,
+    and each further one is a wasted request (a client with no ceiling yet meets a limit this
+    way: at 400 requests/s against 100, a whole first second refused a tenth of a 3,000-request
+    run). At its end the 429s are compared with what the background share (429s that do not
+    depend on our rate; 0 at first) explains. An excess beyond chance (``3 sqrt(expected) + 2``,
+    at least ``tolerance`` of the replies) means we are over a limit:
+    - the ceiling is cut to ``beta`` times the rate the provider accepted (answers other than
+      429 per second). Over a limit that is the limit itself, whatever we sent, so one cut lands just
+      under it. ``beta`` is 0.95, not 0.5 or 0.9: the accepted rate is a measurement of the limit,
+      not a guess, and every step under it is throughput given away (at 0.9 the client spent
+      most of its time 5-10% under a 100/s limit). The first epoch over a limit can overstate
+      it (the provider's bucket spends its burst then); the next one, with that bucket empty,
+      measures it exactly and cuts again;
+    - a provider refusing a share at random keeps that share at any rate. So an epoch over the
+      background after two such cuts that did not halve the share means the share is background:
+      it is learned, and the ceiling goes back to where it was before the cuts. Two cuts, because
+      the first may stay over the limit (the overstated rate above), and deciding after one took
+      a limit's 429s for background and let the ceiling climb far over the limit.
+    Otherwise the background follows the share down (never up: see ``_decide``), and a binding
+    ceiling (we sent at >= 80% of it) is raised, probing for room: by ``step``, growing
+    ``growth`` times each clean epoch in a row (at most ``max_step``), so a cut from a bad epoch
+    (replies lagging on a loaded machine) is recovered in a few epochs. Below the last measured
+    limit the climb stops at it, and past it the steps start small again: a provider's bucket
+    hides our excess until its burst is spent, and steps still growing there (the earlier rule,
+    +30% per clean epoch) reached 1.2-1.45 times the limit before the 429s showed. There is no
+    ceiling before the first cut: a provider that never answers 429 is never slowed.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, *, epoch_seconds: float = 1.0,
-                 min_replies: int = 30, beta: float = 0.9, step: float = 0.03, max_step: float = 0.15,
-                 tolerance: float = 0.02,
-                 min_rate: float = 0.5, max_background: float = 0.5):
+                 min_replies: int = 30, beta: float = 0.95, step: float = 0.01, growth: float = 1.5,
+                 max_step: float = 0.25,
+                 tolerance: float = 0.02, min_rate: float = 0.5, max_background: float = 0.5):
         self.clock = clock
         self.epoch_seconds, self.min_replies = epoch_seconds, min_replies
-        self.beta, self.step, self.max_step, self.tolerance = beta, step, max_step, tolerance
+        self.beta, self.step, self.growth, self.max_step = beta, step, growth, max_step
+        self.tolerance = tolerance
         self.min_rate, self.max_background = min_rate, max_background
         self.rate: float | None = None
         self.bucket: TokenBucket | None = None
         self.background = 0.0
-        self.last_cut: tuple[float, float, float | None] | None = None  # share, accepted/s, rate before
-        self.clean = 0  # epochs since the last cut or excess of 429s
+        self.limit: float | None = None  # the accepted rate at the last cut: the provider's limit
+        self.overs = 0  # cuts in a row to the accepted rate (epochs over the background)
+        self.first_over: tuple[float, float | None] = (0.0, None)  # the first one's share, rate before
+        self.clean = 0  # clean epochs in a row (at this side of the limit)
         self.cuts = 0
         self._new_epoch()
+        self.epoch_start: float | None = None  # the first epoch starts with the first request
 
     def _new_epoch(self) -> None:
         self.epoch_start = self.clock()
         self.sent = self.replies = self.limited = 0
 
-    def _set_rate(self, rate: float | None) -> None:
+    def _set_rate(self, rate: float | None, *, empty: bool = False) -> None:
+        """``empty``: after a cut, start with no burst. The provider's bucket is empty then, and a
+        full one here sent a burst into it that drew the few 429s that cut a second time."""
+        level = self.bucket.level if self.bucket else None
         self.rate = rate
         # a short burst only: the point is to stay under someone else's bucket
         self.bucket = None if rate is None else TokenBucket(rate, max(1.0, rate / 20), self.clock)
+        if self.bucket and (empty or level is not None):
+            self.bucket.level = 0.0 if empty else min(level, self.bucket.capacity)
 
     def wait_time(self) -> float:
         return self.bucket.wait_time(1) if self.bucket else 0.0
 
     def take(self) -> None:
+        """Book one request now (after ``wait_time`` said 0)."""
+        if self.epoch_start is None:  # (set-up before it would count as a time nothing was accepted)
+            self.epoch_start = self.clock()
         self.sent += 1
         if self.bucket:
             self.bucket.take(1)
 
-    def observe(self, limited: bool) -> None:
-        """Count one reply (``limited``: it was a 429) and close the epoch when it is over."""
+    def _excess(self) -> float:
+        """429s in this epoch beyond the background share, less what chance explains (> 0: over)."""
+        expected = self.background * self.replies
+        return self.limited - expected - max(3.0 * expected ** 0.5 + 2.0, self.tolerance * self.replies)
+
+    def ticket(self) -> int:
+        """What to give ``observe`` with the reply of a request going out now."""
+        return self.cuts
+
+    def observe(self, limited: bool, ticket: int | None = None) -> None:
+        """Count one reply (``limited``: it was a 429) and close the epoch when it is over.
+
+        A reply to a request sent before the last cut (its ``ticket`` is older) is not counted:
+        it tells about the rate before the cut. Counted, the 429s of a start (64 requests in
+        flight when the first limit is met, answered late on a loaded machine) landed in the
+        epoch after the cut, which cut again, far under the limit."""
+        if ticket is not None and ticket != self.cuts:
+            return
         self.replies += 1
         self.limited += limited
+        if self.epoch_start is None:
+            self.epoch_start = self.clock()
         elapsed = self.clock() - self.epoch_start
-        if elapsed >= self.epoch_seconds and self.replies >= self.min_replies:
+        clear = limited and self.limited - self.background * self.replies >= self.min_replies \
+            and elapsed >= self.epoch_seconds / 10  # shorter, the accepted rate is mostly the provider's burst
+        if self.replies >= self.min_replies and (elapsed >= self.epoch_seconds or clear):
             self._decide(elapsed)
             self._new_epoch()
 
     def _decide(self, elapsed: float) -> None:
-        n, share = self.replies, self.limited / self.replies
-        expected = self.background * n
-        over = self.limited - expected > max(3.0 * (expected + 1.0) ** 0.5, self.tolerance * n)
-        accepted = (n - self.limited) / elapsed
-        if over and self.last_cut is not None:
-            cut_share, cut_accepted, before = self.last_cut
-            if_limit = max(0.0, 1.0 - cut_accepted / max(self.sent / elapsed, 1e-9))
-            if abs(share - cut_share) < abs(share - if_limit):  # the share did not follow our rate
-                self.background = min(share, self.max_background)
-                self.last_cut = None
-                self._set_rate(before)
-                return
-        if over:
-            self.last_cut = (share, accepted, self.rate)
+        share = self.limited / self.replies
+        # requests of this epoch still unanswered count at its share: on a loaded machine
+        # replies lag, and counting only those back cut a 104/s ceiling to 81 under a 100/s limit
+        accepted = max(self.replies, self.sent) * (1 - share) / elapsed
+        if self._excess() > 0:
             self.clean = 0
+            if self.overs >= 2 and share >= self.first_over[0] / 2:  # two cuts did not halve it
+                self.background = min(share, self.max_background)
+                self.overs, self.limit = 0, None
+                self._set_rate(self.first_over[1])
+                return
+            if self.overs == 0:
+                self.first_over = (share, self.rate)
             self.cuts += 1
-            self._set_rate(max(self.min_rate, self.beta * accepted))
+            self.limit = accepted
+            # When replies lag sends (over a tenth of this epoch's still unanswered: many in
+            # flight, a slow or loaded machine) the epoch undercounts what was accepted: then
+            # cut at most by half, and let the next epoch measure again. A cut held at half did
+            # not reach the accepted rate, so the share after it says nothing about background:
+            # the two cuts are counted again from the next one.
+            floor = 0.5 * self.sent / elapsed if self.replies < 0.9 * self.sent else 0.0
+            if self.rate is not None and self.sent < 0.8 * self.rate * elapsed:
+                # We sent under the ceiling, yet drew 429s: they came in a bunch (the wave of
+                # retries one Retry-After after a refused burst, a late timer), and what the
+                # provider accepted here says little about its limit (cut to it, a start once
+                # fell to 60/s under a 100/s limit and climbed back for 10 s). Cut what we sent.
+                floor = self.beta * self.sent / elapsed
+            self.overs = self.overs + 1 if self.beta * accepted >= floor else 0
+            cut = max(self.beta * accepted, floor)
+            self._set_rate(max(self.min_rate, cut if self.rate is None else min(self.rate, cut)), empty=True)
             return
-        self.last_cut = None
-        self.background = 0.9 * self.background + 0.1 * share
+        self.overs = 0
+        # The background falls with the share, but rises only by the two-cut test above:
+        # probing past a limit refuses a few requests per epoch, too few to cut on, and
+        # learning those as background raised the bar for the next cut until the client ran
+        # 20-40% over the limit.
+        self.background = min(self.background, 0.9 * self.background + 0.1 * share)
+        if self.rate is None or self.sent < 0.8 * self.rate * elapsed:
+            return  # the ceiling did not hold us back: raising it would tell nothing
+        rate = self.rate * (1 + min(self.max_step, self.step * self.growth ** self.clean))
         self.clean += 1
-        if self.rate is not None and self.sent >= 0.8 * self.rate * elapsed:
-            # each clean epoch in a row climbs faster: a cut made during a burst or a pause
-            # (when little was accepted) is recovered in a few epochs, a good one probed gently
-            step = min(self.max_step, self.step * 1.3 ** (self.clean - 1))
-            self._set_rate(self.rate * (1 + step))
+        if self.limit is not None and self.rate < self.limit <= rate:
+            rate, self.clean = self.limit, 0  # at the limit: probe past it in small steps again
+        self._set_rate(rate)
 
 
 class RateLimiter:
     """Requests-per-minute and tokens-per-minute limits shared by all workers of one run, the
     adaptive rate learned from 429s (AdaptiveRate), and a shared pause for when the provider
-    refuses every request in flight: then nobody should hit it before its Retry-After."""
+    refuses every request in flight: then nobody should hit it before its Retry-After.
+
+    Why the pause also needs the refusals to go on for ``pause_after`` seconds: against a fast
+    provider few requests are in flight (none to one at 100 requests/s and millisecond replies),
+    so "every request in flight" is two or three replies, and a bucket at its limit refuses that
+    many in a row whenever our sends bunch up (a late timer). Each such pause stopped the
+    client for a whole Retry-After, let the provider's bucket fill, and left an epoch that
+    measured a fraction of the real limit (the controller then cut to it). A provider that
+    refuses everything keeps doing so for its Retry-After, usually seconds; at a limit the
+    runs of 429s last milliseconds.
+    """
 
     def __init__(
         self,
@@ -250,9 +322,10 @@ class RateLimiter:
         burst_seconds: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
         max_pause: float = 600.0,
+        pause_after: float = 0.5,
     ):
         self.clock = clock
-        self.max_pause = max_pause
+        self.max_pause, self.pause_after = max_pause, pause_after
         self.requests = TokenBucket(rpm / 60, max(1.0, rpm * burst_seconds / 60), clock) if rpm else None
         self.tokens = TokenBucket(tpm / 60, max(1.0, tpm * burst_seconds / 60), clock) if tpm else None
         self.adaptive = AdaptiveRate(clock)
@@ -260,6 +333,7 @@ class RateLimiter:
         self.in_flight = 0
         self._streak = 0  # 429s in a row
         self._streak_needed = 1  # requests in flight when the streak began
+        self._streak_began = 0.0
         self._lock = asyncio.Lock()
 
     @property
@@ -269,23 +343,26 @@ class RateLimiter:
     def pause(self, seconds: float) -> None:
         self.paused_until = max(self.paused_until, self.clock() + seconds)
 
-    def sent(self) -> None:
-        """A request goes out now (after ``acquire``)."""
+    def sent(self) -> int:
+        """A request goes out now (after ``acquire``); give what this returns to ``received``."""
         self.in_flight += 1
+        return self.adaptive.ticket()
 
-    def received(self, reply: Reply) -> None:
+    def received(self, reply: Reply, ticket: int | None = None) -> None:
         """Its reply came back: feed the adaptive rate; pause everyone when every request that
         was in flight when the 429s began was answered 429 (the provider asks for a pause)."""
         self.in_flight -= 1
         limited = isinstance(reply, Failed) and reply.kind == "http_429"
-        self.adaptive.observe(limited)
+        self.adaptive.observe(limited, ticket)
         if not limited:
             self._streak = 0
             return
         if self._streak == 0:  # at least 3: one or two requests in flight say little
             self._streak_needed = max(self.in_flight + 1, 3)
+            self._streak_began = self.clock()
         self._streak += 1
-        if self._streak >= self._streak_needed and reply.retry_after is not None:
+        if self._streak >= self._streak_needed and reply.retry_after is not None \
+                and self.clock() - self._streak_began >= self.pause_after:
             self.pause(min(reply.retry_after, self.max_pause))
             self._streak = 0
 

@@ -339,12 +339,12 @@ async def _attempts(
         async with slots:
             await limiter.acquire(booked)
             stats.attempts += 1
-            limiter.sent()
+            ticket = limiter.sent()
             try:
                 reply = await engine.complete(request)
             except Exception as exc:  # an engine broke its contract; treat as transient, never cache as an answer
                 reply = failure("exception", f"{type(exc).__name__}: {exc}", retryable=True)
-            limiter.received(reply)
+            limiter.received(reply, ticket)
             if isinstance(reply, Failed) and reply.fatal:
                 slots.closed = True  # before the slot is given to a waiting call
         limiter.settle(booked, reply.prompt_tokens + reply.completion_tokens)
