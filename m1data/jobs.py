@@ -29,6 +29,7 @@ from m1data.config import file_root, from_dict, key_path, read_mapping
 from m1data.errors import UserError
 from m1data.llm.embedded import serve_embedded
 from m1data.llm.stages import LLMRuntime
+from m1data.output import datasets_bars_off
 from m1data.publishing.export import export_run, hub_folder_dataset
 from m1data.reading.evalsets import AnswerSkewWarning, EvalInput, load_eval_any
 from m1data.reading.readers import LoadResult
@@ -172,6 +173,7 @@ def _executor(from_file: ExecutorConfig | None, executor: str | ExecutorConfig |
 # Build and resample
 
 
+@datasets_bars_off()
 def build(
     dataset: str,
     out: str | Path,
@@ -203,6 +205,7 @@ def build(
                 start=start, until=until, force=force, hub_out=hub_out, repo_id=repo_id, hub_config=hub_config)
 
 
+@datasets_bars_off()
 def resample(
     m23k: str | Path,
     out: str | Path,
@@ -310,6 +313,7 @@ def _write(name: str, result: LoadResult, out: Path) -> LoadedFile:
     return LoadedFile(name, out, dropped, len(result.rows), len(result.dropped), dict(sorted(result.reasons().items())))
 
 
+@datasets_bars_off()
 def load_source_to_file(source: str, out: str | Path, path: str | Path | None = None, *, split: str | None = None,
                         seed: int = 42, cop_base: int | None = None,
                         mapping: dict[str, Any] | None = None) -> LoadedFile:
@@ -319,6 +323,7 @@ def load_source_to_file(source: str, out: str | Path, path: str | Path | None = 
     return _write(source, load_source(source, path, split=split, seed=seed, cop_base=cop_base, mapping=mapping), out)
 
 
+@datasets_bars_off()
 def load_eval_to_file(name: str, out: str | Path, path: str | Path | None = None) -> list[LoadedFile]:
     """An eval set (a name, mmlu_medical, or a file) into OUT; several sets (mmlu_medical, a file
     holding several) go to OUT.<set>.<ext> each. An answer key skewed towards one letter (the

@@ -21,7 +21,8 @@ from typing import Any, TypeVar
 
 from rich.console import Console
 
-__all__ = ["LOGGER", "Bar", "Bars", "bar", "bar_columns", "console", "disable", "enable", "showing_progress", "track"]
+__all__ = ["LOGGER", "Bar", "Bars", "bar", "bar_columns", "console", "datasets_bars_off", "disable", "enable",
+           "showing_progress", "track"]
 
 LOGGER = "m1data"
 console = Console(stderr=True)  # no file given: rich resolves sys.stderr at every write
@@ -67,6 +68,22 @@ def disable() -> None:
 
 def showing_progress() -> bool:
     return _state["progress"]
+
+
+@contextmanager
+def datasets_bars_off() -> Iterator[None]:
+    """datasets' own bars ("Creating parquet from Arrow format", "Flattening the indices") off
+    for the length of a job, then as they were: they are on by default in a fresh interpreter,
+    they say nothing about m1data's work, and a library call is quiet. Also a decorator."""
+    import datasets
+
+    was_on = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_on:
+            datasets.enable_progress_bars()
 
 
 class Bar:

@@ -40,6 +40,7 @@ import datasets
 
 from m1data import __version__
 from m1data.errors import M1DataError, UserError
+from m1data.output import datasets_bars_off
 from m1data.redact import scrub, strip_userinfo
 
 log = logging.getLogger(__name__)
@@ -223,6 +224,7 @@ def refuse_overwrite(inputs: str | Path | Sequence[str | Path | None], out_path:
                                 "choose an OUT outside it")
 
 
+@datasets_bars_off()
 def run_on_file(
     stage: Stage,
     in_path: str | Path | Sequence[str | Path],
@@ -509,6 +511,7 @@ def check_stage_names(stages: Sequence[Stage], start: str | None = None, until: 
     return names
 
 
+@datasets_bars_off()
 def run_pipeline(
     stages: Sequence[Stage],
     run_dir: str | Path,
