@@ -216,20 +216,6 @@ def test_a_named_set_reads_its_own_file_only(tmp_path):
             load_evals([EvalInput(name, str(path))])
 
 
-def test_ray_door_agrees(tmp_path, ray_cluster):
-    """On the test process's one Ray instance (conftest), which the command joins."""
-    items = make_items(3, 8)
-    _, spec = converted_lettered(items, tmp_path)
-    train, planted = training_rows(items, 3)
-    src, out = tmp_path / "train.jsonl", tmp_path / "kept.jsonl"
-    train.to_json(str(src), lines=True)
-    result = CliRunner().invoke(app, ["decontaminate", str(src), str(out), "--eval", spec, "--ngram", "0",
-                                      "--executor", "ray"])
-    assert result.exit_code == 0, result.output
-    kept = {json.loads(line)["id"] for line in out.read_text().splitlines()}
-    assert set(train["id"]) - kept == reference_removed(train, items) >= planted
-
-
 # ------------------------------------------------------------------ answer keys
 
 

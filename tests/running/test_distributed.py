@@ -3,14 +3,17 @@ real rows, and the same rows, dropped rows, manifests and Hub folder from a whol
 (every stage, the LLM ones against a local OpenAI-compatible server); a build started on Ray
 resumes locally without re-sending anything.
 
-One local Ray instance (2 CPUs, no dashboard, no external service) serves the whole module; the
-module skips when the `ray` extra is not installed.
+Also on Ray: vLLM students (a test double of the package) and an eval file's decontamination door.
+Every test that starts Ray lives in this file, so that under `pytest -n 2 --dist loadfile` one
+worker starts the one local Ray instance (2 CPUs, no dashboard, no external service; conftest's
+`ray_cluster`) for all of them. The module skips when the `ray` extra is not installed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import random
 import shutil
 import sys
@@ -22,15 +25,26 @@ import datasets
 import pytest
 import yaml
 from llm_server import Received, Response, ScriptedServer, chat, error
+from stage_doubles import Given
 from test_build_e2e import make_handler, truth_by_prompt, write_config
 from test_dedup import char_edits, medqa_questions, mmlu_questions, planted
+from test_eval_doors import converted_lettered, make_items, reference_removed, training_rows
 from typer.testing import CliRunner
 
 from m1data.cli import app
 from m1data.running.distributed import ExecutorConfig, MissingExtra, RayExecutor, group_bands, require_ray, sum_stats
-from m1data.running.pipeline import Stage, StageResult, file_digest, read_manifests
-from m1data.stages.difficulty import DifficultyConfig, DifficultyFilter
+from m1data.llm.stages import LLMRuntime
+from m1data.running.pipeline import (
+    Stage,
+    StageResult,
+    file_digest,
+    load_stage_dropped,
+    read_manifests,
+    run_pipeline,
+)
+from m1data.stages.difficulty import DifficultyConfig, DifficultyFilter, StudentConfig
 from m1data.stages.fuzzy import EvalText, find_contamination, find_duplicates
+from m1data.stages.loading import LoadConfig, LoadSources
 
 
 @pytest.fixture(scope="module")
@@ -451,3 +465,88 @@ def test_a_block_that_keeps_no_rows_on_ray_gives_the_local_result(executor, faul
     manifest = read_manifests(tmp_path / "ray")[-1]
     assert manifest["rows_out"] == N_FAULT_ROWS - 5 and manifest["complete"] is True
     assert difficulty_outputs(tmp_path / "ray") == difficulty_outputs(tmp_path / "local")
+
+
+# ------------------------------------------------------------------ in-process models on Ray workers
+# A stage whose student says `base_url: vllm` travels to the
+# workers as its config, each worker builds its own vLLM engine once and keeps it for every block,
+# and the rows, dropped rows and statistics equal a local run's.
+#
+# vLLM needs CUDA, so the engine under test is m1data's real VLLMEngine over a test double of the
+# `vllm` package (tests/fake_vllm), put on the path of this process and of the Ray workers.
+
+FAKE = Path(__file__).parents[1] / "fake_vllm"
+
+
+@pytest.fixture(scope="module")
+def fake_vllm(ray_cluster):
+    """The vllm test double importable here, as it is in every Ray worker (conftest.ray_cluster);
+    each engine built, here or there, is logged with its process id to the file yielded."""
+    saved = os.environ.get("FAKE_VLLM_LOG")
+    os.environ["FAKE_VLLM_LOG"] = str(ray_cluster)
+    sys.path.insert(0, str(FAKE))
+    try:
+        yield ray_cluster
+    finally:
+        sys.path.remove(str(FAKE))
+        for name in [m for m in sys.modules if m == "vllm" or m.startswith("vllm.")]:
+            del sys.modules[name]
+        if saved is None:
+            os.environ.pop("FAKE_VLLM_LOG", None)
+        else:
+            os.environ["FAKE_VLLM_LOG"] = saved
+
+
+@pytest.fixture(scope="module")
+def vllm_executor(fake_vllm):
+    return RayExecutor(ExecutorConfig(kind="ray", rows_per_block=10))
+
+
+def vllm_stages(rows):
+    student = StudentConfig("fake/Qwen-7B", "vllm", short="qwen7b")
+    config = DifficultyConfig(students=[student], max_tokens=32, runtime=LLMRuntime(progress=False))
+    return [Given(rows), DifficultyFilter(config)]
+
+
+def engines_built(log: Path) -> list[str]:
+    return log.read_text().split() if log.exists() else []
+
+
+def test_vllm_students_build_one_engine_per_worker_and_match_a_local_run(fake_vllm, vllm_executor, tmp_path):
+    rows = LoadSources(LoadConfig()).run(None, None).rows.select(range(60))
+
+    local = run_pipeline(vllm_stages(rows), tmp_path / "local")
+    assert engines_built(fake_vllm) == [str(os.getpid())]  # one engine, here
+    fake_vllm.unlink()
+
+    on_ray = run_pipeline(vllm_stages(rows), tmp_path / "ray", executor=vllm_executor)
+    workers = engines_built(fake_vllm)
+    # 6 blocks of 10 rows went to at most 2 workers, and no worker built its engine twice
+    assert 1 <= len(workers) <= 2 and len(set(workers)) == len(workers)
+    assert str(os.getpid()) not in workers
+
+    assert on_ray.to_list() == local.to_list()
+    assert 0 < len(local) < len(rows)  # the double answers some questions right, some wrong
+    dropped = [load_stage_dropped(tmp_path / run / "01_difficulty").to_list() for run in ("local", "ray")]
+    assert dropped[0] == dropped[1]
+    stats = [read_manifests(tmp_path / run)[1]["stats"] for run in ("local", "ray")]
+    assert stats[0]["sent"] == stats[1]["sent"] == len(rows)
+    assert stats[0]["students"] == stats[1]["students"]
+
+
+# ------------------------------------------------------------------ an eval file's door on Ray (issue 24)
+
+
+def test_ray_door_agrees(tmp_path, ray_cluster):
+    """On the test process's one Ray instance (conftest), which the command joins."""
+    items = make_items(3, 8)
+    _, spec = converted_lettered(items, tmp_path)
+    train, planted = training_rows(items, 3)
+    src, out = tmp_path / "train.jsonl", tmp_path / "kept.jsonl"
+    train.to_json(str(src), lines=True)
+    result = CliRunner().invoke(app, ["decontaminate", str(src), str(out), "--eval", spec, "--ngram", "0",
+                                      "--executor", "ray"])
+    assert result.exit_code == 0, result.output
+    kept = {json.loads(line)["id"] for line in out.read_text().splitlines()}
+    assert set(train["id"]) - kept == reference_removed(train, items) >= planted
+
