@@ -41,14 +41,30 @@ the matrix products use BLAS's own threads (OPENBLAS_NUM_THREADS etc.). The band
 independent units of work (``BandJob.match`` runs any subset), which is how m1data.distributed
 spreads them over a Ray cluster with the same answer.
 
-Measured alternative, not used: q-gram prefix filtering (with location-based prefixes) kept
-about 1% of all pairs on real prompts but cost more than this filter, because a 95% bound allows
-an edit every ~10 characters, so prefixes must hold 20-40% of each string's q-grams. Positional
-chunk signatures (PassJoin family: one of k+1 disjoint chunks of a row is intact in any partner
-within k Indel edits, at a bounded shift; each row keeps its k+1 rarest chunks) were measured too
-(benchmarks/bench_signatures.py): identical candidates, 100x fewer pairs than the length windows,
-but still growing quadratically on the benchmark rows (many rows share half their text) and 5x
-slower than this filter at 20K rows, so they are not used.
+Measured alternatives, not used (issue 21: can candidate generation follow the matches rather
+than the pairs?). At t=95 the bound allows an Indel edit every ~10 characters (K is about
+0.105 |a|), and every exact necessary condition we could index is correspondingly weak:
+
+- q-gram prefix filtering (with location-based prefixes) kept about 1% of all pairs on real
+  prompts, because prefixes must hold 20-40% of each string's q-grams.
+- Positional chunk signatures (PassJoin family, adapted to Indel: each edit breaks at most one
+  of a's disjoint chunks, so of any K+s chunks at least s are intact in b, at a shift u - p with
+  |u - p| + ||b| - |a| - (u - p)| <= K; see benchmarks/bench_signatures.py). A row must register
+  K+1 of its ~|a|/q chunks, two thirds of them with q=6, so most registered chunks are common
+  phrases. Self-join of 196K benchmark rows: 3.2e8 positional collisions to enumerate, 1.7e7
+  candidates (2.2e6 with >= 2 hits) against 2.99e9 pairs in length windows, 185 s in numpy against
+  12-26 s for this filter. The kept fraction does not shrink with size (0.6% at 12K and 196K),
+  and real source prompts keep more (3.2% at 12K) than the synthetic rows, so the benchmark
+  generator is not the cause.
+- Low-dimensional exact bounds: the L1 distance between the counts of G balanced character
+  groups is also <= indel. On 400K random length-compatible pairs of the 196K rows it keeps
+  31% / 4.9% / 0.27% / 0.01% of them at G = 4 / 8 / 16 / 32 (the full histogram: 0.003%), but an
+  L1 ball of radius K ~ 22 cannot be cut out by sorting or grids: each group's count alone
+  differs by ~5 between unrelated rows, so no coordinate prunes and the bound must still be
+  evaluated pair by pair, which the thermometer product here does fastest.
+
+So the filter stays quadratic (pairs in length windows grow 26x from 196K to 1M rows); the
+measured cost per size is printed by ``benchmarks/bench_dedup.py --table``.
 """
 
 from __future__ import annotations
