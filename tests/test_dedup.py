@@ -486,3 +486,11 @@ def test_property_adversarial_corpora(rows: list[str], threshold: float) -> None
     evals = [EvalText("s", str(i), t) for i, t in enumerate(rows[1::2])]
     assert find_contamination(rows, evals, threshold=threshold) == \
         brute_contamination(rows, evals, threshold)
+
+
+def test_band_threads_do_not_change_the_result() -> None:
+    """``workers`` runs bands in that many threads (single-threaded BLAS each): same removals."""
+    rows = [r for seed in range(3) for r in adversarial_corpus(seed)]
+    expected = brute_duplicates(rows, 90.0)
+    for workers in (1, 2, 3, -1):
+        assert find_duplicates(rows, threshold=90.0, workers=workers) == expected
