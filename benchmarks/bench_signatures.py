@@ -25,14 +25,16 @@ every ~10 characters (K is about 0.105 |a|), so with q=6 a row must register K+1
 chunks, two thirds of them: most registered chunks are common phrases, and the join enumerates
 their collisions.
 
-- synthetic rows (benchmarks/perturb.py), 196K rows, q=6, s=1: 4.5M chunks registered,
-  3.2e8 positional collisions enumerated, 1.73e7 candidate pairs (2.17e6 with >= 2 hits) against
-  2.99e9 pairs in length windows; 185 s in numpy (q=8: 3.1e8 collisions, 1.93e7 candidates,
-  150 s) where the bag filter takes 12-26 s for the same rows.
-- the same at 11,854 rows: synthetic rows keep 0.6% of the length-window pairs (63K of 10.7M),
-  real source prompts (``--source real``: every MedMCQA/MedQA/HeadQA/PubMedQA prompt in
-  shared/data once) keep 3.2% (162K of 5.1M): real rows share more text than the synthetic ones,
-  so the generator is not what makes signatures weak.
+- synthetic rows (benchmarks/perturb.py), 196K rows (193,193 distinct), q=6, s=1, load 1.7-3.2:
+  4.47M chunks registered, 3.18e8 positional collisions enumerated, 1.73e7 candidate pairs
+  (2.16e6 with >= 2 hits) against 3.01e9 pairs in length windows (0.58% kept); 165 s in numpy,
+  where the bag filter takes 9-16 s for the same rows at that load. (A first prototype with
+  q=8: 3.1e8 collisions, 1.93e7 candidates.)
+- 11,845 real source prompts (``--source real``: every MedMCQA/MedQA/HeadQA/PubMedQA prompt in
+  shared/data once) keep 3.12% of their length-window pairs (162K of 5.2M, 30K with >= 2 hits);
+  11,854 synthetic rows keep 0.57% (63K of 11.1M): real rows share more text than the synthetic
+  ones, so the benchmark generator is not what makes signatures weak. ``--check`` on the real
+  rows: all 34 matching pairs are among the candidates.
 
 The candidates are a constant fraction of the pairs in length windows at both sizes (0.6% at 12K
 and at 196K), so the method is as quadratic as the bag filter, with a costlier unit of work

@@ -56,9 +56,9 @@ than the pairs?). At t=95 the bound allows an Indel edit every ~10 characters (K
   |u - p| + ||b| - |a| - (u - p)| <= K; see benchmarks/bench_signatures.py). A row must register
   K+1 of its ~|a|/q chunks, two thirds of them with q=6, so most registered chunks are common
   phrases. Self-join of 196K benchmark rows: 3.2e8 positional collisions to enumerate, 1.7e7
-  candidates (2.2e6 with >= 2 hits) against 2.99e9 pairs in length windows, 185 s in numpy against
-  12-26 s for this filter. The kept fraction does not shrink with size (0.6% at 12K and 196K),
-  and real source prompts keep more (3.2% at 12K) than the synthetic rows, so the benchmark
+  candidates (2.2e6 with >= 2 hits) against 3.0e9 pairs in length windows, 165 s in numpy against
+  9-16 s for this filter. The kept fraction does not shrink with size (0.6% at 12K and 196K),
+  and real source prompts keep more (3.1% at 12K) than the synthetic rows, so the benchmark
   generator is not the cause.
 - Low-dimensional exact bounds: the L1 distance between the counts of G balanced character
   groups is also <= indel. On 400K random length-compatible pairs of the 196K rows it keeps
