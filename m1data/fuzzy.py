@@ -41,7 +41,8 @@ process may use) is both the number of threads that run bands at once, each with
 single-threaded BLAS (threadpoolctl), and rapidfuzz's thread count. Bands in threads rather than
 BLAS's own threads: the encoding, masking and scanning around each product run in parallel too,
 and on a shared machine one descheduled BLAS thread no longer stalls the other (measured on 2
-busy cores, load ~10, 100K rows: 22-27 s with BLAS threads, 5-14 s with band threads). The
+busy cores, load ~10, 100K rows: 22-27 s with BLAS threads, 5-14 s with band threads; at load
+~1.5, 196K rows, dedup + decontamination: 12.9-18.8 s -> 11.4-11.7 s). The
 bands are independent units of work (``BandJob.match`` runs any subset and returns them in
 order), which is how m1data.distributed spreads them over a Ray cluster with the same answer.
 
