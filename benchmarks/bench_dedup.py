@@ -1,7 +1,19 @@
 """Benchmark m1data.stages.dedup against a plain all-pairs rapidfuzz baseline.
 
+    python benchmarks/bench_dedup.py --table [--sizes 50000,196000,1000000] [--ray-cpus 2]
     python benchmarks/bench_dedup.py [--rows 20000] [--full] [--seed 0]
     python benchmarks/bench_dedup.py --executor ray [--sizes 196000,1000000] [--ray-cpus 2]
+
+``--table`` (issue 21: the one command): rows from benchmarks/perturb.py, dedup of the rows plus
+decontamination against ~15,000 eval items. First, at ``--check-rows`` (20K), both are compared
+with the all-pairs rapidfuzz loop (``cdist``); then, at each of ``--sizes``, one child process per
+executor (local, and Ray with ``--ray-cpus`` CPUs) runs both and reports its wall times and its own
+peak RSS (ru_maxrss of the child: it includes the rows it loads; the Ray line adds the largest Ray
+workers' peak RSS, sampled with psutil). The local child also counts the filter's pairs: pairs in
+the length windows (what the matrix products visit), pairs through the float bag test (candidates
+before the exact integer bag check) and pairs through that check (what reaches rapidfuzz), and the
+Ray result is compared with the local one. ``uptime`` is printed before and after each line: the
+machine is shared, so the load says how much the times are contended.
 
 Default run: the same ``--rows`` synthetic training prompts are deduplicated by
 1. the baseline: ``rapidfuzz.process.cdist`` over all pairs (each row chunk against the rows
@@ -194,6 +206,149 @@ def on_ray(rows: list[str], evals: list[EvalText], sizes: list[int], threshold: 
     ray.shutdown()
 
 
+def uptime() -> str:
+    import subprocess
+
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def counting_filter():  # type: ignore[no-untyped-def]
+    """Wrap the bag filter's two stages to count pairs; returns the counters (local runs only)."""
+    import m1data.stages.fuzzy as fz
+
+    counts = {"windows": 0, "float_bag": 0, "to_rapidfuzz": 0}
+    band_pairs, exact = fz._band_pairs, fz._exact_bag_check
+
+    def counted_band_pairs(rows, cols, r0, r1, window):  # type: ignore[no-untyped-def]
+        counts["windows"] += int(np.maximum(window[:, 1] - window[:, 0], 0).sum())
+        return band_pairs(rows, cols, r0, r1, window)
+
+    def counted_exact(rows, cols, rr, cc, f):  # type: ignore[no-untyped-def]
+        out = exact(rows, cols, rr, cc, f)
+        counts["float_bag"] += len(rr)
+        counts["to_rapidfuzz"] += len(out[0])
+        return out
+
+    fz._band_pairs, fz._exact_bag_check = counted_band_pairs, counted_exact
+    return counts
+
+
+def table_child(data: Path, n: int, executor: str, cpus: int, threshold: float) -> None:
+    """One size on one executor, in its own process so that ru_maxrss is this run's peak."""
+    import json
+    import pickle
+
+    with data.open("rb") as fh:
+        rows, eval_texts = pickle.load(fh)
+    rows = rows[:n]
+    evals = [EvalText("eval", str(i), t) for i, t in enumerate(eval_texts)]
+    out: dict = {}
+    runner = None
+    mem = None
+    if executor == "ray":
+        import ray
+
+        from m1data.runs.distributed import ExecutorConfig, RayExecutor
+
+        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+        runner = RayExecutor(ExecutorConfig(kind="ray")).band_runner
+        mem = WorkerMemory().__enter__()
+    else:
+        counts = counting_filter()
+    t0 = time.perf_counter()
+    dups = find_duplicates(rows, threshold=threshold, runner=runner)
+    out["dedup_s"] = time.perf_counter() - t0
+    if executor == "local":
+        out["dedup_counts"] = dict(counts)
+        counts.update({k: 0 for k in counts})
+    t0 = time.perf_counter()
+    cont = find_contamination(rows, evals, threshold=threshold, runner=runner)
+    out["decontam_s"] = time.perf_counter() - t0
+    if executor == "local":
+        out["decontam_counts"] = dict(counts)
+    if mem is not None:
+        mem.__exit__()
+        out["workers"] = mem.summary()
+    out["rss_gb"] = peak_rss_gb()
+    out["dups"] = [(m.index, m.match_index, m.score) for m in dups]
+    out["cont"] = [(m.index, m.item_id, m.score) for m in cont]
+    print("RESULT " + json.dumps(out))
+
+
+def table(rows: list[str], eval_texts: list[str], sizes: list[int], check_rows: int, cpus: int,
+          threshold: float, seed: int) -> None:
+    import json
+    import subprocess
+    import tempfile
+
+    evals = [EvalText("eval", str(i), t) for i, t in enumerate(eval_texts)]
+    print(f"rows: {perturb.length_summary(rows)}; eval items: {perturb.length_summary(eval_texts)}")
+    print(f"load: {uptime()}", flush=True)
+    part = rows[:check_rows]
+    t0 = time.perf_counter()
+    ours_d = find_duplicates(part, threshold=threshold)
+    ours_c = find_contamination(part, evals, threshold=threshold)
+    t_ours = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    base_d = baseline_duplicates(part, threshold)
+    base_c = baseline_contamination(part, evals, threshold)
+    t_base = time.perf_counter() - t0
+    print(f"{check_rows:>9,} rows vs all pairs (cdist, workers=2): m1data {t_ours:.1f}s, all pairs {t_base:.1f}s; "
+          f"dedup identical {ours_d == base_d} ({len(ours_d):,} removed), "
+          f"decontam identical {ours_c == base_c} ({len(ours_c):,} removed); load: {uptime()}", flush=True)
+    import pickle
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "rows.pkl"
+        with data.open("wb") as fh:
+            pickle.dump((rows, eval_texts), fh)
+        for n in sizes:
+            res = {}
+            for ex in ("local", "ray"):
+                cmd = [sys.executable, __file__, "--child", str(data), "--child-n", str(n), "--child-executor", ex,
+                       "--ray-cpus", str(cpus), "--threshold", str(threshold), "--seed", str(seed)]
+                before = uptime()
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+                line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+                if proc.returncode or not line:
+                    print(f"{n:>9,} rows {ex}: failed (rc {proc.returncode})\n{proc.stderr[-3000:]}", flush=True)
+                    continue
+                r = res[ex] = json.loads(line[0][7:])
+                total = r["dedup_s"] + r["decontam_s"]
+                print(f"{n:>9,} rows {ex:>5}: dedup {r['dedup_s']:7.1f}s ({len(r['dups']):,} removed)  "
+                      f"decontam {r['decontam_s']:6.1f}s ({len(r['cont']):,} removed)  total {total:7.1f}s  "
+                      f"peak RSS {r['rss_gb']:.2f} GB" + (f"; Ray workers {r['workers']}" if ex == "ray" else ""),
+                      flush=True)
+                if ex == "local":
+                    for what in ("dedup", "decontam"):
+                        c = r[f"{what}_counts"]
+                        print(f"           {what:>8} pairs: in length windows {c['windows']:.3e}, "
+                              f"through the float bag test {c['float_bag']:,}, "
+                              f"to rapidfuzz (after the exact bag check) {c['to_rapidfuzz']:,}", flush=True)
+                print(f"           load before: {before}\n           load after:  {uptime()}", flush=True)
+            if len(res) == 2:
+                same = res["local"]["dups"] == res["ray"]["dups"] and res["local"]["cont"] == res["ray"]["cont"]
+                print(f"           ray identical to local: {same}", flush=True)
+
+
+def baseline_contamination(texts: list[str], evals: list[EvalText], threshold: float, chunk: int = 256,
+                           workers: int = 2) -> list:
+    """All pairs with cdist: for each row the best-scoring eval item (ties: lowest eval index)."""
+    from m1data.stages.fuzzy import ContamMatch
+
+    ev = [e.text for e in evals]
+    out = []
+    for r0 in range(0, len(texts), chunk):
+        block = process.cdist(texts[r0:r0 + chunk], ev, scorer=fuzz.ratio,
+                              score_cutoff=max(0.0, threshold - 0.1), dtype=np.float64, workers=workers)
+        block[block < threshold] = 0.0
+        for i in np.flatnonzero(block.max(axis=1) >= threshold):
+            e = int(np.argmax(block[i]))  # first maximum: the lowest eval index
+            item = evals[e]
+            out.append(ContamMatch(r0 + int(i), item.set_name, item.item_id, item.text, float(block[i, e])))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=20_000)
@@ -205,19 +360,31 @@ def main() -> None:
     ap.add_argument("--sizes", default="196000,1000000", help="row counts for --executor ray")
     ap.add_argument("--ray-cpus", type=int, default=2)
     ap.add_argument("--no-local", action="store_true", help="with --executor ray: skip the local runs")
+    ap.add_argument("--table", action="store_true", help="the issue-21 table (see above)")
+    ap.add_argument("--check-rows", type=int, default=20_000, help="--table: rows compared with all pairs")
+    ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--child-n", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--child-executor", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child:
+        table_child(args.child, args.child_n, args.child_executor, args.ray_cpus, args.threshold)
+        return
+    if args.table and args.sizes == "196000,1000000":
+        args.sizes = "50000,196000,1000000"
     if not perturb.DATA.is_dir():
         sys.exit(f"{perturb.DATA} not found: the benchmark needs ../shared/data")
 
     t0 = time.perf_counter()
     eval_items, eval_texts = perturb.eval_rows(seed=args.seed + 1)
     sizes = [int(s) for s in args.sizes.split(",")]
-    n_rows = max(sizes) if args.executor == "ray" else args.full_rows if args.full else args.rows
+    n_rows = max(sizes) if args.executor == "ray" or args.table else args.full_rows if args.full else args.rows
     rows = perturb.training_rows(n_rows, seed=args.seed, eval_items=eval_items)
     print(f"generated in {time.perf_counter() - t0:.1f}s (seed {args.seed})")
     print(f"real prompts, source-mix weighted: {perturb.length_summary(perturb.mix_weighted_real_prompts())}")
     print(f"real prompts, every source row once: {perturb.length_summary(perturb.real_training_prompts())}")
-    if args.executor == "ray":
+    if args.table:
+        table(rows, eval_texts, sizes, args.check_rows, args.ray_cpus, args.threshold, args.seed)
+    elif args.executor == "ray":
         evals = [EvalText("eval", str(i), t) for i, t in enumerate(eval_texts)]
         on_ray(rows, evals, sizes, args.threshold, args.ray_cpus, with_local=not args.no_local)
     elif args.full:

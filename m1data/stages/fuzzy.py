@@ -36,29 +36,53 @@ nothing is capped (the reference's ``process.extract`` stopped at 5 matches).
 
 Cost: the filter still visits every length-compatible pair (quadratic in rows), but at BLAS
 speed with a thermometer only as wide as one band of ~384 similar-length texts needs; on the
-benchmark rows it let through ~750 of ~35M pairs at 20K rows. ``workers`` goes to rapidfuzz;
-the matrix products use BLAS's own threads (OPENBLAS_NUM_THREADS etc.). The bands are
-independent units of work (``BandJob.match`` runs any subset), which is how m1data.running.distributed
-spreads them over a Ray cluster with the same answer.
+benchmark rows it let through ~750 of ~35M pairs at 20K rows. ``workers`` (-1: every core this
+process may use) is both the number of threads that run bands at once, each with a
+single-threaded BLAS (threadpoolctl), and rapidfuzz's thread count. Bands in threads rather than
+BLAS's own threads: the encoding, masking and scanning around each product run in parallel too,
+and on a shared machine one descheduled BLAS thread no longer stalls the other (measured on 2
+busy cores, load ~10, 100K rows: 22-27 s with BLAS threads, 5-14 s with band threads; at load
+~1.5, 196K rows, dedup + decontamination: 12.9-18.8 s -> 11.4-11.7 s). The
+bands are independent units of work (``BandJob.match`` runs any subset and returns them in
+order), which is how m1data.running.distributed spreads them over a Ray cluster with the same answer.
 
-Measured alternative, not used: q-gram prefix filtering (with location-based prefixes) kept
-about 1% of all pairs on real prompts but cost more than this filter, because a 95% bound allows
-an edit every ~10 characters, so prefixes must hold 20-40% of each string's q-grams. Positional
-chunk signatures (PassJoin family: one of k+1 disjoint chunks of a row is intact in any partner
-within k Indel edits, at a bounded shift; each row keeps its k+1 rarest chunks) were measured too
-(benchmarks/bench_signatures.py): identical candidates, 100x fewer pairs than the length windows,
-but still growing quadratically on the benchmark rows (many rows share half their text) and 5x
-slower than this filter at 20K rows, so they are not used.
+Measured alternatives, not used (issue 21: can candidate generation follow the matches rather
+than the pairs?). At t=95 the bound allows an Indel edit every ~10 characters (K is about
+0.105 |a|), and every exact necessary condition we could index is correspondingly weak:
+
+- q-gram prefix filtering (with location-based prefixes) kept about 1% of all pairs on real
+  prompts, because prefixes must hold 20-40% of each string's q-grams.
+- Positional chunk signatures (PassJoin family, adapted to Indel: each edit breaks at most one
+  of a's disjoint chunks, so of any K+s chunks at least s are intact in b, at a shift u - p with
+  |u - p| + ||b| - |a| - (u - p)| <= K; see benchmarks/bench_signatures.py). A row must register
+  K+1 of its ~|a|/q chunks, two thirds of them with q=6, so most registered chunks are common
+  phrases. Self-join of 196K benchmark rows: 3.2e8 positional collisions to enumerate, 1.7e7
+  candidates (2.2e6 with >= 2 hits) against 3.0e9 pairs in length windows, 165 s in numpy against
+  9-16 s for this filter. The kept fraction does not shrink with size (0.6% at 12K and 196K),
+  and real source prompts keep more (3.1% at 12K) than the synthetic rows, so the benchmark
+  generator is not the cause.
+- Low-dimensional exact bounds: the L1 distance between the counts of G balanced character
+  groups is also <= indel. On 400K random length-compatible pairs of the 196K rows it keeps
+  31% / 4.9% / 0.27% / 0.01% of them at G = 4 / 8 / 16 / 32 (the full histogram: 0.003%), but an
+  L1 ball of radius K ~ 22 cannot be cut out by sorting or grids: each group's count alone
+  differs by ~5 between unrelated rows, so no coordinate prunes and the bound must still be
+  evaluated pair by pair, which the thermometer product here does fastest.
+
+So the filter stays quadratic (pairs in length windows grow 26x from 196K to 1M rows); the
+measured cost per size is printed by ``benchmarks/bench_dedup.py --table``.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 from rapidfuzz import fuzz, process
+from threadpoolctl import threadpool_limits
 
 from m1data.errors import UserError
 from m1data.output import bar
@@ -419,20 +443,31 @@ class BandJob:
     def match(self, bands: Sequence[tuple[int, int]], workers: int = 1,
               advance=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
         """(row, col, score) of every matching pair whose row lies in ``bands``, as positions in
-        the callers' lists; the survivors of the filter are scored by rapidfuzz here."""
+        the callers' lists; the survivors of the filter are scored by rapidfuzz here.
+
+        ``workers`` threads run the bands (each product on a single-threaded BLAS); results are
+        taken in band order, so the output does not depend on ``workers``."""
         found_r: list[np.ndarray] = [np.zeros(0, np.int64)]
         found_c: list[np.ndarray] = [np.zeros(0, np.int64)]
-        for r0, r1 in bands:
-            rr, cc = self.candidates(r0, r1)
-            found_r.append(rr)
-            found_c.append(cc)
-            if advance is not None:
-                advance()
+        threads = min(_threads(workers), max(len(bands), 1))
+        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
+            for rr, cc in pool.map(lambda band: self.candidates(*band), bands):
+                found_r.append(rr)
+                found_c.append(cc)
+                if advance is not None:
+                    advance()
         rr, cc = np.concatenate(found_r), np.concatenate(found_c)
         scores = _verify([self.rows.texts[i] for i in rr], [self.cols.texts[j] for j in cc],
                          self.threshold, workers)
         hit = scores >= self.threshold
         return self.rows.order[rr[hit]], self.cols.order[cc[hit]], scores[hit]
+
+
+def _threads(workers: int) -> int:
+    """rapidfuzz's convention: -1 is every core this process may run on."""
+    if workers < 0:
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, workers)
 
 
 # How a caller runs a job's bands: given the job and its bands, return ``job.match(group)`` for

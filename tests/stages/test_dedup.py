@@ -11,6 +11,7 @@ import json
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -357,3 +358,139 @@ def test_bare_eval_questions_are_compared_with_row_stems() -> None:
     assert removed["id"] == ["r0"] and removed["eval_set"] == ["plain"] and removed["score"] == [100.0]
     with pytest.raises(ValueError, match="pass column="):
         deduplicate(Dataset.from_dict({"prompt": ["x"]}))
+
+
+# ------------------------------------------------------------------ adversarial corpora (issue 21)
+#
+# Each corpus is built to sit on the filters' edges: pairs exactly at the Indel bound, pairs that
+# share half their text (the case that made positional signatures quadratic), one long repeated
+# character (histograms with a single huge count, clipped above 65535), strings of length 0-5,
+# non-Latin-1 text. The verdict is compared with the naive all-pairs loop at thresholds
+# 80/90/95/99/100; test_adversarial_corpora_catch_a_tightened_bound shows the comparison can fail.
+
+THRESHOLDS = [80.0, 90.0, 95.0, 99.0, 100.0]
+
+
+def _edit_copies(base: str, rng: random.Random, n: int, alphabet: str) -> list[str]:
+    out = []
+    for _ in range(n):
+        chars = list(base)
+        for _ in range(rng.randrange(0, max(2, len(base) // 8))):
+            pos = rng.randrange(len(chars) + 1)
+            op = rng.randrange(3)
+            if op == 0 or not chars:
+                chars.insert(pos, rng.choice(alphabet))
+            elif op == 1:
+                del chars[min(pos, len(chars) - 1)]
+            else:
+                chars[min(pos, len(chars) - 1)] = rng.choice(alphabet)
+        out.append("".join(chars))
+    return out
+
+
+def adversarial_corpus(seed: int) -> list[str]:
+    rng = random.Random(seed)
+    alphabet = "abcde fghij.,\nÄßé心臓\U0001f600"
+    words = ["which", "of", "the", "following", "is", "not", "a", "feature", "patient", "presents",
+             "with", "pain", "Größe", "心臓の", "müde"]
+    bases = [" ".join(rng.choice(words) for _ in range(rng.randrange(4, 30))) for _ in range(6)]
+    rows = list(bases)
+    for b in bases:  # clusters of near copies, some within and some beyond each threshold
+        rows += _edit_copies(b, rng, 5, alphabet)
+    for a in bases:  # rows sharing half their text (head of one, tail of another)
+        for b in rng.sample(bases, 3):
+            rows.append(a[: len(a) // 2] + b[len(b) // 2:])
+    run = rng.randrange(40, 200)  # one long repeated character and near copies of it
+    rows += ["x" * run, "x" * (run + 1), "x" * (run - 3) + "y", "y" + "x" * run, "x" * (run // 2)]
+    rows += ["".join(rng.choice("ab") for _ in range(rng.randrange(0, 6))) for _ in range(12)]
+    rows += ["", "", "心", "心臓", "é", "e"]
+    rng.shuffle(rows)
+    return rows
+
+
+@pytest.mark.parametrize("threshold", THRESHOLDS)
+@pytest.mark.parametrize("seed", range(4))
+def test_adversarial_corpora_equal_all_pairs(threshold: float, seed: int) -> None:
+    rows = adversarial_corpus(seed)
+    assert find_duplicates(rows, threshold=threshold) == brute_duplicates(rows, threshold)
+    evals = [EvalText("e", str(i), t) for i, t in enumerate(adversarial_corpus(seed + 100)[:40])]
+    assert find_contamination(rows, evals, threshold=threshold) == \
+        brute_contamination(rows, evals, threshold)
+
+
+def test_adversarial_corpora_catch_a_tightened_bound(monkeypatch) -> None:
+    """The corpora hold pairs that match with the bag bound exactly tight: a filter one edit
+    too strict (``<`` for ``<=``) loses some, so the all-pairs comparisons above can fail."""
+    import m1data.stages.fuzzy as fz
+
+    def strict(rows, cols, rr, cc, f):  # type: ignore[no-untyped-def]
+        l1 = np.abs(rows.hist[:, rr].astype(np.int32) - cols.hist[:, cc].astype(np.int32)).sum(0)
+        keep = l1 < np.floor(f * (rows.lens[rr] + cols.lens[cc]))
+        return rr[keep], cc[keep]
+
+    monkeypatch.setattr(fz, "_exact_bag_check", strict)
+    differs = [seed for seed in range(4) for t in (90.0, 95.0)
+               if find_duplicates(adversarial_corpus(seed), threshold=t)
+               != brute_duplicates(adversarial_corpus(seed), t)]
+    assert differs
+
+
+def test_one_long_repeated_character_beyond_the_count_clip() -> None:
+    """Counts above 65535 are clipped in the histograms; the bound must still hold there."""
+    n = 70_000
+    rows = ["a" * n, "a" * (n - 2000), "a" * (n - 4000) + "b" * 10, "b" * n, "a" * (n // 2)]
+    for t in (90.0, 95.0, 99.0):
+        assert find_duplicates(rows, threshold=t) == brute_duplicates(rows, t)
+    assert find_duplicates(rows, threshold=95.0)  # some pair really matches
+
+
+@pytest.mark.parametrize("threshold", THRESHOLDS)
+def test_all_strings_of_length_up_to_four(threshold: float) -> None:
+    import itertools
+
+    rows = ["".join(p) for n in range(5) for p in itertools.product("ab", repeat=n)]
+    rows += rows[::-1]
+    assert find_duplicates(rows, threshold=threshold) == brute_duplicates(rows, threshold)
+
+
+@st.composite
+def _near_duplicate_corpus(draw):  # type: ignore[no-untyped-def]
+    alphabet = st.sampled_from(list("aab c.é心") + ["\U0001f600"])
+    bases = draw(st.lists(st.text(alphabet=alphabet, min_size=0, max_size=40), min_size=1, max_size=5))
+    rows = list(bases)
+    for _ in range(draw(st.integers(0, 12))):
+        kind = draw(st.integers(0, 3))
+        a, b = draw(st.sampled_from(bases)), draw(st.sampled_from(bases))
+        if kind == 0:  # a copy with up to 4 edits
+            text = list(a)
+            for _ in range(draw(st.integers(0, 4))):
+                pos = draw(st.integers(0, len(text)))
+                if text and draw(st.booleans()):
+                    del text[min(pos, len(text) - 1)]
+                else:
+                    text.insert(pos, draw(alphabet))
+            rows.append("".join(text))
+        elif kind == 1:  # shares half its text with each of two rows
+            rows.append(a[: len(a) // 2] + b[len(b) // 2:])
+        elif kind == 2:  # a long run of one character
+            rows.append(draw(alphabet) * draw(st.integers(0, 60)))
+        else:
+            rows.append(a)
+    return draw(st.permutations(rows))
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=_near_duplicate_corpus(), threshold=st.sampled_from(THRESHOLDS))
+def test_property_adversarial_corpora(rows: list[str], threshold: float) -> None:
+    assert find_duplicates(rows, threshold=threshold) == brute_duplicates(rows, threshold)
+    evals = [EvalText("s", str(i), t) for i, t in enumerate(rows[1::2])]
+    assert find_contamination(rows, evals, threshold=threshold) == \
+        brute_contamination(rows, evals, threshold)
+
+
+def test_band_threads_do_not_change_the_result() -> None:
+    """``workers`` runs bands in that many threads (single-threaded BLAS each): same removals."""
+    rows = [r for seed in range(3) for r in adversarial_corpus(seed)]
+    expected = brute_duplicates(rows, 90.0)
+    for workers in (1, 2, 3, -1):
+        assert find_duplicates(rows, threshold=90.0, workers=workers) == expected
