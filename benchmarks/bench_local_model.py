@@ -4,6 +4,7 @@ llama-server with SmolLM2-135M-Instruct Q4_1), and the main job's wall time per 
     python benchmarks/bench_local_model.py                    # tokens/s at concurrency 1, 4, 16
     python benchmarks/bench_local_model.py --run-dir runs/m1k # + per-stage wall time of that build
     python benchmarks/bench_local_model.py --build            # + build m1k fresh in a temp folder
+    python benchmarks/bench_local_model.py --threads 1        # the server on one thread (default: every core)
 
 Each concurrency level sends its own distinct prompts (real questions of the embedded sample,
 the students' m1 prompt, greedy, a fixed number of new tokens), with no cache, so every token is
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -25,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from m1data.llm import RunStats, complete_all
 from m1data.llm.embedded import EmbeddedEngine
-from m1data.llm.local_server import LocalServer, ServerConfig
+from m1data.llm.local_server import LocalServer, ServerConfig, default_threads
 from m1data.llm.stages import boxed_request
 from m1data.stages.loading import LoadConfig, LoadSources
 
@@ -79,6 +81,7 @@ def main() -> None:
     parser.add_argument("--build", action="store_true", help="build m1k with the default config in a temp folder")
     parser.add_argument("--parallel", type=int, default=1,
                         help="server slots (1: the deterministic default; more: batched, faster, not deterministic)")
+    parser.add_argument("--threads", type=int, default=None, help="server threads (default: every core)")
     args = parser.parse_args()
 
     levels = [int(x) for x in args.levels.split(",")]
@@ -86,10 +89,11 @@ def main() -> None:
     needed = args.requests * len(levels)
     if needed > len(prompts):
         raise SystemExit(f"the embedded sample has {len(prompts)} questions; ask for at most {len(prompts) // len(levels)}")
-    config = ServerConfig(parallel=args.parallel, cache_prompt=args.parallel > 1)
+    config = ServerConfig(parallel=args.parallel, cache_prompt=args.parallel > 1, threads=args.threads)
     with LocalServer(config, Path(tempfile.gettempdir()) / "bench_local_model_server.log") as server:
         print(f"{server.name} with {server.model.name} (parallel {server.config.parallel}, "
-              f"prompt cache {'on' if server.config.cache_prompt else 'off'})")
+              f"prompt cache {'on' if server.config.cache_prompt else 'off'}, "
+              f"threads {server.config.threads or default_threads()}, load {os.getloadavg()[0]:.2f})")
         print(f"{'concurrency':>11}{'requests':>9}{'errors':>7}{'gen tokens':>11}{'wall s':>8}{'tokens/s':>10}")
         for i, level in enumerate(levels):
             batch = prompts[i * args.requests:(i + 1) * args.requests]

@@ -31,6 +31,7 @@ from m1data.llm.local_server import (
     embedded_missing,
     find_embedded_model,
     find_server_binary,
+    server_environment,
 )
 
 needs_server = pytest.mark.skipif(embedded_missing() is not None, reason=str(embedded_missing()))
@@ -100,6 +101,16 @@ def test_ctrl_c_and_sigterm_stop_the_server(tmp_path):
         child.send_signal(sig)
         child.wait(timeout=30)
         assert _gone(server_pid), f"server outlived its parent after {sig.name}"
+
+
+def test_the_child_caps_openmp_spinning_unless_the_user_set_it(monkeypatch):
+    """Two spinning threads on a busy 2-core machine were 5x slower than one (README, "Threads")."""
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
+    monkeypatch.setenv("M1DATA_PROBE", "kept")
+    env = server_environment()
+    assert env["GOMP_SPINCOUNT"] == "1000" and env["M1DATA_PROBE"] == "kept"
+    monkeypatch.setenv("GOMP_SPINCOUNT", "50")
+    assert server_environment()["GOMP_SPINCOUNT"] == "50"
 
 
 def test_missing_server_says_what_to_install(monkeypatch, tmp_path):
