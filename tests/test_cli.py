@@ -325,19 +325,16 @@ def test_infer_sweep_then_plot_overlays_models(tmp_path):
     assert bad.exit_code == 2
 
 
-def test_main_prints_our_errors_in_one_line_and_shows_bugs(tmp_path, monkeypatch, capsys):
+def test_main_prints_our_errors_in_one_line_and_shows_bugs(tmp_path, monkeypatch, capsys, main):
     """m1data's own errors (here a file that is not rows) are one line and exit 2; any other
     exception is a bug: its traceback is kept, with a request to report it."""
     import m1data.stages.dedup
-    from m1data import cli
 
     bad = tmp_path / "rows.csv"
     bad.write_text("not rows")
-    monkeypatch.setattr(sys, "argv", ["m1data", "dedup", str(bad), str(tmp_path / "out.jsonl")])
-    with pytest.raises(SystemExit) as stop:
-        cli.main()
-    assert stop.value.code == 2
-    err = capsys.readouterr().err.strip()
+    proc = main("dedup", bad, tmp_path / "out.jsonl")
+    assert proc.returncode == 2
+    err = proc.stderr.strip()
     assert err.startswith("error:") and len(err.splitlines()) == 1 and ".parquet or .jsonl" in err
 
     def broken(*args, **kwargs):
@@ -346,10 +343,11 @@ def test_main_prints_our_errors_in_one_line_and_shows_bugs(tmp_path, monkeypatch
     monkeypatch.setattr(m1data.stages.dedup, "deduplicate", broken)
     rows = write_rows(rows_to_dataset([make_row(source="medqa", row_id="a", question="Q?", options=["x", "y"],
                                                 answer_idx=0, raw={})]), tmp_path / "in.jsonl")
-    monkeypatch.setattr(sys, "argv", ["m1data", "dedup", str(rows), str(tmp_path / "out.jsonl")])
     with pytest.raises(KeyError):
-        cli.main()
+        main("dedup", rows, tmp_path / "out.jsonl")
     assert "internal error" in capsys.readouterr().err
+
+
 def test_load_a_file_m1data_has_no_loader_for_through_a_mapping(tmp_path, shared_data):
     import csv
 
