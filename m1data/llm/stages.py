@@ -196,6 +196,9 @@ class LLMStage(Stage):
     @abstractmethod
     def endpoints(self) -> list[Endpoint]: ...
 
+    def holds_model(self) -> bool:
+        return any(endpoint.in_process for endpoint in self.endpoints() if endpoint.key not in self.engines)
+
     @abstractmethod
     def requests(self, endpoint: Endpoint, rows: datasets.Dataset) -> list[Request]:
         """The requests of the first round for `endpoint`: what a run sends first, what a dry

@@ -109,6 +109,11 @@ class Stage(ABC):
     config: Any
     row_parallel: ClassVar[bool] = False
 
+    def holds_model(self) -> bool:
+        """True when the stage loads a model into its own process (vLLM, transformers), so a
+        distributed worker must keep it for the whole stage and free it after."""
+        return False
+
     @abstractmethod
     def run(self, rows: datasets.Dataset | None, ctx: RunContext) -> StageResult: ...
 

@@ -35,6 +35,7 @@ from m1data.cli import app
 from m1data.running.distributed import ExecutorConfig, MissingExtra, RayExecutor, group_bands, require_ray, sum_stats
 from m1data.llm.stages import LLMRuntime
 from m1data.running.pipeline import (
+    RunContext,
     Stage,
     StageResult,
     file_digest,
@@ -465,6 +466,50 @@ def test_a_block_that_keeps_no_rows_on_ray_gives_the_local_result(executor, faul
     manifest = read_manifests(tmp_path / "ray")[-1]
     assert manifest["rows_out"] == N_FAULT_ROWS - 5 and manifest["complete"] is True
     assert difficulty_outputs(tmp_path / "ray") == difficulty_outputs(tmp_path / "local")
+
+
+# ------------------------------------------------------------------ a stage's state on pooled task workers
+
+
+class BuiltOnce(Stage):
+    """Row-parallel, and builds its (pretend) model on its first block: each build is logged
+    with the process that made it."""
+
+    name = "built_once"
+    row_parallel = True
+
+    def __init__(self, log: Path):
+        self.config, self.log, self._model = None, log, None
+
+    def __getstate__(self):
+        return {**self.__dict__, "_model": None}
+
+    def run(self, rows, ctx):
+        if self._model is None:
+            self._model = os.getpid()
+            with self.log.open("a") as f:
+                f.write(f"{os.getpid()}\n")
+        return StageResult(rows=rows.map(lambda row: {"prompt": row["prompt"] + "!"}))
+
+
+def test_a_stage_on_task_workers_is_built_once_per_worker_and_rebuilt_for_the_next_stage(ray_cluster, tmp_path):
+    """A stage that holds no in-process model runs as Ray tasks (no actor pool to start); each
+    worker process still builds the stage's state once for all its blocks, and the next stage
+    run gets a fresh one."""
+    import ray
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[BuiltOnce.__module__])  # workers cannot import tests
+    rows = LoadSources(LoadConfig()).run(None, None).rows.select(range(40))
+    executor = RayExecutor(ExecutorConfig(kind="ray", rows_per_block=5))  # 8 blocks
+    ctx = RunContext(tmp_path, tmp_path)
+    builds = []
+    for run in range(2):
+        log = tmp_path / f"built{run}.log"
+        result = executor.run_stage(BuiltOnce(log), rows, ctx)
+        assert result.rows["prompt"] == [p + "!" for p in rows["prompt"]]
+        builds.append(log.read_text().split())
+        assert 1 <= len(builds[-1]) <= 2 and len(set(builds[-1])) == len(builds[-1])  # once per worker
+        assert str(os.getpid()) not in builds[-1]
 
 
 # ------------------------------------------------------------------ in-process models on Ray workers
