@@ -163,22 +163,25 @@ def test_wrong_key_is_one_line_and_exit_2(llm_server, tmp_path):
 
 
 def test_run_traces_refused_connection_exits_non_zero(tmp_path):
+    """Checked before anything is sent, as a build checks each stage: one line, no wait for retries."""
+    port = closed_port()
     proc = cli(
         "run",
         "traces",
         str(one_row_file(tmp_path)),
         str(tmp_path / "out.jsonl"),
         "--base-url",
-        f"http://127.0.0.1:{closed_port()}/v1",
+        f"http://127.0.0.1:{port}/v1",
         "--model",
         "m",
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "connect" in proc.stderr
+    assert proc.stderr.strip() == f"error: teacher m: cannot reach http://127.0.0.1:{port}/v1 (ConnectError)"
+    assert not (tmp_path / "out.jsonl").exists()
 
 
 def test_run_traces_timeout_option(llm_server, tmp_path):
-    llm_server.handler = lambda req: reply(req, "\\boxed{A}", delay=3.0)
+    llm_server.handler = lambda req: reply(req, "\\boxed{A}", delay=1.5)
     proc = cli(
         "run",
         "traces",
@@ -194,7 +197,7 @@ def test_run_traces_timeout_option(llm_server, tmp_path):
         "2",
     )
     assert "No such option" not in proc.stderr
-    # one row timing out on every attempt is recorded as such, not a hang of 3 s per attempt
+    # one row timing out on every attempt is recorded as such, not a wait of 1.5 s per attempt
     assert "Traceback" not in proc.stderr
     assert read_rows(tmp_path / "out.dropped.jsonl")["detail"][0].startswith("timeout")
 
