@@ -386,12 +386,8 @@ def run_llm_on_file(
 ) -> dict[str, Any]:
     """An LLM stage over files (`pipeline.run_on_file`: OUT, and OUT.dropped.<ext> with reasons);
     a dry run prints the plan instead, reading the cache if there is one, writing nothing, and
-    returns {}. A real run checks the endpoints first, as a build does before each stage: a dead
-    one is one line at once, not a run of retries that all fail the same way."""
+    returns {}."""
     if not dry_run:
-        problem = stage.preflight()
-        if problem is not None:
-            raise UserError(problem)
         stats = run_on_file(stage, in_path, out_path)
         if stats.get("transient_failures"):
             log.warning(

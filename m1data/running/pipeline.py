@@ -247,6 +247,9 @@ def run_on_file(
         log.warning("%s: 0 rows, nothing to do; %s and its dropped file are written empty", _names(in_path), out_path)
         write_result(rows, None, out_path)
         return {"rows_in": 0, "rows_out": 0, "rows_dropped": 0}
+    problem = stage.preflight()  # as a build checks a stage: a dead endpoint is one line, not a run of retries
+    if problem is not None:
+        raise UserError(problem)
     result = stage.run(rows, ctx)
     write_result(result.rows, result.dropped, out_path)
     dropped = 0 if result.dropped is None else len(result.dropped)
