@@ -4,13 +4,10 @@ Qwen2-shaped model, checked token for token against a direct `model.generate`.""
 from __future__ import annotations
 
 import asyncio
+from importlib.util import find_spec
 
 import pytest
-
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
-
-from m1data.infer.budget import (  # noqa: E402
+from m1data.infer.budget import (
     ANSWER_AFTER_BUDGET,
     ANSWER_AFTER_STOP,
     BudgetConfig,
@@ -18,9 +15,13 @@ from m1data.infer.budget import (  # noqa: E402
     chatml_stop_ids,
     generate,
 )
-from m1data.infer.score import run_infer  # noqa: E402
+from m1data.infer.score import run_infer
 
-from m1data.llm.hf import HFConfig, HFEngine  # noqa: E402
+from m1data.llm.hf import HFConfig, HFEngine
+
+# skipped without the infer extra; torch is imported by the tests that run, not at collection
+pytestmark = pytest.mark.skipif(not (find_spec("torch") and find_spec("transformers")),
+                                reason="torch and transformers are not installed (pip install 'm1data[infer]')")
 
 PROMPT = build_prompt("The patient has a fever. Which drug is best?\nA. aspirin\nB. ibuprofen")
 
@@ -44,6 +45,7 @@ def config(stops, **kwargs) -> BudgetConfig:
 
 def reference(engine, prompt: str, max_new: int, stop_ids) -> list[int]:
     """Greedy continuation straight from transformers, ending on `stop_ids`."""
+    import torch
     from transformers import GenerationConfig
 
     ids = engine.tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]

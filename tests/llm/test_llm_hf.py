@@ -4,14 +4,16 @@ for token against `model.generate` itself."""
 from __future__ import annotations
 
 import asyncio
+from importlib.util import find_spec
 
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("transformers")
+from m1data.llm import Cache, InvalidParams, Request, RunStats, complete_all
+from m1data.llm.hf import HFConfig, HFEngine
 
-from m1data.llm import Cache, InvalidParams, Request, RunStats, complete_all  # noqa: E402
-from m1data.llm.hf import HFConfig, HFEngine  # noqa: E402
+# skipped without the infer extra; torch is imported by the tests that run, not at collection
+pytestmark = pytest.mark.skipif(not (find_spec("torch") and find_spec("transformers")),
+                                reason="torch and transformers are not installed (pip install 'm1data[infer]')")
 
 CHAT = ({"role": "user", "content": "The patient has a fever. Which drug is best?\nA. aspirin\nB. ibuprofen"},)
 
@@ -26,6 +28,7 @@ def engine(tmp_path_factory):
 
 def greedy(engine: HFEngine, ids: list[int], max_new: int) -> list[int]:
     """Reference continuation straight from transformers, with no stop at all."""
+    import torch
     from transformers import GenerationConfig
 
     config = GenerationConfig(

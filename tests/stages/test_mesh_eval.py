@@ -4,13 +4,12 @@ test_mesh_offline."""
 
 from __future__ import annotations
 
+from importlib.util import find_spec
+
 import pytest
+from test_mesh_offline import synthetic
 
-pytest.importorskip("sklearn")
-
-from test_mesh_offline import synthetic  # noqa: E402
-
-from m1data.stages.mesh_eval import (  # noqa: E402
+from m1data.stages.mesh_eval import (
     agreement,
     frequent_baseline,
     held_out_agreement,
@@ -18,6 +17,9 @@ from m1data.stages.mesh_eval import (  # noqa: E402
     random_hit_rate,
     split_indices,
 )
+
+pytestmark = pytest.mark.skipif(find_spec("sklearn") is None,
+                                reason="scikit-learn is not installed (pip install 'm1data[tagger]')")
 
 # ---------------------------------------------------------------------------------------------
 # Metrics

