@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh "llm,tagger,cards,train,infer,ray,embedded,dev"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 # Bytecode caches on (some machines set PYTHONDONTWRITEBYTECODE): without them every test worker
-# and every command a test starts compiles m1data again, and pytest re-rewrites every test
-# module's asserts: 10 s of collection per worker instead of 5. __pycache__/ is git-ignored.
+# and every command a test starts compiles m1data again, and pytest rewrites every test
+# module's asserts anew (a checkout that has run the tests collects in 5 s a worker, not 10 s).
+# __pycache__/ is git-ignored.
 unset PYTHONDONTWRITEBYTECODE
 printf '[m1data] tests: pytest\n' >&2
 exec .venv/bin/python -m pytest -n 2 --dist loadfile "$@"
