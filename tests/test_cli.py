@@ -231,6 +231,8 @@ def test_load_eval_prints_a_skew_warning(tmp_path, monkeypatch):
     result = runner.invoke(app, ["load-eval", "mmlu_anatomy", "--path", str(src), "--out", str(tmp_path / "o.jsonl")])
     assert result.exit_code == 0, result.output
     assert "warning: mmlu_anatomy: answer letters are skewed: answer A on 2 of 2 rows" in result.output.replace("\n", " ")
+
+
 def test_version():
     from m1data import __version__
 
