@@ -39,7 +39,6 @@ than set after set would.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -52,7 +51,7 @@ from m1data.infer.budget import BudgetConfig, BudgetRecord, build_prompt, genera
 
 from m1data.errors import UserError
 from m1data.llm.cache import Cache
-from m1data.llm.runner import RunStats
+from m1data.llm.runner import RunStats, run_sync
 from m1data.llm.stages import CACHE_FILENAME, LLMRuntime, llm_stats
 from m1data.llm.types import Engine
 from m1data.reading.readers import ROW_SUFFIXES, read_records, read_rows
@@ -228,12 +227,6 @@ def run_infer(
     Takes ownership of `engine`: it is closed at the end, inside the same event loop that used it
     (HTTP clients are bound to their loop)."""
 
-    async def go(cache: Cache) -> dict[str, Any]:
-        try:
-            return await infer(engine, eval_sets, out_dir, config, cache=cache, runtime=runtime, limit=limit,
-                               render=render, label=label)
-        finally:
-            await engine.aclose()
-
     with open_infer_cache(runtime, out_dir) as cache:
-        return asyncio.run(go(cache))
+        return run_sync(engine, lambda: infer(engine, eval_sets, out_dir, config, cache=cache, runtime=runtime,
+                                              limit=limit, render=render, label=label), "infer")

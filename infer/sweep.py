@@ -31,7 +31,6 @@ together, as the paper does (``m1data infer plot RUN_DIR...``).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -43,6 +42,7 @@ from m1data.infer.budget import BudgetConfig
 from m1data.infer.score import EvalSource, InferIncomplete, infer, open_infer_cache
 
 from m1data.llm.cache import Cache
+from m1data.llm.runner import run_sync
 from m1data.llm.stages import LLMRuntime
 from m1data.llm.types import Engine
 
@@ -131,15 +131,9 @@ def run_sweep(
     """`sweep` from synchronous code, with the reply cache `open_infer_cache` names for the sweep
     folder; takes ownership of `engine` and closes it at the end."""
 
-    async def go(cache: Cache) -> list[dict[str, Any]]:
-        try:
-            return await sweep(engine, eval_sets, out_dir, base, budgets, forcing_rounds, cache=cache, runtime=runtime,
-                               limit=limit, label=label)
-        finally:
-            await engine.aclose()
-
     with open_infer_cache(runtime, out_dir) as cache:
-        return asyncio.run(go(cache))
+        return run_sync(engine, lambda: sweep(engine, eval_sets, out_dir, base, budgets, forcing_rounds, cache=cache,
+                                              runtime=runtime, limit=limit, label=label), "sweep")
 
 
 def short_label(label: str) -> str:

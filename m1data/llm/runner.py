@@ -27,14 +27,17 @@ output is on (m1data.output.enable, which the CLI calls).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
+import signal
+import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from m1data.errors import M1DataError, UserError
+from m1data.errors import M1DataError, Terminated, UserError, raise_terminated
 from m1data.llm.cache import Cache, Entry, cache_namespace, request_key
 from m1data.llm.cost import Estimate, PriceTable, estimate, prompt_tokens
 from m1data.llm.limits import Failed, RateLimiter, RetryPolicy, failure
@@ -493,16 +496,48 @@ def run_sync(engine: Engine, job: Callable[[], Awaitable[T]], name: str) -> T:
     at the end (the engine stays usable). `name` is the async call to use inside an event loop."""
 
     async def main() -> T:
-        try:
-            return await job()
-        finally:
-            await engine.aclose()
+        with _terminated_by_the_loop():
+            try:
+                return await job()
+            finally:
+                await engine.aclose()
 
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(main())
     raise RuntimeError(f"this call cannot run inside an event loop; use `await {name}(...)`")
+
+
+@contextlib.contextmanager
+def _terminated_by_the_loop() -> Iterator[None]:
+    """While the loop runs, SIGTERM (when the CLI has made it raise `Terminated`) is taken by the
+    loop, which cancels the job and raises `Terminated` from here. Raised by the plain handler, it
+    lands in whatever task is running at that moment; asyncio keeps an exception raised inside a
+    task on that task, so one landing in a task nobody awaits was lost and the run went on."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not raise_terminated:
+        yield
+        return
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+    received: list[int] = []
+
+    def cancel() -> None:
+        received.append(signal.SIGTERM)
+        if task is not None:
+            task.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, cancel)
+    try:
+        yield
+    except asyncio.CancelledError:
+        if received:
+            raise Terminated(f"signal {signal.SIGTERM}") from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)  # which resets it to the default: put the CLI's back
+        signal.signal(signal.SIGTERM, raise_terminated)
+    if received:  # the job ended before the cancellation reached it
+        raise Terminated(f"signal {signal.SIGTERM}")
 
 
 def complete_all(engine: Engine, requests: Sequence[Request], cache: Cache | None = None, **kwargs: Any) -> list[Reply]:

@@ -302,3 +302,36 @@ def test_sigterm_unwinds_and_exits_143(llm_server, tmp_path):
     assert proc.returncode == 143, err
     assert "Traceback" not in err and "terminated" in err
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_sigterm_landing_inside_a_task_still_ends_the_run():
+    """With the CLI's handler, a SIGTERM that arrives while some task of the run is executing
+    (one nobody awaits, here) must still stop the run: the event loop takes the signal, so it
+    cannot be kept on that task as its exception and lost."""
+    import asyncio
+    import os
+    import signal
+
+    from m1data.errors import Terminated, raise_terminated
+    from m1data.llm.runner import run_sync
+
+    class Engine:
+        async def aclose(self) -> None:
+            pass
+
+    async def job() -> str:
+        async def background() -> None:
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs while this task runs
+            await asyncio.sleep(0)
+
+        keep = asyncio.ensure_future(background())  # never awaited
+        await asyncio.sleep(3)
+        return f"finished ({keep.done()})"
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)  # as m1data.cli.main sets it
+    try:
+        with pytest.raises(Terminated):
+            run_sync(Engine(), job, "job")
+        assert signal.getsignal(signal.SIGTERM) is raise_terminated  # the CLI's handler is back afterwards
+    finally:
+        signal.signal(signal.SIGTERM, previous)
