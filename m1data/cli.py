@@ -260,6 +260,15 @@ def _print_stats(stats: dict) -> None:
         typer.echo(json.dumps(stats, indent=2, default=str))
 
 
+def _print_llm_stats(stats: dict) -> None:
+    """An LLM file run whose requests failed transiently wrote OUT and its dropped file (a warning
+    said how many, and that the same command sends exactly those): exit 1, as a build that stops
+    incomplete, so a script does not take it for finished."""
+    _print_stats(stats)
+    if stats.get("transient_failures"):
+        raise typer.Exit(1)
+
+
 @app.command()
 def dedup(
     in_path: Annotated[Path, typer.Argument(help="Rows in (.parquet or .jsonl).")],
@@ -350,7 +359,7 @@ def run_difficulty(
     runtime = jobs.stage_runtime(difficulty.DifficultyConfig, cache_path=cache, concurrency=concurrency, rpm=rpm,
                                  tpm=tpm, timeout=timeout, request_attempts=request_attempts, retry_failed=retry_failed,
                                  batch=batch, prices_file=prices)
-    _print_stats(jobs.run_difficulty_file(in_paths, out_path, pairs, max_tokens=max_tokens, drop_rule=drop_rule,
+    _print_llm_stats(jobs.run_difficulty_file(in_paths, out_path, pairs, max_tokens=max_tokens, drop_rule=drop_rule,
                                           api_key_env=api_key_env, runtime=runtime, dry_run=dry_run))
 
 
@@ -383,7 +392,7 @@ def run_traces(
     runtime = jobs.stage_runtime(traces.TracesConfig, cache_path=cache, concurrency=concurrency, rpm=rpm, tpm=tpm,
                                  timeout=timeout, request_attempts=request_attempts, retry_failed=retry_failed,
                                  batch=batch, prices_file=prices)
-    _print_stats(jobs.run_traces_file(in_paths, out_path, base_url, model, api_key_env, max_tokens=max_tokens,
+    _print_llm_stats(jobs.run_traces_file(in_paths, out_path, base_url, model, api_key_env, max_tokens=max_tokens,
                                       require_reasoning=require_reasoning, runtime=runtime, dry_run=dry_run,
                                       attempts=attempts, keep=keep, retry_truncated=retry_truncated,
                                       temperature=temperature, seed=seed))
@@ -405,7 +414,7 @@ def run_tag(
     runtime = jobs.stage_runtime(mesh.MeshConfig, cache_path=cache, concurrency=concurrency, rpm=rpm, tpm=tpm,
                                  timeout=timeout, request_attempts=request_attempts, retry_failed=retry_failed,
                                  batch=batch, prices_file=prices)
-    _print_stats(jobs.run_tag_file(in_paths, out_path, base_url=base_url, model=model, api_key_env=api_key_env,
+    _print_llm_stats(jobs.run_tag_file(in_paths, out_path, base_url=base_url, model=model, api_key_env=api_key_env,
                                    max_attempts=max_attempts, runtime=runtime, dry_run=dry_run))
 
 

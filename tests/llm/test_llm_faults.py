@@ -199,6 +199,7 @@ def test_run_traces_timeout_option(llm_server, tmp_path):
     assert "No such option" not in proc.stderr
     # one row timing out on every attempt is recorded as such, not a wait of 1.5 s per attempt
     assert "Traceback" not in proc.stderr
+    assert proc.returncode == 1 and "failed transiently" in proc.stderr  # written, not finished: run again
     assert read_rows(tmp_path / "out.dropped.jsonl")["detail"][0].startswith("timeout")
 
 
