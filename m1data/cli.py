@@ -360,7 +360,7 @@ def run_difficulty(
                                  tpm=tpm, timeout=timeout, request_attempts=request_attempts, retry_failed=retry_failed,
                                  batch=batch, prices_file=prices)
     _print_llm_stats(jobs.run_difficulty_file(in_paths, out_path, pairs, max_tokens=max_tokens, drop_rule=drop_rule,
-                                          api_key_env=api_key_env, runtime=runtime, dry_run=dry_run))
+                                              api_key_env=api_key_env, runtime=runtime, dry_run=dry_run))
 
 
 @run_app.command("traces")
@@ -393,9 +393,9 @@ def run_traces(
                                  timeout=timeout, request_attempts=request_attempts, retry_failed=retry_failed,
                                  batch=batch, prices_file=prices)
     _print_llm_stats(jobs.run_traces_file(in_paths, out_path, base_url, model, api_key_env, max_tokens=max_tokens,
-                                      require_reasoning=require_reasoning, runtime=runtime, dry_run=dry_run,
-                                      attempts=attempts, keep=keep, retry_truncated=retry_truncated,
-                                      temperature=temperature, seed=seed))
+                                          require_reasoning=require_reasoning, runtime=runtime, dry_run=dry_run,
+                                          attempts=attempts, keep=keep, retry_truncated=retry_truncated,
+                                          temperature=temperature, seed=seed))
 
 
 @run_app.command("tag")
@@ -415,7 +415,7 @@ def run_tag(
                                  timeout=timeout, request_attempts=request_attempts, retry_failed=retry_failed,
                                  batch=batch, prices_file=prices)
     _print_llm_stats(jobs.run_tag_file(in_paths, out_path, base_url=base_url, model=model, api_key_env=api_key_env,
-                                   max_attempts=max_attempts, runtime=runtime, dry_run=dry_run))
+                                       max_attempts=max_attempts, runtime=runtime, dry_run=dry_run))
 
 
 @run_app.command("tag-offline")
