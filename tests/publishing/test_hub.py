@@ -225,6 +225,13 @@ def operation_bytes(op) -> bytes:
     return content if isinstance(content, bytes) else Path(content).read_bytes()
 
 
+def committed_card(api) -> tuple[dict, str]:
+    """The README.md of the one commit made, split into its metadata and its body."""
+    [(_, (_, operations), _)] = api.named("create_commit")
+    readme = next(op for op in operations if op.path_in_repo == "README.md")
+    return split_card(operation_bytes(readme).decode())
+
+
 @pytest.fixture
 def m1k_folder(tmp_path):
     return write_hub_folder(tmp_path / "hub", {"m1k": {"train": built_rows(7)}}, "# m1K card\n", {"m1k.png": b"\x89PNG"})
@@ -273,9 +280,7 @@ def test_publish_to_a_new_repo_uses_our_configs(tmp_path, m1k_folder):
     api = FakeHfApi(tmp_path, [".gitattributes"], None)
     plan = publish(m1k_folder, "org/new", api=api)
     assert api.named("hf_hub_download") == []
-    [(_, (_, operations), _)] = api.named("create_commit")
-    readme = next(op for op in operations if op.path_in_repo == "README.md")
-    meta, _ = split_card(operation_bytes(readme).decode())
+    meta, _ = committed_card(api)
     assert meta["configs"][0]["config_name"] == "m1k" and meta["configs"][0]["default"] is True
     assert plan.deletions == [] and plan.default_config == "m1k"
 
@@ -540,14 +545,14 @@ def test_a_malformed_remote_card_is_a_clear_error_before_anything_changes(tmp_pa
         publish(m1k_folder, "org/m1", api=api)
     assert "YAML" in str(err.value)
     assert api.named("create_repo") == [] and api.named("create_commit") == []
+
+
 def test_publish_writes_the_real_repo_id_into_the_cards_quick_start(tmp_path):
     card = '# m1K\n\n```python\nds = load_dataset("<org>/m1K", split="train")\n```\n`trl sft --dataset_name <org>/m1K`\n'
     folder = write_hub_folder(tmp_path / "hub", {"m1k": {"train": built_rows(3)}}, card)
     api = FakeHfApi(tmp_path, [".gitattributes"], None)
     publish(folder, "my-lab/m1K-rebuilt", api=api)
-    [(_, (_, operations), _)] = api.named("create_commit")
-    readme = next(op for op in operations if op.path_in_repo == "README.md")
-    _, body = split_card(operation_bytes(readme).decode())
+    _, body = committed_card(api)
     assert "<org>/" not in body
     assert body.count("my-lab/m1K-rebuilt") == 2 and 'load_dataset("my-lab/m1K-rebuilt"' in body
 
@@ -561,9 +566,7 @@ def test_publish_fills_the_repo_id_into_a_card_rendered_without_one(tmp_path):
     folder = write_hub_folder(tmp_path / "hub", {"m1k": {"train": built_rows(3)}}, card)
     api = FakeHfApi(tmp_path, [".gitattributes"], None)
     publish(folder, "my-lab/m1K-rebuilt", api=api)
-    [(_, (_, operations), _)] = api.named("create_commit")
-    readme = next(op for op in operations if op.path_in_repo == "README.md")
-    _, body = split_card(operation_bytes(readme).decode())
+    _, body = committed_card(api)
     assert REPO_ID_MARK not in body and "<!--" not in body
     assert 'load_dataset("my-lab/m1K-rebuilt", split="train")' in body
     assert 'load_dataset("my-lab/m1K-rebuilt", name="m1k-pc")' in body
