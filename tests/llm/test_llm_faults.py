@@ -142,20 +142,15 @@ def one_row_file(tmp_path):
     return write_rows(rows, tmp_path / "in.jsonl")
 
 
+def run_traces(tmp_path, base_url: str, *options: str):
+    """`m1data run traces` over one row, into OUT = tmp_path/out.jsonl, asking model `m`."""
+    return cli("run", "traces", str(one_row_file(tmp_path)), str(tmp_path / "out.jsonl"), "--base-url", base_url,
+               "--model", "m", *options)
+
+
 def test_wrong_key_is_one_line_and_exit_2(llm_server, tmp_path):
     llm_server.handler = lambda req: error(401, f"Incorrect API key provided: {req.headers.get('authorization')}")
-    proc = cli(
-        "run",
-        "traces",
-        str(one_row_file(tmp_path)),
-        str(tmp_path / "out.jsonl"),
-        "--base-url",
-        llm_server.base_url,
-        "--model",
-        "m",
-        "--api-key-env",
-        "M1DATA_FAULT_KEY",
-    )
+    proc = run_traces(tmp_path, llm_server.base_url, "--api-key-env", "M1DATA_FAULT_KEY")
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and "http_401" in proc.stderr
     assert len([line for line in proc.stderr.splitlines() if "error" in line.lower()]) == 1
@@ -165,16 +160,7 @@ def test_wrong_key_is_one_line_and_exit_2(llm_server, tmp_path):
 def test_run_traces_refused_connection_exits_non_zero(tmp_path):
     """Checked before anything is sent, as a build checks each stage: one line, no wait for retries."""
     port = closed_port()
-    proc = cli(
-        "run",
-        "traces",
-        str(one_row_file(tmp_path)),
-        str(tmp_path / "out.jsonl"),
-        "--base-url",
-        f"http://127.0.0.1:{port}/v1",
-        "--model",
-        "m",
-    )
+    proc = run_traces(tmp_path, f"http://127.0.0.1:{port}/v1")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == f"error: teacher m: cannot reach http://127.0.0.1:{port}/v1 (ConnectError)"
     assert not (tmp_path / "out.jsonl").exists()
@@ -182,20 +168,7 @@ def test_run_traces_refused_connection_exits_non_zero(tmp_path):
 
 def test_run_traces_timeout_option(llm_server, tmp_path):
     llm_server.handler = lambda req: reply(req, "\\boxed{A}", delay=1.5)
-    proc = cli(
-        "run",
-        "traces",
-        str(one_row_file(tmp_path)),
-        str(tmp_path / "out.jsonl"),
-        "--base-url",
-        llm_server.base_url,
-        "--model",
-        "m",
-        "--timeout",
-        "0.3",
-        "--request-attempts",
-        "2",
-    )
+    proc = run_traces(tmp_path, llm_server.base_url, "--timeout", "0.3", "--request-attempts", "2")
     assert "No such option" not in proc.stderr
     # one row timing out on every attempt is recorded as such, not a wait of 1.5 s per attempt
     assert "Traceback" not in proc.stderr
