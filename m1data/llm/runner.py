@@ -37,7 +37,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from m1data.errors import M1DataError, Terminated, UserError, raise_terminated
+from m1data.errors import M1DataError, UserError, raise_terminated
 from m1data.llm.cache import Cache, Entry, cache_namespace, request_key
 from m1data.llm.cost import Estimate, PriceTable, estimate, prompt_tokens
 from m1data.llm.limits import Failed, RateLimiter, RetryPolicy, failure
@@ -530,14 +530,13 @@ def _terminated_by_the_loop() -> Iterator[None]:
     try:
         yield
     except asyncio.CancelledError:
-        if received:
-            raise Terminated(f"signal {signal.SIGTERM}") from None
-        raise
+        if not received:
+            raise
     finally:
         loop.remove_signal_handler(signal.SIGTERM)  # which resets it to the default: put the CLI's back
         signal.signal(signal.SIGTERM, raise_terminated)
-    if received:  # the job ended before the cancellation reached it
-        raise Terminated(f"signal {signal.SIGTERM}")
+    if received:  # cancelled by it, or the job ended before the cancellation reached it
+        raise_terminated(signal.SIGTERM, None)
 
 
 def complete_all(engine: Engine, requests: Sequence[Request], cache: Cache | None = None, **kwargs: Any) -> list[Reply]:
