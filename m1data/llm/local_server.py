@@ -44,6 +44,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Self
 
+from m1data.cores import usable_cores
 from m1data.errors import M1DataError, UserError, raise_terminated
 
 EMBEDDED = "embedded"  # the base_url that means "the embedded model, served by the build itself"
@@ -193,7 +194,7 @@ def default_threads() -> int:
         if not value.isdigit() or int(value) < 1:
             raise UserError(f"M1DATA_SERVER_THREADS={value!r}: expected a whole number of threads, 1 or more")
         return int(value)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return usable_cores()
 
 
 SPIN_COUNT = "1000"  # measured: 1000 keeps the quiet-machine speed, 300 lost 30% of it, 10000 thrashed under load

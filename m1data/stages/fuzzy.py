@@ -75,7 +75,6 @@ measured cost per size is printed by ``benchmarks/bench_dedup.py --table``.
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -84,6 +83,7 @@ import numpy as np
 from rapidfuzz import fuzz, process
 from threadpoolctl import threadpool_limits
 
+from m1data.cores import usable_cores
 from m1data.errors import UserError
 from m1data.output import bar
 
@@ -466,7 +466,7 @@ class BandJob:
 def _threads(workers: int) -> int:
     """rapidfuzz's convention: -1 is every core this process may run on."""
     if workers < 0:
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return usable_cores()
     return max(1, workers)
 
 

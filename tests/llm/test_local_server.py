@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 import openai
 import pytest
 
+from m1data.cores import usable_cores
 from m1data.errors import M1DataError
 from m1data.llm.local_server import (
     LocalServer,
@@ -117,7 +118,7 @@ def test_the_child_caps_openmp_spinning_unless_the_user_set_it(monkeypatch):
 
 def test_server_threads_default_to_every_core_and_the_variable_overrides(monkeypatch):
     monkeypatch.delenv("M1DATA_SERVER_THREADS", raising=False)
-    assert default_threads() == len(os.sched_getaffinity(0))
+    assert default_threads() == usable_cores()
     monkeypatch.setenv("M1DATA_SERVER_THREADS", "3")
     assert default_threads() == 3
     monkeypatch.setenv("M1DATA_SERVER_THREADS", "two")
