@@ -33,6 +33,7 @@ from m1data.llm.runner import RunStats, plan_requests, print_plan
 from m1data.llm.types import Engine, Reply, Request, is_transient
 from m1data.redact import refuse_userinfo
 from m1data.running.pipeline import RunContext, Stage, StageResult, dropped_rows, in_memory, run_on_file
+from m1data.schema import fresh_fingerprint
 
 BOXED_INSTRUCTION = "Return your final response within \\boxed{}."
 CACHE_FILENAME = "llm_cache.sqlite"
@@ -363,11 +364,11 @@ def split_rows(
     keep = [i for i, reason in enumerate(reasons) if reason is None]
     drop = [i for i, reason in enumerate(reasons) if reason is not None]
     dropped = dropped_rows(
-        rows.select(drop),
+        rows.select(drop, new_fingerprint=fresh_fingerprint()),
         [reasons[i] for i in drop],
         {"detail": ([details[i] for i in drop], datasets.Value("string")), **(extra or {})},
     )
-    return in_memory(rows.select(keep)), dropped  # zero kept rows must still pickle (a Ray block's result)
+    return in_memory(rows.select(keep, new_fingerprint=fresh_fingerprint())), dropped  # zero kept rows must still pickle (a Ray block's result)
 
 
 def default_cache_path(out_path: str | Path) -> Path:

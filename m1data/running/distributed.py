@@ -46,6 +46,7 @@ import numpy as np
 
 from m1data.config import ConfigError
 from m1data.running.pipeline import RunContext, portable, sum_stats
+from m1data.schema import fresh_fingerprint
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -224,7 +225,8 @@ class _StageWorker:
 
         position = batch.column(POSITION)[0].as_py()
         table = batch.drop_columns([POSITION]).cast(self.features.arrow_schema)
-        rows = datasets.Dataset(InMemoryTable(table), info=datasets.DatasetInfo(features=self.features))
+        rows = datasets.Dataset(InMemoryTable(table), info=datasets.DatasetInfo(features=self.features),
+                                fingerprint=fresh_fingerprint())
         result = portable(self.stage.run(rows, self.ctx))  # a block may keep no rows: still unpicklable
         return pa.table({POSITION: [position], "result": [pickle.dumps(result)]})
 

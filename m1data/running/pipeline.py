@@ -42,6 +42,7 @@ from m1data import __version__
 from m1data.errors import M1DataError, UserError
 from m1data.output import datasets_bars_off
 from m1data.redact import scrub, strip_userinfo
+from m1data.schema import fresh_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,8 @@ def in_memory(rows: datasets.Dataset) -> datasets.Dataset:
     from datasets.table import InMemoryTable
 
     rows = rows.flatten_indices()
-    return datasets.Dataset(InMemoryTable(rows.data.table), info=rows.info.copy(), split=rows.split)
+    return datasets.Dataset(InMemoryTable(rows.data.table), info=rows.info.copy(), split=rows.split,
+                            fingerprint=fresh_fingerprint())
 
 
 def portable(result: StageResult) -> StageResult:
@@ -178,7 +180,7 @@ def add_columns(rows: datasets.Dataset, columns: dict[str, tuple[Sequence[Any], 
         features = datasets.Features({**rows.features, **{name: feature for name, (_, feature) in columns.items()}})
         return datasets.Dataset.from_dict({name: [] for name in features}, features=features)
     for name, (values, feature) in columns.items():
-        rows = rows.add_column(name, list(values), feature=feature)
+        rows = rows.add_column(name, list(values), feature=feature, new_fingerprint=fresh_fingerprint())
     return rows
 
 
@@ -209,7 +211,7 @@ def write_result(rows: datasets.Dataset, dropped: datasets.Dataset | None, out_p
     renamed into place last; `readers.write_together`). Returns the dropped file's path."""
     from m1data.reading.readers import write_together
 
-    empty = rows.select([])
+    empty = rows.select([], new_fingerprint=fresh_fingerprint())
     return write_together([(rows, out_path), (dropped if dropped is not None else empty, dropped_path(out_path))])[1]
 
 

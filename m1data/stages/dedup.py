@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from m1data.errors import UserError
 from m1data.running.distributed import band_runner
 from m1data.running.pipeline import RunContext, Stage, StageResult, dropped_rows
+from m1data.schema import fresh_fingerprint
 from m1data.stages.fuzzy import BandRunner, ContamMatch, DupMatch, EvalText, find_contamination, find_duplicates
 
 if TYPE_CHECKING:
@@ -237,7 +238,7 @@ def _split(ds: Dataset, dropped_idx: list[int], record: dict[str, list[Any]], id
     }
     dropped = dropped_rows(rows, record["reason"], columns)
     drop = set(dropped_idx)
-    return ds.select([i for i in range(len(ds)) if i not in drop]), dropped
+    return ds.select([i for i in range(len(ds)) if i not in drop], new_fingerprint=fresh_fingerprint()), dropped
 
 
 # ---------------------------------------------------------------------------------------------

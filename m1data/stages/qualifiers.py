@@ -20,6 +20,7 @@ from pathlib import Path
 import datasets
 
 from m1data.errors import UserError
+from m1data.schema import fresh_fingerprint
 
 __all__ = [
     "DOMAIN_COLUMNS",
@@ -136,8 +137,8 @@ def add_domain_columns(ds: datasets.Dataset, codes: Sequence[str]) -> datasets.D
     for column in DOMAIN_COLUMNS:
         if column in ds.column_names:
             ds = ds.remove_columns(column)
-    ds = ds.add_column("domain_code", list(codes))
-    return ds.add_column("domain", [names[c].name for c in codes])
+    ds = ds.add_column("domain_code", list(codes), new_fingerprint=fresh_fingerprint())
+    return ds.add_column("domain", [names[c].name for c in codes], new_fingerprint=fresh_fingerprint())
 
 
 def domain_counts(codes: Sequence[str]) -> dict[str, int]:

@@ -34,6 +34,7 @@ import polars as pl
 
 from m1data.errors import UserError
 from m1data.running.pipeline import RunContext, Stage, StageResult, dropped_rows
+from m1data.schema import fresh_fingerprint
 
 __all__ = ["PoolTooSmall", "Sample", "SampleConfig", "random_sample", "stratified_sample"]
 
@@ -197,11 +198,10 @@ def stratified_sample(
     rng = np.random.Generator(np.random.PCG64(seed))
     target = min(int(n), len(ds))
     if target == 0:
-        return back(ds.select([]), np.zeros(0, dtype=np.int64))
+        return back(ds.select([], new_fingerprint=fresh_fingerprint()), np.zeros(0, dtype=np.int64))
     root = _build_tree(_leaf_rows(ds, names))
     chosen = np.fromiter((_draw(root, rng) for _ in range(target)), dtype=np.int64, count=target)
-    # An array, not a list: datasets fingerprints the indices, and hashes an array much faster.
-    return back(ds.select(chosen), chosen)
+    return back(ds.select(chosen, new_fingerprint=fresh_fingerprint()), chosen)
 
 
 def random_sample(ds: Any, n: int, seed: int = 42) -> Any:
@@ -211,7 +211,7 @@ def random_sample(ds: Any, n: int, seed: int = 42) -> Any:
     _check_n(n, len(ds))
     rng = np.random.Generator(np.random.PCG64(seed))
     order = rng.permutation(len(ds))[: int(n)]
-    return back(ds.select(order), order)
+    return back(ds.select(order, new_fingerprint=fresh_fingerprint()), order)
 
 
 @dataclass
@@ -240,7 +240,8 @@ class Sample(Stage):
         else:
             kept = random_sample(rows, cfg.n, seed=cfg.seed)
         chosen = set(kept["id"])
-        left = rows.filter(lambda ids: [i not in chosen for i in ids], input_columns="id", batched=True)
+        left = rows.filter(lambda ids: [i not in chosen for i in ids], input_columns="id", batched=True,
+                           new_fingerprint=fresh_fingerprint())
         dropped = dropped_rows(left.select_columns(["id", "source"]), "not_sampled")
         stats = {"n_requested": cfg.n, "n_drawn": len(kept), "short_by": cfg.n - len(kept)}
         if len(kept) < cfg.n:

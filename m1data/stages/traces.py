@@ -85,7 +85,7 @@ from m1data.llm.stages import (
 from m1data.llm.types import Engine, Reply, Request
 from m1data.redact import public_model_name
 from m1data.running.pipeline import SUPERSEDED, RunContext, StageResult, add_columns, sum_stats
-from m1data.schema import LETTERS
+from m1data.schema import LETTERS, fresh_fingerprint
 from m1data.stages.answers import grade
 
 Keep = Literal["first", "shortest", "all"]
@@ -277,7 +277,7 @@ class TeacherTraces(LLMStage):
         replies = [tries[p.question][p.attempt - 1] for p in picks]
         verdicts = [judged[p.question][p.attempt - 1] for p in picks]
         picked = add_columns(
-            rows.select([p.question for p in picks]),
+            rows.select([p.question for p in picks], new_fingerprint=fresh_fingerprint()),
             {
                 "reasoning": ([r.reasoning or "" for r in replies], TRACE_FEATURES["reasoning"]),
                 "teacher_reply": ([r.text for r in replies], TRACE_FEATURES["teacher_reply"]),
