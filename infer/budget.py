@@ -247,24 +247,42 @@ def load_tokenizer(name: str) -> Any:
     45 s before failing. Anything that cannot be had is a one-line `UserError` within a second."""
     import huggingface_hub
     from huggingface_hub.errors import HfHubHTTPError, HFValidationError
-    from transformers import AutoTokenizer
 
     from m1data.reading.readers import _network_errors
 
-    try:
-        return AutoTokenizer.from_pretrained(name, local_files_only=True)
-    except (OSError, ValueError) as err:
-        local_problem = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-    if Path(name).exists():
-        raise UserError(f"cannot load a tokenizer from {name} ({local_problem})")
+    if Path(name).exists() or _in_hub_cache(name):
+        from transformers import AutoTokenizer
+
+        try:
+            return AutoTokenizer.from_pretrained(name, local_files_only=True)
+        except (OSError, ValueError) as err:
+            if Path(name).exists():
+                first_line = str(err).splitlines()[0] if str(err) else ""
+                raise UserError(f"cannot load a tokenizer from {name} ({type(err).__name__}: {first_line})") from None
     where = f"tokenizer {name!r} is neither a local folder nor in the local Hugging Face cache"
     if huggingface_hub.is_offline_mode():
         raise UserError(f"{where}, and HF_HUB_OFFLINE is set")
     try:
+        from transformers import AutoTokenizer
+
         huggingface_hub.model_info(name, timeout=HUB_LOOKUP_TIMEOUT)
         return AutoTokenizer.from_pretrained(name)
     except (HfHubHTTPError, HFValidationError, OSError, ValueError, *_network_errors()) as err:
         raise UserError(f"{where}, and the Hub cannot provide it ({type(err).__name__})") from None
+
+
+def _in_hub_cache(name: str) -> bool:
+    """Whether the local Hugging Face cache holds anything of the model `name`, read from the cache
+    folder's name. Why not ask transformers: importing it (and torch) takes about 3 s, which an
+    `infer` run against a model with no local tokenizer would pay only to be told so."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.file_download import repo_folder_name
+
+    try:
+        return (Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=name, repo_type="model")).is_dir()
+    except HFValidationError:  # not a Hub id (a path that does not exist, say)
+        return False
 
 
 class EngineReplyError(RuntimeError):

@@ -13,6 +13,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -209,9 +210,37 @@ def test_offline_tokenizer_never_goes_through_hub_retries(tmp_path, monkeypatch)
         bodies = [r.body for r in server.requests]
     assert default.exit_code == 0, default.output
     assert "the Hub cannot provide it" in default.output and "marker strings" in default.output
-    assert calls and all(calls), "from_pretrained was asked to reach the Hub"
+    assert all(calls), "from_pretrained was asked to reach the Hub"
     assert looked_up and all(t is not None and t <= 10 for t in looked_up)
     assert bodies and all(b.get("skip_special_tokens") is False for b in bodies)
+
+
+def test_a_tokenizer_found_nowhere_is_said_without_importing_transformers(tmp_path):
+    """Importing transformers and torch takes seconds; a run whose tokenizer is neither a folder
+    nor in the Hugging Face cache (an API model's name) must not pay them only to learn that."""
+    (tmp_path / "hub" / "models--org--cached").mkdir(parents=True)  # in the cache, but no tokenizer in it
+    script = textwrap.dedent("""
+        import sys
+        from infer.budget import load_tokenizer
+        from m1data.errors import UserError
+        for name in ("org/not-cached", "m", "/no/such/folder"):
+            try:
+                load_tokenizer(name)
+            except UserError as err:
+                print(err)
+        print("transformers" in sys.modules)
+        try:
+            load_tokenizer("org/cached")
+        except UserError as err:
+            print(err)
+        print("transformers" in sys.modules)
+    """)
+    env = {**OFFLINE, "HF_HUB_CACHE": str(tmp_path / "hub")}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
+    lines = proc.stdout.splitlines()
+    assert all("neither a local folder nor in the local Hugging Face cache, and HF_HUB_OFFLINE is set" in line
+               for line in lines[:3] + lines[4:5]), proc.stdout
+    assert lines[3] == "False" and lines[5] == "True"  # only a model the cache holds is asked of transformers
 
 
 # ---------------------------------------------------------------------------------------------
