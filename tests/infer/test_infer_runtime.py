@@ -215,10 +215,10 @@ def test_offline_tokenizer_never_goes_through_hub_retries(tmp_path, monkeypatch)
     assert bodies and all(b.get("skip_special_tokens") is False for b in bodies)
 
 
-def test_a_tokenizer_found_nowhere_is_said_without_importing_transformers(tmp_path):
+def test_a_tokenizer_found_nowhere_is_said_without_importing_transformers(tmp_path, monkeypatch):
     """Importing transformers and torch takes seconds; a run whose tokenizer is neither a folder
-    nor in the Hugging Face cache (an API model's name) must not pay them only to learn that."""
-    (tmp_path / "hub" / "models--org--cached").mkdir(parents=True)  # in the cache, but no tokenizer in it
+    nor in the Hugging Face cache (an API model's name) must not pay them only to learn that.
+    A model the cache does hold is still asked of transformers, offline."""
     script = textwrap.dedent("""
         import sys
         from infer.budget import load_tokenizer
@@ -229,18 +229,31 @@ def test_a_tokenizer_found_nowhere_is_said_without_importing_transformers(tmp_pa
             except UserError as err:
                 print(err)
         print("transformers" in sys.modules)
-        try:
-            load_tokenizer("org/cached")
-        except UserError as err:
-            print(err)
-        print("transformers" in sys.modules)
     """)
-    env = {**OFFLINE, "HF_HUB_CACHE": str(tmp_path / "hub")}
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
-    lines = proc.stdout.splitlines()
-    assert all("neither a local folder nor in the local Hugging Face cache, and HF_HUB_OFFLINE is set" in line
-               for line in lines[:3] + lines[4:5]), proc.stdout
-    assert lines[3] == "False" and lines[5] == "True"  # only a model the cache holds is asked of transformers
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                          env={**OFFLINE, "HF_HUB_CACHE": str(tmp_path / "hub")})
+    *errors, imported = proc.stdout.splitlines()
+    assert len(errors) == 3 and imported == "False", proc.stdout
+    assert all("neither a local folder nor in the local Hugging Face cache, and HF_HUB_OFFLINE is set" in e for e in errors)
+
+    transformers = pytest.importorskip("transformers")
+    from huggingface_hub import constants
+
+    from infer.budget import load_tokenizer
+    from m1data.errors import UserError
+
+    (tmp_path / "hub" / "models--org--cached").mkdir(parents=True)  # in the cache, with no tokenizer in it
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    asked = []
+
+    def no_tokenizer_in_it(name, **kwargs):
+        asked.append((name, kwargs))
+        raise OSError("no tokenizer files")
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", no_tokenizer_in_it)
+    with pytest.raises(UserError, match="HF_HUB_OFFLINE is set"):
+        load_tokenizer("org/cached")
+    assert asked == [("org/cached", {"local_files_only": True})]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -84,6 +84,7 @@ def test_real_model_through_difficulty_and_traces(tmp_path):
     rows = LoadSources(LoadConfig()).run(None, None).rows
     rows = rows.select([i for i, s in enumerate(rows["source"]) if s in ("medqa", "medmcqa")][:6])
     cfg.difficulty.runtime.progress = cfg.traces.runtime.progress = False
+    cfg.difficulty.max_tokens = 16  # the build's 48 only make the students' wrong answers longer
     difficulty, traces = DifficultyFilter(cfg.difficulty), TeacherTraces(cfg.traces)
     ctx = {name: RunContext(tmp_path, tmp_path / name) for name in ("difficulty", "traces")}
     for c in ctx.values():
