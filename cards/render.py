@@ -867,8 +867,8 @@ def render_card(
     split_sizes = [(name, split, len(ds)) for name, splits in configs.items() for split, ds in splits.items()]
     config_totals = {name: sum(len(ds) for ds in splits.values()) for name, splits in configs.items()}
     last = manifests[-1]
-    columns = [(c, type_name(first_rows.features[c]), column_note(c, first_rows.features[c]))
-               for c in first_rows.column_names]
+    features = first_rows.features  # datasets copies the whole Features on each access
+    columns = [(c, type_name(features[c]), column_note(c, features[c])) for c in first_rows.column_names]
     upstream = _upstream(manifests)
     models = (upstream.models if upstream else []) + _models(manifests)
     prompts = [p for m in manifests for p in _prompts(m["stage"], _public_config(m))]
