@@ -37,6 +37,7 @@ import functools
 import inspect
 import json
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -54,6 +55,29 @@ _FILTER_MARKERS = ("content_filter", "content_policy", "content management polic
 
 class MissingAPIKey(M1DataError, RuntimeError):
     pass
+
+
+def sdk_client(asynchronous: bool, **settings: Any) -> Any:
+    """An `openai.AsyncOpenAI` (or `openai.OpenAI`) whose HTTP client shares this process's TLS
+    context (`_tls_context`); `settings` are the SDK client's own arguments."""
+    import openai
+
+    http = openai.DefaultAsyncHttpxClient if asynchronous else openai.DefaultHttpxClient
+    client = openai.AsyncOpenAI if asynchronous else openai.OpenAI
+    return client(http_client=http(verify=_tls_context()), **settings)
+
+
+@functools.cache
+def _tls_context() -> Any:
+    """One TLS context for every client of this process, made by the SDK's own HTTP library, so
+    its rules for CA certificates (SSL_CERT_FILE, ...) hold as they would. Why: each client
+    otherwise loads the CA bundle again, about 20 ms, and a run makes one per engine and event
+    loop and one per endpoint check (the test suite made 450 of them: 9 s). True (the library
+    builds its own, per client) where the library has no `create_ssl_context`."""
+    import openai
+
+    library = sys.modules[openai.DefaultHttpxClient.__mro__[1].__module__.partition(".")[0]]
+    return library.create_ssl_context() if hasattr(library, "create_ssl_context") else True
 
 
 @dataclass
@@ -168,14 +192,10 @@ class HTTPEngine:
     def sync_client(self) -> Any:
         """A blocking `openai.OpenAI` with this engine's endpoint and key (the Batch API's files
         and batches calls); pass `sdk_headers()` with each call."""
-        import openai
-
-        return openai.OpenAI(**self._client_settings())
+        return sdk_client(asynchronous=False, **self._client_settings())
 
     def _new_client(self) -> Any:
-        import openai
-
-        return openai.AsyncOpenAI(**self._client_settings())
+        return sdk_client(asynchronous=True, **self._client_settings())
 
     def sdk_headers(self) -> dict[str, Any]:
         """Per-call headers: no Authorization without a key, no OpenAI org/project elsewhere."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from m1data.llm.http import key_variable, resolve_base_url
+from m1data.llm.http import key_variable, resolve_base_url, sdk_client
 from m1data.redact import refuse_userinfo
 
 
@@ -24,8 +24,9 @@ def endpoint_problem(base_url: str | None, api_key_env: str | None = None, timeo
     variable = key_variable(base_url, api_key_env)
     if variable and not os.environ.get(variable):
         return f"the environment variable {variable} (API key for {base_url}) is not set"
-    client = openai.OpenAI(
-        api_key="no-key", organization="", project="", base_url=base_url, max_retries=0, timeout=timeout
+    client = sdk_client(
+        asynchronous=False, api_key="no-key", organization="", project="", base_url=base_url, max_retries=0,
+        timeout=timeout,
     )
     try:
         client.models.list(extra_headers={"Authorization": openai.Omit()})

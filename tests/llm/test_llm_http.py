@@ -260,3 +260,22 @@ def test_openai_api_key_goes_to_openai_only(llm_server, monkeypatch):
     [sent] = llm_server.requests
     assert "authorization" not in sent.headers
     assert not any("org-private" in value or "SECRET" in value for value in sent.headers.values())
+
+
+def test_every_client_shares_one_tls_context_that_still_verifies(monkeypatch, tmp_path):
+    """Clients share the process's TLS context (each would load the CA bundle again, ~20 ms),
+    and sharing it must not loosen it: certificates and host names are still checked, and the CA
+    file named by SSL_CERT_FILE is the one loaded, as the SDK's HTTP library does by itself."""
+    import ssl
+
+    from m1data.llm.http import _tls_context
+
+    _tls_context.cache_clear()
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "missing-ca.pem"))
+    with pytest.raises((FileNotFoundError, ssl.SSLError, OSError)):
+        _tls_context()  # the variable is honoured: the library tried to load that file
+    monkeypatch.delenv("SSL_CERT_FILE")
+    _tls_context.cache_clear()
+    context = _tls_context()
+    assert isinstance(context, ssl.SSLContext) and _tls_context() is context
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
