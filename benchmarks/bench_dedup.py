@@ -10,8 +10,8 @@ with the all-pairs rapidfuzz loop (``cdist``); then, at each of ``--sizes``, one
 executor (local, and Ray with ``--ray-cpus`` CPUs) runs both and reports its wall times and its own
 peak RSS (ru_maxrss of the child: it includes the rows it loads; the Ray line adds the largest Ray
 workers' peak RSS, sampled with psutil). The local child also counts the filter's pairs: pairs in
-the length windows (what the matrix products visit), pairs through the float bag test (candidates
-before the exact integer bag check) and pairs through that check (what reaches rapidfuzz), and the
+the length windows (what the group pass visits), pairs through the group pass (candidates before
+the exact bag check on the full histograms) and pairs through that check (what reaches rapidfuzz), and the
 Ray result is compared with the local one. ``uptime`` is printed before and after each line: the
 machine is shared, so the load says how much the times are contended.
 
@@ -156,7 +156,7 @@ def on_ray(rows: list[str], evals: list[EvalText], sizes: list[int], threshold: 
     import ray
 
     from m1data.running.distributed import ExecutorConfig, RayExecutor
-    from m1data.stages.fuzzy import BandJob, _check_threshold, _coarse, _distinct, _histograms, _side
+    from m1data.stages.fuzzy import BandJob, _check_threshold, _distinct, _grouping, _histograms, _side
 
     ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     executor = RayExecutor(ExecutorConfig(kind="ray"))
@@ -186,10 +186,9 @@ def on_ray(rows: list[str], evals: list[EvalText], sizes: list[int], threshold: 
         distinct, _, _ = _distinct(part)
         hist, lens = _histograms(distinct)
         f = _check_threshold(threshold)
-        side = _side(distinct, hist, lens, f)
-        coarse = _coarse(side, f)
+        side = _side(distinct, hist, lens, f, _grouping(hist))
         t_serial = time.perf_counter() - t0
-        job = BandJob(side, side, coarse, coarse, f, threshold, True)
+        job = BandJob(side, side, f, threshold, True)
         visited = sum(job.band_cost(b) for b in job.bands())
         print(f"{n:>9,} rows: dedup local {t_local:7.1f}s  ray {t_ray:7.1f}s  ratio {t_local / t_ray:4.2f}  "
               f"identical {ray_dup == local_dup if with_local else 'not checked'} ({len(ray_dup):,} removed); "
@@ -213,23 +212,23 @@ def uptime() -> str:
 
 
 def counting_filter():  # type: ignore[no-untyped-def]
-    """Wrap the bag filter's two stages to count pairs; returns the counters (local runs only)."""
+    """Wrap the filter's stages to count pairs; returns the counters (local runs only)."""
     import m1data.stages.fuzzy as fz
 
-    counts = {"windows": 0, "float_bag": 0, "to_rapidfuzz": 0}
-    band_pairs, exact = fz._band_pairs, fz._exact_bag_check
+    counts = {"windows": 0, "group_pass": 0, "to_rapidfuzz": 0}
+    candidates, exact = fz.BandJob.candidates, fz._exact_bag_check
 
-    def counted_band_pairs(rows, cols, r0, r1, window):  # type: ignore[no-untyped-def]
-        counts["windows"] += int(np.maximum(window[:, 1] - window[:, 0], 0).sum())
-        return band_pairs(rows, cols, r0, r1, window)
+    def counted_candidates(job, r0, r1):  # type: ignore[no-untyped-def]
+        counts["windows"] += job.band_cost((r0, r1))
+        return candidates(job, r0, r1)
 
     def counted_exact(rows, cols, rr, cc, f):  # type: ignore[no-untyped-def]
         out = exact(rows, cols, rr, cc, f)
-        counts["float_bag"] += len(rr)
+        counts["group_pass"] += len(rr)
         counts["to_rapidfuzz"] += len(out[0])
         return out
 
-    fz._band_pairs, fz._exact_bag_check = counted_band_pairs, counted_exact
+    fz.BandJob.candidates, fz._exact_bag_check = counted_candidates, counted_exact
     return counts
 
 
@@ -248,7 +247,7 @@ def table_child(data: Path, n: int, executor: str, cpus: int, threshold: float) 
     if executor == "ray":
         import ray
 
-        from m1data.runs.distributed import ExecutorConfig, RayExecutor
+        from m1data.running.distributed import ExecutorConfig, RayExecutor
 
         ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
         runner = RayExecutor(ExecutorConfig(kind="ray")).band_runner
@@ -323,7 +322,7 @@ def table(rows: list[str], eval_texts: list[str], sizes: list[int], check_rows: 
                     for what in ("dedup", "decontam"):
                         c = r[f"{what}_counts"]
                         print(f"           {what:>8} pairs: in length windows {c['windows']:.3e}, "
-                              f"through the float bag test {c['float_bag']:,}, "
+                              f"through the group pass {c['group_pass']:,}, "
                               f"to rapidfuzz (after the exact bag check) {c['to_rapidfuzz']:,}", flush=True)
                 print(f"           load before: {before}\n           load after:  {uptime()}", flush=True)
             if len(res) == 2:

@@ -56,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import perturb
 
-from m1data.stages.fuzzy import (_check_threshold, _codes, _distinct, _histograms, _matching_pairs,
+from m1data.stages.fuzzy import (_check_threshold, _codes, _distinct, _grouping, _histograms, _matching_pairs,
                           _max_partner_len, _side)
 
 _MUL = np.uint64(0x100000001B3)
@@ -158,7 +158,7 @@ def main() -> None:
           f"({len(m['pairs']) / max(m['windows'], 1):.2%} kept); load {os.getloadavg()[0]:.1f}", flush=True)
     if args.check:
         hist, lens = _histograms(distinct)
-        side = _side(distinct, hist, lens, _check_threshold(args.threshold))
+        side = _side(distinct, hist, lens, _check_threshold(args.threshold), _grouping(hist))
         u, v, _ = _matching_pairs(side, side, args.threshold, True, 2, False)
         rank = np.empty(m["n"], dtype=np.int64)
         rank[m["order"]] = np.arange(m["n"])  # the measurement's length order (same stable sort)

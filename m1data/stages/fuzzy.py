@@ -5,7 +5,7 @@ notebook, another pipeline). m1data.stages.dedup puts row keys, Datasets and pip
 
 Similarity is ``rapidfuzz.fuzz.ratio(a, b)`` and a pair matches when it is ``>= threshold``.
 The result must equal the all-pairs computation, yet all pairs (1.9e10 at 196K rows) take
-hours. So we only score pairs that pass two filters that provably keep every matching pair:
+hours. So we only score pairs that pass filters that provably keep every matching pair:
 
 Why no pair is missed
 ---------------------
@@ -17,34 +17,35 @@ float rounding inside rapidfuzz can never put a pair on the other side of the bo
    ``|a| * (1 -+ f) / (1 +- f)``. Rows are sorted by length and only that window is visited.
 2. Bag distance: every character of the longest common subsequence occurs in both strings, so
    ``LCS <= sum_c min(h_a[c], h_b[c])`` for the character histograms ``h`` and hence
-   ``indel = |a| + |b| - 2 LCS >= sum_c |h_a[c] - h_b[c]|`` (the L1 bag distance). Merging rare
-   characters into one shared bucket can only lower the L1 distance, so the bound still holds.
-   ``sum_c min(h_a[c], h_b[c])`` is a dot product of "thermometer" codes (feature ``(c, t)`` is
-   1 when ``h[c] > t``), so a whole block of pairs is bounded by one float32 matrix product
-   (BLAS, all cores). The test is rounded down to integers on each side (``_affine_need``) so
-   the float32 product is exact (for texts up to a few million characters), and survivors are
-   re-checked in integers. Counts above 65535 are clipped; the bound uses the clipped lengths.
+   ``indel = |a| + |b| - 2 LCS >= sum_c |h_a[c] - h_b[c]|`` (the L1 bag distance).
+3. Groups: summing the counts of the characters of each of GROUPS groups can only lower the
+   L1 distance (``|sum x - sum y| <= sum |x - y|``), and so can clipping each sum at 255
+   (``min(., 255)`` is 1-Lipschitz). With ``G`` those clipped group sums, a match therefore has
+   ``sum_g |G_a[g] - G_b[g]| <= f (|a| + |b|) <= ceil(f |a|) + ceil(f |b|)``: the group pass
+   (``_group_pass``) keeps every pair that satisfies this, in integers. Rare characters share a
+   histogram bucket and counts are clipped at 65535, which only lowers the distances again.
 
-Every surviving pair is then scored by rapidfuzz itself (``process.cpdist`` with
-``fuzz.ratio``) and kept iff ``score >= threshold``: the same float comparison a plain
-``fuzz.ratio`` loop makes, so the boundary is exactly rapidfuzz's (see ``_verify`` for why the
-comparison is not left to cpdist's ``score_cutoff``).
+Pairs through the group pass are checked against the full histograms in integers
+(``_exact_bag_check``: ``L1 <= floor(f (|a| + |b|))``), and the survivors are scored by
+rapidfuzz itself (``process.cpdist`` with ``fuzz.ratio``) and kept iff ``score >= threshold``:
+the same float comparison a plain ``fuzz.ratio`` loop makes, so the boundary is exactly
+rapidfuzz's (see ``_verify`` for why the comparison is not left to cpdist's ``score_cutoff``).
 
 Exact duplicates are collapsed first (each distinct text is joined once); the earliest
 matching row is then recovered from first occurrences, so clusters of any size are handled and
 nothing is capped (the reference's ``process.extract`` stopped at 5 matches).
 
-Cost: the filter still visits every length-compatible pair (quadratic in rows), but at BLAS
-speed with a thermometer only as wide as one band of ~384 similar-length texts needs; on the
-benchmark rows it let through ~750 of ~35M pairs at 20K rows. ``workers`` (-1: every core this
-process may use) is both the number of threads that run bands at once, each with a
-single-threaded BLAS (threadpoolctl), and rapidfuzz's thread count. Bands in threads rather than
-BLAS's own threads: the encoding, masking and scanning around each product run in parallel too,
-and on a shared machine one descheduled BLAS thread no longer stalls the other (measured on 2
-busy cores, load ~10, 100K rows: 22-27 s with BLAS threads, 5-14 s with band threads; at load
-~1.5, 196K rows, dedup + decontamination: 12.9-18.8 s -> 11.4-11.7 s). The
-bands are independent units of work (``BandJob.match`` runs any subset and returns them in
-order), which is how m1data.running.distributed spreads them over a Ray cluster with the same answer.
+Cost: the filter still visits every length-compatible pair (3.0e9 at 196K benchmark rows), so
+it is quadratic, but a pair costs a few vector instructions: the group counts are 20 bytes a
+text, and ``_group_pass`` (compiled by numba for the machine it runs on, at first use, and
+cached beside this file) sums ``|G_a - G_b|`` for 16 columns at once. At 196K rows it lets
+192K of the 3.0e9 pairs through in 1.2 s on 2 cores; the full histograms leave ~7K for
+rapidfuzz. It replaced a bound computed by float32 matrix products (thermometer codes, BLAS):
+the same removals, 2.4x faster at 196K rows (``benchmarks/bench_dedup.py --table``).
+``workers`` (-1: every core this process may use) is the number of threads that run bands
+(the compiled loop releases the GIL) and rapidfuzz's thread count. The bands are independent
+units of work (``BandJob.match`` runs any subset and returns them in order), which is how
+m1data.running.distributed spreads them over a Ray cluster with the same answer.
 
 Measured alternatives, not used (issue 21: can candidate generation follow the matches rather
 than the pairs?). At t=95 the bound allows an Indel edit every ~10 characters (K is about
@@ -57,31 +58,25 @@ than the pairs?). At t=95 the bound allows an Indel edit every ~10 characters (K
   |u - p| + ||b| - |a| - (u - p)| <= K; see benchmarks/bench_signatures.py). A row must register
   K+1 of its ~|a|/q chunks, two thirds of them with q=6, so most registered chunks are common
   phrases. Self-join of 196K benchmark rows: 3.2e8 positional collisions to enumerate, 1.7e7
-  candidates (2.2e6 with >= 2 hits) against 3.0e9 pairs in length windows, 165 s in numpy against
-  9-16 s for this filter. The kept fraction does not shrink with size (0.6% at 12K and 196K),
-  and real source prompts keep more (3.1% at 12K) than the synthetic rows, so the benchmark
-  generator is not the cause.
-- Low-dimensional exact bounds: the L1 distance between the counts of G balanced character
-  groups is also <= indel. On 400K random length-compatible pairs of the 196K rows it keeps
-  31% / 4.9% / 0.27% / 0.01% of them at G = 4 / 8 / 16 / 32 (the full histogram: 0.003%), but an
-  L1 ball of radius K ~ 22 cannot be cut out by sorting or grids: each group's count alone
-  differs by ~5 between unrelated rows, so no coordinate prunes and the bound must still be
-  evaluated pair by pair, which the thermometer product here does fastest.
-
-So the filter stays quadratic (pairs in length windows grow 26x from 196K to 1M rows); the
-measured cost per size is printed by ``benchmarks/bench_dedup.py --table``.
+  candidates (2.2e6 with >= 2 hits) against 3.0e9 pairs in length windows, 165 s in numpy. The
+  kept fraction does not shrink with size (0.6% at 12K and 196K), and real source prompts keep
+  more (3.1% at 12K) than the synthetic rows, so the benchmark generator is not the cause.
+- Indexing the group counts themselves: 16 groups keep 0.005% of length-compatible pairs, but
+  an L1 ball of radius ~0.1 |a| cannot be cut out by sorting or trees. Any 1-Lipschitz
+  projection (the top principal directions of the histograms included) keeps 97% of the pairs
+  in a length window, and a k-d tree (scikit-learn, manhattan) took 37 s for 50K rows, where
+  the group pass takes well under a second.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from rapidfuzz import fuzz, process
-from threadpoolctl import threadpool_limits
 
 from m1data.cores import usable_cores
 from m1data.errors import UserError
@@ -92,14 +87,12 @@ __all__ = ["BandJob", "BandRunner", "ContamMatch", "DupMatch", "EvalText", "find
 SLACK = 1e-9
 MAX_BUCKETS = 255
 BAND_RATIO = 1.05
-BAND_ROWS = 384  # features per band: small bands keep the thermometer narrow
-ROW_TILE = 384
-TILE_FLOATS = 1 << 24
-CAP_QUANTILE = 0.9
+BAND_ROWS = 384  # rows per band: the unit a thread or a Ray task takes
+GROUPS = 20  # character groups; at 196K rows, 16 / 20 / 24 let 863K / 192K / 58K of 3.0e9 pairs through in 1.0 / 1.2 / 1.4 s
+SLACK_CAP = 8000  # above GROUPS * 255, so a capped slack still lets every pair through
+COLUMN_BLOCK = 1024
+CANDIDATES_PER_BAND = 4096
 VERIFY_CHUNK = 200_000
-COARSE_BUCKETS = 32
-LEVELS_PER_CHAR = 12
-FLOOR_QUANTILE = 0.05
 
 
 @dataclass(frozen=True)
@@ -159,11 +152,11 @@ def _min_partner_len(lens: np.ndarray, f: float) -> np.ndarray:
 
 
 def _histograms(texts: Sequence[str], chunk_chars: int = 1 << 23) -> tuple[np.ndarray, np.ndarray]:
-    """Character counts, shape (buckets, texts): feature-major because encoding gathers rows.
+    """Character counts, shape (buckets, texts): feature-major, so a band's columns are contiguous.
 
-    Why bucket: the thermometer width grows with the number of distinct characters; sharing
-    one bucket among rare characters keeps the matrix small and only weakens the bound. Which
-    characters get their own bucket is read from the first chunk only: any choice is safe.
+    Why bucket: sharing one bucket among rare characters keeps the histograms small and only
+    weakens the bound. Which characters get their own bucket is read from the first chunk
+    only: any choice is safe.
     """
     lens = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
     table: np.ndarray | None = None
@@ -174,12 +167,24 @@ def _histograms(texts: Sequence[str], chunk_chars: int = 1 << 23) -> tuple[np.nd
         if table is None:
             table, n_buckets = _bucket_table(codes)
             hist = np.zeros((n_buckets, len(texts)), dtype=np.uint16)
-        row = np.repeat(np.arange(hi - lo, dtype=np.int32), lens[lo:hi])
-        # row-major bins: one text's characters land close together (cache friendly)
-        flat = np.bincount(row * n_buckets + table[codes], minlength=(hi - lo) * n_buckets)
-        # counts above 65535 are clipped: |min(x,M)-min(y,M)| <= |x-y| keeps the bound valid
-        hist[:, lo:hi] = np.minimum(flat, 65535).astype(np.uint16).reshape(hi - lo, n_buckets).T
+        counts = np.zeros((hi - lo, n_buckets), dtype=np.uint16)  # row-major: a text's counts together
+        _count_chars(codes, lens[lo:hi], table, counts)
+        hist[:, lo:hi] = counts.T
     return hist, lens
+
+
+@numba.njit(nogil=True, cache=True)
+def _count_chars(codes, lens, table, counts):  # pragma: no cover
+    """counts[r, table[c]] += 1 for each character c of text r, stopping at 65535 (a clipped
+    count keeps the bound valid: |min(x, M) - min(y, M)| <= |x - y|). One pass over the
+    characters; numpy needed four arrays as large as the text to do the same."""
+    at = 0
+    for r in range(lens.shape[0]):
+        for k in range(at, at + lens[r]):
+            b = table[codes[k]]
+            if counts[r, b] < 65535:
+                counts[r, b] += 1
+        at += lens[r]
 
 
 def _bucket_table(codes: np.ndarray) -> tuple[np.ndarray, int]:
@@ -220,40 +225,45 @@ def _char_chunks(lens: np.ndarray, chunk_chars: int,
 
 
 # ---------------------------------------------------------------------------------------------
-# candidate generation: length window + bag distance through matrix products
+# candidate generation: length window + bag distance over character groups (a compiled loop)
 
 
 @dataclass
 class _Side:
-    """Distinct texts sorted by length, with their histograms."""
+    """Distinct texts sorted by length, with their histograms and group counts."""
 
     texts: list[str]
     lens: np.ndarray
     hist: np.ndarray  # (buckets, texts)
     order: np.ndarray  # position in the caller's distinct-text list
-    need: np.ndarray  # see _affine_need
+    groups: np.ndarray  # (GROUPS, texts) uint8: clipped character-group counts
+    slack: np.ndarray  # (texts,) int16: ceil(f |a|), capped at SLACK_CAP
 
 
-def _side(texts: Sequence[str], hist: np.ndarray, lens: np.ndarray, f: float) -> _Side:
+def _grouping(hist: np.ndarray) -> np.ndarray:
+    """Bucket -> group: greedily balanced by total count, so that each group moves with the text.
+    Any grouping is safe (see the module docstring); balance only makes the bound tighter."""
+    totals = hist.sum(axis=1, dtype=np.int64)
+    group = np.zeros(len(totals), dtype=np.int64)
+    load = np.zeros(GROUPS, dtype=np.int64)
+    for bucket in np.argsort(-totals, kind="stable"):
+        group[bucket] = int(np.argmin(load))
+        load[group[bucket]] += totals[bucket]
+    return group
+
+
+def _side(texts: Sequence[str], hist: np.ndarray, lens: np.ndarray, f: float, grouping: np.ndarray) -> _Side:
     order = np.argsort(lens, kind="stable")
     sorted_hist = np.ascontiguousarray(hist[:, order])
-    return _Side([texts[i] for i in order], lens[order], sorted_hist, order,
-                 _affine_need(sorted_hist, lens[order], f))
-
-
-def _affine_need(hist: np.ndarray, lens: np.ndarray, f: float) -> np.ndarray:
-    """Each text's integer share of the overlap a match needs.
-
-    With clipped counts h' (sum |a'|), L1(h'_a, h'_b) = |a'| + |b'| - 2 sum_min' <= indel
-    <= f (|a| + |b|), so a match needs sum_min' >= g(a) + g(b) with g(a) = (|a'| - f |a|) / 2,
-    hence sum_min' >= floor(g(a)) + floor(g(b)). Integer terms keep the float32 product exact.
-    """
-    clipped = hist.sum(axis=0, dtype=np.int64)
-    return np.floor((clipped - f * lens) / 2.0).astype(np.int64)
+    groups = np.zeros((GROUPS, len(order)), dtype=np.uint8)
+    for g in range(GROUPS):
+        groups[g] = np.minimum(sorted_hist[grouping == g].sum(axis=0, dtype=np.int64), 255)
+    slack = np.minimum(np.ceil(f * lens[order]), SLACK_CAP).astype(np.int16)
+    return _Side([texts[i] for i in order], lens[order], sorted_hist, order, groups, slack)
 
 
 def _bands(lens: np.ndarray) -> list[tuple[int, int]]:
-    """Row blocks of similar length: a block's column window is set by its longest row."""
+    """Row blocks of similar length, the unit of work a thread or a Ray task takes."""
     out = []
     r0 = 0
     n = len(lens)
@@ -266,124 +276,49 @@ def _bands(lens: np.ndarray) -> list[tuple[int, int]]:
     return out
 
 
-@dataclass
-class _Features:
-    """The thermometer layout of one row band.
+@numba.njit(nogil=True, cache=True)
+def _group_pass(row_groups, col_groups, row_slack, col_slack, r0, r1, lo, hi, out_r, out_c):  # pragma: no cover
+    """Write (i, j) for every row i in [r0, r1) and column j in [lo, hi) of its window with
+    sum_g |G_g(i) - G_g(j)| <= slack(i) + slack(j) to out_r/out_c (up to their length); return
+    how many there are, so a caller whose buffers were short can run the band again.
 
-    Levels are ``floor + k * s`` below ``cap`` (``s`` per character, so that it has at most
-    LEVELS_PER_CHAR levels); ``floor`` is implied (summed into ``base``) and the row side
-    carries ``s`` as its weight. A row count above its cap is not spelled out level by level:
-    one indicator feature on the row side times the column's excess ``max(0, y - cap)``
-    stands in for it. Per character the product adds, with ``m = min(x, y, cap)``,
-    ``floor + s * #{k: floor + k s < m} + [x > cap] * max(0, y - cap)``, and that is
-    ``>= min(x, y)``: when ``m <= floor``, ``floor`` alone covers ``m``, else
-    ``s * ceil((m - floor) / s) >= m - floor``; and ``min(x, y) <= m + [x > cap] * max(0,
-    y - cap)`` (equal when x <= cap, y when x > cap). So the product stays an upper bound on
-    sum_min for ANY floor <= cap (quantiles of the band: texts beyond them only get a looser
-    bound) while wide counts, outliers and the rare long tails stop widening the matrix.
+    Columns go in blocks of COLUMN_BLOCK so the int16 sums stay in the L1 cache; each group is
+    one pass over the block that LLVM vectorises (16 columns per AVX2 instruction). Nothing in
+    the function allocates: an allocation in the loop stopped the vectorisation (20x slower).
     """
-
-    chars: np.ndarray
-    levels: np.ndarray
-    step: np.ndarray  # per feature: the level spacing, the row side's weight
-    over: np.ndarray  # characters whose cap is below the band's largest count
-    caps: np.ndarray  # their caps
-    base: int  # sum of floors
-
-
-def _features(row_hist: np.ndarray, floor: np.ndarray) -> _Features:
-    # floor and cap only set how tight the bound is (any values are safe, see _Features), so
-    # they are quantiles of every 4th row; top, which decides the ``over`` characters, is exact
-    sample = row_hist[:, ::4]
-    n = sample.shape[1]
-    k_lo, k_hi = int(FLOOR_QUANTILE * (n - 1)), int(CAP_QUANTILE * (n - 1))
-    part = np.partition(sample, [k_lo, k_hi], axis=1)
-    top = row_hist.max(axis=1).astype(np.int64)
-    floor = np.maximum(floor, part[:, k_lo])
-    cap = np.minimum(np.maximum(part[:, k_hi].astype(np.int64), floor), top)
-    span = np.maximum(cap - floor, 0)
-    stride = np.maximum(span // LEVELS_PER_CHAR, 1)
-    width = -(-span // stride)
-    chars = np.repeat(np.arange(len(width)), width)
-    rank = np.arange(int(width.sum())) - np.repeat(np.cumsum(width) - width, width)
-    levels = floor[chars] + stride[chars] * rank
-    over = np.flatnonzero(top > cap)
-    return _Features(chars, levels.astype(np.uint16), stride[chars].astype(np.float32), over,
-                     cap[over].astype(np.int32), int(floor.sum()))
-
-
-def _encode(hist: np.ndarray, feats: _Features, extra: np.ndarray, is_row: bool) -> np.ndarray:
-    """Integer codes (features x texts) plus two affine rows that fold in the threshold."""
-    d, m = len(feats.chars), len(feats.over)
-    out = np.empty((d + m + 2, hist.shape[1]), dtype=np.float32)
-    np.greater(hist[feats.chars], feats.levels[:, None], out=out[:d], casting="unsafe")
-    if is_row:
-        out[:d] *= feats.step[:, None]
-    if m and is_row:
-        np.greater(hist[feats.over], feats.caps[:, None], out=out[d:d + m], casting="unsafe")
-    elif m:
-        out[d:d + m] = np.maximum(hist[feats.over].astype(np.int32) - feats.caps[:, None], 0)
-    out[d + m + (0 if is_row else 1)] = extra
-    out[d + m + (1 if is_row else 0)] = 1.0
-    return out
-
-
-def _band_pairs(rows: _Side, cols: _Side, r0: int, r1: int, window: np.ndarray,
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs of one row band against its column window that pass the float bag test.
-
-    ``window[i - r0]`` is the column range [start, end) row i can match. Columns are encoded
-    once per band (encoding costs about as much as the product) and each row tile is
-    multiplied only with the columns its own rows can reach.
-    """
-    c0, c1 = int(window[:, 0].min()), int(window[:, 1].max())
-    row_hist = rows.hist[:, r0:r1]
-    floor = np.minimum(row_hist.min(1), cols.hist[:, c0:c1].min(1)).astype(np.int64)
-    feats = _features(row_hist, floor)
-    x_rows = _encode(row_hist, feats, feats.base - rows.need[r0:r1], True)
-    width = x_rows.shape[0]
-    step = max(256, min(TILE_FLOATS // width, TILE_FLOATS // ROW_TILE))
-    out_r, out_c = [], []
-    for s0 in range(c0, c1, step):
-        s1 = min(c1, s0 + step)
-        x_cols = _encode(cols.hist[:, s0:s1], feats, -cols.need[s0:s1], False)
-        for t0 in range(0, r1 - r0, ROW_TILE):
-            t1 = min(r1 - r0, t0 + ROW_TILE)
-            a = max(s0, int(window[t0:t1, 0].min()))
-            b = min(s1, int(window[t0:t1, 1].max()))
-            if b <= a:
+    capacity = out_r.shape[0]
+    found = 0
+    acc = np.empty(COLUMN_BLOCK, np.int16)
+    for i in range(r0, r1):
+        row_limit = row_slack[i]
+        start, stop = lo[i - r0], hi[i - r0]
+        for s in range(start, stop, COLUMN_BLOCK):
+            e = min(stop, s + COLUMN_BLOCK)
+            part = acc[: e - s]
+            need = col_slack[s:e]
+            x = row_groups[0, i]
+            column = col_groups[0, s:e]
+            for k in range(e - s):
+                v = column[k]
+                part[k] = ((v - x) if v >= x else (x - v)) - need[k]
+            for g in range(1, row_groups.shape[0]):
+                x = row_groups[g, i]
+                column = col_groups[g, s:e]
+                for k in range(e - s):
+                    v = column[k]
+                    part[k] += (v - x) if v >= x else (x - v)
+            lowest = part[0]
+            for k in range(1, e - s):
+                lowest = min(lowest, part[k])
+            if lowest > row_limit:
                 continue
-            margin = x_rows[:, t0:t1].T @ x_cols[:, a - s0:b - s0]
-            _mask_below_window(margin, window[t0:t1, 0], a)
-            # survivors are rare: one max-reduction finds the few rows worth scanning
-            busy = np.flatnonzero(margin.max(axis=1) >= -0.5)
-            if len(busy):
-                ii, jj = np.nonzero(margin[busy] >= -0.5)
-                out_r.append(busy[ii] + (r0 + t0))
-                out_c.append(jj + a)
-    if not out_r:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return np.concatenate(out_r), np.concatenate(out_c)
-
-
-def _mask_below_window(margin: np.ndarray, starts: np.ndarray, a: int) -> None:
-    """Blank columns left of each row's window start (in a self-join: the diagonal and below),
-    else every row's trivial self-pair would send it to the slow per-row scan."""
-    span = min(margin.shape[1], int(starts.max()) - a)
-    if span <= 0:
-        return
-    rel = starts - a
-    if span <= 4096 and np.array_equal(rel, np.arange(int(rel[0]), int(rel[0]) + len(rel))):
-        below = _staircase(len(rel), span, int(rel[0]))  # the self-join's usual case
-    else:
-        below = np.arange(span)[None, :] < rel[:, None]
-    np.copyto(margin[:, :span], -1.0, where=below)
-
-
-@functools.lru_cache(maxsize=16)
-def _staircase(n: int, span: int, offset: int) -> np.ndarray:
-    """Boolean (n, span) mask of column j < offset + row i."""
-    return np.arange(span)[None, :] < (offset + np.arange(n))[:, None]
+            for k in range(e - s):
+                if part[k] <= row_limit:
+                    if found < capacity:
+                        out_r[found] = i
+                        out_c[found] = s + k
+                    found += 1
+    return found
 
 
 @dataclass
@@ -399,8 +334,6 @@ class BandJob:
 
     rows: _Side
     cols: _Side
-    coarse_rows: _Side
-    coarse_cols: _Side
     f: float
     threshold: float
     triangle: bool
@@ -409,7 +342,7 @@ class BandJob:
         return _bands(self.rows.lens)
 
     def band_cost(self, band: tuple[int, int]) -> int:
-        """Pairs the length window lets the band visit: what its matrix products cost."""
+        """Pairs the length window lets the band visit: what its group pass costs."""
         window = self._window(*band)
         return int(np.maximum(window[:, 1] - window[:, 0], 0).sum())
 
@@ -422,35 +355,35 @@ class BandJob:
             window[:, 0] = np.searchsorted(self.cols.lens, lo_len, side="left")
         window[:, 1] = np.searchsorted(self.cols.lens, _max_partner_len(self.rows.lens[r0:r1], self.f),
                                        side="right")
+        window[:, 1] = np.maximum(window[:, 1], window[:, 0])
         return window
 
     def candidates(self, r0: int, r1: int) -> tuple[np.ndarray, np.ndarray]:
-        """(row, col) pairs of one band (sorted positions) whose bag distance allows a match.
-
-        Necessary condition evaluated by the product: ``sum_min - need[a] - need[b] >= 0``
-        (see ``_affine_need``); every term is an integer, so float32 computes it exactly. The
-        product runs on coarse histograms (``_coarse``) and a strided thermometer
-        (``_features``), both of which only loosen the bound; the band's survivors are then
-        re-checked against the full histograms in integers (``_exact_bag_check``).
-        """
+        """(row, col) pairs of one band (sorted positions) whose bag distance allows a match:
+        the group pass over the length windows, then the full histograms in integers
+        (``_exact_bag_check``)."""
         window = self._window(r0, r1)
-        if not (window[:, 1] > window[:, 0]).any():
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        rr, cc = _band_pairs(self.coarse_rows, self.coarse_cols, r0, r1, window)
-        keep = (cc >= window[rr - r0, 0]) & (cc < window[rr - r0, 1])
-        return _exact_bag_check(self.rows, self.cols, rr[keep], cc[keep], self.f)
+        lo, hi = np.ascontiguousarray(window[:, 0]), np.ascontiguousarray(window[:, 1])
+        capacity = CANDIDATES_PER_BAND
+        while True:
+            rr, cc = np.empty(capacity, np.int64), np.empty(capacity, np.int64)
+            found = _group_pass(self.rows.groups, self.cols.groups, self.rows.slack, self.cols.slack,
+                                r0, r1, lo, hi, rr, cc)
+            if found <= capacity:
+                return _exact_bag_check(self.rows, self.cols, rr[:found], cc[:found], self.f)
+            capacity = found
 
     def match(self, bands: Sequence[tuple[int, int]], workers: int = 1,
               advance=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
         """(row, col, score) of every matching pair whose row lies in ``bands``, as positions in
         the callers' lists; the survivors of the filter are scored by rapidfuzz here.
 
-        ``workers`` threads run the bands (each product on a single-threaded BLAS); results are
-        taken in band order, so the output does not depend on ``workers``."""
+        ``workers`` threads run the bands (the group pass releases the GIL); results are taken
+        in band order, so the output does not depend on ``workers``."""
         found_r: list[np.ndarray] = [np.zeros(0, np.int64)]
         found_c: list[np.ndarray] = [np.zeros(0, np.int64)]
         threads = min(_threads(workers), max(len(bands), 1))
-        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
+        with ThreadPoolExecutor(threads) as pool:
             for rr, cc in pool.map(lambda band: self.candidates(*band), bands):
                 found_r.append(rr)
                 found_c.append(cc)
@@ -474,22 +407,6 @@ def _threads(workers: int) -> int:
 # groups of bands covering each band once (m1data.running.distributed.ray_band_runner runs them as Ray
 # tasks). None runs them here, in order.
 BandRunner = Callable[[BandJob, list[tuple[int, int]]], list[tuple[np.ndarray, np.ndarray, np.ndarray]]]
-
-
-def _coarse(side: _Side, f: float) -> _Side:
-    """The same texts with only the COARSE_BUCKETS most frequent characters kept apart and
-    all others merged into one bucket, for a narrower thermometer.
-
-    Safe: merging buckets can only lower the L1 distance (triangle inequality), and clipping
-    the merged count at 65535 too (min(., M) is 1-Lipschitz). ``need`` is recomputed from the
-    coarse counts, whose sum plays the role of |a'| in ``_affine_need``.
-    """
-    k = COARSE_BUCKETS
-    if side.hist.shape[0] <= k + 1:
-        return side
-    rest = np.minimum(side.hist[k:].sum(axis=0, dtype=np.int64), 65535).astype(np.uint16)
-    hist = np.concatenate([side.hist[:k], rest[None]])
-    return _Side(side.texts, side.lens, hist, side.order, _affine_need(hist, side.lens, f))
 
 
 def _exact_bag_check(rows: _Side, cols: _Side, rr: np.ndarray, cc: np.ndarray,
@@ -530,10 +447,7 @@ def _matching_pairs(rows: _Side, cols: _Side, threshold: float, triangle: bool, 
                     progress: bool, runner: BandRunner | None = None,
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(row, col, score) for every matching pair, as positions in the callers' lists."""
-    f = _check_threshold(threshold)
-    coarse_rows = _coarse(rows, f)
-    coarse_cols = coarse_rows if cols is rows else _coarse(cols, f)
-    job = BandJob(rows, cols, coarse_rows, coarse_cols, f, threshold, triangle)
+    job = BandJob(rows, cols, _check_threshold(threshold), threshold, triangle)
     bands = job.bands()
     if runner is None:
         with bar("bag filter", len(bands), show=progress) as band_bar:
@@ -570,7 +484,7 @@ def find_duplicates(texts: Sequence[str], threshold: float = 95.0, workers: int 
         return []
     distinct, row_ids, first = _distinct(texts)
     hist, lens = _histograms(distinct)
-    side = _side(distinct, hist, lens, _check_threshold(threshold))
+    side = _side(distinct, hist, lens, _check_threshold(threshold), _grouping(hist))
     u, v, scores = _matching_pairs(side, side, threshold, True, workers, progress, runner)
     best_row, best_score = _earliest_partner(len(distinct), first, u, v, scores)
     own_first = first[row_ids]
@@ -619,8 +533,9 @@ def find_contamination(texts: Sequence[str], evals: Sequence[EvalText], threshol
     hist, lens = _histograms(train + ev_texts)  # one shared alphabet for both sides
     n_train = len(train)
     f = _check_threshold(threshold)
-    rows = _side(train, hist[:, :n_train], lens[:n_train], f)
-    cols = _side(ev_texts, hist[:, n_train:], lens[n_train:], f)
+    grouping = _grouping(hist)
+    rows = _side(train, hist[:, :n_train], lens[:n_train], f, grouping)
+    cols = _side(ev_texts, hist[:, n_train:], lens[n_train:], f, grouping)
     t, e, scores = _matching_pairs(rows, cols, threshold, False, workers, progress, runner)
     eval_index = ev_first[e]  # identical eval texts score alike: the lowest index wins
     order = np.lexsort((eval_index, -scores, t))

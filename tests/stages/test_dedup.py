@@ -489,8 +489,50 @@ def test_property_adversarial_corpora(rows: list[str], threshold: float) -> None
 
 
 def test_band_threads_do_not_change_the_result() -> None:
-    """``workers`` runs bands in that many threads (single-threaded BLAS each): same removals."""
+    """``workers`` runs bands in that many threads (the group pass releases the GIL): same removals."""
     rows = [r for seed in range(3) for r in adversarial_corpus(seed)]
     expected = brute_duplicates(rows, 90.0)
     for workers in (1, 2, 3, -1):
         assert find_duplicates(rows, threshold=90.0, workers=workers) == expected
+
+
+def test_long_texts_whose_group_counts_pass_the_clip() -> None:
+    """Group counts are clipped at 255 (20 groups: texts beyond ~5,000 characters clip); the
+    group bound must still let every matching pair of such texts through."""
+    rng = random.Random(7)
+    words = ["patient", "presents", "with", "acute", "pain", "in", "the", "left", "lower", "quadrant", "fever"]
+    bases = [" ".join(rng.choice(words) for _ in range(rng.randrange(700, 1400))) for _ in range(4)]
+    rows = bases + [c for b in bases for c in _edit_copies(b, rng, 3, "abcdefg ")]
+    rows += [b[: len(b) // 2] for b in bases]
+    for t in (95.0, 99.0):
+        assert find_duplicates(rows, threshold=t) == brute_duplicates(rows, t)
+    assert find_duplicates(rows, threshold=95.0)  # some pair really matches
+
+
+def test_a_band_with_more_candidates_than_its_buffer_runs_again(monkeypatch) -> None:
+    """The group pass writes into buffers the caller sizes; a band that finds more pairs than
+    fit is run again with room for all of them, so nothing is cut off."""
+    import m1data.stages.fuzzy as fz
+
+    rows = [r for seed in range(3) for r in adversarial_corpus(seed)]
+    monkeypatch.setattr(fz, "CANDIDATES_PER_BAND", 1)
+    assert find_duplicates(rows, threshold=90.0) == brute_duplicates(rows, 90.0)
+
+
+def test_adversarial_corpora_catch_a_tightened_group_bound(monkeypatch) -> None:
+    """The group pass keeps pairs with sum_g |G_a - G_b| <= ceil(f|a|) + ceil(f|b|); one unit
+    less on each side loses matching pairs of these corpora, so the comparisons above would fail."""
+    import m1data.stages.fuzzy as fz
+
+    real_side = fz._side
+
+    def tight(*args):  # type: ignore[no-untyped-def]
+        side = real_side(*args)
+        side.slack -= 1
+        return side
+
+    monkeypatch.setattr(fz, "_side", tight)
+    differs = [(seed, t) for seed in range(4) for t in (90.0, 95.0)
+               if find_duplicates(adversarial_corpus(seed), threshold=t)
+               != brute_duplicates(adversarial_corpus(seed), t)]
+    assert differs
