@@ -38,10 +38,12 @@ nothing is capped (the reference's ``process.extract`` stopped at 5 matches).
 Cost: the filter still visits every length-compatible pair (3.0e9 at 196K benchmark rows), so
 it is quadratic, but a pair costs a few vector instructions: the group counts are 20 bytes a
 text, and ``_group_pass`` (compiled by numba for the machine it runs on, at first use, and
-cached beside this file) sums ``|G_a - G_b|`` for 16 columns at once. At 196K rows it lets
+cached beside this file, per CPU model) sums ``|G_a - G_b|`` for 16 columns at once. At 196K rows it lets
 192K of the 3.0e9 pairs through in 1.2 s on 2 cores; the full histograms leave ~7K for
 rapidfuzz. It replaced a bound computed by float32 matrix products (thermometer codes, BLAS):
-the same removals, 2.4x faster at 196K rows (``benchmarks/bench_dedup.py --table``).
+the same removals, 3x faster at 196K rows (dedup and decontamination side by side in one
+process: 9.0-9.8 s before, 2.9-3.1 s after) and 4.4x at 1M (226 s before, 51 s after, in
+``benchmarks/bench_dedup.py --table``).
 ``workers`` (-1: every core this process may use) is the number of threads that run bands
 (the compiled loop releases the GIL) and rapidfuzz's thread count. The bands are independent
 units of work (``BandJob.match`` runs any subset and returns them in order), which is how
@@ -88,7 +90,9 @@ SLACK = 1e-9
 MAX_BUCKETS = 255
 BAND_RATIO = 1.05
 BAND_ROWS = 384  # rows per band: the unit a thread or a Ray task takes
-GROUPS = 20  # character groups; at 196K rows, 16 / 20 / 24 let 863K / 192K / 58K of 3.0e9 pairs through in 1.0 / 1.2 / 1.4 s
+# character groups: at 196K benchmark rows, 16 / 20 / 24 groups let 863K / 192K / 58K of the 3.0e9
+# pairs through in 1.0 / 1.2 / 1.4 s (2 cores); 20 is quickest once the full-histogram check is counted
+GROUPS = 20
 SLACK_CAP = 8000  # above GROUPS * 255, so a capped slack still lets every pair through
 COLUMN_BLOCK = 1024
 CANDIDATES_PER_BAND = 4096
