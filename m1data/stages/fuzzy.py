@@ -72,11 +72,11 @@ than the pairs?). At t=95 the bound allows an Indel edit every ~10 characters (K
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 from rapidfuzz import fuzz, process
 
@@ -155,6 +155,18 @@ def _min_partner_len(lens: np.ndarray, f: float) -> np.ndarray:
 # character histograms
 
 
+@functools.cache
+def _compiled(function: Callable) -> Callable:
+    """`function` compiled by numba for this machine's CPU, on first use. It releases the GIL, so
+    bands run in threads; compiled code is cached beside this file (per CPU model), so only the
+    first run on a machine compiles (about 2 s). numba is imported here: 0.2 s that a command
+    which never matches texts should not pay."""
+    import numba
+
+    return numba.njit(nogil=True, cache=True)(function)
+
+
+
 def _histograms(texts: Sequence[str], chunk_chars: int = 1 << 23) -> tuple[np.ndarray, np.ndarray]:
     """Character counts, shape (buckets, texts): feature-major, so a band's columns are contiguous.
 
@@ -172,13 +184,12 @@ def _histograms(texts: Sequence[str], chunk_chars: int = 1 << 23) -> tuple[np.nd
             table, n_buckets = _bucket_table(codes)
             hist = np.zeros((n_buckets, len(texts)), dtype=np.uint16)
         counts = np.zeros((hi - lo, n_buckets), dtype=np.uint16)  # row-major: a text's counts together
-        _count_chars(codes, lens[lo:hi], table, counts)
+        _compiled(_count_chars)(codes, lens[lo:hi], table, counts)
         hist[:, lo:hi] = counts.T
     return hist, lens
 
 
-@numba.njit(nogil=True, cache=True)
-def _count_chars(codes, lens, table, counts):  # pragma: no cover
+def _count_chars(codes, lens, table, counts):  # pragma: no cover - runs compiled (_compiled)
     """counts[r, table[c]] += 1 for each character c of text r, stopping at 65535 (a clipped
     count keeps the bound valid: |min(x, M) - min(y, M)| <= |x - y|). One pass over the
     characters; numpy needed four arrays as large as the text to do the same."""
@@ -280,7 +291,6 @@ def _bands(lens: np.ndarray) -> list[tuple[int, int]]:
     return out
 
 
-@numba.njit(nogil=True, cache=True)
 def _group_pass(row_groups, col_groups, row_slack, col_slack, r0, r1, lo, hi, out_r, out_c):  # pragma: no cover
     """Write (i, j) for every row i in [r0, r1) and column j in [lo, hi) of its window with
     sum_g |G_g(i) - G_g(j)| <= slack(i) + slack(j) to out_r/out_c (up to their length); return
@@ -368,11 +378,12 @@ class BandJob:
         (``_exact_bag_check``)."""
         window = self._window(r0, r1)
         lo, hi = np.ascontiguousarray(window[:, 0]), np.ascontiguousarray(window[:, 1])
+        group_pass = _compiled(_group_pass)
         capacity = CANDIDATES_PER_BAND
         while True:
             rr, cc = np.empty(capacity, np.int64), np.empty(capacity, np.int64)
-            found = _group_pass(self.rows.groups, self.cols.groups, self.rows.slack, self.cols.slack,
-                                r0, r1, lo, hi, rr, cc)
+            found = group_pass(self.rows.groups, self.cols.groups, self.rows.slack, self.cols.slack,
+                               r0, r1, lo, hi, rr, cc)
             if found <= capacity:
                 return _exact_bag_check(self.rows, self.cols, rr[:found], cc[:found], self.f)
             capacity = found
@@ -387,6 +398,7 @@ class BandJob:
         found_r: list[np.ndarray] = [np.zeros(0, np.int64)]
         found_c: list[np.ndarray] = [np.zeros(0, np.int64)]
         threads = min(_threads(workers), max(len(bands), 1))
+        _compiled(_group_pass)  # once, before the threads ask for it
         with ThreadPoolExecutor(threads) as pool:
             for rr, cc in pool.map(lambda band: self.candidates(*band), bands):
                 found_r.append(rr)
