@@ -93,7 +93,7 @@ BAND_ROWS = 384  # rows per band: the unit a thread or a Ray task takes
 # character groups: at 196K benchmark rows, 16 / 20 / 24 groups let 863K / 192K / 58K of the 3.0e9
 # pairs through in 1.0 / 1.2 / 1.4 s (2 cores); 20 is quickest once the full-histogram check is counted
 GROUPS = 20
-SLACK_CAP = 8000  # above GROUPS * 255, so a capped slack still lets every pair through
+SHARE_CAP = 8000  # above GROUPS * 255, so a capped share still lets every pair through
 COLUMN_BLOCK = 1024
 CANDIDATES_PER_BAND = 4096
 VERIFY_CHUNK = 200_000
@@ -252,7 +252,7 @@ class _Side:
     hist: np.ndarray  # (buckets, texts)
     order: np.ndarray  # position in the caller's distinct-text list
     groups: np.ndarray  # (GROUPS, texts) uint8: clipped character-group counts
-    slack: np.ndarray  # (texts,) int16: ceil(f |a|), capped at SLACK_CAP
+    share: np.ndarray  # (texts,) int16: the text's share of the allowed distance, ceil(f |a|), capped at SHARE_CAP
 
 
 def _grouping(hist: np.ndarray) -> np.ndarray:
@@ -273,8 +273,8 @@ def _side(texts: Sequence[str], hist: np.ndarray, lens: np.ndarray, f: float, gr
     groups = np.zeros((GROUPS, len(order)), dtype=np.uint8)
     for g in range(GROUPS):
         groups[g] = np.minimum(sorted_hist[grouping == g].sum(axis=0, dtype=np.int64), 255)
-    slack = np.minimum(np.ceil(f * lens[order]), SLACK_CAP).astype(np.int16)
-    return _Side([texts[i] for i in order], lens[order], sorted_hist, order, groups, slack)
+    share = np.minimum(np.ceil(f * lens[order]), SHARE_CAP).astype(np.int16)
+    return _Side([texts[i] for i in order], lens[order], sorted_hist, order, groups, share)
 
 
 def _bands(lens: np.ndarray) -> list[tuple[int, int]]:
@@ -291,9 +291,9 @@ def _bands(lens: np.ndarray) -> list[tuple[int, int]]:
     return out
 
 
-def _group_pass(row_groups, col_groups, row_slack, col_slack, r0, r1, lo, hi, out_r, out_c):  # pragma: no cover
+def _group_pass(row_groups, col_groups, row_share, col_share, r0, r1, lo, hi, out_r, out_c):  # pragma: no cover
     """Write (i, j) for every row i in [r0, r1) and column j in [lo, hi) of its window with
-    sum_g |G_g(i) - G_g(j)| <= slack(i) + slack(j) to out_r/out_c (up to their length); return
+    sum_g |G_g(i) - G_g(j)| <= share(i) + share(j) to out_r/out_c (up to their length); return
     how many there are, so a caller whose buffers were short can run the band again.
 
     Columns go in blocks of COLUMN_BLOCK so the int16 sums stay in the L1 cache; each group is
@@ -304,12 +304,12 @@ def _group_pass(row_groups, col_groups, row_slack, col_slack, r0, r1, lo, hi, ou
     found = 0
     acc = np.empty(COLUMN_BLOCK, np.int16)
     for i in range(r0, r1):
-        row_limit = row_slack[i]
+        row_limit = row_share[i]
         start, stop = lo[i - r0], hi[i - r0]
         for s in range(start, stop, COLUMN_BLOCK):
             e = min(stop, s + COLUMN_BLOCK)
             part = acc[: e - s]
-            need = col_slack[s:e]
+            need = col_share[s:e]
             x = row_groups[0, i]
             column = col_groups[0, s:e]
             for k in range(e - s):
@@ -382,7 +382,7 @@ class BandJob:
         capacity = CANDIDATES_PER_BAND
         while True:
             rr, cc = np.empty(capacity, np.int64), np.empty(capacity, np.int64)
-            found = group_pass(self.rows.groups, self.cols.groups, self.rows.slack, self.cols.slack,
+            found = group_pass(self.rows.groups, self.cols.groups, self.rows.share, self.cols.share,
                                r0, r1, lo, hi, rr, cc)
             if found <= capacity:
                 return _exact_bag_check(self.rows, self.cols, rr[:found], cc[:found], self.f)

@@ -528,7 +528,7 @@ def test_adversarial_corpora_catch_a_tightened_group_bound(monkeypatch) -> None:
 
     def tight(*args):  # type: ignore[no-untyped-def]
         side = real_side(*args)
-        side.slack -= 1
+        side.share -= 1
         return side
 
     monkeypatch.setattr(fz, "_side", tight)
