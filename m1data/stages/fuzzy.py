@@ -152,7 +152,7 @@ def _min_partner_len(lens: np.ndarray, f: float) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
-# character histograms
+# compiled loops
 
 
 @functools.cache
@@ -165,6 +165,9 @@ def _compiled(function: Callable) -> Callable:
 
     return numba.njit(nogil=True, cache=True)(function)
 
+
+# ---------------------------------------------------------------------------------------------
+# character histograms
 
 
 def _histograms(texts: Sequence[str], chunk_chars: int = 1 << 23) -> tuple[np.ndarray, np.ndarray]:

@@ -234,7 +234,8 @@ def test_a_tokenizer_found_nowhere_is_said_without_importing_transformers(tmp_pa
                           env={**OFFLINE, "HF_HUB_CACHE": str(tmp_path / "hub")})
     *errors, imported = proc.stdout.splitlines()
     assert len(errors) == 3 and imported == "False", proc.stdout
-    assert all("neither a local folder nor in the local Hugging Face cache, and HF_HUB_OFFLINE is set" in e for e in errors)
+    said = "neither a local folder nor in the local Hugging Face cache, and HF_HUB_OFFLINE is set"
+    assert all(said in e for e in errors)
 
     transformers = pytest.importorskip("transformers")
     from huggingface_hub import constants
