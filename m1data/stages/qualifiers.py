@@ -20,7 +20,7 @@ from pathlib import Path
 import datasets
 
 from m1data.errors import UserError
-from m1data.schema import fresh_fingerprint
+from m1data.running.pipeline import add_columns
 
 __all__ = [
     "DOMAIN_COLUMNS",
@@ -134,11 +134,8 @@ def rubric() -> str:
 def add_domain_columns(ds: datasets.Dataset, codes: Sequence[str]) -> datasets.Dataset:
     """`domain_code` ("07") and `domain` (the qualifier's name, as in the paper's Table 4)."""
     names = qualifier_by_code()
-    for column in DOMAIN_COLUMNS:
-        if column in ds.column_names:
-            ds = ds.remove_columns(column)
-    ds = ds.add_column("domain_code", list(codes), new_fingerprint=fresh_fingerprint())
-    return ds.add_column("domain", [names[c].name for c in codes], new_fingerprint=fresh_fingerprint())
+    return add_columns(ds, {"domain_code": (list(codes), datasets.Value("string")),
+                            "domain": ([names[c].name for c in codes], datasets.Value("string"))})
 
 
 def domain_counts(codes: Sequence[str]) -> dict[str, int]:
