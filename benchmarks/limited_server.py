@@ -7,8 +7,9 @@ It serves tests/llm_server.py's ScriptedServer on 127.0.0.1 with one handler: a 
 ``--rate`` requests/s holding ``--burst`` (429 with Retry-After: 1 when empty), then random 429s
 (Retry-After: 1) and 500s with the given probabilities (seeded), else the fixed boxed answer.
 Prints ``PORT <n>``; then each line ``stats`` on stdin prints one JSON line of counts (200, 429,
-500, and how many request bodies were answered 200 more than once: paid twice), and ``reset``
-zeroes them.
+500, how many request bodies were answered 200 more than once: paid twice, and the answers and
+429s from SETTLED_AFTER seconds after the first request on: a client's steady state, without
+the start where it has not met the limit yet), and ``reset`` zeroes them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from llm_server import Received, Response, ScriptedServer, error, reply  # noqa: E402
 
 
+SETTLED_AFTER = 2.0  # seconds: answers after this also count as "settled" (the client's start left out)
+
+
 class LimitedHandler:
     def __init__(self, rate: float, burst: float, p429: float, p500: float, seed: int = 0):
         self.rate, self.capacity = rate, burst
@@ -34,22 +38,28 @@ class LimitedHandler:
         self.p429, self.p500 = p429, p500
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
+        self.began = 0.0  # the first request's arrival
         self.counts: Counter[str] = Counter()
         self.paid: Counter[str] = Counter()
 
     def __call__(self, req: Received) -> Response:
         with self.lock:
+            now = time.monotonic()
+            self.began = self.began or now
+            settled = now - self.began >= SETTLED_AFTER
+            self.counts["settled"] += settled
             if self.rate:
-                now = time.monotonic()
                 self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
                 self.updated = now
                 if self.level < 1:
                     self.counts["429"] += 1
+                    self.counts["settled_429"] += settled
                     return error(429, "rate limit reached", retry_after=1)
                 self.level -= 1
             roll = self.rng.random()
             if roll < self.p429:
                 self.counts["429"] += 1
+                self.counts["settled_429"] += settled
                 return error(429, "try again", retry_after=1)
             if roll < self.p429 + self.p500:
                 self.counts["500"] += 1
@@ -66,6 +76,7 @@ class LimitedHandler:
         with self.lock:
             self.counts.clear()
             self.paid.clear()
+            self.began = 0.0
 
 
 def main() -> None:

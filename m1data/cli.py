@@ -330,7 +330,7 @@ ConcurrencyOpt = Annotated[Optional[int], typer.Option("--concurrency", help="Re
 RpmOpt = Annotated[Optional[float], typer.Option("--rpm", help="Requests-per-minute limit.")]
 TpmOpt = Annotated[Optional[float], typer.Option("--tpm", help="Tokens-per-minute limit.")]
 TimeoutOpt = Annotated[Optional[float], typer.Option("--timeout", help="Seconds one attempt may take (default 600; traces 1200: R1 may think for minutes).")]
-RequestAttemptsOpt = Annotated[Optional[int], typer.Option("--request-attempts", min=1, help="Tries per request, the first included, before it is recorded as failed (default 6).")]
+RequestAttemptsOpt = Annotated[Optional[int], typer.Option("--request-attempts", min=1, help="Failed tries per request before it is recorded as failed (default 6); 429s with a Retry-After count separately (up to 20).")]
 RetryFailedOpt = Annotated[bool, typer.Option("--retry-failed", help="Send again requests whose recorded outcome was a failure.")]
 BatchOpt = Annotated[bool, typer.Option("--batch", help="Send through the provider's Batch API (cheaper, answered within a day); same cache, resumable.")]
 PricesOpt = Annotated[Optional[Path], typer.Option("--prices", help='JSON price table, {"MODEL": {"input": 0.28, "output": 0.42}} in dollars per 1M tokens, for models the built-in one does not know.')]

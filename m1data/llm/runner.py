@@ -336,7 +336,7 @@ async def _attempts(
     booked = 0
     if limiter.counts_tokens:
         booked = prompt_tokens(request) + (max_output_tokens(request) or DEFAULT_MAX_TOKENS)
-    attempt = 0
+    attempt = failures = paced = 0
     while True:
         attempt += 1
         async with slots:
@@ -352,10 +352,15 @@ async def _attempts(
                 slots.closed = True  # before the slot is given to a waiting call
         limiter.settle(booked, reply.prompt_tokens + reply.completion_tokens)
         watch.attempt(reply)
-        retryable = isinstance(reply, Failed) and reply.retryable
-        if not retryable or attempt >= policy.max_attempts:
+        if not (isinstance(reply, Failed) and reply.retryable):
             return reply, attempt
-        await asyncio.sleep(policy.delay(attempt, reply.retry_after))
+        if policy.paced(reply):
+            paced += 1
+        else:
+            failures += 1
+        if failures >= policy.max_attempts or paced >= policy.max_rate_limited:
+            return reply, attempt
+        await asyncio.sleep(policy.delay(limiter.backoff_step(failures), reply.retry_after))
 
 
 def _record(

@@ -267,6 +267,39 @@ def test_async_api_inside_a_running_loop(llm_server, engine):
         asyncio.run(wrong())
 
 
+def test_429s_with_retry_after_do_not_use_up_the_attempts(llm_server, engine, cache):
+    """A provider pacing a request (429 + Retry-After) more often than max_attempts still gets it
+    answered; 429s without a Retry-After and other failures still count against max_attempts."""
+    llm_server.handler = lambda req: error(429, "slow down", retry_after=0.01) if req.attempt <= 6 else echo(req)
+    [got] = run(engine, [ask("q")], cache)
+    assert got.text == "echo q" and llm_server.count() == 7  # FAST allows 4 attempts
+
+    llm_server.reset()
+    llm_server.handler = lambda req: error(429, "slow down")
+    [got] = run(engine, [ask("r")])
+    assert got.error.startswith("http_429") and llm_server.count() == FAST.max_attempts
+
+
+def test_a_provider_that_paces_for_ever_still_ends_the_request(llm_server, engine):
+    llm_server.handler = lambda req: error(429, "slow down", retry_after=0.01)
+    policy = RetryPolicy(max_attempts=2, base_delay=0.01, max_rate_limited=5)
+    [got] = run(engine, [ask("q")], retry=policy)
+    assert got.status == "error" and got.error.startswith("http_429")
+    assert llm_server.count() == 5
+
+
+def test_a_healthy_provider_s_failures_are_retried_without_growing_waits(llm_server, engine):
+    """Backoff spares a provider that fails broadly; one that answers the others is not, and an
+    unlucky request's waits stay at base_delay instead of doubling (0.2, 0.4, 0.8, 1.6 s)."""
+    llm_server.handler = lambda req: error(500, "boom") if req.text == "bad" and req.attempt <= 5 else echo(req)
+    policy = RetryPolicy(max_attempts=6, base_delay=0.2, max_delay=10)
+    replies = run(engine, [ask("bad")] + [ask(f"q{i}") for i in range(20)], retry=policy, concurrency=4)
+    assert all(r.status == "ok" for r in replies)
+    sent = [r.time for r in llm_server.requests if r.text == "bad"]
+    assert len(sent) == 6
+    assert max(b - a for a, b in zip(sent, sent[1:])) < 0.2 + 0.15  # (old rule: all under 0.35 s ~1% of runs)
+
+
 def test_a_429_delays_only_its_own_request(llm_server, engine):
     """Retry-After applies to the refused request; the others go on (no global pause)."""
 
