@@ -35,15 +35,19 @@ Exact duplicates are collapsed first (each distinct text is joined once); the ea
 matching row is then recovered from first occurrences, so clusters of any size are handled and
 nothing is capped (the reference's ``process.extract`` stopped at 5 matches).
 
-Cost: the filter still visits every length-compatible pair (3.0e9 at 196K benchmark rows), so
-it is quadratic, but a pair costs a few vector instructions: the group counts are 20 bytes a
-text, and ``_group_pass`` (compiled by numba for the machine it runs on, at first use, and
-cached beside this file, per CPU model) sums ``|G_a - G_b|`` for 16 columns at once. At 196K rows it lets
-192K of the 3.0e9 pairs through in 1.2 s on 2 cores; the full histograms leave ~7K for
-rapidfuzz. It replaced a bound computed by float32 matrix products (thermometer codes, BLAS):
-the same removals, 3x faster at 196K rows (dedup and decontamination side by side in one
-process: 9.0-9.8 s before, 2.9-3.1 s after) and 4.4x at 1M (226 s before, 51 s after, in
-``benchmarks/bench_dedup.py --table``).
+Cost: the filter still visits every length-compatible pair (3.0e9 at 196K benchmark rows,
+7.8e10 at 1M), so it is quadratic, but a pair costs about a third of a nanosecond: the group
+counts are 20 bytes a text, and ``_narrow_pass`` (compiled by numba for the machine it runs
+on, at first use, and cached beside this file, per CPU model) sums ``|G_a - G_b|`` in
+saturating bytes, 32 columns per instruction, four rows per column load (``_group_pass``, in
+int16, takes the few bands of texts over ~2,500 characters). At 196K rows it lets 192K of the
+3.0e9 pairs through in about 0.5 s on 2 cores; the full histograms leave ~7K for rapidfuzz.
+It replaced a bound computed by float32 matrix products (thermometer codes, BLAS): the same
+removals, 3x faster at 196K rows (dedup and decontamination side by side in one process: 9.0-9.8 s
+before, 2.9-3.1 s after) and 4.4x at 1M (226 s before, 51 s after, in
+``benchmarks/bench_dedup.py --table``); the byte loop, a row-major histogram and compiled
+group counts and full-histogram check then halved that again (196K: 3.0 s to 1.6 s; 1M dedup
+alone: 40 s to 17 s).
 ``workers`` (-1: every core this process may use) is the number of threads that run bands
 (the compiled loop releases the GIL) and rapidfuzz's thread count. The bands are independent
 units of work (``BandJob.match`` runs any subset and returns them in order), which is how
@@ -91,7 +95,7 @@ MAX_BUCKETS = 255
 BAND_RATIO = 1.05
 BAND_ROWS = 384  # rows per band: the unit a thread or a Ray task takes
 # character groups: at 196K benchmark rows, 16 / 20 / 24 groups let 863K / 192K / 58K of the 3.0e9
-# pairs through in 1.0 / 1.2 / 1.4 s (2 cores); 20 is quickest once the full-histogram check is counted
+# pairs through; with the full-histogram check, dedup of 1M rows took 19.0 / 17.0 / 19.1 s (2 cores)
 GROUPS = 20
 SHARE_CAP = 8000  # above GROUPS * 255, so a capped share still lets every pair through
 COLUMN_BLOCK = 1024
@@ -171,7 +175,8 @@ def _compiled(function: Callable) -> Callable:
 
 
 def _histograms(texts: Sequence[str], chunk_chars: int = 1 << 23) -> tuple[np.ndarray, np.ndarray]:
-    """Character counts, shape (buckets, texts): feature-major, so a band's columns are contiguous.
+    """Character counts, shape (texts, buckets): a text's counts together, as the full-histogram
+    check reads them one pair at a time.
 
     Why bucket: sharing one bucket among rare characters keeps the histograms small and only
     weakens the bound. Which characters get their own bucket is read from the first chunk
@@ -180,15 +185,13 @@ def _histograms(texts: Sequence[str], chunk_chars: int = 1 << 23) -> tuple[np.nd
     lens = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
     table: np.ndarray | None = None
     n_buckets = 1
-    hist = np.zeros((1, len(texts)), dtype=np.uint16)
+    hist = np.zeros((len(texts), 1), dtype=np.uint16)
     for lo, hi in _char_chunks(lens, chunk_chars):
         codes = _codes(texts[lo:hi])
         if table is None:
             table, n_buckets = _bucket_table(codes)
-            hist = np.zeros((n_buckets, len(texts)), dtype=np.uint16)
-        counts = np.zeros((hi - lo, n_buckets), dtype=np.uint16)  # row-major: a text's counts together
-        _compiled(_count_chars)(codes, lens[lo:hi], table, counts)
-        hist[:, lo:hi] = counts.T
+            hist = np.zeros((len(texts), n_buckets), dtype=np.uint16)
+        _compiled(_count_chars)(codes, lens[lo:hi], table, hist[lo:hi])
     return hist, lens
 
 
@@ -248,20 +251,27 @@ def _char_chunks(lens: np.ndarray, chunk_chars: int,
 
 @dataclass
 class _Side:
-    """Distinct texts sorted by length, with their histograms and group counts."""
+    """Distinct texts sorted by length, with their histograms and group counts. Position ``i``
+    is the caller's text ``order[i]``; ``hist`` stays in the caller's order (sorting it would
+    copy 0.5 GB at 1M rows to save one lookup per candidate pair)."""
 
     texts: list[str]
     lens: np.ndarray
-    hist: np.ndarray  # (buckets, texts)
+    hist: np.ndarray  # (texts, buckets), the caller's order: text i's counts are hist[order[i]]
     order: np.ndarray  # position in the caller's distinct-text list
     groups: np.ndarray  # (GROUPS, texts) uint8: clipped character-group counts
     share: np.ndarray  # (texts,) int16: the text's share of the allowed distance, ceil(f |a|), capped at SHARE_CAP
+
+    @functools.cached_property
+    def byte_share(self) -> np.ndarray:
+        """``share`` capped at 255 in a byte, what ``_narrow_pass`` reads."""
+        return np.minimum(self.share, 255).astype(np.uint8)
 
 
 def _grouping(hist: np.ndarray) -> np.ndarray:
     """Bucket -> group: greedily balanced by total count, so that each group moves with the text.
     Any grouping is safe (see the module docstring); balance only makes the bound tighter."""
-    totals = hist.sum(axis=1, dtype=np.int64)
+    totals = hist.sum(axis=0, dtype=np.int64)
     group = np.zeros(len(totals), dtype=np.int64)
     load = np.zeros(GROUPS, dtype=np.int64)
     for bucket in np.argsort(-totals, kind="stable"):
@@ -272,12 +282,23 @@ def _grouping(hist: np.ndarray) -> np.ndarray:
 
 def _side(texts: Sequence[str], hist: np.ndarray, lens: np.ndarray, f: float, grouping: np.ndarray) -> _Side:
     order = np.argsort(lens, kind="stable")
-    sorted_hist = np.ascontiguousarray(hist[:, order])
     groups = np.zeros((GROUPS, len(order)), dtype=np.uint8)
-    for g in range(GROUPS):
-        groups[g] = np.minimum(sorted_hist[grouping == g].sum(axis=0, dtype=np.int64), 255)
+    _compiled(_count_groups)(hist, grouping, order, groups)
     share = np.minimum(np.ceil(f * lens[order]), SHARE_CAP).astype(np.int16)
-    return _Side([texts[i] for i in order], lens[order], sorted_hist, order, groups, share)
+    return _Side([texts[i] for i in order], lens[order], hist, order, groups, share)
+
+
+def _count_groups(hist, grouping, order, groups):  # pragma: no cover - runs compiled (_compiled)
+    """groups[g, i] = min(text order[i]'s count of group g's characters, 255): sorted by length
+    and group-major, as the group pass reads them."""
+    sums = np.zeros(groups.shape[0], np.int64)
+    for i in range(order.shape[0]):
+        sums[:] = 0
+        counts = hist[order[i]]
+        for b in range(counts.shape[0]):
+            sums[grouping[b]] += counts[b]
+        for g in range(groups.shape[0]):
+            groups[g, i] = min(sums[g], 255)
 
 
 def _bands(lens: np.ndarray) -> list[tuple[int, int]]:
@@ -295,7 +316,7 @@ def _bands(lens: np.ndarray) -> list[tuple[int, int]]:
 
 
 def _group_pass(row_groups, col_groups, row_share, col_share, r0, r1, lo, hi, out_r, out_c):  # pragma: no cover
-    """Write (i, j) for every row i in [r0, r1) and column j in [lo, hi) of its window with
+    """Write (i, j) for every row i in [r0, r1) and column j in [lo[i - r0], hi[i - r0]) with
     sum_g |G_g(i) - G_g(j)| <= share(i) + share(j) to out_r/out_c (up to their length); return
     how many there are, so a caller whose buffers were short can run the band again.
 
@@ -335,6 +356,71 @@ def _group_pass(row_groups, col_groups, row_share, col_share, r0, r1, lo, hi, ou
                         out_r[found] = i
                         out_c[found] = s + k
                     found += 1
+    return found
+
+
+def _narrow_pass(row_groups, col_groups, row_share, col_share, r0, r1, lo, hi, out_r, out_c):  # pragma: no cover
+    """``_group_pass`` for a band whose limits fit a byte (share(i) + share(j) <= 254 for every
+    pair, texts under ~2,500 characters: nearly all): the same pairs, about twice as fast.
+
+    Each pair's byte starts at 254 - share(i) - share(j) and adds |G_g(i) - G_g(j)| saturating
+    at 255, so it ends under 255 exactly when the sum is within the limit (the sums only grow,
+    so a byte that reached 255 stays there and its pair is over). Bytes put 32 columns in an
+    AVX2 instruction where int16 put 16, and four rows share each load of a column block: the
+    blocks come from L2, and that load, not the arithmetic, was the single-row loop's cost.
+    Rows past the band's end repeat its last row and emit nothing; a row emits only columns
+    in its own window, as the four rows' windows differ a little.
+    """
+    capacity = out_r.shape[0]
+    found = 0
+    part = np.empty((4, COLUMN_BLOCK), np.uint8)
+    rows = np.empty(4, np.int64)
+    for i in range(r0, r1, 4):
+        for r in range(4):
+            rows[r] = min(i + r, r1 - 1)
+        start = min(lo[rows[0] - r0], lo[rows[3] - r0])
+        stop = max(hi[rows[0] - r0], hi[rows[3] - r0])
+        for s in range(start, stop, COLUMN_BLOCK):
+            e = min(stop, s + COLUMN_BLOCK)
+            need = col_share[s:e]
+            for r in range(4):
+                base = np.uint8(254 - row_share[rows[r]])
+                pr = part[r]
+                for k in range(e - s):
+                    pr[k] = base - need[k]
+            p0, p1, p2, p3 = part[0], part[1], part[2], part[3]
+            for g in range(row_groups.shape[0]):
+                column = col_groups[g, s:e]
+                x0, x1 = row_groups[g, rows[0]], row_groups[g, rows[1]]
+                x2, x3 = row_groups[g, rows[2]], row_groups[g, rows[3]]
+                for k in range(e - s):
+                    v = column[k]
+                    a = p0[k]
+                    b = np.uint8(a + np.uint8(max(v, x0) - min(v, x0)))
+                    p0[k] = b if b >= a else np.uint8(255)
+                    a = p1[k]
+                    b = np.uint8(a + np.uint8(max(v, x1) - min(v, x1)))
+                    p1[k] = b if b >= a else np.uint8(255)
+                    a = p2[k]
+                    b = np.uint8(a + np.uint8(max(v, x2) - min(v, x2)))
+                    p2[k] = b if b >= a else np.uint8(255)
+                    a = p3[k]
+                    b = np.uint8(a + np.uint8(max(v, x3) - min(v, x3)))
+                    p3[k] = b if b >= a else np.uint8(255)
+            for r in range(min(4, r1 - i)):
+                pr = part[r]
+                lowest = np.uint8(255)
+                for k in range(e - s):
+                    lowest = min(lowest, pr[k])
+                if lowest == 255:
+                    continue
+                row = rows[r]
+                for k in range(max(s, lo[row - r0]) - s, min(e, hi[row - r0]) - s):
+                    if pr[k] != 255:
+                        if found < capacity:
+                            out_r[found] = row
+                            out_c[found] = s + k
+                        found += 1
     return found
 
 
@@ -381,12 +467,15 @@ class BandJob:
         (``_exact_bag_check``)."""
         window = self._window(r0, r1)
         lo, hi = np.ascontiguousarray(window[:, 0]), np.ascontiguousarray(window[:, 1])
-        group_pass = _compiled(_group_pass)
+        widest = self.rows.share[r1 - 1] + (self.cols.share[hi[-1] - 1] if hi[-1] > 0 else 0)  # lengths ascend
+        if widest <= 254:
+            group_pass, row_share, col_share = _compiled(_narrow_pass), self.rows.byte_share, self.cols.byte_share
+        else:
+            group_pass, row_share, col_share = _compiled(_group_pass), self.rows.share, self.cols.share
         capacity = CANDIDATES_PER_BAND
         while True:
             rr, cc = np.empty(capacity, np.int64), np.empty(capacity, np.int64)
-            found = group_pass(self.rows.groups, self.cols.groups, self.rows.share, self.cols.share,
-                               r0, r1, lo, hi, rr, cc)
+            found = group_pass(self.rows.groups, self.cols.groups, row_share, col_share, r0, r1, lo, hi, rr, cc)
             if found <= capacity:
                 return _exact_bag_check(self.rows, self.cols, rr[:found], cc[:found], self.f)
             capacity = found
@@ -401,7 +490,7 @@ class BandJob:
         found_r: list[np.ndarray] = [np.zeros(0, np.int64)]
         found_c: list[np.ndarray] = [np.zeros(0, np.int64)]
         threads = min(_threads(workers), max(len(bands), 1))
-        _compiled(_group_pass)  # once, before the threads ask for it
+        _compiled(_group_pass), _compiled(_narrow_pass)  # once, before the threads ask for them
         with ThreadPoolExecutor(threads) as pool:
             for rr, cc in pool.map(lambda band: self.candidates(*band), bands):
                 found_r.append(rr)
@@ -431,12 +520,24 @@ BandRunner = Callable[[BandJob, list[tuple[int, int]]], list[tuple[np.ndarray, n
 def _exact_bag_check(rows: _Side, cols: _Side, rr: np.ndarray, cc: np.ndarray,
                      f: float) -> tuple[np.ndarray, np.ndarray]:
     """Integer re-check of the bag bound: L1(h_a, h_b) <= floor(f (|a| + |b|))."""
-    keep = np.zeros(len(rr), dtype=bool)
-    for s in range(0, len(rr), VERIFY_CHUNK):
-        r, k = rr[s:s + VERIFY_CHUNK], cc[s:s + VERIFY_CHUNK]
-        l1 = np.abs(rows.hist[:, r].astype(np.int32) - cols.hist[:, k].astype(np.int32)).sum(0)
-        keep[s:s + VERIFY_CHUNK] = l1 <= np.floor(f * (rows.lens[r] + cols.lens[k]))
+    keep = _bag_distances(rows, cols, rr, cc) <= np.floor(f * (rows.lens[rr] + cols.lens[cc]))
     return rr[keep], cc[keep]
+
+
+def _bag_distances(rows: _Side, cols: _Side, rr: np.ndarray, cc: np.ndarray) -> np.ndarray:
+    """L1 distance of the full histograms of each pair (sorted positions)."""
+    out = np.empty(len(rr), np.int64)
+    _compiled(_l1_pairs)(rows.hist, cols.hist, rows.order[rr], cols.order[cc], out)
+    return out
+
+
+def _l1_pairs(a_hist, b_hist, a, b, out):  # pragma: no cover - runs compiled (_compiled)
+    for p in range(a.shape[0]):
+        x, y = a_hist[a[p]], b_hist[b[p]]
+        total = 0
+        for k in range(x.shape[0]):
+            total += abs(np.int32(x[k]) - np.int32(y[k]))
+        out[p] = total
 
 
 # ---------------------------------------------------------------------------------------------
@@ -553,8 +654,8 @@ def find_contamination(texts: Sequence[str], evals: Sequence[EvalText], threshol
     n_train = len(train)
     f = _check_threshold(threshold)
     grouping = _grouping(hist)
-    rows = _side(train, hist[:, :n_train], lens[:n_train], f, grouping)
-    cols = _side(ev_texts, hist[:, n_train:], lens[n_train:], f, grouping)
+    rows = _side(train, hist[:n_train], lens[:n_train], f, grouping)
+    cols = _side(ev_texts, hist[n_train:], lens[n_train:], f, grouping)
     t, e, scores = _matching_pairs(rows, cols, threshold, False, workers, progress, runner)
     eval_index = ev_first[e]  # identical eval texts score alike: the lowest index wins
     order = np.lexsort((eval_index, -scores, t))
