@@ -43,6 +43,6 @@ logged bash scripts/install_embedded.sh
 step "compiling: m1data's bytecode, the fuzzy matcher's loops for this CPU"
 logged .venv/bin/python -m compileall -q m1data infer train cards builders
 logged .venv/bin/python -c "from m1data.stages.fuzzy import find_duplicates
-find_duplicates(['ab', 'ab c']); find_duplicates(['心臓', '心'])"
+find_duplicates(['ab', 'ab c', 'a' * 3000, 'a' * 3001]); find_duplicates(['心臓', '心'])"
 printf '%s\n%s\n' "$recipe" "$extras" > "$stamp"
 step "installed in $((SECONDS - began)) s (log: .venv/install.log)"
