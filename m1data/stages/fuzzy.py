@@ -72,6 +72,10 @@ than the pairs?). At t=95 the bound allows an Indel edit every ~10 characters (K
   projection (the top principal directions of the histograms included) keeps 97% of the pairs
   in a length window, and a k-d tree (scikit-learn, manhattan) took 37 s for 50K rows, where
   the group pass takes well under a second.
+- Distances to pivot texts (Indel distance, so 1-Lipschitz in the very metric that decides, not
+  in the bag one): on 20K sampled benchmark rows, each of 32 random pivots keeps 72-88% of the
+  pairs in a length window, and all 32 together still keep 6.9%, where the group pass keeps
+  0.006%. Texts of one length sit at nearly the same distance from any third text.
 """
 
 from __future__ import annotations
