@@ -33,8 +33,8 @@ Measured (issue 21, 2 cores, load 0.3-0.7, before and after in one run): against
 bucket, 100.2 req/s with 4.9% of answers 429 (0.9% after 2 s) before, 97.1 req/s and 4.9%
 (0.6%) after. Random faults, seeds 0/1/2: before 33%/58%/59% of the fault-free rate with one
 request of seed 0 lost (it failed all 6 tries: four 500s and two 429s); after 60%/60%/64%, none
-lost, because 429s with a Retry-After no longer use up a request's tries and waits no longer
-double while the provider answers most requests. Paid twice: 0 everywhere.
+lost, because 429s with a Retry-After no longer use up a request's tries. Paid twice: 0
+everywhere.
 """
 
 from __future__ import annotations

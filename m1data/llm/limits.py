@@ -22,11 +22,9 @@ a little while it stays low, so the client settles just under the limit. Everyon
 when the provider refuses every request in flight, for half a second at least (RateLimiter).
 The configured rpm/tpm stay hard ceilings.
 
-Why retries look at the whole run: a request's backoff doubles with its failures only while the
-provider fails most requests (``RateLimiter.backoff_step``), and 429s with a Retry-After have
-their own allowance (``RetryPolicy.max_rate_limited``). A provider answering most requests
-is neither down nor overloaded, so one request's bad luck there is not a reason to make the
-whole run wait for it, or to give it up.
+Why 429s with a Retry-After have their own allowance (``RetryPolicy.max_rate_limited``): they
+are the provider pacing the run, not a fault of the request, and counted as failures they gave
+up requests that the provider would have answered a second later.
 """
 
 from __future__ import annotations
@@ -45,7 +43,6 @@ from m1data.llm.types import Reply
 # endpoint's configuration and stop the run.
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 FATAL_STATUS = frozenset({401, 403, 404})
-HEALTH_WEIGHT = 0.05  # RateLimiter.failing follows about the last 20 replies
 
 
 @dataclass
@@ -107,9 +104,10 @@ class RetryPolicy:
     (capped at `max_retry_after`) because the server knows when it will take requests again.
 
     A request gives up after `max_attempts` failures, but 429s that carry a Retry-After count
-    against `max_rate_limited` instead: they are the provider pacing us, not a fault of the request
-    (against 10% random 429s and 5% 500s, six attempts in all left one request of 5,000 unanswered
-    in most runs of bench_llm.py --limits). A provider that paces a request for ever still ends it."""
+    against `max_rate_limited` instead (see the module docstring): against 10% random 429s and 5%
+    500s, six attempts in all left one request of 5,000 unanswered in every run of
+    bench_llm.py --limits with the server's seed 0. A provider that paces a request for ever
+    still ends it."""
 
     max_attempts: int = 6
     base_delay: float = 1.0
@@ -348,7 +346,6 @@ class RateLimiter:
         self.adaptive = AdaptiveRate(clock)
         self.paused_until = 0.0
         self.in_flight = 0
-        self.failing = 0.0  # share of the recent replies other than 429s that failed (see backoff_step)
         self._streak = 0  # 429s in a row
         self._streak_needed = 1  # requests in flight when the streak began
         self._streak_began = 0.0
@@ -372,9 +369,6 @@ class RateLimiter:
         self.in_flight -= 1
         limited = isinstance(reply, Failed) and reply.kind == "http_429"
         self.adaptive.observe(limited, ticket)
-        if not limited:  # (429s say how fast to send, which AdaptiveRate handles, not whether the provider works)
-            failed = isinstance(reply, Failed) and reply.retryable
-            self.failing += HEALTH_WEIGHT * (failed - self.failing)
         if not limited:
             self._streak = 0
             return
@@ -386,16 +380,6 @@ class RateLimiter:
                 and self.clock() - self._streak_began >= self.pause_after:
             self.pause(min(reply.retry_after, self.max_pause))
             self._streak = 0
-
-    def backoff_step(self, failures: int) -> int:
-        """The step of a request's next backoff after its ``failures``-th failure: that many while
-        the provider fails broadly (over half of the recent replies), else 1.
-
-        Backoff grows to spare a provider that is down or overloaded. One that answers most
-        requests is neither, and a request's own run of failures there is bad luck: growing its
-        wait (to 16 s after five 500s) only left the run waiting for its last few requests.
-        Against 10% random 429s and 5% 500s, that tail was a third of a 5,000-request run."""
-        return failures if self.failing >= 0.5 else 1
 
     def _wait_time(self, tokens: float) -> float:
         waits = [self.paused_until - self.clock(), self.adaptive.wait_time()]

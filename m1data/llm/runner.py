@@ -360,7 +360,7 @@ async def _attempts(
             failures += 1
         if failures >= policy.max_attempts or paced >= policy.max_rate_limited:
             return reply, attempt
-        await asyncio.sleep(policy.delay(limiter.backoff_step(failures), reply.retry_after))
+        await asyncio.sleep(policy.delay(max(failures, 1), reply.retry_after))
 
 
 def _record(

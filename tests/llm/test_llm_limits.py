@@ -12,7 +12,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from m1data.llm.limits import RateLimiter, RetryPolicy, TokenBucket, http_failure, parse_retry_after
-from m1data.llm.types import Reply
 
 
 class FakeClock:
@@ -189,24 +188,6 @@ def test_pause_only_when_every_request_in_flight_is_refused():
     clock.now += 0.2
     limiter.received(too_many)  # the fourth: every request that was in flight was refused
     assert limiter.paused_until == pytest.approx(clock.now + 2)
-
-
-def test_backoff_grows_only_while_the_provider_fails_broadly():
-    limiter = RateLimiter(clock=FakeClock())
-    boom = http_failure(500, "boom", {})
-    ok = Reply(text="fine")
-    for reply in [boom] * 3 + [ok] * 20:
-        limiter.sent()
-        limiter.received(reply)
-    assert limiter.backoff_step(4) == 1  # most replies are answers: one request's bad luck
-    for _ in range(20):
-        limiter.sent()
-        limiter.received(boom)
-    assert limiter.backoff_step(4) == 4  # the provider is failing: back off
-    for _ in range(30):
-        limiter.sent()
-        limiter.received(http_failure(429, "slow down", {"Retry-After": "1"}))
-    assert limiter.backoff_step(4) == 4  # 429s are the rate controller's business, not health
 
 
 def test_no_pause_for_a_short_run_of_429s():
