@@ -22,8 +22,9 @@ float rounding inside rapidfuzz can never put a pair on the other side of the bo
    L1 distance (``|sum x - sum y| <= sum |x - y|``), and so can clipping each sum at 255
    (``min(., 255)`` is 1-Lipschitz). With ``G`` those clipped group sums, a match therefore has
    ``sum_g |G_a[g] - G_b[g]| <= f (|a| + |b|) <= ceil(f |a|) + ceil(f |b|)``: the group pass
-   (``_group_pass``) keeps every pair that satisfies this, in integers. Rare characters share a
-   histogram bucket and counts are clipped at 65535, which only lowers the distances again.
+   (``_group_pass``; ``_narrow_pass`` in saturating bytes) keeps every pair that satisfies this,
+   in integers. Rare characters share a histogram bucket and counts are clipped at 65535,
+   which only lowers the distances again.
 
 Pairs through the group pass are checked against the full histograms in integers
 (``_exact_bag_check``: ``L1 <= floor(f (|a| + |b|))``), and the survivors are scored by
