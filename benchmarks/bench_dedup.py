@@ -156,7 +156,7 @@ def on_ray(rows: list[str], evals: list[EvalText], sizes: list[int], threshold: 
     import ray
 
     from m1data.running.distributed import ExecutorConfig, RayExecutor
-    from m1data.stages.fuzzy import BandJob, _check_threshold, _distinct, _grouping, _histograms, _side
+    from m1data.stages.fuzzy import BandJob, _check_threshold, _distinct, _self_side
 
     ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     executor = RayExecutor(ExecutorConfig(kind="ray"))
@@ -184,9 +184,8 @@ def on_ray(rows: list[str], evals: list[EvalText], sizes: list[int], threshold: 
         # the serial share: what the driver does before the bands (histograms, sides)
         t0 = time.perf_counter()
         distinct, _, _ = _distinct(part)
-        hist, lens = _histograms(distinct)
         f = _check_threshold(threshold)
-        side = _side(distinct, hist, lens, f, _grouping(hist))
+        side = _self_side(distinct, f)
         t_serial = time.perf_counter() - t0
         job = BandJob(side, side, f, threshold, True)
         visited = sum(job.band_cost(b) for b in job.bands())

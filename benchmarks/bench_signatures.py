@@ -56,8 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import perturb
 
-from m1data.stages.fuzzy import (_check_threshold, _codes, _distinct, _grouping, _histograms, _matching_pairs,
-                          _max_partner_len, _side)
+from m1data.stages.fuzzy import _check_threshold, _codes, _distinct, _matching_pairs, _max_partner_len, _self_side
 
 _MUL = np.uint64(0x100000001B3)
 _MIX = np.uint64(0x9E3779B97F4A7C15)
@@ -157,8 +156,7 @@ def main() -> None:
           f"{int((counts >= args.s).sum()):,} with >= s; pairs in length windows {m['windows']:.3e} "
           f"({len(m['pairs']) / max(m['windows'], 1):.2%} kept); load {os.getloadavg()[0]:.1f}", flush=True)
     if args.check:
-        hist, lens = _histograms(distinct)
-        side = _side(distinct, hist, lens, _check_threshold(args.threshold), _grouping(hist))
+        side = _self_side(distinct, _check_threshold(args.threshold))
         u, v, _ = _matching_pairs(side, side, args.threshold, True, 2, False)
         rank = np.empty(m["n"], dtype=np.int64)
         rank[m["order"]] = np.arange(m["n"])  # the measurement's length order (same stable sort)

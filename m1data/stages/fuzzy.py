@@ -285,6 +285,12 @@ def _grouping(hist: np.ndarray) -> np.ndarray:
     return group
 
 
+def _self_side(texts: Sequence[str], f: float) -> _Side:
+    """The one side of a self-join (dedup): the texts with their own histograms and grouping."""
+    hist, lens = _histograms(texts)
+    return _side(texts, hist, lens, f, _grouping(hist))
+
+
 def _side(texts: Sequence[str], hist: np.ndarray, lens: np.ndarray, f: float, grouping: np.ndarray) -> _Side:
     order = np.argsort(lens, kind="stable")
     groups = np.zeros((GROUPS, len(order)), dtype=np.uint8)
@@ -465,11 +471,7 @@ class BandJob:
         (``_exact_bag_check``)."""
         window = self._window(r0, r1)
         lo, hi = np.ascontiguousarray(window[:, 0]), np.ascontiguousarray(window[:, 1])
-        widest = self.rows.share[r1 - 1] + (self.cols.share[hi[-1] - 1] if hi[-1] > 0 else 0)  # lengths ascend
-        if widest <= 254:
-            group_pass, row_share, col_share = _compiled(_narrow_pass), self.rows.byte_share, self.cols.byte_share
-        else:
-            group_pass, row_share, col_share = _compiled(_group_pass), self.rows.share, self.cols.share
+        group_pass, row_share, col_share = self.group_pass(r1, hi)
         capacity = CANDIDATES_PER_BAND
         while True:
             rr, cc = np.empty(capacity, np.int64), np.empty(capacity, np.int64)
@@ -477,6 +479,16 @@ class BandJob:
             if found <= capacity:
                 return _exact_bag_check(self.rows, self.cols, rr[:found], cc[:found], self.f)
             capacity = found
+
+    def group_pass(self, r1: int, hi: np.ndarray) -> tuple[Callable, np.ndarray, np.ndarray]:
+        """The compiled group-pass loop for the band ending at row ``r1`` (with window ends
+        ``hi``) and the row and column shares it reads: ``_narrow_pass`` when every pair's
+        limit fits a byte, else ``_group_pass``. Lengths ascend, so the band's last row and
+        the last column of its windows have the largest shares."""
+        widest = self.rows.share[r1 - 1] + (self.cols.share[hi[-1] - 1] if hi[-1] > 0 else 0)
+        if widest <= 254:
+            return _compiled(_narrow_pass), self.rows.byte_share, self.cols.byte_share
+        return _compiled(_group_pass), self.rows.share, self.cols.share
 
     def match(self, bands: Sequence[tuple[int, int]], workers: int = 1,
               advance=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
@@ -601,8 +613,7 @@ def find_duplicates(texts: Sequence[str], threshold: float = 95.0, workers: int 
     if not texts:
         return []
     distinct, row_ids, first = _distinct(texts)
-    hist, lens = _histograms(distinct)
-    side = _side(distinct, hist, lens, _check_threshold(threshold), _grouping(hist))
+    side = _self_side(distinct, _check_threshold(threshold))
     u, v, scores = _matching_pairs(side, side, threshold, True, workers, progress, runner)
     best_row, best_score = _earliest_partner(len(distinct), first, u, v, scores)
     own_first = first[row_ids]
