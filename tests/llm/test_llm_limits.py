@@ -247,14 +247,17 @@ def run_against(adaptive, clock, n, *, limit=None, burst=20.0, p429=0.0, concurr
     return clock.now - began, refused_total
 
 
-def test_adaptive_rate_reaches_90_percent_of_a_limit_with_few_429s():
+@pytest.mark.parametrize("latency", [0.005, 0.1])
+def test_adaptive_rate_reaches_90_percent_of_a_limit_with_few_429s(latency):
     """The issue's target, start included: >= 90% of a 100/s limit over a 3,000-request run, < 5%
-    of the answers 429 (the first epoch, with no ceiling yet, refuses most of what goes out)."""
+    of the answers 429 (the first epoch, with no ceiling yet, refuses most of what goes out).
+    At 0.1 s a reply, as on a loaded 2-core machine, a cut that counted only the answers to
+    requests sent after the previous cut measured too little and needed a third (5.96%)."""
     from m1data.llm.limits import AdaptiveRate
 
     clock = FakeClock()
     adaptive = AdaptiveRate(clock)
-    seconds, refused = run_against(adaptive, clock, 3000, limit=100.0)
+    seconds, refused = run_against(adaptive, clock, 3000, limit=100.0, capacity=600.0, latency=latency)
     assert 3000 / seconds >= 90
     assert refused / (3000 + refused) < 0.05
 
