@@ -77,6 +77,10 @@ than the pairs?). At t=95 the bound allows an Indel edit every ~10 characters (K
   in the bag one): on 20K sampled benchmark rows, each of 32 random pivots keeps 72-88% of the
   pairs in a length window, and all 32 together still keep 6.9%, where the group pass keeps
   0.006%. Texts of one length sit at nearly the same distance from any third text.
+- Leaving a block of four rows early once all its pairs are over: a fifth of the pairs are
+  still within the limit after 8 of the 20 groups, but 78% of 64-column blocks still hold one
+  after 12 (196K rows, sampled). Dedup of 500K rows took 7.9 s with 64-column blocks (checked
+  after 12 and 16 groups) and 5.0 s with 256 (after 14 and 17), against 4.9 s for the plain pass.
 """
 
 from __future__ import annotations
