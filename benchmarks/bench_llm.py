@@ -270,7 +270,8 @@ def main() -> None:
     parser.add_argument("--limit-requests", type=int, default=3000)
     parser.add_argument("--fault-requests", type=int, default=5000)
     parser.add_argument("--bucket-runs", type=int, default=1,
-                        help="runs of the token-bucket phase (its 429 share depends on the start: one run is one sample)")
+                        help="runs of the token-bucket phase (its 429 share is mostly the start's: "
+                             "one run is one sample)")
     parser.add_argument("--fault-seeds", default="0,1,2",
                         help="the random-fault server's seeds, one run each (a seed fixes which answers fail)")
     parser.add_argument("--baseline-src", default=None)

@@ -168,8 +168,8 @@ class AdaptiveRate:
     holds ``clear_excess`` 429s more than the background explains: that many are a clear signal,
     and each further one is a wasted request (a client with no ceiling yet meets a limit this
     way: at 400 requests/s against 100, a whole first second refused a tenth of a 3,000-request
-    run; ending at 30 such 429s instead of 15 left 3.6-4.7% of a run's answers 429, at 15
-    2.3-4.7%). At its end the 429s are compared with what the background share (429s that do not
+    run; with the accepted rate counted as below, ending at 30 such 429s left 3.6-4.7% of a
+    run's answers 429, at 15 2.3-4.7%). At its end the 429s are compared with what the background share (429s that do not
     depend on our rate; 0 at first) explains. An excess beyond chance (``3 sqrt(expected) + 2``,
     at least ``tolerance`` of the replies) means we are over a limit:
     - the ceiling is cut to ``beta`` times the rate the provider accepted: the answers other
@@ -177,9 +177,11 @@ class AdaptiveRate:
       that is the limit itself, whatever we sent, so one cut lands just under it. Replies lag
       sends by about the same time throughout, so their arrival rate is the provider's rate of
       accepting, shifted; the answers to requests sent before the last cut count too, since they
-      used its capacity in this epoch (left out, with the epoch's unanswered requests guessed at
-      its share instead, a start cut to 384/s against 100 and needed a third cut). ``beta`` is 0.95, not 0.5 or 0.9: the accepted rate is a measurement of the limit,
-      not a guess, and every step under it is throughput given away (at 0.9 the client spent
+      used its capacity in this epoch. (Counted only for requests sent since the last cut, with
+      the unanswered ones guessed at the epoch's share and half the send rate as a floor for
+      lagging replies, a start was cut to 384/s against 100/s and needed a third cut.)
+      ``beta`` is 0.95, not 0.5 or 0.9: the accepted rate is a measurement of the limit, not a
+      guess, and every step under it is throughput given away (at 0.9 the client spent
       most of its time 5-10% under a 100/s limit). The first epoch over a limit can overstate
       it (the provider's bucket spends its burst then); the next one, with that bucket empty,
       measures it exactly and cuts again;
@@ -199,8 +201,8 @@ class AdaptiveRate:
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, *, epoch_seconds: float = 1.0,
-                 min_replies: int = 30, clear_excess: int = 15, beta: float = 0.95, step: float = 0.01, growth: float = 1.5,
-                 max_step: float = 0.25,
+                 min_replies: int = 30, clear_excess: int = 15, beta: float = 0.95, step: float = 0.01,
+                 growth: float = 1.5, max_step: float = 0.25,
                  tolerance: float = 0.02, min_rate: float = 0.5, max_background: float = 0.5):
         self.clock = clock
         self.epoch_seconds, self.min_replies, self.clear_excess = epoch_seconds, min_replies, clear_excess
