@@ -178,8 +178,10 @@ class AdaptiveRate:
       sends by about the same time throughout, so their arrival rate is the provider's rate of
       accepting, shifted; the answers to requests sent before the last cut count too, since they
       used its capacity in this epoch. (Counted only for requests sent since the last cut, with
-      the unanswered ones guessed at the epoch's share and half the send rate as a floor for
-      lagging replies, a start was cut to 384/s against 100/s and needed a third cut.)
+      the unanswered ones guessed at the epoch's share, a loaded machine measured 81/s under a
+      104/s ceiling at a 100/s limit; the floor that made up for it held cuts at half the send
+      rate, and a start took three cuts, through 384/s and 276/s.) The first cut is the
+      exception (see ``_decide``).
       ``beta`` is 0.95, not 0.5 or 0.9: the accepted rate is a measurement of the limit, not a
       guess, and every step under it is throughput given away (at 0.9 the client spent
       most of its time 5-10% under a 100/s limit). The first epoch over a limit can overstate
@@ -291,11 +293,20 @@ class AdaptiveRate:
             self.cuts += 1
             self.limit = accepted
             floor = 0.0
-            if self.rate is not None and self.sent < 0.8 * self.rate * elapsed:
+            if self.rate is None and self.replies < 0.9 * self.sent:
+                # The first cut, with replies lagging: no answer arrived in the epoch's first
+                # latency, and the provider's burst is most of what it accepted, so the epoch
+                # says little about its rate (on a loaded machine, first reply 0.2 s late, it
+                # measured 67/s against 100/s and runs ended at 87-89 req/s). Cut at most by
+                # half; the next epoch, with answers flowing, measures.
+                floor = 0.5 * self.sent / elapsed
+            if self.rate is not None and self.sent < 0.8 * self.rate * elapsed and share < 0.5:
                 # We sent under the ceiling, yet drew 429s: they came in a bunch (the wave of
                 # retries one Retry-After after a refused burst, a late timer), and what the
                 # provider accepted here says little about its limit (cut to it, a start once
                 # fell to 60/s under a 100/s limit and climbed back for 10 s). Cut what we sent.
+                # Not when most answers were 429: then we are far over its rate, whatever we sent
+                # (after a first cut to 384/s, a client that could send 290/s was cut to 276).
                 floor = self.beta * self.sent / elapsed
             # a cut held at the floor did not reach the accepted rate, so the share after it
             # says nothing about background: the two cuts are counted again from the next one
