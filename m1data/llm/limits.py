@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import math
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -168,10 +169,11 @@ class AdaptiveRate:
     holds ``clear_excess`` 429s more than the background explains: that many are a clear signal,
     and each further one is a wasted request (a client with no ceiling yet meets a limit this
     way: at 400 requests/s against 100, a whole first second refused a tenth of a 3,000-request
-    run; with the accepted rate counted as below, ending at 30 such 429s left 3.6-4.7% of a
-    run's answers 429, at 15 2.3-4.7%). At its end the 429s are compared with what the background share (429s that do not
-    depend on our rate; 0 at first) explains. An excess beyond chance (``3 sqrt(expected) + 2``,
-    at least ``tolerance`` of the replies) means we are over a limit:
+    run; with the accepted rate counted as below and no start ramp, ending at 30 such 429s left
+    3.6-4.7% of a run's answers 429, at 15 2.3-4.7%). At its end the 429s are compared with what
+    the background share (429s that do not depend on our rate; 0 at first) explains. An excess
+    beyond chance (``3 sqrt(expected) + 2``, at least ``tolerance`` of the replies) means we are
+    over a limit:
     - the ceiling is cut to ``beta`` times the rate the provider accepted: the answers other
       than 429 that arrived in the epoch, per second, whichever request they answer. Over a limit
       that is the limit itself, whatever we sent, so one cut lands just under it. Replies lag
@@ -198,14 +200,24 @@ class AdaptiveRate:
     (replies lagging on a loaded machine) is recovered in a few epochs. Below the last measured
     limit the climb stops at it, and past it the steps start small again: a provider's bucket
     hides our excess until its burst is spent, and steps still growing there (the earlier rule,
-    +30% per clean epoch) reached 1.2-1.45 times the limit before the 429s showed. There is no
-    ceiling before the first cut: a provider that never answers 429 is never slowed.
+    +30% per clean epoch) reached 1.2-1.45 times the limit before the 429s showed.
+
+    Before the first cut there is no ceiling, only a start that ramps up: ``start_rate``
+    requests/s, doubling every ``start_doubling`` seconds, gone once it passes ``start_until``
+    (0.66 s with the defaults). Without it all ``concurrency`` requests go out at once, and
+    against a fast provider with a limit most of them are refused before the first 429 comes
+    back: against a 100/s bucket on 2 cores, 3.5-5.1% of a 3,000-request run's answers were 429
+    over six runs, and 1.4-2.1% with the ramp. A provider with no limit loses a little of the
+    first half second (simulated, 5,000 requests at 600/s: 8.48 s against 8.34 s; measured,
+    the run-to-run noise is larger), and one that answers tens per second never meets the ramp.
+    ``start_rate=None`` turns it off.
     """
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, *, epoch_seconds: float = 1.0,
                  min_replies: int = 30, clear_excess: int = 15, beta: float = 0.95, step: float = 0.01,
                  growth: float = 1.5, max_step: float = 0.25,
-                 tolerance: float = 0.02, min_rate: float = 0.5, max_background: float = 0.5):
+                 tolerance: float = 0.02, min_rate: float = 0.5, max_background: float = 0.5,
+                 start_rate: float | None = 100.0, start_doubling: float = 0.1, start_until: float = 10_000.0):
         self.clock = clock
         self.epoch_seconds, self.min_replies, self.clear_excess = epoch_seconds, min_replies, clear_excess
         self.beta, self.step, self.growth, self.max_step = beta, step, growth, max_step
@@ -219,6 +231,9 @@ class AdaptiveRate:
         self.first_over: tuple[float, float | None] = (0.0, None)  # the first one's share, rate before
         self.clean = 0  # clean epochs in a row (at this side of the limit)
         self.cuts = 0
+        self.start_rate, self.start_doubling, self.start_until = start_rate, start_doubling, start_until
+        self.started: float | None = None  # the first request
+        self.total = 0  # requests booked since
         self._new_epoch()
         self.epoch_start: float | None = None  # the first epoch starts with the first request
 
@@ -237,12 +252,28 @@ class AdaptiveRate:
             self.bucket.level = 0.0 if empty else min(level, self.bucket.capacity)
 
     def wait_time(self) -> float:
-        return self.bucket.wait_time(1) if self.bucket else 0.0
+        return max(self.bucket.wait_time(1) if self.bucket else 0.0, self._start_wait())
+
+    def _start_wait(self) -> float:
+        """Seconds until the start's ramp lets the next request go. By ``t`` seconds it has let
+        ``1 + r0 d / ln 2 (2^(t/d) - 1)`` go: the integral of a rate ``r0 2^(t/d)``, and one at once."""
+        if self.start_rate is None or self.cuts or self.started is None:
+            return 0.0
+        r0, d = self.start_rate, self.start_doubling
+        t = self.clock() - self.started
+        if r0 * 2 ** (t / d) >= self.start_until:
+            return 0.0
+        if self.total < 1 + r0 * d / math.log(2) * (2 ** (t / d) - 1):
+            return 0.0
+        return d * math.log2(1 + self.total * math.log(2) / (r0 * d)) - t + 1e-6
 
     def take(self) -> None:
         """Book one request now (after ``wait_time`` said 0)."""
         if self.epoch_start is None:  # (set-up before it would count as a time nothing was accepted)
             self.epoch_start = self.clock()
+        if self.started is None:
+            self.started = self.clock()
+        self.total += 1
         self.sent += 1
         if self.bucket:
             self.bucket.take(1)
@@ -408,7 +439,7 @@ class RateLimiter:
         """Wait until one request of `tokens` estimated tokens fits, then book it. Callers queue
         on a lock, so the budget goes out in arrival order and nobody starves."""
         if not self.requests and not self.tokens and self.adaptive.bucket is None \
-                and self.paused_until <= self.clock():
+                and self.adaptive.wait_time() <= 0 and self.paused_until <= self.clock():
             self.adaptive.take()
             return
         async with self._lock:

@@ -276,6 +276,55 @@ def test_adaptive_rate_follows_other_limits(limit, concurrency, capacity):
     assert refused / (n + refused) < 0.05
 
 
+def test_start_ramp_doubles_then_gets_out_of_the_way():
+    """Before any 429, requests go out at 100/s doubling every 0.1 s, as fast as asked once the
+    ramp passes 10,000/s (0.66 s); a cut ends it at once."""
+    from m1data.llm.limits import AdaptiveRate
+
+    def sends_until(adaptive, clock, end, step=0.001):
+        sent = 0
+        while clock.now < end:
+            while adaptive.wait_time() == 0 and sent < 100_000:
+                adaptive.take()
+                sent += 1
+            clock.now += step
+        return sent
+
+    clock = FakeClock()
+    adaptive = AdaptiveRate(clock)
+    start = clock.now
+    early = sends_until(adaptive, clock, start + 0.1)  # 1 + 100 * 0.1 / ln 2 = 15.4
+    assert 14 <= early <= 17
+    by_half = early + sends_until(adaptive, clock, start + 0.5)  # 1 + 14.43 * 31 = 448
+    assert 440 <= by_half <= 452
+    clock.now = start + 0.7
+    assert adaptive.wait_time() == 0
+
+    clock = FakeClock()
+    adaptive = AdaptiveRate(clock)
+    adaptive.take()
+    adaptive.cuts = 1  # what a cut does to the ramp
+    assert adaptive.wait_time() == 0
+
+
+def test_start_ramp_spares_a_limit_most_of_the_starts_429s():
+    """The same run against a 100/s bucket with and without the ramp (fake clock, 600 req/s
+    client, 64 in flight): fewer 429s, the same rate; and a provider with no limit loses
+    little (a fraction of the 0.66 s ramp)."""
+    from m1data.llm.limits import AdaptiveRate
+
+    def run(start_rate, **kwargs):
+        clock = FakeClock()
+        return run_against(AdaptiveRate(clock, start_rate=start_rate), clock, kwargs.pop("n", 3000),
+                           capacity=600.0, **kwargs)
+
+    (ramped, refused_ramped), (plain, refused_plain) = run(100.0, limit=100.0), run(None, limit=100.0)
+    assert refused_ramped < 0.75 * refused_plain
+    assert 3000 / ramped >= 0.99 * 3000 / plain
+    (ramped, _), (plain, _) = run(100.0, n=5000), run(None, n=5000)
+    assert ramped - plain < 0.3
+
+
 def test_random_429s_do_not_collapse_the_rate():
     """10% refused at random (Retry-After 1 s): learned as background after two cuts that did not
     lower the share, and the ceiling lifted; throughput stays near the fault-free one."""
