@@ -18,8 +18,10 @@ configured one, or not stated at all, and it answers 429 above it. Pausing every
 429 (what this module did first) stalls the whole client on one refused request; instead a 429
 delays only its own request (its Retry-After), and the run's request rate is steered by the
 share of 429s: cut to just under the rate the provider accepted when the share rises, raised
-a little while it stays low, so the client settles just under the limit. Everyone pauses only
-when the provider refuses every request in flight, for half a second at least (RateLimiter).
+a little while it stays low, so the client settles just under the limit; a run starts with a
+half-second ramp, so its whole concurrency does not meet an unknown limit at once. Everyone
+pauses only when the provider refuses every request in flight, for half a second at least
+(RateLimiter).
 The configured rpm/tpm stay hard ceilings.
 
 Why 429s with a Retry-After have their own allowance (``RetryPolicy.max_rate_limited``): they
