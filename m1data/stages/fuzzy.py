@@ -83,6 +83,8 @@ than the pairs?). At t=95 the bound allows an Indel edit every ~10 characters (K
   after 12 and 16 groups) and 5.0 s with 256 (after 14 and 17), against 4.9 s for the plain pass.
   A cheaper first pass on fewer, coarser counts fails for the same reason: sums of 4 or 5
   groups still let 46% or 26% of the sampled length-window pairs through.
+- 512-bit vectors for the byte loop (``NUMBA_CPU_FEATURES`` with ``-prefer-256-bit``, which lets
+  LLVM use them on an AVX-512 CPU): dedup of 500K rows 5.14 s against 5.16 s with 256-bit ones.
 """
 
 from __future__ import annotations
