@@ -167,44 +167,40 @@ class TokenBucket:
 class AdaptiveRate:
     """A request-rate ceiling learned from 429s, adjusted once per epoch (AIMD).
 
-    An epoch lasts ``epoch_seconds`` and at least ``min_replies`` replies, or ends early once it
-    holds ``clear_excess`` 429s more than the background explains: that many are a clear signal,
-    and each further one is a wasted request (a client with no ceiling yet meets a limit this
-    way: at 400 requests/s against 100, a whole first second refused a tenth of a 3,000-request
-    run; with the accepted rate counted as below and no start ramp, ending at 30 such 429s left
-    3.6-4.7% of a run's answers 429, at 15 2.3-4.7%). At its end the 429s are compared with what
-    the background share (429s that do not depend on our rate; 0 at first) explains. An excess
-    beyond chance (``3 sqrt(expected) + 2``, at least ``tolerance`` of the replies) means we are
-    over a limit:
-    - the ceiling is cut to ``beta`` times the rate the provider accepted: the answers other
-      than 429 that arrived in the epoch, per second, whichever request they answer. Over a limit
-      that is the limit itself, whatever we sent, so one cut lands just under it. Replies lag
-      sends by about the same time throughout, so their arrival rate is the provider's rate of
-      accepting, shifted; the answers to requests sent before the last cut count too, since they
-      used its capacity in this epoch. (Counted only for requests sent since the last cut, with
-      the unanswered ones guessed at the epoch's share, a loaded machine measured 81/s under a
-      104/s ceiling at a 100/s limit; the floor that made up for it held cuts at half the send
-      rate, and a start took three cuts, through 384/s and 276/s.) The first cut is the
-      exception (see ``_decide``).
-      ``beta`` is 0.95, not 0.5 or 0.9: the accepted rate is a measurement of the limit, not a
-      guess, and every step under it is throughput given away (at 0.9 the client spent
-      most of its time 5-10% under a 100/s limit). The first epoch over a limit can overstate
-      it (the provider's bucket spends its burst then); the next one, with that bucket empty,
-      measures it exactly and cuts again;
-    - a provider refusing a share at random keeps that share at any rate. So an epoch over the
-      background after two such cuts that did not halve the share means the share is background:
-      it is learned, and the ceiling goes back to where it was before the cuts. Two cuts, because
-      the first may stay over the limit (the overstated rate above), and deciding after one took
-      a limit's 429s for background and let the ceiling climb far over the limit.
-    Otherwise the background follows the share down (never up: see ``_decide``), and a binding
-    ceiling (we sent at >= 80% of it) is raised, probing for room: by ``step``, growing
-    ``growth`` times each clean epoch in a row (at most ``max_step``), so a cut from a bad epoch
-    (replies lagging on a loaded machine) is recovered in a few epochs. Below the last measured
-    limit the climb stops at it, and past it the steps start small again: a provider's bucket
-    hides our excess until its burst is spent, and steps still growing there (the earlier rule,
-    +30% per clean epoch) reached 1.2-1.45 times the limit before the 429s showed.
+    **Epochs.** An epoch lasts ``epoch_seconds`` and at least ``min_replies`` replies, or ends
+    early once it holds ``clear_excess`` 429s more than the background explains: that many are a
+    clear signal, and each further one is a wasted request (ending at 30, not 15, left 3.6-4.7%
+    of a run's answers 429 instead of 2.3-4.7%, before the start ramp below). At its end the 429s
+    are compared with what the background share (429s that do not depend on our rate; 0 at first)
+    explains; an excess beyond chance (``3 sqrt(expected) + 2``, at least ``tolerance`` of the
+    replies) means we are over a limit.
 
-    Before the first cut there is no ceiling, only a start that ramps up: ``start_rate``
+    **Over a limit: cut to what the provider accepted.** The ceiling becomes ``beta`` times the
+    answers other than 429 that arrived in the epoch, per second, whichever request they answer.
+    Over a limit that is the limit itself, whatever we sent, so one cut lands just under it:
+    replies lag sends by about the same time throughout, so their arrival rate is the provider's
+    rate of accepting, shifted. (Counting only replies to requests sent since the last cut, a
+    loaded machine measured 81/s at a 100/s limit, and a start took three cuts to get there.)
+    ``beta`` is 0.95: the accepted rate is a measurement, not a guess, and at 0.9 the client spent
+    most of its time 5-10% under a 100/s limit. The first epoch over a limit can overstate it (the
+    provider's bucket spends its burst then); the next one, with that bucket empty, measures it
+    exactly and cuts again. ``_decide`` has the two floors a cut keeps, and why.
+
+    **Background.** A provider refusing a share at random keeps that share at any rate. So an
+    epoch over the background after two cuts that did not halve the share means the share is
+    background: it is learned, and the ceiling goes back to where it was before the cuts. Two
+    cuts, because the first may stay over the limit (the overstated rate above); deciding after
+    one took a limit's 429s for background and let the ceiling climb far over the limit.
+    Otherwise the background follows the share down, never up (see ``_decide``).
+
+    **Under a limit: probe upwards.** A binding ceiling (we sent at >= 80% of it) is raised by
+    ``step``, growing ``growth`` times each clean epoch in a row (at most ``max_step``), so a cut
+    from a bad epoch (replies lagging on a loaded machine) is recovered in a few epochs. The climb
+    stops at the last measured limit and goes on past it in small steps again: a provider's bucket
+    hides our excess until its burst is spent, and steps still growing there (+30% per clean
+    epoch) reached 1.2-1.45 times the limit before the 429s showed.
+
+    **The start.** Before the first cut there is no ceiling, only a ramp: ``start_rate``
     requests/s, doubling every ``start_doubling`` seconds, gone once it passes ``start_until``
     (0.66 s with the defaults). Without it all ``concurrency`` requests go out at once, and
     against a fast provider with a limit most of them are refused before the first 429 comes
