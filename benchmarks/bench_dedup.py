@@ -13,7 +13,9 @@ workers' peak RSS, sampled with psutil). The local child also counts the filter'
 the length windows (what the group pass visits), pairs through the group pass (candidates before
 the exact bag check on the full histograms) and pairs through that check (what reaches rapidfuzz), and the
 Ray result is compared with the local one. ``uptime`` is printed before and after each line: the
-machine is shared, so the load says how much the times are contended.
+machine is shared, so the load says how much the times are contended. Last, from each size to the
+next: how much the local total time, the pairs in length windows and the pairs scored by
+rapidfuzz grew (the target of issue 21: at most 6x in time from 196K to 1M rows).
 
 Default run: the same ``--rows`` synthetic training prompts are deduplicated by
 1. the baseline: ``rapidfuzz.process.cdist`` over all pairs (each row chunk against the rows
@@ -300,6 +302,7 @@ def table(rows: list[str], eval_texts: list[str], sizes: list[int], check_rows: 
         data = Path(tmp) / "rows.pkl"
         with data.open("wb") as fh:
             pickle.dump((rows, eval_texts), fh)
+        totals: dict[int, tuple[float, int, int]] = {}  # local: seconds, pairs in windows, pairs scored
         for n in sizes:
             res = {}
             for ex in ("local", "ray"):
@@ -318,6 +321,8 @@ def table(rows: list[str], eval_texts: list[str], sizes: list[int], check_rows: 
                       f"peak RSS {r['rss_gb']:.2f} GB" + (f"; Ray workers {r['workers']}" if ex == "ray" else ""),
                       flush=True)
                 if ex == "local":
+                    counts = [r[f"{w}_counts"] for w in ("dedup", "decontam")]
+                    totals[n] = (total, sum(c["windows"] for c in counts), sum(c["to_rapidfuzz"] for c in counts))
                     for what in ("dedup", "decontam"):
                         c = r[f"{what}_counts"]
                         print(f"           {what:>8} pairs: in length windows {c['windows']:.3e}, "
@@ -327,6 +332,12 @@ def table(rows: list[str], eval_texts: list[str], sizes: list[int], check_rows: 
             if len(res) == 2:
                 same = res["local"]["dups"] == res["ray"]["dups"] and res["local"]["cont"] == res["ray"]["cont"]
                 print(f"           ray identical to local: {same}", flush=True)
+    done = sorted(totals)
+    for small, large in zip(done, done[1:]):
+        (t0, w0, s0), (t1, w1, s1) = totals[small], totals[large]
+        print(f"growth {small:,} -> {large:,} rows ({large / small:.1f}x): local total {t1 / t0:.1f}x, "
+              f"pairs in length windows {w1 / w0:.1f}x, pairs scored by rapidfuzz {s1 / max(s0, 1):.1f}x",
+              flush=True)
 
 
 def baseline_contamination(texts: list[str], evals: list[EvalText], threshold: float, chunk: int = 256,
