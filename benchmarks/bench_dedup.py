@@ -1,6 +1,6 @@
 """Benchmark m1data.stages.dedup against a plain all-pairs rapidfuzz baseline.
 
-    python benchmarks/bench_dedup.py --table [--sizes 50000,196000,1000000] [--ray-cpus 2]
+    python benchmarks/bench_dedup.py --table [--sizes 50000,196000,1000000] [--ray-cpus 2] [--baseline-src DIR]
     python benchmarks/bench_dedup.py [--rows 20000] [--full] [--seed 0]
     python benchmarks/bench_dedup.py --executor ray [--sizes 196000,1000000] [--ray-cpus 2]
 
@@ -16,6 +16,8 @@ Ray result is compared with the local one. ``uptime`` is printed before and afte
 machine is shared, so the load says how much the times are contended. Last, from each size to the
 next: how much the local total time, the pairs in length windows and the pairs scored by
 rapidfuzz grew (the target of issue 21: at most 6x in time from 196K to 1M rows).
+``--baseline-src DIR`` (a ``git worktree add`` of an earlier commit) runs that checkout's matcher
+too, locally, on the same rows: its times and whether its removals are identical to this one's.
 
 Default run: the same ``--rows`` synthetic training prompts are deduplicated by
 1. the baseline: ``rapidfuzz.process.cdist`` over all pairs (each row chunk against the rows
@@ -49,11 +51,17 @@ import numpy as np
 from rapidfuzz import fuzz, process
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if "--src" in sys.argv:  # a table child measuring another checkout's matcher (see --baseline-src)
+    sys.path.insert(0, sys.argv[sys.argv.index("--src") + 1])
+else:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import perturb
 
-from m1data.stages.dedup import DupMatch, EvalText, find_contamination, find_duplicates
+try:
+    from m1data.stages.dedup import DupMatch, EvalText, find_contamination, find_duplicates
+except ImportError:  # a checkout from before m1data/stages/ (--baseline-src)
+    from m1data.dedup import DupMatch, EvalText, find_contamination, find_duplicates  # type: ignore[no-redef]
 
 
 def baseline_duplicates(texts: list[str], threshold: float, chunk: int = 256,
@@ -213,20 +221,27 @@ def uptime() -> str:
 
 
 def counting_filter():  # type: ignore[no-untyped-def]
-    """Wrap the filter's stages to count pairs; returns the counters (local runs only)."""
+    """Wrap the filter's stages to count pairs; returns the counters (local runs only). The
+    bands run in threads, so the counters take a lock (without it, updates were lost)."""
+    import threading
+
     import m1data.stages.fuzzy as fz
 
     counts = {"windows": 0, "group_pass": 0, "to_rapidfuzz": 0}
+    lock = threading.Lock()
     candidates, exact = fz.BandJob.candidates, fz._exact_bag_check
 
     def counted_candidates(job, r0, r1):  # type: ignore[no-untyped-def]
-        counts["windows"] += job.band_cost((r0, r1))
+        cost = job.band_cost((r0, r1))
+        with lock:
+            counts["windows"] += cost
         return candidates(job, r0, r1)
 
     def counted_exact(rows, cols, rr, cc, f):  # type: ignore[no-untyped-def]
         out = exact(rows, cols, rr, cc, f)
-        counts["group_pass"] += len(rr)
-        counts["to_rapidfuzz"] += len(out[0])
+        with lock:
+            counts["group_pass"] += len(rr)
+            counts["to_rapidfuzz"] += len(out[0])
         return out
 
     fz.BandJob.candidates, fz._exact_bag_check = counted_candidates, counted_exact
@@ -253,7 +268,7 @@ def table_child(data: Path, n: int, executor: str, cpus: int, threshold: float) 
         ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
         runner = RayExecutor(ExecutorConfig(kind="ray")).band_runner
         mem = WorkerMemory().__enter__()
-    else:
+    elif executor == "local":
         counts = counting_filter()
     t0 = time.perf_counter()
     dups = find_duplicates(rows, threshold=threshold, runner=runner)
@@ -276,7 +291,7 @@ def table_child(data: Path, n: int, executor: str, cpus: int, threshold: float) 
 
 
 def table(rows: list[str], eval_texts: list[str], sizes: list[int], check_rows: int, cpus: int,
-          threshold: float, seed: int) -> None:
+          threshold: float, seed: int, baseline_src: str | None = None) -> None:
     import json
     import subprocess
     import tempfile
@@ -303,11 +318,14 @@ def table(rows: list[str], eval_texts: list[str], sizes: list[int], check_rows: 
         with data.open("wb") as fh:
             pickle.dump((rows, eval_texts), fh)
         totals: dict[int, tuple[float, int, int]] = {}  # local: seconds, pairs in windows, pairs scored
+        before_totals: dict[int, float] = {}
         for n in sizes:
             res = {}
-            for ex in ("local", "ray"):
+            for ex in ("local", "ray") + (("before",) if baseline_src else ()):
                 cmd = [sys.executable, __file__, "--child", str(data), "--child-n", str(n), "--child-executor", ex,
                        "--ray-cpus", str(cpus), "--threshold", str(threshold), "--seed", str(seed)]
+                if ex == "before":
+                    cmd += ["--src", str(baseline_src)]
                 before = uptime()
                 proc = subprocess.run(cmd, capture_output=True, text=True)
                 line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
@@ -316,10 +334,12 @@ def table(rows: list[str], eval_texts: list[str], sizes: list[int], check_rows: 
                     continue
                 r = res[ex] = json.loads(line[0][7:])
                 total = r["dedup_s"] + r["decontam_s"]
-                print(f"{n:>9,} rows {ex:>5}: dedup {r['dedup_s']:7.1f}s ({len(r['dups']):,} removed)  "
+                print(f"{n:>9,} rows {ex:>6}: dedup {r['dedup_s']:7.1f}s ({len(r['dups']):,} removed)  "
                       f"decontam {r['decontam_s']:6.1f}s ({len(r['cont']):,} removed)  total {total:7.1f}s  "
                       f"peak RSS {r['rss_gb']:.2f} GB" + (f"; Ray workers {r['workers']}" if ex == "ray" else ""),
                       flush=True)
+                if ex == "before":
+                    before_totals[n] = total
                 if ex == "local":
                     counts = [r[f"{w}_counts"] for w in ("dedup", "decontam")]
                     totals[n] = (total, sum(c["windows"] for c in counts), sum(c["to_rapidfuzz"] for c in counts))
@@ -329,15 +349,17 @@ def table(rows: list[str], eval_texts: list[str], sizes: list[int], check_rows: 
                               f"through the group pass {c['group_pass']:,}, "
                               f"to rapidfuzz (after the exact bag check) {c['to_rapidfuzz']:,}", flush=True)
                 print(f"           load before: {before}\n           load after:  {uptime()}", flush=True)
-            if len(res) == 2:
-                same = res["local"]["dups"] == res["ray"]["dups"] and res["local"]["cont"] == res["ray"]["cont"]
-                print(f"           ray identical to local: {same}", flush=True)
+            for other in ("ray", "before"):
+                if "local" in res and other in res:
+                    same = res["local"]["dups"] == res[other]["dups"] and res["local"]["cont"] == res[other]["cont"]
+                    print(f"           {other} identical to local: {same}", flush=True)
     done = sorted(totals)
     for small, large in zip(done, done[1:]):
         (t0, w0, s0), (t1, w1, s1) = totals[small], totals[large]
         print(f"growth {small:,} -> {large:,} rows ({large / small:.1f}x): local total {t1 / t0:.1f}x, "
-              f"pairs in length windows {w1 / w0:.1f}x, pairs scored by rapidfuzz {s1 / max(s0, 1):.1f}x",
-              flush=True)
+              f"pairs in length windows {w1 / w0:.1f}x, pairs scored by rapidfuzz {s1 / max(s0, 1):.1f}x"
+              + (f"; before {before_totals[large] / before_totals[small]:.1f}x"
+                 if small in before_totals and large in before_totals else ""), flush=True)
 
 
 def baseline_contamination(texts: list[str], evals: list[EvalText], threshold: float, chunk: int = 256,
@@ -374,6 +396,8 @@ def main() -> None:
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--child-n", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--child-executor", help=argparse.SUPPRESS)
+    ap.add_argument("--baseline-src", help="--table: also run the matcher of this checkout (a git worktree)")
+    ap.add_argument("--src", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         table_child(args.child, args.child_n, args.child_executor, args.ray_cpus, args.threshold)
@@ -392,7 +416,7 @@ def main() -> None:
     print(f"real prompts, source-mix weighted: {perturb.length_summary(perturb.mix_weighted_real_prompts())}")
     print(f"real prompts, every source row once: {perturb.length_summary(perturb.real_training_prompts())}")
     if args.table:
-        table(rows, eval_texts, sizes, args.check_rows, args.ray_cpus, args.threshold, args.seed)
+        table(rows, eval_texts, sizes, args.check_rows, args.ray_cpus, args.threshold, args.seed, args.baseline_src)
     elif args.executor == "ray":
         evals = [EvalText("eval", str(i), t) for i, t in enumerate(eval_texts)]
         on_ray(rows, evals, sizes, args.threshold, args.ray_cpus, with_local=not args.no_local)
