@@ -326,7 +326,7 @@ def table(rows: list[str], eval_texts: list[str], sizes: list[int], check_rows: 
                        "--ray-cpus", str(cpus), "--threshold", str(threshold), "--seed", str(seed)]
                 if ex == "before":
                     cmd += ["--src", str(baseline_src)]
-                before = uptime()
+                load_before = uptime()
                 proc = subprocess.run(cmd, capture_output=True, text=True)
                 line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
                 if proc.returncode or not line:
@@ -341,14 +341,14 @@ def table(rows: list[str], eval_texts: list[str], sizes: list[int], check_rows: 
                 if ex == "before":
                     before_totals[n] = total
                 if ex == "local":
-                    counts = [r[f"{w}_counts"] for w in ("dedup", "decontam")]
-                    totals[n] = (total, sum(c["windows"] for c in counts), sum(c["to_rapidfuzz"] for c in counts))
-                    for what in ("dedup", "decontam"):
-                        c = r[f"{what}_counts"]
+                    counts = {what: r[f"{what}_counts"] for what in ("dedup", "decontam")}
+                    totals[n] = (total, sum(c["windows"] for c in counts.values()),
+                                 sum(c["to_rapidfuzz"] for c in counts.values()))
+                    for what, c in counts.items():
                         print(f"           {what:>8} pairs: in length windows {c['windows']:.3e}, "
                               f"through the group pass {c['group_pass']:,}, "
                               f"to rapidfuzz (after the exact bag check) {c['to_rapidfuzz']:,}", flush=True)
-                print(f"           load before: {before}\n           load after:  {uptime()}", flush=True)
+                print(f"           load before: {load_before}\n           load after:  {uptime()}", flush=True)
             for other in ("ray", "before"):
                 if "local" in res and other in res:
                     same = res["local"]["dups"] == res[other]["dups"] and res["local"]["cont"] == res[other]["cont"]
