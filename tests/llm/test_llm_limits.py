@@ -302,9 +302,14 @@ def test_start_ramp_doubles_then_gets_out_of_the_way():
 
     clock = FakeClock()
     adaptive = AdaptiveRate(clock)
-    adaptive.take()
-    adaptive.cuts = 1  # what a cut does to the ramp
-    assert adaptive.wait_time() == 0
+    for _ in range(200):
+        adaptive.take()
+    clock.now += 0.2
+    assert adaptive.wait_time() > 0.1  # the ramp has let ~44 go by 0.2 s
+    for _ in range(30):
+        adaptive.observe(True, adaptive.ticket())  # an epoch of 429s: a cut
+    assert adaptive.cuts == 1
+    assert adaptive.wait_time() < 0.01  # only the new ceiling's spacing, no ramp
 
 
 def test_start_ramp_spares_a_limit_most_of_the_starts_429s():
