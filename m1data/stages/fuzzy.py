@@ -72,7 +72,10 @@ than the pairs?). At t=95 the bound allows an Indel edit every ~10 characters (K
   an L1 ball of radius ~0.1 |a| cannot be cut out by sorting or trees. Any 1-Lipschitz
   projection (the top principal directions of the histograms included) keeps 97% of the pairs
   in a length window, and a k-d tree (scikit-learn, manhattan) took 37 s for 50K rows, where
-  the group pass takes well under a second.
+  the group pass takes well under a second. Pigeonhole over the groups does not rescue an
+  index (benchmarks/bench_group_subsets.py): of m disjoint parts one is within R / m, but two
+  10-group halves are again 10-dim balls (0.4% of window pairs kept), and parts small enough to
+  index (4-5 groups) keep 7-16%.
 - Distances to pivot texts (Indel distance, so 1-Lipschitz in the very metric that decides, not
   in the bag one): on 20K sampled benchmark rows, each of 32 random pivots keeps 72-88% of the
   pairs in a length window, and all 32 together still keep 6.9%, where the group pass keeps

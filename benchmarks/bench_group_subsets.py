@@ -1,0 +1,86 @@
+"""Measured alternative to m1data.stages.fuzzy's group pass: pigeonhole over subsets of the groups.
+
+    M1DATA_SHARED_DATA=/path/to/shared/data python benchmarks/bench_group_subsets.py \\
+        [--rows 200000] [--source synthetic|real] [--pairs 2000000]
+
+What it measures. A pair the group pass keeps has ``sum_g |G_a[g] - G_b[g]| <= R`` over the
+GROUPS group counts (R = share(a) + share(b)). Split the groups into m disjoint parts: if every
+part's sum exceeded ``floor(R / m)``, the total would exceed R, so some part is within
+``floor(R / m)``. Each part is then a lower-dimensional ball query with a smaller radius, the
+kind an index (a grid, a tree, multi-index hashing) could answer without visiting every pair.
+The script samples pairs uniformly from the length windows and prints, for m = 1..20, the share
+of them that some part keeps (what an index over the parts would still have to enumerate) and
+each part's own share.
+
+Why it is not used (measured on this machine, t=95, 200K synthetic rows, 2e6 sampled pairs):
+
+- m=2 (two 10-group halves) keeps 0.41% of the window pairs, but each half is again a 10-dim
+  L1 ball query, the problem a k-d tree already lost (see the fuzzy.py docstring);
+- m=4 or 5 makes the parts 5- or 4-dimensional, but keeps 7.3% or 16%, and a ball of radius
+  ``R / m`` (3-4 at the median length) holds 130-680 lattice points to probe per row and part;
+- m=10 keeps 65%, m=20 (one group a part) 96%.
+
+So each part only becomes indexable once it is too weak to prune: with counts that vary by about
+sqrt(length) against a radius of a tenth of the length, selectivity needs many dimensions, and
+many dimensions defeat every index that does not visit the pairs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import perturb
+
+from m1data.stages.fuzzy import GROUPS, _check_threshold, _distinct, _max_partner_len, _min_partner_len, _self_side
+
+
+def sample_window_pairs(lens: np.ndarray, f: float, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` pairs drawn uniformly from the pairs in length windows (texts sorted by length)."""
+    lo = np.searchsorted(lens, _min_partner_len(lens, f), "left")
+    hi = np.searchsorted(lens, _max_partner_len(lens, f), "right")
+    width = hi - lo
+    rows = rng.choice(len(lens), n, p=width / width.sum())
+    cols = lo[rows] + (rng.random(n) * width[rows]).astype(np.int64)
+    return rows, cols
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=200_000)
+    ap.add_argument("--source", choices=["synthetic", "real"], default="synthetic")
+    ap.add_argument("--pairs", type=int, default=2_000_000)
+    ap.add_argument("--threshold", type=float, default=95.0)
+    args = ap.parse_args()
+    if args.source == "real":
+        rows = perturb.real_training_prompts()[: args.rows]
+    else:
+        rows = perturb.training_rows(args.rows, seed=0)
+    distinct, _, _ = _distinct(rows)
+    f = _check_threshold(args.threshold)
+    side = _self_side(distinct, f)
+    rr, cc = sample_window_pairs(side.lens, f, args.pairs, np.random.default_rng(0))
+    rr, cc = rr[rr != cc], cc[rr != cc]
+    diff = np.abs(side.groups[:, rr].astype(np.int32) - side.groups[:, cc]).T  # (pairs, GROUPS)
+    radius = side.share[rr].astype(np.int32) + side.share[cc]
+    print(f"{len(distinct):,} distinct {args.source} rows, median length {int(np.median(side.lens))}; "
+          f"{len(rr):,} sampled window pairs; load {os.getloadavg()[0]:.1f}")
+    for m in (1, 2, 3, 4, 5, 10, GROUPS):
+        kept = np.zeros(len(rr), dtype=bool)
+        shares = []
+        for part in np.array_split(np.arange(GROUPS), m):
+            hit = diff[:, part].sum(axis=1) <= radius // m
+            shares.append(f"{hit.mean():.2%}")
+            kept |= hit
+        print(f"m={m:2d}: some part keeps {kept.mean():7.2%}; each part: {' '.join(shares)}")
+
+
+if __name__ == "__main__":
+    main()
