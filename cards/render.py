@@ -405,9 +405,7 @@ def _upstream(manifests: list[dict[str, Any]]) -> Provenance | None:
             models = [{**m, "stage": f"upstream: {m.get('stage', '')}", "where": ""} for m in kept.get("models") or []]
             return Provenance(name, models, pivot, list(kept.get("eval_sets") or []), [], True)
     if path.is_file() and (path.parent / "manifest.json").is_file():
-        run_manifests = read_manifests(path.parent.parent)
-        stage_dir = path.parent.name
-        upto = [m for m in run_manifests if f"{m['index']:02d}_{m['stage']}" <= stage_dir]
+        upto = read_manifests(path.parent.parent, upto=path.parent.name)
         if upto:
             return Provenance(
                 name, _models(upto, origin="upstream: "), _decontamination(upto), _eval_sets_checked(upto),

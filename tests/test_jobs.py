@@ -8,6 +8,7 @@ llama.cpp server is installed."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -22,6 +23,7 @@ import m1data
 from m1data.cli import app
 from m1data.errors import M1DataError, UserError
 from m1data.llm.local_server import embedded_missing
+from m1data.publishing.cardmeta import split_card
 from m1data.running.pipeline import read_manifests
 
 
@@ -89,6 +91,23 @@ def test_a_config_object_is_used_as_given(twin_builds, tmp_path):
     result = m1data.build("m1k", twin_builds["tmp"] / "py", config=cfg, hub_out=tmp_path / "hub")
     assert len(result.rows) == 4 and len(hub_rows(tmp_path / "hub")) == 4
     assert read_manifests(twin_builds["tmp"] / "py")[-1]["config"]["seed"] == 7
+
+
+def test_m23k_built_where_m1k_was_exports_m23k(twin_builds, tmp_path):
+    """m23K and m1K may share a run folder. m23K built after m1K reuses its stages, and its Hub
+    folder, card and funnel are m23K's: not the m1K sample the folder also holds."""
+    run = tmp_path / "run"
+    shutil.copytree(twin_builds["tmp"] / "cli", run)  # the fixture's folder stays as it is
+    m23k_config = yaml.safe_load(twin_builds["config"].read_text())["m23k"]
+    result = m1data.build("m23k", run, config=m23k_config, hub_out=tmp_path / "hub")
+    formatted = sorted(datasets.Dataset.from_parquet(str(run / "08_format" / "rows.parquet"))["id"])
+    assert len(formatted) > 20 and (run / "09_sample" / "manifest.json").is_file()  # the sample is 20 of them
+    assert [r["id"] for r in hub_rows(tmp_path / "hub")] == formatted == sorted(result.rows["id"])
+    assert [m["stage"] for m in read_manifests(run)][-1] == "format" and "sample" not in result.funnel
+    metadata, body = split_card((tmp_path / "hub" / "README.md").read_text(encoding="utf-8"))
+    assert metadata["m1data_provenance"]["stages"][-1] == "format" and "| sample |" not in body
+    m1k = m1data.build("m1k", run, config=twin_builds["config"], hub_out=tmp_path / "hub-m1k")  # and back
+    assert len(m1k.rows) == 20 and [m["stage"] for m in read_manifests(run)][-1] == "sample"
 
 
 def test_a_build_stopped_before_an_llm_stage_is_a_result(tmp_path):

@@ -15,7 +15,8 @@ stage folder (run folders from before this layout) or in its `.tmp`/`.old` lefto
 into the state folder first, a `.tmp` holding a complete stage finishes its swap, and only then
 are the leftovers deleted.
 
-The funnel (paper Table 3) and the lineage of any row are read back from these manifests.
+The funnel (paper Table 3) and the lineage of any row are read back from these manifests, those
+of the stages of the last build run in the folder (`builds.json`; m23K and m1K may share one).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ DROP_COLUMNS = ("id", "source", "reason")
 SUPERSEDED = "superseded"  # a dropped-table column: this row is a record of a try, not a lost row
 OUTPUT_FILES = ("rows.parquet", "dropped.parquet", "manifest.json")
 STATE_DIR = "cache"
+BUILD_FILE = "builds.json"  # the stage folders of each build run in the folder (_record_build)
 _SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
 
 
@@ -313,11 +315,49 @@ def read_manifest(stage_dir: Path) -> dict[str, Any] | None:
     return manifest
 
 
-def read_manifests(run_dir: Path) -> list[dict[str, Any]]:
-    """All completed stage manifests of a run, in pipeline order."""
+def _record_build(run_dir: Path, stages: Sequence[Stage]) -> None:
+    """Add the stage folders of the build now running to BUILD_FILE (most recent last). Why: m23K,
+    m1K and a re-sampled m1K may share a run folder, so it can hold several builds' stages (m1K's
+    sample beside m23K's format); the export, card, funnel and lineage must read one build's."""
+    build = [stage_dirname(i, s.name) for i, s in enumerate(stages)]
+    builds = [b for b in _recorded_builds(run_dir) or [] if b != build] + [build]
+    tmp = run_dir / (BUILD_FILE + ".tmp")
+    tmp.write_text(json.dumps({"builds": builds}, indent=1) + "\n", encoding="utf-8")
+    tmp.replace(run_dir / BUILD_FILE)
+
+
+def _recorded_builds(run_dir: Path) -> list[list[str]] | None:
+    """The stage folder names of each build run in `run_dir`, most recent last; None for a folder
+    written before BUILD_FILE existed."""
+    path = run_dir / BUILD_FILE
+    if not path.is_file():
+        return None
+    try:
+        builds = json.loads(path.read_text(encoding="utf-8"))["builds"]
+        return [[str(name) for name in build] for build in builds]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+        raise CorruptRunFile(f"{path} is not a build record ({type(err).__name__}: {err}); "
+                             "delete it, or run the build again to rewrite it") from None
+
+
+def read_manifests(run_dir: Path, upto: str | None = None) -> list[dict[str, Any]]:
+    """The completed stage manifests of the last build run in `run_dir`, in pipeline order
+    (stages another build left in the folder are not part of it); in a folder written before
+    builds were recorded, of every stage folder.
+
+    `upto` (a stage folder's name, `07_format`): the stages up to that one, of the most recent
+    build that has it (the m23K stage a re-sampled m1K was drawn from)."""
+    run_dir = Path(run_dir)
+    builds = _recorded_builds(run_dir)
+    if builds is None:
+        builds = [sorted(p.name for p in run_dir.iterdir() if p.is_dir() and p.suffix not in (".tmp", ".old"))]
+    names = builds[-1]
+    if upto is not None:
+        names = next((b for b in reversed(builds) if upto in b), [n for n in names if n <= upto])
+        names = names[: names.index(upto) + 1] if upto in names else names
     manifests = []
-    for stage_dir in sorted(p for p in Path(run_dir).iterdir() if p.is_dir() and p.suffix not in (".tmp", ".old")):
-        manifest = read_manifest(stage_dir)
+    for name in names:
+        manifest = read_manifest(run_dir / name)
         if manifest is not None:
             manifests.append(manifest)
     return manifests
@@ -542,6 +582,7 @@ def run_pipeline(
     start_at = names.index(start) if start else 0
     stop_at = names.index(until) if until else len(stages) - 1
     with run_lock(run_dir):
+        _record_build(run_dir, stages)
         return _run_stages(stages[: stop_at + 1], run_dir, start, start_at, force, executor)
 
 

@@ -5,6 +5,7 @@ import pytest
 
 from m1data.running.funnel import funnel_markdown, lineage
 from m1data.running.pipeline import (
+    CorruptRunFile,
     Stage,
     StageFailed,
     StageResult,
@@ -348,3 +349,24 @@ def test_a_build_refuses_a_hub_folder_holding_another_datasets_export(tmp_path, 
     assert result.exit_code == 2, result.output
     assert "holds the m23k build" in result.output and "--hub-out" in result.output
     assert CALLS == [] and (hub / "README.md").read_text() == card  # refused before any stage ran
+
+
+class Other(Make):
+    name = "other"
+
+
+def test_manifests_are_the_last_builds_stages(tmp_path):
+    """Two builds in one folder (m23K and m1K may share one): the manifests read back, and so the
+    funnel and the export, are those of the build that ran last; `upto` reads another build's
+    stages up to one of them (the m23K stage a re-sampled m1K was drawn from)."""
+    run_pipeline([Make(), DropSome()], tmp_path)
+    run_pipeline([Other()], tmp_path)
+    assert [m["stage"] for m in read_manifests(tmp_path)] == ["other"]
+    assert "too_easy" not in funnel_markdown(tmp_path)
+    assert [m["stage"] for m in read_manifests(tmp_path, upto="01_drop")] == ["make", "drop"]
+    run_pipeline([Make(), DropSome()], tmp_path)  # skipped: both stages are still there
+    assert [m["stage"] for m in read_manifests(tmp_path)] == ["make", "drop"]
+    assert [m["stage"] for m in read_manifests(tmp_path, upto="00_make")] == ["make"]
+    (tmp_path / "builds.json").write_text("{", encoding="utf-8")
+    with pytest.raises(CorruptRunFile, match="builds.json is not a build record"):
+        read_manifests(tmp_path)
