@@ -285,10 +285,11 @@ def _models(manifests: list[dict[str, Any]], origin: str = "") -> list[dict[str,
     return found
 
 
-def _embedded_models(manifests: list[dict[str, Any]]) -> list[str]:
-    """Models a stage called as `base_url: embedded` (the default demonstration build): the card
-    then says, at the top, that this is not the paper's data and which model wrote it."""
-    found: list[str] = []
+def _embedded_models(manifests: list[dict[str, Any]], upstream: Provenance | None = None) -> list[str]:
+    """Models a stage called as `base_url: embedded` (the default demonstration build), here or
+    in the build this one was drawn from: the card then says, at the top, that this is not the
+    paper's data and which model wrote it."""
+    found: list[str] = list(upstream.embedded_models) if upstream else []
 
     def walk(value: Any) -> None:
         if isinstance(value, dict):
@@ -365,6 +366,8 @@ class Provenance:
     eval_sets: list[str]
     ngram_checks: list[tuple[str, dict[str, Any]]]
     found: bool
+    sample: SampleView | None = None  # the upstream's rows came from the embedded sample
+    embedded_models: list[str] = field(default_factory=list)  # models its demonstration build ran
 
 
 PROVENANCE_KEY = "m1data_provenance"
@@ -372,19 +375,27 @@ PROVENANCE_KEY = "m1data_provenance"
 
 def provenance_metadata(manifests: list[dict[str, Any]], upstream: Provenance | None = None) -> dict[str, Any]:
     """The machine-readable provenance a card keeps in its YAML, so a build drawn from it can
-    carry the teacher, students and decontamination forward."""
+    carry the teacher, students and decontamination forward, and, for a demonstration build,
+    that its rows are the embedded sample's and which embedded model wrote them."""
     models = (upstream.models if upstream else []) + _models(manifests)
     decon = _decontamination(manifests)
     hits = {label: total for label, _, total in decon.rows} if decon else {}
     if upstream and upstream.decontamination:
         for label, _, total in upstream.decontamination.rows:
             hits[label] = hits.get(label, 0) + total
-    return {
+    provenance = {
         "models": [{k: v for k, v in m.items() if k != "where"} for m in models],
         "decontamination": hits,
         "eval_sets": sorted({*(upstream.eval_sets if upstream else []), *_eval_sets_checked(manifests)}),
         "stages": [m["stage"] for m in manifests],
     }
+    sample = sample_build(manifests, upstream)
+    if sample:
+        provenance["sample"] = {"sources": sample.sources, "eval_sets": sample.eval_sets}
+    embedded = _embedded_models(manifests, upstream)
+    if embedded:
+        provenance["embedded_models"] = embedded
+    return provenance
 
 
 def _upstream(manifests: list[dict[str, Any]]) -> Provenance | None:
@@ -403,13 +414,16 @@ def _upstream(manifests: list[dict[str, Any]]) -> Provenance | None:
             hits = kept.get("decontamination") or {}
             pivot = _pivot({k: {"upstream": int(v)} for k, v in hits.items()}, ["upstream"], False) if hits else None
             models = [{**m, "stage": f"upstream: {m.get('stage', '')}", "where": ""} for m in kept.get("models") or []]
-            return Provenance(name, models, pivot, list(kept.get("eval_sets") or []), [], True)
+            used = kept.get("sample") or {}
+            sample = SampleView(list(used.get("sources") or []), list(used.get("eval_sets") or [])) if used else None
+            return Provenance(name, models, pivot, list(kept.get("eval_sets") or []), [], True, sample,
+                              list(kept.get("embedded_models") or []))
     if path.is_file() and (path.parent / "manifest.json").is_file():
         upto = read_manifests(path.parent.parent, upto=path.parent.name)
         if upto:
             return Provenance(
                 name, _models(upto, origin="upstream: "), _decontamination(upto), _eval_sets_checked(upto),
-                _ngram_checks(upto), True,
+                _ngram_checks(upto), True, sample_build(upto), _embedded_models(upto),
             )
     return Provenance(name, [], None, [], [], False)
 
@@ -614,11 +628,13 @@ def _in_sample(path: Any) -> bool:
         return False
 
 
-def sample_build(manifests: list[dict[str, Any]]) -> SampleView | None:
+def sample_build(manifests: list[dict[str, Any]], upstream: Provenance | None = None) -> SampleView | None:
     """The sources a load stage read, and the eval sets a decontamination stage compared against,
-    from the embedded sample's files; None when the build used none of them."""
-    sources: dict[str, None] = {}
-    evals: dict[str, None] = {}
+    from the embedded sample's files, here or in the build this one was drawn from (an m1K
+    re-sampled from a demonstration m23K holds the sample's rows too); None when neither used any."""
+    kept = upstream.sample if upstream and upstream.sample else None
+    sources: dict[str, None] = dict.fromkeys(kept.sources if kept else [])
+    evals: dict[str, None] = dict.fromkeys(kept.eval_sets if kept else [])
     for m in manifests:
         config = m.get("config") or {}
         for name, spec in (config.get("sources") or {}).items() if isinstance(config.get("sources"), dict) else ():
@@ -700,12 +716,13 @@ def size_category(n: int) -> str:
     return "n>10M"
 
 
-def source_infos(manifests: list[dict[str, Any]]) -> dict[str, SourceInfo]:
+def source_infos(manifests: list[dict[str, Any]], upstream: Provenance | None = None) -> dict[str, SourceInfo]:
     """What the card says about each source: the built-in table for the four m1 sources, and
     for a source added in the build config (or one whose licence the config states), what its
-    `sources:` entry in the load stage's recorded config says."""
+    `sources:` entry in the load stage's recorded config says; the embedded sample's sources
+    (`sample_build`) are described as what they are."""
     infos = dict(SOURCE_INFO)
-    sample = sample_build(manifests)
+    sample = sample_build(manifests, upstream)
     for key in sample.sources if sample else []:
         infos[key] = _sample_info(key, infos.get(key))
     for m in manifests:
@@ -870,8 +887,8 @@ def render_card(
     upstream = _upstream(manifests)
     models = (upstream.models if upstream else []) + _models(manifests)
     prompts = [p for m in manifests for p in _prompts(m["stage"], _public_config(m))]
-    infos = source_infos(manifests)
-    sample = sample_build(manifests)
+    infos = source_infos(manifests, upstream)
+    sample = sample_build(manifests, upstream)
     order = _source_columns(set(SOURCES) | set(published_sources) | (set(infos) - set(SOURCE_INFO)))
     present = [s for s in order if published_sources.get(s)]
 
@@ -897,7 +914,7 @@ def render_card(
         "stages": _stage_views(manifests),
         "models": models,
         "prompts": prompts,
-        "embedded_models": _embedded_models(manifests),
+        "embedded_models": _embedded_models(manifests, upstream),
         "build_versions": sorted({m.get("m1data_version", "unknown") for m in manifests}),
         "render_versions": _library_versions(),
         "funnel": _funnel_section(run_dir),

@@ -384,6 +384,46 @@ def test_a_build_from_the_embedded_sample_says_so_at_the_top_with_the_samples_li
     assert f"| m1data sample (MedQA format, synthetic) | {medqa} | Apache-2.0 |" in licences
 
 
+@dataclass
+class LoadDatasetConfig:
+    path: str
+
+
+class LoadDataset(Stage):
+    """The first stage of a re-sampled m1K: the rows of an m23K that exists (at `path`)."""
+
+    name = "load_dataset"
+
+    def __init__(self, path, rows):
+        self.config, self.rows = LoadDatasetConfig(str(path)), rows
+
+    def run(self, rows, ctx):
+        return StageResult(rows=self.rows)
+
+
+def test_a_build_drawn_from_a_demonstration_build_is_carded_as_one(tmp_path):
+    """An m1K re-sampled from a demonstration m23K holds the embedded sample's synthetic rows: its
+    card says so, under the sample's licence, whether the m23K is read from its Hub folder (the
+    card's provenance) or from its run folder (the manifests); and it passes that on."""
+    rows = run_pipeline([SampleLoad(), SampleDecontaminate(), Teacher(TeacherConfig())], tmp_path / "demo")
+    card, _ = render_card("m23k", tmp_path / "demo", {"m23k": {"train": rows}}, images_dir="images")
+    (tmp_path / "m23k-hub").mkdir()
+    (tmp_path / "m23k-hub" / "README.md").write_text(card, encoding="utf-8")
+    from_run = tmp_path / "demo" / "02_traces" / "rows.parquet"
+    for name, upstream in (("from-card", tmp_path / "m23k-hub"), ("from-run", from_run)):
+        drawn = run_pipeline([LoadDataset(upstream, rows)], tmp_path / name)
+        card, _ = render_card("m1k", tmp_path / name, {"m1k": {"train": drawn}}, images_dir="images")
+        top = first_screen(card)
+        assert "Built from m1data's embedded sample" in top and "Demonstration build" in top, name
+        assert "`SmolLM2-135M-Instruct`" in top and "- **Licence:** Apache-2.0" in card, name
+        assert "MIT licence of the MedQA release" not in card, name
+        metadata, _ = split_card(card)
+        assert metadata["license"] == "apache-2.0" and "synthetic" in metadata["tags"], name
+        provenance = metadata["m1data_provenance"]
+        assert provenance["embedded_models"] == ["SmolLM2-135M-Instruct"], name
+        assert set(provenance["sample"]["sources"]) == set(Counter(rows["source"])), name
+
+
 def test_a_build_from_real_files_has_no_sample_notice(run):
     card, _ = rendered(run)
     assert "embedded sample" not in card and "synthetic" not in card
