@@ -220,6 +220,8 @@ def build(
 @app.command()
 def funnel(run_dir: Annotated[Path, typer.Argument(help="A run directory made by `m1data build`.")]) -> None:
     """Print the per-source, per-stage funnel of a run (paper Table 3 shape, markdown)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"{run_dir} is a file; `m1data funnel` reads a run folder (`m1data build --out`)")
     typer.echo(funnels.funnel_markdown(run_dir))
 
 
@@ -673,7 +675,9 @@ def publish(
     folder: Annotated[Path, typer.Argument(help="A Hub-layout folder written by a build.")],
     repo_id: Annotated[str, typer.Option("--repo-id", help="e.g. my-org/m1K")],
     private: Annotated[bool, typer.Option(help="Create the repo as private.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; no network call.")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the plan: the repo is read (when it can be) to show what would be replaced; "
+                          "nothing is sent.")] = False,
 ) -> None:
     """Upload a Hub folder in one commit, merging with the configs already on the repo.
 

@@ -509,3 +509,18 @@ def test_build_refuses_wrong_input_in_one_line_before_starting_anything(tmp_path
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert expected in err
     assert (run.is_file() if case == "out is a file" else not run.exists())  # no run folder, no server log
+
+
+@pytest.mark.parametrize("case", ["funnel of a file", "publish to a malformed repo id", "dedup on a missing column"])
+def test_more_input_mistakes_are_one_line(tmp_path, case, main):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"id": "a", "question": "Which nerve?"}\n')
+    args, message = {
+        "funnel of a file": (["funnel", rows], "is a file; `m1data funnel` reads a run folder"),
+        "publish to a malformed repo id": (["publish", tmp_path, "--repo-id", "bad id!!", "--dry-run"],
+                                           "is not a Hub repo id"),
+        "dedup on a missing column": (["dedup", rows, tmp_path / "out.jsonl", "--column", "nosuch"],
+                                      "no column 'nosuch' to compare in the rows; its columns are id, question"),
+    }[case]
+    proc = main(*args)
+    assert proc.returncode == 2 and message in " ".join(proc.stderr.split()) and "Traceback" not in proc.stderr, proc.stderr

@@ -245,6 +245,8 @@ class PublishPlan:
         head = "DRY RUN: nothing was sent" if self.dry_run else f"published: {self.commit_url or 'commit made'}"
         created = "will be created" if self.dry_run else "created"
         state = "exists" if self.remote_exists else created
+        if not self.remote_read:
+            state = "not known: the repo could not be read"
         lines = [
             head,
             f"repo: {self.repo_id} (dataset, {'private' if self.private else 'public'} if created; {state})",
@@ -430,6 +432,17 @@ class _Remote:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+def _check_repo_id(repo_id: str) -> None:
+    """A malformed repo id is the user's to fix, said before anything is read or sent."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise UserError(f"--repo-id {repo_id!r} is not a Hub repo id (owner/name): {err}") from None
+
+
 def _read_remote(api: Any, repo_id: str) -> _Remote:
     """The repo's files and card YAML at one revision. A card whose YAML cannot be read stops
     the publish here, before the repo is created or touched."""
@@ -582,6 +595,7 @@ def publish(
     config `default` so it stays reachable. A dry run reads the repo the same way, so its plan
     says exactly what would be replaced, and writes nothing.
     """
+    _check_repo_id(repo_id)
     folder = Path(folder)
     ours = _check_folder(folder)
     files = _local_files(folder)

@@ -101,7 +101,7 @@ def _eval_sets_table(manifests: list[dict[str, Any]]) -> list[str]:
     if not stages:
         return []
     lines = ["", "## Decontamination by eval set", "",
-             "| stage | eval set | questions matched | of them unscored (broken answer key) | rows dropped |",
+             "| stage | eval set | questions compared against | of them unscored (broken answer key) | rows dropped |",
              "|---|---|---|---|---|"]
     for stage, st in stages:
         items, unscored, hits = st.get("eval_items") or {}, st.get("eval_items_unscored") or {}, st.get("by_eval_set") or {}

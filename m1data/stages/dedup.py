@@ -79,6 +79,12 @@ def _options(ds: Dataset) -> list[Sequence[str] | None]:
     return list(ds["options"]) if "options" in ds.column_names else [None] * len(ds)
 
 
+def _require_column(ds: Dataset, column: str | None, what: str) -> None:
+    """`--column` names a column that is not there: the user's to fix, said in one line."""
+    if column is not None and column not in ds.column_names:
+        raise UserError(f"no column {column!r} to compare in {what}; its columns are {', '.join(ds.column_names)}")
+
+
 def deduplicate(ds: Dataset, column: str | None = None, threshold: float = 95.0,
                 id_column: str = "id", runner: BandRunner | None = None) -> tuple[Dataset, Dataset]:
     """(kept, dropped). dropped: id, source (empty when ds has none), reason, match_id, score.
@@ -87,6 +93,7 @@ def deduplicate(ds: Dataset, column: str | None = None, threshold: float = 95.0,
     on ``column`` when given. Ids come from ``id_column`` when present, else the row index.
     ``runner`` runs the matcher's bands elsewhere (m1data.running.distributed), same removals.
     """
+    _require_column(ds, column, "the rows")
     matches = find_duplicates(list(ds[column]) if column else match_keys(ds), threshold=threshold, runner=runner)
     ids = _row_ids(ds, id_column)
     dropped_idx = [m.index for m in matches]
@@ -111,6 +118,7 @@ def decontaminate(ds: Dataset, evals: Mapping[str, Dataset | Sequence[str]] | Se
     mapping values or list items) and read by ``m1data.reading.evalsets.load_evals``, as the command
     line and the build read them.
     """
+    _require_column(ds, column, "the rows")
     items = eval_items(evals, column)
     if column:
         matches = find_contamination(list(ds[column]), items, threshold=threshold, runner=runner)
@@ -193,6 +201,7 @@ def _eval_from(value: Dataset | Sequence[str], column: str | None, name: str | N
         raise TypeError("an eval set must be a Dataset or a sequence of strings, not a str")
     if hasattr(value, "column_names"):
         keyed = column is None and "options" in value.column_names
+        _require_column(value, column, f"eval set {name or 'eval'}")
         texts = list(value[column]) if column else _eval_keys(value) if keyed else _stems(value)
         ids = value["id"] if "id" in value.column_names else list(range(len(texts)))
         if name is not None:

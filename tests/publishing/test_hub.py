@@ -13,6 +13,7 @@ import datasets
 import pytest
 import yaml
 
+from m1data.errors import UserError
 from m1data.publishing.cardmeta import split_card
 from m1data.publishing.hub import (
     merge_configs,
@@ -601,3 +602,21 @@ def test_publish_refuses_a_folder_holding_a_local_path_and_a_dry_run_lists_it(tm
 def test_a_clean_folder_publishes_and_its_dry_run_reports_no_path(tmp_path, m1k_folder):
     plan = publish(m1k_folder, "org/m1K", api=ReadOnlyHfApi(tmp_path, [".gitattributes"], None), dry_run=True)
     assert plan.local_paths == [] and "REFUSED" not in plan.describe()
+
+
+class OfflineHfApi(ReadOnlyHfApi):
+    def repo_info(self, repo_id, **kwargs):
+        raise ConnectionError("Name or service not known")
+
+
+def test_a_dry_run_that_cannot_read_the_repo_does_not_say_it_exists(tmp_path, m1k_folder):
+    plan = publish(m1k_folder, "org/m1", api=OfflineHfApi(tmp_path, [], None), dry_run=True)
+    text = plan.describe()
+    assert "exists" not in text and "will be created" not in text and "not known" in text
+    assert "the repo could not be read (ConnectionError: Name or service not known)" in text
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_a_malformed_repo_id_is_refused_before_any_call(m1k_folder, dry_run):
+    with pytest.raises(UserError, match="'bad id!!' is not a Hub repo id"):
+        publish(m1k_folder, "bad id!!", api=RefusingHfApi(), dry_run=dry_run)
