@@ -31,6 +31,7 @@ from m1data.llm.embedded import serve_embedded
 from m1data.llm.stages import LLMRuntime
 from m1data.output import datasets_bars_off
 from m1data.publishing.export import export_run, hub_folder_dataset
+from m1data.publishing.hub import check_config_name
 from m1data.reading.evalsets import AnswerSkewWarning, EvalInput, load_eval_any
 from m1data.reading.readers import LoadResult
 from m1data.reading.sources import load_source
@@ -255,6 +256,8 @@ def _run(dataset: str, stages: Sequence[Stage], out: Path, executor: ExecutorCon
     they use it; then the funnel and, when every stage ran and left rows, the Hub folder."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; a build writes a run folder there: name a folder (new or a run's)")
+    if hub_config is not None:
+        check_config_name(hub_config)  # before anything runs, not after the last stage
     runner = make_executor(executor)  # before the lock: a missing extra leaves no run folder behind
     hub_folder = Path(hub_out) if hub_out is not None else out / "hub"
     _refuse_other_hub(hub_folder, dataset)

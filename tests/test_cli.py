@@ -523,4 +523,5 @@ def test_more_input_mistakes_are_one_line(tmp_path, case, main):
                                       "no column 'nosuch' to compare in the rows; its columns are id, question"),
     }[case]
     proc = main(*args)
-    assert proc.returncode == 2 and message in " ".join(proc.stderr.split()) and "Traceback" not in proc.stderr, proc.stderr
+    said = " ".join(proc.stderr.split())
+    assert proc.returncode == 2 and message in said and "Traceback" not in proc.stderr, proc.stderr

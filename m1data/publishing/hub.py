@@ -92,12 +92,17 @@ def shard_name(split: str, index: int, count: int) -> str:
     return f"{split}-{index:05d}-of-{count:05d}.parquet"
 
 
+def check_config_name(name: str) -> None:
+    """A Hub config name a build can write; a build checks `--hub-config` with it before it starts."""
+    if not _CONFIG_NAME.match(name):
+        raise UserError(f"config name {name!r}: use letters, digits, '_', '.', '-'")
+
+
 def _check_names(configs: Configs, images: Mapping[str, Any]) -> None:
     if not configs:
         raise UserError("no configs to write")
     for name, splits in configs.items():
-        if not _CONFIG_NAME.match(name):
-            raise UserError(f"config name {name!r}: use letters, digits, '_', '.', '-'")
+        check_config_name(name)
         if not splits:
             raise UserError(f"config {name!r} has no splits")
         for split in splits:
