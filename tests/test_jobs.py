@@ -144,6 +144,8 @@ def test_bad_names_and_configs_are_one_line_errors(tmp_path):
         m1data.build("m1k", tmp_path, config=3)
     with pytest.raises(M1DataError, match="unknown key"):
         m1data.build("m1k", tmp_path, config={"sampel": {}})
+    with pytest.raises(UserError, match="sample.n must be >= 0, got -5"):
+        m1data.build("m1k", tmp_path / "run", config={"sample": {"n": -5}})
     with pytest.raises(UserError, match="config name 'bad name/'"):  # before the stages, not after them
         m1data.build("m1k", tmp_path / "run", hub_config="bad name/")
     assert not list(tmp_path.iterdir())

@@ -222,6 +222,11 @@ class SampleConfig:
     levels: tuple[str, ...] = ("domain", "source")
     seed: int = 42
 
+    def __post_init__(self) -> None:
+        """Checked when the config is read, not when the sampler runs after every other stage."""
+        if self.n < 0:
+            raise UserError(f"sample.n must be >= 0, got {self.n}")
+
 
 class Sample(Stage):
     """A sampler as a pipeline stage; rows not drawn are recorded as `not_sampled`. With fewer
