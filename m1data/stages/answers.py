@@ -22,10 +22,11 @@ Precedence: the first rule that reads anything decides, and each rule says why i
    ``multiple_answers``.
 4. ``similarity``: the stated answer text (the box, a statement, the closing line, or a short
    reply as a whole) names an option's text: it contains exactly one option's text as whole words
-   (one that another contains counts as part of it; "not X", "rules out X" do not count), or ends
-   with one, or is within rapidfuzz ratio 85 of exactly one option with a 10-point lead over the
-   next. Below that, or on a tie, there is no answer: a similarity that always finds something
-   would turn "I don't know" into option A.
+   (one that another contains counts as part of it; "not X", "rules out X", "X is incorrect" do
+   not count), or ends with one, or is within rapidfuzz ratio 85 of exactly one option with a
+   10-point lead over the next and the same negation words ("not aortic stenosis" is not
+   "Aortic stenosis"; "No treatment needed" keeps its "no"). Below that, or on a tie, there is
+   no answer: a similarity that always finds something would turn "I don't know" into option A.
 
 The reference's matcher also took the last lone capital letter anywhere in the reply and the
 option whose text occurs last anywhere; both misread replies that discuss the options after
@@ -38,7 +39,8 @@ on the whole reply second, so a reasoning model's final answer beats what it sai
 Letters are option letters A, B, ... in the options' order; a letter that names no option is not
 an answer. In a statement or box, a letter followed by a separator and text (``C. Aortic
 stenosis``) must agree with that text when the text is an option's; if it names another option
-the verdict is ``multiple_answers``.
+the verdict is ``multiple_answers``. A letter followed by a verdict against it (``A is
+incorrect``, ``A. Aortic stenosis is not the answer``) names no option: the reply rejects it.
 """
 
 from __future__ import annotations
@@ -90,8 +92,27 @@ _LETTER_THEN_TEXT = re.compile(
 )
 _LINE_LETTER = re.compile(r"^" + _LETTER_PREFIX + r"(?:\(([A-Z])\)|\[([A-Z])\]|([A-Z])(?:[).:]|\s+[-–—]|$))")
 _NEGATION = re.compile(
-    r"(?i:\b(?:not|no|nor|neither|except|unlikely|excludes?|excluding|rules?\s+out|ruled\s+out|"
-    r"rather\s+than|instead\s+of|than)\W*(?:\w+\W+)?)$"
+    r"(?i:(?:\b(?:not|no|nor|neither|except|unlikely|excludes?|excluding|rules?\s+out|ruled\s+out|"
+    r"rather\s+than|instead\s+of|than)|n't)\W*(?:\w+\W+)?)$"
+)
+# A verdict against the option just named, right after its letter or its text: "A is incorrect",
+# "(A): wrong", "Aortic stenosis is not the answer", "B is unlikely". A bare "is not" is no
+# verdict ("C. Hypokalaemia is not seen in ..." answers an EXCEPT question), nor is ", not B".
+_COPULA = r"(?:is|are|was|seems|appears|would\s+be|can\s+be|must\s+be|has\s+been)"
+_COPULA_NOT = r"(?:(?:is|are|was|seems|appears)\s+not|isn't|aren't|wasn't|would\s+not\s+be|cannot\s+be|can't\s+be)"
+_REJECTED = r"(?:incorrect|wrong|false|unlikely|less\s+likely|ruled\s+out|excluded|eliminated)"
+_NOT_CHOSEN = r"(?:the\s+)?(?:correct|right|best|true|answer|likely|it)"
+_REJECTED_AFTER = re.compile(
+    r"^[\s*_`)\],]*(?i:"
+    r"(?:[:(–—-][\s*_`]*|" + _COPULA + r"\s+)" + _REJECTED + r"\b"
+    r"|" + _COPULA_NOT + r"\s+" + _NOT_CHOSEN + r"\b"
+    r")"
+)
+# Words that turn a text into its opposite or reject it; the fuzzy fallback needs them to agree
+# (see _negations).
+_NEGATION_WORD = re.compile(
+    r"(?i:\b(?:not|no|nor|neither|none|non|never|without|except|unlikely|excludes?|excluded|excluding|"
+    r"rules?\s+out|ruled\s+out|rather\s+than|instead\s+of|incorrect|wrong|false|eliminated)\b|n't\b)"
 )
 _DECORATION = "*_`$ \t\n"
 _OPTION_WORD = re.compile(r"^(?i:options?|choices?)\s+")
@@ -252,21 +273,42 @@ def _read_slot(fragment: str, options: Sequence[str]) -> tuple[int, ...] | None:
         return (by_text,)
     prefixed = _LETTER_THEN_TEXT.match(text)
     if prefixed:
+        letter_end = max(prefixed.end(group) for group in (1, 2, 3) if prefixed.group(group))
         index = _index(prefixed.group(1) or prefixed.group(2) or prefixed.group(3), options)
         if index is None:
             return None
         named = _text_index(prefixed.group(4), options)
+        if named is None and _rejects_letter(text, letter_end, prefixed.group(4), options[index]):
+            return None
         return (index,) if named is None or named == index else tuple(sorted({index, named}))
     return None
+
+
+def _rejects_letter(text: str, letter_end: int, rest: str, option: str) -> bool:
+    """Whether a slot's letter, or its option's text, is followed by a verdict against it ("A is
+    incorrect", "A: wrong", "A. Aortic stenosis is not the answer"; "B cells is incorrect" when
+    option B is "B cells"): such a slot names the option to reject it, not to choose it. In an
+    EXCEPT question this may be the answer, but the reply does not say so."""
+    tails = [text[letter_end:]]
+    for start in (rest, text) if option.split() else ():
+        own_text = re.match(_option_pattern(option), start, re.IGNORECASE)
+        if own_text:
+            tails.append(start[own_text.end() :])
+    return any(_REJECTED_AFTER.match(tail) for tail in tails)
 
 
 # --- the rules ------------------------------------------------------------------------------
 
 
 def _statement_slots(text: str) -> list[tuple[int, str]]:
-    """(position, slot text) of every explicit statement, in reply order."""
+    """(position, slot text) of every explicit statement, in reply order. "X is correct" counts
+    unless its clause negates it ("Neither A nor B is correct")."""
     slots = [(m.end(), text[m.end() :].split("\n", 1)[0][:300]) for m in _STATEMENT.finditer(text)]
-    slots += [(m.start(), m.group(1)) for m in _LETTER_IS_CORRECT.finditer(text)]
+    slots += [
+        (m.start(), m.group(1))
+        for m in _LETTER_IS_CORRECT.finditer(text)
+        if not _NEGATION.search(_same_clause(text, m.start()))
+    ]
     return sorted(slots)
 
 
@@ -327,20 +369,26 @@ def _same_clause(text: str, end: int) -> str:
     return before[cut + 1 :]
 
 
+def _option_pattern(option: str) -> str:
+    """Regex for an option's text as whole words, any spacing (``option`` has a word)."""
+    words = option.split()
+    body = r"\s+".join(re.escape(word) for word in words)
+    head = r"(?<!\w)" if re.match(r"\w", words[0]) else ""
+    tail = r"(?!\w)" if re.search(r"\w$", words[-1]) else ""
+    return head + body + tail
+
+
 def _contained(text: str, options: Sequence[str]) -> list[tuple[int, int]]:
-    """(option index, end of its last un-negated whole-word occurrence) for options in ``text``."""
+    """(option index, end of its last occurrence) for options in ``text`` as whole words, leaving
+    out occurrences negated before ("not X") or rejected after ("X is incorrect")."""
     hits = []
     for index, option in enumerate(options):
-        words = option.split()
-        if not words:
+        if not option.split():
             continue
-        body = r"\s+".join(re.escape(word) for word in words)
-        head = r"(?<!\w)" if re.match(r"\w", words[0]) else ""
-        tail = r"(?!\w)" if re.search(r"\w$", words[-1]) else ""
         ends = [
             m.end()
-            for m in re.finditer(head + body + tail, text, re.IGNORECASE)
-            if not _NEGATION.search(_same_clause(text, m.start()))
+            for m in re.finditer(_option_pattern(option), text, re.IGNORECASE)
+            if not _NEGATION.search(_same_clause(text, m.start())) and not _REJECTED_AFTER.match(text[m.end() :])
         ]
         if ends:
             hits.append((index, ends[-1]))
@@ -369,8 +417,16 @@ def _similar(text: str, options: Sequence[str]) -> int | None:
     scores = sorted(((fuzz.ratio(target, _normalise(o)), i) for i, o in enumerate(options)), reverse=True)
     best, runner_up = scores[0], scores[1] if len(scores) > 1 else (0.0, -1)
     if best[0] >= SIMILARITY_MIN and best[0] - runner_up[0] >= SIMILARITY_LEAD:
-        return best[1]
+        return best[1] if _negations(target) == _negations(options[best[1]]) else None
     return None
+
+
+def _negations(text: str) -> list[str]:
+    """The negation and rejection words of ``text``, folded and sorted. A ratio counts characters,
+    not meaning: "not aortic stenosis" scores 88 against "Aortic stenosis", "treatment needed" 91
+    against "No treatment needed", and a long option followed by "is incorrect" still passes 85,
+    so a misspelling is only forgiven when both texts say "not" (or "incorrect") alike."""
+    return sorted(" ".join(word.casefold().split()) for word in _NEGATION_WORD.findall(text))
 
 
 def _answer_texts(text: str, box: str | None, options: Sequence[str]) -> list[str]:

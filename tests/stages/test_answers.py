@@ -13,7 +13,7 @@ import string
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from m1data.stages.answers import METHODS, VERDICTS, Extraction, extract_answer, grade, is_correct, last_boxed
@@ -37,6 +37,8 @@ TARGETS = [
     "Ergosterol synthesis",
 ]
 GLYCOGEN = ["glucose", "glucose-6-phosphate", "fructose-6-phosphate", "glucose-1-phosphate", "UDP-glucose"]
+# Options that are themselves negations: naming one chooses it.
+PLACENTA = ["Crosses the placenta", "Does not cross the placenta", "No treatment needed", "None of the above"]
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,10 @@ CASES = [
     Case("misspelt box", r"\boxed{aortc stenosys}", HEART, "C", "similarity"),
     Case("empty box falls through", r"\boxed{} The answer is @B", HEART, "B", "statement"),
     Case("box naming no option", r"\boxed{Z}", HEART, "", "none"),
+    Case("box negating the text", r"\boxed{\text{not Aortic stenosis}}", HEART, "", "none"),
+    Case("box with 'no' before the text", r"\boxed{No metformin}", DIABETES, "", "none"),
+    Case("box calling its letter incorrect", r"\boxed{@C \text{ is incorrect}}", HEART, "", "none"),
+    Case("box holding a negation option", r"\boxed{@B. Does not cross the placenta}", PLACENTA, "B", "boxed"),
     Case("truncated last box", r"\boxed{@A} but actually \boxed{@D", HEART, "", "none"),
     # --- 2. statements ---------------------------------------------------------------------
     Case("answer is (X)", "Given the murmur, the answer is (@B).", HEART, "B", "statement"),
@@ -137,6 +143,17 @@ CASES = [
     Case("two letters in parens", "The answer is (@D) and (@G).", TARGETS, "D,G", "statement"),
     Case("four letters stated", "Answer: @D,@F,@G,@I", TARGETS, "D,F,G,I", "statement"),
     Case("statement naming no option", "The answer is none of the provided options.", HEART, "", "none"),
+    Case("letter called incorrect", "Answer: @C is incorrect", HEART, "", "none"),
+    Case("paren letter called wrong", "Answer: (@C): wrong", HEART, "", "none"),
+    Case("letter and text called incorrect", "Answer: @C. Aortic stenosis is incorrect", HEART, "", "none"),
+    Case("letter is not the answer", "The best answer: @C is not the answer here.", HEART, "", "none"),
+    Case("one letter rejected, another correct", "Answer: @A is incorrect; @C is correct.", HEART, "C", "statement"),
+    Case("neither of two is correct", "Neither @A nor @B is correct.", HEART, "", "none"),
+    Case(
+        "letter, text, then a fact about it",
+        "Answer: @C. Aortic stenosis is not rare in the elderly.", HEART, "C", "statement",
+    ),
+    Case("letter, then not another", "I'd pick @C, not @B.", HEART, "C", "statement"),
     Case("invalid letter stated", "The answer is E, I mean option @B.", HEART, "", "none"),
     # --- 3. answer lines -------------------------------------------------------------------
     Case(
@@ -180,6 +197,19 @@ CASES = [
         "The lesion is aortic stenosis", ["Stenosis", "Aortic stenosis", "Sclerosis"], "B", "similarity",
     ),
     Case("'no' inside 'diagnosis'", "The diagnosis held up, so yes.", YES_NO, "A", "similarity"),
+    Case("statement negating the text", "The answer is not Aortic stenosis", HEART, "", "none"),
+    Case("statement negating a misspelt text", "The answer is not insulin glargin.", DIABETES, "", "none"),
+    Case("text rejected after it", "Aortic stenosis is not the answer.", HEART, "", "none"),
+    Case("text called unlikely", "Aortic stenosis is unlikely.", HEART, "", "none"),
+    Case("contracted negation", "The answer isn't aortic stenosis", HEART, "", "none"),
+    Case(
+        "not one text but another",
+        "The answer is not aortic stenosis but mitral stenosis.", HEART, "D", "similarity",
+    ),
+    Case("negation option stated", "The drug does not cross the placenta.", PLACENTA, "B", "similarity"),
+    Case("misspelt negation option", r"\boxed{Does not cros the placenta}", PLACENTA, "B", "similarity"),
+    Case("misspelt 'no' option", r"\boxed{No treatmnt needed}", PLACENTA, "C", "similarity"),
+    Case("an option's 'no' left out", r"\boxed{Treatment needed}", PLACENTA, "", "none"),
     Case("pubmedqa maybe at the end", "There is no clear evidence either way, so maybe.", YES_NO, "C", "similarity"),
     Case(
         "closing sentence names the option",
@@ -345,6 +375,65 @@ def test_boxed_letter_and_prefixed_text_always_map(options: list[str], data: st.
     assert extract_answer(rf"\boxed{{{letter}}}", options).letter == letter
     assert is_correct(rf"\boxed{{{letter}}}", options, index)
     assert is_correct(rf"\boxed{{\text{{{letter}. {options[index]}}}}}", options, index)
+
+
+WORDS = st.text(alphabet=string.ascii_letters, min_size=1, max_size=12)
+OPTION_PHRASE = st.one_of(OPTION_TEXT, st.lists(WORDS, min_size=1, max_size=4).map(" ".join))
+NEGATED = [
+    r"\boxed{{not {text}}}",
+    r"\boxed{{\text{{No {text}}}}}",
+    "The answer is not {text}.",
+    "Final answer: not {text}",
+    "{text} is not the answer.",
+    "Answer: {text} is incorrect",
+    "Answer: {letter} is incorrect",
+    r"\boxed{{\text{{{letter} is incorrect}}}}",
+    r"\boxed{{{letter}. {text} is incorrect}}",
+    "The answer: {letter}. {text} is unlikely.",
+]
+TEMPLATE_WORDS = set(re.findall(r"[a-z]+", " ".join(NEGATED).casefold())) - {"letter"}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    options=st.lists(OPTION_PHRASE, min_size=2, max_size=6, unique_by=lambda s: " ".join(s.casefold().split())),
+    data=st.data(),
+)
+def test_negating_an_option_never_chooses_it(options: list[str], data: st.DataObject) -> None:
+    """A reply that negates or rejects an option does not choose it, whatever its text: not by
+    its letter, its text, or the fuzzy fallback ("not X" is within ratio 85 of a long X)."""
+    # An option spelt like the template's own words ("boxed", "answer") is found in them, and
+    # one spelt like a letter is read as a letter too (see the letter-text box test above).
+    assume(not any(set(o.casefold().split()) & TEMPLATE_WORDS for o in options))
+    assume(not any(re.fullmatch(r"\s*[A-Za-z]\s*", o) for o in options))
+    index = data.draw(st.integers(0, len(options) - 1))
+    template = data.draw(st.sampled_from(NEGATED))
+    reply = template.format(text=options[index], letter="ABCDEF"[index])
+    assert extract_answer(reply, options).letter != "ABCDEF"[index], reply
+    assert not is_correct(reply, options, index), reply
+
+
+NEGATION_HEADS = ["No", "Not", "None of", "Does not", "Never"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    heads=st.lists(st.sampled_from(NEGATION_HEADS), min_size=2, max_size=5),
+    tails=st.lists(st.lists(WORDS, min_size=1, max_size=3).map(" ".join), min_size=5, max_size=5),
+    data=st.data(),
+)
+def test_an_option_that_is_a_negation_is_chosen_by_its_text(
+    heads: list[str], tails: list[str], data: st.DataObject
+) -> None:
+    """Options that begin with a negation ("No treatment needed") are chosen by naming them: their
+    own "no" is not a reply negating them."""
+    options = [f"{head} {tail}" for head, tail in zip(heads, tails, strict=False)]
+    assume(len({" ".join(o.casefold().split()) for o in options}) == len(options))
+    index = data.draw(st.integers(0, len(options) - 1))
+    letter, text = "ABCDE"[index], options[index]
+    for reply in (rf"\boxed{{{text}}}", f"The answer is {text}.", f"Answer: {letter}. {text}", f"I would pick {text} here."):
+        assert extract_answer(reply, options).letter == letter, reply
+        assert is_correct(reply, options, index), reply
 
 
 REPLY_PIECES = list("AbCI {}\\=()*:.,-\n") + ["\\boxed{", "\\fbox{", "\\text{", "answer is ", "</think>", " and "]
