@@ -312,9 +312,16 @@ def letter_index(letter: Any, n_options: int) -> int:
 
 
 def lettered_options(options: Any) -> list[str]:
-    """Options given as {"A": ..., "B": ...} (in letter order) or as a list; each must be text."""
+    """Options given as {"A": ..., "B": ...} (in letter order) or as a list; each must be text.
+
+    Trailing letters whose value is None are absent, not bad options: Parquet stores a column of
+    option dicts as one struct with every letter any row has, so a 4-option row in a file of
+    4- to 10-option rows comes back as {"A": .., "D": .., "E": None, ..., "J": None}. A None
+    before the last real option is still an error (option_texts names it)."""
     if isinstance(options, dict):
         keys = sorted(options, key=str)
+        while keys and options[keys[-1]] is None:
+            keys.pop()
         if keys != list(LETTERS[: len(keys)]):
             raise RowError("bad_options", f"option keys {keys}")
         return option_texts([options[k] for k in keys])
