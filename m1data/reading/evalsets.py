@@ -181,7 +181,7 @@ def answer_kinds(value: Any, options: list[str], written: list[str] | None = Non
     key = str(value).strip()
     if key and any(_same_text(key, o) for o in [*options, *(written or ())]):
         kinds.add("text")
-    if isinstance(value, int) or key.isdigit():
+    if isinstance(value, int) or key.isdecimal():  # isdigit() also passes "²", which int() refuses
         number = int(key)
         if 0 <= number < len(options):
             kinds.add("index0")

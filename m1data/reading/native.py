@@ -116,7 +116,8 @@ class MedMCQA(Source):
         cop = raw.get("cop")
         if cop is None:
             return Parsed(native_id, question, options, -1, error=RowError("missing_field", "none of cop"))
-        if isinstance(cop, bool) or not (isinstance(cop, int) or (isinstance(cop, str) and cop.strip().isdigit())):
+        # isdecimal, not isdigit: isdigit() also passes "²", which int() refuses (a crash, not a bad row)
+        if isinstance(cop, bool) or not (isinstance(cop, int) or (isinstance(cop, str) and cop.strip().isdecimal())):
             return Parsed(native_id, question, options, -1,
                           error=RowError("answer_out_of_range", f"cop {cop!r} is not a whole number"))
         answer_idx = int(cop) - int(raw.get("_cop_base", 0))
@@ -203,7 +204,8 @@ def headqa_answers(answers: Any) -> tuple[list[int], list[str]]:
         if not isinstance(answer, dict) or "aid" not in answer or "atext" not in answer:
             raise RowError("bad_options", f"answer {number} is not an object with aid and atext")
         aid, atext = answer["aid"], answer["atext"]
-        if isinstance(aid, bool) or not isinstance(aid, (int, str)) or not str(aid).strip().isdigit():
+        # isdecimal, not isdigit: isdigit() also passes "²", which int() refuses
+        if isinstance(aid, bool) or not isinstance(aid, (int, str)) or not str(aid).strip().isdecimal():
             raise RowError("bad_options", f"answer {number} has aid {aid!r}, not a number")
         if not isinstance(atext, str):
             raise RowError("bad_options", f"answer {number} has atext of type {type(atext).__name__}, not text")

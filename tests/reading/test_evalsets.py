@@ -3,12 +3,16 @@ import warnings
 from collections import Counter
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from m1data.reading.evalsets import (
     EVAL_SETS,
     AnswerSkewWarning,
     ColumnMapping,
+    answer_kinds,
     answer_skew,
+    make_parser,
     load_eval,
     load_eval_any,
     load_eval_file,
@@ -317,3 +321,13 @@ def test_eval_entry_text_forms():
     assert EvalInput.parse("mine=x/y.jsonl") == EvalInput("mine", "x/y.jsonl")
     with pytest.raises(ValueError, match="NAME=FILE"):
         EvalInput.parse("=x.jsonl")
+
+
+@given(key=st.text(st.characters(categories=["Nd", "No"]), min_size=1, max_size=3))
+def test_numeral_answer_key_is_a_row_or_a_bad_row(key):
+    """isdigit() passes "²" and int() refuses it: an answer key like it is a bad row, not a crash."""
+    options = ["a1", "b1", "c1", "d1"]
+    kinds = answer_kinds(key, options)
+    assert kinds <= {"index0", "index1"} and (not kinds or key.strip().isdecimal())
+    parsed = make_parser()({"id": "x", "question": "Q?", "options": options, "answer": key})
+    assert parsed.error is None or parsed.error.reason in ("answer_out_of_range", "ambiguous_answer_kind")

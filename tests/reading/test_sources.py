@@ -4,9 +4,12 @@ import json
 import random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from m1data.reading.readers import MalformedFile
-from m1data.reading.sources import load_source, pubmedqa_test_pmids
+from m1data.reading.sources import HeadQA, MedMCQA, headqa_answers, load_source, pubmedqa_test_pmids
+from m1data.schema import RowError
 
 
 def test_headqa_train_real(shared_data):
@@ -236,3 +239,37 @@ def test_medmcqa_mixed_base_evidence_asks_for_the_base(tmp_path):
     assert zero.rows["answer_text"] == ["abcd"[c] for c in cops if c < 4]
     with pytest.raises(ValueError, match="cop_base"):
         load_source("medqa", path, cop_base=1)
+
+
+# Keys that look like numbers: decimal digits of any script (Nd) and other numerals (No: "²",
+# "①"), which str.isdigit() passes and int() refuses. Each is a row or a bad row, never a crash.
+numeral_keys = st.text(st.characters(categories=["Nd", "No"]), min_size=1, max_size=3)
+MEDMCQA_ROW = {"id": "u1", "question": "Which nerve?", "opa": "a", "opb": "b", "opc": "c", "opd": "d"}
+
+
+def _row_or_bad_row(parse, raw):
+    try:
+        parse(raw)
+    except RowError:
+        pass  # a bad row, dropped with its reason: what the loaders expect
+
+
+@given(cop=numeral_keys)
+def test_medmcqa_cop_numeral_is_a_row_or_a_bad_row(cop):
+    _row_or_bad_row(MedMCQA().parse, dict(MEDMCQA_ROW, cop=cop))
+
+
+@given(aid=numeral_keys)
+def test_headqa_aid_numeral_is_a_row_or_a_bad_row(aid):
+    _row_or_bad_row(headqa_answers, [{"aid": aid, "atext": "a"}, {"aid": "2", "atext": "b"}])
+    _row_or_bad_row(HeadQA().parse, {"exam": "e", "qid": 1, "qtext": "Q?", "ra": aid, "image": "",
+                                     "answers": [{"aid": 1, "atext": "a"}, {"aid": 2, "atext": "b"}]})
+
+
+def test_superscript_cop_drops_its_row_only(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_text(json.dumps(dict(MEDMCQA_ROW, cop="\u00b2")) + "\n"
+                    + json.dumps(dict(MEDMCQA_ROW, id="u2", question="Which vein?", cop=0)) + "\n")
+    result = load_source("medmcqa", path)
+    assert result.rows["id"] == ["medmcqa:u2"]
+    assert result.reasons() == {"answer_out_of_range": 1} and "'²'" in result.dropped[0]["detail"]
