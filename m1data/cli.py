@@ -294,7 +294,7 @@ def decontaminate(
     ray_address: RayAddressOpt = None,
 ) -> None:
     """Remove rows that match any eval item (question stem + option set, fuzzy ratio >= threshold)."""
-    with _warnings_as_lines(dedup_stages.UnscoredEvalWarning):
+    with _warnings_as_lines(dedup_stages.UnscoredEvalWarning, evalsets.UnmatchedEvalWarning):
         stats = jobs.run_decontaminate_file(in_path, out_path, eval_names, threshold=threshold, ngram=ngram,
                                             executor=executor, ray_address=ray_address)
     _print_stats(stats)

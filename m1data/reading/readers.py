@@ -357,8 +357,13 @@ def strip_option_letters(options: list[str]) -> list[str]:
 
 
 def key_text(raw: dict[str, Any], name: str) -> str:
-    """An id field as text: ids are strings or integers; anything else is a bad row."""
+    """An id field as text: ids are strings or integers; anything else is a bad row.
+
+    A whole float (1.0) is read as the integer it holds: pandas writes an integer id column that
+    has a null in it as floats, and "1.0" would not be the id "1" the other copies of the row have."""
     value = field(raw, name)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise RowError("not_text", f"{name} is {type(value).__name__}, not an id")
     return str(value)
