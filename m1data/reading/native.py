@@ -134,18 +134,27 @@ class MedQA(Source):
         question = text(raw, "question")
         options = lettered_options(field(raw, "options"))
         answer_idx = letter_index(field(raw, "answer_idx"), len(options))
-        answer = raw.get("answer")
-        if answer is not None and not isinstance(answer, str):
-            raise RowError("not_text", f"answer is {type(answer).__name__}, not text")
-        if answer is not None and answer.strip() != options[answer_idx].strip():
-            raise RowError("answer_mismatch", f"answer {answer!r} is not option {LETTERS[answer_idx]}")
+        check_answer_text(raw, "answer", options, answer_idx)
         return Parsed(native_id=None, question=question, options=options, answer_idx=answer_idx)
+
+
+def check_answer_text(raw: dict[str, Any], name: str, options: list[str], answer_idx: int) -> None:
+    """A record that writes its answer twice, as a letter and as the option's text (MedQA's
+    `answer`, HEAD-QA Hub's `Correct Answer`), must name one option: when the two disagree the
+    key is broken and either may be wrong, so the row is dropped (answer_mismatch)."""
+    answer = raw.get(name)
+    if answer is None:
+        return
+    if not isinstance(answer, str):
+        raise RowError("not_text", f"{name} is {type(answer).__name__}, not text")
+    if answer.strip() != options[answer_idx].strip():
+        raise RowError("answer_mismatch", f"{name} {answer!r} is not option {LETTERS[answer_idx]}")
 
 
 class HeadQA(Source):
     """HEAD-QA English. Native files nest questions under exams; the Hub copy m1 used nests
-    {Question, Options, Correct Option} under `data`. Questions that need an image are
-    dropped: the text alone cannot be answered."""
+    {Question, Options, Correct Option} under `data` (a .json of it is a list of such records).
+    Questions that need an image are dropped: the text alone cannot be answered."""
 
     name = "headqa"
     hub_id = SOURCE_REGISTRY["headqa"].hub_id
@@ -155,8 +164,13 @@ class HeadQA(Source):
             yield from super().read_native(path, split)
             return
         data = read_json(path)
+        if isinstance(data, list):  # the Hub copy's records, saved as one JSON list
+            for number, raw in enumerate(data, start=1):
+                yield f"{path.name}:{number}", raw, f"{path.name} item {number}"
+            return
         if not isinstance(data, dict) or not isinstance(data.get("exams"), dict):
-            raise MalformedFile(path, None, "expected a HEAD-QA file with an 'exams' object")
+            raise MalformedFile(path, None, "expected a HEAD-QA file with an 'exams' object "
+                                            "(or a list of the Hub copy's records)")
         for exam_key, exam in data["exams"].items():
             if not isinstance(exam, dict) or not isinstance(exam.get("data", []), list):
                 raise MalformedFile(path, None, f"exam {exam_key!r} is not an object with a 'data' list")
@@ -177,6 +191,7 @@ class HeadQA(Source):
             question = text(inner, "Question")
             options = lettered_options(field(inner, "Options"))
             answer_idx = letter_index(field(inner, "Correct Option"), len(options))
+            check_answer_text(inner, "Correct Answer", options, answer_idx)
             native = raw.get("id")
             return Parsed(native_id=None if native is None else key_text(raw, "id"), question=question,
                           options=options, answer_idx=answer_idx)
@@ -288,6 +303,7 @@ __all__ = [
     "MedQA",
     "PubMedQA",
     "Source",
+    "check_answer_text",
     "headqa_answers",
     "pubmedqa_test_pmids",
 ]

@@ -105,12 +105,28 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def read_json(path: str | Path) -> Any:
+    """One JSON value. A .json that holds one value per line (what `Dataset.to_json` writes by
+    default) is an error that says so: read as JSON it is "Extra data" on line 2, which does
+    not tell the user the file is fine under the name .jsonl."""
     path = check_file(path)
     content = decode(path, path.read_bytes())
     try:
         return json.loads(content)
     except json.JSONDecodeError as err:
-        raise MalformedFile(path, err.lineno, f"invalid JSON ({err.msg} at column {err.colno})") from None
+        hint = "; this looks like JSON Lines (one value per line): name it .jsonl" if _json_lines(content, err) else ""
+        raise MalformedFile(path, err.lineno, f"invalid JSON ({err.msg} at column {err.colno}){hint}") from None
+
+
+def _json_lines(content: str, err: json.JSONDecodeError) -> bool:
+    """Whether a failed JSON parse stopped at the end of a first line that is a JSON value of its own."""
+    first = content[: err.pos].strip()
+    if err.msg != "Extra data" or "\n" in first:
+        return False
+    try:
+        json.loads(first)
+    except json.JSONDecodeError:
+        return False
+    return True
 
 
 def read_csv(path: str | Path, *, header: bool = True, width: int | None = None) -> Iterator[tuple[int, Any]]:

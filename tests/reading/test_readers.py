@@ -142,3 +142,15 @@ def test_mmlu_pro_as_parquet_reads_like_its_jsonl(shared_data, tmp_path):
     from_jsonl, from_parquet = load_eval("mmlu_pro_health", source), load_eval("mmlu_pro_health", path)
     assert from_parquet.reasons() == {} and len(from_parquet.rows) == len(from_jsonl.rows) == 818
     assert sorted(from_parquet.rows["answer_text"]) == sorted(from_jsonl.rows["answer_text"])
+
+
+def test_json_lines_in_a_json_file_is_named_as_such(tmp_path):
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(MEDMCQA_ROW) + "\n" + json.dumps(MEDMCQA_ROW) + "\n")
+    with pytest.raises(MalformedFile, match="looks like JSON Lines") as err:
+        read_json(path)
+    assert err.value.line == 2
+    path.write_text(json.dumps(MEDMCQA_ROW, indent=1) + "\n{}\n")  # a pretty value, then more: plain invalid JSON
+    with pytest.raises(MalformedFile) as err:
+        read_json(path)
+    assert "Extra data" in str(err.value) and "JSON Lines" not in str(err.value)

@@ -273,3 +273,39 @@ def test_superscript_cop_drops_its_row_only(tmp_path):
     result = load_source("medmcqa", path)
     assert result.rows["id"] == ["medmcqa:u2"]
     assert result.reasons() == {"answer_out_of_range": 1} and "'²'" in result.dropped[0]["detail"]
+
+
+# --- HEAD-QA: the Hub copy's records ------------------------------------------------------------
+
+def _headqa_hub_records(n=3):
+    return [{"id": i, "data": {"Question": f"Which drug number {i}?", "Correct Answer": "Beta", "Correct Option": "B",
+                               "Options": {"A": "Alpha", "B": "Beta", "C": "Gamma", "D": "Delta"}}}
+            for i in range(n)]
+
+
+def test_headqa_hub_records_as_a_json_list(tmp_path):
+    path = tmp_path / "headqa.json"
+    path.write_text(json.dumps(_headqa_hub_records()))
+    result = load_source("headqa", path)
+    assert result.reasons() == {} and result.rows["id"] == ["headqa:0", "headqa:1", "headqa:2"]
+    assert set(result.rows["answer_text"]) == {"Beta"}
+
+
+def test_json_lines_named_json_says_so(tmp_path):
+    """`Dataset.to_json` writes JSON Lines, whatever the file is called."""
+    path = tmp_path / "headqa.json"
+    path.write_text("".join(json.dumps(r) + "\n" for r in _headqa_hub_records()))
+    with pytest.raises(MalformedFile, match=r"headqa.json:2: .*looks like JSON Lines .*name it .jsonl"):
+        load_source("headqa", path)
+    renamed = path.rename(tmp_path / "headqa.jsonl")
+    assert len(load_source("headqa", renamed).rows) == 3
+
+
+def test_headqa_hub_correct_answer_must_be_the_correct_option(tmp_path):
+    records = _headqa_hub_records()
+    records[1]["data"]["Correct Answer"] = "Gamma"  # its Correct Option says B (Beta)
+    path = tmp_path / "headqa.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    result = load_source("headqa", path)
+    assert result.rows["id"] == ["headqa:0", "headqa:2"] and result.reasons() == {"answer_mismatch": 1}
+    assert "'Gamma' is not option B" in result.dropped[0]["detail"]
