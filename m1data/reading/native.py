@@ -10,6 +10,7 @@ of those two modules imports the other's importer.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator
 from importlib import resources
 from pathlib import Path
@@ -59,6 +60,10 @@ class Source:
             yield f"{split}:{index}", raw, f"{self.hub_id} {split} row {index}"
 
 
+class CopBaseWarning(UserWarning):
+    """A MedMCQA file whose `cop` values cannot tell whether they count from 0 or from 1."""
+
+
 class MedMCQA(Source):
     """Hub and native rows share the fields. On the Hub `cop` is the 0-based index of the right
     option; the original release's files count from 1.
@@ -67,8 +72,11 @@ class MedMCQA(Source):
     a `cop` of 0 and only a 1-based file a `cop` of 4. Rows that are bad anyway (no question, a
     `cop` that is not a whole number in 0..4, ...) are set aside and dropped with a reason, so no bad row
     can change how the other rows are read. A file with both 0s and 4s is an error that asks for
-    `cop_base`; a file with neither is read as the Hub's 0-based. A 1-based row carries
-    `"_cop_base": 1` in its metadata so the reading is visible."""
+    `cop_base`; a file with neither is read as the Hub's 0-based, with a `CopBaseWarning` that
+    names the assumption and how to override it. A warning, not an error: a small 0-based file
+    can lack a 0 as a 1-based one can lack a 4, and the Hub's 0-based files, the common case,
+    have loaded this way so far. A 1-based row carries `"_cop_base": 1` in its metadata so the
+    reading is visible."""
 
     name = "medmcqa"
     hub_id = SOURCE_REGISTRY["medmcqa"].hub_id
@@ -107,6 +115,13 @@ class MedMCQA(Source):
                 "from 1 (the original release); say which: `m1data load medmcqa --cop-base 1` (or 0), "
                 "`cop_base: 1` under sources.medmcqa in the build config, or load_source(..., cop_base=1)",
             )
+        base_matters = any(isinstance(raw, dict) and raw.get("cop") in (1, 2, 3, "1", "2", "3") for _, raw, _ in records)
+        if not seen[0] and not seen[4] and base_matters:
+            warnings.warn(
+                f"{path}: no well-formed row has cop 0 or 4, so the file does not show whether cop counts options "
+                "from 0 (the Hub) or from 1 (the original release); read as 0-based, like the Hub. If it counts "
+                "from 1, say so: `m1data load medmcqa --cop-base 1`, `cop_base: 1` under sources.medmcqa in the "
+                "build config, or load_source(..., cop_base=1)", CopBaseWarning, stacklevel=2)
         return 1 if seen[4] else 0
 
     def parse(self, raw: dict[str, Any]) -> Parsed:
@@ -298,6 +313,7 @@ class PubMedQA(Source):
 
 __all__ = [
     "PUBMEDQA_OPTIONS",
+    "CopBaseWarning",
     "HeadQA",
     "MedMCQA",
     "MedQA",

@@ -2,11 +2,13 @@
 
 import json
 import random
+import warnings
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from m1data.reading.native import CopBaseWarning
 from m1data.reading.readers import MalformedFile
 from m1data.reading.sources import HeadQA, MedMCQA, headqa_answers, load_source, pubmedqa_test_pmids
 from m1data.schema import RowError
@@ -309,3 +311,31 @@ def test_headqa_hub_correct_answer_must_be_the_correct_option(tmp_path):
     result = load_source("headqa", path)
     assert result.rows["id"] == ["headqa:0", "headqa:2"] and result.reasons() == {"answer_mismatch": 1}
     assert "'Gamma' is not option B" in result.dropped[0]["detail"]
+
+
+# --- MedMCQA: a file whose cop values cannot tell their base -----------------------------------
+
+def _medmcqa_file(tmp_path, cops):
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(dict(MEDMCQA_ROW, id=f"u{i}", question=f"Which nerve {i}?", cop=c)) + "\n"
+                            for i, c in enumerate(cops)))
+    return path
+
+
+def test_medmcqa_file_without_a_0_or_a_4_warns_of_its_assumed_base(tmp_path):
+    """An original-release (1-based) file whose keys are all 1-3 cannot be told from the Hub's."""
+    path = _medmcqa_file(tmp_path, [1, 2, 3, 2, 1])
+    with pytest.warns(CopBaseWarning, match=r"read as 0-based.*--cop-base 1"):
+        assumed = load_source("medmcqa", path)
+    assert assumed.rows["answer_text"] == ["b", "c", "d", "c", "b"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CopBaseWarning)
+        told = load_source("medmcqa", path, cop_base=1)
+    assert told.rows["answer_text"] == ["a", "b", "c", "b", "a"]
+
+
+@pytest.mark.parametrize("cops", [[0, 1, 2, 3], [1, 2, 3, 4]])
+def test_medmcqa_file_that_shows_its_base_does_not_warn(tmp_path, cops):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CopBaseWarning)
+        assert len(load_source("medmcqa", _medmcqa_file(tmp_path, cops)).rows) == 4
