@@ -78,7 +78,7 @@ class AnswerSkewWarning(UserWarning):
 
 
 class UnmatchedEvalWarning(UserWarning):
-    """Eval records with no question text that could be read: they are no decontamination targets."""
+    """Eval records with no question text that could be read: they are not decontamination targets."""
 
 
 def answer_skew(rows: datasets.Dataset, z: float = SKEW_Z) -> str | None:
@@ -289,8 +289,8 @@ class _Fields:
 class QuestionReader:
     """Reads one eval (or mapped source) record into `Parsed` through a `ColumnMapping`.
 
-    Call `for_records` with the file's records first: it decides the answer kind once for the
-    whole file, so no row's key is read one way and its neighbour's another. A reader used on
+    Call `for_records` with the file's records first: it decides the answer column and its kind
+    once for the whole file, so no row's key is read one way and its neighbour's another. A reader used on
     single records without it decides from that record alone."""
 
     mapping: ColumnMapping = ColumnMapping()
