@@ -39,6 +39,7 @@ class _Module:
 jobs = _Module("m1data.jobs")
 builders = _Module("m1data.builders")
 evalsets = _Module("m1data.reading.evalsets")
+native = _Module("m1data.reading.native")
 funnels = _Module("m1data.running.funnel")
 hub = _Module("m1data.publishing.hub")
 pipeline = _Module("m1data.running.pipeline")
@@ -135,7 +136,7 @@ def load(
                           "answer_kind=text|letter|index0|index1 when the file cannot tell).")] = None,
 ) -> None:
     """Load one raw source into the m1data row schema."""
-    with _user_errors():
+    with _user_errors(), _warnings_as_lines(native.CopBaseWarning):
         loaded = jobs.load_source_to_file(source, out, path, split=split, seed=seed, cop_base=cop_base,
                                           mapping=_mapping(mapping))
     _print_loaded([loaded])
@@ -296,7 +297,7 @@ def decontaminate(
     ray_address: RayAddressOpt = None,
 ) -> None:
     """Remove rows that match any eval item (question stem + option set, fuzzy ratio >= threshold)."""
-    with _warnings_as_lines(dedup_stages.UnscoredEvalWarning):
+    with _warnings_as_lines(dedup_stages.UnscoredEvalWarning, evalsets.UnmatchedEvalWarning):
         stats = jobs.run_decontaminate_file(in_path, out_path, eval_names, threshold=threshold, ngram=ngram,
                                             executor=executor, ray_address=ray_address)
     _print_stats(stats)

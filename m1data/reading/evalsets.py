@@ -77,6 +77,10 @@ class AnswerSkewWarning(UserWarning):
     """A loaded eval set whose right answers sit on one letter far more often than chance."""
 
 
+class UnmatchedEvalWarning(UserWarning):
+    """Eval records with no question text that could be read: they are not decontamination targets."""
+
+
 def answer_skew(rows: datasets.Dataset, z: float = SKEW_Z) -> str | None:
     """Why the set's answer letters look skewed, or None.
 
@@ -149,12 +153,38 @@ def _letter_columns(raw: dict[str, Any]) -> list[str]:
     return names if len(names) >= 2 else []
 
 
+GPQA_COLUMNS = ("Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3")
+# The usual spellings of an answer column, preferred in this order: an index or a letter before
+# `answer`, which MedAgentsBench fills with the option's text beside its `answer_idx`.
+ANSWER_COLUMNS = ("answer_idx", "answer_index", "cop", "answer", "label", "Correct Answer")
+ID_COLUMNS = ("realidx", "id", "question_id", "Record ID", "pubid")
+
+
+def _gpqa_layout(raw: dict[str, Any], spec: str | tuple[str, ...] | None) -> bool:
+    """GPQA's layout: the right answer in `Correct Answer`, the wrong ones in `Incorrect Answer
+    1-3`. Read so only when all four columns are there and the mapping names no options: a
+    hand-made `Question,A,B,C,D,Correct Answer` holds a letter in `Correct Answer`, an ordinary
+    answer column (read as GPQA, every row was keyed to option A)."""
+    return spec is None and all(c in raw for c in GPQA_COLUMNS)
+
+
+def _file_answer_column(raws: list[Any]) -> str | None:
+    """The file's answer column: the first usual spelling (`ANSWER_COLUMNS`) that any record fills.
+
+    Chosen once per file, like the answer kind: chosen per row, a row with an empty `answer_idx`
+    fell back to its `answer` text and made a whole letter-keyed file look mixed."""
+    def filled(name: str) -> bool:
+        return any(isinstance(raw, dict) and raw.get(name) not in (None, "") for raw in raws)
+
+    return next((name for name in ANSWER_COLUMNS if filled(name)), None)
+
+
 def _raw_options(raw: dict[str, Any], spec: str | tuple[str, ...] | None) -> list[str]:
     """The option texts as the file writes them (letters and all)."""
     if isinstance(spec, tuple):
         return option_texts([raw[c] for c in spec if raw.get(c) not in (None, "")])
-    if spec is None and "Correct Answer" in raw:  # GPQA: the right answer first, then the others
-        return option_texts([raw["Correct Answer"], *(raw.get(f"Incorrect Answer {i}") for i in (1, 2, 3))])
+    if _gpqa_layout(raw, spec):  # the right answer first, then the others
+        return option_texts([raw[c] for c in GPQA_COLUMNS])
     if spec is None and "options" not in raw and "choices" in raw:
         spec = "choices"
     if spec is None and "options" not in raw:
@@ -181,7 +211,7 @@ def answer_kinds(value: Any, options: list[str], written: list[str] | None = Non
     key = str(value).strip()
     if key and any(_same_text(key, o) for o in [*options, *(written or ())]):
         kinds.add("text")
-    if isinstance(value, int) or key.isdigit():
+    if isinstance(value, int) or key.isdecimal():  # isdigit() also passes "²", which int() refuses
         number = int(key)
         if 0 <= number < len(options):
             kinds.add("index0")
@@ -251,6 +281,7 @@ class _Fields:
     written: list[str]  # as the file wrote them
     answer: Any  # the raw key (None: no answer column)
     answer_column: str | None
+    answer_text: Any  # the `answer` column when the key is in another one (MedAgentsBench), else None
     error: RowError | None
 
 
@@ -258,13 +289,14 @@ class _Fields:
 class QuestionReader:
     """Reads one eval (or mapped source) record into `Parsed` through a `ColumnMapping`.
 
-    Call `for_records` with the file's records first: it decides the answer kind once for the
-    whole file, so no row's key is read one way and its neighbour's another. A reader used on
+    Call `for_records` with the file's records first: it decides the answer column and its kind
+    once for the whole file, so no row's key is read one way and its neighbour's another. A reader used on
     single records without it decides from that record alone."""
 
     mapping: ColumnMapping = ColumnMapping()
     kind: str | None = None
     problem: str = ""  # why the file's answer kind cannot be decided; every row is then unscored
+    answer_column: str | None = None  # the file's answer column (`for_records`), when the mapping names none
 
     def fields(self, raw: Any) -> _Fields:
         mapping = self.mapping
@@ -274,30 +306,49 @@ class QuestionReader:
         if question_col is None:
             raise RowError("missing_field", "no question column")
         question = text(raw, question_col)
-        id_col = mapping.id or _first(raw, ("realidx", "id", "question_id", "Record ID", "pubid"))
-        native_id = None if id_col is None else key_text(raw, id_col)
-        context = raw.get(mapping.context) if mapping.context else None
-        if isinstance(context, list) and all(isinstance(c, str) for c in context):
-            context = "\n".join(context)
-        if context is not None and not isinstance(context, str):
-            raise RowError("bad_context", f"{mapping.context} is {type(context).__name__}, not text")
         # From here on a fault leaves the question readable: the row is dropped but stays a
-        # decontamination target (Parsed.error), with whatever options could be read.
-        written: list[str] = []
-        answer, column, error = None, None, None
+        # decontamination target (Parsed.error), with whatever else could be read. An unreadable
+        # id or context too: the row then gets a content id, and a copy of it is still caught.
+        errors: list[RowError] = []
+        native_id, context, written = None, "", []
+        answer = column = answer_text = None
+        try:
+            native_id = self._native_id(raw)
+        except RowError as err:
+            errors.append(err)
+        try:
+            context = self._context(raw)
+        except RowError as err:
+            errors.append(err)
         try:
             written = _raw_options(raw, mapping.options)
-            if mapping.answer is None and "Correct Answer" in raw:
-                answer, column = 0, "Correct Answer"  # GPQA: the right answer is the first option
-            else:
-                column = mapping.answer or _first(raw, ("answer_idx", "answer_index", "cop", "answer", "label"))
-                if column is None or raw.get(column) in (None, ""):
-                    raise RowError("missing_field", f"no answer ({column or 'no answer column'})")
-                answer = raw[column]
+            answer, column = self._answer_key(raw)
+            answer_text = raw.get("answer") if column != "answer" else None
         except RowError as err:
-            error = err
-        return _Fields(native_id, question, context or "", strip_option_letters(written), written, answer, column,
-                       error)
+            errors.append(err)
+        return _Fields(native_id, question, context, strip_option_letters(written), written, answer, column,
+                       answer_text, errors[0] if errors else None)
+
+    def _native_id(self, raw: dict[str, Any]) -> str | None:
+        id_col = self.mapping.id or _first(raw, ID_COLUMNS)
+        return None if id_col is None else key_text(raw, id_col)
+
+    def _context(self, raw: dict[str, Any]) -> str:
+        context = raw.get(self.mapping.context) if self.mapping.context else None
+        if isinstance(context, list) and all(isinstance(c, str) for c in context):
+            return "\n".join(context)
+        if context is not None and not isinstance(context, str):
+            raise RowError("bad_context", f"{self.mapping.context} is {type(context).__name__}, not text")
+        return context or ""
+
+    def _answer_key(self, raw: dict[str, Any]) -> tuple[Any, str]:
+        """(key, column) of the row's answer; a row without one is a bad row (missing_field)."""
+        if self.mapping.answer is None and _gpqa_layout(raw, self.mapping.options):
+            return 0, "Correct Answer"  # GPQA: the right answer is the first option
+        column = self.mapping.answer or self.answer_column or _first(raw, ANSWER_COLUMNS)
+        if column is None or raw.get(column) in (None, ""):
+            raise RowError("missing_field", f"no answer ({column or 'no answer column'})")
+        return raw[column], column
 
     def kinds(self, raw: Any) -> set[str]:
         """The answer kinds this record's key fits (empty for a record that cannot vote)."""
@@ -305,19 +356,20 @@ class QuestionReader:
             found = self.fields(raw)
         except RowError:
             return set()
-        if found.error is not None:
+        if found.answer is None:  # no options or no key read
             return set()
-        if found.answer_column == "Correct Answer" and self.mapping.answer is None:
+        if self.mapping.answer is None and _gpqa_layout(raw, self.mapping.options):
             return {"index0"}
         return answer_kinds(found.answer, found.options, found.written)
 
     def for_records(self, raws: list[Any]) -> QuestionReader:
-        """This reader with the answer kind decided from all of `raws` (unless the mapping names it)."""
+        """This reader with the answer column and kind decided from all of `raws` (unless the
+        mapping names them)."""
+        reader = dataclasses.replace(self, answer_column=self.mapping.answer or _file_answer_column(raws))
         if self.mapping.answer_kind is not None:
-            return dataclasses.replace(self, kind=self.mapping.answer_kind, problem="")
-        column = self.mapping.answer or "answer"
-        kind, problem = decide_answer_kind([self.kinds(raw) for raw in raws], column)
-        return dataclasses.replace(self, kind=kind, problem=problem)
+            return dataclasses.replace(reader, kind=self.mapping.answer_kind, problem="")
+        kind, problem = decide_answer_kind([reader.kinds(raw) for raw in raws], reader.answer_column or "answer")
+        return dataclasses.replace(reader, kind=kind, problem=problem)
 
     def __call__(self, raw: Any) -> Parsed:
         found = self.fields(raw)
@@ -347,7 +399,25 @@ class QuestionReader:
                 raise RowError("ambiguous_answer_kind", problem)
             if kind is None:
                 raise RowError("answer_out_of_range", f"answer {found.answer!r} for {len(found.options)} options")
-        return read_answer(found.answer, found.options, kind, found.written)
+        index = read_answer(found.answer, found.options, kind, found.written)
+        if kind != "text":
+            _check_answer_text(found, index)
+        return index
+
+
+def _check_answer_text(found: _Fields, index: int) -> None:
+    """A row that writes its answer twice, as a key (answer_idx "B") and as the option's text
+    (answer "Heparin", as MedAgentsBench does), must name one option. When the two disagree the
+    key is broken and neither reading can be trusted: the row is not scored or trained on
+    (answer_mismatch, like the MedQA loader's); an eval question stays a decontamination target.
+    A text that names no option (a letter, as MMLU-Pro writes beside answer_index) is not compared."""
+    value = found.answer_text
+    if not isinstance(value, str) or "text" not in answer_kinds(value, found.options, found.written):
+        return
+    key = value.strip()
+    if not (_same_text(key, found.options[index]) or _same_text(key, found.written[index])):
+        raise RowError("answer_mismatch", f"answer {value!r} is not option {LETTERS[index]}, which "
+                                          f"{found.answer_column} {found.answer!r} names")
 
 
 def make_parser(mapping: ColumnMapping = ColumnMapping()) -> QuestionReader:
@@ -783,8 +853,23 @@ def load_evals(evals: list[EvalInput | str]) -> dict[str, datasets.Dataset]:
     for spec in evals:
         spec = EvalInput.parse(spec) if isinstance(spec, str) else spec
         for set_name, result in load_eval_input(spec, scoring=False).items():
+            warn_unmatched(set_name, result)
             loaded[set_name] = result.targets()
     return loaded
+
+
+def warn_unmatched(name: str, result: LoadResult) -> None:
+    """Warn (`UnmatchedEvalWarning`) about the records of an eval set that are no
+    decontamination targets: no question text could be read from them (not an object, no
+    question column, ...). A training row copying one of them cannot be caught, and the dropped
+    table that holds their reasons is not shown by the callers of `load_evals`."""
+    targets = set(result.unscored["id"]) if result.unscored is not None and len(result.unscored) else set()
+    unmatched = [record for record in result.dropped if record["id"] not in targets]
+    if unmatched:
+        first = unmatched[0]
+        warnings.warn(f"{name}: {len(unmatched):,} of {len(result.targets()) + len(unmatched):,} records have no "
+                      f"readable question and are not decontamination targets (first: {first['reason']} "
+                      f"{first['detail']})", UnmatchedEvalWarning, stacklevel=3)
 
 
 def unscored_counts(eval_sets: dict[str, datasets.Dataset]) -> dict[str, int]:
@@ -803,6 +888,7 @@ __all__ = [
     "ColumnMapping",
     "EvalInput",
     "QuestionReader",
+    "UnmatchedEvalWarning",
     "answer_kinds",
     "answer_skew",
     "decide_answer_kind",

@@ -10,6 +10,7 @@ of those two modules imports the other's importer.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator
 from importlib import resources
 from pathlib import Path
@@ -59,6 +60,10 @@ class Source:
             yield f"{split}:{index}", raw, f"{self.hub_id} {split} row {index}"
 
 
+class CopBaseWarning(UserWarning):
+    """A MedMCQA file whose `cop` values cannot tell whether they count from 0 or from 1."""
+
+
 class MedMCQA(Source):
     """Hub and native rows share the fields. On the Hub `cop` is the 0-based index of the right
     option; the original release's files count from 1.
@@ -67,8 +72,11 @@ class MedMCQA(Source):
     a `cop` of 0 and only a 1-based file a `cop` of 4. Rows that are bad anyway (no question, a
     `cop` that is not a whole number in 0..4, ...) are set aside and dropped with a reason, so no bad row
     can change how the other rows are read. A file with both 0s and 4s is an error that asks for
-    `cop_base`; a file with neither is read as the Hub's 0-based. A 1-based row carries
-    `"_cop_base": 1` in its metadata so the reading is visible."""
+    `cop_base`; a file with neither is read as the Hub's 0-based, with a `CopBaseWarning` that
+    names the assumption and how to override it. A warning, not an error: a small 0-based file
+    can lack a 0 as a 1-based one can lack a 4, and the Hub's 0-based files, the common case,
+    have loaded this way so far. A 1-based row carries `"_cop_base": 1` in its metadata so the
+    reading is visible."""
 
     name = "medmcqa"
     hub_id = SOURCE_REGISTRY["medmcqa"].hub_id
@@ -107,6 +115,13 @@ class MedMCQA(Source):
                 "from 1 (the original release); say which: `m1data load medmcqa --cop-base 1` (or 0), "
                 "`cop_base: 1` under sources.medmcqa in the build config, or load_source(..., cop_base=1)",
             )
+        base_matters = any(isinstance(raw, dict) and raw.get("cop") in (1, 2, 3, "1", "2", "3") for _, raw, _ in records)
+        if not seen[0] and not seen[4] and base_matters:
+            warnings.warn(
+                f"{path}: no well-formed row has cop 0 or 4, so the file does not show whether cop counts options "
+                "from 0 (the Hub) or from 1 (the original release); read as 0-based, like the Hub. If it counts "
+                "from 1, say so: `m1data load medmcqa --cop-base 1`, `cop_base: 1` under sources.medmcqa in the "
+                "build config, or load_source(..., cop_base=1)", CopBaseWarning, stacklevel=2)
         return 1 if seen[4] else 0
 
     def parse(self, raw: dict[str, Any]) -> Parsed:
@@ -116,7 +131,8 @@ class MedMCQA(Source):
         cop = raw.get("cop")
         if cop is None:
             return Parsed(native_id, question, options, -1, error=RowError("missing_field", "none of cop"))
-        if isinstance(cop, bool) or not (isinstance(cop, int) or (isinstance(cop, str) and cop.strip().isdigit())):
+        # isdecimal, not isdigit: isdigit() also passes "²", which int() refuses (a crash, not a bad row)
+        if isinstance(cop, bool) or not (isinstance(cop, int) or (isinstance(cop, str) and cop.strip().isdecimal())):
             return Parsed(native_id, question, options, -1,
                           error=RowError("answer_out_of_range", f"cop {cop!r} is not a whole number"))
         answer_idx = int(cop) - int(raw.get("_cop_base", 0))
@@ -133,18 +149,27 @@ class MedQA(Source):
         question = text(raw, "question")
         options = lettered_options(field(raw, "options"))
         answer_idx = letter_index(field(raw, "answer_idx"), len(options))
-        answer = raw.get("answer")
-        if answer is not None and not isinstance(answer, str):
-            raise RowError("not_text", f"answer is {type(answer).__name__}, not text")
-        if answer is not None and answer.strip() != options[answer_idx].strip():
-            raise RowError("answer_mismatch", f"answer {answer!r} is not option {LETTERS[answer_idx]}")
+        check_answer_text(raw, "answer", options, answer_idx)
         return Parsed(native_id=None, question=question, options=options, answer_idx=answer_idx)
+
+
+def check_answer_text(raw: dict[str, Any], name: str, options: list[str], answer_idx: int) -> None:
+    """A record that writes its answer twice, as a letter and as the option's text (MedQA's
+    `answer`, HEAD-QA Hub's `Correct Answer`), must name one option: when the two disagree the
+    key is broken and either may be wrong, so the row is dropped (answer_mismatch)."""
+    answer = raw.get(name)
+    if answer is None:
+        return
+    if not isinstance(answer, str):
+        raise RowError("not_text", f"{name} is {type(answer).__name__}, not text")
+    if answer.strip() != options[answer_idx].strip():
+        raise RowError("answer_mismatch", f"{name} {answer!r} is not option {LETTERS[answer_idx]}")
 
 
 class HeadQA(Source):
     """HEAD-QA English. Native files nest questions under exams; the Hub copy m1 used nests
-    {Question, Options, Correct Option} under `data`. Questions that need an image are
-    dropped: the text alone cannot be answered."""
+    {Question, Options, Correct Option} under `data` (a .json of it is a list of such records).
+    Questions that need an image are dropped: the text alone cannot be answered."""
 
     name = "headqa"
     hub_id = SOURCE_REGISTRY["headqa"].hub_id
@@ -154,8 +179,13 @@ class HeadQA(Source):
             yield from super().read_native(path, split)
             return
         data = read_json(path)
+        if isinstance(data, list):  # the Hub copy's records, saved as one JSON list
+            for number, raw in enumerate(data, start=1):
+                yield f"{path.name}:{number}", raw, f"{path.name} item {number}"
+            return
         if not isinstance(data, dict) or not isinstance(data.get("exams"), dict):
-            raise MalformedFile(path, None, "expected a HEAD-QA file with an 'exams' object")
+            raise MalformedFile(path, None, "expected a HEAD-QA file with an 'exams' object "
+                                            "(or a list of the Hub copy's records)")
         for exam_key, exam in data["exams"].items():
             if not isinstance(exam, dict) or not isinstance(exam.get("data", []), list):
                 raise MalformedFile(path, None, f"exam {exam_key!r} is not an object with a 'data' list")
@@ -176,6 +206,7 @@ class HeadQA(Source):
             question = text(inner, "Question")
             options = lettered_options(field(inner, "Options"))
             answer_idx = letter_index(field(inner, "Correct Option"), len(options))
+            check_answer_text(inner, "Correct Answer", options, answer_idx)
             native = raw.get("id")
             return Parsed(native_id=None if native is None else key_text(raw, "id"), question=question,
                           options=options, answer_idx=answer_idx)
@@ -203,7 +234,8 @@ def headqa_answers(answers: Any) -> tuple[list[int], list[str]]:
         if not isinstance(answer, dict) or "aid" not in answer or "atext" not in answer:
             raise RowError("bad_options", f"answer {number} is not an object with aid and atext")
         aid, atext = answer["aid"], answer["atext"]
-        if isinstance(aid, bool) or not isinstance(aid, (int, str)) or not str(aid).strip().isdigit():
+        # isdecimal, not isdigit: isdigit() also passes "²", which int() refuses
+        if isinstance(aid, bool) or not isinstance(aid, (int, str)) or not str(aid).strip().isdecimal():
             raise RowError("bad_options", f"answer {number} has aid {aid!r}, not a number")
         if not isinstance(atext, str):
             raise RowError("bad_options", f"answer {number} has atext of type {type(atext).__name__}, not text")
@@ -281,11 +313,13 @@ class PubMedQA(Source):
 
 __all__ = [
     "PUBMEDQA_OPTIONS",
+    "CopBaseWarning",
     "HeadQA",
     "MedMCQA",
     "MedQA",
     "PubMedQA",
     "Source",
+    "check_answer_text",
     "headqa_answers",
     "pubmedqa_test_pmids",
 ]

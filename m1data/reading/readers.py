@@ -105,12 +105,28 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def read_json(path: str | Path) -> Any:
+    """One JSON value. A .json that holds one value per line (what `Dataset.to_json` writes by
+    default) is an error that says so: read as JSON it is "Extra data" on line 2, which does
+    not tell the user the file is fine under the name .jsonl."""
     path = check_file(path)
     content = decode(path, path.read_bytes())
     try:
         return json.loads(content)
     except json.JSONDecodeError as err:
-        raise MalformedFile(path, err.lineno, f"invalid JSON ({err.msg} at column {err.colno})") from None
+        hint = "; this looks like JSON Lines (one value per line): name it .jsonl" if _json_lines(content, err) else ""
+        raise MalformedFile(path, err.lineno, f"invalid JSON ({err.msg} at column {err.colno}){hint}") from None
+
+
+def _json_lines(content: str, err: json.JSONDecodeError) -> bool:
+    """Whether a failed JSON parse stopped at the end of a first line that is a JSON value of its own."""
+    first = content[: err.pos].strip()
+    if err.msg != "Extra data" or "\n" in first:
+        return False
+    try:
+        json.loads(first)
+    except json.JSONDecodeError:
+        return False
+    return True
 
 
 def read_csv(path: str | Path, *, header: bool = True, width: int | None = None) -> Iterator[tuple[int, Any]]:
@@ -312,9 +328,16 @@ def letter_index(letter: Any, n_options: int) -> int:
 
 
 def lettered_options(options: Any) -> list[str]:
-    """Options given as {"A": ..., "B": ...} (in letter order) or as a list; each must be text."""
+    """Options given as {"A": ..., "B": ...} (in letter order) or as a list; each must be text.
+
+    Trailing letters whose value is None are absent, not bad options: Parquet stores a column of
+    option dicts as one struct with every letter any row has, so a 4-option row in a file of
+    4- to 10-option rows comes back as {"A": .., "D": .., "E": None, ..., "J": None}. A None
+    before the last real option is still an error (option_texts names it)."""
     if isinstance(options, dict):
         keys = sorted(options, key=str)
+        while keys and options[keys[-1]] is None:
+            keys.pop()
         if keys != list(LETTERS[: len(keys)]):
             raise RowError("bad_options", f"option keys {keys}")
         return option_texts([options[k] for k in keys])
@@ -350,8 +373,13 @@ def strip_option_letters(options: list[str]) -> list[str]:
 
 
 def key_text(raw: dict[str, Any], name: str) -> str:
-    """An id field as text: ids are strings or integers; anything else is a bad row."""
+    """An id field as text: ids are strings or integers; anything else is a bad row.
+
+    A whole float (1.0) is read as the integer it holds: pandas writes an integer id column that
+    has a null in it as floats, and "1.0" would not be the id "1" the other copies of the row have."""
     value = field(raw, name)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise RowError("not_text", f"{name} is {type(value).__name__}, not an id")
     return str(value)

@@ -1,19 +1,30 @@
+import csv
 import json
+import tempfile
 import warnings
 from collections import Counter
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from m1data.reading.evalsets import (
     EVAL_SETS,
     AnswerSkewWarning,
     ColumnMapping,
+    UnmatchedEvalWarning,
+    answer_kinds,
     answer_skew,
     load_eval,
     load_eval_any,
     load_eval_file,
+    load_evals,
+    make_parser,
 )
 from m1data.reading.readers import MalformedFile
+from m1data.reading.sources import load_source
+from m1data.schema import LETTERS
 
 NATIVE = {
     "medqa_test": ("raw/medqa/4_options_phrases_no_exclude_test.jsonl", 1273),
@@ -317,3 +328,172 @@ def test_eval_entry_text_forms():
     assert EvalInput.parse("mine=x/y.jsonl") == EvalInput("mine", "x/y.jsonl")
     with pytest.raises(ValueError, match="NAME=FILE"):
         EvalInput.parse("=x.jsonl")
+
+
+@given(key=st.text(st.characters(categories=["Nd", "No"]), min_size=1, max_size=3))
+def test_numeral_answer_key_is_a_row_or_a_bad_row(key):
+    """isdigit() passes "²" and int() refuses it: an answer key like it is a bad row, not a crash."""
+    options = ["a1", "b1", "c1", "d1"]
+    kinds = answer_kinds(key, options)
+    assert kinds <= {"index0", "index1"} and (not kinds or key.strip().isdecimal())
+    parsed = make_parser()({"id": "x", "question": "Q?", "options": options, "answer": key})
+    assert parsed.error is None or parsed.error.reason in ("answer_out_of_range", "ambiguous_answer_kind")
+
+
+# --- a `Correct Answer` column that is not GPQA's ---------------------------------------------
+
+QUIZ_OPTIONS = ("Alpha", "Beta", "Gamma", "Delta")
+
+
+def _write_quiz(folder, letters):
+    """A hand-made CSV `Question,A,B,C,D,Correct Answer` with answer letters."""
+    path = folder / "quiz.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["Question", "A", "B", "C", "D", "Correct Answer"])
+        writer.writerows([f"Which drug number {i} treats angina?", *QUIZ_OPTIONS, letter]
+                         for i, letter in enumerate(letters))
+    return path
+
+
+@settings(max_examples=25, deadline=None)
+@given(letters=st.lists(st.sampled_from("ABCD"), min_size=1, max_size=8),
+       door=st.sampled_from(["eval, no mapping", "eval, options mapped", "source, options mapped"]))
+def test_correct_answer_letters_key_their_own_option(letters, door):
+    """Issue: `Correct Answer` was read as GPQA's (the right answer is option A) whenever no
+    answer column was mapped, so every row of such a quiz was keyed to Alpha."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = _write_quiz(Path(folder), letters)
+        if door == "eval, no mapping":
+            result = load_eval_file(path, name="quiz")["quiz"]
+        elif door == "eval, options mapped":
+            result = load_eval_file(path, ColumnMapping(options=("A", "B", "C", "D")), name="quiz")["quiz"]
+        else:
+            result = load_source("myquiz", path, mapping={"question": "Question", "options": ["A", "B", "C", "D"]})
+    assert result.reasons() == {}
+    expected = {f"Which drug number {i} treats angina?": QUIZ_OPTIONS["ABCD".index(x)] for i, x in enumerate(letters)}
+    assert dict(zip(result.rows["question"], result.rows["answer_text"])) == expected
+
+
+def test_gpqa_layout_is_still_read_as_gpqa_through_any_file_door(tmp_path):
+    path = write_gpqa_layout(tmp_path / "diamond.csv", n=8)
+    rows = load_eval_file(path, name="gpqa")["gpqa"].rows
+    assert len(rows) == 8 and all(r["answer_text"].startswith("right") for r in rows)
+
+
+# --- the answer column is chosen once per file ------------------------------------------------
+
+def _medagentsbench_rows(n=12):
+    letters = "ABCD"
+    return [{"realidx": f"r{i}", "question": f"Which nerve number {i}?", "answer_idx": letters[i % 4],
+             "options": {"A": f"a{i}", "B": f"b{i}", "C": f"c{i}", "D": f"d{i}"}, "answer": f"{'abcd'[i % 4]}{i}"}
+            for i in range(n)]
+
+
+def test_a_row_without_its_answer_idx_is_unscored_not_the_file(tmp_path):
+    """Chosen per row, the answer column of a row with a null answer_idx was `answer` (text),
+    and the file failed as 'read one way on some rows and another way on others'."""
+    rows = _medagentsbench_rows()
+    rows[3]["answer_idx"] = None
+    path = tmp_path / "test.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = load_eval_file(path, name="medqa")["medqa"]
+    assert len(result.rows) == 11 and result.reasons() == {"missing_field": 1}
+    assert "answer_idx" in result.dropped[0]["detail"] and result.unscored["question"] == ["Which nerve number 3?"]
+    assert all(r["answer_text"] == f"{'abcd'[int(r['id'].split(':r')[1]) % 4]}{r['id'].split(':r')[1]}"
+               for r in result.rows)
+
+
+def test_an_undecidable_answer_column_is_named(tmp_path):
+    rows = _medagentsbench_rows()
+    for row in rows[:6]:
+        row["answer_idx"] = "ABCD".index(row["answer_idx"])  # half the keys written as indexes
+        del row["answer"]
+    path = tmp_path / "test.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(MalformedFile, match="answer column 'answer_idx' is read one way"):
+        load_eval_file(path, name="medqa")
+
+
+# --- an answer key and an answer text that disagree -------------------------------------------
+
+@settings(max_examples=40, deadline=None)
+@given(texts=st.lists(st.text("abcdefgh ", min_size=2, max_size=6).map(str.strip).filter(lambda t: len(t) > 1),
+                      min_size=2, max_size=6, unique_by=str.lower),
+       data=st.data())
+def test_a_key_and_a_text_that_disagree_leave_the_row_unscored(texts, data):
+    key, said = (data.draw(st.integers(0, len(texts) - 1)) for _ in range(2))
+    raw = {"id": "q1", "question": "Which one?", "options": {LETTERS[i]: t for i, t in enumerate(texts)},
+           "answer_idx": LETTERS[key], "answer": texts[said]}
+    parsed = make_parser().for_records([raw])(raw)
+    if key == said:
+        assert parsed.error is None and parsed.answer_idx == key
+    else:
+        assert parsed.error.reason == "answer_mismatch" and parsed.answer_idx == -1
+        assert parsed.question == "Which one?" and parsed.options == texts  # still a decontamination target
+
+
+def test_answer_mismatch_through_every_reader_of_the_file(tmp_path):
+    rows = _medagentsbench_rows(8)
+    rows[1]["answer"] = rows[1]["options"]["D"]  # its key says B
+    path = tmp_path / "test.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for result in (load_eval_file(path, name="x")["x"], load_eval("medqa_test", path)):
+        assert len(result.rows) == 7 and result.reasons() == {"answer_mismatch": 1}
+        assert result.unscored["question"] == ["Which nerve number 1?"]
+    assert next(iter(load_evals([str(path)]).values())).num_rows == 8  # all eight stay targets
+    trained = load_source("mine", path)
+    assert len(trained.rows) == 7 and trained.reasons() == {"answer_mismatch": 1}
+
+
+def test_a_letter_beside_answer_index_is_not_an_answer_text(tmp_path):
+    """MMLU-Pro writes `answer` as a letter beside `answer_index`: nothing to compare."""
+    raw = {"question_id": 1, "question": "Which?", "options": ["w", "x", "y", "z"], "answer": "C",
+           "answer_index": 2, "category": "health"}
+    first = dict(raw, question_id=0, question="Which first?", answer="A", answer_index=0)  # 0: counts from 0
+    path = tmp_path / "mmlu_pro.jsonl"
+    path.write_text(json.dumps(first) + "\n" + json.dumps(raw) + "\n")
+    result = load_eval("mmlu_pro_health", path)
+    assert result.reasons() == {} and sorted(result.rows["answer_text"]) == ["w", "y"]
+
+
+# --- eval questions with an unusable id or context stay decontamination targets --------------
+
+def test_pandas_float_ids_are_ids(tmp_path):
+    """pandas writes an integer id column with a null in it as 1.0, NaN -> null, 3.0."""
+    import pandas as pd
+
+    frame = pd.DataFrame([{"id": 1, "question": "Which drug treats angina?", "options": ["a", "b", "c"], "answer": 2},
+                          {"id": None, "question": "Which nerve for the deltoid?", "options": ["x", "y"], "answer": 0},
+                          {"id": 3, "question": "Which enzyme in PKU?", "options": ["p", "q"], "answer": 0}])
+    path = tmp_path / "evals" / "pandas.jsonl"
+    path.parent.mkdir()
+    frame.to_json(path, orient="records", lines=True)
+    assert '"id":1.0' in path.read_text()
+    result = load_eval_file(path)["evals/pandas"]
+    assert result.reasons() == {} and len(result.rows) == 3
+    assert {"evals/pandas:1", "evals/pandas:3"} <= set(result.rows["id"])
+    assert load_evals([str(path)])["evals/pandas"].num_rows == 3
+
+
+def test_an_unusable_id_or_context_leaves_the_question_a_target(tmp_path):
+    rows = [{"id": 1.5, "question": "Which drug treats angina?", "options": ["a", "b"], "answer": 0, "ctx": "c"},
+            {"id": "q2", "question": "Which nerve for the deltoid?", "options": ["x", "y"], "answer": 1, "ctx": 7},
+            {"id": "q3", "question": "Which enzyme in PKU?", "options": ["p", "q"], "answer": 0, "ctx": "c"}]
+    path = tmp_path / "test.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = load_eval_file(path, ColumnMapping(context="ctx"), name="x", scoring=False)["x"]
+    assert result.reasons() == {"not_text": 1, "bad_context": 1}
+    assert sorted(result.targets()["question"]) == sorted(r["question"] for r in rows)
+    assert result.rows["question"] == ["Which enzyme in PKU?"]
+
+
+def test_eval_records_without_a_question_are_reported_by_load_evals(tmp_path):
+    rows = [{"id": "q1", "question": "Which drug treats angina?", "options": ["a", "b"], "answer": 0},
+            {"id": "q2", "question": 7, "options": ["x", "y"], "answer": 1},
+            {"id": "q3", "prompt": "Which enzyme in PKU?", "options": ["p", "q"], "answer": 0}]
+    path = tmp_path / "test.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.warns(UnmatchedEvalWarning, match=r"2 of 3 records .* not decontamination targets .*not_text"):
+        targets = load_evals([str(path)])
+    assert next(iter(targets.values()))["question"] == ["Which drug treats angina?"]

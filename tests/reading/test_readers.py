@@ -3,10 +3,13 @@
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from m1data.reading.evalsets import load_eval
-from m1data.reading.readers import MalformedFile, read_csv, read_json, read_jsonl
+from m1data.reading.readers import MalformedFile, lettered_options, read_csv, read_json, read_jsonl
 from m1data.reading.sources import load_source
+from m1data.schema import LETTERS, RowError
 
 MEDMCQA_ROW = {"id": "u1", "question": "Which nerve?", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": 0}
 
@@ -88,3 +91,66 @@ def test_a_hub_folder_is_read_from_its_config(tmp_path):
     (hub / "data" / "m23k").mkdir()
     with pytest.raises(UserError, match="2 configs; give one: .*data/m1k"):
         read_rows(hub)
+
+
+# --- option dicts from Parquet: Arrow pads a struct with None for the letters a row lacks ------
+
+option_lists = st.lists(st.text(min_size=1, max_size=8), min_size=1, max_size=10)
+
+
+@given(texts=option_lists, padding=st.integers(min_value=0, max_value=10))
+def test_none_trailing_letters_are_absent_options(texts, padding):
+    """A 4-option row in a file of up-to-10-option rows comes back as {A..D, E: None, ...}."""
+    letters = LETTERS[: min(len(texts) + padding, len(LETTERS))]
+    options = {letter: (texts[i] if i < len(texts) else None) for i, letter in enumerate(letters)}
+    assert lettered_options(options) == texts
+
+
+@given(texts=option_lists.filter(lambda t: len(t) >= 2), data=st.data())
+def test_a_none_before_the_last_option_is_still_a_bad_row(texts, data):
+    hole = data.draw(st.integers(min_value=0, max_value=len(texts) - 2))
+    options = {LETTERS[i]: (None if i == hole else t) for i, t in enumerate(texts)}
+    with pytest.raises(RowError) as err:
+        lettered_options(options)
+    assert err.value.reason == "not_text" and f"option {LETTERS[hole]}" in err.value.detail
+
+
+def test_parquet_of_mixed_option_counts_loses_no_row(tmp_path):
+    """pyarrow writes MedQA's 4- and 5-option rows as one struct {A..E}: the 4-option row's E is None."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [{"question": "Which drug for angina?", "answer": "Aspirin", "answer_idx": "A", "meta_info": "step1",
+             "options": {"A": "Aspirin", "B": "Heparin", "C": "Warfarin", "D": "Statin"}},
+            {"question": "Which nerve for the deltoid?", "answer": "Axillary", "answer_idx": "E", "meta_info": "step1",
+             "options": {"A": "Radial", "B": "Ulnar", "C": "Median", "D": "Musculocutaneous", "E": "Axillary"}}]
+    path = tmp_path / "medqa.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    assert pq.read_table(path).column("options")[0].as_py()["E"] is None  # the padding this is about
+    loaded = load_source("medqa", path)
+    assert loaded.reasons() == {} and sorted(loaded.rows["answer_text"]) == ["Aspirin", "Axillary"]
+    assert sorted(len(o) for o in loaded.rows["options"]) == [4, 5]
+
+
+def test_mmlu_pro_as_parquet_reads_like_its_jsonl(shared_data, tmp_path):
+    """MedAgentsBench's MMLU-Pro (3 to 10 options a row) re-saved by pandas as Parquet."""
+    import pandas as pd
+
+    source = shared_data / "eval/medagentsbench/mmlu-pro/test.jsonl"
+    path = tmp_path / "test.parquet"
+    pd.read_json(source, lines=True).to_parquet(path)
+    from_jsonl, from_parquet = load_eval("mmlu_pro_health", source), load_eval("mmlu_pro_health", path)
+    assert from_parquet.reasons() == {} and len(from_parquet.rows) == len(from_jsonl.rows) == 818
+    assert sorted(from_parquet.rows["answer_text"]) == sorted(from_jsonl.rows["answer_text"])
+
+
+def test_json_lines_in_a_json_file_is_named_as_such(tmp_path):
+    path = tmp_path / "export.json"
+    path.write_text(json.dumps(MEDMCQA_ROW) + "\n" + json.dumps(MEDMCQA_ROW) + "\n")
+    with pytest.raises(MalformedFile, match="looks like JSON Lines") as err:
+        read_json(path)
+    assert err.value.line == 2
+    path.write_text(json.dumps(MEDMCQA_ROW, indent=1) + "\n{}\n")  # a pretty value, then more: plain invalid JSON
+    with pytest.raises(MalformedFile) as err:
+        read_json(path)
+    assert "Extra data" in str(err.value) and "JSON Lines" not in str(err.value)

@@ -2,11 +2,16 @@
 
 import json
 import random
+import warnings
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from m1data.reading.native import CopBaseWarning
 from m1data.reading.readers import MalformedFile
-from m1data.reading.sources import load_source, pubmedqa_test_pmids
+from m1data.reading.sources import HeadQA, MedMCQA, headqa_answers, load_source, pubmedqa_test_pmids
+from m1data.schema import RowError
 
 
 def test_headqa_train_real(shared_data):
@@ -236,3 +241,101 @@ def test_medmcqa_mixed_base_evidence_asks_for_the_base(tmp_path):
     assert zero.rows["answer_text"] == ["abcd"[c] for c in cops if c < 4]
     with pytest.raises(ValueError, match="cop_base"):
         load_source("medqa", path, cop_base=1)
+
+
+# Keys that look like numbers: decimal digits of any script (Nd) and other numerals (No: "²",
+# "①"), which str.isdigit() passes and int() refuses. Each is a row or a bad row, never a crash.
+numeral_keys = st.text(st.characters(categories=["Nd", "No"]), min_size=1, max_size=3)
+MEDMCQA_ROW = {"id": "u1", "question": "Which nerve?", "opa": "a", "opb": "b", "opc": "c", "opd": "d"}
+
+
+def _row_or_bad_row(parse, raw):
+    try:
+        parse(raw)
+    except RowError:
+        pass  # a bad row, dropped with its reason: what the loaders expect
+
+
+@given(cop=numeral_keys)
+def test_medmcqa_cop_numeral_is_a_row_or_a_bad_row(cop):
+    _row_or_bad_row(MedMCQA().parse, dict(MEDMCQA_ROW, cop=cop))
+
+
+@given(aid=numeral_keys)
+def test_headqa_aid_numeral_is_a_row_or_a_bad_row(aid):
+    _row_or_bad_row(headqa_answers, [{"aid": aid, "atext": "a"}, {"aid": "2", "atext": "b"}])
+    _row_or_bad_row(HeadQA().parse, {"exam": "e", "qid": 1, "qtext": "Q?", "ra": aid, "image": "",
+                                     "answers": [{"aid": 1, "atext": "a"}, {"aid": 2, "atext": "b"}]})
+
+
+def test_superscript_cop_drops_its_row_only(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_text(json.dumps(dict(MEDMCQA_ROW, cop="\u00b2")) + "\n"
+                    + json.dumps(dict(MEDMCQA_ROW, id="u2", question="Which vein?", cop=0)) + "\n")
+    result = load_source("medmcqa", path)
+    assert result.rows["id"] == ["medmcqa:u2"]
+    assert result.reasons() == {"answer_out_of_range": 1} and "'²'" in result.dropped[0]["detail"]
+
+
+# --- HEAD-QA: the Hub copy's records ------------------------------------------------------------
+
+def _headqa_hub_records(n=3):
+    return [{"id": i, "data": {"Question": f"Which drug number {i}?", "Correct Answer": "Beta", "Correct Option": "B",
+                               "Options": {"A": "Alpha", "B": "Beta", "C": "Gamma", "D": "Delta"}}}
+            for i in range(n)]
+
+
+def test_headqa_hub_records_as_a_json_list(tmp_path):
+    path = tmp_path / "headqa.json"
+    path.write_text(json.dumps(_headqa_hub_records()))
+    result = load_source("headqa", path)
+    assert result.reasons() == {} and result.rows["id"] == ["headqa:0", "headqa:1", "headqa:2"]
+    assert set(result.rows["answer_text"]) == {"Beta"}
+
+
+def test_json_lines_named_json_says_so(tmp_path):
+    """`Dataset.to_json` writes JSON Lines, whatever the file is called."""
+    path = tmp_path / "headqa.json"
+    path.write_text("".join(json.dumps(r) + "\n" for r in _headqa_hub_records()))
+    with pytest.raises(MalformedFile, match=r"headqa.json:2: .*looks like JSON Lines .*name it .jsonl"):
+        load_source("headqa", path)
+    renamed = path.rename(tmp_path / "headqa.jsonl")
+    assert len(load_source("headqa", renamed).rows) == 3
+
+
+def test_headqa_hub_correct_answer_must_be_the_correct_option(tmp_path):
+    records = _headqa_hub_records()
+    records[1]["data"]["Correct Answer"] = "Gamma"  # its Correct Option says B (Beta)
+    path = tmp_path / "headqa.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    result = load_source("headqa", path)
+    assert result.rows["id"] == ["headqa:0", "headqa:2"] and result.reasons() == {"answer_mismatch": 1}
+    assert "'Gamma' is not option B" in result.dropped[0]["detail"]
+
+
+# --- MedMCQA: a file whose cop values cannot tell their base -----------------------------------
+
+def _medmcqa_file(tmp_path, cops):
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(dict(MEDMCQA_ROW, id=f"u{i}", question=f"Which nerve {i}?", cop=c)) + "\n"
+                            for i, c in enumerate(cops)))
+    return path
+
+
+def test_medmcqa_file_without_a_0_or_a_4_warns_of_its_assumed_base(tmp_path):
+    """An original-release (1-based) file whose keys are all 1-3 cannot be told from the Hub's."""
+    path = _medmcqa_file(tmp_path, [1, 2, 3, 2, 1])
+    with pytest.warns(CopBaseWarning, match=r"read as 0-based.*--cop-base 1"):
+        assumed = load_source("medmcqa", path)
+    assert assumed.rows["answer_text"] == ["b", "c", "d", "c", "b"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CopBaseWarning)
+        told = load_source("medmcqa", path, cop_base=1)
+    assert told.rows["answer_text"] == ["a", "b", "c", "b", "a"]
+
+
+@pytest.mark.parametrize("cops", [[0, 1, 2, 3], [1, 2, 3, 4]])
+def test_medmcqa_file_that_shows_its_base_does_not_warn(tmp_path, cops):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CopBaseWarning)
+        assert len(load_source("medmcqa", _medmcqa_file(tmp_path, cops)).rows) == 4
