@@ -259,7 +259,10 @@ class AdaptiveRate:
             return 0.0
         r0, d = self.start_rate, self.start_doubling
         t = self.clock() - self.started
-        if r0 * 2 ** (t / d) >= self.start_until:
+        # Over once the rate r0 2^(t/d) passes start_until, compared in t: 2 ** (t / d) itself
+        # overflows a float after 1024 doublings (102 s with the defaults) and crashed every run
+        # that lasted longer without a 429.
+        if r0 >= self.start_until or t >= d * math.log2(self.start_until / r0):
             return 0.0
         if self.total < 1 + r0 * d / math.log(2) * (2 ** (t / d) - 1):
             return 0.0

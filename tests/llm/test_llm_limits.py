@@ -299,6 +299,8 @@ def test_start_ramp_doubles_then_gets_out_of_the_way():
     assert 440 <= by_half <= 452
     clock.now = start + 0.7
     assert adaptive.wait_time() == 0
+    clock.now = start + 3600.0  # an hour without a 429: 36,000 doublings, far past a float's range
+    assert adaptive.wait_time() == 0
 
     clock = FakeClock()
     adaptive = AdaptiveRate(clock)
