@@ -354,7 +354,8 @@ class AdaptiveRate:
         self.background = min(self.background, 0.9 * self.background + 0.1 * share)
         if self.rate is None or self.sent < 0.8 * self.rate * elapsed:
             return  # the ceiling did not hold us back: raising it would tell nothing
-        rate = self.rate * (1 + min(self.max_step, self.step * self.growth ** self.clean))
+        # (the exponent capped: max_step binds long before, and a float power overflows past ~1e308)
+        rate = self.rate * (1 + min(self.max_step, self.step * self.growth ** min(self.clean, 100)))
         self.clean += 1
         if self.limit is not None and self.rate < self.limit <= rate:
             rate, self.clean = self.limit, 0  # at the limit: probe past it in small steps again
