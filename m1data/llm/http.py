@@ -51,6 +51,9 @@ from m1data.redact import mask_secret, refuse_userinfo, strip_userinfo
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 _FILTER_MARKERS = ("content_filter", "content_policy", "content management policy", "safety")
+# A 403 that says the input was flagged is a moderation verdict on that one request (OpenRouter:
+# "Your chosen model requires moderation and your input was flagged"), not a key without access.
+_MODERATION_MARKERS = (*_FILTER_MARKERS, "flagged")
 
 
 class MissingAPIKey(M1DataError, RuntimeError):
@@ -297,9 +300,15 @@ def _error_message(body: bytes) -> str:
 
 
 def _error_reply(status: int, body: bytes, headers: dict[str, str]) -> Failed:
+    """A non-200 answer. A content filter's 400, and a 403 whose input was flagged by moderation,
+    are that request's `filtered` outcome: recorded, never a reason to stop the run (every rerun
+    would stop at the same row and pay again for the replies in flight). Any other 403 stays fatal."""
     message = _error_message(body)
-    if status == 400 and any(marker in message.lower() for marker in _FILTER_MARKERS):
-        return Failed(status="filtered", finish_reason="content_filter", error=f"http_400: {message}", kind="filtered")
+    markers = {400: _FILTER_MARKERS, 403: _MODERATION_MARKERS}.get(status, ())
+    if any(marker in message.lower() for marker in markers):
+        return Failed(
+            status="filtered", finish_reason="content_filter", error=f"http_{status}: {message}", kind="filtered"
+        )
     return http_failure(status, message, headers)
 
 

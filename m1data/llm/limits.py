@@ -5,7 +5,8 @@ Reply. A failed call returns `Failed`, a Reply that also tells the runner what t
 retry it (429, 5xx, timeouts, dropped connections, unreadable bodies), stop the whole run
 (a wrong key, URL or model name would fail every request the same way, and must not be recorded
 as an answer), or record it as the request's outcome (any other 4xx, e.g. a prompt longer than
-the context window). `Failed.error` reads `"<kind>: <detail>"`.
+the context window; a 403 for input flagged by moderation is the request's `filtered` outcome,
+m1data.llm.http). `Failed.error` reads `"<kind>: <detail>"`.
 
 Why token buckets: providers state limits per minute but enforce them over shorter windows, so a
 bucket refilled continuously (at limit/60 per second) and allowed to hold `burst_seconds` worth

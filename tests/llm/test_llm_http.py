@@ -279,3 +279,14 @@ def test_every_client_shares_one_tls_context_that_still_verifies(monkeypatch, tm
     context = _tls_context()
     assert isinstance(context, ssl.SSLContext) and _tls_context() is context
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+
+
+def test_a_403_for_flagged_input_is_that_requests_filtered_outcome(llm_server):
+    # OpenRouter's moderation refuses one request this way; the endpoint and key are fine
+    llm_server.handler = lambda req: error(403, "Your chosen model requires moderation and your input was flagged")
+    got = call(engine_for(llm_server), CHAT)
+    assert (got.status, got.retryable, got.fatal) == ("filtered", False, False)
+    assert got.error.startswith("http_403: ")
+    llm_server.handler = lambda req: error(403, "This key has no access to model m")
+    got = call(engine_for(llm_server), CHAT)
+    assert (got.status, got.kind, got.fatal) == ("error", "http_403", True)  # a key without access stops the run

@@ -156,6 +156,38 @@ def test_fatal_error_stops_the_run_and_keeps_what_was_answered(llm_server, engin
     assert len(cache) == 5  # the 401 itself is not an outcome: fix the key and re-run
 
 
+def test_a_fatal_stop_caches_the_replies_in_flight_and_the_rerun_does_not_resend_them(llm_server, engine, cache):
+    # q3 is refused at once while the requests beside it are still being answered: those replies are
+    # billed, so the stop must wait for them and cache them, not cancel them (and pay again next run)
+    def handler(req: Received) -> Response:
+        return error(403, "this key has no access to model m") if req.text == "q3" else slow(0.5, echo(req))
+
+    llm_server.handler = handler
+    with pytest.raises(EndpointError, match="http_403"):
+        run(engine, [ask(f"q{i}") for i in range(40)], cache, concurrency=8)
+    answered = llm_server.count() - 1
+    assert answered >= 3  # q0-q2 at least went out before q3
+    assert len(cache) == answered and cache.status_counts() == {"ok": answered}
+    llm_server.handler = echo
+    run(engine, [ask(f"q{i}") for i in range(40)], cache, concurrency=8)
+    assert llm_server.count() == 41  # the rerun sent what the first run had not answered, and q3 again
+    sends = llm_server.sends_per_body()
+    assert sorted(sends.values()) == [1] * 39 + [2]  # only q3 went twice
+
+
+def test_a_moderation_403_is_one_rows_outcome_not_a_stop(llm_server, engine, cache):
+    def handler(req: Received) -> Response:
+        if req.text == "q7":
+            return error(403, 'qwen/qwq requires moderation on Azure. Your input was flagged for "self-harm"')
+        return echo(req)
+
+    llm_server.handler = handler
+    replies = run(engine, [ask(f"q{i}") for i in range(20)], cache, concurrency=4)
+    assert replies[7].status == "filtered" and all(r.status == "ok" for i, r in enumerate(replies) if i != 7)
+    run(engine, [ask(f"q{i}") for i in range(20)], cache, concurrency=4)
+    assert llm_server.count() == 20  # the rerun finds every outcome, the flagged one too, in the cache
+
+
 def test_invalid_params_send_nothing(llm_server, engine):
     with pytest.raises(InvalidParams):
         run(engine, [ask("q0"), ask("q1", temp=0.0)])
