@@ -174,7 +174,7 @@ async def run_tries(
         in_flight[key] = future
         stats.unique += 1
         try:
-            reply, calls = await _attempts(engine, request, limiter, policy, stats, watch, slots)
+            reply, calls = await _attempts(engine, request, limiter, policy, stats, watch, slots, prices, endpoint)
             if isinstance(reply, Failed) and reply.fatal:
                 raise EndpointError(f"{endpoint}: {reply.error}")
             transient = isinstance(reply, Failed) and reply.retryable

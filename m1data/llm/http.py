@@ -331,10 +331,27 @@ def _usage(data: dict[str, Any], request: Request | None, text: str, reasoning: 
     return prompt_tokens(request), count_tokens((reasoning or "") + text, request.model)
 
 
+# finish reasons that say the generation broke off (OpenRouter's "error" when the upstream
+# provider failed mid-answer, vLLM's "abort"): the text is a fragment, not an answer
+_BROKEN_FINISH = ("error", "abort")
+
+
+def _billed(data: dict[str, Any]) -> tuple[int, int]:
+    """The token counts a 200 body reports, 0 when it reports none: what the provider bills for
+    a reply that is still refused here (null content, a broken-off generation), so the run's
+    cost, token counts and tpm budget count it (the retry is billed again)."""
+    usage = data.get("usage")
+    if not isinstance(usage, dict):
+        return 0, 0
+    return _count(usage.get("prompt_tokens")) or 0, _count(usage.get("completion_tokens")) or 0
+
+
 def parse_reply(raw: bytes, request: Request | str) -> Reply:
     """Turn a 200 body into a Reply. Unreadable bodies, empty `choices`, a choice without a
-    message and a `null` answer are retryable failures (proxies and overloaded servers produce
-    them all); they are not answers. `request` may be just the kind ("chat"/"completion")."""
+    message, a `null` answer and a generation that broke off (finish_reason `error`/`abort`, or
+    an `error` object in the body) are retryable failures (proxies, overloaded servers and
+    routers produce them all); they are not answers, and keep the usage the body reports.
+    `request` may be just the kind ("chat"/"completion")."""
     kind = request if isinstance(request, str) else request.kind
     req = None if isinstance(request, str) else request
     try:
@@ -343,32 +360,43 @@ def parse_reply(raw: bytes, request: Request | str) -> Reply:
         return failure("bad_response", f"body is not JSON: {raw[:200]!r}", retryable=True)
     if not isinstance(data, dict):
         return failure("bad_response", f"body is not a JSON object: {raw[:200]!r}", retryable=True)
+
+    def refused(kind: str, detail: str) -> Failed:
+        reply = failure(kind, detail, retryable=True)
+        reply.prompt_tokens, reply.completion_tokens = _billed(data)
+        return reply
+
     choices = data.get("choices")
     if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
         if data.get("error"):
-            return failure("api_error", _error_message(raw), retryable=True)
-        return failure("bad_response", "reply has no choices", retryable=True)
+            return refused("api_error", _error_message(raw))
+        return refused("bad_response", "reply has no choices")
     choice = choices[0]
     finish = choice.get("finish_reason")
     finish = finish if isinstance(finish, str) else None
+    if data.get("error") or finish in _BROKEN_FINISH:
+        detail = _error_message(raw) if data.get("error") else "no error message"
+        return refused("api_error", f"the generation broke off (finish_reason {finish!r}): {detail}")
     if kind == "chat":
         message = choice.get("message")
         if not isinstance(message, dict):
-            return failure("bad_response", "reply has no message", retryable=True)
+            return refused("bad_response", "reply has no message")
         content = message.get("content")
         reasoning = message.get("reasoning_content") or message.get("reasoning")  # beyond OpenAI's schema
         reasoning = reasoning if isinstance(reasoning, str) else None
         if message.get("refusal") and not content:
+            prompt, completion = _billed(data)
             return Failed(
-                status="filtered", finish_reason=finish, error=f"refusal: {message['refusal']}"[:500], kind="filtered"
+                status="filtered", finish_reason=finish, error=f"refusal: {message['refusal']}"[:500], kind="filtered",
+                prompt_tokens=prompt, completion_tokens=completion,
             )
     else:
         content = choice.get("text")
         reasoning = None
     if content is None and finish not in ("length", "content_filter"):
-        return failure("empty_reply", f"the reply's content is null (finish_reason {finish!r})", retryable=True)
+        return refused("empty_reply", f"the reply's content is null (finish_reason {finish!r})")
     if not isinstance(content, (str, type(None))):
-        return failure("bad_response", f"the reply's content is not text: {type(content).__name__}", retryable=True)
+        return refused("bad_response", f"the reply's content is not text: {type(content).__name__}")
     content = content or ""
     if reasoning is None and kind == "chat":  # plain completions come back verbatim
         reasoning, text = split_thinking(content)

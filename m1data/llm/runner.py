@@ -333,10 +333,15 @@ async def _attempts(
     stats: RunStats,
     watch: _DeadEndpoint,
     slots: _Slots,
+    prices: PriceTable,
+    endpoint: str,
 ) -> tuple[Reply, int]:
     """Call until the reply is not a retryable failure or the attempts run out. A call holds one
     of the ``slots`` (the run's concurrency) only while it is in flight, not while it waits to
-    be retried, so one request's Retry-After does not idle a slot."""
+    be retried, so one request's Retry-After does not idle a slot. A reply that is retried is
+    counted in `stats`' tokens and cost as it comes (`_count_tokens`): a provider bills a
+    refused 200 (null content, a broken-off generation) all the same. The caller records the
+    last reply (`_record`)."""
     booked = 0
     if limiter.counts_tokens:
         booked = prompt_tokens(request) + (max_output_tokens(request) or DEFAULT_MAX_TOKENS)
@@ -369,13 +374,22 @@ async def _attempts(
             failures += 1
         if failures >= policy.max_attempts or paced >= policy.max_rate_limited:
             return reply, attempt
+        _count_tokens(stats, reply, prices, request.model, endpoint, cached=False)
         await asyncio.sleep(policy.delay(max(failures, 1), reply.retry_after))
 
 
 def _record(
     stats: RunStats, reply: Reply, prices: PriceTable, model: str, endpoint: str, *, cached: bool, batch: bool = False
 ) -> None:
+    """Count one request's outcome, with its tokens and cost."""
     stats.outcomes[reply.status] = stats.outcomes.get(reply.status, 0) + 1
+    _count_tokens(stats, reply, prices, model, endpoint, cached=cached, batch=batch)
+
+
+def _count_tokens(
+    stats: RunStats, reply: Reply, prices: PriceTable, model: str, endpoint: str, *, cached: bool, batch: bool = False
+) -> None:
+    """Count the tokens and cost one reply reports (a failure's too, when it reports usage)."""
     cost = prices.cost(model, reply.prompt_tokens, reply.completion_tokens, endpoint=endpoint, batch=batch)
     if cached:
         stats.prompt_tokens_cached += reply.prompt_tokens
@@ -413,6 +427,7 @@ async def _gather_or_stop(coroutines: list[Any], slots: _Slots) -> None:
             if task not in slots.sending:
                 task.cancel()
         await asyncio.wait(tasks)
+        errors()  # (retrieved: asyncio would warn of errors raised while the run stopped)
     except BaseException:
         for task in tasks:
             task.cancel()
@@ -481,7 +496,7 @@ async def run_requests(
         nonlocal sent_here
         for key in pending:
             request = unique[key]
-            reply, attempts = await _attempts(engine, request, limiter, policy, stats, watch, slots)
+            reply, attempts = await _attempts(engine, request, limiter, policy, stats, watch, slots, prices, endpoint)
             if isinstance(reply, Failed) and reply.fatal:
                 raise EndpointError(f"{endpoint}: {reply.error}")
             transient = isinstance(reply, Failed) and reply.retryable

@@ -188,6 +188,35 @@ def test_a_moderation_403_is_one_rows_outcome_not_a_stop(llm_server, engine, cac
     assert llm_server.count() == 20  # the rerun finds every outcome, the flagged one too, in the cache
 
 
+def test_a_broken_off_generation_is_retried_and_never_cached_as_an_answer(llm_server, engine, cache):
+    def handler(req: Received) -> Response:
+        if req.attempt == 1:  # OpenRouter: a 200 whose upstream failed mid-answer
+            response = chat("Let me think about the bra", finish_reason="error")
+            response.body["error"] = {"code": 502, "message": "Upstream provider error mid-generation"}
+            return response
+        return echo(req)
+
+    llm_server.handler = handler
+    [got] = run(engine, [ask("q")], cache)
+    assert (got.status, got.text) == ("ok", "echo q") and llm_server.count() == 2
+    assert cache.status_counts() == {"ok": 1}  # the fragment was not recorded as an answer
+    [again] = run(engine, [ask("q")], cache)
+    assert again.cached and again.text == "echo q"
+
+
+def test_billed_replies_that_are_retried_count_in_tokens_and_cost(llm_server, engine):
+    def handler(req: Received) -> Response:
+        if req.attempt <= 2:  # refused (content null), billed all the same
+            return chat(None, reasoning="long thinking", prompt_tokens=1000, completion_tokens=5000)
+        return reply(req, "\\boxed{A}", prompt_tokens=1000, completion_tokens=50)
+
+    llm_server.handler = handler
+    stats = RunStats()
+    run(engine, [ask("q")], prices=PriceTable({"m": Price(input=1.0, output=10.0)}), stats=stats)
+    assert (stats.attempts, stats.prompt_tokens_sent, stats.completion_tokens_sent) == (3, 3000, 10_050)
+    assert stats.cost_sent == pytest.approx((3000 * 1.0 + 10_050 * 10.0) / 1e6)
+
+
 def test_invalid_params_send_nothing(llm_server, engine):
     with pytest.raises(InvalidParams):
         run(engine, [ask("q0"), ask("q1", temp=0.0)])
