@@ -4,7 +4,8 @@ Why a `Failed` reply instead of exceptions: the engine contract says a call alwa
 Reply. A failed call returns `Failed`, a Reply that also tells the runner what to do next:
 retry it (429, 5xx, timeouts, dropped connections, unreadable bodies), stop the whole run
 (a wrong key, URL or model name would fail every request the same way, and must not be recorded
-as an answer), or record it as the request's outcome (any other 4xx, e.g. a prompt longer than
+as an answer; so would an account out of credit, 402, whose rows must be sent again once it is
+topped up), or record it as the request's outcome (any other 4xx, e.g. a prompt longer than
 the context window; a 403 for input flagged by moderation is the request's `filtered` outcome,
 m1data.llm.http). `Failed.error` reads `"<kind>: <detail>"`.
 
@@ -46,7 +47,7 @@ from m1data.llm.types import Reply
 # Kinds of failure. Retryable ones are worth another attempt later; fatal ones are the
 # endpoint's configuration and stop the run.
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
-FATAL_STATUS = frozenset({401, 403, 404})
+FATAL_STATUS = frozenset({401, 402, 403, 404})
 
 
 @dataclass
@@ -69,7 +70,11 @@ def failure(
 
 
 def http_failure(status: int, detail: str, headers: Mapping[str, str]) -> Failed:
-    """Classify a non-200 HTTP answer."""
+    """Classify a non-200 HTTP answer. A 402 (DeepSeek's "Insufficient Balance", OpenRouter's
+    "add credits") stops the run and says what to do: recorded per row, every row was cached as
+    failed and a rerun after the top-up sent nothing."""
+    if status == 402:
+        detail = f"{detail} (the account is out of credit: add credits and run again; answers so far are cached)"
     return failure(
         f"http_{status}",
         detail,

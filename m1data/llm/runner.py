@@ -11,7 +11,7 @@ The order of work, and why:
    rate learned from the provider's 429s: limits.AdaptiveRate), with retries and backoff for
    transient failures; a 429 delays its own request by its Retry-After. Each outcome is committed to the cache as soon as
    it arrives, so a killed run loses only the requests in flight.
-4. A fatal failure (wrong key, URL or model: 401/403/404) stops the run with EndpointError; what
+4. A fatal failure (wrong key, URL or model: 401/403/404; no credit left: 402) stops the run with EndpointError; what
    was answered before stays cached, and so do the replies to the calls already in flight: the
    run sends nothing new but lets those finish before it raises (`_gather_or_stop`), since the
    provider bills them. So does an endpoint that fails every request the same way:

@@ -217,6 +217,16 @@ def test_billed_replies_that_are_retried_count_in_tokens_and_cost(llm_server, en
     assert stats.cost_sent == pytest.approx((3000 * 1.0 + 10_050 * 10.0) / 1e6)
 
 
+def test_an_account_out_of_credit_stops_the_run_and_the_rerun_after_a_top_up_sends_every_row(llm_server, engine, cache):
+    llm_server.handler = lambda req: error(402, "Insufficient Balance")
+    with pytest.raises(EndpointError, match="402: Insufficient Balance.*add credits and run again"):
+        run(engine, [ask(f"q{i}") for i in range(30)], cache, concurrency=4)
+    assert len(cache) == 0  # no row recorded as failed
+    llm_server.handler = echo
+    replies = run(engine, [ask(f"q{i}") for i in range(30)], cache, concurrency=4)
+    assert all(r.status == "ok" and not r.cached for r in replies)
+
+
 def test_invalid_params_send_nothing(llm_server, engine):
     with pytest.raises(InvalidParams):
         run(engine, [ask("q0"), ask("q1", temp=0.0)])
