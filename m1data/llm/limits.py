@@ -12,8 +12,8 @@ m1data.llm.http). `Failed.error` reads `"<kind>: <detail>"`.
 Why token buckets: providers state limits per minute but enforce them over shorter windows, so a
 bucket refilled continuously (at limit/60 per second) and allowed to hold `burst_seconds` worth
 of budget spreads the load instead of firing a minute's worth at once. Tokens are booked up front
-(prompt estimate + max_tokens, the way providers count them) and the unused part is given back
-when the reply reports its real usage.
+(prompt estimate + max_tokens, the way providers count them) and settled when the reply reports
+its real usage: the unused part is given back, an excess is charged.
 
 Why an adaptive rate on top (AdaptiveRate): a provider's real limit is often lower than the
 configured one, or not stated at all, and it answers 429 above it. Pausing every worker on each
@@ -456,9 +456,15 @@ class RateLimiter:
                 self.tokens.take(tokens)
 
     def settle(self, booked: float, used: float) -> None:
-        """Give back what a finished request booked but did not use."""
+        """Give back what a finished request booked but did not use, or charge what it used beyond
+        its booking: a reasoning model's thinking is not always bounded by max_tokens
+        (deepseek-reasoner reported 20,000 tokens against a booking of 1,010, and the run used
+        1.4M tokens a minute against tpm=60,000). The charge may leave the budget in debt, so the
+        next requests wait until the minute's tokens are paid off."""
         if self.tokens and booked > used:
             self.tokens.give_back(booked - used)
+        elif self.tokens and used > booked:
+            self.tokens.take(used - booked)
 
 
 __all__ = [

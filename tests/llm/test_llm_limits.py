@@ -90,6 +90,14 @@ def test_unused_tokens_are_given_back():
     assert limiter.tokens.wait_time(50) == 0
 
 
+def test_tokens_used_beyond_the_booking_are_charged():
+    clock = FakeClock()
+    limiter = RateLimiter(tpm=600, clock=clock)  # 10 tokens/s, burst 100
+    asyncio.run(limiter.acquire(20))
+    limiter.settle(booked=20, used=300)  # a reasoning model thought far past max_tokens
+    assert limiter.tokens.wait_time(20) == pytest.approx(22.0)  # 200 in debt + 20 to book, at 10/s
+
+
 def test_pause_delays_everyone():
     limiter = RateLimiter()
     limiter.pause(0.3)

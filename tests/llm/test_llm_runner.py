@@ -316,6 +316,15 @@ def test_tokens_per_minute_limit_books_max_tokens_and_refunds(llm_server, engine
     assert time.perf_counter() - began < 1.5  # unused budget came back after each reply
 
 
+def test_tokens_per_minute_limit_charges_usage_beyond_the_booking(llm_server, engine):
+    # 60,000 tpm = 1,000 tokens/s with a 10,000 burst; each request books ~20 tokens but reports
+    # 4,000 (reasoning not bounded by max_tokens): after three, the budget is ~2,000 in debt
+    llm_server.handler = lambda req: reply(req, "x", prompt_tokens=10, completion_tokens=3990)
+    began = time.perf_counter()
+    run(engine, [ask(f"q{i}", max_tokens=10) for i in range(4)], tpm=60_000, concurrency=1)
+    assert time.perf_counter() - began >= 1.5  # the fourth waited for the debt to be paid off (~2 s)
+
+
 def test_async_api_inside_a_running_loop(llm_server, engine):
     import asyncio
 
