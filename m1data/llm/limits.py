@@ -110,7 +110,10 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
 @dataclass(frozen=True)
 class RetryPolicy:
     """Exponential backoff with full jitter; a server's `Retry-After` replaces the computed delay
-    (capped at `max_retry_after`) because the server knows when it will take requests again.
+    because the server knows when it will take requests again. A Retry-After longer than
+    `max_retry_after` (a daily quota spent: 86,400 s) stops the run (`refuse_long_wait`): waiting
+    it out left the run silent for hours with its progress bar at 0, and a rerun once the
+    provider takes requests again costs nothing that was answered.
 
     A request gives up after `max_attempts` failures, but 429s that carry a Retry-After count
     against `max_rate_limited` instead (see the module docstring): against 10% random 429s and 5%
@@ -131,9 +134,34 @@ class RetryPolicy:
         ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
         return (rng or random).uniform(0, ceiling)
 
+    def refuse_long_wait(self, reply: Reply) -> Reply:
+        """`reply`, or, when it asks to wait longer than `max_retry_after`, a fatal failure that
+        says how long and what to do."""
+        if not (isinstance(reply, Failed) and reply.retryable and reply.retry_after is not None
+                and reply.retry_after > self.max_retry_after):
+            return reply
+        detail = (reply.error or "").partition(": ")[2]
+        return failure(
+            reply.kind,
+            f"{detail}; the provider asks to wait {_duration(reply.retry_after)} (Retry-After: "
+            f"{reply.retry_after:.0f} s) before the next request, longer than a run waits "
+            f"({self.max_retry_after:.0f} s), so the run stopped. Answers so far are cached: run again then",
+            fatal=True,
+            retry_after=reply.retry_after,
+        )
+
     def paced(self, reply: Reply) -> bool:
         """A 429 that says when to come back (counted against `max_rate_limited`)."""
         return isinstance(reply, Failed) and reply.kind == "http_429" and reply.retry_after is not None
+
+
+def _duration(seconds: float) -> str:
+    """`seconds` for a person: 45 s, 12 min, 24 h."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{round(seconds / 3600, 1):g} h"
 
 
 class TokenBucket:

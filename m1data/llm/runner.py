@@ -362,6 +362,7 @@ async def _attempts(
             finally:
                 slots.sending.discard(task)  # type: ignore[arg-type]
             limiter.received(reply, ticket)
+            reply = policy.refuse_long_wait(reply)
             if isinstance(reply, Failed) and reply.fatal:
                 slots.closed = True  # before the slot is given to a waiting call
         limiter.settle(booked, reply.prompt_tokens + reply.completion_tokens)

@@ -55,6 +55,15 @@ def test_retry_after_replaces_backoff_and_is_capped():
     assert policy.delay(5, retry_after=10_000) == 100
 
 
+def test_a_retry_after_over_the_cap_is_made_fatal_with_how_long():
+    policy = RetryPolicy(max_retry_after=600)
+    short = http_failure(429, "slow down", {"Retry-After": "600"})
+    assert policy.refuse_long_wait(short) is short
+    long = policy.refuse_long_wait(http_failure(429, "daily quota", {"Retry-After": "7200"}))
+    assert long.fatal and not long.retryable and long.kind == "http_429"
+    assert long.error.startswith("http_429: daily quota; the provider asks to wait 2 h (Retry-After: 7200 s)")
+
+
 def test_status_classification():
     assert http_failure(429, "x", {"Retry-After": "2"}).retry_after == 2.0
     assert http_failure(599, "x", {}).retryable

@@ -368,6 +368,19 @@ def test_a_provider_that_paces_for_ever_still_ends_the_request(llm_server, engin
     assert llm_server.count() == 5
 
 
+def test_a_retry_after_longer_than_a_run_waits_stops_the_run_and_says_how_long(llm_server, engine, cache):
+    # a daily quota spent: waiting 600 s twenty times per request, silently, helped nobody
+    llm_server.handler = lambda req: error(429, "You exceeded your daily quota", retry_after=86400)
+    began = time.perf_counter()
+    with pytest.raises(EndpointError, match=r"daily quota; the provider asks to wait 24 h \(Retry-After: 86400 s\)"):
+        # (a short cap and allowance, so the old behaviour fails in a second instead of hanging)
+        run(engine, [ask(f"q{i}") for i in range(20)], cache, concurrency=4,
+            retry=RetryPolicy(max_attempts=4, base_delay=0.01, max_retry_after=0.1, max_rate_limited=3))
+    assert time.perf_counter() - began < 10 and len(cache) == 0
+    llm_server.handler = echo  # the quota is back: everything is sent
+    assert all(r.status == "ok" for r in run(engine, [ask(f"q{i}") for i in range(20)], cache, concurrency=4))
+
+
 def test_a_429_delays_only_its_own_request(llm_server, engine):
     """Retry-After applies to the refused request; the others go on (no global pause)."""
 
