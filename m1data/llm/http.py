@@ -27,7 +27,8 @@ anywhere else, and no other endpoint ever gets `OPENAI_API_KEY`. It is kept in a
 attribute, sent only as the Authorization header, never shown by repr or the config, and masked
 out of anything a server sends back (an error body that echoes the header) before it is returned,
 so it cannot reach the cache, the dropped rows or the terminal. A base_url with `user:password@`
-in it is refused (m1data.redact.refuse_userinfo): the SDK would send it as Basic auth.
+in it is refused (m1data.redact.refuse_userinfo; any '@' counts): the SDK would send it as Basic auth. So is
+a base_url the SDK cannot call (check_base_url): a bad port, no host, no http(s) scheme.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from m1data.errors import M1DataError
+from m1data.errors import M1DataError, UserError
 from m1data.llm.limits import Failed, failure, http_failure
 from m1data.llm.params import OPENAI_PARAMS, check_params, request_body
 from m1data.llm.thinking import split_thinking
@@ -107,6 +108,29 @@ def resolve_base_url(base_url: str | None) -> str:
     return (base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL).rstrip("/")
 
 
+def check_base_url(url: str, what: str = "base_url") -> None:
+    """Stop, in one line (UserError, exit code 2), when `url` is not one the SDK can call:
+    credentials in it (m1data.redact.refuse_userinfo), a scheme other than http(s), no host, or
+    a port that is not a number. Why before the client is built: the SDK's HTTP library refuses
+    such a URL there with its own InvalidURL, which is no ValueError and reached the user as an
+    internal error with a traceback, quoting the 'port' (part of the password, when the password
+    holds a '/')."""
+    refuse_userinfo(url, what)  # first: what follows may show the URL
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https"):
+        problem = "does not start with http:// or https://"
+    elif not parts.hostname:
+        problem = "names no host"
+    else:
+        try:
+            parts.port
+            problem = None
+        except ValueError:
+            problem = "has a port that is not a number from 0 to 65535"
+    if problem:
+        raise UserError(f"{what} {url} {problem}")
+
+
 def is_openai(base_url: str) -> bool:
     return (urlsplit(base_url).hostname or "").lower() == "api.openai.com"
 
@@ -141,7 +165,7 @@ class HTTPEngine:
     def __init__(self, config: HTTPConfig, *, require_key: bool = True):
         self.config = config
         self._base_url = resolve_base_url(config.base_url)
-        refuse_userinfo(self._base_url)  # a password there would travel as Basic auth (m1data.redact)
+        check_base_url(self._base_url)  # a password there would travel as Basic auth (m1data.redact)
         self.endpoint = strip_userinfo(self._base_url)  # what logs, errors, plans and the cache see
         self.name = f"http:{self.endpoint}"
         self.cache_namespace = config.cache_namespace
@@ -421,6 +445,7 @@ __all__ = [
     "HTTPConfig",
     "HTTPEngine",
     "MissingAPIKey",
+    "check_base_url",
     "ReplyTooLarge",
     "is_openai",
     "key_variable",
