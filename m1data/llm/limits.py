@@ -24,7 +24,8 @@ a little while it stays low, so the client settles just under the limit; a run s
 half-second ramp, so its whole concurrency does not meet an unknown limit at once. Everyone
 pauses only when the provider refuses every request in flight, for half a second at least
 (RateLimiter).
-The configured rpm/tpm stay hard ceilings.
+The configured rpm/tpm stay ceilings: rpm in every 60 s (RateLimiter), tpm over time, with a
+burst of `burst_seconds` worth.
 
 Why 429s with a Retry-After have their own allowance (``RetryPolicy.max_rate_limited``): they
 are the provider pacing the run, not a fault of the request, and counted as failures they gave
@@ -38,6 +39,7 @@ import email.utils
 import math
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -397,6 +399,14 @@ class RateLimiter:
     adaptive rate learned from 429s (AdaptiveRate), and a shared pause for when the provider
     refuses every request in flight: then nobody should hit it before its Retry-After.
 
+Why rpm has a sliding window beside its bucket: the bucket's burst (``burst_seconds`` worth) on
+top of a minute's refill let a run send rpm + burst in its first minute (700 at rpm=600), and rpm
+is a ceiling a provider counts per minute. The window (the send times of the last rpm requests)
+holds every 60 s to rpm; the bucket still spreads them within the minute. Over a run it costs
+nothing: the bucket's budget builds up while the window holds, and is spent when the first
+minute's burst leaves the window (simulated at rpm=600, the 1,300th request goes at 120 s
+either way; test_rpm_is_a_ceiling_over_every_60_seconds).
+
     Why the pause also needs the refusals to go on for ``pause_after`` seconds: against a fast
     provider few requests are in flight (none to one at 100 requests/s and millisecond replies),
     so "every request in flight" is two or three replies, and a bucket at its limit refuses that
@@ -420,6 +430,7 @@ class RateLimiter:
         self.clock = clock
         self.max_pause, self.pause_after = max_pause, pause_after
         self.requests = TokenBucket(rpm / 60, max(1.0, rpm * burst_seconds / 60), clock) if rpm else None
+        self.recent: deque[float] | None = deque(maxlen=max(1, int(rpm))) if rpm else None  # send times
         self.tokens = TokenBucket(tpm / 60, max(1.0, tpm * burst_seconds / 60), clock) if tpm else None
         self.adaptive = AdaptiveRate(clock)
         self.paused_until = 0.0
@@ -463,6 +474,8 @@ class RateLimiter:
         waits = [self.paused_until - self.clock(), self.adaptive.wait_time()]
         if self.requests:
             waits.append(self.requests.wait_time(1))
+        if self.recent is not None and len(self.recent) == self.recent.maxlen:
+            waits.append(self.recent[0] + 60.0 - self.clock())  # the oldest of the last rpm must be a minute old
         if self.tokens:
             waits.append(self.tokens.wait_time(tokens))
         return max(waits)
@@ -480,6 +493,8 @@ class RateLimiter:
             self.adaptive.take()
             if self.requests:
                 self.requests.take(1)
+            if self.recent is not None:
+                self.recent.append(self.clock())
             if self.tokens:
                 self.tokens.take(tokens)
 

@@ -107,6 +107,30 @@ def test_tokens_used_beyond_the_booking_are_charged():
     assert limiter.tokens.wait_time(20) == pytest.approx(22.0)  # 200 in debt + 20 to book, at 10/s
 
 
+def test_rpm_is_a_ceiling_over_every_60_seconds(monkeypatch):
+    clock = FakeClock()
+    limiter = RateLimiter(rpm=600, clock=clock)  # 10/s, a 10 s burst of 100
+    limiter.adaptive.start_rate = None  # (the start's ramp is another matter)
+
+    async def sleep(seconds: float) -> None:
+        clock.now += max(seconds, 1e-6)  # (a real sleep always moves time on)
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+
+    async def send(n: int) -> list[float]:
+        times = []
+        for _ in range(n):
+            await limiter.acquire()
+            times.append(clock.now)
+        return times
+
+    times = asyncio.run(send(1300))
+    start = times[0]
+    assert max(sum(1 for t in times[i:] if t < times[i] + 60) for i in range(len(times))) <= 600
+    assert sum(1 for t in times if t < start + 60) == 600  # the bucket alone let 700 go in the first minute
+    assert times[-1] - start == pytest.approx(120, abs=0.5)  # and the run is no slower: as with the bucket alone
+
+
 def test_pause_delays_everyone():
     limiter = RateLimiter()
     limiter.pause(0.3)
