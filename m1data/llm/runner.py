@@ -427,6 +427,8 @@ async def _gather_or_stop(coroutines: list[Any], slots: _Slots) -> None:
         for task in tasks:
             if task not in slots.sending:
                 task.cancel()
+        if slots.sending:  # they may take up to the engine's timeout: say why the run has not ended
+            log.info(f"stopping: letting the {len(slots.sending)} calls in flight finish, so their replies are cached")
         await asyncio.wait(tasks)
         errors()  # (retrieved: asyncio would warn of errors raised while the run stopped)
     except BaseException:
