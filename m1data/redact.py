@@ -28,7 +28,6 @@ from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path, PureWindowsPath
 from typing import Any
-from urllib.parse import urlsplit
 
 from m1data.errors import UserError
 
@@ -56,11 +55,20 @@ def strip_userinfo(text: str) -> str:
 
 
 def has_userinfo(url: str) -> bool:
-    """`url` names a user (and maybe a password) before its host: `scheme://user:pass@host`."""
-    try:
-        return "@" in urlsplit(url.strip()).netloc
-    except ValueError:  # not a URL at all: another check says so
-        return False
+    """`url` may name a user (and maybe a password) before its host: it holds an '@' anywhere.
+
+    Why anywhere and not in the parsed authority: a password with a raw '/', '?' or '#' in it
+    (`https://alice:s3cr/etPW@host/v1`) ends the authority early for every URL parser, which then
+    reads `alice:s3cr` as host and port and the rest as a path; where the credentials end cannot
+    be told. An endpoint's URL has no other use for an '@'."""
+    return "@" in url
+
+
+def _without_credentials(url: str) -> str:
+    """`url` with everything from its scheme to its last '@' removed: shown in place of a URL
+    that `has_userinfo`, whatever characters the password holds."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else url.rpartition("@")[2]
 
 
 def refuse_userinfo(url: str | None, what: str = "base_url") -> None:
@@ -68,8 +76,9 @@ def refuse_userinfo(url: str | None, what: str = "base_url") -> None:
     (module docstring: why they are refused rather than sent)."""
     if url and has_userinfo(url):
         raise UserError(
-            f"{what} {strip_userinfo(url.strip())} carries credentials (user:password@ before the host), which m1data "
-            "does not send: put the key in an environment variable and name it with api_key_env (--api-key-env)"
+            f"{what} {_without_credentials(url.strip())} carries credentials (user:password@ before the host, or "
+            "another '@'), which m1data does not send: put the key in an environment variable and name it with "
+            "api_key_env (--api-key-env)"
         )
 
 

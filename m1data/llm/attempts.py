@@ -44,7 +44,7 @@ from m1data.llm.runner import (
     _attempts,
     _DeadEndpoint,
     _endpoint,
-    _gather_or_cancel,
+    _gather_or_stop,
     _keys,
     _log_summary,
     _record,
@@ -174,7 +174,7 @@ async def run_tries(
         in_flight[key] = future
         stats.unique += 1
         try:
-            reply, calls = await _attempts(engine, request, limiter, policy, stats, watch, slots)
+            reply, calls = await _attempts(engine, request, limiter, policy, stats, watch, slots, prices, endpoint)
             if isinstance(reply, Failed) and reply.fatal:
                 raise EndpointError(f"{endpoint}: {reply.error}")
             transient = isinstance(reply, Failed) and reply.retryable
@@ -206,7 +206,7 @@ async def run_tries(
     total = RunStats()
     try:
         with bar(label, len(first), show=progress and bool(first)) as progress_bar:
-            await _gather_or_cancel([worker(progress_bar) for _ in range(min(concurrency, len(first)))])
+            await _gather_or_stop([worker(progress_bar) for _ in range(min(concurrency, len(first)))], slots)
     finally:
         total = total_stats(by_attempt)
         by_attempt[1].seconds += time.perf_counter() - started

@@ -27,7 +27,8 @@ anywhere else, and no other endpoint ever gets `OPENAI_API_KEY`. It is kept in a
 attribute, sent only as the Authorization header, never shown by repr or the config, and masked
 out of anything a server sends back (an error body that echoes the header) before it is returned,
 so it cannot reach the cache, the dropped rows or the terminal. A base_url with `user:password@`
-in it is refused (m1data.redact.refuse_userinfo): the SDK would send it as Basic auth.
+in it is refused (m1data.redact.refuse_userinfo; any '@' counts): the SDK would send it as Basic auth. So is
+a base_url the SDK cannot call (check_base_url): a bad port, no host, no http(s) scheme.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from m1data.errors import M1DataError
+from m1data.errors import M1DataError, UserError
 from m1data.llm.limits import Failed, failure, http_failure
 from m1data.llm.params import OPENAI_PARAMS, check_params, request_body
 from m1data.llm.thinking import split_thinking
@@ -51,6 +52,9 @@ from m1data.redact import mask_secret, refuse_userinfo, strip_userinfo
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 _FILTER_MARKERS = ("content_filter", "content_policy", "content management policy", "safety")
+# A 403 that says the input was flagged is a moderation verdict on that one request (OpenRouter:
+# "Your chosen model requires moderation and your input was flagged"), not a key without access.
+_MODERATION_MARKERS = (*_FILTER_MARKERS, "flagged")
 
 
 class MissingAPIKey(M1DataError, RuntimeError):
@@ -104,6 +108,29 @@ def resolve_base_url(base_url: str | None) -> str:
     return (base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL).rstrip("/")
 
 
+def check_base_url(url: str, what: str = "base_url") -> None:
+    """Stop, in one line (UserError, exit code 2), when `url` is not one the SDK can call:
+    credentials in it (m1data.redact.refuse_userinfo), a scheme other than http(s), no host, or
+    a port that is not a number. Why before the client is built: the SDK's HTTP library refuses
+    such a URL there with its own InvalidURL, which is no ValueError and reached the user as an
+    internal error with a traceback, quoting the 'port' (part of the password, when the password
+    holds a '/')."""
+    refuse_userinfo(url, what)  # first: what follows may show the URL
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https"):
+        problem = "does not start with http:// or https://"
+    elif not parts.hostname:
+        problem = "names no host"
+    else:
+        try:
+            parts.port
+            problem = None
+        except ValueError:
+            problem = "has a port that is not a number from 0 to 65535"
+    if problem:
+        raise UserError(f"{what} {url} {problem}")
+
+
 def is_openai(base_url: str) -> bool:
     return (urlsplit(base_url).hostname or "").lower() == "api.openai.com"
 
@@ -138,7 +165,7 @@ class HTTPEngine:
     def __init__(self, config: HTTPConfig, *, require_key: bool = True):
         self.config = config
         self._base_url = resolve_base_url(config.base_url)
-        refuse_userinfo(self._base_url)  # a password there would travel as Basic auth (m1data.redact)
+        check_base_url(self._base_url)  # a password there would travel as Basic auth (m1data.redact)
         self.endpoint = strip_userinfo(self._base_url)  # what logs, errors, plans and the cache see
         self.name = f"http:{self.endpoint}"
         self.cache_namespace = config.cache_namespace
@@ -297,9 +324,15 @@ def _error_message(body: bytes) -> str:
 
 
 def _error_reply(status: int, body: bytes, headers: dict[str, str]) -> Failed:
+    """A non-200 answer. A content filter's 400, and a 403 whose input was flagged by moderation,
+    are that request's `filtered` outcome: recorded, never a reason to stop the run (every rerun
+    would stop at the same row and pay again for the replies in flight). Any other 403 stays fatal."""
     message = _error_message(body)
-    if status == 400 and any(marker in message.lower() for marker in _FILTER_MARKERS):
-        return Failed(status="filtered", finish_reason="content_filter", error=f"http_400: {message}", kind="filtered")
+    markers = {400: _FILTER_MARKERS, 403: _MODERATION_MARKERS}.get(status, ())
+    if any(marker in message.lower() for marker in markers):
+        return Failed(
+            status="filtered", finish_reason="content_filter", error=f"http_{status}: {message}", kind="filtered"
+        )
     return http_failure(status, message, headers)
 
 
@@ -322,10 +355,27 @@ def _usage(data: dict[str, Any], request: Request | None, text: str, reasoning: 
     return prompt_tokens(request), count_tokens((reasoning or "") + text, request.model)
 
 
+# finish reasons that say the generation broke off (OpenRouter's "error" when the upstream
+# provider failed mid-answer, vLLM's "abort"): the text is a fragment, not an answer
+_BROKEN_FINISH = ("error", "abort")
+
+
+def _billed(data: dict[str, Any]) -> tuple[int, int]:
+    """The token counts a 200 body reports, 0 when it reports none: what the provider bills for
+    a reply that is still refused here (null content, a broken-off generation), so the run's
+    cost, token counts and tpm budget count it (the retry is billed again)."""
+    usage = data.get("usage")
+    if not isinstance(usage, dict):
+        return 0, 0
+    return _count(usage.get("prompt_tokens")) or 0, _count(usage.get("completion_tokens")) or 0
+
+
 def parse_reply(raw: bytes, request: Request | str) -> Reply:
     """Turn a 200 body into a Reply. Unreadable bodies, empty `choices`, a choice without a
-    message and a `null` answer are retryable failures (proxies and overloaded servers produce
-    them all); they are not answers. `request` may be just the kind ("chat"/"completion")."""
+    message, a `null` answer and a generation that broke off (finish_reason `error`/`abort`, or
+    an `error` object in the body) are retryable failures (proxies, overloaded servers and
+    routers produce them all); they are not answers, and keep the usage the body reports.
+    `request` may be just the kind ("chat"/"completion")."""
     kind = request if isinstance(request, str) else request.kind
     req = None if isinstance(request, str) else request
     try:
@@ -334,32 +384,43 @@ def parse_reply(raw: bytes, request: Request | str) -> Reply:
         return failure("bad_response", f"body is not JSON: {raw[:200]!r}", retryable=True)
     if not isinstance(data, dict):
         return failure("bad_response", f"body is not a JSON object: {raw[:200]!r}", retryable=True)
+
+    def refused(kind: str, detail: str) -> Failed:
+        reply = failure(kind, detail, retryable=True)
+        reply.prompt_tokens, reply.completion_tokens = _billed(data)
+        return reply
+
     choices = data.get("choices")
     if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
         if data.get("error"):
-            return failure("api_error", _error_message(raw), retryable=True)
-        return failure("bad_response", "reply has no choices", retryable=True)
+            return refused("api_error", _error_message(raw))
+        return refused("bad_response", "reply has no choices")
     choice = choices[0]
     finish = choice.get("finish_reason")
     finish = finish if isinstance(finish, str) else None
+    if data.get("error") or finish in _BROKEN_FINISH:
+        detail = _error_message(raw) if data.get("error") else "no error message"
+        return refused("api_error", f"the generation broke off (finish_reason {finish!r}): {detail}")
     if kind == "chat":
         message = choice.get("message")
         if not isinstance(message, dict):
-            return failure("bad_response", "reply has no message", retryable=True)
+            return refused("bad_response", "reply has no message")
         content = message.get("content")
         reasoning = message.get("reasoning_content") or message.get("reasoning")  # beyond OpenAI's schema
         reasoning = reasoning if isinstance(reasoning, str) else None
         if message.get("refusal") and not content:
+            prompt, completion = _billed(data)
             return Failed(
-                status="filtered", finish_reason=finish, error=f"refusal: {message['refusal']}"[:500], kind="filtered"
+                status="filtered", finish_reason=finish, error=f"refusal: {message['refusal']}"[:500], kind="filtered",
+                prompt_tokens=prompt, completion_tokens=completion,
             )
     else:
         content = choice.get("text")
         reasoning = None
     if content is None and finish not in ("length", "content_filter"):
-        return failure("empty_reply", f"the reply's content is null (finish_reason {finish!r})", retryable=True)
+        return refused("empty_reply", f"the reply's content is null (finish_reason {finish!r})")
     if not isinstance(content, (str, type(None))):
-        return failure("bad_response", f"the reply's content is not text: {type(content).__name__}", retryable=True)
+        return refused("bad_response", f"the reply's content is not text: {type(content).__name__}")
     content = content or ""
     if reasoning is None and kind == "chat":  # plain completions come back verbatim
         reasoning, text = split_thinking(content)
@@ -384,6 +445,7 @@ __all__ = [
     "HTTPConfig",
     "HTTPEngine",
     "MissingAPIKey",
+    "check_base_url",
     "ReplyTooLarge",
     "is_openai",
     "key_variable",

@@ -4,14 +4,16 @@ Why a `Failed` reply instead of exceptions: the engine contract says a call alwa
 Reply. A failed call returns `Failed`, a Reply that also tells the runner what to do next:
 retry it (429, 5xx, timeouts, dropped connections, unreadable bodies), stop the whole run
 (a wrong key, URL or model name would fail every request the same way, and must not be recorded
-as an answer), or record it as the request's outcome (any other 4xx, e.g. a prompt longer than
-the context window). `Failed.error` reads `"<kind>: <detail>"`.
+as an answer; so would an account out of credit, 402, whose rows must be sent again once it is
+topped up), or record it as the request's outcome (any other 4xx, e.g. a prompt longer than
+the context window; a 403 for input flagged by moderation is the request's `filtered` outcome,
+m1data.llm.http). `Failed.error` reads `"<kind>: <detail>"`.
 
 Why token buckets: providers state limits per minute but enforce them over shorter windows, so a
 bucket refilled continuously (at limit/60 per second) and allowed to hold `burst_seconds` worth
 of budget spreads the load instead of firing a minute's worth at once. Tokens are booked up front
-(prompt estimate + max_tokens, the way providers count them) and the unused part is given back
-when the reply reports its real usage.
+(prompt estimate + max_tokens, the way providers count them) and settled when the reply reports
+its real usage: the unused part is given back, an excess is charged.
 
 Why an adaptive rate on top (AdaptiveRate): a provider's real limit is often lower than the
 configured one, or not stated at all, and it answers 429 above it. Pausing every worker on each
@@ -22,7 +24,8 @@ a little while it stays low, so the client settles just under the limit; a run s
 half-second ramp, so its whole concurrency does not meet an unknown limit at once. Everyone
 pauses only when the provider refuses every request in flight, for half a second at least
 (RateLimiter).
-The configured rpm/tpm stay hard ceilings.
+The configured rpm/tpm stay ceilings: rpm in every 60 s (RateLimiter), tpm over time, with a
+burst of `burst_seconds` worth.
 
 Why 429s with a Retry-After have their own allowance (``RetryPolicy.max_rate_limited``): they
 are the provider pacing the run, not a fault of the request, and counted as failures they gave
@@ -36,6 +39,7 @@ import email.utils
 import math
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -45,7 +49,7 @@ from m1data.llm.types import Reply
 # Kinds of failure. Retryable ones are worth another attempt later; fatal ones are the
 # endpoint's configuration and stop the run.
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
-FATAL_STATUS = frozenset({401, 403, 404})
+FATAL_STATUS = frozenset({401, 402, 403, 404})
 
 
 @dataclass
@@ -68,7 +72,11 @@ def failure(
 
 
 def http_failure(status: int, detail: str, headers: Mapping[str, str]) -> Failed:
-    """Classify a non-200 HTTP answer."""
+    """Classify a non-200 HTTP answer. A 402 (DeepSeek's "Insufficient Balance", OpenRouter's
+    "add credits") stops the run and says what to do: recorded per row, every row was cached as
+    failed and a rerun after the top-up sent nothing."""
+    if status == 402:
+        detail = f"{detail} (the account is out of credit: add credits and run again; answers so far are cached)"
     return failure(
         f"http_{status}",
         detail,
@@ -104,7 +112,10 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
 @dataclass(frozen=True)
 class RetryPolicy:
     """Exponential backoff with full jitter; a server's `Retry-After` replaces the computed delay
-    (capped at `max_retry_after`) because the server knows when it will take requests again.
+    because the server knows when it will take requests again. A Retry-After longer than
+    `max_retry_after` (a daily quota spent: 86,400 s) stops the run (`refuse_long_wait`): waiting
+    it out left the run silent for hours with its progress bar at 0, and a rerun once the
+    provider takes requests again costs nothing that was answered.
 
     A request gives up after `max_attempts` failures, but 429s that carry a Retry-After count
     against `max_rate_limited` instead (see the module docstring): against 10% random 429s and 5%
@@ -125,9 +136,34 @@ class RetryPolicy:
         ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
         return (rng or random).uniform(0, ceiling)
 
+    def refuse_long_wait(self, reply: Reply) -> Reply:
+        """`reply`, or, when it asks to wait longer than `max_retry_after`, a fatal failure that
+        says how long and what to do."""
+        if not (isinstance(reply, Failed) and reply.retryable and reply.retry_after is not None
+                and reply.retry_after > self.max_retry_after):
+            return reply
+        detail = (reply.error or "").partition(": ")[2]
+        return failure(
+            reply.kind,
+            f"{detail}; the provider asks to wait {_duration(reply.retry_after)} (Retry-After: "
+            f"{reply.retry_after:.0f} s) before the next request, longer than a run waits "
+            f"({self.max_retry_after:.0f} s), so the run stopped. Answers so far are cached: run again then",
+            fatal=True,
+            retry_after=reply.retry_after,
+        )
+
     def paced(self, reply: Reply) -> bool:
         """A 429 that says when to come back (counted against `max_rate_limited`)."""
         return isinstance(reply, Failed) and reply.kind == "http_429" and reply.retry_after is not None
+
+
+def _duration(seconds: float) -> str:
+    """`seconds` for a person: 45 s, 12 min, 24 h."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{round(seconds / 3600, 1):g} h"
 
 
 class TokenBucket:
@@ -367,6 +403,14 @@ class RateLimiter:
     adaptive rate learned from 429s (AdaptiveRate), and a shared pause for when the provider
     refuses every request in flight: then nobody should hit it before its Retry-After.
 
+Why rpm has a sliding window beside its bucket: the bucket's burst (``burst_seconds`` worth) on
+top of a minute's refill let a run send rpm + burst in its first minute (700 at rpm=600), and rpm
+is a ceiling a provider counts per minute. The window (the send times of the last rpm requests)
+holds every 60 s to rpm; the bucket still spreads them within the minute. Over a run it costs
+nothing: the bucket's budget builds up while the window holds, and is spent when the first
+minute's burst leaves the window (simulated at rpm=600, the 1,300th request goes at 120 s
+either way; test_rpm_is_a_ceiling_over_every_60_seconds).
+
     Why the pause also needs the refusals to go on for ``pause_after`` seconds: against a fast
     provider few requests are in flight (none to one at 100 requests/s and millisecond replies),
     so "every request in flight" is two or three replies, and a bucket at its limit refuses that
@@ -390,6 +434,7 @@ class RateLimiter:
         self.clock = clock
         self.max_pause, self.pause_after = max_pause, pause_after
         self.requests = TokenBucket(rpm / 60, max(1.0, rpm * burst_seconds / 60), clock) if rpm else None
+        self.recent: deque[float] | None = deque(maxlen=max(1, int(rpm))) if rpm else None  # send times
         self.tokens = TokenBucket(tpm / 60, max(1.0, tpm * burst_seconds / 60), clock) if tpm else None
         self.adaptive = AdaptiveRate(clock)
         self.paused_until = 0.0
@@ -433,6 +478,8 @@ class RateLimiter:
         waits = [self.paused_until - self.clock(), self.adaptive.wait_time()]
         if self.requests:
             waits.append(self.requests.wait_time(1))
+        if self.recent is not None and len(self.recent) == self.recent.maxlen:
+            waits.append(self.recent[0] + 60.0 - self.clock())  # the oldest of the last rpm must be a minute old
         if self.tokens:
             waits.append(self.tokens.wait_time(tokens))
         return max(waits)
@@ -450,13 +497,21 @@ class RateLimiter:
             self.adaptive.take()
             if self.requests:
                 self.requests.take(1)
+            if self.recent is not None:
+                self.recent.append(self.clock())
             if self.tokens:
                 self.tokens.take(tokens)
 
     def settle(self, booked: float, used: float) -> None:
-        """Give back what a finished request booked but did not use."""
+        """Give back what a finished request booked but did not use, or charge what it used beyond
+        its booking: a reasoning model's thinking is not always bounded by max_tokens
+        (deepseek-reasoner reported 20,000 tokens against a booking of 1,010, and the run used
+        1.4M tokens a minute against tpm=60,000). The charge may leave the budget in debt, so the
+        next requests wait until the minute's tokens are paid off."""
         if self.tokens and booked > used:
             self.tokens.give_back(booked - used)
+        elif self.tokens and used > booked:
+            self.tokens.take(used - booked)
 
 
 __all__ = [

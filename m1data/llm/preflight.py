@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import os
 
-from m1data.llm.http import key_variable, resolve_base_url, sdk_client
-from m1data.redact import refuse_userinfo
+from m1data.llm.http import check_base_url, key_variable, resolve_base_url, sdk_client
 
 
 def endpoint_problem(base_url: str | None, api_key_env: str | None = None, timeout: float = 3.0) -> str | None:
@@ -20,7 +19,7 @@ def endpoint_problem(base_url: str | None, api_key_env: str | None = None, timeo
     if base_url.strip().lower() == "embedded":
         return _embedded_problem()
     base_url = resolve_base_url(base_url)
-    refuse_userinfo(base_url)
+    check_base_url(base_url)
     variable = key_variable(base_url, api_key_env)
     if variable and not os.environ.get(variable):
         return f"the environment variable {variable} (API key for {base_url}) is not set"

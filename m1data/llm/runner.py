@@ -11,8 +11,10 @@ The order of work, and why:
    rate learned from the provider's 429s: limits.AdaptiveRate), with retries and backoff for
    transient failures; a 429 delays its own request by its Retry-After. Each outcome is committed to the cache as soon as
    it arrives, so a killed run loses only the requests in flight.
-4. A fatal failure (wrong key, URL or model: 401/403/404) stops the run with EndpointError; what
-   was answered before stays cached. So does an endpoint that fails every request the same way:
+4. A fatal failure (wrong key, URL or model: 401/403/404; no credit left: 402) stops the run with EndpointError; what
+   was answered before stays cached, and so do the replies to the calls already in flight: the
+   run sends nothing new but lets those finish before it raises (`_gather_or_stop`), since the
+   provider bills them. So does an endpoint that fails every request the same way:
    the first few attempts all refused before anything was answered (nothing listens there), or
    several requests in a row that failed the same way after all their retries (it went down).
    Sending the other thousands would only record the same failure for each.
@@ -305,11 +307,13 @@ class _RunStopped(Exception):
 
 class _Slots:
     """The run's concurrency: how many calls are in flight. Closed when the run stops (a fatal
-    reply, a dead endpoint), so that no call waiting for a slot goes out after that."""
+    reply, a dead endpoint), so that no call waiting for a slot goes out after that. `sending`
+    holds the tasks whose call is on the wire: a stopping run lets those finish (_gather_or_stop)."""
 
     def __init__(self, concurrency: int):
         self._semaphore = asyncio.Semaphore(concurrency)
         self.closed = False
+        self.sending: set[asyncio.Task[Any]] = set()
 
     async def __aenter__(self) -> None:
         await self._semaphore.acquire()
@@ -329,10 +333,15 @@ async def _attempts(
     stats: RunStats,
     watch: _DeadEndpoint,
     slots: _Slots,
+    prices: PriceTable,
+    endpoint: str,
 ) -> tuple[Reply, int]:
     """Call until the reply is not a retryable failure or the attempts run out. A call holds one
     of the ``slots`` (the run's concurrency) only while it is in flight, not while it waits to
-    be retried, so one request's Retry-After does not idle a slot."""
+    be retried, so one request's Retry-After does not idle a slot. A reply that is retried is
+    counted in `stats`' tokens and cost as it comes (`_count_tokens`): a provider bills a
+    refused 200 (null content, a broken-off generation) all the same. The caller records the
+    last reply (`_record`)."""
     booked = 0
     if limiter.counts_tokens:
         booked = prompt_tokens(request) + (max_output_tokens(request) or DEFAULT_MAX_TOKENS)
@@ -343,30 +352,45 @@ async def _attempts(
             await limiter.acquire(booked)
             stats.attempts += 1
             ticket = limiter.sent()
+            task = asyncio.current_task()
+            if task is not None:
+                slots.sending.add(task)
             try:
                 reply = await engine.complete(request)
             except Exception as exc:  # an engine broke its contract; treat as transient, never cache as an answer
                 reply = failure("exception", f"{type(exc).__name__}: {exc}", retryable=True)
+            finally:
+                slots.sending.discard(task)  # type: ignore[arg-type]
             limiter.received(reply, ticket)
+            reply = policy.refuse_long_wait(reply)
             if isinstance(reply, Failed) and reply.fatal:
                 slots.closed = True  # before the slot is given to a waiting call
         limiter.settle(booked, reply.prompt_tokens + reply.completion_tokens)
         watch.attempt(reply)
-        if not (isinstance(reply, Failed) and reply.retryable):
-            return reply, attempt
+        if not (isinstance(reply, Failed) and reply.retryable) or slots.closed:
+            return reply, attempt  # (stopped: a transient failure is recorded as one, sent again next run)
         if policy.paced(reply):
             paced += 1
         else:
             failures += 1
         if failures >= policy.max_attempts or paced >= policy.max_rate_limited:
             return reply, attempt
+        _count_tokens(stats, reply, prices, request.model, endpoint, cached=False)
         await asyncio.sleep(policy.delay(max(failures, 1), reply.retry_after))
 
 
 def _record(
     stats: RunStats, reply: Reply, prices: PriceTable, model: str, endpoint: str, *, cached: bool, batch: bool = False
 ) -> None:
+    """Count one request's outcome, with its tokens and cost."""
     stats.outcomes[reply.status] = stats.outcomes.get(reply.status, 0) + 1
+    _count_tokens(stats, reply, prices, model, endpoint, cached=cached, batch=batch)
+
+
+def _count_tokens(
+    stats: RunStats, reply: Reply, prices: PriceTable, model: str, endpoint: str, *, cached: bool, batch: bool = False
+) -> None:
+    """Count the tokens and cost one reply reports (a failure's too, when it reports usage)."""
     cost = prices.cost(model, reply.prompt_tokens, reply.completion_tokens, endpoint=endpoint, batch=batch)
     if cached:
         stats.prompt_tokens_cached += reply.prompt_tokens
@@ -378,16 +402,41 @@ def _record(
         stats.cost_sent = _add_cost(stats.cost_sent, cost)
 
 
-async def _gather_or_cancel(coroutines: list[Any]) -> None:
-    """Run the workers; if one raises, cancel the rest and re-raise."""
+async def _gather_or_stop(coroutines: list[Any], slots: _Slots) -> None:
+    """Run the workers. When one raises (a fatal reply, a dead endpoint), the run stops: nothing
+    new goes out (the slots close), the workers that wait (for a slot, the rate limits, a retry's
+    delay, another worker's reply) are cancelled, and the calls already on the wire are let
+    finish, each bounded by the engine's timeout, so their replies are cached before the error is
+    raised. Why: the provider bills those replies; cancelled, they were paid again on every rerun
+    (one row stopping a run made each rerun pay for all the replies in flight beside it).
+    Cancelled from outside (Ctrl-C, SIGTERM, a caller's timeout), everything stops at once."""
     tasks = [asyncio.ensure_future(c) for c in coroutines]
+    if not tasks:
+        return
+
+    def errors() -> list[BaseException]:
+        found = [t.exception() for t in tasks if t.done() and not t.cancelled()]
+        return [e for e in found if e is not None and not isinstance(e, _RunStopped)]
+
     try:
-        await asyncio.gather(*tasks)
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        first = errors()
+        if not first:
+            return
+        slots.closed = True
+        for task in tasks:
+            if task not in slots.sending:
+                task.cancel()
+        if slots.sending:  # they may take up to the engine's timeout: say why the run has not ended
+            log.info(f"stopping: letting the {len(slots.sending)} calls in flight finish, so their replies are cached")
+        await asyncio.wait(tasks)
+        errors()  # (retrieved: asyncio would warn of errors raised while the run stopped)
     except BaseException:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
+    raise first[0]  # the error that stopped the run, not one that came while it stopped
 
 
 async def run_requests(
@@ -450,7 +499,7 @@ async def run_requests(
         nonlocal sent_here
         for key in pending:
             request = unique[key]
-            reply, attempts = await _attempts(engine, request, limiter, policy, stats, watch, slots)
+            reply, attempts = await _attempts(engine, request, limiter, policy, stats, watch, slots, prices, endpoint)
             if isinstance(reply, Failed) and reply.fatal:
                 raise EndpointError(f"{endpoint}: {reply.error}")
             transient = isinstance(reply, Failed) and reply.retryable
@@ -467,7 +516,7 @@ async def run_requests(
     try:
         with bar(label, len(unique), completed=len(answers), fields=BAR_FIELDS, show=shown) as progress_bar:
             workers = min(WORKERS_PER_SLOT * concurrency, len(todo))  # the extra ones wait out retries
-            await _gather_or_cancel([worker(progress_bar) for _ in range(workers)])
+            await _gather_or_stop([worker(progress_bar) for _ in range(workers)], slots)
     finally:
         stats.seconds += time.perf_counter() - started
     if progress and todo:

@@ -16,7 +16,7 @@ from pathlib import Path
 import datasets
 import pytest
 from batch_server import batch_server  # noqa: F401
-from llm_server import Received, Response, ScriptedServer, error, llm_server, tries_teacher  # noqa: F401
+from llm_server import Received, Response, ScriptedServer, error, llm_server, reply, slow, tries_teacher  # noqa: F401
 from stage_doubles import Given
 
 from m1data.errors import UserError
@@ -211,6 +211,32 @@ def test_a_run_stopped_mid_try_resumes_without_paying_twice(llm_server, tmp_path
     assert len(answered) <= 2  # only the requests the 401 refused (in flight: at most concurrency) go again
     assert result.stats["sent"] == sum(expected_tries(4).values()) - 10
     assert len(result.rows) == sum((right_at_of(q) or 9) <= 4 for q in range(N))
+
+
+def test_a_fatal_stop_lets_the_tries_in_flight_finish_and_caches_them(llm_server, tmp_path):
+    from m1data.llm import Cache, HTTPConfig, HTTPEngine, Request
+    from m1data.llm.attempts import complete_tries
+
+    def ask(i: int) -> Request:
+        return Request(model="m", messages=({"role": "user", "content": f"q{i}"},), params={"max_tokens": 5})
+
+    def handler(req: Received) -> Response:
+        return error(401, "key revoked") if req.text == "q3" else slow(0.5, reply(req, "\\boxed{A}"))
+
+    def tries(cache: Cache) -> None:
+        complete_tries(HTTPEngine(HTTPConfig(base_url=llm_server.base_url)), [ask(i) for i in range(30)], cache,
+                       attempts=1, again=lambda i, r: False, by_attempt=stats_by_attempt(1), concurrency=8,
+                       progress=False, retry=RetryPolicy(max_attempts=2, base_delay=0.01))
+
+    llm_server.handler = handler
+    with Cache(tmp_path / "cache.sqlite") as cache:
+        with pytest.raises(EndpointError, match="http_401"):
+            tries(cache)
+        answered = llm_server.count() - 1
+        assert answered >= 3 and cache.status_counts() == {"ok": answered}  # in flight beside q3: kept
+        llm_server.handler = lambda req: reply(req, "\\boxed{A}")
+        tries(cache)
+    assert sorted(llm_server.sends_per_body().values()) == [1] * 29 + [2]  # only q3 was sent twice
 
 
 KILL_SCRIPT = textwrap.dedent(

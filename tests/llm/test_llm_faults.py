@@ -244,6 +244,39 @@ def test_credentials_in_a_base_url_are_refused_by_every_way_in(llm_server, monke
     assert len(llm_server.all_requests) == 0
 
 
+@pytest.mark.parametrize("mark", ["/", "?", "#"])
+def test_a_password_with_a_raw_slash_query_or_fragment_mark_is_refused_showing_none_of_it(llm_server, mark):
+    """Such a password ends the URL's authority early for every parser (`alice:s3cr` reads as
+    host and port): the '@' alone says credentials are there, and the message shows none of them."""
+    from m1data.errors import UserError
+    from m1data.llm.preflight import endpoint_problem
+    from m1data.stages.traces import TeacherTraces, TracesConfig
+
+    url = llm_server.base_url.replace("http://", f"http://alice:s3cr{mark}etPW@")
+    attempts = [
+        lambda: HTTPEngine(HTTPConfig(base_url=url)),
+        lambda: endpoint_problem(url),
+        lambda: TeacherTraces(TracesConfig(model="m", base_url=url, api_key_env=None)),
+    ]
+    for attempt in attempts:
+        with pytest.raises(UserError, match="carries credentials") as err:
+            attempt()
+        assert "s3cr" not in str(err.value) and "etPW" not in str(err.value) and "alice" not in str(err.value)
+        assert llm_server.base_url in str(err.value)  # the server it names, without them
+    assert len(llm_server.all_requests) == 0
+
+
+@pytest.mark.parametrize("url, problem", [("http://localhost:80a/v1", "port that is not a number"),
+                                          ("localhost:8000/v1", "does not start with http"),
+                                          ("http:///v1", "names no host")])
+def test_a_malformed_base_url_is_one_line_and_exit_2(tmp_path, url, problem):
+    proc = run_traces(tmp_path, url)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
+    assert len(lines) == 1 and problem in lines[0], proc.stderr
+
+
 def test_an_echoed_basic_authorization_is_masked(llm_server, tmp_path):
     """Defence in depth: a Basic credential a server echoes (one a proxy added, say) is masked
     like a Bearer token before the reply reaches the cache."""

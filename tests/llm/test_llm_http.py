@@ -279,3 +279,40 @@ def test_every_client_shares_one_tls_context_that_still_verifies(monkeypatch, tm
     context = _tls_context()
     assert isinstance(context, ssl.SSLContext) and _tls_context() is context
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+
+
+def test_a_403_for_flagged_input_is_that_requests_filtered_outcome(llm_server):
+    # OpenRouter's moderation refuses one request this way; the endpoint and key are fine
+    llm_server.handler = lambda req: error(403, "Your chosen model requires moderation and your input was flagged")
+    got = call(engine_for(llm_server), CHAT)
+    assert (got.status, got.retryable, got.fatal) == ("filtered", False, False)
+    assert got.error.startswith("http_403: ")
+    llm_server.handler = lambda req: error(403, "This key has no access to model m")
+    got = call(engine_for(llm_server), CHAT)
+    assert (got.status, got.kind, got.fatal) == ("error", "http_403", True)  # a key without access stops the run
+
+
+def broken_off(finish: str, error: dict | None) -> Response:
+    response = chat("Let me think about the bra", finish_reason=finish, prompt_tokens=30, completion_tokens=400)
+    if error is not None:
+        response.body["error"] = error
+    return response
+
+
+@pytest.mark.parametrize(
+    "finish, error_object",
+    [("error", {"code": 502, "message": "Upstream provider error mid-generation"}), ("abort", None),
+     ("stop", {"message": "upstream failed"})],
+    ids=["finish_error", "finish_abort", "error_beside_choices"],
+)
+def test_a_generation_that_broke_off_is_a_retryable_failure_that_keeps_its_usage(llm_server, finish, error_object):
+    llm_server.handler = lambda req: broken_off(finish, error_object)
+    got = call(engine_for(llm_server), CHAT)
+    assert isinstance(got, Failed) and (got.status, got.kind, got.retryable) == ("error", "api_error", True)
+    assert (got.prompt_tokens, got.completion_tokens) == (30, 400)  # billed: counted in cost and the tpm budget
+
+
+def test_a_refused_200_keeps_the_usage_it_reports(llm_server):
+    llm_server.handler = lambda req: chat(None, reasoning="long thinking", prompt_tokens=1000, completion_tokens=5000)
+    got = call(engine_for(llm_server), CHAT)
+    assert (got.kind, got.retryable, got.prompt_tokens, got.completion_tokens) == ("empty_reply", True, 1000, 5000)

@@ -55,6 +55,15 @@ def test_retry_after_replaces_backoff_and_is_capped():
     assert policy.delay(5, retry_after=10_000) == 100
 
 
+def test_a_retry_after_over_the_cap_is_made_fatal_with_how_long():
+    policy = RetryPolicy(max_retry_after=600)
+    short = http_failure(429, "slow down", {"Retry-After": "600"})
+    assert policy.refuse_long_wait(short) is short
+    long = policy.refuse_long_wait(http_failure(429, "daily quota", {"Retry-After": "7200"}))
+    assert long.fatal and not long.retryable and long.kind == "http_429"
+    assert long.error.startswith("http_429: daily quota; the provider asks to wait 2 h (Retry-After: 7200 s)")
+
+
 def test_status_classification():
     assert http_failure(429, "x", {"Retry-After": "2"}).retry_after == 2.0
     assert http_failure(599, "x", {}).retryable
@@ -88,6 +97,38 @@ def test_unused_tokens_are_given_back():
     assert limiter.tokens.wait_time(50) > 0
     limiter.settle(booked=100, used=40)
     assert limiter.tokens.wait_time(50) == 0
+
+
+def test_tokens_used_beyond_the_booking_are_charged():
+    clock = FakeClock()
+    limiter = RateLimiter(tpm=600, clock=clock)  # 10 tokens/s, burst 100
+    asyncio.run(limiter.acquire(20))
+    limiter.settle(booked=20, used=300)  # a reasoning model thought far past max_tokens
+    assert limiter.tokens.wait_time(20) == pytest.approx(22.0)  # 200 in debt + 20 to book, at 10/s
+
+
+def test_rpm_is_a_ceiling_over_every_60_seconds(monkeypatch):
+    clock = FakeClock()
+    limiter = RateLimiter(rpm=600, clock=clock)  # 10/s, a 10 s burst of 100
+    limiter.adaptive.start_rate = None  # (the start's ramp is another matter)
+
+    async def sleep(seconds: float) -> None:
+        clock.now += max(seconds, 1e-6)  # (a real sleep always moves time on)
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+
+    async def send(n: int) -> list[float]:
+        times = []
+        for _ in range(n):
+            await limiter.acquire()
+            times.append(clock.now)
+        return times
+
+    times = asyncio.run(send(1300))
+    start = times[0]
+    assert max(sum(1 for t in times[i:] if t < times[i] + 60) for i in range(len(times))) <= 600
+    assert sum(1 for t in times if t < start + 60) == 600  # the bucket alone let 700 go in the first minute
+    assert times[-1] - start == pytest.approx(120, abs=0.5)  # and the run is no slower: as with the bucket alone
 
 
 def test_pause_delays_everyone():

@@ -156,6 +156,77 @@ def test_fatal_error_stops_the_run_and_keeps_what_was_answered(llm_server, engin
     assert len(cache) == 5  # the 401 itself is not an outcome: fix the key and re-run
 
 
+def test_a_fatal_stop_caches_the_replies_in_flight_and_the_rerun_does_not_resend_them(llm_server, engine, cache):
+    # q3 is refused at once while the requests beside it are still being answered: those replies are
+    # billed, so the stop must wait for them and cache them, not cancel them (and pay again next run)
+    def handler(req: Received) -> Response:
+        return error(403, "this key has no access to model m") if req.text == "q3" else slow(0.5, echo(req))
+
+    llm_server.handler = handler
+    with pytest.raises(EndpointError, match="http_403"):
+        run(engine, [ask(f"q{i}") for i in range(40)], cache, concurrency=8)
+    answered = llm_server.count() - 1
+    assert answered >= 3  # q0-q2 at least went out before q3
+    assert len(cache) == answered and cache.status_counts() == {"ok": answered}
+    llm_server.handler = echo
+    run(engine, [ask(f"q{i}") for i in range(40)], cache, concurrency=8)
+    assert llm_server.count() == 41  # the rerun sent what the first run had not answered, and q3 again
+    sends = llm_server.sends_per_body()
+    assert sorted(sends.values()) == [1] * 39 + [2]  # only q3 went twice
+
+
+def test_a_moderation_403_is_one_rows_outcome_not_a_stop(llm_server, engine, cache):
+    def handler(req: Received) -> Response:
+        if req.text == "q7":
+            return error(403, 'qwen/qwq requires moderation on Azure. Your input was flagged for "self-harm"')
+        return echo(req)
+
+    llm_server.handler = handler
+    replies = run(engine, [ask(f"q{i}") for i in range(20)], cache, concurrency=4)
+    assert replies[7].status == "filtered" and all(r.status == "ok" for i, r in enumerate(replies) if i != 7)
+    run(engine, [ask(f"q{i}") for i in range(20)], cache, concurrency=4)
+    assert llm_server.count() == 20  # the rerun finds every outcome, the flagged one too, in the cache
+
+
+def test_a_broken_off_generation_is_retried_and_never_cached_as_an_answer(llm_server, engine, cache):
+    def handler(req: Received) -> Response:
+        if req.attempt == 1:  # OpenRouter: a 200 whose upstream failed mid-answer
+            response = chat("Let me think about the bra", finish_reason="error")
+            response.body["error"] = {"code": 502, "message": "Upstream provider error mid-generation"}
+            return response
+        return echo(req)
+
+    llm_server.handler = handler
+    [got] = run(engine, [ask("q")], cache)
+    assert (got.status, got.text) == ("ok", "echo q") and llm_server.count() == 2
+    assert cache.status_counts() == {"ok": 1}  # the fragment was not recorded as an answer
+    [again] = run(engine, [ask("q")], cache)
+    assert again.cached and again.text == "echo q"
+
+
+def test_billed_replies_that_are_retried_count_in_tokens_and_cost(llm_server, engine):
+    def handler(req: Received) -> Response:
+        if req.attempt <= 2:  # refused (content null), billed all the same
+            return chat(None, reasoning="long thinking", prompt_tokens=1000, completion_tokens=5000)
+        return reply(req, "\\boxed{A}", prompt_tokens=1000, completion_tokens=50)
+
+    llm_server.handler = handler
+    stats = RunStats()
+    run(engine, [ask("q")], prices=PriceTable({"m": Price(input=1.0, output=10.0)}), stats=stats)
+    assert (stats.attempts, stats.prompt_tokens_sent, stats.completion_tokens_sent) == (3, 3000, 10_050)
+    assert stats.cost_sent == pytest.approx((3000 * 1.0 + 10_050 * 10.0) / 1e6)
+
+
+def test_an_account_out_of_credit_stops_the_run_and_the_rerun_after_a_top_up_sends_every_row(llm_server, engine, cache):
+    llm_server.handler = lambda req: error(402, "Insufficient Balance")
+    with pytest.raises(EndpointError, match="402: Insufficient Balance.*add credits and run again"):
+        run(engine, [ask(f"q{i}") for i in range(30)], cache, concurrency=4)
+    assert len(cache) == 0  # no row recorded as failed
+    llm_server.handler = echo
+    replies = run(engine, [ask(f"q{i}") for i in range(30)], cache, concurrency=4)
+    assert all(r.status == "ok" and not r.cached for r in replies)
+
+
 def test_invalid_params_send_nothing(llm_server, engine):
     with pytest.raises(InvalidParams):
         run(engine, [ask("q0"), ask("q1", temp=0.0)])
@@ -245,6 +316,15 @@ def test_tokens_per_minute_limit_books_max_tokens_and_refunds(llm_server, engine
     assert time.perf_counter() - began < 1.5  # unused budget came back after each reply
 
 
+def test_tokens_per_minute_limit_charges_usage_beyond_the_booking(llm_server, engine):
+    # 60,000 tpm = 1,000 tokens/s with a 10,000 burst; each request books ~20 tokens but reports
+    # 4,000 (reasoning not bounded by max_tokens): after three, the budget is ~2,000 in debt
+    llm_server.handler = lambda req: reply(req, "x", prompt_tokens=10, completion_tokens=3990)
+    began = time.perf_counter()
+    run(engine, [ask(f"q{i}", max_tokens=10) for i in range(4)], tpm=60_000, concurrency=1)
+    assert time.perf_counter() - began >= 1.5  # the fourth waited for the debt to be paid off (~2 s)
+
+
 def test_async_api_inside_a_running_loop(llm_server, engine):
     import asyncio
 
@@ -286,6 +366,19 @@ def test_a_provider_that_paces_for_ever_still_ends_the_request(llm_server, engin
     [got] = run(engine, [ask("q")], retry=policy)
     assert got.status == "error" and got.error.startswith("http_429")
     assert llm_server.count() == 5
+
+
+def test_a_retry_after_longer_than_a_run_waits_stops_the_run_and_says_how_long(llm_server, engine, cache):
+    # a daily quota spent: waiting 600 s twenty times per request, silently, helped nobody
+    llm_server.handler = lambda req: error(429, "You exceeded your daily quota", retry_after=86400)
+    began = time.perf_counter()
+    with pytest.raises(EndpointError, match=r"daily quota; the provider asks to wait 24 h \(Retry-After: 86400 s\)"):
+        # (a short cap and allowance, so the old behaviour fails in a second instead of hanging)
+        run(engine, [ask(f"q{i}") for i in range(20)], cache, concurrency=4,
+            retry=RetryPolicy(max_attempts=4, base_delay=0.01, max_retry_after=0.1, max_rate_limited=3))
+    assert time.perf_counter() - began < 10 and len(cache) == 0
+    llm_server.handler = echo  # the quota is back: everything is sent
+    assert all(r.status == "ok" for r in run(engine, [ask(f"q{i}") for i in range(20)], cache, concurrency=4))
 
 
 def test_a_429_delays_only_its_own_request(llm_server, engine):
