@@ -59,10 +59,7 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=2_000_000)
     ap.add_argument("--threshold", type=float, default=95.0)
     args = ap.parse_args()
-    if args.source == "real":
-        rows = perturb.real_training_prompts()[: args.rows]
-    else:
-        rows = perturb.training_rows(args.rows, seed=0)
+    rows = perturb.rows_from(args.source, args.rows)
     distinct, _, _ = _distinct(rows)
     f = _check_threshold(args.threshold)
     side = _self_side(distinct, f)

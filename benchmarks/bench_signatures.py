@@ -140,10 +140,7 @@ def main() -> None:
     ap.add_argument("--threshold", type=float, default=95.0)
     ap.add_argument("--check", action="store_true", help="every matching pair must be a candidate")
     args = ap.parse_args()
-    if args.source == "real":
-        rows = perturb.real_training_prompts()[: args.rows]
-    else:
-        rows = perturb.training_rows(args.rows, seed=0)
+    rows = perturb.rows_from(args.source, args.rows)
     distinct, _, _ = _distinct(rows)
     print(f"{len(distinct):,} distinct {args.source} rows; load {os.getloadavg()[0]:.1f}", flush=True)
     t0 = time.perf_counter()

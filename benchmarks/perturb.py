@@ -259,6 +259,12 @@ def real_training_prompts(data: Path = DATA) -> list[str]:
     return [render(it) for items in load_training_sources(data).values() for it in items]
 
 
+def rows_from(source: str, n: int) -> list[str]:
+    """The matcher benchmarks' ``--source``: ``synthetic`` rows (training_rows, seed 0) or up to n
+    ``real`` source prompts (every one in shared/data once)."""
+    return real_training_prompts()[:n] if source == "real" else training_rows(n, seed=0)
+
+
 def mix_weighted_real_prompts(seed: int = 0, n: int = 50_000, data: Path = DATA) -> list[str]:
     """Real prompts resampled with the source mix, to compare like with like with the rows."""
     sources = load_training_sources(data)

@@ -204,6 +204,18 @@ def assert_no_password(text: str | bytes, where: object = "") -> None:
         assert form.encode() not in data, (form, where)
 
 
+def base_url_doors(url):
+    """Every way a base_url enters: the engine, the endpoint check, an LLM stage's config."""
+    from m1data.llm.preflight import endpoint_problem
+    from m1data.stages.traces import TeacherTraces, TracesConfig
+
+    return [
+        lambda: HTTPEngine(HTTPConfig(base_url=url)),
+        lambda: endpoint_problem(url),
+        lambda: TeacherTraces(TracesConfig(model="m", base_url=url, api_key_env=None)),
+    ]
+
+
 def test_credentials_in_a_base_url_are_refused_in_one_line_naming_no_password(llm_server, tmp_path):
     """`run traces --base-url http://u:pw@host/v1` against a server that would echo the
     Authorization header in a 500: exit 2, one line, nothing sent, no file written, and no
@@ -224,16 +236,9 @@ def test_credentials_in_a_base_url_are_refused_in_one_line_naming_no_password(ll
 def test_credentials_in_a_base_url_are_refused_by_every_way_in(llm_server, monkeypatch):
     """The engine, the endpoint check, OPENAI_BASE_URL and an LLM stage's config all refuse it."""
     from m1data.errors import UserError
-    from m1data.llm.preflight import endpoint_problem
-    from m1data.stages.traces import TeacherTraces, TracesConfig
 
     url = with_userinfo(llm_server.base_url)
-    attempts = [
-        lambda: HTTPEngine(HTTPConfig(base_url=url)),
-        lambda: endpoint_problem(url),
-        lambda: TeacherTraces(TracesConfig(model="m", base_url=url, api_key_env=None)),
-    ]
-    for attempt in attempts:
+    for attempt in base_url_doors(url):
         with pytest.raises(UserError, match="carries credentials") as err:
             attempt()
         assert_no_password(str(err.value))
@@ -249,16 +254,9 @@ def test_a_password_with_a_raw_slash_query_or_fragment_mark_is_refused_showing_n
     """Such a password ends the URL's authority early for every parser (`alice:s3cr` reads as
     host and port): the '@' alone says credentials are there, and the message shows none of them."""
     from m1data.errors import UserError
-    from m1data.llm.preflight import endpoint_problem
-    from m1data.stages.traces import TeacherTraces, TracesConfig
 
     url = llm_server.base_url.replace("http://", f"http://alice:s3cr{mark}etPW@")
-    attempts = [
-        lambda: HTTPEngine(HTTPConfig(base_url=url)),
-        lambda: endpoint_problem(url),
-        lambda: TeacherTraces(TracesConfig(model="m", base_url=url, api_key_env=None)),
-    ]
-    for attempt in attempts:
+    for attempt in base_url_doors(url):
         with pytest.raises(UserError, match="carries credentials") as err:
             attempt()
         assert "s3cr" not in str(err.value) and "etPW" not in str(err.value) and "alice" not in str(err.value)
