@@ -280,7 +280,7 @@ class _DeadEndpoint:
         if not isinstance(reply, Failed):
             self.answered = True
             return
-        if not self.answered and reply.kind == "connection":
+        if not self.answered and _never_connected(reply):
             self.refused += 1
             if self.refused >= self.limit:
                 raise EndpointError(
@@ -299,6 +299,15 @@ class _DeadEndpoint:
                 f"{self.endpoint}: {self.in_a_row} requests in a row failed the same way after every retry "
                 f"({reply.error}), so the run stopped. Answers so far are cached: run again once it is fixed."
             )
+
+
+def _never_connected(reply: Failed) -> bool:
+    """A connection that was never made (refused, no such host, connect timed out): nothing
+    listens there. A reset or a dropped connection reached a server (a proxy in front of a
+    backend that is still starting), which may answer the next call: those are retried like
+    any transient failure, and were wrongly reported as "cannot connect"."""
+    detail = (reply.error or "").partition(": ")[2]
+    return reply.kind == "connection" and detail.startswith(("ConnectError", "ConnectTimeout"))
 
 
 class _RunStopped(Exception):

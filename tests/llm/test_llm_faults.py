@@ -92,6 +92,24 @@ def test_refused_connection_stops_after_the_first_few(tmp_path):
     assert stats.sent <= 10  # not all 200 tried
 
 
+def test_connections_reset_before_the_first_answer_are_retried_not_called_unreachable(llm_server, tmp_path):
+    """A server that takes connections and drops the first ones (a proxy before a backend that
+    is starting) is up: its resets are retried, not taken for "nothing listens there"."""
+    from llm_server import drop
+
+    seen = {"n": 0}
+
+    def resets_then_answers(req: Received) -> Response:
+        seen["n"] += 1
+        return drop() if seen["n"] <= 6 else reply(req, "ok")
+
+    llm_server.handler = resets_then_answers
+    engine = HTTPEngine(HTTPConfig(base_url=llm_server.base_url))
+    replies = run(engine, [ask(f"q{i}") for i in range(10)], concurrency=1,
+                  retry=RetryPolicy(max_attempts=8, base_delay=0.01, max_delay=0.02))
+    assert [r.status for r in replies] == ["ok"] * 10 and seen["n"] == 16
+
+
 def test_echoed_authorization_is_masked_everywhere(llm_server, tmp_path, monkeypatch, capfd, shown_output):
     """A server that echoes the request's Authorization header in its error body: the key must
     not reach the cache, the rejected rows or the terminal."""
