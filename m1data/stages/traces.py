@@ -36,15 +36,15 @@ incomplete, stops after it and exits non-zero, and the next run of the same comm
 exactly those requests again (the cache answers the rest).
 
 Attempts. m1 asked once per question; `attempts: K` (`run traces --attempts K`) asks a question
-again when its reply fails verification (`wrong_answer`, `no_answer`, `multiple_answers`, and
-`truncated` unless `retry_truncated: false`), up to K tries in all (m1data.llm.attempts: each try is
-its own cached request; online the next try goes out as soon as the last is judged; with the
-Batch API in rounds). `keep` says which verified try becomes the row: `first` (the default; no
-further tries once one is verified), `shortest` (every question gets all K tries, and the one
-with the fewest completion tokens is kept) or `all` (one row per verified try, its id suffixed
-`-try<k>`). Kept rows carry `attempt` (the try kept) and `attempts_used` (tries made). The dropped
-table lists every try not kept, with its reason and `superseded` (true when it is not its
-question's last word: the question was kept from another try, or asked again), so the funnel
+again when its reply fails verification (`wrong_answer`, `no_answer`, `multiple_answers`,
+`no_reasoning`, and `truncated` unless `retry_truncated: false`), up to K tries in all
+(m1data.llm.attempts: each try is its own cached request; online the next try goes out as soon as
+the last is judged; with the Batch API in rounds). `keep` says which verified try becomes the row:
+`first` (the default; no further tries once one is verified), `shortest` (every question gets all K
+tries, and the one with the fewest completion tokens is kept) or `all` (one row per verified try,
+its id suffixed `-try<k>`). Kept rows carry `attempt` (the try kept) and `attempts_used` (tries
+made). The dropped table lists every try not kept, with its reason and `superseded` (true when it is
+not its question's last word: the question was kept from another try, or asked again), so the funnel
 counts lost questions, not rejected tries; a verified try that `shortest` passed over has reason
 `verified_not_kept`. The manifest's `by_attempt` gives, per try, questions asked, replies verified,
 questions first verified there, rows kept, rejections, requests sent and cached, tokens and cost.
@@ -242,8 +242,9 @@ class TeacherTraces(LLMStage):
 
     def again(self, rows: datasets.Dataset) -> Callable[[int, Reply], bool]:
         """Whether a question's latest try sends it back for another: a reply that fails
-        verification in a way a new sample may not (wrong, no answer, several answers; truncated
-        unless `retry_truncated: false`), or any reply when `keep` wants every try."""
+        verification in a way a new sample may not (wrong, no answer, several answers, no
+        reasoning; truncated unless `retry_truncated: false`), or any reply when `keep` wants
+        every try."""
         cfg = self.config
         options, answers = rows["options"], rows["answer_idx"]
 
