@@ -24,7 +24,9 @@ Every other row is in `dropped` with those columns too (for inspection) and a re
 `truncated` (finish_reason "length": no answer; recorded in the cache and never paid again),
 `filtered` (the provider's content filter), `error` (the call failed), `no_answer` (finished, but
 the reply states no option), `multiple_answers` (it states several; detail says which), or
-`wrong_answer` (it states one option and it is not the right one; detail says which).
+`wrong_answer` (it states one option and it is not the right one; detail says which), or
+`no_reasoning` (right, but with no thinking at all while `require_reasoning` is on: such a row
+would be a trace-less SFT example, which the format stage rejects, failing the whole build).
 
 Two kinds of `error`. A refusal (a 4xx such as a prompt over the context window) is the request's
 recorded outcome: cached, and sent again only with `retry_failed`. A transient failure (timeout,
@@ -34,15 +36,15 @@ incomplete, stops after it and exits non-zero, and the next run of the same comm
 exactly those requests again (the cache answers the rest).
 
 Attempts. m1 asked once per question; `attempts: K` (`run traces --attempts K`) asks a question
-again when its reply fails verification (`wrong_answer`, `no_answer`, `multiple_answers`, and
-`truncated` unless `retry_truncated: false`), up to K tries in all (m1data.llm.attempts: each try is
-its own cached request; online the next try goes out as soon as the last is judged; with the
-Batch API in rounds). `keep` says which verified try becomes the row: `first` (the default; no
-further tries once one is verified), `shortest` (every question gets all K tries, and the one
-with the fewest completion tokens is kept) or `all` (one row per verified try, its id suffixed
-`-try<k>`). Kept rows carry `attempt` (the try kept) and `attempts_used` (tries made). The dropped
-table lists every try not kept, with its reason and `superseded` (true when it is not its
-question's last word: the question was kept from another try, or asked again), so the funnel
+again when its reply fails verification (`wrong_answer`, `no_answer`, `multiple_answers`,
+`no_reasoning`, and `truncated` unless `retry_truncated: false`), up to K tries in all
+(m1data.llm.attempts: each try is its own cached request; online the next try goes out as soon as
+the last is judged; with the Batch API in rounds). `keep` says which verified try becomes the row:
+`first` (the default; no further tries once one is verified), `shortest` (every question gets all K
+tries, and the one with the fewest completion tokens is kept) or `all` (one row per verified try,
+its id suffixed `-try<k>`). Kept rows carry `attempt` (the try kept) and `attempts_used` (tries
+made). The dropped table lists every try not kept, with its reason and `superseded` (true when it is
+not its question's last word: the question was kept from another try, or asked again), so the funnel
 counts lost questions, not rejected tries; a verified try that `shortest` passed over has reason
 `verified_not_kept`. The manifest's `by_attempt` gives, per try, questions asked, replies verified,
 questions first verified there, rows kept, rejections, requests sent and cached, tokens and cost.
@@ -90,7 +92,7 @@ from m1data.stages.answers import grade
 
 Keep = Literal["first", "shortest", "all"]
 KEEP = ("first", "shortest", "all")
-RETRIED = frozenset({"wrong_answer", "no_answer", "multiple_answers"})  # and "truncated" unless told
+RETRIED = frozenset({"wrong_answer", "no_answer", "multiple_answers", "no_reasoning"})  # and "truncated" unless told
 NOT_KEPT = "verified_not_kept"  # keep: shortest: a verified try longer than the one kept
 ATTEMPT_FEATURES = {"attempt": datasets.Value("int64"), "attempts_used": datasets.Value("int64")}
 
@@ -143,8 +145,10 @@ class TeacherWithoutReasoning(M1DataError, ValueError):
     rows without traces. One line on the command line (exit 2)."""
 
 
-def verdict(reply: Reply, options: list[str], answer_idx: int) -> tuple[str | None, str, str | None, str]:
-    """(reason or None to keep, detail, letter read, rule that read it) for one teacher reply."""
+def verdict(reply: Reply, options: list[str], answer_idx: int,
+            require_reasoning: bool = False) -> tuple[str | None, str, str | None, str]:
+    """(reason or None to keep, detail, letter read, rule that read it) for one teacher reply.
+    With `require_reasoning`, a right answer without any thinking is `no_reasoning`."""
     if reply.status == "length":
         return "truncated", f"stopped at {reply.completion_tokens} tokens", None, "none"
     if reply.status == "filtered":
@@ -156,6 +160,8 @@ def verdict(reply: Reply, options: list[str], answer_idx: int) -> tuple[str | No
     result = grade(reply.text, options, answer_idx)
     read = result.extraction
     if result.correct:
+        if require_reasoning and not (reply.reasoning or "").strip():
+            return "no_reasoning", "right, but the reply has no reasoning", read.letter, read.method
         return None, "", read.letter or LETTERS[answer_idx], read.method
     if read.verdict == "multiple_answers":
         return "multiple_answers", f"states {', '.join(read.letters)}", None, read.method
@@ -236,13 +242,14 @@ class TeacherTraces(LLMStage):
 
     def again(self, rows: datasets.Dataset) -> Callable[[int, Reply], bool]:
         """Whether a question's latest try sends it back for another: a reply that fails
-        verification in a way a new sample may not (wrong, no answer, several answers; truncated
-        unless `retry_truncated: false`), or any reply when `keep` wants every try."""
+        verification in a way a new sample may not (wrong, no answer, several answers, no
+        reasoning; truncated unless `retry_truncated: false`), or any reply when `keep` wants
+        every try."""
         cfg = self.config
         options, answers = rows["options"], rows["answer_idx"]
 
         def again(i: int, reply: Reply) -> bool:
-            reason = verdict(reply, options[i], answers[i])[0]
+            reason = verdict(reply, options[i], answers[i], cfg.require_reasoning)[0]
             if reason is None:
                 return cfg.keep != "first"
             return reason in RETRIED or (reason == "truncated" and cfg.retry_truncated)
@@ -270,7 +277,7 @@ class TeacherTraces(LLMStage):
         tries = self.ask(endpoint, requests, rows, cache, ctx, by_attempt)
         fold_preflight(by_attempt[1], sample_stats, preflight.get("reused", 0))
         judged = [
-            [verdict(reply, options, answer_idx) for reply in replies]
+            [verdict(reply, options, answer_idx, cfg.require_reasoning) for reply in replies]
             for replies, options, answer_idx in zip(tries, rows["options"], rows["answer_idx"], strict=True)
         ]
         picks = pick_tries(tries, judged, cfg.keep)

@@ -384,3 +384,24 @@ def test_run_traces_command_stops_a_teacher_without_reasoning_unless_told(llm_se
     told = CliRunner().invoke(app, [*args, "--no-require-reasoning"])
     assert told.exit_code == 0, told.output
     assert llm_server.count() == 9 and read_rows(tmp_path / "out.parquet")["teacher_served_model"][0] == "scripted"
+
+
+def test_a_right_answer_without_reasoning_is_dropped_not_handed_to_the_format_stage(llm_server, tmp_path, secret_env):
+    # The preflight passes (the other rows reason), but one right answer comes with no thinking at
+    # all: kept, it would make FormatSFT refuse the whole build after tagging was paid for.
+    from m1data.stages.formatting import to_sft
+
+    def one_without_thinking(req: Received) -> Response:
+        row = BY_PROMPT[req.text.split("\n", 1)[1]]
+        right = LETTERS[row["answer_idx"]]
+        return chat(f"\\boxed{{{right}}}", reasoning="" if row["id"] == "t4" else f"Thinking on {row['id']}.")
+
+    llm_server.handler = one_without_thinking
+    result = TeacherTraces(config(llm_server, tmp_path)).run(ROWS, None)
+    assert "t4" not in result.rows["id"] and len(result.rows) == len(ROWS) - 1
+    assert result.dropped.filter(lambda r: r["id"] == "t4")["reason"] == ["no_reasoning"]
+    to_sft(result.rows)  # every kept row can be formatted
+
+    # a teacher meant to answer without thinking keeps it
+    result = TeacherTraces(config(llm_server, tmp_path, require_reasoning=False)).run(ROWS, None)
+    assert "t4" in result.rows["id"]
