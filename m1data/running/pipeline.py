@@ -567,6 +567,9 @@ def check_stage_names(stages: Sequence[Stage], start: str | None = None, until: 
     for flag, wanted in (("--from", start), ("--until", until)):
         if wanted is not None and wanted not in names:
             raise UserError(f"no stage named {wanted!r} ({flag}); the stages are {', '.join(names)}")
+    if start is not None and until is not None and names.index(until) < names.index(start):
+        raise UserError(f"--until {until} comes before --from {start}: nothing would run (the stages are "
+                        f"{', '.join(names)})")
     return names
 
 

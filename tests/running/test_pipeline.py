@@ -3,6 +3,7 @@ from dataclasses import dataclass
 import datasets
 import pytest
 
+from m1data.errors import UserError
 from m1data.running.funnel import funnel_markdown, lineage
 from m1data.running.pipeline import (
     CorruptRunFile,
@@ -383,3 +384,13 @@ def test_manifests_end_where_the_build_stopped(tmp_path):
     assert [step["stage"] for step in lineage(tmp_path, "medqa:1")] == ["make"]
     run_pipeline([Make(MakeConfig(n=9)), DropSome()], tmp_path)  # drop runs again on the new rows
     assert [m["stage"] for m in read_manifests(tmp_path)] == ["make", "drop"]
+
+
+def test_until_before_from_is_refused(tmp_path):
+    """`--from drop --until make` would run nothing and report a build stopped "as asked"."""
+    run_pipeline([Make(), DropSome()], tmp_path)
+    CALLS.clear()
+    with pytest.raises(UserError, match="comes before --from"):
+        run_pipeline([Make(), DropSome()], tmp_path, start="drop", until="make")
+    run_pipeline([Make(), DropSome()], tmp_path, start="drop", until="drop")
+    assert CALLS == ["drop"]
