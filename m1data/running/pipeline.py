@@ -343,23 +343,32 @@ def _recorded_builds(run_dir: Path) -> list[list[str]] | None:
 def read_manifests(run_dir: Path, upto: str | None = None) -> list[dict[str, Any]]:
     """The completed stage manifests of the last build run in `run_dir`, in pipeline order
     (stages another build left in the folder are not part of it); in a folder written before
-    builds were recorded, of every stage folder.
+    builds were recorded, of every stage folder. They end where the build's chain does: at a stage
+    it never wrote, or one written from another output of the stage before it (left by an earlier
+    build, when this one stopped sooner: `until`, a stage not ready or incomplete).
 
     `upto` (a stage folder's name, `07_format`): the stages up to that one, of the most recent
     build that has it (the m23K stage a re-sampled m1K was drawn from)."""
     run_dir = Path(run_dir)
     builds = _recorded_builds(run_dir)
+    builds_recorded = builds is not None
     if builds is None:
         builds = [sorted(p.name for p in run_dir.iterdir() if p.is_dir() and p.suffix not in (".tmp", ".old"))]
     names = builds[-1]
     if upto is not None:
         names = next((b for b in reversed(builds) if upto in b), [n for n in names if n <= upto])
         names = names[: names.index(upto) + 1] if upto in names else names
-    manifests = []
+    manifests: list[dict[str, Any]] = []
     for name in names:
         manifest = read_manifest(run_dir / name)
-        if manifest is not None:
-            manifests.append(manifest)
+        if manifest is None:
+            if builds_recorded:
+                break  # the build stopped before this stage: what follows is another run's
+            continue
+        upstream = manifest.get("upstream_fingerprint")  # absent from manifests of older versions
+        if manifests and upstream is not None and upstream != manifests[-1].get("output_fingerprint"):
+            break  # written from another output of the stage before (a build that stopped earlier since)
+        manifests.append(manifest)
     return manifests
 
 
@@ -558,6 +567,9 @@ def check_stage_names(stages: Sequence[Stage], start: str | None = None, until: 
     for flag, wanted in (("--from", start), ("--until", until)):
         if wanted is not None and wanted not in names:
             raise UserError(f"no stage named {wanted!r} ({flag}); the stages are {', '.join(names)}")
+    if start is not None and until is not None and names.index(until) < names.index(start):
+        raise UserError(f"--until {until} comes before --from {start}: nothing would run (the stages are "
+                        f"{', '.join(names)})")
     return names
 
 
@@ -596,6 +608,7 @@ def _run_stages(
         state_dir = state_dir_of(run_dir, index, stage.name)
         _recover(stage_dir, state_dir)
         config = scrub(stage.config_dict())  # as recorded: no credentials inside URLs
+        upstream_fp = input_fp  # the previous stage's output_fingerprint ("none" for the first)
         input_fp = _fingerprint(input_fp, stage.external_fingerprint())
         previous = read_manifest(stage_dir)
         complete = previous is not None and previous.get("complete", True)
@@ -638,6 +651,7 @@ def _run_stages(
             "index": index,
             "config": config,
             "input_fingerprint": input_fp,
+            "upstream_fingerprint": upstream_fp,
             "counts_in": source_counts(rows),
             "counts_out": source_counts(result.rows),
             "rows_in": 0 if rows is None else len(rows),

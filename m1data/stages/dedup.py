@@ -306,7 +306,11 @@ class Decontaminate(Stage):
     def external_fingerprint(self) -> str:
         from m1data.running.pipeline import file_digest
 
-        return ",".join(file_digest(Path(e.path)) for e in self.evals if e.path and Path(e.path).is_file())
+        from m1data.reading.evalsets import EVAL_SETS
+
+        # the file each entry reads: its path, or, for an entry given as FILE alone, its name
+        files = [e.path or (e.name if e.name not in (*EVAL_SETS, "mmlu_medical") else None) for e in self.evals]
+        return ",".join(file_digest(Path(f)) for f in files if f and Path(f).is_file())
 
     def run(self, rows: Dataset | None, ctx: RunContext) -> StageResult:
         from m1data.reading.evalsets import (

@@ -3,6 +3,7 @@ from dataclasses import dataclass
 import datasets
 import pytest
 
+from m1data.errors import UserError
 from m1data.running.funnel import funnel_markdown, lineage
 from m1data.running.pipeline import (
     CorruptRunFile,
@@ -370,3 +371,26 @@ def test_manifests_are_the_last_builds_stages(tmp_path):
     (tmp_path / "builds.json").write_text("{", encoding="utf-8")
     with pytest.raises(CorruptRunFile, match="builds.json is not a build record"):
         read_manifests(tmp_path)
+
+
+def test_manifests_end_where_the_build_stopped(tmp_path):
+    """A build that stops earlier than the last one (`until`, a stage not ready) leaves the later
+    stages of the last one in the folder, written from rows that are gone: the manifests read
+    back, and so the funnel and lineage, end at the last stage this build wrote."""
+    run_pipeline([Make(), DropSome()], tmp_path)
+    run_pipeline([Make(MakeConfig(n=9)), DropSome()], tmp_path, until="make")
+    assert [m["stage"] for m in read_manifests(tmp_path)] == ["make"]
+    assert "after drop" not in funnel_markdown(tmp_path)
+    assert [step["stage"] for step in lineage(tmp_path, "medqa:1")] == ["make"]
+    run_pipeline([Make(MakeConfig(n=9)), DropSome()], tmp_path)  # drop runs again on the new rows
+    assert [m["stage"] for m in read_manifests(tmp_path)] == ["make", "drop"]
+
+
+def test_until_before_from_is_refused(tmp_path):
+    """`--from drop --until make` would run nothing and report a build stopped "as asked"."""
+    run_pipeline([Make(), DropSome()], tmp_path)
+    CALLS.clear()
+    with pytest.raises(UserError, match="comes before --from"):
+        run_pipeline([Make(), DropSome()], tmp_path, start="drop", until="make")
+    run_pipeline([Make(), DropSome()], tmp_path, start="drop", until="drop")
+    assert CALLS == ["drop"]

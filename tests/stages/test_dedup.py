@@ -19,6 +19,8 @@ from rapidfuzz import fuzz
 
 from m1data.stages.dedup import (
     ContamMatch,
+    Decontaminate,
+    DecontaminateConfig,
     DupMatch,
     EvalText,
     decontaminate,
@@ -562,3 +564,16 @@ def test_the_byte_loop_keeps_exactly_the_pairs_of_the_int16_loop() -> None:
         assert kept[0] == kept[1]
         checked += (r1 - r0) % 4 != 0
     assert checked  # some band ended in a partial block of rows
+
+
+@pytest.mark.parametrize("spec", ["{file}", "mine={file}"])
+def test_decontaminate_fingerprint_follows_an_eval_file_given_alone(tmp_path, spec):
+    """An eval set given as FILE alone (name = the path, no path field) is read from that file, so
+    editing it must change the stage's fingerprint, as it does for NAME=FILE: else a build reuses
+    the decontaminated rows of the old eval set."""
+    path = tmp_path / "mine.jsonl"
+    path.write_text(json.dumps({"question": "What is x?", "options": ["a", "b", "c", "d"], "answer_idx": 0}) + "\n")
+    stage = Decontaminate(DecontaminateConfig(), [spec.format(file=path)])
+    before = stage.external_fingerprint()
+    path.write_text(json.dumps({"question": "Another question?", "options": ["a", "b", "c", "d"], "answer_idx": 1}) + "\n")
+    assert stage.external_fingerprint() != before
