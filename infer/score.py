@@ -22,7 +22,8 @@ Written to `out_dir`:
   answer was read, correctness, and the whole `BudgetRecord`: thinking, thinking tokens, forcing
   rounds, stop reason, answer), set after set, once the calls are done.
 * ``metrics.json``, once, when every question has its answer: the setting, the label, and per
-  set: n, correct, accuracy, errors, stop reasons, mean thinking tokens and forcing rounds; the
+  set: n, correct, accuracy, errors, stop reasons, mean thinking tokens and forcing rounds; a
+  fingerprint of each set's rows as scored (``eval_fingerprints``, see `eval_fingerprint`); the
   unweighted mean accuracy over sets, which is how Table 1's "average" is computed; and what the
   calls cost (``calls``: sent now, answered from the cache, tokens), as a stage manifest says it.
 
@@ -39,6 +40,7 @@ than set after set would.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -58,8 +60,8 @@ from m1data.reading.readers import ROW_SUFFIXES, read_records, read_rows
 from m1data.schema import LETTERS
 from m1data.stages.answers import grade
 
-__all__ = ["EvalSource", "InferIncomplete", "infer", "load_rows", "open_infer_cache", "run_infer", "score_record",
-           "summarize"]
+__all__ = ["EvalSource", "InferIncomplete", "eval_fingerprint", "infer", "load_eval_sets", "load_rows", "open_infer_cache",
+           "run_infer", "score_record", "summarize"]
 
 EvalSource = datasets.Dataset | str | Path
 REQUIRED = ("prompt", "options", "answer_idx")
@@ -96,6 +98,26 @@ def load_rows(source: EvalSource) -> datasets.Dataset:
     if missing:
         raise UserError(f"eval set lacks column(s) {missing}; rows need {list(REQUIRED)}")
     return ds
+
+
+def load_eval_sets(eval_sets: Mapping[str, EvalSource], limit: int | None = None) -> dict[str, datasets.Dataset]:
+    """Every set read (and checked) with `load_rows`, cut to its first `limit` rows when given."""
+    sets = {}
+    for name, source in eval_sets.items():
+        rows = load_rows(source)
+        sets[name] = rows.select(range(min(limit, len(rows)))) if limit is not None else rows
+    return sets
+
+
+def eval_fingerprint(rows: datasets.Dataset) -> str:
+    """A digest of what is asked and what is scored: each row's id, prompt, options and answer.
+    Why: a sweep reads a finished point back by its metrics.json, and a set that changed under
+    the same name (another file, a fixed loader) must not be reported with the old set's scores."""
+    digest = hashlib.sha256()
+    ids = rows["id"] if "id" in rows.column_names else [str(i) for i in range(len(rows))]
+    for key, prompt, options, answer_idx in zip(ids, rows["prompt"], rows["options"], rows["answer_idx"], strict=True):
+        digest.update(json.dumps([key, prompt, list(options), int(answer_idx)], ensure_ascii=False).encode() + b"\n")
+    return digest.hexdigest()
 
 
 def score_record(record: BudgetRecord, options: list[str], answer_idx: int) -> dict[str, Any]:
@@ -172,10 +194,7 @@ async def infer(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").unlink(missing_ok=True)  # a stale one must not describe these records
-    sets = {}
-    for name, source in eval_sets.items():  # every set read (and checked) before any call
-        rows = load_rows(source)
-        sets[name] = rows.select(range(min(limit, len(rows)))) if limit is not None else rows
+    sets = load_eval_sets(eval_sets, limit)  # every set read (and checked) before any call
     prompts = [build_prompt(p, render) for rows in sets.values() for p in rows["prompt"]]
     stats = RunStats()
     records = await generate_many(engine, prompts, config, cache, runtime=runtime, stats=stats, label=out.name)
@@ -197,6 +216,7 @@ async def infer(
         "config": json.loads(json.dumps(asdict(config))),  # tuples as lists, as read back
         "limit": limit,
         "sets": per_set,
+        "eval_fingerprints": {name: eval_fingerprint(rows) for name, rows in sets.items()},
         "average_accuracy": sum(s["accuracy"] for s in per_set.values()) / len(per_set) if per_set else 0.0,
         "n": sum(s["n"] for s in per_set.values()),
         "calls": llm_stats(stats),

@@ -14,7 +14,8 @@ run_sweep(engine, eval_sets, "runs/sweep/m1-7B-1K-forcing", BudgetConfig(model="
 Every (budget, rounds) point of the grid is one `m1data.infer.score.infer` run in its own folder
 ``b{budget}-r{rounds}/`` (records.jsonl, metrics.json), all through the LLM stages' runtime with
 one reply cache, ``llm_cache.sqlite`` in the sweep folder unless the runtime names one. A point
-whose metrics.json already holds the same setting is read back instead of re-run (it sends
+whose metrics.json already holds the same setting on the same rows (the eval sets'
+fingerprints) is read back instead of re-run (it sends
 nothing), and the cache makes a half-done point pay only for what it had not received: an
 interrupted sweep resumes where it stopped. A point left incomplete by transient failures is
 skipped over, the others still run, and `InferIncomplete` is raised at the end (no sweep.json,
@@ -39,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from m1data.infer.budget import BudgetConfig
-from m1data.infer.score import EvalSource, InferIncomplete, infer, open_infer_cache
+from m1data.infer.score import EvalSource, InferIncomplete, eval_fingerprint, infer, load_eval_sets, open_infer_cache
 
 from m1data.llm.cache import Cache
 from m1data.llm.runner import run_sync
@@ -66,11 +67,16 @@ def _point(metrics: dict[str, Any], label: str) -> dict[str, Any]:
     }
 
 
-def _done(path: Path, config: BudgetConfig, sets: Sequence[str], limit: int | None) -> dict[str, Any] | None:
+def _done(path: Path, config: BudgetConfig, fingerprints: dict[str, str], limit: int | None) -> dict[str, Any] | None:
+    """The metrics of a finished point with the same setting on the same rows (the eval sets'
+    fingerprints: a set changed under the same name is run again, which the cache keeps cheap)."""
     if not path.is_file():
         return None
     metrics = json.loads(path.read_text())
-    same = metrics.get("config") == json.loads(json.dumps(asdict(config))) and list(metrics.get("sets", {})) == list(sets)
+    same = metrics.get("config") == json.loads(json.dumps(asdict(config))) and list(metrics.get("sets", {})) == list(
+        fingerprints
+    )
+    same = same and metrics.get("eval_fingerprints") == fingerprints
     return metrics if same and metrics.get("limit") == limit else None
 
 
@@ -94,14 +100,16 @@ async def sweep(
     points = []
     missing = total = 0
     incomplete = []
+    sets = load_eval_sets(eval_sets, limit)  # read once for every point
+    fingerprints = {name: eval_fingerprint(rows) for name, rows in sets.items()}
     for budget in budgets:
         for rounds in forcing_rounds:
             config = replace(base, thinking_budget=budget, forcing_rounds=rounds)
             point_dir = out / f"b{budget}-r{rounds}"
-            metrics = _done(point_dir / "metrics.json", config, list(eval_sets), limit)
+            metrics = _done(point_dir / "metrics.json", config, fingerprints, limit)
             if metrics is None:
                 try:
-                    metrics = await infer(engine, eval_sets, point_dir, config, cache=cache, runtime=runtime,
+                    metrics = await infer(engine, sets, point_dir, config, cache=cache, runtime=runtime,
                                           limit=limit, label=label)
                 except InferIncomplete as stop:
                     incomplete.append(point_dir.name)

@@ -118,6 +118,20 @@ def test_sweep_grid_resume_and_plots(tmp_path, eval_sets):
     assert again.calls == 0  # every point was read back
 
 
+
+def test_sweep_runs_again_when_a_set_changed_under_the_same_name(tmp_path):
+    """A finished point is read back only for the same rows: another file (or a fixed loader)
+    under the same set name was reported with the old set's n and accuracy."""
+    base = BudgetConfig(model="m")
+    old = rows([("pick A", 0), ("pick B", 1)])  # both right
+    new = rows([("pick A", 1), ("pick B", 0), ("pick C", 2)])  # one of three right
+    assert run_sweep(Oracle(), {"medqa": old}, tmp_path, base, budgets=[8])[0]["accuracy"]["medqa"] == 1.0
+    (point,) = run_sweep(Oracle(), {"medqa": new}, tmp_path, base, budgets=[8])
+    assert point["n_per_set"] == {"medqa": 3} and point["accuracy"]["medqa"] == pytest.approx(1 / 3)
+    again = Oracle()
+    assert run_sweep(again, {"medqa": new}, tmp_path, base, budgets=[8]) == [point]
+    assert again.calls == 0  # the same rows again: read back
+
 def test_plot_sweep_several_models(tmp_path):
     points = [
         {"label": m, "budget": b, "forcing_rounds": 0, "accuracy": {"x": acc, "average": acc}}
