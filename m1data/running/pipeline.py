@@ -174,6 +174,23 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def input_digest(path: str | Path) -> str:
+    """What a stage's input at `path` holds, for its fingerprint: a file's digest; a folder's
+    (a source's files, a Hub-layout folder) over every file in it, names and contents, so an
+    edited file makes the stage run again (hidden ones left out: a clone's .git is no data);
+    anything else (a Hub repo id) its name, as given."""
+    path = Path(path)
+    if path.is_file():
+        return file_digest(path)
+    if not path.is_dir():
+        return str(path)
+    digest = hashlib.sha256()
+    files = (p for p in path.rglob("*") if p.is_file())
+    for file in sorted(f for f in files if not any(part.startswith(".") for part in f.relative_to(path).parts)):
+        digest.update(f"{file.relative_to(path).as_posix()}\0{file_digest(file)}\0".encode())
+    return digest.hexdigest()[:16]
+
+
 def add_columns(rows: datasets.Dataset, columns: dict[str, tuple[Sequence[Any], Any]]) -> datasets.Dataset:
     """Append columns given as {name: (values, feature)}; explicit features keep empty inputs and
     all-null columns well typed. An existing column of the same name is replaced."""
@@ -725,6 +742,7 @@ __all__ = [
     "dropped_path",
     "dropped_rows",
     "file_digest",
+    "input_digest",
     "in_memory",
     "load_stage_dropped",
     "load_stage_rows",

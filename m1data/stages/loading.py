@@ -18,7 +18,7 @@ import datasets
 from m1data.reading.evalsets import EvalInput
 from m1data.reading.sources import load_source
 from m1data.running.distributed import parallel_map
-from m1data.running.pipeline import RunContext, Stage, StageResult, file_digest
+from m1data.running.pipeline import RunContext, Stage, StageResult, input_digest
 from m1data.schema import DEFAULT_SEED, ROW_FEATURES
 
 
@@ -124,10 +124,7 @@ class LoadSources(Stage):
         self.config = config
 
     def external_fingerprint(self) -> str:
-        return ",".join(
-            file_digest(Path(s.path)) if s.path and Path(s.path).is_file() else str(s.path)
-            for s in self.config.sources.values()
-        )
+        return ",".join(input_digest(s.path) if s.path else str(s.path) for s in self.config.sources.values())
 
     def run(self, rows: datasets.Dataset | None, ctx: RunContext) -> StageResult:
         parts, dropped_parts, stats = [], [], {}
@@ -165,8 +162,7 @@ class LoadDataset(Stage):
         self.config = config
 
     def external_fingerprint(self) -> str:
-        path = Path(self.config.path)
-        return file_digest(path) if path.is_file() else self.config.path
+        return input_digest(self.config.path)
 
     def run(self, rows: datasets.Dataset | None, ctx: RunContext) -> StageResult:
         from m1data.reading.readers import read_rows

@@ -92,3 +92,27 @@ def test_sources_in_a_build_config_as_a_list_and_added_sources_need_a_file_and_l
         config.write_text("load:\n  sources:\n" + body)
         with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
             load_config(M23KConfig, config)
+
+
+def test_an_input_folder_is_fingerprinted_by_its_files(tmp_path):
+    """A source or dataset given as a folder (a Hub-layout folder, a folder of source files): an
+    edited, added or renamed file inside it changes the stage's fingerprint, so the build loads it
+    again instead of reusing rows read from the old files. A file's fingerprint is its digest, as
+    before; a name that is neither (a Hub repo id) stays itself."""
+    from m1data.running.pipeline import file_digest, input_digest
+    from m1data.stages.loading import DatasetInput, LoadDataset
+
+    folder = tmp_path / "hub" / "data"
+    folder.mkdir(parents=True)
+    (folder / "train-0.parquet").write_bytes(b"first")
+    stage = LoadDataset(DatasetInput(str(tmp_path / "hub")))
+    seen = {stage.external_fingerprint()}
+    (folder / "train-0.parquet").write_bytes(b"edited")
+    seen.add(stage.external_fingerprint())
+    (folder / "train-1.parquet").write_bytes(b"added")
+    seen.add(stage.external_fingerprint())
+    (folder / "train-1.parquet").rename(folder / "test-1.parquet")
+    seen.add(stage.external_fingerprint())
+    assert len(seen) == 4
+    assert input_digest(folder / "train-0.parquet") == file_digest(folder / "train-0.parquet")
+    assert input_digest("org/m23K") == "org/m23K"
