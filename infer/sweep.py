@@ -73,11 +73,13 @@ def _done(path: Path, config: BudgetConfig, fingerprints: dict[str, str], limit:
     if not path.is_file():
         return None
     metrics = json.loads(path.read_text())
-    same = metrics.get("config") == json.loads(json.dumps(asdict(config))) and list(metrics.get("sets", {})) == list(
-        fingerprints
+    same = (
+        metrics.get("config") == json.loads(json.dumps(asdict(config)))
+        and list(metrics.get("sets", {})) == list(fingerprints)  # the sets' order too
+        and metrics.get("eval_fingerprints") == fingerprints
+        and metrics.get("limit") == limit
     )
-    same = same and metrics.get("eval_fingerprints") == fingerprints
-    return metrics if same and metrics.get("limit") == limit else None
+    return metrics if same else None
 
 
 async def sweep(

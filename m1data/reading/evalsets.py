@@ -815,6 +815,14 @@ class EvalInput:
     name: str
     path: str | None = None
 
+    @property
+    def local_file(self) -> str | None:
+        """The file this entry reads: its path, or its name when a file is given alone; None for a
+        known set read from the Hub (`load_eval_input` reads each entry so)."""
+        if self.path is not None:
+            return self.path
+        return None if self.name in EVAL_SETS or self.name == "mmlu_medical" else self.name
+
     @classmethod
     def parse(cls, spec: str) -> EvalInput:
         """`NAME`, `FILE` or `NAME=FILE`, as every door writes an eval set (`decontaminate --eval`,

@@ -304,11 +304,9 @@ class Decontaminate(Stage):
         return {**super().config_dict(), "evals": [dataclasses.asdict(e) for e in self.evals]}
 
     def external_fingerprint(self) -> str:
-        from m1data.reading.evalsets import EVAL_SETS
         from m1data.running.pipeline import input_digest
 
-        # the file (or folder) each entry reads: its path, or, for an entry given as FILE alone, its name
-        files = [e.path or (e.name if e.name not in (*EVAL_SETS, "mmlu_medical") else None) for e in self.evals]
+        files = [e.local_file for e in self.evals]  # (a file given alone is its entry's name)
         return ",".join(input_digest(f) for f in files if f and Path(f).exists())
 
     def run(self, rows: Dataset | None, ctx: RunContext) -> StageResult:
