@@ -11,12 +11,13 @@ import collections.abc
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
-from m1data.errors import M1DataError
+from m1data.errors import M1DataError, UserError
 
 T = TypeVar("T")
 
@@ -52,6 +53,8 @@ def _build(tp: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{_at(where)}: must be one of {', '.join(map(repr, args))}, got {value!r}")
         return value
     if dataclasses.is_dataclass(tp):
+        if isinstance(value, str) and hasattr(tp, "parse"):  # its text form, e.g. an eval entry "NAME=FILE"
+            return _with_where(where, tp.parse, value)
         if not isinstance(value, dict):
             raise _wrong(where, "a mapping", value)
         return from_dict(tp, value, where)
@@ -67,6 +70,16 @@ def _build(tp: Any, value: Any, where: str) -> Any:
         item = args[1] if len(args) == 2 else Any
         return {k: _build(item, v, key_path(where, k)) for k, v in value.items()}
     return _scalar(tp, value, where)
+
+
+def _with_where(where: str, build: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """`build(...)`, with a problem it finds in the value (a UserError) reported at `where`."""
+    try:
+        return build(*args, **kwargs)
+    except ConfigError:
+        raise
+    except UserError as err:
+        raise ConfigError(f"{_at(where)}: {err}") from None
 
 
 def file_root(path: str | Path) -> str:
@@ -142,7 +155,7 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
     if unknown:
         raise ConfigError(f"{_at(where)}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}"
                           + _moved_hint(hints, names, unknown))
-    return cls(**{k: _build(hints[k], v, key_path(where, k)) for k, v in data.items()})
+    return _with_where(where, cls, **{k: _build(hints[k], v, key_path(where, k)) for k, v in data.items()})
 
 
 def _moved_hint(hints: dict[str, Any], names: set[str], unknown: list[str]) -> str:

@@ -823,6 +823,17 @@ class EvalInput:
             return self.path
         return None if self.name in EVAL_SETS or self.name == "mmlu_medical" else self.name
 
+    def check(self) -> None:
+        """A known set, or a file that is there: a build checks its entries when it is put
+        together, so a misspelt name stops it before it loads and deduplicates the sources, not
+        after."""
+        known = self.name in EVAL_SETS or self.name == "mmlu_medical"
+        if self.path is None and not known and not Path(self.name).exists():
+            raise UserError(f"eval set {self.name!r}: not a known set ({', '.join([*EVAL_SETS, 'mmlu_medical'])}) "
+                            "and no such file")
+        if self.path is not None and not Path(self.path).exists():
+            raise UserError(f"eval set {self.name!r}: {self.path}: no such file")
+
     @classmethod
     def parse(cls, spec: str) -> EvalInput:
         """`NAME`, `FILE` or `NAME=FILE`, as every door writes an eval set (`decontaminate --eval`,

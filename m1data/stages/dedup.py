@@ -298,6 +298,8 @@ class Decontaminate(Stage):
         self.config = config
         # `EvalInput`s, or their text form ("NAME", "FILE", "NAME=FILE") as a config may list them
         self.evals = [EvalInput.parse(e) if isinstance(e, str) else e for e in evals]
+        for entry in self.evals:
+            entry.check()
         self.name = name
 
     def config_dict(self) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 import csv
 import json
+import re
 import tempfile
 import warnings
 from collections import Counter
@@ -328,6 +329,42 @@ def test_eval_entry_text_forms():
     assert EvalInput.parse("mine=x/y.jsonl") == EvalInput("mine", "x/y.jsonl")
     with pytest.raises(ValueError, match="NAME=FILE"):
         EvalInput.parse("=x.jsonl")
+
+
+def test_a_build_config_takes_eval_entries_in_text_form(tmp_path):
+    """The README says a config's `evals` list takes what `decontaminate --eval` takes; a mapping
+    `{name, path}` is the same entry."""
+    from builders.m23k import M23KConfig
+    from m1data.config import from_dict
+    from m1data.reading.evalsets import EvalInput
+
+    mine = tmp_path / "mine.jsonl"
+    mine.write_text("")
+    texts = from_dict(M23KConfig, {"evals": ["medqa_test", f"mine={mine}", str(mine)]}).evals
+    mappings = from_dict(M23KConfig, {"evals": [{"name": "medqa_test"}, {"name": "mine", "path": str(mine)},
+                                                {"name": str(mine)}]}).evals
+    assert texts == mappings == [EvalInput("medqa_test"), EvalInput("mine", str(mine)), EvalInput(str(mine))]
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("medqa_tset", r"eval set 'medqa_tset': not a known set \(medmcqa_validation, .*\) and no such file"),
+    ("mine=gone.jsonl", r"eval set 'mine': gone\.jsonl: no such file"),
+    ("medqa_test=gone.jsonl", r"eval set 'medqa_test': gone\.jsonl: no such file"),
+])
+def test_a_misspelt_eval_entry_stops_the_build_before_it_loads(tmp_path, monkeypatch, entry, message):
+    """Checked when the build is put together: it used to fail only when decontamination ran,
+    after the sources were loaded and deduplicated (minutes at full scale)."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from m1data.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump({"m23k": {"evals": [entry]}}))
+    result = CliRunner().invoke(app, ["build", "m1k", "--out", "run", "--config", "c.yaml"])
+    assert result.exit_code == 2, result.output
+    assert re.search(message, " ".join(result.output.split()))
+    assert not (tmp_path / "run").exists()
 
 
 @given(key=st.text(st.characters(categories=["Nd", "No"]), min_size=1, max_size=3))
