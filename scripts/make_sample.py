@@ -738,8 +738,14 @@ def write_medqa_test(out: Path, rng: random.Random, questions: list[Question], m
 
 def write_medmcqa_validation(out: Path, rng: random.Random, questions: list[Question], medmcqa: MedMCQATrain,
                              report: Report) -> None:
-    """13 distinct + an exact copy (options reordered) + a light edit (case and punctuation)."""
-    records = [medmcqa_record(q, new_uuid(rng)) for q in questions]
+    """13 distinct + an exact copy (options reordered) + a light edit (case and punctuation).
+
+    The first distinct row has its answer first (`cop` 0), as some row of any 0-based file of a
+    fair size does: without one, the loader cannot tell the file's `cop` base and warns
+    (CopBaseWarning) in every default build."""
+    first = questions[0]
+    records = [medmcqa_record(first, new_uuid(rng), None, *rotate(first.options, first.answer, first.answer)),
+               *(medmcqa_record(q, new_uuid(rng)) for q in questions[1:])]
     q = medmcqa.questions[medmcqa.val_exact]
     exact = medmcqa_record(q, new_uuid(rng), q.stem, *rotate(q.options, q.answer, 2))
     q2 = medmcqa.questions[medmcqa.val_edit]

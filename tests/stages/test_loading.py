@@ -116,3 +116,16 @@ def test_an_input_folder_is_fingerprinted_by_its_files(tmp_path):
     assert len(seen) == 4
     assert input_digest(folder / "train-0.parquet") == file_digest(folder / "train-0.parquet")
     assert input_digest("org/m23K") == "org/m23K"
+
+
+def test_the_embedded_sample_loads_without_warnings():
+    """The default build reads only the embedded sample: a warning there (a MedMCQA file whose
+    `cop` base cannot be told, say) is noise every first-time user sees, about our own files."""
+    import warnings
+
+    from m1data.stages.loading import LoadConfig, LoadSources, sample_evals
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        LoadSources(LoadConfig()).run(None, None)
+        load_evals(sample_evals())
