@@ -17,13 +17,14 @@ from typing import Any, TypeVar
 
 import yaml
 
-from m1data.errors import M1DataError, UserError
+from m1data.errors import UserError
 
 T = TypeVar("T")
 
 
-class ConfigError(M1DataError, ValueError):
-    pass
+class ConfigError(UserError):
+    """A config that cannot be built: bad input like any other (code that catches UserError or
+    ValueError catches it), with the file and key it came from in its message."""
 
 
 def _build(tp: Any, value: Any, where: str) -> Any:
