@@ -5,8 +5,9 @@ lines and error replies, cards, the Hub upload's last check) calls it.
 Credentials inside a base_url (`https://user:pass@host/v1`) are refused (`refuse_userinfo`): the
 SDK would send them as HTTP Basic auth in place of the API key, and a server that echoes its
 request headers would hand the password back, base64-encoded, into error replies, the reply
-cache and the terminal, where no plain-text mask finds it. A key belongs in an environment
-variable named by `api_key_env`. Writers still strip userinfo from every URL they record
+cache and the terminal, where no plain-text mask finds it. So is a base_url with a query string
+(`?api-key=...`, `refuse_query`): it would be written wherever the endpoint is recorded. A key
+belongs in an environment variable named by `api_key_env`. Writers still strip userinfo from every URL they record
 (`strip_userinfo`/`scrub`), so a URL from an older run folder or a message is recorded as the
 server it names and never as a way to log in to it. Keys themselves are only ever read from the environment; the
 names of the variables that hold them are in the stage configs (`api_key_env`), which is what
@@ -65,10 +66,21 @@ def has_userinfo(url: str) -> bool:
 
 
 def _without_credentials(url: str) -> str:
-    """`url` with everything from its scheme to its last '@' removed: shown in place of a URL
-    that `has_userinfo`, whatever characters the password holds."""
+    """`url` with everything from its scheme to its last '@' removed, and its query and fragment
+    (`without_query`): shown in place of a URL that `has_userinfo`, whatever characters the
+    password holds."""
     scheme, sep, rest = url.partition("://")
-    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else url.rpartition("@")[2]
+    return without_query(f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else url.rpartition("@")[2])
+
+
+def has_query(url: str) -> bool:
+    """`url` has a query string or a fragment: a '?' or '#' anywhere in it."""
+    return "?" in url or "#" in url
+
+
+def without_query(url: str) -> str:
+    """`url` up to its first '?' or '#': what may be shown of a URL whose query may hold a key."""
+    return re.split(r"[?#]", url, maxsplit=1)[0]
 
 
 def refuse_userinfo(url: str | None, what: str = "base_url") -> None:
@@ -79,6 +91,21 @@ def refuse_userinfo(url: str | None, what: str = "base_url") -> None:
             f"{what} {_without_credentials(url.strip())} carries credentials (user:password@ before the host, or "
             "another '@'), which m1data does not send: put the key in an environment variable and name it with "
             "api_key_env (--api-key-env)"
+        )
+
+
+def refuse_query(url: str | None, what: str = "base_url") -> None:
+    """Stop, in one line that does not show it, when `url` has a query string or fragment.
+
+    Why: a provider that takes its key in the URL (`?api-key=...`, `?key=...`) would have it
+    written wherever the endpoint is recorded: plan lines, manifests, the reply cache, the card.
+    And nothing is lost: the SDK appends its route after the whole URL (`/v1?k=v` is called as
+    `/v1/?k=vchat/completions`), so no server ever receives such a query as one."""
+    if url and has_query(url):
+        raise UserError(
+            f"{what} {without_query(url.strip())} has a query string or fragment ('?...' or '#...', not shown), "
+            "which m1data does not send: put a key in an environment variable and name it with api_key_env "
+            "(--api-key-env)"
         )
 
 
@@ -259,6 +286,7 @@ __all__ = [
     "REDACTED",
     "configured_secrets",
     "file_name",
+    "has_query",
     "has_userinfo",
     "key_env_names",
     "local_paths",
@@ -267,8 +295,10 @@ __all__ = [
     "public_scrub",
     "redact_config",
     "redact_environment",
+    "refuse_query",
     "refuse_userinfo",
     "scrub",
     "strip_local_paths",
     "strip_userinfo",
+    "without_query",
 ]

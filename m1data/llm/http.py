@@ -28,7 +28,8 @@ attribute, sent only as the Authorization header, never shown by repr or the con
 out of anything a server sends back (an error body that echoes the header) before it is returned,
 so it cannot reach the cache, the dropped rows or the terminal. A base_url with `user:password@`
 in it is refused (m1data.redact.refuse_userinfo; any '@' counts): the SDK would send it as Basic auth. So is
-a base_url the SDK cannot call (check_base_url): a bad port, no host, no http(s) scheme.
+one with a query string (refuse_query: a key there would be recorded wherever the URL is), and a
+base_url the SDK cannot call (check_base_url): a bad port, no host, no http(s) scheme.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from m1data.llm.limits import Failed, failure, http_failure
 from m1data.llm.params import OPENAI_PARAMS, check_params, request_body
 from m1data.llm.thinking import split_thinking
 from m1data.llm.types import Reply, Request
-from m1data.redact import mask_secret, refuse_userinfo, strip_userinfo
+from m1data.redact import mask_secret, refuse_query, refuse_userinfo, strip_userinfo
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 _FILTER_MARKERS = ("content_filter", "content_policy", "content management policy", "safety")
@@ -110,12 +111,13 @@ def resolve_base_url(base_url: str | None) -> str:
 
 def check_base_url(url: str, what: str = "base_url") -> None:
     """Stop, in one line (UserError, exit code 2), when `url` is not one the SDK can call:
-    credentials in it (m1data.redact.refuse_userinfo), a scheme other than http(s), no host, or
-    a port that is not a number. Why before the client is built: the SDK's HTTP library refuses
+    credentials in it (m1data.redact.refuse_userinfo), a query string (refuse_query), a scheme
+    other than http(s), no host, or a port that is not a number. Why before the client is built: the SDK's HTTP library refuses
     such a URL there with its own InvalidURL, which is no ValueError and reached the user as an
     internal error with a traceback, quoting the 'port' (part of the password, when the password
     holds a '/')."""
     refuse_userinfo(url, what)  # first: what follows may show the URL
+    refuse_query(url, what)  # a key in `?api-key=` would be recorded wherever the URL is (m1data.redact)
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("http", "https"):
         problem = "does not start with http:// or https://"

@@ -282,6 +282,35 @@ def test_a_password_with_a_raw_slash_query_or_fragment_mark_is_refused_showing_n
     assert len(llm_server.all_requests) == 0
 
 
+# A key in a base_url's query (`?api-key=...`, Azure and Gemini style) is refused like userinfo:
+# accepted, it was printed in the plan line and written to the manifest, the reply cache's
+# `endpoint` column and the card's model and settings tables (the SDK appends its route after the
+# query, `/v1/?api-key=...chat/completions`, so it never worked as a query anyway).
+QUERY_KEY = "0123456789abcdefQUERYKEY"
+
+
+@pytest.mark.parametrize("tail", [f"?api-key={QUERY_KEY}", f"?key={QUERY_KEY}&v=1", f"#{QUERY_KEY}"])
+def test_a_key_in_a_base_url_query_is_refused_showing_none_of_it(llm_server, tmp_path, monkeypatch, tail):
+    from m1data.errors import UserError
+
+    url = llm_server.base_url + tail
+    for attempt in base_url_doors(url):
+        with pytest.raises(UserError, match="query string") as err:
+            attempt()
+        assert QUERY_KEY not in str(err.value) and llm_server.base_url in str(err.value)
+    monkeypatch.setenv("OPENAI_BASE_URL", url)
+    with pytest.raises(UserError, match="query string") as err:
+        HTTPEngine(HTTPConfig(base_url=None))
+    assert QUERY_KEY not in str(err.value)
+    monkeypatch.delenv("OPENAI_BASE_URL")
+
+    proc = run_traces(tmp_path, url, "--no-require-reasoning")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert QUERY_KEY not in proc.stdout + proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]  # no OUT, no cache
+    assert len(llm_server.all_requests) == 0
+
+
 @pytest.mark.parametrize("url, problem", [("http://localhost:80a/v1", "port that is not a number"),
                                           ("localhost:8000/v1", "does not start with http"),
                                           ("http:///v1", "names no host")])
