@@ -286,10 +286,14 @@ class HTTPEngine:
         return failure("exception", self.mask(f"{type(exc).__name__}: {exc}") or "", retryable=True)
 
     def _masked(self, reply: Reply) -> Reply:
+        """`reply` with the key masked out of every string the server chose: the served model
+        name too, which goes to the cache, the rows (`teacher_served_model`), the manifest's
+        `served_models` and the card."""
         reply.error = self.mask(reply.error)
         if self._api_key and len(self._api_key) >= 8:
             reply.text = self.mask(reply.text) or ""
             reply.reasoning = self.mask(reply.reasoning)
+            reply.model = self.mask(reply.model)
         return reply
 
 

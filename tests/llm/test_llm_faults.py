@@ -110,6 +110,23 @@ def test_connections_reset_before_the_first_answer_are_retried_not_called_unreac
     assert [r.status for r in replies] == ["ok"] * 10 and seen["n"] == 16
 
 
+def test_a_key_echoed_as_the_served_model_name_is_masked(llm_server, tmp_path, monkeypatch, capfd):
+    """The reply's `model` field is the server's to fill too: a proxy that puts the caller's
+    credential there must not get it into the rows (`teacher_served_model`), the cache or the terminal."""
+    monkeypatch.setenv("M1DATA_FAULT_KEY", KEY)
+    llm_server.handler = lambda req: chat(
+        "\\boxed{A}", reasoning="A.", model="served-" + req.headers.get("authorization", "").removeprefix("Bearer "))
+    from m1data.stages.traces import run_traces_file
+
+    run_traces_file(one_row_file(tmp_path), tmp_path / "out.jsonl", llm_server.base_url, "m", "M1DATA_FAULT_KEY",
+                    require_reasoning=False)
+    assert read_rows(tmp_path / "out.jsonl")["teacher_served_model"] == ["served-***"]
+    for path in tmp_path.iterdir():
+        assert KEY.encode() not in path.read_bytes(), path
+    out, err = capfd.readouterr()
+    assert KEY not in out + err
+
+
 def test_echoed_authorization_is_masked_everywhere(llm_server, tmp_path, monkeypatch, capfd, shown_output):
     """A server that echoes the request's Authorization header in its error body: the key must
     not reach the cache, the rejected rows or the terminal."""
