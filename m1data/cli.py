@@ -24,6 +24,7 @@ from rich.markup import escape
 from m1data import __version__
 from m1data.errors import TERMINATED_EXIT, M1DataError, Terminated, UserError, raise_terminated
 from m1data.output import console, enable
+from m1data.redact import shown_variable
 
 
 class _Module:
@@ -496,7 +497,8 @@ def _infer_endpoint(engine: str, model: str, base_url: str | None, api_key_env: 
     if engine == "http" and not base_url:
         raise typer.BadParameter("--engine http needs --base-url", param_hint="--base-url")
     if api_key_env is not None and not os.environ.get(api_key_env):
-        raise typer.BadParameter(f"environment variable {api_key_env} is not set", param_hint="--api-key-env")
+        raise typer.BadParameter(f"environment variable {shown_variable(api_key_env)} is not set",
+                                 param_hint="--api-key-env")
     where = {"http": base_url, "hf": llm_stages.HF, "vllm": llm_stages.VLLM}[engine]
     return llm_stages.Endpoint(key="*", role="model", model=model, base_url=where, api_key_env=api_key_env)
 

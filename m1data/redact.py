@@ -155,6 +155,22 @@ def redact_environment(text: str) -> str:
     return _SECRET_VALUE.sub(REDACTED, text)
 
 
+# What an environment variable holding a key is called: UPPER_CASE words of at most 16 characters
+# (DEEPSEEK_API_KEY, M1DATA_TEACHER_KEY). A key has a '-' or lower-case letters, or a long run
+# without '_': `sk-...`, `gsk_aB3...`, 32 hex digits.
+_KEY_VARIABLE_NAME = re.compile(r"[A-Z][A-Z0-9]{0,15}(_[A-Z0-9]{1,16})*")
+UNSHOWN_VARIABLE = ("named by api_key_env (--api-key-env; not shown, since it does not look like a variable's name "
+                    "and may be the key itself: put the key in a variable and name that)")
+
+
+def shown_variable(name: str) -> str:
+    """How a message names the variable `api_key_env` names: as written when it looks like an
+    UPPER_CASE variable name, else not at all. Why: the key itself pasted where its variable's name
+    goes is an easy mistake, and "environment variable <key> is not set" would print it on the
+    terminal and into CI logs."""
+    return name if _KEY_VARIABLE_NAME.fullmatch(name) else UNSHOWN_VARIABLE
+
+
 def key_env_names(config: Any) -> set[str]:
     """Every environment variable a config names as holding a key (`api_key_env`, at any depth)."""
     names: set[str] = set()
@@ -298,6 +314,7 @@ __all__ = [
     "refuse_query",
     "refuse_userinfo",
     "scrub",
+    "shown_variable",
     "strip_local_paths",
     "strip_userinfo",
     "without_query",

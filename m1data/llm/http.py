@@ -49,7 +49,7 @@ from m1data.llm.limits import Failed, failure, http_failure
 from m1data.llm.params import OPENAI_PARAMS, check_params, request_body
 from m1data.llm.thinking import split_thinking
 from m1data.llm.types import Reply, Request
-from m1data.redact import mask_secret, refuse_query, refuse_userinfo, strip_userinfo
+from m1data.redact import mask_secret, refuse_query, refuse_userinfo, shown_variable, strip_userinfo
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 _FILTER_MARKERS = ("content_filter", "content_policy", "content management policy", "safety")
@@ -176,7 +176,9 @@ class HTTPEngine:
         self._openai = is_openai(self.endpoint)
         self._api_key = os.environ.get(self.key_env) if self.key_env else None
         if self.key_env and not self._api_key and require_key:
-            raise MissingAPIKey(f"environment variable {self.key_env} is not set (the API key for {self.endpoint})")
+            raise MissingAPIKey(
+                f"environment variable {shown_variable(self.key_env)} is not set (the API key for {self.endpoint})"
+            )
         self._client: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         # Import the SDK's resources now, not inside the first call: that import takes a good
@@ -185,7 +187,8 @@ class HTTPEngine:
         _create_arguments("completion")
 
     def __repr__(self) -> str:
-        return f"HTTPEngine(base_url={self.endpoint!r}, api_key_env={self.key_env!r})"
+        shown = None if self.key_env is None else shown_variable(self.key_env)
+        return f"HTTPEngine(base_url={self.endpoint!r}, api_key_env={shown!r})"
 
     def validate(self, request: Request) -> None:
         check_params(request.params, self.allowed_params, f"endpoint {self.endpoint}")
@@ -245,7 +248,7 @@ class HTTPEngine:
 
     async def complete(self, request: Request) -> Reply:
         if self.key_env and not self._api_key:
-            return failure("missing_key", f"environment variable {self.key_env} is not set", fatal=True)
+            return failure("missing_key", f"environment variable {shown_variable(self.key_env)} is not set", fatal=True)
         try:
             raw = await asyncio.wait_for(self._post(request), self.config.timeout)
         except asyncio.TimeoutError:

@@ -328,6 +328,35 @@ def test_a_key_in_a_base_url_query_is_refused_showing_none_of_it(llm_server, tmp
     assert len(llm_server.all_requests) == 0
 
 
+# The key itself pasted where its variable's name goes (`--api-key-env gsk_...`): the messages
+# saying the variable is not set printed it on the terminal.
+PASTED = ["gsk_PastedKey0123456789abcdefXYZ", "sk-pasted-0123456789abcdef", "0123456789abcdef0123456789abcdef"]
+
+
+@pytest.mark.parametrize("pasted", PASTED)
+def test_a_key_given_as_api_key_env_is_never_printed(llm_server, tmp_path, pasted):
+    import asyncio
+
+    from m1data.llm.http import MissingAPIKey
+    from m1data.llm.preflight import endpoint_problem
+
+    proc = run_traces(tmp_path, llm_server.base_url, "--api-key-env", pasted)
+    assert proc.returncode == 2 and "is not set" in proc.stderr, proc.stderr
+    assert pasted not in proc.stdout + proc.stderr
+    with pytest.raises(MissingAPIKey) as err:
+        HTTPEngine(HTTPConfig(base_url=llm_server.base_url, api_key_env=pasted))
+    engine = HTTPEngine(HTTPConfig(base_url=llm_server.base_url, api_key_env=pasted), require_key=False)
+    failed = asyncio.run(engine.complete(ask("q")))
+    shown = [str(err.value), endpoint_problem(llm_server.base_url, pasted), failed.error, repr(engine)]
+    assert all(pasted not in text and "api_key_env" in text for text in shown), shown
+
+
+def test_a_variable_name_is_still_named_when_unset(llm_server):
+    from m1data.llm.preflight import endpoint_problem
+
+    assert "M1DATA_ABSENT_KEY" in endpoint_problem(llm_server.base_url, "M1DATA_ABSENT_KEY")
+
+
 @pytest.mark.parametrize("url, problem", [("http://localhost:80a/v1", "port that is not a number"),
                                           ("localhost:8000/v1", "does not start with http"),
                                           ("http:///v1", "names no host")])
