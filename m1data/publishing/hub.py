@@ -23,7 +23,8 @@ Not here: the card's YAML header and its data part (m1data.publishing.cardmeta),
 (m1data.cards), and turning a run directory into a folder (m1data.publishing.export), which uses both.
 
 The Hub token is never read by this module except to make sure it does not appear in what is
-about to be uploaded; `HfApi` resolves it (argument, HF_TOKEN, saved login) and nothing here
+about to be uploaded, and to mask it out of the Hub's error messages, which quote the server's
+answer (`_hub_refusals`); `HfApi` resolves it (argument, HF_TOKEN, saved login) and nothing here
 writes it anywhere. The same last check covers the values of every key the run's stage configs
 name (`api_key_env`) and of every `*_API_KEY` variable set. It also refuses a folder that holds
 an absolute local path (`m1data.redact.local_paths`: this machine's home, clone or temp folder,
@@ -34,13 +35,14 @@ dry run lists them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -621,9 +623,10 @@ def publish(
         raise
     except Exception as err:  # network, offline mode, auth: a dry run still shows the local side
         if not dry_run:
-            raise
+            with _hub_refusals(repo_id, token):  # the Hub's refusal as one masked line; anything else as is
+                raise
         plan.configs, plan.default_config = our_configs, _default_name(ours["configs"])
-        plan.remote_error = f"{type(err).__name__}: {err}"
+        plan.remote_error = _hub_error_text(err, token)
         return plan
 
     secrets: dict[str, bytes] = {}
@@ -669,20 +672,47 @@ def publish(
     operations += [CommitOperationDelete(path_in_repo=path) for path in plan.deletions]
 
     log.info(f"creating or reusing dataset repo {repo_id}")
-    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    parent = remote.sha
-    if not remote.exists:  # created just now: commit on top of its first commit
-        parent = api.repo_info(repo_id, repo_type="dataset").sha
-    log.info(f"committing {len(operations)} operation(s) to {repo_id}")
-    commit = api.create_commit(
-        repo_id,
-        operations,
-        commit_message=commit_message or f"Publish {', '.join(our_configs)} with m1data",
-        repo_type="dataset",
-        parent_commit=parent,
-    )
+    with _hub_refusals(repo_id, token):
+        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        parent = remote.sha
+        if not remote.exists:  # created just now: commit on top of its first commit
+            parent = api.repo_info(repo_id, repo_type="dataset").sha
+        log.info(f"committing {len(operations)} operation(s) to {repo_id}")
+        commit = api.create_commit(
+            repo_id,
+            operations,
+            commit_message=commit_message or f"Publish {', '.join(our_configs)} with m1data",
+            repo_type="dataset",
+            parent_commit=parent,
+        )
     plan.commit_url = getattr(commit, "commit_url", None) or getattr(commit, "oid", None)
     return plan
+
+
+def _hub_error_text(err: BaseException, token: str | None = None) -> str:
+    """`err` in one line that may be shown: the Hub token and any Bearer or Basic credential
+    masked, and `user:password@` removed from URLs. Why: huggingface_hub's HTTP errors quote the
+    URL (an HF_ENDPOINT may carry credentials) and the server's error body, which a server or
+    proxy that echoes request headers fills with the token."""
+    from huggingface_hub import get_token
+
+    from m1data.redact import mask_secret, strip_userinfo
+
+    text = " ".join(f"{type(err).__name__}: {err}".split())
+    return mask_secret(strip_userinfo(text), token or get_token()) or ""
+
+
+@contextlib.contextmanager
+def _hub_refusals(repo_id: str, token: str | None) -> Iterator[None]:
+    """The Hub's HTTP refusals (401, 403, 409, 5xx) and offline mode's refusal (which quotes the
+    URL) as one UserError line (`_hub_error_text`), not an internal error whose traceback prints
+    the library's message unmasked."""
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    try:
+        yield
+    except (HfHubHTTPError, OfflineModeIsEnabled) as err:
+        raise UserError(f"the Hub refused {repo_id}: {_hub_error_text(err, token)}") from None
 
 
 def _refuse_foreign_files(our_entries: list[dict[str, Any]], after: set[str], uploads: set[str]) -> None:
