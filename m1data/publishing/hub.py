@@ -519,11 +519,20 @@ def _secrets(token: str | None, folder: Path, key_envs: Iterable[str] = ()) -> d
 
 def _refuse_if_secret_inside(folder: Path, files: list[PlannedFile], secrets: Mapping[str, bytes]) -> None:
     """Last guard before anything leaves the machine: no uploaded file may contain a secret. The
-    message names the variable, never the value."""
+    message names the variable, never the value. A parquet file's values are searched too: its
+    pages are compressed, and a value that repeats part of an earlier one is stored as a
+    back-reference, so a secret in it need not appear as one run of bytes."""
     for planned in files:
+        path = folder / planned.path_in_repo
         for label, secret in secrets.items():
-            if _file_contains(folder / planned.path_in_repo, secret):
+            if _file_contains(path, secret):
                 raise UserError(f"refusing to upload: {planned.path_in_repo} contains {label}")
+        if path.suffix == ".parquet" and secrets:
+            texts = {label: secret.decode("utf-8", "replace") for label, secret in secrets.items()}
+            for where, text in _file_strings(path):
+                for label, secret in texts.items():
+                    if secret in text:
+                        raise UserError(f"refusing to upload: {planned.path_in_repo} ({where}) contains {label}")
 
 
 REEXPORT = ("re-export the run: the same `m1data build` command again skips its finished stages and rewrites "

@@ -695,3 +695,24 @@ def test_offline_mode_is_one_line_naming_no_credentials(m1k_folder, echoing_hub,
     with pytest.raises(UserError, match="offline") as err:
         publish(m1k_folder, "org/m1", api=HfApi(endpoint=echoing_hub, token=SENTINEL), token=SENTINEL)
     assert HUB_PASSWORD not in str(err.value) and "127.0.0.1" in str(err.value)
+
+
+def test_refuses_a_token_that_parquet_compression_hides_from_a_byte_search(tmp_path, monkeypatch):
+    """Snappy stores a string that repeats part of an earlier one as a back-reference, so a
+    secret inside a parquet page need not appear as one run of bytes: the last check reads the
+    values too."""
+    import random
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    rng = random.Random(0)
+    words = ["nerve", "muscle", "artery", "vein", SENTINEL[3:20]]  # a piece of the token, repeated before it
+    texts = [" ".join(rng.choice(words) for _ in range(200)) for _ in range(50)] + [f"reply: {SENTINEL}"]
+    folder = write_hub_folder(tmp_path / "hub", {"m1k": {"train": datasets.Dataset.from_dict({"text": texts})}},
+                              "# card\n")
+    [shard] = folder.glob("data/m1k/*.parquet")
+    assert SENTINEL.encode() not in shard.read_bytes()  # what made the byte search miss it
+    api = FakeHfApi(tmp_path, [], None)
+    with pytest.raises(UserError, match="contains your Hub token") as err:
+        publish(folder, "org/m1", api=api, token=SENTINEL)
+    assert SENTINEL not in str(err.value) and "text" in str(err.value)
+    assert api.named("create_commit") == []
