@@ -109,6 +109,21 @@ def refuse_query(url: str | None, what: str = "base_url") -> None:
         )
 
 
+def refuse_secret_params(params: Any, what: str = "extra_params") -> None:
+    """Stop, in one line naming the field and not its value, when request fields (a stage's
+    `extra_params`) hold a credential: a field named like one (`api_key`, `token`, at any depth)
+    or a value shaped like one (`sk-...`, `hf_...`, a JWT). Why: those fields are the request
+    body, which the reply cache stores and the stage's manifest records with its config; a key
+    belongs in the variable `api_key_env` names, sent only as the Authorization header."""
+    for field, value in (params or {}).items():
+        if redact_config({field: value}) != {field: value}:
+            raise UserError(
+                f"{what}: {field} holds a credential (its name or its value looks like one), which m1data does not "
+                "send in a request body, since the cache and the manifest record the body: put the key in an "
+                "environment variable and name it with api_key_env"
+            )
+
+
 def scrub(value: Any) -> Any:
     """A copy of a JSON-like value (dicts, lists, strings) with credentials removed from every URL."""
     if isinstance(value, str):
@@ -312,6 +327,7 @@ __all__ = [
     "redact_config",
     "redact_environment",
     "refuse_query",
+    "refuse_secret_params",
     "refuse_userinfo",
     "scrub",
     "shown_variable",

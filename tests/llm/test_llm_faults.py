@@ -357,6 +357,42 @@ def test_a_variable_name_is_still_named_when_unset(llm_server):
     assert "M1DATA_ABSENT_KEY" in endpoint_problem(llm_server.base_url, "M1DATA_ABSENT_KEY")
 
 
+# A key given as a request field (`extra_params: {api_key: ...}`, as a LiteLLM proxy accepts it)
+# went into the request body, which the reply cache stores, and into the manifest's config.
+BODY_KEY = "lk-bodykey-0123456789abcdef"
+
+
+@pytest.mark.parametrize("extra", [{"api_key": BODY_KEY}, {"metadata": {"user_token": BODY_KEY}},
+                                   {"note": "sk-" + BODY_KEY}])
+def test_a_key_in_extra_params_is_refused_before_anything_is_sent(llm_server, tmp_path, extra):
+    from m1data.errors import UserError
+    from m1data.running.pipeline import run_pipeline
+    from m1data.stages.difficulty import DifficultyConfig, DifficultyFilter, StudentConfig
+    from m1data.stages.mesh import MeshConfig, MeshTagger
+    from m1data.stages.traces import TeacherTraces, TracesConfig
+
+    url = llm_server.base_url
+    stages = [
+        lambda: TeacherTraces(TracesConfig(model="m", base_url=url, api_key_env=None, extra_params=extra)),
+        lambda: DifficultyFilter(DifficultyConfig(students=[StudentConfig(model="m", base_url=url, short="s")],
+                                                  extra_params=extra)),
+        lambda: MeshTagger(MeshConfig(model="m", base_url=url, api_key_env=None, extra_params=extra)),
+    ]
+    for make in stages:
+        with pytest.raises(UserError, match="extra_params: .* holds a credential") as err:
+            run_pipeline([make()], tmp_path / "run")
+        assert BODY_KEY not in str(err.value)
+    assert len(llm_server.all_requests) == 0 and not (tmp_path / "run").exists()
+
+
+def test_ordinary_extra_params_are_accepted():
+    from m1data.stages.traces import TeacherTraces, TracesConfig
+
+    extra = {"seed": 42, "chat_template_kwargs": {"enable_thinking": True}, "grammar": 'root ::= "x"',
+             "skip_special_tokens": False, "min_tokens": 1}
+    TeacherTraces(TracesConfig(model="m", base_url="http://127.0.0.1:9/v1", api_key_env=None, extra_params=extra))
+
+
 @pytest.mark.parametrize("url, problem", [("http://localhost:80a/v1", "port that is not a number"),
                                           ("localhost:8000/v1", "does not start with http"),
                                           ("http:///v1", "names no host")])
