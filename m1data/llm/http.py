@@ -186,6 +186,17 @@ class HTTPEngine:
         _create_arguments("chat")
         _create_arguments("completion")
 
+    def __getstate__(self) -> dict[str, Any]:
+        """The engine without its key (and without the client, bound to this process's event
+        loop): a pickled engine (one handed to a stage that Ray sends to its workers) must not
+        carry the key into the object store or over the network; the copy reads it again from
+        its own environment (`__setstate__`), as an engine built there would."""
+        return {**self.__dict__, "_api_key": None, "_client": None, "_loop": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._api_key = os.environ.get(self.key_env) if self.key_env else None
+
     def __repr__(self) -> str:
         shown = None if self.key_env is None else shown_variable(self.key_env)
         return f"HTTPEngine(base_url={self.endpoint!r}, api_key_env={shown!r})"

@@ -127,6 +127,21 @@ def test_a_key_echoed_as_the_served_model_name_is_masked(llm_server, tmp_path, m
     assert KEY not in out + err
 
 
+def test_a_pickled_engine_carries_no_key_and_reads_it_again_where_it_lands(llm_server, monkeypatch):
+    """An engine handed to a stage travels to Ray's workers pickled: the key stays behind, and the
+    copy reads it from its own environment, as an engine built there would."""
+    import asyncio
+    import pickle
+
+    monkeypatch.setenv("M1DATA_FAULT_KEY", KEY)
+    engine = HTTPEngine(HTTPConfig(base_url=llm_server.base_url, api_key_env="M1DATA_FAULT_KEY"))
+    data = pickle.dumps(engine)
+    assert KEY.encode() not in data
+    copy = pickle.loads(data)
+    assert asyncio.run(copy.complete(ask("q"))).status == "ok"
+    assert llm_server.requests[-1].headers["authorization"] == f"Bearer {KEY}"
+
+
 def test_echoed_authorization_is_masked_everywhere(llm_server, tmp_path, monkeypatch, capfd, shown_output):
     """A server that echoes the request's Authorization header in its error body: the key must
     not reach the cache, the rejected rows or the terminal."""
