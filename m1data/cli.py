@@ -62,8 +62,10 @@ hf_datasets = _Module("datasets")
 # Plain Click help: typer's rich panels print `<bool>` after every flag (typer 0.2x), as if
 # `--force` took a value; Click's own layout shows flags as switches (`--force / --no-force`).
 HELP_MODE = None
+# An internal error's traceback without local variables: older typer releases that pyproject allows
+# (typer>=0.15) print them by default, and the HTTP clients' frames hold the Hub token in `headers`.
 app = typer.Typer(help="Build, check and publish the m1 medical reasoning datasets.", no_args_is_help=True,
-                  rich_markup_mode=HELP_MODE)
+                  rich_markup_mode=HELP_MODE, pretty_exceptions_show_locals=False)
 
 OutOpt = Annotated[Path, typer.Option("--out", help="Output file (.parquet or .jsonl).")]
 OutArg = Annotated[Path, typer.Argument(help="Kept rows out; the rows not kept go beside it as OUT.dropped.<ext>, with their reasons.")]
