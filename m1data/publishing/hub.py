@@ -440,10 +440,17 @@ class _Remote:
 
 
 def _check_repo_id(repo_id: str) -> None:
-    """A malformed repo id is the user's to fix, said before anything is read or sent."""
+    """A malformed repo id is the user's to fix, said before anything is read or sent. One with
+    an '@' is a git remote's URL with the token in it (`https://me:hf_...@huggingface.co/...`),
+    pasted in place of the id: said without showing it, since the message would print the token."""
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
 
+    from m1data.redact import has_userinfo
+
+    if has_userinfo(repo_id):
+        raise UserError("--repo-id is a URL with credentials in it (not shown): give the repo id, owner/name; "
+                        "the token comes from HF_TOKEN or `hf auth login`")
     try:
         validate_repo_id(repo_id)
     except HFValidationError as err:

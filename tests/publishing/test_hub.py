@@ -716,3 +716,14 @@ def test_refuses_a_token_that_parquet_compression_hides_from_a_byte_search(tmp_p
         publish(folder, "org/m1", api=api, token=SENTINEL)
     assert SENTINEL not in str(err.value) and "text" in str(err.value)
     assert api.named("create_commit") == []
+
+
+@pytest.mark.parametrize("repo_id", [f"https://me:{SENTINEL}@huggingface.co/datasets/me/x",
+                                     f"https://{SENTINEL}@huggingface.co/datasets/me/x",
+                                     f"https://me:{SENTINEL}/x@huggingface.co/datasets/me/x"])
+def test_a_repo_url_with_the_token_in_it_is_refused_showing_none_of_it(m1k_folder, repo_id):
+    """A git remote's URL pasted as --repo-id: the validation message quoted it, token included."""
+    for dry_run in (True, False):
+        with pytest.raises(UserError, match="credentials") as err:
+            publish(m1k_folder, repo_id, dry_run=dry_run, api=RefusingHfApi())
+        assert SENTINEL not in str(err.value) and SENTINEL[3:12] not in str(err.value)
