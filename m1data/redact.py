@@ -65,7 +65,7 @@ def has_userinfo(url: str) -> bool:
     return "@" in url
 
 
-def _without_credentials(url: str) -> str:
+def without_credentials(url: str) -> str:
     """`url` with everything from its scheme to its last '@' removed, and its query and fragment
     (`without_query`): shown in place of a URL that `has_userinfo`, whatever characters the
     password holds."""
@@ -88,7 +88,7 @@ def refuse_userinfo(url: str | None, what: str = "base_url") -> None:
     (module docstring: why they are refused rather than sent)."""
     if url and has_userinfo(url):
         raise UserError(
-            f"{what} {_without_credentials(url.strip())} carries credentials (user:password@ before the host, or "
+            f"{what} {without_credentials(url.strip())} carries credentials (user:password@ before the host, or "
             "another '@'), which m1data does not send: put the key in an environment variable and name it with "
             "api_key_env (--api-key-env)"
         )
@@ -333,5 +333,6 @@ __all__ = [
     "shown_variable",
     "strip_local_paths",
     "strip_userinfo",
+    "without_credentials",
     "without_query",
 ]

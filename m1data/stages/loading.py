@@ -15,10 +15,12 @@ from typing import Any
 
 import datasets
 
+from m1data.errors import UserError
 from m1data.reading.evalsets import EvalInput
 from m1data.reading.sources import load_source
 from m1data.running.distributed import parallel_map
 from m1data.running.pipeline import RunContext, Stage, StageResult, input_digest
+from m1data.redact import has_userinfo, without_credentials
 from m1data.schema import DEFAULT_SEED, ROW_FEATURES
 
 
@@ -159,6 +161,12 @@ class LoadDataset(Stage):
     name = "load_dataset"
 
     def __init__(self, config: DatasetInput):
+        """Refuses a URL with credentials in it (a git remote's `https://me:hf_...@huggingface.co/...`
+        given for the m23K) before anything runs: `datasets` would quote it, token included, in its
+        "Couldn't find any data file" error; and it names no dataset `load_dataset` reads anyway."""
+        if "://" in config.path and has_userinfo(config.path):
+            raise UserError(f"--from-m23k {without_credentials(config.path)} carries credentials (not shown): give a "
+                            "Hub repo id (owner/name), a Hub-layout folder or a file; the Hub token comes from HF_TOKEN")
         self.config = config
 
     def external_fingerprint(self) -> str:
