@@ -94,6 +94,16 @@ def refuse_userinfo(url: str | None, what: str = "base_url") -> None:
         )
 
 
+def refuse_url_credentials(path: str | None, what: str) -> None:
+    """Stop, showing none of them, when the file or dataset `path` names is a URL with credentials
+    in it (a git remote's `https://me:<token>@huggingface.co/...`): a reader's error quotes the
+    path it could not read, token included, and no reader here takes such a URL. Only URLs: a
+    local path may hold an '@' (`runs@v2/hub`)."""
+    if path and "://" in path and has_userinfo(path):
+        raise UserError(f"{what} {without_credentials(path.strip())} carries credentials (not shown): give a "
+                        "Hub repo id (owner/name) or a local file or folder; the Hub token comes from HF_TOKEN")
+
+
 def refuse_query(url: str | None, what: str = "base_url") -> None:
     """Stop, in one line that does not show it, when `url` has a query string or fragment.
 
@@ -328,6 +338,7 @@ __all__ = [
     "redact_environment",
     "refuse_query",
     "refuse_secret_params",
+    "refuse_url_credentials",
     "refuse_userinfo",
     "scrub",
     "shown_variable",

@@ -15,12 +15,11 @@ from typing import Any
 
 import datasets
 
-from m1data.errors import UserError
 from m1data.reading.evalsets import EvalInput
 from m1data.reading.sources import load_source
 from m1data.running.distributed import parallel_map
 from m1data.running.pipeline import RunContext, Stage, StageResult, input_digest
-from m1data.redact import has_userinfo, without_credentials
+from m1data.redact import refuse_url_credentials
 from m1data.schema import DEFAULT_SEED, ROW_FEATURES
 
 
@@ -69,6 +68,9 @@ class SourceInput:
     url: str | None = None
     citation: str | None = None
     terms: str | None = None
+
+    def __post_init__(self) -> None:
+        refuse_url_credentials(self.path, f"sources.{self.name}: path" if self.name else "a source's path")
 
 
 @dataclass
@@ -161,12 +163,7 @@ class LoadDataset(Stage):
     name = "load_dataset"
 
     def __init__(self, config: DatasetInput):
-        """Refuses a URL with credentials in it (a git remote's `https://me:hf_...@huggingface.co/...`
-        given for the m23K) before anything runs: `datasets` would quote it, token included, in its
-        "Couldn't find any data file" error; and it names no dataset `load_dataset` reads anyway."""
-        if "://" in config.path and has_userinfo(config.path):
-            raise UserError(f"--from-m23k {without_credentials(config.path)} carries credentials (not shown): give a "
-                            "Hub repo id (owner/name), a Hub-layout folder or a file; the Hub token comes from HF_TOKEN")
+        refuse_url_credentials(config.path, "--from-m23k")  # before anything runs (m1data.redact)
         self.config = config
 
     def external_fingerprint(self) -> str:

@@ -141,3 +141,17 @@ def test_a_dataset_url_with_credentials_is_refused_showing_none_of_them(tmp_path
                            "--from-m23k", url], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "carries credentials" in proc.stderr, proc.stderr
     assert "hfTOKENnever" not in proc.stdout + proc.stderr and "huggingface.co/datasets/me/m23k" in proc.stderr
+
+
+@pytest.mark.parametrize("config", [
+    "load:\n  sources:\n    medqa: {path: 'https://me:hfTOKENnever0123456789@example.com/medqa.jsonl'}\n",
+    "evals:\n  - {name: mine, path: 'https://me:hfTOKENnever0123456789@example.com/eval.jsonl'}\n",
+])
+def test_a_source_or_eval_url_with_credentials_is_refused_showing_none_of_them(tmp_path, config):
+    """A reader's "no such file" error quoted the path, token included."""
+    (tmp_path / "c.yaml").write_text(config)
+    proc = subprocess.run([sys.executable, "-m", "m1data.cli", "build", "m23k", "--out", str(tmp_path / "run"),
+                           "--config", str(tmp_path / "c.yaml"), "--until", "decontaminate"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "carries credentials" in proc.stderr, proc.stderr
+    assert "hfTOKENnever" not in proc.stdout + proc.stderr and "example.com" in proc.stderr
