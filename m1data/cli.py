@@ -24,6 +24,7 @@ from rich.markup import escape
 from m1data import __version__
 from m1data.errors import TERMINATED_EXIT, M1DataError, Terminated, UserError, raise_terminated
 from m1data.output import console, enable
+from m1data.redact import shown_variable
 
 
 class _Module:
@@ -61,8 +62,10 @@ hf_datasets = _Module("datasets")
 # Plain Click help: typer's rich panels print `<bool>` after every flag (typer 0.2x), as if
 # `--force` took a value; Click's own layout shows flags as switches (`--force / --no-force`).
 HELP_MODE = None
+# An internal error's traceback without local variables: older typer releases that pyproject allows
+# (typer>=0.15) print them by default, and the HTTP clients' frames hold the Hub token in `headers`.
 app = typer.Typer(help="Build, check and publish the m1 medical reasoning datasets.", no_args_is_help=True,
-                  rich_markup_mode=HELP_MODE)
+                  rich_markup_mode=HELP_MODE, pretty_exceptions_show_locals=False)
 
 OutOpt = Annotated[Path, typer.Option("--out", help="Output file (.parquet or .jsonl).")]
 OutArg = Annotated[Path, typer.Argument(help="Kept rows out; the rows not kept go beside it as OUT.dropped.<ext>, with their reasons.")]
@@ -496,7 +499,8 @@ def _infer_endpoint(engine: str, model: str, base_url: str | None, api_key_env: 
     if engine == "http" and not base_url:
         raise typer.BadParameter("--engine http needs --base-url", param_hint="--base-url")
     if api_key_env is not None and not os.environ.get(api_key_env):
-        raise typer.BadParameter(f"environment variable {api_key_env} is not set", param_hint="--api-key-env")
+        raise typer.BadParameter(f"environment variable {shown_variable(api_key_env)} is not set",
+                                 param_hint="--api-key-env")
     where = {"http": base_url, "hf": llm_stages.HF, "vllm": llm_stages.VLLM}[engine]
     return llm_stages.Endpoint(key="*", role="model", model=model, base_url=where, api_key_env=api_key_env)
 

@@ -5,8 +5,9 @@ lines and error replies, cards, the Hub upload's last check) calls it.
 Credentials inside a base_url (`https://user:pass@host/v1`) are refused (`refuse_userinfo`): the
 SDK would send them as HTTP Basic auth in place of the API key, and a server that echoes its
 request headers would hand the password back, base64-encoded, into error replies, the reply
-cache and the terminal, where no plain-text mask finds it. A key belongs in an environment
-variable named by `api_key_env`. Writers still strip userinfo from every URL they record
+cache and the terminal, where no plain-text mask finds it. So is a base_url with a query string
+(`?api-key=...`, `refuse_query`): it would be written wherever the endpoint is recorded. A key
+belongs in an environment variable named by `api_key_env`. Writers still strip userinfo from every URL they record
 (`strip_userinfo`/`scrub`), so a URL from an older run folder or a message is recorded as the
 server it names and never as a way to log in to it. Keys themselves are only ever read from the environment; the
 names of the variables that hold them are in the stage configs (`api_key_env`), which is what
@@ -64,11 +65,22 @@ def has_userinfo(url: str) -> bool:
     return "@" in url
 
 
-def _without_credentials(url: str) -> str:
-    """`url` with everything from its scheme to its last '@' removed: shown in place of a URL
-    that `has_userinfo`, whatever characters the password holds."""
+def without_credentials(url: str) -> str:
+    """`url` with everything from its scheme to its last '@' removed, and its query and fragment
+    (`without_query`): shown in place of a URL that `has_userinfo`, whatever characters the
+    password holds."""
     scheme, sep, rest = url.partition("://")
-    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else url.rpartition("@")[2]
+    return without_query(f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else url.rpartition("@")[2])
+
+
+def has_query(url: str) -> bool:
+    """`url` has a query string or a fragment: a '?' or '#' anywhere in it."""
+    return "?" in url or "#" in url
+
+
+def without_query(url: str) -> str:
+    """`url` up to its first '?' or '#': what may be shown of a URL whose query may hold a key."""
+    return re.split(r"[?#]", url, maxsplit=1)[0]
 
 
 def refuse_userinfo(url: str | None, what: str = "base_url") -> None:
@@ -76,10 +88,50 @@ def refuse_userinfo(url: str | None, what: str = "base_url") -> None:
     (module docstring: why they are refused rather than sent)."""
     if url and has_userinfo(url):
         raise UserError(
-            f"{what} {_without_credentials(url.strip())} carries credentials (user:password@ before the host, or "
+            f"{what} {without_credentials(url.strip())} carries credentials (user:password@ before the host, or "
             "another '@'), which m1data does not send: put the key in an environment variable and name it with "
             "api_key_env (--api-key-env)"
         )
+
+
+def refuse_url_credentials(path: str | None, what: str) -> None:
+    """Stop, showing none of them, when the file or dataset `path` names is a URL with credentials
+    in it (a git remote's `https://me:<token>@huggingface.co/...`): a reader's error quotes the
+    path it could not read, token included, and no reader here takes such a URL. Only URLs: a
+    local path may hold an '@' (`runs@v2/hub`)."""
+    if path and "://" in path and has_userinfo(path):
+        raise UserError(f"{what} {without_credentials(path.strip())} carries credentials (not shown): give a "
+                        "Hub repo id (owner/name) or a local file or folder; the Hub token comes from HF_TOKEN")
+
+
+def refuse_query(url: str | None, what: str = "base_url") -> None:
+    """Stop, in one line that does not show it, when `url` has a query string or fragment.
+
+    Why: a provider that takes its key in the URL (`?api-key=...`, `?key=...`) would have it
+    written wherever the endpoint is recorded: plan lines, manifests, the reply cache, the card.
+    And nothing is lost: the SDK appends its route after the whole URL (`/v1?k=v` is called as
+    `/v1/?k=vchat/completions`), so no server ever receives such a query as one."""
+    if url and has_query(url):
+        raise UserError(
+            f"{what} {without_query(url.strip())} has a query string or fragment ('?...' or '#...', not shown), "
+            "which m1data does not send: put a key in an environment variable and name it with api_key_env "
+            "(--api-key-env)"
+        )
+
+
+def refuse_secret_params(params: Any, what: str = "extra_params") -> None:
+    """Stop, in one line naming the field and not its value, when request fields (a stage's
+    `extra_params`) hold a credential: a field named like one (`api_key`, `token`, at any depth)
+    or a value shaped like one (`sk-...`, `hf_...`, a JWT). Why: those fields are the request
+    body, which the reply cache stores and the stage's manifest records with its config; a key
+    belongs in the variable `api_key_env` names, sent only as the Authorization header."""
+    for field, value in (params or {}).items():
+        if redact_config({field: value}) != {field: value}:
+            raise UserError(
+                f"{what}: {field} holds a credential (its name or its value looks like one), which m1data does not "
+                "send in a request body, since the cache and the manifest record the body: put the key in an "
+                "environment variable and name it with api_key_env"
+            )
 
 
 def scrub(value: Any) -> Any:
@@ -126,6 +178,22 @@ def redact_environment(text: str) -> str:
         if _SECRET_ENV.search(name) and len(value) >= 8 and value in text:
             text = text.replace(value, REDACTED)
     return _SECRET_VALUE.sub(REDACTED, text)
+
+
+# What an environment variable holding a key is called: UPPER_CASE words of at most 16 characters
+# (DEEPSEEK_API_KEY, M1DATA_TEACHER_KEY). A key has a '-' or lower-case letters, or a long run
+# without '_': `sk-...`, `gsk_aB3...`, 32 hex digits.
+_KEY_VARIABLE_NAME = re.compile(r"[A-Z][A-Z0-9]{0,15}(_[A-Z0-9]{1,16})*")
+UNSHOWN_VARIABLE = ("named by api_key_env (--api-key-env; not shown, since it does not look like a variable's name "
+                    "and may be the key itself: put the key in a variable and name that)")
+
+
+def shown_variable(name: str) -> str:
+    """How a message names the variable `api_key_env` names: as written when it looks like an
+    UPPER_CASE variable name, else not at all. Why: the key itself pasted where its variable's name
+    goes is an easy mistake, and "environment variable <key> is not set" would print it on the
+    terminal and into CI logs."""
+    return name if _KEY_VARIABLE_NAME.fullmatch(name) else UNSHOWN_VARIABLE
 
 
 def key_env_names(config: Any) -> set[str]:
@@ -259,6 +327,7 @@ __all__ = [
     "REDACTED",
     "configured_secrets",
     "file_name",
+    "has_query",
     "has_userinfo",
     "key_env_names",
     "local_paths",
@@ -267,8 +336,14 @@ __all__ = [
     "public_scrub",
     "redact_config",
     "redact_environment",
+    "refuse_query",
+    "refuse_secret_params",
+    "refuse_url_credentials",
     "refuse_userinfo",
     "scrub",
+    "shown_variable",
     "strip_local_paths",
     "strip_userinfo",
+    "without_credentials",
+    "without_query",
 ]

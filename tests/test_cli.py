@@ -525,3 +525,35 @@ def test_more_input_mistakes_are_one_line(tmp_path, case, main):
     proc = main(*args)
     said = " ".join(proc.stderr.split())
     assert proc.returncode == 2 and message in said and "Traceback" not in proc.stderr, proc.stderr
+
+
+# Older typer releases that pyproject allows (typer>=0.15) print every frame's local variables with an
+# internal error's traceback unless told not to; the Hub client's frames hold the token in `headers`.
+OLD_TYPER_DEFAULT = """
+import typer
+_init = typer.Typer.__init__
+def _old_default(self, *args, pretty_exceptions_show_locals=True, **kwargs):
+    _init(self, *args, pretty_exceptions_show_locals=pretty_exceptions_show_locals, **kwargs)
+typer.Typer.__init__ = _old_default
+from m1data.cli import main
+main()
+"""
+
+
+def test_an_internal_error_traceback_shows_no_local_variables(tmp_path):
+    import os
+    import socket
+
+    from m1data.publishing.hub import write_hub_folder
+
+    token = "hf_LocalsNeverShown0123456789abcdef"
+    folder = write_hub_folder(tmp_path / "hub", {"m1k": {"train": datasets.Dataset.from_dict({"x": [1]})}}, "# c\n")
+    with socket.socket() as sock:  # a port nothing listens on: the Hub call fails with ConnectError
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_TOKEN": token,
+           "COLUMNS": "200"}
+    proc = subprocess.run([sys.executable, "-c", OLD_TYPER_DEFAULT, "publish", str(folder), "--repo-id", "me/x"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 1 and "ConnectError" in proc.stdout + proc.stderr, proc.stderr
+    assert token not in proc.stdout + proc.stderr

@@ -28,7 +28,8 @@ attribute, sent only as the Authorization header, never shown by repr or the con
 out of anything a server sends back (an error body that echoes the header) before it is returned,
 so it cannot reach the cache, the dropped rows or the terminal. A base_url with `user:password@`
 in it is refused (m1data.redact.refuse_userinfo; any '@' counts): the SDK would send it as Basic auth. So is
-a base_url the SDK cannot call (check_base_url): a bad port, no host, no http(s) scheme.
+one with a query string (refuse_query: a key there would be recorded wherever the URL is), and a
+base_url the SDK cannot call (check_base_url): a bad port, no host, no http(s) scheme.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from m1data.llm.limits import Failed, failure, http_failure
 from m1data.llm.params import OPENAI_PARAMS, check_params, request_body
 from m1data.llm.thinking import split_thinking
 from m1data.llm.types import Reply, Request
-from m1data.redact import mask_secret, refuse_userinfo, strip_userinfo
+from m1data.redact import mask_secret, refuse_query, refuse_userinfo, shown_variable, strip_userinfo
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 _FILTER_MARKERS = ("content_filter", "content_policy", "content management policy", "safety")
@@ -110,12 +111,13 @@ def resolve_base_url(base_url: str | None) -> str:
 
 def check_base_url(url: str, what: str = "base_url") -> None:
     """Stop, in one line (UserError, exit code 2), when `url` is not one the SDK can call:
-    credentials in it (m1data.redact.refuse_userinfo), a scheme other than http(s), no host, or
-    a port that is not a number. Why before the client is built: the SDK's HTTP library refuses
+    credentials in it (m1data.redact.refuse_userinfo), a query string (refuse_query), a scheme
+    other than http(s), no host, or a port that is not a number. Why before the client is built: the SDK's HTTP library refuses
     such a URL there with its own InvalidURL, which is no ValueError and reached the user as an
     internal error with a traceback, quoting the 'port' (part of the password, when the password
     holds a '/')."""
     refuse_userinfo(url, what)  # first: what follows may show the URL
+    refuse_query(url, what)  # a key in `?api-key=` would be recorded wherever the URL is (m1data.redact)
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("http", "https"):
         problem = "does not start with http:// or https://"
@@ -174,7 +176,9 @@ class HTTPEngine:
         self._openai = is_openai(self.endpoint)
         self._api_key = os.environ.get(self.key_env) if self.key_env else None
         if self.key_env and not self._api_key and require_key:
-            raise MissingAPIKey(f"environment variable {self.key_env} is not set (the API key for {self.endpoint})")
+            raise MissingAPIKey(
+                f"environment variable {shown_variable(self.key_env)} is not set (the API key for {self.endpoint})"
+            )
         self._client: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         # Import the SDK's resources now, not inside the first call: that import takes a good
@@ -182,8 +186,20 @@ class HTTPEngine:
         _create_arguments("chat")
         _create_arguments("completion")
 
+    def __getstate__(self) -> dict[str, Any]:
+        """The engine without its key (and without the client, bound to this process's event
+        loop): a pickled engine (one handed to a stage that Ray sends to its workers) must not
+        carry the key into the object store or over the network; the copy reads it again from
+        its own environment (`__setstate__`), as an engine built there would."""
+        return {**self.__dict__, "_api_key": None, "_client": None, "_loop": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._api_key = os.environ.get(self.key_env) if self.key_env else None
+
     def __repr__(self) -> str:
-        return f"HTTPEngine(base_url={self.endpoint!r}, api_key_env={self.key_env!r})"
+        shown = None if self.key_env is None else shown_variable(self.key_env)
+        return f"HTTPEngine(base_url={self.endpoint!r}, api_key_env={shown!r})"
 
     def validate(self, request: Request) -> None:
         check_params(request.params, self.allowed_params, f"endpoint {self.endpoint}")
@@ -243,7 +259,7 @@ class HTTPEngine:
 
     async def complete(self, request: Request) -> Reply:
         if self.key_env and not self._api_key:
-            return failure("missing_key", f"environment variable {self.key_env} is not set", fatal=True)
+            return failure("missing_key", f"environment variable {shown_variable(self.key_env)} is not set", fatal=True)
         try:
             raw = await asyncio.wait_for(self._post(request), self.config.timeout)
         except asyncio.TimeoutError:
@@ -284,10 +300,14 @@ class HTTPEngine:
         return failure("exception", self.mask(f"{type(exc).__name__}: {exc}") or "", retryable=True)
 
     def _masked(self, reply: Reply) -> Reply:
+        """`reply` with the key masked out of every string the server chose: the served model
+        name too, which goes to the cache, the rows (`teacher_served_model`), the manifest's
+        `served_models` and the card."""
         reply.error = self.mask(reply.error)
         if self._api_key and len(self._api_key) >= 8:
             reply.text = self.mask(reply.text) or ""
             reply.reasoning = self.mask(reply.reasoning)
+            reply.model = self.mask(reply.model)
         return reply
 
 

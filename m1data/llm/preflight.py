@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 from m1data.llm.http import check_base_url, key_variable, resolve_base_url, sdk_client
+from m1data.redact import shown_variable
 
 
 def endpoint_problem(base_url: str | None, api_key_env: str | None = None, timeout: float = 3.0) -> str | None:
@@ -22,7 +23,7 @@ def endpoint_problem(base_url: str | None, api_key_env: str | None = None, timeo
     check_base_url(base_url)
     variable = key_variable(base_url, api_key_env)
     if variable and not os.environ.get(variable):
-        return f"the environment variable {variable} (API key for {base_url}) is not set"
+        return f"the environment variable {shown_variable(variable)} (API key for {base_url}) is not set"
     client = sdk_client(
         asynchronous=False, api_key="no-key", organization="", project="", base_url=base_url, max_retries=0,
         timeout=timeout,

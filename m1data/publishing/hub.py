@@ -23,7 +23,8 @@ Not here: the card's YAML header and its data part (m1data.publishing.cardmeta),
 (m1data.cards), and turning a run directory into a folder (m1data.publishing.export), which uses both.
 
 The Hub token is never read by this module except to make sure it does not appear in what is
-about to be uploaded; `HfApi` resolves it (argument, HF_TOKEN, saved login) and nothing here
+about to be uploaded, and to mask it out of the Hub's error messages, which quote the server's
+answer (`_hub_refusals`); `HfApi` resolves it (argument, HF_TOKEN, saved login) and nothing here
 writes it anywhere. The same last check covers the values of every key the run's stage configs
 name (`api_key_env`) and of every `*_API_KEY` variable set. It also refuses a folder that holds
 an absolute local path (`m1data.redact.local_paths`: this machine's home, clone or temp folder,
@@ -34,13 +35,14 @@ dry run lists them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import re
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -438,10 +440,17 @@ class _Remote:
 
 
 def _check_repo_id(repo_id: str) -> None:
-    """A malformed repo id is the user's to fix, said before anything is read or sent."""
+    """A malformed repo id is the user's to fix, said before anything is read or sent. One with
+    an '@' is a git remote's URL with the token in it (`https://me:hf_...@huggingface.co/...`),
+    pasted in place of the id: said without showing it, since the message would print the token."""
     from huggingface_hub.errors import HFValidationError
     from huggingface_hub.utils import validate_repo_id
 
+    from m1data.redact import has_userinfo
+
+    if has_userinfo(repo_id):
+        raise UserError("--repo-id is a URL with credentials in it (not shown): give the repo id, owner/name; "
+                        "the token comes from HF_TOKEN or `hf auth login`")
     try:
         validate_repo_id(repo_id)
     except HFValidationError as err:
@@ -517,11 +526,20 @@ def _secrets(token: str | None, folder: Path, key_envs: Iterable[str] = ()) -> d
 
 def _refuse_if_secret_inside(folder: Path, files: list[PlannedFile], secrets: Mapping[str, bytes]) -> None:
     """Last guard before anything leaves the machine: no uploaded file may contain a secret. The
-    message names the variable, never the value."""
+    message names the variable, never the value. A parquet file's values are searched too: its
+    pages are compressed, and a value that repeats part of an earlier one is stored as a
+    back-reference, so a secret in it need not appear as one run of bytes."""
     for planned in files:
+        path = folder / planned.path_in_repo
         for label, secret in secrets.items():
-            if _file_contains(folder / planned.path_in_repo, secret):
+            if _file_contains(path, secret):
                 raise UserError(f"refusing to upload: {planned.path_in_repo} contains {label}")
+        if path.suffix == ".parquet" and secrets:
+            texts = {label: secret.decode("utf-8", "replace") for label, secret in secrets.items()}
+            for where, text in _file_strings(path):
+                for label, secret in texts.items():
+                    if secret in text:
+                        raise UserError(f"refusing to upload: {planned.path_in_repo} ({where}) contains {label}")
 
 
 REEXPORT = ("re-export the run: the same `m1data build` command again skips its finished stages and rewrites "
@@ -621,9 +639,10 @@ def publish(
         raise
     except Exception as err:  # network, offline mode, auth: a dry run still shows the local side
         if not dry_run:
-            raise
+            with _hub_refusals(repo_id, token):  # the Hub's refusal as one masked line; anything else as is
+                raise
         plan.configs, plan.default_config = our_configs, _default_name(ours["configs"])
-        plan.remote_error = f"{type(err).__name__}: {err}"
+        plan.remote_error = _hub_error_text(err, token)
         return plan
 
     secrets: dict[str, bytes] = {}
@@ -669,20 +688,47 @@ def publish(
     operations += [CommitOperationDelete(path_in_repo=path) for path in plan.deletions]
 
     log.info(f"creating or reusing dataset repo {repo_id}")
-    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    parent = remote.sha
-    if not remote.exists:  # created just now: commit on top of its first commit
-        parent = api.repo_info(repo_id, repo_type="dataset").sha
-    log.info(f"committing {len(operations)} operation(s) to {repo_id}")
-    commit = api.create_commit(
-        repo_id,
-        operations,
-        commit_message=commit_message or f"Publish {', '.join(our_configs)} with m1data",
-        repo_type="dataset",
-        parent_commit=parent,
-    )
+    with _hub_refusals(repo_id, token):
+        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        parent = remote.sha
+        if not remote.exists:  # created just now: commit on top of its first commit
+            parent = api.repo_info(repo_id, repo_type="dataset").sha
+        log.info(f"committing {len(operations)} operation(s) to {repo_id}")
+        commit = api.create_commit(
+            repo_id,
+            operations,
+            commit_message=commit_message or f"Publish {', '.join(our_configs)} with m1data",
+            repo_type="dataset",
+            parent_commit=parent,
+        )
     plan.commit_url = getattr(commit, "commit_url", None) or getattr(commit, "oid", None)
     return plan
+
+
+def _hub_error_text(err: BaseException, token: str | None = None) -> str:
+    """`err` in one line that may be shown: the Hub token and any Bearer or Basic credential
+    masked, and `user:password@` removed from URLs. Why: huggingface_hub's HTTP errors quote the
+    URL (an HF_ENDPOINT may carry credentials) and the server's error body, which a server or
+    proxy that echoes request headers fills with the token."""
+    from huggingface_hub import get_token
+
+    from m1data.redact import mask_secret, strip_userinfo
+
+    text = " ".join(f"{type(err).__name__}: {err}".split())
+    return mask_secret(strip_userinfo(text), token or get_token()) or ""
+
+
+@contextlib.contextmanager
+def _hub_refusals(repo_id: str, token: str | None) -> Iterator[None]:
+    """The Hub's HTTP refusals (401, 403, 409, 5xx) and offline mode's refusal (which quotes the
+    URL) as one UserError line (`_hub_error_text`), not an internal error whose traceback prints
+    the library's message unmasked."""
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    try:
+        yield
+    except (HfHubHTTPError, OfflineModeIsEnabled) as err:
+        raise UserError(f"the Hub refused {repo_id}: {_hub_error_text(err, token)}") from None
 
 
 def _refuse_foreign_files(our_entries: list[dict[str, Any]], after: set[str], uploads: set[str]) -> None:

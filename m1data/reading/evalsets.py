@@ -815,6 +815,11 @@ class EvalInput:
     name: str
     path: str | None = None
 
+    def __post_init__(self) -> None:
+        from m1data.redact import refuse_url_credentials
+
+        refuse_url_credentials(self.path or self.name, "eval set")
+
     @property
     def local_file(self) -> str | None:
         """The file this entry reads: its path, or its name when a file is given alone; None for a

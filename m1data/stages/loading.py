@@ -19,6 +19,7 @@ from m1data.reading.evalsets import EvalInput
 from m1data.reading.sources import load_source
 from m1data.running.distributed import parallel_map
 from m1data.running.pipeline import RunContext, Stage, StageResult, input_digest
+from m1data.redact import refuse_url_credentials
 from m1data.schema import DEFAULT_SEED, ROW_FEATURES
 
 
@@ -67,6 +68,9 @@ class SourceInput:
     url: str | None = None
     citation: str | None = None
     terms: str | None = None
+
+    def __post_init__(self) -> None:
+        refuse_url_credentials(self.path, f"sources.{self.name}: path" if self.name else "a source's path")
 
 
 @dataclass
@@ -159,6 +163,7 @@ class LoadDataset(Stage):
     name = "load_dataset"
 
     def __init__(self, config: DatasetInput):
+        refuse_url_credentials(config.path, "--from-m23k")  # before anything runs (m1data.redact)
         self.config = config
 
     def external_fingerprint(self) -> str:

@@ -110,6 +110,38 @@ def test_connections_reset_before_the_first_answer_are_retried_not_called_unreac
     assert [r.status for r in replies] == ["ok"] * 10 and seen["n"] == 16
 
 
+def test_a_key_echoed_as_the_served_model_name_is_masked(llm_server, tmp_path, monkeypatch, capfd):
+    """The reply's `model` field is the server's to fill too: a proxy that puts the caller's
+    credential there must not get it into the rows (`teacher_served_model`), the cache or the terminal."""
+    monkeypatch.setenv("M1DATA_FAULT_KEY", KEY)
+    llm_server.handler = lambda req: chat(
+        "\\boxed{A}", reasoning="A.", model="served-" + req.headers.get("authorization", "").removeprefix("Bearer "))
+    from m1data.stages.traces import run_traces_file
+
+    run_traces_file(one_row_file(tmp_path), tmp_path / "out.jsonl", llm_server.base_url, "m", "M1DATA_FAULT_KEY",
+                    require_reasoning=False)
+    assert read_rows(tmp_path / "out.jsonl")["teacher_served_model"] == ["served-***"]
+    for path in tmp_path.iterdir():
+        assert KEY.encode() not in path.read_bytes(), path
+    out, err = capfd.readouterr()
+    assert KEY not in out + err
+
+
+def test_a_pickled_engine_carries_no_key_and_reads_it_again_where_it_lands(llm_server, monkeypatch):
+    """An engine handed to a stage travels to Ray's workers pickled: the key stays behind, and the
+    copy reads it from its own environment, as an engine built there would."""
+    import asyncio
+    import pickle
+
+    monkeypatch.setenv("M1DATA_FAULT_KEY", KEY)
+    engine = HTTPEngine(HTTPConfig(base_url=llm_server.base_url, api_key_env="M1DATA_FAULT_KEY"))
+    data = pickle.dumps(engine)
+    assert KEY.encode() not in data
+    copy = pickle.loads(data)
+    assert asyncio.run(copy.complete(ask("q"))).status == "ok"
+    assert llm_server.requests[-1].headers["authorization"] == f"Bearer {KEY}"
+
+
 def test_echoed_authorization_is_masked_everywhere(llm_server, tmp_path, monkeypatch, capfd, shown_output):
     """A server that echoes the request's Authorization header in its error body: the key must
     not reach the cache, the rejected rows or the terminal."""
@@ -280,6 +312,100 @@ def test_a_password_with_a_raw_slash_query_or_fragment_mark_is_refused_showing_n
         assert "s3cr" not in str(err.value) and "etPW" not in str(err.value) and "alice" not in str(err.value)
         assert llm_server.base_url in str(err.value)  # the server it names, without them
     assert len(llm_server.all_requests) == 0
+
+
+# A key in a base_url's query (`?api-key=...`, Azure and Gemini style) is refused like userinfo:
+# accepted, it was printed in the plan line and written to the manifest, the reply cache's
+# `endpoint` column and the card's model and settings tables (the SDK appends its route after the
+# query, `/v1/?api-key=...chat/completions`, so it never worked as a query anyway).
+QUERY_KEY = "0123456789abcdefQUERYKEY"
+
+
+@pytest.mark.parametrize("tail", [f"?api-key={QUERY_KEY}", f"?key={QUERY_KEY}&v=1", f"#{QUERY_KEY}"])
+def test_a_key_in_a_base_url_query_is_refused_showing_none_of_it(llm_server, tmp_path, monkeypatch, tail):
+    from m1data.errors import UserError
+
+    url = llm_server.base_url + tail
+    for attempt in base_url_doors(url):
+        with pytest.raises(UserError, match="query string") as err:
+            attempt()
+        assert QUERY_KEY not in str(err.value) and llm_server.base_url in str(err.value)
+    monkeypatch.setenv("OPENAI_BASE_URL", url)
+    with pytest.raises(UserError, match="query string") as err:
+        HTTPEngine(HTTPConfig(base_url=None))
+    assert QUERY_KEY not in str(err.value)
+    monkeypatch.delenv("OPENAI_BASE_URL")
+
+    proc = run_traces(tmp_path, url, "--no-require-reasoning")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert QUERY_KEY not in proc.stdout + proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]  # no OUT, no cache
+    assert len(llm_server.all_requests) == 0
+
+
+# The key itself pasted where its variable's name goes (`--api-key-env gsk_...`): the messages
+# saying the variable is not set printed it on the terminal.
+PASTED = ["gsk_PastedKey0123456789abcdefXYZ", "sk-pasted-0123456789abcdef", "0123456789abcdef0123456789abcdef"]
+
+
+@pytest.mark.parametrize("pasted", PASTED)
+def test_a_key_given_as_api_key_env_is_never_printed(llm_server, tmp_path, pasted):
+    import asyncio
+
+    from m1data.llm.http import MissingAPIKey
+    from m1data.llm.preflight import endpoint_problem
+
+    proc = run_traces(tmp_path, llm_server.base_url, "--api-key-env", pasted)
+    assert proc.returncode == 2 and "is not set" in proc.stderr, proc.stderr
+    assert pasted not in proc.stdout + proc.stderr
+    with pytest.raises(MissingAPIKey) as err:
+        HTTPEngine(HTTPConfig(base_url=llm_server.base_url, api_key_env=pasted))
+    engine = HTTPEngine(HTTPConfig(base_url=llm_server.base_url, api_key_env=pasted), require_key=False)
+    failed = asyncio.run(engine.complete(ask("q")))
+    shown = [str(err.value), endpoint_problem(llm_server.base_url, pasted), failed.error, repr(engine)]
+    assert all(pasted not in text and "api_key_env" in text for text in shown), shown
+
+
+def test_a_variable_name_is_still_named_when_unset(llm_server):
+    from m1data.llm.preflight import endpoint_problem
+
+    assert "M1DATA_ABSENT_KEY" in endpoint_problem(llm_server.base_url, "M1DATA_ABSENT_KEY")
+
+
+# A key given as a request field (`extra_params: {api_key: ...}`, as a LiteLLM proxy accepts it)
+# went into the request body, which the reply cache stores, and into the manifest's config.
+BODY_KEY = "lk-bodykey-0123456789abcdef"
+
+
+@pytest.mark.parametrize("extra", [{"api_key": BODY_KEY}, {"metadata": {"user_token": BODY_KEY}},
+                                   {"note": "sk-" + BODY_KEY}])
+def test_a_key_in_extra_params_is_refused_before_anything_is_sent(llm_server, tmp_path, extra):
+    from m1data.errors import UserError
+    from m1data.running.pipeline import run_pipeline
+    from m1data.stages.difficulty import DifficultyConfig, DifficultyFilter, StudentConfig
+    from m1data.stages.mesh import MeshConfig, MeshTagger
+    from m1data.stages.traces import TeacherTraces, TracesConfig
+
+    url = llm_server.base_url
+    stages = [
+        lambda: TeacherTraces(TracesConfig(model="m", base_url=url, api_key_env=None, extra_params=extra)),
+        lambda: DifficultyFilter(DifficultyConfig(students=[StudentConfig(model="m", base_url=url, short="s")],
+                                                  extra_params=extra)),
+        lambda: MeshTagger(MeshConfig(model="m", base_url=url, api_key_env=None, extra_params=extra)),
+    ]
+    for make in stages:
+        with pytest.raises(UserError, match="extra_params: .* holds a credential") as err:
+            run_pipeline([make()], tmp_path / "run")
+        assert BODY_KEY not in str(err.value)
+    assert len(llm_server.all_requests) == 0 and not (tmp_path / "run").exists()
+
+
+def test_ordinary_extra_params_are_accepted():
+    from m1data.stages.traces import TeacherTraces, TracesConfig
+
+    extra = {"seed": 42, "chat_template_kwargs": {"enable_thinking": True}, "grammar": 'root ::= "x"',
+             "skip_special_tokens": False, "min_tokens": 1}
+    TeacherTraces(TracesConfig(model="m", base_url="http://127.0.0.1:9/v1", api_key_env=None, extra_params=extra))
 
 
 @pytest.mark.parametrize("url, problem", [("http://localhost:80a/v1", "port that is not a number"),

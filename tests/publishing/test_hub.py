@@ -620,3 +620,110 @@ def test_a_dry_run_that_cannot_read_the_repo_does_not_say_it_exists(tmp_path, m1
 def test_a_malformed_repo_id_is_refused_before_any_call(m1k_folder, dry_run):
     with pytest.raises(UserError, match="'bad id!!' is not a Hub repo id"):
         publish(m1k_folder, "bad id!!", api=RefusingHfApi(), dry_run=dry_run)
+
+
+# ---------------------------------------------------------------------------------------------
+# The Hub's error messages: huggingface_hub quotes the URL and the server's error body. A server
+# (or proxy, or mirror named by HF_ENDPOINT) that echoes request headers puts the token there;
+# a dry run printed it in its plan, a real publish in an internal error's traceback.
+
+
+@pytest.fixture
+def echoing_hub():
+    """A real HTTP server on 127.0.0.1 that answers every request with a 401 whose body quotes
+    the request's headers; yields its URL with `user:password@` in it."""
+    import http.server
+    import threading
+
+    class Echo(http.server.BaseHTTPRequestHandler):
+        def _answer(self):
+            body = json.dumps({"error": f"unauthorized; you sent {dict(self.headers)}"}).encode()
+            self.send_response(401)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_HEAD = _answer
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://hubuser:{HUB_PASSWORD}@127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+HUB_PASSWORD = "hubPASSWORD0123456789"
+
+
+@pytest.mark.parametrize("with_userinfo", [False, True])
+def test_hub_errors_that_echo_the_token_are_masked(m1k_folder, echoing_hub, monkeypatch, with_userinfo):
+    import base64
+
+    from huggingface_hub import HfApi
+
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # the suite runs offline
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    endpoint = echoing_hub if with_userinfo else echoing_hub.replace(f"hubuser:{HUB_PASSWORD}@", "")
+    api = HfApi(endpoint=endpoint, token=SENTINEL)
+    basic = base64.b64encode(f"hubuser:{HUB_PASSWORD}".encode()).decode()
+
+    plan = publish(m1k_folder, "org/m1", dry_run=True, api=api, token=SENTINEL)
+    shown = plan.describe()
+    assert "401" in shown and "you sent" in shown  # the server's answer is still shown
+    with pytest.raises(UserError, match="the Hub refused org/m1") as err:
+        publish(m1k_folder, "org/m1", api=api, token=SENTINEL)
+    for text in (shown, str(err.value)):
+        assert SENTINEL not in text and HUB_PASSWORD not in text and basic not in text, text
+    assert err.value.__cause__ is None and err.value.__suppress_context__  # no traceback quotes it either
+
+
+def test_offline_mode_is_one_line_naming_no_credentials(m1k_folder, echoing_hub, monkeypatch):
+    """huggingface_hub's offline refusal quotes the URL it would have called, HF_ENDPOINT's
+    `user:password@` included."""
+    import huggingface_hub.constants
+    from huggingface_hub import HfApi
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    with pytest.raises(UserError, match="offline") as err:
+        publish(m1k_folder, "org/m1", api=HfApi(endpoint=echoing_hub, token=SENTINEL), token=SENTINEL)
+    assert HUB_PASSWORD not in str(err.value) and "127.0.0.1" in str(err.value)
+
+
+def test_refuses_a_token_that_parquet_compression_hides_from_a_byte_search(tmp_path, monkeypatch):
+    """Snappy stores a string that repeats part of an earlier one as a back-reference, so a
+    secret inside a parquet page need not appear as one run of bytes: the last check reads the
+    values too."""
+    import random
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    rng = random.Random(0)
+    words = ["nerve", "muscle", "artery", "vein", SENTINEL[3:20]]  # a piece of the token, repeated before it
+    texts = [" ".join(rng.choice(words) for _ in range(200)) for _ in range(50)] + [f"reply: {SENTINEL}"]
+    folder = write_hub_folder(tmp_path / "hub", {"m1k": {"train": datasets.Dataset.from_dict({"text": texts})}},
+                              "# card\n")
+    [shard] = folder.glob("data/m1k/*.parquet")
+    assert SENTINEL.encode() not in shard.read_bytes()  # what made the byte search miss it
+    api = FakeHfApi(tmp_path, [], None)
+    with pytest.raises(UserError, match="contains your Hub token") as err:
+        publish(folder, "org/m1", api=api, token=SENTINEL)
+    assert SENTINEL not in str(err.value) and "text" in str(err.value)
+    assert api.named("create_commit") == []
+
+
+@pytest.mark.parametrize("repo_id", [f"https://me:{SENTINEL}@huggingface.co/datasets/me/x",
+                                     f"https://{SENTINEL}@huggingface.co/datasets/me/x",
+                                     f"https://me:{SENTINEL}/x@huggingface.co/datasets/me/x"])
+def test_a_repo_url_with_the_token_in_it_is_refused_showing_none_of_it(m1k_folder, repo_id):
+    """A git remote's URL pasted as --repo-id: the validation message quoted it, token included."""
+    for dry_run in (True, False):
+        with pytest.raises(UserError, match="credentials") as err:
+            publish(m1k_folder, repo_id, dry_run=dry_run, api=RefusingHfApi())
+        assert SENTINEL not in str(err.value) and SENTINEL[3:12] not in str(err.value)

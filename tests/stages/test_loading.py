@@ -1,6 +1,8 @@
 """The load stage's eval side: what decontamination is given to match against."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -129,3 +131,27 @@ def test_the_embedded_sample_loads_without_warnings():
         warnings.simplefilter("error")
         LoadSources(LoadConfig()).run(None, None)
         load_evals(sample_evals())
+
+
+@pytest.mark.parametrize("url", ["https://me:hfTOKENnever0123456789@huggingface.co/datasets/me/m23k",
+                                 "https://me:hfTOKENnever/0123456789@huggingface.co/datasets/me/m23k"])
+def test_a_dataset_url_with_credentials_is_refused_showing_none_of_them(tmp_path, url):
+    """`m1data build m1k --from-m23k <a git remote's URL>`: datasets' error quoted it, token included."""
+    proc = subprocess.run([sys.executable, "-m", "m1data.cli", "build", "m1k", "--out", str(tmp_path / "run"),
+                           "--from-m23k", url], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "carries credentials" in proc.stderr, proc.stderr
+    assert "hfTOKENnever" not in proc.stdout + proc.stderr and "huggingface.co/datasets/me/m23k" in proc.stderr
+
+
+@pytest.mark.parametrize("config", [
+    "load:\n  sources:\n    medqa: {path: 'https://me:hfTOKENnever0123456789@example.com/medqa.jsonl'}\n",
+    "evals:\n  - {name: mine, path: 'https://me:hfTOKENnever0123456789@example.com/eval.jsonl'}\n",
+])
+def test_a_source_or_eval_url_with_credentials_is_refused_showing_none_of_them(tmp_path, config):
+    """A reader's "no such file" error quoted the path, token included."""
+    (tmp_path / "c.yaml").write_text(config)
+    proc = subprocess.run([sys.executable, "-m", "m1data.cli", "build", "m23k", "--out", str(tmp_path / "run"),
+                           "--config", str(tmp_path / "c.yaml"), "--until", "decontaminate"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "carries credentials" in proc.stderr, proc.stderr
+    assert "hfTOKENnever" not in proc.stdout + proc.stderr and "example.com" in proc.stderr
