@@ -390,13 +390,24 @@ def read_manifests(run_dir: Path, upto: str | None = None) -> list[dict[str, Any
 
 
 def check_stage_output(stage_dir: Path, manifest: dict[str, Any] | None = None) -> None:
-    """Refuse a stage's rows.parquet that is not the file the stage wrote: its digest must match
-    the manifest's `output_fingerprint` (a file edited by hand would otherwise flow on silently)."""
+    """Refuse a stage's rows.parquet or dropped.parquet that is not the file the stage wrote: its
+    digest must match the manifest's `output_fingerprint` (`dropped_fingerprint`), or a file
+    edited by hand, or damaged, would flow on silently. A skipped stage is checked too: the
+    lineage reads its dropped rows long after the build that wrote them."""
     manifest = manifest if manifest is not None else read_manifest(stage_dir)
-    expected = None if manifest is None else manifest.get("output_fingerprint")
+    if manifest is None:
+        return
+    _check_output_file(stage_dir, manifest, "rows.parquet", "output_fingerprint")
+    _check_output_file(stage_dir, manifest, "dropped.parquet", "dropped_fingerprint")
+
+
+def _check_output_file(stage_dir: Path, manifest: dict[str, Any], name: str, key: str) -> None:
+    """One output file against its digest in the manifest; a manifest of an older version, or a
+    stage that wrote no such file (no dropped rows), has none to check."""
+    expected = manifest.get(key)
     if expected is None:
         return
-    path = stage_dir / "rows.parquet"
+    path = stage_dir / name
     if not path.is_file():
         raise CorruptRunFile(f"{path} is missing though its manifest says the stage completed; delete {stage_dir} "
                              "to run that stage again")
@@ -417,9 +428,13 @@ def load_stage_rows(stage_dir: Path, columns: list[str] | None = None) -> datase
 
 
 def load_stage_dropped(stage_dir: Path) -> datasets.Dataset | None:
+    """A stage's dropped rows (None: it dropped none), checked against its manifest."""
     from m1data.reading.readers import parquet_dataset
 
     path = stage_dir / "dropped.parquet"
+    manifest = read_manifest(stage_dir)
+    if manifest is not None:
+        _check_output_file(stage_dir, manifest, "dropped.parquet", "dropped_fingerprint")
     return parquet_dataset(path) if path.exists() else None
 
 
@@ -566,6 +581,8 @@ def _write_stage(stage_dir: Path, state_dir: Path, result: StageResult, manifest
     if result.dropped is not None and len(result.dropped):
         result.dropped.to_parquet(str(tmp / "dropped.parquet"))
     manifest["output_fingerprint"] = file_digest(tmp / "rows.parquet")
+    if (tmp / "dropped.parquet").is_file():
+        manifest["dropped_fingerprint"] = file_digest(tmp / "dropped.parquet")
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
     if stage_dir.exists():
         _move_state(stage_dir, state_dir)

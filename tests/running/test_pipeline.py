@@ -308,6 +308,25 @@ def test_a_stage_output_changed_by_hand_is_named_when_a_later_stage_reads_it(tmp
         export_run("m23k", tmp_path, tmp_path / "hub")
 
 
+def test_a_damaged_dropped_file_is_named_not_read(tmp_path):
+    """dropped.parquet had no fingerprint: a truncated one went unnoticed by every re-run (the
+    stage was skipped), and the lineage of a dropped row then died in pyarrow with a traceback
+    ("Parquet magic bytes not found") naming no file. Now it is checked as rows.parquet is."""
+    run_pipeline([Make(), DropSome()], tmp_path)
+    damaged = tmp_path / "01_drop" / "dropped.parquet"
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    with pytest.raises(CorruptRunFile, match=str(damaged)) as err:
+        run_pipeline([Make(), DropSome()], tmp_path)
+    assert "changed since" in str(err.value) and "delete" in str(err.value)
+    with pytest.raises(CorruptRunFile, match=str(damaged)):
+        lineage(tmp_path, "headqa:0")
+    damaged.unlink()
+    with pytest.raises(CorruptRunFile, match=f"{damaged} is missing"):
+        lineage(tmp_path, "headqa:0")
+    run_pipeline([Make(), DropSome()], tmp_path, start="drop")  # what the message says: written again
+    assert lineage(tmp_path, "headqa:0")[-1]["reason"] == "too_easy"
+
+
 # ---------------------------------------------------------------------------------------------
 # A build that stops early is not a success; two builds never share a Hub folder silently
 
