@@ -337,10 +337,24 @@ def _record_build(run_dir: Path, stages: Sequence[Stage]) -> None:
     m1K and a re-sampled m1K may share a run folder, so it can hold several builds' stages (m1K's
     sample beside m23K's format); the export, card, funnel and lineage must read one build's."""
     build = [stage_dirname(i, s.name) for i, s in enumerate(stages)]
-    builds = [b for b in _recorded_builds(run_dir) or [] if b != build] + [build]
+    builds = [b for b in _readable_builds(run_dir) if b != build] + [build]
     tmp = run_dir / (BUILD_FILE + ".tmp")
     tmp.write_text(json.dumps({"builds": builds}, indent=1) + "\n", encoding="utf-8")
     tmp.replace(run_dir / BUILD_FILE)
+
+
+def _readable_builds(run_dir: Path) -> list[list[str]]:
+    """The builds recorded so far, for a build about to add itself. An unreadable record (cut
+    short, edited) is moved aside, named in a warning, and a new one is started: the error that
+    `read_manifests` gives for it tells the user to run the build again, which must then work."""
+    try:
+        return _recorded_builds(run_dir) or []
+    except CorruptRunFile:
+        aside = run_dir / f"{BUILD_FILE}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}"
+        (run_dir / BUILD_FILE).replace(aside)
+        log.warning(f"{run_dir / BUILD_FILE} is not a build record: moved to {aside.name}, and a new record starts "
+                    "with this build (the funnel, lineage and export read this build's stages)")
+        return []
 
 
 def _recorded_builds(run_dir: Path) -> list[list[str]] | None:

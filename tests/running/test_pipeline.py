@@ -392,6 +392,25 @@ def test_manifests_are_the_last_builds_stages(tmp_path):
         read_manifests(tmp_path)
 
 
+def test_a_build_record_cut_short_is_set_aside_by_the_next_build(tmp_path, caplog):
+    """The error for an unreadable builds.json says "run the build again to rewrite it", but the
+    build read the record before rewriting it and stopped with the same error, every time. Now
+    the build moves the bad record aside (kept, named in a warning) and starts a new one."""
+    run_pipeline([Make(), DropSome()], tmp_path)
+    CALLS.clear()
+    record = tmp_path / "builds.json"
+    cut = record.read_text(encoding="utf-8")[:20]
+    record.write_text(cut, encoding="utf-8")
+    with pytest.raises(CorruptRunFile, match="run the build again"):
+        funnel_markdown(tmp_path)
+    with caplog.at_level("WARNING", logger="m1data"):
+        run_pipeline([Make(), DropSome()], tmp_path)
+    assert CALLS == [] and [m["stage"] for m in read_manifests(tmp_path)] == ["make", "drop"]  # stages kept
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("builds.json.unreadable-")]
+    assert len(aside) == 1 and aside[0].read_text(encoding="utf-8") == cut
+    assert aside[0].name in caplog.text
+
+
 def test_manifests_end_where_the_build_stopped(tmp_path):
     """A build that stops earlier than the last one (`until`, a stage not ready) leaves the later
     stages of the last one in the folder, written from rows that are gone: the manifests read
