@@ -465,7 +465,7 @@ class RunLocked(RuntimeError):
 
 
 LOCK_FILE = ".m1data.lock"
-_HELD: set[Path] = set()  # run folders this process has locked (the lock is re-entrant)
+_HELD: dict[Path, tuple[int, int]] = {}  # run folders this process has locked: its lock file's (device, inode)
 
 
 @contextlib.contextmanager
@@ -490,14 +490,37 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
-        _HELD.add(run_dir)
+        held = os.fstat(fd)
+        _HELD[run_dir] = (held.st_dev, held.st_ino)
         try:
             yield
         finally:
-            _HELD.discard(run_dir)
+            _HELD.pop(run_dir, None)
             os.ftruncate(fd, 0)
     finally:
         os.close(fd)
+
+
+class RunFolderGone(M1DataError, RuntimeError):
+    """The run folder was removed or replaced while a build held it."""
+
+
+def check_run_folder(run_dir: str | Path) -> None:
+    """Stop a build whose run folder is no longer the one it locked (deleted, moved, replaced,
+    its disk unmounted): writing on would make the folder anew, without the earlier stages, the
+    build record or the lock, and the build would end looking complete. The lock file is the
+    witness: the one in the folder must be the very file (device and inode) the lock is on."""
+    run_dir = Path(run_dir).resolve()
+    held = _HELD.get(run_dir)
+    if held is None:
+        return
+    try:
+        now = os.stat(run_dir / LOCK_FILE)
+    except OSError:
+        now = None
+    if now is None or (now.st_dev, now.st_ino) != held:
+        raise RunFolderGone(f"{run_dir} was removed or replaced while this build ran in it; nothing more is "
+                            "written there. Check the folder (and the disk it is on), then run the build again")
 
 
 class StageIncomplete(RuntimeError):
@@ -694,6 +717,7 @@ def _run_stages(
             parallel = executor is not None and stage.row_parallel
             result = executor.run_stage(stage, rows, ctx) if parallel else stage.run(rows, ctx)
         _check_dropped(stage, result.dropped)
+        check_run_folder(run_dir)
         manifest = {
             "stage": stage.name,
             "index": index,
@@ -760,6 +784,7 @@ __all__ = [
     "SUPERSEDED",
     "CorruptRunFile",
     "RunContext",
+    "RunFolderGone",
     "RunLocked",
     "Stage",
     "StageFailed",
@@ -767,6 +792,7 @@ __all__ = [
     "StageNotReady",
     "StageResult",
     "add_columns",
+    "check_run_folder",
     "check_stage_names",
     "check_stage_output",
     "drop_counts",

@@ -289,6 +289,32 @@ def test_the_lock_is_reentrant_within_one_process(tmp_path):
     assert CALLS == ["make"]
 
 
+class RemovesTheRunFolder(DropSome):
+    """A stage during which the run folder is deleted (by hand, a clean-up job, a lost mount)."""
+
+    name = "vanish"
+
+    def run(self, rows, ctx):
+        import shutil
+
+        shutil.rmtree(ctx.run_dir)
+        return super().run(rows, ctx)
+
+
+def test_a_run_folder_removed_during_a_build_stops_it(tmp_path):
+    """The build used to write on into a folder it made anew: it ended with no error, holding the
+    later stages only, no build record and no lock file (a second build could start beside it),
+    and its funnel began mid-pipeline. Now it stops, naming the folder, and writes nothing there."""
+    from m1data.running.pipeline import RunFolderGone
+
+    run_dir = tmp_path / "run"
+    with pytest.raises(RunFolderGone, match=f"{run_dir} was removed or replaced"):
+        run_pipeline([Make(), RemovesTheRunFolder(), DropSome()], run_dir)
+    assert not run_dir.exists()
+    run_pipeline([Make(), DropSome()], run_dir)  # a folder made again is a run folder like any other
+    assert [m["stage"] for m in read_manifests(run_dir)] == ["make", "drop"]
+
+
 def test_a_stage_output_changed_by_hand_is_named_when_a_later_stage_reads_it(tmp_path):
     from m1data.publishing.export import export_run
     from m1data.running.pipeline import CorruptRunFile
