@@ -50,7 +50,7 @@ from typing import Any
 import datasets
 import yaml
 
-from m1data.errors import UserError
+from m1data.errors import UserError, storage_errors
 from m1data.publishing.cardmeta import (
     CARD_FILE,
     DATA_DIR,
@@ -197,18 +197,19 @@ def write_hub_folder(
     images = images or {}
     _check_names(configs, images)
     _prepare_target(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    _remove_leftovers(folder)
-    staging = Path(tempfile.mkdtemp(prefix=_aside_prefix(folder, "staging"), dir=folder.parent))
-    try:
-        sizes = _write_shards(staging, configs, max_shard_bytes)
-        _write_images(staging, images)
-        readme = card_with_metadata(card, data_metadata(configs, sizes))
-        (staging / CARD_FILE).write_text(readme, encoding="utf-8")
-        _swap_in(staging, folder)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
+    with storage_errors(folder):  # a full or read-only disk: one line naming the folder; the old one stays
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        _remove_leftovers(folder)
+        staging = Path(tempfile.mkdtemp(prefix=_aside_prefix(folder, "staging"), dir=folder.parent))
+        try:
+            sizes = _write_shards(staging, configs, max_shard_bytes)
+            _write_images(staging, images)
+            readme = card_with_metadata(card, data_metadata(configs, sizes))
+            (staging / CARD_FILE).write_text(readme, encoding="utf-8")
+            _swap_in(staging, folder)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging)
     return folder
 
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import datasets
 
-from m1data.errors import M1DataError, UserError
+from m1data.errors import M1DataError, UserError, storage_errors
 from m1data.output import track
 from m1data.schema import (
     DEFAULT_SEED,
@@ -506,7 +506,8 @@ def write_together(outputs: Sequence[tuple[datasets.Dataset, str | Path]]) -> li
     staged: list[Path] = []
     try:
         for (ds, _), target in zip(outputs, targets, strict=True):
-            staged.append(_stage_file(ds, target))
+            with storage_errors(target):  # a full disk: one line naming OUT, the previous pair kept
+                staged.append(_stage_file(ds, target))
     except BaseException:
         for tmp in staged:
             tmp.unlink(missing_ok=True)
@@ -531,12 +532,16 @@ def _stage_file(ds: datasets.Dataset, out: Path) -> Path:
     for stale in out.parent.glob(f".{glob.escape(out.name)}.*.tmp"):  # what a killed write left
         stale.unlink(missing_ok=True)
     tmp = _temporary_name(out)
-    if out.suffix == ".parquet":
-        ds.to_parquet(str(tmp))
-    else:
-        ds.to_json(str(tmp), lines=True, force_ascii=False)
-    with tmp.open("rb") as handle:
-        os.fsync(handle.fileno())
+    try:
+        if out.suffix == ".parquet":
+            ds.to_parquet(str(tmp))
+        else:
+            ds.to_json(str(tmp), lines=True, force_ascii=False)
+        with tmp.open("rb") as handle:
+            os.fsync(handle.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a half-written file would keep a full disk full
+        raise
     return tmp
 
 

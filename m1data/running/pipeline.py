@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 import datasets
 
 from m1data import __version__
-from m1data.errors import M1DataError, UserError
+from m1data.errors import M1DataError, UserError, storage_errors
 from m1data.output import datasets_bars_off
 from m1data.redact import scrub, strip_userinfo
 from m1data.schema import fresh_fingerprint
@@ -339,8 +339,9 @@ def _record_build(run_dir: Path, stages: Sequence[Stage]) -> None:
     build = [stage_dirname(i, s.name) for i, s in enumerate(stages)]
     builds = [b for b in _readable_builds(run_dir) if b != build] + [build]
     tmp = run_dir / (BUILD_FILE + ".tmp")
-    tmp.write_text(json.dumps({"builds": builds}, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(run_dir / BUILD_FILE)
+    with storage_errors(run_dir / BUILD_FILE):
+        tmp.write_text(json.dumps({"builds": builds}, indent=1) + "\n", encoding="utf-8")
+        tmp.replace(run_dir / BUILD_FILE)
 
 
 def _readable_builds(run_dir: Path) -> list[list[str]]:
@@ -478,8 +479,9 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
     if run_dir in _HELD:
         yield
         return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    with storage_errors(run_dir):  # a read-only or full disk: one line, before any stage runs
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -611,8 +613,24 @@ def _write_stage(stage_dir: Path, state_dir: Path, result: StageResult, manifest
     """Write the outputs to `NN_name.tmp` and swap it in, so a stage is all or nothing. The stage
     folder holds outputs only; anything else a stage left there goes to its state folder first."""
     tmp, old = _tmp_dir(stage_dir), _old_dir(stage_dir)
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    with storage_errors(stage_dir):  # a full disk is the user's to fix: one line naming the stage
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        try:
+            _write_outputs(tmp, result, manifest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # a half-written file would keep a full disk full
+            raise
+        if stage_dir.exists():
+            _move_state(stage_dir, state_dir)
+            stage_dir.rename(old)
+        tmp.rename(stage_dir)
+        if old.exists():
+            shutil.rmtree(old)
+
+
+def _write_outputs(tmp: Path, result: StageResult, manifest: dict[str, Any]) -> None:
+    """A stage's output files in `tmp`, the manifest last, with the digests it checks them by."""
     tmp.mkdir(parents=True)
     result.rows.to_parquet(str(tmp / "rows.parquet"))
     if result.dropped is not None and len(result.dropped):
@@ -621,12 +639,6 @@ def _write_stage(stage_dir: Path, state_dir: Path, result: StageResult, manifest
     if (tmp / "dropped.parquet").is_file():
         manifest["dropped_fingerprint"] = file_digest(tmp / "dropped.parquet")
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
-    if stage_dir.exists():
-        _move_state(stage_dir, state_dir)
-        stage_dir.rename(old)
-    tmp.rename(stage_dir)
-    if old.exists():
-        shutil.rmtree(old)
 
 
 def check_stage_names(stages: Sequence[Stage], start: str | None = None, until: str | None = None) -> list[str]:

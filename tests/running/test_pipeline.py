@@ -315,6 +315,36 @@ def test_a_run_folder_removed_during_a_build_stops_it(tmp_path):
     assert [m["stage"] for m in read_manifests(run_dir)] == ["make", "drop"]
 
 
+def test_a_full_disk_while_a_stage_is_written_is_one_error_naming_it(tmp_path, monkeypatch):
+    """A full disk (ENOSPC) mid-write came out as pyarrow's bare "[Errno 28] No space left on
+    device", which names no file, and the CLI called it a bug; its half-written parquet stayed in
+    NN_name.tmp, holding the space. Now: a StorageError naming the stage folder and what to do, no
+    partial file, the earlier stages untouched, and the same build again finishes."""
+    import errno
+
+    from m1data.errors import StorageError
+
+    run_pipeline([Make()], tmp_path)
+    before = (tmp_path / "00_make" / "rows.parquet").read_bytes()
+    real = datasets.Dataset.to_parquet
+
+    def disk_full(self, path, *args, **kwargs):
+        with open(path, "wb") as handle:
+            handle.write(b"PAR1 half a file")
+        raise OSError(errno.ENOSPC, "Error writing bytes to file. Detail: [errno 28] No space left on device")
+
+    monkeypatch.setattr(datasets.Dataset, "to_parquet", disk_full)
+    with pytest.raises(StorageError, match=f"cannot write {tmp_path / '01_drop'}: No space left on device") as err:
+        run_pipeline([Make(), DropSome()], tmp_path)
+    assert "free some space" in str(err.value) and "run the same command again" in str(err.value)
+    assert not (tmp_path / "01_drop.tmp").exists() and not (tmp_path / "01_drop" / "manifest.json").exists()
+    assert (tmp_path / "00_make" / "rows.parquet").read_bytes() == before
+    monkeypatch.setattr(datasets.Dataset, "to_parquet", real)
+    CALLS.clear()
+    run_pipeline([Make(), DropSome()], tmp_path)
+    assert CALLS == ["drop"] and [m["stage"] for m in read_manifests(tmp_path)] == ["make", "drop"]
+
+
 def test_a_stage_output_changed_by_hand_is_named_when_a_later_stage_reads_it(tmp_path):
     from m1data.publishing.export import export_run
     from m1data.running.pipeline import CorruptRunFile
