@@ -23,13 +23,13 @@ from rich.markup import escape
 
 from m1data import __version__
 from m1data.errors import (
-    STORAGE_ERRNOS,
     TERMINATED_EXIT,
     M1DataError,
     StorageError,
     Terminated,
     UserError,
     raise_terminated,
+    storage_cause,
     storage_message,
 )
 from m1data.output import console, enable
@@ -730,15 +730,13 @@ def main() -> None:
     except (M1DataError, FileNotFoundError) as err:
         _error_line(err)
         raise SystemExit(2) from None
-    except OSError as err:
-        if err.errno in STORAGE_ERRNOS:  # a full, read-only or failing disk is not a bug: one line
-            _error_line(StorageError(storage_message(err, doing="use")))
-            raise SystemExit(2) from None
-        _internal_error()
-        raise
-    except Exception:
-        _internal_error()
-        raise
+    except Exception as err:
+        cause = storage_cause(err)
+        if cause is None:
+            _internal_error()
+            raise
+        _error_line(StorageError(storage_message(cause, doing="use")))  # a full or read-only disk is no bug
+        raise SystemExit(2) from None
 
 
 def _internal_error() -> None:

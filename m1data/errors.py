@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterator
 
 __all__ = ["M1DataError", "STORAGE_ERRNOS", "StorageError", "TERMINATED_EXIT", "Terminated", "UserError",
-           "raise_terminated", "storage_errors", "storage_message"]
+           "raise_terminated", "storage_cause", "storage_errors", "storage_message"]
 
 
 class M1DataError(Exception):
@@ -46,16 +46,33 @@ class StorageError(M1DataError, OSError):
 
 @contextlib.contextmanager
 def storage_errors(what: str | os.PathLike[str]) -> Iterator[None]:
-    """Turn an OSError of the storage (`STORAGE_ERRNOS`) raised while writing `what` into a
+    """Turn an error of the storage (`storage_cause`) raised while writing `what` into a
     StorageError that names it and says what to do; any other error passes unchanged."""
     try:
         yield
-    except StorageError:
+    except M1DataError:
         raise
-    except OSError as err:
-        if err.errno not in STORAGE_ERRNOS:
+    except Exception as err:
+        cause = storage_cause(err)
+        if cause is None:
             raise
-        raise StorageError(storage_message(err, what)) from err
+        raise StorageError(storage_message(cause, what)) from err
+
+
+def storage_cause(err: BaseException) -> OSError | None:
+    """The storage OSError (`STORAGE_ERRNOS`) behind `err`: itself, or one it was raised from or
+    while handling (`datasets` wraps a full disk in its own DatasetGenerationError)."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError) and current.errno in STORAGE_ERRNOS:
+            return current
+        seen.add(id(current))
+        if current.__cause__ is not None or current.__suppress_context__:
+            current = current.__cause__
+        else:
+            current = current.__context__
+    return None
 
 
 def storage_message(err: OSError, what: str | os.PathLike[str] | None = None, doing: str = "write") -> str:

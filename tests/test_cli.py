@@ -419,6 +419,31 @@ def test_a_full_or_read_only_disk_is_one_line_not_a_bug(tmp_path, monkeypatch, m
     assert f"{tmp_path / 'x'}: Read-only file system (EROFS)" in err
 
 
+def test_a_full_datasets_cache_is_one_line_naming_it(tmp_path):
+    """Reading rows through `datasets` writes an Arrow copy into its cache folder; with that disk
+    full (here: a file size limit, EFBIG) the command died with 'internal error' and a
+    DatasetGenerationError naming neither the cache nor the file read. Now one line names both."""
+    import os
+    import resource
+
+    rows = [make_row(source="medqa", row_id=str(i), question=f"Question {i}: " + "which finding " * 40,
+                     options=[f"a{i}", f"b{i}"], answer_idx=0, raw={}) for i in range(200)]
+    src = write_rows(rows_to_dataset(rows), tmp_path / "in.parquet")
+    cache = tmp_path / "hf-cache"
+    limit = src.stat().st_size + 4096  # room for OUT (a parquet file), not for the Arrow copy
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    proc = subprocess.run([sys.executable, "-c", "from m1data.cli import main; main()", "dedup", str(src),
+                           str(tmp_path / "out.parquet")], capture_output=True, text=True, preexec_fn=small_files,
+                          env={**os.environ, "HF_DATASETS_CACHE": str(cache)}, check=False)
+    err = proc.stderr.strip()
+    assert proc.returncode == 2 and "internal error" not in err, err
+    assert err.splitlines()[-1].startswith(f"error: cannot write {cache} (datasets' cache"), err
+    assert f"reading {src}" in err and "File too large (EFBIG)" in err
+
+
 # ---------------------------------------------------------------------------------------------
 # Issue 23 item 4: file commands write OUT and OUT.dropped together or not at all, never over an input
 

@@ -562,7 +562,16 @@ def parquet_dataset(path: str | Path, columns: list[str] | None = None) -> datas
 
     if pq.ParquetFile(str(path)).metadata.num_rows == 0:
         return datasets.Dataset(pq.read_table(str(path), columns=columns))
-    return datasets.Dataset.from_parquet(str(path), columns=columns)
+    with _datasets_cache_errors(path):
+        return datasets.Dataset.from_parquet(str(path), columns=columns)
+
+
+def _datasets_cache_errors(path: str | Path) -> contextlib.AbstractContextManager[None]:
+    """Reading rows through `datasets` writes an Arrow copy into its cache folder: a full disk
+    there fails a read, with an error that names neither folder nor file. Name both."""
+    from datasets import config
+
+    return storage_errors(f"{config.HF_DATASETS_CACHE} (datasets' cache, HF_DATASETS_CACHE; reading {path})")
 
 
 def read_rows(path: str | Path | Sequence[str | Path]) -> datasets.Dataset:
@@ -583,7 +592,8 @@ def read_rows(path: str | Path | Sequence[str | Path]) -> datasets.Dataset:
     if path.suffix == ".jsonl":
         if not path.read_bytes().strip():
             return datasets.Dataset.from_dict({})
-        return datasets.Dataset.from_json(str(path))
+        with _datasets_cache_errors(path):
+            return datasets.Dataset.from_json(str(path))
     raise UserError(f"{path}: input must end in .parquet or .jsonl")
 
 
