@@ -560,18 +560,45 @@ def parquet_dataset(path: str | Path, columns: list[str] | None = None) -> datas
     and with it every column's type, is kept)."""
     import pyarrow.parquet as pq
 
-    if pq.ParquetFile(str(path)).metadata.num_rows == 0:
-        return datasets.Dataset(pq.read_table(str(path), columns=columns))
-    with _datasets_cache_errors(path):
+    with _reading(path):
+        if pq.ParquetFile(str(path)).metadata.num_rows == 0:
+            return datasets.Dataset(pq.read_table(str(path), columns=columns))
         return datasets.Dataset.from_parquet(str(path), columns=columns)
 
 
-def _datasets_cache_errors(path: str | Path) -> contextlib.AbstractContextManager[None]:
-    """Reading rows through `datasets` writes an Arrow copy into its cache folder: a full disk
-    there fails a read, with an error that names neither folder nor file. Name both."""
+@contextlib.contextmanager
+def _reading(path: str | Path) -> Iterator[None]:
+    """Errors of reading a row file through pyarrow and `datasets`, said in one line each. A file
+    cut short (a copy or a write that was stopped) or not rows at all fails in pyarrow with no file
+    named. And `datasets` writes an Arrow copy into its cache folder, so a full disk there fails
+    a read with an error that names neither that folder nor the file: both are named."""
     from datasets import config
 
-    return storage_errors(f"{config.HF_DATASETS_CACHE} (datasets' cache, HF_DATASETS_CACHE; reading {path})")
+    try:
+        with storage_errors(f"{config.HF_DATASETS_CACHE} (datasets' cache, HF_DATASETS_CACHE; reading {path})"):
+            yield
+    except M1DataError:
+        raise
+    except Exception as err:
+        problem = _arrow_problem(err)
+        if problem is None:
+            raise
+        raise UserError(f"{path} cannot be read as rows ({problem}): the file is cut short (a copy or a write "
+                        "that was stopped) or is not rows; write it again") from None
+
+
+def _arrow_problem(err: BaseException) -> str | None:
+    """The first line of the pyarrow error behind `err` (`datasets` wraps it), if there is one."""
+    import pyarrow as pa
+
+    current: BaseException | None = err
+    for _ in range(8):
+        if current is None:
+            return None
+        if isinstance(current, pa.ArrowException):
+            return str(current).strip().splitlines()[0]
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def read_rows(path: str | Path | Sequence[str | Path]) -> datasets.Dataset:
@@ -592,7 +619,7 @@ def read_rows(path: str | Path | Sequence[str | Path]) -> datasets.Dataset:
     if path.suffix == ".jsonl":
         if not path.read_bytes().strip():
             return datasets.Dataset.from_dict({})
-        with _datasets_cache_errors(path):
+        with _reading(path):
             return datasets.Dataset.from_json(str(path))
     raise UserError(f"{path}: input must end in .parquet or .jsonl")
 

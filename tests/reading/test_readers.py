@@ -154,3 +154,23 @@ def test_json_lines_in_a_json_file_is_named_as_such(tmp_path):
     with pytest.raises(MalformedFile) as err:
         read_json(path)
     assert "Extra data" in str(err.value) and "JSON Lines" not in str(err.value)
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
+def test_a_row_file_cut_short_is_one_error_naming_it(tmp_path, suffix):
+    """A row file cut short (a copy or a write that was stopped) came out of pyarrow as
+    'internal error' with ArrowInvalid or DatasetGenerationError, naming no file. Now it is a
+    UserError (one line in the CLI) naming the file and what pyarrow found."""
+    from m1data.errors import UserError
+    from m1data.reading.readers import read_rows, write_rows
+    from m1data.schema import make_row, rows_to_dataset
+
+    rows = [make_row(source="medqa", row_id=str(i), question=f"Question {i}?", options=["a", "b"], answer_idx=0,
+                     raw={}) for i in range(50)]
+    whole = write_rows(rows_to_dataset(rows), tmp_path / f"rows{suffix}")
+    for cut_at in (len(whole.read_bytes()) // 2, 0 if suffix == ".parquet" else 5):
+        cut = tmp_path / f"cut{cut_at}{suffix}"
+        cut.write_bytes(whole.read_bytes()[:cut_at])
+        with pytest.raises(UserError, match=f"{cut} cannot be read as rows") as err:
+            read_rows(cut)
+        assert "cut short" in str(err.value) and len(str(err.value).splitlines()) == 1
