@@ -63,6 +63,7 @@ from m1data.publishing.cardmeta import (
     split_card,
     split_glob,
 )
+from m1data.reading.readers import other_process_alive
 
 log = logging.getLogger(__name__)
 
@@ -240,20 +241,8 @@ def _remove_leftovers(folder: Path) -> None:
     for role in ("staging", "old"):
         for leftover in folder.parent.glob(f"{glob.escape(f'.{folder.name}.{role}-')}*"):
             pid = leftover.name[len(f".{folder.name}.{role}-"):].split("-", 1)[0]
-            if leftover.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            if leftover.is_dir() and pid.isdigit() and not other_process_alive(int(pid)):
                 shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # this process writes one folder at a time: what it left is from an earlier write
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import fcntl
 import glob
 import importlib
 import io
@@ -513,12 +514,41 @@ def write_together(outputs: Sequence[tuple[datasets.Dataset, str | Path]]) -> li
             tmp.unlink(missing_ok=True)
         raise
     first, *rest = targets
-    first.unlink(missing_ok=True)
-    for tmp, target in reversed(list(zip(staged, targets, strict=True))):
-        tmp.replace(target)
+    with _folder_lock(first.parent):
+        first.unlink(missing_ok=True)
+        for tmp, target in reversed(list(zip(staged, targets, strict=True))):
+            tmp.replace(target)
     for folder in {t.parent.resolve() for t in targets}:
         _fsync_folder(folder)
     return targets
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """Hold `folder` while files are renamed into it (flock on the folder itself, so no lock file
+    is left beside OUT). Why: two commands writing the same OUT at once interleaved their renames
+    and could leave one's OUT beside the other's dropped file, a pair that reads as one result."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def other_process_alive(pid: int) -> bool:
+    """Whether `pid` is a live process other than this one: the writer of a temporary file named
+    by its pid, still writing it (this process writes one such file at a time, so its own name
+    on a leftover is from an earlier write)."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _temporary_name(out: Path) -> Path:
@@ -530,7 +560,9 @@ def _stage_file(ds: datasets.Dataset, out: Path) -> Path:
     """`ds` written in `out`'s format to a temporary name beside `out`, on disk (fsync)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     for stale in out.parent.glob(f".{glob.escape(out.name)}.*.tmp"):  # what a killed write left
-        stale.unlink(missing_ok=True)
+        pid = stale.name[len(f".{out.name}."):-len(".tmp")]
+        if not (pid.isdigit() and other_process_alive(int(pid))):  # not another command's, still writing
+            stale.unlink(missing_ok=True)
     tmp = _temporary_name(out)
     try:
         if out.suffix == ".parquet":
@@ -674,6 +706,7 @@ __all__ = [
     "lettered_options",
     "load_hub",
     "option_texts",
+    "other_process_alive",
     "parquet_dataset",
     "read_csv",
     "read_json",

@@ -174,3 +174,56 @@ def test_a_row_file_cut_short_is_one_error_naming_it(tmp_path, suffix):
         with pytest.raises(UserError, match=f"{cut} cannot be read as rows") as err:
             read_rows(cut)
         assert "cut short" in str(err.value) and len(str(err.value).splitlines()) == 1
+
+
+def test_a_file_command_leaves_another_live_writers_temporary_file_alone(tmp_path):
+    """Every write removed all `.OUT.<pid>.tmp` beside OUT as leftovers of killed writes, also the
+    one a second command writing the same OUT was still filling: that command then failed with
+    FileNotFoundError. Now only a dead writer's file is removed."""
+    import subprocess
+    import sys
+
+    from m1data.reading.readers import write_together
+    from m1data.schema import make_row, rows_to_dataset
+
+    rows = rows_to_dataset([make_row(source="medqa", row_id="1", question="Q?", options=["a", "b"], answer_idx=0,
+                                     raw={})])
+    out = tmp_path / "out.parquet"
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    try:
+        writing = tmp_path / f".out.parquet.{live.pid}.tmp"
+        left = tmp_path / f".out.parquet.{int(dead.stdout)}.tmp"
+        writing.write_bytes(b"half")
+        left.write_bytes(b"half")
+        write_together([(rows, out)])
+        assert writing.exists() and not left.exists()
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_renames_into_a_folder_wait_for_its_lock(tmp_path):
+    """Two commands writing one OUT at once could interleave their renames (one's OUT beside the
+    other's dropped file); the renames now happen under a lock on the folder."""
+    import fcntl
+    import os
+    import threading
+    import time
+
+    from m1data.reading.readers import write_together
+    from m1data.schema import make_row, rows_to_dataset
+
+    rows = rows_to_dataset([make_row(source="medqa", row_id="1", question="Q?", options=["a", "b"], answer_idx=0,
+                                     raw={})])
+    out = tmp_path / "out.parquet"
+    fd = os.open(tmp_path, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # another command in its renames
+    writer = threading.Thread(target=write_together, args=([(rows, out), (rows, tmp_path / "out.dropped.parquet")],))
+    writer.start()
+    time.sleep(0.5)
+    assert not out.exists() and not (tmp_path / "out.dropped.parquet").exists()
+    os.close(fd)
+    writer.join(10)
+    assert out.exists() and (tmp_path / "out.dropped.parquet").exists()
