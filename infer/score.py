@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
@@ -61,7 +62,7 @@ from m1data.schema import LETTERS
 from m1data.stages.answers import grade
 
 __all__ = ["EvalSource", "InferIncomplete", "eval_fingerprint", "infer", "load_eval_sets", "load_rows", "open_infer_cache",
-           "run_infer", "score_record", "summarize"]
+           "run_infer", "score_record", "summarize", "write_json"]
 
 EvalSource = datasets.Dataset | str | Path
 REQUIRED = ("prompt", "options", "answer_idx")
@@ -221,8 +222,25 @@ async def infer(
         "n": sum(s["n"] for s in per_set.values()),
         "calls": llm_stats(stats),
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(out / "metrics.json", metrics)
     return metrics
+
+
+def write_json(path: Path, value: Any) -> None:
+    """`value` as JSON in `path`, whole or not at all: written to a temporary name beside it,
+    flushed to disk and renamed into place. Why: a point's metrics.json is what tells a sweep the
+    point is finished, and a kill during a plain write left one cut short that every resume of
+    the sweep then died reading."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with partial.open("w", encoding="utf-8") as handle:
+            handle.write(json.dumps(value, indent=2) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        partial.replace(path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def open_infer_cache(runtime: LLMRuntime | None, out_dir: str | Path) -> Cache:

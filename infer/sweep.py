@@ -33,6 +33,7 @@ together, as the paper does (``m1data infer plot RUN_DIR...``).
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
@@ -40,12 +41,22 @@ from pathlib import Path
 from typing import Any
 
 from m1data.infer.budget import BudgetConfig
-from m1data.infer.score import EvalSource, InferIncomplete, eval_fingerprint, infer, load_eval_sets, open_infer_cache
+from m1data.infer.score import (
+    EvalSource,
+    InferIncomplete,
+    eval_fingerprint,
+    infer,
+    load_eval_sets,
+    open_infer_cache,
+    write_json,
+)
 
 from m1data.llm.cache import Cache
 from m1data.llm.runner import run_sync
 from m1data.llm.stages import LLMRuntime
 from m1data.llm.types import Engine
+
+log = logging.getLogger(__name__)
 
 __all__ = ["load_points", "plot_sweep", "run_sweep", "short_label", "sweep"]
 
@@ -72,7 +83,13 @@ def _done(path: Path, config: BudgetConfig, fingerprints: dict[str, str], limit:
     fingerprints: a set changed under the same name is run again, which the cache keeps cheap)."""
     if not path.is_file():
         return None
-    metrics = json.loads(path.read_text())
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:  # damaged: the point runs again, its replies come from the cache
+        log.warning(f"{path} is not readable ({err}); that point runs again (the cache answers what it was sent)")
+        return None
+    if not isinstance(metrics, dict):
+        return None
     same = (
         metrics.get("config") == json.loads(json.dumps(asdict(config)))
         and list(metrics.get("sets", {})) == list(fingerprints)  # the sets' order too
@@ -121,7 +138,7 @@ async def sweep(
     if incomplete:
         raise InferIncomplete(f"{out} (points {', '.join(incomplete)})", missing, total)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "sweep.json").write_text(json.dumps(points, indent=2) + "\n")
+    write_json(out / "sweep.json", points)
     plot_sweep(points, out)
     return points
 

@@ -22,7 +22,16 @@ import typer
 from rich.markup import escape
 
 from m1data import __version__
-from m1data.errors import TERMINATED_EXIT, M1DataError, Terminated, UserError, raise_terminated
+from m1data.errors import (
+    TERMINATED_EXIT,
+    M1DataError,
+    StorageError,
+    Terminated,
+    UserError,
+    raise_terminated,
+    storage_cause,
+    storage_message,
+)
 from m1data.output import console, enable
 from m1data.redact import shown_variable
 
@@ -711,8 +720,9 @@ def _quiet_datasets(
 
 def main() -> None:
     """Entry point: a problem the user can fix (m1data's own errors: bad file, config, name, key,
-    endpoint) is one clear line and exit code 2; SIGTERM unwinds and exits 143; anything else is
-    a bug, shown with its traceback and a request to report it."""
+    endpoint; a full, read-only or failing disk) is one clear line and exit code 2; SIGTERM
+    unwinds and exits 143; anything else is a bug, shown with its traceback and a request to
+    report it."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, raise_terminated)  # unwind (locks, temporary files, servers), then 143
     try:
@@ -724,13 +734,22 @@ def main() -> None:
     except (M1DataError, FileNotFoundError) as err:
         _error_line(err)
         raise SystemExit(2) from None
-    except Exception:
-        console.print(
-            "[red]m1data hit an internal error[/red] (a bug, not a mistake in your input as far as it can tell): "
-            "please report it with the command you ran and the traceback below.",
-            soft_wrap=True,
-        )
-        raise
+    except Exception as err:
+        cause = storage_cause(err)
+        if cause is None:
+            _internal_error()
+            raise
+        _error_line(StorageError(storage_message(cause, doing="use")))  # a full or read-only disk is no bug
+        raise SystemExit(2) from None
+
+
+def _internal_error() -> None:
+    """What is said before the traceback of a bug."""
+    console.print(
+        "[red]m1data hit an internal error[/red] (a bug, not a mistake in your input as far as it can tell): "
+        "please report it with the command you ran and the traceback below.",
+        soft_wrap=True,
+    )
 
 
 if __name__ == "__main__":

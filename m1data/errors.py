@@ -8,7 +8,13 @@ the CLI shows its traceback and asks for a report.
 
 from __future__ import annotations
 
-__all__ = ["M1DataError", "TERMINATED_EXIT", "Terminated", "UserError", "raise_terminated"]
+import contextlib
+import errno
+import os
+from collections.abc import Iterator
+
+__all__ = ["M1DataError", "STORAGE_ERRNOS", "StorageError", "TERMINATED_EXIT", "Terminated", "UserError",
+           "raise_terminated", "storage_cause", "storage_errors", "storage_message"]
 
 
 class M1DataError(Exception):
@@ -17,6 +23,66 @@ class M1DataError(Exception):
 
 class UserError(M1DataError, ValueError):
     """Bad input or arguments. Also a ValueError, so code that catches ValueError keeps working."""
+
+
+# What the storage says when it, not m1data, is the problem, with what the user can do about it.
+_STORAGE_ADVICE = {
+    errno.ENOSPC: "free some space, or write elsewhere",
+    errno.EDQUOT: "free some of your quota, or write elsewhere",
+    errno.EFBIG: "raise the file size limit (ulimit -f), or write elsewhere",
+    errno.EROFS: "write elsewhere, or mount it read-write",
+    errno.EACCES: "check its permissions, or write elsewhere",
+    errno.EPERM: "check its permissions, or write elsewhere",
+    errno.EIO: "check the disk (it reported an I/O error)",
+}
+STORAGE_ERRNOS = frozenset(_STORAGE_ADVICE)
+
+
+class StorageError(M1DataError, OSError):
+    """The storage refused a write (disk full, quota, read-only, no permission, I/O error). Why an
+    error of its own: it is the user's to fix, not a bug, so the CLI says it in one line, naming
+    what was being written, instead of a traceback that does not name the file (pyarrow's does not)."""
+
+
+@contextlib.contextmanager
+def storage_errors(what: str | os.PathLike[str]) -> Iterator[None]:
+    """Turn an error of the storage (`storage_cause`) raised while writing `what` into a
+    StorageError that names it and says what to do; any other error passes unchanged."""
+    try:
+        yield
+    except M1DataError:
+        raise
+    except Exception as err:
+        cause = storage_cause(err)
+        if cause is None:
+            raise
+        raise StorageError(storage_message(cause, what)) from err
+
+
+def storage_cause(err: BaseException) -> OSError | None:
+    """The storage OSError (`STORAGE_ERRNOS`) behind `err`: itself, or one it was raised from or
+    while handling (`datasets` wraps a full disk in its own DatasetGenerationError)."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError) and current.errno in STORAGE_ERRNOS:
+            return current
+        seen.add(id(current))
+        if current.__cause__ is not None or current.__suppress_context__:
+            current = current.__cause__
+        else:
+            current = current.__context__
+    return None
+
+
+def storage_message(err: OSError, what: str | os.PathLike[str] | None = None, doing: str = "write") -> str:
+    """One line for a storage OSError: what could not be written (used), why, and what to do."""
+    target = os.fspath(what) if what is not None else err.filename
+    reason = os.strerror(err.errno) if err.errno is not None else str(err)
+    code = errno.errorcode.get(err.errno or 0, "")
+    return (f"cannot {doing} {target or 'a file'}: {reason} ({code}); "
+            f"{_STORAGE_ADVICE.get(err.errno, 'check the disk')}, then run the same command again "
+            "(what was finished before is kept)")
 
 
 TERMINATED_EXIT = 143  # 128 + SIGTERM: what a shell, a scheduler or a CI runner expects

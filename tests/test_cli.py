@@ -384,6 +384,66 @@ def test_load_mapping_mistakes_are_one_line(tmp_path, args, message, main):
     assert proc.returncode == 2 and message in proc.stderr.replace("\n", " "), proc.stderr
 
 
+def test_a_full_or_read_only_disk_is_one_line_not_a_bug(tmp_path, monkeypatch, main):
+    """ENOSPC while a file command wrote OUT (and EROFS anywhere else) went to the 'internal error
+    ... please report it' path with a traceback, and the half-written temporary file stayed beside
+    OUT holding the space. Now: one line naming what could not be written and what to do, exit 2,
+    nothing left beside OUT, the previous OUT kept."""
+    import errno
+
+    rows = _dedup_input(tmp_path)
+    out = tmp_path / "out" / "deduped.parquet"
+    assert main("dedup", rows, out).returncode == 0
+    before = out.read_bytes()
+
+    def disk_full(self, path, *args, **kwargs):
+        with open(path, "wb") as handle:
+            handle.write(b"PAR1 half a file")
+        raise OSError(errno.ENOSPC, "Error writing bytes to file. Detail: [errno 28] No space left on device")
+
+    monkeypatch.setattr(datasets.Dataset, "to_parquet", disk_full)
+    proc = main("dedup", rows, out, "--threshold", "100")
+    err = proc.stderr.strip()
+    assert proc.returncode == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"error: cannot write {out}: No space left on device (ENOSPC)")
+    assert sorted(p.name for p in out.parent.iterdir()) == ["deduped.dropped.parquet", "deduped.parquet"]
+    assert out.read_bytes() == before
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / "x"))
+
+    monkeypatch.setattr("m1data.jobs.run_dedup_file", read_only)
+    proc = main("dedup", rows, tmp_path / "elsewhere.parquet")
+    err = proc.stderr.strip()
+    assert proc.returncode == 2 and len(err.splitlines()) == 1 and "internal error" not in err, err
+    assert f"{tmp_path / 'x'}: Read-only file system (EROFS)" in err
+
+
+def test_a_full_datasets_cache_is_one_line_naming_it(tmp_path):
+    """Reading rows through `datasets` writes an Arrow copy into its cache folder; with that disk
+    full (here: a file size limit, EFBIG) the command died with 'internal error' and a
+    DatasetGenerationError naming neither the cache nor the file read. Now one line names both."""
+    import os
+    import resource
+
+    rows = [make_row(source="medqa", row_id=str(i), question=f"Question {i}: " + "which finding " * 40,
+                     options=[f"a{i}", f"b{i}"], answer_idx=0, raw={}) for i in range(200)]
+    src = write_rows(rows_to_dataset(rows), tmp_path / "in.parquet")
+    cache = tmp_path / "hf-cache"
+    limit = src.stat().st_size + 4096  # room for OUT (a parquet file), not for the Arrow copy
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    proc = subprocess.run([sys.executable, "-c", "from m1data.cli import main; main()", "dedup", str(src),
+                           str(tmp_path / "out.parquet")], capture_output=True, text=True, preexec_fn=small_files,
+                          env={**os.environ, "HF_DATASETS_CACHE": str(cache)}, check=False)
+    err = proc.stderr.strip()
+    assert proc.returncode == 2 and "internal error" not in err, err
+    assert err.splitlines()[-1].startswith(f"error: cannot write {cache} (datasets' cache"), err
+    assert f"reading {src}" in err and "File too large (EFBIG)" in err
+
+
 # ---------------------------------------------------------------------------------------------
 # Issue 23 item 4: file commands write OUT and OUT.dropped together or not at all, never over an input
 

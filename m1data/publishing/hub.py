@@ -36,9 +36,11 @@ dry run lists them.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import logging
 import math
+import os
 import re
 import shutil
 import tempfile
@@ -50,7 +52,7 @@ from typing import Any
 import datasets
 import yaml
 
-from m1data.errors import UserError
+from m1data.errors import UserError, storage_errors
 from m1data.publishing.cardmeta import (
     CARD_FILE,
     DATA_DIR,
@@ -63,6 +65,7 @@ from m1data.publishing.cardmeta import (
     split_card,
     split_glob,
 )
+from m1data.reading.readers import other_process_alive
 
 log = logging.getLogger(__name__)
 
@@ -197,20 +200,51 @@ def write_hub_folder(
     images = images or {}
     _check_names(configs, images)
     _prepare_target(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        sizes = _write_shards(staging, configs, max_shard_bytes)
-        _write_images(staging, images)
-        readme = card_with_metadata(card, data_metadata(configs, sizes))
-        (staging / CARD_FILE).write_text(readme, encoding="utf-8")
-        if folder.exists():
-            shutil.rmtree(folder)
-        staging.rename(folder)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
+    with storage_errors(folder):  # a full or read-only disk: one line naming the folder; the old one stays
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        _remove_leftovers(folder)
+        staging = Path(tempfile.mkdtemp(prefix=_aside_prefix(folder, "staging"), dir=folder.parent))
+        try:
+            sizes = _write_shards(staging, configs, max_shard_bytes)
+            _write_images(staging, images)
+            readme = card_with_metadata(card, data_metadata(configs, sizes))
+            (staging / CARD_FILE).write_text(readme, encoding="utf-8")
+            _swap_in(staging, folder)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging)
     return folder
+
+
+def _aside_prefix(folder: Path, role: str) -> str:
+    """The name a write gives its hidden folders beside `folder` (the new one being written, the
+    old one on its way out): they carry the writer's pid, so a later write can tell what a killed
+    writer left from what a live one is still using."""
+    return f".{folder.name}.{role}-{os.getpid()}-"
+
+
+def _swap_in(staging: Path, folder: Path) -> None:
+    """Replace `folder` by `staging` with two renames, and only then delete the old folder. Why not
+    delete first: a kill during the deletion left a Hub folder with some of its shards gone, which
+    `load_dataset` read as the whole dataset. Now a kill leaves the old folder, the new one, or
+    (between the two renames) none; never part of one."""
+    old = None
+    if folder.exists():
+        old = Path(tempfile.mkdtemp(prefix=_aside_prefix(folder, "old"), dir=folder.parent))
+        folder.rename(old / folder.name)
+    staging.rename(folder)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def _remove_leftovers(folder: Path) -> None:
+    """Delete the hidden folders (`_aside_prefix`) that writes killed before their end left beside
+    `folder`: a full copy of a dataset each. A folder whose writer is still alive is left alone."""
+    for role in ("staging", "old"):
+        for leftover in folder.parent.glob(f"{glob.escape(f'.{folder.name}.{role}-')}*"):
+            pid = leftover.name[len(f".{folder.name}.{role}-"):].split("-", 1)[0]
+            if leftover.is_dir() and pid.isdigit() and not other_process_alive(int(pid)):
+                shutil.rmtree(leftover, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import fcntl
 import glob
 import importlib
 import io
@@ -32,7 +33,7 @@ from typing import Any
 
 import datasets
 
-from m1data.errors import M1DataError, UserError
+from m1data.errors import M1DataError, UserError, storage_errors
 from m1data.output import track
 from m1data.schema import (
     DEFAULT_SEED,
@@ -506,18 +507,48 @@ def write_together(outputs: Sequence[tuple[datasets.Dataset, str | Path]]) -> li
     staged: list[Path] = []
     try:
         for (ds, _), target in zip(outputs, targets, strict=True):
-            staged.append(_stage_file(ds, target))
+            with storage_errors(target):  # a full disk: one line naming OUT, the previous pair kept
+                staged.append(_stage_file(ds, target))
     except BaseException:
         for tmp in staged:
             tmp.unlink(missing_ok=True)
         raise
     first, *rest = targets
-    first.unlink(missing_ok=True)
-    for tmp, target in reversed(list(zip(staged, targets, strict=True))):
-        tmp.replace(target)
+    with _folder_lock(first.parent):
+        first.unlink(missing_ok=True)
+        for tmp, target in reversed(list(zip(staged, targets, strict=True))):
+            tmp.replace(target)
     for folder in {t.parent.resolve() for t in targets}:
         _fsync_folder(folder)
     return targets
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """Hold `folder` while files are renamed into it (flock on the folder itself, so no lock file
+    is left beside OUT). Why: two commands writing the same OUT at once interleaved their renames
+    and could leave one's OUT beside the other's dropped file, a pair that reads as one result."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def other_process_alive(pid: int) -> bool:
+    """Whether `pid` is a live process other than this one: the writer of a temporary file named
+    by its pid, still writing it (this process writes one such file at a time, so its own name
+    on a leftover is from an earlier write)."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _temporary_name(out: Path) -> Path:
@@ -529,14 +560,20 @@ def _stage_file(ds: datasets.Dataset, out: Path) -> Path:
     """`ds` written in `out`'s format to a temporary name beside `out`, on disk (fsync)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     for stale in out.parent.glob(f".{glob.escape(out.name)}.*.tmp"):  # what a killed write left
-        stale.unlink(missing_ok=True)
+        pid = stale.name[len(f".{out.name}."):-len(".tmp")]
+        if not (pid.isdigit() and other_process_alive(int(pid))):  # not another command's, still writing
+            stale.unlink(missing_ok=True)
     tmp = _temporary_name(out)
-    if out.suffix == ".parquet":
-        ds.to_parquet(str(tmp))
-    else:
-        ds.to_json(str(tmp), lines=True, force_ascii=False)
-    with tmp.open("rb") as handle:
-        os.fsync(handle.fileno())
+    try:
+        if out.suffix == ".parquet":
+            ds.to_parquet(str(tmp))
+        else:
+            ds.to_json(str(tmp), lines=True, force_ascii=False)
+        with tmp.open("rb") as handle:
+            os.fsync(handle.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a half-written file would keep a full disk full
+        raise
     return tmp
 
 
@@ -555,9 +592,45 @@ def parquet_dataset(path: str | Path, columns: list[str] | None = None) -> datas
     and with it every column's type, is kept)."""
     import pyarrow.parquet as pq
 
-    if pq.ParquetFile(str(path)).metadata.num_rows == 0:
-        return datasets.Dataset(pq.read_table(str(path), columns=columns))
-    return datasets.Dataset.from_parquet(str(path), columns=columns)
+    with _reading(path):
+        if pq.ParquetFile(str(path)).metadata.num_rows == 0:
+            return datasets.Dataset(pq.read_table(str(path), columns=columns))
+        return datasets.Dataset.from_parquet(str(path), columns=columns)
+
+
+@contextlib.contextmanager
+def _reading(path: str | Path) -> Iterator[None]:
+    """Errors of reading a row file through pyarrow and `datasets`, said in one line each. A file
+    cut short (a copy or a write that was stopped) or not rows at all fails in pyarrow with no file
+    named. And `datasets` writes an Arrow copy into its cache folder, so a full disk there fails
+    a read with an error that names neither that folder nor the file: both are named."""
+    from datasets import config
+
+    try:
+        with storage_errors(f"{config.HF_DATASETS_CACHE} (datasets' cache, HF_DATASETS_CACHE; reading {path})"):
+            yield
+    except M1DataError:
+        raise
+    except Exception as err:
+        problem = _arrow_problem(err)
+        if problem is None:
+            raise
+        raise UserError(f"{path} cannot be read as rows ({problem}): the file is cut short (a copy or a write "
+                        "that was stopped) or is not rows; write it again") from None
+
+
+def _arrow_problem(err: BaseException) -> str | None:
+    """The first line of the pyarrow error behind `err` (`datasets` wraps it), if there is one."""
+    import pyarrow as pa
+
+    current: BaseException | None = err
+    for _ in range(8):
+        if current is None:
+            return None
+        if isinstance(current, pa.ArrowException):
+            return str(current).strip().splitlines()[0]
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def read_rows(path: str | Path | Sequence[str | Path]) -> datasets.Dataset:
@@ -578,7 +651,8 @@ def read_rows(path: str | Path | Sequence[str | Path]) -> datasets.Dataset:
     if path.suffix == ".jsonl":
         if not path.read_bytes().strip():
             return datasets.Dataset.from_dict({})
-        return datasets.Dataset.from_json(str(path))
+        with _reading(path):
+            return datasets.Dataset.from_json(str(path))
     raise UserError(f"{path}: input must end in .parquet or .jsonl")
 
 
@@ -632,6 +706,7 @@ __all__ = [
     "lettered_options",
     "load_hub",
     "option_texts",
+    "other_process_alive",
     "parquet_dataset",
     "read_csv",
     "read_json",

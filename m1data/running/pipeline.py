@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 import datasets
 
 from m1data import __version__
-from m1data.errors import M1DataError, UserError
+from m1data.errors import M1DataError, UserError, storage_errors
 from m1data.output import datasets_bars_off
 from m1data.redact import scrub, strip_userinfo
 from m1data.schema import fresh_fingerprint
@@ -337,10 +337,25 @@ def _record_build(run_dir: Path, stages: Sequence[Stage]) -> None:
     m1K and a re-sampled m1K may share a run folder, so it can hold several builds' stages (m1K's
     sample beside m23K's format); the export, card, funnel and lineage must read one build's."""
     build = [stage_dirname(i, s.name) for i, s in enumerate(stages)]
-    builds = [b for b in _recorded_builds(run_dir) or [] if b != build] + [build]
+    builds = [b for b in _readable_builds(run_dir) if b != build] + [build]
     tmp = run_dir / (BUILD_FILE + ".tmp")
-    tmp.write_text(json.dumps({"builds": builds}, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(run_dir / BUILD_FILE)
+    with storage_errors(run_dir / BUILD_FILE):
+        tmp.write_text(json.dumps({"builds": builds}, indent=1) + "\n", encoding="utf-8")
+        tmp.replace(run_dir / BUILD_FILE)
+
+
+def _readable_builds(run_dir: Path) -> list[list[str]]:
+    """The builds recorded so far, for a build about to add itself. An unreadable record (cut
+    short, edited) is moved aside, named in a warning, and a new one is started: the error that
+    `read_manifests` gives for it tells the user to run the build again, which must then work."""
+    try:
+        return _recorded_builds(run_dir) or []
+    except CorruptRunFile:
+        aside = run_dir / f"{BUILD_FILE}.unreadable-{time.strftime('%Y%m%d-%H%M%S')}"
+        (run_dir / BUILD_FILE).replace(aside)
+        log.warning(f"{run_dir / BUILD_FILE} is not a build record: moved to {aside.name}, and a new record starts "
+                    "with this build (the funnel, lineage and export read this build's stages)")
+        return []
 
 
 def _recorded_builds(run_dir: Path) -> list[list[str]] | None:
@@ -390,13 +405,24 @@ def read_manifests(run_dir: Path, upto: str | None = None) -> list[dict[str, Any
 
 
 def check_stage_output(stage_dir: Path, manifest: dict[str, Any] | None = None) -> None:
-    """Refuse a stage's rows.parquet that is not the file the stage wrote: its digest must match
-    the manifest's `output_fingerprint` (a file edited by hand would otherwise flow on silently)."""
+    """Refuse a stage's rows.parquet or dropped.parquet that is not the file the stage wrote: its
+    digest must match the manifest's `output_fingerprint` (`dropped_fingerprint`), or a file
+    edited by hand, or damaged, would flow on silently. A skipped stage is checked too: the
+    lineage reads its dropped rows long after the build that wrote them."""
     manifest = manifest if manifest is not None else read_manifest(stage_dir)
-    expected = None if manifest is None else manifest.get("output_fingerprint")
+    if manifest is None:
+        return
+    _check_output_file(stage_dir, manifest, "rows.parquet", "output_fingerprint")
+    _check_output_file(stage_dir, manifest, "dropped.parquet", "dropped_fingerprint")
+
+
+def _check_output_file(stage_dir: Path, manifest: dict[str, Any], name: str, key: str) -> None:
+    """One output file against its digest in the manifest; a manifest of an older version, or a
+    stage that wrote no such file (no dropped rows), has none to check."""
+    expected = manifest.get(key)
     if expected is None:
         return
-    path = stage_dir / "rows.parquet"
+    path = stage_dir / name
     if not path.is_file():
         raise CorruptRunFile(f"{path} is missing though its manifest says the stage completed; delete {stage_dir} "
                              "to run that stage again")
@@ -417,9 +443,13 @@ def load_stage_rows(stage_dir: Path, columns: list[str] | None = None) -> datase
 
 
 def load_stage_dropped(stage_dir: Path) -> datasets.Dataset | None:
+    """A stage's dropped rows (None: it dropped none), checked against its manifest."""
     from m1data.reading.readers import parquet_dataset
 
     path = stage_dir / "dropped.parquet"
+    manifest = read_manifest(stage_dir)
+    if manifest is not None:
+        _check_output_file(stage_dir, manifest, "dropped.parquet", "dropped_fingerprint")
     return parquet_dataset(path) if path.exists() else None
 
 
@@ -436,7 +466,7 @@ class RunLocked(RuntimeError):
 
 
 LOCK_FILE = ".m1data.lock"
-_HELD: set[Path] = set()  # run folders this process has locked (the lock is re-entrant)
+_HELD: dict[Path, tuple[int, int]] = {}  # run folders this process has locked: its lock file's (device, inode)
 
 
 @contextlib.contextmanager
@@ -449,8 +479,9 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
     if run_dir in _HELD:
         yield
         return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    with storage_errors(run_dir):  # a read-only or full disk: one line, before any stage runs
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -461,14 +492,37 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
-        _HELD.add(run_dir)
+        held = os.fstat(fd)
+        _HELD[run_dir] = (held.st_dev, held.st_ino)
         try:
             yield
         finally:
-            _HELD.discard(run_dir)
+            _HELD.pop(run_dir, None)
             os.ftruncate(fd, 0)
     finally:
         os.close(fd)
+
+
+class RunFolderGone(M1DataError, RuntimeError):
+    """The run folder was removed or replaced while a build held it."""
+
+
+def check_run_folder(run_dir: str | Path) -> None:
+    """Stop a build whose run folder is no longer the one it locked (deleted, moved, replaced,
+    its disk unmounted): writing on would make the folder anew, without the earlier stages, the
+    build record or the lock, and the build would end looking complete. The lock file is the
+    witness: the one in the folder must be the very file (device and inode) the lock is on."""
+    run_dir = Path(run_dir).resolve()
+    held = _HELD.get(run_dir)
+    if held is None:
+        return
+    try:
+        now = os.stat(run_dir / LOCK_FILE)
+    except OSError:
+        now = None
+    if now is None or (now.st_dev, now.st_ino) != held:
+        raise RunFolderGone(f"{run_dir} was removed or replaced while this build ran in it; nothing more is "
+                            "written there. Check the folder (and the disk it is on), then run the build again")
 
 
 class StageIncomplete(RuntimeError):
@@ -559,20 +613,32 @@ def _write_stage(stage_dir: Path, state_dir: Path, result: StageResult, manifest
     """Write the outputs to `NN_name.tmp` and swap it in, so a stage is all or nothing. The stage
     folder holds outputs only; anything else a stage left there goes to its state folder first."""
     tmp, old = _tmp_dir(stage_dir), _old_dir(stage_dir)
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    with storage_errors(stage_dir):  # a full disk is the user's to fix: one line naming the stage
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        try:
+            _write_outputs(tmp, result, manifest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # a half-written file would keep a full disk full
+            raise
+        if stage_dir.exists():
+            _move_state(stage_dir, state_dir)
+            stage_dir.rename(old)
+        tmp.rename(stage_dir)
+        if old.exists():
+            shutil.rmtree(old)
+
+
+def _write_outputs(tmp: Path, result: StageResult, manifest: dict[str, Any]) -> None:
+    """A stage's output files in `tmp`, the manifest last, with the digests it checks them by."""
     tmp.mkdir(parents=True)
     result.rows.to_parquet(str(tmp / "rows.parquet"))
     if result.dropped is not None and len(result.dropped):
         result.dropped.to_parquet(str(tmp / "dropped.parquet"))
     manifest["output_fingerprint"] = file_digest(tmp / "rows.parquet")
+    if (tmp / "dropped.parquet").is_file():
+        manifest["dropped_fingerprint"] = file_digest(tmp / "dropped.parquet")
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
-    if stage_dir.exists():
-        _move_state(stage_dir, state_dir)
-        stage_dir.rename(old)
-    tmp.rename(stage_dir)
-    if old.exists():
-        shutil.rmtree(old)
 
 
 def check_stage_names(stages: Sequence[Stage], start: str | None = None, until: str | None = None) -> list[str]:
@@ -663,6 +729,7 @@ def _run_stages(
             parallel = executor is not None and stage.row_parallel
             result = executor.run_stage(stage, rows, ctx) if parallel else stage.run(rows, ctx)
         _check_dropped(stage, result.dropped)
+        check_run_folder(run_dir)
         manifest = {
             "stage": stage.name,
             "index": index,
@@ -729,6 +796,7 @@ __all__ = [
     "SUPERSEDED",
     "CorruptRunFile",
     "RunContext",
+    "RunFolderGone",
     "RunLocked",
     "Stage",
     "StageFailed",
@@ -736,6 +804,7 @@ __all__ = [
     "StageNotReady",
     "StageResult",
     "add_columns",
+    "check_run_folder",
     "check_stage_names",
     "check_stage_output",
     "drop_counts",

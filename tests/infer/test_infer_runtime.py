@@ -149,21 +149,49 @@ def test_503s_leave_the_run_incomplete_and_the_rerun_sends_only_what_is_missing(
 
 def test_metrics_are_written_once_with_the_label(tmp_path, monkeypatch):
     """The label goes into the one write of metrics.json (the command used to write it twice)."""
+    import m1data.infer.score
+
     writes = []
-    real = Path.write_text
+    real = m1data.infer.score.write_json
 
-    def counting(self, text, *args, **kwargs):
-        if self.name == "metrics.json":
-            writes.append(json.loads(text))
-        return real(self, text, *args, **kwargs)
+    def counting(path, value):
+        if path.name == "metrics.json":
+            writes.append(value)
+        return real(path, value)
 
-    monkeypatch.setattr(Path, "write_text", counting)
+    monkeypatch.setattr(m1data.infer.score, "write_json", counting)
     with ScriptedServer(thinker()) as server:
         result = runner.invoke(app, ["infer", "run", "--base-url", server.base_url, "--model", "org/m1-7B-1K",
                                      "--eval-sets", f"mine={eval_file(tmp_path / 'e.jsonl', 2)}", "--budget", "8",
                                      "--no-progress", "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert len(writes) == 1 and writes[0]["label"] == "m1-7B-1K"
+
+
+def test_a_sweep_resumes_past_a_metrics_file_cut_short(tmp_path, monkeypatch):
+    """metrics.json, the mark of a finished point, was written in place: a kill during that write
+    left it cut short, and every resume of the sweep then died reading it (JSONDecodeError,
+    'internal error'). Now it is written whole or not at all, and one damaged otherwise makes its
+    point run again from the cache, sending nothing twice."""
+    def killed(*args):  # the process stops while metrics.json is being written
+        raise KeyboardInterrupt
+
+    evals = eval_file(tmp_path / "e.jsonl", 4)
+    with ScriptedServer(thinker()) as server:
+        command = ["infer", "sweep", "--base-url", server.base_url, "--model", "m", "--eval-sets", f"mine={evals}",
+                   "--budgets", "8,16", "--no-progress", "--out", str(tmp_path / "out")]
+        with monkeypatch.context() as patch:
+            patch.setattr(os, "fsync", killed)
+            runner.invoke(app, command)
+        point = tmp_path / "out" / "b8-r0"
+        assert [p.name for p in point.iterdir()] == ["records.jsonl"]  # no metrics.json, whole or cut
+
+        (point / "metrics.json").write_text('{"label": "m", "con')  # damaged some other way
+        result = runner.invoke(app, command)
+        assert result.exit_code == 0, result.output
+        assert set(server.sends_per_body().values()) == {1}  # b8 came from the cache
+    assert len(json.loads((tmp_path / "out" / "sweep.json").read_text())) == 2
+    assert json.loads((point / "metrics.json").read_text())["n"] == 4
 
 
 # ---------------------------------------------------------------------------------------------

@@ -126,6 +126,50 @@ def test_rewriting_a_folder_leaves_no_stale_shard(tmp_path, configs):
     assert sorted(p.name for p in (target / "data/m23k").iterdir()) == ["train-00000-of-00001.parquet"]
 
 
+def _killed_rewrite(target: Path, rows: datasets.Dataset, kill_after_unlinks: int) -> None:
+    """Fork a rewrite of `target` with `rows` and SIGKILL it right after its Nth file deletion."""
+    import os
+    import signal
+
+    pid = os.fork()
+    if pid == 0:
+        real, unlinked = os.unlink, []
+
+        def unlink(path, *args, **kwargs):
+            real(path, *args, **kwargs)
+            unlinked.append(path)
+            if len(unlinked) == kill_after_unlinks:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        os.unlink = unlink
+        try:
+            write_hub_folder(target, {"m23k": {"train": rows}}, "# new\n", max_shard_bytes=rows.data.nbytes // 3)
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+
+
+@pytest.mark.parametrize("kill_after_unlinks", [1, 2, 3])
+def test_a_rewrite_killed_midway_never_leaves_part_of_a_folder(tmp_path, monkeypatch, kill_after_unlinks):
+    """The old folder used to be deleted file by file before the new one was renamed in: a kill
+    then left a Hub folder with some shards gone, which `load_dataset` read as the whole dataset
+    (267 of 400 rows). Now the target is the old folder or the new one, never a part of either,
+    and the next write removes what the killed one left beside it."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    datasets.disable_progress_bars()
+    old, new = built_rows(30), built_rows(40)
+    target = tmp_path / "hub"
+    write_hub_folder(target, {"m23k": {"train": old}}, "# old\n", max_shard_bytes=old.data.nbytes // 3)
+    _killed_rewrite(target, new, kill_after_unlinks)
+    loaded = datasets.load_dataset(str(target), split="train")
+    assert list(loaded["id"]) in (list(old["id"]), list(new["id"]))
+    shards = sorted(p.name for p in (target / "data/m23k").iterdir())
+    assert len(shards) == int(shards[0].split("-of-")[1].split(".")[0])  # every shard of the one it holds
+    write_hub_folder(target, {"m23k": {"train": new}}, "# new\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hub"]  # no hidden copy left behind
+
+
 def test_refuses_to_replace_a_folder_it_did_not_write(tmp_path, configs):
     target = tmp_path / "mine"
     target.mkdir()

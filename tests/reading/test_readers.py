@@ -154,3 +154,76 @@ def test_json_lines_in_a_json_file_is_named_as_such(tmp_path):
     with pytest.raises(MalformedFile) as err:
         read_json(path)
     assert "Extra data" in str(err.value) and "JSON Lines" not in str(err.value)
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
+def test_a_row_file_cut_short_is_one_error_naming_it(tmp_path, suffix):
+    """A row file cut short (a copy or a write that was stopped) came out of pyarrow as
+    'internal error' with ArrowInvalid or DatasetGenerationError, naming no file. Now it is a
+    UserError (one line in the CLI) naming the file and what pyarrow found."""
+    from m1data.errors import UserError
+    from m1data.reading.readers import read_rows, write_rows
+    from m1data.schema import make_row, rows_to_dataset
+
+    rows = [make_row(source="medqa", row_id=str(i), question=f"Question {i}?", options=["a", "b"], answer_idx=0,
+                     raw={}) for i in range(50)]
+    whole = write_rows(rows_to_dataset(rows), tmp_path / f"rows{suffix}")
+    for cut_at in (len(whole.read_bytes()) // 2, 0 if suffix == ".parquet" else 5):
+        cut = tmp_path / f"cut{cut_at}{suffix}"
+        cut.write_bytes(whole.read_bytes()[:cut_at])
+        with pytest.raises(UserError, match=f"{cut} cannot be read as rows") as err:
+            read_rows(cut)
+        assert "cut short" in str(err.value) and len(str(err.value).splitlines()) == 1
+
+
+def test_a_file_command_leaves_another_live_writers_temporary_file_alone(tmp_path):
+    """Every write removed all `.OUT.<pid>.tmp` beside OUT as leftovers of killed writes, also the
+    one a second command writing the same OUT was still filling: that command then failed with
+    FileNotFoundError. Now only a dead writer's file is removed."""
+    import subprocess
+    import sys
+
+    from m1data.reading.readers import write_together
+    from m1data.schema import make_row, rows_to_dataset
+
+    rows = rows_to_dataset([make_row(source="medqa", row_id="1", question="Q?", options=["a", "b"], answer_idx=0,
+                                     raw={})])
+    out = tmp_path / "out.parquet"
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    try:
+        writing = tmp_path / f".out.parquet.{live.pid}.tmp"
+        left = tmp_path / f".out.parquet.{int(dead.stdout)}.tmp"
+        writing.write_bytes(b"half")
+        left.write_bytes(b"half")
+        write_together([(rows, out)])
+        assert writing.exists() and not left.exists()
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_renames_into_a_folder_wait_for_its_lock(tmp_path):
+    """Two commands writing one OUT at once could interleave their renames (one's OUT beside the
+    other's dropped file); the renames now happen under a lock on the folder."""
+    import fcntl
+    import os
+    import threading
+    import time
+
+    from m1data.reading.readers import write_together
+    from m1data.schema import make_row, rows_to_dataset
+
+    rows = rows_to_dataset([make_row(source="medqa", row_id="1", question="Q?", options=["a", "b"], answer_idx=0,
+                                     raw={})])
+    out = tmp_path / "out.parquet"
+    fd = os.open(tmp_path, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # another command in its renames
+    writer = threading.Thread(target=write_together, args=([(rows, out), (rows, tmp_path / "out.dropped.parquet")],))
+    writer.start()
+    time.sleep(0.5)
+    assert not out.exists() and not (tmp_path / "out.dropped.parquet").exists()
+    os.close(fd)
+    writer.join(10)
+    assert out.exists() and (tmp_path / "out.dropped.parquet").exists()

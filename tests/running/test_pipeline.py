@@ -289,6 +289,62 @@ def test_the_lock_is_reentrant_within_one_process(tmp_path):
     assert CALLS == ["make"]
 
 
+class RemovesTheRunFolder(DropSome):
+    """A stage during which the run folder is deleted (by hand, a clean-up job, a lost mount)."""
+
+    name = "vanish"
+
+    def run(self, rows, ctx):
+        import shutil
+
+        shutil.rmtree(ctx.run_dir)
+        return super().run(rows, ctx)
+
+
+def test_a_run_folder_removed_during_a_build_stops_it(tmp_path):
+    """The build used to write on into a folder it made anew: it ended with no error, holding the
+    later stages only, no build record and no lock file (a second build could start beside it),
+    and its funnel began mid-pipeline. Now it stops, naming the folder, and writes nothing there."""
+    from m1data.running.pipeline import RunFolderGone
+
+    run_dir = tmp_path / "run"
+    with pytest.raises(RunFolderGone, match=f"{run_dir} was removed or replaced"):
+        run_pipeline([Make(), RemovesTheRunFolder(), DropSome()], run_dir)
+    assert not run_dir.exists()
+    run_pipeline([Make(), DropSome()], run_dir)  # a folder made again is a run folder like any other
+    assert [m["stage"] for m in read_manifests(run_dir)] == ["make", "drop"]
+
+
+def test_a_full_disk_while_a_stage_is_written_is_one_error_naming_it(tmp_path, monkeypatch):
+    """A full disk (ENOSPC) mid-write came out as pyarrow's bare "[Errno 28] No space left on
+    device", which names no file, and the CLI called it a bug; its half-written parquet stayed in
+    NN_name.tmp, holding the space. Now: a StorageError naming the stage folder and what to do, no
+    partial file, the earlier stages untouched, and the same build again finishes."""
+    import errno
+
+    from m1data.errors import StorageError
+
+    run_pipeline([Make()], tmp_path)
+    before = (tmp_path / "00_make" / "rows.parquet").read_bytes()
+    real = datasets.Dataset.to_parquet
+
+    def disk_full(self, path, *args, **kwargs):
+        with open(path, "wb") as handle:
+            handle.write(b"PAR1 half a file")
+        raise OSError(errno.ENOSPC, "Error writing bytes to file. Detail: [errno 28] No space left on device")
+
+    monkeypatch.setattr(datasets.Dataset, "to_parquet", disk_full)
+    with pytest.raises(StorageError, match=f"cannot write {tmp_path / '01_drop'}: No space left on device") as err:
+        run_pipeline([Make(), DropSome()], tmp_path)
+    assert "free some space" in str(err.value) and "run the same command again" in str(err.value)
+    assert not (tmp_path / "01_drop.tmp").exists() and not (tmp_path / "01_drop" / "manifest.json").exists()
+    assert (tmp_path / "00_make" / "rows.parquet").read_bytes() == before
+    monkeypatch.setattr(datasets.Dataset, "to_parquet", real)
+    CALLS.clear()
+    run_pipeline([Make(), DropSome()], tmp_path)
+    assert CALLS == ["drop"] and [m["stage"] for m in read_manifests(tmp_path)] == ["make", "drop"]
+
+
 def test_a_stage_output_changed_by_hand_is_named_when_a_later_stage_reads_it(tmp_path):
     from m1data.publishing.export import export_run
     from m1data.running.pipeline import CorruptRunFile
@@ -306,6 +362,25 @@ def test_a_stage_output_changed_by_hand_is_named_when_a_later_stage_reads_it(tmp
     datasets.Dataset.from_parquet(str(last)).select([0]).to_parquet(str(last))
     with pytest.raises(CorruptRunFile, match=str(last)):
         export_run("m23k", tmp_path, tmp_path / "hub")
+
+
+def test_a_damaged_dropped_file_is_named_not_read(tmp_path):
+    """dropped.parquet had no fingerprint: a truncated one went unnoticed by every re-run (the
+    stage was skipped), and the lineage of a dropped row then died in pyarrow with a traceback
+    ("Parquet magic bytes not found") naming no file. Now it is checked as rows.parquet is."""
+    run_pipeline([Make(), DropSome()], tmp_path)
+    damaged = tmp_path / "01_drop" / "dropped.parquet"
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    with pytest.raises(CorruptRunFile, match=str(damaged)) as err:
+        run_pipeline([Make(), DropSome()], tmp_path)
+    assert "changed since" in str(err.value) and "delete" in str(err.value)
+    with pytest.raises(CorruptRunFile, match=str(damaged)):
+        lineage(tmp_path, "headqa:0")
+    damaged.unlink()
+    with pytest.raises(CorruptRunFile, match=f"{damaged} is missing"):
+        lineage(tmp_path, "headqa:0")
+    run_pipeline([Make(), DropSome()], tmp_path, start="drop")  # what the message says: written again
+    assert lineage(tmp_path, "headqa:0")[-1]["reason"] == "too_easy"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -371,6 +446,25 @@ def test_manifests_are_the_last_builds_stages(tmp_path):
     (tmp_path / "builds.json").write_text("{", encoding="utf-8")
     with pytest.raises(CorruptRunFile, match="builds.json is not a build record"):
         read_manifests(tmp_path)
+
+
+def test_a_build_record_cut_short_is_set_aside_by_the_next_build(tmp_path, caplog):
+    """The error for an unreadable builds.json says "run the build again to rewrite it", but the
+    build read the record before rewriting it and stopped with the same error, every time. Now
+    the build moves the bad record aside (kept, named in a warning) and starts a new one."""
+    run_pipeline([Make(), DropSome()], tmp_path)
+    CALLS.clear()
+    record = tmp_path / "builds.json"
+    cut = record.read_text(encoding="utf-8")[:20]
+    record.write_text(cut, encoding="utf-8")
+    with pytest.raises(CorruptRunFile, match="run the build again"):
+        funnel_markdown(tmp_path)
+    with caplog.at_level("WARNING", logger="m1data"):
+        run_pipeline([Make(), DropSome()], tmp_path)
+    assert CALLS == [] and [m["stage"] for m in read_manifests(tmp_path)] == ["make", "drop"]  # stages kept
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("builds.json.unreadable-")]
+    assert len(aside) == 1 and aside[0].read_text(encoding="utf-8") == cut
+    assert aside[0].name in caplog.text
 
 
 def test_manifests_end_where_the_build_stopped(tmp_path):
