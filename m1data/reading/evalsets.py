@@ -30,7 +30,7 @@ import math
 import re
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,7 @@ from m1data.reading.readers import (
     check_file,
     check_some_rows_read,
     collect,
+    column_options,
     key_text,
     lettered_options,
     load_hub,
@@ -144,13 +145,17 @@ def _first(raw: dict[str, Any], names: tuple[str, ...]) -> str | None:
 
 
 def _letter_columns(raw: dict[str, Any]) -> list[str]:
-    """Columns named A, B, C, ... in order (a hand-made CSV `question,A,B,C,D,answer`)."""
-    names = []
-    for letter in LETTERS:
-        if raw.get(letter) in (None, ""):
-            break
-        names.append(letter)
-    return names if len(names) >= 2 else []
+    """Columns named A, B, C, ... (a hand-made CSV `question,A,B,C,D,answer`), up to the last one
+    the record has: an empty C between B and D is an empty option, not the end of the options."""
+    if raw.get("A") in (None, "") or raw.get("B") in (None, ""):
+        return []
+    return _up_to_last_present(raw, LETTERS)
+
+
+def _up_to_last_present(raw: dict[str, Any], names: Sequence[str]) -> list[str]:
+    """`names` up to the last one `raw` fills, for `column_options` to read (an empty one before it is a hole)."""
+    last = max((i for i, name in enumerate(names) if raw.get(name) not in (None, "")), default=-1)
+    return list(names[: last + 1])
 
 
 GPQA_COLUMNS = ("Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3")
@@ -182,14 +187,14 @@ def _file_answer_column(raws: list[Any]) -> str | None:
 def _raw_options(raw: dict[str, Any], spec: str | tuple[str, ...] | None) -> list[str]:
     """The option texts as the file writes them (letters and all)."""
     if isinstance(spec, tuple):
-        return option_texts([raw[c] for c in spec if raw.get(c) not in (None, "")])
+        return column_options(raw, spec)
     if _gpqa_layout(raw, spec):  # the right answer first, then the others
         return option_texts([raw[c] for c in GPQA_COLUMNS])
     if spec is None and "options" not in raw and "choices" in raw:
         spec = "choices"
     if spec is None and "options" not in raw:
-        columns = [c for c in OPTION_COLUMNS if raw.get(c) not in (None, "")] or _letter_columns(raw)
-        return option_texts([raw[c] for c in columns])
+        columns = _up_to_last_present(raw, OPTION_COLUMNS) or _letter_columns(raw)
+        return column_options(raw, columns)
     options = raw.get(spec or "options")
     if isinstance(options, str):  # a CSV cell holding a JSON list or dict
         try:

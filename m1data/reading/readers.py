@@ -346,6 +346,20 @@ def lettered_options(options: Any) -> list[str]:
     raise RowError("bad_options", f"options of type {type(options).__name__}")
 
 
+def column_options(raw: dict[str, Any], columns: Sequence[str]) -> list[str]:
+    """The options a record writes one per column (`opa..ope`, `A..E`, `Option 1..5`), in column order.
+
+    Trailing columns that are empty (None, "" or absent) are absent options: a file of 4- and
+    5-option questions leaves the fifth column empty on 4-option rows. An empty column before the
+    last filled one is an empty option, kept in its place as "" (validation drops the row with
+    reason empty_option). Why not skip it: every later option would move up one place, and a key
+    counted by position (an index, a letter) would silently name the next option."""
+    values = [raw.get(column) for column in columns]
+    while values and values[-1] in (None, ""):
+        values.pop()
+    return option_texts(["" if value is None else value for value in values])
+
+
 # "A. x", "(A) x", "A) x", "A: x": the labels eval files write into their option texts.
 OPTION_LABEL_STYLES = (
     re.compile(r"([A-Za-z])\.\s+(?=\S)"),
@@ -625,6 +639,7 @@ __all__ = [
     "check_file",
     "check_some_rows_read",
     "collect",
+    "column_options",
     "decode",
     "field",
     "key_text",
