@@ -57,6 +57,7 @@ from m1data.reading.readers import (
     read_records,
     strip_option_letters,
     text,
+    whole_number,
 )
 from m1data.reading.registry import SOURCE_REGISTRY
 from m1data.schema import DEFAULT_SEED, LETTERS, RowError
@@ -210,14 +211,14 @@ _LETTER_KEY = re.compile(r"\(?([A-Za-z])[.)]?")
 def answer_kinds(value: Any, options: list[str], written: list[str] | None = None) -> set[str]:
     """The kinds under which `value` names one of `options` (`written`: the texts as the file
     wrote them, letters included, so an answer "B. x" is still the text of option "x")."""
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
+    key = _key_text(value)
+    if key is None:
         return set()
     kinds = set()
-    key = str(value).strip()
     if key and any(_same_text(key, o) for o in [*options, *(written or ())]):
         kinds.add("text")
-    if isinstance(value, int) or key.isdecimal():  # isdigit() also passes "²", which int() refuses
-        number = int(key)
+    number = whole_number(value)
+    if number is not None:
         if 0 <= number < len(options):
             kinds.add("index0")
         if 1 <= number <= len(options):
@@ -225,6 +226,15 @@ def answer_kinds(value: Any, options: list[str], written: list[str] | None = Non
     elif (match := _LETTER_KEY.fullmatch(key)) and match.group(1).upper() in LETTERS[: len(options)]:
         kinds.add("letter")
     return kinds
+
+
+def _key_text(value: Any) -> str | None:
+    """An answer key as the text it compares as: a whole float as its integer (2.0 -> "2", see
+    `whole_number`); None for what cannot be a key (a bool, a list, None)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    number = whole_number(value) if isinstance(value, float) else None
+    return str(value if number is None else number).strip()
 
 
 def _same_text(key: str, option: str) -> bool:
@@ -239,7 +249,7 @@ def read_answer(value: Any, options: list[str], kind: str, written: list[str] | 
     if kind not in answer_kinds(value, options, written):
         raise RowError("answer_out_of_range", f"answer {value!r} is not an option's {_KIND_WORDS[kind]} "
                                               f"({len(options)} options)")
-    key = str(value).strip()
+    key = _key_text(value)
     if kind == "text":
         for candidates in (options, written or []):
             for i, option in enumerate(candidates):
@@ -247,7 +257,7 @@ def read_answer(value: Any, options: list[str], kind: str, written: list[str] | 
                     return i
     if kind == "letter":
         return LETTERS.index(_LETTER_KEY.fullmatch(key).group(1).upper())
-    return int(key) - (1 if kind == "index1" else 0)
+    return whole_number(value) - (1 if kind == "index1" else 0)
 
 
 _KIND_WORDS = {"text": "text", "letter": "letter", "index0": "0-based index", "index1": "1-based index"}

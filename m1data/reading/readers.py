@@ -386,6 +386,30 @@ def strip_option_letters(options: list[str]) -> list[str]:
     return options
 
 
+_WHOLE_TEXT = re.compile(r"(\d+)(?:\.0+)?")
+
+
+def whole_number(value: Any) -> int | None:
+    """The whole number an answer key holds, or None: an int, a whole float (2.0), or its text
+    ("2", "2.0"); not a bool, "2.5", "²" (which int() refuses) or a letter.
+
+    Why floats: pandas writes an integer column that has a null in it as floats, so a parquet,
+    JSON or CSV file made from a DataFrame keys its answers 2.0 (or "2.0"), 0.0, ...; read as
+    anything but the numbers they are, every key of such a file was "not a whole number" and the
+    file had no row. Every reader of an index-like key (MedMCQA's `cop`, a mapped or eval file's
+    answer column) reads it through here."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and value >= 0 else None
+    if isinstance(value, str):
+        match = _WHOLE_TEXT.fullmatch(value.strip())
+        return int(match.group(1)) if match else None
+    return None
+
+
 def key_text(raw: dict[str, Any], name: str) -> str:
     """An id field as text: ids are strings or integers; anything else is a bad row.
 
@@ -658,5 +682,6 @@ __all__ = [
     "text",
     "unscored_row",
     "write_rows",
+    "whole_number",
     "write_together",
 ]
