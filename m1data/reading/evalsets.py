@@ -48,6 +48,7 @@ from m1data.reading.readers import (
     check_some_rows_read,
     collect,
     column_options,
+    key_letter,
     key_text,
     lettered_options,
     load_hub,
@@ -55,6 +56,7 @@ from m1data.reading.readers import (
     read_csv,
     read_json,
     read_records,
+    same_text,
     strip_option_letters,
     text,
     whole_number,
@@ -205,9 +207,6 @@ def _raw_options(raw: dict[str, Any], spec: str | tuple[str, ...] | None) -> lis
     return lettered_options(options)
 
 
-_LETTER_KEY = re.compile(r"\(?([A-Za-z])[.)]?")
-
-
 def answer_kinds(value: Any, options: list[str], written: list[str] | None = None) -> set[str]:
     """The kinds under which `value` names one of `options` (`written`: the texts as the file
     wrote them, letters included, so an answer "B. x" is still the text of option "x")."""
@@ -215,7 +214,7 @@ def answer_kinds(value: Any, options: list[str], written: list[str] | None = Non
     if key is None:
         return set()
     kinds = set()
-    if key and any(_same_text(key, o) for o in [*options, *(written or ())]):
+    if key and any(same_text(key, o) for o in [*options, *(written or ())]):
         kinds.add("text")
     number = whole_number(value)
     if number is not None:
@@ -223,7 +222,7 @@ def answer_kinds(value: Any, options: list[str], written: list[str] | None = Non
             kinds.add("index0")
         if 1 <= number <= len(options):
             kinds.add("index1")
-    elif (match := _LETTER_KEY.fullmatch(key)) and match.group(1).upper() in LETTERS[: len(options)]:
+    elif (letter := key_letter(key)) and letter in LETTERS[: len(options)]:
         kinds.add("letter")
     return kinds
 
@@ -237,13 +236,6 @@ def _key_text(value: Any) -> str | None:
     return str(value if number is None else number).strip()
 
 
-def _same_text(key: str, option: str) -> bool:
-    """An answer key equal to an option's text: case is ignored, except for one-character keys
-    (a key "A" is a letter, not the text of an option "a")."""
-    option = option.strip()
-    return key == option or (len(key) > 1 and key.lower() == option.lower())
-
-
 def read_answer(value: Any, options: list[str], kind: str, written: list[str] | None = None) -> int:
     """The index of the option `value` names, read as `kind`; a key that is not of that kind is a bad row."""
     if kind not in answer_kinds(value, options, written):
@@ -253,10 +245,10 @@ def read_answer(value: Any, options: list[str], kind: str, written: list[str] | 
     if kind == "text":
         for candidates in (options, written or []):
             for i, option in enumerate(candidates):
-                if _same_text(key, option):
+                if same_text(key, option):
                     return i
     if kind == "letter":
-        return LETTERS.index(_LETTER_KEY.fullmatch(key).group(1).upper())
+        return LETTERS.index(key_letter(key))
     return whole_number(value) - (1 if kind == "index1" else 0)
 
 
@@ -430,7 +422,7 @@ def _check_answer_text(found: _Fields, index: int) -> None:
     if not isinstance(value, str) or "text" not in answer_kinds(value, found.options, found.written):
         return
     key = value.strip()
-    if not (_same_text(key, found.options[index]) or _same_text(key, found.written[index])):
+    if not (same_text(key, found.options[index]) or same_text(key, found.written[index])):
         raise RowError("answer_mismatch", f"answer {value!r} is not option {LETTERS[index]}, which "
                                           f"{found.answer_column} {found.answer!r} names")
 

@@ -30,6 +30,7 @@ from m1data.reading.readers import (
     load_hub,
     read_json,
     read_records,
+    same_text,
     text,
     whole_number,
 )
@@ -163,7 +164,7 @@ def check_answer_text(raw: dict[str, Any], name: str, options: list[str], answer
         return
     if not isinstance(answer, str):
         raise RowError("not_text", f"{name} is {type(answer).__name__}, not text")
-    if answer.strip() != options[answer_idx].strip():
+    if not same_text(answer, options[answer_idx]):
         raise RowError("answer_mismatch", f"{name} {answer!r} is not option {LETTERS[answer_idx]}")
 
 
@@ -300,7 +301,7 @@ class PubMedQA(Source):
         else:
             contexts = raw.get("CONTEXTS")
             pmid, question = key_text(raw, "PMID"), text(raw, "QUESTION")
-        decision = raw.get("final_decision")
+        decision = _decision(raw.get("final_decision"))
         options = list(PUBMEDQA_OPTIONS)
         if not isinstance(contexts, list) or not all(isinstance(c, str) for c in contexts):
             return Parsed(pmid, question, options, -1, error=RowError(
@@ -310,6 +311,14 @@ class PubMedQA(Source):
                           error=RowError("answer_out_of_range", f"final_decision {decision!r}"))
         return Parsed(native_id=pmid, question=question, options=options,
                       answer_idx=PUBMEDQA_OPTIONS.index(decision), context="\n".join(contexts))
+
+
+def _decision(value: Any) -> Any:
+    """PubMedQA's `final_decision` as one of yes/no/maybe when it is one in any case or spacing
+    ("Yes", " no"), read with the comparison every answer text gets (`same_text`); else as it is."""
+    if isinstance(value, str):
+        return next((option for option in PUBMEDQA_OPTIONS if same_text(value, option)), value)
+    return value
 
 
 __all__ = [

@@ -318,11 +318,33 @@ def option_texts(options: list[Any]) -> list[str]:
     return options
 
 
+LETTER_KEY = re.compile(r"\(?([A-Za-z])[.)]?")
+
+
+def key_letter(value: Any) -> str | None:
+    """The option letter an answer key writes ("B", "b", "(B)", "B.", "B)"), upper case; None
+    for anything else. The one reading of a letter key, for the source loaders (MedQA's
+    `answer_idx`, HEAD-QA's `Correct Option`) and the eval/mapped reader alike: read apart, a
+    "(B)" was option B in an eval file and a dropped row in a MedQA file."""
+    if not isinstance(value, str):
+        return None
+    match = LETTER_KEY.fullmatch(value.strip())
+    return match.group(1).upper() if match else None
+
+
+def same_text(key: str, option: str) -> bool:
+    """Whether an answer written as text names `option`: spacing is ignored, and so is case,
+    except for one-character keys (a key "A" is a letter, not the text of an option "a"). The one
+    comparison of an answer text with an option, for every loader."""
+    key, option = " ".join(key.split()), " ".join(option.split())
+    return key == option or (len(key) > 1 and key.lower() == option.lower())
+
+
 def letter_index(letter: Any, n_options: int) -> int:
     if not isinstance(letter, str):
         raise RowError("not_text", f"answer letter {letter!r} is {type(letter).__name__}, not a letter")
-    value = letter.strip().upper()
-    if len(value) != 1 or value not in LETTERS[:n_options]:
+    value = key_letter(letter)
+    if value is None or value not in LETTERS[:n_options]:
         raise RowError("answer_out_of_range", f"answer letter {letter!r} for {n_options} options")
     return LETTERS.index(value)
 
@@ -666,6 +688,7 @@ __all__ = [
     "column_options",
     "decode",
     "field",
+    "key_letter",
     "key_text",
     "letter_index",
     "lettered_options",
@@ -678,6 +701,7 @@ __all__ = [
     "read_parquet",
     "read_records",
     "read_rows",
+    "same_text",
     "strip_option_letters",
     "text",
     "unscored_row",

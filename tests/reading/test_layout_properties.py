@@ -380,3 +380,30 @@ def test_pandas_float_answer_keys_are_whole_numbers(tmp_path):
                    load_source("mine", tmp_path / "medmcqa.parquet", mapping={"answer_kind": "index0"})):
         assert sorted(zip(result.rows["question"], result.rows["answer_text"])) == [("Q1?", "c1"), ("Q3?", "a3")]
         assert result.dropped["reason"] == ["missing_field"]
+
+
+@pytest.mark.parametrize("key", ["B", "b", "(B)", "B.", "B)", " b. "])
+@pytest.mark.parametrize("answer", ["Heparin sodium", "heparin SODIUM", " Heparin  sodium ", None])
+def test_a_medqa_file_reads_alike_as_a_source_an_eval_set_and_a_file(key, answer, tmp_path):
+    """MedQA's source loader read its letter and its answer text more strictly than the eval reader:
+    "(B)" or "B." was a dropped row there and option B as medqa_test; an answer text in another case
+    or spacing was answer_mismatch there and agreed as medqa_test. One reading for every loader."""
+    row = {"question": "Which drug?", "options": {"A": "Warfarin", "B": "Heparin sodium", "C": "Aspirin",
+                                                  "D": "Clopidogrel"}, "answer_idx": key, "meta_info": "step1"}
+    if answer is not None:
+        row["answer"] = answer
+    path = _jsonl(tmp_path / "test.jsonl", [row, {**row, "question": "Which other drug?", "answer_idx": "A",
+                                                  "answer": "Warfarin"}])
+    results = [load_source("medqa", path), load_eval_input(EvalInput("medqa_test", str(path)))["medqa_test"],
+               *load_eval_input(EvalInput.parse(str(path))).values()]
+    for result in results:
+        assert sorted(result.rows["answer_text"]) == ["Heparin sodium", "Warfarin"], result.reasons()
+
+
+def test_pubmedqa_decisions_in_any_case_are_read(tmp_path):
+    path = _jsonl(tmp_path / "pqa.jsonl", [
+        {"pubid": 1, "question": "Does it?", "context": {"contexts": ["c"]}, "final_decision": "Yes"},
+        {"pubid": 2, "question": "Does it not?", "context": {"contexts": ["c"]}, "final_decision": " maybe "},
+        {"pubid": 3, "question": "Will it?", "context": {"contexts": ["c"]}, "final_decision": "perhaps"}])
+    result = load_source("pubmedqa", path, split="all")
+    assert sorted(result.rows["answer_text"]) == ["maybe", "yes"] and result.dropped["reason"] == ["answer_out_of_range"]
