@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -264,6 +264,7 @@ def source_doors_agree(rows: list[Row], layout: dict, folder: Path, doors=SOURCE
     outcomes = []
     for door in doors:
         kind, value = outcome(lambda door=door: door(path, mapping, folder))
+        event(f"{kind}: {'told' if layout['tell'] else 'guessed'} {layout['kind']}")
         if kind == "stop":
             check_stop(value.removeprefix("error: "), rows, layout)
         else:
@@ -324,6 +325,7 @@ def test_an_eval_file_reads_every_layout_right_through_every_door(generated, tmp
     outcomes = []
     for door in EVAL_DOORS:
         kind, value = outcome(lambda door=door: door(path, folder))
+        event(f"{kind}: {layout['kind']} {layout['shape']}")
         if kind == "stop":
             check_stop(value.removeprefix("error: "), rows, layout)
         else:
