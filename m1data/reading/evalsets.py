@@ -143,6 +143,25 @@ class ColumnMapping:
             raise UserError(f"answer_kind must be one of {'|'.join(ANSWER_KINDS)}, not {self.answer_kind!r}")
 
 
+MAPPING_KEYS = ("question", "options", "answer", "id", "context", "answer_kind")
+
+
+def column_mapping(mapping: dict[str, Any] | ColumnMapping | None, where: str) -> ColumnMapping:
+    """The `ColumnMapping` of the dict every door writes (`--mapping` on the command line, `mapping:`
+    under a config's source or eval entry, a Python dict): one check for all of them, so a key a
+    door would accept is accepted by every door. Unknown keys are an error naming them; a list of
+    option columns (YAML, `opa+opb`) is the tuple `ColumnMapping` reads."""
+    if isinstance(mapping, ColumnMapping):
+        return mapping
+    mapping = dict(mapping or {})
+    unknown = sorted(set(mapping) - set(MAPPING_KEYS))
+    if unknown:
+        raise UserError(f"mapping for {where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(MAPPING_KEYS)}")
+    if isinstance(mapping.get("options"), list):
+        mapping["options"] = tuple(mapping["options"])
+    return ColumnMapping(**mapping)
+
+
 def _first(raw: dict[str, Any], names: tuple[str, ...]) -> str | None:
     return next((n for n in names if n in raw and raw[n] not in (None, "")), None)
 
@@ -268,7 +287,9 @@ def decide_answer_kind(evidence: list[set[str]], column: str) -> tuple[str | Non
     if not voting:
         return None, ""
     fits = set(ANSWER_KINDS).intersection(*voting)
-    ask = f"say which with answer_kind={'|'.join(ANSWER_KINDS)} in the mapping (e.g. --mapping ...,answer_kind=text)"
+    ask = (f"say which with answer_kind={'|'.join(ANSWER_KINDS)} in the file's mapping (`--mapping answer_kind=text` "
+           "on `m1data load` or `m1data load-eval`, `mapping: {answer_kind: text}` under its source or eval entry "
+           "in a build config)")
     if not fits:
         seen = sorted({kind for kinds in voting for kind in kinds})
         return None, (f"answer column {column!r} is read one way on some rows and another way on others "
@@ -796,8 +817,14 @@ def load_eval_file(
     return {set_name: require_items(_collect(set_name, _local(path), parse, where=path), set_name, scoring=scoring)}
 
 
-def load_eval_any(name_or_path: str, path: str | Path | None = None, *, scoring: bool = True) -> dict[str, LoadResult]:
-    """A named set, "mmlu_medical" (all six MMLU subjects), or a file (see `load_eval` for `scoring`)."""
+def load_eval_any(name_or_path: str, path: str | Path | None = None, *, scoring: bool = True,
+                  mapping: dict[str, Any] | ColumnMapping | None = None) -> dict[str, LoadResult]:
+    """A named set, "mmlu_medical" (all six MMLU subjects), or a file (see `load_eval` for `scoring`);
+    `mapping` (a file's columns and answer kind, `column_mapping`) goes with a file only: a named
+    set is read in its own layouts."""
+    if mapping and (name_or_path in EVAL_SETS or name_or_path == "mmlu_medical"):
+        raise UserError(f"{name_or_path} is read in its own layouts; a mapping goes with a file (FILE, or a name "
+                        "of your choosing with its file)")
     if name_or_path == "mmlu_medical":
         return {f"mmlu_{s}": load_eval(f"mmlu_{s}", path, scoring=scoring) for s in MMLU_MEDICAL}
     if name_or_path in EVAL_SETS:
@@ -806,7 +833,7 @@ def load_eval_any(name_or_path: str, path: str | Path | None = None, *, scoring:
         if path is not None:
             raise UserError(f"{name_or_path} is a file and is loaded as it is; --path goes with an eval-set name "
                              f"(see `m1data eval-sets`), not with a file")
-        return load_eval_file(name_or_path, scoring=scoring)
+        return load_eval_file(name_or_path, column_mapping(mapping, name_or_path), scoring=scoring)
     raise UserError(f"{name_or_path!r} is neither a known eval set ({', '.join(EVAL_SETS)}, mmlu_medical) nor a file")
 
 
@@ -821,6 +848,8 @@ class EvalInput:
 
     name: str
     path: str | None = None
+    mapping: dict[str, Any] | None = None
+    """A file's columns and answer kind (`column_mapping`), for a file no guess reads right."""
 
     @property
     def local_file(self) -> str | None:
@@ -849,8 +878,8 @@ def load_eval_input(spec: EvalInput, *, scoring: bool = True) -> dict[str, LoadR
     reads decontamination targets (every question with text)."""
     name, path = spec.name, spec.path
     if name in EVAL_SETS or name == "mmlu_medical" or path is None:
-        return load_eval_any(name, path, scoring=scoring)
-    loaded = load_eval_file(path, scoring=scoring)
+        return load_eval_any(name, path, scoring=scoring, mapping=spec.mapping)
+    loaded = load_eval_file(path, column_mapping(spec.mapping, name), scoring=scoring)
     if len(loaded) != 1:
         raise UserError(f"{path} holds {len(loaded)} eval sets ({', '.join(loaded)}); give it without a name "
                         f"so each keeps its own")
@@ -906,6 +935,7 @@ __all__ = [
     "UnmatchedEvalWarning",
     "answer_kinds",
     "answer_skew",
+    "column_mapping",
     "decide_answer_kind",
     "load_eval",
     "load_eval_any",

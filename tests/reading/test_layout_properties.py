@@ -94,20 +94,20 @@ def key_forms(kind: str, options: list[str], index: int, container: str) -> st.S
         return st.sampled_from(forms)
     text = options[index].strip()
     forms = [text, f"  {text} ", text.replace(" ", "  ")]
-    if len(text) > 1 and _norm(text.swapcase()) == _norm(text):
+    if len(text) > 1 and text.swapcase().lower() == text.lower():  # "ß".upper() is "SS": another text
         forms.append(text.swapcase())
     return st.sampled_from(forms)
 
 
 @st.composite
-def files(draw, *, guessed: bool = False):
+def files(draw):
     """(rows, layout): a file's questions and how it writes them."""
     style = draw(st.sampled_from(["words", "numbers", "unicode", "long"]))
     kind = draw(st.sampled_from(["letter", "index0", "index1", "text"]))
     container = draw(st.sampled_from(["jsonl", "json", "csv", "parquet"]))
     shape = draw(st.sampled_from(["list", "dict", "columns"]))
-    names = draw(st.sampled_from(GUESSED_COLUMNS if guessed else sorted(OPTION_COLUMNS)))
-    tell = draw(st.booleans()) and not guessed
+    names = draw(st.sampled_from(sorted(OPTION_COLUMNS)))
+    tell = draw(st.booleans())
     rows = []
     for i in range(draw(st.integers(1, 6))):
         k = draw(st.integers(2, 5))
@@ -129,8 +129,8 @@ def files(draw, *, guessed: bool = False):
         rows.append(Row(f"Q{i}: " + draw(st.sampled_from(["plain", "a, comma", 'a "quote"', "two\nlines", "עברית"])),
                         options, right, key, fault is None))
     layout = {"style": style, "kind": kind, "container": container, "shape": shape, "names": names, "tell": tell,
-              "bom": draw(st.booleans()), "question": "question" if guessed else draw(st.sampled_from(["question", "Question", "stem"])),
-              "answer": draw(st.sampled_from(["answer", "answer_idx", "label"] if guessed else ["answer", "label", "Correct"]))}
+              "bom": draw(st.booleans()), "question": draw(st.sampled_from(["question", "Question", "stem"])),
+              "answer": draw(st.sampled_from(["answer", "answer_idx", "label", "Correct"]))}
     return rows, layout
 
 
@@ -288,14 +288,17 @@ def test_a_mapped_source_reads_every_layout_right_through_every_door(generated, 
 # ------------------------------------------------------------------ an eval file through its doors
 
 
-def eval_python(path: Path, tmp: Path):
-    (result,) = load_eval_input(EvalInput.parse(str(path))).values()
+def eval_python(path: Path, tmp: Path, mapping: dict | None):
+    (result,) = load_eval_input(EvalInput(str(path), mapping=mapping)).values()
     return result.rows.to_list(), len(result.dropped)
 
 
-def eval_cli(path: Path, tmp: Path):
+def eval_cli(path: Path, tmp: Path, mapping: dict | None):
     out = tmp / "eval.jsonl"
-    result = CliRunner().invoke(app, ["load-eval", str(path), "--out", str(out)])
+    args = ["load-eval", str(path), "--out", str(out)]
+    if mapping:
+        args += ["--mapping", ",".join(f"{k}={'+'.join(v) if isinstance(v, list) else v}" for k, v in mapping.items())]
+    result = CliRunner().invoke(app, args)
     if result.exit_code != 0:
         assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
         raise M1DataError(result.output.strip())
@@ -303,40 +306,67 @@ def eval_cli(path: Path, tmp: Path):
     return read_rows(out).to_list(), len(read_rows(dropped)) if dropped.exists() else 0
 
 
-def eval_infer(path: Path, tmp: Path):
+def eval_infer(path: Path, tmp: Path, mapping: dict | None):
+    assert mapping is None  # `--eval-sets` takes no mapping
     (rows,) = _eval_sets([str(path)], None).values()
-    return rows.to_list(), len(_unscored_or_dropped(path))
-
-
-def _unscored_or_dropped(path: Path):
     (result,) = load_eval_input(EvalInput.parse(str(path))).values()
-    return result.dropped
+    return rows.to_list(), len(result.dropped)
 
 
-EVAL_DOORS = (eval_python, eval_cli, eval_infer)
+def eval_config(path: Path, tmp: Path, mapping: dict | None):
+    """A build config's eval entry, as YAML gives it: its targets' scored rows (decontamination
+    reads every question; the scored ones must be the other doors' rows)."""
+    from m1data.builders.m23k import M23KConfig
+
+    config = from_dict(M23KConfig, {"evals": [{"name": "mine", "path": str(path), "mapping": mapping}]})
+    (targets,) = load_evals(config.evals).values()
+    rows = [r for r in targets.to_list() if r["answer_idx"] >= 0]
+    return rows, len(targets) - len(rows)
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(generated=files(guessed=True))
-def test_an_eval_file_reads_every_layout_right_through_every_door(generated, tmp_path_factory):
+GUESSED_DOORS = (eval_python, eval_cli, eval_infer, eval_config)
+MAPPED_DOORS = (eval_python, eval_cli, eval_config)
+
+
+def guessable(layout: dict) -> bool:
+    """Whether m1data's guesses read this layout with no mapping (question, options, answer
+    columns under their usual names, and no answer kind to say)."""
+    return (layout["question"] in ("question", "Question") and layout["answer"] in ("answer", "answer_idx", "label")
+            and not layout["tell"]
+            and (layout["shape"] != "columns" or layout["names"] in GUESSED_COLUMNS))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(generated=files(), guess=st.booleans())
+def test_an_eval_file_reads_every_layout_right_through_every_door(generated, guess, tmp_path_factory):
     rows, layout = generated
+    if guess:  # the usual spellings, so the guesses can read it if no answer kind needs saying
+        names = layout["names"] if layout["names"] in GUESSED_COLUMNS else "op"
+        layout = {**layout, "question": "question", "answer": layout["answer"].replace("Correct", "answer"),
+                  "names": names}
+    guess = guess and guessable(layout)
+    mapping = None if guess else mapping_of(rows, layout)
+    doors = GUESSED_DOORS if guess else MAPPED_DOORS
     folder = tmp_path_factory.mktemp("eval")
     path = write(rows, layout, folder)
     outcomes = []
-    for door in EVAL_DOORS:
-        kind, value = outcome(lambda door=door: door(path, folder))
-        event(f"{kind}: {layout['kind']} {layout['shape']}")
+    for door in doors:
+        kind, value = outcome(lambda door=door: door(path, folder, mapping))
+        event(f"{kind}: {'guessed' if guess else 'mapped'} {layout['kind']} {layout['shape']}")
         if kind == "stop":
+            if door is eval_config:  # decontamination reads every question: it stops only on an unreadable file
+                raise AssertionError(value)
             check_stop(value.removeprefix("error: "), rows, layout)
+            outcomes.append("stop")
+        elif door is eval_config:  # every question a target; the scored ones checked against the others below
+            assert len(value[0]) + value[1] == len(rows)
+            outcomes.append([(r["id"], r["options"], r["answer_idx"]) for r in value[0]])
         else:
             check_rows(rows, *value)
             outcomes.append([(r["id"], r["options"], r["answer_idx"]) for r in value[0]])
-        outcomes.append(kind)
-    assert len({o for o in outcomes if isinstance(o, str)}) == 1, outcomes
-    assert all(o == next(o for o in outcomes if isinstance(o, list)) for o in outcomes if isinstance(o, list))
-    # decontamination: every generated question is a target, readable key or not
-    targets = next(iter(load_evals([str(path)]).values()))
-    assert len(targets) == len(rows)
+    scored = [o for door, o in zip(doors, outcomes) if door is not eval_config]
+    assert all(o == scored[0] for o in scored), list(zip(doors, scored))
+    assert outcomes[-1] == ([] if scored[0] == "stop" else scored[0])  # a file that stops scores nothing
 
 
 # ------------------------------------------------------------------ the defects the properties found
@@ -409,3 +439,27 @@ def test_pubmedqa_decisions_in_any_case_are_read(tmp_path):
         {"pubid": 3, "question": "Will it?", "context": {"contexts": ["c"]}, "final_decision": "perhaps"}])
     result = load_source("pubmedqa", path, split="all")
     assert sorted(result.rows["answer_text"]) == ["maybe", "yes"] and result.dropped["reason"] == ["answer_out_of_range"]
+
+
+def test_the_answer_kind_advice_works_on_every_door_it_names(tmp_path):
+    """An eval file with numeric option texts cannot tell its answer kind; the error said to add
+    `--mapping ...,answer_kind=text`, but `m1data load-eval` had no --mapping and a config's eval
+    entry no mapping: only Python could read the file for scoring. Each door the advice names now reads it."""
+    path = tmp_path / "num.csv"
+    path.write_text("question,A,B,C,D,answer\nHow many kidneys?,3,1,4,2,2\nHow many lungs?,1,2,3,5,2\n")
+    stop = CliRunner().invoke(app, ["load-eval", str(path), "--out", str(tmp_path / "x.jsonl")])
+    said = " ".join(stop.output.split())  # rich wraps the one line to the terminal
+    assert stop.exit_code == 2 and "`m1data load-eval`" in said and "mapping: {answer_kind: text}" in said
+    out = tmp_path / "num.jsonl"
+    done = CliRunner().invoke(app, ["load-eval", str(path), "--out", str(out), "--mapping", "answer_kind=text"])
+    assert done.exit_code == 0, done.output
+    assert read_rows(out)["answer_text"] == ["2", "2"]
+    from m1data.builders.m23k import M23KConfig
+
+    config = from_dict(M23KConfig, {"evals": [{"name": "num", "path": str(path), "mapping": {"answer_kind": "text"}}]})
+    (targets,) = load_evals(config.evals).values()
+    assert sorted(targets["answer_text"]) == ["2", "2"]
+    (result,) = load_eval_input(config.evals[0]).values()
+    assert result.rows["answer_text"] == ["2", "2"]
+    with pytest.raises(M1DataError, match="own layouts"):
+        load_eval_input(EvalInput("medqa_test", str(path), mapping={"answer_kind": "text"}))
