@@ -607,7 +607,10 @@ MMLU = (
     _reader_layout(("question", "choices"), "answer", options="choices"),
     _reader_layout(("question", "options"), "answer", options="options"),
 )
-MMLU_PRO = (_reader_layout(("question", "options"), "answer_index"), MEDAGENTSBENCH)
+# MMLU-Pro's `answer_index` counts from 0 by definition: said here, so a file whose option texts
+# are numbers (a subset of its health questions, say) is not undecidable, when the named set
+# takes no mapping to say it.
+MMLU_PRO = (_reader_layout(("question", "options"), "answer_index", answer_kind="index0"), MEDAGENTSBENCH)
 GPQA = (Layout(("Question", "Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3")),)
 MEDBULLETS = (_reader_layout(("question", "opa", "opb", "opc", "opd"), "answer_idx"), MEDAGENTSBENCH)
 PUBMEDQA = (

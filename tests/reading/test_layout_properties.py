@@ -463,3 +463,13 @@ def test_the_answer_kind_advice_works_on_every_door_it_names(tmp_path):
     assert result.rows["answer_text"] == ["2", "2"]
     with pytest.raises(M1DataError, match="own layouts"):
         load_eval_input(EvalInput("medqa_test", str(path), mapping={"answer_kind": "text"}))
+
+
+def test_mmlu_pro_answer_index_is_zero_based_whatever_its_option_texts(tmp_path):
+    """MMLU-Pro questions whose options are numbers made the named set undecidable ("index0 or
+    index1 or text"), and a named set takes no mapping to say so: its answer_index is 0-based."""
+    path = _jsonl(tmp_path / "health.jsonl", [
+        {"question_id": i, "question": f"How many, case {i}?", "options": ["1", "2", "3", "4", "5"],
+         "answer": "ABCDE"[key], "answer_index": key, "category": "health", "src": "x"} for i, key in enumerate([2, 3])])
+    (result,) = load_eval_input(EvalInput("mmlu_pro_health", str(path))).values()
+    assert sorted(result.rows["answer_text"]) == ["3", "4"]
