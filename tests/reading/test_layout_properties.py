@@ -151,8 +151,8 @@ def records(rows: list[Row], layout: dict) -> list[dict]:
     return out
 
 
-def write(rows: list[Row], layout: dict, folder: Path) -> Path:
-    recs = records(rows, layout)
+def write(rows: list[Row], layout: dict, folder: Path, recs: list[dict] | None = None) -> Path:
+    recs = records(rows, layout) if recs is None else recs
     path = folder / f"qs.{layout['container']}"
     container = layout["container"]
     if container == "jsonl":
@@ -473,3 +473,90 @@ def test_mmlu_pro_answer_index_is_zero_based_whatever_its_option_texts(tmp_path)
          "answer": "ABCDE"[key], "answer_index": key, "category": "health", "src": "x"} for i, key in enumerate([2, 3])])
     (result,) = load_eval_input(EvalInput("mmlu_pro_health", str(path))).values()
     assert sorted(result.rows["answer_text"]) == ["3", "4"]
+
+
+# ------------------------------------------------------------------ MedMCQA's own layout through its doors
+
+
+@st.composite
+def medmcqa_files(draw):
+    """MedMCQA rows with `cop` counted from `base`, written as ints, text or whole floats; some rows
+    broken (no cop, a cop past the options, an empty option). Evidence of the base (a 0 or a 4) is
+    planted unless `hide` (then the doors must be told)."""
+    base = draw(st.sampled_from([0, 1]))
+    container = draw(st.sampled_from(["jsonl", "csv", "parquet"]))
+    rows = []
+    for i in range(draw(st.integers(1, 6))):
+        options = draw(st.lists(option_text(draw(st.sampled_from(["words", "numbers"]))), min_size=4, max_size=4,
+                                unique_by=_norm))
+        right = draw(st.integers(0, 3))
+        fault = draw(st.sampled_from([None, None, None, "no_key", "out_of_range", "hole"]))
+        forms = [right + base, str(right + base)] + ([float(right + base)] if container != "csv" else [])
+        key = draw(st.sampled_from(forms))
+        if fault == "no_key":
+            key = None
+        elif fault == "out_of_range":
+            key = 5 + base + draw(st.integers(0, 3))  # past the options whatever the base (a 4 is evidence)
+        elif fault == "hole":
+            options[draw(st.integers(0, 3))] = ""
+        rows.append(Row(f"Q{i}: " + draw(st.sampled_from(["plain", "two\nlines", "a, comma"])), options, right, key,
+                        fault is None))
+    evidence = Row("Evidence?", ["e1", "e2", "e3", "e4"], 0 if base == 0 else 3, base * 4, True)
+    if draw(st.booleans()):
+        rows.append(evidence)
+        told = draw(st.booleans())
+    else:
+        told = True
+    return rows, {"base": base, "container": container, "told": told}
+
+
+def write_medmcqa(rows: list[Row], layout: dict, folder: Path) -> Path:
+    recs = [{"id": f"r{i}", "question": r.question, **dict(zip(("opa", "opb", "opc", "opd"), r.options)), "cop": r.key}
+            for i, r in enumerate(rows)]
+    return write(rows, {"container": layout["container"], "answer": "cop", "bom": False}, folder, recs)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(generated=medmcqa_files())
+def test_medmcqa_reads_every_cop_form_right_through_every_door(generated, tmp_path_factory):
+    rows, layout = generated
+    folder = tmp_path_factory.mktemp("medmcqa")
+    path = write_medmcqa(rows, layout, folder)
+    base = layout["base"] if layout["told"] else None
+
+    def python(tmp):
+        result = load_source("medmcqa", path, cop_base=base)
+        return result.rows.to_list(), len(result.dropped)
+
+    def cli(tmp):
+        out = tmp / "m.jsonl"
+        args = ["load", "medmcqa", "--path", str(path), "--out", str(out)] + (["--cop-base", str(base)] if told else [])
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        dropped = tmp / "m.dropped.jsonl"
+        return read_rows(out).to_list(), len(read_rows(dropped)) if dropped.exists() else 0
+
+    def config(tmp):
+        spec = {"path": str(path), **({"cop_base": base} if told else {})}
+        result = LoadSources(from_dict(LoadConfig, {"sources": {"medmcqa": spec}})).run(None, RunContext(tmp, tmp))
+        return result.rows.to_list(), len(result.dropped) if result.dropped is not None else 0
+
+    told = layout["told"]
+    doors = [python, cli, config]
+    if not told:  # the eval door decides the base from the file, as the source loader does
+        doors.append(lambda tmp: _medmcqa_eval(path))
+    if not any(r.good for r in rows):
+        return
+    results = []
+    for door in doors:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            got, dropped = door(folder)
+        check_rows(rows, got, dropped)
+        results.append(sorted((r["id"].split(":", 1)[1], sorted(r["options"]), r["answer_text"]) for r in got))
+    assert all(r == results[0] for r in results)
+
+
+def _medmcqa_eval(path: Path):
+    (result,) = load_eval_input(EvalInput("medmcqa_validation", str(path))).values()
+    return result.rows.to_list(), len(result.dropped)
