@@ -159,10 +159,14 @@ def load_eval(
     name: Annotated[str, typer.Argument(help="An eval-set name (see `m1data eval-sets`), mmlu_medical, or a file.")],
     out: OutOpt,
     path: PathOpt = None,
+    mapping: Annotated[Optional[str], typer.Option(
+        "--mapping", help="Columns of an eval file the guesses do not read: question=COL,options=COL,answer=COL "
+                          "(as for `m1data load`; answer_kind=text|letter|index0|index1 when the file cannot "
+                          "tell).")] = None,
 ) -> None:
     """Load an eval set (a decontamination target and scoring set)."""
     with _user_errors():
-        loaded = jobs.load_eval_to_file(name, out, path)
+        loaded = jobs.load_eval_to_file(name, out, path, mapping=_mapping(mapping))
     _print_loaded(loaded)
 
 

@@ -327,16 +327,18 @@ def load_source_to_file(source: str, out: str | Path, path: str | Path | None = 
 
 
 @datasets_bars_off()
-def load_eval_to_file(name: str, out: str | Path, path: str | Path | None = None) -> list[LoadedFile]:
+def load_eval_to_file(name: str, out: str | Path, path: str | Path | None = None,
+                      mapping: dict[str, Any] | None = None) -> list[LoadedFile]:
     """An eval set (a name, mmlu_medical, or a file) into OUT; several sets (mmlu_medical, a file
     holding several) go to OUT.<set>.<ext> each. An answer key skewed towards one letter (the
-    `AnswerSkewWarning` of `load_eval`) is recorded in the first file's `warnings`, not raised."""
+    `AnswerSkewWarning` of `load_eval`) is recorded in the first file's `warnings`, not raised. `mapping`:
+    a file's columns and answer kind (`m1data.reading.evalsets.column_mapping`)."""
     out = Path(out)
     inputs = [path, Path(name) if Path(name).exists() else None]
     _refuse_overwrite(inputs, [out])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", AnswerSkewWarning)
-        results = load_eval_any(name, path)
+        results = load_eval_any(name, path, mapping=mapping)
     skew = [str(w.message) for w in caught if issubclass(w.category, AnswerSkewWarning)]
     for other in (w for w in caught if not issubclass(w.category, AnswerSkewWarning)):
         warnings.warn_explicit(other.message, other.category, other.filename, other.lineno)

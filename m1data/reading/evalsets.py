@@ -30,7 +30,7 @@ import math
 import re
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,8 @@ from m1data.reading.readers import (
     check_file,
     check_some_rows_read,
     collect,
+    column_options,
+    key_letter,
     key_text,
     lettered_options,
     load_hub,
@@ -54,8 +56,10 @@ from m1data.reading.readers import (
     read_csv,
     read_json,
     read_records,
+    same_text,
     strip_option_letters,
     text,
+    whole_number,
 )
 from m1data.reading.registry import SOURCE_REGISTRY
 from m1data.schema import DEFAULT_SEED, LETTERS, RowError
@@ -139,18 +143,41 @@ class ColumnMapping:
             raise UserError(f"answer_kind must be one of {'|'.join(ANSWER_KINDS)}, not {self.answer_kind!r}")
 
 
+MAPPING_KEYS = ("question", "options", "answer", "id", "context", "answer_kind")
+
+
+def column_mapping(mapping: dict[str, Any] | ColumnMapping | None, where: str) -> ColumnMapping:
+    """The `ColumnMapping` of the dict every door writes (`--mapping` on the command line, `mapping:`
+    under a config's source or eval entry, a Python dict): one check for all of them, so a key a
+    door would accept is accepted by every door. Unknown keys are an error naming them; a list of
+    option columns (YAML, `opa+opb`) is the tuple `ColumnMapping` reads."""
+    if isinstance(mapping, ColumnMapping):
+        return mapping
+    mapping = dict(mapping or {})
+    unknown = sorted(set(mapping) - set(MAPPING_KEYS))
+    if unknown:
+        raise UserError(f"mapping for {where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(MAPPING_KEYS)}")
+    if isinstance(mapping.get("options"), list):
+        mapping["options"] = tuple(mapping["options"])
+    return ColumnMapping(**mapping)
+
+
 def _first(raw: dict[str, Any], names: tuple[str, ...]) -> str | None:
     return next((n for n in names if n in raw and raw[n] not in (None, "")), None)
 
 
 def _letter_columns(raw: dict[str, Any]) -> list[str]:
-    """Columns named A, B, C, ... in order (a hand-made CSV `question,A,B,C,D,answer`)."""
-    names = []
-    for letter in LETTERS:
-        if raw.get(letter) in (None, ""):
-            break
-        names.append(letter)
-    return names if len(names) >= 2 else []
+    """Columns named A, B, C, ... (a hand-made CSV `question,A,B,C,D,answer`), up to the last one
+    the record has: an empty C between B and D is an empty option, not the end of the options."""
+    if raw.get("A") in (None, "") or raw.get("B") in (None, ""):
+        return []
+    return _up_to_last_present(raw, LETTERS)
+
+
+def _up_to_last_present(raw: dict[str, Any], names: Sequence[str]) -> list[str]:
+    """`names` up to the last one `raw` fills, for `column_options` to read (an empty one before it is a hole)."""
+    last = max((i for i, name in enumerate(names) if raw.get(name) not in (None, "")), default=-1)
+    return list(names[: last + 1])
 
 
 GPQA_COLUMNS = ("Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3")
@@ -182,14 +209,14 @@ def _file_answer_column(raws: list[Any]) -> str | None:
 def _raw_options(raw: dict[str, Any], spec: str | tuple[str, ...] | None) -> list[str]:
     """The option texts as the file writes them (letters and all)."""
     if isinstance(spec, tuple):
-        return option_texts([raw[c] for c in spec if raw.get(c) not in (None, "")])
+        return column_options(raw, spec)
     if _gpqa_layout(raw, spec):  # the right answer first, then the others
         return option_texts([raw[c] for c in GPQA_COLUMNS])
     if spec is None and "options" not in raw and "choices" in raw:
         spec = "choices"
     if spec is None and "options" not in raw:
-        columns = [c for c in OPTION_COLUMNS if raw.get(c) not in (None, "")] or _letter_columns(raw)
-        return option_texts([raw[c] for c in columns])
+        columns = _up_to_last_present(raw, OPTION_COLUMNS) or _letter_columns(raw)
+        return column_options(raw, columns)
     options = raw.get(spec or "options")
     if isinstance(options, str):  # a CSV cell holding a JSON list or dict
         try:
@@ -199,34 +226,33 @@ def _raw_options(raw: dict[str, Any], spec: str | tuple[str, ...] | None) -> lis
     return lettered_options(options)
 
 
-_LETTER_KEY = re.compile(r"\(?([A-Za-z])[.)]?")
-
-
 def answer_kinds(value: Any, options: list[str], written: list[str] | None = None) -> set[str]:
     """The kinds under which `value` names one of `options` (`written`: the texts as the file
     wrote them, letters included, so an answer "B. x" is still the text of option "x")."""
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
+    key = _key_text(value)
+    if key is None:
         return set()
     kinds = set()
-    key = str(value).strip()
-    if key and any(_same_text(key, o) for o in [*options, *(written or ())]):
+    if key and any(same_text(key, o) for o in [*options, *(written or ())]):
         kinds.add("text")
-    if isinstance(value, int) or key.isdecimal():  # isdigit() also passes "²", which int() refuses
-        number = int(key)
+    number = whole_number(value)
+    if number is not None:
         if 0 <= number < len(options):
             kinds.add("index0")
         if 1 <= number <= len(options):
             kinds.add("index1")
-    elif (match := _LETTER_KEY.fullmatch(key)) and match.group(1).upper() in LETTERS[: len(options)]:
+    elif (letter := key_letter(key)) and letter in LETTERS[: len(options)]:
         kinds.add("letter")
     return kinds
 
 
-def _same_text(key: str, option: str) -> bool:
-    """An answer key equal to an option's text: case is ignored, except for one-character keys
-    (a key "A" is a letter, not the text of an option "a")."""
-    option = option.strip()
-    return key == option or (len(key) > 1 and key.lower() == option.lower())
+def _key_text(value: Any) -> str | None:
+    """An answer key as the text it compares as: a whole float as its integer (2.0 -> "2", see
+    `whole_number`); None for what cannot be a key (a bool, a list, None)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    number = whole_number(value) if isinstance(value, float) else None
+    return str(value if number is None else number).strip()
 
 
 def read_answer(value: Any, options: list[str], kind: str, written: list[str] | None = None) -> int:
@@ -234,15 +260,15 @@ def read_answer(value: Any, options: list[str], kind: str, written: list[str] | 
     if kind not in answer_kinds(value, options, written):
         raise RowError("answer_out_of_range", f"answer {value!r} is not an option's {_KIND_WORDS[kind]} "
                                               f"({len(options)} options)")
-    key = str(value).strip()
+    key = _key_text(value)
     if kind == "text":
         for candidates in (options, written or []):
             for i, option in enumerate(candidates):
-                if _same_text(key, option):
+                if same_text(key, option):
                     return i
     if kind == "letter":
-        return LETTERS.index(_LETTER_KEY.fullmatch(key).group(1).upper())
-    return int(key) - (1 if kind == "index1" else 0)
+        return LETTERS.index(key_letter(key))
+    return whole_number(value) - (1 if kind == "index1" else 0)
 
 
 _KIND_WORDS = {"text": "text", "letter": "letter", "index0": "0-based index", "index1": "1-based index"}
@@ -261,7 +287,9 @@ def decide_answer_kind(evidence: list[set[str]], column: str) -> tuple[str | Non
     if not voting:
         return None, ""
     fits = set(ANSWER_KINDS).intersection(*voting)
-    ask = f"say which with answer_kind={'|'.join(ANSWER_KINDS)} in the mapping (e.g. --mapping ...,answer_kind=text)"
+    ask = (f"say which with answer_kind={'|'.join(ANSWER_KINDS)} in the file's mapping (`--mapping answer_kind=text` "
+           "on `m1data load` or `m1data load-eval`, `mapping: {answer_kind: text}` under its source or eval entry "
+           "in a build config)")
     if not fits:
         seen = sorted({kind for kinds in voting for kind in kinds})
         return None, (f"answer column {column!r} is read one way on some rows and another way on others "
@@ -415,7 +443,7 @@ def _check_answer_text(found: _Fields, index: int) -> None:
     if not isinstance(value, str) or "text" not in answer_kinds(value, found.options, found.written):
         return
     key = value.strip()
-    if not (_same_text(key, found.options[index]) or _same_text(key, found.written[index])):
+    if not (same_text(key, found.options[index]) or same_text(key, found.written[index])):
         raise RowError("answer_mismatch", f"answer {value!r} is not option {LETTERS[index]}, which "
                                           f"{found.answer_column} {found.answer!r} names")
 
@@ -579,7 +607,10 @@ MMLU = (
     _reader_layout(("question", "choices"), "answer", options="choices"),
     _reader_layout(("question", "options"), "answer", options="options"),
 )
-MMLU_PRO = (_reader_layout(("question", "options"), "answer_index"), MEDAGENTSBENCH)
+# MMLU-Pro's `answer_index` counts from 0 by definition: said here, so a file whose option texts
+# are numbers (a subset of its health questions, say) is not undecidable, when the named set
+# takes no mapping to say it.
+MMLU_PRO = (_reader_layout(("question", "options"), "answer_index", answer_kind="index0"), MEDAGENTSBENCH)
 GPQA = (Layout(("Question", "Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3")),)
 MEDBULLETS = (_reader_layout(("question", "opa", "opb", "opc", "opd"), "answer_idx"), MEDAGENTSBENCH)
 PUBMEDQA = (
@@ -789,8 +820,14 @@ def load_eval_file(
     return {set_name: require_items(_collect(set_name, _local(path), parse, where=path), set_name, scoring=scoring)}
 
 
-def load_eval_any(name_or_path: str, path: str | Path | None = None, *, scoring: bool = True) -> dict[str, LoadResult]:
-    """A named set, "mmlu_medical" (all six MMLU subjects), or a file (see `load_eval` for `scoring`)."""
+def load_eval_any(name_or_path: str, path: str | Path | None = None, *, scoring: bool = True,
+                  mapping: dict[str, Any] | ColumnMapping | None = None) -> dict[str, LoadResult]:
+    """A named set, "mmlu_medical" (all six MMLU subjects), or a file (see `load_eval` for `scoring`);
+    `mapping` (a file's columns and answer kind, `column_mapping`) goes with a file only: a named
+    set is read in its own layouts."""
+    if mapping and (name_or_path in EVAL_SETS or name_or_path == "mmlu_medical"):
+        raise UserError(f"{name_or_path} is read in its own layouts; a mapping goes with a file (FILE, or a name "
+                        "of your choosing with its file)")
     if name_or_path == "mmlu_medical":
         return {f"mmlu_{s}": load_eval(f"mmlu_{s}", path, scoring=scoring) for s in MMLU_MEDICAL}
     if name_or_path in EVAL_SETS:
@@ -799,7 +836,7 @@ def load_eval_any(name_or_path: str, path: str | Path | None = None, *, scoring:
         if path is not None:
             raise UserError(f"{name_or_path} is a file and is loaded as it is; --path goes with an eval-set name "
                              f"(see `m1data eval-sets`), not with a file")
-        return load_eval_file(name_or_path, scoring=scoring)
+        return load_eval_file(name_or_path, column_mapping(mapping, name_or_path), scoring=scoring)
     raise UserError(f"{name_or_path!r} is neither a known eval set ({', '.join(EVAL_SETS)}, mmlu_medical) nor a file")
 
 
@@ -814,6 +851,8 @@ class EvalInput:
 
     name: str
     path: str | None = None
+    mapping: dict[str, Any] | None = None
+    """A file's columns and answer kind (`column_mapping`), for a file no guess reads right."""
 
     def __post_init__(self) -> None:
         from m1data.redact import refuse_url_credentials
@@ -858,8 +897,8 @@ def load_eval_input(spec: EvalInput, *, scoring: bool = True) -> dict[str, LoadR
     reads decontamination targets (every question with text)."""
     name, path = spec.name, spec.path
     if name in EVAL_SETS or name == "mmlu_medical" or path is None:
-        return load_eval_any(name, path, scoring=scoring)
-    loaded = load_eval_file(path, scoring=scoring)
+        return load_eval_any(name, path, scoring=scoring, mapping=spec.mapping)
+    loaded = load_eval_file(path, column_mapping(spec.mapping, name), scoring=scoring)
     if len(loaded) != 1:
         raise UserError(f"{path} holds {len(loaded)} eval sets ({', '.join(loaded)}); give it without a name "
                         f"so each keeps its own")
@@ -915,6 +954,7 @@ __all__ = [
     "UnmatchedEvalWarning",
     "answer_kinds",
     "answer_skew",
+    "column_mapping",
     "decide_answer_kind",
     "load_eval",
     "load_eval_any",

@@ -30,7 +30,9 @@ from m1data.reading.readers import (
     load_hub,
     read_json,
     read_records,
+    same_text,
     text,
+    whole_number,
 )
 from m1data.reading.registry import SOURCE_REGISTRY
 from m1data.schema import LETTERS, RowError, validate
@@ -95,7 +97,7 @@ class MedMCQA(Source):
     def decide_base(self, path: Path, records: list[Record]) -> int:
         seen: dict[int, list[str]] = {0: [], 4: []}
         for _, raw, where in records:
-            if not isinstance(raw, dict) or raw.get("cop") not in (0, 4, "0", "4"):
+            if not isinstance(raw, dict) or whole_number(raw.get("cop")) not in (0, 4):
                 continue  # cheap filter first: only a 0 or a 4 is evidence
             try:  # well-formed rows only; with no _cop_base, parse reads cop as it is
                 parsed = self.parse(raw)
@@ -115,7 +117,7 @@ class MedMCQA(Source):
                 "from 1 (the original release); say which: `m1data load medmcqa --cop-base 1` (or 0), "
                 "`cop_base: 1` under sources.medmcqa in the build config, or load_source(..., cop_base=1)",
             )
-        base_matters = any(isinstance(raw, dict) and raw.get("cop") in (1, 2, 3, "1", "2", "3") for _, raw, _ in records)
+        base_matters = any(isinstance(raw, dict) and whole_number(raw.get("cop")) in (1, 2, 3) for _, raw, _ in records)
         if not seen[0] and not seen[4] and base_matters:
             warnings.warn(
                 f"{path}: no well-formed row has cop 0 or 4, so the file does not show whether cop counts options "
@@ -129,13 +131,13 @@ class MedMCQA(Source):
         question = text(raw, "question")
         options = [text(raw, key) for key in ("opa", "opb", "opc", "opd")]
         cop = raw.get("cop")
-        if cop is None:
+        if cop in (None, ""):  # a CSV writes a missing cop as an empty cell
             return Parsed(native_id, question, options, -1, error=RowError("missing_field", "none of cop"))
-        # isdecimal, not isdigit: isdigit() also passes "²", which int() refuses (a crash, not a bad row)
-        if isinstance(cop, bool) or not (isinstance(cop, int) or (isinstance(cop, str) and cop.strip().isdecimal())):
+        number = whole_number(cop)  # 2, "2", and pandas' 2.0 alike
+        if number is None:
             return Parsed(native_id, question, options, -1,
                           error=RowError("answer_out_of_range", f"cop {cop!r} is not a whole number"))
-        answer_idx = int(cop) - int(raw.get("_cop_base", 0))
+        answer_idx = number - int(raw.get("_cop_base", 0))
         return Parsed(native_id=native_id, question=question, options=options, answer_idx=answer_idx)
 
 
@@ -162,7 +164,7 @@ def check_answer_text(raw: dict[str, Any], name: str, options: list[str], answer
         return
     if not isinstance(answer, str):
         raise RowError("not_text", f"{name} is {type(answer).__name__}, not text")
-    if answer.strip() != options[answer_idx].strip():
+    if not same_text(answer, options[answer_idx]):
         raise RowError("answer_mismatch", f"{name} {answer!r} is not option {LETTERS[answer_idx]}")
 
 
@@ -299,7 +301,7 @@ class PubMedQA(Source):
         else:
             contexts = raw.get("CONTEXTS")
             pmid, question = key_text(raw, "PMID"), text(raw, "QUESTION")
-        decision = raw.get("final_decision")
+        decision = _decision(raw.get("final_decision"))
         options = list(PUBMEDQA_OPTIONS)
         if not isinstance(contexts, list) or not all(isinstance(c, str) for c in contexts):
             return Parsed(pmid, question, options, -1, error=RowError(
@@ -309,6 +311,14 @@ class PubMedQA(Source):
                           error=RowError("answer_out_of_range", f"final_decision {decision!r}"))
         return Parsed(native_id=pmid, question=question, options=options,
                       answer_idx=PUBMEDQA_OPTIONS.index(decision), context="\n".join(contexts))
+
+
+def _decision(value: Any) -> Any:
+    """PubMedQA's `final_decision` as one of yes/no/maybe when it is one in any case or spacing
+    ("Yes", " no"), read with the comparison every answer text gets (`same_text`); else as it is."""
+    if isinstance(value, str):
+        return next((option for option in PUBMEDQA_OPTIONS if same_text(value, option)), value)
+    return value
 
 
 __all__ = [

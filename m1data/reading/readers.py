@@ -319,11 +319,33 @@ def option_texts(options: list[Any]) -> list[str]:
     return options
 
 
+LETTER_KEY = re.compile(r"\(?([A-Za-z])[.)]?")
+
+
+def key_letter(value: Any) -> str | None:
+    """The option letter an answer key writes ("B", "b", "(B)", "B.", "B)"), upper case; None
+    for anything else. The one reading of a letter key, for the source loaders (MedQA's
+    `answer_idx`, HEAD-QA's `Correct Option`) and the eval/mapped reader alike: read apart, a
+    "(B)" was option B in an eval file and a dropped row in a MedQA file."""
+    if not isinstance(value, str):
+        return None
+    match = LETTER_KEY.fullmatch(value.strip())
+    return match.group(1).upper() if match else None
+
+
+def same_text(key: str, option: str) -> bool:
+    """Whether an answer written as text names `option`: spacing is ignored, and so is case,
+    except for one-character keys (a key "A" is a letter, not the text of an option "a"). The one
+    comparison of an answer text with an option, for every loader."""
+    key, option = " ".join(key.split()), " ".join(option.split())
+    return key == option or (len(key) > 1 and key.lower() == option.lower())
+
+
 def letter_index(letter: Any, n_options: int) -> int:
     if not isinstance(letter, str):
         raise RowError("not_text", f"answer letter {letter!r} is {type(letter).__name__}, not a letter")
-    value = letter.strip().upper()
-    if len(value) != 1 or value not in LETTERS[:n_options]:
+    value = key_letter(letter)
+    if value is None or value not in LETTERS[:n_options]:
         raise RowError("answer_out_of_range", f"answer letter {letter!r} for {n_options} options")
     return LETTERS.index(value)
 
@@ -345,6 +367,20 @@ def lettered_options(options: Any) -> list[str]:
     if isinstance(options, list):
         return option_texts(list(options))
     raise RowError("bad_options", f"options of type {type(options).__name__}")
+
+
+def column_options(raw: dict[str, Any], columns: Sequence[str]) -> list[str]:
+    """The options a record writes one per column (`opa..ope`, `A..E`, `Option 1..5`), in column order.
+
+    Trailing columns that are empty (None, "" or absent) are absent options: a file of 4- and
+    5-option questions leaves the fifth column empty on 4-option rows. An empty column before the
+    last filled one is an empty option, kept in its place as "" (validation drops the row with
+    reason empty_option). Why not skip it: every later option would move up one place, and a key
+    counted by position (an index, a letter) would silently name the next option."""
+    values = [raw.get(column) for column in columns]
+    while values and values[-1] in (None, ""):
+        values.pop()
+    return option_texts(["" if value is None else value for value in values])
 
 
 # "A. x", "(A) x", "A) x", "A: x": the labels eval files write into their option texts.
@@ -371,6 +407,30 @@ def strip_option_letters(options: list[str]) -> list[str]:
         if all(matches) and "".join(m.group(1) for m in matches).upper() == LETTERS[: len(options)]:
             return [option[m.end():] for option, m in zip(options, matches)]
     return options
+
+
+_WHOLE_TEXT = re.compile(r"(\d+)(?:\.0+)?")
+
+
+def whole_number(value: Any) -> int | None:
+    """The whole number an answer key holds, or None: an int, a whole float (2.0), or its text
+    ("2", "2.0"); not a bool, "2.5", "²" (which int() refuses) or a letter.
+
+    Why floats: pandas writes an integer column that has a null in it as floats, so a parquet,
+    JSON or CSV file made from a DataFrame keys its answers 2.0 (or "2.0"), 0.0, ...; read as
+    anything but the numbers they are, every key of such a file was "not a whole number" and the
+    file had no row. Every reader of an index-like key (MedMCQA's `cop`, a mapped or eval file's
+    answer column) reads it through here."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and value >= 0 else None
+    if isinstance(value, str):
+        match = _WHOLE_TEXT.fullmatch(value.strip())
+        return int(match.group(1)) if match else None
+    return None
 
 
 def key_text(raw: dict[str, Any], name: str) -> str:
@@ -699,8 +759,10 @@ __all__ = [
     "check_file",
     "check_some_rows_read",
     "collect",
+    "column_options",
     "decode",
     "field",
+    "key_letter",
     "key_text",
     "letter_index",
     "lettered_options",
@@ -714,9 +776,11 @@ __all__ = [
     "read_parquet",
     "read_records",
     "read_rows",
+    "same_text",
     "strip_option_letters",
     "text",
     "unscored_row",
     "write_rows",
+    "whole_number",
     "write_together",
 ]

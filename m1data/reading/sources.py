@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from m1data.errors import UserError
-from m1data.reading.evalsets import ColumnMapping, answer_kind_problem, for_records, make_parser
+from m1data.reading.evalsets import answer_kind_problem, column_mapping, for_records, make_parser
 from m1data.reading.native import (
     PUBMEDQA_OPTIONS,
     HeadQA,
@@ -61,17 +61,12 @@ def load_mapped(name: str, path: str | Path, mapping: dict[str, Any] | None = No
     when the file cannot tell), id, context; None guesses from the usual spellings). Rows get
     ids `name:<id column>` or, without one, a content hash, like the built-in sources."""
     check_source_name(name)
+    columns = column_mapping(mapping, name)
     mapping = dict(mapping or {})
-    known = ("question", "options", "answer", "id", "context", "answer_kind")
-    unknown = sorted(set(mapping) - set(known))
-    if unknown:
-        raise UserError(f"mapping for {name}: unknown key(s) {', '.join(unknown)}; known: {', '.join(known)}")
-    if isinstance(mapping.get("options"), list):
-        mapping["options"] = tuple(mapping["options"])
     where = check_file(path)
     records = [(f"{where.name}:{line}", raw, f"{where.name}:{line}") for line, raw in read_records(where)]
     # the answer column's kind (text, letter, 0- or 1-based index) is decided once for the file
-    parse = for_records(make_parser(ColumnMapping(**mapping)), [raw for _, raw, _ in records])
+    parse = for_records(make_parser(columns), [raw for _, raw, _ in records])
     if answer_kind_problem(parse):
         raise MalformedFile(where, None, answer_kind_problem(parse))
     result = collect(name, records, parse, seed=seed, description=f"loading {name}")

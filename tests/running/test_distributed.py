@@ -24,14 +24,20 @@ from pathlib import Path
 import datasets
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
 from llm_server import Received, Response, ScriptedServer, chat, error
 from stage_doubles import Given
 from test_build_e2e import make_handler, truth_by_prompt, write_config
 from test_dedup import char_edits, medqa_questions, mmlu_questions, planted
 from test_eval_doors import converted_lettered, make_items, reference_removed, training_rows
+from test_layout_properties import check_rows as check_layout_rows
+from test_layout_properties import files as layout_files
+from test_layout_properties import mapping_of as layout_mapping
+from test_layout_properties import write as write_layout
 from typer.testing import CliRunner
 
 from m1data.cli import app
+from m1data.errors import M1DataError
 from m1data.running.distributed import ExecutorConfig, MissingExtra, RayExecutor, group_bands, require_ray, sum_stats
 from m1data.llm.stages import LLMRuntime
 from m1data.running.pipeline import (
@@ -595,3 +601,32 @@ def test_ray_door_agrees(tmp_path, ray_cluster):
     kept = {json.loads(line)["id"] for line in out.read_text().splitlines()}
     assert set(train["id"]) - kept == reference_removed(train, items) >= planted
 
+
+
+# ------------------------------------------------------------------ a generated source file on Ray
+
+
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(generated=layout_files())
+def test_ray_loads_generated_layouts_like_the_local_runner(generated, ray_cluster, executor, tmp_path_factory):
+    """A generated file in a layout users bring (tests/reading/test_layout_properties.py), given
+    twice under two names so `parallel_map` sends each to a Ray task: the same rows and dropped
+    records as the local runner, and every good row read right."""
+    rows, layout = generated
+    folder = tmp_path_factory.mktemp("layout")
+    path = write_layout(rows, layout, folder)
+    mapping = layout_mapping(rows, layout)
+    config = LoadConfig(sources={name: {"path": str(path), "mapping": mapping, "licence": "MIT"}
+                                 for name in ("mine", "mine2")})
+    results = []
+    for ctx_executor in (None, executor):
+        try:
+            result = LoadSources(config).run(None, RunContext(folder, folder, executor=ctx_executor))
+        except M1DataError as err:
+            results.append(("stop", str(err).replace(str(folder), "")))
+            continue
+        results.append(("rows", result.rows.to_list(), result.dropped.to_list()))
+    assert results[0] == results[1]
+    if results[0][0] == "rows":
+        mine = [r for r in results[0][1] if r["source"] == "mine"]
+        check_layout_rows(rows, mine, sum(d["source"] == "mine" for d in results[0][2]))

@@ -1,0 +1,562 @@
+"""Generated files, every door: the layouts and values users bring, read the same way everywhere.
+
+Hypothesis writes a file of questions in one of the layouts users bring (JSON Lines, a JSON list,
+CSV with or without a byte order mark, parquet; options as a list, a {letter: text} dict or a
+struct, or one column each under any of the usual names; answer keys as letters "B", "b", "(B)",
+"B.", 0- or 1-based indices as ints, whole floats or text, or the option's text in another case
+or spacing; word, numeric, right-to-left and very long option texts; rows whose key is missing,
+out of range, or whose options have an empty one in the middle; shorter rows in a file of wider
+option columns), and every door must read each row right or account for it:
+
+- a row with a readable key and options is a row, its answer the option the key names and its
+  options exactly the ones written (none lost, none shifted);
+- any other row is a dropped record with a reason (an eval question stays a decontamination target);
+- or the whole file stops with one line (no row readable; an answer kind the file cannot tell
+  and the mapping does not say), never another exception;
+- and the doors agree row for row: for a mapped source the Python API (`load_source`), the
+  command line (`m1data load --mapping`) and a build config (`LoadSources` from `sources:`); for
+  an eval file `load_eval_input`, `m1data load-eval`, `infer --eval-sets`' reader and
+  `load_evals` (every question a target). The Ray door runs one generated case in
+  tests/running/test_distributed.py.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from m1data.cli import _eval_sets, app
+from m1data.config import from_dict
+from m1data.errors import M1DataError
+from m1data.reading.evalsets import EvalInput, load_eval_input, load_evals
+from m1data.reading.readers import read_rows
+from m1data.reading.sources import load_source
+from m1data.running.pipeline import RunContext
+from m1data.stages.loading import LoadConfig, LoadSources
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+LETTERS = "ABCDEFGHIJ"
+WORDS = "artery vein nerve kidney liver insulin cortisol sodium fever rash biopsy tumour enzyme valve".split()
+OPTION_COLUMNS = {  # the names users give one column per option (a mapping names them)
+    "op": ["opa", "opb", "opc", "opd", "ope", "opf"],
+    "letter": list("ABCDEF"),
+    "option_x": [f"option_{c}" for c in "abcdef"],
+    "Option n": [f"Option {i}" for i in range(1, 7)],
+}
+GUESSED_COLUMNS = ("op", "letter")  # the ones an eval file may use with no mapping
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+def option_text(style: str) -> st.SearchStrategy[str]:
+    return {
+        "words": st.lists(st.sampled_from(WORDS), min_size=1, max_size=3).map(" ".join),
+        "numbers": st.one_of(st.integers(0, 500).map(str), st.sampled_from(["0.5", "1.5", "10", "2.25"])),
+        "unicode": st.text(st.sampled_from("אבגדהابتثج éñßЖж"), min_size=1, max_size=8),
+        "long": st.lists(st.sampled_from(WORDS), min_size=60, max_size=120).map(" ".join),
+    }[style].filter(lambda t: t.strip() != "")
+
+
+@dataclass
+class Row:
+    question: str
+    options: list[Any]  # as written: "" or None at a hole
+    right: int
+    key: Any  # what the file writes; None: no key
+    good: bool  # a row every door must read
+
+    @property
+    def answer(self) -> str:
+        return self.options[self.right].strip()
+
+
+def key_forms(kind: str, options: list[str], index: int, container: str) -> st.SearchStrategy[Any]:
+    """Every way a file writes the key of `options[index]` as `kind`."""
+    letter = LETTERS[index]
+    if kind == "letter":
+        return st.sampled_from([letter, letter.lower(), f"({letter})", f"{letter}.", f"{letter})", f" {letter.lower()} "])
+    if kind in ("index0", "index1"):
+        number = index + (kind == "index1")
+        forms = [number, str(number)] + ([float(number)] if container in ("jsonl", "json", "parquet") else [])
+        return st.sampled_from(forms)
+    text = options[index].strip()
+    forms = [text, f"  {text} ", text.replace(" ", "  ")]
+    if len(text) > 1 and text.swapcase().lower() == text.lower():  # "ß".upper() is "SS": another text
+        forms.append(text.swapcase())
+    return st.sampled_from(forms)
+
+
+@st.composite
+def files(draw):
+    """(rows, layout): a file's questions and how it writes them."""
+    style = draw(st.sampled_from(["words", "numbers", "unicode", "long"]))
+    kind = draw(st.sampled_from(["letter", "index0", "index1", "text"]))
+    container = draw(st.sampled_from(["jsonl", "json", "csv", "parquet"]))
+    shape = draw(st.sampled_from(["list", "dict", "columns"]))
+    names = draw(st.sampled_from(sorted(OPTION_COLUMNS)))
+    tell = draw(st.booleans())
+    rows = []
+    for i in range(draw(st.integers(1, 6))):
+        k = draw(st.integers(2, 5))
+        options = draw(st.lists(option_text(style), min_size=k, max_size=k, unique_by=_norm))
+        right = draw(st.integers(0, k - 1))
+        fault = draw(st.sampled_from([None, None, None, None, "hole", "no_key", "out_of_range"]))
+        if fault == "out_of_range" and (not tell or kind == "text"):
+            fault = None  # an index past the end is another kind's key: only a told kind can call it broken
+        if fault == "hole" and k < 3:
+            fault = None
+        key = draw(key_forms(kind, options, right, container))
+        if fault == "hole":
+            hole = draw(st.integers(0, k - 2))
+            options[hole] = draw(st.sampled_from(["", None])) if container != "csv" else ""
+        elif fault == "no_key":
+            key = None
+        elif fault == "out_of_range":
+            key = {"letter": LETTERS[k], "index0": k, "index1": k + 1}[kind]
+        rows.append(Row(f"Q{i}: " + draw(st.sampled_from(["plain", "a, comma", 'a "quote"', "two\nlines", "עברית"])),
+                        options, right, key, fault is None))
+    layout = {"style": style, "kind": kind, "container": container, "shape": shape, "names": names, "tell": tell,
+              "bom": draw(st.booleans()), "question": draw(st.sampled_from(["question", "Question", "stem"])),
+              "answer": draw(st.sampled_from(["answer", "answer_idx", "label", "Correct"]))}
+    return rows, layout
+
+
+def records(rows: list[Row], layout: dict) -> list[dict]:
+    width = max(len(r.options) for r in rows)
+    out = []
+    for i, row in enumerate(rows):
+        record: dict[str, Any] = {"id": f"r{i}", layout["question"]: row.question}
+        if layout["shape"] == "list":
+            record["options"] = list(row.options)
+        elif layout["shape"] == "dict":
+            record["options"] = dict(zip(LETTERS, row.options))
+        else:
+            columns = OPTION_COLUMNS[layout["names"]][:width]
+            record.update({c: (row.options[j] if j < len(row.options) else None) for j, c in enumerate(columns)})
+        record[layout["answer"]] = row.key
+        out.append(record)
+    return out
+
+
+def write(rows: list[Row], layout: dict, folder: Path, recs: list[dict] | None = None) -> Path:
+    recs = records(rows, layout) if recs is None else recs
+    path = folder / f"qs.{layout['container']}"
+    container = layout["container"]
+    if container == "jsonl":
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs), encoding="utf-8")
+    elif container == "json":
+        path.write_text(json.dumps(recs, ensure_ascii=False, indent=1), encoding="utf-8")
+    elif container == "csv":
+        columns = list(dict.fromkeys(c for r in recs for c in r))
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(columns)
+        for r in recs:
+            writer.writerow([_cell(r.get(c)) for c in columns])
+        path.write_bytes((("\ufeff" if layout["bom"] else "") + out.getvalue()).encode("utf-8"))
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        keys = [r[layout["answer"]] for r in recs]
+        if len({type(k) for k in keys if k is not None}) > 1:  # a parquet column has one type
+            for r in recs:
+                r[layout["answer"]] = None if r[layout["answer"]] is None else str(r[layout["answer"]])
+        pq.write_table(pa.Table.from_pylist(recs), path)
+    return path
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def mapping_of(rows: list[Row], layout: dict) -> dict[str, Any]:
+    width = max(len(r.options) for r in rows)
+    options = OPTION_COLUMNS[layout["names"]][:width] if layout["shape"] == "columns" else "options"
+    mapping = {"question": layout["question"], "options": options, "answer": layout["answer"], "id": "id"}
+    if layout["tell"]:
+        mapping["answer_kind"] = layout["kind"]
+    return mapping
+
+
+# ------------------------------------------------------------------ what every door must give
+
+
+def check_rows(rows: list[Row], result_rows: list[dict], dropped: int) -> None:
+    """Good rows read right, every other row dropped, none lost."""
+    by_id = {r["id"].rsplit(":", 1)[1]: r for r in result_rows}
+    for i, row in enumerate(rows):
+        got = by_id.get(f"r{i}")
+        if row.good:
+            assert got is not None, (i, row)
+            assert got["answer_text"] == row.answer, (i, row, got["options"])
+            assert sorted(got["options"]) == sorted(o.strip() for o in row.options), (i, row, got["options"])
+        else:
+            assert got is None, (i, row, got)
+    assert len(result_rows) + dropped == len(rows)
+
+
+def outcome(load) -> tuple[str, Any]:
+    """("rows", (rows, n dropped)) or ("stop", message); any other exception fails the test."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return "rows", load()
+    except M1DataError as err:
+        return "stop", str(err)
+
+
+def check_stop(message: str, rows: list[Row], layout: dict) -> None:
+    """A file may stop only when no row can be read, or when it cannot tell its answer kind."""
+    assert "\n" not in message.strip(), message
+    if "say which with answer_kind" in message:
+        assert not layout["tell"], message
+    else:
+        assert not any(r.good for r in rows), message
+
+
+# ------------------------------------------------------------------ a mapped source through its doors
+
+
+def door_python(path: Path, mapping: dict, tmp: Path):
+    result = load_source("mine", path, mapping=mapping)
+    return result.rows.to_list(), len(result.dropped)
+
+
+def door_cli(path: Path, mapping: dict, tmp: Path):
+    spec = ",".join(f"{k}={'+'.join(v) if isinstance(v, list) else v}" for k, v in mapping.items())
+    out = tmp / "cli.jsonl"
+    result = CliRunner().invoke(app, ["load", "mine", "--path", str(path), "--out", str(out), "--mapping", spec])
+    if result.exit_code != 0:
+        assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+        raise M1DataError(result.output.strip())
+    dropped = tmp / "cli.dropped.jsonl"
+    return read_rows(out).to_list(), len(read_rows(dropped)) if dropped.exists() else 0
+
+
+def door_config(path: Path, mapping: dict, tmp: Path):
+    config = from_dict(LoadConfig, {"sources": {"mine": {"path": str(path), "mapping": mapping, "licence": "MIT"}}})
+    result = LoadSources(config).run(None, RunContext(tmp, tmp))
+    return result.rows.to_list(), len(result.dropped) if result.dropped is not None else 0
+
+
+SOURCE_DOORS = (door_python, door_cli, door_config)
+
+
+def source_doors_agree(rows: list[Row], layout: dict, folder: Path, doors=SOURCE_DOORS) -> None:
+    path = write(rows, layout, folder)
+    mapping = mapping_of(rows, layout)
+    outcomes = []
+    for door in doors:
+        kind, value = outcome(lambda door=door: door(path, mapping, folder))
+        event(f"{kind}: {'told' if layout['tell'] else 'guessed'} {layout['kind']}")
+        if kind == "stop":
+            check_stop(value.removeprefix("error: "), rows, layout)
+        else:
+            check_rows(rows, *value)
+        outcomes.append((kind, value if kind == "rows" else None))
+    kinds = {kind for kind, _ in outcomes}
+    assert len(kinds) == 1, [(d.__name__, k) for d, (k, _) in zip(doors, outcomes)]
+    if kinds == {"rows"}:
+        reference = [(r["id"], r["options"], r["answer_idx"]) for r in outcomes[0][1][0]]
+        for door, (_, (got, _)) in zip(doors, outcomes):
+            assert [(r["id"], r["options"], r["answer_idx"]) for r in got] == reference, door.__name__
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(generated=files())
+def test_a_mapped_source_reads_every_layout_right_through_every_door(generated, tmp_path_factory):
+    rows, layout = generated
+    source_doors_agree(rows, layout, tmp_path_factory.mktemp("src"))
+
+
+# ------------------------------------------------------------------ an eval file through its doors
+
+
+def eval_python(path: Path, tmp: Path, mapping: dict | None):
+    (result,) = load_eval_input(EvalInput(str(path), mapping=mapping)).values()
+    return result.rows.to_list(), len(result.dropped)
+
+
+def eval_cli(path: Path, tmp: Path, mapping: dict | None):
+    out = tmp / "eval.jsonl"
+    args = ["load-eval", str(path), "--out", str(out)]
+    if mapping:
+        args += ["--mapping", ",".join(f"{k}={'+'.join(v) if isinstance(v, list) else v}" for k, v in mapping.items())]
+    result = CliRunner().invoke(app, args)
+    if result.exit_code != 0:
+        assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+        raise M1DataError(result.output.strip())
+    dropped = tmp / "eval.dropped.jsonl"
+    return read_rows(out).to_list(), len(read_rows(dropped)) if dropped.exists() else 0
+
+
+def eval_infer(path: Path, tmp: Path, mapping: dict | None):
+    assert mapping is None  # `--eval-sets` takes no mapping
+    (rows,) = _eval_sets([str(path)], None).values()
+    (result,) = load_eval_input(EvalInput.parse(str(path))).values()
+    return rows.to_list(), len(result.dropped)
+
+
+def eval_config(path: Path, tmp: Path, mapping: dict | None):
+    """A build config's eval entry, as YAML gives it: its targets' scored rows (decontamination
+    reads every question; the scored ones must be the other doors' rows)."""
+    from m1data.builders.m23k import M23KConfig
+
+    config = from_dict(M23KConfig, {"evals": [{"name": "mine", "path": str(path), "mapping": mapping}]})
+    (targets,) = load_evals(config.evals).values()
+    rows = [r for r in targets.to_list() if r["answer_idx"] >= 0]
+    return rows, len(targets) - len(rows)
+
+
+GUESSED_DOORS = (eval_python, eval_cli, eval_infer, eval_config)
+MAPPED_DOORS = (eval_python, eval_cli, eval_config)
+
+
+def guessable(layout: dict) -> bool:
+    """Whether m1data's guesses read this layout with no mapping (question, options, answer
+    columns under their usual names, and no answer kind to say)."""
+    return (layout["question"] in ("question", "Question") and layout["answer"] in ("answer", "answer_idx", "label")
+            and not layout["tell"]
+            and (layout["shape"] != "columns" or layout["names"] in GUESSED_COLUMNS))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(generated=files(), guess=st.booleans())
+def test_an_eval_file_reads_every_layout_right_through_every_door(generated, guess, tmp_path_factory):
+    rows, layout = generated
+    if guess:  # the usual spellings, so the guesses can read it if no answer kind needs saying
+        names = layout["names"] if layout["names"] in GUESSED_COLUMNS else "op"
+        layout = {**layout, "question": "question", "answer": layout["answer"].replace("Correct", "answer"),
+                  "names": names}
+    guess = guess and guessable(layout)
+    mapping = None if guess else mapping_of(rows, layout)
+    doors = GUESSED_DOORS if guess else MAPPED_DOORS
+    folder = tmp_path_factory.mktemp("eval")
+    path = write(rows, layout, folder)
+    outcomes = []
+    for door in doors:
+        kind, value = outcome(lambda door=door: door(path, folder, mapping))
+        event(f"{kind}: {'guessed' if guess else 'mapped'} {layout['kind']} {layout['shape']}")
+        if kind == "stop":
+            if door is eval_config:  # decontamination reads every question: it stops only on an unreadable file
+                raise AssertionError(value)
+            check_stop(value.removeprefix("error: "), rows, layout)
+            outcomes.append("stop")
+        elif door is eval_config:  # every question a target; the scored ones checked against the others below
+            assert len(value[0]) + value[1] == len(rows)
+            outcomes.append([(r["id"], r["options"], r["answer_idx"]) for r in value[0]])
+        else:
+            check_rows(rows, *value)
+            outcomes.append([(r["id"], r["options"], r["answer_idx"]) for r in value[0]])
+    scored = [o for door, o in zip(doors, outcomes) if door is not eval_config]
+    assert all(o == scored[0] for o in scored), list(zip(doors, scored))
+    assert outcomes[-1] == ([] if scored[0] == "stop" else scored[0])  # a file that stops scores nothing
+
+
+# ------------------------------------------------------------------ the defects the properties found
+
+
+def _jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_an_empty_option_between_filled_ones_drops_the_row_not_shifts_the_key(tmp_path):
+    """An empty `o2` was skipped, so o3 and o4 moved up and the key 3 (o3, "gamma") read as "delta"."""
+    path = _jsonl(tmp_path / "hole.jsonl", [
+        {"id": "h", "q": "Q1?", "o1": "alpha", "o2": "", "o3": "gamma", "o4": "delta", "k": 3},
+        {"id": "ok", "q": "Q2?", "o1": "a2", "o2": "b2", "o3": "c2", "o4": "d2", "k": 4},
+        {"id": "short", "q": "Q3?", "o1": "a3", "o2": "b3", "o3": "c3", "o4": None, "k": 3},
+    ])
+    mapping = {"question": "q", "options": ["o1", "o2", "o3", "o4"], "answer": "k", "id": "id"}
+    result = load_source("holes", path, mapping=mapping)
+    assert dict(zip(result.rows["id"], result.rows["answer_text"])) == {"holes:ok": "d2", "holes:short": "c3"}
+    assert result.dropped["reason"] == ["empty_option"]
+    csv_path = tmp_path / "hole.csv"
+    csv_path.write_text("question,A,B,C,D,answer\nQ1?,alpha,beta,,delta,D\nQ2?,a2,b2,c2,d2,D\n")
+    (loaded,) = load_eval_input(EvalInput.parse(str(csv_path))).values()
+    assert loaded.rows["answer_text"] == ["d2"] and loaded.dropped["reason"] == ["empty_option"]
+    assert len(loaded.targets()) == 2  # the holed question is still a decontamination target
+
+
+def test_pandas_float_answer_keys_are_whole_numbers(tmp_path):
+    """pandas writes an integer column with a null in it as floats: the keys 2.0, 0.0 made every row
+    "not a whole number" and the whole file unreadable, through the eval and the source loaders alike."""
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"id": ["x1", "x2", "x3"], "question": ["Q1?", "Q2?", "Q3?"], "opa": ["a1", "a2", "a3"],
+                          "opb": ["b1", "b2", "b3"], "opc": ["c1", "c2", "c3"], "opd": ["d1", "d2", "d3"],
+                          "cop": [2, None, 0]})
+    frame.to_parquet(tmp_path / "medmcqa.parquet")
+    frame.to_csv(tmp_path / "medmcqa.csv", index=False)  # cop written 2.0, "", 0.0
+    for result in (load_source("medmcqa", tmp_path / "medmcqa.parquet"),
+                   load_source("medmcqa", tmp_path / "medmcqa.csv"),
+                   *load_eval_input(EvalInput.parse(str(tmp_path / "medmcqa.csv"))).values(),
+                   load_eval_input(EvalInput("medmcqa_validation", str(tmp_path / "medmcqa.parquet")))
+                   ["medmcqa_validation"],
+                   load_source("mine", tmp_path / "medmcqa.parquet", mapping={"answer_kind": "index0"})):
+        assert sorted(zip(result.rows["question"], result.rows["answer_text"])) == [("Q1?", "c1"), ("Q3?", "a3")]
+        assert result.dropped["reason"] == ["missing_field"]
+
+
+@pytest.mark.parametrize("key", ["B", "b", "(B)", "B.", "B)", " b. "])
+@pytest.mark.parametrize("answer", ["Heparin sodium", "heparin SODIUM", " Heparin  sodium ", None])
+def test_a_medqa_file_reads_alike_as_a_source_an_eval_set_and_a_file(key, answer, tmp_path):
+    """MedQA's source loader read its letter and its answer text more strictly than the eval reader:
+    "(B)" or "B." was a dropped row there and option B as medqa_test; an answer text in another case
+    or spacing was answer_mismatch there and agreed as medqa_test. One reading for every loader."""
+    row = {"question": "Which drug?", "options": {"A": "Warfarin", "B": "Heparin sodium", "C": "Aspirin",
+                                                  "D": "Clopidogrel"}, "answer_idx": key, "meta_info": "step1"}
+    if answer is not None:
+        row["answer"] = answer
+    path = _jsonl(tmp_path / "test.jsonl", [row, {**row, "question": "Which other drug?", "answer_idx": "A",
+                                                  "answer": "Warfarin"}])
+    results = [load_source("medqa", path), load_eval_input(EvalInput("medqa_test", str(path)))["medqa_test"],
+               *load_eval_input(EvalInput.parse(str(path))).values()]
+    for result in results:
+        assert sorted(result.rows["answer_text"]) == ["Heparin sodium", "Warfarin"], result.reasons()
+
+
+def test_pubmedqa_decisions_in_any_case_are_read(tmp_path):
+    path = _jsonl(tmp_path / "pqa.jsonl", [
+        {"pubid": 1, "question": "Does it?", "context": {"contexts": ["c"]}, "final_decision": "Yes"},
+        {"pubid": 2, "question": "Does it not?", "context": {"contexts": ["c"]}, "final_decision": " maybe "},
+        {"pubid": 3, "question": "Will it?", "context": {"contexts": ["c"]}, "final_decision": "perhaps"}])
+    result = load_source("pubmedqa", path, split="all")
+    assert sorted(result.rows["answer_text"]) == ["maybe", "yes"] and result.dropped["reason"] == ["answer_out_of_range"]
+
+
+def test_the_answer_kind_advice_works_on_every_door_it_names(tmp_path):
+    """An eval file with numeric option texts cannot tell its answer kind; the error said to add
+    `--mapping ...,answer_kind=text`, but `m1data load-eval` had no --mapping and a config's eval
+    entry no mapping: only Python could read the file for scoring. Each door the advice names now reads it."""
+    path = tmp_path / "num.csv"
+    path.write_text("question,A,B,C,D,answer\nHow many kidneys?,3,1,4,2,2\nHow many lungs?,1,2,3,5,2\n")
+    stop = CliRunner().invoke(app, ["load-eval", str(path), "--out", str(tmp_path / "x.jsonl")])
+    said = " ".join(stop.output.split())  # rich wraps the one line to the terminal
+    assert stop.exit_code == 2 and "`m1data load-eval`" in said and "mapping: {answer_kind: text}" in said
+    out = tmp_path / "num.jsonl"
+    done = CliRunner().invoke(app, ["load-eval", str(path), "--out", str(out), "--mapping", "answer_kind=text"])
+    assert done.exit_code == 0, done.output
+    assert read_rows(out)["answer_text"] == ["2", "2"]
+    from m1data.builders.m23k import M23KConfig
+
+    config = from_dict(M23KConfig, {"evals": [{"name": "num", "path": str(path), "mapping": {"answer_kind": "text"}}]})
+    (targets,) = load_evals(config.evals).values()
+    assert sorted(targets["answer_text"]) == ["2", "2"]
+    (result,) = load_eval_input(config.evals[0]).values()
+    assert result.rows["answer_text"] == ["2", "2"]
+    with pytest.raises(M1DataError, match="own layouts"):
+        load_eval_input(EvalInput("medqa_test", str(path), mapping={"answer_kind": "text"}))
+
+
+def test_mmlu_pro_answer_index_is_zero_based_whatever_its_option_texts(tmp_path):
+    """MMLU-Pro questions whose options are numbers made the named set undecidable ("index0 or
+    index1 or text"), and a named set takes no mapping to say so: its answer_index is 0-based."""
+    path = _jsonl(tmp_path / "health.jsonl", [
+        {"question_id": i, "question": f"How many, case {i}?", "options": ["1", "2", "3", "4", "5"],
+         "answer": "ABCDE"[key], "answer_index": key, "category": "health", "src": "x"} for i, key in enumerate([2, 3])])
+    (result,) = load_eval_input(EvalInput("mmlu_pro_health", str(path))).values()
+    assert sorted(result.rows["answer_text"]) == ["3", "4"]
+
+
+# ------------------------------------------------------------------ MedMCQA's own layout through its doors
+
+
+@st.composite
+def medmcqa_files(draw):
+    """MedMCQA rows with `cop` counted from `base`, written as ints, text or whole floats; some rows
+    broken (no cop, a cop past the options, an empty option). Evidence of the base (a 0 or a 4) is
+    planted unless `hide` (then the doors must be told)."""
+    base = draw(st.sampled_from([0, 1]))
+    container = draw(st.sampled_from(["jsonl", "csv", "parquet"]))
+    rows = []
+    for i in range(draw(st.integers(1, 6))):
+        options = draw(st.lists(option_text(draw(st.sampled_from(["words", "numbers"]))), min_size=4, max_size=4,
+                                unique_by=_norm))
+        right = draw(st.integers(0, 3))
+        fault = draw(st.sampled_from([None, None, None, "no_key", "out_of_range", "hole"]))
+        forms = [right + base, str(right + base)] + ([float(right + base)] if container != "csv" else [])
+        key = draw(st.sampled_from(forms))
+        if fault == "no_key":
+            key = None
+        elif fault == "out_of_range":
+            key = 5 + base + draw(st.integers(0, 3))  # past the options whatever the base (a 4 is evidence)
+        elif fault == "hole":
+            options[draw(st.integers(0, 3))] = ""
+        rows.append(Row(f"Q{i}: " + draw(st.sampled_from(["plain", "two\nlines", "a, comma"])), options, right, key,
+                        fault is None))
+    evidence = Row("Evidence?", ["e1", "e2", "e3", "e4"], 0 if base == 0 else 3, base * 4, True)
+    if draw(st.booleans()):
+        rows.append(evidence)
+        told = draw(st.booleans())
+    else:
+        told = True
+    return rows, {"base": base, "container": container, "told": told}
+
+
+def write_medmcqa(rows: list[Row], layout: dict, folder: Path) -> Path:
+    recs = [{"id": f"r{i}", "question": r.question, **dict(zip(("opa", "opb", "opc", "opd"), r.options)), "cop": r.key}
+            for i, r in enumerate(rows)]
+    return write(rows, {"container": layout["container"], "answer": "cop", "bom": False}, folder, recs)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(generated=medmcqa_files())
+def test_medmcqa_reads_every_cop_form_right_through_every_door(generated, tmp_path_factory):
+    rows, layout = generated
+    folder = tmp_path_factory.mktemp("medmcqa")
+    path = write_medmcqa(rows, layout, folder)
+    base = layout["base"] if layout["told"] else None
+
+    def python(tmp):
+        result = load_source("medmcqa", path, cop_base=base)
+        return result.rows.to_list(), len(result.dropped)
+
+    def cli(tmp):
+        out = tmp / "m.jsonl"
+        args = ["load", "medmcqa", "--path", str(path), "--out", str(out)] + (["--cop-base", str(base)] if told else [])
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        dropped = tmp / "m.dropped.jsonl"
+        return read_rows(out).to_list(), len(read_rows(dropped)) if dropped.exists() else 0
+
+    def config(tmp):
+        spec = {"path": str(path), **({"cop_base": base} if told else {})}
+        result = LoadSources(from_dict(LoadConfig, {"sources": {"medmcqa": spec}})).run(None, RunContext(tmp, tmp))
+        return result.rows.to_list(), len(result.dropped) if result.dropped is not None else 0
+
+    told = layout["told"]
+    doors = [python, cli, config]
+    if not told:  # the eval door decides the base from the file, as the source loader does
+        doors.append(lambda tmp: _medmcqa_eval(path))
+    if not any(r.good for r in rows):
+        return
+    results = []
+    for door in doors:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            got, dropped = door(folder)
+        check_rows(rows, got, dropped)
+        results.append(sorted((r["id"].split(":", 1)[1], sorted(r["options"]), r["answer_text"]) for r in got))
+    assert all(r == results[0] for r in results)
+
+
+def _medmcqa_eval(path: Path):
+    (result,) = load_eval_input(EvalInput("medmcqa_validation", str(path))).values()
+    return result.rows.to_list(), len(result.dropped)
