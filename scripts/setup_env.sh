@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="$1"
+# pip.conf `user = true` or PIP_USER=1 (common where the system Python refuses installs) makes
+# every install into a venv fail: "User site-packages are not visible in this virtualenv".
+export PIP_USER=0
 logged() {  # run a step with its output in the log; on failure show the log's tail and stop
     "$@" >> .venv/install.log 2>&1 \
         || { tail -n 30 .venv/install.log >&2; echo "$1 failed; full log: .venv/install.log" >&2; exit 1; }

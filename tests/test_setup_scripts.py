@@ -138,6 +138,12 @@ def test_a_cpu_torch_pip_is_configured_with_is_used_without_pytorchs_index(clone
     assert not any(CPU_INDEX in call for call in calls(clone))
 
 
+def test_pip_user_in_the_callers_environment_does_not_stop_the_install(clone):
+    done = setup_env(clone, PIP_USER="1")
+    assert done.returncode == 0, done.stdout
+    assert (clone / ".venv" / "m1data-installed").exists()
+
+
 def test_a_second_run_with_nothing_changed_installs_nothing(clone):
     assert setup_env(clone).returncode == 0
     before = len(calls(clone))
