@@ -29,6 +29,14 @@ install_cpu_torch() {
     fi
 }
 step() { printf '[m1data] %s\n' "$*" >&2; }
+# One set-up at a time in a clone: main.sh and test.sh started together on a fresh clone both made
+# .venv and ran pip into it at once. The second waits, then finds the first one's stamp. The lock
+# is on this script (no lock file to leave behind); the OS drops it however the holder ends.
+exec 9< scripts/setup_env.sh
+if command -v flock > /dev/null && ! flock -n 9; then
+    step "waiting for another set-up of this clone to finish"
+    flock 9
+fi
 began=$SECONDS
 # A stamp of what was installed and from which files: when it covers every extra asked for and
 # the files are unchanged, the install is skipped (pip takes ~6 s to find nothing to do).

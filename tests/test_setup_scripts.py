@@ -144,6 +144,20 @@ def test_pip_user_in_the_callers_environment_does_not_stop_the_install(clone):
     assert (clone / ".venv" / "m1data-installed").exists()
 
 
+def test_two_set_ups_of_one_clone_run_one_after_the_other(clone):
+    """main.sh and test.sh started together on a fresh clone: one installs, the other waits and
+    then finds the install done (no two pips in one venv at once)."""
+    first = setup_env(clone, wait=False, FAKE_PIP_SECONDS="0.3")
+    time.sleep(0.2)
+    second = setup_env(clone, wait=False, FAKE_PIP_SECONDS="0.3")
+    outs = [p.communicate(timeout=60)[0] for p in (first, second)]
+    assert [first.returncode, second.returncode] == [0, 0], outs
+    log = calls(clone)
+    assert "overlap" not in log, log
+    assert sum(call.startswith("venv") for call in log) == 1, log
+    assert any("already installed" in out for out in outs), outs
+
+
 def test_a_second_run_with_nothing_changed_installs_nothing(clone):
     assert setup_env(clone).returncode == 0
     before = len(calls(clone))
