@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="$1"
+here="$(pwd -P)"
 # pip.conf `user = true` or PIP_USER=1 (common where the system Python refuses installs) makes
 # every install into a venv fail: "User site-packages are not visible in this virtualenv".
 export PIP_USER=0
@@ -40,20 +41,35 @@ fi
 began=$SECONDS
 # A stamp of what was installed and from which files: when it covers every extra asked for and
 # the files are unchanged, the install is skipped (pip takes ~6 s to find nothing to do).
-# Delete .venv/ to force a fresh install.
+# Delete .venv/ to force a fresh install. The stamp's lines: the recipe, the extras, the folder.
 stamp=.venv/m1data-installed
 recipe="$(cat pyproject.toml scripts/setup_env.sh scripts/install_embedded.sh | sha256sum | cut -c1-16)"
-if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$(head -n 1 "$stamp")" = "$recipe" ]; then
-    installed=",$(tail -n 1 "$stamp"),"
-    missing=$(tr ',' '\n' <<< "$extras" | while read -r extra; do [[ "$installed" == *",$extra,"* ]] || echo "$extra"; done)
-    if [ -z "$missing" ]; then
-        step "environment: .venv, already installed (m1data[$(tail -n 1 "$stamp")]; delete .venv/ to reinstall)"
-        exit 0
+clear=""
+if [ -x .venv/bin/python ] && [ -f "$stamp" ]; then
+    made_in="$(sed -n 3p "$stamp")"  # empty in a stamp older than this line
+    if [ -n "$made_in" ] && [ "$made_in" != "$here" ]; then
+        # Made in another folder (the clone was moved or copied): the #! line of every script in
+        # .venv/bin (pip, m1data) names the old folder (gone, or another clone's venv), and so does
+        # the editable install.
+        clear=--clear
+    elif [ "$(sed -n 1p "$stamp")" = "$recipe" ]; then
+        installed=",$(sed -n 2p "$stamp"),"
+        missing=$(tr ',' '\n' <<< "$extras" | while read -r extra; do [[ "$installed" == *",$extra,"* ]] || echo "$extra"; done)
+        if [ -z "$missing" ]; then
+            step "environment: .venv, already installed (m1data[$(sed -n 2p "$stamp")]; delete .venv/ to reinstall)"
+            exit 0
+        fi
     fi
 fi
-step "environment: .venv ($(python3 --version))"
+# A .venv whose pip does not run is made anew too: `python3 -m venv` keeps a pip it finds, so a pip
+# left half-upgraded by an interrupted set-up failed every later one (ImportError) until .venv/ was
+# deleted by hand.
+if [ -d .venv ] && ! .venv/bin/pip --version > /dev/null 2>&1; then
+    clear=--clear
+fi
+step "environment: .venv ($(python3 --version))${clear:+, made anew (made in another folder, or its pip does not run)}"
 rm -f "$stamp"
-python3 -m venv .venv
+python3 -m venv $clear .venv
 : > .venv/install.log
 quiet_pip --upgrade pip
 step "packages: torch 2.13.0 (CPU), then m1data[$extras]"
@@ -67,5 +83,5 @@ step "compiling: m1data's bytecode, the fuzzy matcher's loops for this CPU"
 logged .venv/bin/python -m compileall -q m1data infer train cards builders
 logged .venv/bin/python -c "from m1data.stages.fuzzy import find_duplicates
 find_duplicates(['ab', 'ab c', 'a' * 3000, 'a' * 3001]); find_duplicates(['心臓', '心'])"
-printf '%s\n%s\n' "$recipe" "$extras" > "$stamp"
+printf '%s\n%s\n%s\n' "$recipe" "$extras" "$here" > "$stamp"
 step "installed in $((SECONDS - began)) s (log: .venv/install.log)"

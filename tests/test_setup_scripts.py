@@ -25,7 +25,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 # `python3`: --version, and `-m venv [--clear] .venv`, which writes the venv's pip and python below
-# with the folder the venv was made in, as the #! line of a real venv's scripts does.
+# with the folder the venv was made in, as the #! line of a real venv's scripts does. Like the real
+# one (ensurepip), it keeps a pip it finds.
 FAKE_PYTHON3 = textwrap.dedent("""\
     #!/usr/bin/env bash
     set -eu
@@ -36,6 +37,7 @@ FAKE_PYTHON3 = textwrap.dedent("""\
     mkdir -p "$1/bin"
     made_in="$(cd "$1" && pwd -P)"
     for tool in pip python; do
+        [ "$tool" = pip ] && [ -e "$1/bin/pip" ] && continue
         printf '#!/usr/bin/env bash\\nexec bash "%s" "%s" "$0" "$@"\\n' "$FAKE_TOOLS/$tool" "$made_in" > "$1/bin/$tool"
         chmod +x "$1/bin/$tool"
     done
@@ -156,6 +158,34 @@ def test_two_set_ups_of_one_clone_run_one_after_the_other(clone):
     assert "overlap" not in log, log
     assert sum(call.startswith("venv") for call in log) == 1, log
     assert any("already installed" in out for out in outs), outs
+
+
+def test_a_moved_clone_gets_a_venv_made_in_its_new_folder(clone):
+    """A clone moved or copied with its .venv: the venv's scripts name the old folder, so the
+    stamp must not let the set-up skip the install."""
+    assert setup_env(clone).returncode == 0
+    moved = clone.with_name("moved repo")
+    clone.rename(moved)
+    done = setup_env(moved)
+    assert done.returncode == 0, done.stdout
+    assert "made anew" in done.stdout
+    pip = subprocess.run([str(moved / ".venv" / "bin" / "pip"), "--version"], capture_output=True, text=True,
+                         env={**os.environ, "FAKE_TOOLS": str(moved.parent / "tools"), "CALLS": os.devnull})
+    assert pip.returncode == 0, pip.stderr
+
+
+def test_a_venv_whose_pip_an_interrupted_set_up_broke_is_made_anew(clone):
+    """Killed while pip upgraded itself, a set-up leaves a pip that fails to import; `python3 -m
+    venv` keeps it (it finds pip installed), so the next set-up must make .venv anew."""
+    assert setup_env(clone).returncode == 0
+    pip = clone / ".venv" / "bin" / "pip"
+    pip.write_text("#!/usr/bin/env bash\necho \"ImportError: cannot import name 'open_rich_spinner'\" >&2\nexit 1\n")
+    (clone / ".venv" / "m1data-installed").unlink()  # the interrupted set-up had removed it
+    done = setup_env(clone)
+    assert done.returncode == 0, done.stdout
+    assert "made anew" in done.stdout
+    assert subprocess.run([str(pip), "--version"], capture_output=True,
+                          env={**os.environ, "FAKE_TOOLS": str(clone.parent / "tools"), "CALLS": os.devnull}).returncode == 0
 
 
 def test_a_second_run_with_nothing_changed_installs_nothing(clone):
