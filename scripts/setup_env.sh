@@ -22,12 +22,17 @@ install_cpu_torch() {
     # with it (cuDNN, cuBLAS, NCCL, triton, ...: gigabytes). The CPU build is `2.13.0+cpu`, on
     # PyTorch's own index. A wheel folder or mirror that pip is already configured with (pip.conf)
     # and that has it is tried first, so a machine that cannot reach download.pytorch.org still
-    # installs. Elsewhere (macOS) PyPI's wheel is the CPU build, and there is no +cpu one.
+    # installs; a machine with neither gets PyPI's build, saying so. Elsewhere (macOS) PyPI's wheel
+    # is the CPU build, and there is no +cpu one.
     if [ "$(uname -s)" != Linux ]; then
         quiet_pip "torch==2.13.0"
-    elif ! .venv/bin/pip install --quiet --disable-pip-version-check "torch==2.13.0+cpu" >> .venv/install.log 2>&1; then
-        quiet_pip --extra-index-url https://download.pytorch.org/whl/cpu "torch==2.13.0+cpu"
+    elif ! try_pip "torch==2.13.0+cpu" && ! try_pip --extra-index-url https://download.pytorch.org/whl/cpu "torch==2.13.0+cpu"; then
+        step "torch: no CPU build reachable (download.pytorch.org, pip.conf); PyPI's, a CUDA build (gigabytes)"
+        quiet_pip "torch==2.13.0"
     fi
+}
+try_pip() {  # a pip install that may fail (its output goes to the log all the same)
+    .venv/bin/pip install --quiet --disable-pip-version-check "$@" >> .venv/install.log 2>&1
 }
 step() { printf '[m1data] %s\n' "$*" >&2; }
 # One set-up at a time in a clone: main.sh and test.sh started together on a fresh clone both made

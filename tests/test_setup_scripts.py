@@ -54,7 +54,8 @@ MOVED = textwrap.dedent("""\
 """)
 
 # The venv's pip on plain PyPI (with FAKE_CPU_TORCH_HERE=1: plus a configured wheel folder that has
-# the CPU build, as pip.conf's find-links on the machine this was written on).
+# the CPU build, as pip.conf's find-links on the machine this was written on; with
+# FAKE_NO_CPU_INDEX=1, download.pytorch.org cannot be reached).
 FAKE_PIP = "#!/usr/bin/env bash\nset -eu\n" + MOVED + textwrap.dedent("""\
     echo "pip $*" >> "$CALLS"
     if [ -e "$venv/busy" ]; then echo overlap >> "$CALLS"; fi
@@ -67,7 +68,8 @@ FAKE_PIP = "#!/usr/bin/env bash\nset -eu\n" + MOVED + textwrap.dedent("""\
     for arg in "$@"; do
         case "$arg" in
             torch==2.13.0+cpu)
-                if [[ "$*" != *"--extra-index-url $CPU_INDEX"* ]] && [ "${FAKE_CPU_TORCH_HERE:-0}" != 1 ]; then
+                if { [[ "$*" != *"--extra-index-url $CPU_INDEX"* ]] || [ "${FAKE_NO_CPU_INDEX:-0}" = 1 ]; } \
+                        && [ "${FAKE_CPU_TORCH_HERE:-0}" != 1 ]; then
                     echo "ERROR: No matching distribution found for torch==2.13.0+cpu" >&2; exit 1
                 fi
                 echo cpu > "$venv/torch";;
@@ -140,6 +142,16 @@ def test_a_cpu_torch_pip_is_configured_with_is_used_without_pytorchs_index(clone
     assert done.returncode == 0, done.stdout
     assert (clone / ".venv" / "torch").read_text().strip() == "cpu"
     assert not any(CPU_INDEX in call for call in calls(clone))
+
+
+@pytest.mark.skipif(os.uname().sysname != "Linux", reason="the +cpu build is a Linux one")
+def test_where_no_cpu_torch_is_reachable_pypis_is_installed_saying_so(clone):
+    """PyPI reachable, PyTorch's index not (a proxy that allows PyPI only): the install goes on with
+    PyPI's CUDA build, and says so, rather than stopping."""
+    done = setup_env(clone, FAKE_NO_CPU_INDEX="1")
+    assert done.returncode == 0, done.stdout
+    assert (clone / ".venv" / "torch").read_text().startswith("cuda")
+    assert "no CPU build reachable" in done.stdout
 
 
 def test_pip_user_in_the_callers_environment_does_not_stop_the_install(clone):
