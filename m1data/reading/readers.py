@@ -24,7 +24,6 @@ import io
 import json
 import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -155,7 +154,7 @@ def read_parquet(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Rows of a parquet file (a Hub export, say); the 'line' is the 1-based row number."""
     path = check_file(path)
     try:
-        ds = datasets.Dataset.from_parquet(str(path), cache_dir=datasets_cache_dir())
+        ds = datasets.Dataset.from_parquet(str(path))
     except Exception as err:  # noqa: BLE001 - pyarrow raises several unrelated types for a bad file
         raise MalformedFile(path, None, f"unreadable parquet ({err})") from None
     yield from enumerate(ds, start=1)
@@ -550,24 +549,6 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def datasets_cache_dir() -> str | None:
-    """Where `Dataset.from_parquet` may write its Arrow copy: None (datasets' own cache,
-    ~/.cache/huggingface/datasets or HF_DATASETS_CACHE) when that folder can be made and written,
-    else a folder of this user's under the temp dir. A machine whose HOME cannot be written (a
-    container run as a user with no home, a service account) otherwise failed every build at its
-    first stage with PermissionError, though nothing a build reads comes from that cache."""
-    cache = Path(datasets.config.HF_DATASETS_CACHE)
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-        if os.access(cache, os.W_OK | os.X_OK):
-            return None
-    except OSError:
-        pass
-    fallback = Path(tempfile.gettempdir()) / f"m1data-datasets-cache-{os.getuid()}"
-    fallback.mkdir(mode=0o700, exist_ok=True)
-    return str(fallback)
-
-
 def parquet_dataset(path: str | Path, columns: list[str] | None = None) -> datasets.Dataset:
     """A parquet file as a Dataset, zero rows included: `Dataset.from_parquet` refuses a file
     without rows ("corresponds to no data"), so that case is read through pyarrow (the schema,
@@ -576,7 +557,7 @@ def parquet_dataset(path: str | Path, columns: list[str] | None = None) -> datas
 
     if pq.ParquetFile(str(path)).metadata.num_rows == 0:
         return datasets.Dataset(pq.read_table(str(path), columns=columns))
-    return datasets.Dataset.from_parquet(str(path), columns=columns, cache_dir=datasets_cache_dir())
+    return datasets.Dataset.from_parquet(str(path), columns=columns)
 
 
 def read_rows(path: str | Path | Sequence[str | Path]) -> datasets.Dataset:

@@ -1,7 +1,6 @@
 """File-level faults of the raw readers: each is one error naming the file and the line."""
 
 import json
-import tempfile
 
 import pytest
 from hypothesis import given
@@ -155,29 +154,3 @@ def test_json_lines_in_a_json_file_is_named_as_such(tmp_path):
     with pytest.raises(MalformedFile) as err:
         read_json(path)
     assert "Extra data" in str(err.value) and "JSON Lines" not in str(err.value)
-
-
-@pytest.mark.parametrize("reader", ["parquet_dataset", "read_parquet"])
-def test_parquet_reads_where_the_datasets_cache_cannot_be_made(tmp_path, monkeypatch, reader):
-    """A HOME that cannot be written (a container run as a user with no home): datasets' cache
-    folder cannot be made, and reading a stage's rows must not need it. The cache's parent is a
-    file here, which even root cannot make a folder in."""
-    import datasets
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from m1data.reading import readers
-
-    home = tmp_path / "home"
-    home.write_text("not a folder")
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", home / ".cache" / "huggingface" / "datasets")
-    (tmp_path / "tmp").mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
-    path = tmp_path / "rows.parquet"
-    pq.write_table(pa.Table.from_pylist([{"question": "Which nerve?"}, {"question": "Which drug?"}]), path)
-    if reader == "parquet_dataset":
-        rows = list(readers.parquet_dataset(path)["question"])
-    else:
-        rows = [row["question"] for _, row in readers.read_parquet(path)]
-    assert rows == ["Which nerve?", "Which drug?"]
-    assert list((tmp_path / "tmp").iterdir())  # the Arrow copy went to the temp dir
