@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -179,9 +180,13 @@ class _Impostor(http.server.BaseHTTPRequestHandler):
 
 
 def _stand_in_server(tmp_path, body: str):
-    """A `llama-server` stand-in for the $M1DATA_LLAMA_SERVER route: a Python script."""
+    """A `llama-server` stand-in for the $M1DATA_LLAMA_SERVER route: a Python script, started by a
+    shell one (a #! line cannot name a Python whose path has a space, as a clone at "/work/my
+    repo" has)."""
+    code = tmp_path / "llama_server.py"
+    code.write_text(textwrap.dedent(body))
     script = tmp_path / "llama-server"
-    script.write_text(f"#!{sys.executable}\n" + textwrap.dedent(body))
+    script.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(str(code))} "$@"\n')
     script.chmod(0o755)
     return script
 
