@@ -120,7 +120,7 @@ def setup_env(repo: Path, extras: str = "llm", wait: bool = True, **env: str):
 
 def calls(repo: Path) -> list[str]:
     path = repo.parent / "calls.log"
-    return path.read_text().splitlines() if path.exists() else []
+    return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
 
 
 def test_torch_is_the_cpu_build_on_a_machine_with_plain_pypi(clone):
@@ -129,7 +129,7 @@ def test_torch_is_the_cpu_build_on_a_machine_with_plain_pypi(clone):
     done = setup_env(clone)
     assert done.returncode == 0, done.stdout
     if os.uname().sysname == "Linux":
-        assert (clone / ".venv" / "torch").read_text().strip() == "cpu"
+        assert (clone / ".venv" / "torch").read_text(encoding="utf-8").strip() == "cpu"
     else:
         assert not any("+cpu" in call for call in calls(clone))
 
@@ -140,7 +140,7 @@ def test_a_cpu_torch_pip_is_configured_with_is_used_without_pytorchs_index(clone
     may not reach download.pytorch.org, installs it without asking that index."""
     done = setup_env(clone, FAKE_CPU_TORCH_HERE="1")
     assert done.returncode == 0, done.stdout
-    assert (clone / ".venv" / "torch").read_text().strip() == "cpu"
+    assert (clone / ".venv" / "torch").read_text(encoding="utf-8").strip() == "cpu"
     assert not any(CPU_INDEX in call for call in calls(clone))
 
 
@@ -150,7 +150,7 @@ def test_where_no_cpu_torch_is_reachable_pypis_is_installed_saying_so(clone):
     PyPI's CUDA build, and says so, rather than stopping."""
     done = setup_env(clone, FAKE_NO_CPU_INDEX="1")
     assert done.returncode == 0, done.stdout
-    assert (clone / ".venv" / "torch").read_text().startswith("cuda")
+    assert (clone / ".venv" / "torch").read_text(encoding="utf-8").startswith("cuda")
     assert "no CPU build reachable" in done.stdout
 
 

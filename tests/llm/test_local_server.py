@@ -74,7 +74,7 @@ def test_server_answers_and_is_stopped_after_the_block(tmp_path):
         assert reply.usage.completion_tokens > 0
         assert reply.model == server.model.name  # the file's name, never this machine's path to it
     assert _gone(pid)
-    assert "m1data.llm.serve" in log.read_text() and "--model" in log.read_text()
+    assert "m1data.llm.serve" in log.read_text(encoding="utf-8") and "--model" in log.read_text(encoding="utf-8")
 
 
 @needs_server
@@ -235,7 +235,7 @@ def test_a_server_that_loses_its_port_is_started_again_on_another(tmp_path):
         assert server.process.poll() is None
         listing = json.loads(urllib.request.urlopen(server.base_url + "/models").read())
         assert listing["data"][0]["id"] == server.model.name
-    assert log.read_text().count("$ ") == 2 and "couldn't bind" in log.read_text()
+    assert log.read_text(encoding="utf-8").count("$ ") == 2 and "couldn't bind" in log.read_text(encoding="utf-8")
 
 
 @pytest.mark.skipif(embedded_missing(server=False) is not None, reason=str(embedded_missing(server=False)))
