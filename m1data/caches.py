@@ -3,10 +3,11 @@
 default ~/.cache/huggingface/datasets; where HOME cannot be written (a container run as a user
 with no home, a service account, HOME=/nonexistent) every build stopped at its first stage with
 PermissionError, though nothing a build reads comes from that cache. Called when m1data is
-imported, before `datasets` is; it only reads the environment and the file system."""
+imported, before `datasets` is; it changes nothing where HOME can be written."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -24,6 +25,8 @@ def use_a_writable_datasets_cache(environ: MutableMapping[str, str] = os.environ
     if _writable(Path(os.path.expanduser(hf_home)) / "datasets"):
         return
     fallback = Path(tempfile.gettempdir()) / f"m1data-datasets-cache-{os.getuid()}"
+    with contextlib.suppress(OSError):  # the temp dir is shared: the copies of the user's rows are not
+        fallback.mkdir(mode=0o700, exist_ok=True)
     environ["HF_DATASETS_CACHE"] = str(fallback)
     config = sys.modules.get("datasets.config")
     if config is not None and environ is os.environ:  # imported before m1data: its paths were worked out

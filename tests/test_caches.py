@@ -52,3 +52,4 @@ def test_an_unwritable_cache_moves_to_the_temp_dir(tmp_path, monkeypatch):
     environ = {"HF_HOME": str(tmp_path / "file" / "hf")}
     use_a_writable_datasets_cache(environ)
     assert environ["HF_DATASETS_CACHE"] == str(tmp_path / f"m1data-datasets-cache-{os.getuid()}")
+    assert (tmp_path / f"m1data-datasets-cache-{os.getuid()}").stat().st_mode & 0o077 == 0  # the user's alone
