@@ -16,6 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+from m1data.caches import use_a_writable_datasets_cache  # noqa: E402 - before anything imports datasets
+
+use_a_writable_datasets_cache()
+
 # public name -> module that defines it
 _EXPORTS = {
     "stratified_sample": "m1data.stages.sampling",

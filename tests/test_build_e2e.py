@@ -153,7 +153,7 @@ def test_hub_folders_load_offline_and_match_the_manifests(built):
         assert column in m1k.column_names
     assert "prompt" not in m1k.column_names  # TRL would read the rows as prompt/completion data
     assert all(t.count("<|im_start|>think\n") == 1 for t in m1k["text"])
-    card = (run / "hub" / "README.md").read_text()
+    card = (run / "hub" / "README.md").read_text(encoding="utf-8")
     from m1data.publishing.export import hub_folder_dataset
 
     assert hub_folder_dataset(run / "hub") == "m1k"  # what a later build into the same folder checks
@@ -246,7 +246,7 @@ def test_resample_from_an_existing_m23k(built, tmp_path):
     pool = set(datasets.Dataset.from_parquet(str(m23k))["id"])
     assert len(drawn) == 5 and set(drawn["id"]) <= pool
     # the card carries its source's teacher, students and decontamination forward
-    card = (tmp_path / "run" / "hub" / "README.md").read_text()
+    card = (tmp_path / "run" / "hub" / "README.md").read_text(encoding="utf-8")
     assert "| teacher | `deepseek-reasoner` | upstream: traces |" in card
     assert "medqa_test" in card and "| upstream: decontaminate |" not in card
     assert re.search(r"\| medqa_test \| 2 \|", card)  # the upstream build's hits on that eval set
@@ -261,7 +261,7 @@ def test_resample_from_a_published_folder_keeps_provenance(built, tmp_path):
     result = CliRunner().invoke(app, ["build", "m1k", "--from-m23k", str(built["run"] / "hub"),
                                       "--out", str(tmp_path / "run"), "--config", str(config)])
     assert result.exit_code == 0, result.output
-    card = (tmp_path / "run" / "hub" / "README.md").read_text()
+    card = (tmp_path / "run" / "hub" / "README.md").read_text(encoding="utf-8")
     meta, _ = split_card(card)
     roles = {(m["role"], m["model"]) for m in meta["m1data_provenance"]["models"]}
     assert ("teacher", "deepseek-reasoner") in roles and ("student", "Qwen/Qwen2.5-7B-Instruct") in roles
@@ -271,7 +271,7 @@ def test_resample_from_a_published_folder_keeps_provenance(built, tmp_path):
 
 
 def test_card_of_a_build_describes_every_column_and_publishes_nothing_local(built):
-    card = (built["run"] / "hub" / "README.md").read_text()
+    card = (built["run"] / "hub" / "README.md").read_text(encoding="utf-8")
     assert "not one of the columns m1data writes" not in card and "Added by the build" not in card
     assert "127.0.0.1" not in card and "/work/" not in card and str(built["run"]) not in card
     assert "Length of the `reasoning` column" in card
@@ -296,7 +296,7 @@ def test_the_hub_folder_names_the_served_model_by_file_name_and_says_it_is_the_s
     assert local_paths_inside(hub) == []
     rows = datasets.load_dataset(str(hub), name="m1k", split="train")
     assert set(rows["teacher_served_model"]) == {SERVED_GGUF}
-    card = (hub / "README.md").read_text()
+    card = (hub / "README.md").read_text(encoding="utf-8")
     assert f"`{SERVED_GGUF}`" in card and str(built["run"].parent) not in card
     metadata, body = split_card(card)
     assert body.lstrip().startswith("# m1K\n\n> **Built from m1data's embedded sample: synthetic questions")
@@ -309,7 +309,7 @@ def test_ablation_subsets_build(built, tmp_path, subset, expect_stage):
     truth = built["truth"]
     with ScriptedServer(make_handler(truth)) as server:
         config = write_config(tmp_path / "c.yaml", server.base_url, n=1)
-        data = yaml.safe_load(config.read_text())
+        data = yaml.safe_load(config.read_text(encoding="utf-8"))
         config.write_text(yaml.safe_dump({"m23k": data["m23k"], "seed": 3}))
         run = tmp_path / "run"
         result = CliRunner().invoke(app, ["build", subset, "--out", str(run), "--config", str(config)])
@@ -347,7 +347,7 @@ def test_a_build_with_a_source_added_in_the_config(tmp_path):
              for r in LoadSources(LoadConfig(sources=sources)).run(None, None).rows}
     with ScriptedServer(make_handler(truth)) as server:
         config = write_config(tmp_path / "config.yaml", server.base_url, n=20)
-        data = yaml.safe_load(config.read_text())
+        data = yaml.safe_load(config.read_text(encoding="utf-8"))
         data["m23k"]["load"] = {"sources": sources}
         config.write_text(yaml.safe_dump(data["m23k"]))  # an m23k build reads the m23k part at the top level
         run = tmp_path / "run"
@@ -360,7 +360,7 @@ def test_a_build_with_a_source_added_in_the_config(tmp_path):
     hub = datasets.load_dataset(str(run / "hub"), split="train")
     ids = [i for i in hub["id"] if i.startswith("nursing_boards:")]
     assert ids and all(re.fullmatch(r"nursing_boards:[nh]\d", i) for i in ids)  # ids from the mapped id column
-    _, body = split_card((run / "hub" / "README.md").read_text())
+    _, body = split_card((run / "hub" / "README.md").read_text(encoding="utf-8"))
     licences = body.split("## Licences", 1)[1]
     assert re.search(r"\| \[Nursing boards practice\]\(https://example.org/nursing-boards\) \| [1-9]\d* \| CC-BY-4.0 \|",
                      licences), licences

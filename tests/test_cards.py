@@ -236,7 +236,7 @@ def test_rendered_folder_loads_offline(run, tmp_path, monkeypatch):
     # builds published to one repo replace each other)
     loaded = datasets.load_dataset(str(folder), name="m1k")
     assert loaded["train"]["id"] == run[1]["id"]
-    card = (folder / "README.md").read_text()
+    card = (folder / "README.md").read_text(encoding="utf-8")
     assert "load_dataset(\"org/m1K\"" in card
     assert (folder / "images/m1k-m1k-length.png").is_file()
 
@@ -515,7 +515,7 @@ def test_no_local_path_reaches_the_hub_folder(tmp_path):
     run_pipeline([Make(), ServedByPath(path)], tmp_path / "run")
     folder = export_run("m1k", tmp_path / "run", tmp_path / "hub")
     assert local_paths_inside(folder) == []
-    card = (folder / "README.md").read_text()
+    card = (folder / "README.md").read_text(encoding="utf-8")
     assert str(tmp_path) not in card and "/home/alice" not in card
     assert f"`{gguf}`" in card and "answer.gbnf" in card  # named by what a reader can look up
     published = datasets.load_dataset(str(folder), name="m1k", split="train")

@@ -42,7 +42,7 @@ def test_load_eval_jsonl(tmp_path):
     out = tmp_path / "mmlu.jsonl"
     result = runner.invoke(app, ["load-eval", "mmlu_anatomy", "--path", str(src), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     # Issue 9: eval options are shuffled per row like training rows; the key follows the text.
     assert [r["answer_text"] for r in rows] == ["b", "d"]
     assert all(r["options"][r["answer_idx"]] == r["answer_text"] == r["options"]["ABCD".index(r["answer_letter"])]
@@ -76,9 +76,9 @@ def test_infer_run_on_a_tiny_model(tmp_path):
                                  "--eval-path", str(evals), "--budget", "8", "--forcing-rounds", "1",
                                  "--answer-max-tokens", "4", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["sets"]["mmlu_anatomy"]["n"] == 3
-    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(records) == 3 and all(r["thinking_tokens"] <= 8 for r in records)
 
 
@@ -106,7 +106,7 @@ def test_dedup_and_decontaminate_commands(tmp_path):
     clean = tmp_path / "clean.jsonl"
     result = runner.invoke(app, ["decontaminate", str(deduped), str(clean), "--eval", f"mmlu_anatomy={evals}"])
     assert result.exit_code == 0, result.output
-    assert [json.loads(line)["id"] for line in clean.read_text().splitlines()] == ["medmcqa:a"]
+    assert [json.loads(line)["id"] for line in clean.read_text(encoding="utf-8").splitlines()] == ["medmcqa:a"]
     assert '"mmlu_anatomy": 1' in result.output
 
 
@@ -150,7 +150,7 @@ def test_load_refuses_to_overwrite_its_input(tmp_path):
     result = runner.invoke(app, ["load-eval", "mmlu_anatomy", "--path", str(evals), "--out", str(evals)])
     assert result.exit_code == 2
     assert src.read_bytes() == before and dropped_named.read_bytes() == before
-    assert evals.read_text() == "Q1?,a,b,c,d,B\n"
+    assert evals.read_text(encoding="utf-8") == "Q1?,a,b,c,d,B\n"
 
 
 def test_directory_as_path_is_one_line(tmp_path, main):
@@ -178,7 +178,7 @@ def test_load_eval_of_a_gpqa_layout_file_is_shuffled(tmp_path):
     out = tmp_path / "gpqa.jsonl"
     result = runner.invoke(app, ["load-eval", str(src), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     letters = [r["answer_letter"] for r in rows]
     assert all(r["answer_text"] == "right" for r in rows) and max(letters.count(x) for x in "ABCD") < 40
 
@@ -289,10 +289,10 @@ def test_infer_run_over_http_with_key_stops_label_and_named_files(tmp_path, monk
     thinking, answer = template_stop_ids(tiny_tokenizer())
     stops = {tuple(r.body["stop_token_ids"]) for r in requests}
     assert stops == {thinking, answer}  # the model's own end-of-turn ids, not Qwen2.5's
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["label"] == "m1-7B-1K" and set(metrics["sets"]) == {"medqa_test", "mine"}
     assert metrics["sets"]["mine"]["n"] == 2
-    assert "secret-value-123" not in (out / "metrics.json").read_text() + (out / "records.jsonl").read_text()
+    assert "secret-value-123" not in (out / "metrics.json").read_text(encoding="utf-8") + (out / "records.jsonl").read_text(encoding="utf-8")
 
 
 def test_infer_api_key_env_must_be_set(tmp_path, monkeypatch):
@@ -318,7 +318,7 @@ def test_infer_sweep_then_plot_overlays_models(tmp_path):
                                          "--budgets", "4,16", "--limit", "2", "--progress", "--out", str(out)])
             assert result.exit_code == 0, result.output
             runs.append(out)
-    assert json.loads((runs[0] / "sweep.json").read_text())[0]["label"] == "a"  # short label by default
+    assert json.loads((runs[0] / "sweep.json").read_text(encoding="utf-8"))[0]["label"] == "a"  # short label by default
     result = runner.invoke(app, ["infer", "plot", *map(str, runs), "--label", "m1-7B-1K", "--label", "m1-7B-23K",
                                  "--out", str(tmp_path / "plots")])
     assert result.exit_code == 0, result.output

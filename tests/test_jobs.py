@@ -72,7 +72,7 @@ def test_a_library_build_prints_nothing(tmp_path, capfd):
     datasets.enable_progress_bars()
     try:
         with ScriptedServer(make_handler(truth_by_prompt())) as server:
-            config = yaml.safe_load(write_config(tmp_path / "c.yaml", server.base_url, n=3).read_text())
+            config = yaml.safe_load(write_config(tmp_path / "c.yaml", server.base_url, n=3).read_text(encoding="utf-8"))
             capfd.readouterr()
             result = m1data.build("m1k", tmp_path / "run", config=config)  # a mapping, not a file
         assert datasets.is_progress_bar_enabled()
@@ -98,7 +98,7 @@ def test_m23k_built_where_m1k_was_exports_m23k(twin_builds, tmp_path):
     folder, card and funnel are m23K's: not the m1K sample the folder also holds."""
     run = tmp_path / "run"
     shutil.copytree(twin_builds["tmp"] / "cli", run)  # the fixture's folder stays as it is
-    m23k_config = yaml.safe_load(twin_builds["config"].read_text())["m23k"]
+    m23k_config = yaml.safe_load(twin_builds["config"].read_text(encoding="utf-8"))["m23k"]
     result = m1data.build("m23k", run, config=m23k_config, hub_out=tmp_path / "hub")
     formatted = sorted(datasets.Dataset.from_parquet(str(run / "08_format" / "rows.parquet"))["id"])
     assert len(formatted) > 20 and (run / "09_sample" / "manifest.json").is_file()  # the sample is 20 of them

@@ -51,7 +51,7 @@ def import_graph() -> dict[str, set[str]]:
     known = modules()
     graph: dict[str, set[str]] = {name: set() for name in known}
     for name, path in known.items():
-        for module, names in _imports(ast.parse(path.read_text())):
+        for module, names in _imports(ast.parse(path.read_text(encoding="utf-8"))):
             targets = [f"{module}.{n}" for n in names if f"{module}.{n}" in known] or [module]
             for target in targets:
                 while target and target not in known:
@@ -91,7 +91,7 @@ def test_the_offline_tagger_loads_no_llm_machinery():
 def test_one_redaction_module():
     """Secret patterns and masks are defined in m1data/redact.py only; every writer imports them."""
     shapes = re.compile(r"Bearer\\s|\[redacted\]|\"\*\*\*\"|api_?key\|token\|secret")
-    defined = sorted(str(path.relative_to(ROOT)) for path in modules().values() if shapes.search(path.read_text()))
+    defined = sorted(str(path.relative_to(ROOT)) for path in modules().values() if shapes.search(path.read_text(encoding="utf-8")))
     assert defined == ["m1data/redact.py"]
     from m1data.cards import render
 
@@ -105,9 +105,9 @@ def test_one_reader_of_config_files():
     """Configs and recipes are read by m1data.config.read_mapping; no other module parses YAML
     files (the card's front matter is YAML inside a card, read by m1data.publishing.cardmeta)."""
     readers = sorted(str(path.relative_to(ROOT)) for path in modules().values()
-                     if "yaml.safe_load(" in path.read_text())
+                     if "yaml.safe_load(" in path.read_text(encoding="utf-8"))
     assert readers == ["m1data/config.py", "m1data/publishing/cardmeta.py"]
-    names = {n for path in modules().values() for n in re.findall(r"^def (load_\w*config\w*)\(", path.read_text(), re.M)}
+    names = {n for path in modules().values() for n in re.findall(r"^def (load_\w*config\w*)\(", path.read_text(encoding="utf-8"), re.M)}
     assert names == {"load_config"}
 
 
@@ -135,14 +135,14 @@ def test_source_facts_are_typed_once():
     for module, path in modules().items():
         if module == "m1data.reading.registry":
             continue
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
         assert not [f for f in facts if f in text], module
 
 
 def test_the_readme_tree_names_every_module():
     """The README's tree of m1data/ is how a newcomer finds a module: it lists each module once, in
     its subpackage, and no module that is gone (llm/ is summarised in one line)."""
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
     tree = readme.split("Inside `m1data/`, one module per idea", 1)[1].split("```", 2)[1]
     listed, folder = set(), ""
     for line in tree.splitlines()[1:]:

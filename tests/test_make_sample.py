@@ -48,7 +48,7 @@ def test_check_fails_and_names_the_files_when_the_sample_differs(tmp_path: Path)
     sample = tmp_path / "sample"
     shutil.copytree(SAMPLE, sample)
     medqa = sample / "medqa" / "train.jsonl"
-    medqa.write_text(medqa.read_text().replace("year-old", "year old", 1))
+    medqa.write_text(medqa.read_text(encoding="utf-8").replace("year-old", "year old", 1))
     (sample / "notes.txt").write_text("not written by the script\n")
     (sample / "eval" / "mmlu" / "clinical_knowledge_test.csv").unlink()
 

@@ -13,7 +13,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def examples(heading: str) -> list[str]:
-    section = README.read_text().split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    section = README.read_text(encoding="utf-8").split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
     return re.findall(r"```python\n(.*?)```", section, re.DOTALL)
 
 
@@ -71,7 +71,7 @@ def project_folder(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("readme")
     with ScriptedServer(make_handler(truth_by_prompt())) as server:
-        config = yaml.safe_load(write_config(folder / "c.yaml", server.base_url, n=20).read_text())
+        config = yaml.safe_load(write_config(folder / "c.yaml", server.base_url, n=20).read_text(encoding="utf-8"))
         built = m1data.build("m23k", folder / "runs" / "m23k", config=config["m23k"])
     assert built.complete and built.hub_folder is not None
     return folder

@@ -103,4 +103,4 @@ def test_run_infer_on_tiny_model(engine, stops, tmp_path):
                         config(stops, thinking_budget=16, forcing_rounds=1, answer_max_tokens=8))
     s = metrics["sets"]["tiny"]
     assert s["n"] == 2 and s["errors"] == 0 and s["mean_thinking_tokens"] <= 16
-    assert (tmp_path / "records.jsonl").read_text().count("\n") == 2
+    assert (tmp_path / "records.jsonl").read_text(encoding="utf-8").count("\n") == 2

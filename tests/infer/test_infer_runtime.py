@@ -129,7 +129,7 @@ def test_503s_leave_the_run_incomplete_and_the_rerun_sends_only_what_is_missing(
         assert first.exit_code == 1, first.output
         assert "incomplete: 2 of 6 questions failed transiently" in first.output.replace("\n", " ")
         assert not (out / "metrics.json").exists()
-        lines = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+        lines = [json.loads(line) for line in (out / "records.jsonl").read_text(encoding="utf-8").splitlines()]
         assert sorted(line["id"].rpartition(":")[2] for line in lines) == ["q0", "q1", "q3", "q5"]  # none from a failure
         assert all(line["correct"] and line["stop_reason"] == "model" for line in lines)
         answered = {body for body in server.sends_per_body() if not failing(json.loads(body))}
@@ -141,7 +141,7 @@ def test_503s_leave_the_run_incomplete_and_the_rerun_sends_only_what_is_missing(
         resent = server.sends_per_body()
     # exactly what was missing: question 2's continuation and its answer, question 4's answer
     assert sum(resent.values()) == 3 and not set(resent) & answered, resent
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["sets"]["mine"]["n"] == 6 and metrics["sets"]["mine"]["accuracy"] == 1.0
     assert metrics["calls"]["sent"] == 3 and metrics["calls"]["cached"] > 0
     assert (out / "llm_cache.sqlite").is_file()
@@ -340,6 +340,6 @@ def test_sweep_killed_midway_and_resumed_pays_nothing_twice(tmp_path):
     assert all(n <= 2 for n in sends.values())
     for name, content in finished.items():  # finished points were read back, not re-run
         assert (out / name / "metrics.json").read_bytes() == content
-    points = json.loads((out / "sweep.json").read_text())
+    points = json.loads((out / "sweep.json").read_text(encoding="utf-8"))
     assert len(points) == 8 and all(p["accuracy"]["mine"] == 1.0 for p in points)
     assert {(p["budget"], p["forcing_rounds"]) for p in points} == {(b, r) for b in (8, 16, 32, 64) for r in (0, 2)}

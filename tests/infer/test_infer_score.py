@@ -80,8 +80,8 @@ def test_run_infer_writes_records_and_metrics(tmp_path, eval_sets):
     assert metrics["average_accuracy"] == pytest.approx((0.75 + 0.5) / 2)
     assert a["stop_reasons"] == {"model": 3, "budget": 1}
     assert a["mean_forcing_rounds"] == pytest.approx(0.75)
-    assert json.loads((tmp_path / "out" / "metrics.json").read_text()) == metrics
-    lines = [json.loads(l) for l in (tmp_path / "out" / "records.jsonl").read_text().splitlines()]
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text(encoding="utf-8")) == metrics
+    lines = [json.loads(l) for l in (tmp_path / "out" / "records.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(lines) == 6 and [l["eval_set"] for l in lines] == ["set_a"] * 4 + ["set_b"] * 2
     first = lines[0]
     assert first["id"] == "q0" and first["predicted"] == "A" and first["method"] == "boxed" and first["correct"]
@@ -106,7 +106,7 @@ def test_sweep_grid_resume_and_plots(tmp_path, eval_sets):
     assert [(p["budget"], p["forcing_rounds"]) for p in points] == [(8, 0), (8, 2), (64, 0), (64, 2)]
     assert all(set(p["accuracy"]) == {"set_a", "set_b", "average"} for p in points)
     assert (tmp_path / "b64-r2" / "records.jsonl").is_file()
-    assert json.loads((tmp_path / "sweep.json").read_text()) == points
+    assert json.loads((tmp_path / "sweep.json").read_text(encoding="utf-8")) == points
     for png in ("accuracy_vs_budget.png", "accuracy_vs_forcing_rounds.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # thinking tokens grow with the budget and never exceed it

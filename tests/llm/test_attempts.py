@@ -322,7 +322,7 @@ def test_manifest_and_funnel_show_yield_and_cost_by_try(llm_server, tmp_path):
     llm_server.handler = teacher()
     stage = TeacherTraces(config(llm_server, tmp_path, attempts=3))
     run_pipeline([Given(ROWS), stage], tmp_path / "run")
-    manifest = json.loads(next((tmp_path / "run").glob("*traces/manifest.json")).read_text())
+    manifest = json.loads(next((tmp_path / "run").glob("*traces/manifest.json")).read_text(encoding="utf-8"))
     assert manifest["stats"]["by_attempt"]["2"]["first_verified"] == sum(right_at_of(q) == 2 for q in range(N))
     assert manifest["drops"] == {"wrong_answer": {"medqa": sum((right_at_of(q) or 9) > 3 for q in range(N))}}
     funnel = funnel_markdown(tmp_path / "run")

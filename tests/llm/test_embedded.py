@@ -117,11 +117,11 @@ def test_real_model_through_difficulty_and_traces(tmp_path):
         again = traces.run(rows, ctx["traces"])  # from the cache: nothing sent
         assert again.stats["sent"] == 0 and again.stats["cached"] == 6
         assert again.rows["id"] == traced.rows["id"]
-    assert (tmp_path / "llama-server.log").read_text().count("--chat-template") == 1
+    assert (tmp_path / "llama-server.log").read_text(encoding="utf-8").count("--chat-template") == 1
 
 
 def test_embedded_yaml_is_valid_yaml_with_the_m1k_shape():
-    data = yaml.safe_load(default_config_path().read_text())
+    data = yaml.safe_load(default_config_path().read_text(encoding="utf-8"))
     assert set(data) == {"m23k", "sample"}
 
 

@@ -70,7 +70,7 @@ def test_round_trip_in_the_providers_format_and_into_the_same_cache(batch_server
         online = complete_all(engine, requests, cache, progress=False, stats=stats)
     assert [r.text for r in online] == [r.text for r in replies]
     assert stats.sent == 0 and batch_server.count() == 0
-    assert json.loads((tmp_path / "batches.json").read_text())["batches"][0]["batch_id"] == "batch_1"
+    assert json.loads((tmp_path / "batches.json").read_text(encoding="utf-8"))["batches"][0]["batch_id"] == "batch_1"
 
 
 def test_chunks_stay_under_the_request_and_byte_limits(batch_server, tmp_path):
@@ -238,7 +238,7 @@ def test_a_build_mixes_online_students_and_a_batch_teacher(batch_server, tmp_pat
     assert sorted(out["id"]) == ["b1", "b2", "b3", "b4"]
     assert batch_server.count() == 5 + 1  # the student and the teacher's one-request preflight, online
     assert batch_server.created() == 1 and len(batch_server.uploaded_lines()) == 3  # the rest of the teacher, one batch
-    record = json.loads((tmp_path / "run" / "cache" / "02_traces" / "batches.json").read_text())  # beside the cache
+    record = json.loads((tmp_path / "run" / "cache" / "02_traces" / "batches.json").read_text(encoding="utf-8"))  # beside the cache
     assert [b["batch_id"] for b in record["batches"]] == ["batch_1"]
     run_pipeline(stages, tmp_path / "run", force=True)  # a forced re-run: all from the cache
     assert batch_server.count() == 6 and batch_server.created() == 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -73,7 +74,7 @@ def test_server_answers_and_is_stopped_after_the_block(tmp_path):
         assert reply.usage.completion_tokens > 0
         assert reply.model == server.model.name  # the file's name, never this machine's path to it
     assert _gone(pid)
-    assert "m1data.llm.serve" in log.read_text() and "--model" in log.read_text()
+    assert "m1data.llm.serve" in log.read_text(encoding="utf-8") and "--model" in log.read_text(encoding="utf-8")
 
 
 @needs_server
@@ -179,9 +180,13 @@ class _Impostor(http.server.BaseHTTPRequestHandler):
 
 
 def _stand_in_server(tmp_path, body: str):
-    """A `llama-server` stand-in for the $M1DATA_LLAMA_SERVER route: a Python script."""
+    """A `llama-server` stand-in for the $M1DATA_LLAMA_SERVER route: a Python script, started by a
+    shell one (a #! line cannot name a Python whose path has a space, as a clone at "/work/my
+    repo" has)."""
+    code = tmp_path / "llama_server.py"
+    code.write_text(textwrap.dedent(body))
     script = tmp_path / "llama-server"
-    script.write_text(f"#!{sys.executable}\n" + textwrap.dedent(body))
+    script.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(str(code))} "$@"\n')
     script.chmod(0o755)
     return script
 
@@ -230,7 +235,7 @@ def test_a_server_that_loses_its_port_is_started_again_on_another(tmp_path):
         assert server.process.poll() is None
         listing = json.loads(urllib.request.urlopen(server.base_url + "/models").read())
         assert listing["data"][0]["id"] == server.model.name
-    assert log.read_text().count("$ ") == 2 and "couldn't bind" in log.read_text()
+    assert log.read_text(encoding="utf-8").count("$ ") == 2 and "couldn't bind" in log.read_text(encoding="utf-8")
 
 
 @pytest.mark.skipif(embedded_missing(server=False) is not None, reason=str(embedded_missing(server=False)))

@@ -61,7 +61,7 @@ def folder(tmp_path, configs):
 
 
 def card_metadata(folder: Path) -> dict:
-    return split_card((folder / "README.md").read_text())[0]
+    return split_card((folder / "README.md").read_text(encoding="utf-8"))[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,7 +91,7 @@ def test_folder_layout_and_card_yaml(folder):
     info = {e["config_name"]: e for e in meta["dataset_info"]}
     assert {s["name"]: s["num_examples"] for s in info["m1k"]["splits"]} == {"train": 9, "validation": 3}
     assert info["m23k"]["splits"][0]["num_examples"] == 40
-    assert (folder / "README.md").read_text().split("---\n", 2)[2].strip().startswith("# Test card")
+    assert (folder / "README.md").read_text(encoding="utf-8").split("---\n", 2)[2].strip().startswith("# Test card")
 
 
 def test_folder_loads_back_offline(folder, configs, monkeypatch):
@@ -176,7 +176,7 @@ def test_refuses_to_replace_a_folder_it_did_not_write(tmp_path, configs):
     (target / "notes.txt").write_text("keep me")
     with pytest.raises(FileExistsError):
         write_hub_folder(target, configs, "# c\n")
-    assert (target / "notes.txt").read_text() == "keep me"
+    assert (target / "notes.txt").read_text(encoding="utf-8") == "keep me"
 
 
 def test_rejects_bad_names(tmp_path, configs):
@@ -396,7 +396,7 @@ def test_token_goes_only_to_hfapi_and_is_never_written(tmp_path, m1k_folder, mon
 
 def test_refuses_to_upload_a_file_holding_the_token(tmp_path, m1k_folder, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", SENTINEL)
-    (m1k_folder / "README.md").write_text((m1k_folder / "README.md").read_text() + f"\ntoken: {SENTINEL}\n")
+    (m1k_folder / "README.md").write_text((m1k_folder / "README.md").read_text(encoding="utf-8") + f"\ntoken: {SENTINEL}\n")
     api = FakeHfApi(tmp_path, [], None)
     with pytest.raises(ValueError, match="contains your Hub token"):
         publish(m1k_folder, "org/m1", api=api)
@@ -420,7 +420,7 @@ def test_merge_keeps_our_default_when_theirs_has_none():
 
 
 def test_folder_card_is_plain_yaml(folder):
-    header = (folder / "README.md").read_text().split("---\n")[1]
+    header = (folder / "README.md").read_text(encoding="utf-8").split("---\n")[1]
     assert isinstance(yaml.safe_load(header), dict)
 
 

@@ -167,7 +167,7 @@ def door_cli(train, spec, tmp):
     train.to_json(str(src), lines=True)
     result = CliRunner().invoke(app, ["decontaminate", str(src), str(out), "--eval", spec, "--ngram", "0"])
     assert result.exit_code == 0, result.output
-    return {json.loads(line)["id"] for line in out.read_text().splitlines()}
+    return {json.loads(line)["id"] for line in out.read_text(encoding="utf-8").splitlines()}
 
 
 def door_load_evals(train, spec, tmp):
@@ -300,7 +300,7 @@ def test_49_verbatim_copies_of_a_converted_medmcqa_file_go_through_every_door(sh
     ...], "answer": 0}) and 49 training rows copied from it word for word; the command line removed
     4 of them, the Python API 49. Every door must remove all 49, and none of 51 MedQA rows."""
     native = [json.loads(line) for line in
-              (shared_data / "eval/medagentsbench/medmcqa/test.jsonl").read_text().splitlines()[:120]]
+              (shared_data / "eval/medagentsbench/medmcqa/test.jsonl").read_text(encoding="utf-8").splitlines()[:120]]
     items = [{"question": r["question"], "options": [r["options"][k] for k in "ABCD"],
               "answer": "ABCD".index(r["answer_idx"]), "broken": False} for r in native]
     path, spec = converted_lettered(items, tmp_path)
@@ -311,7 +311,7 @@ def test_49_verbatim_copies_of_a_converted_medmcqa_file_go_through_every_door(sh
         rng.shuffle(options)
         rows.append({"id": f"copy{i}", "source": "medmcqa", "question": it["question"], "options": options,
                      "context": ""})
-    medqa = (shared_data / "raw/medqa/4_options_phrases_no_exclude_test.jsonl").read_text().splitlines()[:51]
+    medqa = (shared_data / "raw/medqa/4_options_phrases_no_exclude_test.jsonl").read_text(encoding="utf-8").splitlines()[:51]
     rows += [{"id": f"other{i}", "source": "medqa", "question": r["question"], "options": list(r["options"].values()),
               "context": ""} for i, r in enumerate(map(json.loads, medqa))]
     train = datasets.Dataset.from_list(rows)

@@ -62,7 +62,7 @@ def test_every_eval_file_loads(shared_data):
         else:
             sets = load_eval_file(path)
         for result in sets.values():
-            native_rows = len(path.read_text().splitlines()) if path.suffix == ".jsonl" else None
+            native_rows = len(path.read_text(encoding="utf-8").splitlines()) if path.suffix == ".jsonl" else None
             assert len(result.rows) > 0, path
             if native_rows is not None:
                 assert len(result.rows) + len(result.dropped) == native_rows, path
@@ -72,7 +72,7 @@ def test_eval_answers_match_native(shared_data):
     # Issue 9: eval options are shuffled per row, so the native letter no longer carries over;
     # the right answer's text, and where it went, must.
     path = shared_data / "eval/medagentsbench/medxpertqa-r/test.jsonl"
-    native = [json.loads(line) for line in path.read_text().splitlines()]
+    native = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     rows = load_eval_file(path)["medxpertqa-r/test"].rows
     assert len(rows) == len(native)
     for raw, row in zip(native, rows):
@@ -213,7 +213,7 @@ def test_medxpertqa_stem_loses_its_own_lettered_choices(shared_data):
     path = shared_data / "eval/medagentsbench/medxpertqa-u/test.jsonl"
     rows = load_eval_file(path)["medxpertqa-u/test"].rows
     assert not any("Answer Choices:" in q for q in rows["question"])
-    first = json.loads(path.read_text().splitlines()[0])
+    first = json.loads(path.read_text(encoding="utf-8").splitlines()[0])
     assert rows[0]["question"] == first["question"].split("\nAnswer Choices:")[0].strip()
 
 
@@ -236,7 +236,7 @@ def test_a_named_sets_own_layouts_still_load(tmp_path):
 
 
 def test_pubmedqa_test_file_without_test_pmids_is_an_error(shared_data, tmp_path):
-    native = json.loads((shared_data / "raw/pubmedqa/ori_pqal.json").read_text())
+    native = json.loads((shared_data / "raw/pubmedqa/ori_pqal.json").read_text(encoding="utf-8"))
     from m1data.reading.sources import pubmedqa_test_pmids
 
     pool = {pmid: row for pmid, row in native.items() if pmid not in pubmedqa_test_pmids()}
@@ -506,7 +506,7 @@ def test_pandas_float_ids_are_ids(tmp_path):
     path = tmp_path / "evals" / "pandas.jsonl"
     path.parent.mkdir()
     frame.to_json(path, orient="records", lines=True)
-    assert '"id":1.0' in path.read_text()
+    assert '"id":1.0' in path.read_text(encoding="utf-8")
     result = load_eval_file(path)["evals/pandas"]
     assert result.reasons() == {} and len(result.rows) == 3
     assert {"evals/pandas:1", "evals/pandas:3"} <= set(result.rows["id"])

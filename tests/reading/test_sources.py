@@ -16,7 +16,7 @@ from m1data.schema import RowError
 
 def test_headqa_train_real(shared_data):
     path = shared_data / "raw/headqa/train_HEAD_EN.json"
-    native = json.loads(path.read_text())
+    native = json.loads(path.read_text(encoding="utf-8"))
     questions = {
         f"headqa:{exam}:{q['qid']}": q for exam, body in native["exams"].items() for q in body["data"]
     }
@@ -34,8 +34,8 @@ def test_headqa_train_real(shared_data):
 
 def test_pubmedqa_pool_real(shared_data):
     path = shared_data / "raw/pubmedqa/ori_pqal.json"
-    native = json.loads(path.read_text())
-    test_pmids = set(json.loads((shared_data / "raw/pubmedqa/test_ground_truth.json").read_text()))
+    native = json.loads(path.read_text(encoding="utf-8"))
+    test_pmids = set(json.loads((shared_data / "raw/pubmedqa/test_ground_truth.json").read_text(encoding="utf-8")))
     assert test_pmids == pubmedqa_test_pmids()
     pool = load_source("pubmedqa", path)
     assert len(pool.rows) == 500 and len(pool.dropped) == 0
@@ -50,7 +50,7 @@ def test_pubmedqa_pool_real(shared_data):
 
 def test_medqa_test_real(shared_data):
     path = shared_data / "raw/medqa/4_options_phrases_no_exclude_test.jsonl"
-    native = [json.loads(line) for line in path.read_text().splitlines()]
+    native = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     result = load_source("medqa", path)
     assert len(result.rows) == 1273 and len(result.dropped) == 0
     by_question = {r["question"].strip(): r for r in native}
@@ -60,10 +60,10 @@ def test_medqa_test_real(shared_data):
 
 def test_shuffle_independent_of_row_order(shared_data, tmp_path):
     path = shared_data / "raw/medqa/4_options_phrases_no_exclude_test.jsonl"
-    lines = path.read_text().splitlines()
+    lines = path.read_text(encoding="utf-8").splitlines()
     random.Random(0).shuffle(lines)
     shuffled = tmp_path / "shuffled.jsonl"
-    shuffled.write_text("\n".join(lines[:400]) + "\n")
+    shuffled.write_text("\n".join(lines[:400]) + "\n", encoding="utf-8")
     original = {r["id"]: r["options"] for r in load_source("medqa", path).rows}
     reordered = load_source("medqa", shuffled).rows
     assert len(reordered) == 400

@@ -63,7 +63,7 @@ def test_compare_counts_yield_overlap_agreement_and_writes_report_and_figure(two
     # Lengths: the scripted reasoning is "try K: so X." (4 words) in every row; words without the tokenizer.
     assert len(c.a.lengths) == total["kept_a"] and len(c.b.lengths) == total["kept_b"]
     assert c.b.cost["sent"] > c.a.cost["sent"] and c.b.by_attempt["3"]["asked"] > 0
-    report = (tmp_path / "report" / "compare.md").read_text()
+    report = (tmp_path / "report" / "compare.md").read_text(encoding="utf-8")
     assert (tmp_path / "report" / "compare.png").read_bytes().startswith(b"\x89PNG")
     assert re.search(rf"\| medqa \| {len(medqa)} \| {by_source['medqa']['kept_a']} \|", report)
     assert "## Yield by try" in report and "compare.png" in report

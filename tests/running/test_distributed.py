@@ -294,8 +294,8 @@ def test_build_stages_identical_under_both_executors(builds):
             dropped_a = datasets.Dataset.from_parquet(str(a / "dropped.parquet"))
             dropped_b = datasets.Dataset.from_parquet(str(b / "dropped.parquet"))
             assert dropped_a.to_list() == dropped_b.to_list(), a.name
-        manifest_a = json.loads((a / "manifest.json").read_text())
-        manifest_b = json.loads((b / "manifest.json").read_text())
+        manifest_a = json.loads((a / "manifest.json").read_text(encoding="utf-8"))
+        manifest_b = json.loads((b / "manifest.json").read_text(encoding="utf-8"))
         assert without_times(manifest_a) == without_times(manifest_b), a.name
 
 
@@ -513,7 +513,7 @@ def test_a_stage_on_task_workers_is_built_once_per_worker_and_rebuilt_for_the_ne
         log = tmp_path / f"built{run}.log"
         result = executor.run_stage(BuiltOnce(log), rows, ctx)
         assert result.rows["prompt"] == [p + "!" for p in rows["prompt"]]
-        builds.append(log.read_text().split())
+        builds.append(log.read_text(encoding="utf-8").split())
         assert 1 <= len(builds[-1]) <= 2 and len(set(builds[-1])) == len(builds[-1])  # once per worker
         assert str(os.getpid()) not in builds[-1]
 
@@ -560,7 +560,7 @@ def vllm_stages(rows):
 
 
 def engines_built(log: Path) -> list[str]:
-    return log.read_text().split() if log.exists() else []
+    return log.read_text(encoding="utf-8").split() if log.exists() else []
 
 
 def test_vllm_students_build_one_engine_per_worker_and_match_a_local_run(fake_vllm, vllm_executor, tmp_path):
@@ -598,7 +598,7 @@ def test_ray_door_agrees(tmp_path, ray_cluster):
     result = CliRunner().invoke(app, ["decontaminate", str(src), str(out), "--eval", spec, "--ngram", "0",
                                       "--executor", "ray"])
     assert result.exit_code == 0, result.output
-    kept = {json.loads(line)["id"] for line in out.read_text().splitlines()}
+    kept = {json.loads(line)["id"] for line in out.read_text(encoding="utf-8").splitlines()}
     assert set(train["id"]) - kept == reference_removed(train, items) >= planted
 
 

@@ -424,7 +424,7 @@ def test_a_build_refuses_a_hub_folder_holding_another_datasets_export(tmp_path, 
     result = CliRunner().invoke(app, ["build", "m1k", "--out", str(tmp_path / "run")])
     assert result.exit_code == 2, result.output
     assert "holds the m23k build" in result.output and "--hub-out" in result.output
-    assert CALLS == [] and (hub / "README.md").read_text() == card  # refused before any stage ran
+    assert CALLS == [] and (hub / "README.md").read_text(encoding="utf-8") == card  # refused before any stage ran
 
 
 class Other(Make):

@@ -462,7 +462,7 @@ def test_never_raises_and_verdict_is_consistent(reply: str, options: list[str]) 
 def gpt4o_replies(shared_data) -> list[dict]:
     """818 real GPT-4o replies to MMLU-Pro health questions (ten options, so "I" is a letter),
     with the letter MMLU-Pro's own extractor read (``pred``, None where it read nothing)."""
-    return json.loads((shared_data / "eval" / "mmlu_pro" / "health_result_gpt4o.json").read_text())
+    return json.loads((shared_data / "eval" / "mmlu_pro" / "health_result_gpt4o.json").read_text(encoding="utf-8"))
 
 
 def test_real_replies_agree_with_mmlu_pro_where_it_read_one_answer(gpt4o_replies: list[dict]) -> None:

@@ -248,7 +248,7 @@ def test_in_a_pipeline_cache_lives_in_the_state_dir(llm_server, tmp_path):
     with pytest.raises(StageIncomplete):
         run_pipeline([Given(ROWS), DifficultyFilter(cfg)], run_dir, force=True)
     assert llm_server.count() == sent + 2 * 2  # forced re-run: only the 2 failing calls go out (2 attempts each)
-    assert json.loads((stage_dir / "manifest.json").read_text())["stats"]["cached"] == 14
+    assert json.loads((stage_dir / "manifest.json").read_text(encoding="utf-8"))["stats"]["cached"] == 14
 
 
 # ---------------------------------------------------------------------------------------------

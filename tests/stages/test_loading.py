@@ -49,7 +49,7 @@ def test_eval_set_with_zero_items_is_an_error(tmp_path, shared_data):
                                for _ in range(3)) + "\n")
     with pytest.raises(MalformedFile, match="medqa_test"):
         load_evals([EvalInput(name="medqa_test", path=str(empty))])
-    native = json.loads((shared_data / "raw/pubmedqa/ori_pqal.json").read_text())
+    native = json.loads((shared_data / "raw/pubmedqa/ori_pqal.json").read_text(encoding="utf-8"))
     from m1data.reading.sources import pubmedqa_test_pmids
 
     pool_only = tmp_path / "pool.json"

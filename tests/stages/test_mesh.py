@@ -60,7 +60,7 @@ def test_76_qualifiers_coded_in_file_order():
 
 def test_names_match_the_papers_table4_domains():
     table4 = Path(__file__).parents[1] / "data" / "table4_counts.csv"
-    names = {line.split(",")[0] for line in table4.read_text().splitlines()[1:]}
+    names = {line.split(",")[0] for line in table4.read_text(encoding="utf-8").splitlines()[1:]}
     assert names == {q.name for q in load_qualifiers()}
 
 

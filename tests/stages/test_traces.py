@@ -243,7 +243,7 @@ def test_secret_never_reaches_disk_or_logs(llm_server, tmp_path, secret_env, cap
     engine = stage.engine(stage.endpoints()[0])
     assert SECRET not in repr(stage.config) + repr(engine) + str(stage.config_dict())
     assert SECRET.encode() not in pickle.dumps(stage)  # what a Ray worker receives: the config, no live engine
-    assert "M1DATA_TEACHER_KEY" in (run_dir / "01_traces" / "manifest.json").read_text()  # the name, not the value
+    assert "M1DATA_TEACHER_KEY" in (run_dir / "01_traces" / "manifest.json").read_text(encoding="utf-8")  # the name, not the value
 
 
 def test_in_a_pipeline(llm_server, tmp_path, secret_env):
@@ -251,7 +251,7 @@ def test_in_a_pipeline(llm_server, tmp_path, secret_env):
     run_dir = tmp_path / "run"
     with pytest.raises(StageIncomplete, match="1 request failed transiently"):  # the 503; the 400 is an outcome
         run_pipeline([Given(ROWS), TeacherTraces(config(llm_server, tmp_path, cache_path=None))], run_dir)
-    manifest = json.loads((run_dir / "01_traces" / "manifest.json").read_text())
+    manifest = json.loads((run_dir / "01_traces" / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["complete"] is False and manifest["transient_failures"] == 1
     assert manifest["rows_out"] == 3
     assert manifest["drops"] == {
