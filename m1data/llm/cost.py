@@ -80,7 +80,7 @@ def _tiktoken_encoding(name: str) -> Any:
     try:
         _seed_tiktoken_cache(cache_dir, name)
     except OSError:
-        cache_dir = Path(tempfile.gettempdir()) / "m1data-tiktoken"
+        cache_dir = Path(tempfile.gettempdir()) / f"m1data-tiktoken-{os.getuid()}"  # one per user: the temp dir is shared
         _seed_tiktoken_cache(cache_dir, name)
     previous = os.environ.get("TIKTOKEN_CACHE_DIR")
     os.environ["TIKTOKEN_CACHE_DIR"] = str(cache_dir)

@@ -336,9 +336,10 @@ def key_letter(value: Any) -> str | None:
 def same_text(key: str, option: str) -> bool:
     """Whether an answer written as text names `option`: spacing is ignored, and so is case,
     except for one-character keys (a key "A" is a letter, not the text of an option "a"). The one
-    comparison of an answer text with an option, for every loader."""
+    comparison of an answer text with an option, for every loader. Case is folded (`casefold`),
+    not lowered: "STRASSE" is "Straße" in capitals, and `lower` leaves the two apart."""
     key, option = " ".join(key.split()), " ".join(option.split())
-    return key == option or (len(key) > 1 and key.lower() == option.lower())
+    return key == option or (len(key) > 1 and key.casefold() == option.casefold())
 
 
 def letter_index(letter: Any, n_options: int) -> int:

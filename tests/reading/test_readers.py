@@ -227,3 +227,15 @@ def test_renames_into_a_folder_wait_for_its_lock(tmp_path):
     os.close(fd)
     writer.join(10)
     assert out.exists() and (tmp_path / "out.dropped.parquet").exists()
+
+
+@pytest.mark.parametrize("key, option, same", [
+    ("STRASSE", "Straße", True),  # lower() leaves "strasse" and "straße" apart
+    ("  aortic   stenosis ", "Aortic stenosis", True),
+    ("A", "a", False),  # a one-character key is a letter
+    ("Aortic stenosis", "Mitral stenosis", False),
+])
+def test_answer_text_is_compared_with_case_folded(key, option, same):
+    from m1data.reading.readers import same_text
+
+    assert same_text(key, option) is same
