@@ -279,9 +279,16 @@ def _models(manifests: list[dict[str, Any]], origin: str = "") -> list[dict[str,
 
     for m in manifests:
         walk(m["stage"], "", _public_config(m), "")
-        for served, n in ((m.get("stats") or {}).get("served_models") or {}).items():  # what the server said answered
-            role = f"{ROLES.get(m['stage'], m['stage'])} (as the server reported it, {n:,} replies)"
-            found.append({"role": role, "model": str(served), "stage": origin + m["stage"], "where": ""})
+        tagger = (m.get("stats") or {}).get("tagger_model")  # an offline tagger names its model in its stats
+        if tagger:
+            found.append({"role": ROLES.get(m["stage"], m["stage"]), "model": str(public_value(tagger)),
+                          "stage": origin + m["stage"], "where": "in-process (no server)"})
+        stats = m.get("stats") or {}
+        students = stats.get("students") if isinstance(stats.get("students"), dict) else {}
+        for served_by in [stats, *(s for s in students.values() if isinstance(s, dict))]:
+            for served, n in (served_by.get("served_models") or {}).items():  # what the server said answered
+                role = f"{ROLES.get(m['stage'], m['stage'])} (as the server reported it, {n:,} replies)"
+                found.append({"role": role, "model": str(served), "stage": origin + m["stage"], "where": ""})
     return found
 
 
@@ -291,18 +298,25 @@ def _embedded_models(manifests: list[dict[str, Any]], upstream: Provenance | Non
     paper's data and which model wrote it."""
     found: list[str] = list(upstream.embedded_models) if upstream else []
 
-    def walk(value: Any) -> None:
+    def walk(value: Any, key: str, into: list[str]) -> None:
         if isinstance(value, dict):
-            if str(value.get("base_url", "")).strip().lower() == "embedded" and value.get("model"):
-                found.append(str(value["model"]))
+            if str(value.get("base_url", "")).strip().lower() == "embedded" and value.get(key):
+                names = value[key]
+                into.extend(str(n) for n in (names if isinstance(names, dict) else [names]))
             for v in value.values():
-                walk(v)
+                walk(v, key, into)
         elif isinstance(value, list):
             for v in value:
-                walk(v)
+                walk(v, key, into)
 
     for m in manifests:
-        walk(m.get("config") or {})
+        # what the embedded server said answered (its GGUF file, which M1DATA_EMBEDDED_GGUF may
+        # have swapped) over the name the config asked for, which the server does not check
+        served: list[str] = []
+        walk(m.get("stats") or {}, "served_models", served)
+        asked: list[str] = []
+        walk(m.get("config") or {}, "model", asked)
+        found.extend(served if served and asked else asked)
     return sorted(set(found))
 
 

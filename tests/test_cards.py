@@ -524,3 +524,65 @@ def test_no_local_path_reaches_the_hub_folder(tmp_path):
     assert published["messages"][0] == [{"role": "user", "content": f"Read {gguf}"},
                                         {"role": "assistant", "content": "Done."}]
     assert published.features == datasets.load_dataset(str(folder), name="m1k", split="train").features
+
+
+@dataclass
+class StudentsConfig:
+    students: list[dict[str, str]] = field(
+        default_factory=lambda: [{"model": "SmolLM2-135M-Instruct", "base_url": "embedded", "short": "smollm2_135m"}])
+
+
+class Students(Stage):
+    """A difficulty stage whose embedded server served another GGUF than the config names."""
+
+    name = "difficulty"
+
+    def __init__(self, served: str):
+        self.config = StudentsConfig()
+        self.served = served
+
+    def run(self, rows, ctx):
+        students = {"smollm2_135m": {"model": "SmolLM2-135M-Instruct", "base_url": "embedded",
+                                     "served_models": {self.served: len(rows)}}}
+        return StageResult(rows=rows, stats={"students": students})
+
+
+class ServedTeacher(Teacher):
+    def __init__(self, served: str):
+        super().__init__(TeacherConfig())
+        self.served = served
+
+    def run(self, rows, ctx):
+        return StageResult(rows=rows, stats={"base_url": "embedded", "served_models": {self.served: len(rows)}})
+
+
+def test_a_demonstration_card_names_the_model_the_embedded_server_served(tmp_path):
+    """M1DATA_EMBEDDED_GGUF swaps the embedded model under an unchanged config: the notice at the
+    top and the models table name what the server said answered, students included."""
+    gguf = "qwen2.5-0.5b-instruct-q4_k_m.gguf"
+    rows = run_pipeline([Make(), Students(gguf), ServedTeacher(gguf)], tmp_path / "run")
+    card, _ = render_card("m1k", tmp_path / "run", {"default": {"train": rows}}, images_dir="images")
+    body = split_card(card)[1]
+    notice = body[: body.index("## Quick start")]
+    assert f"answered by\n> `{gguf}`," in notice and "SmolLM2" not in notice
+    assert table_row(card, f"student (as the server reported it, {len(rows)} replies)")[0] == f"`{gguf}`"
+
+
+class OfflineTag(Stage):
+    name = "tag"
+
+    def __init__(self):
+        self.config = {"method": "zero-shot", "text_field": "prompt"}
+
+    def run(self, rows, ctx):
+        from m1data.stages.mesh_offline import OfflineTagger
+
+        return StageResult(rows=rows, stats={"method": "zero-shot", "tagger_model": OfflineTagger().tagger_model()})
+
+
+def test_the_offline_tagger_is_named_among_the_models(run, tmp_path):
+    """The card says the domains were assigned by a model "(see the models above)": with the
+    offline tagger that model is the embedding model, which its config does not name."""
+    rows = run_pipeline([Make(), OfflineTag()], tmp_path / "tagged")
+    card, _ = render_card("m1k", tmp_path / "tagged", {"default": {"train": rows}}, images_dir="images")
+    assert table_row(card, "domain tagger")[0] == "`sentence-transformers/all-MiniLM-L6-v2`"
