@@ -435,10 +435,10 @@ def test_without_a_repo_id_the_card_names_the_dataset_without_a_placeholder(run)
 
     card, _ = rendered(run)
     assert "<org>" not in card and "<" + "org" not in card
-    assert 'load_dataset("m1K", split="train")' in card and "--dataset_name m1K " in card
+    assert 'load_dataset("m1K", name="default", split="train")' in card and "--dataset_name m1K " in card
     assert REPO_ID_MARK in card  # publish writes the repo id in there (tests/publishing/test_hub.py)
     card, _ = rendered(run, repo_id="lab/m1K")
-    assert 'load_dataset("lab/m1K", split="train")' in card and REPO_ID_MARK not in card
+    assert 'load_dataset("lab/m1K", name="default", split="train")' in card and REPO_ID_MARK not in card
 
 
 class LetterRows(Stage):

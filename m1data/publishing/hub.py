@@ -181,6 +181,29 @@ def fill_repo_id(body: str, repo_id: str, name: str | None = None) -> str:
     return body
 
 
+OTHER_CONFIGS_MARK = "<!-- m1data: other configs of this repo -->"
+
+
+def note_other_configs(body: str, kept: list[str], default: str | None, ours: list[str]) -> str:
+    """`body` with a note under its Quick start heading when the repo keeps configs this card does
+    not describe: the card replaces the repo's README, and without the note it would read as the
+    description of every config in the repo, and of what `load_dataset(repo)` returns when the
+    default stayed with one of them. A note from an earlier publish is replaced."""
+    body = re.sub(rf"{re.escape(OTHER_CONFIGS_MARK)}\n.*?\n\n", "", body, flags=re.S)
+    if not kept:
+        return body
+    names = ", ".join(f"`{n}`" for n in kept)
+    note = (f"{OTHER_CONFIGS_MARK}\n**This repository also holds config(s) {names}, from other builds. This card "
+            f"describes only {', '.join(f'`{n}`' for n in ours)}: its counts, models, decontamination and licences "
+            "are not those of the other configs.**")
+    if default and default not in ours:
+        note += f" `load_dataset` without `name=` returns `{default}`, not these rows."
+    heading = "## Quick start\n\n"
+    if heading not in body:
+        return f"{note}\n\n{body}"
+    return body.replace(heading, f"{heading}{note}\n\n", 1)
+
+
 def write_hub_folder(
     folder: str | Path,
     configs: Configs,
@@ -705,7 +728,9 @@ def publish(
     plan.unreachable = sorted(before - still - set(plan.deletions))
     plan.default_config = _default_name(merged["configs"])
     _, body = split_card((folder / CARD_FILE).read_text(encoding="utf-8"))
-    readme = card_with_metadata(fill_repo_id(body, repo_id, ours.get("pretty_name")), merged).encode("utf-8")
+    body = note_other_configs(fill_repo_id(body, repo_id, ours.get("pretty_name")), plan.kept_remote_configs,
+                              plan.default_config, our_configs)
+    readme = card_with_metadata(body, merged).encode("utf-8")
     plan.files = [PlannedFile(f.path_in_repo, len(readme) if f.path_in_repo == CARD_FILE else f.size) for f in files]
     if dry_run:
         return plan

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -558,6 +559,18 @@ def test_publishing_m1k_over_an_m23k_repo_keeps_m23k(tmp_path, monkeypatch):
     assert len(datasets.load_dataset(str(api.repo), name="m23k", split="train")) == 12
     assert len(datasets.load_dataset(str(api.repo), name="m1k", split="train")) == 4
     assert len(datasets.load_dataset(str(api.repo), split="train")) == 12  # m23K stays the default
+
+    # the README is now m1K's card: its quick start must load m1K's rows, and it must say that it
+    # does not describe m23K, which `load_dataset(repo)` returns
+    readme = (api.repo / "README.md").read_text(encoding="utf-8")
+    call = re.search(r'load_dataset\("org/m1"(?P<args>[^)]*)\)', readme)
+    name = re.search(r'name="([^"]+)"', call["args"])
+    assert name and len(datasets.load_dataset(str(api.repo), name=name[1], split="train")) == 4
+    assert "--dataset_config m1k " in readme
+    assert "also holds config(s) `m23k`, `m23k-prompt-completion`" in readme
+    assert "without `name=` returns `m23k`" in readme
+    plan = publish(folders["m1k"], "org/m1", api=api)  # published again: one note, not two
+    assert (api.repo / "README.md").read_text(encoding="utf-8").count("also holds config(s)") == 1
 
 
 def test_publish_deletes_only_shards_it_wrote(tmp_path, m1k_folder):
