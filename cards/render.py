@@ -115,7 +115,8 @@ _STUDENT_NOTES = {
     "reply": "Student model `{name}`'s reply to the question (the difficulty filter).",
     "answer": "The option letter read from student `{name}`'s reply (empty when none could be read).",
     "correct": "Whether student `{name}` answered right; kept rows were missed by the students.",
-    "status": "How student `{name}`'s request ended (ok, truncated, error, ...).",
+    "status": "How student `{name}`'s request ended: ok, length (cut off at the token limit), filtered (stopped by "
+              "the server's content filter) or error.",
     "verdicts": "Whether each of student `{name}`'s samples was right (pass@n; null: that call failed).",
     "answers": "The option letter read from each of student `{name}`'s samples (pass@n).",
 }

@@ -4,6 +4,7 @@ every number in them is checked against the manifests and the rows."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -586,3 +587,15 @@ def test_the_offline_tagger_is_named_among_the_models(run, tmp_path):
     rows = run_pipeline([Make(), OfflineTag()], tmp_path / "tagged")
     card, _ = render_card("m1k", tmp_path / "tagged", {"default": {"train": rows}}, images_dir="images")
     assert table_row(card, "domain tagger")[0] == "`sentence-transformers/all-MiniLM-L6-v2`"
+
+
+def test_the_student_status_note_names_the_values_the_column_holds():
+    """The note listed `truncated`, a value the column never holds (a cut-off reply is `length`)."""
+    import typing
+
+    from m1data.cards.render import column_note
+    from m1data.llm.types import Status
+
+    note = column_note("student_small_status")
+    assert all(re.search(rf"\b{value}\b", note) for value in typing.get_args(Status))
+    assert "truncated" not in note
