@@ -599,3 +599,20 @@ def test_the_student_status_note_names_the_values_the_column_holds():
     note = column_note("student_small_status")
     assert all(re.search(rf"\b{value}\b", note) for value in typing.get_args(Status))
     assert "truncated" not in note
+
+
+def test_a_demonstration_card_does_not_recommend_training_on_it(tmp_path):
+    """The notice says the sample is not for training models; the Uses section said to fine-tune
+    on it and that the paper trained m1-7B-1K on it."""
+    rows = run_pipeline([SampleLoad(), Teacher(TeacherConfig())], tmp_path / "demo")
+    card, _ = render_card("m1k", tmp_path / "demo", {"default": {"train": rows}}, images_dir="images")
+    uses = card[card.index("## Uses"): card.index("## Bias")]
+    assert "supervised\nfine-tuning" not in uses and "trains m1-7B-1K" not in uses
+    assert "not to fine-tune" in uses
+    real, _ = render_card("m1k", *_real_run(tmp_path))
+    assert "trains m1-7B-1K" in real[real.index("## Uses"):]
+
+
+def _real_run(tmp_path):
+    rows = run_pipeline([Make()], tmp_path / "real")
+    return tmp_path / "real", {"default": {"train": rows}}
