@@ -31,7 +31,15 @@ from m1data.cards.figures import domain_bars_png, length_histogram_png
 
 from m1data import __version__
 from m1data.errors import UserError
-from m1data.publishing.cardmeta import IMAGES_DIR, REPO_ID_MARK, Configs, data_metadata, join_card, split_card
+from m1data.publishing.cardmeta import (
+    IMAGES_DIR,
+    REPO_ID_MARK,
+    Configs,
+    data_metadata,
+    join_card,
+    size_category,
+    split_card,
+)
 from m1data.reading.registry import SOURCE_REGISTRY
 from m1data.redact import redact_config, redact_environment, strip_local_paths, strip_userinfo
 from m1data.running.funnel import funnel_markdown
@@ -720,15 +728,6 @@ def answer_letters(config: str, rows: datasets.Dataset) -> LetterView | None:
 
 # ---------------------------------------------------------------------------------------------
 # Metadata and rendering
-
-
-def size_category(n: int) -> str:
-    """The Hub's size bucket for `n` rows."""
-    buckets = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")]
-    for limit, label in buckets:
-        if n < limit:
-            return label
-    return "n>10M"
 
 
 def source_infos(manifests: list[dict[str, Any]], upstream: Provenance | None = None) -> dict[str, SourceInfo]:

@@ -62,6 +62,7 @@ from m1data.publishing.cardmeta import (
     as_config_list,
     card_with_metadata,
     data_metadata,
+    size_category,
     split_card,
     split_glob,
 )
@@ -392,7 +393,30 @@ def merge_metadata(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, An
     )
     for entry in merged["dataset_info"]:
         entry.pop("default", None)
+    ours_names = {e["config_name"] for e in ours.get("configs") or []}
+    if any(e["config_name"] not in ours_names for e in merged["configs"]):
+        merged.update(_repo_wide(ours, theirs, merged["dataset_info"]))
     return merged
+
+
+def _repo_wide(ours: dict[str, Any], theirs: dict[str, Any], infos: list[dict[str, Any]]) -> dict[str, Any]:
+    """The header fields that describe the whole repo, for a repo that keeps configs of other
+    builds: ours alone describe only our rows (a sample build's `apache-2.0` over another
+    build's MedMCQA rows, `n<1K` over m23K's rows). Lists are joined, the size is the largest
+    config's (from ``dataset_info``), and two different licences make the licence `other`."""
+    out: dict[str, Any] = {}
+    for key in ("source_datasets", "tags", "task_categories", "language"):
+        joined = list(dict.fromkeys([*(theirs.get(key) or []), *(ours.get(key) or [])]))
+        if joined:
+            out[key] = joined
+    rows = [sum(int(s.get("num_examples") or 0) for s in e.get("splits") or []) for e in infos]
+    if rows:
+        out["size_categories"] = [size_category(max(rows))]
+    if theirs.get("license") and ours.get("license") and theirs["license"] != ours["license"]:
+        out["license"] = "other"
+        out["license_name"] = ours.get("license_name") or theirs.get("license_name") or "several-licences"
+        out["license_link"] = "README.md#licences"
+    return out
 
 
 _SHARD = re.compile(r"^(?P<split>\w+(\.\w+)*)-\d{5}-of-\d{5}\.parquet$")
