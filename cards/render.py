@@ -850,6 +850,16 @@ def _library_versions() -> dict[str, str]:
 
 
 
+def _sample_levels(manifests: list[dict[str, Any]]) -> list[str] | None:
+    """The levels the last sampling stage balanced over (`[]`: a uniform draw), as it recorded
+    them; None when no stage sampled. The m1K card says how its rows were drawn from this, not
+    from the paper's recipe, which a config may change."""
+    for m in reversed(manifests):
+        if m["stage"] == "sample":
+            return [str(level) for level in (m.get("config") or {}).get("levels") or []]
+    return None
+
+
 def _requested_rows(manifests: list[dict[str, Any]]) -> int | None:
     for m in reversed(manifests):
         requested = (m.get("stats") or {}).get("n_requested")
@@ -919,6 +929,7 @@ def render_card(
         "other_configs": list(configs)[1:],
         "n_rows": config_totals[next(iter(configs))],
         "n_requested": _requested_rows(manifests),
+        "sample_levels": _sample_levels(manifests),
         "split_sizes": split_sizes,
         "config_totals": config_totals,
         "last_stage": last,

@@ -616,3 +616,35 @@ def test_a_demonstration_card_does_not_recommend_training_on_it(tmp_path):
 def _real_run(tmp_path):
     rows = run_pipeline([Make()], tmp_path / "real")
     return tmp_path / "real", {"default": {"train": rows}}
+
+
+@dataclass
+class UniformConfig:
+    n: int = 10
+    levels: list[str] = field(default_factory=list)
+    seed: int = 42
+
+
+class UniformSample(Stage):
+    name = "sample"
+
+    def __init__(self, levels):
+        self.config = UniformConfig(levels=levels)
+
+    def run(self, rows, ctx):
+        return StageResult(rows=rows, stats={"n_requested": 10, "n_drawn": len(rows), "short_by": 0})
+
+
+@pytest.mark.parametrize("levels, said", [
+    (["domain", "source"], "The draw balances medical domains and then sources"),
+    ([], "this build's draw was uniform"),
+    (["source"], "this build's draw balanced source"),
+])
+def test_the_m1k_summary_says_how_this_build_drew_its_rows(tmp_path, levels, said):
+    """A config may change the sampler's levels: the summary describes the draw the sample stage
+    recorded, not the paper's domain-then-source balance."""
+    rows = run_pipeline([Make(), UniformSample(levels)], tmp_path / "run")
+    card, _ = render_card("m1k", tmp_path / "run", {"default": {"train": rows}}, images_dir="images")
+    summary = card[card.index("# m1K"): card.index("## Dataset details")]
+    assert said in summary
+    assert ("balances medical domains" in summary) == (levels == ["domain", "source"])
