@@ -31,7 +31,15 @@ from m1data.cards.figures import domain_bars_png, length_histogram_png
 
 from m1data import __version__
 from m1data.errors import UserError
-from m1data.publishing.cardmeta import IMAGES_DIR, REPO_ID_MARK, Configs, data_metadata, join_card, split_card
+from m1data.publishing.cardmeta import (
+    IMAGES_DIR,
+    REPO_ID_MARK,
+    Configs,
+    data_metadata,
+    join_card,
+    size_category,
+    split_card,
+)
 from m1data.reading.registry import SOURCE_REGISTRY
 from m1data.redact import redact_config, redact_environment, strip_local_paths, strip_userinfo
 from m1data.running.funnel import funnel_markdown
@@ -115,7 +123,8 @@ _STUDENT_NOTES = {
     "reply": "Student model `{name}`'s reply to the question (the difficulty filter).",
     "answer": "The option letter read from student `{name}`'s reply (empty when none could be read).",
     "correct": "Whether student `{name}` answered right; kept rows were missed by the students.",
-    "status": "How student `{name}`'s request ended (ok, truncated, error, ...).",
+    "status": "How student `{name}`'s request ended: ok, length (cut off at the token limit), filtered (stopped by "
+              "the server's content filter) or error.",
     "verdicts": "Whether each of student `{name}`'s samples was right (pass@n; null: that call failed).",
     "answers": "The option letter read from each of student `{name}`'s samples (pass@n).",
 }
@@ -279,9 +288,16 @@ def _models(manifests: list[dict[str, Any]], origin: str = "") -> list[dict[str,
 
     for m in manifests:
         walk(m["stage"], "", _public_config(m), "")
-        for served, n in ((m.get("stats") or {}).get("served_models") or {}).items():  # what the server said answered
-            role = f"{ROLES.get(m['stage'], m['stage'])} (as the server reported it, {n:,} replies)"
-            found.append({"role": role, "model": str(served), "stage": origin + m["stage"], "where": ""})
+        tagger = (m.get("stats") or {}).get("tagger_model")  # an offline tagger names its model in its stats
+        if tagger:
+            found.append({"role": ROLES.get(m["stage"], m["stage"]), "model": str(public_value(tagger)),
+                          "stage": origin + m["stage"], "where": "in-process (no server)"})
+        stats = m.get("stats") or {}
+        students = stats.get("students") if isinstance(stats.get("students"), dict) else {}
+        for served_by in [stats, *(s for s in students.values() if isinstance(s, dict))]:
+            for served, n in (served_by.get("served_models") or {}).items():  # what the server said answered
+                role = f"{ROLES.get(m['stage'], m['stage'])} (as the server reported it, {n:,} replies)"
+                found.append({"role": role, "model": str(served), "stage": origin + m["stage"], "where": ""})
     return found
 
 
@@ -291,18 +307,25 @@ def _embedded_models(manifests: list[dict[str, Any]], upstream: Provenance | Non
     paper's data and which model wrote it."""
     found: list[str] = list(upstream.embedded_models) if upstream else []
 
-    def walk(value: Any) -> None:
+    def walk(value: Any, key: str, into: list[str]) -> None:
         if isinstance(value, dict):
-            if str(value.get("base_url", "")).strip().lower() == "embedded" and value.get("model"):
-                found.append(str(value["model"]))
+            if str(value.get("base_url", "")).strip().lower() == "embedded" and value.get(key):
+                names = value[key]
+                into.extend(str(n) for n in (names if isinstance(names, dict) else [names]))
             for v in value.values():
-                walk(v)
+                walk(v, key, into)
         elif isinstance(value, list):
             for v in value:
-                walk(v)
+                walk(v, key, into)
 
     for m in manifests:
-        walk(m.get("config") or {})
+        # what the embedded server said answered (its GGUF file, which M1DATA_EMBEDDED_GGUF may
+        # have swapped) over the name the config asked for, which the server does not check
+        served: list[str] = []
+        walk(m.get("stats") or {}, "served_models", served)
+        asked: list[str] = []
+        walk(m.get("config") or {}, "model", asked)
+        found.extend(served if served and asked else asked)
     return sorted(set(found))
 
 
@@ -707,15 +730,6 @@ def answer_letters(config: str, rows: datasets.Dataset) -> LetterView | None:
 # Metadata and rendering
 
 
-def size_category(n: int) -> str:
-    """The Hub's size bucket for `n` rows."""
-    buckets = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")]
-    for limit, label in buckets:
-        if n < limit:
-            return label
-    return "n>10M"
-
-
 def source_infos(manifests: list[dict[str, Any]], upstream: Provenance | None = None) -> dict[str, SourceInfo]:
     """What the card says about each source: the built-in table for the four m1 sources, and
     for a source added in the build config (or one whose licence the config states), what its
@@ -836,6 +850,16 @@ def _library_versions() -> dict[str, str]:
 
 
 
+def _sample_levels(manifests: list[dict[str, Any]]) -> list[str] | None:
+    """The levels the last sampling stage balanced over (`[]`: a uniform draw), as it recorded
+    them; None when no stage sampled. The m1K card says how its rows were drawn from this, not
+    from the paper's recipe, which a config may change."""
+    for m in reversed(manifests):
+        if m["stage"] == "sample":
+            return [str(level) for level in (m.get("config") or {}).get("levels") or []]
+    return None
+
+
 def _requested_rows(manifests: list[dict[str, Any]]) -> int | None:
     for m in reversed(manifests):
         requested = (m.get("stats") or {}).get("n_requested")
@@ -905,6 +929,7 @@ def render_card(
         "other_configs": list(configs)[1:],
         "n_rows": config_totals[next(iter(configs))],
         "n_requested": _requested_rows(manifests),
+        "sample_levels": _sample_levels(manifests),
         "split_sizes": split_sizes,
         "config_totals": config_totals,
         "last_stage": last,

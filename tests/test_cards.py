@@ -4,6 +4,7 @@ every number in them is checked against the manifests and the rows."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -435,10 +436,10 @@ def test_without_a_repo_id_the_card_names_the_dataset_without_a_placeholder(run)
 
     card, _ = rendered(run)
     assert "<org>" not in card and "<" + "org" not in card
-    assert 'load_dataset("m1K", split="train")' in card and "--dataset_name m1K " in card
+    assert 'load_dataset("m1K", name="default", split="train")' in card and "--dataset_name m1K " in card
     assert REPO_ID_MARK in card  # publish writes the repo id in there (tests/publishing/test_hub.py)
     card, _ = rendered(run, repo_id="lab/m1K")
-    assert 'load_dataset("lab/m1K", split="train")' in card and REPO_ID_MARK not in card
+    assert 'load_dataset("lab/m1K", name="default", split="train")' in card and REPO_ID_MARK not in card
 
 
 class LetterRows(Stage):
@@ -524,3 +525,126 @@ def test_no_local_path_reaches_the_hub_folder(tmp_path):
     assert published["messages"][0] == [{"role": "user", "content": f"Read {gguf}"},
                                         {"role": "assistant", "content": "Done."}]
     assert published.features == datasets.load_dataset(str(folder), name="m1k", split="train").features
+
+
+@dataclass
+class StudentsConfig:
+    students: list[dict[str, str]] = field(
+        default_factory=lambda: [{"model": "SmolLM2-135M-Instruct", "base_url": "embedded", "short": "smollm2_135m"}])
+
+
+class Students(Stage):
+    """A difficulty stage whose embedded server served another GGUF than the config names."""
+
+    name = "difficulty"
+
+    def __init__(self, served: str):
+        self.config = StudentsConfig()
+        self.served = served
+
+    def run(self, rows, ctx):
+        students = {"smollm2_135m": {"model": "SmolLM2-135M-Instruct", "base_url": "embedded",
+                                     "served_models": {self.served: len(rows)}}}
+        return StageResult(rows=rows, stats={"students": students})
+
+
+class ServedTeacher(Teacher):
+    def __init__(self, served: str):
+        super().__init__(TeacherConfig())
+        self.served = served
+
+    def run(self, rows, ctx):
+        return StageResult(rows=rows, stats={"base_url": "embedded", "served_models": {self.served: len(rows)}})
+
+
+def test_a_demonstration_card_names_the_model_the_embedded_server_served(tmp_path):
+    """M1DATA_EMBEDDED_GGUF swaps the embedded model under an unchanged config: the notice at the
+    top and the models table name what the server said answered, students included."""
+    gguf = "qwen2.5-0.5b-instruct-q4_k_m.gguf"
+    rows = run_pipeline([Make(), Students(gguf), ServedTeacher(gguf)], tmp_path / "run")
+    card, _ = render_card("m1k", tmp_path / "run", {"default": {"train": rows}}, images_dir="images")
+    body = split_card(card)[1]
+    notice = body[: body.index("## Quick start")]
+    assert f"answered by\n> `{gguf}`," in notice and "SmolLM2" not in notice
+    assert table_row(card, f"student (as the server reported it, {len(rows)} replies)")[0] == f"`{gguf}`"
+
+
+class OfflineTag(Stage):
+    name = "tag"
+
+    def __init__(self):
+        self.config = {"method": "zero-shot", "text_field": "prompt"}
+
+    def run(self, rows, ctx):
+        from m1data.stages.mesh_offline import OfflineTagger
+
+        return StageResult(rows=rows, stats={"method": "zero-shot", "tagger_model": OfflineTagger().tagger_model()})
+
+
+def test_the_offline_tagger_is_named_among_the_models(run, tmp_path):
+    """The card says the domains were assigned by a model "(see the models above)": with the
+    offline tagger that model is the embedding model, which its config does not name."""
+    rows = run_pipeline([Make(), OfflineTag()], tmp_path / "tagged")
+    card, _ = render_card("m1k", tmp_path / "tagged", {"default": {"train": rows}}, images_dir="images")
+    assert table_row(card, "domain tagger")[0] == "`sentence-transformers/all-MiniLM-L6-v2`"
+
+
+def test_the_student_status_note_names_the_values_the_column_holds():
+    """The note listed `truncated`, a value the column never holds (a cut-off reply is `length`)."""
+    import typing
+
+    from m1data.cards.render import column_note
+    from m1data.llm.types import Status
+
+    note = column_note("student_small_status")
+    assert all(re.search(rf"\b{value}\b", note) for value in typing.get_args(Status))
+    assert "truncated" not in note
+
+
+def test_a_demonstration_card_does_not_recommend_training_on_it(tmp_path):
+    """The notice says the sample is not for training models; the Uses section said to fine-tune
+    on it and that the paper trained m1-7B-1K on it."""
+    rows = run_pipeline([SampleLoad(), Teacher(TeacherConfig())], tmp_path / "demo")
+    card, _ = render_card("m1k", tmp_path / "demo", {"default": {"train": rows}}, images_dir="images")
+    uses = card[card.index("## Uses"): card.index("## Bias")]
+    assert "supervised\nfine-tuning" not in uses and "trains m1-7B-1K" not in uses
+    assert "not to fine-tune" in uses
+    real, _ = render_card("m1k", *_real_run(tmp_path))
+    assert "trains m1-7B-1K" in real[real.index("## Uses"):]
+
+
+def _real_run(tmp_path):
+    rows = run_pipeline([Make()], tmp_path / "real")
+    return tmp_path / "real", {"default": {"train": rows}}
+
+
+@dataclass
+class UniformConfig:
+    n: int = 10
+    levels: list[str] = field(default_factory=list)
+    seed: int = 42
+
+
+class UniformSample(Stage):
+    name = "sample"
+
+    def __init__(self, levels):
+        self.config = UniformConfig(levels=levels)
+
+    def run(self, rows, ctx):
+        return StageResult(rows=rows, stats={"n_requested": 10, "n_drawn": len(rows), "short_by": 0})
+
+
+@pytest.mark.parametrize("levels, said", [
+    (["domain", "source"], "The draw balances medical domains and then sources"),
+    ([], "this build's draw was uniform"),
+    (["source"], "this build's draw balanced source"),
+])
+def test_the_m1k_summary_says_how_this_build_drew_its_rows(tmp_path, levels, said):
+    """A config may change the sampler's levels: the summary describes the draw the sample stage
+    recorded, not the paper's domain-then-source balance."""
+    rows = run_pipeline([Make(), UniformSample(levels)], tmp_path / "run")
+    card, _ = render_card("m1k", tmp_path / "run", {"default": {"train": rows}}, images_dir="images")
+    summary = card[card.index("# m1K"): card.index("## Dataset details")]
+    assert said in summary
+    assert ("balances medical domains" in summary) == (levels == ["domain", "source"])

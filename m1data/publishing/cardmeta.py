@@ -35,6 +35,7 @@ __all__ = [
     "data_metadata",
     "dataset_info_metadata",
     "join_card",
+    "size_category",
     "split_card",
     "split_glob",
 ]
@@ -59,6 +60,15 @@ def data_metadata(configs: Configs, download_sizes: Mapping[str, int] | None = N
     the first config the default; `download_sizes` ({config: bytes of its parquet files}) when
     the files are written."""
     return {"configs": configs_metadata(configs), "dataset_info": dataset_info_metadata(configs, download_sizes)}
+
+
+def size_category(n: int) -> str:
+    """The Hub's size bucket for `n` rows."""
+    buckets = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")]
+    for limit, label in buckets:
+        if n < limit:
+            return label
+    return "n>10M"
 
 
 def split_glob(config: str, split: str) -> str:

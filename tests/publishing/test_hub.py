@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -306,7 +307,7 @@ def test_publish_merges_with_configs_on_the_repo(tmp_path, m1k_folder):
     assert not [p for p in deleted if not p.startswith("data/m1k/")]
 
     meta, body = split_card(operation_bytes(added["README.md"]).decode())
-    assert body.strip() == "# m1K card"
+    assert body.strip().endswith("\n# m1K card") and "also holds config(s) `other`" in body
     configs = {c["config_name"]: c for c in meta["configs"]}
     assert list(configs) == ["other", "m1k"]
     assert configs["other"]["default"] is True and "default" not in configs["m1k"]
@@ -559,6 +560,18 @@ def test_publishing_m1k_over_an_m23k_repo_keeps_m23k(tmp_path, monkeypatch):
     assert len(datasets.load_dataset(str(api.repo), name="m1k", split="train")) == 4
     assert len(datasets.load_dataset(str(api.repo), split="train")) == 12  # m23K stays the default
 
+    # the README is now m1K's card: its quick start must load m1K's rows, and it must say that it
+    # does not describe m23K, which `load_dataset(repo)` returns
+    readme = (api.repo / "README.md").read_text(encoding="utf-8")
+    call = re.search(r'load_dataset\("org/m1"(?P<args>[^)]*)\)', readme)
+    name = re.search(r'name="([^"]+)"', call["args"])
+    assert name and len(datasets.load_dataset(str(api.repo), name=name[1], split="train")) == 4
+    assert "--dataset_config m1k " in readme
+    assert "also holds config(s) `m23k`, `m23k-prompt-completion`" in readme
+    assert "without `name=` returns `m23k`" in readme
+    plan = publish(folders["m1k"], "org/m1", api=api)  # published again: one note, not two
+    assert (api.repo / "README.md").read_text(encoding="utf-8").count("also holds config(s)") == 1
+
 
 def test_publish_deletes_only_shards_it_wrote(tmp_path, m1k_folder):
     remote = ["data/m1k/train-00000-of-00003.parquet", "data/m1k/notes.md", "data/m1k/README.txt"]
@@ -771,3 +784,31 @@ def test_a_repo_url_with_the_token_in_it_is_refused_showing_none_of_it(m1k_folde
         with pytest.raises(UserError, match="credentials") as err:
             publish(m1k_folder, repo_id, dry_run=dry_run, api=RefusingHfApi())
         assert SENTINEL not in str(err.value) and SENTINEL[3:12] not in str(err.value)
+
+
+def test_a_repo_keeping_other_configs_gets_a_header_for_all_of_them():
+    """A repo keeps the configs of other builds: its header's licence, size and sources must
+    cover their rows too, not only ours (a sample build's apache-2.0 and n<1K over m23K's
+    MedMCQA rows)."""
+    from m1data.publishing.hub import merge_metadata
+
+    def info(name, n):
+        return {"config_name": name, "splits": [{"name": "train", "num_examples": n}]}
+
+    def entry(name, default=False):
+        return {"config_name": name, **({"default": True} if default else {}),
+                "data_files": [{"split": "train", "path": f"data/{name}/train-*.parquet"}]}
+
+    theirs = {"license": "other", "license_name": "m1-source-licences", "size_categories": ["10K<n<100K"],
+              "source_datasets": ["extended|openlifescienceai/medmcqa"], "tags": ["medical"],
+              "configs": [entry("m23k", True)], "dataset_info": [info("m23k", 23_493)]}
+    ours = {"license": "apache-2.0", "size_categories": ["n<1K"], "source_datasets": ["original"],
+            "tags": ["medical", "synthetic"], "configs": [entry("m1k", True)], "dataset_info": [info("m1k", 33)]}
+    merged = merge_metadata(ours, theirs)
+    assert merged["license"] == "other" and merged["license_name"] == "m1-source-licences"
+    assert merged["size_categories"] == ["10K<n<100K"]
+    assert merged["source_datasets"] == ["extended|openlifescienceai/medmcqa", "original"]
+    assert merged["tags"] == ["medical", "synthetic"]
+    # replacing our own config only: our header as it is
+    alone = merge_metadata(ours, {**ours, "license": "mit", "size_categories": ["1K<n<10K"]})
+    assert alone["license"] == "apache-2.0" and alone["size_categories"] == ["n<1K"]

@@ -325,3 +325,13 @@ def test_bad_sample_settings_are_one_line_errors():
         StudentConfig(SMALL, "http://x", samples=0)
     with pytest.raises(UserError, match="solved_if"):
         StudentConfig(SMALL, "http://x", solved_if="most")
+
+
+def test_each_student_records_the_model_its_server_said_answered(llm_server, tmp_path):
+    """The card names the model that answered, not only the name the config asked for: an alias
+    or the embedded server with another GGUF answers as another model."""
+    llm_server.handler = student_handler
+    stats = DifficultyFilter(config(llm_server, tmp_path)).run(ROWS, None).stats
+    for short in ("small", "large"):
+        served = stats["students"][short]["served_models"]
+        assert list(served) == ["scripted"] and 0 < served["scripted"] <= len(ROWS)
