@@ -822,12 +822,19 @@ def available_cards() -> list[str]:
     return sorted(p.name.removesuffix(".md.jinja") for p in TEMPLATE_DIR.glob("*.md.jinja") if p.name != "base.md.jinja")
 
 
+# funnel_markdown's sections that the card's decontamination section shows in its own words
+_SHOWN_ELSEWHERE = ("## Decontamination by eval set", "## Word n-gram")
+
+
 def _funnel_section(run_dir: str | Path) -> str:
     """`funnel_markdown` one heading level down, without its own "Funnel" title (the card has
-    one) and without its eval-set lists, which the card's decontamination section shows."""
-    text = re.sub(r"^(#+) ", lambda m: "#" + m.group(1) + " ", funnel_markdown(run_dir), flags=re.M)
-    text = re.sub(r"\A### Funnel\n+", "", text)
-    return re.split(r"^### (Decontamination hits by eval set|Word n-gram)", text, flags=re.M)[0].strip()
+    one) and without the sections the card shows elsewhere (`_SHOWN_ELSEWHERE`), each dropped by
+    its title: cutting at the first of them also cut what follows it, and a renamed title left
+    the eval-set table in the card twice."""
+    sections = re.split(r"^(?=## )", funnel_markdown(run_dir), flags=re.M)
+    text = "".join(s for s in sections if not s.startswith(_SHOWN_ELSEWHERE))
+    text = re.sub(r"\A\s*## Funnel\n+", "", text)
+    return re.sub(r"^(#+) ", lambda m: "#" + m.group(1) + " ", text, flags=re.M).strip()
 
 
 def type_name(feature: Any) -> str:
@@ -846,8 +853,6 @@ def _library_versions() -> dict[str, str]:
     import huggingface_hub
 
     return {"m1data": __version__, "datasets": datasets.__version__, "huggingface_hub": huggingface_hub.__version__}
-
-
 
 
 def _sample_levels(manifests: list[dict[str, Any]]) -> list[str] | None:

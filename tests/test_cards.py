@@ -648,3 +648,22 @@ def test_the_m1k_summary_says_how_this_build_drew_its_rows(tmp_path, levels, sai
     summary = card[card.index("# m1K"): card.index("## Dataset details")]
     assert said in summary
     assert ("balances medical domains" in summary) == (levels == ["domain", "source"])
+
+
+def test_each_section_of_the_card_appears_once(run):
+    """The funnel's eval-set table is the decontamination section's to show: the card cut it out
+    by a title the funnel no longer used, and showed it twice."""
+    card, _ = rendered(run)
+    headings = [line for line in card.splitlines() if line.startswith("#")]
+    assert len(headings) == len(set(headings)), headings
+    assert "Decontamination by eval set" not in card
+    assert "### Dropped rows by stage and reason" in card  # the funnel's own tables stay
+
+
+def test_the_funnel_section_drops_only_what_the_card_shows_elsewhere(tmp_path, monkeypatch):
+    from m1data.cards import render
+
+    funnel = ("## Funnel\n\n| a |\n\n## Word n-gram cross-check\n\n| n |\n\n## Teacher yield by try\n\n| t |\n\n"
+              "## Decontamination by eval set\n\n| e |\n")
+    monkeypatch.setattr(render, "funnel_markdown", lambda run_dir: funnel)
+    assert render._funnel_section(tmp_path) == "| a |\n\n### Teacher yield by try\n\n| t |"
