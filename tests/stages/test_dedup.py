@@ -577,3 +577,18 @@ def test_decontaminate_fingerprint_follows_an_eval_file_given_alone(tmp_path, sp
     before = stage.external_fingerprint()
     path.write_text(json.dumps({"question": "Another question?", "options": ["a", "b", "c", "d"], "answer_idx": 1}) + "\n")
     assert stage.external_fingerprint() != before
+
+
+def test_matcher_refuses_a_single_str_and_non_text_items() -> None:
+    # a str is a sequence of characters: matched one by one it gave duplicates that are not there
+    with pytest.raises(TypeError, match="not a single str"):
+        find_duplicates("Which valve lesion causes a murmur?")
+    with pytest.raises(TypeError, match=r"texts\[1\] is NoneType"):
+        find_duplicates(["a question", None])
+    with pytest.raises(TypeError, match="not a single str"):
+        find_contamination(["a question"], "a question")
+
+
+def test_find_contamination_takes_plain_eval_strings() -> None:
+    (match,) = find_contamination(["x", "Which valve lesion causes a murmur?"], ["Which valve lesion causes a murmur?"])
+    assert (match.index, match.set_name, match.item_id, match.score) == (1, "eval", "0", 100.0)
