@@ -592,3 +592,51 @@ def test_matcher_refuses_a_single_str_and_non_text_items() -> None:
 def test_find_contamination_takes_plain_eval_strings() -> None:
     (match,) = find_contamination(["x", "Which valve lesion causes a murmur?"], ["Which valve lesion causes a murmur?"])
     assert (match.index, match.set_name, match.item_id, match.score) == (1, "eval", "0", 100.0)
+
+
+def _frames():
+    import pandas as pd
+    import polars as pl
+
+    data = {"id": ["t0", "t1"], "question": ["Which valve lesion causes a crescendo-decrescendo murmur?",
+                                             "What does insulin do?"]}
+    return data, pd.DataFrame(data), pl.DataFrame(data)
+
+
+def test_decontaminate_reads_one_eval_set_and_dataframes_not_their_iteration() -> None:
+    # iterated, a Dataset gives row dicts and a DataFrame its column names: both matched nothing
+    from datasets import Dataset
+
+    data, pandas_frame, polars_frame = _frames()
+    train = Dataset.from_dict(data)
+    for evals in (train, pandas_frame, {"mine": pandas_frame}, {"mine": polars_frame}):
+        kept, removed = decontaminate(train, evals)
+        assert sorted(removed["eval_id"]) == ["t0", "t1"] and len(kept) == 0, evals
+    with pytest.raises(TypeError, match="not a single str"):
+        decontaminate(train, data["question"][0])
+
+
+def test_dedup_and_decontaminate_take_dataframes_and_row_lists() -> None:
+    data, pandas_frame, polars_frame = _frames()
+    rows = [dict(zip(data, values)) for values in zip(*data.values())]
+    for held in (pandas_frame, polars_frame, rows):
+        kept, removed = deduplicate(held)
+        assert kept["id"] == ["t0", "t1"] and len(removed) == 0
+        kept, removed = decontaminate(held, [data["question"][1]])
+        assert kept["id"] == ["t0"] and removed["id"] == ["t1"]
+    with pytest.raises(TypeError, match="must be a datasets.Dataset"):
+        deduplicate({"question": data["question"]})
+
+
+def test_dedup_and_decontaminate_show_no_datasets_bars(capfd: pytest.CaptureFixture[str]) -> None:
+    # README: a library call prints nothing; datasets' "Flattening the indices" bar is on by default
+    import datasets
+
+    data, _, _ = _frames()
+    datasets.enable_progress_bars()
+    train = datasets.Dataset.from_dict({"id": ["a", "b"], "question": [data["question"][0]] * 2})
+    capfd.readouterr()
+    deduplicate(train)
+    decontaminate(train, [data["question"][0]])
+    assert capfd.readouterr().err == ""
+    assert datasets.is_progress_bar_enabled()  # left as it was
