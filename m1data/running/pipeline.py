@@ -203,6 +203,21 @@ def add_columns(rows: datasets.Dataset, columns: dict[str, tuple[Sequence[Any], 
     return rows
 
 
+def check_rows(rows: Any, stage: str, required: Sequence[str] = ()) -> datasets.Dataset:
+    """A stage's input, checked before its work: rows there, a Dataset (a pandas or polars frame
+    failed deep inside with "no attribute 'remove_columns'"), with the columns the stage reads."""
+    if rows is None:
+        raise UserError(f"the {stage} stage needs input rows; it cannot be the first stage")
+    if not isinstance(rows, datasets.Dataset):
+        raise TypeError(f"the {stage} stage takes a datasets.Dataset, got {type(rows).__name__} "
+                        "(Dataset.from_pandas(frame, preserve_index=False) or Dataset.from_polars(frame))")
+    missing = [c for c in required if c not in rows.column_names]
+    if missing:
+        raise UserError(f"the {stage} stage needs columns {missing} (see m1data.schema); "
+                        f"the rows have {rows.column_names}")
+    return rows
+
+
 def dropped_rows(
     rows: datasets.Dataset, reasons: str | Sequence[str], columns: dict[str, tuple[Sequence[Any], Any]] | None = None
 ) -> datasets.Dataset:
@@ -804,6 +819,7 @@ __all__ = [
     "StageNotReady",
     "StageResult",
     "add_columns",
+    "check_rows",
     "check_run_folder",
     "check_stage_names",
     "check_stage_output",

@@ -29,7 +29,7 @@ import datasets
 import numpy as np
 
 from m1data.errors import M1DataError, UserError
-from m1data.running.pipeline import RunContext, Stage, StageResult, file_digest
+from m1data.running.pipeline import RunContext, Stage, StageResult, check_rows, file_digest
 from m1data.stages.qualifiers import DOMAIN_COLUMNS, add_domain_columns, domain_counts, load_qualifiers
 
 __all__ = [
@@ -279,8 +279,7 @@ class OfflineTagger(Stage):
         return ""
 
     def run(self, rows: datasets.Dataset | None, ctx: RunContext) -> StageResult:
-        if rows is None:
-            raise UserError("the tag stage needs input rows")
+        rows = check_rows(rows, self.name, (self.config.text_field,))
         if self._tagger is None:  # built once per stage object: once per worker on Ray
             self._tagger = build_tagger(self.config)
         tagger = self._tagger

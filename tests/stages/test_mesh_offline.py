@@ -222,3 +222,16 @@ def test_loading_the_encoder_prints_no_bar(capfd):
     load_encoder.__wrapped__("cpu")  # past the per-process cache: the load itself
     assert "Loading weights" not in capfd.readouterr().err
     assert transformers_logging.is_progress_bar_enabled()  # left as it was
+
+
+def test_stage_input_is_checked_before_the_model_loads():
+    # a pandas frame failed deep inside ("no attribute 'remove_columns'"), a missing column in datasets
+    import pandas as pd
+
+    from m1data.errors import UserError
+
+    tagger = OfflineTagger(OfflineConfig(method="supervised", model_path="never-read.pkl"))
+    with pytest.raises(TypeError, match="takes a datasets.Dataset, got DataFrame"):
+        tagger.run(pd.DataFrame({"prompt": ["Which drug?"]}), None)
+    with pytest.raises(UserError, match=r"needs columns \['prompt'\].*\['question'\]"):
+        tagger.run(datasets.Dataset.from_dict({"question": ["Which drug?"]}), None)
