@@ -93,6 +93,7 @@ than the pairs?). At t=95 the bound allows an Indel edit every ~10 characters (K
 from __future__ import annotations
 
 import functools
+import numbers
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -155,9 +156,16 @@ class ContamMatch:
 
 
 def _check_threshold(threshold: float) -> float:
-    """Thresholds <= 0 match every pair; we refuse them rather than silently do n^2 work."""
+    """Thresholds <= 0 match every pair; we refuse them rather than silently do n^2 work. So do
+    thresholds <= 1: that is a 0-1 similarity (MinHash, cosine) on rapidfuzz's 0-100 scale, and at
+    0.95 nearly every pair of texts of similar length matched, removing rows that are no copies."""
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):  # numpy's scalars too
+        raise TypeError(f"threshold must be a number on the 0-100 scale, got {type(threshold).__name__}: {threshold!r}")
     if not 0.0 < threshold <= 100.0:
         raise UserError(f"threshold must be in (0, 100], got {threshold}")
+    if threshold <= 1.0:
+        raise UserError(f"threshold {threshold} is on a 0-1 scale; it is a rapidfuzz ratio from 0 to 100 "
+                        f"(the paper's is 95): did you mean {threshold * 100:g}?")
     return (100.0 - threshold) / 100.0 + SLACK
 
 

@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rapidfuzz import fuzz
 
+from m1data.errors import UserError
 from m1data.stages.dedup import (
     ContamMatch,
     Decontaminate,
@@ -640,3 +641,12 @@ def test_dedup_and_decontaminate_show_no_datasets_bars(capfd: pytest.CaptureFixt
     decontaminate(train, [data["question"][0]])
     assert capfd.readouterr().err == ""
     assert datasets.is_progress_bar_enabled()  # left as it was
+
+
+def test_a_0_to_1_threshold_is_refused_with_the_scale_it_needs() -> None:
+    # 0.95 (a MinHash/cosine habit) matched these two texts, ratio 90.9, and nearly every pair in a set
+    with pytest.raises(UserError, match="0-1 scale.*did you mean 95"):
+        find_duplicates(["abc def ghi", "abc def ghj"], threshold=0.95)
+    with pytest.raises(TypeError, match="0-100 scale, got str"):
+        find_duplicates(["a"], threshold="95")
+    assert find_duplicates(["abc", "abc"], threshold=np.float32(95)) == [DupMatch(1, 0, 100.0)]
