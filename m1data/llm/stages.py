@@ -336,7 +336,8 @@ def count_transient(replies: Sequence[Reply]) -> int:
     return sum(is_transient(r) for r in replies)
 
 
-def check_rows(rows: datasets.Dataset | None, stage: str, required: Sequence[str] = REQUIRED_COLUMNS) -> datasets.Dataset:
+def check_rows(rows: datasets.Dataset | None, stage: str,
+               required: Sequence[str] = REQUIRED_COLUMNS) -> datasets.Dataset:
     """`m1data.running.pipeline.check_rows`, with the LLM stages' columns by default."""
     return pipeline.check_rows(rows, stage, required)
 

@@ -143,9 +143,9 @@ def decontaminate(ds: Dataset, evals: Mapping[str, Dataset | Sequence[str]] | Se
     ``options`` column) against the rows' stems. With ``column`` every side uses that column.
     An eval Dataset's item id is its ``id`` column (else the row index) and its set name the
     mapping key (else its ``source`` column, else "eval"). Plain strings get set name "eval" (or
-    the mapping key) and their position. Eval files are given as ``EvalInput``s (or paths, as
-    mapping values or list items) and read by ``m1data.reading.evalsets.load_evals``, as the command
-    line and the build read them. The rows, and an eval set, may also be a pandas or polars
+    the mapping key) and their position. Eval files are given as ``EvalInput``s (or paths: a
+    mapping value, str or Path, or a Path list item) and read by
+    ``m1data.reading.evalsets.load_evals``, as the command line and the build read them. The rows, and an eval set, may also be a pandas or polars
     DataFrame (or the rows a list of row dicts); both results are Datasets.
     """
     ds = _as_rows(ds, "the rows")
@@ -199,7 +199,9 @@ def eval_items(evals: Mapping[str, Dataset | Sequence[str]] | Sequence[Dataset |
         return _eval_from(evals, column, None)
     if isinstance(evals, Mapping):
         for name, value in evals.items():
-            if isinstance(value, os.PathLike):
+            if isinstance(value, str) and not Path(value).exists():  # a str value can only be a file
+                raise UserError(f"eval set {name}: {value!r} is no file; a set's questions go in a list or a Dataset")
+            if isinstance(value, (str, os.PathLike)):
                 out.extend(eval_items(_read_files([_eval_input(str(name), value)]), column))
             else:
                 out.extend(_eval_from(value, column, str(name)))

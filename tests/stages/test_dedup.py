@@ -650,3 +650,18 @@ def test_a_0_to_1_threshold_is_refused_with_the_scale_it_needs() -> None:
     with pytest.raises(TypeError, match="0-100 scale, got str"):
         find_duplicates(["a"], threshold="95")
     assert find_duplicates(["abc", "abc"], threshold=np.float32(95)) == [DupMatch(1, 0, 100.0)]
+
+
+def test_an_eval_file_given_as_a_str_mapping_value_is_read(tmp_path) -> None:
+    # {"mine": "evals.jsonl"} failed with "not a str" though the docstring names paths as mapping values
+    from datasets import Dataset
+
+    question = "Which valve lesion causes a crescendo-decrescendo murmur?"
+    path = tmp_path / "mine.jsonl"
+    path.write_text(json.dumps({"question": question, "options": ["A opt", "B opt"], "answer": "A opt"}) + "\n")
+    train = Dataset.from_dict({"id": ["t0", "t1"], "question": [question, "What does insulin do?"],
+                               "options": [["B opt", "A opt"], ["x", "y"]]})
+    kept, removed = decontaminate(train, {"mine": str(path)})
+    assert kept["id"] == ["t1"] and removed["eval_set"] == ["mine"]
+    with pytest.raises(UserError, match="is no file"):
+        decontaminate(train, {"mine": question})
