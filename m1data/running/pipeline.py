@@ -70,6 +70,7 @@ class StageResult:
     incomplete, the run stops after it, and the next run re-runs it, sending exactly those."""
 
 
+@datasets_bars_off()  # a stage's helpers print nothing, whoever calls the stage (README)
 def in_memory(rows: datasets.Dataset) -> datasets.Dataset:
     """`rows` as one plain in-memory Arrow table, which survives pickling. Why: a selection of zero
     rows from a table that had columns added is held by `datasets` as a concatenation of no blocks;
@@ -191,6 +192,7 @@ def input_digest(path: str | Path) -> str:
     return digest.hexdigest()[:16]
 
 
+@datasets_bars_off()
 def add_columns(rows: datasets.Dataset, columns: dict[str, tuple[Sequence[Any], Any]]) -> datasets.Dataset:
     """Append columns given as {name: (values, feature)}; explicit features keep empty inputs and
     all-null columns well typed. An existing column of the same name is replaced."""
@@ -218,6 +220,7 @@ def check_rows(rows: Any, stage: str, required: Sequence[str] = ()) -> datasets.
     return rows
 
 
+@datasets_bars_off()  # its flatten_indices showed datasets' bar from a stage run in a notebook
 def dropped_rows(
     rows: datasets.Dataset, reasons: str | Sequence[str], columns: dict[str, tuple[Sequence[Any], Any]] | None = None
 ) -> datasets.Dataset:
