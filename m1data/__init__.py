@@ -80,7 +80,15 @@ if TYPE_CHECKING:
     from m1data.stages.sampling import random_sample, stratified_sample
 
 
+# submodules the README reaches through the package (`m1data.output.enable()`, `m1data.jobs.run_dedup_file`):
+# imported on first use too, as `import m1data.output` would
+_SUBMODULES = {"builders", "caches", "cards", "config", "cores", "errors", "infer", "jobs", "llm", "output",
+               "publishing", "reading", "redact", "running", "schema", "stages", "train"}
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"m1data.{name}")  # the import sets the attribute itself
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'm1data' has no attribute {name!r}")

@@ -155,3 +155,15 @@ def test_the_readme_tree_names_every_module():
     on_disk = {str(p.relative_to(ROOT / "m1data")) for p in (ROOT / "m1data").rglob("*.py")
                if p.name != "__init__.py" and p.parent.name != "llm"}
     assert listed == on_disk
+
+
+def test_the_readme_s_submodules_are_reached_through_the_package():
+    # `import m1data; m1data.output.enable()` (README) raised AttributeError: __getattr__ knew only
+    # the top-level names; `import m1data` must still import none of them until asked
+    code = (
+        "import sys, m1data\n"
+        "assert 'm1data.output' not in sys.modules and 'm1data.jobs' not in sys.modules\n"
+        "m1data.output.enable(); m1data.output.disable()\n"
+        "assert callable(m1data.jobs.run_dedup_file)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -32,6 +32,7 @@ from m1data.llm.limits import RetryPolicy
 from m1data.llm.runner import RunStats, plan_requests, print_plan
 from m1data.llm.types import Engine, Reply, Request, is_transient
 from m1data.redact import refuse_query, refuse_secret_params, refuse_userinfo
+from m1data.running import pipeline
 from m1data.running.pipeline import RunContext, Stage, StageResult, dropped_rows, in_memory, run_on_file
 from m1data.schema import fresh_fingerprint
 
@@ -335,13 +336,10 @@ def count_transient(replies: Sequence[Reply]) -> int:
     return sum(is_transient(r) for r in replies)
 
 
-def check_rows(rows: datasets.Dataset | None, stage: str, required: Sequence[str] = REQUIRED_COLUMNS) -> datasets.Dataset:
-    if rows is None:
-        raise UserError(f"the {stage} stage needs input rows; it cannot be the first stage")
-    missing = [c for c in required if c not in rows.column_names]
-    if missing:
-        raise UserError(f"the {stage} stage needs columns {missing} (see m1data.schema)")
-    return rows
+def check_rows(rows: datasets.Dataset | None, stage: str,
+               required: Sequence[str] = REQUIRED_COLUMNS) -> datasets.Dataset:
+    """`m1data.running.pipeline.check_rows`, with the LLM stages' columns by default."""
+    return pipeline.check_rows(rows, stage, required)
 
 
 def open_cache(configured: str | None, ctx: RunContext | None) -> Cache:

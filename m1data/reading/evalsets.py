@@ -782,6 +782,9 @@ def load_eval(name: str, path: str | Path | None = None, *, scoring: bool = True
     """Load a named eval set (from the Hub, or from `path` in its native format). `scoring=False`
     loads it as decontamination targets: a set whose answer keys are all unreadable still counts."""
     if name not in EVAL_SETS:
+        if Path(name).exists():  # the message below says "or pass a file", which is load_eval_file's to read
+            raise UserError(f"{name} is a file, not an eval set name: read it with "
+                            "m1data.reading.evalsets.load_eval_file (or load_eval_any, which takes either)")
         raise UserError(f"unknown eval set {name!r}; choose from {', '.join(EVAL_SETS)} or pass a file")
     if path is not None and not Path(path).exists():
         raise FileNotFoundError(f"{path}: no such file")

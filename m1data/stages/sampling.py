@@ -33,6 +33,7 @@ import numpy as np
 import polars as pl
 
 from m1data.errors import UserError
+from m1data.output import datasets_bars_off
 from m1data.running.pipeline import RunContext, Stage, StageResult, dropped_rows
 from m1data.schema import fresh_fingerprint
 
@@ -238,6 +239,7 @@ class Sample(Stage):
         self.config = config
         self.name = name
 
+    @datasets_bars_off()  # filter and flatten_indices show datasets' bars; a stage run prints nothing
     def run(self, rows: datasets.Dataset | None, ctx: RunContext) -> StageResult:
         cfg = self.config
         if cfg.levels:

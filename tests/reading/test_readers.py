@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from m1data.errors import UserError
 from m1data.reading.evalsets import load_eval
 from m1data.reading.readers import MalformedFile, lettered_options, read_csv, read_json, read_jsonl
 from m1data.reading.sources import load_source
@@ -239,3 +240,25 @@ def test_answer_text_is_compared_with_case_folded(key, option, same):
     from m1data.reading.readers import same_text
 
     assert same_text(key, option) is same
+
+
+def test_reading_and_writing_rows_print_no_datasets_bars(tmp_path, capfd):
+    # README: a library call prints nothing; datasets' write/read bars are on in a fresh interpreter
+    import datasets
+
+    from m1data.reading.readers import read_rows, write_rows
+
+    datasets.enable_progress_bars()
+    capfd.readouterr()
+    for name in ("rows.parquet", "rows.jsonl"):
+        write_rows(datasets.Dataset.from_dict({"a": [1, 2]}), tmp_path / name)
+        assert read_rows(tmp_path / name)["a"] == [1, 2]
+    assert capfd.readouterr().err == ""
+    assert datasets.is_progress_bar_enabled()  # left as it was
+
+
+def test_load_eval_given_a_file_points_to_the_file_reader(tmp_path):
+    path = tmp_path / "mine.jsonl"
+    path.write_text(json.dumps({"question": "Which drug?", "options": ["x", "y"], "answer": "x"}) + "\n")
+    with pytest.raises(UserError, match="is a file, not an eval set name.*load_eval_file"):
+        load_eval(str(path))

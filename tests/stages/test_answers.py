@@ -514,3 +514,27 @@ def test_real_replies_answering_first_are_read_by_their_first_line(gpt4o_replies
         else:  # the body itself ends on a statement of its own: that one decides
             assert extraction.method == "statement"
     assert reshaped > 700
+
+
+def test_options_from_a_dataframe_row_are_read_like_a_list() -> None:
+    # pandas/parquet hand a row's options back as a numpy array, whose truth value is an error
+    import numpy as np
+    import pandas as pd
+
+    options = ["Mitral regurgitation", "Aortic regurgitation", "Aortic stenosis", "Mitral stenosis"]
+    for held in (np.array(options), pd.Series(options), tuple(options), (o for o in options)):
+        assert extract_answer("The answer is C", held).letter == "C"
+    assert grade("The answer is C", np.array(options), np.int64(2)).correct
+
+
+@pytest.mark.parametrize(("reply", "options", "answer_idx", "says"), [
+    ("The answer is C", "ABCD", 2, "not a single str"),       # would be read as four one-letter options
+    (None, ["x", "y"], 0, "reply must be a str"),              # a failed request's reply
+    ("The answer is B", ["x", "y"], "B", "answer_idx must be an int"),
+    ("The answer is B", ["x", "y"], True, "answer_idx must be an int"),
+    ("The answer is B", ["x", "y"], 1.0, "answer_idx must be an int"),
+    ("The answer is B", ["x", 2], 1, "every option must be a str"),
+])
+def test_wrong_argument_types_are_said_in_one_line(reply, options, answer_idx, says) -> None:
+    with pytest.raises(TypeError, match=says):
+        grade(reply, options, answer_idx)

@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rapidfuzz import fuzz
 
+from m1data.errors import UserError
 from m1data.stages.dedup import (
     ContamMatch,
     Decontaminate,
@@ -577,3 +578,90 @@ def test_decontaminate_fingerprint_follows_an_eval_file_given_alone(tmp_path, sp
     before = stage.external_fingerprint()
     path.write_text(json.dumps({"question": "Another question?", "options": ["a", "b", "c", "d"], "answer_idx": 1}) + "\n")
     assert stage.external_fingerprint() != before
+
+
+def test_matcher_refuses_a_single_str_and_non_text_items() -> None:
+    # a str is a sequence of characters: matched one by one it gave duplicates that are not there
+    with pytest.raises(TypeError, match="not a single str"):
+        find_duplicates("Which valve lesion causes a murmur?")
+    with pytest.raises(TypeError, match=r"texts\[1\] is NoneType"):
+        find_duplicates(["a question", None])
+    with pytest.raises(TypeError, match="not a single str"):
+        find_contamination(["a question"], "a question")
+
+
+def test_find_contamination_takes_plain_eval_strings() -> None:
+    (match,) = find_contamination(["x", "Which valve lesion causes a murmur?"], ["Which valve lesion causes a murmur?"])
+    assert (match.index, match.set_name, match.item_id, match.score) == (1, "eval", "0", 100.0)
+
+
+def _frames():
+    import pandas as pd
+    import polars as pl
+
+    data = {"id": ["t0", "t1"], "question": ["Which valve lesion causes a crescendo-decrescendo murmur?",
+                                             "What does insulin do?"]}
+    return data, pd.DataFrame(data), pl.DataFrame(data)
+
+
+def test_decontaminate_reads_one_eval_set_and_dataframes_not_their_iteration() -> None:
+    # iterated, a Dataset gives row dicts and a DataFrame its column names: both matched nothing
+    from datasets import Dataset
+
+    data, pandas_frame, polars_frame = _frames()
+    train = Dataset.from_dict(data)
+    for evals in (train, pandas_frame, {"mine": pandas_frame}, {"mine": polars_frame}):
+        kept, removed = decontaminate(train, evals)
+        assert sorted(removed["eval_id"]) == ["t0", "t1"] and len(kept) == 0, evals
+    with pytest.raises(TypeError, match="not a single str"):
+        decontaminate(train, data["question"][0])
+
+
+def test_dedup_and_decontaminate_take_dataframes_and_row_lists() -> None:
+    data, pandas_frame, polars_frame = _frames()
+    rows = [dict(zip(data, values)) for values in zip(*data.values())]
+    for held in (pandas_frame, polars_frame, rows):
+        kept, removed = deduplicate(held)
+        assert kept["id"] == ["t0", "t1"] and len(removed) == 0
+        kept, removed = decontaminate(held, [data["question"][1]])
+        assert kept["id"] == ["t0"] and removed["id"] == ["t1"]
+    with pytest.raises(TypeError, match="must be a datasets.Dataset"):
+        deduplicate({"question": data["question"]})
+
+
+def test_dedup_and_decontaminate_show_no_datasets_bars(capfd: pytest.CaptureFixture[str]) -> None:
+    # README: a library call prints nothing; datasets' "Flattening the indices" bar is on by default
+    import datasets
+
+    data, _, _ = _frames()
+    datasets.enable_progress_bars()
+    train = datasets.Dataset.from_dict({"id": ["a", "b"], "question": [data["question"][0]] * 2})
+    capfd.readouterr()
+    deduplicate(train)
+    decontaminate(train, [data["question"][0]])
+    assert capfd.readouterr().err == ""
+    assert datasets.is_progress_bar_enabled()  # left as it was
+
+
+def test_a_0_to_1_threshold_is_refused_with_the_scale_it_needs() -> None:
+    # 0.95 (a MinHash/cosine habit) matched these two texts, ratio 90.9, and nearly every pair in a set
+    with pytest.raises(UserError, match="0-1 scale.*did you mean 95"):
+        find_duplicates(["abc def ghi", "abc def ghj"], threshold=0.95)
+    with pytest.raises(TypeError, match="0-100 scale, got str"):
+        find_duplicates(["a"], threshold="95")
+    assert find_duplicates(["abc", "abc"], threshold=np.float32(95)) == [DupMatch(1, 0, 100.0)]
+
+
+def test_an_eval_file_given_as_a_str_mapping_value_is_read(tmp_path) -> None:
+    # {"mine": "evals.jsonl"} failed with "not a str" though the docstring names paths as mapping values
+    from datasets import Dataset
+
+    question = "Which valve lesion causes a crescendo-decrescendo murmur?"
+    path = tmp_path / "mine.jsonl"
+    path.write_text(json.dumps({"question": question, "options": ["A opt", "B opt"], "answer": "A opt"}) + "\n")
+    train = Dataset.from_dict({"id": ["t0", "t1"], "question": [question, "What does insulin do?"],
+                               "options": [["B opt", "A opt"], ["x", "y"]]})
+    kept, removed = decontaminate(train, {"mine": str(path)})
+    assert kept["id"] == ["t1"] and removed["eval_set"] == ["mine"]
+    with pytest.raises(UserError, match="is no file"):
+        decontaminate(train, {"mine": question})

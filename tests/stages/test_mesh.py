@@ -13,6 +13,7 @@ import datasets
 import pytest
 from stage_doubles import Given
 
+from m1data.errors import UserError
 from m1data.llm.stages import LLMRuntime
 from m1data.reading.readers import read_rows, write_rows
 from m1data.running.pipeline import (
@@ -27,6 +28,7 @@ from m1data.stages.mesh import (
     FOLLOW_UP,
     MeshConfig,
     MeshTagger,
+    add_domain_columns,
     build_messages,
     build_request,
     extract_code,
@@ -398,3 +400,24 @@ def test_in_a_pipeline_a_row_lost_to_transient_failures_is_retried_not_dropped(l
     outage["on"] = False
     rows = run_pipeline([Given(_rows()), stage], tmp_path / "run")
     assert rows["domain_code"] == list(SCRIPT.values())
+
+
+def test_cached_qualifier_tables_cannot_be_changed_by_a_caller() -> None:
+    # the mapping is cached for every caller: one caller's clear() made every later tagging fail
+    from datasets import Dataset
+
+    from m1data.stages.qualifiers import qualifier_children
+
+    with pytest.raises((TypeError, AttributeError)):
+        qualifier_by_code().clear()
+    with pytest.raises((TypeError, AttributeError)):
+        qualifier_children()["22"] = frozenset()
+    assert add_domain_columns(Dataset.from_dict({"x": [1]}), ["22"])["domain"] == ["Diet Therapy"]
+
+
+@pytest.mark.parametrize("codes", [[22], ["99"], ["22", "22"]])
+def test_add_domain_columns_names_a_bad_code_or_count(codes) -> None:
+    from datasets import Dataset
+
+    with pytest.raises(UserError, match="not a qualifier code|codes for 1 rows"):
+        add_domain_columns(Dataset.from_dict({"x": [1]}), codes)

@@ -208,3 +208,30 @@ def test_zero_shot_stage_and_file(tmp_path, zero_shot):
     assert tagged["domain"] == [qualifier_by_code()[c].name for c in tagged["domain_code"]]
     assert result["method"] == "zero-shot" and result["tagged"] == 3 and result["rows_dropped"] == 0
     assert json.loads(tagged["metadata"][0]) == {}
+
+
+@needs_embeddings
+def test_loading_the_encoder_prints_no_bar(capfd):
+    # README: a library call prints nothing; transformers' "Loading weights" bar is on by default
+    from transformers.utils import logging as transformers_logging
+
+    from m1data.stages.mesh_offline import load_encoder
+
+    transformers_logging.enable_progress_bar()
+    capfd.readouterr()
+    load_encoder.__wrapped__("cpu")  # past the per-process cache: the load itself
+    assert "Loading weights" not in capfd.readouterr().err
+    assert transformers_logging.is_progress_bar_enabled()  # left as it was
+
+
+def test_stage_input_is_checked_before_the_model_loads():
+    # a pandas frame failed deep inside ("no attribute 'remove_columns'"), a missing column in datasets
+    import pandas as pd
+
+    from m1data.errors import UserError
+
+    tagger = OfflineTagger(OfflineConfig(method="supervised", model_path="never-read.pkl"))
+    with pytest.raises(TypeError, match="takes a datasets.Dataset, got DataFrame"):
+        tagger.run(pd.DataFrame({"prompt": ["Which drug?"]}), None)
+    with pytest.raises(UserError, match=r"needs columns \['prompt'\].*\['question'\]"):
+        tagger.run(datasets.Dataset.from_dict({"question": ["Which drug?"]}), None)

@@ -87,3 +87,14 @@ def test_boilerplate_shared_by_many_training_rows_is_ignored() -> None:
     assert ngram_overlap(train, evals) == [0] * 8 + [0]  # without the rule: every row "contaminated"
     assert ngram_overlap(train, evals, max_train_rows=5) == [None] * 8 + [1]
     assert ngram_overlap(train, evals, max_train_rows=9) == [0] * 8 + [0]  # 9 rows share it: not above 9
+
+
+def test_a_single_str_or_a_none_is_refused_not_read_per_character() -> None:
+    # "a b c ..." as texts was read as one text per character: 17 rows of None, silently
+    words = "one two three four five six seven eight nine"
+    with pytest.raises(TypeError, match="texts must be a sequence of str, not a single str"):
+        ngram_overlap(words, [words])
+    with pytest.raises(TypeError, match="eval_texts must be a sequence of str"):
+        ngram_overlap([words], words)
+    with pytest.raises(TypeError, match=r"texts\[0\] is NoneType"):
+        ngram_overlap([None], [words])

@@ -443,3 +443,18 @@ def test_sample_stage_takes_what_there_is_and_says_so(tmp_path, capsys, shown_ou
     assert manifest["stats"] == {"n_requested": 1000, "n_drawn": 7, "short_by": 993}
     assert manifest["drops"] == {}
     assert "asked for 1,000 rows but only 7" in capsys.readouterr().err.replace("\n", " ")
+
+
+def test_the_stage_run_from_python_prints_no_datasets_bars(capfd):
+    # README: a library call prints nothing; Sample.run showed datasets' Filter and Flattening bars
+    import datasets
+
+    from m1data.stages.sampling import Sample, SampleConfig
+
+    rows = datasets.Dataset.from_dict({"id": [f"q{i}" for i in range(10)], "source": ["a"] * 10,
+                                       "domain": ["x", "y"] * 5})
+    datasets.enable_progress_bars()
+    capfd.readouterr()
+    assert len(Sample(SampleConfig(n=3)).run(rows, None).rows) == 3
+    assert capfd.readouterr().err == ""
+    assert datasets.is_progress_bar_enabled()
