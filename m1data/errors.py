@@ -12,6 +12,7 @@ import contextlib
 import errno
 import os
 from collections.abc import Iterator
+from typing import Any
 
 __all__ = ["M1DataError", "STORAGE_ERRNOS", "StorageError", "TERMINATED_EXIT", "Terminated", "UserError",
            "raise_terminated", "storage_cause", "storage_errors", "storage_message"]
@@ -19,6 +20,20 @@ __all__ = ["M1DataError", "STORAGE_ERRNOS", "StorageError", "TERMINATED_EXIT", "
 
 class M1DataError(Exception):
     """A problem with the input, configuration, environment or an endpoint that the user can fix."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its message and attributes, whatever its `__init__` takes. Why: an error
+        raised in a Ray task is pickled back to the driver, and the default rebuilds it by calling
+        the class with its message; `MalformedFile(path, line, problem)` then failed, and a
+        malformed source file read on Ray came out as Ray's UnserializableException."""
+        return _rebuilt, (type(self), self.args, self.__dict__)
+
+
+def _rebuilt(cls: type[M1DataError], args: tuple[Any, ...], state: dict[str, Any]) -> M1DataError:
+    err = cls.__new__(cls, *args)
+    err.args = args
+    err.__dict__.update(state)
+    return err
 
 
 class UserError(M1DataError, ValueError):

@@ -45,6 +45,7 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 
 from m1data.config import ConfigError
+from m1data.errors import M1DataError
 from m1data.running.pipeline import RunContext, portable, sum_stats
 from m1data.schema import fresh_fingerprint
 
@@ -145,7 +146,7 @@ class RayExecutor:
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
         ray = require_ray()
         task = ray.remote(num_cpus=1)(_call)
-        return ray.get([task.remote(fn, item) for item in items])
+        return _results([task.remote(fn, item) for item in items])
 
     def band_runner(self, job: Any, bands: list[tuple[int, int]]) -> list[Any]:
         """Score groups of bands as Ray tasks; the job (texts, histograms) goes to the object
@@ -154,7 +155,7 @@ class RayExecutor:
         groups = group_bands([job.band_cost(b) for b in bands], 4 * self.parallelism())
         ref = ray.put(job)
         task = ray.remote(num_cpus=1)(_match_bands)
-        return ray.get([task.remote(ref, bands[a:b]) for a, b in groups])
+        return _results([task.remote(ref, bands[a:b]) for a, b in groups])
 
     def run_stage(self, stage: Any, rows: Any, ctx: Any) -> Any:
         """A row-parallel stage over Ray Data blocks; the same StageResult the stage gives locally."""
@@ -186,6 +187,20 @@ class RayExecutor:
         ).take_all()
         packed.sort(key=lambda record: record[POSITION])
         return merge_results(stage, [pickle.loads(record["result"]) for record in packed])
+
+
+def _results(refs: list[Any]) -> list[Any]:
+    """The tasks' results; a problem the user can fix (an M1DataError: a malformed source file)
+    raised in a task is raised here as itself. Ray wraps it in a RayTaskError whose message is the
+    worker's traceback, and the command line would print that instead of its one line."""
+    ray = require_ray()
+    try:
+        return ray.get(refs)
+    except ray.exceptions.RayTaskError as err:
+        cause = getattr(err, "cause", None)
+        if isinstance(cause, M1DataError):
+            raise cause from None
+        raise
 
 
 def _call(fn: Callable[[T], R], item: T) -> R:

@@ -630,3 +630,22 @@ def test_ray_loads_generated_layouts_like_the_local_runner(generated, ray_cluste
     if results[0][0] == "rows":
         mine = [r for r in results[0][1] if r["source"] == "mine"]
         check_layout_rows(rows, mine, sum(d["source"] == "mine" for d in results[0][2]))
+
+
+def test_a_problem_with_a_source_file_on_ray_is_the_same_one_line_error(ray_cluster, executor, tmp_path):
+    """A source read in a Ray task that stops (here: an answer column that reads two ways) raises
+    the same error, with the same one-line message, as the local runner. It came to the driver as
+    Ray's UnserializableException (MalformedFile could not be unpickled), then as a RayTaskError
+    whose message was the worker's traceback."""
+    path = tmp_path / "qs.jsonl"
+    path.write_text(json.dumps({"question": "Q0: plain", "options": ["0", "1"], "answer": 0}) + "\n",
+                    encoding="utf-8")
+    config = LoadConfig(sources={name: {"path": str(path), "licence": "MIT",
+                                        "mapping": {"question": "question", "options": "options", "answer": "answer"}}
+                                 for name in ("mine", "mine2")})
+    errors = []
+    for ctx_executor in (None, executor):
+        with pytest.raises(M1DataError) as caught:
+            LoadSources(config).run(None, RunContext(tmp_path, tmp_path, executor=ctx_executor))
+        errors.append((type(caught.value), str(caught.value)))
+    assert errors[0] == errors[1] and "answer_kind" in errors[0][1] and "\n" not in errors[0][1]
