@@ -94,15 +94,13 @@ def _as_rows(data: Any, what: str) -> Dataset:
 
     if isinstance(data, Dataset):
         return data
-    kind = type(data)
-    if kind.__name__ == "DataFrame" and kind.__module__.startswith("pandas"):
-        return Dataset.from_pandas(data, preserve_index=False)
-    if kind.__name__ == "DataFrame" and kind.__module__.startswith("polars"):
-        return Dataset.from_polars(data)
+    if _is_frame(data):
+        pandas = type(data).__module__.startswith("pandas")
+        return Dataset.from_pandas(data, preserve_index=False) if pandas else Dataset.from_polars(data)
     if isinstance(data, list) and data and all(isinstance(row, dict) for row in data):
         return Dataset.from_list(data)
     raise TypeError(f"{what} must be a datasets.Dataset, a pandas or polars DataFrame or a list of row dicts, "
-                    f"got {kind.__name__}")
+                    f"got {type(data).__name__}")
 
 
 def _is_frame(value: Any) -> bool:
@@ -145,8 +143,9 @@ def decontaminate(ds: Dataset, evals: Mapping[str, Dataset | Sequence[str]] | Se
     mapping key (else its ``source`` column, else "eval"). Plain strings get set name "eval" (or
     the mapping key) and their position. Eval files are given as ``EvalInput``s (or paths: a
     mapping value, str or Path, or a Path list item) and read by
-    ``m1data.reading.evalsets.load_evals``, as the command line and the build read them. The rows, and an eval set, may also be a pandas or polars
-    DataFrame (or the rows a list of row dicts); both results are Datasets.
+    ``m1data.reading.evalsets.load_evals``, as the command line and the build read them. The
+    rows, and an eval set, may also be a pandas or polars DataFrame (or the rows a list of row
+    dicts); both results are Datasets.
     """
     ds = _as_rows(ds, "the rows")
     _require_column(ds, column, "the rows")
