@@ -119,6 +119,14 @@ def refuse_query(url: str | None, what: str = "base_url") -> None:
         )
 
 
+def refuse_endpoint_secrets(url: str | None, what: str = "base_url") -> None:
+    """The checks every endpoint URL passes before it is used or recorded: no credentials
+    (`refuse_userinfo`, first, since the other message shows part of the URL) and no query
+    string (`refuse_query`)."""
+    refuse_userinfo(url, what)
+    refuse_query(url, what)
+
+
 def refuse_secret_params(params: Any, what: str = "extra_params") -> None:
     """Stop, in one line naming the field and not its value, when request fields (a stage's
     `extra_params`) hold a credential: a field named like one (`api_key`, `token`, at any depth)
@@ -336,6 +344,7 @@ __all__ = [
     "public_scrub",
     "redact_config",
     "redact_environment",
+    "refuse_endpoint_secrets",
     "refuse_query",
     "refuse_secret_params",
     "refuse_url_credentials",

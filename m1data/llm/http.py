@@ -49,7 +49,7 @@ from m1data.llm.limits import Failed, failure, http_failure
 from m1data.llm.params import OPENAI_PARAMS, check_params, request_body
 from m1data.llm.thinking import split_thinking
 from m1data.llm.types import Reply, Request
-from m1data.redact import mask_secret, refuse_query, refuse_userinfo, shown_variable, strip_userinfo
+from m1data.redact import mask_secret, refuse_endpoint_secrets, shown_variable, strip_userinfo
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 _FILTER_MARKERS = ("content_filter", "content_policy", "content management policy", "safety")
@@ -116,8 +116,7 @@ def check_base_url(url: str, what: str = "base_url") -> None:
     such a URL there with its own InvalidURL, which is no ValueError and reached the user as an
     internal error with a traceback, quoting the 'port' (part of the password, when the password
     holds a '/')."""
-    refuse_userinfo(url, what)  # first: what follows may show the URL
-    refuse_query(url, what)  # a key in `?api-key=` would be recorded wherever the URL is (m1data.redact)
+    refuse_endpoint_secrets(url, what)  # first: what follows may show the URL
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("http", "https"):
         problem = "does not start with http:// or https://"

@@ -31,7 +31,7 @@ from m1data.llm.cost import PriceTable
 from m1data.llm.limits import RetryPolicy
 from m1data.llm.runner import RunStats, plan_requests, print_plan
 from m1data.llm.types import Engine, Reply, Request, is_transient
-from m1data.redact import refuse_query, refuse_secret_params, refuse_userinfo
+from m1data.redact import refuse_endpoint_secrets, refuse_secret_params
 from m1data.running import pipeline
 from m1data.running.pipeline import RunContext, Stage, StageResult, dropped_rows, in_memory, run_on_file
 from m1data.schema import fresh_fingerprint
@@ -180,8 +180,7 @@ class LLMStage(Stage):
         self._built: dict[str, Engine] = {}
         self._prices: PriceTable | None = None
         for endpoint in self.endpoints():  # at construction: a build refuses before it starts anything
-            refuse_userinfo(endpoint.base_url, f"{endpoint.role}: base_url")
-            refuse_query(endpoint.base_url, f"{endpoint.role}: base_url")
+            refuse_endpoint_secrets(endpoint.base_url, f"{endpoint.role}: base_url")
         refuse_secret_params(getattr(config, "extra_params", None), f"{self.name}: extra_params")
 
     def __getstate__(self) -> dict[str, Any]:
