@@ -192,10 +192,12 @@ class RayExecutor:
 def _results(refs: list[Any]) -> list[Any]:
     """The tasks' results; a problem the user can fix (an M1DataError: a malformed source file)
     raised in a task is raised here as itself. Ray wraps it in a RayTaskError whose message is the
-    worker's traceback, and the command line would print that instead of its one line."""
+    worker's traceback, and the command line would print that instead of its one line. Read in
+    order, so that where several tasks fail the first one's error is raised, as the local runner
+    raises it (`ray.get` of the list raises whichever failure arrives first)."""
     ray = require_ray()
     try:
-        return ray.get(refs)
+        return [ray.get(ref) for ref in refs]
     except ray.exceptions.RayTaskError as err:
         cause = getattr(err, "cause", None)
         if isinstance(cause, M1DataError):

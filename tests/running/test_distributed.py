@@ -649,3 +649,19 @@ def test_a_problem_with_a_source_file_on_ray_is_the_same_one_line_error(ray_clus
             LoadSources(config).run(None, RunContext(tmp_path, tmp_path, executor=ctx_executor))
         errors.append((type(caught.value), str(caught.value)))
     assert errors[0] == errors[1] and "answer_kind" in errors[0][1] and "\n" not in errors[0][1]
+
+
+def test_where_several_sources_fail_on_ray_the_first_ones_error_is_raised(ray_cluster, executor, tmp_path):
+    """As the local runner raises it: the first source in order, not whichever task failed first
+    (the larger file here fails last). Found by the layout property above."""
+    sources = {}
+    for name, n in (("mine", 20_000), ("mine2", 1)):
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps({"question": f"Q{i}", "options": ["a", "b"]}) + "\n" for i in range(n)),
+                        encoding="utf-8")
+        sources[name] = {"path": str(path), "licence": "MIT",
+                         "mapping": {"question": "question", "options": "options", "answer": "answer"}}
+    config = LoadConfig(sources=sources)
+    for ctx_executor in (None, executor):
+        with pytest.raises(M1DataError, match="as a mine file"):
+            LoadSources(config).run(None, RunContext(tmp_path, tmp_path, executor=ctx_executor))
