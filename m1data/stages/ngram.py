@@ -19,6 +19,7 @@ carry, and after deduplication there are at most a few of those.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -40,14 +41,24 @@ def ngram_keys(text: str, n: int = 8) -> set[int]:
     """Hashed word n-grams of a text; a short text gets one key for its whole sequence.
 
     Why hash: sets of ints are smaller and faster than sets of tuples of strings. A hash
-    collision can only add a false flag, never hide a shared n-gram.
+    collision can only add a false flag, never hide a shared n-gram. Why blake2b and not
+    ``hash()``: Python salts str hashes per process (PYTHONHASHSEED), so keys made by two
+    workers, or stored and read back, would not compare. A short text needs no tag of its own:
+    it has fewer than n words, so its key never hashes the same words as an n-gram's.
     """
     words = tokens(text)
     if not words:
         return set()
     if len(words) < n:
-        return {hash(("short", tuple(words)))}
-    return {hash(tuple(words[i:i + n])) for i in range(len(words) - n + 1)}
+        return {_stable_key(words)}
+    return {_stable_key(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+def _stable_key(words: Sequence[str]) -> int:
+    """A 64-bit key of the words, the same in every process (words are ``\\w+`` runs, so a
+    space joins them unambiguously)."""
+    digest = hashlib.blake2b(" ".join(words).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
 
 
 def common_ngrams(train_keys: Sequence[set[int]], max_train_rows: int) -> set[int]:

@@ -98,3 +98,22 @@ def test_a_single_str_or_a_none_is_refused_not_read_per_character() -> None:
         ngram_overlap([words], words)
     with pytest.raises(TypeError, match=r"texts\[0\] is NoneType"):
         ngram_overlap([None], [words])
+
+
+def test_keys_are_the_same_in_processes_with_different_hash_seeds() -> None:
+    """Keys made by two workers (or stored and read back) must compare: str hash() is salted
+    per process, so the keys of one text differed between PYTHONHASHSEED=1 and =2."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json; from m1data.stages.ngram import ngram_keys; "
+            "print(json.dumps([sorted(ngram_keys(t)) for t in ['a b c', "
+            "'the patient was treated with intravenous antibiotics for seven days and recovered']]))")
+    keys = []
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        keys.append(json.loads(done.stdout))
+    assert keys[0] == keys[1]
+    assert len(keys[0][0]) == 1 and len(keys[0][1]) == 5  # one short key; 12 words give 5 eight-grams
