@@ -127,8 +127,11 @@ def extract_code(reply: str | None) -> str | None:
 
     Reference rule: drop markdown emphasis (`*`, `_`) and backticks, then whitespace and
     trailing periods, and read the last two characters. They count only when both are ASCII
-    digits, not preceded by a third digit, and name one of the 76 codes.
+    digits, not preceded by a third digit, and name one of the 76 codes. Anything but a str or
+    None is refused (a number failed with "no attribute 'translate'", and a 0 read as no code).
     """
+    if reply is not None and not isinstance(reply, str):
+        raise TypeError(f"reply must be a str or None, not {type(reply).__name__}: {reply!r:.80}")
     if not reply:
         return None
     text = reply.translate(_EMPHASIS).rstrip().rstrip(".").rstrip()

@@ -150,6 +150,13 @@ def test_extract_code(reply, expected):
     assert extract_code(reply) == expected
 
 
+@pytest.mark.parametrize("reply", [22, 0, b"Code: 22", ["22"]])
+def test_extract_code_refuses_what_is_not_a_str(reply):
+    # 22 raised "'int' object has no attribute 'translate'"; 0 and [] were read as "no code"
+    with pytest.raises(TypeError, match=f"reply must be a str or None, not {type(reply).__name__}"):
+        extract_code(reply)
+
+
 # ---------------------------------------------------------------------------------------------
 # The stage against the scripted server
 
