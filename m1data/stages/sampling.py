@@ -34,7 +34,7 @@ import polars as pl
 
 from m1data.errors import UserError
 from m1data.output import datasets_bars_off
-from m1data.running.pipeline import RunContext, Stage, StageResult, dropped_rows
+from m1data.running.pipeline import RunContext, Stage, StageResult, check_rows, dropped_rows
 from m1data.schema import fresh_fingerprint
 
 __all__ = ["PoolTooSmall", "Sample", "SampleConfig", "random_sample", "stratified_sample"]
@@ -241,6 +241,7 @@ class Sample(Stage):
 
     @datasets_bars_off()  # filter and flatten_indices show datasets' bars; a stage run prints nothing
     def run(self, rows: datasets.Dataset | None, ctx: RunContext) -> StageResult:
+        rows = check_rows(rows, self.name, ("id", "source"))  # None: it ran first; a frame: not a Dataset
         cfg = self.config
         if cfg.levels:
             kept = stratified_sample(rows, cfg.n, levels=cfg.levels, seed=cfg.seed)

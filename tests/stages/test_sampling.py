@@ -458,3 +458,15 @@ def test_the_stage_run_from_python_prints_no_datasets_bars(capfd):
     assert len(Sample(SampleConfig(n=3)).run(rows, None).rows) == 3
     assert capfd.readouterr().err == ""
     assert datasets.is_progress_bar_enabled()
+
+
+def test_the_stage_says_what_it_takes():
+    """Sample.run(None) said "cannot sample from NoneType" (the samplers' message, naming frames
+    and lists the stage cannot take): it names the stage and what it needs instead."""
+    from m1data.errors import UserError
+
+    with pytest.raises(UserError, match="the sample stage needs input rows; it cannot be the first stage"):
+        Sample(SampleConfig(n=3)).run(None, None)
+    frame = datasets.Dataset.from_dict({"id": ["a"], "source": ["medqa"], "domain": ["x"]}).to_pandas()
+    with pytest.raises(TypeError, match="the sample stage takes a datasets.Dataset, got DataFrame"):
+        Sample(SampleConfig(n=1)).run(frame, None)
