@@ -86,6 +86,20 @@ def _require_column(ds: Dataset, column: str | None, what: str) -> None:
         raise UserError(f"no column {column!r} to compare in {what}; its columns are {', '.join(ds.column_names)}")
 
 
+def _require_texts(ds: Dataset, column: str | None, id_column: str) -> None:
+    """Every compared value (`column`, else the question) is a str, or the row is named by its
+    id, as other per-row errors name rows: the matcher can only give a position ("texts[1] is
+    NoneType"), and a None question with a context was compared as the text "None"."""
+    name = column or "question"
+    if name not in ds.column_names:  # _stems says what to do
+        return
+    for i, value in enumerate(ds[name]):
+        if not isinstance(value, str):
+            row = f"{ds[i][id_column]!r}" if id_column in ds.column_names else f"{i} (the rows have no {id_column!r})"
+            raise UserError(f"row {row}: its {name!r} is {type(value).__name__}, not str; "
+                            "fill it in or remove the row before comparing")
+
+
 def _as_rows(data: Any, what: str) -> Dataset:
     """Rows as a Dataset, from what a researcher holds: a Dataset, a pandas or polars DataFrame,
     or a list of row dicts (as the samplers take). Anything else is refused here, not read as
@@ -120,6 +134,7 @@ def deduplicate(ds: Dataset, column: str | None = None, threshold: float = 95.0,
     """
     ds = _as_rows(ds, "the rows")
     _require_column(ds, column, "the rows")
+    _require_texts(ds, column, id_column)
     matches = find_duplicates(list(ds[column]) if column else match_keys(ds), threshold=threshold, runner=runner)
     ids = _row_ids(ds, id_column)
     dropped_idx = [m.index for m in matches]
@@ -149,6 +164,7 @@ def decontaminate(ds: Dataset, evals: Mapping[str, Dataset | Sequence[str]] | Se
     """
     ds = _as_rows(ds, "the rows")
     _require_column(ds, column, "the rows")
+    _require_texts(ds, column, id_column)
     items = eval_items(evals, column)
     if column:
         matches = find_contamination(list(ds[column]), items, threshold=threshold, runner=runner)

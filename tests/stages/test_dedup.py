@@ -665,3 +665,17 @@ def test_an_eval_file_given_as_a_str_mapping_value_is_read(tmp_path) -> None:
     assert kept["id"] == ["t1"] and removed["eval_set"] == ["mine"]
     with pytest.raises(UserError, match="is no file"):
         decontaminate(train, {"mine": question})
+
+
+@pytest.mark.parametrize("context", ["", "An abstract."])
+@pytest.mark.parametrize("compare", [deduplicate, lambda rows: decontaminate(rows, ["Some eval question?"])])
+def test_a_none_question_is_reported_by_the_rows_id(context, compare) -> None:
+    """deduplicate said "texts[1] is NoneType" (a position the caller never saw), and with a
+    context compared the text "ctx\\nNone"; other per-row errors name the row by its id."""
+    rows = [{"id": "medqa:a", "question": "Which valve?", "context": context},
+            {"id": "medqa:b", "question": None, "context": context}]
+    with pytest.raises(UserError, match=r"row 'medqa:b': its 'question' is NoneType, not str"):
+        compare(rows)
+    without_ids = [{k: v for k, v in row.items() if k != "id"} for row in rows]
+    with pytest.raises(UserError, match=r"row 1 \(the rows have no 'id'\): its 'question' is NoneType"):
+        compare(without_ids)
