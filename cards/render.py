@@ -21,7 +21,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -68,6 +68,7 @@ class SourceInfo:
     citation: str
     hub_id: str = ""
     url: str = ""
+    local_file: bool = False  # the build read a local file, not the Hub copy `hub_id` names
 
 
 SOURCE_INFO = {  # from the source registry, the one home of these facts
@@ -301,6 +302,17 @@ def _models(manifests: list[dict[str, Any]], origin: str = "") -> list[dict[str,
     return found
 
 
+def _teacher_students(models: list[dict[str, str]]) -> list[str]:
+    """Models that were both the teacher and a student (the embedded build serves one model for
+    both), by the names their servers reported where they did, else by the configured names:
+    the summary then cannot call the teacher stronger."""
+    def played(role: str) -> set[str]:
+        served = {m["model"] for m in models if m["role"].startswith(f"{role} (as the server reported it")}
+        return served or {m["model"] for m in models if m["role"] == role}
+
+    return sorted(played("teacher") & played("student"))
+
+
 def _embedded_models(manifests: list[dict[str, Any]], upstream: Provenance | None = None) -> list[str]:
     """Models a stage called as `base_url: embedded` (the default demonstration build), here or
     in the build this one was drawn from: the card then says, at the top, that this is not the
@@ -418,20 +430,28 @@ def provenance_metadata(manifests: list[dict[str, Any]], upstream: Provenance | 
     embedded = _embedded_models(manifests, upstream)
     if embedded:
         provenance["embedded_models"] = embedded
+    if upstream and not upstream.found and not sample:  # a build drawn from this one must not call it known
+        provenance["unknown_upstream"] = upstream.name
     return provenance
 
 
 def _upstream(manifests: list[dict[str, Any]]) -> Provenance | None:
-    """The source dataset of a `load_dataset` first stage: its card's provenance, or the manifests
-    of the run it was written by; `found=False` when neither can be read here."""
+    """The source dataset of a `load_dataset` first stage: its card's provenance (a local folder's,
+    or a Hub repo's README.md), or the manifests of the run it was written by; `found=False`
+    when none can be read here, and the card then says its provenance is unknown."""
     first = manifests[0] if manifests else None
     if not first or first["stage"] != "load_dataset":
         return None
     where = str((first.get("config") or {}).get("path") or (first.get("stats") or {}).get("from") or "")
     path = Path(where)
-    name = where if not path.is_absolute() else "/".join(part for part in path.parts[-2:] if part != path.anchor)
-    if path.is_dir() and (path / "README.md").is_file():
-        meta, _ = split_card((path / "README.md").read_text(encoding="utf-8"))
+    hub = not path.exists() and _is_repo_id(where)  # datasets reads an existing folder before the Hub
+    name = where if hub else _local_name(path)
+    if hub:
+        text = _hub_card(where)
+    else:
+        text = (path / "README.md").read_text(encoding="utf-8") if (path / "README.md").is_file() else None
+    if text is not None:
+        meta, _ = split_card(text)
         kept = meta.get(PROVENANCE_KEY) or {}
         if kept:
             hits = kept.get("decontamination") or {}
@@ -439,7 +459,8 @@ def _upstream(manifests: list[dict[str, Any]]) -> Provenance | None:
             models = [{**m, "stage": f"upstream: {m.get('stage', '')}", "where": ""} for m in kept.get("models") or []]
             used = kept.get("sample") or {}
             sample = SampleView(list(used.get("sources") or []), list(used.get("eval_sets") or [])) if used else None
-            return Provenance(name, models, pivot, list(kept.get("eval_sets") or []), [], True, sample,
+            known = not kept.get("unknown_upstream")  # drawn in turn from a dataset of unknown provenance
+            return Provenance(name, models, pivot, list(kept.get("eval_sets") or []), [], known, sample,
                               list(kept.get("embedded_models") or []))
     if path.is_file() and (path.parent / "manifest.json").is_file():
         upto = read_manifests(path.parent.parent, upto=path.parent.name)
@@ -449,6 +470,40 @@ def _upstream(manifests: list[dict[str, Any]]) -> Provenance | None:
                 _ngram_checks(upto), True, sample_build(upto), _embedded_models(upto),
             )
     return Provenance(name, [], None, [], [], False)
+
+
+def _local_name(path: Path) -> str:
+    """How the card names a local dataset: a folder by its name, a run's file by its stage
+    folder and file name; never the path as given, which may be relative (meaningless
+    elsewhere) or absolute (the builder's machine)."""
+    path = path.resolve() if path.exists() else path
+    if path.is_file():
+        return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+    return path.name or "a local folder"
+
+
+def _is_repo_id(where: str) -> bool:
+    """Whether `where` reads as a Hub repo id (``owner/name``) rather than a local path."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if not where or where.startswith((".", "/", "~")) or "\\" in where or where.count("/") > 1:
+        return False
+    try:
+        validate_repo_id(where)
+    except HFValidationError:
+        return False
+    return True
+
+
+def _hub_card(repo_id: str) -> str | None:
+    """The README.md of a Hub dataset repo: downloaded, or from the local Hub cache when offline
+    (loading the dataset fetched it there); None when neither has it."""
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return Path(hf_hub_download(repo_id, "README.md", repo_type="dataset")).read_text(encoding="utf-8")
+    except (OSError, ValueError):  # the Hub's errors (not found, offline and not cached) are OSErrors
+        return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -734,7 +789,8 @@ def source_infos(manifests: list[dict[str, Any]], upstream: Provenance | None = 
     """What the card says about each source: the built-in table for the four m1 sources, and
     for a source added in the build config (or one whose licence the config states), what its
     `sources:` entry in the load stage's recorded config says; the embedded sample's sources
-    (`sample_build`) are described as what they are."""
+    (`sample_build`) are described as what they are. A source read from a local file names no
+    Hub copy (`local_file`): the header's `source_datasets` lists what the build read."""
     infos = dict(SOURCE_INFO)
     sample = sample_build(manifests, upstream)
     for key in sample.sources if sample else []:
@@ -745,22 +801,29 @@ def source_infos(manifests: list[dict[str, Any]], upstream: Provenance | None = 
         for name, spec in ((m.get("config") or {}).get("sources") or {}).items():
             if sample and name in sample.sources:
                 continue
-            if not isinstance(spec, dict) or not (spec.get("licence") or name not in infos):
+            if not isinstance(spec, dict):
                 continue
-            known = infos.get(name)
-            licence = spec.get("licence") or "not stated"
-            hub_id = spec.get("hub_id") or (known.hub_id if known else "")
-            url = spec.get("url") or (f"https://huggingface.co/datasets/{hub_id}" if hub_id else "")
-            infos[name] = SourceInfo(
-                key=name,
-                name=spec.get("title") or (known.name if known else name),
-                licence=licence,
-                terms=spec.get("terms") or f"{licence}, as stated in the build configuration.",
-                citation=spec.get("citation") or (known.citation if known else "not given in the build configuration."),
-                hub_id=hub_id,
-                url=url or (known.url if known else ""),
-            )
+            if spec.get("licence") or name not in infos:
+                infos[name] = _configured_source(name, spec, infos.get(name))
+            if spec.get("path"):  # read from a local file: no Hub copy was used (unless the config names one)
+                infos[name] = replace(infos[name], hub_id=spec.get("hub_id") or "", local_file=True)
     return infos
+
+
+def _configured_source(name: str, spec: dict[str, Any], known: SourceInfo | None) -> SourceInfo:
+    """A source as its `sources:` entry describes it, the built-in table filling what it leaves out."""
+    licence = spec.get("licence") or "not stated"
+    hub_id = spec.get("hub_id") or (known.hub_id if known else "")
+    url = spec.get("url") or (f"https://huggingface.co/datasets/{hub_id}" if hub_id else "")
+    return SourceInfo(
+        key=name,
+        name=spec.get("title") or (known.name if known else name),
+        licence=licence,
+        terms=spec.get("terms") or f"{licence}, as stated in the build configuration.",
+        citation=spec.get("citation") or (known.citation if known else "not given in the build configuration."),
+        hub_id=hub_id,
+        url=url or (known.url if known else ""),
+    )
 
 
 def card_metadata(
@@ -772,13 +835,16 @@ def card_metadata(
     *,
     with_data: bool = True,
     sample: SampleView | None = None,
+    provenance_unknown: bool = False,
 ) -> dict[str, Any]:
     """The card's YAML header. The licence is `other` because rows carry several sources' terms;
     its link points at the card's Licences section, which gives each source's terms. A build
     whose rows all come from the embedded `sample` is under the sample's licence alone, with no
     source dataset (the rows are synthetic, written for m1data). `with_data`
     adds ``configs:``/``dataset_info:`` (`cardmeta.data_metadata`); an export leaves them to the
-    folder writer, which computes them once from the files it writes."""
+    folder writer, which computes them once from the files it writes. `provenance_unknown` (rows
+    drawn from a dataset whose card could not be read) makes the licence `unknown` and names no
+    source dataset, since the rows may be the embedded sample's."""
     infos = SOURCE_INFO if infos is None else infos
     largest = max(sum(len(ds) for ds in splits.values()) for splits in configs.values())
     hub_ids = [infos[s].hub_id for s in (sources or []) if s in infos and infos[s].hub_id]
@@ -800,6 +866,10 @@ def card_metadata(
             metadata.pop(key)
         metadata["source_datasets"] = ["original"]
         metadata["tags"] = [*metadata["tags"], "synthetic"]
+    elif provenance_unknown:  # drawn from a dataset whose card could not be read: real or synthetic, unknown
+        metadata["license"] = "unknown"
+        for key in ("license_name", "license_link", "source_datasets"):
+            metadata.pop(key)
     if provenance is not None:
         metadata[PROVENANCE_KEY] = provenance
     return metadata
@@ -945,6 +1015,7 @@ def render_card(
         "models": models,
         "prompts": prompts,
         "embedded_models": _embedded_models(manifests, upstream),
+        "teacher_students": _teacher_students(models),
         "build_versions": sorted({m.get("m1data_version", "unknown") for m in manifests}),
         "render_versions": _library_versions(),
         "funnel": _funnel_section(run_dir),
@@ -952,16 +1023,19 @@ def render_card(
         "eval_sets": _eval_sets_checked(manifests),
         "ngram_checks": _ngram_checks(manifests),
         "upstream": upstream,
+        "provenance_unknown": bool(upstream and not upstream.found and not sample),
         "domains": domains,
         "lengths": lengths,
         "sources": [infos.get(s) or _unknown_source(s) for s in order],
+        "local_sources": [infos[s].name for s in present if s in infos and infos[s].local_file],
         "published_sources": published_sources,
         "m1_bibtex": M1_BIBTEX,
         "arxiv_url": ARXIV_URL,
     }
     body = _environment().get_template(f"{template}.md.jinja").render(**context)
     metadata = card_metadata(pretty_name, configs, present, provenance_metadata(manifests, upstream), infos,
-                             with_data=with_data_metadata, sample=sample)
+                             with_data=with_data_metadata, sample=sample,
+                             provenance_unknown=context["provenance_unknown"])
     card = join_card(redact_config(metadata), body)
     # manifests of older runs may hold URL credentials, and any run local paths (a served model's)
     return strip_local_paths(strip_userinfo(redact_environment(card))), images

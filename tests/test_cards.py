@@ -667,3 +667,114 @@ def test_the_funnel_section_drops_only_what_the_card_shows_elsewhere(tmp_path, m
               "## Decontamination by eval set\n\n| e |\n")
     monkeypatch.setattr(render, "funnel_markdown", lambda run_dir: funnel)
     assert render._funnel_section(tmp_path) == "| a |\n\n### Teacher yield by try\n\n| t |"
+
+
+# ---------------------------------------------------------------------------------------------
+# What the run read, said as it was (libcards)
+
+
+def _in_hub_cache(cache, repo_id: str, card: str) -> None:
+    """`card` as the README.md of dataset repo `repo_id` in a Hub cache (huggingface_hub's layout,
+    which loading the dataset from the Hub leaves behind)."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = cache / f"datasets--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "snapshots" / commit / "README.md").write_text(card, encoding="utf-8")
+
+
+def test_an_m1k_drawn_from_a_hub_m23k_reads_its_provenance_there_or_says_it_is_unknown(tmp_path, monkeypatch):
+    """`--from-m23k lab/m23k-demo` (a Hub repo id) could not read the m23K's provenance, so a
+    demonstration m23K pulled from the Hub was carded as real data (`license: other`, the real
+    sources' Hub copies). Its card is read from the Hub (here its local cache, offline); a repo
+    whose card cannot be read is said to be of unknown provenance, with no licence asserted."""
+    import huggingface_hub
+
+    rows = run_pipeline([SampleLoad(), SampleDecontaminate(), Teacher(TeacherConfig())], tmp_path / "demo")
+    m23k_card, _ = render_card("m23k", tmp_path / "demo", {"m23k": {"train": rows}}, images_dir="images")
+    _in_hub_cache(tmp_path / "hub-cache", "lab/m23k-demo", m23k_card)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+    drawn = run_pipeline([LoadDataset("lab/m23k-demo", rows)], tmp_path / "from-hub")
+    card, _ = render_card("m1k", tmp_path / "from-hub", {"m1k": {"train": drawn}}, images_dir="images")
+    top = first_screen(card)
+    assert "Built from m1data's embedded sample" in top and "Demonstration build" in top
+    assert "`lab/m23k-demo`" in card and "Provenance unknown" not in card
+    metadata, _ = split_card(card)
+    assert metadata["license"] == "apache-2.0" and metadata["source_datasets"] == ["original"]
+
+    drawn = run_pipeline([LoadDataset("lab/not-cached", rows)], tmp_path / "unknown")
+    card, _ = render_card("m1k", tmp_path / "unknown", {"m1k": {"train": drawn}}, images_dir="images")
+    top = first_screen(card)
+    assert "Provenance unknown" in top and "`lab/not-cached`" in top
+    assert "- **Licence:** unknown" in card and "m1data's synthetic sample" in card
+    metadata, _ = split_card(card)
+    assert metadata["license"] == "unknown" and "license_name" not in metadata
+    assert "source_datasets" not in metadata  # neither the real sources' Hub copies nor "original"
+    (tmp_path / "m1k-hub").mkdir()  # and a build drawn from this one in turn does not call it known
+    (tmp_path / "m1k-hub" / "README.md").write_text(card, encoding="utf-8")
+    again = run_pipeline([LoadDataset(tmp_path / "m1k-hub", drawn)], tmp_path / "again")
+    card, _ = render_card("m1k", tmp_path / "again", {"m1k": {"train": again}}, images_dir="images")
+    assert "Provenance unknown" in first_screen(card) and split_card(card)[0]["license"] == "unknown"
+
+
+@pytest.mark.parametrize("given, cwd", [("../m23k-hub", "work"), (".", "m23k-hub"), ("m23k-hub", "."),
+                                        ("../gone/m23k-hub", "work")])
+def test_a_relative_from_m23k_path_is_named_by_its_folder(tmp_path, monkeypatch, given, cwd):
+    """A relative `--from-m23k` path was printed as given ("../m23k-hub", "."): meaningless
+    elsewhere and a piece of the builder's file tree. The card names the folder."""
+    rows = run_pipeline([Make()], tmp_path / "m23k-run")
+    (tmp_path / "m23k-hub").mkdir()
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / cwd)
+    drawn = run_pipeline([LoadDataset(given, rows)], tmp_path / "drawn")
+    card, _ = render_card("m1k", tmp_path / "drawn", {"m1k": {"train": drawn}}, images_dir="images")
+    source = card[card.index("### Source data"):]
+    assert "drew its rows from an existing dataset,\n`m23k-hub`." in source
+    assert f"`{given}`" not in card.replace("`m23k-hub`", "") and str(tmp_path) not in card
+
+
+@dataclass
+class NativeLoadConfig:
+    sources: dict = field(default_factory=lambda: {
+        "medqa": {"path": "/home/someone/data/medqa/train.jsonl"}, "headqa": {"path": None},
+        "medmcqa": {"path": "/home/someone/data/medmcqa/train.json"}, "pubmedqa": {"path": None}})
+
+
+class NativeLoad(Make):
+    """A load stage that read MedQA and MedMCQA from local native files, the others from the Hub."""
+
+    name = "load"
+
+    def __init__(self):
+        super().__init__()
+        self.config = NativeLoadConfig()
+
+
+def test_source_datasets_name_what_the_run_read(tmp_path):
+    """`source_datasets` named the Hub copies m1 used even for sources the build read from local
+    native files; those are now said to be local files, without their path."""
+    rows = run_pipeline([NativeLoad()], tmp_path / "run")
+    card, _ = render_card("m1k", tmp_path / "run", {"m1k": {"train": rows}}, images_dir="images")
+    metadata, _ = split_card(card)
+    assert set(metadata["source_datasets"]) == {"extended|openlifescienceai/headqa", "extended|qiaojin/PubMedQA"}
+    details = card[card.index("- **Source datasets:**"):card.index("## Quick start")]
+    assert "(https://github.com/jind11/MedQA) (read from a local file)" in details
+    assert "openlifescienceai/headqa) (read from a local file)" not in details
+    source_data = card[card.index("### Source data"):card.index("### Stages")]
+    assert "MedQA (USMLE, 4 options) and MedMCQA were each read from a local file" in source_data.replace("\n", " ")
+    assert "/home/someone" not in card
+
+
+@pytest.mark.parametrize("student, teacher, same", [("one.gguf", "one.gguf", True), ("small.gguf", "big.gguf", False)])
+def test_the_summary_calls_the_teacher_stronger_only_when_it_is_another_model(tmp_path, student, teacher, same):
+    """The embedded build serves one model as teacher and students, yet the summaries said its
+    traces came from "a stronger teacher model"; they follow the served model names."""
+    rows = run_pipeline([Make(), Students(student), ServedTeacher(teacher)], tmp_path / "run")
+    for name in ("m1k", "m23k"):
+        card, _ = render_card(name, tmp_path / "run", {"default": {"train": rows}}, images_dir="images")
+        summary = " ".join(card[card.index("is the "):card.index("## Dataset details")].split())
+        assert ("a stronger teacher model" in summary) == (not same), name
+        assert (f"which in this build was also the student (`{student}`), not a stronger model" in summary) == same
