@@ -132,8 +132,9 @@ def _mapping(spec: str | None, option: str = "--mapping") -> dict | None:
 
 
 EvalMappingOpt = Annotated[Optional[list[str]], typer.Option(
-    "--eval-mapping", metavar="NAME:MAPPING", help="Columns of an eval file the guesses do not read: NAME:question=COL,options=COL,answer=COL "
-    "(as `--mapping` of `m1data load-eval`; NAME as in NAME=FILE, or the stem of a file given alone); repeatable.")]
+    "--eval-mapping", metavar="NAME:MAPPING",
+    help="Columns of an eval file the guesses do not read: NAME:question=COL,options=COL,answer=COL (as `--mapping` "
+         "of `m1data load-eval`; NAME as in NAME=FILE, or the stem of a file given alone); repeatable.")]
 
 
 def _eval_mappings(specs: list[str] | None) -> dict[str, dict]:
@@ -142,12 +143,13 @@ def _eval_mappings(specs: list[str] | None) -> dict[str, dict]:
     for spec in specs or []:
         name, colon, columns = spec.partition(":")
         name = name.strip()
-        if not colon or not name or "=" in name or not _mapping(columns):
+        mapping = _mapping(columns, "--eval-mapping") if colon and name and "=" not in name else None
+        if not mapping:
             raise typer.BadParameter(f"expected NAME:question=COL,options=COL,answer=COL, got {spec!r}",
                                      param_hint="--eval-mapping")
         if name in mappings:
             raise typer.BadParameter(f"{name!r} is given twice", param_hint="--eval-mapping")
-        mappings[name] = _mapping(columns, "--eval-mapping")
+        mappings[name] = mapping
     return mappings
 
 

@@ -375,6 +375,8 @@ def test_an_eval_mapping_for_no_entry_is_an_error_naming_the_entries(tmp_path):
     assert unknown_key.exit_code == 2 and "unknown key(s) qestion" in unknown_key.output, unknown_key.output
     no_name = runner.invoke(app, [*common, "--eval-mapping", ODD_MAPPING])
     assert no_name.exit_code == 2 and "NAME:question=COL" in " ".join(no_name.output.split()), no_name.output
+    twice = runner.invoke(app, [*common, "--eval-mapping", f"odd:{ODD_MAPPING}", "--eval-mapping", "odd:answer=gold"])
+    assert twice.exit_code == 2 and "'odd' is given twice" in twice.output, twice.output
     assert not (tmp_path / "out.jsonl").exists()
 
 
