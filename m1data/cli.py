@@ -116,19 +116,41 @@ def _print_loaded(files: list) -> None:
             console.print(f"{loaded.name}: {loaded.dropped:,} dropped ({reasons}) -> {loaded.dropped_path}")
 
 
-def _mapping(spec: str | None) -> dict | None:
+def _mapping(spec: str | None, option: str = "--mapping") -> dict | None:
     """`question=COL,options=COL,answer=COL[,id=COL][,context=COL]`; several option columns are
-    joined with `+` (`options=opa+opb+opc+opd`)."""
+    joined with `+` (`options=opa+opb+opc+opd`). `option`: the option it was given in, for the error."""
     if spec is None:
         return None
     mapping: dict = {}
     for part in (p.strip() for p in spec.split(",") if p.strip()):
         key, eq, column = part.partition("=")
         if not eq or not key.strip() or not column.strip():
-            raise typer.BadParameter(f"expected KEY=COLUMN, got {part!r}", param_hint="--mapping")
+            raise typer.BadParameter(f"expected KEY=COLUMN, got {part!r}", param_hint=option)
         columns = [c.strip() for c in column.split("+")]
         mapping[key.strip()] = columns if len(columns) > 1 else columns[0]
     return mapping
+
+
+EvalMappingOpt = Annotated[Optional[list[str]], typer.Option(
+    "--eval-mapping", metavar="NAME:MAPPING",
+    help="Columns of an eval file the guesses do not read: NAME:question=COL,options=COL,answer=COL (as `--mapping` "
+         "of `m1data load-eval`; NAME as in NAME=FILE, or the stem of a file given alone); repeatable.")]
+
+
+def _eval_mappings(specs: list[str] | None) -> dict[str, dict]:
+    """Entry name -> mapping, from `--eval-mapping NAME:KEY=COL,...` options (the columns read by `_mapping`)."""
+    mappings: dict[str, dict] = {}
+    for spec in specs or []:
+        name, colon, columns = spec.partition(":")
+        name = name.strip()
+        mapping = _mapping(columns, "--eval-mapping") if colon and name and "=" not in name else None
+        if not mapping:
+            raise typer.BadParameter(f"expected NAME:question=COL,options=COL,answer=COL, got {spec!r}",
+                                     param_hint="--eval-mapping")
+        if name in mappings:
+            raise typer.BadParameter(f"{name!r} is given twice", param_hint="--eval-mapping")
+        mappings[name] = mapping
+    return mappings
 
 
 @app.command()
@@ -311,10 +333,13 @@ def decontaminate(
     ngram: Annotated[int, typer.Option("--ngram", help="Word n-gram size of the second check; 0 turns it off.")] = 8,
     executor: ExecutorOpt = "local",
     ray_address: RayAddressOpt = None,
+    eval_mapping: EvalMappingOpt = None,
 ) -> None:
     """Remove rows that match any eval item (question stem + option set, fuzzy ratio >= threshold)."""
+    with _user_errors():
+        evals = evalsets.with_mappings([evalsets.EvalInput.parse(e) for e in eval_names], _eval_mappings(eval_mapping))
     with _warnings_as_lines(dedup_stages.UnscoredEvalWarning, evalsets.UnmatchedEvalWarning):
-        stats = jobs.run_decontaminate_file(in_path, out_path, eval_names, threshold=threshold, ngram=ngram,
+        stats = jobs.run_decontaminate_file(in_path, out_path, evals, threshold=threshold, ngram=ngram,
                                             executor=executor, ray_address=ray_address)
     _print_stats(stats)
 
@@ -537,19 +562,19 @@ def _preflight(endpoint) -> None:
         raise UserError(problem)
 
 
-def _eval_sets(specs: list[str], path: Path | None) -> dict:
-    """Eval sets by name from `--eval-sets` entries, read as `decontaminate --eval` reads them
-    (`EvalInput.parse` and `load_eval_input`, for scoring)."""
+def _eval_sets(specs: list[str], path: Path | None, mappings: list[str] | None = None) -> dict:
+    """Eval sets by name from `--eval-sets` entries and their `--eval-mapping`s, read as
+    `decontaminate --eval` reads them (`EvalInput.parse`, `with_mappings`, `load_eval_input` for scoring)."""
     entries = [e.strip() for spec in specs for e in spec.split(",") if e.strip()]
     if not entries:
         raise typer.BadParameter("no eval set given", param_hint="--eval-sets")
     if path is not None and len(entries) != 1:
         raise typer.BadParameter("--eval-path goes with exactly one eval set", param_hint="--eval-path")
+    inputs = [evalsets.EvalInput.parse(entry) for entry in entries]
+    if path is not None and inputs[0].path is None:
+        inputs = [evalsets.EvalInput(inputs[0].name, str(path))]
     sets = {}
-    for entry in entries:
-        spec = evalsets.EvalInput.parse(entry)
-        if path is not None and spec.path is None:
-            spec = evalsets.EvalInput(spec.name, str(path))
+    for spec in evalsets.with_mappings(inputs, _eval_mappings(mappings)):
         sets.update({n: r.rows for n, r in evalsets.load_eval_input(spec, scoring=True).items()})
     return sets
 
@@ -600,6 +625,7 @@ def infer_run(
     tokenizer: TokenizerOpt = None,
     label: LabelOpt = None,
     eval_path: EvalPathOpt = None,
+    eval_mapping: EvalMappingOpt = None,
     budget: Annotated[int, typer.Option("--budget", help="Thinking budget in tokens.")] = 4096,
     forcing_rounds: Annotated[int, typer.Option("--forcing-rounds", help="Times to append the forcing string.")] = 0,
     forcing_string: Annotated[str, typer.Option("--forcing-string")] = "Wait",
@@ -615,7 +641,7 @@ def infer_run(
     """Generate with a thinking budget (and optional budget forcing) and score per eval set."""
     endpoint = _infer_endpoint(engine, model, base_url, api_key_env)
     _preflight(endpoint)
-    sets = _eval_sets(eval_names, eval_path)
+    sets = _eval_sets(eval_names, eval_path, eval_mapping)
     runtime = _infer_runtime(cache, concurrency, rpm, tpm, timeout, progress)
     eng, stops = _infer_engine_and_stops(endpoint, runtime, tokenizer)
     config = dataclasses.replace(_budget_config(model, stops, forcing_string, answer_max_tokens),
@@ -638,6 +664,7 @@ def infer_sweep(
     tokenizer: TokenizerOpt = None,
     label: LabelOpt = None,
     eval_path: EvalPathOpt = None,
+    eval_mapping: EvalMappingOpt = None,
     budgets: Annotated[str, typer.Option("--budgets", help="Comma-separated thinking budgets.")] = "512,1024,2048,4096,8192",
     forcing_rounds: Annotated[str, typer.Option("--forcing-rounds", help="Comma-separated forcing rounds.")] = "0",
     forcing_string: Annotated[str, typer.Option("--forcing-string")] = "Wait",
@@ -659,7 +686,7 @@ def infer_sweep(
             raise typer.BadParameter(f"expected comma-separated whole numbers, got {spec!r}", param_hint=name) from None
     endpoint = _infer_endpoint(engine, model, base_url, api_key_env)
     _preflight(endpoint)
-    sets = _eval_sets(eval_names, eval_path)
+    sets = _eval_sets(eval_names, eval_path, eval_mapping)
     runtime = _infer_runtime(cache, concurrency, rpm, tpm, timeout, progress)
     eng, stops = _infer_engine_and_stops(endpoint, runtime, tokenizer)
     base = _budget_config(model, stops, forcing_string, answer_max_tokens)

@@ -288,8 +288,8 @@ def decide_answer_kind(evidence: list[set[str]], column: str) -> tuple[str | Non
         return None, ""
     fits = set(ANSWER_KINDS).intersection(*voting)
     ask = (f"say which with answer_kind={'|'.join(ANSWER_KINDS)} in the file's mapping (`--mapping answer_kind=text` "
-           "on `m1data load` or `m1data load-eval`, `mapping: {answer_kind: text}` under its source or eval entry "
-           "in a build config)")
+           "on `m1data load` or `m1data load-eval`, `--eval-mapping NAME:answer_kind=text` on `m1data decontaminate` "
+           "or `m1data infer`, `mapping: {answer_kind: text}` under its source or eval entry in a build config)")
     if not fits:
         seen = sorted({kind for kinds in voting for kind in kinds})
         return None, (f"answer column {column!r} is read one way on some rows and another way on others "
@@ -881,6 +881,12 @@ class EvalInput:
         if self.path is not None and not Path(self.path).exists():
             raise UserError(f"eval set {self.name!r}: {self.path}: no such file")
 
+    @property
+    def entry_name(self) -> str:
+        """What a command line calls this entry by (`--eval-mapping NAME:...`): its NAME as in
+        `NAME=FILE`, or the stem of a file given alone (typing its path twice is error-prone)."""
+        return self.name if self.path is not None else Path(self.name).stem
+
     @classmethod
     def parse(cls, spec: str) -> EvalInput:
         """`NAME`, `FILE` or `NAME=FILE`, as every door writes an eval set (`decontaminate --eval`,
@@ -892,6 +898,25 @@ class EvalInput:
         if not name.strip() or not path.strip():
             raise UserError(f"eval set {spec!r}: expected NAME, FILE or NAME=FILE")
         return cls(name.strip(), path.strip())
+
+
+def with_mappings(entries: Sequence[EvalInput], mappings: dict[str, dict[str, Any]]) -> list[EvalInput]:
+    """`entries` with each of `mappings` (entry name -> a file's columns and answer kind) on the
+    entry it names (`EvalInput.entry_name`), for the command-line doors that name eval sets in one
+    option and their columns in another (`decontaminate --eval`, `infer --eval-sets`): the same
+    `mapping` a build config's eval entry carries, read by `load_eval_input` like it. A name that
+    is no entry's, or is several entries', is an error naming the entries; a mapping's keys are
+    checked here, before any eval set or training row is read."""
+    names = [entry.entry_name for entry in entries]
+    for name, mapping in mappings.items():
+        count = names.count(name)
+        if count != 1:
+            problem = "names no eval entry" if count == 0 else f"names {count} eval entries"
+            raise UserError(f"mapping for {name!r} {problem} (the entries: {', '.join(names) or 'none'}; a file "
+                            "given alone is named by its stem)")
+        column_mapping(mapping, name)
+    return [dataclasses.replace(entry, mapping=mappings[entry.entry_name]) if entry.entry_name in mappings else entry
+            for entry in entries]
 
 
 def load_eval_input(spec: EvalInput, *, scoring: bool = True) -> dict[str, LoadResult]:
@@ -966,4 +991,5 @@ __all__ = [
     "load_evals",
     "read_answer",
     "unscored_counts",
+    "with_mappings",
 ]

@@ -217,10 +217,10 @@ class HeadQA(Source):
         question = text(raw, "qtext")
         aids, options = headqa_answers(field(raw, "answers"))
         right = field(raw, "ra")
-        try:
-            answer_idx = aids.index(int(right))
-        except (TypeError, ValueError):
-            raise RowError("answer_out_of_range", f"ra {right!r} not among aids {aids}") from None
+        aid = whole_number(right)  # as every index key is read: int() made True answer 1 and 2.5 answer 2
+        if aid not in aids:
+            raise RowError("answer_out_of_range", f"ra {right!r} not among aids {aids}")
+        answer_idx = aids.index(aid)
         exam = raw.get("exam") or raw.get("name")
         native_id = f"{exam}:{key_text(raw, 'qid')}" if exam else None
         return Parsed(native_id=native_id, question=question, options=options, answer_idx=answer_idx)

@@ -319,3 +319,82 @@ def test_49_verbatim_copies_of_a_converted_medmcqa_file_go_through_every_door(sh
     for door in DOORS:
         for entry in (spec, f"medmcqa={path}", f"medmcqa_validation={path}"):
             assert set(train["id"]) - door(train, entry, tmp_path) == planted, (door.__name__, entry)
+
+
+# ------------------------------------------------------------------ columns no guess reads, named on every door
+
+
+ODD_MAPPING = "question=stem,options=choices,answer=gold,answer_kind=index1"
+
+
+def odd_eval_file(path: Path, n: int) -> Path:
+    """An eval file in columns no guess reads (`stem`, `choices`, `gold`, 1-based); its questions
+    name their right answer ("pick gamma") for the scripted model of the infer tests."""
+    names = ["alpha", "beta", "gamma", "delta"]
+    _jsonl(path, [{"stem": f"Question {i}: pick {names[i % 4]} for the nerve of the forearm in adults",
+                   "choices": names, "gold": i % 4 + 1} for i in range(n)])
+    return path
+
+
+def test_decontaminate_reads_an_eval_file_through_its_eval_mapping(tmp_path):
+    """`m1data decontaminate --eval FILE` took no column mapping: a file in `stem`/`choices`/`gold`
+    was refused ("no question column") there, while load-eval and a build config read it through
+    their mapping. `--eval-mapping NAME:...` names it here too; NAME is the file's stem, or the
+    NAME of NAME=FILE."""
+    evals = odd_eval_file(tmp_path / "odd.jsonl", 4)
+    train = tmp_path / "train.jsonl"
+    copies = [{"id": f"copy{i}", "source": "medqa", "question": f"Question {i}: pick {o} for the nerve of the "
+               "forearm in adults", "options": ["delta", "gamma", "beta", "alpha"], "context": ""}
+              for i, o in enumerate(["alpha", "beta"])]
+    other = {"id": "other", "source": "medqa", "question": "Which enzyme is raised in acute pancreatitis of the adult?",
+             "options": ["lipase", "renin", "amylase inhibitor", "trypsinogen"], "context": ""}
+    _jsonl(train, [*copies, other])
+    runner = CliRunner()
+    refused = runner.invoke(app, ["decontaminate", str(train), str(tmp_path / "no.jsonl"), "--eval", str(evals)])
+    assert refused.exit_code != 0 and "no question column" in str(refused.exception), refused.output
+    for entry, name in ((str(evals), "odd"), (f"mine={evals}", "mine")):
+        out = tmp_path / f"kept-{name}.jsonl"
+        result = runner.invoke(app, ["decontaminate", str(train), str(out), "--eval", entry,
+                                     "--eval-mapping", f"{name}:{ODD_MAPPING}", "--ngram", "0"])
+        assert result.exit_code == 0, result.output
+        assert [json.loads(line)["id"] for line in out.read_text(encoding="utf-8").splitlines()] == ["other"]
+        stats = json.loads(result.stdout[result.stdout.index("{"):result.stdout.rindex("}") + 1])
+        assert list(stats["eval_items"].values()) == [4] and stats["eval_items_unscored"] == {}
+
+
+def test_an_eval_mapping_for_no_entry_is_an_error_naming_the_entries(tmp_path):
+    evals = odd_eval_file(tmp_path / "odd.jsonl", 2)
+    train = tmp_path / "train.jsonl"
+    _jsonl(train, [{"id": "t", "source": "medqa", "question": "Q?", "options": ["a", "b"], "context": ""}])
+    runner = CliRunner()
+    common = ["decontaminate", str(train), str(tmp_path / "out.jsonl"), "--eval", str(evals), "--eval", "medqa_test"]
+    wrong = runner.invoke(app, [*common, "--eval-mapping", f"odder:{ODD_MAPPING}"])
+    said = " ".join(wrong.output.split())
+    assert wrong.exit_code == 2 and "'odder' names no eval entry (the entries: odd, medqa_test;" in said, said
+    unknown_key = runner.invoke(app, [*common, "--eval-mapping", "odd:qestion=stem"])
+    assert unknown_key.exit_code == 2 and "unknown key(s) qestion" in unknown_key.output, unknown_key.output
+    no_name = runner.invoke(app, [*common, "--eval-mapping", ODD_MAPPING])
+    assert no_name.exit_code == 2 and "NAME:question=COL" in " ".join(no_name.output.split()), no_name.output
+    twice = runner.invoke(app, [*common, "--eval-mapping", f"odd:{ODD_MAPPING}", "--eval-mapping", "odd:answer=gold"])
+    assert twice.exit_code == 2 and "'odd' is given twice" in twice.output, twice.output
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_infer_reads_an_eval_file_through_its_eval_mapping(tmp_path):
+    """`m1data infer --eval-sets FILE` took no column mapping either: the same file was refused
+    there; with `--eval-mapping` every question is scored, read 1-based as the mapping says."""
+    from llm_server import ScriptedServer
+    from test_infer_runtime import thinker
+
+    evals = odd_eval_file(tmp_path / "odd.jsonl", 6)
+    with ScriptedServer(thinker()) as server:
+        common = ["infer", "run", "--base-url", server.base_url, "--model", "m", "--budget", "8", "--no-progress"]
+        refused = CliRunner().invoke(app, [*common, "--eval-sets", str(evals), "--out", str(tmp_path / "no")])
+        assert refused.exit_code != 0 and "no question column" in str(refused.exception), refused.output
+        for entry, name in ((str(evals), "odd"), (f"mine={evals}", "mine")):
+            out = tmp_path / name
+            result = CliRunner().invoke(app, [*common, "--eval-sets", entry, "--eval-mapping", f"{name}:{ODD_MAPPING}",
+                                              "--out", str(out)])
+            assert result.exit_code == 0, result.output
+            (scored,) = json.loads((out / "metrics.json").read_text(encoding="utf-8"))["sets"].values()
+            assert scored["n"] == 6 and scored["accuracy"] == 1.0, scored

@@ -15,8 +15,8 @@ option columns), and every door must read each row right or account for it:
   and the mapping does not say), never another exception;
 - and the doors agree row for row: for a mapped source the Python API (`load_source`), the
   command line (`m1data load --mapping`) and a build config (`LoadSources` from `sources:`); for
-  an eval file `load_eval_input`, `m1data load-eval`, `infer --eval-sets`' reader and
-  `load_evals` (every question a target). The Ray door runs one generated case in
+  an eval file `load_eval_input`, `m1data load-eval`, `infer --eval-sets`' reader (with
+  `--eval-mapping`) and `load_evals` (every question a target). The Ray door runs one generated case in
   tests/running/test_distributed.py.
 """
 
@@ -307,10 +307,16 @@ def eval_cli(path: Path, tmp: Path, mapping: dict | None):
 
 
 def eval_infer(path: Path, tmp: Path, mapping: dict | None):
-    assert mapping is None  # `--eval-sets` takes no mapping
-    (rows,) = _eval_sets([str(path)], None).values()
-    (result,) = load_eval_input(EvalInput.parse(str(path))).values()
+    """`infer --eval-sets FILE`'s reader, the mapping given as `--eval-mapping STEM:...`."""
+    given = [f"{path.stem}:{_mapping_spec(mapping)}"] if mapping else None
+    (rows,) = _eval_sets([str(path)], None, given).values()
+    (result,) = load_eval_input(EvalInput(str(path), mapping=mapping)).values()
     return rows.to_list(), len(result.dropped)
+
+
+def _mapping_spec(mapping: dict) -> str:
+    """A mapping as the command line writes it (`question=q,options=o1+o2,...`)."""
+    return ",".join(f"{k}={'+'.join(v) if isinstance(v, list) else v}" for k, v in mapping.items())
 
 
 def eval_config(path: Path, tmp: Path, mapping: dict | None):
@@ -324,8 +330,7 @@ def eval_config(path: Path, tmp: Path, mapping: dict | None):
     return rows, len(targets) - len(rows)
 
 
-GUESSED_DOORS = (eval_python, eval_cli, eval_infer, eval_config)
-MAPPED_DOORS = (eval_python, eval_cli, eval_config)
+EVAL_DOORS = (eval_python, eval_cli, eval_infer, eval_config)  # each takes a mapping (`infer --eval-mapping` too)
 
 
 def guessable(layout: dict) -> bool:
@@ -346,7 +351,7 @@ def test_an_eval_file_reads_every_layout_right_through_every_door(generated, gue
                   "names": names}
     guess = guess and guessable(layout)
     mapping = None if guess else mapping_of(rows, layout)
-    doors = GUESSED_DOORS if guess else MAPPED_DOORS
+    doors = EVAL_DOORS
     folder = tmp_path_factory.mktemp("eval")
     path = write(rows, layout, folder)
     outcomes = []
@@ -367,6 +372,66 @@ def test_an_eval_file_reads_every_layout_right_through_every_door(generated, gue
     scored = [o for door, o in zip(doors, outcomes) if door is not eval_config]
     assert all(o == scored[0] for o in scored), list(zip(doors, scored))
     assert outcomes[-1] == ([] if scored[0] == "stop" else scored[0])  # a file that stops scores nothing
+
+
+# ------------------------------------------------------------------ index keys that fit two kinds
+
+
+@st.composite
+def index_files(draw):
+    """(rows, layout, evidence): word options (no key is an option's text) keyed by whole numbers
+    1..n-1 in the forms files write them, so 0-based and 1-based both fit every row; `evidence`
+    None leaves it so, "zero" adds a row keyed 0 (only 0-based fits it) and "top" a row keyed its
+    option count (only 1-based fits it), each read right under the kind it shows."""
+    container = draw(st.sampled_from(["jsonl", "json", "csv", "parquet"]))
+    evidence = draw(st.sampled_from([None, "zero", "top"]))
+    kind = "index1" if evidence == "top" else "index0"  # what the rows must read as when decided
+    numbers_and_options = []
+    for _ in range(draw(st.integers(1, 6))):
+        k = draw(st.integers(2, 6))
+        numbers_and_options.append((draw(st.integers(1, k - 1)),
+                                    draw(st.lists(option_text("words"), min_size=k, max_size=k, unique_by=_norm))))
+    if evidence is not None:
+        k = draw(st.integers(2, 6))
+        options = draw(st.lists(option_text("words"), min_size=k, max_size=k, unique_by=_norm))
+        numbers_and_options.insert(draw(st.integers(0, len(numbers_and_options))),
+                                   (0 if evidence == "zero" else k, options))
+    rows = []
+    for i, (number, options) in enumerate(numbers_and_options):
+        forms = [number, str(number), f" {number} "] + ([float(number)] if container != "csv" else [])
+        rows.append(Row(f"Q{i}: which one?", options, number - (kind == "index1"), draw(st.sampled_from(forms)), True))
+    layout = {"kind": kind, "container": container, "shape": "list", "names": "op", "tell": False,
+              "bom": draw(st.booleans()), "question": "question", "answer": "answer"}
+    return rows, layout, evidence
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(generated=index_files())
+def test_index_keys_that_fit_both_bases_stop_every_door_unless_a_key_decides(generated, tmp_path_factory):
+    """All keys in 1..n-1 (say {1, 2, 3} over 4 options) read as 0- and as 1-based alike: a guess
+    is wrong on every row half the time. Every scoring door (`m1data load` and a config's source
+    with a mapping, `load-eval`, `infer --eval-sets`, Python) stops with one line that names both
+    kinds and says how to state one; decontamination keeps every question as an unscored target. A
+    0 among the keys decides 0-based and a key equal to its option count 1-based: then every door
+    reads every row right (the rule in `decide_answer_kind`, unchanged)."""
+    rows, layout, evidence = generated
+    folder = tmp_path_factory.mktemp("kinds")
+    path = write(rows, layout, folder)
+    mapping = {"question": "question", "options": "options", "answer": "answer"}
+    loads = [lambda door=door: door(path, mapping, folder) for door in SOURCE_DOORS]
+    loads += [lambda door=door: door(path, folder, None) for door in EVAL_DOORS if door is not eval_config]
+    for load in loads:
+        kind, value = outcome(load)
+        if evidence is not None:
+            assert kind == "rows", value
+            check_rows(rows, *value)
+            continue
+        assert kind == "stop", value
+        said = " ".join(value.removeprefix("error: ").split())
+        assert "\n" not in value.strip() and "can be read as index0 or index1 on every row" in said, value
+        assert "answer_kind=" in said and "--mapping" in said and "mapping:" in said, value
+    targets, unscored = outcome(lambda: eval_config(path, folder, None))[1]
+    assert (len(targets), unscored) == ((0, len(rows)) if evidence is None else (len(rows), 0))
 
 
 # ------------------------------------------------------------------ the defects the properties found

@@ -268,6 +268,29 @@ def test_headqa_aid_numeral_is_a_row_or_a_bad_row(aid):
                                      "answers": [{"aid": 1, "atext": "a"}, {"aid": 2, "atext": "b"}]})
 
 
+@pytest.mark.parametrize("ra, right", [
+    (2, "b"), ("2", "b"), (" 3 ", "c"), ("\u0663", "c"), (2.0, "b"), ("2.0", "b"),  # whole numbers: read
+    (True, None), (2.5, None), ("+3", None), ("1_0", None), ("", None),  # none: a bad row
+])
+def test_headqa_ra_is_read_as_every_other_whole_number_key(ra, right, tmp_path):
+    """HEAD-QA's `ra` was read with int(), apart from `whole_number` (MedMCQA's cop, a mapped or
+    eval file's index key): True was answer 1 and 2.5 answer 2 (int() truncates), silently wrong
+    rows, while pandas' "2.0" dropped a row the others read. Now `ra` is read by `whole_number`."""
+    question = {"qid": 1, "qtext": "Which nerve?", "ra": ra, "image": "",
+                "answers": [{"aid": 1, "atext": "a"}, {"aid": 2, "atext": "b"}, {"aid": 3, "atext": "c"},
+                            {"aid": 10, "atext": "j"}]}
+    path = tmp_path / "train_HEAD_EN.json"
+    other = dict(question, qid=2, qtext="Which vein?", ra=1)  # a file with no row read is refused whole
+    path.write_text(json.dumps({"version": "1", "exams": {"e1": {"name": "Exam", "data": [question, other]}}}))
+    result = load_source("headqa", path)
+    read = dict(zip(result.rows["id"], result.rows["answer_text"]))
+    if right is None:
+        assert read == {"headqa:e1:2": "a"} and result.reasons() == {"answer_out_of_range": 1}, read
+        assert repr(ra) in result.dropped[0]["detail"]
+    else:
+        assert read == {"headqa:e1:1": right, "headqa:e1:2": "a"} and result.reasons() == {}
+
+
 def test_superscript_cop_drops_its_row_only(tmp_path):
     path = tmp_path / "train.jsonl"
     path.write_text(json.dumps(dict(MEDMCQA_ROW, cop="\u00b2")) + "\n"
