@@ -322,6 +322,7 @@ def test_card_of_an_embedded_build_says_it_is_a_demonstration(tmp_path):
     notice = card[: card.index("## Quick start")]
     assert "Demonstration build, not the paper's data" in notice
     assert "`SmolLM2-135M-Instruct`" in notice
+    assert "The model calls of this build were answered by" in " ".join(notice.split())  # not "The the"
     real = tmp_path / "real"
     rows = run_pipeline([Make(), Teacher(TeacherConfig(model="deepseek-reasoner", base_url="https://api.deepseek.com"))],
                         real)
@@ -372,6 +373,7 @@ def test_a_build_from_the_embedded_sample_says_so_at_the_top_with_the_samples_li
     assert "medqa_test, medmcqa_validation, mmlu_clinical_knowledge" in top and "not the real benchmarks" in top
     demo = top[top.index("Demonstration build"):]
     assert "synthetic sample" in demo and "`SmolLM2-135M-Instruct`" in demo  # the sample and the model
+    assert "and the model calls of this build" in " ".join(demo.split())
     assert "- **Licence:** Apache-2.0" in card
     # not the upstream datasets' licences, terms or nature
     for upstream in ("MIT licence of the MedQA release", "as stated on the openlifescienceai/medmcqa",
