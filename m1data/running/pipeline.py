@@ -40,6 +40,7 @@ from typing import Any, ClassVar
 import datasets
 
 from m1data import __version__
+from m1data.durable import fsync_folder, fsync_tree, write_atomic
 from m1data.errors import M1DataError, UserError, storage_errors
 from m1data.output import datasets_bars_off
 from m1data.redact import scrub, strip_userinfo
@@ -356,10 +357,8 @@ def _record_build(run_dir: Path, stages: Sequence[Stage]) -> None:
     sample beside m23K's format); the export, card, funnel and lineage must read one build's."""
     build = [stage_dirname(i, s.name) for i, s in enumerate(stages)]
     builds = [b for b in _readable_builds(run_dir) if b != build] + [build]
-    tmp = run_dir / (BUILD_FILE + ".tmp")
     with storage_errors(run_dir / BUILD_FILE):
-        tmp.write_text(json.dumps({"builds": builds}, indent=1) + "\n", encoding="utf-8")
-        tmp.replace(run_dir / BUILD_FILE)
+        write_atomic(run_dir / BUILD_FILE, json.dumps({"builds": builds}, indent=1) + "\n")
 
 
 def _readable_builds(run_dir: Path) -> list[list[str]]:
@@ -621,7 +620,9 @@ def _recover(stage_dir: Path, state_dir: Path) -> None:
         if folder.is_dir():
             _move_state(folder, state_dir)
     if not stage_dir.exists() and (tmp / "manifest.json").is_file():
+        fsync_tree(tmp)  # written before its files were fsynced (an older version), maybe
         tmp.rename(stage_dir)  # the swap was cut between its two renames
+        fsync_folder(stage_dir.parent)
     for leftover in (tmp, old):
         if leftover.exists():
             shutil.rmtree(leftover)
@@ -636,6 +637,7 @@ def _write_stage(stage_dir: Path, state_dir: Path, result: StageResult, manifest
             shutil.rmtree(tmp)
         try:
             _write_outputs(tmp, result, manifest)
+            fsync_tree(tmp)  # on disk before the rename makes them the stage's (`m1data.durable`)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)  # a half-written file would keep a full disk full
             raise
@@ -643,6 +645,7 @@ def _write_stage(stage_dir: Path, state_dir: Path, result: StageResult, manifest
             _move_state(stage_dir, state_dir)
             stage_dir.rename(old)
         tmp.rename(stage_dir)
+        fsync_folder(stage_dir.parent)
         if old.exists():
             shutil.rmtree(old)
 
