@@ -332,6 +332,13 @@ def state_dir_of(run_dir: Path, index: int, name: str) -> Path:
     return Path(run_dir) / STATE_DIR / stage_dirname(index, name)
 
 
+# What every manifest has held since the first version, and what the build, funnel, lineage,
+# export and card read from it without a default: valid JSON without one of them (`{}`, an edit)
+# is as damaged as a manifest cut short, and failed later with a KeyError traceback.
+MANIFEST_KEYS = ("stage", "index", "config", "input_fingerprint", "output_fingerprint", "counts_in", "counts_out",
+                 "rows_in", "rows_out", "drops", "stats")
+
+
 class CorruptRunFile(M1DataError, ValueError):
     """A file of a run folder that is not what the run wrote (unreadable, or changed since)."""
 
@@ -348,6 +355,10 @@ def read_manifest(stage_dir: Path) -> dict[str, Any] | None:
         ) from None
     if not isinstance(manifest, dict):
         raise CorruptRunFile(f"{path} is not a stage manifest (a JSON object); delete {stage_dir} to run it again")
+    missing = [key for key in MANIFEST_KEYS if key not in manifest]
+    if missing:
+        raise CorruptRunFile(f"{path} is not a stage manifest: it has no {', '.join(map(repr, missing))}; "
+                             f"delete {stage_dir} to run it again")
     return manifest
 
 

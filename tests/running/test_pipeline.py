@@ -1,7 +1,9 @@
+import json
 from dataclasses import dataclass
 
 import datasets
 import pytest
+from test_cli import main  # noqa: F401 (the fixture: the installed entry point, in this process)
 
 from m1data.errors import UserError
 from m1data.running.funnel import funnel_markdown, lineage
@@ -249,6 +251,42 @@ def test_a_corrupt_manifest_is_an_error_naming_the_file(tmp_path):
         with pytest.raises(ValueError, match=str(broken)) as err:
             action()
         assert "not valid JSON" in str(err.value)
+
+
+@pytest.mark.parametrize("content, missing", [
+    ("{}", "'stage'"),
+    ("[]", "a JSON object"),
+    ('{"stage": "drop"}', "'index'"),
+    ("manifest without its output_fingerprint", "'output_fingerprint'"),
+])
+def test_a_manifest_without_its_keys_is_the_same_one_line_error_through_the_cli(tmp_path, monkeypatch, main,
+                                                                                content, missing):
+    """A manifest that was valid JSON but lacked keys (`{}`, `{"stage": "drop"}`) made `m1data
+    funnel` and `m1data build --from` die with a KeyError traceback, reported as an internal
+    error; it is a damaged run file, like a manifest cut short: one line naming the file, the
+    missing key and what to do."""
+    from dataclasses import replace
+
+    from m1data.builders import BUILDERS
+
+    monkeypatch.setitem(BUILDERS, "m1k", replace(BUILDERS["m1k"], config=MakeConfig,
+                                                 stages=lambda cfg: [Make(), DropSome()]))
+    run = tmp_path / "run"
+    build = ["build", "m1k", "--out", run, "--hub-out", tmp_path / "hub"]
+    assert main(*build).returncode == 0
+    broken = run / "00_make" / "manifest.json"
+    if content.startswith("manifest"):
+        manifest = json.loads(broken.read_text())
+        del manifest["output_fingerprint"]
+        content = json.dumps(manifest)
+    broken.write_text(content)
+    for command in (["funnel", run], [*build, "--from", "drop"]):
+        result = main(*command)
+        said = result.stdout + result.stderr
+        assert result.returncode == 2, said
+        assert "internal error" not in said and "Traceback" not in said
+        message = " ".join(said.split())  # the terminal may wrap the line
+        assert str(broken) in message and missing in message and f"delete {run / '00_make'}" in message
 
 
 # ---------------------------------------------------------------------------------------------
