@@ -464,18 +464,25 @@ def _check_output_file(stage_dir: Path, manifest: dict[str, Any], name: str, key
 
 def load_stage_rows(stage_dir: Path, columns: list[str] | None = None) -> datasets.Dataset:
     """A stage's kept rows (zero rows is a valid output), checked against its manifest."""
+    check_stage_output(stage_dir)
+    return _stage_rows(stage_dir, columns)
+
+
+def _stage_rows(stage_dir: Path, columns: list[str] | None = None) -> datasets.Dataset:
+    """A stage's kept rows, unchecked: for the rows a build has just written and hashed."""
     from m1data.reading.readers import parquet_dataset
 
-    check_stage_output(stage_dir)
     return parquet_dataset(stage_dir / "rows.parquet", columns=columns)
 
 
-def load_stage_dropped(stage_dir: Path) -> datasets.Dataset | None:
-    """A stage's dropped rows (None: it dropped none), checked against its manifest."""
+def load_stage_dropped(stage_dir: Path, checked: bool = False) -> datasets.Dataset | None:
+    """A stage's dropped rows (None: it dropped none), checked against its manifest; `checked`:
+    by the caller already, with `load_stage_rows` (which checks both files), so it is not hashed
+    a second time (the lineage reads both)."""
     from m1data.reading.readers import parquet_dataset
 
     path = stage_dir / "dropped.parquet"
-    manifest = read_manifest(stage_dir)
+    manifest = None if checked else read_manifest(stage_dir)
     if manifest is not None:
         _check_output_file(stage_dir, manifest, "dropped.parquet", "dropped_fingerprint")
     return parquet_dataset(path) if path.exists() else None
@@ -780,8 +787,10 @@ def _run_stages(
             "m1data_version": __version__,
         }
         _write_stage(stage_dir, state_dir, result, manifest)
-        rows = load_stage_rows(stage_dir)
-        input_fp = read_manifest(stage_dir)["output_fingerprint"]
+        # Not hashed again: the manifest's digests were taken from these files a moment ago
+        # (`_write_outputs`), under the run lock; a later build or command checks them.
+        rows = _stage_rows(stage_dir)
+        input_fp = manifest["output_fingerprint"]
         log.info(
             f"      {stage.name}: {manifest['rows_in']} -> {manifest['rows_out']} rows "
             f"in {manifest['wall_time_s']:.1f}s"

@@ -421,6 +421,30 @@ def test_a_damaged_dropped_file_is_named_not_read(tmp_path):
     assert lineage(tmp_path, "headqa:0")[-1]["reason"] == "too_easy"
 
 
+def test_each_output_file_is_hashed_once_per_build_and_per_lineage(tmp_path, monkeypatch):
+    """A stage's files were hashed twice: after a stage was written, load_stage_rows hashed the
+    rows.parquet and dropped.parquet whose digests had just been taken for its manifest; and the
+    lineage hashed dropped.parquet in load_stage_rows and again in load_stage_dropped. Each is
+    still checked (test_a_damaged_dropped_file_is_named_not_read), once."""
+    import m1data.running.pipeline as pipeline
+
+    hashed = []
+    real = pipeline.file_digest
+    monkeypatch.setattr(pipeline, "file_digest", lambda path: hashed.append(f"{path.parent.name}/{path.name}")
+                        or real(path))
+    run_pipeline([Make(), DropSome()], tmp_path)
+    assert sorted(hashed) == ["00_make.tmp/dropped.parquet", "00_make.tmp/rows.parquet",
+                              "01_drop.tmp/dropped.parquet", "01_drop.tmp/rows.parquet"]
+    hashed.clear()
+    run_pipeline([Make(), DropSome()], tmp_path)  # both skipped: each file checked once
+    assert sorted(hashed) == ["00_make/dropped.parquet", "00_make/rows.parquet",
+                              "01_drop/dropped.parquet", "01_drop/rows.parquet"]
+    hashed.clear()
+    assert lineage(tmp_path, "headqa:0")[-1]["reason"] == "too_easy"
+    assert sorted(hashed) == ["00_make/dropped.parquet", "00_make/rows.parquet",
+                              "01_drop/dropped.parquet", "01_drop/rows.parquet"]
+
+
 # ---------------------------------------------------------------------------------------------
 # A build that stops early is not a success; two builds never share a Hub folder silently
 
