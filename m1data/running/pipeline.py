@@ -638,7 +638,7 @@ def _recover(stage_dir: Path, state_dir: Path) -> None:
         if folder.is_dir():
             _move_state(folder, state_dir)
     if not stage_dir.exists() and (tmp / "manifest.json").is_file():
-        fsync_tree(tmp)  # written before its files were fsynced (an older version), maybe
+        fsync_tree(tmp)  # written by an older version, without fsync: on disk before it is the stage
         tmp.rename(stage_dir)  # the swap was cut between its two renames
         fsync_folder(stage_dir.parent)
     for leftover in (tmp, old):
