@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
@@ -52,6 +51,7 @@ from typing import Any
 import datasets
 from m1data.infer.budget import BudgetConfig, BudgetRecord, build_prompt, generate_many
 
+from m1data.durable import write_atomic
 from m1data.errors import UserError
 from m1data.llm.cache import Cache
 from m1data.llm.runner import RunStats, run_sync
@@ -231,16 +231,7 @@ def write_json(path: Path, value: Any) -> None:
     flushed to disk and renamed into place. Why: a point's metrics.json is what tells a sweep the
     point is finished, and a kill during a plain write left one cut short that every resume of
     the sweep then died reading."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with partial.open("w", encoding="utf-8") as handle:
-            handle.write(json.dumps(value, indent=2) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        partial.replace(path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    write_atomic(path, json.dumps(value, indent=2) + "\n")
 
 
 def open_infer_cache(runtime: LLMRuntime | None, out_dir: str | Path) -> Cache:

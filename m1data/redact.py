@@ -36,6 +36,16 @@ from m1data.errors import UserError
 _USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@?#]*@")
 SECRET_ENV_SUFFIXES = ("_API_KEY",)
 MIN_SECRET_LENGTH = 8  # a shorter value would match innocent bytes by chance
+# A key from 4 to 7 characters is masked only where it stands as a whole token (not inside a word:
+# `k3y9` in "key=k3y9," but not in "k3y9Zeta"); a shorter one nowhere, it would hit words and numbers.
+MIN_TOKEN_SECRET_LENGTH = 4
+# What users give local servers that need no key (vLLM's docs: EMPTY; llama.cpp's: sk-no-key-required;
+# m1data's own: no-key; Ollama and LM Studio's docs: ollama, lm-studio), and the flags that variables
+# named like keys hold: no secret, and masking each "none" or "false" would mangle logs and cards.
+PLACEHOLDER_KEYS = frozenset({"empty", "none", "null", "dummy", "no-key", "nokey", "not-needed", "sk-no-key-required",
+                              "ollama", "lm-studio", "placeholder", "true", "false", "yes", "no"})
+_KEY_CHARS = r"A-Za-z0-9_\-"  # what a key is made of: the characters that continue it as a token
+_KEY_VARIABLE = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD)$", re.I)  # a variable *named* as one key
 REDACTED = "[redacted]"  # what a card shows in place of a secret
 _BEARER = re.compile(r"((?:Bearer|Basic)\s+)[^\s\"',;]+", re.IGNORECASE)  # echoed Authorization values
 # Keys that *are* credential names (`api_key`, `hf_token`), not keys that merely contain one of
@@ -153,13 +163,29 @@ def scrub(value: Any) -> Any:
     return value
 
 
+def is_placeholder(secret: str) -> bool:
+    """`secret` is a stand-in for a key (`PLACEHOLDER_KEYS`), never masked."""
+    return secret.strip().lower() in PLACEHOLDER_KEYS
+
+
+def mask_value(text: str, secret: str | None, replacement: str = "***") -> str:
+    """`text` with `secret` replaced: everywhere when it has `MIN_SECRET_LENGTH` characters or
+    more, only as a whole token when it has `MIN_TOKEN_SECRET_LENGTH` or more, and never when it
+    is shorter or a placeholder. Why the token rule: a 5-character key must not reach a log, but
+    as a substring it would match inside innocent words."""
+    if not secret or len(secret) < MIN_TOKEN_SECRET_LENGTH or is_placeholder(secret) or secret not in text:
+        return text
+    if len(secret) >= MIN_SECRET_LENGTH:
+        return text.replace(secret, replacement)
+    token = re.compile(rf"(?<![{_KEY_CHARS}]){re.escape(secret)}(?![{_KEY_CHARS}])")
+    return token.sub(lambda _: replacement, text)
+
+
 def mask_secret(text: str | None, secret: str | None) -> str | None:
-    """`text` with the secret and any Bearer or Basic credential replaced by `***`."""
+    """`text` with the secret (`mask_value`) and any Bearer or Basic credential replaced by `***`."""
     if not text:
         return text
-    if secret and len(secret) >= 8:
-        text = text.replace(secret, "***")
-    return _BEARER.sub(r"\1***", text)
+    return _BEARER.sub(r"\1***", mask_value(text, secret))
 
 
 def redact_config(value: Any, key: str = "") -> Any:
@@ -181,10 +207,12 @@ def _is_secret_key(key: str) -> bool:
 
 
 def redact_environment(text: str) -> str:
-    """Mask every value of a secret-looking environment variable (HF_TOKEN, OPENAI_API_KEY...)."""
+    """Mask every value of a secret-looking environment variable (HF_TOKEN, OPENAI_API_KEY...).
+    A short value (`mask_value`) only when the variable is named as a key (`*_KEY`, `*_TOKEN`):
+    TOKENIZERS_PARALLELISM's `false` or an AUTH_MODE's `open` is a setting, not a secret."""
     for name, value in os.environ.items():
-        if _SECRET_ENV.search(name) and len(value) >= 8 and value in text:
-            text = text.replace(value, REDACTED)
+        if _SECRET_ENV.search(name) and (len(value) >= MIN_SECRET_LENGTH or _KEY_VARIABLE.search(name)):
+            text = mask_value(text, value, REDACTED)
     return _SECRET_VALUE.sub(REDACTED, text)
 
 
@@ -332,14 +360,18 @@ def public_scrub(value: Any) -> Any:
 
 __all__ = [
     "MIN_SECRET_LENGTH",
+    "MIN_TOKEN_SECRET_LENGTH",
+    "PLACEHOLDER_KEYS",
     "REDACTED",
     "configured_secrets",
     "file_name",
     "has_query",
     "has_userinfo",
     "key_env_names",
+    "is_placeholder",
     "local_paths",
     "mask_secret",
+    "mask_value",
     "public_model_name",
     "public_scrub",
     "redact_config",

@@ -13,7 +13,14 @@ from llm_server import chat, llm_server  # noqa: F401
 
 from m1data.llm.embedded import EmbeddedEngine
 from m1data.llm.types import Request
-from m1data.redact import local_paths, public_model_name, public_scrub, strip_local_paths
+from m1data.redact import (
+    local_paths,
+    mask_secret,
+    public_model_name,
+    public_scrub,
+    redact_environment,
+    strip_local_paths,
+)
 
 CLONE = Path(__file__).resolve().parents[1]
 GGUF = "SmolLM2-135M-Instruct-Q4_1.gguf"
@@ -88,3 +95,64 @@ def test_the_embedded_engine_names_its_model_by_file_name(llm_server, tmp_path):
 
     reply = asyncio.run(ask())
     assert reply.text == "\\boxed{A}" and reply.model == GGUF
+
+
+# ---------------------------------------------------------------------------------------------
+# Short keys: masked where they stand as a whole token; placeholders never
+
+
+@pytest.mark.parametrize("key", ["k3y9", "k3y9Z", "Zq-7_x1"])
+def test_a_short_key_is_masked_where_it_stands_alone(key):
+    """A key shorter than 8 characters was never masked: a 5-character key reached error lines
+    and logs as it was. Now it is masked wherever it is a whole token (not inside a word)."""
+    text = f"401 Incorrect API key provided: {key}. key={key}, '{key}' ({key})"
+    assert mask_secret(text, key) == "401 Incorrect API key provided: ***. key=***, '***' (***)"
+
+
+@pytest.mark.parametrize("key, text", [
+    ("k3y9Z", "the k3y9Zeta and xk3y9Z and k3y9Z_1 and k3y9Z-2"),
+    ("abc", "abc is too short to be told from a word"),
+])
+def test_a_short_key_inside_a_word_or_shorter_than_four_is_left(key, text):
+    assert mask_secret(text, key) == text
+
+
+def test_a_key_of_eight_characters_or_more_is_masked_even_inside_a_word():
+    assert mask_secret("xxsk-12345678yy", "sk-12345678") == "xx***yy"
+
+
+@pytest.mark.parametrize("placeholder", ["EMPTY", "none", "dummy", "no-key", "sk-no-key-required", "not-needed",
+                                         "ollama", "lm-studio"])
+def test_a_placeholder_key_for_a_local_server_is_never_masked(placeholder):
+    """What local servers are given where they need no key (vLLM's `EMPTY`, llama.cpp's
+    `sk-no-key-required`, m1data's own `no-key`): masking every occurrence would mangle logs
+    ("none" in every reply detail) and hides nothing."""
+    text = f"api_key={placeholder}: the server accepted {placeholder}; none of the replies were EMPTY"
+    assert mask_secret(text, placeholder) == text
+
+
+def test_the_environment_masks_short_key_values_but_not_flags_or_placeholders(monkeypatch):
+    monkeypatch.setenv("MY_TEACHER_API_KEY", "t5Kq9")
+    monkeypatch.setenv("LOCAL_API_KEY", "EMPTY")
+    monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")  # names a token, holds no secret
+    monkeypatch.setenv("M1DATA_AUTH_MODE", "open")  # not named as a key: a short value is a setting
+    card = "teacher key t5Kq9; local key EMPTY; parallel: false; mode open"
+    assert redact_environment(card) == "teacher key [redacted]; local key EMPTY; parallel: false; mode open"
+
+
+def test_a_short_key_echoed_by_a_server_is_not_in_the_error(llm_server, monkeypatch):  # noqa: F811
+    """End to end: a provider that quotes the key it was given in its refusal."""
+    from llm_server import Received, Response, error
+
+    from m1data.llm.http import HTTPConfig, HTTPEngine
+
+    monkeypatch.setenv("M1DATA_SHORT_KEY", "k3y9Z")
+
+    def refusing(req: Received) -> Response:
+        return error(401, f"Incorrect API key provided: {req.headers['authorization'].split()[-1]}.")
+
+    llm_server.handler = refusing
+    engine = HTTPEngine(HTTPConfig(base_url=llm_server.base_url, api_key_env="M1DATA_SHORT_KEY"))
+    reply = asyncio.run(engine.complete(Request(model="m", messages=({"role": "user", "content": "q"},))))
+    assert reply.status != "ok" and "Incorrect API key provided: ***" in reply.error
+    assert "k3y9Z" not in reply.error

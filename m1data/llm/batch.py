@@ -31,13 +31,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from m1data.durable import write_atomic
 from m1data.errors import UserError
 from m1data.llm.cache import Cache
 from m1data.llm.cost import PriceTable
@@ -109,13 +109,7 @@ class BatchState:
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-        data = {"batches": [vars(entry) for entry in self.entries]}
-        with open(partial, "w") as handle:
-            json.dump(data, handle, indent=1)
-            handle.flush()
-            os.fsync(handle.fileno())
-        partial.replace(self.path)
+        write_atomic(self.path, json.dumps({"batches": [vars(entry) for entry in self.entries]}, indent=1))
 
     def pending(self) -> list[BatchEntry]:
         return [entry for entry in self.entries if not entry.collected]

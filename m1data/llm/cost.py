@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from m1data.durable import write_atomic
 from m1data.llm.params import max_output_tokens
 from m1data.llm.types import Request
 
@@ -68,9 +69,7 @@ def _seed_tiktoken_cache(cache_dir: Path, name: str) -> None:
     with gzip.open(source, "rb") as handle:
         data = handle.read()
     cache_dir.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(f".{os.getpid()}.tmp")
-    partial.write_bytes(data)
-    partial.replace(target)
+    write_atomic(target, data)
 
 
 def _tiktoken_encoding(name: str) -> Any:

@@ -52,6 +52,7 @@ from typing import Any
 import datasets
 import yaml
 
+from m1data.durable import fsync_folder, fsync_tree
 from m1data.errors import UserError, storage_errors
 from m1data.publishing.cardmeta import (
     CARD_FILE,
@@ -251,12 +252,15 @@ def _swap_in(staging: Path, folder: Path) -> None:
     """Replace `folder` by `staging` with two renames, and only then delete the old folder. Why not
     delete first: a kill during the deletion left a Hub folder with some of its shards gone, which
     `load_dataset` read as the whole dataset. Now a kill leaves the old folder, the new one, or
-    (between the two renames) none; never part of one."""
+    (between the two renames) none; never part of one. The new folder's files are on disk before
+    it is renamed in, and the renames before this returns (`m1data.durable`)."""
+    fsync_tree(staging)
     old = None
     if folder.exists():
         old = Path(tempfile.mkdtemp(prefix=_aside_prefix(folder, "old"), dir=folder.parent))
         folder.rename(old / folder.name)
     staging.rename(folder)
+    fsync_folder(folder.parent)
     if old is not None:
         shutil.rmtree(old)
 

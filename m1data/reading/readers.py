@@ -33,6 +33,7 @@ from typing import Any
 
 import datasets
 
+from m1data.durable import fsync_folder
 from m1data.errors import M1DataError, UserError, storage_errors
 from m1data.output import datasets_bars_off, track
 from m1data.schema import (
@@ -581,7 +582,7 @@ def write_together(outputs: Sequence[tuple[datasets.Dataset, str | Path]]) -> li
         for tmp, target in reversed(list(zip(staged, targets, strict=True))):
             tmp.replace(target)
     for folder in {t.parent.resolve() for t in targets}:
-        _fsync_folder(folder)
+        fsync_folder(folder)  # the renames, durable (a power cut after the command returned keeps them)
     return targets
 
 
@@ -637,15 +638,6 @@ def _stage_file(ds: datasets.Dataset, out: Path) -> Path:
         tmp.unlink(missing_ok=True)  # a half-written file would keep a full disk full
         raise
     return tmp
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the renames in `folder` durable (a power cut after the command returned keeps them)."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def parquet_dataset(path: str | Path, columns: list[str] | None = None) -> datasets.Dataset:

@@ -116,11 +116,11 @@ def lineage(run_dir: str | Path, row_id: str) -> list[dict[str, Any]]:
     history = []
     for m in read_manifests(Path(run_dir)):
         stage_dir = Path(run_dir) / stage_dirname(m["index"], m["stage"])
-        rows = load_stage_rows(stage_dir, columns=["id"])
+        rows = load_stage_rows(stage_dir, columns=["id"])  # checks dropped.parquet too
         if row_id in set(rows["id"]):
             history.append({"stage": m["stage"], "status": "kept"})
             continue
-        dropped = load_stage_dropped(stage_dir)
+        dropped = load_stage_dropped(stage_dir, checked=True)
         hits = [] if dropped is None else [r for r in dropped if r["id"] == row_id]
         hit = next((r for r in hits if not r.get(SUPERSEDED)), hits[-1] if hits else None)  # its last word
         if hit is not None:

@@ -40,6 +40,7 @@ from typing import Any, ClassVar
 import datasets
 
 from m1data import __version__
+from m1data.durable import fsync_folder, fsync_tree, write_atomic
 from m1data.errors import M1DataError, UserError, storage_errors
 from m1data.output import datasets_bars_off
 from m1data.redact import scrub, strip_userinfo
@@ -331,6 +332,13 @@ def state_dir_of(run_dir: Path, index: int, name: str) -> Path:
     return Path(run_dir) / STATE_DIR / stage_dirname(index, name)
 
 
+# What every manifest has held since the first version, and what the build, funnel, lineage,
+# export and card read from it without a default: valid JSON without one of them (`{}`, an edit)
+# is as damaged as a manifest cut short, and failed later with a KeyError traceback.
+MANIFEST_KEYS = ("stage", "index", "config", "input_fingerprint", "output_fingerprint", "counts_in", "counts_out",
+                 "rows_in", "rows_out", "drops", "stats")
+
+
 class CorruptRunFile(M1DataError, ValueError):
     """A file of a run folder that is not what the run wrote (unreadable, or changed since)."""
 
@@ -347,6 +355,10 @@ def read_manifest(stage_dir: Path) -> dict[str, Any] | None:
         ) from None
     if not isinstance(manifest, dict):
         raise CorruptRunFile(f"{path} is not a stage manifest (a JSON object); delete {stage_dir} to run it again")
+    missing = [key for key in MANIFEST_KEYS if key not in manifest]
+    if missing:
+        raise CorruptRunFile(f"{path} is not a stage manifest: it has no {', '.join(map(repr, missing))}; "
+                             f"delete {stage_dir} to run it again")
     return manifest
 
 
@@ -356,10 +368,8 @@ def _record_build(run_dir: Path, stages: Sequence[Stage]) -> None:
     sample beside m23K's format); the export, card, funnel and lineage must read one build's."""
     build = [stage_dirname(i, s.name) for i, s in enumerate(stages)]
     builds = [b for b in _readable_builds(run_dir) if b != build] + [build]
-    tmp = run_dir / (BUILD_FILE + ".tmp")
     with storage_errors(run_dir / BUILD_FILE):
-        tmp.write_text(json.dumps({"builds": builds}, indent=1) + "\n", encoding="utf-8")
-        tmp.replace(run_dir / BUILD_FILE)
+        write_atomic(run_dir / BUILD_FILE, json.dumps({"builds": builds}, indent=1) + "\n")
 
 
 def _readable_builds(run_dir: Path) -> list[list[str]]:
@@ -454,18 +464,25 @@ def _check_output_file(stage_dir: Path, manifest: dict[str, Any], name: str, key
 
 def load_stage_rows(stage_dir: Path, columns: list[str] | None = None) -> datasets.Dataset:
     """A stage's kept rows (zero rows is a valid output), checked against its manifest."""
+    check_stage_output(stage_dir)
+    return _stage_rows(stage_dir, columns)
+
+
+def _stage_rows(stage_dir: Path, columns: list[str] | None = None) -> datasets.Dataset:
+    """A stage's kept rows, unchecked: for the rows a build has just written and hashed."""
     from m1data.reading.readers import parquet_dataset
 
-    check_stage_output(stage_dir)
     return parquet_dataset(stage_dir / "rows.parquet", columns=columns)
 
 
-def load_stage_dropped(stage_dir: Path) -> datasets.Dataset | None:
-    """A stage's dropped rows (None: it dropped none), checked against its manifest."""
+def load_stage_dropped(stage_dir: Path, checked: bool = False) -> datasets.Dataset | None:
+    """A stage's dropped rows (None: it dropped none), checked against its manifest; `checked`:
+    by the caller already, with `load_stage_rows` (which checks both files), so it is not hashed
+    a second time (the lineage reads both)."""
     from m1data.reading.readers import parquet_dataset
 
     path = stage_dir / "dropped.parquet"
-    manifest = read_manifest(stage_dir)
+    manifest = None if checked else read_manifest(stage_dir)
     if manifest is not None:
         _check_output_file(stage_dir, manifest, "dropped.parquet", "dropped_fingerprint")
     return parquet_dataset(path) if path.exists() else None
@@ -621,7 +638,9 @@ def _recover(stage_dir: Path, state_dir: Path) -> None:
         if folder.is_dir():
             _move_state(folder, state_dir)
     if not stage_dir.exists() and (tmp / "manifest.json").is_file():
+        fsync_tree(tmp)  # written by an older version, without fsync: on disk before it is the stage
         tmp.rename(stage_dir)  # the swap was cut between its two renames
+        fsync_folder(stage_dir.parent)
     for leftover in (tmp, old):
         if leftover.exists():
             shutil.rmtree(leftover)
@@ -636,6 +655,7 @@ def _write_stage(stage_dir: Path, state_dir: Path, result: StageResult, manifest
             shutil.rmtree(tmp)
         try:
             _write_outputs(tmp, result, manifest)
+            fsync_tree(tmp)  # on disk before the rename makes them the stage's (`m1data.durable`)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)  # a half-written file would keep a full disk full
             raise
@@ -643,6 +663,7 @@ def _write_stage(stage_dir: Path, state_dir: Path, result: StageResult, manifest
             _move_state(stage_dir, state_dir)
             stage_dir.rename(old)
         tmp.rename(stage_dir)
+        fsync_folder(stage_dir.parent)
         if old.exists():
             shutil.rmtree(old)
 
@@ -766,8 +787,10 @@ def _run_stages(
             "m1data_version": __version__,
         }
         _write_stage(stage_dir, state_dir, result, manifest)
-        rows = load_stage_rows(stage_dir)
-        input_fp = read_manifest(stage_dir)["output_fingerprint"]
+        # Not hashed again: the manifest's digests were taken from these files a moment ago
+        # (`_write_outputs`), under the run lock; a later build or command checks them.
+        rows = _stage_rows(stage_dir)
+        input_fp = manifest["output_fingerprint"]
         log.info(
             f"      {stage.name}: {manifest['rows_in']} -> {manifest['rows_out']} rows "
             f"in {manifest['wall_time_s']:.1f}s"

@@ -1,7 +1,9 @@
+import json
 from dataclasses import dataclass
 
 import datasets
 import pytest
+from test_cli import main  # noqa: F401 (the fixture: the installed entry point, in this process)
 
 from m1data.errors import UserError
 from m1data.running.funnel import funnel_markdown, lineage
@@ -251,6 +253,42 @@ def test_a_corrupt_manifest_is_an_error_naming_the_file(tmp_path):
         assert "not valid JSON" in str(err.value)
 
 
+@pytest.mark.parametrize("content, missing", [
+    ("{}", "'stage'"),
+    ("[]", "a JSON object"),
+    ('{"stage": "drop"}', "'index'"),
+    ("manifest without its output_fingerprint", "'output_fingerprint'"),
+])
+def test_a_manifest_without_its_keys_is_the_same_one_line_error_through_the_cli(tmp_path, monkeypatch, main,
+                                                                                content, missing):
+    """A manifest that was valid JSON but lacked keys (`{}`, `{"stage": "drop"}`) made `m1data
+    funnel` and `m1data build --from` die with a KeyError traceback, reported as an internal
+    error; it is a damaged run file, like a manifest cut short: one line naming the file, the
+    missing key and what to do."""
+    from dataclasses import replace
+
+    from m1data.builders import BUILDERS
+
+    monkeypatch.setitem(BUILDERS, "m1k", replace(BUILDERS["m1k"], config=MakeConfig,
+                                                 stages=lambda cfg: [Make(), DropSome()]))
+    run = tmp_path / "run"
+    build = ["build", "m1k", "--out", run, "--hub-out", tmp_path / "hub"]
+    assert main(*build).returncode == 0
+    broken = run / "00_make" / "manifest.json"
+    if content.startswith("manifest"):
+        manifest = json.loads(broken.read_text())
+        del manifest["output_fingerprint"]
+        content = json.dumps(manifest)
+    broken.write_text(content)
+    for command in (["funnel", run], [*build, "--from", "drop"]):
+        result = main(*command)
+        said = result.stdout + result.stderr
+        assert result.returncode == 2, said
+        assert "internal error" not in said and "Traceback" not in said
+        message = " ".join(said.split())  # the terminal may wrap the line
+        assert str(broken) in message and missing in message and f"delete {run / '00_make'}" in message
+
+
 # ---------------------------------------------------------------------------------------------
 # One build at a time; outputs changed by hand are noticed
 
@@ -381,6 +419,30 @@ def test_a_damaged_dropped_file_is_named_not_read(tmp_path):
         lineage(tmp_path, "headqa:0")
     run_pipeline([Make(), DropSome()], tmp_path, start="drop")  # what the message says: written again
     assert lineage(tmp_path, "headqa:0")[-1]["reason"] == "too_easy"
+
+
+def test_each_output_file_is_hashed_once_per_build_and_per_lineage(tmp_path, monkeypatch):
+    """A stage's files were hashed twice: after a stage was written, load_stage_rows hashed the
+    rows.parquet and dropped.parquet whose digests had just been taken for its manifest; and the
+    lineage hashed dropped.parquet in load_stage_rows and again in load_stage_dropped. Each is
+    still checked (test_a_damaged_dropped_file_is_named_not_read), once."""
+    import m1data.running.pipeline as pipeline
+
+    hashed = []
+    real = pipeline.file_digest
+    monkeypatch.setattr(pipeline, "file_digest", lambda path: hashed.append(f"{path.parent.name}/{path.name}")
+                        or real(path))
+    run_pipeline([Make(), DropSome()], tmp_path)
+    assert sorted(hashed) == ["00_make.tmp/dropped.parquet", "00_make.tmp/rows.parquet",
+                              "01_drop.tmp/dropped.parquet", "01_drop.tmp/rows.parquet"]
+    hashed.clear()
+    run_pipeline([Make(), DropSome()], tmp_path)  # both skipped: each file checked once
+    assert sorted(hashed) == ["00_make/dropped.parquet", "00_make/rows.parquet",
+                              "01_drop/dropped.parquet", "01_drop/rows.parquet"]
+    hashed.clear()
+    assert lineage(tmp_path, "headqa:0")[-1]["reason"] == "too_easy"
+    assert sorted(hashed) == ["00_make/dropped.parquet", "00_make/rows.parquet",
+                              "01_drop/dropped.parquet", "01_drop/rows.parquet"]
 
 
 # ---------------------------------------------------------------------------------------------
