@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from m1data.builders import m23k
 
 from m1data.running.pipeline import Stage
-from m1data.stages.formatting import FormatSFT
 from m1data.stages.sampling import Sample, SampleConfig
 from m1data.stages.traces import TeacherTraces
 
@@ -32,7 +31,7 @@ def random_from_pool(n: int):
             *m23k.pool_stages(config.m23k),
             Sample(SampleConfig(n=n, levels=(), seed=config.seed)),
             TeacherTraces(config.m23k.traces),
-            FormatSFT(),
+            m23k.formatter(config.m23k),
         ]
 
     return stages

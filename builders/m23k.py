@@ -20,7 +20,7 @@ from m1data.reading.evalsets import EvalInput
 from m1data.running.pipeline import Stage
 from m1data.stages.dedup import Decontaminate, DecontaminateConfig, DedupConfig, Deduplicate
 from m1data.stages.difficulty import DifficultyConfig, DifficultyFilter
-from m1data.stages.formatting import FormatSFT
+from m1data.stages.formatting import FormatConfig, FormatSFT
 from m1data.stages.loading import LoadConfig, LoadSources, sample_evals
 from m1data.stages.mesh import MeshConfig, MeshTagger
 from m1data.stages.mesh_offline import OfflineConfig, OfflineTagger
@@ -44,6 +44,12 @@ def tagger(config: M23KConfig) -> Stage:
     return MeshTagger(config.mesh) if config.tagger == "llm" else OfflineTagger(config.offline_tagger)
 
 
+def formatter(config: M23KConfig) -> Stage:
+    """The SFT format stage, taking the traces stage's `require_reasoning`: rows a teacher meant to
+    answer without thinking gave are kept by the one and must not stop the build at the other."""
+    return FormatSFT(FormatConfig(require_reasoning=config.traces.require_reasoning))
+
+
 def pool_stages(config: M23KConfig) -> list[Stage]:
     """The pool before the difficulty filter (what the Random ablations draw from)."""
     return [
@@ -61,5 +67,5 @@ def stages(config: M23KConfig) -> list[Stage]:
         Decontaminate(config.decontaminate, config.evals, name="decontaminate_final"),
         Deduplicate(config.dedup, name="dedup_final"),
         tagger(config),
-        FormatSFT(),
+        formatter(config),
     ]

@@ -26,6 +26,17 @@ def test_every_builder_composes_with_unique_stage_names(name):
     assert names[0] == "load" and len(set(names)) == len(names)
 
 
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+@pytest.mark.parametrize("require", [True, False])
+def test_the_format_stage_takes_the_traces_stages_choice_of_reasoning(name, require):
+    builder = BUILDERS[name]
+    config = builder.config()
+    traces = config.traces if hasattr(config, "traces") else config.m23k.traces
+    traces.require_reasoning = require
+    formats = [s for s in builder.stages(config) if s.name == "format"]
+    assert formats and all(s.config.require_reasoning is require for s in formats)
+
+
 def test_misspelt_config_key_is_an_error(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("m23k:\n  difficulty:\n    max_tokenz: 10\n")

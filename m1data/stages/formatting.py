@@ -148,9 +148,13 @@ def render_chat(messages: Sequence[dict[str, str]], add_generation_prompt: bool 
     return "".join(parts)
 
 
-def _row_messages(row: dict[str, Any], reasoning_column: str, reply_column: str) -> list[dict[str, str]]:
+def _row_messages(row: dict[str, Any], reasoning_column: str, reply_column: str,
+                  require_reasoning: bool = True) -> list[dict[str, str]]:
+    """Why `require_reasoning`: a row without thinking is a defect of a reasoning teacher's traces,
+    but the very rows a teacher meant to answer without thinking gives (the traces stage's
+    `require_reasoning: false`): those get an empty think block rather than stopping the build."""
     reasoning, reply = row.get(reasoning_column), row.get(reply_column)
-    if not reasoning or reply is None:
+    if reasoning is None or reply is None or (require_reasoning and not reasoning.strip()):
         raise UserError(
             f"row {row.get('id')!r} has no {reasoning_column!r}/{reply_column!r}: SFT rows need teacher traces"
         )
@@ -163,15 +167,17 @@ def to_sft(
     *,
     reasoning_column: str = "reasoning",
     reply_column: str = "teacher_reply",
+    require_reasoning: bool = True,
 ) -> datasets.Dataset:
     """Add ``messages`` and ``text`` to rows that carry teacher traces; every other column is kept.
 
     ``text`` is rendered with `tokenizer`'s own chat template when one is given (so it matches what
-    that model is trained on), otherwise with the Qwen2.5 template of this module.
+    that model is trained on), otherwise with the Qwen2.5 template of this module. With
+    ``require_reasoning=False`` a row whose reasoning is empty is formatted with an empty think block.
     """
 
     def add(row: dict[str, Any]) -> dict[str, Any]:
-        messages = _row_messages(row, reasoning_column, reply_column)
+        messages = _row_messages(row, reasoning_column, reply_column, require_reasoning)
         if tokenizer is not None:
             text = tokenizer.apply_chat_template(messages, tokenize=False)
         else:
@@ -269,6 +275,7 @@ def token_length_stats(
 class FormatConfig:
     reasoning_column: str = "reasoning"
     reply_column: str = "teacher_reply"
+    require_reasoning: bool = True  # the builders set the traces stage's own choice
 
 
 class FormatSFT(Stage):
@@ -282,7 +289,8 @@ class FormatSFT(Stage):
         self.config = config or FormatConfig()
 
     def run(self, rows: datasets.Dataset | None, ctx: RunContext) -> StageResult:
-        formatted = to_sft(rows, reasoning_column=self.config.reasoning_column, reply_column=self.config.reply_column)
+        formatted = to_sft(rows, reasoning_column=self.config.reasoning_column, reply_column=self.config.reply_column,
+                           require_reasoning=self.config.require_reasoning)
         return StageResult(rows=formatted, stats={"token_lengths": token_length_stats(formatted)})
 
     def merge_stats(self, parts: list[dict[str, Any]], rows: datasets.Dataset) -> dict[str, Any]:

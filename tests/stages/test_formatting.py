@@ -75,6 +75,17 @@ def test_to_sft_needs_traces():
         to_sft(ds)
 
 
+def test_a_teacher_meant_to_answer_without_thinking_gets_an_empty_think_block():
+    """`traces.require_reasoning: false` keeps right answers without thinking; the format stage
+    must then take them (it stopped every such build), and still refuses a row with no trace."""
+    ds = traced_rows().map(lambda r: {"reasoning": "" if r["id"] == "r2" else r["reasoning"]})
+    row = to_sft(ds, require_reasoning=False)[1]
+    assert row["messages"][1]["content"] == "<|im_start|>think\n\n<|im_start|>answer\nanswer: B"
+    missing = traced_rows().remove_columns("reasoning")
+    with pytest.raises(ValueError, match="r1"):
+        to_sft(missing, require_reasoning=False)
+
+
 def test_prompt_completion_view():
     # TRL's conversational prompt/completion shape; tests/test_train.py checks TRL reads it so
     for source in (traced_rows(), to_sft(traced_rows())):
