@@ -35,6 +35,14 @@ try_pip() {  # a pip install that may fail (its output goes to the log all the s
     .venv/bin/pip install --quiet --disable-pip-version-check "$@" >> .venv/install.log 2>&1
 }
 step() { printf '[m1data] %s\n' "$*" >&2; }
+# A clone at a non-ASCII path (/home/jürgen) where Python's UTF-8 mode is off in the C locale
+# (LC_ALL=C PYTHONUTF8=0) holds the path in surrogates: venv and pip stop ("surrogates not
+# allowed"), and in UTF-8 mode they write an install whose paths that Python cannot open (the
+# editable install's finder: `m1data` not found). Stop before any of it, saying what to set.
+if ! python3 -c 'import os; os.getcwd().encode("utf-8")' 2> /dev/null; then
+    step "this clone's path is not valid text to Python here (its file-name encoding is ASCII: the C locale with PYTHONUTF8=0), so m1data cannot be installed and imported from it: set PYTHONUTF8=1 or a UTF-8 locale (LC_ALL=C.UTF-8), or clone to an ASCII path"
+    exit 1
+fi
 # One set-up at a time in a clone: main.sh and test.sh started together on a fresh clone both made
 # .venv and ran pip into it at once. The second waits, then finds the first one's stamp. The lock
 # is on this script (no lock file to leave behind); the OS drops it however the holder ends.

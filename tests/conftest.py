@@ -101,6 +101,9 @@ def ray_cluster(tmp_path_factory) -> Iterator[Path]:
     path = os.pathsep.join(p for p in (str(FAKE_VLLM), os.environ.get("PYTHONPATH")) if p)
     if ray.is_initialized():  # a command run by an earlier test (`--executor ray`) started one without them
         ray.shutdown()
+    from m1data.running.distributed import a_ray_token_where_home_cannot_hold_one
+
+    a_ray_token_where_home_cannot_hold_one()  # as the ray executor does: HOME may be read-only
     with _environ(PYTHONPATH=path, FAKE_VLLM_LOG=str(log)):
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False

@@ -26,13 +26,14 @@ pytestmark = pytest.mark.skipif(
     reason="needs bash, sha256sum and flock (util-linux)",
 )
 
-# `python3`: --version, and `-m venv [--clear] .venv`, which writes the venv's pip and python below
+# `python3`: --version, -c (the real one), and `-m venv [--clear] .venv`, which writes the venv's pip and python below
 # with the folder the venv was made in, as the #! line of a real venv's scripts does. Like the real
 # one (ensurepip), it keeps a pip it finds.
 FAKE_PYTHON3 = textwrap.dedent("""\
     #!/usr/bin/env bash
     set -eu
     if [ "$1" = --version ]; then echo "Python 3.11.0"; exit 0; fi
+    [ "$1" = -c ] && exec "$REAL_PYTHON" "$@"
     [ "$1 $2" = "-m venv" ] || { echo "fake python3: $*" >&2; exit 2; }
     shift 2
     [ "$1" = --clear ] && { rm -rf "$2"; shift; }
@@ -108,6 +109,7 @@ def setup_env(repo: Path, extras: str = "llm", wait: bool = True, **env: str):
         "FAKE_TOOLS": str(tools),
         "CALLS": str(repo.parent / "calls.log"),
         "CPU_INDEX": CPU_INDEX,
+        "REAL_PYTHON": sys.executable,
         **env,
     }
     process = subprocess.Popen(["bash", str(repo / "scripts" / "setup_env.sh"), extras], env=full_env,
@@ -221,3 +223,20 @@ def test_the_warm_up_command_runs_in_a_c_locale():
     env.update(LC_ALL="C", PYTHONUTF8="0")
     done = subprocess.run([sys.executable, "-c", command], env=env, capture_output=True, timeout=300)
     assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+
+
+
+def test_a_clone_at_a_non_ascii_path_stops_at_once_where_python_cannot_read_it(clone, tmp_path):
+    """Where the locale is C and UTF-8 mode is off (LC_ALL=C PYTHONUTF8=0), Python holds a
+    non-ASCII path in surrogates: `python3 -m venv` stopped writing pyvenv.cfg ("surrogates not
+    allowed"), pip writing a script's #! line, and an install made in UTF-8 mode left `m1data`
+    unimportable there (the editable finder's paths). The set-up says so before making anything;
+    in UTF-8 mode the same clone sets up."""
+    moved = tmp_path / os.fsdecode(b"\xc3\xbcn\xc3\xaf") / "repo"  # "ünï", however this process decodes
+    moved.parent.mkdir()
+    clone.rename(moved)
+    (tmp_path / "tools").rename(moved.parent / "tools")
+    done = setup_env(moved, LC_ALL="C", PYTHONUTF8="0")  # LC_ALL over any LANG or LC_*
+    assert done.returncode == 1 and not (moved / ".venv").exists(), done.stdout
+    assert done.stdout.count("\n") == 1 and "set PYTHONUTF8=1" in done.stdout, done.stdout
+    assert setup_env(moved, LC_ALL="C", PYTHONUTF8="1").returncode == 0

@@ -36,14 +36,18 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import os
 import pickle
+import secrets
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import numpy as np
 
+from m1data.caches import _writable
 from m1data.config import ConfigError
 from m1data.errors import M1DataError
 from m1data.running.pipeline import RunContext, portable, sum_stats
@@ -97,6 +101,23 @@ def require_ray() -> Any:
     return ray
 
 
+def a_ray_token_where_home_cannot_hold_one(environ: MutableMapping[str, str] = os.environ) -> None:
+    """Ray turns token authentication on for a cluster that `ray.init` starts, and saves a new token
+    in ~/.ray/auth_token: where HOME cannot be written (a container run as a user with no home,
+    HOME=/nonexistent) `--executor ray` stopped with Ray's FileNotFoundError or PermissionError.
+    There, the token is made here and handed to Ray in RAY_AUTH_TOKEN (Ray's own way to pass one),
+    for this process and the cluster's processes, which inherit it: it is never written to disk.
+    A token the user chose (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH) or saved is left alone; it
+    changes nothing where HOME can be written. Only for a cluster started here: one joined
+    (``address``, RAY_ADDRESS) needs its own token."""
+    if environ.get("RAY_AUTH_TOKEN") or environ.get("RAY_AUTH_TOKEN_PATH") or environ.get("RAY_ADDRESS"):
+        return  # a token chosen, or a cluster to join (RAY_ADDRESS), which has its own
+    saved = os.path.join(os.path.expanduser(environ.get("HOME") or "~"), ".ray", "auth_token")
+    if os.path.exists(saved) or _writable(Path(saved).parent):
+        return
+    environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)  # what Ray's own token generator makes
+
+
 def make_executor(config: ExecutorConfig | None) -> RayExecutor | None:
     """None for the local runner, else a RayExecutor connected to its cluster."""
     if config is None or config.kind == "local":
@@ -136,6 +157,8 @@ class RayExecutor:
         self.config = config
         if not ray.is_initialized():
             local = config.address is None
+            if local:
+                a_ray_token_where_home_cannot_hold_one()
             ray.init(address=config.address, num_cpus=config.num_cpus if local else None,
                      include_dashboard=False, log_to_driver=True)
 
@@ -275,6 +298,7 @@ __all__ = [
     "ExecutorConfig",
     "MissingExtra",
     "RayExecutor",
+    "a_ray_token_where_home_cannot_hold_one",
     "band_runner",
     "executor_config",
     "group_bands",

@@ -16,6 +16,7 @@ import json
 import os
 import random
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 from dataclasses import field as dc_field
@@ -38,7 +39,15 @@ from typer.testing import CliRunner
 
 from m1data.cli import app
 from m1data.errors import M1DataError
-from m1data.running.distributed import ExecutorConfig, MissingExtra, RayExecutor, group_bands, require_ray, sum_stats
+from m1data.running.distributed import (
+    ExecutorConfig,
+    MissingExtra,
+    RayExecutor,
+    a_ray_token_where_home_cannot_hold_one,
+    group_bands,
+    require_ray,
+    sum_stats,
+)
 from m1data.llm.stages import LLMRuntime
 from m1data.running.pipeline import (
     RunContext,
@@ -601,6 +610,49 @@ def test_ray_door_agrees(tmp_path, ray_cluster):
     kept = {json.loads(line)["id"] for line in out.read_text(encoding="utf-8").splitlines()}
     assert set(train["id"]) - kept == reference_removed(train, items) >= planted
 
+
+
+# ------------------------------------------------------------------ a HOME that cannot be written
+
+START_RAY = """
+import os
+from m1data.running.distributed import ExecutorConfig, RayExecutor
+executor = RayExecutor(ExecutorConfig(kind="ray", num_cpus=1))
+print(executor.map(abs, [-1, -2]), os.environ["RAY_AUTH_TOKEN"])
+"""
+
+
+def test_the_ray_executor_starts_where_home_cannot_be_written(tmp_path):
+    """Ray saves the token of a cluster it starts in ~/.ray: with HOME a file, in which even root
+    cannot make a folder, `ray.init` stopped with NotADirectoryError. A cluster of its own (one
+    CPU) in a child process: the session's one (conftest) is already running here."""
+    pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'm1data[ray]')")
+    home = tmp_path / "home"
+    home.write_text("not a folder")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_AUTH_", "RAY_ADDRESS"))}
+    env["HOME"] = str(home)
+    done = subprocess.run([sys.executable, "-c", START_RAY], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results, token = done.stdout.strip().splitlines()[-1].rsplit(" ", 1)
+    assert results == "[1, 2]"
+    assert len(token) == 64 and token not in done.stderr  # the token is never logged
+
+
+def test_a_ray_token_is_made_only_where_home_cannot_hold_one(tmp_path):
+    (tmp_path / "file").write_text("")
+    environ = {"HOME": str(tmp_path / "file")}
+    a_ray_token_where_home_cannot_hold_one(environ)
+    first = environ.pop("RAY_AUTH_TOKEN")
+    a_ray_token_where_home_cannot_hold_one(environ)
+    assert len(first) == 64 and environ["RAY_AUTH_TOKEN"] != first  # a new one every cluster
+    for chosen in ({"RAY_AUTH_TOKEN_PATH": str(tmp_path / "t")}, {"RAY_AUTH_TOKEN": "mine"},
+                   {"RAY_ADDRESS": "auto"}):
+        environ = {"HOME": str(tmp_path / "file"), **chosen}
+        a_ray_token_where_home_cannot_hold_one(environ)
+        assert environ == {"HOME": str(tmp_path / "file"), **chosen}
+    environ = {"HOME": str(tmp_path / "home")}  # not there yet, but it can be made
+    a_ray_token_where_home_cannot_hold_one(environ)
+    assert environ == {"HOME": str(tmp_path / "home")}
 
 
 # ------------------------------------------------------------------ a generated source file on Ray
