@@ -499,10 +499,12 @@ def _hub_card(repo_id: str) -> str | None:
     """The README.md of a Hub dataset repo: downloaded, or from the local Hub cache when offline
     (loading the dataset fetched it there); None when neither has it."""
     from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError
 
     try:
         return Path(hf_hub_download(repo_id, "README.md", repo_type="dataset")).read_text(encoding="utf-8")
-    except (OSError, ValueError):  # the Hub's errors (not found, offline and not cached) are OSErrors
+    # the Hub's errors (not found, offline and not cached) are OSErrors, but for EntryNotFoundError
+    except (OSError, ValueError, EntryNotFoundError):
         return None
 
 
