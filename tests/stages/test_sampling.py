@@ -151,6 +151,59 @@ def test_group_order_does_not_matter(
     )
 
 
+class _RecordingGenerator:
+    """numpy's Generator, recording every ``integers(high)`` draw as (high, value)."""
+
+    calls: list[tuple[int, int]] = []
+
+    def __init__(self, bit_generator: np.random.BitGenerator) -> None:
+        self._rng = _REAL_GENERATOR(bit_generator)
+        _RecordingGenerator.calls = []
+
+    def integers(self, high: int) -> int:
+        value = self._rng.integers(high)
+        _RecordingGenerator.calls.append((int(high), int(value)))
+        return value
+
+
+_REAL_GENERATOR = np.random.Generator
+
+
+def _sorted_keys(values: set) -> list:
+    """Group keys in the sampler's documented order: sorted, nulls last."""
+    return sorted(values, key=lambda v: (v is None, v if v is not None else ""))
+
+
+@settings(max_examples=80, deadline=None)
+@given(pool=pools(), n=st.integers(0, 50), seed=st.integers(0, 2**32 - 1))
+def test_every_draw_follows_the_reference_procedure(
+    pool: tuple[datasets.Dataset, tuple[str, ...]], n: int, seed: int
+) -> None:
+    """Replays reference s.8 draw by draw from the random numbers the sampler asked for: at each
+    level, one uniform choice among the groups that still have rows (an emptied bucket and an
+    emptied domain are gone), in sorted key order, landing on the drawn row's group; then one
+    uniform choice among the rows left in that bucket. A rule that kept emptied groups, weighed
+    groups by size or skipped a level changes the ``high`` of some call and fails here."""
+    ds, levels = pool
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(np.random, "Generator", _RecordingGenerator)
+        sample = stratified_sample(ds, n, levels=levels, seed=seed)
+    calls = _RecordingGenerator.calls
+    left = _rows(ds)
+    drawn = _ids(sample)
+    assert len(calls) == len(drawn) * (len(levels) + 1)
+    for step, row_id in enumerate(drawn):
+        row = next(r for r in left if r["id"] == row_id)
+        group = left
+        step_calls = calls[step * (len(levels) + 1):(step + 1) * (len(levels) + 1)]
+        for name, (high, value) in zip(levels, step_calls):
+            keys = _sorted_keys({r[name] for r in group})
+            assert (high, value) == (len(keys), keys.index(row[name])), (step, name)
+            group = [r for r in group if r[name] == row[name]]
+        assert step_calls[-1][0] == len(group), "the row is drawn among the rows left in its bucket"
+        left.remove(row)
+
+
 # --- exact probabilities on a tiny tree ----------------------------------------------------
 
 TINY = {  # (domain, source) -> rows
