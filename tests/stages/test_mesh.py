@@ -11,6 +11,8 @@ from pathlib import Path
 
 import datasets
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from stage_doubles import Given
 
 from m1data.errors import UserError
@@ -104,6 +106,16 @@ def test_messages_and_reasks():
     assert again[3]["content"] == again[4]["content"] == FOLLOW_UP
 
 
+def test_system_instruction_asks_what_reference_s7_says():
+    """Pick the single most relevant subject from the rubric, explain, end on a new line with
+    its two-digit code: each part of the instruction is there."""
+    system = build_messages("Q")[0]["content"]
+    assert "single most relevant subject from the classification rubrics" in system
+    assert "Explain your choice" in system
+    assert "two-digit code alone on the last line" in system
+    assert extract_code(system) == "07"  # its own example ends the way a reply must
+
+
 def test_every_attempt_is_a_distinct_request():
     config = MeshConfig()
     first = build_request(config, "Q")
@@ -148,6 +160,42 @@ CODES = [
 @pytest.mark.parametrize("reply,expected", CODES)
 def test_extract_code(reply, expected):
     assert extract_code(reply) == expected
+
+
+_WRAPS = ["", "**", "__", "*", "_", "`", "``", "**`", "`**"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    explanation=st.text(max_size=60),
+    separator=st.sampled_from(["\n", "\n\n", " ", "\nCode: ", "\n**Code:** ", ""]),
+    number=st.integers(0, 99),
+    wrap=st.sampled_from(_WRAPS),
+    period=st.sampled_from(["", "."]),
+    trailing=st.sampled_from(["", " ", "\n", " \n\n"]),
+)
+def test_extract_code_reads_the_last_two_characters_after_stripping(
+    explanation, separator, number, wrap, period, trailing
+):
+    """Reference s.7: with markdown emphasis, backticks and a trailing period stripped, the last
+    two characters are the code when they are digits naming one of the 76 codes; otherwise the
+    reply has no code (and is re-asked). One documented tightening: a third digit before them
+    makes the reply malformed (see m1data.stages.mesh)."""
+    code = f"{number:02d}"
+    reply = f"{explanation}{separator}{wrap}{code}{wrap[::-1]}{period}{trailing}"
+    before = (explanation + separator).translate(str.maketrans("", "", "*_`"))
+    third_digit = before[-1:].isascii() and before[-1:].isdigit()
+    expected = code if number < 76 and not third_digit else None
+    assert extract_code(reply) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(reply=st.text(max_size=80))
+def test_extract_code_only_ever_returns_a_known_code_that_ends_the_reply(reply):
+    code = extract_code(reply)
+    if code is not None:
+        assert code in qualifier_by_code()
+        assert reply.translate(str.maketrans("", "", "*_`")).rstrip().rstrip(".").rstrip().endswith(code)
 
 
 @pytest.mark.parametrize("reply", [22, 0, b"Code: 22", ["22"]])
