@@ -423,7 +423,7 @@ def run_traces(
     keep: Annotated[str, typer.Option(
         "--keep", help="first | shortest | all: which verified try becomes the row.")] = "first",
     retry_truncated: Annotated[bool, typer.Option(
-        "--retry-truncated/--no-retry-truncated", help="Ask a truncated reply's question again.")] = True,
+        "--retry-truncated/--no-retry-truncated", help="Ask a truncated reply's question again (never at temperature 0).")] = True,
     temperature: Annotated[Optional[float], typer.Option(
         "--temperature", help="Sampling temperature (default: the provider's).")] = None,
     seed: Annotated[Optional[int], typer.Option(

@@ -25,6 +25,13 @@ def test_shuffle_depends_only_on_seed_and_id():
     assert differ >= 10  # another seed reorders most rows (a fixed pair of permutations agrees 1 time in 24)
 
 
+def test_the_default_shuffle_is_seed_42():
+    """Reference s.2: options are shuffled with seed 42 unless a seed is given."""
+    for i in range(20):
+        assert row(row_id=f"s:{i}") == row(row_id=f"s:{i}", seed=42)
+    assert sum(row(row_id=f"s:{i}")["options"] != row(row_id=f"s:{i}", seed=43)["options"] for i in range(20)) >= 10
+
+
 def test_answer_letters_spread_evenly():
     counts = Counter(row(row_id=f"s:{i}")["answer_letter"] for i in range(4000))
     # Uniform over A-D: chi-square with 3 degrees of freedom; 16.27 is the 0.1% critical value.

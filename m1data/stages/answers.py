@@ -87,8 +87,11 @@ _LETTER_LIST = re.compile(
 )
 _LIST_ITEM = re.compile(r"(?<![A-Za-z])([A-Za-z])(?![A-Za-z])")
 _EXACT_LETTER = re.compile(r"^" + _LETTER_PREFIX + r"(?:\(([A-Za-z])\)|\[([A-Za-z])\]|([A-Za-z])[).:]?)$")
+# A lower-case letter counts only with a separator and a space ("c. aortic stenosis", "(c) ..."),
+# as reference s.6.2 compares case-insensitively; "a beta blocker" and "i.e. x" are no letters.
 _LETTER_THEN_TEXT = re.compile(
-    r"^" + _LETTER_PREFIX + r"(?:\(([A-Z])\)|\[([A-Z])\]|([A-Z])(?=[).:,]|\s+[-–—]|\s))[).:,]?\s*[-–—]?\s*(.*)$",
+    r"^" + _LETTER_PREFIX + r"(?:\(([A-Za-z])\)|\[([A-Za-z])\]|([A-Z](?=[).:,]|\s+[-–—]|\s)|[a-z](?=[).:]\s)))"
+    r"[).:,]?\s*[-–—]?\s*(.*)$",
     re.DOTALL,
 )
 _LINE_LETTER = re.compile(r"^" + _LETTER_PREFIX + r"(?:\(([A-Z])\)|\[([A-Z])\]|([A-Z])(?:[).:]|\s+[-–—]|$))")

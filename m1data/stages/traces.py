@@ -37,7 +37,7 @@ exactly those requests again (the cache answers the rest).
 
 Attempts. m1 asked once per question; `attempts: K` (`run traces --attempts K`) asks a question
 again when its reply fails verification (`wrong_answer`, `no_answer`, `multiple_answers`,
-`no_reasoning`, and `truncated` unless `retry_truncated: false`), up to K tries in all
+`no_reasoning`, and `truncated` unless `retry_truncated: false` or at temperature 0), up to K tries in all
 (m1data.llm.attempts: each try is its own cached request; online the next try goes out as soon as
 the last is judged; with the Batch API in rounds). `keep` says which verified try becomes the row:
 `first` (the default; no further tries once one is verified), `shortest` (every question gets all K
@@ -243,16 +243,18 @@ class TeacherTraces(LLMStage):
     def again(self, rows: datasets.Dataset) -> Callable[[int, Reply], bool]:
         """Whether a question's latest try sends it back for another: a reply that fails
         verification in a way a new sample may not (wrong, no answer, several answers, no
-        reasoning; truncated unless `retry_truncated: false`), or any reply when `keep` wants
-        every try."""
+        reasoning; truncated unless `retry_truncated: false` or at temperature 0), or any reply when
+        `keep` wants every try. Why not a truncated one at temperature 0: the next try is the same
+        greedy reply, cut at the same place; reference s.5 says never to pay for it again."""
         cfg = self.config
         options, answers = rows["options"], rows["answer_idx"]
+        retry_truncated = cfg.retry_truncated and cfg.temperature != 0
 
         def again(i: int, reply: Reply) -> bool:
             reason = verdict(reply, options[i], answers[i], cfg.require_reasoning)[0]
             if reason is None:
                 return cfg.keep != "first"
-            return reason in RETRIED or (reason == "truncated" and cfg.retry_truncated)
+            return reason in RETRIED or (reason == "truncated" and retry_truncated)
 
         return again
 

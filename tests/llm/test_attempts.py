@@ -4,6 +4,7 @@ manifest say, resuming (a stopped run, a killed one, a raised K) and the Batch A
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import signal
@@ -142,6 +143,18 @@ def test_retry_truncated_false_asks_a_truncated_question_once(llm_server, tmp_pa
     llm_server.handler = teacher(failure="truncated")
     result = TeacherTraces(config(llm_server, tmp_path, attempts=4, retry_truncated=False)).run(ROWS, None)
     assert llm_server.count() == N
+    assert sorted(result.rows["id"]) == sorted(f"q{q}" for q in range(N) if right_at_of(q) == 1)
+
+
+def test_a_truncated_reply_at_temperature_0_is_not_paid_for_again(llm_server, tmp_path):
+    """Reference s.5: a truncated reply has no answer; at temperature 0 the next try is the same
+    greedy reply, cut at the same place, so it is recorded as failed and never bought again, even
+    with `attempts` > 1. Other failures still get their tries (the user asked for them)."""
+    llm_server.handler = teacher(failure="truncated")
+    cfg = dataclasses.replace(config(llm_server, tmp_path, attempts=4), temperature=0.0)
+    result = TeacherTraces(cfg).run(ROWS, None)
+    assert llm_server.count() == N
+    assert set(result.dropped["reason"]) == {"truncated"}
     assert sorted(result.rows["id"]) == sorted(f"q{q}" for q in range(N) if right_at_of(q) == 1)
 
 

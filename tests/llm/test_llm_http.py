@@ -83,6 +83,17 @@ def test_truncated_inline_think_has_no_answer(llm_server):
     assert not isinstance(got, Failed)
 
 
+@pytest.mark.parametrize("content", [None, ""])
+def test_truncated_separate_reasoning_has_no_answer(llm_server, content):
+    """Reference s.5, DeepSeek's shape: cut off while thinking, `reasoning_content` holds the
+    thinking and `content` is null or empty: a recorded outcome with no answer, not a failure
+    (which would be sent again and billed again)."""
+    llm_server.handler = lambda req: chat(content, reasoning="still going and going", finish_reason="length")
+    got = call(engine_for(llm_server), CHAT)
+    assert (got.status, got.finish_reason, got.text, got.reasoning) == ("length", "length", "", "still going and going")
+    assert not isinstance(got, Failed)
+
+
 def test_content_filter_finish_reason(llm_server):
     llm_server.handler = lambda req: chat("", finish_reason="content_filter")
     got = call(engine_for(llm_server), CHAT)

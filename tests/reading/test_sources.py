@@ -44,6 +44,11 @@ def test_pubmedqa_pool_real(shared_data):
     for row in pool.rows:
         assert row["answer_text"] == native[row["id"].split(":")[1]]["final_decision"]
         assert row["context"] and row["prompt"].startswith(row["context"])
+        # reference s.2: `{contexts joined by \n}\n{question}\n{options}`, one `X. text` per line
+        record = native[row["id"].split(":")[1]]
+        options = "\n".join(f"{letter}. {text}" for letter, text in zip("ABC", row["options"], strict=True))
+        assert row["prompt"] == "\n".join([*record["CONTEXTS"], record["QUESTION"], options])
+        assert sorted(row["options"]) == ["maybe", "no", "yes"]
     test = load_source("pubmedqa", path, split="test")
     assert {r["id"].split(":")[1] for r in test.rows} == test_pmids
 

@@ -538,3 +538,112 @@ def test_options_from_a_dataframe_row_are_read_like_a_list() -> None:
 def test_wrong_argument_types_are_said_in_one_line(reply, options, answer_idx, says) -> None:
     with pytest.raises(TypeError, match=says):
         grade(reply, options, answer_idx)
+
+
+# --- reference s.6, rule by rule, on generated replies ---------------------------------------------
+#
+# Each property builds the reply from the rule's own words and checks the one answer the rule gives,
+# so it cannot pass on a reply the rule does not read: every example asserts a specific letter.
+
+ANSWER_WORD = st.text(alphabet=string.ascii_lowercase, min_size=2, max_size=10)
+ANSWER_OPTION = st.lists(ANSWER_WORD, min_size=1, max_size=3).map(" ".join)
+ANSWER_OPTIONS = st.lists(ANSWER_OPTION, min_size=2, max_size=6, unique=True)
+CASINGS = st.sampled_from([str.lower, str.upper, str.title, str.swapcase, lambda s: s])
+# Brace-balanced box content: plain words and nested groups, no backslash, no "=".
+BALANCED = st.recursive(
+    st.text(alphabet=string.ascii_letters + string.digits + " .,()-", max_size=8),
+    lambda inner: st.lists(inner, min_size=1, max_size=3).map(lambda parts: "{" + "".join(parts) + "}"),
+    max_leaves=6,
+)
+BALANCED_CONTENT = st.lists(BALANCED, min_size=1, max_size=4).map("".join)
+# Running text around boxes: may hold stray braces, never a box command of its own.
+FILLER = st.text(alphabet=string.ascii_letters + " .,:\n{}", max_size=30)
+
+
+def _no_answer_words(options: list[str]) -> bool:
+    """Options spelt like a single letter or like the templates' own words are read as those."""
+    return not any(set(o.split()) & {"answer", "is", "the", "final", "correct", "option", "boxed"} for o in options)
+
+
+@settings(max_examples=300, deadline=None)
+@given(boxes=st.lists(BALANCED_CONTENT, min_size=1, max_size=4), fillers=st.lists(FILLER, min_size=5, max_size=5),
+       commands=st.lists(st.sampled_from(["\\boxed", "\\fbox", "\\boxed "]), min_size=4, max_size=4))
+def test_rule_1_the_last_box_with_balanced_braces_is_read(boxes: list[str], fillers: list[str], commands: list[str]):
+    """s.6.1: the content of the LAST ``\\boxed{}``/``\\fbox{}``, nested braces kept whole."""
+    reply = fillers[0] + "".join(f"{cmd}{{{box}}}{fill}" for cmd, box, fill in zip(commands, boxes, fillers[1:]))
+    assert last_boxed(reply) == boxes[-1].strip()
+
+
+@settings(max_examples=200, deadline=None)
+@given(words=st.lists(BALANCED_CONTENT, min_size=1, max_size=3), before=FILLER,
+       font=st.sampled_from(["text", "textbf", "mathrm"]))
+def test_rule_1_text_is_unwrapped(words: list[str], before: str, font: str):
+    r"""s.6.1: ``\text{...}`` (and font commands like it) is unwrapped, however many, nested braces kept."""
+    content = " ".join(f"\\{font}{{{word}}}" for word in words)
+    assert last_boxed(f"{before}\\boxed{{{content}}}") == " ".join(words).strip()
+
+
+@settings(max_examples=200, deadline=None)
+@given(sides=st.lists(st.text(alphabet=string.ascii_letters + string.digits + " .", max_size=8), min_size=2, max_size=4),
+       wrapped=st.booleans())
+def test_rule_1_keeps_what_follows_the_last_equals(sides: list[str], wrapped: bool):
+    content = " = ".join(sides)
+    box = f"\\boxed{{\\text{{{content}}}}}" if wrapped else f"\\boxed{{{content}}}"
+    assert last_boxed(box) == sides[-1].strip()
+
+
+@settings(max_examples=300, deadline=None)
+@given(options=ANSWER_OPTIONS, data=st.data())
+def test_rule_2_box_equal_to_the_answer_text_prefixed_text_or_letter_in_any_case(options: list[str], data):
+    """s.6.2: correct when the box equals, case-insensitively, the answer text, ``X. text`` or X;
+    and then for that option only."""
+    index = data.draw(st.integers(0, len(options) - 1))
+    letter, text = string.ascii_uppercase[index], options[index]
+    case = data.draw(CASINGS)
+    sep = data.draw(st.sampled_from([". ", ") ", ": "]))
+    for content in (case(text), case(letter), case(f"{letter}{sep}{text}")):
+        reply = data.draw(FILLER) + f"\\boxed{{{content}}}"
+        assert [is_correct(reply, options, i) for i in range(len(options))] == [
+            i == index for i in range(len(options))
+        ], reply
+        assert extract_answer(reply, options).letter == letter, reply
+
+
+@settings(max_examples=300, deadline=None)
+@given(options=ANSWER_OPTIONS, data=st.data())
+def test_rule_2_a_letter_naming_another_options_text_is_not_an_answer_in_any_case(options: list[str], data):
+    """``X. text`` whose text is another option's states two options, whatever the letter's case:
+    it is correct for neither (a lowercase ``a. aortic stenosis`` once counted as the text's option)."""
+    assume(len(options) >= 2)
+    i, j = data.draw(st.permutations(range(len(options))))[:2]
+    case = data.draw(CASINGS)
+    sep = data.draw(st.sampled_from([". ", ") ", ": "]))
+    letter = data.draw(st.sampled_from([str.lower, str.upper]))(string.ascii_uppercase[i])
+    for template in (r"\boxed{{{}}}", "The answer is {}", "Final answer: {}"):
+        reply = template.format(f"{letter}{sep}{case(options[j])}")
+        extraction = extract_answer(reply, options)
+        assert extraction.verdict == "multiple_answers", reply
+        assert sorted(extraction.letters) == sorted(string.ascii_uppercase[k] for k in (i, j)), reply
+        assert not any(is_correct(reply, options, k) for k in range(len(options))), reply
+
+
+STATEMENTS = ["The answer is {}.", "Answer: {}", "Final answer: {}", "So the correct option is {}.", "the answer is ({})"]
+MUSINGS = ["Let me reconsider.", "Hmm, wait.", "On reflection,", "Checking the murmur again."]
+
+
+@settings(max_examples=300, deadline=None)
+@given(options=ANSWER_OPTIONS, data=st.data())
+def test_rule_3_the_last_answer_statement_decides(options: list[str], data):
+    """s.6.3 first matcher, LAST match only: with no box, the last "answer is X" is the answer,
+    whatever the earlier statements said."""
+    assume(_no_answer_words(options))
+    picks = data.draw(st.lists(st.integers(0, len(options) - 1), min_size=2, max_size=5))
+    parts = []
+    for pick in picks:
+        parts.append(data.draw(st.sampled_from(MUSINGS)))
+        parts.append(data.draw(st.sampled_from(STATEMENTS)).format(string.ascii_uppercase[pick]))
+    reply = " ".join(parts)
+    extraction = extract_answer(reply, options)
+    assert (extraction.letter, extraction.method) == (string.ascii_uppercase[picks[-1]], "statement"), reply
+    assert is_correct(reply, options, picks[-1]), reply
+    assert not any(is_correct(reply, options, k) for k in range(len(options)) if k != picks[-1]), reply
