@@ -22,7 +22,7 @@ def use_a_writable_datasets_cache(environ: MutableMapping[str, str] = os.environ
     if environ.get("HF_DATASETS_CACHE"):
         return
     hf_home = environ.get("HF_HOME") or os.path.join(environ.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
-    if _writable(Path(os.path.expanduser(hf_home)) / "datasets"):
+    if can_write_in(Path(os.path.expanduser(hf_home)) / "datasets"):
         return
     fallback = Path(tempfile.gettempdir()) / f"m1data-datasets-cache-{os.getuid()}"
     with contextlib.suppress(OSError):  # the temp dir is shared: the copies of the user's rows are not
@@ -35,7 +35,7 @@ def use_a_writable_datasets_cache(environ: MutableMapping[str, str] = os.environ
         config.EXTRACTED_DATASETS_PATH = config.DOWNLOADED_DATASETS_PATH / config.EXTRACTED_DATASETS_DIR
 
 
-def _writable(folder: Path) -> bool:
+def can_write_in(folder: Path) -> bool:
     """Whether `folder` can be written, or made in its nearest existing parent."""
     while not folder.exists():
         if folder.parent == folder:

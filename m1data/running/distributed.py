@@ -47,7 +47,7 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 
-from m1data.caches import _writable
+from m1data.caches import can_write_in
 from m1data.config import ConfigError
 from m1data.errors import M1DataError
 from m1data.running.pipeline import RunContext, portable, sum_stats
@@ -113,7 +113,7 @@ def a_ray_token_where_home_cannot_hold_one(environ: MutableMapping[str, str] = o
     if environ.get("RAY_AUTH_TOKEN") or environ.get("RAY_AUTH_TOKEN_PATH") or environ.get("RAY_ADDRESS"):
         return  # a token chosen, or a cluster to join (RAY_ADDRESS), which has its own
     saved = os.path.join(os.path.expanduser(environ.get("HOME") or "~"), ".ray", "auth_token")
-    if os.path.exists(saved) or _writable(Path(saved).parent):
+    if os.path.exists(saved) or can_write_in(Path(saved).parent):
         return
     environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)  # what Ray's own token generator makes
 
