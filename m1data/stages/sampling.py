@@ -243,10 +243,12 @@ class Sample(Stage):
     def run(self, rows: datasets.Dataset | None, ctx: RunContext) -> StageResult:
         rows = check_rows(rows, self.name, ("id", "source"))  # None: it ran first; a frame: not a Dataset
         cfg = self.config
-        if cfg.levels:
-            kept = stratified_sample(rows, cfg.n, levels=cfg.levels, seed=cfg.seed)
-        else:
-            kept = random_sample(rows, cfg.n, seed=cfg.seed)
+        with warnings.catch_warnings():  # the stage says it once, below, in its own words (not twice, with a path)
+            warnings.simplefilter("ignore", PoolTooSmall)
+            if cfg.levels:
+                kept = stratified_sample(rows, cfg.n, levels=cfg.levels, seed=cfg.seed)
+            else:
+                kept = random_sample(rows, cfg.n, seed=cfg.seed)
         chosen = set(kept["id"])
         left = rows.filter(lambda ids: [i not in chosen for i in ids], input_columns="id", batched=True,
                            new_fingerprint=fresh_fingerprint())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from m1data.running.pipeline import read_manifests, run_pipeline
-from m1data.stages.sampling import Sample, SampleConfig, random_sample, stratified_sample
+from m1data.stages.sampling import PoolTooSmall, Sample, SampleConfig, random_sample, stratified_sample
 
 # The property tests ask for more rows than small pools hold on purpose; the warning has its own test.
 pytestmark = pytest.mark.filterwarnings("ignore::m1data.stages.sampling.PoolTooSmall")
@@ -490,7 +491,11 @@ def test_sample_stage_takes_what_there_is_and_says_so(tmp_path, capsys, shown_ou
     rows = datasets.Dataset.from_dict(
         {"id": [f"r{i}" for i in range(7)], "source": ["medqa"] * 4 + ["headqa"] * 3, "domain": ["a", "b"] * 3 + ["a"]}
     )
-    out = run_pipeline([_Given(rows), Sample(SampleConfig(n=1000))], tmp_path / "run")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = run_pipeline([_Given(rows), Sample(SampleConfig(n=1000))], tmp_path / "run")
+    # said once, as the stage's line: the samplers' PoolTooSmall printed it a second time, with a path
+    assert not [w for w in caught if issubclass(w.category, PoolTooSmall)]
     assert sorted(out["id"]) == sorted(rows["id"])
     manifest = read_manifests(tmp_path / "run")[-1]
     assert manifest["stats"] == {"n_requested": 1000, "n_drawn": 7, "short_by": 993}
