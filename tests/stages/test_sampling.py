@@ -448,7 +448,6 @@ def test_unsupported_pool_type_is_a_clear_error():
 
 
 def test_n_above_the_pool_warns_and_returns_every_row():
-
     pool = datasets.Dataset.from_dict(_pool_columns(10))
     with pytest.warns(PoolTooSmall, match="asked for 1,000 rows but the pool has 10"):
         picked = stratified_sample(pool, n=1000)
