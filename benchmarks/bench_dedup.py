@@ -3,6 +3,7 @@
     python benchmarks/bench_dedup.py --table [--sizes 50000,196000,1000000] [--ray-cpus 2] [--baseline-src DIR]
     python benchmarks/bench_dedup.py [--rows 20000] [--full] [--seed 0]
     python benchmarks/bench_dedup.py --executor ray [--sizes 196000,1000000] [--ray-cpus 2]
+    python benchmarks/bench_dedup.py --steps [--sizes 196000,1000000]
 
 ``--table`` (issue 21: the one command): rows from benchmarks/perturb.py, dedup of the rows plus
 decontamination against ~15,000 eval items. First, at ``--check-rows`` (20K), both are compared
@@ -28,6 +29,10 @@ both times, their ratio and whether the outputs are identical are printed.
 ``--full``: 196,000 rows deduplicated and decontaminated against ~15,000 eval items, timed at
 50K, 100K and the full size, with peak memory (ru_maxrss). Rows come from benchmarks/perturb.py;
 their length distribution is printed next to the real source prompts'.
+
+``--steps``: at each of ``--sizes``, dedup and decontamination timed locally and split into the band
+work (``BandJob.match``) and the rest, with their growth from each size to the next and the
+speed-up of the band work that a growth of at most 6x would need.
 
 ``--executor ray``: at each of ``--sizes``, dedup and decontamination (against ~15,000 eval
 items) by the local matcher and by the same matcher with its bands run as Ray tasks on a local
@@ -125,6 +130,61 @@ def full(rows: list[str], evals: list[EvalText], threshold: float) -> None:
         print(f"{n:>7,} rows: dedup {t_dup:6.1f}s ({len(dups):,} removed), "
               f"decontam {t_con:6.1f}s ({len(cont):,} removed), total {t_dup + t_con:6.1f}s, "
               f"peak RSS so far {peak_rss_gb():.2f} GB", flush=True)
+
+
+def steps(rows: list[str], evals: list[EvalText], sizes: list[int], threshold: float) -> None:
+    """Where the local time goes at each size: the band work (``BandJob.match``: group pass,
+    full-histogram check, rapidfuzz) and everything else (distinct texts, histograms, sorting,
+    group counts, earliest partner), which grows with the rows alone. Why: the growth target of
+    issue 21 depends on both, and no speed-up of the band work takes the growth below the rest's."""
+    import m1data.stages.fuzzy as fz
+
+    match = fz.BandJob.match
+    band_s = [0.0]
+
+    def timed_match(job, *args, **kwargs):  # type: ignore[no-untyped-def]
+        t0 = time.perf_counter()
+        try:
+            return match(job, *args, **kwargs)
+        finally:
+            band_s[0] += time.perf_counter() - t0
+
+    fz.BandJob.match = timed_match
+    find_duplicates(rows[:2000], threshold=threshold)  # compiles, or loads the compiled loops
+    totals: dict[int, tuple[float, float]] = {}
+    try:
+        for n in sizes:
+            part = rows[:n]
+            line = []
+            all_s = all_band = 0.0
+            for what, run in (("dedup", lambda: find_duplicates(part, threshold=threshold)),
+                              ("decontam", lambda: find_contamination(part, evals, threshold=threshold))):
+                band_s[0] = 0.0
+                t0 = time.perf_counter()
+                run()
+                total = time.perf_counter() - t0
+                line.append(f"{what} {total:.2f}s (band work {band_s[0]:.2f}s, rest {total - band_s[0]:.2f}s)")
+                all_s, all_band = all_s + total, all_band + band_s[0]
+            totals[n] = (all_s, all_s - all_band)
+            print(f"{n:>9,} rows: {'; '.join(line)}; load: {uptime()}", flush=True)
+    finally:
+        fz.BandJob.match = match
+    done = sorted(totals)
+    for small, large in zip(done, done[1:]):
+        (t0, r0), (t1, r1) = totals[small], totals[large]
+        b0, b1 = t0 - r0, t1 - r1
+        print(f"growth {small:,} -> {large:,} rows: total {t1 / t0:.1f}x, band work {b1 / b0:.1f}x, "
+              f"rest {r1 / r0:.1f}x; a band pass k times faster gives (r1 + b1/k) / (r0 + b0/k), "
+              f"so at most 6x needs k >= {_speedup_for(6.0, r0, b0, r1, b1)}", flush=True)
+
+
+def _speedup_for(target: float, r0: float, b0: float, r1: float, b1: float) -> str:
+    """Smallest k with (r1 + b1/k) / (r0 + b0/k) <= target, or "none" where even k -> inf misses."""
+    if r1 > target * r0:
+        return "none (the rest alone grows more)"
+    if b1 <= target * b0:
+        return "1"
+    return f"{(b1 - target * b0) / (target * r0 - r1):.0f}" if target * r0 > r1 else "inf"
 
 
 class WorkerMemory:
@@ -392,6 +452,7 @@ def main() -> None:
     ap.add_argument("--ray-cpus", type=int, default=2)
     ap.add_argument("--no-local", action="store_true", help="with --executor ray: skip the local runs")
     ap.add_argument("--table", action="store_true", help="the issue-21 table (see above)")
+    ap.add_argument("--steps", action="store_true", help="band work and the rest at each of --sizes (see above)")
     ap.add_argument("--check-rows", type=int, default=20_000, help="--table: rows compared with all pairs")
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--child-n", type=int, help=argparse.SUPPRESS)
@@ -410,12 +471,14 @@ def main() -> None:
     t0 = time.perf_counter()
     eval_items, eval_texts = perturb.eval_rows(seed=args.seed + 1)
     sizes = [int(s) for s in args.sizes.split(",")]
-    n_rows = max(sizes) if args.executor == "ray" or args.table else args.full_rows if args.full else args.rows
+    n_rows = max(sizes) if args.executor == "ray" or args.table or args.steps else args.full_rows if args.full else args.rows
     rows = perturb.training_rows(n_rows, seed=args.seed, eval_items=eval_items)
     print(f"generated in {time.perf_counter() - t0:.1f}s (seed {args.seed})")
     print(f"real prompts, source-mix weighted: {perturb.length_summary(perturb.mix_weighted_real_prompts())}")
     print(f"real prompts, every source row once: {perturb.length_summary(perturb.real_training_prompts())}")
-    if args.table:
+    if args.steps:
+        steps(rows, [EvalText("eval", str(i), t) for i, t in enumerate(eval_texts)], sizes, args.threshold)
+    elif args.table:
         table(rows, eval_texts, sizes, args.check_rows, args.ray_cpus, args.threshold, args.seed, args.baseline_src)
     elif args.executor == "ray":
         evals = [EvalText("eval", str(i), t) for i, t in enumerate(eval_texts)]
