@@ -174,17 +174,16 @@ def steps(rows: list[str], evals: list[EvalText], sizes: list[int], threshold: f
         (t0, r0), (t1, r1) = totals[small], totals[large]
         b0, b1 = t0 - r0, t1 - r1
         print(f"growth {small:,} -> {large:,} rows: total {t1 / t0:.1f}x, band work {b1 / b0:.1f}x, "
-              f"rest {r1 / r0:.1f}x; a band pass k times faster gives (r1 + b1/k) / (r0 + b0/k), "
-              f"so at most 6x needs k >= {_speedup_for(6.0, r0, b0, r1, b1)}", flush=True)
+              f"rest {r1 / r0:.1f}x; with a band pass k times faster the growth is "
+              f"(rest1 + band1/k) / (rest0 + band0/k): {_speedup_for(6.0, r0, b0, r1, b1)}", flush=True)
 
 
 def _speedup_for(target: float, r0: float, b0: float, r1: float, b1: float) -> str:
-    """Smallest k with (r1 + b1/k) / (r0 + b0/k) <= target, or "none" where even k -> inf misses."""
-    if r1 > target * r0:
-        return "none (the rest alone grows more)"
-    if b1 <= target * b0:
-        return "1"
-    return f"{(b1 - target * b0) / (target * r0 - r1):.0f}" if target * r0 > r1 else "inf"
+    """The smallest k with (r1 + b1/k) / (r0 + b0/k) <= target, in words."""
+    if r1 >= target * r0:
+        return f"no k gives at most {target:g}x (the rest alone grows {r1 / r0:.1f}x)"
+    k = max(1.0, (b1 - target * b0) / (target * r0 - r1))
+    return f"at most {target:g}x needs k >= {k:.1f}"
 
 
 class WorkerMemory:
