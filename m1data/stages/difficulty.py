@@ -222,9 +222,16 @@ class DifficultyFilter(LLMStage):
         ]
 
     def requests(self, endpoint: Endpoint, rows: datasets.Dataset) -> list[Request]:
+        """Every sample of every question, sample k of all rows after sample k-1 (pass@n): they
+        go out in one round, so this is also what a dry run plans (it planned one sample only)."""
         params = {"max_tokens": self.config.max_tokens, "temperature": self.config.temperature}
         params.update(self.config.extra_params)
-        return [boxed_request(endpoint.model, p, params) for p in rows["prompt"]]
+        firsts = [boxed_request(endpoint.model, p, params) for p in rows["prompt"]]
+        samples = self._student(endpoint).samples
+        return [nth_try(r, k) for k in range(1, samples + 1) for r in firsts]
+
+    def _student(self, endpoint: Endpoint) -> StudentConfig:
+        return next(s for s in self.config.students if s.column == endpoint.key)
 
     def process(self, rows: datasets.Dataset, cache: Cache, ctx: RunContext | None) -> StageResult:
         cfg = self.config
@@ -234,11 +241,10 @@ class DifficultyFilter(LLMStage):
         extra: dict[str, tuple[list[Any], Any]] = {}
         for student, endpoint in zip(cfg.students, self.endpoints(), strict=True):
             run = RunStats()
-            firsts = self.requests(endpoint, rows)
             if student.samples > 1 and cfg.temperature == 0:
                 log.warning("student %s: %s samples at temperature 0 repeat one answer; set difficulty.temperature",
                             student.column, student.samples)
-            asked = [nth_try(r, k) for k in range(1, student.samples + 1) for r in firsts]
+            asked = self.requests(endpoint, rows)
             replies = self.call(endpoint, asked, cache, ctx, run)
             transient += count_transient(replies)
             samples = [_grade(replies[k * len(rows):(k + 1) * len(rows)], rows["options"], rows["answer_idx"])

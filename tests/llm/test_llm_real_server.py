@@ -202,3 +202,38 @@ def test_a_server_that_dies_mid_run_is_one_line_and_the_rerun_sends_only_the_res
     assert rerun.returncode == 0, rerun.stderr
     assert len(proxy.calls) == 8 - before
     assert out.exists() and (tmp_path / "out.dropped.parquet").exists()
+
+
+def test_the_dry_run_plans_every_request_the_run_sends_pass_at_n_included(tmp_path, recorder, caplog):
+    """`run difficulty --dry-run` must plan what the run then sends: with `samples: 2` a student
+    is asked twice per question, and the plan said one (half the requests and cost); after
+    `samples` was raised on a finished run it said "0 to send" while the run sent the new ones."""
+    import logging
+
+    from m1data.llm.stages import run_llm_on_file
+    from m1data.stages.difficulty import DifficultyConfig, DifficultyFilter, StudentConfig
+    from m1data.stages.loading import LoadConfig, LoadSources
+
+    source = tmp_path / "in.parquet"
+    LoadSources(LoadConfig()).run(None, None).rows.select(range(2)).to_parquet(str(source))
+    out, cache_file = tmp_path / "out.parquet", tmp_path / "c.sqlite"
+
+    def stage(samples: int) -> DifficultyFilter:
+        student = StudentConfig(model=MODEL, base_url=recorder.base_url, short="s", samples=samples)
+        config = DifficultyConfig(students=[student], max_tokens=2, temperature=0.7)
+        config.runtime.cache_path, config.runtime.progress = str(cache_file), False
+        return DifficultyFilter(config)
+
+    def planned(samples: int) -> str:
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="m1data.llm.runner"):
+            run_llm_on_file(stage(samples), source, out, dry_run=True)
+        return caplog.text
+
+    assert "4 to send" in planned(2)
+    run_llm_on_file(stage(2), source, out, dry_run=False)
+    assert len(recorder.calls) == 4
+    assert "4 cached, 0 to send" in planned(2)
+    assert "4 cached, 2 to send" in planned(3)
+    run_llm_on_file(stage(3), source, out, dry_run=False)
+    assert len(recorder.calls) == 6
