@@ -139,6 +139,11 @@ async def sweep(
     for config in grid:
         point_dir = out / f"b{config.thinking_budget}-r{config.forcing_rounds}"
         metrics = _done(point_dir / "metrics.json", config, fingerprints, limit)
+        if metrics is not None and metrics.get("label") != label:
+            # read back under another --label: the point's own metrics.json said the old name
+            # while sweep.json and the plots said the new one
+            metrics = {**metrics, "label": label}
+            write_json(point_dir / "metrics.json", metrics)
         if metrics is None:
             try:
                 metrics = await infer(engine, sets, point_dir, config, cache=cache, runtime=runtime,

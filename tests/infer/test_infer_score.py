@@ -251,3 +251,17 @@ def test_sweep_points_and_plot_titles_show_unscored_questions(tmp_path):
     assert all(p["n_per_set"] == {"s": 1} and p["unscored_per_set"] == {"s": 1} for p in points)
     fig = sweep_figure(points, "budget", "forcing_rounds", "t")
     assert fig.axes[0].get_title() == "s (n = 1, 1 unscored)"
+
+
+def test_a_point_read_back_under_another_label_says_the_new_label_everywhere(tmp_path, eval_sets):
+    """Resuming a sweep with another --label read each finished point back and called it by the
+    new label in sweep.json, while the point's own metrics.json (what `m1data infer plot` reads
+    for a point folder) kept the old one."""
+    from m1data.infer.sweep import load_points
+
+    base = BudgetConfig(model="m")
+    run_sweep(Oracle(), eval_sets, tmp_path, base, budgets=[8, 16], label="first")
+    again = Oracle()
+    points = run_sweep(again, eval_sets, tmp_path, base, budgets=[8, 16], label="second")
+    assert again.calls == 0 and {p["label"] for p in points} == {"second"}
+    assert {p["label"] for p in load_points(tmp_path / "b8-r0")} == {"second"}
