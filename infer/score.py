@@ -22,7 +22,9 @@ Written to `out_dir`:
   answer was read, correctness, and the whole `BudgetRecord`: thinking, thinking tokens, forcing
   rounds, stop reason, answer), set after set, once the calls are done.
 * ``metrics.json``, once, when every question has its answer: the setting, the label, and per
-  set: n, correct, accuracy, errors, stop reasons, mean thinking tokens and forcing rounds; a
+  set: n (the questions scored), correct, accuracy (correct / n), unscored (and their ids: rows
+  whose answer key names no option, e.g. the loaders' ``answer_idx`` -1; they are asked nothing
+  and are in no denominator), errors, stop reasons, mean thinking tokens and forcing rounds; a
   fingerprint of each set's rows as scored (``eval_fingerprints``, see `eval_fingerprint`); the
   unweighted mean accuracy over sets, which is how Table 1's "average" is computed; and what the
   calls cost (``calls``: sent now, answered from the cache, tokens), as a stage manifest says it.
@@ -61,7 +63,8 @@ from m1data.reading.readers import ROW_SUFFIXES, read_records, read_rows
 from m1data.schema import LETTERS
 from m1data.stages.answers import grade
 
-__all__ = ["EvalSource", "InferIncomplete", "eval_fingerprint", "infer", "load_eval_sets", "load_rows", "open_infer_cache",
+__all__ = ["EvalSource", "InferIncomplete", "eval_fingerprint", "has_answer_key", "infer", "load_eval_sets", "load_rows",
+           "open_infer_cache",
            "run_infer", "score_record", "summarize", "write_json"]
 
 EvalSource = datasets.Dataset | str | Path
@@ -102,12 +105,32 @@ def load_rows(source: EvalSource) -> datasets.Dataset:
 
 
 def load_eval_sets(eval_sets: Mapping[str, EvalSource], limit: int | None = None) -> dict[str, datasets.Dataset]:
-    """Every set read (and checked) with `load_rows`, cut to its first `limit` rows when given."""
+    """Every set read (and checked) with `load_rows`, cut to its first `limit` rows when given.
+
+    Why the checks: an empty set (or a `limit` below 1) scored 0 of 0 as accuracy 0.0 and pulled
+    Table 1's average down with it, and a run with no set at all wrote metrics of nothing; a set
+    whose every answer key is unreadable has no accuracy either."""
+    if limit is not None and limit < 1:
+        raise UserError(f"limit must be at least 1 question per set, got {limit}")
+    if not eval_sets:
+        raise UserError("no eval set given")
     sets = {}
     for name, source in eval_sets.items():
         rows = load_rows(source)
-        sets[name] = rows.select(range(min(limit, len(rows)))) if limit is not None else rows
+        rows = rows.select(range(min(limit, len(rows)))) if limit is not None else rows
+        if not any(has_answer_key(options, idx) for options, idx in zip(rows["options"], rows["answer_idx"])):
+            raise UserError(f"eval set {name!r} has no question with a usable answer key "
+                            f"({len(rows)} row{'s' if len(rows) != 1 else ''}); there is nothing to score")
+        sets[name] = rows
     return sets
+
+
+def has_answer_key(options: list[str], answer_idx: int | None) -> bool:
+    """Whether a row's answer key names one of its options. Rows whose key could not be read
+    (the eval loaders give them ``answer_idx`` -1, `LoadResult.unscored`) are asked nothing and
+    counted as ``unscored``: scoring them wrong would lower the accuracy, dropping them would hide
+    that the set is not the one the paper scored."""
+    return answer_idx is not None and 0 <= int(answer_idx) < len(options)
 
 
 def eval_fingerprint(rows: datasets.Dataset) -> str:
@@ -117,7 +140,8 @@ def eval_fingerprint(rows: datasets.Dataset) -> str:
     digest = hashlib.sha256()
     ids = rows["id"] if "id" in rows.column_names else [str(i) for i in range(len(rows))]
     for key, prompt, options, answer_idx in zip(ids, rows["prompt"], rows["options"], rows["answer_idx"], strict=True):
-        digest.update(json.dumps([key, prompt, list(options), int(answer_idx)], ensure_ascii=False).encode() + b"\n")
+        answer = -1 if answer_idx is None else int(answer_idx)
+        digest.update(json.dumps([key, prompt, list(options), answer], ensure_ascii=False).encode() + b"\n")
     return digest.hexdigest()
 
 
@@ -136,20 +160,35 @@ def score_record(record: BudgetRecord, options: list[str], answer_idx: int) -> d
     }
 
 
-def summarize(lines: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per-set metrics of scored record lines (as written to records.jsonl)."""
+def summarize(lines: list[dict[str, Any]], unscored_ids: list[str] = ()) -> dict[str, Any]:
+    """Per-set metrics of scored record lines (as written to records.jsonl): accuracy is over the
+    `n` scored questions; the `unscored` ones (no usable answer key, `has_answer_key`) are counted
+    beside them, never in the denominator."""
     n = len(lines)
     correct = sum(line["correct"] for line in lines)
     return {
         "n": n,
         "correct": correct,
         "accuracy": correct / n if n else 0.0,
+        "unscored": len(unscored_ids),
+        "unscored_ids": list(unscored_ids),
         "errors": sum(line["stop_reason"] == "error" for line in lines),
         "stop_reasons": dict(Counter(line["stop_reason"] for line in lines)),
         "methods": dict(Counter(line["method"] for line in lines)),
         "mean_thinking_tokens": sum(line["thinking_tokens"] for line in lines) / n if n else 0.0,
         "mean_forcing_rounds": sum(line["forcing_rounds"] for line in lines) / n if n else 0.0,
     }
+
+
+def _with_answer_key(rows: datasets.Dataset) -> tuple[datasets.Dataset, list[str]]:
+    """The rows that can be scored, and the ids of those that cannot (`has_answer_key`)."""
+    if "id" not in rows.column_names:  # numbered before any is left out, so a question keeps its number
+        rows = rows.add_column("id", [str(i) for i in range(len(rows))])
+    keep = [has_answer_key(options, idx) for options, idx in zip(rows["options"], rows["answer_idx"])]
+    unscored = [str(key) for key, ok in zip(rows["id"], keep) if not ok]
+    if not unscored:
+        return rows, []
+    return rows.select([i for i, ok in enumerate(keep) if ok]), unscored
 
 
 def _scored_lines(name: str, rows: datasets.Dataset, records: list[BudgetRecord]) -> list[dict[str, Any]]:
@@ -196,17 +235,18 @@ async def infer(
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").unlink(missing_ok=True)  # a stale one must not describe these records
     sets = load_eval_sets(eval_sets, limit)  # every set read (and checked) before any call
-    prompts = [build_prompt(p, render) for rows in sets.values() for p in rows["prompt"]]
+    asked = {name: _with_answer_key(rows) for name, rows in sets.items()}
+    prompts = [build_prompt(p, render) for rows, _ in asked.values() for p in rows["prompt"]]
     stats = RunStats()
     records = await generate_many(engine, prompts, config, cache, runtime=runtime, stats=stats, label=out.name)
     per_set: dict[str, Any] = {}
     start = 0
     with (out / "records.jsonl").open("w", encoding="utf-8") as f:
-        for name, rows in sets.items():
+        for name, (rows, unscored_ids) in asked.items():
             lines = _scored_lines(name, rows, records[start : start + len(rows)])
             start += len(rows)
             f.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
-            per_set[name] = summarize(lines)
+            per_set[name] = summarize(lines, unscored_ids)
     missing = len(records) - sum(s["n"] for s in per_set.values())  # incomplete ones are not scored
     if missing:
         raise InferIncomplete(str(out), missing, len(records))
@@ -220,6 +260,7 @@ async def infer(
         "eval_fingerprints": {name: eval_fingerprint(rows) for name, rows in sets.items()},
         "average_accuracy": sum(s["accuracy"] for s in per_set.values()) / len(per_set) if per_set else 0.0,
         "n": sum(s["n"] for s in per_set.values()),
+        "unscored": sum(s["unscored"] for s in per_set.values()),
         "calls": llm_stats(stats),
     }
     write_json(out / "metrics.json", metrics)

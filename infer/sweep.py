@@ -51,6 +51,7 @@ from m1data.infer.score import (
     write_json,
 )
 
+from m1data.errors import UserError
 from m1data.llm.cache import Cache
 from m1data.llm.runner import run_sync
 from m1data.llm.stages import LLMRuntime
@@ -73,6 +74,7 @@ def _point(metrics: dict[str, Any], label: str) -> dict[str, Any]:
         | {AVERAGE: metrics["average_accuracy"]},
         "mean_thinking_tokens": {name: s["mean_thinking_tokens"] for name, s in metrics["sets"].items()},
         "n_per_set": {name: s["n"] for name, s in metrics["sets"].items()},
+        "unscored_per_set": {name: s.get("unscored", 0) for name, s in metrics["sets"].items()},
         "errors": sum(s["errors"] for s in metrics["sets"].values()),
         "n": metrics["n"],
     }
@@ -99,6 +101,18 @@ def _done(path: Path, config: BudgetConfig, fingerprints: dict[str, str], limit:
     return metrics if same else None
 
 
+def _grid(base: BudgetConfig, budgets: Sequence[int], forcing_rounds: Sequence[int]) -> list[BudgetConfig]:
+    """The settings of the grid, each checked by `BudgetConfig`. Why before any point: a negative
+    budget late in the list stopped the sweep after the points before it had run, and a value
+    given twice wrote the same point twice into sweep.json and the plots."""
+    for what, values in (("budgets", budgets), ("forcing rounds", forcing_rounds)):
+        if not values:
+            raise UserError(f"no {what} to sweep")
+        if len(set(values)) != len(values):
+            raise UserError(f"{what} {list(values)} name a value twice")
+    return [replace(base, thinking_budget=b, forcing_rounds=r) for b in budgets for r in forcing_rounds]
+
+
 async def sweep(
     engine: Engine,
     eval_sets: Mapping[str, EvalSource],
@@ -119,22 +133,26 @@ async def sweep(
     points = []
     missing = total = 0
     incomplete = []
+    grid = _grid(base, budgets, forcing_rounds)  # every setting checked before any point runs
     sets = load_eval_sets(eval_sets, limit)  # read once for every point
     fingerprints = {name: eval_fingerprint(rows) for name, rows in sets.items()}
-    for budget in budgets:
-        for rounds in forcing_rounds:
-            config = replace(base, thinking_budget=budget, forcing_rounds=rounds)
-            point_dir = out / f"b{budget}-r{rounds}"
-            metrics = _done(point_dir / "metrics.json", config, fingerprints, limit)
-            if metrics is None:
-                try:
-                    metrics = await infer(engine, sets, point_dir, config, cache=cache, runtime=runtime,
-                                          limit=limit, label=label)
-                except InferIncomplete as stop:
-                    incomplete.append(point_dir.name)
-                    missing, total = missing + stop.missing, total + stop.total
-                    continue
-            points.append(_point(metrics, label))
+    for config in grid:
+        point_dir = out / f"b{config.thinking_budget}-r{config.forcing_rounds}"
+        metrics = _done(point_dir / "metrics.json", config, fingerprints, limit)
+        if metrics is not None and metrics.get("label") != label:
+            # read back under another --label: the point's own metrics.json said the old name
+            # while sweep.json and the plots said the new one
+            metrics = {**metrics, "label": label}
+            write_json(point_dir / "metrics.json", metrics)
+        if metrics is None:
+            try:
+                metrics = await infer(engine, sets, point_dir, config, cache=cache, runtime=runtime,
+                                      limit=limit, label=label)
+            except InferIncomplete as stop:
+                incomplete.append(point_dir.name)
+                missing, total = missing + stop.missing, total + stop.total
+                continue
+        points.append(_point(metrics, label))
     if incomplete:
         raise InferIncomplete(f"{out} (points {', '.join(incomplete)})", missing, total)
     out.mkdir(parents=True, exist_ok=True)
@@ -195,7 +213,9 @@ def _panel_n(points: list[dict[str, Any]], panel: str) -> str:
     counts = {p.get("n_per_set", {}).get(panel) for p in points} - {None}
     if not counts:
         return "n unknown"
-    return f"n = {max(counts):,}" if len(counts) == 1 else f"n = {min(counts):,}-{max(counts):,}"
+    shown = f"n = {max(counts):,}" if len(counts) == 1 else f"n = {min(counts):,}-{max(counts):,}"
+    unscored = max((p.get("unscored_per_set", {}).get(panel, 0) for p in points), default=0)
+    return f"{shown}, {unscored:,} unscored" if unscored else shown  # a set with broken keys says so
 
 
 def _fit_with_band(xs: list[float], ys: list[float], grid: Any) -> tuple[Any, Any, Any] | None:

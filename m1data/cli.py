@@ -564,7 +564,12 @@ def _preflight(endpoint) -> None:
 
 def _eval_sets(specs: list[str], path: Path | None, mappings: list[str] | None = None) -> dict:
     """Eval sets by name from `--eval-sets` entries and their `--eval-mapping`s, read as
-    `decontaminate --eval` reads them (`EvalInput.parse`, `with_mappings`, `load_eval_input` for scoring)."""
+    `decontaminate --eval` reads them (`EvalInput.parse`, `with_mappings`, `load_eval_input` for scoring).
+
+    Each set keeps its questions whose answer key could not be read (`LoadResult.targets`, with
+    ``answer_idx`` -1): scoring counts them as unscored in metrics.json, where leaving them out
+    reported a set with broken keys as if it were whole. A set name given twice is an error: the
+    second silently replaced the first."""
     entries = [e.strip() for spec in specs for e in spec.split(",") if e.strip()]
     if not entries:
         raise typer.BadParameter("no eval set given", param_hint="--eval-sets")
@@ -575,7 +580,11 @@ def _eval_sets(specs: list[str], path: Path | None, mappings: list[str] | None =
         inputs = [evalsets.EvalInput(inputs[0].name, str(path))]
     sets = {}
     for spec in evalsets.with_mappings(inputs, _eval_mappings(mappings)):
-        sets.update({n: r.rows for n, r in evalsets.load_eval_input(spec, scoring=True).items()})
+        for name, loaded in evalsets.load_eval_input(spec, scoring=True).items():
+            if name in sets:
+                raise typer.BadParameter(f"eval set {name!r} is given twice; give each set once (NAME=FILE names "
+                                         "a file)", param_hint="--eval-sets")
+            sets[name] = loaded.targets()
     return sets
 
 
@@ -635,7 +644,7 @@ def infer_run(
     tpm: InferTpmOpt = None,
     timeout: InferTimeoutOpt = 600.0,
     cache: InferCacheOpt = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", help="First N questions of each set.")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="First N questions of each set.")] = None,
     progress: ProgressOpt = True,
 ) -> None:
     """Generate with a thinking budget (and optional budget forcing) and score per eval set."""
@@ -674,7 +683,7 @@ def infer_sweep(
     tpm: InferTpmOpt = None,
     timeout: InferTimeoutOpt = 600.0,
     cache: InferCacheOpt = None,
-    limit: Annotated[Optional[int], typer.Option("--limit")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="First N questions of each set.")] = None,
     progress: ProgressOpt = True,
 ) -> None:
     """Accuracy against thinking budget (paper Figure 1) and forcing rounds (Figure 3), with plots."""

@@ -150,3 +150,72 @@ def test_a_bf16_recipe_on_a_cpu_machine_is_one_line_naming_the_flag(tiny_dir, tm
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "--bf16 false" in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def published_folder(tmp_path_factory) -> Path:
+    """A Hub folder laid out as a build writes `runs/m1k/hub`: the default config (every column,
+    ``prompt`` published as ``user_prompt``, with ``messages``) and its prompt-completion config."""
+    from m1data.publishing.hub import write_hub_folder
+    from m1data.stages.formatting import hub_configs, to_sft
+
+    rows = to_sft(datasets.Dataset.from_list(ROWS))
+    configs = {name: {"train": view} for name, view in hub_configs(rows, "m1k").items()}
+    return write_hub_folder(tmp_path_factory.mktemp("run") / "hub", configs, "# m1k\n")
+
+
+@pytest.mark.parametrize("config", [None, "m1k", "m1k-prompt-completion"])
+def test_a_builds_hub_folder_trains_from_each_of_its_configs(tiny_dir, published_folder, tmp_path, config):
+    extra = ["--dataset_config", config] if config else []
+    trainer = build_trainer(tiny_config(tiny_dir, published_folder, tmp_path, *extra))
+    assert len(trainer.train_dataset) == len(ROWS)
+    tokenizer = trainer.processing_class
+    first = trainer.train_dataset[0]
+    n_prompt = sum(label == -100 for label in first["labels"])
+    assert tokenizer.decode(first["input_ids"][n_prompt:]).startswith("<|im_start|>think\n" + ROWS[0]["reasoning"])
+
+
+def _rows_folder(root: Path, rows: list[dict]) -> Path:
+    (root / "data").mkdir(parents=True)
+    datasets.Dataset.from_list(rows).to_parquet(str(root / "data" / "train-00000-of-00001.parquet"))
+    return root
+
+
+@pytest.mark.parametrize(
+    ("dataset", "extra", "message"),
+    [
+        ("published", ["--dataset_config", "m1k-typo"], r"BuilderConfig 'm1k-typo' not found"),
+        ("published", ["--dataset_split", "test"], r'Unknown split "test"'),
+        ("published", ["--max_train_examples", "0"], "max_train_examples must be at least 1"),
+        ("no_columns", [], r"has columns \['id', 'question', 'answer'\]; SFT needs"),
+        ("no_prompt", [], r"has columns \['reasoning', 'teacher_reply'\]; SFT needs"),
+    ],
+)
+def test_dataset_problems_are_one_user_error(tiny_dir, published_folder, tmp_path, dataset, extra, message):
+    """A config or split the folder does not have was a ValueError from `datasets` (an 'internal
+    error' with a traceback on the command line), --max_train_examples 0 died in the trainer with
+    a bare StopIteration, and rows without a prompt column with a KeyError on the first row."""
+    from m1data.errors import UserError
+
+    folders = {
+        "published": published_folder,
+        "no_columns": _rows_folder(tmp_path / "a", [{"id": "a", "question": "q", "answer": "x"}]),
+        "no_prompt": _rows_folder(tmp_path / "b", [{"reasoning": "r", "teacher_reply": "Answer: A"}]),
+    }
+    with pytest.raises(UserError, match=message):
+        build_trainer(tiny_config(tiny_dir, folders[dataset], tmp_path / "out", *extra))
+
+
+def test_a_wrong_dataset_config_on_the_command_line_is_one_line(tiny_dir, published_folder, tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", "from m1data.cli import main; main()", "train", "--recipe", "m1-7B-1K",
+         "--model_name_or_path", str(tiny_dir), "--dataset", str(published_folder), "--dataset_config", "m1k-typo",
+         "--output_dir", str(tmp_path / "out"), *TINY_OVERRIDES],
+        capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "m1k-prompt-completion" in proc.stderr  # the configs there are

@@ -136,9 +136,36 @@ def _set_global_batch(script: ScriptArguments, sft: Any) -> None:
     sft.gradient_accumulation_steps = script.global_batch_size // per_step
 
 
+TRAINING_COLUMNS = (("prompt", "completion"), ("messages",), ("prompt", "reasoning", "teacher_reply"))
+
+
+def _training_rows(script: ScriptArguments):
+    """The rows to train on, or one line saying why there are none. Why: a config or split name
+    the dataset does not have was a ValueError from `datasets`, which the command line shows as an
+    internal error with its traceback; an empty selection (``max_train_examples`` 0, an empty
+    split) got as far as the trainer and died there with a bare StopIteration; and rows of the
+    wrong shape failed on the first row with a KeyError."""
+    from datasets import load_dataset
+
+    if script.max_train_examples is not None and script.max_train_examples < 1:
+        raise UserError(f"max_train_examples must be at least 1, got {script.max_train_examples}")
+    try:
+        rows = load_dataset(script.dataset, name=script.dataset_config, split=script.dataset_split)
+    except ValueError as err:  # unknown config or split: the message lists the ones there are
+        raise UserError(f"dataset {script.dataset}: {' '.join(str(err).split())}") from None
+    if script.max_train_examples is not None:
+        rows = rows.select(range(min(script.max_train_examples, len(rows))))
+    if len(rows) == 0:
+        raise UserError(f"dataset {script.dataset} (split {script.dataset_split!r}) has no rows to train on")
+    if not any(set(columns) <= set(rows.column_names) for columns in TRAINING_COLUMNS):
+        wanted = " or ".join("+".join(columns) for columns in TRAINING_COLUMNS)
+        raise UserError(f"dataset {script.dataset} has columns {rows.column_names}; SFT needs {wanted} "
+                        "(an m1data build's Hub folder has them)")
+    return rows
+
+
 def build_trainer(config: TrainConfig):
     """The `SFTTrainer` of a run, with its dataset already tokenized and masked (not trained yet)."""
-    from datasets import load_dataset
     from transformers import AutoTokenizer
     from trl import SFTTrainer
 
@@ -149,9 +176,7 @@ def build_trainer(config: TrainConfig):
         raise UserError("no dataset: pass --dataset <Hub id or local folder>")
     _set_global_batch(script, sft)
 
-    rows = load_dataset(script.dataset, name=script.dataset_config, split=script.dataset_split)
-    if script.max_train_examples is not None:
-        rows = rows.select(range(min(script.max_train_examples, len(rows))))
+    rows = _training_rows(script)
 
     tokenizer = AutoTokenizer.from_pretrained(script.model_name_or_path)
     if tokenizer.chat_template is None:  # base checkpoints; Qwen2.5-Instruct's own renders the same

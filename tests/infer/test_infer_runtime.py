@@ -343,3 +343,47 @@ def test_sweep_killed_midway_and_resumed_pays_nothing_twice(tmp_path):
     points = json.loads((out / "sweep.json").read_text(encoding="utf-8"))
     assert len(points) == 8 and all(p["accuracy"]["mine"] == 1.0 for p in points)
     assert {(p["budget"], p["forcing_rounds"]) for p in points} == {(b, r) for b in (8, 16, 32, 64) for r in (0, 2)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Eval sets as the command line reads them
+
+
+def test_questions_with_broken_answer_keys_are_counted_as_unscored_in_metrics(tmp_path):
+    """The loader leaves out a question whose answer key it cannot read, and `infer` scored what
+    was left: a set with 2 of 4 keys broken was reported as n = 2, accuracy 1.0, with no word of
+    the other two. Now they are in metrics.json as unscored (with their ids), and never asked."""
+    evals = eval_file(tmp_path / "e.jsonl", 4)
+    records = [json.loads(line) for line in evals.read_text().splitlines()]
+    records[1]["answer"], records[2]["answer"] = "Z", None
+    evals.write_text("".join(json.dumps(r) + "\n" for r in records))
+    with ScriptedServer(thinker()) as server:
+        result = runner.invoke(app, ["infer", "run", "--base-url", server.base_url, "--model", "m", "--eval-sets",
+                                     f"mine={evals}", "--budget", "8", "--no-progress", "--out", str(tmp_path / "out")],
+                               env={"HF_HUB_OFFLINE": "1"})
+        asked = {re.search(r"Question (\d)", r.body["prompt"]).group(1) for r in server.requests}
+    assert result.exit_code == 0, result.output
+    mine = json.loads((tmp_path / "out" / "metrics.json").read_text())["sets"]["mine"]
+    assert (mine["n"], mine["correct"], mine["unscored"]) == (2, 2, 2)
+    assert [key.rsplit(":", 1)[1] for key in mine["unscored_ids"]] == ["q1", "q2"]
+    assert asked == {"0", "3"}
+
+
+@pytest.mark.parametrize("given", [["a={one}", "a={two}"], ["{one}", "{one}"]])
+def test_an_eval_set_given_twice_is_one_line_before_anything_is_sent(tmp_path, given):
+    """`--eval-sets a=one.jsonl,a=two.jsonl` scored only two.jsonl under the name a, silently."""
+    files = {"one": eval_file(tmp_path / "one.jsonl", 2), "two": eval_file(tmp_path / "two.jsonl", 3)}
+    with ScriptedServer(thinker()) as server:
+        result = runner.invoke(app, ["infer", "run", "--base-url", server.base_url, "--model", "m", "--eval-sets",
+                                     ",".join(g.format(**files) for g in given), "--no-progress",
+                                     "--out", str(tmp_path / "out")], env={"HF_HUB_OFFLINE": "1"})
+        assert server.count() == 0
+    assert result.exit_code == 2 and "given twice" in result.output, result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_limit_below_one_is_refused_by_the_command_line(tmp_path):
+    result = runner.invoke(app, ["infer", "sweep", "--base-url", "http://127.0.0.1:9/v1", "--model", "m",
+                                 "--eval-sets", f"mine={eval_file(tmp_path / 'e.jsonl', 2)}", "--limit", "0",
+                                 "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "--limit" in result.output, result.output

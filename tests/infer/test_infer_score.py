@@ -178,3 +178,90 @@ def test_sweep_figures_read_like_the_papers():
     ticks = rounds.axes[0].get_xticks()
     assert all(float(t).is_integer() for t in ticks)
     assert short_label("runs/m1/checkpoint-50") == "m1/checkpoint-50"
+
+
+def test_rows_without_a_usable_answer_key_are_counted_as_unscored_not_asked_nor_scored(tmp_path):
+    """A row whose answer key names no option (the eval loaders give an unreadable one
+    ``answer_idx`` -1) made the whole run fail with a UserError after every call had been paid
+    for. Now it is asked nothing, counted per set as unscored (with its id), and is in no
+    denominator: the accuracy is over the questions that can be scored."""
+    good = [dict(row) for row in rows([("pick A", 0), ("pick B", 1), ("pick C", 0)])]  # two right, one wrong
+    broken = [{**good[0], "id": "minus", "answer_idx": -1}, {**good[1], "id": "seven", "answer_idx": 7}]
+    engine = Oracle()
+    metrics = run_infer(engine, {"s": datasets.Dataset.from_list(good + broken)}, tmp_path, BudgetConfig(model="m"))
+    s = metrics["sets"]["s"]
+    assert (s["n"], s["correct"], s["unscored"], s["unscored_ids"]) == (3, 2, 2, ["minus", "seven"])
+    assert s["accuracy"] == pytest.approx(2 / 3) and metrics["average_accuracy"] == pytest.approx(2 / 3)
+    assert metrics["unscored"] == 2 and metrics["n"] == 3
+    assert engine.calls == 3 * 2  # one thinking and one answer call per scored question, none for the others
+    lines = (tmp_path / "records.jsonl").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["id"] for line in lines] == ["q0", "q1", "q2"]
+
+
+def test_rows_without_ids_keep_their_numbers_when_unscored_ones_are_left_out(tmp_path):
+    plain = [{k: v for k, v in row.items() if k != "id"} for row in rows([("pick A", 9), ("pick B", 1)])]
+    metrics = run_infer(Oracle(), {"s": datasets.Dataset.from_list(plain)}, tmp_path, BudgetConfig(model="m"))
+    assert metrics["sets"]["s"]["unscored_ids"] == ["0"]
+    (line,) = (tmp_path / "records.jsonl").read_text(encoding="utf-8").splitlines()
+    assert json.loads(line)["id"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("sets", "limit", "message"),
+    [
+        ({"good": rows([("pick A", 0)]), "empty": rows([("pick A", 0)]).select([])}, None, "'empty' has no question"),
+        ({"broken": rows([("pick A", -1)])}, None, "'broken' has no question with a usable answer key"),
+        ({"good": rows([("pick A", 0)])}, 0, "limit must be at least 1"),
+        ({"good": rows([("pick A", 0)])}, -1, "limit must be at least 1"),
+        ({}, None, "no eval set"),
+    ],
+)
+def test_nothing_to_score_is_a_user_error_before_any_call(tmp_path, sets, limit, message):
+    """An empty set (or --limit 0, or a negative one) was scored 0 of 0 = accuracy 0.0 and pulled
+    Table 1's average down (a good set at 1.0 beside an empty one averaged 0.5); no set at all
+    wrote a metrics.json of nothing."""
+    from m1data.errors import UserError
+
+    engine = Oracle()
+    with pytest.raises(UserError, match=message):
+        run_infer(engine, sets, tmp_path / "out", BudgetConfig(model="m"), limit=limit)
+    assert engine.calls == 0 and not (tmp_path / "out" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize(("budgets", "rounds", "message"),
+                         [([8, -1], [0], "must be >= 0"), ([8], [0, -2], "must be >= 0"),
+                          ([8, 16, 8], [0], "budgets .* twice"), ([8], [1, 1], "forcing rounds .* twice"),
+                          ([], [0], "no budgets")])
+def test_the_grid_is_checked_before_any_point_runs(tmp_path, eval_sets, budgets, rounds, message):
+    """A negative budget late in --budgets stopped the sweep only after the points before it had
+    been paid for; a budget given twice wrote the same point twice into sweep.json and the plots."""
+    from m1data.errors import UserError
+
+    engine = Oracle()
+    with pytest.raises(UserError, match=message):
+        run_sweep(engine, eval_sets, tmp_path, BudgetConfig(model="m"), budgets=budgets, forcing_rounds=rounds)
+    assert engine.calls == 0 and not list(tmp_path.glob("b*-r*"))
+
+
+def test_sweep_points_and_plot_titles_show_unscored_questions(tmp_path):
+    from m1data.infer.sweep import sweep_figure
+
+    data = datasets.Dataset.from_list([dict(r) for r in rows([("pick A", 0), ("pick B", -1)])])
+    points = run_sweep(Oracle(), {"s": data}, tmp_path, BudgetConfig(model="m"), budgets=[8, 16])
+    assert all(p["n_per_set"] == {"s": 1} and p["unscored_per_set"] == {"s": 1} for p in points)
+    fig = sweep_figure(points, "budget", "forcing_rounds", "t")
+    assert fig.axes[0].get_title() == "s (n = 1, 1 unscored)"
+
+
+def test_a_point_read_back_under_another_label_says_the_new_label_everywhere(tmp_path, eval_sets):
+    """Resuming a sweep with another --label read each finished point back and called it by the
+    new label in sweep.json, while the point's own metrics.json (what `m1data infer plot` reads
+    for a point folder) kept the old one."""
+    from m1data.infer.sweep import load_points
+
+    base = BudgetConfig(model="m")
+    run_sweep(Oracle(), eval_sets, tmp_path, base, budgets=[8, 16], label="first")
+    again = Oracle()
+    points = run_sweep(again, eval_sets, tmp_path, base, budgets=[8, 16], label="second")
+    assert again.calls == 0 and {p["label"] for p in points} == {"second"}
+    assert {p["label"] for p in load_points(tmp_path / "b8-r0")} == {"second"}
