@@ -617,3 +617,69 @@ def test_an_internal_error_traceback_shows_no_local_variables(tmp_path):
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 1 and "ConnectError" in proc.stdout + proc.stderr, proc.stderr
     assert token not in proc.stdout + proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# A new user's mistakes (found by walking every command's help and the README): each was a
+# traceback (exit 1, "internal error") or a bare errno; each is one line and exit 2.
+
+
+def _run_folder(tmp_path) -> Path:
+    """A run folder as `m1data build` leaves one, with a completed stage (a manifest)."""
+    run = tmp_path / "run"
+    (run / "00_load").mkdir(parents=True)
+    (run / "00_load" / "manifest.json").write_text("{}")
+    (run / "builds.json").write_text("[]")
+    return run
+
+
+@pytest.mark.parametrize("case", [
+    "lineage of a file", "lineage of a missing folder", "funnel of a missing folder", "compare --out a file",
+    "build --config a folder", "build --config missing", "from-m23k a run folder", "from-m23k neither file nor repo",
+    "publish a run folder", "publish a missing folder",
+])
+def test_a_new_users_mistakes_are_one_line_and_exit_2(tmp_path, case, main, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a name that is no file is tried as a Hub repo id
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"id": "a", "question": "Which nerve?"}\n')
+    run = _run_folder(tmp_path)
+    (run / "hub").mkdir()
+    (run / "hub" / "README.md").write_text("---\n---\n")
+    args, message = {
+        "lineage of a file": (["lineage", rows, "x"], "is a file; `m1data lineage` reads a run folder"),
+        "lineage of a missing folder": (["lineage", tmp_path / "nosuch", "x"], "nosuch: no such run folder"),
+        "funnel of a missing folder": (["funnel", tmp_path / "nosuch"], "nosuch: no such run folder"),
+        "compare --out a file": (["compare", run, run, "--stage", "load", "--out", rows],
+                                 "rows.jsonl is a file; the report goes to a folder"),
+        "build --config a folder": (["build", "m1k", "--out", tmp_path / "r", "--config", tmp_path],
+                                    "is a folder; a config is a YAML file"),
+        "build --config missing": (["build", "m1k", "--out", tmp_path / "r", "--config", tmp_path / "c.yaml"],
+                                   "c.yaml: no such config file"),
+        "from-m23k a run folder": (["build", "m1k", "--from-m23k", run, "--out", tmp_path / "r"],
+                                   f"is a run folder, not an m23K (a Hub-layout folder, a .parquet/.jsonl file or a "
+                                   f"Hub repo id); its Hub-layout folder is {run / 'hub'}"),
+        "from-m23k neither file nor repo": (["build", "m1k", "--from-m23k", tmp_path / "nosuch", "--out", tmp_path / "r"],
+                                            "nosuch: no such file or folder, and the Hub could not give it"),
+        "publish a run folder": (["publish", tmp_path / "run", "--repo-id", "me/x", "--dry-run"],
+                                 f"a run folder, not its Hub-layout folder; publish {run / 'hub'}"),
+        "publish a missing folder": (["publish", tmp_path / "nosuch", "--repo-id", "me/x", "--dry-run"],
+                                     "nosuch: no such folder; give the Hub-layout folder a build wrote"),
+    }[case]
+    proc = main(*args)
+    said = " ".join(proc.stderr.split())
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) <= 2, proc.stderr
+    assert message in said, proc.stderr
+
+
+def test_tilde_in_a_path_option_is_the_home_folder(tmp_path, main, monkeypatch):
+    """The shell does not expand `~` after `=` (`--out=~/x.parquet`): the readers expanded it and
+    the writers did not, so `load` failed with a raw errno and `build --out=~/run` made a folder
+    under HOME, then failed writing to the literal `~/run`."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    write_medmcqa(tmp_path / "train.jsonl")
+    proc = main("load", "medmcqa", "--path=~/train.jsonl", "--out=~/rows.parquet")
+    assert proc.returncode == 0, proc.stderr
+    assert len(read_rows(tmp_path / "rows.parquet")) == 5 and (tmp_path / "rows.dropped.parquet").is_file()
+    proc = main("dedup", "~/rows.parquet", "~/deduped.jsonl")
+    assert proc.returncode == 0 and (tmp_path / "deduped.jsonl").is_file(), proc.stderr

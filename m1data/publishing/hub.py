@@ -672,10 +672,23 @@ def local_paths_inside(folder: str | Path, files: Iterable[PlannedFile] | None =
     return found
 
 
+def _not_a_hub_folder(folder: Path) -> str:
+    """What `folder` is instead of a Hub-layout folder: a user most often gives the run folder
+    (`runs/m1k`) for its Hub folder (`runs/m1k/hub`), which the old message, naming
+    `write_hub_folder`, did not say."""
+    if not folder.exists():
+        return "no such folder; give the Hub-layout folder a build wrote (RUN_DIR/hub)"
+    if not folder.is_dir():
+        return "is a file; give the Hub-layout folder a build wrote (RUN_DIR/hub)"
+    if (folder / "hub" / CARD_FILE).is_file():
+        return f"a run folder, not its Hub-layout folder; publish {folder / 'hub'}"
+    return f"no {CARD_FILE}: not a Hub-layout folder (a build writes one, RUN_DIR/hub; or write_hub_folder)"
+
+
 def _check_folder(folder: Path) -> dict[str, Any]:
     card = folder / CARD_FILE
     if not card.is_file():
-        raise FileNotFoundError(f"{folder}: no {CARD_FILE}; write the folder with write_hub_folder first")
+        raise FileNotFoundError(f"{folder}: {_not_a_hub_folder(folder)}")
     metadata, _ = split_card(card.read_text(encoding="utf-8"))
     if not metadata.get("configs"):
         raise UserError(f"{card}: its YAML has no configs: list")
