@@ -683,3 +683,19 @@ def test_tilde_in_a_path_option_is_the_home_folder(tmp_path, main, monkeypatch):
     assert len(read_rows(tmp_path / "rows.parquet")) == 5 and (tmp_path / "rows.dropped.parquet").is_file()
     proc = main("dedup", "~/rows.parquet", "~/deduped.jsonl")
     assert proc.returncode == 0 and (tmp_path / "deduped.jsonl").is_file(), proc.stderr
+
+
+@pytest.mark.parametrize("case", ["model path is the labels", "model path is a folder"])
+def test_train_tagger_refuses_a_model_path_that_is_its_input_or_a_folder(tmp_path, case, main):
+    """`m1data run train-tagger X X` replaced the labelled rows X with a pickle (exit 0); a folder
+    for MODEL_PATH was a traceback after training. Both are refused first, in one line, exit 2."""
+    labels = write_rows(rows_to_dataset([make_row(source="medqa", row_id="a", question="Q?", options=["x", "y"],
+                                                  answer_idx=0, raw={})]).add_column("domain_code", ["01"]),
+                        tmp_path / "labels.parquet")
+    before = labels.read_bytes()
+    target = labels if case == "model path is the labels" else tmp_path
+    proc = main("run", "train-tagger", labels, target)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert ("overwrite" if target == labels else "is a folder") in proc.stderr
+    assert labels.read_bytes() == before
