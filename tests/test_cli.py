@@ -699,3 +699,15 @@ def test_train_tagger_refuses_a_model_path_that_is_its_input_or_a_folder(tmp_pat
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert ("overwrite" if target == labels else "is a folder") in proc.stderr
     assert labels.read_bytes() == before
+
+
+def test_an_output_that_is_a_folder_is_one_line(tmp_path, main):
+    """`--out rows.parquet` where rows.parquet is a folder (a Spark-style parquet dataset) was an
+    IsADirectoryError traceback (exit 1) when the files were renamed into place."""
+    src = tmp_path / "train.jsonl"
+    write_medmcqa(src)
+    (tmp_path / "rows.parquet").mkdir()
+    proc = main("load", "medmcqa", "--path", src, "--out", tmp_path / "rows.parquet")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "rows.parquet is a folder; the output is a file" in " ".join(proc.stderr.split())
+    assert list((tmp_path / "rows.parquet").iterdir()) == []
