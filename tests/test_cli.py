@@ -711,3 +711,15 @@ def test_an_output_that_is_a_folder_is_one_line(tmp_path, main):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert "rows.parquet is a folder; the output is a file" in " ".join(proc.stderr.split())
     assert list((tmp_path / "rows.parquet").iterdir()) == []
+
+
+@pytest.mark.parametrize("repo_id", ["bad id!!", "https://me:hf_NeverShown0123456789abcdef@huggingface.co/datasets/me/x"])
+def test_build_checks_its_repo_id_before_starting(tmp_path, repo_id, main):
+    """`build --repo-id` was never checked: a malformed id (or a git remote's URL with the token in
+    it) went into the card after every stage had run, and surfaced only at `publish`. Checked as
+    `publish` checks it, before the run folder exists; the token is not shown."""
+    run = tmp_path / "run"
+    proc = main("build", "m1k", "--out", run, "--until", "load", "--repo-id", repo_id)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "--repo-id" in proc.stderr and "hf_NeverShown" not in proc.stdout + proc.stderr
+    assert not run.exists()

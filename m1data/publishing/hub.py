@@ -524,7 +524,7 @@ class _Remote:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def _check_repo_id(repo_id: str) -> None:
+def check_repo_id(repo_id: str) -> None:
     """A malformed repo id is the user's to fix, said before anything is read or sent. One with
     an '@' is a git remote's URL with the token in it (`https://me:hf_...@huggingface.co/...`),
     pasted in place of the id: said without showing it, since the message would print the token."""
@@ -716,7 +716,7 @@ def publish(
     config `default` so it stays reachable. A dry run reads the repo the same way, so its plan
     says exactly what would be replaced, and writes nothing.
     """
-    _check_repo_id(repo_id)
+    check_repo_id(repo_id)
     folder = Path(folder)
     ours = _check_folder(folder)
     files = _local_files(folder)
