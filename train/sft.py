@@ -136,6 +136,24 @@ def _set_global_batch(script: ScriptArguments, sft: Any) -> None:
     sft.gradient_accumulation_steps = script.global_batch_size // per_step
 
 
+def _training_rows(script: ScriptArguments, load_dataset: Any):
+    """The rows of `--dataset`: a .parquet/.jsonl file of rows (read_rows), else a Hub-layout
+    folder or a Hub id (load_dataset). A file went to load_dataset, which took its name for a Hub
+    id: a ConnectionError traceback offline, as for a name that is nowhere; that is one line now."""
+    from m1data.reading.readers import read_rows
+
+    path = Path(script.dataset)
+    if path.is_file():
+        return read_rows(path)
+    try:
+        return load_dataset(script.dataset, name=script.dataset_config, split=script.dataset_split)
+    except (ConnectionError, FileNotFoundError) as err:  # DatasetNotFoundError is a FileNotFoundError
+        if path.exists():
+            raise
+        raise UserError(f"--dataset {script.dataset}: no such file or folder, and the Hub could not give it "
+                        f"({type(err).__name__})") from None
+
+
 def build_trainer(config: TrainConfig):
     """The `SFTTrainer` of a run, with its dataset already tokenized and masked (not trained yet)."""
     from datasets import load_dataset
@@ -149,7 +167,7 @@ def build_trainer(config: TrainConfig):
         raise UserError("no dataset: pass --dataset <Hub id or local folder>")
     _set_global_batch(script, sft)
 
-    rows = load_dataset(script.dataset, name=script.dataset_config, split=script.dataset_split)
+    rows = _training_rows(script, load_dataset)
     if script.max_train_examples is not None:
         rows = rows.select(range(min(script.max_train_examples, len(rows))))
 
