@@ -223,7 +223,15 @@ class SupervisedTagger:
         import joblib
 
         require_sklearn()
-        blob = joblib.load(Path(path))
+        if not Path(path).is_file():  # a folder was an IsADirectoryError traceback
+            what = "is a folder" if Path(path).is_dir() else "no such file"
+            raise UserError(f"{path}: {what}; the model path names a tagger file `m1data run train-tagger` saved")
+        try:
+            blob = joblib.load(Path(path))
+        except OSError:
+            raise
+        except Exception:  # not a joblib file (a rows file given by mistake): unpickling fails many ways
+            blob = None
         if not isinstance(blob, dict) or blob.get("format") != MODEL_FORMAT:
             raise UserError(f"{path}: not an m1data supervised tagger (format {MODEL_FORMAT})")
         tagger = cls(blob["config"])
