@@ -357,7 +357,7 @@ def decontaminate(
     out_path: OutArg,
     eval_names: Annotated[list[str], typer.Option("--eval", help="NAME, NAME=LOCAL_FILE (see `m1data eval-sets`), or a file of any known shape; repeatable.")],
     threshold: Annotated[float, typer.Option("--threshold")] = 95.0,
-    ngram: Annotated[int, typer.Option("--ngram", help="Word n-gram size of the second check; 0 turns it off.")] = 8,
+    ngram: Annotated[int, typer.Option("--ngram", min=0, help="Word n-gram size of the second check; 0 turns it off.")] = 8,
     executor: ExecutorOpt = "local",
     ray_address: RayAddressOpt = None,
     eval_mapping: EvalMappingOpt = None,

@@ -723,3 +723,27 @@ def test_build_checks_its_repo_id_before_starting(tmp_path, repo_id, main):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert "--repo-id" in proc.stderr and "hf_NeverShown" not in proc.stdout + proc.stderr
     assert not run.exists()
+
+
+@pytest.mark.parametrize("case", ["a folder", "a rows file", "missing"])
+def test_tag_offline_model_path_that_is_no_tagger_is_one_line(tmp_path, case, main):
+    """`run tag-offline --model-path` given a folder (IsADirectoryError) or a rows file
+    (UnpicklingError) was a traceback, exit 1; a missing file a bare errno."""
+    rows = write_rows(rows_to_dataset([make_row(source="medqa", row_id="a", question="Q?", options=["x", "y"],
+                                                answer_idx=0, raw={})]), tmp_path / "rows.parquet")
+    model = {"a folder": tmp_path, "a rows file": rows, "missing": tmp_path / "tagger.joblib"}[case]
+    proc = main("run", "tag-offline", rows, tmp_path / "out" / "tagged.parquet", "--model-path", model)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    said = " ".join(proc.stderr.split())
+    assert {"a folder": "is a folder", "a rows file": "not an m1data supervised tagger",
+            "missing": "no such file"}[case] in said
+    assert not (tmp_path / "out" / "tagged.parquet").exists()
+
+
+def test_decontaminate_negative_ngram_is_refused_by_the_option(tmp_path, main):
+    """`--ngram -1` ran the fuzzy match, then stopped with 'n must be >= 1', though the help says 0
+    turns the check off: the option now says its own range, before anything is read."""
+    rows = _dedup_input(tmp_path)
+    proc = main("decontaminate", rows, tmp_path / "out.parquet", "--eval", "medqa_test=nosuch.jsonl", "--ngram", "-1")
+    assert proc.returncode == 2 and "Invalid value for '--ngram'" in proc.stderr, proc.stderr
