@@ -199,7 +199,26 @@ def eval_sets() -> None:
         typer.echo(name)
 
 
-class _BuildCommand(typer.core.TyperCommand):
+def _expand_home(value: Any) -> Any:
+    """`~` in a path argument, as the shell would have expanded it: it does not after `=`
+    (`--out=~/runs/m1k`) or in quotes, and then the readers expanded it while the writers did
+    not (a folder made under HOME, then a raw errno for the literal `~/...`)."""
+    if isinstance(value, Path):
+        return value.expanduser()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_expand_home(v) for v in value)
+    return value
+
+
+class _Command(typer.core.TyperCommand):
+    """Every m1data command: its path arguments with `~` expanded (`_expand_home`)."""
+
+    def invoke(self, ctx):  # type: ignore[no-untyped-def]
+        ctx.params = {name: _expand_home(value) for name, value in ctx.params.items()}
+        return super().invoke(ctx)
+
+
+class _BuildCommand(_Command):
     """`build`'s help names the datasets from the builder table (m1data.builders.BUILDERS), read
     when the help is shown: importing the table loads `datasets` (about a second), which the other
     commands and `m1data --help` should not pay."""
@@ -259,9 +278,17 @@ def build(
 @app.command()
 def funnel(run_dir: Annotated[Path, typer.Argument(help="A run directory made by `m1data build`.")]) -> None:
     """Print the per-source, per-stage funnel of a run (paper Table 3 shape, markdown)."""
+    typer.echo(funnels.funnel_markdown(_run_folder(run_dir, "funnel")))
+
+
+def _run_folder(run_dir: Path, command: str) -> Path:
+    """A run folder that exists, else one line (exit 2): a file given here made `lineage` fail
+    with a traceback, and a missing folder was a bare errno."""
     if run_dir.exists() and not run_dir.is_dir():
-        raise UserError(f"{run_dir} is a file; `m1data funnel` reads a run folder (`m1data build --out`)")
-    typer.echo(funnels.funnel_markdown(run_dir))
+        raise UserError(f"{run_dir} is a file; `m1data {command}` reads a run folder (`m1data build --out`)")
+    if not run_dir.exists():
+        raise UserError(f"{run_dir}: no such run folder (`m1data build --out` writes one)")
+    return run_dir
 
 
 @app.command()
@@ -283,7 +310,7 @@ def lineage(
     row_id: Annotated[str, typer.Argument(help="A row id, e.g. medmcqa:<uuid> or headqa:<exam>:<qid>.")],
 ) -> None:
     """Follow one row through the stages of a run: where it was kept, where and why it was dropped."""
-    history = funnels.lineage(run_dir, row_id)
+    history = funnels.lineage(_run_folder(run_dir, "lineage"), row_id)
     if not history:
         raise typer.BadParameter(f"no row {row_id!r} in {run_dir}", param_hint="ROW_ID")
     for step in history:
@@ -330,7 +357,7 @@ def decontaminate(
     out_path: OutArg,
     eval_names: Annotated[list[str], typer.Option("--eval", help="NAME, NAME=LOCAL_FILE (see `m1data eval-sets`), or a file of any known shape; repeatable.")],
     threshold: Annotated[float, typer.Option("--threshold")] = 95.0,
-    ngram: Annotated[int, typer.Option("--ngram", help="Word n-gram size of the second check; 0 turns it off.")] = 8,
+    ngram: Annotated[int, typer.Option("--ngram", min=0, help="Word n-gram size of the second check; 0 turns it off.")] = 8,
     executor: ExecutorOpt = "local",
     ray_address: RayAddressOpt = None,
     eval_mapping: EvalMappingOpt = None,
@@ -739,6 +766,11 @@ def publish(
     with _user_errors():
         plan = hub.publish(folder, repo_id, private=private, dry_run=dry_run)
     typer.echo(plan.describe())
+
+
+for _info in (*app.registered_commands, *run_app.registered_commands, *infer_app.registered_commands):
+    if not issubclass(_info.cls, _Command):  # typer's default is its plain TyperCommand
+        _info.cls = _Command  # `~` in paths expanded on every command (`_Command`)
 
 
 def _print_version(value: bool) -> None:

@@ -184,6 +184,10 @@ def read_mapping(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid YAML{at}: {problem}") from None
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not a UTF-8 text file ({err.reason} at byte {err.start})") from None
+    except IsADirectoryError:  # an OSError, else taken for a bug
+        raise ConfigError(f"{path}: is a folder; a config is a YAML file") from None
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return data

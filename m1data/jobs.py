@@ -31,7 +31,7 @@ from m1data.llm.embedded import serve_embedded
 from m1data.llm.stages import LLMRuntime
 from m1data.output import datasets_bars_off
 from m1data.publishing.export import export_run, hub_folder_dataset
-from m1data.publishing.hub import check_config_name
+from m1data.publishing.hub import check_config_name, check_repo_id
 from m1data.reading.evalsets import AnswerSkewWarning, EvalInput, load_eval_any
 from m1data.reading.readers import LoadResult
 from m1data.reading.sources import load_source
@@ -258,6 +258,8 @@ def _run(dataset: str, stages: Sequence[Stage], out: Path, executor: ExecutorCon
         raise UserError(f"--out {out} is a file; a build writes a run folder there: name a folder (new or a run's)")
     if hub_config is not None:
         check_config_name(hub_config)  # before anything runs, not after the last stage
+    if repo_id is not None:
+        check_repo_id(repo_id)  # likewise: the card names it; a malformed id would reach `publish` only
     runner = make_executor(executor)  # before the lock: a missing extra leaves no run folder behind
     hub_folder = Path(hub_out) if hub_out is not None else out / "hub"
     _refuse_other_hub(hub_folder, dataset)

@@ -617,3 +617,133 @@ def test_an_internal_error_traceback_shows_no_local_variables(tmp_path):
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 1 and "ConnectError" in proc.stdout + proc.stderr, proc.stderr
     assert token not in proc.stdout + proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# A new user's mistakes (found by walking every command's help and the README): each was a
+# traceback (exit 1, "internal error") or a bare errno; each is one line and exit 2.
+
+
+def _run_folder(tmp_path) -> Path:
+    """A run folder as `m1data build` leaves one, with a completed stage (a manifest)."""
+    run = tmp_path / "run"
+    (run / "00_load").mkdir(parents=True)
+    (run / "00_load" / "manifest.json").write_text("{}")
+    (run / "builds.json").write_text("[]")
+    return run
+
+
+@pytest.mark.parametrize("case", [
+    "lineage of a file", "lineage of a missing folder", "funnel of a missing folder", "compare --out a file",
+    "build --config a folder", "build --config missing", "from-m23k a run folder", "from-m23k neither file nor repo",
+    "publish a run folder", "publish a missing folder",
+])
+def test_a_new_users_mistakes_are_one_line_and_exit_2(tmp_path, case, main, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a name that is no file is tried as a Hub repo id
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"id": "a", "question": "Which nerve?"}\n')
+    run = _run_folder(tmp_path)
+    (run / "hub").mkdir()
+    (run / "hub" / "README.md").write_text("---\n---\n")
+    args, message = {
+        "lineage of a file": (["lineage", rows, "x"], "is a file; `m1data lineage` reads a run folder"),
+        "lineage of a missing folder": (["lineage", tmp_path / "nosuch", "x"], "nosuch: no such run folder"),
+        "funnel of a missing folder": (["funnel", tmp_path / "nosuch"], "nosuch: no such run folder"),
+        "compare --out a file": (["compare", run, run, "--stage", "load", "--out", rows],
+                                 "rows.jsonl is a file; the report goes to a folder"),
+        "build --config a folder": (["build", "m1k", "--out", tmp_path / "r", "--config", tmp_path],
+                                    "is a folder; a config is a YAML file"),
+        "build --config missing": (["build", "m1k", "--out", tmp_path / "r", "--config", tmp_path / "c.yaml"],
+                                   "c.yaml: no such config file"),
+        "from-m23k a run folder": (["build", "m1k", "--from-m23k", run, "--out", tmp_path / "r"],
+                                   f"is a run folder, not an m23K (a Hub-layout folder, a .parquet/.jsonl file or a "
+                                   f"Hub repo id); its Hub-layout folder is {run / 'hub'}"),
+        "from-m23k neither file nor repo": (["build", "m1k", "--from-m23k", tmp_path / "nosuch", "--out", tmp_path / "r"],
+                                            "nosuch: no such file or folder, and the Hub could not give it"),
+        "publish a run folder": (["publish", tmp_path / "run", "--repo-id", "me/x", "--dry-run"],
+                                 f"a run folder, not its Hub-layout folder; publish {run / 'hub'}"),
+        "publish a missing folder": (["publish", tmp_path / "nosuch", "--repo-id", "me/x", "--dry-run"],
+                                     "nosuch: no such folder; give the Hub-layout folder a build wrote"),
+    }[case]
+    proc = main(*args)
+    said = " ".join(proc.stderr.split())
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) <= 2, proc.stderr
+    assert message in said, proc.stderr
+
+
+def test_tilde_in_a_path_option_is_the_home_folder(tmp_path, main, monkeypatch):
+    """The shell does not expand `~` after `=` (`--out=~/x.parquet`): the readers expanded it and
+    the writers did not, so `load` failed with a raw errno and `build --out=~/run` made a folder
+    under HOME, then failed writing to the literal `~/run`."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    write_medmcqa(tmp_path / "train.jsonl")
+    proc = main("load", "medmcqa", "--path=~/train.jsonl", "--out=~/rows.parquet")
+    assert proc.returncode == 0, proc.stderr
+    assert len(read_rows(tmp_path / "rows.parquet")) == 5 and (tmp_path / "rows.dropped.parquet").is_file()
+    proc = main("dedup", "~/rows.parquet", "~/deduped.jsonl")
+    assert proc.returncode == 0 and (tmp_path / "deduped.jsonl").is_file(), proc.stderr
+
+
+@pytest.mark.parametrize("case", ["model path is the labels", "model path is a folder"])
+def test_train_tagger_refuses_a_model_path_that_is_its_input_or_a_folder(tmp_path, case, main):
+    """`m1data run train-tagger X X` replaced the labelled rows X with a pickle (exit 0); a folder
+    for MODEL_PATH was a traceback after training. Both are refused first, in one line, exit 2."""
+    labels = write_rows(rows_to_dataset([make_row(source="medqa", row_id="a", question="Q?", options=["x", "y"],
+                                                  answer_idx=0, raw={})]).add_column("domain_code", ["01"]),
+                        tmp_path / "labels.parquet")
+    before = labels.read_bytes()
+    target = labels if case == "model path is the labels" else tmp_path
+    proc = main("run", "train-tagger", labels, target)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert ("overwrite" if target == labels else "is a folder") in proc.stderr
+    assert labels.read_bytes() == before
+
+
+def test_an_output_that_is_a_folder_is_one_line(tmp_path, main):
+    """`--out rows.parquet` where rows.parquet is a folder (a Spark-style parquet dataset) was an
+    IsADirectoryError traceback (exit 1) when the files were renamed into place."""
+    src = tmp_path / "train.jsonl"
+    write_medmcqa(src)
+    (tmp_path / "rows.parquet").mkdir()
+    proc = main("load", "medmcqa", "--path", src, "--out", tmp_path / "rows.parquet")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "rows.parquet is a folder; the output is a file" in " ".join(proc.stderr.split())
+    assert list((tmp_path / "rows.parquet").iterdir()) == []
+
+
+@pytest.mark.parametrize("repo_id", ["bad id!!", "https://me:hf_NeverShown0123456789abcdef@huggingface.co/datasets/me/x"])
+def test_build_checks_its_repo_id_before_starting(tmp_path, repo_id, main):
+    """`build --repo-id` was never checked: a malformed id (or a git remote's URL with the token in
+    it) went into the card after every stage had run, and surfaced only at `publish`. Checked as
+    `publish` checks it, before the run folder exists; the token is not shown."""
+    run = tmp_path / "run"
+    proc = main("build", "m1k", "--out", run, "--until", "load", "--repo-id", repo_id)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "--repo-id" in proc.stderr and "hf_NeverShown" not in proc.stdout + proc.stderr
+    assert not run.exists()
+
+
+@pytest.mark.parametrize("case", ["a folder", "a rows file", "missing"])
+def test_tag_offline_model_path_that_is_no_tagger_is_one_line(tmp_path, case, main):
+    """`run tag-offline --model-path` given a folder (IsADirectoryError) or a rows file
+    (UnpicklingError) was a traceback, exit 1; a missing file a bare errno."""
+    rows = write_rows(rows_to_dataset([make_row(source="medqa", row_id="a", question="Q?", options=["x", "y"],
+                                                answer_idx=0, raw={})]), tmp_path / "rows.parquet")
+    model = {"a folder": tmp_path, "a rows file": rows, "missing": tmp_path / "tagger.joblib"}[case]
+    proc = main("run", "tag-offline", rows, tmp_path / "out" / "tagged.parquet", "--model-path", model)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    said = " ".join(proc.stderr.split())
+    assert {"a folder": "is a folder", "a rows file": "not an m1data supervised tagger",
+            "missing": "no such file"}[case] in said
+    assert not (tmp_path / "out" / "tagged.parquet").exists()
+
+
+def test_decontaminate_negative_ngram_is_refused_by_the_option(tmp_path, main):
+    """`--ngram -1` ran the fuzzy match, then stopped with 'n must be >= 1', though the help says 0
+    turns the check off: the option now says its own range, before anything is read."""
+    rows = _dedup_input(tmp_path)
+    proc = main("decontaminate", rows, tmp_path / "out.parquet", "--eval", "medqa_test=nosuch.jsonl", "--ngram", "-1")
+    assert proc.returncode == 2 and "Invalid value for '--ngram'" in proc.stderr, proc.stderr

@@ -102,3 +102,47 @@ def test_python_default_build_example_runs(tmp_path, monkeypatch) -> None:
     namespace: dict = {}
     exec(compile(examples("Using m1data from Python")[0], "README Python job 1", "exec"), namespace)  # noqa: S102
     assert namespace["result"].complete and (tmp_path / "runs" / "m1k" / "hub" / "README.md").is_file()
+
+
+# ---------------------------------------------------------------------------------------------
+# The "Commands" block is a synopsis, not runnable: it is checked against the commands themselves.
+
+
+def _commands_block() -> str:
+    section = README.read_text(encoding="utf-8").split("## Commands\n", 1)[1]
+    return re.search(r"```bash\n(.*?)```", section, re.DOTALL).group(1)
+
+
+def _click_commands() -> dict[str, object]:
+    """Every leaf command by its full name (`run traces`), from the app itself."""
+    import typer.main
+
+    from m1data.cli import app
+
+    found, todo = {}, [("", typer.main.get_command(app))]
+    while todo:
+        prefix, group = todo.pop()
+        for name, command in group.commands.items():
+            full = f"{prefix}{name}"
+            if hasattr(command, "commands"):
+                todo.append((f"{full} ", command))
+            else:
+                found[full] = command
+    return found
+
+
+def test_readme_commands_block_names_every_command_and_its_runtime_flags() -> None:
+    """Found by a new user's walk: `run train-tagger` (named by `run tag-offline --help`) was on no
+    README line, and RUNTIME lacked `--request-attempts`."""
+    commands = _click_commands()
+    text = " ".join(_commands_block().split())
+    spelled = set(re.findall(r"m1data ([\w-]+(?: [\w|-]+)?)", text))
+    names = {f"{g} {s}" for entry in spelled for g, _, subs in [entry.partition(" ")] for s in subs.split("|")}
+    tops = {entry.split()[0] for entry in spelled}
+    missing = [name for name in commands if name not in (names if " " in name else tops)]
+    assert not missing, f"not in the README's Commands: {missing}"
+    runtime = set(re.findall(r"--[\w-]+", text.split("RUNTIME, the same for the three:", 1)[1].split(" m1data ", 1)[0]))
+    real = {opt for p in commands["run traces"].params for opt in p.opts}
+    shared = {"--cache", "--concurrency", "--rpm", "--tpm", "--timeout", "--request-attempts", "--retry-failed",
+              "--batch", "--prices", "--dry-run"}
+    assert shared <= real and runtime == shared

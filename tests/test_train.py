@@ -219,3 +219,17 @@ def test_a_wrong_dataset_config_on_the_command_line_is_one_line(tiny_dir, publis
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "m1k-prompt-completion" in proc.stderr  # the configs there are
+
+
+def test_dataset_may_be_a_rows_file_and_a_missing_one_is_one_line(tiny_dir, hub_folder, tmp_path, monkeypatch):
+    """`m1data train --dataset rows.parquet` sent the file name to load_dataset as a Hub id
+    (ConnectionError traceback offline); so did a name that is nowhere. A rows file is read as rows
+    (here the Hub folder's own data file), and a missing name is one line."""
+    from m1data.errors import UserError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    data_file = next((hub_folder / "data").glob("*.parquet"))
+    trainer = build_trainer(tiny_config(tiny_dir, data_file, tmp_path / "out"))
+    assert len(trainer.train_dataset) == len(ROWS)
+    with pytest.raises(UserError, match="no such file or folder, and the Hub could not give it"):
+        build_trainer(tiny_config(tiny_dir, tmp_path / "nosuch", tmp_path / "out"))

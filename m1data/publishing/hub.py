@@ -524,7 +524,7 @@ class _Remote:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def _check_repo_id(repo_id: str) -> None:
+def check_repo_id(repo_id: str) -> None:
     """A malformed repo id is the user's to fix, said before anything is read or sent. One with
     an '@' is a git remote's URL with the token in it (`https://me:hf_...@huggingface.co/...`),
     pasted in place of the id: said without showing it, since the message would print the token."""
@@ -672,10 +672,23 @@ def local_paths_inside(folder: str | Path, files: Iterable[PlannedFile] | None =
     return found
 
 
+def _not_a_hub_folder(folder: Path) -> str:
+    """What `folder` is instead of a Hub-layout folder: a user most often gives the run folder
+    (`runs/m1k`) for its Hub folder (`runs/m1k/hub`), which the old message, naming
+    `write_hub_folder`, did not say."""
+    if not folder.exists():
+        return "no such folder; give the Hub-layout folder a build wrote (RUN_DIR/hub)"
+    if not folder.is_dir():
+        return "is a file; give the Hub-layout folder a build wrote (RUN_DIR/hub)"
+    if (folder / "hub" / CARD_FILE).is_file():
+        return f"a run folder, not its Hub-layout folder; publish {folder / 'hub'}"
+    return f"no {CARD_FILE}: not a Hub-layout folder (a build writes one, RUN_DIR/hub; or write_hub_folder)"
+
+
 def _check_folder(folder: Path) -> dict[str, Any]:
     card = folder / CARD_FILE
     if not card.is_file():
-        raise FileNotFoundError(f"{folder}: no {CARD_FILE}; write the folder with write_hub_folder first")
+        raise FileNotFoundError(f"{folder}: {_not_a_hub_folder(folder)}")
     metadata, _ = split_card(card.read_text(encoding="utf-8"))
     if not metadata.get("configs"):
         raise UserError(f"{card}: its YAML has no configs: list")
@@ -703,7 +716,7 @@ def publish(
     config `default` so it stays reachable. A dry run reads the repo the same way, so its plan
     says exactly what would be replaced, and writes nothing.
     """
-    _check_repo_id(repo_id)
+    check_repo_id(repo_id)
     folder = Path(folder)
     ours = _check_folder(folder)
     files = _local_files(folder)

@@ -567,6 +567,8 @@ def write_together(outputs: Sequence[tuple[datasets.Dataset, str | Path]]) -> li
     for target in targets:
         if target.suffix not in ROW_SUFFIXES:
             raise UserError(f"{target}: output must end in .parquet or .jsonl")
+        if target.is_dir():  # else an IsADirectoryError traceback at the rename, after the work
+            raise UserError(f"{target} is a folder; the output is a file: choose another OUT")
     staged: list[Path] = []
     try:
         for (ds, _), target in zip(outputs, targets, strict=True):

@@ -227,6 +227,8 @@ def compare_runs(
     tokenizer: Any | None = None,
 ) -> Comparison:
     """Compare two run folders (module docstring); with `out_dir`, write compare.md and compare.png there."""
+    if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise UserError(f"{out_dir} is a file; the report goes to a folder (compare.md, compare.png)")
     a, b = read_build(run_a, stage, tokenizer), read_build(run_b, stage, tokenizer)
     units = {a.length_unit, b.length_unit}
     comparison = Comparison(a, b, stage, _per_source(a, b), " / ".join(sorted(units)))

@@ -223,7 +223,15 @@ class SupervisedTagger:
         import joblib
 
         require_sklearn()
-        blob = joblib.load(Path(path))
+        if not Path(path).is_file():  # a folder was an IsADirectoryError traceback
+            what = "is a folder" if Path(path).is_dir() else "no such file"
+            raise UserError(f"{path}: {what}; the model path names a tagger file `m1data run train-tagger` saved")
+        try:
+            blob = joblib.load(Path(path))
+        except OSError:
+            raise
+        except Exception:  # not a joblib file (a rows file given by mistake): unpickling fails many ways
+            blob = None
         if not isinstance(blob, dict) or blob.get("format") != MODEL_FORMAT:
             raise UserError(f"{path}: not an m1data supervised tagger (format {MODEL_FORMAT})")
         tagger = cls(blob["config"])
@@ -317,11 +325,23 @@ def labelled_texts(ds: datasets.Dataset, text_field: str = "prompt") -> tuple[li
     return [t for t, _ in pairs], [str(c).zfill(2) for _, c in pairs]
 
 
+def _check_model_path(labels_path: str | Path, model_path: str | Path) -> None:
+    """Before training: `run train-tagger X X` replaced the labelled rows with a pickle, and a
+    folder for MODEL_PATH failed after training with an IsADirectoryError traceback."""
+    model = Path(model_path)
+    if model.is_dir():
+        raise UserError(f"{model} is a folder; the tagger is saved to a file (e.g. {model / 'tagger.joblib'})")
+    if model.resolve() == Path(labels_path).resolve():
+        raise UserError(f"{model} is also the labelled rows; saving the tagger would overwrite them: "
+                        "choose another MODEL_PATH")
+
+
 def train_offline_file(labels_path: str | Path, model_path: str | Path,
                        config: SupervisedConfig | None = None) -> SupervisedTagger:
     """Train the supervised tagger on an LLM-tagged .parquet/.jsonl and save it to `model_path`."""
     from m1data.reading.readers import read_rows
 
+    _check_model_path(labels_path, model_path)
     texts, codes = labelled_texts(read_rows(labels_path))
     tagger = SupervisedTagger(config).fit(texts, codes)
     tagger.save(model_path)
