@@ -230,30 +230,3 @@ def test_the_dry_run_plans_every_request_the_run_sends_pass_at_n_included(tmp_pa
     assert "4 cached, 2 to send" in planned(3)
     run_llm_on_file(stage(3), source, out, dry_run=False)
     assert len(recorder.calls) == 6
-
-
-def test_a_teacher_without_reasoning_stops_after_the_preflight_and_its_replies_are_not_paid_twice(tmp_path, recorder):
-    """SmolLM2 asked plainly (no thinking template kwargs) answers without reasoning: `run traces`
-    stops after the preflight sample of 3 with one line and exit 2, before the other rows; the
-    same rows with `--no-require-reasoning` send only the 3 it had not sent."""
-    from m1data.stages.loading import LoadConfig, LoadSources
-
-    source = tmp_path / "in.parquet"
-    LoadSources(LoadConfig()).run(None, None).rows.select(range(5)).to_parquet(str(source))
-    out = tmp_path / "out.parquet"
-
-    def traces(*extra: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-c", "from m1data.cli import main; main()", "run", "traces", str(source), str(out),
-             "--base-url", recorder.base_url, "--model", MODEL, "--max-tokens", "64", "--cache",
-             str(tmp_path / "c.sqlite"), *extra], capture_output=True, text=True, timeout=300)
-
-    stopped = traces()
-    assert stopped.returncode == 2, stopped.stderr
-    errors = [line for line in stopped.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "preflight" in errors[0] and "Traceback" not in stopped.stderr
-    assert len(recorder.calls) == 3 and not out.exists()
-
-    done = traces("--no-require-reasoning")
-    assert done.returncode == 0, done.stderr
-    assert len(recorder.calls) == 5 and out.exists()
