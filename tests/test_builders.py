@@ -44,6 +44,20 @@ def test_misspelt_config_key_is_an_error(tmp_path):
         load_config(m1k.M1KConfig, path)
 
 
+@pytest.mark.parametrize(("section", "match"), [
+    ("dedup: {threshold: 0.95}", r"m23k\.dedup: threshold 0\.95 is on a 0-1 scale"),
+    ("decontaminate: {threshold: 0}", r"m23k\.decontaminate: threshold must be in \(0, 100\]"),
+    ("decontaminate: {ngram: -1}", r"m23k\.decontaminate: ngram must be 0 \(off\) or a word n-gram size, got -1"),
+    ("decontaminate: {ngram_max_train_rows: 0}", r"m23k\.decontaminate: ngram_max_train_rows must be at least 1"),
+])
+def test_matcher_settings_are_checked_when_the_config_is_read(tmp_path, section, match):
+    """Not when the stage runs, after the sources were loaded (or, for `ngram`, after the fuzzy match)."""
+    path = tmp_path / "c.yaml"
+    path.write_text(f"m23k:\n  {section}\n")
+    with pytest.raises(ConfigError, match=match):
+        load_config(m1k.M1KConfig, path)
+
+
 def test_every_builder_has_a_card_template_and_a_pretty_name():
     from m1data.cards import available_cards
 

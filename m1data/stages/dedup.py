@@ -22,7 +22,15 @@ from m1data.output import datasets_bars_off
 from m1data.running.distributed import band_runner
 from m1data.running.pipeline import RunContext, Stage, StageResult, dropped_rows
 from m1data.schema import fresh_fingerprint
-from m1data.stages.fuzzy import BandRunner, ContamMatch, DupMatch, EvalText, find_contamination, find_duplicates
+from m1data.stages.fuzzy import (
+    BandRunner,
+    ContamMatch,
+    DupMatch,
+    EvalText,
+    _check_threshold,
+    find_contamination,
+    find_duplicates,
+)
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -314,6 +322,11 @@ class DedupConfig:
     threshold: float = 95.0
     column: str | None = None  # None: the question stem + sorted options (match_keys)
 
+    def __post_init__(self) -> None:
+        """Checked when the config is read: a 0-1 threshold (0.95) was refused only when the stage
+        ran, after the sources had been loaded."""
+        _check_threshold(self.threshold)
+
 
 @dataclass
 class DecontaminateConfig:
@@ -321,6 +334,15 @@ class DecontaminateConfig:
     ngram: int = 8  # word n-gram size of the second, independent check (s1's); 0 turns it off
     # n-grams in more training rows than this are exam boilerplate and ignored (m1data.stages.ngram)
     ngram_max_train_rows: int = 3
+
+    def __post_init__(self) -> None:
+        """Checked when the config is read: `ngram: -1` was refused only after the fuzzy match
+        had run (the command line's `--ngram` already refused it)."""
+        _check_threshold(self.threshold)
+        if self.ngram < 0:
+            raise UserError(f"ngram must be 0 (off) or a word n-gram size, got {self.ngram}")
+        if self.ngram_max_train_rows < 1:
+            raise UserError(f"ngram_max_train_rows must be at least 1, got {self.ngram_max_train_rows}")
 
 
 class UnscoredEvalWarning(UserWarning):
