@@ -301,7 +301,13 @@ def compare(
 ) -> None:
     """Compare two builds: per-source yield, overlap, answer agreement, reasoning length, cost."""
     report = comparison.compare_runs(run_a, run_b, stage=stage, out_dir=out)
-    typer.echo(report.markdown if out is None else f"wrote {out / 'compare.md'} and {out / 'compare.png'}")
+    if out is None:
+        typer.echo(report.markdown)
+    elif report.figure is None:  # matplotlib is not installed (the `cards` extra)
+        typer.echo(f"wrote {out / comparison.REPORT_FILE}; no figure: matplotlib is not installed "
+                   "(pip install 'm1data[cards]')")
+    else:
+        typer.echo(f"wrote {out / comparison.REPORT_FILE} and {out / comparison.FIGURE_FILE}")
 
 
 @app.command()

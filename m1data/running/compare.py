@@ -238,7 +238,7 @@ def compare_runs(
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / REPORT_FILE).write_text(comparison.markdown)
+        (out / REPORT_FILE).write_text(comparison.markdown, encoding="utf-8")
         if comparison.figure is not None:
             (out / FIGURE_FILE).write_bytes(comparison.figure)
     return comparison

@@ -76,3 +76,16 @@ def test_compare_command_prints_the_report_and_refuses_a_run_without_the_stage(t
     assert "## Yield per source" in result.output and "## Reasoning length" in result.output
     with pytest.raises(UserError, match="no completed 'mesh' stage"):
         compare_runs(run_a, run_b, stage="mesh")
+
+
+def test_compare_out_without_matplotlib_says_no_figure_was_written(two_runs, tmp_path, monkeypatch):
+    """It said "wrote compare.md and compare.png" though no figure was made."""
+    import m1data.cards.figures as figures
+
+    monkeypatch.setattr(figures, "_pyplot", lambda: None)
+    run_a, run_b, _ = two_runs
+    out = tmp_path / "report"
+    result = CliRunner().invoke(app, ["compare", str(run_a), str(run_b), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert not (out / "compare.png").exists() and (out / "compare.md").is_file()
+    assert "no figure: matplotlib is not installed" in result.output and "compare.png" not in result.output
