@@ -139,37 +139,16 @@ def _set_global_batch(script: ScriptArguments, sft: Any) -> None:
 TRAINING_COLUMNS = (("prompt", "completion"), ("messages",), ("prompt", "reasoning", "teacher_reply"))
 
 
-def _read_dataset(script: ScriptArguments):
-    """The rows of `--dataset`: a .parquet/.jsonl file of rows (read_rows), else a Hub-layout
-    folder or a Hub id (load_dataset). Why each error is one line: a file went to load_dataset,
-    which took its name for a Hub id (a ConnectionError traceback offline, as for a name that is
-    nowhere); a config or split name the dataset does not have was a ValueError, which the command
-    line shows as an internal error with its traceback."""
-    from datasets import load_dataset
-
-    from m1data.reading.readers import read_rows
-
-    path = Path(script.dataset)
-    if path.is_file():
-        return read_rows(path)
-    try:
-        return load_dataset(script.dataset, name=script.dataset_config, split=script.dataset_split)
-    except ValueError as err:  # unknown config or split: the message lists the ones there are
-        raise UserError(f"dataset {script.dataset}: {' '.join(str(err).split())}") from None
-    except (ConnectionError, FileNotFoundError) as err:  # DatasetNotFoundError is a FileNotFoundError
-        if path.exists():
-            raise
-        raise UserError(f"--dataset {script.dataset}: no such file or folder, and the Hub could not give it "
-                        f"({type(err).__name__})") from None
-
-
 def _training_rows(script: ScriptArguments):
     """The rows to train on, or one line saying why there are none. Why: an empty selection
     (``max_train_examples`` 0, an empty split) got as far as the trainer and died there with a
-    bare StopIteration; rows of the wrong shape failed on the first row with a KeyError."""
+    bare StopIteration; rows of the wrong shape failed on the first row with a KeyError. The
+    dataset itself is read by `read_dataset`, as `build --from-m23k` reads one."""
+    from m1data.reading.readers import read_dataset
+
     if script.max_train_examples is not None and script.max_train_examples < 1:
         raise UserError(f"max_train_examples must be at least 1, got {script.max_train_examples}")
-    rows = _read_dataset(script)
+    rows = read_dataset(script.dataset, script.dataset_config, script.dataset_split)
     if script.max_train_examples is not None:
         rows = rows.select(range(min(script.max_train_examples, len(rows))))
     if len(rows) == 0:

@@ -642,6 +642,32 @@ def _stage_file(ds: datasets.Dataset, out: Path) -> Path:
     return tmp
 
 
+def read_dataset(path: str | Path, name: str | None = None, split: str = "train",
+                 what: str = "a dataset") -> datasets.Dataset:
+    """The rows of an existing dataset: a .parquet/.jsonl file of rows, a Hub-layout folder or a
+    Hub repo id (the three forms `build --from-m23k` and `m1data train --dataset` take). Why one
+    function: each door had its own part of the checks. Every problem the user can fix is one
+    line: a run folder given for its Hub folder (`datasets` read its stage files as one dataset and
+    failed on their differing columns), a config or split the dataset lacks (a ValueError, shown
+    as an internal error), a name that is neither a file nor a repo the Hub can give."""
+    local = Path(path)
+    if local.is_file():
+        return read_rows(local)
+    if local.is_dir() and ((local / "builds.json").is_file() or any(local.glob("*/manifest.json"))):
+        hub = f"; its Hub-layout folder is {local / 'hub'}" if (local / "hub").is_dir() else ""
+        raise UserError(f"{local} is a run folder, not {what} (a Hub-layout folder, a .parquet/.jsonl file "
+                        f"or a Hub repo id){hub}")
+    try:
+        return datasets.load_dataset(str(path), name, split=split)
+    except ValueError as err:  # an unknown config or split: the message lists the ones there are
+        raise UserError(f"{path}: {' '.join(str(err).split())}") from None
+    except (ConnectionError, FileNotFoundError) as err:  # DatasetNotFoundError is a FileNotFoundError
+        if local.exists():
+            raise
+        raise UserError(f"{path}: no such file or folder, and the Hub could not give it as a repo id "
+                        f"({type(err).__name__}: {' '.join(str(err).split())})") from None
+
+
 def parquet_dataset(path: str | Path, columns: list[str] | None = None) -> datasets.Dataset:
     """A parquet file as a Dataset, zero rows included: `Dataset.from_parquet` refuses a file
     without rows ("corresponds to no data"), so that case is read through pyarrow (the schema,
@@ -747,6 +773,7 @@ def _concatenate(parts: list[datasets.Dataset], names: list[str]) -> datasets.Da
 
 
 __all__ = [
+    "read_dataset",
     "PROGRESS_MIN_ROWS",
     "ROW_SUFFIXES",
     "HubUnreachable",

@@ -15,7 +15,6 @@ from typing import Any
 
 import datasets
 
-from m1data.errors import UserError
 from m1data.reading.evalsets import EvalInput
 from m1data.reading.sources import load_source
 from m1data.running.distributed import parallel_map
@@ -171,36 +170,10 @@ class LoadDataset(Stage):
         return input_digest(self.config.path)
 
     def run(self, rows: datasets.Dataset | None, ctx: RunContext) -> StageResult:
-        from m1data.reading.readers import read_rows
+        from m1data.reading.readers import read_dataset
 
-        path = Path(self.config.path)
-        if path.is_file():
-            ds = read_rows(path)
-        elif path.is_dir():  # a Hub-layout folder
-            _refuse_run_folder(path)
-            ds = datasets.load_dataset(self.config.path, self.config.config, split=self.config.split)
-        else:  # a Hub repo id when the Hub is reachable
-            ds = _load_from_hub(self.config)
+        ds = read_dataset(self.config.path, self.config.config, self.config.split, what="an m23K")
         return StageResult(rows=ds, stats={"from": self.config.path})
-
-
-def _refuse_run_folder(path: Path) -> None:
-    """A run folder given for its Hub folder: `datasets` read its stage files as one dataset and
-    failed with a traceback on their differing columns."""
-    if (path / "builds.json").is_file() or any(path.glob("*/manifest.json")):
-        hub = f"; its Hub-layout folder is {path / 'hub'}" if (path / "hub").is_dir() else ""
-        raise UserError(f"{path} is a run folder, not an m23K (a Hub-layout folder, a .parquet/.jsonl file "
-                        f"or a Hub repo id){hub}")
-
-
-def _load_from_hub(config: DatasetInput) -> datasets.Dataset:
-    """A name that is no local file or folder, read as a Hub repo id; one the Hub cannot give (no
-    such repo, offline) is one line, not the traceback of a bug."""
-    try:
-        return datasets.load_dataset(config.path, config.config, split=config.split)
-    except (ConnectionError, FileNotFoundError) as err:  # DatasetNotFoundError is a FileNotFoundError
-        raise UserError(f"{config.path}: no such file or folder, and the Hub could not give it as a repo id "
-                        f"({type(err).__name__}: {' '.join(str(err).split())})") from None
 
 
 __all__ = [
