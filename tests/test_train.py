@@ -233,3 +233,17 @@ def test_dataset_may_be_a_rows_file_and_a_missing_one_is_one_line(tiny_dir, hub_
     assert len(trainer.train_dataset) == len(ROWS)
     with pytest.raises(UserError, match="no such file or folder, and the Hub could not give it"):
         build_trainer(tiny_config(tiny_dir, tmp_path / "nosuch", tmp_path / "out"))
+
+
+def test_a_run_folder_given_for_its_hub_folder_is_one_line(tiny_dir, hub_folder, tmp_path):
+    """`--dataset runs/m1k` (the run folder, not runs/m1k/hub): datasets read its stage files as one
+    dataset and failed on their differing columns. Train reads datasets as `build --from-m23k` does."""
+    import shutil
+
+    from m1data.errors import UserError
+
+    run = tmp_path / "run"
+    shutil.copytree(hub_folder, run / "hub")
+    (run / "builds.json").write_text('{"builds": []}\n', encoding="utf-8")
+    with pytest.raises(UserError, match=r"is a run folder, not a dataset .*its Hub-layout folder is .*hub"):
+        build_trainer(tiny_config(tiny_dir, run, tmp_path / "out"))
