@@ -372,8 +372,9 @@ def run_dedup_file(in_path: str | Path | Sequence[str | Path], out_path: str | P
     """Fuzzy deduplication over files: a row goes when an earlier row matches it (exact
     all-pairs answer); OUT and OUT.dropped.<ext>. Returns the stage statistics."""
     refuse_overwrite(in_path, out_path)  # before a Ray instance starts
+    stage = Deduplicate(DedupConfig(threshold=threshold, column=column))  # its settings checked, likewise
     ctx = _file_context(out_path, executor, ray_address)
-    return run_on_file(Deduplicate(DedupConfig(threshold=threshold, column=column)), in_path, out_path, ctx)
+    return run_on_file(stage, in_path, out_path, ctx)
 
 
 def run_decontaminate_file(in_path: str | Path | Sequence[str | Path], out_path: str | Path,
@@ -387,8 +388,8 @@ def run_decontaminate_file(in_path: str | Path | Sequence[str | Path], out_path:
     eval_files = [Path(e.path or e.name) for e in inputs if e.path or Path(e.name).exists()]
     in_paths = [in_path] if isinstance(in_path, (str, Path)) else list(in_path)
     refuse_overwrite([*in_paths, *eval_files], out_path)  # an eval file is an input too
+    stage = Decontaminate(DecontaminateConfig(threshold=threshold, ngram=ngram), inputs)  # before Ray starts
     ctx = _file_context(out_path, executor, ray_address)
-    stage = Decontaminate(DecontaminateConfig(threshold=threshold, ngram=ngram), inputs)
     return run_on_file(stage, in_path, out_path, ctx)
 
 
