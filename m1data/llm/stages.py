@@ -33,7 +33,7 @@ from m1data.llm.runner import RunStats, plan_requests, print_plan
 from m1data.llm.types import Engine, Reply, Request, is_transient
 from m1data.redact import refuse_endpoint_secrets, refuse_secret_params
 from m1data.running import pipeline
-from m1data.running.pipeline import RunContext, Stage, StageResult, dropped_rows, in_memory, run_on_file
+from m1data.running.pipeline import RunContext, Stage, StageResult, dropped_rows, in_memory, refuse_overwrite, run_on_file
 from m1data.schema import fresh_fingerprint
 
 BOXED_INSTRUCTION = "Return your final response within \\boxed{}."
@@ -386,9 +386,15 @@ def run_llm_on_file(
 ) -> dict[str, Any]:
     """An LLM stage over files (`pipeline.run_on_file`: OUT, and OUT.dropped.<ext> with reasons);
     a dry run prints the plan instead, reading the cache if there is one, writing nothing, and
-    returns {}."""
+    returns {}. An endpoint whose base_url is `embedded` gets the embedded model's server for the
+    length of the run (its log OUT's folder/llama-server.log), as a build serves it: the same
+    config entry (a student `SmolLM2-135M-Instruct=embedded`) works at every door."""
     if not dry_run:
-        stats = run_on_file(stage, in_path, out_path)
+        from m1data.llm.embedded import serve_embedded  # it imports this module
+
+        refuse_overwrite(in_path, out_path)  # before a server starts
+        with serve_embedded([stage], Path(out_path).parent):
+            stats = run_on_file(stage, in_path, out_path)
         if stats.get("transient_failures"):
             log.warning(
                 "%s requests failed transiently (timeouts, 5xx, dropped connections); their rows are in the dropped "

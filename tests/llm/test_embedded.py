@@ -133,3 +133,33 @@ def test_a_missing_model_file_named_by_the_variable_is_said_without_install_advi
     problem = endpoint_problem("embedded")
     assert "M1DATA_EMBEDDED_GGUF=" in problem and "nowhere.gguf is not a file" in problem
     assert "unset it" in problem and "pip install" not in problem
+
+@pytest.mark.slow
+@pytest.mark.skipif(embedded_missing() is not None, reason=str(embedded_missing()))
+def test_a_file_run_serves_the_embedded_model_as_a_build_does(tmp_path):
+    """`base_url: embedded` means the same at every door: `m1data run difficulty --student
+    M=embedded` refused it ("the build starts it"), while a build's config served it. The file
+    door now serves it too, and its rows are the build's stage's, column for column."""
+    from datasets import Dataset
+
+    from m1data.reading.readers import read_rows
+
+    rows = LoadSources(LoadConfig()).run(None, None).rows
+    rows = rows.select([i for i, s in enumerate(rows["source"]) if s == "medqa"][:3])
+    rows.to_json(tmp_path / "in.jsonl")
+    student = embedded_config().m23k.difficulty.students[0]
+
+    result = CliRunner().invoke(app, ["run", "difficulty", str(tmp_path / "in.jsonl"), str(tmp_path / "out.jsonl"),
+                                      "--student", f"{student.model}={student.base_url}", "--max-tokens", "16"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "llama-server.log").is_file()  # the file run's server, logged beside OUT
+
+    config = dataclasses.replace(embedded_config().m23k.difficulty, max_tokens=16, students=[
+        dataclasses.replace(student, short=None)])  # the CLI names columns after the model
+    stage = DifficultyFilter(config)
+    (tmp_path / "build").mkdir()
+    with serve_embedded([stage], tmp_path / "build"):
+        built = stage.run(Dataset.from_list(list(rows)), RunContext(tmp_path / "build", tmp_path / "build"))
+    assert built.stats["sent"] == 3  # its own cache: both doors asked the model
+    assert list(read_rows(tmp_path / "out.jsonl")) == list(built.rows)
+    assert list(read_rows(tmp_path / "out.dropped.jsonl")) == list(built.dropped)
