@@ -136,11 +136,19 @@ def is_openai(base_url: str) -> bool:
     return (urlsplit(base_url).hostname or "").lower() == "api.openai.com"
 
 
+# The key variable of a provider's own API when none is named: the one its SDK reads, and the one
+# the stage configs default to (MeshConfig: OPENAI_API_KEY, TracesConfig: DEEPSEEK_API_KEY), so
+# `m1data run traces --base-url https://api.deepseek.com` without --api-key-env sends the key a
+# build's config would (it sent none: every request refused, or a raw connection error offline).
+PROVIDER_KEYS = {"api.openai.com": "OPENAI_API_KEY", "api.deepseek.com": "DEEPSEEK_API_KEY"}
+
+
 def key_variable(base_url: str, api_key_env: str | None) -> str | None:
-    """The environment variable the key comes from: the named one, or `OPENAI_API_KEY` for OpenAI."""
+    """The environment variable the key comes from: the named one, else the provider's own
+    (`PROVIDER_KEYS`); None for any other server."""
     if api_key_env:
         return api_key_env
-    return "OPENAI_API_KEY" if is_openai(base_url) else None
+    return PROVIDER_KEYS.get((urlsplit(base_url).hostname or "").lower())
 
 
 @functools.cache

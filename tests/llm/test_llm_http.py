@@ -265,7 +265,7 @@ def test_openai_api_key_goes_to_openai_only(llm_server, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-SECRET-456")
     monkeypatch.setenv("OPENAI_ORG_ID", "org-private")
     assert key_variable("https://api.openai.com/v1", None) == "OPENAI_API_KEY"
-    assert key_variable("https://api.deepseek.com", None) is None
+    assert key_variable("https://api.deepseek.com", None) == "DEEPSEEK_API_KEY"  # its own, never OpenAI's
     assert key_variable(llm_server.base_url, "MY_KEY") == "MY_KEY"
     assert call(engine_for(llm_server), CHAT).status == "ok"
     [sent] = llm_server.requests

@@ -405,3 +405,26 @@ def test_a_right_answer_without_reasoning_is_dropped_not_handed_to_the_format_st
     # a teacher meant to answer without thinking keeps it
     result = TeacherTraces(config(llm_server, tmp_path, require_reasoning=False)).run(ROWS, None)
     assert "t4" in result.rows["id"]
+
+
+def test_deepseek_without_a_named_key_variable_reads_the_one_a_build_reads(tmp_path, monkeypatch):
+    """The teacher at DeepSeek's API with no key variable named: a build's config read
+    DEEPSEEK_API_KEY (TracesConfig's default), while `m1data run traces` and `run_traces_file`
+    sent no key at all (offline: a raw connection error; online: every request refused). The
+    key variable comes from one function now, and both doors stop on the same line."""
+    from typer.testing import CliRunner
+
+    from m1data.cli import app
+    from m1data.jobs import build_config
+
+    monkeypatch.delenv("DEEPSEEK_API_KEY", raising=False)
+    rows = write_rows(ROWS.select(range(2)), tmp_path / "in.jsonl")
+    teacher = {"model": "deepseek-reasoner", "base_url": "https://api.deepseek.com"}
+    built = TeacherTraces(build_config("m23k", {"traces": teacher}).traces).preflight()
+    assert built is not None and "DEEPSEEK_API_KEY" in built and "is not set" in built
+    result = CliRunner().invoke(app, ["run", "traces", str(rows), str(tmp_path / "out.jsonl"),
+                                      "--base-url", teacher["base_url"], "--model", teacher["model"]])
+    assert str(result.exception) == built
+    with pytest.raises(Exception) as raised:
+        run_traces_file(rows, tmp_path / "out.jsonl", teacher["base_url"], teacher["model"])
+    assert str(raised.value) == built
