@@ -278,17 +278,7 @@ def build(
 @app.command()
 def funnel(run_dir: Annotated[Path, typer.Argument(help="A run directory made by `m1data build`.")]) -> None:
     """Print the per-source, per-stage funnel of a run (paper Table 3 shape, markdown)."""
-    typer.echo(funnels.funnel_markdown(_run_folder(run_dir, "funnel")))
-
-
-def _run_folder(run_dir: Path, command: str) -> Path:
-    """A run folder that exists, else one line (exit 2): a file given here made `lineage` fail
-    with a traceback, and a missing folder was a bare errno."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UserError(f"{run_dir} is a file; `m1data {command}` reads a run folder (`m1data build --out`)")
-    if not run_dir.exists():
-        raise UserError(f"{run_dir}: no such run folder (`m1data build --out` writes one)")
-    return run_dir
+    typer.echo(funnels.funnel_markdown(run_dir))
 
 
 @app.command()
@@ -316,7 +306,7 @@ def lineage(
     row_id: Annotated[str, typer.Argument(help="A row id, e.g. medmcqa:<uuid> or headqa:<exam>:<qid>.")],
 ) -> None:
     """Follow one row through the stages of a run: where it was kept, where and why it was dropped."""
-    history = funnels.lineage(_run_folder(run_dir, "lineage"), row_id)
+    history = funnels.lineage(run_dir, row_id)
     if not history:
         raise typer.BadParameter(f"no row {row_id!r} in {run_dir}", param_hint="ROW_ID")
     for step in history:

@@ -189,3 +189,32 @@ def test_the_command_says_when_another_build_holds_the_run_folder(tmp_path):
         holder.wait()
     assert result.exit_code == 1 and "in use by another build" in " ".join(result.output.split())
     assert isinstance(result.exception, SystemExit)  # an exit, not a traceback
+
+
+@pytest.mark.parametrize("job", ["funnel", "lineage", "compare"])
+@pytest.mark.parametrize("given", ["a file", "a missing folder"])
+def test_jobs_reading_a_run_folder_refuse_a_file_or_a_missing_one_alike_at_every_door(tmp_path, job, given):
+    """The check that RUN_DIR is a run folder lived in the command line: from Python,
+    `funnel_markdown(FILE)` and `lineage(FILE, id)` were a bare NotADirectoryError, and
+    `compare FILE RUN` said "no such run directory" of a file that exists. One function
+    (`m1data.running.funnel.run_folder`) checks it for every door, with one line."""
+    from m1data.running.compare import compare_runs
+    from m1data.running.funnel import funnel_markdown, lineage
+
+    bad = tmp_path / "rows.jsonl"
+    if given == "a file":
+        bad.write_text('{"id": "a"}\n', encoding="utf-8")
+    run = tmp_path / "run"
+    (run / "00_load").mkdir(parents=True)
+    call, args = {
+        "funnel": (lambda: funnel_markdown(bad), ["funnel", str(bad)]),
+        "lineage": (lambda: lineage(bad, "a"), ["lineage", str(bad), "a"]),
+        "compare": (lambda: compare_runs(bad, run, stage="load"), ["compare", str(bad), str(run), "--stage", "load"]),
+    }[job]
+    with pytest.raises(UserError) as raised:
+        call()
+    expected = (f"{bad} is a file; `m1data {job}` reads a run folder" if given == "a file"
+                else f"{bad}: no such run folder")
+    assert str(raised.value).startswith(expected)
+    result = CliRunner().invoke(app, args)
+    assert isinstance(result.exception, UserError) and str(result.exception) == str(raised.value)

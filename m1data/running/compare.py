@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from m1data.errors import UserError
+from m1data.running.funnel import run_folder
 from m1data.running.pipeline import load_stage_rows, read_manifests, stage_dirname
 from m1data.schema import SOURCES
 from m1data.stages.traces import question_id
@@ -62,9 +63,7 @@ class Comparison:
 
 
 def _stage_manifest(run_dir: Path, stage: str) -> dict[str, Any]:
-    if not run_dir.is_dir():
-        raise UserError(f"{run_dir}: no such run directory")
-    manifests = read_manifests(run_dir)
+    manifests = read_manifests(run_folder(run_dir, "compare"))
     found = [m for m in manifests if m["stage"] == stage]
     if not found:
         stages = ", ".join(m["stage"] for m in manifests) or "none"

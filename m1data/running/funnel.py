@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from m1data.errors import UserError
 from m1data.running.pipeline import SUPERSEDED, load_stage_dropped, load_stage_rows, read_manifests, stage_dirname
 from m1data.schema import SOURCES
 
@@ -36,9 +37,21 @@ def _raw_counts(manifest: dict[str, Any]) -> dict[str, int]:
     return counts
 
 
+def run_folder(run_dir: str | Path, command: str) -> Path:
+    """A run folder that exists, else one line: the check of every job that reads one (funnel,
+    lineage, compare), at every door. It lived in the command line, so `funnel_markdown(FILE)`
+    from Python was a bare NotADirectoryError and `compare FILE` said "no such run directory"."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"{run_dir} is a file; `m1data {command}` reads a run folder (`m1data build --out`)")
+    if not run_dir.exists():
+        raise UserError(f"{run_dir}: no such run folder (`m1data build --out` writes one)")
+    return run_dir
+
+
 def funnel_markdown(run_dir: str | Path) -> str:
     """Per-source, per-stage counts in Table 3's shape, then every drop reason and eval-set hit."""
-    manifests = read_manifests(Path(run_dir))
+    manifests = read_manifests(run_folder(run_dir, "funnel"))
     if not manifests:
         raise FileNotFoundError(f"{run_dir}: no completed stages (no */manifest.json)")
     columns = _columns(manifests)
@@ -114,7 +127,7 @@ def _eval_sets_table(manifests: list[dict[str, Any]]) -> list[str]:
 def lineage(run_dir: str | Path, row_id: str) -> list[dict[str, Any]]:
     """Where one row went: for each stage, kept, or dropped with its reason and detail."""
     history = []
-    for m in read_manifests(Path(run_dir)):
+    for m in read_manifests(run_folder(run_dir, "lineage")):
         stage_dir = Path(run_dir) / stage_dirname(m["index"], m["stage"])
         rows = load_stage_rows(stage_dir, columns=["id"])  # checks dropped.parquet too
         if row_id in set(rows["id"]):
@@ -130,4 +143,4 @@ def lineage(run_dir: str | Path, row_id: str) -> list[dict[str, Any]]:
     return history
 
 
-__all__ = ["funnel_markdown", "lineage"]
+__all__ = ["funnel_markdown", "lineage", "run_folder"]
