@@ -922,7 +922,11 @@ def with_mappings(entries: Sequence[EvalInput], mappings: dict[str, dict[str, An
 def load_eval_input(spec: EvalInput, *, scoring: bool = True) -> dict[str, LoadResult]:
     """The one reading of an eval entry, used by every door: a named set (from the Hub or its
     file), "mmlu_medical", a file, or a name of the user's choosing with a file. `scoring=False`
-    reads decontamination targets (every question with text)."""
+    reads decontamination targets (every question with text). A file of loaded eval rows
+    (`loaded_eval_rows`) is taken as it is."""
+    loaded_rows = loaded_eval_rows(spec, scoring=scoring)
+    if loaded_rows is not None:
+        return loaded_rows
     name, path = spec.name, spec.path
     if name in EVAL_SETS or name == "mmlu_medical" or path is None:
         return load_eval_any(name, path, scoring=scoring, mapping=spec.mapping)
@@ -931,6 +935,41 @@ def load_eval_input(spec: EvalInput, *, scoring: bool = True) -> dict[str, LoadR
         raise UserError(f"{path} holds {len(loaded)} eval sets ({', '.join(loaded)}); give it without a name "
                         f"so each keeps its own")
     return {name: next(iter(loaded.values()))}
+
+
+def loaded_eval_rows(spec: EvalInput, *, scoring: bool = True) -> dict[str, LoadResult] | None:
+    """The entry's file as it is when it holds eval rows already loaded (`m1data load-eval`'s
+    OUT: every column of the row schema), else None. Read again as a raw file, its options were
+    shuffled a second time and its ids prefixed twice (`medqa_test:medqa_test:...`), so `infer
+    --eval-sets medqa_test=LOADED.jsonl` asked other prompts than `run_infer` given the same file
+    (read as it is) and than the raw file it was loaded from. A known set's name must be the
+    rows' own (`source`); a mapping says the file is raw, and it is read so."""
+    from m1data.reading.readers import read_rows
+    from m1data.schema import DROPPED_FEATURES, ROW_FEATURES, rows_to_dataset
+
+    file = spec.local_file
+    if file is None or spec.mapping is not None or Path(file).suffix not in (".jsonl", ".parquet"):
+        return None
+    if not Path(file).is_file():
+        return None  # the loaders say it, in their words
+    rows = read_rows(file)
+    if len(rows) == 0 or not set(ROW_FEATURES) <= set(rows.column_names):
+        return None
+    sources = sorted(set(rows["source"]))
+    known = spec.name in EVAL_SETS
+    if known and sources != [spec.name]:
+        raise UserError(f"eval set {spec.name!r}: {file} holds loaded rows of {', '.join(sources)}, not of "
+                        f"{spec.name}; name it {sources[0]}={file}, or give it alone")
+    if spec.path is not None:
+        name = spec.name
+    else:
+        folder = Path(file).resolve().parent.name  # as load_eval_file names a file given alone
+        name = f"{folder}/{Path(file).stem}" if folder else Path(file).stem
+    ok = [i for i, key in enumerate(rows["answer_idx"]) if key is not None and key >= 0]
+    unscored = [i for i in range(len(rows)) if i not in set(ok)]
+    result = LoadResult(rows=rows.select(ok), dropped=rows_to_dataset([], DROPPED_FEATURES),
+                        unscored=rows.select(unscored) if unscored else None, origin=str(file))
+    return {name: require_items(result, name, scoring=scoring)}
 
 
 def load_evals(evals: list[EvalInput | str]) -> dict[str, datasets.Dataset]:
@@ -989,6 +1028,7 @@ __all__ = [
     "load_eval_file",
     "load_eval_input",
     "load_evals",
+    "loaded_eval_rows",
     "read_answer",
     "unscored_counts",
     "with_mappings",

@@ -398,3 +398,42 @@ def test_infer_reads_an_eval_file_through_its_eval_mapping(tmp_path):
             assert result.exit_code == 0, result.output
             (scored,) = json.loads((out / "metrics.json").read_text(encoding="utf-8"))["sets"].values()
             assert scored["n"] == 6 and scored["accuracy"] == 1.0, scored
+
+
+# ------------------------------------------------------------------ a file `m1data load-eval` wrote
+
+
+def test_a_loaded_eval_file_is_read_as_it_is_at_every_door(tmp_path):
+    """`m1data load-eval medqa_test --out LOADED` then `infer --eval-sets medqa_test=LOADED`: the
+    CLI read LOADED as a raw file again, shuffling its options a second time and prefixing its
+    ids twice (`medqa_test:medqa_test:...`), while `run_infer` given the same file read it as it
+    is: two doors, two sets of prompts, neither the raw file's. Every door now reads loaded rows
+    as they are, so LOADED is the set the raw file gives, through the CLI, Python and decontaminate."""
+    from m1data.cli import _eval_sets
+    from m1data.errors import UserError
+    from m1data.infer.score import load_eval_sets
+    from m1data.reading.readers import read_rows
+    from m1data.stages.loading import sample_dir
+
+    raw = sample_dir() / "eval" / "medqa" / "test.jsonl"
+    loaded = tmp_path / "loaded.jsonl"
+    result = CliRunner().invoke(app, ["load-eval", "medqa_test", "--path", str(raw), "--out", str(loaded)])
+    assert result.exit_code == 0, result.output
+    from_raw = _eval_sets([f"medqa_test={raw}"], None)["medqa_test"].to_list()
+    assert from_raw == read_rows(loaded).to_list()
+    for entry, name in ((f"medqa_test={loaded}", "medqa_test"), (f"mine={loaded}", "mine")):
+        assert _eval_sets([entry], None)[name].to_list() == from_raw, entry
+    assert load_eval_sets({"medqa_test": loaded})["medqa_test"].to_list() == from_raw
+    with pytest.raises(UserError, match="holds loaded rows of medqa_test, not of medmcqa_validation"):
+        _eval_sets([f"medmcqa_validation={loaded}"], None)
+
+    train = tmp_path / "train.jsonl"
+    copies = [{**row, "id": f"copy{i}", "source": "medqa"} for i, row in enumerate(from_raw[:3])]
+    datasets.Dataset.from_list(copies).to_json(str(train))
+    hits = {}
+    for label, entry in (("raw", f"medqa_test={raw}"), ("loaded", f"medqa_test={loaded}")):
+        out = tmp_path / f"kept-{label}.jsonl"
+        result = CliRunner().invoke(app, ["decontaminate", str(train), str(out), "--eval", entry])
+        assert result.exit_code == 0, result.output
+        hits[label] = sorted(zip(*(read_rows(tmp_path / f"kept-{label}.dropped.jsonl")[c] for c in ("id", "eval_id"))))
+    assert hits["loaded"] == hits["raw"] == [(f"copy{i}", from_raw[i]["id"]) for i in range(3)]
