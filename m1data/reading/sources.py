@@ -87,8 +87,11 @@ def load_source(
     without a path, from the Hub id m1 used. `cop_base` (MedMCQA only) says whether a local
     file's `cop` counts from 0 or 1 when its values cannot tell (see `MedMCQA`). A `mapping`,
     or a name that is not one of the four sources, reads `path` through a column mapping
-    (`load_mapped`)."""
-    if mapping is not None or name.lower() not in SOURCES:
+    (`load_mapped`). The name follows `check_source_name` whichever source it is, as a build
+    config's `sources:` keys do: `m1data load MedQA` was read as medqa while the same key in a
+    config was refused."""
+    check_source_name(name)
+    if mapping is not None or name not in SOURCES:
         if path is None:
             raise UserError(f"source {name!r} is not one m1data knows ({', '.join(SOURCES)}); give its file "
                              "(--path FILE, or path: in the build config) and, if the columns are not the usual "

@@ -367,3 +367,30 @@ def test_medmcqa_file_that_shows_its_base_does_not_warn(tmp_path, cops):
     with warnings.catch_warnings():
         warnings.simplefilter("error", CopBaseWarning)
         assert len(load_source("medmcqa", _medmcqa_file(tmp_path, cops)).rows) == 4
+
+
+
+@pytest.mark.parametrize("name", ["medqa", "MedQA", "MEDQA"])
+def test_a_source_name_is_read_alike_by_the_command_and_a_build_config(name, tmp_path):
+    """One rule for a source's name at every door: `m1data load MedQA` read the file as medqa
+    (load_source folded the case), while `sources: {MedQA: ...}` in a build config was refused.
+    Both take `medqa`, and both refuse any other spelling with the same line."""
+    from typer.testing import CliRunner
+
+    from m1data.cli import app
+    from m1data.errors import UserError
+    from m1data.jobs import build_config
+    from m1data.stages.loading import sample_dir
+
+    path = sample_dir() / "medqa" / "train.jsonl"
+    out = tmp_path / "rows.jsonl"
+    result = CliRunner().invoke(app, ["load", name, "--path", str(path), "--out", str(out)])
+    try:
+        config = build_config("m23k", {"load": {"sources": {name: {"path": str(path)}}}})
+    except UserError as refused:
+        said = " ".join(result.output.split())
+        assert result.exit_code == 2 and str(refused).removeprefix("sources: ") in said, result.output
+        assert "lower-case" in said and not out.exists()
+    else:
+        assert result.exit_code == 0, result.output
+        assert list(config.load.sources) == [name] == ["medqa"]
