@@ -18,6 +18,7 @@ import contextlib
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from m1data.llm.http import HTTPConfig, HTTPEngine
 from m1data.llm.local_server import (
@@ -27,7 +28,6 @@ from m1data.llm.local_server import (
     ServerUnavailable,
 )
 from m1data.llm.params import LLAMACPP_EXTRA_PARAMS
-from m1data.llm.stages import Endpoint, LLMStage
 from m1data.llm.types import Reply, Request
 from m1data.redact import public_model_name
 from m1data.running.pipeline import Stage
@@ -70,8 +70,10 @@ def embedded_stages(stages: Sequence[Stage]) -> list[Stage]:
     return [stage for stage in stages if _embedded_endpoints(stage)]
 
 
-def _embedded_endpoints(stage: Stage) -> list[Endpoint]:
-    endpoints = stage.endpoints() if isinstance(stage, LLMStage) else []
+def _embedded_endpoints(stage: Stage) -> list[Any]:
+    """The `Endpoint`s of an LLM stage (m1data.llm.stages, which imports this module to serve a
+    file run: hence `endpoints` looked up, not the class) whose base_url is `embedded`."""
+    endpoints = stage.endpoints() if callable(getattr(stage, "endpoints", None)) else []
     return [endpoint for endpoint in endpoints if is_embedded(endpoint.base_url)]
 
 
