@@ -146,3 +146,21 @@ def test_readme_commands_block_names_every_command_and_its_runtime_flags() -> No
     shared = {"--cache", "--concurrency", "--rpm", "--tpm", "--timeout", "--request-attempts", "--retry-failed",
               "--batch", "--prices", "--dry-run"}
     assert shared <= real and runtime == shared
+
+
+# ---------------------------------------------------------------------------------------------
+# Config examples: each YAML block reads as a config of the builds the README names with it.
+
+
+@pytest.mark.parametrize("dataset", ["m23k", "m1k"])
+def test_readme_config_examples_read_as_build_configs(dataset, tmp_path) -> None:
+    """Found by a new user's walk: every example is written `m23k:` ..., which `build m23k
+    --config FILE` refused (unknown key m23k)."""
+    from m1data.jobs import build_settings
+
+    blocks = re.findall(r"```yaml\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
+    assert len(blocks) >= 4
+    for index, block in enumerate(blocks):
+        path = tmp_path / f"example{index}.yaml"
+        path.write_text(block, encoding="utf-8")
+        build_settings(dataset, path)
