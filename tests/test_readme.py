@@ -164,3 +164,29 @@ def test_readme_config_examples_read_as_build_configs(dataset, tmp_path) -> None
         path = tmp_path / f"example{index}.yaml"
         path.write_text(block, encoding="utf-8")
         build_settings(dataset, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Mutation testing: the README's commands name modules the script knows.
+
+
+def test_readme_mutation_commands_name_modules_the_script_knows(monkeypatch, capsys) -> None:
+    """Found by a new user's walk: `python scripts/mutation.py answers dedup --cap 600` (README)
+    stopped with 'unknown module(s) answers, dedup' once the modules moved to stages/."""
+    import importlib.util
+    import shlex
+
+    spec = importlib.util.spec_from_file_location("mutation", README.parent / "scripts" / "mutation.py")
+    mutation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mutation)
+    monkeypatch.setattr(mutation.shutil, "which", lambda *args, **kwargs: None)  # stop before mutmut would run
+    section = README.read_text(encoding="utf-8").split("## Mutation testing\n", 1)[1]
+    lines = [line.split("#")[0] for line in re.search(r"```bash\n(.*?)```", section, re.DOTALL).group(1).splitlines()]
+    commands = [shlex.split(line)[2:] for line in lines if line.startswith("python scripts/mutation.py")]
+    assert len(commands) == 3
+    for args in commands:
+        with pytest.raises(SystemExit):
+            mutation.main(args)
+        assert "mutmut is not installed" in capsys.readouterr().err, args
+    assert [mutation.module_key(m) for m in ("answers", "llm/cache", "cache", "nope")] == [
+        "stages/answers", "llm/cache", "llm/cache", None]
