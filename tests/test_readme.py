@@ -190,3 +190,33 @@ def test_readme_mutation_commands_name_modules_the_script_knows(monkeypatch, cap
         assert "mutmut is not installed" in capsys.readouterr().err, args
     assert [mutation.module_key(m) for m in ("answers", "llm/cache", "cache", "nope")] == [
         "stages/answers", "llm/cache", "llm/cache", None]
+
+
+def test_readme_commands_block_names_every_option_and_only_real_ones() -> None:
+    """Found by a new user's walk: `run difficulty --api-key-env`, `build --repo-id`, `load --seed`
+    and five `infer` options were on no line of the synopsis. A flag pair (`--force/--no-force`)
+    counts once, and RUNTIME stands for the runtime options (checked above)."""
+    import dataclasses
+
+    from m1data.train.sft import ScriptArguments
+
+    commands = _click_commands()
+    lines = " ".join(_commands_block().split("\n                  ")).splitlines()
+    runtime = {"--cache", "--concurrency", "--rpm", "--tpm", "--timeout", "--request-attempts", "--retry-failed",
+               "--batch", "--prices", "--dry-run"}
+    problems = []
+    for name, command in commands.items():
+        group, _, leaf = name.rpartition(" ")
+        pattern = rf"m1data {re.escape(group) + ' ' if group else ''}(?:[\w-]+\|)*{re.escape(leaf)}(?:\|[\w-]+)*[ \n]"
+        spelled = " ".join(line.split("  #")[0] for line in lines if re.match(pattern, line + "\n"))
+        shown = set(re.findall(r"--[\w-]+", spelled.replace("--budget(s)", "--budget --budgets")))
+        shown |= runtime if "[RUNTIME]" in spelled else set()
+        for param in command.params:
+            opts = [o for o in (*param.opts, *param.secondary_opts) if o.startswith("--") and o != "--help"]
+            if opts and not shown & set(opts):
+                problems.append(f"{name}: {opts[0]} not shown")
+        real = {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
+        if name == "train":  # its further flags go to the recipe: the script's own and TRL's SFTConfig's
+            real |= {f"--{f.name}" for f in dataclasses.fields(ScriptArguments)}
+        problems += [f"{name}: {o} shown, not an option" for o in sorted(shown - real - {"--budget", "--budgets"})]
+    assert not problems, problems
