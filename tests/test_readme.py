@@ -91,6 +91,22 @@ def test_python_example_runs(index: int, project_folder, monkeypatch) -> None:
     exec(compile(examples("Using m1data from Python")[index], f"README Python job {index + 1}", "exec"), {})  # noqa: S102
 
 
+def test_a_command_reads_a_builds_hub_folder(project_folder, monkeypatch) -> None:
+    """README, Commands: "A command given a Hub folder (`RUN/hub`) as input reads its rows". A
+    build's Hub folder has two configs, and the command refused it ("2 configs; give one")."""
+    import datasets
+    from typer.testing import CliRunner
+
+    from m1data.cli import app
+    from m1data.reading.readers import read_rows
+
+    monkeypatch.chdir(project_folder)
+    result = CliRunner().invoke(app, ["dedup", "runs/m23k/hub", "deduped.parquet"])
+    assert result.exit_code == 0, result.output
+    read = [*read_rows("deduped.parquet")["id"], *read_rows("deduped.dropped.parquet")["id"]]
+    assert sorted(read) == sorted(datasets.load_dataset("runs/m23k/hub", split="train")["id"])
+
+
 @pytest.mark.main_job  # the whole default build, minutes: `pytest -m main_job` (README, "Tests")
 def test_python_default_build_example_runs(tmp_path, monkeypatch) -> None:
     """The default build needs the embedded model's server (llama.cpp), which it starts itself."""
