@@ -510,7 +510,8 @@ def train(
     ctx: typer.Context,
     recipe: Annotated[str, typer.Option("--recipe", help="m1-7B-1K, m1-7B-23K, m1-32B-1K or a recipe YAML.")],
 ) -> None:
-    """SFT with TRL on an m1 dataset; any further --flag overrides the recipe (TRL's SFTConfig names)."""
+    """SFT with TRL on an m1 dataset: --dataset (required) names it, a build's Hub folder or a Hub repo id; any
+    further --flag overrides the recipe (--model_name_or_path, --dataset_config, or TRL's SFTConfig names)."""
     sft.main(sft.parse_cli(["--recipe", recipe, *ctx.args]))
 
 

@@ -15,6 +15,7 @@ and one result: the stage statistics with rows in, out and dropped.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ import datasets
 
 from m1data.builders import BUILDERS, Builder, default_config_path
 from m1data.builders.m1k import resample_stages
-from m1data.config import file_root, from_dict, key_path, read_mapping
+from m1data.config import ConfigError, file_root, from_dict, key_path, read_mapping
 from m1data.errors import UserError
 from m1data.llm.embedded import serve_embedded
 from m1data.llm.stages import LLMRuntime
@@ -75,6 +76,8 @@ __all__ = [
     "stage_runtime",
     "train_offline_file",
 ]
+
+log = logging.getLogger(__name__)
 
 Status = Literal["complete", "until", "not_ready", "incomplete"]
 ConfigArg = Any  # None, a YAML path, a mapping, or the builder's config object
@@ -131,8 +134,8 @@ def _embedded_defaults(cls: type) -> Any:
 
 def _load_config(cls: type, config: ConfigArg) -> tuple[Any, ExecutorConfig | None]:
     """The builder's config and the file's ``executor:`` block (None when it has none). None: the
-    embedded defaults; a path or a mapping: over the paper defaults (`cls()`), unknown keys an
-    error; a `cls` instance: as it is."""
+    embedded defaults; a path or a mapping: its part for this builder (`_builder_section`) over
+    the paper defaults (`cls()`), unknown keys an error; a `cls` instance: as it is."""
     if config is None:
         return _embedded_defaults(cls), None
     if isinstance(config, cls):
@@ -145,7 +148,41 @@ def _load_config(cls: type, config: ConfigArg) -> tuple[Any, ExecutorConfig | No
         raise UserError(f"config: expected a {cls.__name__}, a YAML path, a mapping or None, got {type(config).__name__}")
     block = data.pop("executor", None)
     executor = from_dict(ExecutorConfig, block, where=key_path(where, "executor")) if block else None
+    data, where = _builder_section(cls, data, where)
     return from_dict(cls, data, where=where), executor
+
+
+def _field_names(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def _builder_section(cls: type, data: dict[str, Any], where: str) -> tuple[dict[str, Any], str]:
+    """The part of a config mapping that builder config `cls` reads, and its `where`. One file
+    serves every build (paper.yaml and the README are written for m1K: `m23k:` and `sample:`), as
+    m1K and m23K share a run folder: m23K reads the `m23k:` section, and a top-level key that only
+    other builds read (m1K's `sample`, the ablations' `seed`) is left out with a warning. Any
+    other key stays an error, so a misspelt key is still refused."""
+    names, at = _field_names(cls), where.removesuffix(":")  # a file's top level is the file itself
+    owners: dict[str, list[str]] = {}  # a config file's top-level keys -> the builds that read them
+    for b in BUILDERS.values():
+        if "m23k" in _field_names(b.config):
+            for name in _field_names(b.config):
+                owners.setdefault(name, []).append(b.name)
+    unused = sorted(k for k in data if k in owners and k not in names and k != "m23k")
+    for key in unused:
+        log.warning("%s: %s is a setting of %s, not used by this build", at, key, ", ".join(owners[key]))
+    kept = {k: v for k, v in data.items() if k not in unused}
+    if "m23k" in names or "m23k" not in kept:
+        return kept, where
+    section, unknown = kept.pop("m23k"), sorted(set(kept) - names)
+    if unknown:
+        raise ConfigError(f"{at}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(owners))}")
+    if kept:
+        raise ConfigError(f"{at}: {', '.join(sorted(kept))} beside m23k:; m23K's settings go either all "
+                          "under m23k: or all at the top level")
+    if not isinstance(section, dict):
+        raise ConfigError(f"{key_path(where, 'm23k')}: expected a mapping, got {type(section).__name__}")
+    return section, key_path(where, "m23k")
 
 
 def build_config(dataset: str, config: ConfigArg = None) -> Any:

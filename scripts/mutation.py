@@ -7,9 +7,9 @@ fail on *survives*, and each survivor is either harmless (an equivalent change) 
 no test pins.
 
 Each module is run on its own, in a scratch copy of the project (`--work`, default
-/tmp/m1data-mutation/<module>), with only its own test files, under a time cap: mutmut reads its
-settings from pyproject.toml, so the copy gets a [tool.mutmut] section naming the one module and
-its tests. What finished is reported per module (generated, killed, survived, timed out, not
+/tmp/m1data-mutation/<module>, e.g. stages_answers), with only its own test files, under a time
+cap: mutmut reads its settings from pyproject.toml, so the copy gets a [tool.mutmut] section
+naming the one module and its tests. What finished is reported per module (generated, killed, survived, timed out, not
 checked when the cap stopped it) in `--work`/summary.json and on stdout, with the survivors' names;
 `mutmut show NAME` inside the module's folder prints a survivor's diff.
 
@@ -45,6 +45,12 @@ MODULES: dict[str, list[str]] = {
     "stages/sampling": ["tests/stages/test_sampling.py"],
     "llm/cache": ["tests/llm/test_llm_cache.py", "tests/test_pinned_contracts.py"],
 }
+
+
+def module_key(name: str) -> str | None:
+    """The MODULES key `name` means: the key itself or its last part (`answers` for
+    `stages/answers`, as the docstring and the README write them); None when it is neither."""
+    return name if name in MODULES else {key.rsplit("/", 1)[-1]: key for key in MODULES}.get(name)
 
 
 def mutmut_settings(module: str, tests: list[str]) -> str:
@@ -122,7 +128,8 @@ def results(folder: Path, mutmut: str) -> dict[str, list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("modules", nargs="*", default=list(MODULES), help=f"of {', '.join(MODULES)}")
+    parser.add_argument("modules", nargs="*", default=list(MODULES),
+                        help=f"of {', '.join(MODULES)}, or their last part (answers, ...)")
     parser.add_argument("--cap", type=float, default=1200, help="seconds per module (default 1200)")
     parser.add_argument("--max-children", type=int, default=1, help="mutants run in parallel (default 1)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/m1data-mutation"))
@@ -130,9 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true",
                         help="continue a module's earlier run (its folder in --work) instead of starting afresh")
     args = parser.parse_args(argv)
-    unknown = [m for m in args.modules if m not in MODULES]
+    unknown = [m for m in args.modules if module_key(m) is None]
     if unknown:
         parser.error(f"unknown module(s) {', '.join(unknown)}; known: {', '.join(MODULES)}")
+    args.modules = [module_key(m) for m in args.modules]
     mutmut = shutil.which("mutmut", path=str(Path(sys.executable).parent)) or shutil.which("mutmut")
     if mutmut is None:
         parser.error('mutmut is not installed: pip install -e ".[mutation]"')

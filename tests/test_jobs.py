@@ -8,6 +8,7 @@ llama.cpp server is installed."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -20,7 +21,9 @@ from test_build_e2e import make_handler, truth_by_prompt, write_config
 from typer.testing import CliRunner
 
 import m1data
+from m1data.builders import BUILDERS, default_config_path
 from m1data.cli import app
+from m1data.config import read_mapping
 from m1data.errors import M1DataError, UserError
 from m1data.llm.local_server import embedded_missing
 from m1data.publishing.cardmeta import split_card
@@ -149,6 +152,31 @@ def test_bad_names_and_configs_are_one_line_errors(tmp_path):
     with pytest.raises(UserError, match="config name 'bad name/'"):  # before the stages, not after them
         m1data.build("m1k", tmp_path / "run", hub_config="bad name/")
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("dataset", sorted(BUILDERS))
+def test_one_config_file_serves_every_build(dataset, caplog):
+    """paper.yaml and the README's config examples are written for m1K (`m23k:` and `sample:`):
+    `m1data build m23k --config builders/configs/paper.yaml` stopped with "unknown key(s) m23k,
+    sample". Each build reads its part, and says which settings it leaves to another build."""
+    paper = default_config_path().with_name("paper.yaml")
+    cfg = m1data.build_config(dataset, paper)
+    assert (cfg if dataset == "m23k" else cfg.m23k) == m1data.build_config("m1k", paper).m23k
+    left_out = sorted(k for k in ("sample", "seed") if not hasattr(cfg, k) and k in read_mapping(paper))
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        f"{paper}: {key} is a setting of m1k, not used by this build" for key in left_out]
+
+
+@pytest.mark.parametrize(("text", "error"), [
+    ("m23k: {dedup: {threshold: high}}\n", "c.yaml:m23k.dedup.threshold: expected a number, got 'high'"),
+    ("sampel: {}\nm23k: {}\n", "c.yaml: unknown key(s) sampel; known: m23k, sample, seed"),
+    ("dedup: {}\nm23k: {}\n", "c.yaml: dedup beside m23k:"),
+    ("m23k: [1]\n", "c.yaml:m23k: expected a mapping, got list"),
+])
+def test_an_m23k_config_section_is_checked_as_strictly_as_a_flat_file(tmp_path, text, error):
+    (tmp_path / "c.yaml").write_text(text, encoding="utf-8")
+    with pytest.raises(UserError, match=re.escape(error)):
+        m1data.build_config("m23k", tmp_path / "c.yaml")
 
 
 def test_file_runners_share_one_name_pattern():

@@ -91,6 +91,22 @@ def test_python_example_runs(index: int, project_folder, monkeypatch) -> None:
     exec(compile(examples("Using m1data from Python")[index], f"README Python job {index + 1}", "exec"), {})  # noqa: S102
 
 
+def test_a_command_reads_a_builds_hub_folder(project_folder, monkeypatch) -> None:
+    """README, Commands: "A command given a Hub folder (`RUN/hub`) as input reads its rows". A
+    build's Hub folder has two configs, and the command refused it ("2 configs; give one")."""
+    import datasets
+    from typer.testing import CliRunner
+
+    from m1data.cli import app
+    from m1data.reading.readers import read_rows
+
+    monkeypatch.chdir(project_folder)
+    result = CliRunner().invoke(app, ["dedup", "runs/m23k/hub", "deduped.parquet"])
+    assert result.exit_code == 0, result.output
+    read = [*read_rows("deduped.parquet")["id"], *read_rows("deduped.dropped.parquet")["id"]]
+    assert sorted(read) == sorted(datasets.load_dataset("runs/m23k/hub", split="train")["id"])
+
+
 @pytest.mark.main_job  # the whole default build, minutes: `pytest -m main_job` (README, "Tests")
 def test_python_default_build_example_runs(tmp_path, monkeypatch) -> None:
     """The default build needs the embedded model's server (llama.cpp), which it starts itself."""
@@ -146,3 +162,77 @@ def test_readme_commands_block_names_every_command_and_its_runtime_flags() -> No
     shared = {"--cache", "--concurrency", "--rpm", "--tpm", "--timeout", "--request-attempts", "--retry-failed",
               "--batch", "--prices", "--dry-run"}
     assert shared <= real and runtime == shared
+
+
+# ---------------------------------------------------------------------------------------------
+# Config examples: each YAML block reads as a config of the builds the README names with it.
+
+
+@pytest.mark.parametrize("dataset", ["m23k", "m1k"])
+def test_readme_config_examples_read_as_build_configs(dataset, tmp_path) -> None:
+    """Found by a new user's walk: every example is written `m23k:` ..., which `build m23k
+    --config FILE` refused (unknown key m23k)."""
+    from m1data.jobs import build_settings
+
+    blocks = re.findall(r"```yaml\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
+    assert len(blocks) >= 4
+    for index, block in enumerate(blocks):
+        path = tmp_path / f"example{index}.yaml"
+        path.write_text(block, encoding="utf-8")
+        build_settings(dataset, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Mutation testing: the README's commands name modules the script knows.
+
+
+def test_readme_mutation_commands_name_modules_the_script_knows(monkeypatch, capsys) -> None:
+    """Found by a new user's walk: `python scripts/mutation.py answers dedup --cap 600` (README)
+    stopped with 'unknown module(s) answers, dedup' once the modules moved to stages/."""
+    import importlib.util
+    import shlex
+
+    spec = importlib.util.spec_from_file_location("mutation", README.parent / "scripts" / "mutation.py")
+    mutation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mutation)
+    monkeypatch.setattr(mutation.shutil, "which", lambda *args, **kwargs: None)  # stop before mutmut would run
+    section = README.read_text(encoding="utf-8").split("## Mutation testing\n", 1)[1]
+    lines = [line.split("#")[0] for line in re.search(r"```bash\n(.*?)```", section, re.DOTALL).group(1).splitlines()]
+    commands = [shlex.split(line)[2:] for line in lines if line.startswith("python scripts/mutation.py")]
+    assert len(commands) == 3
+    for args in commands:
+        with pytest.raises(SystemExit):
+            mutation.main(args)
+        assert "mutmut is not installed" in capsys.readouterr().err, args
+    assert [mutation.module_key(m) for m in ("answers", "llm/cache", "cache", "nope")] == [
+        "stages/answers", "llm/cache", "llm/cache", None]
+
+
+def test_readme_commands_block_names_every_option_and_only_real_ones() -> None:
+    """Found by a new user's walk: `run difficulty --api-key-env`, `build --repo-id`, `load --seed`
+    and five `infer` options were on no line of the synopsis. A flag pair (`--force/--no-force`)
+    counts once, and RUNTIME stands for the runtime options (checked above)."""
+    import dataclasses
+
+    from m1data.train.sft import ScriptArguments
+
+    commands = _click_commands()
+    lines = " ".join(_commands_block().split("\n                  ")).splitlines()
+    runtime = {"--cache", "--concurrency", "--rpm", "--tpm", "--timeout", "--request-attempts", "--retry-failed",
+               "--batch", "--prices", "--dry-run"}
+    problems = []
+    for name, command in commands.items():
+        group, _, leaf = name.rpartition(" ")
+        pattern = rf"m1data {re.escape(group) + ' ' if group else ''}(?:[\w-]+\|)*{re.escape(leaf)}(?:\|[\w-]+)*[ \n]"
+        spelled = " ".join(line.split("  #")[0] for line in lines if re.match(pattern, line + "\n"))
+        shown = set(re.findall(r"--[\w-]+", spelled.replace("--budget(s)", "--budget --budgets")))
+        shown |= runtime if "[RUNTIME]" in spelled else set()
+        for param in command.params:
+            opts = [o for o in (*param.opts, *param.secondary_opts) if o.startswith("--") and o != "--help"]
+            if opts and not shown & set(opts):
+                problems.append(f"{name}: {opts[0]} not shown")
+        real = {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
+        if name == "train":  # its further flags go to the recipe: the script's own and TRL's SFTConfig's
+            real |= {f"--{f.name}" for f in dataclasses.fields(ScriptArguments)}
+        problems += [f"{name}: {o} shown, not an option" for o in sorted(shown - real - {"--budget", "--budgets"})]
+    assert not problems, problems

@@ -668,6 +668,17 @@ def read_dataset(path: str | Path, name: str | None = None, split: str = "train"
                         f"({type(err).__name__}: {' '.join(str(err).split())})") from None
 
 
+def _default_config(folder: Path) -> str | None:
+    """The config a Hub folder's card marks `default: true` (None without one)."""
+    from m1data.publishing.cardmeta import split_card
+
+    card = folder / "README.md"
+    metadata = split_card(card.read_text(encoding="utf-8"))[0] if card.is_file() else {}
+    configs = metadata.get("configs") if isinstance(metadata.get("configs"), list) else []
+    defaults = [c.get("config_name") for c in configs if isinstance(c, dict) and c.get("default")]
+    return defaults[0] if len(defaults) == 1 and isinstance(defaults[0], str) else None
+
+
 def parquet_dataset(path: str | Path, columns: list[str] | None = None) -> datasets.Dataset:
     """A parquet file as a Dataset, zero rows included: `Dataset.from_parquet` refuses a file
     without rows ("corresponds to no data"), so that case is read through pyarrow (the schema,
@@ -742,15 +753,20 @@ def read_rows(path: str | Path | Sequence[str | Path]) -> datasets.Dataset:
 def _folder_files(path: Path) -> list[Path]:
     """The row files of a folder: its own .parquet/.jsonl files, or, in a Hub folder
     (`m1data publish`'s layout, README.md + data/<config>/<split>-*.parquet), its one config's
-    files. A Hub folder of several configs must be named down to one (FOLDER/data/<config>)."""
+    files. Every build's Hub folder has two configs (its rows and their prompt/completion copy), so
+    one whose card names a default config gives that one's, as `load_dataset(folder)` does; any
+    other folder of several configs must be named down to one (FOLDER/data/<config>)."""
     files = sorted(p for p in path.iterdir() if p.suffix in ROW_SUFFIXES and p.is_file())
     if files:
         return files
     data = path / "data"
     configs = sorted(p for p in data.iterdir() if p.is_dir()) if data.is_dir() else []
+    default = _default_config(path)
+    if len(configs) > 1 and data / str(default) in configs:
+        configs = [data / str(default)]
     if len(configs) > 1:
-        raise UserError(f"{path} is a Hub folder of {len(configs)} configs; give one: "
-                        + ", ".join(str(c) for c in configs))
+        raise UserError(f"{path} is a Hub folder of {len(configs)} configs and its card names no default; give "
+                        "one: " + ", ".join(str(c) for c in configs))
     files = sorted(p for p in configs[0].iterdir() if p.suffix in ROW_SUFFIXES and p.is_file()) if configs else []
     if not files:
         raise UserError(f"{path}: a folder given as input holds no .parquet or .jsonl file (nor data/<config>/ of one)")

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from m1data.errors import UserError
+from m1data.publishing.cardmeta import card_with_metadata
 from m1data.reading.evalsets import load_eval
 from m1data.reading.readers import MalformedFile, lettered_options, read_csv, read_json, read_jsonl
 from m1data.reading.sources import load_source
@@ -90,8 +91,28 @@ def test_a_hub_folder_is_read_from_its_config(tmp_path):
     datasets.Dataset.from_dict({"id": ["a", "b"]}).to_parquet(str(hub / "data/m1k/train-00000-of-00001.parquet"))
     assert read_rows(hub)["id"] == ["a", "b"]
     (hub / "data" / "m23k").mkdir()
-    with pytest.raises(UserError, match="2 configs; give one: .*data/m1k"):
+    with pytest.raises(UserError, match="2 configs and its card names no default; give one: .*data/m1k"):
         read_rows(hub)
+
+
+def test_a_hub_folder_of_several_configs_gives_its_default_one(tmp_path):
+    """Every build's Hub folder has two configs (`m1k`, `m1k-prompt-completion`), so the README's
+    `m1data dedup RUN/hub OUT` was always refused ("2 configs; give one"): the card's default
+    config is read, the one `load_dataset(folder)` returns."""
+    import datasets
+
+    from m1data.reading.readers import read_rows
+
+    hub = tmp_path / "hub"
+    for config, ids in (("m1k", ["a", "b"]), ("m1k-prompt-completion", ["c"])):
+        (hub / "data" / config).mkdir(parents=True)
+        datasets.Dataset.from_dict({"id": ids}).to_parquet(str(hub / "data" / config / "train-00000-of-00001.parquet"))
+    entries = [{"config_name": c, "data_files": [{"split": "train", "path": f"data/{c}/train-*.parquet"}]}
+               for c in ("m1k", "m1k-prompt-completion")]
+    for default in ("m1k-prompt-completion", "m1k"):
+        card = [dict(e, default=True) if e["config_name"] == default else e for e in entries]
+        (hub / "README.md").write_text(card_with_metadata("# card\n", {"configs": card}), encoding="utf-8")
+        assert read_rows(hub)["id"] == datasets.load_dataset(str(hub), split="train")["id"]
 
 
 # --- option dicts from Parquet: Arrow pads a struct with None for the letters a row lacks ------
