@@ -740,6 +740,7 @@ def read_rows(path: str | Path | Sequence[str | Path]) -> datasets.Dataset:
     path = Path(path)
     if path.is_dir():
         return read_rows(_folder_files(path))
+    check_file(path)  # pyarrow's and json's own errors name the path inside an errno line
     if path.suffix == ".parquet":
         return parquet_dataset(path)
     if path.suffix == ".jsonl":

@@ -1,6 +1,7 @@
 """File-level faults of the raw readers: each is one error naming the file and the line."""
 
 import json
+import sys
 
 import pytest
 from hypothesis import given
@@ -196,6 +197,22 @@ def test_a_row_file_cut_short_is_one_error_naming_it(tmp_path, suffix):
         with pytest.raises(UserError, match=f"{cut} cannot be read as rows") as err:
             read_rows(cut)
         assert "cut short" in str(err.value) and len(str(err.value).splitlines()) == 1
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
+def test_a_missing_row_file_is_named_in_the_projects_words(tmp_path, suffix):
+    """A missing input was pyarrow's "[Errno 2] Failed to open local file ... Detail: [errno 2]"
+    for .parquet and json's bare errno for .jsonl; every other reader says "PATH: no such file"."""
+    import subprocess
+
+    from m1data.reading.readers import read_rows
+
+    missing = tmp_path / f"nosuch{suffix}"
+    with pytest.raises(FileNotFoundError, match=f"^{missing}: no such file$"):
+        read_rows(missing)
+    cli = subprocess.run([sys.executable, "-c", "from m1data.cli import main; main()", "dedup", str(missing),
+                          str(tmp_path / "out.parquet")], capture_output=True, text=True)
+    assert cli.returncode != 0 and cli.stderr.strip() == f"error: {missing}: no such file"
 
 
 def test_a_file_command_leaves_another_live_writers_temporary_file_alone(tmp_path):
