@@ -268,8 +268,7 @@ class PubMedQA(Source):
             raise UserError(f"PubMedQA split must be train, test or all, not {split!r}")
         test = pubmedqa_test_pmids()
         for locator, raw, where in records:
-            pmid = str(raw.get("pubid", raw.get("PMID", ""))) if isinstance(raw, dict) else locator
-            if split == "all" or (pmid in test) == (split == "test"):
+            if split == "all" or (_pmid(raw) in test) == (split == "test"):
                 yield locator, raw, where
 
     def read_native(self, path: Path, split: str) -> Iterator[Record]:
@@ -311,6 +310,19 @@ class PubMedQA(Source):
                           error=RowError("answer_out_of_range", f"final_decision {decision!r}"))
         return Parsed(native_id=pmid, question=question, options=options,
                       answer_idx=PUBMEDQA_OPTIONS.index(decision), context="\n".join(contexts))
+
+
+def _pmid(raw: Any) -> str | None:
+    """A record's PMID as its row id writes it (`key_text`), for the split: read apart, a PMID that
+    pandas wrote as a float (12377809.0, an id column with a null in it) was no test PMID, and the
+    official test questions went into the training pool. None when the record has no readable
+    PMID (its row is dropped by `parse`, with the reason)."""
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return key_text(raw, "pubid" if "pubid" in raw else "PMID")
+    except RowError:
+        return None
 
 
 def _decision(value: Any) -> Any:
