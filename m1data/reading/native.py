@@ -228,7 +228,8 @@ class HeadQA(Source):
 
 def headqa_answers(answers: Any) -> tuple[list[int], list[str]]:
     """(aids, texts) of HEAD-QA answers `[{aid, atext}, ...]`, in aid order; anything else is a
-    bad row (reason bad_options), never a KeyError."""
+    bad row (reason bad_options), never a KeyError. An aid on two answers too: the key `ra` names
+    an aid, so it would name both."""
     if not isinstance(answers, list):
         raise RowError("bad_options", f"answers is {type(answers).__name__}, not a list")
     pairs = []
@@ -243,6 +244,9 @@ def headqa_answers(answers: Any) -> tuple[list[int], list[str]]:
             raise RowError("bad_options", f"answer {number} has atext of type {type(atext).__name__}, not text")
         pairs.append((int(aid), atext))
     pairs.sort(key=lambda pair: pair[0])
+    twice = sorted({aid for aid, _ in pairs if sum(1 for other, _ in pairs if other == aid) > 1})
+    if twice:  # `ra` would name two answers; the first one was taken, silently
+        raise RowError("bad_options", f"aid {twice[0]} is on more than one answer")
     return [aid for aid, _ in pairs], [atext for _, atext in pairs]
 
 

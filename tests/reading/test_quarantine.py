@@ -35,3 +35,30 @@ def test_pubmedqa_split_reads_a_pmid_as_its_row_id_does(forms, tmp_path_factory)
     train, test = load_source("pubmedqa", path), load_source("pubmedqa", path, split="test")
     assert sorted(train.rows["id"]) == [f"pubmedqa:{p}" for p in POOL_PMIDS]
     assert sorted(test.rows["id"]) == [f"pubmedqa:{p}" for p in TEST_PMIDS]
+
+
+aid_forms = st.sampled_from([int, str])
+
+
+@FAST
+@given(aids=st.lists(st.integers(min_value=1, max_value=5), min_size=2, max_size=5), ra=st.integers(1, 5),
+       form=aid_forms)
+def test_headqa_key_names_one_answer_or_the_row_is_dropped(aids, ra, form, tmp_path_factory):
+    """HEAD-QA's `ra` names an `aid`: a row is read only when exactly one answer has it, and then
+    as that answer; a row whose aids repeat is dropped with its reason (it took the first answer)."""
+    texts = [f"answer {i}" for i in range(len(aids))]
+    question = {"qid": 1, "qtext": "Which one?", "ra": str(ra), "image": "",
+                "answers": [{"aid": form(aid), "atext": t} for aid, t in zip(aids, texts, strict=True)]}
+    path = tmp_path_factory.mktemp("hqa") / "h.json"
+    path.write_text(json.dumps({"exams": {"e": {"name": "E", "data": [question, {**question, "qid": 2, "ra": "1",
+                    "answers": [{"aid": 1, "atext": "yes"}, {"aid": 2, "atext": "no"}]}]}}}), encoding="utf-8")
+    result = load_source("headqa", path)
+    assert len(result.rows) + len(result.dropped) == 2
+    read = dict(zip(result.rows["id"], result.rows["answer_text"], strict=True))
+    assert read["headqa:e:2"] == "yes"
+    if aids.count(ra) == 1 and len(set(aids)) == len(aids):
+        assert read["headqa:e:1"] == texts[aids.index(ra)]
+    else:
+        assert "headqa:e:1" not in read
+        assert result.dropped["id"] == ["headqa:e:1"] and result.dropped["reason"][0] in ("bad_options",
+                                                                                          "answer_out_of_range")
