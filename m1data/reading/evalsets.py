@@ -40,6 +40,7 @@ import datasets
 from m1data.errors import UserError
 from m1data.reading.native import MedMCQA, PubMedQA
 from m1data.reading.readers import (
+    DuplicateKey,
     LoadResult,
     MalformedFile,
     Parsed,
@@ -59,6 +60,7 @@ from m1data.reading.readers import (
     same_text,
     strip_option_letters,
     text,
+    unique_keys,
     whole_number,
 )
 from m1data.reading.registry import SOURCE_REGISTRY
@@ -220,9 +222,11 @@ def _raw_options(raw: dict[str, Any], spec: str | tuple[str, ...] | None) -> lis
     options = raw.get(spec or "options")
     if isinstance(options, str):  # a CSV cell holding a JSON list or dict
         try:
-            options = json.loads(options)
+            options = json.loads(options, object_pairs_hook=unique_keys)
         except json.JSONDecodeError:
             raise RowError("bad_options", "options cell is not JSON") from None
+        except DuplicateKey as err:
+            raise RowError("bad_options", f"options cell names {err.key!r} twice") from None
     return lettered_options(options)
 
 

@@ -85,6 +85,29 @@ def decode(path: str | Path, data: bytes, first_line: int = 1) -> str:
         ) from None
 
 
+class DuplicateKey(ValueError):
+    """A JSON object that names one key twice (`unique_keys`)."""
+
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused when it names a key twice. Why: `json` keeps the last value and
+    drops the other without a word: a PubMedQA file with one PMID twice lost a question, and a
+    record with two `answer_idx` was read by one of them."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        raise DuplicateKey(next(key for key, _ in pairs if key in seen or seen.add(key)))
+    return obj
+
+
+def _duplicate_key_problem(err: DuplicateKey) -> str:
+    return f"key {err.key!r} appears twice in one object (JSON would keep only the last); keep one"
+
+
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, object); blank lines are allowed, anything else must be an object."""
     path = check_file(path)
@@ -95,9 +118,11 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 if not line.strip():
                     continue
                 try:
-                    obj = json.loads(line)
+                    obj = json.loads(line, object_pairs_hook=unique_keys)
                 except json.JSONDecodeError as err:  # pos, not colno: colno restarts after a newline
                     raise MalformedFile(path, number, f"invalid JSON ({err.msg} at column {err.pos + 1})") from None
+                except DuplicateKey as err:
+                    raise MalformedFile(path, number, _duplicate_key_problem(err)) from None
                 if not isinstance(obj, dict):
                     raise MalformedFile(path, number, f"expected a JSON object, got {type(obj).__name__}")
                 yield number, obj
@@ -113,10 +138,12 @@ def read_json(path: str | Path) -> Any:
     path = check_file(path)
     content = decode(path, path.read_bytes())
     try:
-        return json.loads(content)
+        return json.loads(content, object_pairs_hook=unique_keys)
     except json.JSONDecodeError as err:
         hint = "; this looks like JSON Lines (one value per line): name it .jsonl" if _json_lines(content, err) else ""
         raise MalformedFile(path, err.lineno, f"invalid JSON ({err.msg} at column {err.colno}){hint}") from None
+    except DuplicateKey as err:
+        raise MalformedFile(path, None, _duplicate_key_problem(err)) from None
 
 
 def _json_lines(content: str, err: json.JSONDecodeError) -> bool:
@@ -785,6 +812,7 @@ __all__ = [
     "collect",
     "column_options",
     "decode",
+    "DuplicateKey",
     "field",
     "key_letter",
     "key_text",
@@ -803,6 +831,7 @@ __all__ = [
     "same_text",
     "strip_option_letters",
     "text",
+    "unique_keys",
     "unscored_row",
     "write_rows",
     "whole_number",

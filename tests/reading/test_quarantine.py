@@ -6,9 +6,12 @@ JSONL, JSON, CSV or parquet, by hand or by pandas) with the faults real files ha
 
 import json
 
+import pytest
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from m1data.reading.readers import MalformedFile
 from m1data.reading.sources import load_source, pubmedqa_test_pmids
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -62,3 +65,49 @@ def test_headqa_key_names_one_answer_or_the_row_is_dropped(aids, ra, form, tmp_p
         assert "headqa:e:1" not in read
         assert result.dropped["id"] == ["headqa:e:1"] and result.dropped["reason"][0] in ("bad_options",
                                                                                           "answer_out_of_range")
+
+
+def _medqa_record(n: int) -> dict:
+    return {"question": f"Question {n}?", "options": {"A": f"a{n}", "B": f"b{n}", "C": f"c{n}", "D": f"d{n}"},
+            "answer_idx": "B", "answer": f"b{n}", "meta_info": "step1"}
+
+
+@FAST
+@given(n=st.integers(min_value=1, max_value=6), data=st.data())
+def test_a_key_written_twice_in_a_jsonl_record_is_an_error_naming_its_line(n, data, tmp_path_factory):
+    """`json` keeps the last of two values of one key and drops the other without a word: a
+    record with two `answer_idx` was read by the second. The file is refused, at the line."""
+    lines = [json.dumps(_medqa_record(i)) for i in range(n)]
+    bad = data.draw(st.integers(0, n - 1))
+    key = data.draw(st.sampled_from(["answer_idx", "question", "A"]))
+    if key == "A":
+        lines[bad] = lines[bad].replace('"A": ', '"A": "again", "A": ', 1)
+    else:
+        lines[bad] = lines[bad][:-1] + f', "{key}": "C"}}'
+    path = tmp_path_factory.mktemp("dup") / "train.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(MalformedFile, match=rf"train.jsonl:{bad + 1}: key '{key}' appears twice"):
+        load_source("medqa", path)
+
+
+def test_a_pmid_written_twice_in_a_pubmedqa_file_is_an_error_naming_it(tmp_path):
+    """PubMedQA's native file is one object keyed by PMID: the same PMID twice kept one question
+    and lost the other, silently."""
+    record = {"QUESTION": "Does it?", "CONTEXTS": ["c"], "final_decision": "yes"}
+    body = json.dumps(record)
+    path = tmp_path / "ori_pqal.json"
+    path.write_text(f'{{"90000001": {body}, "90000002": {body}, "90000001": {body}}}', encoding="utf-8")
+    with pytest.raises(MalformedFile, match="key '90000001' appears twice"):
+        load_source("pubmedqa", path)
+    path.write_text(f'{{"90000001": {body}, "90000002": {body}}}', encoding="utf-8")
+    assert len(load_source("pubmedqa", path).rows) == 2
+
+
+def test_an_options_cell_naming_a_letter_twice_drops_its_row(tmp_path):
+    path = tmp_path / "mine.csv"
+    path.write_text('question,options,answer\n'
+                    'Q1?,"{""A"": ""x"", ""B"": ""y"", ""A"": ""z""}",A\n'
+                    'Q2?,"{""A"": ""x"", ""B"": ""y""}",B\n', encoding="utf-8")
+    result = load_source("mine", path, mapping={})
+    assert result.rows["question"] == ["Q2?"] and result.rows["answer_text"] == ["y"]
+    assert result.dropped["reason"] == ["bad_options"] and "'A' twice" in result.dropped["detail"][0]
