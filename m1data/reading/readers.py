@@ -159,24 +159,41 @@ def _json_lines(content: str, err: json.JSONDecodeError) -> bool:
 
 
 def read_csv(path: str | Path, *, header: bool = True, width: int | None = None) -> Iterator[tuple[int, Any]]:
-    """Yield (line number, row): a dict when the file has a header, else a list of `width` cells."""
+    """Yield (line number, row): a dict when the file has a header, else a list of `width` cells.
+
+    A cell may be as long as the file: the csv module's default limit (128 KiB) refused a whole
+    file for one long context or explanation. A header that names a column twice is an error: the
+    row's dict kept the last of the two cells and lost the other, silently."""
     path = check_file(path)
-    reader = csv.reader(io.StringIO(decode(path, path.read_bytes()), newline=""))
     columns: list[str] | None = None
+    for line, cells in _csv_lines(path):
+        if header and columns is None:
+            twice = [name for name in dict.fromkeys(cells) if name.strip() and cells.count(name) > 1]
+            if twice:
+                raise MalformedFile(path, line, f"the header names column {twice[0]!r} "
+                                                f"{cells.count(twice[0])} times; name each column once")
+            columns = cells
+            continue
+        expected = len(columns) if columns is not None else width
+        if expected is not None and len(cells) != expected:
+            raise MalformedFile(path, line, f"expected {expected} fields, found {len(cells)}")
+        yield line, (dict(zip(columns, cells)) if columns is not None else cells)
+
+
+def _csv_lines(path: Path) -> list[tuple[int, list[str]]]:
+    """(line number, cells) of every non-blank row, read at once under a cell size limit raised to
+    the file's size (the limit is the csv module's, for the whole process: it is put back before
+    any other reader can run)."""
+    content = decode(path, path.read_bytes())
+    reader = csv.reader(io.StringIO(content, newline=""))
+    limit = csv.field_size_limit()
+    csv.field_size_limit(max(limit, len(content)))
     try:
-        for cells in reader:
-            line = reader.line_num
-            if not cells:
-                continue
-            if header and columns is None:
-                columns = cells
-                continue
-            expected = len(columns) if columns is not None else width
-            if expected is not None and len(cells) != expected:
-                raise MalformedFile(path, line, f"expected {expected} fields, found {len(cells)}")
-            yield line, (dict(zip(columns, cells)) if columns is not None else cells)
+        return [(reader.line_num, cells) for cells in reader if cells]
     except csv.Error as err:
         raise MalformedFile(path, reader.line_num, f"invalid CSV ({err})") from None
+    finally:
+        csv.field_size_limit(limit)
 
 
 def read_parquet(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -4,6 +4,7 @@ or (a whole-file fault) one clear error; and a row read is read in its file's me
 The files here are the native shapes of the four sources written the ways they reach users (as
 JSONL, JSON, CSV or parquet, by hand or by pandas) with the faults real files have."""
 
+import csv
 import json
 
 import pytest
@@ -111,3 +112,37 @@ def test_an_options_cell_naming_a_letter_twice_drops_its_row(tmp_path):
     result = load_source("mine", path, mapping={})
     assert result.rows["question"] == ["Q2?"] and result.rows["answer_text"] == ["y"]
     assert result.dropped["reason"] == ["bad_options"] and "'A' twice" in result.dropped["detail"][0]
+
+
+def _csv(path, header, rows):
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+MEDMCQA_HEADER = ["id", "question", "opa", "opb", "opc", "opd", "cop", "exp"]
+
+
+@FAST
+@given(size=st.sampled_from([10, 131_072, 300_000]), at=st.integers(0, 2))
+def test_a_long_csv_cell_is_read_whole(size, at, tmp_path_factory):
+    """A long explanation or context is a row like any other: the csv module's 128 KiB cell
+    limit refused the whole file. The long cell is read whole, and the limit is put back."""
+    limit = csv.field_size_limit()
+    rows = [[f"id{i}", f"Q{i}?", "a", "b", "c", "d", "0", "x" * (size if i == at else 3)] for i in range(3)]
+    path = _csv(tmp_path_factory.mktemp("long") / "train.csv", MEDMCQA_HEADER, rows)
+    result = load_source("medmcqa", path, cop_base=0)
+    assert len(result.rows) == 3 and len(result.dropped) == 0
+    assert max(len(json.loads(m)["exp"]) for m in result.rows["metadata"]) == size
+    assert csv.field_size_limit() == limit
+
+
+def test_a_csv_header_naming_a_column_twice_is_an_error(tmp_path):
+    """dict(zip(header, cells)) kept the last cell of a repeated column name: a CSV with two `opd`
+    columns lost one option, silently."""
+    path = _csv(tmp_path / "train.csv", ["id", "question", "opa", "opb", "opd", "opd", "cop"],
+                [["1", "Q?", "a", "b", "c", "d", "0"]])
+    with pytest.raises(MalformedFile, match=r"train.csv:1: the header names column 'opd' 2 times"):
+        load_source("medmcqa", path)
