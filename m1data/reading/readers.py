@@ -197,9 +197,15 @@ def _csv_lines(path: Path) -> list[tuple[int, list[str]]]:
 
 
 def read_parquet(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Rows of a parquet file (a Hub export, say); the 'line' is the 1-based row number."""
+    """Rows of a parquet file (a Hub export, say); the 'line' is the 1-based row number. A file of
+    no rows (a schema only) has no records: `Dataset.from_parquet` refuses it with an error that
+    called it unreadable."""
+    import pyarrow.parquet as pq
+
     path = check_file(path)
     try:
+        if pq.ParquetFile(str(path)).metadata.num_rows == 0:
+            return
         ds = datasets.Dataset.from_parquet(str(path))
     except Exception as err:  # noqa: BLE001 - pyarrow raises several unrelated types for a bad file
         raise MalformedFile(path, None, f"unreadable parquet ({err})") from None

@@ -7,6 +7,8 @@ JSONL, JSON, CSV or parquet, by hand or by pandas) with the faults real files ha
 import csv
 import json
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from hypothesis import HealthCheck, given, settings
@@ -146,3 +148,13 @@ def test_a_csv_header_naming_a_column_twice_is_an_error(tmp_path):
                 [["1", "Q?", "a", "b", "c", "d", "0"]])
     with pytest.raises(MalformedFile, match=r"train.csv:1: the header names column 'opd' 2 times"):
         load_source("medmcqa", path)
+
+
+def test_a_parquet_file_of_no_rows_is_said_to_have_none(tmp_path, capfd):
+    """Like an empty .jsonl or a CSV of a header only: no records, not "unreadable parquet"."""
+    table = pa.table({"question": pa.array([], pa.string()), "options": pa.array([], pa.list_(pa.string())),
+                      "answer": pa.array([], pa.string())})
+    pq.write_table(table, tmp_path / "mine.parquet")
+    with pytest.raises(MalformedFile, match=r"mine.parquet: no mine records in it"):
+        load_source("mine", tmp_path / "mine.parquet", mapping={})
+    assert "Failed to read" not in capfd.readouterr().err
