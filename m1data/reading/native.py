@@ -24,6 +24,7 @@ from m1data.reading.readers import (
     Parsed,
     Record,
     field,
+    key_letter,
     key_text,
     letter_index,
     lettered_options,
@@ -158,14 +159,21 @@ class MedQA(Source):
 def check_answer_text(raw: dict[str, Any], name: str, options: list[str], answer_idx: int) -> None:
     """A record that writes its answer twice, as a letter and as the option's text (MedQA's
     `answer`, HEAD-QA Hub's `Correct Answer`), must name one option: when the two disagree the
-    key is broken and either may be wrong, so the row is dropped (answer_mismatch)."""
+    key is broken and either may be wrong, so the row is dropped (answer_mismatch).
+
+    A blank answer is no answer (a CSV or a DataFrame writes a missing one as ""), and an answer
+    that is the key's own letter ("B", "(b)") agrees with it, as in the eval reader: read as text,
+    both dropped good rows as answer_mismatch."""
     answer = raw.get(name)
-    if answer is None:
+    if answer is None or (isinstance(answer, str) and not answer.strip()):
         return
     if not isinstance(answer, str):
         raise RowError("not_text", f"{name} is {type(answer).__name__}, not text")
-    if not same_text(answer, options[answer_idx]):
-        raise RowError("answer_mismatch", f"{name} {answer!r} is not option {LETTERS[answer_idx]}")
+    if same_text(answer, options[answer_idx]):
+        return
+    if key_letter(answer) == LETTERS[answer_idx] and not any(same_text(answer, option) for option in options):
+        return
+    raise RowError("answer_mismatch", f"{name} {answer!r} is not option {LETTERS[answer_idx]}")
 
 
 class HeadQA(Source):

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from m1data.reading.evalsets import EvalInput, load_eval_input
 from m1data.reading.readers import MalformedFile
 from m1data.reading.sources import load_source, pubmedqa_test_pmids
 
@@ -158,3 +159,29 @@ def test_a_parquet_file_of_no_rows_is_said_to_have_none(tmp_path, capfd):
     with pytest.raises(MalformedFile, match=r"mine.parquet: no mine records in it"):
         load_source("mine", tmp_path / "mine.parquet", mapping={})
     assert "Failed to read" not in capfd.readouterr().err
+
+
+MEDQA_OPTIONS = {"A": "Warfarin", "B": "Heparin sodium", "C": "Aspirin", "D": "Clopidogrel"}
+# What a file writes in `answer` beside answer_idx "B": whether it names option B (True), another
+# option (False), or no answer at all (None, blank).
+ANSWERS = {"Heparin sodium": True, " heparin  SODIUM ": True, "B": True, "(b)": True, "B.": True,
+           "": None, "   ": None, "Warfarin": False, "A": False, "(C)": False}
+
+
+@FAST
+@given(answers=st.lists(st.sampled_from(sorted(ANSWERS)), min_size=1, max_size=6))
+def test_medqa_answer_beside_its_key_is_read_alike_by_every_door(answers, tmp_path_factory):
+    """MedQA's `answer` must agree with `answer_idx` when it says something: blank says nothing,
+    the key's own letter agrees. The source loader dropped both as answer_mismatch, where the eval
+    reader kept them; every door reads the file alike and every record is accounted for."""
+    records = [{"question": f"Which drug {i}?", "options": MEDQA_OPTIONS, "answer_idx": "B", "answer": answer,
+                "meta_info": "step1"} for i, answer in enumerate(answers)]
+    path = _jsonl(tmp_path_factory.mktemp("medqa") / "test.jsonl", records)
+    keep = [f"Which drug {i}?" for i, answer in enumerate(answers) if ANSWERS[answer] is not False]
+    results = [load_source("medqa", path)] if keep else []
+    results += [load_eval_input(EvalInput("medqa_test", str(path)), scoring=False)["medqa_test"]]
+    for result in results:
+        assert len(result.rows) + len(result.dropped) == len(answers)
+        assert sorted(result.rows["question"]) == sorted(keep)
+        assert set(result.rows["answer_text"]) <= {"Heparin sodium"}
+        assert set(result.dropped["reason"]) <= {"answer_mismatch"}
