@@ -5,6 +5,7 @@ The files here are the native shapes of the four sources written the ways they r
 JSONL, JSON, CSV or parquet, by hand or by pandas) with the faults real files have."""
 
 import csv
+import io
 import json
 
 import pyarrow as pa
@@ -185,3 +186,151 @@ def test_medqa_answer_beside_its_key_is_read_alike_by_every_door(answers, tmp_pa
         assert sorted(result.rows["question"]) == sorted(keep)
         assert set(result.rows["answer_text"]) <= {"Heparin sodium"}
         assert set(result.dropped["reason"]) <= {"answer_mismatch"}
+
+
+# MedMCQA records as users bring them: each with one fault, in any of the formats the loader
+# reads. `keep` says whether the row must be read (and then as `answer`) or dropped with a reason.
+QUESTION = "Which drug inhibits dihydrofolate reductase?"
+OPTIONS = ["Amlodipine", "Lithium", "Methotrexate", "Propranolol"]
+FAULTS = {  # name: (changes to the record, kept)
+    "none": ({}, True),
+    "non_ascii": ({"question": "¿Qué fármaco inhibe la DHFR (α/β) — 葉酸?", "opa": "Ämlodipin"}, True),
+    "control": ({"question": "Which\tdrug\u2028inhibits\x85DHFR\x07?"}, True),
+    "padded": ({"question": f"  {QUESTION} \n", "opb": " Lithium\t"}, True),
+    "cop_text": ({"cop": "2"}, True),
+    "cop_float": ({"cop": 2.0}, True),
+    "cop_float_text": ({"cop": "2.0"}, True),
+    "long": ({"question": "Which drug " + "really " * 20_000 + "works?"}, True),
+    "null_question": ({"question": None}, False),
+    "empty_question": ({"question": ""}, False),
+    "blank_question": ({"question": " \t "}, False),
+    "null_option": ({"opd": None}, False),
+    "empty_option": ({"opc": ""}, False),
+    "null_cop": ({"cop": None}, False),
+    "cop_out_of_range": ({"cop": 7}, False),
+    "cop_letter": ({"cop": "C"}, False),
+    "cop_fraction": ({"cop": 2.5}, False),
+    "duplicate_options": ({"opd": "methotrexate"}, False),
+}
+
+
+def _medmcqa(i: int, fault: str) -> dict:
+    record = {"id": f"id-{i}", "question": f"{QUESTION} ({i})", "opa": OPTIONS[0], "opb": OPTIONS[1],
+              "opc": OPTIONS[2], "opd": OPTIONS[3], "cop": 2, "subject_name": "Pharmacology"}
+    record.update(FAULTS[fault][0])
+    if record["question"] and record["question"].strip() and fault != "none":
+        record["question"] = f"{record['question']} ({i})"
+    return record
+
+
+def _write(path, records, *, bom: bool, crlf: bool, blank_end: bool):
+    """`records` in `path`'s format; text formats with a BOM, CRLF line ends or a blank last line."""
+    end = "\r\n" if crlf else "\n"
+    if path.suffix == ".parquet":  # one type per column: what pandas would write, text
+        pq.write_table(pa.Table.from_pylist([{k: None if v is None else str(v) for k, v in r.items()}
+                                             for r in records]), path)
+        return
+    if path.suffix == ".jsonl":
+        body = "".join(json.dumps(r, ensure_ascii=False) + end for r in records)
+    elif path.suffix == ".json":
+        body = json.dumps(records, ensure_ascii=False, indent=1).replace("\n", end) + end
+    else:
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=list(records[0]), lineterminator=end)
+        writer.writeheader()
+        writer.writerows([{k: "" if v is None else v for k, v in r.items()} for r in records])
+        body = out.getvalue()
+    path.write_bytes(("\ufeff" if bom else "").encode() + (body + (end if blank_end else "")).encode("utf-8"))
+
+
+@FAST
+@given(faults=st.lists(st.sampled_from(sorted(FAULTS)), min_size=1, max_size=8),
+       twice=st.lists(st.integers(0, 7), max_size=2), suffix=st.sampled_from([".jsonl", ".json", ".csv", ".parquet"]),
+       bom=st.booleans(), crlf=st.booleans(), blank_end=st.booleans())
+def test_every_medmcqa_record_is_read_or_dropped_with_its_reason(faults, twice, suffix, bom, crlf, blank_end,
+                                                                 tmp_path_factory):
+    """Rows in = rows kept + rows dropped, whatever the file's format, encoding marks and faults;
+    each dropped row names its reason and its place in the file, and each kept row means what its
+    record says (question, options and answer, spaces aside). The same record twice is kept twice
+    (under two ids): removing copies is the dedup stage's job, with its own reason."""
+    records = [_medmcqa(i, fault) for i, fault in enumerate(faults)]
+    records += [dict(records[i]) for i in twice if i < len(records)]
+    if not any(FAULTS[f][1] for f in faults):
+        records.append(_medmcqa(len(faults), "none"))  # a file of bad rows only is one error, tested apart
+    path = tmp_path_factory.mktemp("medmcqa") / f"train{suffix}"
+    _write(path, records, bom=bom, crlf=crlf, blank_end=blank_end)
+
+    result = load_source("medmcqa", path, cop_base=0)
+
+    assert len(result.rows) + len(result.dropped) == len(records)
+    assert all(reason and detail.startswith(path.name) for reason, detail
+               in zip(result.dropped["reason"], result.dropped["detail"], strict=True))
+    by_question = {}
+    for record in records:
+        good = isinstance(record["question"], str) and record["question"].strip() and record["id"] is not None
+        by_question.setdefault(record["question"].strip() if good else None, []).append(record)
+    kept = [r for r in records if FAULTS[_fault_of(r)][1]]
+    assert sorted(result.rows["question"]) == sorted(r["question"].strip() for r in kept)
+    for row in result.rows:
+        record = by_question[row["question"]][0]
+        options = [record[k].strip() for k in ("opa", "opb", "opc", "opd")]
+        assert sorted(row["options"]) == sorted(options)
+        assert row["answer_text"] == options[2]
+        assert json.loads(row["metadata"])["id"] == record["id"]
+
+
+def _fault_of(record: dict) -> str:
+    i = int(record["id"].split("-")[1])
+    return next(f for f in FAULTS if _medmcqa(i, f) == record)
+
+
+def test_a_build_accounts_for_every_row_of_faulty_files_at_every_stage(tmp_path):
+    """The load step and the non-LLM stages of a build, on files with faults of every kind beside
+    the embedded sample's other sources: per stage and source, rows in = rows kept + rows dropped
+    (the load stage's rows in being the records of the files), every row id is kept or dropped
+    with a reason, never both and never neither, and the funnel's raw count is the records'."""
+    import m1data
+    from m1data.running.funnel import funnel_markdown
+    from m1data.running.pipeline import load_stage_dropped, load_stage_rows, read_manifests, stage_dirname
+    from m1data.stages.loading import sample_sources
+
+    faults = sorted(FAULTS)
+    medmcqa = [_medmcqa(i, fault) for i, fault in enumerate(faults)] + [_medmcqa(0, "none")]  # one twice
+    _write(tmp_path / "medmcqa.jsonl", medmcqa, bom=True, crlf=True, blank_end=True)
+    mine = [{**_medmcqa(i, fault), "id": f"m{i}", "question": f"Mine: {_medmcqa(i, fault)['question']}"}
+            for i, fault in enumerate(faults) if _medmcqa(i, fault)["question"] and FAULTS[fault][1]]
+    mine += [{**mine[0], "opa": None}]
+    _write(tmp_path / "mine.csv", mine, bom=True, crlf=False, blank_end=True)
+    sources = {name: {"path": spec.path} for name, spec in sample_sources().items()}
+    sources["medmcqa"] = {"path": str(tmp_path / "medmcqa.jsonl"), "cop_base": 0}
+    sources["mine"] = {"path": str(tmp_path / "mine.csv"), "licence": "CC0-1.0",
+                       "mapping": {"options": ["opa", "opb", "opc", "opd"], "answer": "cop", "answer_kind": "index0"}}
+    run = tmp_path / "run"
+    m1data.build("m23k", run, config={"load": {"sources": sources}}, until="decontaminate")
+
+    manifests = read_manifests(run)
+    assert [m["stage"] for m in manifests] == ["load", "dedup", "decontaminate"]
+    previous: set[str] | None = None
+    for m in manifests:
+        stage_dir = run / stage_dirname(m["index"], m["stage"])
+        kept = set(load_stage_rows(stage_dir, columns=["id"])["id"])
+        dropped = load_stage_dropped(stage_dir)
+        lost = [] if dropped is None else dropped["id"]
+        assert all(dropped["reason"]) if dropped is not None else True
+        assert len(lost) == len(set(lost)) and not kept & set(lost)
+        if previous is not None:
+            assert kept | set(lost) == previous
+        for source in {*m["counts_in"], *m["counts_out"]}:
+            dropped_here = sum(per.get(source, 0) for per in m["drops"].values())
+            if m["stage"] == "load":
+                records = {"medmcqa": len(medmcqa), "mine": len(mine)}
+                assert m["counts_out"].get(source, 0) + dropped_here == records.get(source, m["counts_out"][source]
+                                                                                        + dropped_here)
+            else:
+                assert m["counts_in"].get(source, 0) == m["counts_out"].get(source, 0) + dropped_here
+        previous = kept
+    load = manifests[0]
+    assert load["counts_out"]["medmcqa"] == sum(FAULTS[f][1] for f in faults) + 1
+    assert load["counts_out"]["mine"] == len(mine) - 1
+    raw = next(line for line in funnel_markdown(run).splitlines() if line.startswith("| raw rows read"))
+    assert f"| {len(medmcqa)} |" in raw and f"| {len(mine)} |" in raw
