@@ -181,7 +181,7 @@ def read_csv(path: str | Path, *, header: bool = True, width: int | None = None)
 
 
 def _csv_lines(path: Path) -> list[tuple[int, list[str]]]:
-    """(line number, cells) of every non-blank row, read at once under a cell size limit raised to
+    """(line number, cells) of every row that is not blank (`_blank`), read at once under a cell size limit raised to
     the file's size (the limit is the csv module's, for the whole process: it is put back before
     any other reader can run)."""
     content = decode(path, path.read_bytes())
@@ -189,11 +189,17 @@ def _csv_lines(path: Path) -> list[tuple[int, list[str]]]:
     limit = csv.field_size_limit()
     csv.field_size_limit(max(limit, len(content)))
     try:
-        return [(reader.line_num, cells) for cells in reader if cells]
+        return [(reader.line_num, cells) for cells in reader if not _blank(cells)]
     except csv.Error as err:
         raise MalformedFile(path, reader.line_num, f"invalid CSV ({err})") from None
     finally:
         csv.field_size_limit(limit)
+
+
+def _blank(cells: list[str]) -> bool:
+    """A line with nothing on it but spaces (a last line an editor left): a blank line, like one
+    with nothing at all, not a row of one field ("expected 6 fields, found 1" refused the file)."""
+    return not cells or (len(cells) == 1 and not cells[0].strip())
 
 
 def read_parquet(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -334,3 +334,18 @@ def test_a_build_accounts_for_every_row_of_faulty_files_at_every_stage(tmp_path)
     assert load["counts_out"]["mine"] == len(mine) - 1
     raw = next(line for line in funnel_markdown(run).splitlines() if line.startswith("| raw rows read"))
     assert f"| {len(medmcqa)} |" in raw and f"| {len(mine)} |" in raw
+
+
+@FAST
+@given(blank=st.sampled_from(["", " ", "\t", "   \t "]), where=st.sampled_from(["middle", "end"]),
+       crlf=st.booleans())
+def test_a_csv_line_of_spaces_is_a_blank_line(blank, where, crlf, tmp_path_factory):
+    """A line of nothing but spaces is blank, in the middle of a file or at its end: it was a row
+    of one field, and "expected 8 fields, found 1" refused the whole file."""
+    end = "\r\n" if crlf else "\n"
+    lines = [",".join(MEDMCQA_HEADER)] + [f"id{i},Q{i}?,a,b,c,d,{i % 4},x" for i in range(3)]
+    lines.insert(2 if where == "middle" else len(lines), blank)
+    path = tmp_path_factory.mktemp("blank") / "train.csv"
+    path.write_text(end.join(lines) + end, encoding="utf-8", newline="")
+    result = load_source("medmcqa", path, cop_base=0)
+    assert result.rows["question"] == ["Q0?", "Q1?", "Q2?"] and len(result.dropped) == 0
