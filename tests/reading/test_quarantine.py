@@ -349,3 +349,17 @@ def test_a_csv_line_of_spaces_is_a_blank_line(blank, where, crlf, tmp_path_facto
     path.write_text(end.join(lines) + end, encoding="utf-8", newline="")
     result = load_source("medmcqa", path, cop_base=0)
     assert result.rows["question"] == ["Q0?", "Q1?", "Q2?"] and len(result.dropped) == 0
+
+
+@pytest.mark.parametrize("fault", ["null_question", "null_option", "empty_option", "null_cop", "cop_letter"])
+def test_a_dropped_medmcqa_row_keeps_its_id_and_its_question(fault, tmp_path):
+    """A MedMCQA record whose option was missing was dropped under its line ("medmcqa:train.jsonl:2"),
+    where every other fault keeps the record's id: `m1data lineage RUN medmcqa:<id>` did not find
+    it. And as an eval question (medmcqa_validation) it was no decontamination target."""
+    records = [{**_medmcqa(0, "none"), "cop": 0}, {**_medmcqa(1, fault), "id": "qx"}]  # a 0: the Hub base
+    path = _jsonl(tmp_path / "validation.jsonl", records)
+    result = load_source("medmcqa", path, cop_base=0)
+    assert result.dropped["id"] == ["medmcqa:qx"] and result.dropped["reason"][0]
+    targets = load_eval_input(EvalInput("medmcqa_validation", str(path)), scoring=False)["medmcqa_validation"]
+    questions = set(targets.targets()["question"])
+    assert (records[1]["question"] in questions) == (fault != "null_question")
