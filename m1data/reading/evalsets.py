@@ -40,6 +40,7 @@ import datasets
 from m1data.errors import UserError
 from m1data.reading.native import MedMCQA, PubMedQA
 from m1data.reading.readers import (
+    DuplicateKey,
     LoadResult,
     MalformedFile,
     Parsed,
@@ -59,6 +60,7 @@ from m1data.reading.readers import (
     same_text,
     strip_option_letters,
     text,
+    unique_keys,
     whole_number,
 )
 from m1data.reading.registry import SOURCE_REGISTRY
@@ -220,9 +222,11 @@ def _raw_options(raw: dict[str, Any], spec: str | tuple[str, ...] | None) -> lis
     options = raw.get(spec or "options")
     if isinstance(options, str):  # a CSV cell holding a JSON list or dict
         try:
-            options = json.loads(options)
+            options = json.loads(options, object_pairs_hook=unique_keys)
         except json.JSONDecodeError:
             raise RowError("bad_options", "options cell is not JSON") from None
+        except DuplicateKey as err:
+            raise RowError("bad_options", f"options cell names {err.key!r} twice") from None
     return lettered_options(options)
 
 
@@ -438,9 +442,15 @@ def _check_answer_text(found: _Fields, index: int) -> None:
     (answer "Heparin", as MedAgentsBench does), must name one option. When the two disagree the
     key is broken and neither reading can be trusted: the row is not scored or trained on
     (answer_mismatch, like the MedQA loader's); an eval question stays a decontamination target.
-    A text that names no option (a letter, as MMLU-Pro writes beside answer_index) is not compared."""
+    A letter (MMLU-Pro writes one beside answer_index) must be the key's own letter, as in the
+    source loaders (`m1data.reading.native.check_answer_text`): "(C)" beside a key naming B was
+    scored as B. A text that names no option is not compared."""
     value = found.answer_text
-    if not isinstance(value, str) or "text" not in answer_kinds(value, found.options, found.written):
+    kinds = answer_kinds(value, found.options, found.written) if isinstance(value, str) else set()
+    if "text" not in kinds:
+        if "letter" in kinds and key_letter(value) != LETTERS[index]:
+            raise RowError("answer_mismatch", f"answer {value!r} is not option {LETTERS[index]}, which "
+                                              f"{found.answer_column} {found.answer!r} names")
         return
     key = value.strip()
     if not (same_text(key, found.options[index]) or same_text(key, found.written[index])):

@@ -24,6 +24,7 @@ from m1data.reading.readers import (
     Parsed,
     Record,
     field,
+    key_letter,
     key_text,
     letter_index,
     lettered_options,
@@ -127,9 +128,16 @@ class MedMCQA(Source):
         return 1 if seen[4] else 0
 
     def parse(self, raw: dict[str, Any]) -> Parsed:
+        """The row; once its id is read, a fault leaves the row its id and its question (when that
+        was read): the dropped record is found by the id (`m1data lineage`), not by its line, and
+        an eval question with a missing option is still a decontamination target."""
         native_id = key_text(raw, "id")
-        question = text(raw, "question")
-        options = [text(raw, key) for key in ("opa", "opb", "opc", "opd")]
+        question = ""
+        try:
+            question = text(raw, "question")
+            options = [text(raw, key) for key in ("opa", "opb", "opc", "opd")]
+        except RowError as err:
+            return Parsed(native_id, question, [], -1, error=err)
         cop = raw.get("cop")
         if cop in (None, ""):  # a CSV writes a missing cop as an empty cell
             return Parsed(native_id, question, options, -1, error=RowError("missing_field", "none of cop"))
@@ -158,14 +166,21 @@ class MedQA(Source):
 def check_answer_text(raw: dict[str, Any], name: str, options: list[str], answer_idx: int) -> None:
     """A record that writes its answer twice, as a letter and as the option's text (MedQA's
     `answer`, HEAD-QA Hub's `Correct Answer`), must name one option: when the two disagree the
-    key is broken and either may be wrong, so the row is dropped (answer_mismatch)."""
+    key is broken and either may be wrong, so the row is dropped (answer_mismatch).
+
+    A blank answer is no answer (a CSV or a DataFrame writes a missing one as ""), and an answer
+    that is the key's own letter ("B", "(b)") agrees with it, as in the eval reader: read as text,
+    both dropped good rows as answer_mismatch."""
     answer = raw.get(name)
-    if answer is None:
+    if answer is None or (isinstance(answer, str) and not answer.strip()):
         return
     if not isinstance(answer, str):
         raise RowError("not_text", f"{name} is {type(answer).__name__}, not text")
-    if not same_text(answer, options[answer_idx]):
-        raise RowError("answer_mismatch", f"{name} {answer!r} is not option {LETTERS[answer_idx]}")
+    if same_text(answer, options[answer_idx]):
+        return
+    if key_letter(answer) == LETTERS[answer_idx] and not any(same_text(answer, option) for option in options):
+        return
+    raise RowError("answer_mismatch", f"{name} {answer!r} is not option {LETTERS[answer_idx]}")
 
 
 class HeadQA(Source):
@@ -228,7 +243,8 @@ class HeadQA(Source):
 
 def headqa_answers(answers: Any) -> tuple[list[int], list[str]]:
     """(aids, texts) of HEAD-QA answers `[{aid, atext}, ...]`, in aid order; anything else is a
-    bad row (reason bad_options), never a KeyError."""
+    bad row (reason bad_options), never a KeyError. An aid on two answers too: the key `ra` names
+    an aid, so it would name both."""
     if not isinstance(answers, list):
         raise RowError("bad_options", f"answers is {type(answers).__name__}, not a list")
     pairs = []
@@ -243,6 +259,9 @@ def headqa_answers(answers: Any) -> tuple[list[int], list[str]]:
             raise RowError("bad_options", f"answer {number} has atext of type {type(atext).__name__}, not text")
         pairs.append((int(aid), atext))
     pairs.sort(key=lambda pair: pair[0])
+    twice = sorted({aid for aid, _ in pairs if sum(1 for other, _ in pairs if other == aid) > 1})
+    if twice:  # `ra` would name two answers; the first one was taken, silently
+        raise RowError("bad_options", f"aid {twice[0]} is on more than one answer")
     return [aid for aid, _ in pairs], [atext for _, atext in pairs]
 
 
@@ -268,8 +287,7 @@ class PubMedQA(Source):
             raise UserError(f"PubMedQA split must be train, test or all, not {split!r}")
         test = pubmedqa_test_pmids()
         for locator, raw, where in records:
-            pmid = str(raw.get("pubid", raw.get("PMID", ""))) if isinstance(raw, dict) else locator
-            if split == "all" or (pmid in test) == (split == "test"):
+            if split == "all" or (_pmid(raw) in test) == (split == "test"):
                 yield locator, raw, where
 
     def read_native(self, path: Path, split: str) -> Iterator[Record]:
@@ -311,6 +329,19 @@ class PubMedQA(Source):
                           error=RowError("answer_out_of_range", f"final_decision {decision!r}"))
         return Parsed(native_id=pmid, question=question, options=options,
                       answer_idx=PUBMEDQA_OPTIONS.index(decision), context="\n".join(contexts))
+
+
+def _pmid(raw: Any) -> str | None:
+    """A record's PMID as its row id writes it (`key_text`), for the split: read apart, a PMID that
+    pandas wrote as a float (12377809.0, an id column with a null in it) was no test PMID, and the
+    official test questions went into the training pool. None when the record has no readable
+    PMID (its row is dropped by `parse`, with the reason)."""
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return key_text(raw, "pubid" if "pubid" in raw else "PMID")
+    except RowError:
+        return None
 
 
 def _decision(value: Any) -> Any:

@@ -85,6 +85,29 @@ def decode(path: str | Path, data: bytes, first_line: int = 1) -> str:
         ) from None
 
 
+class DuplicateKey(ValueError):
+    """A JSON object that names one key twice (`unique_keys`)."""
+
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object, refused when it names a key twice. Why: `json` keeps the last value and
+    drops the other without a word: a PubMedQA file with one PMID twice lost a question, and a
+    record with two `answer_idx` was read by one of them."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        raise DuplicateKey(next(key for key, _ in pairs if key in seen or seen.add(key)))
+    return obj
+
+
+def _duplicate_key_problem(err: DuplicateKey) -> str:
+    return f"key {err.key!r} appears twice in one object (JSON would keep only the last); keep one"
+
+
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, object); blank lines are allowed, anything else must be an object."""
     path = check_file(path)
@@ -95,9 +118,11 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 if not line.strip():
                     continue
                 try:
-                    obj = json.loads(line)
+                    obj = json.loads(line, object_pairs_hook=unique_keys)
                 except json.JSONDecodeError as err:  # pos, not colno: colno restarts after a newline
                     raise MalformedFile(path, number, f"invalid JSON ({err.msg} at column {err.pos + 1})") from None
+                except DuplicateKey as err:
+                    raise MalformedFile(path, number, _duplicate_key_problem(err)) from None
                 if not isinstance(obj, dict):
                     raise MalformedFile(path, number, f"expected a JSON object, got {type(obj).__name__}")
                 yield number, obj
@@ -113,10 +138,12 @@ def read_json(path: str | Path) -> Any:
     path = check_file(path)
     content = decode(path, path.read_bytes())
     try:
-        return json.loads(content)
+        return json.loads(content, object_pairs_hook=unique_keys)
     except json.JSONDecodeError as err:
         hint = "; this looks like JSON Lines (one value per line): name it .jsonl" if _json_lines(content, err) else ""
         raise MalformedFile(path, err.lineno, f"invalid JSON ({err.msg} at column {err.colno}){hint}") from None
+    except DuplicateKey as err:
+        raise MalformedFile(path, None, _duplicate_key_problem(err)) from None
 
 
 def _json_lines(content: str, err: json.JSONDecodeError) -> bool:
@@ -132,30 +159,59 @@ def _json_lines(content: str, err: json.JSONDecodeError) -> bool:
 
 
 def read_csv(path: str | Path, *, header: bool = True, width: int | None = None) -> Iterator[tuple[int, Any]]:
-    """Yield (line number, row): a dict when the file has a header, else a list of `width` cells."""
+    """Yield (line number, row): a dict when the file has a header, else a list of `width` cells.
+
+    A cell may be as long as the file: the csv module's default limit (128 KiB) refused a whole
+    file for one long context or explanation. A header that names a column twice is an error: the
+    row's dict kept the last of the two cells and lost the other, silently."""
     path = check_file(path)
-    reader = csv.reader(io.StringIO(decode(path, path.read_bytes()), newline=""))
     columns: list[str] | None = None
+    for line, cells in _csv_lines(path):
+        if header and columns is None:
+            twice = [name for name in dict.fromkeys(cells) if name.strip() and cells.count(name) > 1]
+            if twice:
+                raise MalformedFile(path, line, f"the header names column {twice[0]!r} "
+                                                f"{cells.count(twice[0])} times; name each column once")
+            columns = cells
+            continue
+        expected = len(columns) if columns is not None else width
+        if expected is not None and len(cells) != expected:
+            raise MalformedFile(path, line, f"expected {expected} fields, found {len(cells)}")
+        yield line, (dict(zip(columns, cells)) if columns is not None else cells)
+
+
+def _csv_lines(path: Path) -> list[tuple[int, list[str]]]:
+    """(line number, cells) of every row that is not blank (`_blank`), read at once under a cell size limit raised to
+    the file's size (the limit is the csv module's, for the whole process: it is put back before
+    any other reader can run)."""
+    content = decode(path, path.read_bytes())
+    reader = csv.reader(io.StringIO(content, newline=""))
+    limit = csv.field_size_limit()
+    csv.field_size_limit(max(limit, len(content)))
     try:
-        for cells in reader:
-            line = reader.line_num
-            if not cells:
-                continue
-            if header and columns is None:
-                columns = cells
-                continue
-            expected = len(columns) if columns is not None else width
-            if expected is not None and len(cells) != expected:
-                raise MalformedFile(path, line, f"expected {expected} fields, found {len(cells)}")
-            yield line, (dict(zip(columns, cells)) if columns is not None else cells)
+        return [(reader.line_num, cells) for cells in reader if not _blank(cells)]
     except csv.Error as err:
         raise MalformedFile(path, reader.line_num, f"invalid CSV ({err})") from None
+    finally:
+        csv.field_size_limit(limit)
+
+
+def _blank(cells: list[str]) -> bool:
+    """A line with nothing on it but spaces (a last line an editor left): a blank line, like one
+    with nothing at all, not a row of one field ("expected 6 fields, found 1" refused the file)."""
+    return not cells or (len(cells) == 1 and not cells[0].strip())
 
 
 def read_parquet(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Rows of a parquet file (a Hub export, say); the 'line' is the 1-based row number."""
+    """Rows of a parquet file (a Hub export, say); the 'line' is the 1-based row number. A file of
+    no rows (a schema only) has no records: `Dataset.from_parquet` refuses it with an error that
+    called it unreadable."""
+    import pyarrow.parquet as pq
+
     path = check_file(path)
     try:
+        if pq.ParquetFile(str(path)).metadata.num_rows == 0:
+            return
         ds = datasets.Dataset.from_parquet(str(path))
     except Exception as err:  # noqa: BLE001 - pyarrow raises several unrelated types for a bad file
         raise MalformedFile(path, None, f"unreadable parquet ({err})") from None
@@ -802,6 +858,7 @@ __all__ = [
     "collect",
     "column_options",
     "decode",
+    "DuplicateKey",
     "field",
     "key_letter",
     "key_text",
@@ -820,6 +877,7 @@ __all__ = [
     "same_text",
     "strip_option_letters",
     "text",
+    "unique_keys",
     "unscored_row",
     "write_rows",
     "whole_number",
