@@ -10,7 +10,10 @@ its folder after the rename. One fsync per file written, never per row.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -48,11 +51,58 @@ def write_atomic(path: str | Path, content: str | bytes, encoding: str = "utf-8"
     path = Path(path)
     partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     data = content.encode(encoding) if isinstance(content, str) else content
-    try:
+    with _renamed_into(partial, path):
         with open(partial, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+
+
+@contextlib.contextmanager
+def replacing(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside `path` for a writer that takes a file name (joblib, matplotlib,
+    pyarrow), renamed onto `path` when the block ends without error, as `write_atomic` does.
+    Why: such a writer opens its target for writing at once, so a kill, Ctrl-C or a full disk
+    in the middle left the file cut short under its final name, the good file it replaced
+    already gone. The temporary name keeps `path`'s suffix, from which those writers take the
+    format (`tagger.joblib.gz` compressed, `figure.png` a PNG)."""
+    path = Path(path)
+    _remove_dead_partials(path)
+    partial = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    with _renamed_into(partial, path):
+        yield partial
+
+
+def _remove_dead_partials(path: Path) -> None:
+    """Delete what `replacing` writes killed before their rename left beside `path` (a whole model
+    each, under a hidden name); one whose writer is still alive is left to it."""
+    prefix, suffix = f".{path.stem}.", f".tmp{path.suffix}"
+    for leftover in path.parent.glob(f"{glob.escape(prefix)}*{glob.escape(suffix)}"):
+        pid = leftover.name[len(prefix):-len(suffix)]
+        if pid.isdigit() and not other_process_alive(int(pid)):
+            leftover.unlink(missing_ok=True)
+
+
+def other_process_alive(pid: int) -> bool:
+    """Whether `pid` is a live process other than this one: the writer of a temporary file named
+    by its pid, still writing it (this process writes one such file at a time, so its own name
+    on a leftover is from an earlier write)."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def _renamed_into(partial: Path, path: Path) -> Iterator[None]:
+    """What the block writes to `partial`: fsynced and renamed onto `path`, the folder fsynced;
+    on any failure (a kill's KeyboardInterrupt included) `partial` is removed, `path` untouched."""
+    try:
+        yield
+        fsync_file(partial)
         partial.replace(path)
     except BaseException:
         partial.unlink(missing_ok=True)
@@ -60,4 +110,4 @@ def write_atomic(path: str | Path, content: str | bytes, encoding: str = "utf-8"
     fsync_folder(path.parent)
 
 
-__all__ = ["fsync_file", "fsync_folder", "fsync_tree", "write_atomic"]
+__all__ = ["fsync_file", "fsync_folder", "fsync_tree", "other_process_alive", "replacing", "write_atomic"]

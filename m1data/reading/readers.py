@@ -33,7 +33,7 @@ from typing import Any
 
 import datasets
 
-from m1data.durable import fsync_folder
+from m1data.durable import fsync_folder, other_process_alive
 from m1data.errors import M1DataError, UserError, storage_errors
 from m1data.output import datasets_bars_off, track
 from m1data.schema import (
@@ -599,21 +599,6 @@ def _folder_lock(folder: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock
-
-
-def other_process_alive(pid: int) -> bool:
-    """Whether `pid` is a live process other than this one: the writer of a temporary file named
-    by its pid, still writing it (this process writes one such file at a time, so its own name
-    on a leftover is from an earlier write)."""
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _temporary_name(out: Path) -> Path:
