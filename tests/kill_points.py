@@ -30,6 +30,10 @@ PRELUDE = textwrap.dedent(
             self._handle.flush()
             os.kill(os.getpid(), signal.SIGKILL)
 
+        def writelines(self, lines):
+            for line in lines:
+                self.write(line)
+
         def __getattr__(self, name):
             return getattr(self._handle, name)
 

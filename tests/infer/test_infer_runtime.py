@@ -173,8 +173,12 @@ def test_a_sweep_resumes_past_a_metrics_file_cut_short(tmp_path, monkeypatch):
     left it cut short, and every resume of the sweep then died reading it (JSONDecodeError,
     'internal error'). Now it is written whole or not at all, and one damaged otherwise makes its
     point run again from the cache, sending nothing twice."""
-    def killed(*args):  # the process stops while metrics.json is being written
-        raise KeyboardInterrupt
+    real_fsync = os.fsync
+
+    def killed(fd):  # the process stops while metrics.json is being written
+        if "metrics" in os.readlink(f"/proc/self/fd/{fd}"):
+            raise KeyboardInterrupt
+        return real_fsync(fd)
 
     evals = eval_file(tmp_path / "e.jsonl", 4)
     with ScriptedServer(thinker()) as server:
@@ -387,3 +391,33 @@ def test_a_limit_below_one_is_refused_by_the_command_line(tmp_path):
                                  "--eval-sets", f"mine={eval_file(tmp_path / 'e.jsonl', 2)}", "--limit", "0",
                                  "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and "--limit" in result.output, result.output
+
+
+def test_a_rerun_killed_before_its_results_are_whole_keeps_the_previous_ones(tmp_path):
+    """`infer run` again into a finished folder (another budget, say) deleted metrics.json as it
+    started, then wrote records.jsonl in place: killed during the hour of calls, the finished run
+    had lost its metrics; killed while writing, records.jsonl was cut short under its name. Now
+    the previous pair stays, byte for byte, until the new records are whole, and the same command
+    again finishes (from the cache) with the results a run into a new folder gives."""
+    from kill_points import killed_writing
+
+    evals = eval_file(tmp_path / "e.jsonl", 6)
+    out = tmp_path / "out"
+    with ScriptedServer(thinker()) as server:
+        def command(budget: int, folder: Path) -> list[str]:
+            return ["infer", "run", "--base-url", server.base_url, "--model", "m", "--eval-sets", f"mine={evals}",
+                    "--budget", str(budget), "--no-progress", "--out", str(folder)]
+
+        assert runner.invoke(app, command(8, out)).exit_code == 0
+        before = {name: (out / name).read_bytes() for name in ("records.jsonl", "metrics.json")}
+
+        killed = killed_writing("*records*", command(64, out))
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
+        assert {name: (out / name).read_bytes() for name in before} == before
+
+        assert killed_writing("no-such-file", command(64, out)).returncode == 0
+        assert runner.invoke(app, command(64, tmp_path / "fresh")).exit_code == 0
+    assert (out / "records.jsonl").read_bytes() == (tmp_path / "fresh" / "records.jsonl").read_bytes()
+    metrics = [json.loads((folder / "metrics.json").read_text()) for folder in (out, tmp_path / "fresh")]
+    assert metrics[0] | {"calls": None} == metrics[1] | {"calls": None}  # what the calls cost differs, not the results
+    assert sorted(p.name for p in out.iterdir()) == ["llm_cache.sqlite", "metrics.json", "records.jsonl"]
