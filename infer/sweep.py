@@ -51,6 +51,7 @@ from m1data.infer.score import (
     write_json,
 )
 
+from m1data.durable import replacing
 from m1data.errors import UserError
 from m1data.llm.cache import Cache
 from m1data.llm.runner import run_sync
@@ -245,8 +246,11 @@ def _plot_axis(points: list[dict[str, Any]], x: str, series: str, title: str, pa
     import matplotlib.pyplot as plt
 
     fig = sweep_figure(points, x, series, title)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        with replacing(path) as partial:  # a kill mid-write left a PNG cut short, the previous one gone
+            fig.savefig(partial, dpi=120)
+    finally:
+        plt.close(fig)
 
 
 def sweep_figure(points: list[dict[str, Any]], x: str, series: str, title: str) -> Any:
