@@ -11,6 +11,7 @@ its folder after the rename. One fsync per file written, never per row.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import glob
 import os
 from collections.abc import Iterator
@@ -97,6 +98,20 @@ def other_process_alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """Hold `folder` while entries are renamed into it: an OS lock (flock) on the folder itself,
+    so no lock file is left in it, released by the OS however the holder ends. Why: two writers
+    renaming into one folder at once interleaved their renames (a file command's OUT beside the
+    other's dropped file; a Hub folder swapped in while another was between its two renames)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+@contextlib.contextmanager
 def _renamed_into(partial: Path, path: Path) -> Iterator[None]:
     """What the block writes to `partial`: fsynced and renamed onto `path`, the folder fsynced;
     on any failure (a kill's KeyboardInterrupt included) `partial` is removed, `path` untouched."""
@@ -110,4 +125,4 @@ def _renamed_into(partial: Path, path: Path) -> Iterator[None]:
     fsync_folder(path.parent)
 
 
-__all__ = ["fsync_file", "fsync_folder", "fsync_tree", "other_process_alive", "replacing", "write_atomic"]
+__all__ = ["folder_lock", "fsync_file", "fsync_folder", "fsync_tree", "other_process_alive", "replacing", "write_atomic"]
