@@ -796,11 +796,14 @@ def _quiet_datasets(
     hf_datasets.disable_progress_bars()
 
 
+INTERRUPTED_EXIT = 130  # 128 + SIGINT: Ctrl-C
+
+
 def main() -> None:
     """Entry point: a problem the user can fix (m1data's own errors: bad file, config, name, key,
     endpoint; a full, read-only or failing disk) is one clear line and exit code 2; SIGTERM
-    unwinds and exits 143; anything else is a bug, shown with its traceback and a request to
-    report it."""
+    unwinds and exits 143, Ctrl-C exits 130, each with one line saying finished work is kept;
+    anything else is a bug, shown with its traceback and a request to report it."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, raise_terminated)  # unwind (locks, temporary files, servers), then 143
     try:
@@ -809,6 +812,11 @@ def main() -> None:
         console.print("[yellow]terminated[/yellow] (SIGTERM); completed work is kept: run the same command again "
                       "to continue", soft_wrap=True)
         raise SystemExit(TERMINATED_EXIT) from None
+    except SystemExit as stop:
+        if stop.code == INTERRUPTED_EXIT:  # Typer's exit for a KeyboardInterrupt, which it ends silently
+            console.print("[yellow]interrupted[/yellow] (Ctrl-C); completed work is kept: run the same command "
+                          "again to continue", soft_wrap=True)
+        raise
     except (M1DataError, FileNotFoundError) as err:
         _error_line(err)
         raise SystemExit(2) from None
