@@ -61,6 +61,7 @@ from m1data.llm.runner import RunStats, run_sync
 from m1data.llm.stages import CACHE_FILENAME, LLMRuntime, llm_stats
 from m1data.llm.types import Engine
 from m1data.reading.readers import ROW_SUFFIXES, read_records, read_rows
+from m1data.running.pipeline import run_lock
 from m1data.schema import LETTERS
 from m1data.stages.answers import grade
 
@@ -232,8 +233,13 @@ async def infer(
     metrics.json (default: `config.model`). Raises `InferIncomplete` when any question is left
     without an answer (module docstring).
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    with run_lock(out_dir, "m1data command (infer)"):  # a second run into --out would mix its files with ours
+        return await _infer(engine, eval_sets, Path(out_dir), config, cache, runtime, limit, render, label)
+
+
+async def _infer(engine: Engine, eval_sets: Mapping[str, EvalSource], out: Path, config: BudgetConfig,
+                 cache: Cache | None, runtime: LLMRuntime | None, limit: int | None,
+                 render: Callable[[list[dict[str, str]]], str] | None, label: str | None) -> dict[str, Any]:
     sets = load_eval_sets(eval_sets, limit)  # every set read (and checked) before any call
     asked = {name: _with_answer_key(rows) for name, rows in sets.items()}
     prompts = [build_prompt(p, render) for rows, _ in asked.values() for p in rows["prompt"]]

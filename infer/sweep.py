@@ -57,6 +57,7 @@ from m1data.llm.cache import Cache
 from m1data.llm.runner import run_sync
 from m1data.llm.stages import LLMRuntime
 from m1data.llm.types import Engine
+from m1data.running.pipeline import run_lock
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +129,16 @@ async def sweep(
     label: str | None = None,
 ) -> list[dict[str, Any]]:
     """Run (or resume) the budgets x forcing_rounds grid; returns one point per setting. Raises
-    `InferIncomplete` when any point is left incomplete (module docstring)."""
-    out = Path(out_dir)
+    `InferIncomplete` when any point is left incomplete (module docstring). The sweep folder is
+    held (`run_lock`) throughout: a second sweep into it is refused, not mixed with this one."""
+    with run_lock(out_dir, "m1data command (infer sweep)"):
+        return await _sweep(engine, eval_sets, Path(out_dir), base, budgets, forcing_rounds, cache, runtime, limit,
+                            label)
+
+
+async def _sweep(engine: Engine, eval_sets: Mapping[str, EvalSource], out: Path, base: BudgetConfig,
+                 budgets: Sequence[int], forcing_rounds: Sequence[int], cache: Cache | None,
+                 runtime: LLMRuntime | None, limit: int | None, label: str | None) -> list[dict[str, Any]]:
     label = label or base.model
     points = []
     missing = total = 0

@@ -98,7 +98,7 @@ def _user_errors() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _exit_1_when_locked() -> Iterator[None]:
-    """Another build holds the run folder: say so, exit 1 (try again later, or another --out)."""
+    """Another build (or infer run, sweep) holds the folder: say so, exit 1 (try again later, or another --out)."""
     try:
         yield
     except pipeline.RunLocked as err:
@@ -689,7 +689,8 @@ def infer_run(
     config = dataclasses.replace(_budget_config(model, stops, forcing_string, answer_max_tokens),
                                  thinking_budget=budget, forcing_rounds=forcing_rounds)
     try:
-        metrics = score.run_infer(eng, sets, out, config, runtime=runtime, limit=limit, label=_label(label, model))
+        with _exit_1_when_locked():
+            metrics = score.run_infer(eng, sets, out, config, runtime=runtime, limit=limit, label=_label(label, model))
     except score.InferIncomplete as stop:
         _incomplete(stop)
     _print_stats(metrics)
@@ -733,8 +734,9 @@ def infer_sweep(
     eng, stops = _infer_engine_and_stops(endpoint, runtime, tokenizer)
     base = _budget_config(model, stops, forcing_string, answer_max_tokens)
     try:
-        points = sweep.run_sweep(eng, sets, out, base, grid["--budgets"], grid["--forcing-rounds"], runtime=runtime,
-                           limit=limit, label=_label(label, model))
+        with _exit_1_when_locked():
+            points = sweep.run_sweep(eng, sets, out, base, grid["--budgets"], grid["--forcing-rounds"],
+                                     runtime=runtime, limit=limit, label=_label(label, model))
     except score.InferIncomplete as stop:
         _incomplete(stop)
     _print_stats({"points": points})

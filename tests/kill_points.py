@@ -1,5 +1,6 @@
 """A command killed with SIGKILL in the middle of writing a chosen file: the crash that a writer
-opening its final name for writing turns into a file cut short under that name.
+opening its final name for writing turns into a file cut short under that name. Or held there
+(`held_writing`), for a second command to run meanwhile.
 
 `killed_writing(pattern, argv)` runs `m1data ARGV` (the installed entry point) in a fresh
 interpreter in which the first write to a file whose name matches `pattern` (fnmatch, on the
@@ -14,18 +15,25 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Sequence
+from pathlib import Path
 
 PRELUDE = textwrap.dedent(
     """
-    import builtins, fnmatch, io, os, signal, sys
+    import builtins, fnmatch, io, os, signal, sys, time
 
-    _pattern, _real_open = sys.argv.pop(1), io.open
+    _pattern, _hold, _real_open = sys.argv.pop(1), sys.argv.pop(1), io.open
 
-    class _DiesMidWrite:
+    class _Watched:
         def __init__(self, handle):
             self._handle = handle
 
         def write(self, data):
+            if _hold:  # say so, wait to be let go, then write on as if nothing happened
+                self.write = self._handle.write
+                _real_open(_hold + ".held", "w").close()
+                while not os.path.exists(_hold):
+                    time.sleep(0.02)
+                return self._handle.write(data)
             self._handle.write(data[: max(1, len(data) // 2)])
             self._handle.flush()
             os.kill(os.getpid(), signal.SIGKILL)
@@ -46,7 +54,7 @@ PRELUDE = textwrap.dedent(
     def _open(file, mode="r", *args, **kwargs):
         handle = _real_open(file, mode, *args, **kwargs)
         named = isinstance(file, (str, os.PathLike)) and fnmatch.fnmatch(os.path.basename(os.fspath(file)), _pattern)
-        return _DiesMidWrite(handle) if named and any(c in mode for c in "wax") else handle
+        return _Watched(handle) if named and any(c in mode for c in "wax") else handle
 
     builtins.open = io.open = _open
     sys.argv[0] = "m1data"
@@ -59,8 +67,15 @@ PRELUDE = textwrap.dedent(
 def killed_writing(pattern: str, argv: Sequence[object], timeout: float = 300) -> subprocess.CompletedProcess:
     """`m1data ARGV`, SIGKILLed half-way through its first write to a file named like `pattern`
     (it exits normally if it never writes one)."""
-    return subprocess.run([sys.executable, "-c", PRELUDE, pattern, *map(str, argv)], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run([sys.executable, "-c", PRELUDE, pattern, "", *map(str, argv)], capture_output=True,
+                          text=True, timeout=timeout)
 
 
-__all__ = ["killed_writing"]
+def held_writing(pattern: str, argv: Sequence[object], release: Path) -> subprocess.Popen:
+    """`m1data ARGV` started, to be held at its first write to a file named like `pattern`: it
+    then creates `release`.held and waits until `release` exists, and goes on."""
+    return subprocess.Popen([sys.executable, "-c", PRELUDE, pattern, str(release), *map(str, argv)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+__all__ = ["held_writing", "killed_writing"]
