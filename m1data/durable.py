@@ -17,6 +17,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from m1data.errors import storage_errors
+
 
 def fsync_file(path: str | Path) -> None:
     """Put what was written to `path` (closed, or by another handle) on disk."""
@@ -114,15 +116,19 @@ def folder_lock(folder: Path) -> Iterator[None]:
 @contextlib.contextmanager
 def _renamed_into(partial: Path, path: Path) -> Iterator[None]:
     """What the block writes to `partial`: fsynced and renamed onto `path`, the folder fsynced;
-    on any failure (a kill's KeyboardInterrupt included) `partial` is removed, `path` untouched."""
-    try:
-        yield
-        fsync_file(partial)
-        partial.replace(path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    fsync_folder(path.parent)
+    on any failure (a kill's KeyboardInterrupt included) `partial` is removed, `path` untouched.
+    A full or read-only disk is a `StorageError` naming `path` (the error of a write names no
+    file: the CLI said "cannot use a file")."""
+    with storage_errors(path):
+        try:
+            yield
+            fsync_file(partial)
+            partial.replace(path)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        fsync_folder(path.parent)
 
 
-__all__ = ["folder_lock", "fsync_file", "fsync_folder", "fsync_tree", "other_process_alive", "replacing", "write_atomic"]
+__all__ = ["folder_lock", "fsync_file", "fsync_folder", "fsync_tree", "other_process_alive", "replacing",
+           "write_atomic"]
