@@ -20,7 +20,8 @@ Written to `out_dir`:
 
 * ``records.jsonl``: one line per question (eval set, id, gold and predicted letter, how the
   answer was read, correctness, and the whole `BudgetRecord`: thinking, thinking tokens, forcing
-  rounds, stop reason, answer), set after set, once the calls are done.
+  rounds, stop reason, answer), set after set, once the calls are done; written beside the
+  previous run's and renamed onto it, so a kill leaves the previous records and metrics whole.
 * ``metrics.json``, once, when every question has its answer: the setting, the label, and per
   set: n (the questions scored), correct, accuracy (correct / n), unscored (and their ids: rows
   whose answer key names no option, e.g. the loaders' ``answer_idx`` -1; they are asked nothing
@@ -53,13 +54,14 @@ from typing import Any
 import datasets
 from m1data.infer.budget import BudgetConfig, BudgetRecord, build_prompt, generate_many
 
-from m1data.durable import write_atomic
+from m1data.durable import replacing, write_atomic
 from m1data.errors import UserError
 from m1data.llm.cache import Cache
 from m1data.llm.runner import RunStats, run_sync
 from m1data.llm.stages import CACHE_FILENAME, LLMRuntime, llm_stats
 from m1data.llm.types import Engine
 from m1data.reading.readers import ROW_SUFFIXES, read_records, read_rows
+from m1data.running.pipeline import run_lock
 from m1data.schema import LETTERS
 from m1data.stages.answers import grade
 
@@ -231,9 +233,13 @@ async def infer(
     metrics.json (default: `config.model`). Raises `InferIncomplete` when any question is left
     without an answer (module docstring).
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").unlink(missing_ok=True)  # a stale one must not describe these records
+    with run_lock(out_dir, "m1data command (infer)"):  # a second run into --out would mix its files with ours
+        return await _infer(engine, eval_sets, Path(out_dir), config, cache, runtime, limit, render, label)
+
+
+async def _infer(engine: Engine, eval_sets: Mapping[str, EvalSource], out: Path, config: BudgetConfig,
+                 cache: Cache | None, runtime: LLMRuntime | None, limit: int | None,
+                 render: Callable[[list[dict[str, str]]], str] | None, label: str | None) -> dict[str, Any]:
     sets = load_eval_sets(eval_sets, limit)  # every set read (and checked) before any call
     asked = {name: _with_answer_key(rows) for name, rows in sets.items()}
     prompts = [build_prompt(p, render) for rows, _ in asked.values() for p in rows["prompt"]]
@@ -241,12 +247,16 @@ async def infer(
     records = await generate_many(engine, prompts, config, cache, runtime=runtime, stats=stats, label=out.name)
     per_set: dict[str, Any] = {}
     start = 0
-    with (out / "records.jsonl").open("w", encoding="utf-8") as f:
-        for name, (rows, unscored_ids) in asked.items():
-            lines = _scored_lines(name, rows, records[start : start + len(rows)])
-            start += len(rows)
-            f.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
-            per_set[name] = summarize(lines, unscored_ids)
+    # The previous run's records.jsonl and metrics.json stay, whole, until these records are:
+    # written beside it, they replace it in one rename, and its metrics go just before.
+    with replacing(out / "records.jsonl") as partial:
+        with partial.open("w", encoding="utf-8") as f:
+            for name, (rows, unscored_ids) in asked.items():
+                lines = _scored_lines(name, rows, records[start : start + len(rows)])
+                start += len(rows)
+                f.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
+                per_set[name] = summarize(lines, unscored_ids)
+        (out / "metrics.json").unlink(missing_ok=True)  # a stale one must not describe these records
     missing = len(records) - sum(s["n"] for s in per_set.values())  # incomplete ones are not scored
     if missing:
         raise InferIncomplete(str(out), missing, len(records))

@@ -51,11 +51,13 @@ from m1data.infer.score import (
     write_json,
 )
 
+from m1data.durable import replacing
 from m1data.errors import UserError
 from m1data.llm.cache import Cache
 from m1data.llm.runner import run_sync
 from m1data.llm.stages import LLMRuntime
 from m1data.llm.types import Engine
+from m1data.running.pipeline import run_lock
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +129,16 @@ async def sweep(
     label: str | None = None,
 ) -> list[dict[str, Any]]:
     """Run (or resume) the budgets x forcing_rounds grid; returns one point per setting. Raises
-    `InferIncomplete` when any point is left incomplete (module docstring)."""
-    out = Path(out_dir)
+    `InferIncomplete` when any point is left incomplete (module docstring). The sweep folder is
+    held (`run_lock`) throughout: a second sweep into it is refused, not mixed with this one."""
+    with run_lock(out_dir, "m1data command (infer sweep)"):
+        return await _sweep(engine, eval_sets, Path(out_dir), base, budgets, forcing_rounds, cache, runtime, limit,
+                            label)
+
+
+async def _sweep(engine: Engine, eval_sets: Mapping[str, EvalSource], out: Path, base: BudgetConfig,
+                 budgets: Sequence[int], forcing_rounds: Sequence[int], cache: Cache | None,
+                 runtime: LLMRuntime | None, limit: int | None, label: str | None) -> list[dict[str, Any]]:
     label = label or base.model
     points = []
     missing = total = 0
@@ -245,8 +255,11 @@ def _plot_axis(points: list[dict[str, Any]], x: str, series: str, title: str, pa
     import matplotlib.pyplot as plt
 
     fig = sweep_figure(points, x, series, title)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        with replacing(path) as partial:  # a kill mid-write left a PNG cut short, the previous one gone
+            fig.savefig(partial, dpi=120)
+    finally:
+        plt.close(fig)
 
 
 def sweep_figure(points: list[dict[str, Any]], x: str, series: str, title: str) -> Any:

@@ -98,7 +98,7 @@ def _user_errors() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _exit_1_when_locked() -> Iterator[None]:
-    """Another build holds the run folder: say so, exit 1 (try again later, or another --out)."""
+    """Another build (or infer run, sweep) holds the folder: say so, exit 1 (try again later, or another --out)."""
     try:
         yield
     except pipeline.RunLocked as err:
@@ -680,7 +680,8 @@ def infer_run(
     config = dataclasses.replace(_budget_config(model, stops, forcing_string, answer_max_tokens),
                                  thinking_budget=budget, forcing_rounds=forcing_rounds)
     try:
-        metrics = score.run_infer(eng, sets, out, config, runtime=runtime, limit=limit, label=_label(label, model))
+        with _exit_1_when_locked():
+            metrics = score.run_infer(eng, sets, out, config, runtime=runtime, limit=limit, label=_label(label, model))
     except score.InferIncomplete as stop:
         _incomplete(stop)
     _print_stats(metrics)
@@ -724,8 +725,9 @@ def infer_sweep(
     eng, stops = _infer_engine_and_stops(endpoint, runtime, tokenizer)
     base = _budget_config(model, stops, forcing_string, answer_max_tokens)
     try:
-        points = sweep.run_sweep(eng, sets, out, base, grid["--budgets"], grid["--forcing-rounds"], runtime=runtime,
-                           limit=limit, label=_label(label, model))
+        with _exit_1_when_locked():
+            points = sweep.run_sweep(eng, sets, out, base, grid["--budgets"], grid["--forcing-rounds"],
+                                     runtime=runtime, limit=limit, label=_label(label, model))
     except score.InferIncomplete as stop:
         _incomplete(stop)
     _print_stats({"points": points})
@@ -787,11 +789,14 @@ def _quiet_datasets(
     hf_datasets.disable_progress_bars()
 
 
+INTERRUPTED_EXIT = 130  # 128 + SIGINT: Ctrl-C
+
+
 def main() -> None:
     """Entry point: a problem the user can fix (m1data's own errors: bad file, config, name, key,
     endpoint; a full, read-only or failing disk) is one clear line and exit code 2; SIGTERM
-    unwinds and exits 143; anything else is a bug, shown with its traceback and a request to
-    report it."""
+    unwinds and exits 143, Ctrl-C exits 130, each with one line saying finished work is kept;
+    anything else is a bug, shown with its traceback and a request to report it."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, raise_terminated)  # unwind (locks, temporary files, servers), then 143
     try:
@@ -800,6 +805,11 @@ def main() -> None:
         console.print("[yellow]terminated[/yellow] (SIGTERM); completed work is kept: run the same command again "
                       "to continue", soft_wrap=True)
         raise SystemExit(TERMINATED_EXIT) from None
+    except SystemExit as stop:
+        if stop.code == INTERRUPTED_EXIT:  # Typer's exit for a KeyboardInterrupt, which it ends silently
+            console.print("[yellow]interrupted[/yellow] (Ctrl-C); completed work is kept: run the same command "
+                          "again to continue", soft_wrap=True)
+        raise
     except (M1DataError, FileNotFoundError) as err:
         _error_line(err)
         raise SystemExit(2) from None

@@ -747,3 +747,49 @@ def test_decontaminate_negative_ngram_is_refused_by_the_option(tmp_path, main):
     rows = _dedup_input(tmp_path)
     proc = main("decontaminate", rows, tmp_path / "out.parquet", "--eval", "medqa_test=nosuch.jsonl", "--ngram", "-1")
     assert proc.returncode == 2 and "Invalid value for '--ngram'" in proc.stderr, proc.stderr
+
+
+def test_a_full_disk_while_a_tagger_is_saved_is_one_line_naming_it(tmp_path, monkeypatch, main):
+    """ENOSPC while `run train-tagger` saved the model said "cannot use a file: No space left on
+    device": which file, it did not say (the error of a write names none). Now it names MODEL_PATH,
+    the model saved before stays, and nothing is left beside it."""
+    import builtins
+    import errno
+    import io
+
+    pytest.importorskip("sklearn")
+    from test_mesh_offline import _labelled_file
+
+    labels, model = _labelled_file(tmp_path, n=90), tmp_path / "models" / "tagger.joblib"
+    assert main("run", "train-tagger", labels, model).returncode == 0
+    before = model.read_bytes()
+    real_open = io.open
+
+    class Full:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def write(self, data):
+            self.handle.write(data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.handle, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+    def opening(file, mode="r", *args, **kwargs):
+        handle = real_open(file, mode, *args, **kwargs)
+        return Full(handle) if "w" in mode and "tagger" in str(file) else handle
+
+    monkeypatch.setattr(builtins, "open", opening)
+    proc = main("run", "train-tagger", labels, model)
+    err = proc.stderr.strip()
+    assert proc.returncode == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"error: cannot write {model}: No space left on device (ENOSPC)"), err
+    assert model.read_bytes() == before
+    assert [p.name for p in model.parent.iterdir()] == ["tagger.joblib"]

@@ -247,3 +247,31 @@ def test_a_run_folder_given_for_its_hub_folder_is_one_line(tiny_dir, hub_folder,
     (run / "builds.json").write_text('{"builds": []}\n', encoding="utf-8")
     with pytest.raises(UserError, match=r"is a run folder, not a dataset .*its Hub-layout folder is .*hub"):
         build_trainer(tiny_config(tiny_dir, run, tmp_path / "out"))
+
+
+@pytest.mark.slow
+def test_a_training_killed_while_it_saves_keeps_the_model_saved_before(tiny_dir, hub_folder, tmp_path):
+    """The final save wrote each file straight into output_dir: killed while it wrote config.json,
+    the model trained before was left with a config cut short (no longer loadable), its other
+    files already half replaced. The files of the new model are written beside and renamed in
+    once all are whole; the same command again saves it."""
+    from kill_points import killed_writing
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "run"
+    args = ["--recipe", "m1-7B-1K", "--model_name_or_path", tiny_dir, "--dataset", hub_folder, "--output_dir", out,
+            *TINY_OVERRIDES, "--max_steps", "1", "--global_batch_size", "4", "--per_device_train_batch_size", "4",
+            "--warmup_steps", "0", "--lr_scheduler_type", "constant"]  # so the one step changes the weights
+    main(parse_cli([*map(str, args), "--learning_rate", "1e-3"]))
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert {"config.json", "model.safetensors"} <= set(before)
+
+    killed = killed_writing("config.json", ["train", *args, "--learning_rate", "3e-3"])
+    assert killed.returncode == -9, killed.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+    again = killed_writing("no-such-file", ["train", *args, "--learning_rate", "3e-3"])
+    assert again.returncode == 0, again.stderr
+    assert (out / "model.safetensors").read_bytes() != before["model.safetensors"]
+    AutoModelForCausalLM.from_pretrained(out)
+    assert sorted(p.name for p in out.iterdir()) == sorted(before)

@@ -36,6 +36,7 @@ processes, so the same recipe gives batch 16 on 1, 2, 4, 8 or 16 GPUs.
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -186,11 +187,45 @@ def build_trainer(config: TrainConfig):
     )
 
 
+SAVING_DIR = ".m1data-saving"  # where the final model is written inside output_dir before it is renamed in
+
+
+def save_final(trainer: Any, output_dir: Path) -> None:
+    """The trained model and tokenizer in `output_dir`, each file whole: written to SAVING_DIR
+    inside it, put on disk, then renamed over the files of any model saved there before
+    (config.json last). Why: `save_model` wrote straight into `output_dir`, so a kill while it
+    saved left the model trained before with some files replaced and one cut short (a config.json
+    no loader reads), or a new model half written. A save killed before the renames leaves the
+    previous model as it was; what it wrote is removed by the next. Every process takes part (a
+    sharded model is gathered); the main one writes and renames. With --push_to_hub the upload
+    follows, as `save_model` did it."""
+    from m1data.durable import fsync_folder, fsync_tree
+
+    staging = output_dir / SAVING_DIR
+    if trainer.args.should_save and staging.exists():
+        shutil.rmtree(staging)  # what a killed save left
+    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(str(staging), _internal_call=True)
+    trainer.accelerator.wait_for_everyone()
+    if trainer.args.should_save and staging.is_dir():
+        fsync_tree(staging)
+        for item in sorted(staging.iterdir(), key=lambda p: p.name == "config.json"):
+            target = output_dir / item.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)  # a folder of shards a DeepSpeed save writes; a file is replaced in one rename
+            item.replace(target)
+        fsync_folder(output_dir)
+        staging.rmdir()
+    if trainer.args.push_to_hub:
+        trainer.push_to_hub(commit_message="Model save", revision=trainer.args.hub_revision)
+
+
 def main(config: TrainConfig):
-    """Train, save the model and tokenizer to `output_dir`, and return the finished trainer."""
+    """Train, save the model and tokenizer to `output_dir` (`save_final`), and return the finished
+    trainer."""
     trainer = build_trainer(config)
     trainer.train(resume_from_checkpoint=config.sft.resume_from_checkpoint)
-    trainer.save_model(config.sft.output_dir)
+    save_final(trainer, Path(config.sft.output_dir))
     if hasattr(trainer, "end"):  # transformers >= 5.18: finish trackers, destroy the process group
         trainer.end()
     return trainer

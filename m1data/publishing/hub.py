@@ -52,7 +52,7 @@ from typing import Any
 import datasets
 import yaml
 
-from m1data.durable import fsync_folder, fsync_tree
+from m1data.durable import folder_lock, fsync_folder, fsync_tree
 from m1data.errors import UserError, storage_errors
 from m1data.publishing.cardmeta import (
     CARD_FILE,
@@ -253,14 +253,18 @@ def _swap_in(staging: Path, folder: Path) -> None:
     delete first: a kill during the deletion left a Hub folder with some of its shards gone, which
     `load_dataset` read as the whole dataset. Now a kill leaves the old folder, the new one, or
     (between the two renames) none; never part of one. The new folder's files are on disk before
-    it is renamed in, and the renames before this returns (`m1data.durable`)."""
+    it is renamed in, and the renames before this returns (`m1data.durable`). The renames hold the
+    parent folder (`folder_lock`): two writes of one folder at once (two builds given the same
+    --hub-out) take turns, and the folder is the one written last, whole; unguarded, one renamed
+    its folder in while the other was between its renames, and the other failed (ENOTEMPTY)."""
     fsync_tree(staging)
     old = None
-    if folder.exists():
-        old = Path(tempfile.mkdtemp(prefix=_aside_prefix(folder, "old"), dir=folder.parent))
-        folder.rename(old / folder.name)
-    staging.rename(folder)
-    fsync_folder(folder.parent)
+    with folder_lock(folder.parent):
+        if folder.exists():
+            old = Path(tempfile.mkdtemp(prefix=_aside_prefix(folder, "old"), dir=folder.parent))
+            folder.rename(old / folder.name)
+        staging.rename(folder)
+        fsync_folder(folder.parent)
     if old is not None:
         shutil.rmtree(old)
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import fcntl
 import glob
 import importlib
 import io
@@ -33,7 +32,7 @@ from typing import Any
 
 import datasets
 
-from m1data.durable import fsync_folder
+from m1data.durable import folder_lock, fsync_folder, other_process_alive
 from m1data.errors import M1DataError, UserError, storage_errors
 from m1data.output import datasets_bars_off, track
 from m1data.schema import (
@@ -635,41 +634,13 @@ def write_together(outputs: Sequence[tuple[datasets.Dataset, str | Path]]) -> li
             tmp.unlink(missing_ok=True)
         raise
     first, *rest = targets
-    with _folder_lock(first.parent):
+    with folder_lock(first.parent):
         first.unlink(missing_ok=True)
         for tmp, target in reversed(list(zip(staged, targets, strict=True))):
             tmp.replace(target)
     for folder in {t.parent.resolve() for t in targets}:
         fsync_folder(folder)  # the renames, durable (a power cut after the command returned keeps them)
     return targets
-
-
-@contextlib.contextmanager
-def _folder_lock(folder: Path) -> Iterator[None]:
-    """Hold `folder` while files are renamed into it (flock on the folder itself, so no lock file
-    is left beside OUT). Why: two commands writing the same OUT at once interleaved their renames
-    and could leave one's OUT beside the other's dropped file, a pair that reads as one result."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
-
-
-def other_process_alive(pid: int) -> bool:
-    """Whether `pid` is a live process other than this one: the writer of a temporary file named
-    by its pid, still writing it (this process writes one such file at a time, so its own name
-    on a leftover is from an earlier write)."""
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _temporary_name(out: Path) -> Path:

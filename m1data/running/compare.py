@@ -15,11 +15,13 @@ the two length distributions, side by side).
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from m1data.durable import replacing
 from m1data.errors import UserError
 from m1data.running.funnel import run_folder
 from m1data.running.pipeline import load_stage_rows, read_manifests, stage_dirname
@@ -235,12 +237,27 @@ def compare_runs(
         comparison.figure = figure_png(comparison)
     comparison.markdown = markdown(comparison)
     if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / REPORT_FILE).write_text(comparison.markdown, encoding="utf-8")
-        if comparison.figure is not None:
-            (out / FIGURE_FILE).write_bytes(comparison.figure)
+        write_report(comparison, Path(out_dir))
     return comparison
+
+
+def write_report(comparison: Comparison, out: Path) -> None:
+    """compare.md and compare.png in `out`, as a pair: both written beside their names first; then
+    the old report goes, the figure is renamed in, and the report last. Why: each was written
+    straight to its name, so a kill mid-write left one cut short there (the previous one gone), or a
+    new report beside another comparison's figure. Now a kill before the renames leaves the
+    previous pair whole, and whenever compare.md is there the figure beside it is its own. Without
+    a figure (no matplotlib) an old one goes: it showed other runs."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = {REPORT_FILE: comparison.markdown.encode("utf-8")}
+    if comparison.figure is not None:
+        files[FIGURE_FILE] = comparison.figure
+    with contextlib.ExitStack() as renames:  # undone in reverse: the figure renamed in first, the report last
+        for name, data in files.items():
+            renames.enter_context(replacing(out / name)).write_bytes(data)
+        (out / REPORT_FILE).unlink(missing_ok=True)
+        if comparison.figure is None:
+            (out / FIGURE_FILE).unlink(missing_ok=True)
 
 
 __all__ = [

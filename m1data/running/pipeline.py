@@ -505,11 +505,12 @@ _HELD: dict[Path, tuple[int, int]] = {}  # run folders this process has locked: 
 
 
 @contextlib.contextmanager
-def run_lock(run_dir: str | Path) -> Iterator[None]:
+def run_lock(run_dir: str | Path, what: str = "build") -> Iterator[None]:
     """Hold the run folder for one build: an OS lock (flock) on RUN_DIR/.m1data.lock, released by
     the OS when the process ends however it ends, so a crash leaves no stale lock. A second build
     into the same folder is refused at once, naming the holder, instead of both writing the same
-    stage folders. Re-entrant within a process (a build holds it around run_pipeline and export)."""
+    stage folders. Re-entrant within a process (a build holds it around run_pipeline and export).
+    `what` holds it, for the refusal: an infer run's or sweep's --out is held the same way."""
     run_dir = Path(run_dir).resolve()
     if run_dir in _HELD:
         yield
@@ -523,7 +524,7 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
             raise RunLocked(
-                f"{run_dir} is in use by another build ({holder}); wait for it to finish or build into another --out"
+                f"{run_dir} is in use by another {what} ({holder}); wait for it to finish or write into another --out"
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)

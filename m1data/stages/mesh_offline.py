@@ -28,6 +28,7 @@ from typing import Any, Literal
 import datasets
 import numpy as np
 
+from m1data.durable import replacing
 from m1data.errors import M1DataError, UserError
 from m1data.running.pipeline import RunContext, Stage, StageResult, check_rows, file_digest
 from m1data.stages.qualifiers import DOMAIN_COLUMNS, add_domain_columns, domain_counts, load_qualifiers
@@ -210,12 +211,15 @@ class SupervisedTagger:
         return [ranked[0] for ranked in self.top_k(texts, 1)]
 
     def save(self, path: str | Path) -> Path:
-        """A joblib file. Like any pickle, only load files you made: unpickling runs code."""
+        """A joblib file. Like any pickle, only load files you made: unpickling runs code. Written
+        beside `path` and renamed onto it (`m1data.durable.replacing`): a kill during the dump
+        left the model cut short under its name, and the one trained before gone."""
         import joblib
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        joblib.dump({"format": MODEL_FORMAT, "config": self.config, "model": self.model}, path)
+        with replacing(path) as partial:
+            joblib.dump({"format": MODEL_FORMAT, "config": self.config, "model": self.model}, partial)
         return path
 
     @classmethod

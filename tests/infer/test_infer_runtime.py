@@ -28,6 +28,7 @@ from m1data.llm.http import HTTPConfig, HTTPEngine
 from m1data.llm.limits import RetryPolicy
 from m1data.llm.runner import EndpointError
 from m1data.llm.stages import LLMRuntime
+from m1data.running.pipeline import LOCK_FILE
 
 runner = CliRunner()
 CLI = [sys.executable, "-c", "from m1data.cli import main; main()"]
@@ -173,8 +174,12 @@ def test_a_sweep_resumes_past_a_metrics_file_cut_short(tmp_path, monkeypatch):
     left it cut short, and every resume of the sweep then died reading it (JSONDecodeError,
     'internal error'). Now it is written whole or not at all, and one damaged otherwise makes its
     point run again from the cache, sending nothing twice."""
-    def killed(*args):  # the process stops while metrics.json is being written
-        raise KeyboardInterrupt
+    real_fsync = os.fsync
+
+    def killed(fd):  # the process stops while metrics.json is being written
+        if "metrics" in os.readlink(f"/proc/self/fd/{fd}"):
+            raise KeyboardInterrupt
+        return real_fsync(fd)
 
     evals = eval_file(tmp_path / "e.jsonl", 4)
     with ScriptedServer(thinker()) as server:
@@ -184,7 +189,7 @@ def test_a_sweep_resumes_past_a_metrics_file_cut_short(tmp_path, monkeypatch):
             patch.setattr(os, "fsync", killed)
             runner.invoke(app, command)
         point = tmp_path / "out" / "b8-r0"
-        assert [p.name for p in point.iterdir()] == ["records.jsonl"]  # no metrics.json, whole or cut
+        assert [p.name for p in point.iterdir() if p.name != LOCK_FILE] == ["records.jsonl"]  # no metrics.json
 
         (point / "metrics.json").write_text('{"label": "m", "con')  # damaged some other way
         result = runner.invoke(app, command)
@@ -387,3 +392,64 @@ def test_a_limit_below_one_is_refused_by_the_command_line(tmp_path):
                                  "--eval-sets", f"mine={eval_file(tmp_path / 'e.jsonl', 2)}", "--limit", "0",
                                  "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and "--limit" in result.output, result.output
+
+
+def test_a_rerun_killed_before_its_results_are_whole_keeps_the_previous_ones(tmp_path):
+    """`infer run` again into a finished folder (another budget, say) deleted metrics.json as it
+    started, then wrote records.jsonl in place: killed during the hour of calls, the finished run
+    had lost its metrics; killed while writing, records.jsonl was cut short under its name. Now
+    the previous pair stays, byte for byte, until the new records are whole, and the same command
+    again finishes (from the cache) with the results a run into a new folder gives."""
+    from kill_points import killed_writing
+
+    evals = eval_file(tmp_path / "e.jsonl", 6)
+    out = tmp_path / "out"
+    with ScriptedServer(thinker()) as server:
+        def command(budget: int, folder: Path) -> list[str]:
+            return ["infer", "run", "--base-url", server.base_url, "--model", "m", "--eval-sets", f"mine={evals}",
+                    "--budget", str(budget), "--no-progress", "--out", str(folder)]
+
+        assert runner.invoke(app, command(8, out)).exit_code == 0
+        before = {name: (out / name).read_bytes() for name in ("records.jsonl", "metrics.json")}
+
+        killed = killed_writing("*records*", command(64, out))
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
+        assert {name: (out / name).read_bytes() for name in before} == before
+
+        assert killed_writing("no-such-file", command(64, out)).returncode == 0
+        assert runner.invoke(app, command(64, tmp_path / "fresh")).exit_code == 0
+    assert (out / "records.jsonl").read_bytes() == (tmp_path / "fresh" / "records.jsonl").read_bytes()
+    metrics = [json.loads((folder / "metrics.json").read_text()) for folder in (out, tmp_path / "fresh")]
+    assert metrics[0] | {"calls": None} == metrics[1] | {"calls": None}  # what the calls cost differs, not the results
+    assert sorted(p.name for p in out.iterdir() if p.name != LOCK_FILE) == ["llm_cache.sqlite", "metrics.json",
+                                                                          "records.jsonl"]
+
+
+def test_a_second_run_into_a_folder_in_use_is_refused_and_cannot_mix_their_files(tmp_path):
+    """Two `infer run`s into one --out at once (another budget, say) both wrote records.jsonl and
+    metrics.json there, unguarded: one's records ended beside the other's metrics, a pair that
+    reads as one result (budget 2's accuracy over budget 64's answers). The second is refused
+    with one line (exit 1) while the first holds the folder, as a second build is."""
+    from kill_points import held_writing
+
+    evals = eval_file(tmp_path / "e.jsonl", 4)
+    out, release = tmp_path / "out", tmp_path / "release"
+    with ScriptedServer(thinker()) as server:
+        def command(budget: int) -> list[str]:
+            return ["infer", "run", "--base-url", server.base_url, "--model", "m", "--eval-sets", f"mine={evals}",
+                    "--budget", str(budget), "--no-progress", "--out", str(out)]
+
+        first = held_writing("*metrics*", command(2), release)  # held as it writes its metrics
+        deadline = time.monotonic() + 120
+        while not Path(f"{release}.held").exists() and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert Path(f"{release}.held").exists(), first.communicate()
+        second = runner.invoke(app, command(64))
+        release.touch()
+        _, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert second.exit_code == 1, second.output
+    assert "in use by another m1data command" in " ".join(second.output.split())
+    metrics = json.loads((out / "metrics.json").read_text())
+    stops = {json.loads(line)["stop_reason"] for line in (out / "records.jsonl").read_text().splitlines()}
+    assert metrics["config"]["thinking_budget"] == 2 and stops == {"budget"}  # 2 tokens cut every thought short

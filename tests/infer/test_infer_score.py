@@ -9,7 +9,7 @@ import datasets
 import pytest
 from m1data.infer.budget import ANSWER_AFTER_BUDGET, ANSWER_AFTER_STOP, BudgetConfig
 from m1data.infer.score import load_rows, run_infer
-from m1data.infer.sweep import plot_sweep, run_sweep
+from m1data.infer.sweep import load_points, plot_sweep, run_sweep
 
 from m1data.llm.types import Reply, Request
 
@@ -265,3 +265,25 @@ def test_a_point_read_back_under_another_label_says_the_new_label_everywhere(tmp
     points = run_sweep(again, eval_sets, tmp_path, base, budgets=[8, 16], label="second")
     assert again.calls == 0 and {p["label"] for p in points} == {"second"}
     assert {p["label"] for p in load_points(tmp_path / "b8-r0")} == {"second"}
+
+
+def test_a_plot_killed_mid_write_keeps_the_previous_figure(tmp_path, eval_sets):
+    """`infer plot` (and a sweep) saved each figure straight to its name: a kill while matplotlib
+    wrote it left a PNG cut short there, the figure drawn before gone. The previous figure stays
+    whole; the same command again draws the one a plot into a new folder draws."""
+    from kill_points import killed_writing
+
+    run_sweep(Oracle(), eval_sets, tmp_path / "sweep", BudgetConfig(model="m"), budgets=[8, 64])
+    plots = tmp_path / "plots"
+    before = plot_sweep(load_points(tmp_path / "sweep"), plots)[0].read_bytes()
+    command = ["infer", "plot", tmp_path / "sweep", "--label", "m1-7B-1K", "--out"]
+
+    killed = killed_writing("*budget*", [*command, plots])
+    assert killed.returncode == -9, killed.stderr
+    assert (plots / "accuracy_vs_budget.png").read_bytes() == before
+
+    assert killed_writing("no-such-file", [*command, plots]).returncode == 0
+    assert killed_writing("no-such-file", [*command, tmp_path / "fresh"]).returncode == 0
+    after = (plots / "accuracy_vs_budget.png").read_bytes()
+    assert after != before and after == (tmp_path / "fresh" / "accuracy_vs_budget.png").read_bytes()
+    assert [p.name for p in plots.iterdir()] == ["accuracy_vs_budget.png"]

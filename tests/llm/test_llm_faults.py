@@ -484,3 +484,32 @@ def test_sigterm_landing_inside_a_task_still_ends_the_run():
         assert signal.getsignal(signal.SIGTERM) is raise_terminated  # the CLI's handler is back afterwards
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+INTERRUPTED = "interrupted (Ctrl-C); completed work is kept: run the same command again to continue"
+
+
+def test_ctrl_c_unwinds_and_exits_130_with_one_line(llm_server, tmp_path):
+    """Ctrl-C (SIGINT) in the middle of a command ended it with exit 130 and nothing said: not
+    that the work finished so far is kept and that the same command continues it, which SIGTERM
+    says. Now one line says so; nothing half-written is left as OUT."""
+    import os
+    import signal
+    import time
+
+    llm_server.handler = lambda req: Response(status=200, body={}, delay=60)  # a teacher that never answers
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from m1data.cli import main; main()", "run", "traces", str(one_row_file(tmp_path)),
+         str(tmp_path / "out.jsonl"), "--base-url", llm_server.base_url, "--model", "m", "--no-require-reasoning"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+    )
+    deadline = time.time() + 60
+    while llm_server.count() == 0 and time.time() < deadline:  # the request is in flight
+        time.sleep(0.1)
+    assert llm_server.count() == 1
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == INTERRUPTED, err
+    assert not (tmp_path / "out.jsonl").exists()

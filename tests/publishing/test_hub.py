@@ -812,3 +812,57 @@ def test_a_repo_keeping_other_configs_gets_a_header_for_all_of_them():
     # replacing our own config only: our header as it is
     alone = merge_metadata(ours, {**ours, "license": "mit", "size_categories": ["1K<n<10K"]})
     assert alone["license"] == "apache-2.0" and alone["size_categories"] == ["n<1K"]
+
+
+def test_two_writes_of_one_folder_at_once_both_finish_and_leave_one_whole(tmp_path):
+    """Two exports into one Hub folder at once (two builds given the same --hub-out): each moved
+    the folder aside and renamed its own in, unguarded, so when the second renamed its folder in
+    while the first was between its two renames, the first failed with an ENOTEMPTY traceback
+    (an 'internal error'), its old copy left behind. Now the swaps take turns: both finish, and
+    the folder is the whole one written last."""
+    import os
+    import threading
+
+    first, second = built_rows(30), built_rows(12, "headqa")
+    target = tmp_path / "hub"
+    write_hub_folder(target, {"m23k": {"train": built_rows(5)}}, "# before\n")
+    paused_r, paused_w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the first writer, held between moving the old folder aside and renaming its own in
+        real = Path.rename
+
+        def rename(self, to):
+            if self.name.startswith(".hub.staging-"):
+                os.write(paused_w, b"x")
+                os.read(go_r, 1)
+            return real(self, to)
+
+        Path.rename = rename
+        try:
+            write_hub_folder(target, {"m23k": {"train": first}}, "# first\n")
+        except BaseException as err:
+            (tmp_path / "child-error.txt").write_text(f"{type(err).__name__}: {err}")
+            os._exit(1)
+        os._exit(0)
+    os.read(paused_r, 1)
+    errors = []
+
+    def write_second():
+        try:
+            write_hub_folder(target, {"m23k": {"train": second}}, "# second\n")
+        except BaseException as err:
+            errors.append(err)
+
+    writer = threading.Thread(target=write_second)
+    writer.start()
+    writer.join(2.0)  # it finishes now unless it waits for the first
+    os.write(go_w, b"x")
+    _, status = os.waitpid(pid, 0)
+    writer.join(60)
+    child_error = (tmp_path / "child-error.txt").read_text() if (tmp_path / "child-error.txt").exists() else ""
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, child_error
+    assert not errors, errors
+    assert (target / "README.md").read_text().count("# second") == 1
+    assert list(datasets.load_dataset(str(target), split="train")["id"]) == list(second["id"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hub"]

@@ -79,13 +79,39 @@ def test_compare_command_prints_the_report_and_refuses_a_run_without_the_stage(t
 
 
 def test_compare_out_without_matplotlib_says_no_figure_was_written(two_runs, tmp_path, monkeypatch):
-    """It said "wrote compare.md and compare.png" though no figure was made."""
+    """It said "wrote compare.md and compare.png" though no figure was made; and a compare.png
+    left in the folder by an earlier comparison stayed beside the new report, showing other runs."""
     import m1data.cards.figures as figures
 
-    monkeypatch.setattr(figures, "_pyplot", lambda: None)
     run_a, run_b, _ = two_runs
     out = tmp_path / "report"
+    compare_runs(run_b, run_a, out_dir=out)
+    monkeypatch.setattr(figures, "_pyplot", lambda: None)
     result = CliRunner().invoke(app, ["compare", str(run_a), str(run_b), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert not (out / "compare.png").exists() and (out / "compare.md").is_file()
     assert "no figure: matplotlib is not installed" in result.output and "compare.png" not in result.output
+
+
+@pytest.mark.parametrize("file", ["compare.md", "compare.png"])
+def test_a_compare_killed_mid_write_keeps_the_previous_report_and_figure(two_runs, tmp_path, file):
+    """`compare --out` wrote compare.md, then compare.png, each straight to its name: a kill
+    during either left it cut short there, the previous one gone, or a new report beside the old
+    figure. The previous pair stays whole; the same command again writes both."""
+    from kill_points import killed_writing
+
+    run_a, run_b, _ = two_runs
+    out = tmp_path / "report"
+    compare_runs(run_b, run_a, out_dir=out)  # another comparison: B against A
+    before = {name: (out / name).read_bytes() for name in ("compare.md", "compare.png")}
+    command = ["compare", run_a, run_b, "--out", out]
+
+    killed = killed_writing(f"*{file.replace('.', '*')}*", command)
+    assert killed.returncode == -9, killed.stderr
+    assert {name: (out / name).read_bytes() for name in before} == before
+
+    assert killed_writing("no-such-file", command).returncode == 0
+    compare_runs(run_a, run_b, out_dir=tmp_path / "fresh")
+    for name in before:
+        assert (out / name).read_bytes() == (tmp_path / "fresh" / name).read_bytes() != before[name]
+    assert sorted(p.name for p in out.iterdir()) == ["compare.md", "compare.png"]

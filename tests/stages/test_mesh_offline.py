@@ -235,3 +235,28 @@ def test_stage_input_is_checked_before_the_model_loads():
         tagger.run(pd.DataFrame({"prompt": ["Which drug?"]}), None)
     with pytest.raises(UserError, match=r"needs columns \['prompt'\].*\['question'\]"):
         tagger.run(datasets.Dataset.from_dict({"question": ["Which drug?"]}), None)
+
+
+def test_a_tagger_save_killed_mid_write_keeps_the_previous_model(tmp_path):
+    """`run train-tagger` SIGKILLed while it saves: joblib wrote straight into MODEL_PATH, so the
+    kill left the model cut short under its name, the good model trained before already gone
+    (loading it said "not an m1data supervised tagger"). The previous model stays, whole; the
+    same command again saves the new one."""
+    from kill_points import killed_writing
+
+    model = tmp_path / "tagger.joblib"
+    train_offline_file(_labelled_file(tmp_path, n=90), model)
+    before = model.read_bytes()
+    labels = _labelled_file(tmp_path, n=150)
+
+    killed = killed_writing("*tagger*", ["run", "train-tagger", labels, model])
+    assert killed.returncode == -9, killed.stderr
+    assert model.read_bytes() == before
+    SupervisedTagger.load(model)
+
+    again = killed_writing("no-such-file", ["run", "train-tagger", labels, model])
+    assert again.returncode == 0, again.stderr
+    texts, _ = synthetic(150)
+    fresh = train_offline_file(labels, tmp_path / "fresh.joblib")
+    assert SupervisedTagger.load(model).predict(texts) == fresh.predict(texts)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh.joblib", "labels.jsonl", "tagger.joblib"]
