@@ -1,6 +1,7 @@
 """The jobs m1data does, one public function each: build a dataset, resample m1K from an m23K that
 exists, load a source or an eval set into a file, run one stage over a file. Publishing is
-`m1data.publishing.hub.publish`.
+`m1data.publishing.hub.publish`; scoring a model on eval sets (`m1data infer run/sweep`) is
+`m1data.infer.jobs`.
 
 Why one module: the command line, a Python session, a config and Ray call these same functions,
 so they cannot disagree; `m1data.cli` only parses arguments, calls one of them and prints. A job
