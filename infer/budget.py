@@ -58,28 +58,19 @@ medbullets_op4,medbullets_op5,path/to/m1_eval.json \\
 m1data infer sweep --base-url http://127.0.0.1:8000/v1 --model <org>/m1-32B-1K \\
     --eval-sets <same> --budgets 2048 --forcing-rounds 0,1,2,3,4,5 --out runs/sweep/m1-32B-1K-forcing
 ```
-With vLLM, pass the Qwen2.5 stop *ids* too (`QWEN25_THINKING_STOP_IDS`, `QWEN25_ANSWER_STOP_IDS`
-as `BudgetConfig.thinking_stop_token_ids` / `answer_stop_token_ids`, and
-``HTTPConfig(extra_params=VLLM_EXTRA_PARAMS)``): vLLM skips special tokens when detokenising, so
-stop *strings* naming them never match and the model would think on through its own
-``<|im_start|>answer``. The Python equivalent of the sweep commands:
+With vLLM, the Qwen2.5 stop *ids* must go on the wire too (the model's own, read from its
+tokenizer, `template_stop_ids`; `QWEN25_THINKING_STOP_IDS` / `QWEN25_ANSWER_STOP_IDS` for Qwen2.5
+models): vLLM skips special tokens when detokenising, so stop *strings* naming them never match and
+the model would think on through its own ``<|im_start|>answer``. The commands do this, and so does
+their Python equivalent, `m1data.infer.jobs`, which reads the eval sets as the commands do (a
+question whose answer key cannot be read is counted ``unscored`` in metrics.json, not dropped):
 
 ```python
-from m1data.reading.evalsets import load_eval_any
-from m1data.infer.budget import BudgetConfig, QWEN25_ANSWER_STOP_IDS, QWEN25_THINKING_STOP_IDS
-from m1data.infer.sweep import run_sweep
-from m1data.llm import VLLM_EXTRA_PARAMS
-from m1data.llm.stages import Endpoint, LLMRuntime, build_engine
+from m1data.infer.jobs import infer_runtime, infer_sweep
 
-runtime = LLMRuntime(concurrency=256)
-endpoint = Endpoint("*", "model", "<org>/m1-32B-1K", "http://127.0.0.1:8000/v1")
-engine = build_engine(endpoint, runtime, VLLM_EXTRA_PARAMS)
-sets = {name: loaded.rows for wanted in ("medmcqa_validation", "medqa_test", "pubmedqa_test")
-        for name, loaded in load_eval_any(wanted).items()}
-base = BudgetConfig(model="<org>/m1-32B-1K",
-                    thinking_stop_token_ids=QWEN25_THINKING_STOP_IDS,
-                    answer_stop_token_ids=QWEN25_ANSWER_STOP_IDS)
-run_sweep(engine, sets, "runs/sweep/m1-32B-1K", base, budgets=[512, 1024, 2048, 4096, 8192], runtime=runtime)
+infer_sweep("<org>/m1-32B-1K", ["medmcqa_validation", "medqa_test", "pubmedqa_test"], "runs/sweep/m1-32B-1K",
+            base_url="http://127.0.0.1:8000/v1", budgets=[512, 1024, 2048, 4096, 8192],
+            runtime=infer_runtime(concurrency=256))
 ```
 """
 

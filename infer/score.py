@@ -8,9 +8,11 @@ metrics = run_infer(engine, {"medqa_test": rows}, "runs/infer/m1-7B-1K",
 ```
 
 Eval sets are Datasets in the m1data row schema (the columns used are ``prompt``, ``options``,
-``answer_idx`` and, if present, ``id``), or paths to .jsonl / .parquet files of such rows (read
-with `m1data.reading.readers.read_rows`) or a .json list of them (`m1data.reading.evalsets` loads the named sets
-of Table 1 into that schema).
+``answer_idx`` and, if present, ``id``), or files read as `m1data infer --eval-sets NAME=FILE` reads
+them (`read_eval_sets`: a named set's native file, any eval file, or the rows `m1data load-eval`
+wrote). `m1data.infer.jobs` takes what the command line takes (eval set names, the endpoint, the
+budget) and calls `run_infer` / `m1data.infer.sweep.run_sweep`; this module is for an engine
+built by hand.
 
 The calls go through the LLM stages' runtime (`LLMRuntime`, see `m1data.infer.budget`), with the
 reply cache in ``out_dir/llm_cache.sqlite`` unless the runtime names one: a run killed midway and
@@ -46,7 +48,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -60,16 +62,17 @@ from m1data.llm.cache import Cache
 from m1data.llm.runner import RunStats, run_sync
 from m1data.llm.stages import CACHE_FILENAME, LLMRuntime, llm_stats
 from m1data.llm.types import Engine
-from m1data.reading.readers import ROW_SUFFIXES, read_records, read_rows
+from m1data.reading.evalsets import EvalInput, load_eval_input, with_mappings
 from m1data.running.pipeline import run_lock
 from m1data.schema import LETTERS
 from m1data.stages.answers import grade
 
 __all__ = ["EvalSource", "InferIncomplete", "eval_fingerprint", "has_answer_key", "infer", "load_eval_sets", "load_rows",
-           "open_infer_cache",
+           "open_infer_cache", "read_eval_sets",
            "run_infer", "score_record", "summarize", "write_json"]
 
 EvalSource = datasets.Dataset | str | Path
+EvalSets = Mapping[str, EvalSource] | Sequence[str | EvalInput]
 REQUIRED = ("prompt", "options", "answer_idx")
 
 
@@ -87,38 +90,84 @@ class InferIncomplete(RuntimeError):
         self.missing, self.total = missing, total
 
 
-def load_rows(source: EvalSource) -> datasets.Dataset:
-    """An eval set as a Dataset: given as one, or read from a .jsonl/.parquet file of rows (or a
-    .json list of them) with the project's readers."""
-    if isinstance(source, datasets.Dataset):
-        ds = source
-    else:
-        path = Path(source)
-        if path.suffix in ROW_SUFFIXES:
-            ds = read_rows(path)
-        elif path.suffix == ".json":
-            ds = datasets.Dataset.from_list([record for _, record in read_records(path)])
-        else:
-            raise UserError(f"{path}: eval files must be .jsonl, .json or .parquet")
-    missing = [c for c in REQUIRED if c not in ds.column_names]
+def load_rows(source: EvalSource, name: str = "eval set") -> datasets.Dataset:
+    """One eval set as a Dataset: given as one (in the row schema), or read from a file by
+    `read_eval_sets` (a named set's file, any eval file, or rows `m1data load-eval` wrote)."""
+    if not isinstance(source, datasets.Dataset):
+        return read_eval_sets({name: source})[name]
+    missing = [c for c in REQUIRED if c not in source.column_names]
     if missing:
-        raise UserError(f"eval set lacks column(s) {missing}; rows need {list(REQUIRED)}")
-    return ds
+        raise UserError(f"eval set {name!r} lacks column(s) {missing}; rows need {list(REQUIRED)} (give a file "
+                        "by its path to have it read as `m1data infer --eval-sets` reads it)")
+    return source
 
 
-def load_eval_sets(eval_sets: Mapping[str, EvalSource], limit: int | None = None) -> dict[str, datasets.Dataset]:
-    """Every set read (and checked) with `load_rows`, cut to its first `limit` rows when given.
+def read_eval_sets(
+    eval_sets: EvalSets,
+    *,
+    eval_path: str | Path | None = None,
+    mappings: Mapping[str, dict[str, Any]] | None = None,
+) -> dict[str, datasets.Dataset]:
+    """Eval sets by name, read as every door reads them: `m1data infer --eval-sets`, this
+    module's `run_infer`, `m1data.infer.jobs` and `decontaminate --eval` (`EvalInput.parse`,
+    `with_mappings`, `load_eval_input`).
+
+    `eval_sets` is a list of entries (`NAME`, `FILE`, `NAME=FILE` or `EvalInput`s, as on the
+    command line), or a mapping of set name to a Dataset in the row schema (taken as it is) or to a
+    file (read as `NAME=FILE`: a known set from its native file, a file of any eval layout, or the
+    rows `m1data load-eval` wrote, as they are). `eval_path` is a single named set's file
+    (``--eval-path``); `mappings` gives a file's columns by entry name (``--eval-mapping``).
+
+    Each set keeps its questions whose answer key could not be read (`LoadResult.targets`, with
+    ``answer_idx`` -1): scoring counts them as unscored in metrics.json, where leaving them out
+    (`LoadResult.rows`) reported a set with broken keys as if it were whole. A set name given
+    twice is an error: the second silently replaced the first."""
+    if isinstance(eval_sets, (str, Path, EvalInput)):  # one entry, not a sequence of its characters
+        eval_sets = [eval_sets]
+    if isinstance(eval_sets, Mapping):
+        specs = [source if isinstance(source, datasets.Dataset) else EvalInput(name, str(source))
+                 for name, source in eval_sets.items()]
+        names = list(eval_sets)
+    else:
+        specs = [e if isinstance(e, EvalInput) else EvalInput.parse(str(e)) for e in eval_sets]
+        names = [None] * len(specs)
+    if not specs:
+        raise UserError("no eval set given")
+    if eval_path is not None:
+        if len(specs) != 1 or not isinstance(specs[0], EvalInput):
+            raise UserError("an eval path (--eval-path) goes with exactly one eval set, given by name")
+        if specs[0].path is None:
+            specs = [EvalInput(specs[0].name, str(eval_path))]
+    mapped = iter(with_mappings([s for s in specs if isinstance(s, EvalInput)], dict(mappings or {})))
+    sets: dict[str, datasets.Dataset] = {}
+    for given_name, spec in zip(names, specs, strict=True):
+        if isinstance(spec, datasets.Dataset):
+            read = {given_name: load_rows(spec, given_name)}
+        else:
+            read = {name: loaded.targets() for name, loaded in load_eval_input(next(mapped), scoring=True).items()}
+        for name, rows in read.items():
+            if name in sets:
+                raise UserError(f"eval set {name!r} is given twice; give each set once (NAME=FILE names a file)")
+            sets[name] = rows
+    return sets
+
+
+def load_eval_sets(
+    eval_sets: EvalSets,
+    limit: int | None = None,
+    *,
+    eval_path: str | Path | None = None,
+    mappings: Mapping[str, dict[str, Any]] | None = None,
+) -> dict[str, datasets.Dataset]:
+    """Every set read (and checked) with `read_eval_sets`, cut to its first `limit` rows when given.
 
     Why the checks: an empty set (or a `limit` below 1) scored 0 of 0 as accuracy 0.0 and pulled
     Table 1's average down with it, and a run with no set at all wrote metrics of nothing; a set
     whose every answer key is unreadable has no accuracy either."""
     if limit is not None and limit < 1:
         raise UserError(f"limit must be at least 1 question per set, got {limit}")
-    if not eval_sets:
-        raise UserError("no eval set given")
     sets = {}
-    for name, source in eval_sets.items():
-        rows = load_rows(source)
+    for name, rows in read_eval_sets(eval_sets, eval_path=eval_path, mappings=mappings).items():
         rows = rows.select(range(min(limit, len(rows)))) if limit is not None else rows
         if not any(has_answer_key(options, idx) for options, idx in zip(rows["options"], rows["answer_idx"])):
             raise UserError(f"eval set {name!r} has no question with a usable answer key "
@@ -215,7 +264,7 @@ def _scored_lines(name: str, rows: datasets.Dataset, records: list[BudgetRecord]
 
 async def infer(
     engine: Engine,
-    eval_sets: Mapping[str, EvalSource],
+    eval_sets: EvalSets,
     out_dir: str | Path,
     config: BudgetConfig,
     *,
@@ -294,7 +343,7 @@ def open_infer_cache(runtime: LLMRuntime | None, out_dir: str | Path) -> Cache:
 
 def run_infer(
     engine: Engine,
-    eval_sets: Mapping[str, EvalSource],
+    eval_sets: EvalSets,
     out_dir: str | Path,
     config: BudgetConfig,
     *,

@@ -35,14 +35,14 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from m1data.infer.budget import BudgetConfig
 from m1data.infer.score import (
-    EvalSource,
+    EvalSets,
     InferIncomplete,
     eval_fingerprint,
     infer,
@@ -61,7 +61,7 @@ from m1data.running.pipeline import run_lock
 
 log = logging.getLogger(__name__)
 
-__all__ = ["load_points", "plot_sweep", "run_sweep", "short_label", "sweep"]
+__all__ = ["load_points", "plot_sweep", "run_sweep", "short_label", "sweep", "sweep_settings"]
 
 AVERAGE = "average"
 
@@ -103,7 +103,7 @@ def _done(path: Path, config: BudgetConfig, fingerprints: dict[str, str], limit:
     return metrics if same else None
 
 
-def _grid(base: BudgetConfig, budgets: Sequence[int], forcing_rounds: Sequence[int]) -> list[BudgetConfig]:
+def sweep_settings(base: BudgetConfig, budgets: Sequence[int], forcing_rounds: Sequence[int]) -> list[BudgetConfig]:
     """The settings of the grid, each checked by `BudgetConfig`. Why before any point: a negative
     budget late in the list stopped the sweep after the points before it had run, and a value
     given twice wrote the same point twice into sweep.json and the plots."""
@@ -117,7 +117,7 @@ def _grid(base: BudgetConfig, budgets: Sequence[int], forcing_rounds: Sequence[i
 
 async def sweep(
     engine: Engine,
-    eval_sets: Mapping[str, EvalSource],
+    eval_sets: EvalSets,
     out_dir: str | Path,
     base: BudgetConfig,
     budgets: Sequence[int],
@@ -143,7 +143,7 @@ async def _sweep(engine: Engine, eval_sets: Mapping[str, EvalSource], out: Path,
     points = []
     missing = total = 0
     incomplete = []
-    grid = _grid(base, budgets, forcing_rounds)  # every setting checked before any point runs
+    grid = sweep_settings(base, budgets, forcing_rounds)  # every setting checked before any point runs
     sets = load_eval_sets(eval_sets, limit)  # read once for every point
     fingerprints = {name: eval_fingerprint(rows) for name, rows in sets.items()}
     for config in grid:
@@ -173,7 +173,7 @@ async def _sweep(engine: Engine, eval_sets: Mapping[str, EvalSource], out: Path,
 
 def run_sweep(
     engine: Engine,
-    eval_sets: Mapping[str, EvalSource],
+    eval_sets: EvalSets,
     out_dir: str | Path,
     base: BudgetConfig,
     budgets: Sequence[int],

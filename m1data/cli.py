@@ -7,10 +7,8 @@ commands should not pay for: they are imported when a command first uses them (`
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import importlib
 import json
-import os
 import signal
 import threading
 import warnings
@@ -27,13 +25,11 @@ from m1data.errors import (
     M1DataError,
     StorageError,
     Terminated,
-    UserError,
     raise_terminated,
     storage_cause,
     storage_message,
 )
 from m1data.output import console, enable
-from m1data.redact import shown_variable
 
 
 class _Module:
@@ -53,10 +49,7 @@ native = _Module("m1data.reading.native")
 funnels = _Module("m1data.running.funnel")
 hub = _Module("m1data.publishing.hub")
 pipeline = _Module("m1data.running.pipeline")
-llm = _Module("m1data.llm")
-hf = _Module("m1data.llm.hf")
-vllm = _Module("m1data.llm.vllm")
-infer_budget = _Module("m1data.infer.budget")
+infer_jobs = _Module("m1data.infer.jobs")
 score = _Module("m1data.infer.score")
 sweep = _Module("m1data.infer.sweep")
 sft = _Module("m1data.train.sft")
@@ -65,7 +58,6 @@ dedup_stages = _Module("m1data.stages.dedup")
 traces = _Module("m1data.stages.traces")
 mesh = _Module("m1data.stages.mesh")
 comparison = _Module("m1data.running.compare")
-llm_stages = _Module("m1data.llm.stages")
 hf_datasets = _Module("datasets")
 
 # Plain Click help: typer's rich panels print `<bool>` after every flag (typer 0.2x), as if
@@ -535,97 +527,9 @@ LabelOpt = Annotated[Optional[str], typer.Option(
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")]
 
 
-def _template_stops(tokenizer_name: str, explicit: bool):
-    """Stop ids from the model's own tokenizer and chat template. A tokenizer named with
-    --tokenizer must load (else one line, exit 2); the default (--model, often a served name) may
-    not, and then a one-line warning says the run stops on marker strings instead. Either way
-    within a second, offline too (`load_tokenizer`)."""
-    try:
-        tokenizer = infer_budget.load_tokenizer(tokenizer_name)
-    except (ImportError, UserError) as err:
-        if explicit:
-            raise
-        console.print(f"[yellow]warning:[/yellow] {err}; stopping on marker strings only, with special tokens kept "
-                      "in the text. Pass --tokenizer to stop on the model's own end-of-turn tokens.", soft_wrap=True)
-        return None
-    return infer_budget.template_stop_ids(tokenizer)
-
-
-def _infer_endpoint(engine: str, model: str, base_url: str | None, api_key_env: str | None):
-    """The `Endpoint` an infer command calls (--engine http: the server at --base-url; hf, vllm:
-    the model loaded in-process), after the checks that need nothing started."""
-    if engine not in ("http", "hf", "vllm"):
-        raise typer.BadParameter("choose http, hf or vllm", param_hint="--engine")
-    if api_key_env is not None and engine != "http":
-        raise typer.BadParameter("--api-key-env goes with --engine http", param_hint="--api-key-env")
-    if engine == "http" and not base_url:
-        raise typer.BadParameter("--engine http needs --base-url", param_hint="--base-url")
-    if api_key_env is not None and not os.environ.get(api_key_env):
-        raise typer.BadParameter(f"environment variable {shown_variable(api_key_env)} is not set",
-                                 param_hint="--api-key-env")
-    where = {"http": base_url, "hf": llm_stages.HF, "vllm": llm_stages.VLLM}[engine]
-    return llm_stages.Endpoint(key="*", role="model", model=model, base_url=where, api_key_env=api_key_env)
-
-
-def _infer_engine_and_stops(endpoint, runtime, tokenizer: str | None):
-    """The engine (from the LLM stages' factory), and the (thinking, answer) stop ids budget
-    forcing needs (reference s.10), read from the model's tokenizer and chat template; None when
-    only stop strings can be used."""
-    if endpoint.base_url == llm_stages.HF:  # the loaded model's own tokenizer
-        engine = llm_stages.build_engine(endpoint, runtime)
-        return engine, infer_budget.template_stop_ids(engine.tokenizer)
-    stops = _template_stops(tokenizer or endpoint.model, explicit=tokenizer is not None)
-    return llm_stages.build_engine(endpoint, runtime, llm.VLLM_EXTRA_PARAMS), stops
-
-
-def _preflight(endpoint) -> None:
-    """A dead endpoint (or a missing key, or package) is one line and exit 2, before anything
-    is loaded or sent."""
-    problem = llm_stages.endpoint_preflight(endpoint)
-    if problem:
-        raise UserError(problem)
-
-
-def _eval_sets(specs: list[str], path: Path | None, mappings: list[str] | None = None) -> dict:
-    """Eval sets by name from `--eval-sets` entries and their `--eval-mapping`s, read as
-    `decontaminate --eval` reads them (`EvalInput.parse`, `with_mappings`, `load_eval_input` for scoring).
-
-    Each set keeps its questions whose answer key could not be read (`LoadResult.targets`, with
-    ``answer_idx`` -1): scoring counts them as unscored in metrics.json, where leaving them out
-    reported a set with broken keys as if it were whole. A set name given twice is an error: the
-    second silently replaced the first."""
-    entries = [e.strip() for spec in specs for e in spec.split(",") if e.strip()]
-    if not entries:
-        raise typer.BadParameter("no eval set given", param_hint="--eval-sets")
-    if path is not None and len(entries) != 1:
-        raise typer.BadParameter("--eval-path goes with exactly one eval set", param_hint="--eval-path")
-    inputs = [evalsets.EvalInput.parse(entry) for entry in entries]
-    if path is not None and inputs[0].path is None:
-        inputs = [evalsets.EvalInput(inputs[0].name, str(path))]
-    sets = {}
-    for spec in evalsets.with_mappings(inputs, _eval_mappings(mappings)):
-        for name, loaded in evalsets.load_eval_input(spec, scoring=True).items():
-            if name in sets:
-                raise typer.BadParameter(f"eval set {name!r} is given twice; give each set once (NAME=FILE names "
-                                         "a file)", param_hint="--eval-sets")
-            sets[name] = loaded.targets()
-    return sets
-
-
-def _budget_config(model: str, stops, forcing_string: str, answer_max_tokens: int):
-    if stops is None:  # stop strings only: they can match only if the server keeps special tokens in the text
-        return infer_budget.BudgetConfig(model=model, forcing_string=forcing_string, answer_max_tokens=answer_max_tokens,
-                            extra_params={"skip_special_tokens": False})
-    return infer_budget.BudgetConfig(model=model, forcing_string=forcing_string, answer_max_tokens=answer_max_tokens,
-                        thinking_stop_token_ids=tuple(stops[0]), answer_stop_token_ids=tuple(stops[1]))
-
-
-def _infer_runtime(cache: Path | None, concurrency: int, rpm: float | None, tpm: float | None, timeout: float,
-                   progress: bool):
-    """The runtime block of an infer command: the LLM stages' `LLMRuntime`, so the same flags
-    mean the same things."""
-    return llm_stages.LLMRuntime(concurrency=concurrency, rpm=rpm, tpm=tpm, timeout=timeout,
-                      cache_path=str(cache) if cache is not None else None, progress=progress)
+def _eval_entries(specs: list[str]) -> list[str]:
+    """`--eval-sets` entries, comma-separated or repeated, as a list."""
+    return [e.strip() for spec in specs for e in spec.split(",") if e.strip()]
 
 
 def _incomplete(stop: Exception) -> NoReturn:
@@ -633,10 +537,6 @@ def _incomplete(stop: Exception) -> NoReturn:
     stops incomplete (the re-run sends only those)."""
     console.print(f"[red]{stop}[/red]", soft_wrap=True)
     raise typer.Exit(1)
-
-
-def _label(label: str | None, model: str) -> str:
-    return label or sweep.short_label(model)
 
 
 InferCacheOpt = Annotated[Optional[Path], typer.Option(
@@ -672,16 +572,15 @@ def infer_run(
     progress: ProgressOpt = True,
 ) -> None:
     """Generate with a thinking budget (and optional budget forcing) and score per eval set."""
-    endpoint = _infer_endpoint(engine, model, base_url, api_key_env)
-    _preflight(endpoint)
-    sets = _eval_sets(eval_names, eval_path, eval_mapping)
-    runtime = _infer_runtime(cache, concurrency, rpm, tpm, timeout, progress)
-    eng, stops = _infer_engine_and_stops(endpoint, runtime, tokenizer)
-    config = dataclasses.replace(_budget_config(model, stops, forcing_string, answer_max_tokens),
-                                 thinking_budget=budget, forcing_rounds=forcing_rounds)
     try:
-        with _exit_1_when_locked():
-            metrics = score.run_infer(eng, sets, out, config, runtime=runtime, limit=limit, label=_label(label, model))
+        with _user_errors(), _exit_1_when_locked():
+            metrics = infer_jobs.infer_run(
+                model, _eval_entries(eval_names), out, engine=engine, base_url=base_url, api_key_env=api_key_env,
+                tokenizer=tokenizer, label=label, eval_path=eval_path, eval_mappings=_eval_mappings(eval_mapping),
+                budget=budget, forcing_rounds=forcing_rounds, forcing_string=forcing_string,
+                answer_max_tokens=answer_max_tokens, limit=limit,
+                runtime=infer_jobs.infer_runtime(cache=cache, concurrency=concurrency, rpm=rpm, tpm=tpm,
+                                                 timeout=timeout, progress=progress))
     except score.InferIncomplete as stop:
         _incomplete(stop)
     _print_stats(metrics)
@@ -718,16 +617,15 @@ def infer_sweep(
             grid[name] = [int(v) for v in spec.split(",")]
         except ValueError:
             raise typer.BadParameter(f"expected comma-separated whole numbers, got {spec!r}", param_hint=name) from None
-    endpoint = _infer_endpoint(engine, model, base_url, api_key_env)
-    _preflight(endpoint)
-    sets = _eval_sets(eval_names, eval_path, eval_mapping)
-    runtime = _infer_runtime(cache, concurrency, rpm, tpm, timeout, progress)
-    eng, stops = _infer_engine_and_stops(endpoint, runtime, tokenizer)
-    base = _budget_config(model, stops, forcing_string, answer_max_tokens)
     try:
-        with _exit_1_when_locked():
-            points = sweep.run_sweep(eng, sets, out, base, grid["--budgets"], grid["--forcing-rounds"],
-                                     runtime=runtime, limit=limit, label=_label(label, model))
+        with _user_errors(), _exit_1_when_locked():
+            points = infer_jobs.infer_sweep(
+                model, _eval_entries(eval_names), out, engine=engine, base_url=base_url, api_key_env=api_key_env,
+                tokenizer=tokenizer, label=label, eval_path=eval_path, eval_mappings=_eval_mappings(eval_mapping),
+                budgets=grid["--budgets"], forcing_rounds=grid["--forcing-rounds"], forcing_string=forcing_string,
+                answer_max_tokens=answer_max_tokens, limit=limit,
+                runtime=infer_jobs.infer_runtime(cache=cache, concurrency=concurrency, rpm=rpm, tpm=tpm,
+                                                 timeout=timeout, progress=progress))
     except score.InferIncomplete as stop:
         _incomplete(stop)
     _print_stats({"points": points})

@@ -1,6 +1,7 @@
 """The jobs m1data does, one public function each: build a dataset, resample m1K from an m23K that
 exists, load a source or an eval set into a file, run one stage over a file. Publishing is
-`m1data.publishing.hub.publish`.
+`m1data.publishing.hub.publish`; scoring a model on eval sets (`m1data infer run/sweep`) is
+`m1data.infer.jobs`.
 
 Why one module: the command line, a Python session, a config and Ray call these same functions,
 so they cannot disagree; `m1data.cli` only parses arguments, calls one of them and prints. A job
@@ -259,11 +260,16 @@ def resample(
     """m1K drawn again from an m23K that exists (a Hub-layout folder, a .parquet/.jsonl file or a
     Hub repo id), without re-running anything before the sampler. The draw is the m1K config's
     `sample` (`config` as in `build`, or a `SampleConfig`), with `seed` and `n` over it when given.
-    The card carries the m23K's teacher, students and decontamination forward."""
+    The card carries the m23K's teacher, students and decontamination forward. A config's
+    ``executor:`` block is refused, as the command refuses ``--executor`` with ``--from-m23k``."""
     if isinstance(config, SampleConfig):
         sample = config
     else:
-        sample = _load_config(BUILDERS["m1k"].config, config)[0].sample
+        cfg, executor = _load_config(BUILDERS["m1k"].config, config)
+        if executor is not None:  # was ignored in silence, while the command refuses --executor here
+            raise UserError("resample runs only the sampler, here, on no executor: the config's executor: block goes "
+                            "with a build (m1data build without --from-m23k); remove it, or give another config")
+        sample = cfg.sample
     given = {k: v for k, v in (("seed", seed), ("n", n)) if v is not None}
     sample = dataclasses.replace(sample, **given)
     return _run("m1k", resample_stages(str(m23k), sample), Path(out), ExecutorConfig(), start=None, until=None,

@@ -246,3 +246,24 @@ def test_jobs_reading_a_run_folder_refuse_a_file_or_a_missing_one_alike_at_every
     assert str(raised.value).startswith(expected)
     result = CliRunner().invoke(app, args)
     assert isinstance(result.exception, UserError) and str(result.exception) == str(raised.value)
+
+
+@pytest.mark.parametrize("block", [{"kind": "ray", "workers": 4}, {"kind": "local"}])
+def test_resample_refuses_a_config_executor_block_at_every_door(tmp_path, block):
+    """`m1data build m1k --from-m23k X --executor ray` is refused (only the sampler runs, here),
+    but a config's `executor:` block was ignored in silence, from the command line (`--config`) and
+    from Python (`m1data.resample(..., config=...)`). It is now one line at every door, before the
+    m23K is read or anything written."""
+    config = {"executor": block, "sample": {"seed": 7}}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    m23k = tmp_path / "m23k.parquet"  # never read: the config is refused first
+    lines = set()
+    for given in (config, path):
+        with pytest.raises(UserError, match="executor: block goes with a build") as raised:
+            m1data.resample(m23k, tmp_path / "out", config=given)
+        lines.add(str(raised.value))
+    result = CliRunner().invoke(app, ["build", "m1k", "--from-m23k", str(m23k), "--config", str(path),
+                                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and " ".join(result.output.split()) == f"error: {lines.pop()}" and not lines
+    assert not (tmp_path / "out").exists()

@@ -58,7 +58,7 @@ def test_fuzzy_engine_needs_no_datasets() -> None:
 # publish. They run in a folder holding what they expect to find: runs/m23k, an m23K built
 # against the scripted teacher of test_build_e2e (real HTTP calls).
 
-PYTHON_JOBS = ["default build", "config object", "resample", "polars stage", "publish"]
+PYTHON_JOBS = ["default build", "config object", "resample", "polars stage", "publish", "infer"]
 
 
 @pytest.fixture(scope="module")
@@ -81,11 +81,11 @@ def test_python_section_shows_each_job() -> None:
     blocks = examples("Using m1data from Python")
     assert len(blocks) == len(PYTHON_JOBS)
     for block, call in zip(blocks, ['build("m1k", "runs/m1k")', "config=cfg", "resample(", "Dataset.from_polars",
-                                    "publish("]):
+                                    "publish(", "infer_run("]):
         assert call in block
 
 
-@pytest.mark.parametrize("index", range(1, len(PYTHON_JOBS)), ids=PYTHON_JOBS[1:])
+@pytest.mark.parametrize("index", range(1, len(PYTHON_JOBS) - 1), ids=PYTHON_JOBS[1:-1])
 def test_python_example_runs(index: int, project_folder, monkeypatch) -> None:
     monkeypatch.chdir(project_folder)
     exec(compile(examples("Using m1data from Python")[index], f"README Python job {index + 1}", "exec"), {})  # noqa: S102
@@ -105,6 +105,34 @@ def test_a_command_reads_a_builds_hub_folder(project_folder, monkeypatch) -> Non
     assert result.exit_code == 0, result.output
     read = [*read_rows("deduped.parquet")["id"], *read_rows("deduped.dropped.parquet")["id"]]
     assert sorted(read) == sorted(datasets.load_dataset("runs/m23k/hub", split="train")["id"])
+
+
+def test_python_infer_example_runs(tmp_path, monkeypatch) -> None:
+    """The infer example against a scripted completions server at the example's URL's place, on
+    the packaged MedQA sample rows."""
+    import shutil
+
+    from llm_server import ScriptedServer, completion
+
+    from m1data.stages.loading import sample_dir
+
+    def model(req):
+        if req.body["prompt"].endswith("answer"):
+            return completion(" \\boxed{A}", completion_tokens=3)
+        return completion(" hmm", finish_reason="stop", completion_tokens=2)
+
+    (tmp_path / "eval").mkdir()
+    shutil.copy(sample_dir() / "eval" / "medqa" / "test.jsonl", tmp_path / "eval" / "medqa_test.jsonl")
+    monkeypatch.chdir(tmp_path)
+    block = examples("Using m1data from Python")[PYTHON_JOBS.index("infer")]
+    with ScriptedServer(model) as server:
+        assert "http://127.0.0.1:8000/v1" in block
+        code = block.replace("http://127.0.0.1:8000/v1", server.base_url)
+        namespace: dict = {}
+        exec(compile(code, "README Python infer", "exec"), namespace)  # noqa: S102
+    scored = namespace["metrics"]["sets"]["medqa_test"]
+    assert scored["n"] == 15 and 0 < scored["correct"] < 15
+    assert (tmp_path / "runs" / "infer" / "m1-7B-1K" / "records.jsonl").is_file()
 
 
 @pytest.mark.main_job  # the whole default build, minutes: `pytest -m main_job` (README, "Tests")

@@ -49,7 +49,7 @@ import numpy as np
 
 from m1data.caches import can_write_in
 from m1data.config import ConfigError
-from m1data.errors import M1DataError
+from m1data.errors import M1DataError, UserError
 from m1data.running.pipeline import RunContext, portable, sum_stats
 from m1data.schema import fresh_fingerprint
 
@@ -82,6 +82,21 @@ class ExecutorConfig:
     workers: int | None = None
     gpus_per_worker: float = 0.0
     rows_per_block: int | None = None
+
+    def __post_init__(self) -> None:
+        """Checked when the settings are read, at every door (a config's ``executor:``, the
+        command line's ``--executor``, an ExecutorConfig from Python). Why: ``workers: 0`` and
+        ``rows_per_block: 0`` fell through to the defaults in silence (``or``), and a negative
+        value was handed on to Ray (``ray.init(num_cpus=...)``, a worker pool's size), unchecked."""
+        if self.kind not in ("local", "ray"):
+            raise UserError(f"executor.kind must be local or ray, got {self.kind!r}")
+        for name, default in (("num_cpus", "every CPU here"), ("workers", "the cluster's CPUs"),
+                              ("rows_per_block", "about four blocks per worker")):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UserError(f"executor.{name} must be at least 1 (leave it out for {default}), got {value!r}")
+        if self.gpus_per_worker < 0:
+            raise UserError(f"executor.gpus_per_worker must be 0 or more, got {self.gpus_per_worker!r}")
 
 
 def executor_config(kind: str | None, address: str | None, base: ExecutorConfig | None = None) -> ExecutorConfig:

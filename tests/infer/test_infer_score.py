@@ -12,6 +12,7 @@ from m1data.infer.score import load_rows, run_infer
 from m1data.infer.sweep import load_points, plot_sweep, run_sweep
 
 from m1data.llm.types import Reply, Request
+from m1data.schema import make_row, rows_to_dataset
 
 
 class Oracle:
@@ -64,8 +65,10 @@ def rows(questions: list[tuple[str, int]]) -> datasets.Dataset:
 @pytest.fixture
 def eval_sets(tmp_path):
     a = rows([("pick A", 0), ("pick C", 2), ("pick B", 3), ("pick D budget", 3)])
-    path = tmp_path / "b.jsonl"
-    rows([("pick B", 1), ("fail pick A", 0)]).to_json(str(path))
+    path = tmp_path / "b.jsonl"  # rows as `m1data load-eval` writes them, read as they are
+    b = [make_row(source="set_b", row_id=f"q{i}", question=q, options=["alpha", "beta", "gamma", "delta"],
+                  answer_idx=gold, raw={}, seed=None) for i, (q, gold) in enumerate([("pick B", 1), ("fail pick A", 0)])]
+    rows_to_dataset(b).to_json(str(path))
     return {"set_a": a, "set_b": path}
 
 

@@ -390,7 +390,7 @@ def test_infer_reads_an_eval_file_through_its_eval_mapping(tmp_path):
     with ScriptedServer(thinker()) as server:
         common = ["infer", "run", "--base-url", server.base_url, "--model", "m", "--budget", "8", "--no-progress"]
         refused = CliRunner().invoke(app, [*common, "--eval-sets", str(evals), "--out", str(tmp_path / "no")])
-        assert refused.exit_code != 0 and "no question column" in str(refused.exception), refused.output
+        assert refused.exit_code == 2 and "no question column" in refused.output, refused.output
         for entry, name in ((str(evals), "odd"), (f"mine={evals}", "mine")):
             out = tmp_path / name
             result = CliRunner().invoke(app, [*common, "--eval-sets", entry, "--eval-mapping", f"{name}:{ODD_MAPPING}",
@@ -409,9 +409,8 @@ def test_a_loaded_eval_file_is_read_as_it_is_at_every_door(tmp_path):
     ids twice (`medqa_test:medqa_test:...`), while `run_infer` given the same file read it as it
     is: two doors, two sets of prompts, neither the raw file's. Every door now reads loaded rows
     as they are, so LOADED is the set the raw file gives, through the CLI, Python and decontaminate."""
-    from m1data.cli import _eval_sets
     from m1data.errors import UserError
-    from m1data.infer.score import load_eval_sets
+    from m1data.infer.score import load_eval_sets, read_eval_sets
     from m1data.reading.readers import read_rows
     from m1data.stages.loading import sample_dir
 
@@ -419,13 +418,13 @@ def test_a_loaded_eval_file_is_read_as_it_is_at_every_door(tmp_path):
     loaded = tmp_path / "loaded.jsonl"
     result = CliRunner().invoke(app, ["load-eval", "medqa_test", "--path", str(raw), "--out", str(loaded)])
     assert result.exit_code == 0, result.output
-    from_raw = _eval_sets([f"medqa_test={raw}"], None)["medqa_test"].to_list()
+    from_raw = read_eval_sets([f"medqa_test={raw}"])["medqa_test"].to_list()
     assert from_raw == read_rows(loaded).to_list()
     for entry, name in ((f"medqa_test={loaded}", "medqa_test"), (f"mine={loaded}", "mine")):
-        assert _eval_sets([entry], None)[name].to_list() == from_raw, entry
+        assert read_eval_sets([entry])[name].to_list() == from_raw, entry
     assert load_eval_sets({"medqa_test": loaded})["medqa_test"].to_list() == from_raw
     with pytest.raises(UserError, match="holds loaded rows of medqa_test, not of medmcqa_validation"):
-        _eval_sets([f"medmcqa_validation={loaded}"], None)
+        read_eval_sets([f"medmcqa_validation={loaded}"])
 
     train = tmp_path / "train.jsonl"
     copies = [{**row, "id": f"copy{i}", "source": "medqa"} for i, row in enumerate(from_raw[:3])]

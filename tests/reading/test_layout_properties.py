@@ -35,9 +35,10 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from m1data.cli import _eval_sets, app
+from m1data.cli import _eval_mappings, app
 from m1data.config import from_dict
 from m1data.errors import M1DataError
+from m1data.infer.score import read_eval_sets
 from m1data.reading.evalsets import EvalInput, load_eval_input, load_evals
 from m1data.reading.readers import read_rows
 from m1data.reading.sources import load_source
@@ -311,7 +312,7 @@ def eval_infer(path: Path, tmp: Path, mapping: dict | None):
     rows. It keeps the questions whose key could not be read too (answer_idx -1), so that infer
     counts them as unscored; those must be dropped records of the loader as well."""
     given = [f"{path.stem}:{_mapping_spec(mapping)}"] if mapping else None
-    (rows,) = _eval_sets([str(path)], None, given).values()
+    (rows,) = read_eval_sets([str(path)], mappings=_eval_mappings(given)).values()
     (result,) = load_eval_input(EvalInput(str(path), mapping=mapping)).values()
     scored = [r for r in rows.to_list() if r["answer_idx"] >= 0]
     assert len(rows) - len(scored) <= len(result.dropped)

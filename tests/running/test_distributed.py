@@ -26,6 +26,7 @@ import datasets
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from llm_server import Received, Response, ScriptedServer, chat, error
 from stage_doubles import Given
 from test_build_e2e import make_handler, truth_by_prompt, write_config
@@ -102,6 +103,34 @@ def test_executor_from_yaml_and_command_line(tmp_path):
         build_settings("m1k", path)
     with pytest.raises(ConfigError, match="--ray-address goes with --executor ray"):
         build_settings("m1k", None, "local", "auto")
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(["num_cpus", "workers", "rows_per_block", "gpus_per_worker"]), value=st.integers(-9, 0))
+def test_executor_settings_below_their_least_are_one_line_at_every_door(tmp_path_factory, name, value):
+    """`workers: 0` and `rows_per_block: 0` fell through to the defaults in silence, and a negative
+    `workers` or `num_cpus` was handed on to Ray unchecked. From Python, a
+    config mapping, and a config file on the command line, each is now the same line before anything
+    runs; a value at or above the least is taken as given."""
+    import m1data
+    from m1data.errors import UserError
+    from m1data.running.distributed import ExecutorConfig
+
+    value = value - 1 if name == "gpus_per_worker" and value == 0 else value  # no GPU is allowed
+    tmp = tmp_path_factory.mktemp("executor")
+    with pytest.raises(UserError) as raised:
+        ExecutorConfig(kind="ray", **{name: value})
+    line = str(raised.value)
+    assert line.startswith(f"executor.{name} must be") and str(value) in line
+    with pytest.raises(UserError) as from_mapping:
+        m1data.build("m1k", tmp / "out", config={"executor": {"kind": "ray", name: value}})
+    assert str(from_mapping.value) == f"config.executor: {line}"
+    path = tmp / "c.yaml"
+    path.write_text(yaml.safe_dump({"executor": {"kind": "ray", name: value}}), encoding="utf-8")
+    result = CliRunner().invoke(app, ["build", "m1k", "--config", str(path), "--out", str(tmp / "out")])
+    assert result.exit_code == 2 and f"{path}:executor: {line}" in " ".join(result.output.split()), result.output
+    assert not (tmp / "out").exists()
+    assert getattr(ExecutorConfig(kind="ray", **{name: 1 - value}), name) == 1 - value
 
 
 def test_file_commands_refuse_a_ray_address_without_ray(tmp_path):
