@@ -747,3 +747,16 @@ def test_decontaminate_negative_ngram_is_refused_by_the_option(tmp_path, main):
     rows = _dedup_input(tmp_path)
     proc = main("decontaminate", rows, tmp_path / "out.parquet", "--eval", "medqa_test=nosuch.jsonl", "--ngram", "-1")
     assert proc.returncode == 2 and "Invalid value for '--ngram'" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("url", ["http://alice:sk-ZZZZsecretZZZZ1234@127.0.0.1:9/v1",
+                                 "https://alice:s3cr/etPW9x@host/v1"])  # a '/' in the password too
+def test_a_student_url_without_its_model_is_refused_without_its_credentials(tmp_path, main, url):
+    """`--student URL` (MODEL= forgotten) was refused as `expected MODEL=BASE_URL, got 'URL'`,
+    credentials included; `--student m=URL` was refused without them."""
+    rows = tmp_path / "in.jsonl"
+    rows.write_text("", encoding="utf-8")
+    said = main("run", "difficulty", rows, tmp_path / "out.jsonl", "--student", url)
+    password = url.split(":")[2].rpartition("@")[0]
+    assert said.returncode == 2 and "MODEL=BASE_URL" in said.stderr, said.stderr
+    assert password not in said.stderr + said.stdout and "alice" not in said.stderr
