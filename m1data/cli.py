@@ -30,6 +30,7 @@ from m1data.errors import (
     storage_message,
 )
 from m1data.output import console, enable
+from m1data.redact import has_userinfo, without_credentials
 
 
 class _Module:
@@ -412,8 +413,9 @@ def run_difficulty(
     pairs = []
     for spec in student:
         model, sep, url = spec.partition("=")
-        if not sep or not model or not url:
-            raise typer.BadParameter(f"expected MODEL=BASE_URL, got {spec!r}", param_hint="--student")
+        if not sep or not model or not url:  # shown without credentials: the URL alone may carry them
+            shown = without_credentials(spec) if has_userinfo(spec) else spec
+            raise typer.BadParameter(f"expected MODEL=BASE_URL, got {shown!r}", param_hint="--student")
         pairs.append((model, url))
     runtime = jobs.stage_runtime(difficulty.DifficultyConfig, cache_path=cache, concurrency=concurrency, rpm=rpm,
                                  tpm=tpm, timeout=timeout, request_attempts=request_attempts, retry_failed=retry_failed,

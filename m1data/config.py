@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import yaml
 
 from m1data.errors import UserError
+from m1data.redact import redact_environment
 
 T = TypeVar("T")
 
@@ -51,7 +52,7 @@ def _build(tp: Any, value: Any, where: str) -> Any:
         raise _wrong(where, " or ".join(_describe(a) for a in inner), value)
     if origin is typing.Literal:
         if value not in args:
-            raise ConfigError(f"{_at(where)}: must be one of {', '.join(map(repr, args))}, got {value!r}")
+            raise ConfigError(f"{_at(where)}: must be one of {', '.join(map(repr, args))}, got {_shown(value)}")
         return value
     if dataclasses.is_dataclass(tp):
         if isinstance(value, str) and hasattr(tp, "parse"):  # its text form, e.g. an eval entry "NAME=FILE"
@@ -144,8 +145,22 @@ def _describe(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+def _shown(value: Any) -> str:
+    """How a message quotes a value or key of the user's file: its repr, with whatever looks like
+    a key or holds the value of a key variable masked (m1data.redact.redact_environment). Why: the
+    mistakes that make a config error are the ones that put a key in the wrong place (a key pasted
+    under `max_tokens:`, `{api_key_env:sk-...}` without its space, which YAML reads as one key),
+    and the message goes to the terminal and into CI logs."""
+    return redact_environment(repr(value))
+
+
+def _shown_key(key: Any) -> str:
+    """A key of the user's file as a message names it: as written, masked as `_shown` masks."""
+    return redact_environment(str(key))
+
+
 def _wrong(where: str, expected: str, value: Any) -> ConfigError:
-    return ConfigError(f"{_at(where)}: expected {expected}, got {value!r} ({type(value).__name__})")
+    return ConfigError(f"{_at(where)}: expected {expected}, got {_shown(value)} ({type(value).__name__})")
 
 
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
@@ -154,7 +169,7 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(f"{_at(where)}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}"
+        raise ConfigError(f"{_at(where)}: unknown key(s) {', '.join(map(_shown_key, unknown))}; known: {', '.join(sorted(names))}"
                           + _moved_hint(hints, names, unknown))
     return _with_where(where, cls, **{k: _build(hints[k], v, key_path(where, k)) for k, v in data.items()})
 

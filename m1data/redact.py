@@ -21,6 +21,8 @@ server, for one, reports the model it serves by the path it was given.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import sys
@@ -29,6 +31,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path, PureWindowsPath
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from m1data.errors import UserError
 
@@ -170,15 +173,67 @@ def is_placeholder(secret: str) -> bool:
 
 def mask_value(text: str, secret: str | None, replacement: str = "***") -> str:
     """`text` with `secret` replaced: everywhere when it has `MIN_SECRET_LENGTH` characters or
-    more, only as a whole token when it has `MIN_TOKEN_SECRET_LENGTH` or more, and never when it
-    is shorter or a placeholder. Why the token rule: a 5-character key must not reach a log, but
-    as a substring it would match inside innocent words."""
-    if not secret or len(secret) < MIN_TOKEN_SECRET_LENGTH or is_placeholder(secret) or secret not in text:
+    more, written as it is or in any of the forms a server may quote it back in (`_written_forms`:
+    percent-encoded, escaped, base64), only as a whole token when it has `MIN_TOKEN_SECRET_LENGTH`
+    or more, and never when it is shorter or a placeholder. Why the token rule: a 5-character key
+    must not reach a log, but as a substring it would match inside innocent words."""
+    if not secret or len(secret) < MIN_TOKEN_SECRET_LENGTH or is_placeholder(secret) or not text:
         return text
     if len(secret) >= MIN_SECRET_LENGTH:
-        return text.replace(secret, replacement)
+        return _mask_written_forms(text.replace(secret, replacement), secret, replacement)
+    if secret not in text:
+        return text
     token = re.compile(rf"(?<![{_KEY_CHARS}]){re.escape(secret)}(?![{_KEY_CHARS}])")
     return token.sub(lambda _: replacement, text)
+
+
+_BASE64_RUN = "A-Za-z0-9+/_-"  # base64's alphabet and its URL-safe one (`-_` for `+/`)
+
+
+@lru_cache(maxsize=64)
+def _written_forms(secret: str) -> tuple[tuple[str, ...], tuple[re.Pattern[str], ...], tuple[str, ...]]:
+    """How else `secret` is written where a server, a proxy or a library quotes it back, beyond
+    as it is: percent-encoded (a URL, a form body; hex digits in either case, so as a pattern), escaped (a JSON
+    string or a Python repr double its backslash, quote `"` and may write `/` as `\\/`), and
+    base64-encoded (HTTP Basic credentials, logs that dump headers). Why each: a plain-text mask
+    finds none of them, and every one gives the key back to whoever reads the cache, the dropped
+    rows, the card or the terminal.
+
+    base64 depends on where the key starts in what was encoded (alone, or after `user:`): for each
+    of the three alignments, the run of characters that encodes the key's bytes alone is searched,
+    and the whole base64 token holding it is masked."""
+    escaped = {secret.replace("\\", "\\\\"), json.dumps(secret)[1:-1], json.dumps(secret)[1:-1].replace("/", "\\/"),
+               secret.encode("unicode_escape").decode("ascii")}
+    encoded = {quote(secret, safe=""), quote(secret, safe="/"), quote_plus(secret)} - {secret}
+    forms = tuple(sorted(escaped - {secret}, key=len, reverse=True))
+    percent = tuple(re.compile("".join(f"%(?i:{part[1:]})" if part.startswith("%") else re.escape(part)
+                                       for part in re.split(r"(%[0-9A-F]{2})", form) if part))
+                    for form in sorted(encoded, key=len, reverse=True))
+    cores = set()
+    raw = secret.encode()
+    for shift in range(3):
+        whole = base64.b64encode(b"\0" * shift + raw).decode("ascii")
+        core = whole[4 if shift else 0:(len(raw) + shift) // 3 * 4]  # only characters that encode the key alone
+        if len(core) >= MIN_SECRET_LENGTH:
+            cores |= {core, core.translate(str.maketrans("+/", "-_"))}
+    return forms, percent, tuple(sorted(cores))
+
+
+def _mask_written_forms(text: str, secret: str, replacement: str) -> str:
+    """`text` with the other ways of writing `secret` (`_written_forms`) replaced too; a base64
+    form with the whole base64 token around it."""
+    forms, percent, cores = _written_forms(secret)
+    for form in forms:
+        if form in text:
+            text = text.replace(form, replacement)
+    if "%" in text:
+        for pattern in percent:
+            text = pattern.sub(lambda _: replacement, text)
+    for core in cores:
+        if core in text:  # a plain search first: the pattern is far slower on long texts
+            text = re.sub(rf"(?<![{_BASE64_RUN}])[{_BASE64_RUN}]*?{re.escape(core)}[{_BASE64_RUN}]*=*",
+                          lambda _: replacement, text)
+    return text
 
 
 def mask_secret(text: str | None, secret: str | None) -> str | None:

@@ -793,3 +793,16 @@ def test_a_full_disk_while_a_tagger_is_saved_is_one_line_naming_it(tmp_path, mon
     assert err.startswith(f"error: cannot write {model}: No space left on device (ENOSPC)"), err
     assert model.read_bytes() == before
     assert [p.name for p in model.parent.iterdir()] == ["tagger.joblib"]
+
+
+@pytest.mark.parametrize("url", ["http://alice:sk-ZZZZsecretZZZZ1234@127.0.0.1:9/v1",
+                                 "https://alice:s3cr/etPW9x@host/v1"])  # a '/' in the password too
+def test_a_student_url_without_its_model_is_refused_without_its_credentials(tmp_path, main, url):
+    """`--student URL` (MODEL= forgotten) was refused as `expected MODEL=BASE_URL, got 'URL'`,
+    credentials included; `--student m=URL` was refused without them."""
+    rows = tmp_path / "in.jsonl"
+    rows.write_text("", encoding="utf-8")
+    said = main("run", "difficulty", rows, tmp_path / "out.jsonl", "--student", url)
+    password = url.split(":")[2].rpartition("@")[0]
+    assert said.returncode == 2 and "MODEL=BASE_URL" in said.stderr, said.stderr
+    assert password not in said.stderr + said.stdout and "alice" not in said.stderr

@@ -61,3 +61,26 @@ def test_a_yaml_syntax_error_is_one_line_with_its_place(tmp_path):
     with pytest.raises(ConfigError, match=r"c\.yaml: not valid YAML at line 2, column 1") as err:
         load_config(Outer, write(tmp_path, "m23k: [\n"))
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("text", [
+    "inner:\n  ngram: {key}\n",  # a key pasted under the wrong setting
+    "inner:\n  threshold: [{key}]\n",
+    "rule: {key}\n",
+    "inner: {{column: q, api_key_env:{key}}}\n",  # no space after the colon: YAML reads one key
+    "inner:\n  {key}: 1\n",
+])
+@pytest.mark.parametrize("key, where", [
+    ("sk-ZZZZsecretZZZZ1234", None),  # shaped like a key: masked wherever it comes from
+    ("k3Y9zQ", "M1DATA_TEACHER_KEY"),  # a short one, held in a variable named as a key
+    ("Zq7+/x9Abc=", "MY_TEACHER_API_KEY"),
+])
+def test_a_key_in_the_wrong_place_is_not_in_the_config_error(tmp_path, monkeypatch, text, key, where):
+    """A config error quoted the value or key it refused as written: a key pasted under
+    `max_tokens:`, or `{api_key_env:sk-...}` (YAML reads that as one key), went to the terminal and
+    into CI logs. The message still names the file and the key."""
+    if where:
+        monkeypatch.setenv(where, key)
+    with pytest.raises(ConfigError, match=r"c\.yaml:") as caught:
+        load_config(Outer, write(tmp_path, text.format(key=key)))
+    assert key not in str(caught.value) and "[redacted]" in str(caught.value)

@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from llm_server import chat, llm_server  # noqa: F401
 
 from m1data.llm.embedded import EmbeddedEngine
@@ -156,3 +158,74 @@ def test_a_short_key_echoed_by_a_server_is_not_in_the_error(llm_server, monkeypa
     reply = asyncio.run(engine.complete(Request(model="m", messages=({"role": "user", "content": "q"},))))
     assert reply.status != "ok" and "Incorrect API key provided: ***" in reply.error
     assert "k3y9Z" not in reply.error
+
+
+# ---------------------------------------------------------------------------------------------
+# A key quoted back in another form: percent-encoded, escaped, base64
+
+def _written(key: str) -> dict[str, str]:
+    """The ways a server, proxy or library may write `key` back (what an attacker would grep for)."""
+    import base64
+    import json
+    import re
+    from urllib.parse import quote, quote_plus
+
+    return {
+        "percent-encoded": quote(key, safe=""),
+        "form-encoded": quote_plus(key),
+        "percent-encoded, lower-case hex": re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), quote(key, safe="")),
+        "JSON-escaped": json.dumps(key)[1:-1],
+        "bytes repr": repr(key.encode())[2:-1],
+        "base64": base64.b64encode(key.encode()).decode(),
+        "base64 url-safe": base64.urlsafe_b64encode(key.encode()).decode(),
+        "base64 after user:": base64.b64encode(f"user:{key}".encode()).decode(),
+        "base64 after Bearer": base64.b64encode(f"Bearer {key}".encode()).decode(),
+    }
+
+
+_KEY_ALPHABET = "abcXYZ0189-_.+*?()[]{}$^|\\/=%:@ "
+
+
+@given(key=st.text(alphabet=_KEY_ALPHABET, min_size=8, max_size=40).filter(lambda k: k.strip() == k and len(set(k)) > 3),
+       form=st.sampled_from(sorted(_written(""))))
+@settings(max_examples=300, deadline=None)
+def test_a_key_quoted_back_in_another_form_is_masked(key, form):
+    """A 401 that quotes the key percent-encoded or base64-encoded, or a body shown as a Python
+    bytes repr (a `\\` doubled), used to pass every mask: the key reached the reply cache, the
+    dropped rows and the terminal in that form, and publishing's last check did not see it."""
+    written = _written(key)[form]
+    masked = mask_secret(f"401 invalid key {written}; try again", key)
+    for other in {key, *_written(key).values()}:
+        assert other not in masked, (form, masked)
+    assert masked.startswith("401 invalid key ") and masked.endswith("; try again")
+
+
+def test_a_text_without_the_key_in_any_form_is_left_as_it_is():
+    key = "sk-ZZZZsecretZZZZ1234"
+    text = "c2stWlpaWn is the start of one base64 form, sk-ZZZZ of the key; neither is the key. " * 3
+    assert mask_secret(text, key) == text
+
+
+def test_a_key_a_server_quotes_back_encoded_is_not_in_the_reply(llm_server, monkeypatch):  # noqa: F811
+    """End to end, the attacker's view: a refusal and an answer that quote the key
+    percent-encoded and base64-encoded, from a key with regex metacharacters, a '/' and a '\\'."""
+    from llm_server import Received, Response, error, reply
+
+    from m1data.llm.http import HTTPConfig, HTTPEngine
+
+    key = "sk-Ab.+*?(X)[y]{2}$^|\\Zq/="
+    monkeypatch.setenv("M1DATA_ODD_KEY", key)
+    forms = _written(key)
+
+    def quoting(req: Received) -> Response:
+        echoed = " ".join(forms.values())
+        return error(401, f"bad key: {echoed}") if "refuse" in req.text else reply(req, f"A {echoed}", reasoning=echoed)
+
+    llm_server.handler = quoting
+    engine = HTTPEngine(HTTPConfig(base_url=llm_server.base_url, api_key_env="M1DATA_ODD_KEY"))
+    for question in ("refuse", "answer"):
+        answer = asyncio.run(engine.complete(Request(model="m", messages=({"role": "user", "content": question},))))
+        shown = f"{answer.error} {answer.text} {answer.reasoning}"
+        assert "***" in shown
+        for name, form in {"as it is": key, **forms}.items():
+            assert form not in shown, (question, name, shown)

@@ -221,7 +221,8 @@ def _result_reply(line: dict[str, Any], request: Request, engine: HTTPEngine) ->
     if isinstance(response, dict):
         status = response.get("status_code")
         body = json.dumps(response.get("body")).encode()
-        reply: Reply = parse_reply(body, request) if status == 200 else _error_reply(int(status or 0), body, {})
+        reply: Reply = (parse_reply(body, request, mask=engine.mask_text) if status == 200
+                        else _error_reply(int(status or 0), body, {}, mask=engine.mask_text))
     else:
         error = line.get("error") or {}
         message = error.get("message") if isinstance(error, dict) else str(error)

@@ -41,6 +41,7 @@ import json
 import os
 import sys
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -214,6 +215,10 @@ class HTTPEngine:
     def mask(self, text: str | None) -> str | None:
         return mask_secret(text, self._api_key)
 
+    def mask_text(self, text: str) -> str:
+        """`mask` for a text that is there: what `parse_reply` runs before it cuts a server's message."""
+        return mask_secret(text, self._api_key) or ""
+
     # -- the SDK client -----------------------------------------------------------------------
 
     def client(self) -> Any:
@@ -275,7 +280,7 @@ class HTTPEngine:
             return failure("too_large", str(exc))
         except Exception as exc:  # noqa: BLE001  (the SDK's errors, mapped below)
             return self._failure(exc)
-        return self._masked(parse_reply(raw, request))
+        return self._masked(parse_reply(raw, request, mask=self.mask_text))
 
     async def _post(self, request: Request) -> bytes:
         client = self.client()
@@ -293,7 +298,8 @@ class HTTPEngine:
         import openai
 
         if isinstance(exc, openai.APIStatusError):
-            return self._masked(_error_reply(exc.status_code, _error_body(exc), dict(exc.response.headers)))
+            body = _error_body(exc)
+            return self._masked(_error_reply(exc.status_code, body, dict(exc.response.headers), mask=self.mask_text))
         if isinstance(exc, openai.APITimeoutError):
             return failure("timeout", f"no complete reply within {self.config.timeout:g}s", retryable=True)
         if isinstance(exc, openai.APIConnectionError):
@@ -340,21 +346,36 @@ def _error_body(exc: Any) -> bytes:
         return json.dumps(exc.body, default=str).encode() if exc.body is not None else str(exc).encode()
 
 
-def _error_message(body: bytes) -> str:
+def _as_is(text: str) -> str:
+    return text
+
+
+MAX_ERROR_CHARS = 500  # of a server's message kept in a reply's error (and so the cache and the dropped rows)
+
+
+def _cut(text: str, mask: Callable[[str], str], limit: int = MAX_ERROR_CHARS) -> str:
+    """`text` masked (`mask`: the engine's key out), then cut to `limit` characters. Why in that
+    order: a cut through the middle of a key leaves its first characters, which no mask
+    recognises as the key, in the error that the cache, the dropped rows and the terminal show."""
+    return mask(text)[:limit]
+
+
+def _error_message(body: bytes, mask: Callable[[str], str] = _as_is) -> str:
     try:
         data = json.loads(body)
         error = data.get("error", data) if isinstance(data, dict) else data
         message = error.get("message") if isinstance(error, dict) else error
-        return str(message or data)[:500]
+        return _cut(str(message or data), mask)
     except ValueError:
-        return body[:500].decode("utf-8", "replace")
+        return _cut(body.decode("utf-8", "replace"), mask)
 
 
-def _error_reply(status: int, body: bytes, headers: dict[str, str]) -> Failed:
+def _error_reply(status: int, body: bytes, headers: dict[str, str], mask: Callable[[str], str] = _as_is) -> Failed:
     """A non-200 answer. A content filter's 400, and a 403 whose input was flagged by moderation,
     are that request's `filtered` outcome: recorded, never a reason to stop the run (every rerun
-    would stop at the same row and pay again for the replies in flight). Any other 403 stays fatal."""
-    message = _error_message(body)
+    would stop at the same row and pay again for the replies in flight). Any other 403 stays fatal.
+    `mask` runs before the server's message is cut (`_cut`)."""
+    message = _error_message(body, mask)
     markers = {400: _FILTER_MARKERS, 403: _MODERATION_MARKERS}.get(status, ())
     if any(marker in message.lower() for marker in markers):
         return Failed(
@@ -397,20 +418,23 @@ def _billed(data: dict[str, Any]) -> tuple[int, int]:
     return _count(usage.get("prompt_tokens")) or 0, _count(usage.get("completion_tokens")) or 0
 
 
-def parse_reply(raw: bytes, request: Request | str) -> Reply:
+def parse_reply(raw: bytes, request: Request | str, mask: Callable[[str], str] = _as_is) -> Reply:
     """Turn a 200 body into a Reply. Unreadable bodies, empty `choices`, a choice without a
     message, a `null` answer and a generation that broke off (finish_reason `error`/`abort`, or
     an `error` object in the body) are retryable failures (proxies, overloaded servers and
     routers produce them all); they are not answers, and keep the usage the body reports.
-    `request` may be just the kind ("chat"/"completion")."""
+    `request` may be just the kind ("chat"/"completion"). `mask` runs on the part of a body or a
+    message that an error quotes, before it is cut (`_cut`)."""
     kind = request if isinstance(request, str) else request.kind
     req = None if isinstance(request, str) else request
     try:
         data = json.loads(raw)
     except ValueError:
-        return failure("bad_response", f"body is not JSON: {raw[:200]!r}", retryable=True)
+        shown = _cut(raw.decode("utf-8", "replace"), mask, 200)
+        return failure("bad_response", f"body is not JSON: {shown!r}", retryable=True)
     if not isinstance(data, dict):
-        return failure("bad_response", f"body is not a JSON object: {raw[:200]!r}", retryable=True)
+        shown = _cut(raw.decode("utf-8", "replace"), mask, 200)
+        return failure("bad_response", f"body is not a JSON object: {shown!r}", retryable=True)
 
     def refused(kind: str, detail: str) -> Failed:
         reply = failure(kind, detail, retryable=True)
@@ -420,13 +444,13 @@ def parse_reply(raw: bytes, request: Request | str) -> Reply:
     choices = data.get("choices")
     if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
         if data.get("error"):
-            return refused("api_error", _error_message(raw))
+            return refused("api_error", _error_message(raw, mask))
         return refused("bad_response", "reply has no choices")
     choice = choices[0]
     finish = choice.get("finish_reason")
     finish = finish if isinstance(finish, str) else None
     if data.get("error") or finish in _BROKEN_FINISH:
-        detail = _error_message(raw) if data.get("error") else "no error message"
+        detail = _error_message(raw, mask) if data.get("error") else "no error message"
         return refused("api_error", f"the generation broke off (finish_reason {finish!r}): {detail}")
     if kind == "chat":
         message = choice.get("message")
@@ -438,7 +462,7 @@ def parse_reply(raw: bytes, request: Request | str) -> Reply:
         if message.get("refusal") and not content:
             prompt, completion = _billed(data)
             return Failed(
-                status="filtered", finish_reason=finish, error=f"refusal: {message['refusal']}"[:500], kind="filtered",
+                status="filtered", finish_reason=finish, error=_cut(f"refusal: {message['refusal']}", mask), kind="filtered",
                 prompt_tokens=prompt, completion_tokens=completion,
             )
     else:

@@ -327,3 +327,25 @@ def test_a_refused_200_keeps_the_usage_it_reports(llm_server):
     llm_server.handler = lambda req: chat(None, reasoning="long thinking", prompt_tokens=1000, completion_tokens=5000)
     got = call(engine_for(llm_server), CHAT)
     assert (got.kind, got.retryable, got.prompt_tokens, got.completion_tokens) == ("empty_reply", True, 1000, 5000)
+
+
+@pytest.mark.parametrize("status, shape", [(400, "json"), (401, "text"), (200, "text"), (200, "json error")])
+def test_a_key_quoted_where_the_error_is_cut_leaves_none_of_its_characters(llm_server, monkeypatch, status, shape):
+    """A server's message is cut (500 characters; 200 of a body that is not JSON). It was cut before
+    the key was masked, so a key quoted across the cut kept its first characters (`sk-ZZZZse`) in
+    the reply's error, the cache, the dropped rows and the terminal. Every position across the cut."""
+    key = "sk-ZZZZsecretZZZZ1234"
+    monkeypatch.setenv("M1DATA_TEST_KEY", key)
+    engine = engine_for(llm_server, api_key_env="M1DATA_TEST_KEY")
+    limit = 200 if shape == "text" and status == 200 else 500
+    for offset in range(limit - len(key), limit + 1):
+        message = "x" * offset + key
+
+        def quoting(req: Received, message=message) -> Response:
+            body = {"error": {"message": message}} if shape != "text" else f"<html>{message[6:]}"
+            return Response(status, body)
+
+        llm_server.handler = quoting
+        answer = call(engine, CHAT)
+        assert answer.status != "ok" and "xxxx" in answer.error
+        assert "sk-Z" not in answer.error, (offset, answer.error[-40:])
