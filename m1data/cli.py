@@ -107,6 +107,8 @@ def _print_loaded(files: list) -> None:
         if loaded.dropped:
             reasons = ", ".join(f"{r} {n}" for r, n in loaded.reasons.items())
             console.print(f"{loaded.name}: {loaded.dropped:,} dropped ({reasons}) -> {loaded.dropped_path}")
+        for why, count in loaded.out_of_scope.items():
+            console.print(f"{loaded.name}: {count:,} left out ({why})")
 
 
 def _mapping(spec: str | None, option: str = "--mapping") -> dict | None:

@@ -335,7 +335,8 @@ def _run(dataset: str, stages: Sequence[Stage], out: Path, executor: ExecutorCon
 @dataclass
 class LoadedFile:
     """One loaded set written to files: its rows to `path`, the records not read to
-    `dropped_path` (with their reasons, counted in `reasons`)."""
+    `dropped_path` (with their reasons, counted in `reasons`), and the records a split or scope
+    filter left out, counted by why in `out_of_scope` (`LoadResult.out_of_scope`)."""
 
     name: str
     path: Path
@@ -344,6 +345,7 @@ class LoadedFile:
     dropped: int
     reasons: dict[str, int]
     warnings: list[str] = dataclasses.field(default_factory=list)
+    out_of_scope: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 def _refuse_overwrite(inputs: Sequence[str | Path | None], outs: Sequence[Path]) -> None:
@@ -358,7 +360,8 @@ def _refuse_overwrite(inputs: Sequence[str | Path | None], outs: Sequence[Path])
 
 def _write(name: str, result: LoadResult, out: Path) -> LoadedFile:
     dropped = write_result(result.rows, result.dropped, out)
-    return LoadedFile(name, out, dropped, len(result.rows), len(result.dropped), dict(sorted(result.reasons().items())))
+    return LoadedFile(name, out, dropped, len(result.rows), len(result.dropped), dict(sorted(result.reasons().items())),
+                      out_of_scope=dict(result.out_of_scope))
 
 
 @datasets_bars_off()

@@ -45,6 +45,7 @@ from m1data.reading.readers import (
     MalformedFile,
     Parsed,
     Record,
+    Scope,
     check_file,
     check_some_rows_read,
     collect,
@@ -545,12 +546,14 @@ def expected_layouts(layouts: tuple[Layout, ...]) -> str:
     return "records with columns " + " or ".join(str(layout) for layout in layouts)
 
 
-def _collect(name: str, records, parse=None, *, where: str | Path = "", expected: str = "") -> LoadResult:
+def _collect(name: str, records, parse=None, *, where: str | Path = "", expected: str = "",
+             scope: Scope | None = None) -> LoadResult:
     """Rows of one eval set, options shuffled per row from (seed, id) like every loader's.
-    Whether the set has enough in it is checked by the public loaders (`require_items`)."""
+    Whether the set has enough in it is checked by the public loaders (`require_items`).
+    `scope`: the split or scope filter `records` went through (`collect` accounts for it)."""
     records = list(records)
     parse = for_records(parse or make_parser(), [raw for _, raw, _ in records])
-    result = collect(name, records, parse, seed=DEFAULT_SEED, unique_options=False)
+    result = collect(name, records, parse, seed=DEFAULT_SEED, unique_options=False, scope=scope)
     result.origin, result.expected = str(where or name), expected
     result.problem = answer_kind_problem(parse)
     skew = answer_skew(result.rows)
@@ -576,10 +579,11 @@ def require_items(result: LoadResult, name: str, *, scoring: bool = True) -> Loa
     return result
 
 
-def _named(name: str, records, layouts: tuple[Layout, ...], where: str | Path, *, expected: str = "") -> LoadResult:
-    records = list(records)
+def _named(name: str, records, layouts: tuple[Layout, ...], where: str | Path, *, expected: str = "",
+           scope: Scope | None = None) -> LoadResult:
+    records = list(scope.filter(records) if scope is not None else records)
     result = _collect(name, records, layout_parser(name, layouts), where=where,
-                      expected=expected or expected_layouts(layouts))
+                      expected=expected or expected_layouts(layouts), scope=scope)
     check_identity(name, records, result)
     return result
 
@@ -591,13 +595,11 @@ def _local(path: str | Path) -> Iterator[Record]:
         yield f"{line}", raw, f"{name}:{line}"
 
 
-def _hub(name: str, hub_id: str, config: str | None, split: str,
-         keep: Callable[[dict], bool] | None = None) -> Iterator[Record]:
+def _hub(name: str, hub_id: str, config: str | None, split: str) -> Iterator[Record]:
     hint = f"`m1data load-eval {name} --path FILE` (or `--eval {name}=FILE`)"
     ds = load_hub(hub_id, config, split, local_hint=hint)
     for index, raw in enumerate(ds):
-        if keep is None or keep(raw):
-            yield f"{index}", raw, f"{hub_id} {split} row {index}"
+        yield f"{index}", raw, f"{hub_id} {split} row {index}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -710,32 +712,47 @@ def load_mmlu(subject: str, path: str | Path | None = None) -> LoadResult:
     path = Path(path)
     if path.is_dir():
         path = path / f"{subject}_test.csv"
-    records = _mmlu_csv(path) if path.suffix == ".csv" else _local(path)
-    return _named(name, _of_subject(records, subject, path), MMLU, path)
+    records = list(_mmlu_csv(path) if path.suffix == ".csv" else _local(path))
+    return _named(name, records, MMLU, path, scope=_subject_scope(records, subject, path))
 
 
-def _of_subject(records: Iterator[Record], subject: str, path: Path) -> list[Record]:
+def _subject_scope(records: list[Record], subject: str, path: Path) -> Scope | None:
     """The records of one MMLU subject: a file of several (MedAgentsBench's mmlu) gives each
-    subject its own rows; records without a `subject` field are all kept."""
-    records = list(records)
-    subjects = {raw.get("subject") for _, raw, _ in records if isinstance(raw, dict) and "subject" in raw}
+    subject its own rows, and the other subjects' are counted as out of scope; a file whose
+    records carry no `subject` is one subject's (None: all kept). In a file of several, a
+    record whose subject is missing or not text is malformed and dropped with the reason: kept,
+    it was a question of every subject."""
+    subjects = {raw["subject"] for _, raw, _ in records if isinstance(raw, dict) and isinstance(raw.get("subject"), str)}
     if not subjects:
-        return records
+        return None
     if subject not in subjects:
         raise MalformedFile(path, None, f"no mmlu_{subject} questions in it (its subjects: "
-                                        f"{', '.join(sorted(map(str, subjects)))})")
-    return [r for r in records if not isinstance(r[1], dict) or r[1].get("subject", subject) == subject]
+                                        f"{', '.join(sorted(subjects))})")
+
+    def of_subject(raw: Any) -> bool:
+        if not isinstance(raw, dict):
+            return True  # the reader drops it (not_an_object)
+        return text(raw, "subject") == subject
+
+    return Scope(of_subject, f"another MMLU subject than {subject}")
+
+
+def _health_scope() -> Scope:
+    """MMLU-Pro's health questions: the other categories are counted as out of scope; a record
+    whose category is missing or not text cannot be told apart and is dropped with the reason."""
+    def is_health(raw: Any) -> bool:
+        if not isinstance(raw, dict):
+            raise RowError("not_an_object", f"{type(raw).__name__}, not a question object")
+        return text(raw, "category") == "health"
+
+    return Scope(is_health, "an MMLU-Pro category other than health")
 
 
 def load_mmlu_pro_health(path: str | Path | None = None) -> LoadResult:
-    def is_health(raw: Any) -> bool:
-        return isinstance(raw, dict) and raw.get("category") == "health"
-
     if path is None:
-        records = _hub("mmlu_pro_health", "TIGER-Lab/MMLU-Pro", None, "test", is_health)
-        return _named("mmlu_pro_health", records, MMLU_PRO, "TIGER-Lab/MMLU-Pro")
-    records = (record for record in _local(path) if is_health(record[1]))
-    return _named("mmlu_pro_health", records, MMLU_PRO, path)
+        records = _hub("mmlu_pro_health", "TIGER-Lab/MMLU-Pro", None, "test")
+        return _named("mmlu_pro_health", records, MMLU_PRO, "TIGER-Lab/MMLU-Pro", scope=_health_scope())
+    return _named("mmlu_pro_health", _local(path), MMLU_PRO, path, scope=_health_scope())
 
 
 def load_gpqa_diamond(path: str | Path | None = None) -> LoadResult:
@@ -747,7 +764,7 @@ def load_pubmedqa_test(path: str | Path | None = None) -> LoadResult:
     source = PubMedQA()
     hint = "`m1data load-eval pubmedqa_test --path FILE` (or `--eval pubmedqa_test=FILE`)"
     records = source.read_hub("test", hint) if path is None else source.read_native(Path(path), "test")
-    return _named("pubmedqa_test", records, PUBMEDQA, path or source.hub_id,
+    return _named("pubmedqa_test", records, PUBMEDQA, path or source.hub_id, scope=source.scope("test"),
                   expected="PubMedQA questions of the official 500-PMID test split, " + expected_layouts(PUBMEDQA))
 
 

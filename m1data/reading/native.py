@@ -11,7 +11,7 @@ of those two modules imports the other's importer.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,6 +23,7 @@ from m1data.reading.readers import (
     MalformedFile,
     Parsed,
     Record,
+    Scope,
     field,
     key_letter,
     key_text,
@@ -48,8 +49,15 @@ class Source:
     def parse(self, raw: dict[str, Any]) -> Parsed:
         raise NotImplementedError
 
+    def scope(self, split: str) -> Scope | None:
+        """The filter that picks `split`'s records out of a file or Hub split holding more than
+        it (PubMedQA's 1,000 labelled questions hold both of its splits), or None: every record
+        read is the split's."""
+        return None
+
     def read_native(self, path: Path, split: str) -> Iterator[Record]:
-        """Records of a local file; the locator is a fallback id for bad rows."""
+        """Records of a local file, every one of them (`scope` picks the split's); the locator
+        is a fallback id for bad rows."""
         for line, raw in read_records(path):
             yield f"{path.name}:{line}", raw, f"{path.name}:{line}"
 
@@ -276,19 +284,23 @@ def pubmedqa_test_pmids() -> frozenset[str]:
 
 class PubMedQA(Source):
     """PQA-L. split "train" is the 500 PMIDs outside the official test split (m1's pool),
-    "test" the official 500, "all" the 1,000."""
+    "test" the official 500, "all" the 1,000. Files and the Hub hold all 1,000; `scope` picks
+    the split's, counting the other split's records and dropping a record with no readable PMID
+    (not an object, no PMID) with its reason, whichever the split."""
 
     name = "pubmedqa"
     hub_id = SOURCE_REGISTRY["pubmedqa"].hub_id
     hub_config = SOURCE_REGISTRY["pubmedqa"].hub_config
 
-    def select(self, records: Iterable[Record], split: str) -> Iterator[Record]:
+    def scope(self, split: str) -> Scope | None:
         if split not in ("train", "test", "all"):
             raise UserError(f"PubMedQA split must be train, test or all, not {split!r}")
+        if split == "all":
+            return None
         test = pubmedqa_test_pmids()
-        for locator, raw, where in records:
-            if split == "all" or (_pmid(raw) in test) == (split == "test"):
-                yield locator, raw, where
+        other = "train pool" if split == "test" else "official test split"
+        return Scope(lambda raw: (_pmid(raw) in test) == (split == "test"),
+                     f"PubMedQA's {other}, not its {split} split")
 
     def read_native(self, path: Path, split: str) -> Iterator[Record]:
         if path.suffix.lower() == ".json":
@@ -301,13 +313,12 @@ class PubMedQA(Source):
             )
         else:
             records = super().read_native(path, split)
-        yield from self.select(records, split)
+        yield from records
 
     def read_hub(self, split: str, local_hint: str | None = None) -> Iterator[Record]:
         # The Hub config has a single "train" split holding all 1,000 labelled questions.
         ds = self.hub_rows("train", local_hint)
-        rows = ((f"train:{i}", raw, f"{self.hub_id} train row {i}") for i, raw in enumerate(ds))
-        yield from self.select(rows, split)
+        yield from ((f"train:{i}", raw, f"{self.hub_id} train row {i}") for i, raw in enumerate(ds))
 
     def parse(self, raw: Any) -> Parsed:
         if not isinstance(raw, dict):
@@ -331,17 +342,14 @@ class PubMedQA(Source):
                       answer_idx=PUBMEDQA_OPTIONS.index(decision), context="\n".join(contexts))
 
 
-def _pmid(raw: Any) -> str | None:
+def _pmid(raw: Any) -> str:
     """A record's PMID as its row id writes it (`key_text`), for the split: read apart, a PMID that
     pandas wrote as a float (12377809.0, an id column with a null in it) was no test PMID, and the
-    official test questions went into the training pool. None when the record has no readable
-    PMID (its row is dropped by `parse`, with the reason)."""
+    official test questions went into the training pool. A record with no readable PMID is a bad
+    row (RowError): its split cannot be told, and `Scope` drops it with the reason."""
     if not isinstance(raw, dict):
-        return None
-    try:
-        return key_text(raw, "pubid" if "pubid" in raw else "PMID")
-    except RowError:
-        return None
+        raise RowError("not_an_object", f"{type(raw).__name__}, not a PubMedQA question object")
+    return key_text(raw, "pubid" if "pubid" in raw else "PMID")
 
 
 def _decision(value: Any) -> Any:

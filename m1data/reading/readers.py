@@ -25,7 +25,8 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -336,6 +337,9 @@ class LoadResult:
     origin: str = ""  # the file or Hub id, for messages
     expected: str = ""  # what the file should have held, for messages
     problem: str = ""  # a fault of the whole file that leaves every row unscored (an undecidable answer kind)
+    out_of_scope: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Records a split or scope filter left out, by why (PubMedQA's other split, another MMLU
+    subject): well-formed records that are not this set's, counted so every record is accounted for."""
 
     def reasons(self) -> dict[str, int]:
         return dict(Counter(self.dropped["reason"])) if len(self.dropped) else {}
@@ -509,6 +513,35 @@ Record = tuple[str, Any, str]
 `where` says where the record sits ("train.jsonl:12") for the dropped record's detail."""
 
 
+@dataclass
+class Scope:
+    """A split or scope filter (PubMedQA's test PMIDs, one MMLU subject, MMLU-Pro's health
+    category) that accounts for every record it does not pass on.
+
+    `keep(raw)` says whether a record is in scope; one it leaves out is counted under `why`
+    (`LoadResult.out_of_scope`: fine to leave out, but counted). A record whose scope cannot be
+    read (not an object, no PMID, a subject that is not text) raises RowError in `keep`: it is
+    malformed, and `collect` drops it with that reason. Why: a filter that returned False for
+    those made them vanish, counted nowhere (a non-object record in a PubMedQA test split)."""
+
+    keep: Callable[[Any], bool]
+    why: str
+    left_out: int = 0
+    unreadable: list[tuple[Record, RowError]] = dataclasses.field(default_factory=list)
+
+    def filter(self, records: Iterable[Record]) -> Iterator[Record]:
+        for record in records:
+            try:
+                inside = self.keep(record[1])
+            except RowError as err:
+                self.unreadable.append((record, err))
+                continue
+            if inside:
+                yield record
+            else:
+                self.left_out += 1
+
+
 def collect(
     source: str,
     records: Iterable[Record],
@@ -517,16 +550,23 @@ def collect(
     seed: int | None = DEFAULT_SEED,
     unique_options: bool = True,
     description: str = "",
+    scope: Scope | None = None,
 ) -> LoadResult:
     """Turn (locator, raw record, where) records into validated rows and dropped records.
 
     `parse` validates the types of what it reads (raising RowError), so ids are only derived
-    from fields known to be text and a malformed row is dropped with its reason, not a crash."""
+    from fields known to be text and a malformed row is dropped with its reason, not a crash.
+    `scope`: the filter `records` went through (already read, so it has counted them); what it
+    left out is counted in the result, and the records whose scope it could not read are
+    dropped with their reasons."""
     rows: list[dict[str, Any]] = []
     bad: list[dict[str, str]] = []
     unscored: list[dict[str, Any]] = []
     seen: Counter[str] = Counter()
     records = list(records)
+    for (locator, raw, where), err in scope.unreadable if scope is not None else []:
+        located = RowError(err.reason, f"{where}: {err.detail}" if err.detail else where)
+        bad.append(dropped_record(source, f"{source}:{locator}", located, raw))
     if len(records) >= PROGRESS_MIN_ROWS:
         records = track(records, description or f"loading {source}")
     for locator, raw, where in records:
@@ -563,7 +603,8 @@ def collect(
             if parsed is not None and parsed.question.strip():
                 unscored.append(unscored_row(source, row_id, parsed, raw))
     return LoadResult(rows=rows_to_dataset(rows), dropped=rows_to_dataset(bad, DROPPED_FEATURES),
-                      unscored=rows_to_dataset(unscored))
+                      unscored=rows_to_dataset(unscored),
+                      out_of_scope={scope.why: scope.left_out} if scope is not None and scope.left_out else {})
 
 
 def unscored_row(source: str, row_id: str, parsed: Parsed, raw: Any) -> dict[str, Any]:
@@ -583,7 +624,8 @@ def check_some_rows_read(result: LoadResult, path: Path | str, source: str, *, e
     of bad rows: say so, and what was expected, rather than return an empty dataset."""
     hint = f"; expected {expected}" if expected else ""
     if len(result.rows) == 0 and len(result.dropped) == 0:
-        raise MalformedFile(path, None, f"no {source} records in it{hint}")
+        left = "".join(f" ({n:,} left out: {why})" for why, n in result.out_of_scope.items())
+        raise MalformedFile(path, None, f"no {source} records in it{left}{hint}")
     if len(result.rows) == 0:
         first = result.dropped[0]
         raise MalformedFile(
@@ -846,6 +888,7 @@ __all__ = [
     "read_records",
     "read_rows",
     "same_text",
+    "Scope",
     "strip_option_letters",
     "text",
     "unique_keys",

@@ -105,13 +105,15 @@ def load_source(
             raise UserError(f"cop_base is a MedMCQA setting; {source.name} has no cop column")
         source = MedMCQA(cop_base)
     split = split or source.default_split
+    scope = source.scope(split)
     if path is None:
         records = source.read_hub(split)
         where: Path | str = source.hub_id
     else:
         where = check_file(path)
         records = source.read_native(where, split)
-    result = collect(source.name, records, source.parse, seed=seed, description=f"loading {source.name} {split}")
+    result = collect(source.name, scope.filter(records) if scope else records, source.parse, seed=seed,
+                     description=f"loading {source.name} {split}", scope=scope)
     return check_some_rows_read(result, where, source.name)
 
 

@@ -136,7 +136,8 @@ class LoadSources(Stage):
         for name, result in zip(names, parallel_map(ctx, self.load_one, names), strict=True):
             parts.append(result.rows)
             dropped_parts.append(result.dropped)
-            stats[name] = {"loaded": len(result.rows), "dropped": result.reasons()}
+            stats[name] = {"loaded": len(result.rows), "dropped": result.reasons(),
+                           **({"out_of_scope": result.out_of_scope} if result.out_of_scope else {})}
         kept = datasets.concatenate_datasets(parts) if parts else datasets.Dataset.from_dict({}, features=ROW_FEATURES)
         dropped = datasets.concatenate_datasets(dropped_parts) if dropped_parts else None
         return StageResult(rows=kept, dropped=dropped, stats={"sources": stats})

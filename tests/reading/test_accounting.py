@@ -1,0 +1,108 @@
+"""Every record of an eval or source file is accounted for, whichever door reads it: a row, a
+dropped record with its reason, or a record a split or scope filter left out, counted
+(`LoadResult.out_of_scope`, printed by the load commands). And the same questions read from
+different layouts of one set are the same rows."""
+
+import json
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from m1data.cli import app
+from m1data.reading.evalsets import load_eval
+from m1data.reading.sources import load_source, pubmedqa_test_pmids
+
+FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+TEST_PMIDS = sorted(pubmedqa_test_pmids())[:10]
+POOL_PMIDS = [str(90000001 + i) for i in range(10)]
+
+
+def _jsonl(path, records):
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def _accounted(result) -> int:
+    return len(result.rows) + len(result.dropped) + sum(result.out_of_scope.values())
+
+
+@FAST
+@given(kinds=st.lists(st.sampled_from(["test", "pool", "bad"]), max_size=8), hub=st.booleans(),
+       split=st.sampled_from(["train", "test", "all"]))
+def test_every_pubmedqa_record_is_a_row_dropped_or_left_out_of_the_split(kinds, hub, split, tmp_path_factory):
+    """A record of the other split is left out and counted; a record whose PMID cannot be read (not
+    an object in the native file, no pubid in the Hub layout) is dropped with its reason in every
+    split: with split test it vanished, counted nowhere."""
+    kinds = ["test", "pool", *kinds]
+    pmids = [TEST_PMIDS[i] if kind == "test" else POOL_PMIDS[i] for i, kind in enumerate(kinds)]
+    folder = tmp_path_factory.mktemp("pqa")
+    if hub:
+        records = [{"pubid": None if kind == "bad" else pmid, "question": f"Does {pmid} work?",
+                    "context": {"contexts": ["c"]}, "final_decision": "yes"} for pmid, kind in zip(pmids, kinds)]
+        path = _jsonl(folder / "pqa.jsonl", records)
+    else:
+        records = {pmid: "not a question" if kind == "bad" else
+                   {"QUESTION": f"Does {pmid} work?", "CONTEXTS": ["c"], "final_decision": "yes"}
+                   for pmid, kind in zip(pmids, kinds)}
+        path = folder / "ori_pqal.json"
+        path.write_text(json.dumps(records), encoding="utf-8")
+    wanted = {"test": ["test"], "train": ["pool"], "all": ["test", "pool"]}[split]
+    results = [load_source("pubmedqa", path, split=split)]
+    if split == "test":
+        results.append(load_eval("pubmedqa_test", path))
+    for result in results:
+        assert _accounted(result) == len(kinds)
+        assert sorted(result.rows["id"]) == sorted(f"{result.rows['source'][0]}:{p}"
+                                                   for p, k in zip(pmids, kinds) if k in wanted)
+        assert len(result.dropped) == kinds.count("bad")
+        assert set(result.dropped["reason"]) <= {"not_an_object", "missing_field"}
+        assert sum(result.out_of_scope.values()) == sum(k not in wanted + ["bad"] for k in kinds)
+
+
+SUBJECTS = ["anatomy", "virology", None, 5]
+
+
+@FAST
+@given(subjects=st.lists(st.sampled_from(range(len(SUBJECTS))), max_size=8))
+def test_every_record_of_a_file_of_several_mmlu_subjects_is_accounted_for(subjects, tmp_path_factory):
+    """A file of several subjects (MedAgentsBench's mmlu) read as one: the other subjects' records
+    are left out and counted, and a record whose subject is missing or not text is dropped with
+    its reason (it was a question of every subject)."""
+    subjects = [SUBJECTS[0], SUBJECTS[1], *(SUBJECTS[i] for i in subjects)]
+    records = [{"question": f"Question {i}?", "options": ["a", "b", "c", "d"], "answer": "B",
+                **({} if subject is None else {"subject": subject})} for i, subject in enumerate(subjects)]
+    path = _jsonl(tmp_path_factory.mktemp("mmlu") / "test.jsonl", records)
+    result = load_eval("mmlu_anatomy", path)
+    assert _accounted(result) == len(records)
+    assert sorted(result.rows["question"]) == sorted(r["question"] for r in records if r.get("subject") == "anatomy")
+    assert len(result.dropped) == sum(s is None or s == 5 for s in subjects)
+    assert sum(result.out_of_scope.values()) == subjects.count("virology")
+
+
+@FAST
+@given(categories=st.lists(st.sampled_from(["health", "law", None, "absent"]), max_size=8))
+def test_every_record_of_mmlu_pro_is_health_left_out_or_dropped(categories, tmp_path_factory):
+    """MMLU-Pro's other categories are left out and counted; a record without a category (or a
+    null one) cannot be told apart and is dropped with its reason."""
+    categories = ["health", "law", *categories]
+    records = [{"question_id": i, "question": f"Question {i}?", "options": ["a", "b", "c", "d"], "answer_index": 1,
+                **({} if category == "absent" else {"category": category})} for i, category in enumerate(categories)]
+    path = _jsonl(tmp_path_factory.mktemp("pro") / "test.jsonl", records)
+    result = load_eval("mmlu_pro_health", path)
+    assert _accounted(result) == len(records)
+    assert len(result.rows) == categories.count("health")
+    assert result.dropped["reason"] == ["missing_field"] * sum(c in (None, "absent") for c in categories)
+    assert result.out_of_scope == {"an MMLU-Pro category other than health": categories.count("law")}
+
+
+def test_the_load_commands_print_what_a_split_left_out(tmp_path):
+    records = {pmid: {"QUESTION": f"Does {pmid} work?", "CONTEXTS": ["c"], "final_decision": "no"}
+               for pmid in TEST_PMIDS[:3] + POOL_PMIDS[:2]}
+    path = tmp_path / "ori_pqal.json"
+    path.write_text(json.dumps(records), encoding="utf-8")
+    runner = CliRunner()
+    shown = runner.invoke(app, ["load", "pubmedqa", "--path", str(path), "--out", str(tmp_path / "train.jsonl")])
+    assert shown.exit_code == 0 and "pubmedqa: 3 left out (PubMedQA's official test split" in shown.output
+    shown = runner.invoke(app, ["load-eval", "pubmedqa_test", "--path", str(path), "--out", str(tmp_path / "t.jsonl")])
+    assert shown.exit_code == 0 and "pubmedqa_test: 2 left out (PubMedQA's train pool" in shown.output
