@@ -625,9 +625,36 @@ MMLU = (
 MMLU_PRO = (_reader_layout(("question", "options"), "answer_index", answer_kind="index0"), MEDAGENTSBENCH)
 GPQA = (Layout(("Question", "Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3")),)
 MEDBULLETS = (_reader_layout(("question", "opa", "opb", "opc", "opd"), "answer_idx"), MEDAGENTSBENCH)
+
+
+@dataclass(frozen=True)
+class ContextThenQuestion:
+    """Reads a record whose question field holds PubMedQA's contexts, then the question on its
+    last line (MedAgentsBench writes `"\n".join(CONTEXTS) + "\n" + QUESTION`), as the native
+    file's row: the contexts go to `context` and the last line is the question. The row then has
+    the native row's question, context, prompt and id (the PMID, `realidx`), and decontamination
+    compares it on the same text (context, then question: `m1data.stages.dedup.match_keys`)."""
+
+    parse: Callable[[Any], Parsed]
+
+    def for_records(self, raws: list[Any]) -> ContextThenQuestion:
+        return ContextThenQuestion(for_records(self.parse, raws))
+
+    @property
+    def problem(self) -> str:
+        return answer_kind_problem(self.parse)
+
+    def __call__(self, raw: Any) -> Parsed:
+        parsed = self.parse(raw)
+        context, _, question = parsed.question.rpartition("\n")
+        return dataclasses.replace(parsed, question=question, context=context)
+
+
 PUBMEDQA = (
     Layout(("QUESTION", "CONTEXTS"), "final_decision", PubMedQA().parse),
     Layout(("pubid", "question", "context"), "final_decision", PubMedQA().parse),
+    Layout(("realidx", "question", "options"), "answer_idx",
+           ContextThenQuestion(make_parser(ColumnMapping(answer="answer_idx", id="realidx")))),
 )
 
 # Fields that only one family of eval files carries (upstream release or its common converted

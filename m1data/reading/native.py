@@ -298,9 +298,8 @@ class PubMedQA(Source):
         if split == "all":
             return None
         test = pubmedqa_test_pmids()
-        other = "train pool" if split == "test" else "official test split"
         return Scope(lambda raw: (_pmid(raw) in test) == (split == "test"),
-                     f"PubMedQA's {other}, not its {split} split")
+                     f"PMID {'not ' if split == 'test' else ''}in PubMedQA's official test split")
 
     def read_native(self, path: Path, split: str) -> Iterator[Record]:
         if path.suffix.lower() == ".json":
@@ -346,10 +345,14 @@ def _pmid(raw: Any) -> str:
     """A record's PMID as its row id writes it (`key_text`), for the split: read apart, a PMID that
     pandas wrote as a float (12377809.0, an id column with a null in it) was no test PMID, and the
     official test questions went into the training pool. A record with no readable PMID is a bad
-    row (RowError): its split cannot be told, and `Scope` drops it with the reason."""
+    row (RowError): its split cannot be told, and `Scope` drops it with the reason. The PMID is
+    `pubid` on the Hub, `PMID` in the native file and `realidx` in MedAgentsBench's copy."""
     if not isinstance(raw, dict):
         raise RowError("not_an_object", f"{type(raw).__name__}, not a PubMedQA question object")
-    return key_text(raw, "pubid" if "pubid" in raw else "PMID")
+    return key_text(raw, next((name for name in PMID_FIELDS if name in raw), "PMID"))
+
+
+PMID_FIELDS = ("pubid", "PMID", "realidx")
 
 
 def _decision(value: Any) -> Any:

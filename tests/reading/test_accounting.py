@@ -5,12 +5,13 @@ different layouts of one set are the same rows."""
 
 import json
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from m1data.cli import app
-from m1data.reading.evalsets import load_eval
+from m1data.reading.evalsets import EvalInput, load_eval, load_eval_input
 from m1data.reading.sources import load_source, pubmedqa_test_pmids
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -103,6 +104,47 @@ def test_the_load_commands_print_what_a_split_left_out(tmp_path):
     path.write_text(json.dumps(records), encoding="utf-8")
     runner = CliRunner()
     shown = runner.invoke(app, ["load", "pubmedqa", "--path", str(path), "--out", str(tmp_path / "train.jsonl")])
-    assert shown.exit_code == 0 and "pubmedqa: 3 left out (PubMedQA's official test split" in shown.output
+    assert shown.exit_code == 0 and "pubmedqa: 3 left out (PMID in PubMedQA's official test split)" in shown.output
     shown = runner.invoke(app, ["load-eval", "pubmedqa_test", "--path", str(path), "--out", str(tmp_path / "t.jsonl")])
-    assert shown.exit_code == 0 and "pubmedqa_test: 2 left out (PubMedQA's train pool" in shown.output
+    assert shown.exit_code == 0 and "pubmedqa_test: 2 left out (PMID not in PubMedQA's official test split)" in shown.output
+
+
+def test_medagentsbench_pubmedqa_is_the_native_test_split(shared_data):
+    """MedAgentsBench's PubMedQA (`realidx` the PMID, the contexts then the question in `question`,
+    options {A: yes, B: no, C: maybe}) read as pubmedqa_test is the native PQA-L file's test split:
+    the same ids, answers, questions, contexts and prompts, and decontamination against either
+    file removes the same training rows (the test questions among them, and only those). It was
+    refused: 'no pubmedqa_test records in it'."""
+    from m1data.stages.dedup import decontaminate
+
+    native = shared_data / "raw" / "pubmedqa" / "ori_pqal.json"
+    medagents = shared_data / "eval" / "medagentsbench" / "pubmedqa" / "test.jsonl"
+    read = {name: load_eval_input(EvalInput.parse(f"pubmedqa_test={path}"))["pubmedqa_test"].rows.sort("id")
+            for name, path in (("native", native), ("medagents", medagents))}
+    assert len(read["native"]) == len(read["medagents"]) == 500
+    for column in ("id", "answer_text", "question", "context", "options", "answer_letter", "prompt"):
+        assert read["native"][column] == read["medagents"][column], column
+    assert set(read["native"]["id"]) == {f"pubmedqa_test:{pmid}" for pmid in pubmedqa_test_pmids()}
+
+    pool = load_source("pubmedqa", native, split="all").rows.sort("id")
+    test = [i for i, row_id in enumerate(pool["id"]) if row_id.split(":")[1] in pubmedqa_test_pmids()]
+    train = [i for i in range(len(pool)) if i not in set(test)]
+    pool = pool.select(test[:12] + train[:12])
+    removed = {name: sorted(decontaminate(pool, [EvalInput("pubmedqa_test", str(path))])[1]["id"])
+               for name, path in (("native", native), ("medagents", medagents))}
+    assert removed["native"] == removed["medagents"] == sorted(pool.select(range(12))["id"])
+
+
+MEDAGENTSBENCH = {"pubmedqa_test": ("pubmedqa", 500), "medqa_test": ("medqa", 1273),
+                  "medmcqa_validation": ("medmcqa", 2816), "mmlu_pro_health": ("mmlu-pro", 818),
+                  "medbullets_op5": ("medbullets", 308), "mmlu_medical": ("mmlu", 1089)}
+
+
+@pytest.mark.parametrize("name", sorted(MEDAGENTSBENCH))
+def test_medagentsbench_files_load_under_their_known_names(shared_data, name):
+    """Each MedAgentsBench set given as the known set it copies reads every record as a row."""
+    folder, records = MEDAGENTSBENCH[name]
+    loaded = load_eval_input(EvalInput(name, str(shared_data / "eval" / "medagentsbench" / folder / "test.jsonl")))
+    assert sum(len(result.rows) for result in loaded.values()) == records
+    for result in loaded.values():  # each MMLU subject leaves the other five out, counted
+        assert len(result.dropped) == 0 and _accounted(result) == records
