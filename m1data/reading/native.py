@@ -212,9 +212,10 @@ class HeadQA(Source):
             raise MalformedFile(path, None, "expected a HEAD-QA file with an 'exams' object "
                                             "(or a list of the Hub copy's records)")
         for exam_key, exam in data["exams"].items():
-            if not isinstance(exam, dict) or not isinstance(exam.get("data", []), list):
+            # no `data` is no list either: read as empty, the exam's questions vanished without a word
+            if not isinstance(exam, dict) or not isinstance(exam.get("data"), list):
                 raise MalformedFile(path, None, f"exam {exam_key!r} is not an object with a 'data' list")
-            for number, question in enumerate(exam.get("data", []), start=1):
+            for number, question in enumerate(exam["data"], start=1):
                 where = f"{path.name} {exam_key} item {number}"
                 if not isinstance(question, dict):
                     yield f"{exam_key}:item{number}", question, where

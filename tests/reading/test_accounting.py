@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from m1data.cli import app
 from m1data.reading.evalsets import EvalInput, load_eval, load_eval_input
+from m1data.reading.readers import MalformedFile
 from m1data.reading.sources import load_source, pubmedqa_test_pmids
 
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -148,3 +149,18 @@ def test_medagentsbench_files_load_under_their_known_names(shared_data, name):
     assert sum(len(result.rows) for result in loaded.values()) == records
     for result in loaded.values():  # each MMLU subject leaves the other five out, counted
         assert len(result.dropped) == 0 and _accounted(result) == records
+
+
+HEADQA_QUESTION = {"qid": 1, "qtext": "Which one?", "ra": "1", "image": "",
+                   "answers": [{"aid": 1, "atext": "this"}, {"aid": 2, "atext": "that"}]}
+
+
+@pytest.mark.parametrize("exam", [{"name": "B"}, {"name": "B", "questions": [HEADQA_QUESTION]}, {"data": None},
+                                  {"data": {"1": HEADQA_QUESTION}}, ["not an exam"]])
+def test_a_headqa_exam_without_a_data_list_is_an_error_naming_it(exam, tmp_path):
+    """An exam with no `data` key (its questions under another name, say) was read as an exam of
+    no questions, without a word; like a `data` that is not a list, it is an error naming the exam."""
+    path = tmp_path / "train_HEAD_EN.json"
+    path.write_text(json.dumps({"exams": {"a": {"name": "A", "data": [HEADQA_QUESTION]}, "b": exam}}), encoding="utf-8")
+    with pytest.raises(MalformedFile, match="exam 'b' is not an object with a 'data' list"):
+        load_source("headqa", path)
