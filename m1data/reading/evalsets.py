@@ -25,7 +25,6 @@ decontamination targets: every question with text, scorable or not.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
 import warnings
@@ -40,7 +39,6 @@ import datasets
 from m1data.errors import UserError
 from m1data.reading.native import MedMCQA, PubMedQA
 from m1data.reading.readers import (
-    DuplicateKey,
     LoadResult,
     MalformedFile,
     Parsed,
@@ -61,7 +59,6 @@ from m1data.reading.readers import (
     same_text,
     strip_option_letters,
     text,
-    unique_keys,
     whole_number,
 )
 from m1data.reading.registry import SOURCE_REGISTRY
@@ -220,15 +217,7 @@ def _raw_options(raw: dict[str, Any], spec: str | tuple[str, ...] | None) -> lis
     if spec is None and "options" not in raw:
         columns = _up_to_last_present(raw, OPTION_COLUMNS) or _letter_columns(raw)
         return column_options(raw, columns)
-    options = raw.get(spec or "options")
-    if isinstance(options, str):  # a CSV cell holding a JSON list or dict
-        try:
-            options = json.loads(options, object_pairs_hook=unique_keys)
-        except json.JSONDecodeError:
-            raise RowError("bad_options", "options cell is not JSON") from None
-        except DuplicateKey as err:
-            raise RowError("bad_options", f"options cell names {err.key!r} twice") from None
-    return lettered_options(options)
+    return lettered_options(raw.get(spec or "options"))  # a CSV cell of them too (`options_cell`)
 
 
 def answer_kinds(value: Any, options: list[str], written: list[str] | None = None) -> set[str]:

@@ -16,6 +16,7 @@ Three layers, each used by the training sources (`m1data.reading.sources`) and t
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import csv
 import glob
@@ -24,6 +25,7 @@ import io
 import json
 import os
 import re
+import tokenize
 from collections import Counter
 import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -411,8 +413,45 @@ def letter_index(letter: Any, n_options: int) -> int:
     return LETTERS.index(value)
 
 
+def options_cell(cell: str) -> Any:
+    """The list or {letter: text} a file wrote as text into one cell (a CSV's, or a text column's):
+    JSON (`["x", "y"]`, `{"A": "x"}`), or pandas' way of writing a list column (`df.to_csv`:
+    `['x', "y's"]`, a Python list of strings). Every row of such a CSV was dropped as bad_options.
+
+    Only a list of string literals is read the Python way (`ast`, nothing is evaluated), and
+    not when two strings stand side by side: `['x' 'y']` is numpy's print of an array, which
+    Python would read as the one option "xy"."""
+    try:
+        return json.loads(cell, object_pairs_hook=unique_keys)
+    except (json.JSONDecodeError, RecursionError):  # nested too deep for json: nor is it options
+        pass
+    except DuplicateKey as err:
+        raise RowError("bad_options", f"options cell names {err.key!r} twice") from None
+    options = _python_strings(cell)
+    if options is None:
+        raise RowError("bad_options", "options cell is neither JSON nor a list of quoted texts")
+    return options
+
+
+def _python_strings(cell: str) -> list[str] | None:
+    """A cell holding a Python list of string literals as that list, else None."""
+    try:
+        node = ast.parse(cell.strip(), mode="eval").body
+        tokens = list(tokenize.generate_tokens(io.StringIO(cell.strip()).readline))
+    except (SyntaxError, ValueError, RecursionError, MemoryError, tokenize.TokenError):
+        return None
+    if not isinstance(node, ast.List) or not all(isinstance(e, ast.Constant) and isinstance(e.value, str)
+                                                 for e in node.elts):
+        return None
+    if sum(token.type == tokenize.STRING for token in tokens) != len(node.elts):
+        raise RowError("bad_options", "options cell writes texts side by side with no comma (numpy's print of an "
+                                      "array?); write the column as JSON or as a list")
+    return [e.value for e in node.elts]
+
+
 def lettered_options(options: Any) -> list[str]:
     """Options given as {"A": ..., "B": ...} (in letter order) or as a list; each must be text.
+    Text is a cell holding one of them (`options_cell`): a CSV writes a list or dict so.
 
     Trailing letters whose value is None are absent, not bad options: Parquet stores a column of
     option dicts as one struct with every letter any row has, so a 4-option row in a file of
@@ -427,6 +466,11 @@ def lettered_options(options: Any) -> list[str]:
         return option_texts([options[k] for k in keys])
     if isinstance(options, list):
         return option_texts(list(options))
+    if isinstance(options, str):
+        cell = options_cell(options)
+        if isinstance(cell, (dict, list)):
+            return lettered_options(cell)
+        raise RowError("bad_options", f"options cell holds a {type(cell).__name__}, not a list or an object")
     raise RowError("bad_options", f"options of type {type(options).__name__}")
 
 
@@ -879,6 +923,7 @@ __all__ = [
     "lettered_options",
     "load_hub",
     "option_texts",
+    "options_cell",
     "other_process_alive",
     "parquet_dataset",
     "read_csv",

@@ -164,3 +164,40 @@ def test_a_headqa_exam_without_a_data_list_is_an_error_naming_it(exam, tmp_path)
     path.write_text(json.dumps({"exams": {"a": {"name": "A", "data": [HEADQA_QUESTION]}, "b": exam}}), encoding="utf-8")
     with pytest.raises(MalformedFile, match="exam 'b' is not an object with a 'data' list"):
         load_source("headqa", path)
+
+
+OPTION_PIECES = ["Warfarin", "y's", 'say "hi"', "a, b", "naïve", "back\\slash", "[1]", "it's \"x\"", "{A}", "tab\there"]
+
+
+@FAST
+@given(questions=st.lists(st.tuples(st.lists(st.sampled_from(OPTION_PIECES), min_size=2, max_size=5, unique=True),
+                                    st.integers(0, 4)), min_size=1, max_size=4))
+def test_a_csv_of_pandas_list_cells_is_read_at_every_door(questions, tmp_path_factory):
+    """`df.to_csv` writes a list column as Python's list text (`['x', "y's"]`): every row of such a
+    file was dropped as bad_options ("options cell is not JSON"). The eval reader, a mapped
+    source and the MedQA loader read each cell as the list it was."""
+    import pandas as pd
+
+    records = [{"question": f"Question {i}?", "options": options, "answer": options[k % len(options)],
+                "answer_idx": "ABCDE"[k % len(options)]} for i, (options, k) in enumerate(questions)]
+    path = tmp_path_factory.mktemp("pandas") / "test.csv"
+    pd.DataFrame(records).to_csv(path, index=False)
+    results = [*load_eval_input(EvalInput(str(path))).values(), load_source("mine", path, mapping={}),
+               load_source("medqa", path)]
+    for result in results:
+        assert len(result.dropped) == 0
+        by_question = {row["question"]: row for row in result.rows}
+        for record in records:
+            row = by_question[record["question"]]
+            assert sorted(row["options"]) == sorted(record["options"]) and row["answer_text"] == record["answer"]
+
+
+def test_numpy_printed_cells_are_dropped_not_read_as_one_option(tmp_path):
+    """numpy prints an array `['x' 'y']`, which Python reads as the one text "xy": such a row is
+    dropped with its reason, and a list of anything but quoted texts is no list of options."""
+    path = tmp_path / "mine.csv"
+    path.write_text("question,options,answer\nQ1?,\"['x' 'y' 'z']\",x\nQ2?,\"['x', 1]\",x\nQ3?,\"['x', 'y']\",y\n",
+                    encoding="utf-8")
+    result = load_source("mine", path, mapping={})
+    assert result.rows["question"] == ["Q3?"] and result.dropped["reason"] == ["bad_options", "bad_options"]
+    assert "side by side" in result.dropped["detail"][0]
