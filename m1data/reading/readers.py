@@ -453,13 +453,15 @@ def lettered_options(options: Any) -> list[str]:
     """Options given as {"A": ..., "B": ...} (in letter order) or as a list; each must be text.
     Text is a cell holding one of them (`options_cell`): a CSV writes a list or dict so.
 
-    Trailing letters whose value is None are absent, not bad options: Parquet stores a column of
+    Trailing letters whose value is None or "" are absent, not bad options: Parquet stores a column of
     option dicts as one struct with every letter any row has, so a 4-option row in a file of
-    4- to 10-option rows comes back as {"A": .., "D": .., "E": None, ..., "J": None}. A None
-    before the last real option is still an error (option_texts names it)."""
+    4- to 10-option rows comes back as {"A": .., "D": .., "E": None, ..., "J": None}, and a file
+    of 4- and 5-option questions written by hand or by a spreadsheet writes `"E": ""`, as option
+    columns leave the fifth one empty (`column_options`, which reads it the same way). A None or
+    "" before the last real option is still an error (option_texts, or validation's empty_option)."""
     if isinstance(options, dict):
         keys = sorted(options, key=str)
-        while keys and options[keys[-1]] is None:
+        while keys and options[keys[-1]] in (None, ""):
             keys.pop()
         if keys != list(LETTERS[: len(keys)]):
             raise RowError("bad_options", f"option keys {keys}")

@@ -201,3 +201,32 @@ def test_numpy_printed_cells_are_dropped_not_read_as_one_option(tmp_path):
     result = load_source("mine", path, mapping={})
     assert result.rows["question"] == ["Q3?"] and result.dropped["reason"] == ["bad_options", "bad_options"]
     assert "side by side" in result.dropped["detail"][0]
+
+
+@FAST
+@given(filled=st.lists(st.booleans(), min_size=2, max_size=6), empty=st.sampled_from(["", None]),
+       as_columns=st.booleans())
+def test_an_empty_trailing_option_is_absent_in_a_dict_as_in_columns(filled, empty, as_columns, tmp_path_factory):
+    """An option dict's trailing `"E": ""` is an absent option, as an empty trailing option column
+    is (the row was dropped as empty_option); an empty option before the last filled one still
+    drops its row, in both layouts and through the eval reader and the MedQA loader alike."""
+    last = max((i for i, full in enumerate(filled) if full), default=-1)
+    if last < 1:
+        return  # fewer than two options: no question, whatever the empties
+    options = {letter: f"option {letter}" if full else empty for letter, full in zip("ABCDEF", filled)}
+    record = {"question": "Which one?", "answer_idx": "ABCDEF"[last]}
+    if as_columns:
+        record |= {f"op{letter.lower()}": value for letter, value in options.items()}
+    else:
+        record["options"] = options
+    good = {"question": "And this?", "answer_idx": "A", "options": {"A": "w", "B": "x", "C": "y", "D": "z"}}
+    path = _jsonl(tmp_path_factory.mktemp("empty") / "test.jsonl", [record, good])
+    results = [*load_eval_input(EvalInput(str(path))).values()]
+    results += [] if as_columns else [load_source("medqa", path)]
+    for result in results:
+        assert _accounted(result) == 2
+        if all(filled[: last + 1]):
+            assert len(result.dropped) == 0 and sorted(len(o) for o in result.rows["options"]) == sorted([last + 1, 4])
+        else:
+            assert result.rows["question"] == ["And this?"]
+            assert result.dropped["reason"][0] in ("empty_option", "not_text")
