@@ -431,21 +431,26 @@ def _check_answer_text(found: _Fields, index: int) -> None:
     """A row that writes its answer twice, as a key (answer_idx "B") and as the option's text
     (answer "Heparin", as MedAgentsBench does), must name one option. When the two disagree the
     key is broken and neither reading can be trusted: the row is not scored or trained on
-    (answer_mismatch, like the MedQA loader's); an eval question stays a decontamination target.
-    A letter (MMLU-Pro writes one beside answer_index) must be the key's own letter, as in the
-    source loaders (`m1data.reading.native.check_answer_text`): "(C)" beside a key naming B was
-    scored as B. A text that names no option is not compared."""
+    (answer_mismatch); an eval question stays a decontamination target. A letter (MMLU-Pro writes
+    one beside answer_index) must be the key's own letter. The rule is the source loaders'
+    (`m1data.reading.native.check_answer_text`), so a file reads alike at every door: blank is no
+    answer; an answer that is not text (not_text) or a text that names no option (answer_mismatch)
+    contradicts the key as much as another option's text does. Ignored, such a row was scored
+    by its key, silently."""
     value = found.answer_text
-    kinds = answer_kinds(value, found.options, found.written) if isinstance(value, str) else set()
-    if "text" not in kinds:
-        if "letter" in kinds and key_letter(value) != LETTERS[index]:
-            raise RowError("answer_mismatch", f"answer {value!r} is not option {LETTERS[index]}, which "
-                                              f"{found.answer_column} {found.answer!r} names")
+    if value is None or (isinstance(value, str) and not value.strip()):
         return
-    key = value.strip()
-    if not (same_text(key, found.options[index]) or same_text(key, found.written[index])):
-        raise RowError("answer_mismatch", f"answer {value!r} is not option {LETTERS[index]}, which "
-                                          f"{found.answer_column} {found.answer!r} names")
+    if not isinstance(value, str):
+        raise RowError("not_text", f"answer is {type(value).__name__}, not text")
+    kinds = answer_kinds(value, found.options, found.written)
+    if "text" in kinds:
+        key = value.strip()
+        if same_text(key, found.options[index]) or same_text(key, found.written[index]):
+            return
+    elif "letter" in kinds and key_letter(value) == LETTERS[index]:
+        return
+    raise RowError("answer_mismatch", f"answer {value!r} is not option {LETTERS[index]}, which "
+                                      f"{found.answer_column} {found.answer!r} names")
 
 
 def make_parser(mapping: ColumnMapping = ColumnMapping()) -> QuestionReader:

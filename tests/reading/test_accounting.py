@@ -230,3 +230,30 @@ def test_an_empty_trailing_option_is_absent_in_a_dict_as_in_columns(filled, empt
         else:
             assert result.rows["question"] == ["And this?"]
             assert result.dropped["reason"][0] in ("empty_option", "not_text")
+
+
+DRUGS = {"A": "Warfarin", "B": "Heparin sodium", "C": "Aspirin", "D": "Clopidogrel"}
+# `answer` beside answer_idx "B": what it says (True: option B, or nothing), and the reason otherwise.
+BESIDE_B = {"Heparin sodium": True, "heparin SODIUM": True, "(b)": True, "": True, None: True,
+            "Aspirin": "answer_mismatch", "C": "answer_mismatch", "Insulin": "answer_mismatch",
+            "2": "answer_mismatch", 2: "not_text", 1.0: "not_text", False: "not_text"}
+
+
+@FAST
+@given(answers=st.lists(st.sampled_from(list(BESIDE_B)), min_size=1, max_size=8))
+def test_an_answer_naming_no_option_is_dropped_by_every_door(answers, tmp_path_factory):
+    """An `answer` beside the key that names no option ("Insulin"), or is not text, contradicts the
+    key as another option's text does: the MedQA loader dropped it, the eval reader scored the row
+    by its key, silently. Every door now drops it with the same reason; as an eval question it is
+    still a decontamination target."""
+    records = [{"question": f"Which drug {i}?", "options": DRUGS, "answer_idx": "B", "answer": answer,
+                "meta_info": "step1"} for i, answer in enumerate(answers)]
+    records.append({**records[0], "question": "Which drug?", "answer": "Heparin sodium"})
+    path = _jsonl(tmp_path_factory.mktemp("beside") / "test.jsonl", records)
+    eval_set = load_eval_input(EvalInput("medqa_test", str(path)), scoring=False)["medqa_test"]
+    for result in (load_source("medqa", path), eval_set, load_source("mine", path, mapping={})):
+        kept = {r["question"] for r in records if BESIDE_B[r["answer"]] is True}
+        assert set(result.rows["question"]) == kept and set(result.rows["answer_text"]) == {"Heparin sodium"}
+        reasons = sorted(BESIDE_B[r["answer"]] for r in records if BESIDE_B[r["answer"]] is not True)
+        assert sorted(result.dropped["reason"]) == reasons
+    assert len(eval_set.targets()) == len(records)
