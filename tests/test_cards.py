@@ -780,3 +780,33 @@ def test_the_summary_calls_the_teacher_stronger_only_when_it_is_another_model(tm
         summary = " ".join(card[card.index("is the "):card.index("## Dataset details")].split())
         assert ("a stronger teacher model" in summary) == (not same), name
         assert (f"which in this build was also the student (`{student}`), not a stronger model" in summary) == same
+
+
+class SlowMake(Make):
+    """`Make` on a busier machine: the same rows, a longer wall time in its manifest."""
+
+    def run(self, rows, ctx):
+        import time
+
+        time.sleep(0.3)
+        return super().run(rows, ctx)
+
+
+def test_a_rebuild_of_the_same_rows_writes_the_same_folder_however_long_it_took(tmp_path, monkeypatch):
+    """Publishing a rebuild of the same data must change nothing in the repo: a stage's wall time
+    (in its manifest) is no fact about the rows, and a card showing it made every rebuild a new
+    README commit."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folders = []
+    for name, first in (("fast", Make()), ("slow", SlowMake())):
+        run_pipeline([first, Decontaminate()], tmp_path / name)
+        folders.append(export_run("m1k", tmp_path / name, tmp_path / f"{name}-hub"))
+    times = [read_manifests(tmp_path / name)[0]["wall_time_s"] for name in ("fast", "slow")]
+    assert f"{times[0]:.1f}" != f"{times[1]:.1f}"  # the two builds did take different times
+
+    def files(folder):
+        return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+    fast, slow = files(folders[0]), files(folders[1])
+    assert fast.keys() == slow.keys()
+    assert [name for name in fast if fast[name] != slow[name]] == []
