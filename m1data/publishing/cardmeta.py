@@ -62,13 +62,19 @@ def data_metadata(configs: Configs, download_sizes: Mapping[str, int] | None = N
     return {"configs": configs_metadata(configs), "dataset_info": dataset_info_metadata(configs, download_sizes)}
 
 
+# The Hub's `size_categories` values, each with the row count it starts above; a card with any
+# other value (there is no "n>10M") is filed under no size.
+_SIZE_BUCKETS = [(1_000, "n<1K"), (10**4, "1K<n<10K"), (10**5, "10K<n<100K"), (10**6, "100K<n<1M"),
+                 (10**7, "1M<n<10M"), (10**8, "10M<n<100M"), (10**9, "100M<n<1B"), (10**10, "1B<n<10B"),
+                 (10**11, "10B<n<100B"), (10**12, "100B<n<1T")]
+
+
 def size_category(n: int) -> str:
     """The Hub's size bucket for `n` rows."""
-    buckets = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")]
-    for limit, label in buckets:
+    for limit, label in _SIZE_BUCKETS:
         if n < limit:
             return label
-    return "n>10M"
+    return "n>1T"
 
 
 def split_glob(config: str, split: str) -> str:
