@@ -35,6 +35,7 @@ __all__ = [
     "data_metadata",
     "dataset_info_metadata",
     "join_card",
+    "rows_nbytes",
     "size_category",
     "split_card",
     "split_glob",
@@ -111,17 +112,26 @@ def dataset_info_metadata(
         split_dict = SplitDict()
         features = None
         for split, ds in splits.items():
-            split_dict.add(SplitInfo(name=split, num_bytes=ds.data.nbytes, num_examples=len(ds)))
+            split_dict.add(SplitInfo(name=split, num_bytes=rows_nbytes(ds), num_examples=len(ds)))
             features = features or ds.features
         infos[name] = DatasetInfo(
             features=features,
             splits=split_dict,
-            dataset_size=sum(ds.data.nbytes for ds in splits.values()),
+            dataset_size=sum(rows_nbytes(ds) for ds in splits.values()),
             download_size=None if download_sizes is None else download_sizes.get(name),
         )
     card_data = DatasetCardData()
     infos.to_dataset_card_data(card_data)
     return as_config_list(card_data.to_dict().get("dataset_info"))
+
+
+def rows_nbytes(ds: datasets.Dataset) -> int:
+    """Bytes of the Arrow data of the rows `ds` holds. Why not ``ds.data.nbytes``: a filtered or
+    selected Dataset is an index into its whole table, and that counts the rows it hides (a card
+    said ten times the size of a tenth of a table, and a split was cut into shards for them)."""
+    if len(ds) == ds.data.num_rows:  # every row of the table (perhaps reordered): the same bytes
+        return ds.data.nbytes
+    return ds.flatten_indices(keep_in_memory=True).data.nbytes
 
 
 def as_config_list(value: Any) -> list[dict[str, Any]]:
