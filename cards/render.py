@@ -230,13 +230,14 @@ def _without_long_texts(config: Any) -> Any:
 
 @dataclass
 class StageView:
-    """One stage as the card shows it: a table row, and its statistics in one line."""
+    """One stage as the card shows it: a table row, and its statistics in one line. Not its wall
+    time: it changes from one run to the next, so a rebuild of the same rows would publish a new
+    README for nothing (the manifest keeps it)."""
 
     index: int
     name: str
     rows_in: int
     rows_out: int
-    wall_time_s: float
     m1data_version: str
     settings: str
     stats: str
@@ -258,7 +259,6 @@ def _stage_views(manifests: list[dict[str, Any]]) -> list[StageView]:
                 name=m["stage"],
                 rows_in=m["rows_in"],
                 rows_out=m["rows_out"],
-                wall_time_s=m.get("wall_time_s", 0.0),
                 m1data_version=m.get("m1data_version", "unknown"),
                 settings=_compact(config, skip=frozenset(OPERATIONAL)) or "(none)",
                 stats=_compact(stats, skip=shown_elsewhere),

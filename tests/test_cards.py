@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import datasets
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from m1data.cards import available_cards, render_card
 from m1data.cards.render import redact_config, size_category
 
@@ -780,3 +782,49 @@ def test_the_summary_calls_the_teacher_stronger_only_when_it_is_another_model(tm
         summary = " ".join(card[card.index("is the "):card.index("## Dataset details")].split())
         assert ("a stronger teacher model" in summary) == (not same), name
         assert (f"which in this build was also the student (`{student}`), not a stronger model" in summary) == same
+
+
+class SlowMake(Make):
+    """`Make` on a busier machine: the same rows, a longer wall time in its manifest."""
+
+    def run(self, rows, ctx):
+        import time
+
+        time.sleep(0.3)
+        return super().run(rows, ctx)
+
+
+def test_a_rebuild_of_the_same_rows_writes_the_same_folder_however_long_it_took(tmp_path, monkeypatch):
+    """Publishing a rebuild of the same data must change nothing in the repo: a stage's wall time
+    (in its manifest) is no fact about the rows, and a card showing it made every rebuild a new
+    README commit."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folders = []
+    for name, first in (("fast", Make()), ("slow", SlowMake())):
+        run_pipeline([first, Decontaminate()], tmp_path / name)
+        folders.append(export_run("m1k", tmp_path / name, tmp_path / f"{name}-hub"))
+    times = [read_manifests(tmp_path / name)[0]["wall_time_s"] for name in ("fast", "slow")]
+    assert f"{times[0]:.1f}" != f"{times[1]:.1f}"  # the two builds did take different times
+
+    def files(folder):
+        return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+    fast, slow = files(folders[0]), files(folders[1])
+    assert fast.keys() == slow.keys()
+    assert [name for name in fast if fast[name] != slow[name]] == []
+
+
+# The values the Hub accepts for `size_categories` (its dataset card spec); the Hub files a card
+# with any other value under no size.
+HUB_SIZE_CATEGORIES = {
+    "n<1K": (0, 1_000), "1K<n<10K": (1_000, 10**4), "10K<n<100K": (10**4, 10**5), "100K<n<1M": (10**5, 10**6),
+    "1M<n<10M": (10**6, 10**7), "10M<n<100M": (10**7, 10**8), "100M<n<1B": (10**8, 10**9),
+    "1B<n<10B": (10**9, 10**10), "10B<n<100B": (10**10, 10**11), "100B<n<1T": (10**11, 10**12),
+    "n>1T": (10**12, float("inf")),
+}
+
+
+@given(st.integers(min_value=0, max_value=10**13))
+def test_the_size_category_is_a_hub_value_whose_range_holds_the_rows(n):
+    low, high = HUB_SIZE_CATEGORIES[size_category(n)]
+    assert low <= n < high

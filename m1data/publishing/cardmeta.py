@@ -35,6 +35,7 @@ __all__ = [
     "data_metadata",
     "dataset_info_metadata",
     "join_card",
+    "rows_nbytes",
     "size_category",
     "split_card",
     "split_glob",
@@ -62,13 +63,19 @@ def data_metadata(configs: Configs, download_sizes: Mapping[str, int] | None = N
     return {"configs": configs_metadata(configs), "dataset_info": dataset_info_metadata(configs, download_sizes)}
 
 
+# The Hub's `size_categories` values, each with the row count it starts above; a card with any
+# other value (there is no "n>10M") is filed under no size.
+_SIZE_BUCKETS = [(1_000, "n<1K"), (10**4, "1K<n<10K"), (10**5, "10K<n<100K"), (10**6, "100K<n<1M"),
+                 (10**7, "1M<n<10M"), (10**8, "10M<n<100M"), (10**9, "100M<n<1B"), (10**10, "1B<n<10B"),
+                 (10**11, "10B<n<100B"), (10**12, "100B<n<1T")]
+
+
 def size_category(n: int) -> str:
     """The Hub's size bucket for `n` rows."""
-    buckets = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")]
-    for limit, label in buckets:
+    for limit, label in _SIZE_BUCKETS:
         if n < limit:
             return label
-    return "n>10M"
+    return "n>1T"
 
 
 def split_glob(config: str, split: str) -> str:
@@ -105,17 +112,26 @@ def dataset_info_metadata(
         split_dict = SplitDict()
         features = None
         for split, ds in splits.items():
-            split_dict.add(SplitInfo(name=split, num_bytes=ds.data.nbytes, num_examples=len(ds)))
+            split_dict.add(SplitInfo(name=split, num_bytes=rows_nbytes(ds), num_examples=len(ds)))
             features = features or ds.features
         infos[name] = DatasetInfo(
             features=features,
             splits=split_dict,
-            dataset_size=sum(ds.data.nbytes for ds in splits.values()),
+            dataset_size=sum(rows_nbytes(ds) for ds in splits.values()),
             download_size=None if download_sizes is None else download_sizes.get(name),
         )
     card_data = DatasetCardData()
     infos.to_dataset_card_data(card_data)
     return as_config_list(card_data.to_dict().get("dataset_info"))
+
+
+def rows_nbytes(ds: datasets.Dataset) -> int:
+    """Bytes of the Arrow data of the rows `ds` holds. Why not ``ds.data.nbytes``: a filtered or
+    selected Dataset is an index into its whole table, and that counts the rows it hides (a card
+    said ten times the size of a tenth of a table, and a split was cut into shards for them)."""
+    if len(ds) == ds.data.num_rows:  # every row of the table (perhaps reordered): the same bytes
+        return ds.data.nbytes
+    return ds.flatten_indices(keep_in_memory=True).data.nbytes
 
 
 def as_config_list(value: Any) -> list[dict[str, Any]]:

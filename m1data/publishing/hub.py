@@ -63,6 +63,7 @@ from m1data.publishing.cardmeta import (
     as_config_list,
     card_with_metadata,
     data_metadata,
+    rows_nbytes,
     size_category,
     split_card,
     split_glob,
@@ -92,7 +93,7 @@ def shard_count(ds: datasets.Dataset, max_shard_bytes: int = MAX_SHARD_BYTES) ->
     """
     if len(ds) == 0:
         return 1
-    return max(1, min(len(ds), math.ceil(ds.data.nbytes / max_shard_bytes)))
+    return max(1, min(len(ds), math.ceil(rows_nbytes(ds) / max_shard_bytes)))
 
 
 def shard_name(split: str, index: int, count: int) -> str:

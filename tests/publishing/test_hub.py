@@ -13,6 +13,8 @@ from types import SimpleNamespace
 import datasets
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from m1data.errors import UserError
 from m1data.publishing.cardmeta import split_card
@@ -117,6 +119,26 @@ def test_large_splits_are_sharded_by_size(tmp_path, configs, monkeypatch):
     shards = sorted(p.name for p in (out / "data/m23k").iterdir())
     assert shards == [f"train-0000{i}-of-00004.parquet" for i in range(4)]
     assert datasets.load_dataset(str(out), name="m23k")["train"]["id"] == rows["id"]
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(keep=st.sampled_from(["filter", "select", "shuffle"]), every=st.integers(min_value=1, max_value=9))
+def test_a_split_that_is_a_view_of_a_larger_table_is_sized_by_its_own_rows(tmp_path, keep, every):
+    """A filtered or selected Dataset is an index into its whole table, whose nbytes counts the
+    rows it hides: the card's num_bytes and dataset_size must be those of the rows written, as
+    `load_dataset` counts them, and the split must not be cut into shards for hidden rows."""
+    whole = datasets.Dataset.from_dict({"id": [f"r{i}" for i in range(600)], "text": ["x" * 300] * 600})
+    kept = {"filter": lambda: whole.filter(lambda r: int(r["id"][1:]) % every == 0),
+            "select": lambda: whole.select(range(0, 600, every)),
+            "shuffle": lambda: whole.shuffle(seed=every)}[keep]()
+    out = write_hub_folder(tmp_path / f"hub-{keep}-{every}", {"m1k": {"train": kept}}, "# c\n",
+                           max_shard_bytes=whole.data.nbytes // 2 + 1)
+    loaded = datasets.load_dataset(str(out), name="m1k", split="train")
+    assert loaded["id"] == kept["id"]
+    [info] = card_metadata(out)["dataset_info"]
+    assert info["splits"][0]["num_bytes"] == info["dataset_size"] == loaded.info.splits["train"].num_bytes
+    expected_shards = 2 if len(kept) == len(whole) else 1
+    assert len(list((out / "data/m1k").iterdir())) == expected_shards
 
 
 def test_rewriting_a_folder_leaves_no_stale_shard(tmp_path, configs):
