@@ -295,10 +295,13 @@ def _models(manifests: list[dict[str, Any]], origin: str = "") -> list[dict[str,
                           "stage": origin + m["stage"], "where": "in-process (no server)"})
         stats = m.get("stats") or {}
         students = stats.get("students") if isinstance(stats.get("students"), dict) else {}
+        replies: dict[str, int] = {}  # two students whose servers report one name: one row, their sum
         for served_by in [stats, *(s for s in students.values() if isinstance(s, dict))]:
             for served, n in (served_by.get("served_models") or {}).items():  # what the server said answered
-                role = f"{ROLES.get(m['stage'], m['stage'])} (as the server reported it, {n:,} replies)"
-                found.append({"role": role, "model": str(served), "stage": origin + m["stage"], "where": ""})
+                replies[str(served)] = replies.get(str(served), 0) + n
+        for served, n in replies.items():
+            role = f"{ROLES.get(m['stage'], m['stage'])} (as the server reported it, {n:,} replies)"
+            found.append({"role": role, "model": served, "stage": origin + m["stage"], "where": ""})
     return found
 
 

@@ -573,6 +573,27 @@ def test_a_demonstration_card_names_the_model_the_embedded_server_served(tmp_pat
     assert table_row(card, f"student (as the server reported it, {len(rows)} replies)")[0] == f"`{gguf}`"
 
 
+class TwoStudents(Stage):
+    """Two students whose servers both report one model name (the embedded build, a proxy)."""
+
+    name = "difficulty"
+    config = StudentsConfig()
+
+    def run(self, rows, ctx):
+        students = {short: {"model": short, "base_url": "http://127.0.0.1:9/v1", "served_models": {"scripted": len(rows)}}
+                    for short in ("qwen2_5_7b", "qwen2_5_32b")}
+        return StageResult(rows=rows, stats={"students": students})
+
+
+def test_students_served_under_one_name_are_one_row_of_their_replies(tmp_path):
+    """The models table listed `student (as the server reported it, N replies) scripted` twice,
+    identical rows, when two students' servers reported the same model name."""
+    rows = run_pipeline([Make(), TwoStudents()], tmp_path / "run")
+    card, _ = render_card("m1k", tmp_path / "run", {"default": {"train": rows}}, images_dir="images")
+    assert split_card(card)[1].count("(as the server reported it,") == 1
+    assert table_row(card, f"student (as the server reported it, {2 * len(rows)} replies)")[0] == "`scripted`"
+
+
 class OfflineTag(Stage):
     name = "tag"
 
