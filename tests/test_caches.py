@@ -9,6 +9,8 @@ import subprocess
 import sys
 import tempfile
 
+import pytest
+
 from m1data.caches import use_a_writable_datasets_cache
 
 READ = """
@@ -53,3 +55,31 @@ def test_an_unwritable_cache_moves_to_the_temp_dir(tmp_path, monkeypatch):
     use_a_writable_datasets_cache(environ)
     assert environ["HF_DATASETS_CACHE"] == str(tmp_path / f"m1data-datasets-cache-{os.getuid()}")
     assert (tmp_path / f"m1data-datasets-cache-{os.getuid()}").stat().st_mode & 0o077 == 0  # the user's alone
+
+
+@pytest.mark.parametrize("planted", ["open to all", "a link", "another user's"])
+def test_a_temp_cache_folder_someone_else_planted_is_not_used(tmp_path, monkeypatch, planted):
+    """The fallback's name is known (m1data-datasets-cache-UID in the shared temp dir): a folder
+    another user made there first (or a link, or one anyone may write) was used as it was
+    (mkdir exist_ok), so the copies of the user's rows went where that user could read or swap
+    them. Now such a folder is passed over for a new private one."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    name = tmp_path / f"m1data-datasets-cache-{os.getuid()}"
+    if planted == "a link":
+        (tmp_path / "elsewhere").mkdir()
+        name.symlink_to(tmp_path / "elsewhere")
+    else:
+        name.mkdir(mode=0o777)
+        name.chmod(0o777)
+        if planted == "another user's":
+            if os.getuid() != 0:
+                pytest.skip("making a folder of another user's needs root")
+            name.chmod(0o700)
+            os.chown(name, 65534, 65534)
+    environ = {"HF_HOME": str(tmp_path / "file" / "hf")}
+    (tmp_path / "file").write_text("")
+    use_a_writable_datasets_cache(environ)
+    chosen = environ["HF_DATASETS_CACHE"]
+    assert chosen != str(name) and os.path.dirname(chosen) == str(tmp_path)
+    found = os.lstat(chosen)
+    assert found.st_uid == os.getuid() and found.st_mode & 0o077 == 0 and os.path.isdir(chosen)
