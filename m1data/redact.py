@@ -187,6 +187,20 @@ def mask_value(text: str, secret: str | None, replacement: str = "***") -> str:
     return token.sub(lambda _: replacement, text)
 
 
+def mask_in_name(name: str | None, secret: str | None, replacement: str = "***") -> str | None:
+    """`name` (a served model's name, an identifier a server chose) with `secret` replaced wherever
+    it is, even inside a longer token, once it has `MIN_TOKEN_SECRET_LENGTH` characters (never a
+    placeholder), and in every form `mask_value` knows for a longer one.
+
+    Why not the whole-token rule of `mask_value` here: it counts `-` and `_` as part of a key, so a
+    server that names its model after the key (`served-k3Y9zQ`) kept a 6-character key in the rows,
+    the cache, the manifest's `served_models` and the card. A name is no prose: masking part of it
+    cuts no word of an answer, and what is left (`served-***`) still shows that a name was there."""
+    if not name or not secret or len(secret) < MIN_TOKEN_SECRET_LENGTH or is_placeholder(secret):
+        return name
+    return mask_value(name.replace(secret, replacement), secret, replacement)
+
+
 _BASE64_RUN = "A-Za-z0-9+/_-"  # base64's alphabet and its URL-safe one (`-_` for `+/`)
 
 
@@ -425,6 +439,7 @@ __all__ = [
     "key_env_names",
     "is_placeholder",
     "local_paths",
+    "mask_in_name",
     "mask_secret",
     "mask_value",
     "public_model_name",

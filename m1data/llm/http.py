@@ -50,7 +50,7 @@ from m1data.llm.limits import Failed, failure, http_failure
 from m1data.llm.params import OPENAI_PARAMS, check_params, request_body
 from m1data.llm.thinking import split_thinking
 from m1data.llm.types import Reply, Request
-from m1data.redact import mask_secret, refuse_endpoint_secrets, shown_variable, strip_userinfo
+from m1data.redact import mask_in_name, mask_secret, refuse_endpoint_secrets, shown_variable, strip_userinfo
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 _FILTER_MARKERS = ("content_filter", "content_policy", "content management policy", "safety")
@@ -313,14 +313,20 @@ class HTTPEngine:
         return failure("exception", self.mask(f"{type(exc).__name__}: {exc}") or "", retryable=True)
 
     def _masked(self, reply: Reply) -> Reply:
-        """`reply` with the key masked out of every string the server chose: the served model
-        name too, which goes to the cache, the rows (`teacher_served_model`), the manifest's
-        `served_models` and the card."""
+        """`reply` with the key masked out of every string the server chose, whatever the key's
+        length (`mask_secret`: a key of 4 to 7 characters only where it stands as a whole token).
+
+        The served model name goes to the cache, the rows (`teacher_served_model`), the manifest's
+        `served_models` and the card, and a name is an identifier, not prose: a key is masked
+        anywhere inside it (`mask_in_name`; `served-k3Y9zQ` -> `served-***`). The answer and its
+        reasoning are the rows' text: a short key is masked there only as a whole token, as in an
+        error line, so no word the model wrote that merely contains the key is cut (a key `k3y9`
+        leaves `k3y9Zeta`)."""
         reply.error = self.mask(reply.error)
-        if self._api_key and len(self._api_key) >= 8:
+        if self._api_key:
             reply.text = self.mask(reply.text) or ""
             reply.reasoning = self.mask(reply.reasoning)
-            reply.model = self.mask(reply.model)
+            reply.model = self.mask(mask_in_name(reply.model, self._api_key))
         return reply
 
 
