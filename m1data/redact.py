@@ -280,6 +280,7 @@ def redact_environment(text: str) -> str:
     A short value (`mask_value`) only when the variable is named as a key (`*_KEY`, `*_TOKEN`):
     TOKENIZERS_PARALLELISM's `false` or an AUTH_MODE's `open` is a setting, not a secret."""
     for name, value in os.environ.items():
+        value = value.strip()  # what is sent: m1data.llm.http.api_key_from strips a pasted newline
         if _SECRET_ENV.search(name) and (len(value) >= MIN_SECRET_LENGTH or _KEY_VARIABLE.search(name)):
             text = mask_value(text, value, REDACTED)
     return _SECRET_VALUE.sub(REDACTED, text)
@@ -321,7 +322,7 @@ def configured_secrets(env_names: Iterable[str] = ()) -> dict[str, str]:
     names = set(env_names) | {n for n in os.environ if n.endswith(SECRET_ENV_SUFFIXES)}
     found = {}
     for name in sorted(names):
-        value = os.environ.get(name)
+        value = (os.environ.get(name) or "").strip()  # as sent (m1data.llm.http.api_key_from)
         if value and len(value) >= MIN_SECRET_LENGTH:
             found[name] = value
     return found
