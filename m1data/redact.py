@@ -187,6 +187,13 @@ def mask_value(text: str, secret: str | None, replacement: str = "***") -> str:
     return token.sub(lambda _: replacement, text)
 
 
+def holds_secret(text: str, secret: str) -> bool:
+    """`text` holds `secret` in a form `mask_value` masks (as it is, percent-encoded, escaped,
+    base64): what a last check before publishing searches for, so that it refuses whatever the
+    writers would have masked, in a folder written before they masked it."""
+    return mask_value(text, secret, "") != text
+
+
 def mask_in_name(name: str | None, secret: str | None, replacement: str = "***") -> str | None:
     """`name` (a served model's name, an identifier a server chose) with `secret` replaced wherever
     it is, even inside a longer token, once it has `MIN_TOKEN_SECRET_LENGTH` characters (never a
@@ -437,6 +444,7 @@ __all__ = [
     "file_name",
     "has_query",
     "has_userinfo",
+    "holds_secret",
     "key_env_names",
     "is_placeholder",
     "local_paths",
