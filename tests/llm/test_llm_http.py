@@ -189,7 +189,7 @@ def test_a_key_pasted_with_surrounding_whitespace_is_sent_stripped(llm_server, m
     a transient connection failure and retried on every rerun, the user never told."""
     from m1data.redact import redact_environment
 
-    monkeypatch.setenv("M1DATA_PASTED_KEY", f"{pasted}sk-pasted-0123456789abcdef{pasted}")
+    monkeypatch.setenv("M1DATA_PASTED_KEY", f"{pasted}Pasted-0123456789abcdef{pasted}")
     seen = []
 
     def echoing(req: Received) -> Response:
@@ -198,9 +198,9 @@ def test_a_key_pasted_with_surrounding_whitespace_is_sent_stripped(llm_server, m
 
     llm_server.handler = echoing
     got = call(engine_for(llm_server, api_key_env="M1DATA_PASTED_KEY"), CHAT)
-    assert got.status == "ok" and seen == ["Bearer sk-pasted-0123456789abcdef"], (got.error, seen)
-    assert "sk-pasted" not in got.text + got.model
-    assert redact_environment("sent sk-pasted-0123456789abcdef") == "sent [redacted]"
+    assert got.status == "ok" and seen == ["Bearer Pasted-0123456789abcdef"], (got.error, seen)
+    assert "Pasted-0123" not in got.text + got.model
+    assert redact_environment("sent Pasted-0123456789abcdef") == "sent [redacted]"
 
 
 @pytest.mark.parametrize("value", ["sk-one-0123456789 sk-two-0123456789", "sk-line-0123\n456789abc", "sk-\u00e9t\u00e9-0123456789"])
