@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import io
 import json
 import signal
+import sys
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, Optional
 
@@ -30,7 +32,7 @@ from m1data.errors import (
     storage_message,
 )
 from m1data.output import console, enable
-from m1data.redact import has_userinfo, without_credentials
+from m1data.redact import has_userinfo, redact_environment, without_credentials
 
 
 class _Module:
@@ -75,7 +77,11 @@ PathOpt = Annotated[Optional[Path], typer.Option("--path", help="Local file in t
 
 
 def _error_line(err: BaseException) -> None:
-    console.print(f"[red]error:[/red] {escape(str(err))}", soft_wrap=True)  # [brackets] are text; one line
+    """The one line a user's error is. Its text passes `redact_environment` as a last guard: every
+    writer masks the key it holds, but a message that quotes a value as given (a path, a config
+    value, a server's words) may hold a key nobody told it of (HF_TOKEN, any *_API_KEY); one pass
+    over the environment per error costs nothing that matters."""
+    console.print(f"[red]error:[/red] {escape(redact_environment(str(err)))}", soft_wrap=True)  # [brackets] are text
 
 
 @contextlib.contextmanager
@@ -719,9 +725,25 @@ def main() -> None:
         cause = storage_cause(err)
         if cause is None:
             _internal_error()
+            sys.excepthook = _masking(sys.excepthook)  # what prints the traceback once `raise` leaves main
             raise
         _error_line(StorageError(storage_message(cause, doing="use")))  # a full or read-only disk is no bug
         raise SystemExit(2) from None
+
+
+def _masking(hook: Callable[..., Any]) -> Callable[..., Any]:
+    """`hook` (typer's traceback printer, or Python's) with what it writes passed through
+    `redact_environment`. Why: a bug's traceback quotes the exception's message and lines of
+    code, any of which may hold a key from the environment (a header, a URL, a value quoted as
+    given), and it goes to the terminal and CI logs. Typer sets its own hook again on its next call."""
+
+    def masked(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        shown = io.StringIO()
+        with contextlib.redirect_stderr(shown):
+            hook(kind, value, tb)
+        sys.stderr.write(redact_environment(shown.getvalue()))
+
+    return masked
 
 
 def _internal_error() -> None:

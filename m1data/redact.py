@@ -187,6 +187,27 @@ def mask_value(text: str, secret: str | None, replacement: str = "***") -> str:
     return token.sub(lambda _: replacement, text)
 
 
+def holds_secret(text: str, secret: str) -> bool:
+    """`text` holds `secret` in a form `mask_value` masks (as it is, percent-encoded, escaped,
+    base64): what a last check before publishing searches for, so that it refuses whatever the
+    writers would have masked, in a folder written before they masked it."""
+    return mask_value(text, secret, "") != text
+
+
+def mask_in_name(name: str | None, secret: str | None, replacement: str = "***") -> str | None:
+    """`name` (a served model's name, an identifier a server chose) with `secret` replaced wherever
+    it is, even inside a longer token, once it has `MIN_TOKEN_SECRET_LENGTH` characters (never a
+    placeholder), and in every form `mask_value` knows for a longer one.
+
+    Why not the whole-token rule of `mask_value` here: it counts `-` and `_` as part of a key, so a
+    server that names its model after the key (`served-k3Y9zQ`) kept a 6-character key in the rows,
+    the cache, the manifest's `served_models` and the card. A name is no prose: masking part of it
+    cuts no word of an answer, and what is left (`served-***`) still shows that a name was there."""
+    if not name or not secret or len(secret) < MIN_TOKEN_SECRET_LENGTH or is_placeholder(secret):
+        return name
+    return mask_value(name.replace(secret, replacement), secret, replacement)
+
+
 _BASE64_RUN = "A-Za-z0-9+/_-"  # base64's alphabet and its URL-safe one (`-_` for `+/`)
 
 
@@ -266,6 +287,7 @@ def redact_environment(text: str) -> str:
     A short value (`mask_value`) only when the variable is named as a key (`*_KEY`, `*_TOKEN`):
     TOKENIZERS_PARALLELISM's `false` or an AUTH_MODE's `open` is a setting, not a secret."""
     for name, value in os.environ.items():
+        value = value.strip()  # what is sent: m1data.llm.http.api_key_from strips a pasted newline
         if _SECRET_ENV.search(name) and (len(value) >= MIN_SECRET_LENGTH or _KEY_VARIABLE.search(name)):
             text = mask_value(text, value, REDACTED)
     return _SECRET_VALUE.sub(REDACTED, text)
@@ -307,7 +329,7 @@ def configured_secrets(env_names: Iterable[str] = ()) -> dict[str, str]:
     names = set(env_names) | {n for n in os.environ if n.endswith(SECRET_ENV_SUFFIXES)}
     found = {}
     for name in sorted(names):
-        value = os.environ.get(name)
+        value = (os.environ.get(name) or "").strip()  # as sent (m1data.llm.http.api_key_from)
         if value and len(value) >= MIN_SECRET_LENGTH:
             found[name] = value
     return found
@@ -422,9 +444,11 @@ __all__ = [
     "file_name",
     "has_query",
     "has_userinfo",
+    "holds_secret",
     "key_env_names",
     "is_placeholder",
     "local_paths",
+    "mask_in_name",
     "mask_secret",
     "mask_value",
     "public_model_name",

@@ -600,6 +600,39 @@ main()
 """
 
 
+QUOTES_THE_KEY = """
+import os, sys
+import m1data.stages.dedup as dedup
+from m1data.errors import UserError
+KIND = sys.argv.pop()
+def quoting(*args, **kwargs):
+    key = os.environ["M1DATA_TRACE_API_KEY"]
+    raise (UserError if KIND == "user" else KeyError)(f"sent Authorization: Bearer {key} (key={key})")
+dedup.deduplicate = quoting
+from m1data.cli import main
+main()
+"""
+
+
+@pytest.mark.parametrize("kind, standard", [("user", ""), ("internal", ""), ("internal", "1")])
+def test_a_key_quoted_in_an_error_line_or_a_traceback_is_masked(tmp_path, kind, standard):
+    """A last guard: an error's message that quotes a key from the environment (here: one no writer
+    knew of) reached the terminal as it was, in the one error line and in a bug's traceback (typer's
+    and, with _TYPER_STANDARD_TRACEBACK, Python's)."""
+    import os
+
+    key = "k3Y9zQ"  # short: no pattern for what keys look like would catch it, only the environment
+    rows = write_rows(rows_to_dataset([make_row(source="medqa", row_id="a", question="Q?", options=["x", "y"],
+                                                answer_idx=0, raw={})]), tmp_path / "in.jsonl")
+    env = {**os.environ, "M1DATA_TRACE_API_KEY": key, "_TYPER_STANDARD_TRACEBACK": standard, "COLUMNS": "200"}
+    proc = subprocess.run([sys.executable, "-c", QUOTES_THE_KEY, "dedup", str(rows), str(tmp_path / "out.jsonl"), kind],
+                          capture_output=True, text=True, env=env, timeout=120)
+    said = proc.stdout + proc.stderr
+    assert proc.returncode == (2 if kind == "user" else 1), said
+    assert ("internal error" in said and "KeyError" in said) if kind == "internal" else said.startswith("error:"), said
+    assert "[redacted]" in said and key not in said, said
+
+
 def test_an_internal_error_traceback_shows_no_local_variables(tmp_path):
     import os
     import socket

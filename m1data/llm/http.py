@@ -50,7 +50,7 @@ from m1data.llm.limits import Failed, failure, http_failure
 from m1data.llm.params import OPENAI_PARAMS, check_params, request_body
 from m1data.llm.thinking import split_thinking
 from m1data.llm.types import Reply, Request
-from m1data.redact import mask_secret, refuse_endpoint_secrets, shown_variable, strip_userinfo
+from m1data.redact import mask_in_name, mask_secret, refuse_endpoint_secrets, shown_variable, strip_userinfo
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 _FILTER_MARKERS = ("content_filter", "content_policy", "content management policy", "safety")
@@ -61,6 +61,33 @@ _MODERATION_MARKERS = (*_FILTER_MARKERS, "flagged")
 
 class MissingAPIKey(M1DataError, RuntimeError):
     pass
+
+
+class BadAPIKey(UserError):
+    """The key variable holds something no HTTP header can carry."""
+
+
+def api_key_from(variable: str) -> str | None:
+    """The key in the environment variable `variable`, without surrounding whitespace; None when
+    it is unset or blank.
+
+    Why strip rather than refuse: a key pasted with a newline (`export KEY="sk-...\n"`, a key file
+    read with `$(cat key.txt)` and a trailing newline) is the common case, the intent is plain, and
+    HTTP itself drops whitespace around a header's value (RFC 9110, 5.5), so no server could ever
+    have been meant to get it; `huggingface_hub` strips HF_TOKEN alike. Left in, the HTTP library
+    refused the header on every request, which was recorded as a transient connection failure and
+    retried on every rerun without the user being told. Whitespace, a control or a non-ASCII
+    character *inside* the key is refused (BadAPIKey, naming the variable, never the value): no
+    key has one, so the value is something else (two things pasted together), and no header can
+    carry it either."""
+    value = (os.environ.get(variable) or "").strip()
+    if any(not ("!" <= char <= "~") for char in value):
+        raise BadAPIKey(
+            f"environment variable {shown_variable(variable)} holds whitespace, a control character or a non-ASCII "
+            "character inside its value (not shown), which no API key has and no HTTP header can carry: set it to "
+            "the key alone"
+        )
+    return value or None
 
 
 def sdk_client(asynchronous: bool, **settings: Any) -> Any:
@@ -182,7 +209,7 @@ class HTTPEngine:
         self.allowed_params = OPENAI_PARAMS | frozenset(config.extra_params)
         self.key_env = key_variable(self.endpoint, config.api_key_env)
         self._openai = is_openai(self.endpoint)
-        self._api_key = os.environ.get(self.key_env) if self.key_env else None
+        self._api_key = api_key_from(self.key_env) if self.key_env else None
         if self.key_env and not self._api_key and require_key:
             raise MissingAPIKey(
                 f"environment variable {shown_variable(self.key_env)} is not set (the API key for {self.endpoint})"
@@ -203,7 +230,7 @@ class HTTPEngine:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._api_key = os.environ.get(self.key_env) if self.key_env else None
+        self._api_key = api_key_from(self.key_env) if self.key_env else None
 
     def __repr__(self) -> str:
         shown = None if self.key_env is None else shown_variable(self.key_env)
@@ -313,14 +340,20 @@ class HTTPEngine:
         return failure("exception", self.mask(f"{type(exc).__name__}: {exc}") or "", retryable=True)
 
     def _masked(self, reply: Reply) -> Reply:
-        """`reply` with the key masked out of every string the server chose: the served model
-        name too, which goes to the cache, the rows (`teacher_served_model`), the manifest's
-        `served_models` and the card."""
+        """`reply` with the key masked out of every string the server chose, whatever the key's
+        length (`mask_secret`: a key of 4 to 7 characters only where it stands as a whole token).
+
+        The served model name goes to the cache, the rows (`teacher_served_model`), the manifest's
+        `served_models` and the card, and a name is an identifier, not prose: a key is masked
+        anywhere inside it (`mask_in_name`; `served-k3Y9zQ` -> `served-***`). The answer and its
+        reasoning are the rows' text: a short key is masked there only as a whole token, as in an
+        error line, so no word the model wrote that merely contains the key is cut (a key `k3y9`
+        leaves `k3y9Zeta`)."""
         reply.error = self.mask(reply.error)
-        if self._api_key and len(self._api_key) >= 8:
+        if self._api_key:
             reply.text = self.mask(reply.text) or ""
             reply.reasoning = self.mask(reply.reasoning)
-            reply.model = self.mask(reply.model)
+            reply.model = self.mask(mask_in_name(reply.model, self._api_key))
         return reply
 
 
@@ -493,9 +526,11 @@ def parse_reply(raw: bytes, request: Request | str, mask: Callable[[str], str] =
 
 __all__ = [
     "OPENAI_BASE_URL",
+    "BadAPIKey",
     "HTTPConfig",
     "HTTPEngine",
     "MissingAPIKey",
+    "api_key_from",
     "check_base_url",
     "ReplyTooLarge",
     "is_openai",

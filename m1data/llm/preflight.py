@@ -3,9 +3,7 @@ configured or running, it stops cleanly after the offline stages instead of fail
 
 from __future__ import annotations
 
-import os
-
-from m1data.llm.http import check_base_url, key_variable, resolve_base_url, sdk_client
+from m1data.llm.http import api_key_from, check_base_url, key_variable, resolve_base_url, sdk_client
 from m1data.redact import shown_variable
 
 
@@ -22,7 +20,7 @@ def endpoint_problem(base_url: str | None, api_key_env: str | None = None, timeo
     base_url = resolve_base_url(base_url)
     check_base_url(base_url)
     variable = key_variable(base_url, api_key_env)
-    if variable and not os.environ.get(variable):
+    if variable and not api_key_from(variable):
         return f"the environment variable {shown_variable(variable)} (API key for {base_url}) is not set"
     client = sdk_client(
         asynchronous=False, api_key="no-key", organization="", project="", base_url=base_url, max_retries=0,

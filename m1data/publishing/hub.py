@@ -618,18 +618,26 @@ def _refuse_if_secret_inside(folder: Path, files: list[PlannedFile], secrets: Ma
     """Last guard before anything leaves the machine: no uploaded file may contain a secret. The
     message names the variable, never the value. A parquet file's values are searched too: its
     pages are compressed, and a value that repeats part of an earlier one is stored as a
-    back-reference, so a secret in it need not appear as one run of bytes."""
+    back-reference, so a secret in it need not appear as one run of bytes. The strings of parquet
+    and text files are searched for every form of a secret that m1data.redact masks
+    (`holds_secret`: percent-encoded, escaped, base64), not only as it is: a folder written
+    before those forms were masked may hold one (a server's error that quoted the key
+    percent-encoded, a Basic credential)."""
+    from m1data.redact import holds_secret
+
+    texts = {label: secret.decode("utf-8", "replace") for label, secret in secrets.items()}
     for planned in files:
         path = folder / planned.path_in_repo
         for label, secret in secrets.items():
             if _file_contains(path, secret):
                 raise UserError(f"refusing to upload: {planned.path_in_repo} contains {label}")
-        if path.suffix == ".parquet" and secrets:
-            texts = {label: secret.decode("utf-8", "replace") for label, secret in secrets.items()}
-            for where, text in _file_strings(path):
-                for label, secret in texts.items():
-                    if secret in text:
-                        raise UserError(f"refusing to upload: {planned.path_in_repo} ({where}) contains {label}")
+        if not secrets:
+            continue
+        for where, text in _file_strings(path):
+            for label, secret in texts.items():
+                if holds_secret(text, secret):
+                    shown = f" ({where})" if where else ""
+                    raise UserError(f"refusing to upload: {planned.path_in_repo}{shown} contains {label}")
 
 
 REEXPORT = ("re-export the run: the same `m1data build` command again skips its finished stages and rewrites "
@@ -780,8 +788,10 @@ def publish(
     plan.files = [PlannedFile(f.path_in_repo, len(readme) if f.path_in_repo == CARD_FILE else f.size) for f in files]
     if dry_run:
         return plan
+    from m1data.redact import holds_secret
+
     for label, secret in secrets.items():
-        if secret in readme:
+        if secret in readme or holds_secret(readme.decode("utf-8", "replace"), secret.decode("utf-8", "replace")):
             raise UserError(f"refusing to upload: the merged README.md contains {label}")
 
     operations: list[Any] = [

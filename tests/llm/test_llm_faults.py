@@ -110,21 +110,30 @@ def test_connections_reset_before_the_first_answer_are_retried_not_called_unreac
     assert [r.status for r in replies] == ["ok"] * 10 and seen["n"] == 16
 
 
-def test_a_key_echoed_as_the_served_model_name_is_masked(llm_server, tmp_path, monkeypatch, capfd):
+@pytest.mark.parametrize("key", [KEY, "k3Y9zQ"])
+def test_a_key_echoed_as_the_served_model_name_is_masked(llm_server, tmp_path, monkeypatch, capfd, key):
     """The reply's `model` field is the server's to fill too: a proxy that puts the caller's
-    credential there must not get it into the rows (`teacher_served_model`), the cache or the terminal."""
-    monkeypatch.setenv("M1DATA_FAULT_KEY", KEY)
-    llm_server.handler = lambda req: chat(
-        "\\boxed{A}", reasoning="A.", model="served-" + req.headers.get("authorization", "").removeprefix("Bearer "))
+    credential there must not get it into the rows (`teacher_served_model`), the cache or the terminal.
+    Nor into the answer or its reasoning. A short key (4 to 7 characters) was masked in none of
+    them: `served-k3Y9zQ` reached the rows, the cache and the terminal."""
+    monkeypatch.setenv("M1DATA_FAULT_KEY", key)
+
+    def echoing(req: Received) -> Response:
+        given = req.headers.get("authorization", "").removeprefix("Bearer ")
+        return chat(f"You sent {given}. \\boxed{{A}}", reasoning=f"The key: {given}", model="served-" + given)
+
+    llm_server.handler = echoing
     from m1data.stages.traces import run_traces_file
 
     run_traces_file(one_row_file(tmp_path), tmp_path / "out.jsonl", llm_server.base_url, "m", "M1DATA_FAULT_KEY",
                     require_reasoning=False)
-    assert read_rows(tmp_path / "out.jsonl")["teacher_served_model"] == ["served-***"]
+    rows = read_rows(tmp_path / "out.jsonl")
+    assert rows["teacher_served_model"] == ["served-***"]
+    assert rows["teacher_reply"] == ["You sent ***. \\boxed{A}"] and rows["reasoning"] == ["The key: ***"], rows
     for path in tmp_path.iterdir():
-        assert KEY.encode() not in path.read_bytes(), path
+        assert key.encode() not in path.read_bytes(), path
     out, err = capfd.readouterr()
-    assert KEY not in out + err
+    assert key not in out + err
 
 
 def test_a_pickled_engine_carries_no_key_and_reads_it_again_where_it_lands(llm_server, monkeypatch):

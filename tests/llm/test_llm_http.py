@@ -183,6 +183,38 @@ def test_api_key_from_environment_sent_but_never_shown(llm_server, monkeypatch):
         assert "SECRET" not in text
 
 
+@pytest.mark.parametrize("pasted", ["\n", "\r\n", " ", "\t \n"])
+def test_a_key_pasted_with_surrounding_whitespace_is_sent_stripped(llm_server, monkeypatch, pasted):
+    """`export KEY="sk-...\\n"`: the HTTP library refused the header on every request, recorded as
+    a transient connection failure and retried on every rerun, the user never told."""
+    from m1data.redact import redact_environment
+
+    monkeypatch.setenv("M1DATA_PASTED_KEY", f"{pasted}Pasted-0123456789abcdef{pasted}")
+    seen = []
+
+    def echoing(req: Received) -> Response:
+        seen.append(req.headers.get("authorization"))
+        return reply(req, f"you sent {req.headers.get('authorization')}", model=req.headers["authorization"][7:])
+
+    llm_server.handler = echoing
+    got = call(engine_for(llm_server, api_key_env="M1DATA_PASTED_KEY"), CHAT)
+    assert got.status == "ok" and seen == ["Bearer Pasted-0123456789abcdef"], (got.error, seen)
+    assert "Pasted-0123" not in got.text + got.model
+    assert redact_environment("sent Pasted-0123456789abcdef") == "sent [redacted]"
+
+
+@pytest.mark.parametrize("value", ["sk-one-0123456789 sk-two-0123456789", "sk-line-0123\n456789abc", "sk-\u00e9t\u00e9-0123456789"])
+def test_a_key_with_whitespace_or_a_non_ascii_character_inside_is_one_line_before_any_request(llm_server, monkeypatch, value):
+    """No header carries it: refused where the engine is built, naming the variable, never the value."""
+    from m1data.llm.http import BadAPIKey
+
+    monkeypatch.setenv("M1DATA_BROKEN_KEY", value)
+    with pytest.raises(BadAPIKey, match="M1DATA_BROKEN_KEY") as refused:
+        engine_for(llm_server, api_key_env="M1DATA_BROKEN_KEY")
+    assert "0123" not in str(refused.value) and "\n" not in str(refused.value)
+    assert llm_server.count() == 0
+
+
 def test_missing_key_fails_early(llm_server, monkeypatch):
     monkeypatch.delenv("M1DATA_ABSENT_KEY", raising=False)
     with pytest.raises(MissingAPIKey, match="M1DATA_ABSENT_KEY"):

@@ -797,6 +797,39 @@ def test_refuses_a_token_that_parquet_compression_hides_from_a_byte_search(tmp_p
     assert api.named("create_commit") == []
 
 
+def _key_forms(key: str) -> dict[str, str]:
+    """How a key may sit in a folder written before m1data masked these forms (a server's error
+    quoting it percent-encoded, a JSON-escaped copy, an echoed Basic credential)."""
+    import base64
+    from urllib.parse import quote
+
+    return {"percent-encoded": quote(key, safe=""), "escaped": json.dumps(key)[1:-1].replace("/", "\\/"),
+            "basic": "Basic " + base64.b64encode(f"me:{key}".encode()).decode()}
+
+
+KEY_WITH_SPECIALS = "sk-pr0j/Key+with=special/chars0123"
+
+
+@pytest.mark.parametrize("form", ["percent-encoded", "escaped", "basic"])
+@pytest.mark.parametrize("where", ["parquet", "json"])
+def test_refuses_a_key_written_in_a_form_redact_masks(tmp_path, monkeypatch, form, where):
+    """The last check searched only the key as it is: a folder written before the encoded forms were
+    masked, holding one, went up."""
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("M1DATA_PUBLISH_API_KEY", KEY_WITH_SPECIALS)
+    written = _key_forms(KEY_WITH_SPECIALS)[form]
+    assert KEY_WITH_SPECIALS not in written
+    rows = {"text": ["an answer", f"error: 401 bad key {written}" if where == "parquet" else "fine"]}
+    folder = write_hub_folder(tmp_path / "hub", {"m1k": {"train": datasets.Dataset.from_dict(rows)}}, "# card\n")
+    if where == "json":
+        (folder / "dropped.json").write_text(f'{{"error": "echoed {written}"}}', encoding="utf-8")  # as a writer put it
+    api = FakeHfApi(tmp_path, [], None)
+    shown = "dropped.json" if where == "json" else r"\.parquet \(column 'text', row 1\)"
+    with pytest.raises(UserError, match=f"{shown} contains the value of M1DATA_PUBLISH_API_KEY") as err:
+        publish(folder, "org/m1", api=api, token="hf_unrelated_token_0123456789abcdef")
+    assert written not in str(err.value) and api.named("create_commit") == []
+
+
 @pytest.mark.parametrize("repo_id", [f"https://me:{SENTINEL}@huggingface.co/datasets/me/x",
                                      f"https://{SENTINEL}@huggingface.co/datasets/me/x",
                                      f"https://me:{SENTINEL}/x@huggingface.co/datasets/me/x"])
