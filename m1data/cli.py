@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, Optional
 
+import click
 import typer
 from rich.markup import escape
 
@@ -707,6 +708,7 @@ def main() -> None:
     anything else is a bug, shown with its traceback and a request to report it."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, raise_terminated)  # unwind (locks, temporary files, servers), then 143
+    _mask_usage_errors()
     try:
         app()
     except Terminated:
@@ -729,6 +731,28 @@ def main() -> None:
             raise
         _error_line(StorageError(storage_message(cause, doing="use")))  # a full or read-only disk is no bug
         raise SystemExit(2) from None
+
+
+def _mask_usage_errors() -> None:
+    """Pass Click's usage errors through `redact_environment`. Why: Click prints them itself
+    (`Invalid value for --mapping: ... got 'VALUE'`, `'VALUE' is not a valid integer`), quoting the
+    value as given, and never through `_error_line`: a key pasted into the wrong option reached
+    the terminal. Every error class that words its own message is wrapped, once per process
+    (only the command-line entry point does this; m1data as a library leaves Click alone).
+    typer 0.2x ships its own copy of Click (`typer.BadParameter` is not `click.BadParameter`), whose
+    errors word their messages in typer's classes too: every class above typer's BadParameter counts."""
+    classes: list[type] = [click.ClickException,
+                           *(c for c in typer.BadParameter.__mro__ if c.__module__.startswith(("typer", "click")))]
+    while classes:
+        cls = classes.pop()
+        classes.extend(cls.__subclasses__())
+        own = vars(cls).get("format_message")
+        if own is not None and not getattr(own, "masked", False):
+            def masked(self: Exception, _own: Callable[..., str] = own) -> str:
+                return redact_environment(_own(self))
+
+            masked.masked = True  # type: ignore[attr-defined]
+            cls.format_message = masked  # type: ignore[method-assign]
 
 
 def _masking(hook: Callable[..., Any]) -> Callable[..., Any]:

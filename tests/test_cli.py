@@ -839,3 +839,21 @@ def test_a_student_url_without_its_model_is_refused_without_its_credentials(tmp_
     password = url.split(":")[2].rpartition("@")[0]
     assert said.returncode == 2 and "MODEL=BASE_URL" in said.stderr, said.stderr
     assert password not in said.stderr + said.stdout and "alice" not in said.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["load", "mine", "--path", "x.jsonl", "--out", "o.jsonl", "--mapping", "question=q,{key}"],  # m1data's BadParameter
+    ["dedup", "a.jsonl", "b.jsonl", "--{key}"],  # Click's own: no such option
+    ["{key}"],  # no such command
+])
+@pytest.mark.parametrize("key", ["k3Y9zQ", "sk-ZZZZsecretZZZZ1234"])
+def test_a_key_pasted_into_an_option_is_not_in_clicks_usage_error(main, monkeypatch, tmp_path, args, key):
+    """Click prints usage errors itself, quoting the value as given, never through `_error_line`:
+    `--mapping question=q,KEY` printed `got 'KEY'` with KEY from the environment."""
+    if "--{key}" in args and len(key) < 8:
+        pytest.skip("a short key is masked only as a whole token, and `-` joins it to `--` (m1data.redact)")
+    monkeypatch.setenv("M1DATA_X_API_KEY", key)
+    monkeypatch.chdir(tmp_path)
+    proc = main(*[a.format(key=key) for a in args])
+    assert proc.returncode == 2 and "Error:" in proc.stderr, proc.stderr
+    assert key not in proc.stderr + proc.stdout and "[redacted]" in proc.stderr, proc.stderr
