@@ -43,7 +43,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Self
 
 from m1data.cores import usable_cores
 from m1data.errors import M1DataError, UserError, raise_terminated
@@ -309,7 +308,7 @@ class LocalServer:
     def base_url(self) -> str:
         return f"{self.root_url}/v1"
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> LocalServer:  # not typing.Self: Python 3.11+, and 3.10 is supported
         self._catch_sigterm()
         try:
             self._start_until_ready()
