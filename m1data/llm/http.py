@@ -16,7 +16,8 @@ compares the bytes a server received with the hashed body).
 Replies are read here, not through the SDK's pydantic models: those accept any shape silently,
 while a reply without a message, with `content: null` or with unreadable `usage` must be told
 apart from an answer. `reasoning_content` (DeepSeek, vLLM's reasoning parser) is one of the
-message's fields beyond OpenAI's schema; `<think>...</think>` inline is split by `split_thinking`.
+message's fields beyond OpenAI's schema; `<think>...</think>` or gpt-oss's harmony channels inline
+are split by `split_thinking`.
 
 One call, one attempt. A call that gives no usable answer returns a `limits.Failed` reply saying
 whether a retry makes sense.

@@ -208,6 +208,14 @@ def test_engine_survives_several_event_loops(llm_server):
         ("<think>cut off", ("cut off", "")),
         ("opened in the prompt</think>answer", ("opened in the prompt", "answer")),
         ("", (None, "")),
+        # gpt-oss harmony channels, with the special tokens and with them stripped
+        ("<|channel|>analysis<|message|>Maybe \\boxed{B}.<|end|><|start|>assistant<|channel|>final<|message|>C<|return|>",
+         ("Maybe \\boxed{B}.", "C")),
+        ("<|start|>assistant<|channel|>analysis<|message|>a<|end|><|start|>assistant<|channel|>final<|message|>b",
+         ("a", "b")),
+        ("analysisWe need B? No.assistantfinalThe answer is C.", ("We need B? No.", "The answer is C.")),
+        ("<|channel|>analysis<|message|>cut off", ("cut off", "")),
+        ("analysis of the ECG: C", (None, "analysis of the ECG: C")),
     ],
 )
 def test_split_thinking(text, expected):
