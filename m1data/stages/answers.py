@@ -39,10 +39,12 @@ running text.
 The search runs on the text after the last ``</think>`` or ``<|im_start|>answer`` marker first and
 on the whole reply second, so a reasoning model's final answer beats what it said while thinking.
 Letters are option letters A, B, ... in the options' order; a letter that names no option is not
-an answer. In a statement or box, a letter followed by a separator and text (``C. Aortic
-stenosis``) must agree with that text when the text is an option's; if it names another option
-the verdict is ``multiple_answers``. A letter followed by a verdict against it (``A is
-incorrect``, ``A. Aortic stenosis is not the answer``) names no option: the reply rejects it.
+an answer. Markdown, ``$``, ``\(...\)`` and font commands (``\text{C}``) around a stated letter
+only change its looks: "The answer is \(\text{C}\)" states C. In a statement or box, a letter
+followed by a separator and text (``C. Aortic stenosis``) must agree with that text when the text
+is an option's; if it names another option the verdict is ``multiple_answers``. A letter followed
+by a verdict against it (``A is incorrect``, ``A. Aortic stenosis is not the answer``) names no
+option: the reply rejects it.
 """
 
 from __future__ import annotations
@@ -230,8 +232,13 @@ def _normalise(text: str) -> str:
     return folded.strip(_DECORATION).rstrip(".!;, ").strip(_DECORATION)
 
 
+_MATH_DELIMITER = re.compile(r"\\[()\[\]]")
+
+
 def _clean(fragment: str) -> str:
-    """A slot's text without markdown emphasis, ``$`` and end punctuation, case kept."""
+    """A slot's text without markdown emphasis, LaTeX math delimiters (``\\(C\\)``, ``$C$``), font
+    commands (``\\text{C}``), and end punctuation, case kept: all of them only change looks."""
+    fragment = _MATH_DELIMITER.sub("", _unwrap_fonts(fragment))
     text = " ".join(fragment.replace("**", "").replace("__", "").split())
     return text.strip(_DECORATION).rstrip(".!;, ").strip(_DECORATION)
 

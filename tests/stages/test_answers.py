@@ -683,3 +683,24 @@ def test_the_embedded_teachers_option_echoes_are_not_answers() -> None:
         assert not any(is_correct(reply, options, k) for k in range(len(options))), reply
     # one lettered line is still an answer line
     assert extract_answer("D. Propranolol", drugs).letter == "D"
+
+
+LATEX_LETTERS = [r"\({}\)", r"\( {} \)", r"\(\text{{{}}}\)", r"$\text{{{}}}$", r"$\mathbf{{{}}}$", r"\textbf{{{}}}",
+                 r"\[{}\]", r"$\mathrm{{({})}}$"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(options=ANSWER_OPTIONS, data=st.data())
+def test_a_stated_letter_in_latex_math_or_a_font_is_read(options: list[str], data):
+    """Reasoning models trained on maths write their letter as maths ("The answer is \\(\\text{C}\\)",
+    "Answer: $\\mathbf{C}$"). The delimiters and font commands only change looks, as in a box: the
+    statement names C. They were read as no option, so a right answer was dropped (or paid again)."""
+    assume(_no_answer_words(options))
+    index = data.draw(st.integers(0, len(options) - 1))
+    letter = string.ascii_uppercase[index]
+    wrapped = data.draw(st.sampled_from(LATEX_LETTERS)).format(letter)
+    statement = data.draw(st.sampled_from([s for s in STATEMENTS if "({})" not in s]))  # no "(\\(C\\))"
+    reply = data.draw(st.sampled_from(MUSINGS)) + " " + statement.format(wrapped)
+    extraction = extract_answer(reply, options)
+    assert (extraction.letter, extraction.method) == (letter, "statement"), reply
+    assert [is_correct(reply, options, k) for k in range(len(options))] == [k == index for k in range(len(options))]
