@@ -27,8 +27,8 @@ Precedence: the first rule that reads anything decides, and each rule says why i
    10-point lead over the next and the same negation words ("not aortic stenosis" is not
    "Aortic stenosis"; "No treatment needed" keeps its "no"). Below that, or on a tie, there is
    no answer: a similarity that always finds something would turn "I don't know" into option A.
-   A short reply that lists options by letter (two or more lines ``A. ...``, ``B. ...``) is not
-   an answer text: it names every option it lists and chooses none.
+   A short reply that lists options by letter (lines ``A. ...``, ``B. ...`` naming two or more
+   options) is not an answer text: it names every option it lists and chooses none.
 
 The reference's matcher also took the last lone capital letter anywhere in the reply and the
 option whose text occurs last anywhere; both misread replies that discuss the options after
@@ -457,10 +457,15 @@ def _answer_texts(text: str, box: str | None, options: Sequence[str]) -> list[st
 
 
 def _lists_options(text: str, options: Sequence[str]) -> bool:
-    """Whether two or more lines start with an option letter: a list of options (a model echoing
-    the question), not an answer text. Read whole, it "ends with" its last option, which rule 4
-    would take for the answer."""
-    return sum(_starts_with_letter(line, options) for line in _lines(text)) >= 2
+    """Whether the lines that start with an option letter name two or more options (by letter or
+    text): a list of options (a model echoing the question), not an answer text. Read whole, it
+    "ends with" its last option, which rule 4 would take for the answer. One option repeated
+    ("A. Lithium" twice) is no list."""
+    named: set[int] = set()
+    for line in _lines(text):
+        if _starts_with_letter(line, options):
+            named.update(_read_slot(line, options) or ())
+    return len(named) >= 2
 
 
 def _answer_section(reply: str) -> str | None:

@@ -681,8 +681,10 @@ def test_the_embedded_teachers_option_echoes_are_not_answers() -> None:
     ]:
         assert extract_answer(reply, options).letter is None, reply
         assert not any(is_correct(reply, options, k) for k in range(len(options))), reply
-    # one lettered line is still an answer line
+    # one lettered line is still an answer line, and so is one option said twice
     assert extract_answer("D. Propranolol", drugs).letter == "D"
+    ebv = ["Clostridium tetani", "Bordetella pertussis", "Mycobacterium leprae", "Epstein-Barr virus"]
+    assert extract_answer("D. Epstein-Barr virus\n\nD. Epstein-Barr virus is a herpesvirus.", ebv).letter == "D"
 
 
 LATEX_LETTERS = [r"\({}\)", r"\( {} \)", r"\(\text{{{}}}\)", r"$\text{{{}}}$", r"$\mathbf{{{}}}$", r"\textbf{{{}}}",
