@@ -451,3 +451,23 @@ def test_deepseek_without_a_named_key_variable_reads_the_one_a_build_reads(tmp_p
     with pytest.raises(Exception) as raised:
         run_traces_file(rows, tmp_path / "out.jsonl", teacher["base_url"], teacher["model"])
     assert str(raised.value) == built
+
+
+def test_a_thinking_that_stopped_without_an_answer_is_tried_anew_not_paid_again(llm_server, tmp_path, secret_env):
+    # Try 1 of every question: a reasoning parser's reply for a thinking block never closed
+    # (content null, finish "stop"); try 2 answers. It was a transient failure: the same request
+    # resent on every retry, the stage incomplete, and the next run paying for it again.
+    def stops_then_answers(req: Received) -> Response:
+        row = BY_PROMPT[req.text.split("\n", 1)[1]]
+        if req.body["seed"] == 7:
+            return chat(None, reasoning=f"On {row['id']}, still thinking", completion_tokens=900)
+        return chat(f"\\boxed{{{LETTERS[row['answer_idx']]}}}", reasoning="Done thinking.")
+
+    llm_server.handler = stops_then_answers
+    stage = TeacherTraces(config(llm_server, tmp_path, attempts=2, temperature=0.6, extra_params={"seed": 7}))
+    result = stage.run(ROWS, None)
+    assert sorted(result.rows["id"]) == sorted(ROWS["id"]) and set(result.rows["attempt"]) == {2}
+    assert set(result.dropped["reason"]) == {"no_answer"} and all(result.dropped["superseded"])
+    assert llm_server.count() == 2 * len(ROWS) and result.transient_failures == 0
+    TeacherTraces(config(llm_server, tmp_path, attempts=2, temperature=0.6, extra_params={"seed": 7})).run(ROWS, None)
+    assert llm_server.count() == 2 * len(ROWS)  # a second run pays for nothing
