@@ -15,8 +15,11 @@ compares the bytes a server received with the hashed body).
 
 Replies are read here, not through the SDK's pydantic models: those accept any shape silently,
 while a reply without a message, with `content: null` or with unreadable `usage` must be told
-apart from an answer. `reasoning_content` (DeepSeek, vLLM's reasoning parser) is one of the
-message's fields beyond OpenAI's schema; `<think>...</think>` inline is split by `split_thinking`.
+apart from an answer. (`content: null` beside reasoning is the model's own output, a thinking
+block it never closed, split off by the server's reasoning parser: a reply with no answer.)
+`reasoning_content` (DeepSeek, vLLM's reasoning parser) is one of the message's fields beyond
+OpenAI's schema; `<think>...</think>` or gpt-oss's harmony channels inline are split by
+`split_thinking`.
 
 One call, one attempt. A call that gives no usable answer returns a `limits.Failed` reply saying
 whether a retry makes sense.
@@ -502,7 +505,12 @@ def parse_reply(raw: bytes, request: Request | str, mask: Callable[[str], str] =
         content = choice.get("text")
         reasoning = None
     if content is None and finish not in ("length", "content_filter"):
-        return refused("empty_reply", f"the reply's content is null (finish_reason {finish!r})")
+        if not (reasoning or "").strip():
+            return refused("empty_reply", f"the reply's content is null (finish_reason {finish!r})")
+        # The model thought and stopped without an answer (a reasoning parser's shape of a thinking
+        # block never closed): the request's outcome, as the same reply inline is, not a glitch to
+        # send again at full price; the stage judges it (no answer) and may try anew.
+        content = ""
     if not isinstance(content, (str, type(None))):
         return refused("bad_response", f"the reply's content is not text: {type(content).__name__}")
     content = content or ""

@@ -8,7 +8,9 @@ locally, else whitespace words, and the report says which), the tokens and cost 
 LLM stages, and the yield by try when a build made several (traces' `attempts`).
 
 It reads only the two run folders: their stage manifests and the compared stage's rows (default
-`traces`), so it needs no endpoint, no key and no cache. `compare_runs` returns the numbers and
+`traces`), so it needs no endpoint, no key and no cache. A stage stopped by transient failures
+(its manifest says `complete: false`) is compared as it stands, and the report says so: its
+counts are not final until the same build is run again. `compare_runs` returns the numbers and
 the markdown; with `out_dir` it also writes `compare.md` and `compare.png` (yield per source and
 the two length distributions, side by side).
 """
@@ -47,6 +49,7 @@ class Build:
     cost: dict[str, Any]
     by_attempt: dict[str, dict[str, Any]] = field(default_factory=dict)
     length_unit: str = ""
+    transient_failures: int = 0  # the stage's requests still to send: its counts are not final
 
     @property
     def questions(self) -> set[str]:
@@ -106,7 +109,8 @@ def read_build(run_dir: str | Path, stage: str = "traces", tokenizer: Any | None
     lengths, unit = _lengths(texts, counter, tokenizer if isinstance(tokenizer, str) else TARGET_TOKENIZER)
     return Build(run_dir, dict(manifest["counts_in"]), dict(sorted(Counter(sources.values()).items())), len(rows),
                  answers, sources, lengths, _cost(read_manifests(run_dir)),
-                 (manifest.get("stats") or {}).get("by_attempt") or {}, unit)
+                 (manifest.get("stats") or {}).get("by_attempt") or {}, unit,
+                 0 if manifest.get("complete", True) else int(manifest.get("transient_failures") or 0))
 
 
 def _per_source(a: Build, b: Build) -> list[dict[str, Any]]:
@@ -160,6 +164,11 @@ def markdown(c: Comparison) -> str:
         name = f"**{r['source']}**" if r["source"] == "total" else r["source"]
         lines.append(f"| {name} | {r['asked_a']:,} | {r['kept_a']:,} | {_pct(r['yield_a'])} | {r['asked_b']:,} "
                      f"| {r['kept_b']:,} | {_pct(r['yield_b'])} | {r['both']:,} | {_pct(r['agreement'])} |")
+    for name, build in (("A", a), ("B", b)):
+        if build.transient_failures:
+            n = build.transient_failures
+            lines += ["", f"**{name}'s `{c.stage}` stage is incomplete: {n:,} request{'s' if n != 1 else ''} failed "
+                      "transiently**, so its counts are not final; the same build command again sends them."]
     lines += ["", f"## Reasoning length ({c.length_unit})", "",
               "| build | rows | p25 | median | p75 | p90 | max |", "|---|---|---|---|---|---|---|",
               _length_row("A", a.lengths), _length_row("B", b.lengths), "",

@@ -27,6 +27,8 @@ Precedence: the first rule that reads anything decides, and each rule says why i
    10-point lead over the next and the same negation words ("not aortic stenosis" is not
    "Aortic stenosis"; "No treatment needed" keeps its "no"). Below that, or on a tie, there is
    no answer: a similarity that always finds something would turn "I don't know" into option A.
+   A short reply that lists options by letter (lines ``A. ...``, ``B. ...`` naming two or more
+   options) is not an answer text: it names every option it lists and chooses none.
 
 The reference's matcher also took the last lone capital letter anywhere in the reply and the
 option whose text occurs last anywhere; both misread replies that discuss the options after
@@ -37,10 +39,12 @@ running text.
 The search runs on the text after the last ``</think>`` or ``<|im_start|>answer`` marker first and
 on the whole reply second, so a reasoning model's final answer beats what it said while thinking.
 Letters are option letters A, B, ... in the options' order; a letter that names no option is not
-an answer. In a statement or box, a letter followed by a separator and text (``C. Aortic
-stenosis``) must agree with that text when the text is an option's; if it names another option
-the verdict is ``multiple_answers``. A letter followed by a verdict against it (``A is
-incorrect``, ``A. Aortic stenosis is not the answer``) names no option: the reply rejects it.
+an answer. Markdown, ``$``, ``\(...\)`` and font commands (``\text{C}``) around a stated letter
+only change its looks: "The answer is \(\text{C}\)" states C. In a statement or box, a letter
+followed by a separator and text (``C. Aortic stenosis``) must agree with that text when the text
+is an option's; if it names another option the verdict is ``multiple_answers``. A letter followed
+by a verdict against it (``A is incorrect``, ``A. Aortic stenosis is not the answer``) names no
+option: the reply rejects it.
 """
 
 from __future__ import annotations
@@ -228,8 +232,13 @@ def _normalise(text: str) -> str:
     return folded.strip(_DECORATION).rstrip(".!;, ").strip(_DECORATION)
 
 
+_MATH_DELIMITER = re.compile(r"\\[()\[\]]")
+
+
 def _clean(fragment: str) -> str:
-    """A slot's text without markdown emphasis, ``$`` and end punctuation, case kept."""
+    """A slot's text without markdown emphasis, LaTeX math delimiters (``\\(C\\)``, ``$C$``), font
+    commands (``\\text{C}``), and end punctuation, case kept: all of them only change looks."""
+    fragment = _MATH_DELIMITER.sub("", _unwrap_fonts(fragment))
     text = " ".join(fragment.replace("**", "").replace("__", "").split())
     return text.strip(_DECORATION).rstrip(".!;, ").strip(_DECORATION)
 
@@ -442,9 +451,21 @@ def _answer_texts(text: str, box: str | None, options: Sequence[str]) -> list[st
     outer = _outer_lines(text, options)
     if outer:
         texts.append(outer[-1])
-    if len(text.strip()) <= SHORT_REPLY_CHARS:
+    if len(text.strip()) <= SHORT_REPLY_CHARS and not _lists_options(text, options):
         texts.append(_ALL_MARKERS.sub(" ", text))
     return [t for t in texts if t and t.strip()]
+
+
+def _lists_options(text: str, options: Sequence[str]) -> bool:
+    """Whether the lines that start with an option letter name two or more options (by letter or
+    text): a list of options (a model echoing the question), not an answer text. Read whole, it
+    "ends with" its last option, which rule 4 would take for the answer. One option repeated
+    ("A. Lithium" twice) is no list."""
+    named: set[int] = set()
+    for line in _lines(text):
+        if _starts_with_letter(line, options):
+            named.update(_read_slot(line, options) or ())
+    return len(named) >= 2
 
 
 def _answer_section(reply: str) -> str | None:

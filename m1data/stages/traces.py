@@ -2,8 +2,9 @@
 
 The teacher (default: DeepSeek-R1 as `deepseek-reasoner` on DeepSeek's API) gets the same prompt
 as the students, up to 8,000 output tokens, and the provider's default sampling: no temperature
-is sent unless configured. Both reply shapes are read (`reasoning_content` + `content`, or
-`<think>...</think>` inline); the engine splits them.
+is sent unless configured. Every reply shape is read (`reasoning_content` + `content`,
+`<think>...</think>` inline, or gpt-oss's analysis and final channels inline); the engine splits
+them (m1data.llm.thinking), so only the answer after the thinking is graded.
 
 Kept rows gain:
 

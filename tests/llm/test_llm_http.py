@@ -240,6 +240,14 @@ def test_engine_survives_several_event_loops(llm_server):
         ("<think>cut off", ("cut off", "")),
         ("opened in the prompt</think>answer", ("opened in the prompt", "answer")),
         ("", (None, "")),
+        # gpt-oss harmony channels, with the special tokens and with them stripped
+        ("<|channel|>analysis<|message|>Maybe \\boxed{B}.<|end|><|start|>assistant<|channel|>final"
+         "<|message|>C<|return|>", ("Maybe \\boxed{B}.", "C")),
+        ("<|start|>assistant<|channel|>analysis<|message|>a<|end|><|start|>assistant<|channel|>final<|message|>b",
+         ("a", "b")),
+        ("analysisWe need B? No.assistantfinalThe answer is C.", ("We need B? No.", "The answer is C.")),
+        ("<|channel|>analysis<|message|>cut off", ("cut off", "")),
+        ("analysis of the ECG: C", (None, "analysis of the ECG: C")),
     ],
 )
 def test_split_thinking(text, expected):
@@ -356,9 +364,21 @@ def test_a_generation_that_broke_off_is_a_retryable_failure_that_keeps_its_usage
 
 
 def test_a_refused_200_keeps_the_usage_it_reports(llm_server):
-    llm_server.handler = lambda req: chat(None, reasoning="long thinking", prompt_tokens=1000, completion_tokens=5000)
+    llm_server.handler = lambda req: chat(None, prompt_tokens=1000, completion_tokens=5000)
     got = call(engine_for(llm_server), CHAT)
     assert (got.kind, got.retryable, got.prompt_tokens, got.completion_tokens) == ("empty_reply", True, 1000, 5000)
+
+
+def test_thinking_that_stopped_without_an_answer_is_an_outcome_not_a_failure(llm_server):
+    """vLLM's reasoning parser returns a thinking block the model never closed (it stopped, not cut
+    off) as `reasoning_content` with `content: null`. Inline, the same output is a reply with no
+    answer; here it was a retryable failure: the same request paid again on every retry and every
+    run, and the stage never complete. It is the request's outcome: no text, the thinking kept."""
+    llm_server.handler = lambda req: chat(None, reasoning="Thinking, then stopped.", completion_tokens=5000)
+    got = call(engine_for(llm_server), CHAT)
+    assert not isinstance(got, Failed)
+    assert (got.status, got.text, got.reasoning, got.completion_tokens) == ("ok", "", "Thinking, then stopped.", 5000)
+    assert llm_server.count() == 1
 
 
 @pytest.mark.parametrize("status, shape", [(400, "json"), (401, "text"), (200, "text"), (200, "json error")])

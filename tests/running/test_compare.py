@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from llm_server import llm_server, tries_teacher  # noqa: F401
+from llm_server import error, llm_server, tries_teacher  # noqa: F401
 from stage_doubles import Given
 from test_attempts import ROWS, config, question, right_at_of, right_letter
 from typer.testing import CliRunner
@@ -115,3 +115,32 @@ def test_a_compare_killed_mid_write_keeps_the_previous_report_and_figure(two_run
     for name in before:
         assert (out / name).read_bytes() == (tmp_path / "fresh" / name).read_bytes() != before[name]
     assert sorted(p.name for p in out.iterdir()) == ["compare.md", "compare.png"]
+
+
+def test_a_build_whose_stage_is_incomplete_is_said_so(llm_server, tmp_path):
+    """A traces stage stopped by transient failures writes its manifest (`complete: false`) and its
+    rows so far; compare read it like a finished build, so B's yield looked final and lower than it
+    will be. The report says which build is incomplete and how many requests it has to send."""
+    from test_attempts import RIGHT
+
+    from m1data.running.pipeline import StageIncomplete
+
+    rows = mixed_rows()
+    RIGHT.update({r["prompt"]: "ABCD"[r["answer_idx"]] for r in rows})
+    answer = tries_teacher(right_letter, lambda text: 1, base_seed=100)
+    down = {rows["prompt"][i] for i in (1, 2)}
+    llm_server.handler = lambda req: error(503, "overloaded") if req.text.split("\n", 1)[1] in down else answer(req)
+    for side, attempts in (("a", 1), ("b", 3)):
+        with pytest.raises(StageIncomplete):
+            run_pipeline([Given(rows), TeacherTraces(config(llm_server, tmp_path / side, attempts=attempts))],
+                         tmp_path / f"run_{side}")
+    c = compare_runs(tmp_path / "run_a", tmp_path / "run_b")
+    assert c.markdown.count("is incomplete") == 2
+    assert re.search(r"B's `traces` stage is incomplete: 2 requests failed transiently", c.markdown)
+    assert (c.a.transient_failures, c.b.transient_failures) == (2, 2)
+
+    llm_server.handler = answer  # the server is back: the same build again finishes B
+    run_pipeline([Given(rows), TeacherTraces(config(llm_server, tmp_path / "b", attempts=3))], tmp_path / "run_b")
+    c = compare_runs(tmp_path / "run_a", tmp_path / "run_b")
+    assert c.b.transient_failures == 0 and "B's `traces` stage is incomplete" not in c.markdown
+    assert c.per_source[-1]["kept_b"] == len(rows)

@@ -647,3 +647,62 @@ def test_rule_3_the_last_answer_statement_decides(options: list[str], data):
     assert (extraction.letter, extraction.method) == (string.ascii_uppercase[picks[-1]], "statement"), reply
     assert is_correct(reply, options, picks[-1]), reply
     assert not any(is_correct(reply, options, k) for k in range(len(options)) if k != picks[-1]), reply
+
+
+LIST_ITEMS = ["{}. {}", "({}) {}", "{}) {}", "**{}.** {}", "- {}. {}"]
+LIST_PREFACES = ["", "Rickettsia rickettsii is the causative agent of:\n", "Options:\n\n"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(options=ANSWER_OPTIONS, data=st.data())
+def test_a_reply_that_lists_options_by_letter_states_none_of_them(options: list[str], data):
+    """A reply that only lists two or more options, one per line with their letters (a small model
+    echoing the question, seen from the embedded teacher), chooses none: it is never an answer,
+    so never verified. Rule 4 once read it as the option it ends with, a 1-in-4 chance of a kept
+    row whose reply states nothing."""
+    assume(_no_answer_words(options))
+    listed = data.draw(st.lists(st.integers(0, len(options) - 1), min_size=2, max_size=len(options), unique=True))
+    assume(len({options[i] for i in listed}) == len(listed))
+    item = data.draw(st.sampled_from(LIST_ITEMS))
+    reply = data.draw(st.sampled_from(LIST_PREFACES)) + "\n".join(
+        item.format(string.ascii_uppercase[i], options[i]) for i in listed)
+    extraction = extract_answer(reply, options)
+    assert extraction.verdict != "answer", (reply, extraction)
+    assert not any(is_correct(reply, options, k) for k in range(len(options))), reply
+
+
+def test_the_embedded_teachers_option_echoes_are_not_answers() -> None:
+    """The replies SmolLM2 gave as the embedded teacher (`run traces --base-url embedded`)."""
+    drugs = ["Amlodipine", "Sildenafil", "Omeprazole", "Propranolol"]
+    germs = ["Bordetella pertussis", "Corynebacterium diphtheriae", "Plasmodium falciparum", "Clostridium tetani"]
+    for reply, options in [
+        ("A. Amlodipine\nB. Sildenafil\nC. Omeprazole\nD. Propranolol", drugs),
+        ("A. Corynebacterium diphtheriae\nC. Plasmodium falciparum\nD. Plasmodium falciparum", germs),
+    ]:
+        assert extract_answer(reply, options).letter is None, reply
+        assert not any(is_correct(reply, options, k) for k in range(len(options))), reply
+    # one lettered line is still an answer line, and so is one option said twice
+    assert extract_answer("D. Propranolol", drugs).letter == "D"
+    ebv = ["Clostridium tetani", "Bordetella pertussis", "Mycobacterium leprae", "Epstein-Barr virus"]
+    assert extract_answer("D. Epstein-Barr virus\n\nD. Epstein-Barr virus is a herpesvirus.", ebv).letter == "D"
+
+
+LATEX_LETTERS = [r"\({}\)", r"\( {} \)", r"\(\text{{{}}}\)", r"$\text{{{}}}$", r"$\mathbf{{{}}}$", r"\textbf{{{}}}",
+                 r"\[{}\]", r"$\mathrm{{({})}}$"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(options=ANSWER_OPTIONS, data=st.data())
+def test_a_stated_letter_in_latex_math_or_a_font_is_read(options: list[str], data):
+    """Reasoning models trained on maths write their letter as maths ("The answer is \\(\\text{C}\\)",
+    "Answer: $\\mathbf{C}$"). The delimiters and font commands only change looks, as in a box: the
+    statement names C. They were read as no option, so a right answer was dropped (or paid again)."""
+    assume(_no_answer_words(options))
+    index = data.draw(st.integers(0, len(options) - 1))
+    letter = string.ascii_uppercase[index]
+    wrapped = data.draw(st.sampled_from(LATEX_LETTERS)).format(letter)
+    statement = data.draw(st.sampled_from([s for s in STATEMENTS if "({})" not in s]))  # no "(\\(C\\))"
+    reply = data.draw(st.sampled_from(MUSINGS)) + " " + statement.format(wrapped)
+    extraction = extract_answer(reply, options)
+    assert (extraction.letter, extraction.method) == (letter, "statement"), reply
+    assert [is_correct(reply, options, k) for k in range(len(options))] == [k == index for k in range(len(options))]

@@ -407,6 +407,29 @@ def test_a_right_answer_without_reasoning_is_dropped_not_handed_to_the_format_st
     assert "t4" in result.rows["id"]
 
 
+@pytest.mark.parametrize("stripped", [False, True], ids=["harmony_tokens", "tokens_stripped"])
+def test_gpt_oss_channels_are_thinking_and_answer(llm_server, tmp_path, secret_env, stripped):
+    # gpt-oss served without its reasoning parser puts both channels in `content`. Its analysis
+    # drafts a box; only the final channel answers. Even rows: draft wrong, final right (kept,
+    # with the analysis as its reasoning); odd rows: draft right, final wrong (never kept).
+    def gpt_oss(req: Received) -> Response:
+        row = BY_PROMPT[req.text.split("\n", 1)[1]]
+        right, wrong = LETTERS[row["answer_idx"]], LETTERS[(row["answer_idx"] + 1) % 4]
+        draft, final = (wrong, right) if int(row["id"][1:]) % 2 == 0 else (right, wrong)
+        analysis = f"Weighing {row['id']}: maybe \\boxed{{{draft}}}? The answer is {draft}? Check again."
+        if stripped:
+            return chat(f"analysis{analysis}assistantfinal**Answer: {final}**")
+        return chat(f"<|channel|>analysis<|message|>{analysis}<|end|><|start|>assistant<|channel|>final"
+                    f"<|message|>**Answer: {final}**<|return|>")
+
+    llm_server.handler = gpt_oss
+    result = TeacherTraces(config(llm_server, tmp_path)).run(ROWS, None)
+    assert sorted(result.rows["id"]) == sorted(i for i in ROWS["id"] if int(i[1:]) % 2 == 0)
+    assert all(r.startswith("Weighing") and "<|" not in r for r in result.rows["reasoning"])
+    assert set(result.rows["teacher_reply"]) == {f"**Answer: {x}**" for x in result.rows["answer_letter"]}
+    assert set(result.dropped["reason"]) == {"wrong_answer"}
+
+
 def test_deepseek_without_a_named_key_variable_reads_the_one_a_build_reads(tmp_path, monkeypatch):
     """The teacher at DeepSeek's API with no key variable named: a build's config read
     DEEPSEEK_API_KEY (TracesConfig's default), while `m1data run traces` and `run_traces_file`
@@ -428,3 +451,23 @@ def test_deepseek_without_a_named_key_variable_reads_the_one_a_build_reads(tmp_p
     with pytest.raises(Exception) as raised:
         run_traces_file(rows, tmp_path / "out.jsonl", teacher["base_url"], teacher["model"])
     assert str(raised.value) == built
+
+
+def test_a_thinking_that_stopped_without_an_answer_is_tried_anew_not_paid_again(llm_server, tmp_path, secret_env):
+    # Try 1 of every question: a reasoning parser's reply for a thinking block never closed
+    # (content null, finish "stop"); try 2 answers. It was a transient failure: the same request
+    # resent on every retry, the stage incomplete, and the next run paying for it again.
+    def stops_then_answers(req: Received) -> Response:
+        row = BY_PROMPT[req.text.split("\n", 1)[1]]
+        if req.body["seed"] == 7:
+            return chat(None, reasoning=f"On {row['id']}, still thinking", completion_tokens=900)
+        return chat(f"\\boxed{{{LETTERS[row['answer_idx']]}}}", reasoning="Done thinking.")
+
+    llm_server.handler = stops_then_answers
+    stage = TeacherTraces(config(llm_server, tmp_path, attempts=2, temperature=0.6, extra_params={"seed": 7}))
+    result = stage.run(ROWS, None)
+    assert sorted(result.rows["id"]) == sorted(ROWS["id"]) and set(result.rows["attempt"]) == {2}
+    assert set(result.dropped["reason"]) == {"no_answer"} and all(result.dropped["superseded"])
+    assert llm_server.count() == 2 * len(ROWS) and result.transient_failures == 0
+    TeacherTraces(config(llm_server, tmp_path, attempts=2, temperature=0.6, extra_params={"seed": 7})).run(ROWS, None)
+    assert llm_server.count() == 2 * len(ROWS)  # a second run pays for nothing
