@@ -179,6 +179,21 @@ def test_a_token_among_the_training_arguments_is_one_line_and_never_saved(tiny_d
     assert not any(HUB_TOKEN.encode() in path.read_bytes() for path in out.rglob("*") if path.is_file())
 
 
+@pytest.mark.parametrize("name", ["dataset", "model_name_or_path"])
+def test_a_url_with_credentials_for_the_model_or_dataset_is_one_line_without_them(tiny_dir, hub_folder, name):
+    """`--dataset https://me:<password>@huggingface.co/...` was quoted whole by the reader's error
+    line, and the same for `--model_name_or_path` by a traceback of the Hub's: the password on the
+    terminal and in CI logs. Now either is refused before anything reads it, without the password."""
+    from m1data.errors import UserError
+
+    given = {"dataset": str(hub_folder), "model_name_or_path": str(tiny_dir),
+             name: "https://me:Pw9Zq7Wx3Vb5@huggingface.co/org/x"}
+    with pytest.raises(UserError, match=f"--{name} https://huggingface.co/org/x carries credentials") as err:
+        parse_cli(["--recipe", "m1-7B-1K", "--model_name_or_path", given["model_name_or_path"],
+                   "--dataset", given["dataset"], *TINY_OVERRIDES])
+    assert "Pw9Zq7Wx3Vb5" not in str(err.value)
+
+
 @pytest.fixture(scope="module")
 def published_folder(tmp_path_factory) -> Path:
     """A Hub folder laid out as a build writes `runs/m1k/hub`: the default config (every column,

@@ -45,6 +45,7 @@ from typing import Any
 
 from m1data.config import read_mapping
 from m1data.errors import UserError
+from m1data.redact import refuse_url_credentials
 
 RECIPES = Path(__file__).parent / "recipes"
 
@@ -113,6 +114,8 @@ def load_recipe(recipe: str | Path | None = None, args: Sequence[str] = ()) -> T
     except ValueError as err:  # TrainingArguments checks its values as it is built
         raise UserError(_argument_problem(err)) from None
     _refuse_credentials(sft)
+    for name in ("model_name_or_path", "dataset"):  # quoted as given by every error that cannot read it
+        refuse_url_credentials(getattr(script, name), f"--{name}")
     return TrainConfig(script=script, sft=sft)
 
 
