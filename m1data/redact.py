@@ -175,12 +175,13 @@ def mask_value(text: str, secret: str | None, replacement: str = "***") -> str:
     """`text` with `secret` replaced: everywhere when it has `MIN_SECRET_LENGTH` characters or
     more, written as it is or in any of the forms a server may quote it back in (`_written_forms`:
     percent-encoded, escaped, base64), only as a whole token when it has `MIN_TOKEN_SECRET_LENGTH`
-    or more, and never when it is shorter or a placeholder. Why the token rule: a 5-character key
+    or more (as it is, or base64-encoded: `_short_base64`), and never when it is shorter or a placeholder. Why the token rule: a 5-character key
     must not reach a log, but as a substring it would match inside innocent words."""
     if not secret or len(secret) < MIN_TOKEN_SECRET_LENGTH or is_placeholder(secret) or not text:
         return text
     if len(secret) >= MIN_SECRET_LENGTH:
         return _mask_written_forms(text.replace(secret, replacement), secret, replacement)
+    text = _short_base64(secret).sub(lambda _: replacement, text)
     if secret not in text:
         return text
     token = re.compile(rf"(?<![{_KEY_CHARS}]){re.escape(secret)}(?![{_KEY_CHARS}])")
@@ -238,6 +239,21 @@ def _written_forms(secret: str) -> tuple[tuple[str, ...], tuple[re.Pattern[str],
         if len(core) >= MIN_SECRET_LENGTH:
             cores |= {core, core.translate(str.maketrans("+/", "-_"))}
     return forms, percent, tuple(sorted(cores))
+
+
+@lru_cache(maxsize=64)
+def _short_base64(secret: str) -> re.Pattern[str]:
+    """A whole base64 token (either alphabet, padding optional) that encodes a short key alone or
+    an Authorization value `Bearer <key>`: how a server that dumps its request headers quotes a
+    4-7 character key back. Why whole tokens only: `_written_forms` finds a long key's base64 by
+    its core inside any token, but a short key's core is 4 characters or fewer, which would match
+    by chance; a whole token equal to one of these encodings does not."""
+    encoded = set()
+    for raw in (secret, f"Bearer {secret}"):
+        whole = base64.b64encode(raw.encode()).decode("ascii").rstrip("=")
+        encoded |= {whole, whole.translate(str.maketrans("+/", "-_"))}
+    forms = "|".join(re.escape(form) for form in sorted(encoded, key=len, reverse=True))
+    return re.compile(rf"(?<![{_BASE64_RUN}])(?:{forms})=*(?![={_BASE64_RUN}])")
 
 
 def _mask_written_forms(text: str, secret: str, replacement: str) -> str:

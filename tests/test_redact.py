@@ -16,6 +16,7 @@ from llm_server import chat, llm_server  # noqa: F401
 from m1data.llm.embedded import EmbeddedEngine
 from m1data.llm.types import Request
 from m1data.redact import (
+    is_placeholder,
     local_paths,
     mask_secret,
     public_model_name,
@@ -109,6 +110,25 @@ def test_a_short_key_is_masked_where_it_stands_alone(key):
     and logs as it was. Now it is masked wherever it is a whole token (not inside a word)."""
     text = f"401 Incorrect API key provided: {key}. key={key}, '{key}' ({key})"
     assert mask_secret(text, key) == "401 Incorrect API key provided: ***. key=***, '***' (***)"
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=st.text(alphabet="abcdefghijkXYZ0123456789-_+/", min_size=4, max_size=7).filter(lambda k: not is_placeholder(k)),
+       form=st.sampled_from(["base64", "base64 url-safe", "base64 after Bearer"]))
+def test_a_short_key_quoted_back_base64_encoded_is_masked(key, form):
+    """A 4-7 character key was masked only as it is: a server that dumps its request headers
+    quoted it back base64-encoded (alone or as `Bearer <key>`), and that form reached the records,
+    the dropped rows and the reply cache of `infer run`, `run tag` and `run difficulty`."""
+    written = _written(key)[form]
+    masked = mask_secret(f"401 invalid key {written}; headers {written.rstrip('=')}", key)
+    assert masked == "401 invalid key ***; headers ***"
+
+
+@pytest.mark.parametrize("key, text", [("k3y9Z6", "azN5OVo2x and xazN5OVo2 and azN5OVo2/x"), ("Kq7Zw3", "S3E3WnczX, S3E3Wncz_1 and QmVhcmVyIEtxN1p3Mw0")])
+def test_a_short_keys_base64_inside_a_longer_token_is_left(key, text):
+    """Only a whole base64 token that encodes the key is masked: one merely containing its
+    encoding is other data (`azN5OVo2` is base64 of `k3y9Z6`)."""
+    assert mask_secret(text, key) == text
 
 
 @pytest.mark.parametrize("key, text", [

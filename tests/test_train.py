@@ -3,6 +3,7 @@ on a tiny random Qwen2-shaped model built at test time (no downloads)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import datasets
@@ -150,6 +151,47 @@ def test_a_bf16_recipe_on_a_cpu_machine_is_one_line_naming_the_flag(tiny_dir, tm
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "--bf16 false" in proc.stderr
+
+
+HUB_TOKEN = "hf_FakeTrainTokenQwErTy1234567890"
+
+
+@pytest.mark.parametrize("flags", [["--hub_token", HUB_TOKEN],
+                                   ["--model_init_kwargs", json.dumps({"dtype": "float32", "token": HUB_TOKEN})]])
+def test_a_token_among_the_training_arguments_is_one_line_and_never_saved(tiny_dir, hub_folder, tmp_path, flags):
+    """`m1data train ... --hub_token hf_...` trained, and the trainer pickled the token into
+    output_dir/training_args.bin (and each checkpoint's), the files a run folder is shared with;
+    no mask reads a pickle. Now a credential among the settings stops the run before anything is
+    written, in one line that names the setting and not the token."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-c", "from m1data.cli import main; main()", "train", "--recipe", "m1-7B-1K",
+         "--model_name_or_path", str(tiny_dir), "--dataset", str(hub_folder), "--output_dir", str(out),
+         *TINY_OVERRIDES, "--max_steps", "1", *flags],
+        capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "holds a credential" in proc.stderr, proc.stderr
+    assert HUB_TOKEN not in proc.stdout + proc.stderr
+    assert not any(HUB_TOKEN.encode() in path.read_bytes() for path in out.rglob("*") if path.is_file())
+
+
+@pytest.mark.parametrize("name", ["dataset", "model_name_or_path"])
+def test_a_url_with_credentials_for_the_model_or_dataset_is_one_line_without_them(tiny_dir, hub_folder, name):
+    """`--dataset https://me:<password>@huggingface.co/...` was quoted whole by the reader's error
+    line, and the same for `--model_name_or_path` by a traceback of the Hub's: the password on the
+    terminal and in CI logs. Now either is refused before anything reads it, without the password."""
+    from m1data.errors import UserError
+
+    given = {"dataset": str(hub_folder), "model_name_or_path": str(tiny_dir),
+             name: "https://me:Pw9Zq7Wx3Vb5@huggingface.co/org/x"}
+    with pytest.raises(UserError, match=f"--{name} https://huggingface.co/org/x carries credentials") as err:
+        parse_cli(["--recipe", "m1-7B-1K", "--model_name_or_path", given["model_name_or_path"],
+                   "--dataset", given["dataset"], *TINY_OVERRIDES])
+    assert "Pw9Zq7Wx3Vb5" not in str(err.value)
 
 
 @pytest.fixture(scope="module")

@@ -45,6 +45,7 @@ from typing import Any
 
 from m1data.config import read_mapping
 from m1data.errors import UserError
+from m1data.redact import refuse_url_credentials
 
 RECIPES = Path(__file__).parent / "recipes"
 
@@ -112,7 +113,27 @@ def load_recipe(recipe: str | Path | None = None, args: Sequence[str] = ()) -> T
         script, sft = parser.parse_args_into_dataclasses(args=list(args))
     except ValueError as err:  # TrainingArguments checks its values as it is built
         raise UserError(_argument_problem(err)) from None
+    _refuse_credentials(sft)
+    for name in ("model_name_or_path", "dataset"):  # quoted as given by every error that cannot read it
+        refuse_url_credentials(getattr(script, name), f"--{name}")
     return TrainConfig(script=script, sft=sft)
+
+
+HUB_TOKEN_FIELDS = ("hub_token", "push_to_hub_token")  # pad_token, eos_token: vocabulary, no secret
+
+
+def _refuse_credentials(sft: Any) -> None:
+    """Stop, in one line naming the setting and not its value, when a training setting holds a
+    credential: `hub_token`, or a value shaped like a key (`model_init_kwargs`' `token`, an
+    `hf_...` anywhere). Why: the trainer pickles every setting into `training_args.bin` in
+    `output_dir` and in each checkpoint, the files a run folder is shared and uploaded with, and
+    a pickle is no text any mask reads. The Hub token comes from HF_TOKEN, which nothing records."""
+    from m1data.redact import redact_config
+
+    for name, value in vars(sft).items():
+        if (name in HUB_TOKEN_FIELDS and value) or redact_config(value) != value:
+            raise UserError(f"training arguments: {name} holds a credential (not shown), which would be saved in "
+                            "training_args.bin in output_dir and every checkpoint: the Hub token comes from HF_TOKEN")
 
 
 def _argument_problem(err: ValueError) -> str:

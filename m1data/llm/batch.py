@@ -174,14 +174,28 @@ class _Batches:
                 f"{self.engine.endpoint}: batch API, {what}: cannot connect ({type(cause).__name__})"
             ) from None
 
+    def _unkeyed(self, what: str, found: Any) -> Any:
+        """`found` (a file or batch object) when its id and status hold no trace of the API key,
+        else one EndpointError line. Why: the id and the status are written as given into the
+        record of batches (`batches.json`, next to the cache), the poll's failure reasons and the
+        progress line, and an id cannot be masked there, since the next run polls by it; a server
+        that names its objects after the key it was sent (echoing the Authorization header) is
+        refused instead."""
+        for field in ("id", "status"):
+            value = getattr(found, field, None)
+            if isinstance(value, str) and self.engine.mask(value) != value:
+                raise EndpointError(f"{self.engine.endpoint}: batch API, {what}: the server's {field} holds the API "
+                                    "key (not shown), which m1data does not record: check the endpoint")
+        return found
+
     def upload(self, name: str, data: bytes) -> str:
         headers = self.engine.sdk_headers()
-        return self._call(
+        return self._unkeyed("upload", self._call(
             "upload", lambda: self.client.files.create(file=(name, data), purpose="batch", extra_headers=headers)
-        ).id
+        )).id
 
     def create(self, input_file_id: str, kind: str, chunk: str, window: str) -> Any:
-        return self._call(
+        return self._unkeyed("create", self._call(
             "create",
             lambda: self.client.batches.create(
                 input_file_id=input_file_id,
@@ -190,7 +204,7 @@ class _Batches:
                 metadata={"m1data_chunk": chunk},
                 extra_headers=self.engine.sdk_headers(),
             ),
-        )
+        ))
 
     def find_by_input(self, input_file_id: str) -> Any | None:
         def search() -> Any | None:
@@ -199,12 +213,12 @@ class _Batches:
                     return batch
             return None
 
-        return self._call("list", search)
+        return self._unkeyed("list", self._call("list", search))
 
     def retrieve(self, batch_id: str) -> Any:
-        return self._call(
+        return self._unkeyed("poll", self._call(
             "poll", lambda: self.client.batches.retrieve(batch_id, extra_headers=self.engine.sdk_headers())
-        )
+        ))
 
     def content(self, file_id: str) -> bytes:
         return self._call(

@@ -295,3 +295,43 @@ def test_answers_to_requests_no_longer_asked_are_kept(batch_server, tmp_path):
     with Cache(tmp_path / "cache.sqlite") as cache:
         [b] = complete_all(engine, [ask("b")], cache, progress=False)
     assert b.cached and b.text == "echo b" and batch_server.count() == 0
+
+
+class KeyNamingServer(BatchServer):
+    """A Batch API that names its `kind` objects ("file-", "batch_") after the key it was sent, as
+    a server that echoes its request's Authorization header would; the renamed ids still work."""
+
+    def __init__(self, kind: str, **kwargs):
+        super().__init__(**kwargs)
+        self.kind = kind
+
+    def _respond(self, received: Received) -> Response:
+        response = super()._respond(received)
+        key = received.headers.get("authorization", "").split(" ", 1)[-1]
+        found = response.body.get("id") if isinstance(response.body, dict) else None
+        if isinstance(found, str) and found.startswith(self.kind) and not found.endswith(key):
+            for store in (self.batches, self.files):
+                if found in store:
+                    store[f"{found}-{key}"] = {**store.pop(found), "id": f"{found}-{key}"}
+            response.body = {**response.body, "id": f"{found}-{key}"}
+        return response
+
+
+@pytest.mark.parametrize("kind", ["file-", "batch_"])
+def test_a_server_naming_its_files_or_batches_after_the_key_is_refused_and_the_key_never_recorded(
+        tmp_path, monkeypatch, kind):
+    """The ids a server gives its files and batches were written as given into batches.json (next
+    to the reply cache, in the run folder) and the progress line: a server echoing the
+    Authorization header into them put the key there, where no mask may touch it (the next run
+    polls by the id). Now such an id is one EndpointError line, the key in no file."""
+    from m1data.llm import EndpointError
+
+    key = "sk-BatchIdEchoKey9Zq7Wx3Vb5Nm1Lp8"
+    monkeypatch.setenv("M1DATA_BATCH_KEY", key)
+    with KeyNamingServer(kind, handler=echo, polls_to_finish=1) as server:
+        engine = HTTPEngine(HTTPConfig(base_url=server.base_url, api_key_env="M1DATA_BATCH_KEY"))
+        with Cache(tmp_path / "cache.sqlite") as cache, pytest.raises(EndpointError, match="holds the API key") as err:
+            run_batch(engine, [ask("q1"), ask("q2")], cache, state_path=tmp_path / "batches.json", limits=FAST,
+                      progress=False)
+    assert key not in str(err.value)
+    assert not [path for path in tmp_path.rglob("*") if path.is_file() and key.encode() in path.read_bytes()]
