@@ -308,7 +308,7 @@ def run_on_file(
         raise UserError(problem)
     result = stage.run(rows, ctx)
     _check_dropped(stage, result.dropped)
-    stage.account(rows, result)
+    check_accounting(stage, rows, result)
     write_result(result.rows, result.dropped, out_path)
     dropped = 0 if result.dropped is None else len(result.dropped)
     log.info("%s: %s rows -> %s kept in %s, %s dropped (%s)", stage.name, f"{len(rows):,}", f"{len(result.rows):,}",
@@ -665,6 +665,18 @@ def account_read(stage: str, rows: datasets.Dataset | None, result: StageResult)
                           f"e.g. {_some(twice)}")
 
 
+def check_accounting(stage: Stage, rows: datasets.Dataset | None, result: StageResult) -> None:
+    """`Stage.account`, for any stage: one that has the Stage interface without deriving from it
+    (duck-typed) gets the default check, by its `reads_rows`, rather than an AttributeError."""
+    own = getattr(stage, "account", None)
+    if own is not None:
+        own(rows, result)
+    elif getattr(stage, "reads_rows", False):
+        account_read(stage.name, rows, result)
+    else:
+        account_kept_or_dropped(stage.name, rows, result)
+
+
 def _check_dropped(stage: Stage, dropped: datasets.Dataset | None) -> None:
     if dropped is None:
         return
@@ -851,7 +863,7 @@ def _run_stages(
             parallel = executor is not None and stage.row_parallel
             result = executor.run_stage(stage, rows, ctx) if parallel else stage.run(rows, ctx)
         _check_dropped(stage, result.dropped)
-        stage.account(rows, result)  # every executor's result comes through here, before it is recorded
+        check_accounting(stage, rows, result)  # every executor's result comes here before it is recorded
         check_run_folder(run_dir)
         manifest = {
             "stage": stage.name,
@@ -931,6 +943,7 @@ __all__ = [
     "account_kept_or_dropped",
     "account_read",
     "add_columns",
+    "check_accounting",
     "check_rows",
     "check_run_folder",
     "check_stage_names",
