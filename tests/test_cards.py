@@ -43,6 +43,7 @@ class Make(Stage):
     """Builds rows the way a finished build leaves them, and drops one at load."""
 
     name = "make"
+    reads_rows = True
 
     def __init__(self, config: MakeConfig | None = None, with_domain: bool = True):
         self.config = config or MakeConfig()
@@ -398,6 +399,7 @@ class LoadDataset(Stage):
     """The first stage of a re-sampled m1K: the rows of an m23K that exists (at `path`)."""
 
     name = "load_dataset"
+    reads_rows = True
 
     def __init__(self, path, rows):
         self.config, self.rows = LoadDatasetConfig(str(path)), rows
@@ -450,6 +452,7 @@ class LetterRows(Stage):
     """Rows keyed mostly with one letter, as a small teacher's verification leaves them."""
 
     name = "make"
+    reads_rows = True
 
     def __init__(self, letters: str):
         self.letters = letters

@@ -37,6 +37,18 @@ def _raw_counts(manifest: dict[str, Any]) -> dict[str, int]:
     return counts
 
 
+def _out_of_scope(manifest: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """{why: {source: count}} of the records a load stage's split or scope filter left out
+    (`out_of_scope` per source in its stats: PubMedQA's other split, another MMLU subject). Not
+    rows, so neither kept nor dropped, but counted: the funnel shows them so that every record of
+    the files is in it."""
+    table: dict[str, dict[str, int]] = {}
+    for source, stats in ((manifest.get("stats") or {}).get("sources") or {}).items():
+        for why, n in ((stats if isinstance(stats, dict) else {}).get("out_of_scope") or {}).items():
+            table.setdefault(why, {})[source] = n
+    return table
+
+
 def run_folder(run_dir: str | Path, command: str) -> Path:
     """A run folder that exists, else one line: the check of every job that reads one (funnel,
     lineage, compare), at every door. It lived in the command line, so `funnel_markdown(FILE)`
@@ -56,6 +68,9 @@ def funnel_markdown(run_dir: str | Path) -> str:
         raise FileNotFoundError(f"{run_dir}: no completed stages (no */manifest.json)")
     columns = _columns(manifests)
     lines = ["## Funnel", "", *_header("stage", columns)]
+    for m in manifests:
+        for why, per_source in _out_of_scope(m).items():
+            lines.append(_row(f"{m['stage']}: left out of scope ({why})", per_source, columns))
     if not manifests[0]["counts_in"]:
         lines.append(_row("raw rows read", _raw_counts(manifests[0]), columns))
     for m in manifests:

@@ -114,6 +114,22 @@ class Stage(ABC):
     name: ClassVar[str]
     config: Any
     row_parallel: ClassVar[bool] = False
+    reads_rows: ClassVar[bool] = False
+    """True for a stage whose rows come from elsewhere (files, an existing dataset), not from the
+    stage before it: it comes first, and `account` checks it in a reader's terms. Declared, not
+    inferred, so a stage that makes rows out of nothing says so."""
+
+    def account(self, rows: datasets.Dataset | None, result: StageResult) -> None:
+        """Refuse (StageFailed) a result that does not account for the stage's input, before it
+        is recorded: nothing is dropped silently. By default every input row is kept or dropped
+        with a reason, exactly once (`account_kept_or_dropped`); a reader's rows are checked by
+        `account_read`. A stage that changes the row count by design (draws, splits, adds rows)
+        overrides this with the check of its own terms. Why here: a bug in a stage, or in a
+        researcher's own Stage subclass, would otherwise lose rows with no trace."""
+        if self.reads_rows:
+            account_read(self.name, rows, result)
+        else:
+            account_kept_or_dropped(self.name, rows, result)
 
     def holds_model(self) -> bool:
         """True when the stage loads a model into its own process (vLLM, transformers), so a
@@ -291,6 +307,8 @@ def run_on_file(
     if problem is not None:
         raise UserError(problem)
     result = stage.run(rows, ctx)
+    _check_dropped(stage, result.dropped)
+    check_accounting(stage, rows, result)
     write_result(result.rows, result.dropped, out_path)
     dropped = 0 if result.dropped is None else len(result.dropped)
     log.info("%s: %s rows -> %s kept in %s, %s dropped (%s)", stage.name, f"{len(rows):,}", f"{len(result.rows):,}",
@@ -583,6 +601,82 @@ class StageNotReady(RuntimeError):
         self.stage, self.problem = stage, problem
 
 
+def lost_rows(dropped: datasets.Dataset | None) -> tuple[list[Any], int]:
+    """The ids of the dropped rows the stage lost (a `superseded` row is a record of a try, not
+    a lost row; see `drop_counts`), and how many there are (ids empty without an id column)."""
+    if dropped is None or len(dropped) == 0:
+        return [], 0
+    ids = dropped["id"] if "id" in dropped.column_names else []
+    if SUPERSEDED not in dropped.column_names:
+        return ids, len(dropped)
+    past = dropped[SUPERSEDED]
+    return [i for i, p in zip(ids, past, strict=False) if not p], sum(1 for p in past if not p)
+
+
+def _some(ids: Counter[Any]) -> str:
+    return repr(sorted(ids, key=str)[0])
+
+
+def account_kept_or_dropped(stage: str, rows: datasets.Dataset | None, result: StageResult) -> None:
+    """Rows in = rows kept + rows dropped, id by id where the rows have ids: no id both kept and
+    dropped, none lost, none new or twice. One line naming the stage and the counts."""
+    n_in = 0 if rows is None else len(rows)
+    lost, n_lost = lost_rows(result.dropped)
+    n_kept = len(result.rows)
+    counts = f"{n_in:,} in, {n_kept:,} kept + {n_lost:,} dropped"
+    if rows is None and n_kept + n_lost:
+        raise StageFailed(f"stage {stage!r} made rows out of no input ({counts}); a stage that reads its rows "
+                          "from elsewhere says so (reads_rows = True)")
+    has_ids = rows is not None and all("id" in d.column_names for d in (rows, result.rows)) and len(lost) == n_lost
+    if not has_ids:
+        if n_kept + n_lost != n_in:
+            raise StageFailed(f"stage {stage!r} does not account for its rows: {counts} = {n_kept + n_lost:,}")
+        return
+    kept, dropped, given = Counter(result.rows["id"]), Counter(lost), Counter(rows["id"])
+    both = kept.keys() & dropped.keys()
+    if both:
+        raise StageFailed(f"stage {stage!r} both kept and dropped {len(both):,} row id(s) ({counts}), e.g. "
+                          f"{_some(Counter(both))}")
+    missing, extra = given - (kept + dropped), (kept + dropped) - given
+    if missing or extra:
+        what = [f"{sum(missing.values()):,} neither kept nor dropped (e.g. {_some(missing)})" if missing else "",
+                f"{sum(extra.values()):,} not in its input or there twice (e.g. {_some(extra)})" if extra else ""]
+        raise StageFailed(f"stage {stage!r} does not account for its rows: {counts}; "
+                          f"{'; '.join(w for w in what if w)}")
+
+
+def account_read(stage: str, rows: datasets.Dataset | None, result: StageResult) -> None:
+    """A reader's terms (`Stage.reads_rows`): it takes no input rows (those would be lost), and
+    each row it read is kept or dropped once: no id kept and dropped, none twice. Records it
+    left out of scope are counted by the reader itself (`LoadResult.out_of_scope`)."""
+    if rows is not None:
+        raise StageFailed(f"stage {stage!r} reads its rows from elsewhere, so it comes first: the {len(rows):,} "
+                          "rows handed to it would be lost")
+    lost, _ = lost_rows(result.dropped)
+    kept = Counter(result.rows["id"]) if "id" in result.rows.column_names else Counter()
+    counts = f"{len(result.rows):,} kept + {len(lost):,} dropped"
+    both = kept.keys() & set(lost)
+    if both:
+        raise StageFailed(f"stage {stage!r} both kept and dropped {len(both):,} row id(s) ({counts}), e.g. "
+                          f"{_some(Counter(both))}")
+    twice = Counter({i: n - 1 for i, n in (kept + Counter(lost)).items() if n > 1})
+    if twice:
+        raise StageFailed(f"stage {stage!r} gave {sum(twice.values()):,} row id(s) more than once ({counts}), "
+                          f"e.g. {_some(twice)}")
+
+
+def check_accounting(stage: Stage, rows: datasets.Dataset | None, result: StageResult) -> None:
+    """`Stage.account`, for any stage: one that has the Stage interface without deriving from it
+    (duck-typed) gets the default check, by its `reads_rows`, rather than an AttributeError."""
+    own = getattr(stage, "account", None)
+    if own is not None:
+        own(rows, result)
+    elif getattr(stage, "reads_rows", False):
+        account_read(stage.name, rows, result)
+    else:
+        account_kept_or_dropped(stage.name, rows, result)
+
+
 def _check_dropped(stage: Stage, dropped: datasets.Dataset | None) -> None:
     if dropped is None:
         return
@@ -769,6 +863,7 @@ def _run_stages(
             parallel = executor is not None and stage.row_parallel
             result = executor.run_stage(stage, rows, ctx) if parallel else stage.run(rows, ctx)
         _check_dropped(stage, result.dropped)
+        check_accounting(stage, rows, result)  # every executor's result comes here before it is recorded
         check_run_folder(run_dir)
         manifest = {
             "stage": stage.name,
@@ -845,7 +940,10 @@ __all__ = [
     "StageIncomplete",
     "StageNotReady",
     "StageResult",
+    "account_kept_or_dropped",
+    "account_read",
     "add_columns",
+    "check_accounting",
     "check_rows",
     "check_run_folder",
     "check_stage_names",
@@ -858,6 +956,7 @@ __all__ = [
     "in_memory",
     "load_stage_dropped",
     "load_stage_rows",
+    "lost_rows",
     "portable",
     "read_manifest",
     "read_manifests",

@@ -18,7 +18,15 @@ import datasets
 from m1data.reading.evalsets import EvalInput
 from m1data.reading.sources import load_source
 from m1data.running.distributed import parallel_map
-from m1data.running.pipeline import RunContext, Stage, StageResult, input_digest
+from m1data.running.pipeline import (
+    RunContext,
+    Stage,
+    StageFailed,
+    StageResult,
+    drop_counts,
+    input_digest,
+    source_counts,
+)
 from m1data.redact import refuse_url_credentials
 from m1data.schema import DEFAULT_SEED, ROW_FEATURES
 
@@ -123,6 +131,7 @@ def _named_sources(sources: dict[str, SourceInput] | list[Any]) -> dict[str, Sou
 
 class LoadSources(Stage):
     name = "load"
+    reads_rows = True  # the sources' files, not a stage's rows
 
     def __init__(self, config: LoadConfig):
         self.config = config
@@ -141,6 +150,26 @@ class LoadSources(Stage):
         kept = datasets.concatenate_datasets(parts) if parts else datasets.Dataset.from_dict({}, features=ROW_FEATURES)
         dropped = datasets.concatenate_datasets(dropped_parts) if dropped_parts else None
         return StageResult(rows=kept, dropped=dropped, stats={"sources": stats})
+
+    def account(self, rows: datasets.Dataset | None, result: StageResult) -> None:
+        """A reader's terms (`account_read`), and the counts the manifest reports per source
+        (`stats.sources`: rows loaded, dropped by reason; what `load` prints and the funnel's raw
+        count reads) are those of the rows handed on. Records left out of scope are counted by
+        the reader (`out_of_scope`), which has no rows for them."""
+        super().account(rows, result)
+        kept = source_counts(result.rows)
+        dropped = {(reason, source): n for reason, per in drop_counts(result.dropped).items()
+                   for source, n in per.items()}
+        reported = result.stats.get("sources", {})
+        said = {(reason, name): n for name, st in reported.items() for reason, n in st["dropped"].items()}
+        for name in sorted({*kept, *reported}):
+            loaded = reported.get(name, {}).get("loaded", 0)
+            if loaded != kept.get(name, 0):
+                raise StageFailed(f"stage {self.name!r} reports {loaded:,} {name} rows loaded but hands on "
+                                  f"{kept.get(name, 0):,}")
+        if said != dropped:
+            raise StageFailed(f"stage {self.name!r} reports {sum(said.values()):,} rows dropped "
+                              f"but its dropped rows are {sum(dropped.values()):,}")
 
     def load_one(self, name: str):  # type: ignore[no-untyped-def]
         """One source, read and normalised: a unit of work a Ray task can run on its own."""
@@ -162,6 +191,7 @@ class LoadDataset(Stage):
     """First stage of a re-sampling build (`m1data build m1k --from-m23k ...`)."""
 
     name = "load_dataset"
+    reads_rows = True  # an existing dataset's rows
 
     def __init__(self, config: DatasetInput):
         refuse_url_credentials(config.path, "--from-m23k")  # before anything runs (m1data.redact)

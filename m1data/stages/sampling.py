@@ -231,7 +231,9 @@ class SampleConfig:
 
 class Sample(Stage):
     """A sampler as a pipeline stage; rows not drawn are recorded as `not_sampled`. With fewer
-    rows than asked for it takes them all, says so, and records `short_by` in the manifest."""
+    rows than asked for it takes them all, says so, and records `short_by` in the manifest.
+    Its accounting is the default one (`Stage.account`): drawn + not drawn = the pool, id by id,
+    because every row not drawn is written as a dropped row."""
 
     name = "sample"
 

@@ -123,6 +123,7 @@ STAGE_SCRIPT = textwrap.dedent(
 
     class Rows(Stage):
         name = "rows"
+        reads_rows = True
 
         def __init__(self, config):
             self.config = config

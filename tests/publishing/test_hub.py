@@ -556,6 +556,7 @@ def test_publishing_m1k_over_an_m23k_repo_keeps_m23k(tmp_path, monkeypatch):
 
     class Given(Stage):
         name = "format"
+        reads_rows = True
         config = None
 
         def __init__(self, rows):

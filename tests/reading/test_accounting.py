@@ -257,3 +257,28 @@ def test_an_answer_naming_no_option_is_dropped_by_every_door(answers, tmp_path_f
         reasons = sorted(BESIDE_B[r["answer"]] for r in records if BESIDE_B[r["answer"]] is not True)
         assert sorted(result.dropped["reason"]) == reasons
     assert len(eval_set.targets()) == len(records)
+
+
+def test_the_funnel_shows_what_a_build_left_out_of_scope(tmp_path):
+    """A build's load stage counts the records its scope filter left out (`out_of_scope` in its
+    stats); the funnel shows them beside the raw rows read, per source, so every record of the
+    files is in it."""
+    import m1data
+    from m1data.running.funnel import funnel_markdown
+    from m1data.stages.loading import sample_sources
+
+    records = {pmid: {"QUESTION": f"Does {pmid} work?", "CONTEXTS": ["c"], "final_decision": "no"}
+               for pmid in TEST_PMIDS[:3] + POOL_PMIDS[:2]}
+    path = tmp_path / "ori_pqal.json"
+    path.write_text(json.dumps(records), encoding="utf-8")
+    sources = {name: {"path": spec.path} for name, spec in sample_sources().items()}
+    sources["pubmedqa"] = {"path": str(path)}
+    m1data.build("m23k", tmp_path / "run", config={"load": {"sources": sources}}, until="load")
+    funnel = funnel_markdown(tmp_path / "run").splitlines()
+    columns = [c.strip() for c in funnel[2].strip("|").split("|")]
+    left = next(line for line in funnel if "left out of scope" in line)
+    cells = [c.strip() for c in left.strip("|").split("|")]
+    assert cells[0] == "load: left out of scope (PMID in PubMedQA's official test split)"
+    assert cells[columns.index("pubmedqa")] == "3" and cells[-1] == "3"
+    raw = next(line for line in funnel if line.startswith("| raw rows read"))
+    assert [c.strip() for c in raw.strip("|").split("|")][columns.index("pubmedqa")] == "2"

@@ -28,7 +28,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from llm_server import Received, Response, ScriptedServer, chat, error
-from stage_doubles import Given
+from stage_doubles import Given, LosesTrack
 from test_build_e2e import make_handler, truth_by_prompt, write_config
 from test_dedup import char_edits, medqa_questions, mmlu_questions, planted
 from test_eval_doors import converted_lettered, make_items, reference_removed, training_rows
@@ -53,6 +53,7 @@ from m1data.llm.stages import LLMRuntime
 from m1data.running.pipeline import (
     RunContext,
     Stage,
+    StageFailed,
     StageResult,
     file_digest,
     load_stage_dropped,
@@ -391,6 +392,7 @@ class FaultRows(Stage):
     """The first stage of the fault builds: fixed question rows (runs on the driver)."""
 
     name = "rows"
+    reads_rows = True
 
     def __init__(self, config: FaultRowsConfig | None = None):
         self.config = config or FaultRowsConfig()
@@ -554,6 +556,23 @@ def test_a_stage_on_task_workers_is_built_once_per_worker_and_rebuilt_for_the_ne
         builds.append(log.read_text(encoding="utf-8").split())
         assert 1 <= len(builds[-1]) <= 2 and len(set(builds[-1])) == len(builds[-1])  # once per worker
         assert str(os.getpid()) not in builds[-1]
+
+
+def test_a_stage_that_loses_rows_on_ray_is_refused_and_not_recorded(ray_cluster, tmp_path):
+    """The accounting check sits where every executor's result is recorded: a row-parallel stage
+    that loses the last row of each of its blocks on Ray is refused in one line with its
+    counts, and the run folder has no record of it."""
+    import ray
+    import stage_doubles
+
+    ray.cloudpickle.register_pickle_by_value(stage_doubles)  # workers cannot import tests
+    rows = LoadSources(LoadConfig()).run(None, None).rows.select(range(12))
+    executor = RayExecutor(ExecutorConfig(kind="ray", rows_per_block=4))  # 3 blocks, 3 rows lost
+    with pytest.raises(StageFailed, match=r"^stage 'faulty' does not account for its rows: 12 in, 9 kept \+ 0 "
+                                          r"dropped; 3 neither kept nor dropped"):
+        run_pipeline([Given(rows), LosesTrack("lose")], tmp_path, executor=executor)
+    assert [m["stage"] for m in read_manifests(tmp_path)] == ["given"]
+    assert not (tmp_path / "01_faulty" / "manifest.json").exists()
 
 
 # ------------------------------------------------------------------ in-process models on Ray workers

@@ -3,6 +3,8 @@ from dataclasses import dataclass
 
 import datasets
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_cli import main  # noqa: F401 (the fixture: the installed entry point, in this process)
 
 from m1data.errors import UserError
@@ -26,6 +28,7 @@ class MakeConfig:
 
 class Make(Stage):
     name = "make"
+    reads_rows = True
 
     def __init__(self, config=None):
         self.config = config or MakeConfig()
@@ -550,3 +553,73 @@ def test_until_before_from_is_refused(tmp_path):
         run_pipeline([Make(), DropSome()], tmp_path, start="drop", until="make")
     run_pipeline([Make(), DropSome()], tmp_path, start="drop", until="drop")
     assert CALLS == ["drop"]
+
+
+@pytest.mark.parametrize(("fault", "says"), [("lose", "6 in, 5 kept + 0 dropped; 1 neither kept nor dropped"),
+                                             ("repeat", "6 in, 7 kept + 0 dropped; 1 not in its input or there twice"),
+                                             ("both", "both kept and dropped 1 row id(s) (6 in, 6 kept + 1 dropped)")])
+def test_a_stage_that_loses_track_of_a_row_is_refused_and_not_recorded(tmp_path, fault, says):
+    """Rows in = rows kept + rows dropped, id by id, checked where a stage's result is recorded:
+    a stage that loses a row, keeps one twice, or keeps and drops one is one line naming it and
+    its counts, and the run folder has no record of it (a re-run runs it again)."""
+    from stage_doubles import LosesTrack
+
+    with pytest.raises(StageFailed) as err:
+        run_pipeline([Make(), LosesTrack(fault)], tmp_path)
+    assert str(err.value).startswith("stage 'faulty' ") and says in str(err.value) and "\n" not in str(err.value)
+    assert [m["stage"] for m in read_manifests(tmp_path)] == ["make"]
+    assert not (tmp_path / "01_faulty" / "manifest.json").exists() and not (tmp_path / "01_faulty.tmp").exists()
+
+
+def test_rows_from_no_input_or_a_reader_given_rows_are_refused(tmp_path):
+    """A stage that makes rows out of nothing must say it reads them (`reads_rows`); a reader
+    handed the previous stage's rows would lose them."""
+
+    class Undeclared(Make):
+        reads_rows = False
+
+    with pytest.raises(StageFailed, match=r"stage 'make' made rows out of no input \(0 in, 6 kept \+ 1 dropped\)"):
+        run_pipeline([Undeclared()], tmp_path / "a")
+
+    class Reader(DropSome):
+        reads_rows = True
+
+    with pytest.raises(StageFailed, match=r"stage 'drop' reads its rows from elsewhere.*the 6 rows handed to it"):
+        run_pipeline([Make(), Reader()], tmp_path / "b")
+    assert [m["stage"] for m in read_manifests(tmp_path / "b")] == ["make"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 12), data=st.data())
+def test_any_partition_into_kept_and_dropped_passes_and_any_slip_is_refused(n, data):
+    """Every way of keeping some rows and dropping the rest (in any order, superseded tries
+    beside them) accounts for the input; losing, repeating or both keeping and dropping any one
+    row does not."""
+    from m1data.running.pipeline import SUPERSEDED, account_kept_or_dropped, dropped_rows
+
+    rows = datasets.Dataset.from_dict({"id": [f"medqa:{i}" for i in range(n)], "source": ["medqa"] * n})
+    keep = data.draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    order = data.draw(st.permutations(range(n)))
+    kept = rows.select([i for i in order if keep[i]])
+    gone = rows.select([i for i in order if not keep[i]])
+    tries = data.draw(st.lists(st.integers(0, n - 1), max_size=3)) if n else []
+    past = rows.select(tries)
+    dropped = dropped_rows(datasets.concatenate_datasets([gone, past]), "no_match",
+                           {SUPERSEDED: ([False] * len(gone) + [True] * len(past), datasets.Value("bool"))})
+    account_kept_or_dropped("s", rows, StageResult(rows=kept, dropped=dropped))
+    if n == 0:
+        return
+    slip = data.draw(st.sampled_from(["lose", "repeat", "both"]))
+    row = data.draw(st.integers(0, n - 1))
+    one = rows.select([row])
+    if slip == "lose":
+        kept, dropped = kept.filter(lambda r: r["id"] != one[0]["id"]), dropped.filter(
+            lambda r: r["id"] != one[0]["id"] or r[SUPERSEDED])
+    elif slip == "repeat":
+        kept = datasets.concatenate_datasets([kept, one])
+    else:
+        both = dropped_rows(one, "no_match", {SUPERSEDED: ([False], datasets.Value("bool"))})
+        kept = datasets.concatenate_datasets([kept, one]) if not keep[row] else kept
+        dropped = datasets.concatenate_datasets([dropped, both]) if keep[row] else dropped
+    with pytest.raises(StageFailed, match=r"^stage 's' (both kept and dropped|does not account for its rows)"):
+        account_kept_or_dropped("s", rows, StageResult(rows=kept, dropped=dropped))

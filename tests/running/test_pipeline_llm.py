@@ -47,6 +47,7 @@ class Rows(Stage):
     """A first stage that hands out fixed schema rows."""
 
     name = "rows"
+    reads_rows = True
 
     def __init__(self, config: RowsConfig | None = None):
         self.config = config or RowsConfig()

@@ -464,6 +464,7 @@ class _Given:
 
     name = "given"
     config = None
+    reads_rows = True  # not a Stage subclass: the pipeline checks it by this
 
     def __init__(self, rows: datasets.Dataset):
         self.rows = rows
