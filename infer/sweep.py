@@ -32,6 +32,7 @@ together, as the paper does (``m1data infer plot RUN_DIR...``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -51,7 +52,7 @@ from m1data.infer.score import (
     write_json,
 )
 
-from m1data.durable import replacing
+from m1data.durable import folder_lock, replacing
 from m1data.errors import UserError
 from m1data.llm.cache import Cache
 from m1data.llm.runner import run_sync
@@ -251,13 +252,14 @@ def _fit_with_band(xs: list[float], ys: list[float], grid: Any) -> tuple[Any, An
     return fit, fit - half, fit + half
 
 
-def _plot_axis(points: list[dict[str, Any]], x: str, series: str, title: str, path: Path) -> None:
+def _plot_axis(points: list[dict[str, Any]], x: str, series: str, title: str, path: Path,
+               renames: contextlib.ExitStack) -> None:
+    """The figure drawn to a temporary name beside `path`, renamed onto it when `renames` closes."""
     import matplotlib.pyplot as plt
 
     fig = sweep_figure(points, x, series, title)
-    try:
-        with replacing(path) as partial:  # a kill mid-write left a PNG cut short, the previous one gone
-            fig.savefig(partial, dpi=120)
+    try:  # a kill mid-write left a PNG cut short, the previous one gone
+        fig.savefig(renames.enter_context(replacing(path)), dpi=120)
     finally:
         plt.close(fig)
 
@@ -341,16 +343,21 @@ def plot_sweep(points: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
     """Figure 1 (accuracy vs budget) and Figure 3 (accuracy vs forcing rounds) from sweep points.
 
     A figure is drawn only for an axis with more than one value; returns the files written.
+    Both are drawn first, then renamed into place holding the folder (`folder_lock`). Why: two
+    plots into one --out at once interleaved their renames, one's figure beside the other's.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    if len({p["budget"] for p in points}) > 1:
-        path = out / "accuracy_vs_budget.png"
-        _plot_axis(points, "budget", "forcing_rounds", "Accuracy vs thinking budget", path)
-        written.append(path)
-    if len({p["forcing_rounds"] for p in points}) > 1:
-        path = out / "accuracy_vs_forcing_rounds.png"
-        _plot_axis(points, "forcing_rounds", "budget", "Accuracy vs budget-forcing rounds", path)
-        written.append(path)
+    with contextlib.ExitStack() as held:  # released after the renames
+        with contextlib.ExitStack() as renames:
+            if len({p["budget"] for p in points}) > 1:
+                path = out / "accuracy_vs_budget.png"
+                _plot_axis(points, "budget", "forcing_rounds", "Accuracy vs thinking budget", path, renames)
+                written.append(path)
+            if len({p["forcing_rounds"] for p in points}) > 1:
+                path = out / "accuracy_vs_forcing_rounds.png"
+                _plot_axis(points, "forcing_rounds", "budget", "Accuracy vs budget-forcing rounds", path, renames)
+                written.append(path)
+            held.enter_context(folder_lock(out))
     return written

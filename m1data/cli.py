@@ -98,7 +98,7 @@ def _user_errors() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _exit_1_when_locked() -> Iterator[None]:
-    """Another build (or infer run, sweep) holds the folder: say so, exit 1 (try again later, or another --out)."""
+    """Another build (or infer run, sweep, training run) holds the folder: say so, exit 1 (try again later, or another --out)."""
     try:
         yield
     except pipeline.RunLocked as err:
@@ -515,7 +515,8 @@ def train(
 ) -> None:
     """SFT with TRL on an m1 dataset: --dataset (required) names it, a build's Hub folder or a Hub repo id; any
     further --flag overrides the recipe (--model_name_or_path, --dataset_config, or TRL's SFTConfig names)."""
-    sft.main(sft.parse_cli(["--recipe", recipe, *ctx.args]))
+    with _exit_1_when_locked():  # another training run holds --output_dir
+        sft.main(sft.parse_cli(["--recipe", recipe, *ctx.args]))
 
 
 infer_app = typer.Typer(help="Budget-controlled generation and scoring on eval sets.", no_args_is_help=True,

@@ -50,8 +50,10 @@ def fsync_tree(folder: str | Path) -> None:
 def write_atomic(path: str | Path, content: str | bytes, encoding: str = "utf-8") -> None:
     """`content` in `path`, whole or not at all, even across a power cut: written to a hidden
     temporary name beside it, fsynced, renamed into place, and the folder fsynced. A failure
-    before the rename leaves the old file as it was and no temporary file."""
+    before the rename leaves the old file as it was and no temporary file; what a SIGKILL's
+    leaves (no cleanup runs) is removed by the next write of `path`, as `replacing` does."""
     path = Path(path)
+    _remove_dead_partials(path.parent, f".{path.name}.", ".tmp")
     partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     data = content.encode(encoding) if isinstance(content, str) else content
     with _renamed_into(partial, path):
@@ -68,17 +70,18 @@ def replacing(path: str | Path) -> Iterator[Path]:
     already gone. The temporary name keeps `path`'s suffix, from which those writers take the
     format (`tagger.joblib.gz` compressed, `figure.png` a PNG)."""
     path = Path(path)
-    _remove_dead_partials(path)
+    _remove_dead_partials(path.parent, f".{path.stem}.", f".tmp{path.suffix}")
     partial = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     with _renamed_into(partial, path):
         yield partial
 
 
-def _remove_dead_partials(path: Path) -> None:
-    """Delete what `replacing` writes killed before their rename left beside `path` (a whole model
-    each, under a hidden name); one whose writer is still alive is left to it."""
-    prefix, suffix = f".{path.stem}.", f".tmp{path.suffix}"
-    for leftover in path.parent.glob(f"{glob.escape(prefix)}*{glob.escape(suffix)}"):
+def _remove_dead_partials(folder: Path, prefix: str, suffix: str) -> None:
+    """Delete the temporary files `PREFIX<pid>SUFFIX` in `folder` that writes killed before their
+    rename left (by `replacing`: a whole model each; by `write_atomic`: a builds.json, a
+    metrics.json), under a hidden name nothing else removes; one whose writer is still alive is
+    left to it."""
+    for leftover in folder.glob(f"{glob.escape(prefix)}*{glob.escape(suffix)}"):
         pid = leftover.name[len(prefix):-len(suffix)]
         if pid.isdigit() and not other_process_alive(int(pid)):
             leftover.unlink(missing_ok=True)

@@ -78,4 +78,29 @@ def held_writing(pattern: str, argv: Sequence[object], release: Path) -> subproc
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-__all__ = ["held_writing", "killed_writing"]
+
+
+def renaming_while_held(argv: Sequence[object], folder: Path, partials: int, settle: float = 3.0
+                        ) -> tuple[list[str], subprocess.CompletedProcess]:
+    """`m1data ARGV` run while this process holds `folder` (`folder_lock`): the names in `folder`
+    once the command has written `partials` hidden temporary files there and `settle` seconds
+    more have passed (a command that renames them only holding the folder has renamed none), and
+    the command itself, finished after the folder is let go."""
+    import time
+
+    from m1data.durable import folder_lock
+
+    with folder_lock(folder):
+        command = subprocess.Popen([sys.executable, "-c", PRELUDE, "no-such-file", "", *map(str, argv)],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 300
+        while (command.poll() is None and time.monotonic() < deadline
+               and sum(p.name.startswith(".") and ".tmp" in p.name for p in folder.iterdir()) < partials):
+            time.sleep(0.05)
+        time.sleep(settle)
+        names = sorted(p.name for p in folder.iterdir())
+    out, err = command.communicate(timeout=300)
+    return names, subprocess.CompletedProcess(command.args, command.returncode, out, err)
+
+
+__all__ = ["held_writing", "killed_writing", "renaming_while_held"]

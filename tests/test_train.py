@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("trl")
 
-from m1data.train.sft import RECIPES, build_trainer, load_recipe, main, parse_cli  # noqa: E402
+from m1data.train.sft import RECIPES, SAVING_DIR, build_trainer, load_recipe, main, parse_cli  # noqa: E402
 
 from m1data.stages.formatting import render_chat  # noqa: E402
 
@@ -317,3 +317,39 @@ def test_a_training_killed_while_it_saves_keeps_the_model_saved_before(tiny_dir,
     assert (out / "model.safetensors").read_bytes() != before["model.safetensors"]
     AutoModelForCausalLM.from_pretrained(out)
     assert sorted(p.name for p in out.iterdir()) == sorted(before)
+
+
+@pytest.mark.slow
+def test_a_second_training_into_an_output_dir_in_use_is_refused_and_leaves_the_first_save_whole(
+        tiny_dir, hub_folder, tmp_path):
+    """Two `m1data train` runs into one output_dir at once were unguarded: the second's final save
+    cleared the fixed SAVING_DIR, deleting the first's half-written save under it. While one run
+    holds the folder (here: held in its final save, writing config.json) a second is refused at
+    once with one line (exit 1, as a second build is); the first then finishes with a model that loads."""
+    import subprocess
+    import sys
+    import time
+
+    from kill_points import held_writing
+    from transformers import AutoModelForCausalLM
+
+    out, release = tmp_path / "run", tmp_path / "release"
+    args = ["train", "--recipe", "m1-7B-1K", "--model_name_or_path", tiny_dir, "--dataset", hub_folder,
+            "--output_dir", out, *TINY_OVERRIDES, "--max_steps", "1", "--global_batch_size", "4",
+            "--per_device_train_batch_size", "4"]
+    first = held_writing("config.json", args, release)
+    try:
+        deadline = time.monotonic() + 600
+        while not release.with_name("release.held").exists():
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+            time.sleep(0.1)
+        second = subprocess.run([sys.executable, "-c", "from m1data.cli import main; main()", *map(str, args)],
+                                capture_output=True, text=True, timeout=600)
+        assert second.returncode == 1, second.stderr
+        assert "in use by another training run" in second.stderr and "Traceback" not in second.stderr
+    finally:
+        release.touch()
+        stdout, stderr = first.communicate(timeout=600)
+    assert first.returncode == 0, stderr
+    AutoModelForCausalLM.from_pretrained(out)
+    assert not (out / SAVING_DIR).exists()

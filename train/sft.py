@@ -36,9 +36,10 @@ processes, so the same recipe gives batch 16 on 1, 2, 4, 8 or 16 GPUs.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -243,13 +244,56 @@ def save_final(trainer: Any, output_dir: Path) -> None:
 
 def main(config: TrainConfig):
     """Train, save the model and tokenizer to `output_dir` (`save_final`), and return the finished
-    trainer."""
-    trainer = build_trainer(config)
-    trainer.train(resume_from_checkpoint=config.sft.resume_from_checkpoint)
-    save_final(trainer, Path(config.sft.output_dir))
-    if hasattr(trainer, "end"):  # transformers >= 5.18: finish trackers, destroy the process group
-        trainer.end()
+    trainer. The run holds `output_dir` (`held_output_dir`) from start to end."""
+    with held_output_dir(config.sft):
+        trainer = build_trainer(config)
+        trainer.train(resume_from_checkpoint=config.sft.resume_from_checkpoint)
+        save_final(trainer, Path(config.sft.output_dir))
+        if hasattr(trainer, "end"):  # transformers >= 5.18: finish trackers, destroy the process group
+            trainer.end()
     return trainer
+
+
+@contextlib.contextmanager
+def held_output_dir(sft: Any) -> Iterator[None]:
+    """`output_dir` held for one training run: a second run into it is refused at once with one
+    line (`RunLocked`, exit 1, as a second build into a run folder is) while the first runs. Why:
+    two runs into one output_dir were unguarded, wrote each other's checkpoints, and one's final
+    save removed the other's half-written SAVING_DIR (`save_final` clears it as a killed save's).
+
+    An OS lock (flock) on the folder itself, as `folder_lock` takes, but refused rather than
+    waited for, and released by the OS however the run ends. Not the build's `run_lock`: its
+    lock file would sit in the model folder, and `push_to_hub` uploads that folder.
+
+    Only the processes that write output_dir take it (`should_save`: the main process; one per
+    node with save_on_each_node), and they never wait for it: it is taken at once or refused,
+    before any collective. The other processes of a distributed job never touch it, so none can
+    wait on a lock the main process holds across a collective (a barrier, the gather of a
+    sharded model), where a waiting lock would leave the processes waiting on each other forever.
+    A refused main process exits before the first collective, and the launcher (torchrun,
+    accelerate) stops the job's other processes, as when any process fails."""
+    if not sft.should_save:
+        yield
+        return
+    import fcntl
+    import os
+
+    from m1data.errors import storage_errors
+    from m1data.running.pipeline import RunLocked
+
+    output_dir = Path(sft.output_dir)
+    with storage_errors(output_dir):  # a read-only or full disk: one line, before the model loads
+        output_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(output_dir, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunLocked(f"{output_dir} is in use by another training run; wait for it to finish or "
+                            "train into another --output_dir") from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def parse_cli(argv: Sequence[str]) -> TrainConfig:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from m1data.durable import replacing
+from m1data.durable import folder_lock, replacing
 from m1data.errors import UserError
 from m1data.running.funnel import run_folder
 from m1data.running.pipeline import load_stage_rows, read_manifests, stage_dirname
@@ -256,17 +256,21 @@ def write_report(comparison: Comparison, out: Path) -> None:
     straight to its name, so a kill mid-write left one cut short there (the previous one gone), or a
     new report beside another comparison's figure. Now a kill before the renames leaves the
     previous pair whole, and whenever compare.md is there the figure beside it is its own. Without
-    a figure (no matplotlib) an old one goes: it showed other runs."""
+    a figure (no matplotlib) an old one goes: it showed other runs. The renames are made holding
+    the folder (`folder_lock`): two comparisons into one --out at once interleaved them, and one's
+    report ended beside the other's figure."""
     out.mkdir(parents=True, exist_ok=True)
     files = {REPORT_FILE: comparison.markdown.encode("utf-8")}
     if comparison.figure is not None:
         files[FIGURE_FILE] = comparison.figure
-    with contextlib.ExitStack() as renames:  # undone in reverse: the figure renamed in first, the report last
-        for name, data in files.items():
-            renames.enter_context(replacing(out / name)).write_bytes(data)
-        (out / REPORT_FILE).unlink(missing_ok=True)
-        if comparison.figure is None:
-            (out / FIGURE_FILE).unlink(missing_ok=True)
+    with contextlib.ExitStack() as held:  # released after the renames
+        with contextlib.ExitStack() as renames:  # undone in reverse: the figure renamed in first, the report last
+            for name, data in files.items():
+                renames.enter_context(replacing(out / name)).write_bytes(data)
+            held.enter_context(folder_lock(out))
+            (out / REPORT_FILE).unlink(missing_ok=True)
+            if comparison.figure is None:
+                (out / FIGURE_FILE).unlink(missing_ok=True)
 
 
 __all__ = [

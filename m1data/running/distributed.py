@@ -224,7 +224,11 @@ class RayExecutor:
             num_gpus=self.config.gpus_per_worker or None,
         ).take_all()
         packed.sort(key=lambda record: record[POSITION])
-        return merge_results(stage, [pickle.loads(record["result"]) for record in packed])
+        parts = [pickle.loads(record["result"]) for record in packed]
+        stopped = next((part for part in parts if isinstance(part, M1DataError)), None)
+        if stopped is not None:
+            raise stopped
+        return merge_results(stage, parts)
 
 
 def _results(refs: list[Any]) -> list[Any]:
@@ -267,10 +271,19 @@ def _run_block(batch: Any, key: str, stage: Any, features: Any, ctx: Any) -> Any
 
 class _StageWorker:
     """Holds the stage (and whatever it builds once) and runs blocks: a Ray actor, or kept by
-    ``_run_block`` in a task's worker process."""
+    ``_run_block`` in a task's worker process.
+
+    An m1data error the stage raises (a UserError from its check, an EndpointError from an LLM
+    stage whose server refuses the key or is down) is returned as the block's result, and
+    ``run_stage`` raises it on the driver as itself: the local runner's one line and exit code 2.
+    Why: raised here, Ray Data wrapped it in a UserCodeException whose cause does not survive the
+    trip to the driver, logged the worker's traceback, and the command line printed it as an
+    internal error and exited 1. The worker then returns that error for its later blocks of the
+    stage without running them, so a refused key costs one block per worker, not every block."""
 
     def __init__(self, stage: Any, features: Any, ctx: Any):
         self.stage, self.features, self.ctx = stage, features, ctx
+        self.stopped: M1DataError | None = None
 
     def __call__(self, batch: Any) -> Any:
         import datasets
@@ -282,7 +295,12 @@ class _StageWorker:
         table = batch.drop_columns([POSITION]).cast(self.features.arrow_schema)
         rows = datasets.Dataset(InMemoryTable(table), info=datasets.DatasetInfo(features=self.features),
                                 fingerprint=fresh_fingerprint())
-        result = portable(self.stage.run(rows, self.ctx))  # a block may keep no rows: still unpicklable
+        result: Any = self.stopped
+        if result is None:
+            try:
+                result = portable(self.stage.run(rows, self.ctx))  # a block may keep no rows: still unpicklable
+            except M1DataError as err:
+                result = self.stopped = err
         return pa.table({POSITION: [position], "result": [pickle.dumps(result)]})
 
 

@@ -453,3 +453,27 @@ def test_a_second_run_into_a_folder_in_use_is_refused_and_cannot_mix_their_files
     metrics = json.loads((out / "metrics.json").read_text())
     stops = {json.loads(line)["stop_reason"] for line in (out / "records.jsonl").read_text().splitlines()}
     assert metrics["config"]["thinking_budget"] == 2 and stops == {"budget"}  # 2 tokens cut every thought short
+
+
+def test_the_temporary_file_of_a_write_killed_before_its_rename_is_removed_by_the_next_write(tmp_path):
+    """`write_atomic` (metrics.json here; builds.json, a batch log) killed by SIGKILL before its
+    rename left its hidden `.metrics.json.PID.tmp` beside the file, and nothing ever removed it
+    (only `replacing` cleaned its own). The next write of that file removes a leftover whose
+    writer is gone, and leaves one whose writer is alive (this test process's pid stands in)."""
+    from kill_points import killed_writing
+
+    evals = eval_file(tmp_path / "e.jsonl", 3)
+    out = tmp_path / "out"
+    with ScriptedServer(thinker()) as server:
+        command = ["infer", "run", "--base-url", server.base_url, "--model", "m", "--eval-sets", f"mine={evals}",
+                   "--budget", "8", "--no-progress", "--out", str(out)]
+        killed = killed_writing("*metrics.json*", command)
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
+        dead = [p.name for p in out.iterdir() if p.name.startswith(".metrics.json.")]
+        assert len(dead) == 1 and dead[0].endswith(".tmp")
+        alive = out / f".metrics.json.{os.getpid()}.tmp"  # a writer still at work: not ours to remove
+        alive.write_text("half")
+        assert killed_writing("no-such-file", command).returncode == 0
+    assert sorted(p.name for p in out.iterdir() if p.name != LOCK_FILE) == [alive.name, "llm_cache.sqlite",
+                                                                          "metrics.json", "records.jsonl"]
+    assert json.loads((out / "metrics.json").read_text())["n"] == 3

@@ -290,3 +290,26 @@ def test_a_plot_killed_mid_write_keeps_the_previous_figure(tmp_path, eval_sets):
     after = (plots / "accuracy_vs_budget.png").read_bytes()
     assert after != before and after == (tmp_path / "fresh" / "accuracy_vs_budget.png").read_bytes()
     assert [p.name for p in plots.iterdir()] == ["accuracy_vs_budget.png"]
+
+
+def test_a_plot_renames_its_figures_only_holding_the_folder(tmp_path, eval_sets):
+    """Two `infer plot --out` into one folder at once interleaved their renames, so one's budget
+    figure could end beside the other's forcing-rounds figure. Both are now drawn first and
+    renamed holding the folder: while another holds it, neither is renamed; let go, the command
+    finishes with the figures a plot into a new folder draws."""
+    from kill_points import killed_writing, renaming_while_held
+
+    run_sweep(Oracle(), eval_sets, tmp_path / "sweep", BudgetConfig(model="m"), budgets=[8, 64],
+              forcing_rounds=[0, 1])
+    plots = tmp_path / "plots"
+    plot_sweep(load_points(tmp_path / "sweep"), plots)
+    before = {p.name: p.read_bytes() for p in plots.iterdir()}
+    command = ["infer", "plot", tmp_path / "sweep", "--label", "m1-7B-1K", "--out"]
+    names, plotted = renaming_while_held([*command, plots], plots, partials=2)
+    assert plotted.returncode == 0, plotted.stderr
+    assert len(names) == 4 and set(before) < set(names)
+    assert killed_writing("no-such-file", [*command, tmp_path / "fresh"]).returncode == 0
+    assert sorted(before) == ["accuracy_vs_budget.png", "accuracy_vs_forcing_rounds.png"]
+    for name, old in before.items():
+        assert (plots / name).read_bytes() == (tmp_path / "fresh" / name).read_bytes() != old
+

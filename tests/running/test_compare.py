@@ -144,3 +144,23 @@ def test_a_build_whose_stage_is_incomplete_is_said_so(llm_server, tmp_path):
     c = compare_runs(tmp_path / "run_a", tmp_path / "run_b")
     assert c.b.transient_failures == 0 and "B's `traces` stage is incomplete" not in c.markdown
     assert c.per_source[-1]["kept_b"] == len(rows)
+
+
+def test_a_compare_renames_its_report_and_figure_only_holding_the_folder(two_runs, tmp_path):
+    """Two `compare --out` into one folder at once interleaved their renames (each: the old report
+    out, its figure in, its report in), so one's compare.md could end beside the other's
+    compare.png. The renames are now made holding the folder: while another holds it, the
+    command has written both files under temporary names and renamed neither; let go, it
+    finishes with its own pair."""
+    from kill_points import renaming_while_held
+
+    run_a, run_b, _ = two_runs
+    out = tmp_path / "report"
+    compare_runs(run_b, run_a, out_dir=out)
+    before = {name: (out / name).read_bytes() for name in ("compare.md", "compare.png")}
+    names, command = renaming_while_held(["compare", run_a, run_b, "--out", out], out, partials=2)
+    assert command.returncode == 0, command.stderr
+    assert len(names) == 4 and {"compare.md", "compare.png"} < set(names)  # the old pair, and two partials
+    compare_runs(run_a, run_b, out_dir=tmp_path / "fresh")
+    for name, old in before.items():
+        assert (out / name).read_bytes() == (tmp_path / "fresh" / name).read_bytes() != old

@@ -766,3 +766,40 @@ def test_where_several_sources_fail_on_ray_the_first_ones_error_is_raised(ray_cl
     for ctx_executor in (None, executor):
         with pytest.raises(M1DataError, match="as a mine file"):
             LoadSources(config).run(None, RunContext(tmp_path, tmp_path, executor=ctx_executor))
+
+
+class Refuses(Stage):
+    """Row-parallel, and stops on its first block with an error the user can fix, as an LLM
+    stage whose server refuses the key does (an EndpointError) or a stage's check (a UserError)."""
+
+    name = "refuses"
+    row_parallel = True
+
+    def __init__(self, error: type[M1DataError]):
+        self.config, self.error = None, error
+
+    def run(self, rows, ctx):
+        raise self.error(f"the endpoint refused the key for {len(rows) > 0} rows: check M1DATA_API_KEY")
+
+
+@pytest.mark.parametrize("name", ["UserError", "EndpointError"])
+def test_a_stage_error_in_a_ray_data_task_is_the_local_one_line_error(ray_cluster, executor, tmp_path, name):
+    """An m1data error raised inside a Ray Data task came to the driver wrapped in Ray's
+    RayTaskError(UserCodeException), whose message is the worker's traceback: the command line
+    printed "internal error" with it and exited 1. It is now raised as itself, of the same class
+    (so the command line's one line and exit 2) and with the same message as locally."""
+    import ray
+
+    from m1data import errors
+    from m1data.llm import runner
+
+    error = getattr(errors, name, None) or getattr(runner, name)
+    ray.cloudpickle.register_pickle_by_value(sys.modules[Refuses.__module__])  # workers cannot import tests
+    rows = LoadSources(LoadConfig()).run(None, None).rows.select(range(8))
+    ctx = RunContext(tmp_path, tmp_path)
+    raised = []
+    for run in (lambda: Refuses(error).run(rows, ctx), lambda: executor.run_stage(Refuses(error), rows, ctx)):
+        with pytest.raises(M1DataError) as caught:
+            run()
+        raised.append((type(caught.value), str(caught.value)))
+    assert raised[0] == raised[1] and raised[0][0] is error and "\n" not in raised[0][1]
