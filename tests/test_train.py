@@ -4,6 +4,7 @@ on a tiny random Qwen2-shaped model built at test time (no downloads)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import datasets
@@ -353,3 +354,17 @@ def test_a_second_training_into_an_output_dir_in_use_is_refused_and_leaves_the_f
     assert first.returncode == 0, stderr
     AutoModelForCausalLM.from_pretrained(out)
     assert not (out / SAVING_DIR).exists()
+
+
+@pytest.mark.parametrize("model", ["org/no-such-model", "/no/such/model", "bad name!!"])
+def test_a_model_that_cannot_be_loaded_is_one_line(hub_folder, tmp_path, monkeypatch, model):
+    """A model id not cached while offline (or a missing folder, a malformed id) came out of
+    transformers as an OSError: 'internal error' and a 300-line traceback."""
+    from m1data.errors import UserError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    config = parse_cli(["--recipe", "m1-7B-1K", "--model_name_or_path", model, "--dataset", str(hub_folder),
+                        "--output_dir", str(tmp_path / "out"), *TINY_OVERRIDES])
+    with pytest.raises(UserError, match=f"^cannot load model '{re.escape(model)}': ") as err:
+        build_trainer(config)
+    assert len(str(err.value).splitlines()) == 1

@@ -197,7 +197,11 @@ def build_trainer(config: TrainConfig):
 
     rows = _training_rows(script)
 
-    tokenizer = AutoTokenizer.from_pretrained(script.model_name_or_path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(script.model_name_or_path)
+    except OSError as err:  # not found, offline without it cached, a malformed id: a 300-line traceback
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"cannot load model {script.model_name_or_path!r}: {first}") from None
     if tokenizer.chat_template is None:  # base checkpoints; Qwen2.5-Instruct's own renders the same
         tokenizer.chat_template = QWEN25_CHAT_TEMPLATE
 
