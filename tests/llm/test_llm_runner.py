@@ -206,8 +206,8 @@ def test_a_broken_off_generation_is_retried_and_never_cached_as_an_answer(llm_se
 
 def test_billed_replies_that_are_retried_count_in_tokens_and_cost(llm_server, engine):
     def handler(req: Received) -> Response:
-        if req.attempt <= 2:  # refused (content null), billed all the same
-            return chat(None, reasoning="long thinking", prompt_tokens=1000, completion_tokens=5000)
+        if req.attempt <= 2:  # refused (content null, no reasoning: retryable), billed all the same
+            return chat(None, prompt_tokens=1000, completion_tokens=5000)
         return reply(req, "\\boxed{A}", prompt_tokens=1000, completion_tokens=50)
 
     llm_server.handler = handler
