@@ -438,25 +438,31 @@ def test_an_echoed_basic_authorization_is_masked(llm_server, tmp_path):
     assert "Basic ***" in replies[0].error
     assert_no_password((tmp_path / "c.sqlite").read_bytes(), "cache")
 
-def test_sigterm_unwinds_and_exits_143(llm_server, tmp_path):
-    """Issue 23 item 7: a terminated command exits 143 (128 + SIGTERM), not 130 (Ctrl-C's), with
-    one line, after unwinding: nothing half-written is left as OUT."""
+def _signalled_mid_request(llm_server, tmp_path, sig: int) -> subprocess.CompletedProcess:
+    """`m1data run traces` sent `sig` while its one request is in flight (a teacher that never answers)."""
     import os
-    import signal
     import time
 
-    llm_server.handler = lambda req: Response(status=200, body={}, delay=60)  # a teacher that never answers
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from m1data.cli import main; main()", "run", "traces", str(one_row_file(tmp_path)),
-         str(tmp_path / "out.jsonl"), "--base-url", llm_server.base_url, "--model", "m", "--no-require-reasoning"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
-    )
+    llm_server.handler = lambda req: Response(status=200, body={}, delay=60)
+    args = [sys.executable, "-c", "from m1data.cli import main; main()", "run", "traces", str(one_row_file(tmp_path)),
+            str(tmp_path / "out.jsonl"), "--base-url", llm_server.base_url, "--model", "m", "--no-require-reasoning"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
     deadline = time.time() + 60
     while llm_server.count() == 0 and time.time() < deadline:  # the request is in flight
         time.sleep(0.1)
     assert llm_server.count() == 1
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=30)
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+
+def test_sigterm_unwinds_and_exits_143(llm_server, tmp_path):
+    """Issue 23 item 7: a terminated command exits 143 (128 + SIGTERM), not 130 (Ctrl-C's), with
+    one line, after unwinding: nothing half-written is left as OUT."""
+    import signal
+
+    proc = _signalled_mid_request(llm_server, tmp_path, signal.SIGTERM)
+    err = proc.stderr
     assert proc.returncode == 143, err
     assert "Traceback" not in err and "terminated" in err
     assert not (tmp_path / "out.jsonl").exists()
@@ -502,22 +508,10 @@ def test_ctrl_c_unwinds_and_exits_130_with_one_line(llm_server, tmp_path):
     """Ctrl-C (SIGINT) in the middle of a command ended it with exit 130 and nothing said: not
     that the work finished so far is kept and that the same command continues it, which SIGTERM
     says. Now one line says so; nothing half-written is left as OUT."""
-    import os
     import signal
-    import time
 
-    llm_server.handler = lambda req: Response(status=200, body={}, delay=60)  # a teacher that never answers
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from m1data.cli import main; main()", "run", "traces", str(one_row_file(tmp_path)),
-         str(tmp_path / "out.jsonl"), "--base-url", llm_server.base_url, "--model", "m", "--no-require-reasoning"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
-    )
-    deadline = time.time() + 60
-    while llm_server.count() == 0 and time.time() < deadline:  # the request is in flight
-        time.sleep(0.1)
-    assert llm_server.count() == 1
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    proc = _signalled_mid_request(llm_server, tmp_path, signal.SIGINT)
+    err = proc.stderr
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1] == INTERRUPTED, err
