@@ -45,6 +45,10 @@ followed by a separator and text (``C. Aortic stenosis``) must agree with that t
 is an option's; if it names another option the verdict is ``multiple_answers``. A letter followed
 by a verdict against it (``A is incorrect``, ``A. Aortic stenosis is not the answer``) names no
 option: the reply rejects it.
+
+Full-width forms, as CJK-trained teachers (DeepSeek-R1, Qwen) write them (``\boxed{（C）}``,
+``\boxed{Ｃ}``, "Answer：Ｃ．"), are their ASCII forms in another font: they are read as ASCII, and
+the lenticular and tortoise-shell brackets ``【C】``, ``〔C〕`` as ``[C]`` (see ``_fold_width``).
 """
 
 from __future__ import annotations
@@ -123,6 +127,18 @@ _NEGATION_WORD = re.compile(
     r"rules?\s+out|ruled\s+out|rather\s+than|instead\s+of|incorrect|wrong|false|eliminated)\b|n't\b)"
 )
 _DECORATION = "*_`$ \t\n"
+# Full-width ASCII (U+FF01-U+FF5E) to ASCII, but not the backslash and braces, which would make
+# LaTeX commands and boxes the reply does not have; the ideographic space, comma and full stop;
+# and the CJK brackets that frame a label as "[C]" does.
+_WIDTH_FOLD = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F) if chr(code - 0xFEE0) not in "\\{}"} | {
+    ord("\u3000"): " ",
+    ord("、"): ",",
+    ord("。"): ".",
+    ord("【"): "[",
+    ord("】"): "]",
+    ord("〔"): "[",
+    ord("〕"): "]",
+}
 _OPTION_WORD = re.compile(r"^(?i:options?|choices?)\s+")
 _BULLET = re.compile(r"^\s*(?:[-*•+]|\d+[.)])\s+")
 
@@ -506,6 +522,13 @@ def _option_list(options: Sequence[str]) -> list[str]:
     return out
 
 
+def _fold_width(text: str) -> str:
+    """``（Ｃ）`` -> ``(C)``, ``【C】`` -> ``[C]``: full-width forms are ASCII in a CJK font (see
+    ``_WIDTH_FOLD``). Applied to the reply and the options alike, so an option written in
+    full-width forms still equals its own text; the box text kept for audit stays as written."""
+    return text.translate(_WIDTH_FOLD)
+
+
 def _check_reply(reply: str) -> str:
     """A reply that is not text (a failed request's None) fails here, not in a regex."""
     if not isinstance(reply, str):
@@ -518,8 +541,10 @@ def extract_answer(reply: str, options: Sequence[str]) -> Extraction:
     ``options`` may be any sequence of str (a list, a tuple, a numpy array)."""
     reply, options = _check_reply(reply), _option_list(options)
     letters = _letters(options)
+    written_box = last_boxed(reply)
+    reply, options = _fold_width(reply), [_fold_width(option) for option in options]
     raw_box = _last_boxed_raw(reply)
-    box = None if raw_box is None else _after_last_equals(raw_box)
+    box = written_box
     none = Extraction(letter=None, text=box, method="none", verdict="no_answer")
     if not options:
         return none
@@ -585,6 +610,7 @@ def grade(reply: str, options: Sequence[str], answer_idx: int) -> Grade:
     reply, options = _check_reply(reply), _option_list(options)
     answer_idx = _check_answer_idx(answer_idx, options)
     extraction = extract_answer(reply, options)
+    reply, options = _fold_width(reply), [_fold_width(option) for option in options]
     boxed = any(_box_names_answer(c, options, answer_idx) for c in _box_candidates(_last_boxed_raw(reply)))
     correct = boxed or extraction.letter == _letters(options)[answer_idx]
     return Grade(correct=correct, extraction=extraction)

@@ -706,3 +706,55 @@ def test_a_stated_letter_in_latex_math_or_a_font_is_read(options: list[str], dat
     extraction = extract_answer(reply, options)
     assert (extraction.letter, extraction.method) == (letter, "statement"), reply
     assert [is_correct(reply, options, k) for k in range(len(options))] == [k == index for k in range(len(options))]
+
+
+# Bracket styles a letter is written in: ASCII, and the full-width and CJK ones Chinese-trained
+# teachers (DeepSeek-R1, Qwen) write; "{}" is the letter.
+BRACKETS = ["{}", "({})", "[{}]", "（{}）", "［{}］", "【{}】", "〔{}〕"]
+FULL_WIDTH_LETTER = {letter: chr(ord(letter) + 0xFEE0) for letter in string.ascii_uppercase}
+CJK_SLOTS = [r"\boxed{{{}}}", r"\fbox{{{}}}", "The answer is {}", "Answer：{}", "Final answer： {}", "{}"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(options=ANSWER_OPTIONS, data=st.data())
+def test_a_letter_in_full_width_or_cjk_brackets_is_read(options: list[str], data):
+    """``\\boxed{（C）}``, ``\\boxed{Ｃ}``, ``\\boxed{【C】}``, "Answer：Ｃ．": full-width forms are the
+    ASCII ones in a CJK font, so each states C in a box, a statement or an answer line. They were
+    read as no answer, so a CJK teacher's right trace was dropped and its student graded wrong."""
+    assume(_no_answer_words(options))
+    index = data.draw(st.integers(0, len(options) - 1))
+    letter = string.ascii_uppercase[index]
+    written = data.draw(st.sampled_from([letter, FULL_WIDTH_LETTER[letter]]))
+    label = data.draw(st.sampled_from(BRACKETS)).format(written) + data.draw(st.sampled_from(["", ".", "．", "。", "、"]))
+    slot = data.draw(st.sampled_from(CJK_SLOTS))
+    reply = slot.format(label)
+    extraction = extract_answer(reply, options)
+    assert (extraction.verdict, extraction.letter) == ("answer", letter), reply
+    assert [is_correct(reply, options, k) for k in range(len(options))] == [k == index for k in range(len(options))]
+    if slot.startswith("\\"):
+        assert (extraction.method, extraction.text) == ("boxed", label.strip()), reply
+
+
+@settings(max_examples=200, deadline=None)
+@given(options=ANSWER_OPTIONS, data=st.data())
+def test_a_full_width_letter_naming_another_options_text_is_not_an_answer(options: list[str], data):
+    """``\\boxed{（A）text of B}`` states two options, as ``(A) text of B`` does: read as ASCII, the
+    full-width letter is checked against its text like any other (it was read as B by similarity)."""
+    i, j = data.draw(st.permutations(range(len(options))))[:2]
+    letter = data.draw(st.sampled_from(["（{}）", "{}．", "【{}】"])).format(FULL_WIDTH_LETTER[string.ascii_uppercase[i]])
+    reply = f"\\boxed{{{letter}{options[j]}}}"
+    extraction = extract_answer(reply, options)
+    assert extraction.verdict == "multiple_answers", reply
+    assert sorted(extraction.letters) == sorted(string.ascii_uppercase[k] for k in (i, j)), reply
+    assert not any(is_correct(reply, options, k) for k in range(len(options))), reply
+
+
+def test_options_in_full_width_forms_still_equal_their_own_text() -> None:
+    """Options are folded like the reply: a box that repeats an option written with full-width
+    brackets names that option, and the box text kept for audit is the one the model wrote."""
+    options = ["肺栓塞（PE）", "哮喘", "主动脉瓣狭窄（AS）"]
+    for reply in (r"\boxed{主动脉瓣狭窄（AS）}", r"\boxed{主动脉瓣狭窄(AS)}"):
+        extraction = extract_answer(reply, options)
+        assert (extraction.letter, extraction.method) == ("C", "boxed"), reply
+        assert extraction.text == last_boxed(reply)
+        assert [is_correct(reply, options, k) for k in range(3)] == [False, False, True]
