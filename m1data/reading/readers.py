@@ -415,38 +415,55 @@ def letter_index(letter: Any, n_options: int) -> int:
 
 def options_cell(cell: str) -> Any:
     """The list or {letter: text} a file wrote as text into one cell (a CSV's, or a text column's):
-    JSON (`["x", "y"]`, `{"A": "x"}`), or pandas' way of writing a list column (`df.to_csv`:
-    `['x', "y's"]`, a Python list of strings). Every row of such a CSV was dropped as bad_options.
+    JSON (`["x", "y"]`, `{"A": "x"}`), or pandas' way of writing a list or dict column (`df.to_csv`:
+    `['x', "y's"]`, `{'A': 'x', 'B': "y's"}`, Python's text of them). Every row of such a CSV was
+    dropped as bad_options.
 
-    Only a list of string literals is read the Python way (`ast`, nothing is evaluated), and
-    not when two strings stand side by side: `['x' 'y']` is numpy's print of an array, which
-    Python would read as the one option "xy"."""
+    Only a list of string literals, or a dict of string keys to string literals (or None, an
+    absent option as JSON's null is), is read the Python way (`ast`, nothing is evaluated); a
+    dict naming a key twice is refused as in JSON (Python would keep the last). Not when two
+    strings stand side by side: `['x' 'y']` is numpy's print of an array, which Python would read
+    as the one option "xy"."""
     try:
         return json.loads(cell, object_pairs_hook=unique_keys)
     except (json.JSONDecodeError, RecursionError):  # nested too deep for json: nor is it options
         pass
     except DuplicateKey as err:
         raise RowError("bad_options", f"options cell names {err.key!r} twice") from None
-    options = _python_strings(cell)
+    options = _python_options(cell)
     if options is None:
-        raise RowError("bad_options", "options cell is neither JSON nor a list of quoted texts")
+        raise RowError("bad_options", "options cell is neither JSON nor a list or dict of quoted texts")
     return options
 
 
-def _python_strings(cell: str) -> list[str] | None:
-    """A cell holding a Python list of string literals as that list, else None."""
+def _is_text(node: ast.expr | None, *, or_none: bool = False) -> bool:
+    """Whether `node` is a string literal (or, with `or_none`, the literal None)."""
+    return isinstance(node, ast.Constant) and (isinstance(node.value, str) or (or_none and node.value is None))
+
+
+def _python_options(cell: str) -> list[str] | dict[str, str | None] | None:
+    """A cell holding a Python list of string literals, or a dict of string literals to string
+    literals or None, as that list or dict; else None."""
     try:
         node = ast.parse(cell.strip(), mode="eval").body
         tokens = list(tokenize.generate_tokens(io.StringIO(cell.strip()).readline))
     except (SyntaxError, ValueError, RecursionError, MemoryError, tokenize.TokenError):
         return None
-    if not isinstance(node, ast.List) or not all(isinstance(e, ast.Constant) and isinstance(e.value, str)
-                                                 for e in node.elts):
+    if isinstance(node, ast.List) and all(map(_is_text, node.elts)):
+        literals = list(node.elts)
+    elif isinstance(node, ast.Dict) and all(map(_is_text, node.keys)) and all(_is_text(v, or_none=True) for v in node.values):
+        literals = [*node.keys, *node.values]
+    else:
         return None
-    if sum(token.type == tokenize.STRING for token in tokens) != len(node.elts):
+    if sum(token.type == tokenize.STRING for token in tokens) != sum(map(_is_text, literals)):
         raise RowError("bad_options", "options cell writes texts side by side with no comma (numpy's print of an "
                                       "array?); write the column as JSON or as a list")
-    return [e.value for e in node.elts]
+    if isinstance(node, ast.List):
+        return ast.literal_eval(node)
+    try:
+        return unique_keys([(ast.literal_eval(k), ast.literal_eval(v)) for k, v in zip(node.keys, node.values)])
+    except DuplicateKey as err:
+        raise RowError("bad_options", f"options cell names {err.key!r} twice") from None
 
 
 def lettered_options(options: Any) -> list[str]:

@@ -282,3 +282,49 @@ def test_the_funnel_shows_what_a_build_left_out_of_scope(tmp_path):
     assert cells[columns.index("pubmedqa")] == "3" and cells[-1] == "3"
     raw = next(line for line in funnel if line.startswith("| raw rows read"))
     assert [c.strip() for c in raw.strip("|").split("|")][columns.index("pubmedqa")] == "2"
+
+
+@pytest.mark.parametrize("rel", ["raw/medqa/US_test_5_options.jsonl", "eval/medagentsbench/medqa/test.jsonl"])
+def test_a_csv_of_pandas_dict_cells_reads_as_its_jsonl(shared_data, rel, tmp_path):
+    """`df.to_csv` writes a dict column as Python's dict text (`{'A': 'x', 'B': "y's"}`), as it
+    writes MedQA's `options` read with `pd.read_json`: every row was dropped as bad_options. Real
+    rows written so read as the same questions, options and answers as their JSONL, at each door."""
+    import pandas as pd
+
+    lines = (shared_data / rel).read_text(encoding="utf-8").splitlines()[:40]
+    jsonl = tmp_path / "test.jsonl"
+    jsonl.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    frame = pd.read_json(jsonl, lines=True)
+    assert isinstance(frame["options"][0], dict)  # a dict column, so to_csv writes Python's text of it
+    csv = tmp_path / "csv" / "test.csv"
+    csv.parent.mkdir()
+    frame.to_csv(csv, index=False)
+    assert csv.read_text(encoding="utf-8").count("{'A': ") == len(lines)
+
+    def read(path):
+        return [*load_eval_input(EvalInput(str(path))).values(), load_source("medqa", path),
+                load_source("mine", path, mapping={})]
+
+    def questions(result):  # options are shuffled per row id, and a row's id names its line
+        return {row["question"]: (sorted(row["options"]), row["answer_text"]) for row in result.rows}
+
+    for from_csv, from_jsonl in zip(read(csv), read(jsonl)):
+        assert len(from_csv.dropped) == 0 and len(from_csv.rows) == len(lines)
+        assert questions(from_csv) == questions(from_jsonl)
+
+
+@pytest.mark.parametrize("cell, says", [
+    ("{'A': 'x', 'A': 'y'}", "names 'A' twice"),
+    ("{'A': 'x', 'B' 'y': 'z'}", "side by side"),
+    ("{'A': 'x', 'B': 1}", "neither JSON nor a list or dict"),
+    ("{'A': 'x', 'B': __import__('os').getcwd()}", "neither JSON nor a list or dict"),
+    ("{'A': 'x', **extra}", "neither JSON nor a list or dict"),
+])
+def test_a_python_dict_cell_is_read_only_as_literal_texts(cell, says, tmp_path):
+    """Only string literals are read from a Python dict cell (nothing is evaluated); a key named
+    twice is refused as in JSON, where Python would keep the last and drop an option unsaid."""
+    path = tmp_path / "mine.csv"
+    path.write_text(f'question,options,answer\nQ1?,"{cell}",x\nQ2?,"{{\'A\': \'x\', \'B\': \'y\'}}",y\n', encoding="utf-8")
+    result = load_source("mine", path, mapping={})
+    assert result.rows["question"] == ["Q2?"] and result.rows["options"] == [["x", "y"]]
+    assert result.dropped["reason"] == ["bad_options"] and says in result.dropped["detail"][0]
