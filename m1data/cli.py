@@ -410,7 +410,7 @@ DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print requests, cach
 def run_difficulty(
     in_paths: InsArg,
     out_path: OutArg,
-    student: Annotated[list[str], typer.Option("--student", help="MODEL=BASE_URL; repeat for each student.")],
+    student: Annotated[list[str], typer.Option("--student", help="[SHORT=]MODEL=BASE_URL; repeat for each student. SHORT names its columns (student_SHORT_*) as a config's `short` does; default: the model's name.")],
     max_tokens: Annotated[int, typer.Option("--max-tokens")] = 4000,
     drop_rule: Annotated[str, typer.Option("--drop-rule", help="any | all | none: drop when any/all students are right.")] = "any",
     api_key_env: KeyEnvOpt = None,
@@ -419,17 +419,17 @@ def run_difficulty(
     batch: BatchOpt = False, prices: PricesOpt = None, dry_run: DryRunOpt = False,
 ) -> None:
     """Keep only the questions the student models get wrong (paper: Qwen2.5-7B/32B-Instruct)."""
-    pairs = []
+    students = []
     for spec in student:
-        model, sep, url = spec.partition("=")
-        if not sep or not model or not url:  # shown without credentials: the URL alone may carry them
+        try:
+            students.append(difficulty.student_from_spec(spec, api_key_env))
+        except ValueError as err:  # shown without credentials: the URL alone may carry them
             shown = without_credentials(spec) if has_userinfo(spec) else spec
-            raise typer.BadParameter(f"expected MODEL=BASE_URL, got {shown!r}", param_hint="--student")
-        pairs.append((model, url))
+            raise typer.BadParameter(f"{err}, got {shown!r}", param_hint="--student") from None
     runtime = jobs.stage_runtime(difficulty.DifficultyConfig, cache_path=cache, concurrency=concurrency, rpm=rpm,
                                  tpm=tpm, timeout=timeout, request_attempts=request_attempts, retry_failed=retry_failed,
                                  batch=batch, prices_file=prices)
-    _print_llm_stats(jobs.run_difficulty_file(in_paths, out_path, pairs, max_tokens=max_tokens, drop_rule=drop_rule,
+    _print_llm_stats(jobs.run_difficulty_file(in_paths, out_path, students, max_tokens=max_tokens, drop_rule=drop_rule,
                                               api_key_env=api_key_env, runtime=runtime, dry_run=dry_run))
 
 

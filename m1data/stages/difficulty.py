@@ -46,6 +46,7 @@ import datasets
 from m1data.errors import UserError
 from m1data.llm.attempts import check_attempts, nth_try
 from m1data.llm.cache import Cache
+from m1data.llm.embedded import is_embedded
 from m1data.llm.runner import RunStats
 from m1data.llm.stages import (
     Endpoint,
@@ -97,6 +98,29 @@ class StudentConfig:
     @property
     def column(self) -> str:
         return self.short or short_name(self.model)
+
+
+def student_from_spec(spec: str, api_key_env: str | None = None) -> StudentConfig:
+    """The student a `--student [SHORT=]MODEL=BASE_URL` names, as a config's `{model, base_url,
+    short}` does: both doors build a StudentConfig, whose `column` names the columns. Why SHORT:
+    without it the CLI named columns after the model (`qwen2_5_7b_instruct`) and could not write a
+    build's (`short: qwen2_5_7b`). Unambiguous because no model id holds '=' and a base URL is
+    `embedded` or has a scheme (`://`): `m=http://h/v1` is MODEL=BASE_URL. ValueError when a part
+    is missing (the caller says so without the spec's credentials)."""
+    first, _, rest = spec.partition("=")
+    second, sep, tail = rest.partition("=")
+    if sep and not _names_endpoint(second):
+        short, model, base_url = first, second, tail
+    else:
+        short, model, base_url = None, first, rest
+    if not model or not base_url or short == "":
+        raise ValueError("expected [SHORT=]MODEL=BASE_URL")
+    return StudentConfig(model, base_url, api_key_env=api_key_env, short=short)
+
+
+def _names_endpoint(text: str) -> bool:
+    """Whether `text` is a base URL (`embedded`, or one with a scheme), not a model id."""
+    return is_embedded(text) or "://" in text
 
 
 def default_students() -> list[StudentConfig]:
@@ -347,4 +371,5 @@ __all__ = [
     "run_difficulty_file",
     "short_name",
     "solved",
+    "student_from_spec",
 ]

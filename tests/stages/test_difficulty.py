@@ -9,6 +9,8 @@ import json
 
 import datasets
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from llm_server import Received, Response, chat, error, llm_server  # noqa: F401
 from stage_doubles import Given
 
@@ -29,6 +31,7 @@ from m1data.stages.difficulty import (
     decide,
     run_difficulty_file,
     short_name,
+    student_from_spec,
 )
 
 RUNTIME_KEYS = {f.name for f in dataclasses.fields(LLMRuntime)}
@@ -335,3 +338,54 @@ def test_each_student_records_the_model_its_server_said_answered(llm_server, tmp
     for short in ("small", "large"):
         served = stats["students"][short]["served_models"]
         assert list(served) == ["scripted"] and 0 < served["scripted"] <= len(ROWS)
+
+
+def test_the_cli_names_student_columns_as_a_builds_config_does(llm_server, tmp_path):
+    """paper.yaml names its students' columns by `short` (`student_qwen2_5_7b_*`); `run difficulty`
+    could only name them after the model (`student_qwen2_5_7b_instruct_*`), so a file run could not
+    reproduce a build's columns. `--student SHORT=MODEL=BASE_URL` gives the config's short, and the
+    file run's rows are the build stage's, column for column."""
+    import m1data
+    from typer.testing import CliRunner
+
+    from m1data.builders import default_config_path
+    from m1data.cli import app
+
+    llm_server.handler = lambda req: chat("The answer is \\boxed{B}.", prompt_tokens=30, completion_tokens=8)
+    paper = m1data.build_config("m23k", default_config_path().with_name("paper.yaml")).difficulty
+    students = [dataclasses.replace(s, base_url=llm_server.base_url) for s in paper.students]
+    assert [s.short for s in students] == ["qwen2_5_7b", "qwen2_5_32b"]
+    src = write_rows(ROWS, tmp_path / "in.jsonl")
+    specs = [arg for s in students for arg in ("--student", f"{s.short}={s.model}={s.base_url}")]
+    result = CliRunner().invoke(app, ["run", "difficulty", str(src), str(tmp_path / "out.jsonl"), *specs,
+                                      "--drop-rule", "none"])
+    assert result.exit_code == 0, result.output
+
+    config = DifficultyConfig(students=students, drop_rule="none",
+                              runtime=LLMRuntime(progress=False, cache_path=str(tmp_path / "build.sqlite")))
+    built = DifficultyFilter(config).run(ROWS, None)
+    from_cli = read_rows(tmp_path / "out.jsonl")
+    assert {"student_qwen2_5_7b_correct", "student_qwen2_5_32b_correct"} <= set(from_cli.column_names)
+    assert from_cli.column_names == built.rows.column_names
+    assert list(from_cli) == list(built.rows)
+
+
+SHORTS = st.from_regex(r"[a-z0-9_]{1,12}", fullmatch=True)
+MODELS = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,10}(/[A-Za-z0-9._:-]{1,12})?", fullmatch=True)
+BASE_URLS = st.one_of(st.just("embedded"), st.from_regex(r"https?://[a-z0-9.]{1,10}(:[0-9]{1,5})?(/[a-z0-9]{1,6}){0,2}",
+                                                            fullmatch=True))
+
+
+@settings(max_examples=200, deadline=None)
+@given(short=SHORTS, model=MODELS, base_url=BASE_URLS)
+def test_a_student_spec_reads_its_short_model_and_base_url(short, model, base_url):
+    """`SHORT=MODEL=BASE_URL` gives the column name SHORT; `MODEL=BASE_URL` names it after the model."""
+    assume(model.casefold() != "embedded")  # a base URL, not a model
+    named = student_from_spec(f"{short}={model}={base_url}", "KEY_ENV")
+    assert (named.short, named.model, named.base_url, named.api_key_env) == (short, model, base_url, "KEY_ENV")
+    assert named.column == short
+    plain = student_from_spec(f"{model}={base_url}")
+    assert (plain.short, plain.model, plain.base_url, plain.column) == (None, model, base_url, short_name(model))
+    for bad in (model, f"{model}=", f"={model}={base_url}", f"={base_url}"):
+        with pytest.raises(ValueError, match=r"\[SHORT=\]MODEL=BASE_URL"):
+            student_from_spec(bad)
