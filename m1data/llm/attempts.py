@@ -51,6 +51,7 @@ from m1data.llm.runner import (
     _Slots,
     _usable,
     _validate,
+    cached_reply,
     run_sync,
 )
 from m1data.llm.types import Engine, Reply, Request, is_transient
@@ -145,7 +146,8 @@ async def run_tries(
     grid = [[nth_try(r, k) for k in range(1, attempts + 1)] for r in first]
     keys = [_keys(engine, row) for row in grid]
     found = cache.get_many(k for row in keys for k in row) if cache is not None else {}
-    known = {k: e.reply for k, e in found.items() if _usable(e, retry_failed)}
+    by_key = {key: request for row, tries in zip(keys, grid, strict=True) for key, request in zip(row, tries, strict=True)}
+    known = {k: cached_reply(e, by_key[k]) for k, e in found.items() if _usable(e, retry_failed)}
     if progress:
         cached_firsts = sum(row[0] in known for row in keys)
         log.info(f"{label}: {len(first):,} questions, up to {attempts} tries each; "

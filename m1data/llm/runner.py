@@ -44,6 +44,7 @@ from m1data.llm.cache import Cache, Entry, cache_namespace, request_key
 from m1data.llm.cost import Estimate, PriceTable, estimate, prompt_tokens
 from m1data.llm.limits import Failed, RateLimiter, RetryPolicy, failure
 from m1data.llm.params import max_output_tokens
+from m1data.llm.thinking import split_thinking
 from m1data.llm.types import Engine, Reply, Request
 from m1data.output import Bar, bar
 
@@ -123,6 +124,22 @@ def _usable(entry: Entry, retry_failed: bool) -> bool:
     return entry.reply.status == "ok" or not retry_failed
 
 
+def cached_reply(entry: Entry, request: Request) -> Reply:
+    """A cached reply as the engines read one today. Every engine splits a chat reply's inline
+    thinking (`split_thinking`) before it is cached, so a chat reply stored without reasoning is
+    text in which the rules of its day found none; a later rule (gpt-oss channels, 2457a92) may
+    find some, and read whole the text is graded by its drafts and looks reasoning-less. Verdicts
+    are never stored (the stages grade the text anew), so splitting it again is all a rerun needs
+    to read it as a fresh call would. Safe: a text the current rules find no thinking in comes
+    back untouched, a reply whose server sent its reasoning apart is not split (as the engines do
+    not), and plain completions stay verbatim."""
+    reply = entry.reply
+    if request.kind != "chat" or reply.reasoning is not None or not reply.text:
+        return reply
+    reasoning, text = split_thinking(reply.text)
+    return reply if reasoning is None else dataclasses.replace(reply, reasoning=reasoning, text=text)
+
+
 def _validate(engine: Engine, requests: Sequence[Request]) -> None:
     validate = getattr(engine, "validate", None)
     if validate is not None:
@@ -156,7 +173,7 @@ def _cached_answers(
     for key, request in zip(keys, requests, strict=True):
         unique.setdefault(key, request)
     found = cache.get_many(unique) if cache is not None else {}
-    answers: dict[str, Reply] = {k: e.reply for k, e in found.items() if _usable(e, retry_failed)}
+    answers: dict[str, Reply] = {k: cached_reply(e, unique[k]) for k, e in found.items() if _usable(e, retry_failed)}
     stats.requests += len(requests)
     stats.unique += len(unique)
     stats.cached += len(answers)
@@ -615,6 +632,7 @@ __all__ = [
     "EndpointError",
     "Plan",
     "RunStats",
+    "cached_reply",
     "complete_all",
     "plan_requests",
     "print_plan",

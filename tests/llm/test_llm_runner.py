@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from llm_server import Received, Response, chat, drop, error, llm_server, malformed, reply, slow  # noqa: F401
 
 from m1data.llm import (
@@ -16,6 +18,7 @@ from m1data.llm import (
     InvalidParams,
     Price,
     PriceTable,
+    Reply,
     Request,
     RetryPolicy,
     RunStats,
@@ -397,3 +400,28 @@ def test_a_429_delays_only_its_own_request(llm_server, engine):
     assert max(times.values()) < 1.2  # the 29 others did not wait out q0's 1.5 s
     q0 = [r.time for r in llm_server.requests if r.text == "q0"]
     assert len(q0) == 2 and q0[1] - q0[0] >= 1.4
+
+
+THINKING_PIECES = ["<think>", "</think>", "<|channel|>analysis<|message|>", "<|channel|>final<|message|>", "<|end|>",
+                   "<|start|>assistant", "<|return|>", "analysis", "assistantfinal", "\\boxed{B}", " C ", "\n"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(content=st.lists(st.sampled_from(THINKING_PIECES), max_size=8).map("".join))
+def test_a_cached_reply_reads_as_the_engines_split_it_today(content):
+    """What an engine caches for a chat reply (split by `split_thinking`) reads back unchanged, and
+    a reply cached whole before a splitting rule existed reads back split as a fresh call would be
+    (`cached_reply`); a plain completion is never split, nor a reply whose server sent reasoning."""
+    from m1data.llm.cache import Entry
+    from m1data.llm.runner import cached_reply
+    from m1data.llm.thinking import split_thinking
+
+    chat_request = Request(model="m", messages=({"role": "user", "content": "q"},))
+    reasoning, text = split_thinking(content)
+    today = Reply(text=text, reasoning=reasoning, cached=True)
+    assert cached_reply(Entry(today, False), chat_request) == today
+    assert cached_reply(Entry(Reply(text=content, cached=True), False), chat_request) == today
+    plain = Reply(text=content, cached=True)
+    assert cached_reply(Entry(plain, False), Request(model="m", prompt="q")) == plain
+    apart = Reply(text=content, reasoning="sent apart", cached=True)
+    assert cached_reply(Entry(apart, False), chat_request) == apart

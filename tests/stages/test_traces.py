@@ -471,3 +471,39 @@ def test_a_thinking_that_stopped_without_an_answer_is_tried_anew_not_paid_again(
     assert llm_server.count() == 2 * len(ROWS) and result.transient_failures == 0
     TeacherTraces(config(llm_server, tmp_path, attempts=2, temperature=0.6, extra_params={"seed": 7})).run(ROWS, None)
     assert llm_server.count() == 2 * len(ROWS)  # a second run pays for nothing
+
+
+@pytest.mark.parametrize("attempts", [1, 2])
+def test_gpt_oss_replies_cached_before_the_channel_split_are_read_as_today(llm_server, tmp_path, secret_env, attempts):
+    """A cache written before gpt-oss channels were split (2457a92) holds each reply's whole
+    content as its text, with no reasoning. Verdicts are not stored but graded anew from the text;
+    that text, read whole, is graded by the analysis channel's drafts and looks reasoning-less. A
+    rerun from the cache reads it as the engines split it today: the same rows as a fresh run,
+    nothing sent again."""
+    import sqlite3
+
+    contents: dict[str, str] = {}
+
+    def gpt_oss(req: Received) -> Response:
+        row = BY_PROMPT[req.text.split("\n", 1)[1]]
+        right, wrong = LETTERS[row["answer_idx"]], LETTERS[(row["answer_idx"] + 1) % 4]
+        draft, final = (wrong, right) if int(row["id"][1:]) % 2 == 0 else (right, wrong)
+        content = (f"<|channel|>analysis<|message|>Weighing {row['id']}: maybe \\boxed{{{draft}}}?<|end|>"
+                   f"<|start|>assistant<|channel|>final<|message|>**Answer: {final}**<|return|>")
+        contents[req.text] = content
+        return chat(content)
+
+    llm_server.handler = gpt_oss
+    fresh = TeacherTraces(config(llm_server, tmp_path, attempts=attempts)).run(ROWS, None)
+    assert sorted(fresh.rows["id"]) == sorted(i for i in ROWS["id"] if int(i[1:]) % 2 == 0)
+    with sqlite3.connect(tmp_path / "cache.sqlite") as db:  # what the engine stored before the split
+        for key, body in db.execute("SELECT key, request FROM replies").fetchall():
+            text = json.loads(body)["messages"][0]["content"]
+            db.execute("UPDATE replies SET text = ?, reasoning = NULL WHERE key = ?", (contents[text], key))
+    sent = llm_server.count()
+
+    again = TeacherTraces(config(llm_server, tmp_path, attempts=attempts)).run(ROWS, None)
+    assert llm_server.count() == sent and again.stats["sent"] == 0
+    for column in ("id", "reasoning", "teacher_reply", "answer_letter"):
+        assert sorted(again.rows[column]) == sorted(fresh.rows[column]), column
+    assert sorted(again.dropped["reason"]) == sorted(fresh.dropped["reason"])
