@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from m1data.errors import UserError
 from m1data.output import datasets_bars_off
 from m1data.running.distributed import band_runner
-from m1data.running.pipeline import RunContext, Stage, StageResult, dropped_rows
+from m1data.running.pipeline import RunContext, Stage, StageResult, check_texts, dropped_rows
 from m1data.schema import fresh_fingerprint
 from m1data.stages.fuzzy import (
     BandRunner,
@@ -98,14 +98,7 @@ def _require_texts(ds: Dataset, column: str | None, id_column: str) -> None:
     """Every compared value (`column`, else the question) is a str, or the row is named by its
     id, as other per-row errors name rows: the matcher can only give a position ("texts[1] is
     NoneType"), and a None question with a context was compared as the text "None"."""
-    name = column or "question"
-    if name not in ds.column_names:  # _stems says what to do
-        return
-    for i, value in enumerate(ds[name]):
-        if not isinstance(value, str):
-            row = f"{ds[i][id_column]!r}" if id_column in ds.column_names else f"{i} (the rows have no {id_column!r})"
-            raise UserError(f"row {row}: its {name!r} is {type(value).__name__}, not str; "
-                            "fill it in or remove the row before comparing")
+    check_texts(ds, column or "question", "comparing rows", id_column)  # no question: _stems says what to do
 
 
 def _as_rows(data: Any, what: str) -> Dataset:
