@@ -75,6 +75,8 @@ def match_keys(ds: Dataset) -> list[str]:
 
 
 def _stems(ds: Dataset) -> list[str]:
+    if not len(ds):  # no rows (an empty list has no columns either): nothing to compare
+        return []
     if "question" not in ds.column_names:
         raise UserError(
             "rows are compared on question stem + option set by default, and these have no 'question' "
@@ -102,20 +104,11 @@ def _require_texts(ds: Dataset, column: str | None, id_column: str) -> None:
 
 
 def _as_rows(data: Any, what: str) -> Dataset:
-    """Rows as a Dataset, from what a researcher holds: a Dataset, a pandas or polars DataFrame,
-    or a list of row dicts (as the samplers take). Anything else is refused here, not read as
-    something it is not: a DataFrame iterated gave its column names as eval questions."""
-    from datasets import Dataset
+    """Rows as a Dataset, from what a researcher holds (`m1data.schema.as_dataset`, as the
+    samplers take them)."""
+    from m1data.schema import as_dataset
 
-    if isinstance(data, Dataset):
-        return data
-    if _is_frame(data):
-        pandas = type(data).__module__.startswith("pandas")
-        return Dataset.from_pandas(data, preserve_index=False) if pandas else Dataset.from_polars(data)
-    if isinstance(data, list) and data and all(isinstance(row, dict) for row in data):
-        return Dataset.from_list(data)
-    raise TypeError(f"{what} must be a datasets.Dataset, a pandas or polars DataFrame or a list of row dicts, "
-                    f"got {type(data).__name__}")
+    return as_dataset(data, what)
 
 
 def _is_frame(value: Any) -> bool:
@@ -160,8 +153,8 @@ def decontaminate(ds: Dataset, evals: Mapping[str, Dataset | Sequence[str]] | Se
     the mapping key) and their position. Eval files are given as ``EvalInput``s (or paths: a
     mapping value, str or Path, or a Path list item) and read by
     ``m1data.reading.evalsets.load_evals``, as the command line and the build read them. The
-    rows, and an eval set, may also be a pandas or polars DataFrame (or the rows a list of row
-    dicts); both results are Datasets.
+    rows, and an eval set, may also be a pandas or polars DataFrame or a list of row dicts
+    (``m1data.schema.as_dataset``); both results are Datasets.
     """
     ds = _as_rows(ds, "the rows")
     _require_column(ds, column, "the rows")
@@ -253,11 +246,13 @@ def _read_files(specs: list[Any]) -> dict[str, Dataset]:
 def _eval_from(value: Dataset | Sequence[str], column: str | None, name: str | None) -> list[EvalText]:
     if isinstance(value, str):
         raise TypeError("an eval set must be a Dataset or a sequence of strings, not a str")
-    if _is_frame(value):
-        value = _as_rows(value, f"eval set {name or 'eval'}")
+    what = f"eval set {name or 'eval'}"
+    if _is_frame(value) or (isinstance(value, list) and value and all(isinstance(row, dict) for row in value)):
+        value = _as_rows(value, what)  # rows, as the training side may be given
     if hasattr(value, "column_names"):
         keyed = column is None and "options" in value.column_names
-        _require_column(value, column, f"eval set {name or 'eval'}")
+        _require_column(value, column, what)
+        check_texts(value, column or "question", what)
         texts = list(value[column]) if column else _eval_keys(value) if keyed else _stems(value)
         ids = value["id"] if "id" in value.column_names else list(range(len(texts)))
         if name is not None:
@@ -267,7 +262,12 @@ def _eval_from(value: Dataset | Sequence[str], column: str | None, name: str | N
         else:
             names = ["eval"] * len(texts)
         return [EvalText(n, str(i), t, keyed) for n, i, t in zip(names, ids, texts)]
-    return [EvalText(name or "eval", str(i), t) for i, t in enumerate(value)]
+    questions = list(value)
+    for i, question in enumerate(questions):
+        if not isinstance(question, str):
+            raise UserError(f"{what}: question {i} is {type(question).__name__}, not str; "
+                            "fill it in or remove it")
+    return [EvalText(name or "eval", str(i), t) for i, t in enumerate(questions)]
 
 
 def _eval_keys(ds: Dataset) -> list[str]:

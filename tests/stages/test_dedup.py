@@ -629,6 +629,32 @@ def test_dedup_and_decontaminate_take_dataframes_and_row_lists() -> None:
         deduplicate({"question": data["question"]})
 
 
+def test_rows_and_eval_sets_as_row_lists_mixed_ids_and_no_rows() -> None:
+    # a list of row dicts as an eval set: "evals[0] must be an EvalText (with str text)"; mixed ids:
+    # pyarrow's "Could not convert 'b' with type str"; [] : "must be ... a list of row dicts, got list"
+    data, _, _ = _frames()
+    rows = [dict(zip(data, values)) for values in zip(*data.values())]
+    kept, removed = decontaminate([{"id": "x", "question": data["question"][0]}], {"mine": rows})
+    assert len(kept) == 0 and (removed["eval_set"], removed["eval_id"]) == (["mine"], ["t0"])
+    with pytest.raises(UserError, match=r"the rows: column 'id' mixes number and str values"):
+        deduplicate([{"id": 1, "question": "a"}, {"id": "b", "question": "b"}])
+    with pytest.raises(UserError, match=r"eval set mine: column 'id' mixes number and str values"):
+        decontaminate(rows, {"mine": [{"id": 1, "question": "a"}, {"id": "b", "question": "b"}]})
+    for kept, removed in (deduplicate([]), decontaminate([], {"mine": rows})):
+        assert len(kept) == 0 and len(removed) == 0
+
+
+def test_an_eval_question_that_is_not_a_str_is_named() -> None:
+    # a None question in an eval set: "evals[0] must be an EvalText (with str text) or a str"
+    from datasets import Dataset
+
+    data, _, _ = _frames()
+    with pytest.raises(UserError, match=r"eval set mine: question 1 is NoneType, not str"):
+        decontaminate(Dataset.from_dict(data), {"mine": ["a", None]})
+    with pytest.raises(UserError, match=r"eval set mine: row 'e1': its 'question' is NoneType, not str"):
+        decontaminate(Dataset.from_dict(data), {"mine": Dataset.from_dict({"id": ["e0", "e1"], "question": ["a", None]})})
+
+
 def test_dedup_and_decontaminate_show_no_datasets_bars(capfd: pytest.CaptureFixture[str]) -> None:
     # README: a library call prints nothing; datasets' "Flattening the indices" bar is on by default
     import datasets
