@@ -150,7 +150,8 @@ def decontaminate(ds: Dataset, evals: Mapping[str, Dataset | Sequence[str]] | Se
     ``options`` column) against the rows' stems. With ``column`` every side uses that column.
     An eval Dataset's item id is its ``id`` column (else the row index) and its set name the
     mapping key (else its ``source`` column, else "eval"). Plain strings get set name "eval" (or
-    the mapping key) and their position. Eval files are given as ``EvalInput``s (or paths: a
+    the mapping key) and their position; a str list item that names an eval set or a file is
+    refused, not compared as a question. Eval files are given as ``EvalInput``s (or paths: a
     mapping value, str or Path, or a Path list item) and read by
     ``m1data.reading.evalsets.load_evals``, as the command line and the build read them. The
     rows, and an eval set, may also be a pandas or polars DataFrame or a list of row dicts
@@ -217,12 +218,24 @@ def eval_items(evals: Mapping[str, Dataset | Sequence[str]] | Sequence[Dataset |
         return out
     for i, e in enumerate(evals):
         if isinstance(e, str):
+            _refuse_a_set_given_as_a_question(e)
             out.append(EvalText("eval", str(i), e))
         elif isinstance(e, os.PathLike) or _is_eval_input(e):
             out.extend(eval_items(_read_files([e if _is_eval_input(e) else _eval_input(None, e)]), column))
         else:
             out.extend(_eval_from(e, column, None))
     return out
+
+
+def _refuse_a_set_given_as_a_question(text: str) -> None:
+    """A str in a list of evals is a question; one that names an eval set or a file is a set
+    meant to be read. Why refused: `decontaminate(rows, ["medqa_test"])` compared the rows with
+    the text "medqa_test", removed nothing, and said nothing."""
+    from m1data.reading.evalsets import EVAL_SETS
+
+    if text in EVAL_SETS or text == "mmlu_medical" or (len(text) < 4096 and Path(text).is_file()):
+        raise UserError(f"{text!r} in a list of evals is read as a question, yet it names an eval set or a file; "
+                        f"to read it give EvalInput({text!r}) (m1data.reading.evalsets) or {{name: path}}")
 
 
 def _is_eval_input(value: Any) -> bool:

@@ -705,3 +705,21 @@ def test_a_none_question_is_reported_by_the_rows_id(context, compare) -> None:
     without_ids = [{k: v for k, v in row.items() if k != "id"} for row in rows]
     with pytest.raises(UserError, match=r"row 1 \(the rows have no 'id'\): its 'question' is NoneType"):
         compare(without_ids)
+
+
+def test_an_eval_set_name_or_file_given_as_a_question_is_refused(tmp_path) -> None:
+    # decontaminate(rows, ["medqa_test"]) compared the rows with the text "medqa_test": nothing
+    # removed, nothing said
+    from datasets import Dataset
+
+    from m1data.reading.evalsets import EvalInput
+
+    data, _, _ = _frames()
+    rows = Dataset.from_dict(data)
+    path = tmp_path / "mine.jsonl"
+    path.write_text(json.dumps({"question": data["question"][0], "options": ["a", "b"], "answer_idx": "A"}) + "\n")
+    for text in ("medqa_test", "mmlu_medical", str(path)):
+        with pytest.raises(UserError, match=r"in a list of evals is read as a question, yet it names an eval set"):
+            decontaminate(rows, [text])
+    kept, removed = decontaminate(rows, [EvalInput(str(path))])  # as it says
+    assert removed["id"] == ["t0"]
