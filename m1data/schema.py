@@ -23,7 +23,7 @@ from typing import Any
 import datasets
 import pyarrow as pa
 
-from m1data.errors import M1DataError
+from m1data.errors import M1DataError, UserError
 from m1data.reading.registry import SOURCE_REGISTRY
 
 LETTERS = string.ascii_uppercase
@@ -161,6 +161,48 @@ def rows_to_dataset(rows: list[dict[str, Any]], features: datasets.Features = RO
     return datasets.Dataset(table, fingerprint=fresh_fingerprint())
 
 
+def as_dataset(data: Any, what: str = "the rows") -> datasets.Dataset:
+    """Rows as a Dataset, from what a researcher holds: a Dataset, a pandas or polars DataFrame
+    (a pandas index is not a column), or a list of row dicts. The one conversion the library's
+    doors share (the samplers, dedup, decontamination). Anything else is refused, not read as
+    something it is not: a DataFrame iterated gave its column names as eval questions. A column
+    whose values Arrow cannot hold in one type (ids 1 and "b") is one line that names it, not
+    pyarrow's "Could not convert 'b' with type str: tried to convert to int64"."""
+    if isinstance(data, datasets.Dataset):
+        return data
+    kind = type(data)
+    frame = kind.__name__ == "DataFrame" and kind.__module__.split(".")[0] in ("pandas", "polars")
+    if not frame and not (isinstance(data, list) and all(isinstance(row, dict) for row in data)):
+        raise TypeError(f"{what} must be a datasets.Dataset, a pandas or polars DataFrame or a list of row dicts, "
+                        f"got {kind.__name__}")
+    try:
+        if not frame:
+            return datasets.Dataset.from_list(data)
+        if kind.__module__.startswith("pandas"):
+            return datasets.Dataset.from_pandas(data, preserve_index=False)
+        return datasets.Dataset.from_polars(data)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+        records = data if not frame else data.to_dicts() if hasattr(data, "to_dicts") else data.to_dict("records")
+        raise UserError(f"{what}: {_mixed_column(records) or err}; give each column one type "
+                          "(all str, say), with None for a missing value") from None
+
+
+def _mixed_column(records: list[dict[str, Any]]) -> str | None:
+    """The first column whose values are of several kinds (None, and NaN, stand for no value;
+    ints and floats are one kind, numbers), said as "column 'id' mixes int and str"."""
+    kinds: dict[str, set[str]] = {}
+    for record in records:
+        for name, value in record.items():
+            if value is None or (isinstance(value, float) and value != value):
+                continue
+            kind = "number" if isinstance(value, (int, float)) and not isinstance(value, bool) else type(value).__name__
+            kinds.setdefault(name, set()).add(kind)
+    for name, seen in kinds.items():
+        if len(seen) > 1:
+            return f"column {name!r} mixes {' and '.join(sorted(seen))} values"
+    return None
+
+
 def fresh_fingerprint() -> str:
     """A random name for a table m1data makes (new, a selection, with a column added).
 
@@ -180,6 +222,7 @@ __all__ = [
     "ROW_FEATURES",
     "SOURCES",
     "RowError",
+    "as_dataset",
     "content_id",
     "dropped_record",
     "fresh_fingerprint",

@@ -1,8 +1,11 @@
 from collections import Counter
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from m1data.schema import LETTERS, RowError, content_id, make_row, render_prompt
+from m1data.errors import UserError
+from m1data.schema import LETTERS, RowError, as_dataset, content_id, make_row, render_prompt
 
 
 def row(row_id="s:1", options=("alpha", "beta", "gamma", "delta"), answer_idx=0, **kw):
@@ -75,3 +78,33 @@ def test_empty_question_is_a_bad_row():
 def test_content_id_ignores_option_order_and_spacing():
     assert content_id("medqa", "Q  ?", ["a", "b"]) == content_id("medqa", "Q ?", ["b", "a"])
     assert content_id("medqa", "Q?", ["a", "b"]) != content_id("medqa", "Q?", ["a", "c"])
+
+
+# ---------------------------------------------------------------------------------------------
+# as_dataset: the rows a researcher holds, as one Dataset
+
+
+@settings(max_examples=60, deadline=None)
+@given(ids=st.lists(st.one_of(st.integers(0, 99), st.text("ab", min_size=1, max_size=3), st.none()),
+                    min_size=1, max_size=8),
+       kind=st.sampled_from(["list", "pandas"]))
+def test_as_dataset_reads_each_column_in_one_type_or_names_the_mixed_one(ids, kind):
+    # ids 1 and "b" failed in pyarrow: "Could not convert 'b' with type str: tried to convert to int64"
+    import pandas as pd
+
+    rows = [{"id": i, "question": f"q{n}"} for n, i in enumerate(ids)]
+    data = rows if kind == "list" else pd.DataFrame(rows)
+    if len({type(i) for i in ids if i is not None}) > 1:
+        with pytest.raises(UserError, match=r"^the rows: column 'id' mixes number and str values; give each"):
+            as_dataset(data)
+        return
+    ds = as_dataset(data)
+    assert ds["question"] == [row["question"] for row in rows]
+    assert [i is None or i != i for i in ds["id"]] == [i is None for i in ids]  # pandas: None in numbers is NaN
+
+
+def test_as_dataset_refuses_what_is_no_table():
+    for data in ({"id": ["a"]}, (row for row in [{"id": "a"}]), ["a question"]):
+        with pytest.raises(TypeError, match="the rows must be a datasets.Dataset, a pandas or polars DataFrame"):
+            as_dataset(data)
+    assert len(as_dataset([])) == 0

@@ -213,8 +213,13 @@ class LLMStage(Stage):
     def required_columns(self) -> tuple[str, ...]:
         return REQUIRED_COLUMNS
 
+    def text_column(self) -> str:
+        """The column whose text the requests ask about: each value must be a str, or a None
+        is sent to the model as the question "None" (`pipeline.check_texts`)."""
+        return "prompt"
+
     def run(self, rows: datasets.Dataset | None, ctx: RunContext | None = None) -> StageResult:
-        rows = check_rows(rows, self.name, self.required_columns())
+        rows = check_rows(rows, self.name, self.required_columns(), texts=(self.text_column(),))
         with open_cache(self.runtime.cache_path, ctx) as cache:
             return self.process(rows, cache, ctx)
 
@@ -336,9 +341,9 @@ def count_transient(replies: Sequence[Reply]) -> int:
 
 
 def check_rows(rows: datasets.Dataset | None, stage: str,
-               required: Sequence[str] = REQUIRED_COLUMNS) -> datasets.Dataset:
+               required: Sequence[str] = REQUIRED_COLUMNS, texts: Sequence[str] = ("prompt",)) -> datasets.Dataset:
     """`m1data.running.pipeline.check_rows`, with the LLM stages' columns by default."""
-    return pipeline.check_rows(rows, stage, required)
+    return pipeline.check_rows(rows, stage, required, texts)
 
 
 def open_cache(configured: str | None, ctx: RunContext | None) -> Cache:
@@ -406,7 +411,7 @@ def run_llm_on_file(
 
     rows = read_rows(in_path)
     if len(rows):
-        rows = check_rows(rows, stage.name, stage.required_columns())
+        rows = check_rows(rows, stage.name, stage.required_columns(), texts=(stage.text_column(),))
         cache_file = Path(stage.runtime.cache_path)
         with Cache(cache_file) if cache_file.is_file() else contextlib.nullcontext() as store:
             stage.plan(rows, store)

@@ -758,6 +758,21 @@ def _subject_scope(records: list[Record], subject: str, path: Path) -> Scope | N
     return Scope(of_subject, f"another MMLU subject than {subject}")
 
 
+def _check_mmlu_medical_path(path: str | Path | None) -> None:
+    """"mmlu_medical" reads six subjects from one path: a folder of their `<subject>_test.csv`
+    files or a file whose records carry a `subject` (MedAgentsBench's mmlu). A file without
+    one is a single subject's: read as all six, it gave six sets of the same questions, each
+    under another subject's name."""
+    if path is None or not Path(path).is_file():
+        return  # the Hub, a folder, or a missing file (load_eval says so)
+    path = Path(path)
+    records = _mmlu_csv(path) if path.suffix == ".csv" else _local(path)
+    if not any(isinstance(raw, dict) and isinstance(raw.get("subject"), str) for _, raw, _ in records):
+        raise UserError(f"mmlu_medical: {path} holds one subject's questions (its records name no subject); give "
+                        f"mmlu_medical a folder of the six <subject>_test.csv files, or this file under its "
+                        f"subject's name ({', '.join(f'mmlu_{s}' for s in MMLU_MEDICAL)})")
+
+
 def _health_scope() -> Scope:
     """MMLU-Pro's health questions: the other categories are counted as out of scope; a record
     whose category is missing or not text cannot be told apart and is dropped with the reason."""
@@ -880,6 +895,7 @@ def load_eval_any(name_or_path: str, path: str | Path | None = None, *, scoring:
         raise UserError(f"{name_or_path} is read in its own layouts; a mapping goes with a file (FILE, or a name "
                         "of your choosing with its file)")
     if name_or_path == "mmlu_medical":
+        _check_mmlu_medical_path(path)
         return {f"mmlu_{s}": load_eval(f"mmlu_{s}", path, scoring=scoring) for s in MMLU_MEDICAL}
     if name_or_path in EVAL_SETS:
         return {name_or_path: load_eval(name_or_path, path, scoring=scoring)}

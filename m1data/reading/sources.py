@@ -46,8 +46,9 @@ SOURCE_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789_-.")
 
 def check_source_name(name: str) -> str:
     """A source name becomes the prefix of every row id (`name:id`) and a funnel column: lower
-    case letters, digits, `_`, `-` and `.` only, so ids stay unambiguous."""
-    if not name or not set(name) <= SOURCE_NAME_CHARS:
+    case letters, digits, `_`, `-` and `.` only, so ids stay unambiguous. Not a str (a number
+    from a script) is refused the same way; `set(3)` was "'int' object is not iterable"."""
+    if not isinstance(name, str) or not name or not set(name) <= SOURCE_NAME_CHARS:
         raise UserError(f"source name {name!r}: use lower-case letters, digits, '_', '-' or '.' (it prefixes row ids)")
     return name
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from m1data.errors import UserError
 from m1data.output import datasets_bars_off
 from m1data.running.distributed import band_runner
-from m1data.running.pipeline import RunContext, Stage, StageResult, dropped_rows
+from m1data.running.pipeline import RunContext, Stage, StageResult, check_texts, dropped_rows
 from m1data.schema import fresh_fingerprint
 from m1data.stages.fuzzy import (
     BandRunner,
@@ -75,6 +75,8 @@ def match_keys(ds: Dataset) -> list[str]:
 
 
 def _stems(ds: Dataset) -> list[str]:
+    if not len(ds):  # no rows (an empty list has no columns either): nothing to compare
+        return []
     if "question" not in ds.column_names:
         raise UserError(
             "rows are compared on question stem + option set by default, and these have no 'question' "
@@ -98,31 +100,15 @@ def _require_texts(ds: Dataset, column: str | None, id_column: str) -> None:
     """Every compared value (`column`, else the question) is a str, or the row is named by its
     id, as other per-row errors name rows: the matcher can only give a position ("texts[1] is
     NoneType"), and a None question with a context was compared as the text "None"."""
-    name = column or "question"
-    if name not in ds.column_names:  # _stems says what to do
-        return
-    for i, value in enumerate(ds[name]):
-        if not isinstance(value, str):
-            row = f"{ds[i][id_column]!r}" if id_column in ds.column_names else f"{i} (the rows have no {id_column!r})"
-            raise UserError(f"row {row}: its {name!r} is {type(value).__name__}, not str; "
-                            "fill it in or remove the row before comparing")
+    check_texts(ds, column or "question", "comparing rows", id_column)  # no question: _stems says what to do
 
 
 def _as_rows(data: Any, what: str) -> Dataset:
-    """Rows as a Dataset, from what a researcher holds: a Dataset, a pandas or polars DataFrame,
-    or a list of row dicts (as the samplers take). Anything else is refused here, not read as
-    something it is not: a DataFrame iterated gave its column names as eval questions."""
-    from datasets import Dataset
+    """Rows as a Dataset, from what a researcher holds (`m1data.schema.as_dataset`, as the
+    samplers take them)."""
+    from m1data.schema import as_dataset
 
-    if isinstance(data, Dataset):
-        return data
-    if _is_frame(data):
-        pandas = type(data).__module__.startswith("pandas")
-        return Dataset.from_pandas(data, preserve_index=False) if pandas else Dataset.from_polars(data)
-    if isinstance(data, list) and data and all(isinstance(row, dict) for row in data):
-        return Dataset.from_list(data)
-    raise TypeError(f"{what} must be a datasets.Dataset, a pandas or polars DataFrame or a list of row dicts, "
-                    f"got {type(data).__name__}")
+    return as_dataset(data, what)
 
 
 def _is_frame(value: Any) -> bool:
@@ -164,11 +150,12 @@ def decontaminate(ds: Dataset, evals: Mapping[str, Dataset | Sequence[str]] | Se
     ``options`` column) against the rows' stems. With ``column`` every side uses that column.
     An eval Dataset's item id is its ``id`` column (else the row index) and its set name the
     mapping key (else its ``source`` column, else "eval"). Plain strings get set name "eval" (or
-    the mapping key) and their position. Eval files are given as ``EvalInput``s (or paths: a
+    the mapping key) and their position; a str list item that names an eval set or a file is
+    refused, not compared as a question. Eval files are given as ``EvalInput``s (or paths: a
     mapping value, str or Path, or a Path list item) and read by
     ``m1data.reading.evalsets.load_evals``, as the command line and the build read them. The
-    rows, and an eval set, may also be a pandas or polars DataFrame (or the rows a list of row
-    dicts); both results are Datasets.
+    rows, and an eval set, may also be a pandas or polars DataFrame or a list of row dicts
+    (``m1data.schema.as_dataset``); both results are Datasets.
     """
     ds = _as_rows(ds, "the rows")
     _require_column(ds, column, "the rows")
@@ -231,12 +218,24 @@ def eval_items(evals: Mapping[str, Dataset | Sequence[str]] | Sequence[Dataset |
         return out
     for i, e in enumerate(evals):
         if isinstance(e, str):
+            _refuse_a_set_given_as_a_question(e)
             out.append(EvalText("eval", str(i), e))
         elif isinstance(e, os.PathLike) or _is_eval_input(e):
             out.extend(eval_items(_read_files([e if _is_eval_input(e) else _eval_input(None, e)]), column))
         else:
             out.extend(_eval_from(e, column, None))
     return out
+
+
+def _refuse_a_set_given_as_a_question(text: str) -> None:
+    """A str in a list of evals is a question; one that names an eval set or a file is a set
+    meant to be read. Why refused: `decontaminate(rows, ["medqa_test"])` compared the rows with
+    the text "medqa_test", removed nothing, and said nothing."""
+    from m1data.reading.evalsets import EVAL_SETS
+
+    if text in EVAL_SETS or text == "mmlu_medical" or (len(text) < 4096 and Path(text).is_file()):
+        raise UserError(f"{text!r} in a list of evals is read as a question, yet it names an eval set or a file; "
+                        f"to read it give EvalInput({text!r}) (m1data.reading.evalsets) or {{name: path}}")
 
 
 def _is_eval_input(value: Any) -> bool:
@@ -260,11 +259,13 @@ def _read_files(specs: list[Any]) -> dict[str, Dataset]:
 def _eval_from(value: Dataset | Sequence[str], column: str | None, name: str | None) -> list[EvalText]:
     if isinstance(value, str):
         raise TypeError("an eval set must be a Dataset or a sequence of strings, not a str")
-    if _is_frame(value):
-        value = _as_rows(value, f"eval set {name or 'eval'}")
+    what = f"eval set {name or 'eval'}"
+    if _is_frame(value) or (isinstance(value, list) and value and all(isinstance(row, dict) for row in value)):
+        value = _as_rows(value, what)  # rows, as the training side may be given
     if hasattr(value, "column_names"):
         keyed = column is None and "options" in value.column_names
-        _require_column(value, column, f"eval set {name or 'eval'}")
+        _require_column(value, column, what)
+        check_texts(value, column or "question", what)
         texts = list(value[column]) if column else _eval_keys(value) if keyed else _stems(value)
         ids = value["id"] if "id" in value.column_names else list(range(len(texts)))
         if name is not None:
@@ -274,7 +275,12 @@ def _eval_from(value: Dataset | Sequence[str], column: str | None, name: str | N
         else:
             names = ["eval"] * len(texts)
         return [EvalText(n, str(i), t, keyed) for n, i, t in zip(names, ids, texts)]
-    return [EvalText(name or "eval", str(i), t) for i, t in enumerate(value)]
+    questions = list(value)
+    for i, question in enumerate(questions):
+        if not isinstance(question, str):
+            raise UserError(f"{what}: question {i} is {type(question).__name__}, not str; "
+                            "fill it in or remove it")
+    return [EvalText(name or "eval", str(i), t) for i, t in enumerate(questions)]
 
 
 def _eval_keys(ds: Dataset) -> list[str]:

@@ -238,6 +238,9 @@ class MeshTagger(LLMStage):
     def required_columns(self) -> tuple[str, ...]:
         return ("id", "source", self.config.text_field)
 
+    def text_column(self) -> str:
+        return self.config.text_field
+
     def requests(self, endpoint: Endpoint, rows: datasets.Dataset) -> list[Request]:
         return [build_request(self.config, prompt) for prompt in rows[self.config.text_field]]
 

@@ -299,7 +299,7 @@ class OfflineTagger(Stage):
         return EMBEDDING_MODEL
 
     def run(self, rows: datasets.Dataset | None, ctx: RunContext) -> StageResult:
-        rows = check_rows(rows, self.name, (self.config.text_field,))
+        rows = check_rows(rows, self.name, (self.config.text_field,), texts=(self.config.text_field,))
         if self._tagger is None:  # built once per stage object: once per worker on Ray
             self._tagger = build_tagger(self.config)
         tagger = self._tagger

@@ -35,7 +35,7 @@ import polars as pl
 from m1data.errors import UserError
 from m1data.output import datasets_bars_off
 from m1data.running.pipeline import RunContext, Stage, StageResult, check_rows, dropped_rows
-from m1data.schema import fresh_fingerprint
+from m1data.schema import as_dataset, fresh_fingerprint
 
 __all__ = ["PoolTooSmall", "Sample", "SampleConfig", "random_sample", "stratified_sample"]
 
@@ -86,19 +86,16 @@ def _check_n(n: int, pool: int) -> None:
 
 
 def _as_dataset(data: Any) -> tuple[datasets.Dataset, Callable[[datasets.Dataset, np.ndarray], Any]]:
-    """The pool as a Dataset, and how to turn (sample, drawn indices) back into the caller's type."""
-    if isinstance(data, datasets.Dataset):
-        return data, lambda sample, _: sample
+    """The pool as a Dataset (`m1data.schema.as_dataset`), and how to turn (sample, drawn
+    indices) back into the caller's type."""
+    ds = as_dataset(data, "the pool")
+    if data is ds:
+        return ds, lambda sample, _: sample
     if isinstance(data, pl.DataFrame):
-        return datasets.Dataset.from_polars(data), lambda _, idx: data[idx.tolist()] if len(idx) else data.clear()
-    if type(data).__module__.startswith("pandas") and type(data).__name__ == "DataFrame":
-        return datasets.Dataset.from_pandas(data, preserve_index=False), lambda _, idx: data.iloc[idx]
-    if isinstance(data, list) and all(isinstance(row, dict) for row in data):
-        return datasets.Dataset.from_list(data), lambda _, idx: [data[i] for i in idx.tolist()]
-    raise TypeError(
-        f"cannot sample from {type(data).__name__}: pass a datasets.Dataset, a pandas or polars DataFrame, "
-        "or a list of row dicts"
-    )
+        return ds, lambda _, idx: data[idx.tolist()] if len(idx) else data.clear()
+    if isinstance(data, list):
+        return ds, lambda _, idx: [data[i] for i in idx.tolist()]
+    return ds, lambda _, idx: data.iloc[idx]  # pandas
 
 
 def _check_levels(ds: datasets.Dataset, levels: Sequence[str]) -> list[str]:
@@ -195,6 +192,8 @@ def stratified_sample(
     """
     ds, back = _as_dataset(ds)
     _check_n(n, len(ds))
+    if not len(ds) and not ds.column_names:  # an empty list: no rows, and no columns to check
+        return back(ds, np.zeros(0, dtype=np.int64))
     names = _check_levels(ds, levels)
     rng = np.random.Generator(np.random.PCG64(seed))
     target = min(int(n), len(ds))

@@ -1,4 +1,5 @@
 import csv
+import itertools
 import json
 import re
 import tempfile
@@ -23,6 +24,7 @@ from m1data.reading.evalsets import (
     load_evals,
     make_parser,
 )
+from m1data.errors import UserError
 from m1data.reading.readers import MalformedFile
 from m1data.reading.sources import load_source
 from m1data.schema import LETTERS
@@ -534,3 +536,19 @@ def test_eval_records_without_a_question_are_reported_by_load_evals(tmp_path):
     with pytest.warns(UnmatchedEvalWarning, match=r"2 of 3 records .* not decontamination targets .*not_text"):
         targets = load_evals([str(path)])
     assert next(iter(targets.values()))["question"] == ["Which drug treats angina?"]
+
+
+def test_mmlu_medical_refuses_one_subjects_file_and_splits_a_file_of_several(shared_data):
+    # the anatomy CSV given as mmlu_medical loaded as six sets of the same 135 questions, five of
+    # them under another subject's name
+    anatomy = shared_data / "eval/mmlu/anatomy_test.csv"
+    with pytest.raises(UserError, match=r"mmlu_medical: .*anatomy_test.csv holds one subject's questions"):
+        load_eval_any("mmlu_medical", anatomy)
+    assert len(load_eval_any("mmlu_anatomy", anatomy)["mmlu_anatomy"].rows) == 135  # as its own subject: fine
+    folder = load_eval_any("mmlu_medical", shared_data / "eval/mmlu")
+    several = load_eval_any("mmlu_medical", shared_data / "eval/medagentsbench/mmlu/test.jsonl")
+    for sets in (folder, several):
+        questions = {name: set(result.rows["question"]) for name, result in sets.items()}
+        assert len(questions) == 6 and all(questions.values())
+        # each subject its own questions (a few recur across subjects: no subject's are another's)
+        assert all(not a <= b for a, b in itertools.permutations(questions.values(), 2))

@@ -394,3 +394,12 @@ def test_a_source_name_is_read_alike_by_the_command_and_a_build_config(name, tmp
     else:
         assert result.exit_code == 0, result.output
         assert list(config.load.sources) == [name] == ["medqa"]
+
+
+@given(name=st.one_of(st.integers(), st.none(), st.binary(max_size=4), st.lists(st.just("medqa"), max_size=2)))
+def test_a_source_name_that_is_not_a_str_is_refused_in_one_line(name):
+    # load_source(3, path) failed with "'int' object is not iterable"
+    from m1data.errors import UserError
+
+    with pytest.raises(UserError, match=r"^source name .*: use lower-case letters"):
+        load_source(name, "never-read.jsonl")

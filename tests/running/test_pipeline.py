@@ -14,6 +14,7 @@ from m1data.running.pipeline import (
     Stage,
     StageFailed,
     StageResult,
+    check_rows,
     read_manifests,
     run_pipeline,
 )
@@ -623,3 +624,33 @@ def test_any_partition_into_kept_and_dropped_passes_and_any_slip_is_refused(n, d
         dropped = datasets.concatenate_datasets([dropped, both]) if keep[row] else dropped
     with pytest.raises(StageFailed, match=r"^stage 's' (both kept and dropped|does not account for its rows)"):
         account_kept_or_dropped("s", rows, StageResult(rows=kept, dropped=dropped))
+
+
+# ---------------------------------------------------------------------------------------------
+# check_texts: a stage's text column holds a str in every row
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(st.one_of(st.text(max_size=8), st.none()), min_size=1, max_size=12),
+       reverse=st.booleans())
+def test_check_rows_names_the_first_row_whose_text_is_not_a_str(values, reverse):
+    # a None (a pandas NaN, a null in a file) reached the offline tagger's encoder ("Unsupported
+    # input type: NoneType") or was sent to an LLM as the question "None"
+    ds = datasets.Dataset.from_dict({"id": [f"r{i}" for i in range(len(values))], "prompt": values})
+    if reverse:  # a Dataset with an indices mapping (a select, a shuffle), as a stage gets it
+        ds = ds.select(range(len(values) - 1, -1, -1))
+        values = values[::-1]
+    bad = [i for i, v in enumerate(values) if not isinstance(v, str)]
+    if not bad:
+        assert check_rows(ds, "tag", ("prompt",), texts=("prompt",)) is ds
+        return
+    with pytest.raises(UserError, match=rf"the tag stage: row 'r\d+': its 'prompt' is NoneType, not str") as err:
+        check_rows(ds, "tag", ("prompt",), texts=("prompt",))
+    assert f"row {ds[bad[0]]['id']!r}" in str(err.value)
+
+
+def test_check_rows_refuses_a_text_column_that_holds_no_text():
+    ds = datasets.Dataset.from_dict({"prompt": [3, 4]})
+    with pytest.raises(UserError, match=r"row 0 \(the rows have no 'id'\): its 'prompt' is int, not str"):
+        check_rows(ds, "tag", texts=("prompt",))
+    assert check_rows(ds.select([]), "tag", texts=("prompt",)) is not None  # no rows: nothing to refuse

@@ -629,6 +629,32 @@ def test_dedup_and_decontaminate_take_dataframes_and_row_lists() -> None:
         deduplicate({"question": data["question"]})
 
 
+def test_rows_and_eval_sets_as_row_lists_mixed_ids_and_no_rows() -> None:
+    # a list of row dicts as an eval set: "evals[0] must be an EvalText (with str text)"; mixed ids:
+    # pyarrow's "Could not convert 'b' with type str"; [] : "must be ... a list of row dicts, got list"
+    data, _, _ = _frames()
+    rows = [dict(zip(data, values)) for values in zip(*data.values())]
+    kept, removed = decontaminate([{"id": "x", "question": data["question"][0]}], {"mine": rows})
+    assert len(kept) == 0 and (removed["eval_set"], removed["eval_id"]) == (["mine"], ["t0"])
+    with pytest.raises(UserError, match=r"the rows: column 'id' mixes number and str values"):
+        deduplicate([{"id": 1, "question": "a"}, {"id": "b", "question": "b"}])
+    with pytest.raises(UserError, match=r"eval set mine: column 'id' mixes number and str values"):
+        decontaminate(rows, {"mine": [{"id": 1, "question": "a"}, {"id": "b", "question": "b"}]})
+    for kept, removed in (deduplicate([]), decontaminate([], {"mine": rows})):
+        assert len(kept) == 0 and len(removed) == 0
+
+
+def test_an_eval_question_that_is_not_a_str_is_named() -> None:
+    # a None question in an eval set: "evals[0] must be an EvalText (with str text) or a str"
+    from datasets import Dataset
+
+    data, _, _ = _frames()
+    with pytest.raises(UserError, match=r"eval set mine: question 1 is NoneType, not str"):
+        decontaminate(Dataset.from_dict(data), {"mine": ["a", None]})
+    with pytest.raises(UserError, match=r"eval set mine: row 'e1': its 'question' is NoneType, not str"):
+        decontaminate(Dataset.from_dict(data), {"mine": Dataset.from_dict({"id": ["e0", "e1"], "question": ["a", None]})})
+
+
 def test_dedup_and_decontaminate_show_no_datasets_bars(capfd: pytest.CaptureFixture[str]) -> None:
     # README: a library call prints nothing; datasets' "Flattening the indices" bar is on by default
     import datasets
@@ -679,3 +705,21 @@ def test_a_none_question_is_reported_by_the_rows_id(context, compare) -> None:
     without_ids = [{k: v for k, v in row.items() if k != "id"} for row in rows]
     with pytest.raises(UserError, match=r"row 1 \(the rows have no 'id'\): its 'question' is NoneType"):
         compare(without_ids)
+
+
+def test_an_eval_set_name_or_file_given_as_a_question_is_refused(tmp_path) -> None:
+    # decontaminate(rows, ["medqa_test"]) compared the rows with the text "medqa_test": nothing
+    # removed, nothing said
+    from datasets import Dataset
+
+    from m1data.reading.evalsets import EvalInput
+
+    data, _, _ = _frames()
+    rows = Dataset.from_dict(data)
+    path = tmp_path / "mine.jsonl"
+    path.write_text(json.dumps({"question": data["question"][0], "options": ["a", "b"], "answer_idx": "A"}) + "\n")
+    for text in ("medqa_test", "mmlu_medical", str(path)):
+        with pytest.raises(UserError, match=r"in a list of evals is read as a question, yet it names an eval set"):
+            decontaminate(rows, [text])
+    kept, removed = decontaminate(rows, [EvalInput(str(path))])  # as it says
+    assert removed["id"] == ["t0"]

@@ -361,6 +361,17 @@ def test_in_a_pipeline_the_manifest_counts_untagged(llm_server, tmp_path):
     assert manifest["config"]["api_key_env"] is None and "Bearer" not in json.dumps(manifest)
 
 
+def test_a_row_without_text_is_refused_before_anything_is_sent(llm_server, tmp_path):
+    # a null prompt was sent to the model as the question "None" (and paid for, and tagged)
+    llm_server.handler = right
+    rows = _rows().to_list()
+    rows[2]["prompt"] = None
+    with pytest.raises(UserError, match=r"tag stage: row 'q2': its 'prompt' is NoneType, not str"):
+        MeshTagger(_config(llm_server)).run(datasets.Dataset.from_list(rows, features=_rows().features),
+                                            RunContext(run_dir=tmp_path, stage_dir=tmp_path))
+    assert llm_server.count() == 0
+
+
 def test_tag_file(llm_server, tmp_path):
     llm_server.handler = right
     source = tmp_path / "rows.jsonl"

@@ -237,6 +237,22 @@ def test_stage_input_is_checked_before_the_model_loads():
         tagger.run(datasets.Dataset.from_dict({"question": ["Which drug?"]}), None)
 
 
+def test_a_row_without_text_is_named_not_read_as_none(tmp_path):
+    # a null prompt reached the model: sentence-transformers' "Unsupported input type: NoneType",
+    # scikit-learn's "np.nan is an invalid document", with no row named
+    from m1data.errors import UserError
+
+    model = tmp_path / "tagger.joblib"
+    train_offline_file(_labelled_file(tmp_path), model)
+    rows = _rows(["Which vaccine prevents tetanus?", "x", "Surgical management of angina involves"])
+    listed = rows.to_list()
+    listed[1]["prompt"] = None
+    rows = datasets.Dataset.from_list(listed, features=rows.features)
+    stage = OfflineTagger(OfflineConfig(method="supervised", model_path=str(model)))
+    with pytest.raises(UserError, match=r"tag stage: row 'r1': its 'prompt' is NoneType, not str"):
+        stage.run(rows, RunContext(tmp_path, tmp_path))
+
+
 def test_a_tagger_save_killed_mid_write_keeps_the_previous_model(tmp_path):
     """`run train-tagger` SIGKILLed while it saves: joblib wrote straight into MODEL_PATH, so the
     kill left the model cut short under its name, the good model trained before already gone

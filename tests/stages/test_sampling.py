@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from m1data.errors import UserError
 from m1data.running.pipeline import read_manifests, run_pipeline
 from m1data.stages.sampling import PoolTooSmall, Sample, SampleConfig, random_sample, stratified_sample
 
@@ -440,6 +441,16 @@ def test_frames_and_lists_give_the_same_draw_in_their_own_type(kind):
         assert isinstance(picked, list) and [r["id"] for r in picked] == expected
         assert random_sample(rows, n=5, seed=1) == [rows[i] for i in np.random.Generator(
             np.random.PCG64(1)).permutation(len(rows))[:5]]
+
+
+def test_a_pool_with_mixed_ids_or_no_rows():
+    # mixed ids failed in pyarrow ("Could not convert 'b' with type str"); [] was "level column
+    # 'domain' is not in the dataset" though random_sample([]) returns []
+    pool = [{"id": 1, "domain": "a", "source": "s"}, {"id": "b", "domain": "a", "source": "s"}]
+    with pytest.raises(UserError, match=r"the pool: column 'id' mixes number and str values"):
+        stratified_sample(pool, 1)
+    with pytest.warns(PoolTooSmall):
+        assert stratified_sample([], 3) == [] and random_sample([], 3) == []
 
 
 def test_unsupported_pool_type_is_a_clear_error():
