@@ -182,10 +182,7 @@ def mask_value(text: str, secret: str | None, replacement: str = "***") -> str:
     if len(secret) >= MIN_SECRET_LENGTH:
         return _mask_written_forms(text.replace(secret, replacement), secret, replacement)
     text = _short_base64(secret).sub(lambda _: replacement, text)
-    if secret not in text:
-        return text
-    token = re.compile(rf"(?<![{_KEY_CHARS}]){re.escape(secret)}(?![{_KEY_CHARS}])")
-    return token.sub(lambda _: replacement, text)
+    return _short_token(secret).sub(lambda _: replacement, text)
 
 
 def holds_secret(text: str, secret: str) -> bool:
@@ -254,6 +251,21 @@ def _short_base64(secret: str) -> re.Pattern[str]:
         encoded |= {whole, whole.translate(str.maketrans("+/", "-_"))}
     forms = "|".join(re.escape(form) for form in sorted(encoded, key=len, reverse=True))
     return re.compile(rf"(?<![{_BASE64_RUN}])(?:{forms})=*(?![={_BASE64_RUN}])")
+
+
+@lru_cache(maxsize=64)
+def _short_token(secret: str) -> re.Pattern[str]:
+    """A short key as a whole token, as it is or percent-encoded (hex digits in either case), where
+    a percent-escape before it counts as a boundary too. Why: a server or proxy that echoes its
+    request headers URL-encoded writes `Authorization=Bearer%20k3Y9zQ`, and there the key follows
+    the `0` of `%20`, which the plain whole-token rule took for part of a longer word: a 6-character
+    key reached the reply cache and the dropped rows as it was."""
+    forms = {re.escape(secret)}
+    for encoded in {quote(secret, safe=""), quote_plus(secret)} - {secret}:
+        forms.add("".join(f"%(?i:{part[1:]})" if part.startswith("%") else re.escape(part)
+                          for part in re.split(r"(%[0-9A-F]{2})", encoded) if part))
+    alternatives = "|".join(sorted(forms, key=len, reverse=True))
+    return re.compile(rf"(?:(?<![{_KEY_CHARS}])|(?<=%[0-9A-Fa-f]{{2}}))(?:{alternatives})(?![{_KEY_CHARS}])")
 
 
 def _mask_written_forms(text: str, secret: str, replacement: str) -> str:
