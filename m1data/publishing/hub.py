@@ -547,9 +547,13 @@ def check_repo_id(repo_id: str) -> None:
         raise UserError(f"--repo-id {repo_id!r} is not a Hub repo id (owner/name): {err}") from None
 
 
-def _read_remote(api: Any, repo_id: str) -> _Remote:
+def _read_remote(api: Any, repo_id: str, token: str | None = None) -> _Remote:
     """The repo's files and card YAML at one revision. A card whose YAML cannot be read stops
-    the publish here, before the repo is created or touched."""
+    the publish here, before the repo is created or touched, in a line without the Hub token
+    (`_shown`): the YAML error quotes the card's lines, and a server or mirror that echoes its
+    request headers writes the token into the card it serves. For the same reason the card is
+    downloaded into a temporary folder, not huggingface_hub's cache: it is read once, and a copy
+    left in the cache would keep whatever the server wrote into it."""
     from huggingface_hub.errors import RepositoryNotFoundError
 
     try:
@@ -559,11 +563,13 @@ def _read_remote(api: Any, repo_id: str) -> _Remote:
     files = [s.rfilename for s in (info.siblings or [])]
     metadata: dict[str, Any] = {}
     if CARD_FILE in files:
-        card = api.hf_hub_download(repo_id, CARD_FILE, repo_type="dataset", revision=info.sha)
+        with tempfile.TemporaryDirectory(prefix="m1data-card-") as scratch:
+            card = api.hf_hub_download(repo_id, CARD_FILE, repo_type="dataset", revision=info.sha, cache_dir=scratch)
+            text = Path(card).read_text(encoding="utf-8")
         try:
-            metadata, _ = split_card(Path(card).read_text(encoding="utf-8"))
+            metadata, _ = split_card(text)
         except (yaml.YAMLError, ValueError) as err:
-            problem = " ".join(str(err).split())
+            problem = _shown(" ".join(str(err).split()), token)
             raise UserError(
                 f"{repo_id}: its {CARD_FILE} has a malformed YAML header ({problem}); fix the card on the Hub "
                 "first (nothing was changed)"
@@ -745,7 +751,7 @@ def publish(
 
     api = api if api is not None else HfApi(token=token)
     try:
-        remote = _read_remote(api, repo_id)
+        remote = _read_remote(api, repo_id, token)
     except ValueError:
         raise
     except Exception as err:  # network, offline mode, auth: a dry run still shows the local side
@@ -787,7 +793,7 @@ def publish(
     readme = card_with_metadata(body, merged).encode("utf-8")
     plan.files = [PlannedFile(f.path_in_repo, len(readme) if f.path_in_repo == CARD_FILE else f.size) for f in files]
     if dry_run:
-        return plan
+        return _without_token(plan, token)
     from m1data.redact import holds_secret
 
     for label, secret in secrets.items():
@@ -821,16 +827,32 @@ def publish(
 
 
 def _hub_error_text(err: BaseException, token: str | None = None) -> str:
-    """`err` in one line that may be shown: the Hub token and any Bearer or Basic credential
-    masked, and `user:password@` removed from URLs. Why: huggingface_hub's HTTP errors quote the
+    """`err` in one line that may be shown (`_shown`). Why: huggingface_hub's HTTP errors quote the
     URL (an HF_ENDPOINT may carry credentials) and the server's error body, which a server or
     proxy that echoes request headers fills with the token."""
+    return _shown(" ".join(f"{type(err).__name__}: {err}".split()), token)
+
+
+def _shown(text: str, token: str | None) -> str:
+    """`text` with the Hub token HfApi uses (`token`, else HF_TOKEN or the saved login) and any
+    Bearer or Basic credential masked, and `user:password@` removed from URLs: what the Hub said,
+    as it may be shown. Why the saved login too: the command line's last guard masks the values of
+    key variables (HF_TOKEN), not a token read from a file."""
     from huggingface_hub import get_token
 
     from m1data.redact import mask_secret, strip_userinfo
 
-    text = " ".join(f"{type(err).__name__}: {err}".split())
     return mask_secret(strip_userinfo(text), token or get_token()) or ""
+
+
+def _without_token(plan: PublishPlan, token: str | None) -> PublishPlan:
+    """`plan` with the Hub token masked out of what it took from the repo (config and file names,
+    `_shown`). Why: a dry run prints them, and a server or mirror that echoes its request headers
+    names them after the token; a real publish refuses such a card (its last check) before this."""
+    for name in ("deletions", "configs", "replaced_configs", "kept_remote_configs", "implicit_config", "unreachable"):
+        setattr(plan, name, [_shown(value, token) for value in getattr(plan, name)])
+    plan.default_config = _shown(plan.default_config, token) if plan.default_config else plan.default_config
+    return plan
 
 
 @contextlib.contextmanager

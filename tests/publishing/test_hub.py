@@ -777,6 +777,81 @@ def test_offline_mode_is_one_line_naming_no_credentials(m1k_folder, echoing_hub,
     assert HUB_PASSWORD not in str(err.value) and "127.0.0.1" in str(err.value)
 
 
+ECHOED_TOKEN = "MirrorTokenAbCdEf0123456789xyzQ"  # not shaped like hf_...: masked only as this token's value
+
+
+@pytest.fixture(params=["malformed", "well-formed"])
+def token_card_hub(request):
+    """A real HTTP server on 127.0.0.1 that serves repo org/m1 with a card quoting the token it was
+    sent, as a mirror that echoes its request headers would: in the card's YAML header (malformed
+    or well-formed, with a config named after the token) and its text; yields (URL, card kind)."""
+    import http.server
+    import threading
+
+    sha = "a" * 40
+
+    class Echo(http.server.BaseHTTPRequestHandler):
+        def _answer(self):
+            token = self.headers.get("authorization", "").removeprefix("Bearer ")
+            headers = {"content-type": "application/json"}
+            if self.path.startswith("/api/datasets/org/m1"):
+                body = json.dumps({"id": "org/m1", "sha": sha, "siblings": [{"rfilename": "README.md"}]})
+            elif "/resolve/" in self.path:
+                header = (f"configs: [broken\npretty_name: {token}" if request.param == "malformed" else
+                          f"pretty_name: {token}\nconfigs:\n- config_name: c-{token}\n  data_files: d/{token}/*.parquet")
+                body = f"---\n{header}\n---\n# {token}\n"
+                headers = {"content-type": "text/plain", "x-repo-commit": sha, "etag": f'"{request.param}"'}
+            else:
+                self.send_response(404)
+                self.end_headers()
+                return
+            self.send_response(200)
+            for name, value in {**headers, "content-length": str(len(body.encode()))}.items():
+                self.send_header(name, value)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body.encode())
+
+        do_GET = do_HEAD = _answer
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", request.param
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_card_quoting_the_token_puts_it_in_no_message_plan_or_cache(m1k_folder, token_card_hub, tmp_path, monkeypatch):
+    """The repo's card, as a mirror echoing its request headers serves it, holds the Hub token. A
+    malformed YAML header's error quoted its lines, token included (the command line's last guard
+    masks HF_TOKEN's value, not a saved login's); a dry run listed the config named after it as
+    kept; and the card stayed in huggingface_hub's download cache."""
+    import huggingface_hub.constants
+    from huggingface_hub import HfApi
+
+    endpoint, card = token_card_hub
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # the suite runs offline
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("HF_TOKEN", ECHOED_TOKEN)  # HfApi sends it, as the command line's does
+    api = HfApi(endpoint=endpoint)
+    shown = []
+    for dry_run in (True, False):
+        if card == "well-formed" and dry_run:
+            plan = publish(m1k_folder, "org/m1", api=api, dry_run=True)
+            assert "kept from the repo: c-***" in plan.describe()
+            shown.append(plan.describe() + repr(plan))
+            continue
+        expected = "malformed YAML header" if card == "malformed" else "merged README.md contains your Hub token"
+        with pytest.raises(UserError, match=expected) as err:
+            publish(m1k_folder, "org/m1", api=api, dry_run=dry_run)
+        shown.append(str(err.value))
+    assert not [text for text in shown if ECHOED_TOKEN in text]
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and ECHOED_TOKEN.encode() in p.read_bytes()]
+
+
 def test_refuses_a_token_that_parquet_compression_hides_from_a_byte_search(tmp_path, monkeypatch):
     """Snappy stores a string that repeats part of an earlier one as a back-reference, so a
     secret inside a parquet page need not appear as one run of bytes: the last check reads the
