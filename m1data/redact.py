@@ -38,7 +38,7 @@ from m1data.errors import UserError
 # scheme://userinfo@ : userinfo has no '/', '@', '?', '#' or whitespace (RFC 3986, percent-encoded)
 _USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@?#]*@")
 SECRET_ENV_SUFFIXES = ("_API_KEY",)
-MIN_SECRET_LENGTH = 8  # a shorter value would match innocent bytes by chance
+MIN_SECRET_LENGTH = 8  # a shorter value would match innocent bytes by chance: searched for as a whole token only
 # A key from 4 to 7 characters is masked only where it stands as a whole token (not inside a word:
 # `k3y9` in "key=k3y9," but not in "k3y9Zeta"); a shorter one nowhere, it would hit words and numbers.
 MIN_TOKEN_SECRET_LENGTH = 4
@@ -352,13 +352,22 @@ def key_env_names(config: Any) -> set[str]:
     return names
 
 
+def is_checkable_secret(value: str | None) -> bool:
+    """`value` can be searched for without matching innocent text: `MIN_TOKEN_SECRET_LENGTH`
+    characters or more (a 4-7 character one as a whole token, `holds_secret`) and no placeholder."""
+    return bool(value) and len(value) >= MIN_TOKEN_SECRET_LENGTH and not is_placeholder(value)
+
+
 def configured_secrets(env_names: Iterable[str] = ()) -> dict[str, str]:
-    """{variable: value} for the named variables and every `*_API_KEY` variable that is set."""
+    """{variable: value} for the named variables and every `*_API_KEY` variable that is set, when
+    the value can be searched for (`is_checkable_secret`). Why a 4-7 character key too: it is
+    masked wherever it stands as a whole token, so a folder holding it so is one a writer would
+    have masked; skipped, such a key went up in a published folder unchecked."""
     names = set(env_names) | {n for n in os.environ if n.endswith(SECRET_ENV_SUFFIXES)}
     found = {}
     for name in sorted(names):
         value = (os.environ.get(name) or "").strip()  # as sent (m1data.llm.http.api_key_from)
-        if value and len(value) >= MIN_SECRET_LENGTH:
+        if is_checkable_secret(value):
             found[name] = value
     return found
 
@@ -474,6 +483,7 @@ __all__ = [
     "has_userinfo",
     "holds_secret",
     "key_env_names",
+    "is_checkable_secret",
     "is_placeholder",
     "local_paths",
     "mask_in_name",

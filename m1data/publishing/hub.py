@@ -606,14 +606,15 @@ def _secrets(token: str | None, folder: Path, key_envs: Iterable[str] = ()) -> d
     """{what to call it: value} of every secret the upload must not contain: the Hub token HfApi
     will use (argument, HF_TOKEN or saved login), the values of the key variables the run's
     configs name (and `key_envs`), and of every `*_API_KEY` variable set. Read locally, kept only
-    to search the upload; values too short to be keys are skipped (they would match by chance)."""
+    to search the upload; values under 4 characters and placeholders are skipped (they would match
+    by chance), a 4-7 character one is searched for as a whole token (`is_checkable_secret`)."""
     from huggingface_hub import get_token
 
-    from m1data.redact import MIN_SECRET_LENGTH, configured_secrets
+    from m1data.redact import configured_secrets, is_checkable_secret
 
     found: dict[str, bytes] = {}
     hub_token = token or get_token()
-    if hub_token and len(hub_token) >= MIN_SECRET_LENGTH:
+    if hub_token and is_checkable_secret(hub_token):
         found["your Hub token"] = hub_token.encode()
     for name, value in configured_secrets({*_run_key_names(folder), *key_envs}).items():
         found[f"the value of {name}"] = value.encode()
@@ -628,14 +629,16 @@ def _refuse_if_secret_inside(folder: Path, files: list[PlannedFile], secrets: Ma
     and text files are searched for every form of a secret that m1data.redact masks
     (`holds_secret`: percent-encoded, escaped, base64), not only as it is: a folder written
     before those forms were masked may hold one (a server's error that quoted the key
-    percent-encoded, a Basic credential)."""
-    from m1data.redact import holds_secret
+    percent-encoded, a Basic credential). A short secret (under `MIN_SECRET_LENGTH`) is searched
+    for in those strings only, as a whole token: in a file's bytes (an image, a compressed page) its
+    few characters would match by chance."""
+    from m1data.redact import MIN_SECRET_LENGTH, holds_secret
 
     texts = {label: secret.decode("utf-8", "replace") for label, secret in secrets.items()}
     for planned in files:
         path = folder / planned.path_in_repo
         for label, secret in secrets.items():
-            if _file_contains(path, secret):
+            if len(secret) >= MIN_SECRET_LENGTH and _file_contains(path, secret):
                 raise UserError(f"refusing to upload: {planned.path_in_repo} contains {label}")
         if not secrets:
             continue
@@ -796,8 +799,8 @@ def publish(
         return _without_token(plan, token)
     from m1data.redact import holds_secret
 
-    for label, secret in secrets.items():
-        if secret in readme or holds_secret(readme.decode("utf-8", "replace"), secret.decode("utf-8", "replace")):
+    for label, secret in secrets.items():  # holds_secret: a short secret as a whole token only
+        if holds_secret(readme.decode("utf-8", "replace"), secret.decode("utf-8", "replace")):
             raise UserError(f"refusing to upload: the merged README.md contains {label}")
 
     operations: list[Any] = [

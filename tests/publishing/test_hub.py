@@ -997,3 +997,36 @@ def test_two_writes_of_one_folder_at_once_both_finish_and_leave_one_whole(tmp_pa
     assert (target / "README.md").read_text().count("# second") == 1
     assert list(datasets.load_dataset(str(target), split="train")["id"]) == list(second["id"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hub"]
+
+
+SHORT_KEY = "k3Y9zQ"
+
+
+@pytest.mark.parametrize("where", ["parquet", "card", "url-encoded header"])
+def test_refuses_a_short_key_standing_as_a_whole_token(tmp_path, monkeypatch, where):
+    """A key of 4 to 7 characters was skipped by the last check (MIN_SECRET_LENGTH), though every
+    writer masks it where it stands as a whole token: a folder holding it so went up."""
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("M1DATA_SHORT_API_KEY", SHORT_KEY)
+    quoted = {"parquet": f"401 bad key {SHORT_KEY}.", "card": "fine", "url-encoded header": f"sent Bearer%20{SHORT_KEY}"}
+    rows = {"text": ["an answer", quoted[where]]}
+    card = f"# card\nkey: {SHORT_KEY}\n" if where == "card" else "# card\n"
+    folder = write_hub_folder(tmp_path / "hub", {"m1k": {"train": datasets.Dataset.from_dict(rows)}}, card)
+    api = FakeHfApi(tmp_path, [], None)
+    with pytest.raises(UserError, match="contains the value of M1DATA_SHORT_API_KEY") as err:
+        publish(folder, "org/m1", api=api, token="hf_unrelated_token_0123456789abcdef")
+    assert SHORT_KEY not in str(err.value) and api.named("create_commit") == []
+
+
+@pytest.mark.parametrize("key", [SHORT_KEY, "EMPTY", "abc"])
+def test_a_short_key_inside_a_word_a_placeholder_or_three_characters_do_not_stop_a_publish(tmp_path, monkeypatch, key):
+    """Only where a writer would have masked it: not inside a longer word (`k3Y9zQeta`), not a
+    placeholder a local server is given (`EMPTY`, a word of any text), nothing under 4 characters."""
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("M1DATA_SHORT_API_KEY", key)
+    rows = {"text": [f"the {key}eta wave and x{key}", f"EMPTY abc {key}_1"]}
+    folder = write_hub_folder(tmp_path / "hub", {"m1k": {"train": datasets.Dataset.from_dict(rows)}},
+                              f"# card\nsee {key}eta\n")
+    api = FakeHfApi(tmp_path, [], None)
+    publish(folder, "org/m1", api=api, token="hf_unrelated_token_0123456789abcdef")
+    assert len(api.named("create_commit")) == 1
