@@ -38,7 +38,7 @@ from m1data.errors import UserError
 # scheme://userinfo@ : userinfo has no '/', '@', '?', '#' or whitespace (RFC 3986, percent-encoded)
 _USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@?#]*@")
 SECRET_ENV_SUFFIXES = ("_API_KEY",)
-MIN_SECRET_LENGTH = 8  # a shorter value would match innocent bytes by chance
+MIN_SECRET_LENGTH = 8  # a shorter value would match innocent bytes by chance: searched for as a whole token only
 # A key from 4 to 7 characters is masked only where it stands as a whole token (not inside a word:
 # `k3y9` in "key=k3y9," but not in "k3y9Zeta"); a shorter one nowhere, it would hit words and numbers.
 MIN_TOKEN_SECRET_LENGTH = 4
@@ -182,10 +182,7 @@ def mask_value(text: str, secret: str | None, replacement: str = "***") -> str:
     if len(secret) >= MIN_SECRET_LENGTH:
         return _mask_written_forms(text.replace(secret, replacement), secret, replacement)
     text = _short_base64(secret).sub(lambda _: replacement, text)
-    if secret not in text:
-        return text
-    token = re.compile(rf"(?<![{_KEY_CHARS}]){re.escape(secret)}(?![{_KEY_CHARS}])")
-    return token.sub(lambda _: replacement, text)
+    return _short_token(secret).sub(lambda _: replacement, text)
 
 
 def holds_secret(text: str, secret: str) -> bool:
@@ -254,6 +251,21 @@ def _short_base64(secret: str) -> re.Pattern[str]:
         encoded |= {whole, whole.translate(str.maketrans("+/", "-_"))}
     forms = "|".join(re.escape(form) for form in sorted(encoded, key=len, reverse=True))
     return re.compile(rf"(?<![{_BASE64_RUN}])(?:{forms})=*(?![={_BASE64_RUN}])")
+
+
+@lru_cache(maxsize=64)
+def _short_token(secret: str) -> re.Pattern[str]:
+    """A short key as a whole token, as it is or percent-encoded (hex digits in either case), where
+    a percent-escape before it counts as a boundary too. Why: a server or proxy that echoes its
+    request headers URL-encoded writes `Authorization=Bearer%20k3Y9zQ`, and there the key follows
+    the `0` of `%20`, which the plain whole-token rule took for part of a longer word: a 6-character
+    key reached the reply cache and the dropped rows as it was."""
+    forms = {re.escape(secret)}
+    for encoded in {quote(secret, safe=""), quote_plus(secret)} - {secret}:
+        forms.add("".join(f"%(?i:{part[1:]})" if part.startswith("%") else re.escape(part)
+                          for part in re.split(r"(%[0-9A-F]{2})", encoded) if part))
+    alternatives = "|".join(sorted(forms, key=len, reverse=True))
+    return re.compile(rf"(?:(?<![{_KEY_CHARS}])|(?<=%[0-9A-Fa-f]{{2}}))(?:{alternatives})(?![{_KEY_CHARS}])")
 
 
 def _mask_written_forms(text: str, secret: str, replacement: str) -> str:
@@ -340,13 +352,22 @@ def key_env_names(config: Any) -> set[str]:
     return names
 
 
+def is_checkable_secret(value: str | None) -> bool:
+    """`value` can be searched for without matching innocent text: `MIN_TOKEN_SECRET_LENGTH`
+    characters or more (a 4-7 character one as a whole token, `holds_secret`) and no placeholder."""
+    return bool(value) and len(value) >= MIN_TOKEN_SECRET_LENGTH and not is_placeholder(value)
+
+
 def configured_secrets(env_names: Iterable[str] = ()) -> dict[str, str]:
-    """{variable: value} for the named variables and every `*_API_KEY` variable that is set."""
+    """{variable: value} for the named variables and every `*_API_KEY` variable that is set, when
+    the value can be searched for (`is_checkable_secret`). Why a 4-7 character key too: it is
+    masked wherever it stands as a whole token, so a folder holding it so is one a writer would
+    have masked; skipped, such a key went up in a published folder unchecked."""
     names = set(env_names) | {n for n in os.environ if n.endswith(SECRET_ENV_SUFFIXES)}
     found = {}
     for name in sorted(names):
         value = (os.environ.get(name) or "").strip()  # as sent (m1data.llm.http.api_key_from)
-        if value and len(value) >= MIN_SECRET_LENGTH:
+        if is_checkable_secret(value):
             found[name] = value
     return found
 
@@ -462,6 +483,7 @@ __all__ = [
     "has_userinfo",
     "holds_secret",
     "key_env_names",
+    "is_checkable_secret",
     "is_placeholder",
     "local_paths",
     "mask_in_name",

@@ -365,3 +365,33 @@ def test_a_build_with_a_source_added_in_the_config(tmp_path):
     assert re.search(r"\| \[Nursing boards practice\]\(https://example.org/nursing-boards\) \| [1-9]\d* \| CC-BY-4.0 \|",
                      licences), licences
     assert "| nursing_boards |" in body.split("## Licences", 1)[0]  # the funnel in the card has the column too
+
+
+def test_a_build_against_servers_that_echo_the_key_writes_it_nowhere(tmp_path, monkeypatch, capfd):
+    """A whole build (students, teacher, LLM tagger, Hub folder) whose servers quote the key back in
+    every way they can (m1data.tests key_echo): it is in no stage folder, reply cache, manifest,
+    card, Hub file or output line. A 6-character key quoted URL-encoded (`Bearer%20k3Y9zQ`) reached
+    the students' reply cache and the difficulty stage's dropped rows."""
+    from key_echo import echoing, leaked
+
+    truth, key = truth_by_prompt(), "k3Y9zQ"
+    scripted = make_handler(truth)
+
+    def answer(req) -> str:  # the scripted build's answer, without its reasoning; a code to the tagger's re-ask
+        if req.text.startswith("Reply with the two-digit code"):
+            return "**12**"
+        return scripted(req).body["choices"][0]["message"]["content"] or ""
+
+    monkeypatch.setenv("M1DATA_ECHO_KEY", key)
+    with ScriptedServer(echoing(answer)) as server:
+        config = write_config(tmp_path / "config.yaml", server.base_url, n=20)
+        settings = yaml.safe_load(config.read_text())
+        for role in (*settings["m23k"]["difficulty"]["students"], settings["m23k"]["traces"], settings["m23k"]["mesh"]):
+            role["api_key_env"] = "M1DATA_ECHO_KEY"
+        config.write_text(yaml.safe_dump(settings))
+        result = CliRunner().invoke(app, ["build", "m1k", "--out", str(tmp_path / "run"), "--config", str(config)])
+        assert result.exit_code == 0, result.output
+        assert {r.headers.get("authorization") for r in server.requests} == {f"Bearer {key}"}
+    assert (tmp_path / "run" / "hub" / "README.md").is_file()
+    out, err = capfd.readouterr()
+    assert leaked(key, tmp_path, result.output + out + err) == []

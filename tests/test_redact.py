@@ -124,6 +124,29 @@ def test_a_short_key_quoted_back_base64_encoded_is_masked(key, form):
     assert masked == "401 invalid key ***; headers ***"
 
 
+@settings(max_examples=200, deadline=None)
+@given(key=st.text(alphabet="abcdefghijkXYZ0123456789-_+/", min_size=4, max_size=7).filter(lambda k: not is_placeholder(k)),
+       form=st.sampled_from(["Bearer%20{}", "Bearer+{}", "authorization%3A%20Bearer%20{}", "key%3D{}", "{}%2C"]),
+       encode=st.booleans())
+def test_a_short_key_in_a_url_encoded_header_is_masked(key, form, encode):
+    """A server that echoes its request headers URL-encoded writes `Bearer%20k3Y9zQ`: the key
+    follows the `0` of `%20`, which the whole-token rule took for part of a word, and a 4-7
+    character key reached the reply cache and the dropped rows of `run traces`, `run difficulty`
+    (also `--batch`) and a build. The key itself may be percent-encoded too (`k3%2F9z`)."""
+    from urllib.parse import quote
+
+    written = form.format(quote(key, safe="") if encode else key)
+    masked = mask_secret(f"401 you sent {written}; try again", key)
+    assert key not in masked and quote(key, safe="") not in masked and "***" in masked
+    assert masked.startswith("401 you sent ") and masked.endswith("; try again")
+
+
+@pytest.mark.parametrize("key, text", [("k3y9Z", "100%20k3y9Zeta and %20xk3y9Z and %20k3y9Z_1"),
+                                       ("k3/9z", "k3%2F9zz and xk3%2F9z")])
+def test_a_short_key_after_a_percent_escape_but_inside_a_word_is_left(key, text):
+    assert mask_secret(text, key) == text
+
+
 @pytest.mark.parametrize("key, text", [("k3y9Z6", "azN5OVo2x and xazN5OVo2 and azN5OVo2/x"), ("Kq7Zw3", "S3E3WnczX, S3E3Wncz_1 and QmVhcmVyIEtxN1p3Mw0")])
 def test_a_short_keys_base64_inside_a_longer_token_is_left(key, text):
     """Only a whole base64 token that encodes the key is masked: one merely containing its

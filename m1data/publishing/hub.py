@@ -547,9 +547,13 @@ def check_repo_id(repo_id: str) -> None:
         raise UserError(f"--repo-id {repo_id!r} is not a Hub repo id (owner/name): {err}") from None
 
 
-def _read_remote(api: Any, repo_id: str) -> _Remote:
+def _read_remote(api: Any, repo_id: str, token: str | None = None) -> _Remote:
     """The repo's files and card YAML at one revision. A card whose YAML cannot be read stops
-    the publish here, before the repo is created or touched."""
+    the publish here, before the repo is created or touched, in a line without the Hub token
+    (`_shown`): the YAML error quotes the card's lines, and a server or mirror that echoes its
+    request headers writes the token into the card it serves. For the same reason the card is
+    downloaded into a temporary folder, not huggingface_hub's cache: it is read once, and a copy
+    left in the cache would keep whatever the server wrote into it."""
     from huggingface_hub.errors import RepositoryNotFoundError
 
     try:
@@ -559,11 +563,13 @@ def _read_remote(api: Any, repo_id: str) -> _Remote:
     files = [s.rfilename for s in (info.siblings or [])]
     metadata: dict[str, Any] = {}
     if CARD_FILE in files:
-        card = api.hf_hub_download(repo_id, CARD_FILE, repo_type="dataset", revision=info.sha)
+        with tempfile.TemporaryDirectory(prefix="m1data-card-") as scratch:
+            card = api.hf_hub_download(repo_id, CARD_FILE, repo_type="dataset", revision=info.sha, cache_dir=scratch)
+            text = Path(card).read_text(encoding="utf-8")
         try:
-            metadata, _ = split_card(Path(card).read_text(encoding="utf-8"))
+            metadata, _ = split_card(text)
         except (yaml.YAMLError, ValueError) as err:
-            problem = " ".join(str(err).split())
+            problem = _shown(" ".join(str(err).split()), token)
             raise UserError(
                 f"{repo_id}: its {CARD_FILE} has a malformed YAML header ({problem}); fix the card on the Hub "
                 "first (nothing was changed)"
@@ -600,14 +606,15 @@ def _secrets(token: str | None, folder: Path, key_envs: Iterable[str] = ()) -> d
     """{what to call it: value} of every secret the upload must not contain: the Hub token HfApi
     will use (argument, HF_TOKEN or saved login), the values of the key variables the run's
     configs name (and `key_envs`), and of every `*_API_KEY` variable set. Read locally, kept only
-    to search the upload; values too short to be keys are skipped (they would match by chance)."""
+    to search the upload; values under 4 characters and placeholders are skipped (they would match
+    by chance), a 4-7 character one is searched for as a whole token (`is_checkable_secret`)."""
     from huggingface_hub import get_token
 
-    from m1data.redact import MIN_SECRET_LENGTH, configured_secrets
+    from m1data.redact import configured_secrets, is_checkable_secret
 
     found: dict[str, bytes] = {}
     hub_token = token or get_token()
-    if hub_token and len(hub_token) >= MIN_SECRET_LENGTH:
+    if hub_token and is_checkable_secret(hub_token):
         found["your Hub token"] = hub_token.encode()
     for name, value in configured_secrets({*_run_key_names(folder), *key_envs}).items():
         found[f"the value of {name}"] = value.encode()
@@ -622,14 +629,16 @@ def _refuse_if_secret_inside(folder: Path, files: list[PlannedFile], secrets: Ma
     and text files are searched for every form of a secret that m1data.redact masks
     (`holds_secret`: percent-encoded, escaped, base64), not only as it is: a folder written
     before those forms were masked may hold one (a server's error that quoted the key
-    percent-encoded, a Basic credential)."""
-    from m1data.redact import holds_secret
+    percent-encoded, a Basic credential). A short secret (under `MIN_SECRET_LENGTH`) is searched
+    for in those strings only, as a whole token: in a file's bytes (an image, a compressed page) its
+    few characters would match by chance."""
+    from m1data.redact import MIN_SECRET_LENGTH, holds_secret
 
     texts = {label: secret.decode("utf-8", "replace") for label, secret in secrets.items()}
     for planned in files:
         path = folder / planned.path_in_repo
         for label, secret in secrets.items():
-            if _file_contains(path, secret):
+            if len(secret) >= MIN_SECRET_LENGTH and _file_contains(path, secret):
                 raise UserError(f"refusing to upload: {planned.path_in_repo} contains {label}")
         if not secrets:
             continue
@@ -745,7 +754,7 @@ def publish(
 
     api = api if api is not None else HfApi(token=token)
     try:
-        remote = _read_remote(api, repo_id)
+        remote = _read_remote(api, repo_id, token)
     except ValueError:
         raise
     except Exception as err:  # network, offline mode, auth: a dry run still shows the local side
@@ -787,11 +796,11 @@ def publish(
     readme = card_with_metadata(body, merged).encode("utf-8")
     plan.files = [PlannedFile(f.path_in_repo, len(readme) if f.path_in_repo == CARD_FILE else f.size) for f in files]
     if dry_run:
-        return plan
+        return _without_token(plan, token)
     from m1data.redact import holds_secret
 
-    for label, secret in secrets.items():
-        if secret in readme or holds_secret(readme.decode("utf-8", "replace"), secret.decode("utf-8", "replace")):
+    for label, secret in secrets.items():  # holds_secret: a short secret as a whole token only
+        if holds_secret(readme.decode("utf-8", "replace"), secret.decode("utf-8", "replace")):
             raise UserError(f"refusing to upload: the merged README.md contains {label}")
 
     operations: list[Any] = [
@@ -821,16 +830,32 @@ def publish(
 
 
 def _hub_error_text(err: BaseException, token: str | None = None) -> str:
-    """`err` in one line that may be shown: the Hub token and any Bearer or Basic credential
-    masked, and `user:password@` removed from URLs. Why: huggingface_hub's HTTP errors quote the
+    """`err` in one line that may be shown (`_shown`). Why: huggingface_hub's HTTP errors quote the
     URL (an HF_ENDPOINT may carry credentials) and the server's error body, which a server or
     proxy that echoes request headers fills with the token."""
+    return _shown(" ".join(f"{type(err).__name__}: {err}".split()), token)
+
+
+def _shown(text: str, token: str | None) -> str:
+    """`text` with the Hub token HfApi uses (`token`, else HF_TOKEN or the saved login) and any
+    Bearer or Basic credential masked, and `user:password@` removed from URLs: what the Hub said,
+    as it may be shown. Why the saved login too: the command line's last guard masks the values of
+    key variables (HF_TOKEN), not a token read from a file."""
     from huggingface_hub import get_token
 
     from m1data.redact import mask_secret, strip_userinfo
 
-    text = " ".join(f"{type(err).__name__}: {err}".split())
     return mask_secret(strip_userinfo(text), token or get_token()) or ""
+
+
+def _without_token(plan: PublishPlan, token: str | None) -> PublishPlan:
+    """`plan` with the Hub token masked out of what it took from the repo (config and file names,
+    `_shown`). Why: a dry run prints them, and a server or mirror that echoes its request headers
+    names them after the token; a real publish refuses such a card (its last check) before this."""
+    for name in ("deletions", "configs", "replaced_configs", "kept_remote_configs", "implicit_config", "unreachable"):
+        setattr(plan, name, [_shown(value, token) for value in getattr(plan, name)])
+    plan.default_config = _shown(plan.default_config, token) if plan.default_config else plan.default_config
+    return plan
 
 
 @contextlib.contextmanager

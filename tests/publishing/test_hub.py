@@ -777,6 +777,81 @@ def test_offline_mode_is_one_line_naming_no_credentials(m1k_folder, echoing_hub,
     assert HUB_PASSWORD not in str(err.value) and "127.0.0.1" in str(err.value)
 
 
+ECHOED_TOKEN = "MirrorTokenAbCdEf0123456789xyzQ"  # not shaped like hf_...: masked only as this token's value
+
+
+@pytest.fixture(params=["malformed", "well-formed"])
+def token_card_hub(request):
+    """A real HTTP server on 127.0.0.1 that serves repo org/m1 with a card quoting the token it was
+    sent, as a mirror that echoes its request headers would: in the card's YAML header (malformed
+    or well-formed, with a config named after the token) and its text; yields (URL, card kind)."""
+    import http.server
+    import threading
+
+    sha = "a" * 40
+
+    class Echo(http.server.BaseHTTPRequestHandler):
+        def _answer(self):
+            token = self.headers.get("authorization", "").removeprefix("Bearer ")
+            headers = {"content-type": "application/json"}
+            if self.path.startswith("/api/datasets/org/m1"):
+                body = json.dumps({"id": "org/m1", "sha": sha, "siblings": [{"rfilename": "README.md"}]})
+            elif "/resolve/" in self.path:
+                header = (f"configs: [broken\npretty_name: {token}" if request.param == "malformed" else
+                          f"pretty_name: {token}\nconfigs:\n- config_name: c-{token}\n  data_files: d/{token}/*.parquet")
+                body = f"---\n{header}\n---\n# {token}\n"
+                headers = {"content-type": "text/plain", "x-repo-commit": sha, "etag": f'"{request.param}"'}
+            else:
+                self.send_response(404)
+                self.end_headers()
+                return
+            self.send_response(200)
+            for name, value in {**headers, "content-length": str(len(body.encode()))}.items():
+                self.send_header(name, value)
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body.encode())
+
+        do_GET = do_HEAD = _answer
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", request.param
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_card_quoting_the_token_puts_it_in_no_message_plan_or_cache(m1k_folder, token_card_hub, tmp_path, monkeypatch):
+    """The repo's card, as a mirror echoing its request headers serves it, holds the Hub token. A
+    malformed YAML header's error quoted its lines, token included (the command line's last guard
+    masks HF_TOKEN's value, not a saved login's); a dry run listed the config named after it as
+    kept; and the card stayed in huggingface_hub's download cache."""
+    import huggingface_hub.constants
+    from huggingface_hub import HfApi
+
+    endpoint, card = token_card_hub
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # the suite runs offline
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setenv("HF_TOKEN", ECHOED_TOKEN)  # HfApi sends it, as the command line's does
+    api = HfApi(endpoint=endpoint)
+    shown = []
+    for dry_run in (True, False):
+        if card == "well-formed" and dry_run:
+            plan = publish(m1k_folder, "org/m1", api=api, dry_run=True)
+            assert "kept from the repo: c-***" in plan.describe()
+            shown.append(plan.describe() + repr(plan))
+            continue
+        expected = "malformed YAML header" if card == "malformed" else "merged README.md contains your Hub token"
+        with pytest.raises(UserError, match=expected) as err:
+            publish(m1k_folder, "org/m1", api=api, dry_run=dry_run)
+        shown.append(str(err.value))
+    assert not [text for text in shown if ECHOED_TOKEN in text]
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and ECHOED_TOKEN.encode() in p.read_bytes()]
+
+
 def test_refuses_a_token_that_parquet_compression_hides_from_a_byte_search(tmp_path, monkeypatch):
     """Snappy stores a string that repeats part of an earlier one as a back-reference, so a
     secret inside a parquet page need not appear as one run of bytes: the last check reads the
@@ -922,3 +997,36 @@ def test_two_writes_of_one_folder_at_once_both_finish_and_leave_one_whole(tmp_pa
     assert (target / "README.md").read_text().count("# second") == 1
     assert list(datasets.load_dataset(str(target), split="train")["id"]) == list(second["id"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hub"]
+
+
+SHORT_KEY = "k3Y9zQ"
+
+
+@pytest.mark.parametrize("where", ["parquet", "card", "url-encoded header"])
+def test_refuses_a_short_key_standing_as_a_whole_token(tmp_path, monkeypatch, where):
+    """A key of 4 to 7 characters was skipped by the last check (MIN_SECRET_LENGTH), though every
+    writer masks it where it stands as a whole token: a folder holding it so went up."""
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("M1DATA_SHORT_API_KEY", SHORT_KEY)
+    quoted = {"parquet": f"401 bad key {SHORT_KEY}.", "card": "fine", "url-encoded header": f"sent Bearer%20{SHORT_KEY}"}
+    rows = {"text": ["an answer", quoted[where]]}
+    card = f"# card\nkey: {SHORT_KEY}\n" if where == "card" else "# card\n"
+    folder = write_hub_folder(tmp_path / "hub", {"m1k": {"train": datasets.Dataset.from_dict(rows)}}, card)
+    api = FakeHfApi(tmp_path, [], None)
+    with pytest.raises(UserError, match="contains the value of M1DATA_SHORT_API_KEY") as err:
+        publish(folder, "org/m1", api=api, token="hf_unrelated_token_0123456789abcdef")
+    assert SHORT_KEY not in str(err.value) and api.named("create_commit") == []
+
+
+@pytest.mark.parametrize("key", [SHORT_KEY, "EMPTY", "abc"])
+def test_a_short_key_inside_a_word_a_placeholder_or_three_characters_do_not_stop_a_publish(tmp_path, monkeypatch, key):
+    """Only where a writer would have masked it: not inside a longer word (`k3Y9zQeta`), not a
+    placeholder a local server is given (`EMPTY`, a word of any text), nothing under 4 characters."""
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("M1DATA_SHORT_API_KEY", key)
+    rows = {"text": [f"the {key}eta wave and x{key}", f"EMPTY abc {key}_1"]}
+    folder = write_hub_folder(tmp_path / "hub", {"m1k": {"train": datasets.Dataset.from_dict(rows)}},
+                              f"# card\nsee {key}eta\n")
+    api = FakeHfApi(tmp_path, [], None)
+    publish(folder, "org/m1", api=api, token="hf_unrelated_token_0123456789abcdef")
+    assert len(api.named("create_commit")) == 1

@@ -507,3 +507,34 @@ def test_gpt_oss_replies_cached_before_the_channel_split_are_read_as_today(llm_s
     for column in ("id", "reasoning", "teacher_reply", "answer_letter"):
         assert sorted(again.rows[column]) == sorted(fresh.rows[column]), column
     assert sorted(again.dropped["reason"]) == sorted(fresh.dropped["reason"])
+
+
+@pytest.mark.parametrize("key", ["sk-echo-0123456789abcdef-KEY", "k3Y9zQ"])
+def test_a_server_that_echoes_the_key_gets_it_into_no_file_and_no_output(llm_server, tmp_path, monkeypatch, capfd,
+                                                                         key):
+    """`m1data run traces` against a teacher that quotes the key back in every way it can (answers,
+    reasoning, model names, refusals, 5xx bodies, bodies that are not JSON; as it is, URL-encoded,
+    base64-encoded). A 6-character key quoted URL-encoded (`Bearer%20k3Y9zQ`) reached the reply
+    cache and the dropped rows."""
+    from key_echo import echoing, leaked
+    from typer.testing import CliRunner
+
+    from m1data.cli import app
+
+    def right(req: Received) -> str:
+        return f"\\boxed{{{LETTERS[BY_PROMPT[req.text.split(chr(10), 1)[1]]['answer_idx']]}}}"
+
+    monkeypatch.setenv("M1DATA_ECHO_KEY", key)
+    llm_server.handler = echoing(right)
+    src = write_rows(ROWS, tmp_path / "in.jsonl")
+    args = ["run", "traces", str(src), str(tmp_path / "out.jsonl"), "--base-url", llm_server.base_url, "--model",
+            TEACHER, "--api-key-env", "M1DATA_ECHO_KEY", "--request-attempts", "2", "--no-require-reasoning"]
+    shown = ""
+    for again in ([], ["--retry-failed"]):
+        result = CliRunner().invoke(app, args + again)
+        assert result.exit_code == 0, result.output
+        shown += result.output
+    assert {r.headers.get("authorization") for r in llm_server.requests} == {f"Bearer {key}"}  # the key was sent...
+    assert len(read_rows(tmp_path / "out.jsonl")) > 0 and len(read_rows(tmp_path / "out.dropped.jsonl")) > 0
+    out, err = capfd.readouterr()
+    assert leaked(key, tmp_path, shown + out + err) == []  # ...and came back into nothing written or shown
