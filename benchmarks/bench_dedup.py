@@ -34,6 +34,13 @@ their length distribution is printed next to the real source prompts'.
 work (``BandJob.match``) and the rest, with their growth from each size to the next and the
 speed-up of the band work that a growth of at most 6x would need.
 
+``--stages``: at each of ``--sizes``, the dedup and decontamination *stages*
+(``m1data.stages.dedup.deduplicate`` and ``decontaminate``, what a build and the library run) on a
+Dataset of the rows (id, source, question, four options), beside the matcher alone on the same
+texts, so what the stage adds around the matcher shows; once as built and once shuffled (a Dataset
+with an indices mapping, as ``select``, ``filter`` and ``shuffle`` leave one). With ``--src DIR`` (a
+``git worktree add`` of an earlier commit) the stages are that checkout's.
+
 ``--executor ray``: at each of ``--sizes``, dedup and decontamination (against ~15,000 eval
 items) by the local matcher and by the same matcher with its bands run as Ray tasks on a local
 Ray instance of ``--ray-cpus`` CPUs: wall times, the ratio, whether the removals are identical,
@@ -176,6 +183,34 @@ def steps(rows: list[str], evals: list[EvalText], sizes: list[int], threshold: f
         print(f"growth {small:,} -> {large:,} rows: total {t1 / t0:.1f}x, band work {b1 / b0:.1f}x, "
               f"rest {r1 / r0:.1f}x; with a band pass k times faster the growth is "
               f"(rest1 + band1/k) / (rest0 + band0/k): {_speedup_for(6.0, r0, b0, r1, b1)}", flush=True)
+
+
+def stages(rows: list[str], eval_texts: list[str], sizes: list[int], threshold: float) -> None:
+    """The stages against the matcher alone (see ``--stages``): the stage's own time is reading the
+    Dataset's columns, building the keys and splitting kept from dropped rows."""
+    import datasets
+
+    from m1data.stages.dedup import decontaminate, deduplicate, match_keys
+
+    find_duplicates(rows[:2000], threshold=threshold)  # compiles, or loads the compiled loops
+    for n in sizes:
+        ds = datasets.Dataset.from_dict({"id": [f"r{i}" for i in range(n)], "source": ["medmcqa"] * n,
+                                         "question": rows[:n], "options": [["A", "B", "C", "D"]] * n})
+        t0 = time.perf_counter()
+        keys = match_keys(ds)
+        removed = {m.index for m in find_duplicates(keys, threshold=threshold)}
+        kept_stems = [t for i, t in enumerate(rows[:n]) if i not in removed]  # bare eval questions meet stems
+        contaminated = find_contamination(kept_stems, eval_texts, threshold=threshold)
+        matcher = time.perf_counter() - t0
+        print(f"{n:>9,} rows: matcher alone {matcher:.2f}s ({len(removed):,} + {len(contaminated):,} removed)", flush=True)
+        for view, rows_in in (("as built", ds), ("shuffled", ds.shuffle(seed=0))):
+            t0 = time.perf_counter()
+            kept, dropped = deduplicate(rows_in, threshold=threshold)
+            t1 = time.perf_counter()
+            _, contam = decontaminate(kept, {"eval": eval_texts}, threshold=threshold)
+            t2 = time.perf_counter()
+            print(f"{'':>15} stages, {view}: dedup {t1 - t0:.2f}s + decontamination {t2 - t1:.2f}s = {t2 - t0:.2f}s "
+                  f"({len(dropped):,} + {len(contam):,} removed); load: {uptime()}", flush=True)
 
 
 def _speedup_for(target: float, r0: float, b0: float, r1: float, b1: float) -> str:
@@ -452,6 +487,7 @@ def main() -> None:
     ap.add_argument("--no-local", action="store_true", help="with --executor ray: skip the local runs")
     ap.add_argument("--table", action="store_true", help="the issue-21 table (see above)")
     ap.add_argument("--steps", action="store_true", help="band work and the rest at each of --sizes (see above)")
+    ap.add_argument("--stages", action="store_true", help="the dedup stages beside the matcher alone (see above)")
     ap.add_argument("--check-rows", type=int, default=20_000, help="--table: rows compared with all pairs")
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--child-n", type=int, help=argparse.SUPPRESS)
@@ -470,12 +506,14 @@ def main() -> None:
     t0 = time.perf_counter()
     eval_items, eval_texts = perturb.eval_rows(seed=args.seed + 1)
     sizes = [int(s) for s in args.sizes.split(",")]
-    n_rows = max(sizes) if args.executor == "ray" or args.table or args.steps else args.full_rows if args.full else args.rows
+    n_rows = max(sizes) if args.executor == "ray" or args.table or args.steps or args.stages else args.full_rows if args.full else args.rows
     rows = perturb.training_rows(n_rows, seed=args.seed, eval_items=eval_items)
     print(f"generated in {time.perf_counter() - t0:.1f}s (seed {args.seed})")
     print(f"real prompts, source-mix weighted: {perturb.length_summary(perturb.mix_weighted_real_prompts())}")
     print(f"real prompts, every source row once: {perturb.length_summary(perturb.real_training_prompts())}")
-    if args.steps:
+    if args.stages:
+        stages(rows, eval_texts, sizes, args.threshold)
+    elif args.steps:
         steps(rows, [EvalText("eval", str(i), t) for i, t in enumerate(eval_texts)], sizes, args.threshold)
     elif args.table:
         table(rows, eval_texts, sizes, args.check_rows, args.ray_cpus, args.threshold, args.seed, args.baseline_src)

@@ -44,7 +44,7 @@ from m1data.reading.registry import SOURCE_REGISTRY
 from m1data.redact import redact_config, redact_environment, strip_local_paths, strip_userinfo
 from m1data.running.funnel import funnel_markdown
 from m1data.running.pipeline import read_manifests
-from m1data.schema import SOURCES
+from m1data.schema import SOURCES, column_values
 
 TEMPLATE_DIR = Path(__file__).resolve().parent
 
@@ -549,7 +549,7 @@ def _domains(
         if "domain" not in rows.column_names or "source" not in rows.column_names:
             continue
         counts: dict[str, Counter[str]] = {}
-        for domain, source in zip(rows["domain"], rows["source"]):
+        for domain, source in zip(column_values(rows, "domain"), column_values(rows, "source")):
             counts.setdefault(domain or "(unclassified)", Counter())[source] += 1
         columns = _source_columns({s for c in counts.values() for s in c})
         table = _pivot(counts, columns, sort_by_total=True)
@@ -624,7 +624,7 @@ def _length_views(
         column = _length_column(rows)
         if column is None or len(rows) == 0:
             continue
-        lengths, unit = _lengths([t or "" for t in rows[column]], counter, wanted)
+        lengths, unit = _lengths([t or "" for t in column_values(rows, column)], counter, wanted)
         image_name = f"{_slug(dataset_name)}-{_slug(name)}-length.png"
         what = "reasoning" if column == "reasoning" else f"`{column}`"
         png = length_histogram_png(
@@ -774,8 +774,8 @@ def answer_letters(config: str, rows: datasets.Dataset) -> LetterView | None:
 
     if len(rows) == 0 or not {"answer_letter", "options"} <= set(rows.column_names):
         return None
-    counts = Counter(rows["answer_letter"])
-    sizes = [len(options) for options in rows["options"]]
+    counts = Counter(column_values(rows, "answer_letter"))
+    sizes = [len(options) for options in column_values(rows, "options")]
     total = len(rows)
     table = []
     for i, letter in enumerate(LETTERS[: max(max(sizes), 1)]):
@@ -982,7 +982,7 @@ def render_card(
     domains, domain_images = _domains(pretty_name, dataset_name, configs, images_dir)
     images.update(domain_images)
     first_rows = _all_rows(next(iter(configs.values())))
-    published_sources = Counter(first_rows["source"]) if "source" in first_rows.column_names else Counter()
+    published_sources = Counter(column_values(first_rows, "source")) if "source" in first_rows.column_names else Counter()
     split_sizes = [(name, split, len(ds)) for name, splits in configs.items() for split, ds in splits.items()]
     config_totals = {name: sum(len(ds) for ds in splits.values()) for name, splits in configs.items()}
     last = manifests[-1]

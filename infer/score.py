@@ -64,7 +64,7 @@ from m1data.llm.stages import CACHE_FILENAME, LLMRuntime, llm_stats
 from m1data.llm.types import Engine
 from m1data.reading.evalsets import EvalInput, load_eval_input, with_mappings
 from m1data.running.pipeline import run_lock
-from m1data.schema import LETTERS
+from m1data.schema import LETTERS, column_values
 from m1data.stages.answers import grade
 
 __all__ = ["EvalSource", "InferIncomplete", "eval_fingerprint", "has_answer_key", "infer", "load_eval_sets", "load_rows",
@@ -169,7 +169,8 @@ def load_eval_sets(
     sets = {}
     for name, rows in read_eval_sets(eval_sets, eval_path=eval_path, mappings=mappings).items():
         rows = rows.select(range(min(limit, len(rows)))) if limit is not None else rows
-        if not any(has_answer_key(options, idx) for options, idx in zip(rows["options"], rows["answer_idx"])):
+        if not any(has_answer_key(options, idx)
+                   for options, idx in zip(column_values(rows, "options"), column_values(rows, "answer_idx"))):
             raise UserError(f"eval set {name!r} has no question with a usable answer key "
                             f"({len(rows)} row{'s' if len(rows) != 1 else ''}); there is nothing to score")
         sets[name] = rows
@@ -189,8 +190,9 @@ def eval_fingerprint(rows: datasets.Dataset) -> str:
     Why: a sweep reads a finished point back by its metrics.json, and a set that changed under
     the same name (another file, a fixed loader) must not be reported with the old set's scores."""
     digest = hashlib.sha256()
-    ids = rows["id"] if "id" in rows.column_names else [str(i) for i in range(len(rows))]
-    for key, prompt, options, answer_idx in zip(ids, rows["prompt"], rows["options"], rows["answer_idx"], strict=True):
+    ids = column_values(rows, "id") if "id" in rows.column_names else [str(i) for i in range(len(rows))]
+    columns = (column_values(rows, name) for name in ("prompt", "options", "answer_idx"))
+    for key, prompt, options, answer_idx in zip(ids, *columns, strict=True):
         answer = -1 if answer_idx is None else int(answer_idx)
         digest.update(json.dumps([key, prompt, list(options), answer], ensure_ascii=False).encode() + b"\n")
     return digest.hexdigest()
@@ -235,8 +237,9 @@ def _with_answer_key(rows: datasets.Dataset) -> tuple[datasets.Dataset, list[str
     """The rows that can be scored, and the ids of those that cannot (`has_answer_key`)."""
     if "id" not in rows.column_names:  # numbered before any is left out, so a question keeps its number
         rows = rows.add_column("id", [str(i) for i in range(len(rows))])
-    keep = [has_answer_key(options, idx) for options, idx in zip(rows["options"], rows["answer_idx"])]
-    unscored = [str(key) for key, ok in zip(rows["id"], keep) if not ok]
+    keep = [has_answer_key(options, idx)
+            for options, idx in zip(column_values(rows, "options"), column_values(rows, "answer_idx"))]
+    unscored = [str(key) for key, ok in zip(column_values(rows, "id"), keep) if not ok]
     if not unscored:
         return rows, []
     return rows.select([i for i, ok in enumerate(keep) if ok]), unscored
@@ -291,7 +294,7 @@ async def _infer(engine: Engine, eval_sets: Mapping[str, EvalSource], out: Path,
                  render: Callable[[list[dict[str, str]]], str] | None, label: str | None) -> dict[str, Any]:
     sets = load_eval_sets(eval_sets, limit)  # every set read (and checked) before any call
     asked = {name: _with_answer_key(rows) for name, rows in sets.items()}
-    prompts = [build_prompt(p, render) for rows, _ in asked.values() for p in rows["prompt"]]
+    prompts = [build_prompt(p, render) for rows, _ in asked.values() for p in column_values(rows, "prompt")]
     stats = RunStats()
     records = await generate_many(engine, prompts, config, cache, runtime=runtime, stats=stats, label=out.name)
     per_set: dict[str, Any] = {}

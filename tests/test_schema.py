@@ -108,3 +108,38 @@ def test_as_dataset_refuses_what_is_no_table():
         with pytest.raises(TypeError, match="the rows must be a datasets.Dataset, a pandas or polars DataFrame"):
             as_dataset(data)
     assert len(as_dataset([])) == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.lists(st.fixed_dictionaries({
+        "id": st.text(min_size=1, max_size=4),
+        "question": st.one_of(st.none(), st.text(max_size=6)),
+        "options": st.lists(st.text(max_size=3), max_size=4),
+        "answer_idx": st.one_of(st.none(), st.integers(-1, 3)),
+    }), max_size=30),
+    view=st.sampled_from(["as is", "shuffled", "selected", "filtered", "sliced", "shuffled then selected"]),
+    seed=st.integers(0, 3),
+)
+def test_column_values_are_the_rows_values_in_their_order(rows, view, seed):
+    """`column_values` reads a column through Arrow (and the indices mapping of a shuffled,
+    selected or filtered Dataset by one take): the same values, in the same order, as the rows
+    themselves give, for every view a stage may hand on."""
+    import datasets
+
+    from m1data.schema import column_array, column_values
+
+    ds = datasets.Dataset.from_list(rows) if rows else datasets.Dataset.from_dict(
+        {"id": [], "question": [], "options": [], "answer_idx": []})
+    if view in ("shuffled", "shuffled then selected"):
+        ds = ds.shuffle(seed=seed)
+    if view in ("selected", "shuffled then selected"):
+        ds = ds.select([i for i in range(len(ds)) if (i + seed) % 3 != 0][::-1])
+    if view == "filtered":
+        ds = ds.filter(lambda row: len(row["id"]) % 2 == seed % 2)
+    if view == "sliced":
+        ds = ds.select(range(min(seed, len(ds)), len(ds)))
+    for name in ds.column_names:
+        expected = [ds[i][name] for i in range(len(ds))]
+        assert column_values(ds, name) == expected, (view, name)
+        assert len(column_array(ds, name)) == len(ds)

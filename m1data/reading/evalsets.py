@@ -62,7 +62,7 @@ from m1data.reading.readers import (
     whole_number,
 )
 from m1data.reading.registry import SOURCE_REGISTRY
-from m1data.schema import DEFAULT_SEED, LETTERS, RowError
+from m1data.schema import DEFAULT_SEED, LETTERS, RowError, column_values
 
 MMLU_MEDICAL = (
     "anatomy",
@@ -96,12 +96,12 @@ def answer_skew(rows: datasets.Dataset, z: float = SKEW_Z) -> str | None:
     """
     expected: Counter[str] = Counter()
     variance: Counter[str] = Counter()
-    for options in rows["options"]:
+    for options in column_values(rows, "options"):
         p = 1 / len(options) if options else 0.0
         for letter in LETTERS[: len(options)]:
             expected[letter] += p
             variance[letter] += p * (1 - p)
-    observed = Counter(rows["answer_letter"])
+    observed = Counter(column_values(rows, "answer_letter"))
     for letter in sorted(expected):
         if variance[letter] and observed[letter] > expected[letter] + z * math.sqrt(variance[letter]):
             return (f"answer {letter} on {observed[letter]:,} of {len(rows):,} rows "
@@ -1019,7 +1019,7 @@ def loaded_eval_rows(spec: EvalInput, *, scoring: bool = True) -> dict[str, Load
     rows = read_rows(file)
     if len(rows) == 0 or not set(ROW_FEATURES) <= set(rows.column_names):
         return None
-    sources = sorted(set(rows["source"]))
+    sources = sorted(set(column_values(rows, "source")))
     known = spec.name in EVAL_SETS
     if known and sources != [spec.name]:
         raise UserError(f"eval set {spec.name!r}: {file} holds loaded rows of {', '.join(sources)}, not of "
@@ -1029,8 +1029,9 @@ def loaded_eval_rows(spec: EvalInput, *, scoring: bool = True) -> dict[str, Load
     else:
         folder = Path(file).resolve().parent.name  # as load_eval_file names a file given alone
         name = f"{folder}/{Path(file).stem}" if folder else Path(file).stem
-    ok = [i for i, key in enumerate(rows["answer_idx"]) if key is not None and key >= 0]
-    unscored = [i for i in range(len(rows)) if i not in set(ok)]
+    ok = [i for i, key in enumerate(column_values(rows, "answer_idx")) if key is not None and key >= 0]
+    scored = set(ok)
+    unscored = [i for i in range(len(rows)) if i not in scored]
     result = LoadResult(rows=rows.select(ok), dropped=rows_to_dataset([], DROPPED_FEATURES),
                         unscored=rows.select(unscored) if unscored else None, origin=str(file))
     return {name: require_items(result, name, scoring=scoring)}
@@ -1057,7 +1058,7 @@ def warn_unmatched(name: str, result: LoadResult) -> None:
     decontamination targets: no question text could be read from them (not an object, no
     question column, ...). A training row copying one of them cannot be caught, and the dropped
     table that holds their reasons is not shown by the callers of `load_evals`."""
-    targets = set(result.unscored["id"]) if result.unscored is not None and len(result.unscored) else set()
+    targets = set(column_values(result.unscored, "id")) if result.unscored is not None and len(result.unscored) else set()
     unmatched = [record for record in result.dropped if record["id"] not in targets]
     if unmatched:
         first = unmatched[0]
@@ -1068,7 +1069,7 @@ def warn_unmatched(name: str, result: LoadResult) -> None:
 
 def unscored_counts(eval_sets: dict[str, datasets.Dataset]) -> dict[str, int]:
     """Per set, the targets whose answer key could not be read (matched, never scored)."""
-    counts = {name: sum(1 for i in ds["answer_idx"] if i < 0) for name, ds in eval_sets.items()
+    counts = {name: sum(1 for i in column_values(ds, "answer_idx") if i < 0) for name, ds in eval_sets.items()
               if "answer_idx" in ds.column_names}
     return {name: n for name, n in counts.items() if n}
 

@@ -43,6 +43,7 @@ from m1data.schema import (
     DROPPED_FEATURES,
     LETTERS,
     RowError,
+    column_values,
     content_id,
     dropped_record,
     make_row,
@@ -344,7 +345,7 @@ class LoadResult:
     subject): well-formed records that are not this set's, counted so every record is accounted for."""
 
     def reasons(self) -> dict[str, int]:
-        return dict(Counter(self.dropped["reason"])) if len(self.dropped) else {}
+        return dict(Counter(column_values(self.dropped, "reason"))) if len(self.dropped) else {}
 
     def targets(self) -> datasets.Dataset:
         """Every question with text: the rows, then the unscored ones."""

@@ -27,7 +27,7 @@ from m1data.durable import folder_lock, replacing
 from m1data.errors import UserError
 from m1data.running.funnel import run_folder
 from m1data.running.pipeline import load_stage_rows, read_manifests, stage_dirname
-from m1data.schema import SOURCES
+from m1data.schema import SOURCES, column_values
 from m1data.stages.traces import question_id
 
 REPORT_FILE = "compare.md"
@@ -99,12 +99,13 @@ def read_build(run_dir: str | Path, stage: str = "traces", tokenizer: Any | None
     answers: dict[str, str | None] = {}
     sources: dict[str, str] = {}
     answer_column = "teacher_answer" if "teacher_answer" in rows.column_names else None
-    for i, row_id in enumerate(rows["id"]):
+    given = column_values(rows, answer_column) if answer_column else [None] * len(rows)
+    for row_id, answer, source in zip(column_values(rows, "id"), given, column_values(rows, "source"), strict=True):
         qid = question_id(row_id)
         if qid not in answers:
-            answers[qid] = rows[answer_column][i] if answer_column else None
-            sources[qid] = rows["source"][i]
-    texts = [t or "" for t in rows["reasoning"]] if "reasoning" in rows.column_names else []
+            answers[qid] = answer
+            sources[qid] = source
+    texts = [t or "" for t in column_values(rows, "reasoning")] if "reasoning" in rows.column_names else []
     counter = _tokenizer(tokenizer)
     lengths, unit = _lengths(texts, counter, tokenizer if isinstance(tokenizer, str) else TARGET_TOKENIZER)
     return Build(run_dir, dict(manifest["counts_in"]), dict(sorted(Counter(sources.values()).items())), len(rows),

@@ -7,7 +7,7 @@ from typing import Any
 
 from m1data.errors import UserError
 from m1data.running.pipeline import SUPERSEDED, load_stage_dropped, load_stage_rows, read_manifests, stage_dirname
-from m1data.schema import SOURCES
+from m1data.schema import SOURCES, column_values
 
 
 def _columns(manifests: list[dict[str, Any]]) -> list[str]:
@@ -145,7 +145,7 @@ def lineage(run_dir: str | Path, row_id: str) -> list[dict[str, Any]]:
     for m in read_manifests(run_folder(run_dir, "lineage")):
         stage_dir = Path(run_dir) / stage_dirname(m["index"], m["stage"])
         rows = load_stage_rows(stage_dir, columns=["id"])  # checks dropped.parquet too
-        if row_id in set(rows["id"]):
+        if row_id in set(column_values(rows, "id")):
             history.append({"stage": m["stage"], "status": "kept"})
             continue
         dropped = load_stage_dropped(stage_dir, checked=True)

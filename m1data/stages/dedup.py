@@ -21,7 +21,7 @@ from m1data.errors import UserError
 from m1data.output import datasets_bars_off
 from m1data.running.distributed import band_runner
 from m1data.running.pipeline import RunContext, Stage, StageResult, check_texts, dropped_rows
-from m1data.schema import fresh_fingerprint
+from m1data.schema import column_values, fresh_fingerprint
 from m1data.stages.fuzzy import (
     BandRunner,
     ContamMatch,
@@ -82,12 +82,12 @@ def _stems(ds: Dataset) -> list[str]:
             "rows are compared on question stem + option set by default, and these have no 'question' "
             f"column (columns: {ds.column_names}); pass column= to compare another one"
         )
-    contexts = ds["context"] if "context" in ds.column_names else [""] * len(ds)
-    return [f"{c}\n{q}" if c else q for c, q in zip(contexts, ds["question"])]
+    contexts = column_values(ds, "context") if "context" in ds.column_names else [""] * len(ds)
+    return [f"{c}\n{q}" if c else q for c, q in zip(contexts, column_values(ds, "question"))]
 
 
 def _options(ds: Dataset) -> list[Sequence[str] | None]:
-    return list(ds["options"]) if "options" in ds.column_names else [None] * len(ds)
+    return column_values(ds, "options") if "options" in ds.column_names else [None] * len(ds)
 
 
 def _require_column(ds: Dataset, column: str | None, what: str) -> None:
@@ -129,7 +129,7 @@ def deduplicate(ds: Dataset, column: str | None = None, threshold: float = 95.0,
     ds = _as_rows(ds, "the rows")
     _require_column(ds, column, "the rows")
     _require_texts(ds, column, id_column)
-    matches = find_duplicates(list(ds[column]) if column else match_keys(ds), threshold=threshold, runner=runner)
+    matches = find_duplicates(column_values(ds, column) if column else match_keys(ds), threshold=threshold, runner=runner)
     ids = _row_ids(ds, id_column)
     dropped_idx = [m.index for m in matches]
     record = _removal_record(ds, ids, dropped_idx, "near_duplicate")
@@ -162,7 +162,7 @@ def decontaminate(ds: Dataset, evals: Mapping[str, Dataset | Sequence[str]] | Se
     _require_texts(ds, column, id_column)
     items = eval_items(evals, column)
     if column:
-        matches = find_contamination(list(ds[column]), items, threshold=threshold, runner=runner)
+        matches = find_contamination(column_values(ds, column), items, threshold=threshold, runner=runner)
     else:
         keyed = [item for item in items if item.keyed]
         bare = [item for item in items if not item.keyed]
@@ -191,7 +191,7 @@ def _best_per_row(first: list[ContamMatch], second: list[ContamMatch]) -> list[C
 
 def _removal_record(ds: Dataset, ids: list[Any], dropped_idx: list[int], reason: str) -> dict[str, list[Any]]:
     """The columns every dropped row carries: id, source (empty when ds has none) and reason."""
-    sources = ds["source"] if "source" in ds.column_names else [""] * len(ds)
+    sources = column_values(ds, "source") if "source" in ds.column_names else [""] * len(ds)
     return {"id": [ids[i] for i in dropped_idx], "source": [sources[i] for i in dropped_idx],
             "reason": [reason] * len(dropped_idx)}
 
@@ -266,12 +266,12 @@ def _eval_from(value: Dataset | Sequence[str], column: str | None, name: str | N
         keyed = column is None and "options" in value.column_names
         _require_column(value, column, what)
         check_texts(value, column or "question", what)
-        texts = list(value[column]) if column else _eval_keys(value) if keyed else _stems(value)
-        ids = value["id"] if "id" in value.column_names else list(range(len(texts)))
+        texts = column_values(value, column) if column else _eval_keys(value) if keyed else _stems(value)
+        ids = column_values(value, "id") if "id" in value.column_names else list(range(len(texts)))
         if name is not None:
             names = [name] * len(texts)
         elif "source" in value.column_names:
-            names = [str(s) for s in value["source"]]
+            names = [str(s) for s in column_values(value, "source")]
         else:
             names = ["eval"] * len(texts)
         return [EvalText(n, str(i), t, keyed) for n, i, t in zip(names, ids, texts)]
@@ -297,7 +297,7 @@ def _eval_keys(ds: Dataset) -> list[str]:
 
 def _row_ids(ds: Dataset, id_column: str) -> list[Any]:
     if id_column in ds.column_names:
-        return list(ds[id_column])
+        return column_values(ds, id_column)
     return list(range(len(ds)))
 
 
@@ -410,7 +410,7 @@ class Decontaminate(Stage):
             "eval_items": {name: len(ds) for name, ds in eval_sets.items()},
             # of eval_items, the questions whose answer key is broken: matched all the same
             "eval_items_unscored": unscored,
-            "by_eval_set": dict(sorted(Counter(dropped["eval_set"]).items())),
+            "by_eval_set": dict(sorted(Counter(column_values(dropped, "eval_set")).items())),
         }
         if self.config.ngram:
             stats["ngram_check"] = self._ngram_report(rows, eval_sets, set(dropped["id"]))
@@ -427,7 +427,7 @@ class Decontaminate(Stage):
         eval_texts = [stem for ds in eval_sets.values() for stem in _stems(ds)]
         limit = self.config.ngram_max_train_rows
         hits = ngram_overlap(_stems(rows), eval_texts, n=self.config.ngram, max_train_rows=limit)
-        flagged = {i for i, h in zip(rows["id"], hits) if h is not None}
+        flagged = {i for i, h in zip(column_values(rows, "id"), hits) if h is not None}
         return {
             "n": self.config.ngram,
             "common_ngram_rows": limit,  # n-grams in more training rows than this were ignored

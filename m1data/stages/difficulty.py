@@ -62,6 +62,7 @@ from m1data.llm.stages import (
 from m1data.llm.types import Engine, Reply, Request
 from m1data.redact import public_model_name
 from m1data.running.pipeline import RunContext, StageResult, add_columns, sum_stats
+from m1data.schema import column_values
 from m1data.stages.answers import grade
 
 log = logging.getLogger(__name__)
@@ -250,7 +251,7 @@ class DifficultyFilter(LLMStage):
         go out in one round, so this is also what a dry run plans (it planned one sample only)."""
         params = {"max_tokens": self.config.max_tokens, "temperature": self.config.temperature}
         params.update(self.config.extra_params)
-        firsts = [boxed_request(endpoint.model, p, params) for p in rows["prompt"]]
+        firsts = [boxed_request(endpoint.model, p, params) for p in column_values(rows, "prompt")]
         samples = self._student(endpoint).samples
         return [nth_try(r, k) for k in range(1, samples + 1) for r in firsts]
 
@@ -271,7 +272,8 @@ class DifficultyFilter(LLMStage):
             asked = self.requests(endpoint, rows)
             replies = self.call(endpoint, asked, cache, ctx, run)
             transient += count_transient(replies)
-            samples = [_grade(replies[k * len(rows):(k + 1) * len(rows)], rows["options"], rows["answer_idx"])
+            options, answer_idx = column_values(rows, "options"), column_values(rows, "answer_idx")
+            samples = [_grade(replies[k * len(rows):(k + 1) * len(rows)], options, answer_idx)
                        for k in range(student.samples)]
             graded = samples[0] if student.samples == 1 else _pass_at_n(samples, student.solved_if)
             if student.samples > 1:

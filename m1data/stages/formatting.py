@@ -44,6 +44,7 @@ import numpy as np
 
 from m1data.errors import UserError
 from m1data.running.pipeline import RunContext, Stage, StageResult
+from m1data.schema import column_values
 
 __all__ = [
     "ANSWER_START",
@@ -250,7 +251,7 @@ def token_length_stats(
     them as text). Without one, each text counts as ``ceil(chars / 4)``, a rough English-BPE rate,
     and ``method`` says so: use it to size ``max_length`` ballpark, never to report lengths.
     """
-    texts = list(ds[column])
+    texts = column_values(ds, column)
     if tokenizer is not None:
         lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
         method = f"tokenizer:{getattr(tokenizer, 'name_or_path', '') or type(tokenizer).__name__}"

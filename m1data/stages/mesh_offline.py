@@ -31,6 +31,7 @@ import numpy as np
 from m1data.durable import replacing
 from m1data.errors import M1DataError, UserError
 from m1data.running.pipeline import RunContext, Stage, StageResult, check_rows, file_digest
+from m1data.schema import column_values
 from m1data.stages.qualifiers import DOMAIN_COLUMNS, add_domain_columns, domain_counts, load_qualifiers
 
 __all__ = [
@@ -325,7 +326,7 @@ def labelled_texts(ds: datasets.Dataset, text_field: str = "prompt") -> tuple[li
     field = text_field if text_field in ds.column_names else "question"
     if DOMAIN_COLUMNS[0] not in ds.column_names:
         raise UserError(f"labelled rows need a {DOMAIN_COLUMNS[0]!r} column (the LLM tagger's output)")
-    pairs = [(t, c) for t, c in zip(ds[field], ds[DOMAIN_COLUMNS[0]]) if c is not None]
+    pairs = [(t, c) for t, c in zip(column_values(ds, field), column_values(ds, DOMAIN_COLUMNS[0])) if c is not None]
     return [t for t, _ in pairs], [str(c).zfill(2) for _, c in pairs]
 
 

@@ -35,7 +35,7 @@ import polars as pl
 from m1data.errors import UserError
 from m1data.output import datasets_bars_off
 from m1data.running.pipeline import RunContext, Stage, StageResult, check_rows, dropped_rows
-from m1data.schema import as_dataset, fresh_fingerprint
+from m1data.schema import as_dataset, column_values, fresh_fingerprint
 
 __all__ = ["PoolTooSmall", "Sample", "SampleConfig", "random_sample", "stratified_sample"]
 
@@ -250,7 +250,7 @@ class Sample(Stage):
                 kept = stratified_sample(rows, cfg.n, levels=cfg.levels, seed=cfg.seed)
             else:
                 kept = random_sample(rows, cfg.n, seed=cfg.seed)
-        chosen = set(kept["id"])
+        chosen = set(column_values(kept, "id"))
         left = rows.filter(lambda ids: [i not in chosen for i in ids], input_columns="id", batched=True,
                            new_fingerprint=fresh_fingerprint())
         dropped = dropped_rows(left.select_columns(["id", "source"]), "not_sampled")

@@ -88,7 +88,7 @@ from m1data.llm.stages import (
 from m1data.llm.types import Engine, Reply, Request
 from m1data.redact import public_model_name
 from m1data.running.pipeline import SUPERSEDED, RunContext, StageResult, add_columns, sum_stats
-from m1data.schema import LETTERS, fresh_fingerprint
+from m1data.schema import LETTERS, column_values, fresh_fingerprint
 from m1data.stages.answers import grade
 
 Keep = Literal["first", "shortest", "all"]
@@ -194,7 +194,7 @@ class TeacherTraces(LLMStage):
 
     def requests(self, endpoint: Endpoint, rows: datasets.Dataset) -> list[Request]:
         params = self.params()
-        return [boxed_request(endpoint.model, p, params) for p in rows["prompt"]]
+        return [boxed_request(endpoint.model, p, params) for p in column_values(rows, "prompt")]
 
     def plan(self, rows: datasets.Dataset, cache: Cache | None) -> None:
         """The first tries' plan; with `attempts` > 1, a line on what later tries may add."""
@@ -248,7 +248,7 @@ class TeacherTraces(LLMStage):
         `keep` wants every try. Why not a truncated one at temperature 0: the next try is the same
         greedy reply, cut at the same place; reference s.5 says never to pay for it again."""
         cfg = self.config
-        options, answers = rows["options"], rows["answer_idx"]
+        options, answers = column_values(rows, "options"), column_values(rows, "answer_idx")
         retry_truncated = cfg.retry_truncated and cfg.temperature != 0
 
         def again(i: int, reply: Reply) -> bool:
@@ -281,7 +281,8 @@ class TeacherTraces(LLMStage):
         fold_preflight(by_attempt[1], sample_stats, preflight.get("reused", 0))
         judged = [
             [verdict(reply, options, answer_idx, cfg.require_reasoning) for reply in replies]
-            for replies, options, answer_idx in zip(tries, rows["options"], rows["answer_idx"], strict=True)
+            for replies, options, answer_idx in zip(tries, column_values(rows, "options"), column_values(rows, "answer_idx"),
+                                                    strict=True)
         ]
         picks = pick_tries(tries, judged, cfg.keep)
         replies = [tries[p.question][p.attempt - 1] for p in picks]
@@ -394,7 +395,7 @@ TRY_ID = re.compile(r"-try\d+$")
 
 def with_try_ids(rows: datasets.Dataset) -> datasets.Dataset:
     """`keep: all` keeps several rows per question: each id gets its try, `q17` -> `q17-try2`."""
-    ids = [f"{i}-try{a}" for i, a in zip(rows["id"], rows["attempt"], strict=True)]
+    ids = [f"{i}-try{a}" for i, a in zip(column_values(rows, "id"), column_values(rows, "attempt"), strict=True)]
     return rows.remove_columns("id").add_column("id", ids).select_columns(rows.column_names)
 
 
