@@ -20,7 +20,8 @@ nothing), and the cache makes a half-done point pay only for what it had not rec
 interrupted sweep resumes where it stopped. A point left incomplete by transient failures is
 skipped over, the others still run, and `InferIncomplete` is raised at the end (no sweep.json,
 no plots) so that the same command runs again. The grid's table goes to ``sweep.json``; the plots to ``accuracy_vs_budget.png`` (when more than one budget) and
-``accuracy_vs_forcing_rounds.png`` (when more than one rounds value), drawn like the paper's
+``accuracy_vs_forcing_rounds.png`` (when more than one rounds value), listed in ``figures.json``
+so that a later plot into the folder removes those it does not draw again, drawn like the paper's
 Figures 1 and 3: one panel per eval set plus the average, each titled with its number of
 questions; one colour per model (a short label: the last part of its name or path), markers and a
 small sideways offset so that overlapping series stay visible; accuracy on 0-100; whole numbers
@@ -52,7 +53,7 @@ from m1data.infer.score import (
     write_json,
 )
 
-from m1data.durable import folder_lock, replacing
+from m1data.durable import folder_lock, replacing, write_atomic
 from m1data.errors import UserError
 from m1data.llm.cache import Cache
 from m1data.llm.runner import run_sync
@@ -339,12 +340,17 @@ def sweep_figure(points: list[dict[str, Any]], x: str, series: str, title: str) 
     return fig
 
 
+FIGURES_MANIFEST = "figures.json"  # the figures m1data wrote in a plot folder: the only ones it removes
+
+
 def plot_sweep(points: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
     """Figure 1 (accuracy vs budget) and Figure 3 (accuracy vs forcing rounds) from sweep points.
 
     A figure is drawn only for an axis with more than one value; returns the files written.
     Both are drawn first, then renamed into place holding the folder (`folder_lock`). Why: two
     plots into one --out at once interleaved their renames, one's figure beside the other's.
+    The folder's figures are then exactly these: an earlier plot's figure that this one does not
+    draw (an axis with one value now, a figure named otherwise) is removed (`_replace_figures`).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -360,4 +366,43 @@ def plot_sweep(points: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
                 _plot_axis(points, "forcing_rounds", "budget", "Accuracy vs budget-forcing rounds", path, renames)
                 written.append(path)
             held.enter_context(folder_lock(out))
+            before = _figures_written(out)
+            names = [p.name for p in written]
+            if names or before:  # claimed before the renames: a kill after one leaves no figure unlisted
+                _write_figures_manifest(out, sorted(set(before) | set(names)))
+        _replace_figures(out, before, names)
     return written
+
+
+def _figures_written(out: Path) -> list[str]:
+    """The figures an earlier plot wrote in `out` (its `FIGURES_MANIFEST`): plain names of files
+    in `out`, never a path elsewhere (a manifest edited to name one is not followed)."""
+    manifest = out / FIGURES_MANIFEST
+    if not manifest.is_file():
+        return []
+    try:
+        names = json.loads(manifest.read_text(encoding="utf-8"))["figures"]
+    except (ValueError, UnicodeDecodeError, KeyError, TypeError) as err:
+        log.warning(f"{manifest} is not readable ({err}); the figures it listed are left where they are")
+        return []
+    return [n for n in names if isinstance(n, str) and n == Path(n).name and n not in ("", ".", "..")]
+
+
+def _write_figures_manifest(out: Path, names: list[str]) -> None:
+    write_atomic(out / FIGURES_MANIFEST, json.dumps({"written_by": "m1data infer plot", "figures": names},
+                                                    indent=2) + "\n")
+
+
+def _replace_figures(out: Path, before: list[str], names: list[str]) -> None:
+    """Remove the figures an earlier plot wrote that this one did not, then list only this one's.
+    Why: a folder showed an older run's figure (an axis this sweep does not vary, a figure named
+    otherwise by another version) beside the new ones, as if it belonged to this run. Only files
+    m1data listed are removed; a user's own files in the folder are never touched."""
+    stale = [n for n in before if n not in names]
+    for name in stale:
+        (out / name).unlink(missing_ok=True)
+        log.info(f"removed {out / name}: an earlier plot's figure that this one does not draw")
+    if names:
+        _write_figures_manifest(out, names)
+    elif before:
+        (out / FIGURES_MANIFEST).unlink(missing_ok=True)

@@ -12,8 +12,9 @@ and threads go away with the process, and llama.cpp's log goes to a file, not th
 
 The handshake: the server binds port 0 (the kernel picks a free port, so there is no window in
 which another process can take it), then this module writes `{"url", "model", "pid"}` as JSON to
-the `--ready-file` the parent named (whole, by a rename). The parent reads the port from there, so
-it talks to this process and no other.
+the `--ready-file` the parent named (`m1data.durable.write_atomic`: whole, by a rename, fsynced
+as every file m1data writes is, so no reader sees a cut or empty handshake). The parent reads the
+port from there, so it talks to this process and no other.
 """
 
 from __future__ import annotations
@@ -76,9 +77,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.ready_file is None:
         print(handshake, flush=True)
     else:
-        partial = args.ready_file.with_name(args.ready_file.name + ".partial")
-        partial.write_text(handshake)
-        partial.replace(args.ready_file)
+        from m1data.durable import write_atomic
+
+        write_atomic(args.ready_file, handshake)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     while True:
         signal.pause()

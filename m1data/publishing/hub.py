@@ -24,8 +24,8 @@ Not here: the card's YAML header and its data part (m1data.publishing.cardmeta),
 
 The Hub token is never read by this module except to make sure it does not appear in what is
 about to be uploaded, and to mask it out of the Hub's error messages, which quote the server's
-answer (`_hub_refusals`); `HfApi` resolves it (argument, HF_TOKEN, saved login) and nothing here
-writes it anywhere. The same last check covers the values of every key the run's stage configs
+answer (`_hub_refusals`); `hub_token` resolves it once (argument, HF_TOKEN, saved login) and hands
+it to `HfApi`, and nothing here writes it anywhere. The same last check covers the values of every key the run's stage configs
 name (`api_key_env`) and of every `*_API_KEY` variable set. It also refuses a folder that holds
 an absolute local path (`m1data.redact.local_paths`: this machine's home, clone or temp folder,
 `/home/...`, `/root/...`, a site-packages path, ...), in the card or in any string of the data:
@@ -608,14 +608,12 @@ def _secrets(token: str | None, folder: Path, key_envs: Iterable[str] = ()) -> d
     configs name (and `key_envs`), and of every `*_API_KEY` variable set. Read locally, kept only
     to search the upload; values under 4 characters and placeholders are skipped (they would match
     by chance), a 4-7 character one is searched for as a whole token (`is_checkable_secret`)."""
-    from huggingface_hub import get_token
-
     from m1data.redact import configured_secrets, is_checkable_secret
 
     found: dict[str, bytes] = {}
-    hub_token = token or get_token()
-    if hub_token and is_checkable_secret(hub_token):
-        found["your Hub token"] = hub_token.encode()
+    token = hub_token(token)
+    if token and is_checkable_secret(token):
+        found["your Hub token"] = token.encode()
     for name, value in configured_secrets({*_run_key_names(folder), *key_envs}).items():
         found[f"the value of {name}"] = value.encode()
     return found
@@ -752,7 +750,8 @@ def publish(
 
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
-    api = api if api is not None else HfApi(token=token)
+    token = hub_token(token)
+    api = api if api is not None else HfApi(token=token or False)  # False: HfApi must not read it again
     try:
         remote = _read_remote(api, repo_id, token)
     except ValueError:
@@ -841,11 +840,30 @@ def _shown(text: str, token: str | None) -> str:
     Bearer or Basic credential masked, and `user:password@` removed from URLs: what the Hub said,
     as it may be shown. Why the saved login too: the command line's last guard masks the values of
     key variables (HF_TOKEN), not a token read from a file."""
-    from huggingface_hub import get_token
-
     from m1data.redact import mask_secret, strip_userinfo
 
-    return mask_secret(strip_userinfo(text), token or get_token()) or ""
+    return mask_secret(strip_userinfo(text), hub_token(token)) or ""
+
+
+def hub_token(token: str | None = None) -> str | None:
+    """The Hub token to use: `token`, else HF_TOKEN or the saved login (huggingface_hub's
+    `get_token`); None when there is none. Why not `get_token` alone: it takes only a missing
+    token file for "not logged in", so where HOME (or HF_HOME) is a file, not a folder (a service
+    account's HOME=/dev/null), reading `<home>/.cache/huggingface/token` raised
+    NotADirectoryError and publish stopped with a traceback. No file can exist under a file, so
+    that is "not logged in" too; a token path that exists but cannot be read (a folder, no
+    permission) is one line naming it, since a login the user made would otherwise be ignored."""
+    if token:
+        return token
+    from huggingface_hub import constants, get_token
+
+    try:
+        return get_token()
+    except NotADirectoryError:
+        return None
+    except OSError as err:
+        raise UserError(f"cannot read the saved Hub token {constants.HF_TOKEN_PATH}: {err.strerror}; "
+                        "set HF_TOKEN, or log in again with `hf auth login`") from None
 
 
 def _without_token(plan: PublishPlan, token: str | None) -> PublishPlan:

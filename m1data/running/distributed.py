@@ -14,7 +14,10 @@ lineage and Hub folder, so a run started on one executor resumes on the other.
   The blocks' kept rows and dropped rows are concatenated in the
   original order, their statistics merged by the stage's ``merge_stats`` (part of the Stage
   contract; counts summed by default) and their transient failures summed, so one incomplete
-  block leaves the stage incomplete and the build stops as it does locally.
+  block leaves the stage incomplete and the build stops as it does locally. A block that stops
+  with an m1data error (a refused key, a stage's check) stops the stage at once: Ray Data's
+  execution is shut down, so no other block starts and the running ones are cancelled (what
+  they had been answered is in the reply cache).
 - Per-source loading runs one Ray task per source (``parallel_map``).
 - Fuzzy dedup and decontamination run their length bands as Ray tasks (``band_runner``): the
   same ``BandJob.match`` the local matcher calls, survivors verified with rapidfuzz on the
@@ -33,6 +36,7 @@ for; without it the ray executor is a one-line error.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import math
@@ -216,19 +220,36 @@ class RayExecutor:
         else:
             work = {"fn": _run_block, "fn_args": (uuid.uuid4().hex, *args),
                     "compute": ray.data.TaskPoolStrategy(size=workers)}
-        packed = ray.data.from_arrow(blocks).map_batches(
+        results = ray.data.from_arrow(blocks).map_batches(
             **work,
             batch_size=block,
             batch_format="pyarrow",
             num_cpus=1,
             num_gpus=self.config.gpus_per_worker or None,
-        ).take_all()
-        packed.sort(key=lambda record: record[POSITION])
-        parts = [pickle.loads(record["result"]) for record in packed]
-        stopped = next((part for part in parts if isinstance(part, M1DataError)), None)
-        if stopped is not None:
-            raise stopped
-        return merge_results(stage, parts)
+        )
+        return merge_results(stage, _parts_or_first_error(results))
+
+
+def _parts_or_first_error(results: Any) -> list[Any]:
+    """The blocks' results in block order, read as each block finishes; the first m1data error a
+    block returns (`_StageWorker`) is raised at once. Why as they finish, not `take_all`: a
+    block's error came to the driver only once every block had run, so the workers that had not
+    failed themselves ran their blocks to the end, and started new ones, after the stage had
+    already failed (a refused key or a teacher without reasoning paid for in every block).
+    Leaving Ray Data's iterator early is the engine's own stop: it shuts the execution down,
+    starts no other block, and cancels the blocks running (their answered replies are in the
+    cache already; calls on the wire at that moment are lost, as on Ctrl-C)."""
+    records = []
+    batches = iter(results.iter_batches(batch_size=None, batch_format="pyarrow"))  # blocks as they finish
+    with contextlib.closing(batches):  # closed at once, not when the garbage collector gets to it
+        for batch in batches:
+            for record in batch.to_pylist():
+                part = pickle.loads(record["result"])
+                if isinstance(part, M1DataError):
+                    raise part
+                records.append((record[POSITION], part))
+    records.sort(key=lambda record: record[0])
+    return [part for _, part in records]
 
 
 def _results(refs: list[Any]) -> list[Any]:
@@ -278,8 +299,9 @@ class _StageWorker:
     ``run_stage`` raises it on the driver as itself: the local runner's one line and exit code 2.
     Why: raised here, Ray Data wrapped it in a UserCodeException whose cause does not survive the
     trip to the driver, logged the worker's traceback, and the command line printed it as an
-    internal error and exited 1. The worker then returns that error for its later blocks of the
-    stage without running them, so a refused key costs one block per worker, not every block."""
+    internal error and exited 1. The driver raises it as soon as the block returns it, which stops
+    Ray Data's execution (`_parts_or_first_error`); a block already handed to this worker returns
+    the same error without running."""
 
     def __init__(self, stage: Any, features: Any, ctx: Any):
         self.stage, self.features, self.ctx = stage, features, ctx

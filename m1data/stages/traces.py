@@ -406,9 +406,11 @@ def question_id(row_id: str) -> str:
 
 def fold_preflight(stats: RunStats, sample: RunStats, reused: int) -> None:
     """The preflight's `reused` answers were paid in the sample and read back from the cache by
-    the main run: count them in `stats` as sent, which they were, not as cached. (A transient
-    failure in the sample is sent again by the main run and carries no usage.)"""
-    stats.sent += sample.sent
+    the main run: count them in `stats` as sent, which they were, not as cached. A request whose
+    sample call failed transiently is sent again by the main run, which counts it: only its
+    calls are added (`attempts`, so they show as retries), else it was counted as sent twice and
+    a stage reported more requests sent than it had (the sample's `sent` holds both kinds)."""
+    stats.sent += reused
     stats.cached -= min(reused, stats.cached)
     stats.attempts += sample.attempts
     stats.prompt_tokens_sent += sample.prompt_tokens_sent

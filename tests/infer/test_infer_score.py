@@ -7,6 +7,8 @@ import re
 
 import datasets
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from m1data.infer.budget import ANSWER_AFTER_BUDGET, ANSWER_AFTER_STOP, BudgetConfig
 from m1data.infer.score import load_rows, run_infer
 from m1data.infer.sweep import load_points, plot_sweep, run_sweep
@@ -142,6 +144,47 @@ def test_plot_sweep_several_models(tmp_path):
         for b in (512, 1024, 2048)
     ]
     assert [p.name for p in plot_sweep(points, tmp_path)] == ["accuracy_vs_budget.png"]
+
+
+def _grid(budgets: int, rounds: int) -> list[dict]:
+    """Sweep points of one model over `budgets` budgets and `rounds` forcing rounds."""
+    return [{"label": "m", "budget": 512 * 2 ** b, "forcing_rounds": r, "accuracy": {"x": 0.5, "average": 0.5}}
+            for b in range(budgets) for r in range(rounds)]
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from([1, 2]), st.sampled_from([1, 2])), min_size=2, max_size=3))
+def test_a_plot_folder_holds_exactly_the_figures_of_its_last_plot(tmp_path_factory, grids):
+    """A folder plotted again kept an earlier plot's figure for an axis the new points do not
+    vary, as if it belonged to them. Now the figures are those of the last plot, beside the
+    user's own files, which are never touched."""
+    out = tmp_path_factory.mktemp("plots")
+    mine = {"accuracy_vs_budget (my copy).png": b"mine", "notes.txt": b"notes"}
+    for name, content in mine.items():
+        (out / name).write_bytes(content)
+    for budgets, rounds in grids:
+        written = {p.name for p in plot_sweep(_grid(budgets, rounds), out)}
+        assert written == {name for name, varies in (("accuracy_vs_budget.png", budgets > 1),
+                                                     ("accuracy_vs_forcing_rounds.png", rounds > 1)) if varies}
+        assert {p.name for p in out.iterdir()} == set(mine) | written | ({"figures.json"} if written else set())
+        assert all((out / name).read_bytes() == content for name, content in mine.items())
+
+
+def test_a_figure_an_older_plot_named_otherwise_is_removed_and_a_manifest_never_reaches_outside(tmp_path):
+    """A figure listed by an earlier plot under a name this one does not write (another version's)
+    is removed; a manifest edited to name a file outside the folder is not followed."""
+    out = tmp_path / "plots"
+    plot_sweep(_grid(2, 2), out)
+    (out / "accuracy_vs_budget.png").rename(out / "figure1.png")  # what another version would have called it
+    outside = tmp_path / "keep.png"
+    outside.write_bytes(b"keep")
+    listed = json.loads((out / "figures.json").read_text())
+    listed["figures"] += ["figure1.png", "../keep.png", str(outside)]
+    (out / "figures.json").write_text(json.dumps(listed))
+    plot_sweep(_grid(2, 1), out)
+    assert sorted(p.name for p in out.iterdir()) == ["accuracy_vs_budget.png", "figures.json"]
+    assert outside.read_bytes() == b"keep"
+    assert json.loads((out / "figures.json").read_text())["figures"] == ["accuracy_vs_budget.png"]
 
 
 def _two_models(x_values, axis):
@@ -289,7 +332,7 @@ def test_a_plot_killed_mid_write_keeps_the_previous_figure(tmp_path, eval_sets):
     assert killed_writing("no-such-file", [*command, tmp_path / "fresh"]).returncode == 0
     after = (plots / "accuracy_vs_budget.png").read_bytes()
     assert after != before and after == (tmp_path / "fresh" / "accuracy_vs_budget.png").read_bytes()
-    assert [p.name for p in plots.iterdir()] == ["accuracy_vs_budget.png"]
+    assert sorted(p.name for p in plots.iterdir()) == ["accuracy_vs_budget.png", "figures.json"]
 
 
 def test_a_plot_renames_its_figures_only_holding_the_folder(tmp_path, eval_sets):
@@ -307,9 +350,12 @@ def test_a_plot_renames_its_figures_only_holding_the_folder(tmp_path, eval_sets)
     command = ["infer", "plot", tmp_path / "sweep", "--label", "m1-7B-1K", "--out"]
     names, plotted = renaming_while_held([*command, plots], plots, partials=2)
     assert plotted.returncode == 0, plotted.stderr
-    assert len(names) == 4 and set(before) < set(names)
+    assert len(names) == 5 and set(before) < set(names)  # the figures, their list, and two partials
     assert killed_writing("no-such-file", [*command, tmp_path / "fresh"]).returncode == 0
-    assert sorted(before) == ["accuracy_vs_budget.png", "accuracy_vs_forcing_rounds.png"]
+    assert sorted(before) == ["accuracy_vs_budget.png", "accuracy_vs_forcing_rounds.png", "figures.json"]
     for name, old in before.items():
+        if name == "figures.json":  # the same two names, listed again
+            assert (plots / name).read_bytes() == old
+            continue
         assert (plots / name).read_bytes() == (tmp_path / "fresh" / name).read_bytes() != old
 

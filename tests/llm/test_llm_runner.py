@@ -178,6 +178,32 @@ def test_a_fatal_stop_caches_the_replies_in_flight_and_the_rerun_does_not_resend
     assert sorted(sends.values()) == [1] * 39 + [2]  # only q3 went twice
 
 
+
+@pytest.mark.parametrize("tries", [1, 2])
+def test_a_fatal_stop_waits_for_the_calls_in_flight_only_not_for_backoffs(llm_server, engine, cache, tries):
+    """Measured: the requests told to come back in 30 s (Retry-After) are waiting, not on the
+    wire, so the 401 stops the run without waiting them out; the one reply on the wire (q1, 1 s)
+    is waited for and cached, as it is billed. Both runners: one call per question, and tries."""
+    from m1data.llm.attempts import complete_tries, stats_by_attempt
+
+    def handler(req: Received) -> Response:
+        if req.text == "q1":
+            return slow(1.0, echo(req))
+        return slow(0.3, error(401, "invalid key")) if req.text == "q0" else error(503, "overloaded", retry_after=30)
+
+    llm_server.handler = handler
+    requests = [ask(f"q{i}") for i in range(12)]
+    started = time.monotonic()
+    with pytest.raises(EndpointError, match="http_401"):
+        if tries == 1:
+            run(engine, requests, cache, concurrency=4, retry=RetryPolicy(max_attempts=3, max_delay=60))
+        else:
+            complete_tries(engine, requests, cache, attempts=tries, again=lambda i, r: False,
+                           by_attempt=stats_by_attempt(tries), concurrency=4, progress=False,
+                           retry=RetryPolicy(max_attempts=3, max_delay=60))
+    assert 1.0 <= time.monotonic() - started < 10
+    assert cache.status_counts() == {"ok": 1}  # q1's reply, paid for: kept
+
 def test_a_moderation_403_is_one_rows_outcome_not_a_stop(llm_server, engine, cache):
     def handler(req: Received) -> Response:
         if req.text == "q7":

@@ -113,6 +113,40 @@ def test_ctrl_c_and_sigterm_stop_the_server(tmp_path):
         assert _gone(server_pid), f"server outlived its parent after {sig.name}"
 
 
+@needs_server
+def test_the_ready_file_is_on_disk_before_it_is_renamed_into_place(tmp_path):
+    """The handshake is fsynced under its temporary name, then renamed, then the folder fsynced
+    (`write_atomic`), as every file m1data writes; it was renamed unsynced. The real
+    `python -m m1data.llm.serve` runs, with os.fsync wrapped to report the file it syncs."""
+    ready = tmp_path / "server.ready"
+    script = textwrap.dedent(f"""
+        import os, sys
+        real = os.fsync
+        def reporting(fd):
+            print("fsync", os.readlink(f"/proc/self/fd/{{fd}}"), file=sys.stderr, flush=True)
+            return real(fd)
+        os.fsync = reporting
+        from m1data.llm.serve import main
+        main(sys.argv[1:])
+    """)
+    command = [sys.executable, "-c", script, "--model", str(find_embedded_model()), "--ctx-size", "512",
+               "--ready-file", str(ready)]
+    with open(tmp_path / "stderr", "w") as stderr:
+        child = subprocess.Popen(command, stderr=stderr)
+        try:
+            deadline = time.monotonic() + 120
+            while not ready.exists() and child.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            handshake = json.loads(ready.read_text())
+        finally:
+            child.terminate()
+            child.wait(timeout=30)
+    assert handshake["pid"] == child.pid and handshake["url"].startswith("http://127.0.0.1:")
+    synced = [line.split(" ", 1)[1] for line in (tmp_path / "stderr").read_text().splitlines()
+              if line.startswith("fsync ")]
+    assert synced == [str(tmp_path / f".server.ready.{child.pid}.tmp"), str(tmp_path)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["server.ready", "stderr"]  # no temporary file left
+
 def test_the_child_caps_openmp_spinning_unless_the_user_set_it(monkeypatch):
     """Two spinning threads on a busy 2-core machine were 5x slower than one (README, "Threads")."""
     monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)

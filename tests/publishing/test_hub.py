@@ -1030,3 +1030,53 @@ def test_a_short_key_inside_a_word_a_placeholder_or_three_characters_do_not_stop
     api = FakeHfApi(tmp_path, [], None)
     publish(folder, "org/m1", api=api, token="hf_unrelated_token_0123456789abcdef")
     assert len(api.named("create_commit")) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# The saved login: huggingface_hub's `get_token` takes only a missing token file for "not logged
+# in"; where HOME is a file (HOME=/dev/null for a service account) reading <home>/.cache/... raised
+# NotADirectoryError out of publish, a traceback.
+
+
+@pytest.fixture
+def token_path(tmp_path, monkeypatch):
+    """Points huggingface_hub's saved-login path at `tmp_path / <given>`; HF_TOKEN unset."""
+    import huggingface_hub.constants
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+
+    def point_at(relative: str) -> Path:
+        path = tmp_path / relative
+        monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(path))
+        return path
+
+    return point_at
+
+
+def test_a_home_that_is_a_file_means_no_saved_login(tmp_path, m1k_folder, token_path, monkeypatch):
+    import huggingface_hub.constants
+
+    (tmp_path / "home").write_text("")
+    token_path("home/.cache/huggingface/token")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # the real HfApi, no network
+    plan = publish(m1k_folder, "org/m1", dry_run=True)
+    assert "offline" in plan.remote_error
+    with pytest.raises(UserError, match="the Hub refused org/m1: .*offline"):
+        publish(m1k_folder, "org/m1")
+
+
+def test_a_saved_login_that_cannot_be_read_is_one_line_naming_it(m1k_folder, token_path):
+    path = token_path("hf/token")
+    path.mkdir(parents=True)  # something is there, but not a token m1data could read
+    with pytest.raises(UserError, match=f"cannot read the saved Hub token {re.escape(str(path))}: Is a directory"):
+        publish(m1k_folder, "org/m1", dry_run=True, api=RefusingHfApi())
+
+
+def test_a_saved_login_is_still_used(tmp_path, m1k_folder, token_path):
+    token_path("hf/token").parent.mkdir()
+    (tmp_path / "hf" / "token").write_text(SENTINEL)
+    card = m1k_folder / "README.md"
+    card.write_text(card.read_text(encoding="utf-8") + f"\ntoken: {SENTINEL}\n")
+    with pytest.raises(UserError, match="contains your Hub token"):
+        publish(m1k_folder, "org/m1", api=FakeHfApi(tmp_path, [], None))

@@ -803,3 +803,55 @@ def test_a_stage_error_in_a_ray_data_task_is_the_local_one_line_error(ray_cluste
             run()
         raised.append((type(caught.value), str(caught.value)))
     assert raised[0] == raised[1] and raised[0][0] is error and "\n" not in raised[0][1]
+
+
+
+class FailsFirstBlock(Stage):
+    """Row-parallel: the block holding `first` stops with a UserError after `fails_after`
+    seconds (the other worker is running a block by then); every other block writes its first
+    row's id to `log` when it starts and again when it ends, `seconds` later."""
+
+    name = "fails_first_block"
+    row_parallel = True
+
+    def __init__(self, first: str, log: Path, fails_after: float, seconds: float):
+        self.config, self.first, self.log = None, first, log
+        self.fails_after, self.seconds = fails_after, seconds
+
+    def run(self, rows, ctx):
+        import time
+
+        from m1data.errors import UserError
+
+        if self.first in rows["id"]:
+            time.sleep(self.fails_after)
+            raise UserError("the first block's rows are wrong")
+        with self.log.open("a") as f:
+            f.write(f"started {rows['id'][0]}\n")
+        time.sleep(self.seconds)
+        with self.log.open("a") as f:
+            f.write(f"finished {rows['id'][0]}\n")
+        return StageResult(rows=rows)
+
+
+def test_a_block_that_fails_stops_the_stage_without_waiting_for_the_other_blocks(ray_cluster, tmp_path):
+    """A block's error reached the driver only once every block had run (`take_all`): the
+    worker that had not failed itself ran its block to the end (30 s here) after the stage had
+    already failed, and took new ones. The error is now raised as its block returns it, and Ray
+    Data stops: no other block ends, and none starts but those handed out by then (2 workers)."""
+    import time
+
+    import ray
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[FailsFirstBlock.__module__])  # workers cannot import tests
+    rows = LoadSources(LoadConfig()).run(None, None).rows.select(range(8))
+    log = tmp_path / "blocks.log"
+    stage = FailsFirstBlock(rows["id"][0], log, fails_after=6, seconds=30)
+    executor = RayExecutor(ExecutorConfig(kind="ray", rows_per_block=1))
+    started = time.monotonic()
+    with pytest.raises(M1DataError, match="the first block's rows are wrong"):
+        executor.run_stage(stage, rows, RunContext(tmp_path, tmp_path))
+    assert time.monotonic() - started < 20
+    lines = log.read_text(encoding="utf-8").splitlines() if log.exists() else []
+    assert not [line for line in lines if line.startswith("finished")], lines
+    assert len(lines) <= 2, lines  # the block running beside the failing one, and one handed out as it failed

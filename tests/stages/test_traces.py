@@ -538,3 +538,25 @@ def test_a_server_that_echoes_the_key_gets_it_into_no_file_and_no_output(llm_ser
     assert len(read_rows(tmp_path / "out.jsonl")) > 0 and len(read_rows(tmp_path / "out.dropped.jsonl")) > 0
     out, err = capfd.readouterr()
     assert leaked(key, tmp_path, shown + out + err) == []  # ...and came back into nothing written or shown
+
+
+def test_a_preflight_call_that_failed_transiently_is_counted_as_sent_once(llm_server, tmp_path, secret_env):
+    """t0, in the preflight sample, fails with a 503 on every one of its 3 tries there and is
+    answered when the main run sends it again: one request sent (with 3 retries), not two."""
+    failed = {"t0": 0}
+
+    def first_tries_overloaded(req: Received) -> Response:
+        row = BY_PROMPT[req.text.split("\n", 1)[1]]
+        if row["id"] == "t0" and failed["t0"] < 3:
+            failed["t0"] += 1
+            return error(503, "overloaded", retry_after=0.01)
+        return teacher(req)
+
+    llm_server.handler = first_tries_overloaded
+    result = TeacherTraces(config(llm_server, tmp_path)).run(ROWS, None)
+    stats = result.stats
+    assert "t0" in result.rows["id"] and stats["preflight"]["sent"] == 3 and stats["preflight"]["reused"] == 2
+    assert llm_server.count() == 14  # t0 4 times, the "down" row 3 times, the other 7 once
+    assert (stats["sent"], stats["cached"]) == (len(ROWS), 0)  # every request went out once; none was cached before
+    assert stats["retries"] == 14 - len(ROWS)
+    assert (stats["by_attempt"]["1"]["sent"], stats["by_attempt"]["1"]["cached"]) == (len(ROWS), 0)
