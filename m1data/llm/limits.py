@@ -24,8 +24,8 @@ a little while it stays low, so the client settles just under the limit; a run s
 half-second ramp, so its whole concurrency does not meet an unknown limit at once. Everyone
 pauses only when the provider refuses every request in flight, for half a second at least
 (RateLimiter).
-The configured rpm/tpm stay ceilings: rpm in every 60 s (RateLimiter), tpm over time, with a
-burst of `burst_seconds` worth.
+The configured rpm/tpm stay ceilings in every 60 s (RateLimiter: a provider counts them per
+minute); within the minute their buckets spread the load, with a burst of `burst_seconds` worth.
 
 Why 429s with a Retry-After have their own allowance (``RetryPolicy.max_rate_limited``): they
 are the provider pacing the run, not a fault of the request, and counted as failures they gave
@@ -198,6 +198,57 @@ class TokenBucket:
     def give_back(self, amount: float) -> None:
         self._refill()
         self.level = min(self.capacity, self.level + amount)
+
+
+class MinuteWindow:
+    """What was booked in the last 60 s, held to ``limit``: a bucket's burst on top of a minute's
+    refill lets ``limit`` + burst through in one minute (RateLimiter). Entries can be corrected
+    after the fact (``adjust``): a reply reports what its request really used. An amount larger
+    than ``limit`` goes once the window is empty, so huge requests still pass."""
+
+    def __init__(self, limit: float, clock: Callable[[], float] = time.monotonic, seconds: float = 60.0):
+        self.limit, self.clock, self.seconds = limit, clock, seconds
+        self.entries: deque[list[float]] = deque()  # [time booked, amount], oldest first
+        self.total = 0.0
+
+    def _expire(self) -> float:
+        now = self.clock()
+        while self.entries and self.entries[0][0] <= now - self.seconds:
+            self.total -= self.entries.popleft()[1]
+        if not self.entries:
+            self.total = 0.0  # (no float residue from the sums)
+        return now
+
+    def wait_time(self, amount: float) -> float:
+        """Seconds until `amount` fits in the window (0 if now)."""
+        now = self._expire()
+        excess = self.total + min(amount, self.limit) - self.limit
+        if excess <= 1e-9:
+            return 0.0
+        for when, booked in self.entries:  # the oldest leave first: when has enough left?
+            excess -= booked
+            if excess <= 1e-9:
+                return when + self.seconds - now
+        return self.entries[-1][0] + self.seconds - now  # (not reached: min(amount, limit) fits an empty window)
+
+    def take(self, amount: float) -> list[float]:
+        """Book `amount` now; give what this returns to ``adjust``."""
+        self._expire()
+        entry = [self.clock(), amount]
+        self.entries.append(entry)
+        self.total += amount
+        return entry
+
+    def adjust(self, entry: list[float] | None, delta: float) -> None:
+        """Correct a booking by `delta`. A booking that has left the window takes no refund, and
+        its excess is booked now: it is spent, and the provider counts it (why not dropped)."""
+        now = self._expire()
+        if entry is not None and entry[0] > now - self.seconds:
+            delta = max(delta, -entry[1])
+            entry[1] += delta
+            self.total += delta
+        elif delta > 0:
+            self.take(delta)
 
 
 class AdaptiveRate:
@@ -403,13 +454,15 @@ class RateLimiter:
     adaptive rate learned from 429s (AdaptiveRate), and a shared pause for when the provider
     refuses every request in flight: then nobody should hit it before its Retry-After.
 
-Why rpm has a sliding window beside its bucket: the bucket's burst (``burst_seconds`` worth) on
-top of a minute's refill let a run send rpm + burst in its first minute (700 at rpm=600), and rpm
-is a ceiling a provider counts per minute. The window (the send times of the last rpm requests)
-holds every 60 s to rpm; the bucket still spreads them within the minute. Over a run it costs
-nothing: the bucket's budget builds up while the window holds, and is spent when the first
-minute's burst leaves the window (simulated at rpm=600, the 1,300th request goes at 120 s
-either way; test_rpm_is_a_ceiling_over_every_60_seconds).
+    Why rpm and tpm have a sliding window beside their buckets: a bucket's burst
+    (``burst_seconds`` worth) on top of a minute's refill let a run send rpm + burst in its first
+    minute (700 at rpm=600; likewise tpm + 10 s of tokens), and both are ceilings a provider counts
+    per minute. The windows (the send times of the last rpm requests; the tokens booked in the last
+    60 s, MinuteWindow, corrected by each reply's usage) hold every 60 s to rpm and tpm; the
+    buckets still spread the load within the minute. Over a run it costs nothing: the bucket's
+    budget builds up while the window holds, and is spent when the first minute's burst leaves
+    the window (simulated at rpm=600, the 1,300th request goes at 120 s either way;
+    test_rpm_is_a_ceiling_over_every_60_seconds, test_tpm_is_a_ceiling_over_every_60_seconds).
 
     Why the pause also needs the refusals to go on for ``pause_after`` seconds: against a fast
     provider few requests are in flight (none to one at 100 requests/s and millisecond replies),
@@ -436,6 +489,7 @@ either way; test_rpm_is_a_ceiling_over_every_60_seconds).
         self.requests = TokenBucket(rpm / 60, max(1.0, rpm * burst_seconds / 60), clock) if rpm else None
         self.recent: deque[float] | None = deque(maxlen=max(1, int(rpm))) if rpm else None  # send times
         self.tokens = TokenBucket(tpm / 60, max(1.0, tpm * burst_seconds / 60), clock) if tpm else None
+        self.token_window = MinuteWindow(tpm, clock) if tpm else None
         self.adaptive = AdaptiveRate(clock)
         self.paused_until = 0.0
         self.in_flight = 0
@@ -482,15 +536,18 @@ either way; test_rpm_is_a_ceiling_over_every_60_seconds).
             waits.append(self.recent[0] + 60.0 - self.clock())  # the oldest of the last rpm must be a minute old
         if self.tokens:
             waits.append(self.tokens.wait_time(tokens))
+        if self.token_window:
+            waits.append(self.token_window.wait_time(tokens))
         return max(waits)
 
-    async def acquire(self, tokens: float = 0) -> None:
+    async def acquire(self, tokens: float = 0) -> list[float] | None:
         """Wait until one request of `tokens` estimated tokens fits, then book it. Callers queue
-        on a lock, so the budget goes out in arrival order and nobody starves."""
+        on a lock, so the budget goes out in arrival order and nobody starves. Returns the tpm
+        booking, for ``settle``."""
         if not self.requests and not self.tokens and self.adaptive.bucket is None \
                 and self.adaptive.wait_time() <= 0 and self.paused_until <= self.clock():
             self.adaptive.take()
-            return
+            return None
         async with self._lock:
             while (wait := self._wait_time(tokens)) > 0:
                 await asyncio.sleep(wait)
@@ -501,13 +558,18 @@ either way; test_rpm_is_a_ceiling_over_every_60_seconds).
                 self.recent.append(self.clock())
             if self.tokens:
                 self.tokens.take(tokens)
+            return self.token_window.take(tokens) if self.token_window else None
 
-    def settle(self, booked: float, used: float) -> None:
+    def settle(self, booked: float, used: float, booking: list[float] | None = None) -> None:
         """Give back what a finished request booked but did not use, or charge what it used beyond
         its booking: a reasoning model's thinking is not always bounded by max_tokens
         (deepseek-reasoner reported 20,000 tokens against a booking of 1,010, and the run used
         1.4M tokens a minute against tpm=60,000). The charge may leave the budget in debt, so the
-        next requests wait until the minute's tokens are paid off."""
+        next requests wait until the minute's tokens are paid off. `booking` (what ``acquire``
+        returned) corrects the request's entry in the 60 s window; without it an excess is booked
+        now, and nothing is given back there."""
+        if self.token_window:
+            self.token_window.adjust(booking, used - booked)
         if self.tokens and booked > used:
             self.tokens.give_back(booked - used)
         elif self.tokens and used > booked:

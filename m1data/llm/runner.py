@@ -358,7 +358,7 @@ async def _attempts(
     while True:
         attempt += 1
         async with slots:
-            await limiter.acquire(booked)
+            booking = await limiter.acquire(booked)
             stats.attempts += 1
             ticket = limiter.sent()
             task = asyncio.current_task()
@@ -374,7 +374,7 @@ async def _attempts(
             reply = policy.refuse_long_wait(reply)
             if isinstance(reply, Failed) and reply.fatal:
                 slots.closed = True  # before the slot is given to a waiting call
-        limiter.settle(booked, reply.prompt_tokens + reply.completion_tokens)
+        limiter.settle(booked, reply.prompt_tokens + reply.completion_tokens, booking)
         watch.attempt(reply)
         if not (isinstance(reply, Failed) and reply.retryable) or slots.closed:
             return reply, attempt  # (stopped: a transient failure is recorded as one, sent again next run)
