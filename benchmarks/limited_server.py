@@ -2,6 +2,7 @@
 
     python benchmarks/limited_server.py --rate 100 --burst 20      # token bucket, 429 above it
     python benchmarks/limited_server.py --p429 0.1 --p500 0.05     # random faults
+    python benchmarks/limited_server.py --rate 100 --headers       # and say so: x-ratelimit-*
 
 It serves tests/llm_server.py's ScriptedServer on 127.0.0.1 with one handler: a token bucket of
 ``--rate`` requests/s holding ``--burst`` (429 with Retry-After: 1 when empty), then random 429s
@@ -10,12 +11,17 @@ Prints ``PORT <n>``; then each line ``stats`` on stdin prints one JSON line of c
 500, how many request bodies were answered 200 more than once: paid twice, and the answers and
 429s from SETTLED_AFTER seconds after the first request on: a client's steady state, without
 the start where it has not met the limit yet), and ``reset`` zeroes them.
+
+``--headers``: every answer, 200 or 429, states the bucket as OpenAI does:
+``x-ratelimit-limit-requests`` (its capacity), ``-remaining-requests`` (its level, rounded
+down), ``-reset-requests`` (the time until it is full again, in Go's duration format).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import sys
 import threading
@@ -32,10 +38,11 @@ SETTLED_AFTER = 2.0  # seconds: answers after this also count as "settled" (the 
 
 
 class LimitedHandler:
-    def __init__(self, rate: float, burst: float, p429: float, p500: float, seed: int = 0):
+    def __init__(self, rate: float, burst: float, p429: float, p500: float, seed: int = 0, headers: bool = False):
         self.rate, self.capacity = rate, burst
         self.level, self.updated = burst, time.monotonic()
         self.p429, self.p500 = p429, p500
+        self.headers = headers
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
         self.began = 0.0  # the first request's arrival
@@ -43,6 +50,19 @@ class LimitedHandler:
         self.paid: Counter[str] = Counter()
 
     def __call__(self, req: Received) -> Response:
+        response = self._answer(req)
+        if self.headers and self.rate:
+            response.headers.update(self._stated())
+        return response
+
+    def _stated(self) -> dict[str, str]:
+        with self.lock:
+            level = self.level
+        return {"x-ratelimit-limit-requests": f"{self.capacity:g}",
+                "x-ratelimit-remaining-requests": str(max(0, math.floor(level))),
+                "x-ratelimit-reset-requests": f"{(self.capacity - level) / self.rate * 1000:.3f}ms"}
+
+    def _answer(self, req: Received) -> Response:
         with self.lock:
             now = time.monotonic()
             self.began = self.began or now
@@ -86,8 +106,9 @@ def main() -> None:
     parser.add_argument("--p429", type=float, default=0.0)
     parser.add_argument("--p500", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--headers", action="store_true", help="state the bucket in x-ratelimit-* headers")
     args = parser.parse_args()
-    handler = LimitedHandler(args.rate, args.burst, args.p429, args.p500, args.seed)
+    handler = LimitedHandler(args.rate, args.burst, args.p429, args.p500, args.seed, args.headers)
     server = ScriptedServer(handler, record=False)
     server.start()
     print(f"PORT {server.port}", flush=True)

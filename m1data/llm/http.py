@@ -23,6 +23,8 @@ OpenAI's schema; `<think>...</think>` or gpt-oss's harmony channels inline are s
 
 One call, one attempt. A call that gives no usable answer returns a `limits.Failed` reply saying
 whether a retry makes sense.
+Every reply, a 429's too, carries the rate-limit budgets its headers state (`x-ratelimit-*`,
+`Reply.stated_limits`): the runner paces by them before the provider has to refuse anything.
 
 Secrets: the API key is read from the environment variable named in the config (`api_key_env`),
 or from `OPENAI_API_KEY` when the endpoint is OpenAI's own and no variable is named; never from
@@ -49,7 +51,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from m1data.errors import M1DataError, UserError
-from m1data.llm.limits import Failed, failure, http_failure
+from m1data.llm.limits import Failed, StatedLimits, failure, http_failure, parse_rate_headers
 from m1data.llm.params import OPENAI_PARAMS, check_params, request_body
 from m1data.llm.thinking import split_thinking
 from m1data.llm.types import Reply, Request
@@ -303,16 +305,20 @@ class HTTPEngine:
         if self.key_env and not self._api_key:
             return failure("missing_key", f"environment variable {shown_variable(self.key_env)} is not set", fatal=True)
         try:
-            raw = await asyncio.wait_for(self._post(request), self.config.timeout)
+            raw, stated = await asyncio.wait_for(self._post(request), self.config.timeout)
         except asyncio.TimeoutError:
             return failure("timeout", f"no complete reply within {self.config.timeout:g}s", retryable=True)
         except ReplyTooLarge as exc:
             return failure("too_large", str(exc))
         except Exception as exc:  # noqa: BLE001  (the SDK's errors, mapped below)
             return self._failure(exc)
-        return self._masked(parse_reply(raw, request, mask=self.mask_text))
+        reply = self._masked(parse_reply(raw, request, mask=self.mask_text))
+        reply.stated_limits = stated
+        return reply
 
-    async def _post(self, request: Request) -> bytes:
+    async def _post(self, request: Request) -> tuple[bytes, StatedLimits | None]:
+        """The body of a 200, and the rate-limit budgets its headers state (the rest of the
+        headers are not needed)."""
         client = self.client()
         body = request_body(request)
         kind = request.kind
@@ -322,14 +328,16 @@ class HTTPEngine:
         resource = client.chat.completions if kind == "chat" else client.completions
         create = resource.with_streaming_response.create
         async with create(**arguments, extra_body=extra or None, extra_headers=self.sdk_headers()) as response:
-            return await _read_capped(response, self.config.max_reply_bytes)
+            return await _read_capped(response, self.config.max_reply_bytes), parse_rate_headers(response.headers)
 
     def _failure(self, exc: Exception) -> Failed:
         import openai
 
         if isinstance(exc, openai.APIStatusError):
             body = _error_body(exc)
-            return self._masked(_error_reply(exc.status_code, body, dict(exc.response.headers), mask=self.mask_text))
+            reply = self._masked(_error_reply(exc.status_code, body, dict(exc.response.headers), mask=self.mask_text))
+            reply.stated_limits = parse_rate_headers(exc.response.headers)
+            return reply
         if isinstance(exc, openai.APITimeoutError):
             return failure("timeout", f"no complete reply within {self.config.timeout:g}s", retryable=True)
         if isinstance(exc, openai.APIConnectionError):

@@ -7,8 +7,9 @@ The order of work, and why:
    Truncated, filtered and refused (4xx) outcomes count as answered unless `retry_failed`.
 3. The rest go out with at most `concurrency` in flight (a bounded number of tasks pulling from
    one list, so memory does not grow with the number of requests; a request waiting to be
-   retried gives its slot to another), under the rate limits (the configured rpm/tpm, and a
-   rate learned from the provider's 429s: limits.AdaptiveRate), with retries and backoff for
+   retried gives its slot to another), under the rate limits (the configured rpm/tpm, the
+   budgets the provider states in `x-ratelimit-*` headers: limits.StatedPacing, and a rate
+   learned from its 429s: limits.AdaptiveRate), with retries and backoff for
    transient failures; a 429 delays its own request by its Retry-After. Each outcome is committed to the cache as soon as
    it arrives, so a killed run loses only the requests in flight.
 4. A fatal failure (wrong key, URL or model: 401/403/404; no credit left: 402) stops the run with EndpointError; what
@@ -375,7 +376,7 @@ async def _attempts(
     while True:
         attempt += 1
         async with slots:
-            await limiter.acquire(booked)
+            booking = await limiter.acquire(booked)
             stats.attempts += 1
             ticket = limiter.sent()
             task = asyncio.current_task()
@@ -391,7 +392,7 @@ async def _attempts(
             reply = policy.refuse_long_wait(reply)
             if isinstance(reply, Failed) and reply.fatal:
                 slots.closed = True  # before the slot is given to a waiting call
-        limiter.settle(booked, reply.prompt_tokens + reply.completion_tokens)
+        limiter.settle(booked, reply.prompt_tokens + reply.completion_tokens, booking)
         watch.attempt(reply)
         if not (isinstance(reply, Failed) and reply.retryable) or slots.closed:
             return reply, attempt  # (stopped: a transient failure is recorded as one, sent again next run)

@@ -9,9 +9,12 @@ outcome (see `Reply.status`), which is what lets the cache and the funnel accoun
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from m1data.errors import UserError
+
+if TYPE_CHECKING:
+    from m1data.llm.limits import StatedLimits
 
 Status = Literal["ok", "length", "filtered", "error"]
 
@@ -60,6 +63,9 @@ class Reply:
     model: str | None = None
     """The model the server says answered (the reply's `model` field), which may differ from the
     alias asked for (`deepseek-reasoner` -> a dated release); None when the server did not say."""
+    stated_limits: StatedLimits | None = field(default=None, compare=False, repr=False)
+    """The rate-limit budgets the server stated with this reply (`x-ratelimit-*` headers), for the
+    runner's pacing (m1data.llm.limits); never cached or recorded."""
 
 
 class Engine(Protocol):

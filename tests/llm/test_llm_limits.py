@@ -6,9 +6,10 @@ import asyncio
 import email.utils
 import random
 import time
+import unittest.mock
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from m1data.llm.limits import RateLimiter, RetryPolicy, TokenBucket, http_failure, parse_retry_after
@@ -129,6 +130,51 @@ def test_rpm_is_a_ceiling_over_every_60_seconds(monkeypatch):
     assert max(sum(1 for t in times[i:] if t < times[i] + 60) for i in range(len(times))) <= 600
     assert sum(1 for t in times if t < start + 60) == 600  # the bucket alone let 700 go in the first minute
     assert times[-1] - start == pytest.approx(120, abs=0.5)  # and the run is no slower: as with the bucket alone
+
+
+def _send_on_a_fake_clock(limiter, clock, bookings, used):
+    """Acquire each booking in turn (asyncio.sleep moves `clock`), settle it at once with its
+    `used` tokens; returns the send times."""
+
+    async def sleep(seconds: float) -> None:
+        clock.now += max(seconds, 1e-6)
+
+    async def send() -> list[float]:
+        times = []
+        for booked, spent in zip(bookings, used, strict=True):
+            booking = await limiter.acquire(booked)
+            times.append(clock.now)
+            limiter.settle(booked, spent, booking)
+        return times
+
+    with unittest.mock.patch.object(asyncio, "sleep", sleep):
+        return asyncio.run(send())
+
+
+def test_tpm_is_a_ceiling_over_every_60_seconds():
+    clock = FakeClock()
+    limiter = RateLimiter(tpm=6000, clock=clock)  # 100 tokens/s, a 10 s burst of 1,000
+    limiter.adaptive.start_rate = None
+    times = _send_on_a_fake_clock(limiter, clock, [100] * 130, [100] * 130)
+    assert sum(100 for t in times if t < times[0] + 60) == 6000  # the bucket alone let 6,900 go
+    assert times[-1] - times[0] == pytest.approx(120, abs=0.5)  # and the run is no slower
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    bookings=st.lists(st.integers(50, 3000), min_size=1, max_size=120),
+    shares=st.lists(st.floats(0.9, 1), min_size=120, max_size=120),  # (using less makes it easy)
+)
+def test_tokens_used_in_any_60_seconds_stay_under_tpm(bookings, shares):
+    """Whatever the requests book and then use (no more than booked): in every 60 s from a send
+    on, what those sends used stays within tpm."""
+    clock = FakeClock()
+    limiter = RateLimiter(tpm=6000, clock=clock)
+    limiter.adaptive.start_rate = None
+    used = [int(b * share) for b, share in zip(bookings, shares)]
+    times = _send_on_a_fake_clock(limiter, clock, bookings, used)
+    for i, start in enumerate(times):
+        assert sum(u for t, u in zip(times[i:], used[i:]) if t < start + 60) <= 6000
 
 
 def test_pause_delays_everyone():
