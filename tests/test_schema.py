@@ -137,9 +137,17 @@ def test_column_values_are_the_rows_values_in_their_order(rows, view, seed):
         ds = ds.select([i for i in range(len(ds)) if (i + seed) % 3 != 0][::-1])
     if view == "filtered":
         ds = ds.filter(lambda row: len(row["id"]) % 2 == seed % 2)
-    if view == "sliced":
-        ds = ds.select(range(min(seed, len(ds)), len(ds)))
+    if view == "sliced" and seed < len(ds):  # (datasets refuses an empty slice that starts at the end)
+        ds = ds.select(range(seed, len(ds)))
     for name in ds.column_names:
         expected = [ds[i][name] for i in range(len(ds))]
         assert column_values(ds, name) == expected, (view, name)
         assert len(column_array(ds, name)) == len(ds)
+
+
+def test_column_values_reads_a_batch_as_it_is():
+    """A stage's per-batch helpers are also handed plain dicts of lists (``map(batched=True)``,
+    Ray Data batches, the tests' own rows): those are read as they are."""
+    from m1data.schema import column_values
+
+    assert column_values({"prompt": ["a", "b"], "id": [1, 2]}, "prompt") == ["a", "b"]
