@@ -1,8 +1,11 @@
+import functools
 from collections import Counter
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from conftest import SHARED_DATA
 
 from m1data.errors import UserError
 from m1data.schema import LETTERS, RowError, as_dataset, content_id, make_row, render_prompt
@@ -151,3 +154,49 @@ def test_column_values_reads_a_batch_as_it_is():
     from m1data.schema import column_values
 
     assert column_values({"prompt": ["a", "b"], "id": [1, 2]}, "prompt") == ["a", "b"]
+
+
+@functools.lru_cache(maxsize=1)
+def _real_rows():
+    """MedQA's real test questions from ../shared/data, loaded as a source (every column of a row)."""
+    from m1data.reading.sources import load_source
+
+    return load_source("medqa", SHARED_DATA / "raw/medqa/4_options_phrases_no_exclude_test.jsonl").rows
+
+
+@settings(max_examples=15, deadline=None)
+@given(view=st.sampled_from(["as is", "shuffled", "selected", "filtered", "shuffled then selected", "none"]),
+       seed=st.integers(0, 50), arrow=st.booleans())
+def test_flattened_is_flatten_indices_and_writes_the_same_file(view, seed, arrow, tmp_path_factory):
+    """`flattened` (one Arrow take) gives what datasets' `flatten_indices` gives, for every view a
+    stage hands on, on real rows: the same table, features and format; and a selection written
+    after it is the file `to_parquet` wrote of the selection itself: the same rows, schema
+    (datasets' features in its metadata) and row groups (the bytes differ: Arrow lays out the
+    pages of a gathered table otherwise)."""
+    import pyarrow.parquet as pq
+
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present")
+    from m1data.schema import flattened
+
+    ds = _real_rows()
+    if view in ("shuffled", "shuffled then selected"):
+        ds = ds.shuffle(seed=seed)
+    if view in ("selected", "shuffled then selected"):
+        ds = ds.select([i for i in range(len(ds)) if (i + seed) % 3 != 0][::-1])
+    if view == "filtered":
+        ds = ds.filter(lambda row: len(row["question"]) % 2 == seed % 2)
+    if view == "none":
+        ds = ds.select([])
+    if arrow:
+        ds = ds.with_format("arrow", columns=["id", "prompt"])
+    flat, expected = flattened(ds), ds.flatten_indices(keep_in_memory=True)
+    assert flat._indices is None
+    assert flat.data.table.equals(expected.data.table)
+    assert flat.features == expected.features and flat.format == expected.format and flat.split == expected.split
+    folder = tmp_path_factory.mktemp("flat")
+    ds.to_parquet(str(folder / "as_is.parquet"))
+    flat.to_parquet(str(folder / "flattened.parquet"))
+    before, after = pq.ParquetFile(folder / "as_is.parquet"), pq.ParquetFile(folder / "flattened.parquet")
+    assert after.read().equals(before.read(), check_metadata=True)  # the rows, and datasets' features
+    assert after.metadata.num_row_groups == before.metadata.num_row_groups

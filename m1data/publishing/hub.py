@@ -69,6 +69,7 @@ from m1data.publishing.cardmeta import (
     split_glob,
 )
 from m1data.reading.readers import other_process_alive
+from m1data.schema import flattened
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ def _write_shards(root: Path, configs: Configs, max_shard_bytes: int) -> dict[st
             count = shard_count(ds, max_shard_bytes)
             for index in range(count):
                 path = config_dir / shard_name(split, index, count)
-                ds.shard(num_shards=count, index=index, contiguous=True).to_parquet(str(path))
+                flattened(ds.shard(num_shards=count, index=index, contiguous=True)).to_parquet(str(path))
                 written[name] += path.stat().st_size
     return written
 

@@ -46,6 +46,7 @@ from m1data.schema import (
     column_values,
     content_id,
     dropped_record,
+    flattened,
     make_row,
     render_prompt,
     rows_to_dataset,
@@ -764,9 +765,9 @@ def _stage_file(ds: datasets.Dataset, out: Path) -> Path:
     tmp = _temporary_name(out)
     try:
         if out.suffix == ".parquet":
-            ds.to_parquet(str(tmp))
+            flattened(ds).to_parquet(str(tmp))  # a selection written as it is is slow (`flattened`)
         else:
-            ds.to_json(str(tmp), lines=True, force_ascii=False)
+            flattened(ds).to_json(str(tmp), lines=True, force_ascii=False)
         with tmp.open("rb") as handle:
             os.fsync(handle.fileno())
     except BaseException:

@@ -55,7 +55,7 @@ from m1data.caches import can_write_in
 from m1data.config import ConfigError
 from m1data.errors import M1DataError, UserError
 from m1data.running.pipeline import RunContext, portable, sum_stats
-from m1data.schema import fresh_fingerprint
+from m1data.schema import flattened, fresh_fingerprint
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -207,7 +207,7 @@ class RayExecutor:
 
         ray = require_ray()
 
-        rows = rows.flatten_indices()
+        rows = flattened(rows)
         table = rows.data.table.append_column(POSITION, pa.array(np.arange(len(rows), dtype=np.int64)))
         workers = min(self.parallelism(), len(rows))
         block = self.config.rows_per_block or math.ceil(len(rows) / (4 * workers))

@@ -149,7 +149,8 @@ def lineage(run_dir: str | Path, row_id: str) -> list[dict[str, Any]]:
             history.append({"stage": m["stage"], "status": "kept"})
             continue
         dropped = load_stage_dropped(stage_dir, checked=True)
-        hits = [] if dropped is None else [r for r in dropped if r["id"] == row_id]
+        # the id column read whole, then only its rows (iterating the Dataset formatted every row)
+        hits = [] if dropped is None else [dropped[i] for i, x in enumerate(column_values(dropped, "id")) if x == row_id]
         hit = next((r for r in hits if not r.get(SUPERSEDED)), hits[-1] if hits else None)  # its last word
         if hit is not None:
             detail = {k: v for k, v in hit.items() if k not in ("id", "source", "reason", "metadata")}

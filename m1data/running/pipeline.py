@@ -47,7 +47,7 @@ from m1data.durable import fsync_folder, fsync_tree, write_atomic
 from m1data.errors import M1DataError, UserError, storage_errors
 from m1data.output import datasets_bars_off
 from m1data.redact import scrub, strip_userinfo
-from m1data.schema import column_array, column_values, fresh_fingerprint
+from m1data.schema import column_array, column_values, flattened, fresh_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def in_memory(rows: datasets.Dataset) -> datasets.Dataset:
     and a distributed worker hands its results back pickled."""
     from datasets.table import InMemoryTable
 
-    rows = rows.flatten_indices()
+    rows = flattened(rows)
     return datasets.Dataset(InMemoryTable(rows.data.table), info=rows.info.copy(), split=rows.split,
                             fingerprint=fresh_fingerprint())
 
@@ -275,7 +275,7 @@ def dropped_rows(
     missing = [c for c in ("id", "source") if c not in rows.column_names]
     if missing:
         raise UserError(f"dropped rows need columns {missing}")
-    rows = rows.flatten_indices()  # add_column needs a plain table
+    rows = flattened(rows)  # add_column needs a plain table
     reasons = [reasons] * len(rows) if isinstance(reasons, str) else list(reasons)
     return add_columns(rows, {"reason": (reasons, datasets.Value("string")), **(columns or {})})
 
@@ -794,9 +794,9 @@ def _write_stage(stage_dir: Path, state_dir: Path, result: StageResult, manifest
 def _write_outputs(tmp: Path, result: StageResult, manifest: dict[str, Any]) -> None:
     """A stage's output files in `tmp`, the manifest last, with the digests it checks them by."""
     tmp.mkdir(parents=True)
-    result.rows.to_parquet(str(tmp / "rows.parquet"))
+    flattened(result.rows).to_parquet(str(tmp / "rows.parquet"))  # a selection written as it is: slow
     if result.dropped is not None and len(result.dropped):
-        result.dropped.to_parquet(str(tmp / "dropped.parquet"))
+        flattened(result.dropped).to_parquet(str(tmp / "dropped.parquet"))
     manifest["output_fingerprint"] = file_digest(tmp / "rows.parquet")
     if (tmp / "dropped.parquet").is_file():
         manifest["dropped_fingerprint"] = file_digest(tmp / "dropped.parquet")

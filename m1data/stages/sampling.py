@@ -35,7 +35,7 @@ import polars as pl
 from m1data.errors import UserError
 from m1data.output import datasets_bars_off
 from m1data.running.pipeline import RunContext, Stage, StageResult, check_rows, dropped_rows
-from m1data.schema import as_dataset, column_values, fresh_fingerprint
+from m1data.schema import as_dataset, column_values, flattened, fresh_fingerprint
 
 __all__ = ["PoolTooSmall", "Sample", "SampleConfig", "random_sample", "stratified_sample"]
 
@@ -258,4 +258,4 @@ class Sample(Stage):
         if len(kept) < cfg.n:
             log.warning(f"{self.name}: asked for {cfg.n:,} rows but only {len(rows):,} reached this stage; "
                         f"took all {len(kept):,}")
-        return StageResult(rows=kept.flatten_indices(), dropped=dropped, stats=stats)
+        return StageResult(rows=flattened(kept), dropped=dropped, stats=stats)

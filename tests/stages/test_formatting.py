@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import datasets
 import pytest
+from conftest import SHARED_DATA
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from m1data.schema import column_values
 
 from m1data.stages.formatting import (
     QWEN25_CHAT_TEMPLATE,
@@ -165,3 +170,56 @@ def test_hub_configs_of_rows_without_traces_has_only_the_default():
 
     configs = hub_configs(traced_rows(), "raw")
     assert list(configs) == ["raw"] and "user_prompt" in configs["raw"].column_names
+
+
+def _row_by_row_sft(ds, require_reasoning=True):
+    """What `to_sft` did before it read columns whole: `Dataset.map` over the rows (the reference)."""
+    from m1data.stages.formatting import _row_messages, render_chat
+
+    def add(row):
+        messages = _row_messages(row, "reasoning", "teacher_reply", require_reasoning)
+        return {"messages": messages, "text": render_chat(messages)}
+
+    return ds.map(add)
+
+
+def _row_by_row_view(ds):
+    def split(row):
+        messages = row["messages"]
+        return {"prompt": list(messages[:-1]), "completion": [messages[-1]]}
+
+    return ds.map(split, remove_columns=ds.column_names)
+
+
+@settings(max_examples=8, deadline=None)
+@given(view=st.sampled_from(["as is", "shuffled", "selected"]), seed=st.integers(0, 20),
+       require_reasoning=st.booleans())
+def test_sft_columns_are_those_the_row_by_row_map_gave_on_real_rows(view, seed, require_reasoning):
+    """`to_sft` and the prompt/completion view read and write columns whole: on real rows (MedQA's
+    test questions with made-up traces, some reasoning empty) they give the table, features and
+    column order `Dataset.map` gave row by row, for every view a stage hands on."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present")
+    from m1data.reading.sources import load_source
+    from m1data.stages.formatting import hub_configs
+
+    rows = load_source("medqa", SHARED_DATA / "raw/medqa/4_options_phrases_no_exclude_test.jsonl").rows
+    n = len(rows)
+    rows = rows.add_column("reasoning", [("" if (i + seed) % 7 == 0 and not require_reasoning else f"Think {i}\n")
+                                         for i in range(n)])
+    rows = rows.add_column("teacher_reply", [f"Answer: \\boxed{{{'ABCD'[i % 4]}}}" if i % 2 else f"It is {i}"
+                                             for i in range(n)])
+    if view == "shuffled":
+        rows = rows.shuffle(seed=seed)
+    if view == "selected":
+        rows = rows.select([i for i in range(n) if (i + seed) % 3][::-1])
+    ours, before = to_sft(rows, require_reasoning=require_reasoning), _row_by_row_sft(rows, require_reasoning)
+    assert ours.column_names == before.column_names and ours.features == before.features
+    assert ours.with_format("arrow")[:].equals(before.with_format("arrow")[:])
+    view_ours = hub_configs(ours, "m23k")["m23k-prompt-completion"]
+    view_before = _row_by_row_view(before)
+    assert view_ours.column_names == ["id", "prompt", "completion"]
+    assert view_ours.features["prompt"] == view_before.features["prompt"]
+    assert view_ours.select_columns(["prompt", "completion"]).with_format("arrow")[:].equals(
+        view_before.with_format("arrow")[:])
+    assert column_values(view_ours, "id") == column_values(ours, "id")
