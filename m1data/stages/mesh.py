@@ -51,6 +51,7 @@ from m1data.llm.stages import (
 )
 from m1data.llm.types import Engine, Reply, Request
 from m1data.running.pipeline import RunContext, StageResult
+from m1data.schema import column_values
 
 # The qualifier data lives in qualifiers; re-exported for `from m1data.stages.mesh import ...`.
 from m1data.stages.qualifiers import (
@@ -242,10 +243,10 @@ class MeshTagger(LLMStage):
         return self.config.text_field
 
     def requests(self, endpoint: Endpoint, rows: datasets.Dataset) -> list[Request]:
-        return [build_request(self.config, prompt) for prompt in rows[self.config.text_field]]
+        return [build_request(self.config, prompt) for prompt in column_values(rows, self.config.text_field)]
 
     def process(self, rows: datasets.Dataset, cache: Cache, ctx: RunContext | None) -> StageResult:
-        prompts = list(rows[self.config.text_field])
+        prompts = column_values(rows, self.config.text_field)
         size, run = self.config.chunk_size, RunStats()
         outcomes: list[Outcome] = []
         for start in range(0, len(prompts), size):
