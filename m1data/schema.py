@@ -171,7 +171,7 @@ def as_dataset(data: Any, what: str = "the rows") -> datasets.Dataset:
     if isinstance(data, datasets.Dataset):
         return data
     kind = type(data)
-    frame = kind.__name__ == "DataFrame" and kind.__module__.split(".")[0] in ("pandas", "polars")
+    frame = is_frame(data)
     if not frame and not (isinstance(data, list) and all(isinstance(row, dict) for row in data)):
         raise TypeError(f"{what} must be a datasets.Dataset, a pandas or polars DataFrame or a list of row dicts, "
                         f"got {kind.__name__}")
@@ -185,6 +185,13 @@ def as_dataset(data: Any, what: str = "the rows") -> datasets.Dataset:
         records = data if not frame else data.to_dicts() if hasattr(data, "to_dicts") else data.to_dict("records")
         raise UserError(f"{what}: {_mixed_column(records) or err}; give each column one type "
                           "(all str, say), with None for a missing value") from None
+
+
+def is_frame(value: Any) -> bool:
+    """A pandas or polars DataFrame, told by its type's name and module: neither package is
+    imported to ask (a user who never loads them should not pay for it)."""
+    kind = type(value)
+    return kind.__name__ == "DataFrame" and kind.__module__.split(".")[0] in ("pandas", "polars")
 
 
 def column_array(ds: datasets.Dataset, name: str) -> pa.ChunkedArray:
@@ -271,6 +278,7 @@ __all__ = [
     "dropped_record",
     "flattened",
     "fresh_fingerprint",
+    "is_frame",
     "make_row",
     "render_options",
     "render_prompt",

@@ -21,7 +21,7 @@ from m1data.errors import UserError
 from m1data.output import datasets_bars_off
 from m1data.running.distributed import band_runner
 from m1data.running.pipeline import RunContext, Stage, StageResult, check_texts, dropped_rows
-from m1data.schema import column_values, fresh_fingerprint
+from m1data.schema import as_dataset, column_values, fresh_fingerprint, is_frame
 from m1data.stages.fuzzy import (
     BandRunner,
     ContamMatch,
@@ -103,19 +103,6 @@ def _require_texts(ds: Dataset, column: str | None, id_column: str) -> None:
     check_texts(ds, column or "question", "comparing rows", id_column)  # no question: _stems says what to do
 
 
-def _as_rows(data: Any, what: str) -> Dataset:
-    """Rows as a Dataset, from what a researcher holds (`m1data.schema.as_dataset`, as the
-    samplers take them)."""
-    from m1data.schema import as_dataset
-
-    return as_dataset(data, what)
-
-
-def _is_frame(value: Any) -> bool:
-    kind = type(value)
-    return kind.__name__ == "DataFrame" and kind.__module__.split(".")[0] in ("pandas", "polars")
-
-
 @datasets_bars_off()
 def deduplicate(ds: Dataset, column: str | None = None, threshold: float = 95.0,
                 id_column: str = "id", runner: BandRunner | None = None) -> tuple[Dataset, Dataset]:
@@ -126,7 +113,7 @@ def deduplicate(ds: Dataset, column: str | None = None, threshold: float = 95.0,
     ``runner`` runs the matcher's bands elsewhere (m1data.running.distributed), same removals.
     ``ds`` may also be a pandas or polars DataFrame or a list of row dicts; both results are Datasets.
     """
-    ds = _as_rows(ds, "the rows")
+    ds = as_dataset(ds, "the rows")
     _require_column(ds, column, "the rows")
     _require_texts(ds, column, id_column)
     matches = find_duplicates(column_values(ds, column) if column else match_keys(ds), threshold=threshold, runner=runner)
@@ -157,7 +144,7 @@ def decontaminate(ds: Dataset, evals: Mapping[str, Dataset | Sequence[str]] | Se
     rows, and an eval set, may also be a pandas or polars DataFrame or a list of row dicts
     (``m1data.schema.as_dataset``); both results are Datasets.
     """
-    ds = _as_rows(ds, "the rows")
+    ds = as_dataset(ds, "the rows")
     _require_column(ds, column, "the rows")
     _require_texts(ds, column, id_column)
     items = eval_items(evals, column)
@@ -205,7 +192,7 @@ def eval_items(evals: Mapping[str, Dataset | Sequence[str]] | Sequence[Dataset |
     if isinstance(evals, (str, bytes)):
         raise TypeError("evals must be a mapping or a sequence of eval sets or questions, not a single str; "
                         "pass [question] for one question")
-    if hasattr(evals, "column_names") or _is_frame(evals):  # one set: iterated, it gave rows, not questions
+    if hasattr(evals, "column_names") or is_frame(evals):  # one set: iterated, it gave rows, not questions
         return _eval_from(evals, column, None)
     if isinstance(evals, Mapping):
         for name, value in evals.items():
@@ -260,8 +247,8 @@ def _eval_from(value: Dataset | Sequence[str], column: str | None, name: str | N
     if isinstance(value, str):
         raise TypeError("an eval set must be a Dataset or a sequence of strings, not a str")
     what = f"eval set {name or 'eval'}"
-    if _is_frame(value) or (isinstance(value, list) and value and all(isinstance(row, dict) for row in value)):
-        value = _as_rows(value, what)  # rows, as the training side may be given
+    if is_frame(value) or (isinstance(value, list) and value and all(isinstance(row, dict) for row in value)):
+        value = as_dataset(value, what)  # rows, as the training side may be given
     if hasattr(value, "column_names"):
         keyed = column is None and "options" in value.column_names
         _require_column(value, column, what)
