@@ -367,7 +367,7 @@ def test_bare_eval_questions_are_compared_with_row_stems() -> None:
 #
 # Each corpus is built to sit on the filters' edges: pairs exactly at the Indel bound, pairs that
 # share half their text (the case that made positional signatures quadratic), one long repeated
-# character (histograms with a single huge count, clipped above 65535), strings of length 0-5,
+# character (histograms with a single huge count, clipped above 255), strings of length 0-5,
 # non-Latin-1 text. The verdict is compared with the naive all-pairs loop at thresholds
 # 80/90/95/99/100; test_adversarial_corpora_catch_a_tightened_bound shows the comparison can fail.
 
@@ -438,11 +438,16 @@ def test_adversarial_corpora_catch_a_tightened_bound(monkeypatch) -> None:
 
 
 def test_one_long_repeated_character_beyond_the_count_clip() -> None:
-    """Counts above 65535 are clipped in the histograms; the bound must still hold there."""
+    """Counts above 255 are clipped in the histograms (and group counts too); the bound must
+    still hold there, for huge counts and for counts on either side of the clip."""
     n = 70_000
     rows = ["a" * n, "a" * (n - 2000), "a" * (n - 4000) + "b" * 10, "b" * n, "a" * (n // 2)]
+    rows += ["a" * k + "b" * (600 - k) for k in range(200, 400, 7)]  # counts around the clip
+    rows += ["a b" * k for k in range(100, 160, 3)]
+    evals = [EvalText("eval", str(i), text) for i, text in enumerate(rows[:5] + rows[20:])]
     for t in (90.0, 95.0, 99.0):
         assert find_duplicates(rows, threshold=t) == brute_duplicates(rows, t)
+        assert find_contamination(rows[5:], evals, threshold=t) == brute_contamination(rows[5:], evals, t)
     assert find_duplicates(rows, threshold=95.0)  # some pair really matches
 
 
