@@ -61,8 +61,8 @@ group counts show why (``benchmarks/bench_group_subsets.py --rows 196000``: 2M p
 from the length windows): the median pair is 3.1 times its limit apart (1% of them: 1.8x), but
 texts of the median length (163-170 characters, limit about 18) spread only 1.3-3.2 (one standard
 deviation) along each of the 20 groups. So a match is told from a non-match only by the sum over
-all groups: any cut along one group, or a
-few, keeps nearly every pair, which is what sorting, trees and cells need. The list:
+all groups: any cut along one group, or a few, keeps nearly every pair, and such cuts are what
+sorting, trees and cells make. The list:
 
 - q-gram prefix filtering (with location-based prefixes) kept about 1% of all pairs on real
   prompts, because prefixes must hold 20-40% of each string's q-grams.
