@@ -44,7 +44,10 @@ only change its looks: "The answer is \(\text{C}\)" states C. In a statement or 
 followed by a separator and text (``C. Aortic stenosis``) must agree with that text when the text
 is an option's; if it names another option the verdict is ``multiple_answers``. A letter followed
 by a verdict against it (``A is incorrect``, ``A. Aortic stenosis is not the answer``) names no
-option: the reply rejects it.
+option: the reply rejects it. A slot of letter labels alone names every option it labels, however
+they are joined (``C, D``, ``C and D``, ``(C)(D)``, ``C D``, and capitals run together in option
+order, ``CD``; ``BAD`` is a word): ``multiple_answers``, which ends the search like any verdict,
+so no weaker rule picks one of them. The same letter twice (``(C) C``) is one answer.
 
 Full-width forms, as CJK-trained teachers (DeepSeek-R1, Qwen) write them (``\boxed{（C）}``,
 ``\boxed{Ｃ}``, "Answer：Ｃ．"), are their ASCII forms in another font: they are read as ASCII, and
@@ -94,6 +97,11 @@ _LETTER_LIST = re.compile(
     r"^" + _LETTER_PREFIX + r"\(?([A-Za-z])\)?((?:\s*(?:,|;|&|/|\+|\band\b|\bor\b)\s*\(?[A-Za-z]\)?)+)$"
 )
 _LIST_ITEM = re.compile(r"(?<![A-Za-z])([A-Za-z])(?![A-Za-z])")
+# Two or more letter labels and nothing else, with or without separators: "(C)(D)", "[C] [D]",
+# "C D", "C. D", "C \& D", "(C) C". Bare labels are capitals, so "i.e." or "a b" are no labels.
+_LABEL = r"(?:\([A-Za-z]\)|\[[A-Za-z]\]|[A-Z](?![A-Za-z])[).:]?)"
+_LABEL_RUN = re.compile(r"^" + _LABEL + r"(?:(?:\s|,|;|&|/|\+|\\[&,;]|\band\b|\bor\b)*" + _LABEL + r")+$")
+_LETTER_RUN = re.compile(r"^[A-Z]{2,}$")  # "CD", "ACE": read as letters only in option order
 _EXACT_LETTER = re.compile(r"^" + _LETTER_PREFIX + r"(?:\(([A-Za-z])\)|\[([A-Za-z])\]|([A-Za-z])[).:]?)$")
 # A lower-case letter counts only with a separator and a space ("c. aortic stenosis", "(c) ..."),
 # as reference s.6.2 compares case-insensitively; "a beta blocker" and "i.e. x" are no letters.
@@ -300,6 +308,10 @@ def _read_slot(fragment: str, options: Sequence[str]) -> tuple[int, ...] | None:
     by_text = _text_index(text, options)
     if by_text is not None:
         return (by_text,)
+    run = _letter_run(text)
+    if run is not None:
+        found = {_index(letter, options) for letter in run}
+        return None if None in found else tuple(sorted(found))  # type: ignore[type-var]
     prefixed = _LETTER_THEN_TEXT.match(text)
     if prefixed:
         letter_end = max(prefixed.end(group) for group in (1, 2, 3) if prefixed.group(group))
@@ -310,6 +322,20 @@ def _read_slot(fragment: str, options: Sequence[str]) -> tuple[int, ...] | None:
         if named is None and _rejects_letter(text, letter_end, prefixed.group(4), options[index]):
             return None
         return (index,) if named is None or named == index else tuple(sorted({index, named}))
+    return None
+
+
+def _letter_run(text: str) -> str | None:
+    """The letters of a slot made of letter labels only, two or more: ``(C)(D)``, ``C D``,
+    ``(C) C``, or capitals run together in option order (``CD``, ``ACD``: how multi-select keys
+    are written). A run names every letter in it, so a box of two different letters is two
+    options, not the first (``_LETTER_THEN_TEXT`` read ``(C)(D)`` as C with the text "(D)").
+    Capitals out of order (``BAD``, ``CC``) are a word, not letters. Checked after an option's
+    exact text, so an option spelt like a run is still read as that option."""
+    if _LABEL_RUN.match(text):
+        return "".join(_LIST_ITEM.findall(text)).upper()
+    if _LETTER_RUN.match(text) and list(text) == sorted(set(text)):
+        return text
     return None
 
 

@@ -37,6 +37,8 @@ TARGETS = [
     "Ergosterol synthesis",
 ]
 GLYCOGEN = ["glucose", "glucose-6-phosphate", "fructose-6-phosphate", "glucose-1-phosphate", "UDP-glucose"]
+# Options whose text holds letter labels: naming one by its text chooses it.
+BOTH = ["Ceftriaxone", "Doxycycline", "Both (A) and (B)", "Neither (A) nor (B)"]
 # Options that are themselves negations: naming one chooses it.
 PLACENTA = ["Crosses the placenta", "Does not cross the placenta", "No treatment needed", "None of the above"]
 
@@ -88,6 +90,13 @@ CASES = [
     Case("letter and text disagree", r"\boxed{@B. Aortic stenosis}", HEART, "B,C", "boxed"),
     Case("two letters boxed", r"\boxed{@A, @C}", HEART, "A,C", "boxed"),
     Case("two letters boxed with and", r"\boxed{@B \text{ and } @D}", HEART, "B,D", "boxed"),
+    Case("two paren letters boxed", r"\boxed{(@C)(@D)}", HEART, "C,D", "boxed"),
+    Case("two letters boxed with a space", r"\boxed{@C @D}", HEART, "C,D", "boxed"),
+    Case("two letters boxed with an ampersand", r"\boxed{@C \& @D}", HEART, "C,D", "boxed"),
+    Case("two boxed letters after a statement", "The answer is @C.\n\n\\boxed{(@C)(@D)}", HEART, "C,D", "boxed"),
+    Case("one letter boxed twice", r"\boxed{(@C) @C}", HEART, "C", "boxed"),
+    Case("option text holding letters boxed", r"\boxed{Both (A) and (B)}", BOTH, "C", "boxed"),
+    Case("letter and text holding letters", r"\boxed{(@D) Neither (A) nor (B)}", BOTH, "D", "boxed"),
     Case("box with extra words", r"\boxed{calcific aortic stenosis}", HEART, "C", "similarity"),
     Case("misspelt box", r"\boxed{aortc stenosys}", HEART, "C", "similarity"),
     Case("empty box falls through", r"\boxed{} The answer is @B", HEART, "B", "statement"),
@@ -476,7 +485,7 @@ def test_real_replies_agree_with_mmlu_pro_where_it_read_one_answer(gpt4o_replies
         if extraction.verdict == "multiple_answers":
             several += 1
             assert row["pred"] in extraction.letters
-            assert re.search(r"\([A-J]\) and \([A-J]\)|[A-J] and [A-J]", row["response"].splitlines()[-1])
+            assert re.search(r"\([A-J]\),? and \([A-J]\)|[A-J],? and [A-J]", row["response"].splitlines()[-1])
         else:
             assert extraction.letter == row["pred"], row["response"][-300:]
     assert several < 10
@@ -492,6 +501,8 @@ def test_real_replies_mmlu_pro_missed_are_read_or_truly_unanswered(gpt4o_replies
         last_line = row["response"].strip().splitlines()[-1]
         if extraction.verdict == "no_answer":
             assert re.search(r"(?i)\bnone of\b", last_line), last_line
+        elif extraction.verdict == "multiple_answers":  # "The answer is **G, H, and J**."
+            assert all(re.search(rf"(?<![A-Za-z]){x}(?![A-Za-z])", last_line) for x in extraction.letters), last_line
         else:
             assert extraction.verdict == "answer"
             assert re.search(rf"(?<![A-Za-z]){extraction.letter}(?![A-Za-z])", last_line), last_line
@@ -758,3 +769,53 @@ def test_options_in_full_width_forms_still_equal_their_own_text() -> None:
         assert (extraction.letter, extraction.method) == ("C", "boxed"), reply
         assert extraction.text == last_boxed(reply)
         assert [is_correct(reply, options, k) for k in range(3)] == [False, False, True]
+
+
+# Letter labels as models write them when they hedge between options; "{}" is the letter.
+LABEL_STYLES = ["({})", "[{}]", "{}", "{}.", "{})", "（{}）", "【{}】"]
+LABEL_JOINS = ["", " ", ", ", " and ", ", and ", " & ", r" \& ", "/", " or "]
+LABEL_SLOTS = [r"\boxed{{{}}}", r"\fbox{{{}}}", r"\boxed{{\text{{{}}}}}", "The answer is {}.", "Answer: {}",
+               "Final answer：{}"]
+
+
+def _label(letter: str, data: st.DataObject) -> str:
+    written = data.draw(st.sampled_from([letter, FULL_WIDTH_LETTER[letter]]))
+    return data.draw(st.sampled_from(LABEL_STYLES)).format(written)
+
+
+@settings(max_examples=300, deadline=None)
+@given(options=ANSWER_OPTIONS, data=st.data())
+def test_letter_labels_of_two_options_name_both_and_choose_neither(options: list[str], data: st.DataObject):
+    """``\\boxed{(C)(D)}``, ``\\boxed{C D}``, ``\\boxed{C. D}``, ``\\boxed{CD}``: a slot of letter labels
+    alone names every option it labels, however they are joined, as ``\\boxed{C, D}`` always did.
+    It was read as its first letter, so a teacher hedging between C and D was verified as C. No
+    weaker rule picks one of the two either: a statement before the box naming one of them does
+    not decide."""
+    assume(_no_answer_words(options))
+    i, j = data.draw(st.permutations(range(len(options))))[:2]
+    letters = sorted(string.ascii_uppercase[k] for k in (i, j))
+    if data.draw(st.booleans()):
+        labels = "".join(letters)  # run together, in option order, as multi-select keys are written
+    else:
+        join = data.draw(st.sampled_from(LABEL_JOINS))
+        first, second = letters if not join else data.draw(st.permutations(letters))  # "D" "C" is "DC", a word
+        labels = _label(first, data) + join + _label(second, data)
+    before = data.draw(st.sampled_from(["", "Hmm.\n", "The answer is {}.\n\n", "Answer: ({})\n"]))
+    reply = before.format(data.draw(st.sampled_from(letters))) + data.draw(st.sampled_from(LABEL_SLOTS)).format(labels)
+    extraction = extract_answer(reply, options)
+    assert (extraction.verdict, list(extraction.letters)) == ("multiple_answers", letters), (reply, extraction)
+    assert not any(is_correct(reply, options, k) for k in range(len(options))), reply
+
+
+@settings(max_examples=200, deadline=None)
+@given(options=ANSWER_OPTIONS, data=st.data())
+def test_one_letter_labelled_twice_is_that_answer(options: list[str], data: st.DataObject):
+    """``\\boxed{(C) C}``, ``\\boxed{C, (C)}``: the same option twice is still one answer."""
+    assume(_no_answer_words(options))
+    index = data.draw(st.integers(0, len(options) - 1))
+    letter = string.ascii_uppercase[index]
+    labels = _label(letter, data) + data.draw(st.sampled_from([" ", ", ", " and "])) + _label(letter, data)
+    reply = data.draw(st.sampled_from(LABEL_SLOTS)).format(labels)
+    extraction = extract_answer(reply, options)
+    assert (extraction.verdict, extraction.letter) == ("answer", letter), reply
+    assert [is_correct(reply, options, k) for k in range(len(options))] == [k == index for k in range(len(options))]
