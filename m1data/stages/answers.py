@@ -13,7 +13,9 @@ Precedence: the first rule that reads anything decides, and each rule says why i
 2. ``statement``: the last explicit answer statement ("the answer is X", "Answer: X", "Final
    answer: X", "the correct option is X", "Option X is correct", "I would pick X"). Reasoning
    models that forget the box still say which option they choose; the last statement is their
-   final word (reference: m1 uses the last match).
+   final word (reference: m1 uses the last match). Chinese statements are statements too
+   ("答案是（C）", "正确答案：C", "故选C", "所以选 C。", "答案为C项"; see ``_CJK_STATEMENT``):
+   CJK-trained teachers write them, and the last statement wins whatever its language.
 3. ``answer_line``: a line that is only an answer (``G``, ``(G)``, ``**G. Aortic stenosis**``,
    ``D, F``, an option's exact text) opening or closing the reply. Teachers often answer first and
    explain after, or end with a bare letter. A line inside a list of options (the next or
@@ -52,6 +54,9 @@ so no weaker rule picks one of them. The same letter twice (``(C) C``) is one an
 Full-width forms, as CJK-trained teachers (DeepSeek-R1, Qwen) write them (``\boxed{（C）}``,
 ``\boxed{Ｃ}``, "Answer：Ｃ．"), are their ASCII forms in another font: they are read as ASCII, and
 the lenticular and tortoise-shell brackets ``【C】``, ``〔C〕`` as ``[C]`` (see ``_fold_width``).
+Their Chinese words follow the English ones: 和/或/与 join letters as "and"/"or" do, "C项错误"
+rejects C as "C is incorrect" does (and "答案是C吗？", a question, states nothing), and 不/非/无/错...
+must agree for the fuzzy rule as "not" must.
 """
 
 from __future__ import annotations
@@ -80,8 +85,19 @@ _FONT_OPEN = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mbox)\s*\
 _ANSWER_MARKERS = ("<|im_start|>answer", "</think>")
 _ALL_MARKERS = re.compile(r"<\|im_start\|>(?:think|answer)|<\|im_end\|>|</?think>")
 
+# The same statements in Chinese, simplified or traditional, as CJK-trained teachers (DeepSeek-R1,
+# Qwen) write them after the width fold: "答案是(C)", "正确答案:C", "本题答案为C", "[答案]C" (from
+# "【答案】"), "正确选项是C", "故选C", "所以我选择 C.". Chinese has no spaces, so no \b: a choice
+# needs a word that concludes (故, 所以, 因此, 应...) before its 选, and none after a negation
+# ("不应选C"); "答案不是C" and "答案可能是C" leave no letter at the start of the slot.
+_CJK_STATEMENT = (
+    r"\[?(?:(?:正[确確]|最[终終]|最佳|[标標]准|参考|參考)的?)?答案\]?"
+    r"(?:[应應](?:[该該])?(?:是|[为為]|[选選])|是|[为為]|[选選])?"
+    r"|(?:正[确確]|最[终終]|最佳)的?[选選][项項](?:[应應][该該]?)?(?:是|[为為])"
+    r"|(?<![不没沒未别別勿])(?:故|所以|因此|因而|本[题題]|我|[则則]|[应應](?:[该該]|[当當])?)+[选選][择擇]?(?![项項])"
+)
 _STATEMENT = re.compile(
-    r"(?i:"
+    r"(?i:" + _CJK_STATEMENT + "|"
     r"\b(?:(?:final|correct|best|right|most\s+likely|most\s+appropriate)\s+)?answer\b"
     r"(?:\s+(?:is|would\s+be|should\s+be|will\s+be|here\s+is|choice\s+is|option\s+is))?"
     r"|\b(?:correct|right|best|most\s+likely|most\s+appropriate)\s+(?:option|choice|response)\s+(?:is|would\s+be)"
@@ -94,19 +110,21 @@ _LETTER_IS_CORRECT = re.compile(
 )
 _LETTER_PREFIX = r"(?:(?i:option|choice)\s+)?"
 _LETTER_LIST = re.compile(
-    r"^" + _LETTER_PREFIX + r"\(?([A-Za-z])\)?((?:\s*(?:,|;|&|/|\+|\band\b|\bor\b)\s*\(?[A-Za-z]\)?)+)$"
+    r"^" + _LETTER_PREFIX + r"\(?([A-Za-z])\)?((?:\s*(?:,|;|&|/|\+|\band\b|\bor\b|[和或与與及])\s*\(?[A-Za-z]\)?)+)$"
 )
 _LIST_ITEM = re.compile(r"(?<![A-Za-z])([A-Za-z])(?![A-Za-z])")
 # Two or more letter labels and nothing else, with or without separators: "(C)(D)", "[C] [D]",
 # "C D", "C. D", "C \& D", "(C) C". Bare labels are capitals, so "i.e." or "a b" are no labels.
 _LABEL = r"(?:\([A-Za-z]\)|\[[A-Za-z]\]|[A-Z](?![A-Za-z])[).:]?)"
-_LABEL_RUN = re.compile(r"^" + _LABEL + r"(?:(?:\s|,|;|&|/|\+|\\[&,;]|\band\b|\bor\b)*" + _LABEL + r")+$")
+_LABEL_RUN = re.compile(r"^" + _LABEL + r"(?:(?:\s|,|;|&|/|\+|\\[&,;]|\band\b|\bor\b|[和或与與及])*" + _LABEL + r")+$")
 _LETTER_RUN = re.compile(r"^[A-Z]{2,}$")  # "CD", "ACE": read as letters only in option order
 _EXACT_LETTER = re.compile(r"^" + _LETTER_PREFIX + r"(?:\(([A-Za-z])\)|\[([A-Za-z])\]|([A-Za-z])[).:]?)$")
 # A lower-case letter counts only with a separator and a space ("c. aortic stenosis", "(c) ..."),
 # as reference s.6.2 compares case-insensitively; "a beta blocker" and "i.e. x" are no letters.
+# A capital followed by 项 or 选项 ("option") is one too: "故选C项", "答案为C选项".
 _LETTER_THEN_TEXT = re.compile(
-    r"^" + _LETTER_PREFIX + r"(?:\(([A-Za-z])\)|\[([A-Za-z])\]|([A-Z](?=[).:,]|\s+[-–—]|\s)|[a-z](?=[).:]\s)))"
+    r"^" + _LETTER_PREFIX + r"(?:\(([A-Za-z])\)|\[([A-Za-z])\]|"
+    r"([A-Z](?=[).:,]|\s+[-–—]|\s|[选選]?[项項])|[a-z](?=[).:]\s)))"
     r"[).:,]?\s*[-–—]?\s*(.*)$",
     re.DOTALL,
 )
@@ -122,17 +140,26 @@ _COPULA = r"(?:is|are|was|seems|appears|would\s+be|can\s+be|must\s+be|has\s+been
 _COPULA_NOT = r"(?:(?:is|are|was|seems|appears)\s+not|isn't|aren't|wasn't|would\s+not\s+be|cannot\s+be|can't\s+be)"
 _REJECTED = r"(?:incorrect|wrong|false|unlikely|less\s+likely|ruled\s+out|excluded|eliminated)"
 _NOT_CHOSEN = r"(?:the\s+)?(?:correct|right|best|true|answer|likely|it)"
+# In Chinese, after a letter (with or without 项, "option") as after an option's text: "C项错误",
+# "C是错的", "C不正确", "C可以排除", "C不是答案". A bare 不是 is no verdict, as "is not" is not.
+# A question ("答案是C吗？", is the answer C?) states nothing either: thinking is full of them.
+_CJK_REJECTED = (
+    r"(?:[选選]?[项項])?(?:(?:是|[为為]|可以|可)?"
+    r"(?:[错錯]误|[错錯]的|不正[确確]|不[对對]|被?排除|不[选選]|不是(?:正[确確]的?)?答案)|[吗嗎呢])"
+)
 _REJECTED_AFTER = re.compile(
     r"^[\s*_`)\],]*(?i:"
     r"(?:[:(–—-][\s*_`]*|" + _COPULA + r"\s+)" + _REJECTED + r"\b"
     r"|" + _COPULA_NOT + r"\s+" + _NOT_CHOSEN + r"\b"
-    r")"
+    r"|" + _CJK_REJECTED + r")"
 )
 # Words that turn a text into its opposite or reject it; the fuzzy fallback needs them to agree
-# (see _negations).
+# (see _negations). Chinese ones have no word boundary to wait for: "不是主动脉瓣狭窄" (not aortic
+# stenosis) is within ratio 85 of "主动脉瓣狭窄", as "not aortic stenosis" is of its option.
 _NEGATION_WORD = re.compile(
     r"(?i:\b(?:not|no|nor|neither|none|non|never|without|except|unlikely|excludes?|excluded|excluding|"
-    r"rules?\s+out|ruled\s+out|rather\s+than|instead\s+of|incorrect|wrong|false|eliminated)\b|n't\b)"
+    r"rules?\s+out|ruled\s+out|rather\s+than|instead\s+of|incorrect|wrong|false|eliminated)\b|n't\b"
+    r"|不|[没沒]有|[无無]|未|非|否|[错錯]|排除|除外)"
 )
 _DECORATION = "*_`$ \t\n"
 # Full-width ASCII (U+FF01-U+FF5E) to ASCII, but not the backslash and braces, which would make

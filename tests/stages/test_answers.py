@@ -39,6 +39,8 @@ TARGETS = [
 GLYCOGEN = ["glucose", "glucose-6-phosphate", "fructose-6-phosphate", "glucose-1-phosphate", "UDP-glucose"]
 # Options whose text holds letter labels: naming one by its text chooses it.
 BOTH = ["Ceftriaxone", "Doxycycline", "Both (A) and (B)", "Neither (A) nor (B)"]
+# HEART in Chinese, as a CJK teacher writes the options back.
+HEART_ZH = ["二尖瓣反流", "主动脉瓣反流", "主动脉瓣狭窄", "二尖瓣狭窄"]
 # Options that are themselves negations: naming one chooses it.
 PLACENTA = ["Crosses the placenta", "Does not cross the placenta", "No treatment needed", "None of the above"]
 
@@ -164,6 +166,18 @@ CASES = [
     ),
     Case("letter, then not another", "I'd pick @C, not @B.", HEART, "C", "statement"),
     Case("invalid letter stated", "The answer is E, I mean option @B.", HEART, "", "none"),
+    Case("chinese answer is (X)", "答案是（@C）", HEART, "C", "statement"),
+    Case("chinese therefore choose", "根据杂音的特点，故选@C", HEART, "C", "statement"),
+    Case("chinese choice, then reasons", "所以选 @C。因为杂音向颈部放射。", HEART, "C", "statement"),
+    Case("chinese last statement wins", "答案是@A。不对，再想想：正确答案为@C", HEART, "C", "statement"),
+    Case("chinese after english", "The answer is @A.\n\n综上所述，本题答案为@D项。", HEART, "D", "statement"),
+    Case("english after chinese", "答案：@D\n\nOn reflection, the answer is @B.", HEART, "B", "statement"),
+    Case("chinese two letters", "答案是@A和@C", HEART, "A,C", "statement"),
+    Case("chinese option text", "答案是主动脉瓣狭窄。", HEART_ZH, "C", "statement"),
+    Case("chinese answer is not X", "答案不是@C", HEART, "", "none"),
+    Case("chinese should not choose X", "不应选@C", HEART, "", "none"),
+    Case("chinese letter called wrong", "答案解析：@C项错误。", HEART, "", "none"),
+    Case("chinese text negated", "答案：不是主动脉瓣狭窄", HEART_ZH, "", "none"),
     # --- 3. answer lines -------------------------------------------------------------------
     Case(
         "bare letter first, others named after",
@@ -819,3 +833,67 @@ def test_one_letter_labelled_twice_is_that_answer(options: list[str], data: st.D
     extraction = extract_answer(reply, options)
     assert (extraction.verdict, extraction.letter) == ("answer", letter), reply
     assert [is_correct(reply, options, k) for k in range(len(options))] == [k == index for k in range(len(options))]
+
+
+# Chinese answer statements, as CJK-trained teachers (DeepSeek-R1, Qwen) write them; "{}" is the label.
+CJK_STATEMENTS = ["答案是{}", "答案：{}", "答案为 {}", "正确答案是 {}", "正確答案為{}", "最终答案：{}", "【答案】{}", "本题答案为{}",
+                  "正确选项是{}", "故选{}", "故選{}", "所以选 {}", "因此应选{}", "所以我选择 {}"]
+CJK_BEFORE = ["", "根据杂音的特点，", "嗯，再检查一下。\n", "<think>让我想想。</think>\n\n", "Checking the murmur again. "]
+CJK_AFTER = ["", "。", "．", "，因为杂音向颈部放射。", "\n\n以上。", "项", "选项。"]
+CJK_NEGATED = ["答案不是{}", "答案可能不是{}", "不应选{}", "我不选{}", "答案：{}项错误", "答案：{}是错的", "答案是{}吗？"]
+MUSINGS_ZH = ["让我再想想。", "等等，", "再检查一下杂音。", "Hmm, wait."]
+
+
+def _cjk_label(letter: str, data: st.DataObject) -> str:
+    written = data.draw(st.sampled_from([letter, FULL_WIDTH_LETTER[letter]]))
+    return data.draw(st.sampled_from(BRACKETS)).format(written)
+
+
+@settings(max_examples=300, deadline=None)
+@given(options=ANSWER_OPTIONS, data=st.data())
+def test_a_chinese_answer_statement_is_read(options: list[str], data: st.DataObject):
+    """"答案是（C）", "答案：C", "正确答案是 C", "故选C", "所以选 C。", "答案为C": a statement, read
+    like "the answer is C" in any bracket or width, before any text. They were read as no answer,
+    so a CJK teacher's right trace was dropped and its student graded wrong."""
+    assume(_no_answer_words(options))
+    index = data.draw(st.integers(0, len(options) - 1))
+    letter = string.ascii_uppercase[index]
+    statement = data.draw(st.sampled_from(CJK_STATEMENTS)).format(_cjk_label(letter, data))
+    reply = data.draw(st.sampled_from(CJK_BEFORE)) + statement + data.draw(st.sampled_from(CJK_AFTER))
+    extraction = extract_answer(reply, options)
+    assert (extraction.verdict, extraction.letter, extraction.method) == ("answer", letter, "statement"), reply
+    assert [is_correct(reply, options, k) for k in range(len(options))] == [k == index for k in range(len(options))]
+
+
+@settings(max_examples=300, deadline=None)
+@given(options=ANSWER_OPTIONS, data=st.data())
+def test_the_last_statement_decides_in_either_language(options: list[str], data: st.DataObject):
+    """The precedence of English statements holds for Chinese ones and across the two: the last
+    statement, whatever its language, is the answer."""
+    assume(_no_answer_words(options))
+    picks = data.draw(st.lists(st.integers(0, len(options) - 1), min_size=2, max_size=5))
+    parts = []
+    for pick in picks:
+        letter = string.ascii_uppercase[pick]
+        parts.append(data.draw(st.sampled_from(MUSINGS_ZH + MUSINGS)))
+        if data.draw(st.booleans()):
+            parts.append(data.draw(st.sampled_from(CJK_STATEMENTS)).format(_cjk_label(letter, data)) + "。")
+        else:
+            parts.append(data.draw(st.sampled_from(STATEMENTS)).format(letter))
+    reply = data.draw(st.sampled_from(["", " ", "\n"])).join(parts)
+    extraction = extract_answer(reply, options)
+    assert (extraction.letter, extraction.method) == (string.ascii_uppercase[picks[-1]], "statement"), reply
+    assert [is_correct(reply, options, k) for k in range(len(options))] == [k == picks[-1] for k in range(len(options))]
+
+
+@settings(max_examples=200, deadline=None)
+@given(options=ANSWER_OPTIONS, data=st.data())
+def test_a_chinese_statement_negating_a_letter_never_chooses_it(options: list[str], data: st.DataObject):
+    """"答案不是C", "不应选C", "C项错误", "答案是C吗？": the reply names C to reject it or asks, as
+    "the answer is not C" or "C is incorrect" do; it is no answer C."""
+    assume(_no_answer_words(options))
+    index = data.draw(st.integers(0, len(options) - 1))
+    letter = string.ascii_uppercase[index]
+    reply = data.draw(st.sampled_from(CJK_NEGATED)).format(_cjk_label(letter, data))
+    assert extract_answer(reply, options).letter != letter, reply
+    assert not is_correct(reply, options, index), reply
