@@ -38,8 +38,9 @@ read against the reply's clock (its Date header, where the local clock disagrees
 That bounds the adaptive rate from the first reply (no blind ramp, no probing past it), and a
 budget nearly spent holds new requests until there is room, so the provider need not refuse
 them. The headers are hints: a bad value is ignored, a budget that does not refill steadily
-gives no rate (only holds), a hold is bounded, and without the headers a run is steered exactly
-as before.
+gives no rate (only holds; the rate its first reply seemed to give is dropped once the next show
+it, AdaptiveRate.unbind), a hold is bounded, and without the headers a run is steered exactly as
+before.
 
 The configured rpm/tpm stay ceilings in every 60 s (RateLimiter: a provider counts them per
 minute); within the minute their buckets spread the load, with a burst of `burst_seconds` worth.
@@ -496,6 +497,7 @@ class AdaptiveRate:
         self.started: float | None = None  # the first request
         self.total = 0  # requests booked since
         self.stated: float | None = None  # the provider's stated rate (bound), a ceiling on ours
+        self.learned: float | None = None  # the ceiling 429s set, before the stated rate caps it
         self._new_epoch()
         self.epoch_start: float | None = None  # the first epoch starts with the first request
 
@@ -507,6 +509,7 @@ class AdaptiveRate:
         """``empty``: after a cut, start with no burst. The provider's bucket is empty then, and a
         full one here sent a burst into it that drew the few 429s that cut a second time. Never
         over the provider's stated rate."""
+        self.learned = rate
         if self.stated is not None:
             rate = self.stated if rate is None else min(rate, self.stated)
         level = self.bucket.level if self.bucket else None
@@ -517,14 +520,23 @@ class AdaptiveRate:
             self.bucket.level = 0.0 if empty else min(level, self.bucket.capacity)
 
     def bound(self, rate: float) -> None:
-        """The provider stated its rate (rate-limit headers, StatedPacing): the ceiling
-        never goes over it, and no ramp feels for it. Changes under 1% are let be (each reply
-        states one; a new bucket for each would only churn)."""
+        """The provider stated its rate (rate-limit headers, StatedPacing): the ceiling is it,
+        or what 429s taught where that is lower, and no ramp feels for it. Changes under 1% are
+        let be (each reply states one; a new bucket for each would only churn). A stated rate
+        that rises raises the ceiling too: it fell with the first replies' reading (a token
+        budget over the tokens a reply uses), and a ceiling that only fell stayed at it."""
         if self.stated is not None and abs(rate - self.stated) < 0.01 * self.stated:
             return
         self.stated = rate
-        if self.rate is None or self.rate > rate:
-            self._set_rate(rate)
+        self._set_rate(self.learned)
+
+    def unbind(self) -> None:
+        """The stated rate turned out to say nothing (StatedPacing.rate() is None: the budget
+        refills per window, which one reply cannot tell): the ceiling is what 429s taught, as if
+        no rate had been stated. Kept, 1 spent with 59 s to go held a run to 1 request a minute."""
+        if self.stated is not None:
+            self.stated = None
+            self._set_rate(self.learned)
 
     def wait_time(self) -> float:
         return max(self.bucket.wait_time(1) if self.bucket else 0.0, self._start_wait())
@@ -809,6 +821,8 @@ class RateLimiter:
                                 reply.prompt_tokens + reply.completion_tokens)
             if (rate := self.stated.rate()) is not None:
                 self.adaptive.bound(rate)
+            else:
+                self.adaptive.unbind()
         limited = isinstance(reply, Failed) and reply.kind == "http_429"
         self.adaptive.observe(limited, ticket.cuts if ticket else None)
         if not limited:

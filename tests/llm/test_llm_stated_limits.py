@@ -296,6 +296,37 @@ def test_a_budget_refilled_per_window_is_not_read_as_a_rate():
     assert not refill.steady and refill.rate is None
 
 
+def test_a_bound_from_a_budget_found_to_refill_per_window_is_lifted():
+    """One reply cannot tell a steady budget from a window's: 1 spent and 59 s to go reads as 1
+    request a minute, and bounded the run to it. When the next replies show a window (Refill not
+    steady), that bound must go, or the run crawls at 1 request a minute for good."""
+    clock = FakeClock()
+    limiter = RateLimiter(clock=clock)
+    tickets = [limiter.sent() for _ in range(3)]
+    limiter.received(Reply(stated_limits=parse_rate_headers(stated("100", "99", "59s"))), tickets[0])
+    assert limiter.adaptive.rate == pytest.approx(0.98 / 59)  # (what one reply says)
+    limiter.received(Reply(stated_limits=parse_rate_headers(stated("100", "60", "30s"))), tickets[1])
+    assert limiter.stated.rate() is None
+    assert limiter.adaptive.stated is None and limiter.adaptive.rate is None  # as if never bound
+    limiter.received(Reply(stated_limits=parse_rate_headers(stated("100", "59", "29s"))), tickets[2])
+    assert limiter.adaptive.rate is None
+
+
+def test_a_stated_rate_that_rises_raises_the_ceiling_to_it():
+    """The token budget's rate over the tokens a reply uses rises when replies get shorter: the
+    ceiling follows it up (never over what 429s taught), not only down."""
+    limiter = RateLimiter(clock=FakeClock())
+    tokens = stated("60000", "59000", "1s", "tokens")  # 1,000 tokens/s
+    limiter.received(Reply(prompt_tokens=150, completion_tokens=50, stated_limits=parse_rate_headers(tokens)),
+                     limiter.sent())
+    assert limiter.adaptive.rate == pytest.approx(0.98 * 1000 / 200)
+    for _ in range(50):  # replies of 100 tokens: the average falls towards it
+        limiter.received(Reply(prompt_tokens=50, completion_tokens=50, stated_limits=parse_rate_headers(tokens)),
+                         limiter.sent())
+    assert limiter.adaptive.rate == pytest.approx(limiter.stated.rate(), rel=0.01)
+    assert limiter.adaptive.rate > 0.98 * 1000 / 110
+
+
 def test_the_stated_rate_bounds_the_adaptive_rate_and_ends_the_ramp():
     clock = FakeClock()
     limiter = RateLimiter(clock=clock)
