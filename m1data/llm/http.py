@@ -24,6 +24,7 @@ OpenAI's schema; `<think>...</think>` or gpt-oss's harmony channels inline are s
 One call, one attempt. A call that gives no usable answer returns a `limits.Failed` reply saying
 whether a retry makes sense.
 Every reply, a 429's too, carries the rate-limit budgets its headers state (`x-ratelimit-*`,
+`anthropic-ratelimit-*`, `X-RateLimit-*`, `RateLimit-*`: limits.RATE_HEADER_STYLES;
 `Reply.stated_limits`): the runner paces by them before the provider has to refuse anything.
 
 Secrets: the API key is read from the environment variable named in the config (`api_key_env`),

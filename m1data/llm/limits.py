@@ -24,14 +24,23 @@ a little while it stays low, so the client settles just under the limit; a run s
 half-second ramp, so its whole concurrency does not meet an unknown limit at once. Everyone
 pauses only when the provider refuses every request in flight, for half a second at least
 (RateLimiter).
-Why read the ``x-ratelimit-*`` headers too (StatedPacing): 429s tell the limit only once it is
+Why read the rate-limit headers too (StatedPacing): 429s tell the limit only once it is
 passed, so a run steered by them alone keeps spending a few percent of its requests finding it
-again (1.6-2.5% against a 100/s bucket). OpenAI-compatible providers state it on every reply:
-the budget, what is left and when it is whole again. That bounds the adaptive rate from the
-first reply (no blind ramp, no probing past it), and a budget nearly spent holds new requests
-until there is room, so the provider need not refuse them. The headers are hints: a bad value is
-ignored, a budget that does not refill steadily gives no rate (only holds), a hold is bounded,
-and without the headers a run is steered exactly as before.
+again (1.6-2.5% against a 100/s bucket). Most providers state it on every reply: the budget,
+what is left and when it is whole again, each in its own style (RATE_HEADER_STYLES, one table):
+OpenAI's ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` (reset a duration, ``6m0s``),
+Anthropic's ``anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}`` (reset an RFC 3339
+time), OpenRouter's and many APIs' ``X-RateLimit-{Limit,Remaining,Reset}`` (requests; reset an
+epoch time in s or, OpenRouter's, ms, or seconds to go) and the IETF draft's
+``RateLimit-{Limit,Remaining,Reset}``/``RateLimit-Policy`` (reset seconds to go). All give the
+same Budget: an epoch time is told from seconds to go by its size (parse_reset), and a time is
+read against the reply's clock (its Date header, where the local clock disagrees: reply_time).
+That bounds the adaptive rate from the first reply (no blind ramp, no probing past it), and a
+budget nearly spent holds new requests until there is room, so the provider need not refuse
+them. The headers are hints: a bad value is ignored, a budget that does not refill steadily
+gives no rate (only holds; the rate its first reply seemed to give is dropped once the next show
+it, AdaptiveRate.unbind), a hold is bounded, and without the headers a run is steered exactly as
+before.
 
 The configured rpm/tpm stay ceilings in every 60 s (RateLimiter: a provider counts them per
 minute); within the minute their buckets spread the load, with a burst of `burst_seconds` worth.
@@ -44,6 +53,7 @@ up requests that the provider would have answered a second later.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import email.utils
 import math
 import random
@@ -139,10 +149,69 @@ def parse_duration(value: object) -> float | None:
     return seconds if math.isfinite(seconds) else None
 
 
+def _first_member(value: object) -> str:
+    """The first member of a header's list ("10, 10;w=1" -> "10;w=1"): the IETF drafts and a few
+    APIs (Brave) list one value per policy, the first the tightest."""
+    return value.split(",")[0].strip() if isinstance(value, str) else ""
+
+
 def _count_header(value: object) -> float | None:
-    text = value.strip() if isinstance(value, str) else ""
-    number = float(text) if re.fullmatch(_NUMBER, text) else None
-    return number if number is not None and math.isfinite(number) else None
+    """A count: a plain number, or the first member of a list whose item or ``q`` parameter is
+    one (``10, 10;w=1``; a ``RateLimit-Policy`` of ``600;w=300`` or ``"default";q=600;w=300``)."""
+    item, *params = (part.strip() for part in _first_member(value).split(";"))
+    for text in [item] + [p[2:] for p in params if p.startswith("q=")]:
+        if re.fullmatch(_NUMBER, text) and math.isfinite(number := float(text)):
+            return number
+    return None
+
+
+_RFC3339 = re.compile(r"(\d{4}-\d\d-\d\d)[Tt ](\d\d:\d\d:\d\d)(?:\.(\d+))?([Zz]|[+-]\d\d:\d\d)")
+EPOCH_SECONDS, EPOCH_MILLISECONDS = 1e9, 1e12  # 2001-09-09 in either: no delta is that long
+
+
+def _rfc3339(text: str) -> float | None:
+    """Epoch seconds of an RFC 3339 time (``2025-08-21T12:40:59Z``, Anthropic's resets); None
+    for anything else, a time without its offset too."""
+    match = _RFC3339.fullmatch(text)
+    if match is None:
+        return None
+    day, clock, fraction, offset = match.groups()
+    offset = "+00:00" if offset in "Zz" else offset  # (fromisoformat takes "Z" only from 3.11)
+    try:
+        when = datetime.datetime.fromisoformat(f"{day}T{clock}{offset}")
+    except ValueError:  # 2025-02-30, 25:00:00
+        return None
+    return when.timestamp() + float(f"0.{fraction or 0}")
+
+
+def parse_reset(value: object, now: float) -> float | None:
+    """Seconds until a budget is whole again, from any style's reset header (RATE_HEADER_STYLES):
+    a duration (``parse_duration``: ``6m0s``, or plain seconds), an RFC 3339 time, or an epoch
+    timestamp, told from seconds-to-reset by its size (from ``EPOCH_SECONDS`` epoch seconds, from
+    ``EPOCH_MILLISECONDS`` epoch milliseconds, as OpenRouter's). A time is read against ``now``,
+    the reply's clock (epoch seconds, ``reply_time``); one already past is 0. None for junk."""
+    text = _first_member(value)
+    when = _rfc3339(text)
+    if when is None:
+        seconds = parse_duration(text)
+        if seconds is None or seconds < EPOCH_SECONDS or not re.fullmatch(_NUMBER, text):
+            return seconds
+        when = seconds / 1000 if seconds >= EPOCH_MILLISECONDS else seconds
+    return max(0.0, when - now)
+
+
+def reply_time(headers: Mapping[str, str], local: float | None = None) -> float:
+    """The reply's clock, which its reset times are read against (epoch seconds): `local` (now)
+    while the reply's ``Date`` header agrees with it, to within the header's 1 s resolution and
+    the reply's transit (2 s), as it does on any synced machine; the ``Date`` (the middle of its
+    second) when it does not, since a time the server stamped is the server's."""
+    local = time.time() if local is None else local
+    lowered = {str(k).lower(): v for k, v in headers.items()}
+    try:
+        stamped = email.utils.parsedate_to_datetime(lowered["date"]).timestamp() + 0.5
+    except (KeyError, AttributeError, TypeError, ValueError, IndexError, OverflowError):
+        return local
+    return local if abs(local - stamped) <= 2.0 and math.isfinite(stamped) else stamped
 
 
 @dataclass(frozen=True)
@@ -157,27 +226,64 @@ class Budget:
 
 @dataclass(frozen=True)
 class StatedLimits:
-    """The ``x-ratelimit-*`` headers of one reply (OpenAI, Azure, Groq, Together, Fireworks...)."""
+    """The budgets one reply's headers state (RATE_HEADER_STYLES)."""
 
     requests: Budget | None = None
     tokens: Budget | None = None
 
 
-def parse_rate_headers(headers: Mapping[str, str]) -> StatedLimits | None:
-    """The request and token budgets that ``headers`` state; None when they state neither (vLLM,
-    llama.cpp), so a run there behaves as if no header had been read. A budget needs a readable
-    limit (> 0) and remaining; a bad reset only leaves it without one."""
+@dataclass(frozen=True)
+class HeaderStyle:
+    """How one style of headers states one budget: its ``limit`` (the first of these headers that
+    reads), ``remaining`` and ``reset`` headers, in lower case."""
+
+    budget: str  # "requests" or "tokens"
+    limit: tuple[str, ...]
+    remaining: str
+    reset: str
+
+
+def _style(budget: str, pattern: str, *, limit_also: tuple[str, ...] = ()) -> HeaderStyle:
+    name = pattern.format
+    return HeaderStyle(budget, (name(part="limit"), *limit_also), name(part="remaining"), name(part="reset"))
+
+
+# The header styles a provider may state its budgets in, the first that reads winning for each
+# budget; every reset is read by parse_reset, whatever its form.
+RATE_HEADER_STYLES: tuple[HeaderStyle, ...] = (
+    # OpenAI, Azure, Groq, Together, Fireworks...: reset a duration ("6m0s", "120ms")
+    _style("requests", "x-ratelimit-{part}-requests"),
+    _style("tokens", "x-ratelimit-{part}-tokens"),
+    # Anthropic: reset an RFC 3339 time. Its "tokens" is the tightest of its token limits; the
+    # input or output budget alone is read as one of all tokens, which is cautious.
+    _style("requests", "anthropic-ratelimit-requests-{part}"),
+    _style("tokens", "anthropic-ratelimit-tokens-{part}"),
+    _style("tokens", "anthropic-ratelimit-input-tokens-{part}"),
+    _style("tokens", "anthropic-ratelimit-output-tokens-{part}"),
+    # OpenRouter and many APIs: requests, reset an epoch time (s; OpenRouter's in ms) or seconds
+    _style("requests", "x-ratelimit-{part}"),
+    # the IETF draft (GitLab, ...): reset seconds (GitLab's an epoch time); the limit may come in
+    # RateLimit-Policy alone ("600;w=300")
+    _style("requests", "ratelimit-{part}", limit_also=("ratelimit-policy",)),
+)
+
+
+def parse_rate_headers(headers: Mapping[str, str], now: float | None = None) -> StatedLimits | None:
+    """The request and token budgets that ``headers`` state, in any of RATE_HEADER_STYLES; None
+    when they state neither (vLLM, llama.cpp), so a run there behaves as if no header had been
+    read. A budget needs a readable limit (> 0) and remaining; a bad reset only leaves it without
+    one. ``now``: local time (epoch seconds; default: now), for ``reply_time``."""
     lowered = {str(k).lower(): v for k, v in headers.items()}
-
-    def budget(unit: str) -> Budget | None:
-        limit = _count_header(lowered.get(f"x-ratelimit-limit-{unit}"))
-        remaining = _count_header(lowered.get(f"x-ratelimit-remaining-{unit}"))
-        if not limit or remaining is None:
-            return None
-        return Budget(limit, remaining, parse_duration(lowered.get(f"x-ratelimit-reset-{unit}")))
-
-    requests, tokens = budget("requests"), budget("tokens")
-    return StatedLimits(requests, tokens) if requests or tokens else None
+    clock = reply_time(lowered, now)
+    found: dict[str, Budget] = {}
+    for style in RATE_HEADER_STYLES:
+        if style.budget in found:
+            continue
+        limit = next((n for name in style.limit if (n := _count_header(lowered.get(name))) is not None), None)
+        remaining = _count_header(lowered.get(style.remaining))
+        if limit and remaining is not None:
+            found[style.budget] = Budget(limit, remaining, parse_reset(lowered.get(style.reset), clock))
+    return StatedLimits(found.get("requests"), found.get("tokens")) if found else None
 
 
 @dataclass(frozen=True)
@@ -391,6 +497,7 @@ class AdaptiveRate:
         self.started: float | None = None  # the first request
         self.total = 0  # requests booked since
         self.stated: float | None = None  # the provider's stated rate (bound), a ceiling on ours
+        self.learned: float | None = None  # the ceiling 429s set, before the stated rate caps it
         self._new_epoch()
         self.epoch_start: float | None = None  # the first epoch starts with the first request
 
@@ -402,6 +509,7 @@ class AdaptiveRate:
         """``empty``: after a cut, start with no burst. The provider's bucket is empty then, and a
         full one here sent a burst into it that drew the few 429s that cut a second time. Never
         over the provider's stated rate."""
+        self.learned = rate
         if self.stated is not None:
             rate = self.stated if rate is None else min(rate, self.stated)
         level = self.bucket.level if self.bucket else None
@@ -412,14 +520,23 @@ class AdaptiveRate:
             self.bucket.level = 0.0 if empty else min(level, self.bucket.capacity)
 
     def bound(self, rate: float) -> None:
-        """The provider stated its rate (``x-ratelimit-*`` headers, StatedPacing): the ceiling
-        never goes over it, and no ramp feels for it. Changes under 1% are let be (each reply
-        states one; a new bucket for each would only churn)."""
+        """The provider stated its rate (rate-limit headers, StatedPacing): the ceiling is it,
+        or what 429s taught where that is lower, and no ramp feels for it. Changes under 1% are
+        let be (each reply states one; a new bucket for each would only churn). A stated rate
+        that rises raises the ceiling too: it fell with the first replies' reading (a token
+        budget over the tokens a reply uses), and a ceiling that only fell stayed at it."""
         if self.stated is not None and abs(rate - self.stated) < 0.01 * self.stated:
             return
         self.stated = rate
-        if self.rate is None or self.rate > rate:
-            self._set_rate(rate)
+        self._set_rate(self.learned)
+
+    def unbind(self) -> None:
+        """The stated rate turned out to say nothing (StatedPacing.rate() is None: the budget
+        refills per window, which one reply cannot tell): the ceiling is what 429s taught, as if
+        no rate had been stated. Kept, 1 spent with 59 s to go held a run to 1 request a minute."""
+        if self.stated is not None:
+            self.stated = None
+            self._set_rate(self.learned)
 
     def wait_time(self) -> float:
         return max(self.bucket.wait_time(1) if self.bucket else 0.0, self._start_wait())
@@ -575,7 +692,7 @@ class Refill:
 
 
 class StatedPacing:
-    """Pacing by the budgets a provider states on every reply (``x-ratelimit-*``, StatedLimits),
+    """Pacing by the budgets a provider states on every reply (RATE_HEADER_STYLES, StatedLimits),
     so that it need not refuse anything.
 
     **The rate.** ``margin`` under the stated refill rate (Refill; the lower of the request rate
@@ -704,6 +821,8 @@ class RateLimiter:
                                 reply.prompt_tokens + reply.completion_tokens)
             if (rate := self.stated.rate()) is not None:
                 self.adaptive.bound(rate)
+            else:
+                self.adaptive.unbind()
         limited = isinstance(reply, Failed) and reply.kind == "http_429"
         self.adaptive.observe(limited, ticket.cuts if ticket else None)
         if not limited:
@@ -773,6 +892,8 @@ __all__ = [
     "MinuteWindow",
     "RETRYABLE_STATUS",
     "Failed",
+    "HeaderStyle",
+    "RATE_HEADER_STYLES",
     "RateLimiter",
     "Refill",
     "RetryPolicy",
@@ -784,5 +905,7 @@ __all__ = [
     "http_failure",
     "parse_duration",
     "parse_rate_headers",
+    "parse_reset",
     "parse_retry_after",
+    "reply_time",
 ]

@@ -8,7 +8,7 @@ The order of work, and why:
 3. The rest go out with at most `concurrency` in flight (a bounded number of tasks pulling from
    one list, so memory does not grow with the number of requests; a request waiting to be
    retried gives its slot to another), under the rate limits (the configured rpm/tpm, the
-   budgets the provider states in `x-ratelimit-*` headers: limits.StatedPacing, and a rate
+   budgets the provider states in its rate-limit headers: limits.StatedPacing, and a rate
    learned from its 429s: limits.AdaptiveRate), with retries and backoff for
    transient failures; a 429 delays its own request by its Retry-After. Each outcome is committed to the cache as soon as
    it arrives, so a killed run loses only the requests in flight.

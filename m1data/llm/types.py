@@ -64,8 +64,9 @@ class Reply:
     """The model the server says answered (the reply's `model` field), which may differ from the
     alias asked for (`deepseek-reasoner` -> a dated release); None when the server did not say."""
     stated_limits: StatedLimits | None = field(default=None, compare=False, repr=False)
-    """The rate-limit budgets the server stated with this reply (`x-ratelimit-*` headers), for the
-    runner's pacing (m1data.llm.limits); never cached or recorded."""
+    """The rate-limit budgets the server stated with this reply (its rate-limit headers, in any of
+    limits.RATE_HEADER_STYLES), for the runner's pacing (m1data.llm.limits); never cached or
+    recorded."""
 
 
 class Engine(Protocol):
