@@ -15,14 +15,30 @@ the count meaningless. The rule: an n-gram that occurs in more than ``max_train_
 rows (default `COMMON_NGRAM_ROWS` = 3) is a phrase of the exam genre, not a copied question, and
 does not count as a match. A question copied from an eval set leaves n-grams that only its copies
 carry, and after deduplication there are at most a few of those.
+
+How it scales: the texts are tokenized by polars in chunks of rows, n-grams become 64-bit
+keys in numpy (a polynomial hash of the words' 64-bit hashes), and only training keys found
+among the eval keys are kept, with the training rows per key counted as chunks arrive. The
+per-n-gram blake2b and the list of Python int sets per row this replaced took over a minute
+and several GB at 1M rows (benchmarks/bench_ngram.py).
+
+Words are exactly Python's: the text is lowercased by ``str.lower`` and cut by a character
+class listing every code point that Python's ``re`` calls ``\\w`` (built by asking ``re``).
+Rust's ``\\w``, which polars would use, differs on combining marks ("e\\u0301" is one word
+there, two here), on other numbers ("x²") and on connector punctuation, and the verdicts had
+to stay those of `tokens`, the public definition.
 """
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import polars as pl
 
 from m1data.errors import UserError
 
@@ -31,34 +47,35 @@ _WORD = re.compile(r"\w+")
 # An n-gram in more training rows than this is boilerplate (see the module docstring).
 COMMON_NGRAM_ROWS = 3
 
+# Rows are tokenized this many characters at a time (and at most 1 << 16 rows), so the word
+# arrays of a chunk stay a few tens of MB whatever the corpus size.
+CHUNK_CHARS = 1 << 22
+
+_HASH_SEED = 0x6E6772616D  # polars' word hash; fixed, so keys compare between processes
+_BASE = np.uint64(0x9E3779B97F4A7C15)  # odd: multiplying by it loses no bits (mod 2**64)
+_SHORT_TAG = np.uint64(0xD6E8FEB86659FD93)  # times the word count, in a short text's key
+
 
 def tokens(text: str) -> list[str]:
-    """Lowercased word tokens; punctuation is dropped."""
+    """Lowercased word tokens; punctuation is dropped. The definition of a word: `ngram_keys`
+    and `ngram_overlap` cut words exactly like this (see the module docstring)."""
     return _WORD.findall(text.lower())
 
 
 def ngram_keys(text: str, n: int = 8) -> set[int]:
     """Hashed word n-grams of a text; a short text gets one key for its whole sequence.
 
-    Why hash: sets of ints are smaller and faster than sets of tuples of strings. A hash
-    collision can only add a false flag, never hide a shared n-gram. Why blake2b and not
-    ``hash()``: Python salts str hashes per process (PYTHONHASHSEED), so keys made by two
-    workers, or stored and read back, would not compare. A short text needs no tag of its own:
-    it has fewer than n words, so its key never hashes the same words as an n-gram's.
+    These are the keys `ngram_overlap` compares. Why hash: 64-bit ints are smaller and faster
+    than tuples of strings. A hash collision can only add a false flag, never hide a shared
+    n-gram. Keys are the same in every process: Python's salted ``hash()`` is not used, words
+    are hashed by polars with a fixed seed. They can change with the polars version (polars
+    keeps its hash stable only within a version), so compare keys made by one installation,
+    not keys stored across upgrades. A short text's key includes its word count, so it equals
+    an n-gram's key only by hash chance.
     """
-    words = tokens(text)
-    if not words:
-        return set()
-    if len(words) < n:
-        return {_stable_key(words)}
-    return {_stable_key(words[i:i + n]) for i in range(len(words) - n + 1)}
-
-
-def _stable_key(words: Sequence[str]) -> int:
-    """A 64-bit key of the words, the same in every process (words are ``\\w+`` runs, so a
-    space joins them unambiguously)."""
-    digest = hashlib.blake2b(" ".join(words).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little")
+    if n < 1:
+        raise UserError("n must be >= 1")
+    return set(_text_keys([text], n)[1].tolist())
 
 
 def common_ngrams(train_keys: Sequence[set[int]], max_train_rows: int) -> set[int]:
@@ -68,30 +85,163 @@ def common_ngrams(train_keys: Sequence[set[int]], max_train_rows: int) -> set[in
 
 
 def ngram_overlap(
-    texts: Sequence[str], eval_texts: Sequence[str], n: int = 8, max_train_rows: int | None = None
+    texts: Sequence[str], eval_texts: Sequence[str], n: int = 8, max_train_rows: int | None = None,
+    workers: int = -1,
 ) -> list[int | None]:
     """Per training text, the lowest index of an eval text sharing an n-gram, else None.
 
     With `max_train_rows`, n-grams found in more training texts than that are ignored (see the
-    module docstring); None compares every n-gram.
+    module docstring); None compares every n-gram. ``workers`` threads (-1: every usable core)
+    key chunks of the eval and training texts (polars releases the GIL); the result does not
+    depend on it.
+
+    Only training keys that some eval text has can flag a row, so each chunk keeps just those
+    (row, key) pairs, and the rows per key are counted over them. With `max_train_rows`, a
+    key's pairs are dropped as soon as its count passes the limit: counts only grow, so it can
+    never count again, and what is kept stays under ``max_train_rows`` pairs per eval key.
     """
     if n < 1:
         raise UserError("n must be >= 1")
-    from m1data.stages.fuzzy import _text_list  # the matcher's check: a single str is not a list of texts
+    from m1data.stages.fuzzy import _text_list, _threads  # the matcher's checks
 
     texts, eval_texts = _text_list(texts, "texts"), _text_list(eval_texts, "eval_texts")
-    train_keys = [ngram_keys(text, n) for text in texts]
-    ignored = common_ngrams(train_keys, max_train_rows) if max_train_rows is not None else set()
-    first_eval: dict[int, int] = {}
-    for e, text in enumerate(eval_texts):
-        for key in ngram_keys(text, n) - ignored:
-            first_eval.setdefault(key, e)
-    return [_first_hit(keys, first_eval) for keys in train_keys]
+    first = np.full(len(texts), np.iinfo(np.int64).max, dtype=np.int64)
+    with ThreadPoolExecutor(_threads(workers)) as pool:
+        table = _EvalKeys.of(eval_texts, n, pool)
+        counts = np.zeros(len(table.keys), dtype=np.int64)
+        kept_rows, kept_keys = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        for rows, index in pool.map(lambda chunk: table.pairs(texts, chunk, n), _chunks(texts)):
+            if max_train_rows is None:
+                np.minimum.at(first, rows, table.first_eval[index])
+                continue
+            counts += np.bincount(index, minlength=len(counts))
+            kept_rows, kept_keys = np.concatenate([kept_rows, rows]), np.concatenate([kept_keys, index])
+            below = counts[kept_keys] <= max_train_rows
+            kept_rows, kept_keys = kept_rows[below], kept_keys[below]
+    np.minimum.at(first, kept_rows, table.first_eval[kept_keys])
+    none = first == np.iinfo(np.int64).max
+    return [None if miss else hit for miss, hit in zip(none.tolist(), first.tolist())]
 
 
-def _first_hit(keys: Iterable[int], first_eval: dict[int, int]) -> int | None:
-    hits = [first_eval[k] for k in keys if k in first_eval]
-    return min(hits) if hits else None
+def _chunks(texts: list[str]) -> Iterator[tuple[int, int]]:
+    """Row ranges of about CHUNK_CHARS characters (see m1data.stages.fuzzy._char_chunks)."""
+    from m1data.stages.fuzzy import _char_chunks
+
+    lens = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+    return _char_chunks(lens, CHUNK_CHARS)
+
+
+class _EvalKeys:
+    """The eval texts' distinct keys, sorted, each with the lowest eval index that has it."""
+
+    def __init__(self, keys: np.ndarray, first_eval: np.ndarray) -> None:
+        self.keys, self.first_eval = keys, first_eval
+        self.frame = pl.DataFrame({"key": pl.Series(keys, dtype=pl.UInt64),
+                                   "index": np.arange(len(keys), dtype=np.int64)})
+        # A bitmap of the keys' low bits rules out most training keys with one lookup each
+        # (keys are mixed: their low bits are random); only the few that pass are joined.
+        size = 1 << max(10, min(26, int(len(keys) * 8).bit_length()))
+        self.mask = np.uint64(size - 1)
+        self.bits = np.zeros(size, dtype=bool)
+        self.bits[keys & self.mask] = True
+
+    @classmethod
+    def of(cls, eval_texts: list[str], n: int, pool: ThreadPoolExecutor) -> _EvalKeys:
+        def chunk_keys(chunk: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+            rows, keys = _text_keys(eval_texts[chunk[0]:chunk[1]], n)
+            return rows + chunk[0], keys
+
+        parts = list(pool.map(chunk_keys, _chunks(eval_texts)))
+        rows = np.concatenate([np.zeros(0, dtype=np.int64)] + [r for r, _ in parts])
+        keys = np.concatenate([np.zeros(0, dtype=np.uint64)] + [k for _, k in parts])
+        order = np.lexsort((rows, keys))
+        keys, rows = keys[order], rows[order]
+        first = np.ones(len(keys), dtype=bool)
+        first[1:] = keys[1:] != keys[:-1]
+        return cls(keys[first], rows[first])
+
+    def pairs(self, texts: list[str], chunk: tuple[int, int], n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The distinct (row, eval key) pairs of the chunk's texts, as rows and indexes into
+        `keys`: a training key that no eval text has cannot flag its row."""
+        rows, keys = _text_keys(texts[chunk[0]:chunk[1]], n)
+        maybe = self.bits[keys & self.mask]
+        found = (pl.DataFrame({"row": rows[maybe] + chunk[0], "key": pl.Series(keys[maybe], dtype=pl.UInt64)})
+                 .join(self.frame, on="key", how="inner").select("row", "index").unique())
+        return found["row"].to_numpy(), found["index"].to_numpy()
+
+
+def _text_keys(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(row, key) for every n-gram of every text (a short text: one key), as int64 and uint64
+    arrays. A text's keys can repeat (a repeated n-gram)."""
+    lens, hashes = _word_hashes(texts)
+    ends = np.cumsum(lens)
+    row_of_word = np.repeat(np.arange(len(texts), dtype=np.int64), lens)
+    words_left = np.repeat(ends, lens) - np.arange(len(hashes), dtype=np.int64)  # this word on
+    windows = max(len(hashes) - n + 1, 0)
+    gram = hashes[:windows].copy()
+    for j in range(1, n):  # Horner: sum of hash[i + j] * BASE**(n - 1 - j)
+        gram *= _BASE
+        gram += hashes[j:j + windows]
+    starts = words_left[:windows] >= n  # windows that end inside their text
+    short_rows, short_keys = _short_keys(lens, hashes, words_left, n)
+    rows = np.concatenate([row_of_word[:windows][starts], short_rows])
+    return rows, _mix(np.concatenate([gram[starts], short_keys]))
+
+
+def _short_keys(lens: np.ndarray, hashes: np.ndarray, words_left: np.ndarray,
+                n: int) -> tuple[np.ndarray, np.ndarray]:
+    """One key per text of 1 to n-1 words: the same polynomial over all its words, plus its
+    word count times a tag."""
+    short = (lens > 0) & (lens < n)
+    in_short = np.repeat(short, lens)
+    powers = np.cumprod(np.r_[np.uint64(1), np.full(n - 1, _BASE, dtype=np.uint64)])  # BASE**k
+    terms = hashes[in_short] * powers[words_left[in_short] - 1]
+    segment = np.cumsum(lens[short]) - lens[short]
+    sums = np.add.reduceat(terms, segment) if len(terms) else np.zeros(0, dtype=np.uint64)
+    return np.flatnonzero(short).astype(np.int64), sums + lens[short].astype(np.uint64) * _SHORT_TAG
+
+
+def _word_hashes(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Words per text (int64) and every word's 64-bit hash (uint64), text after text."""
+    words = _lowered(texts).str.extract_all(_word_class() + "+")
+    lens = words.list.len().cast(pl.Int64).to_numpy()
+    flat = words.explode(empty_as_null=False)
+    if len(flat) != lens.sum():  # pragma: no cover - polars' explode changed its contract
+        raise AssertionError("exploded words do not add up to the words per text")
+    return lens, flat.hash(_HASH_SEED).to_numpy().astype(np.uint64, copy=False)
+
+
+def _lowered(texts: list[str]) -> pl.Series:
+    """The texts lowercased by Python, as polars strings. A lone surrogate (from a bad
+    ``\\ud800`` escape) cannot be UTF-8: it becomes "?", which, like a surrogate, is no word
+    character, so the words stay the same."""
+    lowered = [text.lower() for text in texts]
+    try:
+        return pl.Series(lowered, dtype=pl.String)
+    except UnicodeEncodeError:
+        return pl.Series([text.encode("utf-8", "replace").decode() for text in lowered], dtype=pl.String)
+
+
+@functools.cache
+def _word_class() -> str:
+    """Python's ``\\w`` as a regex character class that polars (Rust's regex) reads the same
+    way: the runs of code points that ``re`` itself matches (surrogates excluded, polars
+    strings cannot hold them). About 0.2 s, once per process."""
+    ranges = []
+    for lo, hi in ((0, 0xD800), (0xE000, 0x110000)):
+        for match in _WORD.finditer("".join(map(chr, range(lo, hi)))):
+            ranges.append((lo + match.start(), lo + match.end() - 1))
+    return "[" + "".join(f"\\x{{{a:X}}}-\\x{{{b:X}}}" for a, b in ranges) + "]"
+
+
+def _mix(keys: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer, in place: every key bit depends on every input bit."""
+    keys ^= keys >> np.uint64(30)
+    keys *= np.uint64(0xBF58476D1CE4E5B9)
+    keys ^= keys >> np.uint64(27)
+    keys *= np.uint64(0x94D049BB133111EB)
+    keys ^= keys >> np.uint64(31)
+    return keys
 
 
 __all__ = [

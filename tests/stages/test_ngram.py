@@ -4,26 +4,35 @@ from __future__ import annotations
 
 import json
 import random
+import re
+from collections import Counter
 from pathlib import Path
+from unittest import mock
 
+import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from m1data.stages.ngram import ngram_overlap, tokens
+from m1data.stages import ngram
+from m1data.stages.ngram import ngram_keys, ngram_overlap, tokens
 
 
-def reference(texts: list[str], evals: list[str], n: int) -> list[int | None]:
-    """Literal definition: lowest eval index sharing a run of n words (or equal if short)."""
-    def grams(words: list[str]) -> set[tuple[str, ...]]:
+def reference(texts: list[str], evals: list[str], n: int, max_train_rows: int | None = None) -> list[int | None]:
+    """Literal definition (the per-row implementation this module had, with tuples for its
+    blake2b keys): lowest eval index sharing a run of n Python ``\\w+`` words, or an equal
+    sequence if short, ignoring runs in more than max_train_rows training texts."""
+    def grams(text: str) -> set[tuple[str, ...]]:
+        words = re.findall(r"\w+", text.lower())
         if len(words) < n:
             return {("<short>",) + tuple(words)} if words else set()
         return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
 
-    eval_grams = [grams(tokens(e)) for e in evals]
-    out: list[int | None] = []
-    for t in texts:
-        g = grams(tokens(t))
-        out.append(next((i for i, eg in enumerate(eval_grams) if g & eg), None))
-    return out
+    train = [grams(t) for t in texts]
+    rows = Counter(g for gs in train for g in gs)
+    ignored = {g for g, r in rows.items() if max_train_rows is not None and r > max_train_rows}
+    eval_grams = [grams(e) - ignored for e in evals]
+    return [next((i for i, eg in enumerate(eval_grams) if g & eg), None) for g in train]
 
 
 def test_tokens_strip_punctuation_and_case() -> None:
@@ -117,3 +126,88 @@ def test_keys_are_the_same_in_processes_with_different_hash_seeds() -> None:
         keys.append(json.loads(done.stdout))
     assert keys[0] == keys[1]
     assert len(keys[0][0]) == 1 and len(keys[0][1]) == 5  # one short key; 12 words give 5 eight-grams
+
+
+# Words where Python's \\w and Rust's (polars') differ, or where lowercasing is special: combining
+# marks, other numbers, connector punctuation, circled letters, final sigma, a dotted capital I
+# (lowercased to i + a combining dot), the Kelvin sign, a ligature, a lone surrogate.
+WORDS = ["the", "a", "b", "c", "x²", "e\u0301te\u0301", "na\u00efve", "nai\u0308ve", "snake_case",
+         "a\u203fb", "\u24b6\u24b7", "\u216b", "\u3007", "\u65e5\u672c", "\u0663", "\u01c5x",
+         "\u039f\u0394\u039f\u03a3", "\u03c3", "\u0130stanbul", "\u212a", "\ufb01le", "STRASSE", "\u1e9e",
+         "\ud800", "45-year-old"]
+SEPARATORS = [" ", ", ", "-", "\n", "\u00a0", "\u2019", "! "]
+
+
+@st.composite
+def corpora(draw: st.DrawFn) -> tuple[list[str], list[str], int, int | None, int]:
+    """Training and eval texts from a tiny vocabulary (chance n-grams at small n), with eval
+    windows planted in training rows, a phrase repeated in about max_train_rows rows, short
+    and empty texts; plus n, max_train_rows and a chunk size that splits the rows."""
+    def text(min_words: int = 0) -> str:
+        words = draw(st.lists(st.sampled_from(WORDS), min_size=min_words, max_size=14))
+        seps = draw(st.lists(st.sampled_from(SEPARATORS), min_size=len(words), max_size=len(words)))
+        return "".join(w + s for w, s in zip(words, seps))
+
+    n = draw(st.sampled_from([1, 2, 3, 4, 8]))
+    limit = draw(st.sampled_from([None, 0, 1, 2, 3]))
+    evals = [text() for _ in range(draw(st.integers(0, 6)))]
+    train = [text() for _ in range(draw(st.integers(0, 10)))]
+    for e in draw(st.lists(st.sampled_from(evals), max_size=3)) if evals else []:
+        words = e.split()
+        start = draw(st.integers(0, max(len(words) - 1, 0)))
+        train.append(text() + " " + " ".join(words[start:start + n + 1]) + " " + text())
+    phrase = text(min_words=n)
+    for i in range(draw(st.integers(0, 5))):
+        train.insert(draw(st.integers(0, len(train))), text() + " " + phrase)
+    if draw(st.booleans()):
+        evals.append(phrase)
+    chunk = draw(st.integers(1, 200))
+    return train, evals, n, limit, chunk
+
+
+@settings(max_examples=300, deadline=None)
+@given(corpora())
+def test_matches_the_per_row_definition_on_generated_corpora(corpus) -> None:
+    train, evals, n, limit, chunk = corpus
+    with mock.patch.object(ngram, "CHUNK_CHARS", chunk):  # many chunks: counts and drops across them
+        got = ngram_overlap(train, evals, n=n, max_train_rows=limit, workers=2)
+    assert got == reference(train, evals, n, limit)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(max_size=30), min_size=2, max_size=6), st.integers(1, 4))
+def test_any_unicode_text_matches_the_definition(texts, n) -> None:
+    """Arbitrary code points, not only the vocabulary above."""
+    assert ngram_overlap(texts, texts[::-1], n=n, max_train_rows=1) == reference(texts, texts[::-1], n, 1)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.sampled_from(WORDS), max_size=12), st.lists(st.sampled_from(WORDS), max_size=12),
+       st.integers(1, 5))
+def test_ngram_keys_are_the_keys_ngram_overlap_compares(a, b, n) -> None:
+    ta, tb = " ".join(a), " ".join(b)
+    assert bool(ngram_keys(ta, n) & ngram_keys(tb, n)) == (ngram_overlap([ta], [tb], n=n) == [0])
+    words = tokens(ta)
+    grams = {tuple(words[i:i + n]) for i in range(len(words) - n + 1)} if len(words) >= n else {tuple(words)}
+    assert len(ngram_keys(ta, n)) == (len(grams) if words else 0)
+
+
+def test_the_word_class_is_pythons_word_for_every_code_point() -> None:
+    """polars' regex reads the class as Python's re reads \\w, code point by code point (with
+    polars' own \\w, "x²" and "e\u0301" would be cut differently)."""
+    points = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
+    got = pl.Series(points).str.contains("^" + ngram._word_class() + "$").to_list()
+    expected = [bool(re.fullmatch(r"\w", c)) for c in points]
+    assert got == expected
+
+
+def test_results_do_not_depend_on_threads_or_chunks() -> None:
+    evals = [f"stem {i} of the case with findings {i % 7} and more words here" for i in range(50)]
+    # stems 10-49 in two rows each: flagged; 0-9 in many: boilerplate; 50-59: in no eval text
+    train = [f"row {i}: stem {i % 60 if i < 120 else i % 10} of the case with findings {i % 7} and more"
+             for i in range(400)]
+    expected = reference(train, evals, 4, 3)
+    assert {x for x in expected if x is not None} == set(range(10, 50)) and None in expected
+    for chunk, workers in ((1 << 22, 1), (50, 1), (50, 2), (1, 3)):
+        with mock.patch.object(ngram, "CHUNK_CHARS", chunk):
+            assert ngram_overlap(train, evals, n=4, max_train_rows=3, workers=workers) == expected
