@@ -1,11 +1,12 @@
 """Time the word n-gram check (m1data.stages.ngram.ngram_overlap) against the per-row version it
 replaced, with each one's peak RSS.
 
-    python benchmarks/bench_ngram.py [--sizes 20000,196000,1000000] [--rows-pickle /tmp/prof/rows.pkl]
+    python benchmarks/bench_ngram.py [--sizes 20000,196000,1000000] [--rows-pickle FILE]
                                      [--skip-old-above N]
 
-Rows: the pickle's (training prompts, eval texts) if it exists, else benchmarks/perturb.py's
-(1M synthetic benchmark prompts, ~15K eval texts; about a minute to build). At each size, the
+Rows: ``--rows-pickle``'s (a pickled (training prompts, eval texts) pair) if given, else
+benchmarks/perturb.py's (1M synthetic benchmark prompts, ~15K eval texts; about two minutes to
+build, once, into a temporary pickle the children read). At each size, the
 first N prompts are checked against all eval texts (n=8, max_train_rows=3, as the Decontaminate
 stage runs it) in a fresh child process per implementation, which reports its wall and CPU
 seconds, its peak RSS (ru_maxrss: it includes the rows it loaded, printed as "rows") and a
@@ -23,6 +24,7 @@ import pickle
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -59,14 +61,19 @@ def old_ngram_overlap(texts: Sequence[str], eval_texts: Sequence[str], n: int = 
 
 
 def load_rows(path: Path) -> tuple[list[str], list[str]]:
-    if path.exists():
-        with path.open("rb") as handle:
-            return pickle.load(handle)
+    with path.open("rb") as handle:
+        return pickle.load(handle)
+
+
+def write_rows(path: Path) -> None:
+    """The benchmark rows (perturb.py), built once for every child."""
     sys.path.insert(0, str(HERE))
     import perturb
 
     eval_items, eval_texts = perturb.eval_rows(seed=1)
-    return perturb.training_rows(1_000_000, seed=0, eval_items=eval_items), eval_texts
+    rows = perturb.training_rows(1_000_000, seed=0, eval_items=eval_items)
+    with path.open("wb") as handle:
+        pickle.dump((rows, eval_texts), handle)
 
 
 def child(impl: str, size: int, path: Path) -> None:
@@ -92,14 +99,22 @@ def child(impl: str, size: int, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="20000,196000,1000000")
-    parser.add_argument("--rows-pickle", type=Path, default=Path("/tmp/prof/rows.pkl"))
+    parser.add_argument("--rows-pickle", type=Path, help="a pickled (prompts, eval texts) pair to use")
     parser.add_argument("--skip-old-above", type=int, default=10**9, help="old is slow: skip it above N rows")
     parser.add_argument("--child", nargs=2, metavar=("IMPL", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child[0], int(args.child[1]), args.rows_pickle)
         return
-    print(f"cores: {os.cpu_count()}, rows: {args.rows_pickle if args.rows_pickle.exists() else 'perturb.py'}")
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.rows_pickle is None:
+            args.rows_pickle = Path(tmp) / "rows.pkl"
+            write_rows(args.rows_pickle)
+        print(f"cores: {os.cpu_count()}, rows: {args.rows_pickle}")
+        measure(args)
+
+
+def measure(args: argparse.Namespace) -> None:
     for size in (int(s) for s in args.sizes.split(",")):
         print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
         results = {}
