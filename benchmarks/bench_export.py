@@ -17,8 +17,19 @@ Per input: seconds of `public_rows` (``--profile``: cProfile of the first, top 2
 time) and, with ``--reference``, of the row-by-row version it replaced (kept here as
 `reference_public_rows`), with a check that both give the same rows. Then the check `publish`
 runs on a folder before it uploads (`m1data.publishing.hub.local_paths_inside`) on the rows
-without a path written as parquet, and with ``--reference`` the string-by-string scan it replaced. ``uptime`` is printed before
-and after: the machine is shared.
+without a path written as parquet, and with ``--reference`` the string-by-string scan it
+replaced. ``uptime`` is printed before and after: the machine is shared.
+
+Before/after, ``--rows 100000 --reference`` (1,822 characters of ``text`` a row), this 2-core
+machine shared with other jobs (load averages 1-min 0.9-1.1), both versions in one run; before =
+0f40c91, after = the pubrows branch. Seconds:
+
+    input                                   before    after
+    1% of rows with a local path            103.55    12.33   (5 columns rewritten: most of what is
+                                                               left is Arrow copying ~500 MB of them)
+    no local path (a typical build)          69.67     2.12
+    shuffled half, 50K rows                  55.52     2.88
+    publish's local-path check, 100K rows    56.51     5.93   (reading the parquet: ~4 s of it)
 """
 
 from __future__ import annotations

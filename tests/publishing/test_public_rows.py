@@ -1,6 +1,7 @@
 """`public_rows` by whole columns gives what the row-by-row version gave: same columns, values,
 features, Arrow types and order, for selections (an indices mapping) and tables of many chunks
-too, and only the rows that may change go through Python."""
+too, and only the rows that may change go through Python. The same for the local-path check a
+publish runs on the folder (`local_paths_inside`)."""
 
 from __future__ import annotations
 
@@ -137,3 +138,24 @@ def test_a_selection_from_a_table_of_chunks_keeps_its_order_and_types():
     assert [out[0]["text"], out[1]["text"], out[0]["options"]] == ["f39.txt", "f36.txt", ["o39"]]
     same(out, reference_public_rows(ds))
 
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+@given(st.lists(ROW, max_size=25), st.integers(1, 10))
+def test_a_publish_lists_the_local_paths_the_string_by_string_scan_listed(tmp_path_factory, rows, row_group):
+    """`local_paths_inside` reads a parquet file's columns by Arrow and runs `local_paths` on the rows
+    that may hold one only: the same paths, in the same order (column by column, row by row), with
+    the same row numbers across the file's row groups."""
+    import pyarrow.parquet as pq
+
+    from m1data.publishing.hub import _file_strings, _local_files, local_paths_inside
+
+    folder = tmp_path_factory.mktemp("hub")
+    (folder / "data").mkdir()
+    table = rows_to_dataset([{"id": f"r{i}", **row} for i, row in enumerate(rows)], FEATURES).data.table
+    pq.write_table(table, folder / "data" / "train.parquet", row_group_size=row_group)
+    (folder / "README.md").write_text("card from /home/alice/m1data\n", encoding="utf-8")
+    files = _local_files(folder)
+    every_string = [f"{f.path_in_repo}{f' ({where})' if where else ''}: {p}"
+                    for f in files for where, text in _file_strings(folder / f.path_in_repo) for p in local_paths(text)]
+    assert local_paths_inside(folder) == every_string
