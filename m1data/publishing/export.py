@@ -92,7 +92,7 @@ def public_rows(rows: datasets.Dataset) -> datasets.Dataset:
 
     Which columns hold one is told from the Dataset's whole table (a selection's unselected rows
     too). Why by whole columns: per row (``map`` over Python values, the full pattern on every
-    string) this took ~30 s per 100K rows, most of it Python's regex on long texts that hold a
+    string) this took 70-100 s per 100K rows of traces, most of it Python's regex on texts that hold a
     ``\\boxed``; here Arrow finds in one pass the few strings that may hold a path or a URL's
     user (`m1data.redact.public_scrub_hints`), and only those rows go through Python."""
     from m1data.redact import public_scrub_hints

@@ -698,7 +698,7 @@ def local_paths_inside(folder: str | Path, files: Iterable[PlannedFile] | None =
 def _parquet_strings_that_may_hold_a_path(path: Path) -> Iterable[tuple[str, str]]:
     """What `_file_strings` gives of a parquet file, for the rows only whose strings match the hint
     of a local path (`m1data.redact.public_scrub_hints`): the others hold none. Why: `local_paths`
-    on every string of every row was ~30 s per 100K rows of traces (Python's regex on long texts
+    on every string of every row took ~55 s per 100K rows of traces (Python's regex on long texts
     that hold a `\\boxed`), and a dry run pays it before it lists anything."""
     import pyarrow as pa
     import pyarrow.parquet as pq
