@@ -394,18 +394,46 @@ def _roots() -> list[str]:
     return sorted((r.rstrip("/\\") for r in found if len(r.rstrip("/\\")) > 1), key=len, reverse=True)
 
 
-@lru_cache(maxsize=1)
 def _local_path_pattern() -> re.Pattern[str]:
-    roots = "|".join(re.escape(r) for r in _roots())
+    return _local_path_patterns()[0]
+
+
+@lru_cache(maxsize=1)
+def _local_path_patterns() -> tuple[re.Pattern[str], str]:
+    """The pattern `local_paths` finds paths with, and its `public_scrub_hints` hint: built from
+    one reading of `_roots()`, so that the hint names the very folders the pattern does."""
+    roots = _roots()
     tops = "|".join(_LOCAL_TOP)
-    return re.compile(
+    pattern = re.compile(
         rf"file://{_PATH_CHARS}+"  # file:///home/me/x
-        rf"|{_NOT_AFTER}(?:{roots})(?:[/\\]{_PATH_CHARS}*)?(?!{_PATH_CHARS})"  # this machine's folders
+        rf"|{_NOT_AFTER}(?:{'|'.join(re.escape(r) for r in roots)})"  # this machine's folders
+        rf"(?:[/\\]{_PATH_CHARS}*)?(?!{_PATH_CHARS})"
         rf"|{_NOT_AFTER}/(?:{tops})(?:/{_PATH_CHARS}*)?(?!{_PATH_CHARS})"  # /home/..., /tmp/..., /root
         rf"|{_NOT_AFTER}/(?:{_SEGMENT}+/)*?(?:site|dist)-packages(?:/{_PATH_CHARS}*)?"  # any installation
         rf"|{_NOT_AFTER}~[/\\]{_PATH_CHARS}+"  # ~/models/x.gguf
         rf"|\b[A-Za-z]:\\{_PATH_CHARS}+"  # C:\Users\me\x
     )
+    # What each alternative above cannot match without: its literal start (RE2 syntax, no lookbehind).
+    hint = "|".join(["file://", rf"(?:{'|'.join(_re2_literal(r) for r in roots)})", rf"/(?:{tops})",
+                     "(?:site|dist)-packages", r"~[/\\]", r"[A-Za-z]:\\"])
+    return pattern, hint
+
+
+def _re2_literal(text: str) -> str:
+    """`text` as an RE2 pattern that matches it literally. Why not `re.escape`: it escapes spaces
+    and `~`, which RE2 may refuse; RE2 takes a backslash before any ASCII punctuation."""
+    return "".join(f"\\{c}" if c.isascii() and not c.isalnum() and c not in " _" else c for c in text)
+
+
+def public_scrub_hints() -> tuple[str, str]:
+    """Two RE2 patterns (for Arrow's `match_substring_regex`), the first matched by every string in
+    which `local_paths` finds a path, the second by every string `public_scrub` changes (a local path
+    or a URL's `user@`). Why: a string neither matches is left as it is, and Arrow tells which
+    strings of a column match in one pass, where the full pattern needs Python's lookbehinds and
+    is slow on long texts (a reasoning trace's `\\boxed` passes `_may_hold_path`). A string that
+    matches may still hold none: run the real check on those only."""
+    paths = _local_path_patterns()[1]
+    return paths, rf"{paths}|://[^/\s@?#]*@"  # `_USERINFO` needs "://" and then "@" (RE2's \s is narrower)
 
 
 _PATH_BEFORE = set("_.~:/\\-")  # what the character before a path's first separator must not be
@@ -491,6 +519,7 @@ __all__ = [
     "mask_value",
     "public_model_name",
     "public_scrub",
+    "public_scrub_hints",
     "redact_config",
     "redact_environment",
     "refuse_endpoint_secrets",

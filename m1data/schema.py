@@ -17,11 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import datasets
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from m1data.errors import M1DataError, UserError
 from m1data.reading.registry import SOURCE_REGISTRY
@@ -226,14 +228,53 @@ def flattened(ds: datasets.Dataset) -> datasets.Dataset:
     stage that keeps some rows returns such a selection, and the pipeline writes each."""
     if ds._indices is None:  # noqa: SLF001 - see column_array
         return ds
-    table = ds.data.table.take(ds._indices.column(0))  # noqa: SLF001
+    return with_table(ds, ds.data.table.take(ds._indices.column(0)))  # noqa: SLF001
+
+
+def with_table(ds: datasets.Dataset, table: pa.Table) -> datasets.Dataset:
+    """A Dataset like `ds` (info, split, format, a fresh fingerprint) that holds `table`, in
+    memory: the rows of `ds` as a whole-column rewrite made them (same columns and types)."""
     from datasets.table import InMemoryTable
 
     flat = datasets.Dataset(InMemoryTable(table), info=ds.info.copy(), split=ds.split, fingerprint=fresh_fingerprint())
-    fmt = ds.format
-    flat.set_format(fmt["type"], columns=fmt["columns"], output_all_columns=fmt["output_all_columns"],
-                    **fmt["format_kwargs"])
+    # The format as datasets' own transforms pass it on: columns None (all, those added later too)
+    # stays None, where ``ds.format["columns"]`` would pin today's list.
+    flat.set_format(ds._format_type, columns=ds._format_columns, output_all_columns=ds._output_all_columns,  # noqa: SLF001
+                    **ds._format_kwargs)  # noqa: SLF001
     return flat
+
+
+def strings_by_row(array: pa.Array) -> Iterator[tuple[pa.Array, np.ndarray | None]]:
+    """Every string array inside `array` (lists, maps and structs at any depth), each with the row
+    of `array` each of its strings belongs to (None: its own rows). Other types hold no string
+    (a union, the one that could, is no type a Dataset has: datasets has no feature for it)."""
+    kind = array.type
+    if isinstance(kind, pa.ExtensionType):
+        yield from strings_by_row(array.storage)
+    elif pa.types.is_dictionary(kind):
+        yield from strings_by_row(array.dictionary_decode())
+    elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        yield array, None
+    elif pa.types.is_string_view(kind):
+        yield array.cast(pa.large_string()), None
+    elif any(test(kind) for test in (pa.types.is_list, pa.types.is_large_list, pa.types.is_fixed_size_list,
+                                     pa.types.is_list_view, pa.types.is_large_list_view, pa.types.is_map)):
+        parents = pc.list_parent_indices(array).to_numpy(zero_copy_only=False)
+        for strings, row_of in strings_by_row(pc.list_flatten(array)):
+            yield strings, parents if row_of is None else parents[row_of]
+    elif pa.types.is_struct(kind):
+        for field in array.flatten():
+            yield from strings_by_row(field)
+
+
+def rows_matching(array: pa.Array, pattern: str) -> np.ndarray:
+    """The rows of `array`, ascending, that hold a string (at any depth: `strings_by_row`) the RE2
+    `pattern` matches, found by Arrow (``match_substring_regex``) without a Python value per row."""
+    rows = np.zeros(len(array), dtype=bool)
+    for strings, row_of in strings_by_row(array):
+        matched = pc.match_substring_regex(strings, pattern).fill_null(False).to_numpy(zero_copy_only=False)
+        rows[np.flatnonzero(matched) if row_of is None else row_of[matched]] = True
+    return np.flatnonzero(rows)
 
 
 def _mixed_column(records: list[dict[str, Any]]) -> str | None:
@@ -282,7 +323,10 @@ __all__ = [
     "make_row",
     "render_options",
     "render_prompt",
+    "rows_matching",
     "rows_to_dataset",
     "shuffled",
+    "strings_by_row",
     "validate",
+    "with_table",
 ]

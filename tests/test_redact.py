@@ -286,3 +286,25 @@ def test_a_key_a_server_quotes_back_encoded_is_not_in_the_reply(llm_server, monk
         assert "***" in shown
         for name, form in {"as it is": key, **forms}.items():
             assert form not in shown, (question, name, shown)
+
+
+_HINT_PIECES = st.sampled_from([
+    "/home/alice/x.gguf", "/root", "/tmp", "/srv/d/", "~/m", "~\\m", "C:\\Users\\a", "file:///a", "site-packages/p",
+    "dist-packages", str(CLONE), tempfile.gettempdir(), sys.prefix, str(Path.home()), "https://u:p@h/v1", "ftp://@x",
+    "://", "@", "/", "\\", "~", ":", "mg/kg", "a/b", "é", "日本", " ", "\n", "\u2028", "\u00a0", "'", "x",
+])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_HINT_PIECES | st.text(max_size=4), max_size=8).map("".join))
+def test_every_string_public_scrub_changes_matches_its_arrow_hint(text):
+    """`public_rows` runs the real filter only on strings Arrow matches with these hints: a string
+    that holds a local path or a URL's user and does not match would be published as it is."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from m1data.redact import public_scrub_hints
+
+    paths, scrub = public_scrub_hints()
+    assert not local_paths(text) or pc.match_substring_regex(pa.array([text]), paths)[0].as_py()
+    assert public_scrub(text) == text or pc.match_substring_regex(pa.array([text]), scrub)[0].as_py()
