@@ -86,22 +86,24 @@ REWRITE_SLICE = 16_384  # rows a rewritten column is put back together by: keeps
 
 
 def public_rows(rows: datasets.Dataset) -> datasets.Dataset:
-    """`rows` as they may be published: in every column that holds a local path (at any depth: a
-    served model's path, a file named in a raw `metadata` row), each string goes through
-    `public_scrub`. Columns without one are left as they are, and so is the schema.
+    """`rows` as they may be published: in every column where `public_scrub` changes some string
+    (at any depth: a served model's path, a file named in a raw `metadata` row, a URL with
+    `user:password@`), each string goes through it. Columns it would not change are left as they
+    are, and so is the schema.
 
-    Which columns hold one is told from the Dataset's whole table (a selection's unselected rows
+    Which columns change is told from the Dataset's whole table (a selection's unselected rows
     too). Why by whole columns: per row (``map`` over Python values, the full pattern on every
     string) this took 70-100 s per 100K rows of traces, most of it Python's regex on texts that hold a
     ``\\boxed``; here Arrow finds in one pass the few strings that may hold a path or a URL's
     user (`m1data.redact.public_scrub_hints`), and only those rows go through Python."""
     from m1data.redact import public_scrub_hints
 
-    paths_hint, scrub_hint = public_scrub_hints()
-    affected = [c for c in rows.column_names if _holds_local_path(rows.data.column(c), paths_hint)]
+    _, scrub_hint = public_scrub_hints()
+    affected = [c for c in rows.column_names if _changed_by_scrub(rows.data.column(c), scrub_hint)]
     if not affected:
         return rows
-    log.info(f"local paths cut to file names in column(s) {', '.join(affected)} before publishing")
+    log.info(f"local paths cut to file names and URL credentials removed in column(s) {', '.join(affected)} "
+             "before publishing")
     table = flattened(rows).data.table
     for name in affected:
         at = table.column_names.index(name)
@@ -109,15 +111,16 @@ def public_rows(rows: datasets.Dataset) -> datasets.Dataset:
     return with_table(rows, table)
 
 
-def _holds_local_path(column: pa.ChunkedArray, hint: str) -> bool:
-    """Some string in `column` (at any depth) holds a local path: `local_paths` run on the strings
-    that match `hint` only."""
-    from m1data.redact import local_paths
+def _changed_by_scrub(column: pa.ChunkedArray, hint: str) -> bool:
+    """`public_scrub` changes some string in `column` (at any depth): it is run on the strings that
+    match `hint` only. Why not a check for local paths alone: a column with a URL's credentials
+    and no path was published with them."""
+    from m1data.redact import public_scrub
 
     for chunk in column.chunks:
         for strings, _ in strings_by_row(chunk):
             hits = np.flatnonzero(pc.match_substring_regex(strings, hint).fill_null(False).to_numpy(zero_copy_only=False))
-            if any(local_paths(text) for text in strings.take(pa.array(hits)).to_pylist()):
+            if any(public_scrub(text) != text for text in strings.take(pa.array(hits)).to_pylist()):
                 return True
     return False
 

@@ -31,19 +31,10 @@ FEATURES = datasets.Features({
 
 
 def reference_public_rows(rows: datasets.Dataset) -> datasets.Dataset:
-    """The row-by-row version (m1data 0f40c91): a column is rewritten when any of its values in the
-    table holds a local path, every value of it through `public_scrub`, by `Dataset.map`."""
-
-    def holds(value: Any) -> bool:
-        if isinstance(value, str):
-            return bool(local_paths(value))
-        if isinstance(value, dict):
-            return any(holds(v) for v in value.values())
-        if isinstance(value, (list, tuple)):
-            return any(holds(v) for v in value)
-        return False
-
-    affected = [c for c in rows.column_names if any(holds(v) for v in rows.data.column(c).to_pylist())]
+    """The row-by-row version (m1data 0f40c91, which rewrote a column only when it held a local
+    path; now also when it holds a URL's credentials): a column is rewritten when `public_scrub`
+    changes any of its values in the table, every value of it through `public_scrub`, by `Dataset.map`."""
+    affected = [c for c in rows.column_names if any(public_scrub(v) != v for v in rows.data.column(c).to_pylist())]
     if not affected:
         return rows
     return rows.map(lambda batch: {c: [public_scrub(v) for v in batch[c]] for c in affected}, batched=True,
@@ -123,7 +114,8 @@ def test_only_rows_that_may_change_go_through_python():
     ds = rows_to_dataset(rows, FEATURES)
     with mock.patch("m1data.redact.public_scrub", wraps=public_scrub) as scrub:
         out = public_rows(ds)
-    assert scrub.call_count == 1
+    # the one row, once to find the column that changes and once to rewrite it
+    assert scrub.call_count == 2 and all("/home/alice" in str(c.args[0]) for c in scrub.call_args_list)
     assert out[1_234]["text"].endswith(" see notes.md")
     same(out, reference_public_rows(ds))
 
@@ -159,3 +151,13 @@ def test_a_publish_lists_the_local_paths_the_string_by_string_scan_listed(tmp_pa
     every_string = [f"{f.path_in_repo}{f' ({where})' if where else ''}: {p}"
                     for f in files for where, text in _file_strings(folder / f.path_in_repo) for p in local_paths(text)]
     assert local_paths_inside(folder) == every_string
+
+
+def test_a_column_with_url_credentials_and_no_local_path_is_scrubbed() -> None:
+    """A URL's `user:password@` is removed from a column even where no local path is: before, only
+    columns with a local path went through `public_scrub`, so this one was published as it was."""
+    rows = datasets.Dataset.from_list([{"id": "r0", "note": "served by https://alice:s3cretPW@llm.example/v1 today"},
+                            {"id": "r1", "note": "nothing here"}])
+    out = public_rows(rows)
+    assert out["note"] == ["served by https://llm.example/v1 today", "nothing here"]
+    assert "s3cretPW" not in str(out.to_list())
