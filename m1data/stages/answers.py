@@ -109,14 +109,15 @@ _LETTER_IS_CORRECT = re.compile(
     r"(?i:correct|right|best\s+answer|true\s+answer)\b"
 )
 _LETTER_PREFIX = r"(?:(?i:option|choice)\s+)?"
+_LETTER_JOIN = r"(?:,|;|&|/|\+|\band\b|\bor\b|[和或与與及])"  # what joins letters in a list: "C, D", "C and D", "C和D"
 _LETTER_LIST = re.compile(
-    r"^" + _LETTER_PREFIX + r"\(?([A-Za-z])\)?((?:\s*(?:,|;|&|/|\+|\band\b|\bor\b|[和或与與及])\s*\(?[A-Za-z]\)?)+)$"
+    r"^" + _LETTER_PREFIX + r"\(?([A-Za-z])\)?((?:\s*" + _LETTER_JOIN + r"\s*\(?[A-Za-z]\)?)+)$"
 )
 _LIST_ITEM = re.compile(r"(?<![A-Za-z])([A-Za-z])(?![A-Za-z])")
 # Two or more letter labels and nothing else, with or without separators: "(C)(D)", "[C] [D]",
 # "C D", "C. D", "C \& D", "(C) C". Bare labels are capitals, so "i.e." or "a b" are no labels.
 _LABEL = r"(?:\([A-Za-z]\)|\[[A-Za-z]\]|[A-Z](?![A-Za-z])[).:]?)"
-_LABEL_RUN = re.compile(r"^" + _LABEL + r"(?:(?:\s|,|;|&|/|\+|\\[&,;]|\band\b|\bor\b|[和或与與及])*" + _LABEL + r")+$")
+_LABEL_RUN = re.compile(r"^" + _LABEL + r"(?:(?:\s|\\[&,;]|" + _LETTER_JOIN + r")*" + _LABEL + r")+$")
 _LETTER_RUN = re.compile(r"^[A-Z]{2,}$")  # "CD", "ACE": read as letters only in option order
 _EXACT_LETTER = re.compile(r"^" + _LETTER_PREFIX + r"(?:\(([A-Za-z])\)|\[([A-Za-z])\]|([A-Za-z])[).:]?)$")
 # A lower-case letter counts only with a separator and a space ("c. aortic stenosis", "(c) ..."),

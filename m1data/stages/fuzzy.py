@@ -734,9 +734,10 @@ def find_contamination(texts: Sequence[str], evals: Sequence[EvalText | str], th
     best_eval = np.full(len(train), -1, dtype=np.int64)  # per distinct text: its best eval item
     best_score = np.zeros(len(train), dtype=np.float64)
     best_eval[t[lead]], best_score[t[lead]] = eval_index[lead], scores[lead]
-    hits = np.flatnonzero(best_eval[train_ids] >= 0)
+    row_eval = best_eval[train_ids]
+    hits = np.flatnonzero(row_eval >= 0)
     out = []
-    for j, e, s in zip(hits.tolist(), best_eval[train_ids[hits]].tolist(), best_score[train_ids[hits]].tolist()):
+    for j, e, s in zip(hits.tolist(), row_eval[hits].tolist(), best_score[train_ids[hits]].tolist()):
         item = evals[e]
         out.append(ContamMatch(j, item.set_name, item.item_id, item.text, s))
     return out
