@@ -97,6 +97,6 @@ logged bash scripts/install_embedded.sh
 step "compiling: m1data's bytecode, the fuzzy matcher's loops for this CPU"
 logged .venv/bin/python -m compileall -q m1data infer train cards builders
 logged .venv/bin/python -c "from m1data.stages.fuzzy import find_duplicates
-find_duplicates(['ab', 'ab c', 'a' * 3000, 'a' * 3001]); find_duplicates(['\u5fc3\u81d3', '\u5fc3'])"
+find_duplicates(['ab', 'ab c', 'b' * 400, 'b' * 401, 'a' * 3000, 'a' * 3001]); find_duplicates(['\u5fc3\u81d3', '\u5fc3'])"
 printf '%s\n%s\n%s\n' "$recipe" "$extras" "$here" > "$stamp"
 step "installed in $((SECONDS - began)) s (log: .venv/install.log)"

@@ -545,31 +545,77 @@ def test_adversarial_corpora_catch_a_tightened_group_bound(monkeypatch) -> None:
     assert differs
 
 
-def test_the_byte_loop_keeps_exactly_the_pairs_of_the_int16_loop() -> None:
-    """``_narrow_pass`` (saturating bytes, four rows at a time) is ``_group_pass`` made faster:
-    on every band it can take, both keep the same pairs, rows past a multiple of four included."""
+def boundary_corpus(seed: int) -> list[str]:
+    """Near copies of texts of 200-320 characters: bands on both sides of fuzzy.SHORT_TEXT (254),
+    where the matcher switches from ``_min_pass`` to ``_narrow_pass``, and bands across it."""
+    rng = random.Random(seed)
+    alphabet = "abcdefghij klmnop.,\nÄé心"
+    bases = ["".join(rng.choice(alphabet) for _ in range(rng.randrange(200, 320))) for _ in range(8)]
+    rows = list(bases)
+    for b in bases:
+        rows += _edit_copies(b, rng, 6, alphabet)
+        rows += [b[:250], b[:254], b[:255], b[:256]]
+    rng.shuffle(rows)
+    return rows
+
+
+@pytest.mark.parametrize("threshold", THRESHOLDS)
+@pytest.mark.parametrize("seed", range(3))
+def test_texts_around_the_short_text_limit_equal_all_pairs(threshold: float, seed: int) -> None:
+    rows = boundary_corpus(seed)
+    assert find_duplicates(rows, threshold=threshold) == brute_duplicates(rows, threshold)
+    evals = [EvalText("e", str(i), t) for i, t in enumerate(boundary_corpus(seed + 100)[:30])]
+    assert find_contamination(rows, evals, threshold=threshold) == brute_contamination(rows, evals, threshold)
+
+
+def _band_jobs(rows: list[str], evals: list[str], threshold: float):  # type: ignore[no-untyped-def]
+    """A dedup job (rows against themselves) and a decontamination job (rows against evals)."""
     import m1data.stages.fuzzy as fz
 
-    rows = [r for seed in range(4) for r in adversarial_corpus(seed)]
+    f = fz._check_threshold(threshold)
     distinct, _, _ = fz._distinct(rows)
-    f = fz._check_threshold(90.0)
     side = fz._self_side(distinct, f)
-    job = fz.BandJob(side, side, f, 90.0, True)
-    checked = 0
-    for r0, r1 in job.bands():
-        window = job._window(r0, r1)
-        lo, hi = np.ascontiguousarray(window[:, 0]), np.ascontiguousarray(window[:, 1])
-        chosen, byte_share, _ = job.group_pass(r1, hi)
-        if chosen is not fz._compiled(fz._narrow_pass):
-            continue
-        kept = []
-        for kernel, share in ((fz._compiled(fz._group_pass), side.share), (chosen, byte_share)):
-            out_r, out_c = np.empty(len(distinct) ** 2, np.int64), np.empty(len(distinct) ** 2, np.int64)
-            found = kernel(side.groups, side.groups, share, share, r0, r1, lo, hi, out_r, out_c)
-            kept.append(sorted(zip(out_r[:found].tolist(), out_c[:found].tolist())))
-        assert kept[0] == kept[1]
-        checked += (r1 - r0) % 4 != 0
-    assert checked  # some band ended in a partial block of rows
+    hist, lens = fz._histograms(distinct + evals)
+    grouping = fz._grouping(hist)
+    n = len(distinct)
+    train = fz._side(distinct, hist[:n], lens[:n], f, grouping)
+    ev = fz._side(evals, hist[n:], lens[n:], f, grouping)
+    return [fz.BandJob(side, side, f, threshold, True), fz.BandJob(train, ev, f, threshold, False)]
+
+
+def test_the_fast_loops_keep_exactly_the_pairs_of_the_int16_loop() -> None:
+    """``_min_pass`` (sums of group minima, short texts) and ``_narrow_pass`` (saturating bytes,
+    four rows at a time) are ``_group_pass`` made faster: on every band each may take, both in
+    a self-join and against another side, they keep the same pairs, rows past a multiple of four
+    included."""
+    import m1data.stages.fuzzy as fz
+
+    reference, narrow, minima = (fz._compiled(k) for k in (fz._group_pass, fz._narrow_pass, fz._min_pass))
+    checked = {narrow: 0, minima: 0}
+    partial = 0
+    for threshold in (90.0, 95.0):
+        rows = [r for seed in range(3) for r in adversarial_corpus(seed) + boundary_corpus(seed)]
+        evals = list(dict.fromkeys(boundary_corpus(7)[:40] + adversarial_corpus(7)[:40]))
+        for job in _band_jobs(rows, evals, threshold):
+            capacity = len(job.rows.lens) * len(job.cols.lens)
+            for r0, r1 in job.bands():
+                window = job._window(r0, r1)
+                lo, hi = np.ascontiguousarray(window[:, 0]), np.ascontiguousarray(window[:, 1])
+                chosen, row_bound, col_bound = job.group_pass(r1, hi)
+                fast = [(chosen, row_bound, col_bound)]
+                widest = job.rows.share[r1 - 1] + (job.cols.share[hi[-1] - 1] if hi[-1] > 0 else 0)
+                if chosen is minima and widest <= 254:  # the byte loop can take this band too
+                    fast.append((narrow, job.rows.byte_share, job.cols.byte_share))
+                kept = []
+                for kernel, row_b, col_b in [(reference, job.rows.share, job.cols.share), *fast]:
+                    out_r, out_c = np.empty(capacity, np.int64), np.empty(capacity, np.int64)
+                    found = kernel(job.rows.groups, job.cols.groups, row_b, col_b, r0, r1, lo, hi, out_r, out_c)
+                    kept.append(sorted(zip(out_r[:found].tolist(), out_c[:found].tolist())))
+                for (kernel, _, _), pairs in zip(fast, kept[1:]):
+                    assert pairs == kept[0], kernel
+                    checked[kernel] = checked.get(kernel, 0) + 1
+                partial += (r1 - r0) % 4 != 0 and chosen is minima
+    assert checked[narrow] and checked[minima] and partial  # both loops ran, on partial blocks too
 
 
 @pytest.mark.parametrize("spec", ["{file}", "mine={file}"])
