@@ -49,6 +49,11 @@ req/s with 1.5-2.4% of answers 429 (mean 2.1%); the same bucket stating itself i
 91.1-97.5 req/s with no 429 at all (0 of 9,000). Paced at 98% of the stated rate, the client
 gives up the last 2% the 429-steered one probes for; the 91.1 was one run on the loaded
 machine (two more runs with headers: 97.1 and 97.2 req/s, no hold taken).
+
+Measured (the IETF draft-08 style, ``--limits --header-style ietf``, one run; 2 cores, load 1.2
+before, 2.4 after): against the 100/s bucket without headers 100.3 req/s with 2.6% of answers
+429 (1.0% from 2 s on); stating itself in ``RateLimit``/``RateLimit-Policy`` 97.5 req/s with no
+429 (0 of 3,000), as with OpenAI's headers above.
 """
 
 from __future__ import annotations
