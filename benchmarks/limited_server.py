@@ -56,7 +56,8 @@ def openai_headers(limit: float, remaining: int, reset: float) -> dict[str, str]
 def anthropic_headers(limit: float, remaining: int, reset: float) -> dict[str, str]:
     wall = time.time()
     whole = datetime.datetime.fromtimestamp(wall + reset, datetime.timezone.utc)
-    return {"anthropic-ratelimit-requests-limit": f"{limit:g}", "anthropic-ratelimit-requests-remaining": str(remaining),
+    return {"anthropic-ratelimit-requests-limit": f"{limit:g}",
+            "anthropic-ratelimit-requests-remaining": str(remaining),
             "anthropic-ratelimit-requests-reset": whole.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "date": email.utils.formatdate(wall, usegmt=True)}
 
