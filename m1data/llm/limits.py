@@ -29,10 +29,14 @@ passed, so a run steered by them alone keeps spending a few percent of its reque
 again (1.6-2.5% against a 100/s bucket). Most providers state it on every reply: the budget,
 what is left and when it is whole again, each in its own style (RATE_HEADER_STYLES, one table):
 OpenAI's ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` (reset a duration, ``6m0s``),
-Anthropic's ``anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}`` (reset an RFC 3339
-time), OpenRouter's and many APIs' ``X-RateLimit-{Limit,Remaining,Reset}`` (requests; reset an
-epoch time in s or, OpenRouter's, ms, or seconds to go) and the IETF draft's
-``RateLimit-{Limit,Remaining,Reset}``/``RateLimit-Policy`` (reset seconds to go). All give the
+Anthropic's ``anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,remaining,
+reset}`` (reset an RFC 3339 time; the input and output budgets are of prompt and of completion
+tokens, StatedLimits), OpenRouter's and many APIs' ``X-RateLimit-{Limit,Remaining,Reset}``
+(requests; reset an epoch time in s or, OpenRouter's, ms, or seconds to go) and the IETF draft's,
+in each of its forms: ``RateLimit-{Limit,Remaining,Reset}``/``RateLimit-Policy`` (reset seconds
+to go), draft-07's single ``RateLimit: limit=100, remaining=50, reset=5`` and the named policies
+of draft-08 on, ``RateLimit: "default";r=50;t=5`` with ``RateLimit-Policy: "default";q=100;w=60``
+(ietf_budget; the last two are structured fields, read whole or not at all). All give the
 same Budget: an epoch time is told from seconds to go by its size (parse_reset), and a time is
 read against the reply's clock (its Date header, where the local clock disagrees: reply_time).
 That bounds the adaptive rate from the first reply (no blind ramp, no probing past it), and a
@@ -226,10 +230,14 @@ class Budget:
 
 @dataclass(frozen=True)
 class StatedLimits:
-    """The budgets one reply's headers state (RATE_HEADER_STYLES)."""
+    """The budgets one reply's headers state (RATE_HEADER_STYLES). ``tokens`` counts all tokens;
+    ``input_tokens`` and ``output_tokens`` (Anthropic's) are separate budgets of prompt and of
+    completion tokens: the tightest of those that apply bounds the run (StatedPacing)."""
 
     requests: Budget | None = None
     tokens: Budget | None = None
+    input_tokens: Budget | None = None
+    output_tokens: Budget | None = None
 
 
 @dataclass(frozen=True)
@@ -237,7 +245,7 @@ class HeaderStyle:
     """How one style of headers states one budget: its ``limit`` (the first of these headers that
     reads), ``remaining`` and ``reset`` headers, in lower case."""
 
-    budget: str  # "requests" or "tokens"
+    budget: str  # a field of StatedLimits: "requests", "tokens", "input_tokens" or "output_tokens"
     limit: tuple[str, ...]
     remaining: str
     reset: str
@@ -254,18 +262,115 @@ RATE_HEADER_STYLES: tuple[HeaderStyle, ...] = (
     # OpenAI, Azure, Groq, Together, Fireworks...: reset a duration ("6m0s", "120ms")
     _style("requests", "x-ratelimit-{part}-requests"),
     _style("tokens", "x-ratelimit-{part}-tokens"),
-    # Anthropic: reset an RFC 3339 time. Its "tokens" is the tightest of its token limits; the
-    # input or output budget alone is read as one of all tokens, which is cautious.
+    # Anthropic: reset an RFC 3339 time. Its "tokens" is the tightest of its token limits, read as
+    # one of all tokens; the input and output budgets are its limits on prompt and on completion
+    # tokens, each met by its own kind (read as all tokens, a budget of 80,000 input tokens let
+    # through requests whose completions overran a budget of 16,000 output tokens).
     _style("requests", "anthropic-ratelimit-requests-{part}"),
     _style("tokens", "anthropic-ratelimit-tokens-{part}"),
-    _style("tokens", "anthropic-ratelimit-input-tokens-{part}"),
-    _style("tokens", "anthropic-ratelimit-output-tokens-{part}"),
+    _style("input_tokens", "anthropic-ratelimit-input-tokens-{part}"),
+    _style("output_tokens", "anthropic-ratelimit-output-tokens-{part}"),
     # OpenRouter and many APIs: requests, reset an epoch time (s; OpenRouter's in ms) or seconds
     _style("requests", "x-ratelimit-{part}"),
     # the IETF draft (GitLab, ...): reset seconds (GitLab's an epoch time); the limit may come in
-    # RateLimit-Policy alone ("600;w=300")
+    # RateLimit-Policy alone ("600;w=300"). Its later drafts' single RateLimit header: ietf_budget.
     _style("requests", "ratelimit-{part}", limit_also=("ratelimit-policy",)),
 )
+
+
+# RFC 9651 structured fields, the part the IETF drafts' RateLimit and RateLimit-Policy use: a
+# List or a Dictionary of Items with Parameters (no Inner Lists, Dates or Display Strings).
+_SF_KEY = r"[a-z*][a-z0-9_.*-]*"
+_SF_ITEM = (r"-?(?:[0-9]{1,12}\.[0-9]{1,3}|[0-9]{1,15})"  # Decimal or Integer (ASCII digits only)
+            r'|"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*"'  # String
+            r"|[A-Za-z*][A-Za-z0-9!#$%&'*+.^_`|~:/-]*"  # Token
+            r"|:[A-Za-z0-9+/=]*:"  # Byte Sequence
+            r"|\?[01]")  # Boolean
+_SF_PARAMETERS = rf"(?:; *{_SF_KEY}(?:=(?:{_SF_ITEM}))?)*"
+_SF_PARAMETER = re.compile(rf"; *({_SF_KEY})(?:=({_SF_ITEM}))?")
+_SF_LIST_MEMBER = re.compile(rf"()({_SF_ITEM})({_SF_PARAMETERS})")
+_SF_DICTIONARY_MEMBER = re.compile(rf"({_SF_KEY})(?:=({_SF_ITEM}))?({_SF_PARAMETERS})")
+_SF_COMMA = re.compile(r"[ \t]*,[ \t]*")
+
+SFMember = tuple[str, object, dict[str, object]]  # (key, or "" in a List; item; parameters)
+
+
+def _sf_item(text: str) -> object:
+    """A bare item's value: a number as a float, a String unescaped, a Token as its text, a
+    Boolean as a bool, a Byte Sequence as written (no header read here needs its bytes)."""
+    if text.startswith('"'):
+        return re.sub(r'\\(["\\])', r"\1", text[1:-1])
+    if text.startswith("?"):
+        return text == "?1"
+    if text[0] in "-0123456789":
+        return float(text)
+    return text
+
+
+def _sf_members(value: object, *, dictionary: bool) -> list[SFMember] | None:
+    """The members of a structured field, a Dictionary's (``limit=100, remaining=50``) or a List's
+    (``"default";r=50;t=5``); None unless the whole text is one: a header read in part could be
+    read wrong, and a hint read wrong is worse than none."""
+    text = value.strip(" \t") if isinstance(value, str) else ""
+    member = _SF_DICTIONARY_MEMBER if dictionary else _SF_LIST_MEMBER
+    members: list[SFMember] = []
+    at = 0
+    while at < len(text):
+        match = member.match(text, at)
+        if match is None:
+            return None
+        key, item, parameters = match.groups()
+        members.append((key, True if item is None else _sf_item(item),
+                        {name: _sf_item(v) if v else True for name, v in _SF_PARAMETER.findall(parameters)}))
+        at = match.end()
+        if at < len(text):
+            comma = _SF_COMMA.match(text, at)
+            if comma is None or comma.end() == len(text):
+                return None
+            at = comma.end()
+    return members
+
+
+def _sf_count(value: object) -> float | None:
+    """A structured field's count: a number >= 0 (a String, a Boolean or a negative is not)."""
+    return value if isinstance(value, float) and value >= 0 else None
+
+
+def _sf_reset(value: object, now: float) -> float | None:
+    """A structured field's reset, read as parse_reset reads any (a float's repr is a plain
+    number below 1e16, and a 15-digit Integer is below that)."""
+    return parse_reset(repr(value), now) if _sf_count(value) is not None else None
+
+
+def ietf_budget(headers: Mapping[str, str], now: float) -> Budget | None:
+    """The request budget of the IETF drafts' single ``RateLimit`` header (``headers`` in lower
+    case), in either of its forms: draft-07's Dictionary, ``limit=100, remaining=50, reset=5``; or,
+    from draft-08 on, a List of named policies, what is left of each (``r``) and the seconds until
+    it resets (``t``), their quotas (``q``, over a window of ``w`` s) in ``RateLimit-Policy``:
+    ``RateLimit: "default";r=50;t=5`` with ``RateLimit-Policy: "default";q=100;w=60``.
+
+    Of several policies the one with the least left governs, as it is the next to refuse. A
+    policy counts only with its quota stated (the rate is read off limit minus remaining) and in
+    requests (``qu``; one in bytes is no budget of requests). A reset is read by parse_reset, so
+    an epoch time is told by its size as in any style. Values malformed as structured fields are
+    ignored, whole (_sf_members); decimals are taken where the drafts say Integer, since a finer
+    reset only reads closer. None when nothing reads."""
+    draft_07 = {key: item for key, item, _ in _sf_members(headers.get("ratelimit"), dictionary=True) or ()}
+    limit, remaining = _sf_count(draft_07.get("limit")), _sf_count(draft_07.get("remaining"))
+    if limit and remaining is not None:
+        return Budget(limit, remaining, _sf_reset(draft_07.get("reset"), now))
+    quotas = {}
+    for _, name, params in _sf_members(headers.get("ratelimit-policy"), dictionary=False) or ():
+        quota = _sf_count(params.get("q"))
+        if isinstance(name, str) and quota and params.get("qu", "requests") == "requests":
+            quotas[name] = quota
+    budgets = []
+    for _, name, params in _sf_members(headers.get("ratelimit"), dictionary=False) or ():
+        left = _sf_count(params.get("r"))
+        if name in quotas and left is not None:
+            budgets.append(Budget(quotas[name], left, _sf_reset(params.get("t"), now)))
+    return min(budgets, key=lambda budget: budget.remaining, default=None)
+
 
 
 def parse_rate_headers(headers: Mapping[str, str], now: float | None = None) -> StatedLimits | None:
@@ -283,7 +388,9 @@ def parse_rate_headers(headers: Mapping[str, str], now: float | None = None) -> 
         remaining = _count_header(lowered.get(style.remaining))
         if limit and remaining is not None:
             found[style.budget] = Budget(limit, remaining, parse_reset(lowered.get(style.reset), clock))
-    return StatedLimits(found.get("requests"), found.get("tokens")) if found else None
+    if "requests" not in found and (budget := ietf_budget(lowered, clock)) is not None:
+        found["requests"] = budget
+    return StatedLimits(**found) if found else None
 
 
 @dataclass(frozen=True)
@@ -691,14 +798,22 @@ class Refill:
         return self.high if self.steady and math.isfinite(self.high) else None
 
 
+def _average(mean: float | None, value: float) -> float:
+    """A running mean that follows the replies' recent sizes (a tenth per reply)."""
+    return value if mean is None else 0.9 * mean + 0.1 * value
+
+
 class StatedPacing:
     """Pacing by the budgets a provider states on every reply (RATE_HEADER_STYLES, StatedLimits),
     so that it need not refuse anything.
 
-    **The rate.** ``margin`` under the stated refill rate (Refill; the lower of the request rate
-    and the token rate over the tokens a reply uses) bounds the adaptive rate from the first
-    reply on: no ramp and no probing past it, so none of the 429s it takes to find a limit are
-    drawn.
+    **The rate.** ``margin`` under the stated refill rate (Refill; the lowest of the request rate
+    and each token budget's rate over the tokens of its kind a reply uses: all of them, its
+    prompt's for an input budget, its completion's for an output budget) bounds the adaptive
+    rate from the first reply on: no ramp and no probing past it, so none of the 429s it takes
+    to find a limit are drawn. Each budget is met by its own kind of tokens because the
+    requests' mix decides which is tightest: long prompts with short answers spend an input
+    budget first, short prompts with long answers an output one.
 
     **The hold.** The rate alone does not help when the budget is spent anyway (other clients on
     the key, a budget refilled per window, a burst sent before the first reply): a reply whose
@@ -715,25 +830,38 @@ class StatedPacing:
     def __init__(self, clock: Callable[[], float] = time.monotonic, *, margin: float = 0.98, max_hold: float = 60.0):
         self.clock, self.margin, self.max_hold = clock, margin, max_hold
         self.requests, self.tokens = Refill(), Refill()
-        self.per_request: float | None = None  # tokens a reply used, on average
+        self.input_tokens, self.output_tokens = Refill(), Refill()
+        # tokens a reply used, on average: in all, in its prompt, in its completion
+        self.per_request: float | None = None
+        self.per_prompt: float | None = None
+        self.per_completion: float | None = None
         self.held_until = 0.0
+
+    def _token_budgets(self) -> tuple[tuple[Refill, float | None], ...]:
+        """Each token budget's Refill with the tokens a request spends of it, on average."""
+        return ((self.tokens, self.per_request), (self.input_tokens, self.per_prompt),
+                (self.output_tokens, self.per_completion))
 
     def rate(self) -> float | None:
         """Requests per second to stay at (None: nothing stated that says)."""
         rates = [self.requests.rate] if self.requests.rate else []
-        if self.tokens.rate and self.per_request:
-            rates.append(self.tokens.rate / self.per_request)
+        rates += [refill.rate / unit for refill, unit in self._token_budgets() if refill.rate and unit]
         return self.margin * min(rates) if rates else None
 
-    def observe(self, stated: StatedLimits, ticket: Ticket | None, sent: int, used: int) -> None:
-        """One reply's budgets; `ticket` its request's, `sent` the requests sent so far, `used`
-        the tokens it reports."""
-        if used > 0:
-            self.per_request = used if self.per_request is None else 0.9 * self.per_request + 0.1 * used
+    def observe(self, stated: StatedLimits, ticket: Ticket | None, sent: int, prompt: int = 0,
+                completion: int = 0) -> None:
+        """One reply's budgets; `ticket` its request's, `sent` the requests sent so far, `prompt`
+        and `completion` the tokens it reports."""
+        if prompt + completion > 0:
+            self.per_request = _average(self.per_request, prompt + completion)
+            self.per_prompt = _average(self.per_prompt, prompt)
+            self.per_completion = _average(self.per_completion, completion)
         now = self.clock()
         later = sent - ticket.number - 1 if ticket else 0
         since = now - ticket.time if ticket else 0.0
-        budgets = ((stated.requests, self.requests, 1.0), (stated.tokens, self.tokens, self.per_request))
+        stated_tokens = (stated.tokens, stated.input_tokens, stated.output_tokens)
+        budgets = ((stated.requests, self.requests, 1.0),
+                   *((budget, refill, unit) for budget, (refill, unit) in zip(stated_tokens, self._token_budgets())))
         for budget, refill, unit in budgets:
             if budget is None or not unit:
                 continue
@@ -817,8 +945,8 @@ class RateLimiter:
         answered 429 (the provider asks for a pause)."""
         self.in_flight -= 1
         if reply.stated_limits is not None:
-            self.stated.observe(reply.stated_limits, ticket, self.sent_count,
-                                reply.prompt_tokens + reply.completion_tokens)
+            self.stated.observe(reply.stated_limits, ticket, self.sent_count, reply.prompt_tokens,
+                                reply.completion_tokens)
             if (rate := self.stated.rate()) is not None:
                 self.adaptive.bound(rate)
             else:
@@ -903,6 +1031,7 @@ __all__ = [
     "TokenBucket",
     "failure",
     "http_failure",
+    "ietf_budget",
     "parse_duration",
     "parse_rate_headers",
     "parse_reset",

@@ -121,13 +121,23 @@ STYLES = {
     "openai": ("x-ratelimit-{part}-requests", "x-ratelimit-{part}-tokens", lambda reset, now: f"{reset:.3f}s"),
     "anthropic": ("anthropic-ratelimit-requests-{part}", "anthropic-ratelimit-tokens-{part}",
                   lambda reset, now: _rfc3339(now + reset)),
-    "anthropic+02:00": ("anthropic-ratelimit-requests-{part}", "anthropic-ratelimit-input-tokens-{part}",
+    "anthropic+02:00": ("anthropic-ratelimit-requests-{part}", "anthropic-ratelimit-tokens-{part}",
                         lambda reset, now: _rfc3339(now + reset, 2)),
     "openrouter": ("x-ratelimit-{part}", None, lambda reset, now: str(round((now + reset) * 1000))),  # epoch ms
     "epoch-seconds": ("x-ratelimit-{part}", None, lambda reset, now: str(round(now + reset))),
     "seconds": ("x-ratelimit-{part}", None, lambda reset, now: f"{reset:.3f}"),
     "ietf": ("ratelimit-{part}", None, lambda reset, now: f"{reset:.3f}"),
     "gitlab": ("ratelimit-{part}", None, lambda reset, now: str(round(now + reset))),  # IETF names, epoch s
+    "ietf-07": ("", None, lambda reset, now: f"{reset:.3f}"),  # (STRUCTURED)
+    "ietf-08": ("", None, lambda reset, now: f"{reset:.3f}"),
+}
+
+# The IETF drafts' single ``RateLimit`` header (draft-07: a Dictionary; draft-08 on: a List of
+# named policies, their quotas in ``RateLimit-Policy``), from (limit, remaining, reset's text).
+STRUCTURED = {
+    "ietf-07": lambda limit, remaining, reset: {"RateLimit": f"limit={limit}, remaining={remaining}, reset={reset}"},
+    "ietf-08": lambda limit, remaining, reset: {
+        "RateLimit": f'"default";r={remaining};t={reset}', "RateLimit-Policy": f'"default";q={limit};w=60'},
 }
 
 
@@ -142,6 +152,8 @@ def in_style(style: str, limit: int, remaining: int, reset: float, now: float, u
     if style.startswith("anthropic"):
         said = lambda: datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() - now  # noqa: E731
     headers = {name(part="limit"): str(limit), name(part="remaining"): str(remaining), name(part="reset"): text}
+    if style in STRUCTURED:
+        headers = STRUCTURED[style](limit, remaining, text)
     return headers, max(0.0, said())
 
 
@@ -194,6 +206,115 @@ def test_the_first_style_that_reads_wins_and_a_bad_one_is_skipped():
     anthropic["anthropic-ratelimit-requests-remaining"] = "plenty"
     ietf, _ = in_style("ietf", 30, 3, 2.0, 2e9)
     assert parse_rate_headers({**anthropic, **ietf}, now=2e9).requests == Budget(30, 3, 2.0)
+
+
+@pytest.mark.parametrize(
+    "headers, budget",
+    [
+        ({"RateLimit": "limit=100, remaining=50, reset=5"}, Budget(100, 50, 5.0)),  # draft-07
+        ({"RateLimit": "reset=5,remaining=50 ,  limit=100;w=60"}, Budget(100, 50, 5.0)),  # any order, parameters
+        ({"RateLimit": "limit=100, remaining=0"}, Budget(100, 0, None)),  # no reset: none said
+        ({"RateLimit": '"default";r=50;t=5', "RateLimit-Policy": '"default";q=100;w=60'},
+         Budget(100, 50, 5.0)),  # draft-08 on
+        ({"RateLimit": '"burst";r=9;t=1, "day";r=3;t=3600',
+          "RateLimit-Policy": '"day";q=1000;w=86400, "burst";q=10;w=1'},
+         Budget(1000, 3, 3600.0)),  # several policies: the least remaining governs, matched by name
+        ({"RateLimit": '"bytes";r=0;t=9, "default";r=7;t=2;pk=:dXNlcjE=:',
+          "RateLimit-Policy": '"bytes";q=65536;qu="content-bytes";w=10, "default";q=10;qu="requests";w=1'},
+         Budget(10, 7, 2.0)),  # a quota of bytes is not one of requests; a partition key is skipped
+        ({"RateLimit": '"a";r=4;t=1, "b";r=0;t=1', "RateLimit-Policy": '"a";q=5;w=1'},
+         Budget(5, 4, 1.0)),  # a policy whose quota is not stated gives no budget (its rate needs one)
+        ({"RateLimit": '"default";r=5;t=2000000010', "RateLimit-Policy": '"default";q=10'},
+         Budget(10, 5, 10.0)),  # a reset as an epoch time, told by size as in any style (parse_reset)
+    ],
+)
+def test_the_ietf_drafts_single_header_is_read(headers, budget):
+    assert parse_rate_headers(headers, now=2_000_000_000) == StatedLimits(requests=budget)
+
+
+@pytest.mark.parametrize(
+    "good, bad",
+    [  # each pair: a header that reads, and the same made malformed, which must read as nothing
+        ("limit=100, remaining=50, reset=5", "limit=100, remaining=50, reset=5,"),  # trailing comma
+        ("limit=100, remaining=50", "limit=100 remaining=50"),
+        ("limit=100, remaining=50", "limit=100, remaining=fifty"),
+        ("limit=100, remaining=50", "limit=100, remaining=-50"),
+        ("limit=100, remaining=50", "limit=0, remaining=0"),  # a limit of nothing states nothing
+        ("limit=100, remaining=50", "limit=1000000000000000, remaining=50"),  # over 15 digits
+        ("limit=100, remaining=50", "limit=100, remaining=5e1"),
+        ("limit=100, remaining=50", "Limit=100, remaining=50"),  # keys are lower case
+        ("limit=100, remaining=50", 'limit="100", remaining=50'),  # a string is not a number
+        ('"default";r=50;t=5', '"default;r=50;t=5'),  # unterminated string
+        ('"default";r=50;t=5', '"default" ;r=50;t=5'),  # no space before a parameter
+        ('"default";r=50;t=5', '"default";r=-1;t=5'),
+        ('"default";r=50;t=5', '"default";r=?1;t=5'),
+        ('"default";r=50;t=5', '"default";r=50;t=5, '),
+        ('"default";r=50;t=5', '"other";r=50;t=5'),  # no policy of that name
+    ],
+)
+def test_a_malformed_ietf_header_is_ignored(good, bad):
+    policy = {"RateLimit-Policy": '"default";q=100;w=60'}
+    assert parse_rate_headers({"RateLimit": good, **policy}, now=2e9) is not None
+    assert parse_rate_headers({"RateLimit": bad, **policy}, now=2e9) is None
+    assert parse_rate_headers({"RateLimit": '"default";r=50;t=5', "RateLimit-Policy": bad.replace("r=", "q=")},
+                              now=2e9) is None
+
+
+structured_text = st.lists(st.sampled_from(['"default"', "default", "limit", "remaining", "reset", "=", ";", ",",
+                                            " ", "r", "t", "q", "w", "qu", "pk", "50", "-1", "5.5", "?1", ":YQ==:",
+                                            '"', "\\", "1" * 16, "\x00", "é"]), max_size=20).map("".join)
+
+
+@given(rate=st.one_of(structured_text, st.text(max_size=40)), policy=st.one_of(structured_text, st.text(max_size=40)))
+def test_the_ietf_single_header_never_raises_on_junk(rate, policy):
+    limits = parse_rate_headers({"RateLimit": rate, "RateLimit-Policy": policy}, now=2e9)
+    for budget in (limits.requests, limits.tokens) if limits else ():
+        assert budget is None or (budget.limit > 0 and budget.remaining >= 0
+                                  and (budget.reset is None or (math.isfinite(budget.reset) and budget.reset >= 0)))
+
+
+def anthropic_headers(unit: str, limit: int, remaining: int, reset: float, now: float) -> dict[str, str]:
+    name = f"anthropic-ratelimit-{unit}-{{}}".format
+    return {name("limit"): str(limit), name("remaining"): str(remaining), name("reset"): _rfc3339(now + reset)}
+
+
+def test_anthropics_input_and_output_token_budgets_are_read_as_what_they_are():
+    headers = {**anthropic_headers("requests", 50, 49, 1.2, 2e9),
+               **anthropic_headers("tokens", 90000, 89000, 1.0, 2e9),
+               **anthropic_headers("input-tokens", 80000, 79000, 1.0, 2e9),
+               **anthropic_headers("output-tokens", 16000, 15900, 1.0, 2e9)}
+    assert parse_rate_headers(headers, now=2e9) == StatedLimits(
+        requests=Budget(50, 49, pytest.approx(1.2)), tokens=Budget(90000, 89000, pytest.approx(1.0)),
+        input_tokens=Budget(80000, 79000, pytest.approx(1.0)), output_tokens=Budget(16000, 15900, pytest.approx(1.0)))
+    del headers["anthropic-ratelimit-tokens-limit"]
+    assert parse_rate_headers(headers, now=2e9).tokens is None  # an input budget is not one of all tokens
+
+
+def test_the_input_budget_paces_by_prompt_tokens_the_output_budget_by_completion_tokens():
+    """1,000 input tokens/s against prompts of 150 allows 6.7 requests/s; 100 output tokens/s
+    against completions of 50 allows 2: the output budget governs. (Read as one budget of all
+    tokens, the input one allowed 1,000 / 200 = 5 requests/s, 2.5 times what the provider takes.)"""
+    limiter = RateLimiter(clock=FakeClock())
+    headers = {**anthropic_headers("input-tokens", 60000, 59000, 1.0, 2e9),
+               **anthropic_headers("output-tokens", 6000, 5900, 1.0, 2e9)}
+    limiter.received(Reply(prompt_tokens=150, completion_tokens=50,
+                           stated_limits=parse_rate_headers(headers, now=2e9)), limiter.sent())
+    assert limiter.adaptive.rate == pytest.approx(0.98 * 100 / 50)
+    limiter = RateLimiter(clock=FakeClock())
+    headers["anthropic-ratelimit-output-tokens-remaining"] = "4000"  # 2,000/s: ample for completions of 50
+    limiter.received(Reply(prompt_tokens=150, completion_tokens=50,
+                           stated_limits=parse_rate_headers(headers, now=2e9)), limiter.sent())
+    assert limiter.adaptive.rate == pytest.approx(0.98 * 1000 / 150)
+
+
+def test_a_spent_output_budget_holds_new_requests_though_input_is_left():
+    clock = FakeClock()
+    limiter = RateLimiter(clock=clock)
+    headers = {**anthropic_headers("input-tokens", 60000, 50000, 10.0, 2e9),  # 1,000 input tokens/s
+               **anthropic_headers("output-tokens", 1000, 20, 9.8, 2e9)}  # 100/s, 20 left of a 50 reply
+    limiter.received(Reply(prompt_tokens=150, completion_tokens=50,
+                           stated_limits=parse_rate_headers(headers, now=2e9)), limiter.sent())
+    assert limiter.stated.held_until - clock.now == pytest.approx(30 / 100, rel=0.02)
 
 
 @pytest.mark.parametrize(
@@ -451,7 +572,7 @@ def test_with_headers_a_run_under_a_limit_draws_no_429s_without_them_it_does(llm
     assert told.refused <= 3
 
 
-@pytest.mark.parametrize("style", ["anthropic", "openrouter", "ietf"])
+@pytest.mark.parametrize("style", ["anthropic", "openrouter", "ietf", "ietf-08"])
 def test_a_run_told_its_limit_in_another_style_draws_no_429s_either(llm_server, style):
     """The run above, told the limit in Anthropic's headers (RFC 3339 resets), OpenRouter's
     (epoch-ms resets) or the IETF draft's (seconds to reset): it stays under the limit as it does
