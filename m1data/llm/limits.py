@@ -372,7 +372,6 @@ def ietf_budget(headers: Mapping[str, str], now: float) -> Budget | None:
     return min(budgets, key=lambda budget: budget.remaining, default=None)
 
 
-
 def parse_rate_headers(headers: Mapping[str, str], now: float | None = None) -> StatedLimits | None:
     """The request and token budgets that ``headers`` state, in any of RATE_HEADER_STYLES; None
     when they state neither (vLLM, llama.cpp), so a run there behaves as if no header had been
