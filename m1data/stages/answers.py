@@ -14,8 +14,10 @@ Precedence: the first rule that reads anything decides, and each rule says why i
    answer: X", "the correct option is X", "Option X is correct", "I would pick X"). Reasoning
    models that forget the box still say which option they choose; the last statement is their
    final word (reference: m1 uses the last match). Chinese statements are statements too
-   ("答案是（C）", "正确答案：C", "故选C", "所以选 C。", "答案为C项"; see ``_CJK_STATEMENT``):
-   CJK-trained teachers write them, and the last statement wins whatever its language.
+   ("答案是（C）", "正确答案：C", "故选C", "选C", "所以选 C。", "答案为C项", "C正确", "C是正确的"; see
+   ``_CJK_STATEMENT``, ``_CJK_LETTER_IS_CORRECT``): CJK-trained teachers write them, and the last
+   statement wins whatever its language. A statement asked as a question ("The answer is (A)?",
+   "Is the answer B? No.", "C正确吗？") states nothing, as one that rejects its option does.
 3. ``answer_line``: a line that is only an answer (``G``, ``(G)``, ``**G. Aortic stenosis**``,
    ``D, F``, an option's exact text) opening or closing the reply. Teachers often answer first and
    explain after, or end with a bare letter. A line inside a list of options (the next or
@@ -27,8 +29,9 @@ Precedence: the first rule that reads anything decides, and each rule says why i
    (one that another contains counts as part of it; "not X", "rules out X", "X is incorrect" do
    not count), or ends with one, or is within rapidfuzz ratio 85 of exactly one option with a
    10-point lead over the next and the same negation words ("not aortic stenosis" is not
-   "Aortic stenosis"; "No treatment needed" keeps its "no"). Below that, or on a tie, there is
-   no answer: a similarity that always finds something would turn "I don't know" into option A.
+   "Aortic stenosis"; "No treatment needed" keeps its "no"). An option's text in a sentence that
+   ends in a question mark, or a misspelt text asked, names nothing: it is asked, not stated.
+   Below that, or on a tie, there is no answer: a similarity that always finds something would turn "I don't know" into option A.
    A short reply that lists options by letter (lines ``A. ...``, ``B. ...`` naming two or more
    options) is not an answer text: it names every option it lists and chooses none.
 
@@ -45,17 +48,21 @@ an answer. Markdown, ``$``, ``\(...\)`` and font commands (``\text{C}``) around 
 only change its looks: "The answer is \(\text{C}\)" states C. In a statement or box, a letter
 followed by a separator and text (``C. Aortic stenosis``) must agree with that text when the text
 is an option's; if it names another option the verdict is ``multiple_answers``. A letter followed
-by a verdict against it (``A is incorrect``, ``A. Aortic stenosis is not the answer``) names no
-option: the reply rejects it. A slot of letter labels alone names every option it labels, however
-they are joined (``C, D``, ``C and D``, ``(C)(D)``, ``C D``, and capitals run together in option
-order, ``CD``; ``BAD`` is a word): ``multiple_answers``, which ends the search like any verdict,
-so no weaker rule picks one of them. The same letter twice (``(C) C``) is one answer.
+by a verdict against it (``A is incorrect``, ``A. Aortic stenosis is not the answer``) or by a
+question mark ending its sentence (``(A)?``) names no option: the reply rejects it or asks. A slot
+of letter labels alone names every option it labels, however they are joined (``C, D``, ``C and
+D``, ``(C)(D)``, ``C D``, and capitals run together in option order, ``CD``; ``BAD`` is a word):
+``multiple_answers``, which ends the search like any verdict, so no weaker rule picks one of them.
+So do two labels before a text (``(C)(D) Mitral stenosis``; see ``_second_label``). The same letter
+twice (``(C) C``) is one answer. Capitals run together that are a whole word of exactly one
+option's text, case kept (``ACE`` with "ACE inhibitors" among the options), are that option.
 
 Full-width forms, as CJK-trained teachers (DeepSeek-R1, Qwen) write them (``\boxed{（C）}``,
 ``\boxed{Ｃ}``, "Answer：Ｃ．"), are their ASCII forms in another font: they are read as ASCII, and
 the lenticular and tortoise-shell brackets ``【C】``, ``〔C〕`` as ``[C]`` (see ``_fold_width``).
 Their Chinese words follow the English ones: 和/或/与 join letters as "and"/"or" do, "C项错误"
-rejects C as "C is incorrect" does (and "答案是C吗？", a question, states nothing), and 不/非/无/错...
+rejects C as "C is incorrect" does (and "答案是C吗？", a question, states nothing), "C正确" states C
+as "C is correct" does (not after 不/非 or a condition such as 如果 in its clause), and 不/非/无/错...
 must agree for the fuzzy rule as "not" must.
 """
 
@@ -95,6 +102,7 @@ _CJK_STATEMENT = (
     r"(?:[应應](?:[该該])?(?:是|[为為]|[选選])|是|[为為]|[选選])?"
     r"|(?:正[确確]|最[终終]|最佳)的?[选選][项項](?:[应應][该該]?)?(?:是|[为為])"
     r"|(?<![不没沒未别別勿])(?:故|所以|因此|因而|本[题題]|我|[则則]|[应應](?:[该該]|[当當])?)+[选選][择擇]?(?![项項])"
+    r"|(?<![^\s.,;:!?])[选選][择擇]?(?![项項])"  # "选C" opening a sentence ("如果选C", "if C", does not)
 )
 _STATEMENT = re.compile(
     r"(?i:" + _CJK_STATEMENT + "|"
@@ -110,6 +118,17 @@ _LETTER_IS_CORRECT = re.compile(
 )
 _LETTER_PREFIX = r"(?:(?i:option|choice)\s+)?"
 _LETTER_JOIN = r"(?:,|;|&|/|\+|\band\b|\bor\b|[和或与與及])"  # what joins letters in a list: "C, D", "C and D", "C和D"
+# "Option C is correct" in Chinese, the labels first: "C正确", "C是正确的", "C选项正确", "C为正确答案",
+# "A和C都正确". Group 1 is the labels, read as a statement's slot. Chinese has no spaces, so a
+# bare capital only needs no Latin letter or digit next to it ("DNA正确" names no option).
+_CJK_LABEL = r"(?:\([A-Z]\)|\[[A-Z]\]|(?<![A-Za-z0-9])[A-Z](?![A-Za-z0-9]))"
+_CJK_LETTER_IS_CORRECT = re.compile(
+    r"(?:[选選][项項])?(" + _CJK_LABEL + r"(?:\s*" + _LETTER_JOIN + r"\s*" + _CJK_LABEL + r")*)"
+    r"\s*(?:[选選]?[项項])?(?:都|均)?(?:是|[为為])?正[确確]"
+)
+# What makes "C正确" no statement when it comes earlier in its clause: a negation ("并非C正确") or a
+# condition ("如果C正确", if C is correct; "是否C正确", whether C is correct).
+_CJK_UNSTATED = re.compile(r"[不非没沒]|如果|假如|假设|假設|若|要是|倘若|是否")
 _LETTER_LIST = re.compile(
     r"^" + _LETTER_PREFIX + r"\(?([A-Za-z])\)?((?:\s*" + _LETTER_JOIN + r"\s*\(?[A-Za-z]\)?)+)$"
 )
@@ -118,7 +137,8 @@ _LIST_ITEM = re.compile(r"(?<![A-Za-z])([A-Za-z])(?![A-Za-z])")
 # "C D", "C. D", "C \& D", "(C) C". Bare labels are capitals, so "i.e." or "a b" are no labels.
 _LABEL = r"(?:\([A-Za-z]\)|\[[A-Za-z]\]|[A-Z](?![A-Za-z])[).:]?)"
 _LABEL_RUN = re.compile(r"^" + _LABEL + r"(?:(?:\s|\\[&,;]|" + _LETTER_JOIN + r")*" + _LABEL + r")+$")
-_LETTER_RUN = re.compile(r"^[A-Z]{2,}$")  # "CD", "ACE": read as letters only in option order
+# "CD", "ACE", and "CD)" closed as a bare label is ("D)"): read as letters only in option order.
+_LETTER_RUN = re.compile(r"^([A-Z]{2,})[).:]?$")
 _EXACT_LETTER = re.compile(r"^" + _LETTER_PREFIX + r"(?:\(([A-Za-z])\)|\[([A-Za-z])\]|([A-Za-z])[).:]?)$")
 # A lower-case letter counts only with a separator and a space ("c. aortic stenosis", "(c) ..."),
 # as reference s.6.2 compares case-insensitively; "a beta blocker" and "i.e. x" are no letters.
@@ -146,13 +166,16 @@ _NOT_CHOSEN = r"(?:the\s+)?(?:correct|right|best|true|answer|likely|it)"
 # A question ("答案是C吗？", is the answer C?) states nothing either: thinking is full of them.
 _CJK_REJECTED = (
     r"(?:[选選]?[项項])?(?:(?:是|[为為]|可以|可)?"
-    r"(?:[错錯]误|[错錯]的|不正[确確]|不[对對]|被?排除|不[选選]|不是(?:正[确確]的?)?答案)|[吗嗎呢])"
+    r"(?:[错錯]误|[错錯]的|不正[确確]|不[对對]|被?排除|不[选選]|不是(?:正[确確]的?|答案))|[吗嗎呢])"
 )
+# The rest of a sentence that ends in a question mark: "The answer is (A)?", "Is the answer (B)?
+# No.", "C正确吗？" (after the width fold). A question asks about the option; it does not state it.
+_QUESTION_AFTER = r"[^.!?\n]*\?"
 _REJECTED_AFTER = re.compile(
     r"^[\s*_`)\],]*(?i:"
     r"(?:[:(–—-][\s*_`]*|" + _COPULA + r"\s+)" + _REJECTED + r"\b"
     r"|" + _COPULA_NOT + r"\s+" + _NOT_CHOSEN + r"\b"
-    r"|" + _CJK_REJECTED + r")"
+    r"|" + _CJK_REJECTED + r"|" + _QUESTION_AFTER + r")"
 )
 # Words that turn a text into its opposite or reject it; the fuzzy fallback needs them to agree
 # (see _negations). Chinese ones have no word boundary to wait for: "不是主动脉瓣狭窄" (not aortic
@@ -336,6 +359,9 @@ def _read_slot(fragment: str, options: Sequence[str]) -> tuple[int, ...] | None:
     by_text = _text_index(text, options)
     if by_text is not None:
         return (by_text,)
+    abbreviation = _option_word(text, options)
+    if abbreviation is not None:
+        return (abbreviation,)
     run = _letter_run(text)
     if run is not None:
         found = {_index(letter, options) for letter in run}
@@ -349,8 +375,37 @@ def _read_slot(fragment: str, options: Sequence[str]) -> tuple[int, ...] | None:
         named = _text_index(prefixed.group(4), options)
         if named is None and _rejects_letter(text, letter_end, prefixed.group(4), options[index]):
             return None
-        return (index,) if named is None or named == index else tuple(sorted({index, named}))
+        if named is None:
+            return tuple(sorted({index, *(_second_label(prefixed.group(4), options) or ())}))
+        return (index,) if named == index else tuple(sorted({index, named}))
     return None
+
+
+def _second_label(rest: str, options: Sequence[str]) -> tuple[int, ...] | None:
+    """Options named by a second letter label that opens the text after a slot's letter:
+    ``(C)(D) Mitral stenosis`` hedges between C and D as ``(C)(D)`` does (it was read as C, the
+    text "(D) Mitral stenosis" naming no option). The label counts when it is bracketed, or when
+    the text after it is an option's (``C. D. Mitral stenosis``): a capital that starts the text's
+    first word ("B cells are lacking", "E. coli infection") is no label."""
+    label = _LETTER_THEN_TEXT.match(rest)
+    if label is None:
+        return None
+    if not (label.group(1) or label.group(2)) and _text_index(label.group(4), options) is None:
+        return None
+    return _read_slot(rest, options)
+
+
+def _option_word(text: str, options: Sequence[str]) -> int | None:
+    """The one option that has ``text``, capitals run together in option order, as a whole word,
+    case kept: ``ACE`` with "ACE inhibitors" among the options, ``AB`` with "AB blood group". The
+    model wrote that option's abbreviation, not the letters A, C and E. None when no option has
+    the word, or several do (then the run is letters, as ``_letter_run`` reads it)."""
+    run = _LETTER_RUN.match(text)
+    if run is None or _letter_run(text) is None:
+        return None
+    word = re.compile(r"(?<!\w)" + re.escape(run.group(1)) + r"(?!\w)")
+    holders = [index for index, option in enumerate(options) if word.search(option)]
+    return holders[0] if len(holders) == 1 else None
 
 
 def _letter_run(text: str) -> str | None:
@@ -359,11 +414,13 @@ def _letter_run(text: str) -> str | None:
     are written). A run names every letter in it, so a box of two different letters is two
     options, not the first (``_LETTER_THEN_TEXT`` read ``(C)(D)`` as C with the text "(D)").
     Capitals out of order (``BAD``, ``CC``) are a word, not letters. Checked after an option's
-    exact text, so an option spelt like a run is still read as that option."""
+    exact text and after a word of one option's text (``_option_word``), so an option spelt like
+    a run, or abbreviated like one (``ACE`` for "ACE inhibitors"), is still read as that option."""
     if _LABEL_RUN.match(text):
         return "".join(_LIST_ITEM.findall(text)).upper()
-    if _LETTER_RUN.match(text) and list(text) == sorted(set(text)):
-        return text
+    run = _LETTER_RUN.match(text)
+    if run and list(run.group(1)) == sorted(set(run.group(1))):
+        return run.group(1)
     return None
 
 
@@ -385,14 +442,27 @@ def _rejects_letter(text: str, letter_end: int, rest: str, option: str) -> bool:
 
 def _statement_slots(text: str) -> list[tuple[int, str]]:
     """(position, slot text) of every explicit statement, in reply order. "X is correct" counts
-    unless its clause negates it ("Neither A nor B is correct")."""
+    unless its clause negates it ("Neither A nor B is correct") or it is asked ("A is correct?");
+    so does its Chinese form "X正确" (see ``_cjk_letters_called_correct``)."""
     slots = [(m.end(), text[m.end() :].split("\n", 1)[0][:300]) for m in _STATEMENT.finditer(text)]
     slots += [
         (m.start(), m.group(1))
         for m in _LETTER_IS_CORRECT.finditer(text)
-        if not _NEGATION.search(_same_clause(text, m.start()))
+        if not _NEGATION.search(_same_clause(text, m.start())) and not re.match(_QUESTION_AFTER, text[m.end() :])
     ]
-    return sorted(slots)
+    return sorted(slots + _cjk_letters_called_correct(text))
+
+
+def _cjk_letters_called_correct(text: str) -> list[tuple[int, str]]:
+    """(position, labels) of each "C正确" ("C is correct"), unless its clause negates it or makes
+    it a condition ("如果C正确，...", if C is correct) or it is asked ("C正确吗？"). Chinese clauses
+    end at a comma too: in "A错误，C正确" the "A is wrong" does not reach C."""
+    return [
+        (m.start(1), m.group(1))
+        for m in _CJK_LETTER_IS_CORRECT.finditer(text)
+        if not _CJK_UNSTATED.search(_same_clause(text, m.start(), ".,;:!?\n"))
+        and not _REJECTED_AFTER.match(text[m.end() :])
+    ]
 
 
 def _read_statement(text: str, options: Sequence[str]) -> tuple[int, ...] | None:
@@ -444,11 +514,12 @@ def _read_answer_lines(text: str, options: Sequence[str]) -> tuple[int, ...] | N
     return tuple(sorted(found)) or None
 
 
-def _same_clause(text: str, end: int) -> str:
-    """Up to 60 characters before ``end``, back to the start of their clause: a negation in an
-    earlier sentence or list item ("..., no.\nB. ...") does not reach this one."""
+def _same_clause(text: str, end: int, marks: str = ".;!?\n") -> str:
+    """Up to 60 characters before ``end``, back to the start of their clause (the last of
+    ``marks``): a negation in an earlier sentence or list item ("..., no.\nB. ...") does not
+    reach this one."""
     before = text[max(0, end - 60) : end]
-    cut = max(before.rfind(mark) for mark in ".;!?\n")
+    cut = max(before.rfind(mark) for mark in marks)
     return before[cut + 1 :]
 
 
@@ -495,7 +566,7 @@ def _similar(text: str, options: Sequence[str]) -> int | None:
     if hits:
         return None
     target = _normalise(text)
-    if not target:
+    if not target or target.endswith("?"):  # "Aortc stenosys?" asks, as "Is it aortic stenosis?" does
         return None
     scores = sorted(((fuzz.ratio(target, _normalise(o)), i) for i, o in enumerate(options)), reverse=True)
     best, runner_up = scores[0], scores[1] if len(scores) > 1 else (0.0, -1)

@@ -43,6 +43,9 @@ BOTH = ["Ceftriaxone", "Doxycycline", "Both (A) and (B)", "Neither (A) nor (B)"]
 HEART_ZH = ["二尖瓣反流", "主动脉瓣反流", "主动脉瓣狭窄", "二尖瓣狭窄"]
 # Options that are themselves negations: naming one chooses it.
 PLACENTA = ["Crosses the placenta", "Does not cross the placenta", "No treatment needed", "None of the above"]
+# Options with an abbreviation spelt in capitals that are also option letters ("ACE", "AB").
+ACE = ["ACE inhibitors", "Beta blockers", "Calcium channel blockers", "Loop diuretics", "Statins"]
+BLOOD = ["AB blood group", "O blood group", "A blood group", "B blood group"]
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,11 @@ CASES = [
     Case("two letters boxed with an ampersand", r"\boxed{@C \& @D}", HEART, "C,D", "boxed"),
     Case("two boxed letters after a statement", "The answer is @C.\n\n\\boxed{(@C)(@D)}", HEART, "C,D", "boxed"),
     Case("one letter boxed twice", r"\boxed{(@C) @C}", HEART, "C", "boxed"),
+    Case("two paren letters then text", r"\boxed{(@C)(@D) Aortic stenosis}", HEART, "C,D", "boxed"),
+    Case("two letters then the second's text", r"\boxed{@C. @D. Mitral stenosis}", HEART, "C,D", "boxed"),
+    Case("one letter twice then text", r"\boxed{(@C)(@C) Aortic stenosis}", HEART, "C", "boxed"),
+    Case("capitals that are an option's word", r"\boxed{ACE}", ACE, "A", "boxed"),
+    Case("two capitals that are an option's word", r"\boxed{AB}", BLOOD, "A", "boxed"),
     Case("option text holding letters boxed", r"\boxed{Both (A) and (B)}", BOTH, "C", "boxed"),
     Case("letter and text holding letters", r"\boxed{(@D) Neither (A) nor (B)}", BOTH, "D", "boxed"),
     Case("box with extra words", r"\boxed{calcific aortic stenosis}", HEART, "C", "similarity"),
@@ -158,6 +166,10 @@ CASES = [
     Case("paren letter called wrong", "Answer: (@C): wrong", HEART, "", "none"),
     Case("letter and text called incorrect", "Answer: @C. Aortic stenosis is incorrect", HEART, "", "none"),
     Case("letter is not the answer", "The best answer: @C is not the answer here.", HEART, "", "none"),
+    Case("statement asked as a question", "The answer is (@A)?", HEART, "", "none"),
+    Case("question, then the answer", "Is the answer (@B)? No. The answer is (@C).", HEART, "C", "statement"),
+    Case("answer, then a question", "The answer is (@C). Or is the answer (@B)?", HEART, "C", "statement"),
+    Case("letter is correct, asked", "So option @A is correct? Let me check the murmur.", HEART, "", "none"),
     Case("one letter rejected, another correct", "Answer: @A is incorrect; @C is correct.", HEART, "C", "statement"),
     Case("neither of two is correct", "Neither @A nor @B is correct.", HEART, "", "none"),
     Case(
@@ -178,6 +190,18 @@ CASES = [
     Case("chinese should not choose X", "不应选@C", HEART, "", "none"),
     Case("chinese letter called wrong", "答案解析：@C项错误。", HEART, "", "none"),
     Case("chinese text negated", "答案：不是主动脉瓣狭窄", HEART_ZH, "", "none"),
+    Case("chinese letter is correct", "@C正确", HEART, "C", "statement"),
+    Case("chinese answer: letter is correct", "答案：@C正确", HEART, "C", "statement"),
+    Case("chinese letter is the correct one", "@C是正确的。", HEART, "C", "statement"),
+    Case("chinese option letter is correct", "分析后，@C选项正确，因为杂音向颈部放射。", HEART, "C", "statement"),
+    Case("chinese choose, alone", "选@C", HEART, "C", "statement"),
+    Case("chinese one wrong, another correct", "@A错误，@C正确。", HEART, "C", "statement"),
+    Case("chinese two letters correct", "@A和@C正确", HEART, "A,C", "statement"),
+    Case("chinese letter is not correct", "@C不正确", HEART, "", "none"),
+    Case("chinese letter is wrong", "@C错误", HEART, "", "none"),
+    Case("chinese letter is correct, asked", "@C正确吗？", HEART, "", "none"),
+    Case("chinese if a letter is correct", "如果@C正确，杂音应向颈部放射。", HEART, "", "none"),
+    Case("chinese choose, in a condition", "如果选@C，杂音应向颈部放射。", HEART, "", "none"),
     # --- 3. answer lines -------------------------------------------------------------------
     Case(
         "bare letter first, others named after",
@@ -223,6 +247,8 @@ CASES = [
     Case("statement negating the text", "The answer is not Aortic stenosis", HEART, "", "none"),
     Case("statement negating a misspelt text", "The answer is not insulin glargin.", DIABETES, "", "none"),
     Case("text rejected after it", "Aortic stenosis is not the answer.", HEART, "", "none"),
+    Case("text asked", "Is it aortic stenosis?", HEART, "", "none"),
+    Case("misspelt text asked", "Aortc stenosys?", HEART, "", "none"),
     Case("text called unlikely", "Aortic stenosis is unlikely.", HEART, "", "none"),
     Case("contracted negation", "The answer isn't aortic stenosis", HEART, "", "none"),
     Case(
@@ -366,6 +392,38 @@ def test_box_holding_a_letter_that_is_another_options_text() -> None:
     assert is_correct(r"\boxed{C}", options, 2)
     assert is_correct(r"\boxed{C}", options, 0)
     assert not is_correct(r"\boxed{C}", options, 1)
+
+
+def test_capitals_are_an_options_word_only_when_exactly_one_option_has_it() -> None:
+    """``\\boxed{ACE}`` is the option "ACE inhibitors" when one option has the word ACE (case kept,
+    whole word); without one, or with two, it stays the letters A, C and E."""
+    assert extract_answer(r"\boxed{ACE}", ACE).letter == "A"
+    assert is_correct(r"\boxed{ACE}", ACE, 0)
+    for options in (HEART + ["Tricuspid"], ["Ace bandage", "Beta", "Gamma", "Delta", "Epsilon"],
+                    ["ACE inhibitors", "ACE2 blockers", "Beta", "Gamma", "ACE antibodies"]):
+        extraction = extract_answer(r"\boxed{ACE}", options)
+        assert (extraction.verdict, extraction.letters) == ("multiple_answers", ("A", "C", "E")), options
+    extraction = extract_answer(r"\boxed{AB}", ["A blood group", "B blood group", "O blood group"])
+    assert (extraction.verdict, extraction.letters) == ("multiple_answers", ("A", "B"))
+
+
+def test_capitals_run_together_then_a_closing_mark_are_letters() -> None:
+    """``\\boxed{CD)}``, ``\\boxed{CD:}``: the last label of a run closed as a bare label may be
+    (``D)``); the run still names C and D. Found by the label property test, which wrote "C" and
+    "D)" with no join; it was read as no answer."""
+    for reply in (r"\boxed{CD)}", r"\boxed{CD:}", "The answer is AB)."):
+        extraction = extract_answer(reply, HEART)
+        assert extraction.verdict == "multiple_answers" and len(extraction.letters) == 2, reply
+    assert extract_answer(r"\boxed{ACE)}", ACE).letter == "A"
+
+
+def test_text_after_a_letter_that_opens_with_a_capital_is_no_second_label() -> None:
+    """A second label after a slot's letter is a second answer when it is bracketed or its own
+    text is an option's; a capital that starts the text ("B cells", "E. coli") is no label."""
+    bugs = ["Staphylococcus aureus", "Klebsiella", "E. coli", "Proteus", "Enterococcus"]
+    assert extract_answer("Answer: D. B cells are lacking", HEART).letter == "D"
+    assert extract_answer("The answer is C. E. coli infection", bugs).letter == "C"
+    assert extract_answer(r"\boxed{C. E. coli}", bugs).letter == "C"
 
 
 def test_repeated_option_text_is_correct_for_either() -> None:
@@ -837,10 +895,11 @@ def test_one_letter_labelled_twice_is_that_answer(options: list[str], data: st.D
 
 # Chinese answer statements, as CJK-trained teachers (DeepSeek-R1, Qwen) write them; "{}" is the label.
 CJK_STATEMENTS = ["答案是{}", "答案：{}", "答案为 {}", "正确答案是 {}", "正確答案為{}", "最终答案：{}", "【答案】{}", "本题答案为{}",
-                  "正确选项是{}", "故选{}", "故選{}", "所以选 {}", "因此应选{}", "所以我选择 {}"]
+                  "正确选项是{}", "故选{}", "故選{}", "所以选 {}", "因此应选{}", "所以我选择 {}", "选{}", "選 {}"]
 CJK_BEFORE = ["", "根据杂音的特点，", "嗯，再检查一下。\n", "<think>让我想想。</think>\n\n", "Checking the murmur again. "]
 CJK_AFTER = ["", "。", "．", "，因为杂音向颈部放射。", "\n\n以上。", "项", "选项。"]
-CJK_NEGATED = ["答案不是{}", "答案可能不是{}", "不应选{}", "我不选{}", "答案：{}项错误", "答案：{}是错的", "答案是{}吗？"]
+CJK_NEGATED = ["答案不是{}", "答案可能不是{}", "不应选{}", "我不选{}", "答案：{}项错误", "答案：{}是错的", "答案是{}吗？",
+               "{}不正确", "{}错误", "{}项不正确", "{}是错误的", "{}正确吗？", "如果{}正确，", "如果选{}，", "{}不是正确的"]
 MUSINGS_ZH = ["让我再想想。", "等等，", "再检查一下杂音。", "Hmm, wait."]
 
 
@@ -897,3 +956,47 @@ def test_a_chinese_statement_negating_a_letter_never_chooses_it(options: list[st
     reply = data.draw(st.sampled_from(CJK_NEGATED)).format(_cjk_label(letter, data))
     assert extract_answer(reply, options).letter != letter, reply
     assert not is_correct(reply, options, index), reply
+
+
+# "C is correct" in Chinese, the letter (or letters) first; "{}" is the label.
+CJK_LETTER_CORRECT = ["{}正确", "{}正確", "{}是正确的", "{}项正确", "{}选项正确", "{}选项是正确的", "{}为正确答案", "答案：{}正确"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(options=ANSWER_OPTIONS, data=st.data())
+def test_a_chinese_letter_called_correct_is_read(options: list[str], data: st.DataObject):
+    """"C正确", "C是正确的", "C选项正确" ("C is correct"): the Chinese "Option C is correct", a
+    statement like "答案是C". They were read as no answer, so a CJK teacher's right trace was
+    dropped. One option called wrong before it ("A错误，C正确") does not count."""
+    assume(_no_answer_words(options))
+    i, j = data.draw(st.permutations(range(len(options))))[:2]
+    letter = string.ascii_uppercase[i]
+    statement = data.draw(st.sampled_from(CJK_LETTER_CORRECT)).format(_cjk_label(letter, data))
+    before = data.draw(st.sampled_from(CJK_BEFORE + [f"{string.ascii_uppercase[j]}错误，", f"{string.ascii_uppercase[j]}不正确。"]))
+    reply = before + statement + data.draw(st.sampled_from(CJK_AFTER[:5]))
+    extraction = extract_answer(reply, options)
+    assert (extraction.verdict, extraction.letter, extraction.method) == ("answer", letter, "statement"), reply
+    assert [is_correct(reply, options, k) for k in range(len(options))] == [k == i for k in range(len(options))]
+
+
+QUESTIONS = ["The answer is {}?", "Is the answer {}?", "Or is the answer ({})?", "Final answer: {}?", "答案是{}吗？",
+             "答案是{}？", "{}正确吗？", "So option {} is correct?", "I would pick {}, or would I?"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(options=ANSWER_OPTIONS, data=st.data())
+def test_a_statement_asked_as_a_question_states_nothing(options: list[str], data: st.DataObject):
+    """"The answer is (A)?" asks; it does not answer, as "the answer is not A" does not. A question
+    after a statement leaves that statement the answer, and a question alone is no answer."""
+    assume(_no_answer_words(options))
+    i, j = data.draw(st.permutations(range(len(options))))[:2]
+    question = data.draw(st.sampled_from(QUESTIONS)).format(string.ascii_uppercase[j])
+    after = data.draw(st.sampled_from(["", " Let me check the murmur.", "\n\nHmm."]))
+    if data.draw(st.booleans()):
+        statement = data.draw(st.sampled_from(STATEMENTS)).format(string.ascii_uppercase[i]).rstrip(".")
+        reply = statement + data.draw(st.sampled_from([". ", ".\n", "\n"])) + question + after
+        assert extract_answer(reply, options).letter == string.ascii_uppercase[i], reply
+    else:
+        reply = question + after
+        assert extract_answer(reply, options).verdict == "no_answer", reply
+    assert not is_correct(reply, options, j), reply
