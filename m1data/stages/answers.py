@@ -31,7 +31,8 @@ Precedence: the first rule that reads anything decides, and each rule says why i
    10-point lead over the next and the same negation words ("not aortic stenosis" is not
    "Aortic stenosis"; "No treatment needed" keeps its "no"). An option's text in a sentence that
    ends in a question mark, or a misspelt text asked, names nothing: it is asked, not stated.
-   Below that, or on a tie, there is no answer: a similarity that always finds something would turn "I don't know" into option A.
+   Below that, or on a tie, there is no answer: a similarity that always finds something would
+   turn "I don't know" into option A.
    A short reply that lists options by letter (lines ``A. ...``, ``B. ...`` naming two or more
    options) is not an answer text: it names every option it lists and chooses none.
 
