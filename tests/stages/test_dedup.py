@@ -774,3 +774,18 @@ def test_an_eval_set_name_or_file_given_as_a_question_is_refused(tmp_path) -> No
             decontaminate(rows, [text])
     kept, removed = decontaminate(rows, [EvalInput(str(path))])  # as it says
     assert removed["id"] == ["t0"]
+
+
+def test_large_byte_arrays_come_zeroed_writable_and_picklable() -> None:
+    """``_zeros`` maps arrays of 16 MB and more with MAP_POPULATE (Linux); they must behave as
+    ``np.zeros`` does, pickled for a Ray task included."""
+    import pickle
+
+    import m1data.stages.fuzzy as fz
+
+    for shape in ((3, 5), (4096, 4097)):
+        array = fz._zeros(shape)
+        assert array.shape == shape and array.dtype == np.uint8 and not array.any()
+        array[-1, -1] = 7
+        copy = pickle.loads(pickle.dumps(array))
+        assert copy[-1, -1] == 7 and copy.sum() == 7
