@@ -4,6 +4,7 @@
     python benchmarks/bench_dedup.py [--rows 20000] [--full] [--seed 0]
     python benchmarks/bench_dedup.py --executor ray [--sizes 196000,1000000] [--ray-cpus 2]
     python benchmarks/bench_dedup.py --steps [--sizes 196000,1000000]
+    python benchmarks/bench_dedup.py --kernels [--sizes 196000] [--every 1]
 
 ``--table`` (issue 21: the one command): rows from benchmarks/perturb.py, dedup of the rows plus
 decontamination against ~15,000 eval items. First, at ``--check-rows`` (20K), both are compared
@@ -33,6 +34,11 @@ their length distribution is printed next to the real source prompts'.
 ``--steps``: at each of ``--sizes``, dedup and decontamination timed locally and split into the band
 work (``BandJob.match``) and the rest, with their growth from each size to the next and the
 speed-up of the band work that a growth of at most 6x would need.
+
+``--kernels``: at each of ``--sizes``, on one core, the two byte loops of the group pass on every
+band (every ``--every``-th) of the dedup self-join that ``_min_pass`` takes (texts up to 254
+characters): ``_narrow_pass`` (sums of absolute differences) and ``_min_pass`` (sums of group
+minima), nanoseconds a pair in the length windows, and whether both kept the same pairs.
 
 ``--stages``: at each of ``--sizes``, the dedup and decontamination *stages*
 (``m1data.stages.dedup.deduplicate`` and ``decontaminate``, what a build and the library run) on a
@@ -183,6 +189,43 @@ def steps(rows: list[str], evals: list[EvalText], sizes: list[int], threshold: f
         print(f"growth {small:,} -> {large:,} rows: total {t1 / t0:.1f}x, band work {b1 / b0:.1f}x, "
               f"rest {r1 / r0:.1f}x; with a band pass k times faster the growth is "
               f"(rest1 + band1/k) / (rest0 + band0/k): {_speedup_for(6.0, r0, b0, r1, b1)}", flush=True)
+
+
+def kernels(rows: list[str], sizes: list[int], threshold: float, every: int) -> None:
+    """Both byte loops on the same bands, one core (see ``--kernels``): what the sums of minima
+    save per pair, apart from everything else the matcher does."""
+    import m1data.stages.fuzzy as fz
+
+    narrow, minima = fz._compiled(fz._narrow_pass), fz._compiled(fz._min_pass)
+    find_duplicates(rows[:2000], threshold=threshold)  # compiles, or loads the compiled loops
+    for n in sizes:
+        distinct, _, _ = fz._distinct(rows[:n])
+        f = fz._check_threshold(threshold)
+        side = fz._self_side(distinct, f)
+        job = fz.BandJob(side, side, f, threshold, True)
+        seconds = {narrow: 0.0, minima: 0.0}
+        pairs = all_pairs = 0
+        same = True
+        for r0, r1 in job.bands()[::every]:
+            window = job._window(r0, r1)
+            lo, hi = np.ascontiguousarray(window[:, 0]), np.ascontiguousarray(window[:, 1])
+            all_pairs += job.band_cost((r0, r1))
+            chosen, row_need, col_halves = job.group_pass(r1, hi)
+            if chosen is not minima:
+                continue
+            pairs += job.band_cost((r0, r1))
+            kept = []
+            for kernel, row_bound, col_bound in ((narrow, side.byte_share, side.byte_share),
+                                                 (minima, row_need, col_halves)):
+                out_r, out_c = np.empty(1 << 16, np.int64), np.empty(1 << 16, np.int64)
+                t0 = time.perf_counter()
+                found = kernel(side.groups, side.groups, row_bound, col_bound, r0, r1, lo, hi, out_r, out_c)
+                seconds[kernel] += time.perf_counter() - t0
+                kept.append(sorted(zip(out_r[:found].tolist(), out_c[:found].tolist())))
+            same &= kept[0] == kept[1]
+        print(f"{n:>9,} rows: _min_pass takes {pairs / all_pairs:.1%} of {all_pairs:.3g} pairs visited; one core: "
+              f"_narrow_pass {seconds[narrow] / pairs * 1e9:.3f} ns a pair, _min_pass {seconds[minima] / pairs * 1e9:.3f} "
+              f"({seconds[narrow] / seconds[minima]:.2f}x); same pairs kept: {same}; load: {uptime()}", flush=True)
 
 
 def stages(rows: list[str], eval_texts: list[str], sizes: list[int], threshold: float) -> None:
@@ -487,6 +530,8 @@ def main() -> None:
     ap.add_argument("--no-local", action="store_true", help="with --executor ray: skip the local runs")
     ap.add_argument("--table", action="store_true", help="the issue-21 table (see above)")
     ap.add_argument("--steps", action="store_true", help="band work and the rest at each of --sizes (see above)")
+    ap.add_argument("--kernels", action="store_true", help="the group pass's byte loops, one core (see above)")
+    ap.add_argument("--every", type=int, default=1, help="--kernels: time every k-th band")
     ap.add_argument("--stages", action="store_true", help="the dedup stages beside the matcher alone (see above)")
     ap.add_argument("--check-rows", type=int, default=20_000, help="--table: rows compared with all pairs")
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
@@ -506,12 +551,14 @@ def main() -> None:
     t0 = time.perf_counter()
     eval_items, eval_texts = perturb.eval_rows(seed=args.seed + 1)
     sizes = [int(s) for s in args.sizes.split(",")]
-    n_rows = max(sizes) if args.executor == "ray" or args.table or args.steps or args.stages else args.full_rows if args.full else args.rows
+    n_rows = max(sizes) if args.executor == "ray" or args.table or args.steps or args.stages or args.kernels else args.full_rows if args.full else args.rows
     rows = perturb.training_rows(n_rows, seed=args.seed, eval_items=eval_items)
     print(f"generated in {time.perf_counter() - t0:.1f}s (seed {args.seed})")
     print(f"real prompts, source-mix weighted: {perturb.length_summary(perturb.mix_weighted_real_prompts())}")
     print(f"real prompts, every source row once: {perturb.length_summary(perturb.real_training_prompts())}")
-    if args.stages:
+    if args.kernels:
+        kernels(rows, sizes, args.threshold, args.every)
+    elif args.stages:
         stages(rows, eval_texts, sizes, args.threshold)
     elif args.steps:
         steps(rows, [EvalText("eval", str(i), t) for i, t in enumerate(eval_texts)], sizes, args.threshold)

@@ -22,7 +22,7 @@ float rounding inside rapidfuzz can never put a pair on the other side of the bo
    L1 distance (``|sum x - sum y| <= sum |x - y|``), and so can clipping each sum at 255
    (``min(., 255)`` is 1-Lipschitz). With ``G`` those clipped group sums, a match therefore has
    ``sum_g |G_a[g] - G_b[g]| <= f (|a| + |b|) <= ceil(f |a|) + ceil(f |b|)``: the group pass
-   (``_group_pass``; ``_narrow_pass`` in saturating bytes) keeps every pair that satisfies this,
+   (``_group_pass``; ``_narrow_pass`` and ``_min_pass`` in bytes) keeps every pair that satisfies this,
    in integers. Rare characters share a histogram bucket and counts are clipped at 255,
    which only lowers the distances again.
 
@@ -37,18 +37,21 @@ matching row is then recovered from first occurrences, so clusters of any size a
 nothing is capped (the reference's ``process.extract`` stopped at 5 matches).
 
 Cost: the filter still visits every length-compatible pair (3.0e9 at 196K benchmark rows,
-7.8e10 at 1M), so it is quadratic, but a pair costs about a third of a nanosecond: the group
-counts are 20 bytes a text, and ``_narrow_pass`` (compiled by numba for the machine it runs
-on, at first use, and cached beside this file, per CPU model) sums ``|G_a - G_b|`` in
-saturating bytes, 32 columns per instruction, four rows per column load (``_group_pass``, in
-int16, takes the few bands of texts over ~2,500 characters). At 196K rows it lets 192K of the
-3.0e9 pairs through in about 0.5 s on 2 cores; the full histograms leave ~7K for rapidfuzz.
+7.8e10 at 1M), so it is quadratic, but a pair costs about a quarter of a nanosecond: the group
+counts are 20 bytes a text, and the loops over them (compiled by numba for the machine they run
+on, at first use, and cached beside this file, per CPU model) take 32 columns per instruction
+and four rows per column load. ``_min_pass`` takes the bands of texts up to 254 characters (95%
+of the pairs) and sums group minima, two operations a group; ``_narrow_pass`` sums absolute
+differences in saturating bytes, four operations, up to ~2,500 characters; ``_group_pass``, in
+int16, the rest. At 196K rows they let 188K of the 3.0e9 pairs through in about 0.4 s on 2
+cores; the full histograms leave ~7K for rapidfuzz.
 It replaced a bound computed by float32 matrix products (thermometer codes, BLAS): the same
 removals, 3x faster at 196K rows (dedup and decontamination side by side in one process: 9.0-9.8 s
 before, 2.9-3.1 s after) and 4.4x at 1M (226 s before, 51 s after, in
 ``benchmarks/bench_dedup.py --table``); the byte loop, a row-major histogram and compiled
 group counts and full-histogram check then halved that again (196K: 3.0 s to 1.6 s; 1M dedup
-alone: 40 s to 17 s).
+alone: 40 s to 17 s), and the sums of minima took a pair from 0.36 to 0.26 ns on one core
+(1M rows, dedup and decontamination: 24.1 s to 20.9 s in one ``--table`` run).
 ``workers`` (-1: every core this process may use) is the number of threads that run bands
 (the compiled loop releases the GIL) and rapidfuzz's thread count. The bands are independent
 units of work (``BandJob.match`` runs any subset and returns them in order), which is how
@@ -499,7 +502,8 @@ def _narrow_pass(row_groups, col_groups, row_share, col_share, r0, r1, lo, hi, o
 
 def _min_pass(row_groups, col_groups, row_need, col_halves, r0, r1, lo, hi, out_r, out_c):  # pragma: no cover
     """``_narrow_pass`` for a band of short texts (at most SHORT_TEXT characters, its windows'
-    included: 95% of the pairs at 196K benchmark rows): the same pairs, a third faster.
+    included: 95% of the pairs at 196K benchmark rows): the same pairs, 1.4x faster (one core,
+    those rows: 0.35 ns a pair there, 0.24 here; ``benchmarks/bench_dedup.py --kernels``).
 
     Why it is the same test: ``|x - y| = x + y - 2 min(x, y)``, so with ``S`` a text's group
     sum, ``sum_g |G_a - G_b| <= share(a) + share(b)`` iff ``2 M >= need(a) + need(b)`` where
@@ -512,8 +516,8 @@ def _min_pass(row_groups, col_groups, row_need, col_halves, r0, r1, lo, hi, out_
     costs a minimum and a saturating add, where the absolute difference costs three operations.
 
     Two groups a pass, four rows a column load: each pass over the block reads and writes the
-    sums once (one core, blocks from L2: 0.36 ns a pair with one group a pass, 0.26 with two;
-    four ran out of vector registers). GROUPS is even.
+    sums once, so two groups a pass saved a fifth of the time of one; four ran out of vector
+    registers and were slower. GROUPS is even.
     """
     capacity = out_r.shape[0]
     found = 0
