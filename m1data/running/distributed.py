@@ -20,8 +20,8 @@ lineage and Hub folder, so a run started on one executor resumes on the other.
   they had been answered is in the reply cache).
 - Per-source loading runs one Ray task per source (``parallel_map``).
 - Fuzzy dedup and decontamination run their length bands as Ray tasks (``band_runner``): the
-  same ``BandJob.match`` the local matcher calls, survivors verified with rapidfuzz on the
-  workers, the earliest-partner rule applied once on the driver. Removals are identical.
+  same filter the local matcher runs (``BandJob.filtered``), its few survivors scored with
+  rapidfuzz and the earliest-partner rule applied once on the driver. Removals are identical.
 
 Where the LLM cache lives: one SQLite file, the stage's ``llm_cache.sqlite`` (or the
 configured ``cache_path``), opened by every worker. SQLite in WAL mode lets the workers of one
@@ -191,13 +191,18 @@ class RayExecutor:
         return _results([task.remote(fn, item) for item in items])
 
     def band_runner(self, job: Any, bands: list[tuple[int, int]]) -> list[Any]:
-        """Score groups of bands as Ray tasks; the job (texts, histograms) goes to the object
-        store once and every task reads it from there."""
+        """Filter groups of bands as Ray tasks, then score the survivors here. The job goes to
+        the object store once, without its texts (``BandJob.without_texts``): its arrays reach
+        every task without a copy, and the texts, unpickled anew by every task, cost more
+        than the filtering at 1M rows."""
         ray = require_ray()
         groups = group_bands([job.band_cost(b) for b in bands], 4 * self.parallelism())
-        ref = ray.put(job)
-        task = ray.remote(num_cpus=1)(_match_bands)
-        return _results([task.remote(ref, bands[a:b]) for a, b in groups])
+        ref = ray.put(job.without_texts())
+        task = ray.remote(num_cpus=1)(_filter_bands)
+        parts = _results([task.remote(ref, bands[a:b]) for a, b in groups])
+        rows = np.concatenate([np.zeros(0, np.int64), *(r for r, _ in parts)])
+        cols = np.concatenate([np.zeros(0, np.int64), *(c for _, c in parts)])
+        return [job.score(rows, cols, workers=-1)]
 
     def run_stage(self, stage: Any, rows: Any, ctx: Any) -> Any:
         """A row-parallel stage over Ray Data blocks; the same StageResult the stage gives locally."""
@@ -272,8 +277,8 @@ def _call(fn: Callable[[T], R], item: T) -> R:
     return fn(item)
 
 
-def _match_bands(job: Any, bands: list[tuple[int, int]]) -> Any:
-    return job.match(bands, workers=1)
+def _filter_bands(job: Any, bands: list[tuple[int, int]]) -> Any:
+    return job.filtered(bands, workers=1)
 
 
 _RESIDENT: dict[str, _StageWorker] = {}  # in a Ray worker process: the stage it is running now

@@ -106,6 +106,7 @@ import mmap
 import numbers
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -316,7 +317,7 @@ class _Side:
     is the caller's text ``order[i]``; ``hist`` stays in the caller's order (sorting it would
     copy 0.5 GB at 1M rows to save one lookup per candidate pair)."""
 
-    texts: list[str]
+    texts: list[str]  # empty in a job sent to filter elsewhere (BandJob.without_texts)
     lens: np.ndarray
     hist: np.ndarray  # (texts, buckets), the caller's order: text i's counts are hist[order[i]]
     order: np.ndarray  # position in the caller's distinct-text list
@@ -641,7 +642,13 @@ class BandJob:
     def match(self, bands: Sequence[tuple[int, int]], workers: int = 1,
               advance=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
         """(row, col, score) of every matching pair whose row lies in ``bands``, as positions in
-        the callers' lists; the survivors of the filter are scored by rapidfuzz here.
+        the callers' lists: the filter's survivors (``filtered``) scored by rapidfuzz (``score``)."""
+        return self.score(*self.filtered(bands, workers, advance), workers)
+
+    def filtered(self, bands: Sequence[tuple[int, int]], workers: int = 1,
+                 advance=None) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
+        """(row, col) sorted positions of the pairs of ``bands`` that pass the filter; it reads
+        no text, so a job ``without_texts`` runs it too.
 
         ``workers`` threads run the bands (the group pass releases the GIL); results are taken
         in band order, so the output does not depend on ``workers``."""
@@ -655,11 +662,24 @@ class BandJob:
                 found_c.append(cc)
                 if advance is not None:
                     advance()
-        rr, cc = np.concatenate(found_r), np.concatenate(found_c)
+        return np.concatenate(found_r), np.concatenate(found_c)
+
+    def score(self, rr: np.ndarray, cc: np.ndarray, workers: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row, col, score) of the pairs at sorted positions (rr, cc) that match, as positions
+        in the callers' lists."""
         scores = _verify([self.rows.texts[i] for i in rr], [self.cols.texts[j] for j in cc],
                          self.threshold, workers)
         hit = scores >= self.threshold
         return self.rows.order[rr[hit]], self.cols.order[cc[hit]], scores[hit]
+
+    def without_texts(self) -> BandJob:
+        """This job without its texts, for ``filtered`` elsewhere. Why: what a Ray task
+        receives is unpickled for every task, and the texts were nearly all of it (985K
+        texts: 1.6 s a task, where the arrays come without a copy); the few survivors are then
+        scored where the texts are (m1data.running.distributed)."""
+        rows = dataclasses.replace(self.rows, texts=[])
+        cols = rows if self.cols is self.rows else dataclasses.replace(self.cols, texts=[])
+        return dataclasses.replace(self, rows=rows, cols=cols)
 
 
 def _threads(workers: int) -> int:
