@@ -223,8 +223,9 @@ def kernels(rows: list[str], sizes: list[int], threshold: float, every: int) -> 
                 seconds[kernel] += time.perf_counter() - t0
                 kept.append(sorted(zip(out_r[:found].tolist(), out_c[:found].tolist())))
             same &= kept[0] == kept[1]
+        per_pair = {kernel: s / pairs * 1e9 for kernel, s in seconds.items()}
         print(f"{n:>9,} rows: _min_pass takes {pairs / all_pairs:.1%} of {all_pairs:.3g} pairs visited; one core: "
-              f"_narrow_pass {seconds[narrow] / pairs * 1e9:.3f} ns a pair, _min_pass {seconds[minima] / pairs * 1e9:.3f} "
+              f"_narrow_pass {per_pair[narrow]:.3f} ns a pair, _min_pass {per_pair[minima]:.3f} "
               f"({seconds[narrow] / seconds[minima]:.2f}x); same pairs kept: {same}; load: {uptime()}", flush=True)
 
 
@@ -551,7 +552,8 @@ def main() -> None:
     t0 = time.perf_counter()
     eval_items, eval_texts = perturb.eval_rows(seed=args.seed + 1)
     sizes = [int(s) for s in args.sizes.split(",")]
-    n_rows = max(sizes) if args.executor == "ray" or args.table or args.steps or args.stages or args.kernels else args.full_rows if args.full else args.rows
+    every_size = args.executor == "ray" or args.table or args.steps or args.stages or args.kernels
+    n_rows = max(sizes) if every_size else args.full_rows if args.full else args.rows
     rows = perturb.training_rows(n_rows, seed=args.seed, eval_items=eval_items)
     print(f"generated in {time.perf_counter() - t0:.1f}s (seed {args.seed})")
     print(f"real prompts, source-mix weighted: {perturb.length_summary(perturb.mix_weighted_real_prompts())}")

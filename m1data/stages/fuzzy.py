@@ -101,12 +101,12 @@ sorting, trees and cells make. The list:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import mmap
 import numbers
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -246,8 +246,9 @@ def _zeros(shape: tuple[int, int]) -> np.ndarray:
     """``np.zeros(shape, np.uint8)`` whose pages are mapped in one call (``MAP_POPULATE``, Linux)
     rather than one fault at a time as the loops first write them. Why: on the 2-core benchmark
     machine (a Firecracker VM) a page's first touch cost ~40 us, so the 125 MB of histograms at
-    1M rows took 1.4 s to fault in, and 0.06 s mapped at once; elsewhere it saves less, and
-    costs nothing. Small arrays, and systems without MAP_POPULATE, get plain ``np.zeros``."""
+    1M rows took 1.4 s to fault in, and 0.06 s mapped at once; elsewhere it saves less (every
+    page is written anyway, so mapping them first costs nothing). Small arrays, and systems
+    without MAP_POPULATE, get plain ``np.zeros``."""
     size = shape[0] * shape[1]
     populate = getattr(mmap, "MAP_POPULATE", None)
     if populate is None or size < 1 << 24:
