@@ -648,7 +648,8 @@ def _strings_holding_secrets(path: Path, secrets: Mapping[str, bytes]) -> Iterat
     a form m1data.redact masks (`holds_secret`), with the label of the first one it holds. Of a
     parquet file, only the strings Arrow matches with the secrets' hint (`secrets_hint`) are
     checked: no other can hold one (its docstring says why). Why: `holds_secret` on every string
-    took ~20-30 s per 100K rows of traces, paid by every upload with a key configured."""
+    took 7-11 s per 100K rows of traces (one or two keys; 20-30 s on a busy machine), paid by
+    every upload with a key configured."""
     from m1data.redact import holds_secret, secrets_hint
 
     texts = {label: secret.decode("utf-8", "replace") for label, secret in secrets.items()}
