@@ -1,6 +1,6 @@
 """What making rows public costs (`m1data.publishing.export.public_rows`), at pool sizes.
 
-    python benchmarks/bench_export.py [--rows 100000] [--path-rate 0.01] [--seed 0] [--profile]
+    python benchmarks/bench_export.py [--rows 100000] [--path-rate 0.01] [--seed 0] [--profile] [--secrets]
 
 Rows: ``--rows`` rows of a formatted build's schema (the columns of ``08_format/rows.parquet``:
 the question's, one student's, the teacher's traces, the domain, ``messages`` and ``text``), the
@@ -18,7 +18,10 @@ time) and, with ``--reference``, of the row-by-row version it replaced (kept her
 `reference_public_rows`), with a check that both give the same rows. Then the check `publish`
 runs on a folder before it uploads (`m1data.publishing.hub.local_paths_inside`) on the rows
 without a path written as parquet, and with ``--reference`` the string-by-string scan it
-replaced. ``uptime`` is printed before and after: the machine is shared.
+replaced. With ``--secrets``, the secrets check `publish` runs on the same folder before it
+uploads, with one and two made-up keys configured (no row holds them, so it reads every string)
+and with ``--reference`` the string-by-string loop it replaced. ``uptime`` is printed before and
+after: the machine is shared.
 
 Before/after, ``--rows 100000 --reference`` (1,822 characters of ``text`` a row), this 2-core
 machine shared with other jobs (load averages 1-min 0.9-1.1), both versions in one run; before =
@@ -30,6 +33,15 @@ machine shared with other jobs (load averages 1-min 0.9-1.1), both versions in o
     no local path (a typical build)          69.67     2.12
     shuffled half, 50K rows                  55.52     2.88
     publish's local-path check, 100K rows    56.51     5.93   (reading the parquet: ~4 s of it)
+
+The secrets check, ``--rows 100000 --secrets --reference`` (load averages 1-min 1.0), both
+versions in one run; before = the string-by-string loop of 0c250b4, after = the secrets branch
+(Arrow's hint, `m1data.redact.secrets_hint`). Seconds, reading the parquet included (most of
+what is left):
+
+    keys configured                         before    after
+    one                                       7.25     2.06
+    two                                      11.01     2.61
 """
 
 from __future__ import annotations
@@ -150,6 +162,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--reference", action="store_true", help="time the row-by-row version too, and compare")
     ap.add_argument("--profile", action="store_true", help="cProfile of public_rows on the first input")
+    ap.add_argument("--secrets", action="store_true", help="time publish's secrets check too (made-up keys)")
     args = ap.parse_args()
     if not perturb.DATA.is_dir():
         sys.exit(f"{perturb.DATA} not found: the benchmark needs ../shared/data")
@@ -195,7 +208,51 @@ def main() -> None:
             ref_seconds, ref = timed(reference_local_paths_inside, folder, False)
             line += f"   string by string {ref_seconds:7.2f}s   same paths: {found == ref}"
         print(f"{line}   ({len(without):,} rows, no path; load: {uptime()})", flush=True)
+        if args.secrets:
+            secrets_check(folder, args.reference)
     print(json.dumps({"load": uptime()}))
+
+
+# Made-up keys, shaped like a Hub token and a provider's key (with characters every encoding changes),
+# that no row holds: the check reads every string, the cost of every real upload.
+FAKE_SECRETS = {"a made-up Hub token": b"hf_FAKEbenchTOKEN0123456789abcdef",
+                "a made-up API key": b"sk-FAKE/bench+key=0123456789"}
+
+
+def secrets_check(folder: Path, reference: bool) -> None:
+    """Seconds of the secrets check `publish` runs before it uploads
+    (`m1data.publishing.hub._refuse_if_secret_inside`) on the folder, with one and two keys
+    configured, and with `reference` the string-by-string loop it replaced."""
+    from m1data.publishing.hub import _local_files, _refuse_if_secret_inside
+
+    files = _local_files(folder)
+    for count in (1, 2):
+        secrets = dict(list(FAKE_SECRETS.items())[:count])
+        what = f"publish check (secrets: {count} key{'s' if count > 1 else ''})"
+        line = f"  {what:<36}"
+        for name, check in [("hinted", _refuse_if_secret_inside)] + [("string by string",
+                                                                      reference_refuse_if_secret_inside)] * reference:
+            t0 = time.perf_counter()
+            check(folder, files, secrets)  # raises when it finds one: no row holds these keys
+            line += f" {name} {time.perf_counter() - t0:7.2f}s"
+        print(f"{line}   (load: {uptime()})", flush=True)
+
+
+def reference_refuse_if_secret_inside(folder: Path, files: list[Any], secrets: dict[str, bytes]) -> None:
+    """The secrets check `publish` ran before the Arrow hint (m1data 0c250b4): `holds_secret` on
+    every string of every file, for every key (after the same search of the bytes)."""
+    from m1data.publishing.hub import _file_contains, _file_strings
+    from m1data.redact import MIN_SECRET_LENGTH, holds_secret
+
+    texts = {label: secret.decode("utf-8", "replace") for label, secret in secrets.items()}
+    for planned in files:
+        path = folder / planned.path_in_repo
+        if any(len(secret) >= MIN_SECRET_LENGTH and _file_contains(path, secret) for secret in secrets.values()):
+            raise ValueError(f"{planned.path_in_repo} contains a secret")
+        for where, text in _file_strings(path):
+            for label, secret in texts.items():
+                if holds_secret(text, secret):
+                    raise ValueError(f"{planned.path_in_repo} ({where}) contains {label}")
 
 
 def reference_local_paths_inside(folder: Path) -> list[str]:

@@ -27,7 +27,7 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path, PureWindowsPath
 from typing import Any
@@ -177,7 +177,7 @@ def mask_value(text: str, secret: str | None, replacement: str = "***") -> str:
     percent-encoded, escaped, base64), only as a whole token when it has `MIN_TOKEN_SECRET_LENGTH`
     or more (as it is, or base64-encoded: `_short_base64`), and never when it is shorter or a placeholder. Why the token rule: a 5-character key
     must not reach a log, but as a substring it would match inside innocent words."""
-    if not secret or len(secret) < MIN_TOKEN_SECRET_LENGTH or is_placeholder(secret) or not text:
+    if _masks_nothing(secret) or not text:
         return text
     if len(secret) >= MIN_SECRET_LENGTH:
         return _mask_written_forms(text.replace(secret, replacement), secret, replacement)
@@ -223,11 +223,9 @@ def _written_forms(secret: str) -> tuple[tuple[str, ...], tuple[re.Pattern[str],
     and the whole base64 token holding it is masked."""
     escaped = {secret.replace("\\", "\\\\"), json.dumps(secret)[1:-1], json.dumps(secret)[1:-1].replace("/", "\\/"),
                secret.encode("unicode_escape").decode("ascii")}
-    encoded = {quote(secret, safe=""), quote(secret, safe="/"), quote_plus(secret)} - {secret}
     forms = tuple(sorted(escaped - {secret}, key=len, reverse=True))
-    percent = tuple(re.compile("".join(f"%(?i:{part[1:]})" if part.startswith("%") else re.escape(part)
-                                       for part in re.split(r"(%[0-9A-F]{2})", form) if part))
-                    for form in sorted(encoded, key=len, reverse=True))
+    percent = tuple(re.compile(_percent_pattern(form, re.escape))
+                    for form in sorted(_percent_encodings(secret), key=len, reverse=True))
     cores = set()
     raw = secret.encode()
     for shift in range(3):
@@ -245,11 +243,7 @@ def _short_base64(secret: str) -> re.Pattern[str]:
     4-7 character key back. Why whole tokens only: `_written_forms` finds a long key's base64 by
     its core inside any token, but a short key's core is 4 characters or fewer, which would match
     by chance; a whole token equal to one of these encodings does not."""
-    encoded = set()
-    for raw in (secret, f"Bearer {secret}"):
-        whole = base64.b64encode(raw.encode()).decode("ascii").rstrip("=")
-        encoded |= {whole, whole.translate(str.maketrans("+/", "-_"))}
-    forms = "|".join(re.escape(form) for form in sorted(encoded, key=len, reverse=True))
+    forms = "|".join(re.escape(form) for form in sorted(_short_base64_forms(secret), key=len, reverse=True))
     return re.compile(rf"(?<![{_BASE64_RUN}])(?:{forms})=*(?![={_BASE64_RUN}])")
 
 
@@ -260,12 +254,83 @@ def _short_token(secret: str) -> re.Pattern[str]:
     request headers URL-encoded writes `Authorization=Bearer%20k3Y9zQ`, and there the key follows
     the `0` of `%20`, which the plain whole-token rule took for part of a longer word: a 6-character
     key reached the reply cache and the dropped rows as it was."""
-    forms = {re.escape(secret)}
-    for encoded in {quote(secret, safe=""), quote_plus(secret)} - {secret}:
-        forms.add("".join(f"%(?i:{part[1:]})" if part.startswith("%") else re.escape(part)
-                          for part in re.split(r"(%[0-9A-F]{2})", encoded) if part))
+    forms = {re.escape(secret)} | {_percent_pattern(encoded, re.escape) for encoded in _short_percent_encodings(secret)}
     alternatives = "|".join(sorted(forms, key=len, reverse=True))
     return re.compile(rf"(?:(?<![{_KEY_CHARS}])|(?<=%[0-9A-Fa-f]{{2}}))(?:{alternatives})(?![{_KEY_CHARS}])")
+
+
+def _percent_encodings(secret: str) -> set[str]:
+    """How `secret` is written percent-encoded (`quote`, keeping `/` or not, and `quote_plus`),
+    when that differs from `secret` itself."""
+    return {quote(secret, safe=""), quote(secret, safe="/"), quote_plus(secret)} - {secret}
+
+
+def _short_percent_encodings(secret: str) -> set[str]:
+    """The percent-encoded forms `_short_token` knows a short key by (a header value: `/` encoded)."""
+    return {quote(secret, safe=""), quote_plus(secret)} - {secret}
+
+
+def _short_base64_forms(secret: str) -> set[str]:
+    """The base64 encodings (either alphabet, no padding) of a short key alone and of `Bearer <key>`."""
+    encoded = set()
+    for raw in (secret, f"Bearer {secret}"):
+        whole = base64.b64encode(raw.encode()).decode("ascii").rstrip("=")
+        encoded |= {whole, whole.translate(str.maketrans("+/", "-_"))}
+    return encoded
+
+
+def _percent_pattern(encoded: str, literal: Callable[[str], str]) -> str:
+    """A pattern matching the percent-encoded `encoded` with its hex digits in either case, the
+    other characters as they are (written by `literal`: `re.escape`, or `_re2_literal` for RE2,
+    both of which read `(?i:...)`). Why either case: `quote` writes `%2F`, other encoders `%2f`."""
+    return "".join(f"%(?i:{part[1:]})" if part.startswith("%") else literal(part)
+                   for part in re.split(r"(%[0-9A-F]{2})", encoded) if part)
+
+
+def _masks_nothing(secret: str | None) -> bool:
+    """`mask_value` leaves every text as it is for `secret`: none, under `MIN_TOKEN_SECRET_LENGTH`
+    characters, or a placeholder."""
+    return not secret or len(secret) < MIN_TOKEN_SECRET_LENGTH or is_placeholder(secret)
+
+
+def secret_hint(secret: str) -> str | None:
+    """An RE2 pattern (for Arrow's `match_substring_regex`) that every text `holds_secret` flags
+    for `secret` matches; None when `holds_secret` flags no text at all. Why: the last check
+    before an upload ran `holds_secret` on every string of every published file (100K rows of
+    traces: 7 s with one key, 11 s with two, 20-30 s on a busy machine), where Arrow tells in
+    one pass which strings of a column may hold one. A string that matches may still hold none:
+    run `holds_secret` on those.
+
+    Why no flagged text can miss it (`mask_value` with the replacement "" changes `text` exactly
+    when one of its steps removes a non-empty match, and each step only searches for these):
+    - a key of `MIN_SECRET_LENGTH` characters or more: `text.replace(secret, "")` changes it only
+      when `secret` is in it; the escaped forms are replaced only when one is in it; a percent
+      pattern (`_percent_pattern`) changes it only where it matches, and the hint holds the same
+      pattern in RE2 syntax (literal parts escaped by `_re2_literal`, hex digits `(?i:...)`, which
+      both engines read alike: no other character folds to a hex digit); the base64 substitution
+      runs only when a core is in it, and then removes at least the core. So the hint is the
+      alternation of the key, its escaped forms, its percent patterns and its base64 cores. Each
+      step after a change no longer matters: `holds_secret` is already true.
+    - a 4-7 character key: `_short_base64` matches only where one of `_short_base64_forms` is,
+      `_short_token` only where the key or one of `_short_percent_encodings` is (its lookarounds
+      only narrow that); the hint is their alternation without the lookarounds, which RE2 lacks.
+    A substring of a Python string is a substring of its UTF-8 bytes, which RE2 searches."""
+    if _masks_nothing(secret):
+        return None
+    if len(secret) >= MIN_SECRET_LENGTH:
+        forms, _, cores = _written_forms(secret)
+        literals, encodings = {secret, *forms, *cores}, _percent_encodings(secret)
+    else:
+        literals, encodings = {secret, *_short_base64_forms(secret)}, _short_percent_encodings(secret)
+    alternatives = [_re2_literal(text) for text in literals] + [_percent_pattern(e, _re2_literal) for e in encodings]
+    return "|".join(sorted(alternatives))
+
+
+def secrets_hint(secrets: Iterable[str]) -> str | None:
+    """One RE2 pattern every text matches that `holds_secret` flags for any of `secrets`
+    (`secret_hint` of each, as alternatives); None when it flags none for any."""
+    hints = sorted({hint for secret in secrets if (hint := secret_hint(secret)) is not None})
+    return "|".join(f"(?:{hint})" for hint in hints) or None
 
 
 def _mask_written_forms(text: str, secret: str, replacement: str) -> str:
@@ -422,7 +487,15 @@ def _local_path_patterns() -> tuple[re.Pattern[str], str]:
 def _re2_literal(text: str) -> str:
     """`text` as an RE2 pattern that matches it literally. Why not `re.escape`: it escapes spaces
     and `~`, which RE2 may refuse; RE2 takes a backslash before any ASCII punctuation."""
-    return "".join(f"\\{c}" if c.isascii() and not c.isalnum() and c not in " _" else c for c in text)
+    return "".join(_re2_char(c) for c in text)
+
+
+def _re2_char(c: str) -> str:
+    """One character of `_re2_literal`: a control character as `\\x{..}` (a raw newline or NUL in
+    a pattern is no literal RE2 reads reliably), other ASCII punctuation after a backslash."""
+    if c.isascii() and not c.isprintable():
+        return f"\\x{{{ord(c):x}}}"
+    return f"\\{c}" if c.isascii() and not c.isalnum() and c not in " _" else c
 
 
 def public_scrub_hints() -> tuple[str, str]:
@@ -528,6 +601,8 @@ __all__ = [
     "refuse_url_credentials",
     "refuse_userinfo",
     "scrub",
+    "secret_hint",
+    "secrets_hint",
     "shown_variable",
     "strip_local_paths",
     "strip_userinfo",

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import sqlite3
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 from llm_server import Received, Response, chat, error
 
@@ -28,6 +29,23 @@ def echoed(req: Received) -> dict[str, str]:
     key = header.removeprefix("Bearer ")
     return {"key": key, "header": header, "url-encoded": quote(header, safe=""),
             "base64": base64.b64encode(header.encode()).decode(), "json": json.dumps({"authorization": header})}
+
+
+def every_written_form(key: str) -> list[str]:
+    """`key` in every way `m1data.redact.mask_value` knows it: as it is; escaped (backslash
+    doubled, JSON with or without `\\/`, a bytes repr, unicode-escaped); percent-encoded (keeping
+    `/` or not, `+` for a space, hex in upper, lower or mixed case); base64 of the key alone or
+    after a prefix (the three alignments), in either alphabet, with or without its padding."""
+    json_escaped = json.dumps(key)[1:-1]
+    encoded = quote(key, safe="")
+    forms = [key, key.replace("\\", "\\\\"), json_escaped, json_escaped.replace("/", "\\/"), repr(key.encode())[2:-1],
+             key.encode("unicode_escape").decode("ascii"), encoded, quote(key, safe="/"), quote_plus(key),
+             re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), encoded),
+             re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0)[:2] + m.group(0)[2].lower(), encoded)]
+    for prefix in ("", "u:", "me:", "Bearer "):
+        whole = base64.b64encode(f"{prefix}{key}".encode()).decode()
+        forms += [whole, whole.rstrip("="), whole.translate(str.maketrans("+/", "-_"))]
+    return forms
 
 
 def echoing(answer: Callable[[Received], str]) -> Callable[[Received], Response]:

@@ -308,3 +308,46 @@ def test_every_string_public_scrub_changes_matches_its_arrow_hint(text):
     paths, scrub = public_scrub_hints()
     assert not local_paths(text) or pc.match_substring_regex(pa.array([text]), paths)[0].as_py()
     assert public_scrub(text) == text or pc.match_substring_regex(pa.array([text]), scrub)[0].as_py()
+
+
+# ---------------------------------------------------------------------------------------------
+# The Arrow hint of a secret (`secret_hint`): every text `holds_secret` flags matches it
+
+_FAKE_KEY = st.text(alphabet=_KEY_ALPHABET + "é日\n\t", min_size=4, max_size=24).filter(
+    lambda k: not is_placeholder(k))
+_AROUND = st.text(alphabet="ab XYZ019-_./:%=+\\\"'é\n", max_size=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(key=_FAKE_KEY, pick=st.integers(min_value=0), before=_AROUND, after=_AROUND,
+       noise=st.lists(st.text(alphabet=_KEY_ALPHABET, max_size=6), max_size=3))
+def test_every_text_holds_secret_flags_matches_the_secret_hint(key, pick, before, after, noise):
+    """The pre-upload check runs `holds_secret` only on strings Arrow matches with this hint: a
+    string that holds a key (in any form, at any position) and did not match would be published."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from m1data.redact import holds_secret, secret_hint
+
+    from key_echo import every_written_form
+
+    forms = every_written_form(key)
+    text = before + forms[pick % len(forms)] + after + "".join(noise)
+    hint = secret_hint(key)
+    for candidate in (text, before + "".join(noise) + after):
+        if holds_secret(candidate, key):
+            assert hint is not None and pc.match_substring_regex(pa.array([candidate]), hint)[0].as_py()
+
+
+def test_the_secret_hint_of_a_long_key_matches_no_innocent_text():
+    """The hint is narrow: without the key in some form, a text does not match it, so the exact
+    check runs on few strings (what makes the check fast)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from m1data.redact import secret_hint, secrets_hint
+
+    hint = secrets_hint(["sk-FAKE-test/key+0123456789", "k3Y9zQ", "EMPTY", "abc"])
+    innocent = ["The dose is 5 mg/kg; see https://example.org/a?b=c%2Fd.", "c2stRkFLRS is half of nothing", "k3Y9"]
+    assert not any(pc.match_substring_regex(pa.array(innocent), hint).to_pylist())
+    assert secret_hint("EMPTY") is None and secret_hint("abc") is None and secrets_hint(["EMPTY"]) is None

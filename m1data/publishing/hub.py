@@ -631,21 +631,36 @@ def _refuse_if_secret_inside(folder: Path, files: list[PlannedFile], secrets: Ma
     percent-encoded, a Basic credential). A short secret (under `MIN_SECRET_LENGTH`) is searched
     for in those strings only, as a whole token: in a file's bytes (an image, a compressed page) its
     few characters would match by chance."""
-    from m1data.redact import MIN_SECRET_LENGTH, holds_secret
+    from m1data.redact import MIN_SECRET_LENGTH
 
-    texts = {label: secret.decode("utf-8", "replace") for label, secret in secrets.items()}
     for planned in files:
         path = folder / planned.path_in_repo
         for label, secret in secrets.items():
             if len(secret) >= MIN_SECRET_LENGTH and _file_contains(path, secret):
                 raise UserError(f"refusing to upload: {planned.path_in_repo} contains {label}")
-        if not secrets:
-            continue
-        for where, text in _file_strings(path):
-            for label, secret in texts.items():
-                if holds_secret(text, secret):
-                    shown = f" ({where})" if where else ""
-                    raise UserError(f"refusing to upload: {planned.path_in_repo}{shown} contains {label}")
+        for where, label in _strings_holding_secrets(path, secrets):
+            shown = f" ({where})" if where else ""
+            raise UserError(f"refusing to upload: {planned.path_in_repo}{shown} contains {label}")
+
+
+def _strings_holding_secrets(path: Path, secrets: Mapping[str, bytes]) -> Iterator[tuple[str, str]]:
+    """(where, label) for every string of a file (`_file_strings`) that holds one of `secrets` in
+    a form m1data.redact masks (`holds_secret`), with the label of the first one it holds. Of a
+    parquet file, only the strings Arrow matches with the secrets' hint (`secrets_hint`) are
+    checked: no other can hold one (its docstring says why). Why: `holds_secret` on every string
+    took 7-11 s per 100K rows of traces (one or two keys; 20-30 s on a busy machine), paid by
+    every upload with a key configured."""
+    from m1data.redact import holds_secret, secrets_hint
+
+    texts = {label: secret.decode("utf-8", "replace") for label, secret in secrets.items()}
+    hint = secrets_hint(texts.values())
+    if hint is None:  # no configured secret is one holds_secret finds in any text
+        return
+    strings = _parquet_strings_matching(path, hint) if path.suffix == ".parquet" else _file_strings(path)
+    for where, text in strings:
+        label = next((label for label, secret in texts.items() if holds_secret(text, secret)), None)
+        if label is not None:
+            yield where, label
 
 
 REEXPORT = ("re-export the run: the same `m1data build` command again skips its finished stages and rewrites "
@@ -715,6 +730,33 @@ def _parquet_strings_that_may_hold_a_path(path: Path) -> Iterable[tuple[str, str
             for row, value in zip(rows.tolist(), chunk.take(pa.array(rows, type=pa.int64())).to_pylist()):
                 for text in _strings(value):
                     yield f"column {name!r}, row {start + row}", text
+            start += len(chunk)
+
+
+def _parquet_strings_matching(path: Path, pattern: str) -> Iterator[tuple[str, str]]:
+    """(where, text) of the strings of a parquet file (at any depth of a column's values, as
+    `_file_strings` gives them) that the RE2 `pattern` matches, column by column and row by row:
+    Arrow tests every string (`m1data.schema.strings_by_row`) and only those that match become
+    Python strings."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from m1data.schema import strings_by_row
+
+    table = pq.read_table(path)
+    for name in table.column_names:
+        start = 0
+        for chunk in table.column(name).chunks:
+            found: list[tuple[int, str]] = []
+            for strings, row_of in strings_by_row(chunk):
+                matched = pc.match_substring_regex(strings, pattern).fill_null(False).to_numpy(zero_copy_only=False)
+                at = np.flatnonzero(matched)
+                rows = at if row_of is None else row_of[at]
+                found += zip(rows.tolist(), strings.take(pa.array(at, type=pa.int64())).to_pylist())
+            for row, text in sorted(found, key=lambda hit: hit[0]):
+                yield f"column {name!r}, row {start + row}", text
             start += len(chunk)
 
 
