@@ -711,26 +711,13 @@ def local_paths_inside(folder: str | Path, files: Iterable[PlannedFile] | None =
 
 
 def _parquet_strings_that_may_hold_a_path(path: Path) -> Iterable[tuple[str, str]]:
-    """What `_file_strings` gives of a parquet file, for the rows only whose strings match the hint
-    of a local path (`m1data.redact.public_scrub_hints`): the others hold none. Why: `local_paths`
+    """What `_file_strings` gives of a parquet file, for the strings only that match the hint of
+    a local path (`m1data.redact.public_scrub_hints`): the others hold none. Why: `local_paths`
     on every string of every row took ~55 s per 100K rows of traces (Python's regex on long texts
     that hold a `\\boxed`), and a dry run pays it before it lists anything."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     from m1data.redact import public_scrub_hints
-    from m1data.schema import rows_matching
 
-    hint = public_scrub_hints()[0]
-    table = pq.read_table(path)
-    for name in table.column_names:
-        start = 0
-        for chunk in table.column(name).chunks:
-            rows = rows_matching(chunk, hint)
-            for row, value in zip(rows.tolist(), chunk.take(pa.array(rows, type=pa.int64())).to_pylist()):
-                for text in _strings(value):
-                    yield f"column {name!r}, row {start + row}", text
-            start += len(chunk)
+    return _parquet_strings_matching(path, public_scrub_hints()[0])
 
 
 def _parquet_strings_matching(path: Path, pattern: str) -> Iterator[tuple[str, str]]:
