@@ -50,8 +50,10 @@ removals, 3x faster at 196K rows (dedup and decontamination side by side in one 
 before, 2.9-3.1 s after) and 4.4x at 1M (226 s before, 51 s after, in
 ``benchmarks/bench_dedup.py --table``); the byte loop, a row-major histogram and compiled
 group counts and full-histogram check then halved that again (196K: 3.0 s to 1.6 s; 1M dedup
-alone: 40 s to 17 s), and the sums of minima took a pair from 0.36 to 0.26 ns on one core
-(1M rows, dedup and decontamination: 24.1 s to 20.9 s in one ``--table`` run).
+alone: 40 s to 17 s), and the sums of minima took a pair from 0.35 to 0.24 ns on one core;
+with the histograms' faster start (``_histograms``, ``_zeros``), dedup and decontamination of
+1M rows went from 23.2-24.8 s to 17.6-20.4 s (196K: 2.8-3.1 s to 2.5-2.8 s; fresh processes,
+the two versions alternating, three rounds each).
 ``workers`` (-1: every core this process may use) is the number of threads that run bands
 (the compiled loop releases the GIL) and rapidfuzz's thread count. The bands are independent
 units of work (``BandJob.match`` runs any subset and returns them in order), which is how
