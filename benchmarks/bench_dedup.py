@@ -5,6 +5,7 @@
     python benchmarks/bench_dedup.py --executor ray [--sizes 196000,1000000] [--ray-cpus 2]
     python benchmarks/bench_dedup.py --steps [--sizes 196000,1000000]
     python benchmarks/bench_dedup.py --kernels [--sizes 196000] [--every 1]
+    python benchmarks/bench_dedup.py --ab DIR [--sizes 196000,1000000] [--rounds 3]
 
 ``--table`` (issue 21: the one command): rows from benchmarks/perturb.py, dedup of the rows plus
 decontamination against ~15,000 eval items. First, at ``--check-rows`` (20K), both are compared
@@ -39,6 +40,12 @@ speed-up of the band work that a growth of at most 6x would need.
 band (every ``--every``-th) of the dedup self-join that ``_min_pass`` takes (texts up to 254
 characters): ``_narrow_pass`` (sums of absolute differences) and ``_min_pass`` (sums of group
 minima), nanoseconds a pair in the length windows, and whether both kept the same pairs.
+
+``--ab DIR`` (a ``git worktree add`` of an earlier commit): at each of ``--sizes``, dedup and
+decontamination in fresh processes, this checkout's matcher and DIR's alternating, ``--rounds``
+times each (one ``--table`` run is one sample of a noisy machine); each run with the load, then
+the medians and their growth from each size to the next. Removals are compared with the first
+round's.
 
 ``--stages``: at each of ``--sizes``, the dedup and decontamination *stages*
 (``m1data.stages.dedup.deduplicate`` and ``decontaminate``, what a build and the library run) on a
@@ -227,6 +234,49 @@ def kernels(rows: list[str], sizes: list[int], threshold: float, every: int) -> 
         print(f"{n:>9,} rows: _min_pass takes {pairs / all_pairs:.1%} of {all_pairs:.3g} pairs visited; one core: "
               f"_narrow_pass {per_pair[narrow]:.3f} ns a pair, _min_pass {per_pair[minima]:.3f} "
               f"({seconds[narrow] / seconds[minima]:.2f}x); same pairs kept: {same}; load: {uptime()}", flush=True)
+
+
+def ab(rows: list[str], eval_texts: list[str], sizes: list[int], src: str, rounds: int, threshold: float) -> None:
+    """This checkout's matcher against ``src``'s, alternating in fresh processes (see ``--ab``)."""
+    import json
+    import pickle
+    import statistics
+    import subprocess
+    import tempfile
+
+    medians: dict[str, dict[int, float]] = {"after": {}, "before": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "rows.pkl"
+        with data.open("wb") as fh:
+            pickle.dump((rows, eval_texts), fh)
+
+        def run(who: str, n: int) -> dict:
+            cmd = [sys.executable, __file__, "--child", str(data), "--child-n", str(n), "--child-executor",
+                   "none", "--threshold", str(threshold)] + (["--src", src] if who == "before" else [])
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+            return json.loads(next(x for x in out.splitlines() if x.startswith("RESULT "))[7:])
+
+        for who in medians:  # a checkout's first run compiles its loops (cached for the next ones)
+            run(who, 2000)
+        for n in sizes:
+            totals: dict[str, list[float]] = {"after": [], "before": []}
+            removals: dict[str, object] = {}
+            for round_ in range(1, rounds + 1):
+                for who in ("after", "before"):
+                    r = run(who, n)
+                    totals[who].append(r["dedup_s"] + r["decontam_s"])
+                    removals.setdefault(who, (r["dups"], r["cont"]))
+                    print(f"{n:>9,} rows {who:>6} round {round_}: dedup {r['dedup_s']:6.2f}s decontam "
+                          f"{r['decontam_s']:5.2f}s total {totals[who][-1]:6.2f}s peak RSS {r['rss_gb']:.2f} GB; "
+                          f"load: {uptime()}", flush=True)
+            for who in totals:
+                medians[who][n] = statistics.median(totals[who])
+            print(f"{n:>9,} rows: median total after {medians['after'][n]:.2f}s, before {medians['before'][n]:.2f}s; "
+                  f"identical removals: {removals['after'] == removals['before']}", flush=True)
+    for small, large in zip(sizes, sizes[1:]):
+        growth = {who: medians[who][large] / medians[who][small] for who in medians}
+        print(f"growth {small:,} -> {large:,} rows (medians): after {growth['after']:.1f}x, "
+              f"before {growth['before']:.1f}x", flush=True)
 
 
 def stages(rows: list[str], eval_texts: list[str], sizes: list[int], threshold: float) -> None:
@@ -531,6 +581,8 @@ def main() -> None:
     ap.add_argument("--no-local", action="store_true", help="with --executor ray: skip the local runs")
     ap.add_argument("--table", action="store_true", help="the issue-21 table (see above)")
     ap.add_argument("--steps", action="store_true", help="band work and the rest at each of --sizes (see above)")
+    ap.add_argument("--ab", metavar="DIR", help="this matcher against DIR's, fresh processes (see above)")
+    ap.add_argument("--rounds", type=int, default=3, help="--ab: runs of each matcher at each size")
     ap.add_argument("--kernels", action="store_true", help="the group pass's byte loops, one core (see above)")
     ap.add_argument("--every", type=int, default=1, help="--kernels: time every k-th band")
     ap.add_argument("--stages", action="store_true", help="the dedup stages beside the matcher alone (see above)")
@@ -552,13 +604,15 @@ def main() -> None:
     t0 = time.perf_counter()
     eval_items, eval_texts = perturb.eval_rows(seed=args.seed + 1)
     sizes = [int(s) for s in args.sizes.split(",")]
-    every_size = args.executor == "ray" or args.table or args.steps or args.stages or args.kernels
+    every_size = args.executor == "ray" or args.table or args.steps or args.stages or args.kernels or args.ab
     n_rows = max(sizes) if every_size else args.full_rows if args.full else args.rows
     rows = perturb.training_rows(n_rows, seed=args.seed, eval_items=eval_items)
     print(f"generated in {time.perf_counter() - t0:.1f}s (seed {args.seed})")
     print(f"real prompts, source-mix weighted: {perturb.length_summary(perturb.mix_weighted_real_prompts())}")
     print(f"real prompts, every source row once: {perturb.length_summary(perturb.real_training_prompts())}")
-    if args.kernels:
+    if args.ab:
+        ab(rows, eval_texts, sizes, args.ab, args.rounds, args.threshold)
+    elif args.kernels:
         kernels(rows, sizes, args.threshold, args.every)
     elif args.stages:
         stages(rows, eval_texts, sizes, args.threshold)
