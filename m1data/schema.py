@@ -272,9 +272,25 @@ def rows_matching(array: pa.Array, pattern: str) -> np.ndarray:
     `pattern` matches, found by Arrow (``match_substring_regex``) without a Python value per row."""
     rows = np.zeros(len(array), dtype=bool)
     for strings, row_of in strings_by_row(array):
-        matched = pc.match_substring_regex(strings, pattern).fill_null(False).to_numpy(zero_copy_only=False)
-        rows[np.flatnonzero(matched) if row_of is None else row_of[matched]] = True
+        at = _matching(strings, pattern)
+        rows[at if row_of is None else row_of[at]] = True
     return np.flatnonzero(rows)
+
+
+def strings_matching(array: pa.Array, pattern: str) -> list[tuple[int, str]]:
+    """(row, string) for each string of `array` (at any depth: `strings_by_row`) that the RE2
+    `pattern` matches: only those become Python strings."""
+    found: list[tuple[int, str]] = []
+    for strings, row_of in strings_by_row(array):
+        at = _matching(strings, pattern)
+        rows = at if row_of is None else row_of[at]
+        found += zip(rows.tolist(), strings.take(pa.array(at, type=pa.int64())).to_pylist())
+    return found
+
+
+def _matching(strings: pa.Array, pattern: str) -> np.ndarray:
+    """Positions of the strings the RE2 `pattern` matches (nulls never do)."""
+    return np.flatnonzero(pc.match_substring_regex(strings, pattern).fill_null(False).to_numpy(zero_copy_only=False))
 
 
 def _mixed_column(records: list[dict[str, Any]]) -> str | None:
@@ -327,6 +343,7 @@ __all__ = [
     "rows_to_dataset",
     "shuffled",
     "strings_by_row",
+    "strings_matching",
     "validate",
     "with_table",
 ]

@@ -19,10 +19,9 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from m1data.publishing.cardmeta import CARD_FILE, IMAGES_DIR, join_card, split_card
-from m1data.schema import flattened, rows_matching, strings_by_row, with_table
+from m1data.schema import flattened, rows_matching, strings_matching, with_table
 
 __all__ = ["BUILD_KEY", "export_run", "hub_folder_dataset", "public_rows"]
 
@@ -117,12 +116,7 @@ def _changed_by_scrub(column: pa.ChunkedArray, hint: str) -> bool:
     and no path was published with them."""
     from m1data.redact import public_scrub
 
-    for chunk in column.chunks:
-        for strings, _ in strings_by_row(chunk):
-            hits = np.flatnonzero(pc.match_substring_regex(strings, hint).fill_null(False).to_numpy(zero_copy_only=False))
-            if any(public_scrub(text) != text for text in strings.take(pa.array(hits)).to_pylist()):
-                return True
-    return False
+    return any(public_scrub(text) != text for chunk in column.chunks for _, text in strings_matching(chunk, hint))
 
 
 def _scrubbed(column: pa.ChunkedArray, hint: str) -> pa.ChunkedArray:

@@ -723,26 +723,17 @@ def _parquet_strings_that_may_hold_a_path(path: Path) -> Iterable[tuple[str, str
 def _parquet_strings_matching(path: Path, pattern: str) -> Iterator[tuple[str, str]]:
     """(where, text) of the strings of a parquet file (at any depth of a column's values, as
     `_file_strings` gives them) that the RE2 `pattern` matches, column by column and row by row:
-    Arrow tests every string (`m1data.schema.strings_by_row`) and only those that match become
+    Arrow tests every string (`m1data.schema.strings_matching`) and only those that match become
     Python strings."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from m1data.schema import strings_by_row
+    from m1data.schema import strings_matching
 
     table = pq.read_table(path)
     for name in table.column_names:
         start = 0
         for chunk in table.column(name).chunks:
-            found: list[tuple[int, str]] = []
-            for strings, row_of in strings_by_row(chunk):
-                matched = pc.match_substring_regex(strings, pattern).fill_null(False).to_numpy(zero_copy_only=False)
-                at = np.flatnonzero(matched)
-                rows = at if row_of is None else row_of[at]
-                found += zip(rows.tolist(), strings.take(pa.array(at, type=pa.int64())).to_pylist())
-            for row, text in sorted(found, key=lambda hit: hit[0]):
+            for row, text in sorted(strings_matching(chunk, pattern), key=lambda hit: hit[0]):
                 yield f"column {name!r}, row {start + row}", text
             start += len(chunk)
 
