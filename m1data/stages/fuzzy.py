@@ -37,10 +37,11 @@ matching row is then recovered from first occurrences, so clusters of any size a
 nothing is capped (the reference's ``process.extract`` stopped at 5 matches).
 
 Cost: the filter still visits every length-compatible pair (3.0e9 at 196K benchmark rows,
-7.8e10 at 1M), so it is quadratic, but a pair costs about a quarter of a nanosecond: the group
+7.8e10 at 1M), so it is quadratic, but a pair costs about a fifth of a nanosecond: the group
 counts are 20 bytes a text, and the loops over them (compiled by numba for the machine they run
 on, at first use, and cached beside this file, per CPU model) take 32 columns per instruction
-and four rows per column load. ``_min_pass`` takes the bands of texts up to 254 characters (95%
+and four rows per column load, and every row of a band reads a block of columns while it is in
+the L1 cache. ``_min_pass`` takes the bands of texts up to 254 characters (95%
 of the pairs) and sums group minima, two operations a group; ``_narrow_pass`` sums absolute
 differences in saturating bytes, four operations, up to ~2,500 characters; ``_group_pass``, in
 int16, the rest. At 196K rows they let 188K of the 3.0e9 pairs through in about 0.4 s on 2
@@ -50,7 +51,8 @@ removals, 3x faster at 196K rows (dedup and decontamination side by side in one 
 before, 2.9-3.1 s after) and 4.4x at 1M (226 s before, 51 s after, in
 ``benchmarks/bench_dedup.py --table``); the byte loop, a row-major histogram and compiled
 group counts and full-histogram check then halved that again (196K: 3.0 s to 1.6 s; 1M dedup
-alone: 40 s to 17 s), and the sums of minima took a pair from 0.35 to 0.24 ns on one core;
+alone: 40 s to 17 s), the sums of minima took a pair from 0.35 to 0.24 ns on one core, and
+reading each block of columns for all the rows of a band to 0.21 (``--kernels``);
 with the histograms' faster start (``_histograms``, ``_zeros``), dedup and decontamination of
 1M rows went from 23.2-24.8 s to 17.6-20.4 s (196K: 2.8-3.1 s to 2.5-2.8 s; fresh processes,
 the two versions alternating, three rounds each).
@@ -458,19 +460,26 @@ def _narrow_pass(row_groups, col_groups, row_share, col_share, r0, r1, lo, hi, o
     0.32 in bytes four rows at a time). Rows past the band's end repeat its last row and emit
     nothing; a row emits only columns in its own window, as the four rows' windows differ a
     little. The loop over the four rows is unrolled by LLVM (written out by hand: no faster).
+
+    Every row of the band reads a block of columns before the next block is read: the block's
+    20 KB stay in the L1 cache for the ~100 row quads of a band, where taking each quad's whole
+    window in turn read them from L2 or L3 again (one core, ``_min_pass`` on the benchmark rows:
+    0.24 ns a pair before, 0.19 at 1M rows, 0.21 at 196K). A quad skips the blocks outside its
+    window, and a block at a window's edge is cut to it.
     """
     capacity = out_r.shape[0]
     found = 0
     part = np.empty((4, COLUMN_BLOCK), np.uint8)
     rows = np.empty(4, np.int64)
     x = np.empty(4, np.uint8)
-    for i in range(r0, r1, 4):
-        for r in range(4):
-            rows[r] = min(i + r, r1 - 1)
-        start = min(lo[rows[0] - r0], lo[rows[3] - r0])
-        stop = max(hi[rows[0] - r0], hi[rows[3] - r0])
-        for s in range(start, stop, COLUMN_BLOCK):
-            e = min(stop, s + COLUMN_BLOCK)
+    for block in range(lo.min(), hi.max(), COLUMN_BLOCK):
+        for i in range(r0, r1, 4):
+            for r in range(4):
+                rows[r] = min(i + r, r1 - 1)
+            s = max(block, min(lo[rows[0] - r0], lo[rows[3] - r0]))
+            e = min(block + COLUMN_BLOCK, max(hi[rows[0] - r0], hi[rows[3] - r0]))
+            if s >= e:
+                continue
             need = col_share[s:e]
             for r in range(4):
                 base = np.uint8(254 - row_share[rows[r]])
@@ -527,13 +536,14 @@ def _min_pass(row_groups, col_groups, row_need, col_halves, r0, r1, lo, hi, out_
     found = 0
     part = np.empty((4, COLUMN_BLOCK), np.uint8)
     rows = np.empty(4, np.int64)
-    for i in range(r0, r1, 4):
-        for r in range(4):
-            rows[r] = min(i + r, r1 - 1)
-        start = min(lo[rows[0] - r0], lo[rows[3] - r0])
-        stop = max(hi[rows[0] - r0], hi[rows[3] - r0])
-        for s in range(start, stop, COLUMN_BLOCK):
-            e = min(stop, s + COLUMN_BLOCK)
+    for block in range(lo.min(), hi.max(), COLUMN_BLOCK):
+        for i in range(r0, r1, 4):
+            for r in range(4):
+                rows[r] = min(i + r, r1 - 1)
+            s = max(block, min(lo[rows[0] - r0], lo[rows[3] - r0]))
+            e = min(block + COLUMN_BLOCK, max(hi[rows[0] - r0], hi[rows[3] - r0]))
+            if s >= e:
+                continue
             for r in range(4):
                 need = row_need[rows[r]]
                 half = col_halves[need & 1, s:e]

@@ -583,39 +583,73 @@ def _band_jobs(rows: list[str], evals: list[str], threshold: float):  # type: ig
     return [fz.BandJob(side, side, f, threshold, True), fz.BandJob(train, ev, f, threshold, False)]
 
 
+def _fast_loops_against_the_int16_loop(rows: list[str], evals: list[str], threshold: float) -> dict[str, int]:
+    """Run ``_min_pass`` / ``_narrow_pass`` beside ``_group_pass`` on every band of a dedup and a
+    decontamination job, assert they keep the same pairs, and count what was checked."""
+    import m1data.stages.fuzzy as fz
+
+    reference, narrow, minima = (fz._compiled(k) for k in (fz._group_pass, fz._narrow_pass, fz._min_pass))
+    checked = {"narrow": 0, "minima": 0, "partial": 0, "wide": 0, "pairs": 0}
+    for job in _band_jobs(rows, evals, threshold):
+        for r0, r1 in job.bands():
+            window = job._window(r0, r1)
+            lo, hi = np.ascontiguousarray(window[:, 0]), np.ascontiguousarray(window[:, 1])
+            capacity = (r1 - r0) * max(int(hi.max() - lo.min()), 1)
+            chosen, row_bound, col_bound = job.group_pass(r1, hi)
+            fast = [(chosen, row_bound, col_bound)]
+            widest = job.rows.share[r1 - 1] + (job.cols.share[hi[-1] - 1] if hi[-1] > 0 else 0)
+            if chosen is minima and widest <= 254:  # the byte loop can take this band too
+                fast.append((narrow, job.rows.byte_share, job.cols.byte_share))
+            kept = []
+            for kernel, row_b, col_b in [(reference, job.rows.share, job.cols.share), *fast]:
+                out_r, out_c = np.empty(capacity, np.int64), np.empty(capacity, np.int64)
+                found = kernel(job.rows.groups, job.cols.groups, row_b, col_b, r0, r1, lo, hi, out_r, out_c)
+                kept.append(sorted(zip(out_r[:found].tolist(), out_c[:found].tolist())))
+            for (kernel, _, _), pairs in zip(fast, kept[1:]):
+                assert pairs == kept[0], kernel
+                checked["minima" if kernel is minima else "narrow"] += 1
+            checked["partial"] += (r1 - r0) % 4 != 0 and chosen is minima
+            checked["wide"] += int(hi.max() - lo.min() > fz.COLUMN_BLOCK)
+            checked["pairs"] += len(kept[0])
+    return checked
+
+
 def test_the_fast_loops_keep_exactly_the_pairs_of_the_int16_loop() -> None:
     """``_min_pass`` (sums of group minima, short texts) and ``_narrow_pass`` (saturating bytes,
     four rows at a time) are ``_group_pass`` made faster: on every band each may take, both in
     a self-join and against another side, they keep the same pairs, rows past a multiple of four
     included."""
-    import m1data.stages.fuzzy as fz
-
-    reference, narrow, minima = (fz._compiled(k) for k in (fz._group_pass, fz._narrow_pass, fz._min_pass))
-    checked = {narrow: 0, minima: 0}
-    partial = 0
     for threshold in (90.0, 95.0):
         rows = [r for seed in range(3) for r in adversarial_corpus(seed) + boundary_corpus(seed)]
         evals = list(dict.fromkeys(boundary_corpus(7)[:40] + adversarial_corpus(7)[:40]))
-        for job in _band_jobs(rows, evals, threshold):
-            capacity = len(job.rows.lens) * len(job.cols.lens)
-            for r0, r1 in job.bands():
-                window = job._window(r0, r1)
-                lo, hi = np.ascontiguousarray(window[:, 0]), np.ascontiguousarray(window[:, 1])
-                chosen, row_bound, col_bound = job.group_pass(r1, hi)
-                fast = [(chosen, row_bound, col_bound)]
-                widest = job.rows.share[r1 - 1] + (job.cols.share[hi[-1] - 1] if hi[-1] > 0 else 0)
-                if chosen is minima and widest <= 254:  # the byte loop can take this band too
-                    fast.append((narrow, job.rows.byte_share, job.cols.byte_share))
-                kept = []
-                for kernel, row_b, col_b in [(reference, job.rows.share, job.cols.share), *fast]:
-                    out_r, out_c = np.empty(capacity, np.int64), np.empty(capacity, np.int64)
-                    found = kernel(job.rows.groups, job.cols.groups, row_b, col_b, r0, r1, lo, hi, out_r, out_c)
-                    kept.append(sorted(zip(out_r[:found].tolist(), out_c[:found].tolist())))
-                for (kernel, _, _), pairs in zip(fast, kept[1:]):
-                    assert pairs == kept[0], kernel
-                    checked[kernel] = checked.get(kernel, 0) + 1
-                partial += (r1 - r0) % 4 != 0 and chosen is minima
-    assert checked[narrow] and checked[minima] and partial  # both loops ran, on partial blocks too
+        checked = _fast_loops_against_the_int16_loop(rows, evals, threshold)
+        assert checked["narrow"] and checked["minima"] and checked["partial"]  # both loops ran, on partial blocks too
+
+
+def wide_corpus(seed: int, n: int = 2500) -> list[str]:
+    """Thousands of texts of nearly one length (short ones and ones over SHORT_TEXT), all near
+    copies of a few: length windows several column blocks wide, so a band's rows start and end
+    their windows in different blocks, and passing pairs in every block, at its edges too."""
+    rng = random.Random(seed)
+    alphabet = "abcdefgh ij.,é"
+    rows = []
+    for low, high in ((150, 170), (270, 290)):
+        for _ in range(5):
+            base = "".join(rng.choice(alphabet) for _ in range(rng.randrange(low, high)))
+            rows += _edit_copies(base, rng, n // 5, alphabet)
+    rng.shuffle(rows)
+    return rows
+
+
+def test_the_fast_loops_agree_across_column_blocks() -> None:
+    """The byte loops take a block of columns at a time for every row of the band (so the block
+    stays in the L1 cache), and each row only the part of it in its own window: on windows
+    several blocks wide they still keep exactly the int16 loop's pairs."""
+    rows = wide_corpus(0)
+    evals = wide_corpus(1, n=1200)
+    checked = _fast_loops_against_the_int16_loop(rows, evals, 95.0)
+    assert checked["narrow"] and checked["minima"] and checked["partial"] and checked["wide"] >= 4
+    assert checked["pairs"] >= 100_000  # the near copies pass the filter, in every block
 
 
 @pytest.mark.parametrize("spec", ["{file}", "mine={file}"])
