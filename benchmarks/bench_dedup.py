@@ -41,11 +41,13 @@ band (every ``--every``-th) of the dedup self-join that ``_min_pass`` takes (tex
 characters): ``_narrow_pass`` (sums of absolute differences) and ``_min_pass`` (sums of group
 minima), nanoseconds a pair in the length windows, and whether both kept the same pairs.
 
-``--ab DIR`` (a ``git worktree add`` of an earlier commit): at each of ``--sizes``, dedup and
-decontamination in fresh processes, this checkout's matcher and DIR's alternating, ``--rounds``
-times each (one ``--table`` run is one sample of a noisy machine); each run with the load, then
-the medians and their growth from each size to the next. Removals are compared with the first
-round's.
+``--ab DIR`` (a ``git worktree add`` of an earlier commit): dedup and decontamination in fresh
+processes, this checkout's matcher and DIR's alternating, ``--rounds`` times each (one ``--table``
+run is one sample of a noisy machine); each round runs every one of ``--sizes``, back to back,
+because this VM's speed drifts by a quarter over minutes (the same 1M-row band work took 8.6 s
+and 10.8 s an hour apart, with no CPU stolen) and a growth whose two sizes ran minutes apart
+measured the drift. Each run with the load, then the medians and their growth from each size to
+the next, and each round's own growth. Removals are compared with the first round's.
 
 ``--stages``: at each of ``--sizes``, the dedup and decontamination *stages*
 (``m1data.stages.dedup.deduplicate`` and ``decontaminate``, what a build and the library run) on a
@@ -258,25 +260,28 @@ def ab(rows: list[str], eval_texts: list[str], sizes: list[int], src: str, round
 
         for who in medians:  # a checkout's first run compiles its loops (cached for the next ones)
             run(who, 2000)
-        for n in sizes:
-            totals: dict[str, list[float]] = {"after": [], "before": []}
-            removals: dict[str, object] = {}
-            for round_ in range(1, rounds + 1):
-                for who in ("after", "before"):
+        totals = {who: {n: [] for n in sizes} for who in medians}
+        removals: dict[tuple[str, int], object] = {}
+        for round_ in range(1, rounds + 1):  # every size in every round: the machine's speed drifts
+            for who in ("after", "before"):
+                for n in sizes:
                     r = run(who, n)
-                    totals[who].append(r["dedup_s"] + r["decontam_s"])
-                    removals.setdefault(who, (r["dups"], r["cont"]))
+                    totals[who][n].append(r["dedup_s"] + r["decontam_s"])
+                    removals.setdefault((who, n), (r["dups"], r["cont"]))
                     print(f"{n:>9,} rows {who:>6} round {round_}: dedup {r['dedup_s']:6.2f}s decontam "
-                          f"{r['decontam_s']:5.2f}s total {totals[who][-1]:6.2f}s peak RSS {r['rss_gb']:.2f} GB; "
+                          f"{r['decontam_s']:5.2f}s total {totals[who][n][-1]:6.2f}s peak RSS {r['rss_gb']:.2f} GB; "
                           f"load: {uptime()}", flush=True)
-            for who in totals:
-                medians[who][n] = statistics.median(totals[who])
-            print(f"{n:>9,} rows: median total after {medians['after'][n]:.2f}s, before {medians['before'][n]:.2f}s; "
-                  f"identical removals: {removals['after'] == removals['before']}", flush=True)
+    for n in sizes:
+        for who in medians:
+            medians[who][n] = statistics.median(totals[who][n])
+        print(f"{n:>9,} rows: median total after {medians['after'][n]:.2f}s, before {medians['before'][n]:.2f}s; "
+              f"identical removals: {removals[('after', n)] == removals[('before', n)]}", flush=True)
     for small, large in zip(sizes, sizes[1:]):
         growth = {who: medians[who][large] / medians[who][small] for who in medians}
-        print(f"growth {small:,} -> {large:,} rows (medians): after {growth['after']:.1f}x, "
-              f"before {growth['before']:.1f}x", flush=True)
+        per_round = {who: [b / a for a, b in zip(totals[who][small], totals[who][large])] for who in medians}
+        print(f"growth {small:,} -> {large:,} rows: of the medians after {growth['after']:.1f}x, before "
+              f"{growth['before']:.1f}x; each round's, after " + " ".join(f"{g:.1f}" for g in per_round["after"])
+              + ", before " + " ".join(f"{g:.1f}" for g in per_round["before"]), flush=True)
 
 
 def stages(rows: list[str], eval_texts: list[str], sizes: list[int], threshold: float) -> None:
