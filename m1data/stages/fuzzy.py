@@ -51,11 +51,12 @@ removals, 3x faster at 196K rows (dedup and decontamination side by side in one 
 before, 2.9-3.1 s after) and 4.4x at 1M (226 s before, 51 s after, in
 ``benchmarks/bench_dedup.py --table``); the byte loop, a row-major histogram and compiled
 group counts and full-histogram check then halved that again (196K: 3.0 s to 1.6 s; 1M dedup
-alone: 40 s to 17 s), the sums of minima took a pair from 0.35 to 0.24 ns on one core, and
-reading each block of columns for all the rows of a band to 0.21 (``--kernels``);
+alone: 40 s to 17 s), and the sums of minima took a pair from 0.35 to 0.24 ns on one core;
 with the histograms' faster start (``_histograms``, ``_zeros``), dedup and decontamination of
 1M rows went from 23.2-24.8 s to 17.6-20.4 s (196K: 2.8-3.1 s to 2.5-2.8 s; fresh processes,
-the two versions alternating, three rounds each).
+the two versions alternating, three rounds each). Reading each block of columns for all the
+rows of a band took a pair to 0.21 ns (``--kernels``) and the 1M rows from a median of 18.4 s
+to 16.7 s (196K: 2.3 s either way; ``--ab``, five rounds).
 ``workers`` (-1: every core this process may use) is the number of threads that run bands
 (the compiled loop releases the GIL) and rapidfuzz's thread count. The bands are independent
 units of work (``BandJob.match`` runs any subset and returns them in order), which is how
