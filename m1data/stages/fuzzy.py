@@ -464,9 +464,9 @@ def _narrow_pass(row_groups, col_groups, row_share, col_share, r0, r1, lo, hi, o
 
     Every row of the band reads a block of columns before the next block is read: the block's
     20 KB stay in the L1 cache for the ~100 row quads of a band, where taking each quad's whole
-    window in turn read them from L2 or L3 again (one core, ``_min_pass`` on the benchmark rows:
-    0.24 ns a pair before, 0.19 at 1M rows, 0.21 at 196K). A quad skips the blocks outside its
-    window, and a block at a window's edge is cut to it.
+    window in turn read them from L2 or L3 again (one core, ``_min_pass`` on the benchmark rows,
+    196K and 1M: 0.25 ns a pair before, 0.21 after; ``bench_dedup.py --kernels --every 8``). A
+    quad skips the blocks outside its window, and a block at a window's edge is cut to it.
     """
     capacity = out_r.shape[0]
     found = 0

@@ -628,7 +628,7 @@ def test_the_fast_loops_keep_exactly_the_pairs_of_the_int16_loop() -> None:
 
 def wide_corpus(seed: int, n: int = 2500) -> list[str]:
     """Thousands of texts of nearly one length (short ones and ones over SHORT_TEXT), all near
-    copies of a few: length windows several column blocks wide, so a band's rows start and end
+    copies of a few: length windows more than a column block wide, so a band's rows start and end
     their windows in different blocks, and passing pairs in every block, at its edges too."""
     rng = random.Random(seed)
     alphabet = "abcdefgh ij.,é"
@@ -643,8 +643,8 @@ def wide_corpus(seed: int, n: int = 2500) -> list[str]:
 
 def test_the_fast_loops_agree_across_column_blocks() -> None:
     """The byte loops take a block of columns at a time for every row of the band (so the block
-    stays in the L1 cache), and each row only the part of it in its own window: on windows
-    several blocks wide they still keep exactly the int16 loop's pairs."""
+    stays in the L1 cache), and each row only the part of it in its own window: on windows more
+    than a block wide they still keep exactly the int16 loop's pairs."""
     rows = wide_corpus(0)
     evals = wide_corpus(1, n=1200)
     checked = _fast_loops_against_the_int16_loop(rows, evals, 95.0)
