@@ -260,7 +260,7 @@ def ab(rows: list[str], eval_texts: list[str], sizes: list[int], src: str, round
 
         for who in medians:  # a checkout's first run compiles its loops (cached for the next ones)
             run(who, 2000)
-        totals = {who: {n: [] for n in sizes} for who in medians}
+        totals: dict[str, dict[int, list[float]]] = {who: {n: [] for n in sizes} for who in medians}
         removals: dict[tuple[str, int], object] = {}
         for round_ in range(1, rounds + 1):  # every size in every round: the machine's speed drifts
             for who in ("after", "before"):

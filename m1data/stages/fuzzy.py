@@ -56,7 +56,8 @@ with the histograms' faster start (``_histograms``, ``_zeros``), dedup and decon
 1M rows went from 23.2-24.8 s to 17.6-20.4 s (196K: 2.8-3.1 s to 2.5-2.8 s; fresh processes,
 the two versions alternating, three rounds each). Reading each block of columns for all the
 rows of a band took a pair to 0.21 ns (``--kernels``) and the 1M rows from a median of 18.4 s
-to 16.7 s (196K: 2.3 s either way; ``--ab``, five rounds).
+to 16.7 s, and of 19.5 s to 16.6 s, in two runs (196K: 2.3 and 2.5 s either way; ``--ab``, five
+rounds each).
 ``workers`` (-1: every core this process may use) is the number of threads that run bands
 (the compiled loop releases the GIL) and rapidfuzz's thread count. The bands are independent
 units of work (``BandJob.match`` runs any subset and returns them in order), which is how
