@@ -10,8 +10,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from m1data.cores import usable_cores
+
+# Property tests draw new examples on every local run (that is how they find what fixtures miss),
+# but CI (.ci/run sets M1DATA_TEST_PROFILE=ci) draws the same ones every time: a CI result then
+# does not depend on the luck of one run, and a failure there reproduces. Profiles set defaults,
+# so this must run before the test modules build their own @settings.
+settings.register_profile("ci", derandomize=True)
+if os.environ.get("M1DATA_TEST_PROFILE") == "ci":
+    settings.load_profile("ci")
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
