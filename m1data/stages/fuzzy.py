@@ -37,27 +37,17 @@ matching row is then recovered from first occurrences, so clusters of any size a
 nothing is capped (the reference's ``process.extract`` stopped at 5 matches).
 
 Cost: the filter still visits every length-compatible pair (3.0e9 at 196K benchmark rows,
-7.8e10 at 1M), so it is quadratic, but a pair costs about a fifth of a nanosecond: the group
-counts are 20 bytes a text, and the loops over them (compiled by numba for the machine they run
-on, at first use, and cached beside this file, per CPU model) take 32 columns per instruction
-and four rows per column load, and every row of a band reads a block of columns while it is in
-the L1 cache. ``_min_pass`` takes the bands of texts up to 254 characters (95%
-of the pairs) and sums group minima, two operations a group; ``_narrow_pass`` sums absolute
-differences in saturating bytes, four operations, up to ~2,500 characters; ``_group_pass``, in
-int16, the rest. At 196K rows they let 188K of the 3.0e9 pairs through in about 0.4 s on 2
-cores; the full histograms leave ~7K for rapidfuzz.
-It replaced a bound computed by float32 matrix products (thermometer codes, BLAS): the same
-removals, 3x faster at 196K rows (dedup and decontamination side by side in one process: 9.0-9.8 s
-before, 2.9-3.1 s after) and 4.4x at 1M (226 s before, 51 s after, in
-``benchmarks/bench_dedup.py --table``); the byte loop, a row-major histogram and compiled
-group counts and full-histogram check then halved that again (196K: 3.0 s to 1.6 s; 1M dedup
-alone: 40 s to 17 s), and the sums of minima took a pair from 0.35 to 0.24 ns on one core;
-with the histograms' faster start (``_histograms``, ``_zeros``), dedup and decontamination of
-1M rows went from 23.2-24.8 s to 17.6-20.4 s (196K: 2.8-3.1 s to 2.5-2.8 s; fresh processes,
-the two versions alternating, three rounds each). Reading each block of columns for all the
-rows of a band took a pair to 0.21 ns (``--kernels``) and the 1M rows from a median of 18.4 s
-to 16.7 s, and of 19.5 s to 16.6 s, in two runs (196K: 2.3 and 2.5 s either way; ``--ab``, five
-rounds each).
+7.8e10 at 1M), so it is quadratic, but a pair costs about a fifth of a nanosecond on one core:
+the group counts are 20 bytes a text, and the loops over them (compiled by numba for the CPU
+they run on, at first use, and cached beside this file, per CPU model) take 32 columns per AVX2
+instruction and four rows per column load, and each block of columns is read for all the rows
+of a band while it is in the L1 cache. ``_min_pass`` takes the bands of texts up to SHORT_TEXT
+characters (95% of the pairs) and sums group minima, two operations a group; ``_narrow_pass``
+sums absolute differences in saturating bytes, four operations, up to ~2,500 characters;
+``_group_pass``, in int16, the rest. At 196K rows they let 188K of the 3.0e9 pairs through in
+about 0.4 s on 2 cores; the full histograms leave ~7K for rapidfuzz. Dedup and decontamination
+of 196K benchmark rows (against 15K eval items) take 2.2-3.1 s on 2 cores, and of 1M rows
+16-21 s, of which the band pass is about 9-11 s (``benchmarks/bench_dedup.py --ab``, ``--steps``).
 ``workers`` (-1: every core this process may use) is the number of threads that run bands
 (the compiled loop releases the GIL) and rapidfuzz's thread count. The bands are independent
 units of work (``BandJob.match`` runs any subset and returns them in order), which is how
@@ -73,6 +63,8 @@ deviation) along each of the 20 groups. So a match is told from a non-match only
 all groups: any cut along one group, or a few, keeps nearly every pair, and such cuts are what
 sorting, trees and cells make. The list:
 
+- A bound computed by float32 matrix products (thermometer codes, BLAS), this module's first
+  filter: the same removals, 3x slower at 196K rows and 4.4x at 1M.
 - q-gram prefix filtering (with location-based prefixes) kept about 1% of all pairs on real
   prompts, because prefixes must hold 20-40% of each string's q-grams.
 - Positional chunk signatures (PassJoin family, adapted to Indel: each edit breaks at most one
@@ -103,6 +95,11 @@ sorting, trees and cells make. The list:
   groups still let 46% or 26% of the sampled length-window pairs through.
 - 512-bit vectors for the byte loop (``NUMBA_CPU_FEATURES`` with ``-prefer-256-bit``, which lets
   LLVM use them on an AVX-512 CPU): dedup of 500K rows 5.14 s against 5.16 s with 256-bit ones.
+- A cheaper pair. ``_min_pass``'s inner loop issues 16 vector operations (8 minima, 8 adds), 6
+  loads and 4 stores for 128 pairs and two groups; at 0.21-0.23 ns a pair that is 6-8 cycles,
+  near the 4-5 the CPU's vector units allow. Sums kept in registers over all 20 groups must
+  read the rows' 80 counts from memory instead (no faster), and more or fewer groups (see
+  GROUPS) trade the pass's cost against the full-histogram check's for a slower whole.
 """
 
 from __future__ import annotations
@@ -517,8 +514,8 @@ def _narrow_pass(row_groups, col_groups, row_share, col_share, r0, r1, lo, hi, o
 
 def _min_pass(row_groups, col_groups, row_need, col_halves, r0, r1, lo, hi, out_r, out_c):  # pragma: no cover
     """``_narrow_pass`` for a band of short texts (at most SHORT_TEXT characters, its windows'
-    included: 95% of the pairs at 196K benchmark rows): the same pairs, 1.4x faster (one core,
-    those rows: 0.35 ns a pair there, 0.24 here; ``benchmarks/bench_dedup.py --kernels``).
+    included: 95% of the pairs at 196K benchmark rows): the same pairs, about 1.5x faster (one
+    core, those rows: 0.34 ns a pair there, 0.21-0.23 here; ``benchmarks/bench_dedup.py --kernels``).
 
     Why it is the same test: ``|x - y| = x + y - 2 min(x, y)``, so with ``S`` a text's group
     sum, ``sum_g |G_a - G_b| <= share(a) + share(b)`` iff ``2 M >= need(a) + need(b)`` where
