@@ -7,16 +7,18 @@ replaced, with each one's peak RSS.
 Rows: ``--rows-pickle``'s (a pickled (training prompts, eval texts) pair) if given, else
 benchmarks/perturb.py's (1M synthetic benchmark prompts, ~15K eval texts; about two minutes to
 build, once, into a temporary pickle the children read). At each size, the
-first N prompts are checked against all eval texts (n=8, max_train_rows=3, as the Decontaminate
-stage runs it) in a fresh child process per implementation, which reports its wall and CPU
-seconds, its peak RSS (ru_maxrss: it includes the rows it loaded, printed as "rows") and a
-digest of its verdicts; the digests must agree. ``uptime`` is printed before each size: the
+first N prompts are checked against all eval texts (n=8, max_train_rows=3) in a fresh child
+process per implementation. "old" and "new" flag a row for any shared n-gram, and their
+verdicts' digests must agree; "share" flags it for holding MIN_SHARE of one eval text's n-grams,
+as the Decontaminate stage runs it. Each child reports its wall and CPU seconds, its peak RSS
+(ru_maxrss: it includes the rows it loaded, printed as "rows") and how many rows it flagged. ``uptime`` is printed before each size: the
 machine is shared, so the load says how contended the times are.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -81,10 +83,13 @@ def child(impl: str, size: int, path: Path) -> None:
     rows, eval_texts = load_rows(path)
     rows = rows[:size]
     loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if impl == "new":
-        from m1data.stages.ngram import ngram_overlap as run
-    else:
+    if impl == "old":
         run = old_ngram_overlap
+    else:
+        from m1data.stages.ngram import MIN_SHARE, ngram_overlap
+
+        share = MIN_SHARE if impl == "share" else None
+        run = functools.partial(ngram_overlap, min_share=share)
     wall, cpu = time.perf_counter(), time.process_time()
     hits = run(rows, eval_texts, n=8, max_train_rows=3)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
@@ -118,7 +123,7 @@ def measure(args: argparse.Namespace) -> None:
     for size in (int(s) for s in args.sizes.split(",")):
         print("uptime:", subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip())
         results = {}
-        for impl in ("old", "new"):
+        for impl in ("old", "new", "share"):
             if impl == "old" and size > args.skip_old_above:
                 continue
             done = subprocess.run([sys.executable, __file__, "--child", impl, str(size),
@@ -129,7 +134,7 @@ def measure(args: argparse.Namespace) -> None:
             print(f"{size:>9} rows  {impl}: {r['wall_s']:7.2f} s wall  {r['cpu_s']:7.2f} s CPU  "
                   f"peak RSS {r['peak_rss_mb']:6} MB (rows {r['rows_rss_mb']} MB)  flagged {r['flagged']}",
                   flush=True)
-        if len(results) == 2:
+        if "old" in results:
             same = results["old"]["digest"] == results["new"]["digest"]
             speedup = results["old"]["wall_s"] / max(results["new"]["wall_s"], 1e-9)
             print(f"{size:>9} rows  same verdicts: {same}  speed-up {speedup:.1f}x", flush=True)

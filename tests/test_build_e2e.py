@@ -126,6 +126,8 @@ def test_planted_duplicates_and_contamination_are_removed(built):
     # exam boilerplate (n-grams in more than 3 training rows) no longer flags unrelated rows: 47 did before
     assert check["common_ngram_rows"] == 3 and check["fuzzy_only"] == 0 and check["ngram_only"] < check["both"]
     assert "Word n-gram cross-check" in result_text(built)
+    card = (built["run"] / "hub" / "README.md").read_text(encoding="utf-8")
+    assert re.search(r"\| decontaminate \| 8 \| 3 \| 30% \| \d+ \| 6 \| \d+ \| 0 \|", card)  # the share it asked for
 
 
 def test_llm_stages_follow_the_script(built):

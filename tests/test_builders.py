@@ -49,6 +49,8 @@ def test_misspelt_config_key_is_an_error(tmp_path):
     ("decontaminate: {threshold: 0}", r"m23k\.decontaminate: threshold must be in \(0, 100\]"),
     ("decontaminate: {ngram: -1}", r"m23k\.decontaminate: ngram must be 0 \(off\) or a word n-gram size, got -1"),
     ("decontaminate: {ngram_max_train_rows: 0}", r"m23k\.decontaminate: ngram_max_train_rows must be at least 1"),
+    ("decontaminate: {ngram_min_share: 30}", r"m23k\.decontaminate: ngram_min_share must be in \(0, 1\]"),
+    ("decontaminate: {ngram_min_share: 0}", r"m23k\.decontaminate: ngram_min_share must be in \(0, 1\]"),
 ])
 def test_matcher_settings_are_checked_when_the_config_is_read(tmp_path, section, match):
     """Not when the stage runs, after the sources were loaded (or, for `ngram`, after the fuzzy match)."""

@@ -263,6 +263,7 @@ def test_the_decontamination_stage_reports_per_eval_set_counts_and_the_ngram_che
     assert result.stats["eval_items"] == {"medqa_test": 15, "medmcqa_validation": 15, "mmlu_clinical_knowledge": 15}
     check = result.stats["ngram_check"]
     assert check["n"] == 8 and check["both"] + check["fuzzy_only"] == 6
+    assert check["common_ngram_rows"] == 3 and check["min_share"] == 0.3
     loose = Decontaminate(DecontaminateConfig(threshold=50.0, ngram=0), sample_evals()).run(rows, None)
     assert len(loose.dropped) > 6 and "ngram_check" not in loose.stats
 

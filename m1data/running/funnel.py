@@ -89,14 +89,21 @@ def funnel_markdown(run_dir: str | Path) -> str:
     ngram = [(m["stage"], m["stats"]["ngram_check"]) for m in manifests if m.get("stats", {}).get("ngram_check")]
     if ngram:
         lines += ["", "## Word n-gram cross-check (flagged rows, beside the fuzzy verdict)", "",
-                  "A row is flagged when it shares a word n-gram with an eval question. N-grams found in more than",
-                  "`ignored above` training rows are exam boilerplate (\"which of the following is the most likely\")",
-                  "and do not count. The fuzzy verdict alone removes rows; this column is a second opinion.", "",
-                  "| stage | n | ignored above | flagged | both | n-gram only | fuzzy only |",
-                  "|---|---|---|---|---|---|---|"]
-        lines += [f"| {stage} | {c['n']} | {c.get('common_ngram_rows', 'none')} | {c['flagged']:,} | {c['both']:,} "
-                  f"| {c['ngram_only']:,} | {c['fuzzy_only']:,} |" for stage, c in ngram]
+                  "A row is flagged when it holds at least `share` of one eval question's word n-grams (`any`: one",
+                  "n-gram). N-grams found in more than `ignored above` training rows are exam boilerplate (\"which of",
+                  "the following is the most likely\") and never count as held. The fuzzy verdict alone removes rows;",
+                  "this column is a second opinion.", "",
+                  "| stage | n | ignored above | share | flagged | both | n-gram only | fuzzy only |",
+                  "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {stage} | {c['n']} | {c.get('common_ngram_rows', 'none')} | {_share(c)} | {c['flagged']:,} "
+                  f"| {c['both']:,} | {c['ngram_only']:,} | {c['fuzzy_only']:,} |" for stage, c in ngram]
     return "\n".join(lines) + "\n"
+
+
+def _share(check: dict[str, Any]) -> str:
+    """The n-gram check's `min_share` as a percentage; `any` for runs made before it existed."""
+    share = check.get("min_share")
+    return "any" if share is None else f"{share:.0%}"
 
 
 def _tries_section(manifests: list[dict[str, Any]]) -> list[str]:

@@ -327,6 +327,8 @@ class DecontaminateConfig:
     ngram: int = 8  # word n-gram size of the second, independent check (s1's); 0 turns it off
     # n-grams in more training rows than this are exam boilerplate and ignored (m1data.stages.ngram)
     ngram_max_train_rows: int = 3
+    # a row is flagged when it holds this share of one eval question's n-grams (m1data.stages.ngram)
+    ngram_min_share: float = 0.3
 
     def __post_init__(self) -> None:
         """Checked when the config is read: `ngram: -1` was refused only after the fuzzy match
@@ -336,6 +338,9 @@ class DecontaminateConfig:
             raise UserError(f"ngram must be 0 (off) or a word n-gram size, got {self.ngram}")
         if self.ngram_max_train_rows < 1:
             raise UserError(f"ngram_max_train_rows must be at least 1, got {self.ngram_max_train_rows}")
+        if not 0.0 < self.ngram_min_share <= 1.0:
+            raise UserError(f"ngram_min_share must be in (0, 1], a share of an eval question's n-grams, "
+                            f"got {self.ngram_min_share}")
 
 
 class UnscoredEvalWarning(UserWarning):
@@ -403,7 +408,7 @@ class Decontaminate(Stage):
             stats["ngram_check"] = self._ngram_report(rows, eval_sets, set(dropped["id"]))
         return StageResult(rows=kept, dropped=dropped, stats=stats)
 
-    def _ngram_report(self, rows: Dataset, eval_sets: dict[str, Dataset], fuzzy_ids: set[str]) -> dict[str, int]:
+    def _ngram_report(self, rows: Dataset, eval_sets: dict[str, Dataset], fuzzy_ids: set[str]) -> dict[str, Any]:
         """What the word n-gram check flags, beside the fuzzy verdict, so users see what each catches.
 
         It reads question stems (with PubMedQA's context) only: option lists ("Vitamin A, Vitamin
@@ -412,12 +417,13 @@ class Decontaminate(Stage):
         from m1data.stages.ngram import ngram_overlap
 
         eval_texts = [stem for ds in eval_sets.values() for stem in _stems(ds)]
-        limit = self.config.ngram_max_train_rows
-        hits = ngram_overlap(_stems(rows), eval_texts, n=self.config.ngram, max_train_rows=limit)
+        limit, share = self.config.ngram_max_train_rows, self.config.ngram_min_share
+        hits = ngram_overlap(_stems(rows), eval_texts, n=self.config.ngram, max_train_rows=limit, min_share=share)
         flagged = {i for i, h in zip(column_values(rows, "id"), hits) if h is not None}
         return {
             "n": self.config.ngram,
             "common_ngram_rows": limit,  # n-grams in more training rows than this were ignored
+            "min_share": share,  # a flagged row holds at least this share of one eval question's n-grams
             "flagged": len(flagged),
             "both": len(flagged & fuzzy_ids),
             "ngram_only": len(flagged - fuzzy_ids),

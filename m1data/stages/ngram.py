@@ -16,6 +16,17 @@ rows (default `COMMON_NGRAM_ROWS` = 3) is a phrase of the exam genre, not a copi
 does not count as a match. A question copied from an eval set leaves n-grams that only its copies
 carry, and after deduplication there are at most a few of those.
 
+That rule leans on a large training set: in a small one, a clinical vignette's stock phrases
+("her blood pressure is 110 70 mm hg", "a 35 year old man comes to the") are in few rows, and
+each is a shared n-gram. Real rows showed it: the 1,273 MedQA-USMLE test questions against
+MedBullets op5 and MMLU professional medicine (590 items) had 713 rows flagged, where the rows
+that are edited copies of an eval question (fuzzy ratio 77-94, under the 95 that removes) are
+11. So a row can also be asked to hold a share of one eval question's n-grams
+(``min_share``; the decontaminate stage asks for `MIN_SHARE` = 0.3): those 11 rows hold
+0.36-0.71 of their eval question's n-grams, the highest share among the other 702 is 0.22 (the
+same kind of case, another patient). Why 0.3: with a fraction p of the words edited, about
+(1 - p)^8 of the 8-grams survive, so 0.3 still finds copies with about one word in eight changed.
+
 How it scales: the texts are tokenized by polars in chunks of rows, n-grams become 64-bit
 keys in numpy (a polynomial hash of the words' 64-bit hashes), and only training keys found
 among the eval keys are kept, with the training rows per key counted as chunks arrive. The
@@ -46,6 +57,9 @@ _WORD = re.compile(r"\w+")
 
 # An n-gram in more training rows than this is boilerplate (see the module docstring).
 COMMON_NGRAM_ROWS = 3
+
+# The share of one eval text's n-grams that a training row must hold (see the module docstring).
+MIN_SHARE = 0.3
 
 # Rows are tokenized this many characters at a time (and at most 1 << 16 rows), so the word
 # arrays of a chunk stay a few tens of MB whatever the corpus size.
@@ -86,12 +100,16 @@ def common_ngrams(train_keys: Sequence[set[int]], max_train_rows: int) -> set[in
 
 def ngram_overlap(
     texts: Sequence[str], eval_texts: Sequence[str], n: int = 8, max_train_rows: int | None = None,
-    workers: int = -1,
+    workers: int = -1, min_share: float | None = None,
 ) -> list[int | None]:
     """Per training text, the lowest index of an eval text sharing an n-gram, else None.
 
     With `max_train_rows`, n-grams found in more training texts than that are ignored (see the
-    module docstring); None compares every n-gram. ``workers`` threads (-1: every usable core)
+    module docstring); None compares every n-gram. With `min_share`, an eval text counts only
+    when the training text holds at least that share of its distinct n-grams (the ignored ones
+    count in the eval text's total, never as held); it needs `max_train_rows`, without which
+    every row would be paired with every eval text that has a stock phrase. A text shorter than
+    n words has one key, so it still counts only when equal. ``workers`` threads (-1: every usable core)
     key chunks of the eval and training texts (polars releases the GIL); the result does not
     depend on it.
 
@@ -102,6 +120,12 @@ def ngram_overlap(
     """
     if n < 1:
         raise UserError("n must be >= 1")
+    if min_share is not None:
+        if not 0.0 < min_share <= 1.0:
+            raise UserError(f"min_share must be in (0, 1], got {min_share}")
+        if max_train_rows is None:
+            raise UserError("min_share needs max_train_rows: without it, every stock phrase pairs "
+                            "each row with each eval text that has it")
     from m1data.stages.fuzzy import _text_list, _threads  # the matcher's checks
 
     texts, eval_texts = _text_list(texts, "texts"), _text_list(eval_texts, "eval_texts")
@@ -118,7 +142,10 @@ def ngram_overlap(
             kept_rows, kept_keys = np.concatenate([kept_rows, rows]), np.concatenate([kept_keys, index])
             below = counts[kept_keys] <= max_train_rows
             kept_rows, kept_keys = kept_rows[below], kept_keys[below]
-    np.minimum.at(first, kept_rows, table.first_eval[kept_keys])
+    if min_share is None:
+        np.minimum.at(first, kept_rows, table.first_eval[kept_keys])
+    else:
+        np.minimum.at(first, *table.held(kept_rows, kept_keys, min_share))
     none = first == np.iinfo(np.int64).max
     return [None if miss else hit for miss, hit in zip(none.tolist(), first.tolist())]
 
@@ -132,10 +159,13 @@ def _chunks(texts: list[str]) -> Iterator[tuple[int, int]]:
 
 
 class _EvalKeys:
-    """The eval texts' distinct keys, sorted, each with the lowest eval index that has it."""
+    """The eval texts' distinct keys, sorted, each with the lowest eval index that has it; and
+    which eval texts have each key (``members``), with each text's number of distinct keys."""
 
-    def __init__(self, keys: np.ndarray, first_eval: np.ndarray) -> None:
+    def __init__(self, keys: np.ndarray, first_eval: np.ndarray, members: pl.DataFrame,
+                 keys_per_eval: np.ndarray) -> None:
         self.keys, self.first_eval = keys, first_eval
+        self.members, self.keys_per_eval = members, keys_per_eval
         self.frame = pl.DataFrame({"key": pl.Series(keys, dtype=pl.UInt64),
                                    "index": np.arange(len(keys), dtype=np.int64)})
         # A bitmap of the keys' low bits rules out most training keys with one lookup each
@@ -158,7 +188,21 @@ class _EvalKeys:
         keys, rows = keys[order], rows[order]
         first = np.ones(len(keys), dtype=bool)
         first[1:] = keys[1:] != keys[:-1]
-        return cls(keys[first], rows[first])
+        pair = first.copy()  # the first of each distinct (key, eval text)
+        pair[1:] |= rows[1:] != rows[:-1]
+        index = np.cumsum(first) - 1  # each pair's position among the distinct keys
+        members = pl.DataFrame({"index": index[pair], "eval": rows[pair]})
+        keys_per_eval = np.bincount(rows[pair], minlength=len(eval_texts))
+        return cls(keys[first], rows[first], members, keys_per_eval)
+
+    def held(self, rows: np.ndarray, index: np.ndarray, min_share: float) -> tuple[np.ndarray, np.ndarray]:
+        """(row, eval text) for each training row and eval text of which the row holds at least
+        ``min_share`` of the distinct keys, given the distinct (row, key) pairs found."""
+        held = (pl.DataFrame({"row": rows, "index": index}).join(self.members, on="index")
+                .group_by("row", "eval").len())
+        evals = held["eval"].to_numpy()
+        enough = held["len"].to_numpy() >= min_share * self.keys_per_eval[evals]
+        return held["row"].to_numpy()[enough], evals[enough]
 
     def pairs(self, texts: list[str], chunk: tuple[int, int], n: int) -> tuple[np.ndarray, np.ndarray]:
         """The distinct (row, eval key) pairs of the chunk's texts, as rows and indexes into
@@ -246,6 +290,7 @@ def _mix(keys: np.ndarray) -> np.ndarray:
 
 __all__ = [
     "COMMON_NGRAM_ROWS",
+    "MIN_SHARE",
     "common_ngrams",
     "ngram_keys",
     "ngram_overlap",

@@ -64,7 +64,10 @@ class DropSome(Stage):
         gone = gone.add_column("reason", ["too_easy"] * len(gone)).add_column("detail", ["x"] * len(gone))
         return StageResult(rows=kept, dropped=gone, stats={"by_eval_set": {"mmlu": 2},
                                                           "eval_items": {"mmlu": 9, "gpqa": 4},
-                                                          "eval_items_unscored": {"mmlu": 3}})
+                                                          "eval_items_unscored": {"mmlu": 3},
+                                                          # as runs made before `min_share` wrote it
+                                                          "ngram_check": {"n": 8, "common_ngram_rows": 3, "flagged": 5,
+                                                                          "both": 2, "ngram_only": 3, "fuzzy_only": 0}})
 
 
 @pytest.fixture(autouse=True)
@@ -128,6 +131,7 @@ def test_funnel_and_lineage(tmp_path):
     assert "| drop: too_easy | 1 | 1 | 2 |" in table
     # every set matched against, with its questions whose answer key is broken (issue 24)
     assert "| drop | mmlu | 9 | 3 | 2 |" in table and "| drop | gpqa | 4 | 0 | 0 |" in table
+    assert "| drop | 8 | 3 | any | 5 | 2 | 3 | 0 |" in table  # an old run's n-gram check: any shared n-gram
     assert lineage(tmp_path, "medqa:1") == [{"stage": "make", "status": "kept"}, {"stage": "drop", "status": "kept"}]
     assert lineage(tmp_path, "headqa:0") == [
         {"stage": "make", "status": "kept"},

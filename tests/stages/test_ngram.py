@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import random
 import re
@@ -13,15 +14,19 @@ import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rapidfuzz import fuzz
 
+from m1data.errors import UserError
 from m1data.stages import ngram
 from m1data.stages.ngram import ngram_keys, ngram_overlap, tokens
 
 
-def reference(texts: list[str], evals: list[str], n: int, max_train_rows: int | None = None) -> list[int | None]:
+def reference(texts: list[str], evals: list[str], n: int, max_train_rows: int | None = None,
+              min_share: float | None = None) -> list[int | None]:
     """Literal definition (the per-row implementation this module had, with tuples for its
     blake2b keys): lowest eval index sharing a run of n Python ``\\w+`` words, or an equal
-    sequence if short, ignoring runs in more than max_train_rows training texts."""
+    sequence if short, ignoring runs in more than max_train_rows training texts; with
+    min_share, only an eval text of whose distinct runs the row holds at least that share."""
     def grams(text: str) -> set[tuple[str, ...]]:
         words = re.findall(r"\w+", text.lower())
         if len(words) < n:
@@ -31,8 +36,13 @@ def reference(texts: list[str], evals: list[str], n: int, max_train_rows: int | 
     train = [grams(t) for t in texts]
     rows = Counter(g for gs in train for g in gs)
     ignored = {g for g, r in rows.items() if max_train_rows is not None and r > max_train_rows}
+    totals = [len(grams(e)) for e in evals]
     eval_grams = [grams(e) - ignored for e in evals]
-    return [next((i for i, eg in enumerate(eval_grams) if g & eg), None) for g in train]
+
+    def counts(held: int, total: int) -> bool:
+        return held > 0 and (min_share is None or held >= min_share * total)
+
+    return [next((i for i, eg in enumerate(eval_grams) if counts(len(g & eg), totals[i])), None) for g in train]
 
 
 def test_tokens_strip_punctuation_and_case() -> None:
@@ -96,6 +106,60 @@ def test_boilerplate_shared_by_many_training_rows_is_ignored() -> None:
     assert ngram_overlap(train, evals) == [0] * 8 + [0]  # without the rule: every row "contaminated"
     assert ngram_overlap(train, evals, max_train_rows=5) == [None] * 8 + [1]
     assert ngram_overlap(train, evals, max_train_rows=9) == [0] * 8 + [0]  # 9 rows share it: not above 9
+
+
+VIGNETTE = ("A 51-year-old man presents to his primary care provider for intermittent shaking of his "
+            "hands. For the last several years he has noticed this shaking when he brushes his teeth and "
+            "prepares a cup of coffee in the morning. The shaking then gradually improves over the course "
+            "of the day. He drinks two glasses of wine with dinner and says the tremor is better afterwards.")
+
+
+def test_a_share_of_the_eval_question_finds_edited_copies_not_stock_phrases() -> None:
+    """The rule that the stage uses (MIN_SHARE): an edited copy holds much of the eval question, a
+    different case that shares one stock phrase holds little of it."""
+    words = VIGNETTE.split()
+    edited = " ".join("patient" if i % 12 == 5 else w for i, w in enumerate(words))  # one word in twelve
+    other = "A 51-year-old man presents to his primary care provider for a rash on both shins and a fever."
+    train = [edited, other, "Nothing in common with the eval question at all, not one phrase."]
+    held = [len(ngram_keys(t) & ngram_keys(VIGNETTE)) / len(ngram_keys(VIGNETTE)) for t in train]
+    assert held[0] > ngram.MIN_SHARE > held[1] > 0 == held[2]
+    assert ngram_overlap(train, [VIGNETTE], max_train_rows=3) == [0, 0, None]  # any shared 8-gram
+    assert ngram_overlap(train, [VIGNETTE], max_train_rows=3, min_share=ngram.MIN_SHARE) == [0, None, None]
+    assert ngram_overlap([VIGNETTE], [VIGNETTE], max_train_rows=3, min_share=1.0) == [0]
+
+
+def test_a_share_is_in_zero_one_and_needs_the_boilerplate_rule() -> None:
+    for share in (0.0, -0.1, 1.5, 30.0):
+        with pytest.raises(UserError, match="min_share must be in"):
+            ngram_overlap([VIGNETTE], [VIGNETTE], max_train_rows=3, min_share=share)
+    with pytest.raises(UserError, match="needs max_train_rows"):
+        ngram_overlap([VIGNETTE], [VIGNETTE], min_share=0.3)
+
+
+def test_on_real_vignettes_the_share_flags_edited_copies_not_stock_phrases(shared_data: Path) -> None:
+    """MedQA-USMLE test stems against MedBullets op5 and MMLU professional medicine: with any shared
+    8-gram, hundreds of rows are flagged for phrases like "her blood pressure is 110 70 mm hg";
+    holding MIN_SHARE of one question's 8-grams flags a few rows, each an edited copy of its eval
+    question (a fuzzy ratio of 75 or more, under the 95 that removes). The same stems against the
+    4-option test file, their own copies, are all flagged."""
+    def jsonl(path: Path) -> list[str]:
+        with path.open(encoding="utf-8") as fh:
+            return [json.loads(line)["question"] for line in fh]
+
+    train = jsonl(shared_data / "raw/medqa/US_test_5_options.jsonl")
+    with (shared_data / "eval/mmlu/professional_medicine_test.csv").open(encoding="utf-8", newline="") as fh:
+        mmlu = [row[0] for row in csv.reader(fh)]  # no header row: question, options, answer
+    bullets = pl.read_csv(shared_data / "eval/medbullets/medbullets_op5.csv")["question"].to_list()
+    evals = bullets + mmlu
+    anything = ngram_overlap(train, evals, max_train_rows=3)
+    shared = ngram_overlap(train, evals, max_train_rows=3, min_share=ngram.MIN_SHARE)
+    assert sum(x is not None for x in anything) > 300
+    flagged = [(t, evals[e]) for t, e in zip(train, shared) if e is not None]
+    assert 3 <= len(flagged) <= 30
+    assert all(fuzz.ratio(t, e) >= 75 for t, e in flagged), [round(fuzz.ratio(t, e)) for t, e in flagged]
+    copies = jsonl(shared_data / "raw/medqa/4_options_phrases_no_exclude_test.jsonl")
+    own = ngram_overlap(train, copies, max_train_rows=3, min_share=ngram.MIN_SHARE)
+    assert sum(x is not None for x in own) >= 0.99 * len(train)
 
 
 def test_a_single_str_or_a_none_is_refused_not_read_per_character() -> None:
@@ -162,16 +226,17 @@ def corpora(draw: st.DrawFn) -> tuple[list[str], list[str], int, int | None, int
     if draw(st.booleans()):
         evals.append(phrase)
     chunk = draw(st.integers(1, 200))
-    return train, evals, n, limit, chunk
+    share = None if limit is None else draw(st.sampled_from([None, 0.1, 0.3, 0.5, 2 / 3, 1.0]))
+    return train, evals, n, limit, chunk, share
 
 
 @settings(max_examples=300, deadline=None)
 @given(corpora())
 def test_matches_the_per_row_definition_on_generated_corpora(corpus) -> None:
-    train, evals, n, limit, chunk = corpus
+    train, evals, n, limit, chunk, share = corpus
     with mock.patch.object(ngram, "CHUNK_CHARS", chunk):  # many chunks: counts and drops across them
-        got = ngram_overlap(train, evals, n=n, max_train_rows=limit, workers=2)
-    assert got == reference(train, evals, n, limit)
+        got = ngram_overlap(train, evals, n=n, max_train_rows=limit, workers=2, min_share=share)
+    assert got == reference(train, evals, n, limit, share)
 
 
 @settings(max_examples=200, deadline=None)
