@@ -883,7 +883,24 @@ def load_eval_file(
             }
     folder = path.resolve().parent.name  # resolved: "x.csv" in the current folder is not "/x"
     set_name = name or (f"{folder}/{path.stem}" if folder else path.stem)
-    return {set_name: require_items(_collect(set_name, _local(path), parse, where=path), set_name, scoring=scoring)}
+    records = _mmlu_csv(path) if mapping == ColumnMapping() and _headerless_mmlu(path) else _local(path)
+    return {set_name: require_items(_collect(set_name, records, parse, where=path), set_name, scoring=scoring)}
+
+
+def _headerless_mmlu(path: Path) -> bool:
+    """A CSV in hendrycks/test's MMLU layout (``_mmlu_csv``): no header, six cells a line, the last an
+    answer letter. Read with a header, such a file saved under a name of its own (``--eval
+    mmlu=FILE``) lost its first question to the column names and then every question ("no
+    question column"). A header's first cell is a column name, not a question of three words or
+    more, and its last names the answer column, where an MMLU line has one letter (or a broken
+    key of one character)."""
+    if path.suffix.lower() != ".csv":
+        return False
+    first = next(read_csv(path, header=False), None)
+    if first is None:
+        return False
+    cells = first[1]
+    return len(cells) == 6 and len(cells[0].split()) >= 3 and len(cells[5].strip()) <= 1
 
 
 def load_eval_any(name_or_path: str, path: str | Path | None = None, *, scoring: bool = True,

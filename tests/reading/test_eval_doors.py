@@ -92,6 +92,14 @@ def mmlu_csv(items, folder):
     return path, f"mmlu_anatomy={path}"
 
 
+def mmlu_csv_as_a_file(items, folder):
+    """The same MMLU CSV (no header) given alone under a name of its own: read as MMLU is, not with
+    its first question taken for column names."""
+    path = folder / "clinical_questions.csv"
+    _csv(path, [[it["question"], *it["options"], "?" if it["broken"] else LETTERS[it["answer"]]] for it in items])
+    return path, str(path)
+
+
 def converted_lettered(items, folder):
     """The shape of many public copies: {"question", "choices": ["A. ...", ...], "answer": 0}."""
     path = folder / "medmcqa_val.jsonl"
@@ -116,8 +124,8 @@ def named_file(items, folder):
     return path, f"mine={path}"
 
 
-LAYOUTS = {f.__name__: f for f in (medmcqa_native, medqa_native, mmlu_csv, converted_lettered, csv_with_header,
-                                    named_file)}
+LAYOUTS = {f.__name__: f for f in (medmcqa_native, medqa_native, mmlu_csv, mmlu_csv_as_a_file, converted_lettered,
+                                    csv_with_header, named_file)}
 
 
 # ------------------------------------------------------------------ training rows and the reference
@@ -214,6 +222,28 @@ def test_a_named_set_reads_its_own_file_only(tmp_path):
     for name in ("medmcqa_validation", "mmlu_clinical_knowledge"):
         with pytest.raises(MalformedFile, match=f"not a {name} file.*meta_info"):
             load_evals([EvalInput(name, str(path))])
+
+
+def test_an_mmlu_csv_under_a_name_of_its_own_is_read_as_mmlu(shared_data):
+    """`--eval mmlu=FILE` with hendrycks/test's headerless CSV stopped with "no question column";
+    it now gives the rows the named set gives for the same file."""
+    path = shared_data / "eval/mmlu/professional_medicine_test.csv"
+    (named,) = load_evals([EvalInput("mmlu_professional_medicine", str(path))]).values()
+    (mine,) = load_evals([EvalInput("mmlu", str(path))]).values()
+    assert len(mine) == len(named) > 200
+
+    def read(rows) -> list[tuple]:  # options are shuffled per set name: compare them as sets, with the key's text
+        return [(q, sorted(o), o[a]) for q, o, a in zip(rows["question"], rows["options"], rows["answer_idx"])]
+
+    assert read(mine) == read(named)
+
+
+def test_a_csv_with_a_header_is_not_taken_for_a_headerless_mmlu_file(tmp_path):
+    """Six columns whose header's last cell names the answer column: read with its header."""
+    items = make_items(3, 5)
+    path, _ = csv_with_header(items, tmp_path)
+    (rows,) = load_evals([EvalInput(str(path))]).values()
+    assert sorted(rows["question"]) == sorted(it["question"] for it in items)  # no "question" row, no Q0 lost
 
 
 # ------------------------------------------------------------------ answer keys
