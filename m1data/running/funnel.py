@@ -89,10 +89,10 @@ def funnel_markdown(run_dir: str | Path) -> str:
     ngram = [(m["stage"], m["stats"]["ngram_check"]) for m in manifests if m.get("stats", {}).get("ngram_check")]
     if ngram:
         lines += ["", "## Word n-gram cross-check (flagged rows, beside the fuzzy verdict)", "",
-                  "A row is flagged when it holds at least `share` of one eval question's word n-grams (`any`: one",
-                  "n-gram). N-grams found in more than `ignored above` training rows are exam boilerplate (\"which of",
-                  "the following is the most likely\") and never count as held. The fuzzy verdict alone removes rows;",
-                  "this column is a second opinion.", "",
+                  "A row is flagged when it holds at least `share` of one eval question's word n-grams, and at least",
+                  "3 of them (`any`: one n-gram). N-grams found in more than `ignored above` training rows are exam",
+                  "boilerplate (\"which of the following is the most likely\") and never count as held. The fuzzy",
+                  "verdict alone removes rows; this column is a second opinion.", "",
                   "| stage | n | ignored above | share | flagged | both | n-gram only | fuzzy only |",
                   "|---|---|---|---|---|---|---|---|"]
         lines += [f"| {stage} | {c['n']} | {c.get('common_ngram_rows', 'none')} | {_share(c)} | {c['flagged']:,} "

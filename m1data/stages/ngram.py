@@ -26,6 +26,12 @@ that are edited copies of an eval question (fuzzy ratio 77-94, under the 95 that
 0.36-0.71 of their eval question's n-grams, the highest share among the other 702 is 0.22 (the
 same kind of case, another patient). Why 0.3: with a fraction p of the words edited, about
 (1 - p)^8 of the 8-grams survive, so 0.3 still finds copies with about one word in eight changed.
+A share of a short question is little evidence, so the row must also hold `MIN_HELD` = 3 of its
+n-grams (a question shorter than n words: its one key, that is, be equal to it). Without that,
+HEAD-QA's 2,657 training questions against the 17 eval files here had 12 rows flagged, each for
+the frame of a generic question ("which of the following statements is not true" held whole,
+"which of the following is not a component of" in a 9-word question about the Gamma Knife);
+with it, none, and the 11 MedQA rows above stay.
 
 How it scales: the texts are tokenized by polars in chunks of rows, n-grams become 64-bit
 keys in numpy (a polynomial hash of the words' 64-bit hashes), and only training keys found
@@ -58,8 +64,10 @@ _WORD = re.compile(r"\w+")
 # An n-gram in more training rows than this is boilerplate (see the module docstring).
 COMMON_NGRAM_ROWS = 3
 
-# The share of one eval text's n-grams that a training row must hold (see the module docstring).
+# The share of one eval text's n-grams that a training row must hold, and how many of them at least
+# (see the module docstring).
 MIN_SHARE = 0.3
+MIN_HELD = 3
 
 # Rows are tokenized this many characters at a time (and at most 1 << 16 rows), so the word
 # arrays of a chunk stay a few tens of MB whatever the corpus size.
@@ -106,12 +114,12 @@ def ngram_overlap(
 
     With `max_train_rows`, n-grams found in more training texts than that are ignored (see the
     module docstring); None compares every n-gram. With `min_share`, an eval text counts only
-    when the training text holds at least that share of its distinct n-grams (the ignored ones
-    count in the eval text's total, never as held); it needs `max_train_rows`, without which
-    every row would be paired with every eval text that has a stock phrase. A text shorter than
-    n words has one key, so it still counts only when equal. ``workers`` threads (-1: every usable core)
-    key chunks of the eval and training texts (polars releases the GIL); the result does not
-    depend on it.
+    when the training text holds at least that share of its distinct n-grams and at least
+    MIN_HELD of them (the ignored ones count in the eval text's total, never as held; a text
+    shorter than n words has one key, held by equal texts only). It needs `max_train_rows`:
+    without it, every row would be paired with every eval text that has a stock phrase.
+    ``workers`` threads (-1: every usable core) key chunks of the eval and training texts
+    (polars releases the GIL); the result does not depend on it.
 
     Only training keys that some eval text has can flag a row, so each chunk keeps just those
     (row, key) pairs, and the rows per key are counted over them. With `max_train_rows`, a
@@ -160,12 +168,13 @@ def _chunks(texts: list[str]) -> Iterator[tuple[int, int]]:
 
 class _EvalKeys:
     """The eval texts' distinct keys, sorted, each with the lowest eval index that has it; and
-    which eval texts have each key (``members``), with each text's number of distinct keys."""
+    which eval texts have each key (``members``), with each text's number of distinct keys and
+    whether it is shorter than n words (``short``: its one key is its whole word sequence)."""
 
     def __init__(self, keys: np.ndarray, first_eval: np.ndarray, members: pl.DataFrame,
-                 keys_per_eval: np.ndarray) -> None:
+                 keys_per_eval: np.ndarray, short: np.ndarray) -> None:
         self.keys, self.first_eval = keys, first_eval
-        self.members, self.keys_per_eval = members, keys_per_eval
+        self.members, self.keys_per_eval, self.short = members, keys_per_eval, short
         self.frame = pl.DataFrame({"key": pl.Series(keys, dtype=pl.UInt64),
                                    "index": np.arange(len(keys), dtype=np.int64)})
         # A bitmap of the keys' low bits rules out most training keys with one lookup each
@@ -177,13 +186,14 @@ class _EvalKeys:
 
     @classmethod
     def of(cls, eval_texts: list[str], n: int, pool: ThreadPoolExecutor) -> _EvalKeys:
-        def chunk_keys(chunk: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-            rows, keys = _text_keys(eval_texts[chunk[0]:chunk[1]], n)
-            return rows + chunk[0], keys
+        def chunk_keys(chunk: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            rows, keys, lens = _text_keys(eval_texts[chunk[0]:chunk[1]], n)
+            return rows + chunk[0], keys, lens
 
         parts = list(pool.map(chunk_keys, _chunks(eval_texts)))
-        rows = np.concatenate([np.zeros(0, dtype=np.int64)] + [r for r, _ in parts])
-        keys = np.concatenate([np.zeros(0, dtype=np.uint64)] + [k for _, k in parts])
+        rows = np.concatenate([np.zeros(0, dtype=np.int64)] + [r for r, _, _ in parts])
+        keys = np.concatenate([np.zeros(0, dtype=np.uint64)] + [k for _, k, _ in parts])
+        words = np.concatenate([np.zeros(0, dtype=np.int64)] + [w for _, _, w in parts])
         order = np.lexsort((rows, keys))
         keys, rows = keys[order], rows[order]
         first = np.ones(len(keys), dtype=bool)
@@ -193,30 +203,31 @@ class _EvalKeys:
         index = np.cumsum(first) - 1  # each pair's position among the distinct keys
         members = pl.DataFrame({"index": index[pair], "eval": rows[pair]})
         keys_per_eval = np.bincount(rows[pair], minlength=len(eval_texts))
-        return cls(keys[first], rows[first], members, keys_per_eval)
+        return cls(keys[first], rows[first], members, keys_per_eval, (words > 0) & (words < n))
 
     def held(self, rows: np.ndarray, index: np.ndarray, min_share: float) -> tuple[np.ndarray, np.ndarray]:
         """(row, eval text) for each training row and eval text of which the row holds at least
-        ``min_share`` of the distinct keys, given the distinct (row, key) pairs found."""
+        ``min_share`` of the distinct keys and at least MIN_HELD of them (or the one key of a
+        short eval text), given the distinct (row, key) pairs found."""
         held = (pl.DataFrame({"row": rows, "index": index}).join(self.members, on="index")
                 .group_by("row", "eval").len())
-        evals = held["eval"].to_numpy()
-        enough = held["len"].to_numpy() >= min_share * self.keys_per_eval[evals]
+        evals, count = held["eval"].to_numpy(), held["len"].to_numpy()
+        enough = (count >= min_share * self.keys_per_eval[evals]) & ((count >= MIN_HELD) | self.short[evals])
         return held["row"].to_numpy()[enough], evals[enough]
 
     def pairs(self, texts: list[str], chunk: tuple[int, int], n: int) -> tuple[np.ndarray, np.ndarray]:
         """The distinct (row, eval key) pairs of the chunk's texts, as rows and indexes into
         `keys`: a training key that no eval text has cannot flag its row."""
-        rows, keys = _text_keys(texts[chunk[0]:chunk[1]], n)
+        rows, keys, _ = _text_keys(texts[chunk[0]:chunk[1]], n)
         maybe = self.bits[keys & self.mask]
         found = (pl.DataFrame({"row": rows[maybe] + chunk[0], "key": pl.Series(keys[maybe], dtype=pl.UInt64)})
                  .join(self.frame, on="key", how="inner").select("row", "index").unique())
         return found["row"].to_numpy(), found["index"].to_numpy()
 
 
-def _text_keys(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
+def _text_keys(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(row, key) for every n-gram of every text (a short text: one key), as int64 and uint64
-    arrays. A text's keys can repeat (a repeated n-gram)."""
+    arrays, and each text's number of words. A text's keys can repeat (a repeated n-gram)."""
     lens, hashes = _word_hashes(texts)
     ends = np.cumsum(lens)
     row_of_word = np.repeat(np.arange(len(texts), dtype=np.int64), lens)
@@ -229,7 +240,7 @@ def _text_keys(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
     starts = words_left[:windows] >= n  # windows that end inside their text
     short_rows, short_keys = _short_keys(lens, hashes, words_left, n)
     rows = np.concatenate([row_of_word[:windows][starts], short_rows])
-    return rows, _mix(np.concatenate([gram[starts], short_keys]))
+    return rows, _mix(np.concatenate([gram[starts], short_keys])), lens
 
 
 def _short_keys(lens: np.ndarray, hashes: np.ndarray, words_left: np.ndarray,
@@ -290,6 +301,7 @@ def _mix(keys: np.ndarray) -> np.ndarray:
 
 __all__ = [
     "COMMON_NGRAM_ROWS",
+    "MIN_HELD",
     "MIN_SHARE",
     "common_ngrams",
     "ngram_keys",

@@ -37,12 +37,15 @@ def reference(texts: list[str], evals: list[str], n: int, max_train_rows: int | 
     rows = Counter(g for gs in train for g in gs)
     ignored = {g for g, r in rows.items() if max_train_rows is not None and r > max_train_rows}
     totals = [len(grams(e)) for e in evals]
+    short = [0 < len(re.findall(r"\w+", e.lower())) < n for e in evals]
     eval_grams = [grams(e) - ignored for e in evals]
 
-    def counts(held: int, total: int) -> bool:
-        return held > 0 and (min_share is None or held >= min_share * total)
+    def counts(held: int, i: int) -> bool:
+        if min_share is None:
+            return held > 0
+        return held > 0 and held >= min_share * totals[i] and (held >= ngram.MIN_HELD or short[i])
 
-    return [next((i for i, eg in enumerate(eval_grams) if counts(len(g & eg), totals[i])), None) for g in train]
+    return [next((i for i, eg in enumerate(eval_grams) if counts(len(g & eg), i)), None) for g in train]
 
 
 def test_tokens_strip_punctuation_and_case() -> None:
@@ -160,6 +163,25 @@ def test_on_real_vignettes_the_share_flags_edited_copies_not_stock_phrases(share
     copies = jsonl(shared_data / "raw/medqa/4_options_phrases_no_exclude_test.jsonl")
     own = ngram_overlap(train, copies, max_train_rows=3, min_share=ngram.MIN_SHARE)
     assert sum(x is not None for x in own) >= 0.99 * len(train)
+
+
+def test_on_real_short_questions_the_frame_of_a_generic_question_is_no_copy(shared_data: Path) -> None:
+    """HEAD-QA's training questions against MedExQA, MedMCQA and MMLU-Pro (MedAgentsBench's copies)
+    and MMLU clinical knowledge: with any shared 8-gram, rows like "Which of the following statements
+    is NOT true about glucagon?" are flagged for "Which of the following statements is not true?";
+    holding MIN_HELD of a question's n-grams as well as MIN_SHARE of them, none is."""
+    exams = json.loads((shared_data / "raw/headqa/train_HEAD_EN.json").read_text(encoding="utf-8"))["exams"]
+    train = [q["qtext"] for exam in exams.values() for q in exam["data"]]
+    evals = []
+    for name in ("medexqa", "medmcqa", "mmlu-pro"):
+        with (shared_data / f"eval/medagentsbench/{name}/test.jsonl").open(encoding="utf-8") as fh:
+            evals += [json.loads(line)["question"] for line in fh]
+    with (shared_data / "eval/mmlu/clinical_knowledge_test.csv").open(encoding="utf-8", newline="") as fh:
+        evals += [row[0] for row in csv.reader(fh)]
+    anything = ngram_overlap(train, evals, max_train_rows=3)
+    framed = [(train[i], evals[e]) for i, e in enumerate(anything) if e is not None]
+    assert len(framed) >= 10 and all(fuzz.ratio(t, e) < 95 for t, e in framed)
+    assert ngram_overlap(train, evals, max_train_rows=3, min_share=ngram.MIN_SHARE) == [None] * len(train)
 
 
 def test_a_single_str_or_a_none_is_refused_not_read_per_character() -> None:
