@@ -307,6 +307,10 @@ class PubMedQA(Source):
             data = read_json(path)
             if not isinstance(data, dict):
                 raise MalformedFile(path, None, "expected a PubMedQA object {PMID: {...}}")
+            if data and all(_decision(v) in PUBMEDQA_OPTIONS for v in data.values()):
+                raise MalformedFile(path, None, "a file of labels {PMID: yes/no/maybe} (test_ground_truth.json "
+                                                "holds the test split's answers, not its questions); give the "
+                                                "questions' file, ori_pqal.json: m1data knows the 500 test PMIDs")
             records = (
                 (pmid, {"PMID": pmid, **row} if isinstance(row, dict) else row, f"{path.name} key {pmid}")
                 for pmid, row in data.items()

@@ -75,6 +75,19 @@ def test_shuffle_independent_of_row_order(shared_data, tmp_path):
     assert all(original[r["id"]] == r["options"] for r in reordered)
 
 
+def test_the_pubmedqa_labels_file_is_named_for_what_it_is(shared_data, tmp_path):
+    """test_ground_truth.json ({PMID: decision}) beside ori_pqal.json is the likely wrong pick; it
+    was refused as 500 rows "not a PubMedQA question object", without a word on the right file."""
+    from m1data.reading.evalsets import load_eval
+
+    mine = tmp_path / "labels.json"
+    mine.write_text(json.dumps({"123": "yes", "456": " Maybe"}))
+    for path in (shared_data / "raw/pubmedqa/test_ground_truth.json", mine):
+        for load in (lambda p: load_source("pubmedqa", p), lambda p: load_eval("pubmedqa_test", p)):
+            with pytest.raises(MalformedFile, match=r"a file of labels .*give the questions' file, ori_pqal.json"):
+                load(path)
+
+
 def test_medmcqa_native_jsonl(tmp_path):
     rows = [
         {"id": "u1", "question": "Q1?", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": 2, "choice_type": "single"},
