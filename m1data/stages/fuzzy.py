@@ -119,7 +119,8 @@ from m1data.cores import usable_cores
 from m1data.errors import UserError
 from m1data.output import bar
 
-__all__ = ["BandJob", "BandRunner", "ContamMatch", "DupMatch", "EvalText", "find_contamination", "find_duplicates"]
+__all__ = ["BandJob", "BandRunner", "ContamMatch", "DupMatch", "EvalText", "contamination_pairs", "find_contamination",
+           "find_duplicates"]
 
 SLACK = 1e-9
 MAX_BUCKETS = 255
@@ -147,12 +148,16 @@ class DupMatch:
 @dataclass(frozen=True)
 class EvalText:
     """One eval item to decontaminate against. ``keyed``: ``text`` is a stem + option-set key
-    (compared with the rows' keys), not a bare question (compared with the rows' stems)."""
+    (compared with the rows' keys), not a bare question (compared with the rows' stems); ``stem``
+    and ``options`` are then what the key was made of (m1data.stages.dedup compares the stems on
+    their own as well). The matcher itself reads ``text`` only."""
 
     set_name: str
     item_id: str
     text: str
     keyed: bool = False
+    stem: str | None = None
+    options: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -865,22 +870,16 @@ def find_contamination(texts: Sequence[str], evals: Sequence[EvalText | str], th
     evals = _eval_list(evals)
     if not texts or not evals:
         return []
-    train, train_ids, _ = _distinct(texts)
-    ev_texts, _, ev_first = _distinct([e.text for e in evals])
-    hist, lens = _histograms(train + ev_texts, workers)  # one shared alphabet for both sides
-    n_train = len(train)
-    f = _check_threshold(threshold)
-    grouping = _grouping(hist)
-    rows = _side(train, hist[:n_train], lens[:n_train], f, grouping)
-    cols = _side(ev_texts, hist[n_train:], lens[n_train:], f, grouping)
-    t, e, scores = _matching_pairs(rows, cols, threshold, False, workers, progress, runner)
+    train_ids, ev_ids, t, e, scores = _distinct_matches(texts, evals, threshold, workers, progress, runner)
+    n_train = int(train_ids.max()) + 1
+    _, ev_first = np.unique(ev_ids, return_index=True)
     eval_index = ev_first[e]  # identical eval texts score alike: the lowest index wins
     order = np.lexsort((eval_index, -scores, t))
     t, eval_index, scores = t[order], eval_index[order], scores[order]
     lead = np.ones(len(t), dtype=bool)
     lead[1:] = t[1:] != t[:-1]
-    best_eval = np.full(len(train), -1, dtype=np.int64)  # per distinct text: its best eval item
-    best_score = np.zeros(len(train), dtype=np.float64)
+    best_eval = np.full(n_train, -1, dtype=np.int64)  # per distinct text: its best eval item
+    best_score = np.zeros(n_train, dtype=np.float64)
     best_eval[t[lead]], best_score[t[lead]] = eval_index[lead], scores[lead]
     row_eval = best_eval[train_ids]
     hits = np.flatnonzero(row_eval >= 0)
@@ -889,3 +888,52 @@ def find_contamination(texts: Sequence[str], evals: Sequence[EvalText | str], th
         item = evals[e]
         out.append(ContamMatch(j, item.set_name, item.item_id, item.text, s))
     return out
+
+
+def contamination_pairs(texts: Sequence[str], evals: Sequence[EvalText | str], threshold: float = 95.0,
+                        workers: int = -1, progress: bool = False,
+                        runner: BandRunner | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every matching (training row, eval item) pair, where `find_contamination` keeps each row's
+    best: row indexes, eval indexes and scores, sorted by row, then eval item. Why: a caller that
+    accepts a match only on a further condition (m1data.stages.dedup: the same stem and most of
+    the same options) must see every candidate, not the best-scoring one alone."""
+    _check_threshold(threshold)
+    texts = _text_list(texts)
+    evals = _eval_list(evals)
+    if not texts or not evals:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    train_ids, ev_ids, t, e, scores = _distinct_matches(texts, evals, threshold, workers, progress, runner)
+    pair, rows = _members(t, train_ids)
+    e, scores = e[pair], scores[pair]
+    pair, items = _members(e, ev_ids)
+    rows, scores = rows[pair], scores[pair]
+    order = np.lexsort((items, rows))
+    return rows[order], items[order], scores[order]
+
+
+def _distinct_matches(texts: list[str], evals: list[EvalText], threshold: float, workers: int, progress: bool,
+                      runner: BandRunner | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's distinct text, each eval item's distinct text, and the matching pairs (t, e,
+    score) of distinct texts: each text is matched once however often it occurs."""
+    train, train_ids, _ = _distinct(texts)
+    ev_texts, ev_ids, _ = _distinct([e.text for e in evals])
+    hist, lens = _histograms(train + ev_texts, workers)  # one shared alphabet for both sides
+    n_train = len(train)
+    f = _check_threshold(threshold)
+    grouping = _grouping(hist)
+    rows = _side(train, hist[:n_train], lens[:n_train], f, grouping)
+    cols = _side(ev_texts, hist[n_train:], lens[n_train:], f, grouping)
+    t, e, scores = _matching_pairs(rows, cols, threshold, False, workers, progress, runner)
+    return train_ids, ev_ids, t, e, scores
+
+
+def _members(groups: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each entry of ``groups`` (a distinct text) every position i with ``ids[i]`` equal to
+    it, as (entry, position) arrays."""
+    order = np.argsort(ids, kind="stable")
+    counts = np.bincount(ids, minlength=int(groups.max(initial=-1)) + 1)
+    starts = np.cumsum(counts) - counts
+    reps = counts[groups]
+    entry = np.repeat(np.arange(len(groups)), reps)
+    offset = np.arange(int(reps.sum())) - np.repeat(np.cumsum(reps) - reps, reps)
+    return entry, order[np.repeat(starts[groups], reps) + offset]

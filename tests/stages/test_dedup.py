@@ -363,6 +363,123 @@ def test_bare_eval_questions_are_compared_with_row_stems() -> None:
         deduplicate(Dataset.from_dict({"prompt": ["x"]}))
 
 
+# ------------------------------------------------------------------ the same question, another option set
+
+STEM = ("A 45-year-old man comes to the physician because of fatigue and joint pain for two months. "
+        "Which of the following is the most likely cause?")
+OPTIONS = ["Deposition of monosodium urate crystals in the first metatarsophalangeal joint",
+           "Autoantibodies against the Fc portion of IgG in the synovium",
+           "Iron overload with deposition in the liver, pancreas and joints",
+           "Infection with a Gram-negative diplococcus spread through the blood"]
+EXTRA = "Deposition of calcium pyrophosphate dihydrate crystals in the menisci of the knee"
+
+
+def one_question(options: list[str], stem: str = STEM):
+    from datasets import Dataset
+
+    return Dataset.from_dict({"id": ["r0"], "question": [stem], "options": [options]})
+
+
+@pytest.mark.parametrize(("row_options", "removed"), [
+    (OPTIONS + [EXTRA], True),  # one distractor added: the key is longer by a long option
+    (OPTIONS[:3], True),  # one dropped
+    (OPTIONS[:3] + [EXTRA], True),  # one rewritten: three of four shared
+    ([o.upper() for o in OPTIONS[::-1]] + [EXTRA], True),  # case and order are no difference
+    (OPTIONS[:2] + [EXTRA, EXTRA + " and the wrist"], False),  # two of four: another question
+    ([EXTRA], False),
+])
+def test_a_copy_with_another_option_set_is_contamination(row_options, removed) -> None:
+    """The stem matches and most options are shared: removed, though its stem + option-set key is
+    far under 95 (as MedQA's 5-option test questions against the 4-option eval set)."""
+    eval_set = one_question(OPTIONS)
+    assert fuzz.ratio(stem_key(STEM, row_options), stem_key(STEM, OPTIONS)) < 95
+    _, dropped = decontaminate(one_question(row_options), {"medqa_test": eval_set})
+    assert (dropped["id"] == ["r0"]) is removed
+    if removed:
+        assert dropped["eval_set"] == ["medqa_test"] and dropped["score"] == [100.0]
+
+
+def test_a_generic_stem_with_other_options_is_another_question() -> None:
+    """"Which of the following is true?" asks many questions; the options tell them apart, so a
+    matching stem alone removes nothing, and the match is taken from the eval item whose options
+    agree even when an earlier one's stem scores as high."""
+    generic = "Which of the following statements is true?"
+    evals = one_question(["Insulin is secreted by alpha cells", "Glucagon lowers blood glucose",
+                          "Somatostatin is made by delta cells", "Amylin is made in the liver"], generic)
+    evals = evals.add_item({"id": "r1", "question": generic, "options": OPTIONS})
+    _, dropped = decontaminate(one_question(OPTIONS[::-1] + [EXTRA], generic), {"mixed": evals})
+    assert dropped["eval_id"] == ["r1"]
+    _, dropped = decontaminate(one_question([EXTRA, "a", "b", "c"], generic), {"mixed": evals})
+    assert len(dropped) == 0
+
+
+WORDS = ["renal", "hepatic", "acute", "chronic", "deposition", "of", "crystals", "in", "the", "joint", "infection",
+         "autoimmune", "deficiency", "vitamin", "with", "and", "left", "ventricular", "failure", "syndrome"]
+option_texts = st.lists(st.sampled_from(WORDS), min_size=3, max_size=9).map(" ".join)
+
+
+@settings(max_examples=60, deadline=None)
+@given(stem=st.lists(st.sampled_from(WORDS), min_size=12, max_size=30).map(" ".join),
+       options=st.lists(option_texts, min_size=4, max_size=5, unique=True),
+       change=st.sampled_from(["shuffle", "add", "drop", "rewrite", "other"]),
+       extra=option_texts, lettered=st.booleans(), seed=st.integers(0, 99))
+def test_the_same_stem_with_most_of_its_options_is_the_same_question(stem, options, change, extra, lettered,
+                                                                      seed) -> None:
+    """Generated questions and the variants a copy comes in: options shuffled, one added, one
+    dropped or one rewritten are the eval question (removed); the same stem with other options
+    is another question (kept, unless its key matches anyway). The eval file may letter its
+    options ("A. x"), as raw files do."""
+    from datasets import Dataset
+
+    rng = random.Random(seed)
+    row = list(options)
+    if change == "add":
+        row.append(extra + " extra")
+    elif change == "drop":
+        row.pop(rng.randrange(len(row)))
+    elif change == "rewrite":
+        row[rng.randrange(len(row))] = extra + " rewritten"
+    elif change == "other":
+        row = [f"{extra} {i} other" for i in range(len(options))]
+    rng.shuffle(row)
+    shown = [f"{'ABCDE'[i]}. {o}" for i, o in enumerate(options)] if lettered else options
+    evals = Dataset.from_dict({"id": ["e0"], "question": [stem], "options": [shown]})
+    _, dropped = decontaminate(one_question(row, stem), {"eval": evals})
+    key_match = fuzz.ratio(stem_key(stem, row), stem_key(stem, options)) >= 95
+    assert (len(dropped) == 1) is (change != "other" or key_match)
+
+
+def test_contamination_pairs_are_every_matching_pair(shared_data: Path) -> None:
+    """Every (row, eval item) pair at or above the threshold, duplicates on both sides included,
+    against the all-pairs loop."""
+    from m1data.stages.fuzzy import contamination_pairs
+
+    rng = random.Random(3)
+    evq = mmlu_questions(shared_data, 120)
+    evals = [EvalText("mmlu", str(i), q) for i, q in enumerate(evq)] + [EvalText("again", "x", evq[7])]
+    train = medqa_questions(shared_data, 60) + [char_edits(q, rng.choice([0, 1, 4, 20]), rng) for q in evq[:40]]
+    train += train[-5:]  # rows written twice
+    rows, items, scores = contamination_pairs(train, evals, threshold=90.0)
+    got = list(zip(rows.tolist(), items.tolist(), scores.tolist()))
+    expected = [(r, e, fuzz.ratio(t, item.text)) for r, t in enumerate(train) for e, item in enumerate(evals)
+                if fuzz.ratio(t, item.text) >= 90.0]
+    assert got == expected and len(expected) > 30
+    assert {item for _, item, _ in got} >= {7, len(evals) - 1}  # both copies of the eval text written twice
+    assert len({row for row, _, _ in got} & set(range(len(train) - 5, len(train)))) == 5
+
+
+def test_medqa_5_option_questions_against_the_4_option_test_set_all_go(shared_data: Path, tmp_path: Path) -> None:
+    """The real sweep's case: every 5-option MedQA-USMLE test question is a 4-option test
+    question with one more distractor; 21 of 1,273 used to stay in the training data."""
+    from m1data.reading.evalsets import EvalInput
+    from m1data.reading.sources import load_source
+
+    rows = load_source("medqa", shared_data / "raw/medqa/US_test_5_options.jsonl").rows
+    spec = EvalInput("medqa_test", str(shared_data / "eval/medagentsbench/medqa/test.jsonl"))
+    kept, dropped = decontaminate(rows, [spec])
+    assert len(kept) == 0 and len(dropped) == len(rows) == 1273
+
+
 # ------------------------------------------------------------------ adversarial corpora (issue 21)
 #
 # Each corpus is built to sit on the filters' edges: pairs exactly at the Indel bound, pairs that
