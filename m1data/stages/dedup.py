@@ -3,8 +3,9 @@
 What is compared: the question stem (with PubMedQA's context) plus the option set in sorted
 order (``match_keys``), on both sides, so a copy whose options were shuffled still matches;
 decontamination also compares the stems alone and keeps those matches that share most options
-(``_same_question``). The exact all-pairs matcher itself lives in m1data.stages.fuzzy. ``deduplicate`` and ``decontaminate`` work
-on Datasets; ``Deduplicate`` and ``Decontaminate`` are the build's stages.
+(``_same_question``). The exact all-pairs matcher itself lives in m1data.stages.fuzzy.
+``deduplicate`` and ``decontaminate`` work on Datasets; ``Deduplicate`` and ``Decontaminate`` are
+the build's stages.
 """
 
 from __future__ import annotations
