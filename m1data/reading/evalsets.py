@@ -883,8 +883,15 @@ def load_eval_file(
             }
     folder = path.resolve().parent.name  # resolved: "x.csv" in the current folder is not "/x"
     set_name = name or (f"{folder}/{path.stem}" if folder else path.stem)
-    records = _mmlu_csv(path) if mapping == ColumnMapping() and _headerless_mmlu(path) else _local(path)
+    records = question_records(path, mapping)
     return {set_name: require_items(_collect(set_name, records, parse, where=path), set_name, scoring=scoring)}
+
+
+def question_records(path: Path, mapping: ColumnMapping = ColumnMapping()) -> Iterator[Record]:
+    """The records of a file of questions in no named set's layout, located by line: read as
+    MMLU's files are when it has their headerless layout (``_headerless_mmlu``) and no mapping
+    names its columns, else as its format reads. Eval files and mapped sources both read so."""
+    return _mmlu_csv(path) if mapping == ColumnMapping() and _headerless_mmlu(path) else _local(path)
 
 
 def _headerless_mmlu(path: Path) -> bool:

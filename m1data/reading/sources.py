@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from m1data.errors import UserError
-from m1data.reading.evalsets import answer_kind_problem, column_mapping, for_records, make_parser
+from m1data.reading.evalsets import answer_kind_problem, column_mapping, for_records, make_parser, question_records
 from m1data.reading.native import (
     PUBMEDQA_OPTIONS,
     HeadQA,
@@ -28,7 +28,7 @@ from m1data.reading.native import (
     headqa_answers,
     pubmedqa_test_pmids,
 )
-from m1data.reading.readers import LoadResult, MalformedFile, check_file, check_some_rows_read, collect, read_records
+from m1data.reading.readers import LoadResult, MalformedFile, check_file, check_some_rows_read, collect
 from m1data.schema import DEFAULT_SEED
 
 SOURCES: dict[str, Source] = {s.name: s for s in (MedQA(), HeadQA(), MedMCQA(), PubMedQA())}
@@ -65,7 +65,7 @@ def load_mapped(name: str, path: str | Path, mapping: dict[str, Any] | None = No
     columns = column_mapping(mapping, name)
     mapping = dict(mapping or {})
     where = check_file(path)
-    records = [(f"{where.name}:{line}", raw, f"{where.name}:{line}") for line, raw in read_records(where)]
+    records = [(located, raw, located) for _, raw, located in question_records(where, columns)]
     # the answer column's kind (text, letter, 0- or 1-based index) is decided once for the file
     parse = for_records(make_parser(columns), [raw for _, raw, _ in records])
     if answer_kind_problem(parse):

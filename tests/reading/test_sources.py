@@ -88,6 +88,18 @@ def test_the_pubmedqa_labels_file_is_named_for_what_it_is(shared_data, tmp_path)
                 load(path)
 
 
+def test_an_mmlu_csv_is_a_source_too(shared_data):
+    """`m1data load NAME --path anatomy_test.csv` (a source m1data has no loader for) stopped with
+    "no question column", as the eval door did: both read MMLU's headerless layout now."""
+    from m1data.reading.evalsets import load_eval
+
+    path = shared_data / "eval/mmlu/anatomy_test.csv"
+    rows = load_source("mine", path).rows
+    named = load_eval("mmlu_anatomy", path).rows
+    assert len(rows) == len(named) == 135
+    assert sorted(zip(rows["question"], rows["answer_text"])) == sorted(zip(named["question"], named["answer_text"]))
+
+
 def test_medmcqa_native_jsonl(tmp_path):
     rows = [
         {"id": "u1", "question": "Q1?", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": 2, "choice_type": "single"},
