@@ -53,7 +53,9 @@ the next, and each round's own growth. Removals are compared with the first roun
 (``m1data.stages.dedup.deduplicate`` and ``decontaminate``, what a build and the library run) on a
 Dataset of the rows (id, source, question, four options), beside the matcher alone on the same
 texts, so what the stage adds around the matcher shows; once as built and once shuffled (a Dataset
-with an indices mapping, as ``select``, ``filter`` and ``shuffle`` leave one). With ``--src DIR`` (a
+with an indices mapping, as ``select``, ``filter`` and ``shuffle`` leave one). Then decontamination
+against the eval questions given options, as named eval sets have them: the key and the stem
+pass, and the stem pass's own time. With ``--src DIR`` (a
 ``git worktree add`` of an earlier commit) the stages are that checkout's.
 
 ``--executor ray``: at each of ``--sizes``, dedup and decontamination (against ~15,000 eval
@@ -310,6 +312,28 @@ def stages(rows: list[str], eval_texts: list[str], sizes: list[int], threshold: 
             t2 = time.perf_counter()
             print(f"{'':>15} stages, {view}: dedup {t1 - t0:.2f}s + decontamination {t2 - t1:.2f}s = {t2 - t0:.2f}s "
                   f"({len(dropped):,} + {len(contam):,} removed); load: {uptime()}", flush=True)
+        keyed_decontamination(ds, eval_texts, threshold)
+
+
+def keyed_decontamination(ds, eval_texts: list[str], threshold: float) -> None:
+    """The decontamination stage against eval questions with options (as every named eval set
+    has them): the stem + option-set key, then the stems alone (``_same_question``), a second run
+    of the matcher. The eval questions get the rows' four options."""
+    import datasets
+
+    from m1data.stages import dedup
+
+    evals = datasets.Dataset.from_dict({"id": [f"e{i}" for i in range(len(eval_texts))], "question": eval_texts,
+                                        "options": [["A", "B", "C", "D"]] * len(eval_texts)})
+    t0 = time.perf_counter()
+    _, contam = dedup.decontaminate(ds, {"eval": evals}, threshold=threshold)
+    t1 = time.perf_counter()
+    keyed = dedup.eval_items({"eval": evals})
+    t2 = time.perf_counter()
+    dedup._same_question(ds, keyed, threshold, None)
+    t3 = time.perf_counter()
+    print(f"{'':>15} decontamination against eval questions with options: {t1 - t0:.2f}s, of which the stem "
+          f"pass {t3 - t2:.2f}s ({len(contam):,} removed); load: {uptime()}", flush=True)
 
 
 def _speedup_for(target: float, r0: float, b0: float, r1: float, b1: float) -> str:

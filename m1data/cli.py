@@ -360,7 +360,8 @@ def decontaminate(
     ray_address: RayAddressOpt = None,
     eval_mapping: EvalMappingOpt = None,
 ) -> None:
-    """Remove rows that match any eval item (question stem + option set, fuzzy ratio >= threshold)."""
+    """Remove rows that match any eval item (question stem + option set, fuzzy ratio >= threshold; or the
+    stem alone with most of the options shared)."""
     with _user_errors():
         evals = evalsets.with_mappings([evalsets.EvalInput.parse(e) for e in eval_names], _eval_mappings(eval_mapping))
     with _warnings_as_lines(dedup_stages.UnscoredEvalWarning, evalsets.UnmatchedEvalWarning):

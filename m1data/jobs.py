@@ -427,9 +427,9 @@ def run_decontaminate_file(in_path: str | Path | Sequence[str | Path], out_path:
                            evals: Sequence[str | EvalInput], *, threshold: float = 95.0, ngram: int = 8,
                            executor: str | ExecutorConfig | None = None,
                            ray_address: str | None = None) -> dict[str, Any]:
-    """Remove rows that match any eval item (question stem + option set, fuzzy ratio >=
-    `threshold`; a word `ngram` check beside it, 0: off). `evals`: EvalInputs or strings NAME,
-    NAME=LOCAL_FILE, or a file. Returns the stage statistics."""
+    """Remove rows that match any eval item (question stem + option set, or the stem with most of
+    the options; fuzzy ratio >= `threshold`; a word `ngram` check beside it, 0: off). `evals`:
+    EvalInputs or strings NAME, NAME=LOCAL_FILE, or a file. Returns the stage statistics."""
     inputs = [e if isinstance(e, EvalInput) else EvalInput.parse(e) for e in evals]
     eval_files = [Path(e.path or e.name) for e in inputs if e.path or Path(e.name).exists()]
     in_paths = [in_path] if isinstance(in_path, (str, Path)) else list(in_path)

@@ -28,7 +28,7 @@ same kind of case, another patient). Why 0.3: with a fraction p of the words edi
 (1 - p)^8 of the 8-grams survive, so 0.3 still finds copies with about one word in eight changed.
 A share of a short question is little evidence, so the row must also hold `MIN_HELD` = 3 of its
 n-grams (a question shorter than n words: its one key, that is, be equal to it). Without that,
-HEAD-QA's 2,585 training questions against the 17 eval files here had 12 rows flagged, each for
+HEAD-QA's 2,585 training questions against the 18 eval files here had 12 rows flagged, each for
 the frame of a generic question ("which of the following statements is not true" held whole,
 "which of the following is not a component of" in a 9-word question about the Gamma Knife);
 with it, none, and the 11 MedQA rows above stay.
