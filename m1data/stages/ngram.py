@@ -1,7 +1,9 @@
 """Word n-gram overlap check (s1 style), an independent second opinion on decontamination.
 
-A training text is flagged when it shares any word n-gram (default n=8) with an eval text.
-Words are lowercased runs of letters/digits (``\\w+``), so punctuation and spacing never matter.
+A training text is flagged when it shares any word n-gram (default n=8) with an eval text (s1's
+rule), or, as the decontaminate stage asks, when it holds a share of one eval text's n-grams
+(``min_share``, below). Words are lowercased runs of letters/digits (``\\w+``), so punctuation
+and spacing never matter.
 
 Texts shorter than n words have no n-gram. We give such a text one key, its whole token
 sequence, and flag only exact equality of two such short sequences. Containment of a short
