@@ -134,7 +134,8 @@ def decontaminate(ds: Dataset, evals: Mapping[str, Dataset | Sequence[str]] | Se
                   column: str | None = None, threshold: float = 95.0,
                   id_column: str = "id", runner: BandRunner | None = None) -> tuple[Dataset, Dataset]:
     """(kept, dropped). dropped: id, source (empty when ds has none), reason, eval_set, eval_id,
-    eval_text, score.
+    eval_text, score: the eval text that matched (a stem + option-set key, or the stem alone when
+    the stem pass found the row) and its score.
 
     By default both sides are compared as the build's stage compares them: eval rows that have
     options on :func:`match_keys`; bare eval questions (plain strings, or Datasets without an
@@ -190,7 +191,8 @@ def _same_question(ds: Dataset, keyed: list[EvalText], threshold: float,
     for row, item, score in zip(rows.tolist(), evals.tolist(), scores.tolist()):  # by row, then eval item
         if (row not in best or score > best[row][1]) and _most_options_shared(options[row], keyed[item].options):
             best[row] = (item, score)
-    return [ContamMatch(row, keyed[item].set_name, keyed[item].item_id, keyed[item].text, score)
+    # the eval text reported is the stem that scored, so a dropped row shows what it was compared with
+    return [ContamMatch(row, items[item].set_name, items[item].item_id, items[item].text, score)
             for row, (item, score) in sorted(best.items())]
 
 

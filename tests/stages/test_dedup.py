@@ -395,8 +395,8 @@ def test_a_copy_with_another_option_set_is_contamination(row_options, removed) -
     assert fuzz.ratio(stem_key(STEM, row_options), stem_key(STEM, OPTIONS)) < 95
     _, dropped = decontaminate(one_question(row_options), {"medqa_test": eval_set})
     assert (dropped["id"] == ["r0"]) is removed
-    if removed:
-        assert dropped["eval_set"] == ["medqa_test"] and dropped["score"] == [100.0]
+    if removed:  # reported with the text that matched: the stem, at 100
+        assert dropped["eval_set"] == ["medqa_test"] and dropped["score"] == [100.0] and dropped["eval_text"] == [STEM]
 
 
 def test_a_generic_stem_with_other_options_is_another_question() -> None:
