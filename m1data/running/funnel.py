@@ -97,7 +97,28 @@ def funnel_markdown(run_dir: str | Path) -> str:
                   "|---|---|---|---|---|---|---|---|"]
         lines += [f"| {stage} | {c['n']} | {c.get('common_ngram_rows', 'none')} | {_share(c)} | {c['flagged']:,} "
                   f"| {c['both']:,} | {c['ngram_only']:,} | {c['fuzzy_only']:,} |" for stage, c in ngram]
+        lines += _ngram_only_rows(ngram)
     return "\n".join(lines) + "\n"
+
+
+NGRAM_ROWS_SHOWN = 20
+
+
+def _ngram_only_rows(checks: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """The rows the n-gram check flags and the fuzzy match kept, the candidates to inspect, with
+    the eval question each holds so much of: the first NGRAM_ROWS_SHOWN of a stage, and where the
+    rest are."""
+    listed = [(stage, c["ngram_only_rows"]) for stage, c in checks if c.get("ngram_only_rows")]
+    if not listed:
+        return []
+    lines = ["", "N-gram only rows (kept by the fuzzy match; candidates to inspect):", "",
+             "| stage | row | eval set | eval question |", "|---|---|---|---|"]
+    for stage, rows in listed:
+        lines += [f"| {stage} | {r['id']} | {r['eval_set']} | {r['eval_id']} |" for r in rows[:NGRAM_ROWS_SHOWN]]
+        if len(rows) > NGRAM_ROWS_SHOWN:
+            lines.append(f"| {stage} | and {len(rows) - NGRAM_ROWS_SHOWN:,} more: stats.ngram_check.ngram_only_rows "
+                         f"in its manifest.json | | |")
+    return lines
 
 
 def _share(check: dict[str, Any]) -> str:

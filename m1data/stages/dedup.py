@@ -452,7 +452,9 @@ class Decontaminate(Stage):
         return StageResult(rows=kept, dropped=dropped, stats=stats)
 
     def _ngram_report(self, rows: Dataset, eval_sets: dict[str, Dataset], fuzzy_ids: set[str]) -> dict[str, Any]:
-        """What the word n-gram check flags, beside the fuzzy verdict, so users see what each catches.
+        """What the word n-gram check flags, beside the fuzzy verdict, so users see what each catches;
+        the rows it flags and the fuzzy match kept are listed (``ngram_only_rows``), so "candidates
+        to inspect" can be found (`m1data funnel` shows them).
 
         It reads question stems (with PubMedQA's context) only: option lists ("Vitamin A, Vitamin
         B12, ...") recur across unrelated questions and are no evidence of a copy.
@@ -460,15 +462,20 @@ class Decontaminate(Stage):
         from m1data.stages.ngram import ngram_overlap
 
         eval_texts = [stem for ds in eval_sets.values() for stem in _stems(ds)]
+        eval_refs = [(name, str(i)) for name, ds in eval_sets.items() for i in _row_ids(ds, "id")]
         limit, share = self.config.ngram_max_train_rows, self.config.ngram_min_share
         hits = ngram_overlap(_stems(rows), eval_texts, n=self.config.ngram, max_train_rows=limit, min_share=share)
-        flagged = {i for i, h in zip(column_values(rows, "id"), hits) if h is not None}
+        flagged = {i: h for i, h in zip(column_values(rows, "id"), hits) if h is not None}
+        only = sorted(set(flagged) - fuzzy_ids)
         return {
             "n": self.config.ngram,
             "common_ngram_rows": limit,  # n-grams in more training rows than this were ignored
             "min_share": share,  # a flagged row holds at least this share of one eval question's n-grams
             "flagged": len(flagged),
-            "both": len(flagged & fuzzy_ids),
-            "ngram_only": len(flagged - fuzzy_ids),
-            "fuzzy_only": len(fuzzy_ids - flagged),
+            "both": len(flagged.keys() & fuzzy_ids),
+            "ngram_only": len(only),
+            "fuzzy_only": len(fuzzy_ids - flagged.keys()),
+            # the rows to inspect, each with the (first) eval question it holds so much of
+            "ngram_only_rows": [{"id": i, "eval_set": eval_refs[flagged[i]][0], "eval_id": eval_refs[flagged[i]][1]}
+                                for i in only],
         }

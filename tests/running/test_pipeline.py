@@ -66,8 +66,12 @@ class DropSome(Stage):
                                                           "eval_items": {"mmlu": 9, "gpqa": 4},
                                                           "eval_items_unscored": {"mmlu": 3},
                                                           # as runs made before `min_share` wrote it
-                                                          "ngram_check": {"n": 8, "common_ngram_rows": 3, "flagged": 5,
-                                                                          "both": 2, "ngram_only": 3, "fuzzy_only": 0}})
+                                                          "ngram_check": {"n": 8, "common_ngram_rows": 3, "flagged": 25,
+                                                                          "both": 2, "ngram_only": 23, "fuzzy_only": 0,
+                                                                          "ngram_only_rows": NGRAM_ONLY}})
+
+
+NGRAM_ONLY = [{"id": f"medqa:{i}", "eval_set": "mmlu", "eval_id": f"mmlu:{i}"} for i in range(23)]
 
 
 @pytest.fixture(autouse=True)
@@ -131,7 +135,10 @@ def test_funnel_and_lineage(tmp_path):
     assert "| drop: too_easy | 1 | 1 | 2 |" in table
     # every set matched against, with its questions whose answer key is broken (issue 24)
     assert "| drop | mmlu | 9 | 3 | 2 |" in table and "| drop | gpqa | 4 | 0 | 0 |" in table
-    assert "| drop | 8 | 3 | any | 5 | 2 | 3 | 0 |" in table  # an old run's n-gram check: any shared n-gram
+    assert "| drop | 8 | 3 | any | 25 | 2 | 23 | 0 |" in table  # an old run's n-gram check: any shared n-gram
+    # the rows to inspect: the first 20, and where the other 3 are
+    assert "| drop | medqa:0 | mmlu | mmlu:0 |" in table and "| drop | medqa:19 | mmlu | mmlu:19 |" in table
+    assert "medqa:20 |" not in table and "| drop | and 3 more: stats.ngram_check.ngram_only_rows in its manifest.json" in table
     assert lineage(tmp_path, "medqa:1") == [{"stage": "make", "status": "kept"}, {"stage": "drop", "status": "kept"}]
     assert lineage(tmp_path, "headqa:0") == [
         {"stage": "make", "status": "kept"},

@@ -449,6 +449,23 @@ def test_the_same_stem_with_most_of_its_options_is_the_same_question(stem, optio
     assert (len(dropped) == 1) is (change != "other" or key_match)
 
 
+def test_the_stage_lists_the_rows_only_the_ngram_check_flags() -> None:
+    """An edited copy under the fuzzy threshold is kept, and the stage's statistics name it with the
+    eval question it holds most of, so "candidates to inspect" can be found."""
+    from datasets import Dataset
+
+    words = (STEM + " The pain is worse in the morning and improves over the course of the day, and "
+             "he has lost four kilograms since the spring without trying to.").split()
+    edited = " ".join("hyperkalaemia" if i % 12 == 5 else w for i, w in enumerate(words))  # one word in twelve
+    rows = Dataset.from_dict({"id": ["copy", "other"], "question": [edited, "An unrelated question about the kidney?"],
+                              "options": [["x", "y"], ["x", "y"]]})
+    evals = Dataset.from_dict({"id": ["q7"], "question": [" ".join(words)], "options": [["x", "y"]]})
+    assert fuzz.ratio(edited, " ".join(words)) < 95
+    result = Decontaminate(DecontaminateConfig(), [], name="decontaminate")._ngram_report(rows, {"bullets": evals}, set())
+    assert result["ngram_only"] == 1
+    assert result["ngram_only_rows"] == [{"id": "copy", "eval_set": "bullets", "eval_id": "q7"}]
+
+
 def test_contamination_pairs_are_every_matching_pair(shared_data: Path) -> None:
     """Every (row, eval item) pair at or above the threshold, duplicates on both sides included,
     against the all-pairs loop."""
