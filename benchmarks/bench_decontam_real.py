@@ -48,9 +48,9 @@ def run(label: str, source: str, path: Path, specs: list[EvalInput]) -> None:
     _, dropped = dedup.decontaminate(rows, evals)
     seconds = time.perf_counter() - t0
     keyed = [item for item in dedup.eval_items(evals) if item.keyed]
-    by_stem_only = {m.index for m in dedup._same_question(rows, keyed, 95.0, None)} - {
-        m.index for m in dedup.find_contamination(dedup.match_keys(rows), keyed)}
     stems = dedup._stems(rows)
+    by_stem_only = {m.index for m in dedup._same_question(stems, dedup._options(rows), keyed, 95.0, None)} - {
+        m.index for m in dedup.find_contamination(dedup.match_keys(rows), keyed)}
     eval_stems = [s for ds in evals.values() for s in dedup._stems(ds)]
     anything = sum(h is not None for h in ngram_overlap(stems, eval_stems, max_train_rows=3))
     shared = sum(h is not None for h in ngram_overlap(stems, eval_stems, max_train_rows=3, min_share=MIN_SHARE))

@@ -329,8 +329,9 @@ def keyed_decontamination(ds, eval_texts: list[str], threshold: float) -> None:
     _, contam = dedup.decontaminate(ds, {"eval": evals}, threshold=threshold)
     t1 = time.perf_counter()
     keyed = dedup.eval_items({"eval": evals})
+    stems, options = dedup._stems(ds), dedup._options(ds)
     t2 = time.perf_counter()
-    dedup._same_question(ds, keyed, threshold, None)
+    dedup._same_question(stems, options, keyed, threshold, None)
     t3 = time.perf_counter()
     print(f"{'':>15} decontamination against eval questions with options: {t1 - t0:.2f}s, of which the stem "
           f"pass {t3 - t2:.2f}s ({len(contam):,} removed); load: {uptime()}", flush=True)

@@ -97,6 +97,13 @@ def shuffled(options: Sequence[str], answer_idx: int, seed: int, row_id: str) ->
     return [options[i] for i in order], order.index(answer_idx)
 
 
+def option_key(option: str) -> str:
+    """An option's text as two options are told the same: without case and spacing. Why one
+    definition: a row's duplicate options and decontamination's shared options (m1data.stages.dedup)
+    must agree on what "the same option" is."""
+    return " ".join(option.lower().split())
+
+
 def validate(question: str, options: Sequence[str], answer_idx: int, *, unique_options: bool = True) -> None:
     if not question or not question.strip():
         raise RowError("empty_question")
@@ -109,7 +116,7 @@ def validate(question: str, options: Sequence[str], answer_idx: int, *, unique_o
     if not 0 <= answer_idx < len(options):
         raise RowError("answer_out_of_range", f"answer index {answer_idx} for {len(options)} options")
     if unique_options:
-        normalised = [" ".join(o.lower().split()) for o in options]
+        normalised = [option_key(o) for o in options]
         if len(set(normalised)) != len(normalised):
             raise RowError("duplicate_options", " | ".join(options))
 
@@ -337,6 +344,7 @@ __all__ = [
     "fresh_fingerprint",
     "is_frame",
     "make_row",
+    "option_key",
     "render_options",
     "render_prompt",
     "rows_matching",
