@@ -1,4 +1,5 @@
 import json
+import random
 import signal
 import subprocess
 import sys
@@ -108,6 +109,40 @@ def test_dedup_and_decontaminate_commands(tmp_path):
     assert result.exit_code == 0, result.output
     assert [json.loads(line)["id"] for line in clean.read_text(encoding="utf-8").splitlines()] == ["medmcqa:a"]
     assert '"mmlu_anatomy": 1' in result.output
+
+
+def test_decontaminate_prints_the_head_of_a_long_list_and_writes_it_whole(tmp_path):
+    """Decontaminating 1M benchmark rows printed all 1,880 rows only the n-gram check flags (200
+    KB of JSON on the terminal), and nowhere else kept them. Now OUT.stats.json holds the
+    statistics and the terminal shows a list's first PRINTED_ITEMS and where the rest are."""
+    from m1data.cli import PRINTED_ITEMS
+
+    rng = random.Random(0)
+    syllables = ["ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "xe", "zu", "pha", "dri"]
+    vignettes = [[rng.choice(syllables) + rng.choice(syllables) + rng.choice(syllables) for _ in range(40)]
+                 for _ in range(PRINTED_ITEMS + 5)]
+    evals = tmp_path / "anatomy_test.csv"
+    evals.write_text("".join(" ".join(words) + "?,w,x,y,z,A\n" for words in vignettes))
+    # each row changes two of its eval question's 40 words: fuzzy ratio ~93, under 95, but it holds
+    # half of the question's 8-grams, so the n-gram check flags it
+    rows = [{"id": f"r{i}", "question": " ".join(w if k not in (10, 20) else "changedword" for k, w in enumerate(words)),
+             "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": 0} for i, words in enumerate(vignettes)]
+    src = tmp_path / "train.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    loaded = tmp_path / "rows.parquet"
+    assert runner.invoke(app, ["load", "medmcqa", "--path", str(src), "--out", str(loaded)]).exit_code == 0
+
+    out = tmp_path / "clean.parquet"
+    result = runner.invoke(app, ["decontaminate", str(loaded), str(out), "--eval", f"mmlu_anatomy={evals}"])
+    assert result.exit_code == 0, result.output
+    written = json.loads((tmp_path / "clean.stats.json").read_text())
+    listed = written["ngram_check"]["ngram_only_rows"]
+    assert len(read_rows(out)) == len(rows) and len(listed) == len(rows)
+    printed = json.loads(result.output[result.output.index("{"):])
+    assert printed["ngram_check"]["ngram_only_rows"] == [*listed[:PRINTED_ITEMS],
+                                                          f"... and 5 more in {tmp_path / 'clean.stats.json'}"]
+    assert {k: v for k, v in printed.items() if k != "ngram_check"} == {
+        k: v for k, v in written.items() if k != "ngram_check"}
 
 
 @pytest.fixture
@@ -406,7 +441,8 @@ def test_a_full_or_read_only_disk_is_one_line_not_a_bug(tmp_path, monkeypatch, m
     err = proc.stderr.strip()
     assert proc.returncode == 2 and len(err.splitlines()) == 1, err
     assert err.startswith(f"error: cannot write {out}: No space left on device (ENOSPC)")
-    assert sorted(p.name for p in out.parent.iterdir()) == ["deduped.dropped.parquet", "deduped.parquet"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["deduped.dropped.parquet", "deduped.parquet",
+                                                           "deduped.stats.json"]
     assert out.read_bytes() == before
 
     def read_only(*args, **kwargs):
@@ -502,7 +538,8 @@ def test_a_file_command_killed_mid_write_leaves_no_output(tmp_path, kill_at):
     done = runner.invoke(app, ["dedup", str(rows), str(out)])  # the same command again finishes
     assert done.exit_code == 0, done.output
     assert len(read_rows(out)) == 3 and len(read_rows(tmp_path / "out" / "deduped.dropped.parquet")) == 3
-    assert sorted(p.name for p in out.parent.iterdir()) == ["deduped.dropped.parquet", "deduped.parquet"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["deduped.dropped.parquet", "deduped.parquet",
+                                                           "deduped.stats.json"]
 
 
 def test_a_rerun_killed_mid_write_keeps_the_previous_pair(tmp_path):
@@ -520,6 +557,7 @@ def test_a_rerun_killed_mid_write_keeps_the_previous_pair(tmp_path):
     ["dedup", "{rows}", "{folder}/./rows.parquet"],  # the same file by another name
     ["dedup", "{folder}/other.dropped.parquet", "{folder}/other.parquet"],  # OUT.dropped would land on the input
     ["decontaminate", "{rows}", "{folder}/evals.parquet", "--eval", "mmlu_anatomy={folder}/evals.dropped.parquet"],
+    ["decontaminate", "{rows}", "{folder}/evals.parquet", "--eval", "mmlu_anatomy={folder}/evals.stats.json"],
     ["dedup", "{folder}/shards", "{folder}/shards/out.parquet"],  # all its files are read: a re-run would read OUT
     ["run", "tag-offline", "{rows}", "{rows}"],
 ])
@@ -532,6 +570,7 @@ def test_a_file_command_refuses_an_output_that_is_an_input(tmp_path, command, ma
     (tmp_path / "shards").mkdir()
     (tmp_path / "shards" / "part-0.parquet").write_bytes(rows.read_bytes())
     (tmp_path / "evals.dropped.parquet").write_bytes(rows.read_bytes())
+    (tmp_path / "evals.stats.json").write_text("{}")
     before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     proc = main(*[part.format(rows=rows, folder=tmp_path) for part in command])
     assert proc.returncode == 2, proc.stderr

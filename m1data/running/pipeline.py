@@ -286,6 +286,14 @@ def dropped_path(out_path: str | Path) -> Path:
     return out_path.with_name(f"{out_path.stem}.dropped{out_path.suffix}")
 
 
+def stats_path(out_path: str | Path) -> Path:
+    """Where a file command puts its statistics: `OUT.parquet` -> `OUT.stats.json`. Why a file:
+    some statistics are lists a row long (the rows only the n-gram check flags: 1,880 of 1M
+    benchmark rows), too long for a terminal, which shows their head (`m1data.cli`)."""
+    out_path = Path(out_path)
+    return out_path.with_name(f"{out_path.stem}.stats.json")
+
+
 def write_result(rows: datasets.Dataset, dropped: datasets.Dataset | None, out_path: str | Path) -> Path:
     """What every file command writes: the kept rows to OUT, the rows not kept (empty, if none)
     to OUT.dropped.<ext> beside it, as a pair: both or, after a kill mid-write, neither (OUT is
@@ -301,7 +309,7 @@ def refuse_overwrite(inputs: str | Path | Sequence[str | Path | None], out_path:
     inputs, or lies in a folder given as input: the input would be overwritten (`dedup X X`
     turned 10 rows into 9), or the next run would read the output as input."""
     given = [inputs] if isinstance(inputs, (str, Path)) else [p for p in inputs if p is not None]
-    for written in (Path(out_path), dropped_path(out_path)):
+    for written in (Path(out_path), dropped_path(out_path), stats_path(out_path)):
         target = written.resolve()
         for path in map(Path, given):
             source = path.resolve()
@@ -321,7 +329,8 @@ def run_on_file(
 ) -> dict[str, Any]:
     """One stage over files, outside a build: IN rows (a file, several, or a folder of them; see
     `read_rows`) -> OUT and OUT.dropped.<ext>. Returns rows in, out and dropped, and the stage's
-    statistics. Zero rows in is not an error: both files are written empty."""
+    statistics, also written to OUT.stats.json. Zero rows in is not an error: both row files are
+    written empty."""
     from m1data.reading.readers import read_rows
 
     refuse_overwrite(in_path, out_path)
@@ -329,7 +338,7 @@ def run_on_file(
     if len(rows) == 0:
         log.warning("%s: 0 rows, nothing to do; %s and its dropped file are written empty", _names(in_path), out_path)
         write_result(rows, None, out_path)
-        return {"rows_in": 0, "rows_out": 0, "rows_dropped": 0}
+        return _write_stats({"rows_in": 0, "rows_out": 0, "rows_dropped": 0}, out_path)
     problem = stage.preflight()  # as a build checks a stage: a dead endpoint is one line, not a run of retries
     if problem is not None:
         raise UserError(problem)
@@ -340,8 +349,14 @@ def run_on_file(
     dropped = 0 if result.dropped is None else len(result.dropped)
     log.info("%s: %s rows -> %s kept in %s, %s dropped (%s)", stage.name, f"{len(rows):,}", f"{len(result.rows):,}",
              out_path, f"{dropped:,}", dropped_path(out_path))
-    return {"rows_in": len(rows), "rows_out": len(result.rows), "rows_dropped": dropped,
-            "transient_failures": result.transient_failures, **result.stats}
+    return _write_stats({"rows_in": len(rows), "rows_out": len(result.rows), "rows_dropped": dropped,
+                         "transient_failures": result.transient_failures, **scrub(result.stats)}, out_path)
+
+
+def _write_stats(stats: dict[str, Any], out_path: str | Path) -> dict[str, Any]:
+    """`stats` in OUT.stats.json (after OUT and its dropped file: statistics of rows that are there)."""
+    write_atomic(stats_path(out_path), json.dumps(stats, indent=2, default=str) + "\n")
+    return stats
 
 
 def _names(in_path: str | Path | Sequence[str | Path]) -> str:
