@@ -128,8 +128,7 @@ def _mapping(spec: str | None, option: str = "--mapping") -> dict | None:
         key, eq, column = part.partition("=")
         if not eq or not key.strip() or not column.strip():
             raise typer.BadParameter(f"expected KEY=COLUMN, got {part!r}", param_hint=option)
-        columns = [c.strip() for c in column.split("+")]
-        mapping[key.strip()] = columns if len(columns) > 1 else columns[0]
+        mapping[key.strip()] = column.strip()  # `opa+opb`: the columns `ColumnMapping` joins, at every door
     return mapping
 
 

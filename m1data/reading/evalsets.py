@@ -141,6 +141,14 @@ class ColumnMapping:
     def __post_init__(self) -> None:
         if self.answer_kind not in (None, *ANSWER_KINDS):
             raise UserError(f"answer_kind must be one of {'|'.join(ANSWER_KINDS)}, not {self.answer_kind!r}")
+        options = self.options
+        if isinstance(options, str) and "+" in options:  # the command line's `opa+opb+opc+opd`, at every door
+            options = options.split("+")
+        if isinstance(options, (list, tuple)):
+            options = tuple(c.strip() if isinstance(c, str) else c for c in options)
+            if not options or not all(isinstance(c, str) and c for c in options):
+                raise UserError(f"options: expected column names (a list, or joined with '+'), got {self.options!r}")
+            object.__setattr__(self, "options", options)
 
 
 MAPPING_KEYS = ("question", "options", "answer", "id", "context", "answer_kind")
@@ -149,17 +157,18 @@ MAPPING_KEYS = ("question", "options", "answer", "id", "context", "answer_kind")
 def column_mapping(mapping: dict[str, Any] | ColumnMapping | None, where: str) -> ColumnMapping:
     """The `ColumnMapping` of the dict every door writes (`--mapping` on the command line, `mapping:`
     under a config's source or eval entry, a Python dict): one check for all of them, so a key a
-    door would accept is accepted by every door. Unknown keys are an error naming them; a list of
-    option columns (YAML, `opa+opb`) is the tuple `ColumnMapping` reads."""
+    door would accept is accepted by every door. Unknown keys are an error naming them; several
+    option columns come as a list (YAML, Python) or joined with `+` (`opa+opb`, any door)."""
     if isinstance(mapping, ColumnMapping):
         return mapping
     mapping = dict(mapping or {})
     unknown = sorted(set(mapping) - set(MAPPING_KEYS))
     if unknown:
         raise UserError(f"mapping for {where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(MAPPING_KEYS)}")
-    if isinstance(mapping.get("options"), list):
-        mapping["options"] = tuple(mapping["options"])
-    return ColumnMapping(**mapping)
+    try:
+        return ColumnMapping(**mapping)
+    except UserError as err:
+        raise UserError(f"mapping for {where}: {err}") from None
 
 
 def _first(raw: dict[str, Any], names: tuple[str, ...]) -> str | None:

@@ -250,8 +250,16 @@ def door_cli(path: Path, mapping: dict, tmp: Path):
     return read_rows(out).to_list(), len(read_rows(dropped)) if dropped.exists() else 0
 
 
+def joined(mapping: dict | None) -> dict | None:
+    """The mapping with its option columns written as the command line writes them (`o1+o2`), as a
+    YAML config that copies the README's `--mapping` does: every door reads both forms alike (the
+    Python door takes the list, the config doors this)."""
+    return None if mapping is None else {k: "+".join(v) if isinstance(v, list) else v for k, v in mapping.items()}
+
+
 def door_config(path: Path, mapping: dict, tmp: Path):
-    config = from_dict(LoadConfig, {"sources": {"mine": {"path": str(path), "mapping": mapping, "licence": "MIT"}}})
+    config = from_dict(LoadConfig, {"sources": {"mine": {"path": str(path), "mapping": joined(mapping),
+                                                         "licence": "MIT"}}})
     result = LoadSources(config).run(None, RunContext(tmp, tmp))
     return result.rows.to_list(), len(result.dropped) if result.dropped is not None else 0
 
@@ -329,7 +337,7 @@ def eval_config(path: Path, tmp: Path, mapping: dict | None):
     reads every question; the scored ones must be the other doors' rows)."""
     from m1data.builders.m23k import M23KConfig
 
-    config = from_dict(M23KConfig, {"evals": [{"name": "mine", "path": str(path), "mapping": mapping}]})
+    config = from_dict(M23KConfig, {"evals": [{"name": "mine", "path": str(path), "mapping": joined(mapping)}]})
     (targets,) = load_evals(config.evals).values()
     rows = [r for r in targets.to_list() if r["answer_idx"] >= 0]
     return rows, len(targets) - len(rows)
