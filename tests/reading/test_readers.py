@@ -155,6 +155,46 @@ def test_parquet_of_mixed_option_counts_loses_no_row(tmp_path):
     assert sorted(len(o) for o in loaded.rows["options"]) == [4, 5]
 
 
+@pytest.mark.parametrize("rows", [3, 25_001])  # one batch, and several (PARQUET_BATCH_ROWS) with a short last one
+def test_parquet_records_are_what_datasets_reads(tmp_path, rows):
+    """`read_parquet` reads with pyarrow a batch at a time (not `datasets` row by row, 5x slower);
+    the records must be the ones `datasets` gives, nested, missing and numeric values included,
+    numbered from 1 across batches."""
+    import datasets
+
+    from m1data.reading.readers import read_parquet
+
+    table = {"question": [f"Q{i}?" if i % 7 else None for i in range(rows)],
+             "options": [{"A": "x", "B": None if i % 2 else "y"} for i in range(rows)],
+             "choices": [["a", "b"][: i % 3] for i in range(rows)],
+             "cop": [i % 4 for i in range(rows)], "score": [i / 3 for i in range(rows)]}
+    path = tmp_path / "rows.parquet"
+    datasets.Dataset.from_dict(table).to_parquet(str(path))
+    expected = list(enumerate(datasets.Dataset.from_parquet(str(path)), start=1))
+    assert list(read_parquet(path)) == expected
+
+
+def test_a_parquet_file_with_images_reads_them_as_datasets_does(tmp_path):
+    """A Hub export's Image column (HEAD-QA's) is decoded by `datasets`; such a file is still read
+    through it, so a question's image is an image (and the row `needs_image`), not a dict of bytes."""
+    import io
+
+    import datasets
+    from PIL import Image
+
+    from m1data.reading.readers import read_parquet
+
+    png = io.BytesIO()
+    Image.new("RGB", (2, 2)).save(png, format="PNG")
+    features = datasets.Features({"qtext": datasets.Value("string"), "image": datasets.Image()})
+    path = tmp_path / "headqa.parquet"
+    datasets.Dataset.from_dict({"qtext": ["With a picture?", "Without?"],
+                                "image": [{"bytes": png.getvalue(), "path": None}, None]},
+                               features=features).to_parquet(str(path))
+    (_, first), (_, second) = read_parquet(path)
+    assert isinstance(first["image"], Image.Image) and second["image"] is None
+
+
 def test_mmlu_pro_as_parquet_reads_like_its_jsonl(shared_data, tmp_path):
     """MedAgentsBench's MMLU-Pro (3 to 10 options a row) re-saved by pandas as Parquet."""
     import pandas as pd
