@@ -147,7 +147,7 @@ def _length_row(name: str, lengths: list[int]) -> str:
     import numpy as np
 
     if not lengths:
-        return f"| {name} | 0 | | | | |"
+        return f"| {name} | 0 | | | | | |"
     p = [float(np.percentile(lengths, q)) for q in (25, 50, 75, 90)]
     return f"| {name} | {len(lengths):,} | {p[0]:,.0f} | {p[1]:,.0f} | {p[2]:,.0f} | {p[3]:,.0f} | {max(lengths):,} |"
 
@@ -224,7 +224,10 @@ def figure_png(c: Comparison) -> bytes | None:
     right.set_xlabel(c.length_unit.split(" (")[0])
     right.set_ylabel("rows")
     right.set_title("Reasoning length of kept rows")
-    right.legend(fontsize=8)
+    if both:
+        right.legend(fontsize=8)
+    else:  # a stage before the teacher's (dedup, decontaminate): its rows have no reasoning yet
+        right.text(0.5, 0.5, "no reasoning in these rows", ha="center", va="center", transform=right.transAxes)
     fig.tight_layout()
     return _png(fig, plt)
 

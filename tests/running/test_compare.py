@@ -78,6 +78,22 @@ def test_compare_command_prints_the_report_and_refuses_a_run_without_the_stage(t
         compare_runs(run_a, run_b, stage="mesh")
 
 
+def test_a_stage_without_reasoning_gives_a_whole_table_and_figure(two_runs, tmp_path):
+    """Compared at a stage before the teacher's (decontaminate, on a 1M-row run), the length
+    table's empty rows had a cell too few and matplotlib warned of a legend with nothing in it."""
+    import warnings
+
+    run_a, run_b, rows = two_runs
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        c = compare_runs(run_a, run_b, stage="given", out_dir=tmp_path / "report")
+    assert c.a.lengths == [] and c.per_source[-1]["kept_a"] == len(rows)
+    report = (tmp_path / "report" / "compare.md").read_text(encoding="utf-8")
+    table = report.split("## Reasoning length")[1].split("\n\n")[1].splitlines()
+    assert [line.count("|") for line in table] == [8] * 4, table
+    assert (tmp_path / "report" / "compare.png").read_bytes().startswith(b"\x89PNG")
+
+
 def test_compare_out_without_matplotlib_says_no_figure_was_written(two_runs, tmp_path, monkeypatch):
     """It said "wrote compare.md and compare.png" though no figure was made; and a compare.png
     left in the folder by an earlier comparison stayed beside the new report, showing other runs."""
