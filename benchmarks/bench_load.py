@@ -7,13 +7,24 @@ no two are identical), MedQA's 10,178 rows repeat the real 1,273 test rows with 
 HeadQA's train file (2,657) and PubMedQA's pool (500) are used as they are.
 
     python benchmarks/bench_load.py [--shared ../shared/data]
+    python benchmarks/bench_load.py --mapped 1000000
+
+``--mapped N``: a pool of a user's own, N rows of the same real questions in one parquet file
+(question, opa..opd, a letter key, id), loaded through a column mapping (`load_source("mine",
+path, mapping=...)`, what `m1data load mine --mapping ...` runs) in a fresh process: wall time
+and that process's peak RSS. ``--src DIR`` loads with the m1data of DIR (an earlier checkout,
+``git worktree add``) instead, for a before and after.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import resource
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -60,10 +71,46 @@ def write_medqa(path: Path, shared: Path, n: int) -> None:
             handle.write(json.dumps(row) + "\n")
 
 
+def mapped(items, n: int, tmp: Path, src: str | None) -> None:
+    """N rows of a user's parquet file through a column mapping, in a fresh process (see ``--mapped``)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [items[i % len(items)] for i in range(n)]
+    path = tmp / "mine.parquet"
+    pq.write_table(pa.table({"id": [f"r{i}" for i in range(n)],
+                             "question": [f"{q} (variant {i})" for i, (q, _, _) in enumerate(rows)],
+                             **{col: [opts[k] for _, opts, _ in rows] for k, col in enumerate(("opa", "opb", "opc", "opd"))},
+                             "ans": ["ABCD"[right] for _, _, right in rows]}), path)
+    env = dict(os.environ, PYTHONPATH=src) if src else None
+    subprocess.run([sys.executable, __file__, "--load-file", str(path)], check=True, env=env)
+
+
+def load_file(path: Path) -> None:
+    t0 = time.perf_counter()
+    result = load_source("mine", path,
+                         mapping={"question": "question", "options": ["opa", "opb", "opc", "opd"], "answer": "ans", "id": "id"})
+    elapsed = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    n = len(result.rows) + len(result.dropped)
+    print(f"mapped    {n:>8,} rows ({len(result.dropped):,} dropped) in {elapsed:6.2f} s ({n / elapsed:,.0f} rows/s); "
+          f"peak RSS {peak:.2f} GB", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data")
+    parser.add_argument("--mapped", type=int, metavar="N", help="load N rows of a user's parquet file instead")
+    parser.add_argument("--src", help="--mapped: the m1data of this checkout")
+    parser.add_argument("--load-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.load_file:
+        load_file(args.load_file)
+        return
+    if args.mapped:
+        with tempfile.TemporaryDirectory() as tmp:
+            mapped(real_questions(args.shared), args.mapped, Path(tmp), args.src)
+        return
     rng = random.Random(42)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
