@@ -234,18 +234,11 @@ def read_parquet(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
         if any(require_decoding(feature) for feature in features.values()):
             yield from enumerate(datasets.Dataset.from_parquet(str(path)), start=1)
             return
-        batches = file.iter_batches(batch_size=PARQUET_BATCH_ROWS)
         line = 0
-        while True:
-            try:
-                records = next(batches).to_pylist()
-            except StopIteration:
-                return
-            for record in records:
+        for batch in file.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+            for record in batch.to_pylist():
                 line += 1
                 yield line, record
-    except MalformedFile:
-        raise
     except Exception as err:  # noqa: BLE001 - pyarrow raises several unrelated types for a bad file
         raise MalformedFile(path, None, f"unreadable parquet ({err})") from None
 
