@@ -547,9 +547,12 @@ def test_a_rerun_killed_mid_write_keeps_the_previous_pair(tmp_path):
     out = tmp_path / "deduped.parquet"
     assert runner.invoke(app, ["dedup", str(rows), str(out)]).exit_code == 0
     before = {name: (tmp_path / name).read_bytes() for name in ("deduped.parquet", "deduped.dropped.parquet")}
+    assert (tmp_path / "deduped.stats.json").is_file()
     killed = _killed_dedup(rows, out, 2, "--threshold", "100")  # a different result, cut off
     assert killed.returncode == -9
     assert {name: (tmp_path / name).read_bytes() for name in before} == before
+    # statistics are written after the rows: a kill in between leaves none, never another run's
+    assert not (tmp_path / "deduped.stats.json").exists()
 
 
 @pytest.mark.parametrize("command", [

@@ -337,6 +337,7 @@ def run_on_file(
     rows = read_rows(in_path)
     if len(rows) == 0:
         log.warning("%s: 0 rows, nothing to do; %s and its dropped file are written empty", _names(in_path), out_path)
+        stats_path(out_path).unlink(missing_ok=True)
         write_result(rows, None, out_path)
         return _write_stats({"rows_in": 0, "rows_out": 0, "rows_dropped": 0}, out_path)
     problem = stage.preflight()  # as a build checks a stage: a dead endpoint is one line, not a run of retries
@@ -345,6 +346,7 @@ def run_on_file(
     result = stage.run(rows, ctx)
     _check_dropped(stage, result.dropped)
     check_accounting(stage, rows, result)
+    stats_path(out_path).unlink(missing_ok=True)  # a kill before the new one is written leaves none, not the last run's
     write_result(result.rows, result.dropped, out_path)
     dropped = 0 if result.dropped is None else len(result.dropped)
     log.info("%s: %s rows -> %s kept in %s, %s dropped (%s)", stage.name, f"{len(rows):,}", f"{len(result.rows):,}",
