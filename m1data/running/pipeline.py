@@ -337,26 +337,29 @@ def run_on_file(
     rows = read_rows(in_path)
     if len(rows) == 0:
         log.warning("%s: 0 rows, nothing to do; %s and its dropped file are written empty", _names(in_path), out_path)
-        stats_path(out_path).unlink(missing_ok=True)
-        write_result(rows, None, out_path)
-        return _write_stats({"rows_in": 0, "rows_out": 0, "rows_dropped": 0}, out_path)
+        return _write_file_outputs(rows, None, {"rows_in": 0, "rows_out": 0, "rows_dropped": 0}, out_path)
     problem = stage.preflight()  # as a build checks a stage: a dead endpoint is one line, not a run of retries
     if problem is not None:
         raise UserError(problem)
     result = stage.run(rows, ctx)
     _check_dropped(stage, result.dropped)
     check_accounting(stage, rows, result)
-    stats_path(out_path).unlink(missing_ok=True)  # a kill before the new one is written leaves none, not the last run's
-    write_result(result.rows, result.dropped, out_path)
     dropped = 0 if result.dropped is None else len(result.dropped)
+    stats = {"rows_in": len(rows), "rows_out": len(result.rows), "rows_dropped": dropped,
+             "transient_failures": result.transient_failures, **scrub(result.stats)}
+    _write_file_outputs(result.rows, result.dropped, stats, out_path)
     log.info("%s: %s rows -> %s kept in %s, %s dropped (%s)", stage.name, f"{len(rows):,}", f"{len(result.rows):,}",
              out_path, f"{dropped:,}", dropped_path(out_path))
-    return _write_stats({"rows_in": len(rows), "rows_out": len(result.rows), "rows_dropped": dropped,
-                         "transient_failures": result.transient_failures, **scrub(result.stats)}, out_path)
+    return stats
 
 
-def _write_stats(stats: dict[str, Any], out_path: str | Path) -> dict[str, Any]:
-    """`stats` in OUT.stats.json (after OUT and its dropped file: statistics of rows that are there)."""
+def _write_file_outputs(rows: datasets.Dataset, dropped: datasets.Dataset | None, stats: dict[str, Any],
+                        out_path: str | Path) -> dict[str, Any]:
+    """OUT and its dropped file (`write_result`), then `stats` in OUT.stats.json. The last run's
+    statistics are removed first, so a kill or a failed write in between leaves none, never
+    another run's beside these rows."""
+    stats_path(out_path).unlink(missing_ok=True)
+    write_result(rows, dropped, out_path)
     write_atomic(stats_path(out_path), json.dumps(stats, indent=2, default=str) + "\n")
     return stats
 

@@ -75,7 +75,12 @@ def stem_key(question: str, options: Sequence[str] | None) -> str:
 def match_keys(ds: Dataset) -> list[str]:
     """What rows are compared on by default: context (PubMedQA's abstract) and stem, plus the
     option set in sorted order, so a copy whose options were shuffled differently still matches."""
-    return [stem_key(stem, options) for stem, options in zip(_stems(ds), _options(ds))]
+    return _keys(_stems(ds), _options(ds))
+
+
+def _keys(stems: list[str], options: list[Sequence[str] | None]) -> list[str]:
+    """`match_keys` of stems and options already read."""
+    return [stem_key(stem, opts) for stem, opts in zip(stems, options)]
 
 
 def _stems(ds: Dataset) -> list[str]:
@@ -159,7 +164,7 @@ def decontaminate(ds: Dataset, evals: Mapping[str, Dataset | Sequence[str]] | Se
         keyed = [item for item in items if item.keyed]
         bare = [item for item in items if not item.keyed]
         stems, options = _stems(ds), _options(ds)  # read once: 2 s of the three passes at 1M rows
-        keys = [stem_key(stem, opts) for stem, opts in zip(stems, options)] if keyed else []  # match_keys
+        keys = _keys(stems, options) if keyed else []
         matches = _best_per_row(
             find_contamination(keys, keyed, threshold=threshold, runner=runner) if keyed else [],
             _same_question(stems, options, keyed, threshold, runner) if keyed else [],
