@@ -75,6 +75,9 @@ app = typer.Typer(help="Build, check and publish the m1 medical reasoning datase
 OutOpt = Annotated[Path, typer.Option("--out", help="Output file (.parquet or .jsonl).")]
 OutArg = Annotated[Path, typer.Argument(help="Kept rows out; the rows not kept go beside it as OUT.dropped.<ext>, with their reasons.")]
 PathOpt = Annotated[Optional[Path], typer.Option("--path", help="Local file in the native format (default: the Hub id m1 used).")]
+SourcePathOpt = Annotated[Optional[Path], typer.Option("--path", help=(
+    "Local file in the native format, or a folder of its shards (a Hub snapshot's train-00000-of-00004.parquet ...; "
+    "--split picks one split's); default: the Hub id m1 used."))]
 
 
 def _error_line(err: BaseException) -> None:
@@ -159,7 +162,7 @@ def load(
     source: Annotated[str, typer.Argument(help="medqa, headqa, medmcqa, pubmedqa, or a name of your choosing for a "
                                                "file read through --mapping")],
     out: OutOpt,
-    path: PathOpt = None,
+    path: SourcePathOpt = None,
     split: Annotated[Optional[str], typer.Option(help="Split (PubMedQA: train = the 500-PMID pool, test, all).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the per-row option shuffle.")] = 42,
     cop_base: Annotated[Optional[int], typer.Option(

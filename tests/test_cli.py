@@ -188,9 +188,10 @@ def test_load_refuses_to_overwrite_its_input(tmp_path):
     assert evals.read_text(encoding="utf-8") == "Q1?,a,b,c,d,B\n"
 
 
-def test_directory_as_path_is_one_line(tmp_path, main):
+def test_a_folder_without_source_files_as_path_is_one_line(tmp_path, main):
     proc = main("load", "medqa", "--path", tmp_path, "--out", tmp_path / "x.parquet")
-    assert proc.returncode == 2 and "is a directory" in proc.stderr.replace("\n", "") and "Traceback" not in proc.stderr
+    said = proc.stderr.replace("\n", "")
+    assert proc.returncode == 2 and "a folder with no .jsonl" in said and "Traceback" not in proc.stderr
 
 
 def test_medmcqa_mixed_base_is_one_line_and_cop_base_settles_it(tmp_path, main):

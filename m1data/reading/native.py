@@ -11,7 +11,7 @@ of those two modules imports the other's importer.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
@@ -61,6 +61,12 @@ class Source:
         for line, raw in read_records(path):
             yield f"{path.name}:{line}", raw, f"{path.name}:{line}"
 
+    def read_files(self, files: Sequence[Path], split: str) -> Iterator[Record]:
+        """Records of a source's shards (`m1data.reading.readers.source_files`), as of one file:
+        each record's locator names its own file, so ids stay apart."""
+        for path in files:
+            yield from self.read_native(path, split)
+
     def hub_rows(self, split: str, local_hint: str | None = None) -> datasets.Dataset:
         hint = local_hint or f"`m1data load {self.name} --path FILE` (or `path:` under sources.{self.name})"
         return load_hub(self.hub_id, self.hub_config, split, local_hint=hint)
@@ -98,8 +104,14 @@ class MedMCQA(Source):
         self.cop_base = cop_base
 
     def read_native(self, path: Path, split: str) -> Iterator[Record]:
-        records = list(super().read_native(path, split))
-        base = self.cop_base if self.cop_base is not None else self.decide_base(path, records)
+        return self.read_files([path], split)
+
+    def read_files(self, files: Sequence[Path], split: str) -> Iterator[Record]:
+        """One base for all of a source's shards: decided per shard, a shard with no 0 or 4 was
+        read as 0-based beside 1-based ones."""
+        records = [record for path in files for record in Source.read_native(self, path, split)]
+        origin = files[0] if len(files) == 1 else files[0].parent
+        base = self.cop_base if self.cop_base is not None else self.decide_base(origin, records)
         for locator, raw, where in records:
             yield locator, ({**raw, "_cop_base": 1} if base == 1 and isinstance(raw, dict) else raw), where
 

@@ -82,6 +82,34 @@ def check_file(path: str | Path) -> Path:
     return path
 
 
+RECORD_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")  # what `read_records` reads
+SHARD_NAME = re.compile(r"(?P<split>.+?)-\d+-of-\d+\.")  # a Hub export's shard: train-00000-of-00004.parquet
+
+
+def source_files(path: str | Path, split: str | None = None) -> list[Path]:
+    """The files of a source given as one file, or as a folder of its shards, read in name order
+    as one file: the pools users regenerate from come as a Hub snapshot's
+    `data/train-00000-of-00004.parquet ...`, and joining them by hand first cost a copy of the
+    pool. A folder's shards of several splits (`train-*`, `test-*`) are narrowed to `split`, and
+    without one are an error: read together, a test split became training questions."""
+    path = Path(path)
+    if not path.is_dir():
+        return [check_file(path)]
+    files = sorted(p for p in path.iterdir()
+                   if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in RECORD_SUFFIXES)
+    if not files:
+        inside = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+        hint = f" (its folders: {', '.join(inside)}; give the one that holds the files)" if inside else ""
+        raise MalformedFile(path, None, f"a folder with no .jsonl, .json, .csv or .parquet file in it{hint}")
+    splits = {match["split"] for p in files if (match := SHARD_NAME.match(p.name))}
+    if len(splits) > 1 and split in splits:
+        return [p for p in files if (match := SHARD_NAME.match(p.name)) and match["split"] == split]
+    if len(splits) > 1:
+        which = f"none is {split!r}" if split else "say which (--split, or split: under the source in the build config)"
+        raise MalformedFile(path, None, f"holds the shards of several splits ({', '.join(sorted(splits))}); {which}")
+    return files
+
+
 def decode(path: str | Path, data: bytes, first_line: int = 1) -> str:
     """UTF-8 text of `data`, without a leading byte order mark (Excel writes one into CSVs and
     it would otherwise stick to the first question or column name). Bytes that are not UTF-8

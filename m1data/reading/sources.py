@@ -28,7 +28,7 @@ from m1data.reading.native import (
     headqa_answers,
     pubmedqa_test_pmids,
 )
-from m1data.reading.readers import LoadResult, MalformedFile, check_file, check_some_rows_read, collect
+from m1data.reading.readers import LoadResult, MalformedFile, check_some_rows_read, collect, source_files
 from m1data.schema import DEFAULT_SEED
 
 SOURCES: dict[str, Source] = {s.name: s for s in (MedQA(), HeadQA(), MedMCQA(), PubMedQA())}
@@ -53,20 +53,24 @@ def check_source_name(name: str) -> str:
     return name
 
 
-def load_mapped(name: str, path: str | Path, mapping: dict[str, Any] | None = None, *, seed: int = DEFAULT_SEED
-                ) -> LoadResult:
-    """A source m1data has no loader for: any .jsonl/.json/.csv/.parquet file of questions, read
-    through the eval loaders' column mapping (`m1data.reading.evalsets.ColumnMapping`: question, options
-    (one column holding a list or {letter: text}, or several columns), answer (a letter, a 0- or
-    1-based index or the option's text, decided once for the whole file; `answer_kind` says which
-    when the file cannot tell), id, context; None guesses from the usual spellings). Rows get
-    ids `name:<id column>` or, without one, a content hash, like the built-in sources."""
+def load_mapped(name: str, path: str | Path, mapping: dict[str, Any] | None = None, *, seed: int = DEFAULT_SEED,
+                split: str | None = None) -> LoadResult:
+    """A source m1data has no loader for: any .jsonl/.json/.csv/.parquet file of questions, or a
+    folder of them (a pool's shards; `split` picks one split's, `source_files`), read through the
+    eval loaders' column mapping (`m1data.reading.evalsets.ColumnMapping`: question, options (one
+    column holding a list or {letter: text}, or several columns), answer (a letter, a 0- or
+    1-based index or the option's text, decided once for all the source's records; `answer_kind`
+    says which when they cannot tell), id, context; None guesses from the usual spellings). Rows
+    get ids `name:<id column>` or, without one, a content hash, like the built-in sources."""
     check_source_name(name)
     columns = column_mapping(mapping, name)
     mapping = dict(mapping or {})
-    where = check_file(path)
-    records = [(located, raw, located) for _, raw, located in question_records(where, columns)]
-    # the answer column's kind (text, letter, 0- or 1-based index) is decided once for the file
+    if split is not None and not Path(path).is_dir():
+        raise UserError(f"{name}: a mapped source's split picks one split's shards from a folder; {path} is read whole")
+    files = source_files(path, split)
+    where = files[0] if len(files) == 1 else Path(path)
+    records = [(located, raw, located) for file in files for _, raw, located in question_records(file, columns)]
+    # the answer column's kind (text, letter, 0- or 1-based index) is decided once for all the shards
     parse = for_records(make_parser(columns), [raw for _, raw, _ in records])
     if answer_kind_problem(parse):
         raise MalformedFile(where, None, answer_kind_problem(parse))
@@ -84,8 +88,9 @@ def load_source(
     cop_base: int | None = None,
     mapping: dict[str, Any] | None = None,
 ) -> LoadResult:
-    """Load one source into the row schema, from `path` (native file or Hub-export parquet) or,
-    without a path, from the Hub id m1 used. `cop_base` (MedMCQA only) says whether a local
+    """Load one source into the row schema, from `path` (native file or Hub-export parquet, or a
+    folder of its shards: `split`'s where it holds several splits') or, without a path, from the
+    Hub id m1 used. `cop_base` (MedMCQA only) says whether a local
     file's `cop` counts from 0 or 1 when its values cannot tell (see `MedMCQA`). A `mapping`,
     or a name that is not one of the four sources, reads `path` through a column mapping
     (`load_mapped`). The name follows `check_source_name` whichever source it is, as a build
@@ -97,9 +102,9 @@ def load_source(
             raise UserError(f"source {name!r} is not one m1data knows ({', '.join(SOURCES)}); give its file "
                              "(--path FILE, or path: in the build config) and, if the columns are not the usual "
                              "question/options/answer, a mapping")
-        if cop_base is not None or split is not None:
-            raise UserError(f"{name}: split and cop_base belong to the built-in loaders, not to a mapped file")
-        return load_mapped(name, path, mapping, seed=seed)
+        if cop_base is not None:
+            raise UserError(f"{name}: cop_base belongs to the MedMCQA loader, not to a mapped file")
+        return load_mapped(name, path, mapping, seed=seed, split=split)
     source = get_source(name)
     if cop_base is not None:
         if source.name != "medmcqa":
@@ -111,8 +116,9 @@ def load_source(
         records = source.read_hub(split)
         where: Path | str = source.hub_id
     else:
-        where = check_file(path)
-        records = source.read_native(where, split)
+        files = source_files(path, split)
+        where = files[0] if len(files) == 1 else Path(path)
+        records = source.read_files(files, split)
     result = collect(source.name, scope.filter(records) if scope else records, source.parse, seed=seed,
                      description=f"loading {source.name} {split}", scope=scope)
     return check_some_rows_read(result, where, source.name)

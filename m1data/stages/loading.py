@@ -56,10 +56,11 @@ def sample_evals() -> list[EvalInput]:
 
 @dataclass
 class SourceInput:
-    """Where one source comes from: a local native file, or (path None) the Hub id m1 used.
-    `cop_base` (MedMCQA only): 0 or 1 when a local file's `cop` values cannot tell.
+    """Where one source comes from: a local native file or a folder of its shards (`split` picks
+    one split's where the folder holds several), or (path None) the Hub id m1 used. `cop_base`
+    (MedMCQA only): 0 or 1 when a local file's `cop` values cannot tell.
 
-    A source m1data has no loader for is a file and a column `mapping` (question, options,
+    A source m1data has no loader for is a file (or a folder of them) and a column `mapping` (question, options,
     answer, id, context; see `m1data.reading.sources.load_mapped`), with the `licence` its rows are
     under (required: the card states it) and optionally a `title`, `hub_id`, `url`, `citation`
     and `terms` for the card. `name` is set from the key under `sources:` (or given in the list

@@ -131,7 +131,8 @@ def files(draw):
                         options, right, key, fault is None))
     layout = {"style": style, "kind": kind, "container": container, "shape": shape, "names": names, "tell": tell,
               "bom": draw(st.booleans()), "question": draw(st.sampled_from(["question", "Question", "stem"])),
-              "answer": draw(st.sampled_from(["answer", "answer_idx", "label", "Correct"]))}
+              "answer": draw(st.sampled_from(["answer", "answer_idx", "label", "Correct"])),
+              "shards": draw(st.integers(1, min(3, len(rows))))}
     return rows, layout
 
 
@@ -152,9 +153,9 @@ def records(rows: list[Row], layout: dict) -> list[dict]:
     return out
 
 
-def write(rows: list[Row], layout: dict, folder: Path, recs: list[dict] | None = None) -> Path:
+def write(rows: list[Row], layout: dict, folder: Path, recs: list[dict] | None = None, name: str = "qs") -> Path:
     recs = records(rows, layout) if recs is None else recs
-    path = folder / f"qs.{layout['container']}"
+    path = folder / f"{name}.{layout['container']}"
     container = layout["container"]
     if container == "jsonl":
         path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs), encoding="utf-8")
@@ -172,12 +173,34 @@ def write(rows: list[Row], layout: dict, folder: Path, recs: list[dict] | None =
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        keys = [r[layout["answer"]] for r in recs]
-        if len({type(k) for k in keys if k is not None}) > 1:  # a parquet column has one type
-            for r in recs:
-                r[layout["answer"]] = None if r[layout["answer"]] is None else str(r[layout["answer"]])
-        pq.write_table(pa.Table.from_pylist(recs), path)
+        pq.write_table(pa.Table.from_pylist(_one_key_type(recs, layout)), path)
     return path
+
+
+def _one_key_type(recs: list[dict], layout: dict) -> list[dict]:
+    """A parquet column has one type: keys of several (ints and texts) are all written as text."""
+    keys = [r[layout["answer"]] for r in recs]
+    if len({type(k) for k in keys if k is not None}) > 1:
+        for r in recs:
+            r[layout["answer"]] = None if r[layout["answer"]] is None else str(r[layout["answer"]])
+    return recs
+
+
+def write_source(rows: list[Row], layout: dict, folder: Path) -> Path:
+    """The file, or with layout["shards"] > 1 a folder of that many shards of it, named as a Hub
+    export names them (each with its own CSV header; parquet keys of one type across all)."""
+    shards = layout.get("shards", 1)
+    if shards == 1:
+        return write(rows, layout, folder)
+    recs = records(rows, layout)
+    if layout["container"] == "parquet":
+        _one_key_type(recs, layout)
+    out = folder / "shards"
+    out.mkdir()
+    bounds = [round(i * len(rows) / shards) for i in range(shards + 1)]
+    for i, (start, end) in enumerate(zip(bounds, bounds[1:])):
+        write(rows[start:end], layout, out, recs[start:end], name=f"train-{i:05d}-of-{shards:05d}")
+    return out
 
 
 def _cell(value: Any) -> str:
@@ -268,7 +291,7 @@ SOURCE_DOORS = (door_python, door_cli, door_config)
 
 
 def source_doors_agree(rows: list[Row], layout: dict, folder: Path, doors=SOURCE_DOORS) -> None:
-    path = write(rows, layout, folder)
+    path = write_source(rows, layout, folder)
     mapping = mapping_of(rows, layout)
     outcomes = []
     for door in doors:
@@ -285,6 +308,14 @@ def source_doors_agree(rows: list[Row], layout: dict, folder: Path, doors=SOURCE
         reference = [(r["id"], r["options"], r["answer_idx"]) for r in outcomes[0][1][0]]
         for door, (_, (got, _)) in zip(doors, outcomes):
             assert [(r["id"], r["options"], r["answer_idx"]) for r in got] == reference, door.__name__
+    if layout["shards"] > 1:  # a folder of shards reads as the one file they were cut from
+        whole = folder / "whole"
+        whole.mkdir()
+        kind, value = outcome(lambda: door_python(write(rows, layout, whole), mapping, whole))
+        assert kind == outcomes[0][0]
+        if kind == "rows":
+            assert [(r["id"], r["options"], r["answer_idx"]) for r in value[0]] == reference
+            assert value[1] == outcomes[0][1][1]
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -35,7 +35,7 @@ from test_eval_doors import converted_lettered, make_items, reference_removed, t
 from test_layout_properties import check_rows as check_layout_rows
 from test_layout_properties import files as layout_files
 from test_layout_properties import mapping_of as layout_mapping
-from test_layout_properties import write as write_layout
+from test_layout_properties import write_source as write_layout
 from typer.testing import CliRunner
 
 from m1data.cli import app

@@ -1,0 +1,112 @@
+"""A source given as a folder of shards (a Hub snapshot's data/train-00000-of-00004.parquet ...)
+reads as the one file the shards were cut from, at every door; a folder of several splits is
+narrowed to one or refused, never read together."""
+
+import json
+import warnings
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from m1data.cli import app
+from m1data.errors import UserError
+from m1data.reading.native import CopBaseWarning
+from m1data.reading.readers import MalformedFile, read_rows
+from m1data.reading.sources import load_source
+from m1data.stages.loading import LoadConfig, LoadSources
+
+MEDQA_MAPPING = {"question": "question", "options": "options", "answer": "answer_idx"}
+
+
+def _shards(folder, records, n, split="train", kind="parquet"):
+    """`records` cut into `n` shards named as a Hub export names them."""
+    folder.mkdir(exist_ok=True)
+    bounds = [round(i * len(records) / n) for i in range(n + 1)]
+    for i, (start, end) in enumerate(zip(bounds, bounds[1:])):
+        path = folder / f"{split}-{i:05d}-of-{n:05d}.{kind}"
+        if kind == "parquet":
+            pq.write_table(pa.Table.from_pylist(records[start:end]), path)
+        else:
+            path.write_text("".join(json.dumps(r) + "\n" for r in records[start:end]))
+    return folder
+
+
+def _medqa(n, prefix="Q"):
+    return [{"question": f"{prefix}{i}: which nerve?", "options": {"A": "ulnar", "B": "radial", "C": "median"},
+             "answer_idx": "ABC"[i % 3], "answer": ["ulnar", "radial", "median"][i % 3]} for i in range(n)]
+
+
+def test_real_medqa_shards_read_as_their_file_through_every_door(shared_data, tmp_path):
+    path = shared_data / "raw/medqa/US_test_5_options.jsonl"
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    folder = _shards(tmp_path / "data", records, 4)
+    whole = load_source("medqa", path)
+    assert len(whole.rows) == len(records) > 1000
+    assert load_source("medqa", folder).rows.to_list() == whole.rows.to_list()
+    mapped = load_source("mine", folder, mapping=MEDQA_MAPPING).rows
+    assert mapped["question"] == whole.rows["question"] and mapped["answer_text"] == whole.rows["answer_text"]
+    out = tmp_path / "cli.parquet"
+    result = CliRunner().invoke(app, ["load", "medqa", "--path", str(folder), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert read_rows(out)["id"] == whole.rows["id"]
+    config = LoadConfig(sources={"mine": {"path": str(folder), "mapping": MEDQA_MAPPING, "licence": "MIT"}})
+    from m1data.running.pipeline import RunContext
+
+    assert LoadSources(config).run(None, RunContext(tmp_path, tmp_path)).rows["id"] == mapped["id"]
+
+
+def test_a_folder_of_several_splits_reads_one_of_them(tmp_path):
+    folder = _shards(tmp_path / "data", _medqa(6), 2)
+    _shards(folder, _medqa(3, prefix="T"), 1, split="test", kind="jsonl")
+    assert len(load_source("medqa", folder).rows) == 6  # the default split, train
+    assert load_source("medqa", folder, split="test").rows["question"][0].startswith("T")
+    with pytest.raises(MalformedFile, match=r"several splits \(test, train\); say which \(--split"):
+        load_source("mine", folder, mapping=MEDQA_MAPPING)
+    assert len(load_source("mine", folder, mapping=MEDQA_MAPPING, split="test").rows) == 3
+    with pytest.raises(MalformedFile, match="none is 'validation'"):
+        load_source("medqa", folder, split="validation")
+    with pytest.raises(UserError, match="read whole"):  # a split cannot narrow one file
+        load_source("mine", folder / "test-00000-of-00001.jsonl", mapping=MEDQA_MAPPING, split="test")
+    cli = CliRunner().invoke(app, ["load", "mine", "--path", str(folder), "--out", str(tmp_path / "o.parquet"),
+                                   "--mapping", "question=question,options=options,answer=answer_idx"])
+    assert cli.exit_code == 2 and "several splits" in cli.output and not (tmp_path / "o.parquet").exists()
+
+
+def _medmcqa(cops, prefix):
+    return [{"id": f"{prefix}{i}", "question": f"{prefix} question {i}?", "opa": "a", "opb": "b", "opc": "c",
+             "opd": "d", "cop": cop} for i, cop in enumerate(cops)]
+
+
+def test_medmcqa_counts_options_one_way_across_all_its_shards(tmp_path):
+    """A 1-based release cut into shards: one shard shows its base (a cop of 4), the other does
+    not. Decided per shard, the second was read 0-based, every answer one option off."""
+    folder = _shards(tmp_path / "data", _medmcqa([1, 2, 3, 4], "a") + _medmcqa([1, 2, 3], "b"), 2, kind="jsonl")
+    assert json.loads((folder / "train-00001-of-00002.jsonl").read_text().splitlines()[0])["id"] == "b0"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CopBaseWarning)
+        rows = load_source("medmcqa", folder).rows
+    assert rows["answer_text"] == ["a", "b", "c", "d", "a", "b", "c"]
+    with pytest.warns(CopBaseWarning):  # the second shard alone cannot tell
+        load_source("medmcqa", folder / "train-00001-of-00002.jsonl")
+    (folder / "train-00001-of-00002.jsonl").write_text(json.dumps(_medmcqa([0], "c")[0]) + "\n")
+    with pytest.raises(MalformedFile, match="cop_base") as err:  # a 0 in one shard, a 4 in the other
+        load_source("medmcqa", folder)
+    assert str(err.value).startswith(str(folder))
+
+
+def test_a_folder_without_source_files_says_where_they_may_be(tmp_path):
+    (tmp_path / "snapshot" / "data").mkdir(parents=True)
+    (tmp_path / "snapshot" / "README.md").write_text("# a card\n")
+    with pytest.raises(MalformedFile, match=r"no \.jsonl, \.json, \.csv or \.parquet file in it \(its folders: data"):
+        load_source("mine", tmp_path / "snapshot", mapping=MEDQA_MAPPING)
+
+
+def test_a_changed_shard_makes_the_load_stage_run_again(tmp_path):
+    folder = _shards(tmp_path / "data", _medqa(6), 3)
+    stage = LoadSources(LoadConfig(sources={"medqa": {"path": str(folder)}}))
+    before = stage.external_fingerprint()
+    _shards(tmp_path / "other", _medqa(2, prefix="R"), 1)
+    (tmp_path / "other" / "train-00000-of-00001.parquet").replace(folder / "train-00001-of-00003.parquet")
+    assert stage.external_fingerprint() != before
