@@ -91,7 +91,8 @@ def source_files(path: str | Path, split: str | None = None) -> list[Path]:
     as one file: the pools users regenerate from come as a Hub snapshot's
     `data/train-00000-of-00004.parquet ...`, and joining them by hand first cost a copy of the
     pool. A folder's shards of several splits (`train-*`, `test-*`) are narrowed to `split`, and
-    without one are an error: read together, a test split became training questions."""
+    without one are an error: read together, a test split became training questions. So are other
+    files beside shards (a run's output written next to them was read as a million more questions)."""
     path = Path(path)
     if not path.is_dir():
         return [check_file(path)]
@@ -102,6 +103,11 @@ def source_files(path: str | Path, split: str | None = None) -> list[Path]:
         hint = f" (its folders: {', '.join(inside)}; give the one that holds the files)" if inside else ""
         raise MalformedFile(path, None, f"a folder with no .jsonl, .json, .csv or .parquet file in it{hint}")
     splits = {match["split"] for p in files if (match := SHARD_NAME.match(p.name))}
+    others = [p.name for p in files if not SHARD_NAME.match(p.name)]
+    if splits and others:  # an output or a stray file beside the shards was read as questions
+        raise MalformedFile(path, None, f"holds shards ({', '.join(sorted(splits))}-*) and other files "
+                                        f"({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); "
+                                        "give a folder of the shards alone")
     if len(splits) > 1 and split in splits:
         return [p for p in files if (match := SHARD_NAME.match(p.name)) and match["split"] == split]
     if len(splits) > 1:

@@ -110,3 +110,14 @@ def test_a_changed_shard_makes_the_load_stage_run_again(tmp_path):
     _shards(tmp_path / "other", _medqa(2, prefix="R"), 1)
     (tmp_path / "other" / "train-00000-of-00001.parquet").replace(folder / "train-00001-of-00003.parquet")
     assert stage.external_fingerprint() != before
+
+
+def test_a_file_beside_the_shards_is_not_read_as_more_questions(tmp_path):
+    """A previous load's output written next to the shards (rows of m1data's schema, and its
+    dropped file) was read as a million more questions, each dropped as missing_field."""
+    folder = _shards(tmp_path / "data", _medqa(4), 2)
+    (folder / "loaded.parquet").write_bytes((folder / "train-00000-of-00002.parquet").read_bytes())
+    with pytest.raises(MalformedFile, match=r"holds shards \(train-\*\) and other files \(loaded.parquet\)"):
+        load_source("medqa", folder)
+    (folder / "loaded.parquet").unlink()
+    assert len(load_source("medqa", folder).rows) == 4
