@@ -56,6 +56,7 @@ from m1data.reading.readers import (
     read_csv,
     read_json,
     read_records,
+    record_format,
     same_text,
     strip_option_letters,
     text,
@@ -742,7 +743,7 @@ def load_mmlu(subject: str, path: str | Path | None = None) -> LoadResult:
     path = Path(path)
     if path.is_dir():
         path = path / f"{subject}_test.csv"
-    records = list(_mmlu_csv(path) if path.suffix == ".csv" else _local(path))
+    records = list(_mmlu_csv(path) if record_format(path) == ".csv" else _local(path))
     return _named(name, records, MMLU, path, scope=_subject_scope(records, subject, path))
 
 
@@ -775,7 +776,7 @@ def _check_mmlu_medical_path(path: str | Path | None) -> None:
     if path is None or not Path(path).is_file():
         return  # the Hub, a folder, or a missing file (load_eval says so)
     path = Path(path)
-    records = _mmlu_csv(path) if path.suffix == ".csv" else _local(path)
+    records = _mmlu_csv(path) if record_format(path) == ".csv" else _local(path)
     if not any(isinstance(raw, dict) and isinstance(raw.get("subject"), str) for _, raw, _ in records):
         raise UserError(f"mmlu_medical: {path} holds one subject's questions (its records name no subject); give "
                         f"mmlu_medical a folder of the six <subject>_test.csv files, or this file under its "
@@ -880,7 +881,7 @@ def load_eval_file(
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     parse = make_parser(mapping)
-    if path.suffix == ".json":
+    if record_format(path) == ".json":
         data = read_json(path)
         if isinstance(data, dict) and data and all(isinstance(v, list) for v in data.values()):
             return {
@@ -910,7 +911,7 @@ def _headerless_mmlu(path: Path) -> bool:
     question column"). A header's first cell is a column name, not a question of three words or
     more, and its last names the answer column, where an MMLU line has one letter (or a broken
     key of one character)."""
-    if path.suffix.lower() != ".csv":
+    if record_format(path) != ".csv":
         return False
     first = next(read_csv(path, header=False), None)
     if first is None:

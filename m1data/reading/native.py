@@ -32,6 +32,7 @@ from m1data.reading.readers import (
     load_hub,
     read_json,
     read_records,
+    record_format,
     same_text,
     text,
     whole_number,
@@ -212,7 +213,7 @@ class HeadQA(Source):
     hub_id = SOURCE_REGISTRY["headqa"].hub_id
 
     def read_native(self, path: Path, split: str) -> Iterator[Record]:
-        if path.suffix.lower() != ".json":
+        if record_format(path) != ".json":
             yield from super().read_native(path, split)
             return
         data = read_json(path)
@@ -315,7 +316,7 @@ class PubMedQA(Source):
                      f"PMID {'not ' if split == 'test' else ''}in PubMedQA's official test split")
 
     def read_native(self, path: Path, split: str) -> Iterator[Record]:
-        if path.suffix.lower() == ".json":
+        if record_format(path) == ".json":
             data = read_json(path)
             if not isinstance(data, dict):
                 raise MalformedFile(path, None, "expected a PubMedQA object {PMID: {...}}")

@@ -17,12 +17,15 @@ Three layers, each used by the training sources (`m1data.reading.sources`) and t
 from __future__ import annotations
 
 import ast
+import bz2
 import contextlib
 import csv
 import glob
+import gzip
 import importlib
 import io
 import json
+import lzma
 import os
 import re
 import tokenize
@@ -83,6 +86,37 @@ def check_file(path: str | Path) -> Path:
 
 
 RECORD_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")  # what `read_records` reads
+# a JSON Lines, JSON or CSV file may come compressed (train.jsonl.gz), as many Hub datasets ship them
+COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+
+
+def record_format(path: str | Path) -> str:
+    """A file of records' format, whatever it is compressed with: `train.jsonl.gz` is ".jsonl"."""
+    suffixes = [suffix.lower() for suffix in Path(path).suffixes]
+    if suffixes and suffixes[-1] in COMPRESSED:
+        suffixes.pop()
+    return suffixes[-1] if suffixes else ""
+
+
+def open_text(path: Path) -> io.TextIOBase:
+    """`path` as UTF-8 text (a leading byte order mark dropped), decompressed by its suffix."""
+    return COMPRESSED.get(path.suffix.lower(), open)(path, "rt", encoding="utf-8-sig")
+
+
+def read_bytes(path: Path) -> bytes:
+    with _decompressing(path), COMPRESSED.get(path.suffix.lower(), open)(path, "rb") as handle:
+        return handle.read()
+
+
+@contextlib.contextmanager
+def _decompressing(path: Path) -> Iterator[None]:
+    """A damaged or truncated compressed file is one line naming it, not gzip's or lzma's traceback."""
+    try:
+        yield
+    except (OSError, EOFError, lzma.LZMAError) as err:
+        if path.suffix.lower() not in COMPRESSED or isinstance(err, FileNotFoundError):
+            raise
+        raise MalformedFile(path, None, f"not a readable {path.suffix.lower()[1:]} file ({err})") from None
 SHARD_NAME = re.compile(r"(?P<split>.+?)-\d+-of-\d+\.")  # a Hub export's shard: train-00000-of-00004.parquet
 
 
@@ -97,7 +131,7 @@ def source_files(path: str | Path, split: str | None = None) -> list[Path]:
     if not path.is_dir():
         return [check_file(path)]
     files = sorted(p for p in path.iterdir()
-                   if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in RECORD_SUFFIXES)
+                   if p.is_file() and not p.name.startswith(".") and record_format(p) in RECORD_SUFFIXES)
     if not files:
         inside = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
         hint = f" (its folders: {', '.join(inside)}; give the one that holds the files)" if inside else ""
@@ -157,7 +191,7 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, object); blank lines are allowed, anything else must be an object."""
     path = check_file(path)
     try:
-        with open(path, encoding="utf-8-sig") as handle:  # text mode is the fast path
+        with _decompressing(path), open_text(path) as handle:  # text mode is the fast path
             for number, line in enumerate(handle, start=1):
                 line = line.rstrip("\r\n")
                 if not line.strip():
@@ -172,7 +206,7 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
                     raise MalformedFile(path, number, f"expected a JSON object, got {type(obj).__name__}")
                 yield number, obj
     except UnicodeDecodeError:  # text mode decodes in blocks: find the line in the bytes
-        decode(path, path.read_bytes())
+        decode(path, read_bytes(path))
         raise
 
 
@@ -181,7 +215,7 @@ def read_json(path: str | Path) -> Any:
     default) is an error that says so: read as JSON it is "Extra data" on line 2, which does
     not tell the user the file is fine under the name .jsonl."""
     path = check_file(path)
-    content = decode(path, path.read_bytes())
+    content = decode(path, read_bytes(path))
     try:
         return json.loads(content, object_pairs_hook=unique_keys)
     except json.JSONDecodeError as err:
@@ -229,7 +263,7 @@ def _csv_lines(path: Path) -> list[tuple[int, list[str]]]:
     """(line number, cells) of every row that is not blank (`_blank`), read at once under a cell size limit raised to
     the file's size (the limit is the csv module's, for the whole process: it is put back before
     any other reader can run)."""
-    content = decode(path, path.read_bytes())
+    content = decode(path, read_bytes(path))
     reader = csv.reader(io.StringIO(content, newline=""))
     limit = csv.field_size_limit()
     csv.field_size_limit(max(limit, len(content)))
@@ -278,9 +312,12 @@ def read_parquet(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def read_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Rows of a .jsonl, .json (a list of objects), .csv or .parquet file."""
+    """Rows of a .jsonl, .json (a list of objects), .csv or .parquet file; the first three may be
+    compressed (`COMPRESSED`)."""
     path = check_file(path)
-    suffix = path.suffix.lower()
+    suffix = record_format(path)
+    if suffix == ".parquet" and path.suffix.lower() in COMPRESSED:
+        raise MalformedFile(path, None, "a parquet file compresses its own columns; give it uncompressed")
     if suffix == ".jsonl":
         yield from read_jsonl(path)
     elif suffix == ".parquet":
@@ -296,7 +333,8 @@ def read_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 raise MalformedFile(path, None, f"item {number} is not an object")
             yield number, obj
     else:
-        raise MalformedFile(path, None, f"unsupported file type {suffix!r} (use .jsonl, .json, .csv or .parquet)")
+        raise MalformedFile(path, None, f"unsupported file type {suffix or path.suffix!r} (use .jsonl, .json, .csv or .parquet, "
+                                        "the first three also as .gz, .bz2 or .xz)")
 
 
 class HubUnreachable(M1DataError, ValueError):

@@ -6,7 +6,8 @@ struct, or one column each under any of the usual names; answer keys as letters 
 "B.", 0- or 1-based indices as ints, whole floats or text, or the option's text in another case
 or spacing; word, numeric, right-to-left and very long option texts; rows whose key is missing,
 out of range, or whose options have an empty one in the middle; shorter rows in a file of wider
-option columns), and every door must read each row right or account for it:
+option columns; the file whole or cut into a Hub export's shards, plain or compressed), and every
+door must read each row right or account for it:
 
 - a row with a readable key and options is a row, its answer the option the key names and its
   options exactly the ones written (none lost, none shifted);
@@ -22,9 +23,12 @@ option columns), and every door must read each row right or account for it:
 
 from __future__ import annotations
 
+import bz2
 import csv
+import gzip
 import io
 import json
+import lzma
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +60,7 @@ OPTION_COLUMNS = {  # the names users give one column per option (a mapping name
     "Option n": [f"Option {i}" for i in range(1, 7)],
 }
 GUESSED_COLUMNS = ("op", "letter")  # the ones an eval file may use with no mapping
+COMPRESS = {".gz": gzip.compress, ".bz2": bz2.compress, ".xz": lzma.compress}
 
 
 def _norm(text: str) -> str:
@@ -132,7 +137,8 @@ def files(draw):
     layout = {"style": style, "kind": kind, "container": container, "shape": shape, "names": names, "tell": tell,
               "bom": draw(st.booleans()), "question": draw(st.sampled_from(["question", "Question", "stem"])),
               "answer": draw(st.sampled_from(["answer", "answer_idx", "label", "Correct"])),
-              "shards": draw(st.integers(1, min(3, len(rows))))}
+              "shards": draw(st.integers(1, min(3, len(rows)))),
+              "compress": "" if container == "parquet" else draw(st.sampled_from(["", "", ".gz", ".bz2", ".xz"]))}
     return rows, layout
 
 
@@ -174,6 +180,11 @@ def write(rows: list[Row], layout: dict, folder: Path, recs: list[dict] | None =
         import pyarrow.parquet as pq
 
         pq.write_table(pa.Table.from_pylist(_one_key_type(recs, layout)), path)
+    if layout.get("compress"):
+        packed = path.with_name(path.name + layout["compress"])
+        packed.write_bytes(COMPRESS[layout["compress"]](path.read_bytes()))
+        path.unlink()
+        return packed
     return path
 
 
@@ -308,10 +319,11 @@ def source_doors_agree(rows: list[Row], layout: dict, folder: Path, doors=SOURCE
         reference = [(r["id"], r["options"], r["answer_idx"]) for r in outcomes[0][1][0]]
         for door, (_, (got, _)) in zip(doors, outcomes):
             assert [(r["id"], r["options"], r["answer_idx"]) for r in got] == reference, door.__name__
-    if layout["shards"] > 1:  # a folder of shards reads as the one file they were cut from
+    if layout["shards"] > 1 or layout["compress"]:  # shards, compressed or not, read as the one plain file
         whole = folder / "whole"
         whole.mkdir()
-        kind, value = outcome(lambda: door_python(write(rows, layout, whole), mapping, whole))
+        plain = {**layout, "compress": ""}
+        kind, value = outcome(lambda: door_python(write(rows, plain, whole), mapping, whole))
         assert kind == outcomes[0][0]
         if kind == "rows":
             assert [(r["id"], r["options"], r["answer_idx"]) for r in value[0]] == reference
