@@ -57,6 +57,7 @@ from m1data.reading.readers import (
     read_json,
     read_records,
     record_format,
+    record_stem,
     same_text,
     strip_option_letters,
     text,
@@ -892,7 +893,7 @@ def load_eval_file(
                 for set_name, items in data.items()
             }
     folder = path.resolve().parent.name  # resolved: "x.csv" in the current folder is not "/x"
-    set_name = name or (f"{folder}/{path.stem}" if folder else path.stem)
+    set_name = name or (f"{folder}/{record_stem(path)}" if folder else record_stem(path))
     records = question_records(path, mapping)
     return {set_name: require_items(_collect(set_name, records, parse, where=path), set_name, scoring=scoring)}
 
@@ -983,7 +984,7 @@ class EvalInput:
     def entry_name(self) -> str:
         """What a command line calls this entry by (`--eval-mapping NAME:...`): its NAME as in
         `NAME=FILE`, or the stem of a file given alone (typing its path twice is error-prone)."""
-        return self.name if self.path is not None else Path(self.name).stem
+        return self.name if self.path is not None else record_stem(self.name)
 
     @classmethod
     def parse(cls, spec: str) -> EvalInput:
@@ -1062,7 +1063,7 @@ def loaded_eval_rows(spec: EvalInput, *, scoring: bool = True) -> dict[str, Load
         name = spec.name
     else:
         folder = Path(file).resolve().parent.name  # as load_eval_file names a file given alone
-        name = f"{folder}/{Path(file).stem}" if folder else Path(file).stem
+        name = f"{folder}/{record_stem(file)}" if folder else record_stem(file)
     ok = [i for i, key in enumerate(column_values(rows, "answer_idx")) if key is not None and key >= 0]
     scored = set(ok)
     unscored = [i for i in range(len(rows)) if i not in scored]

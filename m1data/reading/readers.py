@@ -98,6 +98,12 @@ def record_format(path: str | Path) -> str:
     return suffixes[-1] if suffixes else ""
 
 
+def record_stem(path: str | Path) -> str:
+    """A file's name without its format and compression suffixes: `test.jsonl.gz` is "test"."""
+    path = Path(path)
+    return (path.with_suffix("") if path.suffix.lower() in COMPRESSED else path).stem
+
+
 def open_text(path: Path) -> io.TextIOBase:
     """`path` as UTF-8 text (a leading byte order mark dropped), decompressed by its suffix."""
     return COMPRESSED.get(path.suffix.lower(), open)(path, "rt", encoding="utf-8-sig")

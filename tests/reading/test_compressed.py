@@ -64,3 +64,16 @@ def test_a_folder_of_compressed_shards_is_a_source(shared_data, tmp_path):
         (tmp_path / "data" / f"train-{i:05d}-of-00002.jsonl.gz").write_bytes(gzip.compress(b"".join(part)))
     rows = load_source("medqa", tmp_path / "data").rows
     assert rows["id"] == load_source("medqa", shared_data / "raw/medqa/US_test_5_options.jsonl").rows["id"]
+
+
+def test_a_compressed_eval_file_is_named_as_the_plain_one(shared_data, tmp_path):
+    """A file given alone is named by its folder and stem: `medqa/test`, not `medqa/test.jsonl`,
+    so `--eval-mapping test:...` finds it compressed or not."""
+    from m1data.reading.evalsets import EvalInput, load_eval_input
+
+    (tmp_path / "medqa").mkdir()
+    packed = _packed(shared_data / "eval/medagentsbench/medqa/test.jsonl", tmp_path / "medqa", ".gz")
+    spec = EvalInput.parse(str(packed))
+    assert spec.entry_name == "test"
+    [(name, result)] = load_eval_input(spec).items()
+    assert name == "medqa/test" and len(result.rows) > 50
