@@ -362,7 +362,7 @@ def eval_infer(path: Path, tmp: Path, mapping: dict | None):
     """`infer --eval-sets FILE`'s reader, the mapping given as `--eval-mapping STEM:...`: its scored
     rows. It keeps the questions whose key could not be read too (answer_idx -1), so that infer
     counts them as unscored; those must be dropped records of the loader as well."""
-    given = [f"{path.stem}:{_mapping_spec(mapping)}"] if mapping else None
+    given = [f"{path.name.split('.')[0]}:{_mapping_spec(mapping)}"] if mapping else None  # qs.jsonl.gz: qs
     (rows,) = read_eval_sets([str(path)], mappings=_eval_mappings(given)).values()
     (result,) = load_eval_input(EvalInput(str(path), mapping=mapping)).values()
     scored = [r for r in rows.to_list() if r["answer_idx"] >= 0]
