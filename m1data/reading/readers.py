@@ -88,6 +88,7 @@ def check_file(path: str | Path) -> Path:
 RECORD_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")  # what `read_records` reads
 # a JSON Lines, JSON or CSV file may come compressed (train.jsonl.gz), as many Hub datasets ship them
 COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+SHARD_NAME = re.compile(r"(?P<split>.+?)-\d+-of-\d+\.")  # a Hub export's shard: train-00000-of-00004.parquet
 
 
 def record_format(path: str | Path) -> str:
@@ -104,13 +105,17 @@ def record_stem(path: str | Path) -> str:
     return (path.with_suffix("") if path.suffix.lower() in COMPRESSED else path).stem
 
 
+def _opener(path: Path) -> Callable[..., Any]:
+    return COMPRESSED.get(path.suffix.lower(), open)
+
+
 def open_text(path: Path) -> io.TextIOBase:
     """`path` as UTF-8 text (a leading byte order mark dropped), decompressed by its suffix."""
-    return COMPRESSED.get(path.suffix.lower(), open)(path, "rt", encoding="utf-8-sig")
+    return _opener(path)(path, "rt", encoding="utf-8-sig")
 
 
 def read_bytes(path: Path) -> bytes:
-    with _decompressing(path), COMPRESSED.get(path.suffix.lower(), open)(path, "rb") as handle:
+    with _decompressing(path), _opener(path)(path, "rb") as handle:
         return handle.read()
 
 
@@ -123,7 +128,6 @@ def _decompressing(path: Path) -> Iterator[None]:
         if path.suffix.lower() not in COMPRESSED or isinstance(err, FileNotFoundError):
             raise
         raise MalformedFile(path, None, f"not a readable {path.suffix.lower()[1:]} file ({err})") from None
-SHARD_NAME = re.compile(r"(?P<split>.+?)-\d+-of-\d+\.")  # a Hub export's shard: train-00000-of-00004.parquet
 
 
 def source_files(path: str | Path, split: str | None = None) -> list[Path]:

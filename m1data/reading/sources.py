@@ -55,8 +55,8 @@ def check_source_name(name: str) -> str:
 
 def load_mapped(name: str, path: str | Path, mapping: dict[str, Any] | None = None, *, seed: int = DEFAULT_SEED,
                 split: str | None = None) -> LoadResult:
-    """A source m1data has no loader for: any .jsonl/.json/.csv/.parquet file of questions, or a
-    folder of them (a pool's shards; `split` picks one split's, `source_files`), read through the
+    """A source m1data has no loader for: any .jsonl/.json/.csv/.parquet file of questions (the
+    first three compressed too), or a folder of them (a pool's shards; `split` picks one split's, `source_files`), read through the
     eval loaders' column mapping (`m1data.reading.evalsets.ColumnMapping`: question, options (one
     column holding a list or {letter: text}, or several columns), answer (a letter, a 0- or
     1-based index or the option's text, decided once for all the source's records; `answer_kind`
@@ -89,7 +89,7 @@ def load_source(
     mapping: dict[str, Any] | None = None,
 ) -> LoadResult:
     """Load one source into the row schema, from `path` (native file or Hub-export parquet, or a
-    folder of its shards: `split`'s where it holds several splits') or, without a path, from the
+    folder of its shards, `split`'s where it holds several splits') or, without a path, from the
     Hub id m1 used. `cop_base` (MedMCQA only) says whether a local
     file's `cop` counts from 0 or 1 when its values cannot tell (see `MedMCQA`). A `mapping`,
     or a name that is not one of the four sources, reads `path` through a column mapping
