@@ -261,19 +261,31 @@ def _key_text(value: Any) -> str | None:
 
 
 def read_answer(value: Any, options: list[str], kind: str, written: list[str] | None = None) -> int:
-    """The index of the option `value` names, read as `kind`; a key that is not of that kind is a bad row."""
-    if kind not in answer_kinds(value, options, written):
+    """The index of the option `value` names, read as `kind`; a key that is not of that kind is a
+    bad row. The same reading as `answer_kinds`, for the one kind decided: testing every kind
+    again compared each letter key with every option's text, a sixth of loading a pool."""
+    index = _index_as(value, options, kind, written)
+    if index is None:
         raise RowError("answer_out_of_range", f"answer {value!r} is not an option's {_KIND_WORDS[kind]} "
                                               f"({len(options)} options)")
+    return index
+
+
+def _index_as(value: Any, options: list[str], kind: str, written: list[str] | None) -> int | None:
     key = _key_text(value)
+    if not key:
+        return None
     if kind == "text":
-        for candidates in (options, written or []):
-            for i, option in enumerate(candidates):
-                if same_text(key, option):
-                    return i
+        return next((i for candidates in (options, written or []) for i, option in enumerate(candidates)
+                     if same_text(key, option)), None)
+    number = whole_number(value)
     if kind == "letter":
-        return LETTERS.index(key_letter(key))
-    return whole_number(value) - (1 if kind == "index1" else 0)
+        letter = key_letter(key) if number is None else None
+        return LETTERS.index(letter) if letter and letter in LETTERS[: len(options)] else None
+    if number is None:
+        return None
+    index = number - (1 if kind == "index1" else 0)
+    return index if 0 <= index < len(options) else None
 
 
 _KIND_WORDS = {"text": "text", "letter": "letter", "index0": "0-based index", "index1": "1-based index"}

@@ -16,6 +16,7 @@ from m1data.reading.evalsets import (
     AnswerSkewWarning,
     ColumnMapping,
     UnmatchedEvalWarning,
+    ANSWER_KINDS,
     answer_kinds,
     answer_skew,
     load_eval,
@@ -23,11 +24,13 @@ from m1data.reading.evalsets import (
     load_eval_file,
     load_evals,
     make_parser,
+    read_answer,
 )
 from m1data.errors import UserError
 from m1data.reading.readers import MalformedFile
 from m1data.reading.sources import load_source
-from m1data.schema import LETTERS
+from m1data.reading.readers import key_letter, same_text, whole_number
+from m1data.schema import LETTERS, RowError
 
 NATIVE = {
     "medqa_test": ("raw/medqa/4_options_phrases_no_exclude_test.jsonl", 1273),
@@ -377,6 +380,38 @@ def test_numeral_answer_key_is_a_row_or_a_bad_row(key):
     assert kinds <= {"index0", "index1"} and (not kinds or key.strip().isdecimal())
     parsed = make_parser()({"id": "x", "question": "Q?", "options": options, "answer": key})
     assert parsed.error is None or parsed.error.reason in ("answer_out_of_range", "ambiguous_answer_kind")
+
+
+OPTION_WORDS = st.sampled_from(["a", "B", "c", "1", "2", "0", "3", "Beta", "beta", "Ulnar  nerve", "ulnar nerve",
+                                 "(B)", "B. x", "x", "Straße", "STRASSE", "4", " 2 "])
+KEYS = st.one_of(st.none(), st.booleans(), st.integers(-2, 7), st.sampled_from([0.0, 1.0, 2.0, 2.5, 4.0]),
+                 st.sampled_from(["B", "b", "(B)", "B.", "B)", "E", "1", " 2 ", "2.0", "", " ", "beta", "ULNAR NERVE",
+                                  "x", "B. x", "strasse", "①"]), OPTION_WORDS)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=KEYS, options=st.lists(OPTION_WORDS, min_size=2, max_size=5), kind=st.sampled_from(ANSWER_KINDS),
+       written=st.one_of(st.none(), st.lists(OPTION_WORDS, min_size=2, max_size=5)))
+def test_read_answer_reads_a_key_as_the_kinds_answer_kinds_finds(value, options, kind, written):
+    """read_answer takes the one kind decided for the file: it reads a key exactly when
+    answer_kinds says the key is of that kind, and then as that kind names an option."""
+    if written is not None:
+        written = (written + options)[: len(options)]  # as many as there are options
+    kinds = answer_kinds(value, options, written)
+    try:
+        index = read_answer(value, options, kind, written)
+    except RowError:
+        assert kind not in kinds
+        return
+    assert kind in kinds
+    key = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value).strip()  # 2.0 is "2"
+    if kind == "text":
+        matches = [i for texts in (options, written or []) for i, text in enumerate(texts) if same_text(key, text)]
+        assert index == matches[0]
+    elif kind == "letter":
+        assert LETTERS[index] == key_letter(key)
+    else:
+        assert index == whole_number(value) - (kind == "index1")
 
 
 # --- a `Correct Answer` column that is not GPQA's ---------------------------------------------
