@@ -86,8 +86,16 @@ def check_file(path: str | Path) -> Path:
 
 
 RECORD_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")  # what `read_records` reads
+
+
+def _open_zstd(path: Path, mode: str = "rb", encoding: str | None = None) -> Any:
+    """zstd through pyarrow, which ships the codec (the standard library has none before 3.14)."""
+    stream = pa.input_stream(str(path), compression="zstd")
+    return io.TextIOWrapper(stream, encoding=encoding) if "t" in mode else stream
+
+
 # a JSON Lines, JSON or CSV file may come compressed (train.jsonl.gz), as many Hub datasets ship them
-COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".zst": _open_zstd}
 SHARD_NAME = re.compile(r"(?P<split>.+?)-\d+-of-\d+\.")  # a Hub export's shard: train-00000-of-00004.parquet
 
 
@@ -344,7 +352,7 @@ def read_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield number, obj
     else:
         raise MalformedFile(path, None, f"unsupported file type {suffix or path.suffix!r} (use .jsonl, .json, .csv or .parquet, "
-                                        "the first three also as .gz, .bz2 or .xz)")
+                                        "the first three also as .gz, .bz2, .xz or .zst)")
 
 
 class HubUnreachable(M1DataError, ValueError):

@@ -1,17 +1,19 @@
-"""Source and eval files compressed as Hub datasets often ship them (.gz, .bz2, .xz) read as the
+"""Source and eval files compressed as Hub datasets often ship them (.gz, .bz2, .xz, .zst) read as the
 plain files, at every reader; a damaged one is one line naming it."""
 
 import bz2
 import gzip
 import lzma
 
+import pyarrow as pa
 import pytest
 
 from m1data.reading.evalsets import load_eval_any
 from m1data.reading.readers import MalformedFile, read_records
 from m1data.reading.sources import load_source
 
-PACK = {".gz": gzip.compress, ".bz2": bz2.compress, ".xz": lzma.compress}
+PACK = {".gz": gzip.compress, ".bz2": bz2.compress, ".xz": lzma.compress,
+        ".zst": lambda data: pa.compress(data, codec="zstd", asbytes=True)}
 
 
 def _packed(path, folder, suffix):
@@ -24,6 +26,7 @@ def _packed(path, folder, suffix):
     ("headqa", "headqa/train_HEAD_EN.json", ".gz"),  # HEAD-QA's nested exams
     ("pubmedqa", "pubmedqa/ori_pqal.json", ".xz"),  # PubMedQA's {PMID: ...}
     ("medqa", "medqa/US_test_5_options.jsonl", ".bz2"),
+    ("medqa", "medqa/4_options_phrases_no_exclude_test.jsonl", ".zst"),
 ])
 def test_a_compressed_real_source_reads_as_the_plain_file(source, raw, suffix, shared_data, tmp_path):
     plain = shared_data / "raw" / raw
@@ -52,6 +55,9 @@ def test_a_damaged_compressed_file_is_one_line_naming_it(tmp_path):
     (tmp_path / "plain.json.xz").write_bytes(b"[]")  # named .xz, never compressed
     with pytest.raises(MalformedFile, match="not a readable xz file"):
         list(read_records(tmp_path / "plain.json.xz"))
+    (tmp_path / "plain.json.zst").write_bytes(b"[]")
+    with pytest.raises(MalformedFile, match="not a readable zst file"):
+        list(read_records(tmp_path / "plain.json.zst"))
     (tmp_path / "rows.parquet.gz").write_bytes(gzip.compress(b"PAR1"))
     with pytest.raises(MalformedFile, match="compresses its own columns"):
         list(read_records(tmp_path / "rows.parquet.gz"))

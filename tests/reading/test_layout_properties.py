@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
@@ -60,7 +61,8 @@ OPTION_COLUMNS = {  # the names users give one column per option (a mapping name
     "Option n": [f"Option {i}" for i in range(1, 7)],
 }
 GUESSED_COLUMNS = ("op", "letter")  # the ones an eval file may use with no mapping
-COMPRESS = {".gz": gzip.compress, ".bz2": bz2.compress, ".xz": lzma.compress}
+COMPRESS = {".gz": gzip.compress, ".bz2": bz2.compress, ".xz": lzma.compress,
+            ".zst": lambda data: pa.compress(data, codec="zstd", asbytes=True)}
 
 
 def _norm(text: str) -> str:
@@ -138,7 +140,7 @@ def files(draw):
               "bom": draw(st.booleans()), "question": draw(st.sampled_from(["question", "Question", "stem"])),
               "answer": draw(st.sampled_from(["answer", "answer_idx", "label", "Correct"])),
               "shards": draw(st.integers(1, min(3, len(rows)))),
-              "compress": "" if container == "parquet" else draw(st.sampled_from(["", "", ".gz", ".bz2", ".xz"]))}
+              "compress": "" if container == "parquet" else draw(st.sampled_from(["", "", ".gz", ".bz2", ".xz", ".zst"]))}
     return rows, layout
 
 
