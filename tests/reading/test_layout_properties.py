@@ -178,7 +178,6 @@ def write(rows: list[Row], layout: dict, folder: Path, recs: list[dict] | None =
             writer.writerow([_cell(r.get(c)) for c in columns])
         path.write_bytes((("\ufeff" if layout["bom"] else "") + out.getvalue()).encode("utf-8"))
     else:
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
         pq.write_table(pa.Table.from_pylist(_one_key_type(recs, layout)), path)
