@@ -96,7 +96,8 @@ def _open_zstd(path: Path, mode: str = "rb", encoding: str | None = None) -> Any
 
 # a JSON Lines, JSON or CSV file may come compressed (train.jsonl.gz), as many Hub datasets ship them
 COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".zst": _open_zstd}
-SHARD_NAME = re.compile(r"(?P<split>.+?)-\d+-of-\d+\.")  # a Hub export's shard: train-00000-of-00004.parquet
+# a Hub export's shard: train-00000-of-00004.parquet, or with the hash older `push_to_hub`s add
+SHARD_NAME = re.compile(r"(?P<split>.+?)-\d+-of-\d+(-[0-9a-f]+)?\.")
 
 
 def record_format(path: str | Path) -> str:

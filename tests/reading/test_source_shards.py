@@ -74,6 +74,18 @@ def test_a_folder_of_several_splits_reads_one_of_them(tmp_path):
     assert cli.exit_code == 2 and "several splits" in cli.output and not (tmp_path / "o.parquet").exists()
 
 
+def test_shards_named_with_a_hash_are_split_apart_too(tmp_path):
+    """Older `push_to_hub`s name shards train-00000-of-00001-7a8ad6e8a7bd1b98.parquet: read as
+    files of no split, a folder of train and test shards was read whole."""
+    folder = _shards(tmp_path / "data", _medqa(4), 1)
+    (folder / "train-00000-of-00001.parquet").rename(folder / "train-00000-of-00001-7a8ad6e8a7bd1b98.parquet")
+    _shards(folder, _medqa(3, prefix="T"), 1, split="test")
+    (folder / "test-00000-of-00001.parquet").rename(folder / "test-00000-of-00001-0c1d2e3f4a5b6c7d.parquet")
+    assert len(load_source("medqa", folder).rows) == 4
+    with pytest.raises(MalformedFile, match="several splits"):
+        load_source("mine", folder, mapping=MEDQA_MAPPING)
+
+
 def _medmcqa(cops, prefix):
     return [{"id": f"{prefix}{i}", "question": f"{prefix} question {i}?", "opa": "a", "opb": "b", "opc": "c",
              "opd": "d", "cop": cop} for i, cop in enumerate(cops)]
