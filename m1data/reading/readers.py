@@ -98,6 +98,8 @@ def _open_zstd(path: Path, mode: str = "rb", encoding: str | None = None) -> Any
 COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".zst": _open_zstd}
 # a Hub export's shard: train-00000-of-00004.parquet, or with the hash older `push_to_hub`s add
 SHARD_NAME = re.compile(r"(?P<split>.+?)-\d+-of-\d+(-[0-9a-f]+)?\.")
+# a file named for its split: MedQA's dev.jsonl, HEAD-QA's test_HEAD_EN.json (as `datasets` reads names)
+SPLIT_NAME = re.compile(r"(?P<split>train|test|validation|valid|val|dev)(?=$|[-._ 0-9])", re.IGNORECASE)
 
 
 def record_format(path: str | Path) -> str:
@@ -140,12 +142,13 @@ def _decompressing(path: Path) -> Iterator[None]:
 
 
 def source_files(path: str | Path, split: str | None = None) -> list[Path]:
-    """The files of a source given as one file, or as a folder of its shards, read in name order
-    as one file: the pools users regenerate from come as a Hub snapshot's
-    `data/train-00000-of-00004.parquet ...`, and joining them by hand first cost a copy of the
-    pool. A folder's shards of several splits (`train-*`, `test-*`) are narrowed to `split`, and
-    without one are an error: read together, a test split became training questions. So are other
-    files beside shards (a run's output written next to them was read as a million more questions)."""
+    """The files of a source given as one file, or as a folder of its files, read in name order
+    as one file: the pools users regenerate from come as a Hub snapshot's shards
+    (`data/train-00000-of-00004.parquet ...`), and joining them by hand first cost a copy of the
+    pool. A folder of several splits' files (`train-*` and `test-*` shards, or MedQA's
+    `train.jsonl`, `dev.jsonl`, `test.jsonl`) is narrowed to `split`, and without one is an
+    error: read together, a test split became training questions. So are other files beside a
+    split's (a run's output written next to the shards was read as a million more questions)."""
     path = Path(path)
     if not path.is_dir():
         return [check_file(path)]
@@ -155,18 +158,25 @@ def source_files(path: str | Path, split: str | None = None) -> list[Path]:
         inside = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
         hint = f" (its folders: {', '.join(inside)}; give the one that holds the files)" if inside else ""
         raise MalformedFile(path, None, f"a folder with no .jsonl, .json, .csv or .parquet file in it{hint}")
-    splits = {match["split"] for p in files if (match := SHARD_NAME.match(p.name))}
-    others = [p.name for p in files if not SHARD_NAME.match(p.name)]
-    if splits and others:  # an output or a stray file beside the shards was read as questions
-        raise MalformedFile(path, None, f"holds shards ({', '.join(sorted(splits))}-*) and other files "
+    split_of = {p: _file_split(p) for p in files}
+    splits = {s for s in split_of.values() if s is not None}
+    others = [p.name for p, s in split_of.items() if s is None]
+    if splits and others:
+        raise MalformedFile(path, None, f"holds a split's files ({', '.join(sorted(splits))}) and other files "
                                         f"({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); "
-                                        "give a folder of the shards alone")
+                                        "give a folder of one split's files alone")
     if len(splits) > 1 and split in splits:
-        return [p for p in files if (match := SHARD_NAME.match(p.name)) and match["split"] == split]
+        return [p for p in files if split_of[p] == split]
     if len(splits) > 1:
         which = f"none is {split!r}" if split else "say which (--split, or split: under the source in the build config)"
-        raise MalformedFile(path, None, f"holds the shards of several splits ({', '.join(sorted(splits))}); {which}")
+        raise MalformedFile(path, None, f"holds the files of several splits ({', '.join(sorted(splits))}); {which}")
     return files
+
+
+def _file_split(path: Path) -> str | None:
+    """The split a file's name gives: a Hub shard's prefix, or a split's name at its start."""
+    match = SHARD_NAME.match(path.name) or SPLIT_NAME.match(record_stem(path))
+    return match["split"].lower() if match else None
 
 
 def decode(path: str | Path, data: bytes, first_line: int = 1) -> str:

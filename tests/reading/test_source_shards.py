@@ -74,6 +74,19 @@ def test_a_folder_of_several_splits_reads_one_of_them(tmp_path):
     assert cli.exit_code == 2 and "several splits" in cli.output and not (tmp_path / "o.parquet").exists()
 
 
+def test_a_folder_of_files_named_for_their_splits_reads_one_of_them(shared_data, tmp_path):
+    """HEAD-QA's release folder: train_HEAD_EN.json, dev_HEAD_EN.json, test_HEAD_EN.json. Given
+    the folder, the test questions were read as training ones beside the train file's."""
+    folder = tmp_path / "HEAD_EN"
+    folder.mkdir()
+    for split in ("train", "dev", "test"):
+        (folder / f"{split}_HEAD_EN.json").write_bytes((shared_data / f"raw/headqa/{split}_HEAD_EN.json").read_bytes())
+    train = load_source("headqa", folder)
+    assert train.rows.to_list() == load_source("headqa", shared_data / "raw/headqa/train_HEAD_EN.json").rows.to_list()
+    assert load_source("headqa", folder, split="dev").rows["id"] == load_source(
+        "headqa", shared_data / "raw/headqa/dev_HEAD_EN.json").rows["id"]
+
+
 def test_shards_named_with_a_hash_are_split_apart_too(tmp_path):
     """Older `push_to_hub`s name shards train-00000-of-00001-7a8ad6e8a7bd1b98.parquet: read as
     files of no split, a folder of train and test shards was read whole."""
@@ -129,7 +142,7 @@ def test_a_file_beside_the_shards_is_not_read_as_more_questions(tmp_path):
     dropped file) was read as a million more questions, each dropped as missing_field."""
     folder = _shards(tmp_path / "data", _medqa(4), 2)
     (folder / "loaded.parquet").write_bytes((folder / "train-00000-of-00002.parquet").read_bytes())
-    with pytest.raises(MalformedFile, match=r"holds shards \(train-\*\) and other files \(loaded.parquet\)"):
+    with pytest.raises(MalformedFile, match=r"holds a split's files \(train\) and other files \(loaded.parquet\)"):
         load_source("medqa", folder)
     (folder / "loaded.parquet").unlink()
     assert len(load_source("medqa", folder).rows) == 4
