@@ -3,7 +3,7 @@
 Three layers, each used by the training sources (`m1data.reading.sources`) and the eval sets
 (`m1data.reading.evalsets`) alike:
 
-- files -> records: `read_records` and the per-format readers (.jsonl, .json, .csv, .parquet),
+- files -> records: `read_records` and the per-format readers (.jsonl, .json, .csv/.tsv, .parquet),
   and `load_hub` for a Hub copy. A malformed file is an error, never a silently shorter
   dataset: every reader raises `MalformedFile` pointing at the exact place, so the user can
   open the file and fix it.
@@ -85,7 +85,7 @@ def check_file(path: str | Path) -> Path:
     return path
 
 
-RECORD_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")  # what `read_records` reads
+RECORD_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")  # what `read_records` reads
 
 
 def _open_zstd(path: Path, mode: str = "rb", encoding: str | None = None) -> Any:
@@ -157,7 +157,7 @@ def source_files(path: str | Path, split: str | None = None) -> list[Path]:
     if not files:
         inside = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
         hint = f" (its folders: {', '.join(inside)}; give the one that holds the files)" if inside else ""
-        raise MalformedFile(path, None, f"a folder with no .jsonl, .json, .csv or .parquet file in it{hint}")
+        raise MalformedFile(path, None, f"a folder with no .jsonl, .json, .csv, .tsv or .parquet file in it{hint}")
     split_of = {p: _file_split(p) for p in files}
     splits = {s for s in split_of.values() if s is not None}
     others = [p.name for p, s in split_of.items() if s is None]
@@ -268,6 +268,7 @@ def _json_lines(content: str, err: json.JSONDecodeError) -> bool:
 
 def read_csv(path: str | Path, *, header: bool = True, width: int | None = None) -> Iterator[tuple[int, Any]]:
     """Yield (line number, row): a dict when the file has a header, else a list of `width` cells.
+    A .tsv is read the same way, its cells separated by tabs.
 
     A cell may be as long as the file: the csv module's default limit (128 KiB) refused a whole
     file for one long context or explanation. A header that names a column twice is an error: the
@@ -293,7 +294,7 @@ def _csv_lines(path: Path) -> list[tuple[int, list[str]]]:
     the file's size (the limit is the csv module's, for the whole process: it is put back before
     any other reader can run)."""
     content = decode(path, read_bytes(path))
-    reader = csv.reader(io.StringIO(content, newline=""))
+    reader = csv.reader(io.StringIO(content, newline=""), delimiter="\t" if record_format(path) == ".tsv" else ",")
     limit = csv.field_size_limit()
     csv.field_size_limit(max(limit, len(content)))
     try:
@@ -341,8 +342,8 @@ def read_parquet(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def read_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Rows of a .jsonl, .json (a list of objects), .csv or .parquet file; the first three may be
-    compressed (`COMPRESSED`)."""
+    """Rows of a .jsonl, .json (a list of objects), .csv, .tsv or .parquet file; all but parquet
+    may be compressed (`COMPRESSED`)."""
     path = check_file(path)
     suffix = record_format(path)
     if suffix == ".parquet" and path.suffix.lower() in COMPRESSED:
@@ -351,7 +352,7 @@ def read_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
         yield from read_jsonl(path)
     elif suffix == ".parquet":
         yield from read_parquet(path)
-    elif suffix == ".csv":
+    elif suffix in (".csv", ".tsv"):
         yield from read_csv(path)
     elif suffix == ".json":
         data = read_json(path)
@@ -362,8 +363,8 @@ def read_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 raise MalformedFile(path, None, f"item {number} is not an object")
             yield number, obj
     else:
-        raise MalformedFile(path, None, f"unsupported file type {suffix or path.suffix!r} (use .jsonl, .json, .csv or .parquet, "
-                                        "the first three also as .gz, .bz2, .xz or .zst)")
+        raise MalformedFile(path, None, f"unsupported file type {suffix or path.suffix!r} (use .jsonl, .json, .csv, .tsv or "
+                                        ".parquet, all but parquet also as .gz, .bz2, .xz or .zst)")
 
 
 class HubUnreachable(M1DataError, ValueError):

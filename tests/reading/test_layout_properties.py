@@ -1,7 +1,7 @@
 """Generated files, every door: the layouts and values users bring, read the same way everywhere.
 
 Hypothesis writes a file of questions in one of the layouts users bring (JSON Lines, a JSON list,
-CSV with or without a byte order mark, parquet; options as a list, a {letter: text} dict or a
+CSV or TSV with or without a byte order mark, parquet; options as a list, a {letter: text} dict or a
 struct, or one column each under any of the usual names; answer keys as letters "B", "b", "(B)",
 "B.", 0- or 1-based indices as ints, whole floats or text, or the option's text in another case
 or spacing; word, numeric, right-to-left and very long option texts; rows whose key is missing,
@@ -112,7 +112,7 @@ def files(draw):
     """(rows, layout): a file's questions and how it writes them."""
     style = draw(st.sampled_from(["words", "numbers", "unicode", "long"]))
     kind = draw(st.sampled_from(["letter", "index0", "index1", "text"]))
-    container = draw(st.sampled_from(["jsonl", "json", "csv", "parquet"]))
+    container = draw(st.sampled_from(["jsonl", "json", "csv", "tsv", "parquet"]))
     shape = draw(st.sampled_from(["list", "dict", "columns"]))
     names = draw(st.sampled_from(sorted(OPTION_COLUMNS)))
     tell = draw(st.booleans())
@@ -129,7 +129,7 @@ def files(draw):
         key = draw(key_forms(kind, options, right, container))
         if fault == "hole":
             hole = draw(st.integers(0, k - 2))
-            options[hole] = draw(st.sampled_from(["", None])) if container != "csv" else ""
+            options[hole] = draw(st.sampled_from(["", None])) if container not in ("csv", "tsv") else ""
         elif fault == "no_key":
             key = None
         elif fault == "out_of_range":
@@ -169,10 +169,10 @@ def write(rows: list[Row], layout: dict, folder: Path, recs: list[dict] | None =
         path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs), encoding="utf-8")
     elif container == "json":
         path.write_text(json.dumps(recs, ensure_ascii=False, indent=1), encoding="utf-8")
-    elif container == "csv":
+    elif container in ("csv", "tsv"):
         columns = list(dict.fromkeys(c for r in recs for c in r))
         out = io.StringIO()
-        writer = csv.writer(out)
+        writer = csv.writer(out, delimiter="\t" if container == "tsv" else ",")
         writer.writerow(columns)
         for r in recs:
             writer.writerow([_cell(r.get(c)) for c in columns])

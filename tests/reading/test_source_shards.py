@@ -124,7 +124,7 @@ def test_medmcqa_counts_options_one_way_across_all_its_shards(tmp_path):
 def test_a_folder_without_source_files_says_where_they_may_be(tmp_path):
     (tmp_path / "snapshot" / "data").mkdir(parents=True)
     (tmp_path / "snapshot" / "README.md").write_text("# a card\n")
-    with pytest.raises(MalformedFile, match=r"no \.jsonl, \.json, \.csv or \.parquet file in it \(its folders: data"):
+    with pytest.raises(MalformedFile, match=r"no \.jsonl, \.json, \.csv, \.tsv or \.parquet file in it \(its folders: data"):
         load_source("mine", tmp_path / "snapshot", mapping=MEDQA_MAPPING)
 
 
