@@ -76,8 +76,8 @@ OutOpt = Annotated[Path, typer.Option("--out", help="Output file (.parquet or .j
 OutArg = Annotated[Path, typer.Argument(help="Kept rows out; the rows not kept go beside it as OUT.dropped.<ext>, with their reasons.")]
 PathOpt = Annotated[Optional[Path], typer.Option("--path", help="Local file in the native format (default: the Hub id m1 used).")]
 SourcePathOpt = Annotated[Optional[Path], typer.Option("--path", help=(
-    "Local file in the native format, or a folder of its shards (a Hub snapshot's train-00000-of-00004.parquet ...; "
-    "--split picks one split's); default: the Hub id m1 used."))]
+    "Local file in the native format (.gz, .bz2, .xz, .zst too), or a folder of its files (a Hub snapshot's "
+    "train-00000-of-00004.parquet ...); default: the Hub id m1 used."))]
 
 
 def _error_line(err: BaseException) -> None:
@@ -163,7 +163,8 @@ def load(
                                                "file read through --mapping")],
     out: OutOpt,
     path: SourcePathOpt = None,
-    split: Annotated[Optional[str], typer.Option(help="Split (PubMedQA: train = the 500-PMID pool, test, all).")] = None,
+    split: Annotated[Optional[str], typer.Option(help="Split (PubMedQA: train = the 500-PMID pool, test, all; a "
+                                                      "folder of several splits' files: which to read).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the per-row option shuffle.")] = 42,
     cop_base: Annotated[Optional[int], typer.Option(
         "--cop-base", help="MedMCQA: a local file's cop counts from 0 (Hub) or 1 (original release); "
