@@ -263,7 +263,7 @@ def _key_text(value: Any) -> str | None:
 def read_answer(value: Any, options: list[str], kind: str, written: list[str] | None = None) -> int:
     """The index of the option `value` names, read as `kind`; a key that is not of that kind is a
     bad row. The same reading as `answer_kinds`, for the one kind decided: testing every kind
-    again compared each letter key with every option's text, a sixth of loading a pool."""
+    again compared each letter key with every option's text, an eighth of loading a pool."""
     index = _index_as(value, options, kind, written)
     if index is None:
         raise RowError("answer_out_of_range", f"answer {value!r} is not an option's {_KIND_WORDS[kind]} "
