@@ -7,13 +7,15 @@ no two are identical), MedQA's 10,178 rows repeat the real 1,273 test rows with 
 HeadQA's train file (2,657) and PubMedQA's pool (500) are used as they are.
 
     python benchmarks/bench_load.py [--shared ../shared/data]
-    python benchmarks/bench_load.py --mapped 1000000
+    python benchmarks/bench_load.py --mapped 1000000 [--shards 8]
 
 ``--mapped N``: a pool of a user's own, N rows of the same real questions in one parquet file
 (question, opa..opd, a letter key, id), loaded through a column mapping (`load_source("mine",
 path, mapping=...)`, what `m1data load mine --mapping ...` runs) in a fresh process: wall time
-and that process's peak RSS. ``--src DIR`` loads with the m1data of DIR (an earlier checkout,
-``git worktree add``) instead, for a before and after.
+and that process's peak RSS. ``--shards K``: the same rows as a folder of K parquet shards named
+as a Hub export names them (train-00000-of-0000K.parquet ...), loaded as one source.
+``--src DIR`` loads with the m1data of DIR (an earlier checkout, ``git worktree add``) instead,
+for a before and after.
 """
 
 from __future__ import annotations
@@ -71,17 +73,26 @@ def write_medqa(path: Path, shared: Path, n: int) -> None:
             handle.write(json.dumps(row) + "\n")
 
 
-def mapped(items, n: int, tmp: Path, src: str | None) -> None:
-    """N rows of a user's parquet file through a column mapping, in a fresh process (see ``--mapped``)."""
+def mapped(items, n: int, tmp: Path, src: str | None, shards: int = 1) -> None:
+    """N rows of a user's parquet file (or K shards of it) through a column mapping, in a fresh
+    process (see ``--mapped``)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     rows = [items[i % len(items)] for i in range(n)]
-    path = tmp / "mine.parquet"
-    pq.write_table(pa.table({"id": [f"r{i}" for i in range(n)],
-                             "question": [f"{q} (variant {i})" for i, (q, _, _) in enumerate(rows)],
-                             **{col: [opts[k] for _, opts, _ in rows] for k, col in enumerate(("opa", "opb", "opc", "opd"))},
-                             "ans": ["ABCD"[right] for _, _, right in rows]}), path)
+    table = pa.table({"id": [f"r{i}" for i in range(n)],
+                      "question": [f"{q} (variant {i})" for i, (q, _, _) in enumerate(rows)],
+                      **{col: [opts[k] for _, opts, _ in rows] for k, col in enumerate(("opa", "opb", "opc", "opd"))},
+                      "ans": ["ABCD"[right] for _, _, right in rows]})
+    if shards == 1:
+        path = tmp / "mine.parquet"
+        pq.write_table(table, path)
+    else:
+        path = tmp / "data"
+        path.mkdir()
+        size = -(-n // shards)
+        for i in range(shards):
+            pq.write_table(table.slice(i * size, size), path / f"train-{i:05d}-of-{shards:05d}.parquet")
     env = dict(os.environ, PYTHONPATH=src) if src else None
     subprocess.run([sys.executable, __file__, "--load-file", str(path)], check=True, env=env)
 
@@ -101,6 +112,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data")
     parser.add_argument("--mapped", type=int, metavar="N", help="load N rows of a user's parquet file instead")
+    parser.add_argument("--shards", type=int, default=1, metavar="K", help="--mapped: as a folder of K parquet shards")
     parser.add_argument("--src", help="--mapped: the m1data of this checkout")
     parser.add_argument("--load-file", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -109,7 +121,7 @@ def main() -> None:
         return
     if args.mapped:
         with tempfile.TemporaryDirectory() as tmp:
-            mapped(real_questions(args.shared), args.mapped, Path(tmp), args.src)
+            mapped(real_questions(args.shared), args.mapped, Path(tmp), args.src, args.shards)
         return
     rng = random.Random(42)
     with tempfile.TemporaryDirectory() as tmp:
