@@ -138,6 +138,11 @@ def test_the_ready_file_is_on_disk_before_it_is_renamed_into_place(tmp_path):
             while not ready.exists() and child.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.1)
             handshake = json.loads(ready.read_text())
+            # the renamed file is visible before the folder's fsync that follows the rename is
+            # reported: stopping the server at once could cut that line (a CI run did)
+            settle = time.monotonic() + 10
+            while f"fsync {tmp_path}\n" not in (tmp_path / "stderr").read_text() and time.monotonic() < settle:
+                time.sleep(0.05)
         finally:
             child.terminate()
             child.wait(timeout=30)
