@@ -363,8 +363,8 @@ def read_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 raise MalformedFile(path, None, f"item {number} is not an object")
             yield number, obj
     else:
-        raise MalformedFile(path, None, f"unsupported file type {suffix or path.suffix!r} (use .jsonl, .json, .csv, .tsv or "
-                                        ".parquet, all but parquet also as .gz, .bz2, .xz or .zst)")
+        raise MalformedFile(path, None, f"unsupported file type {suffix or path.suffix!r} (use .jsonl, .json, .csv, "
+                                        ".tsv or .parquet, all but parquet also as .gz, .bz2, .xz or .zst)")
 
 
 class HubUnreachable(M1DataError, ValueError):
@@ -794,8 +794,8 @@ def collect(
             bad.append(dropped_record(source, row_id, located, raw))
             if parsed is not None and parsed.question.strip():
                 unscored.append(unscored_row(source, row_id, parsed, raw))
-    return LoadResult(rows=tables_to_dataset([*tables, rows_to_table(rows)]), dropped=rows_to_dataset(bad, DROPPED_FEATURES),
-                      unscored=rows_to_dataset(unscored),
+    return LoadResult(rows=tables_to_dataset([*tables, rows_to_table(rows)]),
+                      dropped=rows_to_dataset(bad, DROPPED_FEATURES), unscored=rows_to_dataset(unscored),
                       out_of_scope={scope.why: scope.left_out} if scope is not None and scope.left_out else {})
 
 
@@ -975,7 +975,6 @@ def _reading(path: str | Path) -> Iterator[None]:
 
 def _arrow_problem(err: BaseException) -> str | None:
     """The first line of the pyarrow error behind `err` (`datasets` wraps it), if there is one."""
-
     current: BaseException | None = err
     for _ in range(8):
         if current is None:

@@ -55,13 +55,14 @@ def check_source_name(name: str) -> str:
 
 def load_mapped(name: str, path: str | Path, mapping: dict[str, Any] | None = None, *, seed: int = DEFAULT_SEED,
                 split: str | None = None) -> LoadResult:
-    """A source m1data has no loader for: any .jsonl/.json/.csv/.parquet file of questions (the
-    first three compressed too), or a folder of them (a pool's shards; `split` picks one split's, `source_files`), read through the
-    eval loaders' column mapping (`m1data.reading.evalsets.ColumnMapping`: question, options (one
-    column holding a list or {letter: text}, or several columns), answer (a letter, a 0- or
-    1-based index or the option's text, decided once for all the source's records; `answer_kind`
-    says which when they cannot tell), id, context; None guesses from the usual spellings). Rows
-    get ids `name:<id column>` or, without one, a content hash, like the built-in sources."""
+    """A source m1data has no loader for: any .jsonl/.json/.csv/.tsv/.parquet file of questions (all
+    but parquet compressed too), or a folder of them (a pool's shards; `split` picks one split's,
+    `source_files`), read through the eval loaders' column mapping
+    (`m1data.reading.evalsets.ColumnMapping`: question, options (one column holding a list or
+    {letter: text}, or several columns), answer (a letter, a 0- or 1-based index or the option's
+    text, decided once for all the source's records; `answer_kind` says which when they cannot
+    tell), id, context; None guesses from the usual spellings). Rows get ids `name:<id column>`
+    or, without one, a content hash, like the built-in sources."""
     check_source_name(name)
     columns = column_mapping(mapping, name)
     mapping = dict(mapping or {})
