@@ -50,6 +50,8 @@ from m1data.reading.readers import (
     column_options,
     key_letter,
     key_text,
+    labelled_index,
+    labelled_key,
     lettered_options,
     load_hub,
     option_texts,
@@ -130,7 +132,8 @@ class ColumnMapping:
     """Which columns hold what; None means "guess from the usual spellings".
 
     `answer_kind` says how the answer column names the right option: "text" (the option's
-    text), "letter", "index0" or "index1" (a 0- or 1-based position). None decides it from the
+    text, alone or after its letter: "B. Heparin"), "letter", "index0" or "index1" (a 0- or
+    1-based position). None decides it from the
     whole file (`decide_answer_kind`)."""
 
     question: str | None = None
@@ -233,12 +236,14 @@ def _raw_options(raw: dict[str, Any], spec: str | tuple[str, ...] | None) -> lis
 
 def answer_kinds(value: Any, options: list[str], written: list[str] | None = None) -> set[str]:
     """The kinds under which `value` names one of `options` (`written`: the texts as the file
-    wrote them, letters included, so an answer "B. x" is still the text of option "x")."""
+    wrote them, letters included, so an answer "B. x" is still the text of option "x"). A text
+    key may carry the option's letter too ("B. x" where option B is "x", `labelled_index`)."""
     key = _key_text(value)
     if key is None:
         return set()
     kinds = set()
-    if key and any(same_text(key, o) for o in [*options, *(written or ())]):
+    if key and (any(same_text(key, o) for o in [*options, *(written or ())])
+                or labelled_index(key, options) is not None):
         kinds.add("text")
     number = whole_number(value)
     if number is not None:
@@ -266,6 +271,8 @@ def read_answer(value: Any, options: list[str], kind: str, written: list[str] | 
     again compared each letter key with every option's text, an eighth of loading a pool."""
     index = _index_as(value, options, kind, written)
     if index is None:
+        if kind == "text":
+            _check_labelled_key(value, options)
         raise RowError("answer_out_of_range", f"answer {value!r} is not an option's {_KIND_WORDS[kind]} "
                                               f"({len(options)} options)")
     return index
@@ -277,7 +284,7 @@ def _index_as(value: Any, options: list[str], kind: str, written: list[str] | No
         return None
     if kind == "text":
         return next((i for candidates in (options, written or []) for i, option in enumerate(candidates)
-                     if same_text(key, option)), None)
+                     if same_text(key, option)), labelled_index(key, options))
     number = whole_number(value)
     if kind == "letter":
         letter = key_letter(key) if number is None else None
@@ -286,6 +293,20 @@ def _index_as(value: Any, options: list[str], kind: str, written: list[str] | No
         return None
     index = number - (1 if kind == "index1" else 0)
     return index if 0 <= index < len(options) else None
+
+
+def _check_labelled_key(value: Any, options: list[str]) -> None:
+    """A text key written with a letter that is not its option's ("A. Vitamin C" where option C
+    is "Vitamin C") is a broken key: neither half can be trusted (answer_mismatch, as for a key
+    that disagrees with the answer text written beside it, `_check_answer_text`)."""
+    labelled = labelled_key(str(value).strip())
+    if labelled is None:
+        return
+    letter, rest = labelled
+    named = next((LETTERS[i] for i, option in enumerate(options) if same_text(rest, option)), None)
+    if named is not None:
+        raise RowError("answer_mismatch", f"answer {value!r} names option {letter} by its letter and option "
+                                          f"{named} by its text")
 
 
 _KIND_WORDS = {"text": "text", "letter": "letter", "index0": "0-based index", "index1": "1-based index"}
@@ -468,7 +489,8 @@ def _check_answer_text(found: _Fields, index: int) -> None:
     kinds = answer_kinds(value, found.options, found.written)
     if "text" in kinds:
         key = value.strip()
-        if same_text(key, found.options[index]) or same_text(key, found.written[index]):
+        if (same_text(key, found.options[index]) or same_text(key, found.written[index])
+                or labelled_index(key, found.options) == index):
             return
     elif "letter" in kinds and key_letter(value) == LETTERS[index]:
         return

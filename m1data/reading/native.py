@@ -27,6 +27,7 @@ from m1data.reading.readers import (
     field,
     key_letter,
     key_text,
+    labelled_index,
     letter_index,
     lettered_options,
     load_hub,
@@ -190,14 +191,15 @@ def check_answer_text(raw: dict[str, Any], name: str, options: list[str], answer
     key is broken and either may be wrong, so the row is dropped (answer_mismatch).
 
     A blank answer is no answer (a CSV or a DataFrame writes a missing one as ""), and an answer
-    that is the key's own letter ("B", "(b)") agrees with it, as in the eval reader: read as text,
-    both dropped good rows as answer_mismatch."""
+    that is the key's own letter ("B", "(b)"), or that letter and the option's text ("B. Heparin",
+    `labelled_index`), agrees with it, as in the eval reader: read as text, both dropped good rows
+    as answer_mismatch."""
     answer = raw.get(name)
     if answer is None or (isinstance(answer, str) and not answer.strip()):
         return
     if not isinstance(answer, str):
         raise RowError("not_text", f"{name} is {type(answer).__name__}, not text")
-    if same_text(answer, options[answer_idx]):
+    if same_text(answer, options[answer_idx]) or labelled_index(answer.strip(), options) == answer_idx:
         return
     if key_letter(answer) == LETTERS[answer_idx] and not any(same_text(answer, option) for option in options):
         return

@@ -641,6 +641,29 @@ OPTION_LABEL_STYLES = (
 )
 
 
+def labelled_key(key: str) -> tuple[str, str] | None:
+    """(letter, text) of an answer written as an option's label and its text ("C. Vitamin C",
+    "(C) Vitamin C", "C) Vitamin C", "C: Vitamin C", the labels ``OPTION_LABEL_STYLES`` reads in
+    option texts), the letter in upper case; None for any other key. Exports of eval sets and
+    instruction-tuning copies of MedQA ("E: Nitrofurantoin") write keys so."""
+    for style in OPTION_LABEL_STYLES:
+        match = style.match(key)
+        if match:
+            return match.group(1).upper(), key[match.end():]
+    return None
+
+
+def labelled_index(key: str, options: list[str]) -> int | None:
+    """The option a key names by its letter and its text together ("C. Vitamin C", `labelled_key`),
+    when both name that option; None otherwise. Readers try it only where the key is no option's
+    text as it stands (an option may itself be written "B. burgdorferi")."""
+    labelled = labelled_key(key)
+    if labelled is None:
+        return None
+    index = LETTERS.find(labelled[0])
+    return index if 0 <= index < len(options) and same_text(labelled[1], options[index]) else None
+
+
 def strip_option_letters(options: list[str]) -> list[str]:
     """The option texts without the letters a file wrote into them ("A. x" -> "x").
 

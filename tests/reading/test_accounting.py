@@ -236,7 +236,9 @@ DRUGS = {"A": "Warfarin", "B": "Heparin sodium", "C": "Aspirin", "D": "Clopidogr
 # `answer` beside answer_idx "B": what it says (True: option B, or nothing), and the reason otherwise.
 BESIDE_B = {"Heparin sodium": True, "heparin SODIUM": True, "(b)": True, "": True, None: True,
             "Aspirin": "answer_mismatch", "C": "answer_mismatch", "Insulin": "answer_mismatch",
-            "2": "answer_mismatch", 2: "not_text", 1.0: "not_text", False: "not_text"}
+            "2": "answer_mismatch", 2: "not_text", 1.0: "not_text", False: "not_text",
+            "B. Heparin sodium": True, "(b) heparin  sodium": True, "B: Aspirin": "answer_mismatch",
+            "C. Heparin sodium": "answer_mismatch"}
 
 
 @FAST

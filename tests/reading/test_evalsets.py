@@ -386,7 +386,8 @@ OPTION_WORDS = st.sampled_from(["a", "B", "c", "1", "2", "0", "3", "Beta", "beta
                                  "(B)", "B. x", "x", "Straße", "STRASSE", "4", " 2 "])
 KEYS = st.one_of(st.none(), st.booleans(), st.integers(-2, 7), st.sampled_from([0.0, 1.0, 2.0, 2.5, 4.0]),
                  st.sampled_from(["B", "b", "(B)", "B.", "B)", "E", "1", " 2 ", "2.0", "", " ", "beta", "ULNAR NERVE",
-                                  "x", "B. x", "strasse", "①"]), OPTION_WORDS)
+                                  "x", "B. x", "strasse", "①", "b: Beta", "(A) x", "C) ulnar  NERVE", "B. 2"]),
+                 OPTION_WORDS)
 
 
 @settings(max_examples=400, deadline=None)
@@ -407,7 +408,9 @@ def test_read_answer_reads_a_key_as_the_kinds_answer_kinds_finds(value, options,
     key = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value).strip()  # 2.0 is "2"
     if kind == "text":
         matches = [i for texts in (options, written or []) for i, text in enumerate(texts) if same_text(key, text)]
-        assert index == matches[0]
+        label = re.fullmatch(r"\(?([A-Za-z])[.:)]\s*(.+)", key)  # no option's text: its letter and its option's text
+        assert index == (matches[0] if matches else LETTERS.index(label.group(1).upper()))
+        assert matches or same_text(label.group(2), options[index])
     elif kind == "letter":
         assert LETTERS[index] == key_letter(key)
     else:
@@ -587,3 +590,40 @@ def test_mmlu_medical_refuses_one_subjects_file_and_splits_a_file_of_several(sha
         assert len(questions) == 6 and all(questions.values())
         # each subject its own questions (a few recur across subjects: no subject's are another's)
         assert all(not a <= b for a, b in itertools.permutations(questions.values(), 2))
+
+
+# --- a key written as the option's letter and its text ------------------------------------------
+
+def test_keys_written_as_letter_and_text_read_like_the_letters(shared_data, tmp_path):
+    """Instruction-tuning copies of MedQA write the key as the option's letter and text ("E:
+    Nitrofurantoin"); such a file was refused whole ("none of its records reads"). Real MedQA
+    rows keyed so read exactly as keyed by their letters, at the source and the eval doors; a key
+    whose letter is not its text's option is a broken key (answer_mismatch), and its question is
+    still a decontamination target."""
+    raws = [json.loads(line) for line in (shared_data / "raw/medqa/US_test_5_options.jsonl").open()][:120]
+    styles = ["{l}: {t}", "{l}. {t}", "({l}) {t}", "{l}) {t}", "{l}:  {u}"]
+    labelled, broken = [], set()
+    for i, raw in enumerate(raws):
+        letter = raw["answer_idx"]
+        text = raw["options"][letter]
+        if i % 40 == 7:  # the next option's letter with this option's text
+            letter = LETTERS[(LETTERS.index(letter) + 1) % len(raw["options"])]
+            broken.add(raw["question"])
+        key = styles[i % len(styles)].format(l=letter, t=text, u=text.upper())
+        labelled.append({"question": raw["question"], "options": raw["options"], "output": key})
+    plain = [{"question": r["question"], "options": r["options"], "answer_idx": r["answer_idx"]} for r in raws]
+    paths = {}
+    for name, rows in (("labelled", labelled), ("plain", plain)):
+        paths[name] = tmp_path / f"{name}.jsonl"
+        paths[name].write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    expected = load_source("mine", paths["plain"])
+    keyed = {q: t for q, t in zip(expected.rows["question"], expected.rows["answer_text"]) if q not in broken}
+    source = load_source("mine", paths["labelled"], mapping={"answer": "output"})
+    evals = load_eval_file(paths["labelled"], ColumnMapping(answer="output"), name="mine")["mine"]
+    assert len(broken) == 3 and len(keyed) == len(raws) - 3
+    for result in (source, evals):
+        assert dict(zip(result.rows["question"], result.rows["answer_text"])) == keyed
+        assert result.reasons() == {"answer_mismatch": 3}
+        assert "by its letter and option" in result.dropped["detail"][0]
+    assert set(evals.unscored["question"]) == broken and len(evals.targets()) == len(raws)

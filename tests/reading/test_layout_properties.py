@@ -4,8 +4,9 @@ Hypothesis writes a file of questions in one of the layouts users bring (JSON Li
 CSV or TSV with or without a byte order mark, parquet; options as a list, a {letter: text} dict or a
 struct, or one column each under any of the usual names; answer keys as letters "B", "b", "(B)",
 "B.", 0- or 1-based indices as ints, whole floats or text, or the option's text in another case
-or spacing; word, numeric, right-to-left and very long option texts; rows whose key is missing,
-out of range, or whose options have an empty one in the middle; shorter rows in a file of wider
+or spacing, alone or after its letter ("C. text", "(C) text"); word, numeric, right-to-left and
+very long option texts; rows whose key is missing, out of range, names one option by its letter
+and another by its text, or whose options have an empty one in the middle; shorter rows in a file of wider
 option columns; the file whole or cut into a Hub export's shards, plain or compressed), and every
 door must read each row right or account for it:
 
@@ -101,7 +102,8 @@ def key_forms(kind: str, options: list[str], index: int, container: str) -> st.S
         forms = [number, str(number)] + ([float(number)] if container in ("jsonl", "json", "parquet") else [])
         return st.sampled_from(forms)
     text = options[index].strip()
-    forms = [text, f"  {text} ", text.replace(" ", "  ")]
+    forms = [text, f"  {text} ", text.replace(" ", "  "),  # and with the option's letter, as exports write them
+             f"{letter}. {text}", f"({letter}) {text}", f"{letter.lower()}) {text}", f"{letter}: {text}"]
     if len(text) > 1 and text.swapcase().lower() == text.lower():  # "ß".upper() is "SS": another text
         forms.append(text.swapcase())
     return st.sampled_from(forms)
@@ -121,9 +123,11 @@ def files(draw):
         k = draw(st.integers(2, 5))
         options = draw(st.lists(option_text(style), min_size=k, max_size=k, unique_by=_norm))
         right = draw(st.integers(0, k - 1))
-        fault = draw(st.sampled_from([None, None, None, None, "hole", "no_key", "out_of_range"]))
+        fault = draw(st.sampled_from([None, None, None, None, "hole", "no_key", "out_of_range", "mismatch"]))
         if fault == "out_of_range" and (not tell or kind == "text"):
             fault = None  # an index past the end is another kind's key: only a told kind can call it broken
+        if fault == "mismatch" and kind != "text":
+            fault = None  # a text key with another option's letter ("A. <option B's text>"): a broken key
         if fault == "hole" and k < 3:
             fault = None
         key = draw(key_forms(kind, options, right, container))
@@ -134,6 +138,8 @@ def files(draw):
             key = None
         elif fault == "out_of_range":
             key = {"letter": LETTERS[k], "index0": k, "index1": k + 1}[kind]
+        elif fault == "mismatch":
+            key = f"{LETTERS[(right + 1) % k]}. {options[right].strip()}"
         rows.append(Row(f"Q{i}: " + draw(st.sampled_from(["plain", "a, comma", 'a "quote"', "two\nlines", "עברית"])),
                         options, right, key, fault is None))
     layout = {"style": style, "kind": kind, "container": container, "shape": shape, "names": names, "tell": tell,
