@@ -44,7 +44,6 @@ from m1data.reading.readers import (
     Parsed,
     Record,
     Scope,
-    check_file,
     check_some_rows_read,
     collect,
     column_options,
@@ -59,6 +58,7 @@ from m1data.reading.readers import (
     read_json,
     read_records,
     record_format,
+    source_files,
     record_stem,
     same_text,
     strip_option_letters,
@@ -627,11 +627,14 @@ def _named(name: str, records, layouts: tuple[Layout, ...], where: str | Path, *
     return result
 
 
-def _local(path: str | Path) -> Iterator[Record]:
-    """Records of a local .jsonl / .json / .csv / .parquet file, located by line."""
-    name = Path(path).name
-    for line, raw in read_records(path):
-        yield f"{line}", raw, f"{name}:{line}"
+def _local(path: str | Path, split: str | None = None) -> Iterator[Record]:
+    """Records of a local .jsonl / .json / .csv / .tsv / .parquet file, located by line; or of a
+    folder of a set's files (a Hub snapshot's `data/` shards), read in name order as one file and
+    narrowed to `split`'s where it holds several splits (`source_files`, as for a source)."""
+    files = source_files(path, split)
+    for file in files:
+        for line, raw in read_records(file):
+            yield f"{line}" if len(files) == 1 else f"{file.name}:{line}", raw, f"{file.name}:{line}"
 
 
 def _hub(name: str, hub_id: str, config: str | None, split: str) -> Iterator[Record]:
@@ -775,11 +778,27 @@ def load_mmlu(subject: str, path: str | Path | None = None) -> LoadResult:
     name = f"mmlu_{subject}"
     if path is None:
         return _named(name, _hub(name, "cais/mmlu", subject, "test"), MMLU, "cais/mmlu")
-    path = Path(path)
-    if path.is_dir():
-        path = path / f"{subject}_test.csv"
-    records = list(_mmlu_csv(path) if record_format(path) == ".csv" else _local(path))
+    path = _mmlu_path(Path(path), subject)
+    records = list(_mmlu_csv(path) if path.is_file() and record_format(path) == ".csv" else _local(path, "test"))
     return _named(name, records, MMLU, path, scope=_subject_scope(records, subject, path))
+
+
+def _mmlu_path(path: Path, subject: str) -> Path:
+    """Where `subject`'s questions are in a folder: hendrycks/test's `<subject>_test.csv`, else a
+    folder of the subject's split shards (cais/mmlu's snapshot: `<subject>/test-*.parquet`), given
+    as the subject's folder or the snapshot's. A folder of `*_test.csv` files without this
+    subject's is still an error naming the file: read as shards, its other subjects' questions
+    became this one's."""
+    if not path.is_dir():
+        return path
+    own = path / f"{subject}_test.csv"
+    if own.exists() or any(path.glob("*_test.csv")):
+        return own
+    if (path / subject).is_dir():
+        return path / subject
+    if any(p.is_dir() and not p.name.startswith(".") for p in path.iterdir()):
+        raise MalformedFile(path, None, f"no {subject}_test.csv and no {subject} folder in it")
+    return path
 
 
 def _subject_scope(records: list[Record], subject: str, path: Path) -> Scope | None:
@@ -833,18 +852,18 @@ def load_mmlu_pro_health(path: str | Path | None = None) -> LoadResult:
     if path is None:
         records = _hub("mmlu_pro_health", "TIGER-Lab/MMLU-Pro", None, "test")
         return _named("mmlu_pro_health", records, MMLU_PRO, "TIGER-Lab/MMLU-Pro", scope=_health_scope())
-    return _named("mmlu_pro_health", _local(path), MMLU_PRO, path, scope=_health_scope())
+    return _named("mmlu_pro_health", _local(path, "test"), MMLU_PRO, path, scope=_health_scope())
 
 
 def load_gpqa_diamond(path: str | Path | None = None) -> LoadResult:
-    records = _hub("gpqa_diamond", "Idavidrein/gpqa", "gpqa_diamond", "train") if path is None else _local(path)
+    records = _hub("gpqa_diamond", "Idavidrein/gpqa", "gpqa_diamond", "train") if path is None else _local(path, "train")
     return _named("gpqa_diamond", records, GPQA, path or "Idavidrein/gpqa")
 
 
 def load_pubmedqa_test(path: str | Path | None = None) -> LoadResult:
     source = PubMedQA()
     hint = "`m1data load-eval pubmedqa_test --path FILE` (or `--eval pubmedqa_test=FILE`)"
-    records = source.read_hub("test", hint) if path is None else source.read_native(Path(path), "test")
+    records = source.read_hub("test", hint) if path is None else source.read_files(source_files(path, "train"), "test")
     return _named("pubmedqa_test", records, PUBMEDQA, path or source.hub_id, scope=source.scope("test"),
                   expected="PubMedQA questions of the official 500-PMID test split, " + expected_layouts(PUBMEDQA))
 
@@ -855,13 +874,13 @@ def load_medmcqa_validation(path: str | Path | None = None) -> LoadResult:
     if path is None:
         records = _hub("medmcqa_validation", SOURCE_REGISTRY["medmcqa"].hub_id, None, "validation")
     else:
-        records = MedMCQA().read_native(check_file(path), "validation")
+        records = MedMCQA().read_files(source_files(path, "validation"), "validation")
     return _named("medmcqa_validation", records, (MEDMCQA, MEDAGENTSBENCH, *CONVERTED),
                   path or SOURCE_REGISTRY["medmcqa"].hub_id)
 
 
 def load_medqa_test(path: str | Path | None = None) -> LoadResult:
-    records = _hub("medqa_test", SOURCE_REGISTRY["medqa"].hub_id, None, "test") if path is None else _local(path)
+    records = _hub("medqa_test", SOURCE_REGISTRY["medqa"].hub_id, None, "test") if path is None else _local(path, "test")
     return _named("medqa_test", records, (MEDAGENTSBENCH, *CONVERTED), path or SOURCE_REGISTRY["medqa"].hub_id)
 
 
@@ -906,16 +925,22 @@ def load_eval_file(
     name: str | None = None,
     scoring: bool = True,
 ) -> dict[str, LoadResult]:
-    """Any JSON / JSONL / CSV / parquet file of questions, keyed by eval-set name.
+    """Any JSON / JSONL / CSV / TSV / parquet file of questions, or a folder of one set's files (a
+    Hub snapshot's shards, `source_files`), keyed by eval-set name.
 
     m1's own eval file `{set_name: [{question, options, answer_idx, answer}, ...]}` holds several
     sets and gives one entry per set; any other file gives one entry named `name` (default: the
-    file's parent folder and stem, e.g. `medxpertqa-r/test`).
+    file's parent folder and stem, e.g. `medxpertqa-r/test`; a folder's own name).
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     parse = make_parser(mapping)
+    if path.is_dir():
+        files = source_files(path, choose="give one split's files (a file, or a folder of one split's shards)")
+        records = ((where, raw, where) for file in files for _, raw, where in question_records(file, mapping))
+        set_name = name or path.resolve().name
+        return {set_name: require_items(_collect(set_name, records, parse, where=path), set_name, scoring=scoring)}
     if record_format(path) == ".json":
         data = read_json(path)
         if isinstance(data, dict) and data and all(isinstance(v, list) for v in data.values()):

@@ -141,14 +141,16 @@ def _decompressing(path: Path) -> Iterator[None]:
         raise MalformedFile(path, None, f"not a readable {path.suffix.lower()[1:]} file ({err})") from None
 
 
-def source_files(path: str | Path, split: str | None = None) -> list[Path]:
+def source_files(path: str | Path, split: str | None = None, *,
+                 choose: str = "say which (--split, or split: under the source in the build config)") -> list[Path]:
     """The files of a source given as one file, or as a folder of its files, read in name order
     as one file: the pools users regenerate from come as a Hub snapshot's shards
     (`data/train-00000-of-00004.parquet ...`), and joining them by hand first cost a copy of the
     pool. A folder of several splits' files (`train-*` and `test-*` shards, or MedQA's
     `train.jsonl`, `dev.jsonl`, `test.jsonl`) is narrowed to `split`, and without one is an
-    error: read together, a test split became training questions. So are other files beside a
-    split's (a run's output written next to the shards was read as a million more questions)."""
+    error (`choose` says how to pick one): read together, a test split became training questions.
+    So are other files beside a split's (a run's output written next to the shards was read as a
+    million more questions)."""
     path = Path(path)
     if not path.is_dir():
         return [check_file(path)]
@@ -168,7 +170,7 @@ def source_files(path: str | Path, split: str | None = None) -> list[Path]:
     if len(splits) > 1 and split in splits:
         return [p for p in files if split_of[p] == split]
     if len(splits) > 1:
-        which = f"none is {split!r}" if split else "say which (--split, or split: under the source in the build config)"
+        which = f"none is {split!r}" if split else choose
         raise MalformedFile(path, None, f"holds the files of several splits ({', '.join(sorted(splits))}); {which}")
     return files
 

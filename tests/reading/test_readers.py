@@ -73,10 +73,9 @@ def test_truncated_line_reports_its_own_column(tmp_path):
 
 
 def test_directory_as_path_is_a_clear_error(tmp_path):
-    with pytest.raises(MalformedFile, match="a folder with no .jsonl"):  # a source may be a folder of shards
-        load_source("medqa", tmp_path)
-    with pytest.raises(MalformedFile, match="is a directory"):
-        load_eval("medqa_test", tmp_path)
+    for load in (load_source, load_eval):  # a source or an eval set may be a folder of shards
+        with pytest.raises(MalformedFile, match="a folder with no .jsonl"):
+            load({load_source: "medqa", load_eval: "medqa_test"}[load], tmp_path)
 
 
 def test_a_hub_folder_is_read_from_its_config(tmp_path):

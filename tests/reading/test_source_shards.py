@@ -146,3 +146,72 @@ def test_a_file_beside_the_shards_is_not_read_as_more_questions(tmp_path):
         load_source("medqa", folder)
     (folder / "loaded.parquet").unlink()
     assert len(load_source("medqa", folder).rows) == 4
+
+
+# ------------------------------------------------------------------ an eval set given as a folder
+
+
+def _eval_rows(loaded):
+    return sorted(zip(loaded.rows["question"], loaded.rows["answer_text"]))
+
+
+def test_an_eval_set_snapshot_reads_its_own_split_at_every_eval_door(shared_data, tmp_path):
+    """A Hub snapshot of an eval set keeps every split's shards in one `data/` folder; given to an
+    eval door it was "is a directory". A named set now reads its own split's shards (MedQA's
+    test, never the train shards beside it), as the file they were cut from, through the Python
+    loaders, `load-eval`, a build's eval entry and `decontaminate --eval NAME=FOLDER`; a folder
+    given alone must hold one split."""
+    from m1data.reading.evalsets import EvalInput, load_eval, load_eval_file, load_eval_input
+
+    path = shared_data / "eval/medagentsbench/medqa/test.jsonl"
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    folder = _shards(tmp_path / "data", records, 3, split="test", kind="jsonl")
+    _shards(folder, [dict(r, question="TRAIN " + r["question"]) for r in records[:40]], 1)  # train beside it
+    whole = load_eval("medqa_test", path)
+    assert len(whole.rows) == len(records) > 1000
+    assert _eval_rows(load_eval("medqa_test", folder)) == _eval_rows(whole)
+    assert _eval_rows(load_eval_input(EvalInput.parse(f"medqa_test={folder}"))["medqa_test"]) == _eval_rows(whole)
+    with pytest.raises(MalformedFile, match="several splits .*give one split's files"):
+        load_eval_file(folder)
+    for train in folder.glob("train-*"):
+        train.unlink()
+    assert _eval_rows(load_eval_file(folder)["data"]) == _eval_rows(whole)
+
+    out = tmp_path / "cli.parquet"
+    result = CliRunner().invoke(app, ["load-eval", "medqa_test", "--path", str(folder), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sorted(read_rows(out)["id"]) == sorted(whole.rows["id"])
+    rows = tmp_path / "rows.jsonl"  # training rows: three of the eval questions and one of our own
+    rows.write_text("".join(json.dumps({"question": r["question"], "options": r["options"],
+                                        "answer_idx": r["answer_idx"]}) + "\n"
+                            for r in [*records[:3], {**records[0], "question": "An unrelated question of ours?"}]))
+    loaded = tmp_path / "loaded.parquet"
+    assert CliRunner().invoke(app, ["load", "mine", "--path", str(rows), "--mapping", "answer=answer_idx",
+                                    "--out", str(loaded)]).exit_code == 0
+    kept = tmp_path / "kept.parquet"
+    result = CliRunner().invoke(app, ["decontaminate", str(loaded), str(kept), "--eval", f"medqa_test={folder}"])
+    assert result.exit_code == 0, result.output
+    assert read_rows(kept)["question"] == ["An unrelated question of ours?"]
+
+
+def test_an_mmlu_snapshot_reads_each_subjects_test_shards(shared_data, tmp_path):
+    """cais/mmlu's snapshot keeps each subject's splits in its own folder; hendrycks/test's folder
+    of `<subject>_test.csv` files is read as before, and a subject missing from either is named."""
+    import csv as csv_module
+
+    from m1data.reading.evalsets import load_eval, load_eval_any
+
+    cells = list(csv_module.reader((shared_data / "eval/mmlu/anatomy_test.csv").open(encoding="utf-8")))
+    subject = tmp_path / "mmlu" / "anatomy"
+    subject.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([{"question": c[0], "choices": c[1:5], "answer": "ABCD".index(c[5])}
+                                         for c in cells]), subject / "test-00000-of-00001.parquet")
+    pq.write_table(pa.Table.from_pylist([{"question": "A dev question?", "choices": ["a", "b", "c", "d"],
+                                          "answer": 0}]), subject / "dev-00000-of-00001.parquet")
+    whole = load_eval("mmlu_anatomy", shared_data / "eval/mmlu/anatomy_test.csv")
+    assert len(whole.rows) == len(cells)
+    for given in (subject.parent, subject):
+        assert _eval_rows(load_eval("mmlu_anatomy", given)) == _eval_rows(whole)
+    with pytest.raises(MalformedFile, match="no clinical_knowledge_test.csv and no clinical_knowledge folder"):
+        load_eval_any("mmlu_medical", subject.parent)
+    assert len(load_eval_any("mmlu_medical", shared_data / "eval/mmlu")) == 6
