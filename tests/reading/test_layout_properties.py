@@ -420,7 +420,7 @@ def test_an_eval_file_reads_every_layout_right_through_every_door(generated, gue
     mapping = None if guess else mapping_of(rows, layout)
     doors = EVAL_DOORS
     folder = tmp_path_factory.mktemp("eval")
-    path = write(rows, layout, folder)
+    path = write_source(rows, layout, folder)  # the file, or a folder of its shards
     outcomes = []
     for door in doors:
         kind, value = outcome(lambda door=door: door(path, folder, mapping))
