@@ -58,9 +58,9 @@ from m1data.reading.readers import (
     read_json,
     read_records,
     record_format,
-    source_files,
     record_stem,
     same_text,
+    source_files,
     strip_option_letters,
     text,
     whole_number,
@@ -133,8 +133,7 @@ class ColumnMapping:
 
     `answer_kind` says how the answer column names the right option: "text" (the option's
     text, alone or after its letter: "B. Heparin"), "letter", "index0" or "index1" (a 0- or
-    1-based position). None decides it from the
-    whole file (`decide_answer_kind`)."""
+    1-based position). None decides it from the whole file (`decide_answer_kind`)."""
 
     question: str | None = None
     options: str | tuple[str, ...] | None = None
@@ -856,13 +855,17 @@ def load_mmlu_pro_health(path: str | Path | None = None) -> LoadResult:
 
 
 def load_gpqa_diamond(path: str | Path | None = None) -> LoadResult:
-    records = _hub("gpqa_diamond", "Idavidrein/gpqa", "gpqa_diamond", "train") if path is None else _local(path, "train")
+    if path is None:
+        records = _hub("gpqa_diamond", "Idavidrein/gpqa", "gpqa_diamond", "train")
+    else:
+        records = _local(path, "train")
     return _named("gpqa_diamond", records, GPQA, path or "Idavidrein/gpqa")
 
 
 def load_pubmedqa_test(path: str | Path | None = None) -> LoadResult:
     source = PubMedQA()
     hint = "`m1data load-eval pubmedqa_test --path FILE` (or `--eval pubmedqa_test=FILE`)"
+    # the 500 test questions are a scope of the Hub's one split, `train` (pqa_labeled)
     records = source.read_hub("test", hint) if path is None else source.read_files(source_files(path, "train"), "test")
     return _named("pubmedqa_test", records, PUBMEDQA, path or source.hub_id, scope=source.scope("test"),
                   expected="PubMedQA questions of the official 500-PMID test split, " + expected_layouts(PUBMEDQA))
@@ -880,7 +883,10 @@ def load_medmcqa_validation(path: str | Path | None = None) -> LoadResult:
 
 
 def load_medqa_test(path: str | Path | None = None) -> LoadResult:
-    records = _hub("medqa_test", SOURCE_REGISTRY["medqa"].hub_id, None, "test") if path is None else _local(path, "test")
+    if path is None:
+        records = _hub("medqa_test", SOURCE_REGISTRY["medqa"].hub_id, None, "test")
+    else:
+        records = _local(path, "test")
     return _named("medqa_test", records, (MEDAGENTSBENCH, *CONVERTED), path or SOURCE_REGISTRY["medqa"].hub_id)
 
 
