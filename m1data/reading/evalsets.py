@@ -936,18 +936,13 @@ def load_eval_file(
 
     m1's own eval file `{set_name: [{question, options, answer_idx, answer}, ...]}` holds several
     sets and gives one entry per set; any other file gives one entry named `name` (default: the
-    file's parent folder and stem, e.g. `medxpertqa-r/test`; a folder's own name).
+    file's parent folder and stem, e.g. `medxpertqa-r/test`; a folder's parent and name, `medqa/data`).
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     parse = make_parser(mapping)
-    if path.is_dir():
-        files = source_files(path, choose="give one split's files (a file, or a folder of one split's shards)")
-        records = ((where, raw, where) for file in files for _, raw, where in question_records(file, mapping))
-        set_name = name or path.resolve().name
-        return {set_name: require_items(_collect(set_name, records, parse, where=path), set_name, scoring=scoring)}
-    if record_format(path) == ".json":
+    if path.is_file() and record_format(path) == ".json":
         data = read_json(path)
         if isinstance(data, dict) and data and all(isinstance(v, list) for v in data.values()):
             return {
@@ -959,7 +954,11 @@ def load_eval_file(
             }
     folder = path.resolve().parent.name  # resolved: "x.csv" in the current folder is not "/x"
     set_name = name or (f"{folder}/{record_stem(path)}" if folder else record_stem(path))
-    records = question_records(path, mapping)
+    if path.is_dir():  # one set's shards, each record located by its file
+        files = source_files(path, choose="give one split's files (a file, or a folder of one split's shards)")
+        records = ((where, raw, where) for file in files for _, raw, where in question_records(file, mapping))
+    else:
+        records = question_records(path, mapping)
     return {set_name: require_items(_collect(set_name, records, parse, where=path), set_name, scoring=scoring)}
 
 

@@ -175,7 +175,7 @@ def test_an_eval_set_snapshot_reads_its_own_split_at_every_eval_door(shared_data
         load_eval_file(folder)
     for train in folder.glob("train-*"):
         train.unlink()
-    assert _eval_rows(load_eval_file(folder)["data"]) == _eval_rows(whole)
+    assert _eval_rows(load_eval_file(folder)[f"{tmp_path.name}/data"]) == _eval_rows(whole)
 
     out = tmp_path / "cli.parquet"
     result = CliRunner().invoke(app, ["load-eval", "medqa_test", "--path", str(folder), "--out", str(out)])
