@@ -95,6 +95,11 @@ sorting, trees and cells make. The list:
   groups still let 46% or 26% of the sampled length-window pairs through.
 - 512-bit vectors for the byte loop (``NUMBA_CPU_FEATURES`` with ``-prefer-256-bit``, which lets
   LLVM use them on an AVX-512 CPU): dedup of 500K rows 5.14 s against 5.16 s with 256-bit ones.
+- AVX-512's sum of absolute differences (``vpsadbw``: eight counts of a pair a 64-bit lane, so
+  a text's 24 group counts are three lanes), called from numba through an ``@intrinsic``: four
+  rows against eight columns in 12 of them, which only one port executes. One core, 4,096 rows
+  against 60,000 columns of random counts: 0.162-0.167 ns a pair, ``_min_pass`` 0.176-0.187
+  (1.1x), and it would tie the matcher to one instruction set. Not kept.
 - A cheaper pair. ``_min_pass``'s inner loop issues 16 vector operations (8 minima, 8 adds), 6
   loads and 4 stores for 128 pairs and two groups; at 0.21-0.23 ns a pair that is 6-8 cycles,
   near the 4-5 the CPU's vector units allow. Sums kept in registers over all 20 groups must
