@@ -150,10 +150,15 @@ def source_files(path: str | Path, split: str | None = None, *,
     `train.jsonl`, `dev.jsonl`, `test.jsonl`) is narrowed to `split`, and without one is an
     error (`choose` says how to pick one): read together, a test split became training questions.
     So are other files beside a split's (a run's output written next to the shards was read as a
-    million more questions)."""
+    million more questions). A `save_to_disk` folder is one file (`saved_dataset`), a
+    DatasetDict's the folder of the split chosen so (`_saved_split`)."""
     path = Path(path)
     if not path.is_dir():
         return [check_file(path)]
+    if (path / "dataset_dict.json").is_file():  # a DatasetDict's `save_to_disk`: a folder per split
+        return source_files(_saved_split(path, split, choose), split)
+    if saved_dataset(path):
+        return [path]
     files = sorted(p for p in path.iterdir()
                    if p.is_file() and not p.name.startswith(".") and record_format(p) in RECORD_SUFFIXES)
     if not files:
@@ -173,6 +178,26 @@ def source_files(path: str | Path, split: str | None = None, *,
         which = f"none is {split!r}" if split else choose
         raise MalformedFile(path, None, f"holds the files of several splits ({', '.join(sorted(splits))}); {which}")
     return files
+
+
+def saved_dataset(path: Path) -> bool:
+    """Whether `path` is a folder `datasets` wrote with `Dataset.save_to_disk` (its .arrow files
+    beside `state.json` and `dataset_info.json`): read as one file of records (`read_saved`). A
+    pool prepared with `datasets` is often kept so; its JSON files were read as questions."""
+    return path.is_dir() and (path / "state.json").is_file() and (path / "dataset_info.json").is_file()
+
+
+def _saved_split(path: Path, split: str | None, choose: str) -> Path:
+    """The folder of `split` in a `DatasetDict.save_to_disk` folder, chosen as among a folder's
+    split shards (`source_files`): the one split it holds, or `split` among several."""
+    try:
+        splits = [str(name) for name in json.loads((path / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]]
+    except (ValueError, KeyError, TypeError) as err:
+        raise MalformedFile(path / "dataset_dict.json", None, f"not a DatasetDict's split list ({err})") from None
+    if len(splits) == 1 or split in splits:
+        return path / (split if split in splits else splits[0])
+    which = f"none is {split!r}" if split else choose
+    raise MalformedFile(path, None, f"holds the files of several splits ({', '.join(sorted(splits))}); {which}")
 
 
 def _file_split(path: Path) -> str | None:
@@ -343,9 +368,31 @@ def read_parquet(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
         raise MalformedFile(path, None, f"unreadable parquet ({err})") from None
 
 
+def read_saved(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Rows of a `Dataset.save_to_disk` folder (`saved_dataset`), numbered from 1 and a batch at a
+    time as `read_parquet` gives a parquet file's (decoded features, an Image, through `datasets`)."""
+    from datasets.features.features import require_decoding
+
+    try:
+        saved = datasets.load_from_disk(str(path))
+    except Exception as err:  # noqa: BLE001 - datasets raises several unrelated types for a bad folder
+        raise MalformedFile(path, None, f"unreadable datasets folder ({err})") from None
+    if any(require_decoding(feature) for feature in saved.features.values()):
+        yield from enumerate(saved, start=1)
+        return
+    line = 0
+    for batch in saved.with_format("arrow").iter(batch_size=PARQUET_BATCH_ROWS):
+        for record in batch.to_pylist():
+            line += 1
+            yield line, record
+
+
 def read_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Rows of a .jsonl, .json (a list of objects), .csv, .tsv or .parquet file; all but parquet
-    may be compressed (`COMPRESSED`)."""
+    """Rows of a .jsonl, .json (a list of objects), .csv, .tsv or .parquet file, all but parquet
+    maybe compressed (`COMPRESSED`); or of a `Dataset.save_to_disk` folder (`read_saved`)."""
+    if saved_dataset(Path(path)):
+        yield from read_saved(Path(path))
+        return
     path = check_file(path)
     suffix = record_format(path)
     if suffix == ".parquet" and path.suffix.lower() in COMPRESSED:

@@ -215,3 +215,38 @@ def test_an_mmlu_snapshot_reads_each_subjects_test_shards(shared_data, tmp_path)
     with pytest.raises(MalformedFile, match="no clinical_knowledge_test.csv and no clinical_knowledge folder"):
         load_eval_any("mmlu_medical", subject.parent)
     assert len(load_eval_any("mmlu_medical", shared_data / "eval/mmlu")) == 6
+
+
+# ------------------------------------------------------------------ a folder `datasets` saved
+
+
+def test_a_save_to_disk_folder_reads_as_its_rows_at_every_door(shared_data, tmp_path):
+    """A pool or eval set prepared with `datasets` is often kept as `save_to_disk` wrote it (.arrow
+    files beside state.json and dataset_info.json; a DatasetDict a folder per split). Given as a
+    path it was read as JSON files ("dataset_info.json: expected a JSON list of objects"). Now a
+    Dataset's folder reads as the file it was made from, and a DatasetDict's is narrowed to a split
+    as a folder of split shards is."""
+    import datasets
+
+    from m1data.reading.evalsets import load_eval
+
+    path = shared_data / "raw/medqa/US_test_5_options.jsonl"
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    pool = datasets.Dataset.from_list(records)
+    pool.save_to_disk(str(tmp_path / "pool"))
+    datasets.DatasetDict({"train": pool.select(range(1000)), "test": pool.select(range(1000, len(pool)))}).save_to_disk(
+        str(tmp_path / "splits"))
+    whole = load_source("medqa", path)
+    assert load_source("medqa", tmp_path / "pool").rows.to_list() == whole.rows.to_list()
+    mapped = load_source("mine", tmp_path / "pool", mapping=MEDQA_MAPPING).rows
+    assert mapped["answer_text"] == whole.rows["answer_text"]
+    assert load_source("medqa", tmp_path / "splits").rows["question"] == whole.rows["question"][:1000]  # train
+    test = load_source("mine", tmp_path / "splits", split="test", mapping=MEDQA_MAPPING).rows
+    assert test["question"] == whole.rows["question"][1000:]
+    with pytest.raises(MalformedFile, match=r"several splits \(test, train\); say which"):
+        load_source("mine", tmp_path / "splits", mapping=MEDQA_MAPPING)
+    assert sorted(load_eval("medqa_test", tmp_path / "splits").rows["question"]) == sorted(test["question"])
+    out = tmp_path / "cli.parquet"
+    result = CliRunner().invoke(app, ["load", "medqa", "--path", str(tmp_path / "pool"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert read_rows(out)["id"] == whole.rows["id"]
