@@ -1,7 +1,7 @@
 """Generated files, every door: the layouts and values users bring, read the same way everywhere.
 
 Hypothesis writes a file of questions in one of the layouts users bring (JSON Lines, a JSON list,
-CSV or TSV with or without a byte order mark, parquet; options as a list, a {letter: text} dict or a
+CSV or TSV with or without a byte order mark, parquet, a `save_to_disk` folder; options as a list, a {letter: text} dict or a
 struct, or one column each under any of the usual names; answer keys as letters "B", "b", "(B)",
 "B.", 0- or 1-based indices as ints, whole floats or text, or the option's text in another case
 or spacing, alone or after its letter ("C. text", "(C) text"); word, numeric, right-to-left and
@@ -99,7 +99,7 @@ def key_forms(kind: str, options: list[str], index: int, container: str) -> st.S
         return st.sampled_from([letter, letter.lower(), f"({letter})", f"{letter}.", f"{letter})", f" {letter.lower()} "])
     if kind in ("index0", "index1"):
         number = index + (kind == "index1")
-        forms = [number, str(number)] + ([float(number)] if container in ("jsonl", "json", "parquet") else [])
+        forms = [number, str(number)] + ([float(number)] if container in ("jsonl", "json", "parquet", "saved") else [])
         return st.sampled_from(forms)
     text = options[index].strip()
     forms = [text, f"  {text} ", text.replace(" ", "  "),  # and with the option's letter, as exports write them
@@ -114,7 +114,7 @@ def files(draw):
     """(rows, layout): a file's questions and how it writes them."""
     style = draw(st.sampled_from(["words", "numbers", "unicode", "long"]))
     kind = draw(st.sampled_from(["letter", "index0", "index1", "text"]))
-    container = draw(st.sampled_from(["jsonl", "json", "csv", "tsv", "parquet"]))
+    container = draw(st.sampled_from(["jsonl", "json", "csv", "tsv", "parquet", "saved"]))
     shape = draw(st.sampled_from(["list", "dict", "columns"]))
     names = draw(st.sampled_from(sorted(OPTION_COLUMNS)))
     tell = draw(st.booleans())
@@ -145,8 +145,8 @@ def files(draw):
     layout = {"style": style, "kind": kind, "container": container, "shape": shape, "names": names, "tell": tell,
               "bom": draw(st.booleans()), "question": draw(st.sampled_from(["question", "Question", "stem"])),
               "answer": draw(st.sampled_from(["answer", "answer_idx", "label", "Correct"])),
-              "shards": draw(st.integers(1, min(3, len(rows)))),
-              "compress": "" if container == "parquet" else draw(st.sampled_from(["", "", ".gz", ".bz2", ".xz", ".zst"]))}
+              "shards": 1 if container == "saved" else draw(st.integers(1, min(3, len(rows)))),
+              "compress": "" if container in ("parquet", "saved") else draw(st.sampled_from(["", "", ".gz", ".bz2", ".xz", ".zst"]))}
     return rows, layout
 
 
@@ -183,6 +183,10 @@ def write(rows: list[Row], layout: dict, folder: Path, recs: list[dict] | None =
         for r in recs:
             writer.writerow([_cell(r.get(c)) for c in columns])
         path.write_bytes((("\ufeff" if layout["bom"] else "") + out.getvalue()).encode("utf-8"))
+    elif container == "saved":  # a folder `Dataset.save_to_disk` writes
+        import datasets
+
+        datasets.Dataset(pa.Table.from_pylist(_one_key_type(recs, layout))).save_to_disk(str(path))
     else:
         import pyarrow.parquet as pq
 
