@@ -24,6 +24,7 @@ import glob
 import gzip
 import importlib
 import io
+import itertools
 import json
 import lzma
 import os
@@ -295,7 +296,8 @@ def _json_lines(content: str, err: json.JSONDecodeError) -> bool:
 
 def read_csv(path: str | Path, *, header: bool = True, width: int | None = None) -> Iterator[tuple[int, Any]]:
     """Yield (line number, row): a dict when the file has a header, else a list of `width` cells.
-    A .tsv is read the same way, its cells separated by tabs.
+    A .tsv is read the same way, its cells separated by tabs; a .csv's may be too, or by
+    semicolons (`_delimiter`).
 
     A cell may be as long as the file: the csv module's default limit (128 KiB) refused a whole
     file for one long context or explanation. A header that names a column twice is an error: the
@@ -321,15 +323,38 @@ def _csv_lines(path: Path) -> list[tuple[int, list[str]]]:
     the file's size (the limit is the csv module's, for the whole process: it is put back before
     any other reader can run)."""
     content = decode(path, read_bytes(path))
-    reader = csv.reader(io.StringIO(content, newline=""), delimiter="\t" if record_format(path) == ".tsv" else ",")
     limit = csv.field_size_limit()
     csv.field_size_limit(max(limit, len(content)))
+    reader = csv.reader(io.StringIO(content, newline=""), delimiter=_delimiter(path, content))
     try:
         return [(reader.line_num, cells) for cells in reader if not _blank(cells)]
     except csv.Error as err:
         raise MalformedFile(path, reader.line_num, f"invalid CSV ({err})") from None
     finally:
         csv.field_size_limit(limit)
+
+
+CSV_DELIMITERS = (",", ";", "\t")  # in the order tried: the first that cuts the file evenly
+
+
+def _delimiter(path: Path, content: str, rows: int = 20) -> str:
+    """A .tsv's tab; for a .csv the first of CSV_DELIMITERS that cuts its first `rows` rows into the
+    same number of cells, more than one (else the comma, whose errors then say what is wrong).
+    Why: a spreadsheet saved as CSV where the decimal mark is the comma (Spanish, German, French
+    Excel) cuts cells by semicolons; read by commas, every row was one cell and the file said "no
+    question column" under a header that names one. A row's own commas (a question's) give rows
+    of different lengths, so they do not pass for the delimiter."""
+    if record_format(path) == ".tsv":
+        return "\t"
+    for delimiter in CSV_DELIMITERS:
+        try:
+            lines = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter)
+            first = list(itertools.islice((cells for cells in lines if not _blank(cells)), rows))
+        except csv.Error:
+            continue
+        if first and len(first[0]) > 1 and all(len(cells) == len(first[0]) for cells in first):
+            return delimiter
+    return ","
 
 
 def _blank(cells: list[str]) -> bool:

@@ -1,7 +1,7 @@
 """Generated files, every door: the layouts and values users bring, read the same way everywhere.
 
 Hypothesis writes a file of questions in one of the layouts users bring (JSON Lines, a JSON list,
-CSV or TSV with or without a byte order mark, parquet, a `save_to_disk` folder; options as a list, a {letter: text} dict or a
+CSV (cut by commas, semicolons or tabs) or TSV with or without a byte order mark, parquet, a `save_to_disk` folder; options as a list, a {letter: text} dict or a
 struct, or one column each under any of the usual names; answer keys as letters "B", "b", "(B)",
 "B.", 0- or 1-based indices as ints, whole floats or text, or the option's text in another case
 or spacing, alone or after its letter ("C. text", "(C) text"); word, numeric, right-to-left and
@@ -145,6 +145,7 @@ def files(draw):
     layout = {"style": style, "kind": kind, "container": container, "shape": shape, "names": names, "tell": tell,
               "bom": draw(st.booleans()), "question": draw(st.sampled_from(["question", "Question", "stem"])),
               "answer": draw(st.sampled_from(["answer", "answer_idx", "label", "Correct"])),
+              "delimiter": draw(st.sampled_from([",", ",", ";", "\t"])),  # a .csv's; Excel's is ";" in some locales
               "shards": 1 if container == "saved" else draw(st.integers(1, min(3, len(rows)))),
               "compress": "" if container in ("parquet", "saved") else draw(st.sampled_from(["", "", ".gz", ".bz2", ".xz", ".zst"]))}
     return rows, layout
@@ -178,7 +179,7 @@ def write(rows: list[Row], layout: dict, folder: Path, recs: list[dict] | None =
     elif container in ("csv", "tsv"):
         columns = list(dict.fromkeys(c for r in recs for c in r))
         out = io.StringIO()
-        writer = csv.writer(out, delimiter="\t" if container == "tsv" else ",")
+        writer = csv.writer(out, delimiter="\t" if container == "tsv" else layout.get("delimiter", ","))
         writer.writerow(columns)
         for r in recs:
             writer.writerow([_cell(r.get(c)) for c in columns])

@@ -354,3 +354,23 @@ def test_rows_turned_into_arrow_in_batches_are_the_rows_of_one(tmp_path, monkeyp
     batched = load_source("mine", path)
     assert batched.rows.to_list() == whole.rows.to_list() and len(whole.rows) == 9  # i % 4 == 3: no option Z
     assert batched.dropped.to_list() == whole.dropped.to_list() and whole.reasons() == {"answer_out_of_range": 2}
+
+
+@pytest.mark.parametrize("name, rel", [("medbullets_op4", "eval/medbullets/medbullets_op4.csv"),
+                                       ("mmlu_anatomy", "eval/mmlu/anatomy_test.csv")])
+@pytest.mark.parametrize("delimiter", [";", "\t"])
+def test_a_csv_cut_by_semicolons_or_tabs_reads_as_the_comma_file(shared_data, tmp_path, name, rel, delimiter):
+    """Excel in a locale whose decimal mark is the comma saves a CSV cut by semicolons; read by
+    commas each row was one cell ("no question column" under a header that names it). Real
+    MedBullets (a header) and MMLU (none) files rewritten so read as the originals."""
+    import csv as csv_module
+
+    from m1data.reading.evalsets import load_eval
+
+    original = shared_data / rel
+    rows = list(csv_module.reader(original.open(encoding="utf-8", newline="")))
+    cut = tmp_path / original.name
+    with cut.open("w", encoding="utf-8", newline="") as handle:
+        csv_module.writer(handle, delimiter=delimiter).writerows(rows)
+    assert load_eval(name, cut).rows.to_list() == load_eval(name, original).rows.to_list()
+    assert sum(1 for _ in read_csv(cut)) == sum(1 for _ in read_csv(original))
