@@ -412,6 +412,16 @@ def read_saved(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield line, record
 
 
+def _held_records(data: dict[str, Any]) -> Any:
+    """The one list of objects a JSON object holds beside other fields (`{"version": "1.0", "data":
+    [...]}`, as many dataset releases wrap their rows), else the object itself. The eval reader
+    read such a file with one list as a set of that name while a source given the same file
+    was refused; an object holding several lists is m1's multi-set eval file, not a source."""
+    lists = [value for value in data.values()
+             if isinstance(value, list) and value and all(isinstance(item, dict) for item in value)]
+    return lists[0] if len(lists) == 1 else data
+
+
 def read_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Rows of a .jsonl, .json (a list of objects), .csv, .tsv or .parquet file, all but parquet
     maybe compressed (`COMPRESSED`); or of a `Dataset.save_to_disk` folder (`read_saved`)."""
@@ -430,8 +440,10 @@ def read_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
         yield from read_csv(path)
     elif suffix == ".json":
         data = read_json(path)
+        if isinstance(data, dict):
+            data = _held_records(data)
         if not isinstance(data, list):
-            raise MalformedFile(path, None, "expected a JSON list of objects")
+            raise MalformedFile(path, None, "expected a JSON list of objects, or an object holding one")
         for number, obj in enumerate(data, start=1):
             if not isinstance(obj, dict):
                 raise MalformedFile(path, None, f"item {number} is not an object")

@@ -1,14 +1,15 @@
 """Generated files, every door: the layouts and values users bring, read the same way everywhere.
 
-Hypothesis writes a file of questions in one of the layouts users bring (JSON Lines, a JSON list,
-CSV (cut by commas, semicolons or tabs) or TSV with or without a byte order mark, parquet, a `save_to_disk` folder; options as a list, a {letter: text} dict or a
-struct, or one column each under any of the usual names; answer keys as letters "B", "b", "(B)",
-"B.", 0- or 1-based indices as ints, whole floats or text, or the option's text in another case
-or spacing, alone or after its letter ("C. text", "(C) text"); word, numeric, right-to-left and
-very long option texts; rows whose key is missing, out of range, names one option by its letter
-and another by its text, or whose options have an empty one in the middle; shorter rows in a file of wider
-option columns; the file whole or cut into a Hub export's shards, plain or compressed), and every
-door must read each row right or account for it:
+Hypothesis writes a file of questions in one of the layouts users bring (JSON Lines, a JSON list or
+an object holding it, CSV (cut by commas, semicolons or tabs) or TSV with or without a byte order
+mark, parquet, a `save_to_disk` folder; options as a list, a {letter: text} dict or a struct, or one
+column each under any of the usual names; answer keys as letters "B", "b", "(B)", "B.", 0- or
+1-based indices as ints, whole floats or text, or the option's text in another case or spacing,
+alone or after its letter ("C. text", "(C) text"); word, numeric, right-to-left and very long option
+texts; rows whose key is missing, out of range, names one option by its letter and another by its
+text, or whose options have an empty one in the middle; shorter rows in a file of wider option
+columns; the file whole or cut into a Hub export's shards, plain or compressed), and every door must
+read each row right or account for it:
 
 - a row with a readable key and options is a row, its answer the option the key names and its
   options exactly the ones written (none lost, none shifted);
@@ -145,6 +146,7 @@ def files(draw):
     layout = {"style": style, "kind": kind, "container": container, "shape": shape, "names": names, "tell": tell,
               "bom": draw(st.booleans()), "question": draw(st.sampled_from(["question", "Question", "stem"])),
               "answer": draw(st.sampled_from(["answer", "answer_idx", "label", "Correct"])),
+              "wrapped": draw(st.booleans()),  # a .json's rows in {"version": ..., "data": [...]}
               "delimiter": draw(st.sampled_from([",", ",", ";", "\t"])),  # a .csv's; Excel's is ";" in some locales
               "shards": 1 if container == "saved" else draw(st.integers(1, min(3, len(rows)))),
               "compress": "" if container in ("parquet", "saved") else draw(st.sampled_from(["", "", ".gz", ".bz2", ".xz", ".zst"]))}
@@ -175,7 +177,8 @@ def write(rows: list[Row], layout: dict, folder: Path, recs: list[dict] | None =
     if container == "jsonl":
         path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs), encoding="utf-8")
     elif container == "json":
-        path.write_text(json.dumps(recs, ensure_ascii=False, indent=1), encoding="utf-8")
+        held = {"version": "1.0", "data": recs} if layout.get("wrapped") else recs  # as releases wrap rows
+        path.write_text(json.dumps(held, ensure_ascii=False, indent=1), encoding="utf-8")
     elif container in ("csv", "tsv"):
         columns = list(dict.fromkeys(c for r in recs for c in r))
         out = io.StringIO()

@@ -374,3 +374,26 @@ def test_a_csv_cut_by_semicolons_or_tabs_reads_as_the_comma_file(shared_data, tm
         csv_module.writer(handle, delimiter=delimiter).writerows(rows)
     assert load_eval(name, cut).rows.to_list() == load_eval(name, original).rows.to_list()
     assert sum(1 for _ in read_csv(cut)) == sum(1 for _ in read_csv(original))
+
+
+def test_a_json_object_holding_the_rows_reads_as_the_rows_at_both_doors(shared_data, tmp_path):
+    """Releases often wrap their rows: `{"version": "1.0", "data": [...]}`. The eval reader read a
+    one-list object as a set of that name while a source given the same file was refused
+    ("expected a JSON list of objects"); now both read the list. Real MedQA rows."""
+    import json
+
+    from m1data.reading.evalsets import load_eval_file
+
+    plain = shared_data / "raw/medqa/US_test_5_options.jsonl"
+    records = [json.loads(line) for line in plain.read_text(encoding="utf-8").splitlines()][:200]
+    wrapped = tmp_path / "medqa.json"
+    wrapped.write_text(json.dumps({"version": "1.0", "data": records}), encoding="utf-8")
+    lines = tmp_path / "medqa.jsonl"
+    lines.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    assert load_source("mine", wrapped).rows.to_list() == load_source("mine", lines).rows.to_list()
+    assert len(load_source("mine", wrapped).rows) == 200
+    (got,), (want,) = load_eval_file(wrapped, name="x").values(), load_eval_file(lines, name="x").values()
+    assert got.rows.to_list() == want.rows.to_list()
+    wrapped.write_text(json.dumps({"train": records[:100], "test": records[100:], "version": "1.0"}), encoding="utf-8")
+    with pytest.raises(MalformedFile, match="expected a JSON list of objects, or an object holding one"):
+        list(load_source("mine", wrapped).rows)
