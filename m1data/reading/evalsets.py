@@ -113,15 +113,38 @@ def answer_skew(rows: datasets.Dataset, z: float = SKEW_Z) -> str | None:
     return None
 
 
-def strip_embedded_choices(question: str, n_options: int) -> str:
+def strip_embedded_choices(question: str, options: list[str]) -> str:
     """The stem without a trailing "Answer Choices: (A) ... (B) ..." list (MedXpertQA writes its
-    choices into the question). The options are rendered from `options` in shuffled order, so a
-    second, lettered copy in the stem would contradict them. Removed only when its letters are
-    exactly A.. for this row's options; `metadata` keeps the original question."""
+    choices into the question) or lines listing the options (`_strip_option_lines`). The options
+    are rendered from `options` in shuffled order, so a second, lettered copy in the stem would
+    contradict them. Removed only when its letters are exactly A.. for this row's options;
+    `metadata` keeps the original question."""
     match = EMBEDDED_CHOICES.search(question)
-    if match and re.findall(r"\(([A-Z])\)", match.group(1)) == list(LETTERS[:n_options]):
+    if match and re.findall(r"\(([A-Z])\)", match.group(1)) == list(LETTERS[:len(options)]):
         return question[: match.start()].rstrip()
-    return question
+    return _strip_option_lines(question, options)
+
+
+FIRST_OPTION_LINE = re.compile(r"\n\s*(?:\(A\)|A[.):])", re.IGNORECASE)  # a line that may begin a list of options
+
+
+def _strip_option_lines(question: str, options: list[str]) -> str:
+    """The stem without its last lines when they are this row's options in order, each after its
+    letter ("A. x", "(A) x", "A) x", "A: x"; spacing, case and line breaks inside a text as they
+    come), with an "Options:" line before them and an "Answer:" line after them if there; else
+    the question as it is. LLM evaluation prompts and prompt-formatted copies of eval sets write
+    questions so: decontamination then compared the stem and its options twice with a training
+    copy's stem, and kept 9 of 10 verbatim copies of MedQA test questions. Only the row's own
+    option texts are taken away, and a stem must remain."""
+    if not options or not FIRST_OPTION_LINE.search(question):
+        return question  # most questions: no line that starts like an option
+    listed = [rf"(?:\({letter}\)|{letter}[.):])\s*" + r"\s+".join(map(re.escape, option.split()))
+              for letter, option in zip(LETTERS, options)]
+    block = re.compile(r"\n\s*(?:(?:answer\s+)?(?:choices|options)\s*:?\s*\n\s*)?" + r"\s*\n\s*".join(listed)
+                       + r"\s*(?:\n\s*(?:the\s+)?(?:correct\s+)?answer(?:\s+is)?\s*:?\s*)?\Z", re.IGNORECASE)
+    match = block.search(question)
+    stem = question[: match.start()].rstrip() if match else ""
+    return stem or question
 
 
 ANSWER_KINDS = ("text", "letter", "index0", "index1")
@@ -446,7 +469,7 @@ class QuestionReader:
                 error = err
         return Parsed(
             native_id=found.native_id,
-            question=strip_embedded_choices(found.question, len(found.options)),
+            question=strip_embedded_choices(found.question, found.options),
             options=found.options,
             answer_idx=answer_idx,
             context=found.context,

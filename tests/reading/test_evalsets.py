@@ -627,3 +627,51 @@ def test_keys_written_as_letter_and_text_read_like_the_letters(shared_data, tmp_
         assert result.reasons() == {"answer_mismatch": 3}
         assert "by its letter and option" in result.dropped["detail"][0]
     assert set(evals.unscored["question"]) == broken and len(evals.targets()) == len(raws)
+
+
+# --- options written into the question as lines ---------------------------------------------------
+
+LINE_STYLES = ["{l}. {t}", "({l}) {t}", "{l}) {t}", "{l}: {t}"]
+
+
+@pytest.mark.parametrize("style", LINE_STYLES)
+def test_an_eval_question_that_lists_its_options_still_catches_its_copies(shared_data, tmp_path, style):
+    """LLM evaluation prompts and prompt-formatted copies of eval sets write the options into the
+    question, one a line, often with an "Answer:" line after them. Compared so, 9 of 10 verbatim
+    training copies of real MedQA test questions were kept; the lines are now taken off the stem
+    (they are the row's own options), at the eval and the source doors alike."""
+    from m1data.stages.dedup import decontaminate
+
+    raws = [json.loads(line) for line in (shared_data / "eval/medagentsbench/medqa/test.jsonl").open()][:30]
+    listed = []
+    for i, raw in enumerate(raws):
+        lines = [style.format(l=letter, t=text) for letter, text in raw["options"].items()]
+        heading, answer = (["Options:"] if i % 3 == 0 else []), (["Answer:"] if i % 2 else [])
+        listed.append({**raw, "question": "\n".join([raw["question"], *heading, *lines, *answer])})
+    path = tmp_path / "test.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in listed))
+    evals = load_eval_file(path, name="listed")
+    assert evals["listed"].rows["question"] == [r["question"].strip() for r in raws]
+    training = tmp_path / "train.jsonl"
+    training.write_text("".join(json.dumps({k: r[k] for k in ("question", "options", "answer_idx")}) + "\n"
+                                for r in raws[:10]))
+    rows = load_source("mine", training).rows
+    kept, dropped = decontaminate(rows, load_evals([str(path)]), threshold=95)
+    assert len(kept) == 0 and len(dropped) == 10
+    assert load_source("mine", path).rows["question"] == evals["listed"].rows["question"]  # a source alike
+
+
+@settings(max_examples=200, deadline=None)
+@given(stem=st.text(st.characters(categories=["L", "N", "Zs"]), min_size=1, max_size=30).filter(str.strip),
+       options=st.lists(st.text("abcxyz 12", min_size=1, max_size=8).filter(str.strip), min_size=2, max_size=5,
+                        unique_by=lambda t: " ".join(t.casefold().split())),
+       style=st.sampled_from(LINE_STYLES), heading=st.booleans(), answer=st.booleans(), data=st.data())
+def test_option_lines_come_off_only_when_they_are_the_rows_options(stem, options, style, heading, answer, data):
+    lines = [style.format(l=LETTERS[i], t=t.strip()) for i, t in enumerate(options)]
+    question = "\n".join([stem, *(["Choices:"] if heading else []), *lines, *(["Answer:"] if answer else [])])
+    raw = {"question": question, "options": options, "answer": 0}
+    assert make_parser()(raw).question.strip() == stem.strip()  # (rows strip their questions)
+    wrong = data.draw(st.integers(0, len(options) - 1))
+    lines[wrong] = style.format(l=LETTERS[wrong], t="other option text")  # another text: not this row's list
+    altered = "\n".join([stem, *lines])
+    assert make_parser()({**raw, "question": altered}).question == altered
