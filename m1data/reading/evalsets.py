@@ -113,12 +113,18 @@ def answer_skew(rows: datasets.Dataset, z: float = SKEW_Z) -> str | None:
     return None
 
 
-def strip_embedded_choices(question: str, options: list[str]) -> str:
-    """The stem without a trailing "Answer Choices: (A) ... (B) ..." list (MedXpertQA writes its
-    choices into the question) or lines listing the options (`_strip_option_lines`). The options
-    are rendered from `options` in shuffled order, so a second, lettered copy in the stem would
-    contradict them. Removed only when its letters are exactly A.. for this row's options;
+QUESTION_LABEL = re.compile(r"\A\s*(?:question|q)\s*:\s*", re.IGNORECASE)
+
+
+def question_stem(question: str, options: list[str]) -> str:
+    """The question without the prompt around it: a leading "Question:" label, and a trailing
+    "Answer Choices: (A) ... (B) ..." list (MedXpertQA writes its choices into the question) or
+    lines listing the options (`_strip_option_lines`). The options are rendered from `options` in
+    shuffled order, so a second, lettered copy in the stem would contradict them; a list is
+    removed only when its letters are exactly A.. for this row's options. Decontamination
+    compares stems: "Question: " before a short MMLU question kept 6 of 135 verbatim copies.
     `metadata` keeps the original question."""
+    question = QUESTION_LABEL.sub("", question, count=1) or question
     match = EMBEDDED_CHOICES.search(question)
     if match and re.findall(r"\(([A-Z])\)", match.group(1)) == list(LETTERS[:len(options)]):
         return question[: match.start()].rstrip()
@@ -469,7 +475,7 @@ class QuestionReader:
                 error = err
         return Parsed(
             native_id=found.native_id,
-            question=strip_embedded_choices(found.question, found.options),
+            question=question_stem(found.question, found.options),
             options=found.options,
             answer_idx=answer_idx,
             context=found.context,

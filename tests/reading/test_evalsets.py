@@ -665,13 +665,33 @@ def test_an_eval_question_that_lists_its_options_still_catches_its_copies(shared
 @given(stem=st.text(st.characters(categories=["L", "N", "Zs"]), min_size=1, max_size=30).filter(str.strip),
        options=st.lists(st.text("abcxyz 12", min_size=1, max_size=8).filter(str.strip), min_size=2, max_size=5,
                         unique_by=lambda t: " ".join(t.casefold().split())),
-       style=st.sampled_from(LINE_STYLES), heading=st.booleans(), answer=st.booleans(), data=st.data())
-def test_option_lines_come_off_only_when_they_are_the_rows_options(stem, options, style, heading, answer, data):
+       style=st.sampled_from(LINE_STYLES), heading=st.booleans(), answer=st.booleans(),
+       label=st.sampled_from(["", "Question: ", "question:", "Q: "]), data=st.data())
+def test_option_lines_come_off_only_when_they_are_the_rows_options(stem, options, style, heading, answer, label, data):
     lines = [style.format(l=LETTERS[i], t=t.strip()) for i, t in enumerate(options)]
-    question = "\n".join([stem, *(["Choices:"] if heading else []), *lines, *(["Answer:"] if answer else [])])
+    question = "\n".join([label + stem, *(["Choices:"] if heading else []), *lines, *(["Answer:"] if answer else [])])
     raw = {"question": question, "options": options, "answer": 0}
     assert make_parser()(raw).question.strip() == stem.strip()  # (rows strip their questions)
     wrong = data.draw(st.integers(0, len(options) - 1))
     lines[wrong] = style.format(l=LETTERS[wrong], t="other option text")  # another text: not this row's list
     altered = "\n".join([stem, *lines])
     assert make_parser()({**raw, "question": altered}).question == altered
+
+
+def test_an_lm_eval_style_mmlu_file_catches_every_copy(shared_data, tmp_path):
+    """The real MMLU anatomy questions as LLM evaluation harnesses write them ("Question: ...",
+    the options a line each, "Answer:"): before, 6 of the 135 verbatim training copies were
+    kept, short questions whose stem the label alone took under the threshold."""
+    import csv as csv_module
+
+    from m1data.stages.dedup import decontaminate
+
+    cells = list(csv_module.reader((shared_data / "eval/mmlu/anatomy_test.csv").open(encoding="utf-8")))
+    prompts = tmp_path / "anatomy.jsonl"
+    prompts.write_text("".join(json.dumps({
+        "question": "Question: " + c[0] + "\n" + "\n".join(f"{l}. {t}" for l, t in zip("ABCD", c[1:5])) + "\nAnswer:",
+        "choices": c[1:5], "answer": "ABCD".index(c[5])}) + "\n" for c in cells))
+    training = tmp_path / "train.jsonl"
+    training.write_text("".join(json.dumps({"question": c[0], "options": c[1:5], "answer": c[5]}) + "\n" for c in cells))
+    kept, dropped = decontaminate(load_source("mine", training).rows, load_evals([str(prompts)]), threshold=95)
+    assert len(kept) == 0 and len(dropped) == len(cells) == 135
