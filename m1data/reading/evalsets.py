@@ -131,23 +131,21 @@ def question_stem(question: str, options: list[str]) -> str:
     return _strip_option_lines(question, options)
 
 
-FIRST_OPTION_LINE = re.compile(r"\n\s*(?:\(A\)|A[.):])", re.IGNORECASE)  # a line that may begin a list of options
-
-
 def _strip_option_lines(question: str, options: list[str]) -> str:
-    """The stem without its last lines when they are this row's options in order, each after its
-    letter ("A. x", "(A) x", "A) x", "A: x"; spacing, case and line breaks inside a text as they
-    come), with an "Options:" line before them and an "Answer:" line after them if there; else
-    the question as it is. LLM evaluation prompts and prompt-formatted copies of eval sets write
+    """The stem without its end when that is this row's options in order, each after its letter
+    ("A. x", "(A) x", "A) x", "A: x"), a line each or on one line (spacing, case and line breaks
+    inside a text as they come), after an "Options:" heading and before an "Answer:" line if
+    there; else the question as it is. LLM evaluation prompts and prompt-formatted copies of eval sets write
     questions so: decontamination then compared the stem and its options twice with a training
     copy's stem, and kept 9 of 10 verbatim copies of MedQA test questions. Only the row's own
     option texts are taken away, and a stem must remain."""
-    if not options or not FIRST_OPTION_LINE.search(question):
-        return question  # most questions: no line that starts like an option
+    last = " ".join(options[-1].split()).casefold() if options else ""
+    if not last or last not in " ".join(question[-2 * len(options[-1]) - 40:].split()).casefold():
+        return question  # most questions: the last option's text is not at the end (cheap, before a regex)
     listed = [rf"(?:\({letter}\)|{letter}[.):])\s*" + r"\s+".join(map(re.escape, option.split()))
               for letter, option in zip(LETTERS, options)]
-    block = re.compile(r"\n\s*(?:(?:answer\s+)?(?:choices|options)\s*:?\s*\n\s*)?" + r"\s*\n\s*".join(listed)
-                       + r"\s*(?:\n\s*(?:the\s+)?(?:correct\s+)?answer(?:\s+is)?\s*:?\s*)?\Z", re.IGNORECASE)
+    block = re.compile(r"\s(?:\s*(?:answer\s+)?(?:choices|options)\s*:?)?\s*" + r"\s+".join(listed)
+                       + r"(?:\s+(?:the\s+)?(?:correct\s+)?answer(?:\s+is)?\s*:?)?\s*\Z", re.IGNORECASE)
     match = block.search(question)
     stem = question[: match.start()].rstrip() if match else ""
     return stem or question

@@ -634,8 +634,9 @@ def test_keys_written_as_letter_and_text_read_like_the_letters(shared_data, tmp_
 LINE_STYLES = ["{l}. {t}", "({l}) {t}", "{l}) {t}", "{l}: {t}"]
 
 
+@pytest.mark.parametrize("joiner", ["\n", " "])  # a line each, or all on the question's line
 @pytest.mark.parametrize("style", LINE_STYLES)
-def test_an_eval_question_that_lists_its_options_still_catches_its_copies(shared_data, tmp_path, style):
+def test_an_eval_question_that_lists_its_options_still_catches_its_copies(shared_data, tmp_path, style, joiner):
     """LLM evaluation prompts and prompt-formatted copies of eval sets write the options into the
     question, one a line, often with an "Answer:" line after them. Compared so, 9 of 10 verbatim
     training copies of real MedQA test questions were kept; the lines are now taken off the stem
@@ -647,7 +648,7 @@ def test_an_eval_question_that_lists_its_options_still_catches_its_copies(shared
     for i, raw in enumerate(raws):
         lines = [style.format(l=letter, t=text) for letter, text in raw["options"].items()]
         heading, answer = (["Options:"] if i % 3 == 0 else []), (["Answer:"] if i % 2 else [])
-        listed.append({**raw, "question": "\n".join([raw["question"], *heading, *lines, *answer])})
+        listed.append({**raw, "question": joiner.join([raw["question"], *heading, *lines, *answer])})
     path = tmp_path / "test.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in listed))
     evals = load_eval_file(path, name="listed")
@@ -666,15 +667,18 @@ def test_an_eval_question_that_lists_its_options_still_catches_its_copies(shared
        options=st.lists(st.text("abcxyz 12", min_size=1, max_size=8).filter(str.strip), min_size=2, max_size=5,
                         unique_by=lambda t: " ".join(t.casefold().split())),
        style=st.sampled_from(LINE_STYLES), heading=st.booleans(), answer=st.booleans(),
-       label=st.sampled_from(["", "Question: ", "question:", "Q: "]), data=st.data())
-def test_option_lines_come_off_only_when_they_are_the_rows_options(stem, options, style, heading, answer, label, data):
+       label=st.sampled_from(["", "Question: ", "question:", "Q: "]), joiner=st.sampled_from(["\n", " "]),
+       data=st.data())
+def test_option_lines_come_off_only_when_they_are_the_rows_options(stem, options, style, heading, answer, label, joiner,
+                                                                   data):
+    """A line each or all on one line, after an optional heading and before an optional "Answer:"."""
     lines = [style.format(l=LETTERS[i], t=t.strip()) for i, t in enumerate(options)]
-    question = "\n".join([label + stem, *(["Choices:"] if heading else []), *lines, *(["Answer:"] if answer else [])])
+    question = joiner.join([label + stem, *(["Choices:"] if heading else []), *lines, *(["Answer:"] if answer else [])])
     raw = {"question": question, "options": options, "answer": 0}
     assert make_parser()(raw).question.strip() == stem.strip()  # (rows strip their questions)
     wrong = data.draw(st.integers(0, len(options) - 1))
     lines[wrong] = style.format(l=LETTERS[wrong], t="other option text")  # another text: not this row's list
-    altered = "\n".join([stem, *lines])
+    altered = joiner.join([stem, *lines])
     assert make_parser()({**raw, "question": altered}).question == altered
 
 
