@@ -982,8 +982,8 @@ def load_eval_file(
     folder = path.resolve().parent.name  # resolved: "x.csv" in the current folder is not "/x"
     set_name = name or (f"{folder}/{record_stem(path)}" if folder else record_stem(path))
     if path.is_dir():  # one set's shards, each record located by its file
-        files = source_files(path, choose="give one split's files (a file, or a folder of one split's shards)")
-        records = ((where, raw, where) for file in files for _, raw, where in question_records(file, mapping))
+        records = files_questions(source_files(path, choose="give one split's files (a file, or a folder of one "
+                                                            "split's shards)"), mapping)
     else:
         records = question_records(path, mapping)
     return {set_name: require_items(_collect(set_name, records, parse, where=path), set_name, scoring=scoring)}
@@ -994,6 +994,14 @@ def question_records(path: Path, mapping: ColumnMapping = ColumnMapping()) -> It
     MMLU's files are when it has their headerless layout (``_headerless_mmlu``) and no mapping
     names its columns, else as its format reads. Eval files and mapped sources both read so."""
     return _mmlu_csv(path) if mapping == ColumnMapping() and _headerless_mmlu(path) else _local(path)
+
+
+def files_questions(files: Sequence[Path], mapping: ColumnMapping = ColumnMapping()) -> Iterator[Record]:
+    """The `question_records` of several files read as one (a folder's, `source_files`), each record
+    located by its file and line, so a source's or an eval set's shards keep their rows apart."""
+    for file in files:
+        for _, raw, where in question_records(file, mapping):
+            yield where, raw, where
 
 
 def _headerless_mmlu(path: Path) -> bool:

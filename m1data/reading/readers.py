@@ -173,12 +173,19 @@ def source_files(path: str | Path, split: str | None = None, *,
         raise MalformedFile(path, None, f"holds a split's files ({', '.join(sorted(splits))}) and other files "
                                         f"({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); "
                                         "give a folder of one split's files alone")
-    if len(splits) > 1 and split in splits:
-        return [p for p in files if split_of[p] == split]
-    if len(splits) > 1:
-        which = f"none is {split!r}" if split else choose
-        raise MalformedFile(path, None, f"holds the files of several splits ({', '.join(sorted(splits))}); {which}")
-    return files
+    chosen = _pick_split(path, splits, split, choose)
+    return files if chosen is None else [p for p in files if split_of[p] == chosen]
+
+
+def _pick_split(path: Path, splits: set[str], split: str | None, choose: str) -> str | None:
+    """`split` among a folder's several `splits`, or None where it holds one at most (read whole);
+    several without `split` among them is an error (`choose` says how to name one)."""
+    if len(splits) <= 1:
+        return None
+    if split in splits:
+        return split
+    which = f"none is {split!r}" if split else choose
+    raise MalformedFile(path, None, f"holds the files of several splits ({', '.join(sorted(splits))}); {which}")
 
 
 def saved_dataset(path: Path) -> bool:
@@ -195,10 +202,9 @@ def _saved_split(path: Path, split: str | None, choose: str) -> Path:
         splits = [str(name) for name in json.loads((path / "dataset_dict.json").read_text(encoding="utf-8"))["splits"]]
     except (ValueError, KeyError, TypeError) as err:
         raise MalformedFile(path / "dataset_dict.json", None, f"not a DatasetDict's split list ({err})") from None
-    if len(splits) == 1 or split in splits:
-        return path / (split if split in splits else splits[0])
-    which = f"none is {split!r}" if split else choose
-    raise MalformedFile(path, None, f"holds the files of several splits ({', '.join(sorted(splits))}); {which}")
+    if not splits:
+        raise MalformedFile(path / "dataset_dict.json", None, "names no split")
+    return path / (_pick_split(path, set(splits), split, choose) or splits[0])
 
 
 def _file_split(path: Path) -> str | None:

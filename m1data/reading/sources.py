@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from m1data.errors import UserError
-from m1data.reading.evalsets import answer_kind_problem, column_mapping, for_records, make_parser, question_records
+from m1data.reading.evalsets import answer_kind_problem, column_mapping, files_questions, for_records, make_parser
 from m1data.reading.native import (
     PUBMEDQA_OPTIONS,
     HeadQA,
@@ -70,7 +70,7 @@ def load_mapped(name: str, path: str | Path, mapping: dict[str, Any] | None = No
         raise UserError(f"{name}: a mapped source's split picks one split's shards from a folder; {path} is read whole")
     files = source_files(path, split)
     where = files[0] if len(files) == 1 else Path(path)
-    records = [(located, raw, located) for file in files for _, raw, located in question_records(file, columns)]
+    records = list(files_questions(files, columns))
     # the answer column's kind (text, letter, 0- or 1-based index) is decided once for all the shards
     parse = for_records(make_parser(columns), [raw for _, raw, _ in records])
     if answer_kind_problem(parse):
