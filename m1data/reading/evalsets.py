@@ -953,7 +953,7 @@ def load_eval(name: str, path: str | Path | None = None, *, scoring: bool = True
 
 def load_eval_file(
     path: str | Path,
-    mapping: ColumnMapping = ColumnMapping(),
+    mapping: ColumnMapping | None = None,
     *,
     name: str | None = None,
     scoring: bool = True,
@@ -964,8 +964,10 @@ def load_eval_file(
     m1's own eval file `{set_name: [{question, options, answer_idx, answer}, ...]}` holds several
     sets and gives one entry per set; any other file gives one entry named `name` (default: the
     file's parent folder and stem, e.g. `medxpertqa-r/test`; a folder's parent and name, `medqa/data`).
+    `mapping` None (or a ColumnMapping of Nones): every column guessed.
     """
     path = Path(path)
+    mapping = ColumnMapping() if mapping is None else mapping
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     parse = make_parser(mapping)

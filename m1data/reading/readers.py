@@ -598,14 +598,18 @@ def option_texts(options: list[Any]) -> list[str]:
     return options
 
 
-LETTER_KEY = re.compile(r"\(?([A-Za-z])[.)]?")
+# "B", "(B)", "B.", "B)", after an optional "Answer:", "Ans.", "Option", "The correct answer is" ...
+LETTER_KEY = re.compile(r"(?:(?:the\s+)?(?:correct\s+)?(?:answer|ans|option|choice)(?:\s+is)?\s*[:.-]?\s*)?"
+                        r"\(?([A-Za-z])[.)]?", re.IGNORECASE)
 
 
 def key_letter(value: Any) -> str | None:
-    """The option letter an answer key writes ("B", "b", "(B)", "B.", "B)"), upper case; None
-    for anything else. The one reading of a letter key, for the source loaders (MedQA's
+    """The option letter an answer key writes ("B", "b", "(B)", "B.", "B)", also after the word
+    that names it: "Answer: B", "Option B", "The correct answer is (B)"), upper case; None for
+    anything else. The one reading of a letter key, for the source loaders (MedQA's
     `answer_idx`, HEAD-QA's `Correct Option`) and the eval/mapped reader alike: read apart, a
-    "(B)" was option B in an eval file and a dropped row in a MedQA file."""
+    "(B)" was option B in an eval file and a dropped row in a MedQA file. Exports that keep a
+    model's or a grader's answer column write "Answer: B", and such a file had no row."""
     if not isinstance(value, str):
         return None
     match = LETTER_KEY.fullmatch(value.strip())
@@ -649,7 +653,10 @@ def options_cell(cell: str) -> Any:
         raise RowError("bad_options", f"options cell names {err.key!r} twice") from None
     options = _python_options(cell)
     if options is None:
-        raise RowError("bad_options", "options cell is neither JSON nor a list or dict of quoted texts")
+        options = listed_options(cell)
+    if options is None:
+        raise RowError("bad_options", "options cell is neither JSON, a list or dict of quoted texts, nor options "
+                                      "after their letters (a line each: 'A. x', 'B. y'; or '(A) x (B) y')")
     return options
 
 
@@ -731,6 +738,51 @@ OPTION_LABEL_STYLES = (
     re.compile(r"([A-Za-z])\)\s*(?=\S)"),
     re.compile(r"([A-Za-z]):\s*(?=\S)"),
 )
+
+
+# one letter's label in each of those styles, as `listed_options` looks for it
+_LABEL_OF = tuple(style.pattern.replace("([A-Za-z])", "{}") for style in OPTION_LABEL_STYLES)
+
+
+def listed_options(cell: str) -> list[str] | None:
+    """The options a cell writes out after their letters, from A on in one label style: a line
+    each ("A. x\\nB. y", as `OPTION_LABEL_STYLES` reads labels), or on one line after
+    parenthesized letters ("(A) x (B) y"); None for any other text. Exports and instruction
+    copies of MedQA and MedMCQA keep a question's options so, and every row of such a file was
+    dropped as bad_options.
+
+    Why so strict: a label must start its line (on one line: follow a space, so "V(D)J" holds
+    none), and each letter's label must occur once, so a text is cut only one way. On one line
+    "A. x B. y" is not read: an option like "Infection by E. coli" or "S. aureus" holds a label of
+    that style, and a cut there would silently give the row other options (one more, or two
+    glued together). A text with a second label of some letter is not read either; the row is
+    dropped with the reason above."""
+    text = cell.strip()
+    for before, labels in (("(?m)^", _LABEL_OF), (r"(?:^|(?<=\s))", _LABEL_OF[1:2])):  # a line each; one line
+        for label, letters in itertools.product(labels, (LETTERS, LETTERS.lower())):
+            if not re.match(label.format(letters[0]), text):
+                continue
+            spans = _label_spans(text, before + label, letters)
+            if spans is None:
+                return None
+            if len(spans) >= 2:
+                ends = [start for start, _ in spans[1:]] + [len(text)]
+                return [text[start:end].strip() for (_, start), end in zip(spans, ends)]
+    return None
+
+
+def _label_spans(text: str, label: str, letters: str) -> list[tuple[int, int]] | None:
+    """Where each letter's `label` stands in `text`, from the first letter on until one has none;
+    None when a letter's label stands twice, or before the previous one's."""
+    spans: list[tuple[int, int]] = []
+    for letter in letters:
+        found = [m.span() for m in re.finditer(label.format(letter), text)]
+        if not found:
+            break
+        if len(found) > 1 or (spans and found[0][0] < spans[-1][1]):
+            return None
+        spans.append(found[0])
+    return spans
 
 
 def labelled_key(key: str) -> tuple[str, str] | None:
@@ -1185,6 +1237,7 @@ __all__ = [
     "load_hub",
     "option_texts",
     "options_cell",
+    "listed_options",
     "other_process_alive",
     "parquet_dataset",
     "read_csv",

@@ -629,6 +629,41 @@ def test_keys_written_as_letter_and_text_read_like_the_letters(shared_data, tmp_
     assert set(evals.unscored["question"]) == broken and len(evals.targets()) == len(raws)
 
 
+def test_options_written_as_one_text_and_keys_after_an_answer_word_read_as_the_file(shared_data, tmp_path):
+    """Exports of MedQA keep a question's options as one text after their labels ("A. x" a line
+    each, or "(A) x (B) y") and a grader's key as "Answer: C"; every row of such a file was dropped
+    (bad_options), or the file refused ("answer 'Answer: C' for 5 options"). Real MedQA rows written
+    so read exactly as the file itself, at the source and the eval doors; among them options
+    holding "C. trachomatis", "V(D)J" and "Rh(D)", which a cut at any label would have split. A
+    row whose options are on one line after "A." labels is refused (bad_options), not guessed:
+    "E. coli" would be cut there too."""
+    raws = [json.loads(line) for line in (shared_data / "raw/medqa/US_test_5_options.jsonl").open()]
+    raws = raws[:100] + [raws[355], raws[467], raws[610]]
+    labels = ["{l}. {t}", "({l}) {t}", "{l}) {t}", "{l}: {t}", "({l}) {t}"]
+    keys = ["Answer: {l}", "Option {l}", "The correct answer is ({l})", "ans. {l}"]
+    written = []
+    for i, raw in enumerate(raws):
+        joiner = " " if i % len(labels) == 4 else "\n"  # "(A) x (B) y" on one line; the others a line each
+        cell = joiner.join(labels[i % len(labels)].format(l=l, t=t) for l, t in raw["options"].items())
+        written.append({"question": raw["question"], "options": cell,
+                        "answer": keys[i % len(keys)].format(l=raw["answer_idx"])})
+    cut = {**written[0], "question": "one line after 'A.' labels",
+           "options": " ".join(f"{l}. {t}" for l, t in raws[0]["options"].items())}
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text("".join(json.dumps(r) + "\n" for r in raws))
+    mine = tmp_path / "mine.jsonl"
+    mine.write_text("".join(json.dumps(r) + "\n" for r in [*written, cut]))
+
+    expected = load_source("mine", plain)
+    wanted = sorted(zip(expected.rows["question"], expected.rows["answer_text"], map(sorted, expected.rows["options"])))
+    source = load_source("mine", mine, mapping={"options": "options", "answer": "answer"})
+    evals = load_eval_file(mine, None, name="mine")["mine"]
+    for result in (source, evals):
+        got = sorted(zip(result.rows["question"], result.rows["answer_text"], map(sorted, result.rows["options"])))
+        assert got == wanted
+        assert result.reasons() == {"bad_options": 1}
+
+
 # --- options written into the question as lines ---------------------------------------------------
 
 LINE_STYLES = ["{l}. {t}", "({l}) {t}", "{l}) {t}", "{l}: {t}"]

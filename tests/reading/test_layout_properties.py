@@ -2,8 +2,9 @@
 
 Hypothesis writes a file of questions in one of the layouts users bring (JSON Lines, a JSON list or
 an object holding it, CSV (cut by commas, semicolons or tabs) or TSV with or without a byte order
-mark, parquet, a `save_to_disk` folder; options as a list, a {letter: text} dict or a struct, or one
-column each under any of the usual names; answer keys as letters "B", "b", "(B)", "B.", 0- or
+mark, parquet, a `save_to_disk` folder; options as a list, a {letter: text} dict or a struct, one
+text of them after their labels ("A. x" a line each, "(A) x (B) y"), or one column each under any
+of the usual names; answer keys as letters "B", "b", "(B)", "B.", "Answer: B", "Option b", 0- or
 1-based indices as ints, whole floats or text, or the option's text in another case or spacing,
 alone or after its letter ("C. text", "(C) text"); word, numeric, right-to-left and very long option
 texts; rows whose key is missing, out of range, names one option by its letter and another by its
@@ -97,7 +98,8 @@ def key_forms(kind: str, options: list[str], index: int, container: str) -> st.S
     """Every way a file writes the key of `options[index]` as `kind`."""
     letter = LETTERS[index]
     if kind == "letter":
-        return st.sampled_from([letter, letter.lower(), f"({letter})", f"{letter}.", f"{letter})", f" {letter.lower()} "])
+        return st.sampled_from([letter, letter.lower(), f"({letter})", f"{letter}.", f"{letter})", f" {letter.lower()} ",
+                                f"Answer: {letter}", f"Option {letter.lower()}", f"The correct answer is ({letter})"])
     if kind in ("index0", "index1"):
         number = index + (kind == "index1")
         forms = [number, str(number)] + ([float(number)] if container in ("jsonl", "json", "parquet", "saved") else [])
@@ -116,7 +118,7 @@ def files(draw):
     style = draw(st.sampled_from(["words", "numbers", "unicode", "long"]))
     kind = draw(st.sampled_from(["letter", "index0", "index1", "text"]))
     container = draw(st.sampled_from(["jsonl", "json", "csv", "tsv", "parquet", "saved"]))
-    shape = draw(st.sampled_from(["list", "dict", "columns"]))
+    shape = draw(st.sampled_from(["list", "dict", "columns", "listed"]))
     names = draw(st.sampled_from(sorted(OPTION_COLUMNS)))
     tell = draw(st.booleans())
     rows = []
@@ -147,6 +149,8 @@ def files(draw):
               "bom": draw(st.booleans()), "question": draw(st.sampled_from(["question", "Question", "stem"])),
               "answer": draw(st.sampled_from(["answer", "answer_idx", "label", "Correct"])),
               "wrapped": draw(st.booleans()),  # a .json's rows in {"version": ..., "data": [...]}
+              # shape "listed": the options in one text after their labels, a line each or "(A) x (B) y"
+              "label": draw(st.sampled_from(["A. ", "(A) ", "A) ", "A: ", "a) ", "(A) one line"])),
               "delimiter": draw(st.sampled_from([",", ",", ";", "\t"])),  # a .csv's; Excel's is ";" in some locales
               "shards": 1 if container == "saved" else draw(st.integers(1, min(3, len(rows)))),
               "compress": "" if container in ("parquet", "saved") else draw(st.sampled_from(["", "", ".gz", ".bz2", ".xz", ".zst"]))}
@@ -162,12 +166,23 @@ def records(rows: list[Row], layout: dict) -> list[dict]:
             record["options"] = list(row.options)
         elif layout["shape"] == "dict":
             record["options"] = dict(zip(LETTERS, row.options))
+        elif layout["shape"] == "listed":
+            record["options"] = listed(row.options, layout["label"])
         else:
             columns = OPTION_COLUMNS[layout["names"]][:width]
             record.update({c: (row.options[j] if j < len(row.options) else None) for j, c in enumerate(columns)})
         record[layout["answer"]] = row.key
         out.append(record)
     return out
+
+
+def listed(options: list[Any], label: str) -> str:
+    """Options written out in one text after their labels ("A. x\\nB. y", "(A) x (B) y")."""
+    one_line = label.endswith("one line")
+    label = label.removesuffix("one line").strip()  # "A.", "(A)", "a)"
+    letters = LETTERS.lower() if label.islower() else LETTERS
+    return (" " if one_line else "\n").join(f"{label.replace(letters[0], letter)} {option or ''}"
+                                             for letter, option in zip(letters, options))
 
 
 def write(rows: list[Row], layout: dict, folder: Path, recs: list[dict] | None = None, name: str = "qs") -> Path:
