@@ -223,7 +223,7 @@ def _up_to_last_present(raw: dict[str, Any], names: Sequence[str]) -> list[str]:
 GPQA_COLUMNS = ("Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3")
 # The usual spellings of an answer column, preferred in this order: an index or a letter before
 # `answer`, which MedAgentsBench fills with the option's text beside its `answer_idx`.
-ANSWER_COLUMNS = ("answer_idx", "answer_index", "cop", "answer", "label", "Correct Answer")
+ANSWER_COLUMNS = ("answer_idx", "answer_index", "cop", "answer", "label", "answerKey", "Correct Answer")
 ID_COLUMNS = ("realidx", "id", "question_id", "Record ID", "pubid")
 
 

@@ -694,6 +694,11 @@ def lettered_options(options: Any) -> list[str]:
     """Options given as {"A": ..., "B": ...} (in letter order) or as a list; each must be text.
     Text is a cell holding one of them (`options_cell`): a CSV writes a list or dict so.
 
+    The keys may also be lower-case letters or numbers from 0 or 1 ({"1": ..., "2": ...}), and the
+    labels may stand beside the texts, as the Hub's usual layouts write them: ARC's and
+    CommonsenseQA's {"label": ["A", ...], "text": [...]}, BigBio's [{"key": "A", "value": ...}]
+    (`_LABEL_FIELDS`); each such file was refused whole ("option keys ['label', 'text']").
+
     Trailing letters whose value is None or "" are absent, not bad options: Parquet stores a column of
     option dicts as one struct with every letter any row has, so a 4-option row in a file of
     4- to 10-option rows comes back as {"A": .., "D": .., "E": None, ..., "J": None}, and a file
@@ -701,13 +706,14 @@ def lettered_options(options: Any) -> list[str]:
     columns leave the fifth one empty (`column_options`, which reads it the same way). A None or
     "" before the last real option is still an error (option_texts, or validation's empty_option)."""
     if isinstance(options, dict):
-        keys = sorted(options, key=str)
-        while keys and options[keys[-1]] in (None, ""):
-            keys.pop()
-        if keys != list(LETTERS[: len(keys)]):
-            raise RowError("bad_options", f"option keys {keys}")
-        return option_texts([options[k] for k in keys])
+        for label, text in _LABEL_FIELDS:
+            if set(options) == {label, text} and isinstance(options[label], list) and isinstance(options[text], list):
+                return _by_label(options[label], options[text])
+        return _by_label(list(options), list(options.values()))
     if isinstance(options, list):
+        for label, text in _LABEL_FIELDS:
+            if options and all(isinstance(o, dict) and set(o) == {label, text} for o in options):
+                return _by_label([o[label] for o in options], [o[text] for o in options])
         return option_texts(list(options))
     if isinstance(options, str):
         cell = options_cell(options)
@@ -715,6 +721,31 @@ def lettered_options(options: Any) -> list[str]:
             return lettered_options(cell)
         raise RowError("bad_options", f"options cell holds a {type(cell).__name__}, not a list or an object")
     raise RowError("bad_options", f"options of type {type(options).__name__}")
+
+
+# the labels and texts of options written side by side: ARC's {"label": [...], "text": [...]}, BigBio's
+# [{"key": "A", "value": ...}, ...]
+_LABEL_FIELDS = (("label", "text"), ("key", "value"))
+
+
+def _by_label(labels: list[Any], texts: list[Any]) -> list[str]:
+    """The texts in their labels' order: letters from A (either case), or whole numbers from 0 or
+    1; trailing None or "" texts are absent options (see `lettered_options`)."""
+    if len(labels) != len(texts):
+        raise RowError("bad_options", f"{len(labels)} option labels for {len(texts)} options")
+    if all(isinstance(k, str) and len(k) == 1 and k.upper() in LETTERS for k in labels):
+        places = [LETTERS.index(k.upper()) for k in labels]
+    else:
+        numbers = [whole_number(k) for k in labels]
+        if None in numbers or min(numbers) not in (0, 1):
+            raise RowError("bad_options", f"option keys {sorted(map(str, labels))}")
+        places = [n - min(numbers) for n in numbers]
+    by_place = sorted(zip(places, texts), key=lambda pair: pair[0])
+    while by_place and by_place[-1][1] in (None, ""):
+        by_place.pop()
+    if [place for place, _ in by_place] != list(range(len(by_place))):
+        raise RowError("bad_options", f"option keys {sorted(map(str, labels))}")
+    return option_texts([text for _, text in by_place])
 
 
 def column_options(raw: dict[str, Any], columns: Sequence[str]) -> list[str]:

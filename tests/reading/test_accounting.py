@@ -318,9 +318,9 @@ def test_a_csv_of_pandas_dict_cells_reads_as_its_jsonl(shared_data, rel, tmp_pat
 @pytest.mark.parametrize("cell, says", [
     ("{'A': 'x', 'A': 'y'}", "names 'A' twice"),
     ("{'A': 'x', 'B' 'y': 'z'}", "side by side"),
-    ("{'A': 'x', 'B': 1}", "neither JSON nor a list or dict"),
-    ("{'A': 'x', 'B': __import__('os').getcwd()}", "neither JSON nor a list or dict"),
-    ("{'A': 'x', **extra}", "neither JSON nor a list or dict"),
+    ("{'A': 'x', 'B': 1}", "neither JSON, a list or dict"),
+    ("{'A': 'x', 'B': __import__('os').getcwd()}", "neither JSON, a list or dict"),
+    ("{'A': 'x', **extra}", "neither JSON, a list or dict"),
 ])
 def test_a_python_dict_cell_is_read_only_as_literal_texts(cell, says, tmp_path):
     """Only string literals are read from a Python dict cell (nothing is evaluated); a key named

@@ -664,6 +664,36 @@ def test_options_written_as_one_text_and_keys_after_an_answer_word_read_as_the_f
         assert result.reasons() == {"bad_options": 1}
 
 
+@pytest.mark.parametrize("layout", ["arc", "bigbio", "numbered", "lower"])
+def test_options_labelled_as_the_hubs_usual_layouts_write_them_read_as_the_file(shared_data, tmp_path, layout):
+    """ARC's and CommonsenseQA's `choices` ({"label": [...], "text": [...]}, key `answerKey`),
+    BigBio's med_qa options ([{"key": "A", "value": ...}]), and option dicts keyed by numbers or
+    lower-case letters: each such file was refused whole ("option keys ['label', 'text']"). Real
+    MedQA rows written so read as the file itself at the source and the eval doors (the eval door
+    with no mapping: `choices` and `answerKey` are guessed)."""
+    raws = [json.loads(line) for line in (shared_data / "raw/medqa/US_test_5_options.jsonl").open()][:150]
+    written = []
+    for raw in raws:
+        letters, texts = list(raw["options"]), list(raw["options"].values())
+        options = {"arc": {"label": letters, "text": texts},
+                   "bigbio": [{"key": k, "value": t} for k, t in zip(letters, texts)],
+                   "numbered": {str(i + 1): t for i, t in enumerate(texts)},
+                   "lower": {k.lower(): t for k, t in zip(letters, texts)}}[layout]
+        written.append({"question": raw["question"], "choices": options, "answerKey": raw["answer_idx"]})
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text("".join(json.dumps(r) + "\n" for r in raws))
+    mine = tmp_path / "mine.jsonl"
+    mine.write_text("".join(json.dumps(r) + "\n" for r in written))
+
+    expected = load_source("mine", plain)
+    wanted = sorted(zip(expected.rows["question"], expected.rows["answer_text"], map(sorted, expected.rows["options"])))
+    source = load_source("mine", mine, mapping={"options": "choices", "answer": "answerKey"})
+    evals = load_eval_file(mine, name="mine")["mine"]
+    for result in (source, evals):
+        got = sorted(zip(result.rows["question"], result.rows["answer_text"], map(sorted, result.rows["options"])))
+        assert got == wanted and not result.reasons()
+
+
 # --- options written into the question as lines ---------------------------------------------------
 
 LINE_STYLES = ["{l}. {t}", "({l}) {t}", "{l}) {t}", "{l}: {t}"]

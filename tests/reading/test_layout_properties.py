@@ -2,9 +2,10 @@
 
 Hypothesis writes a file of questions in one of the layouts users bring (JSON Lines, a JSON list or
 an object holding it, CSV (cut by commas, semicolons or tabs) or TSV with or without a byte order
-mark, parquet, a `save_to_disk` folder; options as a list, a {letter: text} dict or a struct, one
-text of them after their labels ("A. x" a line each, "(A) x (B) y"), or one column each under any
-of the usual names; answer keys as letters "B", "b", "(B)", "B.", "Answer: B", "Option b", 0- or
+mark, parquet, a `save_to_disk` folder; options as a list, a dict or a struct keyed by letters
+(either case) or numbers from 0 or 1, the labels beside the texts (ARC's {"label": [...], "text":
+[...]}, BigBio's [{"key": "A", "value": ...}]), one text of them after their labels ("A. x" a line
+each, "(A) x (B) y"), or one column each under any of the usual names; answer keys as letters "B", "b", "(B)", "B.", "Answer: B", "Option b", 0- or
 1-based indices as ints, whole floats or text, or the option's text in another case or spacing,
 alone or after its letter ("C. text", "(C) text"); word, numeric, right-to-left and very long option
 texts; rows whose key is missing, out of range, names one option by its letter and another by its
@@ -118,7 +119,7 @@ def files(draw):
     style = draw(st.sampled_from(["words", "numbers", "unicode", "long"]))
     kind = draw(st.sampled_from(["letter", "index0", "index1", "text"]))
     container = draw(st.sampled_from(["jsonl", "json", "csv", "tsv", "parquet", "saved"]))
-    shape = draw(st.sampled_from(["list", "dict", "columns", "listed"]))
+    shape = draw(st.sampled_from(["list", "dict", "columns", "listed", "labels", "keyed"]))
     names = draw(st.sampled_from(sorted(OPTION_COLUMNS)))
     tell = draw(st.booleans())
     rows = []
@@ -151,6 +152,8 @@ def files(draw):
               "wrapped": draw(st.booleans()),  # a .json's rows in {"version": ..., "data": [...]}
               # shape "listed": the options in one text after their labels, a line each or "(A) x (B) y"
               "label": draw(st.sampled_from(["A. ", "(A) ", "A) ", "A: ", "a) ", "(A) one line"])),
+              # shape "dict": the keys; "labels" and "keyed": the labels beside the texts
+              "keys": draw(st.sampled_from(["A", "A", "a", "1", "0"])),
               "delimiter": draw(st.sampled_from([",", ",", ";", "\t"])),  # a .csv's; Excel's is ";" in some locales
               "shards": 1 if container == "saved" else draw(st.integers(1, min(3, len(rows)))),
               "compress": "" if container in ("parquet", "saved") else draw(st.sampled_from(["", "", ".gz", ".bz2", ".xz", ".zst"]))}
@@ -165,7 +168,11 @@ def records(rows: list[Row], layout: dict) -> list[dict]:
         if layout["shape"] == "list":
             record["options"] = list(row.options)
         elif layout["shape"] == "dict":
-            record["options"] = dict(zip(LETTERS, row.options))
+            record["options"] = dict(zip(option_keys(layout["keys"]), row.options))
+        elif layout["shape"] == "labels":  # ARC's and CommonsenseQA's choices
+            record["options"] = {"label": option_keys(layout["keys"])[:len(row.options)], "text": list(row.options)}
+        elif layout["shape"] == "keyed":  # BigBio's med_qa
+            record["options"] = [{"key": k, "value": t} for k, t in zip(option_keys(layout["keys"]), row.options)]
         elif layout["shape"] == "listed":
             record["options"] = listed(row.options, layout["label"])
         else:
@@ -174,6 +181,12 @@ def records(rows: list[Row], layout: dict) -> list[dict]:
         record[layout["answer"]] = row.key
         out.append(record)
     return out
+
+
+def option_keys(first: str) -> list[str]:
+    """The keys of a file's options, from `first` on: letters in either case, or numbers from 0 or 1."""
+    return [str(i + int(first)) for i in range(len(LETTERS))] if first.isdigit() else list(
+        LETTERS.lower() if first.islower() else LETTERS)
 
 
 def listed(options: list[Any], label: str) -> str:
