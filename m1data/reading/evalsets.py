@@ -55,6 +55,7 @@ from m1data.reading.readers import (
     load_hub,
     option_texts,
     read_csv,
+    pandas_records,
     read_json,
     read_records,
     record_format,
@@ -973,7 +974,8 @@ def load_eval_file(
     parse = make_parser(mapping)
     if path.is_file() and record_format(path) == ".json":
         data = read_json(path)
-        if isinstance(data, dict) and data and all(isinstance(v, list) for v in data.values()):
+        if (isinstance(data, dict) and data and all(isinstance(v, list) for v in data.values())
+                and pandas_records(data) is None):  # pandas' orient "split" holds lists too
             return {
                 set_name: require_items(_collect(
                     set_name, ((f"{i}", r, f"{path.name} {set_name} item {i}") for i, r in enumerate(items, 1)),

@@ -419,13 +419,44 @@ def read_saved(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def _held_records(data: dict[str, Any]) -> Any:
-    """The one list of objects a JSON object holds beside other fields (`{"version": "1.0", "data":
-    [...]}`, as many dataset releases wrap their rows), else the object itself. The eval reader
-    read such a file with one list as a set of that name while a source given the same file
-    was refused; an object holding several lists is m1's multi-set eval file, not a source."""
+    """The records a JSON object holds: a pandas DataFrame's (`pandas_records`), or the one list
+    of objects it holds beside other fields (`{"version": "1.0", "data": [...]}`, as many dataset
+    releases wrap their rows), else the object itself. The eval reader read such a file with one
+    list as a set of that name while a source given the same file was refused; an object holding
+    several lists is m1's multi-set eval file, not a source."""
+    frame = pandas_records(data)
+    if frame is not None:
+        return frame
     lists = [value for value in data.values()
              if isinstance(value, list) and value and all(isinstance(item, dict) for item in value)]
     return lists[0] if len(lists) == 1 else data
+
+
+def pandas_records(data: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The rows of a DataFrame that pandas wrote as a JSON object, or None for any other object.
+    `df.to_json(path)` writes columns of {index: cell} (orient "columns", its default), and
+    orient "index" rows under their index, "split" {"columns": [...], "index": [...], "data":
+    [[...], ...]}: each such file was refused ("expected a JSON list of objects").
+
+    Which of "columns" and "index" an object of objects is, is told by the index: pandas' default
+    one writes "0", "1", ... An object whose inner and outer keys are both, or neither, such
+    numbers is not read as a frame (it is refused as before); so is one whose inner objects do
+    not all have the same keys."""
+    if set(data) in ({"columns", "data"}, {"columns", "index", "data"}):
+        columns, rows = data["columns"], data["data"]
+        if (isinstance(columns, list) and all(isinstance(c, str) for c in columns) and isinstance(rows, list)
+                and all(isinstance(r, list) and len(r) == len(columns) for r in rows)):
+            return [dict(zip(columns, row)) for row in rows]
+        return None
+    inner = list(data.values())
+    if not inner or not all(isinstance(d, dict) for d in inner) or any(list(d) != list(inner[0]) for d in inner):
+        return None
+    outer_index, inner_index = (all(key.isdigit() for key in keys) for keys in (data, inner[0]))
+    if inner_index and not outer_index:  # orient "columns"
+        return [{column: cells[label] for column, cells in data.items()} for label in inner[0]]
+    if outer_index and not inner_index:  # orient "index"
+        return inner
+    return None
 
 
 def read_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -1272,6 +1303,7 @@ __all__ = [
     "other_process_alive",
     "parquet_dataset",
     "read_csv",
+    "pandas_records",
     "read_json",
     "read_jsonl",
     "read_parquet",

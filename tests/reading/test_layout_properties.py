@@ -1,7 +1,7 @@
 """Generated files, every door: the layouts and values users bring, read the same way everywhere.
 
 Hypothesis writes a file of questions in one of the layouts users bring (JSON Lines, a JSON list or
-an object holding it, CSV (cut by commas, semicolons or tabs) or TSV with or without a byte order
+an object holding it or a pandas frame's `to_json` in any orient, CSV (cut by commas, semicolons or tabs) or TSV with or without a byte order
 mark, parquet, a `save_to_disk` folder; options as a list, a dict or a struct keyed by letters
 (either case) or numbers from 0 or 1, the labels beside the texts (ARC's {"label": [...], "text":
 [...]}, BigBio's [{"key": "A", "value": ...}]), one text of them after their labels ("A. x" a line
@@ -149,7 +149,8 @@ def files(draw):
     layout = {"style": style, "kind": kind, "container": container, "shape": shape, "names": names, "tell": tell,
               "bom": draw(st.booleans()), "question": draw(st.sampled_from(["question", "Question", "stem"])),
               "answer": draw(st.sampled_from(["answer", "answer_idx", "label", "Correct"])),
-              "wrapped": draw(st.booleans()),  # a .json's rows in {"version": ..., "data": [...]}
+              # a .json's rows: a list, in {"version": ..., "data": [...]}, or as pandas' to_json writes a frame
+              "json": draw(st.sampled_from(["list", "wrapped", "columns", "index", "split"])),
               # shape "listed": the options in one text after their labels, a line each or "(A) x (B) y"
               "label": draw(st.sampled_from(["A. ", "(A) ", "A) ", "A: ", "a) ", "(A) one line"])),
               # shape "dict": the keys; "labels" and "keyed": the labels beside the texts
@@ -198,6 +199,18 @@ def listed(options: list[Any], label: str) -> str:
                                              for letter, option in zip(letters, options))
 
 
+def json_held(recs: list[dict], form: str) -> Any:
+    """The records as a .json file holds them: a list, wrapped as releases wrap rows, or a pandas
+    frame's `to_json` in orient "columns" (its default), "index" or "split"."""
+    columns = list(dict.fromkeys(c for r in recs for c in r))
+    return {"list": recs,
+            "wrapped": {"version": "1.0", "data": recs},
+            "columns": {c: {str(i): r.get(c) for i, r in enumerate(recs)} for c in columns},
+            "index": {str(i): {c: r.get(c) for c in columns} for i, r in enumerate(recs)},
+            "split": {"columns": columns, "index": list(range(len(recs))), "data": [[r.get(c) for c in columns] for r in recs]},
+            }[form]
+
+
 def write(rows: list[Row], layout: dict, folder: Path, recs: list[dict] | None = None, name: str = "qs") -> Path:
     recs = records(rows, layout) if recs is None else recs
     path = folder / f"{name}.{layout['container']}"
@@ -205,7 +218,7 @@ def write(rows: list[Row], layout: dict, folder: Path, recs: list[dict] | None =
     if container == "jsonl":
         path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs), encoding="utf-8")
     elif container == "json":
-        held = {"version": "1.0", "data": recs} if layout.get("wrapped") else recs  # as releases wrap rows
+        held = json_held(recs, layout.get("json", "list"))
         path.write_text(json.dumps(held, ensure_ascii=False, indent=1), encoding="utf-8")
     elif container in ("csv", "tsv"):
         columns = list(dict.fromkeys(c for r in recs for c in r))

@@ -397,3 +397,50 @@ def test_a_json_object_holding_the_rows_reads_as_the_rows_at_both_doors(shared_d
     wrapped.write_text(json.dumps({"train": records[:100], "test": records[100:], "version": "1.0"}), encoding="utf-8")
     with pytest.raises(MalformedFile, match="expected a JSON list of objects, or an object holding one"):
         list(load_source("mine", wrapped).rows)
+
+
+@pytest.mark.parametrize("orient", ["columns", "index", "split", "table"])
+def test_a_dataframe_pandas_wrote_as_json_reads_as_its_rows_at_both_doors(shared_data, tmp_path, orient):
+    """`df.to_json(path)` writes a frame as columns of {index: cell} (orient "columns", its
+    default; "index" and "split" are the other object forms): such a file was refused at both
+    doors ("expected a JSON list of objects"), or read by the eval door as sets named "columns",
+    "index" and "data". Real MedQA rows, written by pandas itself, read as the JSON Lines file."""
+    import json
+
+    import pandas as pd
+
+    from m1data.reading.evalsets import load_eval_file
+
+    plain = shared_data / "raw/medqa/US_test_5_options.jsonl"
+    records = [json.loads(line) for line in plain.read_text(encoding="utf-8").splitlines()][:120]
+    lines = tmp_path / "medqa.jsonl"
+    lines.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    frame = tmp_path / "medqa.json"
+    pd.DataFrame(records).to_json(frame, orient=orient)
+
+    def read(rows):  # "table" adds each row's index to it, and so to the row's metadata
+        return [(r["id"], r["question"], r["options"], r["answer_idx"]) for r in rows.to_list()]
+
+    assert read(load_source("mine", frame).rows) == read(load_source("mine", lines).rows)
+    (got,), (want,) = load_eval_file(frame, name="x").values(), load_eval_file(lines, name="x").values()
+    assert read(got.rows) == read(want.rows) and len(got.rows) == 120
+
+
+def test_an_object_of_objects_is_read_as_a_frame_only_when_its_index_tells_which_way(tmp_path):
+    """pandas' default index ("0", "1", ...) tells orient "columns" from "index"; an object keyed
+    by numbers at both levels, or at neither, or whose inner objects differ in keys, is refused
+    as before rather than read one way by guess."""
+    from m1data.reading.readers import pandas_records
+
+    row = {"question": "q", "options": ["a", "b"], "answer": 0}
+    assert pandas_records({"question": {"0": "q", "1": "r"}, "answer": {"0": 0, "1": 1}}) == [
+        {"question": "q", "answer": 0}, {"question": "r", "answer": 1}]
+    assert pandas_records({"7": row, "9": row}) == [row, row]
+    assert pandas_records({"0": {"0": 1}, "1": {"0": 2}}) is None
+    assert pandas_records({"a": row, "b": row}) is None
+    assert pandas_records({"0": row, "1": {**row, "extra": 1}}) is None
+    assert pandas_records({"columns": ["question"], "data": [["q"], ["r", "s"]]}) is None
+    path = tmp_path / "odd.json"
+    path.write_text(json.dumps({"a": row, "b": row}), encoding="utf-8")
+    with pytest.raises(MalformedFile, match="expected a JSON list of objects"):
+        list(load_source("mine", path).rows)
