@@ -56,7 +56,7 @@ from m1data.reading.readers import (
     option_texts,
     read_csv,
     pandas_records,
-    read_json,
+    read_json_or_lines,
     read_records,
     record_format,
     record_stem,
@@ -973,7 +973,7 @@ def load_eval_file(
         raise FileNotFoundError(f"{path}: no such file")
     parse = make_parser(mapping)
     if path.is_file() and record_format(path) == ".json":
-        data = read_json(path)
+        data = read_json_or_lines(path)  # None: one object a line, records read below as any file's
         if (isinstance(data, dict) and data and all(isinstance(v, list) for v in data.values())
                 and pandas_records(data) is None):  # pandas' orient "split" holds lists too
             return {

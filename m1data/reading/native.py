@@ -31,7 +31,7 @@ from m1data.reading.readers import (
     letter_index,
     lettered_options,
     load_hub,
-    read_json,
+    read_json_or_lines,
     read_records,
     record_format,
     same_text,
@@ -215,10 +215,10 @@ class HeadQA(Source):
     hub_id = SOURCE_REGISTRY["headqa"].hub_id
 
     def read_native(self, path: Path, split: str) -> Iterator[Record]:
-        if record_format(path) != ".json":
+        data = read_json_or_lines(path) if record_format(path) == ".json" else None
+        if data is None:  # another format, or the Hub copy's records a line each (`Dataset.to_json`)
             yield from super().read_native(path, split)
             return
-        data = read_json(path)
         if isinstance(data, list):  # the Hub copy's records, saved as one JSON list
             for number, raw in enumerate(data, start=1):
                 yield f"{path.name}:{number}", raw, f"{path.name} item {number}"
@@ -318,10 +318,8 @@ class PubMedQA(Source):
                      f"PMID {'not ' if split == 'test' else ''}in PubMedQA's official test split")
 
     def read_native(self, path: Path, split: str) -> Iterator[Record]:
-        if record_format(path) == ".json":
-            data = read_json(path)
-            if not isinstance(data, dict):
-                raise MalformedFile(path, None, "expected a PubMedQA object {PMID: {...}}")
+        data = read_json_or_lines(path) if record_format(path) == ".json" else None
+        if isinstance(data, dict):
             if data and all(_decision(v) in PUBMEDQA_OPTIONS for v in data.values()):
                 raise MalformedFile(path, None, "a file of labels {PMID: yes/no/maybe} (test_ground_truth.json "
                                                 "holds the test split's answers, not its questions); give the "
@@ -330,7 +328,7 @@ class PubMedQA(Source):
                 (pmid, {"PMID": pmid, **row} if isinstance(row, dict) else row, f"{path.name} key {pmid}")
                 for pmid, row in data.items()
             )
-        else:
+        else:  # another format, or the Hub copy's records as a list or a line each
             records = super().read_native(path, split)
         yield from records
 

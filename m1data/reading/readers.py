@@ -273,17 +273,25 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
         raise
 
 
+class JsonLinesFile(MalformedFile):
+    """A file read as one JSON value holds one value per line. Readers of records read it as
+    JSON Lines (`read_records`); readers of one document (PubMedQA's) stop with the hint."""
+
+
 def read_json(path: str | Path) -> Any:
     """One JSON value. A .json that holds one value per line (what `Dataset.to_json` writes by
-    default) is an error that says so: read as JSON it is "Extra data" on line 2, which does
-    not tell the user the file is fine under the name .jsonl."""
+    default) raises JsonLinesFile, which says so: read as JSON it is "Extra data" on line 2,
+    which does not tell the user the file is fine under the name .jsonl."""
     path = check_file(path)
     content = decode(path, read_bytes(path))
     try:
         return json.loads(content, object_pairs_hook=unique_keys)
     except json.JSONDecodeError as err:
-        hint = "; this looks like JSON Lines (one value per line): name it .jsonl" if _json_lines(content, err) else ""
-        raise MalformedFile(path, err.lineno, f"invalid JSON ({err.msg} at column {err.colno}){hint}") from None
+        problem = f"invalid JSON ({err.msg} at column {err.colno})"
+        if _json_lines(content, err):
+            raise JsonLinesFile(path, err.lineno, f"{problem}; this looks like JSON Lines (one value per line): "
+                                                  "name it .jsonl") from None
+        raise MalformedFile(path, err.lineno, problem) from None
     except DuplicateKey as err:
         raise MalformedFile(path, None, _duplicate_key_problem(err)) from None
 
@@ -469,25 +477,57 @@ def read_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     suffix = record_format(path)
     if suffix == ".parquet" and path.suffix.lower() in COMPRESSED:
         raise MalformedFile(path, None, "a parquet file compresses its own columns; give it uncompressed")
-    if suffix == ".jsonl":
+    if suffix == ".jsonl" and _first_char(path) != "[":
         yield from read_jsonl(path)
     elif suffix == ".parquet":
         yield from read_parquet(path)
     elif suffix in (".csv", ".tsv"):
         yield from read_csv(path)
-    elif suffix == ".json":
-        data = read_json(path)
-        if isinstance(data, dict):
-            data = _held_records(data)
-        if not isinstance(data, list):
-            raise MalformedFile(path, None, "expected a JSON list of objects, or an object holding one")
-        for number, obj in enumerate(data, start=1):
-            if not isinstance(obj, dict):
-                raise MalformedFile(path, None, f"item {number} is not an object")
-            yield number, obj
+    elif suffix in (".json", ".jsonl"):
+        yield from _json_records(path)
     else:
         raise MalformedFile(path, None, f"unsupported file type {suffix or path.suffix!r} (use .jsonl, .json, .csv, "
                                         ".tsv or .parquet, all but parquet also as .gz, .bz2, .xz or .zst)")
+
+
+def read_json_or_lines(path: Path) -> Any:
+    """The one JSON value a .json file holds, or None when it holds one value a line (JSON Lines,
+    `read_jsonl` reads it): what a reader that also takes records needs to know."""
+    try:
+        return read_json(path)
+    except JsonLinesFile:
+        return None
+
+
+def _json_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The records of a JSON file, whichever of the two forms its content has: one value (a list
+    of objects, or an object holding them, `_held_records`), or one object a line. Why not by
+    name: `Dataset.to_json("x.json")` writes JSON Lines, and `json.dump(rows, open("x.jsonl"))` a
+    list; `datasets` reads both as rows, and m1data stopped on each ("name it .jsonl", "invalid
+    JSON at column 2")."""
+    data = read_json_or_lines(path)
+    if data is None:
+        yield from read_jsonl(path)
+        return
+    if isinstance(data, dict):
+        data = _held_records(data)
+    if not isinstance(data, list):  # one object alone may be a row or hold them: not guessed
+        raise MalformedFile(path, None, "expected a JSON list of objects, or an object holding one (a file of "
+                                        "one row: write it in a list, or name it .jsonl)")
+    for number, obj in enumerate(data, start=1):
+        if not isinstance(obj, dict):
+            raise MalformedFile(path, None, f"item {number} is not an object")
+        yield number, obj
+
+
+def _first_char(path: Path) -> str:
+    """The first character of a text file that is not white space ("" for none): "[" opens a JSON
+    list, which no JSON Lines record starts with."""
+    with _decompressing(path), open_text(path) as handle:
+        while chunk := handle.read(4096):
+            if stripped := chunk.lstrip():
+                return stripped[0]
+    return ""
 
 
 class HubUnreachable(M1DataError, ValueError):
@@ -1303,8 +1343,10 @@ __all__ = [
     "other_process_alive",
     "parquet_dataset",
     "read_csv",
+    "JsonLinesFile",
     "pandas_records",
     "read_json",
+    "read_json_or_lines",
     "read_jsonl",
     "read_parquet",
     "read_records",

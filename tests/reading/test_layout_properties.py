@@ -1,7 +1,7 @@
 """Generated files, every door: the layouts and values users bring, read the same way everywhere.
 
 Hypothesis writes a file of questions in one of the layouts users bring (JSON Lines, a JSON list or
-an object holding it or a pandas frame's `to_json` in any orient, CSV (cut by commas, semicolons or tabs) or TSV with or without a byte order
+an object holding it or a pandas frame's `to_json` in any orient, each under either name, CSV (cut by commas, semicolons or tabs) or TSV with or without a byte order
 mark, parquet, a `save_to_disk` folder; options as a list, a dict or a struct keyed by letters
 (either case) or numbers from 0 or 1, the labels beside the texts (ARC's {"label": [...], "text":
 [...]}, BigBio's [{"key": "A", "value": ...}]), one text of them after their labels ("A. x" a line
@@ -149,8 +149,11 @@ def files(draw):
     layout = {"style": style, "kind": kind, "container": container, "shape": shape, "names": names, "tell": tell,
               "bom": draw(st.booleans()), "question": draw(st.sampled_from(["question", "Question", "stem"])),
               "answer": draw(st.sampled_from(["answer", "answer_idx", "label", "Correct"])),
-              # a .json's rows: a list, in {"version": ..., "data": [...]}, or as pandas' to_json writes a frame
-              "json": draw(st.sampled_from(["list", "wrapped", "columns", "index", "split"])),
+              # a .json's rows: a list, in {"version": ..., "data": [...]}, as pandas' to_json writes a frame, or
+              # a line each (`Dataset.to_json`; of two rows or more: one object alone in a .json is refused,
+              # a row or a holder of rows); a .jsonl's a line each or a list (`json.dump`)
+              "json": draw(st.sampled_from(["list", "wrapped", "columns", "index", "split"] + ["lines"] * (len(rows) > 1)
+                                           if container == "json" else ["lines", "lines", "list"])),
               # shape "listed": the options in one text after their labels, a line each or "(A) x (B) y"
               "label": draw(st.sampled_from(["A. ", "(A) ", "A) ", "A: ", "a) ", "(A) one line"])),
               # shape "dict": the keys; "labels" and "keyed": the labels beside the texts
@@ -158,6 +161,8 @@ def files(draw):
               "delimiter": draw(st.sampled_from([",", ",", ";", "\t"])),  # a .csv's; Excel's is ";" in some locales
               "shards": 1 if container == "saved" else draw(st.integers(1, min(3, len(rows)))),
               "compress": "" if container in ("parquet", "saved") else draw(st.sampled_from(["", "", ".gz", ".bz2", ".xz", ".zst"]))}
+    if container == "json" and layout["json"] == "lines":
+        layout["shards"] = 1  # a shard of one row would be one object alone
     return rows, layout
 
 
@@ -215,11 +220,11 @@ def write(rows: list[Row], layout: dict, folder: Path, recs: list[dict] | None =
     recs = records(rows, layout) if recs is None else recs
     path = folder / f"{name}.{layout['container']}"
     container = layout["container"]
-    if container == "jsonl":
-        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs), encoding="utf-8")
-    elif container == "json":
-        held = json_held(recs, layout.get("json", "list"))
-        path.write_text(json.dumps(held, ensure_ascii=False, indent=1), encoding="utf-8")
+    if container in ("json", "jsonl"):
+        form = layout.get("json", "lines" if container == "jsonl" else "list")
+        text = ("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs) if form == "lines"
+                else json.dumps(json_held(recs, form), ensure_ascii=False, indent=1))
+        path.write_text(text, encoding="utf-8")
     elif container in ("csv", "tsv"):
         columns = list(dict.fromkeys(c for r in recs for c in r))
         out = io.StringIO()

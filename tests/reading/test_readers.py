@@ -444,3 +444,30 @@ def test_an_object_of_objects_is_read_as_a_frame_only_when_its_index_tells_which
     path.write_text(json.dumps({"a": row, "b": row}), encoding="utf-8")
     with pytest.raises(MalformedFile, match="expected a JSON list of objects"):
         list(load_source("mine", path).rows)
+
+
+def test_what_datasets_and_json_dump_write_reads_whatever_the_name(shared_data, tmp_path):
+    """`Dataset.to_json("x.json")` writes one object a line, and `json.dump(rows, f)` into an
+    `x.jsonl` one list: `datasets` reads both as rows, m1data stopped on each ("name it .jsonl";
+    "invalid JSON at column 2"). Real MedQA rows read as the plain JSON Lines file, at both doors."""
+    import datasets
+
+    from m1data.reading.evalsets import load_eval_file
+
+    plain = shared_data / "raw/medqa/US_test_5_options.jsonl"
+    records = [json.loads(line) for line in plain.read_text(encoding="utf-8").splitlines()][:150]
+    lines = tmp_path / "medqa.jsonl"
+    lines.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    exported = tmp_path / "exported.json"
+    datasets.Dataset.from_list(records).to_json(str(exported))
+    dumped = tmp_path / "dumped.jsonl"
+    dumped.write_text(json.dumps(records, indent=2), encoding="utf-8")
+    want = load_source("mine", lines).rows.to_list()
+    (want_eval,) = load_eval_file(lines, name="x").values()
+    for path in (exported, dumped):
+        assert [r["question"] for r in load_source("mine", path).rows.to_list()] == [r["question"] for r in want]
+        assert [(r["options"], r["answer_idx"]) for r in load_source("mine", path).rows.to_list()] == [
+            (r["options"], r["answer_idx"]) for r in want]
+        (got,) = load_eval_file(path, name="x").values()
+        assert [(r["question"], r["answer_text"]) for r in got.rows.to_list()] == [
+            (r["question"], r["answer_text"]) for r in want_eval.rows.to_list()]

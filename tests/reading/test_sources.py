@@ -346,14 +346,16 @@ def test_headqa_hub_records_as_a_json_list(tmp_path):
     assert set(result.rows["answer_text"]) == {"Beta"}
 
 
-def test_json_lines_named_json_says_so(tmp_path):
-    """`Dataset.to_json` writes JSON Lines, whatever the file is called."""
+def test_json_lines_named_json_reads_as_json_lines(tmp_path):
+    """`Dataset.to_json` writes JSON Lines, whatever the file is called: read as the .jsonl it is
+    (it stopped with "name it .jsonl"), and a JSON list named .jsonl as the list."""
     path = tmp_path / "headqa.json"
     path.write_text("".join(json.dumps(r) + "\n" for r in _headqa_hub_records()))
-    with pytest.raises(MalformedFile, match=r"headqa.json:2: .*looks like JSON Lines .*name it .jsonl"):
-        load_source("headqa", path)
-    renamed = path.rename(tmp_path / "headqa.jsonl")
-    assert len(load_source("headqa", renamed).rows) == 3
+    lines = load_source("headqa", path).rows.to_list()
+    assert len(lines) == 3 and lines == load_source("headqa", path.rename(tmp_path / "headqa.jsonl")).rows.to_list()
+    listed = tmp_path / "list.jsonl"
+    listed.write_text(json.dumps(_headqa_hub_records(), indent=1))
+    assert load_source("headqa", listed).rows["question"] == [r["question"] for r in lines]
 
 
 def test_headqa_hub_correct_answer_must_be_the_correct_option(tmp_path):
