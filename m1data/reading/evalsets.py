@@ -132,6 +132,11 @@ def question_stem(question: str, options: list[str]) -> str:
     return _strip_option_lines(question, options)
 
 
+# "Options:" / "Answer choices:" before a list of options, or the word alone on its line; not a
+# question's own last word ("... the best treatment options\nA. x": "options" is the stem's)
+OPTIONS_HEADING = r"(?:(?:answer\s+)?(?:choices|options)\s*:|(?<=\n)[ \t]*(?:answer\s+)?(?:choices|options)[ \t]*(?=\r?\n))"
+
+
 def _strip_option_lines(question: str, options: list[str]) -> str:
     """The stem without its end when that is this row's options in order, each after its letter
     ("A. x", "(A) x", "A) x", "A: x"), a line each or on one line (spacing, case and line breaks
@@ -145,7 +150,7 @@ def _strip_option_lines(question: str, options: list[str]) -> str:
         return question  # most questions: the last option's text is not at the end (cheap, before a regex)
     listed = [rf"(?:\({letter}\)|{letter}[.):])\s*" + r"\s+".join(map(re.escape, option.split()))
               for letter, option in zip(LETTERS, options)]
-    block = re.compile(r"\s(?:\s*(?:answer\s+)?(?:choices|options)\s*:?)?\s*" + r"\s+".join(listed)
+    block = re.compile(r"\s(?:\s*" + OPTIONS_HEADING + r")?\s*" + r"\s+".join(listed)
                        + r"(?:\s+(?:the\s+)?(?:correct\s+)?answer(?:\s+is)?\s*:?)?\s*\Z", re.IGNORECASE)
     match = block.search(question)
     stem = question[: match.start()].rstrip() if match else ""

@@ -24,6 +24,7 @@ from m1data.reading.evalsets import (
     load_eval_file,
     load_evals,
     make_parser,
+    question_stem,
     read_answer,
 )
 from m1data.errors import UserError
@@ -745,6 +746,18 @@ def test_option_lines_come_off_only_when_they_are_the_rows_options(stem, options
     lines[wrong] = style.format(l=LETTERS[wrong], t="other option text")  # another text: not this row's list
     altered = joiner.join([stem, *lines])
     assert make_parser()({**raw, "question": altered}).question == altered
+
+
+@pytest.mark.parametrize("stem", ["Which are the best treatment options", "0 CHOICES", "List the answer choices"])
+def test_a_stems_own_last_word_is_no_options_heading(stem):
+    """Found by a deep run of the property test above: a question's own last word "options" (or
+    "choices") before its list was taken for an "Options" heading and cut off the stem. A heading
+    ends with a colon or stands alone on its line."""
+    for joiner in ("\n", " "):
+        question = joiner.join([stem, "A. x", "B. y"])
+        assert question_stem(question, ["x", "y"]) == stem
+    assert question_stem(f"{stem}?\nOptions\nA. x\nB. y", ["x", "y"]) == f"{stem}?"
+    assert question_stem(f"{stem}? Answer choices: A. x B. y", ["x", "y"]) == f"{stem}?"
 
 
 def test_an_lm_eval_style_mmlu_file_catches_every_copy(shared_data, tmp_path):
