@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import bz2
+import codecs
 import contextlib
 import csv
 import glob
@@ -477,7 +478,7 @@ def read_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     suffix = record_format(path)
     if suffix == ".parquet" and path.suffix.lower() in COMPRESSED:
         raise MalformedFile(path, None, "a parquet file compresses its own columns; give it uncompressed")
-    if suffix == ".jsonl" and _first_char(path) != "[":
+    if suffix == ".jsonl" and not _opens_a_list(path):
         yield from read_jsonl(path)
     elif suffix == ".parquet":
         yield from read_parquet(path)
@@ -520,14 +521,13 @@ def _json_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         yield number, obj
 
 
-def _first_char(path: Path) -> str:
-    """The first character of a text file that is not white space ("" for none): "[" opens a JSON
-    list, which no JSON Lines record starts with."""
-    with _decompressing(path), open_text(path) as handle:
-        while chunk := handle.read(4096):
-            if stripped := chunk.lstrip():
-                return stripped[0]
-    return ""
+def _opens_a_list(path: Path) -> bool:
+    """Whether a file's first byte that is not white space (after a UTF-8 byte order mark) is "[",
+    which opens a JSON list and no JSON Lines record. Bytes, not text: a file that is no UTF-8
+    must reach the reader that says so, line and byte."""
+    with _decompressing(path), _opener(path)(path, "rb") as handle:
+        head = handle.read(1 << 16)
+    return head.removeprefix(codecs.BOM_UTF8).lstrip().startswith(b"[")
 
 
 class HubUnreachable(M1DataError, ValueError):
