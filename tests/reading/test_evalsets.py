@@ -630,6 +630,11 @@ def test_keys_written_as_letter_and_text_read_like_the_letters(shared_data, tmp_
     assert set(evals.unscored["question"]) == broken and len(evals.targets()) == len(raws)
 
 
+def _read_as(result) -> list[tuple]:
+    """What a load read, whatever order the file's rows and options came in: (question, answer, options)."""
+    return sorted(zip(result.rows["question"], result.rows["answer_text"], map(sorted, result.rows["options"])))
+
+
 def test_options_written_as_one_text_and_keys_after_an_answer_word_read_as_the_file(shared_data, tmp_path):
     """Exports of MedQA keep a question's options as one text after their labels ("A. x" a line
     each, or "(A) x (B) y") and a grader's key as "Answer: C"; every row of such a file was dropped
@@ -656,12 +661,11 @@ def test_options_written_as_one_text_and_keys_after_an_answer_word_read_as_the_f
     mine.write_text("".join(json.dumps(r) + "\n" for r in [*written, cut]))
 
     expected = load_source("mine", plain)
-    wanted = sorted(zip(expected.rows["question"], expected.rows["answer_text"], map(sorted, expected.rows["options"])))
+    wanted = _read_as(expected)
     source = load_source("mine", mine, mapping={"options": "options", "answer": "answer"})
     evals = load_eval_file(mine, None, name="mine")["mine"]
     for result in (source, evals):
-        got = sorted(zip(result.rows["question"], result.rows["answer_text"], map(sorted, result.rows["options"])))
-        assert got == wanted
+        assert _read_as(result) == wanted
         assert result.reasons() == {"bad_options": 1}
 
 
@@ -687,12 +691,11 @@ def test_options_labelled_as_the_hubs_usual_layouts_write_them_read_as_the_file(
     mine.write_text("".join(json.dumps(r) + "\n" for r in written))
 
     expected = load_source("mine", plain)
-    wanted = sorted(zip(expected.rows["question"], expected.rows["answer_text"], map(sorted, expected.rows["options"])))
+    wanted = _read_as(expected)
     source = load_source("mine", mine, mapping={"options": "choices", "answer": "answerKey"})
     evals = load_eval_file(mine, name="mine")["mine"]
     for result in (source, evals):
-        got = sorted(zip(result.rows["question"], result.rows["answer_text"], map(sorted, result.rows["options"])))
-        assert got == wanted and not result.reasons()
+        assert _read_as(result) == wanted and not result.reasons()
 
 
 # --- options written into the question as lines ---------------------------------------------------
