@@ -411,17 +411,34 @@ def read_parquet(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
 def read_saved(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Rows of a `Dataset.save_to_disk` folder (`saved_dataset`), numbered from 1 and a batch at a
     time as `read_parquet` gives a parquet file's (decoded features, an Image, through `datasets`)."""
-    from datasets.features.features import require_decoding
-
     try:
         saved = datasets.load_from_disk(str(path))
     except Exception as err:  # noqa: BLE001 - datasets raises several unrelated types for a bad folder
         raise MalformedFile(path, None, f"unreadable datasets folder ({err})") from None
-    if any(require_decoding(feature) for feature in saved.features.values()):
-        yield from enumerate(saved, start=1)
+    yield from _dataset_records(saved)
+
+
+def read_arrow(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Rows of one `.arrow` file as `datasets` writes them (its cache's `medmcqa-train.arrow`, a
+    `save_to_disk` shard), numbered from 1. Only a file named alone: a folder's .arrow files are
+    not gathered (`source_files`), since a cache folder holds every split's side by side."""
+    try:
+        table = datasets.Dataset.from_file(str(path))
+    except Exception as err:  # noqa: BLE001 - pyarrow raises several unrelated types for a bad file
+        raise MalformedFile(path, None, f"unreadable arrow file ({err})") from None
+    yield from _dataset_records(table)
+
+
+def _dataset_records(dataset: datasets.Dataset) -> Iterator[tuple[int, dict[str, Any]]]:
+    """A Dataset's rows numbered from 1, a batch at a time (decoded through `datasets` where a
+    feature needs it, an Image)."""
+    from datasets.features.features import require_decoding
+
+    if any(require_decoding(feature) for feature in dataset.features.values()):
+        yield from enumerate(dataset, start=1)
         return
     line = 0
-    for batch in saved.with_format("arrow").iter(batch_size=PARQUET_BATCH_ROWS):
+    for batch in dataset.with_format("arrow").iter(batch_size=PARQUET_BATCH_ROWS):
         for record in batch.to_pylist():
             line += 1
             yield line, record
@@ -486,9 +503,12 @@ def read_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
         yield from read_csv(path)
     elif suffix in (".json", ".jsonl"):
         yield from _json_records(path)
+    elif suffix == ".arrow" and path.suffix.lower() == ".arrow":
+        yield from read_arrow(path)
     else:
         raise MalformedFile(path, None, f"unsupported file type {suffix or path.suffix!r} (use .jsonl, .json, .csv, "
-                                        ".tsv or .parquet, all but parquet also as .gz, .bz2, .xz or .zst)")
+                                        ".tsv or .parquet, all but parquet also as .gz, .bz2, .xz or .zst; "
+                                        "or a .arrow file `datasets` wrote)")
 
 
 def read_json_or_lines(path: Path) -> Any:

@@ -2,7 +2,7 @@
 
 Hypothesis writes a file of questions in one of the layouts users bring (JSON Lines, a JSON list or
 an object holding it or a pandas frame's `to_json` in any orient, each under either name, CSV (cut by commas, semicolons or tabs) or TSV with or without a byte order
-mark, parquet, a `save_to_disk` folder; options as a list, a dict or a struct keyed by letters
+mark, parquet, a `save_to_disk` folder or one `.arrow` file of `datasets`; options as a list, a dict or a struct keyed by letters
 (either case) or numbers from 0 or 1, the labels beside the texts (ARC's {"label": [...], "text":
 [...]}, BigBio's [{"key": "A", "value": ...}]), one text of them after their labels ("A. x" a line
 each, "(A) x (B) y"), or one column each under any of the usual names; answer keys as letters "B", "b", "(B)", "B.", "Answer: B", "Option b", 0- or
@@ -103,7 +103,7 @@ def key_forms(kind: str, options: list[str], index: int, container: str) -> st.S
                                 f"Answer: {letter}", f"Option {letter.lower()}", f"The correct answer is ({letter})"])
     if kind in ("index0", "index1"):
         number = index + (kind == "index1")
-        forms = [number, str(number)] + ([float(number)] if container in ("jsonl", "json", "parquet", "saved") else [])
+        forms = [number, str(number)] + ([float(number)] if container in ("jsonl", "json", "parquet", "saved", "arrow") else [])
         return st.sampled_from(forms)
     text = options[index].strip()
     forms = [text, f"  {text} ", text.replace(" ", "  "),  # and with the option's letter, as exports write them
@@ -118,7 +118,7 @@ def files(draw):
     """(rows, layout): a file's questions and how it writes them."""
     style = draw(st.sampled_from(["words", "numbers", "unicode", "long"]))
     kind = draw(st.sampled_from(["letter", "index0", "index1", "text"]))
-    container = draw(st.sampled_from(["jsonl", "json", "csv", "tsv", "parquet", "saved"]))
+    container = draw(st.sampled_from(["jsonl", "json", "csv", "tsv", "parquet", "saved", "arrow"]))
     shape = draw(st.sampled_from(["list", "dict", "columns", "listed", "labels", "keyed"]))
     names = draw(st.sampled_from(sorted(OPTION_COLUMNS)))
     tell = draw(st.booleans())
@@ -159,8 +159,8 @@ def files(draw):
               # shape "dict": the keys; "labels" and "keyed": the labels beside the texts
               "keys": draw(st.sampled_from(["A", "A", "a", "1", "0"])),
               "delimiter": draw(st.sampled_from([",", ",", ";", "\t"])),  # a .csv's; Excel's is ";" in some locales
-              "shards": 1 if container == "saved" else draw(st.integers(1, min(3, len(rows)))),
-              "compress": "" if container in ("parquet", "saved") else draw(st.sampled_from(["", "", ".gz", ".bz2", ".xz", ".zst"]))}
+              "shards": 1 if container in ("saved", "arrow") else draw(st.integers(1, min(3, len(rows)))),
+              "compress": "" if container in ("parquet", "saved", "arrow") else draw(st.sampled_from(["", "", ".gz", ".bz2", ".xz", ".zst"]))}
     if container == "json" and layout["json"] == "lines":
         layout["shards"] = 1  # a shard of one row would be one object alone
     return rows, layout
@@ -237,6 +237,10 @@ def write(rows: list[Row], layout: dict, folder: Path, recs: list[dict] | None =
         import datasets
 
         datasets.Dataset(pa.Table.from_pylist(_one_key_type(recs, layout))).save_to_disk(str(path))
+    elif container == "arrow":  # one file as `datasets` writes its cache: an Arrow stream
+        table = pa.Table.from_pylist(_one_key_type(recs, layout))
+        with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
     else:
         import pyarrow.parquet as pq
 

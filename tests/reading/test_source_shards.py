@@ -250,3 +250,8 @@ def test_a_save_to_disk_folder_reads_as_its_rows_at_every_door(shared_data, tmp_
     result = CliRunner().invoke(app, ["load", "medqa", "--path", str(tmp_path / "pool"), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert read_rows(out)["id"] == whole.rows["id"]
+    # one of its .arrow files alone (as a `datasets` cache keeps `medqa-test.arrow`) reads as the rows too
+    (shard,) = (tmp_path / "pool").glob("*.arrow")
+    assert load_source("medqa", shard).rows.to_list() == whole.rows.to_list()
+    assert load_source("mine", shard, mapping=MEDQA_MAPPING).rows["answer_text"] == whole.rows["answer_text"]
+    assert sorted(load_eval("medqa_test", shard).rows["question"]) == sorted(whole.rows["question"])
