@@ -288,6 +288,16 @@ def answer_kinds(value: Any, options: list[str], written: list[str] | None = Non
     return kinds
 
 
+def answer_readings(value: Any, options: list[str], written: list[str] | None = None) -> dict[str, int | None]:
+    """`answer_kinds` with the option each kind reads the key as, where more than one kind fits
+    (None where one alone does: nothing to compare). What `decide_answer_kind` needs to tell a
+    file whose readings differ from one whose readings all name the same option."""
+    kinds = answer_kinds(value, options, written)
+    if len(kinds) < 2:
+        return dict.fromkeys(kinds)
+    return {kind: _index_as(value, options, kind, written) for kind in kinds}
+
+
 def _key_text(value: Any) -> str | None:
     """An answer key as the text it compares as: a whole float as its integer (2.0 -> "2", see
     `whole_number`); None for what cannot be a key (a bool, a list, None)."""
@@ -344,19 +354,23 @@ def _check_labelled_key(value: Any, options: list[str]) -> None:
 _KIND_WORDS = {"text": "text", "letter": "letter", "index0": "0-based index", "index1": "1-based index"}
 
 
-def decide_answer_kind(evidence: list[set[str]], column: str) -> tuple[str | None, str]:
-    """(kind, problem) for a whole file, from each row's `answer_kinds`: one reading for every row.
+def decide_answer_kind(evidence: list[dict[str, int | None]], column: str) -> tuple[str | None, str]:
+    """(kind, problem) for a whole file, from each row's `answer_readings`: one reading for every row.
 
     The kind is the only one every row's key fits (rows whose key fits no kind are bad anyway
     and do not vote). A 0- or 1-based index is told apart like MedMCQA's `cop`: a 0 shows 0-based,
     a key equal to the option count 1-based. Where no kind fits every row (mixed), or more than one
-    does (no 0 and no top index; numeric or single-letter option texts), the file cannot tell and
-    a guess would be silently wrong on every row: `problem` says so and asks for `answer_kind`.
-    Since the true kind fits every row, a kind decided here is the true one."""
+    does (no 0 and no top index; numeric or single-letter option texts) and they name another
+    option on some row, the file cannot tell and a guess would be silently wrong on every row:
+    `problem` says so and asks for `answer_kind`. Since the true kind fits every row, a kind
+    decided here is the true one, or one that reads every row as the true one does (options
+    written "Option A", "Option B" keyed "Option B": as text and as "Option B", a letter key)."""
     voting = [kinds for kinds in evidence if kinds]
     if not voting:
         return None, ""
     fits = set(ANSWER_KINDS).intersection(*voting)
+    if len(fits) > 1 and all(len({readings[kind] for kind in fits}) == 1 for readings in voting):
+        return next(kind for kind in ANSWER_KINDS if kind in fits), ""  # every reading names the same option
     ask = (f"say which with answer_kind={'|'.join(ANSWER_KINDS)} in the file's mapping (`--mapping answer_kind=text` "
            "on `m1data load` or `m1data load-eval`, `--eval-mapping NAME:answer_kind=text` on `m1data decontaminate` "
            "or `m1data infer`, `mapping: {answer_kind: text}` under its source or eval entry in a build config)")
@@ -448,17 +462,18 @@ class QuestionReader:
             raise RowError("missing_field", f"no answer ({column or 'no answer column'})")
         return raw[column], column
 
-    def kinds(self, raw: Any) -> set[str]:
-        """The answer kinds this record's key fits (empty for a record that cannot vote)."""
+    def kinds(self, raw: Any) -> dict[str, int | None]:
+        """The answer kinds this record's key fits, with their readings (`answer_readings`;
+        empty for a record that cannot vote)."""
         try:
             found = self.fields(raw)
         except RowError:
-            return set()
+            return {}
         if found.answer is None:  # no options or no key read
-            return set()
+            return {}
         if self.mapping.answer is None and _gpqa_layout(raw, self.mapping.options):
-            return {"index0"}
-        return answer_kinds(found.answer, found.options, found.written)
+            return {"index0": None}
+        return answer_readings(found.answer, found.options, found.written)
 
     def for_records(self, raws: list[Any]) -> QuestionReader:
         """This reader with the answer column and kind decided from all of `raws` (unless the
@@ -491,7 +506,7 @@ class QuestionReader:
             raise RowError("ambiguous_answer_kind", self.problem)
         kind = self.kind or self.mapping.answer_kind
         if kind is None:  # a single record: decide from it alone
-            kind, problem = decide_answer_kind([answer_kinds(found.answer, found.options, found.written)],
+            kind, problem = decide_answer_kind([answer_readings(found.answer, found.options, found.written)],
                                                found.answer_column or "answer")
             if problem:
                 raise RowError("ambiguous_answer_kind", problem)
@@ -1228,6 +1243,7 @@ __all__ = [
     "QuestionReader",
     "UnmatchedEvalWarning",
     "answer_kinds",
+    "answer_readings",
     "answer_skew",
     "column_mapping",
     "decide_answer_kind",

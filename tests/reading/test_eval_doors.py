@@ -303,6 +303,24 @@ def test_numeric_key_reproduction(tmp_path):
     assert load_source("numq", path, mapping={**mapping, "answer_kind": "text"}).rows[0]["answer_text"] == "2"
 
 
+def test_keys_whose_every_reading_names_the_same_option_are_read(tmp_path):
+    """Options written "Option A", "Option B" keyed by their text read as text and as a letter key
+    ("Option B", as exports write letters), and single-letter options in letter order keyed "C"
+    as text and as a letter: every reading names the same option on every row, so the file is read
+    (it stopped asking for answer_kind). Where one row's readings differ, it still stops."""
+    mapping = {"question": "q", "options": ["o1", "o2", "o3", "o4"], "answer": "key", "id": "id"}
+    for options, keys in ((["Option A", "Option B", "Option C", "Option D"], ["Option B", "Option D"]),
+                          (["A", "B", "C", "D"], ["C", "a"])):
+        path = tmp_path / "same.csv"
+        path.write_text("id,q,o1,o2,o3,o4,key\n" + "".join(
+            f"r{i},Q{i}?,{','.join(options)},{key}\n" for i, key in enumerate(keys)))
+        result = load_source("same", path, mapping=mapping)
+        assert result.rows["answer_text"] == [options["ABCD".index(k[-1].upper())] for k in keys]
+    path.write_text("id,q,o1,o2,o3,o4,key\nr0,Q?,B,A,C,D,B\n")  # as text option 1, as a letter option 2
+    with pytest.raises(MalformedFile, match="answer_kind="):
+        load_source("same", path, mapping=mapping)
+
+
 def test_one_based_keys_are_read_one_based(tmp_path):
     """A 4 among four options shows the keys count from 1: every row read that way."""
     path = tmp_path / "one.csv"
