@@ -734,12 +734,13 @@ def test_ray_loads_generated_layouts_like_the_local_runner(generated, ray_cluste
 
 
 def test_a_problem_with_a_source_file_on_ray_is_the_same_one_line_error(ray_cluster, executor, tmp_path):
-    """A source read in a Ray task that stops (here: an answer column that reads two ways) raises
-    the same error, with the same one-line message, as the local runner. It came to the driver as
-    Ray's UnserializableException (MalformedFile could not be unpickled), then as a RayTaskError
-    whose message was the worker's traceback."""
+    """A source read in a Ray task that stops (here: an answer column that reads two ways, 0 being
+    option 1 as text and option 0 as an index) raises the same error, with the same one-line
+    message, as the local runner. It came to the driver as Ray's UnserializableException
+    (MalformedFile could not be unpickled), then as a RayTaskError whose message was the worker's
+    traceback."""
     path = tmp_path / "qs.jsonl"
-    path.write_text(json.dumps({"question": "Q0: plain", "options": ["0", "1"], "answer": 0}) + "\n",
+    path.write_text(json.dumps({"question": "Q0: plain", "options": ["1", "0"], "answer": 0}) + "\n",
                     encoding="utf-8")
     config = LoadConfig(sources={name: {"path": str(path), "licence": "MIT",
                                         "mapping": {"question": "question", "options": "options", "answer": "answer"}}
