@@ -161,6 +161,10 @@ def source_files(path: str | Path, split: str | None = None, *,
         return source_files(_saved_split(path, split, choose), split)
     if saved_dataset(path):
         return [path]
+    arrows = sorted(p.name for p in path.iterdir() if p.suffix.lower() == ".arrow" and p.is_file())
+    if arrows:  # its dataset_info.json was read as the rows, and refused as no list of objects
+        raise MalformedFile(path, None, f"holds .arrow files ({', '.join(arrows[:3])}{', ...' if len(arrows) > 3 else ''})"
+                                        ", as a `datasets` cache folder does, a split's each: give the one to read")
     files = sorted(p for p in path.iterdir()
                    if p.is_file() and not p.name.startswith(".") and record_format(p) in RECORD_SUFFIXES)
     if not files:

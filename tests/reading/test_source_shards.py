@@ -255,3 +255,11 @@ def test_a_save_to_disk_folder_reads_as_its_rows_at_every_door(shared_data, tmp_
     assert load_source("medqa", shard).rows.to_list() == whole.rows.to_list()
     assert load_source("mine", shard, mapping=MEDQA_MAPPING).rows["answer_text"] == whole.rows["answer_text"]
     assert sorted(load_eval("medqa_test", shard).rows["question"]) == sorted(whole.rows["question"])
+    cache = tmp_path / "cache"  # a `datasets` cache folder: every split's .arrow beside dataset_info.json
+    cache.mkdir()
+    for name in ("medqa-train.arrow", "medqa-test.arrow", "dataset_info.json"):
+        (cache / name).write_bytes(shard.read_bytes() if name.endswith(".arrow") else b"{}")
+    with pytest.raises(MalformedFile, match=r"holds .arrow files \(medqa-test.arrow, medqa-train.arrow\).*give the one"):
+        load_source("medqa", cache)
+    with pytest.raises(MalformedFile, match="give the one to read"):
+        load_eval("medqa_test", cache)
