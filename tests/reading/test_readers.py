@@ -507,3 +507,25 @@ def test_a_file_in_another_encoding_is_one_line_naming_it_at_every_door(shared_d
             door()
     result = CliRunner().invoke(app, ["load-eval", str(path), "--out", str(tmp_path / "out.jsonl")])
     assert result.exit_code == 2 and "not UTF-8 text" in result.output and isinstance(result.exception, SystemExit)
+
+
+def test_medmcqas_own_release_files_read_with_the_built_in_loader(shared_data, tmp_path):
+    """MedMCQA's release (`train.json`, `dev.json`) writes one object a line under the name .json:
+    `m1data load medmcqa --path dev.json` stopped ("name it .jsonl"). Real MedMCQA questions (the
+    validation ones MedAgentsBench ships) in the release's form, `cop` counting from 1, read as
+    the same rows as the .jsonl."""
+    from m1data.reading.sources import load_source
+
+    rows = [json.loads(line) for line in (shared_data / "eval/medagentsbench/medmcqa/test.jsonl").open()][:120]
+    release = "".join(json.dumps({
+        "id": f"m{i}", "question": r["question"], "opa": r["options"]["A"], "opb": r["options"]["B"],
+        "opc": r["options"]["C"], "opd": r["options"]["D"], "cop": "ABCD".index(r["answer_idx"]) + 1,
+        "choice_type": "single", "exp": None, "subject_name": "Medicine", "topic_name": None}) + "\n"
+        for i, r in enumerate(rows))
+    (tmp_path / "dev.json").write_text(release, encoding="utf-8")
+    (tmp_path / "dev.jsonl").write_text(release, encoding="utf-8")
+    got = load_source("medmcqa", tmp_path / "dev.json", cop_base=1)
+    assert got.rows.to_list() == load_source("medmcqa", tmp_path / "dev.jsonl", cop_base=1).rows.to_list()
+    distinct = [r for r in rows if len(set(r["options"].values())) == 4]  # one real row repeats an option
+    assert got.rows["answer_text"] == [r["options"][r["answer_idx"]] for r in distinct]
+    assert got.reasons() == {"duplicate_options": len(rows) - len(distinct)} == {"duplicate_options": 1}
