@@ -123,8 +123,18 @@ def _opener(path: Path) -> Callable[..., Any]:
 
 
 def open_text(path: Path) -> io.TextIOBase:
-    """`path` as UTF-8 text (a leading byte order mark dropped), decompressed by its suffix."""
-    return _opener(path)(path, "rt", encoding="utf-8-sig")
+    """`path` as UTF-8 text (a leading byte order mark dropped), decompressed by its suffix; as
+    UTF-16 where it starts with UTF-16's byte order mark (`_encoding`)."""
+    with _decompressing(path), _opener(path)(path, "rb") as handle:
+        encoding = _encoding(handle.read(2))
+    return _opener(path)(path, "rt", encoding=encoding)
+
+
+def _encoding(head: bytes) -> str:
+    """UTF-16 for text that starts with its byte order mark (Windows PowerShell's `>` and
+    `Out-File` write it: `python export.py > train.jsonl`), else UTF-8 with or without one. The
+    mark makes UTF-16 certain; no other encoding is guessed (cp1252 is refused, `decode`)."""
+    return "utf-16" if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) else "utf-8-sig"
 
 
 def read_bytes(path: Path) -> bytes:
@@ -220,11 +230,16 @@ def _file_split(path: Path) -> str | None:
 
 def decode(path: str | Path, data: bytes, first_line: int = 1) -> str:
     """UTF-8 text of `data`, without a leading byte order mark (Excel writes one into CSVs and
-    it would otherwise stick to the first question or column name). Bytes that are not UTF-8
-    are an error naming the line, so the user can find and re-save them."""
+    it would otherwise stick to the first question or column name); UTF-16 where its mark
+    says so (`_encoding`). Bytes that are not UTF-8 are an error naming the line, so the user
+    can find and re-save them."""
+    encoding = _encoding(data)
     try:
-        return data.decode("utf-8-sig")
+        return data.decode(encoding)
     except UnicodeDecodeError as err:
+        if encoding == "utf-16":  # an odd byte or a broken pair: lines are not bytes apart to count
+            raise MalformedFile(path, None, f"not UTF-16 text ({err.reason} at byte {err.start}); "
+                                            "re-save it as UTF-8") from None
         line = first_line + data.count(b"\n", 0, err.start)
         column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
         raise MalformedFile(
@@ -546,12 +561,12 @@ def _json_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def _opens_a_list(path: Path) -> bool:
-    """Whether a file's first byte that is not white space (after a UTF-8 byte order mark) is "[",
-    which opens a JSON list and no JSON Lines record. Bytes, not text: a file that is no UTF-8
-    must reach the reader that says so, line and byte."""
+    """Whether a file's first character that is not white space is "[", which opens a JSON list
+    and no JSON Lines record. Decoded leniently: a file that is no UTF-8 must reach the reader
+    that says so, line and byte."""
     with _decompressing(path), _opener(path)(path, "rb") as handle:
         head = handle.read(1 << 16)
-    return head.removeprefix(codecs.BOM_UTF8).lstrip().startswith(b"[")
+    return head.decode(_encoding(head), errors="ignore").lstrip().startswith("[")
 
 
 class HubUnreachable(M1DataError, ValueError):

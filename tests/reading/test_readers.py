@@ -474,11 +474,13 @@ def test_what_datasets_and_json_dump_write_reads_whatever_the_name(shared_data, 
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".json", ".csv", ".jsonl.gz"])
-@pytest.mark.parametrize("encoding", ["utf-16", "cp1252"])
-def test_a_file_in_another_encoding_is_one_line_naming_it_at_every_door(shared_data, tmp_path, suffix, encoding):
-    """PowerShell's `>` writes UTF-16, Excel on Windows cp1252. Real MedBullets rows (their "°"
-    and "–" are not ASCII) so encoded stop each door with the file, the place and what to do, never
-    a traceback (a UTF-16 .jsonl gave one, from the look at its first character)."""
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16", "cp1252"])
+def test_utf16_is_read_and_other_encodings_are_one_line_naming_the_file_at_every_door(shared_data, tmp_path,
+                                                                                       suffix, encoding):
+    """Windows PowerShell's `>` writes UTF-16 (with its byte order mark), Excel on Windows cp1252.
+    Real MedBullets rows (their "°" and "–" are not ASCII) in UTF-16 read as in UTF-8, at the source
+    and eval doors; in cp1252 they stop each door with the file, the place and what to do, never a
+    traceback (a UTF-16 .jsonl gave one, from this session's look at its first character)."""
     import csv as csv_module
     import gzip
 
@@ -489,22 +491,34 @@ def test_a_file_in_another_encoding_is_one_line_naming_it_at_every_door(shared_d
 
     with (shared_data / "eval/medbullets/medbullets_op4.csv").open(encoding="utf-8", newline="") as handle:
         records = list(csv_module.DictReader(handle))[:40]
-    if suffix == ".csv":
-        path = tmp_path / "mine.csv"
-        with path.open("w", encoding=encoding, errors="replace", newline="") as handle:
-            writer = csv_module.DictWriter(handle, fieldnames=list(records[0]))
-            writer.writeheader()
-            writer.writerows(records)
-    else:
-        text = (json.dumps(records, ensure_ascii=False) if suffix == ".json"
-                else "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-        data = text.encode(encoding, errors="replace")
-        path = tmp_path / f"mine{suffix}"
-        path.write_bytes(gzip.compress(data) if suffix.endswith(".gz") else data)
+
+    def written(encoding: str):
+        folder = tmp_path / encoding
+        folder.mkdir(exist_ok=True)
+        path = folder / f"mine{suffix}"
+        if suffix == ".csv":
+            with path.open("w", encoding=encoding, errors="replace", newline="") as handle:
+                writer = csv_module.DictWriter(handle, fieldnames=list(records[0]))
+                writer.writeheader()
+                writer.writerows(records)
+        else:
+            text = (json.dumps(records, ensure_ascii=False) if suffix == ".json"
+                    else "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+            data = text.encode(encoding, errors="replace")
+            path.write_bytes(gzip.compress(data) if suffix.endswith(".gz") else data)
+        return path
+
+    path, plain = written(encoding), written("utf-8")
     mapping = {"question": "question", "options": "opa+opb+opc+opd", "answer": "answer_idx"}
-    for door in (lambda: load_source("mine", path, mapping=mapping), lambda: load_eval_file(path, name="x")):
+    doors = (lambda p: load_source("mine", p, mapping=mapping).rows.to_list(),
+             lambda p: load_eval_file(p, name="x")["x"].rows.to_list())
+    if encoding != "cp1252":
+        for door in doors:
+            assert door(path) == door(plain) and len(door(path)) == 40
+        return
+    for door in doors:
         with pytest.raises(MalformedFile, match="not UTF-8 text .*re-save it as UTF-8"):
-            door()
+            door(path)
     result = CliRunner().invoke(app, ["load-eval", str(path), "--out", str(tmp_path / "out.jsonl")])
     assert result.exit_code == 2 and "not UTF-8 text" in result.output and isinstance(result.exception, SystemExit)
 
