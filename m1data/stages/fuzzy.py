@@ -111,6 +111,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import mmap
 import numbers
 from collections.abc import Callable, Iterator, Sequence
@@ -123,6 +124,8 @@ from rapidfuzz import fuzz, process
 from m1data.cores import usable_cores
 from m1data.errors import UserError
 from m1data.output import bar
+
+log = logging.getLogger(__name__)
 
 __all__ = ["BandJob", "BandRunner", "ContamMatch", "DupMatch", "EvalText", "contamination_pairs", "find_contamination",
            "find_duplicates"]
@@ -213,10 +216,29 @@ def _compiled(function: Callable) -> Callable:
     """`function` compiled by numba for this machine's CPU, on first use. It releases the GIL, so
     bands run in threads; compiled code is cached beside this file (per CPU model), so only the
     first run on a machine compiles (about 2 s). numba is imported here: 0.2 s that a command
-    which never matches texts should not pay."""
+    which never matches texts should not pay.
+
+    Where numba finds no writable folder for its cache (beside this file, or under the user's
+    home: a read-only install run by a user without a home, as containers and cluster workers
+    often are), it refuses to compile at all (RuntimeError "no locator available"); the loops are
+    then compiled without a cache, in every process, and a warning says how to keep them."""
     import numba
 
-    return numba.njit(nogil=True, cache=True)(function)
+    try:
+        return numba.njit(nogil=True, cache=True)(function)
+    except RuntimeError as err:
+        if "no locator available" not in str(err):
+            raise
+        _warn_no_cache()
+        return numba.njit(nogil=True)(function)
+
+
+@functools.cache
+def _warn_no_cache() -> None:
+    """Once a process: why this process compiles the loops, and how to cache them."""
+    log.warning("numba has no writable folder to cache the fuzzy matcher's compiled loops in (neither beside "
+                "m1data nor in HOME), so every process compiles them (a few seconds); set NUMBA_CACHE_DIR to a "
+                "folder of your own to keep them")
 
 
 # ---------------------------------------------------------------------------------------------

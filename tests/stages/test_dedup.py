@@ -979,3 +979,33 @@ def test_a_job_without_texts_filters_the_same_pairs_and_pickles_small() -> None:
         matched = job.match(bands)
         assert len(matched[0]) and all(np.array_equal(a, b) for a, b in zip(job.score(*filtered), matched))
         assert not any(text in pickle.dumps(light) for text in (t.encode() for t in rows if len(t) > 20))
+
+
+_NO_CACHE_FOLDER = """
+import json, logging, sys
+from numba.core import caching
+impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl   # numba 0.68 made it public
+impl._locator_classes = []   # numba finds no writable folder for its cache
+logging.basicConfig(level=logging.WARNING)
+from m1data.stages.fuzzy import find_duplicates
+rows = json.loads(sys.stdin.read())
+print(json.dumps([[m.index, m.match_index, m.score] for m in find_duplicates(rows, threshold=90.0)]))
+"""
+
+
+def test_the_matcher_runs_where_numba_has_no_cache_folder() -> None:
+    """A read-only install run by a user without a writable home (a container's or a cluster
+    worker's user) leaves numba no folder for its cache, and numba then refuses to compile with
+    caching ("no locator available"): the main job stopped in dedup with that traceback. The loops
+    compile uncached instead, with one warning. A fresh process, since compiled loops are kept
+    per process; numba's own list of cache folders emptied is exactly the state it refuses in."""
+    import subprocess
+    import sys
+
+    rows = [r for seed in range(2) for r in adversarial_corpus(seed)]
+    done = subprocess.run([sys.executable, "-c", _NO_CACHE_FOLDER], input=json.dumps(rows), capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    expected = brute_duplicates(rows, 90.0)
+    assert expected and json.loads(done.stdout) == [[m.index, m.match_index, m.score] for m in expected]
+    assert done.stderr.count("no writable folder to cache") == 1 and "NUMBA_CACHE_DIR" in done.stderr
