@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import ipaddress
 import json
 import os
 import sys
@@ -98,12 +99,31 @@ def api_key_from(variable: str) -> str | None:
 
 def sdk_client(asynchronous: bool, **settings: Any) -> Any:
     """An `openai.AsyncOpenAI` (or `openai.OpenAI`) whose HTTP client shares this process's TLS
-    context (`_tls_context`); `settings` are the SDK client's own arguments."""
+    context (`_tls_context`); `settings` are the SDK client's own arguments.
+
+    A server on this machine (`on_this_machine`) is reached directly, whatever HTTP(S)_PROXY or
+    ALL_PROXY say: a proxy is another machine, whose loopback holds no server of ours. Where a
+    machine sets a proxy for everything (as many company and university networks do) and no
+    NO_PROXY for localhost, every request to the embedded model or a local vLLM went to the proxy,
+    and the main job stopped at its first model call. Other hosts keep the environment's proxy."""
     import openai
 
     http = openai.DefaultAsyncHttpxClient if asynchronous else openai.DefaultHttpxClient
     client = openai.AsyncOpenAI if asynchronous else openai.OpenAI
-    return client(http_client=http(verify=_tls_context()), **settings)
+    direct = on_this_machine(str(settings.get("base_url") or ""))
+    return client(http_client=http(verify=_tls_context(), trust_env=not direct), **settings)
+
+
+def on_this_machine(url: str) -> bool:
+    """Whether `url`'s host is this machine: localhost (or a name under .localhost) or a loopback
+    address. Private-network addresses are not: a proxy may well be the way to them."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @functools.cache

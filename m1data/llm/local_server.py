@@ -429,9 +429,12 @@ def local_server(config: ServerConfig | None = None, log_path: str | Path | None
 
 
 def _get_json(url: str) -> dict | None:
-    """GET `url`: its JSON body on 200, else None (the standard library: the check needs no HTTP client)."""
+    """GET `url`: its JSON body on 200, else None (the standard library: the check needs no HTTP
+    client). Never through a proxy the environment names: the server is on this machine's loopback
+    (see m1data.llm.http.sdk_client)."""
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with urllib.request.urlopen(url, timeout=2.0) as response:  # noqa: S310 - our own 127.0.0.1 server
+        with direct.open(url, timeout=2.0) as response:  # our own 127.0.0.1 server
             return json.loads(response.read()) if response.status == 200 else None
     except (OSError, ValueError):  # refused, reset, timed out, 503 while loading (HTTPError is an OSError)
         return None

@@ -365,3 +365,64 @@ def test_the_required_cpu_flags_are_those_the_installed_wheel_was_built_with():
                                            check=True, timeout=120).stdout)
     needed = {_GGML_X86[name] for name in built_with} - {"pni", "ssse3"}  # every AVX CPU has SSE3 and SSSE3
     assert needed == set(PACKAGED_CPU_FLAGS)
+
+
+class _RefusingProxy:
+    """An HTTP proxy that forwards nothing: it notes the URL of each request it is asked to
+    carry and answers 502, as a company proxy answers for a host it cannot reach."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                proxy.asked.append(self.path)
+                self.send_response(502)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_POST = do_CONNECT = do_GET
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@needs_server
+def test_a_proxy_for_everything_is_not_asked_for_this_machines_servers(tmp_path, monkeypatch):
+    """Many company and university machines set HTTP(S)_PROXY for every request and no NO_PROXY
+    for localhost; the main job then stopped before its first model call ("the server ... serves
+    nothing"), its readiness check and every request sent to the proxy. A server on this
+    machine's loopback is reached directly (the check, the endpoint check and the requests);
+    any other host still goes through the proxy the environment names."""
+    from m1data.llm import HTTPConfig, HTTPEngine, complete_all
+    from m1data.llm.preflight import endpoint_problem
+    from m1data.llm.types import Request
+
+    proxy = _RefusingProxy()
+    try:
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+            monkeypatch.setenv(name, proxy.url)
+            monkeypatch.setenv(name.lower(), proxy.url)
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        with LocalServer(ServerConfig(parallel=1, ctx_size=2048), tmp_path / "s.log") as server:
+            assert endpoint_problem(server.base_url) is None
+            request = Request(model=server.model.name, messages=({"role": "user", "content": "Say hi."},),
+                              params={"max_tokens": 4, "temperature": 0.0})
+            [reply] = complete_all(HTTPEngine(HTTPConfig(base_url=server.base_url, timeout=120)), [request],
+                                   progress=False)
+            assert reply.status == "length" and reply.text and reply.completion_tokens == 4, reply  # answered
+        assert proxy.asked == []
+        assert endpoint_problem("http://192.0.2.7:9/v1") is None  # the proxy answered for it
+        assert proxy.asked == ["http://192.0.2.7:9/v1/models"]
+    finally:
+        proxy.close()
