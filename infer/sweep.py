@@ -209,9 +209,9 @@ def load_points(run_dir: str | Path, label: str | None = None) -> list[dict[str,
     relabelled with `label` when given."""
     run = Path(run_dir)
     if (run / "sweep.json").is_file():
-        points = json.loads((run / "sweep.json").read_text())
+        points = json.loads((run / "sweep.json").read_text(encoding="utf-8"))
     elif (run / "metrics.json").is_file():
-        metrics = json.loads((run / "metrics.json").read_text())
+        metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
         points = [_point(metrics, metrics.get("label") or metrics["config"]["model"])]
     else:
         raise FileNotFoundError(f"{run}: neither sweep.json (m1data infer sweep) nor metrics.json (m1data infer run)")

@@ -167,3 +167,36 @@ def test_the_readme_s_submodules_are_reached_through_the_package():
         "assert callable(m1data.jobs.run_dedup_file)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def locale_dependent_text_io(tree: ast.AST) -> list[int]:
+    """Lines that read or write text in the locale's encoding: `open(...)` in text mode,
+    `.open("w")`-style calls and `.read_text()`/`.write_text()`, with no `encoding=`."""
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or any(k.arg == "encoding" for k in node.keywords):
+            continue
+        func = node.func
+        mode = next((k.value for k in node.keywords if k.arg == "mode"), None)
+        if isinstance(func, ast.Name) and func.id == "open":
+            mode = mode or (node.args[1] if len(node.args) > 1 else ast.Constant("r"))
+        elif isinstance(func, ast.Attribute) and func.attr in ("read_text", "write_text"):
+            mode = ast.Constant("r")
+        elif isinstance(func, ast.Attribute) and func.attr == "open" and node.args:
+            mode = mode or node.args[0]
+        if isinstance(mode, ast.Constant) and isinstance(mode.value, str) and "b" not in mode.value \
+                and set(mode.value) <= set("rwaxt+"):
+            found.append(node.lineno)
+    return found
+
+
+def test_text_files_are_read_and_written_as_utf_8_whatever_the_locale():
+    """A machine's locale may be Latin-1 or ASCII (LC_ALL=C with PYTHONUTF8=0), where Python's
+    default text encoding is not UTF-8: a chat template, a prices file or a record m1data wrote
+    with a non-ASCII character was then misread or refused there. Every text file names its
+    encoding."""
+    found = {f"{path.relative_to(ROOT)}:{line}" for path in modules().values()
+             for line in locale_dependent_text_io(ast.parse(path.read_text(encoding="utf-8")))}
+    assert found == set()
+    planted = ast.parse("Path(p).read_text()\nopen(p)\nopen(p, 'rb')\nf.open('w')\nopen(p, encoding='utf-8')\n")
+    assert locale_dependent_text_io(planted) == [1, 2, 4]

@@ -101,7 +101,7 @@ class BatchState:
         if not path.exists():
             return cls(path)
         try:
-            raw = json.loads(path.read_text())
+            raw = json.loads(path.read_text(encoding="utf-8"))
             entries = [BatchEntry(**entry) for entry in raw["batches"]]
         except (ValueError, KeyError, TypeError) as err:
             raise UserError(f"{path}: not a readable batch record ({err}); it lists batches already paid for") from err

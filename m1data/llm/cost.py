@@ -184,7 +184,7 @@ class PriceTable:
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], *, keep_defaults: bool = True) -> PriceTable:
         """JSON: {"model": {"input": 0.28, "output": 0.42, "batch_discount": 0.5}}."""
-        raw = json.loads(Path(path).read_text())
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
         prices = {
             model: Price(float(entry["input"]), float(entry["output"]), float(entry.get("batch_discount", 0.0)))
             for model, entry in raw.items()

@@ -120,7 +120,7 @@ def host_cpu_flags(cpuinfo: Path | None = None) -> frozenset[str] | None:
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return None
     try:
-        text = (cpuinfo or CPUINFO).read_text(errors="replace")
+        text = (cpuinfo or CPUINFO).read_text(encoding="utf-8", errors="replace")
     except OSError:
         return None
     for line in text.splitlines():
@@ -277,7 +277,7 @@ def _exit_reason(code: int) -> str:
 
 def _log_tail(path: Path, lines: int = 25) -> str:
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
 
@@ -370,7 +370,7 @@ class LocalServer:
         if self.binary is not None:
             return _get_json(self.root_url + "/health") is not None
         try:
-            handshake = json.loads(self.ready_file.read_text())
+            handshake = json.loads(self.ready_file.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return False  # not written yet (it is renamed into place whole)
         if handshake.get("pid") != self.process.pid:  # type: ignore[union-attr]

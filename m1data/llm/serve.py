@@ -45,7 +45,7 @@ def build_params(args: argparse.Namespace):  # -> xllamacpp.CommonParams (import
     params.ui = False
     if args.chat_template:
         params.use_jinja = True
-        params.chat_template = Path(args.chat_template).read_text()
+        params.chat_template = Path(args.chat_template).read_text(encoding="utf-8")
     return params
 
 

@@ -294,7 +294,7 @@ PUBMEDQA_OPTIONS = ["yes", "no", "maybe"]
 
 def pubmedqa_test_pmids() -> frozenset[str]:
     """The official 500-PMID test split of PubMedQA (PQA-L), shipped with m1data."""
-    listing = resources.files("m1data").joinpath("data/pubmedqa_test_pmids.txt").read_text()
+    listing = resources.files("m1data").joinpath("data/pubmedqa_test_pmids.txt").read_text(encoding="utf-8")
     return frozenset(line.strip() for line in listing.splitlines() if line.strip() and not line.startswith("#"))
 
 
