@@ -140,7 +140,10 @@ class CacheError(M1DataError, ValueError):
     """A cache file SQLite cannot read: named, with what to do, instead of a bare DatabaseError."""
 
     def __init__(self, path: Path, err: sqlite3.Error):
-        if isinstance(err, sqlite3.OperationalError):
+        if _disk_full(err):
+            problem = (f"{path}: the reply cache cannot be written ({err}): free some space on its disk, then run the "
+                       "same command again (the replies it holds are kept, and only the rest are sent)")
+        elif isinstance(err, sqlite3.OperationalError):
             problem = f"{path}: the reply cache cannot be used ({err})"
         else:
             problem = (
@@ -149,6 +152,11 @@ class CacheError(M1DataError, ValueError):
             )
         super().__init__(problem)
         self.path = path
+
+
+def _disk_full(err: sqlite3.Error) -> bool:
+    """SQLite's SQLITE_FULL: the disk (or a quota) has no room for the cache's next page."""
+    return getattr(err, "sqlite_errorname", None) == "SQLITE_FULL" or "disk is full" in str(err)
 
 
 @contextlib.contextmanager

@@ -206,3 +206,22 @@ def test_a_schema_1_cache_is_migrated_once_on_open(tmp_path):
         assert len(cache) == 2
     version = sqlite3.connect(str(path)).execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()[0]
     assert version == "2"
+
+
+def test_a_full_disk_is_said_as_such_and_the_cached_replies_stay(tmp_path):
+    """SQLite's SQLITE_FULL (here made real by capping the file's pages, as a full disk caps them)
+    was "the reply cache cannot be used (database or disk is full)", which reads like a damaged
+    cache; it says to free space and run again, and what was cached is kept."""
+    import pytest
+
+    from m1data.llm.cache import CacheError
+
+    path = tmp_path / "c.sqlite"
+    with Cache(path) as cache:
+        cache.put("kept", BASE, ask(), Reply(text="an answer"))
+        pages = cache._db.execute("PRAGMA page_count").fetchone()[0]
+        cache._db.execute(f"PRAGMA max_page_count = {pages}")
+        with pytest.raises(CacheError, match="free some space on its disk, then run the same command again"):
+            cache.put("big", BASE, ask(), Reply(text="x" * 100_000))
+    with Cache(path) as cache:
+        assert {key: entry.reply.text for key, entry in cache.get_many(["kept", "big"]).items()} == {"kept": "an answer"}
