@@ -37,6 +37,7 @@ import signal
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -574,7 +575,8 @@ def _log_summary(label: str, stats: RunStats) -> None:
 
 def run_sync(engine: Engine, job: Callable[[], Awaitable[T]], name: str) -> T:
     """Run an async job of `engine` from synchronous code and release the engine's connections
-    at the end (the engine stays usable). `name` is the async call to use inside an event loop."""
+    at the end (the engine stays usable). `name` is the async call that code already inside an
+    event loop may await instead of blocking it."""
 
     async def main() -> T:
         with _terminated_by_the_loop():
@@ -587,7 +589,33 @@ def run_sync(engine: Engine, job: Callable[[], Awaitable[T]], name: str) -> T:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(main())
-    raise RuntimeError(f"this call cannot run inside an event loop; use `await {name}(...)`")
+    return _in_a_loop_of_its_own(main)
+
+
+def _in_a_loop_of_its_own(main: Callable[[], Awaitable[T]]) -> T:
+    """`asyncio.run(main())` for a caller whose thread already runs an event loop, as a Jupyter
+    cell's does: asyncio allows one loop a thread, so `m1data.build`, `infer_run` and every other
+    job that calls a model stopped there with "cannot run inside an event loop". The job runs in a
+    new loop on a thread of its own while the caller waits, as for any blocking call. An interrupt
+    of the wait (Ctrl-C, a notebook's stop button) cancels the job as it would in the caller's
+    thread, waits for it to stop (the replies already received are cached), and is raised."""
+    started: list[tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]]] = []
+
+    async def tracked() -> T:
+        started.append((asyncio.get_running_loop(), asyncio.current_task()))  # type: ignore[arg-type]
+        return await main()
+
+    with ThreadPoolExecutor(1, thread_name_prefix="m1data-job") as pool:
+        done = pool.submit(asyncio.run, tracked())
+        try:
+            return done.result()
+        except KeyboardInterrupt:
+            for loop, task in started:
+                with contextlib.suppress(RuntimeError):  # the loop has already closed: the job ended
+                    loop.call_soon_threadsafe(task.cancel)
+            with contextlib.suppress(BaseException):
+                done.result()
+            raise
 
 
 @contextlib.contextmanager

@@ -369,11 +369,10 @@ def test_async_api_inside_a_running_loop(llm_server, engine):
 
     assert [r.text for r in asyncio.run(main())] == ["echo a", "echo b"]
 
-    async def wrong():
-        complete_all(engine, [ask("a")])
+    async def blocking():  # a notebook cell's synchronous call: runs in a loop of its own, blocking this one
+        return complete_all(engine, [ask("a")], progress=False)
 
-    with pytest.raises(RuntimeError, match="await run_requests"):
-        asyncio.run(wrong())
+    assert [r.text for r in asyncio.run(blocking())] == ["echo a"]
 
 
 def test_429s_with_retry_after_do_not_use_up_the_attempts(llm_server, engine, cache):
@@ -451,3 +450,54 @@ def test_a_cached_reply_reads_as_the_engines_split_it_today(content):
     assert cached_reply(Entry(plain, False), Request(model="m", prompt="q")) == plain
     apart = Reply(text=content, reasoning="sent apart", cached=True)
     assert cached_reply(Entry(apart, False), chat_request) == apart
+
+
+_INTERRUPTED_CELL = """
+import asyncio, json, os, signal, sys, threading
+sys.path.insert(0, sys.argv[1])
+from llm_server import ScriptedServer, reply, slow
+from m1data.llm import HTTPConfig, HTTPEngine, complete_all
+from m1data.llm.cache import Cache
+from m1data.llm.types import Request
+
+with ScriptedServer(lambda req: slow(0.4, reply(req, "A"))) as server:
+    requests = [Request(model="m", messages=({"role": "user", "content": f"q{i}"},)) for i in range(40)]
+    engine = HTTPEngine(HTTPConfig(base_url=server.base_url, timeout=30))
+
+    async def cell():  # a notebook cell: synchronous code while the kernel's loop runs
+        with Cache(sys.argv[2]) as cache:
+            complete_all(engine, requests, cache, concurrency=2, progress=False)
+
+    threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+    try:  # Python's own SIGINT handler, as in a notebook kernel (asyncio.run's defers it to the loop)
+        asyncio.new_event_loop().run_until_complete(cell())
+        outcome = "finished"
+    except KeyboardInterrupt:
+        outcome = "interrupted"
+    sent = server.count()
+    threading.Event().wait(1.5)  # a job left running would go on sending
+    with Cache(sys.argv[2]) as cache:
+        rows = cache._db.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
+    print(json.dumps({"outcome": outcome, "sent": sent, "sent_later": server.count(), "cached": rows,
+                      "threads": [t.name for t in threading.enumerate() if t.name.startswith("m1data-job")]}))
+"""
+
+
+def test_an_interrupted_job_in_a_running_event_loop_stops_and_keeps_its_replies(tmp_path):
+    """Ctrl-C (a notebook's stop button) while a job runs in a loop of its own, for a caller whose
+    thread runs one: the job is cancelled as in the caller's own thread, and nothing goes on
+    sending behind the caller's back; the replies received are cached. A process of its own,
+    since the interrupt is a real SIGINT."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = str(Path(__file__).resolve().parents[1])
+    done = subprocess.run([sys.executable, "-c", _INTERRUPTED_CELL, tests, str(tmp_path / "c.sqlite")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["outcome"] == "interrupted" and seen["threads"] == []
+    assert 0 < seen["sent"] < 40 and seen["sent_later"] == seen["sent"]
+    assert seen["cached"] >= seen["sent"] - 2  # those in flight at the interrupt may be cut off

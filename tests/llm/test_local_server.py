@@ -426,3 +426,28 @@ def test_a_proxy_for_everything_is_not_asked_for_this_machines_servers(tmp_path,
         assert proxy.asked == ["http://192.0.2.7:9/v1/models"]
     finally:
         proxy.close()
+
+
+@needs_server
+def test_a_job_called_where_an_event_loop_runs_answers_as_outside_it(tmp_path):
+    """A Jupyter cell is synchronous code run while the kernel's event loop runs: `m1data.build`,
+    `infer_run` and every job that calls a model stopped there ("this call cannot run inside an
+    event loop; use `await run_requests(...)`"). They run, with the replies they give outside."""
+    import asyncio
+
+    from m1data.llm import HTTPConfig, HTTPEngine, complete_all
+    from m1data.llm.types import Request
+
+    with LocalServer(ServerConfig(parallel=2, ctx_size=2048), tmp_path / "s.log") as server:
+        requests = [Request(model=server.model.name, messages=({"role": "user", "content": f"Count to {n}."},),
+                            params={"max_tokens": 6, "temperature": 0.0}) for n in (2, 3)]
+
+        def ask() -> list[str]:
+            engine = HTTPEngine(HTTPConfig(base_url=server.base_url, timeout=120))
+            return [reply.text for reply in complete_all(engine, requests, progress=False)]
+
+        async def cell() -> list[str]:
+            return ask()
+
+        outside = ask()
+        assert all(outside) and asyncio.run(cell()) == outside
