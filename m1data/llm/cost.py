@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from m1data.durable import write_atomic
+from m1data.errors import UserError
 from m1data.llm.params import max_output_tokens
 from m1data.llm.types import Request
 
@@ -183,12 +184,21 @@ class PriceTable:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], *, keep_defaults: bool = True) -> PriceTable:
-        """JSON: {"model": {"input": 0.28, "output": 0.42, "batch_discount": 0.5}}."""
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-        prices = {
-            model: Price(float(entry["input"]), float(entry["output"]), float(entry.get("batch_discount", 0.0)))
-            for model, entry in raw.items()
-        }
+        """JSON: {"model": {"input": 0.28, "output": 0.42, "batch_discount": 0.5}} (US dollars per
+        million tokens). UTF-8, with or without the byte order mark Windows editors write. A file
+        that is not such an object is one error naming it (it was a traceback: a missing "output",
+        a BOM)."""
+        try:
+            raw = json.loads(Path(path).read_text(encoding="utf-8-sig"))
+            prices = {
+                model: Price(float(entry["input"]), float(entry["output"]), float(entry.get("batch_discount", 0.0)))
+                for model, entry in raw.items()
+            }
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            problem = f"no {err}" if isinstance(err, KeyError) else str(err)
+            raise UserError(f"{path}: not a prices file ({problem}); it is a JSON object of models, each "
+                            '{"input": 0.28, "output": 0.42} in US dollars per million tokens, optionally with '
+                            '"batch_discount": 0.5') from None
         return cls(prices, defaults=keep_defaults)
 
     def lookup(self, model: str, endpoint: str | None = None) -> Price | None:

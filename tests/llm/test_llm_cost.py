@@ -76,6 +76,22 @@ def test_price_override_file(tmp_path):
     assert PriceTable.from_file(path, keep_defaults=False).lookup("gpt-4o") is None
 
 
+def test_a_prices_file_with_a_bom_is_read_and_a_broken_one_is_one_error_naming_it(tmp_path):
+    """Windows editors save UTF-8 with a byte order mark; a file missing "output", or not an
+    object of models, was a traceback (JSONDecodeError, KeyError) from `--prices`."""
+    from m1data.errors import UserError
+
+    path = tmp_path / "prices.json"
+    path.write_text(json.dumps({"my-model": {"input": 1.0, "output": 2.0}}), encoding="utf-8-sig")
+    assert PriceTable.from_file(path).lookup("my-model") == Price(1.0, 2.0)
+    for broken, said in (({"my-model": {"input": 1.0}}, "no 'output'"), ([1, 2], "not a prices file"),
+                         ({"my-model": {"input": "cheap", "output": 2}}, "'cheap'"), ("{", "not a prices file")):
+        path.write_text(broken if isinstance(broken, str) else json.dumps(broken), encoding="utf-8")
+        with pytest.raises(UserError, match=said) as err:
+            PriceTable.from_file(path)
+        assert str(path) in str(err.value) and "US dollars per million tokens" in str(err.value)
+
+
 def test_estimate_bounds():
     requests = [
         Request(
