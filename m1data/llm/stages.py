@@ -69,6 +69,20 @@ class LLMRuntime:
     progress: bool = True
     vllm: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        """Checked when the config (or the command line) is read. Why 0 is refused: `rpm: 0` sent
+        without any limit, where a ceiling was what was asked for, and `timeout: 0` timed out
+        every request and stopped the run after paying for nothing."""
+        if self.concurrency < 1:
+            raise UserError(f"runtime.concurrency must be at least 1, got {self.concurrency}")
+        for name in ("rpm", "tpm"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise UserError(f"runtime.{name} must be above 0, got {value} (leave it out for no limit)")
+        for name in ("timeout", "batch_poll_seconds"):
+            if not getattr(self, name) > 0:
+                raise UserError(f"runtime.{name} must be above 0 seconds, got {getattr(self, name)}")
+
     def prices(self) -> PriceTable:
         return PriceTable.from_file(self.prices_file) if self.prices_file else PriceTable()
 

@@ -389,3 +389,38 @@ def test_a_student_spec_reads_its_short_model_and_base_url(short, model, base_ur
     for bad in (model, f"{model}=", f"={model}={base_url}", f"={base_url}"):
         with pytest.raises(ValueError, match=r"\[SHORT=\]MODEL=BASE_URL"):
             student_from_spec(bad)
+
+
+@pytest.mark.parametrize("setting, said", [
+    ({"rpm": 0}, "runtime.rpm must be above 0, got 0 (leave it out for no limit)"),
+    ({"tpm": 0}, "runtime.tpm must be above 0"),
+    ({"rpm": -5}, "runtime.rpm must be above 0"),
+    ({"timeout": 0}, "runtime.timeout must be above 0 seconds"),
+    ({"concurrency": 0}, "runtime.concurrency must be at least 1"),
+])
+def test_a_runtime_of_zero_is_refused_at_every_door_before_anything_is_sent(llm_server, tmp_path, setting, said):
+    """`rpm: 0` sent with no limit at all (a ceiling was asked for) and `timeout: 0` timed every
+    request out and stopped the run; each is one line when the config, the command or the object
+    is made. Doors: Python, a build config, the command line (nothing reaches the server)."""
+    import re
+    import subprocess
+    import sys
+
+    import m1data
+    from m1data.errors import UserError
+
+    with pytest.raises(UserError, match=re.escape(said)):
+        LLMRuntime(**setting)
+    [(key, value)] = setting.items()
+    config = tmp_path / "c.yaml"
+    config.write_text(f"m23k:\n  difficulty:\n    runtime: {{{key}: {value}}}\n", encoding="utf-8")
+    with pytest.raises(UserError, match=re.escape(said)):
+        m1data.build_config("m23k", config)
+    src = write_rows(ROWS, tmp_path / "in.jsonl")
+    flag = {"rpm": "--rpm", "tpm": "--tpm", "timeout": "--timeout", "concurrency": "--concurrency"}[key]
+    command = ["run", "difficulty", str(src), str(tmp_path / "out.jsonl"), "--student", f"s=m={llm_server.base_url}",
+               flag, str(value)]
+    done = subprocess.run([sys.executable, "-c", "from m1data.cli import main; main()", *command],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and said.split(", got")[0] in done.stderr, done.stderr[-2000:]
+    assert llm_server.count() == 0
