@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from m1data.errors import M1DataError
+from m1data.errors import M1DataError, UserError
 from m1data.llm.params import canonical_json, request_body
 from m1data.llm.types import Reply, Request
 
@@ -201,9 +201,12 @@ class Cache:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        if self.path.is_dir():  # `--cache runs/` for `--cache runs/llm_cache.sqlite`: SQLite's "unable to open"
+            raise UserError(f"{self.path} is a folder; the reply cache is a file (say {self.path / 'llm_cache.sqlite'})")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=60)
+        with _readable(self.path):
+            self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False, timeout=60)
         try:
             with _readable(self.path):
                 _while_locked(self._set_up, OPEN_TIMEOUT)

@@ -225,3 +225,14 @@ def test_a_full_disk_is_said_as_such_and_the_cached_replies_stay(tmp_path):
             cache.put("big", BASE, ask(), Reply(text="x" * 100_000))
     with Cache(path) as cache:
         assert {key: entry.reply.text for key, entry in cache.get_many(["kept", "big"]).items()} == {"kept": "an answer"}
+
+
+def test_a_folder_given_as_the_cache_is_one_error_saying_a_file_is_needed(tmp_path):
+    """`--cache runs/` (for runs/llm_cache.sqlite) was SQLite's OperationalError traceback
+    ("unable to open database file")."""
+    import pytest
+
+    from m1data.errors import UserError
+
+    with pytest.raises(UserError, match="is a folder; the reply cache is a file"):
+        Cache(tmp_path)
