@@ -361,4 +361,4 @@ def run_infer(
 
     with open_infer_cache(runtime, out_dir) as cache:
         return run_sync(engine, lambda: infer(engine, eval_sets, out_dir, config, cache=cache, runtime=runtime,
-                                              limit=limit, render=render, label=label), "infer")
+                                              limit=limit, render=render, label=label))

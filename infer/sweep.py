@@ -190,7 +190,7 @@ def run_sweep(
 
     with open_infer_cache(runtime, out_dir) as cache:
         return run_sync(engine, lambda: sweep(engine, eval_sets, out_dir, base, budgets, forcing_rounds, cache=cache,
-                                              runtime=runtime, limit=limit, label=label), "sweep")
+                                              runtime=runtime, limit=limit, label=label))
 
 
 def short_label(label: str) -> str:

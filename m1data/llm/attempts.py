@@ -219,7 +219,7 @@ async def run_tries(
 
 def complete_tries(engine: Engine, first: Sequence[Request], cache: Cache | None, **kwargs: Any) -> list[list[Reply]]:
     """Synchronous `run_tries` (what a stage calls)."""
-    return run_sync(engine, lambda: run_tries(engine, first, cache, **kwargs), "run_tries")
+    return run_sync(engine, lambda: run_tries(engine, first, cache, **kwargs))
 
 
 __all__ = [

@@ -573,10 +573,10 @@ def _log_summary(label: str, stats: RunStats) -> None:
     )
 
 
-def run_sync(engine: Engine, job: Callable[[], Awaitable[T]], name: str) -> T:
+def run_sync(engine: Engine, job: Callable[[], Awaitable[T]]) -> T:
     """Run an async job of `engine` from synchronous code and release the engine's connections
-    at the end (the engine stays usable). `name` is the async call that code already inside an
-    event loop may await instead of blocking it."""
+    at the end (the engine stays usable). Code already inside an event loop may await the job's
+    async form instead (`run_requests`, `run_tries`), which does not block that loop."""
 
     async def main() -> T:
         with _terminated_by_the_loop():
@@ -650,7 +650,7 @@ def _terminated_by_the_loop() -> Iterator[None]:
 
 def complete_all(engine: Engine, requests: Sequence[Request], cache: Cache | None = None, **kwargs: Any) -> list[Reply]:
     """Synchronous `run_requests` for scripts."""
-    return run_sync(engine, lambda: run_requests(engine, requests, cache, **kwargs), "run_requests")
+    return run_sync(engine, lambda: run_requests(engine, requests, cache, **kwargs))
 
 
 __all__ = [

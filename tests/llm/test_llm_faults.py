@@ -495,7 +495,7 @@ def test_sigterm_landing_inside_a_task_still_ends_the_run():
     previous = signal.signal(signal.SIGTERM, raise_terminated)  # as m1data.cli.main sets it
     try:
         with pytest.raises(Terminated):
-            run_sync(Engine(), job, "job")
+            run_sync(Engine(), job)
         assert signal.getsignal(signal.SIGTERM) is raise_terminated  # the CLI's handler is back afterwards
     finally:
         signal.signal(signal.SIGTERM, previous)
