@@ -159,8 +159,10 @@ class HTTPConfig:
 
 
 def resolve_base_url(base_url: str | None) -> str:
-    """The configured URL, else `OPENAI_BASE_URL`, else OpenAI's API; without a trailing slash."""
-    return (base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL).rstrip("/")
+    """The configured URL, else `OPENAI_BASE_URL`, else OpenAI's API; without a trailing slash or
+    surrounding white space (a URL pasted with a space passed the check, which reads past it, and
+    every request then failed as "UnsupportedProtocol")."""
+    return (base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_BASE_URL).strip().rstrip("/")
 
 
 def check_base_url(url: str, what: str = "base_url") -> None:
@@ -176,6 +178,9 @@ def check_base_url(url: str, what: str = "base_url") -> None:
         problem = "does not start with http:// or https://"
     elif not parts.hostname:
         problem = "names no host"
+    elif parts.path.rstrip("/").endswith("/completions"):  # the whole endpoint, pasted from a provider's docs
+        problem = ("ends in the path each request adds (/chat/completions or /completions), so requests would go to "
+                   ".../completions/chat/completions: give the URL up to there, as http://127.0.0.1:8000/v1")
     else:
         try:
             parts.port

@@ -419,7 +419,9 @@ def test_ordinary_extra_params_are_accepted():
 
 @pytest.mark.parametrize("url, problem", [("http://localhost:80a/v1", "port that is not a number"),
                                           ("localhost:8000/v1", "does not start with http"),
-                                          ("http:///v1", "names no host")])
+                                          ("http:///v1", "names no host"),
+                                          ("http://localhost:8000/v1/chat/completions", "ends in the path each request adds"),
+                                          ("https://api.example.com/v1/completions/", "give the URL up to there")])
 def test_a_malformed_base_url_is_one_line_and_exit_2(tmp_path, url, problem):
     proc = run_traces(tmp_path, url)
     assert proc.returncode == 2, proc.stderr
@@ -516,3 +518,12 @@ def test_ctrl_c_unwinds_and_exits_130_with_one_line(llm_server, tmp_path):
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1] == INTERRUPTED, err
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_a_base_url_pasted_with_white_space_around_it_is_called_without_it(llm_server):
+    """A URL pasted with a space before or after it (a config, a shell variable) passed the check,
+    which reads past it, and then every request failed ("UnsupportedProtocol")."""
+    llm_server.handler = lambda req: chat("answered")
+    for pasted in (f" {llm_server.base_url}", f"{llm_server.base_url}\n", f"\t{llm_server.base_url}/ "):
+        [answer] = run(HTTPEngine(HTTPConfig(base_url=pasted)), [ask("q")])
+        assert answer.status == "ok" and answer.text == "answered", answer
