@@ -267,3 +267,41 @@ def test_resample_refuses_a_config_executor_block_at_every_door(tmp_path, block)
                                       "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and " ".join(result.output.split()) == f"error: {lines.pop()}" and not lines
     assert not (tmp_path / "out").exists()
+
+
+def test_paths_under_a_tilde_are_read_from_home_at_every_door(tmp_path, monkeypatch):
+    """A build config has no shell to expand `~`, nor does a quoted argument or zsh's `NAME=~/x`:
+    `path: ~/data/train.jsonl` was "no such file", and `NAME=~/x.jsonl` "neither a known eval set
+    nor a file". Sources, eval files, `cache_path` and `prices_file` expand it, in a config, the
+    commands and Python."""
+    from m1data.reading.evalsets import load_eval_any
+    from m1data.reading.sources import load_source
+
+    sample = default_config_path().parents[2] / "m1data" / "data" / "sample"
+    home = tmp_path / "home"
+    (home / "data").mkdir(parents=True)
+    shutil.copy(sample / "medqa" / "train.jsonl", home / "data" / "train.jsonl")
+    shutil.copy(sample / "eval" / "medqa" / "test.jsonl", home / "data" / "test.jsonl")
+    (home / "prices.json").write_text('{"m": {"input": 1, "output": 2}}', encoding="utf-8")
+    monkeypatch.setenv("HOME", str(home))
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"m23k": {
+        "load": {"sources": [{"name": "medqa", "path": "~/data/train.jsonl"}]},
+        "evals": ["medqa_test=~/data/test.jsonl"],
+        "difficulty": {"runtime": {"cache_path": "~/cache/c.sqlite", "prices_file": "~/prices.json"}}}}),
+        encoding="utf-8")
+    cfg = m1data.build_config("m23k", config)
+    assert cfg.difficulty.runtime.prices().lookup("m") is not None
+    result = m1data.build("m23k", tmp_path / "run", config=cfg, until="decontaminate")
+    expected = load_source("medqa", str(home / "data" / "train.jsonl"))
+    assert result.status == "until" and 0 < len(result.rows) <= len(expected.rows)
+    [decontaminated] = [m for m in read_manifests(tmp_path / "run") if m["stage"] == "decontaminate"]
+    assert "medqa_test" in json.dumps(decontaminated)
+    assert len(load_eval_any("~/data/test.jsonl")) == 1
+    cli = CliRunner().invoke(app, ["load-eval", "medqa_test", "--path", "~/data/test.jsonl",
+                                   "--out", str(tmp_path / "e.jsonl")])
+    assert cli.exit_code == 0, cli.output
+    from m1data.llm.cache import Cache
+    with Cache("~/cache/c.sqlite") as cache:
+        assert cache.path == home / "cache" / "c.sqlite"

@@ -200,7 +200,7 @@ class Cache:
     processes may open the same file (WAL allows concurrent readers and one writer at a time)."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
+        self.path = Path(path).expanduser()  # `cache_path: ~/...` in a config, which no shell expands
         if self.path.is_dir():  # `--cache runs/` for `--cache runs/llm_cache.sqlite`: SQLite's "unable to open"
             raise UserError(f"{self.path} is a folder; the reply cache is a file (say {self.path / 'llm_cache.sqlite'})")
         self.path.parent.mkdir(parents=True, exist_ok=True)

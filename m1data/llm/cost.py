@@ -189,7 +189,7 @@ class PriceTable:
         that is not such an object is one error naming it (it was a traceback: a missing "output",
         a BOM)."""
         try:
-            raw = json.loads(Path(path).read_text(encoding="utf-8-sig"))
+            raw = json.loads(Path(path).expanduser().read_text(encoding="utf-8-sig"))
             prices = {
                 model: Price(float(entry["input"]), float(entry["output"]), float(entry.get("batch_discount", 0.0)))
                 for model, entry in raw.items()

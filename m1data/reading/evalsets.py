@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import warnings
 from collections import Counter
@@ -987,7 +988,7 @@ def load_eval_file(
     file's parent folder and stem, e.g. `medxpertqa-r/test`; a folder's parent and name, `medqa/data`).
     `mapping` None (or a ColumnMapping of Nones): every column guessed.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     mapping = ColumnMapping() if mapping is None else mapping
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
@@ -1057,7 +1058,7 @@ def load_eval_any(name_or_path: str, path: str | Path | None = None, *, scoring:
         return {f"mmlu_{s}": load_eval(f"mmlu_{s}", path, scoring=scoring) for s in MMLU_MEDICAL}
     if name_or_path in EVAL_SETS:
         return {name_or_path: load_eval(name_or_path, path, scoring=scoring)}
-    if Path(name_or_path).exists():
+    if Path(name_or_path).expanduser().exists():
         if path is not None:
             raise UserError(f"{name_or_path} is a file and is loaded as it is; --path goes with an eval-set name "
                              f"(see `m1data eval-sets`), not with a file")
@@ -1115,11 +1116,11 @@ class EvalInput:
         `infer --eval-sets`, a build config's eval list)."""
         spec = spec.strip()
         name, eq, path = spec.partition("=")
-        if not eq or Path(spec).exists():  # a file whose name holds "=" is a file
-            return cls(spec)
+        if not eq or Path(spec).expanduser().exists():  # a file whose name holds "=" is a file
+            return cls(os.path.expanduser(spec))  # `~/x.csv`: a config has no shell to expand it
         if not name.strip() or not path.strip():
             raise UserError(f"eval set {spec!r}: expected NAME, FILE or NAME=FILE")
-        return cls(name.strip(), path.strip())
+        return cls(name.strip(), os.path.expanduser(path.strip()))
 
 
 def with_mappings(entries: Sequence[EvalInput], mappings: dict[str, dict[str, Any]]) -> list[EvalInput]:

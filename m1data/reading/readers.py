@@ -78,8 +78,9 @@ class MalformedFile(M1DataError, ValueError):
 
 
 def check_file(path: str | Path) -> Path:
-    """`path` as a Path, after checking it names a readable file (a folder is a clear error)."""
-    path = Path(path)
+    """`path` as a Path (`~` expanded, as a shell would: a build config has no shell), after
+    checking it names a readable file (a folder is a clear error)."""
+    path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     if path.is_dir():
@@ -163,8 +164,8 @@ def source_files(path: str | Path, split: str | None = None, *,
     error (`choose` says how to pick one): read together, a test split became training questions.
     So are other files beside a split's (a run's output written next to the shards was read as a
     million more questions). A `save_to_disk` folder is one file (`saved_dataset`), a
-    DatasetDict's the folder of the split chosen so (`_saved_split`)."""
-    path = Path(path)
+    DatasetDict's the folder of the split chosen so (`_saved_split`). `~` is expanded (`check_file`)."""
+    path = Path(path).expanduser()
     if not path.is_dir():
         return [check_file(path)]
     if (path / "dataset_dict.json").is_file():  # a DatasetDict's `save_to_disk`: a folder per split
@@ -507,8 +508,8 @@ def pandas_records(data: dict[str, Any]) -> list[dict[str, Any]] | None:
 def read_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Rows of a .jsonl, .json (a list of objects), .csv, .tsv or .parquet file, all but parquet
     maybe compressed (`COMPRESSED`); or of a `Dataset.save_to_disk` folder (`read_saved`)."""
-    if saved_dataset(Path(path)):
-        yield from read_saved(Path(path))
+    if saved_dataset(Path(path).expanduser()):
+        yield from read_saved(Path(path).expanduser())
         return
     path = check_file(path)
     suffix = record_format(path)
@@ -1304,7 +1305,7 @@ def read_rows(path: str | Path | Sequence[str | Path]) -> datasets.Dataset:
     in one call, so one cache and one plan cover all of it."""
     if not isinstance(path, (str, Path)):
         return _concatenate([read_rows(p) for p in path], [str(p) for p in path])
-    path = Path(path)
+    path = Path(path).expanduser()
     if path.is_dir():
         return read_rows(_folder_files(path))
     check_file(path)  # pyarrow's and json's own errors name the path inside an errno line
