@@ -1220,7 +1220,7 @@ def read_dataset(path: str | Path, name: str | None = None, split: str = "train"
     line: a run folder given for its Hub folder (`datasets` read its stage files as one dataset and
     failed on their differing columns), a config or split the dataset lacks (a ValueError, shown
     as an internal error), a name that is neither a file nor a repo the Hub can give."""
-    local = Path(path)
+    local = Path(path).expanduser()  # a Hub repo id never starts with "~"
     if local.is_file():
         return read_rows(local)
     if local.is_dir() and ((local / "builds.json").is_file() or any(local.glob("*/manifest.json"))):
@@ -1228,7 +1228,7 @@ def read_dataset(path: str | Path, name: str | None = None, split: str = "train"
         raise UserError(f"{local} is a run folder, not {what} (a Hub-layout folder, a .parquet/.jsonl file "
                         f"or a Hub repo id){hub}")
     try:
-        return datasets.load_dataset(str(path), name, split=split)
+        return datasets.load_dataset(str(local) if local.exists() else str(path), name, split=split)
     except ValueError as err:  # an unknown config or split: the message lists the ones there are
         raise UserError(f"{path}: {' '.join(str(err).split())}") from None
     except (ConnectionError, FileNotFoundError) as err:  # DatasetNotFoundError is a FileNotFoundError
