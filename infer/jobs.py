@@ -178,7 +178,7 @@ def infer_run(
                     label=label, eval_path=eval_path, eval_mappings=eval_mappings, forcing_string=forcing_string,
                     answer_max_tokens=answer_max_tokens, runtime=runtime, limit=limit)
     config = dataclasses.replace(setup.config, thinking_budget=budget, forcing_rounds=forcing_rounds)
-    return run_infer(setup.engine, setup.sets, out, config, runtime=setup.runtime, limit=limit, label=setup.label)
+    return run_infer(setup.engine, setup.sets, Path(out).expanduser(), config, runtime=setup.runtime, limit=limit, label=setup.label)
 
 
 def infer_sweep(
@@ -207,5 +207,5 @@ def infer_sweep(
     setup = prepare(model, eval_sets, engine=engine, base_url=base_url, api_key_env=api_key_env, tokenizer=tokenizer,
                     label=label, eval_path=eval_path, eval_mappings=eval_mappings, forcing_string=forcing_string,
                     answer_max_tokens=answer_max_tokens, runtime=runtime, limit=limit)
-    return run_sweep(setup.engine, setup.sets, out, setup.config, budgets, forcing_rounds, runtime=setup.runtime,
+    return run_sweep(setup.engine, setup.sets, Path(out).expanduser(), setup.config, budgets, forcing_rounds, runtime=setup.runtime,
                      limit=limit, label=setup.label)

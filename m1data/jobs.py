@@ -296,7 +296,11 @@ def _run(dataset: str, stages: Sequence[Stage], out: Path, executor: ExecutorCon
          until: str | None, force: bool, hub_out: str | Path | None, repo_id: str | None,
          hub_config: str | None) -> BuildResult:
     """The stages under the run lock, with the embedded model's server up while they run when
-    they use it; then the funnel and, when every stage ran and left rows, the Hub folder."""
+    they use it; then the funnel and, when every stage ran and left rows, the Hub folder. `~` in
+    `out` and `hub_out` is the home folder (a Python caller's "~/runs/m1k" made a folder named "~"
+    here, and the readers, which expand it, then looked for the stage files in the home folder)."""
+    out = out.expanduser()
+    hub_out = None if hub_out is None else Path(hub_out).expanduser()
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; a build writes a run folder there: name a folder (new or a run's)")
     if hub_config is not None:
@@ -369,7 +373,7 @@ def load_source_to_file(source: str, out: str | Path, path: str | Path | None = 
                         seed: int = 42, cop_base: int | None = None,
                         mapping: dict[str, Any] | None = None) -> LoadedFile:
     """`m1data.reading.sources.load_source` into OUT (.parquet or .jsonl) and OUT.dropped.<ext>."""
-    out = Path(out)
+    out = Path(out).expanduser()
     _refuse_overwrite([path], [out])
     return _write(source, load_source(source, path, split=split, seed=seed, cop_base=cop_base, mapping=mapping), out)
 
@@ -381,7 +385,7 @@ def load_eval_to_file(name: str, out: str | Path, path: str | Path | None = None
     holding several) go to OUT.<set>.<ext> each. An answer key skewed towards one letter (the
     `AnswerSkewWarning` of `load_eval`) is recorded in the first file's `warnings`, not raised. `mapping`:
     a file's columns and answer kind (`m1data.reading.evalsets.column_mapping`)."""
-    out = Path(out)
+    out = Path(out).expanduser()
     inputs = [path, Path(name) if Path(name).exists() else None]
     _refuse_overwrite(inputs, [out])
     with warnings.catch_warnings(record=True) as caught:
@@ -407,7 +411,7 @@ def load_eval_to_file(name: str, out: str | Path, path: str | Path | None = None
 def _file_context(out_path: str | Path, executor: str | ExecutorConfig | None, ray_address: str | None) -> RunContext:
     """Outputs beside OUT, and the executor a build would use for the same executor/address,
     connected first so that a missing extra stops the job before it reads anything."""
-    out_path = Path(out_path)
+    out_path = Path(out_path).expanduser()
     runner = make_executor(_executor(None, executor, ray_address))
     return RunContext(run_dir=out_path.parent, stage_dir=out_path.parent, executor=runner)
 

@@ -307,3 +307,12 @@ def test_paths_under_a_tilde_are_read_from_home_at_every_door(tmp_path, monkeypa
     from m1data.llm.cache import Cache
     with Cache("~/cache/c.sqlite") as cache:
         assert cache.path == home / "cache" / "c.sqlite"
+
+    # and where m1data writes: a run folder, a file command's OUT (a folder named "~" was made in
+    # the working folder, and the readers, which expand it, looked for the stage files at home)
+    from m1data.jobs import run_dedup_file
+    monkeypatch.chdir(tmp_path)
+    assert m1data.build("m23k", "~/runs/a", config=cfg, until="dedup").status == "until"
+    assert [m["stage"] for m in read_manifests(home / "runs" / "a")] == ["load", "dedup"]
+    assert run_dedup_file("~/data/test.jsonl", "~/deduplicated.jsonl")["rows_in"] > 0
+    assert (home / "deduplicated.jsonl").is_file() and not (tmp_path / "~").exists()

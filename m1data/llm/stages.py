@@ -391,7 +391,7 @@ def split_rows(
 
 def default_cache_path(out_path: str | Path) -> Path:
     """A file run's cache when none is given: `OUT.parquet` -> `OUT.llm_cache.sqlite`."""
-    out_path = Path(out_path)
+    out_path = Path(out_path).expanduser()
     return out_path.with_name(f"{out_path.stem}.llm_cache.sqlite")
 
 
@@ -412,7 +412,7 @@ def run_llm_on_file(
         from m1data.llm.embedded import serve_embedded  # it imports this module
 
         refuse_overwrite(in_path, out_path)  # before a server starts
-        with serve_embedded([stage], Path(out_path).parent):
+        with serve_embedded([stage], Path(out_path).expanduser().parent):
             stats = run_on_file(stage, in_path, out_path)
         if stats.get("transient_failures"):
             log.warning(

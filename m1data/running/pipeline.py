@@ -309,9 +309,10 @@ def refuse_overwrite(inputs: str | Path | Sequence[str | Path | None], out_path:
     inputs, or lies in a folder given as input: the input would be overwritten (`dedup X X`
     turned 10 rows into 9), or the next run would read the output as input."""
     given = [inputs] if isinstance(inputs, (str, Path)) else [p for p in inputs if p is not None]
-    for written in (Path(out_path), dropped_path(out_path), stats_path(out_path)):
+    out_path = Path(out_path).expanduser()
+    for written in (out_path, dropped_path(out_path), stats_path(out_path)):
         target = written.resolve()
-        for path in map(Path, given):
+        for path in (Path(p).expanduser() for p in given):
             source = path.resolve()
             if target == source:
                 raise UserError(f"{written} is also an input; writing it would overwrite that input: choose another OUT")
@@ -330,9 +331,10 @@ def run_on_file(
     """One stage over files, outside a build: IN rows (a file, several, or a folder of them; see
     `read_rows`) -> OUT and OUT.dropped.<ext>. Returns rows in, out and dropped, and the stage's
     statistics, also written to OUT.stats.json. Zero rows in is not an error: both row files are
-    written empty."""
+    written empty. `~` in OUT is the home folder, as in IN (`read_rows`)."""
     from m1data.reading.readers import read_rows
 
+    out_path = Path(out_path).expanduser()
     refuse_overwrite(in_path, out_path)
     rows = read_rows(in_path)
     if len(rows) == 0:
@@ -854,7 +856,7 @@ def run_pipeline(
     after that stage. Stages whose manifest matches are skipped unless `force` or `start` says
     otherwise. `executor` (m1data.running.distributed) runs the work elsewhere with the same results.
     """
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir).expanduser()
     names = check_stage_names(stages, start, until)
     start_at = names.index(start) if start else 0
     stop_at = names.index(until) if until else len(stages) - 1
