@@ -98,14 +98,22 @@ def normalise_endpoint(endpoint: str) -> str:
 
 def is_local_host(host: str) -> bool:
     """localhost, a loopback or a private-network address: a server the user runs themselves."""
+    return _host_is(host, lambda address: address.is_loopback or address.is_private or address.is_link_local)
+
+
+def is_this_machine(host: str) -> bool:
+    """localhost (or a name under .localhost) or a loopback address: this machine, never another."""
+    return _host_is(host, lambda address: address.is_loopback)
+
+
+def _host_is(host: str, address_test: Callable[[Any], bool]) -> bool:
     host = host.strip("[]").lower()
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
-        address = ipaddress.ip_address(host)
+        return address_test(ipaddress.ip_address(host))
     except ValueError:
         return False
-    return address.is_loopback or address.is_private or address.is_link_local
 
 
 def cache_namespace(endpoint: str, model: str, configured: str | None = None) -> str:
@@ -371,6 +379,7 @@ __all__ = [
     "Entry",
     "cache_namespace",
     "is_local_host",
+    "is_this_machine",
     "key_from_body",
     "normalise_endpoint",
     "request_key",

@@ -43,7 +43,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import ipaddress
 import json
 import os
 import sys
@@ -53,6 +52,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from m1data.errors import M1DataError, UserError
+from m1data.llm.cache import is_this_machine
 from m1data.llm.limits import Failed, StatedLimits, failure, http_failure, parse_rate_headers
 from m1data.llm.params import OPENAI_PARAMS, check_params, request_body
 from m1data.llm.thinking import split_thinking
@@ -115,15 +115,9 @@ def sdk_client(asynchronous: bool, **settings: Any) -> Any:
 
 
 def on_this_machine(url: str) -> bool:
-    """Whether `url`'s host is this machine: localhost (or a name under .localhost) or a loopback
-    address. Private-network addresses are not: a proxy may well be the way to them."""
-    host = (urlsplit(url).hostname or "").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    """Whether `url`'s host is this machine (`is_this_machine`: localhost or a loopback address).
+    Private-network addresses are not: a proxy may well be the way to them."""
+    return is_this_machine(urlsplit(url).hostname or "")
 
 
 @functools.cache
