@@ -126,9 +126,13 @@ def _opener(path: Path) -> Callable[..., Any]:
 def open_text(path: Path) -> io.TextIOBase:
     """`path` as UTF-8 text (a leading byte order mark dropped), decompressed by its suffix; as
     UTF-16 where it starts with UTF-16's byte order mark (`_encoding`)."""
+    return _opener(path)(path, "rt", encoding=_encoding(_head(path, 2)))
+
+
+def _head(path: Path, size: int) -> bytes:
+    """The first `size` bytes of a file's content, decompressed by its suffix."""
     with _decompressing(path), _opener(path)(path, "rb") as handle:
-        encoding = _encoding(handle.read(2))
-    return _opener(path)(path, "rt", encoding=encoding)
+        return handle.read(size)
 
 
 def _encoding(head: bytes) -> str:
@@ -508,8 +512,9 @@ def pandas_records(data: dict[str, Any]) -> list[dict[str, Any]] | None:
 def read_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Rows of a .jsonl, .json (a list of objects), .csv, .tsv or .parquet file, all but parquet
     maybe compressed (`COMPRESSED`); or of a `Dataset.save_to_disk` folder (`read_saved`)."""
-    if saved_dataset(Path(path).expanduser()):
-        yield from read_saved(Path(path).expanduser())
+    folder = Path(path).expanduser()
+    if saved_dataset(folder):
+        yield from read_saved(folder)
         return
     path = check_file(path)
     suffix = record_format(path)
@@ -565,8 +570,7 @@ def _opens_a_list(path: Path) -> bool:
     """Whether a file's first character that is not white space is "[", which opens a JSON list
     and no JSON Lines record. Decoded leniently: a file that is no UTF-8 must reach the reader
     that says so, line and byte."""
-    with _decompressing(path), _opener(path)(path, "rb") as handle:
-        head = handle.read(1 << 16)
+    head = _head(path, 1 << 16)
     return head.decode(_encoding(head), errors="ignore").lstrip().startswith("[")
 
 
