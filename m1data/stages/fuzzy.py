@@ -83,6 +83,10 @@ sorting, trees and cells make. The list:
   index (benchmarks/bench_group_subsets.py): of m disjoint parts one is within R / m, but two
   10-group halves are again 10-dim balls (0.4% of window pairs kept), and parts small enough to
   index (4-5 groups) keep 7-16%.
+- Skipping blocks of texts by their bounding boxes (a one-level tree: blocks of similar group
+  counts, split along principal directions; ``benchmarks/bench_group_subsets.py --boxes 64,8``).
+  At 1M rows a row must still visit 98.5% of blocks of 64 texts, and 37.8% of blocks of 8, whose
+  boxes cost two to three texts' work each: at best 0.7 of the pass, before losing its layout.
 - Distances to pivot texts (Indel distance, so 1-Lipschitz in the very metric that decides, not
   in the bag one): on 20K sampled benchmark rows, each of 32 random pivots keeps 72-88% of the
   pairs in a length window, and all 32 together still keep 6.9%, where the group pass keeps
