@@ -805,6 +805,7 @@ def test_build_checks_its_repo_id_before_starting(tmp_path, repo_id, main):
 def test_tag_offline_model_path_that_is_no_tagger_is_one_line(tmp_path, case, main):
     """`run tag-offline --model-path` given a folder (IsADirectoryError) or a rows file
     (UnpicklingError) was a traceback, exit 1; a missing file a bare errno."""
+    pytest.importorskip("sklearn")
     rows = write_rows(rows_to_dataset([make_row(source="medqa", row_id="a", question="Q?", options=["x", "y"],
                                                 answer_idx=0, raw={})]), tmp_path / "rows.parquet")
     model = {"a folder": tmp_path, "a rows file": rows, "missing": tmp_path / "tagger.joblib"}[case]
@@ -815,6 +816,19 @@ def test_tag_offline_model_path_that_is_no_tagger_is_one_line(tmp_path, case, ma
     assert {"a folder": "is a folder", "a rows file": "not an m1data supervised tagger",
             "missing": "no such file"}[case] in said
     assert not (tmp_path / "out" / "tagged.parquet").exists()
+
+
+def test_a_tagger_file_without_the_tagger_extra_says_what_to_install(tmp_path):
+    """Without scikit-learn and joblib (the tagger extra), `run tag-offline --model-path` was a
+    ModuleNotFoundError traceback for joblib, where training a tagger said what to install."""
+    rows = write_rows(rows_to_dataset([make_row(source="medqa", row_id="a", question="Q?", options=["x", "y"],
+                                                answer_idx=0, raw={})]), tmp_path / "rows.parquet")
+    script = ("import sys\nsys.modules['sklearn'] = sys.modules['joblib'] = None  # what import finds without them\n"
+              "from m1data.cli import main\nmain()\n")
+    proc = subprocess.run([sys.executable, "-c", script, "run", "tag-offline", str(rows), str(tmp_path / "out.parquet"),
+                           "--model-path", str(tmp_path / "tagger.joblib")], capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "pip install scikit-learn" in proc.stderr, proc.stderr
 
 
 def test_decontaminate_negative_ngram_is_refused_by_the_option(tmp_path, main):

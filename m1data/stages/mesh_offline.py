@@ -161,6 +161,15 @@ def require_sklearn() -> Any:
     return sklearn
 
 
+def _joblib() -> Any:
+    """joblib, which scikit-learn installs with it: asked for first, without the tagger extra a
+    tagger file was a ModuleNotFoundError traceback rather than what to install."""
+    require_sklearn()
+    import joblib
+
+    return joblib
+
+
 class SupervisedTagger:
     """A classifier from question text to qualifier code, trained on LLM-tagged rows."""
 
@@ -215,8 +224,7 @@ class SupervisedTagger:
         """A joblib file. Like any pickle, only load files you made: unpickling runs code. Written
         beside `path` and renamed onto it (`m1data.durable.replacing`): a kill during the dump
         left the model cut short under its name, and the one trained before gone."""
-        import joblib
-
+        joblib = _joblib()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with replacing(path) as partial:
@@ -225,9 +233,7 @@ class SupervisedTagger:
 
     @classmethod
     def load(cls, path: str | Path) -> SupervisedTagger:
-        import joblib
-
-        require_sklearn()
+        joblib = _joblib()
         if not Path(path).is_file():  # a folder was an IsADirectoryError traceback
             what = "is a folder" if Path(path).is_dir() else "no such file"
             raise UserError(f"{path}: {what}; the model path names a tagger file `m1data run train-tagger` saved")
