@@ -7,12 +7,16 @@ commands should not pay for: they are imported when a command first uses them (`
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
+import inspect
 import io
 import json
+import os
 import signal
 import sys
 import threading
+import typing
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -210,16 +214,31 @@ def _expand_home(value: Any) -> Any:
     not (a folder made under HOME, then a raw errno for the literal `~/...`)."""
     if isinstance(value, Path):
         return value.expanduser()
+    if isinstance(value, str):
+        return os.path.expanduser(value)
     if isinstance(value, (list, tuple)):
         return type(value)(_expand_home(v) for v in value)
     return value
+
+
+@functools.cache
+def _path_parameters(command: Callable[..., Any]) -> frozenset[str]:
+    """The parameters of a command function annotated as paths (`Path`, `Optional[Path]`,
+    `list[Path]`). Why from the annotations: typer before 0.20 hands a command its `Path`
+    arguments as strings until the call, and the parameter objects differ between versions."""
+    def names_a_path(hint: Any) -> bool:
+        return hint is Path or any(names_a_path(arg) for arg in typing.get_args(hint))
+
+    hints = typing.get_type_hints(inspect.unwrap(command))
+    return frozenset(name for name, hint in hints.items() if name != "return" and names_a_path(hint))
 
 
 class _Command(typer.core.TyperCommand):
     """Every m1data command: its path arguments with `~` expanded (`_expand_home`)."""
 
     def invoke(self, ctx):  # type: ignore[no-untyped-def]
-        ctx.params = {name: _expand_home(value) for name, value in ctx.params.items()}
+        paths = _path_parameters(self.callback)
+        ctx.params = {name: _expand_home(value) if name in paths else value for name, value in ctx.params.items()}
         return super().invoke(ctx)
 
 

@@ -299,6 +299,8 @@ def test_paths_under_a_tilde_are_read_from_home_at_every_door(tmp_path, monkeypa
     [decontaminated] = [m for m in read_manifests(tmp_path / "run") if m["stage"] == "decontaminate"]
     assert "medqa_test" in json.dumps(decontaminated)
     assert len(load_eval_any("~/data/test.jsonl")) == 1
+    from m1data.reading.evalsets import load_eval  # a named set from its own file
+    assert len(load_eval("medqa_test", "~/data/test.jsonl").rows) > 0
     from m1data.reading.readers import read_dataset  # build --from-m23k and train --dataset
     assert len(read_dataset("~/data/test.jsonl")) == len(read_dataset(str(home / "data" / "test.jsonl"))) > 0
     cli = CliRunner().invoke(app, ["load-eval", "medqa_test", "--path", "~/data/test.jsonl",

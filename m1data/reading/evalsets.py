@@ -968,7 +968,8 @@ def load_eval(name: str, path: str | Path | None = None, *, scoring: bool = True
             raise UserError(f"{name} is a file, not an eval set name: read it with "
                             "m1data.reading.evalsets.load_eval_file (or load_eval_any, which takes either)")
         raise UserError(f"unknown eval set {name!r}; choose from {', '.join(EVAL_SETS)} or pass a file")
-    if path is not None and not Path(path).exists():
+    path = None if path is None else Path(path).expanduser()
+    if path is not None and not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     return require_items(EVAL_SETS[name](path), name, scoring=scoring)
 
