@@ -237,6 +237,7 @@ def load_tokenizer(name: str) -> Any:
     download it. Why: asked straight away, `from_pretrained` retries an unreachable Hub for about
     45 s before failing. Anything that cannot be had is a one-line `UserError` within a second."""
     import huggingface_hub
+    from huggingface_hub import constants
     from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 
     from m1data.reading.readers import _network_errors
@@ -252,7 +253,7 @@ def load_tokenizer(name: str) -> Any:
                 first_line = str(err).splitlines()[0] if str(err) else ""
                 raise UserError(f"cannot load a tokenizer from {name} ({type(err).__name__}: {first_line})") from None
     where = f"tokenizer {name!r} is neither a local folder nor in the local Hugging Face cache"
-    if huggingface_hub.is_offline_mode():
+    if constants.HF_HUB_OFFLINE:  # what is_offline_mode() returns; that name is not in every 1.x version
         raise UserError(f"{where}, and HF_HUB_OFFLINE is set")
     try:
         from transformers import AutoTokenizer

@@ -125,8 +125,10 @@ def bar_columns(fields: tuple[str, ...], width: int) -> list[Any]:
     def fixed(size: int, **kw: Any) -> Column:
         return Column(no_wrap=True, overflow="ellipsis", min_width=size, max_width=size, **kw)
 
-    description = max(8, min(MAX_DESCRIPTION, width // 4))
-    free = width - description - COUNT_WIDTH - TIME_WIDTH - 2  # what is left, after the spaces between them
+    # one character to spare, from the description: rich before 14.3 lays a grid out one
+    # character wider, which cut the time left to `-:--:-`
+    description = max(8, min(MAX_DESCRIPTION, width // 4)) - 1
+    free = width - description - COUNT_WIDTH - TIME_WIDTH - 3  # what is left, after the spaces between them and the spare
     bar = MIN_BAR if free >= MIN_BAR + 1 else 0
     free -= bar + 1 if bar else 0
     extra_width = min(free - 1, MAX_FIELDS) if fields and free > 1 + MIN_FIELDS else 0

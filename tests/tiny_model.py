@@ -18,6 +18,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 CORPUS = [
@@ -37,6 +39,7 @@ CORPUS = [
 
 
 def tiny_tokenizer(vocab_size: int = 512) -> Any:
+    pytest.importorskip("transformers")  # the train/infer extras; the tests that need it skip without
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 

@@ -262,7 +262,9 @@ def _word_hashes(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Words per text (int64) and every word's 64-bit hash (uint64), text after text."""
     words = _lowered(texts).str.extract_all(_word_class() + "+")
     lens = words.list.len().cast(pl.Int64).to_numpy()
-    flat = words.explode(empty_as_null=False)
+    # Texts without words are left out before exploding: polars turns an empty list into a null
+    # there, and only versions from 1.3x on can be told not to (`empty_as_null=False`).
+    flat = words.filter(pl.Series(lens > 0)).explode()
     if len(flat) != lens.sum():  # pragma: no cover - polars' explode changed its contract
         raise AssertionError("exploded words do not add up to the words per text")
     return lens, flat.hash(_HASH_SEED).to_numpy().astype(np.uint64, copy=False)

@@ -211,6 +211,7 @@ def test_offline_tokenizer_never_goes_through_hub_retries(tmp_path, monkeypatch)
     pytest.importorskip("transformers")
     import huggingface_hub
     import transformers
+    from huggingface_hub import constants as hub_constants
 
     from m1data.reading.readers import _network_errors
 
@@ -225,12 +226,12 @@ def test_offline_tokenizer_never_goes_through_hub_retries(tmp_path, monkeypatch)
     common = ["--model", "org/not-cached", "--eval-sets", f"mine={eval_file(tmp_path / 'e.jsonl', 2)}",
               "--budget", "8", "--no-progress"]
     with ScriptedServer(thinker()) as server:
-        monkeypatch.setattr(huggingface_hub, "is_offline_mode", lambda: True)
+        monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
         named = runner.invoke(app, ["infer", "run", "--base-url", server.base_url, "--tokenizer", "org/not-cached",
                                     *common, "--out", str(tmp_path / "a")])
         assert named.exit_code == 2 and "HF_HUB_OFFLINE is set" in named.output, named.output
 
-        monkeypatch.setattr(huggingface_hub, "is_offline_mode", lambda: False)
+        monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
         looked_up = []
 
         def unreachable(name, **kwargs):

@@ -59,6 +59,7 @@ def test_grammar_and_template_flag_are_part_of_the_request_and_its_cache_key():
     assert request_key("embedded:x.gguf", request) != request_key("embedded:x.gguf", plain)
 
 
+@pytest.mark.skipif(embedded_missing(server=False) is not None, reason=str(embedded_missing(server=False)))
 def test_missing_server_stops_the_build_before_the_students(tmp_path, monkeypatch):
     """Without llama-server the default build runs the offline stages and stops, saying what to install."""
     monkeypatch.setenv("M1DATA_LLAMA_SERVER", str(tmp_path / "absent" / "llama-server"))
