@@ -224,7 +224,7 @@ def _expand_home(value: Any) -> Any:
 @functools.cache
 def _path_parameters(command: Callable[..., Any]) -> frozenset[str]:
     """The parameters of a command function annotated as paths (`Path`, `Optional[Path]`,
-    `list[Path]`). Why from the annotations: typer before 0.20 hands a command its `Path`
+    `list[Path]`). Why from the annotations: older typer (0.16) hands a command its `Path`
     arguments as strings until the call, and the parameter objects differ between versions."""
     def names_a_path(hint: Any) -> bool:
         return hint is Path or any(names_a_path(arg) for arg in typing.get_args(hint))
