@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from llm_server import Received, Response, chat, error, llm_server, reply  # noqa: F401
+from llm_server import Received, Response, chat, error, llm_server, reply, sigint_as_at_a_terminal  # noqa: F401
 
 from m1data.llm import Cache, EndpointError, HTTPConfig, HTTPEngine, Request, RetryPolicy, RunStats, complete_all
 from m1data.llm.stages import LLMRuntime
@@ -448,7 +448,8 @@ def _signalled_mid_request(llm_server, tmp_path, sig: int) -> subprocess.Complet
     llm_server.handler = lambda req: Response(status=200, body={}, delay=60)
     args = [sys.executable, "-c", "from m1data.cli import main; main()", "run", "traces", str(one_row_file(tmp_path)),
             str(tmp_path / "out.jsonl"), "--base-url", llm_server.base_url, "--model", "m", "--no-require-reasoning"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+                            preexec_fn=sigint_as_at_a_terminal)
     deadline = time.time() + 60
     while llm_server.count() == 0 and time.time() < deadline:  # the request is in flight
         time.sleep(0.1)

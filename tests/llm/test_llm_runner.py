@@ -494,8 +494,10 @@ def test_an_interrupted_job_in_a_running_event_loop_stops_and_keeps_its_replies(
     from pathlib import Path
 
     tests = str(Path(__file__).resolve().parents[1])
+    from llm_server import sigint_as_at_a_terminal
+
     done = subprocess.run([sys.executable, "-c", _INTERRUPTED_CELL, tests, str(tmp_path / "c.sqlite")],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, preexec_fn=sigint_as_at_a_terminal)
     assert done.returncode == 0, done.stderr[-2000:]
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["outcome"] == "interrupted" and seen["threads"] == []
