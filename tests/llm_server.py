@@ -468,6 +468,18 @@ def llm_server():
         yield server
 
 
+def sigint_as_at_a_terminal() -> None:
+    """``preexec_fn`` for a child a test interrupts with SIGINT: Ctrl-C handled as at a terminal.
+    Why: a shell starts a background job (a CI run under nohup is one) with SIGINT ignored, and a
+    child inherits an ignored or blocked signal; the suite with the oldest admitted versions, run
+    so, failed both interrupt tests twice (the job ran to its end, the command never stopped),
+    and passed run in the foreground."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def main() -> None:
     """Serve the default script until killed; prints `PORT <n>` once listening (benchmarks)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -485,15 +497,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
-
-def sigint_as_at_a_terminal() -> None:
-    """``preexec_fn`` for a child a test interrupts with SIGINT: Ctrl-C handled as at a terminal.
-    Why: a shell starts a background job (a CI run under nohup is one) with SIGINT ignored, and a
-    child inherits an ignored or blocked signal; the suite with the oldest admitted versions, run
-    so, failed both interrupt tests twice (the job ran to its end, the command never stopped),
-    and passed run in the foreground."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
