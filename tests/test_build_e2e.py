@@ -189,7 +189,7 @@ def test_published_m1k_trains_with_plain_trl(built, tmp_path):
 
 def test_published_m1k_assistant_only_loss_masks_the_prompt(built, tmp_path):
     pytest.importorskip("trl")
-    from tiny_model import save_tiny
+    from tiny_model import save_tiny, trained_labels
     from trl import SFTTrainer
 
     from m1data.stages.formatting import render_chat
@@ -199,7 +199,7 @@ def test_published_m1k_assistant_only_loss_masks_the_prompt(built, tmp_path):
     trainer = SFTTrainer(tiny, train_dataset=ds, args=_trl_args(tmp_path / "out", assistant_only_loss=True))
     tokenizer = trainer.processing_class
     for row, example in zip(ds, trainer.train_dataset):
-        ids, labels = example["input_ids"], example["labels"]
+        ids, labels = example["input_ids"], trained_labels(trainer, example)
         n_masked = labels.index(next(label for label in labels if label != -100))
         assert all(label != -100 for label in labels[n_masked:])  # one trained span, to the end
         assert tokenizer.decode(ids[:n_masked]) == render_chat(row["messages"][:1], add_generation_prompt=True)
@@ -208,7 +208,7 @@ def test_published_m1k_assistant_only_loss_masks_the_prompt(built, tmp_path):
 
 def test_published_prompt_completion_config_trains_completion_only(built, tmp_path):
     pytest.importorskip("trl")
-    from tiny_model import save_tiny
+    from tiny_model import save_tiny, trained_labels
     from trl import SFTTrainer
 
     from m1data.stages.formatting import PROMPT_COMPLETION_SUFFIX
@@ -222,7 +222,7 @@ def test_published_prompt_completion_config_trains_completion_only(built, tmp_pa
     assert [[*p, *c] for p, c in zip(view["prompt"], view["completion"])] == default["messages"]
     trainer = SFTTrainer(save_tiny(tmp_path / "tiny"), train_dataset=view, args=_trl_args(tmp_path / "out"))
     assert trainer.completion_only_loss
-    assert all(-100 in example["labels"] for example in trainer.train_dataset)
+    assert all(-100 in trained_labels(trainer, example) for example in trainer.train_dataset)
     trainer.train()
 
 

@@ -15,6 +15,7 @@ pytest.importorskip("trl")
 from m1data.train.sft import RECIPES, SAVING_DIR, build_trainer, load_recipe, main, parse_cli  # noqa: E402
 
 from m1data.stages.formatting import render_chat  # noqa: E402
+from tiny_model import trained_labels  # noqa: E402
 
 ROWS = [
     {
@@ -94,7 +95,7 @@ def test_labels_mask_every_prompt_token_and_no_assistant_token(tiny_dir, hub_fol
     assert trainer.args.gradient_accumulation_steps == 16
     assert len(trainer.train_dataset) == len(ROWS)
     for row, example in zip(ROWS, trainer.train_dataset):
-        ids, labels = example["input_ids"], example["labels"]
+        ids, labels = example["input_ids"], trained_labels(trainer, example)
         assert len(ids) == len(labels)
         n_prompt = sum(label == -100 for label in labels)
         # masked tokens are exactly the prompt as rendered for generation, and they come first
@@ -111,11 +112,11 @@ def test_labels_mask_every_prompt_token_and_no_assistant_token(tiny_dir, hub_fol
         completion = tokenizer.decode(ids[n_prompt:])
         assert completion.startswith("<|im_start|>think\n" + row["reasoning"] + "\n<|im_start|>answer\nAnswer: ")
         assert completion.endswith("<|im_end|>\n")
-    # the collator keeps the mask and masks padding too
+    # a batch keeps each example's mask and masks padding too
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(ROWS))])
     for i, example in enumerate(trainer.train_dataset):
         n = len(example["input_ids"])
-        assert batch["labels"][i, :n].tolist() == example["labels"]
+        assert batch["labels"][i, :n].tolist() == trained_labels(trainer, example)
         assert (batch["labels"][i, n:] == -100).all()
 
 
@@ -214,7 +215,7 @@ def test_a_builds_hub_folder_trains_from_each_of_its_configs(tiny_dir, published
     assert len(trainer.train_dataset) == len(ROWS)
     tokenizer = trainer.processing_class
     first = trainer.train_dataset[0]
-    n_prompt = sum(label == -100 for label in first["labels"])
+    n_prompt = sum(label == -100 for label in trained_labels(trainer, first))
     assert tokenizer.decode(first["input_ids"][n_prompt:]).startswith("<|im_start|>think\n" + ROWS[0]["reasoning"])
 
 

@@ -96,3 +96,12 @@ def save_tiny(folder: str | Path, seed: int = 0) -> str:
     tiny_model(tokenizer, seed).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)
+
+
+def trained_labels(trainer: Any, example: dict) -> list[int]:
+    """The labels `trainer` trains on for one tokenized example (-100: no loss), as its data
+    collator builds them. Why not ``example["labels"]``: where the mask lives depends on the TRL
+    version (TRL 1.0 keeps a ``completion_mask`` or ``assistant_masks`` column and its collator
+    turns it into labels; later versions store the labels themselves), and the collator's output
+    is what the loss sees in both."""
+    return trainer.data_collator([example])["labels"][0].tolist()
