@@ -810,7 +810,8 @@ def test_a_stage_error_in_a_ray_data_task_is_the_local_one_line_error(ray_cluste
 class FailsFirstBlock(Stage):
     """Row-parallel: the block holding `first` stops with a UserError after `fails_after`
     seconds (the other worker is running a block by then); every other block writes its first
-    row's id to `log` when it starts and again when it ends, `seconds` later."""
+    row's id and the time (`time.monotonic`, one clock for every process of the machine) to
+    `log` when it starts, and its id again when it ends, `seconds` later."""
 
     name = "fails_first_block"
     row_parallel = True
@@ -828,7 +829,7 @@ class FailsFirstBlock(Stage):
             time.sleep(self.fails_after)
             raise UserError("the first block's rows are wrong")
         with self.log.open("a") as f:
-            f.write(f"started {rows['id'][0]}\n")
+            f.write(f"started {rows['id'][0]} {time.monotonic()}\n")
         time.sleep(self.seconds)
         with self.log.open("a") as f:
             f.write(f"finished {rows['id'][0]}\n")
@@ -839,7 +840,9 @@ def test_a_block_that_fails_stops_the_stage_without_waiting_for_the_other_blocks
     """A block's error reached the driver only once every block had run (`take_all`): the
     worker that had not failed itself ran its block to the end (30 s here) after the stage had
     already failed, and took new ones. The error is now raised as its block returns it, and Ray
-    Data stops: no other block ends, and none starts but those handed out by then (2 workers)."""
+    Data stops: no other block ends, and none starts but those handed out by then (2 workers).
+    The error must come before any block started beside it could have ended; timed from the
+    blocks' own starts, since starting Ray's workers took 20-30 s on a loaded 2-core machine."""
     import time
 
     import ray
@@ -849,10 +852,10 @@ def test_a_block_that_fails_stops_the_stage_without_waiting_for_the_other_blocks
     log = tmp_path / "blocks.log"
     stage = FailsFirstBlock(rows["id"][0], log, fails_after=6, seconds=30)
     executor = RayExecutor(ExecutorConfig(kind="ray", rows_per_block=1))
-    started = time.monotonic()
     with pytest.raises(M1DataError, match="the first block's rows are wrong"):
         executor.run_stage(stage, rows, RunContext(tmp_path, tmp_path))
-    assert time.monotonic() - started < 20
+    raised = time.monotonic()
     lines = log.read_text(encoding="utf-8").splitlines() if log.exists() else []
     assert not [line for line in lines if line.startswith("finished")], lines
     assert len(lines) <= 2, lines  # the block running beside the failing one, and one handed out as it failed
+    assert all(raised < float(line.split()[2]) + stage.seconds for line in lines), (raised, lines)
