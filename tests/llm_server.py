@@ -341,6 +341,16 @@ class ScriptedServer:
         with self._lock:
             return Counter(self._seen)
 
+    def wait_for_dead_clients(self, timeout: float = 10) -> None:
+        """Wait until the server holds no client connection. After its clients are killed, a
+        request they wrote just before dying may still sit in a socket buffer: it was sent, but is
+        counted only once read. Call this before counting what a killed client sent."""
+        deadline = time.monotonic() + timeout
+        while self._writers:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(self._writers)} client connections still open after {timeout} s")
+            time.sleep(0.005)
+
     def reset(self) -> None:
         """Forget what was received (and the attempt counts); keep the handler."""
         with self._lock:

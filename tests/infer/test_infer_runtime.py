@@ -326,6 +326,7 @@ def test_sweep_killed_midway_and_resumed_pays_nothing_twice(tmp_path):
         first.send_signal(signal.SIGKILL)
         first.wait(10)
         assert first.returncode == -signal.SIGKILL, first.stderr.read()
+        server.wait_for_dead_clients()  # count what was written just before the kill, too
         finished = {p.parent.name: p.read_bytes() for p in out.glob("*/metrics.json")}
         done_before = cached_ok(out / "llm_cache.sqlite")
         sent_before = server.sends_per_body()

@@ -71,6 +71,7 @@ def test_sigkill_then_resume_never_pays_twice(tmp_path):
         first.send_signal(signal.SIGKILL)
         first.wait(10)
         assert first.returncode == -signal.SIGKILL
+        server.wait_for_dead_clients()  # count what was written just before the kill, too
         sent_before = server.sends_per_body()
         done_before = completed_bodies(tmp_path / "cache.sqlite")
         assert 50 <= len(done_before) < N_REQUESTS  # killed mid-way, with work recorded
