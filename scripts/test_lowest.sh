@@ -18,13 +18,20 @@ export PIP_USER=0  # see setup_env.sh
 source scripts/cpu_torch.sh
 if [ "${1:-}" = --extras ]; then
     shift
-    venv=.venv-lowest-extras pins=scripts/lowest-extras.txt extras=llm,cards,dev,tagger,train,infer,ray
+    venv=.venv-lowest-extras pins=scripts/lowest-extras.txt extras=llm,cards,dev,tagger,train,infer,ray torch=yes
 else
-    venv=.venv-lowest pins=scripts/lowest-versions.txt extras=llm,cards,dev
+    venv=.venv-lowest pins=scripts/lowest-versions.txt extras=llm,cards,dev torch=no
+fi
+step() { printf '[m1data] %s\n' "$*" >&2; }
+# One set-up of an environment at a time, as in setup_env.sh: two runs started together would both
+# make it anew and run pip into it at once. The lock is on the pins file and is let go before the tests.
+exec 9< "$pins"
+if command -v flock > /dev/null && ! flock -n 9; then
+    step "waiting for another set-up of $venv to finish"
+    flock 9
 fi
 stamp=$venv/m1data-installed
 recipe="$(cat pyproject.toml "$pins" scripts/test_lowest.sh scripts/cpu_torch.sh | sha256sum | cut -c1-16)"
-step() { printf '[m1data] %s\n' "$*" >&2; }
 failed() { tail -n 30 $venv/install.log >&2; step "$1; full log: $venv/install.log"; exit 1; }
 if [ ! -x $venv/bin/python ] || [ "$(cat "$stamp" 2> /dev/null)" != "$recipe" ]; then
     step "environment: $venv, the oldest admitted versions ($pins)"
@@ -32,13 +39,14 @@ if [ ! -x $venv/bin/python ] || [ "$(cat "$stamp" 2> /dev/null)" != "$recipe" ];
     : > $venv/install.log
     $venv/bin/pip install --quiet --disable-pip-version-check --upgrade pip >> $venv/install.log 2>&1 \
         || failed "upgrading pip failed"
-    if [[ "$extras" == *train* ]]; then
+    if [ $torch = yes ]; then
         install_cpu_torch $venv $venv/install.log || failed "installing torch failed"
     fi
     $venv/bin/pip install --quiet --disable-pip-version-check -c "$pins" -e ".[$extras]" >> $venv/install.log 2>&1 \
         || failed "installing the oldest versions failed"
     echo "$recipe" > "$stamp"
 fi
+exec 9<&-
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 unset PYTHONDONTWRITEBYTECODE
 step "tests: pytest, oldest admitted versions ($pins)"
