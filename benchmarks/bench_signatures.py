@@ -2,6 +2,7 @@
 
     M1DATA_SHARED_DATA=/path/to/shared/data python benchmarks/bench_signatures.py \\
         [--rows 196000] [--source synthetic|real] [--q 6] [--s 1] [--check]
+    python benchmarks/bench_signatures.py --probe-cost [--rows 196000,1000000]
 
 What it measures. Positional chunk signatures are an exact candidate generator for
 ``fuzz.ratio >= t`` (Indel distance, see "Why it is exact" below): each row registers the
@@ -39,6 +40,20 @@ their collisions.
 The candidates are a constant fraction of the pairs in length windows at both sizes (0.6% at 12K
 and at 196K), so the method is as quadratic as the bag filter, with a costlier unit of work
 (a hash probe and a gather per collision instead of a share of a BLAS product).
+
+``--probe-cost``: what one probe of such an index costs, against the group pass's 0.23 ns a pair.
+A compiled open-addressing table of int64 keys, half full at most, sized for the chunks ``--rows``
+rows register (23 a row, as measured above), probed with random keys on one core. Measured
+(2-core VM, load 0.3, three runs): 19 ns a probe at 196K rows (4.5M keys, 128 MiB), 27 ns at 1M
+(23M keys, 512 MiB): the table outgrows the caches, so a probe is a memory access. An estimate
+from these unit costs, per row (193K distinct rows at 196K; the counts above, scaled by the pairs
+at 1M): every q-gram of a row probes once (~200 probes), then the join walks its collisions
+(1,650 a row at 196K, ~8,400 at 1M, ~1 ns each if the walk is sequential) and checks its candidates (90 and ~470, a random read each):
+about 3.8 + 1.7 + 1.8 = 7 us a row at 196K and 5.4 + 8.4 + 12.7 = 26 us at 1M, against the
+group pass's 3.5 and 18 us (its 15,000 and 78,000 window pairs a row). So even compiled, the join
+would be slower at both sizes (about 2x at 196K, 1.4x at 1M) and would grow nearly as fast (19x
+from 196K to 1M rows, the pass 26x), since its collisions and candidates are a fixed share of
+the pairs.
 """
 
 from __future__ import annotations
@@ -131,16 +146,64 @@ def measure(texts: list[str], q: int, s: int, threshold: float) -> dict:
             "pairs": pairs, "counts": counts, "windows": int(np.maximum(hi_w - lo_w, 0).sum()), "n": n}
 
 
+def probe_cost(rows: int, chunks_per_row: int = 23, probes: int = 20_000_000) -> float:
+    """Nanoseconds a probe of a hash table holding ``rows * chunks_per_row`` random keys (at most
+    half full), with random keys of which 1% are present."""
+    import numba
+
+    @numba.njit
+    def build(keys, table):  # type: ignore[no-untyped-def]
+        mask = table.shape[0] - 1
+        for k in keys:
+            h = (k * 0x9E3779B97F4A7C15) & mask
+            while table[h] != 0:
+                h = (h + 1) & mask
+            table[h] = k
+
+    @numba.njit
+    def probe(queries, table):  # type: ignore[no-untyped-def]
+        mask = table.shape[0] - 1
+        hits = 0
+        for k in queries:
+            h = (k * 0x9E3779B97F4A7C15) & mask
+            while table[h] != 0:
+                if table[h] == k:
+                    hits += 1
+                    break
+                h = (h + 1) & mask
+        return hits
+
+    rng = np.random.default_rng(0)
+    keys = rng.integers(1, 1 << 62, rows * chunks_per_row, dtype=np.int64)
+    table = np.zeros(1 << int(np.ceil(np.log2(2 * len(keys)))), np.int64)
+    build(keys, table)
+    queries = rng.integers(1, 1 << 62, probes, dtype=np.int64)
+    queries[::100] = keys[: len(queries[::100])]
+    probe(queries[:1000], table)  # compile
+    start = time.perf_counter()
+    hits = probe(queries, table)
+    elapsed = time.perf_counter() - start
+    assert hits >= len(queries[::100])
+    print(f"{rows:,} rows: {len(keys):,} keys in {table.nbytes / 2**20:.0f} MiB; "
+          f"{elapsed / probes * 1e9:.1f} ns a probe; load {os.getloadavg()[0]:.1f}", flush=True)
+    return elapsed / probes
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rows", type=int, default=196_000)
+    ap.add_argument("--rows", default="196000", help="rows (--probe-cost: a comma-separated list)")
+    ap.add_argument("--probe-cost", action="store_true", help="ns a probe of an index of --rows rows")
     ap.add_argument("--source", choices=["synthetic", "real"], default="synthetic")
     ap.add_argument("--q", type=int, default=6)
     ap.add_argument("--s", type=int, default=1)
     ap.add_argument("--threshold", type=float, default=95.0)
     ap.add_argument("--check", action="store_true", help="every matching pair must be a candidate")
     args = ap.parse_args()
-    rows = perturb.rows_from(args.source, args.rows)
+    if args.probe_cost:
+        for n in args.rows.split(","):
+            probe_cost(int(n))
+        return
+    rows = perturb.rows_from(args.source, int(args.rows))
     distinct, _, _ = _distinct(rows)
     print(f"{len(distinct):,} distinct {args.source} rows; load {os.getloadavg()[0]:.1f}", flush=True)
     t0 = time.perf_counter()
