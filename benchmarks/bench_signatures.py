@@ -48,8 +48,9 @@ rows register (23 a row, as measured above), probed with random keys on one core
 (23M keys, 512 MiB): the table outgrows the caches, so a probe is a memory access. An estimate
 from these unit costs, per row (193K distinct rows at 196K; the counts above, scaled by the pairs
 at 1M): every q-gram of a row probes once (~200 probes), then the join walks its collisions
-(1,650 a row at 196K, ~8,400 at 1M, ~1 ns each if the walk is sequential) and checks its candidates (90 and ~470, a random read each):
-about 3.8 + 1.7 + 1.8 = 7 us a row at 196K and 5.4 + 8.4 + 12.7 = 26 us at 1M, against the
+(1,650 a row at 196K, ~8,400 at 1M, ~1 ns each if the walk is sequential) and checks its
+candidates (90 and ~470, a random read each): about 3.8 + 1.7 + 1.8 = 7 us a row at 196K and
+5.4 + 8.4 + 12.7 = 26 us at 1M, against the
 group pass's 3.5 and 18 us (its 15,000 and 78,000 window pairs a row). So even compiled, the join
 would be slower at both sizes (about 2x at 196K, 1.4x at 1M) and would grow nearly as fast (19x
 from 196K to 1M rows, the pass 26x), since its collisions and candidates are a fixed share of
