@@ -443,6 +443,8 @@ class ScriptedServer:
                     return
         except (ConnectionError, asyncio.IncompleteReadError):
             return
+        except asyncio.CancelledError:  # the server is stopping with this request held: end quietly
+            return  # (re-raised, Python 3.11's stream callback prints it as an error for each one)
         finally:
             self._writers.discard(writer)
             writer.close()
