@@ -243,10 +243,12 @@ def _parts_or_first_error(results: Any) -> list[Any]:
     already failed (a refused key or a teacher without reasoning paid for in every block).
     Leaving Ray Data's iterator early is the engine's own stop: it shuts the execution down,
     starts no other block, and cancels the blocks running (their answered replies are in the
-    cache already; calls on the wire at that moment are lost, as on Ctrl-C). No prefetching:
-    with Ray Data's default (`prefetch_batches=1`, ray 2.51 to 2.60) the iterator fetches the
-    next block before it yields the one at hand, so a failed block's error waited for another
-    block to end (30 s in the test)."""
+    cache already; calls on the wire at that moment are lost, as on Ctrl-C). Before ray 2.57
+    the execution ran on after the iterator closed, and the process's next `ray.shutdown()`
+    ended the process (exit 1 or a segmentation fault): hence the extra's floor. No
+    prefetching: with Ray Data's default (`prefetch_batches=1`, ray 2.51 to 2.60) the iterator
+    fetches the next block before it yields the one at hand, so a failed block's error waited
+    for another block to end (30 s in the test)."""
     records = []
     batches = iter(results.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0))
     with contextlib.closing(batches):  # closed at once, not when the garbage collector gets to it
