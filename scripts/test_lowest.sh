@@ -49,5 +49,6 @@ fi
 exec 9<&-
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 unset PYTHONDONTWRITEBYTECODE
+# --max-worker-restart 0: see scripts/test.sh
 step "tests: pytest, oldest admitted versions ($pins)"
-exec $venv/bin/python -m pytest -n 2 --dist loadfile "$@"
+exec $venv/bin/python -m pytest -n 2 --dist loadfile --max-worker-restart 0 "$@"

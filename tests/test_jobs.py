@@ -191,6 +191,7 @@ def test_file_runners_share_one_name_pattern():
 
 
 @pytest.mark.main_job  # the whole default build, minutes: `pytest -m main_job` (README, "Tests")
+@pytest.mark.timeout(3600)
 @pytest.mark.skipif(embedded_missing() is not None, reason=str(embedded_missing()))
 def test_default_build_from_a_fresh_interpreter_equals_the_command(tmp_path):
     """`m1data.build("m1k", out)` with the default config (the embedded model, its server started

@@ -138,6 +138,7 @@ def test_python_infer_example_runs(tmp_path, monkeypatch) -> None:
 
 
 @pytest.mark.main_job  # the whole default build, minutes: `pytest -m main_job` (README, "Tests")
+@pytest.mark.timeout(3600)
 def test_python_default_build_example_runs(tmp_path, monkeypatch) -> None:
     """The default build needs the embedded model's server (llama.cpp), which it starts itself."""
     from m1data.llm.local_server import embedded_missing
