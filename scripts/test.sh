@@ -12,7 +12,7 @@ export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 unset PYTHONDONTWRITEBYTECODE
 # A worker that crashes ends the run, its test reported as failed, instead of being replaced:
 # under --dist loadfile, pytest-xdist 3.8 puts the crashed worker's finished files back in the
-# queue as empty work that no worker ever reports done, and the run waits for ever (its issue
+# queue as empty work that no worker ever reports done, and the run can wait for ever (its issue
 # 1378). A CI run hung so, until CI's 90-minute limit, after a worker's segmentation fault.
 printf '[m1data] tests: pytest\n' >&2
 exec .venv/bin/python -m pytest -n 2 --dist loadfile --max-worker-restart 0 "$@"
