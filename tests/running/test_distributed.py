@@ -895,11 +895,12 @@ print("ray stopped", flush=True)
 
 
 def test_a_process_whose_stage_failed_on_ray_stops_ray_cleanly(ray_cluster, tmp_path):
-    """With ray 2.51 to 2.56, leaving Ray Data's iterator at a failed block (as
-    `_parts_or_first_error` does) left its execution threads running; the process's next
-    `ray.shutdown()` (at exit, or a notebook's own) then ended it abruptly ("The core worker has
-    already been shutdown ... The process will exit": exit 1 in 3 of 3 runs here, a segmentation
-    fault in a CI run). Hence the extra's floor, 2.57. A driver of its own, on the session's cluster."""
+    """With ray before 2.56 (2.51.0 and 2.55.1 tried), leaving Ray Data's iterator at a failed
+    block (as `_parts_or_first_error` does) left its execution threads running; the process's
+    next `ray.shutdown()` (at exit, or a notebook's own) then ended it abruptly ("The core worker
+    has already been shutdown ... The process will exit": exit 1 in every run here; likely the
+    segmentation fault of a CI run). 2.56 still left a thread behind, hence the extra's floor,
+    2.57. A driver of its own, on the session's cluster."""
     import ray
 
     address = ray.get_runtime_context().gcs_address
