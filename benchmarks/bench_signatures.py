@@ -44,7 +44,8 @@ their collisions.
   Free placement avoids the commonest phrases, so it enumerates 1.7x fewer collisions and keeps
   1.6x fewer pairs than fixed chunks, but its kept share does not shrink with size either: a
   row must still register a q-gram in every ~9 characters, and on these rows even the rarest of
-  them grow as common as the rows. ``--check``: all 338 matching pairs of the 12K synthetic rows,
+  them grow as common as the rows (at 1M rows this script's numpy join ran out of this machine's
+  23 GB after 35 minutes). ``--check``: all 338 matching pairs of the 12K synthetic rows,
   and all 34 of the real ones, are among its candidates.
 
 The candidates are a constant fraction of the pairs in length windows at both sizes (0.6% at 12K
