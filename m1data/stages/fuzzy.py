@@ -79,9 +79,9 @@ sorting, trees and cells make. The list:
   table outgrows the caches), so a row's probes, collisions and candidates come to about 7 us at
   196K rows and 26 us at 1M, against the group pass's 3.5 and 18 us. Registering a row's K+1
   rarest disjoint q-grams at any position rather than its rarest chunks (``--placement free``;
-  any disjoint substrings will do) enumerates 1.7x fewer collisions (1.8e8 at 196K rows) and keeps
-  0.36% of the pairs, but that share too stays put as the rows grow (0.33% at 12K): the rows' rarest
-  q-grams grow as common as the rows.
+  any disjoint substrings will do) enumerates 1.7x fewer collisions (1.8e8 at 196K rows) and
+  keeps 0.36% of the pairs in length windows, but that share too stays put as the rows grow
+  (0.33% at 12K): the rows' rarest q-grams grow as common as the rows.
 - Indexing the group counts themselves: 16 groups keep 0.005% of length-compatible pairs, but
   an L1 ball of radius ~0.1 |a| cannot be cut out by sorting or trees. Any 1-Lipschitz
   projection (the top principal directions of the histograms included) keeps 97% of the pairs
