@@ -19,11 +19,21 @@ quiet_pip() {  # pip's own index warnings and setuptools' editable-install notes
 }
 step() { printf '[m1data] %s\n' "$*" >&2; }
 source scripts/cpu_torch.sh
+# The interpreter the venv is made with: python3, or M1DATA_PYTHON (python3.12, a path) where
+# python3 is too old. Its version is checked against pyproject.toml's requires-python first: pip
+# refuses m1data on an older one only after the minutes and gigabytes of torch.
+python="${M1DATA_PYTHON:-python3}"
+need="$(sed -n 's/^requires-python = ">=3\.\([0-9]*\)"$/\1/p' pyproject.toml)"
+if ! "$python" -c "import sys; sys.exit(sys.version_info < (3, $need))" 2> /dev/null; then
+    found="$(command -v "$python" > /dev/null && "$python" --version 2>&1 || true)"
+    step "m1data needs Python 3.$need or newer, and $python here is ${found:-not found}: set M1DATA_PYTHON to a newer one (M1DATA_PYTHON=python3.12 bash scripts/...)"
+    exit 1
+fi
 # A clone at a non-ASCII path (/home/jürgen) where Python's UTF-8 mode is off in the C locale
 # (LC_ALL=C PYTHONUTF8=0) holds the path in surrogates: venv and pip stop ("surrogates not
 # allowed"), and in UTF-8 mode they write an install whose paths that Python cannot open (the
 # editable install's finder: `m1data` not found). Stop before any of it, saying what to set.
-if ! python3 -c 'import os; os.getcwd().encode("utf-8")' 2> /dev/null; then
+if ! "$python" -c 'import os; os.getcwd().encode("utf-8")' 2> /dev/null; then
     step "this clone's path is not valid text to Python here (its file-name encoding is ASCII: the C locale with PYTHONUTF8=0), so m1data cannot be installed and imported from it: set PYTHONUTF8=1 or a UTF-8 locale (LC_ALL=C.UTF-8), or clone to an ASCII path"
     exit 1
 fi
@@ -64,9 +74,9 @@ fi
 if [ -d .venv ] && ! .venv/bin/pip --version > /dev/null 2>&1; then
     clear=--clear
 fi
-step "environment: .venv ($(python3 --version))${clear:+, made anew (made in another folder, or its pip does not run)}"
+step "environment: .venv ($("$python" --version))${clear:+, made anew (made in another folder, or its pip does not run)}"
 rm -f "$stamp"
-python3 -m venv $clear .venv
+"$python" -m venv $clear .venv
 : > .venv/install.log
 quiet_pip --upgrade pip
 step "packages: torch $TORCH_VERSION (CPU), then m1data[$extras]"

@@ -35,7 +35,7 @@ recipe="$(cat pyproject.toml "$pins" scripts/test_lowest.sh scripts/cpu_torch.sh
 failed() { tail -n 30 $venv/install.log >&2; step "$1; full log: $venv/install.log"; exit 1; }
 if [ ! -x $venv/bin/python ] || [ "$(cat "$stamp" 2> /dev/null)" != "$recipe" ]; then
     step "environment: $venv, the oldest admitted versions ($pins)"
-    python3 -m venv --clear $venv
+    "${M1DATA_PYTHON:-python3}" -m venv --clear $venv  # M1DATA_PYTHON: see setup_env.sh
     : > $venv/install.log
     $venv/bin/pip install --quiet --disable-pip-version-check --upgrade pip >> $venv/install.log 2>&1 \
         || failed "upgrading pip failed"

@@ -204,6 +204,41 @@ def test_a_venv_whose_pip_an_interrupted_set_up_broke_is_made_anew(clone):
                           env={**os.environ, "FAKE_TOOLS": str(clone.parent / "tools"), "CALLS": os.devnull}).returncode == 0
 
 
+def _real_python(minor: int) -> str | None:
+    """A real python3.MINOR on PATH or under pyenv, or None."""
+    found = shutil.which(f"python3.{minor}")
+    pyenv = Path(os.environ.get("PYENV_ROOT", "~/.pyenv")).expanduser()
+    for candidate in ([found] if found else []) + sorted(map(str, pyenv.glob(f"versions/3.{minor}.*/bin/python3.{minor}"))):
+        said = subprocess.run([candidate, "-c", "import sys; print(sys.version_info[1])"], capture_output=True, text=True)
+        if said.returncode == 0 and said.stdout.strip() == str(minor):
+            return candidate
+    return None
+
+
+def test_a_python_older_than_requires_python_stops_at_once_naming_both(clone):
+    """Python 3.10 (end of life; transformers 5.21+ do not install on it) got as far as pip's
+    refusal of m1data, after torch's download, or for the train extra 'no matching distribution
+    for transformers>=5.23'. The set-up now stops before making anything, with one line."""
+    old = _real_python(10)
+    if old is None:
+        pytest.skip("no Python 3.10 on this machine")
+    done = setup_env(clone, M1DATA_PYTHON=old)
+    assert done.returncode == 1 and not (clone / ".venv").exists(), done.stdout
+    assert done.stdout.count("\n") == 1, done.stdout
+    assert "needs Python 3.11 or newer" in done.stdout and "Python 3.10." in done.stdout, done.stdout
+    missing = setup_env(clone, M1DATA_PYTHON="python3.99")
+    assert missing.returncode == 1 and "python3.99 here is not found" in missing.stdout, missing.stdout
+
+
+def test_m1data_python_picks_the_interpreter_the_venv_is_made_with(clone):
+    tools = clone.parent / "tools" / "bin"
+    (tools / "python3.12").write_text(FAKE_PYTHON3.replace("Python 3.11.0", "Python 3.12.9"))
+    (tools / "python3.12").chmod(0o755)
+    done = setup_env(clone, M1DATA_PYTHON="python3.12")
+    assert done.returncode == 0, done.stdout
+    assert "environment: .venv (Python 3.12.9)" in done.stdout, done.stdout
+
+
 def test_a_second_run_with_nothing_changed_installs_nothing(clone):
     assert setup_env(clone).returncode == 0
     before = len(calls(clone))

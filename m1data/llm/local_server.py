@@ -308,7 +308,7 @@ class LocalServer:
     def base_url(self) -> str:
         return f"{self.root_url}/v1"
 
-    def __enter__(self) -> LocalServer:  # not typing.Self: Python 3.11+, and 3.10 is supported
+    def __enter__(self) -> LocalServer:
         self._catch_sigterm()
         try:
             self._start_until_ready()
