@@ -25,8 +25,8 @@ source scripts/cpu_torch.sh
 python="${M1DATA_PYTHON:-python3}"
 need="$(sed -n 's/^requires-python = ">=3\.\([0-9]*\)"$/\1/p' pyproject.toml)"
 if ! "$python" -c "import sys; sys.exit(sys.version_info < (3, $need))" 2> /dev/null; then
-    found="$(command -v "$python" > /dev/null && "$python" --version 2>&1 || true)"
-    step "m1data needs Python 3.$need or newer, and $python here is ${found:-not found}: set M1DATA_PYTHON to a newer one (M1DATA_PYTHON=python3.12 bash scripts/...)"
+    if found="$("$python" --version 2>&1)"; then found="${found%%$'\n'*}"; else found="not found (or does not run)"; fi
+    step "m1data needs Python 3.$need or newer, and $python here is $found: set M1DATA_PYTHON to a newer one (M1DATA_PYTHON=python3.12 bash scripts/...)"
     exit 1
 fi
 # A clone at a non-ASCII path (/home/jürgen) where Python's UTF-8 mode is off in the C locale
