@@ -62,7 +62,7 @@ def _oldest_supported() -> tuple[int, int]:
     return 3, int(found[1])
 
 
-def _interpreter(version: tuple[int, int]) -> str | None:
+def interpreter(version: tuple[int, int]) -> str | None:
     """A working python3.N: on PATH, or a pyenv install (whose shim on PATH may refuse to run)."""
     name = f"python{version[0]}.{version[1]}"
     pyenv = os.path.expanduser(os.environ.get("PYENV_ROOT", "~/.pyenv"))
@@ -81,7 +81,7 @@ def _interpreter(version: tuple[int, int]) -> str | None:
 
 def test_the_oldest_supported_python_has_every_stdlib_name_m1data_imports():
     version = _oldest_supported()
-    python = _interpreter(version)
+    python = interpreter(version)
     if python is None:
         pytest.skip(f"no Python {version[0]}.{version[1]} on this machine")
     scanned = subprocess.run([python, "-I", "-c", SCAN, *PACKAGE_DIRS], cwd=ROOT, capture_output=True, text=True,

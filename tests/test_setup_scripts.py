@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_python_versions import interpreter  # tests/ is on sys.path (pytest's default import mode)
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ("setup_env.sh", "cpu_torch.sh", "install_embedded.sh")
@@ -204,22 +205,11 @@ def test_a_venv_whose_pip_an_interrupted_set_up_broke_is_made_anew(clone):
                           env={**os.environ, "FAKE_TOOLS": str(clone.parent / "tools"), "CALLS": os.devnull}).returncode == 0
 
 
-def _real_python(minor: int) -> str | None:
-    """A real python3.MINOR on PATH or under pyenv, or None."""
-    found = shutil.which(f"python3.{minor}")
-    pyenv = Path(os.environ.get("PYENV_ROOT", "~/.pyenv")).expanduser()
-    for candidate in ([found] if found else []) + sorted(map(str, pyenv.glob(f"versions/3.{minor}.*/bin/python3.{minor}"))):
-        said = subprocess.run([candidate, "-c", "import sys; print(sys.version_info[1])"], capture_output=True, text=True)
-        if said.returncode == 0 and said.stdout.strip() == str(minor):
-            return candidate
-    return None
-
-
 def test_a_python_older_than_requires_python_stops_at_once_naming_both(clone):
     """Python 3.10 (end of life; transformers 5.21+ do not install on it) got as far as pip's
     refusal of m1data, after torch's download, or for the train extra 'no matching distribution
     for transformers>=5.23'. The set-up now stops before making anything, with one line."""
-    old = _real_python(10)
+    old = interpreter((3, 10))
     if old is None:
         pytest.skip("no Python 3.10 on this machine")
     done = setup_env(clone, M1DATA_PYTHON=old)
