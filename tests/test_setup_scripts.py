@@ -206,9 +206,9 @@ def test_a_venv_whose_pip_an_interrupted_set_up_broke_is_made_anew(clone):
 
 
 def test_a_python_older_than_requires_python_stops_at_once_naming_both(clone):
-    """Python 3.10 (end of life; transformers 5.21+ do not install on it) got as far as pip's
-    refusal of m1data, after torch's download, or for the train extra 'no matching distribution
-    for transformers>=5.23'. The set-up now stops before making anything, with one line."""
+    """On Python 3.10 (end of life; transformers 5.21 and later need 3.11) the set-up downloaded
+    torch, then pip found no transformers>=5.23 for the train extra; with requires-python raised,
+    pip would refuse m1data itself, still after torch. It now stops before making anything."""
     old = interpreter((3, 10))
     if old is None:
         pytest.skip("no Python 3.10 on this machine")
