@@ -105,7 +105,8 @@ def setup_env(repo: Path, extras: str = "llm", wait: bool = True, **env: str):
     """Run the repo's scripts/setup_env.sh with the fake python3 first on PATH."""
     tools = repo.parent / "tools"
     full_env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("PIP_")},
+        # the caller's own M1DATA_PYTHON would replace the stand-in python3
+        **{k: v for k, v in os.environ.items() if not k.startswith("PIP_") and k != "M1DATA_PYTHON"},
         "PATH": f"{tools / 'bin'}{os.pathsep}{os.environ['PATH']}",
         "FAKE_TOOLS": str(tools),
         "CALLS": str(repo.parent / "calls.log"),
