@@ -195,7 +195,7 @@ def as_dataset(data: Any, what: str = "the rows") -> datasets.Dataset:
                         f"got {kind.__name__}")
     try:
         if not frame:
-            return datasets.Dataset.from_list(data)
+            return datasets.Dataset.from_list(_every_key(data))
         if kind.__module__.startswith("pandas"):
             return datasets.Dataset.from_pandas(data, preserve_index=False)
         return datasets.Dataset.from_polars(data)
@@ -203,6 +203,16 @@ def as_dataset(data: Any, what: str = "the rows") -> datasets.Dataset:
         records = data if not frame else data.to_dicts() if hasattr(data, "to_dicts") else data.to_dict("records")
         raise UserError(f"{what}: {_mixed_column(records) or err}; give each column one type "
                           "(all str, say), with None for a missing value") from None
+
+
+def _every_key(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each record with every key any record has (None where it has none). Why: `Dataset.from_list`
+    takes its columns from the first record alone, so a `context` or `options` that only later
+    rows had was dropped without a word, and those rows compared as if they had none."""
+    keys = list(dict.fromkeys(key for record in records for key in record))
+    if all(len(record) == len(keys) for record in records):
+        return records
+    return [{key: record.get(key) for key in keys} for record in records]
 
 
 def is_frame(value: Any) -> bool:

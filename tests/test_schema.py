@@ -106,6 +106,12 @@ def test_as_dataset_reads_each_column_in_one_type_or_names_the_mixed_one(ids, ki
     assert [i is None or i != i for i in ds["id"]] == [i is None for i in ids]  # pandas: None in numbers is NaN
 
 
+def test_as_dataset_keeps_the_keys_only_later_rows_have():
+    # datasets' from_list takes its columns from the first row: a later row's context was dropped
+    ds = as_dataset([{"id": "a", "question": "q"}, {"id": "b", "question": "r", "context": "An abstract."}])
+    assert ds.column_names == ["id", "question", "context"] and ds["context"] == [None, "An abstract."]
+
+
 def test_as_dataset_refuses_what_is_no_table():
     for data in ({"id": ["a"]}, (row for row in [{"id": "a"}]), ["a question"]):
         with pytest.raises(TypeError, match="the rows must be a datasets.Dataset, a pandas or polars DataFrame"):

@@ -259,9 +259,15 @@ def check_texts(rows: datasets.Dataset, column: str, what: str, id_column: str =
     else:  # not text at all (numbers, lists), or every value null
         bad = 0
     value = rows[bad][column]
-    row = f"{rows[bad][id_column]!r}" if id_column in rows.column_names else f"{bad} (the rows have no {id_column!r})"
-    raise UserError(f"{what}: row {row}: its {column!r} is {type(value).__name__}, not str; "
+    raise UserError(f"{what}: row {row_name(rows, bad, id_column)}: its {column!r} is {type(value).__name__}, not str; "
                     "fill it in or remove the row")
+
+
+def row_name(rows: datasets.Dataset, index: int, id_column: str = "id") -> str:
+    """How an error names a row: its id, else its position."""
+    if id_column in rows.column_names:
+        return repr(rows[index][id_column])
+    return f"{index} (the rows have no {id_column!r})"
 
 
 @datasets_bars_off()  # its flatten_indices showed datasets' bar from a stage run in a notebook
@@ -1012,6 +1018,7 @@ __all__ = [
     "read_manifest",
     "read_manifests",
     "refuse_overwrite",
+    "row_name",
     "run_lock",
     "run_on_file",
     "run_pipeline",

@@ -19,11 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
+
 from m1data.errors import UserError
 from m1data.output import datasets_bars_off
 from m1data.running.distributed import band_runner
-from m1data.running.pipeline import RunContext, Stage, StageResult, check_texts, dropped_rows
-from m1data.schema import as_dataset, column_values, fresh_fingerprint, is_frame, option_key
+from m1data.running.pipeline import RunContext, Stage, StageResult, check_texts, dropped_rows, row_name
+from m1data.schema import RowError, as_dataset, column_array, column_values, fresh_fingerprint, is_frame, option_key
 from m1data.stages.fuzzy import (
     BandRunner,
     ContamMatch,
@@ -83,20 +85,69 @@ def _keys(stems: list[str], options: list[Sequence[str] | None]) -> list[str]:
     return [stem_key(stem, opts) for stem, opts in zip(stems, options)]
 
 
-def _stems(ds: Dataset) -> list[str]:
+def _stems(ds: Dataset, what: str = "the rows", id_column: str = "id") -> list[str]:
     if not len(ds):  # no rows (an empty list has no columns either): nothing to compare
         return []
     if "question" not in ds.column_names:
         raise UserError(
-            "rows are compared on question stem + option set by default, and these have no 'question' "
+            f"{what}: rows are compared on question stem + option set by default, and these have no 'question' "
             f"column (columns: {ds.column_names}); pass column= to compare another one"
         )
-    contexts = column_values(ds, "context") if "context" in ds.column_names else [""] * len(ds)
+    contexts = _contexts(ds, what, id_column) if "context" in ds.column_names else [""] * len(ds)
     return [f"{c}\n{q}" if c else q for c, q in zip(contexts, column_values(ds, "question"))]
 
 
-def _options(ds: Dataset) -> list[Sequence[str] | None]:
-    return column_values(ds, "options") if "options" in ds.column_names else [None] * len(ds)
+def _contexts(ds: Dataset, what: str, id_column: str) -> list[str]:
+    """Each row's context as text. A Hub PubMedQA row holds {"contexts": [...], "labels": ...,
+    "meshes": ...}, another layout a list of paragraphs: both are joined as the loaders join
+    them. Why: such a context was compared as its Python repr, and 497 of 500 verbatim copies of
+    the PubMedQA test set stayed in rows brought in that shape."""
+    values, kind = column_values(ds, "context"), column_array(ds, "context").type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return [c or "" for c in values]
+    out = []
+    for i, value in enumerate(values):
+        paragraphs = value.get("contexts") if isinstance(value, dict) else value
+        if value is None or isinstance(value, str):
+            out.append(value or "")
+        elif isinstance(paragraphs, list) and all(isinstance(p, str) for p in paragraphs):
+            out.append("\n".join(paragraphs))
+        else:
+            raise UserError(f"{what}: row {row_name(ds, i, id_column)}: its 'context' is {type(value).__name__}, "
+                            "not text, a list of texts or PubMedQA's {'contexts': [...]}")
+    return out
+
+
+def _options(ds: Dataset, what: str = "the rows", id_column: str = "id") -> list[Sequence[str] | None]:
+    """Each row's option texts (None: the row has none), read as the loaders read options: a list,
+    a {letter: text} dict (MedQA's own layout), label and text side by side, or a cell of text
+    (``lettered_options``), with letters written into the texts ("A. x") taken off
+    (``strip_option_letters``). The same reading for the rows and the eval sets, so a copy is
+    compared like with like. Why: a dict's sorted keys were its options ("A\nB\nC\nD", so any
+    two questions with one stem were duplicates), and letters were taken off the eval side only.
+    Rows m1data loaded (they have ``answer_letter``) were read so once already, and are used as
+    they are."""
+    from m1data.reading.readers import lettered_options, strip_option_letters
+
+    if "options" not in ds.column_names:
+        return [None] * len(ds)
+    values = column_values(ds, "options")
+    if "answer_letter" in ds.column_names and _text_lists(column_array(ds, "options")):
+        return values
+    out: list[Sequence[str] | None] = []
+    for i, value in enumerate(values):
+        try:
+            out.append(None if value is None else strip_option_letters(lettered_options(value)))
+        except RowError as err:
+            raise UserError(f"{what}: row {row_name(ds, i, id_column)}: {err}; fix the options or remove the row") from None
+    return out
+
+
+def _text_lists(column: pa.ChunkedArray) -> bool:
+    """Lists of texts with no null text in them."""
+    kind = column.type
+    return (pa.types.is_list(kind) or pa.types.is_large_list(kind)) and pa.types.is_string(kind.value_type) \
+        and not any(chunk.flatten().null_count for chunk in column.chunks)
 
 
 def _require_column(ds: Dataset, column: str | None, what: str) -> None:
@@ -195,18 +246,24 @@ def _same_question(stems: list[str], options: list[Sequence[str] | None], keyed:
     rows, evals, scores = contamination_pairs(stems, items, threshold=threshold, runner=runner)
     best: dict[int, tuple[int, float]] = {}
     for row, item, score in zip(rows.tolist(), evals.tolist(), scores.tolist()):  # by row, then eval item
-        if (row not in best or score > best[row][1]) and _most_options_shared(options[row], keyed[item].options):
+        if (row not in best or score > best[row][1]) and _same_options(options[row], keyed[item].options):
             best[row] = (item, score)
     # the eval text reported is the stem that scored, so a dropped row shows what it was compared with
     return [ContamMatch(row, items[item].set_name, items[item].item_id, items[item].text, score)
             for row, (item, score) in sorted(best.items())]
 
 
-def _most_options_shared(a: Sequence[str] | None, b: Sequence[str]) -> bool:
+def _same_options(a: Sequence[str] | None, b: Sequence[str]) -> bool:
     """More than half of the smaller option set is in the other, compared as the loaders compare
-    options for duplicates (``option_key``; a set of one or two must be shared whole)."""
+    options for duplicates (``option_key``; a set of one or two must be shared whole). A side
+    with no options has only its stem to compare, and the stems matched: like with like
+    (reference s.3), as bare eval questions are compared with the rows' stems. Why: a training
+    row without options was compared with the eval items' stem + option keys only, and 128 of
+    200 bare copies of MedQA-USMLE test questions stayed."""
     first, second = _option_set(a or ()), _option_set(b)
-    return bool(first and second) and 2 * len(first & second) > min(len(first), len(second))
+    if not first or not second:
+        return True
+    return 2 * len(first & second) > min(len(first), len(second))
 
 
 def _option_set(options: Sequence[str]) -> set[str]:
@@ -238,9 +295,7 @@ def eval_items(evals: Mapping[str, Dataset | Sequence[str]] | Sequence[Dataset |
     if isinstance(evals, (str, bytes)):
         raise TypeError("evals must be a mapping or a sequence of eval sets or questions, not a single str; "
                         "pass [question] for one question")
-    if hasattr(evals, "column_names") or is_frame(evals):  # one set: iterated, it gave rows, not questions
-        return _eval_from(evals, column, None)
-    if isinstance(evals, Mapping):
+    if isinstance(evals, Mapping):  # a DatasetDict too: each split a set
         for name, value in evals.items():
             if isinstance(value, str) and not Path(value).exists():  # a str value can only be a file
                 raise UserError(f"eval set {name}: {value!r} is no file; a set's questions go in a list or a Dataset")
@@ -249,6 +304,8 @@ def eval_items(evals: Mapping[str, Dataset | Sequence[str]] | Sequence[Dataset |
             else:
                 out.extend(_eval_from(value, column, str(name)))
         return out
+    if hasattr(evals, "column_names") or is_frame(evals):  # one set: iterated, it gave rows, not questions
+        return _eval_from(evals, column, None)
     for i, e in enumerate(evals):
         if isinstance(e, str):
             _refuse_a_set_given_as_a_question(e)
@@ -293,6 +350,7 @@ def _eval_from(value: Dataset | Sequence[str], column: str | None, name: str | N
     if isinstance(value, str):
         raise TypeError("an eval set must be a Dataset or a sequence of strings, not a str")
     what = f"eval set {name or 'eval'}"
+    _refuse_other_containers(value, what)
     if is_frame(value) or (isinstance(value, list) and value and all(isinstance(row, dict) for row in value)):
         value = as_dataset(value, what)  # rows, as the training side may be given
     if hasattr(value, "column_names"):
@@ -308,8 +366,8 @@ def _eval_from(value: Dataset | Sequence[str], column: str | None, name: str | N
             names = ["eval"] * len(value)
         if keyed:
             return [EvalText(n, str(i), stem_key(stem, options), True, stem, tuple(options or ()))
-                    for n, i, (stem, options) in zip(names, ids, _eval_questions(value))]
-        texts = column_values(value, column) if column else _stems(value)
+                    for n, i, (stem, options) in zip(names, ids, _eval_questions(value, what))]
+        texts = column_values(value, column) if column else _stems(value, what)
         return [EvalText(n, str(i), t) for n, i, t in zip(names, ids, texts)]
     questions = list(value)
     for i, question in enumerate(questions):
@@ -319,16 +377,24 @@ def _eval_from(value: Dataset | Sequence[str], column: str | None, name: str | N
     return [EvalText(name or "eval", str(i), t) for i, t in enumerate(questions)]
 
 
-def _eval_questions(ds: Dataset) -> list[tuple[str, Sequence[str] | None]]:
-    """Each eval row's stem and options, with the letters a raw file wrote into its options ("A. x")
-    stripped as the eval loaders strip them: a Dataset read straight from such a file must
-    match its copies as the loaded set does."""
-    from m1data.reading.readers import strip_option_letters
+def _refuse_other_containers(value: Any, what: str) -> None:
+    """A DatasetDict or a streamed IterableDataset inside the evals, said in one line: the first
+    was read as one set whose columns were its splits, the second failed on ``len()``."""
+    from datasets import DatasetDict, IterableDataset, IterableDatasetDict
 
-    if "answer_letter" in ds.column_names:  # m1data rows: their loader stripped the letters once already
-        return list(zip(_stems(ds), _options(ds)))
-    return [(stem, strip_option_letters(list(options)) if options else options)
-            for stem, options in zip(_stems(ds), _options(ds))]
+    if isinstance(value, (DatasetDict, IterableDatasetDict)):
+        raise UserError(f"{what} is a {type(value).__name__} of splits {list(value)}: give one split "
+                        f"(evals={{name: dd[{next(iter(value), 'test')!r}]}}), or the DatasetDict itself as evals "
+                        "(each split a set)")
+    if isinstance(value, IterableDataset):
+        raise UserError(f"{what} is a streamed IterableDataset; load it without streaming=True, or "
+                        "Dataset.from_list(list(it))")
+
+
+def _eval_questions(ds: Dataset, what: str) -> list[tuple[str, Sequence[str] | None]]:
+    """Each eval row's stem and options, read as the rows' are (``_options``: a raw file's "A. x"
+    letters taken off, as the eval loaders take them off)."""
+    return list(zip(_stems(ds, what), _options(ds, what)))
 
 
 def _row_ids(ds: Dataset, id_column: str) -> list[Any]:
@@ -471,7 +537,7 @@ class Decontaminate(Stage):
         eval_refs = [(name, str(i)) for name, ds in eval_sets.items() for i in _row_ids(ds, "id")]
         limit, share = self.config.ngram_max_train_rows, self.config.ngram_min_share
         hits = ngram_overlap(_stems(rows), eval_texts, n=self.config.ngram, max_train_rows=limit, min_share=share)
-        flagged = {i: h for i, h in zip(column_values(rows, "id"), hits) if h is not None}
+        flagged = {i: h for i, h in zip(_row_ids(rows, "id"), hits) if h is not None}
         only = sorted(set(flagged) - fuzzy_ids)
         return {
             "n": self.config.ngram,

@@ -1009,3 +1009,159 @@ def test_the_matcher_runs_where_numba_has_no_cache_folder() -> None:
     expected = brute_duplicates(rows, 90.0)
     assert expected and json.loads(done.stdout) == [[m.index, m.match_index, m.score] for m in expected]
     assert done.stderr.count("no writable folder to cache") == 1 and "NUMBA_CACHE_DIR" in done.stderr
+
+
+# ------------------------------------------------------------------ rows in the layouts researchers bring
+#
+# m1data's loaders read options and contexts in every layout the sources write; rows a researcher
+# passes to `deduplicate`/`decontaminate` come in the same layouts. Each layout must compare as the
+# loaded rows do: options as {letter: text} were compared as their letters, "A. x" letters were taken
+# off the eval side only, a PubMedQA context dict was compared as its repr, and a row without options
+# missed the eval items that have them.
+
+LETTERS = "ABCDEFGHIJ"
+
+
+def _options_in(layout: str, options: list[str]):
+    if layout == "list":
+        return list(options)
+    if layout == "dict":  # MedQA's own
+        return {LETTERS[i]: o for i, o in enumerate(options)}
+    if layout == "lettered":  # "A. x", as raw files write them
+        return [f"{LETTERS[i]}. {o}" for i, o in enumerate(options)]
+    if layout == "labels":  # ARC's and CommonsenseQA's
+        return {"label": list(LETTERS[: len(options)]), "text": list(options)}
+    assert layout == "cell"  # a CSV's text of a list
+    return json.dumps(options)
+
+
+def _context_in(layout: str, paragraphs: list[str]):
+    return {"str": "\n".join(paragraphs), "list": list(paragraphs),
+            "pubmedqa": {"contexts": list(paragraphs), "labels": ["X"] * len(paragraphs), "meshes": ["m"]}}[layout]
+
+
+def _row(row_id: str, stem: str, options: list[str] | None, option_layout: str, paragraphs: list[str] | None,
+         context_layout: str) -> dict:
+    row = {"id": row_id, "question": stem}
+    if options is not None:
+        row["options"] = _options_in(option_layout, options)
+    if paragraphs is not None:
+        row["context"] = _context_in(context_layout, paragraphs)
+    return row
+
+
+def _container(rows: list[dict], kind: str):
+    from datasets import Dataset
+
+    if kind == "dataset":
+        return Dataset.from_list(rows)
+    if kind == "pandas":
+        import pandas as pd
+
+        return pd.DataFrame(rows)
+    return rows
+
+
+OPTION_LAYOUTS = ["list", "dict", "lettered", "labels", "cell", "none"]
+CONTEXT_LAYOUTS = ["str", "list", "pubmedqa"]
+
+
+@settings(max_examples=80, deadline=None)
+@given(stem=st.lists(st.sampled_from(WORDS), min_size=6, max_size=25).map(" ".join),
+       options=st.lists(option_texts, min_size=2, max_size=5, unique=True),
+       paragraphs=st.none() | st.lists(st.lists(st.sampled_from(WORDS), min_size=3, max_size=12).map(" ".join),
+                                       min_size=1, max_size=3),
+       row_layout=st.sampled_from(OPTION_LAYOUTS), eval_layout=st.sampled_from(OPTION_LAYOUTS),
+       row_context=st.sampled_from(CONTEXT_LAYOUTS), eval_context=st.sampled_from(CONTEXT_LAYOUTS),
+       containers=st.tuples(*[st.sampled_from(["list", "dataset", "pandas"])] * 2), seed=st.integers(0, 99))
+def test_a_copy_in_any_layout_is_contamination(stem, options, paragraphs, row_layout, eval_layout, row_context,
+                                               eval_context, containers, seed) -> None:
+    """The same question on both sides, each side in its own layout (options as a list, a
+    {letter: text} dict, lettered texts, labels beside texts, a CSV cell, or none at all; the
+    context as text, paragraphs or PubMedQA's dict), the row's options shuffled: always removed."""
+    shuffled_options = random.Random(seed).sample(options, len(options))
+    row = _row("r0", stem, None if row_layout == "none" else shuffled_options, row_layout, paragraphs, row_context)
+    item = _row("e0", stem, None if eval_layout == "none" else options, eval_layout, paragraphs, eval_context)
+    other = _row("r1", "An unrelated question about the kidney and the urine?",
+                 None if row_layout == "none" else ["x y", "z w"], row_layout,
+                 paragraphs and ["another abstract entirely"], row_context)  # one column, one layout
+    _, dropped = decontaminate(_container([row, other], containers[0]), {"eval": _container([item], containers[1])})
+    assert list(dropped["id"]) == ["r0"]
+
+
+@pytest.mark.parametrize("layout", [layout for layout in OPTION_LAYOUTS if layout != "none"])
+def test_dedup_reads_options_in_every_layout(layout: str) -> None:
+    """One generic stem with other options is another question; the same options shuffled is a copy."""
+    generic = "Which of the following is true?"
+    first = ["The heart has four chambers", "The liver sits in the skull", "Bone is a living tissue"]
+    second = ["Kidneys filter the blood", "Lungs pump the blood", "The spleen makes insulin"]
+    rows = [_row(f"r{i}", generic, options, layout, None, "str")
+            for i, options in enumerate([first, second, first[::-1]])]
+    kept, dropped = deduplicate(rows)
+    assert list(kept["id"]) == ["r0", "r1"]
+    assert list(dropped["id"]) == ["r2"] and list(dropped["match_id"]) == ["r0"] and list(dropped["score"]) == [100.0]
+
+
+@pytest.mark.parametrize("side", ["rows", "eval"])
+def test_a_none_option_or_an_unreadable_context_is_named_by_its_row(side: str) -> None:
+    good = {"id": "ok", "question": STEM, "options": OPTIONS}
+    for bad, problem in [({"id": "bad", "question": STEM, "options": ["x", None]}, "option B is NoneType"),
+                         ({"id": "bad", "question": STEM, "options": OPTIONS, "context": 7}, "'context' is int")]:
+        rows, evals = ([good, bad], [good]) if side == "rows" else ([good], [good, bad])
+        with pytest.raises(UserError, match=rf"row 'bad'.*{problem}"):
+            decontaminate(rows, {"mine": evals})
+
+
+def test_evals_as_a_datasetdict_or_a_stream() -> None:
+    """A DatasetDict given as the evals is its splits, each a set; one inside the evals, or a
+    streamed IterableDataset, is refused in a line that says what to give."""
+    from datasets import Dataset, DatasetDict
+
+    row = {"id": "r0", "question": STEM, "options": OPTIONS}
+    splits = DatasetDict({"test": Dataset.from_list([{"id": "e0", "question": STEM, "options": OPTIONS[::-1]}])})
+    _, dropped = decontaminate([row], splits)
+    assert list(dropped["eval_set"]) == ["test"] and list(dropped["eval_id"]) == ["e0"]
+    with pytest.raises(UserError, match=r"eval set mine is a DatasetDict of splits \['test'\]: give one split"):
+        decontaminate([row], {"mine": splits})
+    with pytest.raises(UserError, match="streamed IterableDataset"):
+        decontaminate([row], {"mine": splits["test"].to_iterable_dataset()})
+
+
+def _jsonl_records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def test_raw_medqa_rows_as_read_from_their_file_are_decontaminated_as_loaded_ones(shared_data: Path) -> None:
+    """MedQA's own rows ({letter: text} options), handed over as the dicts its file holds, against
+    the MedQA-USMLE test set: the same removals as the rows m1data's loader makes of the file
+    (76 of 200 before: their options were compared as "A\\nB\\nC\\nD"); bare stems too."""
+    from m1data.reading.evalsets import EvalInput
+    from m1data.reading.sources import load_source
+
+    path = shared_data / "raw/medqa/4_options_phrases_no_exclude_test.jsonl"
+    raw = [{"id": str(i), "question": r["question"], "options": r["options"]}
+           for i, r in enumerate(_jsonl_records(path)[:200])]
+    evals = [EvalInput("medqa_test", str(shared_data / "eval/medagentsbench/medqa/test.jsonl"))]
+    loaded = load_source("medqa", path).rows.select(range(200))
+    _, dropped_loaded = decontaminate(loaded, evals)
+    assert len(dropped_loaded) == 200
+    _, dropped_raw = decontaminate(raw, evals)
+    assert len(dropped_raw) == 200
+    bare = [{"id": r["id"], "question": r["question"]} for r in raw]
+    assert len(decontaminate(bare, evals)[1]) == 200
+
+
+def test_hub_shaped_pubmedqa_rows_are_decontaminated_as_loaded_ones(shared_data: Path) -> None:
+    """PubMedQA rows as the Hub lays them out (context = {"contexts": [...], "labels", "meshes"})
+    against the PubMedQA test set: every test question goes (3 of 500 before: the context was
+    compared as its Python repr)."""
+    from m1data.reading.evalsets import EvalInput
+
+    path = shared_data / "raw/pubmedqa/ori_pqal.json"
+    test_ids = set(json.loads((shared_data / "raw/pubmedqa/test_ground_truth.json").read_text()))
+    raw = json.loads(path.read_text())
+    rows = [{"id": pmid, "question": r["QUESTION"], "options": ["yes", "no", "maybe"],
+             "context": {"contexts": r["CONTEXTS"], "labels": r["LABELS"], "meshes": r["MESHES"]}}
+            for pmid, r in raw.items() if pmid in test_ids]
+    _, dropped = decontaminate(rows, [EvalInput("pubmedqa_test", str(path))])
+    assert len(dropped) == len(rows) == 500
