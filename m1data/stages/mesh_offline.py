@@ -32,7 +32,7 @@ from m1data.durable import replacing
 from m1data.errors import M1DataError, UserError
 from m1data.running.pipeline import RunContext, Stage, StageResult, check_rows, file_digest
 from m1data.schema import column_values
-from m1data.stages.qualifiers import DOMAIN_COLUMNS, add_domain_columns, domain_counts, load_qualifiers
+from m1data.stages.qualifiers import DOMAIN_COLUMNS, add_domain_columns, domain_counts, load_qualifiers, qualifier_by_code
 
 __all__ = [
     "EMBEDDING_PACKAGE",
@@ -198,10 +198,21 @@ class SupervisedTagger:
         return embed(texts) if self.config.features == "minilm" else list(texts)
 
     def fit(self, texts: Sequence[str], codes: Sequence[str]) -> SupervisedTagger:
+        """Train on `texts` tagged with qualifier `codes` ("00" to "75"). Codes are checked here:
+        a code that names no qualifier ("7", 99) was learnt and predicted, and failed only when
+        `add_domain_columns` named the domains, after the tagging."""
+        codes = list(codes)
+        if len(codes) != len(texts):
+            raise UserError(f"{len(texts):,} texts but {len(codes):,} codes; give one code a text")
+        known = qualifier_by_code()
+        unknown = sorted({repr(c) for c in codes if not isinstance(c, str) or c not in known})
+        if unknown:
+            raise UserError(f"codes {', '.join(unknown[:5])} name no MeSH qualifier; codes are the two-digit "
+                            "texts '00' to '75' (m1data.stages.qualifiers)")
         if len(set(codes)) < 2:
             raise UserError("a supervised tagger needs rows of at least two qualifiers")
         self.model = self._build()
-        self.model.fit(self._inputs(texts), list(codes))
+        self.model.fit(self._inputs(texts), codes)
         return self
 
     @property
@@ -212,6 +223,8 @@ class SupervisedTagger:
         """Class probabilities, columns in `self.codes` order (only qualifiers seen in training)."""
         if self.model is None:
             raise UserError("the tagger is not trained; call fit() or SupervisedTagger.load()")
+        if not len(texts):  # scikit-learn refuses an empty batch; no texts have no scores
+            return np.zeros((0, len(self.codes)))
         return self.model.predict_proba(self._inputs(texts))
 
     def top_k(self, texts: Sequence[str], k: int = 3) -> list[list[str]]:

@@ -35,7 +35,7 @@ import polars as pl
 from m1data.errors import UserError
 from m1data.output import datasets_bars_off
 from m1data.running.pipeline import RunContext, Stage, StageResult, check_rows, dropped_rows
-from m1data.schema import as_dataset, column_values, flattened, fresh_fingerprint
+from m1data.schema import as_dataset, flattened, fresh_fingerprint
 
 __all__ = ["PoolTooSmall", "Sample", "SampleConfig", "random_sample", "stratified_sample"]
 
@@ -85,6 +85,16 @@ def _check_n(n: int, pool: int) -> None:
                       stacklevel=3)
 
 
+def _check_seed(seed: int) -> None:
+    """A seed is a non-negative int. Why: None drew a different sample on every call (numpy's
+    fresh entropy), against the contract above, and -1 was numpy's "expected non-negative
+    integer", which named no seed."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int (the paper's is 42), got {type(seed).__name__}: {seed!r}")
+    if seed < 0:
+        raise UserError(f"seed must be >= 0, got {seed}")
+
+
 def _as_dataset(data: Any) -> tuple[datasets.Dataset, Callable[[datasets.Dataset, np.ndarray], Any]]:
     """The pool as a Dataset (`m1data.schema.as_dataset`), and how to turn (sample, drawn
     indices) back into the caller's type."""
@@ -112,6 +122,10 @@ def _check_levels(ds: datasets.Dataset, levels: Sequence[str]) -> list[str]:
             raise UserError(
                 f"level column {name!r} is not in the dataset (columns: {ds.column_names})"
             )
+        feature = ds.features[name]
+        if not isinstance(feature, (datasets.Value, datasets.ClassLabel)):  # polars said "unhashable type"
+            raise UserError(f"level column {name!r} holds {feature}, not one value a row; group on a column of "
+                            "texts or numbers")
     return names
 
 
@@ -192,16 +206,22 @@ def stratified_sample(
     """
     ds, back = _as_dataset(ds)
     _check_n(n, len(ds))
+    _check_seed(seed)
     if not len(ds) and not ds.column_names:  # an empty list: no rows, and no columns to check
         return back(ds, np.zeros(0, dtype=np.int64))
+    chosen = _stratified_rows(ds, n, levels, seed)
+    return back(ds.select(chosen, new_fingerprint=fresh_fingerprint()), chosen)
+
+
+def _stratified_rows(ds: datasets.Dataset, n: int, levels: Sequence[str], seed: int) -> np.ndarray:
+    """The positions `stratified_sample` draws, in drawn order."""
     names = _check_levels(ds, levels)
     rng = np.random.Generator(np.random.PCG64(seed))
     target = min(int(n), len(ds))
     if target == 0:
-        return back(ds.select([], new_fingerprint=fresh_fingerprint()), np.zeros(0, dtype=np.int64))
+        return np.zeros(0, dtype=np.int64)
     root = _build_tree(_leaf_rows(ds, names))
-    chosen = np.fromiter((_draw(root, rng) for _ in range(target)), dtype=np.int64, count=target)
-    return back(ds.select(chosen, new_fingerprint=fresh_fingerprint()), chosen)
+    return np.fromiter((_draw(root, rng) for _ in range(target)), dtype=np.int64, count=target)
 
 
 def random_sample(ds: Any, n: int, seed: int = 42) -> Any:
@@ -209,9 +229,14 @@ def random_sample(ds: Any, n: int, seed: int = 42) -> Any:
     what the stratified sampler buys. Same ordering, input types and ``n >= len(ds)`` contract."""
     ds, back = _as_dataset(ds)
     _check_n(n, len(ds))
-    rng = np.random.Generator(np.random.PCG64(seed))
-    order = rng.permutation(len(ds))[: int(n)]
+    _check_seed(seed)
+    order = _random_rows(ds, n, seed)
     return back(ds.select(order, new_fingerprint=fresh_fingerprint()), order)
+
+
+def _random_rows(ds: datasets.Dataset, n: int, seed: int) -> np.ndarray:
+    """The positions `random_sample` draws, in drawn order."""
+    return np.random.Generator(np.random.PCG64(seed)).permutation(len(ds))[: int(n)]
 
 
 @dataclass
@@ -226,13 +251,15 @@ class SampleConfig:
         """Checked when the config is read, not when the sampler runs after every other stage."""
         if self.n < 0:
             raise UserError(f"sample.n must be >= 0, got {self.n}")
+        _check_seed(self.seed)
 
 
 class Sample(Stage):
     """A sampler as a pipeline stage; rows not drawn are recorded as `not_sampled`. With fewer
     rows than asked for it takes them all, says so, and records `short_by` in the manifest.
     Its accounting is the default one (`Stage.account`): drawn + not drawn = the pool, id by id,
-    because every row not drawn is written as a dropped row."""
+    because every row not drawn is written as a dropped row. Rows are told apart by position, not
+    id: two rows of one id (rows a researcher brings) were both taken for drawn when one was."""
 
     name = "sample"
 
@@ -244,15 +271,14 @@ class Sample(Stage):
     def run(self, rows: datasets.Dataset | None, ctx: RunContext) -> StageResult:
         rows = check_rows(rows, self.name, ("id", "source"))  # None: it ran first; a frame: not a Dataset
         cfg = self.config
-        with warnings.catch_warnings():  # the stage says it once, below, in its own words (not twice, with a path)
-            warnings.simplefilter("ignore", PoolTooSmall)
-            if cfg.levels:
-                kept = stratified_sample(rows, cfg.n, levels=cfg.levels, seed=cfg.seed)
-            else:
-                kept = random_sample(rows, cfg.n, seed=cfg.seed)
-        chosen = set(column_values(kept, "id"))
-        left = rows.filter(lambda ids: [i not in chosen for i in ids], input_columns="id", batched=True,
-                           new_fingerprint=fresh_fingerprint())
+        if cfg.levels:
+            chosen = _stratified_rows(rows, cfg.n, cfg.levels, cfg.seed)
+        else:
+            chosen = _random_rows(rows, cfg.n, cfg.seed)
+        kept = rows.select(chosen, new_fingerprint=fresh_fingerprint())
+        drawn = np.zeros(len(rows), dtype=bool)
+        drawn[chosen] = True
+        left = rows.select(np.flatnonzero(~drawn), new_fingerprint=fresh_fingerprint())
         dropped = dropped_rows(left.select_columns(["id", "source"]), "not_sampled")
         stats = {"n_requested": cfg.n, "n_drawn": len(kept), "short_by": cfg.n - len(kept)}
         if len(kept) < cfg.n:

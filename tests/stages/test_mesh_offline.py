@@ -84,6 +84,19 @@ def test_supervised_needs_two_classes_and_training():
         SupervisedTagger().predict(["a"])
 
 
+def test_supervised_takes_qualifier_codes_only_and_no_texts():
+    """A code that names no qualifier was learnt and predicted, and failed only when the domains
+    were named after tagging; no texts were scikit-learn's error about a 0-sample array."""
+    texts, codes = synthetic(40)
+    for bad in ("7", "99", 24):
+        with pytest.raises(ValueError, match=rf"codes {bad!r} name no MeSH qualifier; codes are the two-digit"):
+            SupervisedTagger().fit(texts, codes[:-1] + [bad])
+    with pytest.raises(ValueError, match="40 texts but 39 codes"):
+        SupervisedTagger().fit(texts, codes[:-1])
+    tagger = SupervisedTagger().fit(texts, codes)
+    assert tagger.predict([]) == [] and tagger.top_k([], 3) == []
+
+
 def test_save_load_round_trip(tmp_path):
     texts, codes = synthetic(120)
     tagger = SupervisedTagger(SupervisedConfig(c=5.0)).fit(texts, codes)

@@ -347,6 +347,38 @@ def test_negative_n_is_an_error() -> None:
         random_sample(ds, -1)
 
 
+def test_a_seed_is_a_non_negative_int() -> None:
+    """seed=None drew another sample on every call, and -1 was numpy's message naming no seed."""
+    ds = _pool({"domain": ["a", "b"], "source": ["x", "y"]})
+    for draw in (stratified_sample, random_sample):
+        with pytest.raises(TypeError, match="seed must be an int .*got NoneType"):
+            draw(ds, 1, seed=None)
+        with pytest.raises(TypeError, match="got bool"):
+            draw(ds, 1, seed=True)
+        with pytest.raises(UserError, match="seed must be >= 0, got -1"):
+            draw(ds, 1, seed=-1)
+        assert len(draw(ds, 1, seed=np.int64(7))) == 1
+    with pytest.raises(UserError, match="seed must be >= 0"):
+        SampleConfig(seed=-3)
+
+
+def test_a_level_column_of_lists_or_structs_is_named() -> None:
+    for value in (["a"], {"name": "a"}):
+        ds = datasets.Dataset.from_list([{"domain": value, "source": "x"}])
+        with pytest.raises(UserError, match="level column 'domain' holds .*, not one value a row"):
+            stratified_sample(ds, 1)
+
+
+def test_the_stage_accounts_for_rows_that_share_an_id() -> None:
+    """Rows a researcher brings may repeat an id: each row is drawn or not drawn, by position (one
+    of two "a" rows drawn made both count as drawn, and the other was in neither table)."""
+    rows = datasets.Dataset.from_dict({"id": ["a", "a", "b", "c"], "source": ["s"] * 4, "domain": ["d", "e", "d", "e"]})
+    for seed in range(8):
+        result = Sample(SampleConfig(n=2, seed=seed)).run(rows, None)
+        assert len(result.rows) == 2
+        assert Counter(result.rows["id"]) + Counter(result.dropped["id"]) == Counter(rows["id"])
+
+
 def test_bad_levels() -> None:
     ds = _pool({"domain": ["a"], "source": ["x"]})
     with pytest.raises(ValueError, match="at least one"):
