@@ -188,6 +188,23 @@ class ColumnMapping:
                 raise UserError(f"options: expected column names (a list, or joined with '+'), got {self.options!r}")
             object.__setattr__(self, "options", options)
 
+    def check_columns(self, raws: list[Any], where: str | Path) -> None:
+        """Every column the mapping names is in some record of the file. Why: a misspelt context
+        (`context=contxt`) left every row without its abstract, and an option column the file does
+        not have (`options=A+B+C+E`) cut that option from every row, both without a word, where a
+        misspelt question or id column stops the load."""
+        named = [(key, column) for key in ("question", "answer", "id", "context") if (column := getattr(self, key))]
+        options = (self.options,) if isinstance(self.options, str) else self.options or ()
+        named += [("options", column) for column in options]
+        seen: set[str] = set()
+        for raw in raws:
+            if isinstance(raw, dict):
+                seen.update(raw)
+        missing = [f"{column!r} ({key})" for key, column in named if column not in seen]
+        if raws and missing:
+            raise MalformedFile(where, None, f"the mapping names {', '.join(missing)}, which no record has; "
+                                             f"the records' columns are {', '.join(sorted(map(str, seen)))}")
+
 
 MAPPING_KEYS = ("question", "options", "answer", "id", "context", "answer_kind")
 
@@ -232,6 +249,7 @@ GPQA_COLUMNS = ("Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "I
 # `answer`, which MedAgentsBench fills with the option's text beside its `answer_idx`.
 ANSWER_COLUMNS = ("answer_idx", "answer_index", "cop", "answer", "label", "answerKey", "Correct Answer")
 ID_COLUMNS = ("realidx", "id", "question_id", "Record ID", "pubid")
+CONTEXT_COLUMNS = ("context", "contexts", "CONTEXTS")  # PubMedQA's abstract: before the question in the prompt
 
 
 def _gpqa_layout(raw: dict[str, Any], spec: str | tuple[str, ...] | None) -> bool:
@@ -447,11 +465,18 @@ class QuestionReader:
         return None if id_col is None else key_text(raw, id_col)
 
     def _context(self, raw: dict[str, Any]) -> str:
-        context = raw.get(self.mapping.context) if self.mapping.context else None
+        """The passage a question is asked on, guessed from the usual spellings as the other
+        columns are: text, a list of paragraphs, or the Hub's PubMedQA {"contexts": [...],
+        "labels", "meshes"}. Why guessed: unmapped, a file's `context` was never read, so a
+        PubMedQA test copy with its abstract matched nothing, and a mapped source's prompts lost it."""
+        column = self.mapping.context or _first(raw, CONTEXT_COLUMNS)
+        context = raw.get(column) if column else None
+        if isinstance(context, dict) and "contexts" in context:
+            context = context["contexts"]
         if isinstance(context, list) and all(isinstance(c, str) for c in context):
             return "\n".join(context)
         if context is not None and not isinstance(context, str):
-            raise RowError("bad_context", f"{self.mapping.context} is {type(context).__name__}, not text")
+            raise RowError("bad_context", f"{column} is {type(context).__name__}, not text")
         return context or ""
 
     def _answer_key(self, raw: dict[str, Any]) -> tuple[Any, str]:
@@ -639,6 +664,8 @@ def _collect(name: str, records, parse=None, *, where: str | Path = "", expected
     Whether the set has enough in it is checked by the public loaders (`require_items`).
     `scope`: the split or scope filter `records` went through (`collect` accounts for it)."""
     records = list(records)
+    if isinstance(parse, QuestionReader):
+        parse.mapping.check_columns([raw for _, raw, _ in records], where or name)
     parse = for_records(parse or make_parser(), [raw for _, raw, _ in records])
     result = collect(name, records, parse, seed=DEFAULT_SEED, unique_options=False, scope=scope)
     result.origin, result.expected = str(where or name), expected

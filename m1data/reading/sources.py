@@ -71,6 +71,7 @@ def load_mapped(name: str, path: str | Path, mapping: dict[str, Any] | None = No
     files = source_files(path, split)
     where = files[0] if len(files) == 1 else Path(path)
     records = list(files_questions(files, columns))
+    columns.check_columns([raw for _, raw, _ in records], where)
     # the answer column's kind (text, letter, 0- or 1-based index) is decided once for all the shards
     parse = for_records(make_parser(columns), [raw for _, raw, _ in records])
     if answer_kind_problem(parse):

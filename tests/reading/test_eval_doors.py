@@ -16,6 +16,7 @@ import csv
 import io
 import json
 import random
+import re
 from pathlib import Path
 
 import datasets
@@ -124,8 +125,25 @@ def named_file(items, folder):
     return path, f"mine={path}"
 
 
+def no_options(items, folder):
+    """Questions with their answers' texts and no options at all: every row unscored, every
+    question a target, compared with the rows' stems (0 of 6 copies went before)."""
+    path = folder / "bare.jsonl"
+    _jsonl(path, [{"question": it["question"], "answer": it["options"][it["answer"]]} for it in items])
+    return path, str(path)
+
+
+def unreadable_options(items, folder):
+    """Options the loader cannot read (keys B-E, no A): unscored rows, still targets by their stems."""
+    path = folder / "shifted.jsonl"
+    _jsonl(path, [{"question": it["question"], "options": dict(zip("BCDE", it["options"])), "answer": "B"}
+                  for it in items])
+    return path, str(path)
+
+
 LAYOUTS = {f.__name__: f for f in (medmcqa_native, medqa_native, mmlu_csv, mmlu_csv_as_a_file, converted_lettered,
-                                    csv_with_header, named_file)}
+                                    csv_with_header, named_file, no_options, unreadable_options)}
+BARE_LAYOUTS = {"no_options", "unreadable_options"}  # no options read: the rows' stems are what they match
 
 
 # ------------------------------------------------------------------ training rows and the reference
@@ -160,8 +178,11 @@ def training_rows(items, seed: int) -> tuple[datasets.Dataset, set[str]]:
     return datasets.Dataset.from_list(rows), planted
 
 
-def reference_removed(train: datasets.Dataset, items) -> set[str]:
-    """All pairs, no index, no shortcut: a row goes when any eval question scores >= 95."""
+def reference_removed(train: datasets.Dataset, items, bare: bool = False) -> set[str]:
+    """All pairs, no index, no shortcut: a row goes when any eval question scores >= 95 (stem +
+    option set; stem against stem where the eval side has no options)."""
+    if bare:
+        return {row["id"] for row in train if max(fuzz.ratio(row["question"], it["question"]) for it in items) >= 95}
     keys = [stem_key(it["question"], it["options"]) for it in items]
     return {row["id"] for row in train
             if max(fuzz.ratio(stem_key(row["question"], row["options"]), key) for key in keys) >= 95}
@@ -208,7 +229,7 @@ def test_every_door_removes_every_planted_copy_and_nothing_else(layout, seed, n,
     items = make_items(seed, n)
     _, spec = LAYOUTS[layout](items, tmp)
     train, planted = training_rows(items, seed)
-    expected_removed = reference_removed(train, items)
+    expected_removed = reference_removed(train, items, layout in BARE_LAYOUTS)
     assert planted <= expected_removed  # the perturbations are light enough to be copies
     for door in DOORS:
         kept = door(train, spec, tmp)
@@ -484,3 +505,83 @@ def test_a_loaded_eval_file_is_read_as_it_is_at_every_door(tmp_path):
         assert result.exit_code == 0, result.output
         hits[label] = sorted(zip(*(read_rows(tmp_path / f"kept-{label}.dropped.jsonl")[c] for c in ("id", "eval_id"))))
     assert hits["loaded"] == hits["raw"] == [(f"copy{i}", from_raw[i]["id"]) for i in range(3)]
+
+
+# ------------------------------------------------------------------ a question's context, and mapped columns
+
+
+def _pubmedqa_like(tmp_path: Path, layout: str) -> tuple[Path, list[dict]]:
+    """Three questions asked on abstracts, the abstract in `context` as text, paragraphs or the
+    Hub's PubMedQA {"contexts": [...], "labels", "meshes"}; and training copies with the abstract."""
+    rng = random.Random(3)
+    items = []
+    for i in range(3):
+        paragraphs = [" ".join(rng.choice(WORDS) for _ in range(30)) + "." for _ in range(2)]
+        items.append({"pmid": str(100 + i), "question": f"Does {rng.choice(WORDS)} change the outcome?",
+                      "paragraphs": paragraphs})
+    context = {"text": lambda p: "\n".join(p), "paragraphs": list,
+               "hub": lambda p: {"contexts": p, "labels": ["A"] * len(p), "meshes": ["m"]}}[layout]
+    path = tmp_path / f"pq-{layout}.jsonl"
+    _jsonl(path, [{"pmid": it["pmid"], "question": it["question"], "context": context(it["paragraphs"]),
+                   "options": ["yes", "no", "maybe"], "answer": "yes"} for it in items])
+    return path, items
+
+
+@pytest.mark.parametrize("layout", ["text", "paragraphs", "hub"])
+def test_a_context_column_is_read_without_a_mapping(layout, tmp_path):
+    """An eval file's `context` was read only when mapped: copies of its questions, asked on the
+    same abstracts, stayed (0 of 50 PubMedQA test copies). It is now guessed as the other columns
+    are, at every door; so is a mapped source's, whose prompts had lost the abstract."""
+    path, items = _pubmedqa_like(tmp_path, layout)
+    train = datasets.Dataset.from_list(
+        [{"id": f"copy{i}", "source": "pubmedqa", "question": it["question"], "options": ["maybe", "no", "yes"],
+          "context": "\n".join(it["paragraphs"])} for i, it in enumerate(items)]
+        + [{"id": "other", "source": "pubmedqa", "question": items[0]["question"], "options": ["yes", "no", "maybe"],
+            "context": "An abstract about something else entirely, with other words in it."}])
+    for door in DOORS:
+        assert door(train, str(path), tmp_path) == {"other"}, door.__name__
+    rows = load_source("mine", path).rows
+    assert rows["context"] == ["\n".join(it["paragraphs"]) for it in items]
+    assert all(row["prompt"].startswith(row["context"]) for row in rows)
+
+
+def test_hub_pubmedqa_test_questions_in_a_file_of_their_own_all_go(shared_data, tmp_path):
+    """The real PubMedQA test questions as the Hub's pqa_labeled lays them out, given as a plain
+    eval file: every one of the 500 loaded test rows is removed (none before)."""
+    raw = json.loads((shared_data / "raw/pubmedqa/ori_pqal.json").read_text())
+    test_ids = set(json.loads((shared_data / "raw/pubmedqa/test_ground_truth.json").read_text()))
+    path = tmp_path / "pqa_labeled.jsonl"
+    _jsonl(path, [{"pubid": int(pmid), "question": r["QUESTION"], "final_decision": r["final_decision"],
+                   "context": {"contexts": r["CONTEXTS"], "labels": r["LABELS"], "meshes": r["MESHES"]}}
+                  for pmid, r in raw.items() if pmid in test_ids])
+    rows = load_source("pubmedqa", shared_data / "raw/pubmedqa/ori_pqal.json", split="test").rows
+    kept, dropped = decontaminate(rows, [EvalInput(str(path))])
+    assert len(kept) == 0 and len(dropped) == 500
+
+
+@pytest.mark.parametrize("mapping", ["context=contxt", "options=A+B+C+E", "question=stem"])
+def test_a_mapped_column_no_record_has_is_named(mapping, tmp_path):
+    """A misspelt context column left every abstract out, and an option column the file lacks cut
+    that option from every row, without a word: the load stops, naming the column, at each door."""
+    path = tmp_path / "semi.csv"
+    _csv(path, [["What is given for the pain of acute gout?", "colchicine", "insulin", "heparin", "warfarin", "A",
+                 "An abstract."]], header=["question", "A", "B", "C", "D", "answer", "context"])
+    key, column = mapping.split("=")
+    missing = f"the mapping names '{column.split('+')[-1]}' ({key}), which no record has"
+    with pytest.raises(MalformedFile, match=re.escape(missing)):
+        load_source("mine", path, mapping=dict([mapping.split("=")]))
+    with pytest.raises(MalformedFile, match=re.escape(missing)):
+        load_evals([EvalInput("mine", str(path), mapping=dict([mapping.split("=")]))])
+    result = CliRunner().invoke(app, ["load", "mine", "--path", str(path), "--out", str(tmp_path / "o.jsonl"),
+                                      "--mapping", mapping])
+    assert result.exit_code != 0 and missing in " ".join(result.output.split()), result.output
+
+
+def test_decontaminate_takes_a_file_whose_rows_have_no_id(tmp_path):
+    """Raw MedQA rows have no id: decontamination crashed ("Field id does not exist"); dedup ran."""
+    items = make_items(5, 4)
+    path, spec = medqa_native(items, tmp_path)
+    out = tmp_path / "kept.jsonl"
+    result = CliRunner().invoke(app, ["decontaminate", str(path), str(out), "--eval", f"mine={path}"])
+    assert result.exit_code == 0, result.output
+    assert out.read_text() == "" and len((tmp_path / "kept.dropped.jsonl").read_text().splitlines()) == 4

@@ -765,7 +765,7 @@ def test_where_several_sources_fail_on_ray_the_first_ones_error_is_raised(ray_cl
                          "mapping": {"question": "question", "options": "options", "answer": "answer"}}
     config = LoadConfig(sources=sources)
     for ctx_executor in (None, executor):
-        with pytest.raises(M1DataError, match="as a mine file"):
+        with pytest.raises(M1DataError, match=r"/mine\.jsonl: the mapping names 'answer' \(answer\), which no record"):
             LoadSources(config).run(None, RunContext(tmp_path, tmp_path, executor=ctx_executor))
 
 
