@@ -122,7 +122,7 @@ COLUMN_NOTES = {
 }
 _STUDENT_NOTES = {
     "reply": "Student model `{name}`'s reply to the question (the difficulty filter).",
-    "answer": "The option letter read from student `{name}`'s reply (empty when none could be read).",
+    "answer": "The option letter read from student `{name}`'s reply (null when none could be read).",
     "correct": "Whether student `{name}` answered right; kept rows were missed by the students.",
     "status": "How student `{name}`'s request ended: ok, length (cut off at the token limit), filtered (stopped by "
               "the server's content filter) or error.",

@@ -380,8 +380,11 @@ def test_a_build_from_the_embedded_sample_says_so_at_the_top_with_the_samples_li
     assert "- **Licence:** Apache-2.0" in card
     # not the upstream datasets' licences, terms or nature
     for upstream in ("MIT licence of the MedQA release", "as stated on the openlifescienceai/medmcqa",
-                     "abstracts of published papers", "https://github.com/jind11/MedQA", "Ministerio de Sanidad"):
+                     "abstracts of published papers", "https://github.com/jind11/MedQA", "Ministerio de Sanidad",
+                     "keys were made by people", "licensing and entrance exams", "machine translation of Spanish"):
         assert upstream not in card, upstream
+    risks = " ".join(card[card.index("## Bias, risks and limitations"):card.index("## Licences")].split())
+    assert "With a model as small as this build's, the reasoning often argues for another option" in risks
     metadata, _ = split_card(card)
     assert metadata["license"] == "apache-2.0" and "license_name" not in metadata
     assert metadata["source_datasets"] == ["original"] and "synthetic" in metadata["tags"]
@@ -434,6 +437,8 @@ def test_a_build_drawn_from_a_demonstration_build_is_carded_as_one(tmp_path):
 def test_a_build_from_real_files_has_no_sample_notice(run):
     card, _ = rendered(run)
     assert "embedded sample" not in card and "synthetic" not in card
+    for risk in ("keys were made by people", "licensing and entrance exams", "machine translation of Spanish"):
+        assert risk in " ".join(card.split()), risk
     assert split_card(card)[0]["license"] == "other"
 
 
@@ -656,26 +661,31 @@ class UniformConfig:
 class UniformSample(Stage):
     name = "sample"
 
-    def __init__(self, levels):
+    def __init__(self, levels, short_by=0):
         self.config = UniformConfig(levels=levels)
+        self.short_by = short_by
 
     def run(self, rows, ctx):
-        return StageResult(rows=rows, stats={"n_requested": 10, "n_drawn": len(rows), "short_by": 0})
+        stats = {"n_requested": len(rows) + self.short_by, "n_drawn": len(rows), "short_by": self.short_by}
+        return StageResult(rows=rows, stats=stats)
 
 
-@pytest.mark.parametrize("levels, said", [
-    (["domain", "source"], "The draw balances medical domains and then sources"),
-    ([], "this build's draw was uniform"),
-    (["source"], "this build's draw balanced source"),
+@pytest.mark.parametrize("levels, short_by, said", [
+    (["domain", "source"], 0, "The draw balances medical domains and then sources, so"),
+    ([], 0, "this build's draw was uniform"),
+    (["source"], 0, "this build's draw balanced source"),
+    (["domain", "source"], 995, "so every row of the pool is here and they mirror the pool's mix"),
+    ([], 3, "so every row of the pool is here and they mirror the pool's mix"),
 ])
-def test_the_m1k_summary_says_how_this_build_drew_its_rows(tmp_path, levels, said):
+def test_the_m1k_summary_says_how_this_build_drew_its_rows(tmp_path, levels, short_by, said):
     """A config may change the sampler's levels: the summary describes the draw the sample stage
-    recorded, not the paper's domain-then-source balance."""
-    rows = run_pipeline([Make(), UniformSample(levels)], tmp_path / "run")
+    recorded, not the paper's domain-then-source balance. A pool smaller than the draw is taken
+    whole: the card said the draw balanced domains, though its rows were the pool's mix."""
+    rows = run_pipeline([Make(), UniformSample(levels, short_by)], tmp_path / "run")
     card, _ = render_card("m1k", tmp_path / "run", {"default": {"train": rows}}, images_dir="images")
-    summary = card[card.index("# m1K"): card.index("## Dataset details")]
+    summary = " ".join(card[card.index("# m1K"): card.index("## Dataset details")].split())
     assert said in summary
-    assert ("balances medical domains" in summary) == (levels == ["domain", "source"])
+    assert ("cover the subject areas of the pool" in summary) == (levels == ["domain", "source"] and not short_by)
 
 
 def test_each_section_of_the_card_appears_once(run):
