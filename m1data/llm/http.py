@@ -434,6 +434,17 @@ def _error_message(body: bytes, mask: Callable[[str], str] = _as_is) -> str:
         return _cut(body.decode("utf-8", "replace"), mask)
 
 
+def _out_of_credit(body: bytes) -> bool:
+    """OpenAI's answer to an account with no credit left: a 429 whose error code (or type) is
+    "insufficient_quota", no rate limit to wait out."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return False
+    error = data.get("error") if isinstance(data, dict) else None
+    return isinstance(error, dict) and "insufficient_quota" in (error.get("code"), error.get("type"))
+
+
 def _error_reply(status: int, body: bytes, headers: dict[str, str], mask: Callable[[str], str] = _as_is) -> Failed:
     """A non-200 answer. A content filter's 400, and a 403 whose input was flagged by moderation,
     are that request's `filtered` outcome: recorded, never a reason to stop the run (every rerun
@@ -445,7 +456,7 @@ def _error_reply(status: int, body: bytes, headers: dict[str, str], mask: Callab
         return Failed(
             status="filtered", finish_reason="content_filter", error=f"http_{status}: {message}", kind="filtered"
         )
-    return http_failure(status, message, headers)
+    return http_failure(status, message, headers, out_of_credit=status == 429 and _out_of_credit(body))
 
 
 def _count(value: Any) -> int | None:

@@ -62,6 +62,7 @@ import email.utils
 import math
 import random
 import re
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -95,17 +96,20 @@ def failure(
     )
 
 
-def http_failure(status: int, detail: str, headers: Mapping[str, str]) -> Failed:
-    """Classify a non-200 HTTP answer. A 402 (DeepSeek's "Insufficient Balance", OpenRouter's
-    "add credits") stops the run and says what to do: recorded per row, every row was cached as
-    failed and a rerun after the top-up sent nothing."""
-    if status == 402:
+def http_failure(status: int, detail: str, headers: Mapping[str, str], *, out_of_credit: bool = False) -> Failed:
+    """Classify a non-200 HTTP answer. An account out of credit (a 402: DeepSeek's "Insufficient
+    Balance", OpenRouter's "add credits"; or `out_of_credit`, OpenAI's 429 "insufficient_quota")
+    stops the run and says what to do: recorded per row, every row was cached as failed and a
+    rerun after the top-up sent nothing; retried as a rate limit, a run out of credit went on for
+    ten minutes before it stopped, its bar at 0."""
+    out_of_credit = out_of_credit or status == 402
+    if out_of_credit:
         detail = f"{detail} (the account is out of credit: add credits and run again; answers so far are cached)"
     return failure(
         f"http_{status}",
         detail,
-        retryable=status in RETRYABLE_STATUS or status >= 500,
-        fatal=status in FATAL_STATUS,
+        retryable=not out_of_credit and (status in RETRYABLE_STATUS or status >= 500),
+        fatal=out_of_credit or status in FATAL_STATUS,
         retry_after=parse_retry_after(headers),
     )
 
@@ -874,6 +878,36 @@ class StatedPacing:
                 self.held_until = max(self.held_until, now + min(wait, self.max_hold))
 
 
+class Ceilings:
+    """The configured rpm and tpm with their history: the buckets and the 60 s windows (see
+    RateLimiter). One endpoint's are shared by every call this process sends it with the same
+    settings (``shared_ceilings``): each call made its own, so a stage's second call (the
+    tagger's re-asks, the next student on the same server, the traces' main call after its
+    preflight) began with a full bucket and an empty window, and 79-80 requests reached a server
+    in a minute at rpm=60. ``lock`` makes a check and its booking one step for calls in several
+    threads."""
+
+    def __init__(self, rpm: float | None = None, tpm: float | None = None, *, burst_seconds: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.requests = TokenBucket(rpm / 60, max(1.0, rpm * burst_seconds / 60), clock) if rpm else None
+        self.recent: deque[float] | None = deque(maxlen=max(1, int(rpm))) if rpm else None  # send times
+        self.tokens = TokenBucket(tpm / 60, max(1.0, tpm * burst_seconds / 60), clock) if tpm else None
+        self.token_window = MinuteWindow(tpm, clock) if tpm else None
+        self.lock = threading.Lock()
+
+
+_SHARED_CEILINGS: dict[tuple[str, float | None, float | None], Ceilings] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_ceilings(endpoint: str, rpm: float | None, tpm: float | None) -> Ceilings | None:
+    """This process's ceilings for `endpoint` at these settings (None when neither is set)."""
+    if not rpm and not tpm:
+        return None
+    with _SHARED_LOCK:
+        return _SHARED_CEILINGS.setdefault((endpoint, rpm, tpm), Ceilings(rpm, tpm))
+
+
 class RateLimiter:
     """Requests-per-minute and tokens-per-minute limits shared by all workers of one run, the
     adaptive rate learned from 429s (AdaptiveRate), and a shared pause for when the provider
@@ -908,13 +942,13 @@ class RateLimiter:
         clock: Callable[[], float] = time.monotonic,
         max_pause: float = 600.0,
         pause_after: float = 0.5,
+        ceilings: Ceilings | None = None,
     ):
         self.clock = clock
         self.max_pause, self.pause_after = max_pause, pause_after
-        self.requests = TokenBucket(rpm / 60, max(1.0, rpm * burst_seconds / 60), clock) if rpm else None
-        self.recent: deque[float] | None = deque(maxlen=max(1, int(rpm))) if rpm else None  # send times
-        self.tokens = TokenBucket(tpm / 60, max(1.0, tpm * burst_seconds / 60), clock) if tpm else None
-        self.token_window = MinuteWindow(tpm, clock) if tpm else None
+        self.ceilings = ceilings or Ceilings(rpm, tpm, burst_seconds=burst_seconds, clock=clock)
+        self.requests, self.recent = self.ceilings.requests, self.ceilings.recent
+        self.tokens, self.token_window = self.ceilings.tokens, self.ceilings.token_window
         self.adaptive = AdaptiveRate(clock)
         self.stated = StatedPacing(clock)
         self.sent_count = 0
@@ -985,16 +1019,20 @@ class RateLimiter:
             self.adaptive.take()
             return None
         async with self._lock:
-            while (wait := self._wait_time(tokens)) > 0:
-                await asyncio.sleep(wait)
-            self.adaptive.take()
-            if self.requests:
-                self.requests.take(1)
-            if self.recent is not None:
-                self.recent.append(self.clock())
-            if self.tokens:
-                self.tokens.take(tokens)
-            return self.token_window.take(tokens) if self.token_window else None
+            while True:
+                while (wait := self._wait_time(tokens)) > 0:
+                    await asyncio.sleep(wait)
+                with self.ceilings.lock:  # another thread's call may have booked since the check
+                    if self._wait_time(tokens) > 0:
+                        continue
+                    self.adaptive.take()
+                    if self.requests:
+                        self.requests.take(1)
+                    if self.recent is not None:
+                        self.recent.append(self.clock())
+                    if self.tokens:
+                        self.tokens.take(tokens)
+                    return self.token_window.take(tokens) if self.token_window else None
 
     def settle(self, booked: float, used: float, booking: list[float] | None = None) -> None:
         """Give back what a finished request booked but did not use, or charge what it used beyond
@@ -1004,18 +1042,20 @@ class RateLimiter:
         next requests wait until the minute's tokens are paid off. `booking` (what ``acquire``
         returned) corrects the request's entry in the 60 s window; without it an excess is booked
         now, and nothing is given back there."""
-        if self.token_window:
-            self.token_window.adjust(booking, used - booked)
-        if self.tokens and booked > used:
-            self.tokens.give_back(booked - used)
-        elif self.tokens and used > booked:
-            self.tokens.take(used - booked)
+        with self.ceilings.lock:
+            if self.token_window:
+                self.token_window.adjust(booking, used - booked)
+            if self.tokens and booked > used:
+                self.tokens.give_back(booked - used)
+            elif self.tokens and used > booked:
+                self.tokens.take(used - booked)
 
 
 __all__ = [
     "FATAL_STATUS",
     "AdaptiveRate",
     "Budget",
+    "Ceilings",
     "MinuteWindow",
     "RETRYABLE_STATUS",
     "Failed",
@@ -1034,6 +1074,7 @@ __all__ = [
     "parse_duration",
     "parse_rate_headers",
     "parse_reset",
+    "shared_ceilings",
     "parse_retry_after",
     "reply_time",
 ]

@@ -10,9 +10,11 @@ The order of work, and why:
    retried gives its slot to another), under the rate limits (the configured rpm/tpm, the
    budgets the provider states in its rate-limit headers: limits.StatedPacing, and a rate
    learned from its 429s: limits.AdaptiveRate), with retries and backoff for
-   transient failures; a 429 delays its own request by its Retry-After. Each outcome is committed to the cache as soon as
+   transient failures; a 429 delays its own request by its Retry-After. The configured rpm/tpm
+   hold over every call this process sends one endpoint (limits.shared_ceilings), not per call. Each outcome is committed to the cache as soon as
    it arrives, so a killed run loses only the requests in flight.
-4. A fatal failure (wrong key, URL or model: 401/403/404; no credit left: 402) stops the run with EndpointError; what
+4. A fatal failure (wrong key, URL or model: 401/403/404; no credit left: 402, or OpenAI's 429
+   "insufficient_quota") stops the run with EndpointError; what
    was answered before stays cached, and so do the replies to the calls already in flight: the
    run sends nothing new but lets those finish before it raises (`_gather_or_stop`), since the
    provider bills them. So does an endpoint that fails every request the same way:
@@ -44,7 +46,7 @@ from typing import Any, TypeVar
 from m1data.errors import M1DataError, UserError, raise_terminated
 from m1data.llm.cache import Cache, Entry, cache_namespace, request_key
 from m1data.llm.cost import Estimate, PriceTable, estimate, prompt_tokens
-from m1data.llm.limits import Failed, RateLimiter, RetryPolicy, failure
+from m1data.llm.limits import Failed, RateLimiter, RetryPolicy, failure, shared_ceilings
 from m1data.llm.params import max_output_tokens
 from m1data.llm.thinking import split_thinking
 from m1data.llm.types import Engine, Reply, Request
@@ -510,7 +512,7 @@ async def run_requests(
     opener = getattr(engine, "open", None)
     if opener is not None:  # set-up cost must not land between a rate-limit booking and its send
         await opener()
-    limiter = RateLimiter(rpm, tpm)
+    limiter = RateLimiter(rpm, tpm, ceilings=shared_ceilings(endpoint, rpm, tpm))
     pending = iter(todo)
     watch = _DeadEndpoint(endpoint)
     slots = _Slots(concurrency)

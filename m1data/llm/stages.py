@@ -417,8 +417,8 @@ def run_llm_on_file(
         if stats.get("transient_failures"):
             log.warning(
                 "%s requests failed transiently (timeouts, 5xx, dropped connections); their rows are in the dropped "
-                "file with reason 'error'. Run the same command again to send exactly those (the cache answers "
-                "the rest).", f"{stats['transient_failures']:,}"
+                "file. Run the same command again to send exactly those (the cache answers the rest).",
+                f"{stats['transient_failures']:,}"
             )
         return stats
     from m1data.reading.readers import read_rows

@@ -12,7 +12,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from m1data.llm.limits import RateLimiter, RetryPolicy, TokenBucket, http_failure, parse_retry_after
+from m1data.llm.limits import (
+    Ceilings,
+    RateLimiter,
+    RetryPolicy,
+    TokenBucket,
+    http_failure,
+    parse_retry_after,
+    shared_ceilings,
+)
 
 
 class FakeClock:
@@ -130,6 +138,34 @@ def test_rpm_is_a_ceiling_over_every_60_seconds(monkeypatch):
     assert max(sum(1 for t in times[i:] if t < times[i] + 60) for i in range(len(times))) <= 600
     assert sum(1 for t in times if t < start + 60) == 600  # the bucket alone let 700 go in the first minute
     assert times[-1] - start == pytest.approx(120, abs=0.5)  # and the run is no slower: as with the bucket alone
+
+
+def test_rpm_holds_over_every_call_to_one_endpoint(monkeypatch):
+    """Each call made its own limiter, so a stage's next call (the tagger's re-asks, the next student
+    on the same server) began with a full bucket and an empty window: 79-80 requests a minute at
+    rpm=60. Calls to one endpoint share its ceilings (shared_ceilings); another endpoint has its own."""
+    clock = FakeClock()
+    ceilings = Ceilings(rpm=60, clock=clock)
+
+    async def sleep(seconds: float) -> None:
+        clock.now += max(seconds, 1e-6)
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+
+    async def call(n: int) -> list[float]:  # one run_requests call: its own limiter, the endpoint's ceilings
+        limiter = RateLimiter(rpm=60, clock=clock, ceilings=ceilings)
+        limiter.adaptive.start_rate = None
+        times = []
+        for _ in range(n):
+            await limiter.acquire()
+            times.append(clock.now)
+        return times
+
+    times = asyncio.run(call(50)) + asyncio.run(call(50))
+    assert max(sum(1 for t in times[i:] if t < times[i] + 60) for i in range(len(times))) <= 60
+    assert shared_ceilings("http://a/v1", 60, None) is shared_ceilings("http://a/v1", 60, None)
+    assert shared_ceilings("http://b/v1", 60, None) is not shared_ceilings("http://a/v1", 60, None)
+    assert shared_ceilings("http://a/v1", None, None) is None
 
 
 def _send_on_a_fake_clock(limiter, clock, bookings, used):

@@ -256,6 +256,21 @@ def test_an_account_out_of_credit_stops_the_run_and_the_rerun_after_a_top_up_sen
     assert all(r.status == "ok" and not r.cached for r in replies)
 
 
+def test_openais_429_insufficient_quota_is_an_account_out_of_credit(llm_server, engine, cache):
+    """OpenAI says "out of credit" with a 429 (code insufficient_quota, no Retry-After): retried as a
+    rate limit, 100 rows went on for ten minutes at 0 answered before the run gave up. It stops at
+    once, as a 402 does; an ordinary 429 is still waited out."""
+    quota = "You exceeded your current quota, please check your plan and billing details."
+    llm_server.handler = lambda req: error(429, quota, code="insufficient_quota")
+    started = time.monotonic()
+    with pytest.raises(EndpointError, match="429: You exceeded your current quota.*add credits and run again"):
+        run(engine, [ask(f"q{i}") for i in range(30)], cache, concurrency=4)
+    assert time.monotonic() - started < 30 and llm_server.count() <= 4 * 4 and len(cache) == 0
+    calls = iter(range(100))
+    llm_server.handler = lambda req: error(429, "Rate limit reached", retry_after=0) if next(calls) < 2 else echo(req)
+    assert run(engine, [ask("q0")], cache)[0].status == "ok"
+
+
 def test_invalid_params_send_nothing(llm_server, engine):
     with pytest.raises(InvalidParams):
         run(engine, [ask("q0"), ask("q1", temp=0.0)])
@@ -341,7 +356,10 @@ def test_tokens_per_minute_limit_books_max_tokens_and_refunds(llm_server, engine
     assert 1.5 <= time.perf_counter() - began < 8  # the third waited for ~2,000 tokens of budget
     llm_server.handler = lambda req: reply(req, "x", prompt_tokens=10, completion_tokens=5)
     began = time.perf_counter()
-    run(engine, [ask(f"r{i}", max_tokens=4000) for i in range(6)], tpm=60_000, concurrency=1)
+    # (another tpm: the first call's tokens count against 60,000 for the rest of the minute, as they
+    # should: test_rpm_holds_over_every_call_to_one_endpoint.) 120,000: a burst of 20,000, under the
+    # six bookings' 24,060, so without refunds the sixth would wait 2 s
+    run(engine, [ask(f"r{i}", max_tokens=4000) for i in range(6)], tpm=120_000, concurrency=1)
     assert time.perf_counter() - began < 1.5  # unused budget came back after each reply
 
 

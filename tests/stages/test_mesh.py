@@ -468,6 +468,36 @@ def test_in_a_pipeline_a_row_lost_to_transient_failures_is_retried_not_dropped(l
     assert rows["domain_code"] == list(SCRIPT.values())
 
 
+def test_a_transient_failure_ends_its_rows_tries_for_the_run(llm_server, tmp_path):
+    """A 5xx that outlived its retries in round 1 was followed by a re-ask in round 2 (a
+    follow-up to a reply the model never gave): the run ended tagged, and the next one sent the
+    first request again, got another code and threw the paid re-ask away. The row now waits for
+    the next run, which sends exactly the failed request and tags it as a clean run would."""
+    from m1data.running.pipeline import StageIncomplete
+
+    down = "Which nerve supplies the deltoid muscle?"
+    outage = {"on": True}
+
+    def handler(req: Received) -> Response:
+        if _is_reask(req):
+            return chat("12")
+        if outage["on"] and _question(req) == down:
+            return error(500, "scripted outage", retry_after=0)
+        return right(req)
+
+    llm_server.handler = handler
+    stage = MeshTagger(_config(llm_server, max_attempts=2))
+    with pytest.raises(StageIncomplete, match="stage 'tag' is incomplete: 1 request"):
+        run_pipeline([Given(_rows()), stage], tmp_path / "run")
+    assert not any(_is_reask(r) for r in llm_server.requests)
+    sent = llm_server.count()
+    outage["on"] = False
+    rows = run_pipeline([Given(_rows()), stage], tmp_path / "run")
+    assert rows["domain_code"] == list(SCRIPT.values())
+    assert llm_server.count() == sent + 1 and _question(llm_server.requests[-1]) == down
+    assert not any(_is_reask(r) for r in llm_server.requests)
+
+
 def test_cached_qualifier_tables_cannot_be_changed_by_a_caller() -> None:
     # the mapping is cached for every caller: one caller's clear() made every later tagging fail
     from datasets import Dataset
