@@ -17,7 +17,10 @@ Decisions on what the reference leaves open (each has a test in tests/stages/tes
   appends the previous reply (when there was one) as an assistant turn and a user turn asking
   for the code only, and sets `seed` to k. A re-run of the stage rebuilds the same chain of
   requests from the cached replies, so it sends nothing (except failures the runtime marked
-  transient, a 5xx or timeout that outlived its retries, which it sends again by design).
+  transient, a 5xx or timeout that outlived its retries, which it sends again by design). A
+  transient failure ends its row's tries for this run: re-asked at once, the row went on to the
+  next attempt, the run ended tagged, and the next run sent the failed request again, got a
+  code and threw the paid re-ask away, changing the row's tag.
 * A row still without a code after `max_attempts` is dropped with reason "untagged" (counted in
   the manifest), not kept under a made-up "unresolved" domain: the m1K sampler draws domains
   uniformly, and a catch-all bucket would be drawn as often as a real qualifier.
@@ -281,7 +284,8 @@ class MeshTagger(LLMStage):
             for i, reply in zip(pending, replies, strict=True):
                 outcomes[i].replies.append(reply)
                 outcomes[i].code = reply_code(reply)
-            pending = [i for i in pending if outcomes[i].code is None]
+            # a transient failure ends its row's tries for this run (as in m1data.llm.attempts)
+            pending = [i for i in pending if outcomes[i].code is None and not is_transient(outcomes[i].replies[-1])]
         return outcomes
 
 
