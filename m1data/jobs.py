@@ -34,7 +34,7 @@ from m1data.llm.stages import LLMRuntime
 from m1data.output import datasets_bars_off
 from m1data.publishing.export import export_run, hub_folder_dataset
 from m1data.publishing.hub import check_config_name, check_repo_id
-from m1data.reading.evalsets import AnswerSkewWarning, EvalInput, load_eval_any
+from m1data.reading.evalsets import AnswerSkewWarning, EvalInput, known_eval_set, load_eval_input
 from m1data.reading.readers import LoadResult
 from m1data.reading.sources import load_source
 from m1data.running.distributed import ExecutorConfig, executor_config, make_executor
@@ -381,16 +381,23 @@ def load_source_to_file(source: str, out: str | Path, path: str | Path | None = 
 @datasets_bars_off()
 def load_eval_to_file(name: str, out: str | Path, path: str | Path | None = None,
                       mapping: dict[str, Any] | None = None) -> list[LoadedFile]:
-    """An eval set (a name, mmlu_medical, or a file) into OUT; several sets (mmlu_medical, a file
-    holding several) go to OUT.<set>.<ext> each. An answer key skewed towards one letter (the
+    """An eval set (a name, mmlu_medical, a file, or `NAME=FILE` as `--eval` writes it; `path` is
+    the file of a NAME) into OUT; several sets (mmlu_medical, a file holding several) go to
+    OUT.<set>.<ext> each. Read by `load_eval_input`, as every other door reads an eval entry: a
+    file given as `mine=FILE` was refused here alone. An answer key skewed towards one letter (the
     `AnswerSkewWarning` of `load_eval`) is recorded in the first file's `warnings`, not raised. `mapping`:
     a file's columns and answer kind (`m1data.reading.evalsets.column_mapping`)."""
     out = Path(out).expanduser()
-    inputs = [path, Path(name) if Path(name).exists() else None]
-    _refuse_overwrite(inputs, [out])
+    if path is not None and not known_eval_set(name) and Path(name).expanduser().exists():
+        raise UserError(f"{name} is a file and is loaded as it is; --path goes with an eval-set name "
+                        f"(see `m1data eval-sets`), not with a file")
+    entry = EvalInput.parse(name) if path is None else EvalInput(name, str(path))
+    entry = dataclasses.replace(entry, mapping=mapping)
+    entry.check()
+    _refuse_overwrite([entry.local_file], [out])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", AnswerSkewWarning)
-        results = load_eval_any(name, path, mapping=mapping)
+        results = load_eval_input(entry)
     skew = [str(w.message) for w in caught if issubclass(w.category, AnswerSkewWarning)]
     for other in (w for w in caught if not issubclass(w.category, AnswerSkewWarning)):
         warnings.warn_explicit(other.message, other.category, other.filename, other.lineno)
@@ -398,7 +405,7 @@ def load_eval_to_file(name: str, out: str | Path, path: str | Path | None = None
         set_name: out if len(results) == 1 else out.with_name(f"{out.stem}.{set_name.replace('/', '_')}{out.suffix}")
         for set_name in results
     }
-    _refuse_overwrite(inputs, list(targets.values()))
+    _refuse_overwrite([entry.local_file], list(targets.values()))
     written = [_write(set_name, result, targets[set_name]) for set_name, result in results.items()]
     written[0].warnings = skew
     return written

@@ -385,6 +385,7 @@ def test_a_build_from_the_embedded_sample_says_so_at_the_top_with_the_samples_li
         assert upstream not in card, upstream
     risks = " ".join(card[card.index("## Bias, risks and limitations"):card.index("## Licences")].split())
     assert "With a model as small as this build's, the reasoning often argues for another option" in risks
+    assert "misread a reply.\n  With a model as small" in card and "was checked.\n- **Selection bias.**" in card
     metadata, _ = split_card(card)
     assert metadata["license"] == "apache-2.0" and "license_name" not in metadata
     assert metadata["source_datasets"] == ["original"] and "synthetic" in metadata["tags"]
@@ -439,6 +440,7 @@ def test_a_build_from_real_files_has_no_sample_notice(run):
     assert "embedded sample" not in card and "synthetic" not in card
     for risk in ("keys were made by people", "licensing and entrance exams", "machine translation of Spanish"):
         assert risk in " ".join(card.split()), risk
+    assert "misread a reply.\n- **Answer keys can be wrong.**" in card  # two bullets, not one
     assert split_card(card)[0]["license"] == "other"
 
 

@@ -1073,12 +1073,17 @@ def _headerless_mmlu(path: Path) -> bool:
     return len(cells) == 6 and len(cells[0].split()) >= 3 and len(cells[5].strip()) <= 1
 
 
+def known_eval_set(name: str) -> bool:
+    """A set m1data reads by its name: one of EVAL_SETS, or mmlu_medical (its six MMLU subjects)."""
+    return name in EVAL_SETS or name == "mmlu_medical"
+
+
 def load_eval_any(name_or_path: str, path: str | Path | None = None, *, scoring: bool = True,
                   mapping: dict[str, Any] | ColumnMapping | None = None) -> dict[str, LoadResult]:
     """A named set, "mmlu_medical" (all six MMLU subjects), or a file (see `load_eval` for `scoring`);
     `mapping` (a file's columns and answer kind, `column_mapping`) goes with a file only: a named
     set is read in its own layouts."""
-    if mapping and (name_or_path in EVAL_SETS or name_or_path == "mmlu_medical"):
+    if mapping and known_eval_set(name_or_path):
         raise UserError(f"{name_or_path} is read in its own layouts; a mapping goes with a file (FILE, or a name "
                         "of your choosing with its file)")
     if name_or_path == "mmlu_medical":
@@ -1119,14 +1124,13 @@ class EvalInput:
         known set read from the Hub (`load_eval_input` reads each entry so)."""
         if self.path is not None:
             return self.path
-        return None if self.name in EVAL_SETS or self.name == "mmlu_medical" else self.name
+        return None if known_eval_set(self.name) else self.name
 
     def check(self) -> None:
         """A known set, or a file that is there: a build checks its entries when it is put
         together, so a misspelt name stops it before it loads and deduplicates the sources, not
         after."""
-        known = self.name in EVAL_SETS or self.name == "mmlu_medical"
-        if self.path is None and not known and not Path(self.name).exists():
+        if self.path is None and not known_eval_set(self.name) and not Path(self.name).exists():
             raise UserError(f"eval set {self.name!r}: not a known set ({', '.join([*EVAL_SETS, 'mmlu_medical'])}) "
                             "and no such file")
         if self.path is not None and not Path(self.path).exists():
@@ -1179,7 +1183,7 @@ def load_eval_input(spec: EvalInput, *, scoring: bool = True) -> dict[str, LoadR
     if loaded_rows is not None:
         return loaded_rows
     name, path = spec.name, spec.path
-    if name in EVAL_SETS or name == "mmlu_medical" or path is None:
+    if known_eval_set(name) or path is None:
         return load_eval_any(name, path, scoring=scoring, mapping=spec.mapping)
     loaded = load_eval_file(path, column_mapping(spec.mapping, name), scoring=scoring)
     if len(loaded) != 1:
@@ -1232,12 +1236,25 @@ def load_evals(evals: list[EvalInput | str]) -> dict[str, datasets.Dataset]:
     a set with no question at all is an error (from the loader), never a set that silently
     matches nothing. Entries are `EvalInput`s or their text form (`EvalInput.parse`)."""
     loaded: dict[str, datasets.Dataset] = {}
-    for spec in evals:
-        spec = EvalInput.parse(spec) if isinstance(spec, str) else spec
+    specs = [EvalInput.parse(spec) if isinstance(spec, str) else spec for spec in evals]
+    check_once(specs)
+    for spec in specs:
         for set_name, result in load_eval_input(spec, scoring=False).items():
+            if set_name in loaded:  # two files alone that come out under one name
+                raise UserError(f"eval set {set_name!r} is given twice; give each set once (NAME=FILE names a file)")
             warn_unmatched(set_name, result)
             loaded[set_name] = result.targets()
     return loaded
+
+
+def check_once(specs: Sequence[EvalInput]) -> None:
+    """No eval set named twice (a known set, or a NAME of NAME=FILE), said before anything is read.
+    Why: the second replaced the first without a word, so a build checked only one of two
+    files under one name, and its card listed the one it had not read."""
+    names = [spec.name for spec in specs if spec.path is not None or known_eval_set(spec.name)]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise UserError(f"eval set {twice[0]!r} is given twice; give each set once (NAME=FILE names a file)")
 
 
 def warn_unmatched(name: str, result: LoadResult) -> None:
@@ -1279,6 +1296,8 @@ __all__ = [
     "load_eval",
     "load_eval_any",
     "load_eval_file",
+    "check_once",
+    "known_eval_set",
     "load_eval_input",
     "load_evals",
     "loaded_eval_rows",

@@ -321,9 +321,9 @@ def _refuse_a_set_given_as_a_question(text: str) -> None:
     """A str in a list of evals is a question; one that names an eval set or a file is a set
     meant to be read. Why refused: `decontaminate(rows, ["medqa_test"])` compared the rows with
     the text "medqa_test", removed nothing, and said nothing."""
-    from m1data.reading.evalsets import EVAL_SETS
+    from m1data.reading.evalsets import known_eval_set
 
-    if text in EVAL_SETS or text == "mmlu_medical" or (len(text) < 4096 and Path(text).is_file()):
+    if known_eval_set(text) or (len(text) < 4096 and Path(text).is_file()):
         raise UserError(f"{text!r} in a list of evals is read as a question, yet it names an eval set or a file; "
                         f"to read it give EvalInput({text!r}) (m1data.reading.evalsets) or {{name: path}}")
 
@@ -483,13 +483,14 @@ class Decontaminate(Stage):
     name = "decontaminate"
 
     def __init__(self, config: DecontaminateConfig, evals: Sequence[Any], name: str = "decontaminate"):
-        from m1data.reading.evalsets import EvalInput
+        from m1data.reading.evalsets import EvalInput, check_once
 
         self.config = config
         # `EvalInput`s, or their text form ("NAME", "FILE", "NAME=FILE") as a config may list them
         self.evals = [EvalInput.parse(e) if isinstance(e, str) else e for e in evals]
         for entry in self.evals:
             entry.check()
+        check_once(self.evals)
         self.name = name
 
     def config_dict(self) -> dict[str, Any]:

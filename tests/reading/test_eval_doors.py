@@ -28,6 +28,7 @@ from typer.testing import CliRunner
 
 from m1data.cli import app
 from m1data.config import from_dict
+from m1data.errors import UserError
 from m1data.reading.evalsets import EvalInput, load_evals
 from m1data.reading.readers import MalformedFile
 from m1data.reading.sources import load_source
@@ -585,3 +586,47 @@ def test_decontaminate_takes_a_file_whose_rows_have_no_id(tmp_path):
     result = CliRunner().invoke(app, ["decontaminate", str(path), str(out), "--eval", f"mine={path}"])
     assert result.exit_code == 0, result.output
     assert out.read_text() == "" and len((tmp_path / "kept.dropped.jsonl").read_text().splitlines()) == 4
+
+
+def test_load_eval_takes_name_equals_file_as_every_other_door(tmp_path):
+    """`m1data load-eval mine=FILE` was refused ("neither a known eval set nor a file") where
+    `--eval mine=FILE` and a config read it; it and `load-eval mine --path FILE` now give the rows
+    `load_eval_input` gives, and a file of loaded rows is taken as it is, not shuffled again."""
+    from m1data.reading.evalsets import load_eval_input
+    from m1data.reading.readers import read_rows
+
+    path, _ = named_file(make_items(11, 5), tmp_path)
+    (expected,) = load_eval_input(EvalInput("mine", str(path))).values()
+    for n, args in enumerate([[f"mine={path}"], ["mine", "--path", str(path)]]):
+        out = tmp_path / f"loaded{n}.jsonl"
+        result = CliRunner().invoke(app, ["load-eval", *args, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        assert read_rows(out).to_list() == expected.rows.to_list()
+    again = tmp_path / "again.jsonl"
+    result = CliRunner().invoke(app, ["load-eval", f"mine={tmp_path / 'loaded0.jsonl'}", "--out", str(again)])
+    assert result.exit_code == 0, result.output
+    assert read_rows(again).to_list() == expected.rows.to_list()
+
+
+def test_an_eval_set_named_twice_is_refused_at_every_door(tmp_path):
+    """The second entry under one name replaced the first without a word: a build checked only one
+    of the two files (3 contaminated rows stayed) and its card listed the other."""
+    first, _ = named_file(make_items(1, 4), tmp_path)
+    second, _ = mmlu_csv(make_items(2, 4), tmp_path)
+    train = tmp_path / "train.jsonl"
+    _jsonl(train, [{"id": "r0", "source": "medqa", "question": "Which nerve?", "options": ["a", "b"], "context": ""}])
+    said = "eval set 'mine' is given twice; give each set once"
+    result = CliRunner().invoke(app, ["decontaminate", str(train), str(tmp_path / "o.jsonl"),
+                                      "--eval", f"mine={first}", "--eval", f"mine={second}"])
+    assert result.exit_code != 0 and said in str(result.exception), result.output
+    with pytest.raises(UserError, match=said):
+        load_evals([f"mine={first}", f"mine={second}"])
+    with pytest.raises(UserError, match="eval set 'medqa_test' is given twice"):
+        Decontaminate(DecontaminateConfig(), ["medqa_test", f"medqa_test={first}"])
+    with pytest.raises(UserError, match=said):  # a config's list, as YAML gives it
+        from m1data.builders.m23k import M23KConfig
+
+        config = from_dict(M23KConfig, {"evals": [{"name": "mine", "path": str(first)},
+                                                  {"name": "mine", "path": str(second)}]})
+        Decontaminate(DecontaminateConfig(), config.evals)
+    assert len(load_evals([str(first), str(second)])) == 2  # two files alone keep their own names
