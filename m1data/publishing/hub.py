@@ -311,6 +311,7 @@ class PublishPlan:
     remote_error: str | None = None
     commit_url: str | None = None
     local_paths: list[str] = field(default_factory=list)
+    secret_found: str | None = None  # a dry run's "refusing to upload: X contains Y" (the label, never the value)
 
     @property
     def total_bytes(self) -> int:
@@ -333,6 +334,8 @@ class PublishPlan:
             lines.append(f"REFUSED: the folder holds {len(self.local_paths)} absolute local path(s); a publish would "
                          f"stop ({REEXPORT}):")
             lines += [f"    {where}" for where in self.local_paths[:MAX_LISTED_PATHS]]
+        if self.secret_found:
+            lines.append(f"REFUSED: a publish would stop, {self.secret_found}")
         lines.append(f"configs after the commit: {', '.join(self.configs)} (default: {self.default_config})")
         if not self.remote_read:
             lines.append(f"  the repo could not be read ({self.remote_error}): what would be replaced is unknown")
@@ -797,6 +800,13 @@ def publish(
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 
     token = hub_token(token)
+    secrets = _secrets(token, folder, key_envs)
+    try:  # searched in a dry run too, which said nothing of a key in the folder that a publish refused
+        _refuse_if_secret_inside(folder, files, secrets)
+    except UserError as refusal:
+        if not dry_run:
+            raise
+        plan.secret_found = str(refusal)
     api = api if api is not None else HfApi(token=token or False)  # False: HfApi must not read it again
     try:
         remote = _read_remote(api, repo_id, token)
@@ -810,10 +820,6 @@ def publish(
         plan.remote_error = _hub_error_text(err, token)
         return plan
 
-    secrets: dict[str, bytes] = {}
-    if not dry_run:
-        secrets = _secrets(token, folder, key_envs)
-        _refuse_if_secret_inside(folder, files, secrets)
     theirs = dict(remote.metadata)
     implicit = [] if theirs.get("configs") else _implicit_configs(remote.files)
     if implicit:

@@ -427,6 +427,26 @@ def test_refuses_to_upload_a_file_holding_the_token(tmp_path, m1k_folder, monkey
     assert api.named("create_commit") == []
 
 
+@pytest.mark.parametrize("api_kind", ["readable", "offline"])
+def test_a_dry_run_says_the_publish_would_refuse_a_secret(tmp_path, m1k_folder, monkeypatch, api_kind):
+    """The dry run searched for local paths only: a folder holding the Hub token or an API key got
+    a clean plan, and the publish then refused it. It now says so, naming what it holds, never the
+    value; offline too."""
+    monkeypatch.setenv("HF_TOKEN", SENTINEL)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-audit-0123456789abcdef")
+    card = m1k_folder / "README.md"
+    for text, said in ((f"\ntoken: {SENTINEL}\n", "README.md contains your Hub token"),
+                       ("\nkey: sk-audit-0123456789abcdef\n", "README.md contains the value of OPENAI_API_KEY")):
+        original = card.read_text(encoding="utf-8")
+        card.write_text(original + text, encoding="utf-8")
+        api = ReadOnlyHfApi(tmp_path, [], None) if api_kind == "readable" else OfflineHfApi(tmp_path, [], None)
+        shown = publish(m1k_folder, "org/m1", dry_run=True, api=api).describe()
+        assert f"REFUSED: a publish would stop, refusing to upload: {said}" in shown
+        assert SENTINEL not in shown and "sk-audit" not in shown
+        card.write_text(original, encoding="utf-8")
+    assert "REFUSED" not in publish(m1k_folder, "org/m1", dry_run=True, api=ReadOnlyHfApi(tmp_path, [], None)).describe()
+
+
 def test_publish_needs_a_hub_folder(tmp_path):
     with pytest.raises(FileNotFoundError):
         publish(tmp_path, "org/m1", dry_run=True)
