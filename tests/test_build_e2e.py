@@ -96,7 +96,8 @@ def built(tmp_path_factory):
         first = server.count()
         again = CliRunner().invoke(app, ["build", "m1k", "--out", str(run), "--config", str(config), "--force"])
         assert again.exit_code == 0, again.output
-        yield {"run": run, "result": result, "sent": first, "resent": server.count() - first, "truth": truth}
+        yield {"run": run, "result": result, "sent": first, "resent": server.count() - first, "truth": truth,
+               "config": config}
 
 
 def result_text(built) -> str:
@@ -255,12 +256,28 @@ def test_resample_from_an_existing_m23k(built, tmp_path):
 
 
 def test_resample_from_a_published_folder_keeps_provenance(built, tmp_path):
-    """A published folder (its card's YAML) is enough to carry the teacher and eval sets forward."""
+    """A published folder (its card's YAML) is enough to carry the teacher and eval sets forward.
+    The m23K's folder, that is: the m1K's is refused (it was drawn from again as an m23K, exit 0,
+    after a run folder's hint named `hub` alone)."""
+    import shutil
+
     from m1data.publishing.cardmeta import split_card
 
+    run = tmp_path / "both"
+    shutil.copytree(built["run"], run)
+    m23k = CliRunner().invoke(app, ["build", "m23k", "--out", str(run), "--config", str(built["config"]),
+                                    "--hub-out", str(run / "hub-m23k")])  # every stage's manifest matches: none runs
+    assert m23k.exit_code == 0, m23k.output
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"sample": {"n": 5, "seed": 7}}))
-    result = CliRunner().invoke(app, ["build", "m1k", "--from-m23k", str(built["run"] / "hub"),
+    hint = CliRunner().invoke(app, ["build", "m1k", "--from-m23k", str(run), "--out", str(tmp_path / "no")])
+    said = "".join(hint.output.split())  # (the lines as the terminal wraps them, spaces and all, joined)
+    assert hint.exit_code == 2 and f"itsHub-layoutfolders:{run / 'hub'}(m1k),{run / 'hub-m23k'}(m23k)" in said
+    refused = CliRunner().invoke(app, ["build", "m1k", "--from-m23k", str(run / "hub"), "--out", str(tmp_path / "no"),
+                                       "--config", str(config)])
+    said = " ".join(f"{refused.output} {refused.exception}".split())
+    assert refused.exit_code != 0 and "holds m1data's m1k export (its card's m1data_build), not an m23K" in said
+    result = CliRunner().invoke(app, ["build", "m1k", "--from-m23k", str(run / "hub-m23k"),
                                       "--out", str(tmp_path / "run"), "--config", str(config)])
     assert result.exit_code == 0, result.output
     card = (tmp_path / "run" / "hub" / "README.md").read_text(encoding="utf-8")

@@ -733,7 +733,7 @@ def test_a_new_users_mistakes_are_one_line_and_exit_2(tmp_path, case, main, monk
                                    "c.yaml: no such config file"),
         "from-m23k a run folder": (["build", "m1k", "--from-m23k", run, "--out", tmp_path / "r"],
                                    f"is a run folder, not an m23K (a Hub-layout folder, a .parquet/.jsonl file or a "
-                                   f"Hub repo id); its Hub-layout folder is {run / 'hub'}"),
+                                   f"Hub repo id); its Hub-layout folders: {run / 'hub'} (unknown)"),
         "from-m23k neither file nor repo": (["build", "m1k", "--from-m23k", tmp_path / "nosuch", "--out", tmp_path / "r"],
                                             "nosuch: no such file or folder, and the Hub could not give it"),
         "publish a run folder": (["publish", tmp_path / "run", "--repo-id", "me/x", "--dry-run"],

@@ -289,7 +289,7 @@ def test_a_run_folder_given_for_its_hub_folder_is_one_line(tiny_dir, hub_folder,
     run = tmp_path / "run"
     shutil.copytree(hub_folder, run / "hub")
     (run / "builds.json").write_text('{"builds": []}\n', encoding="utf-8")
-    with pytest.raises(UserError, match=r"is a run folder, not a dataset .*its Hub-layout folder is .*hub"):
+    with pytest.raises(UserError, match=r"is a run folder, not a dataset .*its Hub-layout folders: .*hub \(unknown\)"):
         build_trainer(tiny_config(tiny_dir, run, tmp_path / "out"))
 
 

@@ -1228,9 +1228,8 @@ def read_dataset(path: str | Path, name: str | None = None, split: str = "train"
     if local.is_file():
         return read_rows(local)
     if local.is_dir() and ((local / "builds.json").is_file() or any(local.glob("*/manifest.json"))):
-        hub = f"; its Hub-layout folder is {local / 'hub'}" if (local / "hub").is_dir() else ""
         raise UserError(f"{local} is a run folder, not {what} (a Hub-layout folder, a .parquet/.jsonl file "
-                        f"or a Hub repo id){hub}")
+                        f"or a Hub repo id){_hub_folders_of(local)}")
     try:
         return datasets.load_dataset(str(local) if local.exists() else str(path), name, split=split)
     except ValueError as err:  # an unknown config or split: the message lists the ones there are
@@ -1240,6 +1239,17 @@ def read_dataset(path: str | Path, name: str | None = None, split: str = "train"
             raise
         raise UserError(f"{path}: no such file or folder, and the Hub could not give it as a repo id "
                         f"({type(err).__name__}: {' '.join(str(err).split())})") from None
+
+
+def _hub_folders_of(run: Path) -> str:
+    """The Hub-layout folders a run folder holds, each with the dataset its card says it is: a
+    run that built m23K and m1K holds two (`hub`, `hub-m23k`), and naming `hub` alone sent a user
+    who wanted the m23K to the m1K."""
+    from m1data.publishing.export import hub_folder_dataset
+
+    found = [f"{folder} ({hub_folder_dataset(folder) or 'unknown'})" for folder in sorted(run.glob("hub*"))
+             if (folder / "README.md").is_file()]
+    return f"; its Hub-layout folders: {', '.join(found)}" if found else ""
 
 
 def _default_config(folder: Path) -> str | None:

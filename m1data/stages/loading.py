@@ -15,6 +15,7 @@ from typing import Any
 
 import datasets
 
+from m1data.errors import UserError
 from m1data.reading.evalsets import EvalInput
 from m1data.reading.sources import load_source
 from m1data.running.distributed import parallel_map
@@ -202,8 +203,14 @@ class LoadDataset(Stage):
         return input_digest(self.config.path)
 
     def run(self, rows: datasets.Dataset | None, ctx: RunContext) -> StageResult:
+        from m1data.publishing.export import hub_folder_dataset
         from m1data.reading.readers import read_dataset
 
+        folder = Path(self.config.path).expanduser()
+        built = hub_folder_dataset(folder) if folder.is_dir() else None
+        if built is not None and built != "m23k":  # an m1K drawn again was taken for an m23K, exit 0
+            raise UserError(f"{folder} holds m1data's {built} export (its card's m1data_build), not an m23K; "
+                            "give the m23K's Hub-layout folder (a build of both writes it to hub-m23k)")
         ds = read_dataset(self.config.path, self.config.config, self.config.split, what="an m23K")
         return StageResult(rows=ds, stats={"from": self.config.path})
 
