@@ -28,6 +28,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import datasets
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 __all__ = ["ENGINES", "InferSetup", "infer_endpoint", "infer_run", "infer_runtime", "infer_sweep", "prepare"]
 
 ENGINES = ("http", "hf", "vllm")
+Render = Callable[[list[dict[str, str]]], str]
 BUDGETS = (512, 1024, 2048, 4096, 8192)  # Figure 1's
 
 
@@ -84,6 +86,7 @@ class InferSetup:
     config: BudgetConfig
     runtime: LLMRuntime
     label: str
+    render: Render | None = None  # the model's own chat template; None: the Qwen2.5 one m1 was trained with
 
 
 def prepare(
@@ -112,41 +115,52 @@ def prepare(
         raise UserError(problem)
     sets = load_eval_sets(eval_sets, limit, eval_path=eval_path, mappings=eval_mappings)
     runtime = runtime if runtime is not None else infer_runtime()
-    built, stops = _engine_and_stops(endpoint, runtime, tokenizer)
+    built, tokenizer_read = _engine_and_tokenizer(endpoint, runtime, tokenizer)
+    stops = template_stop_ids(tokenizer_read) if tokenizer_read is not None else None
     if stops is None:  # stop strings only: they can match only if the server keeps special tokens in the text
         config = BudgetConfig(model=model, forcing_string=forcing_string, answer_max_tokens=answer_max_tokens,
                               extra_params={"skip_special_tokens": False})
     else:
         config = BudgetConfig(model=model, forcing_string=forcing_string, answer_max_tokens=answer_max_tokens,
                               thinking_stop_token_ids=tuple(stops[0]), answer_stop_token_ids=tuple(stops[1]))
-    return InferSetup(built, sets, config, runtime, label or short_label(model))
+    return InferSetup(built, sets, config, runtime, label or short_label(model), chat_render(tokenizer_read))
 
 
-def _engine_and_stops(endpoint: Endpoint, runtime: LLMRuntime, tokenizer: str | None) -> tuple[Engine, Any]:
-    """The engine (from the LLM stages' factory), and the (thinking, answer) stop ids budget
-    forcing needs (reference s.10), read from the model's tokenizer and chat template; None when
-    only stop strings can be used."""
+def _engine_and_tokenizer(endpoint: Endpoint, runtime: LLMRuntime, tokenizer: str | None) -> tuple[Engine, Any]:
+    """The engine (from the LLM stages' factory), and the model's tokenizer, whose chat template
+    gives the prompt and the (thinking, answer) stop ids budget forcing needs (reference s.10);
+    None when it cannot be read (only stop strings can be used, and the Qwen2.5 template)."""
     if endpoint.base_url == HF:  # the loaded model's own tokenizer
         built = build_engine(endpoint, runtime)
-        return built, template_stop_ids(built.tokenizer)
-    stops = _template_stops(tokenizer or endpoint.model, explicit=tokenizer is not None)
-    return build_engine(endpoint, runtime, VLLM_EXTRA_PARAMS), stops
+        return built, built.tokenizer
+    read = _model_tokenizer(tokenizer or endpoint.model, explicit=tokenizer is not None)
+    return build_engine(endpoint, runtime, VLLM_EXTRA_PARAMS), read
 
 
-def _template_stops(tokenizer_name: str, explicit: bool) -> Any:
-    """Stop ids from the model's own tokenizer and chat template. A tokenizer named with
-    `tokenizer` must load (else one line); the default (the model, often a served name) may not,
-    and then a one-line warning says the run stops on marker strings instead. Either way within a
-    second, offline too (`load_tokenizer`)."""
+def _model_tokenizer(tokenizer_name: str, explicit: bool) -> Any:
+    """The model's own tokenizer. A tokenizer named with `tokenizer` must load (else one line); the
+    default (the model, often a served name) may not, and then a one-line warning says the run
+    stops on marker strings and asks in the Qwen2.5 template instead. Either way within a second,
+    offline too (`load_tokenizer`)."""
     try:
-        loaded = load_tokenizer(tokenizer_name)
+        return load_tokenizer(tokenizer_name)
     except (ImportError, UserError) as err:
         if explicit:
             raise
-        log.warning(f"{err}; stopping on marker strings only, with special tokens kept in the text. Pass a "
-                    "tokenizer (--tokenizer) to stop on the model's own end-of-turn tokens.")
+        log.warning(f"{err}; stopping on marker strings only, with special tokens kept in the text, and asking in "
+                    "the Qwen2.5 chat template. Pass a tokenizer (--tokenizer) to stop on the model's own "
+                    "end-of-turn tokens and ask in its own template.")
         return None
-    return template_stop_ids(loaded)
+
+
+def chat_render(tokenizer: Any) -> Render | None:
+    """The prompt's user turn in the model's own chat template, as `m1data train` renders its
+    training rows (a tokenizer with no template gets the Qwen2.5 one there, and here None: the
+    same). Why: infer asked every model in the Qwen2.5 template, so a model trained from another
+    base (`m1data train --model_name_or_path`) was scored on a prompt it had never seen."""
+    if tokenizer is None or getattr(tokenizer, "chat_template", None) is None:
+        return None
+    return lambda messages: tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
 def infer_run(
@@ -178,7 +192,8 @@ def infer_run(
                     label=label, eval_path=eval_path, eval_mappings=eval_mappings, forcing_string=forcing_string,
                     answer_max_tokens=answer_max_tokens, runtime=runtime, limit=limit)
     config = dataclasses.replace(setup.config, thinking_budget=budget, forcing_rounds=forcing_rounds)
-    return run_infer(setup.engine, setup.sets, Path(out).expanduser(), config, runtime=setup.runtime, limit=limit, label=setup.label)
+    return run_infer(setup.engine, setup.sets, Path(out).expanduser(), config, runtime=setup.runtime, limit=limit,
+                     render=setup.render, label=setup.label)
 
 
 def infer_sweep(
@@ -207,5 +222,5 @@ def infer_sweep(
     setup = prepare(model, eval_sets, engine=engine, base_url=base_url, api_key_env=api_key_env, tokenizer=tokenizer,
                     label=label, eval_path=eval_path, eval_mappings=eval_mappings, forcing_string=forcing_string,
                     answer_max_tokens=answer_max_tokens, runtime=runtime, limit=limit)
-    return run_sweep(setup.engine, setup.sets, Path(out).expanduser(), setup.config, budgets, forcing_rounds, runtime=setup.runtime,
-                     limit=limit, label=setup.label)
+    return run_sweep(setup.engine, setup.sets, Path(out).expanduser(), setup.config, budgets, forcing_rounds,
+                     runtime=setup.runtime, limit=limit, render=setup.render, label=setup.label)

@@ -37,7 +37,7 @@ import contextlib
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -128,19 +128,22 @@ async def sweep(
     cache: Cache | None = None,
     runtime: LLMRuntime | None = None,
     limit: int | None = None,
+    render: Callable[[list[dict[str, str]]], str] | None = None,
     label: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Run (or resume) the budgets x forcing_rounds grid; returns one point per setting. Raises
+    """Run (or resume) the budgets x forcing_rounds grid; returns one point per setting (`render`:
+    as `m1data.infer.score.infer` takes it). Raises
     `InferIncomplete` when any point is left incomplete (module docstring). The sweep folder is
     held (`run_lock`) throughout: a second sweep into it is refused, not mixed with this one."""
     with run_lock(out_dir, "m1data command (infer sweep)"):
         return await _sweep(engine, eval_sets, Path(out_dir), base, budgets, forcing_rounds, cache, runtime, limit,
-                            label)
+                            render, label)
 
 
 async def _sweep(engine: Engine, eval_sets: Mapping[str, EvalSource], out: Path, base: BudgetConfig,
                  budgets: Sequence[int], forcing_rounds: Sequence[int], cache: Cache | None,
-                 runtime: LLMRuntime | None, limit: int | None, label: str | None) -> list[dict[str, Any]]:
+                 runtime: LLMRuntime | None, limit: int | None, render: Callable[[list[dict[str, str]]], str] | None,
+                 label: str | None) -> list[dict[str, Any]]:
     label = label or base.model
     points = []
     missing = total = 0
@@ -159,7 +162,7 @@ async def _sweep(engine: Engine, eval_sets: Mapping[str, EvalSource], out: Path,
         if metrics is None:
             try:
                 metrics = await infer(engine, sets, point_dir, config, cache=cache, runtime=runtime,
-                                      limit=limit, label=label)
+                                      limit=limit, render=render, label=label)
             except InferIncomplete as stop:
                 incomplete.append(point_dir.name)
                 missing, total = missing + stop.missing, total + stop.total
@@ -183,6 +186,7 @@ def run_sweep(
     *,
     runtime: LLMRuntime | None = None,
     limit: int | None = None,
+    render: Callable[[list[dict[str, str]]], str] | None = None,
     label: str | None = None,
 ) -> list[dict[str, Any]]:
     """`sweep` from synchronous code, with the reply cache `open_infer_cache` names for the sweep
@@ -190,7 +194,7 @@ def run_sweep(
 
     with open_infer_cache(runtime, out_dir) as cache:
         return run_sync(engine, lambda: sweep(engine, eval_sets, out_dir, base, budgets, forcing_rounds, cache=cache,
-                                              runtime=runtime, limit=limit, label=label))
+                                              runtime=runtime, limit=limit, render=render, label=label))
 
 
 def short_label(label: str) -> str:

@@ -188,6 +188,7 @@ def build_trainer(config: TrainConfig):
     from transformers import AutoTokenizer
     from trl import SFTTrainer
 
+    from m1data.llm.hf import model_load_error
     from m1data.stages.formatting import QWEN25_CHAT_TEMPLATE, to_prompt_completion
 
     script, sft = config.script, config.sft
@@ -200,8 +201,7 @@ def build_trainer(config: TrainConfig):
     try:
         tokenizer = AutoTokenizer.from_pretrained(script.model_name_or_path)
     except OSError as err:  # not found, offline without it cached, a malformed id: a 300-line traceback
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"cannot load model {script.model_name_or_path!r}: {first}") from None
+        raise model_load_error(script.model_name_or_path, err) from None
     if tokenizer.chat_template is None:  # base checkpoints; Qwen2.5-Instruct's own renders the same
         tokenizer.chat_template = QWEN25_CHAT_TEMPLATE
 

@@ -11,6 +11,12 @@ server's answers these are (`cache_namespace`):
   brought back on another port or machine of the network re-sends nothing;
 - an engine without a URL: its identity, such as `hf:/path/to/model`.
 
+Where the model is a folder or file on this machine (`hf:/path/to/model`, or a local server's model
+named by its path, as `vllm serve runs/m1-7B-1K` names it), the namespace also carries a stamp of
+its weight files (names, sizes, modification times: `weights_stamp`): a model retrained into the
+same folder is another model, whose answers are not the old one's. Without it, `infer` scored the
+new weights with the old model's cached replies.
+
 Switching provider, model, prompt or any parameter is a different key. So is a later try at the
 same question (`Request.attempt` 2, 3, ...: traces' `attempts`, a student's `samples`), which
 adds its index to the key material; a first try's key is the one it always was. The API key is a header,
@@ -124,8 +130,33 @@ def cache_namespace(endpoint: str, model: str, configured: str | None = None) ->
     normalised = normalise_endpoint(endpoint)
     host = urlsplit(normalised).hostname
     if not host:
-        return normalised
-    return model if is_local_host(host) else host
+        return _stamped(normalised, normalised[len("hf:"):]) if normalised.startswith("hf:") else normalised
+    return _stamped(model, model) if is_local_host(host) else host
+
+
+WEIGHT_SUFFIXES = frozenset({".safetensors", ".bin", ".gguf", ".pt", ".pth"})
+
+
+def weights_stamp(model: str) -> str | None:
+    """A short digest of the weight files `model` names on this machine (a folder's, or the file
+    itself), by name, size and modification time; None when `model` names none. Stats only: it
+    runs for every request's key."""
+    path = Path(model).expanduser()
+    try:
+        files = [path] if path.is_file() else sorted(p for p in path.iterdir() if p.suffix in WEIGHT_SUFFIXES) \
+            if path.is_dir() else []
+        stats = [(f.name, f.stat()) for f in files]
+    except (OSError, ValueError):  # a name that is no path (a served model's name), or cannot be read
+        return None
+    if not stats:
+        return None
+    material = ";".join(f"{name}:{st.st_size}:{st.st_mtime_ns}" for name, st in stats)
+    return hashlib.sha256(material.encode()).hexdigest()[:12]
+
+
+def _stamped(namespace: str, model: str) -> str:
+    stamp = weights_stamp(model)
+    return namespace if stamp is None else f"{namespace}@weights:{stamp}"
 
 
 def key_from_body(namespace: str, kind: str, body: dict[str, Any], attempt: int = 1) -> str:
@@ -383,4 +414,5 @@ __all__ = [
     "key_from_body",
     "normalise_endpoint",
     "request_key",
+    "weights_stamp",
 ]

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from m1data.errors import UserError
 from m1data.llm.params import check_params, prompt_token_ids
 from m1data.llm.thinking import split_thinking
 from m1data.llm.types import Reply, Request
@@ -46,6 +47,12 @@ class HFConfig:
     default_max_tokens: int = 256
 
 
+def model_load_error(model: str, err: OSError) -> UserError:
+    """transformers' refusal to load `model` in one line (its first), for every door that loads one."""
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return UserError(f"cannot load model {model!r}: {first}")
+
+
 class HFEngine:
     def __init__(self, config: HFConfig):
         try:
@@ -58,8 +65,11 @@ class HFEngine:
         local = Path(config.model)
         self.endpoint = f"hf:{local.resolve()}" if local.exists() else f"hf:{config.model}"
         self.allowed_params = HF_PARAMS
-        self.tokenizer = AutoTokenizer.from_pretrained(config.model)
-        self.model = AutoModelForCausalLM.from_pretrained(config.model, dtype=config.dtype).to(config.device).eval()
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(config.model)
+            self.model = AutoModelForCausalLM.from_pretrained(config.model, dtype=config.dtype).to(config.device).eval()
+        except OSError as err:  # not found, offline without it cached, a malformed id: a 300-line traceback
+            raise model_load_error(config.model, err) from None
         self._lock = threading.Lock()
         self._eos_ids = self._model_eos_ids()
 

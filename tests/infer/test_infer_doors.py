@@ -152,3 +152,33 @@ def test_unreadable_answer_keys_are_counted_unscored_alike_at_every_door(tmp_pat
         mine = metrics["sets"]["mine"]
         assert (mine["n"], mine["unscored"]) == expected
         assert [key.rsplit(":", 1)[1] for key in mine["unscored_ids"]] == [f"q{i}" for i, b in enumerate(broken) if b]
+
+
+def test_a_model_is_asked_in_its_own_chat_template(tmp_path):
+    """infer asked every model in the Qwen2.5 template while `m1data train` trains in the base
+    model's own, so a model trained from another base was scored on a prompt it had never seen. The
+    template comes with the tokenizer the stop ids come from; a Qwen2.5 one asks as before."""
+    from tiny_model import tiny_tokenizer
+
+    from m1data.infer.jobs import infer_run, infer_runtime
+    from m1data.stages.formatting import QWEN25_CHAT_TEMPLATE
+
+    own = tiny_tokenizer()
+    own.chat_template = ("<|im_start|>system\nYou are Tiny, a small model.<|im_end|>\n{% for m in messages %}"
+                         "<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+                         "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    own.save_pretrained(tmp_path / "own")
+    qwen = tiny_tokenizer()
+    assert qwen.chat_template == QWEN25_CHAT_TEMPLATE
+    qwen.save_pretrained(tmp_path / "qwen")
+    evals = tmp_path / "evals.jsonl"
+    evals.write_text(json.dumps({"question": "Which drug is best for a fever?", "options": ["aspirin", "insulin"],
+                                 "answer_idx": 0}) + "\n", encoding="utf-8")
+    firsts = {}
+    for name in ("own", "qwen", None):
+        with ScriptedServer(letter_model) as server:
+            infer_run("tiny", [f"mine={evals}"], tmp_path / f"out-{name}", base_url=server.base_url, budget=6,
+                      tokenizer=str(tmp_path / name) if name else None, runtime=infer_runtime(progress=False))
+            firsts[name] = server.requests[0].body["prompt"]
+    assert firsts["own"].startswith("<|im_start|>system\nYou are Tiny, a small model.<|im_end|>\n<|im_start|>user\n")
+    assert firsts["qwen"] == firsts[None] and firsts[None].startswith("<|im_start|>system\nYou are Qwen")

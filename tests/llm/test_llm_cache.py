@@ -236,3 +236,30 @@ def test_a_folder_given_as_the_cache_is_one_error_saying_a_file_is_needed(tmp_pa
 
     with pytest.raises(UserError, match="is a folder; the reply cache is a file"):
         Cache(tmp_path)
+
+
+def test_a_model_retrained_into_its_folder_is_another_namespace(tmp_path):
+    """`infer` of a model retrained into the same folder (or served by its path, as `vllm serve
+    runs/m1-7B-1K` names it) read the old weights' replies from the cache and scored them as the
+    new model's. A local model's namespace carries a stamp of its weight files."""
+    import os
+
+    from m1data.llm.cache import cache_namespace, weights_stamp
+
+    model = tmp_path / "m1-7B-1K"
+    model.mkdir()
+    weights = model / "model.safetensors"
+    weights.write_bytes(b"first weights")
+    (model / "README.md").write_text("not a weight file")
+    local, hf = "http://127.0.0.1:8000/v1", f"hf:{model}"
+    before = {cache_namespace(local, str(model)), cache_namespace(hf, "tiny")}
+    assert before == {f"{model}@weights:{weights_stamp(str(model))}", f"hf:{model}@weights:{weights_stamp(str(model))}"}
+    assert before == {cache_namespace(local, str(model)), cache_namespace(hf, "tiny")}  # stable while unchanged
+    (model / "README.md").write_text("edited card")  # not the weights: the same model
+    assert cache_namespace(local, str(model)) in before
+    weights.write_bytes(b"second weights")  # retrained in place: the same name, other bytes
+    os.utime(weights, ns=(10**18, 10**18))
+    after = {cache_namespace(local, str(model)), cache_namespace(hf, "tiny")}
+    assert not after & before
+    assert cache_namespace(local, "Qwen/Qwen2.5-7B-Instruct") == "Qwen/Qwen2.5-7B-Instruct"  # no such folder here
+    assert cache_namespace("https://api.deepseek.com", str(model)) == "api.deepseek.com"  # a remote one: its host

@@ -128,3 +128,13 @@ def test_through_the_runner_and_cache(engine, tmp_path):
     assert stats.cached == 3 and stats.sent == 0
     assert [r.text for r in again] == [r.text for r in first]
     assert all(r.completion_tokens == 4 or r.finish_reason == "stop" for r in first)
+
+
+def test_a_model_that_cannot_be_loaded_is_one_line(tmp_path, monkeypatch):
+    """A mistyped path or an id the Hub cannot give (offline) was a 330-line traceback."""
+    from m1data.errors import UserError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for model in (str(tmp_path / "out11"), "my-org/m1-7B-1k-does-not-exist"):
+        with pytest.raises(UserError, match=rf"^cannot load model '{model}': "):
+            HFEngine(HFConfig(model=model))
