@@ -16,6 +16,7 @@ image links point into (``data/<config>/<split>-*.parquet``, ``images/``).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import datasets
@@ -24,6 +25,7 @@ import yaml
 from m1data.errors import UserError
 
 __all__ = [
+    "BUILD_KEY",
     "CARD_FILE",
     "DATA_DIR",
     "IMAGES_DIR",
@@ -34,6 +36,7 @@ __all__ = [
     "configs_metadata",
     "data_metadata",
     "dataset_info_metadata",
+    "hub_folder_dataset",
     "join_card",
     "rows_nbytes",
     "size_category",
@@ -48,6 +51,7 @@ REPO_ID_MARK = "<!-- m1data: repo id not known yet; m1data publish --repo-id wri
 DATA_DIR = "data"
 IMAGES_DIR = "images"
 CARD_FILE = "README.md"
+BUILD_KEY = "m1data_build"  # the card's record of which builder wrote a Hub folder
 
 Configs = Mapping[str, Mapping[str, datasets.Dataset]]
 
@@ -159,6 +163,19 @@ def split_card(text: str) -> tuple[dict[str, Any], str]:
                 raise UserError("the card's YAML header is not a mapping")
             return metadata, "".join(lines[end + 1 :]).lstrip("\n")
     return {}, text
+
+
+def hub_folder_dataset(folder: str | Path) -> str | None:
+    """The builder (`m1k`, `m23k`, ...) whose export is in `folder`, or None when it holds none.
+    Here, beside the card's other fields, so the readers can ask it without importing the export."""
+    card = Path(folder) / CARD_FILE
+    if not card.is_file():
+        return None
+    metadata, _ = split_card(card.read_text(encoding="utf-8"))
+    if metadata.get(BUILD_KEY):
+        return str(metadata[BUILD_KEY]).lower()
+    pretty = metadata.get("pretty_name")  # folders written before BUILD_KEY: "m1K", "Random 1K" (a builder's name so)
+    return str(pretty).lower().replace(" ", "-") if pretty else None
 
 
 def join_card(metadata: Mapping[str, Any], body: str) -> str:

@@ -20,31 +20,12 @@ import datasets
 import numpy as np
 import pyarrow as pa
 
-from m1data.publishing.cardmeta import CARD_FILE, IMAGES_DIR, join_card, split_card
+from m1data.publishing.cardmeta import BUILD_KEY, IMAGES_DIR, hub_folder_dataset, join_card, split_card
 from m1data.schema import flattened, rows_matching, strings_matching, with_table
 
 __all__ = ["BUILD_KEY", "export_run", "hub_folder_dataset", "public_rows"]
 
 log = logging.getLogger(__name__)
-
-BUILD_KEY = "m1data_build"  # the card's record of which builder wrote a Hub folder
-
-
-def hub_folder_dataset(folder: str | Path) -> str | None:
-    """The builder (`m1k`, `m23k`, ...) whose export is in `folder`, or None when it holds none."""
-    card = Path(folder) / CARD_FILE
-    if not card.is_file():
-        return None
-    metadata, _ = split_card(card.read_text(encoding="utf-8"))
-    if metadata.get(BUILD_KEY):
-        return str(metadata[BUILD_KEY]).lower()
-    pretty = metadata.get("pretty_name")  # folders written before BUILD_KEY: "m1K", "Random 1K"
-    if not pretty:
-        return None
-    from m1data.builders import BUILDERS
-
-    by_pretty_name = {b.pretty_name: b.name for b in BUILDERS.values()}
-    return by_pretty_name.get(str(pretty), str(pretty).lower().replace(" ", "-"))
 
 
 def export_run(

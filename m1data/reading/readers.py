@@ -1245,7 +1245,7 @@ def _hub_folders_of(run: Path) -> str:
     """The Hub-layout folders a run folder holds, each with the dataset its card says it is: a
     run that built m23K and m1K holds two (`hub`, `hub-m23k`), and naming `hub` alone sent a user
     who wanted the m23K to the m1K."""
-    from m1data.publishing.export import hub_folder_dataset
+    from m1data.publishing.cardmeta import hub_folder_dataset
 
     found = [f"{folder} ({hub_folder_dataset(folder) or 'unknown'})" for folder in sorted(run.glob("hub*"))
              if (folder / "README.md").is_file()]

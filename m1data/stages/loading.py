@@ -203,7 +203,7 @@ class LoadDataset(Stage):
         return input_digest(self.config.path)
 
     def run(self, rows: datasets.Dataset | None, ctx: RunContext) -> StageResult:
-        from m1data.publishing.export import hub_folder_dataset
+        from m1data.publishing.cardmeta import hub_folder_dataset
         from m1data.reading.readers import read_dataset
 
         folder = Path(self.config.path).expanduser()
