@@ -1074,7 +1074,7 @@ __all__ = [
     "parse_duration",
     "parse_rate_headers",
     "parse_reset",
-    "shared_ceilings",
     "parse_retry_after",
     "reply_time",
+    "shared_ceilings",
 ]
