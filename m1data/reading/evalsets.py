@@ -48,6 +48,7 @@ from m1data.reading.readers import (
     check_some_rows_read,
     collect,
     column_options,
+    context_text,
     key_letter,
     key_text,
     labelled_index,
@@ -470,14 +471,7 @@ class QuestionReader:
         "labels", "meshes"}. Why guessed: unmapped, a file's `context` was never read, so a
         PubMedQA test copy with its abstract matched nothing, and a mapped source's prompts lost it."""
         column = self.mapping.context or _first(raw, CONTEXT_COLUMNS)
-        context = raw.get(column) if column else None
-        if isinstance(context, dict) and "contexts" in context:
-            context = context["contexts"]
-        if isinstance(context, list) and all(isinstance(c, str) for c in context):
-            return "\n".join(context)
-        if context is not None and not isinstance(context, str):
-            raise RowError("bad_context", f"{column} is {type(context).__name__}, not text")
-        return context or ""
+        return context_text(raw.get(column), column) if column else ""
 
     def _answer_key(self, raw: dict[str, Any]) -> tuple[Any, str]:
         """(key, column) of the row's answer; a row without one is a bad row (missing_field)."""

@@ -713,6 +713,20 @@ def option_texts(options: list[Any]) -> list[str]:
     return options
 
 
+def context_text(value: Any, column: str = "context") -> str:
+    """A question's passage as text: text, a list of paragraphs (joined by newlines), or the Hub
+    PubMedQA's {"contexts": [...], "labels", "meshes"}; None is no passage. The one reading of a
+    context, for the eval and mapped readers and for rows handed to dedup and decontamination."""
+    if isinstance(value, dict) and "contexts" in value:
+        value = value["contexts"]
+    if isinstance(value, list) and all(isinstance(p, str) for p in value):
+        return "\n".join(value)
+    if value is not None and not isinstance(value, str):
+        raise RowError("bad_context", f"{column!r} is {type(value).__name__}, not text, a list of texts or "
+                                      "PubMedQA's {'contexts': [...]}")
+    return value or ""
+
+
 # "B", "(B)", "B.", "B)", after an optional "Answer:", "Ans.", "Option", "The correct answer is" ...
 LETTER_KEY = re.compile(r"(?:(?:the\s+)?(?:correct\s+)?(?:answer|ans|option|choice)(?:\s+is)?\s*[:.-]?\s*)?"
                         r"\(?([A-Za-z])[.)]?", re.IGNORECASE)
@@ -1383,6 +1397,7 @@ __all__ = [
     "check_some_rows_read",
     "collect",
     "column_options",
+    "context_text",
     "decode",
     "DuplicateKey",
     "field",

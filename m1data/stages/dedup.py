@@ -105,16 +105,14 @@ def _contexts(ds: Dataset, what: str, id_column: str) -> list[str]:
     values, kind = column_values(ds, "context"), column_array(ds, "context").type
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         return [c or "" for c in values]
+    from m1data.reading.readers import context_text
+
     out = []
     for i, value in enumerate(values):
-        paragraphs = value.get("contexts") if isinstance(value, dict) else value
-        if value is None or isinstance(value, str):
-            out.append(value or "")
-        elif isinstance(paragraphs, list) and all(isinstance(p, str) for p in paragraphs):
-            out.append("\n".join(paragraphs))
-        else:
-            raise UserError(f"{what}: row {row_name(ds, i, id_column)}: its 'context' is {type(value).__name__}, "
-                            "not text, a list of texts or PubMedQA's {'contexts': [...]}")
+        try:
+            out.append(context_text(value))
+        except RowError as err:
+            raise UserError(f"{what}: row {row_name(ds, i, id_column)}: {err}; fix the context or remove the row") from None
     return out
 
 
