@@ -21,7 +21,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -406,6 +406,7 @@ class Provenance:
     found: bool
     sample: SampleView | None = None  # the upstream's rows came from the embedded sample
     embedded_models: list[str] = field(default_factory=list)  # models its demonstration build ran
+    sources: dict[str, SourceInfo] = field(default_factory=dict)  # sources its build described otherwise than m1's table
 
 
 PROVENANCE_KEY = "m1data_provenance"
@@ -413,8 +414,9 @@ PROVENANCE_KEY = "m1data_provenance"
 
 def provenance_metadata(manifests: list[dict[str, Any]], upstream: Provenance | None = None) -> dict[str, Any]:
     """The machine-readable provenance a card keeps in its YAML, so a build drawn from it can
-    carry the teacher, students and decontamination forward, and, for a demonstration build,
-    that its rows are the embedded sample's and which embedded model wrote them."""
+    carry the teacher, students and decontamination forward, what the build said of its sources
+    where that differs from m1's table (a local file, a configured source's licence), and, for a
+    demonstration build, that its rows are the embedded sample's and which embedded model wrote them."""
     models = (upstream.models if upstream else []) + _models(manifests)
     decon = _decontamination(manifests)
     hits = {label: total for label, _, total in decon.rows} if decon else {}
@@ -433,6 +435,11 @@ def provenance_metadata(manifests: list[dict[str, Any]], upstream: Provenance | 
     embedded = _embedded_models(manifests, upstream)
     if embedded:
         provenance["embedded_models"] = embedded
+    synthetic = sample.sources if sample else []  # described again from `sample` by whoever reads this
+    described = {key: info for key, info in source_infos(manifests, upstream).items()
+                 if info != SOURCE_INFO.get(key) and key not in synthetic}
+    if described:  # a local file, a mapped source's licence: what a build drawn from this one must say too
+        provenance["sources"] = {key: {k: v for k, v in asdict(info).items() if k != "key"} for key, info in described.items()}
     if upstream and not upstream.found and not sample:  # a build drawn from this one must not call it known
         provenance["unknown_upstream"] = upstream.name
     return provenance
@@ -464,15 +471,27 @@ def _upstream(manifests: list[dict[str, Any]]) -> Provenance | None:
             sample = SampleView(list(used.get("sources") or []), list(used.get("eval_sets") or [])) if used else None
             known = not kept.get("unknown_upstream")  # drawn in turn from a dataset of unknown provenance
             return Provenance(name, models, pivot, list(kept.get("eval_sets") or []), [], known, sample,
-                              list(kept.get("embedded_models") or []))
+                              list(kept.get("embedded_models") or []), _kept_sources(kept.get("sources")))
     if path.is_file() and (path.parent / "manifest.json").is_file():
         upto = read_manifests(path.parent.parent, upto=path.parent.name)
         if upto:
             return Provenance(
                 name, _models(upto, origin="upstream: "), _decontamination(upto), _eval_sets_checked(upto),
-                _ngram_checks(upto), True, sample_build(upto), _embedded_models(upto),
+                _ngram_checks(upto), True, sample_build(upto), _embedded_models(upto), source_infos(upto),
             )
     return Provenance(name, [], None, [], [], False)
+
+
+def _kept_sources(kept: Any) -> dict[str, SourceInfo]:
+    """The source descriptions a card's provenance holds; a field a card of an older m1data lacks
+    (or one edited by hand) falls back to the built-in table."""
+    names = {f.name for f in fields(SourceInfo)} - {"key"}
+    infos = {}
+    for key, spec in (kept or {}).items() if isinstance(kept, dict) else ():
+        if isinstance(spec, dict):
+            known = SOURCE_INFO.get(key) or _unknown_source(key)
+            infos[key] = replace(known, **{k: v for k, v in spec.items() if k in names})
+    return infos
 
 
 def _local_name(path: Path) -> str:
@@ -796,7 +815,7 @@ def source_infos(manifests: list[dict[str, Any]], upstream: Provenance | None = 
     `sources:` entry in the load stage's recorded config says; the embedded sample's sources
     (`sample_build`) are described as what they are. A source read from a local file names no
     Hub copy (`local_file`): the header's `source_datasets` lists what the build read."""
-    infos = dict(SOURCE_INFO)
+    infos = {**SOURCE_INFO, **(upstream.sources if upstream else {})}
     sample = sample_build(manifests, upstream)
     for key in sample.sources if sample else []:
         infos[key] = _sample_info(key, infos.get(key))

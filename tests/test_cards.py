@@ -808,6 +808,45 @@ def test_source_datasets_name_what_the_run_read(tmp_path):
     assert "/home/someone" not in card
 
 
+class MappedLoad(NativeLoad):
+    """`NativeLoad` with a source of the user's own, mapped from a local CSV under its stated licence."""
+
+    def __init__(self):
+        super().__init__()
+        self.config.sources["mybank"] = {"path": "/home/someone/data/bank.csv", "licence": "CC-BY-4.0",
+                                         "title": "My Question Bank"}
+
+    def run(self, rows, ctx):
+        result = super().run(rows, ctx)
+        sources = ["mybank" if s == "headqa" else s for s in result.rows["source"]]
+        return StageResult(rows=result.rows.remove_columns("source").add_column("source", sources),
+                           dropped=result.dropped, stats=result.stats)
+
+
+def test_a_build_drawn_from_one_that_read_local_files_says_so_too(tmp_path):
+    """An m1K drawn (`--from-m23k`) from an m23K whose sources were local files said in its card
+    that they came from the Hub copies, and a mapped source's licence became "not recorded": the
+    source descriptions stayed behind in the m23K's run. The m23K's card now keeps them in its
+    provenance, and a build drawn from its folder or from its run file says what it said."""
+    rows = run_pipeline([MappedLoad()], tmp_path / "m23k-run")
+    m23k_card, _ = render_card("m23k", tmp_path / "m23k-run", {"m23k": {"train": rows}}, images_dir="images")
+    (tmp_path / "m23k-hub").mkdir()
+    (tmp_path / "m23k-hub" / "README.md").write_text(m23k_card, encoding="utf-8")
+    from_run = tmp_path / "m23k-run" / "00_load" / "rows.parquet"
+    assert from_run.is_file()
+    expected = split_card(m23k_card)[0]["source_datasets"]
+    assert expected == ["extended|qiaojin/PubMedQA"]
+    for name, upstream in (("from-card", tmp_path / "m23k-hub"), ("from-run", from_run)):
+        drawn = run_pipeline([LoadDataset(upstream, rows)], tmp_path / name)
+        card, _ = render_card("m1k", tmp_path / name, {"m1k": {"train": drawn}}, images_dir="images")
+        assert split_card(card)[0]["source_datasets"] == expected, name
+        details = card[card.index("- **Source datasets:**"):card.index("## Quick start")]
+        assert "(https://github.com/jind11/MedQA) (read from a local file)" in details, name
+        licences = card[card.index("## Licences"):]
+        assert "My Question Bank" in licences and "CC-BY-4.0" in licences, name
+        assert "not recorded by the build" not in card and "/home/someone" not in card, name
+
+
 @pytest.mark.parametrize("student, teacher, same", [("one.gguf", "one.gguf", True), ("small.gguf", "big.gguf", False)])
 def test_the_summary_calls_the_teacher_stronger_only_when_it_is_another_model(tmp_path, student, teacher, same):
     """The embedded build serves one model as teacher and students, yet the summaries said its
