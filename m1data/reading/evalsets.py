@@ -56,6 +56,7 @@ from m1data.reading.readers import (
     lettered_options,
     load_hub,
     option_texts,
+    options_in_question,
     read_csv,
     pandas_records,
     read_json_or_lines,
@@ -454,6 +455,8 @@ class QuestionReader:
             errors.append(err)
         try:
             written = _raw_options(raw, mapping.options)
+            if not written and mapping.options is None:
+                written = options_in_question(question)  # a prompt-formatted copy: "...\nA. x\nB. y"
             answer, column = self._answer_key(raw)
             answer_text = raw.get("answer") if column != "answer" else None
         except RowError as err:

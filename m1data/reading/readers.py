@@ -945,6 +945,28 @@ def _label_spans(text: str, label: str, letters: str) -> list[tuple[int, int]] |
     return spans
 
 
+# where a question's own list of options may begin: an "A" label at the start of a line, or "(A)"
+# after a space (the one-line "(A) x (B) y" that `listed_options` reads)
+_LIST_START = re.compile(r"(?m)^[ \t]*(?=\([Aa]\)|[Aa][.):])|(?<=[ \t])(?=\([Aa]\))")
+# an "Answer:" line after the options (prompt-formatted copies end so), which is no option's text
+_ANSWER_CUE = re.compile(r"\s*\n\s*(?:the\s+)?(?:correct\s+)?answer(?:\s+is)?\s*:?\s*\Z", re.IGNORECASE)
+
+
+def options_in_question(question: str) -> list[str]:
+    """The options a question writes at its end after their letters (`listed_options`: "A. x" a
+    line each, or "(A) x (B) y"), when a file has no options of its own; [] when it writes none.
+    Eval sets copied from prompts keep their options so: read as a bare stem, such a question
+    was compared, options and all, with a training copy's stem alone, and 3 of 6 verbatim copies
+    stayed. The stem is what `question_stem` leaves once these options are known."""
+    for start in _LIST_START.finditer(question):
+        if not question[: start.start()].strip():
+            continue  # a stem must remain
+        options = listed_options(_ANSWER_CUE.sub("", question[start.start():]))
+        if options:
+            return options
+    return []
+
+
 def labelled_key(key: str) -> tuple[str, str] | None:
     """(letter, text) of an answer written as an option's label and its text ("C. Vitamin C",
     "(C) Vitamin C", "C) Vitamin C", "C: Vitamin C", the labels ``OPTION_LABEL_STYLES`` reads in
@@ -1409,6 +1431,7 @@ __all__ = [
     "option_texts",
     "options_cell",
     "listed_options",
+    "options_in_question",
     "other_process_alive",
     "parquet_dataset",
     "read_csv",

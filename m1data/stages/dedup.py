@@ -77,7 +77,7 @@ def stem_key(question: str, options: Sequence[str] | None) -> str:
 def match_keys(ds: Dataset) -> list[str]:
     """What rows are compared on by default: context (PubMedQA's abstract) and stem, plus the
     option set in sorted order, so a copy whose options were shuffled differently still matches."""
-    return _keys(_stems(ds), _options(ds))
+    return _keys(*_questions(ds))
 
 
 def _keys(stems: list[str], options: list[Sequence[str] | None]) -> list[str]:
@@ -85,7 +85,27 @@ def _keys(stems: list[str], options: list[Sequence[str] | None]) -> list[str]:
     return [stem_key(stem, opts) for stem, opts in zip(stems, options)]
 
 
-def _stems(ds: Dataset, what: str = "the rows", id_column: str = "id") -> list[str]:
+def _questions(ds: Dataset, what: str = "the rows", id_column: str = "id") -> tuple[list[str], list[Sequence[str] | None]]:
+    """Each row's stem (`_stems`) and options (`_options`). A row with no options of its own whose
+    question writes them at its end ("...\nA. x\nB. y") is read as the eval files read it: those
+    options (`options_in_question`), and the stem before them. Why: prompt-formatted copies of
+    eval sets are written so, and such a question was compared, options and all, with a training
+    copy's stem alone."""
+    from m1data.reading.evalsets import question_stem
+    from m1data.reading.readers import options_in_question
+
+    options = _options(ds, what, id_column)
+    if not len(ds) or "question" not in ds.column_names:
+        return _stems(ds, what, id_column), options  # no rows, or the error that there is no question
+    questions = column_values(ds, "question")
+    for i in [i for i, found in enumerate(options) if not found and isinstance(questions[i], str)]:
+        written = options_in_question(questions[i])
+        if written:
+            options[i], questions[i] = written, question_stem(questions[i], written)
+    return _stems(ds, what, id_column, questions), options
+
+
+def _stems(ds: Dataset, what: str = "the rows", id_column: str = "id", questions: list[str] | None = None) -> list[str]:
     if not len(ds):  # no rows (an empty list has no columns either): nothing to compare
         return []
     if "question" not in ds.column_names:
@@ -94,7 +114,8 @@ def _stems(ds: Dataset, what: str = "the rows", id_column: str = "id") -> list[s
             f"column (columns: {ds.column_names}); pass column= to compare another one"
         )
     contexts = _contexts(ds, what, id_column) if "context" in ds.column_names else [""] * len(ds)
-    return [f"{c}\n{q}" if c else q for c, q in zip(contexts, column_values(ds, "question"))]
+    questions = column_values(ds, "question") if questions is None else questions
+    return [f"{c}\n{q}" if c else q for c, q in zip(contexts, questions)]
 
 
 def _contexts(ds: Dataset, what: str, id_column: str) -> list[str]:
@@ -212,7 +233,7 @@ def decontaminate(ds: Dataset, evals: Mapping[str, Dataset | Sequence[str]] | Se
     else:
         keyed = [item for item in items if item.keyed]
         bare = [item for item in items if not item.keyed]
-        stems, options = _stems(ds), _options(ds)  # read once: 2 s of the three passes at 1M rows
+        stems, options = _questions(ds)  # read once: 2 s of the three passes at 1M rows
         keys = _keys(stems, options) if keyed else []
         matches = _best_per_row(
             find_contamination(keys, keyed, threshold=threshold, runner=runner) if keyed else [],
@@ -352,7 +373,7 @@ def _eval_from(value: Dataset | Sequence[str], column: str | None, name: str | N
     if is_frame(value) or (isinstance(value, list) and value and all(isinstance(row, dict) for row in value)):
         value = as_dataset(value, what)  # rows, as the training side may be given
     if hasattr(value, "column_names"):
-        keyed = column is None and "options" in value.column_names
+        has_options = "options" in value.column_names
         _require_column(value, column, what)
         check_texts(value, column or "question", what)
         ids = column_values(value, "id") if "id" in value.column_names else list(range(len(value)))
@@ -362,11 +383,11 @@ def _eval_from(value: Dataset | Sequence[str], column: str | None, name: str | N
             names = [str(s) for s in column_values(value, "source")]
         else:
             names = ["eval"] * len(value)
-        if keyed:
-            return [EvalText(n, str(i), stem_key(stem, options), True, stem, tuple(options or ()))
-                    for n, i, (stem, options) in zip(names, ids, _eval_questions(value, what))]
-        texts = column_values(value, column) if column else _stems(value, what)
-        return [EvalText(n, str(i), t) for n, i, t in zip(names, ids, texts)]
+        if column:
+            return [EvalText(n, str(i), t) for n, i, t in zip(names, ids, column_values(value, column))]
+        return [EvalText(n, str(i), stem_key(stem, options), True, stem, tuple(options or ()))
+                if has_options or options else EvalText(n, str(i), stem)  # bare: compared with the rows' stems
+                for n, i, stem, options in zip(names, ids, *_questions(value, what))]
     questions = list(value)
     for i, question in enumerate(questions):
         if not isinstance(question, str):
@@ -387,12 +408,6 @@ def _refuse_other_containers(value: Any, what: str) -> None:
     if isinstance(value, IterableDataset):
         raise UserError(f"{what} is a streamed IterableDataset; load it without streaming=True, or "
                         "Dataset.from_list(list(it))")
-
-
-def _eval_questions(ds: Dataset, what: str) -> list[tuple[str, Sequence[str] | None]]:
-    """Each eval row's stem and options, read as the rows' are (``_options``: a raw file's "A. x"
-    letters taken off, as the eval loaders take them off)."""
-    return list(zip(_stems(ds, what), _options(ds, what)))
 
 
 def _row_ids(ds: Dataset, id_column: str) -> list[Any]:

@@ -29,7 +29,7 @@ from typer.testing import CliRunner
 from m1data.cli import app
 from m1data.config import from_dict
 from m1data.errors import UserError
-from m1data.reading.evalsets import EvalInput, load_evals
+from m1data.reading.evalsets import EvalInput, load_eval_input, load_evals
 from m1data.reading.readers import MalformedFile
 from m1data.reading.sources import load_source
 from m1data.stages.dedup import Decontaminate, DecontaminateConfig, decontaminate, stem_key
@@ -142,8 +142,26 @@ def unreadable_options(items, folder):
     return path, str(path)
 
 
+def options_in_the_question(items, folder):
+    """A prompt-formatted copy: the options written into the question a line each, then "Answer:";
+    no options column (3 of 6 copies were caught when such questions were read as bare stems)."""
+    path = folder / "prompted.jsonl"
+    _jsonl(path, [{"question": it["question"] + "\n" + "\n".join(f"{L}. {o}" for L, o in zip(LETTERS, it["options"]))
+                   + "\nAnswer:", "answer": "" if it["broken"] else LETTERS[it["answer"]]} for it in items])
+    return path, str(path)
+
+
+def choices_on_one_line(items, folder):
+    """The options on the question's last line, "Answer Choices: (A) x (B) y ...", in a CSV."""
+    path = folder / "oneline.csv"
+    _csv(path, [[it["question"] + " Answer Choices: " + " ".join(f"({L}) {o}" for L, o in zip(LETTERS, it["options"])),
+                 "" if it["broken"] else LETTERS[it["answer"]]] for it in items], header=["question", "answer"])
+    return path, f"oneline={path}"
+
+
 LAYOUTS = {f.__name__: f for f in (medmcqa_native, medqa_native, mmlu_csv, mmlu_csv_as_a_file, converted_lettered,
-                                    csv_with_header, named_file, no_options, unreadable_options)}
+                                    csv_with_header, named_file, no_options, unreadable_options,
+                                    options_in_the_question, choices_on_one_line)}
 BARE_LAYOUTS = {"no_options", "unreadable_options"}  # no options read: the rows' stems are what they match
 
 
@@ -630,3 +648,22 @@ def test_an_eval_set_named_twice_is_refused_at_every_door(tmp_path):
                                                   {"name": "mine", "path": str(second)}]})
         Decontaminate(DecontaminateConfig(), config.evals)
     assert len(load_evals([str(first), str(second)])) == 2  # two files alone keep their own names
+
+
+@pytest.mark.parametrize("layout", [options_in_the_question, choices_on_one_line])
+def test_options_written_into_the_question_are_read_as_its_options(layout, tmp_path):
+    """Such a file is scored too: each row's options and key are the ones written, its stem the
+    question without them, and a row with no key is left unscored, not keyed to an option."""
+    items = make_items(7, 8)
+    _, spec = layout(items, tmp_path)
+    entry = EvalInput.parse(spec)
+    result = next(iter(load_eval_input(entry).values()))
+    assert len(result.rows) == sum(not it["broken"] for it in items)
+    by_question = {row["question"]: row for row in result.rows}
+    for it in items:
+        if it["broken"]:
+            assert it["question"] not in by_question
+            continue
+        row = by_question[it["question"]]  # the stem alone, as written before the options
+        assert sorted(row["options"]) == sorted(it["options"])
+        assert row["options"][row["answer_idx"]] == it["options"][it["answer"]]

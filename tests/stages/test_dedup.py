@@ -1040,10 +1040,23 @@ def _context_in(layout: str, paragraphs: list[str]):
             "pubmedqa": {"contexts": list(paragraphs), "labels": ["X"] * len(paragraphs), "meshes": ["m"]}}[layout]
 
 
+# options written into the question, as prompt-formatted copies of eval sets write them
+IN_QUESTION = {
+    "question-lines": lambda stem, opts: stem + "\n" + "\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(opts)),
+    "question-parens": lambda stem, opts: stem + "\n" + "\n".join(f"({LETTERS[i]}) {o}" for i, o in enumerate(opts)),
+    "question-one-line": lambda stem, opts: stem + " Answer Choices: " + " ".join(
+        f"({LETTERS[i]}) {o}" for i, o in enumerate(opts)),
+    "question-prompt": lambda stem, opts: "Question: " + stem + "\nOptions:\n" + "\n".join(
+        f"{LETTERS[i].lower()}) {o}" for i, o in enumerate(opts)) + "\nAnswer:",
+}
+
+
 def _row(row_id: str, stem: str, options: list[str] | None, option_layout: str, paragraphs: list[str] | None,
          context_layout: str) -> dict:
     row = {"id": row_id, "question": stem}
-    if options is not None:
+    if options is not None and option_layout in IN_QUESTION:
+        row["question"] = IN_QUESTION[option_layout](stem, options)
+    elif options is not None:
         row["options"] = _options_in(option_layout, options)
     if paragraphs is not None:
         row["context"] = _context_in(context_layout, paragraphs)
@@ -1062,7 +1075,7 @@ def _container(rows: list[dict], kind: str):
     return rows
 
 
-OPTION_LAYOUTS = ["list", "dict", "lettered", "labels", "cell", "none"]
+OPTION_LAYOUTS = ["list", "dict", "lettered", "labels", "cell", *IN_QUESTION, "none"]
 CONTEXT_LAYOUTS = ["str", "list", "pubmedqa"]
 
 
@@ -1077,8 +1090,9 @@ CONTEXT_LAYOUTS = ["str", "list", "pubmedqa"]
 def test_a_copy_in_any_layout_is_contamination(stem, options, paragraphs, row_layout, eval_layout, row_context,
                                                eval_context, containers, seed) -> None:
     """The same question on both sides, each side in its own layout (options as a list, a
-    {letter: text} dict, lettered texts, labels beside texts, a CSV cell, or none at all; the
-    context as text, paragraphs or PubMedQA's dict), the row's options shuffled: always removed."""
+    {letter: text} dict, lettered texts, labels beside texts, a CSV cell, written into the question
+    after their letters, or none at all; the context as text, paragraphs or PubMedQA's dict), the
+    row's options shuffled: always removed."""
     shuffled_options = random.Random(seed).sample(options, len(options))
     row = _row("r0", stem, None if row_layout == "none" else shuffled_options, row_layout, paragraphs, row_context)
     item = _row("e0", stem, None if eval_layout == "none" else options, eval_layout, paragraphs, eval_context)
