@@ -743,16 +743,18 @@ def _quiet_datasets(
 INTERRUPTED_EXIT = 130  # 128 + SIGINT: Ctrl-C
 
 
-def main() -> None:
+def main(args: list[str] | None = None) -> None:
     """Entry point: a problem the user can fix (m1data's own errors: bad file, config, name, key,
     endpoint; a full, read-only or failing disk) is one clear line and exit code 2; SIGTERM
     unwinds and exits 143, Ctrl-C exits 130, each with one line saying finished work is kept;
-    anything else is a bug, shown with its traceback and a request to report it."""
+    anything else is a bug, shown with its traceback and a request to report it. `args` (default
+    the command line) is for another entry point that is one of these commands (`python -m
+    m1data.train.sft` is `m1data train`)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, raise_terminated)  # unwind (locks, temporary files, servers), then 143
     _mask_usage_errors()
     try:
-        app()
+        app(args=args, prog_name="m1data")
     except Terminated:
         console.print("[yellow]terminated[/yellow] (SIGTERM); completed work is kept: run the same command again "
                       "to continue", soft_wrap=True)

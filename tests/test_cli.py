@@ -1,4 +1,5 @@
 import json
+import os
 import random
 import signal
 import subprocess
@@ -914,3 +915,16 @@ def test_a_key_pasted_into_an_option_is_not_in_clicks_usage_error(main, monkeypa
     proc = main(*[a.format(key=key) for a in args])
     assert proc.returncode == 2 and "Error:" in proc.stderr, proc.stderr
     assert key not in proc.stderr + proc.stdout and "[redacted]" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("args, said", [(["--recipe", "nope"], "no recipe 'nope'"),
+                                        (["--recipe"], "requires an argument")])
+def test_the_training_module_is_the_train_command(args, said, tmp_path):
+    """`python -m m1data.train.sft` (what `accelerate launch -m` runs) printed a traceback for a
+    recipe that is not there, where `m1data train` says it in one line; it is that command now."""
+    proc = subprocess.run([sys.executable, "-m", "m1data.train.sft", *args], capture_output=True, text=True,
+                          check=False, cwd=tmp_path, env={**os.environ, "HOME": str(tmp_path)}, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and said in proc.stderr, proc.stderr[-2000:]
+    help_text = subprocess.run([sys.executable, "-m", "m1data.train.sft", "--help"], capture_output=True, text=True,
+                               check=True, cwd=tmp_path, timeout=300).stdout
+    assert help_text.startswith("Usage: m1data train [OPTIONS]")

@@ -311,5 +311,7 @@ def parse_cli(argv: Sequence[str]) -> TrainConfig:
     return load_recipe(recipe, argv)
 
 
-if __name__ == "__main__":
-    main(parse_cli(sys.argv[1:]))
+if __name__ == "__main__":  # `m1data train`: its one-line errors and exit codes, not a traceback
+    from m1data.cli import main as command_line
+
+    command_line(["train", *sys.argv[1:]])
