@@ -235,7 +235,7 @@ def _first(raw: dict[str, Any], names: tuple[str, ...]) -> str | None:
 def _letter_columns(raw: dict[str, Any]) -> list[str]:
     """Columns named A, B, C, ... (a hand-made CSV `question,A,B,C,D,answer`), up to the last one
     the record has: an empty C between B and D is an empty option, not the end of the options."""
-    if raw.get("A") in (None, "") or raw.get("B") in (None, ""):
+    if "A" not in raw or "B" not in raw:
         return []
     return _up_to_last_present(raw, LETTERS)
 
@@ -435,7 +435,9 @@ class QuestionReader:
         mapping = self.mapping
         if not isinstance(raw, dict):
             raise RowError("not_an_object", f"{type(raw).__name__}, not a question object")
-        question_col = mapping.question or _first(raw, ("question", "Question", "QUESTION", "qtext"))
+        names = ("question", "Question", "QUESTION", "qtext")
+        # an empty question is that (empty_question), not a file without a question column
+        question_col = mapping.question or _first(raw, names) or next((n for n in names if n in raw), None)
         if question_col is None:
             raise RowError("missing_field", "no question column")
         question = text(raw, question_col)
@@ -443,7 +445,7 @@ class QuestionReader:
         # decontamination target (Parsed.error), with whatever else could be read. An unreadable
         # id or context too: the row then gets a content id, and a copy of it is still caught.
         errors: list[RowError] = []
-        native_id, context, written = None, "", []
+        native_id, context, written, options = None, "", [], []
         answer = column = answer_text = None
         try:
             native_id = self._native_id(raw)
@@ -457,16 +459,19 @@ class QuestionReader:
             written = _raw_options(raw, mapping.options)
             if not written and mapping.options is None:
                 written = options_in_question(question)  # a prompt-formatted copy: "...\nA. x\nB. y"
+            options = strip_option_letters(written)
             answer, column = self._answer_key(raw)
             answer_text = raw.get("answer") if column != "answer" else None
         except RowError as err:
             errors.append(err)
-        return _Fields(native_id, question, context, strip_option_letters(written), written, answer, column,
+        return _Fields(native_id, question, context, options, written, answer, column,
                        answer_text, errors[0] if errors else None)
 
     def _native_id(self, raw: dict[str, Any]) -> str | None:
+        """The row's own id; a blank one is none (the row gets a content id), mapped or guessed alike:
+        a mapped blank id was the id "mine:", the next "mine:#2"."""
         id_col = self.mapping.id or _first(raw, ID_COLUMNS)
-        return None if id_col is None else key_text(raw, id_col)
+        return None if id_col is None or raw.get(id_col) == "" else key_text(raw, id_col)
 
     def _context(self, raw: dict[str, Any]) -> str:
         """The passage a question is asked on, guessed from the usual spellings as the other
@@ -1197,7 +1202,7 @@ def loaded_eval_rows(spec: EvalInput, *, scoring: bool = True) -> dict[str, Load
     (read as it is) and than the raw file it was loaded from. A known set's name must be the
     rows' own (`source`); a mapping says the file is raw, and it is read so."""
     from m1data.reading.readers import read_rows
-    from m1data.schema import DROPPED_FEATURES, ROW_FEATURES, rows_to_dataset
+    from m1data.schema import DROPPED_FEATURES, ROW_FEATURES, dropped_record, rows_to_dataset
 
     file = spec.local_file
     if file is None or spec.mapping is not None or Path(file).suffix not in (".jsonl", ".parquet"):
@@ -1217,12 +1222,36 @@ def loaded_eval_rows(spec: EvalInput, *, scoring: bool = True) -> dict[str, Load
     else:
         folder = Path(file).resolve().parent.name  # as load_eval_file names a file given alone
         name = f"{folder}/{record_stem(file)}" if folder else record_stem(file)
-    ok = [i for i, key in enumerate(column_values(rows, "answer_idx")) if key is not None and key >= 0]
-    scored = set(ok)
-    unscored = [i for i in range(len(rows)) if i not in scored]
-    result = LoadResult(rows=rows.select(ok), dropped=rows_to_dataset([], DROPPED_FEATURES),
+    ok, unscored, bad = [], [], []
+    for i, row in enumerate(rows):
+        problem = _loaded_key_problem(row)
+        if problem is not None:
+            bad.append(dropped_record(name, str(row.get("id") or i), problem, row))
+        (unscored if problem is not None or row["answer_idx"] in (None, -1) else ok).append(i)
+    result = LoadResult(rows=rows.select(ok), dropped=rows_to_dataset(bad, DROPPED_FEATURES),
                         unscored=rows.select(unscored) if unscored else None, origin=str(file))
     return {name: require_items(result, name, scoring=scoring)}
+
+
+def _loaded_key_problem(row: dict[str, Any]) -> RowError | None:
+    """Why a loaded row's key cannot be scored: not an index of its options, or one that its own
+    `answer_letter` or `answer_text` contradicts; None for a good key or the -1 (or null) of a row
+    loaded without one. Why: such rows were taken as they were, a contradicted key scored silently
+    against another option, and a letter in `answer_idx` ended in a traceback."""
+    key, options = row["answer_idx"], row["options"] or []
+    if key is None or key == -1:
+        return None
+    if isinstance(key, bool) or not isinstance(key, int):
+        return RowError("not_an_index", f"answer_idx {key!r} is not an option's index")
+    if not 0 <= key < len(options):
+        return RowError("answer_out_of_range", f"answer_idx {key} for {len(options)} options")
+    letter, written = row.get("answer_letter"), row.get("answer_text")
+    if letter and letter != LETTERS[key]:
+        return RowError("answer_mismatch", f"answer_letter {letter!r} is not {LETTERS[key]}, which answer_idx {key} names")
+    if written and not same_text(str(written), options[key]):
+        return RowError("answer_mismatch", f"answer_text {written!r} is not option {LETTERS[key]} ({options[key]!r}), "
+                                           f"which answer_idx {key} names")
+    return None
 
 
 def load_evals(evals: list[EvalInput | str]) -> dict[str, datasets.Dataset]:

@@ -28,6 +28,7 @@ import io
 import itertools
 import json
 import lzma
+import math
 import os
 import re
 import tokenize
@@ -358,15 +359,20 @@ def read_csv(path: str | Path, *, header: bool = True, width: int | None = None)
 
 
 def _csv_lines(path: Path) -> list[tuple[int, list[str]]]:
-    """(line number, cells) of every row that is not blank (`_blank`), read at once under a cell size limit raised to
+    """(first line number, cells) of every row that is not blank (`_blank`), read at once under a cell size limit raised to
     the file's size (the limit is the csv module's, for the whole process: it is put back before
     any other reader can run)."""
     content = decode(path, read_bytes(path))
     limit = csv.field_size_limit()
     csv.field_size_limit(max(limit, len(content)))
     reader = csv.reader(io.StringIO(content, newline=""), delimiter=_delimiter(path, content))
+    lines, first = [], 1  # a record's first line: a quoted cell may hold line breaks, and line_num is its last
     try:
-        return [(reader.line_num, cells) for cells in reader if not _blank(cells)]
+        for cells in reader:
+            if not _blank(cells):
+                lines.append((first, cells))
+            first = reader.line_num + 1
+        return lines
     except csv.Error as err:
         raise MalformedFile(path, reader.line_num, f"invalid CSV ({err})") from None
     finally:
@@ -706,11 +712,29 @@ def text(raw: dict[str, Any], *names: str) -> str:
 
 
 def option_texts(options: list[Any]) -> list[str]:
+    """The options as text. A number is an option's text too (doses, counts: 5, 10, 15, 20), read as
+    a CSV gives it, a whole float as its integer (pandas writes an integer column with a hole in
+    it as floats). Why: one table of numeric options loaded from CSV and was refused whole
+    (not_text) from JSON Lines or Parquet. A bool, NaN or anything else is a bad row."""
+    texts = []
     for i, option in enumerate(options):
-        if not isinstance(option, str):
+        written = option if isinstance(option, str) else _number_text(option)
+        if written is None:
             label = LETTERS[i] if i < len(LETTERS) else str(i + 1)
             raise RowError("not_text", f"option {label} is {type(option).__name__}, not text")
-    return options
+        texts.append(written)
+    return texts
+
+
+def _number_text(value: Any) -> str | None:
+    """A number as a CSV writes it; None for anything else (a bool, NaN, infinity)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        return str(int(value)) if value.is_integer() else repr(value)
+    return str(value)
 
 
 def context_text(value: Any, column: str = "context") -> str:
@@ -997,13 +1021,21 @@ def strip_option_letters(options: list[str]) -> list[str]:
     stay glued to the wrong position and make an exact copy of the question look different
     (issue 24: 4 of 49 verbatim copies caught). Stripped only when every option carries its own
     letter, in order (A, B, C, ...), in one style: a list like ["A: left", "B: right"] is
-    labelled; ["A. fumigatus", "Candida"] is not, and is left alone."""
+    labelled; ["A. fumigatus", "Candida"] is not, and is left alone. Every letter, out of order
+    (["B. Heparin", "A. Warfarin"]), is a bad row: a key "B" was read as the second place, and
+    named Warfarin, silently."""
     if len(options) < 2:
         return options
     for style in OPTION_LABEL_STYLES:
         matches = [style.match(option) for option in options]
-        if all(matches) and "".join(m.group(1) for m in matches).upper() == LETTERS[: len(options)]:
+        if not all(matches):
+            continue
+        letters = "".join(m.group(1) for m in matches).upper()
+        if letters == LETTERS[: len(options)]:
             return [option[m.end():] for option, m in zip(options, matches)]
+        if sorted(letters) == list(LETTERS[: len(options)]):
+            raise RowError("bad_options", f"the options are labelled {', '.join(letters)}, out of order: a key "
+                                          "could name a label or a place; write them in order, or as {letter: text}")
     return options
 
 
@@ -1079,6 +1111,23 @@ class Scope:
                 self.left_out += 1
 
 
+def _unique_id(row_id: str, taken: dict[str, int]) -> str:
+    """`row_id`, or, when a row of this file already has it (the same question twice, an id written
+    twice), the first `row_id#n` from n = 2 that no row has. `taken` holds every id given, each
+    with the last n its base was given. Why "no row has": a file whose own ids were a, a, a#2
+    gave two rows the id a#2 (and the same option shuffle), refused later by the build and
+    written as it was by `m1data load`."""
+    if row_id not in taken:
+        taken[row_id] = 1
+        return row_id
+    n = taken[row_id] + 1
+    while f"{row_id}#{n}" in taken:
+        n += 1
+    taken[row_id] = n
+    taken[f"{row_id}#{n}"] = 1
+    return f"{row_id}#{n}"
+
+
 def collect(
     source: str,
     records: Iterable[Record],
@@ -1100,7 +1149,7 @@ def collect(
     tables: list[pa.Table] = []
     bad: list[dict[str, str]] = []
     unscored: list[dict[str, Any]] = []
-    seen: Counter[str] = Counter()
+    taken: dict[str, int] = {}  # `_unique_id`
     records = list(records)
     for (locator, raw, where), err in scope.unreadable if scope is not None else []:
         located = RowError(err.reason, f"{where}: {err.detail}" if err.detail else where)
@@ -1117,9 +1166,7 @@ def collect(
                 if parsed.native_id is not None
                 else content_id(source, parsed.question, parsed.options)
             )
-            seen[row_id] += 1
-            if seen[row_id] > 1:  # the same question twice in one file keeps a unique id
-                row_id = f"{row_id}#{seen[row_id]}"
+            row_id = _unique_id(row_id, taken)
             if parsed.error is not None:
                 raise parsed.error
             if len(rows) == ARROW_BATCH_ROWS:

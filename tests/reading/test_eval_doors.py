@@ -667,3 +667,28 @@ def test_options_written_into_the_question_are_read_as_its_options(layout, tmp_p
         row = by_question[it["question"]]  # the stem alone, as written before the options
         assert sorted(row["options"]) == sorted(it["options"])
         assert row["options"][row["answer_idx"]] == it["options"][it["answer"]]
+
+
+def test_a_loaded_eval_file_with_a_contradicted_or_unreadable_key_leaves_that_row_unscored(tmp_path):
+    """Rows in the row schema were taken as they were: a key its own answer_letter contradicts was
+    scored against another option, silently, and a letter in answer_idx ended in a traceback.
+    Such rows are unscored, each with its reason, and stay decontamination targets."""
+    from m1data.reading.readers import read_rows
+    from m1data.stages.loading import sample_dir
+
+    loaded = tmp_path / "loaded.jsonl"
+    result = CliRunner().invoke(app, ["load-eval", "medqa_test", "--path", str(sample_dir() / "eval" / "medqa" /
+                                                                            "test.jsonl"), "--out", str(loaded)])
+    assert result.exit_code == 0, result.output
+    rows = read_rows(loaded).to_list()
+    rows[0]["answer_idx"] = (rows[0]["answer_idx"] + 1) % len(rows[0]["options"])  # letter and text still say the old
+    rows[1]["answer_idx"] = "B"
+    rows[2]["answer_idx"] = 7
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    (name, got), = load_eval_input(EvalInput("mine", str(broken))).items()
+    assert len(got.rows) == len(rows) - 3 and rows[0]["id"] not in set(got.rows["id"])
+    assert sorted(got.dropped["reason"]) == ["answer_mismatch", "answer_out_of_range", "not_an_index"]
+    assert len(got.unscored) == 3  # still questions a training row must not copy
+    result = CliRunner().invoke(app, ["load-eval", f"mine={broken}", "--out", str(tmp_path / "again.jsonl")])
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output

@@ -137,7 +137,7 @@ def test_unknown_eval_name():
 def test_malformed_eval_rows_are_dropped_with_file_and_line(tmp_path):
     good = {"question": "Which nerve?", "options": {"A": "a", "B": "b", "C": "c", "D": "d"}, "answer_idx": "A"}
     rows = [good, dict(good, question={"text": "Q2?"}),
-            dict(good, question="Q3?", options={"A": "a", "B": 2, "C": "c", "D": "d"}),
+            dict(good, question="Q3?", options={"A": "a", "B": True, "C": "c", "D": "d"}),  # a number is text
             dict(good, question="Q4?")]
     path = tmp_path / "test.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
@@ -278,7 +278,6 @@ def test_eval_set_name_of_a_file_in_the_current_folder(tmp_path, monkeypatch):
     (["A) x", "B) y"], ["x", "y"]),
     (["A: x", "B: y"], ["x", "y"]),
     (["A. fumigatus", "Candida"], ["A. fumigatus", "Candida"]),  # not every option labelled
-    (["B. x", "A. y"], ["B. x", "A. y"]),  # letters out of order: not labels
     (["A. x", "B) y"], ["A. x", "B) y"]),  # two styles: not labels
     (["A. x"], ["A. x"]),
 ])
@@ -286,6 +285,15 @@ def test_option_letters_are_stripped_only_when_every_option_carries_its_own(opti
     from m1data.reading.readers import strip_option_letters
 
     assert strip_option_letters(options) == expected
+
+
+def test_option_letters_out_of_order_are_a_bad_row():
+    """Every letter, out of order: read as places, a key "B" named the option labelled A."""
+    from m1data.reading.readers import strip_option_letters
+
+    with pytest.raises(RowError, match="labelled B, A, out of order"):
+        strip_option_letters(["B. x", "A. y"])
+    assert strip_option_letters(["B. x", "C. y"]) == ["B. x", "C. y"]  # not every letter: not labels
 
 
 def test_csv_with_a_letter_header_reads_its_options(tmp_path):

@@ -430,3 +430,93 @@ def test_a_source_name_that_is_not_a_str_is_refused_in_one_line(name):
 
     with pytest.raises(UserError, match=r"^source name .*: use lower-case letters"):
         load_source(name, "never-read.jsonl")
+
+
+# ------------------------------------------------------------------ a researcher's own files (audit)
+
+WARFARIN = ["Warfarin", "Heparin", "Aspirin", "Clopidogrel"]
+
+
+def _jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("ids", [["a", "a", "a#2"], ["a#2", "a", "a", "a"], ["a", "a#2", "a", "a#2"]])
+def test_row_ids_are_unique_whatever_ids_the_file_writes(ids, tmp_path):
+    """Ids a, a, a#2 gave two rows the id "mine:a#2" (and one option shuffle); `m1data load` wrote
+    them so and the build stopped on them. Every row keeps an id of its own."""
+    path = _jsonl(tmp_path / "mine.jsonl", [{"id": i, "question": f"Question {n}?", "options": WARFARIN, "answer": "B"}
+                                            for n, i in enumerate(ids)])
+    got = list(load_source("mine", path).rows["id"])
+    assert len(got) == len(ids) and len(set(got)) == len(ids), got
+    assert got[0] == f"mine:{ids[0]}"
+
+
+@pytest.mark.parametrize("mapping", [None, {"id": "id"}])
+def test_a_blank_id_is_no_id_mapped_or_not(mapping, tmp_path):
+    """A mapped id column's blank cell made the id "mine:", and the next "mine:#2"; guessed, the
+    rows got content ids. Both now give the content id, so the row's id and shuffle do not hang
+    on the mapping."""
+    path = tmp_path / "mine.csv"
+    path.write_text("id,question,opa,opb,opc,opd,answer\nk1,Q1,Warfarin,Heparin,Aspirin,Clopidogrel,B\n"
+                    ",Q2,Warfarin,Heparin,Aspirin,Clopidogrel,C\n", encoding="utf-8")
+    ids = list(load_source("mine", path, mapping=mapping).rows["id"])
+    assert ids[0] == "mine:k1" and ids[1] not in ("mine:", "mine:#2") and len(ids[1]) > len("mine:") + 8
+    assert ids == list(load_source("mine", path, mapping=None).rows["id"])
+
+
+def test_options_labelled_out_of_order_are_a_bad_row_not_a_wrong_key(tmp_path):
+    """["B. Heparin", "A. Warfarin", ...] with key "B": the key was read as the second place, and
+    the row was keyed to Warfarin, silently, with "A. B. Heparin" in its prompt."""
+    path = _jsonl(tmp_path / "mine.jsonl", [
+        {"id": "s1", "question": "Anticoagulant given IV?", "options": ["B. Heparin", "A. Warfarin", "D. Clopidogrel",
+                                                                         "C. Aspirin"], "answer": "B"},
+        {"id": "s2", "question": "Antiplatelet?", "options": ["A. Warfarin", "B. Heparin", "C. Aspirin",
+                                                               "D. Clopidogrel"], "answer": "D"}])
+    result = load_source("mine", path)
+    assert [r["answer_text"] for r in result.rows] == ["Clopidogrel"]
+    assert [(r["id"], r["reason"]) for r in result.dropped] == [("mine:s1", "bad_options")]
+    assert "out of order" in result.dropped[0]["detail"]
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "parquet", "csv"])
+def test_numeric_options_read_alike_from_every_format(kind, tmp_path):
+    """Options 5, 10, 15, 20 (a dose) loaded from a CSV and were refused whole (not_text) from JSON
+    Lines and Parquet, which write them as numbers; pandas' floats (with a hole) read as integers."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"question": ["Dose in mg?", "Count?"], "opa": [5, 1], "opb": [10, 2], "opc": [15, 3],
+                          "opd": [20, 4], "ope": [25, None], "answer": ["15", "4"]})  # ope: floats, with a hole
+    path = tmp_path / f"mine.{kind}"
+    {"jsonl": lambda: frame.to_json(path, orient="records", lines=True), "parquet": lambda: frame.to_parquet(path),
+     "csv": lambda: frame.to_csv(path, index=False)}[kind]()
+    result = load_source("mine", path)
+    assert not len(result.dropped), list(result.dropped)
+    rows = sorted(result.rows, key=lambda r: r["question"])
+    assert [r["answer_text"] for r in rows] == ["4", "15"]
+    assert sorted(rows[1]["options"], key=float) == ["5", "10", "15", "20", "25" if kind != "csv" else "25.0"]
+    assert len(rows[0]["options"]) == 4  # the hole ends the options (the CSV writes 25.0: text, kept as written)
+
+
+def test_a_blank_cell_in_column_a_is_an_empty_option(tmp_path):
+    """`question,A,B,C,D,answer` with A blank: the row was read as having no options at all
+    ("answer 'B' ... (0 options)"), where a blank C is an empty option."""
+    path = tmp_path / "hand.csv"
+    path.write_text("question,A,B,C,D,answer\nQ1,Warfarin,Heparin,Aspirin,Clopidogrel,B\n"
+                    "Q2,,Heparin,Aspirin,Clopidogrel,B\nQ3,Warfarin,Heparin,,Clopidogrel,B\n", encoding="utf-8")
+    result = load_source("mine", path)
+    assert len(result.rows) == 1 and sorted(result.dropped["reason"]) == ["empty_option", "empty_option"]
+
+
+def test_an_empty_question_and_a_multi_line_record_are_reported_as_they_are(tmp_path):
+    """An empty question cell was "no question column"; a record whose quoted question spans
+    lines 2-4 was reported at line 4."""
+    path = tmp_path / "mine.csv"
+    path.write_text('question,opa,opb,opc,opd,answer\n"A question\nover three\nlines?",W,H,A,C,B\n,W,H,A,C,B\n'
+                    "Fine?,W,H,A,C,\n", encoding="utf-8")
+    result = load_source("mine", path)
+    reasons = {r["reason"]: r for r in result.dropped}
+    assert set(reasons) == {"empty_question", "missing_field"}, list(result.dropped)
+    assert ":5" in reasons["empty_question"]["id"] or ":5" in reasons["empty_question"]["detail"]
+    assert ":6" in reasons["missing_field"]["id"] or ":6" in reasons["missing_field"]["detail"]
