@@ -166,6 +166,7 @@ class BudgetRecord:
     answer_prefix: str = ""
     answer: str = ""
     answer_tokens: int = 0
+    answer_cut: bool = False  # the answer ran into answer_max_tokens: scored as far as it went, and counted
     error: str | None = None
 
     @property
@@ -369,6 +370,7 @@ class _Generation:
         _check(reply, self.config.answer_max_tokens)
         self.record.answer = reply.text
         self.record.answer_tokens = reply.completion_tokens
+        self.record.answer_cut = _hit_length(reply)
         self.done = True
 
 

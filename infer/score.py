@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
@@ -67,9 +68,11 @@ from m1data.running.pipeline import run_lock
 from m1data.schema import LETTERS, column_values
 from m1data.stages.answers import grade
 
-__all__ = ["EvalSource", "InferIncomplete", "eval_fingerprint", "has_answer_key", "infer", "load_eval_sets", "load_rows",
-           "open_infer_cache", "read_eval_sets",
-           "run_infer", "score_record", "summarize", "write_json"]
+__all__ = ["EvalSource", "InferIncomplete", "engine_name", "eval_fingerprint", "has_answer_key", "infer", "load_eval_sets",
+           "load_rows", "open_infer_cache", "prompts_fingerprint", "read_eval_sets", "run_infer", "score_record",
+           "scored_prompts", "summarize", "write_json"]
+
+log = logging.getLogger(__name__)
 
 EvalSource = datasets.Dataset | str | Path
 EvalSets = Mapping[str, EvalSource] | Sequence[str | EvalInput]
@@ -216,7 +219,8 @@ def score_record(record: BudgetRecord, options: list[str], answer_idx: int) -> d
 def summarize(lines: list[dict[str, Any]], unscored_ids: list[str] = ()) -> dict[str, Any]:
     """Per-set metrics of scored record lines (as written to records.jsonl): accuracy is over the
     `n` scored questions; the `unscored` ones (no usable answer key, `has_answer_key`) are counted
-    beside them, never in the denominator."""
+    beside them, never in the denominator. A reply whose answer cannot be read (`verdicts`:
+    no_answer, multiple_answers) is a question scored wrong, in `n`, as a grader marks a blank."""
     n = len(lines)
     correct = sum(line["correct"] for line in lines)
     return {
@@ -226,8 +230,11 @@ def summarize(lines: list[dict[str, Any]], unscored_ids: list[str] = ()) -> dict
         "unscored": len(unscored_ids),
         "unscored_ids": list(unscored_ids),
         "errors": sum(line["stop_reason"] == "error" for line in lines),
+        # answers cut off at answer_max_tokens: scored as far as they went, which may be short of the model's choice
+        "answers_cut": sum(bool(line.get("answer_cut")) for line in lines),
         "stop_reasons": dict(Counter(line["stop_reason"] for line in lines)),
         "methods": dict(Counter(line["method"] for line in lines)),
+        "verdicts": dict(Counter(line["verdict"] for line in lines)),
         "mean_thinking_tokens": sum(line["thinking_tokens"] for line in lines) / n if n else 0.0,
         "mean_forcing_rounds": sum(line["forcing_rounds"] for line in lines) / n if n else 0.0,
     }
@@ -289,33 +296,55 @@ async def infer(
         return await _infer(engine, eval_sets, Path(out_dir), config, cache, runtime, limit, render, label)
 
 
+def scored_prompts(sets: Mapping[str, datasets.Dataset], render: Callable[[list[dict[str, str]]], str] | None
+                   ) -> tuple[dict[str, tuple[datasets.Dataset, list[str]]], list[str]]:
+    """Each set's rows that can be scored (with the ids of those that cannot), and the prompts
+    they are asked in, in order."""
+    asked = {name: _with_answer_key(rows) for name, rows in sets.items()}
+    return asked, [build_prompt(p, render) for rows, _ in asked.values() for p in column_values(rows, "prompt")]
+
+
+def prompts_fingerprint(prompts: Sequence[str]) -> str:
+    """A digest of the prompts as sent. Why: a sweep read a finished point back when only the
+    chat template had changed (`--tokenizer`), and showed the old template's scores."""
+    digest = hashlib.sha256()
+    for prompt in prompts:
+        digest.update(prompt.encode("utf-8") + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def engine_name(engine: Engine) -> str:
+    return getattr(engine, "name", type(engine).__name__)
+
+
 async def _infer(engine: Engine, eval_sets: Mapping[str, EvalSource], out: Path, config: BudgetConfig,
                  cache: Cache | None, runtime: LLMRuntime | None, limit: int | None,
                  render: Callable[[list[dict[str, str]]], str] | None, label: str | None) -> dict[str, Any]:
     sets = load_eval_sets(eval_sets, limit)  # every set read (and checked) before any call
-    asked = {name: _with_answer_key(rows) for name, rows in sets.items()}
-    prompts = [build_prompt(p, render) for rows, _ in asked.values() for p in column_values(rows, "prompt")]
+    asked, prompts = scored_prompts(sets, render)
     stats = RunStats()
     records = await generate_many(engine, prompts, config, cache, runtime=runtime, stats=stats, label=out.name)
     per_set: dict[str, Any] = {}
+    lines: dict[str, list[dict[str, Any]]] = {}
     start = 0
-    # The previous run's records.jsonl and metrics.json stay, whole, until these records are:
-    # written beside it, they replace it in one rename, and its metrics go just before.
+    for name, (rows, unscored_ids) in asked.items():
+        lines[name] = _scored_lines(name, rows, records[start : start + len(rows)])
+        start += len(rows)
+        per_set[name] = summarize(lines[name], unscored_ids)
+    missing = len(records) - sum(s["n"] for s in per_set.values())  # incomplete ones are not scored
+    if missing:  # the previous run's records.jsonl and metrics.json stay as they were (the cache keeps these)
+        raise InferIncomplete(str(out), missing, len(records))
+    # The previous run's files stay, whole, until these records are: written beside them, they
+    # replace them in one rename, and the old metrics go just before.
     with replacing(out / "records.jsonl") as partial:
         with partial.open("w", encoding="utf-8") as f:
-            for name, (rows, unscored_ids) in asked.items():
-                lines = _scored_lines(name, rows, records[start : start + len(rows)])
-                start += len(rows)
-                f.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
-                per_set[name] = summarize(lines, unscored_ids)
+            f.writelines(json.dumps(line, ensure_ascii=False) + "\n" for name in lines for line in lines[name])
         (out / "metrics.json").unlink(missing_ok=True)  # a stale one must not describe these records
-    missing = len(records) - sum(s["n"] for s in per_set.values())  # incomplete ones are not scored
-    if missing:
-        raise InferIncomplete(str(out), missing, len(records))
 
     metrics = {
         "label": label or config.model,
-        "engine": getattr(engine, "name", type(engine).__name__),
+        "engine": engine_name(engine),
+        "prompts_fingerprint": prompts_fingerprint(prompts),
         "config": json.loads(json.dumps(asdict(config))),  # tuples as lists, as read back
         "limit": limit,
         "sets": per_set,
@@ -326,6 +355,10 @@ async def _infer(engine: Engine, eval_sets: Mapping[str, EvalSource], out: Path,
         "calls": llm_stats(stats),
     }
     write_json(out / "metrics.json", metrics)
+    cut = sum(s["answers_cut"] for s in per_set.values())
+    if cut:
+        log.warning(f"{cut:,} answer(s) ran into the answer limit ({config.answer_max_tokens} tokens) and were scored as "
+                    "far as they went (answer_cut in records.jsonl); raise --answer-max-tokens to read their end")
     return metrics
 
 

@@ -46,10 +46,13 @@ from m1data.infer.budget import BudgetConfig
 from m1data.infer.score import (
     EvalSets,
     InferIncomplete,
+    engine_name,
     eval_fingerprint,
     infer,
     load_eval_sets,
     open_infer_cache,
+    prompts_fingerprint,
+    scored_prompts,
     write_json,
 )
 
@@ -84,9 +87,11 @@ def _point(metrics: dict[str, Any], label: str) -> dict[str, Any]:
     }
 
 
-def _done(path: Path, config: BudgetConfig, fingerprints: dict[str, str], limit: int | None) -> dict[str, Any] | None:
+def _done(path: Path, config: BudgetConfig, fingerprints: dict[str, str], limit: int | None,
+          asked: dict[str, str]) -> dict[str, Any] | None:
     """The metrics of a finished point with the same setting on the same rows (the eval sets'
-    fingerprints: a set changed under the same name is run again, which the cache keeps cheap)."""
+    fingerprints: a set changed under the same name is run again, which the cache keeps cheap),
+    asked of the same engine in the same prompts (`asked`: `engine` and `prompts_fingerprint`)."""
     if not path.is_file():
         return None
     try:
@@ -101,6 +106,7 @@ def _done(path: Path, config: BudgetConfig, fingerprints: dict[str, str], limit:
         and list(metrics.get("sets", {})) == list(fingerprints)  # the sets' order too
         and metrics.get("eval_fingerprints") == fingerprints
         and metrics.get("limit") == limit
+        and all(metrics.get(key) == value for key, value in asked.items())
     )
     return metrics if same else None
 
@@ -151,9 +157,10 @@ async def _sweep(engine: Engine, eval_sets: Mapping[str, EvalSource], out: Path,
     grid = sweep_settings(base, budgets, forcing_rounds)  # every setting checked before any point runs
     sets = load_eval_sets(eval_sets, limit)  # read once for every point
     fingerprints = {name: eval_fingerprint(rows) for name, rows in sets.items()}
+    asked = {"engine": engine_name(engine), "prompts_fingerprint": prompts_fingerprint(scored_prompts(sets, render)[1])}
     for config in grid:
         point_dir = out / f"b{config.thinking_budget}-r{config.forcing_rounds}"
-        metrics = _done(point_dir / "metrics.json", config, fingerprints, limit)
+        metrics = _done(point_dir / "metrics.json", config, fingerprints, limit, asked)
         if metrics is not None and metrics.get("label") != label:
             # read back under another --label: the point's own metrics.json said the old name
             # while sweep.json and the plots said the new one

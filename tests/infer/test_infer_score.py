@@ -137,6 +137,41 @@ def test_sweep_runs_again_when_a_set_changed_under_the_same_name(tmp_path):
     assert run_sweep(again, {"medqa": new}, tmp_path, base, budgets=[8]) == [point]
     assert again.calls == 0  # the same rows again: read back
 
+def test_sweep_runs_again_when_the_prompts_change(tmp_path, eval_sets):
+    """A finished point was read back when only the chat template (`--tokenizer`) had changed, and
+    the sweep reported the old template's scores; it is read back only for the same prompts."""
+    base = BudgetConfig(model="m")
+    points = run_sweep(Oracle(), eval_sets, tmp_path, base, budgets=[8])
+    other = Oracle()
+    run_sweep(other, eval_sets, tmp_path, base, budgets=[8], render=lambda messages: "Q: " + messages[0]["content"])
+    assert other.calls > 0
+    assert run_sweep(Oracle(), eval_sets, tmp_path, base, budgets=[8]) == points  # the first prompts: from the cache
+
+
+class CutAnswers(Oracle):
+    """`Oracle`, whose answers run into answer_max_tokens on questions that say "long"."""
+
+    async def complete(self, request: Request) -> Reply:
+        reply = await super().complete(request)
+        if "long" in request.prompt and request.prompt.endswith((ANSWER_AFTER_STOP, ANSWER_AFTER_BUDGET)):
+            limit = request.params["max_tokens"]
+            return Reply(text="\nThe answer is", finish_reason="length", completion_tokens=limit)
+        return reply
+
+
+def test_an_answer_cut_at_the_answer_limit_is_marked_and_counted(tmp_path, caplog):
+    """An answer cut off at --answer-max-tokens was scored with nothing to show for it: the record
+    said stop_reason "model". It is marked (answer_cut), counted per set, and said once."""
+    sets = {"s": rows([("pick A", 0), ("pick B long", 1), ("pick C", 2)])}
+    with caplog.at_level("WARNING", logger="m1data.infer.score"):
+        metrics = run_infer(CutAnswers(), sets, tmp_path, BudgetConfig(model="m", answer_max_tokens=9))
+    lines = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [line["answer_cut"] for line in lines] == [False, True, False]
+    assert metrics["sets"]["s"]["answers_cut"] == 1 and metrics["sets"]["s"]["correct"] == 2
+    assert sum(metrics["sets"]["s"]["verdicts"].values()) == 3 and metrics["sets"]["s"]["verdicts"]["no_answer"] == 1
+    assert "1 answer(s) ran into the answer limit (9 tokens)" in caplog.text
+
+
 def test_plot_sweep_several_models(tmp_path):
     points = [
         {"label": m, "budget": b, "forcing_rounds": 0, "accuracy": {"x": acc, "average": acc}}
