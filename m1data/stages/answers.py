@@ -109,13 +109,16 @@ _STATEMENT = re.compile(
     r"(?i:" + _CJK_STATEMENT + "|"
     r"\b(?:(?:final|correct|best|right|most\s+likely|most\s+appropriate)\s+)?answer\b"
     r"(?:\s+(?:is|would\s+be|should\s+be|will\s+be|here\s+is|choice\s+is|option\s+is))?"
-    r"|\b(?:correct|right|best|most\s+likely|most\s+appropriate)\s+(?:option|choice|response)\s+(?:is|would\s+be)"
+    r"|\b(?:correct|right|best|most\s+likely|most\s+appropriate)\s+(?:option|choice|response)(?:\s+(?:is|would\s+be)|(?=\s*:))"
     r"|\bi(?:'d|\s+would|\s+will)?\s+(?:pick|choose|select|go\s+with|opt\s+for)"
+    # a revision, which the last statement rule then takes as the final word: "No wait, it's C",
+    # "Hmm, actually C", "Correction: B" (the first answer was read, and scored, before)
+    r"|\b(?:no\s*,?\s*)?wait\s*,?\s*(?:it'?s|it\s+is)|\bactually\s*,?(?:\s+(?:it'?s|it\s+is))?|\bcorrection\s*:"
     r")[\s:=*_]*(?:[-–—]\s+)?"
 )
 _LETTER_IS_CORRECT = re.compile(
     r"(?i:\b(?:option|choice)\s+)?[(*\[]*(?<![\w'-])([A-Z])(?![\w'-])[)*\]]*\s+is\s+(?:the\s+)?"
-    r"(?i:correct|right|best\s+answer|true\s+answer)\b"
+    r"(?i:correct|right|answer|best\s+answer|true\s+answer)\b"
 )
 _LETTER_PREFIX = r"(?:(?i:option|choice)\s+)?"
 _LETTER_JOIN = r"(?:,|;|&|/|\+|\band\b|\bor\b|[和或与與及])"  # what joins letters in a list: "C, D", "C and D", "C和D"
@@ -152,15 +155,17 @@ _LETTER_THEN_TEXT = re.compile(
 )
 _LINE_LETTER = re.compile(r"^" + _LETTER_PREFIX + r"(?:\(([A-Z])\)|\[([A-Z])\]|([A-Z])(?:[).:]|\s+[-–—]|$))")
 _NEGATION = re.compile(
-    r"(?i:(?:\b(?:not|no|nor|neither|except|unlikely|excludes?|excluding|rules?\s+out|ruled\s+out|"
-    r"rather\s+than|instead\s+of|than)|n't)\W*(?:\w+\W+)?)$"
+    r"(?i:(?:\b(?:not|no|nor|neither|never|avoid|avoiding|except|unlikely|excludes?|excluding|rules?\s+out|"
+    r"ruled\s+out|rather\s+than|instead\s+of|than)|n't)\W*(?:\w+\W+)?)$"
 )
 # A verdict against the option just named, right after its letter or its text: "A is incorrect",
 # "(A): wrong", "Aortic stenosis is not the answer", "B is unlikely". A bare "is not" is no
 # verdict ("C. Hypokalaemia is not seen in ..." answers an EXCEPT question), nor is ", not B".
 _COPULA = r"(?:is|are|was|seems|appears|would\s+be|can\s+be|must\s+be|has\s+been)"
 _COPULA_NOT = r"(?:(?:is|are|was|seems|appears)\s+not|isn't|aren't|wasn't|would\s+not\s+be|cannot\s+be|can't\s+be)"
-_REJECTED = r"(?:incorrect|wrong|false|unlikely|less\s+likely|ruled\s+out|excluded|eliminated)"
+_REJECTED = r"(?:incorrect|wrong|false|unlikely|less\s+likely|ruled\s+out|excluded|eliminated|contraindicated)"
+# "X should not be given", "X must never be used": the reply rules X out, whatever comes next
+_SHOULD_NOT = r"(?:should|must|ought\s+to)(?:\s+not|n't|\s+never)\b"
 _NOT_CHOSEN = r"(?:the\s+)?(?:correct|right|best|true|answer|likely|it)"
 # In Chinese, after a letter (with or without 项, "option") as after an option's text: "C项错误",
 # "C是错的", "C不正确", "C可以排除", "C不是答案". A bare 不是 is no verdict, as "is not" is not.
@@ -176,14 +181,15 @@ _REJECTED_AFTER = re.compile(
     r"^[\s*_`)\],]*(?i:"
     r"(?:[:(–—-][\s*_`]*|" + _COPULA + r"\s+)" + _REJECTED + r"\b"
     r"|" + _COPULA_NOT + r"\s+" + _NOT_CHOSEN + r"\b"
-    r"|" + _CJK_REJECTED + r"|" + _QUESTION_AFTER + r")"
+    r"|" + _SHOULD_NOT + r"|" + _CJK_REJECTED + r"|" + _QUESTION_AFTER + r")"
 )
 # Words that turn a text into its opposite or reject it; the fuzzy fallback needs them to agree
 # (see _negations). Chinese ones have no word boundary to wait for: "不是主动脉瓣狭窄" (not aortic
 # stenosis) is within ratio 85 of "主动脉瓣狭窄", as "not aortic stenosis" is of its option.
 _NEGATION_WORD = re.compile(
     r"(?i:\b(?:not|no|nor|neither|none|non|never|without|except|unlikely|excludes?|excluded|excluding|"
-    r"rules?\s+out|ruled\s+out|rather\s+than|instead\s+of|incorrect|wrong|false|eliminated)\b|n't\b"
+    r"rules?\s+out|ruled\s+out|rather\s+than|instead\s+of|incorrect|wrong|false|eliminated|avoid|"
+    r"contraindicated)\b|n't\b"
     r"|不|[没沒]有|[无無]|未|非|否|[错錯]|排除|除外)"
 )
 _DECORATION = "*_`$ \t\n"
@@ -569,11 +575,26 @@ def _similar(text: str, options: Sequence[str]) -> int | None:
     target = _normalise(text)
     if not target or target.endswith("?"):  # "Aortc stenosys?" asks, as "Is it aortic stenosis?" does
         return None
+    by_number = _number_with_unit(target, options)
+    if by_number is not None:
+        return by_number
     scores = sorted(((fuzz.ratio(target, _normalise(o)), i) for i, o in enumerate(options)), reverse=True)
     best, runner_up = scores[0], scores[1] if len(scores) > 1 else (0.0, -1)
     if best[0] >= SIMILARITY_MIN and best[0] - runner_up[0] >= SIMILARITY_LEAD:
         return best[1] if _negations(target) == _negations(options[best[1]]) else None
     return None
+
+
+def _number_with_unit(target: str, options: Sequence[str]) -> int | None:
+    """The one option that is the number `target` (a bare "20") with a unit after it ("20 mg",
+    "20 mL/h"). Why: a ratio counts characters, and "20" is 57 against "20 mg", so a stated
+    dose was no answer at all; "2" does not name "20 mg", nor "2.5 mg"."""
+    number = re.fullmatch(r"(\d+(?:\.\d+)?)\.?", target)
+    if number is None:
+        return None
+    named = [i for i, option in enumerate(options)
+             if re.match(re.escape(number.group(1)) + r"(?![\d.,])\s*[^\W\d]", _normalise(option))]
+    return named[0] if len(named) == 1 else None
 
 
 def _negations(text: str) -> list[str]:
@@ -731,14 +752,19 @@ def grade(reply: str, options: Sequence[str], answer_idx: int) -> Grade:
 
     A box that names the answer as reference rule 2 words it (its text, ``X. text``, or the letter)
     is correct even when another option repeats that text; otherwise the reply must state exactly
-    one option and it must be the answer's.
+    one option and it must be the answer's, or another with the answer's very text. Why the last:
+    an eval set may write one text twice (14 MedMCQA validation rows do), and "\boxed{Aspirin}"
+    was right while "The answer is Aspirin", read as the first copy, was wrong.
     """
     reply, options = _check_reply(reply), _option_list(options)
     answer_idx = _check_answer_idx(answer_idx, options)
     extraction = extract_answer(reply, options)
     reply, options = _fold_width(reply), [_fold_width(option) for option in options]
     boxed = any(_box_names_answer(c, options, answer_idx) for c in _box_candidates(_last_boxed_raw(reply)))
-    correct = boxed or extraction.letter == _letters(options)[answer_idx]
+    letters = _letters(options)
+    chosen = letters.index(extraction.letter) if extraction.letter is not None else None
+    correct = boxed or chosen == answer_idx or (
+        chosen is not None and _normalise(options[chosen]) == _normalise(options[answer_idx]))
     return Grade(correct=correct, extraction=extraction)
 
 

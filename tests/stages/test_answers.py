@@ -42,6 +42,7 @@ BOTH = ["Ceftriaxone", "Doxycycline", "Both (A) and (B)", "Neither (A) nor (B)"]
 # HEART in Chinese, as a CJK teacher writes the options back.
 HEART_ZH = ["二尖瓣反流", "主动脉瓣反流", "主动脉瓣狭窄", "二尖瓣狭窄"]
 # Options that are themselves negations: naming one chooses it.
+DOSES = ["5 mg", "10 mg", "15 mg", "20 mg"]
 PLACENTA = ["Crosses the placenta", "Does not cross the placenta", "No treatment needed", "None of the above"]
 # Options with an abbreviation spelt in capitals that are also option letters ("ACE", "AB").
 ACE = ["ACE inhibitors", "Beta blockers", "Calcium channel blockers", "Loop diuretics", "Statins"]
@@ -269,6 +270,17 @@ CASES = [
     # --- no answer ---------------------------------------------------------------------------
     Case("empty reply", "", HEART, "", "none"),
     Case("whitespace reply", "  \n ", HEART, "", "none"),
+    # --- audit: rejections, revisions, and answers the rules did not read --------------------
+    Case("contraindicated", "Aortic stenosis is contraindicated here because of the syncope.", HEART, "", "none"),
+    Case("should never", "Mitral stenosis should never be considered in this patient.", HEART, "", "none"),
+    Case("avoid", "Avoid glipizide.", DIABETES, "", "none"),
+    Case("a revision: no wait", "The answer is @B. No wait, it's @C.", HEART, "C", "statement"),
+    Case("a revision: actually", "@B\n\nHmm, actually @C.", HEART, "C", "statement"),
+    Case("a revision: correction", "Answer: @A\nCorrection: @B", HEART, "B", "statement"),
+    Case("letter is the answer", "Therefore, @B is the answer.", HEART, "B", "statement"),
+    Case("correct option colon", "Correct option: @B", HEART, "B", "statement"),
+    Case("a dose without its unit", "The answer is 20", DOSES, "D", "similarity"),
+    Case("a bare dose", "20", DOSES, "D", "similarity"),
     Case("refusal", "I don't know.", HEART, "", "none"),
     Case("a letter that names no option", "Z", HEART, "", "none"),
     Case("cannot answer", "I cannot answer this without the ECG.", HEART, "", "none"),
@@ -430,6 +442,9 @@ def test_repeated_option_text_is_correct_for_either() -> None:
     options = ["yes", "no", "yes"]
     assert is_correct(r"\boxed{yes}", options, 2)
     assert extract_answer(r"\boxed{yes}", options).letter == "A"
+    # in any form: a statement or the bare text was wrong for the second copy while the box was right
+    for reply in ("The answer is yes", "yes", r"\boxed{yes}"):
+        assert is_correct(reply, options, 2) and is_correct(reply, options, 0) and not is_correct(reply, options, 1)
 
 
 def test_answer_idx_out_of_range() -> None:
