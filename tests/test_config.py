@@ -3,6 +3,7 @@ syntax error are each one ConfigError naming the file and the key, raised at loa
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -84,3 +85,18 @@ def test_a_key_in_the_wrong_place_is_not_in_the_config_error(tmp_path, monkeypat
     with pytest.raises(ConfigError, match=r"c\.yaml:") as caught:
         load_config(Outer, write(tmp_path, text.format(key=key)))
     assert key not in str(caught.value) and "[redacted]" in str(caught.value)
+
+
+@pytest.mark.parametrize("block, says", [
+    ({"traces": {"temperature": -1}}, "traces.temperature must be a number >= 0, got -1"),
+    ({"traces": {"top_p": 2}}, "traces.top_p must be a number in [0, 1], got 2"),
+    ({"difficulty": {"max_tokens": 0}}, "difficulty.max_tokens must be a positive integer, got 0"),
+    ({"mesh": {"temperature": -0.5}}, "mesh.temperature must be a number >= 0, got -0.5"),
+])
+def test_sampling_settings_are_checked_when_the_config_is_read(block, says):
+    """`traces.temperature: -1` was refused only when the traces stage sent its first request,
+    after the stages before it had run; it is refused as the config is read, by the request's rules."""
+    from m1data.builders.m23k import M23KConfig
+
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        from_dict(M23KConfig, block)

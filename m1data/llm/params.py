@@ -16,7 +16,7 @@ from collections.abc import Collection, Mapping
 from numbers import Real
 from typing import Any
 
-from m1data.errors import M1DataError
+from m1data.errors import M1DataError, UserError
 from m1data.llm.types import Request
 
 # What OpenAI's chat/completions API accepts and m1data can use (one choice, no tools, no stream).
@@ -102,6 +102,17 @@ def _check_value(key: str, value: Any) -> str | None:
     return None
 
 
+def check_settings(where: str, **settings: Any) -> None:
+    """A stage config's sampling settings (`max_tokens`, `temperature`, `top_p`; None: the
+    provider's default) checked when the config is read, by the rules a request's are. Why: a
+    `temperature: -1` was refused only when its stage sent the first request, after the stages
+    before it had run."""
+    for key, value in settings.items():
+        why = None if value is None else _check_value(key, value)
+        if why is not None:
+            raise UserError(f"{where}.{key} must be {why}, got {value!r}")
+
+
 def check_params(params: Mapping[str, Any], allowed: Collection[str], engine: str) -> None:
     """Raise InvalidParams unless every key is in `allowed` and every value has the right type."""
     for key, value in params.items():
@@ -158,6 +169,7 @@ __all__ = [
     "InvalidParams",
     "canonical_json",
     "check_params",
+    "check_settings",
     "max_output_tokens",
     "prompt_token_ids",
     "request_body",

@@ -47,6 +47,7 @@ from m1data.errors import UserError
 from m1data.llm.attempts import check_attempts, nth_try
 from m1data.llm.cache import Cache
 from m1data.llm.embedded import is_embedded
+from m1data.llm.params import check_settings
 from m1data.llm.runner import RunStats
 from m1data.llm.stages import (
     Endpoint,
@@ -143,6 +144,7 @@ class DifficultyConfig:
     runtime: LLMRuntime = field(default_factory=LLMRuntime)
 
     def __post_init__(self) -> None:
+        check_settings("difficulty", max_tokens=self.max_tokens, temperature=self.temperature)
         if self.drop_rule not in ("any", "all", "none"):
             raise UserError(f"drop_rule must be 'any', 'all' or 'none', not {self.drop_rule!r}")
         columns = [s.column for s in self.students]

@@ -41,6 +41,7 @@ import datasets
 
 from m1data.errors import UserError
 from m1data.llm.cache import Cache
+from m1data.llm.params import check_settings
 from m1data.llm.runner import RunStats
 from m1data.llm.stages import (
     Endpoint,
@@ -178,6 +179,7 @@ class MeshConfig:
     runtime: LLMRuntime = field(default_factory=LLMRuntime)
 
     def __post_init__(self) -> None:
+        check_settings("mesh", max_tokens=self.max_tokens, temperature=self.temperature)
         if self.max_attempts < 1:
             raise UserError("max_attempts must be at least 1")
         if self.chunk_size < 1:

@@ -73,6 +73,7 @@ import datasets
 from m1data.errors import M1DataError, UserError
 from m1data.llm.attempts import check_attempts, stats_by_attempt, total_stats
 from m1data.llm.cache import Cache
+from m1data.llm.params import check_settings
 from m1data.llm.runner import RunStats
 from m1data.llm.stages import (
     Endpoint,
@@ -136,6 +137,7 @@ class TracesConfig:
     retry_truncated: bool = True
 
     def __post_init__(self) -> None:
+        check_settings("traces", max_tokens=self.max_tokens, temperature=self.temperature, top_p=self.top_p)
         check_attempts(self.attempts, "traces.attempts")
         if self.keep not in KEEP:
             raise UserError(f"traces.keep must be one of {', '.join(KEEP)}, not {self.keep!r}")
