@@ -113,7 +113,9 @@ _STATEMENT = re.compile(
     r"|\bi(?:'d|\s+would|\s+will)?\s+(?:pick|choose|select|go\s+with|opt\s+for)"
     # a revision, which the last statement rule then takes as the final word: "No wait, it's C",
     # "Hmm, actually C", "Correction: B" (the first answer was read, and scored, before)
-    r"|\b(?:no\s*,?\s*)?wait\s*,?\s*(?:it'?s|it\s+is)|\bactually\s*,?(?:\s+(?:it'?s|it\s+is))?|\bcorrection\s*:"
+    # ("actually" only before "it's" or a label that ends its line: "Actually, A patient ..." is no answer)
+    r"|\b(?:no\s*,?\s*)?wait\s*,?\s*(?:it'?s|it\s+is)|\bcorrection\s*:"
+    r"|\bactually\s*,?\s*(?:it'?s|it\s+is|(?=[(\[]?[A-Z][)\]]?[.!]?[ \t]*(?:\n|$)))"
     r")[\s:=*_]*(?:[-–—]\s+)?"
 )
 _LETTER_IS_CORRECT = re.compile(

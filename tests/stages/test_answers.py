@@ -277,6 +277,8 @@ CASES = [
     Case("a revision: no wait", "The answer is @B. No wait, it's @C.", HEART, "C", "statement"),
     Case("a revision: actually", "@B\n\nHmm, actually @C.", HEART, "C", "statement"),
     Case("a revision: correction", "Answer: @A\nCorrection: @B", HEART, "B", "statement"),
+    Case("'actually' before a sentence", "The answer is @C. Actually, A patient with this murmur may faint.", HEART,
+         "C", "statement"),
     Case("letter is the answer", "Therefore, @B is the answer.", HEART, "B", "statement"),
     Case("correct option colon", "Correct option: @B", HEART, "B", "statement"),
     Case("a dose without its unit", "The answer is 20", DOSES, "D", "similarity"),
