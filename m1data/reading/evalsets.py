@@ -1034,8 +1034,7 @@ def load_eval_file(
                 ), set_name, scoring=scoring)
                 for set_name, items in data.items()
             }
-    folder = path.resolve().parent.name  # resolved: "x.csv" in the current folder is not "/x"
-    set_name = name or (f"{folder}/{record_stem(path)}" if folder else record_stem(path))
+    set_name = name or file_set_name(path)
     if path.is_dir():  # one set's shards, each record located by its file
         records = files_questions(source_files(path, choose="give one split's files (a file, or a folder of one "
                                                             "split's shards)"), mapping)
@@ -1157,6 +1156,22 @@ class EvalInput:
         return cls(name.strip(), os.path.expanduser(path.strip()))
 
 
+def file_set_name(path: str | Path) -> str:
+    """The name of the set a file given alone holds: its folder and stem (`mmlu/anatomy_test`), so
+    two folders' `test.jsonl` are two sets; the folder is the resolved one ("x.csv" in the current
+    folder is not "/x")."""
+    folder = Path(path).resolve().parent.name
+    return f"{folder}/{record_stem(path)}" if folder else record_stem(path)
+
+
+def _called(entry: EvalInput) -> tuple[str, ...]:
+    """What a mapping may call an entry: `entry_name`, and for a file given alone the name its
+    results carry too (`file_set_name`), which the stats and messages show."""
+    if entry.path is not None or known_eval_set(entry.name):
+        return (entry.entry_name,)
+    return entry.entry_name, file_set_name(entry.name)
+
+
 def with_mappings(entries: Sequence[EvalInput], mappings: dict[str, dict[str, Any]]) -> list[EvalInput]:
     """`entries` with each of `mappings` (entry name -> a file's columns and answer kind) on the
     entry it names (`EvalInput.entry_name`), for the command-line doors that name eval sets in one
@@ -1166,14 +1181,15 @@ def with_mappings(entries: Sequence[EvalInput], mappings: dict[str, dict[str, An
     checked here, before any eval set or training row is read."""
     names = [entry.entry_name for entry in entries]
     for name, mapping in mappings.items():
-        count = names.count(name)
+        count = sum(name in _called(entry) for entry in entries)
         if count != 1:
             problem = "names no eval entry" if count == 0 else f"names {count} eval entries"
             raise UserError(f"mapping for {name!r} {problem} (the entries: {', '.join(names) or 'none'}; a file "
-                            "given alone is named by its stem)")
+                            "given alone is named by its stem, or its folder/stem)")
         column_mapping(mapping, name)
-    return [dataclasses.replace(entry, mapping=mappings[entry.entry_name]) if entry.entry_name in mappings else entry
-            for entry in entries]
+    chosen = {entry.entry_name: next((mappings[n] for n in _called(entry) if n in mappings), None) for entry in entries}
+    return [dataclasses.replace(entry, mapping=chosen[entry.entry_name]) if chosen[entry.entry_name] is not None
+            else entry for entry in entries]
 
 
 def load_eval_input(spec: EvalInput, *, scoring: bool = True) -> dict[str, LoadResult]:
@@ -1220,8 +1236,7 @@ def loaded_eval_rows(spec: EvalInput, *, scoring: bool = True) -> dict[str, Load
     if spec.path is not None:
         name = spec.name
     else:
-        folder = Path(file).resolve().parent.name  # as load_eval_file names a file given alone
-        name = f"{folder}/{record_stem(file)}" if folder else record_stem(file)
+        name = file_set_name(file)
     ok, unscored, bad = [], [], []
     for i, row in enumerate(rows):
         problem = _loaded_key_problem(row)

@@ -440,14 +440,16 @@ def test_decontaminate_reads_an_eval_file_through_its_eval_mapping(tmp_path):
     runner = CliRunner()
     refused = runner.invoke(app, ["decontaminate", str(train), str(tmp_path / "no.jsonl"), "--eval", str(evals)])
     assert refused.exit_code != 0 and "no question column" in str(refused.exception), refused.output
-    for entry, name in ((str(evals), "odd"), (f"mine={evals}", "mine")):
-        out = tmp_path / f"kept-{name}.jsonl"
+    shown = f"{tmp_path.name}/odd"  # what the stats call a file given alone: a mapping may use it too
+    for entry, name in ((str(evals), "odd"), (str(evals), shown), (f"mine={evals}", "mine")):
+        out = tmp_path / f"kept-{name.replace('/', '-')}.jsonl"
         result = runner.invoke(app, ["decontaminate", str(train), str(out), "--eval", entry,
                                      "--eval-mapping", f"{name}:{ODD_MAPPING}", "--ngram", "0"])
         assert result.exit_code == 0, result.output
         assert [json.loads(line)["id"] for line in out.read_text(encoding="utf-8").splitlines()] == ["other"]
         stats = json.loads(result.stdout[result.stdout.index("{"):result.stdout.rindex("}") + 1])
         assert list(stats["eval_items"].values()) == [4] and stats["eval_items_unscored"] == {}
+        assert list(stats["eval_items"]) == [shown if name != "mine" else "mine"]
 
 
 def test_an_eval_mapping_for_no_entry_is_an_error_naming_the_entries(tmp_path):
