@@ -439,7 +439,7 @@ def provenance_metadata(manifests: list[dict[str, Any]], upstream: Provenance | 
     described = {key: info for key, info in source_infos(manifests, upstream).items()
                  if info != SOURCE_INFO.get(key) and key not in synthetic}
     if described:  # a local file, a mapped source's licence: what a build drawn from this one must say too
-        provenance["sources"] = {key: {k: v for k, v in asdict(info).items() if k != "key"} for key, info in described.items()}
+        provenance["sources"] = {key: _differences(info) for key, info in described.items()}
     if upstream and not upstream.found and not sample:  # a build drawn from this one must not call it known
         provenance["unknown_upstream"] = upstream.name
     return provenance
@@ -480,6 +480,13 @@ def _upstream(manifests: list[dict[str, Any]]) -> Provenance | None:
                 _ngram_checks(upto), True, sample_build(upto), _embedded_models(upto), source_infos(upto),
             )
     return Provenance(name, [], None, [], [], False)
+
+
+def _differences(info: SourceInfo) -> dict[str, Any]:
+    """The fields of `info` that m1's table says otherwise (all of them for a source it lacks), so
+    a card's header does not repeat a known source's terms and citation."""
+    known = SOURCE_INFO.get(info.key)
+    return {k: v for k, v in asdict(info).items() if k != "key" and (known is None or getattr(known, k) != v)}
 
 
 def _kept_sources(kept: Any) -> dict[str, SourceInfo]:
