@@ -755,7 +755,7 @@ def grade(reply: str, options: Sequence[str], answer_idx: int) -> Grade:
     A box that names the answer as reference rule 2 words it (its text, ``X. text``, or the letter)
     is correct even when another option repeats that text; otherwise the reply must state exactly
     one option and it must be the answer's, or another with the answer's very text. Why the last:
-    an eval set may write one text twice (14 MedMCQA validation rows do), and "\boxed{Aspirin}"
+    an eval set may write one text twice (14 of the 2,816 rows of MedAgentsBench's MedMCQA file do), and "\boxed{Aspirin}"
     was right while "The answer is Aspirin", read as the first copy, was wrong.
     """
     reply, options = _check_reply(reply), _option_list(options)
