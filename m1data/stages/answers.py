@@ -13,7 +13,8 @@ Precedence: the first rule that reads anything decides, and each rule says why i
 2. ``statement``: the last explicit answer statement ("the answer is X", "Answer: X", "Final
    answer: X", "the correct option is X", "Option X is correct", "I would pick X"). Reasoning
    models that forget the box still say which option they choose; the last statement is their
-   final word (reference: m1 uses the last match). Chinese statements are statements too
+   final word (reference: m1 uses the last match). A revision is a statement too ("No wait, it's
+   C", "Actually, C.", "Correction: C"), so the answer a reply changes to is its last. Chinese statements are statements too
    ("答案是（C）", "正确答案：C", "故选C", "选C", "所以选 C。", "答案为C项", "C正确", "C是正确的"; see
    ``_CJK_STATEMENT``, ``_CJK_LETTER_IS_CORRECT``): CJK-trained teachers write them, and the last
    statement wins whatever its language. A statement asked as a question ("The answer is (A)?",
@@ -26,8 +27,9 @@ Precedence: the first rule that reads anything decides, and each rule says why i
    ``multiple_answers``.
 4. ``similarity``: the stated answer text (the box, a statement, the closing line, or a short
    reply as a whole) names an option's text: it contains exactly one option's text as whole words
-   (one that another contains counts as part of it; "not X", "rules out X", "X is incorrect" do
-   not count), or ends with one, or is within rapidfuzz ratio 85 of exactly one option with a
+   (one that another contains counts as part of it; "not X", "rules out X", "avoid X", "X is
+   incorrect", "X is contraindicated", "X should not be given" do not count), or ends with one, or is a bare number that exactly one option writes with a unit ("20" for
+   "20 mg"), or is within rapidfuzz ratio 85 of exactly one option with a
    10-point lead over the next and the same negation words ("not aortic stenosis" is not
    "Aortic stenosis"; "No treatment needed" keeps its "no"). An option's text in a sentence that
    ends in a question mark, or a misspelt text asked, names nothing: it is asked, not stated.
@@ -755,8 +757,9 @@ def grade(reply: str, options: Sequence[str], answer_idx: int) -> Grade:
     A box that names the answer as reference rule 2 words it (its text, ``X. text``, or the letter)
     is correct even when another option repeats that text; otherwise the reply must state exactly
     one option and it must be the answer's, or another with the answer's very text. Why the last:
-    an eval set may write one text twice (14 of the 2,816 rows of MedAgentsBench's MedMCQA file do), and "\boxed{Aspirin}"
-    was right while "The answer is Aspirin", read as the first copy, was wrong.
+    an eval set may write one text twice (14 of the 2,816 rows of MedAgentsBench's MedMCQA file
+    do), and "\boxed{Aspirin}" was right while "The answer is Aspirin", read as the first copy,
+    was wrong.
     """
     reply, options = _check_reply(reply), _option_list(options)
     answer_idx = _check_answer_idx(answer_idx, options)
