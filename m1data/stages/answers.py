@@ -28,8 +28,9 @@ Precedence: the first rule that reads anything decides, and each rule says why i
 4. ``similarity``: the stated answer text (the box, a statement, the closing line, or a short
    reply as a whole) names an option's text: it contains exactly one option's text as whole words
    (one that another contains counts as part of it; "not X", "rules out X", "avoid X", "X is
-   incorrect", "X is contraindicated", "X should not be given" do not count), or ends with one, or is a bare number that exactly one option writes with a unit ("20" for
-   "20 mg"), or is within rapidfuzz ratio 85 of exactly one option with a
+   incorrect", "X is contraindicated", "X should not be given" do not count), or ends with one,
+   or is a bare number that exactly one option writes with a unit ("20" for "20 mg"), or is
+   within rapidfuzz ratio 85 of exactly one option with a
    10-point lead over the next and the same negation words ("not aortic stenosis" is not
    "Aortic stenosis"; "No treatment needed" keeps its "no"). An option's text in a sentence that
    ends in a question mark, or a misspelt text asked, names nothing: it is asked, not stated.
