@@ -22,12 +22,15 @@ Written to `out_dir`:
 
 * ``records.jsonl``: one line per question (eval set, id, gold and predicted letter, how the
   answer was read, correctness, and the whole `BudgetRecord`: thinking, thinking tokens, forcing
-  rounds, stop reason, answer), set after set, once the calls are done; written beside the
+  rounds, stop reason, answer, answer_cut), set after set, once every question has its answer; written beside the
   previous run's and renamed onto it, so a kill leaves the previous records and metrics whole.
 * ``metrics.json``, once, when every question has its answer: the setting, the label, and per
   set: n (the questions scored), correct, accuracy (correct / n), unscored (and their ids: rows
   whose answer key names no option, e.g. the loaders' ``answer_idx`` -1; they are asked nothing
-  and are in no denominator), errors, stop reasons, mean thinking tokens and forcing rounds; a
+  and are in no denominator), errors, stop reasons, how each answer was read (``methods``) and
+  what it was (``verdicts``: an answer, none, several), answers cut at the answer limit
+  (``answers_cut``), mean thinking tokens and forcing rounds; the engine and a digest of the
+  prompts as sent (``prompts_fingerprint``, which a sweep compares before reading a point back); a
   fingerprint of each set's rows as scored (``eval_fingerprints``, see `eval_fingerprint`); the
   unweighted mean accuracy over sets, which is how Table 1's "average" is computed; and what the
   calls cost (``calls``: sent now, answered from the cache, tokens), as a stage manifest says it.
@@ -35,8 +38,8 @@ Written to `out_dir`:
 A question whose call was refused or broke the token accounting is scored wrong and counted under
 ``errors``: dropping it would make a flaky endpoint look accurate. A question whose call failed
 transiently (timeouts, 5xx, dropped connections, after every retry) has no answer yet: it is not
-scored and not written, no metrics.json is written, and `InferIncomplete` is raised; the same
-call again sends only what is missing.
+scored, nothing is written (the previous run's records.jsonl and metrics.json, if any, stay as
+they were), and `InferIncomplete` is raised; the same call again sends only what is missing.
 
 The questions of all sets go through the runtime together (one `generate_many`): each step of
 budget forcing is then one large batch of calls, which keeps a server's batch full for longer
@@ -87,8 +90,9 @@ class InferIncomplete(RuntimeError):
     def __init__(self, where: str, missing: int, total: int):
         super().__init__(
             f"{where}: incomplete: {missing:,} of {total:,} question{'s' if total != 1 else ''} failed transiently "
-            "(timeouts, 5xx, dropped connections) after every retry; they are not scored and no metrics.json is "
-            "written. Run the same command again to send only what is missing (the cache answers the rest)."
+            "(timeouts, 5xx, dropped connections) after every retry; they are not scored and nothing is written "
+            "(a previous run's records.jsonl and metrics.json stay as they were). Run the same command again to send "
+            "only what is missing (the cache answers the rest)."
         )
         self.missing, self.total = missing, total
 

@@ -468,10 +468,13 @@ class QuestionReader:
                        answer_text, errors[0] if errors else None)
 
     def _native_id(self, raw: dict[str, Any]) -> str | None:
-        """The row's own id; a blank one is none (the row gets a content id), mapped or guessed alike:
-        a mapped blank id was the id "mine:", the next "mine:#2"."""
+        """The row's own id; a blank or null one is none (the row gets a content id), mapped or
+        guessed alike: a mapped blank id was the id "mine:", the next "mine:#2"."""
         id_col = self.mapping.id or _first(raw, ID_COLUMNS)
-        return None if id_col is None or raw.get(id_col) == "" else key_text(raw, id_col)
+        value = None if id_col is None else raw.get(id_col)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        return key_text(raw, id_col)
 
     def _context(self, raw: dict[str, Any]) -> str:
         """The passage a question is asked on, guessed from the usual spellings as the other
@@ -1179,7 +1182,7 @@ def with_mappings(entries: Sequence[EvalInput], mappings: dict[str, dict[str, An
     `mapping` a build config's eval entry carries, read by `load_eval_input` like it. A name that
     is no entry's, or is several entries', is an error naming the entries; a mapping's keys are
     checked here, before any eval set or training row is read."""
-    names = [entry.entry_name for entry in entries]
+    names = [" or ".join(_called(entry)) for entry in entries]
     for name, mapping in mappings.items():
         count = sum(name in _called(entry) for entry in entries)
         if count != 1:
@@ -1187,9 +1190,11 @@ def with_mappings(entries: Sequence[EvalInput], mappings: dict[str, dict[str, An
             raise UserError(f"mapping for {name!r} {problem} (the entries: {', '.join(names) or 'none'}; a file "
                             "given alone is named by its stem, or its folder/stem)")
         column_mapping(mapping, name)
-    chosen = {entry.entry_name: next((mappings[n] for n in _called(entry) if n in mappings), None) for entry in entries}
-    return [dataclasses.replace(entry, mapping=chosen[entry.entry_name]) if chosen[entry.entry_name] is not None
-            else entry for entry in entries]
+    out = []
+    for entry in entries:  # entry by entry: two files of one stem are two entries, each with its own mapping
+        mapping = next((mappings[name] for name in _called(entry) if name in mappings), None)
+        out.append(entry if mapping is None else dataclasses.replace(entry, mapping=mapping))
+    return out
 
 
 def load_eval_input(spec: EvalInput, *, scoring: bool = True) -> dict[str, LoadResult]:

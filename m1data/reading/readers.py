@@ -969,9 +969,11 @@ def _label_spans(text: str, label: str, letters: str) -> list[tuple[int, int]] |
     return spans
 
 
-# where a question's own list of options may begin: an "A" label at the start of a line, or "(A)"
-# after a space (the one-line "(A) x (B) y" that `listed_options` reads)
-_LIST_START = re.compile(r"(?m)^[ \t]*(?=\([Aa]\)|[Aa][.):])|(?<=[ \t])(?=\([Aa]\))")
+# where a question's own list of options may begin: an "A" label at the start of a line, else
+# "(A)" after a colon or a question mark (the one-line "Answer Choices: (A) x (B) y", "...? (A) x
+# (B) y"); not "(a)" inside a sentence ("has (a) fever and (b) a rash")
+_LINE_LIST_START = re.compile(r"(?m)^[ \t]*(?=\([Aa]\)|[Aa][.):])")
+_INLINE_LIST_START = re.compile(r"(?<=[:?])[ \t]+(?=\(A\))")
 # an "Answer:" line after the options (prompt-formatted copies end so), which is no option's text
 _ANSWER_CUE = re.compile(r"\s*\n\s*(?:the\s+)?(?:correct\s+)?answer(?:\s+is)?\s*:?\s*\Z", re.IGNORECASE)
 
@@ -981,13 +983,16 @@ def options_in_question(question: str) -> list[str]:
     line each, or "(A) x (B) y"), when a file has no options of its own; [] when it writes none.
     Eval sets copied from prompts keep their options so: read as a bare stem, such a question
     was compared, options and all, with a training copy's stem alone, and 3 of 6 verbatim copies
-    stayed. The stem is what `question_stem` leaves once these options are known."""
-    for start in _LIST_START.finditer(question):
-        if not question[: start.start()].strip():
-            continue  # a stem must remain
-        options = listed_options(_ANSWER_CUE.sub("", question[start.start():]))
-        if options:
-            return options
+    stayed. The stem is what `question_stem` leaves once these options are known. A list must end
+    the question: an option that holds a line break or ends with "?" is the question going on
+    ("(a) X\n(b) Y\nWhich of the above are correct?" lists statements, not options)."""
+    for starts in (_LINE_LIST_START, _INLINE_LIST_START):  # a list a line each first
+        for start in starts.finditer(question):
+            if not question[: start.start()].strip():
+                continue  # a stem must remain
+            options = listed_options(_ANSWER_CUE.sub("", question[start.end():]))
+            if options and not any("\n" in option or option.rstrip().endswith("?") for option in options):
+                return options
     return []
 
 
@@ -1023,7 +1028,8 @@ def strip_option_letters(options: list[str]) -> list[str]:
     letter, in order (A, B, C, ...), in one style: a list like ["A: left", "B: right"] is
     labelled; ["A. fumigatus", "Candida"] is not, and is left alone. Every letter, out of order
     (["B. Heparin", "A. Warfarin"]), is a bad row: a key "B" was read as the second place, and
-    named Warfarin, silently."""
+    named Warfarin, silently; unless each text after its letter is one lower-case word, a
+    species ("B. anthracis", "A. baumannii"), which is left alone."""
     if len(options) < 2:
         return options
     for style in OPTION_LABEL_STYLES:
@@ -1033,7 +1039,9 @@ def strip_option_letters(options: list[str]) -> list[str]:
         letters = "".join(m.group(1) for m in matches).upper()
         if letters == LETTERS[: len(options)]:
             return [option[m.end():] for option, m in zip(options, matches)]
-        if sorted(letters) == list(LETTERS[: len(options)]):
+        texts = [option[m.end():] for option, m in zip(options, matches)]
+        genera = all(re.fullmatch(r"[a-z]+", text) for text in texts)  # "B. anthracis", "A. baumannii"
+        if sorted(letters) == list(LETTERS[: len(options)]) and not genera:
             raise RowError("bad_options", f"the options are labelled {', '.join(letters)}, out of order: a key "
                                           "could name a label or a place; write them in order, or as {letter: text}")
     return options

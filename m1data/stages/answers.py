@@ -27,10 +27,10 @@ Precedence: the first rule that reads anything decides, and each rule says why i
    ``multiple_answers``.
 4. ``similarity``: the stated answer text (the box, a statement, the closing line, or a short
    reply as a whole) names an option's text: it contains exactly one option's text as whole words
-   (one that another contains counts as part of it; "not X", "rules out X", "avoid X", "X is
-   incorrect", "X is contraindicated", "X should not be given" do not count), or ends with one,
-   or is a bare number that exactly one option writes with a unit ("20" for "20 mg"), or is
-   within rapidfuzz ratio 85 of exactly one option with a
+   (one that another contains counts as part of it; "not X", "rules out X", "X is incorrect" do
+   not count; "X is contraindicated" and "avoid X" do, as they answer "which drug is
+   contraindicated?"), or ends with one, or is a bare number that exactly one option writes with
+   one unit ("20" for "20 mg"), or is within rapidfuzz ratio 85 of exactly one option with a
    10-point lead over the next and the same negation words ("not aortic stenosis" is not
    "Aortic stenosis"; "No treatment needed" keeps its "no"). An option's text in a sentence that
    ends in a question mark, or a misspelt text asked, names nothing: it is asked, not stated.
@@ -123,7 +123,13 @@ _STATEMENT = re.compile(
 )
 _LETTER_IS_CORRECT = re.compile(
     r"(?i:\b(?:option|choice)\s+)?[(*\[]*(?<![\w'-])([A-Z])(?![\w'-])[)*\]]*\s+is\s+(?:the\s+)?"
-    r"(?i:correct|right|answer|best\s+answer|true\s+answer)\b"
+    r"(?i:correct|right|best\s+answer|true\s+answer)\b"
+)
+# "B is the answer", "Therefore, (B) is the answer": a letter that opens its phrase, not one that
+# ends a name ("vitamin A is the answer", "hepatitis B is the answer" name the option's text)
+_LETTER_IS_THE_ANSWER = re.compile(
+    r"(?<![A-Za-z] )(?<![\w'-])(?i:(?:option|choice)\s+)?[(*\[]*([A-Z])(?![\w'-])[)*\]]*\s+is\s+(?:the\s+)?"
+    r"(?i:answer)\b"
 )
 _LETTER_PREFIX = r"(?:(?i:option|choice)\s+)?"
 _LETTER_JOIN = r"(?:,|;|&|/|\+|\band\b|\bor\b|[和或与與及])"  # what joins letters in a list: "C, D", "C and D", "C和D"
@@ -160,17 +166,15 @@ _LETTER_THEN_TEXT = re.compile(
 )
 _LINE_LETTER = re.compile(r"^" + _LETTER_PREFIX + r"(?:\(([A-Z])\)|\[([A-Z])\]|([A-Z])(?:[).:]|\s+[-–—]|$))")
 _NEGATION = re.compile(
-    r"(?i:(?:\b(?:not|no|nor|neither|never|avoid|avoiding|except|unlikely|excludes?|excluding|rules?\s+out|"
-    r"ruled\s+out|rather\s+than|instead\s+of|than)|n't)\W*(?:\w+\W+)?)$"
+    r"(?i:(?:\b(?:not|no|nor|neither|except|unlikely|excludes?|excluding|rules?\s+out|ruled\s+out|"
+    r"rather\s+than|instead\s+of|than)|n't)\W*(?:\w+\W+)?)$"
 )
 # A verdict against the option just named, right after its letter or its text: "A is incorrect",
 # "(A): wrong", "Aortic stenosis is not the answer", "B is unlikely". A bare "is not" is no
 # verdict ("C. Hypokalaemia is not seen in ..." answers an EXCEPT question), nor is ", not B".
 _COPULA = r"(?:is|are|was|seems|appears|would\s+be|can\s+be|must\s+be|has\s+been)"
 _COPULA_NOT = r"(?:(?:is|are|was|seems|appears)\s+not|isn't|aren't|wasn't|would\s+not\s+be|cannot\s+be|can't\s+be)"
-_REJECTED = r"(?:incorrect|wrong|false|unlikely|less\s+likely|ruled\s+out|excluded|eliminated|contraindicated)"
-# "X should not be given", "X must never be used": the reply rules X out, whatever comes next
-_SHOULD_NOT = r"(?:should|must|ought\s+to)(?:\s+not|n't|\s+never)\b"
+_REJECTED = r"(?:incorrect|wrong|false|unlikely|less\s+likely|ruled\s+out|excluded|eliminated)"
 _NOT_CHOSEN = r"(?:the\s+)?(?:correct|right|best|true|answer|likely|it)"
 # In Chinese, after a letter (with or without 项, "option") as after an option's text: "C项错误",
 # "C是错的", "C不正确", "C可以排除", "C不是答案". A bare 不是 is no verdict, as "is not" is not.
@@ -186,15 +190,14 @@ _REJECTED_AFTER = re.compile(
     r"^[\s*_`)\],]*(?i:"
     r"(?:[:(–—-][\s*_`]*|" + _COPULA + r"\s+)" + _REJECTED + r"\b"
     r"|" + _COPULA_NOT + r"\s+" + _NOT_CHOSEN + r"\b"
-    r"|" + _SHOULD_NOT + r"|" + _CJK_REJECTED + r"|" + _QUESTION_AFTER + r")"
+    r"|" + _CJK_REJECTED + r"|" + _QUESTION_AFTER + r")"
 )
 # Words that turn a text into its opposite or reject it; the fuzzy fallback needs them to agree
 # (see _negations). Chinese ones have no word boundary to wait for: "不是主动脉瓣狭窄" (not aortic
 # stenosis) is within ratio 85 of "主动脉瓣狭窄", as "not aortic stenosis" is of its option.
 _NEGATION_WORD = re.compile(
     r"(?i:\b(?:not|no|nor|neither|none|non|never|without|except|unlikely|excludes?|excluded|excluding|"
-    r"rules?\s+out|ruled\s+out|rather\s+than|instead\s+of|incorrect|wrong|false|eliminated|avoid|"
-    r"contraindicated)\b|n't\b"
+    r"rules?\s+out|ruled\s+out|rather\s+than|instead\s+of|incorrect|wrong|false|eliminated)\b|n't\b"
     r"|不|[没沒]有|[无無]|未|非|否|[错錯]|排除|除外)"
 )
 _DECORATION = "*_`$ \t\n"
@@ -459,7 +462,8 @@ def _statement_slots(text: str) -> list[tuple[int, str]]:
     slots = [(m.end(), text[m.end() :].split("\n", 1)[0][:300]) for m in _STATEMENT.finditer(text)]
     slots += [
         (m.start(), m.group(1))
-        for m in _LETTER_IS_CORRECT.finditer(text)
+        for pattern in (_LETTER_IS_CORRECT, _LETTER_IS_THE_ANSWER)
+        for m in pattern.finditer(text)
         if not _NEGATION.search(_same_clause(text, m.start())) and not re.match(_QUESTION_AFTER, text[m.end() :])
     ]
     return sorted(slots + _cjk_letters_called_correct(text))
@@ -591,14 +595,15 @@ def _similar(text: str, options: Sequence[str]) -> int | None:
 
 
 def _number_with_unit(target: str, options: Sequence[str]) -> int | None:
-    """The one option that is the number `target` (a bare "20") with a unit after it ("20 mg",
-    "20 mL/h"). Why: a ratio counts characters, and "20" is 57 against "20 mg", so a stated
-    dose was no answer at all; "2" does not name "20 mg", nor "2.5 mg"."""
+    """The one option that is the number `target` (a bare "20") and one unit after it ("20 mg",
+    "20 mL/h", "20%"), nothing more. Why: a ratio counts characters, and "20" is 57 against
+    "20 mg", so a stated dose was no answer at all; "2" does not name "20 mg", nor "1" the
+    option "1 and 4" (a list of statements, which "1" alone does not choose)."""
     number = re.fullmatch(r"(\d+(?:\.\d+)?)\.?", target)
     if number is None:
         return None
     named = [i for i, option in enumerate(options)
-             if re.match(re.escape(number.group(1)) + r"(?![\d.,])\s*[^\W\d]", _normalise(option))]
+             if re.fullmatch(re.escape(number.group(1)) + r"\s*(?:[^\W\d][\w/.·]*|%)", _normalise(option))]
     return named[0] if len(named) == 1 else None
 
 

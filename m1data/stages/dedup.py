@@ -214,7 +214,8 @@ def decontaminate(ds: Dataset, evals: Mapping[str, Dataset | Sequence[str]] | Se
 
     By default both sides are compared as the build's stage compares them: eval rows that have
     options on :func:`match_keys`; bare eval questions (plain strings, or Datasets without an
-    ``options`` column) against the rows' stems. With ``column`` every side uses that column.
+    ``options`` column) against the rows' stems, unless they write their options at their end
+    ("...\nA. x\nB. y"), which are then read as their options. With ``column`` every side uses that column.
     An eval Dataset's item id is its ``id`` column (else the row index) and its set name the
     mapping key (else its ``source`` column, else "eval"). Plain strings get set name "eval" (or
     the mapping key) and their position; a str list item that names an eval set or a file is
@@ -328,7 +329,7 @@ def eval_items(evals: Mapping[str, Dataset | Sequence[str]] | Sequence[Dataset |
     for i, e in enumerate(evals):
         if isinstance(e, str):
             _refuse_a_set_given_as_a_question(e)
-            out.append(EvalText("eval", str(i), e))
+            out.append(_question_item("eval", str(i), e, column))
         elif isinstance(e, os.PathLike) or _is_eval_input(e):
             out.extend(eval_items(_read_files([e if _is_eval_input(e) else _eval_input(None, e)]), column))
         else:
@@ -393,7 +394,21 @@ def _eval_from(value: Dataset | Sequence[str], column: str | None, name: str | N
         if not isinstance(question, str):
             raise UserError(f"{what}: question {i} is {type(question).__name__}, not str; "
                             "fill it in or remove it")
-    return [EvalText(name or "eval", str(i), t) for i, t in enumerate(questions)]
+    return [_question_item(name or "eval", str(i), t, column) for i, t in enumerate(questions)]
+
+
+def _question_item(set_name: str, item_id: str, question: str, column: str | None) -> EvalText:
+    """A plain-string eval question: compared on its stem and the options it writes at its end
+    (`options_in_question`) when it writes them, as a Dataset row without options is; else a
+    bare question, compared with the rows' stems (with ``column``: with that column)."""
+    from m1data.reading.evalsets import question_stem
+    from m1data.reading.readers import options_in_question
+
+    options = [] if column else options_in_question(question)
+    if not options:
+        return EvalText(set_name, item_id, question)
+    stem = question_stem(question, options)
+    return EvalText(set_name, item_id, stem_key(stem, options), True, stem, tuple(options))
 
 
 def _refuse_other_containers(value: Any, what: str) -> None:

@@ -145,6 +145,7 @@ class DifficultyConfig:
 
     def __post_init__(self) -> None:
         check_settings("difficulty", max_tokens=self.max_tokens, temperature=self.temperature)
+        check_settings("difficulty.extra_params", **self.extra_params)
         if self.drop_rule not in ("any", "all", "none"):
             raise UserError(f"drop_rule must be 'any', 'all' or 'none', not {self.drop_rule!r}")
         columns = [s.column for s in self.students]

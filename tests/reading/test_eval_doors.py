@@ -460,7 +460,8 @@ def test_an_eval_mapping_for_no_entry_is_an_error_naming_the_entries(tmp_path):
     common = ["decontaminate", str(train), str(tmp_path / "out.jsonl"), "--eval", str(evals), "--eval", "medqa_test"]
     wrong = runner.invoke(app, [*common, "--eval-mapping", f"odder:{ODD_MAPPING}"])
     said = " ".join(wrong.output.split())
-    assert wrong.exit_code == 2 and "'odder' names no eval entry (the entries: odd, medqa_test;" in said, said
+    listed = f"'odder' names no eval entry (the entries: odd or {tmp_path.name}/odd, medqa_test;"
+    assert wrong.exit_code == 2 and listed in said, said
     unknown_key = runner.invoke(app, [*common, "--eval-mapping", "odd:qestion=stem"])
     assert unknown_key.exit_code == 2 and "unknown key(s) qestion" in unknown_key.output, unknown_key.output
     no_name = runner.invoke(app, [*common, "--eval-mapping", ODD_MAPPING])
@@ -694,3 +695,43 @@ def test_a_loaded_eval_file_with_a_contradicted_or_unreadable_key_leaves_that_ro
     assert len(got.unscored) == 3  # still questions a training row must not copy
     result = CliRunner().invoke(app, ["load-eval", f"mine={broken}", "--out", str(tmp_path / "again.jsonl")])
     assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+
+
+@pytest.mark.parametrize("question, options", [
+    ("A woman has (a) fever and (b) a rash on her palms. What is the most likely diagnosis?", []),
+    ("Consider the statements:\n(a) X causes Y\n(b) Z causes W\nWhich of the above are correct?", []),
+    ("Which of the blood group (A) and (B) antigens is absent in type O?\nA. Both\nB. Neither\nC. Only A\nD. Only B",
+     ["Both", "Neither", "Only A", "Only B"]),
+    ("Which is it? (A) the first (B) the second", ["the first", "the second"]),
+    ("Which drug?\nA. Warfarin\nB. Heparin\nAnswer:", ["Warfarin", "Heparin"]),
+    ("No options here.", []),
+    ("A. a list\nB. with no stem", []),
+])
+def test_only_a_list_that_ends_the_question_is_read_as_its_options(question, options):
+    """Labels inside a sentence ("has (a) fever and (b) a rash"), or a list of statements the
+    question goes on about, are the question's own text: read as options, they cut it up, and a
+    verbatim training copy of it was missed (review)."""
+    from m1data.reading.evalsets import question_stem
+    from m1data.reading.readers import options_in_question
+    from m1data.stages.dedup import decontaminate
+
+    assert options_in_question(question) == options
+    # a training copy, its options in a column of their own, goes whichever way the item was read
+    copy = {"id": "r", "question": question_stem(question, options), "options": options or ["yes", "no"]}
+    _, dropped = decontaminate([copy], {"e": [{"id": "e", "question": question}]})
+    assert list(dropped["id"]) == ["r"]
+
+
+def test_two_files_of_one_stem_each_take_their_own_mapping(tmp_path):
+    """`--eval-mapping a/test:...` with a/test.jsonl and b/test.jsonl: the mapping was dropped,
+    and b/test's went to both files, silently (review). Each entry takes its own; the stem alone
+    names both and is refused."""
+    from m1data.reading.evalsets import with_mappings
+
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    entries = [EvalInput.parse(str(tmp_path / folder / "test.jsonl")) for folder in ("a", "b")]
+    for named, expected in (("a/test", [{"question": "Stem"}, None]), ("b/test", [None, {"question": "Stem"}])):
+        assert [e.mapping for e in with_mappings(entries, {named: {"question": "Stem"}})] == expected
+    with pytest.raises(UserError, match="names 2 eval entries"):
+        with_mappings(entries, {"test": {"question": "Stem"}})

@@ -460,10 +460,13 @@ def test_a_blank_id_is_no_id_mapped_or_not(mapping, tmp_path):
     on the mapping."""
     path = tmp_path / "mine.csv"
     path.write_text("id,question,opa,opb,opc,opd,answer\nk1,Q1,Warfarin,Heparin,Aspirin,Clopidogrel,B\n"
-                    ",Q2,Warfarin,Heparin,Aspirin,Clopidogrel,C\n", encoding="utf-8")
+                    ",Q2,Warfarin,Heparin,Aspirin,Clopidogrel,C\n  ,Q3,Warfarin,Heparin,Aspirin,Clopidogrel,A\n",
+                    encoding="utf-8")
     ids = list(load_source("mine", path, mapping=mapping).rows["id"])
-    assert ids[0] == "mine:k1" and ids[1] not in ("mine:", "mine:#2") and len(ids[1]) > len("mine:") + 8
+    assert ids[0] == "mine:k1" and len(set(ids)) == 3 and all(len(i) > len("mine:") + 8 for i in ids[1:]), ids
     assert ids == list(load_source("mine", path, mapping=None).rows["id"])
+    nulls = _jsonl(tmp_path / "nulls.jsonl", [{"id": None, "question": "Q4", "options": WARFARIN, "answer": "B"}])
+    assert len(load_source("mine", nulls, mapping=mapping).rows) == 1  # a null id too: dropped before (missing_field)
 
 
 def test_options_labelled_out_of_order_are_a_bad_row_not_a_wrong_key(tmp_path):

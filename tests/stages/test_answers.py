@@ -43,6 +43,8 @@ BOTH = ["Ceftriaxone", "Doxycycline", "Both (A) and (B)", "Neither (A) nor (B)"]
 HEART_ZH = ["二尖瓣反流", "主动脉瓣反流", "主动脉瓣狭窄", "二尖瓣狭窄"]
 # Options that are themselves negations: naming one chooses it.
 DOSES = ["5 mg", "10 mg", "15 mg", "20 mg"]
+VITAMINS = ["Vitamin D", "Vitamin A", "Vitamin C", "Vitamin K"]
+STATEMENT_LISTS = ["2 and 3", "1 and 4", "3 only", "All of the above"]
 PLACENTA = ["Crosses the placenta", "Does not cross the placenta", "No treatment needed", "None of the above"]
 # Options with an abbreviation spelt in capitals that are also option letters ("ACE", "AB").
 ACE = ["ACE inhibitors", "Beta blockers", "Calcium channel blockers", "Loop diuretics", "Statins"]
@@ -271,9 +273,13 @@ CASES = [
     Case("empty reply", "", HEART, "", "none"),
     Case("whitespace reply", "  \n ", HEART, "", "none"),
     # --- audit: rejections, revisions, and answers the rules did not read --------------------
-    Case("contraindicated", "Aortic stenosis is contraindicated here because of the syncope.", HEART, "", "none"),
-    Case("should never", "Mitral stenosis should never be considered in this patient.", HEART, "", "none"),
-    Case("avoid", "Avoid glipizide.", DIABETES, "", "none"),
+    # "X is contraindicated" answers "which drug is contraindicated?": not a rejection (review)
+    Case("contraindicated answers", "Final answer: @A. Metformin is contraindicated in renal failure.", DIABETES, "A",
+         "statement"),
+    Case("contraindicated text", "Final answer: Glipizide is contraindicated here.", DIABETES, "C", "similarity"),
+    Case("a name ending in a capital", "So vitamin A is the answer.", VITAMINS, "B", "similarity"),
+    Case("a number is no list of statements", "The answer is 1", STATEMENT_LISTS, "", "none"),
+    Case("a percentage", "The answer is 20", ["5%", "10%", "15%", "20%"], "D", "similarity"),
     Case("a revision: no wait", "The answer is @B. No wait, it's @C.", HEART, "C", "statement"),
     Case("a revision: actually", "@B\n\nHmm, actually @C.", HEART, "C", "statement"),
     Case("a revision: correction", "Answer: @A\nCorrection: @B", HEART, "B", "statement"),

@@ -1179,3 +1179,15 @@ def test_hub_shaped_pubmedqa_rows_are_decontaminated_as_loaded_ones(shared_data:
             for pmid, r in raw.items() if pmid in test_ids]
     _, dropped = decontaminate(rows, [EvalInput("pubmedqa_test", str(path))])
     assert len(dropped) == len(rows) == 500
+
+
+@pytest.mark.parametrize("layout", list(IN_QUESTION))
+def test_plain_string_eval_questions_that_write_their_options_are_read_with_them(layout) -> None:
+    """A plain-string eval question that ends with its options was compared, options and all,
+    with the rows' stems: given as a Dataset row it was caught, given as a str it was not (review)."""
+    stem = "A man of 45 has crushing chest pain that spreads to the left arm for two hours; best first drug?"
+    options = ["Aspirin", "Warfarin", "Apixaban", "Heparin"]
+    rows = [{"id": "r", "question": stem, "options": ["Heparin", "Aspirin", "Warfarin", "Apixaban"]}]
+    question = IN_QUESTION[layout](stem, options)
+    for evals in ({"e": [question]}, [question], {"e": [{"question": question}]}):
+        assert list(decontaminate(rows, evals)[1]["id"]) == ["r"], evals
