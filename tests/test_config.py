@@ -94,6 +94,7 @@ def test_a_key_in_the_wrong_place_is_not_in_the_config_error(tmp_path, monkeypat
     ({"mesh": {"temperature": -0.5}}, "mesh.temperature must be a number >= 0, got -0.5"),
     ({"traces": {"extra_params": {"top_p": 2}}}, "traces.extra_params.top_p must be a number in [0, 1], got 2"),
     ({"difficulty": {"extra_params": {"seed": "x"}}}, "difficulty.extra_params.seed must be an integer, got 'x'"),
+    ({"traces": {"extra_params": {1: 2}}}, "traces.extra_params: 1 is no parameter name"),
 ])
 def test_sampling_settings_are_checked_when_the_config_is_read(block, says):
     """`traces.temperature: -1` was refused only when the traces stage sent its first request,

@@ -102,12 +102,14 @@ def _check_value(key: str, value: Any) -> str | None:
     return None
 
 
-def check_settings(where: str, **settings: Any) -> None:
-    """A stage config's sampling settings (`max_tokens`, `temperature`, `top_p`; None: the
-    provider's default) checked when the config is read, by the rules a request's are. Why: a
-    `temperature: -1` was refused only when its stage sent the first request, after the stages
-    before it had run."""
+def check_settings(where: str, settings: Mapping[Any, Any]) -> None:
+    """A stage config's sampling settings (`max_tokens`, `temperature`, `top_p`, its
+    `extra_params`; None: the provider's default) checked when the config is read, by the rules a
+    request's are. Why: a `temperature: -1` was refused only when its stage sent the first
+    request, after the stages before it had run."""
     for key, value in settings.items():
+        if not isinstance(key, str):
+            raise UserError(f"{where}: {key!r} is no parameter name (a name is text)")
         why = None if value is None else _check_value(key, value)
         if why is not None:
             raise UserError(f"{where}.{key} must be {why}, got {value!r}")

@@ -457,8 +457,9 @@ class QuestionReader:
             errors.append(err)
         try:
             written = _raw_options(raw, mapping.options)
-            if not written and mapping.options is None:
-                written = options_in_question(question)  # a prompt-formatted copy: "...\nA. x\nB. y"
+            inline = options_in_question(question) if not written and mapping.options is None else None
+            if inline is not None:  # a prompt-formatted copy: "...\nA. x\nB. y"
+                question, written = inline
             options = strip_option_letters(written)
             answer, column = self._answer_key(raw)
             answer_text = raw.get("answer") if column != "answer" else None
@@ -1190,6 +1191,10 @@ def with_mappings(entries: Sequence[EvalInput], mappings: dict[str, dict[str, An
             raise UserError(f"mapping for {name!r} {problem} (the entries: {', '.join(names) or 'none'}; a file "
                             "given alone is named by its stem, or its folder/stem)")
         column_mapping(mapping, name)
+    for entry in entries:  # "odd" and "d/odd" both given for one file: one of them would be dropped, silently
+        given = [name for name in _called(entry) if name in mappings]
+        if len(given) > 1:
+            raise UserError(f"mappings for {' and '.join(map(repr, given))} name one eval entry; give one")
     out = []
     for entry in entries:  # entry by entry: two files of one stem are two entries, each with its own mapping
         mapping = next((mappings[name] for name in _called(entry) if name in mappings), None)

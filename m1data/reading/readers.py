@@ -976,24 +976,32 @@ _LINE_LIST_START = re.compile(r"(?m)^[ \t]*(?=\([Aa]\)|[Aa][.):])")
 _INLINE_LIST_START = re.compile(r"(?<=[:?])[ \t]+(?=\(A\))")
 # an "Answer:" line after the options (prompt-formatted copies end so), which is no option's text
 _ANSWER_CUE = re.compile(r"\s*\n\s*(?:the\s+)?(?:correct\s+)?answer(?:\s+is)?\s*:?\s*\Z", re.IGNORECASE)
+# the heading a list of options may stand under: "Options:" on its own line, or (before a
+# one-line list) "Answer Choices:" at the end of the stem's line
+_LINE_HEADING = re.compile(r"(?:\A|\n)[ \t]*(?:answer\s+)?(?:choices|options)[ \t]*:?[ \t]*\Z", re.IGNORECASE)
+_INLINE_HEADING = re.compile(r"\s*\b(?:answer\s+)?(?:choices|options)\s*:\Z", re.IGNORECASE)
 
 
-def options_in_question(question: str) -> list[str]:
-    """The options a question writes at its end after their letters (`listed_options`: "A. x" a
-    line each, or "(A) x (B) y"), when a file has no options of its own; [] when it writes none.
-    Eval sets copied from prompts keep their options so: read as a bare stem, such a question
-    was compared, options and all, with a training copy's stem alone, and 3 of 6 verbatim copies
-    stayed. The stem is what `question_stem` leaves once these options are known. A list must end
-    the question: an option that holds a line break or ends with "?" is the question going on
-    ("(a) X\n(b) Y\nWhich of the above are correct?" lists statements, not options)."""
-    for starts in (_LINE_LIST_START, _INLINE_LIST_START):  # a list a line each first
-        for start in starts.finditer(question):
-            if not question[: start.start()].strip():
-                continue  # a stem must remain
+def options_in_question(question: str) -> tuple[str, list[str]] | None:
+    """(stem, options) of a question that writes its options at its end after their letters
+    (`listed_options`: "A. x" a line each, or "(A) x (B) y"), for a file with no options of its
+    own; None when it writes none. Eval sets copied from prompts keep their options so: read as a
+    bare stem, such a question was compared, options and all, with a training copy's stem alone,
+    and 3 of 6 verbatim copies stayed. The list must end the question: lines after its last
+    option ("Answer: A", an instruction) are cut off, but an option that holds a line break
+    before the last, or a question after the list ("(a) X\n(b) Y\nWhich of the above are
+    correct?", a list of statements), is the question going on, not its options."""
+    for starts, heading in ((_LINE_LIST_START, _LINE_HEADING), (_INLINE_LIST_START, _INLINE_HEADING)):
+        for start in starts.finditer(question):  # a list a line each first
+            stem = heading.sub("", question[: start.start()].rstrip()).rstrip()
             options = listed_options(_ANSWER_CUE.sub("", question[start.end():]))
-            if options and not any("\n" in option or option.rstrip().endswith("?") for option in options):
-                return options
-    return []
+            if not stem or not options or any("\n" in option for option in options[:-1]):
+                continue
+            last, _, after = options[-1].partition("\n")
+            if any(text.rstrip().endswith("?") for text in (*options[:-1], last, after)):
+                continue
+            return stem, [*options[:-1], last.strip()]
+    return None
 
 
 def labelled_key(key: str) -> tuple[str, str] | None:
@@ -1028,8 +1036,8 @@ def strip_option_letters(options: list[str]) -> list[str]:
     letter, in order (A, B, C, ...), in one style: a list like ["A: left", "B: right"] is
     labelled; ["A. fumigatus", "Candida"] is not, and is left alone. Every letter, out of order
     (["B. Heparin", "A. Warfarin"]), is a bad row: a key "B" was read as the second place, and
-    named Warfarin, silently; unless each text after its letter is one lower-case word, a
-    species ("B. anthracis", "A. baumannii"), which is left alone."""
+    named Warfarin, silently. (Species in another order, "B. anthracis", "A. baumannii", are
+    refused too: nothing tells them from "B. heparin", "A. warfarin".)"""
     if len(options) < 2:
         return options
     for style in OPTION_LABEL_STYLES:
@@ -1039,9 +1047,7 @@ def strip_option_letters(options: list[str]) -> list[str]:
         letters = "".join(m.group(1) for m in matches).upper()
         if letters == LETTERS[: len(options)]:
             return [option[m.end():] for option, m in zip(options, matches)]
-        texts = [option[m.end():] for option, m in zip(options, matches)]
-        genera = all(re.fullmatch(r"[a-z]+", text) for text in texts)  # "B. anthracis", "A. baumannii"
-        if sorted(letters) == list(LETTERS[: len(options)]) and not genera:
+        if sorted(letters) == list(LETTERS[: len(options)]):
             raise RowError("bad_options", f"the options are labelled {', '.join(letters)}, out of order: a key "
                                           "could name a label or a place; write them in order, or as {letter: text}")
     return options

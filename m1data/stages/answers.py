@@ -125,11 +125,10 @@ _LETTER_IS_CORRECT = re.compile(
     r"(?i:\b(?:option|choice)\s+)?[(*\[]*(?<![\w'-])([A-Z])(?![\w'-])[)*\]]*\s+is\s+(?:the\s+)?"
     r"(?i:correct|right|best\s+answer|true\s+answer)\b"
 )
-# "B is the answer", "Therefore, (B) is the answer": a letter that opens its phrase, not one that
-# ends a name ("vitamin A is the answer", "hepatitis B is the answer" name the option's text)
+# "B is the answer", "So option (B) is the answer"; read only where the word before the letter does
+# not make it an option's text ("vitamin A is the answer" with "Vitamin A" among the options)
 _LETTER_IS_THE_ANSWER = re.compile(
-    r"(?<![A-Za-z] )(?<![\w'-])(?i:(?:option|choice)\s+)?[(*\[]*([A-Z])(?![\w'-])[)*\]]*\s+is\s+(?:the\s+)?"
-    r"(?i:answer)\b"
+    r"(?i:\b(?:option|choice)\s+)?[(*\[]*(?<![\w'-])([A-Z])(?![\w'-])[)*\]]*\s+is\s+(?:the\s+)?(?i:answer)\b"
 )
 _LETTER_PREFIX = r"(?:(?i:option|choice)\s+)?"
 _LETTER_JOIN = r"(?:,|;|&|/|\+|\band\b|\bor\b|[和或与與及])"  # what joins letters in a list: "C, D", "C and D", "C和D"
@@ -462,8 +461,7 @@ def _statement_slots(text: str) -> list[tuple[int, str]]:
     slots = [(m.end(), text[m.end() :].split("\n", 1)[0][:300]) for m in _STATEMENT.finditer(text)]
     slots += [
         (m.start(), m.group(1))
-        for pattern in (_LETTER_IS_CORRECT, _LETTER_IS_THE_ANSWER)
-        for m in pattern.finditer(text)
+        for m in _LETTER_IS_CORRECT.finditer(text)
         if not _NEGATION.search(_same_clause(text, m.start())) and not re.match(_QUESTION_AFTER, text[m.end() :])
     ]
     return sorted(slots + _cjk_letters_called_correct(text))
@@ -483,11 +481,26 @@ def _cjk_letters_called_correct(text: str) -> list[tuple[int, str]]:
 
 def _read_statement(text: str, options: Sequence[str]) -> tuple[int, ...] | None:
     """The last statement that names an option."""
-    for _, slot in reversed(_statement_slots(text)):
+    said = _statement_slots(text) + [
+        (m.start(), m.group(1))
+        for m in _LETTER_IS_THE_ANSWER.finditer(text)
+        if not _ends_an_option(text[: m.start(1)], m.group(1), options) and not _NEGATION.search(_same_clause(text, m.start()))
+    ]
+    for _, slot in reversed(sorted(said)):
         named = _read_slot(slot, options)
         if named:
             return named
     return None
+
+
+def _ends_an_option(before: str, letter: str, options: Sequence[str]) -> bool:
+    """Whether the word before `letter` and the letter end an option's text ("vitamin" + "A" for
+    "Vitamin A"): the letter is then part of that text, not an option's letter."""
+    word = re.search(r"(\w+)\W*$", before)
+    if word is None:
+        return False
+    named = f"{word.group(1)} {letter}".casefold()
+    return any(_normalise(option) == named or _normalise(option).endswith(" " + named) for option in options)
 
 
 def _lines(text: str) -> list[str]:
@@ -595,16 +608,25 @@ def _similar(text: str, options: Sequence[str]) -> int | None:
 
 
 def _number_with_unit(target: str, options: Sequence[str]) -> int | None:
-    """The one option that is the number `target` (a bare "20") and one unit after it ("20 mg",
-    "20 mL/h", "20%"), nothing more. Why: a ratio counts characters, and "20" is 57 against
-    "20 mg", so a stated dose was no answer at all; "2" does not name "20 mg", nor "1" the
-    option "1 and 4" (a list of statements, which "1" alone does not choose)."""
+    """The one option that is the number `target` (a bare "20") and its unit, up to three words
+    ("20 mg", "20 mL/h", "20%", "20 mm Hg", "20 mg daily"), nothing more. Why: a ratio counts
+    characters, and "20" is 57 against "20 mg", so a stated dose was no answer at all; "2" does
+    not name "20 mg", nor "1" the option "1 and 4", nor "3" the option "3 only" (statements, of
+    which "3" may be the third option)."""
     number = re.fullmatch(r"(\d+(?:\.\d+)?)\.?", target)
     if number is None:
         return None
-    named = [i for i, option in enumerate(options)
-             if re.fullmatch(re.escape(number.group(1)) + r"\s*(?:[^\W\d][\w/.·]*|%)", _normalise(option))]
+    named = []
+    for i, option in enumerate(options):
+        unit = re.fullmatch(re.escape(number.group(1)) + r"\s*(%|[^\W\d][\w/.·]*(?:\s+[^\W\d][\w/.·]*){0,2})",
+                            _normalise(option))
+        if unit and not set(unit.group(1).split()) & _LIST_WORDS:
+            named.append(i)
     return named[0] if len(named) == 1 else None
+
+
+# words that make "1 and 4", "3 only", "all of the above" a choice among statements, not a quantity
+_LIST_WORDS = frozenset({"and", "or", "only", "both", "all", "none", "alone", "of", "the", "above", "neither", "nor"})
 
 
 def _negations(text: str) -> list[str]:

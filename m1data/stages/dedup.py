@@ -99,9 +99,10 @@ def _questions(ds: Dataset, what: str = "the rows", id_column: str = "id") -> tu
         return _stems(ds, what, id_column), options  # no rows, or the error that there is no question
     questions = column_values(ds, "question")
     for i in [i for i, found in enumerate(options) if not found and isinstance(questions[i], str)]:
-        written = options_in_question(questions[i])
-        if written:
-            options[i], questions[i] = written, question_stem(questions[i], written)
+        inline = options_in_question(questions[i])
+        if inline is not None:
+            stem, options[i] = inline
+            questions[i] = question_stem(stem, options[i])
     return _stems(ds, what, id_column, questions), options
 
 
@@ -404,10 +405,10 @@ def _question_item(set_name: str, item_id: str, question: str, column: str | Non
     from m1data.reading.evalsets import question_stem
     from m1data.reading.readers import options_in_question
 
-    options = [] if column else options_in_question(question)
-    if not options:
+    inline = None if column else options_in_question(question)
+    if inline is None:
         return EvalText(set_name, item_id, question)
-    stem = question_stem(question, options)
+    stem, options = question_stem(inline[0], inline[1]), inline[1]
     return EvalText(set_name, item_id, stem_key(stem, options), True, stem, tuple(options))
 
 

@@ -144,8 +144,8 @@ class DifficultyConfig:
     runtime: LLMRuntime = field(default_factory=LLMRuntime)
 
     def __post_init__(self) -> None:
-        check_settings("difficulty", max_tokens=self.max_tokens, temperature=self.temperature)
-        check_settings("difficulty.extra_params", **self.extra_params)
+        check_settings("difficulty", {"max_tokens": self.max_tokens, "temperature": self.temperature})
+        check_settings("difficulty.extra_params", self.extra_params)
         if self.drop_rule not in ("any", "all", "none"):
             raise UserError(f"drop_rule must be 'any', 'all' or 'none', not {self.drop_rule!r}")
         columns = [s.column for s in self.students]

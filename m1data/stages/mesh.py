@@ -179,8 +179,8 @@ class MeshConfig:
     runtime: LLMRuntime = field(default_factory=LLMRuntime)
 
     def __post_init__(self) -> None:
-        check_settings("mesh", max_tokens=self.max_tokens, temperature=self.temperature)
-        check_settings("mesh.extra_params", **self.extra_params)
+        check_settings("mesh", {"max_tokens": self.max_tokens, "temperature": self.temperature})
+        check_settings("mesh.extra_params", self.extra_params)
         if self.max_attempts < 1:
             raise UserError("max_attempts must be at least 1")
         if self.chunk_size < 1:

@@ -137,8 +137,9 @@ class TracesConfig:
     retry_truncated: bool = True
 
     def __post_init__(self) -> None:
-        check_settings("traces", max_tokens=self.max_tokens, temperature=self.temperature, top_p=self.top_p)
-        check_settings("traces.extra_params", **self.extra_params)
+        check_settings("traces", {"max_tokens": self.max_tokens, "temperature": self.temperature,
+                                  "top_p": self.top_p})
+        check_settings("traces.extra_params", self.extra_params)
         check_attempts(self.attempts, "traces.attempts")
         if self.keep not in KEEP:
             raise UserError(f"traces.keep must be one of {', '.join(KEEP)}, not {self.keep!r}")

@@ -704,6 +704,8 @@ def test_a_loaded_eval_file_with_a_contradicted_or_unreadable_key_leaves_that_ro
      ["Both", "Neither", "Only A", "Only B"]),
     ("Which is it? (A) the first (B) the second", ["the first", "the second"]),
     ("Which drug?\nA. Warfarin\nB. Heparin\nAnswer:", ["Warfarin", "Heparin"]),
+    ("Which drug?\nA. Warfarin\nB. Heparin\nAnswer: A", ["Warfarin", "Heparin"]),  # what follows the list is cut
+    ("Which drug?\nOptions:\nA. Warfarin\nB. Heparin\nAnswer with the option's letter.", ["Warfarin", "Heparin"]),
     ("No options here.", []),
     ("A. a list\nB. with no stem", []),
 ])
@@ -715,9 +717,11 @@ def test_only_a_list_that_ends_the_question_is_read_as_its_options(question, opt
     from m1data.reading.readers import options_in_question
     from m1data.stages.dedup import decontaminate
 
-    assert options_in_question(question) == options
+    found = options_in_question(question)
+    assert (found[1] if found else []) == options
     # a training copy, its options in a column of their own, goes whichever way the item was read
-    copy = {"id": "r", "question": question_stem(question, options), "options": options or ["yes", "no"]}
+    copy = {"id": "r", "question": question_stem(found[0], options) if found else question,
+            "options": options or ["yes", "no"]}
     _, dropped = decontaminate([copy], {"e": [{"id": "e", "question": question}]})
     assert list(dropped["id"]) == ["r"]
 
@@ -735,3 +739,5 @@ def test_two_files_of_one_stem_each_take_their_own_mapping(tmp_path):
         assert [e.mapping for e in with_mappings(entries, {named: {"question": "Stem"}})] == expected
     with pytest.raises(UserError, match="names 2 eval entries"):
         with_mappings(entries, {"test": {"question": "Stem"}})
+    with pytest.raises(UserError, match="mappings for 'test' and 'a/test' name one eval entry"):
+        with_mappings(entries[:1], {"test": {"question": "Stem"}, "a/test": {"question": "Other"}})
