@@ -1173,7 +1173,7 @@ def _called(entry: EvalInput) -> tuple[str, ...]:
     results carry too (`file_set_name`), which the stats and messages show."""
     if entry.path is not None or known_eval_set(entry.name):
         return (entry.entry_name,)
-    return entry.entry_name, file_set_name(entry.name)
+    return tuple(dict.fromkeys((entry.entry_name, file_set_name(entry.name))))  # one name for a file in "/"
 
 
 def with_mappings(entries: Sequence[EvalInput], mappings: dict[str, dict[str, Any]]) -> list[EvalInput]:

@@ -991,17 +991,25 @@ def options_in_question(question: str) -> tuple[str, list[str]] | None:
     option ("Answer: A", an instruction) are cut off, but an option that holds a line break
     before the last, or a question after the list ("(a) X\n(b) Y\nWhich of the above are
     correct?", a list of statements), is the question going on, not its options."""
-    for starts, heading in ((_LINE_LIST_START, _LINE_HEADING), (_INLINE_LIST_START, _INLINE_HEADING)):
-        for start in starts.finditer(question):  # a list a line each first
-            stem = heading.sub("", question[: start.start()].rstrip()).rstrip()
+    for starts in (_LINE_LIST_START, _INLINE_LIST_START):  # a list a line each first
+        for start in starts.finditer(question):
+            stem = question[: start.start()].rstrip()
+            stem = _INLINE_HEADING.sub("", _LINE_HEADING.sub("", stem).rstrip()).rstrip()
             options = listed_options(_ANSWER_CUE.sub("", question[start.end():]))
             if not stem or not options or any("\n" in option for option in options[:-1]):
                 continue
             last, _, after = options[-1].partition("\n")
-            if any(text.rstrip().endswith("?") for text in (*options[:-1], last, after)):
+            if _goes_on(after) or any(text.rstrip().endswith("?") for text in (*options[:-1], last)):
                 continue
             return stem, [*options[:-1], last.strip()]
     return None
+
+
+def _goes_on(after: str) -> bool:
+    """Whether the text after a list's last option's first line is more of the question, not an
+    "Answer: B" line or an instruction: a question ("Which of the above are correct?"), another
+    list (statements (a), (b) before options A-D), or the last option wrapped onto an indented line."""
+    return "?" in after or after[:1] in (" ", "\t") or _LINE_LIST_START.search(after) is not None
 
 
 def labelled_key(key: str) -> tuple[str, str] | None:

@@ -484,7 +484,8 @@ def _read_statement(text: str, options: Sequence[str]) -> tuple[int, ...] | None
     said = _statement_slots(text) + [
         (m.start(), m.group(1))
         for m in _LETTER_IS_THE_ANSWER.finditer(text)
-        if not _ends_an_option(text[: m.start(1)], m.group(1), options) and not _NEGATION.search(_same_clause(text, m.start()))
+        if not _ends_an_option(text[: m.start(1)], m.group(1), options)
+        and not _NEGATION.search(_same_clause(text, m.start())) and not re.match(_QUESTION_AFTER, text[m.end():])
     ]
     for _, slot in reversed(sorted(said)):
         named = _read_slot(slot, options)
@@ -496,7 +497,7 @@ def _read_statement(text: str, options: Sequence[str]) -> tuple[int, ...] | None
 def _ends_an_option(before: str, letter: str, options: Sequence[str]) -> bool:
     """Whether the word before `letter` and the letter end an option's text ("vitamin" + "A" for
     "Vitamin A"): the letter is then part of that text, not an option's letter."""
-    word = re.search(r"(\w+)\W*$", before)
+    word = re.search(r"(\w+)[ \t]+[(*\[]*$", before)  # the word right before it: not across a full stop
     if word is None:
         return False
     named = f"{word.group(1)} {letter}".casefold()

@@ -697,31 +697,37 @@ def test_a_loaded_eval_file_with_a_contradicted_or_unreadable_key_leaves_that_ro
     assert result.exit_code == 0 and "Traceback" not in result.output, result.output
 
 
-@pytest.mark.parametrize("question, options", [
-    ("A woman has (a) fever and (b) a rash on her palms. What is the most likely diagnosis?", []),
-    ("Consider the statements:\n(a) X causes Y\n(b) Z causes W\nWhich of the above are correct?", []),
+@pytest.mark.parametrize("question, stem, options", [
+    ("A woman has (a) fever and (b) a rash on her palms. What is the most likely diagnosis?", None, []),
+    ("Consider the statements:\n(a) X causes Y\n(b) Z causes W\nWhich of the above are correct?", None, []),
+    ("Regarding asthma:\n(a) X narrows\n(b) Y widens\nWhich of the above are correct?\nAnswer: B", None, []),
     ("Which of the blood group (A) and (B) antigens is absent in type O?\nA. Both\nB. Neither\nC. Only A\nD. Only B",
-     ["Both", "Neither", "Only A", "Only B"]),
-    ("Which is it? (A) the first (B) the second", ["the first", "the second"]),
-    ("Which drug?\nA. Warfarin\nB. Heparin\nAnswer:", ["Warfarin", "Heparin"]),
-    ("Which drug?\nA. Warfarin\nB. Heparin\nAnswer: A", ["Warfarin", "Heparin"]),  # what follows the list is cut
-    ("Which drug?\nOptions:\nA. Warfarin\nB. Heparin\nAnswer with the option's letter.", ["Warfarin", "Heparin"]),
-    ("No options here.", []),
-    ("A. a list\nB. with no stem", []),
+     "Which of the blood group (A) and (B) antigens is absent in type O?", ["Both", "Neither", "Only A", "Only B"]),
+    ("Which are true?\n(a) X causes Y\n(b) Z causes W\nA. a only\nB. b only\nC. both\nD. neither",
+     "Which are true?\n(a) X causes Y\n(b) Z causes W", ["a only", "b only", "both", "neither"]),
+    ("Which is it? (A) the first (B) the second", "Which is it?", ["the first", "the second"]),
+    ("Which drug?\nA. Warfarin\nB. Heparin\nAnswer:", "Which drug?", ["Warfarin", "Heparin"]),
+    ("Which drug?\nA. Warfarin\nB. Heparin\nAnswer: A", "Which drug?", ["Warfarin", "Heparin"]),
+    ("Which drug?\nOptions:\nA. Warfarin\nB. Heparin\nAnswer with the option's letter.", "Which drug?",
+     ["Warfarin", "Heparin"]),
+    ("Which drug in pregnancy? Answer Choices:\nA. Warfarin\nB. Heparin", "Which drug in pregnancy?",
+     ["Warfarin", "Heparin"]),
+    ("Which drug?\r\nA. Warfarin\r\n\r\nB. Heparin", "Which drug?", ["Warfarin", "Heparin"]),
+    ("Which drug?\nA. Warfarin\nB. a long option that\n   wraps onto a second line", None, []),
+    ("No options here.", None, []),
+    ("A. a list\nB. with no stem", None, []),
 ])
-def test_only_a_list_that_ends_the_question_is_read_as_its_options(question, options):
-    """Labels inside a sentence ("has (a) fever and (b) a rash"), or a list of statements the
-    question goes on about, are the question's own text: read as options, they cut it up, and a
-    verbatim training copy of it was missed (review)."""
-    from m1data.reading.evalsets import question_stem
+def test_only_a_list_that_ends_the_question_is_read_as_its_options(question, stem, options):
+    """Labels inside a sentence ("has (a) fever and (b) a rash"), a list of statements the
+    question goes on about, or statements before the options A-D, are the question's own text:
+    read as options, they cut it up, keyed the row to a statement, and a verbatim training copy
+    was missed (reviews). A line after the list (an "Answer: A", an instruction) is cut off."""
     from m1data.reading.readers import options_in_question
     from m1data.stages.dedup import decontaminate
 
-    found = options_in_question(question)
-    assert (found[1] if found else []) == options
+    assert options_in_question(question) == ((stem, options) if options else None)
     # a training copy, its options in a column of their own, goes whichever way the item was read
-    copy = {"id": "r", "question": question_stem(found[0], options) if found else question,
-            "options": options or ["yes", "no"]}
+    copy = {"id": "r", "question": stem or question, "options": options or ["yes", "no"]}
     _, dropped = decontaminate([copy], {"e": [{"id": "e", "question": question}]})
     assert list(dropped["id"]) == ["r"]
 
