@@ -102,11 +102,16 @@ def load_recipe(recipe: str | Path | None = None, args: Sequence[str] = ()) -> T
     A key the recipe sets that neither dataclass knows is an error, so a typo in a recipe
     cannot silently fall back to a default hyperparameter.
     """
-    from trl import SFTConfig, TrlParser
+    path = None if recipe is None else recipe_path(recipe)  # a recipe that is not there says so, extra or not
+    try:
+        from trl import SFTConfig, TrlParser
+    except ImportError:
+        raise UserError("training needs the `train` extra: pip install 'm1data[train]' (torch first, as the README "
+                        "says)") from None
 
     parser = TrlParser((ScriptArguments, SFTConfig))
-    if recipe is not None:
-        values = read_mapping(recipe_path(recipe))
+    if path is not None:
+        values = read_mapping(path)
         unknown = parser.set_defaults_with_config(**values)
         if unknown:
             raise UserError(f"unknown keys in recipe {recipe}: {unknown}")
