@@ -91,19 +91,26 @@ def _questions(ds: Dataset, what: str = "the rows", id_column: str = "id") -> tu
     options (`options_in_question`), and the stem before them. Why: prompt-formatted copies of
     eval sets are written so, and such a question was compared, options and all, with a training
     copy's stem alone."""
-    from m1data.reading.evalsets import question_stem
-    from m1data.reading.readers import options_in_question
-
     options = _options(ds, what, id_column)
     if not len(ds) or "question" not in ds.column_names:
         return _stems(ds, what, id_column), options  # no rows, or the error that there is no question
     questions = column_values(ds, "question")
     for i in [i for i, found in enumerate(options) if not found and isinstance(questions[i], str)]:
-        inline = options_in_question(questions[i])
-        if inline is not None:
-            stem, options[i] = inline
-            questions[i] = question_stem(stem, options[i])
+        written = _written_options(questions[i])
+        if written is not None:
+            questions[i], options[i] = written
     return _stems(ds, what, id_column, questions), options
+
+
+def _written_options(question: str) -> tuple[str, list[str]] | None:
+    """(stem, options) of a question that writes its options at its end (`options_in_question`),
+    the stem as the eval readers leave it (`question_stem`); None when it writes none. The one
+    reading for rows and for plain-string eval questions."""
+    from m1data.reading.evalsets import question_stem
+    from m1data.reading.readers import options_in_question
+
+    inline = options_in_question(question)
+    return None if inline is None else (question_stem(*inline), inline[1])
 
 
 def _stems(ds: Dataset, what: str = "the rows", id_column: str = "id", questions: list[str] | None = None) -> list[str]:
@@ -402,13 +409,10 @@ def _question_item(set_name: str, item_id: str, question: str, column: str | Non
     """A plain-string eval question: compared on its stem and the options it writes at its end
     (`options_in_question`) when it writes them, as a Dataset row without options is; else a
     bare question, compared with the rows' stems (with ``column``: with that column)."""
-    from m1data.reading.evalsets import question_stem
-    from m1data.reading.readers import options_in_question
-
-    inline = None if column else options_in_question(question)
-    if inline is None:
+    written = None if column else _written_options(question)
+    if written is None:
         return EvalText(set_name, item_id, question)
-    stem, options = question_stem(inline[0], inline[1]), inline[1]
+    stem, options = written
     return EvalText(set_name, item_id, stem_key(stem, options), True, stem, tuple(options))
 
 
