@@ -573,7 +573,9 @@ def _check_answer_text(found: _Fields, index: int) -> None:
             return
     elif "letter" in kinds and key_letter(value) == LETTERS[index]:
         return
-    raise RowError("answer_mismatch", f"answer {value!r} is not option {LETTERS[index]}, which "
+    named = _index_as(value, found.options, "text", found.written) if "text" in kinds else None
+    what = f"is the text of option {LETTERS[named]}, not of option" if named is not None else "is not option"
+    raise RowError("answer_mismatch", f"answer {value!r} {what} {LETTERS[index]}, which "
                                       f"{found.answer_column} {found.answer!r} names")
 
 

@@ -517,6 +517,8 @@ def test_a_key_and_a_text_that_disagree_leave_the_row_unscored(texts, data):
     else:
         assert parsed.error.reason == "answer_mismatch" and parsed.answer_idx == -1
         assert parsed.question == "Which one?" and parsed.options == texts  # still a decontamination target
+        # the detail names both options: a text "B" of option C is not read as "is not option B"
+        assert f"is the text of option {LETTERS[said]}, not of option {LETTERS[key]}" in parsed.error.detail
 
 
 def test_answer_mismatch_through_every_reader_of_the_file(tmp_path):
