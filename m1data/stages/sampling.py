@@ -74,12 +74,18 @@ class PoolTooSmall(UserWarning):
     """Asked for more rows than the pool has; every row is returned."""
 
 
-def _check_n(n: int, pool: int) -> None:
-    """Reject sizes that would otherwise crash deep inside numpy; warn when the pool is short."""
+def _check_size(n: int, name: str = "n") -> None:
+    """A sample size is a non-negative int. Why: 10.7 or True would otherwise crash deep inside
+    numpy, or ran (a config's n=True drew 1 row; n=10.7 logged "asked for 10.7 rows")."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-        raise TypeError(f"n must be an int, got {type(n).__name__}")
+        raise TypeError(f"{name} must be an int, got {type(n).__name__}: {n!r}")
     if n < 0:
-        raise UserError(f"n must be >= 0, got {n}")
+        raise UserError(f"{name} must be >= 0, got {n}")
+
+
+def _check_n(n: int, pool: int) -> None:
+    """Reject a size that is not one (`_check_size`); warn when the pool is short."""
+    _check_size(n)
     if n > pool:
         warnings.warn(f"asked for {n:,} rows but the pool has {pool:,}: returning all {pool:,}", PoolTooSmall,
                       stacklevel=3)
@@ -108,15 +114,30 @@ def _as_dataset(data: Any) -> tuple[datasets.Dataset, Callable[[datasets.Dataset
     return ds, lambda _, idx: data.iloc[idx]  # pandas
 
 
+def _level_names(levels: Sequence[str], name: str = "levels") -> tuple[str, ...]:
+    """The rules on level columns that hold before any data is seen, so a config can be checked
+    when it is read (`SampleConfig`) by the same rules the sampler applies when it runs. An order
+    is required because the first column is the outermost level: a set has none."""
+    if isinstance(levels, str):
+        raise TypeError(f"{name} must be a sequence of column names, not a single string")
+    if not isinstance(levels, Sequence):
+        raise TypeError(f"{name} must be a sequence of column names (outermost level first), "
+                        f"got {type(levels).__name__}")
+    for column in levels:
+        if not isinstance(column, str):
+            raise TypeError(f"{name} must hold column names, got {type(column).__name__}: {column!r}")
+        if not column.strip():
+            raise UserError(f"{name} holds an empty column name: {list(levels)}")
+    if len(set(levels)) != len(levels):
+        raise UserError(f"{name} contains a column twice: {list(levels)}")
+    return tuple(levels)
+
+
 def _check_levels(ds: datasets.Dataset, levels: Sequence[str]) -> list[str]:
     """Fail early with the offending column name instead of a polars error about a missing key."""
-    if isinstance(levels, str):
-        raise TypeError("levels must be a sequence of column names, not a single string")
-    names = list(levels)
+    names = list(_level_names(levels))
     if not names:
         raise UserError("levels must name at least one column; use random_sample for no strata")
-    if len(set(names)) != len(names):
-        raise UserError(f"levels contains a column twice: {names}")
     for name in names:
         if name not in ds.column_names:
             raise UserError(
@@ -132,9 +153,11 @@ def _check_levels(ds: datasets.Dataset, levels: Sequence[str]) -> list[str]:
 def _leaf_rows(ds: datasets.Dataset, levels: list[str]) -> list[Leaf]:
     """Group row indices by the level columns in one vectorised pass (no per-row Python work).
 
-    Returns one entry per leaf in sorted key order (nulls last), rows ascending inside each leaf.
+    Returns one entry per leaf in sorted key order (missing values last, as None), rows ascending
+    inside each leaf.
     """
-    frame = ds.select_columns(levels).to_polars().with_row_index(_ROW)
+    frame = _missing_as_null(ds.select_columns(levels).to_polars(), levels).with_row_index(_ROW)
+    _warn_missing(frame, levels)
     grouped = (
         frame.group_by(levels)
         .agg(pl.col(_ROW))
@@ -146,6 +169,33 @@ def _leaf_rows(ds: datasets.Dataset, levels: list[str]) -> list[Leaf]:
         rows = np.sort(np.asarray(record[-1], dtype=np.int64))
         leaves.append((key, rows))
     return leaves
+
+
+def _missing_as_null(frame: pl.DataFrame, levels: list[str]) -> pl.DataFrame:
+    """NaN and empty or blank strings as null: one missing value, whatever the input type. Why: a
+    pandas pool came in with NaN already null, a polars one kept both, so the same rows gave two
+    groups or three; and "" was a domain of its own, drawn as often as a real one."""
+    fixes = []
+    for name in levels:
+        dtype = frame.schema[name]
+        if dtype.is_float():
+            fixes.append(pl.col(name).fill_nan(None))
+        elif dtype == pl.String:
+            fixes.append(pl.when(pl.col(name).str.strip_chars() == "").then(None).otherwise(pl.col(name)).alias(name))
+    return frame.with_columns(fixes) if fixes else frame
+
+
+def _warn_missing(frame: pl.DataFrame, levels: list[str]) -> None:
+    """Say once per draw how many rows have no value at which level. They are drawn, not
+    dropped (every row is accounted for), but as one group as likely as any real value, which is
+    rarely meant: for m1K that is untagged rows taking a domain's share (see m1data.stages.mesh)."""
+    counts = frame.select(pl.col(levels).null_count()).row(0)
+    missing = [f"{count:,} of {frame.height:,} at {name!r}" for name, count in zip(levels, counts, strict=True)
+               if count]
+    if missing:
+        log.warning(f"rows with no value (null, NaN or blank) at a level: {', '.join(missing)}; they are drawn as "
+                    "one group of their own at that level, as likely as a real value: tag them, or filter them "
+                    "out first")
 
 
 def _build_tree(leaves: list[Leaf]) -> _Group:
@@ -201,8 +251,12 @@ def stratified_sample(
     being drawn once exhausted (this is why PubMedQA's 28 rows nearly all land in m1K).
     ``levels=("domain",)`` gives the paper's "Hard Domain Balanced" ablation.
 
-    Null values in a level column form their own group, sorted after all other keys. See the
-    module docstring for determinism, ordering, input types and the ``n >= len(ds)`` case.
+    A row with no value at a level (null, NaN, or an empty or blank string: one missing value for
+    every input type) is drawn from one group of its own at that level, sorted after every other
+    key, and so is as likely as a real value. Such rows are kept, not dropped, but a warning is
+    logged with how many there are at which level, since that group is rarely meant (untagged rows
+    would take a domain's share of m1K): tag them, or filter them out first. See the module
+    docstring for determinism, ordering, input types and the ``n >= len(ds)`` case.
     """
     ds, back = _as_dataset(ds)
     _check_n(n, len(ds))
@@ -248,9 +302,10 @@ class SampleConfig:
     seed: int = 42
 
     def __post_init__(self) -> None:
-        """Checked when the config is read, not when the sampler runs after every other stage."""
-        if self.n < 0:
-            raise UserError(f"sample.n must be >= 0, got {self.n}")
+        """Checked when the config is read, not when the sampler runs after every other stage.
+        Whether the level columns exist can only be known then, so that is left to the sampler."""
+        _check_size(self.n, "sample.n")
+        self.levels = _level_names(self.levels, "sample.levels")
         _check_seed(self.seed)
 
 

@@ -389,6 +389,63 @@ def test_bad_levels() -> None:
         stratified_sample(ds, 1, levels="domain")
 
 
+def test_the_config_checks_n_and_levels_when_it_is_read() -> None:
+    """n=10.7 ran and logged "asked for 10.7 rows", n=True drew 1 row, and bad levels waited for
+    the sampler, after every other stage; the rules are the sampler's own."""
+    with pytest.raises(TypeError, match="sample.n must be an int, got float: 10.7"):
+        SampleConfig(n=10.7)
+    with pytest.raises(TypeError, match="sample.n must be an int, got bool"):
+        SampleConfig(n=True)
+    with pytest.raises(TypeError, match="sample.levels must be a sequence of column names, not a single string"):
+        SampleConfig(levels="domain")
+    with pytest.raises(TypeError, match="outermost level first"):
+        SampleConfig(levels={"domain", "source"})
+    with pytest.raises(TypeError, match="sample.levels must hold column names, got int"):
+        SampleConfig(levels=("domain", 3))
+    with pytest.raises(UserError, match="sample.levels holds an empty column name"):
+        SampleConfig(levels=("domain", " "))
+    with pytest.raises(UserError, match="sample.levels contains a column twice"):
+        SampleConfig(levels=["domain", "domain"])
+    assert SampleConfig(n=np.int64(5), levels=["domain", "source"]).levels == ("domain", "source")
+    assert SampleConfig(levels=()).levels == ()  # a uniform draw
+    assert SampleConfig(levels=("not_a_column",)).levels == ("not_a_column",)  # known only when it runs
+
+
+def test_missing_level_values_are_one_group_for_every_input_type_and_said(caplog) -> None:
+    """None, "" and blank were three domains, each drawn as often as a real one, and a float
+    column's NaN and null were two groups from polars but one from pandas. Now they are one
+    missing group (drawn exactly as if every such value were None), and a warning says so."""
+    import pandas as pd
+    import polars as pl
+
+    as_none = _pool({"domain": [None, None, None, "A", "A", "B"]})
+    mixed = _pool({"domain": [None, "", "  ", "A", "A", "B"]})
+    nan_none = {"id": [0, 1, 2, 3], "domain": [float("nan"), None, 1.0, 2.0]}
+    all_none = _pool({"domain": [None, None, 1.0, 2.0]})
+    for seed in range(12):
+        def draw(pool):
+            picked = stratified_sample(pool, 6, levels=("domain",), seed=seed)
+            return [row["id"] for row in picked] if isinstance(picked, list) else list(picked["id"])
+        assert draw(mixed) == draw(as_none)
+        expected = draw(all_none)
+        assert draw(pl.DataFrame(nan_none)) == expected
+        assert draw(pd.DataFrame(nan_none)) == expected
+        assert draw([dict(zip(nan_none, row)) for row in zip(*nan_none.values())]) == expected
+
+    caplog.clear()
+    pool = _pool({"domain": [None, "", "A", "B"], "source": ["x", "x", " ", "y"]})
+    with caplog.at_level("WARNING", logger="m1data.stages.sampling"):
+        assert sorted(_ids(stratified_sample(pool, 4))) == [0, 1, 2, 3]  # drawn, not dropped
+    assert [r.getMessage() for r in caplog.records] == [
+        "rows with no value (null, NaN or blank) at a level: 2 of 4 at 'domain', 1 of 4 at 'source'; they are "
+        "drawn as one group of their own at that level, as likely as a real value: tag them, or filter them out first"
+    ]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="m1data.stages.sampling"):
+        stratified_sample(_pool({"domain": ["A", "B"], "source": ["x", "y"]}), 2)
+    assert not caplog.records
+
+
 def test_zero_and_empty() -> None:
     ds = _pool({"domain": ["a", "b"], "source": ["x", "y"]})
     empty = stratified_sample(ds, 0)
