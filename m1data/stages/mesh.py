@@ -23,7 +23,8 @@ Decisions on what the reference leaves open (each has a test in tests/stages/tes
   code and threw the paid re-ask away, changing the row's tag.
 * A row still without a code after `max_attempts` is dropped with reason "untagged" (counted in
   the manifest), not kept under a made-up "unresolved" domain: the m1K sampler draws domains
-  uniformly, and a catch-all bucket would be drawn as often as a real qualifier.
+  uniformly, and a catch-all bucket would be drawn as often as a real qualifier. Its record shows
+  the end of the last reply, or of its thinking when the reply was all thinking.
 
 Cost: every request carries the whole rubric, about 3.8K prompt tokens (o200k) for a short
 question, so tagging m23K once is roughly 90M prompt tokens.
@@ -209,11 +210,27 @@ def _previous_text(reply: Reply) -> str | None:
     return reply.text if reply.status != "error" and reply.text else None
 
 
+_DETAIL_CHARS = 300  # what a dropped record shows of a reply: enough to see why, short enough to skim
+_THOUGHT_ONLY = "no answer after the thinking: "
+
+
 def _why_untagged(outcome: Outcome) -> str:
-    """The last reply of a row left untagged, so a reader can see why the model failed."""
+    """The last reply of a row left untagged, so a reader can see why the model failed. A reply
+    that was all thinking (an unclosed `<think>`) has its words in `reasoning` and none in `text`:
+    the end of the thinking is shown, marked as such, where the record read "ok: " and hid them."""
     last = outcome.replies[-1]
-    detail = last.error if last.status == "error" else (last.text or "")[-300:]
+    if last.status == "error":
+        detail = last.error
+    elif not (last.text or "").strip() and (last.reasoning or "").strip():
+        detail = _THOUGHT_ONLY + _tail(last.reasoning.strip(), _DETAIL_CHARS - len(_THOUGHT_ONLY))
+    else:
+        detail = (last.text or "")[-_DETAIL_CHARS:]
     return f"{last.status}: {detail}"
+
+
+def _tail(text: str, size: int) -> str:
+    """The last `size` characters of `text`, with "..." in front when it was cut."""
+    return text if len(text) <= size else "..." + text[-(size - 3):]
 
 
 def _stats(outcomes: list[Outcome], codes: list[str], run: RunStats) -> dict[str, Any]:

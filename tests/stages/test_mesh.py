@@ -318,6 +318,24 @@ def test_always_garbage_is_dropped_as_untagged_after_max_attempts(llm_server, tm
     assert result.stats["untagged"] == 4
 
 
+@pytest.mark.parametrize("thinking", [
+    chat("<think>I think the code is 33"),  # inline, never closed
+    chat(None, reasoning="I think the code is 33"),  # a reasoning parser's shape of the same reply
+])
+def test_an_untagged_reply_that_was_all_thinking_shows_the_thinking(llm_server, tmp_path, thinking):
+    # the detail was "ok: ": the words went to Reply.reasoning and only Reply.text was shown
+    llm_server.handler = lambda req: thinking
+    result = _run(llm_server, tmp_path, max_attempts=1)
+    assert result.dropped["detail"] == ["ok: no answer after the thinking: I think the code is 33"] * 4
+
+
+def test_the_thinking_shown_for_an_untagged_row_is_its_end_and_short(llm_server, tmp_path):
+    llm_server.handler = lambda req: chat("<think>" + "hmm " * 500 + "so the code is 33")
+    detail = _run(llm_server, tmp_path, max_attempts=1).dropped["detail"][0]
+    assert detail.startswith("ok: no answer after the thinking: ...")
+    assert detail.endswith("so the code is 33") and len(detail) <= 4 + 300
+
+
 def test_max_attempts_one_never_reasks(llm_server, tmp_path):
     llm_server.handler = always_garbage
     result = _run(llm_server, tmp_path, max_attempts=1)
