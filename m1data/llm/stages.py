@@ -17,12 +17,15 @@ import contextlib
 import importlib.util
 import logging
 from abc import abstractmethod
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import datasets
+import pyarrow as pa
+from datasets.table import InMemoryTable
 
 from m1data.errors import UserError
 from m1data.llm.attempts import complete_tries, run_rounds
@@ -34,7 +37,7 @@ from m1data.llm.types import Engine, Reply, Request, is_transient
 from m1data.redact import refuse_endpoint_secrets, refuse_secret_params
 from m1data.running import pipeline
 from m1data.running.pipeline import RunContext, Stage, StageResult, dropped_rows, in_memory, refuse_overwrite, run_on_file
-from m1data.schema import fresh_fingerprint
+from m1data.schema import column_values, fresh_fingerprint, key_problem
 
 BOXED_INSTRUCTION = "Return your final response within \\boxed{}."
 CACHE_FILENAME = "llm_cache.sqlite"
@@ -186,6 +189,7 @@ class LLMStage(Stage):
     distributed worker receives the config and builds its own (an API key never travels)."""
 
     row_parallel = True
+    grades = True  # its replies are graded by options and answer_idx (students, teacher); the tagger's are not
     config: Any  # a dataclass with a `runtime: LLMRuntime` and `extra_params`
 
     def __init__(self, config: Any, engines: dict[str, Engine] | None = None):
@@ -234,8 +238,26 @@ class LLMStage(Stage):
 
     def run(self, rows: datasets.Dataset | None, ctx: RunContext | None = None) -> StageResult:
         rows = check_rows(rows, self.name, self.required_columns(), texts=(self.text_column(),))
+        rows, ungradable = self.ungradable(rows) if self.grades else (rows, None)
         with open_cache(self.runtime.cache_path, ctx) as cache:
-            return self.process(rows, cache, ctx)
+            return _with_dropped(self.process(rows, cache, ctx), ungradable)
+
+    def ungradable(self, rows: datasets.Dataset) -> tuple[datasets.Dataset, datasets.Dataset | None]:
+        """(rows to ask about, rows dropped first): a row whose prompt or answer fields disagree
+        with its options and answer_idx (`schema.key_problem`) is not sent, since its reply would
+        be graded against options the model never saw; it is dropped with the reason, and a
+        warning counts them. None when every row agrees (as every row m1data loads does)."""
+        n = len(rows)
+        fields = [column_values(rows, c) if c in rows.column_names else [None] * n
+                  for c in ("prompt", "options", "answer_idx", "answer_letter", "answer_text")]
+        problems = [key_problem(*row) for row in zip(*fields, strict=True)]
+        if not any(problems):
+            return rows, None
+        bad = [p for p in problems if p is not None]
+        counts = Counter(p.reason for p in bad)
+        log.warning("%s: %d row(s) not sent, their prompt or answer fields disagreeing with their options (%s); "
+                    "first: %s", self.name, len(bad), ", ".join(f"{r}: {c}" for r, c in sorted(counts.items())), bad[0])
+        return split_rows(rows, [p and p.reason for p in problems], [p.detail if p else "" for p in problems])
 
     def engine(self, endpoint: Endpoint, require_key: bool = True) -> Engine:
         """The engine that answers `endpoint`: a replacement given to the stage, else one built
@@ -368,6 +390,16 @@ def open_cache(configured: str | None, ctx: RunContext | None) -> Cache:
     if ctx is None:
         raise UserError("no cache path configured and no run context to put one in")
     return Cache(Path(ctx.state_dir) / CACHE_FILENAME)
+
+
+def _with_dropped(result: StageResult, dropped: datasets.Dataset | None) -> StageResult:
+    """`result` with `dropped` added to its dropped rows (the columns of both; a column only
+    one has is null in the other's rows)."""
+    if dropped is None:
+        return result
+    tables = [t.data.table for t in (result.dropped, dropped) if t is not None]
+    table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
+    return replace(result, dropped=in_memory(datasets.Dataset(InMemoryTable(table))))
 
 
 def split_rows(

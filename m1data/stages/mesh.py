@@ -251,6 +251,7 @@ class MeshTagger(LLMStage):
     say); the config's base_url is then unused."""
 
     name = "tag"
+    grades = False
 
     def __init__(self, config: MeshConfig | None = None, engine: Engine | None = None):
         super().__init__(config or MeshConfig(), {"*": engine} if engine is not None else None)

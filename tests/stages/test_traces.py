@@ -560,3 +560,25 @@ def test_a_preflight_call_that_failed_transiently_is_counted_as_sent_once(llm_se
     assert (stats["sent"], stats["cached"]) == (len(ROWS), 0)  # every request went out once; none was cached before
     assert stats["retries"] == 14 - len(ROWS)
     assert (stats["by_attempt"]["1"]["sent"], stats["by_attempt"]["1"]["cached"]) == (len(ROWS), 0)
+
+
+def test_rows_whose_prompt_shows_other_options_are_not_sent(llm_server, tmp_path, secret_env, caplog):
+    """A row a researcher brings whose prompt lists its options in another order than `options`
+    (or whose answer_letter names another option) is graded against options the teacher never
+    saw: the audit's teacher, right as shown, was dropped as wrong, and one wrong as shown was
+    kept as verified. Such rows are not sent, and are dropped with the reason."""
+    options = ["Aortic stenosis", "Mitral regurgitation", "Mitral stenosis", "Tricuspid stenosis"]
+    shown = "Which lesion?\nA. Mitral regurgitation\nB. Aortic stenosis\nC. Mitral stenosis\nD. Tricuspid stenosis"
+    good = make_row(source="mine", row_id="good", question="Which lesion?", options=options, answer_idx=0,
+                    raw={}, seed=None)
+    rows = [good, {**good, "id": "swapped", "prompt": shown}, {**good, "id": "letter", "answer_letter": "B"},
+            {**good, "id": "other_style", "prompt": "Which lesion?\n(A) Aortic stenosis (B) Mitral regurgitation\n"
+                                                    "(C) Mitral stenosis (D) Tricuspid stenosis\nAnswer:"}]
+    llm_server.handler = lambda req: chat("\\boxed{A}", reasoning="A, as shown.")
+    result = TeacherTraces(config(llm_server, tmp_path)).run(rows_to_dataset(rows), None)
+    assert sorted(result.rows["id"]) == ["good", "other_style"]  # a prompt in another label style lists them too
+    dropped = {r["id"]: r for r in result.dropped}
+    assert {i: r["reason"] for i, r in dropped.items()} == {"swapped": "prompt_mismatch", "letter": "answer_mismatch"}
+    assert "option A ('Aortic stenosis')" in dropped["swapped"]["detail"]
+    assert llm_server.count() == 2  # neither was sent
+    assert "2 row(s) not sent" in caplog.text
