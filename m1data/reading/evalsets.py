@@ -129,7 +129,7 @@ def question_stem(question: str, options: list[str]) -> str:
     compares stems: "Question: " before a short MMLU question kept 6 of 135 verbatim copies.
     `metadata` keeps the original question."""
     question = QUESTION_LABEL.sub("", question, count=1) or question
-    match = EMBEDDED_CHOICES.search(question)
+    match = EMBEDDED_CHOICES.search(question) if "Answer Choices" in question else None
     if match and re.findall(r"\(([A-Z])\)", match.group(1)) == list(LETTERS[:len(options)]):
         return question[: match.start()].rstrip()
     return _strip_option_lines(question, options)

@@ -1035,8 +1035,34 @@ def labelled_index(key: str, options: list[str]) -> int | None:
     return index if 0 <= index < len(options) and same_text(labelled[1], options[index]) else None
 
 
+# other labels exports write into option texts: "Option A: x", "Choice B. y"; "1. x", "(2) y", "3) z"
+_WORD_LABEL = re.compile(r"(?:option|choice)\s+([A-Za-z])\s*[.:)]\s*(?=\S)", re.IGNORECASE)
+_NUMBER_LABELS = (re.compile(r"(\d{1,2})\.\s+(?=\S)"), re.compile(r"\((\d{1,2})\)\s*(?=\S)"),
+                  re.compile(r"(\d{1,2})\)\s*(?=\S)"))
+
+
+# what every label above starts with: a letter or number and its mark, or the word
+_MAY_BE_LABELLED = re.compile(r"\(?[A-Za-z0-9]{1,2}[.):]|(?:option|choice)\s", re.IGNORECASE)
+
+
+def _other_labels(options: list[str]) -> list[str] | None:
+    """The texts without an "Option A:" or a number label that every option carries, in order
+    ("Option A", "Option B", ...; 1, 2, ...); None where they carry none. Why: a verbatim copy of
+    an eval question whose options were numbered kept its labels, its sorted option set differed,
+    and 285 of 300 MedMCQA validation copies stayed in the training data (audit)."""
+    matches = [_WORD_LABEL.match(option) for option in options]
+    if all(matches) and "".join(m.group(1) for m in matches).upper() == LETTERS[: len(options)]:
+        return [option[m.end():] for option, m in zip(options, matches)]
+    for style in _NUMBER_LABELS:
+        matches = [style.match(option) for option in options]
+        if all(matches) and [m.group(1) for m in matches] == [str(i) for i in range(1, len(options) + 1)]:
+            return [option[m.end():] for option, m in zip(options, matches)]
+    return None
+
+
 def strip_option_letters(options: list[str]) -> list[str]:
-    """The option texts without the letters a file wrote into them ("A. x" -> "x").
+    """The option texts without the letters a file wrote into them ("A. x" -> "x"; also
+    "Option A: x" and numbers, "1. x", `_other_labels`).
 
     Why: options are shuffled per row and the compared key sorts them, so a copied "A. " would
     stay glued to the wrong position and make an exact copy of the question look different
@@ -1046,7 +1072,7 @@ def strip_option_letters(options: list[str]) -> list[str]:
     (["B. Heparin", "A. Warfarin"]), is a bad row: a key "B" was read as the second place, and
     named Warfarin, silently. (Species in another order, "B. anthracis", "A. baumannii", are
     refused too: nothing tells them from "B. heparin", "A. warfarin".)"""
-    if len(options) < 2:
+    if len(options) < 2 or not _MAY_BE_LABELLED.match(options[0]):  # most options: one cheap look
         return options
     for style in OPTION_LABEL_STYLES:
         matches = [style.match(option) for option in options]
@@ -1058,7 +1084,7 @@ def strip_option_letters(options: list[str]) -> list[str]:
         if sorted(letters) == list(LETTERS[: len(options)]):
             raise RowError("bad_options", f"the options are labelled {', '.join(letters)}, out of order: a key "
                                           "could name a label or a place; write them in order, or as {letter: text}")
-    return options
+    return _other_labels(options) or options
 
 
 _WHOLE_TEXT = re.compile(r"(\d+)(?:\.0+)?")

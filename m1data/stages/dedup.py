@@ -86,19 +86,28 @@ def _keys(stems: list[str], options: list[Sequence[str] | None]) -> list[str]:
 
 
 def _questions(ds: Dataset, what: str = "the rows", id_column: str = "id") -> tuple[list[str], list[Sequence[str] | None]]:
-    """Each row's stem (`_stems`) and options (`_options`). A row with no options of its own whose
-    question writes them at its end ("...\nA. x\nB. y") is read as the eval files read it: those
-    options (`options_in_question`), and the stem before them. Why: prompt-formatted copies of
-    eval sets are written so, and such a question was compared, options and all, with a training
-    copy's stem alone."""
+    """Each row's stem (`_stems`) and options (`_options`), read as the eval files read them
+    (`m1data.reading.evalsets.question_stem`): a leading "Question:" label and a trailing list of
+    the row's own options are not its stem; a row with no options of its own whose question
+    writes them at its end ("...\nA. x\nB. y") has those options (`options_in_question`). Why
+    the same reading: rows and in-memory eval sets kept the label and the list that eval files
+    lose, and 299 of 300 verbatim MedMCQA copies whose question wrote its options beside an
+    options column stayed (audit); before that, such a question was compared, options and all,
+    with a training copy's stem alone."""
+    from m1data.reading.evalsets import question_stem
+
     options = _options(ds, what, id_column)
     if not len(ds) or "question" not in ds.column_names:
         return _stems(ds, what, id_column), options  # no rows, or the error that there is no question
     questions = column_values(ds, "question")
-    for i in [i for i, found in enumerate(options) if not found and isinstance(questions[i], str)]:
-        written = _written_options(questions[i])
+    for i, question in enumerate(questions):
+        if not isinstance(question, str):
+            continue  # _stems names the row
+        written = None if options[i] else _written_options(question)
         if written is not None:
             questions[i], options[i] = written
+        else:
+            questions[i] = question_stem(question, list(options[i] or ()))
     return _stems(ds, what, id_column, questions), options
 
 
@@ -152,22 +161,26 @@ def _options(ds: Dataset, what: str = "the rows", id_column: str = "id") -> list
     (``strip_option_letters``). The same reading for the rows and the eval sets, so a copy is
     compared like with like. Why: a dict's sorted keys were its options ("A\nB\nC\nD", so any
     two questions with one stem were duplicates), and letters were taken off the eval side only.
-    Rows m1data loaded (they have ``answer_letter``) were read so once already, and are used as
-    they are."""
+    Rows with an ``answer_letter`` column (m1data's schema, which other pipelines write too) are
+    read so as well: they were once used as they were, and 97 of 100 copies whose options carried
+    their letters stayed (audit)."""
     from m1data.reading.readers import lettered_options, strip_option_letters
 
     if "options" not in ds.column_names:
         return [None] * len(ds)
     values = column_values(ds, "options")
-    if "answer_letter" in ds.column_names and _text_lists(column_array(ds, "options")):
-        return values
+    read = _as_is if _text_lists(column_array(ds, "options")) else lettered_options  # lists of texts need no reading
     out: list[Sequence[str] | None] = []
     for i, value in enumerate(values):
         try:
-            out.append(None if value is None else strip_option_letters(lettered_options(value)))
+            out.append(None if value is None else strip_option_letters(read(value)))
         except RowError as err:
             raise UserError(f"{what}: row {row_name(ds, i, id_column)}: {err}; fix the options or remove the row") from None
     return out
+
+
+def _as_is(options: list[str]) -> list[str]:
+    return options
 
 
 def _text_lists(column: pa.ChunkedArray) -> bool:

@@ -1191,3 +1191,33 @@ def test_plain_string_eval_questions_that_write_their_options_are_read_with_them
     question = IN_QUESTION[layout](stem, options)
     for evals in ({"e": [question]}, [question], {"e": [{"question": question}]}):
         assert list(decontaminate(rows, evals)[1]["id"]) == ["r"], evals
+
+
+# --- copies written as other pipelines write them (audit: each kept every verbatim copy) --------
+
+_URINE = "Which of the following best describes the structure that collects urine in the body?"
+_ORGANS = ["Bladder", "Kidney", "Ureter", "Urethra"]
+_AS_WRITTEN = {
+    "numbered options": {"question": _URINE, "options": [f"{i + 1}. {o}" for i, o in enumerate(reversed(_ORGANS))]},
+    "(1) options": {"question": _URINE, "options": [f"({i + 1}) {o}" for i, o in enumerate(_ORGANS)]},
+    "Option A: options": {"question": _URINE, "options": [f"Option {'ABCD'[i]}: {o}" for i, o in enumerate(_ORGANS)]},
+    "options in the question too": {"question": _URINE + "\nA. Urethra\nB. Ureter\nC. Kidney\nD. Bladder",
+                                    "options": ["Urethra", "Ureter", "Kidney", "Bladder"]},
+    "lettered options beside answer_letter": {"question": _URINE, "options": [f"{'ABCD'[i]}. {o}" for i, o in
+                                                                              enumerate(_ORGANS)], "answer_letter": "A"},
+    "a Question: label": {"question": "Question: " + _URINE, "options": _ORGANS[::-1]},
+}
+
+
+@pytest.mark.parametrize("layout", sorted(_AS_WRITTEN))
+def test_a_copy_is_caught_however_its_question_and_options_are_written(layout):
+    """The same reading of a question and its options on both sides, in memory as from files:
+    number and "Option A:" labels come off as letters do, a question that writes its options
+    beside an options column loses them, and so does a "Question:" label; rows with an
+    answer_letter column are read so too (they were once used as they were)."""
+    written = {"id": "w", **_AS_WRITTEN[layout]}
+    plain = {"id": "p", "question": _URINE, "options": _ORGANS}
+    for rows, evals in (([written], {"mmlu_anatomy": [plain]}), ([plain], {"mmlu_anatomy": [written]})):
+        kept, removed = decontaminate(rows, evals)
+        assert removed.num_rows == 1 and kept.num_rows == 0, (layout, rows, evals)
+    assert deduplicate([plain, written])[1]["id"] == ["w"]
