@@ -50,6 +50,17 @@ BUILDERS: dict[str, Builder] = {
 }
 
 
+def config_file(config: str | Path) -> Path:
+    """The config file `config` names: the file itself, or, where there is none, the shipped config
+    it names (`paper`, `embedded`, with or without `.yaml` or the repo's `builders/configs/`).
+    Why: a pip install has no repo, and `--config builders/configs/paper.yaml`, as the README and
+    paper.yaml's own header write it, was "no such config file" there."""
+    path = Path(config).expanduser()
+    shipped = Path(str(resources.files("m1data.builders") / "configs" / f"{path.stem}.yaml"))
+    named = str(path) in (path.stem, path.name, f"builders/configs/{path.name}") and path.suffix in ("", ".yaml")
+    return shipped if not path.exists() and named and shipped.is_file() else path
+
+
 def default_config_path() -> Path:
     """The config a build uses when given none: the embedded model (configs/embedded.yaml);
     `m1data.jobs.build_config` reads it."""

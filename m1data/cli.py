@@ -258,7 +258,7 @@ class _BuildCommand(_Command):
 def build(
     dataset: Annotated[str, typer.Argument(help="The dataset to build (the list: m1data build --help).")],
     out: Annotated[Path, typer.Option("--out", help="Run directory (stage outputs and manifests).")],
-    config: Annotated[Optional[Path], typer.Option("--config", help="YAML overriding the builder's (paper) defaults; none: builders/configs/embedded.yaml.")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="YAML overriding the builder's (paper) defaults, or a shipped one by name (paper, embedded); none: embedded.")] = None,
     start: Annotated[Optional[str], typer.Option("--from", help="Re-run from this stage on.")] = None,
     until: Annotated[Optional[str], typer.Option("--until", help="Stop after this stage.")] = None,
     force: Annotated[bool, typer.Option(help="Re-run every stage even when its manifest matches.")] = False,

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import datasets
 
-from m1data.builders import BUILDERS, Builder, default_config_path
+from m1data.builders import BUILDERS, Builder, config_file, default_config_path
 from m1data.builders.m1k import resample_stages
 from m1data.config import ConfigError, file_root, from_dict, key_path, read_mapping
 from m1data.errors import UserError
@@ -142,6 +142,7 @@ def _load_config(cls: type, config: ConfigArg) -> tuple[Any, ExecutorConfig | No
     if isinstance(config, cls):
         return config, None
     if isinstance(config, (str, Path)):
+        config = config_file(config)
         data, where = read_mapping(config), file_root(config)
     elif isinstance(config, dict):
         data, where = dict(config), "config"

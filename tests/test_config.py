@@ -103,3 +103,20 @@ def test_sampling_settings_are_checked_when_the_config_is_read(block, says):
 
     with pytest.raises(ConfigError, match=re.escape(says)):
         from_dict(M23KConfig, block)
+
+
+@pytest.mark.parametrize("name", ["paper", "paper.yaml", "builders/configs/paper.yaml"])
+def test_a_shipped_config_is_found_by_its_name_outside_the_repo(name, tmp_path, monkeypatch):
+    """A pip install has no builders/configs/ folder: `--config builders/configs/paper.yaml`, as
+    the README writes it, was 'no such config file' there; the shipped file is now used."""
+    import m1data
+    from m1data.builders import config_file
+
+    shipped = Path(m1data.builders.__file__).parent / "configs" / "paper.yaml"
+    monkeypatch.chdir(tmp_path)
+    assert config_file(name) == shipped
+    assert m1data.build_config("m1k", name) == m1data.build_config("m1k", shipped)
+    (tmp_path / "paper.yaml").write_text("seed: 1\n")  # a file of the user's own by that name comes first
+    assert config_file("paper.yaml") == Path("paper.yaml")
+    with pytest.raises(ConfigError, match="no such config file"):
+        m1data.build_config("m1k", "papr")

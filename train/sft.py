@@ -18,7 +18,9 @@ accelerate launch --config_file train/accelerate_fsdp.yaml -m m1data.train.sft \
 accelerate launch --config_file train/accelerate_fsdp.yaml -m m1data.train.sft \\
     --recipe train/recipes/m1-32B-1K.yaml --dataset <org>/m1K
 ```
-(`accelerate launch ... train/sft.py ...` works the same from a checkout.)
+(`accelerate launch ... train/sft.py ...` works the same from a checkout. Outside one, as after a
+pip install, name a recipe by its name, `--recipe m1-7B-1K`, and find the FSDP file with
+`python -c "import m1data.train as t, pathlib; print(pathlib.Path(t.__file__).parent / 'accelerate_fsdp.yaml')"`.)
 
 Loss on the assistant turn only: the rows are turned into TRL's conversational prompt/completion
 shape (`m1data.stages.formatting.to_prompt_completion`), for which current TRL masks every prompt token by
