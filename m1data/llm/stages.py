@@ -143,11 +143,9 @@ def build_engine(
     return HTTPEngine(config, require_key=require_key)
 
 
-def endpoint_preflight(endpoint: Endpoint) -> str | None:
-    """None when `endpoint` can be used now; else what is wrong, in one line: an HTTP endpoint
-    that does not answer or whose key variable is unset, an in-process engine whose package is
-    missing. Checked before any work, so a dead endpoint stops a run instead of recording an
-    error reply for every row."""
+def endpoint_missing(endpoint: Endpoint) -> str | None:
+    """What asking `endpoint` needs that is not installed, in one line; None when all is there:
+    vLLM or torch and transformers in process, the openai client for a server."""
     kind = endpoint.base_url.strip().lower()
     if kind == VLLM:
         installed = importlib.util.find_spec("vllm") is not None
@@ -155,6 +153,18 @@ def endpoint_preflight(endpoint: Endpoint) -> str | None:
     if kind == HF:
         installed = all(importlib.util.find_spec(name) is not None for name in ("torch", "transformers"))
         return None if installed else "torch and transformers are not installed (pip install 'm1data[infer]')"
+    installed = importlib.util.find_spec("openai") is not None
+    return None if installed else "the openai client is not installed (pip install 'm1data[llm]')"
+
+
+def endpoint_preflight(endpoint: Endpoint) -> str | None:
+    """None when `endpoint` can be used now; else what is wrong, in one line: an HTTP endpoint
+    that does not answer or whose key variable is unset, an in-process engine whose package is
+    missing. Checked before any work, so a dead endpoint stops a run instead of recording an
+    error reply for every row."""
+    missing = endpoint_missing(endpoint)
+    if missing is not None or endpoint.base_url.strip().lower() in (VLLM, HF):
+        return missing
     from m1data.llm.preflight import endpoint_problem
 
     return endpoint_problem(endpoint.base_url, endpoint.api_key_env)
@@ -273,6 +283,11 @@ class LLMStage(Stage):
 
     def _build_engine(self, endpoint: Endpoint, require_key: bool) -> Engine:
         return build_engine(endpoint, self.runtime, self.config.extra_params, require_key=require_key)
+
+    def missing(self) -> str | None:
+        """The first of this stage's endpoints whose engine is not installed (`endpoint_missing`)."""
+        problems = (endpoint_missing(e) for e in self.endpoints() if e.key not in self.engines)
+        return next((p for p in problems if p is not None), None)
 
     def preflight(self) -> str | None:
         """Stop a build before this stage when an endpoint is down or its key unset, rather than

@@ -147,6 +147,13 @@ class Stage(ABC):
         key). Checked only for stages that are about to run, not for those skipped."""
         return None
 
+    def missing(self) -> str | None:
+        """None when what this stage needs is installed; otherwise what is not, with the command
+        that installs it. Checked before a run's first stage for every stage it may reach that has
+        not completed, so a missing extra stops a build at once, not after hours of model calls
+        (a pip install without the tagger extra stopped at the tag stage, the build's eighth)."""
+        return None
+
     def external_fingerprint(self) -> str:
         """Fingerprint of inputs that are not the previous stage's rows (files a loader reads)."""
         return ""
@@ -866,9 +873,22 @@ def run_pipeline(
     names = check_stage_names(stages, start, until)
     start_at = names.index(start) if start else 0
     stop_at = names.index(until) if until else len(stages) - 1
+    _check_installed(stages[start_at: stop_at + 1], run_dir, start_at, force or start is not None)
     with run_lock(run_dir):
         _record_build(run_dir, stages)
         return _run_stages(stages[: stop_at + 1], run_dir, start, start_at, force, executor)
+
+
+def _check_installed(stages: Sequence[Stage], run_dir: Path, first: int, rerun: bool) -> None:
+    """Stop before anything runs when a stage this run may reach needs what is not installed
+    (`Stage.missing`); a stage that completed in `run_dir` is not asked, unless it runs again."""
+    for index, stage in enumerate(stages, start=first):
+        previous = read_manifest(run_dir / stage_dirname(index, stage.name))
+        if not rerun and previous is not None and previous.get("complete", True):
+            continue
+        problem = stage.missing()
+        if problem is not None:
+            raise UserError(f"stage {stage.name!r} cannot run here: {problem}; nothing was run")
 
 
 def _run_stages(

