@@ -92,8 +92,8 @@ def attach(stages: Sequence[Stage], base_url: str, model_file: Path) -> int:
 def serve_embedded(stages: Sequence[Stage], run_dir: str | Path, config: ServerConfig | None = None) -> Iterator[None]:
     """Run the embedded model's server around a build of `stages` when any of them asks for it.
 
-    The server's log goes to RUN_DIR/llama-server.log. A missing server or model is reported and
-    the build goes on to stop at the first embedded stage (its preflight says why)."""
+    The server's log goes to RUN_DIR/llama-server.log. A missing server or model is reported, and
+    the build stops before its first stage (`LLMStage.missing` says why)."""
     wanted = embedded_stages(stages)
     if not wanted:
         yield

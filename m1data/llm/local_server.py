@@ -159,12 +159,14 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def embedded_missing(*, server: bool = True) -> str | None:
-    """What this machine lacks to serve the embedded model (the server, the model file), None when
-    nothing: the one check behind a skipped real-model test's reason."""
+    """What this machine lacks to serve the embedded model (the model file, the server), None when
+    nothing: the one check behind a build's stop and a skipped real-model test's reason. The file
+    first: a M1DATA_EMBEDDED_GGUF that names no file is said as such, as installing packages
+    would not fix it."""
     try:
+        find_embedded_model()
         if server:
             find_server_binary()
-        find_embedded_model()
     except ServerUnavailable as missing:
         return str(missing)
     return None

@@ -40,15 +40,12 @@ def endpoint_problem(base_url: str | None, api_key_env: str | None = None, timeo
 
 def _embedded_problem() -> str:
     """Why the embedded model is not served (the build starts it itself, so reaching here means
-    it could not): a model file named by M1DATA_EMBEDDED_GGUF that is missing is said first and
-    as such, since installing packages would not fix it; else what is not installed."""
-    from m1data.llm.local_server import INSTALL_HINT, ServerUnavailable, find_embedded_model, find_server_binary
+    it could not): what is missing (`embedded_missing`), else that it was not started."""
+    from m1data.llm.local_server import INSTALL_HINT, embedded_missing
 
-    for find in (find_embedded_model, find_server_binary):
-        try:
-            find()
-        except ServerUnavailable as missing:
-            return f"the embedded model cannot be served: {missing}"
+    missing = embedded_missing()
+    if missing is not None:
+        return f"the embedded model cannot be served: {missing}"
     return f"the embedded model is not being served (the build starts it when installed; {INSTALL_HINT})"
 
 

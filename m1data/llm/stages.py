@@ -145,7 +145,8 @@ def build_engine(
 
 def endpoint_missing(endpoint: Endpoint) -> str | None:
     """What asking `endpoint` needs that is not installed, in one line; None when all is there:
-    vLLM or torch and transformers in process, the openai client for a server."""
+    vLLM or torch and transformers in process, the embedded model and its server, the openai
+    client for a server."""
     kind = endpoint.base_url.strip().lower()
     if kind == VLLM:
         installed = importlib.util.find_spec("vllm") is not None
@@ -153,6 +154,12 @@ def endpoint_missing(endpoint: Endpoint) -> str | None:
     if kind == HF:
         installed = all(importlib.util.find_spec(name) is not None for name in ("torch", "transformers"))
         return None if installed else "torch and transformers are not installed (pip install 'm1data[infer]')"
+    if kind == "embedded":  # still unserved when a build checks: its server or model is missing
+        from m1data.llm.local_server import embedded_missing
+
+        missing = embedded_missing()
+        if missing is not None:
+            return f"the embedded model cannot be served: {missing}"
     installed = importlib.util.find_spec("openai") is not None
     return None if installed else "the openai client is not installed (pip install 'm1data[llm]')"
 

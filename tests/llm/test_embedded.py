@@ -61,14 +61,15 @@ def test_grammar_and_template_flag_are_part_of_the_request_and_its_cache_key():
 
 @pytest.mark.skipif(embedded_missing(server=False) is not None, reason=str(embedded_missing(server=False)))
 def test_missing_server_stops_the_build_before_the_students(tmp_path, monkeypatch):
-    """Without llama-server the default build runs the offline stages and stops, saying what to install."""
+    """Without llama-server the default build stops before its first stage (`Stage.missing`: it
+    once ran the offline stages first), saying what to fix."""
     monkeypatch.setenv("M1DATA_LLAMA_SERVER", str(tmp_path / "absent" / "llama-server"))
     result = CliRunner().invoke(app, ["build", "m1k", "--out", str(tmp_path / "run")])
-    assert result.exit_code == 1, result.output  # a stopped build is not a finished one (--allow-partial: 0)
-    assert [m["stage"] for m in read_manifests(tmp_path / "run")] == ["load", "dedup", "decontaminate"]
+    assert result.exit_code == 2, result.output  # a user's error, in one line
+    assert read_manifests(tmp_path / "run") == []
     text = " ".join(result.output.split())
     # the variable names a missing file: that is what to fix (issue 23 item 7), not an install
-    assert "stopped before stage 'difficulty'" in text and "M1DATA_LLAMA_SERVER=" in text and "unset it" in text
+    assert "stage 'difficulty' cannot run here" in text and "M1DATA_LLAMA_SERVER=" in text and "unset it" in text
 
 
 def test_embedded_stages_are_found_by_their_config():
