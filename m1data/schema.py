@@ -85,42 +85,53 @@ def render_prompt(question: str, options: Sequence[str], context: str = "") -> s
 
 def key_problem(prompt: str, options: Sequence[str], answer_idx: Any, answer_letter: Any = None,
                 answer_text: Any = None) -> RowError | None:
-    """Why a row cannot be graded as it stands, or None: its key names no option, its
-    `answer_letter` or `answer_text` names another option than `answer_idx`, or its prompt does
-    not list `options` in their order (a label of any style `OPTION_LABEL_STYLES` reads, each
-    option's text after its letter, spacing aside). Why: the students and the teacher answer the
-    prompt, and are graded by `options` and `answer_idx`; a row a researcher brings whose prompt
-    shows other options in another order kept a wrong teacher answer as verified, and dropped the
-    right one. Rows m1data loads always agree (`make_row`); the check is for the others."""
-    if isinstance(answer_idx, bool) or not isinstance(answer_idx, int) or not 0 <= answer_idx < len(options):
-        return RowError("answer_mismatch", f"answer_idx {answer_idx!r} names none of the {len(options)} options")
+    """Why a row cannot be graded as it stands, or None: its `answer_letter` or `answer_text`
+    names another option than `answer_idx`, or its prompt does not list `options`, and no more,
+    in their order (a label of any style `OPTION_LABEL_STYLES` reads, each option's text after
+    its letter, spacing aside). Why: the students and the teacher answer the prompt, and are
+    graded by `options` and `answer_idx`; a row a researcher brings whose prompt shows other
+    options in another order kept a wrong teacher answer as verified, and dropped the right one.
+    Rows m1data loads always agree (`make_row`). A key that is no option's index, or options that
+    are no list, are not this check's to judge: the stage stops on them, naming the row (a
+    1-based column would otherwise be graded one option off, row by row)."""
+    if (isinstance(answer_idx, bool) or not isinstance(answer_idx, int) or not isinstance(options, (list, tuple))
+            or not 0 <= answer_idx < len(options) or len(options) > len(LETTERS)):
+        return None
     letter = LETTERS[answer_idx]
-    if answer_letter is not None and answer_letter != letter:
+    if isinstance(answer_letter, str) and answer_letter.strip() and answer_letter.strip().upper() != letter:
         return RowError("answer_mismatch", f"answer_letter {answer_letter!r} is not {letter}, which answer_idx "
                                            f"{answer_idx} names")
-    if answer_text is not None and answer_text != options[answer_idx]:
+    if isinstance(answer_text, str) and answer_text.strip() and _spaced(answer_text) != _spaced(options[answer_idx]):
         return RowError("answer_mismatch", f"answer_text {answer_text!r} is not option {letter} "
                                            f"({options[answer_idx]!r}), which answer_idx {answer_idx} names")
-    if render_options(options) in prompt:  # the prompt m1data writes
+    if prompt.endswith(render_options(options)):  # the prompt m1data writes
         return None
     return _unlisted_option(prompt, options)
 
 
+def _spaced(text: str) -> str:
+    return " ".join(str(text).split()).casefold()
+
+
 def _unlisted_option(prompt: str, options: Sequence[str]) -> RowError | None:
-    """The first option the prompt does not list after its letter, after the options before it:
-    its text whole, then the end of its line or the next label."""
+    """The first option the prompt does not list after its letter, after the options before it
+    (its text whole, then the end of its line, the next label or an "Answer"), or an option
+    listed after the last."""
     import re
 
-    at = 0
+    at, end = 0, r"(?=\s*(?:$|\n|\(?[A-Z][.):)]|(?:the\s+)?(?:correct\s+)?answer\b))"
     for i, option in enumerate(options):
         body = r"\s+".join(re.escape(word) for word in str(option).split())
-        pattern = rf"(?:^|(?<=\s))(?:\({LETTERS[i]}\)|{LETTERS[i]}[.):])\s*{body}(?=[ \t]*(?:\n|$|\(?[A-Z][.):]))"
+        pattern = rf"(?:^|(?<=\s))(?:\({LETTERS[i]}\)|{LETTERS[i]}[.):])[ \t]*{body}{end}"
         found = re.compile(pattern, re.IGNORECASE).search(prompt, at)
         if found is None:
             return RowError("prompt_mismatch", f"the prompt does not list option {LETTERS[i]} ({option!r}) after its "
                                                "letter, in the order of `options`; build it with "
                                                "m1data.schema.render_prompt")
         at = found.end()
+    extra = LETTERS[len(options)] if len(options) < len(LETTERS) else None
+    if extra and re.compile(rf"\s(?:\({extra}\)|{extra}[.):])[ \t]*\S").match(prompt, at):
+        return RowError("prompt_mismatch", f"the prompt lists an option {extra} after the {len(options)} of `options`")
     return None
 
 

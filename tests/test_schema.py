@@ -206,3 +206,47 @@ def test_flattened_is_flatten_indices_and_writes_the_same_file(view, seed, arrow
     before, after = pq.ParquetFile(folder / "as_is.parquet"), pq.ParquetFile(folder / "flattened.parquet")
     assert after.read().equals(before.read(), check_metadata=True)  # the rows, and datasets' features
     assert after.metadata.num_row_groups == before.metadata.num_row_groups
+
+
+# --- key_problem: may a row be graded by its options and answer_idx? ---------------------------
+
+_DRUGS = ["Heparin", "Warfarin", "Aspirin", "Clopidogrel"]
+_LISTED = {  # prompts that list the options in order, as other templates write them
+    "m1data's": render_prompt("Which drug?", _DRUGS),
+    "CRLF lines": "Which drug?\r\nA. Heparin\r\nB. Warfarin\r\nC. Aspirin\r\nD. Clopidogrel\r\n",
+    "one line, then Answer:": "Which drug? (A) Heparin (B) Warfarin (C) Aspirin (D) Clopidogrel Answer:",
+    "colons, an instruction after": "Which drug?\nA: Heparin\nB: Warfarin\nC: Aspirin\nD: Clopidogrel\n\nReply with a letter.",
+    "options reflowed": "Which drug?\nA.  Heparin\nB. Warfarin\nC. Aspirin\nD. Clopidogrel",
+}
+_UNLISTED = {  # prompts that show other options, or more
+    "swapped": "Which drug?\nA. Warfarin\nB. Heparin\nC. Aspirin\nD. Clopidogrel",
+    "a fifth option": render_prompt("Which drug?", _DRUGS) + "\nE. Dabigatran",
+    "a longer last option": "Which drug?\nA. Heparin\nB. Warfarin\nC. Aspirin\nD. Clopidogrel and aspirin",
+    "no options": "Which drug?",
+}
+
+
+@pytest.mark.parametrize("name", sorted(_LISTED))
+def test_a_prompt_that_lists_the_options_in_order_may_be_graded(name):
+    from m1data.schema import key_problem
+
+    assert key_problem(_LISTED[name], _DRUGS, 0, "a", " heparin ") is None  # letter and text in any case or spacing
+
+
+@pytest.mark.parametrize("name", sorted(_UNLISTED))
+def test_a_prompt_that_shows_other_options_may_not(name):
+    from m1data.schema import key_problem
+
+    assert key_problem(_UNLISTED[name], _DRUGS, 0).reason == "prompt_mismatch"
+
+
+def test_a_key_that_disagrees_or_is_no_index():
+    from m1data.schema import key_problem
+
+    prompt = _LISTED["m1data's"]
+    assert key_problem(prompt, _DRUGS, 0, answer_letter="B").reason == "answer_mismatch"
+    assert key_problem(prompt, _DRUGS, 0, answer_text="Warfarin").reason == "answer_mismatch"
+    # not this check's to judge: the stage stops on them, naming the row (a 1-based column would
+    # otherwise have been graded one option off, row by row)
+    assert key_problem(prompt, _DRUGS, 4) is None and key_problem(prompt, _DRUGS, "A") is None
+    assert key_problem(prompt, None, 0) is None

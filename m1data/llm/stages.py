@@ -308,7 +308,10 @@ class LLMStage(Stage):
         return None
 
     def plan(self, rows: datasets.Dataset, cache: Cache | None) -> None:
-        """Print what a run would send and cost per model, calling nothing (no key needed)."""
+        """Print what a run would send and cost per model, calling nothing (no key needed); rows
+        a run would not send (`ungradable`) are not counted."""
+        if self.grades:
+            rows = self.ungradable(rows)[0]
         for endpoint in self.endpoints():
             plan = plan_requests(
                 self.engine(endpoint, require_key=False),
@@ -415,12 +418,17 @@ def open_cache(configured: str | None, ctx: RunContext | None) -> Cache:
 
 
 def _with_dropped(result: StageResult, dropped: datasets.Dataset | None) -> StageResult:
-    """`result` with `dropped` added to its dropped rows (the columns of both; a column only
-    one has is null in the other's rows)."""
+    """`result` with `dropped` added to its dropped rows: the columns of both, a column only one
+    has null in the other's rows, and a column the two type differently (a researcher's rows may
+    bring a stale `student_x_correct` as text) the stage's, null in the added rows."""
     if dropped is None:
         return result
-    tables = [t.data.table for t in (result.dropped, dropped) if t is not None]
-    table = pa.concat_tables(tables, promote_options="default") if len(tables) > 1 else tables[0]
+    if result.dropped is None:
+        return replace(result, dropped=dropped)
+    ours, added = in_memory(result.dropped).data.table, in_memory(dropped).data.table
+    clashing = [name for name in added.column_names
+                if name in ours.column_names and added.schema.field(name).type != ours.schema.field(name).type]
+    table = pa.concat_tables([ours, added.drop_columns(clashing)], promote_options="default")
     return replace(result, dropped=in_memory(datasets.Dataset(InMemoryTable(table))))
 
 

@@ -1056,11 +1056,24 @@ def _other_labels(options: list[str]) -> list[str] | None:
     for style in _NUMBER_LABELS:
         matches = [style.match(option) for option in options]
         if all(matches) and [m.group(1) for m in matches] == [str(i) for i in range(1, len(options) + 1)]:
-            return [option[m.end():] for option, m in zip(options, matches)]
+            texts = [option[m.end():] for option, m in zip(options, matches)]
+            return None if _names_statements(texts) else texts
     return None
 
 
-def strip_option_letters(options: list[str]) -> list[str]:
+# a statement's number inside an option: "(2)", "2)", "2." standing alone
+_STATEMENT_NUMBER = re.compile(r"\(\d{1,2}\)|(?:^|\s)\d{1,2}[.)](?:\s|$)")
+
+
+def _names_statements(texts: list[str]) -> bool:
+    """Whether numbered options, their numbers taken off, are about numbered statements, so the
+    numbers were their text: "(1) only" ... "(4) only" would all be "only", "(1) and (2)" would
+    be "and (2)". Such options keep their numbers."""
+    keys = {" ".join(t.split()).casefold() for t in texts}
+    return len(keys) < len(texts) or any(_STATEMENT_NUMBER.search(t) for t in texts)
+
+
+def strip_option_letters(options: list[str], strict: bool = True) -> list[str]:
     """The option texts without the letters a file wrote into them ("A. x" -> "x"; also
     "Option A: x" and numbers, "1. x", `_other_labels`).
 
@@ -1071,7 +1084,9 @@ def strip_option_letters(options: list[str]) -> list[str]:
     labelled; ["A. fumigatus", "Candida"] is not, and is left alone. Every letter, out of order
     (["B. Heparin", "A. Warfarin"]), is a bad row: a key "B" was read as the second place, and
     named Warfarin, silently. (Species in another order, "B. anthracis", "A. baumannii", are
-    refused too: nothing tells them from "B. heparin", "A. warfarin".)"""
+    refused too: nothing tells them from "B. heparin", "A. warfarin".) Not `strict`: such options
+    are left as they are (rows a loader read already, whose shuffled "A. baumannii", "B. anthracis"
+    may now stand in any order)."""
     if len(options) < 2 or not _MAY_BE_LABELLED.match(options[0]):  # most options: one cheap look
         return options
     for style in OPTION_LABEL_STYLES:
@@ -1082,6 +1097,8 @@ def strip_option_letters(options: list[str]) -> list[str]:
         if letters == LETTERS[: len(options)]:
             return [option[m.end():] for option, m in zip(options, matches)]
         if sorted(letters) == list(LETTERS[: len(options)]):
+            if not strict:
+                return options
             raise RowError("bad_options", f"the options are labelled {', '.join(letters)}, out of order: a key "
                                           "could name a label or a place; write them in order, or as {letter: text}")
     return _other_labels(options) or options

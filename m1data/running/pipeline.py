@@ -886,7 +886,8 @@ def _check_installed(stages: Sequence[Stage], run_dir: Path, first: int, rerun: 
         previous = read_manifest(run_dir / stage_dirname(index, stage.name))
         if not rerun and previous is not None and previous.get("complete", True):
             continue
-        problem = stage.missing()
+        missing = getattr(stage, "missing", None)  # a stage written without the base class may not say
+        problem = missing() if missing is not None else None
         if problem is not None:
             raise UserError(f"stage {stage.name!r} cannot run here: {problem}; nothing was run")
 

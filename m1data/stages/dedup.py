@@ -170,10 +170,11 @@ def _options(ds: Dataset, what: str = "the rows", id_column: str = "id") -> list
         return [None] * len(ds)
     values = column_values(ds, "options")
     read = _as_is if _text_lists(column_array(ds, "options")) else lettered_options  # lists of texts need no reading
+    strict = "answer_letter" not in ds.column_names  # a loader read those rows: labels out of order are their text
     out: list[Sequence[str] | None] = []
     for i, value in enumerate(values):
         try:
-            out.append(None if value is None else strip_option_letters(read(value)))
+            out.append(None if value is None else strip_option_letters(read(value), strict))
         except RowError as err:
             raise UserError(f"{what}: row {row_name(ds, i, id_column)}: {err}; fix the options or remove the row") from None
     return out

@@ -120,9 +120,10 @@ def _level_names(levels: Sequence[str], name: str = "levels") -> tuple[str, ...]
     is required because the first column is the outermost level: a set has none."""
     if isinstance(levels, str):
         raise TypeError(f"{name} must be a sequence of column names, not a single string")
-    if not isinstance(levels, Sequence):
+    if isinstance(levels, (set, frozenset, dict)) or not hasattr(levels, "__iter__"):
         raise TypeError(f"{name} must be a sequence of column names (outermost level first), "
                         f"got {type(levels).__name__}")
+    levels = list(levels)  # a numpy array or a pandas Index of names too
     for column in levels:
         if not isinstance(column, str):
             raise TypeError(f"{name} must hold column names, got {type(column).__name__}: {column!r}")

@@ -411,7 +411,8 @@ def test_without_the_openai_package_the_engine_says_which_extra(monkeypatch):
     from m1data.errors import UserError
     from m1data.llm import http
 
-    monkeypatch.setitem(sys.modules, "openai", None)  # import openai now fails, as where it is not installed
+    for name in [n for n in sys.modules if n == "openai" or n.startswith("openai.")] + ["openai"]:
+        monkeypatch.setitem(sys.modules, name, None)  # importing it now fails, as where it is not installed
     http._create_arguments.cache_clear()
     try:
         with pytest.raises(UserError, match=r"pip install 'm1data\[llm\]'"):

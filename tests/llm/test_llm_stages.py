@@ -104,3 +104,20 @@ def test_an_llm_stage_travels_without_its_engines(llm_server):
     copy = pickle.loads(pickle.dumps(original))
     assert copy._built == {} and copy.config == original.config
     assert copy.engine(copy.endpoints()[0]) is not built and original.engine(original.endpoints()[0]) is built
+
+
+def test_rows_dropped_before_sending_join_the_stage_s_dropped_rows():
+    """Their columns: the stage's own types win (a researcher's stale text column in the added
+    rows is null there), and a dropped table that is a selection adds its rows, not its table."""
+    import datasets
+
+    from m1data.llm.stages import _with_dropped
+    from m1data.running.pipeline import StageResult
+
+    ours = datasets.Dataset.from_dict({"id": ["r0", "r1", "r2", "r3"], "source": ["s"] * 4, "reason": ["x"] * 4,
+                                       "student_s_correct": [True, False, True, False]})
+    added = datasets.Dataset.from_dict({"id": ["bad"], "source": ["s"], "reason": ["prompt_mismatch"], "detail": ["d"],
+                                        "student_s_correct": ["True"]})
+    merged = _with_dropped(StageResult(rows=ours, dropped=ours.select([3, 1])), added).dropped
+    assert merged["id"] == ["r3", "r1", "bad"] and merged["student_s_correct"] == [False, False, None]
+    assert merged["detail"] == [None, None, "d"]

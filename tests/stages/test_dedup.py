@@ -1221,3 +1221,23 @@ def test_a_copy_is_caught_however_its_question_and_options_are_written(layout):
         kept, removed = decontaminate(rows, evals)
         assert removed.num_rows == 1 and kept.num_rows == 0, (layout, rows, evals)
     assert deduplicate([plain, written])[1]["id"] == ["w"]
+
+
+def test_loaded_rows_whose_options_look_like_labels_out_of_order_are_compared_as_they_are():
+    """A loader keeps species options ("A. baumannii", ...) and shuffles them; read again by the
+    matcher (rows with answer_letter are), they looked like labels out of order, and the stage
+    stopped on bad_options."""
+    from m1data.schema import make_row
+
+    row = make_row(source="medmcqa", row_id="m1", question="Which organism causes X?",
+                   options=["A. baumannii", "B. anthracis", "C. difficile", "D. immitis"], answer_idx=1, raw={})
+    assert deduplicate([row])[0].num_rows == 1 and decontaminate([row], ["Another question?"])[0].num_rows == 1
+
+
+def test_numbered_options_about_numbered_statements_keep_their_numbers():
+    from m1data.reading.readers import strip_option_letters
+
+    for options in (["(1) only", "(2) only", "(3) only", "(4) only"], ["(1) and (2)", "(2) and (3)", "(3) and (4)"],
+                    ["1) Incision 2) Drainage", "2) Drainage 1) Incision", "3) none", "4) both"]):
+        assert strip_option_letters(options) == options
+    assert strip_option_letters(["1. Urethra", "2. Ureter"]) == ["Urethra", "Ureter"]

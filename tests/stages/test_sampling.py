@@ -627,3 +627,14 @@ def test_the_stage_says_what_it_takes():
     frame = datasets.Dataset.from_dict({"id": ["a"], "source": ["medqa"], "domain": ["x"]}).to_pandas()
     with pytest.raises(TypeError, match="the sample stage takes a datasets.Dataset, got DataFrame"):
         Sample(SampleConfig(n=1)).run(frame, None)
+
+
+def test_levels_may_be_any_ordered_collection_of_names():
+    import numpy as np
+    import pandas as pd
+
+    pool = datasets.Dataset.from_dict({"id": [f"q{i}" for i in range(10)], "domain": ["a"] * 5 + ["b"] * 5,
+                                      "source": ["x", "y"] * 5})
+    want = stratified_sample(pool, 4, levels=["domain", "source"], seed=1)["id"]
+    assert stratified_sample(pool, 4, levels=np.array(["domain", "source"]), seed=1)["id"] == want
+    assert stratified_sample(pool, 4, levels=pd.Index(["domain", "source"]), seed=1)["id"] == want

@@ -582,3 +582,16 @@ def test_rows_whose_prompt_shows_other_options_are_not_sent(llm_server, tmp_path
     assert "option A ('Aortic stenosis')" in dropped["swapped"]["detail"]
     assert llm_server.count() == 2  # neither was sent
     assert "2 row(s) not sent" in caplog.text
+
+
+def test_a_key_that_is_no_index_still_stops_the_stage(llm_server, tmp_path, secret_env):
+    """A 1-based answer_idx column (4 of 4 options) stops the stage naming the row, as before
+    the prompt check: dropping only that row would grade the others one option off."""
+    from m1data.errors import UserError
+
+    rows = [make_row(source="mine", row_id=f"r{i}", question="Which?", options=["a", "b", "c", "d"], answer_idx=i,
+                     raw={}, seed=None) for i in range(4)]
+    rows = [{**r, "answer_idx": r["answer_idx"] + 1, "answer_letter": None, "answer_text": None} for r in rows]
+    llm_server.handler = lambda req: chat("\\boxed{A}", reasoning="A.")
+    with pytest.raises((UserError, TypeError), match="out of range"):
+        TeacherTraces(config(llm_server, tmp_path)).run(rows_to_dataset(rows), None)
