@@ -57,7 +57,7 @@ def config_file(config: str | Path) -> Path:
     paper.yaml's own header write it, was "no such config file" there."""
     path = Path(config).expanduser()
     shipped = Path(str(resources.files("m1data.builders") / "configs" / f"{path.stem}.yaml"))
-    named = str(path) in (path.stem, path.name, f"builders/configs/{path.name}") and path.suffix in ("", ".yaml")
+    named = str(config) in (path.stem, f"{path.stem}.yaml", f"builders/configs/{path.stem}.yaml")  # not ./paper.yaml
     return shipped if not path.exists() and named and shipped.is_file() else path
 
 

@@ -122,15 +122,15 @@ def _unlisted_option(prompt: str, options: Sequence[str]) -> RowError | None:
     at, end = 0, r"(?=\s*(?:$|\n|\(?[A-Z][.):)]|(?:the\s+)?(?:correct\s+)?answer\b))"
     for i, option in enumerate(options):
         body = r"\s+".join(re.escape(word) for word in str(option).split())
-        pattern = rf"(?:^|(?<=\s))(?:\({LETTERS[i]}\)|{LETTERS[i]}[.):])[ \t]*{body}{end}"
+        pattern = rf"(?:^|(?<=\s))(?:\({LETTERS[i]}\)|{LETTERS[i]}[.):])\s*{body}{end}"
         found = re.compile(pattern, re.IGNORECASE).search(prompt, at)
         if found is None:
             return RowError("prompt_mismatch", f"the prompt does not list option {LETTERS[i]} ({option!r}) after its "
                                                "letter, in the order of `options`; build it with "
                                                "m1data.schema.render_prompt")
         at = found.end()
-    extra = LETTERS[len(options)] if len(options) < len(LETTERS) else None
-    if extra and re.compile(rf"\s(?:\({extra}\)|{extra}[.):])[ \t]*\S").match(prompt, at):
+    extra = LETTERS[len(options)] if len(options) < len(LETTERS) else None  # a label on the next line, or "(E)" on this one
+    if extra and re.compile(rf"\s*(?:\n\s*(?:\({extra}\)|{extra}[.):])\s+\S|\({extra}\)\s*\S)").match(prompt, at):
         return RowError("prompt_mismatch", f"the prompt lists an option {extra} after the {len(options)} of `options`")
     return None
 

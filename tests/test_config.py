@@ -116,6 +116,7 @@ def test_a_shipped_config_is_found_by_its_name_outside_the_repo(name, tmp_path, 
     monkeypatch.chdir(tmp_path)
     assert config_file(name) == shipped
     assert m1data.build_config("m1k", name) == m1data.build_config("m1k", shipped)
+    assert config_file("./paper.yaml") == Path("paper.yaml")  # a path to a file here is a path: no file, no config
     (tmp_path / "paper.yaml").write_text("seed: 1\n")  # a file of the user's own by that name comes first
     assert config_file("paper.yaml") == Path("paper.yaml")
     with pytest.raises(ConfigError, match="no such config file"):

@@ -217,10 +217,16 @@ _LISTED = {  # prompts that list the options in order, as other templates write 
     "one line, then Answer:": "Which drug? (A) Heparin (B) Warfarin (C) Aspirin (D) Clopidogrel Answer:",
     "colons, an instruction after": "Which drug?\nA: Heparin\nB: Warfarin\nC: Aspirin\nD: Clopidogrel\n\nReply with a letter.",
     "options reflowed": "Which drug?\nA.  Heparin\nB. Warfarin\nC. Aspirin\nD. Clopidogrel",
+    "labels on their own lines": "Which drug?\nA.\nHeparin\nB.\nWarfarin\nC.\nAspirin\nD.\nClopidogrel",
+    "a non-breaking space after each label": "Which drug?\nA.\u00a0Heparin\nB.\u00a0Warfarin\nC.\u00a0Aspirin\nD.\u00a0Clopidogrel",
+    "an instruction starting E.g.": render_prompt("Which drug?", _DRUGS) + "\nE.g. reply with one letter",
 }
 _UNLISTED = {  # prompts that show other options, or more
     "swapped": "Which drug?\nA. Warfarin\nB. Heparin\nC. Aspirin\nD. Clopidogrel",
     "a fifth option": render_prompt("Which drug?", _DRUGS) + "\nE. Dabigatran",
+    "a fifth option after a blank line": render_prompt("Which drug?", _DRUGS) + "\n\nE. Dabigatran",
+    "a fifth option, CRLF lines": (render_prompt("Which drug?", _DRUGS) + "\nE. Dabigatran").replace("\n", "\r\n"),
+    "a fifth option on the one line": "Which drug? (A) Heparin (B) Warfarin (C) Aspirin (D) Clopidogrel (E) Dabigatran",
     "a longer last option": "Which drug?\nA. Heparin\nB. Warfarin\nC. Aspirin\nD. Clopidogrel and aspirin",
     "no options": "Which drug?",
 }

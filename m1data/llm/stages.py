@@ -426,8 +426,11 @@ def _with_dropped(result: StageResult, dropped: datasets.Dataset | None) -> Stag
     if result.dropped is None:
         return replace(result, dropped=dropped)
     ours, added = in_memory(result.dropped).data.table, in_memory(dropped).data.table
-    clashing = [name for name in added.column_names
-                if name in ours.column_names and added.schema.field(name).type != ours.schema.field(name).type]
+    def clash(name: str) -> bool:  # a null-typed column (no value yet) takes the other's type
+        a, b = added.schema.field(name).type, ours.schema.field(name).type
+        return a != b and not pa.types.is_null(a) and not pa.types.is_null(b)
+
+    clashing = [name for name in added.column_names if name in ours.column_names and clash(name)]
     table = pa.concat_tables([ours, added.drop_columns(clashing)], promote_options="default")
     return replace(result, dropped=in_memory(datasets.Dataset(InMemoryTable(table))))
 

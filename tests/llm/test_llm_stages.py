@@ -115,9 +115,9 @@ def test_rows_dropped_before_sending_join_the_stage_s_dropped_rows():
     from m1data.running.pipeline import StageResult
 
     ours = datasets.Dataset.from_dict({"id": ["r0", "r1", "r2", "r3"], "source": ["s"] * 4, "reason": ["x"] * 4,
-                                       "student_s_correct": [True, False, True, False]})
+                                       "student_s_correct": [True, False, True, False], "note": [None] * 4})
     added = datasets.Dataset.from_dict({"id": ["bad"], "source": ["s"], "reason": ["prompt_mismatch"], "detail": ["d"],
-                                        "student_s_correct": ["True"]})
+                                        "student_s_correct": ["True"], "note": ["kept"]})
     merged = _with_dropped(StageResult(rows=ours, dropped=ours.select([3, 1])), added).dropped
     assert merged["id"] == ["r3", "r1", "bad"] and merged["student_s_correct"] == [False, False, None]
-    assert merged["detail"] == [None, None, "d"]
+    assert merged["detail"] == [None, None, "d"] and merged["note"] == [None, None, "kept"]  # no type yet: takes the value

@@ -708,3 +708,16 @@ def test_a_stage_whose_extra_is_missing_stops_the_run_before_anything_runs(tmp_p
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == EMBEDDING_PACKAGE else find_spec(name, *a))
     assert "pip install 'm1data[tagger]'" in OfflineTagger().missing()
+
+
+def test_a_supervised_offline_tagger_is_not_asked_for_embeddings(monkeypatch):
+    """TF-IDF features need scikit-learn alone: the supervised tagger was stopped for want of the
+    zero-shot tagger's embeddings."""
+    import importlib.util
+
+    from m1data.stages.mesh_offline import EMBEDDING_PACKAGE, OfflineConfig, OfflineTagger
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == EMBEDDING_PACKAGE else find_spec(name, *a))
+    assert OfflineTagger(OfflineConfig(method="supervised", model_path="m.joblib")).missing() is None
+    assert OfflineTagger().missing() is not None

@@ -1231,15 +1231,19 @@ def test_a_copy_is_caught_however_its_question_and_options_are_written(layout):
     assert deduplicate([plain, written])[1]["id"] == ["w"]
 
 
-def test_loaded_rows_whose_options_look_like_labels_out_of_order_are_compared_as_they_are():
-    """A loader keeps species options ("A. baumannii", ...) and shuffles them; read again by the
-    matcher (rows with answer_letter are), they looked like labels out of order, and the stage
-    stopped on bad_options."""
+def test_options_labelled_out_of_order_lose_their_labels_for_the_matcher():
+    """A loaded row's shuffled species options ("C. difficile", "A. baumannii", ...) looked like
+    labels out of order and stopped dedup (bad_options); left as they were, a copy whose options
+    carry real labels out of order was missed. The matcher sorts options and reads no key, so
+    the labels come off in any order, on both sides."""
     from m1data.schema import make_row
 
     row = make_row(source="medmcqa", row_id="m1", question="Which organism causes X?",
                    options=["A. baumannii", "B. anthracis", "C. difficile", "D. immitis"], answer_idx=1, raw={})
     assert deduplicate([row])[0].num_rows == 1 and decontaminate([row], ["Another question?"])[0].num_rows == 1
+    copy = {"id": "c", "question": _URINE, "options": ["C. Kidney", "A. Bladder", "D. Urethra", "B. Ureter"],
+            "answer_letter": "B"}
+    assert decontaminate([copy], {"mmlu_anatomy": [{"id": "e", "question": _URINE, "options": _ORGANS}]})[1].num_rows == 1
 
 
 def test_numbered_options_about_numbered_statements_keep_their_numbers():
@@ -1249,3 +1253,13 @@ def test_numbered_options_about_numbered_statements_keep_their_numbers():
                     ["1) Incision 2) Drainage", "2) Drainage 1) Incision", "3) none", "4) both"]):
         assert strip_option_letters(options) == options
     assert strip_option_letters(["1. Urethra", "2. Ureter"]) == ["Urethra", "Ureter"]
+
+
+def test_the_stem_pass_reads_options_as_the_keys_do():
+    """A full-width copy with an option added: its stem matched, then its options were compared
+    lower-cased only, shared none, and the copy stayed."""
+    wide = "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in _URINE + " Bladder Kidney Ureter Urethra")
+    words = wide.split()
+    copy = {"id": "c", "question": " ".join(words[:-4]), "options": words[-4:] + ["Renal pelvis"]}
+    evals = {"mmlu_anatomy": [{"id": "e", "question": _URINE, "options": _ORGANS}]}
+    assert decontaminate([copy], evals)[1].num_rows == 1
