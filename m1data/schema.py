@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import string
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -117,8 +118,6 @@ def _unlisted_option(prompt: str, options: Sequence[str]) -> RowError | None:
     """The first option the prompt does not list after its letter, after the options before it
     (its text whole, then the end of its line, the next label or an "Answer"), or an option
     listed after the last."""
-    import re
-
     at, end = 0, r"(?=\s*(?:$|\n|\(?[A-Z][.):)]|(?:the\s+)?(?:correct\s+)?answer\b))"
     for i, option in enumerate(options):
         body = r"\s+".join(re.escape(word) for word in str(option).split())

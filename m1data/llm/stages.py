@@ -426,6 +426,7 @@ def _with_dropped(result: StageResult, dropped: datasets.Dataset | None) -> Stag
     if result.dropped is None:
         return replace(result, dropped=dropped)
     ours, added = in_memory(result.dropped).data.table, in_memory(dropped).data.table
+
     def clash(name: str) -> bool:  # a null-typed column (no value yet) takes the other's type
         a, b = added.schema.field(name).type, ours.schema.field(name).type
         return a != b and not pa.types.is_null(a) and not pa.types.is_null(b)

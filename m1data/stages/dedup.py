@@ -51,6 +51,7 @@ __all__ = [
     "DupMatch",
     "UnscoredEvalWarning",
     "EvalText",
+    "compared_text",
     "contamination_pairs",
     "decontaminate",
     "deduplicate",
@@ -58,7 +59,6 @@ __all__ = [
     "find_contamination",
     "find_duplicates",
     "match_keys",
-    "compared_text",
     "stem_key",
 ]
 
