@@ -118,10 +118,13 @@ def answer_skew(rows: datasets.Dataset, z: float = SKEW_Z) -> str | None:
 
 
 QUESTION_LABEL = re.compile(r"\A\s*(?:question|q)\s*:\s*", re.IGNORECASE)
+# a last line that only cues the answer ("Answer:", "The correct answer is:"), as prompt-formatted copies end
+ANSWER_CUE = re.compile(r"\n\s*(?:the\s+)?(?:correct\s+)?answer(?:\s+is)?\s*:?\s*\Z", re.IGNORECASE)
 
 
 def question_stem(question: str, options: list[str]) -> str:
-    """The question without the prompt around it: a leading "Question:" label, and a trailing
+    """The question without the prompt around it: a leading "Question:" label, a last line that
+    only cues the answer ("Answer:": 21 of 300 verbatim MedMCQA copies ending so stayed), and a trailing
     "Answer Choices: (A) ... (B) ..." list (MedXpertQA writes its choices into the question) or
     lines listing the options (`_strip_option_lines`). The options are rendered from `options` in
     shuffled order, so a second, lettered copy in the stem would contradict them; a list is
@@ -129,6 +132,7 @@ def question_stem(question: str, options: list[str]) -> str:
     compares stems: "Question: " before a short MMLU question kept 6 of 135 verbatim copies.
     `metadata` keeps the original question."""
     question = QUESTION_LABEL.sub("", question, count=1) or question
+    question = ANSWER_CUE.sub("", question) or question
     match = EMBEDDED_CHOICES.search(question) if "Answer Choices" in question else None
     if match and re.findall(r"\(([A-Z])\)", match.group(1)) == list(LETTERS[:len(options)]):
         return question[: match.start()].rstrip()

@@ -1208,6 +1208,7 @@ _AS_WRITTEN = {
     "lettered options beside answer_letter": {"question": _URINE, "options": [f"{'ABCD'[i]}. {o}" for i, o in
                                                                               enumerate(_ORGANS)], "answer_letter": "A"},
     "a Question: label": {"question": "Question: " + _URINE, "options": _ORGANS[::-1]},
+    "an Answer: line": {"question": _URINE + "\nAnswer:", "options": _ORGANS[::-1]},
     # re-scraped text: each difference costs the ratio a character or more (compared_text)
     "non-breaking spaces": {"question": _URINE.replace(" ", "\u00a0"), "options": _ORGANS},
     "doubled spaces": {"question": _URINE.replace(" ", "  "), "options": _ORGANS},
