@@ -72,9 +72,14 @@ def stem_key(question: str, options: Sequence[str] | None) -> str:
     (reference section 3: an exact MedQA duplicate scored >= 95 only 24% of the time). Sorting
     the options makes the key order-free.
     """
+    return _key(compared_text(question), options)
+
+
+def _key(stem: str, options: Sequence[str] | None) -> str:
+    """`stem_key` of a stem already written as `compared_text` writes it (what `_stems` returns)."""
     if not options:
-        return compared_text(question)
-    return compared_text(question) + "\n" + "\n".join(sorted(compared_text(o) for o in options))
+        return stem
+    return stem + "\n" + "\n".join(sorted(compared_text(o) for o in options))
 
 
 def compared_text(text: str) -> str:
@@ -95,7 +100,7 @@ def match_keys(ds: Dataset) -> list[str]:
 
 def _keys(stems: list[str], options: list[Sequence[str] | None]) -> list[str]:
     """`match_keys` of stems and options already read."""
-    return [stem_key(stem, opts) for stem, opts in zip(stems, options)]
+    return [_key(stem, opts) for stem, opts in zip(stems, options)]  # stems are compared texts already
 
 
 def _questions(ds: Dataset, what: str = "the rows", id_column: str = "id") -> tuple[list[str], list[Sequence[str] | None]]:
@@ -420,7 +425,7 @@ def _eval_from(value: Dataset | Sequence[str], column: str | None, name: str | N
             names = ["eval"] * len(value)
         if column:
             return [EvalText(n, str(i), t) for n, i, t in zip(names, ids, column_values(value, column))]
-        return [EvalText(n, str(i), stem_key(stem, options), True, stem, tuple(options or ()))
+        return [EvalText(n, str(i), _key(stem, options), True, stem, tuple(options or ()))
                 if has_options or options else EvalText(n, str(i), stem)  # bare: compared with the rows' stems
                 for n, i, stem, options in zip(names, ids, *_questions(value, what))]
     questions = list(value)
