@@ -790,3 +790,35 @@ def test_an_lm_eval_style_mmlu_file_catches_every_copy(shared_data, tmp_path):
     training.write_text("".join(json.dumps({"question": c[0], "options": c[1:5], "answer": c[5]}) + "\n" for c in cells))
     kept, dropped = decontaminate(load_source("mine", training).rows, load_evals([str(prompts)]), threshold=95)
     assert len(kept) == 0 and len(dropped) == len(cells) == 135
+
+
+_INSTRUCTIONS_AFTER = ["Choose the best answer.", "Select the correct option from the choices below.", "Select one:",
+                       "Please choose the single best answer", "Pick one.", "Identify the most appropriate response.",
+                       "Answer with the option's letter from the given choices directly.",
+                       "Respond with only the letter (A, B, C or D)."]
+_INSTRUCTIONS_BEFORE = ["The following are multiple choice questions (with answers) about anatomy.",
+                        "Answer the following multiple choice question.", "Answer the following question:",
+                        "Choose the correct answer:"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(stem=st.text(st.characters(categories=["L", "N", "Zs"]), min_size=1, max_size=40).filter(str.strip),
+       after=st.sampled_from([None, *_INSTRUCTIONS_AFTER]), before=st.sampled_from([None, *_INSTRUCTIONS_BEFORE]),
+       joiner=st.sampled_from(["\n", " ", "\n\n"]), lines=st.booleans(), case=st.sampled_from([str, str.upper, str.lower]))
+def test_an_instruction_on_how_to_answer_is_no_part_of_the_stem(stem, after, before, joiner, lines, case):
+    """85 of 135 verbatim MMLU copies and 255 of 300 MedMCQA ones whose question ended "Choose the
+    best answer." stayed: the line cost a short question its match."""
+    stem = stem.strip() + "?"
+    parts = [*([case(before)] if before else []), stem, *([case(after)] if after else []),
+             *(["A. x", "B. y"] if lines else [])]
+    assert question_stem(joiner.join(parts), ["x", "y"]) == stem
+
+
+@pytest.mark.parametrize("question", ["Patient with fever. Choose the drug of choice.", "Choose the correct answer.",
+                                      "Which is true? Choose the correct statement about the kidney.",
+                                      "What is the answer to 2 + 2? Give the answer in words:",
+                                      "Choose the best option for a diabetic patient with sepsis."])
+def test_a_question_that_asks_to_choose_keeps_its_words(question):
+    """Only words about answering come off ("the drug of choice" is the question's own), and a
+    question that is nothing but an instruction stays as it is."""
+    assert question_stem(question, ["x", "y"]) == question

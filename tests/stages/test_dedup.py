@@ -1209,6 +1209,12 @@ _AS_WRITTEN = {
                                                                               enumerate(_ORGANS)], "answer_letter": "A"},
     "a Question: label": {"question": "Question: " + _URINE, "options": _ORGANS[::-1]},
     "an Answer: line": {"question": _URINE + "\nAnswer:", "options": _ORGANS[::-1]},
+    "an instruction after it": {"question": _URINE + "\nChoose the best answer.", "options": _ORGANS[::-1]},
+    "an instruction on its line": {"question": _URINE + " Select the correct option.", "options": _ORGANS},
+    "a harness prompt": {"question": "The following are multiple choice questions (with answers) about anatomy.\n\n"
+                                     "Question: " + _URINE + "\nAnswer with the option's letter.\n"
+                                     + "\n".join(f"{'ABCD'[i]}. {o}" for i, o in enumerate(_ORGANS)) + "\nAnswer:",
+                         "options": _ORGANS},
     # re-scraped text: each difference costs the ratio a character or more (compared_text)
     "non-breaking spaces": {"question": _URINE.replace(" ", "\u00a0"), "options": _ORGANS},
     "doubled spaces": {"question": _URINE.replace(" ", "  "), "options": _ORGANS},
@@ -1222,8 +1228,8 @@ _AS_WRITTEN = {
 def test_a_copy_is_caught_however_its_question_and_options_are_written(layout):
     """The same reading of a question and its options on both sides, in memory as from files:
     number and "Option A:" labels come off as letters do, a question that writes its options
-    beside an options column loses them, and so does a "Question:" label; rows with an
-    answer_letter column are read so too (they were once used as they were)."""
+    beside an options column loses them, and so does a "Question:" label or an instruction on how
+    to answer; rows with an answer_letter column are read so too (they were once used as they were)."""
     written = {"id": "w", **_AS_WRITTEN[layout]}
     plain = {"id": "p", "question": _URINE, "options": _ORGANS}
     for rows, evals in (([written], {"mmlu_anatomy": [plain]}), ([plain], {"mmlu_anatomy": [written]})):
