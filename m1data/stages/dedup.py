@@ -112,20 +112,21 @@ def _questions(ds: Dataset, what: str = "the rows", id_column: str = "id") -> tu
     lose, and 299 of 300 verbatim MedMCQA copies whose question wrote its options beside an
     options column stayed (audit); before that, such a question was compared, options and all,
     with a training copy's stem alone."""
-    from m1data.reading.evalsets import question_stem
+    from m1data.reading.evalsets import question_stems
 
     options = _options(ds, what, id_column)
     if not len(ds) or "question" not in ds.column_names:
         return _stems(ds, what, id_column), options  # no rows, or the error that there is no question
-    questions = column_values(ds, "question")
+    questions = column_values(ds, "question")  # what is no str, _stems names
+    plain = []  # rows whose options are their own, not written in the question
     for i, question in enumerate(questions):
-        if not isinstance(question, str):
-            continue  # _stems names the row
-        written = None if options[i] else _written_options(question)
-        if written is not None:
-            questions[i], options[i] = written
+        written = None if options[i] or not isinstance(question, str) else _written_options(question)
+        if written is None:
+            plain.append(i)
         else:
-            questions[i] = question_stem(question, list(options[i] or ()))
+            questions[i], options[i] = written
+    for i, stem in zip(plain, question_stems([questions[i] for i in plain], [options[i] for i in plain])):
+        questions[i] = stem
     return _stems(ds, what, id_column, questions), options
 
 

@@ -25,8 +25,10 @@ from m1data.reading.evalsets import (
     load_evals,
     make_parser,
     question_stem,
+    question_stems,
     read_answer,
 )
+from m1data.reading import evalsets
 from m1data.errors import UserError
 from m1data.reading.readers import MalformedFile
 from m1data.reading.sources import load_source
@@ -822,3 +824,45 @@ def test_a_question_that_asks_to_choose_keeps_its_words(question):
     """Only words about answering come off ("the drug of choice" is the question's own), and a
     question that is nothing but an instruction stays as it is."""
     assert question_stem(question, ["x", "y"]) == question
+
+
+_PROMPTED = st.sampled_from(["", "Question: ", "Q: ", "The following are multiple choice questions about x.\n",
+                             "Please answer the following question:\n", "Choose the best answer:\n", "İdentify the correct option.\n"])
+_ENDED = st.sampled_from(["", "\nAnswer:", "\nThe correct answer is", " Select one:", "\nPlease choose the best option.",
+                          "\nRespond with only the letter.", "\nChoose one answer from the following:", " PİCK ONE.",
+                          "\nAnswer Choices: (A) x (B) y"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(stem=st.text(st.characters(codec="utf-8"), max_size=30), before=_PROMPTED, after=_ENDED,
+       options=st.lists(st.text("xyzXYZ 1ıİſK\u00a0", max_size=6), max_size=4),
+       style=st.sampled_from(["{l}. {t}", "({l}) {t}", "{l}){t}", "{l}: {t}"]), listed=st.booleans(),
+       joiner=st.sampled_from(["\n", " ", "\u2003"]), case=st.sampled_from([str, str.upper, str.lower]))
+def test_question_stems_reads_a_column_as_question_stem_reads_each_question(stem, before, after, options, style,
+                                                                           listed, joiner, case):
+    """The column's look for prompt words (RE2) may only let through what the full reading would
+    not change."""
+    lines = [style.format(l=LETTERS[i], t=t) for i, t in enumerate(options)] if listed else []
+    question = case(joiner.join([before + stem, *lines]) + after)
+    assert question_stems([question, None], [options, None]) == [question_stem(question, options), None]
+
+
+def test_the_column_look_folds_case_as_python_does():
+    """Every character Python's IGNORECASE takes for an ASCII letter is taken so by RE2 too, or
+    sends its question to the full reading (`_MAY_HAVE_PROMPT_WORDS`)."""
+    import sys
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    folds = [chr(c) for c in range(128, sys.maxunicode + 1) if re.fullmatch("(?i)[a-z]", chr(c))]
+    assert folds  # K (Kelvin), ſ, ı, İ
+    for ch in folds:
+        letter = next(a for a in "abcdefghijklmnopqrstuvwxyz" if re.fullmatch(a, ch, re.IGNORECASE))
+        in_re2 = pc.match_substring_regex(pa.array([ch]), f"(?i:{letter})")[0].as_py()
+        flagged = pc.match_substring_regex(pa.array([ch]), evalsets._MAY_HAVE_PROMPT_WORDS)[0].as_py()
+        assert in_re2 or flagged, (hex(ord(ch)), letter)
+    options = [f"option {n}" for n in range(9)]  # the ninth is I, which Python's IGNORECASE reads in "İ." and "ı."
+    for label in ("İ.", "ı)", "I."):
+        question = "Which?\n" + "\n".join(f"{l}. {t}" for l, t in zip("ABCDEFGH", options)) + f"\n{label} option 8"
+        assert question_stems([question], [options]) == [question_stem(question, options)] == ["Which?"]
