@@ -765,7 +765,7 @@ def _sample_info(key: str, known: SourceInfo | None) -> SourceInfo:
         key,
         f"m1data sample ({like} format, synthetic)",
         SAMPLE_LICENCE,
-        f"{SAMPLE_LICENCE}, m1data's own licence: questions written for m1data by scripts/make_sample.py from small "
+        f"{SAMPLE_LICENCE}, m1data's own licence: questions written for m1data by scripts/make_sample.py (in the m1data repository, not the package) from small "
         f"fact tables and templates in {like}'s format; no row is copied from {like} or any other dataset. "
         "For demonstrations and tests only.",
         "not a published dataset: m1data's embedded sample (m1data/data/sample/README.md in the m1data package).",
