@@ -102,16 +102,13 @@ def key_problem(prompt: str, options: Sequence[str], answer_idx: Any, answer_let
     if isinstance(answer_letter, str) and answer_letter.strip() and answer_letter.strip().upper() != letter:
         return RowError("answer_mismatch", f"answer_letter {answer_letter!r} is not {letter}, which answer_idx "
                                            f"{answer_idx} names")
-    if isinstance(answer_text, str) and answer_text.strip() and _spaced(answer_text) != _spaced(options[answer_idx]):
+    named = options[answer_idx]
+    if isinstance(answer_text, str) and answer_text.strip() and option_key(answer_text) != option_key(str(named)):
         return RowError("answer_mismatch", f"answer_text {answer_text!r} is not option {letter} "
                                            f"({options[answer_idx]!r}), which answer_idx {answer_idx} names")
     if prompt.endswith(render_options(options)):  # the prompt m1data writes
         return None
     return _unlisted_option(prompt, options)
-
-
-def _spaced(text: str) -> str:
-    return " ".join(str(text).split()).casefold()
 
 
 def _unlisted_option(prompt: str, options: Sequence[str]) -> RowError | None:
@@ -150,8 +147,9 @@ def shuffled(options: Sequence[str], answer_idx: int, seed: int, row_id: str) ->
 
 def option_key(option: str) -> str:
     """An option's text as two options are told the same: without case and spacing. Why one
-    definition: a row's duplicate options and decontamination's shared options (m1data.stages.dedup)
-    must agree on what "the same option" is."""
+    definition: a row's duplicate options and an answer text that names its option must agree on
+    what "the same option" is. (Dedup and decontamination compare `m1data.stages.dedup.compared_text`,
+    which also folds Unicode compatibility forms: a question's copy, not a row's own options.)"""
     return " ".join(option.lower().split())
 
 
