@@ -118,27 +118,44 @@ def answer_skew(rows: datasets.Dataset, z: float = SKEW_Z) -> str | None:
     return None
 
 
-QUESTION_LABEL = re.compile(r"\A\s*(?:question|q)\s*:\s*", re.IGNORECASE)
-# a last line that only cues the answer ("Answer:", "The correct answer is:"), as prompt-formatted copies end
-ANSWER_CUE = re.compile(r"\n\s*(?:the\s+)?(?:correct\s+)?answer(?:\s+is)?\s*:?\s*\Z", re.IGNORECASE)
+QUESTION_LABEL = re.compile(r"\A\s*(?:#{1,4}\s*)?(?:question|q)\s*:\s*", re.IGNORECASE)
 
 
-# An instruction on how to answer, which a prompt puts before or after the question: "Choose the
-# best answer.", "Select one:", "Answer with the option's letter ...", "The following are multiple
-# choice questions (with answers) about anatomy.", "Answer the following question:". Only words
-# about answering: "Choose the drug of choice." is a question, and stays.
+# Instructions on how to answer, which prompts put before or after a question: "Choose the best
+# answer.", "Select one:", "Answer with the option's letter ...", "Think step by step ...", "...
+# within \boxed{}.", "The last line of your response should be ...", and before it "The following
+# are multiple choice questions (with answers) about anatomy.", "Answer the following question:".
+# Only words about answering: "Choose the drug of choice." is a question, and stays.
 _ANSWER_WORD = r"(?:answers?|options?|choices?|responses?|alternatives?)"
+# the rest of the sentence (no sentence end in it, so no question after it is taken), a quoted 'Answer: X' whole
+_REST = r"""(?:[^\n'".?!]|[.?!](?!\s)|'[^'\n]{0,40}'|"[^"\n]{0,40}")*?"""
 _CHOOSE = (r"(?:please\s+)?(?:choose|select|pick|mark|circle|tick|identify|indicate|give|find)\s+(?:one\b|"
            r"(?:(?:the|an?|one|your)\s+)?(?:(?:single|one|only)\s+)?(?:(?:best|correct|right|true|appropriate|"
            r"most\s+(?:appropriate|likely|suitable|correct|accurate))\s+)?" + _ANSWER_WORD
-           + r"\b(?:\s+(?:below|given|from\s+(?:the\s+)?(?:following|(?:options|choices|answers)(?:\s+(?:below|given))?)))?)"
-           r"|(?:please\s+)?(?:answer|respond|reply)\s+with\s+(?:only\s+|just\s+)?(?:(?:the|a|one)\s+)?(?:single\s+)?"
-           r"(?:(?:option'?s?|correct|answer)\s+)?letter\b[^\n]{0,60}?")
+           + r"\b(?:\s+(?:below|given|(?:from|among)\s+(?:the\s+)?(?:following|given|" + _ANSWER_WORD + r")(?:\s+"
+           + _ANSWER_WORD + r")?(?:\s+(?:below|given))?))?)"
+           r"|(?:please\s+)?(?:answer|respond|reply)\s+(?:only\s+|just\s+)?with\s+(?:only\s+|just\s+)?(?:(?:the|a|one)\s+)?(?:single\s+)?"
+           r"(?:(?:option'?s?|correct|answer)\s+)?letter\b" + _REST)
+_STEPS = (r"(?:(?:let'?s|let\s+us|please)\s+)?(?:think|reason|work|solve\s+(?:it|them|this))\b(?:\s+[\w-]+){0,3}?"
+          r"\s+step[\s-]+by[\s-]+step\b" + _REST)
+_FORMAT = (r"(?:(?:the\s+)?last\s+line\s+of\s+your\s+(?:response|answer)|(?:and\s+)?(?:then\s+)?finish\s+your\s+answer"
+           r"\s+with|output\s+(?:only\s+)?(?:a|one)\s+single\s+option|[^\n.?!]{0,120}?\\boxed\{\})" + _REST)
+_INSTRUCTION_TEXT = "(?:" + "|".join((_CHOOSE, _STEPS, _FORMAT)) + ")"
 _INSTRUCTION_BEFORE = re.compile(
-    r"\A\s*(?:the\s+following\s+(?:is|are)\s+(?:an?\s+)?multiple[\s-]+choice\s+questions?\b[^\n.?:]{0,100}"
+    r"\A\s*(?:the\s+following\s+(?:is|are)\s+[^\n.?:]{0,60}?\bquestions?\b[^\n.?:]{0,100}"
     r"|(?:please\s+)?answer\s+the\s+following\s+(?:multiple[\s-]+choice\s+)?(?:medical\s+)?questions?\b[^\n.?:]{0,60}"
-    r"|" + _CHOOSE + r")(?:[.:]\s+|\s*\n\s*)", re.IGNORECASE)
-_INSTRUCTION = re.compile(r"\s*(?:" + _CHOOSE + r")\s*[.:!]?", re.IGNORECASE)
+    r"|given\s+the\s+following\b[^\n.?:]{0,100}|" + _CHOOSE + r")(?:[.:]\s+|\s*\n\s*)"
+    r"|\A\s*(?:" + _STEPS + "|" + _FORMAT + r")(?:\.\s+|\s*\n\s*)", re.IGNORECASE)  # these hold colons: "format: 'Answer: X'"
+# after the question: an instruction or an answer cue ("Final answer:", "Answer (A, B, C or D):",
+# "### Answer", "Answer: Let's think step by step."), as a line, a sentence, or after the
+# question's last word where a capitalised verb starts it (fill-in-the-blank stems end unpunctuated)
+_INSTRUCTION_AFTER = re.compile(
+    r"(?:\A|\n|(?<=[.?!:])[ \t]+|[ \t]+(?=(?-i:Please|Choose|Select|Pick|Answer|Respond|Reply|Indicate|Identify|Mark"
+    r"|Circle|Tick|Give|Find|Think|Let|Output|Return|Put)\b))\s*(?:" + _INSTRUCTION_TEXT
+    + r"|(?:#{1,4}\s*)?(?:the\s+)?(?:correct\s+|final\s+|best\s+)?answer(?:\s+is)?(?:\s*\([^()\n]{0,30}\))?\s*:?"
+    r"(?:\s*let'?s\s+think\s+step\s+by\s+step)?)\s*[.:!]?\s*\Z", re.IGNORECASE)
+_INSTRUCTION_TAIL = 400  # characters at a question's end where an instruction is looked for
+_ROUNDS = 4  # instructions one after another, taken off in turn
 
 
 def question_stem(question: str, options: list[str]) -> str:
@@ -166,9 +183,11 @@ def question_stem(question: str, options: list[str]) -> str:
 # letters that Python's IGNORECASE folds to an ASCII one and RE2's does not (ı, İ) send a
 # question to the full reading. `question_stems` relies on it; a test checks the folds.
 _MAY_HAVE_PROMPT_WORDS = (
-    r"^\P{L}*(?i:the|please|answer|choose|select|pick|mark|circle|tick|identify|indicate|give|find|respond|reply|q)"
+    r"^\P{L}*(?i:the|please|answer|choose|select|pick|mark|circle|tick|identify|indicate|give|find|respond|reply|q"
+    r"|given|think|reason|work|solve|let|last|and|then|finish|output)"
     r"|(?i:answers?|is|options?|choices?|responses?|alternatives?|one|below|given|following)\P{L}*$"
-    r"|(?i:letter)|Answer Choices|[\x{130}\x{131}]")
+    r"|(?i:letter|step\P{L}+by\P{L}+step|last\P{L}+line|finish\P{L}+your|single\P{L}+option|boxed|answer(?:\P{L}+is)?\P{L}*\()"
+    r"|Answer Choices|[\x{130}\x{131}]")
 
 
 def question_stems(questions: Sequence[Any], options: Sequence[Sequence[str] | None]) -> list[Any]:
@@ -198,26 +217,22 @@ def question_stems(questions: Sequence[Any], options: Sequence[Sequence[str] | N
 
 
 def _without_prompt_words(question: str) -> str:
-    """The question without an instruction before it, then a "Question:" label, and without an
-    answer cue or an instruction after it; the question as it is where nothing else would remain."""
-    question = _INSTRUCTION_BEFORE.sub("", question, count=1) or question
+    """The question without instructions before it, then a "Question:" label, and without answer
+    cues and instructions after it; the question as it is where nothing else would remain. Why
+    several: harness prompts stack them ("The following are multiple choice questions ... Think
+    step by step ...\n\nQuestion: ..."), and a copy wrapped in one escaped with every sentence left."""
+    for _ in range(_ROUNDS):
+        shorter = _INSTRUCTION_BEFORE.sub("", question, count=1)
+        if shorter == question or not shorter.strip():
+            break
+        question = shorter
     question = QUESTION_LABEL.sub("", question, count=1) or question
-    question = ANSWER_CUE.sub("", question) or question
-    return _without_instruction_after(question)
-
-
-def _without_instruction_after(question: str) -> str:
-    """The question without a last sentence or line that is an instruction (`_INSTRUCTION`). Found
-    by looking back for the last sentence's start, not by a regex search: a search for the
-    instruction's end cost 19 us a question, most of the stage's time on 196K rows."""
-    body = question.rstrip()
-    core = body.rstrip(".:!")
-    at = max(0, len(core) - 120)  # instructions are short
-    start = max(core.rfind("\n", at), core.rfind(". ", at), core.rfind("? ", at), core.rfind("! ", at),
-                core.rfind(": ", at))
-    if start < 0 or not _INSTRUCTION.fullmatch(body, start + 1):
-        return question
-    return body[: start + 1].rstrip()
+    for _ in range(_ROUNDS):
+        end = _INSTRUCTION_AFTER.search(question, max(0, len(question) - _INSTRUCTION_TAIL))
+        if end is None or not question[: end.start()].strip():
+            break
+        question = question[: end.start()].rstrip()
+    return question
 
 
 # "Options:" / "Answer choices:" before a list of options, or the word alone on its line; not a

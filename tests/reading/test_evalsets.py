@@ -797,10 +797,26 @@ def test_an_lm_eval_style_mmlu_file_catches_every_copy(shared_data, tmp_path):
 _INSTRUCTIONS_AFTER = ["Choose the best answer.", "Select the correct option from the choices below.", "Select one:",
                        "Please choose the single best answer", "Pick one.", "Identify the most appropriate response.",
                        "Answer with the option's letter from the given choices directly.",
-                       "Respond with only the letter (A, B, C or D)."]
+                       "Respond with only the letter (A, B, C or D).", "Respond only with the letter of the correct answer.",
+                       "Choose the correct answer from the following options:", "Answer: Let's think step by step.",
+                       "Please reason step by step, and put your final answer within \\boxed{}.",
+                       "Return your final response within \\boxed{}.", "Final answer:", "Answer (A, B, C or D):",
+                       "### Answer:", "Choose one answer from the following:\nPlease answer with the letter of the correct option."]
+# harness templates (simple-evals, MMLU-Pro's chain of thought, Med-PaLM's, a translated licensing exam's)
 _INSTRUCTIONS_BEFORE = ["The following are multiple choice questions (with answers) about anatomy.",
                         "Answer the following multiple choice question.", "Answer the following question:",
-                        "Choose the correct answer:"]
+                        "Choose the correct answer:", "## Question:",
+                        "Answer the following multiple choice question. The last line of your response should be of the "
+                        "following format: 'Answer: $LETTER' (without quotes) where LETTER is one of ABCD. Think step "
+                        "by step before answering.\n\nQuestion:",
+                        'The following are multiple choice questions (with answers) about health. Think step by step and '
+                        'then finish your answer with "the answer is (X)" where X is the correct letter choice.',
+                        "The following are multiple choice questions about medical knowledge. Solve them in a "
+                        "step-by-step fashion, starting by summarizing the available information. Output a single "
+                        "option from the four options as the final answer.",
+                        "The following is a single-choice question from a Chinese medical licensing exam. Please "
+                        "select the correct answer.",
+                        "Given the following medical question and candidate answers, choose the best answer."]
 
 
 @settings(max_examples=200, deadline=None)
@@ -817,20 +833,25 @@ def test_an_instruction_on_how_to_answer_is_no_part_of_the_stem(stem, after, bef
 
 
 @pytest.mark.parametrize("question", ["Patient with fever. Choose the drug of choice.", "Choose the correct answer.",
+                                      "\nChoose the best answer.", "A man of 30. Think step by step about it. Which nerve?",
                                       "Which is true? Choose the correct statement about the kidney.",
                                       "What is the answer to 2 + 2? Give the answer in words:",
                                       "Choose the best option for a diabetic patient with sepsis."])
 def test_a_question_that_asks_to_choose_keeps_its_words(question):
-    """Only words about answering come off ("the drug of choice" is the question's own), and a
-    question that is nothing but an instruction stays as it is."""
+    """Only words about answering come off ("the drug of choice" is the question's own), a
+    question that is nothing but an instruction stays as it is, and an instruction's sentence
+    ends where it ends (no question after it is taken with it)."""
     assert question_stem(question, ["x", "y"]) == question
 
 
 _PROMPTED = st.sampled_from(["", "Question: ", "Q: ", "The following are multiple choice questions about x.\n",
-                             "Please answer the following question:\n", "Choose the best answer:\n", "İdentify the correct option.\n"])
+                             "Please answer the following question:\n", "Choose the best answer:\n", "İdentify the correct option.\n",
+                             "Answer the following multiple choice question. Think step by step.\n\n## Question: ",
+                             "Given the following question, choose the best answer. ", "Output a single option: "])
 _ENDED = st.sampled_from(["", "\nAnswer:", "\nThe correct answer is", " Select one:", "\nPlease choose the best option.",
                           "\nRespond with only the letter.", "\nChoose one answer from the following:", " PİCK ONE.",
-                          "\nAnswer Choices: (A) x (B) y"])
+                          "\nAnswer Choices: (A) x (B) y", "\nAnswer is (A):", " Think step-by-step.", "\n## Answer",
+                          " put it in \\boxed{}.", "\nOutput a single option.", " Answer (A or B):"])
 
 
 @settings(max_examples=300, deadline=None)
