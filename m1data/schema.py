@@ -164,10 +164,12 @@ def validate(question: str, options: Sequence[str], answer_idx: int, *, unique_o
         raise RowError("empty_option")
     if not 0 <= answer_idx < len(options):
         raise RowError("answer_out_of_range", f"answer index {answer_idx} for {len(options)} options")
-    if unique_options:
-        normalised = [option_key(o) for o in options]
-        if len(set(normalised)) != len(normalised):
-            raise RowError("duplicate_options", " | ".join(options))
+    normalised = [option_key(o) for o in options]
+    if unique_options and len(set(normalised)) != len(normalised):
+        raise RowError("duplicate_options", " | ".join(options))
+    if normalised.count(normalised[answer_idx]) > 1:  # eval sets keep other repeats: they grade as they should
+        raise RowError("ambiguous_answer", f"the answer {options[answer_idx]!r} is the text of another option too, so "
+                                           f"a reply naming either grades correct: {' | '.join(options)}")
 
 
 def make_row(

@@ -256,3 +256,15 @@ def test_a_key_that_disagrees_or_is_no_index():
     # otherwise have been graded one option off, row by row)
     assert key_problem(prompt, _DRUGS, 4) is None and key_problem(prompt, _DRUGS, "A") is None
     assert key_problem(prompt, None, 0) is None
+
+
+def test_an_eval_row_whose_answer_is_another_options_text_is_not_scored():
+    """Eval sets keep repeated options (they grade as they should when the answer is not one of
+    them), but a real MedMCQA row had one text four times: any reply graded correct."""
+    from m1data.schema import validate
+
+    validate("Q?", ["Iron", "Iron", "Zinc"], 2, unique_options=False)  # a repeated wrong option: still scored
+    for options, answer in ((["Iron", "iron ", "Zinc"], 0), (["x", "x", "x", "x"], 3)):
+        with pytest.raises(RowError) as err:
+            validate("Q?", options, answer, unique_options=False)
+        assert err.value.reason == "ambiguous_answer"

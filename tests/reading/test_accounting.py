@@ -136,19 +136,23 @@ def test_medagentsbench_pubmedqa_is_the_native_test_split(shared_data):
     assert removed["native"] == removed["medagents"] == sorted(pool.select(range(12))["id"])
 
 
-MEDAGENTSBENCH = {"pubmedqa_test": ("pubmedqa", 500), "medqa_test": ("medqa", 1273),
-                  "medmcqa_validation": ("medmcqa", 2816), "mmlu_pro_health": ("mmlu-pro", 818),
-                  "medbullets_op5": ("medbullets", 308), "mmlu_medical": ("mmlu", 1089)}
+# (folder, records, records whose answer is also another option's text: not scored)
+MEDAGENTSBENCH = {"pubmedqa_test": ("pubmedqa", 500, 0), "medqa_test": ("medqa", 1273, 0),
+                  "medmcqa_validation": ("medmcqa", 2816, 1), "mmlu_pro_health": ("mmlu-pro", 818, 0),
+                  "medbullets_op5": ("medbullets", 308, 0), "mmlu_medical": ("mmlu", 1089, 0)}
 
 
 @pytest.mark.parametrize("name", sorted(MEDAGENTSBENCH))
 def test_medagentsbench_files_load_under_their_known_names(shared_data, name):
-    """Each MedAgentsBench set given as the known set it copies reads every record as a row."""
-    folder, records = MEDAGENTSBENCH[name]
+    """Each MedAgentsBench set given as the known set it copies reads every record as a row, but
+    for MedMCQA's one whose four options are the same text (any reply would grade correct): it is
+    not scored, and is still decontaminated against."""
+    folder, records, ambiguous = MEDAGENTSBENCH[name]
     loaded = load_eval_input(EvalInput(name, str(shared_data / "eval" / "medagentsbench" / folder / "test.jsonl")))
-    assert sum(len(result.rows) for result in loaded.values()) == records
+    assert sum(len(result.rows) for result in loaded.values()) == records - ambiguous
     for result in loaded.values():  # each MMLU subject leaves the other five out, counted
-        assert len(result.dropped) == 0 and _accounted(result) == records
+        assert result.dropped["reason"] == ["ambiguous_answer"] * ambiguous and _accounted(result) == records
+        assert len(result.targets()) == len(result.rows) + ambiguous
 
 
 HEADQA_QUESTION = {"qid": 1, "qtext": "Which one?", "ra": "1", "image": "",
