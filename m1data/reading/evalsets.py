@@ -199,6 +199,8 @@ def question_stems(questions: Sequence[Any], options: Sequence[Sequence[str] | N
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if len(questions) != len(options):
+        raise ValueError(f"{len(questions)} questions and {len(options)} option lists: one each")
     texts = [q if isinstance(q, str) else None for q in questions]
     try:
         may = pc.match_substring_regex(pa.array(texts, pa.large_string()), _MAY_HAVE_PROMPT_WORDS).to_pylist()
