@@ -150,7 +150,7 @@ def option_key(option: str) -> str:
     definition: a row's duplicate options and an answer text that names its option must agree on
     what "the same option" is. (Dedup and decontamination compare `m1data.stages.dedup.compared_text`,
     which also folds Unicode compatibility forms: a question's copy, not a row's own options.)"""
-    return " ".join(option.lower().split())
+    return " ".join(option.casefold().split())  # casefold: "STRASSE" is "Straße", the micro sign is mu
 
 
 def validate(question: str, options: Sequence[str], answer_idx: int, *, unique_options: bool = True) -> None:
@@ -164,12 +164,21 @@ def validate(question: str, options: Sequence[str], answer_idx: int, *, unique_o
         raise RowError("empty_option")
     if not 0 <= answer_idx < len(options):
         raise RowError("answer_out_of_range", f"answer index {answer_idx} for {len(options)} options")
-    normalised = [option_key(o) for o in options]
-    if unique_options and len(set(normalised)) != len(normalised):
+    if unique_options and len({option_key(o) for o in options}) != len(options):
         raise RowError("duplicate_options", " | ".join(options))
-    if normalised.count(normalised[answer_idx]) > 1:  # eval sets keep other repeats: they grade as they should
-        raise RowError("ambiguous_answer", f"the answer {options[answer_idx]!r} is the text of another option too, so "
-                                           f"a reply naming either grades correct: {' | '.join(options)}")
+    problem = ambiguous_answer(options, answer_idx)  # eval sets keep other repeats: they grade as they should
+    if problem:
+        raise problem
+
+
+def ambiguous_answer(options: Sequence[str], answer_idx: int) -> RowError | None:
+    """Why a row cannot be scored when its answer's text is another option's too (`option_key`): a
+    reply naming either grades correct (a real MedMCQA validation row has one text four times)."""
+    keys = [option_key(o) for o in options]
+    if keys.count(keys[answer_idx]) > 1:
+        return RowError("ambiguous_answer", f"the answer {options[answer_idx]!r} is the text of another option too, so "
+                                            f"a reply naming either grades correct: {' | '.join(options)}")
+    return None
 
 
 def make_row(
@@ -415,6 +424,7 @@ __all__ = [
     "is_frame",
     "make_row",
     "option_key",
+    "ambiguous_answer",
     "render_options",
     "render_prompt",
     "rows_matching",

@@ -268,3 +268,12 @@ def test_an_eval_row_whose_answer_is_another_options_text_is_not_scored():
         with pytest.raises(RowError) as err:
             validate("Q?", options, answer, unique_options=False)
         assert err.value.reason == "ambiguous_answer"
+
+
+def test_an_answer_text_is_told_from_its_option_with_case_folded():
+    """Review: telling them apart with `lower` dropped rows whose answer text wrote the option in
+    capitals with ß as SS, or with the micro sign where the option has the Greek mu."""
+    from m1data.schema import key_problem
+
+    for options, written in ((["Straße", "Ort"], "STRASSE"), (["5 µg", "10 mg"], "5 μg")):
+        assert key_problem(render_prompt("Q?", options, ""), options, 0, "A", written) is None

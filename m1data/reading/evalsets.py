@@ -71,7 +71,7 @@ from m1data.reading.readers import (
     whole_number,
 )
 from m1data.reading.registry import SOURCE_REGISTRY
-from m1data.schema import DEFAULT_SEED, LETTERS, RowError, column_values
+from m1data.schema import DEFAULT_SEED, LETTERS, RowError, ambiguous_answer, column_values
 
 MMLU_MEDICAL = (
     "anatomy",
@@ -127,33 +127,45 @@ QUESTION_LABEL = re.compile(r"\A\s*(?:#{1,4}\s*)?(?:question|q)\s*:\s*", re.IGNO
 # are multiple choice questions (with answers) about anatomy.", "Answer the following question:".
 # Only words about answering: "Choose the drug of choice." is a question, and stays.
 _ANSWER_WORD = r"(?:answers?|options?|choices?|responses?|alternatives?)"
-# the rest of the sentence (no sentence end in it, so no question after it is taken), a quoted 'Answer: X' whole
-_REST = r"""(?:[^\n'".?!]|[.?!](?!\s)|'[^'\n]{0,40}'|"[^"\n]{0,40}")*?"""
+# the rest of a format instruction's sentence: no sentence end in it (so no question after it is
+# taken with it), a word's apostrophe, a quoted 'Answer: X' whole
+_REST = r"""(?:[^\n'".?!]|[.?!](?!\s)|(?<=\w)'(?=\w)|'[^'\n.?!]{0,40}'|"[^"\n.?!]{0,40}")*?"""
 _CHOOSE = (r"(?:please\s+)?(?:choose|select|pick|mark|circle|tick|identify|indicate|give|find)\s+(?:one\b|"
            r"(?:(?:the|an?|one|your)\s+)?(?:(?:single|one|only)\s+)?(?:(?:best|correct|right|true|appropriate|"
            r"most\s+(?:appropriate|likely|suitable|correct|accurate))\s+)?" + _ANSWER_WORD
            + r"\b(?:\s+(?:below|given|(?:from|among)\s+(?:the\s+)?(?:following|given|" + _ANSWER_WORD + r")(?:\s+"
            + _ANSWER_WORD + r")?(?:\s+(?:below|given))?))?)"
-           r"|(?:please\s+)?(?:answer|respond|reply)\s+(?:only\s+|just\s+)?with\s+(?:only\s+|just\s+)?(?:(?:the|a|one)\s+)?(?:single\s+)?"
-           r"(?:(?:option'?s?|correct|answer)\s+)?letter\b" + _REST)
-_STEPS = (r"(?:(?:let'?s|let\s+us|please)\s+)?(?:think|reason|work|solve\s+(?:it|them|this))\b(?:\s+[\w-]+){0,3}?"
-          r"\s+step[\s-]+by[\s-]+step\b" + _REST)
+           r"|(?:please\s+)?(?:answer|respond|reply)\s+(?:only\s+|just\s+)?with\s+(?:only\s+|just\s+)?(?:(?:the|a|one)\s+)?"
+           r"(?:single\s+)?(?:(?:option'?s?|correct|answer)\s+)?letter\b(?:\s+of\s+(?:the\s+)?(?:correct|right|best)\s+"
+           + _ANSWER_WORD + r")?(?:\s*\([^()\n]{0,30}\))?(?:\s+(?:only|(?:from|among)\s+the\s+(?:given\s+)?"
+           r"(?:options|choices|answers)(?:\s+directly)?))?")
+_STEPS = (r"(?:(?:let'?s|let\s+us|please)\s+)?(?:think|reason|work|solve\s+(?:it|them|this))\b(?:\s+(?:it|this|through|"
+          r"out|in|a)){0,3}\s+step[\s-]+by[\s-]+step\b(?:\s+(?:fashion|manner|way))?(?:\s+before\s+(?:answering|you\s+"
+          r"answer)|,?\s+(?:starting|beginning)\s+(?:by|with)\s+[^\n.?!]{0,80}?|,?\s+(?:and\s+)?(?:then\s+)?(?:finish|put|"
+          r"give|end|write|output|return)\b" + _REST + ")?")
 _FORMAT = (r"(?:(?:the\s+)?last\s+line\s+of\s+your\s+(?:response|answer)|(?:and\s+)?(?:then\s+)?finish\s+your\s+answer"
-           r"\s+with|output\s+(?:only\s+)?(?:a|one)\s+single\s+option|[^\n.?!]{0,120}?\\boxed\{\})" + _REST)
+           r"\s+with|output\s+(?:only\s+)?(?:a|one)\s+single\s+option|(?:please\s+)?(?:and\s+)?(?:put|return|write|give|"
+           r"provide|place|present)\b[^\n.?!]{0,80}?\\boxed\{\})" + _REST)
 _INSTRUCTION_TEXT = "(?:" + "|".join((_CHOOSE, _STEPS, _FORMAT)) + ")"
+# a harness's opening: "The following are multiple choice questions (with answers) about anatomy.",
+# "Answer the following question:", "Given the following medical question and candidate answers,
+# choose the best answer."; a few words of topic at most, so no vignette is taken for one
+_TOPIC = r"(?:\s*\([^()\n]{0,30}\))?(?:\s+(?:about|on|in|from|of)\s+[\w-]+(?:[\s_]+[\w-]+){0,4})?"
 _INSTRUCTION_BEFORE = re.compile(
-    r"\A\s*(?:the\s+following\s+(?:is|are)\s+[^\n.?:]{0,60}?\bquestions?\b[^\n.?:]{0,100}"
-    r"|(?:please\s+)?answer\s+the\s+following\s+(?:multiple[\s-]+choice\s+)?(?:medical\s+)?questions?\b[^\n.?:]{0,60}"
-    r"|given\s+the\s+following\b[^\n.?:]{0,100}|" + _CHOOSE + r")(?:[.:]\s+|\s*\n\s*)"
-    r"|\A\s*(?:" + _STEPS + "|" + _FORMAT + r")(?:\.\s+|\s*\n\s*)", re.IGNORECASE)  # these hold colons: "format: 'Answer: X'"
+    r"\A\s*+(?:(?:(?:the\s+following\s+(?:is|are)|(?:please\s+)?answer\s+the\s+following)\s+(?:an?\s+)?(?:[\w-]+\s+){0,3}?"
+    r"questions?" + _TOPIC + r"|given\s+the\s+following\s+(?:[\w-]+\s+){0,2}?questions?(?:\s+and\s+(?:[\w-]+\s+)?"
+    r"(?:answers|options|choices))?,\s*" + _CHOOSE + "|" + _CHOOSE + r")(?:[.:]\s+|\s*\n\s*)"
+    r"|(?:" + _STEPS + "|" + _FORMAT + r")(?:\.\s+|\s*\n\s*))", re.IGNORECASE)  # these hold colons: "format: 'Answer: X'"
 # after the question: an instruction or an answer cue ("Final answer:", "Answer (A, B, C or D):",
-# "### Answer", "Answer: Let's think step by step."), as a line, a sentence, or after the
-# question's last word where a capitalised verb starts it (fill-in-the-blank stems end unpunctuated)
+# "### Answer", "Answer: Let's think step by step."), as a line, a sentence, after the question's
+# last word where a capitalised verb starts it (fill-in-the-blank stems end unpunctuated), or
+# after a comma ("..., put your final answer within \boxed{}")
 _INSTRUCTION_AFTER = re.compile(
-    r"(?:\A|\n|(?<=[.?!:])[ \t]+|[ \t]+(?=(?-i:Please|Choose|Select|Pick|Answer|Respond|Reply|Indicate|Identify|Mark"
-    r"|Circle|Tick|Give|Find|Think|Let|Output|Return|Put)\b))\s*(?:" + _INSTRUCTION_TEXT
+    r"(?:\A|\n|(?<=[.?!:])[ \t]++|(?<=\S)[ \t]++(?=(?-i:Please|Choose|Select|Pick|Answer|Respond|Reply|Indicate|Identify"
+    r"|Mark|Circle|Tick|Give|Find|Think|Let|Output|Return|Put)\b)|(?<=,)[ \t]++(?=(?:and\s+)?(?:put|return|please)\b))"
+    r"\s*+(?:" + _INSTRUCTION_TEXT
     + r"|(?:#{1,4}\s*)?(?:the\s+)?(?:correct\s+|final\s+|best\s+)?answer(?:\s+is)?(?:\s*\([^()\n]{0,30}\))?\s*:?"
-    r"(?:\s*let'?s\s+think\s+step\s+by\s+step)?)\s*[.:!]?\s*\Z", re.IGNORECASE)
+    r"(?:\s*let'?s\s+think\s+step\s+by\s+step)?)\s*[.:!]?\Z", re.IGNORECASE)
 _INSTRUCTION_TAIL = 400  # characters at a question's end where an instruction is looked for
 _ROUNDS = 4  # instructions one after another, taken off in turn
 
@@ -184,7 +196,7 @@ def question_stem(question: str, options: list[str]) -> str:
 # question to the full reading. `question_stems` relies on it; a test checks the folds.
 _MAY_HAVE_PROMPT_WORDS = (
     r"^\P{L}*(?i:the|please|answer|choose|select|pick|mark|circle|tick|identify|indicate|give|find|respond|reply|q"
-    r"|given|think|reason|work|solve|let|last|and|then|finish|output)"
+    r"|given|think|reason|work|solve|let|last|and|then|finish|output|put|return|write|provide|place|present)"
     r"|(?i:answers?|is|options?|choices?|responses?|alternatives?|one|below|given|following)\P{L}*$"
     r"|(?i:letter|step\P{L}+by\P{L}+step|last\P{L}+line|finish\P{L}+your|single\P{L}+option|boxed|answer(?:\P{L}+is)?\P{L}*\()"
     r"|Answer Choices|[\x{130}\x{131}]")
@@ -230,10 +242,11 @@ def _without_prompt_words(question: str) -> str:
         question = shorter
     question = QUESTION_LABEL.sub("", question, count=1) or question
     for _ in range(_ROUNDS):
-        end = _INSTRUCTION_AFTER.search(question, max(0, len(question) - _INSTRUCTION_TAIL))
-        if end is None or not question[: end.start()].strip():
+        body = question.rstrip()  # searched without its trailing spaces: a run of them made the search cubic
+        end = _INSTRUCTION_AFTER.search(body, max(0, len(body) - _INSTRUCTION_TAIL))
+        if end is None or not body[: end.start()].strip():
             break
-        question = question[: end.start()].rstrip()
+        question = body[: end.start()].rstrip()
     return question
 
 
@@ -1411,7 +1424,7 @@ def _loaded_key_problem(row: dict[str, Any]) -> RowError | None:
     if written and not same_text(str(written), options[key]):
         return RowError("answer_mismatch", f"answer_text {written!r} is not option {LETTERS[key]} ({options[key]!r}), "
                                            f"which answer_idx {key} names")
-    return None
+    return ambiguous_answer([str(o) for o in options], key)  # as a row read from a file is dropped
 
 
 def load_evals(evals: list[EvalInput | str]) -> dict[str, datasets.Dataset]:

@@ -888,3 +888,21 @@ def test_the_column_look_folds_case_as_python_does():
     for label in ("İ.", "ı)", "I."):
         question = "Which?\n" + "\n".join(f"{l}. {t}" for l, t in zip("ABCDEFGH", options)) + f"\n{label} option 8"
         assert question_stems([question], [options]) == [question_stem(question, options)] == ["Which?"]
+
+
+@pytest.mark.parametrize("question", [
+    "Given the following symptoms of fever and rash in a child, the most likely diagnosis is:",
+    "The following is a question about a 45-year-old man with crushing chest pain: what is the diagnosis?",
+    "A boy has fever. Think step by step about the patient's fever. Which is the child's diagnosis?",
+    "A man fell on his outstretched hand and cannot extend his wrist.\nThink step by step about which nerve is injured.",
+    "A man fell on his outstretched hand. Answer with the letter of the nerve that is injured."])
+def test_an_instruction_never_takes_the_question_with_it(question):
+    """Review: each of these lost its question (a vignette shared by other questions stayed), so
+    two different questions on one vignette compared equal."""
+    assert question_stem(question, []) == question
+
+
+def test_a_rows_file_eval_set_does_not_score_an_ambiguous_answer():
+    assert evalsets._loaded_key_problem({"answer_idx": 0, "options": ["Aspirin", "aspirin", "Heparin"],
+                                         "answer_letter": "A", "answer_text": "Aspirin"}).reason == "ambiguous_answer"
+    assert evalsets._loaded_key_problem({"answer_idx": 2, "options": ["Aspirin", "aspirin", "Heparin"]}) is None
