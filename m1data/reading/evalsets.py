@@ -130,12 +130,15 @@ _ANSWER_WORD = r"(?:answers?|options?|choices?|responses?|alternatives?)"
 # the rest of a format instruction's sentence: no sentence end in it (so no question after it is
 # taken with it), a word's apostrophe, a quoted 'Answer: X' whole
 _REST = r"""(?:[^\n'".?!]|[.?!](?!\s)|(?<=\w)'(?=\w)|'[^'\n.?!]{0,40}'|"[^"\n.?!]{0,40}")*?"""
-_CHOOSE = (r"(?:please\s+)?(?:choose|select|pick|mark|circle|tick|identify|indicate|give|find)\s+(?:one\b|"
+_CHOOSE = (r"(?:please\s+)?(?:choose|select|pick|mark|circle|tick|identify|indicate|give|find)\s+(?:one\b|all\s+that\s+apply|"
            r"(?:(?:the|an?|one|your)\s+)?(?:(?:single|one|only)\s+)?(?:(?:best|correct|right|true|appropriate|"
            r"most\s+(?:appropriate|likely|suitable|correct|accurate))\s+)?" + _ANSWER_WORD
-           + r"\b(?:\s+(?:below|given|(?:from|among)\s+(?:the\s+)?(?:following|given|" + _ANSWER_WORD + r")(?:\s+"
-           + _ANSWER_WORD + r")?(?:\s+(?:below|given))?))?)"
-           r"|(?:please\s+)?(?:answer|respond|reply)\s+(?:only\s+|just\s+)?with\s+(?:only\s+|just\s+)?(?:(?:the|a|one)\s+)?"
+           + r"\b(?:\(s\))?(?:\s+(?:below|given|(?:from|among)\s+(?:the\s+)?(?:following|given|" + _ANSWER_WORD + r")(?:\s+"
+           + _ANSWER_WORD + r")?(?:\s+(?:below|given))?))?(?:\s+directly)?(?:\s+without\s+any\s+[\w\s]{0,40}?)?)"
+           r"|(?:please\s+)?(?:answer|respond|reply)\s+(?:only\s+|just\s+)?with\s+(?:only\s+|just\s+)?"
+           r"(?:[a-j](?:\s*,\s*(?:or\s+)?|\s+or\s+)){1,9}[a-j]"
+           r"|(?:please\s+)?(?:only\s+)?(?:answer|respond|reply|output|give|write|return|provide)\s+(?:only\s+|just\s+)?"
+           r"(?:with\s+)?(?:only\s+|just\s+)?(?:(?:the|a|one)\s+)?"
            r"(?:single\s+)?(?:(?:option'?s?|correct|answer)\s+)?letter\b(?:\s+of\s+(?:the\s+)?(?:correct|right|best)\s+"
            + _ANSWER_WORD + r")?(?:\s*\([^()\n]{0,30}\))?(?:\s+(?:only|(?:from|among)\s+the\s+(?:given\s+)?"
            r"(?:options|choices|answers)(?:\s+directly)?))?")
@@ -153,7 +156,9 @@ _INSTRUCTION_TEXT = "(?:" + "|".join((_CHOOSE, _STEPS, _FORMAT)) + ")"
 _TOPIC = r"(?:\s*\([^()\n]{0,30}\))?(?:\s+(?:about|on|in|from|of)\s+[\w-]+(?:[\s_]+[\w-]+){0,4})?"
 _INSTRUCTION_BEFORE = re.compile(
     r"\A\s*+(?:(?:(?:the\s+following\s+(?:is|are)|(?:please\s+)?answer\s+the\s+following)\s+(?:an?\s+)?(?:[\w-]+\s+){0,3}?"
-    r"questions?" + _TOPIC + r"|given\s+the\s+following\s+(?:[\w-]+\s+){0,2}?questions?(?:\s+and\s+(?:[\w-]+\s+)?"
+    r"questions?" + _TOPIC + r"|(?:please\s+)?answer\s+the\s+(?:[\w-]+\s+){0,2}?questions?\s+below"
+    r"|(?:please\s+)?read\s+the\s+following\s+(?:[\w-]+\s+){0,2}?questions?(?:\s+carefully)?,?\s+and\s+" + _CHOOSE
+    + r"|given\s+the\s+following\s+(?:[\w-]+\s+){0,2}?questions?(?:\s+and\s+(?:[\w-]+\s+)?"
     r"(?:answers|options|choices))?,\s*" + _CHOOSE + "|" + _CHOOSE + r")(?:[.:]\s+|\s*\n\s*)"
     r"|(?:" + _STEPS + "|" + _FORMAT + r")(?:\.\s+|\s*\n\s*))", re.IGNORECASE)  # these hold colons: "format: 'Answer: X'"
 # after the question: an instruction or an answer cue ("Final answer:", "Answer (A, B, C or D):",
@@ -163,8 +168,8 @@ _INSTRUCTION_BEFORE = re.compile(
 _INSTRUCTION_AFTER = re.compile(
     r"(?:\A|\n|(?<=[.?!:])[ \t]++|(?<=\S)[ \t]++(?=(?-i:Please|Choose|Select|Pick|Answer|Respond|Reply|Indicate|Identify"
     r"|Mark|Circle|Tick|Give|Find|Think|Let|Output|Return|Put)\b)|(?<=,)[ \t]++(?=(?:and\s+)?(?:put|return|please)\b))"
-    r"\s*+(?:" + _INSTRUCTION_TEXT
-    + r"|(?:#{1,4}\s*)?(?:the\s+)?(?:correct\s+|final\s+|best\s+)?answer(?:\s+is)?(?:\s*\([^()\n]{0,30}\))?\s*:?"
+    r"\s*+(?:" + _INSTRUCTION_TEXT + r"|(?:please\s+)?answer\s+the\s+(?:following|above)\s+(?:[\w-]+\s+){0,2}?questions?"
+    r"|a\s*:|(?:#{1,4}\s*)?(?:the\s+)?(?:correct\s+|final\s+|best\s+)?answer(?:\s+is)?(?:\s*\([^()\n]{0,30}\))?\s*:?"
     r"(?:\s*let'?s\s+think\s+step\s+by\s+step)?)\s*[.:!]?\Z", re.IGNORECASE)
 _INSTRUCTION_TAIL = 400  # characters at a question's end where an instruction is looked for
 _ROUNDS = 4  # instructions one after another, taken off in turn
@@ -196,9 +201,9 @@ def question_stem(question: str, options: list[str]) -> str:
 # question to the full reading. `question_stems` relies on it; a test checks the folds.
 _MAY_HAVE_PROMPT_WORDS = (
     r"^\P{L}*(?i:the|please|answer|choose|select|pick|mark|circle|tick|identify|indicate|give|find|respond|reply|q"
-    r"|given|think|reason|work|solve|let|last|and|then|finish|output|put|return|write|provide|place|present)"
-    r"|(?i:answers?|is|options?|choices?|responses?|alternatives?|one|below|given|following)\P{L}*$"
-    r"|(?i:letter|step\P{L}+by\P{L}+step|last\P{L}+line|finish\P{L}+your|single\P{L}+option|boxed|answer(?:\P{L}+is)?\P{L}*\()"
+    r"|given|think|reason|work|solve|let|last|and|then|finish|output|put|return|write|provide|place|present|read|only)"
+    r"|(?i:answers?|is|options?|choices?|responses?|alternatives?|one|below|given|following|apply|directly|questions?)\P{L}*$"
+    r"|(?:^|\P{L})(?i:a)\P{L}*$|(?i:letter|option\(s\)|without\P{L}+any|answer\P{L}+with|step\P{L}+by\P{L}+step|last\P{L}+line|finish\P{L}+your|single\P{L}+option|boxed|answer(?:\P{L}+is)?\P{L}*\()"
     r"|Answer Choices|[\x{130}\x{131}]")
 
 

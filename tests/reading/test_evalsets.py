@@ -802,7 +802,9 @@ _INSTRUCTIONS_AFTER = ["Choose the best answer.", "Select the correct option fro
                        "Choose the correct answer from the following options:", "Answer: Let's think step by step.",
                        "Please reason step by step, and put your final answer within \\boxed{}.",
                        "Return your final response within \\boxed{}.", "Final answer:", "Answer (A, B, C or D):",
-                       "### Answer:", "Choose one answer from the following:\nPlease answer with the letter of the correct option."]
+                       "### Answer:", "Choose one answer from the following:\nPlease answer with the letter of the correct option.",
+                       "Select all that apply.", "Choose the correct option(s).", "Answer with A, B, C, or D.", "A:",
+                       "Answer the following question.", "Please select the correct answer directly without any analysis."]
 # harness templates (simple-evals, MMLU-Pro's chain of thought, Med-PaLM's, a translated licensing exam's)
 _INSTRUCTIONS_BEFORE = ["The following are multiple choice questions (with answers) about anatomy.",
                         "Answer the following multiple choice question.", "Answer the following question:",
@@ -817,7 +819,8 @@ _INSTRUCTIONS_BEFORE = ["The following are multiple choice questions (with answe
                         "option from the four options as the final answer.",
                         "The following is a single-choice question from a Chinese medical licensing exam. Please "
                         "select the correct answer.",
-                        "Given the following medical question and candidate answers, choose the best answer."]
+                        "Given the following medical question and candidate answers, choose the best answer.",
+                        "Answer the question below.", "Read the following question and choose the correct answer."]
 
 
 @settings(max_examples=200, deadline=None)
@@ -848,11 +851,14 @@ def test_a_question_that_asks_to_choose_keeps_its_words(question):
 _PROMPTED = st.sampled_from(["", "Question: ", "Q: ", "The following are multiple choice questions about x.\n",
                              "Please answer the following question:\n", "Choose the best answer:\n", "İdentify the correct option.\n",
                              "Answer the following multiple choice question. Think step by step.\n\n## Question: ",
-                             "Given the following question, choose the best answer. ", "Output a single option: "])
+                             "Given the following question, choose the best answer. ", "Output a single option: ",
+                             "Read the following question and choose the best answer.\n", "Answer the question below: "])
 _ENDED = st.sampled_from(["", "\nAnswer:", "\nThe correct answer is", " Select one:", "\nPlease choose the best option.",
                           "\nRespond with only the letter.", "\nChoose one answer from the following:", " PİCK ONE.",
                           "\nAnswer Choices: (A) x (B) y", "\nAnswer is (A):", " Think step-by-step.", "\n## Answer",
-                          " put it in \\boxed{}.", "\nOutput a single option.", " Answer (A or B):"])
+                          " put it in \\boxed{}.", "\nOutput a single option.", " Answer (A or B):",
+                          " Select all that apply.", "\nA:", " Pick the option(s).", "\nAnswer with A or B.",
+                          "\nOnly give the letter.", " Choose one directly without any comment."])
 
 
 @settings(max_examples=300, deadline=None)
