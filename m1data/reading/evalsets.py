@@ -204,8 +204,8 @@ _MAY_HAVE_PROMPT_WORDS = (  # three patterns, not one: joined, they outgrew RE2'
     r"|find|respond|reply|q|given|think|reason|work|solve|let|last|and|then|finish|output|put|return|write|provide|place"
     r"|present|read|only)",
     r"(?i:answers?|answer\P{L}+is|options?|choices?|responses?|alternatives?|one|below|given|following|apply|directly"
-    r"|(?:following|above)\P{L}+(?:\p{L}+\P{L}+){0,2}questions?)\P{L}*$|(?:^|\P{L})(?i:a)\P{L}*$",
-    r"(?i:letter|option\(s\)|without\P{L}+any|answer\P{L}+with|step\P{L}+by\P{L}+step|last\P{L}+line|finish\P{L}+your"
+    r"|questions?)\P{L}*$|(?:^|\P{L})(?i:a)\P{L}*$",
+    r"(?i:letter|option\(s\)|without\P{L}+any|(?:answer|respond|reply)\P{L}+(?:(?:only|just)\P{L}+)?with|step\P{L}+by\P{L}+step|last\P{L}+line|finish\P{L}+your"
     r"|single\P{L}+option|boxed|answer(?:\P{L}+is)?\P{L}*\()|Answer Choices|[\x{130}\x{131}]",
 )
 

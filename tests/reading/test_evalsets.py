@@ -858,7 +858,8 @@ _ENDED = st.sampled_from(["", "\nAnswer:", "\nThe correct answer is", " Select o
                           "\nAnswer Choices: (A) x (B) y", "\nAnswer is (A):", " Think step-by-step.", "\n## Answer",
                           " put it in \\boxed{}.", "\nOutput a single option.", " Answer (A or B):",
                           " Select all that apply.", "\nA:", " Pick the option(s).", "\nAnswer with A or B.",
-                          "\nOnly give the letter.", " Choose one directly without any comment."])
+                          "\nOnly give the letter.", " Choose one directly without any comment.", "\nRespond with A or B.",
+                          "\nReply only with a or b!", " Answer the above x2y z3w question."])
 
 
 @settings(max_examples=300, deadline=None)
