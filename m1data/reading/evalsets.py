@@ -186,7 +186,12 @@ def question_stem(question: str, options: list[str]) -> str:
     removed only when its letters are exactly A.. for this row's options. Decontamination
     compares stems: "Question: " before a short MMLU question kept 6 of 135 verbatim copies.
     `metadata` keeps the original question."""
-    question = _without_prompt_words(question)
+    return _without_listed_options(_without_prompt_words(question), options)
+
+
+def _without_listed_options(question: str, options: list[str]) -> str:
+    """`question_stem` of a question without prompt words around it: its trailing list of options
+    taken off, then the prompt words that stood before the list."""
     match = EMBEDDED_CHOICES.search(question) if "Answer Choices" in question else None
     if match and re.findall(r"\(([A-Z])\)", match.group(1)) == list(LETTERS[:len(options)]):
         return _without_prompt_words(question[: match.start()].rstrip())
@@ -231,11 +236,9 @@ def question_stems(questions: Sequence[Any], options: Sequence[Sequence[str] | N
     for question, opts, prompted in zip(questions, options, may):
         if not isinstance(question, str):
             out.append(question)
-        elif prompted:
-            out.append(question_stem(question, list(opts or ())))
-        else:  # _without_prompt_words(question) is question: the rest of question_stem
-            stem = _strip_option_lines(question, list(opts or ()))
-            out.append(stem if stem == question else _without_prompt_words(stem))
+        else:  # unflagged: _without_prompt_words(question) is question
+            read = question_stem if prompted else _without_listed_options
+            out.append(read(question, list(opts or ())))
     return out
 
 
