@@ -408,6 +408,10 @@ GPQA_COLUMNS = ("Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "I
 # The usual spellings of an answer column, preferred in this order: an index or a letter before
 # `answer`, which MedAgentsBench fills with the option's text beside its `answer_idx`.
 ANSWER_COLUMNS = ("answer_idx", "answer_index", "cop", "answer", "label", "answerKey", "Correct Answer")
+# Where a file writes its answer a second time, beside the key: MedAgentsBench's `answer` (the
+# option's text beside `answer_idx`), MMLU-Pro's `answer` (a letter beside `answer_index`), and
+# the row schema's `answer_text` (a file m1data wrote, read back as a source).
+TEXT_BESIDE_KEY = ("answer", "answer_text")
 ID_COLUMNS = ("realidx", "id", "question_id", "Record ID", "pubid")
 CONTEXT_COLUMNS = ("context", "contexts", "CONTEXTS")  # PubMedQA's abstract: before the question in the prompt
 
@@ -572,7 +576,7 @@ class _Fields:
     written: list[str]  # as the file wrote them
     answer: Any  # the raw key (None: no answer column)
     answer_column: str | None
-    answer_text: Any  # the `answer` column when the key is in another one (MedAgentsBench), else None
+    answer_text: Any  # the answer written beside a key in another column (`TEXT_BESIDE_KEY`), else None
     error: RowError | None
 
 
@@ -620,7 +624,8 @@ class QuestionReader:
                 question, written = inline
             options = strip_option_letters(written)
             answer, column = self._answer_key(raw)
-            answer_text = raw.get("answer") if column != "answer" else None
+            answer_text = next((raw[name] for name in TEXT_BESIDE_KEY
+                                if name != column and raw.get(name) not in (None, "")), None)
         except RowError as err:
             errors.append(err)
         return _Fields(native_id, question, context, options, written, answer, column,
@@ -663,7 +668,15 @@ class QuestionReader:
             return {}
         if self.mapping.answer is None and _gpqa_layout(raw, self.mapping.options):
             return {"index0": None}
-        return answer_readings(found.answer, found.options, found.written)
+        readings = answer_readings(found.answer, found.options, found.written)
+        if found.answer_text is None or len(readings) < 2:
+            return readings
+        # The text beside the key settles which kinds can be meant: a MedQA test file whose
+        # answer_idx counts options and has no 0 and no 4 was refused as undecidable though
+        # its `answer` named the option on every row. A key no reading of which its text names
+        # is a bad row whatever the kind (answer_mismatch): it votes as it did.
+        agreeing = {kind: index for kind, index in readings.items() if _text_agrees(found, index)}
+        return agreeing or readings
 
     def for_records(self, raws: list[Any]) -> QuestionReader:
         """This reader with the answer column and kind decided from all of `raws` (unless the
@@ -706,6 +719,17 @@ class QuestionReader:
         if kind != "text":
             _check_answer_text(found, index)
         return index
+
+
+def _text_agrees(found: _Fields, index: int | None) -> bool:
+    """Whether the answer written beside the key names option `index` (`_check_answer_text`)."""
+    if index is None:
+        return False
+    try:
+        _check_answer_text(found, index)
+    except RowError:
+        return False
+    return True
 
 
 def _check_answer_text(found: _Fields, index: int) -> None:

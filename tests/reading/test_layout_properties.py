@@ -507,16 +507,19 @@ def index_files(draw):
     """(rows, layout, evidence): word options (no key is an option's text) keyed by whole numbers
     1..n-1 in the forms files write them, so 0-based and 1-based both fit every row; `evidence`
     None leaves it so, "zero" adds a row keyed 0 (only 0-based fits it) and "top" a row keyed its
-    option count (only 1-based fits it), each read right under the kind it shows."""
+    option count (only 1-based fits it), each read right under the kind it shows; "beside" keys
+    `answer_idx` and writes the answer again beside it (MedQA's `answer`, the row schema's
+    `answer_text`, the option's text or its letter), which tells the kind on every row."""
     container = draw(st.sampled_from(["jsonl", "json", "csv", "parquet"]))
-    evidence = draw(st.sampled_from([None, "zero", "top"]))
-    kind = "index1" if evidence == "top" else "index0"  # what the rows must read as when decided
+    evidence = draw(st.sampled_from([None, "zero", "top", "beside"]))
+    # what the rows must read as when decided
+    kind = draw(st.sampled_from(["index0", "index1"])) if evidence == "beside" else "index1" if evidence == "top" else "index0"
     numbers_and_options = []
     for _ in range(draw(st.integers(1, 6))):
         k = draw(st.integers(2, 6))
         numbers_and_options.append((draw(st.integers(1, k - 1)),
                                     draw(st.lists(option_text("words"), min_size=k, max_size=k, unique_by=_norm))))
-    if evidence is not None:
+    if evidence in ("zero", "top"):
         k = draw(st.integers(2, 6))
         options = draw(st.lists(option_text("words"), min_size=k, max_size=k, unique_by=_norm))
         numbers_and_options.insert(draw(st.integers(0, len(numbers_and_options))),
@@ -527,7 +530,19 @@ def index_files(draw):
         rows.append(Row(f"Q{i}: which one?", options, number - (kind == "index1"), draw(st.sampled_from(forms)), True))
     layout = {"kind": kind, "container": container, "shape": "list", "names": "op", "tell": False,
               "bom": draw(st.booleans()), "question": "question", "answer": "answer"}
+    if evidence == "beside":
+        layout.update(answer="answer_idx", beside=draw(st.sampled_from(["answer", "answer_text"])),
+                      beside_form=draw(st.sampled_from(["text", "letter"])))
     return rows, layout, evidence
+
+
+def beside_key(rows: list[Row], layout: dict) -> list[dict]:
+    """The records, with the answer written again beside the key where the layout says so."""
+    recs = records(rows, layout)
+    if "beside" in layout:
+        for row, rec in zip(rows, recs):
+            rec[layout["beside"]] = row.answer if layout["beside_form"] == "text" else LETTERS[row.right]
+    return recs
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -537,12 +552,14 @@ def test_index_keys_that_fit_both_bases_stop_every_door_unless_a_key_decides(gen
     is wrong on every row half the time. Every scoring door (`m1data load` and a config's source
     with a mapping, `load-eval`, `infer --eval-sets`, Python) stops with one line that names both
     kinds and says how to state one; decontamination keeps every question as an unscored target. A
-    0 among the keys decides 0-based and a key equal to its option count 1-based: then every door
-    reads every row right (the rule in `decide_answer_kind`, unchanged)."""
+    0 among the keys decides 0-based and a key equal to its option count 1-based, and so does the
+    answer written again beside the key on every row (a MedQA test file whose `answer_idx` counts
+    options, a file of rows m1data wrote): then every door reads every row right (the rule in
+    `decide_answer_kind`, with the readings each row's own answer rules out taken away)."""
     rows, layout, evidence = generated
     folder = tmp_path_factory.mktemp("kinds")
-    path = write(rows, layout, folder)
-    mapping = {"question": "question", "options": "options", "answer": "answer"}
+    path = write(rows, layout, folder, beside_key(rows, layout))
+    mapping = {"question": "question", "options": "options", "answer": layout["answer"]}
     loads = [lambda door=door: door(path, mapping, folder) for door in SOURCE_DOORS]
     loads += [lambda door=door: door(path, folder, None) for door in EVAL_DOORS if door is not eval_config]
     for load in loads:
@@ -620,6 +637,28 @@ def test_a_medqa_file_reads_alike_as_a_source_an_eval_set_and_a_file(key, answer
                *load_eval_input(EvalInput.parse(str(path))).values()]
     for result in results:
         assert sorted(result.rows["answer_text"]) == ["Heparin sodium", "Warfarin"], result.reasons()
+
+
+def test_a_medqa_file_that_counts_its_options_is_read_by_the_mapping_its_source_door_names(tmp_path):
+    """A converted MedQA file whose `answer_idx` is 1 for option B (no 0 and no 4 on its rows):
+    `load-eval medqa_test` read it (its `answer` text tells the base), while `m1data load medqa`
+    said only "answer letter 1 is int, not a letter". The source door now names the mapping that
+    reads it, and that mapping reads it as the letter file is read: the same ids, the same keys."""
+    rows = [{"question": f"Which drug {i}?", "options": {"A": f"Warfarin {i}", "B": "Heparin", "C": "Aspirin",
+                                                        "D": "Clopidogrel"}, "answer_idx": "B", "answer": "Heparin"}
+            for i in range(3)]
+    letters = _jsonl(tmp_path / "letters.jsonl", rows)
+    numbers = _jsonl(tmp_path / "numbers.jsonl", [{**row, "answer_idx": 1} for row in rows])
+    stop = CliRunner().invoke(app, ["load", "medqa", "--path", str(numbers), "--out", str(tmp_path / "x.jsonl")])
+    said = " ".join(stop.output.split())
+    assert stop.exit_code == 2 and "is a number, not MedQA's letter" in said, stop.output
+    assert "--mapping answer=answer_idx" in said and "mapping: {answer: answer_idx}" in said, stop.output
+    expected = load_source("medqa", letters).rows
+    for result in (load_source("medqa", numbers, mapping={"answer": "answer_idx"}),
+                   load_eval_input(EvalInput("medqa_test", str(numbers)))["medqa_test"]):
+        assert sorted(result.rows["answer_text"]) == ["Heparin"] * 3, result.reasons()
+    mapped = load_source("medqa", numbers, mapping={"answer": "answer_idx"}).rows
+    assert mapped["id"] == expected["id"] and mapped["answer_idx"] == expected["answer_idx"]
 
 
 def test_pubmedqa_decisions_in_any_case_are_read(tmp_path):
