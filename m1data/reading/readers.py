@@ -498,7 +498,15 @@ def pandas_records(data: dict[str, Any]) -> list[dict[str, Any]] | None:
     Which of "columns" and "index" an object of objects is, is told by the index: pandas' default
     one writes "0", "1", ... An object whose inner and outer keys are both, or neither, such
     numbers is not read as a frame (it is refused as before); so is one whose inner objects do
-    not all have the same keys."""
+    not all have the same keys.
+
+    A table written as lists, a column each (`json.dump(dataset.to_dict())`, pandas'
+    `to_dict("list")`), is read too: the same number of cells in every column, and some column of
+    cells that are not objects (an object of lists of objects only is m1's file of several eval
+    sets, `load_eval_file`). It was refused as "expected a JSON list of objects", which it holds."""
+    columns = _list_columns(data)
+    if columns is not None:
+        return columns
     if set(data) in ({"columns", "data"}, {"columns", "index", "data"}):
         columns, rows = data["columns"], data["data"]
         if (isinstance(columns, list) and all(isinstance(c, str) for c in columns) and isinstance(rows, list)
@@ -514,6 +522,16 @@ def pandas_records(data: dict[str, Any]) -> list[dict[str, Any]] | None:
     if outer_index and not inner_index:  # orient "index"
         return inner
     return None
+
+
+def _list_columns(data: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The rows of an object of equal-length column lists, or None (`pandas_records`)."""
+    cells = list(data.values())
+    if len(cells) < 2 or not all(isinstance(column, list) for column in cells) or len({len(c) for c in cells}) != 1:
+        return None
+    if all(column and all(isinstance(cell, dict) for cell in column) for column in cells):
+        return None
+    return [dict(zip(data, row)) for row in zip(*cells)]
 
 
 def read_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:

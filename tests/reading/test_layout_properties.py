@@ -152,7 +152,7 @@ def files(draw):
               # a .json's rows: a list, in {"version": ..., "data": [...]}, as pandas' to_json writes a frame, or
               # a line each (`Dataset.to_json`; of two rows or more: one object alone in a .json is refused,
               # a row or a holder of rows); a .jsonl's a line each or a list (`json.dump`)
-              "json": draw(st.sampled_from(["list", "wrapped", "columns", "index", "split"] + ["lines"] * (len(rows) > 1)
+              "json": draw(st.sampled_from(["list", "wrapped", "columns", "index", "split", "lists"] + ["lines"] * (len(rows) > 1)
                                            if container == "json" else ["lines", "lines", "list"])),
               # shape "listed": the options in one text after their labels, a line each or "(A) x (B) y"
               "label": draw(st.sampled_from(["A. ", "(A) ", "A) ", "A: ", "a) ", "(A) one line"])),
@@ -206,13 +206,15 @@ def listed(options: list[Any], label: str) -> str:
 
 def json_held(recs: list[dict], form: str) -> Any:
     """The records as a .json file holds them: a list, wrapped as releases wrap rows, or a pandas
-    frame's `to_json` in orient "columns" (its default), "index" or "split"."""
+    frame's `to_json` in orient "columns" (its default), "index" or "split", or a list a column
+    (`json.dump(dataset.to_dict())`)."""
     columns = list(dict.fromkeys(c for r in recs for c in r))
     return {"list": recs,
             "wrapped": {"version": "1.0", "data": recs},
             "columns": {c: {str(i): r.get(c) for i, r in enumerate(recs)} for c in columns},
             "index": {str(i): {c: r.get(c) for c in columns} for i, r in enumerate(recs)},
             "split": {"columns": columns, "index": list(range(len(recs))), "data": [[r.get(c) for c in columns] for r in recs]},
+            "lists": {c: [r.get(c) for r in recs] for c in columns},
             }[form]
 
 

@@ -399,12 +399,13 @@ def test_a_json_object_holding_the_rows_reads_as_the_rows_at_both_doors(shared_d
         list(load_source("mine", wrapped).rows)
 
 
-@pytest.mark.parametrize("orient", ["columns", "index", "split", "table"])
+@pytest.mark.parametrize("orient", ["columns", "index", "split", "table", "lists"])
 def test_a_dataframe_pandas_wrote_as_json_reads_as_its_rows_at_both_doors(shared_data, tmp_path, orient):
     """`df.to_json(path)` writes a frame as columns of {index: cell} (orient "columns", its
     default; "index" and "split" are the other object forms): such a file was refused at both
     doors ("expected a JSON list of objects"), or read by the eval door as sets named "columns",
-    "index" and "data". Real MedQA rows, written by pandas itself, read as the JSON Lines file."""
+    "index" and "data". So was a list a column ("lists": `json.dump` of `Dataset.to_dict()`, here
+    the same columns). Real MedQA rows, written by pandas itself, read as the JSON Lines file."""
     import json
 
     import pandas as pd
@@ -416,7 +417,12 @@ def test_a_dataframe_pandas_wrote_as_json_reads_as_its_rows_at_both_doors(shared
     lines = tmp_path / "medqa.jsonl"
     lines.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     frame = tmp_path / "medqa.json"
-    pd.DataFrame(records).to_json(frame, orient=orient)
+    if orient == "lists":
+        import datasets
+
+        frame.write_text(json.dumps(datasets.Dataset.from_list(records).to_dict()), encoding="utf-8")
+    else:
+        pd.DataFrame(records).to_json(frame, orient=orient)
 
     def read(rows):  # "table" adds each row's index to it, and so to the row's metadata
         return [(r["id"], r["question"], r["options"], r["answer_idx"]) for r in rows.to_list()]
@@ -440,6 +446,10 @@ def test_an_object_of_objects_is_read_as_a_frame_only_when_its_index_tells_which
     assert pandas_records({"a": row, "b": row}) is None
     assert pandas_records({"0": row, "1": {**row, "extra": 1}}) is None
     assert pandas_records({"columns": ["question"], "data": [["q"], ["r", "s"]]}) is None
+    assert pandas_records({"question": ["q", "r"], "answer": [0, 1]}) == [
+        {"question": "q", "answer": 0}, {"question": "r", "answer": 1}]
+    assert pandas_records({"question": ["q", "r"], "answer": [0]}) is None  # not a table
+    assert pandas_records({"medqa": [row], "mmlu": [row]}) is None  # m1's eval sets, a list each
     path = tmp_path / "odd.json"
     path.write_text(json.dumps({"a": row, "b": row}), encoding="utf-8")
     with pytest.raises(MalformedFile, match="expected a JSON list of objects"):
