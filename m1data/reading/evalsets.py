@@ -262,9 +262,11 @@ def _without_prompt_words(question: str) -> str:
     return question
 
 
-# "Options:" / "Answer choices:" before a list of options, or the word alone on its line; not a
-# question's own last word ("... the best treatment options\nA. x": "options" is the stem's)
-OPTIONS_HEADING = r"(?:(?:answer\s+)?(?:choices|options)\s*:|(?<=\n)[ \t]*(?:answer\s+)?(?:choices|options)[ \t]*(?=\r?\n))"
+# "Options:" / "Answer choices:" / "### Options:" before a list of options, or the words alone on
+# their line; not a question's own last word ("... the best treatment options\nA. x": "options" is
+# the stem's)
+OPTIONS_HEADING = (r"(?:(?:#{1,4}[ \t]*)?(?:answer\s+)?(?:choices|options)\s*:"
+                   r"|(?<=\n)[ \t]*(?:#{1,4}[ \t]*)?(?:answer\s+)?(?:choices|options)[ \t]*(?=\r?\n))")
 
 
 def _strip_option_lines(question: str, options: list[str]) -> str:

@@ -996,10 +996,11 @@ _LINE_LIST_START = re.compile(r"(?m)^[ \t]*(?=\([Aa]\)|[Aa][.):])")
 _INLINE_LIST_START = re.compile(r"(?<=[:?])[ \t]+(?=\(A\))")
 # an "Answer:" line after the options (prompt-formatted copies end so), which is no option's text
 _ANSWER_CUE = re.compile(r"\s*\n\s*(?:the\s+)?(?:correct\s+)?answer(?:\s+is)?\s*:?\s*\Z", re.IGNORECASE)
-# the heading a list of options may stand under: "Options:" on its own line, or (before a
-# one-line list) "Answer Choices:" at the end of the stem's line
-_LINE_HEADING = re.compile(r"(?:\A|\n)[ \t]*(?:answer\s+)?(?:choices|options)[ \t]*:?[ \t]*\Z", re.IGNORECASE)
-_INLINE_HEADING = re.compile(r"\s*\b(?:answer\s+)?(?:choices|options)\s*:\Z", re.IGNORECASE)
+# the heading a list of options may stand under: "Options:" (or a Markdown "### Options") on its
+# own line, or (before a one-line list) "Answer Choices:" at the end of the stem's line
+_LINE_HEADING = re.compile(r"(?:\A|\n)[ \t]*(?:#{1,4}[ \t]*)?(?:answer\s+)?(?:choices|options)[ \t]*:?[ \t]*\Z",
+                           re.IGNORECASE)
+_INLINE_HEADING = re.compile(r"\s*(?:#{1,4}[ \t]*)?\b(?:answer\s+)?(?:choices|options)\s*:\Z", re.IGNORECASE)
 
 
 @functools.cache
