@@ -412,8 +412,9 @@ GPQA_COLUMNS = ("Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "I
 ANSWER_COLUMNS = ("answer_idx", "answer_index", "cop", "answer", "label", "answerKey", "Correct Answer")
 # Where a file writes its answer a second time, beside the key: MedAgentsBench's `answer` (the
 # option's text beside `answer_idx`), MMLU-Pro's `answer` (a letter beside `answer_index`), and
-# the row schema's `answer_text` (a file m1data wrote, read back as a source).
-TEXT_BESIDE_KEY = ("answer", "answer_text")
+# the row schema's `answer_text` (a file m1data wrote, read back as a source), and GPQA's
+# `Correct Answer` where a converted file keys its own options (`_gpqa_layout`).
+TEXT_BESIDE_KEY = ("answer", "answer_text", "Correct Answer")
 ID_COLUMNS = ("realidx", "id", "question_id", "Record ID", "pubid")
 CONTEXT_COLUMNS = ("context", "contexts", "CONTEXTS")  # PubMedQA's abstract: before the question in the prompt
 
@@ -422,8 +423,12 @@ def _gpqa_layout(raw: dict[str, Any], spec: str | tuple[str, ...] | None) -> boo
     """GPQA's layout: the right answer in `Correct Answer`, the wrong ones in `Incorrect Answer
     1-3`. Read so only when all four columns are there and the mapping names no options: a
     hand-made `Question,A,B,C,D,Correct Answer` holds a letter in `Correct Answer`, an ordinary
-    answer column (read as GPQA, every row was keyed to option A)."""
-    return spec is None and all(c in raw for c in GPQA_COLUMNS)
+    answer column (read as GPQA, every row was keyed to option A). Nor when the record has its
+    own `options` or `choices`: a GPQA file converted for a harness keeps the four columns beside
+    the options it shuffled and keys those (`answer` "C"); read by the four columns and checked
+    against that key, 10 of 12 right rows were dropped as answer_mismatch. Its `Correct Answer`
+    is then the answer written beside the key (`TEXT_BESIDE_KEY`), which the key must name."""
+    return spec is None and all(c in raw for c in GPQA_COLUMNS) and "options" not in raw and "choices" not in raw
 
 
 def _file_answer_column(raws: list[Any]) -> str | None:

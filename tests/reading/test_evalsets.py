@@ -189,6 +189,32 @@ def test_generic_gpqa_layout_file_is_shuffled(tmp_path):
     assert rows["options"] == load_eval_file(path)[f"{tmp_path.name}/gpqa_main"].rows["options"]  # reproducible
 
 
+@pytest.mark.parametrize("options_column", ["options", "choices"])
+def test_a_gpqa_file_that_keys_its_own_options_is_read_by_them(tmp_path, options_column):
+    """A GPQA file converted for a harness: the four GPQA columns kept beside the options it
+    shuffled, and an `answer` letter keying those. Read by the GPQA columns and checked against
+    that letter, most right rows were dropped as answer_mismatch; now its own options and key
+    are read, at every door, and `Correct Answer` must be the option the key names (the one row
+    whose key was broken is dropped)."""
+    import random
+
+    rng = random.Random(3)
+    records = []
+    for i in range(12):
+        texts = [f"right {i}", f"wrong {i}a", f"wrong {i}b", f"wrong {i}c"]
+        shuffled = rng.sample(texts, 4)
+        records.append({"Record ID": f"rec{i}", "Question": f"Question {i}?",
+                        **dict(zip(("Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3"),
+                                   texts)),
+                        options_column: shuffled, "answer": "ABCD"[shuffled.index(texts[0])]})
+    records[5]["answer"] = "ABCD"[(records[5][options_column].index("right 5") + 1) % 4]
+    path = tmp_path / "gpqa_diamond.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    for result in (load_eval("gpqa_diamond", path), *load_eval_file(path).values(), load_source("mine", path)):
+        assert sorted(result.rows["answer_text"]) == sorted(f"right {i}" for i in range(12) if i != 5)
+        assert result.dropped["reason"] == ["answer_mismatch"] and "right 5" in result.dropped["detail"][0]
+
+
 def test_every_eval_file_loads_with_answer_letters_spread_evenly(shared_data, tmp_path):
     sets = {}
     for path in sorted((shared_data / "eval/medagentsbench").rglob("*.jsonl")):
