@@ -414,3 +414,28 @@ def test_a_build_against_servers_that_echo_the_key_writes_it_nowhere(tmp_path, m
     assert (tmp_path / "run" / "hub" / "README.md").is_file()
     out, err = capfd.readouterr()
     assert leaked(key, tmp_path, result.output + out + err) == []
+
+
+def test_each_stage_says_which_columns_its_rows_have(built):
+    """`Stage.columns_after` is what a build reads to stop at once when the sampler names a
+    column no stage gives: it must be what each stage's rows really hold, stage by stage."""
+    from m1data.jobs import _builder, build_settings
+    from m1data.running.pipeline import load_stage_rows, stage_dirname
+
+    config, _ = build_settings("m1k", built["config"], None, None)
+    have = None
+    for index, stage in enumerate(_builder("m1k").stages(config)):
+        have = stage.columns_after(have)
+        rows = load_stage_rows(built["run"] / stage_dirname(index, stage.name))
+        assert have == frozenset(rows.column_names), stage.name
+
+
+def test_a_sampler_level_no_stage_gives_stops_the_build_before_it_starts(built, tmp_path):
+    config = yaml.safe_load(built["config"].read_text())
+    config["sample"]["levels"] = ["domian", "source"]
+    path = tmp_path / "typo.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = CliRunner().invoke(app, ["build", "m1k", "--out", str(tmp_path / "run"), "--config", str(path)])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and "stage 'sample' needs the column 'domian'" in said, result.output
+    assert "domain," in said and "nothing was run" in said and not (tmp_path / "run" / "00_load").exists()

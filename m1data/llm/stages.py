@@ -248,6 +248,9 @@ class LLMStage(Stage):
     def required_columns(self) -> tuple[str, ...]:
         return REQUIRED_COLUMNS
 
+    def columns_needed(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((*self.required_columns(), self.text_column())))
+
     def text_column(self) -> str:
         """The column whose text the requests ask about: each value must be a str, or a None
         is sent to the model as the question "None" (`pipeline.check_texts`)."""

@@ -32,7 +32,7 @@ import shutil
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -153,6 +153,17 @@ class Stage(ABC):
         not completed, so a missing extra stops a build at once, not after hours of model calls
         (a pip install without the tagger extra stopped at the tag stage, the build's eighth)."""
         return None
+
+    def columns_after(self, before: frozenset[str] | None) -> frozenset[str] | None:
+        """The columns this stage's rows will have, given those of the rows it gets (None:
+        not known before it runs, as for rows a user brings, or a stage that does not say).
+        With `columns_needed`, what `check_columns` reads to stop a build whose sampler names a
+        column no stage gives before anything runs, not after hours of model calls."""
+        return None
+
+    def columns_needed(self) -> tuple[str, ...]:
+        """Columns beyond the row schema that this stage's config names and its rows must have."""
+        return ()
 
     def external_fingerprint(self) -> str:
         """Fingerprint of inputs that are not the previous stage's rows (files a loader reads)."""
@@ -873,11 +884,33 @@ def run_pipeline(
     names = check_stage_names(stages, start, until)
     start_at = names.index(start) if start else 0
     stop_at = names.index(until) if until else len(stages) - 1
+    check_columns(stages[: stop_at + 1])
     if executor is None:  # on a cluster the stages run on workers, whose packages are theirs
         _check_installed(stages[start_at: stop_at + 1], run_dir, start_at, force or start is not None)
     with run_lock(run_dir):
         _record_build(run_dir, stages)
         return _run_stages(stages[: stop_at + 1], run_dir, start, start_at, force, executor)
+
+
+def with_columns(before: frozenset[str] | None, added: Iterable[str]) -> frozenset[str] | None:
+    """`before` and the columns a stage adds; unknown stays unknown (`Stage.columns_after`)."""
+    return None if before is None else before | frozenset(added)
+
+
+def check_columns(stages: Sequence[Stage]) -> None:
+    """Stop before anything runs when a stage needs a column (`Stage.columns_needed`: the
+    sampler's levels) that no stage before it gives (`Stage.columns_after`). Where the columns
+    are not known (rows a user brings, a stage that does not say) nothing is checked after."""
+    have: frozenset[str] | None = None
+    for stage in stages:
+        needed = getattr(stage, "columns_needed", tuple)()  # a stage written without the base class
+        absent = [name for name in needed if have is not None and name not in have]
+        if absent:
+            raise UserError(f"stage {stage.name!r} needs the column{'s' * (len(absent) > 1)} "
+                            f"{', '.join(map(repr, absent))}, which no stage before it gives (its rows will have "
+                            f"{', '.join(sorted(have))}); nothing was run")
+        after = getattr(stage, "columns_after", None)
+        have = after(have) if after is not None else None
 
 
 def _check_installed(stages: Sequence[Stage], run_dir: Path, first: int, rerun: bool) -> None:

@@ -536,6 +536,9 @@ class Deduplicate(Stage):
         self.config = config
         self.name = name
 
+    def columns_after(self, before: frozenset[str] | None) -> frozenset[str] | None:
+        return before  # a selection of its rows
+
     def run(self, rows: Dataset | None, ctx: RunContext) -> StageResult:
         cfg = self.config
         kept, dropped = deduplicate(rows, column=cfg.column, threshold=cfg.threshold, runner=band_runner(ctx))
@@ -557,6 +560,9 @@ class Decontaminate(Stage):
             entry.check()
         check_once(self.evals)
         self.name = name
+
+    def columns_after(self, before: frozenset[str] | None) -> frozenset[str] | None:
+        return before  # a selection of its rows
 
     def config_dict(self) -> dict[str, Any]:
         return {**super().config_dict(), "evals": [dataclasses.asdict(e) for e in self.evals]}

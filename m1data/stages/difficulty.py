@@ -62,7 +62,7 @@ from m1data.llm.stages import (
 )
 from m1data.llm.types import Engine, Reply, Request
 from m1data.redact import public_model_name
-from m1data.running.pipeline import RunContext, StageResult, add_columns, sum_stats
+from m1data.running.pipeline import RunContext, StageResult, add_columns, sum_stats, with_columns
 from m1data.schema import column_values
 from m1data.stages.answers import grade
 
@@ -222,15 +222,20 @@ def _pass_at_n(samples: list[dict[str, list[Any]]], rule: SolvedIf) -> dict[str,
     return combined
 
 
+def _sample_column_names(short: str) -> tuple[str, str]:
+    return f"student_{short}_verdicts", f"student_{short}_answers"
+
+
 def _sample_columns(short: str, samples: list[dict[str, list[Any]]]) -> dict[str, tuple[list[Any], Any]]:
     """Each sample's verdict (null: its call failed) and answer letter, so another rule can be
     applied later without a call."""
     n = len(samples[0]["reply"])
     verdicts = [[g["correct"][i] if g["status"][i] in ANSWERED else None for g in samples] for i in range(n)]
     answers = [[g["answer"][i] for g in samples] for i in range(n)]
+    verdicts_name, answers_name = _sample_column_names(short)
     return {
-        f"student_{short}_verdicts": (verdicts, datasets.Sequence(datasets.Value("bool"))),
-        f"student_{short}_answers": (answers, datasets.Sequence(datasets.Value("string"))),
+        verdicts_name: (verdicts, datasets.Sequence(datasets.Value("bool"))),
+        answers_name: (answers, datasets.Sequence(datasets.Value("string"))),
     }
 
 
@@ -257,6 +262,10 @@ class DifficultyFilter(LLMStage):
         firsts = [boxed_request(endpoint.model, p, params) for p in column_values(rows, "prompt")]
         samples = self._student(endpoint).samples
         return [nth_try(r, k) for k in range(1, samples + 1) for r in firsts]
+
+    def columns_after(self, before: frozenset[str] | None) -> frozenset[str] | None:
+        return with_columns(before, [name for s in self.config.students for name in (
+            *_student_columns(s.column), *(_sample_column_names(s.column) if s.samples > 1 else ()))])
 
     def _student(self, endpoint: Endpoint) -> StudentConfig:
         return next(s for s in self.config.students if s.column == endpoint.key)

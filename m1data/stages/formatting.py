@@ -44,7 +44,7 @@ import numpy as np
 import pyarrow as pa
 
 from m1data.errors import UserError
-from m1data.running.pipeline import RunContext, Stage, StageResult, add_columns
+from m1data.running.pipeline import RunContext, Stage, StageResult, add_columns, with_columns
 from m1data.schema import column_values, flattened, fresh_fingerprint
 
 # A chat as the rows hold it: what ``Dataset.map`` inferred from the dicts `sft_messages` makes.
@@ -305,6 +305,9 @@ class FormatSFT(Stage):
 
     def __init__(self, config: FormatConfig | None = None):
         self.config = config or FormatConfig()
+
+    def columns_after(self, before: frozenset[str] | None) -> frozenset[str] | None:
+        return with_columns(before, ("messages", "text"))
 
     def run(self, rows: datasets.Dataset | None, ctx: RunContext) -> StageResult:
         formatted = to_sft(rows, reasoning_column=self.config.reasoning_column, reply_column=self.config.reply_column,

@@ -141,6 +141,9 @@ class LoadSources(Stage):
     def external_fingerprint(self) -> str:
         return ",".join(input_digest(s.path) if s.path else str(s.path) for s in self.config.sources.values())
 
+    def columns_after(self, before: frozenset[str] | None) -> frozenset[str]:
+        return frozenset(ROW_FEATURES)  # every source is read into the row schema
+
     def run(self, rows: datasets.Dataset | None, ctx: RunContext) -> StageResult:
         parts, dropped_parts, stats = [], [], {}
         names = list(self.config.sources)

@@ -55,11 +55,12 @@ from m1data.llm.stages import (
     split_rows,
 )
 from m1data.llm.types import Engine, Reply, Request
-from m1data.running.pipeline import RunContext, StageResult
+from m1data.running.pipeline import RunContext, StageResult, with_columns
 from m1data.schema import column_values
 
 # The qualifier data lives in qualifiers; re-exported for `from m1data.stages.mesh import ...`.
 from m1data.stages.qualifiers import (
+    DOMAIN_COLUMNS,
     Qualifier,
     add_domain_columns,
     domain_counts,
@@ -265,6 +266,9 @@ class MeshTagger(LLMStage):
 
     def text_column(self) -> str:
         return self.config.text_field
+
+    def columns_after(self, before: frozenset[str] | None) -> frozenset[str] | None:
+        return with_columns(before, DOMAIN_COLUMNS)
 
     def requests(self, endpoint: Endpoint, rows: datasets.Dataset) -> list[Request]:
         return [build_request(self.config, prompt) for prompt in column_values(rows, self.config.text_field)]

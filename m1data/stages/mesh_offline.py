@@ -31,7 +31,7 @@ import numpy as np
 
 from m1data.durable import replacing
 from m1data.errors import M1DataError, UserError
-from m1data.running.pipeline import RunContext, Stage, StageResult, check_rows, file_digest
+from m1data.running.pipeline import RunContext, Stage, StageResult, check_rows, file_digest, with_columns
 from m1data.schema import column_values
 from m1data.stages.qualifiers import DOMAIN_COLUMNS, add_domain_columns, domain_counts, load_qualifiers, qualifier_by_code
 
@@ -325,6 +325,12 @@ class OfflineTagger(Stage):
         if self.config.method == "supervised" and self.config.model_path:
             return f"{Path(self.config.model_path).name} (classifier trained on LLM tags)"
         return EMBEDDING_MODEL
+
+    def columns_needed(self) -> tuple[str, ...]:
+        return (self.config.text_field,)
+
+    def columns_after(self, before: frozenset[str] | None) -> frozenset[str] | None:
+        return with_columns(before, DOMAIN_COLUMNS)
 
     def run(self, rows: datasets.Dataset | None, ctx: RunContext) -> StageResult:
         rows = check_rows(rows, self.name, (self.config.text_field,), texts=(self.config.text_field,))

@@ -304,7 +304,8 @@ class SampleConfig:
 
     def __post_init__(self) -> None:
         """Checked when the config is read, not when the sampler runs after every other stage.
-        Whether the level columns exist can only be known then, so that is left to the sampler."""
+        Whether the level columns exist is checked when a build starts, where the stages before
+        say which columns they give (`check_columns`), else by the sampler."""
         _check_size(self.n, "sample.n")
         self.levels = _level_names(self.levels, "sample.levels")
         _check_seed(self.seed)
@@ -322,6 +323,12 @@ class Sample(Stage):
     def __init__(self, config: SampleConfig, name: str = "sample"):
         self.config = config
         self.name = name
+
+    def columns_after(self, before: frozenset[str] | None) -> frozenset[str] | None:
+        return before  # a selection of its rows
+
+    def columns_needed(self) -> tuple[str, ...]:
+        return self.config.levels
 
     @datasets_bars_off()  # filter and flatten_indices show datasets' bars; a stage run prints nothing
     def run(self, rows: datasets.Dataset | None, ctx: RunContext) -> StageResult:

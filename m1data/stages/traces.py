@@ -88,7 +88,7 @@ from m1data.llm.stages import (
 )
 from m1data.llm.types import Engine, Reply, Request
 from m1data.redact import public_model_name
-from m1data.running.pipeline import SUPERSEDED, RunContext, StageResult, add_columns, sum_stats
+from m1data.running.pipeline import SUPERSEDED, RunContext, StageResult, add_columns, sum_stats, with_columns
 from m1data.schema import LETTERS, column_values, fresh_fingerprint
 from m1data.stages.answers import grade
 
@@ -182,6 +182,9 @@ class TeacherTraces(LLMStage):
 
     def __init__(self, config: TracesConfig | None = None, engine: Engine | None = None):
         super().__init__(config or TracesConfig(), {"*": engine} if engine is not None else None)
+
+    def columns_after(self, before: frozenset[str] | None) -> frozenset[str] | None:
+        return with_columns(before, [*TRACE_FEATURES, *ATTEMPT_FEATURES])
 
     def endpoints(self) -> list[Endpoint]:
         cfg = self.config
