@@ -204,3 +204,33 @@ def test_text_files_are_read_and_written_as_utf_8_whatever_the_locale():
     assert found == set()
     planted = ast.parse("Path(p).read_text()\nopen(p)\nopen(p, 'rb')\nf.open('w')\nopen(p, encoding='utf-8')\n")
     assert locale_dependent_text_io(planted) == [1, 2, 4]
+
+
+def test_the_sdist_ships_the_package_whole_and_no_half_test_suite(tmp_path):
+    """setuptools' default put 21 top-level test files in the sdist, a suite that cannot run
+    without the rest of the repository; and a wheel built from the sdist must hold what one built
+    from the repository holds (a data file left out of the sdist would vanish from it)."""
+    import zipfile
+
+    if not (ROOT / ".git").exists():
+        pytest.skip("needs the repository (git archive)")
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "HEAD"], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+
+    def build(where: Path, kind: str, out: Path) -> Path:
+        out.mkdir(exist_ok=True)
+        code = f"import sys; from setuptools import build_meta; print(build_meta.build_{kind}(sys.argv[1]))"
+        done = subprocess.run([sys.executable, "-c", code, str(out)], cwd=where, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return out / done.stdout.split()[-1]
+
+    sdist = build(tree, "sdist", tmp_path / "sdist")
+    names = subprocess.run(["tar", "-tzf", str(sdist)], capture_output=True, text=True, check=True).stdout.split()
+    (tmp_path / "unpacked").mkdir()
+    subprocess.run(["tar", "-xzf", str(sdist), "-C", str(tmp_path / "unpacked")], check=True)
+    assert not [n for n in names if "/tests/" in n] and any(n.endswith("/m1data/cli.py") for n in names)
+    from_sdist = build(next((tmp_path / "unpacked").iterdir()), "wheel", tmp_path / "a")
+    from_tree = build(tree, "wheel", tmp_path / "b")
+    assert sorted(zipfile.ZipFile(from_sdist).namelist()) == sorted(zipfile.ZipFile(from_tree).namelist())
