@@ -30,6 +30,13 @@ from m1data.errors import M1DataError, UserError
 from m1data.reading.registry import SOURCE_REGISTRY
 
 LETTERS = string.ascii_uppercase
+
+
+def option_label(letter: str) -> str:
+    """The regex of an option's label as prompts and files write it: "(B)", "B.", "B)" or "B:"
+    (before the option's text; compiled case-insensitive where "b." counts too). One pattern for
+    every reader that finds a row's options in a text, so none accepts a label another misses."""
+    return rf"(?:\({letter}\)|{letter}[.):])"
 SOURCES = tuple(SOURCE_REGISTRY)  # the built-in sources, in the paper's column order
 DEFAULT_SEED = 42
 
@@ -118,7 +125,7 @@ def _unlisted_option(prompt: str, options: Sequence[str]) -> RowError | None:
     at, end = 0, r"(?=\s*(?:$|\n|\(?[A-Z][.):)]|(?:the\s+)?(?:correct\s+)?answer\b))"
     for i, option in enumerate(options):
         body = r"\s+".join(re.escape(word) for word in str(option).split())
-        pattern = rf"(?:^|(?<=\s))(?:\({LETTERS[i]}\)|{LETTERS[i]}[.):])\s*{body}{end}"
+        pattern = rf"(?:^|(?<=\s)){option_label(LETTERS[i])}\s*{body}{end}"
         found = re.compile(pattern, re.IGNORECASE).search(prompt, at)
         if found is None:
             return RowError("prompt_mismatch", f"the prompt does not list option {LETTERS[i]} ({option!r}) after its "
@@ -126,7 +133,7 @@ def _unlisted_option(prompt: str, options: Sequence[str]) -> RowError | None:
                                                "m1data.schema.render_prompt")
         at = found.end()
     extra = LETTERS[len(options)] if len(options) < len(LETTERS) else None  # a label on the next line, or "(E)" on this one
-    if extra and re.compile(rf"\s*(?:\n\s*(?:\({extra}\)|{extra}[.):])\s+\S|\({extra}\)\s*\S)").match(prompt, at):
+    if extra and re.compile(rf"\s*(?:\n\s*{option_label(extra)}\s+\S|\({extra}\)\s*\S)").match(prompt, at):
         return RowError("prompt_mismatch", f"the prompt lists an option {extra} after the {len(options)} of `options`")
     return None
 
@@ -414,6 +421,7 @@ __all__ = [
     "ROW_FEATURES",
     "SOURCES",
     "RowError",
+    "ambiguous_answer",
     "as_dataset",
     "column_array",
     "column_values",
@@ -424,7 +432,7 @@ __all__ = [
     "is_frame",
     "make_row",
     "option_key",
-    "ambiguous_answer",
+    "option_label",
     "render_options",
     "render_prompt",
     "rows_matching",

@@ -71,7 +71,7 @@ from m1data.reading.readers import (
     whole_number,
 )
 from m1data.reading.registry import SOURCE_REGISTRY
-from m1data.schema import DEFAULT_SEED, LETTERS, RowError, ambiguous_answer, column_values
+from m1data.schema import DEFAULT_SEED, LETTERS, RowError, ambiguous_answer, column_values, option_label
 
 MMLU_MEDICAL = (
     "anatomy",
@@ -279,7 +279,7 @@ def _strip_option_lines(question: str, options: list[str]) -> str:
     option texts are taken away, and a stem must remain."""
     if not _ends_with_last_option(question, options):
         return question  # most questions (cheap, before a regex made for this row)
-    listed = [rf"(?:\({letter}\)|{letter}[.):])\s*" + r"\s+".join(map(re.escape, option.split()))
+    listed = [option_label(letter) + r"\s*" + r"\s+".join(map(re.escape, option.split()))
               for letter, option in zip(LETTERS, options)]
     block = re.compile(r"\s(?:\s*" + OPTIONS_HEADING + r")?\s*" + r"\s+".join(listed)
                        + r"(?:\s+(?:the\s+)?(?:correct\s+)?answer(?:\s+is)?\s*:?)?\s*\Z", re.IGNORECASE)
@@ -317,7 +317,7 @@ def _label_texts(letter: str) -> tuple[str, ...]:
 
 @functools.cache
 def _label_of(letter: str) -> re.Pattern[str]:
-    return re.compile(rf"(?:\({letter}\)|{letter}[.):])\s*", re.IGNORECASE)
+    return re.compile(option_label(letter) + r"\s*", re.IGNORECASE)
 
 
 ANSWER_KINDS = ("text", "letter", "index0", "index1")

@@ -56,6 +56,7 @@ from m1data.schema import (
     dropped_record,
     flattened,
     make_row,
+    option_label,
     render_prompt,
     rows_to_dataset,
     rows_to_table,
@@ -992,7 +993,7 @@ def _label_spans(text: str, before_label: str, letters: str) -> list[tuple[int, 
 # where a question's own list of options may begin: an "A" label at the start of a line, else
 # "(A)" after a colon or a question mark (the one-line "Answer Choices: (A) x (B) y", "...? (A) x
 # (B) y"); not "(a)" inside a sentence ("has (a) fever and (b) a rash")
-_LINE_LIST_START = re.compile(r"(?m)^[ \t]*(?=\([Aa]\)|[Aa][.):])")
+_LINE_LIST_START = re.compile(r"(?m)^[ \t]*(?=" + option_label("[Aa]") + ")")
 _INLINE_LIST_START = re.compile(r"(?<=[:?])[ \t]+(?=\(A\))")
 # an "Answer:" line after the options (prompt-formatted copies end so), which is no option's text
 _ANSWER_CUE = re.compile(r"\s*\n\s*(?:the\s+)?(?:correct\s+)?answer(?:\s+is)?\s*:?\s*\Z", re.IGNORECASE)
