@@ -196,7 +196,7 @@ def load_eval(
                           "tell).")] = None,
 ) -> None:
     """Load an eval set (a decontamination target and scoring set)."""
-    with _user_errors():
+    with _user_errors(), _warnings_as_lines(native.CopBaseWarning):
         loaded = jobs.load_eval_to_file(name, out, path, mapping=_mapping(mapping))
     _print_loaded(loaded)
 
@@ -404,7 +404,7 @@ def decontaminate(
     stem alone with most of the options shared)."""
     with _user_errors():
         evals = evalsets.with_mappings([evalsets.EvalInput.parse(e) for e in eval_names], _eval_mappings(eval_mapping))
-    with _warnings_as_lines(dedup_stages.UnscoredEvalWarning, evalsets.UnmatchedEvalWarning):
+    with _warnings_as_lines(dedup_stages.UnscoredEvalWarning, evalsets.UnmatchedEvalWarning, native.CopBaseWarning):
         stats = jobs.run_decontaminate_file(in_path, out_path, evals, threshold=threshold, ngram=ngram,
                                             executor=executor, ray_address=ray_address)
     _print_stats(stats, out_path)

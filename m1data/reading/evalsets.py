@@ -818,6 +818,7 @@ class LayoutParser:
 
     name: str
     layouts: tuple[Layout, ...]
+    answer_kind: str | None = None  # what the user says of the file's keys (`load_eval`), else decided per file
 
     def layout(self, raw: Any) -> Layout | None:
         fitting = [layout for layout in self.layouts if layout.fits(raw)]
@@ -825,10 +826,11 @@ class LayoutParser:
 
     def for_records(self, raws: list[Any]) -> LayoutParser:
         """Each layout's reader prepared on the records that fit it (answer kinds per file)."""
+        told = tuple(_told(layout, self.answer_kind) for layout in self.layouts)
         chosen = [self.layout(raw) for raw in raws]
         layouts = tuple(
-            dataclasses.replace(layout, parse=for_records(layout.parse, [r for r, c in zip(raws, chosen) if c is layout]))
-            for layout in self.layouts
+            dataclasses.replace(layout, parse=for_records(layout.parse, [r for r, c in zip(raws, chosen) if c is own]))
+            for layout, own in zip(told, self.layouts)
         )
         return dataclasses.replace(self, layouts=layouts)
 
@@ -847,8 +849,18 @@ class LayoutParser:
         raise RowError("wrong_layout", f"columns {{{columns}}} fit no {self.name} layout")
 
 
-def layout_parser(name: str, layouts: tuple[Layout, ...]) -> LayoutParser:
-    return LayoutParser(name, layouts)
+def _told(layout: Layout, kind: str | None) -> Layout:
+    """`layout` reading its keys as `kind` where its reader decides the kind from the file; a
+    layout whose keys have one kind by definition (MMLU-Pro's 0-based `answer_index`) keeps it."""
+    parse = layout.parse
+    if kind is None or not isinstance(parse, QuestionReader) or parse.mapping.answer_kind is not None:
+        return layout
+    return dataclasses.replace(layout, parse=dataclasses.replace(
+        parse, mapping=dataclasses.replace(parse.mapping, answer_kind=kind)))
+
+
+def layout_parser(name: str, layouts: tuple[Layout, ...], answer_kind: str | None = None) -> LayoutParser:
+    return LayoutParser(name, layouts, answer_kind)
 
 
 def expected_layouts(layouts: tuple[Layout, ...]) -> str:
@@ -891,9 +903,9 @@ def require_items(result: LoadResult, name: str, *, scoring: bool = True) -> Loa
 
 
 def _named(name: str, records, layouts: tuple[Layout, ...], where: str | Path, *, expected: str = "",
-           scope: Scope | None = None) -> LoadResult:
+           scope: Scope | None = None, answer_kind: str | None = None) -> LoadResult:
     records = list(scope.filter(records) if scope is not None else records)
-    result = _collect(name, records, layout_parser(name, layouts), where=where,
+    result = _collect(name, records, layout_parser(name, layouts, answer_kind), where=where,
                       expected=expected or expected_layouts(layouts), scope=scope)
     check_identity(name, records, result)
     return result
@@ -1046,13 +1058,13 @@ def _mmlu_csv(path: Path) -> Iterator[Record]:
         yield f"{line}", {"question": cells[0], "options": cells[1:5], "answer": cells[5]}, f"{path.name}:{line}"
 
 
-def load_mmlu(subject: str, path: str | Path | None = None) -> LoadResult:
+def load_mmlu(subject: str, path: str | Path | None = None, answer_kind: str | None = None) -> LoadResult:
     name = f"mmlu_{subject}"
     if path is None:
-        return _named(name, _hub(name, "cais/mmlu", subject, "test"), MMLU, "cais/mmlu")
+        return _named(name, _hub(name, "cais/mmlu", subject, "test"), MMLU, "cais/mmlu", answer_kind=answer_kind)
     path = _mmlu_path(Path(path), subject)
     records = list(_mmlu_csv(path) if path.is_file() and record_format(path) == ".csv" else _local(path, "test"))
-    return _named(name, records, MMLU, path, scope=_subject_scope(records, subject, path))
+    return _named(name, records, MMLU, path, scope=_subject_scope(records, subject, path), answer_kind=answer_kind)
 
 
 def _mmlu_path(path: Path, subject: str) -> Path:
@@ -1120,11 +1132,13 @@ def _health_scope() -> Scope:
     return Scope(is_health, "an MMLU-Pro category other than health")
 
 
-def load_mmlu_pro_health(path: str | Path | None = None) -> LoadResult:
+def load_mmlu_pro_health(path: str | Path | None = None, answer_kind: str | None = None) -> LoadResult:
     if path is None:
         records = _hub("mmlu_pro_health", "TIGER-Lab/MMLU-Pro", None, "test")
-        return _named("mmlu_pro_health", records, MMLU_PRO, "TIGER-Lab/MMLU-Pro", scope=_health_scope())
-    return _named("mmlu_pro_health", _local(path, "test"), MMLU_PRO, path, scope=_health_scope())
+        return _named("mmlu_pro_health", records, MMLU_PRO, "TIGER-Lab/MMLU-Pro", scope=_health_scope(),
+                      answer_kind=answer_kind)
+    return _named("mmlu_pro_health", _local(path, "test"), MMLU_PRO, path, scope=_health_scope(),
+                  answer_kind=answer_kind)
 
 
 def load_gpqa_diamond(path: str | Path | None = None) -> LoadResult:
@@ -1144,30 +1158,32 @@ def load_pubmedqa_test(path: str | Path | None = None) -> LoadResult:
                   expected="PubMedQA questions of the official 500-PMID test split, " + expected_layouts(PUBMEDQA))
 
 
-def load_medmcqa_validation(path: str | Path | None = None) -> LoadResult:
+def load_medmcqa_validation(path: str | Path | None = None, answer_kind: str | None = None) -> LoadResult:
     """The Hub's 0-based `cop`, or a local file: the Hub layout (its `cop` base decided like the
-    training loader's) or MedAgentsBench's converted rows."""
+    training loader's, or told: answer_kind index0 or index1) or MedAgentsBench's converted rows."""
     if path is None:
         records = _hub("medmcqa_validation", SOURCE_REGISTRY["medmcqa"].hub_id, None, "validation")
     else:
-        records = MedMCQA().read_files(source_files(path, "validation"), "validation")
+        cop_base = {"index0": 0, "index1": 1}.get(answer_kind or "")
+        records = MedMCQA(cop_base).read_files(source_files(path, "validation"), "validation")
     return _named("medmcqa_validation", records, (MEDMCQA, MEDAGENTSBENCH, *CONVERTED),
-                  path or SOURCE_REGISTRY["medmcqa"].hub_id)
+                  path or SOURCE_REGISTRY["medmcqa"].hub_id, answer_kind=answer_kind)
 
 
-def load_medqa_test(path: str | Path | None = None) -> LoadResult:
+def load_medqa_test(path: str | Path | None = None, answer_kind: str | None = None) -> LoadResult:
     if path is None:
         records = _hub("medqa_test", SOURCE_REGISTRY["medqa"].hub_id, None, "test")
     else:
         records = _local(path, "test")
-    return _named("medqa_test", records, (MEDAGENTSBENCH, *CONVERTED), path or SOURCE_REGISTRY["medqa"].hub_id)
+    return _named("medqa_test", records, (MEDAGENTSBENCH, *CONVERTED), path or SOURCE_REGISTRY["medqa"].hub_id,
+                  answer_kind=answer_kind)
 
 
 def _local_only(name: str, layouts: tuple[Layout, ...]):
-    def load(path: str | Path | None = None) -> LoadResult:
+    def load(path: str | Path | None = None, answer_kind: str | None = None) -> LoadResult:
         if path is None:
             raise UserError(f"{name} has no Hub copy m1data knows; pass --path to its CSV")
-        return _named(name, _local(path), layouts, path)
+        return _named(name, _local(path), layouts, path, answer_kind=answer_kind)
 
     return load
 
@@ -1176,7 +1192,7 @@ EVAL_SETS: dict[str, Callable[..., LoadResult]] = {
     "medmcqa_validation": load_medmcqa_validation,
     "medqa_test": load_medqa_test,
     "pubmedqa_test": load_pubmedqa_test,
-    **{f"mmlu_{s}": (lambda path=None, s=s: load_mmlu(s, path)) for s in MMLU_MEDICAL},
+    **{f"mmlu_{s}": (lambda path=None, answer_kind=None, s=s: load_mmlu(s, path, answer_kind)) for s in MMLU_MEDICAL},
     "mmlu_pro_health": load_mmlu_pro_health,
     "gpqa_diamond": load_gpqa_diamond,
     "medbullets_op4": _local_only("medbullets_op4", MEDBULLETS),
@@ -1184,9 +1200,17 @@ EVAL_SETS: dict[str, Callable[..., LoadResult]] = {
 }
 
 
-def load_eval(name: str, path: str | Path | None = None, *, scoring: bool = True) -> LoadResult:
+# The sets whose key is one column of one kind by definition: an answer_kind would misread it.
+FIXED_KEYS = {"pubmedqa_test": "its decisions (yes, no, maybe)", "gpqa_diamond": "its `Correct Answer` column"}
+
+
+def load_eval(name: str, path: str | Path | None = None, *, scoring: bool = True,
+              answer_kind: str | None = None) -> LoadResult:
     """Load a named eval set (from the Hub, or from `path` in its native format). `scoring=False`
-    loads it as decontamination targets: a set whose answer keys are all unreadable still counts."""
+    loads it as decontamination targets: a set whose answer keys are all unreadable still counts.
+    `answer_kind` says how a file's keys name their option where its keys cannot tell (numbers
+    that fit 0- and 1-based alike: `decide_answer_kind`), as a file's mapping says it; the
+    advice for such a file named this mapping, which a named set refused."""
     if name not in EVAL_SETS:
         if Path(name).exists():  # the message below says "or pass a file", which is load_eval_file's to read
             raise UserError(f"{name} is a file, not an eval set name: read it with "
@@ -1195,6 +1219,11 @@ def load_eval(name: str, path: str | Path | None = None, *, scoring: bool = True
     path = None if path is None else Path(path).expanduser()
     if path is not None and not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
+    if answer_kind is not None:
+        ColumnMapping(answer_kind=answer_kind)  # one check of the value
+        if name in FIXED_KEYS:
+            raise UserError(f"{name} takes no answer_kind: its key is {FIXED_KEYS[name]}")
+        return require_items(EVAL_SETS[name](path, answer_kind=answer_kind), name, scoring=scoring)
     return require_items(EVAL_SETS[name](path), name, scoring=scoring)
 
 
@@ -1277,22 +1306,29 @@ def known_eval_set(name: str) -> bool:
 def load_eval_any(name_or_path: str, path: str | Path | None = None, *, scoring: bool = True,
                   mapping: dict[str, Any] | ColumnMapping | None = None) -> dict[str, LoadResult]:
     """A named set, "mmlu_medical" (all six MMLU subjects), or a file (see `load_eval` for `scoring`);
-    `mapping` (a file's columns and answer kind, `column_mapping`) goes with a file only: a named
-    set is read in its own layouts."""
-    if mapping and known_eval_set(name_or_path):
-        raise UserError(f"{name_or_path} is read in its own layouts; a mapping goes with a file (FILE, or a name "
-                        "of your choosing with its file)")
+    `mapping` (a file's columns and answer kind, `column_mapping`): a named set is read in its own
+    layouts, so its mapping may say only its keys' `answer_kind` (`load_eval`)."""
+    kind = _named_answer_kind(name_or_path, mapping) if known_eval_set(name_or_path) else None
     if name_or_path == "mmlu_medical":
         _check_mmlu_medical_path(path)
-        return {f"mmlu_{s}": load_eval(f"mmlu_{s}", path, scoring=scoring) for s in MMLU_MEDICAL}
+        return {f"mmlu_{s}": load_eval(f"mmlu_{s}", path, scoring=scoring, answer_kind=kind) for s in MMLU_MEDICAL}
     if name_or_path in EVAL_SETS:
-        return {name_or_path: load_eval(name_or_path, path, scoring=scoring)}
+        return {name_or_path: load_eval(name_or_path, path, scoring=scoring, answer_kind=kind)}
     if Path(name_or_path).expanduser().exists():
         if path is not None:
             raise UserError(f"{name_or_path} is a file and is loaded as it is; --path goes with an eval-set name "
                              f"(see `m1data eval-sets`), not with a file")
         return load_eval_file(name_or_path, column_mapping(mapping, name_or_path), scoring=scoring)
     raise UserError(f"{name_or_path!r} is neither a known eval set ({', '.join(EVAL_SETS)}, mmlu_medical) nor a file")
+
+
+def _named_answer_kind(name: str, mapping: dict[str, Any] | ColumnMapping | None) -> str | None:
+    """The answer kind a named set's mapping says; any column it names is an error."""
+    told = column_mapping(mapping, name)
+    if dataclasses.replace(told, answer_kind=None) != ColumnMapping():
+        raise UserError(f"{name} is read in its own layouts; its mapping may say only answer_kind (a mapping of "
+                        "columns goes with a file: FILE, or a name of your choosing with its file)")
+    return told.answer_kind
 
 
 # ---------------------------------------------------------------------------------------------

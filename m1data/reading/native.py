@@ -79,6 +79,13 @@ class Source:
             yield f"{split}:{index}", raw, f"{self.hub_id} {split} row {index}"
 
 
+# how each door is told a MedMCQA file's cop base
+_SAY_COP_BASE = ("`m1data load medmcqa --cop-base 1` (or 0), `cop_base: 1` under sources.medmcqa in the build "
+                 "config, or load_source(..., cop_base=1); as the eval set, `m1data load-eval medmcqa_validation "
+                 "--path FILE --mapping answer_kind=index1` (or index0), `--eval-mapping medmcqa_validation:"
+                 "answer_kind=index1`, or `mapping: {answer_kind: index1}` under its eval entry in a build config")
+
+
 class CopBaseWarning(UserWarning):
     """A MedMCQA file whose `cop` values cannot tell whether they count from 0 or from 1."""
 
@@ -137,16 +144,14 @@ class MedMCQA(Source):
                 path, None,
                 f"cop is 0 on {len(seen[0]):,} rows (first {seen[0][0]}) and 4 on {len(seen[4]):,} rows "
                 f"(first {seen[4][0]}), so the file cannot be read as counting options from 0 (the Hub) or "
-                "from 1 (the original release); say which: `m1data load medmcqa --cop-base 1` (or 0), "
-                "`cop_base: 1` under sources.medmcqa in the build config, or load_source(..., cop_base=1)",
+                f"from 1 (the original release); say which: {_SAY_COP_BASE}",
             )
         base_matters = any(isinstance(raw, dict) and whole_number(raw.get("cop")) in (1, 2, 3) for _, raw, _ in records)
         if not seen[0] and not seen[4] and base_matters:
             warnings.warn(
                 f"{path}: no well-formed row has cop 0 or 4, so the file does not show whether cop counts options "
                 "from 0 (the Hub) or from 1 (the original release); read as 0-based, like the Hub. If it counts "
-                "from 1, say so: `m1data load medmcqa --cop-base 1`, `cop_base: 1` under sources.medmcqa in the "
-                "build config, or load_source(..., cop_base=1)", CopBaseWarning, stacklevel=2)
+                f"from 1, say so: {_SAY_COP_BASE}", CopBaseWarning, stacklevel=2)
         return 1 if seen[4] else 0
 
     def parse(self, raw: dict[str, Any]) -> Parsed:

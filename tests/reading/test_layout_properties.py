@@ -48,7 +48,7 @@ from m1data.cli import _eval_mappings, app
 from m1data.config import from_dict
 from m1data.errors import M1DataError
 from m1data.infer.score import read_eval_sets
-from m1data.reading.evalsets import EvalInput, load_eval_input, load_evals
+from m1data.reading.evalsets import EvalInput, load_eval_any, load_eval_input, load_evals, with_mappings
 from m1data.reading.readers import read_rows
 from m1data.reading.sources import load_source
 from m1data.running.pipeline import RunContext
@@ -692,8 +692,44 @@ def test_the_answer_kind_advice_works_on_every_door_it_names(tmp_path):
     assert sorted(targets["answer_text"]) == ["2", "2"]
     (result,) = load_eval_input(config.evals[0]).values()
     assert result.rows["answer_text"] == ["2", "2"]
-    with pytest.raises(M1DataError, match="own layouts"):
-        load_eval_input(EvalInput("medqa_test", str(path), mapping={"answer_kind": "text"}))
+    with pytest.raises(M1DataError, match="own layouts; its mapping may say only answer_kind"):
+        load_eval_input(EvalInput("medqa_test", str(path), mapping={"answer": "answer", "answer_kind": "text"}))
+
+
+def test_a_named_set_takes_the_answer_kind_its_advice_names(tmp_path):
+    """A medqa_test file keyed 1..3 over four options (no 0, no 4, no answer text) cannot tell its
+    base, and the advice said to add `--mapping answer_kind=...`, which a named set refused ("read
+    in its own layouts"): the file could not be scored under its name. Every door now takes the
+    kind for a named set, and MedMCQA's cop base with it; a column mapping is still refused, and
+    so is a kind for a set whose key has one by definition."""
+    from m1data.builders.m23k import M23KConfig
+
+    medqa = _jsonl(tmp_path / "medqa.jsonl", [
+        {"question": f"Which drug {i}?", "options": {"A": f"Warfarin {i}", "B": "Heparin", "C": "Aspirin",
+                                                      "D": "Clopidogrel"}, "answer_idx": 1 + i % 2} for i in range(3)])
+    medmcqa = _jsonl(tmp_path / "medmcqa.jsonl", [
+        {"id": f"m{i}", "question": f"Which nerve {i}?", "opa": f"Radial {i}", "opb": "Ulnar", "opc": "Median",
+         "opd": "Axillary", "cop": 2} for i in range(3)])
+    stop = CliRunner().invoke(app, ["load-eval", "medqa_test", "--path", str(medqa), "--out", str(tmp_path / "x.jsonl")])
+    said = " ".join(stop.output.split())
+    assert stop.exit_code == 2 and "--mapping answer_kind=text" in said, stop.output
+    want = {"medqa_test": ["Warfarin 0", "Heparin", "Warfarin 2"], "medmcqa_validation": ["Ulnar"] * 3}
+    for name, path in (("medqa_test", medqa), ("medmcqa_validation", medmcqa)):
+        out = tmp_path / f"{name}.jsonl"
+        done = CliRunner().invoke(app, ["load-eval", name, "--path", str(path), "--out", str(out),
+                                        "--mapping", "answer_kind=index1"])
+        assert done.exit_code == 0, done.output
+        config = from_dict(M23KConfig, {"evals": [{"name": name, "path": str(path),
+                                                   "mapping": {"answer_kind": "index1"}}]})
+        flag = _eval_mappings([f"{name}:answer_kind=index1"])
+        for rows in (read_rows(out), *(r.rows for r in load_eval_input(config.evals[0]).values()),
+                     *(r.rows for r in load_eval_any(name, path, mapping={"answer_kind": "index1"}).values()),
+                     *(r.rows for r in load_eval_input(with_mappings([EvalInput(name, str(path))], flag)[0]).values())):
+            assert sorted(rows["answer_text"]) == sorted(want[name]), name
+    with pytest.raises(M1DataError, match="gpqa_diamond takes no answer_kind"):
+        load_eval_any("gpqa_diamond", medqa, mapping={"answer_kind": "index1"})
+    with pytest.raises(M1DataError, match="its mapping may say only answer_kind"):
+        load_eval_any("medqa_test", medqa, mapping={"question": "question", "answer_kind": "index1"})
 
 
 def test_mmlu_pro_answer_index_is_zero_based_whatever_its_option_texts(tmp_path):
