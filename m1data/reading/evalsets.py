@@ -265,7 +265,7 @@ def _without_prompt_words(question: str) -> str:
 # "Options:" / "Answer choices:" / "### Options:" before a list of options, or the words alone on
 # their line; not a question's own last word ("... the best treatment options\nA. x": "options" is
 # the stem's)
-OPTIONS_HEADING = (r"(?:(?:#{1,4}[ \t]*)?(?:answer\s+)?(?:choices|options)\s*:"
+OPTIONS_HEADING = (r"(?:(?:(?<!\S)#{1,4}[ \t]*)?(?:answer\s+)?(?:choices|options)\s*:"
                    r"|(?<=\n)[ \t]*(?:#{1,4}[ \t]*)?(?:answer\s+)?(?:choices|options)[ \t]*(?=\r?\n))")
 
 
@@ -410,11 +410,13 @@ GPQA_COLUMNS = ("Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "I
 # The usual spellings of an answer column, preferred in this order: an index or a letter before
 # `answer`, which MedAgentsBench fills with the option's text beside its `answer_idx`.
 ANSWER_COLUMNS = ("answer_idx", "answer_index", "cop", "answer", "label", "answerKey", "Correct Answer")
-# Where a file writes its answer a second time, beside the key: MedAgentsBench's `answer` (the
-# option's text beside `answer_idx`), MMLU-Pro's `answer` (a letter beside `answer_index`), and
-# the row schema's `answer_text` (a file m1data wrote, read back as a source), and GPQA's
-# `Correct Answer` where a converted file keys its own options (`_gpqa_layout`).
-TEXT_BESIDE_KEY = ("answer", "answer_text", "Correct Answer")
+# Where a file may write its answer a second time, beside a key in another column, besides
+# `answer` (MedAgentsBench's option text beside `answer_idx`, MMLU-Pro's letter beside
+# `answer_index`: `_check_answer_text`): the row schema's `answer_text` (a file m1data wrote, read
+# back) and GPQA's `Correct Answer` beside a converted file's own options and key (`_gpqa_layout`).
+# Other files use these names for other things (an explanation, a number), so they count only
+# where they name one option (`_named_option`).
+ALSO_BESIDE_KEY = ("answer_text", "Correct Answer")
 ID_COLUMNS = ("realidx", "id", "question_id", "Record ID", "pubid")
 CONTEXT_COLUMNS = ("context", "contexts", "CONTEXTS")  # PubMedQA's abstract: before the question in the prompt
 
@@ -427,8 +429,9 @@ def _gpqa_layout(raw: dict[str, Any], spec: str | tuple[str, ...] | None) -> boo
     own `options` or `choices`: a GPQA file converted for a harness keeps the four columns beside
     the options it shuffled and keys those (`answer` "C"); read by the four columns and checked
     against that key, 10 of 12 right rows were dropped as answer_mismatch. Its `Correct Answer`
-    is then the answer written beside the key (`TEXT_BESIDE_KEY`), which the key must name."""
-    return spec is None and all(c in raw for c in GPQA_COLUMNS) and "options" not in raw and "choices" not in raw
+    is then an answer written beside the key (`ALSO_BESIDE_KEY`). A null `options` is none."""
+    return (spec is None and all(c in raw for c in GPQA_COLUMNS)
+            and raw.get("options") is None and raw.get("choices") is None)
 
 
 def _file_answer_column(raws: list[Any]) -> str | None:
@@ -583,7 +586,8 @@ class _Fields:
     written: list[str]  # as the file wrote them
     answer: Any  # the raw key (None: no answer column)
     answer_column: str | None
-    answer_text: Any  # the answer written beside a key in another column (`TEXT_BESIDE_KEY`), else None
+    answer_text: Any  # the `answer` column when the key is in another one (MedAgentsBench), else None
+    beside: tuple[Any, ...]  # the `ALSO_BESIDE_KEY` columns' values when the key is in another column
     error: RowError | None
 
 
@@ -616,6 +620,7 @@ class QuestionReader:
         errors: list[RowError] = []
         native_id, context, written, options = None, "", [], []
         answer = column = answer_text = None
+        beside: tuple[Any, ...] = ()
         try:
             native_id = self._native_id(raw)
         except RowError as err:
@@ -631,12 +636,12 @@ class QuestionReader:
                 question, written = inline
             options = strip_option_letters(written)
             answer, column = self._answer_key(raw)
-            answer_text = next((raw[name] for name in TEXT_BESIDE_KEY
-                                if name != column and raw.get(name) not in (None, "")), None)
+            answer_text = raw.get("answer") if column != "answer" else None
+            beside = tuple(raw[name] for name in ALSO_BESIDE_KEY if name != column and name in raw)
         except RowError as err:
             errors.append(err)
         return _Fields(native_id, question, context, options, written, answer, column,
-                       answer_text, errors[0] if errors else None)
+                       answer_text, beside, errors[0] if errors else None)
 
     def _native_id(self, raw: dict[str, Any]) -> str | None:
         """The row's own id; a blank or null one is none (the row gets a content id), mapped or
@@ -675,15 +680,7 @@ class QuestionReader:
             return {}
         if self.mapping.answer is None and _gpqa_layout(raw, self.mapping.options):
             return {"index0": None}
-        readings = answer_readings(found.answer, found.options, found.written)
-        if found.answer_text is None or len(readings) < 2:
-            return readings
-        # The text beside the key settles which kinds can be meant: a MedQA test file whose
-        # answer_idx counts options and has no 0 and no 4 was refused as undecidable though
-        # its `answer` named the option on every row. A key no reading of which its text names
-        # is a bad row whatever the kind (answer_mismatch): it votes as it did.
-        agreeing = {kind: index for kind, index in readings.items() if _text_agrees(found, index)}
-        return agreeing or readings
+        return answer_readings(found.answer, found.options, found.written)
 
     def for_records(self, raws: list[Any]) -> QuestionReader:
         """This reader with the answer column and kind decided from all of `raws` (unless the
@@ -691,8 +688,37 @@ class QuestionReader:
         reader = dataclasses.replace(self, answer_column=self.mapping.answer or _file_answer_column(raws))
         if self.mapping.answer_kind is not None:
             return dataclasses.replace(reader, kind=self.mapping.answer_kind, problem="")
-        kind, problem = decide_answer_kind([reader.kinds(raw) for raw in raws], reader.answer_column or "answer")
+        votes = [reader.kinds(raw) for raw in raws]
+        kind, problem = decide_answer_kind(votes, reader.answer_column or "answer")
+        settled = reader.settled_by_written_answers(raws, votes) if problem else None
+        if settled is not None:
+            kind, problem = settled, ""
         return dataclasses.replace(reader, kind=kind, problem=problem)
+
+    def settled_by_written_answers(self, raws: list[Any], votes: list[dict[str, int | None]]) -> str | None:
+        """Of the kinds that fit every row's key, the one whose reading names, on every row that
+        writes its answer again beside the key, the option that answer names (`_named_option`);
+        None where no row does so, or not exactly one kind agrees with all that do. Why: a MedQA
+        test file keyed 1..3 (no 0, no 4) was refused as undecidable though its `answer` named
+        the option on every row, and so was a short file m1data wrote. Every row that says must
+        agree, so one broken row leaves the file undecided rather than decided wrong."""
+        voting = [kinds for kinds in votes if kinds]
+        fits = set(ANSWER_KINDS).intersection(*voting) if voting else set()
+        agree, said = set(fits), False
+        for raw in raws if len(fits) > 1 else ():
+            try:
+                found = self.fields(raw)
+            except RowError:
+                continue
+            if found.error is not None or found.answer is None:
+                continue
+            for value in (found.answer_text, *found.beside):
+                named = _named_option(value, found)
+                if named is not None:
+                    said = True
+                    agree &= {kind for kind in fits
+                              if _index_as(found.answer, found.options, kind, found.written) == named}
+        return agree.pop() if said and len(agree) == 1 else None
 
     def __call__(self, raw: Any) -> Parsed:
         found = self.fields(raw)
@@ -725,18 +751,29 @@ class QuestionReader:
         index = read_answer(found.answer, found.options, kind, found.written)
         if kind != "text":
             _check_answer_text(found, index)
+            for value in found.beside:  # where one names another option, the key is broken
+                named = _named_option(value, found)
+                if named is not None and named != index:
+                    raise RowError("answer_mismatch", f"{value!r} beside the key names option {LETTERS[named]}, not "
+                                                      f"{LETTERS[index]}, which {found.answer_column} {found.answer!r} names")
         return index
 
 
-def _text_agrees(found: _Fields, index: int | None) -> bool:
-    """Whether the answer written beside the key names option `index` (`_check_answer_text`)."""
-    if index is None:
-        return False
-    try:
-        _check_answer_text(found, index)
-    except RowError:
-        return False
-    return True
+def _named_option(value: Any, found: _Fields) -> int | None:
+    """The one option an answer written beside the key names, by its text (with or without its
+    letter) or by its letter; None where it names none (an explanation, a number) or could name
+    two ("B" where option A's text is "B" and option B is another)."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    key = value.strip()
+    named = {i for i, option in enumerate(found.options)
+             if same_text(key, option) or (i < len(found.written) and same_text(key, found.written[i]))}
+    labelled, letter = labelled_index(key, found.options), key_letter(key)
+    if labelled is not None:
+        named.add(labelled)
+    if letter is not None and letter in LETTERS[: len(found.options)]:
+        named.add(LETTERS.index(letter))
+    return named.pop() if len(named) == 1 else None
 
 
 def _check_answer_text(found: _Fields, index: int) -> None:
@@ -1440,7 +1477,8 @@ def load_eval_input(spec: EvalInput, *, scoring: bool = True) -> dict[str, LoadR
     name, path = spec.name, spec.path
     if known_eval_set(name) or path is None:
         return load_eval_any(name, path, scoring=scoring, mapping=spec.mapping)
-    loaded = load_eval_file(path, column_mapping(spec.mapping, name), scoring=scoring)
+    # named as the entry is: its rows' ids and source were the file's name, its reports the entry's
+    loaded = load_eval_file(path, column_mapping(spec.mapping, name), name=name, scoring=scoring)
     if len(loaded) != 1:
         raise UserError(f"{path} holds {len(loaded)} eval sets ({', '.join(loaded)}); give it without a name "
                         f"so each keeps its own")

@@ -190,8 +190,8 @@ class MedQA(Source):
             # a converted file that counts options: whether from 0 or 1 is a whole file's question
             raise RowError("not_text", f"answer_idx {key!r} is a number, not MedQA's letter; a file that counts "
                                        "options is read through a mapping, which decides from 0 or from 1 on the whole "
-                                       "file: `m1data load medqa --mapping answer=answer_idx`, `mapping: {answer: "
-                                       "answer_idx}` under sources.medqa in a build config")
+                                       "file: `m1data load medqa --mapping answer=answer_idx`, or in a build config "
+                                       "`mapping: {answer: answer_idx}` and the file's `licence:` under sources.medqa")
         answer_idx = letter_index(key, len(options))
         check_answer_text(raw, "answer", options, answer_idx)
         return Parsed(native_id=None, question=question, options=options, answer_idx=answer_idx)

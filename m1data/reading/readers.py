@@ -502,12 +502,10 @@ def pandas_records(data: dict[str, Any]) -> list[dict[str, Any]] | None:
     not all have the same keys.
 
     A table written as lists, a column each (`json.dump(dataset.to_dict())`, pandas'
-    `to_dict("list")`), is read too: the same number of cells in every column, and some column of
-    cells that are not objects (an object of lists of objects only is m1's file of several eval
-    sets, `load_eval_file`). It was refused as "expected a JSON list of objects", which it holds."""
-    columns = _list_columns(data)
-    if columns is not None:
-        return columns
+    `to_dict("list")`), is read too: the same number of cells in every column, and two columns or
+    more of cells that are not all objects (m1's file of several eval sets holds lists of objects
+    only, `load_eval_file`; `{"data": [rows], "ids": [...]}` holds its rows in one). It was
+    refused as "expected a JSON list of objects", which it holds."""
     if set(data) in ({"columns", "data"}, {"columns", "index", "data"}):
         columns, rows = data["columns"], data["data"]
         if (isinstance(columns, list) and all(isinstance(c, str) for c in columns) and isinstance(rows, list)
@@ -516,21 +514,21 @@ def pandas_records(data: dict[str, Any]) -> list[dict[str, Any]] | None:
         return None
     inner = list(data.values())
     if not inner or not all(isinstance(d, dict) for d in inner) or any(list(d) != list(inner[0]) for d in inner):
-        return None
+        return _list_columns(data)
     outer_index, inner_index = (all(key.isdigit() for key in keys) for keys in (data, inner[0]))
     if inner_index and not outer_index:  # orient "columns"
         return [{column: cells[label] for column, cells in data.items()} for label in inner[0]]
     if outer_index and not inner_index:  # orient "index"
         return inner
-    return None
+    return _list_columns(data)
 
 
 def _list_columns(data: dict[str, Any]) -> list[dict[str, Any]] | None:
     """The rows of an object of equal-length column lists, or None (`pandas_records`)."""
     cells = list(data.values())
-    if len(cells) < 2 or not all(isinstance(column, list) for column in cells) or len({len(c) for c in cells}) != 1:
+    if not all(isinstance(column, list) for column in cells) or len({len(c) for c in cells}) != 1:
         return None
-    if all(column and all(isinstance(cell, dict) for cell in column) for column in cells):
+    if sum(not all(isinstance(cell, dict) for cell in column) for column in cells) < 2:
         return None
     return [dict(zip(data, row)) for row in zip(*cells)]
 
@@ -1001,7 +999,7 @@ _ANSWER_CUE = re.compile(r"\s*\n\s*(?:the\s+)?(?:correct\s+)?answer(?:\s+is)?\s*
 # own line, or (before a one-line list) "Answer Choices:" at the end of the stem's line
 _LINE_HEADING = re.compile(r"(?:\A|\n)[ \t]*(?:#{1,4}[ \t]*)?(?:answer\s+)?(?:choices|options)[ \t]*:?[ \t]*\Z",
                            re.IGNORECASE)
-_INLINE_HEADING = re.compile(r"\s*(?:#{1,4}[ \t]*)?\b(?:answer\s+)?(?:choices|options)\s*:\Z", re.IGNORECASE)
+_INLINE_HEADING = re.compile(r"\s*(?:(?<!\S)#{1,4}[ \t]*)?\b(?:answer\s+)?(?:choices|options)\s*:\Z", re.IGNORECASE)
 
 
 @functools.cache

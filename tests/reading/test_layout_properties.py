@@ -456,6 +456,13 @@ def eval_config(path: Path, tmp: Path, mapping: dict | None):
 EVAL_DOORS = (eval_python, eval_cli, eval_infer, eval_config)  # each takes a mapping (`infer --eval-mapping` too)
 
 
+def _as_read(row: dict) -> tuple:
+    """A row as every door must read it: its id after its set's name, its options and its answer.
+    The config door names its entry ("mine"), the others the file ("eval0/qs"); each set's rows
+    carry its name, and the options are shuffled from the id, so their order is the name's."""
+    return row["id"].split(":", 1)[1], sorted(row["options"]), row["answer_text"]
+
+
 def guessable(layout: dict) -> bool:
     """Whether m1data's guesses read this layout with no mapping (question, options, answer
     columns under their usual names, and no answer kind to say)."""
@@ -492,10 +499,10 @@ def test_an_eval_file_reads_every_layout_right_through_every_door(generated, gue
             outcomes.append("stop")
         elif door is eval_config:  # every question a target; the scored ones checked against the others below
             assert len(value[0]) + value[1] == len(rows)
-            outcomes.append([(r["id"], r["options"], r["answer_idx"]) for r in value[0]])
+            outcomes.append([_as_read(r) for r in value[0]])
         else:
             check_rows(rows, *value)
-            outcomes.append([(r["id"], r["options"], r["answer_idx"]) for r in value[0]])
+            outcomes.append([_as_read(r) for r in value[0]])
     scored = [o for door, o in zip(doors, outcomes) if door is not eval_config]
     assert all(o == scored[0] for o in scored), list(zip(doors, scored))
     assert outcomes[-1] == ([] if scored[0] == "stop" else scored[0])  # a file that stops scores nothing
@@ -827,3 +834,83 @@ def test_medmcqa_reads_every_cop_form_right_through_every_door(generated, tmp_pa
 def _medmcqa_eval(path: Path):
     (result,) = load_eval_input(EvalInput("medmcqa_validation", str(path))).values()
     return result.rows.to_list(), len(result.dropped)
+
+
+# ------------------------------------------------------------------ review: answers written beside the key
+
+_DRUGS = ["Heparin", "Warfarin", "Aspirin", "Clopidogrel"]
+
+
+def _both_doors(path: Path) -> list:
+    (eval_result,) = load_eval_input(EvalInput(str(path))).values()
+    return [eval_result, load_source("mine", path)]
+
+
+def test_an_answer_that_could_name_two_options_decides_nothing(tmp_path):
+    """Review: "B" beside answer_index 1 where option A's text is "B" read as the text of option A
+    and so as 1-based, and every row of the file was read 1-based, silently wrong (the letter says
+    0-based). An answer that names two options is no evidence: the file stays undecided."""
+    path = _jsonl(tmp_path / "vitc.jsonl", [
+        {"question_id": 1, "question": "Deficiency of which vitamin causes scurvy?", "options": ["B", "C", "D", "E"],
+         "answer": "B", "answer_index": 1},
+        {"question_id": 2, "question": "Which drug first?", "options": _DRUGS, "answer_index": 2}])
+    for load in (lambda: load_eval_input(EvalInput(str(path))), lambda: load_source("mine", path)):
+        with pytest.raises(M1DataError, match="index0 or index1"):
+            load()
+
+
+def test_one_broken_answer_beside_its_key_drops_its_row_not_the_file(tmp_path):
+    """Review: a row whose written answer names another option voted for the other base alone, and
+    the whole file was refused as mixed; the keys (a 0 among them) decide, and the row is dropped."""
+    keys = [0, 1, 2, 1, 2, 3, 0, 2]
+    records = [{"question": f"Which drug {i}?", "options": _DRUGS, "answer_idx": k, "answer": _DRUGS[k]}
+               for i, k in enumerate(keys)]
+    records[3]["answer"] = "Heparin"
+    path = _jsonl(tmp_path / "one_broken.jsonl", records)
+    for result in _both_doors(path):
+        assert len(result.rows) == 7 and result.reasons() == {"answer_mismatch": 1}
+
+
+@pytest.mark.parametrize("beside", [
+    {"answer_text": "Because it is a vitamin K antagonist"},  # an explanation
+    {"answer_text": 10},  # not text
+    {"answer_text": "Warfarin."},  # names no option as written
+    {"Correct Answer": "2"},  # a number, another column's idea of the key
+])
+def test_a_column_named_like_an_answer_that_names_no_option_is_no_check(tmp_path, beside):
+    """Review: `answer_text` and `Correct Answer` beside a key were checked like MedAgentsBench's
+    `answer`, and files using those names for other things lost every row; they now count only
+    where they name one option (then the key must name it too)."""
+    path = _jsonl(tmp_path / "beside.jsonl", [
+        {"question": f"Which drug {i}?", "options": _DRUGS, "answer_idx": k, **beside} for i, k in enumerate([0, 1, 2])])
+    for result in _both_doors(path):
+        assert sorted(result.rows["answer_text"]) == ["Aspirin", "Heparin", "Warfarin"], result.reasons()
+
+
+def test_json_tables_read_whatever_their_shape(tmp_path):
+    """Review: pandas' orient "split" with as many rows as columns was read as three columns
+    (columns, index, data); `{"data": [rows], "ids": [...]}` as two; GPQA rows with a null
+    `options` lost their GPQA reading."""
+    import pandas as pd
+
+    frame = pd.DataFrame([{"question": f"Which drug {i}?", "options": _DRUGS, "answer": _DRUGS[i], "id": f"q{i}"}
+                          for i in range(4)])
+    split = tmp_path / "split.json"
+    frame.to_json(split, orient="split")
+    held = tmp_path / "held.json"
+    held.write_text(json.dumps({"data": frame.to_dict("records"), "ids": ["q0", "q1", "q2", "q3"]}))
+    gpqa = _jsonl(tmp_path / "gpqa.jsonl", [
+        {"Question": f"Which {i}?", "Correct Answer": f"right {i}", "Incorrect Answer 1": "w1",
+         "Incorrect Answer 2": "w2", "Incorrect Answer 3": "w3", "options": None} for i in range(3)])
+    for path in (split, held):
+        assert sorted(load_source("mine", path).rows["answer_text"]) == sorted(_DRUGS)
+    for result in _both_doors(gpqa):
+        assert sorted(result.rows["answer_text"]) == ["right 0", "right 1", "right 2"]
+
+
+def test_a_hash_in_a_word_is_no_markdown_heading():
+    from m1data.reading.evalsets import question_stem
+    from m1data.reading.readers import options_in_question
+
+    question = "Which of these C# options:\nA. int\nB. bool"
+    assert options_in_question(question)[0] == question_stem(question, ["int", "bool"]) == "Which of these C#"
