@@ -721,3 +721,27 @@ def test_a_supervised_offline_tagger_is_not_asked_for_embeddings(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == EMBEDDING_PACKAGE else find_spec(name, *a))
     assert OfflineTagger(OfflineConfig(method="supervised", model_path="m.joblib")).missing() is None
     assert OfflineTagger().missing() is not None
+
+
+def test_the_column_check_trusts_only_what_a_stage_class_says_itself():
+    """`check_columns` stops a build whose sampler names a column no stage gives; a stage that
+    does not say its columns ends the check, and so does a subclass written elsewhere that
+    inherits `columns_after` (it may add a column its base does not)."""
+    from m1data.running.pipeline import check_columns
+    from m1data.stages.dedup import DedupConfig, Deduplicate
+    from m1data.stages.loading import LoadConfig, LoadSources
+    from m1data.stages.sampling import Sample, SampleConfig
+
+    class AddsCluster(Deduplicate):  # a researcher's stage: dedup that also writes a cluster column
+        pass
+
+    class SaysSo(Deduplicate):
+        def columns_after(self, before):
+            return None if before is None else before | {"cluster"}
+
+    load, sample = LoadSources(LoadConfig(sources={})), Sample(SampleConfig(levels=("cluster", "source")))
+    with pytest.raises(UserError, match="needs the column 'cluster', which no stage before it gives"):
+        check_columns([load, Deduplicate(DedupConfig()), sample])
+    check_columns([load, AddsCluster(DedupConfig()), sample])
+    check_columns([load, SaysSo(DedupConfig()), sample])
+    check_columns([sample])  # rows from elsewhere: nothing known, nothing refused
