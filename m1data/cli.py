@@ -142,7 +142,8 @@ def _mapping(spec: str | None, option: str = "--mapping") -> dict | None:
 EvalMappingOpt = Annotated[Optional[list[str]], typer.Option(
     "--eval-mapping", metavar="NAME:MAPPING",
     help="Columns of an eval file the guesses do not read: NAME:question=COL,options=COL,answer=COL (as `--mapping` "
-         "of `m1data load-eval`; NAME as in NAME=FILE, or the stem of a file given alone); repeatable.")]
+         "of `m1data load-eval`; NAME as in NAME=FILE, or the stem of a file given alone; a named set's file may "
+         "say only NAME:answer_kind=KIND); repeatable.")]
 
 
 def _eval_mappings(specs: list[str] | None) -> dict[str, dict]:

@@ -751,11 +751,11 @@ class QuestionReader:
         index = read_answer(found.answer, found.options, kind, found.written)
         if kind != "text":
             _check_answer_text(found, index)
-            for value in found.beside:  # where one names another option, the key is broken
-                named = _named_option(value, found)
-                if named is not None and named != index:
-                    raise RowError("answer_mismatch", f"{value!r} beside the key names option {LETTERS[named]}, not "
-                                                      f"{LETTERS[index]}, which {found.answer_column} {found.answer!r} names")
+        for value in found.beside:  # where one names another option, the key is broken
+            named = _named_option(value, found)
+            if named is not None and named != index:
+                raise RowError("answer_mismatch", f"{value!r} beside the key names option {LETTERS[named]}, not "
+                                                  f"{LETTERS[index]}, which {found.answer_column} {found.answer!r} names")
         return index
 
 
@@ -1237,8 +1237,24 @@ EVAL_SETS: dict[str, Callable[..., LoadResult]] = {
 }
 
 
-# The sets whose key is one column of one kind by definition: an answer_kind would misread it.
-FIXED_KEYS = {"pubmedqa_test": "its decisions (yes, no, maybe)", "gpqa_diamond": "its `Correct Answer` column"}
+# The sets whose key is one kind by definition: an answer_kind would misread it, or go unused.
+FIXED_KEYS = {"pubmedqa_test": "its decisions (yes, no, maybe)", "gpqa_diamond": "its `Correct Answer` column",
+              "mmlu_pro_health": "its 0-based `answer_index`"}
+
+
+def check_answer_kind(name: str, answer_kind: str, path: str | Path | None) -> None:
+    """Refuse a kind told to a named set where it would be ignored or misread: without a file (the
+    Hub's rows have a kind of their own: told index1, cais/mmlu's 0-based keys were read 1-based),
+    for a set whose key is one kind by definition, or other than an index for MedMCQA's `cop`."""
+    ColumnMapping(answer_kind=answer_kind)  # one check of the value
+    as_file = (f"a file of that set whose keys cannot tell is read as a file: `m1data load-eval FILE --mapping "
+               f"answer_kind={answer_kind}`, or `--eval NAME=FILE --eval-mapping NAME:answer_kind={answer_kind}`")
+    if path is None:
+        raise UserError(f"{name}: answer_kind goes with a local file (--path); the Hub's rows have their own")
+    if name in FIXED_KEYS:
+        raise UserError(f"{name} takes no answer_kind: its key is {FIXED_KEYS[name]}; {as_file}")
+    if name == "medmcqa_validation" and answer_kind not in ("index0", "index1"):
+        raise UserError(f"medmcqa_validation's cop is an index: answer_kind index0 or index1, not {answer_kind}")
 
 
 def load_eval(name: str, path: str | Path | None = None, *, scoring: bool = True,
@@ -1257,9 +1273,7 @@ def load_eval(name: str, path: str | Path | None = None, *, scoring: bool = True
     if path is not None and not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     if answer_kind is not None:
-        ColumnMapping(answer_kind=answer_kind)  # one check of the value
-        if name in FIXED_KEYS:
-            raise UserError(f"{name} takes no answer_kind: its key is {FIXED_KEYS[name]}")
+        check_answer_kind(name, answer_kind, path)
         return require_items(EVAL_SETS[name](path, answer_kind=answer_kind), name, scoring=scoring)
     return require_items(EVAL_SETS[name](path), name, scoring=scoring)
 
@@ -1404,6 +1418,12 @@ class EvalInput:
                             "and no such file")
         if self.path is not None and not Path(self.path).exists():
             raise UserError(f"eval set {self.name!r}: {self.path}: no such file")
+        if self.mapping is not None and known_eval_set(self.name):
+            kind = _named_answer_kind(self.name, self.mapping)
+            if kind is not None:
+                check_answer_kind(self.name, kind, self.path)
+        elif self.mapping is not None:
+            column_mapping(self.mapping, self.name)
 
     @property
     def entry_name(self) -> str:
@@ -1477,8 +1497,7 @@ def load_eval_input(spec: EvalInput, *, scoring: bool = True) -> dict[str, LoadR
     name, path = spec.name, spec.path
     if known_eval_set(name) or path is None:
         return load_eval_any(name, path, scoring=scoring, mapping=spec.mapping)
-    # named as the entry is: its rows' ids and source were the file's name, its reports the entry's
-    loaded = load_eval_file(path, column_mapping(spec.mapping, name), name=name, scoring=scoring)
+    loaded = load_eval_file(path, column_mapping(spec.mapping, name), scoring=scoring)
     if len(loaded) != 1:
         raise UserError(f"{path} holds {len(loaded)} eval sets ({', '.join(loaded)}); give it without a name "
                         f"so each keeps its own")

@@ -503,8 +503,8 @@ def pandas_records(data: dict[str, Any]) -> list[dict[str, Any]] | None:
 
     A table written as lists, a column each (`json.dump(dataset.to_dict())`, pandas'
     `to_dict("list")`), is read too: the same number of cells in every column, and two columns or
-    more of cells that are not all objects (m1's file of several eval sets holds lists of objects
-    only, `load_eval_file`; `{"data": [rows], "ids": [...]}` holds its rows in one). It was
+    more that hold no object (m1's file of several eval sets holds lists of objects, nulls
+    perhaps among them, `load_eval_file`; `{"data": [rows], "ids": [...]}` its rows in one). It was
     refused as "expected a JSON list of objects", which it holds."""
     if set(data) in ({"columns", "data"}, {"columns", "index", "data"}):
         columns, rows = data["columns"], data["data"]
@@ -528,7 +528,7 @@ def _list_columns(data: dict[str, Any]) -> list[dict[str, Any]] | None:
     cells = list(data.values())
     if not all(isinstance(column, list) for column in cells) or len({len(c) for c in cells}) != 1:
         return None
-    if sum(not all(isinstance(cell, dict) for cell in column) for column in cells) < 2:
+    if sum(not any(isinstance(cell, dict) for cell in column) for column in cells) < 2:
         return None
     return [dict(zip(data, row)) for row in zip(*cells)]
 

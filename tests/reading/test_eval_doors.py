@@ -747,15 +747,3 @@ def test_two_files_of_one_stem_each_take_their_own_mapping(tmp_path):
         with_mappings(entries, {"test": {"question": "Stem"}})
     with pytest.raises(UserError, match="mappings for 'test' and 'a/test' name one eval entry"):
         with_mappings(entries[:1], {"test": {"question": "Stem"}, "a/test": {"question": "Other"}})
-
-
-def test_a_file_given_a_name_names_its_rows_so(tmp_path):
-    """`NAME=FILE` was reported as NAME while its rows' ids and `source` kept the file's name
-    (`dir/stem:...`), so a removed training row's match named a set no report had."""
-    path = tmp_path / "copies.jsonl"
-    _jsonl(path, [{"question": f"Which nerve {i}?", "options": ["Radial", "Ulnar", "Median", "Axillary"], "answer": "Ulnar"}
-                  for i in range(3)])
-    for spec in (EvalInput.parse(f"mine={path}"), EvalInput("mine", str(path))):
-        ((name, result),) = load_eval_input(spec).items()
-        assert name == "mine" and set(result.rows["source"]) == {"mine"}
-        assert all(row_id.startswith("mine:") for row_id in result.rows["id"])

@@ -456,12 +456,6 @@ def eval_config(path: Path, tmp: Path, mapping: dict | None):
 EVAL_DOORS = (eval_python, eval_cli, eval_infer, eval_config)  # each takes a mapping (`infer --eval-mapping` too)
 
 
-def _as_read(row: dict) -> tuple:
-    """A row as every door must read it: its id after its set's name, its options and its answer.
-    The config door names its entry ("mine"), the others the file ("eval0/qs"); each set's rows
-    carry its name, and the options are shuffled from the id, so their order is the name's."""
-    return row["id"].split(":", 1)[1], sorted(row["options"]), row["answer_text"]
-
 
 def guessable(layout: dict) -> bool:
     """Whether m1data's guesses read this layout with no mapping (question, options, answer
@@ -499,10 +493,10 @@ def test_an_eval_file_reads_every_layout_right_through_every_door(generated, gue
             outcomes.append("stop")
         elif door is eval_config:  # every question a target; the scored ones checked against the others below
             assert len(value[0]) + value[1] == len(rows)
-            outcomes.append([_as_read(r) for r in value[0]])
+            outcomes.append([(r["id"], r["options"], r["answer_idx"]) for r in value[0]])
         else:
             check_rows(rows, *value)
-            outcomes.append([_as_read(r) for r in value[0]])
+            outcomes.append([(r["id"], r["options"], r["answer_idx"]) for r in value[0]])
     scored = [o for door, o in zip(doors, outcomes) if door is not eval_config]
     assert all(o == scored[0] for o in scored), list(zip(doors, scored))
     assert outcomes[-1] == ([] if scored[0] == "stop" else scored[0])  # a file that stops scores nothing
@@ -733,10 +727,20 @@ def test_a_named_set_takes_the_answer_kind_its_advice_names(tmp_path):
                      *(r.rows for r in load_eval_any(name, path, mapping={"answer_kind": "index1"}).values()),
                      *(r.rows for r in load_eval_input(with_mappings([EvalInput(name, str(path))], flag)[0]).values())):
             assert sorted(rows["answer_text"]) == sorted(want[name]), name
-    with pytest.raises(M1DataError, match="gpqa_diamond takes no answer_kind"):
-        load_eval_any("gpqa_diamond", medqa, mapping={"answer_kind": "index1"})
+    for name, path, kind, said in (
+            ("gpqa_diamond", medqa, "index1", "gpqa_diamond takes no answer_kind.*read as a file"),
+            ("mmlu_pro_health", medqa, "index1", "takes no answer_kind: its key is its 0-based"),
+            ("medmcqa_validation", medmcqa, "text", "cop is an index"),
+            ("mmlu_anatomy", None, "index1", "goes with a local file")):  # review: applied to the Hub's rows
+        with pytest.raises(M1DataError, match=said):
+            load_eval_any(name, path, mapping={"answer_kind": kind})
     with pytest.raises(M1DataError, match="its mapping may say only answer_kind"):
         load_eval_any("medqa_test", medqa, mapping={"question": "question", "answer_kind": "index1"})
+    from m1data.stages.dedup import Decontaminate, DecontaminateConfig
+
+    for mapping in ({"answer_kind": "index2"}, {"answer_kind": "index1", "question": "q"}):  # when a build is put together
+        with pytest.raises(M1DataError, match="answer_kind|only answer_kind"):
+            Decontaminate(DecontaminateConfig(), [EvalInput("medqa_test", str(medqa), mapping=mapping)])
 
 
 def test_mmlu_pro_answer_index_is_zero_based_whatever_its_option_texts(tmp_path):
@@ -887,6 +891,14 @@ def test_a_column_named_like_an_answer_that_names_no_option_is_no_check(tmp_path
         assert sorted(result.rows["answer_text"]) == ["Aspirin", "Heparin", "Warfarin"], result.reasons()
 
 
+def test_an_answer_text_beside_a_text_key_is_checked_too(tmp_path):
+    """Review: `answer_text` naming another option dropped a letter-keyed row but not a text-keyed one."""
+    path = _jsonl(tmp_path / "texts.jsonl", [{"question": f"Which drug {i}?", "options": _DRUGS, "answer": _DRUGS[0],
+                                              "answer_text": _DRUGS[i % 2]} for i in range(4)])
+    for result in _both_doors(path):
+        assert len(result.rows) == 2 and result.reasons() == {"answer_mismatch": 2}
+
+
 def test_json_tables_read_whatever_their_shape(tmp_path):
     """Review: pandas' orient "split" with as many rows as columns was read as three columns
     (columns, index, data); `{"data": [rows], "ids": [...]}` as two; GPQA rows with a null
@@ -906,6 +918,10 @@ def test_json_tables_read_whatever_their_shape(tmp_path):
         assert sorted(load_source("mine", path).rows["answer_text"]) == sorted(_DRUGS)
     for result in _both_doors(gpqa):
         assert sorted(result.rows["answer_text"]) == ["right 0", "right 1", "right 2"]
+    row = {"question": "Which drug?", "options": _DRUGS, "answer": "Heparin"}
+    sets = tmp_path / "sets.json"  # m1's eval sets, a null among each set's rows (review)
+    sets.write_text(json.dumps({"setA": [row, None], "setB": [row, None]}))
+    assert {name: len(r.rows) for name, r in load_eval_input(EvalInput(str(sets))).items()} == {"setA": 1, "setB": 1}
 
 
 def test_a_hash_in_a_word_is_no_markdown_heading():
