@@ -30,13 +30,6 @@ from m1data.errors import M1DataError, UserError
 from m1data.reading.registry import SOURCE_REGISTRY
 
 LETTERS = string.ascii_uppercase
-
-
-def option_label(letter: str) -> str:
-    """The regex of an option's label as prompts and files write it: "(B)", "B.", "B)" or "B:"
-    (before the option's text; compiled case-insensitive where "b." counts too). One pattern for
-    every reader that finds a row's options in a text, so none accepts a label another misses."""
-    return rf"(?:\({letter}\)|{letter}[.):])"
 SOURCES = tuple(SOURCE_REGISTRY)  # the built-in sources, in the paper's column order
 DEFAULT_SEED = 42
 
@@ -73,6 +66,13 @@ class RowError(M1DataError, ValueError):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+
+
+def option_label(letter: str) -> str:
+    """The regex of an option's label as prompts and files write it: "(B)", "B.", "B)" or "B:"
+    (before the option's text; compiled case-insensitive where "b." counts too). One pattern for
+    every reader that finds a row's options in a text, so none accepts a label another misses."""
+    return rf"(?:\({letter}\)|{letter}[.):])"
 
 
 def content_id(source: str, question: str, options: Sequence[str]) -> str:

@@ -1098,7 +1098,7 @@ def _mmlu_csv(path: Path) -> Iterator[Record]:
 def load_mmlu(subject: str, path: str | Path | None = None, answer_kind: str | None = None) -> LoadResult:
     name = f"mmlu_{subject}"
     if path is None:
-        return _named(name, _hub(name, "cais/mmlu", subject, "test"), MMLU, "cais/mmlu", answer_kind=answer_kind)
+        return _named(name, _hub(name, "cais/mmlu", subject, "test"), MMLU, "cais/mmlu")  # a kind goes with a file
     path = _mmlu_path(Path(path), subject)
     records = list(_mmlu_csv(path) if path.is_file() and record_format(path) == ".csv" else _local(path, "test"))
     return _named(name, records, MMLU, path, scope=_subject_scope(records, subject, path), answer_kind=answer_kind)
@@ -1169,13 +1169,11 @@ def _health_scope() -> Scope:
     return Scope(is_health, "an MMLU-Pro category other than health")
 
 
-def load_mmlu_pro_health(path: str | Path | None = None, answer_kind: str | None = None) -> LoadResult:
+def load_mmlu_pro_health(path: str | Path | None = None) -> LoadResult:
     if path is None:
         records = _hub("mmlu_pro_health", "TIGER-Lab/MMLU-Pro", None, "test")
-        return _named("mmlu_pro_health", records, MMLU_PRO, "TIGER-Lab/MMLU-Pro", scope=_health_scope(),
-                      answer_kind=answer_kind)
-    return _named("mmlu_pro_health", _local(path, "test"), MMLU_PRO, path, scope=_health_scope(),
-                  answer_kind=answer_kind)
+        return _named("mmlu_pro_health", records, MMLU_PRO, "TIGER-Lab/MMLU-Pro", scope=_health_scope())
+    return _named("mmlu_pro_health", _local(path, "test"), MMLU_PRO, path, scope=_health_scope())
 
 
 def load_gpqa_diamond(path: str | Path | None = None) -> LoadResult:
