@@ -118,7 +118,9 @@ def answer_skew(rows: datasets.Dataset, z: float = SKEW_Z) -> str | None:
     return None
 
 
-QUESTION_LABEL = re.compile(r"\A\s*(?:#{1,4}\s*)?(?:question|q)\s*:\s*", re.IGNORECASE)
+# "Question:", "## Question:", "**Question:**", "**Question**:" (Markdown headings and bold, as
+# harness prompts write them)
+QUESTION_LABEL = re.compile(r"\A\s*(?:#{1,4}\s*)?(?:\*\*)?(?:question|q)(?:\*\*)?\s*:(?:\*\*)?\s*", re.IGNORECASE)
 
 
 # Instructions on how to answer, which prompts put before or after a question: "Choose the best
@@ -169,7 +171,8 @@ _INSTRUCTION_AFTER = re.compile(
     r"(?:\A|\n|(?<=[.?!:])[ \t]++|(?<=\S)[ \t]++(?=(?-i:Please|Choose|Select|Pick|Answer|Respond|Reply|Indicate|Identify"
     r"|Mark|Circle|Tick|Give|Find|Think|Let|Output|Return|Put)\b)|(?<=,)[ \t]++(?=(?:and\s+)?(?:put|return|please)\b))"
     r"\s*+(?:" + _INSTRUCTION_TEXT + r"|(?:please\s+)?answer\s+the\s+(?:following|above)\s+(?:[\w-]+\s+){0,2}?questions?"
-    r"|a\s*:|(?:#{1,4}\s*)?(?:the\s+)?(?:correct\s+|final\s+|best\s+)?answer(?:\s+is)?(?:\s*\([^()\n]{0,30}\))?\s*:?"
+    r"|a\s*:|(?:#{1,4}\s*)?(?:\*\*)?(?:the\s+)?(?:correct\s+|final\s+|best\s+)?answer(?:\s+is)?(?:\s*\([^()\n]{0,30}\))?"
+    r"(?:\*\*)?\s*:?(?:\*\*)?"
     r"(?:\s*let'?s\s+think\s+step\s+by\s+step)?)\s*[.:!]?\Z", re.IGNORECASE)
 _INSTRUCTION_TAIL = 400  # characters at a question's end where an instruction is looked for
 _ROUNDS = 4  # instructions one after another, taken off in turn
@@ -262,11 +265,11 @@ def _without_prompt_words(question: str) -> str:
     return question
 
 
-# "Options:" / "Answer choices:" / "### Options:" before a list of options, or the words alone on
+# "Options:" / "Answer choices:" / "### Options:" / "**Options:**" before a list of options, or the words alone on
 # their line; not a question's own last word ("... the best treatment options\nA. x": "options" is
 # the stem's)
-OPTIONS_HEADING = (r"(?:(?:(?<!\S)#{1,4}[ \t]*)?(?:answer\s+)?(?:choices|options)\s*:"
-                   r"|(?<=\n)[ \t]*(?:#{1,4}[ \t]*)?(?:answer\s+)?(?:choices|options)[ \t]*(?=\r?\n))")
+OPTIONS_HEADING = (r"(?:(?:(?<!\S)#{1,4}[ \t]*)?(?:\*\*)?(?:answer\s+)?(?:choices|options)(?:\*\*)?\s*:(?:\*\*)?"
+                   r"|(?<=\n)[ \t]*(?:#{1,4}[ \t]*)?(?:\*\*)?(?:answer\s+)?(?:choices|options)(?:\*\*)?[ \t]*(?=\r?\n))")
 
 
 def _strip_option_lines(question: str, options: list[str]) -> str:

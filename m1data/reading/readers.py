@@ -989,17 +989,19 @@ def _label_spans(text: str, before_label: str, letters: str) -> list[tuple[int, 
 
 
 # where a question's own list of options may begin: an "A" label at the start of a line, else
-# "(A)" after a colon or a question mark (the one-line "Answer Choices: (A) x (B) y", "...? (A) x
+# "(A)" after a colon (bold or not) or a question mark (the one-line "Answer Choices: (A) x (B) y", "...? (A) x
 # (B) y"); not "(a)" inside a sentence ("has (a) fever and (b) a rash")
 _LINE_LIST_START = re.compile(r"(?m)^[ \t]*(?=" + option_label("[Aa]") + ")")
-_INLINE_LIST_START = re.compile(r"(?<=[:?])[ \t]+(?=\(A\))")
+_INLINE_LIST_START = re.compile(r"(?:(?<=[:?])|(?<=:\*\*))[ \t]+(?=\(A\))")
 # an "Answer:" line after the options (prompt-formatted copies end so), which is no option's text
-_ANSWER_CUE = re.compile(r"\s*\n\s*(?:the\s+)?(?:correct\s+)?answer(?:\s+is)?\s*:?\s*\Z", re.IGNORECASE)
-# the heading a list of options may stand under: "Options:" (or a Markdown "### Options") on its
+_ANSWER_CUE = re.compile(r"\s*\n\s*(?:#{1,4}\s*)?(?:\*\*)?(?:the\s+)?(?:correct\s+)?answer(?:\s+is)?(?:\*\*)?\s*:?(?:\*\*)?\s*\Z",
+                         re.IGNORECASE)
+# the heading a list of options may stand under: "Options:" (or Markdown's "### Options", "**Options:**") on its
 # own line, or (before a one-line list) "Answer Choices:" at the end of the stem's line
-_LINE_HEADING = re.compile(r"(?:\A|\n)[ \t]*(?:#{1,4}[ \t]*)?(?:answer\s+)?(?:choices|options)[ \t]*:?[ \t]*\Z",
-                           re.IGNORECASE)
-_INLINE_HEADING = re.compile(r"\s*(?:(?<!\S)#{1,4}[ \t]*)?\b(?:answer\s+)?(?:choices|options)\s*:\Z", re.IGNORECASE)
+_LINE_HEADING = re.compile(r"(?:\A|\n)[ \t]*(?:#{1,4}[ \t]*)?(?:\*\*)?(?:answer\s+)?(?:choices|options)(?:\*\*)?[ \t]*:?"
+                           r"(?:\*\*)?[ \t]*\Z", re.IGNORECASE)
+_INLINE_HEADING = re.compile(r"\s*(?:(?<!\S)#{1,4}[ \t]*)?(?:\*\*)?\b(?:answer\s+)?(?:choices|options)(?:\*\*)?\s*:(?:\*\*)?\Z",
+                             re.IGNORECASE)
 
 
 @functools.cache

@@ -941,20 +941,24 @@ def test_a_rows_file_eval_set_does_not_score_an_ambiguous_answer():
     assert evalsets._loaded_key_problem({"answer_idx": 2, "options": ["Aspirin", "aspirin", "Heparin"]}) is None
 
 
-@pytest.mark.parametrize("heading", ["### Options:", "### Options", "## Options:", "#### Answer Choices:"])
+@pytest.mark.parametrize("heading", ["### Options:", "### Options", "## Options:", "#### Answer Choices:",
+                                     "**Options:**", "**Options**:", "**Options**"])
 @pytest.mark.parametrize("inline", [False, True])
-def test_a_markdown_options_heading_comes_off_with_its_list(heading, inline):
+@pytest.mark.parametrize("marks", ["### {}", "**{}**"])
+def test_a_markdown_options_heading_comes_off_with_its_list(heading, inline, marks):
     """A harness writing `### Question: ... ### Options: ... ### Answer:` left its `###` in the
-    stem (4 of 500 short MMLU copies so wrapped escaped): the heading's Markdown marks come off
-    with it, whether the row has its options (`question_stem`) or only the question writes them
-    (`options_in_question`)."""
+    stem (4 of 500 short MMLU copies so wrapped escaped), and one writing them in bold
+    (`**Question:**`) kept every word of its prompt: the Markdown marks come off with the label,
+    the heading and the cue, whether the row has its options (`question_stem`) or only the
+    question writes them (`options_in_question`)."""
     from m1data.reading.readers import options_in_question
 
     options = ["Heparin", "Warfarin", "Aspirin", "Clopidogrel"]
-    listed = ("\n" if not inline or not heading.endswith(":") else " ") + (
-        " ".join if inline and heading.endswith(":") else "\n".join)(
+    one_line = inline and ":" in heading
+    listed = (" " if one_line else "\n") + (" ".join if one_line else "\n".join)(
         f"({'ABCD'[i]}) {o}" if inline else f"{'ABCD'[i]}. {o}" for i, o in enumerate(options))
-    question = f"### Question: Which drug first?\n{heading}{listed}\n\n### Answer:"
+    label, cue = (marks.format(word) for word in ("Question:", "Answer:"))
+    question = f"{label} Which drug first?\n{heading}{listed}\n\n{cue}"
     assert question_stem(question, options) == question_stems([question], [options])[0] == "Which drug first?"
     stem, written = options_in_question(question)
     assert written == options and question_stem(stem, options) == "Which drug first?"

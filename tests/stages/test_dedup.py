@@ -1215,6 +1215,9 @@ _AS_WRITTEN = {
                                      "Question: " + _URINE + "\nAnswer with the option's letter.\n"
                                      + "\n".join(f"{'ABCD'[i]}. {o}" for i, o in enumerate(_ORGANS)) + "\nAnswer:",
                          "options": _ORGANS},
+    "a bold Markdown prompt": {"question": "**Question:** " + _URINE + "\n**Options:**\n"
+                                           + "\n".join(f"{'ABCD'[i]}. {o}" for i, o in enumerate(_ORGANS)) + "\n**Answer:**",
+                               "options": _ORGANS},
     # re-scraped text: each difference costs the ratio a character or more (compared_text)
     "non-breaking spaces": {"question": _URINE.replace(" ", "\u00a0"), "options": _ORGANS},
     "doubled spaces": {"question": _URINE.replace(" ", "  "), "options": _ORGANS},
