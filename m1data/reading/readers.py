@@ -520,7 +520,7 @@ def pandas_records(data: dict[str, Any]) -> list[dict[str, Any]] | None:
         return [{column: cells[label] for column, cells in data.items()} for label in inner[0]]
     if outer_index and not inner_index:  # orient "index"
         return inner
-    return _list_columns(data)
+    return None
 
 
 def _list_columns(data: dict[str, Any]) -> list[dict[str, Any]] | None:

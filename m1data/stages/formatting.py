@@ -49,6 +49,7 @@ from m1data.schema import column_values, flattened, fresh_fingerprint
 
 # A chat as the rows hold it: what ``Dataset.map`` inferred from the dicts `sft_messages` makes.
 MESSAGES_FEATURE = datasets.List({"role": datasets.Value("string"), "content": datasets.Value("string")})
+SFT_COLUMNS = ("messages", "text")  # what `to_sft` adds to every row
 
 __all__ = [
     "ANSWER_START",
@@ -192,7 +193,7 @@ def to_sft(
         texts = [tokenizer.apply_chat_template(m, tokenize=False) for m in messages]
     else:
         texts = [render_chat(m) for m in messages]
-    order = ds.column_names + [name for name in ("messages", "text") if name not in ds.column_names]
+    order = ds.column_names + [name for name in SFT_COLUMNS if name not in ds.column_names]
     added = add_columns(flattened(ds), {"messages": (messages, MESSAGES_FEATURE), "text": (texts, datasets.Value("string"))})
     return added.select_columns(order)  # a column formatted before keeps its place, as with ``map``
 
@@ -307,7 +308,7 @@ class FormatSFT(Stage):
         self.config = config or FormatConfig()
 
     def columns_after(self, before: frozenset[str] | None) -> frozenset[str] | None:
-        return with_columns(before, ("messages", "text"))
+        return with_columns(before, SFT_COLUMNS)
 
     def run(self, rows: datasets.Dataset | None, ctx: RunContext) -> StageResult:
         formatted = to_sft(rows, reasoning_column=self.config.reasoning_column, reply_column=self.config.reply_column,
