@@ -180,7 +180,7 @@ def load(
                           "answer_kind=text|letter|index0|index1 when the file cannot tell).")] = None,
 ) -> None:
     """Load one raw source into the m1data row schema."""
-    with _user_errors(), _warnings_as_lines(native.CopBaseWarning):
+    with _user_errors(), _data_warnings_as_lines():
         loaded = jobs.load_source_to_file(source, out, path, split=split, seed=seed, cop_base=cop_base,
                                           mapping=_mapping(mapping))
     _print_loaded([loaded])
@@ -197,7 +197,7 @@ def load_eval(
                           "tell).")] = None,
 ) -> None:
     """Load an eval set (a decontamination target and scoring set)."""
-    with _user_errors(), _warnings_as_lines(native.CopBaseWarning):
+    with _user_errors(), _data_warnings_as_lines():
         loaded = jobs.load_eval_to_file(name, out, path, mapping=_mapping(mapping))
     _print_loaded(loaded)
 
@@ -274,7 +274,7 @@ def build(
     """Build a dataset: run its stages under RUN_DIR, skipping completed ones, then write the
     Hub-layout folder RUN_DIR/hub (parquet, card, images) that `m1data publish` uploads. A build
     that stops early exits 1 unless --allow-partial: scripts must not take it for done."""
-    with _user_errors(), _exit_1_when_locked():
+    with _user_errors(), _exit_1_when_locked(), _data_warnings_as_lines():
         if from_m23k is None:
             result = jobs.build(dataset, out, config=config, executor=executor, ray_address=ray_address, start=start,
                                 until=until, force=force, hub_out=hub_out, repo_id=repo_id, hub_config=hub_config)
@@ -405,24 +405,34 @@ def decontaminate(
     stem alone with most of the options shared)."""
     with _user_errors():
         evals = evalsets.with_mappings([evalsets.EvalInput.parse(e) for e in eval_names], _eval_mappings(eval_mapping))
-    with _warnings_as_lines(dedup_stages.UnscoredEvalWarning, evalsets.UnmatchedEvalWarning, native.CopBaseWarning):
+    with _data_warnings_as_lines():
         stats = jobs.run_decontaminate_file(in_path, out_path, evals, threshold=threshold, ngram=ngram,
                                             executor=executor, ray_address=ray_address)
     _print_stats(stats, out_path)
 
 
+def _data_warnings_as_lines() -> contextlib.AbstractContextManager[None]:
+    """What a user's data makes m1data warn about, as one line each (the modules load on first use)."""
+    return _warnings_as_lines(native.CopBaseWarning, dedup_stages.UnscoredEvalWarning, evalsets.UnmatchedEvalWarning)
+
+
 @contextlib.contextmanager
 def _warnings_as_lines(*categories: type[Warning]) -> Iterator[None]:
-    """Show warnings of `categories` as one `warning: ...` line each (not Python's file:line form)."""
-    with warnings.catch_warnings(record=True) as caught:
+    """Show warnings of `categories` as one `warning: ...` line each (not Python's file:line form),
+    each as it comes: a build or an inference run wrapped in this still warns before its end."""
+    with warnings.catch_warnings():
         for category in categories:
             warnings.simplefilter("always", category)
+        show_other = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+            if issubclass(category, categories):
+                console.print(f"[yellow]warning:[/yellow] {escape(str(message))}", soft_wrap=True)
+            else:
+                show_other(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
         yield
-    for warning in caught:
-        if issubclass(warning.category, categories):
-            console.print(f"[yellow]warning:[/yellow] {warning.message}")
-        else:
-            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 run_app = typer.Typer(help="Run one LLM stage over a file of rows.", no_args_is_help=True, rich_markup_mode=HELP_MODE)
@@ -627,7 +637,7 @@ def infer_run(
 ) -> None:
     """Generate with a thinking budget (and optional budget forcing) and score per eval set."""
     try:
-        with _user_errors(), _exit_1_when_locked():
+        with _user_errors(), _exit_1_when_locked(), _data_warnings_as_lines():
             metrics = infer_jobs.infer_run(
                 model, _eval_entries(eval_names), out, engine=engine, base_url=base_url, api_key_env=api_key_env,
                 tokenizer=tokenizer, label=label, eval_path=eval_path, eval_mappings=_eval_mappings(eval_mapping),
@@ -672,7 +682,7 @@ def infer_sweep(
         except ValueError:
             raise typer.BadParameter(f"expected comma-separated whole numbers, got {spec!r}", param_hint=name) from None
     try:
-        with _user_errors(), _exit_1_when_locked():
+        with _user_errors(), _exit_1_when_locked(), _data_warnings_as_lines():
             points = infer_jobs.infer_sweep(
                 model, _eval_entries(eval_names), out, engine=engine, base_url=base_url, api_key_env=api_key_env,
                 tokenizer=tokenizer, label=label, eval_path=eval_path, eval_mappings=_eval_mappings(eval_mapping),

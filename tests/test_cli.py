@@ -941,3 +941,18 @@ def test_a_stop_reason_with_brackets_is_printed_whole(tmp_path, monkeypatch):
     config.write_text("m23k:\n  difficulty:\n    students:\n      - {model: m, base_url: 'http://127.0.0.1:9/v1'}\n")
     result = runner.invoke(app, ["build", "m1k", "--out", str(tmp_path / "run"), "--config", str(config)])
     assert "pip install 'm1data[llm,embedded]'" in result.output, result.output
+
+
+def test_data_warnings_are_one_line_each_as_they_come_and_others_pass(capsys):
+    """A build or an inference run is wrapped whole, so a warning must show when it is raised,
+    not at the end; a warning of another kind keeps Python's own form."""
+    import warnings
+
+    from m1data.cli import _data_warnings_as_lines
+    from m1data.reading.native import CopBaseWarning
+
+    with pytest.warns(RuntimeWarning, match="something else"), _data_warnings_as_lines():
+        warnings.warn("medmcqa: cop [1-4] cannot tell its base", CopBaseWarning)
+        assert capsys.readouterr().err == "warning: medmcqa: cop [1-4] cannot tell its base\n"
+        warnings.warn("something else", RuntimeWarning)  # to the warnings machinery, here pytest's
+    assert capsys.readouterr().err == ""
