@@ -17,22 +17,32 @@ Precedence: the first rule that reads anything decides, and each rule says why i
    C", "Actually, C.", "Correction: C"), so the answer a reply changes to is its last. Chinese statements are statements too
    ("答案是（C）", "正确答案：C", "故选C", "选C", "所以选 C。", "答案为C项", "C正确", "C是正确的"; see
    ``_CJK_STATEMENT``, ``_CJK_LETTER_IS_CORRECT``): CJK-trained teachers write them, and the last
-   statement wins whatever its language. A statement asked as a question ("The answer is (A)?",
-   "Is the answer B? No.", "C正确吗？") states nothing, as one that rejects its option does.
+   statement wins whatever its language, Spanish (HEAD-QA's) included ("La respuesta correcta es
+   la C"). A statement asked as a question ("The answer is (A)?", "Is the answer B? No.",
+   "C正确吗？") states nothing, as one that rejects its option does, and so does one made under a
+   condition, as replies explain their distractors after answering: in an if-clause ("If you
+   thought the answer is B, ..."), as the subjunctive answer to one ("If the murmur were systolic,
+   the answer would be B"), or restricted after it ("B is correct only for systolic murmurs"), and
+   "answer" as a verb ("One might answer B, but ...").
 3. ``answer_line``: a line that is only an answer (``G``, ``(G)``, ``**G. Aortic stenosis**``,
    ``D, F``, an option's exact text) opening or closing the reply. Teachers often answer first and
    explain after, or end with a bare letter. A line inside a list of options (the next or
-   previous line also starts with an option letter) is a walk through the options, not an answer.
+   previous line also starts with an option letter), or one that comments on its option after a
+   colon or a dash (``**D. Mitral regurgitation**: holosystolic``), is a walk through the
+   options, not an answer.
    When the opening and the closing line name different options the reply contradicts itself:
    ``multiple_answers``.
 4. ``similarity``: the stated answer text (the box, a statement, the closing line, or a short
    reply as a whole) names an option's text: it contains exactly one option's text as whole words
    (one that another contains counts as part of it; "not X", "rules out X", "X is incorrect" do
    not count; "X is contraindicated" and "avoid X" do, as they answer "which drug is
-   contraindicated?"), or ends with one, or is a bare number that exactly one option writes with
-   one unit ("20" for "20 mg"), or is within rapidfuzz ratio 85 of exactly one option with a
-   10-point lead over the next and the same negation words ("not aortic stenosis" is not
-   "Aortic stenosis"; "No treatment needed" keeps its "no"). An option's text in a sentence that
+   contraindicated?"), or ends with one unless the words before it weigh it against another
+   ("whether X or Y", "maybe, leaning towards yes"), or is a bare number that exactly one option
+   writes with one unit ("20" for "20 mg"; an end of a range, "10-15%", names nothing), or is
+   within rapidfuzz ratio 85 of exactly one option with a 10-point lead over the next, the same
+   negation words ("not aortic stenosis" is not "Aortic stenosis"; "No treatment needed" keeps
+   its "no"), the same numbers ("1500 mg" is not "150 mg") and no word in its opposite form
+   ("Hypothyroidism" is not "Hyperthyroidism"). An option's text in a sentence that
    ends in a question mark, or a misspelt text asked, names nothing: it is asked, not stated.
    Below that, or on a tie, there is no answer: a similarity that always finds something would
    turn "I don't know" into option A.
@@ -41,12 +51,14 @@ Precedence: the first rule that reads anything decides, and each rule says why i
 
 The reference's matcher also took the last lone capital letter anywhere in the reply and the
 option whose text occurs last anywhere; both misread replies that discuss the options after
-answering ("G ... C, B and D are not because ...") and are not used. "A" and "I" need no special
-case: a letter counts only in an answer slot (box, statement, answer line), never as a word in
-running text.
+answering ("G ... C, B and D are not because ...") and are not used. A letter counts only in an
+answer slot (box, statement, answer line), never as a word in running text; and in a slot, a bare
+capital that opens a word or a name is no label (``_starts_a_word``): a genus initial (``\boxed{E.
+coli}``), the article or the pronoun ("Answer: A selective serotonin reuptake inhibitor",
+"Final answer: I think it's B"), a capital and a lower-case word (``\boxed{B cells}``).
 
-The search runs on the text after the last ``</think>`` or ``<|im_start|>answer`` marker first and
-on the whole reply second, so a reasoning model's final answer beats what it said while thinking.
+Every rule runs on the text after the last ``</think>`` or ``<|im_start|>answer`` marker first
+and then on the whole reply, so a reasoning model's final answer beats what it said while thinking.
 Letters are option letters A, B, ... in the options' order; a letter that names no option is not
 an answer. Markdown, ``$``, ``\(...\)`` and font commands (``\text{C}``) around a stated letter
 only change its looks: "The answer is \(\text{C}\)" states C. In a statement or box, a letter
@@ -113,7 +125,10 @@ _STATEMENT = re.compile(
     r"\b(?:(?:final|correct|best|right|most\s+likely|most\s+appropriate)\s+)?answer\b"
     r"(?:\s+(?:is|would\s+be|should\s+be|will\s+be|here\s+is|choice\s+is|option\s+is))?"
     r"|\b(?:correct|right|best|most\s+likely|most\s+appropriate)\s+(?:option|choice|response)(?:\s+(?:is|would\s+be)|(?=\s*:))"
-    r"|\bi(?:'d|\s+would|\s+will)?\s+(?:pick|choose|select|go\s+with|opt\s+for)"
+    r"|\bi(?:['’]d|['’]ll|\s+would|\s+will)?\s+(?:pick|choose|select|go\s+with|opt\s+for)"
+    # Spanish, as HEAD-QA's own language: "La respuesta correcta es la C", "Respuesta: C", "opción correcta: C"
+    r"|\b(?:la\s+)?respuesta(?:\s+(?:correcta|final))?(?:\s+(?:es|ser[ií]a))?(?:\s+la)?(?=[\s:*_])"
+    r"|\b(?:la\s+)?opci[oó]n\s+correcta(?:\s+es)?(?:\s+la)?(?=[\s:*_])"
     # a revision, which the last statement rule then takes as the final word: "No wait, it's C",
     # "Hmm, actually C", "Correction: B" (the first answer was read, and scored, before)
     # ("actually" only before "it's" or a label that ends its line: "Actually, A patient ..." is no answer)
@@ -173,7 +188,7 @@ _NEGATION = re.compile(
 # verdict ("C. Hypokalaemia is not seen in ..." answers an EXCEPT question), nor is ", not B".
 _COPULA = r"(?:is|are|was|seems|appears|would\s+be|can\s+be|must\s+be|has\s+been)"
 _COPULA_NOT = r"(?:(?:is|are|was|seems|appears)\s+not|isn't|aren't|wasn't|would\s+not\s+be|cannot\s+be|can't\s+be)"
-_REJECTED = r"(?:incorrect|wrong|false|unlikely|less\s+likely|ruled\s+out|excluded|eliminated)"
+_REJECTED = r"(?:incorrect(?:[ao]s?)?|wrong|false|fals[ao]s?|unlikely|less\s+likely|ruled\s+out|excluded|eliminated)"
 _NOT_CHOSEN = r"(?:the\s+)?(?:correct|right|best|true|answer|likely|it)"
 # In Chinese, after a letter (with or without 项, "option") as after an option's text: "C项错误",
 # "C是错的", "C不正确", "C可以排除", "C不是答案". A bare 不是 is no verdict, as "is not" is not.
@@ -212,6 +227,13 @@ _WIDTH_FOLD = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F) if chr(code
     ord("〔"): "[",
     ord("〕"): "]",
 }
+# Words that follow a stated letter in running text ("The answer is C because ...", "C is ..."):
+# after them a bare capital is still a label (see _starts_a_word).
+_AFTER_A_LABEL = frozenset(
+    "because since as given due which is seems appears fits best in for with here this that "
+    "and or but so then however though although on from per based over rather not vs versus also only "
+    "remains makes explains describes matches accounts".split()
+)
 _OPTION_WORD = re.compile(r"^(?i:options?|choices?)\s+")
 _BULLET = re.compile(r"^\s*(?:[-*•+]|\d+[.)])\s+")
 
@@ -387,12 +409,34 @@ def _read_slot(fragment: str, options: Sequence[str]) -> tuple[int, ...] | None:
         if index is None:
             return None
         named = _text_index(prefixed.group(4), options)
+        if named is None and prefixed.group(3) and _starts_a_word(prefixed.group(3), text[letter_end:],
+                                                                  prefixed.group(4), options[index]):
+            return None
         if named is None and _rejects_letter(text, letter_end, prefixed.group(4), options[index]):
             return None
         if named is None:
             return tuple(sorted({index, *(_second_label(prefixed.group(4), options) or ())}))
         return (index,) if named == index else tuple(sorted({index, named}))
     return None
+
+
+def _starts_a_word(letter: str, after: str, rest: str, option: str) -> bool:
+    """Whether a bare capital opens a word or a name rather than labelling an option: a genus
+    initial (``E. coli``, ``C. difficile``, ``B.cereus``: a full stop, then a lower-case word), the
+    article or the pronoun (``A selective serotonin reuptake inhibitor``, ``A CT scan``, ``I think
+    it's B``), or a capital that a lower-case word follows with no separator (``B cells``). Each
+    was read as that option's letter, and a wrong trace was kept. The capital is a label after all
+    when the text after it is an option's (the caller's check) or starts with its own option's
+    ("C. hypokalemia, as ..." for "Hypokalemia": MedMCQA writes options in lower case), or when
+    the word after a space is one that follows a stated letter ("C because ...", "A is ...")."""
+    if _normalise(option) and _normalise(rest).startswith(_normalise(option)):
+        return False
+    if after.startswith("."):
+        return re.match(r"\.\s*[a-z]", after) is not None
+    word = re.match(r"\s+([^\W\d_][\w'-]*)", after)
+    if word is None or word.group(1).casefold() in _AFTER_A_LABEL:
+        return False
+    return letter in "AI" or word.group(1)[0].islower()
 
 
 def _second_label(rest: str, options: Sequence[str]) -> tuple[int, ...] | None:
@@ -454,17 +498,51 @@ def _rejects_letter(text: str, letter_end: int, rest: str, option: str) -> bool:
 # --- the rules ------------------------------------------------------------------------------
 
 
-def _statement_slots(text: str) -> list[tuple[int, str]]:
-    """(position, slot text) of every explicit statement, in reply order. "X is correct" counts
-    unless its clause negates it ("Neither A nor B is correct") or it is asked ("A is correct?");
-    so does its Chinese form "X正确" (see ``_cjk_letters_called_correct``)."""
-    slots = [(m.end(), text[m.end() :].split("\n", 1)[0][:300]) for m in _STATEMENT.finditer(text)]
+def _statement_slots(text: str, options: Sequence[str]) -> list[tuple[int, str]]:
+    """(position, slot text) of every explicit statement, in reply order, unless it is made under
+    a condition (``_conditional``) or "answer" is a verb there ("One might answer B, but ...").
+    "X is correct" counts unless its clause negates it ("Neither A nor B is correct"), it is asked
+    ("A is correct?") or X ends an option's text ("Hepatitis D is correct"); so does its Chinese
+    form "X正确" (see ``_cjk_letters_called_correct``)."""
+    slots = [
+        (m.end(), text[m.end() :].split("\n", 1)[0][:300])
+        for m in _STATEMENT.finditer(text)
+        if not _conditional(text, m) and not _ANSWER_AS_VERB.search(text[max(0, m.start() - 30) : m.start()] + m.group())
+    ]
     slots += [
         (m.start(), m.group(1))
         for m in _LETTER_IS_CORRECT.finditer(text)
         if not _NEGATION.search(_same_clause(text, m.start())) and not re.match(_QUESTION_AFTER, text[m.end() :])
+        and not _ends_an_option(text[: m.start(1)], m.group(1), options) and not _conditional(text, m)
     ]
     return sorted(slots + _cjk_letters_called_correct(text))
+
+
+# "answer" after a modal or a subject other than the writer is a verb: "One might answer B".
+_ANSWER_AS_VERB = re.compile(r"(?i)\b(?:might|could|may|to|you|one|they|students?|people|some|many|others?)\s+answer\b")
+# A condition on the statement: an if-clause it sits in, a subjunctive main clause, or a restriction after it.
+_CONDITION_OPENS = re.compile(r"(?i)\b(?:if|unless|whether|suppose|supposing|assuming)\b")
+_SUBJUNCTIVE = re.compile(r"(?i)\b(?:if|unless|were|had)\b")
+_CONDITION_AFTER = re.compile(r"(?i)^[^.!?\n]*?\b(?:unless|only\s+(?:if|when|for|in))\b")
+
+
+def _conditional(text: str, statement: re.Match[str]) -> bool:
+    """Whether a statement is made under a condition, and so states nothing: in an if-clause ("If
+    you thought the answer is B, ..."), as the subjunctive answer to one ("If the murmur were
+    systolic, the answer would be B"), or restricted after it ("B is correct only for systolic
+    murmurs", "the answer would be B if ..."). Replies explain their distractors so after their
+    answer, and the last statement decided."""
+    start, end = statement.start(), statement.end()
+    if _CONDITION_OPENS.search(_same_clause(text, start, ".;!?\n,")):
+        return True
+    sentence = text[max(0, start - 200) : start]
+    sentence = sentence[max(sentence.rfind(mark) for mark in ".!?\n") + 1 :]
+    would = re.search(r"(?i)\bwould\b", statement.group())
+    after = text[end:]
+    return bool(
+        (would and (_SUBJUNCTIVE.search(sentence) or re.match(r"(?i)^[^.!?\n]*?\bif\b", after)))
+        or _CONDITION_AFTER.match(after)
+    )
 
 
 def _cjk_letters_called_correct(text: str) -> list[tuple[int, str]]:
@@ -481,7 +559,7 @@ def _cjk_letters_called_correct(text: str) -> list[tuple[int, str]]:
 
 def _read_statement(text: str, options: Sequence[str]) -> tuple[int, ...] | None:
     """The last statement that names an option."""
-    said = _statement_slots(text) + [
+    said = _statement_slots(text, options) + [
         (m.start(), m.group(1))
         for m in _LETTER_IS_THE_ANSWER.finditer(text)
         if not _ends_an_option(text[: m.start(1)], m.group(1), options)
@@ -517,14 +595,33 @@ def _starts_with_letter(line: str, options: Sequence[str]) -> bool:
 
 def _outer_lines(text: str, options: Sequence[str]) -> list[str]:
     """The opening and the closing line, each unless it sits in a list of options (its neighbour
-    also starts with an option letter): such a line is a walk through the options."""
+    also starts with an option letter) or is an item of one itself (``_comments_on_an_option``):
+    such a line is a walk through the options."""
     lines = _lines(text)
     ends = {0: 1, len(lines) - 1: len(lines) - 2} if lines else {}
     return [
         lines[position]
         for position, neighbour in sorted(ends.items())
         if not (0 <= neighbour < len(lines) and neighbour != position and _starts_with_letter(lines[neighbour], options))
+        and not _comments_on_an_option(lines[position], options)
     ]
+
+
+# After an option's letter (and text), a colon or a spaced dash and more words: a comment on it.
+_COMMENT = re.compile(r"(?::|\s[-–—]|[-–—]\s)\s*[^\W_]")
+
+
+def _comments_on_an_option(line: str, options: Sequence[str]) -> bool:
+    """Whether a line is an item of a walk through the options: a label, maybe its text, then a
+    colon or a dash and a comment ("**D. Mitral regurgitation**: holosystolic murmur", "D)
+    Neostigmine - does not enter the CNS"). A reply that ends by explaining the options it did
+    not choose ends on such a line, and its neighbour need not be another (a sub-bullet was):
+    the line was read as the answer."""
+    text = _clean(line)
+    prefixed = _LETTER_THEN_TEXT.match(text)
+    if not _starts_with_letter(line, options) or prefixed is None or _text_index(prefixed.group(4), options) is not None:
+        return False
+    return _COMMENT.search(prefixed.group(4)) is not None
 
 
 def _read_line(line: str, options: Sequence[str]) -> tuple[int, ...] | None:
@@ -573,6 +670,7 @@ def _contained(text: str, options: Sequence[str]) -> list[tuple[int, int]]:
             m.end()
             for m in re.finditer(_option_pattern(option), text, re.IGNORECASE)
             if not _NEGATION.search(_same_clause(text, m.start())) and not _REJECTED_AFTER.match(text[m.end() :])
+            and not _in_a_range(text, m)
         ]
         if ends:
             hits.append((index, ends[-1]))
@@ -584,6 +682,15 @@ def _contained(text: str, options: Sequence[str]) -> list[tuple[int, int]]:
     ]
 
 
+def _in_a_range(text: str, found: re.Match[str]) -> bool:
+    """Whether a number found in ``text`` is an end of a range ("10-15%", "10 to 15%"): a range
+    names no one of its ends, and "approximately 10-15%" was read as the option "15%"."""
+    if not found.group()[:1].isdigit() and not found.group()[-1:].isdigit() and "%" not in found.group():
+        return False
+    return bool(re.search(r"\d\s*(?:[-–]|to)\s*$", text[: found.start()])
+                or re.match(r"\s*(?:[-–]|to)\s*\d", text[found.end() :]))
+
+
 def _similar(text: str, options: Sequence[str]) -> int | None:
     """The one option a stated answer text names by its text (see module notes, rule 4)."""
     hits = _contained(text, options)
@@ -591,7 +698,7 @@ def _similar(text: str, options: Sequence[str]) -> int | None:
         return hits[0][0]
     end = len(text.rstrip(_DECORATION + ".!;,"))
     closing = [index for index, hit_end in hits if hit_end >= end]
-    if len(closing) == 1:
+    if len(closing) == 1 and not _hedges_to_the_last(text, hits):
         return closing[0]
     if hits:
         return None
@@ -604,8 +711,25 @@ def _similar(text: str, options: Sequence[str]) -> int | None:
     scores = sorted(((fuzz.ratio(target, _normalise(o)), i) for i, o in enumerate(options)), reverse=True)
     best, runner_up = scores[0], scores[1] if len(scores) > 1 else (0.0, -1)
     if best[0] >= SIMILARITY_MIN and best[0] - runner_up[0] >= SIMILARITY_LEAD:
-        return best[1] if _negations(target) == _negations(options[best[1]]) else None
+        option = _normalise(options[best[1]])
+        if _negations(target) == _negations(option) and not _differ_in_meaning(target, option):
+            return best[1]
     return None
+
+
+# What weighs one option against another rather than choosing: "X or Y", "X vs Y", "whether X
+# or Y", "maybe, leaning towards yes", "X/Y".
+_HEDGE = re.compile(r"(?i)\b(?:or|vs|versus|whether|between|towards?|lean(?:s|ing)?)\b|/")
+
+
+def _hedges_to_the_last(text: str, hits: list[tuple[int, int]]) -> bool:
+    """Whether the words before the option a text ends with weigh it against another it named
+    ("I can't tell whether it is mitral stenosis or aortic stenosis", "maybe, though the evidence
+    leans towards yes"): the text ends with an option it does not choose. Only the words after
+    the option named before the last count, so "Aortic stenosis is unlikely; mitral stenosis"
+    still ends on its answer."""
+    ends = sorted(hit_end for _, hit_end in hits)
+    return _HEDGE.search(text[ends[-2] : ends[-1]]) is not None
 
 
 def _number_with_unit(target: str, options: Sequence[str]) -> int | None:
@@ -630,6 +754,47 @@ def _number_with_unit(target: str, options: Sequence[str]) -> int | None:
 _LIST_WORDS = frozenset({"and", "or", "only", "both", "all", "none", "alone", "of", "the", "above", "neither", "nor"})
 
 
+# Word beginnings that make a word its opposite or another thing of its kind at a spelling's
+# distance: "hypothyroidism" is 90 against "hyperthyroidism", "efferent" 88 against "afferent".
+_OPPOSITE_PREFIXES = [
+    ("hypo", "hyper"), ("hypo", "normo"), ("hyper", "normo"), ("intra", "extra"), ("inter", "intra"),
+    ("endo", "exo"), ("pre", "post"), ("ante", "post"), ("pro", "anti"), ("in", "ex"), ("a", "e"),
+    ("micro", "macro"), ("brady", "tachy"), ("mono", "poly"), ("uni", "bi"), ("homo", "hetero"),
+    ("ana", "cata"), ("supra", "infra"), ("sub", "supra"), ("over", "under"), ("up", "down"),
+    ("in", "de"), ("ipsi", "contra"), ("sy", "dia"), ("max", "min"), ("hyper", "hypo"),
+    # a prefix against none: "atypical", "anaerobic", "incompetent", "irreversible", "unstable",
+    # "dysfunction", "antagonist", "female"
+    ("", "a"), ("", "an"), ("", "in"), ("", "im"), ("", "ir"), ("", "il"), ("", "un"), ("", "dis"),
+    ("", "de"), ("", "dys"), ("", "ant"), ("", "anti"), ("", "fe"),
+]
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+
+
+def _opposite_words(a: str, b: str) -> bool:
+    """Whether two words differ by a meaningful beginning (``_OPPOSITE_PREFIXES``), or are both
+    short (``IgA``/``IgG``, ``B``/``C``: a letter or two is the whole difference)."""
+    if len(a) <= 3 and len(b) <= 3:
+        return True
+    for first, second in _OPPOSITE_PREFIXES:
+        for x, y in ((a, b), (b, a)):
+            if x.startswith(first) and y.startswith(second) and len(x) - len(first) >= 3 \
+                    and x[len(first):] == y[len(second):]:
+                return True
+    return False
+
+
+def _differ_in_meaning(target: str, option: str) -> bool:
+    """Whether an answer text within a misspelling of an option says something else: other
+    numbers ("1500 mg" is 91 against "150 mg", "0.05" 89 against "0.5"), or a word the other has
+    in its opposite form ("Hypothyroidism" against "Hyperthyroidism", "increased" against
+    "decreased"). The audit that found these mapped over two thirds of such one-word changes of
+    real options onto the option they change."""
+    if sorted(_NUMBER.findall(target)) != sorted(_NUMBER.findall(option)):
+        return True
+    words_a, words_b = set(re.findall(r"[^\W\d_]+", target)), set(re.findall(r"[^\W\d_]+", option))
+    return any(_opposite_words(a, b) for a in words_a - words_b for b in words_b - words_a)
+
+
 def _negations(text: str) -> list[str]:
     """The negation and rejection words of ``text``, folded and sorted. A ratio counts characters,
     not meaning: "not aortic stenosis" scores 88 against "Aortic stenosis", "treatment needed" 91
@@ -641,7 +806,7 @@ def _negations(text: str) -> list[str]:
 def _answer_texts(text: str, box: str | None, options: Sequence[str]) -> list[str]:
     """Where rule 4 looks: the box, the last statement, the closing line, a short reply."""
     texts = [box] if box else []
-    slots = _statement_slots(text)
+    slots = _statement_slots(text, options)
     if slots:
         texts.append(slots[-1][1])
     outer = _outer_lines(text, options)
@@ -732,13 +897,11 @@ def extract_answer(reply: str, options: Sequence[str]) -> Extraction:
         named = _read_slot(candidate, options)
         if named:
             return _verdict(named, "boxed", box, letters)
-    texts = _search_texts(reply)
-    for text in texts:
+    for text in _search_texts(reply):
         for method, rule in (("statement", _read_statement), ("answer_line", _read_answer_lines)):
             named = rule(text, options)
             if named:
                 return _verdict(named, method, box, letters)
-    for text in texts:
         for candidate in _answer_texts(text, raw_box, options):
             index = _similar(candidate, options)
             if index is not None:

@@ -49,6 +49,18 @@ PLACENTA = ["Crosses the placenta", "Does not cross the placenta", "No treatment
 # Options with an abbreviation spelt in capitals that are also option letters ("ACE", "AB").
 ACE = ["ACE inhibitors", "Beta blockers", "Calcium channel blockers", "Loop diuretics", "Statins"]
 BLOOD = ["AB blood group", "O blood group", "A blood group", "B blood group"]
+# Real MedQA options and others where a capital starts a name or a word ("E. coli", "B cells"),
+# and options one spelling away from a word that means something else.
+ETEC = ["Giardia intestinalis", "Shigella species", "Staphylococcus aureus", "Enteroinvasive Escherichia coli",
+        "Enterotoxigenic Escherichia coli"]
+MICROBES = ["Clostridioides difficile", "Escherichia coli", "Bacillus cereus", "Staphylococcus aureus"]
+LYMPHOCYTES = ["B lymphocytes", "T lymphocytes", "Macrophages", "Neutrophils"]
+SSRI = ["Lithium", "Valproate", "Selective serotonin reuptake inhibitor", "Olanzapine", "Lamotrigine"]
+POTASSIUM = ["Hyperkalemia", "Metabolic acidosis", "Hypokalemia", "Hyperchloremia"]
+PERCENT = ["5%", "10%", "15%", "20%"]
+THYROID = ["Hyperthyroidism", "Thyroid cancer", "Thyroiditis", "Goiter"]
+DOSES_X10 = ["150 mg", "300 mg", "600 mg", "900 mg"]
+HEPATITIS = ["Hepatitis B", "Hepatitis C", "Hepatitis D", "Hepatitis A"]
 
 
 @dataclass(frozen=True)
@@ -309,6 +321,40 @@ CASES = [
         "murmur and mitral stenosis a rumble; the description fits more than one.",
         HEART, "", "none",
     ),
+    # --- found by an audit with real options: each was read as an answer, most as a wrong one --
+    Case("a genus initial in a box", r"\boxed{E. coli}", ETEC, "", "none"),
+    Case("a genus initial stated", "Final answer: C. difficile", MICROBES, "", "none"),
+    Case("a genus initial without a space", r"\boxed{B.cereus}", MICROBES, "", "none"),
+    Case("a capital and a word boxed", r"\boxed{B cells}", LYMPHOCYTES, "", "none"),
+    Case("the article after a heading", "**Final Answer**\n\nA trial of a selective serotonin reuptake inhibitor.",
+         SSRI, "C", "similarity"),
+    Case("the pronoun with ten options", "Final answer: I think it's @B.", TARGETS, "", "none"),
+    Case("a lower-case option's text after its letter", "The answer is @C. hypokalemia, due to renal losses.",
+         POTASSIUM, "C", "statement"),
+    Case("the last line comments on an option",
+         "The opening snap and diastolic rumble indicate **mitral stenosis**.\n\nWhy the others do not fit:\n"
+         "- **@C. Aortic stenosis**: systolic ejection murmur.\n  - Radiates to the carotids.\n"
+         "- **@A. Mitral regurgitation**: holosystolic murmur radiating to the axilla.", HEART, "D", "similarity"),
+    Case("a conditional statement after the answer",
+         "**Answer: @D. Mitral stenosis**\n\nWhy not the others:\n- If the murmur were systolic and radiated to "
+         "the carotids, the answer would be @C.", HEART, "D", "statement"),
+    Case("a letter correct only under a restriction",
+         "The correct answer is @D.\n\n@C is correct only for systolic ejection murmurs.", HEART, "D", "statement"),
+    Case("answer as a verb", "The answer is @D.\n\nOne might answer @C, but that is wrong.", HEART, "D", "statement"),
+    Case("a statement in an if-clause", "If you thought the answer is @C, recall the opening snap. The answer is @D.",
+         HEART, "D", "statement"),
+    Case("a conclusion with would", "Therefore, the answer would be @C.", HEART, "C", "statement"),
+    Case("two texts weighed", "I don't know whether it's mitral stenosis or aortic stenosis", HEART, "", "none"),
+    Case("two texts boxed with or", r"\boxed{\text{Mitral stenosis or aortic stenosis}}", HEART, "", "none"),
+    Case("pubmedqa leaning towards another", "The answer is maybe, though the evidence leans towards yes.",
+         YES_NO, "", "none"),
+    Case("a range names neither end", "The answer is approximately 10-15%.", PERCENT, "", "none"),
+    Case("an opposite prefix is no misspelling", r"\boxed{Hypothyroidism}", THYROID, "", "none"),
+    Case("another number is no misspelling", r"\boxed{1500 mg}", DOSES_X10, "", "none"),
+    Case("a letter that ends an option called correct", "Given the serology, Hepatitis D is correct.",
+         HEPATITIS, "C", "similarity"),
+    Case("a Spanish statement", "La respuesta correcta es la @C.", HEART, "C", "statement"),
+    Case("i'll go with", "I'll go with @B.", HEART, "B", "statement"),
 ]
 
 _MARK = re.compile(r"@([A-Za-z])")
@@ -1042,3 +1088,25 @@ def test_a_statement_asked_as_a_question_states_nothing(options: list[str], data
         reply = question + after
         assert extract_answer(reply, options).verdict == "no_answer", reply
     assert not is_correct(reply, options, j), reply
+
+
+# Word pairs one beginning apart that mean something else (m1data.stages.answers._OPPOSITE_PREFIXES).
+OPPOSITES = [("hypo", "hyper"), ("intra", "extra"), ("in", "de"), ("af", "ef"), ("", "a"), ("", "in"), ("pre", "post")]
+STEMS = ["thyroidism", "kalemia", "cellular fluid", "creased reflexes", "ferent arteriole", "typical pneumonia",
+         "synaptic inhibition", "competent cervix"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(pair=st.sampled_from(OPPOSITES), stem=st.sampled_from(STEMS), others=ANSWER_OPTIONS,
+       flip=st.booleans(), case=CASINGS, data=st.data())
+def test_a_text_an_opposite_beginning_or_another_number_away_is_not_the_option(pair, stem, others, flip, case, data):
+    """The fuzzy rule forgives misspellings, not meaning: an answer one word-beginning
+    ("hyper"/"hypo", "increased"/"decreased") or one number ("1500 mg"/"150 mg") away from an
+    option is not that option, however close the characters."""
+    written, option = (pair[1] + stem, pair[0] + stem) if flip else (pair[0] + stem, pair[1] + stem)
+    dose = data.draw(st.integers(1, 999))
+    for said, target in ((written, option), (f"{dose * 10} mg", f"{dose} mg")):
+        options = [target, *(o for o in others if o.casefold() != said.casefold())]
+        assume(not any(said.casefold() in o.casefold() for o in options))
+        extraction = extract_answer(r"\boxed{" + case(said) + "}", options)
+        assert extraction.letter != "A", (said, options)
