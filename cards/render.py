@@ -94,10 +94,13 @@ COLUMN_NOTES = {
     "answer_idx": "Index of the right option in `options` (0-based).",
     "answer_letter": "Letter of the right option (A, B, ...).",
     "answer_text": "Text of the right option.",
-    "prompt": "The question as the models saw it: context (PubMedQA), question, then one `X. option` line per option.",
-    "user_prompt": "The question as the models saw it: context (PubMedQA), question, then one `X. option` line per "
-    "option; the user turn of `messages` (named so that TRL does not read it as a prompt/completion column).",
-    "metadata": "The raw source row as JSON, kept verbatim so every row can be traced back.",
+    "prompt": "The question as written into the models' requests (after the instruction shown under Prompts): "
+    "context (PubMedQA), question, then one `X. option` line per option.",
+    "user_prompt": "The question as written into the models' requests (after the instruction shown under Prompts): "
+    "context (PubMedQA), question, then one `X. option` line per option; the user turn of `messages` (named so that "
+    "TRL does not read it as a prompt/completion column).",
+    "metadata": "The source's raw record as JSON (HEAD-QA's with its exam's fields added), so every row can be "
+    "traced back.",
     "reasoning": "The teacher model's thinking for this question.",
     "teacher_reply": "The teacher's final reply after thinking (the part the answer was extracted from).",
     "teacher_answer": "The option letter read from the teacher's reply; equal to `answer_letter` for every kept row.",
@@ -107,7 +110,8 @@ COLUMN_NOTES = {
     "teacher_served_model": "The model the teacher's server said answered (its reply's `model` field), when it said: "
                             "the release behind the alias in `teacher_model`.",
     "served_model": "The model name the teacher's server reported serving.",
-    "finish_reason": "Why the teacher's reply ended (`stop`: it finished by itself; cut-off replies were dropped).",
+    "finish_reason": "Why the teacher's reply ended (`stop`: it ended by itself, or where a grammar sent with the "
+    "request ended it, see Prompts; cut-off replies were dropped).",
     "prompt_tokens": "Tokens of the teacher request's prompt, as the teacher's server counted them.",
     "completion_tokens": "Tokens the teacher generated (reasoning and reply), as its server counted them.",
     "reasoning_tokens": "Tokens of the teacher's reasoning, as its server counted them.",
@@ -212,6 +216,68 @@ def _prompts(stage: str, config: Any, path: str = "") -> list[tuple[str, str, st
     elif isinstance(config, str) and (len(config) > 80 or "\n" in config):
         found.append((stage, path, config))
     return found
+
+
+def _request_prompts(manifests: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """(stage, what, text) of what every student and teacher request held besides the config's
+    texts: the m1 instruction before `user_prompt` (m1data.llm.stages.boxed_prompt), and, when the
+    embedded server answered, the system message its chat template adds. An audit found the card
+    calling `user_prompt` "the question as the models saw it" with neither shown."""
+    from m1data.llm.local_server import thinking_template
+    from m1data.llm.stages import boxed_prompt
+
+    found = []
+    for m in manifests:
+        if m["stage"] not in ("difficulty", "traces"):
+            continue
+        found.append((m["stage"], "each request: one user message",
+                      boxed_prompt("{user_prompt}")))
+        if m["stage"] in _embedded_stages(manifests):
+            thinking = bool(((m.get("config") or {}).get("extra_params") or {}).get("chat_template_kwargs", {})
+                            .get("enable_thinking"))
+            found.append((m["stage"], "system message the embedded server's chat template adds",
+                          _template_system_message(thinking_template(), thinking)))
+    return found
+
+
+# Request parameters that make a server write only what they allow (llama.cpp's grammar, vLLM's guided decoding).
+_CONSTRAINING_PARAMS = ("grammar", "json_schema", "guided_grammar", "guided_regex", "guided_choice", "guided_json",
+                        "response_format", "structured_outputs")
+
+
+def _constrained_teacher(manifests: list[dict[str, Any]]) -> list[str]:
+    """The `extra_params` keys of a traces stage that constrained what its teacher could write: its
+    reasoning and answer are then the constraint's shape (the embedded build's grammar caps the
+    thinking at 80 characters and forces a boxed letter), which the limitations must say."""
+    found = set()
+    for m in manifests:
+        if m["stage"] == "traces":
+            found.update(k for k in ((m.get("config") or {}).get("extra_params") or {}) if k in _CONSTRAINING_PARAMS)
+    return sorted(found)
+
+
+def _students_cut_off(rows: datasets.Dataset, manifests: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """How many published rows a student missed only by running out of tokens (`status` length):
+    those rows are "hard" because of the token limit, not because the student answered wrong."""
+    columns = [c for c in rows.column_names if re.fullmatch(r"student_.+_status", c)]
+    if not columns:
+        return None
+    cut = sum(any(status == "length" for status in statuses)
+              for statuses in zip(*(column_values(rows, c) for c in columns)))
+    limits = {(m.get("config") or {}).get("max_tokens") for m in manifests if m["stage"] == "difficulty"}
+    limits.discard(None)
+    return {"rows": cut, "of": len(rows), "max_tokens": ", ".join(f"{n:,}" for n in sorted(limits))} if cut else None
+
+
+def _embedded_stages(manifests: list[dict[str, Any]]) -> set[str]:
+    return {m["stage"] for m in manifests if _embedded_models([m])}
+
+
+def _template_system_message(template: Path, thinking: bool) -> str:
+    """The system message m1data's embedded chat template writes (the first for a thinking
+    request, the second otherwise), read from the template itself so the card cannot drift."""
+    messages = re.findall(r"<\|im_start\|>system\\n(.*?)<\|im_end\|>", template.read_text(encoding="utf-8"))
+    return messages[0 if thinking else -1] if messages else "(see the chat template)"
 
 
 def _without_long_texts(config: Any) -> Any:
@@ -627,7 +693,7 @@ def _lengths(texts: list[str], tokenizer: Any | None, wanted: str) -> tuple[list
         ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
         name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
         return [len(x) for x in ids], f"tokens ({name} tokenizer)"
-    return [len(t.split()) for t in texts], f"words (whitespace-split; the {wanted} tokenizer is not installed here)"
+    return [len(t.split()) for t in texts], f"words (whitespace-split; the {wanted} tokenizer was not available where this card was written)"
 
 
 def _length_column(rows: datasets.Dataset) -> str | None:
@@ -1016,7 +1082,7 @@ def render_card(
     columns = [(c, type_name(features[c]), column_note(c, features[c])) for c in first_rows.column_names]
     upstream = _upstream(manifests)
     models = (upstream.models if upstream else []) + _models(manifests)
-    prompts = [p for m in manifests for p in _prompts(m["stage"], _public_config(m))]
+    prompts = _request_prompts(manifests) + [p for m in manifests for p in _prompts(m["stage"], _public_config(m))]
     infos = source_infos(manifests, upstream)
     sample = sample_build(manifests, upstream)
     order = _source_columns(set(SOURCES) | set(published_sources) | (set(infos) - set(SOURCE_INFO)))
@@ -1045,6 +1111,8 @@ def render_card(
         "stages": _stage_views(manifests),
         "models": models,
         "prompts": prompts,
+        "constrained_teacher": _constrained_teacher(manifests),
+        "students_cut_off": _students_cut_off(first_rows, manifests),
         "embedded_models": _embedded_models(manifests, upstream),
         "teacher_students": _teacher_students(models),
         "build_versions": sorted({m.get("m1data_version", "unknown") for m in manifests}),

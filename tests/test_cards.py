@@ -177,7 +177,7 @@ def test_length_histogram_is_an_image_the_card_links(run, tmp_path):
     assert sorted(images) == ["m1k-default-domains.png", "m1k-default-length.png"]
     assert all(png.startswith(b"\x89PNG") for png in images.values())
     assert "](images/m1k-default-length.png)" in card and "](images/m1k-default-domains.png)" in card
-    assert "words (whitespace-split; the Qwen/Qwen2.5-7B-Instruct tokenizer is not installed here)" in card
+    assert "words (whitespace-split; the Qwen/Qwen2.5-7B-Instruct tokenizer was not available where this card was written)" in card
     assert "Length of the `text` column" in card
 
     class CharTokenizer:
@@ -903,3 +903,55 @@ HUB_SIZE_CATEGORIES = {
 def test_the_size_category_is_a_hub_value_whose_range_holds_the_rows(n):
     low, high = HUB_SIZE_CATEGORIES[size_category(n)]
     assert low <= n < high
+
+
+@dataclass
+class GrammarTeacherConfig:
+    model: str = "SmolLM2-135M-Instruct"
+    base_url: str = "embedded"
+    extra_params: dict = field(default_factory=lambda: {
+        "chat_template_kwargs": {"enable_thinking": True}, "grammar": 'root ::= "\\\\boxed{" [A-E] "}"'})
+
+
+@dataclass
+class LimitedStudentsConfig(StudentsConfig):
+    max_tokens: int = 48
+
+
+class CutOffStudents(Stage):
+    """A difficulty stage with a token limit whose student ran out of tokens on some rows."""
+
+    name = "difficulty"
+    config = LimitedStudentsConfig()
+
+    def run(self, rows, ctx):
+        status = ["length" if i % 3 == 0 else "ok" for i in range(len(rows))]
+        return StageResult(rows=rows.add_column("student_smollm2_135m_status", status))
+
+
+def test_the_card_shows_what_each_request_held_and_what_constrained_or_cut_the_models(tmp_path):
+    """An audit of the embedded build's card: `user_prompt` was "the question as the models saw
+    it", yet the m1 instruction before it and the system message the embedded server's template
+    adds were nowhere; the teacher's grammar (80 characters of thinking, a forced boxed letter) was
+    shown without a word on what it did to the traces; and rows that a student only ran out of
+    tokens on were called rows the students got wrong."""
+    from m1data.llm.local_server import thinking_template
+
+    rows = run_pipeline([Make(), CutOffStudents(), Teacher(GrammarTeacherConfig())], tmp_path / "run")
+    card, _ = render_card("m1k", tmp_path / "run", {"default": {"train": rows}}, images_dir="images")
+    prompts = card[card.index("<summary>Prompts</summary>"):card.index("</details>", card.index("<summary>Prompts"))]
+    assert "Return your final response within \\boxed{}.\n{user_prompt}" in prompts
+    thinking_system = "You are a medical expert. Reason through the question step by step"
+    assert thinking_system in thinking_template().read_text(encoding="utf-8")
+    assert thinking_system in prompts  # the traces stage asked for thinking, so its template's message
+    assert "You are a helpful AI assistant named SmolLM" in prompts  # the students did not
+    limits = card[card.index("## Bias, risks and limitations"):card.index("## Licences")]
+    assert "**The teacher's replies were constrained.** Its requests carried `extra_params.grammar`" in limits
+    cut = sum(status == "length" for status in rows["student_smollm2_135m_status"])
+    assert f"{cut} of these {len(rows)} rows were kept though a student did not answer them" in limits
+    assert "`max_tokens` 48 in this\n  build" in limits
+
+
+def test_a_card_without_constraints_or_cut_off_students_says_neither(run):
+    card = rendered(run)
+    assert "were constrained" not in card and "ran out of tokens" not in card

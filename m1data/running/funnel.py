@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from pathlib import Path
 from typing import Any
 
@@ -68,11 +70,17 @@ def funnel_markdown(run_dir: str | Path) -> str:
         raise FileNotFoundError(f"{run_dir}: no completed stages (no */manifest.json)")
     columns = _columns(manifests)
     lines = ["## Funnel", "", *_header("stage", columns)]
-    for m in manifests:
-        for why, per_source in _out_of_scope(m).items():
-            lines.append(_row(f"{m['stage']}: left out of scope ({why})", per_source, columns))
-    if not manifests[0]["counts_in"]:
-        lines.append(_row("raw rows read", _raw_counts(manifests[0]), columns))
+    left_out = [(m["stage"], why, per_source) for m in manifests for why, per_source in _out_of_scope(m).items()]
+    raw = _raw_counts(manifests[0]) if not manifests[0]["counts_in"] else None
+    if raw is not None and left_out:  # read top down: records, those left out, the rows they leave
+        records = Counter(raw)
+        for _, _, per_source in left_out:
+            records.update(per_source)
+        lines.append(_row("records in the files", dict(records), columns))
+    for stage, why, per_source in left_out:
+        lines.append(_row(f"{stage}: left out of scope ({why})", per_source, columns))
+    if raw is not None:
+        lines.append(_row("raw rows read", raw, columns))
     for m in manifests:
         label = f"after {m['stage']}"
         if not m.get("complete", True):

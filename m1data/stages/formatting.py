@@ -277,9 +277,10 @@ def token_length_stats(
         lengths = [math.ceil(len(t) / 4) for t in texts]
         method = "approx:ceil(chars/4)"
     if not lengths:
-        return {"method": method, "count": 0, "min": 0, "mean": 0.0, "p50": 0.0, "p90": 0.0, "max": 0}
+        return {"column": column, "method": method, "count": 0, "min": 0, "mean": 0.0, "p50": 0.0, "p90": 0.0, "max": 0}
     arr = np.asarray(lengths)
     return {
+        "column": column,  # the card prints these stats as they are: say what they measure
         "method": method,
         "count": int(arr.size),
         "min": int(arr.min()),

@@ -288,6 +288,11 @@ def test_the_funnel_shows_what_a_build_left_out_of_scope(tmp_path):
     assert cells[columns.index("pubmedqa")] == "3" and cells[-1] == "3"
     raw = next(line for line in funnel if line.startswith("| raw rows read"))
     assert [c.strip() for c in raw.strip("|").split("|")][columns.index("pubmedqa")] == "2"
+    # read top down: the records of the files, those left out, the rows read (an audit read the
+    # other order as "3 left out of 2 read")
+    records = next(line for line in funnel if line.startswith("| records in the files"))
+    assert [c.strip() for c in records.strip("|").split("|")][columns.index("pubmedqa")] == "5"
+    assert funnel.index(records) < funnel.index(left) < funnel.index(raw)
 
 
 @pytest.mark.parametrize("rel", ["raw/medqa/US_test_5_options.jsonl", "eval/medagentsbench/medqa/test.jsonl"])
