@@ -269,6 +269,17 @@ def _students_cut_off(rows: datasets.Dataset, manifests: list[dict[str, Any]]) -
     return {"rows": cut, "of": len(rows), "max_tokens": ", ".join(f"{n:,}" for n in sorted(limits))} if cut else None
 
 
+def _shipped_model(embedded: list[str]) -> dict[str, str] | None:
+    """Who made the embedded model and under which licence, when every embedded model that answered
+    is the one m1data's model package ships (M1DATA_EMBEDDED_GGUF may have served another): the
+    card named it by its file name alone and its licence not at all."""
+    from m1data.llm.local_server import SHIPPED_MODEL
+
+    if embedded and all(name.startswith(SHIPPED_MODEL["file_prefix"]) for name in embedded):
+        return SHIPPED_MODEL
+    return None
+
+
 def _embedded_stages(manifests: list[dict[str, Any]]) -> set[str]:
     return {m["stage"] for m in manifests if _embedded_models([m])}
 
@@ -1114,6 +1125,7 @@ def render_card(
         "constrained_teacher": _constrained_teacher(manifests),
         "students_cut_off": _students_cut_off(first_rows, manifests),
         "embedded_models": _embedded_models(manifests, upstream),
+        "shipped_model": _shipped_model(_embedded_models(manifests, upstream)),
         "teacher_students": _teacher_students(models),
         "build_versions": sorted({m.get("m1data_version", "unknown") for m in manifests}),
         "render_versions": _library_versions(),

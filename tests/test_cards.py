@@ -955,3 +955,16 @@ def test_the_card_shows_what_each_request_held_and_what_constrained_or_cut_the_m
 def test_a_card_without_constraints_or_cut_off_students_says_neither(run):
     card = rendered(run)
     assert "were constrained" not in card and "ran out of tokens" not in card
+
+
+def test_a_demonstration_card_says_who_made_the_shipped_model_and_its_licence(tmp_path):
+    """The card named the embedded model by its GGUF file alone; the model the package ships is
+    named with its maker and licence, and a GGUF swapped in (M1DATA_EMBEDDED_GGUF) is not."""
+    from m1data.llm.local_server import SHIPPED_MODEL
+
+    for served, named in (("SmolLM2-135M-Instruct.Q4_1.gguf", True), ("qwen2.5-0.5b-instruct-q4_k_m.gguf", False)):
+        rows = run_pipeline([SampleLoad(), Students(served), ServedTeacher(served)], tmp_path / served)
+        card, _ = render_card("m1k", tmp_path / served, {"default": {"train": rows}}, images_dir="images")
+        licences = card[card.index("## Licences"):card.index("## Citation")]
+        assert (f"{SHIPPED_MODEL['repo']}](https://huggingface.co/{SHIPPED_MODEL['repo']}),\nunder "
+                f"{SHIPPED_MODEL['licence']}" in licences) is named, licences
