@@ -355,6 +355,8 @@ CASES = [
          HEPATITIS, "C", "similarity"),
     Case("a Spanish statement", "La respuesta correcta es la @C.", HEART, "C", "statement"),
     Case("i'll go with", "I'll go with @B.", HEART, "B", "statement"),
+    Case("an abbreviated statement", "Ans. @C", HEART, "C", "statement"),
+    Case("final and a colon", "Final: @D", HEART, "D", "statement"),
 ]
 
 _MARK = re.compile(r"@([A-Za-z])")
