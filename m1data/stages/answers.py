@@ -686,7 +686,7 @@ def _contained(text: str, options: Sequence[str]) -> list[tuple[int, int]]:
 def _in_a_range(text: str, found: re.Match[str]) -> bool:
     """Whether a number found in ``text`` is an end of a range ("10-15%", "10 to 15%"): a range
     names no one of its ends, and "approximately 10-15%" was read as the option "15%"."""
-    if not found.group()[:1].isdigit() and not found.group()[-1:].isdigit() and "%" not in found.group():
+    if not re.search(r"\d", found.group()):
         return False
     return bool(re.search(r"\d\s*(?:[-–]|to)\s*$", text[: found.start()])
                 or re.match(r"\s*(?:[-–]|to)\s*\d", text[found.end() :]))
@@ -757,12 +757,13 @@ _LIST_WORDS = frozenset({"and", "or", "only", "both", "all", "none", "alone", "o
 
 # Word beginnings that make a word its opposite or another thing of its kind at a spelling's
 # distance: "hypothyroidism" is 90 against "hyperthyroidism", "efferent" 88 against "afferent".
+# Each pair is read both ways.
 _OPPOSITE_PREFIXES = [
     ("hypo", "hyper"), ("hypo", "normo"), ("hyper", "normo"), ("intra", "extra"), ("inter", "intra"),
     ("endo", "exo"), ("pre", "post"), ("ante", "post"), ("pro", "anti"), ("in", "ex"), ("a", "e"),
     ("micro", "macro"), ("brady", "tachy"), ("mono", "poly"), ("uni", "bi"), ("homo", "hetero"),
     ("ana", "cata"), ("supra", "infra"), ("sub", "supra"), ("over", "under"), ("up", "down"),
-    ("in", "de"), ("ipsi", "contra"), ("sy", "dia"), ("max", "min"), ("hyper", "hypo"),
+    ("in", "de"), ("ipsi", "contra"), ("sy", "dia"), ("max", "min"),
     # a prefix against none: "atypical", "anaerobic", "incompetent", "irreversible", "unstable",
     # "dysfunction", "antagonist", "female"
     ("", "a"), ("", "an"), ("", "in"), ("", "im"), ("", "ir"), ("", "il"), ("", "un"), ("", "dis"),
