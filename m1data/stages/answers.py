@@ -57,8 +57,10 @@ capital that opens a word or a name is no label (``_starts_a_word``): a genus in
 coli}``), the article or the pronoun ("Answer: A selective serotonin reuptake inhibitor",
 "Final answer: I think it's B"), a capital and a lower-case word (``\boxed{B cells}``).
 
-Every rule runs on the text after the last ``</think>`` or ``<|im_start|>answer`` marker first
-and then on the whole reply, so a reasoning model's final answer beats what it said while thinking.
+The search runs on the text after the last ``</think>`` or ``<|im_start|>answer`` marker first and
+on the whole reply second, so a reasoning model's final statement beats what it said while thinking
+(rules 1-3 on both texts come before rule 4 on either: a statement, wherever it is, is stronger
+evidence than an option's text in the answer section, which may be a distractor explained).
 Letters are option letters A, B, ... in the options' order; a letter that names no option is not
 an answer. Markdown, ``$``, ``\(...\)`` and font commands (``\text{C}``) around a stated letter
 only change its looks: "The answer is \(\text{C}\)" states C. In a statement or box, a letter
@@ -124,7 +126,7 @@ _STATEMENT = re.compile(
     r"(?i:" + _CJK_STATEMENT + "|"
     r"\b(?:(?:final|correct|best|right|most\s+likely|most\s+appropriate)\s+)?answer\b"
     r"(?:\s+(?:is|would\s+be|should\s+be|will\s+be|here\s+is|choice\s+is|option\s+is))?"
-    r"|\bans\b\.?(?:\s+is)?(?=[\s:*_])|\bfinal(?=\s*:)"  # "Ans. C" (MedMCQA's explanations), "Final: C"
+    r"|(?-i:\bAns\b)\.?(?:\s+is)?(?=[\s:*_])|\bfinal(?=\s*:)"  # "Ans. C" (MedMCQA's explanations; not "ANS"), "Final: C"
     r"|\b(?:correct|right|best|most\s+likely|most\s+appropriate)\s+(?:option|choice|response)(?:\s+(?:is|would\s+be)|(?=\s*:))"
     r"|\bi(?:['’]d|['’]ll|\s+would|\s+will)?\s+(?:pick|choose|select|go\s+with|opt\s+for)"
     # Spanish, as HEAD-QA's own language: "La respuesta correcta es la C", "Respuesta: C", "opción correcta: C"
@@ -231,9 +233,11 @@ _WIDTH_FOLD = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F) if chr(code
 # Words that follow a stated letter in running text ("The answer is C because ...", "C is ..."):
 # after them a bare capital is still a label (see _starts_a_word).
 _AFTER_A_LABEL = frozenset(
-    "because since as given due which is seems appears fits best in for with here this that "
+    "because since as given due which is seems appears fits best in for with here this that it "
     "and or but so then however though although on from per based over rather not vs versus also only "
-    "remains makes explains describes matches accounts".split()
+    "remains makes explains describes matches accounts according considering when where after before "
+    "even owing without by at again too definitely now despite while whereas hence thus overall clearly "
+    "indeed still once under until unless if to of first instead regardless anyway ultimately finally alone".split()
 )
 _OPTION_WORD = re.compile(r"^(?i:options?|choices?)\s+")
 _BULLET = re.compile(r"^\s*(?:[-*•+]|\d+[.)])\s+")
@@ -423,21 +427,21 @@ def _read_slot(fragment: str, options: Sequence[str]) -> tuple[int, ...] | None:
 
 def _starts_a_word(letter: str, after: str, rest: str, option: str) -> bool:
     """Whether a bare capital opens a word or a name rather than labelling an option: a genus
-    initial (``E. coli``, ``C. difficile``, ``B.cereus``: a full stop, then a lower-case word), the
-    article or the pronoun (``A selective serotonin reuptake inhibitor``, ``A CT scan``, ``I think
-    it's B``), or a capital that a lower-case word follows with no separator (``B cells``). Each
-    was read as that option's letter, and a wrong trace was kept. The capital is a label after all
-    when the text after it is an option's (the caller's check) or starts with its own option's
-    ("C. hypokalemia, as ..." for "Hypokalemia": MedMCQA writes options in lower case), or when
-    the word after a space is one that follows a stated letter ("C because ...", "A is ...")."""
-    if _normalise(option) and _normalise(rest).startswith(_normalise(option)):
-        return False
+    initial (``E. coli``, ``C. difficile``: a full stop, then a word of lower-case letters that is
+    not the first word of that option's text), the article or the pronoun before a lower-case word
+    that is not one of those a stated letter is followed by (``A selective serotonin reuptake
+    inhibitor``, ``I think it's B``, but "A because ..."), or a capital and one lower-case word and
+    nothing else (``\boxed{B cells}``). Each was read as that option's letter, and a wrong trace
+    was kept. Mixed-case words after a full stop (``B. cGMP``, ``B. mRNA``) and MedMCQA's options
+    in lower case ("A. increased ADH release" for "increased adh secretion") stay labels."""
+    option_words = _normalise(option).split()
     if after.startswith("."):
-        return re.match(r"\.\s*[a-z]", after) is not None
-    word = re.match(r"\s+([^\W\d_][\w'-]*)", after)
-    if word is None or word.group(1).casefold() in _AFTER_A_LABEL:
+        genus = re.match(r"\.\s*([a-z]{3,})(?![\w-])(?:\W+\w+){0,2}\W*$", after)  # a name, not a sentence
+        return genus is not None and genus.group(1) != (option_words[0] if option_words else "")
+    word = re.match(r"\s+([a-z][\w'-]*)", after)
+    if word is None or word.group(1) in _AFTER_A_LABEL:
         return False
-    return letter in "AI" or word.group(1)[0].islower()
+    return letter in "AI" or re.fullmatch(r"\s+[a-z][\w'-]*", after) is not None
 
 
 def _second_label(rest: str, options: Sequence[str]) -> tuple[int, ...] | None:
@@ -508,7 +512,7 @@ def _statement_slots(text: str, options: Sequence[str]) -> list[tuple[int, str]]
     slots = [
         (m.end(), text[m.end() :].split("\n", 1)[0][:300])
         for m in _STATEMENT.finditer(text)
-        if not _conditional(text, m) and not _ANSWER_AS_VERB.search(text[max(0, m.start() - 30) : m.start()] + m.group())
+        if not _conditional(text, m) and not _answer_as_verb(text, m)
     ]
     slots += [
         (m.start(), m.group(1))
@@ -519,31 +523,38 @@ def _statement_slots(text: str, options: Sequence[str]) -> list[tuple[int, str]]
     return sorted(slots + _cjk_letters_called_correct(text))
 
 
-# "answer" after a modal or a subject other than the writer is a verb: "One might answer B".
-_ANSWER_AS_VERB = re.compile(r"(?i)\b(?:might|could|may|to|you|one|they|students?|people|some|many|others?)\s+answer\b")
-# A condition on the statement: an if-clause it sits in, a subjunctive main clause, or a restriction after it.
-_CONDITION_OPENS = re.compile(r"(?i)\b(?:if|unless|whether|suppose|supposing|assuming)\b")
-_SUBJUNCTIVE = re.compile(r"(?i)\b(?:if|unless|were|had)\b")
-_CONDITION_AFTER = re.compile(r"(?i)^[^.!?\n]*?\b(?:unless|only\s+(?:if|when|for|in))\b")
+# Before "answer", a modal or a subject other than the writer makes it a verb: "One might answer B".
+_BEFORE_ANSWER_AS_VERB = re.compile(r"(?i)\b(?:might|could|may|to|you|one|they|students?|people|some|many|others?)\s+$")
+# A condition on a statement: an if-clause it sits in, or a restriction right after its letter.
+_CONDITION_OPENS = re.compile(r"(?i)(?<!even )\b(?:if|unless|whether(?!\s+or\s+not)|suppose|supposing|assuming)\b")
+_RESTRICTED_AFTER = re.compile(r"(?i)^[\s*_:]*(?:\(?[A-Z]\)?[\s,]*)?(?:only\s+(?:if|when|for|in)|if)\b")
+_WOULD_BE = re.compile(r"(?i)\b(?:answer|option|choice)\b.*\bwould\s+be\b")
+
+
+def _answer_as_verb(text: str, statement: re.Match[str]) -> bool:
+    return statement.group()[:6].casefold() == "answer" and \
+        _BEFORE_ANSWER_AS_VERB.search(text[max(0, statement.start() - 30) : statement.start()]) is not None
 
 
 def _conditional(text: str, statement: re.Match[str]) -> bool:
     """Whether a statement is made under a condition, and so states nothing: in an if-clause ("If
-    you thought the answer is B, ..."), as the subjunctive answer to one ("If the murmur were
-    systolic, the answer would be B"), or restricted after it ("B is correct only for systolic
+    you thought the answer is B, ..."), as the answer to one ("If the murmur were systolic, the
+    answer would be B"), or restricted right after its letter ("B is correct only for systolic
     murmurs", "the answer would be B if ..."). Replies explain their distractors so after their
-    answer, and the last statement decided."""
+    answer, and the last statement decided. Only these forms: "Since the patient had these
+    findings, the answer would be D" and "The answer is A, seen only in older adults" state."""
     start, end = statement.start(), statement.end()
-    if _CONDITION_OPENS.search(_same_clause(text, start, ".;!?\n,")):
+    if _CONDITION_OPENS.search(_same_clause(text, start, ".;:!?\n,")):
         return True
+    after = text[end : end + 40]
+    would = _WOULD_BE.search(statement.group()) is not None
+    restricted = _RESTRICTED_AFTER.match(after)
+    if restricted and (would or "only" in restricted.group().casefold()):
+        return True
+    if not would:
+        return False
     sentence = text[max(0, start - 200) : start]
-    sentence = sentence[max(sentence.rfind(mark) for mark in ".!?\n") + 1 :]
-    would = re.search(r"(?i)\bwould\b", statement.group())
-    after = text[end:]
-    return bool(
-        (would and (_SUBJUNCTIVE.search(sentence) or re.match(r"(?i)^[^.!?\n]*?\bif\b", after)))
-        or _CONDITION_AFTER.match(after)
-    )
+    return re.search(r"(?i)\b(?:if|unless)\b", sentence[max(sentence.rfind(m) for m in ".!?\n") + 1 :]) is not None
 
 
 def _cjk_letters_called_correct(text: str) -> list[tuple[int, str]]:
@@ -576,7 +587,7 @@ def _read_statement(text: str, options: Sequence[str]) -> tuple[int, ...] | None
 def _ends_an_option(before: str, letter: str, options: Sequence[str]) -> bool:
     """Whether the word before `letter` and the letter end an option's text ("vitamin" + "A" for
     "Vitamin A"): the letter is then part of that text, not an option's letter."""
-    word = re.search(r"(\w+)[ \t]+[(*\[]*$", before)  # the word right before it: not across a full stop
+    word = re.search(r"(\w+)[ \t]+[(*\[]*$", before[-100:])  # the word right before it: not across a full stop
     if word is None:
         return False
     named = f"{word.group(1)} {letter}".casefold()
@@ -596,15 +607,18 @@ def _starts_with_letter(line: str, options: Sequence[str]) -> bool:
 
 def _outer_lines(text: str, options: Sequence[str]) -> list[str]:
     """The opening and the closing line, each unless it sits in a list of options (its neighbour
-    also starts with an option letter) or is an item of one itself (``_comments_on_an_option``):
-    such a line is a walk through the options."""
+    also starts with an option letter): such a line is a walk through the options. So is a closing
+    line that comments on its option (``_comments_on_an_option``) in a reply that lists options by
+    letter: its neighbour need not be another (a sub-bullet was), and the line was read as the
+    answer. An opening line so written is the answer first, then why."""
     lines = _lines(text)
     ends = {0: 1, len(lines) - 1: len(lines) - 2} if lines else {}
     return [
         lines[position]
         for position, neighbour in sorted(ends.items())
         if not (0 <= neighbour < len(lines) and neighbour != position and _starts_with_letter(lines[neighbour], options))
-        and not _comments_on_an_option(lines[position], options)
+        and not (position and position == len(lines) - 1 and _comments_on_an_option(lines[position], options)
+                 and _lists_options(text, options))
     ]
 
 
@@ -613,11 +627,8 @@ _COMMENT = re.compile(r"(?::|\s[-–—]|[-–—]\s)\s*[^\W_]")
 
 
 def _comments_on_an_option(line: str, options: Sequence[str]) -> bool:
-    """Whether a line is an item of a walk through the options: a label, maybe its text, then a
-    colon or a dash and a comment ("**D. Mitral regurgitation**: holosystolic murmur", "D)
-    Neostigmine - does not enter the CNS"). A reply that ends by explaining the options it did
-    not choose ends on such a line, and its neighbour need not be another (a sub-bullet was):
-    the line was read as the answer."""
+    """Whether a line is a label, maybe its option's text, then a colon or a dash and a comment
+    ("**D. Mitral regurgitation**: holosystolic murmur", "D) Neostigmine - does not enter the CNS")."""
     text = _clean(line)
     prefixed = _LETTER_THEN_TEXT.match(text)
     if not _starts_with_letter(line, options) or prefixed is None or _text_index(prefixed.group(4), options) is not None:
@@ -772,15 +783,21 @@ _OPPOSITE_PREFIXES = [
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 
 
+# Short words that differ and still mean the same
+_SAME_SHORT_WORDS = frozenset({frozenset({"ekg", "ecg"})})
+
+
 def _opposite_words(a: str, b: str) -> bool:
-    """Whether two words differ by a meaningful beginning (``_OPPOSITE_PREFIXES``), or are both
-    short (``IgA``/``IgG``, ``B``/``C``: a letter or two is the whole difference)."""
-    if len(a) <= 3 and len(b) <= 3:
+    """Whether two words differ by a meaningful beginning (``_OPPOSITE_PREFIXES``; "aetiology" is
+    "etiology" spelt the British way), or are two different letters or two different short words
+    (``Hepatitis B``/``Hepatitis C``, ``IgA``/``IgG``: a letter is the whole difference)."""
+    if len(a) == len(b) == 1 or (2 <= len(a) <= 3 and 2 <= len(b) <= 3 and {a, b} not in _SAME_SHORT_WORDS):
         return True
     for first, second in _OPPOSITE_PREFIXES:
         for x, y in ((a, b), (b, a)):
-            if x.startswith(first) and y.startswith(second) and len(x) - len(first) >= 3 \
-                    and x[len(first):] == y[len(second):]:
+            rest = x[len(first):]
+            if x.startswith(first) and y.startswith(second) and len(rest) >= 3 and rest == y[len(second):] \
+                    and not (second == "a" and not first and rest.startswith("e")):
                 return True
     return False
 
@@ -899,11 +916,13 @@ def extract_answer(reply: str, options: Sequence[str]) -> Extraction:
         named = _read_slot(candidate, options)
         if named:
             return _verdict(named, "boxed", box, letters)
-    for text in _search_texts(reply):
+    texts = _search_texts(reply)
+    for text in texts:
         for method, rule in (("statement", _read_statement), ("answer_line", _read_answer_lines)):
             named = rule(text, options)
             if named:
                 return _verdict(named, method, box, letters)
+    for text in texts:  # a weaker reading of the answer section comes after what the whole reply states
         for candidate in _answer_texts(text, raw_box, options):
             index = _similar(candidate, options)
             if index is not None:

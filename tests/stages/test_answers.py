@@ -61,6 +61,10 @@ PERCENT = ["5%", "10%", "15%", "20%"]
 THYROID = ["Hyperthyroidism", "Thyroid cancer", "Thyroiditis", "Goiter"]
 DOSES_X10 = ["150 mg", "300 mg", "600 mg", "900 mg"]
 HEPATITIS = ["Hepatitis B", "Hepatitis C", "Hepatitis D", "Hepatitis A"]
+HCM = ["Aortic stenosis", "Mitral stenosis", "Mitral regurgitation", "Hypertrophic cardiomyopathy"]
+ADH = ["increased adh secretion", "decreased renal blood flow", "hypokalemia", "metabolic alkalosis"]
+ECG = ["Obtain an ECG", "Obtain a chest x-ray", "Start aspirin", "Discharge home"]
+ETIOLOGY = ["Unknown aetiology", "Viral infection", "Bacterial infection", "Autoimmune"]
 
 
 @dataclass(frozen=True)
@@ -356,6 +360,27 @@ CASES = [
     Case("a Spanish statement", "La respuesta correcta es la @C.", HEART, "C", "statement"),
     Case("i'll go with", "I'll go with @B.", HEART, "B", "statement"),
     Case("an abbreviated statement", "Ans. @C", HEART, "C", "statement"),
+    # --- and what a review of those rules found they must still read ---------------------------
+    Case("a revised answer explained with only", "My first thought: the answer is @A. But the murmur increases with "
+         "Valsalva.\nThe answer is @D, as this dynamic behaviour is seen only in HOCM.", HCM, "D", "statement"),
+    Case("would after a finding that had been", "Since the patient had these findings, the best answer would be @D.",
+         HCM, "D", "statement"),
+    Case("a forced choice", "If I had to choose, I would pick @C.", HCM, "C", "statement"),
+    Case("a forced choice stated", "The question is ambiguous, but if I had to pick one answer, the answer is @D.",
+         HCM, "D", "statement"),
+    Case("an if before a colon", "Let me check if this fits: the answer is @D.", HCM, "D", "statement"),
+    Case("even if", "Even if the echo is normal the answer is @B", HCM, "B", "statement"),
+    Case("a letter and an adverb", "The answer is @C according to current guidelines.", HCM, "C", "statement"),
+    Case("a letter and a capitalised text", "**Answer: @A** Aortic valve stenosis", HCM, "A", "statement"),
+    Case("a letter then a sentence in lower case", "The answer is @B. maybe is incorrect because it does not fit.",
+         YES_NO, "B", "statement"),
+    Case("a letter then a paraphrase in lower case", "Answer: @A. increased ADH release", ADH, "A", "statement"),
+    Case("a mixed-case word after a letter", "The answer is @B. cGMP pathway is not involved.", HCM, "B", "statement"),
+    Case("the answer first, then why", "**@D. Hypertrophic cardiomyopathy**: the murmur increases with Valsalva.\n\n"
+         "This dynamic behaviour is typical.", HCM, "D", "answer_line"),
+    Case("ANS is no Ans", "The sympathetic arm of the ANS. C fibers are involved", HEART, "", "none"),
+    Case("EKG for ECG", r"\boxed{Obtain an EKG}", ECG, "A", "similarity"),
+    Case("a British spelling", r"\boxed{Unknown etiology}", ETIOLOGY, "A", "similarity"),
     Case("final and a colon", "Final: @D", HEART, "D", "statement"),
 ]
 
