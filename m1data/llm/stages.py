@@ -37,7 +37,7 @@ from m1data.llm.types import Engine, Reply, Request, is_transient
 from m1data.redact import refuse_endpoint_secrets, refuse_secret_params
 from m1data.running import pipeline
 from m1data.running.pipeline import RunContext, Stage, StageResult, dropped_rows, in_memory, refuse_overwrite, run_on_file
-from m1data.schema import column_values, fresh_fingerprint, key_problem
+from m1data.schema import RowError, column_values, fresh_fingerprint, key_problem
 
 BOXED_INSTRUCTION = "Return your final response within \\boxed{}."
 CACHE_FILENAME = "llm_cache.sqlite"
@@ -265,18 +265,22 @@ class LLMStage(Stage):
     def ungradable(self, rows: datasets.Dataset) -> tuple[datasets.Dataset, datasets.Dataset | None]:
         """(rows to ask about, rows dropped first): a row whose prompt or answer fields disagree
         with its options and answer_idx (`schema.key_problem`) is not sent, since its reply would
-        be graded against options the model never saw; it is dropped with the reason, and a
-        warning counts them. None when every row agrees (as every row m1data loads does)."""
+        be graded against options the model never saw, nor is one with an empty question; it is
+        dropped with the reason, and a warning counts them. None when every row agrees (as every
+        row m1data loads does). A key that is no option's index stops the stage (`_check_keys`)."""
         n = len(rows)
         fields = [column_values(rows, c) if c in rows.column_names else [None] * n
                   for c in ("prompt", "options", "answer_idx", "answer_letter", "answer_text")]
-        problems = [key_problem(*row) for row in zip(*fields, strict=True)]
+        _check_keys(self.name, column_values(rows, "id"), fields[1], fields[2])
+        questions = column_values(rows, "question") if "question" in rows.column_names else [None] * n
+        problems = [key_problem(*row) or _empty_question(question) for row, question in zip(zip(*fields), questions)]
         if not any(problems):
             return rows, None
         bad = [p for p in problems if p is not None]
         counts = Counter(p.reason for p in bad)
-        log.warning("%s: %d row(s) not sent, their prompt or answer fields disagreeing with their options (%s); "
-                    "first: %s", self.name, len(bad), ", ".join(f"{r}: {c}" for r, c in sorted(counts.items())), bad[0])
+        log.warning("%s: %d row(s) not sent, an empty question or their prompt or answer fields disagreeing with "
+                    "their options (%s); first: %s", self.name, len(bad),
+                    ", ".join(f"{r}: {c}" for r, c in sorted(counts.items())), bad[0])
         return split_rows(rows, [p and p.reason for p in problems], [p.detail if p else "" for p in problems])
 
     def engine(self, endpoint: Endpoint, require_key: bool = True) -> Engine:
@@ -388,6 +392,26 @@ class LLMStage(Stage):
             prices=self.prices(),
             label=label,
         )
+
+
+def _empty_question(question: Any) -> RowError | None:
+    """A row brought with an empty `question`: its prompt asks about the options alone, and a
+    student missing it made it a "hard" question (m1data's own rows never have one)."""
+    if isinstance(question, str) and not question.strip():
+        return RowError("empty_question", "the question is empty: the prompt would ask about its options alone")
+    return None
+
+
+def _check_keys(stage: str, ids: Sequence[Any], options: Sequence[Any], keys: Sequence[Any]) -> None:
+    """Stop, naming the row, before anything is sent, when a row's answer_idx is no index of its
+    options (an empty list, a 1-based key one past the end): its replies could not be graded.
+    The stop came when the replies were graded, after every request of the stage was paid for."""
+    for row_id, opts, key in zip(ids, options, keys):
+        count = len(opts) if isinstance(opts, (list, tuple)) else None
+        if count is None or isinstance(key, bool) or not isinstance(key, int) or not 0 <= key < count:
+            has = f"{count} option(s)" if count is not None else f"options that are no list ({type(opts).__name__})"
+            raise UserError(f"{stage}: row {row_id!r} has answer_idx {key!r} and {has}: its replies could not be "
+                            "graded, so nothing was sent; fix or drop the row")
 
 
 def boxed_prompt(prompt: str) -> str:

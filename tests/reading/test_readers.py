@@ -238,6 +238,21 @@ def test_a_row_file_cut_short_is_one_error_naming_it(tmp_path, suffix):
         assert "cut short" in str(err.value) and len(str(err.value).splitlines()) == 1
 
 
+def test_a_row_file_with_bytes_that_are_not_utf8_is_one_error_naming_the_line(tmp_path):
+    """pyarrow's JSON reader kept Latin-1 bytes in a string column without a word, and the first
+    stage to read the column failed with an internal error (UnicodeDecodeError inside pyarrow)."""
+    from m1data.reading.readers import read_rows
+
+    good = json.dumps({"id": "a", "question": "Fine?", "answer_idx": 0}).encode()
+    bad = b'{"id": "b", "question": "caf\xe9 au lait?", "answer_idx": 0}'
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(good + b"\n" + bad + b"\n")
+    with pytest.raises(MalformedFile, match=r"rows\.jsonl:2: is not UTF-8 text \(byte 0xe9 at column 29\)"):
+        read_rows(path)
+    path.write_bytes(good + b"\n" + "caf\u00e9".join([b'{"id": "c", "question": "'.decode(), '"}']).encode() + b"\n")
+    assert read_rows(path)["question"] == ["Fine?", "caf\u00e9"]  # UTF-8 itself reads as before
+
+
 @pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
 def test_a_missing_row_file_is_named_in_the_projects_words(tmp_path, suffix):
     """A missing input was pyarrow's "[Errno 2] Failed to open local file ... Detail: [errno 2]"

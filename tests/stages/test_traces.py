@@ -3,6 +3,8 @@ reason, truncations never paid twice, dry runs, file I/O, and no secret anywhere
 
 from __future__ import annotations
 
+import re
+
 import dataclasses
 import json
 import pickle
@@ -572,26 +574,33 @@ def test_rows_whose_prompt_shows_other_options_are_not_sent(llm_server, tmp_path
     good = make_row(source="mine", row_id="good", question="Which lesion?", options=options, answer_idx=0,
                     raw={}, seed=None)
     rows = [good, {**good, "id": "swapped", "prompt": shown}, {**good, "id": "letter", "answer_letter": "B"},
+            {**good, "id": "no_question", "question": " ", "prompt": good["prompt"].split("\n", 1)[1]},
             {**good, "id": "other_style", "prompt": "Which lesion?\n(A) Aortic stenosis (B) Mitral regurgitation\n"
                                                     "(C) Mitral stenosis (D) Tricuspid stenosis\nAnswer:"}]
     llm_server.handler = lambda req: chat("\\boxed{A}", reasoning="A, as shown.")
     result = TeacherTraces(config(llm_server, tmp_path)).run(rows_to_dataset(rows), None)
     assert sorted(result.rows["id"]) == ["good", "other_style"]  # a prompt in another label style lists them too
     dropped = {r["id"]: r for r in result.dropped}
-    assert {i: r["reason"] for i, r in dropped.items()} == {"swapped": "prompt_mismatch", "letter": "answer_mismatch"}
+    assert {i: r["reason"] for i, r in dropped.items()} == {"swapped": "prompt_mismatch", "letter": "answer_mismatch",
+                                                            "no_question": "empty_question"}
     assert "option A ('Aortic stenosis')" in dropped["swapped"]["detail"]
-    assert llm_server.count() == 2  # neither was sent
-    assert "2 row(s) not sent" in caplog.text
+    assert llm_server.count() == 2  # none of them was sent
+    assert "3 row(s) not sent" in caplog.text
 
 
-def test_a_key_that_is_no_index_still_stops_the_stage(llm_server, tmp_path, secret_env):
-    """A 1-based answer_idx column (4 of 4 options) stops the stage naming the row, as before
-    the prompt check: dropping only that row would grade the others one option off."""
+def test_a_key_that_is_no_index_stops_the_stage_before_anything_is_sent(llm_server, tmp_path, secret_env):
+    """A 1-based answer_idx column (4 of 4 options), or a row with no options, stops the stage
+    naming the row: dropping only that row would grade the others one option off. It stopped
+    when the replies were graded, after every request of the stage had been paid for."""
     from m1data.errors import UserError
 
     rows = [make_row(source="mine", row_id=f"r{i}", question="Which?", options=["a", "b", "c", "d"], answer_idx=i,
                      raw={}, seed=None) for i in range(4)]
-    rows = [{**r, "answer_idx": r["answer_idx"] + 1, "answer_letter": None, "answer_text": None} for r in rows]
+    one_based = [{**r, "answer_idx": r["answer_idx"] + 1, "answer_letter": None, "answer_text": None} for r in rows]
+    no_options = [*rows[:3], {**rows[3], "options": [], "answer_letter": None, "answer_text": None}]
     llm_server.handler = lambda req: chat("\\boxed{A}", reasoning="A.")
-    with pytest.raises((UserError, TypeError), match="out of range"):
-        TeacherTraces(config(llm_server, tmp_path)).run(rows_to_dataset(rows), None)
+    for bad, named in ((one_based, "row 'r3' has answer_idx 4 and 4 option(s)"),
+                       (no_options, "row 'r3' has answer_idx 3 and 0 option(s)")):
+        with pytest.raises(UserError, match=re.escape(named) + ".*nothing was sent"):
+            TeacherTraces(config(llm_server, tmp_path)).run(rows_to_dataset(bad), None)
+    assert llm_server.count() == 0
