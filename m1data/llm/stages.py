@@ -493,6 +493,20 @@ def file_runtime(runtime: LLMRuntime, out_path: str | Path) -> LLMRuntime:
     return replace(runtime, cache_path=runtime.cache_path or str(default_cache_path(out_path)))
 
 
+def _plan_embedded(stage: LLMStage) -> None:
+    """A dry run's engines for `embedded` endpoints: named as a run names them (the model file the
+    server would load), so the plan reads the same cache entries, and never called: a plan sends
+    nothing, so no server starts. Without them the plan refused `embedded` as a base_url."""
+    from m1data.llm.embedded import attach, embedded_stages
+    from m1data.llm.local_server import ServerUnavailable, find_embedded_model
+
+    if embedded_stages([stage]):
+        try:
+            attach([stage], "http://127.0.0.1:9/v1", find_embedded_model())  # the port is never used
+        except ServerUnavailable as missing:
+            raise UserError(f"{stage.name}: the embedded model is not installed ({missing})") from None
+
+
 def run_llm_on_file(
     stage: LLMStage, in_path: str | Path | Sequence[str | Path], out_path: str | Path, dry_run: bool
 ) -> dict[str, Any]:
@@ -519,6 +533,7 @@ def run_llm_on_file(
     rows = read_rows(in_path)
     if len(rows):
         rows = check_rows(rows, stage.name, stage.required_columns(), texts=(stage.text_column(),))
+        _plan_embedded(stage)
         cache_file = Path(stage.runtime.cache_path)
         with Cache(cache_file) if cache_file.is_file() else contextlib.nullcontext() as store:
             stage.plan(rows, store)

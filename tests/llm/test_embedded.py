@@ -165,3 +165,20 @@ def test_a_file_run_serves_the_embedded_model_as_a_build_does(tmp_path):
     assert built.stats["sent"] == 3  # its own cache: both doors asked the model
     assert list(read_rows(tmp_path / "out.jsonl")) == list(built.rows)
     assert list(read_rows(tmp_path / "out.dropped.jsonl")) == list(built.dropped)
+
+
+@pytest.mark.skipif(embedded_missing(server=False) is not None, reason=str(embedded_missing(server=False)))
+def test_a_dry_run_of_an_embedded_student_plans_without_a_server(tmp_path, monkeypatch):
+    """`run difficulty --dry-run` with an embedded student refused `embedded` as a base_url; it
+    plans under the name a run caches by, and starts nothing (no server binary is needed)."""
+    from m1data.reading.readers import write_rows
+    from m1data.schema import make_row, rows_to_dataset
+
+    monkeypatch.setenv("M1DATA_LLAMA_SERVER", str(tmp_path / "absent" / "llama-server"))  # a server would fail
+    row = make_row(source="mine", row_id="q", question="Which?", options=["a", "b"], answer_idx=0, raw={}, seed=None)
+    rows = write_rows(rows_to_dataset([row]), tmp_path / "rows.jsonl")
+    result = CliRunner().invoke(app, ["run", "difficulty", str(rows), str(tmp_path / "out.jsonl"), "--dry-run",
+                                      "--student", "s=SmolLM2-135M-Instruct=embedded"])
+    assert result.exit_code == 0, result.output
+    assert "embedded:SmolLM2-135M-Instruct" in result.output and "1 to send" in result.output
+    assert not (tmp_path / "out.jsonl").exists() and not (tmp_path / "llama-server.log").exists()
