@@ -45,6 +45,7 @@ from importlib import resources
 from pathlib import Path
 
 from m1data.cores import usable_cores
+from m1data.durable import other_process_alive
 from m1data.errors import M1DataError, UserError, raise_terminated
 
 EMBEDDED = "embedded"  # the base_url that means "the embedded model, served by the build itself"
@@ -341,6 +342,7 @@ class LocalServer:
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.ready_file.unlink(missing_ok=True)
+        self._remove_stale_ready_files()
         self.port = free_port(self.config.host) if self.binary is not None else None
         command = server_command(self.config, self.model, self.binary, self.port or 0, self.ready_file)
         with self.log_path.open("ab") as log:
@@ -355,6 +357,14 @@ class LocalServer:
                 start_new_session=True,  # Ctrl-C reaches us, not the server: we stop it in order
                 preexec_fn=_die_with_parent,  # noqa: PLW1509 - one prctl call, resolved before the fork
             )
+
+    def _remove_stale_ready_files(self) -> None:
+        """Ready files of runs killed outright (SIGKILL leaves no way out to remove them), named by
+        the pid of a process that is gone: they were left in the run folder, one per killed run."""
+        for leftover in self.log_path.parent.glob(f".{self.log_path.name}.*.ready"):
+            pid = leftover.name.rsplit(".", 2)[-2]
+            if pid.isdigit() and not other_process_alive(int(pid)):
+                leftover.unlink(missing_ok=True)
 
     def wait_ready(self) -> None:
         """Wait until the child says where it listens (or, for a binary, until /health answers),

@@ -84,6 +84,21 @@ def test_server_answers_and_is_stopped_after_the_block(tmp_path):
 
 
 @needs_server
+def test_ready_files_of_killed_runs_are_removed_and_a_live_ones_kept(tmp_path):
+    """A run killed outright (SIGKILL) leaves its `.LOG.PID.ready` in the run folder; the next
+    server started there removes those of processes that are gone, not one a live process owns."""
+    log = tmp_path / "server.log"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale, live = (tmp_path / f".server.log.{dead.pid}.ready", tmp_path / f".server.log.{os.getppid()}.ready")
+    stale.write_text("{}")
+    live.write_text("{}")
+    with LocalServer(ServerConfig(parallel=1, ctx_size=2048), log):
+        pass
+    assert not stale.exists() and live.exists()
+
+
+@needs_server
 def test_server_is_stopped_when_the_block_raises(tmp_path):
     pid = None
     with pytest.raises(RuntimeError, match="boom"), LocalServer(ServerConfig(parallel=1, ctx_size=2048),
