@@ -18,7 +18,7 @@ import importlib.util
 import logging
 from abc import abstractmethod
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from m1data.llm.types import Engine, Reply, Request, is_transient
 from m1data.redact import refuse_endpoint_secrets, refuse_secret_params
 from m1data.running import pipeline
 from m1data.running.pipeline import RunContext, Stage, StageResult, dropped_rows, in_memory, refuse_overwrite, run_on_file
-from m1data.schema import RowError, column_values, fresh_fingerprint, key_problem
+from m1data.schema import RowError, column_values, fresh_fingerprint, key_problem, render_options
 
 BOXED_INSTRUCTION = "Return your final response within \\boxed{}."
 CACHE_FILENAME = "llm_cache.sqlite"
@@ -272,8 +272,7 @@ class LLMStage(Stage):
         fields = [column_values(rows, c) if c in rows.column_names else [None] * n
                   for c in ("prompt", "options", "answer_idx", "answer_letter", "answer_text")]
         _check_keys(self.name, column_values(rows, "id"), fields[1], fields[2])
-        questions = column_values(rows, "question") if "question" in rows.column_names else [None] * n
-        problems = [key_problem(*row) or _empty_question(question) for row, question in zip(zip(*fields), questions)]
+        problems = [key_problem(*row) or _empty_question(row[0], row[1]) for row in zip(*fields)]
         if not any(problems):
             return rows, None
         bad = [p for p in problems if p is not None]
@@ -394,11 +393,14 @@ class LLMStage(Stage):
         )
 
 
-def _empty_question(question: Any) -> RowError | None:
-    """A row brought with an empty `question`: its prompt asks about the options alone, and a
-    student missing it made it a "hard" question (m1data's own rows never have one)."""
-    if isinstance(question, str) and not question.strip():
-        return RowError("empty_question", "the question is empty: the prompt would ask about its options alone")
+def _empty_question(prompt: Any, options: Any) -> RowError | None:
+    """A prompt that holds nothing but its options (as m1data writes them): it asks about them
+    alone, and a student missing it made it a "hard" question. m1data's own rows never have one."""
+    if not isinstance(prompt, str) or not isinstance(options, (list, tuple)) or not options:
+        return None
+    listed = render_options([str(option) for option in options])
+    if prompt.endswith(listed) and not prompt[: -len(listed)].strip():
+        return RowError("empty_question", "the prompt holds its options and no question")
     return None
 
 
@@ -493,18 +495,26 @@ def file_runtime(runtime: LLMRuntime, out_path: str | Path) -> LLMRuntime:
     return replace(runtime, cache_path=runtime.cache_path or str(default_cache_path(out_path)))
 
 
-def _plan_embedded(stage: LLMStage) -> None:
-    """A dry run's engines for `embedded` endpoints: named as a run names them (the model file the
-    server would load), so the plan reads the same cache entries, and never called: a plan sends
-    nothing, so no server starts. Without them the plan refused `embedded` as a base_url."""
+@contextlib.contextmanager
+def _planned_embedded(stage: LLMStage) -> Iterator[None]:
+    """A dry run's engines for `embedded` endpoints, for the plan only: named as a run names them
+    (the model file the server would load), so the plan reads the same cache entries, and never
+    called: a plan sends nothing, so no server starts. Without them the plan refused `embedded`
+    as a base_url; left on the stage, a later real run would have sent to their unused port."""
     from m1data.llm.embedded import attach, embedded_stages
     from m1data.llm.local_server import ServerUnavailable, find_embedded_model
 
+    before = dict(stage.engines)
     if embedded_stages([stage]):
         try:
             attach([stage], "http://127.0.0.1:9/v1", find_embedded_model())  # the port is never used
         except ServerUnavailable as missing:
             raise UserError(f"{stage.name}: the embedded model is not installed ({missing})") from None
+    try:
+        yield
+    finally:
+        stage.engines.clear()
+        stage.engines.update(before)
 
 
 def run_llm_on_file(
@@ -533,9 +543,8 @@ def run_llm_on_file(
     rows = read_rows(in_path)
     if len(rows):
         rows = check_rows(rows, stage.name, stage.required_columns(), texts=(stage.text_column(),))
-        _plan_embedded(stage)
         cache_file = Path(stage.runtime.cache_path)
-        with Cache(cache_file) if cache_file.is_file() else contextlib.nullcontext() as store:
+        with _planned_embedded(stage), Cache(cache_file) if cache_file.is_file() else contextlib.nullcontext() as store:
             stage.plan(rows, store)
     return {}
 

@@ -1509,28 +1509,28 @@ def read_rows(path: str | Path | Sequence[str | Path]) -> datasets.Dataset:
     if path.suffix == ".jsonl":
         if not path.read_bytes().strip():
             return datasets.Dataset.from_dict({})
-        with _reading(path):
-            rows = datasets.Dataset.from_json(str(path))
-        _check_utf8(rows, path)
+        try:
+            with _reading(path):
+                rows = datasets.Dataset.from_json(str(path))
+            rows.data.table.validate(full=True)
+        except (UnicodeDecodeError, pa.ArrowInvalid):
+            _raise_if_not_utf8(path)
+            raise
         return rows
     raise UserError(f"{path}: input must end in .parquet or .jsonl")
 
 
-def _check_utf8(rows: datasets.Dataset, path: Path) -> None:
+def _raise_if_not_utf8(path: Path) -> None:
     """Stop, naming the line, on text that is not UTF-8. pyarrow's JSON reader keeps such bytes in
-    its strings without a word, and the first stage to read the column failed with an internal
-    error (a UnicodeDecodeError deep in pyarrow)."""
-    try:
-        rows.data.table.validate(full=True)
-    except pa.ArrowInvalid:
-        with open(path, "rb") as lines:
-            for number, line in enumerate(lines, 1):
-                try:
-                    line.decode("utf-8")
-                except UnicodeDecodeError as err:
-                    raise MalformedFile(path, number, f"is not UTF-8 text (byte {line[err.start]:#04x} at column "
-                                                      f"{err.start + 1}); write the file as UTF-8") from None
-        raise
+    its string values without a word (the first stage to read the column then failed with an
+    internal error), and in a key `datasets` fails with a bare UnicodeDecodeError."""
+    with open(path, "rb") as lines:
+        for number, line in enumerate(lines, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise MalformedFile(path, number, f"is not UTF-8 text (byte {line[err.start]:#04x}, the line's byte "
+                                                  f"{err.start + 1}); write the file as UTF-8") from None
 
 
 def _folder_files(path: Path) -> list[Path]:

@@ -182,3 +182,10 @@ def test_a_dry_run_of_an_embedded_student_plans_without_a_server(tmp_path, monke
     assert result.exit_code == 0, result.output
     assert "embedded:SmolLM2-135M-Instruct" in result.output and "1 to send" in result.output
     assert not (tmp_path / "out.jsonl").exists() and not (tmp_path / "llama-server.log").exists()
+    # from Python, the stage keeps no engine of the plan's: a real run would have sent to its unused port
+    from m1data.llm.stages import run_llm_on_file
+
+    students = embedded_config().m23k.difficulty
+    stage = DifficultyFilter(dataclasses.replace(students, runtime=dataclasses.replace(
+        students.runtime, cache_path=str(tmp_path / "cache.sqlite"))))
+    assert run_llm_on_file(stage, rows, tmp_path / "out.jsonl", dry_run=True) == {} and stage.engines == {}

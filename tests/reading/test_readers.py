@@ -247,7 +247,10 @@ def test_a_row_file_with_bytes_that_are_not_utf8_is_one_error_naming_the_line(tm
     bad = b'{"id": "b", "question": "caf\xe9 au lait?", "answer_idx": 0}'
     path = tmp_path / "rows.jsonl"
     path.write_bytes(good + b"\n" + bad + b"\n")
-    with pytest.raises(MalformedFile, match=r"rows\.jsonl:2: is not UTF-8 text \(byte 0xe9 at column 29\)"):
+    with pytest.raises(MalformedFile, match=r"rows\.jsonl:2: is not UTF-8 text \(byte 0xe9, the line.s byte 29\)"):
+        read_rows(path)
+    path.write_bytes(good + b"\n" + b'{"id": "b", "qu\xe9stion": "x"}\n')  # in a key: a bare UnicodeDecodeError
+    with pytest.raises(MalformedFile, match=r"rows\.jsonl:2: is not UTF-8 text"):
         read_rows(path)
     path.write_bytes(good + b"\n" + "caf\u00e9".join([b'{"id": "c", "question": "'.decode(), '"}']).encode() + b"\n")
     assert read_rows(path)["question"] == ["Fine?", "caf\u00e9"]  # UTF-8 itself reads as before

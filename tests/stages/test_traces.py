@@ -575,16 +575,17 @@ def test_rows_whose_prompt_shows_other_options_are_not_sent(llm_server, tmp_path
                     raw={}, seed=None)
     rows = [good, {**good, "id": "swapped", "prompt": shown}, {**good, "id": "letter", "answer_letter": "B"},
             {**good, "id": "no_question", "question": " ", "prompt": good["prompt"].split("\n", 1)[1]},
+            {**good, "id": "blank_column", "question": ""},  # its prompt still asks the question
             {**good, "id": "other_style", "prompt": "Which lesion?\n(A) Aortic stenosis (B) Mitral regurgitation\n"
                                                     "(C) Mitral stenosis (D) Tricuspid stenosis\nAnswer:"}]
     llm_server.handler = lambda req: chat("\\boxed{A}", reasoning="A, as shown.")
     result = TeacherTraces(config(llm_server, tmp_path)).run(rows_to_dataset(rows), None)
-    assert sorted(result.rows["id"]) == ["good", "other_style"]  # a prompt in another label style lists them too
+    assert sorted(result.rows["id"]) == ["blank_column", "good", "other_style"]  # another label style lists them too
     dropped = {r["id"]: r for r in result.dropped}
     assert {i: r["reason"] for i, r in dropped.items()} == {"swapped": "prompt_mismatch", "letter": "answer_mismatch",
                                                             "no_question": "empty_question"}
     assert "option A ('Aortic stenosis')" in dropped["swapped"]["detail"]
-    assert llm_server.count() == 2  # none of them was sent
+    assert llm_server.count() == 2  # none of them was sent (blank_column asks what good asks)
     assert "3 row(s) not sent" in caplog.text
 
 
