@@ -218,6 +218,14 @@ def _prompts(stage: str, config: Any, path: str = "") -> list[tuple[str, str, st
     return found
 
 
+def build_prompts(manifests: list[dict[str, Any]], upstream: Provenance | None = None) -> list[tuple[str, str, str]]:
+    """Every prompt the card shows: the build's rows were drawn from first (carried in its card's
+    provenance: a resampled m1K lost them), then what this build's requests held and its configs'
+    long texts."""
+    own = _request_prompts(manifests) + [p for m in manifests for p in _prompts(m["stage"], _public_config(m))]
+    return (upstream.prompts if upstream else []) + own
+
+
 def _request_prompts(manifests: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
     """(stage, what, text) of what every student and teacher request held besides the config's
     texts: the m1 instruction before `user_prompt` (m1data.llm.stages.boxed_prompt), and, when the
@@ -245,39 +253,40 @@ _CONSTRAINING_PARAMS = ("grammar", "json_schema", "guided_grammar", "guided_rege
                         "response_format", "structured_outputs")
 
 
-def _constrained_teacher(manifests: list[dict[str, Any]]) -> list[str]:
-    """The `extra_params` keys of a traces stage that constrained what its teacher could write: its
-    reasoning and answer are then the constraint's shape (the embedded build's grammar caps the
-    thinking at 80 characters and forces a boxed letter), which the limitations must say."""
-    found = set()
+def _constrained_teacher(manifests: list[dict[str, Any]], upstream: Provenance | None = None) -> list[str]:
+    """The `extra_params` keys of a traces stage that constrained what its teacher could write, here
+    or in the build these rows were drawn from: its reasoning and answer are then the constraint's
+    shape (the embedded build's grammar caps the thinking at 80 characters and forces a boxed
+    letter), which the limitations must say."""
+    found = set(upstream.constrained if upstream else [])
     for m in manifests:
         if m["stage"] == "traces":
-            found.update(k for k in ((m.get("config") or {}).get("extra_params") or {}) if k in _CONSTRAINING_PARAMS)
+            params = (m.get("config") or {}).get("extra_params") or {}
+            found.update(k for k, v in params.items() if k in _CONSTRAINING_PARAMS and v != {"type": "text"})
     return sorted(found)
 
 
 def _students_cut_off(rows: datasets.Dataset, manifests: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """How many published rows a student missed only by running out of tokens (`status` length):
-    those rows are "hard" because of the token limit, not because the student answered wrong."""
+    """How many published rows no student finished a reply to (each one's `status` is `length`,
+    or an error): those rows are "hard" because of the token limit, not because a student answered
+    them wrong. A row another student answered wrong is hard in its own right, and not counted."""
     columns = [c for c in rows.column_names if re.fullmatch(r"student_.+_status", c)]
     if not columns:
         return None
-    cut = sum(any(status == "length" for status in statuses)
+    cut = sum("length" in statuses and "ok" not in statuses
               for statuses in zip(*(column_values(rows, c) for c in columns)))
     limits = {(m.get("config") or {}).get("max_tokens") for m in manifests if m["stage"] == "difficulty"}
     limits.discard(None)
     return {"rows": cut, "of": len(rows), "max_tokens": ", ".join(f"{n:,}" for n in sorted(limits))} if cut else None
 
 
-def _shipped_model(embedded: list[str]) -> dict[str, str] | None:
-    """Who made the embedded model and under which licence, when every embedded model that answered
-    is the one m1data's model package ships (M1DATA_EMBEDDED_GGUF may have served another): the
-    card named it by its file name alone and its licence not at all."""
+def _shipped_model(models: list[dict[str, str]]) -> dict[str, str] | None:
+    """Who made the teacher and under which licence, when the teacher (here or upstream) was the
+    very model file m1data's model package ships: the card named it by its file name alone and its
+    licence not at all. Not for students alone, nor for another file (M1DATA_EMBEDDED_GGUF)."""
     from m1data.llm.local_server import SHIPPED_MODEL
 
-    if embedded and all(name.startswith(SHIPPED_MODEL["file_prefix"]) for name in embedded):
-        return SHIPPED_MODEL
-    return None
+    return SHIPPED_MODEL if _role_models(models, "teacher") == {SHIPPED_MODEL["file"]} else None
 
 
 def _embedded_stages(manifests: list[dict[str, Any]]) -> set[str]:
@@ -382,15 +391,17 @@ def _models(manifests: list[dict[str, Any]], origin: str = "") -> list[dict[str,
     return found
 
 
+def _role_models(models: list[dict[str, str]], role: str) -> set[str]:
+    """The models that played `role`, by the names their servers reported where they did, else by
+    the configured names."""
+    served = {m["model"] for m in models if m["role"].startswith(f"{role} (as the server reported it")}
+    return served or {m["model"] for m in models if m["role"] == role}
+
+
 def _teacher_students(models: list[dict[str, str]]) -> list[str]:
     """Models that were both the teacher and a student (the embedded build serves one model for
-    both), by the names their servers reported where they did, else by the configured names:
-    the summary then cannot call the teacher stronger."""
-    def played(role: str) -> set[str]:
-        served = {m["model"] for m in models if m["role"].startswith(f"{role} (as the server reported it")}
-        return served or {m["model"] for m in models if m["role"] == role}
-
-    return sorted(played("teacher") & played("student"))
+    both): the summary then cannot call the teacher stronger."""
+    return sorted(_role_models(models, "teacher") & _role_models(models, "student"))
 
 
 def _embedded_models(manifests: list[dict[str, Any]], upstream: Provenance | None = None) -> list[str]:
@@ -484,6 +495,8 @@ class Provenance:
     sample: SampleView | None = None  # the upstream's rows came from the embedded sample
     embedded_models: list[str] = field(default_factory=list)  # models its demonstration build ran
     sources: dict[str, SourceInfo] = field(default_factory=dict)  # sources its build described otherwise than m1's table
+    prompts: list[tuple[str, str, str]] = field(default_factory=list)  # what its requests held (`build_prompts`)
+    constrained: list[str] = field(default_factory=list)  # what constrained its teacher (`_constrained_teacher`)
 
 
 PROVENANCE_KEY = "m1data_provenance"
@@ -519,6 +532,12 @@ def provenance_metadata(manifests: list[dict[str, Any]], upstream: Provenance | 
         provenance["sources"] = {key: _differences(info) for key, info in described.items()}
     if upstream and not upstream.found and not sample:  # a build drawn from this one must not call it known
         provenance["unknown_upstream"] = upstream.name
+    prompts = build_prompts(manifests, upstream)
+    if prompts:
+        provenance["prompts"] = [list(p) for p in prompts]
+    constrained = _constrained_teacher(manifests, upstream)
+    if constrained:
+        provenance["constrained_teacher"] = constrained
     return provenance
 
 
@@ -548,15 +567,24 @@ def _upstream(manifests: list[dict[str, Any]]) -> Provenance | None:
             sample = SampleView(list(used.get("sources") or []), list(used.get("eval_sets") or [])) if used else None
             known = not kept.get("unknown_upstream")  # drawn in turn from a dataset of unknown provenance
             return Provenance(name, models, pivot, list(kept.get("eval_sets") or []), [], known, sample,
-                              list(kept.get("embedded_models") or []), _kept_sources(kept.get("sources")))
+                              list(kept.get("embedded_models") or []), _kept_sources(kept.get("sources")),
+                              [_upstream_prompt(*p) for p in kept.get("prompts") or [] if len(p) == 3],
+                              [str(k) for k in kept.get("constrained_teacher") or []])
     if path.is_file() and (path.parent / "manifest.json").is_file():
         upto = read_manifests(path.parent.parent, upto=path.parent.name)
         if upto:
             return Provenance(
                 name, _models(upto, origin="upstream: "), _decontamination(upto), _eval_sets_checked(upto),
                 _ngram_checks(upto), True, sample_build(upto), _embedded_models(upto), source_infos(upto),
+                [_upstream_prompt(*p) for p in build_prompts(upto)], _constrained_teacher(upto),
             )
     return Provenance(name, [], None, [], [], False)
+
+
+def _upstream_prompt(stage: str, key: str, text: str) -> tuple[str, str, str]:
+    """A prompt of the build these rows were drawn from, its stage named as the models table names it."""
+    stage = str(stage)
+    return (stage if stage.startswith("upstream: ") else f"upstream: {stage}", str(key), str(text))
 
 
 def _differences(info: SourceInfo) -> dict[str, Any]:
@@ -1093,7 +1121,7 @@ def render_card(
     columns = [(c, type_name(features[c]), column_note(c, features[c])) for c in first_rows.column_names]
     upstream = _upstream(manifests)
     models = (upstream.models if upstream else []) + _models(manifests)
-    prompts = _request_prompts(manifests) + [p for m in manifests for p in _prompts(m["stage"], _public_config(m))]
+    prompts = build_prompts(manifests, upstream)
     infos = source_infos(manifests, upstream)
     sample = sample_build(manifests, upstream)
     order = _source_columns(set(SOURCES) | set(published_sources) | (set(infos) - set(SOURCE_INFO)))
@@ -1122,10 +1150,10 @@ def render_card(
         "stages": _stage_views(manifests),
         "models": models,
         "prompts": prompts,
-        "constrained_teacher": _constrained_teacher(manifests),
+        "constrained_teacher": _constrained_teacher(manifests, upstream),
         "students_cut_off": _students_cut_off(first_rows, manifests),
         "embedded_models": _embedded_models(manifests, upstream),
-        "shipped_model": _shipped_model(_embedded_models(manifests, upstream)),
+        "shipped_model": _shipped_model(models),
         "teacher_students": _teacher_students(models),
         "build_versions": sorted({m.get("m1data_version", "unknown") for m in manifests}),
         "render_versions": _library_versions(),

