@@ -140,13 +140,13 @@ _STATEMENT = re.compile(
     r")[\s:=*_]*(?:[-–—]\s+)?"
 )
 _LETTER_IS_CORRECT = re.compile(
-    r"(?i:\b(?:option|choice)\s+)?[(*\[]*(?<![\w'-])([A-Z])(?![\w'-])[)*\]]*\s+is\s+(?:the\s+)?"
+    r"(?i:\b(?:option|choice)\s+)?(?<![(*\[])[(*\[]*(?<![\w'-])([A-Z])(?![\w'-])[)*\]]*\s+is\s+(?:the\s+)?"
     r"(?i:correct|right|best\s+answer|true\s+answer)\b"
 )
 # "B is the answer", "So option (B) is the answer"; read only where the word before the letter does
 # not make it an option's text ("vitamin A is the answer" with "Vitamin A" among the options)
 _LETTER_IS_THE_ANSWER = re.compile(
-    r"(?i:\b(?:option|choice)\s+)?[(*\[]*(?<![\w'-])([A-Z])(?![\w'-])[)*\]]*\s+is\s+(?:the\s+)?(?i:answer)\b"
+    r"(?i:\b(?:option|choice)\s+)?(?<![(*\[])[(*\[]*(?<![\w'-])([A-Z])(?![\w'-])[)*\]]*\s+is\s+(?:the\s+)?(?i:answer)\b"
 )
 _LETTER_PREFIX = r"(?:(?i:option|choice)\s+)?"
 _LETTER_JOIN = r"(?:,|;|&|/|\+|\band\b|\bor\b|[和或与與及])"  # what joins letters in a list: "C, D", "C and D", "C和D"
@@ -560,7 +560,10 @@ def _conditional(text: str, statement: re.Match[str]) -> bool:
 def _cjk_letters_called_correct(text: str) -> list[tuple[int, str]]:
     """(position, labels) of each "C正确" ("C is correct"), unless its clause negates it or makes
     it a condition ("如果C正确，...", if C is correct) or it is asked ("C正确吗？"). Chinese clauses
-    end at a comma too: in "A错误，C正确" the "A is wrong" does not reach C."""
+    end at a comma too: in "A错误，C正确" the "A is wrong" does not reach C. (Looked for only where
+    正确 is: the label list is tried from every letter of a long list, as a looping reply writes.)"""
+    if "正确" not in text and "正確" not in text:
+        return []
     return [
         (m.start(1), m.group(1))
         for m in _CJK_LETTER_IS_CORRECT.finditer(text)
