@@ -126,7 +126,7 @@ _STATEMENT = re.compile(
     r"(?i:" + _CJK_STATEMENT + "|"
     r"\b(?:(?:final|correct|best|right|most\s+likely|most\s+appropriate)\s+)?answer\b"
     r"(?:\s+(?:is|would\s+be|should\s+be|will\s+be|here\s+is|choice\s+is|option\s+is))?"
-    r"|(?-i:\bAns\b)\.?(?:\s+is)?(?=[\s:*_])|\bfinal(?=\s*:)"  # "Ans. C" (MedMCQA's explanations; not "ANS"), "Final: C"
+    r"|(?-i:\bAns\b)\.?(?:\s+is)?(?=[\s:*_])|(?<![^\n*#>])[ \t]*final(?=\s*:)"  # "Ans. C" (MedMCQA's explanations; not "ANS"), "Final: C"
     r"|\b(?:correct|right|best|most\s+likely|most\s+appropriate)\s+(?:option|choice|response)(?:\s+(?:is|would\s+be)|(?=\s*:))"
     r"|\bi(?:['’]d|['’]ll|\s+would|\s+will)?\s+(?:pick|choose|select|go\s+with|opt\s+for)"
     # Spanish, as HEAD-QA's own language: "La respuesta correcta es la C", "Respuesta: C", "opción correcta: C"
@@ -237,7 +237,9 @@ _AFTER_A_LABEL = frozenset(
     "and or but so then however though although on from per based over rather not vs versus also only "
     "remains makes explains describes matches accounts according considering when where after before "
     "even owing without by at again too definitely now despite while whereas hence thus overall clearly "
-    "indeed still once under until unless if to of first instead regardless anyway ultimately finally alone".split()
+    "indeed still once under until unless if to of first instead regardless anyway ultimately finally alone "
+    "among namely i e viz all therefore accordingly above option actually either via plus the its these those "
+    "both none each any".split()
 )
 _OPTION_WORD = re.compile(r"^(?i:options?|choices?)\s+")
 _BULLET = re.compile(r"^\s*(?:[-*•+]|\d+[.)])\s+")
@@ -414,8 +416,7 @@ def _read_slot(fragment: str, options: Sequence[str]) -> tuple[int, ...] | None:
         if index is None:
             return None
         named = _text_index(prefixed.group(4), options)
-        if named is None and prefixed.group(3) and _starts_a_word(prefixed.group(3), text[letter_end:],
-                                                                  prefixed.group(4), options[index]):
+        if named is None and prefixed.group(3) and _starts_a_word(text[letter_end:], options):
             return None
         if named is None and _rejects_letter(text, letter_end, prefixed.group(4), options[index]):
             return None
@@ -425,23 +426,26 @@ def _read_slot(fragment: str, options: Sequence[str]) -> tuple[int, ...] | None:
     return None
 
 
-def _starts_a_word(letter: str, after: str, rest: str, option: str) -> bool:
+def _starts_a_word(after: str, options: Sequence[str]) -> bool:
     """Whether a bare capital opens a word or a name rather than labelling an option: a genus
-    initial (``E. coli``, ``C. difficile``: a full stop, then a word of lower-case letters that is
-    not the first word of that option's text), the article or the pronoun before a lower-case word
-    that is not one of those a stated letter is followed by (``A selective serotonin reuptake
-    inhibitor``, ``I think it's B``, but "A because ..."), or a capital and one lower-case word and
-    nothing else (``\boxed{B cells}``). Each was read as that option's letter, and a wrong trace
-    was kept. Mixed-case words after a full stop (``B. cGMP``, ``B. mRNA``) and MedMCQA's options
-    in lower case ("A. increased ADH release" for "increased adh secretion") stay labels."""
-    option_words = _normalise(option).split()
+    initial (``E. coli``, ``H. pylori-associated``: a full stop, then a word of lower-case letters
+    that starts no option's text), or a capital and a lower-case word that is not one of those a
+    stated letter is followed by: the article or the pronoun (``A selective serotonin reuptake
+    inhibitor``, ``I think it's B``), a name (``\boxed{B cells}``, ``D dimer testing``). Each was
+    read as that option's letter, and a wrong trace was kept. Labels still: "C because ...", "A
+    probably", mixed-case words after a full stop (``B. cGMP``, ``B. mRNA``), and an option's text
+    in lower case after its letter (``A. increased ADH release``, MedMCQA's options)."""
     if after.startswith("."):
-        genus = re.match(r"\.\s*([a-z]{3,})(?![\w-])(?:\W+\w+){0,2}\W*$", after)  # a name, not a sentence
-        return genus is not None and genus.group(1) != (option_words[0] if option_words else "")
+        genus = re.match(r"\.\s*([a-z]{3,})(?!\w)", after)
+        return genus is not None and genus.group(1) not in _AFTER_A_LABEL | _first_words(options)
     word = re.match(r"\s+([a-z][\w'-]*)", after)
-    if word is None or word.group(1) in _AFTER_A_LABEL:
+    if word is None or word.group(1) in _AFTER_A_LABEL or word.group(1).endswith("ly"):
         return False
-    return letter in "AI" or re.fullmatch(r"\s+[a-z][\w'-]*", after) is not None
+    return word.group(1) not in _first_words(options)
+
+
+def _first_words(options: Sequence[str]) -> set[str]:
+    return {words[0] for words in (_normalise(option).split() for option in options) if words}
 
 
 def _second_label(rest: str, options: Sequence[str]) -> tuple[int, ...] | None:
@@ -503,58 +507,70 @@ def _rejects_letter(text: str, letter_end: int, rest: str, option: str) -> bool:
 # --- the rules ------------------------------------------------------------------------------
 
 
-def _statement_slots(text: str, options: Sequence[str]) -> list[tuple[int, str]]:
-    """(position, slot text) of every explicit statement, in reply order, unless it is made under
-    a condition (``_conditional``) or "answer" is a verb there ("One might answer B, but ...").
-    "X is correct" counts unless its clause negates it ("Neither A nor B is correct"), it is asked
-    ("A is correct?") or X ends an option's text ("Hepatitis D is correct"); so does its Chinese
-    form "X正确" (see ``_cjk_letters_called_correct``)."""
+def _statement_slots(text: str, options: Sequence[str]) -> list[tuple[int, str, bool]]:
+    """(position, slot text, made under a condition) of every explicit statement, in reply order,
+    unless "answer" is a verb there ("One might answer B, but ..."). "X is correct" counts unless
+    its clause negates it ("Neither A nor B is correct"), it is asked ("A is correct?") or X ends an
+    option's text ("Hepatitis D is correct"); so does its Chinese form "X正确" (see
+    ``_cjk_letters_called_correct``). A statement under a condition (``_conditional``) is kept,
+    flagged: as the reply's last word it states no answer, and no earlier statement either."""
     slots = [
-        (m.end(), text[m.end() :].split("\n", 1)[0][:300])
+        (m.end(), text[m.end() :].split("\n", 1)[0][:300], _conditional(text, m, options))
         for m in _STATEMENT.finditer(text)
-        if not _conditional(text, m) and not _answer_as_verb(text, m)
+        if not _answer_as_verb(text, m)
     ]
     slots += [
-        (m.start(), m.group(1))
+        (m.start(), m.group(1), _conditional(text, m, options))
         for m in _LETTER_IS_CORRECT.finditer(text)
         if not _NEGATION.search(_same_clause(text, m.start())) and not re.match(_QUESTION_AFTER, text[m.end() :])
-        and not _ends_an_option(text[: m.start(1)], m.group(1), options) and not _conditional(text, m)
+        and not _ends_an_option(text[: m.start(1)], m.group(1), options)
     ]
-    return sorted(slots + _cjk_letters_called_correct(text))
+    return sorted(slots + [(at, labels, False) for at, labels in _cjk_letters_called_correct(text)])
 
 
-# Before "answer", a modal or a subject other than the writer makes it a verb: "One might answer B".
-_BEFORE_ANSWER_AS_VERB = re.compile(r"(?i)\b(?:might|could|may|to|you|one|they|students?|people|some|many|others?)\s+$")
-# A condition on a statement: an if-clause it sits in, or a restriction right after its letter.
+# Before "answer", a modal or a subject other than the writer makes it a verb: "One might answer
+# B", "Students often answer B here".
+_BEFORE_ANSWER_AS_VERB = re.compile(r"(?i)\b(?:might|could|may|you|one|they|students?|people|some|many|others?)"
+                                    r"\s+(?:\w+\s+)?$")
+# A condition on a statement: an if-clause it sits in, an if-clause its "would be" answers (one
+# with a verb: "If the murmur were systolic", not "If so"), or a restriction right after its letter.
 _CONDITION_OPENS = re.compile(r"(?i)(?<!even )\b(?:if|unless|whether(?!\s+or\s+not)|suppose|supposing|assuming)\b")
-_RESTRICTED_AFTER = re.compile(r"(?i)^[\s*_:]*(?:\(?[A-Z]\)?[\s,]*)?(?:only\s+(?:if|when|for|in)|if)\b")
+_COUNTERFACTUAL = re.compile(r"(?i)\b(?:if|unless)\b[^.!?\n]*\b(?:were|was|is|are|had(?!\s+to)|has|been)\b"
+                             r"|^\s*(?:had|were|should)\b")
+_RESTRICTED_AFTER = re.compile(r"(?i)^[\s*_:]*(?:\(?[A-Z]\)?[\s,]*)?(?P<word>only\s+(?:if|when|for|in)|if|when|unless)\b")
 _WOULD_BE = re.compile(r"(?i)\b(?:answer|option|choice)\b.*\bwould\s+be\b")
+
+
+def _starts_an_option(text: str, options: Sequence[str]) -> bool:
+    """Whether `text` opens with an option's text ("only in children" as an option is no restriction)."""
+    start = _normalise(text[:300])
+    return any(option and start.startswith(option) for option in (_normalise(o) for o in options))
 
 
 def _answer_as_verb(text: str, statement: re.Match[str]) -> bool:
     return statement.group()[:6].casefold() == "answer" and \
-        _BEFORE_ANSWER_AS_VERB.search(text[max(0, statement.start() - 30) : statement.start()]) is not None
+        _BEFORE_ANSWER_AS_VERB.search(text[max(0, statement.start() - 40) : statement.start()]) is not None
 
 
-def _conditional(text: str, statement: re.Match[str]) -> bool:
-    """Whether a statement is made under a condition, and so states nothing: in an if-clause ("If
-    you thought the answer is B, ..."), as the answer to one ("If the murmur were systolic, the
-    answer would be B"), or restricted right after its letter ("B is correct only for systolic
-    murmurs", "the answer would be B if ..."). Replies explain their distractors so after their
-    answer, and the last statement decided. Only these forms: "Since the patient had these
-    findings, the answer would be D" and "The answer is A, seen only in older adults" state."""
+def _conditional(text: str, statement: re.Match[str], options: Sequence[str]) -> bool:
+    """Whether a statement is made under a condition: in an if-clause that a main clause follows
+    ("If you thought the answer is B, recall ..."), as the answer to a counterfactual ("If the
+    murmur were systolic, the answer would be B", "Had it been diastolic, ..."), or restricted right
+    after its letter ("B is correct only for systolic murmurs", "B is correct if ...": unless an
+    option's text starts so). Replies
+    explain their distractors so after their answer. Not: "If we put it all together the answer is
+    A", "Unless I'm missing something the answer is A", "If so, the answer would be A"."""
     start, end = statement.start(), statement.end()
-    if _CONDITION_OPENS.search(_same_clause(text, start, ".;:!?\n,")):
+    rest_of_sentence = re.match(r"[^.!?\n]*", text[end : end + 200]).group()  # type: ignore[union-attr]
+    if _CONDITION_OPENS.search(_same_clause(text, start, ".;:!?\n,")) and "," in rest_of_sentence:
         return True
-    after = text[end : end + 40]
-    would = _WOULD_BE.search(statement.group()) is not None
-    restricted = _RESTRICTED_AFTER.match(after)
-    if restricted and (would or "only" in restricted.group().casefold()):
+    restricted = _RESTRICTED_AFTER.match(text[end : end + 40])
+    if restricted and not _starts_an_option(text[end + restricted.start("word") :], options):
         return True
-    if not would:
+    if not _WOULD_BE.search(statement.group()):
         return False
     sentence = text[max(0, start - 200) : start]
-    return re.search(r"(?i)\b(?:if|unless)\b", sentence[max(sentence.rfind(m) for m in ".!?\n") + 1 :]) is not None
+    return _COUNTERFACTUAL.search(sentence[max(sentence.rfind(m) for m in ".!?\n") + 1 :]) is not None
 
 
 def _cjk_letters_called_correct(text: str) -> list[tuple[int, str]]:
@@ -575,12 +591,14 @@ def _cjk_letters_called_correct(text: str) -> list[tuple[int, str]]:
 def _read_statement(text: str, options: Sequence[str]) -> tuple[int, ...] | None:
     """The last statement that names an option."""
     said = _statement_slots(text, options) + [
-        (m.start(), m.group(1))
+        (m.start(), m.group(1), False)
         for m in _LETTER_IS_THE_ANSWER.finditer(text)
         if not _ends_an_option(text[: m.start(1)], m.group(1), options)
         and not _NEGATION.search(_same_clause(text, m.start())) and not re.match(_QUESTION_AFTER, text[m.end():])
     ]
-    for _, slot in reversed(sorted(said)):
+    for _, slot, conditional in reversed(sorted(said)):
+        if conditional:  # the last word is a condition: no statement says the answer (an earlier one was dropped)
+            return None
         named = _read_slot(slot, options)
         if named:
             return named
@@ -828,9 +846,9 @@ def _negations(text: str) -> list[str]:
 def _answer_texts(text: str, box: str | None, options: Sequence[str]) -> list[str]:
     """Where rule 4 looks: the box, the last statement, the closing line, a short reply."""
     texts = [box] if box else []
-    slots = _statement_slots(text, options)
+    slots = [slot for _, slot, conditional in _statement_slots(text, options) if not conditional]
     if slots:
-        texts.append(slots[-1][1])
+        texts.append(slots[-1])
     outer = _outer_lines(text, options)
     if outer:
         texts.append(outer[-1])

@@ -341,9 +341,9 @@ CASES = [
          "- **@A. Mitral regurgitation**: holosystolic murmur radiating to the axilla.", HEART, "D", "similarity"),
     Case("a conditional statement after the answer",
          "**Answer: @D. Mitral stenosis**\n\nWhy not the others:\n- If the murmur were systolic and radiated to "
-         "the carotids, the answer would be @C.", HEART, "D", "statement"),
+         "the carotids, the answer would be @C.", HEART, "D", "similarity"),  # the text stated decides
     Case("a letter correct only under a restriction",
-         "The correct answer is @D.\n\n@C is correct only for systolic ejection murmurs.", HEART, "D", "statement"),
+         "The correct answer is @D.\n\n@C is correct only for systolic ejection murmurs.", HEART, "", "none"),
     Case("answer as a verb", "The answer is @D.\n\nOne might answer @C, but that is wrong.", HEART, "D", "statement"),
     Case("a statement in an if-clause", "If you thought the answer is @C, recall the opening snap. The answer is @D.",
          HEART, "D", "statement"),
@@ -361,6 +361,15 @@ CASES = [
     Case("i'll go with", "I'll go with @B.", HEART, "B", "statement"),
     Case("an abbreviated statement", "Ans. @C", HEART, "C", "statement"),
     # --- and what a review of those rules found they must still read ---------------------------
+    Case("a conditional last word drops the earlier statements",
+         "<think>Hmm, I initially thought the answer is @B. If that is the case, the answer would be @A.</think>\n\n"
+         "The most likely diagnosis is aortic stenosis given the murmur.", HCM, "A", "similarity"),
+    Case("an if-clause the sentence ends in", "If we put all of this together the answer is @A.", HCM, "A", "statement"),
+    Case("if so", "If so, the answer would be @A.", HCM, "A", "statement"),
+    Case("a counterfactual without if", "The answer is @A.\n\nHad the murmur been diastolic, the answer would be @B.",
+         HCM, "", "none"),
+    Case("students answer", "The answer is @A. Students often answer @B here.", HCM, "A", "statement"),
+    Case("the final as a word", "The final: @B", HCM, "", "none"),
     Case("a revised answer explained with only", "My first thought: the answer is @A. But the murmur increases with "
          "Valsalva.\nThe answer is @D, as this dynamic behaviour is seen only in HOCM.", HCM, "D", "statement"),
     Case("would after a finding that had been", "Since the patient had these findings, the best answer would be @D.",
