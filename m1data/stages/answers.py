@@ -239,7 +239,7 @@ _AFTER_A_LABEL = frozenset(
     "even owing without by at again too definitely now despite while whereas hence thus overall clearly "
     "indeed still once under until unless if to of first instead regardless anyway ultimately finally alone "
     "among namely i e viz all therefore accordingly above option actually either via plus the its these those "
-    "both none each any".split()
+    "both none each any considered upon below listed shown stated being choice".split()
 )
 _OPTION_WORD = re.compile(r"^(?i:options?|choices?)\s+")
 _BULLET = re.compile(r"^\s*(?:[-*•+]|\d+[.)])\s+")
@@ -531,13 +531,13 @@ def _statement_slots(text: str, options: Sequence[str]) -> list[tuple[int, str, 
 # Before "answer", a modal or a subject other than the writer makes it a verb: "One might answer
 # B", "Students often answer B here".
 _BEFORE_ANSWER_AS_VERB = re.compile(r"(?i)\b(?:might|could|may|you|one|they|students?|people|some|many|others?)"
-                                    r"\s+(?:\w+\s+)?$")
+                                    r"\s+(?:(?:\w+ly|often|usually|sometimes|always|never|also|still|then)\s+)?$")
 # A condition on a statement: an if-clause it sits in, an if-clause its "would be" answers (one
 # with a verb: "If the murmur were systolic", not "If so"), or a restriction right after its letter.
 _CONDITION_OPENS = re.compile(r"(?i)(?<!even )\b(?:if|unless|whether(?!\s+or\s+not)|suppose|supposing|assuming)\b")
 _COUNTERFACTUAL = re.compile(r"(?i)\b(?:if|unless)\b[^.!?\n]*\b(?:were|was|is|are|had(?!\s+to)|has|been)\b"
                              r"|^\s*(?:had|were|should)\b")
-_RESTRICTED_AFTER = re.compile(r"(?i)^[\s*_:]*(?:\(?[A-Z]\)?[\s,]*)?(?P<word>only\s+(?:if|when|for|in)|if|when|unless)\b")
+_RESTRICTED_AFTER = re.compile(r"(?i)^[\s*_:]*(?:\(?[A-Z]\)?\s*)?(?P<word>only\s+(?:if|when|for|in)|if)\b")
 _WOULD_BE = re.compile(r"(?i)\b(?:answer|option|choice)\b.*\bwould\s+be\b")
 
 
@@ -639,8 +639,15 @@ def _outer_lines(text: str, options: Sequence[str]) -> list[str]:
         for position, neighbour in sorted(ends.items())
         if not (0 <= neighbour < len(lines) and neighbour != position and _starts_with_letter(lines[neighbour], options))
         and not (position and position == len(lines) - 1 and _comments_on_an_option(lines[position], options)
-                 and _lists_options(text, options))
+                 and _ends_on_a_bullet(text) and _lists_options(text, options))
     ]
+
+
+def _ends_on_a_bullet(text: str) -> bool:
+    """Whether the reply's last line is a list item (``- ...``, ``1. ...``): a walk's item, where a
+    closing "**B. Mitral stenosis** - ..." under "Conclusion:" is the answer with its reason."""
+    last = [line for line in _ALL_MARKERS.sub("\n", text).splitlines() if line.strip(_DECORATION)][-1:]
+    return bool(last) and _BULLET.match(last[0]) is not None
 
 
 # After an option's letter (and text), a colon or a spaced dash and more words: a comment on it.
@@ -684,10 +691,11 @@ def _same_clause(text: str, end: int, marks: str = ".;!?\n") -> str:
 
 
 def _option_pattern(option: str) -> str:
-    """Regex for an option's text as whole words, any spacing (``option`` has a word)."""
+    """Regex for an option's text as whole words, any spacing (``option`` has a word); a number
+    is whole after a decimal point or a thousands comma too ("1.5 mg/kg" holds no "5 mg/kg")."""
     words = option.split()
     body = r"\s+".join(re.escape(word) for word in words)
-    head = r"(?<!\w)" if re.match(r"\w", words[0]) else ""
+    head = r"(?<![\w.,])" if words[0][:1].isdigit() else r"(?<!\w)" if re.match(r"\w", words[0]) else ""
     tail = r"(?!\w)" if re.search(r"\w$", words[-1]) else ""
     return head + body + tail
 
@@ -752,7 +760,7 @@ def _similar(text: str, options: Sequence[str]) -> int | None:
 
 # What weighs one option against another rather than choosing: "X or Y", "X vs Y", "whether X
 # or Y", "maybe, leaning towards yes", "X/Y".
-_HEDGE = re.compile(r"(?i)\b(?:or|vs|versus|whether|between|towards?|lean(?:s|ing)?)\b|/")
+_HEDGE = re.compile(r"(?i)\b(?:or|vs|versus|whether|between|lean(?:s|ing)?|probably|possibly|perhaps|if)\b|/")
 
 
 def _hedges_to_the_last(text: str, hits: list[tuple[int, int]]) -> bool:
@@ -762,7 +770,8 @@ def _hedges_to_the_last(text: str, hits: list[tuple[int, int]]) -> bool:
     the option named before the last count, so "Aortic stenosis is unlikely; mitral stenosis"
     still ends on its answer."""
     ends = sorted(hit_end for _, hit_end in hits)
-    return _HEDGE.search(text[ends[-2] : ends[-1]]) is not None
+    between = re.split(r"[:;]", text[ends[-2] : ends[-1]])[-1]  # "X vs Y: Y" concludes after its colon
+    return _HEDGE.search(between) is not None
 
 
 def _number_with_unit(target: str, options: Sequence[str]) -> int | None:
@@ -795,7 +804,7 @@ _OPPOSITE_PREFIXES = [
     ("endo", "exo"), ("pre", "post"), ("ante", "post"), ("pro", "anti"), ("in", "ex"), ("a", "e"),
     ("micro", "macro"), ("brady", "tachy"), ("mono", "poly"), ("uni", "bi"), ("homo", "hetero"),
     ("ana", "cata"), ("supra", "infra"), ("sub", "supra"), ("over", "under"), ("up", "down"),
-    ("in", "de"), ("ipsi", "contra"), ("sy", "dia"), ("max", "min"),
+    ("in", "de"), ("ipsi", "contra"), ("sy", "dia"), ("max", "min"), ("antero", "retro"), ("ante", "retro"),
     # a prefix against none: "atypical", "anaerobic", "incompetent", "irreversible", "unstable",
     # "dysfunction", "antagonist", "female"
     ("", "a"), ("", "an"), ("", "in"), ("", "im"), ("", "ir"), ("", "il"), ("", "un"), ("", "dis"),
@@ -804,32 +813,48 @@ _OPPOSITE_PREFIXES = [
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 
 
-# Short words that differ and still mean the same
+# Short words that differ and still mean the same, and function words a paraphrase changes freely
 _SAME_SHORT_WORDS = frozenset({frozenset({"ekg", "ecg"})})
+_FUNCTION_WORDS = frozenset("of for in on at to the a an and or by with per vs from into".split())
 
 
 def _opposite_words(a: str, b: str) -> bool:
-    """Whether two words differ by a meaningful beginning (``_OPPOSITE_PREFIXES``; "aetiology" is
-    "etiology" spelt the British way), or are two different letters or two different short words
-    (``Hepatitis B``/``Hepatitis C``, ``IgA``/``IgG``: a letter is the whole difference)."""
-    if len(a) == len(b) == 1 or (2 <= len(a) <= 3 and 2 <= len(b) <= 3 and {a, b} not in _SAME_SHORT_WORDS):
+    """Whether two words differ by a meaningful beginning (``_OPPOSITE_PREFIXES``, the rest spelt
+    alike or nearly: "decreasd" against "increased"; "aetiology" is "etiology" spelt the British
+    way), or are two different letters or two different short words (``Hepatitis B``/``C``,
+    ``IgA``/``IgG``: a letter is the whole difference; "for"/"of" are no such words)."""
+    if a.replace("ae", "e").replace("oe", "e") == b.replace("ae", "e").replace("oe", "e"):
+        return False
+    if len(a) == len(b) == 1:
         return True
+    if 2 <= len(a) <= 3 and 2 <= len(b) <= 3:
+        return {a, b} not in _SAME_SHORT_WORDS and not {a, b} & _FUNCTION_WORDS
     for first, second in _OPPOSITE_PREFIXES:
         for x, y in ((a, b), (b, a)):
-            rest = x[len(first):]
-            if x.startswith(first) and y.startswith(second) and len(rest) >= 3 and rest == y[len(second):] \
-                    and not (second == "a" and not first and rest.startswith("e")):
+            rest, other = x[len(first):], y[len(second):]
+            if x.startswith(first) and y.startswith(second) and len(rest) >= 3 and fuzz.ratio(rest, other) >= 85:
                 return True
     return False
 
 
+def _squashed(text: str) -> str:
+    """A text without spaces, hyphens and British spellings' extra letters."""
+    return re.sub(r"[\s-]", "", text).replace("ae", "e").replace("oe", "e")
+
+
 def _differ_in_meaning(target: str, option: str) -> bool:
     """Whether an answer text within a misspelling of an option says something else: other
-    numbers ("1500 mg" is 91 against "150 mg", "0.05" 89 against "0.5"), or a word the other has
-    in its opposite form ("Hypothyroidism" against "Hyperthyroidism", "increased" against
-    "decreased"). The audit that found these mapped over two thirds of such one-word changes of
-    real options onto the option they change."""
-    if sorted(_NUMBER.findall(target)) != sorted(_NUMBER.findall(option)):
+    numbers ("1500 mg" is 91 against "150 mg", "0.05" 89 against "0.5"; only when both write
+    numbers: "Type II" for "Type 2" is the same), or a word the other has in its opposite form
+    ("Hypothyroidism" against "Hyperthyroidism", "increased" against "decreased"). The audit that
+    found these mapped over two thirds of such one-word changes of real options onto the option
+    they change. Hyphens inside words go first: "Anti-inflammatory" is "Antiinflammatory"."""
+    if _squashed(target) == _squashed(option):  # "Iron-deficiency anaemia" is "iron deficiency anemia"
+        return False
+    target, option = (re.sub(r"(?<=[^\W\d_])-(?=[^\W\d_])", "", re.sub(r"(?<=\d),(?=\d{3})", "", t))
+                      for t in (target, option))
+    numbers_a, numbers_b = sorted(_NUMBER.findall(target)), sorted(_NUMBER.findall(option))
+    if numbers_a and numbers_b and numbers_a != numbers_b:
         return True
     words_a, words_b = set(re.findall(r"[^\W\d_]+", target)), set(re.findall(r"[^\W\d_]+", option))
     return any(_opposite_words(a, b) for a in words_a - words_b for b in words_b - words_a)

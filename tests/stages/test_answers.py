@@ -370,6 +370,18 @@ CASES = [
          HCM, "", "none"),
     Case("students answer", "The answer is @A. Students often answer @B here.", HCM, "A", "statement"),
     Case("the final as a word", "The final: @B", HCM, "", "none"),
+    Case("a conclusion after a walk", "- @A. Aortic stenosis: no\n- @C. Mitral regurgitation: no\n\nConclusion:\n\n"
+         "**@B. Mitral stenosis** - diastolic rumble.", HCM, "B", "answer_line"),
+    Case("A and an adverb", "Answer: @A probably", HCM, "A", "statement"),
+    Case("a capital and words", r"\boxed{D dimer testing}", ["Troponin", "CT angiography", "Echocardiogram", "D-dimer assay"],
+         "", "none"),
+    Case("a genus initial and a clause", "Final answer: E. coli, the most common cause of UTI",
+         ["Giardia", "Shigella", "S. aureus", "ETEC", "EPEC"], "", "none"),
+    Case("an opposite prefix hyphenated", r"\boxed{Hypo-thyroidism}", THYROID, "", "none"),
+    Case("a decimal holds no option's number", r"\boxed{1.5 mg/kg}", ["5 mg/kg", "10 mg/kg", "15 mg/kg", "20 mg/kg"],
+         "", "none"),
+    Case("two texts weighed, then concluded", "Mitral stenosis vs aortic stenosis: aortic stenosis", HCM, "A",
+         "similarity"),
     Case("a revised answer explained with only", "My first thought: the answer is @A. But the murmur increases with "
          "Valsalva.\nThe answer is @D, as this dynamic behaviour is seen only in HOCM.", HCM, "D", "statement"),
     Case("would after a finding that had been", "Since the patient had these findings, the best answer would be @D.",
