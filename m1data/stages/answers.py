@@ -19,11 +19,13 @@ Precedence: the first rule that reads anything decides, and each rule says why i
    ``_CJK_STATEMENT``, ``_CJK_LETTER_IS_CORRECT``): CJK-trained teachers write them, and the last
    statement wins whatever its language, Spanish (HEAD-QA's) included ("La respuesta correcta es
    la C"). A statement asked as a question ("The answer is (A)?", "Is the answer B? No.",
-   "C正确吗？") states nothing, as one that rejects its option does, and so does one made under a
-   condition, as replies explain their distractors after answering: in an if-clause ("If you
-   thought the answer is B, ..."), as the subjunctive answer to one ("If the murmur were systolic,
-   the answer would be B"), or restricted after it ("B is correct only for systolic murmurs"), and
-   "answer" as a verb ("One might answer B, but ...").
+   "C正确吗？") states nothing, as one that rejects its option does; "answer" as a verb ("One
+   might answer B, but ...") is no statement. A statement made under a condition (replies explain
+   their distractors after answering) states no answer: in an if-clause a main clause follows ("If
+   you thought the answer is B, ..."), as the answer to a counterfactual ("If the murmur were
+   systolic, the answer would be B"), or restricted right after its letter ("B is correct only for
+   systolic murmurs"). As the reply's last statement it ends the rule with no answer, rather than
+   let an earlier statement decide: that one may be an answer the reply abandoned.
 3. ``answer_line``: a line that is only an answer (``G``, ``(G)``, ``**G. Aortic stenosis**``,
    ``D, F``, an option's exact text) opening or closing the reply. Teachers often answer first and
    explain after, or end with a bare letter. A line inside a list of options (the next or
@@ -41,8 +43,9 @@ Precedence: the first rule that reads anything decides, and each rule says why i
    writes with one unit ("20" for "20 mg"; an end of a range, "10-15%", names nothing), or is
    within rapidfuzz ratio 85 of exactly one option with a 10-point lead over the next, the same
    negation words ("not aortic stenosis" is not "Aortic stenosis"; "No treatment needed" keeps
-   its "no"), the same numbers ("1500 mg" is not "150 mg") and no word in its opposite form
-   ("Hypothyroidism" is not "Hyperthyroidism"). An option's text in a sentence that
+   its "no"), the same numbers where both write one ("1500 mg" is not "150 mg") and no word in its
+   opposite form ("Hypothyroidism" is not "Hyperthyroidism"; hyphens, spaces and British spellings
+   change nothing). An option's text in a sentence that
    ends in a question mark, or a misspelt text asked, names nothing: it is asked, not stated.
    Below that, or on a tie, there is no answer: a similarity that always finds something would
    turn "I don't know" into option A.
