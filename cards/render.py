@@ -732,7 +732,8 @@ def _lengths(texts: list[str], tokenizer: Any | None, wanted: str) -> tuple[list
         ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
         name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
         return [len(x) for x in ids], f"tokens ({name} tokenizer)"
-    return [len(t.split()) for t in texts], f"words (whitespace-split; the {wanted} tokenizer was not available where this card was written)"
+    unit = f"words (whitespace-split; the {wanted} tokenizer was not available where this card was written)"
+    return [len(t.split()) for t in texts], unit
 
 
 def _length_column(rows: datasets.Dataset) -> str | None:

@@ -129,7 +129,8 @@ _STATEMENT = re.compile(
     r"(?i:" + _CJK_STATEMENT + "|"
     r"\b(?:(?:final|correct|best|right|most\s+likely|most\s+appropriate)\s+)?answer\b"
     r"(?:\s+(?:is|would\s+be|should\s+be|will\s+be|here\s+is|choice\s+is|option\s+is))?"
-    r"|(?-i:\bAns\b)\.?(?:\s+is)?(?=[\s:*_])|(?<![^\n*#>])[ \t]*final(?=\s*:)"  # "Ans. C" (MedMCQA's explanations; not "ANS"), "Final: C"
+    # "Ans. C" (MedMCQA's explanations; "ANS" is the autonomic nervous system), "Final: C" opening a line
+    r"|(?-i:\bAns\b)\.?(?:\s+is)?(?=[\s:*_])|(?<![^\n*#>])[ \t]*final(?=\s*:)"
     r"|\b(?:correct|right|best|most\s+likely|most\s+appropriate)\s+(?:option|choice|response)(?:\s+(?:is|would\s+be)|(?=\s*:))"
     r"|\bi(?:['’]d|['’]ll|\s+would|\s+will)?\s+(?:pick|choose|select|go\s+with|opt\s+for)"
     # Spanish, as HEAD-QA's own language: "La respuesta correcta es la C", "Respuesta: C", "opción correcta: C"
