@@ -449,7 +449,7 @@ def _starts_a_word(after: str, options: Sequence[str]) -> bool:
 
 
 def _first_words(options: Sequence[str]) -> set[str]:
-    return {words[0] for words in (_normalise(option).split() for option in options) if words}
+    return {words[0].strip(string.punctuation) for words in (_normalise(option).split() for option in options) if words}
 
 
 def _second_label(rest: str, options: Sequence[str]) -> tuple[int, ...] | None:

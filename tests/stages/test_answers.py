@@ -61,6 +61,11 @@ PERCENT = ["5%", "10%", "15%", "20%"]
 THYROID = ["Hyperthyroidism", "Thyroid cancer", "Thyroiditis", "Goiter"]
 DOSES_X10 = ["150 mg", "300 mg", "600 mg", "900 mg"]
 HEPATITIS = ["Hepatitis B", "Hepatitis C", "Hepatitis D", "Hepatitis A"]
+# MMLU-Pro's options for a question on amino acids (ten: "G" and "I" are letters)
+AMINO_ACIDS = ["leucine, methionine and threonine", "leucine, cysteine and glycine", "proline, tyrosine and serine",
+               "valine, glycine and arginine", "methionine, serine and tyrosine", "isoleucine, alanine and glycine",
+               "lysine, tyrosine and cysteine", "aspartate, valine and threonine", "phenylalanine, arginine and isoleucine",
+               "lysine, proline and arginine"]
 HCM = ["Aortic stenosis", "Mitral stenosis", "Mitral regurgitation", "Hypertrophic cardiomyopathy"]
 ADH = ["increased adh secretion", "decreased renal blood flow", "hypokalemia", "metabolic alkalosis"]
 ECG = ["Obtain an ECG", "Obtain a chest x-ray", "Start aspirin", "Discharge home"]
@@ -373,6 +378,9 @@ CASES = [
     Case("a conclusion after a walk", "- @A. Aortic stenosis: no\n- @C. Mitral regurgitation: no\n\nConclusion:\n\n"
          "**@B. Mitral stenosis** - diastolic rumble.", HCM, "B", "answer_line"),
     Case("A and an adverb", "Answer: @A probably", HCM, "A", "statement"),
+    Case("a letter then another option's text in lower case",
+         "The answer is @G. aspartate, valine and threonine is incorrect because it does not fit.", AMINO_ACIDS, "G",
+         "statement"),
     Case("a capital and words", r"\boxed{D dimer testing}", ["Troponin", "CT angiography", "Echocardiogram", "D-dimer assay"],
          "", "none"),
     Case("a genus initial and a clause", "Final answer: E. coli, the most common cause of UTI",
