@@ -235,12 +235,12 @@ def _request_prompts(manifests: list[dict[str, Any]]) -> list[tuple[str, str, st
     from m1data.llm.stages import boxed_prompt
 
     found = []
+    embedded = {m["stage"] for m in manifests if _embedded_models([m])}
     for m in manifests:
         if m["stage"] not in ("difficulty", "traces"):
             continue
-        found.append((m["stage"], "each request: one user message",
-                      boxed_prompt("{user_prompt}")))
-        if m["stage"] in _embedded_stages(manifests):
+        found.append((m["stage"], "each request: one user message", boxed_prompt("{user_prompt}")))
+        if m["stage"] in embedded:
             thinking = bool(((m.get("config") or {}).get("extra_params") or {}).get("chat_template_kwargs", {})
                             .get("enable_thinking"))
             found.append((m["stage"], "system message the embedded server's chat template adds",
@@ -287,10 +287,6 @@ def _shipped_model(models: list[dict[str, str]]) -> dict[str, str] | None:
     from m1data.llm.local_server import SHIPPED_MODEL
 
     return SHIPPED_MODEL if _role_models(models, "teacher") == {SHIPPED_MODEL["file"]} else None
-
-
-def _embedded_stages(manifests: list[dict[str, Any]]) -> set[str]:
-    return {m["stage"] for m in manifests if _embedded_models([m])}
 
 
 def _template_system_message(template: Path, thinking: bool) -> str:

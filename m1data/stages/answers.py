@@ -561,9 +561,9 @@ def _conditional(text: str, statement: re.Match[str], options: Sequence[str]) ->
     ("If you thought the answer is B, recall ..."), as the answer to a counterfactual ("If the
     murmur were systolic, the answer would be B", "Had it been diastolic, ..."), or restricted right
     after its letter ("B is correct only for systolic murmurs", "B is correct if ...": unless an
-    option's text starts so). Replies
-    explain their distractors so after their answer. Not: "If we put it all together the answer is
-    A", "Unless I'm missing something the answer is A", "If so, the answer would be A"."""
+    option's text starts so). Replies explain their distractors so after their answer. Not: "If we
+    put it all together the answer is A", "Unless I'm missing something the answer is A", "If so,
+    the answer would be A"."""
     start, end = statement.start(), statement.end()
     rest_of_sentence = re.match(r"[^.!?\n]*", text[end : end + 200]).group()  # type: ignore[union-attr]
     if _CONDITION_OPENS.search(_same_clause(text, start, ".;:!?\n,")) and "," in rest_of_sentence:
@@ -827,7 +827,7 @@ def _opposite_words(a: str, b: str) -> bool:
     alike or nearly: "decreasd" against "increased"; "aetiology" is "etiology" spelt the British
     way), or are two different letters or two different short words (``Hepatitis B``/``C``,
     ``IgA``/``IgG``: a letter is the whole difference; "for"/"of" are no such words)."""
-    if a.replace("ae", "e").replace("oe", "e") == b.replace("ae", "e").replace("oe", "e"):
+    if _american(a) == _american(b):
         return False
     if len(a) == len(b) == 1:
         return True
@@ -841,9 +841,14 @@ def _opposite_words(a: str, b: str) -> bool:
     return False
 
 
+def _american(text: str) -> str:
+    """``text`` without the extra letter of British spellings ("aetiology", "oedema")."""
+    return text.replace("ae", "e").replace("oe", "e")
+
+
 def _squashed(text: str) -> str:
     """A text without spaces, hyphens and British spellings' extra letters."""
-    return re.sub(r"[\s-]", "", text).replace("ae", "e").replace("oe", "e")
+    return _american(re.sub(r"[\s-]", "", text))
 
 
 def _differ_in_meaning(target: str, option: str) -> bool:
