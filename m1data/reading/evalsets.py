@@ -448,6 +448,19 @@ def _file_answer_column(raws: list[Any]) -> str | None:
     return next((name for name in ANSWER_COLUMNS if filled(name)), None)
 
 
+# every column a record may write its options in, besides `options`: what `_raw_options` reads unmapped
+OPTION_LAYOUT_COLUMNS = ("choices", *OPTION_COLUMNS, *LETTERS, *GPQA_COLUMNS)
+
+
+def written_options(raw: dict[str, Any]) -> list[str]:
+    """The option texts a record writes (letters and all) in any layout the eval readers take
+    unmapped: an `options` or `choices` cell, one column per option (`opa..opf`, `A..`), GPQA's
+    columns. The one reading for eval files and for the rows the dedup stages compare: those read
+    only `options`, and a MedMCQA-layout row (`opa..opd`) was compared on its stem alone, so
+    "All of the following are true except:" removed questions whose options differed (audit)."""
+    return _raw_options(raw, None)
+
+
 def _raw_options(raw: dict[str, Any], spec: str | tuple[str, ...] | None) -> list[str]:
     """The option texts as the file writes them (letters and all)."""
     if isinstance(spec, tuple):

@@ -186,13 +186,34 @@ def _options(ds: Dataset, what: str = "the rows", id_column: str = "id") -> list
     from m1data.reading.readers import lettered_options, strip_option_letters
 
     if "options" not in ds.column_names:
-        return [None] * len(ds)
+        return _options_elsewhere(ds, what, id_column)
     values = column_values(ds, "options")
     read = _as_is if _text_lists(column_array(ds, "options")) else lettered_options  # lists of texts need no reading
     out: list[Sequence[str] | None] = []
     for i, value in enumerate(values):
         try:  # labels out of order come off too: the key sorts the options and no answer is read
             out.append(None if value is None else strip_option_letters(read(value), strict=False))
+        except RowError as err:
+            raise UserError(f"{what}: row {row_name(ds, i, id_column)}: {err}; fix the options or remove the row") from None
+    return out
+
+
+def _options_elsewhere(ds: Dataset, what: str, id_column: str) -> list[Sequence[str] | None]:
+    """`_options` of rows with no `options` column, which may write them as eval files do: in
+    `choices` (MMLU), one column each (MedMCQA's `opa..opd`, `A..D`) or GPQA's columns
+    (`written_options`). A row that fills none of them has no options (None)."""
+    from m1data.reading.evalsets import OPTION_LAYOUT_COLUMNS, written_options
+    from m1data.reading.readers import strip_option_letters
+
+    present = [name for name in ds.column_names if name in OPTION_LAYOUT_COLUMNS]
+    if not present:
+        return [None] * len(ds)
+    columns = [column_values(ds, name) for name in present]
+    out: list[Sequence[str] | None] = []
+    for i, values in enumerate(zip(*columns)):
+        raw = {name: value for name, value in zip(present, values) if value is not None}
+        try:
+            out.append(strip_option_letters(written_options(raw), strict=False) or None)
         except RowError as err:
             raise UserError(f"{what}: row {row_name(ds, i, id_column)}: {err}; fix the options or remove the row") from None
     return out

@@ -1053,11 +1053,21 @@ IN_QUESTION = {
 }
 
 
+# options in columns of their own, as MedMCQA (opa..opd), MMLU's CSV (A..D) and its Hub rows (choices) write them
+IN_COLUMNS = {
+    "columns-op": lambda opts: {f"op{'abcdef'[i]}": o for i, o in enumerate(opts)},
+    "columns-letters": lambda opts: {LETTERS[i]: o for i, o in enumerate(opts)},
+    "choices": lambda opts: {"choices": list(opts)},
+}
+
+
 def _row(row_id: str, stem: str, options: list[str] | None, option_layout: str, paragraphs: list[str] | None,
          context_layout: str) -> dict:
     row = {"id": row_id, "question": stem}
     if options is not None and option_layout in IN_QUESTION:
         row["question"] = IN_QUESTION[option_layout](stem, options)
+    elif options is not None and option_layout in IN_COLUMNS:
+        row.update(IN_COLUMNS[option_layout](options))
     elif options is not None:
         row["options"] = _options_in(option_layout, options)
     if paragraphs is not None:
@@ -1077,7 +1087,7 @@ def _container(rows: list[dict], kind: str):
     return rows
 
 
-OPTION_LAYOUTS = ["list", "dict", "lettered", "labels", "cell", *IN_QUESTION, "none"]
+OPTION_LAYOUTS = ["list", "dict", "lettered", "labels", "cell", *IN_QUESTION, *IN_COLUMNS, "none"]
 CONTEXT_LAYOUTS = ["str", "list", "pubmedqa"]
 
 
