@@ -192,14 +192,39 @@ def question_stem(question: str, options: list[str]) -> str:
     return _without_listed_options(_without_prompt_words(question), options)
 
 
-def _without_listed_options(question: str, options: list[str]) -> str:
+def _without_listed_options(question: str, options: list[str], may_list: bool | None = None) -> str:
     """`question_stem` of a question without prompt words around it: its trailing list of options
-    taken off, then the prompt words that stood before the list."""
+    taken off, then the prompt words that stood before the list. ``may_list``: whether a line of
+    the question starts with an option's label (`_MAY_LIST_OPTIONS`), if already known."""
     match = EMBEDDED_CHOICES.search(question) if "Answer Choices" in question else None
     if match and re.findall(r"\(([A-Z])\)", match.group(1)) == list(LETTERS[:len(options)]):
         return _without_prompt_words(question[: match.start()].rstrip())
     stem = _strip_option_lines(question, options)
+    if stem == question and options and (may_list if may_list is not None else _may_list(question)):
+        stem = _without_reordered_list(question, options)
     return stem if stem == question else _without_prompt_words(stem)  # an instruction before the list
+
+
+# where a question may write a list of options: a line that starts with a label, or "(A)" (RE2 and re alike)
+_MAY_LIST_OPTIONS = r"(?m)^[ \t]*\(?[A-Za-z][.):]|\(A\)"
+
+
+def _may_list(question: str) -> bool:
+    return re.search(_MAY_LIST_OPTIONS, question) is not None
+
+
+def _without_reordered_list(question: str, options: list[str]) -> str:
+    """The stem of a question that lists this row's options in another order than its options
+    column (`options_in_question`: "A. x" a line each, or "(A) x (B) y"); else the question. Why:
+    a copy that keeps the eval question's lettered list but shuffles its options column, as m1's
+    prompts shuffle them, kept the list in its stem, and 133 of 200 real MedQA copies (192 of 200
+    MedMCQA) stayed (audit)."""
+    inline = options_in_question(question)
+    if inline is None or len(inline[1]) != len(options):
+        return question
+    def flat(texts: Sequence[str]) -> list[str]:
+        return sorted(" ".join(text.split()).casefold() for text in texts)
+    return inline[0] if flat(inline[1]) == flat(options) else question
 
 
 # Where `_without_prompt_words` or the "Answer Choices" list can change a question, written looser (for
@@ -233,15 +258,17 @@ def question_stems(questions: Sequence[Any], options: Sequence[Sequence[str] | N
     try:
         column = pa.array(texts, pa.large_string())
         may = functools.reduce(pc.or_, [pc.match_substring_regex(column, p) for p in _MAY_HAVE_PROMPT_WORDS]).to_pylist()
+        may_list = pc.match_substring_regex(column, _MAY_LIST_OPTIONS).to_pylist()
     except (pa.ArrowException, UnicodeEncodeError):  # a lone surrogate: no UTF-8, so each is read in full
-        may = [True] * len(texts)
+        may = may_list = [True] * len(texts)
     out = []
-    for question, opts, prompted in zip(questions, options, may):
+    for question, opts, prompted, listed in zip(questions, options, may, may_list):
         if not isinstance(question, str):
             out.append(question)
+        elif prompted:
+            out.append(question_stem(question, list(opts or ())))
         else:  # unflagged: _without_prompt_words(question) is question
-            read = question_stem if prompted else _without_listed_options
-            out.append(read(question, list(opts or ())))
+            out.append(_without_listed_options(question, list(opts or ()), bool(listed)))
     return out
 
 

@@ -1068,6 +1068,8 @@ def _row(row_id: str, stem: str, options: list[str] | None, option_layout: str, 
         row["question"] = IN_QUESTION[option_layout](stem, options)
     elif options is not None and option_layout in IN_COLUMNS:
         row.update(IN_COLUMNS[option_layout](options))
+    elif options is not None and option_layout == "question-and-column":  # the list and the column in other orders
+        row["question"], row["options"] = IN_QUESTION["question-lines"](stem, options), options[::-1]
     elif options is not None:
         row["options"] = _options_in(option_layout, options)
     if paragraphs is not None:
@@ -1087,7 +1089,7 @@ def _container(rows: list[dict], kind: str):
     return rows
 
 
-OPTION_LAYOUTS = ["list", "dict", "lettered", "labels", "cell", *IN_QUESTION, *IN_COLUMNS, "none"]
+OPTION_LAYOUTS = ["list", "dict", "lettered", "labels", "cell", *IN_QUESTION, *IN_COLUMNS, "question-and-column", "none"]
 CONTEXT_LAYOUTS = ["str", "list", "pubmedqa"]
 
 
