@@ -318,7 +318,20 @@ def _last_boxed_raw(text: str) -> str | None:
     close = _closing_brace(text, start)
     if close is None:
         return None
-    return _unwrap_fonts(text[start + 1 : close]).strip()
+    return _ungrouped(_unwrap_fonts(text[start + 1 : close]).strip())
+
+
+_FONT_SWITCH = re.compile(r"\A\\(?:rm|bf|it|sf|tt)\b\s*")
+
+
+def _ungrouped(content: str) -> str:
+    r"""``{C}`` -> ``C``, ``{\rm C}`` -> ``C``: a group around the whole content, and an old font
+    switch at its start, only change looks (``\boxed{{C}}`` was read as no answer; audit)."""
+    while True:
+        content = _FONT_SWITCH.sub("", content)
+        if not (content.startswith("{") and _closing_brace(content, 0) == len(content) - 1):
+            return content
+        content = content[1:-1].strip()
 
 
 def _after_last_equals(content: str) -> str:

@@ -125,7 +125,7 @@ import functools
 import logging
 import mmap
 import numbers
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -828,6 +828,8 @@ def _text_list(texts: Sequence[str], what: str = "texts") -> list[str]:
     character (a silent, wrong answer), and a None or a number fails deep in the histograms."""
     if isinstance(texts, (str, bytes)):
         raise TypeError(f"{what} must be a sequence of str, not a single {type(texts).__name__}")
+    if isinstance(texts, Mapping):
+        raise TypeError(f"{what} must be a sequence of str, not a mapping (its keys would be matched)")
     out = list(texts)
     for i, text in enumerate(out):
         if not isinstance(text, str):
@@ -840,6 +842,9 @@ def _eval_list(evals: Sequence[EvalText | str]) -> list[EvalText]:
     (as m1data.stages.dedup.eval_items names plain strings)."""
     if isinstance(evals, (str, bytes)):
         raise TypeError(f"evals must be a sequence of EvalText or str, not a single {type(evals).__name__}")
+    if isinstance(evals, Mapping):  # the {set: questions} that m1data.stages.dedup.decontaminate takes
+        raise TypeError("evals must be a sequence of EvalText or str, not a mapping (its keys would be matched); "
+                        "for {set name: questions} use m1data.decontaminate, or give EvalText(set_name, item_id, text)")
     out = []
     for i, item in enumerate(evals):
         if isinstance(item, str):

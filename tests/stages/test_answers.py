@@ -114,6 +114,8 @@ CASES = [
     Case("option holding '='", r"\boxed{pH = 7.4}", PH, "B", "boxed"),
     Case("last of two boxes", "\\boxed{@A} Hmm, wait. The murmur is diastolic.\n\\boxed{@D}", HEART, "D", "boxed"),
     Case("fbox", r"\fbox{@B}", HEART, "B", "boxed"),
+    Case("box of a group", r"Final answer: \boxed{{@C}}", HEART, "C", "boxed"),
+    Case("box of a group with a font switch", r"\boxed{{\rm @C}}", HEART, "C", "boxed"),
     Case("box beats an earlier statement", r"The answer is @A. No, on reflection: \boxed{@B}", HEART, "B", "boxed"),
     Case("pubmedqa yes box", r"Therefore \boxed{yes}", YES_NO, "A", "boxed"),
     Case("letter and text disagree", r"\boxed{@B. Aortic stenosis}", HEART, "B,C", "boxed"),
@@ -792,9 +794,20 @@ def _no_answer_words(options: list[str]) -> bool:
 @given(boxes=st.lists(BALANCED_CONTENT, min_size=1, max_size=4), fillers=st.lists(FILLER, min_size=5, max_size=5),
        commands=st.lists(st.sampled_from(["\\boxed", "\\fbox", "\\boxed "]), min_size=4, max_size=4))
 def test_rule_1_the_last_box_with_balanced_braces_is_read(boxes: list[str], fillers: list[str], commands: list[str]):
-    """s.6.1: the content of the LAST ``\\boxed{}``/``\\fbox{}``, nested braces kept whole."""
+    """s.6.1: the content of the LAST ``\\boxed{}``/``\\fbox{}``, nested braces kept whole (inside
+    the content: a group around all of it is only looks, below)."""
+    boxes = [f"v{box}" for box in boxes]
     reply = fillers[0] + "".join(f"{cmd}{{{box}}}{fill}" for cmd, box, fill in zip(commands, boxes, fillers[1:]))
     assert last_boxed(reply) == boxes[-1].strip()
+
+
+@settings(max_examples=100, deadline=None)
+@given(content=BALANCED_CONTENT, depth=st.integers(1, 3), switch=st.sampled_from(["", "\\rm ", "\\bf  "]))
+def test_rule_1_a_group_around_the_whole_box_is_looks(content: str, depth: int, switch: str):
+    r"""``\boxed{{C}}``, ``\boxed{{\rm C}}``: braces around the whole content (and an old font switch
+    at their start) change nothing; they were read as no answer."""
+    content = f"v{content}"
+    assert last_boxed("\\boxed{" + "{" * depth + switch + content + "}" * depth + "}") == content.strip()
 
 
 @settings(max_examples=200, deadline=None)
@@ -802,6 +815,7 @@ def test_rule_1_the_last_box_with_balanced_braces_is_read(boxes: list[str], fill
        font=st.sampled_from(["text", "textbf", "mathrm"]))
 def test_rule_1_text_is_unwrapped(words: list[str], before: str, font: str):
     r"""s.6.1: ``\text{...}`` (and font commands like it) is unwrapped, however many, nested braces kept."""
+    words = [f"v{word}" for word in words]  # a group around the whole content is looks too (above)
     content = " ".join(f"\\{font}{{{word}}}" for word in words)
     assert last_boxed(f"{before}\\boxed{{{content}}}") == " ".join(words).strip()
 

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from rapidfuzz import fuzz
 
 from m1data.errors import UserError
+from m1data.stages import fuzzy
 from m1data.stages.dedup import (
     ContamMatch,
     Decontaminate,
@@ -810,6 +811,12 @@ def test_matcher_refuses_a_single_str_and_non_text_items() -> None:
         find_duplicates(["a question", None])
     with pytest.raises(TypeError, match="not a single str"):
         find_contamination(["a question"], "a question")
+    # a mapping is decontaminate's {set: questions}: iterated, its keys were matched
+    for call in (lambda: find_contamination(["a question"], {"medqa_test": ["a question"]}),
+                 lambda: fuzzy.contamination_pairs(["a question"], {"a question": "x"}),
+                 lambda: find_duplicates({"a question": 1, "a questions": 2})):
+        with pytest.raises(TypeError, match="not a mapping"):
+            call()
 
 
 def test_find_contamination_takes_plain_eval_strings() -> None:
