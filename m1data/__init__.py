@@ -82,8 +82,8 @@ if TYPE_CHECKING:
 
 # submodules the README reaches through the package (`m1data.output.enable()`, `m1data.jobs.run_dedup_file`):
 # imported on first use too, as `import m1data.output` would
-_SUBMODULES = {"builders", "caches", "cards", "config", "cores", "errors", "infer", "jobs", "llm", "output",
-               "publishing", "reading", "redact", "running", "schema", "stages", "train"}
+_SUBMODULES = {"builders", "caches", "cards", "config", "cores", "dedup", "errors", "infer", "jobs", "llm", "output",
+               "publishing", "reading", "redact", "running", "sampling", "schema", "stages", "train"}
 
 
 def __getattr__(name: str) -> Any:

@@ -169,6 +169,11 @@ def test_the_readme_s_submodules_are_reached_through_the_package():
         "assert 'm1data.output' not in sys.modules and 'm1data.jobs' not in sys.modules\n"
         "m1data.output.enable(); m1data.output.disable()\n"
         "assert callable(m1data.jobs.run_dedup_file)\n"
+        # the short paths the design gives researchers (they failed to import)
+        "from m1data.sampling import stratified_sample\n"
+        "from m1data.dedup import decontaminate\n"
+        "import m1data.stages.sampling as s, m1data.stages.dedup as d\n"
+        "assert stratified_sample is s.stratified_sample and decontaminate is d.decontaminate\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 
