@@ -1222,6 +1222,10 @@ _AS_WRITTEN = {
     "numbered options": {"question": _URINE, "options": [f"{i + 1}. {o}" for i, o in enumerate(reversed(_ORGANS))]},
     "(1) options": {"question": _URINE, "options": [f"({i + 1}) {o}" for i, o in enumerate(_ORGANS)]},
     "Option A: options": {"question": _URINE, "options": [f"Option {'ABCD'[i]}: {o}" for i, o in enumerate(_ORGANS)]},
+    "[A] options": {"question": _URINE, "options": [f"[{'ABCD'[i]}] {o}" for i, o in enumerate(_ORGANS[::-1])]},
+    "A - options": {"question": _URINE, "options": [f"{'ABCD'[i]} - {o}" for i, o in enumerate(_ORGANS[::-1])]},
+    "A.x options": {"question": _URINE, "options": [f"{'ABCD'[i]}.{o}" for i, o in enumerate(_ORGANS[::-1])]},
+    "0-based numbers": {"question": _URINE, "options": [f"{i}. {o}" for i, o in enumerate(_ORGANS[::-1])]},
     "options in the question too": {"question": _URINE + "\nA. Urethra\nB. Ureter\nC. Kidney\nD. Bladder",
                                     "options": ["Urethra", "Ureter", "Kidney", "Bladder"]},
     "lettered options beside answer_letter": {"question": _URINE, "options": [f"{'ABCD'[i]}. {o}" for i, o in
