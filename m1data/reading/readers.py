@@ -989,10 +989,11 @@ def _label_spans(text: str, before_label: str, letters: str) -> list[tuple[int, 
 
 
 # where a question's own list of options may begin: an "A" label at the start of a line, else
-# "(A)" after a colon (bold or not) or a question mark (the one-line "Answer Choices: (A) x (B) y", "...? (A) x
-# (B) y"); not "(a)" inside a sentence ("has (a) fever and (b) a rash")
+# "(A)" after a space (the one-line "Answer Choices: (A) x (B) y", "...? (A) x (B) y", a fill-in-the-blank
+# "... is ____ (A) x (B) y": after a question mark or colon only, 60 of 135 such MMLU copies stayed; audit);
+# not "(a)" inside a sentence ("has (a) fever and (b) a rash"). A list must end the question (below).
 _LINE_LIST_START = re.compile(r"(?m)^[ \t]*(?=" + option_label("[Aa]") + ")")
-_INLINE_LIST_START = re.compile(r"(?:(?<=[:?])|(?<=:\*\*))[ \t]+(?=\(A\))")
+_INLINE_LIST_START = re.compile(r"(?<=\S)[ \t]+(?=\(A\))")
 # an "Answer:" line after the options (prompt-formatted copies end so), which is no option's text
 _ANSWER_CUE = re.compile(r"\s*\n\s*(?:#{1,4}\s*)?(?:\*\*)?(?:the\s+)?(?:correct\s+)?answer(?:\s+is)?(?:\*\*)?\s*:?(?:\*\*)?\s*\Z",
                          re.IGNORECASE)
