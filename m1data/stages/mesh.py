@@ -162,13 +162,14 @@ def reply_code(reply: Reply) -> str | None:
 @dataclass
 class MeshConfig:
     """Settings of the LLM tagger. The API key is read from the environment variable named by
-    `api_key_env` (None for a local server without one), so it never lands in a manifest. Rows
+    `api_key_env` (None: OpenAI's own variable on api.openai.com, no key on any other server:
+    `m1data.llm.http.key_variable`), so it never lands in a manifest. Rows
     go through `chunk_size` at a time because every request carries the whole rubric (about
     18 KB): 23K requests built at once would hold some 400 MB of message text."""
 
     base_url: str = "https://api.openai.com/v1"
     model: str = "gpt-4o"
-    api_key_env: str | None = "OPENAI_API_KEY"
+    api_key_env: str | None = None
     temperature: float = 0.0
     max_tokens: int = 1024
     max_attempts: int = 3

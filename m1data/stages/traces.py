@@ -120,7 +120,10 @@ class TracesConfig:
 
     model: str = "deepseek-reasoner"
     base_url: str = "https://api.deepseek.com"
-    api_key_env: str | None = "DEEPSEEK_API_KEY"
+    # None: the provider's own variable on its own host (DEEPSEEK_API_KEY on api.deepseek.com,
+    # `m1data.llm.http.key_variable`), no key elsewhere. A default of DEEPSEEK_API_KEY sent that
+    # key to whatever base_url a config named without one (audit).
+    api_key_env: str | None = None
     max_tokens: int = 8000
     temperature: float | None = None
     top_p: float | None = None

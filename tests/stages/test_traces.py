@@ -605,3 +605,21 @@ def test_a_key_that_is_no_index_stops_the_stage_before_anything_is_sent(llm_serv
         with pytest.raises(UserError, match=re.escape(named) + ".*nothing was sent"):
             TeacherTraces(config(llm_server, tmp_path)).run(rows_to_dataset(bad), None)
     assert llm_server.count() == 0
+
+
+def test_a_teacher_or_tagger_on_another_server_gets_no_provider_key_unless_named(llm_server, tmp_path, monkeypatch):
+    """A config's teacher (or tagger) at some base_url with no key variable: the default named
+    DEEPSEEK_API_KEY (OPENAI_API_KEY for the tagger) whatever the host, and that key went out with
+    every request to the other server (audit). Now a provider's variable is read on its own host only."""
+    from m1data.stages.mesh import MeshConfig, MeshTagger
+
+    monkeypatch.setenv("DEEPSEEK_API_KEY", "sk-deepseek-must-stay-home")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-must-stay-home")
+    llm_server.handler = teacher
+    runtime = LLMRuntime(progress=False, retries=RetryPolicy(max_attempts=1, base_delay=0.01),
+                         cache_path=str(tmp_path / "cache.sqlite"))
+    TeacherTraces(TracesConfig(model=TEACHER, base_url=llm_server.base_url, runtime=runtime)).run(ROWS.select(range(2)), None)
+    llm_server.handler = lambda req: chat("07")
+    MeshTagger(MeshConfig(model="tagger", base_url=llm_server.base_url, runtime=runtime)).run(ROWS.select(range(2)), None)
+    sent = {r.headers.get("authorization") for r in llm_server.requests}
+    assert llm_server.count() == 4 and sent == {None}
