@@ -414,6 +414,15 @@ def fresh_fingerprint() -> str:
     return generate_random_fingerprint()
 
 
+_TRY_SUFFIX = re.compile(r"-try\d+$")
+
+
+def question_id(row_id: Any) -> Any:
+    """The question a row id names, without the try suffix that traces' `keep: all` gives each of
+    a question's verified tries (`q17-try2` -> `q17`); any other id as it is."""
+    return _TRY_SUFFIX.sub("", row_id) if isinstance(row_id, str) else row_id
+
+
 __all__ = [
     "DEFAULT_SEED",
     "DROPPED_FEATURES",
@@ -431,6 +440,7 @@ __all__ = [
     "fresh_fingerprint",
     "is_frame",
     "make_row",
+    "question_id",
     "option_key",
     "option_label",
     "render_options",

@@ -27,8 +27,7 @@ from m1data.durable import folder_lock, replacing
 from m1data.errors import UserError
 from m1data.running.funnel import run_folder
 from m1data.running.pipeline import load_stage_rows, read_manifests, stage_dirname
-from m1data.schema import SOURCES, column_values
-from m1data.stages.traces import question_id
+from m1data.schema import SOURCES, column_values, question_id
 
 REPORT_FILE = "compare.md"
 FIGURE_FILE = "compare.png"

@@ -27,7 +27,7 @@ from m1data.errors import UserError
 from m1data.output import datasets_bars_off
 from m1data.running.distributed import band_runner
 from m1data.running.pipeline import RunContext, Stage, StageResult, check_texts, dropped_rows, row_name
-from m1data.schema import RowError, as_dataset, column_array, column_values, fresh_fingerprint, is_frame
+from m1data.schema import RowError, as_dataset, column_array, column_values, fresh_fingerprint, is_frame, question_id
 from m1data.stages.fuzzy import (
     BandRunner,
     ContamMatch,
@@ -256,13 +256,26 @@ def deduplicate(ds: Dataset, column: str | None = None, threshold: float = 95.0,
     ds = as_dataset(ds, "the rows")
     _require_column(ds, column, "the rows")
     _require_texts(ds, column, id_column)
-    matches = find_duplicates(column_values(ds, column) if column else match_keys(ds), threshold=threshold, runner=runner)
+    texts = column_values(ds, column) if column else match_keys(ds)
     ids = _row_ids(ds, id_column)
-    dropped_idx = [m.index for m in matches]
+    first = _first_try(ids) if "attempt" in ds.column_names else list(range(len(ds)))  # each row's question
+    heads = sorted(set(first))
+    removed = {heads[m.index]: (heads[m.match_index], m.score)
+               for m in find_duplicates([texts[i] for i in heads], threshold=threshold, runner=runner)}
+    dropped_idx = [i for i in range(len(ds)) if first[i] in removed]
     record = _removal_record(ds, ids, dropped_idx, "near_duplicate")
-    record["match_id"] = [ids[m.match_index] for m in matches]
-    record["score"] = [m.score for m in matches]
+    record["match_id"] = [ids[removed[first[i]][0]] for i in dropped_idx]
+    record["score"] = [removed[first[i]][1] for i in dropped_idx]
     return _split(ds, dropped_idx, record, id_column, ["match_id"])
+
+
+def _first_try(ids: list[Any]) -> list[int]:
+    """For each row of traces' output, the position of the first row of its question: the rows of
+    one question's tries (`q17-try1`, `q17-try3`: `keep: all`) go or stay together, compared as one
+    question; every other row is its own. Why: compared row by row, a question's second try was
+    an exact copy of its first and was removed, undoing `keep: all` (audit)."""
+    first: dict[Any, int] = {}
+    return [first.setdefault(question_id(i), at) for at, i in enumerate(ids)]
 
 
 @datasets_bars_off()

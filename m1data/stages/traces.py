@@ -61,7 +61,7 @@ false` turns the check off for a teacher meant to answer without thinking.
 from __future__ import annotations
 
 import logging
-import re
+import dataclasses
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -88,8 +88,17 @@ from m1data.llm.stages import (
 )
 from m1data.llm.types import Engine, Reply, Request
 from m1data.redact import public_model_name
-from m1data.running.pipeline import SUPERSEDED, RunContext, StageResult, add_columns, sum_stats, with_columns
-from m1data.schema import LETTERS, column_values, fresh_fingerprint
+from m1data.running.pipeline import (
+    SUPERSEDED,
+    RunContext,
+    StageFailed,
+    StageResult,
+    account_kept_or_dropped,
+    add_columns,
+    sum_stats,
+    with_columns,
+)
+from m1data.schema import LETTERS, column_values, fresh_fingerprint, question_id
 from m1data.stages.answers import grade
 
 Keep = Literal["first", "shortest", "all"]
@@ -185,6 +194,22 @@ class TeacherTraces(LLMStage):
 
     def __init__(self, config: TracesConfig | None = None, engine: Engine | None = None):
         super().__init__(config or TracesConfig(), {"*": engine} if engine is not None else None)
+
+    def account(self, rows: datasets.Dataset | None, result: StageResult) -> None:
+        """`keep: all` keeps each verified try of a question as its own row (`q17-try2`): checked as
+        the questions they are, each kept (in one row or several, none twice) or dropped once.
+        Row by row, every such build stopped after paying for all its tries (audit)."""
+        if self.config.keep != "all" or "id" not in result.rows.column_names:
+            return super().account(rows, result)
+        ids = column_values(result.rows, "id")
+        twice = [i for i, n in Counter(ids).items() if n > 1]
+        if twice:
+            raise StageFailed(f"stage {self.name!r} kept the row id {twice[0]!r} twice")
+        first: dict[Any, int] = {}
+        for at, row_id in enumerate(ids):
+            first.setdefault(question_id(row_id), at)
+        questions = result.rows.select(list(first.values())).remove_columns("id").add_column("id", list(first))
+        account_kept_or_dropped(self.name, rows, dataclasses.replace(result, rows=questions))
 
     def columns_after(self, before: frozenset[str] | None) -> frozenset[str] | None:
         return with_columns(before, [*TRACE_FEATURES, *ATTEMPT_FEATURES])
@@ -400,18 +425,11 @@ def attempt_table(tries: list[list[Reply]], judged: list[list[tuple[Any, ...]]],
     return table
 
 
-TRY_ID = re.compile(r"-try\d+$")
-
-
 def with_try_ids(rows: datasets.Dataset) -> datasets.Dataset:
-    """`keep: all` keeps several rows per question: each id gets its try, `q17` -> `q17-try2`."""
+    """`keep: all` keeps several rows per question: each id gets its try, `q17` -> `q17-try2`
+    (`m1data.schema.question_id` reads the question back)."""
     ids = [f"{i}-try{a}" for i, a in zip(column_values(rows, "id"), column_values(rows, "attempt"), strict=True)]
     return rows.remove_columns("id").add_column("id", ids).select_columns(rows.column_names)
-
-
-def question_id(row_id: str) -> str:
-    """The question a row id names, without a `keep: all` try suffix."""
-    return TRY_ID.sub("", row_id)
 
 
 def fold_preflight(stats: RunStats, sample: RunStats, reused: int) -> None:
@@ -472,7 +490,6 @@ __all__ = [
     "TracesConfig",
     "attempt_table",
     "pick_tries",
-    "question_id",
     "run_traces_file",
     "verdict",
     "with_try_ids",

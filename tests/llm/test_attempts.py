@@ -28,8 +28,9 @@ from m1data.llm.runner import EndpointError
 from m1data.llm.stages import LLMRuntime, boxed_request
 from m1data.llm.types import Reply
 from m1data.running.funnel import funnel_markdown
-from m1data.running.pipeline import drop_counts, run_pipeline
-from m1data.schema import LETTERS, make_row, rows_to_dataset
+from m1data.running.pipeline import StageFailed, drop_counts, run_pipeline
+from m1data.schema import LETTERS, make_row, question_id, rows_to_dataset
+from m1data.stages.dedup import deduplicate
 from m1data.stages.traces import TeacherTraces, TracesConfig
 
 SEED = 100
@@ -189,10 +190,20 @@ def test_keep_shortest_asks_every_try_and_keeps_the_shortest_verified(llm_server
 
 def test_keep_all_keeps_every_verified_try_with_its_try_in_the_id(llm_server, tmp_path):
     llm_server.handler = teacher()
-    result = TeacherTraces(config(llm_server, tmp_path, attempts=3, keep="all")).run(ROWS, None)
+    stage = TeacherTraces(config(llm_server, tmp_path, attempts=3, keep="all"))
+    result = stage.run(ROWS, None)
     expected = sorted(f"q{q}-try{k}" for q in range(N) for k in (1, 2, 3) if (right_at_of(q) or 9) <= k)
     assert sorted(result.rows["id"]) == expected
     assert all(r["id"].endswith(f"-try{r['attempt']}") for r in result.rows)
+    # what a build and a file run check before writing it: it stopped every keep-all run, after every try was paid
+    stage.account(ROWS, result)
+    # the tries of one question are one question to the dedup after it: they go or stay together
+    kept, dropped = deduplicate(result.rows)
+    questions = {question_id(i) for i in kept["id"]}
+    assert questions and sorted(kept["id"]) == [i for i in expected if question_id(i) in questions]
+    assert not questions & {question_id(i) for i in dropped["id"]}
+    with pytest.raises(StageFailed, match="q0"):
+        stage.account(ROWS, dataclasses.replace(result, rows=result.rows.filter(lambda r: not r["id"].startswith("q0-"))))
 
 
 def test_raising_k_on_a_finished_run_sends_only_the_new_tries(llm_server, tmp_path):

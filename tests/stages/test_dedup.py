@@ -1296,3 +1296,18 @@ def test_the_stem_pass_reads_options_as_the_keys_do():
     copy = {"id": "c", "question": " ".join(words[:-4]), "options": words[-4:] + ["Renal pelvis"]}
     evals = {"mmlu_anatomy": [{"id": "e", "question": _URINE, "options": _ORGANS}]}
     assert decontaminate([copy], evals)[1].num_rows == 1
+
+
+def test_the_tries_of_one_question_go_or_stay_together():
+    """traces' `keep: all` rows (`q-try1`, `q-try3`, beside an `attempt` column): one question's
+    tries are not each other's duplicates (dedup_final removed every try but the first), and a
+    question that copies an earlier one goes with all its tries. Without `attempt` such ids are
+    any other ids."""
+    rows = [{"id": i, "question": q, "options": _ORGANS, "attempt": int(i[-1])}
+            for i, q in [("a-try1", _URINE), ("a-try2", _URINE), ("b-try1", "What filters the blood?"),
+                         ("c-try2", _URINE + " "), ("c-try3", _URINE + " ")]]
+    kept, dropped = deduplicate(rows)
+    assert list(kept["id"]) == ["a-try1", "a-try2", "b-try1"]
+    assert list(dropped["id"]) == ["c-try2", "c-try3"] and list(dropped["match_id"]) == ["a-try1", "a-try1"]
+    kept, dropped = deduplicate([{k: v for k, v in row.items() if k != "attempt"} for row in rows])
+    assert list(kept["id"]) == ["a-try1", "b-try1"]
