@@ -171,7 +171,8 @@ class BudgetRecord:
 
     @property
     def reply(self) -> str:
-        """The answer section as scored: prefix (with the answer marker) then the answer."""
+        """The answer section as the model saw it: the prefix m1data wrote (with the answer
+        marker) then the model's answer (`answer`, what is graded)."""
         return self.answer_prefix + self.answer
 
     @property

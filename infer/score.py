@@ -211,7 +211,9 @@ def score_record(record: BudgetRecord, options: list[str], answer_idx: int) -> d
         raise ValueError("an incomplete generation has no answer to score")
     if record.stop_reason == "error":
         return {"predicted": None, "method": "error", "verdict": "no_answer", "correct": False}
-    result = grade(record.reply, options, answer_idx)
+    # the model's own answer, without the marker put before it: graded together, the marker's
+    # "answer" and an echoed "A. ..." line read as "answer A" (a list of options scored as A; audit)
+    result = grade(record.answer, options, answer_idx)
     return {
         "predicted": result.extraction.letter,
         "method": result.extraction.method,

@@ -394,3 +394,21 @@ def test_a_plot_renames_its_figures_only_holding_the_folder(tmp_path, eval_sets)
             continue
         assert (plots / name).read_bytes() == (tmp_path / "fresh" / name).read_bytes() != old
 
+
+
+class EchoesOptions(Oracle):
+    """Thinks, then answers by listing the options again, as small models do: no answer at all."""
+
+    async def complete(self, request: Request) -> Reply:
+        if request.prompt.endswith((ANSWER_AFTER_STOP, ANSWER_AFTER_BUDGET)):
+            return Reply(text="\nA. alpha\nB. beta\nC. gamma\nD. delta", finish_reason="stop", completion_tokens=12)
+        return await super().complete(request)
+
+
+@pytest.mark.parametrize("budget", [20, 2])  # the model stops (answer marker), the budget stops it (+ Final Answer:)
+def test_the_answer_marker_written_before_an_answer_is_not_graded(tmp_path, budget):
+    """Graded with the marker m1data writes before it, an echoed list read as "answer A": scored
+    correct for every key A (audit)."""
+    sets = {"s": rows([("pick A", 0), ("pick B", 1)])}
+    metrics = run_infer(EchoesOptions(), sets, tmp_path, BudgetConfig(model="m", thinking_budget=budget))
+    assert metrics["sets"]["s"]["correct"] == 0 and metrics["sets"]["s"]["verdicts"] == {"no_answer": 2}
