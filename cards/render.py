@@ -135,6 +135,11 @@ _STUDENT_NOTES = {
 }
 
 
+def _source_note(present: list[str]) -> str:
+    """The `source` column's note for this build's rows: the sources they name, not m1's four."""
+    return f"Which source the question comes from: {', '.join(present[:-1])}{' or ' if len(present) > 1 else ''}{present[-1]}."
+
+
 def column_note(name: str, features: Any = None) -> str:
     """What a published column means; every column a build writes has one."""
     if name == "prompt" and features is not None and not isinstance(features, datasets.Value):
@@ -1115,7 +1120,6 @@ def render_card(
     config_totals = {name: sum(len(ds) for ds in splits.values()) for name, splits in configs.items()}
     last = manifests[-1]
     features = first_rows.features  # datasets copies the whole Features on each access
-    columns = [(c, type_name(features[c]), column_note(c, features[c])) for c in first_rows.column_names]
     upstream = _upstream(manifests)
     models = (upstream.models if upstream else []) + _models(manifests)
     prompts = build_prompts(manifests, upstream)
@@ -1123,6 +1127,8 @@ def render_card(
     sample = sample_build(manifests, upstream)
     order = _source_columns(set(SOURCES) | set(published_sources) | (set(infos) - set(SOURCE_INFO)))
     present = [s for s in order if published_sources.get(s)]
+    columns = [(c, type_name(features[c]), _source_note(present) if c == "source" and present else column_note(c, features[c]))
+               for c in first_rows.column_names]
 
     context = {
         "pretty_name": pretty_name,
@@ -1162,7 +1168,10 @@ def render_card(
         "provenance_unknown": bool(upstream and not upstream.found and not sample),
         "domains": domains,
         "lengths": lengths,
-        "sources": [infos.get(s) or _unknown_source(s) for s in order],
+        # the sources these rows come from (every known one where the rows name none), not every source m1 read:
+        # HEAD-QA and MedMCQA were listed, cited and described with 0 rows in builds without them (audit)
+        "sources": [infos.get(s) or _unknown_source(s) for s in present or order],
+        "present_sources": present,
         "local_sources": [infos[s].name for s in present if s in infos and infos[s].local_file],
         "published_sources": published_sources,
         "m1_bibtex": M1_BIBTEX,

@@ -999,3 +999,18 @@ def test_the_shipped_model_is_named_only_as_the_teacher_and_only_as_its_very_fil
         rows = run_pipeline([SampleLoad(), *stages], tmp_path / str(n))
         card, _ = render_card("m1k", tmp_path / str(n), {"default": {"train": rows}}, images_dir="images")
         assert SHIPPED_MODEL["repo"] not in card
+
+
+def test_the_card_describes_only_the_sources_its_rows_come_from(tmp_path):
+    """A build whose rows hold no HEAD-QA question (here its place is taken by a mapped source)
+    listed HEAD-QA in its licences with 0 rows, cited it, called `source` one of m1's four and
+    warned of its machine translation (audit). (The m1 recipe it restates still names m1's four.)"""
+    rows = run_pipeline([MappedLoad()], tmp_path / "run")
+    card, _ = render_card("m23k", tmp_path / "run", {"m23k": {"train": rows}}, images_dir="images")
+    assert "headqa" not in set(rows["source"])
+    licences = card[card.index("## Licences"):card.index("## Contact")]  # the table and the citations
+    assert "My Question Bank" in licences and "MedMCQA" in licences and "HEAD-QA" not in licences
+    note = next(line for line in card.splitlines() if line.startswith("| `source` |"))
+    assert all(s in note for s in set(rows["source"])) and "headqa" not in note
+    assert "machine translation" not in card
+    assert "MedMCQA comes from Indian exams; MedQA comes from the US USMLE" in card.replace("\n  ", " ")
