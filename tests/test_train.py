@@ -12,6 +12,7 @@ import pytest
 
 pytest.importorskip("trl")
 
+from m1data.errors import UserError  # noqa: E402
 from m1data.train.sft import RECIPES, SAVING_DIR, build_trainer, load_recipe, main, parse_cli  # noqa: E402
 
 from m1data.stages.formatting import render_chat  # noqa: E402
@@ -141,8 +142,6 @@ def test_a_bf16_recipe_on_a_cpu_machine_is_one_line_naming_the_flag(tiny_dir, tm
     import subprocess
     import sys
 
-    from m1data.errors import UserError
-
     with pytest.raises(UserError, match="--bf16 false --use_cpu true"):
         parse_cli(["--recipe", "m1-7B-1K", "--model_name_or_path", str(tiny_dir), "--dataset", "x"])
     proc = subprocess.run(
@@ -186,8 +185,6 @@ def test_a_url_with_credentials_for_the_model_or_dataset_is_one_line_without_the
     """`--dataset https://me:<password>@huggingface.co/...` was quoted whole by the reader's error
     line, and the same for `--model_name_or_path` by a traceback of the Hub's: the password on the
     terminal and in CI logs. Now either is refused before anything reads it, without the password."""
-    from m1data.errors import UserError
-
     given = {"dataset": str(hub_folder), "model_name_or_path": str(tiny_dir),
              name: "https://me:Pw9Zq7Wx3Vb5@huggingface.co/org/x"}
     with pytest.raises(UserError, match=f"--{name} https://huggingface.co/org/x carries credentials") as err:
@@ -239,8 +236,6 @@ def test_dataset_problems_are_one_user_error(tiny_dir, published_folder, tmp_pat
     """A config or split the folder does not have was a ValueError from `datasets` (an 'internal
     error' with a traceback on the command line), --max_train_examples 0 died in the trainer with
     a bare StopIteration, and rows without a prompt column with a KeyError on the first row."""
-    from m1data.errors import UserError
-
     folders = {
         "published": published_folder,
         "no_columns": _rows_folder(tmp_path / "a", [{"id": "a", "question": "q", "answer": "x"}]),
@@ -269,8 +264,6 @@ def test_dataset_may_be_a_rows_file_and_a_missing_one_is_one_line(tiny_dir, hub_
     """`m1data train --dataset rows.parquet` sent the file name to load_dataset as a Hub id
     (ConnectionError traceback offline); so did a name that is nowhere. A rows file is read as rows
     (here the Hub folder's own data file), and a missing name is one line."""
-    from m1data.errors import UserError
-
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     data_file = next((hub_folder / "data").glob("*.parquet"))
     trainer = build_trainer(tiny_config(tiny_dir, data_file, tmp_path / "out"))
@@ -283,8 +276,6 @@ def test_a_run_folder_given_for_its_hub_folder_is_one_line(tiny_dir, hub_folder,
     """`--dataset runs/m1k` (the run folder, not runs/m1k/hub): datasets read its stage files as one
     dataset and failed on their differing columns. Train reads datasets as `build --from-m23k` does."""
     import shutil
-
-    from m1data.errors import UserError
 
     run = tmp_path / "run"
     shutil.copytree(hub_folder, run / "hub")
@@ -361,11 +352,22 @@ def test_a_second_training_into_an_output_dir_in_use_is_refused_and_leaves_the_f
 def test_a_model_that_cannot_be_loaded_is_one_line(hub_folder, tmp_path, monkeypatch, model):
     """A model id not cached while offline (or a missing folder, a malformed id) came out of
     transformers as an OSError: 'internal error' and a 300-line traceback."""
-    from m1data.errors import UserError
-
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     config = parse_cli(["--recipe", "m1-7B-1K", "--model_name_or_path", model, "--dataset", str(hub_folder),
                         "--output_dir", str(tmp_path / "out"), *TINY_OVERRIDES])
     with pytest.raises(UserError, match=f"^cannot load model '{re.escape(model)}': ") as err:
         build_trainer(config)
     assert len(str(err.value).splitlines()) == 1
+
+
+def test_rows_over_max_length_are_counted_and_a_limit_no_row_fits_is_one_line(tiny_dir, hub_folder, tmp_path, caplog):
+    """TRL cuts a long row's end (its answer) and drops a row whose prompt fills the limit, without
+    a word; with every row dropped it died with a traceback deep in its sampler (audit)."""
+    trainer = build_trainer(tiny_config(tiny_dir, hub_folder, tmp_path / "full"))
+    longest = max(len(example["input_ids"]) for example in trainer.train_dataset)
+    with caplog.at_level("WARNING", logger="m1data.train.sft"):
+        build_trainer(tiny_config(tiny_dir, hub_folder, tmp_path / "cut", "--max_length", str(longest - 1)))
+    assert f"rows are longer than max_length ({longest - 1} tokens)" in caplog.text
+    assert f"the longest row is {longest} tokens" in caplog.text
+    with pytest.raises(UserError, match="every row's prompt fills max_length"):
+        build_trainer(tiny_config(tiny_dir, hub_folder, tmp_path / "none", "--max_length", "8"))

@@ -39,6 +39,7 @@ processes, so the same recipe gives batch 16 on 1, 2, 4, 8 or 16 GPUs.
 from __future__ import annotations
 
 import contextlib
+import logging
 import shutil
 import sys
 from collections.abc import Iterator, Sequence
@@ -51,6 +52,8 @@ from m1data.errors import UserError
 from m1data.redact import refuse_url_credentials
 
 RECIPES = Path(__file__).parent / "recipes"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -212,12 +215,39 @@ def build_trainer(config: TrainConfig):
     if tokenizer.chat_template is None:  # base checkpoints; Qwen2.5-Instruct's own renders the same
         tokenizer.chat_template = QWEN25_CHAT_TEMPLATE
 
+    examples = to_prompt_completion(rows)
+    _check_lengths(examples, tokenizer, sft.max_length)
     return SFTTrainer(
         model=script.model_name_or_path,
         args=sft,
-        train_dataset=to_prompt_completion(rows),
+        train_dataset=examples,
         processing_class=tokenizer,
     )
+
+
+def _check_lengths(examples: Any, tokenizer: Any, max_length: int | None) -> None:
+    """Say how many rows are longer than `max_length` tokens, and refuse a run none of whose
+    rows keeps a token to train on. Why: TRL cuts a long row's end (`keep_start`), which is its
+    answer, and drops a row whose prompt alone fills the limit, both without a word; with every
+    row dropped it died in its sampler ("num_samples=0") with a traceback (audit)."""
+    if not max_length:
+        return
+    prompts, totals = [], []
+    for prompt, completion in zip(examples["prompt"], examples["completion"], strict=True):
+        ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=True)
+        prompts.append(len(ids["input_ids"]))
+        totals.append(len(tokenizer.apply_chat_template(prompt + completion, tokenize=True,
+                                                        return_dict=True)["input_ids"]))
+    dropped = sum(n >= max_length for n in prompts)
+    cut = sum(n > max_length for n in totals) - dropped
+    raise_it = f"raise --max_length (the longest row is {max(totals):,} tokens)"
+    if dropped == len(totals):
+        raise UserError(f"every row's prompt fills max_length ({max_length:,} tokens), so no row has a token to "
+                        f"train on; {raise_it}")
+    if cut or dropped:
+        log.warning("%d of %d rows are longer than max_length (%d tokens): TRL cuts their end, so %d train without "
+                    "their answer and %d (the prompt alone fills the limit) are dropped; %s", cut + dropped,
+                    len(totals), max_length, cut, dropped, raise_it)
 
 
 SAVING_DIR = ".m1data-saving"  # where the final model is written inside output_dir before it is renamed in
