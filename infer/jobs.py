@@ -37,6 +37,7 @@ from m1data.infer.score import EvalSets, load_eval_sets, run_infer
 from m1data.infer.sweep import run_sweep, short_label, sweep_settings
 
 from m1data.errors import UserError
+from m1data.llm.embedded import is_embedded
 from m1data.llm.params import VLLM_EXTRA_PARAMS
 from m1data.llm.stages import HF, VLLM, Endpoint, LLMRuntime, build_engine, endpoint_preflight
 from m1data.llm.types import Engine
@@ -70,6 +71,9 @@ def infer_endpoint(model: str, engine: str = "http", base_url: str | None = None
         raise UserError("an API key variable (--api-key-env) goes with engine http")
     if engine == "http" and not base_url:
         raise UserError("engine http needs the server's URL (--base-url)")
+    if engine == "http" and is_embedded(base_url):  # it said "not being served (the build starts it ...)"
+        raise UserError("infer does not start the embedded model (a build does): serve the model you want to score, "
+                        "e.g. `python -m m1data.llm.serve --model FILE.gguf`, and pass its URL (--base-url)")
     if api_key_env is not None and not os.environ.get(api_key_env):
         raise UserError(f"environment variable {shown_variable(api_key_env)} is not set (--api-key-env)")
     where = {"http": base_url, "hf": HF, "vllm": VLLM}[engine]

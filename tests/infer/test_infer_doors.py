@@ -95,6 +95,7 @@ def test_a_sweep_through_the_command_line_and_python_writes_the_same_points(shar
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"engine": "tgi"}, "choose http, hf, vllm"),
     ({"base_url": None}, "needs the server's URL"),
+    ({"base_url": "embedded"}, "infer does not start the embedded model"),  # it said the model was not installed
     ({"engine": "hf", "api_key_env": "K"}, "goes with engine http"),
     ({"api_key_env": "M1DATA_TEST_UNSET_KEY"}, "M1DATA_TEST_UNSET_KEY is not set"),
     ({"eval_sets": []}, "no eval set given"),
