@@ -39,6 +39,7 @@ from m1data.infer.sweep import run_sweep, short_label, sweep_settings
 from m1data.errors import UserError
 from m1data.llm.embedded import is_embedded
 from m1data.llm.params import VLLM_EXTRA_PARAMS
+from m1data.llm.preflight import owners
 from m1data.llm.stages import HF, VLLM, Endpoint, LLMRuntime, build_engine, endpoint_preflight
 from m1data.llm.types import Engine
 from m1data.redact import shown_variable
@@ -117,6 +118,11 @@ def prepare(
     problem = endpoint_preflight(endpoint)
     if problem:
         raise UserError(problem)
+    if engine == "http" and "llamacpp" in owners(endpoint.base_url):
+        log.warning("the server is llama.cpp's: it ignores stop_token_ids and writes special tokens such as the "
+                    "end of thinking (<|im_start|>) into its text only when started with --special (llama-server "
+                    "--special, python -m m1data.llm.serve --special); without it, thinking cannot stop there and "
+                    "runs on to the budget")
     sets = load_eval_sets(eval_sets, limit, eval_path=eval_path, mappings=eval_mappings)
     runtime = runtime if runtime is not None else infer_runtime()
     built, tokenizer_read = _engine_and_tokenizer(endpoint, runtime, tokenizer)
@@ -151,7 +157,8 @@ def _model_tokenizer(tokenizer_name: str, explicit: bool) -> Any:
     except (ImportError, UserError) as err:
         if explicit:
             raise
-        log.warning(f"{err}; stopping on marker strings only, with special tokens kept in the text, and asking in "
+        log.warning(f"{err}; stopping on marker strings only (the server must keep special tokens in its text: "
+                    "skip_special_tokens false on vLLM, --special on llama.cpp), and asking in "
                     "the Qwen2.5 chat template. Pass a tokenizer (--tokenizer) to stop on the model's own "
                     "end-of-turn tokens and ask in its own template.")
         return None

@@ -285,6 +285,7 @@ class ScriptedServer:
         self.handler_errors: list[str] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self.owned_by = "scripted"  # what GET /v1/models says owns its model ("llamacpp" plays llama.cpp's server)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -397,7 +398,8 @@ class ScriptedServer:
 
     def _respond(self, received: Received) -> Response:
         if received.method == "GET" and received.path.endswith("/models"):
-            return Response(body={"object": "list", "data": [{"id": "scripted", "object": "model"}]})
+            return Response(body={"object": "list", "data": [{"id": "scripted", "object": "model",
+                                                              "owned_by": self.owned_by}]})
         if not _is_completion(received.method, received.path):
             return error(404, f"no route {received.method} {received.path}")
         if received.body is None:

@@ -38,6 +38,24 @@ def endpoint_problem(base_url: str | None, api_key_env: str | None = None, timeo
     return None
 
 
+def owners(base_url: str, timeout: float = 3.0) -> set[str]:
+    """The `owned_by` of the models `base_url` lists ("llamacpp", "vllm", ...); empty when it lists
+    none or cannot be asked (a key it needs is not sent). Why: some servers need settings a job
+    cannot send per request (llama.cpp writes special tokens into its text only when started with
+    `--special`), and a job can then say so before it spends anything."""
+    import openai
+
+    client = sdk_client(asynchronous=False, api_key="no-key", organization="", project="",
+                        base_url=resolve_base_url(base_url), max_retries=0, timeout=timeout)
+    try:
+        listed = client.models.list(extra_headers={"Authorization": openai.Omit()}).data
+    except (openai.OpenAIError, ValueError):
+        return set()
+    finally:
+        client.close()
+    return {str(model.owned_by) for model in listed if getattr(model, "owned_by", None)}
+
+
 def _embedded_problem() -> str:
     """Why the embedded model is not served (the build starts it itself, so reaching here means
     it could not): what is missing (`embedded_missing`), else that it was not started."""
@@ -51,4 +69,5 @@ def _embedded_problem() -> str:
 
 __all__ = [
     "endpoint_problem",
+    "owners",
 ]

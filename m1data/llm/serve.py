@@ -43,6 +43,7 @@ def build_params(args: argparse.Namespace):  # -> xllamacpp.CommonParams (import
     params.cpuparams_batch.n_threads = args.threads
     params.reasoning_format = xllamacpp.common_reasoning_format.COMMON_REASONING_FORMAT_NONE  # <think> stays inline
     params.ui = False
+    params.special = args.special
     if args.chat_template:
         params.use_jinja = True
         params.chat_template = Path(args.chat_template).read_text(encoding="utf-8")
@@ -61,6 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--chat-template", default=None, help="a Jinja chat template file")
     parser.add_argument("--ready-file", type=Path, default=None,
                         help="where to write the handshake once listening (default: stdout)")
+    parser.add_argument("--special", action=argparse.BooleanOptionalAction, default=False,
+                        help="write special tokens (<|im_start|>) into the text, as infer's budget forcing needs to stop "
+                             "thinking at one (llama.cpp ignores stop_token_ids)")
     parser.add_argument("--cache-prompt", action=argparse.BooleanOptionalAction, default=False,
                         help="reuse a slot's earlier prompt (faster, but a reply then depends on the request before it)")
     return parser.parse_args(argv)

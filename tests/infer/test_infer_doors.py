@@ -183,3 +183,18 @@ def test_a_model_is_asked_in_its_own_chat_template(tmp_path):
             firsts[name] = server.requests[0].body["prompt"]
     assert firsts["own"].startswith("<|im_start|>system\nYou are Tiny, a small model.<|im_end|>\n<|im_start|>user\n")
     assert firsts["qwen"] == firsts[None] and firsts[None].startswith("<|im_start|>system\nYou are Qwen")
+
+
+@pytest.mark.parametrize("owner", ["llamacpp", "vllm"])
+def test_a_llama_cpp_server_is_told_to_write_special_tokens(tmp_path, caplog, owner):
+    """llama.cpp ignores stop_token_ids and, unless started with --special, writes no special token
+    into its text: thinking never stopped at <|im_start|> and ran on to the budget, unsaid (audit)."""
+    from m1data.infer.jobs import infer_run
+
+    rows = tmp_path / "set.jsonl"
+    rows.write_text(json.dumps({"id": "q0", "question": "Which?", "options": ["x", "y"], "answer_idx": 0}) + "\n",
+                    encoding="utf-8")
+    with ScriptedServer(letter_model) as server, caplog.at_level("WARNING", logger="m1data.infer.jobs"):
+        server.owned_by = owner
+        infer_run("m", [f"mine={rows}"], tmp_path / "out", base_url=server.base_url, budget=4)
+    assert ("started with --special" in caplog.text) == (owner == "llamacpp")

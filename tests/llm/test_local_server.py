@@ -466,3 +466,34 @@ def test_a_job_called_where_an_event_loop_runs_answers_as_outside_it(tmp_path):
 
         outside = ask()
         assert all(outside) and asyncio.run(cell()) == outside
+
+
+@needs_server
+@pytest.mark.parametrize("special", [True, False])
+def test_thinking_stops_at_the_delimiter_on_llama_cpp_only_with_special(tmp_path, special):
+    """The real server, its model pushed to end its thinking at once (<|im_start|>, id 1): llama.cpp
+    ignores stop_token_ids and writes that token into its text only with --special, so without it
+    budget forcing cannot see the end of thinking and runs on to the budget (infer warns)."""
+    import asyncio
+
+    from m1data.infer.budget import BudgetConfig, build_prompt, generate
+    from m1data.llm.http import HTTPConfig, HTTPEngine
+    from m1data.llm.params import VLLM_EXTRA_PARAMS
+    from m1data.llm.stages import LLMRuntime
+
+    config = ServerConfig(ctx_size=2048, extra_args=("--special",) if special else ())
+    with LocalServer(config, tmp_path / "server.log") as server:
+        async def think():
+            engine = HTTPEngine(HTTPConfig(base_url=server.base_url, extra_params=(*VLLM_EXTRA_PARAMS, "logit_bias")),
+                                require_key=False)
+            budget = BudgetConfig(model=server.model.name, thinking_budget=12, answer_max_tokens=4,
+                                  thinking_stop_token_ids=(1, 2), answer_stop_token_ids=(2,),
+                                  extra_params={"logit_bias": {"1": 100}})
+            try:
+                return await generate(engine, build_prompt("Which drug?\nA. x\nB. y"), budget,
+                                      runtime=LLMRuntime(progress=False))
+            finally:
+                await engine.aclose()
+
+        record = asyncio.run(think())
+    assert (record.stop_reason, record.thinking_tokens) == (("model", 1) if special else ("budget", 12))
