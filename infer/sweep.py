@@ -312,15 +312,14 @@ def sweep_figure(points: list[dict[str, Any]], x: str, series: str, title: str) 
                 ax.plot(px, [b for _, b in pts], marker=markers[m % len(markers)], linestyle=styles[v % len(styles)],
                         color=colours[m % len(colours)], label=name, alpha=0.9, markeredgecolor="white",
                         markersize=size, linewidth=width, zorder=3 + m)
-            if x == "budget":
-                mine = [(math.log2(p["budget"]), 100 * p["accuracy"][panel]) for p in points
-                        if p["label"] == model and panel in p["accuracy"]]
-                grid = np.linspace(math.log2(xs_all[0]), math.log2(xs_all[-1]), 50)
-                band = _fit_with_band([a for a, _ in mine], [b for _, b in mine], grid)
-                if band is not None:
-                    fit, low, high = band
-                    ax.plot(2 ** grid, fit, color=colours[m % len(colours)], linewidth=0.8, alpha=0.6)
-                    ax.fill_between(2 ** grid, low, high, color=colours[m % len(colours)], alpha=0.12, linewidth=0)
+                if x == "budget":  # one trend per series: pooled over forcing rounds, it matched no series (audit)
+                    grid = np.linspace(math.log2(xs_all[0]), math.log2(xs_all[-1]), 50)
+                    band = _fit_with_band([math.log2(a) for a, _ in pts], [b for _, b in pts], grid)
+                    if band is not None:
+                        fit, low, high = band
+                        ax.plot(2 ** grid, fit, color=colours[m % len(colours)], linewidth=0.8, alpha=0.6,
+                                linestyle=styles[v % len(styles)])
+                        ax.fill_between(2 ** grid, low, high, color=colours[m % len(colours)], alpha=0.12, linewidth=0)
         ax.set_title(f"{panel} ({_panel_n(points, panel)})", fontsize="medium")
         ax.set_ylim(0, 100)
         ax.set_ylabel("accuracy (%)")

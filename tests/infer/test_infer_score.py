@@ -261,6 +261,18 @@ def test_sweep_figures_read_like_the_papers():
     assert short_label("runs/m1/checkpoint-50") == "m1/checkpoint-50"
 
 
+def test_each_series_of_a_budget_figure_has_its_own_trend():
+    """Two series of one model, flat at 20% (0 rounds) and 0% (2 rounds): the one trend line drawn
+    over all its points sat at 10%, matching neither (audit)."""
+    from m1data.infer.sweep import sweep_figure
+
+    points = [{"label": "m", "budget": b, "forcing_rounds": r, "accuracy": {"s": acc, "average": acc},
+               "n_per_set": {"s": 40}} for r, acc in ((0, 0.2), (2, 0.0)) for b in (4, 16, 64)]
+    fig = sweep_figure(points, "budget", "forcing_rounds", "t")
+    trends = [line for line in fig.axes[0].get_lines() if line.get_label().startswith("_") and len(line.get_ydata()) == 50]
+    assert sorted(round(float(max(line.get_ydata())), 6) for line in trends) == [0.0, 20.0]
+
+
 def test_rows_without_a_usable_answer_key_are_counted_as_unscored_not_asked_nor_scored(tmp_path):
     """A row whose answer key names no option (the eval loaders give an unreadable one
     ``answer_idx`` -1) made the whole run fail with a UserError after every call had been paid
