@@ -403,6 +403,27 @@ def _first_group(match: re.Match[str]) -> str:
     return next(group for group in match.groups() if group)
 
 
+# an option's label inside a line ("(B) ", "B. ", "B) "), at its start or after a space
+_INLINE_LABEL = re.compile(r"(?:^|(?<=\s))(?:\(([A-Z])\)|([A-Z])[.)])\s+")
+
+
+def _inline_list(text: str, options: Sequence[str]) -> tuple[int, ...] | None:
+    """The options a one-line list names ("(A) Metformin (B) Insulin", "A. x B. y"), each label
+    followed by its own option's text; None for any other text. Why: read from its first label,
+    a model echoing the options on one line answered A, and "Options: (A) x (B) y" answered the
+    last by similarity (audit); a list names every option in it."""
+    labels = list(_INLINE_LABEL.finditer(text))
+    if len(labels) < 2:
+        return None
+    named = []
+    for label, after in zip(labels, [*labels[1:], None]):
+        index = _index(label.group(1) or label.group(2), options)
+        if index is None or _text_index(text[label.end(): after.start() if after else len(text)], options) != index:
+            return None
+        named.append(index)
+    return tuple(sorted(set(named))) if len(set(named)) >= 2 else None
+
+
 def _read_slot(fragment: str, options: Sequence[str]) -> tuple[int, ...] | None:
     """Options a box or statement names: one index, several (a list, or a letter that disagrees
     with its text), or None when it names no option by letter or exact text."""
@@ -426,6 +447,9 @@ def _read_slot(fragment: str, options: Sequence[str]) -> tuple[int, ...] | None:
     if run is not None:
         found = {_index(letter, options) for letter in run}
         return None if None in found else tuple(sorted(found))  # type: ignore[type-var]
+    listed = _inline_list(text, options)
+    if listed is not None:
+        return listed
     prefixed = _LETTER_THEN_TEXT.match(text)
     if prefixed:
         letter_end = max(prefixed.end(group) for group in (1, 2, 3) if prefixed.group(group))
@@ -899,9 +923,9 @@ def _answer_texts(text: str, box: str | None, options: Sequence[str]) -> list[st
     outer = _outer_lines(text, options)
     if outer:
         texts.append(outer[-1])
-    if len(text.strip()) <= SHORT_REPLY_CHARS and not _lists_options(text, options):
+    if len(text.strip()) <= SHORT_REPLY_CHARS:
         texts.append(_ALL_MARKERS.sub(" ", text))
-    return [t for t in texts if t and t.strip()]
+    return [t for t in texts if t and t.strip() and not _lists_options(t, options)]  # a list "ends with" its last option
 
 
 def _lists_options(text: str, options: Sequence[str]) -> bool:
@@ -911,6 +935,9 @@ def _lists_options(text: str, options: Sequence[str]) -> bool:
     ("A. Lithium" twice) is no list."""
     named: set[int] = set()
     for line in _lines(text):
+        listed = _inline_list(_clean(line.split(":", 1)[-1]), options)  # "Options: (A) x (B) y" on one line
+        if listed is not None:
+            return True
         if _starts_with_letter(line, options):
             named.update(_read_slot(line, options) or ())
     return len(named) >= 2

@@ -888,6 +888,7 @@ def test_rule_3_the_last_answer_statement_decides(options: list[str], data):
 
 LIST_ITEMS = ["{}. {}", "({}) {}", "{}) {}", "**{}.** {}", "- {}. {}"]
 LIST_PREFACES = ["", "Rickettsia rickettsii is the causative agent of:\n", "Options:\n\n"]
+ONE_LINE_ITEMS = ["{}. {}", "({}) {}", "{}) {}"]
 
 
 @settings(max_examples=300, deadline=None)
@@ -901,7 +902,9 @@ def test_a_reply_that_lists_options_by_letter_states_none_of_them(options: list[
     listed = data.draw(st.lists(st.integers(0, len(options) - 1), min_size=2, max_size=len(options), unique=True))
     assume(len({options[i] for i in listed}) == len(listed))
     item = data.draw(st.sampled_from(LIST_ITEMS))
-    reply = data.draw(st.sampled_from(LIST_PREFACES)) + "\n".join(
+    # one line too: "(A) x (B) y" was read as A, and "Options: (A) x (B) y" as the last (audit)
+    joiner = data.draw(st.sampled_from(["\n", " "])) if item in ONE_LINE_ITEMS else "\n"
+    reply = data.draw(st.sampled_from(LIST_PREFACES + ["Options: "] * (joiner == " "))) + joiner.join(
         item.format(string.ascii_uppercase[i], options[i]) for i in listed)
     extraction = extract_answer(reply, options)
     assert extraction.verdict != "answer", (reply, extraction)
