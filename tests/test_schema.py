@@ -1,4 +1,5 @@
 import functools
+import hashlib
 from collections import Counter
 
 import pytest
@@ -44,6 +45,40 @@ def test_answer_letters_spread_evenly():
     chi2 = sum((c - 1000) ** 2 / 1000 for c in counts.values())
     assert set(counts) == set("ABCD")
     assert chi2 < 16.27
+
+
+WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "Vitamin A and D", "Hepatitis B", "Type A or B"]
+ABOUT_OTHERS = ["All of the above", "None of the above", "Both of the above", "all of these", "None of them"]
+NAMING_LETTERS = ["Both A and B", "A and C", "A, B and C", "Only C", "B & D", "A and B are correct"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(options=st.lists(st.sampled_from(WORDS), min_size=3, max_size=6, unique=True), data=st.data())
+def test_options_about_the_others_keep_their_place(options, data):
+    """"All of the above" moved to B covered one option, and "Both A and B" named two others once
+    shuffled (audit): the first kind keeps its place, the second keeps the whole row in its order.
+    Without either, the shuffle is the plain Fisher-Yates of (seed, id) it always was."""
+    from m1data.schema import shuffled
+
+    row_id = data.draw(st.text(min_size=1, max_size=8))
+    plain, answer = shuffled(options, 0, 42, row_id)
+    state = int.from_bytes(hashlib.blake2b(f"42:{row_id}".encode(), digest_size=16).digest(), "big")
+    order = list(range(len(options)))
+    for i in range(len(order) - 1, 0, -1):
+        state, j = divmod(state, i + 1)
+        order[i], order[j] = order[j], order[i]
+    assert plain == [options[i] for i in order] and plain[answer] == options[0]
+    place = data.draw(st.integers(0, len(options)))
+    kind = data.draw(st.sampled_from(["about", "naming"]))
+    extra = data.draw(st.sampled_from(ABOUT_OTHERS if kind == "about" else NAMING_LETTERS))
+    with_it = options[:place] + [extra] + options[place:]
+    key = data.draw(st.integers(0, len(with_it) - 1))
+    out, moved_key = shuffled(with_it, key, 42, row_id)
+    assert out[moved_key] == with_it[key] and sorted(out) == sorted(with_it)
+    if kind == "about":
+        assert out[place] == extra
+    else:
+        assert out == with_it
 
 
 def test_no_shuffle_keeps_native_order():
