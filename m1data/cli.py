@@ -526,7 +526,7 @@ def run_tag(
     out_path: OutArg,
     base_url: Annotated[str, typer.Option("--base-url", help="OpenAI-compatible endpoint.")] = "https://api.openai.com/v1",
     model: Annotated[str, typer.Option("--model")] = "gpt-4o",
-    api_key_env: KeyEnvOpt = "OPENAI_API_KEY",
+    api_key_env: KeyEnvOpt = None,  # OPENAI_API_KEY on OpenAI's API only (it went to any --base-url; audit)
     max_attempts: Annotated[int, typer.Option("--max-attempts", help="Asks per row before it is recorded untagged.")] = 3,
     cache: CacheOpt = None, concurrency: ConcurrencyOpt = None, rpm: RpmOpt = None, tpm: TpmOpt = None,
     timeout: TimeoutOpt = None, request_attempts: RequestAttemptsOpt = None, retry_failed: RetryFailedOpt = False,

@@ -88,6 +88,17 @@ def test_run_tag_dry_run_plans_and_sends_nothing(llm_server, tmp_path):
     assert llm_server.count() == 0 and not (tmp_path / "out.jsonl").exists()
 
 
+def test_run_tag_sends_no_openai_key_to_another_server(llm_server, tmp_path, monkeypatch):
+    """`run tag --base-url` elsewhere with no --api-key-env sent OPENAI_API_KEY there (audit)."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-must-stay-home")
+    llm_server.handler = answer
+    src = write_rows(rows(), tmp_path / "in.jsonl")
+    result = CliRunner().invoke(app, ["run", "tag", str(src), str(tmp_path / "out.jsonl"), "--base-url",
+                                      llm_server.base_url, "--model", "m"])
+    assert result.exit_code == 0, result.output
+    assert llm_server.count() == 5 and {r.headers.get("authorization") for r in llm_server.requests} == {None}
+
+
 def test_a_runtime_key_left_at_the_stage_level_says_where_it_moved(tmp_path):
     path = tmp_path / "old.yaml"
     path.write_text(yaml.safe_dump({"m23k": {"traces": {"model": "m", "concurrency": 4}}}))
