@@ -456,52 +456,56 @@ RetryFailedOpt = Annotated[bool, typer.Option("--retry-failed", help="Send again
 BatchOpt = Annotated[bool, typer.Option("--batch", help="Send through the provider's Batch API (cheaper, answered within a day); same cache, resumable.")]
 PricesOpt = Annotated[Optional[Path], typer.Option("--prices", help='JSON price table, {"MODEL": {"input": 0.28, "output": 0.42}} in dollars per 1M tokens, for models the built-in one does not know.')]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print requests, cached replies, tokens and cost; call nothing.")]
+StageConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="A build config (YAML file, or a shipped one: embedded, paper) whose settings for this stage to start from, as `build` sends them; the flags given replace them.")]
 
 
 @run_app.command("difficulty")
 def run_difficulty(
     in_paths: InsArg,
     out_path: OutArg,
-    student: Annotated[list[str], typer.Option("--student", help="[SHORT=]MODEL=BASE_URL; repeat for each student. SHORT names its columns (student_SHORT_*) as a config's `short` does; default: the model's name.")],
-    max_tokens: Annotated[int, typer.Option("--max-tokens")] = 4000,
-    drop_rule: Annotated[str, typer.Option("--drop-rule", help="any | all | none: drop when any/all students are right.")] = "any",
-    api_key_env: KeyEnvOpt = None,
+    student: Annotated[Optional[list[str]], typer.Option("--student", help="[SHORT=]MODEL=BASE_URL; repeat for each student. SHORT names its columns (student_SHORT_*) as a config's `short` does; default: the model's name. None given: the config's students, else the paper's.")] = None,
+    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Default 4000.")] = None,
+    drop_rule: Annotated[Optional[str], typer.Option("--drop-rule", help="any | all | none: drop when any/all students are right (default any).")] = None,
+    api_key_env: KeyEnvOpt = None, config: StageConfigOpt = None,
     cache: CacheOpt = None, concurrency: ConcurrencyOpt = None, rpm: RpmOpt = None, tpm: TpmOpt = None,
     timeout: TimeoutOpt = None, request_attempts: RequestAttemptsOpt = None, retry_failed: RetryFailedOpt = False,
     batch: BatchOpt = False, prices: PricesOpt = None, dry_run: DryRunOpt = False,
 ) -> None:
     """Keep only the questions the student models get wrong (paper: Qwen2.5-7B/32B-Instruct)."""
-    students = []
-    for spec in student:
+    settings = None if config is None else jobs.stage_settings("difficulty", config)
+    students = None if student is None else []
+    for spec in student or ():
         try:
             students.append(difficulty.student_from_spec(spec, api_key_env))
         except ValueError as err:  # shown without credentials: the URL alone may carry them
             shown = without_credentials(spec) if has_userinfo(spec) else spec
             raise typer.BadParameter(f"{err}, got {shown!r}", param_hint="--student") from None
-    runtime = jobs.stage_runtime(difficulty.DifficultyConfig, cache_path=cache, concurrency=concurrency, rpm=rpm,
-                                 tpm=tpm, timeout=timeout, request_attempts=request_attempts, retry_failed=retry_failed,
-                                 batch=batch, prices_file=prices)
+    runtime = jobs.stage_runtime(settings or difficulty.DifficultyConfig, cache_path=cache, concurrency=concurrency,
+                                 rpm=rpm, tpm=tpm, timeout=timeout, request_attempts=request_attempts,
+                                 retry_failed=retry_failed, batch=batch, prices_file=prices)
     _print_llm_stats(jobs.run_difficulty_file(in_paths, out_path, students, max_tokens=max_tokens, drop_rule=drop_rule,
-                                              api_key_env=api_key_env, runtime=runtime, dry_run=dry_run), out_path)
+                                              api_key_env=api_key_env, runtime=runtime, dry_run=dry_run,
+                                              settings=settings), out_path)
 
 
 @run_app.command("traces")
 def run_traces(
     in_paths: InsArg,
     out_path: OutArg,
-    base_url: Annotated[str, typer.Option("--base-url", help="OpenAI-compatible endpoint of the teacher.")],
-    model: Annotated[str, typer.Option("--model", help="Teacher model, e.g. deepseek-reasoner.")],
-    api_key_env: KeyEnvOpt = None,
-    max_tokens: Annotated[int, typer.Option("--max-tokens")] = 8000,
-    require_reasoning: Annotated[bool, typer.Option(
+    base_url: Annotated[Optional[str], typer.Option("--base-url", help="OpenAI-compatible endpoint of the teacher (default: the config's, else DeepSeek's API).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Teacher model (default: the config's, else deepseek-reasoner).")] = None,
+    api_key_env: KeyEnvOpt = None, config: StageConfigOpt = None,
+    max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Default 8000.")] = None,
+    require_reasoning: Annotated[Optional[bool], typer.Option(
         "--require-reasoning/--no-require-reasoning",
-        help="Stop after a 3-request preflight when none of its answers has reasoning.")] = True,
-    attempts: Annotated[int, typer.Option(
-        "--attempts", min=1, help="Tries per question: one failing verification is asked again (1: the paper).")] = 1,
-    keep: Annotated[str, typer.Option(
-        "--keep", help="first | shortest | all: which verified try becomes the row.")] = "first",
-    retry_truncated: Annotated[bool, typer.Option(
-        "--retry-truncated/--no-retry-truncated", help="Ask a truncated reply's question again (never at temperature 0).")] = True,
+        help="Stop after a 3-request preflight when none of its answers has reasoning (default on).")] = None,
+    attempts: Annotated[Optional[int], typer.Option(
+        "--attempts", min=1, help="Tries per question: one failing verification is asked again (default 1: the paper).")] = None,
+    keep: Annotated[Optional[str], typer.Option(
+        "--keep", help="first | shortest | all: which verified try becomes the row (default first).")] = None,
+    retry_truncated: Annotated[Optional[bool], typer.Option(
+        "--retry-truncated/--no-retry-truncated",
+        help="Ask a truncated reply's question again (never at temperature 0; default on).")] = None,
     temperature: Annotated[Optional[float], typer.Option(
         "--temperature", help="Sampling temperature (default: the provider's).")] = None,
     seed: Annotated[Optional[int], typer.Option(
@@ -511,33 +515,36 @@ def run_traces(
     batch: BatchOpt = False, prices: PricesOpt = None, dry_run: DryRunOpt = False,
 ) -> None:
     """Have a reasoning teacher write a chain of thought and answer; keep verified-correct rows."""
-    runtime = jobs.stage_runtime(traces.TracesConfig, cache_path=cache, concurrency=concurrency, rpm=rpm, tpm=tpm,
-                                 timeout=timeout, request_attempts=request_attempts, retry_failed=retry_failed,
+    settings = None if config is None else jobs.stage_settings("traces", config)
+    runtime = jobs.stage_runtime(settings or traces.TracesConfig, cache_path=cache, concurrency=concurrency, rpm=rpm,
+                                 tpm=tpm, timeout=timeout, request_attempts=request_attempts, retry_failed=retry_failed,
                                  batch=batch, prices_file=prices)
     _print_llm_stats(jobs.run_traces_file(in_paths, out_path, base_url, model, api_key_env, max_tokens=max_tokens,
                                           require_reasoning=require_reasoning, runtime=runtime, dry_run=dry_run,
                                           attempts=attempts, keep=keep, retry_truncated=retry_truncated,
-                                          temperature=temperature, seed=seed), out_path)
+                                          temperature=temperature, seed=seed, settings=settings), out_path)
 
 
 @run_app.command("tag")
 def run_tag(
     in_paths: InsArg,
     out_path: OutArg,
-    base_url: Annotated[str, typer.Option("--base-url", help="OpenAI-compatible endpoint.")] = "https://api.openai.com/v1",
-    model: Annotated[str, typer.Option("--model")] = "gpt-4o",
-    api_key_env: KeyEnvOpt = None,  # OPENAI_API_KEY on OpenAI's API only (it went to any --base-url; audit)
-    max_attempts: Annotated[int, typer.Option("--max-attempts", help="Asks per row before it is recorded untagged.")] = 3,
+    base_url: Annotated[Optional[str], typer.Option("--base-url", help="OpenAI-compatible endpoint (default: the config's, else OpenAI's API).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", help="Default: the config's, else gpt-4o.")] = None,
+    api_key_env: KeyEnvOpt = None, config: StageConfigOpt = None,  # no key: OPENAI_API_KEY on OpenAI's API only
+    max_attempts: Annotated[Optional[int], typer.Option("--max-attempts", help="Asks per row before it is recorded untagged (default 3).")] = None,
     cache: CacheOpt = None, concurrency: ConcurrencyOpt = None, rpm: RpmOpt = None, tpm: TpmOpt = None,
     timeout: TimeoutOpt = None, request_attempts: RequestAttemptsOpt = None, retry_failed: RetryFailedOpt = False,
     batch: BatchOpt = False, prices: PricesOpt = None, dry_run: DryRunOpt = False,
 ) -> None:
     """Tag each row with one of the 76 MeSH qualifiers by asking an LLM (m1 used GPT-4o)."""
-    runtime = jobs.stage_runtime(mesh.MeshConfig, cache_path=cache, concurrency=concurrency, rpm=rpm, tpm=tpm,
-                                 timeout=timeout, request_attempts=request_attempts, retry_failed=retry_failed,
+    settings = None if config is None else jobs.stage_settings("tag", config)
+    runtime = jobs.stage_runtime(settings or mesh.MeshConfig, cache_path=cache, concurrency=concurrency, rpm=rpm,
+                                 tpm=tpm, timeout=timeout, request_attempts=request_attempts, retry_failed=retry_failed,
                                  batch=batch, prices_file=prices)
     _print_llm_stats(jobs.run_tag_file(in_paths, out_path, base_url=base_url, model=model, api_key_env=api_key_env,
-                                       max_attempts=max_attempts, runtime=runtime, dry_run=dry_run), out_path)
+                                       max_attempts=max_attempts, runtime=runtime, dry_run=dry_run, settings=settings),
+                     out_path)
 
 
 @run_app.command("tag-offline")

@@ -75,6 +75,7 @@ __all__ = [
     "run_tag_offline_file",
     "run_traces_file",
     "stage_runtime",
+    "stage_settings",
     "train_offline_file",
 ]
 
@@ -185,6 +186,24 @@ def _builder_section(cls: type, data: dict[str, Any], where: str) -> tuple[dict[
     if not isinstance(section, dict):
         raise ConfigError(f"{key_path(where, 'm23k')}: expected a mapping, got {type(section).__name__}")
     return section, key_path(where, "m23k")
+
+
+# the section of a build config (m23K's) each one-stage command reads with --config
+STAGE_SECTIONS = {"difficulty": "difficulty", "traces": "traces", "tag": "mesh"}
+
+
+def stage_settings(stage: str, config: ConfigArg) -> Any:
+    """The settings a build config (a YAML file, a shipped one's name, a mapping) gives one LLM
+    stage ("difficulty", "traces" or "tag"), as `build m23k` would run it: what `m1data run STAGE
+    --config` and the `settings` of `run_<stage>_file` start from, so a file run sends what the
+    build sends (the embedded teacher's grammar, a chat template's switches, `top_p`)."""
+    if stage not in STAGE_SECTIONS:
+        raise UserError(f"no stage {stage!r} takes a config's settings; choose {', '.join(STAGE_SECTIONS)}")
+    try:  # an m1K config holds its m23K's stages under `m23k:`; an m23K config at the top
+        stages = build_config("m1k", config).m23k
+    except ConfigError:
+        stages = build_config("m23k", config)
+    return getattr(stages, STAGE_SECTIONS[stage])
 
 
 def build_config(dataset: str, config: ConfigArg = None) -> Any:
@@ -451,12 +470,12 @@ def run_decontaminate_file(in_path: str | Path | Sequence[str | Path], out_path:
     return run_on_file(stage, in_path, out_path, ctx)
 
 
-def stage_runtime(config: type, *, request_attempts: int | None = None, **given: Any) -> LLMRuntime:
-    """An LLM stage's default runtime (`config().runtime`: traces wait longer than students) with
-    the `given` fields over it; None (and False) leave a field at the stage's default.
-    `request_attempts` sets the retry policy's tries per request. The `runtime` argument the
-    `run_*_file` runners of LLM stages take."""
-    runtime = config().runtime
+def stage_runtime(config: Any, *, request_attempts: int | None = None, **given: Any) -> LLMRuntime:
+    """An LLM stage's runtime (`config`: the stage's settings, or their class for its defaults:
+    traces wait longer than students) with the `given` fields over it; None (and False) leave a
+    field as it is. `request_attempts` sets the retry policy's tries per request. The `runtime`
+    argument the `run_*_file` runners of LLM stages take."""
+    runtime = (config() if isinstance(config, type) else config).runtime
     chosen = {k: str(v) if isinstance(v, Path) else v for k, v in given.items() if v is not None and v is not False}
     if request_attempts is not None:
         chosen["retries"] = dataclasses.replace(runtime.retries, max_attempts=request_attempts)

@@ -495,6 +495,17 @@ def file_runtime(runtime: LLMRuntime, out_path: str | Path) -> LLMRuntime:
     return replace(runtime, cache_path=runtime.cache_path or str(default_cache_path(out_path)))
 
 
+def file_settings(base: Any, out_path: str | Path, runtime: LLMRuntime | None = None, **given: Any) -> Any:
+    """The settings of a file run: `base` (a stage's defaults, or what a build config gives the
+    stage: `m1data.jobs.stage_settings`) with each of `given` that is not None over it, and the
+    runtime of a file run (`file_runtime`: `runtime`, else the base's). Why a base: a file run could
+    not send what a config sets beyond its arguments (a grammar, `top_p`, a chat template's
+    switches), so the embedded teacher's run stopped at its preflight (audit)."""
+    settings = replace(base, **{name: value for name, value in given.items() if value is not None})
+    settings.runtime = file_runtime(runtime or settings.runtime, out_path)
+    return settings
+
+
 @contextlib.contextmanager
 def _planned_embedded(stage: LLMStage) -> Iterator[None]:
     """A dry run's engines for `embedded` endpoints, for the plan only: named as a run names them
@@ -566,6 +577,7 @@ __all__ = [
     "default_cache_path",
     "endpoint_preflight",
     "file_runtime",
+    "file_settings",
     "is_transient",
     "llm_stats",
     "open_cache",

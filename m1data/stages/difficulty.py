@@ -55,7 +55,7 @@ from m1data.llm.stages import (
     LLMStage,
     boxed_request,
     count_transient,
-    file_runtime,
+    file_settings,
     llm_stats,
     run_llm_on_file,
     split_rows,
@@ -356,23 +356,26 @@ def _student_stats(student: StudentConfig, graded: dict[str, list[Any]], run: Ru
 def run_difficulty_file(
     in_path: str | Path | Sequence[str | Path],
     out_path: str | Path,
-    students: list[tuple[str, str]] | list[StudentConfig],
+    students: list[tuple[str, str]] | list[StudentConfig] | None = None,
     *,
-    max_tokens: int = 4000,
-    drop_rule: DropRule = "any",
+    max_tokens: int | None = None,
+    drop_rule: DropRule | None = None,
     api_key_env: str | None = None,
     runtime: LLMRuntime | None = None,
     dry_run: bool = False,
+    settings: DifficultyConfig | None = None,
 ) -> dict[str, Any]:
     """The difficulty filter over a file: IN (.parquet/.jsonl rows) -> OUT (kept rows) and
     OUT.dropped.<ext> (dropped rows with reasons). `students` are (model, base_url) pairs or
-    StudentConfigs; `api_key_env` applies to pairs. Returns the stage statistics (or, for a dry
-    run, prints the plan and returns {}). The cache defaults to OUT.llm_cache.sqlite."""
-    configs = [
+    StudentConfigs; `api_key_env` applies to pairs. The settings are `settings` (a build config's:
+    `m1data.jobs.stage_settings("difficulty", config)`; None: DifficultyConfig's defaults, the
+    paper's students) with each argument given over them. Returns the stage statistics (or, for a
+    dry run, prints the plan and returns {}). The cache defaults to OUT.llm_cache.sqlite."""
+    configs = None if students is None else [
         s if isinstance(s, StudentConfig) else StudentConfig(s[0], s[1], api_key_env=api_key_env) for s in students
     ]
-    config = DifficultyConfig(students=configs, max_tokens=max_tokens, drop_rule=drop_rule,
-                              runtime=file_runtime(runtime or LLMRuntime(), out_path))
+    config = file_settings(settings or DifficultyConfig(), out_path, runtime, students=configs, max_tokens=max_tokens,
+                           drop_rule=drop_rule)
     return run_llm_on_file(DifficultyFilter(config), in_path, out_path, dry_run)
 
 

@@ -48,7 +48,7 @@ from m1data.llm.stages import (
     Endpoint,
     LLMRuntime,
     LLMStage,
-    file_runtime,
+    file_settings,
     is_transient,
     llm_stats,
     run_llm_on_file,
@@ -318,18 +318,21 @@ class MeshTagger(LLMStage):
 def run_tag_file(
     in_path: str | Path | Sequence[str | Path],
     out_path: str | Path,
-    base_url: str = MeshConfig.base_url,
-    model: str = MeshConfig.model,
-    api_key_env: str | None = MeshConfig.api_key_env,
+    base_url: str | None = None,
+    model: str | None = None,
+    api_key_env: str | None = None,
     *,
-    max_attempts: int = MeshConfig.max_attempts,
+    max_attempts: int | None = None,
     runtime: LLMRuntime | None = None,
     dry_run: bool = False,
+    settings: MeshConfig | None = None,
 ) -> dict[str, Any]:
     """Tag a .parquet/.jsonl of rows into `out_path`; untagged rows go beside it as
-    `OUT.dropped.<ext>`. The cache defaults to `OUT.llm_cache.sqlite` beside the output, so
+    `OUT.dropped.<ext>`. The settings are `settings` (a build config's tagger:
+    `m1data.jobs.stage_settings("tag", config)`; None: MeshConfig's defaults, GPT-4o) with each
+    argument given over them. The cache defaults to `OUT.llm_cache.sqlite` beside the output, so
     re-running the same command after a crash only sends what is missing. Returns the stage
     statistics (a dry run prints the plan and returns {})."""
-    config = MeshConfig(base_url=base_url, model=model, api_key_env=api_key_env, max_attempts=max_attempts,
-                        runtime=file_runtime(runtime or LLMRuntime(), out_path))
+    config = file_settings(settings or MeshConfig(), out_path, runtime, base_url=base_url, model=model,
+                           api_key_env=api_key_env, max_attempts=max_attempts)
     return run_llm_on_file(MeshTagger(config), in_path, out_path, dry_run)

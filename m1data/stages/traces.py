@@ -80,7 +80,7 @@ from m1data.llm.stages import (
     LLMRuntime,
     LLMStage,
     boxed_request,
-    file_runtime,
+    file_settings,
     is_transient,
     llm_stats,
     run_llm_on_file,
@@ -455,29 +455,32 @@ def fold_preflight(stats: RunStats, sample: RunStats, reused: int) -> None:
 def run_traces_file(
     in_path: str | Path | Sequence[str | Path],
     out_path: str | Path,
-    base_url: str,
-    model: str,
+    base_url: str | None = None,
+    model: str | None = None,
     api_key_env: str | None = None,
     *,
-    max_tokens: int = 8000,
+    max_tokens: int | None = None,
     temperature: float | None = None,
-    require_reasoning: bool = True,
+    require_reasoning: bool | None = None,
     runtime: LLMRuntime | None = None,
     dry_run: bool = False,
-    attempts: int = 1,
-    keep: Keep = "first",
-    retry_truncated: bool = True,
+    attempts: int | None = None,
+    keep: Keep | None = None,
+    retry_truncated: bool | None = None,
     seed: int | None = None,
+    settings: TracesConfig | None = None,
 ) -> dict[str, Any]:
     """Teacher traces over a file: IN (.parquet/.jsonl rows) -> OUT (verified rows) and
-    OUT.dropped.<ext> (every other row, with reason and the teacher's reply). The cache defaults
-    to OUT.llm_cache.sqlite. A dry run prints the plan (to send, cached, tokens, cost), calls
-    nothing, writes nothing, needs no key, and returns {}."""
-    config = TracesConfig(model=model, base_url=base_url, api_key_env=api_key_env, max_tokens=max_tokens,
-                          temperature=temperature, require_reasoning=require_reasoning, attempts=attempts,
-                          keep=keep, retry_truncated=retry_truncated,
-                          extra_params={} if seed is None else {"seed": seed})
-    config.runtime = file_runtime(runtime or config.runtime, out_path)
+    OUT.dropped.<ext> (every other row, with reason and the teacher's reply). The settings are
+    `settings` (a build config's: `m1data.jobs.stage_settings("traces", config)`; None: TracesConfig's
+    defaults) with each argument given over them; `seed` joins its `extra_params`. The cache
+    defaults to OUT.llm_cache.sqlite. A dry run prints the plan (to send, cached, tokens, cost),
+    calls nothing, writes nothing, needs no key, and returns {}."""
+    base = settings or TracesConfig()
+    config = file_settings(base, out_path, runtime, base_url=base_url, model=model, api_key_env=api_key_env,
+                           max_tokens=max_tokens, temperature=temperature, require_reasoning=require_reasoning,
+                           attempts=attempts, keep=keep, retry_truncated=retry_truncated,
+                           extra_params=None if seed is None else {**base.extra_params, "seed": seed})
     return run_llm_on_file(TeacherTraces(config), in_path, out_path, dry_run)
 
 

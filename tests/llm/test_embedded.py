@@ -189,3 +189,28 @@ def test_a_dry_run_of_an_embedded_student_plans_without_a_server(tmp_path, monke
     stage = DifficultyFilter(dataclasses.replace(students, runtime=dataclasses.replace(
         students.runtime, cache_path=str(tmp_path / "cache.sqlite"))))
     assert run_llm_on_file(stage, rows, tmp_path / "out.jsonl", dry_run=True) == {} and stage.engines == {}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(embedded_missing() is not None, reason=str(embedded_missing()))
+def test_a_file_run_with_a_config_sends_what_the_build_sends(tmp_path):
+    """`run traces --base-url embedded` sent none of the config's grammar, chat-template switch
+    or top_p, so the embedded teacher seldom wrote reasoning and the run stopped at its preflight
+    (audit). With `--config embedded` the CLI sends what the build's stage sends, and so does
+    the Python door with the same settings: it reads every reply from the CLI's cache."""
+    from m1data.jobs import run_traces_file, stage_settings
+    from m1data.reading.readers import read_rows, write_rows
+
+    rows = LoadSources(LoadConfig()).run(None, None).rows
+    rows = write_rows(rows.select([i for i, s in enumerate(rows["source"]) if s == "medqa"][:3]), tmp_path / "in.jsonl")
+    cache = tmp_path / "cache.sqlite"
+    result = CliRunner().invoke(app, ["run", "traces", str(rows), str(tmp_path / "cli.jsonl"), "--config", "embedded",
+                                      "--cache", str(cache)])
+    assert result.exit_code == 0, result.output
+    out = list(read_rows(tmp_path / "cli.jsonl")) + list(read_rows(tmp_path / "cli.dropped.jsonl"))
+    assert len(out) == 3 and all(re.fullmatch(r"\\boxed\{[A-E]\}", r["teacher_reply"]) for r in out)
+    settings = stage_settings("traces", "embedded")
+    stats = run_traces_file(rows, tmp_path / "py.jsonl", settings=settings,
+                            runtime=dataclasses.replace(settings.runtime, cache_path=str(cache), progress=False))
+    assert stats["sent"] == 0 and stats["cached"] == 3
+    assert read_rows(tmp_path / "py.jsonl")["id"] == read_rows(tmp_path / "cli.jsonl")["id"]

@@ -99,6 +99,30 @@ def test_run_tag_sends_no_openai_key_to_another_server(llm_server, tmp_path, mon
     assert llm_server.count() == 5 and {r.headers.get("authorization") for r in llm_server.requests} == {None}
 
 
+@pytest.mark.parametrize("command, section", [("difficulty", "difficulty"), ("traces", "traces"), ("tag", "mesh")])
+def test_a_run_command_sends_what_its_config_sets_with_the_flags_given_over_it(llm_server, tmp_path, command, section):
+    """A one-stage command could not send a config's other settings (a grammar, top_p, a chat
+    template's switches: `extra_params`), so the same job through `build` and `run` differed
+    (audit). `--config` starts from what the build's config sets; a flag given replaces it."""
+    llm_server.handler = answer
+    endpoint = {"base_url": llm_server.base_url, "model": "m", "api_key_env": None}
+    stage = {"difficulty": {"students": [{**endpoint, "short": "s"}], "max_tokens": 77},
+             "traces": {**endpoint, "max_tokens": 77, "top_p": 0.5, "require_reasoning": False},
+             "tag": {**endpoint, "max_tokens": 77}}[command]
+    stage["extra_params"] = {"grammar": "root ::= [A-D]"}
+    config = tmp_path / "mine.yaml"
+    config.write_text(yaml.safe_dump({"m23k": {section: stage}}), encoding="utf-8")
+    src = write_rows(rows(), tmp_path / "in.jsonl")
+    for out, flags in (("a.jsonl", []), ("b.jsonl", ["--max-tokens", "9"] if command != "tag" else ["--max-attempts", "1"])):
+        result = CliRunner().invoke(app, ["run", command, str(src), str(tmp_path / out), "--config", str(config), *flags])
+        assert result.exit_code == 0, result.output
+    sent = [r.body for r in llm_server.requests]
+    assert sent and all(body["grammar"] == "root ::= [A-D]" for body in sent)
+    assert {body["max_tokens"] for body in sent} == ({77} if command == "tag" else {77, 9})
+    if command == "traces":
+        assert {body.get("top_p") for body in sent} == {0.5}
+
+
 def test_a_runtime_key_left_at_the_stage_level_says_where_it_moved(tmp_path):
     path = tmp_path / "old.yaml"
     path.write_text(yaml.safe_dump({"m23k": {"traces": {"model": "m", "concurrency": 4}}}))
