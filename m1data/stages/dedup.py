@@ -258,24 +258,29 @@ def deduplicate(ds: Dataset, column: str | None = None, threshold: float = 95.0,
     _require_texts(ds, column, id_column)
     texts = column_values(ds, column) if column else match_keys(ds)
     ids = _row_ids(ds, id_column)
-    first = _first_try(ids) if "attempt" in ds.column_names else list(range(len(ds)))  # each row's question
-    heads = sorted(set(first))
-    removed = {heads[m.index]: (heads[m.match_index], m.score)
-               for m in find_duplicates([texts[i] for i in heads], threshold=threshold, runner=runner)}
-    dropped_idx = [i for i in range(len(ds)) if first[i] in removed]
+    if "attempt" in ds.column_names:  # traces' output: a question's tries go or stay together
+        removed = _tries_removed(texts, ids, threshold, runner)
+    else:
+        removed = [(m.index, m.match_index, m.score) for m in find_duplicates(texts, threshold=threshold, runner=runner)]
+    dropped_idx = [row for row, _, _ in removed]
     record = _removal_record(ds, ids, dropped_idx, "near_duplicate")
-    record["match_id"] = [ids[removed[first[i]][0]] for i in dropped_idx]
-    record["score"] = [removed[first[i]][1] for i in dropped_idx]
+    record["match_id"] = [ids[match] for _, match, _ in removed]
+    record["score"] = [score for _, _, score in removed]
     return _split(ds, dropped_idx, record, id_column, ["match_id"])
 
 
-def _first_try(ids: list[Any]) -> list[int]:
-    """For each row of traces' output, the position of the first row of its question: the rows of
-    one question's tries (`q17-try1`, `q17-try3`: `keep: all`) go or stay together, compared as one
-    question; every other row is its own. Why: compared row by row, a question's second try was
-    an exact copy of its first and was removed, undoing `keep: all` (audit)."""
+def _tries_removed(texts: list[str], ids: list[Any], threshold: float,
+                   runner: BandRunner | None) -> list[tuple[int, int, float]]:
+    """(row, matched row, score) of each row removed when the rows of one question's tries
+    (`q17-try1`, `q17-try3`: traces' `keep: all`) are compared as that one question, by its first
+    row: all of them go, or none. Why: compared row by row, a question's second try was an exact
+    copy of its first and was removed, undoing `keep: all` (audit)."""
     first: dict[Any, int] = {}
-    return [first.setdefault(question_id(i), at) for at, i in enumerate(ids)]
+    heads = [first.setdefault(question_id(i), at) for at, i in enumerate(ids)]  # each row's question's first row
+    questions = sorted(set(heads))
+    found = {questions[m.index]: (questions[m.match_index], m.score)
+             for m in find_duplicates([texts[i] for i in questions], threshold=threshold, runner=runner)}
+    return [(row, *found[head]) for row, head in enumerate(heads) if head in found]
 
 
 @datasets_bars_off()
