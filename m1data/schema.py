@@ -150,7 +150,8 @@ def shuffled(options: Sequence[str], answer_idx: int, seed: int, row_id: str) ->
     """
     state = int.from_bytes(hashlib.blake2b(f"{seed}:{row_id}".encode(), digest_size=16).digest(), "big")
     order = list(range(len(options)))
-    free = [i for i in order if i not in _in_place(options)]
+    kept = _in_place(options)
+    free = [i for i in order if i not in kept]
     moved = free[:]
     for i in range(len(moved) - 1, 0, -1):
         state, j = divmod(state, i + 1)
@@ -160,11 +161,13 @@ def shuffled(options: Sequence[str], answer_idx: int, seed: int, row_id: str) ->
     return [options[i] for i in order], order.index(answer_idx)
 
 
-# "All of the above", "None of these", "Both of the above": an option about the options around it
-_OF_THE_OTHERS = re.compile(r"\b(?:of\s+the\s+above|(?:all|none|both|neither|either)\s+of\s+the(?:se|m)\b)", re.IGNORECASE)
-# "A and B", "Both A & C", "A, B and D", "Only C": an option that is other options' letters (not
-# "Vitamin A and D" or "Hepatitis B": words around the letters)
-_NAMES_LETTERS = re.compile(r"(?:(?i:both|only|all|either|neither)\s+)?[A-J](?:\s*(?:,|&|(?i:and|or)\b)\s*[A-J])*"
+# "All of the above", "All the previous answers are correct", "None of these": an option about the
+# options around it (not "all of these symptoms" or "either of them" inside a sentence)
+_OF_THE_OTHERS = re.compile(r"\b(?:all|none|both|neither|either)\b(?:\s+of)?(?:\s+the)?\s+(?:above|previous|preceding)\b"
+                            r"|\bof\s+the\s+above\b|^(?:all|none|both|neither)\s+of\s+the(?:se|m)\W*$", re.IGNORECASE)
+# "A and B", "Both A & C", "A, B and D", "A and B are correct": an option that is other options'
+# letters, two or more of them (not "B." for B cells, "I only", "Vitamin A and D")
+_NAMES_LETTERS = re.compile(r"(?:(?i:both|only|all|either|neither)\s+)?[A-J](?:\s*(?:,|&|(?i:and|or)\b)\s*[A-J])+"
                             r"(?:\s+(?i:only|both|are\s+(?:correct|true|right)))?\.?")
 
 
@@ -172,7 +175,7 @@ def _in_place(options: Sequence[str]) -> set[int]:
     """The options `shuffled` leaves where they are: each that speaks of the options above or
     around it; every option of a row where one names others by their letters (shuffled, "A and B"
     would name two other options)."""
-    if any(isinstance(o, str) and len(o.strip()) > 1 and _NAMES_LETTERS.fullmatch(o.strip()) for o in options):
+    if any(isinstance(o, str) and _NAMES_LETTERS.fullmatch(o.strip()) for o in options):
         return set(range(len(options)))
     return {i for i, o in enumerate(options) if isinstance(o, str) and _OF_THE_OTHERS.search(o)}
 

@@ -47,9 +47,14 @@ def test_answer_letters_spread_evenly():
     assert chi2 < 16.27
 
 
-WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "Vitamin A and D", "Hepatitis B", "Type A or B"]
-ABOUT_OTHERS = ["All of the above", "None of the above", "Both of the above", "all of these", "None of them"]
-NAMING_LETTERS = ["Both A and B", "A and C", "A, B and C", "Only C", "B & D", "A and B are correct"]
+# options that only look like the kinds below (found on real rows: B cells, Roman numerals, sentences)
+WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "Vitamin A and D", "Hepatitis B", "Type A or B", "B.", "C.",
+         "I only", "All of them inhibit the enzyme", "causing all of these different symptoms",
+         "less mobility than either of them"]
+ABOUT_OTHERS = ["All of the above", "None of the above", "Both of the above", "all of these", "None of them",
+                "All the previous answers are correct.", "All the above is true.", "All of above",
+                "None of the previous"]
+NAMING_LETTERS = ["Both A and B", "A and C", "A, B and C", "B & D", "A and B are correct", "Only A and C"]
 
 
 @settings(max_examples=300, deadline=None)

@@ -501,7 +501,12 @@ def file_settings(base: Any, out_path: str | Path, runtime: LLMRuntime | None = 
     runtime of a file run (`file_runtime`: `runtime`, else the base's). Why a base: a file run could
     not send what a config sets beyond its arguments (a grammar, `top_p`, a chat template's
     switches), so the embedded teacher's run stopped at its preflight (audit)."""
-    settings = replace(base, **{name: value for name, value in given.items() if value is not None})
+    chosen = {name: value for name, value in given.items() if value is not None}
+    if "base_url" in chosen and chosen["base_url"] != getattr(base, "base_url", None):
+        # another server: the base's key variable is its server's (paper.yaml's DEEPSEEK_API_KEY), and
+        # it went to the one named here; a key for this one is named here (or its provider's is used)
+        chosen.setdefault("api_key_env", given.get("api_key_env"))
+    settings = replace(base, **chosen)
     settings.runtime = file_runtime(runtime or settings.runtime, out_path)
     return settings
 

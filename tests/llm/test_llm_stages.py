@@ -123,6 +123,23 @@ def test_a_run_command_sends_what_its_config_sets_with_the_flags_given_over_it(l
         assert {body.get("top_p") for body in sent} == {0.5}
 
 
+@pytest.mark.parametrize("command, section", [("traces", "traces"), ("tag", "mesh")])
+def test_a_config_s_key_does_not_follow_the_run_to_another_server(llm_server, tmp_path, monkeypatch, command, section):
+    """`--config paper --base-url ELSEWHERE` kept paper.yaml's key variable, and sent DeepSeek's
+    (OpenAI's) key to the other server (review). Another server gets only a key named for it."""
+    monkeypatch.setenv("M1DATA_PROVIDER_KEY", "sk-provider-must-stay-home")
+    llm_server.handler = answer
+    config = tmp_path / "mine.yaml"
+    config.write_text(yaml.safe_dump({"m23k": {section: {"base_url": "https://api.deepseek.com", "model": "m",
+                                                          "api_key_env": "M1DATA_PROVIDER_KEY"}}}), encoding="utf-8")
+    src = write_rows(rows(), tmp_path / "in.jsonl")
+    flags = ["--no-require-reasoning"] if command == "traces" else []
+    result = CliRunner().invoke(app, ["run", command, str(src), str(tmp_path / "out.jsonl"), "--config", str(config),
+                                      "--base-url", llm_server.base_url, *flags])
+    assert result.exit_code == 0, result.output
+    assert llm_server.count() and {r.headers.get("authorization") for r in llm_server.requests} == {None}
+
+
 def test_a_runtime_key_left_at_the_stage_level_says_where_it_moved(tmp_path):
     path = tmp_path / "old.yaml"
     path.write_text(yaml.safe_dump({"m23k": {"traces": {"model": "m", "concurrency": 4}}}))
