@@ -413,7 +413,7 @@ def _inline_list(text: str, options: Sequence[str]) -> tuple[int, ...] | None:
     a model echoing the options on one line answered A, and "Options: (A) x (B) y" answered the
     last by similarity (audit); a list names every option in it."""
     labels = list(_INLINE_LABEL.finditer(text))
-    if len(labels) < 2:
+    if len(labels) < 2 or labels[0].start():  # "Not (A) x. (B) y." is no list
         return None
     named = []
     for label, after in zip(labels, [*labels[1:], None]):
@@ -706,8 +706,11 @@ def _comments_on_an_option(line: str, options: Sequence[str]) -> bool:
 
 
 def _read_line(line: str, options: Sequence[str]) -> tuple[int, ...] | None:
-    """A line that is only an answer: a letter form, a letter list, ``X. text`` or option text."""
+    """A line that is only an answer: a letter form, a letter list, ``X. text`` or option text; not
+    a list of options on one line, which chooses none (an echo, then "Insulin": that line answers)."""
     text = _clean(line)
+    if _inline_list(text, options) is not None:
+        return None
     if _LETTER_LIST.match(text) or _EXACT_LETTER.match(text) or _LINE_LETTER.match(text):
         return _read_slot(text, options)
     index = _text_index(text, options)

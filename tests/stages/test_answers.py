@@ -911,6 +911,14 @@ def test_a_reply_that_lists_options_by_letter_states_none_of_them(options: list[
     assert not any(is_correct(reply, options, k) for k in range(len(options))), reply
 
 
+def test_a_one_line_list_is_one_from_its_first_label_and_an_answer_after_it_still_counts() -> None:
+    """Labels after other words are no list ("Not (A) x. (B) y." answers B), and a list in a
+    statement names every option in it (review of the one-line list rule)."""
+    assert extract_answer("Not (A) Metformin. (B) Insulin glargine.", DIABETES).letter == "B"
+    assert extract_answer("(A) Metformin (B) Insulin glargine", DIABETES).verdict == "no_answer"
+    assert extract_answer("Answer: (A) Metformin (B) Insulin glargine", DIABETES).letters == ("A", "B")
+
+
 def test_the_embedded_teachers_option_echoes_are_not_answers() -> None:
     """The replies SmolLM2 gave as the embedded teacher (`run traces --base-url embedded`)."""
     drugs = ["Amlodipine", "Sildenafil", "Omeprazole", "Propranolol"]
