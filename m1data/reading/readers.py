@@ -1077,6 +1077,10 @@ _ORDERED_LETTER_LABELS = (re.compile(r"\[([A-Za-z])\]\s*(?=\S)"), re.compile(r"(
                           re.compile(r"([A-Za-z])\.(?=\S)"))
 
 
+# what follows "A." in "A.V. block", "B.P. drop": the abbreviation goes on, so "A." was no label
+_ABBREVIATION_GOES_ON = re.compile(r"[A-Za-z]\.")
+
+
 # what every label above starts with: a letter or number and its mark, or the word
 _MAY_BE_LABELLED = re.compile(r"\(?[A-Za-z0-9]{1,2}[.):]|(?:option|choice)\s|\[[A-Za-z]\]|[A-Za-z][ \t]+[-\u2013]",
                               re.IGNORECASE)
@@ -1091,7 +1095,9 @@ def _other_labels(options: list[str]) -> list[str] | None:
     for style in (_WORD_LABEL, *_ORDERED_LETTER_LABELS):
         matches = [style.match(option) for option in options]
         if all(matches) and "".join(m.group(1) for m in matches).upper() == LETTERS[: len(options)]:
-            return [option[m.end():] for option, m in zip(options, matches)]
+            texts = [option[m.end():] for option, m in zip(options, matches)]
+            if not _names_statements(texts) and not any(_ABBREVIATION_GOES_ON.match(t) for t in texts):
+                return texts
     for style in _NUMBER_LABELS:
         matches = [style.match(option) for option in options]
         numbers = [m.group(1) for m in matches] if all(matches) else []

@@ -311,6 +311,8 @@ def test_eval_set_name_of_a_file_in_the_current_folder(tmp_path, monkeypatch):
     (["A.x", "B.y"], ["x", "y"]),
     (["0. x", "1. y"], ["x", "y"]),
     (["B.x", "A.y"], ["B.x", "A.y"]),  # a style that counts in order only: "E.coli", "B.anthracis" are names
+    (["A.V. block", "B.P. drop"], ["A.V. block", "B.P. drop"]),  # abbreviations, no labels
+    (["A - deficiency", "B - deficiency"], ["A - deficiency", "B - deficiency"]),  # the letters tell them apart
     (["A. fumigatus", "Candida"], ["A. fumigatus", "Candida"]),  # not every option labelled
     (["A. x", "B) y"], ["A. x", "B) y"]),  # two styles: not labels
     (["A. x"], ["A. x"]),
