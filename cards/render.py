@@ -137,7 +137,8 @@ _STUDENT_NOTES = {
 
 def _source_note(present: list[str]) -> str:
     """The `source` column's note for this build's rows: the sources they name, not m1's four."""
-    return f"Which source the question comes from: {', '.join(present[:-1])}{' or ' if len(present) > 1 else ''}{present[-1]}."
+    named = f"{', '.join(present[:-1])} or {present[-1]}" if len(present) > 1 else present[0]
+    return f"Which source the question comes from: {named}."
 
 
 def column_note(name: str, features: Any = None) -> str:
@@ -1127,7 +1128,8 @@ def render_card(
     sample = sample_build(manifests, upstream)
     order = _source_columns(set(SOURCES) | set(published_sources) | (set(infos) - set(SOURCE_INFO)))
     present = [s for s in order if published_sources.get(s)]
-    columns = [(c, type_name(features[c]), _source_note(present) if c == "source" and present else column_note(c, features[c]))
+    columns = [(c, type_name(features[c]),
+                _source_note(present) if c == "source" and present else column_note(c, features[c]))
                for c in first_rows.column_names]
 
     context = {

@@ -163,8 +163,9 @@ def shuffled(options: Sequence[str], answer_idx: int, seed: int, row_id: str) ->
 
 # "All of the above", "All the previous answers are correct", "None of these": an option about the
 # options around it (not "all of these symptoms" or "either of them" inside a sentence)
-_OF_THE_OTHERS = re.compile(r"\b(?:all|none|both|neither|either)\b(?:\s+of)?(?:\s+the)?\s+(?:above|previous|preceding)\b"
-                            r"|\bof\s+the\s+above\b|^(?:all|none|both|neither)\s+of\s+the(?:se|m)\W*$", re.IGNORECASE)
+_OF_THE_OTHERS = re.compile(r"\b(?:all|none|both|neither|either)\b(?:\s+of)?(?:\s+the)?\s+"
+                            r"(?:above|previous|preceding)\b|\bof\s+the\s+above\b|^(?:all|none|both|neither)\s+of\s+the(?:se|m)\W*$",
+                            re.IGNORECASE)
 # "A and B", "Both A & C", "A, B and D", "A and B are correct": an option that is other options'
 # letters, two or more of them (not "B." for B cells, "I only", "Vitamin A and D")
 _NAMES_LETTERS = re.compile(r"(?:(?i:both|only|all|either|neither)\s+)?[A-J](?:\s*(?:,|&|(?i:and|or)\b)\s*[A-J])+"

@@ -63,8 +63,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ready-file", type=Path, default=None,
                         help="where to write the handshake once listening (default: stdout)")
     parser.add_argument("--special", action=argparse.BooleanOptionalAction, default=False,
-                        help="write special tokens (<|im_start|>) into the text, as infer's budget forcing needs to stop "
-                             "thinking at one (llama.cpp ignores stop_token_ids)")
+                        help="write special tokens (<|im_start|>) into the text, as infer's budget forcing "
+                             "needs to stop thinking at one (llama.cpp ignores stop_token_ids)")
     parser.add_argument("--cache-prompt", action=argparse.BooleanOptionalAction, default=False,
                         help="reuse a slot's earlier prompt (faster, but a reply then depends on the request before it)")
     return parser.parse_args(argv)

@@ -928,7 +928,8 @@ def _answer_texts(text: str, box: str | None, options: Sequence[str]) -> list[st
         texts.append(outer[-1])
     if len(text.strip()) <= SHORT_REPLY_CHARS:
         texts.append(_ALL_MARKERS.sub(" ", text))
-    return [t for t in texts if t and t.strip() and not _lists_options(t, options)]  # a list "ends with" its last option
+    # a list "ends with" its last option: no candidate
+    return [t for t in texts if t and t.strip() and not _lists_options(t, options)]
 
 
 def _lists_options(text: str, options: Sequence[str]) -> bool:

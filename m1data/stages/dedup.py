@@ -215,7 +215,8 @@ def _options_elsewhere(ds: Dataset, what: str, id_column: str) -> list[Sequence[
         try:
             out.append(strip_option_letters(written_options(raw), strict=False) or None)
         except RowError as err:
-            raise UserError(f"{what}: row {row_name(ds, i, id_column)}: {err}; fix the options or remove the row") from None
+            raise UserError(f"{what}: row {row_name(ds, i, id_column)}: {err}; "
+                            "fix the options or remove the row") from None
     return out
 
 
@@ -261,7 +262,8 @@ def deduplicate(ds: Dataset, column: str | None = None, threshold: float = 95.0,
     if "attempt" in ds.column_names:  # traces' output: a question's tries go or stay together
         removed = _tries_removed(texts, ids, threshold, runner)
     else:
-        removed = [(m.index, m.match_index, m.score) for m in find_duplicates(texts, threshold=threshold, runner=runner)]
+        matches = find_duplicates(texts, threshold=threshold, runner=runner)
+        removed = [(m.index, m.match_index, m.score) for m in matches]
     dropped_idx = [row for row, _, _ in removed]
     record = _removal_record(ds, ids, dropped_idx, "near_duplicate")
     record["match_id"] = [ids[match] for _, match, _ in removed]

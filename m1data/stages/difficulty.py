@@ -368,10 +368,11 @@ def run_difficulty_file(
 ) -> dict[str, Any]:
     """The difficulty filter over a file: IN (.parquet/.jsonl rows) -> OUT (kept rows) and
     OUT.dropped.<ext> (dropped rows with reasons). `students` are (model, base_url) pairs or
-    StudentConfigs; `api_key_env` applies to pairs (to the settings' students when none are given). The settings are `settings` (a build config's:
-    `m1data.jobs.stage_settings("difficulty", config)`; None: DifficultyConfig's defaults, the
-    paper's students) with each argument given over them. Returns the stage statistics (or, for a
-    dry run, prints the plan and returns {}). The cache defaults to OUT.llm_cache.sqlite."""
+    StudentConfigs; `api_key_env` applies to pairs (to the settings' students when none are
+    given). The settings are `settings` (a build config's: `m1data.jobs.stage_settings("difficulty",
+    config)`; None: DifficultyConfig's defaults, the paper's students) with each argument given
+    over them. Returns the stage statistics (or, for a dry run, prints the plan and returns {}).
+    The cache defaults to OUT.llm_cache.sqlite."""
     base = settings or DifficultyConfig()
     if students is None and api_key_env is not None:  # the key of the students the settings name
         students = [dataclasses.replace(s, api_key_env=api_key_env) for s in base.students]
