@@ -411,7 +411,8 @@ def _inline_list(text: str, options: Sequence[str]) -> tuple[int, ...] | None:
     """The options a one-line list names ("(A) Metformin (B) Insulin", "A. x B. y"), each label
     followed by its own option's text; None for any other text. Why: read from its first label,
     a model echoing the options on one line answered A, and "Options: (A) x (B) y" answered the
-    last by similarity (audit); a list names every option in it."""
+    last by similarity (audit). After "Answer:" it names every option in it; as a line of its own
+    it states none (`_read_line`), as a list a line each does not."""
     labels = list(_INLINE_LABEL.finditer(text))
     if len(labels) < 2 or labels[0].start():  # "Not (A) x. (B) y." is no list
         return None
@@ -934,7 +935,8 @@ def _answer_texts(text: str, box: str | None, options: Sequence[str]) -> list[st
 
 def _lists_options(text: str, options: Sequence[str]) -> bool:
     """Whether the lines that start with an option letter name two or more options (by letter or
-    text): a list of options (a model echoing the question), not an answer text. Read whole, it
+    text), or one line lists them (`_inline_list`, maybe after a heading such as "Options:"): a
+    list of options (a model echoing the question), not an answer text. Read whole, it
     "ends with" its last option, which rule 4 would take for the answer. One option repeated
     ("A. Lithium" twice) is no list."""
     named: set[int] = set()

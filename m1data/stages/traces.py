@@ -60,8 +60,8 @@ false` turns the check off for a teacher meant to answer without thinking.
 
 from __future__ import annotations
 
-import logging
 import dataclasses
+import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
