@@ -144,7 +144,8 @@ def _engine_and_tokenizer(endpoint: Endpoint, runtime: LLMRuntime, tokenizer: st
         built = build_engine(endpoint, runtime)
         return built, built.tokenizer
     read = _model_tokenizer(tokenizer or endpoint.model, explicit=tokenizer is not None)
-    return build_engine(endpoint, runtime, VLLM_EXTRA_PARAMS), read
+    # the thinking budget is the model's own tokens: a server that reports none stops the run (HTTPConfig)
+    return build_engine(endpoint, runtime, VLLM_EXTRA_PARAMS, require_usage=True), read
 
 
 def _model_tokenizer(tokenizer_name: str, explicit: bool) -> Any:

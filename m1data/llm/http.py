@@ -142,7 +142,9 @@ class HTTPConfig:
     params.VLLM_EXTRA_PARAMS). `timeout` bounds one attempt, in seconds: reasoning models may
     think for minutes. `max_reply_bytes` caps one reply's body: a larger one is an error outcome,
     not held in memory. `cache_namespace` keys the reply cache (m1data.llm.cache); None: the
-    host of a remote API, the model name on a local server."""
+    host of a remote API, the model name on a local server. `require_usage`: a reply that reports
+    no token counts stops the run (`infer`'s thinking budget counts the model's own tokens, and
+    counted here they are tiktoken's, not the model's)."""
 
     base_url: str | None = None
     api_key_env: str | None = None
@@ -150,6 +152,7 @@ class HTTPConfig:
     extra_params: tuple[str, ...] = ()
     max_reply_bytes: int = 16 * 2**20
     cache_namespace: str | None = None
+    require_usage: bool = False
 
 
 def resolve_base_url(base_url: str | None) -> str:
@@ -338,6 +341,9 @@ class HTTPEngine:
         except Exception as exc:  # noqa: BLE001  (the SDK's errors, mapped below)
             return self._failure(exc)
         reply = self._masked(parse_reply(raw, request, mask=self.mask_text))
+        if self.config.require_usage and not isinstance(reply, Failed) and not _reports_usage(raw):
+            return failure("no_usage", "the server reports no token usage, and this run counts the model's own "
+                           "tokens (a thinking budget): use a server that does (vLLM and llama.cpp do)", fatal=True)
         reply.stated_limits = stated
         return reply
 
@@ -486,6 +492,13 @@ def _usage(data: dict[str, Any], request: Request | None, text: str, reasoning: 
 # finish reasons that say the generation broke off (OpenRouter's "error" when the upstream
 # provider failed mid-answer, vLLM's "abort"): the text is a fragment, not an answer
 _BROKEN_FINISH = ("error", "abort")
+
+
+def _reports_usage(raw: bytes) -> bool:
+    """Whether a 200 body states both token counts (`usage`), which `_usage` otherwise estimates."""
+    usage = json.loads(raw).get("usage")
+    return isinstance(usage, dict) and None not in (_count(usage.get("prompt_tokens")),
+                                                   _count(usage.get("completion_tokens")))
 
 
 def _billed(data: dict[str, Any]) -> tuple[int, int]:

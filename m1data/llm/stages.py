@@ -116,7 +116,8 @@ class Endpoint:
 
 
 def build_engine(
-    endpoint: Endpoint, runtime: LLMRuntime, extra_params: Sequence[str] = (), *, require_key: bool = True
+    endpoint: Endpoint, runtime: LLMRuntime, extra_params: Sequence[str] = (), *, require_key: bool = True,
+    require_usage: bool = False,
 ) -> Engine:
     """The engine that answers `endpoint`, built from its settings: in-process vLLM for `vllm`,
     transformers for `hf`, else the OpenAI-compatible HTTP engine. The one factory of m1data:
@@ -139,6 +140,7 @@ def build_engine(
         timeout=runtime.timeout,
         extra_params=tuple(extra_params),
         cache_namespace=endpoint.cache_namespace,
+        require_usage=require_usage,
     )
     return HTTPEngine(config, require_key=require_key)
 

@@ -198,3 +198,23 @@ def test_a_llama_cpp_server_is_told_to_write_special_tokens(tmp_path, caplog, ow
         server.owned_by = owner
         infer_run("m", [f"mine={rows}"], tmp_path / "out", base_url=server.base_url, budget=4)
     assert ("started with --special" in caplog.text) == (owner == "llamacpp")
+
+
+def test_a_server_that_reports_no_usage_stops_the_run_in_one_line(tmp_path):
+    """Without `usage`, token counts were estimated with tiktoken and the thinking budget counted
+    in them, another model's tokens, without a word (audit). A run stops at the first such reply."""
+    from m1data.infer.jobs import infer_run
+    from m1data.llm.runner import EndpointError
+
+    def no_usage(req: Received) -> Response:
+        reply = letter_model(req)
+        reply.body.pop("usage")
+        return reply
+
+    rows = tmp_path / "set.jsonl"
+    rows.write_text(json.dumps({"id": "q0", "question": "Which?", "options": ["x", "y"], "answer_idx": 0}) + "\n",
+                    encoding="utf-8")
+    with ScriptedServer(no_usage) as server, pytest.raises(EndpointError, match="reports no token usage"):
+        infer_run("m", [f"mine={rows}"], tmp_path / "out", base_url=server.base_url, budget=4)
+    with ScriptedServer(letter_model) as server:  # the same with usage: runs
+        infer_run("m", [f"mine={rows}"], tmp_path / "out", base_url=server.base_url, budget=4)
