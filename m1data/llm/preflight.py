@@ -3,6 +3,8 @@ configured or running, it stops cleanly after the offline stages instead of fail
 
 from __future__ import annotations
 
+from typing import Any
+
 from m1data.llm.http import api_key_from, check_base_url, key_variable, resolve_base_url, sdk_client
 from m1data.redact import shown_variable
 
@@ -22,20 +24,26 @@ def endpoint_problem(base_url: str | None, api_key_env: str | None = None, timeo
     variable = key_variable(base_url, api_key_env)
     if variable and not api_key_from(variable):
         return f"the environment variable {shown_variable(variable)} (API key for {base_url}) is not set"
-    client = sdk_client(
-        asynchronous=False, api_key="no-key", organization="", project="", base_url=base_url, max_retries=0,
-        timeout=timeout,
-    )
     try:
-        client.models.list(extra_headers={"Authorization": openai.Omit()})
+        _listed_models(base_url, timeout)
     except (openai.APIStatusError, openai.APIResponseValidationError, ValueError):
         return None  # it answered HTTP
     except openai.APIConnectionError as err:
         cause = err.__cause__ or err
         return f"cannot reach {base_url} ({type(cause).__name__})"
+    return None
+
+
+def _listed_models(base_url: str, timeout: float) -> list[Any]:
+    """GET `/models` through the SDK the stages use, no retries, no key sent."""
+    import openai
+
+    client = sdk_client(asynchronous=False, api_key="no-key", organization="", project="", base_url=base_url,
+                        max_retries=0, timeout=timeout)
+    try:
+        return client.models.list(extra_headers={"Authorization": openai.Omit()}).data
     finally:
         client.close()
-    return None
 
 
 def owners(base_url: str, timeout: float = 3.0) -> set[str]:
@@ -45,14 +53,10 @@ def owners(base_url: str, timeout: float = 3.0) -> set[str]:
     `--special`), and a job can then say so before it spends anything."""
     import openai
 
-    client = sdk_client(asynchronous=False, api_key="no-key", organization="", project="",
-                        base_url=resolve_base_url(base_url), max_retries=0, timeout=timeout)
     try:
-        listed = client.models.list(extra_headers={"Authorization": openai.Omit()}).data
+        listed = _listed_models(resolve_base_url(base_url), timeout)
     except (openai.OpenAIError, ValueError):
         return set()
-    finally:
-        client.close()
     return {str(model.owned_by) for model in listed if getattr(model, "owned_by", None)}
 
 
