@@ -210,12 +210,33 @@ class LoadDataset(Stage):
         from m1data.reading.readers import read_dataset
 
         folder = Path(self.config.path).expanduser()
-        built = hub_folder_dataset(folder) if folder.is_dir() else None
+        name = self.config.config or _m23k_config(folder)
+        built = hub_folder_dataset(folder) if folder.is_dir() and name is None else None
         if built is not None and built != "m23k":  # an m1K drawn again was taken for an m23K, exit 0
             raise UserError(f"{folder} holds m1data's {built} export (its card's m1data_build), not an m23K; "
                             "give the m23K's Hub-layout folder (a build of both writes it to hub-m23k)")
-        ds = read_dataset(self.config.path, self.config.config, self.config.split, what="an m23K")
+        ds = read_dataset(self.config.path, name, self.config.split, what="an m23K")
         return StageResult(rows=ds, stats={"from": self.config.path})
+
+
+def _m23k_config(where: Path) -> str | None:
+    """"m23k" when a Hub-layout folder's card, or a Hub repo, has a config of that name. Why: m1K
+    and m23K published to one repo share one card, whose `m1data_build` and default config may be
+    the m1K's, so such a folder was refused, or its default config, the m1K, read as the m23K."""
+    from m1data.publishing.cardmeta import CARD_FILE, split_card
+
+    if where.is_dir():
+        card = where / CARD_FILE
+        configs = split_card(card.read_text(encoding="utf-8"))[0].get("configs") if card.is_file() else None
+        names = {c.get("config_name") for c in configs if isinstance(c, dict)} if isinstance(configs, list) else set()
+    elif where.exists():  # a file of rows
+        return None
+    else:
+        try:  # a repo id: its configs (read_dataset says what is wrong with a name that is none)
+            names = set(datasets.get_dataset_config_names(str(where)))
+        except Exception:
+            return None
+    return "m23k" if "m23k" in names else None
 
 
 __all__ = [

@@ -616,6 +616,19 @@ def test_publishing_m1k_over_an_m23k_repo_keeps_m23k(tmp_path, monkeypatch):
     plan = publish(folders["m1k"], "org/m1", api=api)  # published again: one note, not two
     assert (api.repo / "README.md").read_text(encoding="utf-8").count("also holds config(s)") == 1
 
+    # the shared repo's card says m1data_build: m1k (the last publisher), its default is m23K's: drawing
+    # m1K again from it reads its m23k config by name (it was refused, or read its default config)
+    from m1data.stages.loading import DatasetInput, LoadDataset
+
+    from m1data.publishing.cardmeta import join_card
+
+    meta, body = split_card((api.repo / "README.md").read_text(encoding="utf-8"))
+    meta["configs"] = [{**c, "default": c["config_name"] == "m1k"} for c in meta["configs"]]  # m1K published first
+    (api.repo / "README.md").write_text(join_card(meta, body), encoding="utf-8")
+    assert meta["m1data_build"] == "m1k" and len(datasets.load_dataset(str(api.repo), split="train")) == 4
+    result = LoadDataset(DatasetInput(str(api.repo))).run(None, None)
+    assert sorted(result.rows["id"]) == sorted(built_rows(12)["id"])
+
 
 def test_publish_deletes_only_shards_it_wrote(tmp_path, m1k_folder):
     remote = ["data/m1k/train-00000-of-00003.parquet", "data/m1k/notes.md", "data/m1k/README.txt"]
