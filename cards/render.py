@@ -33,10 +33,10 @@ from m1data import __version__
 from m1data.errors import UserError
 from m1data.publishing.cardmeta import (
     IMAGES_DIR,
-    REPO_ID_MARK,
     Configs,
     data_metadata,
     join_card,
+    repo_id_mark,
     size_category,
     split_card,
 )
@@ -1136,8 +1136,7 @@ def render_card(
         "pretty_name": pretty_name,
         "dataset_name": dataset_name,
         "repo_id": repo_id or pretty_name,  # `m1data publish` writes the repo id in (hub.fill_repo_id)
-        "repo_known": bool(repo_id),
-        "repo_id_mark": REPO_ID_MARK,
+        "repo_id_mark": repo_id_mark(repo_id or pretty_name),
         "sample": sample,
         "sample_only": bool(sample and present and set(present) <= set(sample.sources)),
         "letters": answer_letters(next(iter(configs)), first_rows),

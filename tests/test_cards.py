@@ -445,14 +445,14 @@ def test_a_build_from_real_files_has_no_sample_notice(run):
 
 
 def test_without_a_repo_id_the_card_names_the_dataset_without_a_placeholder(run):
-    from m1data.publishing.cardmeta import REPO_ID_MARK
+    from m1data.publishing.cardmeta import repo_id_mark
 
     card, _ = rendered(run)
     assert "<org>" not in card and "<" + "org" not in card
     assert 'load_dataset("m1K", name="default", split="train")' in card and "--dataset_name m1K " in card
-    assert REPO_ID_MARK in card  # publish writes the repo id in there (tests/publishing/test_hub.py)
+    assert repo_id_mark("m1K") in card  # publish writes the repo id in there (tests/publishing/test_hub.py)
     card, _ = rendered(run, repo_id="lab/m1K")
-    assert 'load_dataset("lab/m1K", name="default", split="train")' in card and REPO_ID_MARK not in card
+    assert 'load_dataset("lab/m1K", name="default", split="train")' in card and repo_id_mark("lab/m1K") in card
 
 
 class LetterRows(Stage):

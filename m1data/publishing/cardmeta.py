@@ -15,6 +15,7 @@ image links point into (``data/<config>/<split>-*.parquet``, ``images/``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ __all__ = [
     "CARD_FILE",
     "DATA_DIR",
     "IMAGES_DIR",
+    "NAMED_REPO_MARK",
     "REPO_ID_MARK",
     "Configs",
     "as_config_list",
@@ -38,15 +40,25 @@ __all__ = [
     "dataset_info_metadata",
     "hub_folder_dataset",
     "join_card",
+    "repo_id_mark",
     "rows_nbytes",
     "size_category",
     "split_card",
     "split_glob",
 ]
 
-# Written above a card's loading examples when it was rendered without a repo id (they then name
-# the dataset without an org); `m1data.publishing.hub.fill_repo_id` writes the id in and removes this line.
+# Written above a card's loading examples (`repo_id_mark`): the name they load the dataset by (the
+# repo id the build was given, or the dataset's name alone); `m1data.publishing.hub.fill_repo_id` writes
+# the id it publishes to in its place and removes the line. Cards of m1data 0.x before it had REPO_ID_MARK.
 REPO_ID_MARK = "<!-- m1data: repo id not known yet; m1data publish --repo-id writes it into the lines below -->"
+NAMED_REPO_MARK = re.compile(r'<!-- m1data: the lines below load this dataset as "([^"\n]+)"; [^\n]*?-->\n?')
+
+
+def repo_id_mark(name: str) -> str:
+    """The line above a card's loading examples, naming what they load (`NAMED_REPO_MARK`). Why
+    always, not only without a repo id: a card rendered for one repo and published to another
+    kept the first one's id in its examples (publishing audit)."""
+    return f'<!-- m1data: the lines below load this dataset as "{name}"; m1data publish writes its repo id in -->'
 
 DATA_DIR = "data"
 IMAGES_DIR = "images"

@@ -58,6 +58,7 @@ from m1data.publishing.cardmeta import (
     CARD_FILE,
     DATA_DIR,
     IMAGES_DIR,
+    NAMED_REPO_MARK,
     REPO_ID_MARK,
     Configs,
     as_config_list,
@@ -172,17 +173,22 @@ _REPO_PLACEHOLDER = re.compile(r"<org>/[A-Za-z0-9_.-]+")
 
 
 def fill_repo_id(body: str, repo_id: str, name: str | None = None) -> str:
-    """The card body naming the repo it is published to. A card rendered without a repo id names
-    the dataset by its `name` alone (``load_dataset("m1K")``, ``--dataset_name m1K``) under
-    `REPO_ID_MARK`; those become `repo_id` and the mark goes. Older cards' ``<org>/NAME``
-    placeholders are replaced too."""
+    """The card body naming the repo it is published to. A card's loading examples load the
+    dataset by the name its `NAMED_REPO_MARK` line gives (the repo id the build was given, or the
+    dataset's name alone: ``load_dataset("m1K")``, ``--dataset_name m1K``); those become `repo_id`
+    and the line goes. Older cards: under `REPO_ID_MARK` the examples name the dataset by `name`;
+    ``<org>/NAME`` placeholders are replaced too."""
     body = _REPO_PLACEHOLDER.sub(repo_id, body)
-    if name and REPO_ID_MARK in body:
-        bare = re.escape(name)
-        body = re.sub(rf'load_dataset\("{bare}"', f'load_dataset("{repo_id}"', body)
-        body = re.sub(rf"--dataset_name {bare}(?![\w./-])", f"--dataset_name {repo_id}", body)
+    named = NAMED_REPO_MARK.search(body)
+    if named:
+        name, body = named[1], NAMED_REPO_MARK.sub("", body)
+    elif name and REPO_ID_MARK in body:
         body = re.sub(rf"{re.escape(REPO_ID_MARK)}\n?", "", body)
-    return body
+    else:
+        return body
+    bare = re.escape(name)
+    body = re.sub(rf'load_dataset\("{bare}"', f'load_dataset("{repo_id}"', body)
+    return re.sub(rf"--dataset_name {bare}(?![\w./-])", f"--dataset_name {repo_id}", body)
 
 
 OTHER_CONFIGS_MARK = "<!-- m1data: other configs of this repo -->"
@@ -312,6 +318,7 @@ class PublishPlan:
     commit_url: str | None = None
     local_paths: list[str] = field(default_factory=list)
     secret_found: str | None = None  # a dry run's "refusing to upload: X contains Y" (the label, never the value)
+    left_out: list[str] = field(default_factory=list)  # files of the folder not uploaded (`_files_to_upload`)
 
     @property
     def total_bytes(self) -> int:
@@ -330,6 +337,7 @@ class PublishPlan:
             *[f"  + {f.path_in_repo}  {human_size(f.size)}" for f in self.files],
         ]
         lines += [f"  - {path}  (stale shard m1data wrote for a replaced config)" for path in self.deletions]
+        lines += [f"  not uploaded: {path}  (no config reads it; not an image of the card)" for path in self.left_out]
         if self.local_paths:
             lines.append(f"REFUSED: the folder holds {len(self.local_paths)} absolute local path(s); a publish would "
                          f"stop ({REEXPORT}):")
@@ -365,6 +373,57 @@ def human_size(n: int) -> str:
 def _local_files(folder: Path) -> list[PlannedFile]:
     paths = sorted(p for p in folder.rglob("*") if p.is_file())
     return [PlannedFile(p.relative_to(folder).as_posix(), p.stat().st_size) for p in paths]
+
+
+def _files_to_upload(folder: Path, entries: list[dict[str, Any]]) -> tuple[list[PlannedFile], list[str]]:
+    """(what is uploaded, what is left out): the card, the files its configs read, and its images.
+    Why not every file: a folder is a folder, and a `.env`, notes or a notebook's checkpoints put
+    beside the data were uploaded with it (publishing audit)."""
+    files = _local_files(folder)
+    reached = set().union(*_reachable(entries, [f.path_in_repo for f in files]).values())
+
+    def ours(path: str) -> bool:
+        parts = path.split("/")
+        image = parts[0] == IMAGES_DIR and len(parts) == 2 and not parts[1].startswith(".")
+        return path == CARD_FILE or path in reached or image
+
+    return [f for f in files if ours(f.path_in_repo)], [f.path_in_repo for f in files if not ours(f.path_in_repo)]
+
+
+def _check_data(folder: Path, metadata: dict[str, Any], uploads: list[str]) -> None:
+    """Every split of every config reads at least one shard, every shard is a parquet file, and
+    the rows are as many as the card's `dataset_info` says. Why: a folder missing a shard was
+    published whole, its card counting rows `load_dataset` then could not find, and a 0-byte
+    shard stopped the publish with pyarrow's traceback."""
+    import pyarrow.parquet as pq
+
+    stated = {(info.get("config_name", "default"), split.get("name")): split.get("num_examples")
+              for info in as_config_list(metadata.get("dataset_info"))
+              for split in info.get("splits") or [] if isinstance(split, dict)}
+    for entry in metadata["configs"]:
+        items = entry.get("data_files")
+        items = items if isinstance(items, list) else [items]
+        for item in items:
+            split = item.get("split", "train") if isinstance(item, dict) else "train"
+            reached = _reachable([{"config_name": "x", "data_files": item}], uploads)["x"]
+            if not reached:
+                raise UserError(f"{folder}: config {entry['config_name']!r} split {split!r} has no data file "
+                                f"({', '.join(_patterns(item))} matches none); write the folder again")
+            rows = 0
+            for path in sorted(reached):
+                try:
+                    rows += pq.read_metadata(folder / path).num_rows
+                except Exception as err:  # pyarrow's ArrowInvalid, an OSError: not a readable parquet file
+                    raise UserError(f"{folder / path}: not a readable parquet file ({type(err).__name__}: {err}); "
+                                    "write the folder again") from None
+            expected = stated.get((entry["config_name"], split))
+            if isinstance(expected, int) and expected != rows:
+                raise UserError(f"{folder}: config {entry['config_name']!r} split {split!r} has {rows:,} rows in "
+                                f"its files but its card says {expected:,}; write the folder again")
+    body = split_card((folder / CARD_FILE).read_text(encoding="utf-8"))[1]
+    missing = sorted({p for p in re.findall(rf"\({IMAGES_DIR}/[^)\s]+\)", body)} - {f"({p})" for p in uploads})
+    if missing:
+        raise UserError(f"{folder}: the card shows {missing[0][1:-1]}, which is not in the folder; write the folder again")
 
 
 def _default_name(entries: list[dict[str, Any]]) -> str | None:
@@ -788,9 +847,13 @@ def publish(
     check_repo_id(repo_id)
     folder = Path(folder)
     ours = _check_folder(folder)
-    files = _local_files(folder)
+    files, left_out = _files_to_upload(folder, ours["configs"])
+    _check_data(folder, ours, [f.path_in_repo for f in files])
+    if left_out:
+        log.warning(f"not uploading {len(left_out)} file(s) of {folder} that no config reads and the card does not "
+                    f"show: {', '.join(left_out[:MAX_LISTED_PATHS])}")
     our_configs = [e["config_name"] for e in ours["configs"]]
-    plan = PublishPlan(repo_id=repo_id, private=private, dry_run=dry_run, files=files,
+    plan = PublishPlan(repo_id=repo_id, private=private, dry_run=dry_run, files=files, left_out=left_out,
                        local_paths=local_paths_inside(folder, files))
     if plan.local_paths and not dry_run:
         more = f" (and {len(plan.local_paths) - 1} more; `publish --dry-run` lists them)" if len(plan.local_paths) > 1 else ""
@@ -869,13 +932,20 @@ def publish(
         if not remote.exists:  # created just now: commit on top of its first commit
             parent = api.repo_info(repo_id, repo_type="dataset").sha
         log.info(f"committing {len(operations)} operation(s) to {repo_id}")
-        commit = api.create_commit(
-            repo_id,
-            operations,
-            commit_message=commit_message or f"Publish {', '.join(our_configs)} with m1data",
-            repo_type="dataset",
-            parent_commit=parent,
-        )
+        try:
+            commit = api.create_commit(
+                repo_id,
+                operations,
+                commit_message=commit_message or f"Publish {', '.join(our_configs)} with m1data",
+                repo_type="dataset",
+                parent_commit=parent,
+            )
+        except ValueError as err:  # huggingface_hub's "Invalid metadata in README.md" (the Hub's validate-yaml)
+            if "README.md" not in str(err):
+                raise
+            made = "" if remote.exists else f"; {repo_id} was created for it and is left empty"
+            raise UserError(f"the Hub refused the card's YAML header, so nothing was committed{made}: "
+                            f"{_hub_error_text(err, token)}") from None
     plan.commit_url = getattr(commit, "commit_url", None) or getattr(commit, "oid", None)
     return plan
 

@@ -921,7 +921,7 @@ KEY_WITH_SPECIALS = "sk-pr0j/Key+with=special/chars0123"
 
 
 @pytest.mark.parametrize("form", ["percent-encoded", "escaped", "basic"])
-@pytest.mark.parametrize("where", ["parquet", "json"])
+@pytest.mark.parametrize("where", ["parquet", "card"])
 def test_refuses_a_key_written_in_a_form_redact_masks(tmp_path, monkeypatch, form, where):
     """The last check searched only the key as it is: a folder written before the encoded forms were
     masked, holding one, went up."""
@@ -931,10 +931,11 @@ def test_refuses_a_key_written_in_a_form_redact_masks(tmp_path, monkeypatch, for
     assert KEY_WITH_SPECIALS not in written
     rows = {"text": ["an answer", f"error: 401 bad key {written}" if where == "parquet" else "fine"]}
     folder = write_hub_folder(tmp_path / "hub", {"m1k": {"train": datasets.Dataset.from_dict(rows)}}, "# card\n")
-    if where == "json":
-        (folder / "dropped.json").write_text(f'{{"error": "echoed {written}"}}', encoding="utf-8")  # as a writer put it
+    if where == "card":
+        card = folder / "README.md"
+        card.write_text(card.read_text(encoding="utf-8") + f"error: echoed {written}\n", encoding="utf-8")
     api = FakeHfApi(tmp_path, [], None)
-    shown = "dropped.json" if where == "json" else r"\.parquet \(column 'text', row 1\)"
+    shown = "README.md" if where == "card" else r"\.parquet \(column 'text', row 1\)"
     with pytest.raises(UserError, match=f"{shown} contains the value of M1DATA_PUBLISH_API_KEY") as err:
         publish(folder, "org/m1", api=api, token="hf_unrelated_token_0123456789abcdef")
     assert written not in str(err.value) and api.named("create_commit") == []
@@ -1207,3 +1208,73 @@ def test_the_exact_secret_check_runs_only_on_the_strings_arrow_picks(tmp_path, m
     with pytest.raises(UserError, match=r"\(column 'text', row 30\) contains the value of M1DATA_PUBLISH_API_KEY"):
         publish(folder, "org/m1", api=FakeHfApi(tmp_path, [], None), token="hf_unrelated_token_0123456789abcdef")
     assert leak in seen and not set(innocent) & set(seen), len(seen)
+
+
+def test_only_the_card_its_data_and_its_images_are_uploaded(tmp_path, m1k_folder):
+    """Every file of the folder was uploaded: a `.env` put beside the data went to the Hub too."""
+    (m1k_folder / ".env").write_text("DB_PASSWORD=hunter2\n")
+    (m1k_folder / "notes.txt").write_text("mine\n")
+    (m1k_folder / "data/m1k/.ipynb_checkpoints").mkdir()
+    (m1k_folder / "data/m1k/.ipynb_checkpoints/x.txt").write_text("x\n")
+    api = FakeHfApi(tmp_path, [], None)
+    plan = publish(m1k_folder, "org/m1", api=api)
+    [(_, (_, operations), _)] = api.named("create_commit")
+    assert sorted(op.path_in_repo for op in operations) == [
+        "README.md", "data/m1k/train-00000-of-00001.parquet", "images/m1k.png"]
+    assert plan.left_out == [".env", "data/m1k/.ipynb_checkpoints/x.txt", "notes.txt"]
+    assert "not uploaded: .env" in plan.describe()
+
+
+@pytest.mark.parametrize("damage", ["no shard", "empty shard", "fewer rows", "no image"])
+def test_a_folder_missing_data_is_refused_before_anything_is_sent(tmp_path, damage):
+    """A folder whose shard was gone was published, its card counting rows `load_dataset` could
+    not find; a 0-byte shard stopped the publish with pyarrow's traceback."""
+    folder = write_hub_folder(tmp_path / "hub", {"m1k": {"train": built_rows(7)}},
+                              "# m1K card\n\n![Lengths](images/m1k.png)\n", {"m1k.png": b"\x89PNG"})
+    [shard] = folder.glob("data/m1k/*.parquet")
+    if damage == "no shard":
+        shard.unlink()
+    elif damage == "empty shard":
+        shard.write_bytes(b"")
+    elif damage == "fewer rows":
+        built_rows(5).to_parquet(str(shard))
+    else:
+        (folder / "images/m1k.png").unlink()
+    said = {"no shard": "split 'train' has no data file", "empty shard": "not a readable parquet file",
+            "fewer rows": "has 5 rows in its files but its card says 7", "no image": "shows images/m1k.png"}[damage]
+    for dry_run in (True, False):
+        api = FakeHfApi(tmp_path, [], None)
+        with pytest.raises(UserError, match=said):
+            publish(folder, "org/m1", api=api, dry_run=dry_run)
+        assert api.calls == []
+
+
+def test_a_card_rendered_for_one_repo_loads_the_repo_it_is_published_to(tmp_path):
+    """A build given --repo-id my-org/m1K, published to other-org/copy: its examples still loaded
+    my-org/m1K (only cards rendered without a repo id were filled in)."""
+    from m1data.publishing.cardmeta import repo_id_mark
+
+    card = (f"---\npretty_name: m1K\n---\n# m1K\n\n{repo_id_mark('my-org/m1K')}\n"
+            '```python\nds = load_dataset("my-org/m1K", name="m1k", split="train")\n```\n'
+            "`trl sft --dataset_name my-org/m1K --dataset_config m1k`\n")
+    folder = write_hub_folder(tmp_path / "hub", {"m1k": {"train": built_rows(3)}}, card)
+    api = FakeHfApi(tmp_path, [".gitattributes"], None)
+    publish(folder, "other-org/copy", api=api)
+    _, body = committed_card(api)
+    assert "my-org" not in body and "<!--" not in body
+    assert 'load_dataset("other-org/copy", name="m1k"' in body and "--dataset_name other-org/copy --dataset_config" in body
+
+
+def test_a_card_the_hub_refuses_is_one_line_saying_nothing_was_committed(tmp_path, m1k_folder):
+    """huggingface_hub checks README.md's YAML with the Hub (validate-yaml) inside create_commit
+    and raises ValueError: it was shown as m1data's internal error, with a traceback."""
+
+    class Refusing(LocalRepoApi):
+        def create_commit(self, repo_id, operations, **kwargs):
+            raise ValueError("Invalid metadata in README.md.\n- \"license_link\" must be a URL")
+
+    with pytest.raises(UserError, match=r"refused the card's YAML header, so nothing was committed; org/new was "
+                                        r"created for it and is left empty: .*license_link"):
+        publish(m1k_folder, "org/new", api=Refusing(tmp_path / "remote"))
+    with pytest.raises(UserError, match=r"so nothing was committed: ValueError"):  # a repo that was there
+        publish(m1k_folder, "org/new", api=Refusing(tmp_path / "remote"))
