@@ -986,7 +986,10 @@ def card_metadata(
     source dataset, since the rows may be the embedded sample's."""
     infos = SOURCE_INFO if infos is None else infos
     largest = max(sum(len(ds) for ds in splits.values()) for splits in configs.values())
+    synthetic = bool(sample and sources and set(sources) <= set(sample.sources))
     hub_ids = [infos[s].hub_id for s in (sources or []) if s in infos and infos[s].hub_id]
+    # the Hub copies read; none when every source was a local file ("original" would call the rows new)
+    source_datasets = ["original"] if synthetic else [f"extended|{hub_id}" for hub_id in hub_ids]
     metadata: dict[str, Any] = {
         "pretty_name": pretty_name,
         "license": "other",
@@ -995,20 +998,19 @@ def card_metadata(
         "language": ["en"],
         "task_categories": ["question-answering", "text-generation"],
         "size_categories": [size_category(largest)],
-        "source_datasets": [f"extended|{hub_id}" for hub_id in hub_ids] or ["original"],
+        **({"source_datasets": source_datasets} if source_datasets else {}),
         "tags": ["medical", "reasoning", "arxiv:2504.00869"],
         **(data_metadata(configs) if with_data else {}),
     }
-    if sample and sources and set(sources) <= set(sample.sources):
+    if synthetic:
         metadata["license"] = SAMPLE_LICENCE_ID
         for key in ("license_name", "license_link"):
             metadata.pop(key)
-        metadata["source_datasets"] = ["original"]
         metadata["tags"] = [*metadata["tags"], "synthetic"]
     elif provenance_unknown:  # drawn from a dataset whose card could not be read: real or synthetic, unknown
         metadata["license"] = "unknown"
         for key in ("license_name", "license_link", "source_datasets"):
-            metadata.pop(key)
+            metadata.pop(key, None)
     if provenance is not None:
         metadata[PROVENANCE_KEY] = provenance
     return metadata
@@ -1156,6 +1158,8 @@ def render_card(
         "prompts": prompts,
         "constrained_teacher": _constrained_teacher(manifests, upstream),
         "students_cut_off": _students_cut_off(first_rows, manifests),
+        # students (here or upstream) chose the rows; a Random 1K had none, and its card said they had
+        "chosen_by_students": any(str(m.get("role", "")).startswith("student") for m in models),
         "embedded_models": _embedded_models(manifests, upstream),
         "shipped_model": _shipped_model(models),
         "teacher_students": _teacher_students(models),
