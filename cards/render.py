@@ -1160,6 +1160,7 @@ def render_card(
         "students_cut_off": _students_cut_off(first_rows, manifests),
         # students (here or upstream) chose the rows; a Random 1K had none, and its card said they had
         "chosen_by_students": any(str(m.get("role", "")).startswith("student") for m in models),
+        "teacher_verified": bool(_role_models(models, "teacher")),
         "embedded_models": _embedded_models(manifests, upstream),
         "shipped_model": _shipped_model(models),
         "teacher_students": _teacher_students(models),
@@ -1177,6 +1178,7 @@ def render_card(
         # HEAD-QA and MedMCQA were listed, cited and described with 0 rows in builds without them (audit)
         "sources": [infos.get(s) or _unknown_source(s) for s in present or order],
         "present_sources": present,
+        "real_sources": [s for s in present if not (sample and s in sample.sources)],  # not the synthetic sample's
         "local_sources": [infos[s].name for s in present if s in infos and infos[s].local_file],
         "published_sources": published_sources,
         "m1_bibtex": M1_BIBTEX,

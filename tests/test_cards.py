@@ -19,7 +19,7 @@ from m1data.publishing.cardmeta import split_card
 from m1data.publishing.export import export_run
 from m1data.publishing.hub import write_hub_folder
 from m1data.running.pipeline import Stage, StageResult, read_manifests, run_pipeline
-from m1data.stages.loading import sample_evals
+from m1data.stages.loading import sample_dir, sample_evals
 
 SENTINEL = "sk-SENTINEL-card-must-not-show-0123456789"
 SOURCES = ["medqa"] * 6 + ["headqa"] * 3 + ["medmcqa"] * 10 + ["pubmedqa"] * 2
@@ -753,6 +753,9 @@ def test_an_m1k_drawn_from_a_hub_m23k_reads_its_provenance_there_or_says_it_is_u
     metadata, _ = split_card(card)
     assert metadata["license"] == "unknown" and "license_name" not in metadata
     assert "source_datasets" not in metadata  # neither the real sources' Hub copies nor "original"
+    said = " ".join(card.split())  # and nothing it cannot know: a stronger teacher, the eval sets "listed above"
+    assert "a stronger teacher model" not in said and "a teacher model (named in the `teacher_model` column)" in said
+    assert "listed above" not in said and "**Decontamination unknown.** Which eval sets `lab/not-cached`" in said
     (tmp_path / "m1k-hub").mkdir()  # and a build drawn from this one in turn does not call it known
     (tmp_path / "m1k-hub" / "README.md").write_text(card, encoding="utf-8")
     again = run_pipeline([LoadDataset(tmp_path / "m1k-hub", drawn)], tmp_path / "again")
@@ -1033,3 +1036,41 @@ def test_only_a_build_whose_rows_students_chose_says_models_found_them_hard(run,
     card, _ = render_card("m1k", tmp_path / "hard", {"default": {"train": rows}}, images_dir="images")
     said = " ".join(card.split())
     assert "Rows were kept because particular models found them hard" in said and "No model's mistakes" not in said
+
+
+@dataclass
+class PartSampleConfig:
+    sources: dict = field(default_factory=lambda: {
+        "medqa": {"path": str(sample_dir() / "medqa/train.jsonl")},
+        "mybank": {"path": "/home/someone/data/bank.csv", "licence": "CC-BY-4.0", "title": "My Question Bank"}})
+
+
+class PartSampleLoad(Make):
+    """The sample's MedQA beside a source of the user's own: a build partly from the sample."""
+
+    name = "load"
+
+    def __init__(self):
+        super().__init__()
+        self.config = PartSampleConfig()
+
+    def run(self, rows, ctx):
+        result = super().run(rows, ctx)
+        sources = [s if s == "medqa" else "mybank" for s in result.rows["source"]]
+        return StageResult(rows=result.rows.remove_columns("source").add_column("source", sources), stats=result.stats)
+
+
+def test_a_build_partly_from_the_sample_says_what_its_sample_rows_are_not(tmp_path):
+    """A build of the sample's MedQA and a user's own source called the synthetic MedQA rows US
+    USMLE questions, spoke of PubMedQA-style contexts it did not have, said the sample's rows were
+    not for training at the top and recommended fine-tuning under Uses."""
+    rows = run_pipeline([PartSampleLoad()], tmp_path / "run")
+    card, _ = render_card("m1k", tmp_path / "run", {"m1k": {"train": rows}}, images_dir="images")
+    said = " ".join(card.split())
+    assert "Partly built from m1data's embedded sample" in said
+    assert "PubMedQA-style" not in said and "MedQA comes from the US USMLE" not in said
+    uses = said[said.index("## Uses"):said.index("## Bias")]
+    assert "Its medqa rows are m1data's synthetic sample (see the notice at the top): leave them out" in uses
+    assert "**Not decontaminated.** This build checked its rows against no eval set" in said
+    assert "No model's mistakes chose these rows (this build has no difficulty stage): the mix of topics and question " \
+           "types follows the sources and the sampling." in said  # and no teacher verified them
