@@ -1134,11 +1134,13 @@ def render_card(
                 _source_note(present) if c == "source" and present else column_note(c, features[c]))
                for c in first_rows.column_names]
 
+    # what the examples load before a repo id is known: the dataset's name ("Hard Random 1K" is no name to load)
+    loads_as = repo_id or (pretty_name if " " not in pretty_name else dataset_name)
     context = {
         "pretty_name": pretty_name,
         "dataset_name": dataset_name,
-        "repo_id": repo_id or pretty_name,  # `m1data publish` writes the repo id in (hub.fill_repo_id)
-        "repo_id_mark": repo_id_mark(repo_id or pretty_name),
+        "repo_id": loads_as,  # `m1data publish` writes the repo id in (hub.fill_repo_id)
+        "repo_id_mark": repo_id_mark(loads_as),
         "sample": sample,
         "sample_only": bool(sample and present and set(present) <= set(sample.sources)),
         "letters": answer_letters(next(iter(configs)), first_rows),
