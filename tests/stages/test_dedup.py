@@ -1311,3 +1311,27 @@ def test_the_tries_of_one_question_go_or_stay_together():
     assert list(dropped["id"]) == ["c-try2", "c-try3"] and list(dropped["match_id"]) == ["a-try1", "a-try1"]
     kept, dropped = deduplicate([{k: v for k, v in row.items() if k != "attempt"} for row in rows])
     assert list(kept["id"]) == ["a-try1", "b-try1"]
+
+
+def test_a_file_whose_context_column_mixes_shapes_compares_the_abstracts(tmp_path) -> None:
+    """Hub PubMedQA rows ({"contexts": [...]}) beside rows with a text context: `datasets` reads such a
+    column as JSON text, which was compared as it was ('{"contexts":[...'), so 0 of 3 copies of test
+    questions went, and a question in both shapes was kept twice."""
+    from m1data.reading.readers import read_rows
+
+    paragraphs = ["Aspirin lowers the risk of stroke in adults over sixty.", "Bleeding rose by a tenth."]
+    stem = "Does aspirin prevent stroke in older adults?"
+    rows = [{"id": "hub", "question": stem, "options": ["yes", "no", "maybe"],
+             "context": {"contexts": paragraphs, "labels": ["BACKGROUND", "RESULTS"]}},
+            {"id": "text", "question": stem, "options": ["yes", "no", "maybe"], "context": "\n".join(paragraphs)},
+            {"id": "other", "question": "Is heparin safe in pregnancy?", "options": ["yes", "no", "maybe"],
+             "context": "Heparin does not cross the placenta."}]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    ds = read_rows(path)
+    assert type(ds.features["context"]).__name__ == "Json"  # (what datasets makes of the column)
+    kept, dropped = deduplicate(ds)
+    assert list(kept["id"]) == ["hub", "other"] and list(dropped["id"]) == ["text"]
+    item = {"id": "e", "question": stem, "options": ["yes", "no", "maybe"], "context": "\n".join(paragraphs)}
+    _, dropped = decontaminate(ds, {"pubmedqa_test": [item]})
+    assert sorted(dropped["id"]) == ["hub", "text"]
