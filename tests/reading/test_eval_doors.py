@@ -609,6 +609,26 @@ def test_decontaminate_takes_a_file_whose_rows_have_no_id(tmp_path):
     assert out.read_text() == "" and len((tmp_path / "kept.dropped.jsonl").read_text().splitlines()) == 4
 
 
+@pytest.mark.parametrize("ids", [["x", "x", "y", "z"], [None, None, "y", "z"]])
+def test_decontaminate_and_dedup_take_rows_whose_ids_repeat_or_are_missing(tmp_path, ids):
+    """Only some rows of a repeated id removed: the file doors stopped with "stage 'decontaminate'
+    both kept and dropped 1 row id(s)", an internal fault's words, where the Python door took them."""
+    items = make_items(5, 4)
+    path, _ = medqa_native(items[:1], tmp_path)
+    rows = [{"id": i, "question": item["question"], "options": item["options"], "answer_idx": item["answer"]}
+            for i, item in zip(ids, items, strict=True)]
+    rows_path = tmp_path / "rows.jsonl"
+    rows_path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    result = CliRunner().invoke(app, ["decontaminate", str(rows_path), str(tmp_path / "kept.jsonl"), "--eval", str(path)])
+    assert result.exit_code == 0, result.output
+    kept = [json.loads(line)["question"] for line in (tmp_path / "kept.jsonl").read_text().splitlines()]
+    assert kept == [item["question"] for item in items[1:]]
+    rows_path.write_text("".join(json.dumps(row) + "\n" for row in [*rows, rows[0]]), encoding="utf-8")
+    result = CliRunner().invoke(app, ["dedup", str(rows_path), str(tmp_path / "unique.jsonl")])
+    assert result.exit_code == 0, result.output
+    assert len((tmp_path / "unique.jsonl").read_text().splitlines()) == 4
+
+
 def test_load_eval_takes_name_equals_file_as_every_other_door(tmp_path):
     """`m1data load-eval mine=FILE` was refused ("neither a known eval set nor a file") where
     `--eval mine=FILE` and a config read it; it and `load-eval mine --path FILE` now give the rows
