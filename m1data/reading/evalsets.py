@@ -1538,7 +1538,7 @@ def load_eval_input(spec: EvalInput, *, scoring: bool = True) -> dict[str, LoadR
     name, path = spec.name, spec.path
     if known_eval_set(name) or path is None:
         return load_eval_any(name, path, scoring=scoring, mapping=spec.mapping)
-    loaded = load_eval_file(path, column_mapping(spec.mapping, name), name=name, scoring=scoring)
+    loaded = load_eval_file(path, column_mapping(spec.mapping, name), scoring=scoring)
     if len(loaded) != 1:
         raise UserError(f"{path} holds {len(loaded)} eval sets ({', '.join(loaded)}); give it without a name "
                         f"so each keeps its own")
