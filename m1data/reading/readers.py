@@ -1249,6 +1249,7 @@ def collect(
     unique_options: bool = True,
     description: str = "",
     scope: Scope | None = None,
+    fallback: Callable[[Any], Parsed] | None = None,
 ) -> LoadResult:
     """Turn (locator, raw record, where) records into validated rows and dropped records.
 
@@ -1256,7 +1257,10 @@ def collect(
     from fields known to be text and a malformed row is dropped with its reason, not a crash.
     `scope`: the filter `records` went through (already read, so it has counted them); what it
     left out is counted in the result, and the records whose scope it could not read are
-    dropped with their reasons."""
+    dropped with their reasons. `fallback`: another reading of a record `parse` could not read
+    at all, for its question only (an eval set's decontamination target, `LoadResult.unscored`):
+    a named set's row in another layout (`Question`, no `options`) was no target, and the warning
+    said it had "no readable question"."""
     rows: list[dict[str, Any]] = []  # the latest ARROW_BATCH_ROWS at most; the others are in `tables`
     tables: list[pa.Table] = []
     bad: list[dict[str, str]] = []
@@ -1300,11 +1304,20 @@ def collect(
         except RowError as err:
             located = RowError(err.reason, f"{where}: {err.detail}" if err.detail else where)
             bad.append(dropped_record(source, row_id, located, raw))
+            if parsed is None and fallback is not None:
+                parsed = _read_otherwise(fallback, raw)
             if parsed is not None and parsed.question.strip():
                 unscored.append(unscored_row(source, row_id, parsed, raw))
     return LoadResult(rows=tables_to_dataset([*tables, rows_to_table(rows)]),
                       dropped=rows_to_dataset(bad, DROPPED_FEATURES), unscored=rows_to_dataset(unscored),
                       out_of_scope={scope.why: scope.left_out} if scope is not None and scope.left_out else {})
+
+
+def _read_otherwise(fallback: Callable[[Any], Parsed], raw: Any) -> Parsed | None:
+    try:
+        return fallback(raw)
+    except RowError:
+        return None
 
 
 def unscored_row(source: str, row_id: str, parsed: Parsed, raw: Any) -> dict[str, Any]:

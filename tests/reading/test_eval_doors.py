@@ -767,3 +767,37 @@ def test_two_files_of_one_stem_each_take_their_own_mapping(tmp_path):
         with_mappings(entries, {"test": {"question": "Stem"}})
     with pytest.raises(UserError, match="mappings for 'test' and 'a/test' name one eval entry"):
         with_mappings(entries[:1], {"test": {"question": "Stem"}, "a/test": {"question": "Other"}})
+
+
+def test_a_named_sets_record_in_another_layout_is_still_a_target(tmp_path):
+    """Under `medqa_test=FILE`, a record with its question under `Question`, or without options,
+    was no decontamination target ("no readable question"), and its training copy stayed."""
+    items = make_items(3, 6)
+    path, spec = medqa_native(items, tmp_path)
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    records[1]["Question"] = records[1].pop("question")
+    del records[2]["options"]
+    _jsonl(path, records)
+    train = datasets.Dataset.from_list([{"id": f"t{i}", "question": it["question"], "options": it["options"]}
+                                        for i, it in enumerate(items[:3])])
+    import warnings
+
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        _, dropped = decontaminate(train, [EvalInput.parse(spec)])
+    assert sorted(dropped["id"]) == ["t0", "t1", "t2"]
+    assert not any("no readable question" in str(w.message) for w in said)
+
+
+def test_pubmedqa_test_records_out_of_its_split_are_said_not_to_be_targets(shared_data, tmp_path):
+    """`pubmedqa_test=FILE` keeps the official test PMIDs; a record out of them (a mistyped PMID)
+    was no target without a word, and its training copy stayed."""
+    raw = json.loads((shared_data / "raw/pubmedqa/ori_pqal.json").read_text())
+    test_ids = sorted(json.loads((shared_data / "raw/pubmedqa/test_ground_truth.json").read_text()))[:4]
+    mistyped = {test_ids[0]: "1" + test_ids[0]}
+    path = tmp_path / "test.json"
+    path.write_text(json.dumps({mistyped.get(pmid, pmid): raw[pmid] for pmid in test_ids}), encoding="utf-8")
+    with pytest.warns(UserWarning, match=r"pubmedqa_test: 1 records are not decontamination targets, being out of "
+                                         r"the set's scope: PMID not in PubMedQA's official test split"):
+        (targets,) = load_evals([EvalInput("pubmedqa_test", str(path))]).values()
+    assert len(targets) == 3
