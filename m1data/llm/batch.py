@@ -50,9 +50,11 @@ from m1data.llm.runner import (
     _cached_answers,
     _endpoint,
     _in_order,
+    _keys,
     _plan,
     _record,
     _validate,
+    cached_reply,
     print_plan,
 )
 from m1data.llm.types import Reply, Request
@@ -336,6 +338,23 @@ def run_batch(
     return _in_order(keys, answers)
 
 
+def _refuse_requests_in_batches(engine: Any, requests: Sequence[Request], cache: Cache, state_path: Path) -> None:
+    """An online run stops before sending requests that wait, unanswered, in a batch an earlier
+    run submitted (and the provider bills): it sent them all again, and collecting the batch later
+    replaced the online replies, so the same command then kept other rows."""
+    if not state_path.exists():
+        return
+    keys = set(_keys(engine, requests))
+    pending = [entry for entry in BatchState.load(state_path).pending() if keys & set(entry.keys)]
+    waiting = {key for entry in pending for key in entry.keys} & keys
+    waiting -= {key for key, entry in cache.get_many(waiting).items() if not entry.transient}
+    if waiting:
+        ids = ", ".join(str(entry.batch_id or f"input file {entry.input_file_id}") for entry in pending)
+        raise UserError(f"{len(waiting):,} of these requests wait in batch(es) submitted earlier ({ids}), which the "
+                        "provider bills: run with batch: true (`--batch`) to collect them, or cancel the batch at the "
+                        f"provider and delete {state_path} to send them online")
+
+
 def _mine(state: BatchState, unique: dict[str, Request]) -> list[BatchEntry]:
     """Pending batches holding any of these requests (a stage folder may hold several students')."""
     return [entry for entry in state.pending() if any(key in unique for key in entry.keys)]
@@ -396,7 +415,11 @@ def _wait_and_collect(
                     continue
                 for key, (request, reply) in _collect(api, entry, batch, unique, engine).items():
                     transient = isinstance(reply, Failed) and reply.retryable
-                    cache.put(key, endpoint, request, reply, transient=transient)
+                    held = cache.get(key)
+                    if held is not None and not held.transient:  # answered meanwhile (an online run): that one stays,
+                        reply = cached_reply(held, request)  # or a rerun kept other rows than the run that wrote them
+                    else:
+                        cache.put(key, endpoint, request, reply, transient=transient)
                     stats.sent += 1
                     stats.attempts += 1
                     _record(stats, reply, prices, request.model, endpoint, cached=False, batch=True)
@@ -426,6 +449,8 @@ def complete(
     if not batch:
         from m1data.llm.runner import complete_all
 
+        if cache is not None and not kwargs.get("dry_run"):
+            _refuse_requests_in_batches(engine, requests, cache, state_path_for(cache, stage_dir))
         return complete_all(engine, requests, cache, **kwargs)
     if not isinstance(engine, HTTPEngine):
         raise UserError(f"batch mode needs an OpenAI-compatible HTTP endpoint, not {engine.name}")  # noqa: TRY004

@@ -335,3 +335,39 @@ def test_a_server_naming_its_files_or_batches_after_the_key_is_refused_and_the_k
                       progress=False)
     assert key not in str(err.value)
     assert not [path for path in tmp_path.rglob("*") if path.is_file() and key.encode() in path.read_bytes()]
+
+
+def test_an_online_run_stops_before_requests_waiting_in_a_batch(batch_server, tmp_path):
+    """Killed while its batch waited, a stage run again online sent every request of the batch
+    again (paid twice), and collecting the batch later replaced the online replies in the cache."""
+    from m1data.errors import UserError
+    from m1data.llm.batch import _submit, complete
+
+    batch_server.handler = echo
+    batch_server.hold = True
+    requests = [ask(f"q{i}") for i in range(4)]
+    engine = HTTPEngine(HTTPConfig(base_url=batch_server.base_url))
+    keys = [request_key(engine.endpoint, r) for r in requests]
+    with Cache(tmp_path / "cache.sqlite") as cache:
+        from m1data.llm.batch import _Batches, state_path_for
+
+        state = BatchState.load(state_path_for(cache, None))
+        api = _Batches(engine)
+        _submit(api, state, list(zip(keys, requests, strict=True)), FAST)  # submitted, then the run was killed
+        api.close()
+        with pytest.raises(UserError, match=r"4 of these requests wait in batch\(es\) submitted earlier .*`--batch`"):
+            complete(engine, requests, cache, progress=False)
+        assert batch_server.count() == 0  # nothing sent online
+        complete(engine, [ask("other")], cache, progress=False)  # a request in no batch goes
+        # an answer the cache holds already (from an older m1data's online rerun) stays when the batch comes in
+        cache.put(keys[0], engine.endpoint, requests[0], reply_of("kept online"), transient=False)
+        batch_server.hold = False
+        replies = complete(engine, requests, cache, batch=True, batch_limits=FAST, progress=False)
+        assert [r.text for r in replies] == ["kept online", "echo q1", "echo q2", "echo q3"]
+        assert cache.get(keys[0]).reply.text == "kept online"
+
+
+def reply_of(text: str):
+    from m1data.llm.types import Reply
+
+    return Reply(text=text, status="ok", prompt_tokens=1, completion_tokens=1, model="m")
