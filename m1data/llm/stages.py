@@ -236,6 +236,21 @@ class LLMStage(Stage):
     @abstractmethod
     def endpoints(self) -> list[Endpoint]: ...
 
+    def external_fingerprint(self) -> str:
+        """The model file that serves this stage's `embedded` endpoints (its name and size). Why:
+        the config says only `base_url: embedded`, so a build run again with M1DATA_EMBEDDED_GGUF
+        naming another model skipped the stage, keeping the first model's rows (runtime audit)."""
+        from m1data.llm.embedded import embedded_stages
+        from m1data.llm.local_server import ServerUnavailable, find_embedded_model
+
+        if not embedded_stages([self]):
+            return ""
+        try:
+            model = find_embedded_model()
+        except ServerUnavailable:  # (the build stops before this stage, saying what is missing)
+            return "embedded:none"
+        return f"embedded:{model.name}:{model.stat().st_size}"
+
     def holds_model(self) -> bool:
         return any(endpoint.in_process for endpoint in self.endpoints() if endpoint.key not in self.engines)
 

@@ -79,6 +79,22 @@ def test_embedded_stages_are_found_by_their_config():
     assert embedded_stages(stages) == stages[:3]
 
 
+def test_another_embedded_model_file_is_another_stage_input(tmp_path, monkeypatch):
+    """The config says only `embedded`: a build run again with M1DATA_EMBEDDED_GGUF naming another
+    model skipped its LLM stages ("manifest matches"), keeping the first model's rows."""
+    cfg = embedded_config().m23k
+    stages = [DifficultyFilter(cfg.difficulty), TeacherTraces(cfg.traces),
+              TeacherTraces(dataclasses.replace(cfg.traces, base_url="http://127.0.0.1:9/v1"))]
+    prints = {}
+    for name, size in (("SmolLM2.gguf", 10), ("Other-Model.gguf", 10), ("Other-Model2.gguf", 11)):
+        (tmp_path / name).write_bytes(b"x" * size)
+        monkeypatch.setenv("M1DATA_EMBEDDED_GGUF", str(tmp_path / name))
+        prints[name] = [stage.external_fingerprint() for stage in stages]
+    assert prints["SmolLM2.gguf"][:2] == ["embedded:SmolLM2.gguf:10"] * 2
+    assert len({tuple(p[:2]) for p in prints.values()}) == 3
+    assert {p[2] for p in prints.values()} == {""}  # a stage on a server of its own: its config says which
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(embedded_missing() is not None, reason=str(embedded_missing()))
 def test_real_model_through_difficulty_and_traces(tmp_path):
