@@ -849,7 +849,8 @@ def _write_outputs(tmp: Path, result: StageResult, manifest: dict[str, Any]) -> 
     manifest["output_fingerprint"] = file_digest(tmp / "rows.parquet")
     if (tmp / "dropped.parquet").is_file():
         manifest["dropped_fingerprint"] = file_digest(tmp / "dropped.parquet")
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
+    # whole or absent: `_recover` takes a manifest in `tmp` for a swap cut short (a torn one was adopted)
+    write_atomic(tmp / "manifest.json", json.dumps(manifest, indent=2, default=str))
 
 
 def check_stage_names(stages: Sequence[Stage], start: str | None = None, until: str | None = None) -> list[str]:
