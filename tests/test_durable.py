@@ -97,7 +97,7 @@ def test_a_stage_folder_is_on_disk_before_it_is_renamed_in_one_fsync_per_file(tm
         for name in ("rows.parquet", "dropped.parquet", "manifest.json"):
             assert str(tmp_path / f"{stage}.tmp" / name) in fsynced  # under the name it had before the rename
         # the rename, made durable after it and before the next stage starts
-        after = fsynced.index(str(tmp_path / f"{stage}.tmp")) + 1
+        after = len(fsynced) - fsynced[::-1].index(str(tmp_path / f"{stage}.tmp"))  # (its last fsync: the tree's)
         assert fsynced[after] == str(tmp_path)
     assert str(tmp_path / f".builds.json.{os.getpid()}.tmp") in fsynced
     per_row = [p for p in fsynced if "rows.parquet" in p]
