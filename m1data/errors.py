@@ -49,6 +49,7 @@ _STORAGE_ADVICE = {
     errno.EACCES: "check its permissions, or write elsewhere",
     errno.EPERM: "check its permissions, or write elsewhere",
     errno.EIO: "check the disk (it reported an I/O error)",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: write elsewhere",  # (OUT under a file: a traceback)
 }
 STORAGE_ERRNOS = frozenset(_STORAGE_ADVICE)
 

@@ -956,3 +956,14 @@ def test_data_warnings_are_one_line_each_as_they_come_and_others_pass(capsys):
         assert capsys.readouterr().err == "warning: medmcqa: cop [1-4] cannot tell its base\n"
         warnings.warn("something else", RuntimeWarning)  # to the warnings machinery, here pytest's
     assert capsys.readouterr().err == ""
+
+
+def test_an_out_path_under_a_file_is_one_line(tmp_path):
+    """OUT whose folder is a file (`rows.jsonl/x/out.jsonl`) ended in NotADirectoryError's traceback."""
+    rows = tmp_path / "rows.jsonl"
+    write_rows(rows_to_dataset([make_row(source="medqa", row_id="medqa:1", question="Which drug is first line?",
+                                         options=["a", "b"], answer_idx=0, raw={})]), rows)
+    result = subprocess.run([sys.executable, "-m", "m1data.cli", "dedup", str(rows), str(rows / "x" / "out.jsonl")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "Not a directory (ENOTDIR); a part of the path is a file, not a folder" in result.stderr
