@@ -967,3 +967,14 @@ def test_an_out_path_under_a_file_is_one_line(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert "Not a directory (ENOTDIR); a part of the path is a file, not a folder" in result.stderr
+
+
+@pytest.mark.parametrize("cache", ["out.jsonl", "out.dropped.jsonl", "in.jsonl"])
+def test_a_reply_cache_on_a_file_of_the_run_is_refused_before_anything_is_sent(tmp_path, main, cache):
+    """`run difficulty IN OUT --cache OUT` paid for every request, then wrote OUT's rows over the cache."""
+    rows = tmp_path / "in.jsonl"
+    write_rows(rows_to_dataset([make_row(source="medqa", row_id="medqa:1", question="Which drug is first line?",
+                                         options=["a", "b"], answer_idx=0, raw={})]), rows)
+    said = main("run", "difficulty", rows, tmp_path / "out.jsonl", "--student", "m=http://127.0.0.1:9/v1",
+                "--cache", tmp_path / cache)
+    assert said.returncode == 2 and f"the reply cache {tmp_path / cache} is also" in said.stderr, said.stderr

@@ -36,7 +36,17 @@ from m1data.llm.runner import RunStats, plan_requests, print_plan
 from m1data.llm.types import Engine, Reply, Request, is_transient
 from m1data.redact import refuse_endpoint_secrets, refuse_secret_params
 from m1data.running import pipeline
-from m1data.running.pipeline import RunContext, Stage, StageResult, dropped_rows, in_memory, refuse_overwrite, run_on_file
+from m1data.running.pipeline import (
+    RunContext,
+    Stage,
+    StageResult,
+    dropped_path,
+    dropped_rows,
+    in_memory,
+    refuse_overwrite,
+    run_on_file,
+    stats_path,
+)
 from m1data.schema import RowError, column_values, fresh_fingerprint, key_problem, render_options
 
 BOXED_INSTRUCTION = "Return your final response within \\boxed{}."
@@ -501,6 +511,20 @@ def split_rows(
     return in_memory(rows.select(keep, new_fingerprint=fresh_fingerprint())), dropped  # zero kept rows must still pickle (a Ray block's result)
 
 
+def _refuse_cache_on_a_file_of_the_run(cache_path: str | None, in_path: Any, out_path: str | Path) -> None:
+    """`--cache OUT` (or an input, or OUT's dropped or stats file): the paid replies were written
+    over with rows at the end of the run, and the next run found no cache."""
+    if cache_path is None:
+        return
+    cache = Path(cache_path).expanduser().resolve()
+    out = Path(out_path).expanduser()
+    inputs = [in_path] if isinstance(in_path, (str, Path)) else list(in_path)
+    for other in (out, dropped_path(out), stats_path(out), *map(Path, inputs)):
+        if Path(other).expanduser().resolve() == cache:
+            raise UserError(f"the reply cache {cache_path} is also {other}, a file this run reads or writes: "
+                            "give --cache another file")
+
+
 def default_cache_path(out_path: str | Path) -> Path:
     """A file run's cache when none is given: `OUT.parquet` -> `OUT.llm_cache.sqlite`."""
     out_path = Path(out_path).expanduser()
@@ -562,6 +586,7 @@ def run_llm_on_file(
         from m1data.llm.embedded import serve_embedded  # it imports this module
 
         refuse_overwrite(in_path, out_path)  # before a server starts
+        _refuse_cache_on_a_file_of_the_run(stage.runtime.cache_path, in_path, out_path)
         with serve_embedded([stage], Path(out_path).expanduser().parent):
             stats = run_on_file(stage, in_path, out_path)
         if stats.get("transient_failures"):
