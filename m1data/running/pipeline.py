@@ -370,7 +370,7 @@ def run_on_file(
     result = stage.run(rows, ctx)
     _check_dropped(stage, result.dropped)
     check_accounting(stage, rows, result)
-    dropped = 0 if result.dropped is None else len(result.dropped)
+    dropped = lost_rows(result.dropped)[1]  # not a question's tries its kept try superseded: in = out + dropped
     stats = {"rows_in": len(rows), "rows_out": len(result.rows), "rows_dropped": dropped,
              "transient_failures": result.transient_failures, **scrub(result.stats)}
     _write_file_outputs(result.rows, result.dropped, stats, out_path)

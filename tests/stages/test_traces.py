@@ -198,6 +198,9 @@ def test_run_traces_file(llm_server, tmp_path, secret_env, suffix):
     )
     assert (summary["rows_out"], summary["rows_dropped"]) == (3, 6)
     assert sorted(read_rows(out)["id"]) == ["t0", "t1", "t8"]
+    again = run_traces_file(src, tmp_path / f"tries{suffix}", llm_server.base_url, TEACHER, "M1DATA_TEACHER_KEY",
+                            runtime=LLMRuntime(concurrency=4, progress=False, rpm=6000), attempts=3)
+    assert again["rows_in"] == again["rows_out"] + again["rows_dropped"]  # superseded tries are no dropped rows
     rejected = read_rows(tmp_path / f"traces.dropped{suffix}")
     assert sorted(rejected["reason"]) == ["error", "error", "filtered", "no_answer", "truncated", "wrong_answer"]
     assert "teacher_reply" in rejected.column_names
