@@ -157,8 +157,9 @@ class MedMCQA(Source):
     def parse(self, raw: dict[str, Any]) -> Parsed:
         """The row; once its id is read, a fault leaves the row its id and its question (when that
         was read): the dropped record is found by the id (`m1data lineage`), not by its line, and
-        an eval question with a missing option is still a decontamination target."""
-        native_id = key_text(raw, "id")
+        an eval question with a missing option is still a decontamination target. A row without an
+        id gets a content id (`collect`), as every loader's does: such a file was refused whole."""
+        native_id = None if raw.get("id") is None else key_text(raw, "id")
         question = ""
         try:
             question = text(raw, "question")

@@ -801,3 +801,16 @@ def test_pubmedqa_test_records_out_of_its_split_are_said_not_to_be_targets(share
                                          r"the set's scope: PMID not in PubMedQA's official test split"):
         (targets,) = load_evals([EvalInput("pubmedqa_test", str(path))]).values()
     assert len(targets) == 3
+
+
+def test_a_medmcqa_file_without_ids_is_read_under_its_name(tmp_path):
+    """MedMCQA's layout without its `id` column was refused whole under its name ("none of id"),
+    where every other loader gives such a row a content id."""
+    items = make_items(9, 5)
+    path = tmp_path / "dev.jsonl"
+    _jsonl(path, [{"question": it["question"], **dict(zip(("opa", "opb", "opc", "opd"), it["options"])),
+                   "cop": it["answer"], "choice_type": "single"} for it in items])
+    (rows,) = load_eval_input(EvalInput("medmcqa_validation", str(path), mapping={"answer_kind": "index0"})).values()
+    assert [r["question"] for r in rows.rows] == [it["question"] for it in items]
+    assert [r["options"][r["answer_idx"]] for r in rows.rows] == [it["options"][it["answer"]] for it in items]
+    assert all(r["id"].startswith("medmcqa_validation:") for r in rows.rows)
