@@ -1316,7 +1316,20 @@ def load_eval(name: str, path: str | Path | None = None, *, scoring: bool = True
     if answer_kind is not None:
         check_answer_kind(name, answer_kind, path)
         return require_items(EVAL_SETS[name](path, answer_kind=answer_kind), name, scoring=scoring)
-    return require_items(EVAL_SETS[name](path), name, scoring=scoring)
+    if not scoring or name != "medmcqa_validation" or path is None:
+        return require_items(EVAL_SETS[name](path), name, scoring=scoring)
+    from m1data.reading.native import CopBaseWarning
+
+    with warnings.catch_warnings():  # the training loader reads such a file as 0-based, saying so; a score may not guess
+        warnings.simplefilter("error", CopBaseWarning)
+        try:
+            return require_items(EVAL_SETS[name](path), name, scoring=scoring)
+        except CopBaseWarning:
+            raise UserError(f"{path}: no well-formed row has cop 0 or 4, so whether cop counts from 0 (the Hub) or "
+                            "from 1 (the original release) cannot be told, and every key of a wrong guess is wrong: "
+                            "say which, `m1data load-eval medmcqa_validation --path FILE --mapping answer_kind=index0` "
+                            "(or index1), `--eval-mapping medmcqa_validation:answer_kind=index0` on `m1data infer`, or "
+                            "`mapping: {answer_kind: index0}` under its eval entry") from None
 
 
 def load_eval_file(

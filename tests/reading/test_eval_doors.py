@@ -814,3 +814,19 @@ def test_a_medmcqa_file_without_ids_is_read_under_its_name(tmp_path):
     assert [r["question"] for r in rows.rows] == [it["question"] for it in items]
     assert [r["options"][r["answer_idx"]] for r in rows.rows] == [it["options"][it["answer"]] for it in items]
     assert all(r["id"].startswith("medmcqa_validation:") for r in rows.rows)
+
+
+def test_a_medmcqa_eval_file_whose_cop_cannot_tell_its_base_is_not_scored_on_a_guess(tmp_path):
+    """cop 1-3 only: read as 0-based with a warning, so a 1-based file was scored with every key
+    one option off; it may stay a decontamination target, but a score needs the base said."""
+    items = [it for it in make_items(12, 20) if it["answer"] < 3][:6]
+    path = tmp_path / "dev.jsonl"
+    _jsonl(path, [{"id": f"d{i}", "question": it["question"], **dict(zip(("opa", "opb", "opc", "opd"), it["options"])),
+                   "cop": it["answer"] + 1} for i, it in enumerate(items)])  # the original release's 1-based cop
+    with pytest.raises(UserError, match=r"cannot be told, and every key of a wrong guess is wrong: say which"):
+        load_eval_input(EvalInput("medmcqa_validation", str(path)))
+    told = load_eval_input(EvalInput("medmcqa_validation", str(path), mapping={"answer_kind": "index1"}))
+    assert [r["answer_text"] for r in told["medmcqa_validation"].rows] == [it["options"][it["answer"]] for it in items]
+    with pytest.warns(UserWarning, match="read as 0-based"):
+        (targets,) = load_evals([EvalInput("medmcqa_validation", str(path))]).values()  # matched all the same
+    assert len(targets) == len(items)
