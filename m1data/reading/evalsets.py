@@ -1295,7 +1295,10 @@ def check_answer_kind(name: str, answer_kind: str, path: str | Path | None) -> N
     if name in FIXED_KEYS:
         raise UserError(f"{name} takes no answer_kind: its key is {FIXED_KEYS[name]}; {as_file}")
     if name == "medmcqa_validation" and answer_kind not in ("index0", "index1"):
-        raise UserError(f"medmcqa_validation's cop is an index: answer_kind index0 or index1, not {answer_kind}")
+        raise UserError(f"medmcqa_validation's cop is an index: answer_kind index0 or index1, not {answer_kind}; "
+                        f"a file in another layout (question, options, answer) whose keys cannot tell is read as a file "
+                        f"of your own: `m1data load-eval FILE --mapping answer_kind={answer_kind}`, or `--eval NAME=FILE "
+                        f"--eval-mapping NAME:answer_kind={answer_kind}`")
 
 
 def load_eval(name: str, path: str | Path | None = None, *, scoring: bool = True,
