@@ -745,3 +745,16 @@ def test_the_column_check_trusts_only_what_a_stage_class_says_itself():
     check_columns([load, AddsCluster(DedupConfig()), sample])
     check_columns([load, SaysSo(DedupConfig()), sample])
     check_columns([sample])  # rows from elsewhere: nothing known, nothing refused
+
+
+def test_a_column_of_mixed_types_names_the_row_that_is_not_text(tmp_path):
+    """`"prompt": 5` on the last row of a JSONL: datasets reads the column as JSON text, and the
+    error named the first row, which was fine."""
+    from m1data.reading.readers import read_rows
+    from m1data.running.pipeline import check_texts
+
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"id": "a", "prompt": "hello"}\n{"id": "b", "prompt": "there"}\n{"id": "c", "prompt": 5}\n',
+                    encoding="utf-8")
+    with pytest.raises(UserError, match=r"row 'c': its 'prompt' is int, not str"):
+        check_texts(read_rows(path), "prompt", "rows")
