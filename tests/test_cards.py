@@ -1072,12 +1072,13 @@ def test_a_build_partly_from_the_sample_says_what_its_sample_rows_are_not(tmp_pa
     uses = said[said.index("## Uses"):said.index("## Bias")]
     assert "Its medqa rows are m1data's synthetic sample (see the notice at the top): leave them out" in uses
     assert "**Not decontaminated.** This build checked its rows against no eval set" in said
-    assert "No model's mistakes chose these rows (this build has no difficulty stage): the mix of topics and question " \
-           "types follows the sources and the sampling." in said  # and no teacher verified them
+    assert ("No model's mistakes chose these rows (this build has no difficulty stage): the mix of topics and "
+            "question types follows the sources and the sampling.") in said  # and no teacher verified them
 
 
 def test_an_ablation_card_loads_itself_by_a_name_that_can_be_loaded(run):
     """Before a repo id is known, an ablation's examples loaded `load_dataset("Hard Random 1K")`."""
     run_dir, rows = run
     card, _ = render_card("hard-random-1k", run_dir, {"hard-random-1k": {"train": rows}}, images_dir="images")
-    assert 'load_dataset("hard-random-1k", name="hard-random-1k"' in card and 'load_dataset("Hard Random 1K"' not in card
+    assert 'load_dataset("hard-random-1k", name="hard-random-1k"' in card
+    assert 'load_dataset("Hard Random 1K"' not in card

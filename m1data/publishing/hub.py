@@ -423,7 +423,8 @@ def _check_data(folder: Path, metadata: dict[str, Any], uploads: list[str]) -> N
     body = split_card((folder / CARD_FILE).read_text(encoding="utf-8"))[1]
     missing = sorted({p for p in re.findall(rf"\({IMAGES_DIR}/[^)\s]+\)", body)} - {f"({p})" for p in uploads})
     if missing:
-        raise UserError(f"{folder}: the card shows {missing[0][1:-1]}, which is not in the folder; write the folder again")
+        raise UserError(f"{folder}: the card shows {missing[0][1:-1]}, which is not in the folder; "
+                        "write the folder again")
 
 
 def _default_name(entries: list[dict[str, Any]]) -> str | None:

@@ -1296,9 +1296,9 @@ def check_answer_kind(name: str, answer_kind: str, path: str | Path | None) -> N
         raise UserError(f"{name} takes no answer_kind: its key is {FIXED_KEYS[name]}; {as_file}")
     if name == "medmcqa_validation" and answer_kind not in ("index0", "index1"):
         raise UserError(f"medmcqa_validation's cop is an index: answer_kind index0 or index1, not {answer_kind}; "
-                        f"a file in another layout (question, options, answer) whose keys cannot tell is read as a file "
-                        f"of your own: `m1data load-eval FILE --mapping answer_kind={answer_kind}`, or `--eval NAME=FILE "
-                        f"--eval-mapping NAME:answer_kind={answer_kind}`")
+                        "a file in another layout (question, options, answer) whose keys cannot tell is read as a "
+                        f"file of your own: `m1data load-eval FILE --mapping answer_kind={answer_kind}`, or `--eval "
+                        f"NAME=FILE --eval-mapping NAME:answer_kind={answer_kind}`")
 
 
 def load_eval(name: str, path: str | Path | None = None, *, scoring: bool = True,
@@ -1323,7 +1323,7 @@ def load_eval(name: str, path: str | Path | None = None, *, scoring: bool = True
         return require_items(EVAL_SETS[name](path), name, scoring=scoring)
     from m1data.reading.native import CopBaseWarning
 
-    with warnings.catch_warnings():  # the training loader reads such a file as 0-based, saying so; a score may not guess
+    with warnings.catch_warnings():  # the training loader reads it as 0-based, saying so; a score may not guess
         warnings.simplefilter("error", CopBaseWarning)
         try:
             return require_items(EVAL_SETS[name](path), name, scoring=scoring)

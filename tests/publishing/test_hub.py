@@ -1262,7 +1262,8 @@ def test_a_card_rendered_for_one_repo_loads_the_repo_it_is_published_to(tmp_path
     publish(folder, "other-org/copy", api=api)
     _, body = committed_card(api)
     assert "my-org" not in body and "<!--" not in body
-    assert 'load_dataset("other-org/copy", name="m1k"' in body and "--dataset_name other-org/copy --dataset_config" in body
+    assert 'load_dataset("other-org/copy", name="m1k"' in body
+    assert "--dataset_name other-org/copy --dataset_config" in body
 
 
 def test_a_card_the_hub_refuses_is_one_line_saying_nothing_was_committed(tmp_path, m1k_folder):

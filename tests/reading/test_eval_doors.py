@@ -619,7 +619,8 @@ def test_decontaminate_and_dedup_take_rows_whose_ids_repeat_or_are_missing(tmp_p
             for i, item in zip(ids, items, strict=True)]
     rows_path = tmp_path / "rows.jsonl"
     rows_path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    result = CliRunner().invoke(app, ["decontaminate", str(rows_path), str(tmp_path / "kept.jsonl"), "--eval", str(path)])
+    kept_path = tmp_path / "kept.jsonl"
+    result = CliRunner().invoke(app, ["decontaminate", str(rows_path), str(kept_path), "--eval", str(path)])
     assert result.exit_code == 0, result.output
     kept = [json.loads(line)["question"] for line in (tmp_path / "kept.jsonl").read_text().splitlines()]
     assert kept == [item["question"] for item in items[1:]]
