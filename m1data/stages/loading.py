@@ -229,10 +229,10 @@ def _m23k_config(where: Path) -> str | None:
         card = where / CARD_FILE
         configs = split_card(card.read_text(encoding="utf-8"))[0].get("configs") if card.is_file() else None
         names = {c.get("config_name") for c in configs if isinstance(c, dict)} if isinstance(configs, list) else set()
-    elif where.exists():  # a file of rows
+    elif where.exists() or str(where).count("/") != 1 or str(where).startswith((".", "/", "~")):  # rows; no repo id
         return None
     else:
-        try:  # a repo id: its configs (read_dataset says what is wrong with a name that is none)
+        try:  # a repo id's configs (read_dataset says what is wrong with a name that is none)
             names = set(datasets.get_dataset_config_names(str(where)))
         except Exception:
             return None
