@@ -1161,7 +1161,8 @@ def render_card(
         "constrained_teacher": _constrained_teacher(manifests, upstream),
         "students_cut_off": _students_cut_off(first_rows, manifests),
         # students (here or upstream) chose the rows; a Random 1K had none, and its card said they had
-        "chosen_by_students": any(str(m.get("role", "")).startswith("student") for m in models),
+        "chosen_by_students": any(str(m.get("role", "")).startswith("student") for m in models)
+        or any(c.startswith("student_") for c in first_rows.column_names),  # (the rows' own, where provenance is not)
         "teacher_verified": bool(_role_models(models, "teacher")),
         "embedded_models": _embedded_models(manifests, upstream),
         "shipped_model": _shipped_model(models),

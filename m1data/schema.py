@@ -334,10 +334,15 @@ def column_array(ds: datasets.Dataset, name: str) -> pa.ChunkedArray:
 def column_values(ds: datasets.Dataset | Mapping[str, Sequence[Any]], name: str) -> list[Any]:
     """One column of `ds` as a Python list (`column_array`): the values Python formatting gives
     (str, int, lists of str, None), 10-100x faster than ``list(ds[name])``. A batch already in
-    Python (a dict of lists, as ``map(batched=True)`` and Ray Data hand over) is read as it is."""
+    Python (a dict of lists, as ``map(batched=True)`` and Ray Data hand over) is read as it is. A
+    column whose values mix types (a context that is a dict in some rows of a JSONL and text in
+    others) is decoded: `datasets` keeps it as JSON text, which was compared and checked as text."""
     if not isinstance(ds, datasets.Dataset):
         return list(ds[name])
-    return column_array(ds, name).to_pylist()
+    column = column_array(ds, name)
+    if getattr(column.type, "extension_name", None) == "arrow.json":  # types mixed in one file (datasets' Json)
+        return [None if v is None else json.loads(v) for v in column.to_pylist()]  # were read as their JSON text
+    return column.to_pylist()
 
 
 def flattened(ds: datasets.Dataset) -> datasets.Dataset:

@@ -386,6 +386,7 @@ def test_a_build_from_the_embedded_sample_says_so_at_the_top_with_the_samples_li
     risks = " ".join(card[card.index("## Bias, risks and limitations"):card.index("## Licences")].split())
     assert "With a model as small as this build's, the reasoning often argues for another option" in risks
     assert "misread a reply.\n  With a model as small" in card and "was checked.\n- **Selection" in card
+    assert "each source's format (its PubMedQA-style\n> contexts describe" in card and "format>" not in card
     metadata, _ = split_card(card)
     assert metadata["license"] == "apache-2.0" and "license_name" not in metadata
     assert metadata["source_datasets"] == ["original"] and "synthetic" in metadata["tags"]
@@ -957,7 +958,7 @@ def test_the_card_shows_what_each_request_held_and_what_constrained_or_cut_the_m
     limits = card[card.index("## Bias, risks and limitations"):card.index("## Licences")]
     assert "**The teacher's replies were constrained.** Its requests carried `extra_params.grammar`" in limits
     cut = sum(status == "length" for status in rows["student_smollm2_135m_status"])
-    assert f"{cut} of these {len(rows)} rows were kept though no student answered them\n  wrong" in limits
+    assert f"\n  {cut} of these {len(rows)} rows were kept though no student answered them\n  wrong" in limits
     assert "`max_tokens` 48 in this\n  build" in limits
 
 

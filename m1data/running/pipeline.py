@@ -270,20 +270,16 @@ def check_texts(rows: datasets.Dataset, column: str, what: str, id_column: str =
     if column not in rows.column_names or not len(rows):
         return
     values = column_array(rows, column)
-    if type(rows.features.get(column)).__name__ == "Json":  # types mixed in one file: datasets keeps JSON text
-        decoded = [json.loads(v) if isinstance(v, str) else v for v in column_values(rows, column)]
-        bad = next((i for i, v in enumerate(decoded) if not isinstance(v, str)), -1)  # (row 0 was named)
-        if bad < 0:
-            return
-        value = decoded[bad]
-    elif pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
         if not values.null_count:
             return
         bad = int(np.flatnonzero(pc.is_null(values).to_numpy(zero_copy_only=False))[0])
         value = None
-    else:  # not text at all (numbers, lists), or every value null
-        bad = 0
-        value = rows[bad][column]
+    else:  # not text at all (numbers, lists), every value null, or types mixed (`column_values` decodes them)
+        bad, value = next(((i, v) for i, v in enumerate(column_values(rows, column)) if not isinstance(v, str)),
+                          (-1, None))
+        if bad < 0:
+            return
     raise UserError(f"{what}: row {row_name(rows, bad, id_column)}: its {column!r} is {type(value).__name__}, not str; "
                     "fill it in or remove the row")
 

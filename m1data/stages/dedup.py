@@ -12,7 +12,6 @@ the build's stages.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import unicodedata
 import warnings
@@ -161,9 +160,7 @@ def _contexts(ds: Dataset, what: str, id_column: str) -> list[str]:
     them. Why: such a context was compared as its Python repr, and 497 of 500 verbatim copies of
     the PubMedQA test set stayed in rows brought in that shape."""
     values, kind = column_values(ds, "context"), column_array(ds, "context").type
-    if type(ds.features.get("context")).__name__ == "Json":  # shapes mixed in one column: datasets keeps JSON text
-        values = [json.loads(v) if isinstance(v, str) else v for v in values]  # (compared as that text, copies stayed)
-    elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         return [c or "" for c in values]
     from m1data.reading.readers import context_text
 
