@@ -402,13 +402,14 @@ def _check_data(folder: Path, metadata: dict[str, Any], uploads: list[str]) -> N
               for split in info.get("splits") or [] if isinstance(split, dict)}
     for entry in metadata["configs"]:
         items = entry.get("data_files")
-        items = items if isinstance(items, list) else [items]
-        for item in items:
-            split = item.get("split", "train") if isinstance(item, dict) else "train"
-            reached = _reachable([{"config_name": "x", "data_files": item}], uploads)["x"]
+        splits: dict[str, list[Any]] = {}  # a split's patterns: one item, or several (a list of paths is train)
+        for item in items if isinstance(items, list) else [items]:
+            splits.setdefault(item.get("split", "train") if isinstance(item, dict) else "train", []).append(item)
+        for split, patterns in splits.items():
+            reached = _reachable([{"config_name": "x", "data_files": patterns}], uploads)["x"]
             if not reached:
                 raise UserError(f"{folder}: config {entry['config_name']!r} split {split!r} has no data file "
-                                f"({', '.join(_patterns(item))} matches none); write the folder again")
+                                f"({', '.join(_patterns(patterns))} matches none); write the folder again")
             rows = 0
             for path in sorted(reached):
                 try:

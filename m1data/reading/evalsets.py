@@ -1655,15 +1655,16 @@ def warn_unmatched(name: str, result: LoadResult) -> None:
     question column, ...). A training row copying one of them cannot be caught, and the dropped
     table that holds their reasons is not shown by the callers of `load_evals`."""
     targets = set(column_values(result.unscored, "id")) if result.unscored is not None and len(result.unscored) else set()
-    for why, count in result.out_of_scope.items():  # (a PubMedQA test file with a mistyped PMID lost that row unsaid)
-        warnings.warn(f"{name}: {count:,} records are not decontamination targets, being out of the set's scope: {why}",
-                      UnmatchedEvalWarning, stacklevel=3)
+    for why, count in result.out_of_scope.items():
+        if count < len(result.targets()):  # a few out of a file that is the set (a mistyped PMID); not a superset's
+            warnings.warn(f"{name}: {count:,} records are not decontamination targets, being out of the set's "
+                          f"scope: {why}", UnmatchedEvalWarning, stacklevel=3)
     unmatched = [record for record in result.dropped if record["id"] not in targets]
     if unmatched:
         first = unmatched[0]
         warnings.warn(f"{name}: {len(unmatched):,} of {len(result.targets()) + len(unmatched):,} records have no "
-                      f"readable question and are not decontamination targets (first: {first['reason']} "
-                      f"{first['detail']})", UnmatchedEvalWarning, stacklevel=3)
+                      f"question and options that could be read, and are not decontamination targets (first: "
+                      f"{first['reason']} {first['detail']})", UnmatchedEvalWarning, stacklevel=3)
 
 
 def unscored_counts(eval_sets: dict[str, datasets.Dataset]) -> dict[str, int]:

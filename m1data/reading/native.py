@@ -159,7 +159,8 @@ class MedMCQA(Source):
         was read): the dropped record is found by the id (`m1data lineage`), not by its line, and
         an eval question with a missing option is still a decontamination target. A row without an
         id gets a content id (`collect`), as every loader's does: such a file was refused whole."""
-        native_id = None if raw.get("id") is None else key_text(raw, "id")
+        given = raw.get("id")
+        native_id = None if given is None or (isinstance(given, str) and not given.strip()) else key_text(raw, "id")
         question = ""
         try:
             question = text(raw, "question")

@@ -1258,9 +1258,8 @@ def collect(
     `scope`: the filter `records` went through (already read, so it has counted them); what it
     left out is counted in the result, and the records whose scope it could not read are
     dropped with their reasons. `fallback`: another reading of a record `parse` could not read
-    at all, for its question only (an eval set's decontamination target, `LoadResult.unscored`):
-    a named set's row in another layout (`Question`, no `options`) was no target, and the warning
-    said it had "no readable question"."""
+    at all, for its question and options only (an eval set's decontamination target,
+    `LoadResult.unscored`): a named set's row in another layout (`Question`, `Options`) was no target."""
     rows: list[dict[str, Any]] = []  # the latest ARROW_BATCH_ROWS at most; the others are in `tables`
     tables: list[pa.Table] = []
     bad: list[dict[str, str]] = []
@@ -1314,10 +1313,13 @@ def collect(
 
 
 def _read_otherwise(fallback: Callable[[Any], Parsed], raw: Any) -> Parsed | None:
+    """`fallback`'s reading of `raw` when it read options too: a bare stem ("Which of the following
+    is correct?") is matched on the stem alone, and removed every training row that shared it."""
     try:
-        return fallback(raw)
+        parsed = fallback(raw)
     except RowError:
         return None
+    return parsed if parsed.options else None
 
 
 def unscored_row(source: str, row_id: str, parsed: Parsed, raw: Any) -> dict[str, Any]:

@@ -706,13 +706,17 @@ def account_kept_or_dropped(stage: str, rows: datasets.Dataset | None, result: S
                           "from elsewhere says so (reads_rows = True)")
     has_ids = rows is not None and all("id" in d.column_names for d in (rows, result.rows)) and len(lost) == n_lost
     given = Counter(column_values(rows, "id")) if has_ids else Counter()
-    # ids a user's file repeats or leaves out name no row: counted, not matched (they stopped
-    # `m1data dedup`/`decontaminate` as "both kept and dropped", where the Python door took them)
-    if not has_ids or None in given or len(given) < n_in:
-        if n_kept + n_lost != n_in:
-            raise StageFailed(f"stage {stage!r} does not account for its rows: {counts} = {n_kept + n_lost:,}")
+    # ids a user's file repeats or leaves out name no one row: counted, and the others checked one
+    # by one (they stopped `m1data dedup`/`decontaminate` as "both kept and dropped")
+    shared = [i for i, n in given.items() if n > 1 or i is None]
+    if (not has_ids or shared) and n_kept + n_lost != n_in:
+        raise StageFailed(f"stage {stage!r} does not account for its rows: {counts} = {n_kept + n_lost:,}")
+    if not has_ids:
         return
     kept, dropped = Counter(column_values(result.rows, "id")), Counter(lost)
+    for name in shared:
+        for ids in (given, kept, dropped):
+            ids.pop(name, None)
     both = kept.keys() & dropped.keys()
     if both:
         raise StageFailed(f"stage {stage!r} both kept and dropped {len(both):,} row id(s) ({counts}), e.g. "

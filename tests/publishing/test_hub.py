@@ -1279,3 +1279,21 @@ def test_a_card_the_hub_refuses_is_one_line_saying_nothing_was_committed(tmp_pat
         publish(m1k_folder, "org/new", api=Refusing(tmp_path / "remote"))
     with pytest.raises(UserError, match=r"so nothing was committed: ValueError"):  # a repo that was there
         publish(m1k_folder, "org/new", api=Refusing(tmp_path / "remote"))
+
+
+def test_a_split_listed_as_several_paths_is_counted_whole(tmp_path):
+    """`data_files: [a.parquet, b.parquet]` is one train split to `datasets`; each path was checked
+    against the split's whole count ("has 20 rows but its card says 40") (review)."""
+    from m1data.publishing.cardmeta import join_card
+
+    folder = write_hub_folder(tmp_path / "hub", {"m1k": {"train": built_rows(8)}}, "# m1K card\n")
+    [shard] = folder.glob("data/m1k/*.parquet")
+    built_rows(8).select(range(3)).to_parquet(str(folder / "data/m1k/a.parquet"))
+    built_rows(8).select(range(3, 8)).to_parquet(str(folder / "data/m1k/b.parquet"))
+    shard.unlink()
+    meta, body = split_card((folder / "README.md").read_text(encoding="utf-8"))
+    meta["configs"][0]["data_files"] = ["data/m1k/a.parquet", "data/m1k/b.parquet"]
+    (folder / "README.md").write_text(join_card(meta, body), encoding="utf-8")
+    assert len(datasets.load_dataset(str(folder), name="m1k", split="train")) == 8
+    plan = publish(folder, "org/m1", api=FakeHfApi(tmp_path, [], None))
+    assert {f.path_in_repo for f in plan.files} == {"README.md", "data/m1k/a.parquet", "data/m1k/b.parquet"}

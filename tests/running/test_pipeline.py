@@ -758,3 +758,26 @@ def test_a_column_of_mixed_types_names_the_row_that_is_not_text(tmp_path):
                     encoding="utf-8")
     with pytest.raises(UserError, match=r"row 'c': its 'prompt' is int, not str"):
         check_texts(read_rows(path), "prompt", "rows")
+
+
+@pytest.mark.parametrize("given, kept, dropped, said", [
+    (["a", "a", "b", "c"], ["a", "c"], ["a", "b"], None),
+    ([None, None, "b", "c"], [None, "c"], [None, "b"], None),
+    (["a", "a", "b", "c"], ["a", "b", "c"], ["a", "b"], "4 in, 3 kept \\+ 2 dropped = 5"),
+    (["a", "a", "b", "c"], ["a", "b"], ["a", "b"], "both kept and dropped 1 row id"),
+    (["a", "a", "b", "c"], ["a", "z"], ["a", "b"], "1 neither kept nor dropped \\(e.g. 'c'\\)"),
+])
+def test_ids_a_file_repeats_are_counted_and_the_others_checked_one_by_one(given, kept, dropped, said):
+    """A user's file that repeats ids (or has none on some rows) stopped dedup as "both kept and
+    dropped"; the ids it does not repeat are still checked one by one (review)."""
+    from m1data.running.pipeline import account_kept_or_dropped
+
+    def rows(ids):
+        return datasets.Dataset.from_dict({"id": ids})
+
+    result = StageResult(rows=rows(kept), dropped=rows(dropped).add_column("reason", ["x"] * len(dropped)))
+    if said is None:
+        account_kept_or_dropped("s", rows(given), result)
+    else:
+        with pytest.raises(StageFailed, match=said):
+            account_kept_or_dropped("s", rows(given), result)
