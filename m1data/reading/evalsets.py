@@ -1236,14 +1236,16 @@ def load_pubmedqa_test(path: str | Path | None = None) -> LoadResult:
                   expected="PubMedQA questions of the official 500-PMID test split, " + expected_layouts(PUBMEDQA))
 
 
-def load_medmcqa_validation(path: str | Path | None = None, answer_kind: str | None = None) -> LoadResult:
+def load_medmcqa_validation(path: str | Path | None = None, answer_kind: str | None = None, *,
+                            guess_base: bool = True) -> LoadResult:
     """The Hub's 0-based `cop`, or a local file: the Hub layout (its `cop` base decided like the
-    training loader's, or told: answer_kind index0 or index1) or MedAgentsBench's converted rows."""
+    training loader's, or told: answer_kind index0 or index1; `guess_base` False: never guessed)
+    or MedAgentsBench's converted rows."""
     if path is None:
         records = _hub("medmcqa_validation", SOURCE_REGISTRY["medmcqa"].hub_id, None, "validation")
     else:
         cop_base = {"index0": 0, "index1": 1}.get(answer_kind or "")
-        records = MedMCQA(cop_base).read_files(source_files(path, "validation"), "validation")
+        records = MedMCQA(cop_base, guess_base=guess_base).read_files(source_files(path, "validation"), "validation")
     return _named("medmcqa_validation", records, (MEDMCQA, MEDAGENTSBENCH, *CONVERTED),
                   path or SOURCE_REGISTRY["medmcqa"].hub_id, answer_kind=answer_kind)
 
@@ -1319,20 +1321,9 @@ def load_eval(name: str, path: str | Path | None = None, *, scoring: bool = True
     if answer_kind is not None:
         check_answer_kind(name, answer_kind, path)
         return require_items(EVAL_SETS[name](path, answer_kind=answer_kind), name, scoring=scoring)
-    if not scoring or name != "medmcqa_validation" or path is None:
-        return require_items(EVAL_SETS[name](path), name, scoring=scoring)
-    from m1data.reading.native import CopBaseWarning
-
-    with warnings.catch_warnings():  # the training loader reads it as 0-based, saying so; a score may not guess
-        warnings.simplefilter("error", CopBaseWarning)
-        try:
-            return require_items(EVAL_SETS[name](path), name, scoring=scoring)
-        except CopBaseWarning:
-            raise UserError(f"{path}: no well-formed row has cop 0 or 4, so whether cop counts from 0 (the Hub) or "
-                            "from 1 (the original release) cannot be told, and every key of a wrong guess is wrong: "
-                            "say which, `m1data load-eval medmcqa_validation --path FILE --mapping answer_kind=index0` "
-                            "(or index1), `--eval-mapping medmcqa_validation:answer_kind=index0` on `m1data infer`, or "
-                            "`mapping: {answer_kind: index0}` under its eval entry") from None
+    if scoring and name == "medmcqa_validation":  # the training loader guesses a cop base, saying so; a score may not
+        return require_items(load_medmcqa_validation(path, guess_base=False), name, scoring=scoring)
+    return require_items(EVAL_SETS[name](path), name, scoring=scoring)
 
 
 def load_eval_file(

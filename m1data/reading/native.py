@@ -107,10 +107,13 @@ class MedMCQA(Source):
     name = "medmcqa"
     hub_id = SOURCE_REGISTRY["medmcqa"].hub_id
 
-    def __init__(self, cop_base: int | None = None):
+    def __init__(self, cop_base: int | None = None, *, guess_base: bool = True):
+        """`guess_base` False: a file whose cop values cannot show their base is an error, not read
+        as the Hub's 0-based with a warning (a scored eval set: every key of a wrong guess is wrong)."""
         if cop_base not in (None, 0, 1):
             raise UserError(f"cop_base must be 0 (Hub) or 1 (original release), not {cop_base!r}")
         self.cop_base = cop_base
+        self.guess_base = guess_base
 
     def read_native(self, path: Path, split: str) -> Iterator[Record]:
         return self.read_files([path], split)
@@ -147,6 +150,10 @@ class MedMCQA(Source):
                 f"from 1 (the original release); say which: {_SAY_COP_BASE}",
             )
         base_matters = any(isinstance(raw, dict) and whole_number(raw.get("cop")) in (1, 2, 3) for _, raw, _ in records)
+        if not seen[0] and not seen[4] and base_matters and not self.guess_base:
+            raise UserError(f"{path}: no well-formed row has cop 0 or 4, so whether cop counts from 0 (the Hub) or "
+                            "from 1 (the original release) cannot be told, and every key of a wrong guess is wrong: "
+                            f"say which: {_SAY_COP_BASE}")
         if not seen[0] and not seen[4] and base_matters:
             warnings.warn(
                 f"{path}: no well-formed row has cop 0 or 4, so the file does not show whether cop counts options "
