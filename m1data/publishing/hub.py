@@ -375,12 +375,26 @@ def _local_files(folder: Path) -> list[PlannedFile]:
     return [PlannedFile(p.relative_to(folder).as_posix(), p.stat().st_size) for p in paths]
 
 
-def _files_to_upload(folder: Path, entries: list[dict[str, Any]]) -> tuple[list[PlannedFile], list[str]]:
+def _split_files(entries: list[dict[str, Any]], files: list[str]) -> dict[tuple[str, str], set[str]]:
+    """{(config, split): the files its `data_files` select}, a split's patterns taken together (a
+    list of paths is one train split), resolved once for what is uploaded and what is checked."""
+    patterns: dict[tuple[str, str], list[Any]] = {}
+    for entry in entries:
+        items = entry.get("data_files")
+        for item in items if isinstance(items, list) else [items]:
+            split = item.get("split", "train") if isinstance(item, dict) else "train"
+            patterns.setdefault((entry["config_name"], split), []).append(item)
+    parts = list(patterns)
+    reached = _reachable([{"config_name": str(i), "data_files": patterns[part]} for i, part in enumerate(parts)], files)
+    return {part: reached[str(i)] for i, part in enumerate(parts)}
+
+
+def _files_to_upload(files: list[PlannedFile], splits: dict[tuple[str, str], set[str]]
+                     ) -> tuple[list[PlannedFile], list[str]]:
     """(what is uploaded, what is left out): the card, the files its configs read, and its images.
     Why not every file: a folder is a folder, and a `.env`, notes or a notebook's checkpoints put
     beside the data were uploaded with it (publishing audit)."""
-    files = _local_files(folder)
-    reached = set().union(*_reachable(entries, [f.path_in_repo for f in files]).values())
+    reached = set().union(*splits.values())
 
     def ours(path: str) -> bool:
         parts = path.split("/")
@@ -390,7 +404,8 @@ def _files_to_upload(folder: Path, entries: list[dict[str, Any]]) -> tuple[list[
     return [f for f in files if ours(f.path_in_repo)], [f.path_in_repo for f in files if not ours(f.path_in_repo)]
 
 
-def _check_data(folder: Path, metadata: dict[str, Any], uploads: list[str]) -> None:
+def _check_data(folder: Path, metadata: dict[str, Any], splits: dict[tuple[str, str], set[str]],
+                uploads: list[str]) -> None:
     """Every split of every config reads at least one shard, every shard is a parquet file, and
     the rows are as many as the card's `dataset_info` says. Why: a folder missing a shard was
     published whole, its card counting rows `load_dataset` then could not find, and a 0-byte
@@ -400,27 +415,20 @@ def _check_data(folder: Path, metadata: dict[str, Any], uploads: list[str]) -> N
     stated = {(info.get("config_name", "default"), split.get("name")): split.get("num_examples")
               for info in as_config_list(metadata.get("dataset_info"))
               for split in info.get("splits") or [] if isinstance(split, dict)}
-    for entry in metadata["configs"]:
-        items = entry.get("data_files")
-        splits: dict[str, list[Any]] = {}  # a split's patterns: one item, or several (a list of paths is train)
-        for item in items if isinstance(items, list) else [items]:
-            splits.setdefault(item.get("split", "train") if isinstance(item, dict) else "train", []).append(item)
-        for split, patterns in splits.items():
-            reached = _reachable([{"config_name": "x", "data_files": patterns}], uploads)["x"]
-            if not reached:
-                raise UserError(f"{folder}: config {entry['config_name']!r} split {split!r} has no data file "
-                                f"({', '.join(_patterns(patterns))} matches none); write the folder again")
-            rows = 0
-            for path in sorted(reached):
-                try:
-                    rows += pq.read_metadata(folder / path).num_rows
-                except Exception as err:  # pyarrow's ArrowInvalid, an OSError: not a readable parquet file
-                    raise UserError(f"{folder / path}: not a readable parquet file ({type(err).__name__}: {err}); "
-                                    "write the folder again") from None
-            expected = stated.get((entry["config_name"], split))
-            if isinstance(expected, int) and expected != rows:
-                raise UserError(f"{folder}: config {entry['config_name']!r} split {split!r} has {rows:,} rows in "
-                                f"its files but its card says {expected:,}; write the folder again")
+    for (config, split), reached in splits.items():
+        if not reached:
+            raise UserError(f"{folder}: config {config!r} split {split!r} has no data file; write the folder again")
+        rows = 0
+        for path in sorted(reached):
+            try:
+                rows += pq.read_metadata(folder / path).num_rows
+            except Exception as err:  # pyarrow's ArrowInvalid, an OSError: not a readable parquet file
+                raise UserError(f"{folder / path}: not a readable parquet file ({type(err).__name__}: {err}); "
+                                "write the folder again") from None
+        expected = stated.get((config, split))
+        if isinstance(expected, int) and expected != rows:
+            raise UserError(f"{folder}: config {config!r} split {split!r} has {rows:,} rows in its files but its "
+                            f"card says {expected:,}; write the folder again")
     body = split_card((folder / CARD_FILE).read_text(encoding="utf-8"))[1]
     missing = sorted({p for p in re.findall(rf"\({IMAGES_DIR}/[^)\s]+\)", body)} - {f"({p})" for p in uploads})
     if missing:
@@ -849,8 +857,10 @@ def publish(
     check_repo_id(repo_id)
     folder = Path(folder)
     ours = _check_folder(folder)
-    files, left_out = _files_to_upload(folder, ours["configs"])
-    _check_data(folder, ours, [f.path_in_repo for f in files])
+    local = _local_files(folder)
+    splits = _split_files(ours["configs"], [f.path_in_repo for f in local])
+    files, left_out = _files_to_upload(local, splits)
+    _check_data(folder, ours, splits, [f.path_in_repo for f in files])
     if left_out:
         log.warning(f"not uploading {len(left_out)} file(s) of {folder} that no config reads and the card does not "
                     f"show: {', '.join(left_out[:MAX_LISTED_PATHS])}")
