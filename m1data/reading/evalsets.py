@@ -39,7 +39,7 @@ from typing import Any
 import datasets
 
 from m1data.errors import UserError
-from m1data.reading.native import MedMCQA, PubMedQA
+from m1data.reading.native import HeadQA, MedMCQA, PubMedQA
 from m1data.reading.readers import (
     LoadResult,
     MalformedFile,
@@ -1357,6 +1357,8 @@ def load_eval_file(
                 ), set_name, scoring=scoring)
                 for set_name, items in data.items()
             }
+        if isinstance(data, dict) and "exams" in data:
+            return {name or file_set_name(path): _headqa_file(path, name or file_set_name(path), scoring)}
     set_name = name or file_set_name(path)
     if path.is_dir():  # one set's shards, each record located by its file
         records = files_questions(source_files(path, choose="give one split's files (a file, or a folder of one "
@@ -1364,6 +1366,15 @@ def load_eval_file(
     else:
         records = question_records(path, mapping)
     return {set_name: require_items(_collect(set_name, records, parse, where=path), set_name, scoring=scoring)}
+
+
+def _headqa_file(path: Path, name: str, scoring: bool) -> LoadResult:
+    """A file in HEAD-QA's own layout (questions under `exams`), read as `m1data load headqa` reads
+    it. Why: HEAD-QA's test split is an eval set of its own to a user who trains on its train
+    split, and its own file was refused as "expected a JSON list of objects"."""
+    reader = HeadQA()
+    return require_items(_collect(name, reader.read_native(path, "test"), reader.parse, where=path,
+                                  expected="HEAD-QA's exams"), name, scoring=scoring)
 
 
 def question_records(path: Path, mapping: ColumnMapping = ColumnMapping()) -> Iterator[Record]:

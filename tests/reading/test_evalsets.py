@@ -102,6 +102,30 @@ def test_m1_eval_file_shape(tmp_path):
     assert sets["setB"].rows[0]["answer_text"] == "z"
 
 
+def test_headqa_own_layout_is_an_eval_file(tmp_path):
+    """HEAD-QA's test split, in its own file, is an eval set to one who trains on its train split:
+    it was refused as "expected a JSON list of objects"."""
+    question = {"qid": 7, "qtext": "Which vitamin deficiency causes scurvy?", "ra": 3, "image": "",
+                "answers": [{"aid": 1, "atext": "A"}, {"aid": 2, "atext": "D"}, {"aid": 3, "atext": "C"}]}
+    pictured = {**question, "qid": 8, "image": "img/8.png"}
+    path = tmp_path / "test_HEAD_EN.json"
+    path.write_text(json.dumps({"version": "1", "exams": {"Cuaderno_1": {"name": "C1", "data": [question, pictured]}}}))
+    result = load_eval_file(path, name="headqa_test")["headqa_test"]
+    assert list(result.rows["id"]) == ["headqa_test:Cuaderno_1:7"] and result.rows[0]["answer_text"] == "C"
+    assert [row["reason"] for row in result.dropped] == ["needs_image"]
+
+
+def test_headqa_test_file_decontaminates_its_own_rows(shared_data, tmp_path):
+    from m1data import decontaminate
+
+    path = shared_data / "raw" / "headqa" / "test_HEAD_EN.json"
+    rows = load_source("headqa", path, split="test").rows
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kept, dropped = decontaminate(rows.select(range(300)), [Path(path)])
+    assert len(kept) == 0 and set(dropped["eval_set"]) == {"headqa/test_HEAD_EN"}
+
+
 def test_column_mapping_csv(tmp_path):
     path = tmp_path / "custom.csv"
     path.write_text("qq,o1,o2,o3,key\nWhat?,red,green,blue,2\n")
