@@ -378,7 +378,7 @@ def _print_llm_stats(stats: dict, out_path: Path) -> None:
 
 @app.command()
 def dedup(
-    in_path: Annotated[Path, typer.Argument(help="Rows in (.parquet or .jsonl).")],
+    in_path: Annotated[Path, typer.Argument(help="Rows in (.parquet, .jsonl or .json).")],
     out_path: OutArg,
     column: Annotated[Optional[str], typer.Option("--column", help="Column to compare (default: question stem + option set).")] = None,
     threshold: Annotated[float, typer.Option("--threshold", help="rapidfuzz fuzz.ratio at or above which rows match.")] = 95.0,
@@ -392,7 +392,7 @@ def dedup(
 
 @app.command()
 def decontaminate(
-    in_path: Annotated[Path, typer.Argument(help="Rows in (.parquet or .jsonl).")],
+    in_path: Annotated[Path, typer.Argument(help="Rows in (.parquet, .jsonl or .json).")],
     out_path: OutArg,
     eval_names: Annotated[list[str], typer.Option("--eval", help="NAME, NAME=LOCAL_FILE (see `m1data eval-sets`), or a file of any known shape; repeatable.")],
     threshold: Annotated[float, typer.Option("--threshold")] = 95.0,
@@ -438,7 +438,7 @@ def _warnings_as_lines(*categories: type[Warning]) -> Iterator[None]:
 run_app = typer.Typer(help="Run one LLM stage over a file of rows.", no_args_is_help=True, rich_markup_mode=HELP_MODE)
 app.add_typer(run_app, name="run")
 
-InArg = Annotated[Path, typer.Argument(help="Rows in (.parquet or .jsonl).")]
+InArg = Annotated[Path, typer.Argument(help="Rows in (.parquet, .jsonl or .json).")]
 InsArg = Annotated[
     list[Path], typer.Argument(help="Rows in: one or more .parquet/.jsonl files, or folders of them, read as one.")
 ]

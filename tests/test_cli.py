@@ -374,7 +374,7 @@ def test_main_prints_our_errors_in_one_line_and_shows_bugs(tmp_path, monkeypatch
     proc = main("dedup", bad, tmp_path / "out.jsonl")
     assert proc.returncode == 2
     err = proc.stderr.strip()
-    assert err.startswith("error:") and len(err.splitlines()) == 1 and ".parquet or .jsonl" in err
+    assert err.startswith("error:") and len(err.splitlines()) == 1 and ".parquet, .jsonl or .json" in err
 
     def broken(*args, **kwargs):
         raise KeyError("internal")
@@ -516,6 +516,31 @@ def _dedup_input(tmp_path) -> Path:
     loaded = tmp_path / "rows.parquet"
     assert runner.invoke(app, ["load", "medmcqa", "--path", str(src), "--out", str(loaded)]).exit_code == 0
     return loaded
+
+
+@pytest.mark.parametrize("layout", ["json list", "to_json lines"])
+def test_file_commands_read_a_json_file_of_rows(tmp_path, layout):
+    """`json.dump(rows, f)` and `Dataset.to_json("x.json")` (a row a line): both were refused
+    ("input must end in .parquet or .jsonl")."""
+    rows = read_rows(_dedup_input(tmp_path))
+    path = tmp_path / "rows.json"
+    if layout == "json list":
+        path.write_text(json.dumps(rows.to_list()))
+    else:
+        rows.to_json(path)
+    done = runner.invoke(app, ["dedup", str(path), str(tmp_path / "kept.jsonl")])
+    assert done.exit_code == 0, done.output
+    assert read_rows(tmp_path / "kept.jsonl")["id"] == read_rows(tmp_path / "rows.parquet")["id"][:3]
+
+
+@pytest.mark.parametrize("text, message", [("[1, 2]", "item 1 is int, not a row object"),
+                                           ('[{"a": 1}, {"a": "x"}]', "a column holds values of more than one type")])
+def test_a_json_file_that_is_not_rows_is_one_line(tmp_path, text, message, main):
+    path = tmp_path / "rows.json"
+    path.write_text(text)
+    proc = main("dedup", path, tmp_path / "out.jsonl")
+    said = " ".join(proc.stderr.split())
+    assert proc.returncode == 2 and message in said and "Traceback" not in proc.stderr, proc.stderr
 
 
 def _killed_dedup(rows: Path, out: Path, kill_at: int, *args: str) -> subprocess.CompletedProcess:

@@ -1520,7 +1520,7 @@ def _arrow_problem(err: BaseException) -> str | None:
 
 @datasets_bars_off()  # as write_together: no "Generating train split" bar
 def read_rows(path: str | Path | Sequence[str | Path]) -> datasets.Dataset:
-    """Read a Dataset written by `write_rows` (or any .parquet / .jsonl of rows); an empty file
+    """Read a Dataset written by `write_rows` (or any .parquet / .jsonl / .json of rows); an empty file
     is a Dataset of zero rows (an empty .jsonl has no columns either).
 
     Several paths, or a folder (its .parquet/.jsonl files in name order, or a Hub folder's
@@ -1535,7 +1535,9 @@ def read_rows(path: str | Path | Sequence[str | Path]) -> datasets.Dataset:
     check_file(path)  # pyarrow's and json's own errors name the path inside an errno line
     if path.suffix == ".parquet":
         return parquet_dataset(path)
-    if path.suffix == ".jsonl":
+    if path.suffix == ".json" and _opens_a_list(path):
+        return _json_list_rows(path)
+    if path.suffix in (".jsonl", ".json"):  # a .json not a list: `Dataset.to_json`'s, a row a line
         if not path.read_bytes().strip():
             return datasets.Dataset.from_dict({})
         try:
@@ -1546,7 +1548,21 @@ def read_rows(path: str | Path | Sequence[str | Path]) -> datasets.Dataset:
             _raise_if_not_utf8(path)
             raise
         return rows
-    raise UserError(f"{path}: input must end in .parquet or .jsonl")
+    raise UserError(f"{path}: input must end in .parquet, .jsonl or .json")
+
+
+def _json_list_rows(path: Path) -> datasets.Dataset:
+    """The rows of a .json file that holds one list of row objects (`json.dump(rows, f)`)."""
+    data = read_json(path)
+    for number, row in enumerate(data, start=1):
+        if not isinstance(row, dict):
+            raise MalformedFile(path, None, f"item {number} is {type(row).__name__}, not a row object")
+    try:
+        return datasets.Dataset.from_list(data)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+        problem = str(err).strip().splitlines()[0]
+        raise UserError(f"{path}: its rows do not make one table ({problem}): a column holds values of more than one "
+                        "type") from None
 
 
 def _raise_if_not_utf8(path: Path) -> None:
