@@ -37,18 +37,16 @@ from typing import Any
 from m1data.errors import UserError
 from m1data.llm.cache import Cache
 from m1data.llm.cost import PriceTable
-from m1data.llm.limits import Failed, RateLimiter, RetryPolicy
+from m1data.llm.limits import RetryPolicy
 from m1data.llm.runner import (
-    EndpointError,
+    WORKERS_PER_SLOT,
     RunStats,
-    _attempts,
-    _DeadEndpoint,
     _endpoint,
     _gather_or_stop,
     _keys,
     _log_summary,
     _record,
-    _Slots,
+    _Sender,
     _usable,
     _validate,
     cached_reply,
@@ -153,12 +151,8 @@ async def run_tries(
         log.info(f"{label}: {len(first):,} questions, up to {attempts} tries each; "
                  f"{cached_firsts:,} first tries and {len(known) - cached_firsts:,} later tries already cached")
 
-    opener = getattr(engine, "open", None)
-    if opener is not None:
-        await opener()
-    limiter = RateLimiter(rpm, tpm)
-    watch = _DeadEndpoint(endpoint)
-    slots = _Slots(concurrency)
+    sender = await _Sender.open(engine, cache, concurrency=concurrency, rpm=rpm, tpm=tpm, policy=policy,
+                                prices=prices)
     in_flight: dict[str, asyncio.Future[Reply]] = {}
     tries: list[list[Reply]] = [[] for _ in first]
     pending = iter(range(len(first)))
@@ -176,22 +170,14 @@ async def run_tries(
         in_flight[key] = future
         stats.unique += 1
         try:
-            reply, calls = await _attempts(engine, request, limiter, policy, stats, watch, slots, prices, endpoint)
-            if isinstance(reply, Failed) and reply.fatal:
-                raise EndpointError(f"{endpoint}: {reply.error}")
-            transient = isinstance(reply, Failed) and reply.retryable
-            if cache is not None:
-                cache.put(key, endpoint, request, reply, transient=transient, attempts=calls)
-            stats.sent += 1
-            _record(stats, reply, prices, request.model, endpoint, cached=False)
-            watch.outcome(reply)
+            reply = await sender.send(key, request, stats)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: no "never retrieved" warning when nobody waits on it
             raise
         finally:
             in_flight.pop(key, None)
-        if not transient:
+        if not is_transient(reply):
             known[key] = reply
         future.set_result(reply)
         return reply
@@ -208,7 +194,8 @@ async def run_tries(
     total = RunStats()
     try:
         with bar(label, len(first), show=progress and bool(first)) as progress_bar:
-            await _gather_or_stop([worker(progress_bar) for _ in range(min(concurrency, len(first)))], slots)
+            workers = min(WORKERS_PER_SLOT * concurrency, len(first))  # the extra ones wait out retries
+            await _gather_or_stop([worker(progress_bar) for _ in range(workers)], sender.slots)
     finally:
         total = total_stats(by_attempt)
         by_attempt[1].seconds += time.perf_counter() - started

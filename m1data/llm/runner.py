@@ -85,9 +85,6 @@ class RunStats:
     cost_cached: float | None = 0.0
     seconds: float = 0.0
 
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
     def add(self, other: RunStats) -> None:
         """Count `other` in too (the runs of several models of one stage)."""
         for name in ("requests", "unique", "cached", "sent", "attempts", "prompt_tokens_sent",
@@ -355,58 +352,87 @@ class _Slots:
         self._semaphore.release()
 
 
-async def _attempts(
-    engine: Engine,
-    request: Request,
-    limiter: RateLimiter,
-    policy: RetryPolicy,
-    stats: RunStats,
-    watch: _DeadEndpoint,
-    slots: _Slots,
-    prices: PriceTable,
-    endpoint: str,
-) -> tuple[Reply, int]:
-    """Call until the reply is not a retryable failure or the attempts run out. A call holds one
-    of the ``slots`` (the run's concurrency) only while it is in flight, not while it waits to
-    be retried, so one request's Retry-After does not idle a slot. A reply that is retried is
-    counted in `stats`' tokens and cost as it comes (`_count_tokens`): a provider bills a
-    refused 200 (null content, a broken-off generation) all the same. The caller records the
-    last reply (`_record`)."""
-    booked = 0
-    if limiter.counts_tokens:
-        booked = prompt_tokens(request) + (max_output_tokens(request) or DEFAULT_MAX_TOKENS)
-    attempt = failures = paced = 0
-    while True:
-        attempt += 1
-        async with slots:
-            booking = await limiter.acquire(booked)
-            stats.attempts += 1
-            ticket = limiter.sent()
-            task = asyncio.current_task()
-            if task is not None:
-                slots.sending.add(task)
-            try:
-                reply = await engine.complete(request)
-            except Exception as exc:  # an engine broke its contract; treat as transient, never cache as an answer
-                reply = failure("exception", f"{type(exc).__name__}: {exc}", retryable=True)
-            finally:
-                slots.sending.discard(task)  # type: ignore[arg-type]
-            limiter.received(reply, ticket)
-            reply = policy.refuse_long_wait(reply)
-            if isinstance(reply, Failed) and reply.fatal:
-                slots.closed = True  # before the slot is given to a waiting call
-        limiter.settle(booked, reply.prompt_tokens + reply.completion_tokens, booking)
-        watch.attempt(reply)
-        if not (isinstance(reply, Failed) and reply.retryable) or slots.closed:
-            return reply, attempt  # (stopped: a transient failure is recorded as one, sent again next run)
-        if policy.paced(reply):
-            paced += 1
-        else:
-            failures += 1
-        if failures >= policy.max_attempts or paced >= policy.max_rate_limited:
-            return reply, attempt
-        _count_tokens(stats, reply, prices, request.model, endpoint, cached=False)
-        await asyncio.sleep(policy.delay(max(failures, 1), reply.retry_after))
+@dataclass
+class _Sender:
+    """What each request of a run goes through on its way out: this process's rate limits for the
+    endpoint, the retries, the dead-endpoint watch, the concurrency slots and the cache. One for
+    both send loops (`run_requests`, `attempts.run_tries`): each had built its own, and they drifted
+    (the tries' loop kept a rate-limit bucket of its own after the preflight had spent the shared one)."""
+
+    engine: Engine
+    endpoint: str
+    cache: Cache | None
+    limiter: RateLimiter
+    policy: RetryPolicy
+    prices: PriceTable
+    slots: _Slots
+    watch: _DeadEndpoint
+
+    @classmethod
+    async def open(cls, engine: Engine, cache: Cache | None, *, concurrency: int, rpm: float | None,
+                   tpm: float | None, policy: RetryPolicy, prices: PriceTable) -> _Sender:
+        opener = getattr(engine, "open", None)
+        if opener is not None:  # set-up cost must not land between a rate-limit booking and its send
+            await opener()
+        endpoint = _endpoint(engine)
+        limiter = RateLimiter(rpm, tpm, ceilings=shared_ceilings(endpoint, rpm, tpm))
+        return cls(engine, endpoint, cache, limiter, policy, prices, _Slots(concurrency), _DeadEndpoint(endpoint))
+
+    async def send(self, key: str, request: Request, stats: RunStats) -> Reply:
+        """The request's final reply, cached and counted; a fatal one stops the run."""
+        reply, calls = await self._attempts(request, stats)
+        if isinstance(reply, Failed) and reply.fatal:
+            raise EndpointError(f"{self.endpoint}: {reply.error}")
+        if self.cache is not None:
+            transient = isinstance(reply, Failed) and reply.retryable
+            self.cache.put(key, self.endpoint, request, reply, transient=transient, attempts=calls)
+        stats.sent += 1
+        _record(stats, reply, self.prices, request.model, self.endpoint, cached=False)
+        self.watch.outcome(reply)
+        return reply
+
+    async def _attempts(self, request: Request, stats: RunStats) -> tuple[Reply, int]:
+        """Call until the reply is not a retryable failure or the attempts run out. A call holds one
+        of the ``slots`` (the run's concurrency) only while it is in flight, not while it waits to
+        be retried, so one request's Retry-After does not idle a slot. A reply that is retried is
+        counted in `stats`' tokens and cost as it comes (`_count_tokens`): a provider bills a
+        refused 200 (null content, a broken-off generation) all the same. `send` records the last
+        reply (`_record`)."""
+        booked = 0
+        if self.limiter.counts_tokens:
+            booked = prompt_tokens(request) + (max_output_tokens(request) or DEFAULT_MAX_TOKENS)
+        attempt = failures = paced = 0
+        while True:
+            attempt += 1
+            async with self.slots:
+                booking = await self.limiter.acquire(booked)
+                stats.attempts += 1
+                ticket = self.limiter.sent()
+                task = asyncio.current_task()
+                if task is not None:
+                    self.slots.sending.add(task)
+                try:
+                    reply = await self.engine.complete(request)
+                except Exception as exc:  # the engine broke its contract: transient, never cached as an answer
+                    reply = failure("exception", f"{type(exc).__name__}: {exc}", retryable=True)
+                finally:
+                    self.slots.sending.discard(task)  # type: ignore[arg-type]
+                self.limiter.received(reply, ticket)
+                reply = self.policy.refuse_long_wait(reply)
+                if isinstance(reply, Failed) and reply.fatal:
+                    self.slots.closed = True  # before the slot is given to a waiting call
+            self.limiter.settle(booked, reply.prompt_tokens + reply.completion_tokens, booking)
+            self.watch.attempt(reply)
+            if not (isinstance(reply, Failed) and reply.retryable) or self.slots.closed:
+                return reply, attempt  # (stopped: a transient failure is recorded as one, sent again next run)
+            if self.policy.paced(reply):
+                paced += 1
+            else:
+                failures += 1
+            if failures >= self.policy.max_attempts or paced >= self.policy.max_rate_limited:
+                return reply, attempt
+            _count_tokens(stats, reply, self.prices, request.model, self.endpoint, cached=False)
+            await asyncio.sleep(self.policy.delay(max(failures, 1), reply.retry_after))
 
 
 def _record(
@@ -509,44 +535,30 @@ async def run_requests(
             answers[key] = failure("not_sent", "dry run")
         return _in_order(keys, answers)
 
-    opener = getattr(engine, "open", None)
-    if opener is not None:  # set-up cost must not land between a rate-limit booking and its send
-        await opener()
-    limiter = RateLimiter(rpm, tpm, ceilings=shared_ceilings(endpoint, rpm, tpm))
+    sender = await _Sender.open(engine, cache, concurrency=concurrency, rpm=rpm, tpm=tpm, policy=policy,
+                                prices=prices)
     pending = iter(todo)
-    watch = _DeadEndpoint(endpoint)
-    slots = _Slots(concurrency)
     sent_here, sending_since = 0, time.perf_counter()
 
     async def worker(progress_bar: Bar) -> None:
         try:
             await work(progress_bar)
         except BaseException:
-            slots.closed = True
+            sender.slots.closed = True
             raise
 
     async def work(progress_bar: Bar) -> None:
         nonlocal sent_here
         for key in pending:
-            request = unique[key]
-            reply, attempts = await _attempts(engine, request, limiter, policy, stats, watch, slots, prices, endpoint)
-            if isinstance(reply, Failed) and reply.fatal:
-                raise EndpointError(f"{endpoint}: {reply.error}")
-            transient = isinstance(reply, Failed) and reply.retryable
-            if cache is not None:
-                cache.put(key, endpoint, request, reply, transient=transient, attempts=attempts)
-            answers[key] = reply
-            stats.sent += 1
-            _record(stats, reply, prices, request.model, endpoint, cached=False)
+            answers[key] = await sender.send(key, unique[key], stats)
             sent_here += 1
             _advance(progress_bar, stats, sent_here, sending_since)
-            watch.outcome(reply)
 
     shown = progress and bool(todo)
     try:
         with bar(label, len(unique), completed=len(answers), fields=BAR_FIELDS, show=shown) as progress_bar:
             workers = min(WORKERS_PER_SLOT * concurrency, len(todo))  # the extra ones wait out retries
-            await _gather_or_stop([worker(progress_bar) for _ in range(workers)], slots)
+            await _gather_or_stop([worker(progress_bar) for _ in range(workers)], sender.slots)
     finally:
         stats.seconds += time.perf_counter() - started
     if progress and todo:

@@ -373,3 +373,24 @@ def test_run_traces_command_takes_attempts_keep_and_seed(llm_server, tmp_path):
     assert llm_server.count() == sum(expected_tries(3).values())
     assert sorted(read_rows(out)["attempt"]) == sorted(j for q in range(N) if (j := right_at_of(q)) and j <= 3)
     assert len(read_rows(tmp_path / "out.dropped.parquet")) == sum(expected_tries(3).values()) - len(read_rows(out))
+
+
+def test_the_tries_share_the_endpoint_rate_limits_with_the_calls_before_them(llm_server):
+    """The traces' preflight and its tries go to one endpoint: the tries' loop built a rate-limit
+    bucket of its own, so at rpm=R the two together could send R plus a second burst in a minute."""
+    from m1data.llm import HTTPConfig, HTTPEngine, Request
+    from m1data.llm.attempts import complete_tries
+    from m1data.llm.limits import shared_ceilings
+    from m1data.llm.runner import _endpoint, complete_all
+
+    def ask(i: int) -> Request:
+        return Request(model="m", messages=({"role": "user", "content": f"q{i}"},), params={"max_tokens": 5})
+
+    llm_server.handler = lambda req: reply(req, "\\boxed{A}")
+    engine = HTTPEngine(HTTPConfig(base_url=llm_server.base_url))
+    rpm = 6000 + int(llm_server.base_url.split(":")[-1].split("/")[0])  # this test's own ceilings, empty
+    complete_all(engine, [ask(i) for i in range(5)], None, rpm=rpm, progress=False)
+    complete_tries(engine, [ask(i) for i in range(5, 12)], None, attempts=1, again=lambda i, r: False,
+                   by_attempt=stats_by_attempt(1), rpm=rpm, progress=False)
+    assert llm_server.count() == 12
+    assert len(shared_ceilings(_endpoint(engine), rpm, None).recent) == 12  # every send booked in one window
