@@ -1,4 +1,5 @@
-"""MeSH qualifier domains: the 76 qualifiers, the tagging rubric, and the LLM tagger stage.
+"""MeSH qualifier domains: the LLM tagger stage (the 76 qualifiers and their rubric are in
+m1data.stages.qualifiers).
 
 m1 groups questions by a MeSH qualifier ("domain") so that the m1K sampler can draw domains, not
 rows, uniformly (reference s.7-8). A model reads the question and the 76 qualifiers with their
@@ -8,9 +9,11 @@ of the NLM file shipped in m1data/data/mesh/).
 Decisions on what the reference leaves open (each has a test in tests/stages/test_mesh.py):
 
 * Code extraction follows the reference rule (strip emphasis, backticks and a trailing period,
-  take the last two characters) with one tightening: the two digits must not be preceded by a
-  third digit. "...100" is a malformed reply, not a vote for code 00, so it is re-asked rather
-  than silently filed under "Abnormalities".
+  take the last two characters) with two tightenings: the two digits must not be preceded by a
+  third digit, and the last line must hold no other number. "...100" is a malformed reply, not a
+  vote for code 00, and "p < 0.05", "2024-05-07", "10:30", "20-21" or "20 or 21" name no one code
+  (the rule read 05, 07, 30 and 21): such replies are re-asked rather than silently filed under a
+  domain. The prompt asks for the code alone on the last line.
 * Only replies with status "ok" are read. A truncated ("length") reply ends wherever the token
   limit cut it, so two digits at its end are an accident, not an answer.
 * Re-asks are new requests, so the cache cannot hand back the same bad reply: attempt k >= 2
@@ -32,6 +35,7 @@ question, so tagging m23K once is roughly 90M prompt tokens.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -103,7 +107,7 @@ FOLLOW_UP = "Reply with the two-digit code only."
 
 
 # ---------------------------------------------------------------------------------------------
-# Qualifiers and the rubric
+# The messages
 
 
 def user_message(prompt: str) -> str:
@@ -127,6 +131,7 @@ def build_messages(prompt: str, previous: Sequence[str | None] = ()) -> tuple[di
 
 _EMPHASIS = str.maketrans("", "", "*_`")
 _DIGITS = frozenset("0123456789")
+_NUMBER = re.compile(r"[0-9]+")
 
 
 def extract_code(reply: str | None) -> str | None:
@@ -134,7 +139,8 @@ def extract_code(reply: str | None) -> str | None:
 
     Reference rule: drop markdown emphasis (`*`, `_`) and backticks, then whitespace and
     trailing periods, and read the last two characters. They count only when both are ASCII
-    digits, not preceded by a third digit, and name one of the 76 codes. Anything but a str or
+    digits, not preceded by a third digit, alone of the numbers on the last line, and name one of
+    the 76 codes. Anything but a str or
     None is refused (a number failed with "no attribute 'translate'", and a 0 read as no code).
     """
     if reply is not None and not isinstance(reply, str):
@@ -146,6 +152,8 @@ def extract_code(reply: str | None) -> str | None:
     if len(tail) != 2 or not set(tail) <= _DIGITS:
         return None
     if len(text) > 2 and text[-3] in _DIGITS:
+        return None
+    if len(_NUMBER.findall(text.rpartition("\n")[2])) > 1:  # a decimal, a date, a time, a range, a list
         return None
     return tail if tail in qualifier_by_code() else None
 

@@ -79,15 +79,27 @@ def qualifier_by_code() -> Mapping[str, Qualifier]:
 
 
 def qualifier_by_name(name: str) -> Qualifier | None:
-    """Case-insensitive lookup: PubMed writes qualifiers in lower case ("drug effects")."""
-    wanted = " ".join(name.lower().split())
-    for q in _qualifiers():
-        if q.name.lower() == wanted:
-            return q
-    return None
+    """The qualifier a name or abbreviation means, in the forms PubMed and MeSH write them: any
+    case ("drug effects"), with the slash a heading writes before it ("/drug effects", as in
+    "Neoplasms/drug effects"), "and" for "&", hyphens for spaces, its two-letter abbreviation
+    ("DE"); None for any other text."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, not {type(name).__name__}")
+    return _by_name_key().get(_name_key(name.strip().strip("/.*").strip()))
 
 
-_HIERARCHY_TYPOS = {"adminstration & dosage": "administration & dosage"}
+_HIERARCHY_TYPOS = {"adminstration and dosage": "administration and dosage"}  # data/mesh/README.md
+
+
+def _name_key(name: str) -> str:
+    words = name.lower().replace("&", " and ").replace("-", " ").split()
+    return _HIERARCHY_TYPOS.get(" ".join(words), " ".join(words))
+
+
+@cache
+def _by_name_key() -> Mapping[str, Qualifier]:
+    names = {_name_key(q.name): q for q in _qualifiers()}
+    return MappingProxyType({**{q.abbreviation.lower(): q for q in _qualifiers()}, **names})
 
 
 @cache
@@ -104,7 +116,7 @@ def qualifier_children() -> Mapping[str, frozenset[str]]:
             continue
         depth = (len(line) - len(line.lstrip(" "))) // 2
         name = line.strip().removeprefix("- ").strip()
-        qualifier = qualifier_by_name(_HIERARCHY_TYPOS.get(name, name))
+        qualifier = qualifier_by_name(name)
         if qualifier is None:
             raise UserError(f"qualifier_hierarchy.txt names an unknown qualifier {name!r}")
         while stack and stack[-1][0] >= depth:

@@ -74,6 +74,15 @@ def test_lookup_by_pubmed_spelling():
     assert qualifier_by_name("not a qualifier") is None
 
 
+@pytest.mark.parametrize("name", ["/diagnosis", "diagnosis/", "diagnosis.", "**Diagnosis**", " DIAGNOSIS ", "DI"])
+def test_qualifier_by_name_reads_the_forms_pubmed_and_models_write(name):
+    assert qualifier_by_name(name).code == "20"
+    assert qualifier_by_name("Administration and Dosage").code == qualifier_by_name("adminstration & dosage").code
+    assert qualifier_by_name("Drug-Effects").code == "23"
+    with pytest.raises(TypeError, match="must be a str"):
+        qualifier_by_name(None)
+
+
 def test_hierarchy_subtrees():
     pharmacology = {qualifier_by_code()[c].name for c in qualifier_subtree(qualifier_by_name("pharmacology").code)}
     # "adminstration & dosage" is misspelt in NLM's file and must still be found.
@@ -154,6 +163,14 @@ CODES = [
     ("7", None),
     ("Code: ١٢", None),                    # non-ASCII digits
     ("\\boxed{24}", None),
+    ("p < 0.05", None),                    # the last line holds another number: no one code
+    ("The mortality is about 0.05", None),
+    ("2024-05-07", None),
+    ("at 10:30", None),
+    ("Codes: 20, 21", None),
+    ("20 or 21", None),
+    ("20-21", None),
+    ("Step 1 reads the question, step 2 the rubric.\n20", "20"),  # numbers on earlier lines are fine
 ]
 
 
@@ -179,13 +196,14 @@ def test_extract_code_reads_the_last_two_characters_after_stripping(
 ):
     """Reference s.7: with markdown emphasis, backticks and a trailing period stripped, the last
     two characters are the code when they are digits naming one of the 76 codes; otherwise the
-    reply has no code (and is re-asked). One documented tightening: a third digit before them
-    makes the reply malformed (see m1data.stages.mesh)."""
+    reply has no code (and is re-asked). Two documented tightenings: a third digit before them,
+    or another number on the last line, makes the reply malformed (see m1data.stages.mesh)."""
     code = f"{number:02d}"
     reply = f"{explanation}{separator}{wrap}{code}{wrap[::-1]}{period}{trailing}"
     before = (explanation + separator).translate(str.maketrans("", "", "*_`"))
     third_digit = before[-1:].isascii() and before[-1:].isdigit()
-    expected = code if number < 76 and not third_digit else None
+    other_number = any(ch in "0123456789" for ch in before.rpartition("\n")[2])
+    expected = code if number < 76 and not third_digit and not other_number else None
     assert extract_code(reply) == expected
 
 
