@@ -357,6 +357,9 @@ def run_tag_offline_file(in_path: str | Path, out_path: str | Path, model_path: 
 def labelled_texts(ds: datasets.Dataset, text_field: str = "prompt") -> tuple[list[str], list[str]]:
     """Texts and codes of the rows an LLM tagged (rows with a null code are skipped)."""
     field = text_field if text_field in ds.column_names else "question"
+    if field not in ds.column_names:
+        raise UserError(f"labelled rows need a {text_field!r} (or 'question') column of texts; their columns are "
+                        f"{', '.join(ds.column_names)}")
     if DOMAIN_COLUMNS[0] not in ds.column_names:
         raise UserError(f"labelled rows need a {DOMAIN_COLUMNS[0]!r} column (the LLM tagger's output)")
     pairs = [(t, c) for t, c in zip(column_values(ds, field), column_values(ds, DOMAIN_COLUMNS[0])) if c is not None]

@@ -159,6 +159,7 @@ def _leaf_rows(ds: datasets.Dataset, levels: list[str]) -> list[Leaf]:
     """
     frame = _missing_as_null(ds.select_columns(levels).to_polars(), levels).with_row_index(_ROW)
     _warn_missing(frame, levels)
+    _warn_variants(frame, levels)
     grouped = (
         frame.group_by(levels)
         .agg(pl.col(_ROW))
@@ -197,6 +198,24 @@ def _warn_missing(frame: pl.DataFrame, levels: list[str]) -> None:
         log.warning(f"rows with no value (null, NaN or blank) at a level: {', '.join(missing)}; they are drawn as "
                     "one group of their own at that level, as likely as a real value: tag them, or filter them "
                     "out first")
+
+
+def _warn_variants(frame: pl.DataFrame, levels: list[str]) -> None:
+    """Say when a level's texts differ only in case or spacing ("Diagnosis", "diagnosis ").
+    They are drawn as groups of their own, each as likely as a real value: a pool that names its
+    domains or sources by hand gives one domain two or three times its share, without a word."""
+    for name in levels:
+        if frame.schema[name] != pl.String:
+            continue
+        values = frame.get_column(name).drop_nulls().unique().to_list()
+        spellings: dict[str, list[str]] = {}
+        for value in values:
+            spellings.setdefault(" ".join(value.casefold().split()), []).append(value)
+        variants = sorted(sorted(group) for group in spellings.values() if len(group) > 1)
+        if variants:
+            shown = "; ".join(", ".join(repr(v) for v in group) for group in variants[:5])
+            log.warning(f"{name!r}: {len(variants):,} value(s) written more than one way ({shown}); each spelling is "
+                        "drawn as a group of its own: write each value one way first")
 
 
 def _build_tree(leaves: list[Leaf]) -> _Group:

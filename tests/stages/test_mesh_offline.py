@@ -13,6 +13,7 @@ import datasets
 import pytest
 from stage_doubles import Given
 
+from m1data.errors import UserError
 from m1data.reading.readers import read_rows, write_rows
 from m1data.running.pipeline import RunContext, read_manifest, run_pipeline
 from m1data.schema import make_row, rows_to_dataset
@@ -95,6 +96,14 @@ def test_supervised_takes_qualifier_codes_only_and_no_texts():
         SupervisedTagger().fit(texts, codes[:-1])
     tagger = SupervisedTagger().fit(texts, codes)
     assert tagger.predict([]) == [] and tagger.top_k([], 3) == []
+
+
+def test_labelled_rows_without_texts_are_one_line():
+    from m1data.stages.mesh_offline import labelled_texts
+
+    rows = datasets.Dataset.from_dict({"text": ["Which drug?"], "domain_code": ["20"]})
+    with pytest.raises(UserError, match="need a 'prompt' \\(or 'question'\\) column of texts; their columns are text"):
+        labelled_texts(rows)  # was pyarrow's KeyError: 'Field "question" does not exist'
 
 
 def test_save_load_round_trip(tmp_path):

@@ -446,6 +446,18 @@ def test_missing_level_values_are_one_group_for_every_input_type_and_said(caplog
     assert not caplog.records
 
 
+def test_level_values_written_more_than_one_way_are_said(caplog) -> None:
+    """"Diagnosis", "diagnosis" and "Diagnosis " were three domains, each drawn as often as a real
+    one, without a word."""
+    pool = _pool({"domain": ["Diagnosis", "diagnosis", "Diagnosis ", "Therapy", "Therapy"], "source": ["x"] * 5})
+    with caplog.at_level("WARNING", logger="m1data.stages.sampling"):
+        assert len(stratified_sample(pool, 5)) == 5
+    assert [r.getMessage() for r in caplog.records] == [
+        "'domain': 1 value(s) written more than one way ('Diagnosis', 'Diagnosis ', 'diagnosis'); each spelling is "
+        "drawn as a group of its own: write each value one way first"
+    ]
+
+
 def test_zero_and_empty() -> None:
     ds = _pool({"domain": ["a", "b"], "source": ["x", "y"]})
     empty = stratified_sample(ds, 0)
