@@ -1,7 +1,7 @@
 """m1K: 1,000 rows of m23K drawn domain -> dataset -> sample (paper Table 3, reference s.8).
 
-Either the whole m23K pipeline followed by the sampler, or (`from_m23k`) the sampler alone over
-an m23K that already exists: a Hub-layout folder, a parquet/jsonl file or a Hub repo id.
+Either the whole m23K pipeline followed by the sampler, or (`resample_stages`) the sampler alone
+over an m23K that already exists: a Hub-layout folder, a parquet/jsonl file or a Hub repo id.
 """
 
 from __future__ import annotations

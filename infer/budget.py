@@ -35,7 +35,7 @@ Token accounting (decided here, checked by tests/infer/test_infer_budget.py):
   an engine bug and is recorded as an error rather than silently breaking the budget. So is a
   thinking call that ends with ``length`` before its ``max_tokens``: that is an engine that
   stopped on a special token without recognising it as a stop (decoding with special tokens
-  skipped hides it from stop *strings*; pass stop ids, `chatml_stop_ids`), or a full context
+  skipped hides it from stop *strings*; pass stop ids, `template_stop_ids`), or a full context
   window; either way the budget accounting would be wrong.
 
 Stop reasons: ``model`` (the model ended its thinking itself and no forcing was left to apply),
@@ -352,7 +352,7 @@ class _Generation:
                 raise EngineReplyError(
                     f"engine reported finish 'length' after {reply.completion_tokens} of {remaining} tokens: "
                     "a stop on a special token was probably not recognised (pass stop ids, see "
-                    "chatml_stop_ids) or the context window is full"
+                    "template_stop_ids) or the context window is full"
                 )
             self._end_thinking(stopped_by_model=False)
             return

@@ -37,7 +37,7 @@ import contextlib
 import json
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ from typing import Any
 from m1data.infer.budget import BudgetConfig
 from m1data.infer.score import (
     EvalSets,
+    EvalSource,
     InferIncomplete,
     engine_name,
     eval_fingerprint,

@@ -25,7 +25,6 @@ Where things come from (nothing is downloaded at run time):
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import importlib.metadata
 import importlib.util
@@ -39,7 +38,6 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -437,12 +435,6 @@ class LocalServer:
             self._previous_sigterm = None
 
 
-@contextlib.contextmanager
-def local_server(config: ServerConfig | None = None, log_path: str | Path | None = None) -> Iterator[LocalServer]:
-    with LocalServer(config, log_path) as server:
-        yield server
-
-
 def _get_json(url: str) -> dict | None:
     """GET `url`: its JSON body on 200, else None (the standard library: the check needs no HTTP
     client). Never through a proxy the environment names: the server is on this machine's loopback
@@ -471,7 +463,6 @@ __all__ = [
     "free_port",
     "host_cpu_flags",
     "missing_cpu_flags",
-    "local_server",
     "server_environment",
     "server_command",
     "thinking_template",

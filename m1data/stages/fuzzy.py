@@ -745,8 +745,8 @@ def _threads(workers: int) -> int:
 
 
 # How a caller runs a job's bands: given the job and its bands, return ``job.match(group)`` for
-# groups of bands covering each band once (m1data.running.distributed.ray_band_runner runs them as Ray
-# tasks). None runs them here, in order.
+# groups of bands covering each band once (m1data.running.distributed.RayExecutor.band_runner runs them as
+# Ray tasks). None runs them here, in order.
 BandRunner = Callable[[BandJob, list[tuple[int, int]]], list[tuple[np.ndarray, np.ndarray, np.ndarray]]]
 
 

@@ -14,8 +14,8 @@ Exam boilerplate is ignored the same way. Stock phrases ("which of the following
 likely cause of", "best describes the mechanism of action of this drug") are 8-grams too; on the
 embedded sample they flagged 47 of 130 training rows against unrelated eval questions, which made
 the count meaningless. The rule: an n-gram that occurs in more than ``max_train_rows`` *training*
-rows (default `COMMON_NGRAM_ROWS` = 3) is a phrase of the exam genre, not a copied question, and
-does not count as a match. A question copied from an eval set leaves n-grams that only its copies
+rows (the decontaminate stage's `ngram_max_train_rows`, default 3) is a phrase of the exam genre,
+not a copied question, and does not count as a match. A question copied from an eval set leaves n-grams that only its copies
 carry, and after deduplication there are at most a few of those.
 
 That rule leans on a large training set: in a small one, a clinical vignette's stock phrases
@@ -24,7 +24,7 @@ each is a shared n-gram. Real rows showed it: the 1,273 MedQA-USMLE test questio
 MedBullets op5 and MMLU professional medicine (590 items) had 713 rows flagged, where the rows
 that are edited copies of an eval question (fuzzy ratio 77-94, under the 95 that removes) are
 11. So a row can also be asked to hold a share of one eval question's n-grams
-(``min_share``; the decontaminate stage asks for `MIN_SHARE` = 0.3): those 11 rows hold
+(``min_share``; the decontaminate stage's `ngram_min_share`, default 0.3): those 11 rows hold
 0.36-0.71 of their eval question's n-grams, the highest share among the other 702 is 0.22 (the
 same kind of case, another patient). Why 0.3: with a fraction p of the words edited, about
 (1 - p)^8 of the 8-grams survive, so 0.3 still finds copies with about one word in eight changed.
@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import functools
 import re
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -63,12 +62,7 @@ from m1data.errors import UserError
 
 _WORD = re.compile(r"\w+")
 
-# An n-gram in more training rows than this is boilerplate (see the module docstring).
-COMMON_NGRAM_ROWS = 3
-
-# The share of one eval text's n-grams that a training row must hold, and how many of them at least
-# (see the module docstring).
-MIN_SHARE = 0.3
+# How many of one eval text's n-grams a training row must hold at least (see the module docstring).
 MIN_HELD = 3
 
 # Rows are tokenized this many characters at a time (and at most 1 << 16 rows), so the word
@@ -100,12 +94,6 @@ def ngram_keys(text: str, n: int = 8) -> set[int]:
     if n < 1:
         raise UserError("n must be >= 1")
     return set(_text_keys([text], n)[1].tolist())
-
-
-def common_ngrams(train_keys: Sequence[set[int]], max_train_rows: int) -> set[int]:
-    """Keys found in more than `max_train_rows` of the training texts (their boilerplate)."""
-    rows_per_key = Counter(key for keys in train_keys for key in keys)
-    return {key for key, rows in rows_per_key.items() if rows > max_train_rows}
 
 
 def ngram_overlap(
@@ -304,10 +292,7 @@ def _mix(keys: np.ndarray) -> np.ndarray:
 
 
 __all__ = [
-    "COMMON_NGRAM_ROWS",
     "MIN_HELD",
-    "MIN_SHARE",
-    "common_ngrams",
     "ngram_keys",
     "ngram_overlap",
     "tokens",

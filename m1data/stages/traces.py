@@ -354,7 +354,7 @@ class TeacherTraces(LLMStage):
             "verified": sum(any(v[0] is None for v in verdicts) for verdicts in judged),
             "attempts": cfg.attempts,
             "keep": cfg.keep,
-            "by_attempt": attempt_table(tries, judged, picks, by_attempt),
+            "by_attempt": attempt_table(judged, picks, by_attempt),
             **llm_stats(run_stats),
         }
         transient = sum(is_transient(replies[-1]) for replies in tries if replies)
@@ -398,16 +398,16 @@ def pick_tries(tries: list[list[Reply]], judged: list[list[tuple[Any, ...]]], ke
     return picks
 
 
-def attempt_table(tries: list[list[Reply]], judged: list[list[tuple[Any, ...]]], picks: list[Pick],
+def attempt_table(judged: list[list[tuple[Any, ...]]], picks: list[Pick],
                   by_attempt: dict[int, RunStats]) -> dict[str, dict[str, Any]]:
     """Per try index: questions asked, replies verified, questions first verified there (what
     that try bought), rows kept from it, rejections by reason, requests sent and cached, tokens
     and cost (sent now plus read from the cache: what those tries cost in all; None without a
     price)."""
+    first = [next((k for k, v in enumerate(vs, 1) if v[0] is None), None) for vs in judged]
     table = {}
     for attempt, stats in by_attempt.items():
         at = [v[attempt - 1] for v in judged if len(v) >= attempt]
-        first = [next((k for k, v in enumerate(vs, 1) if v[0] is None), None) for vs in judged]
         cost = None if None in (stats.cost_sent, stats.cost_cached) else round(stats.cost_sent + stats.cost_cached, 10)
         table[str(attempt)] = {
             "asked": len(at),

@@ -191,7 +191,7 @@ def test_length_before_max_tokens_is_an_error():
             return Reply(text=" a", finish_reason="length", status="length", completion_tokens=2)
 
     rec = run(Blind([]), thinking_budget=50)
-    assert rec.stop_reason == "error" and "chatml_stop_ids" in rec.error
+    assert rec.stop_reason == "error" and "template_stop_ids" in rec.error
 
 
 def test_generate_many_keeps_order_and_bounds_concurrency():

@@ -18,7 +18,10 @@ from rapidfuzz import fuzz
 
 from m1data.errors import UserError
 from m1data.stages import ngram
+from m1data.stages.dedup import DecontaminateConfig
 from m1data.stages.ngram import ngram_keys, ngram_overlap, tokens
+
+STAGE_SHARE = DecontaminateConfig().ngram_min_share  # what the decontaminate stage asks for
 
 
 def reference(texts: list[str], evals: list[str], n: int, max_train_rows: int | None = None,
@@ -118,16 +121,16 @@ VIGNETTE = ("A 51-year-old man presents to his primary care provider for intermi
 
 
 def test_a_share_of_the_eval_question_finds_edited_copies_not_stock_phrases() -> None:
-    """The rule that the stage uses (MIN_SHARE): an edited copy holds much of the eval question, a
+    """The rule that the stage uses (its default ngram_min_share): an edited copy holds much of the eval question, a
     different case that shares one stock phrase holds little of it."""
     words = VIGNETTE.split()
     edited = " ".join("patient" if i % 12 == 5 else w for i, w in enumerate(words))  # one word in twelve
     other = "A 51-year-old man presents to his primary care provider for a rash on both shins and a fever."
     train = [edited, other, "Nothing in common with the eval question at all, not one phrase."]
     held = [len(ngram_keys(t) & ngram_keys(VIGNETTE)) / len(ngram_keys(VIGNETTE)) for t in train]
-    assert held[0] > ngram.MIN_SHARE > held[1] > 0 == held[2]
+    assert held[0] > STAGE_SHARE > held[1] > 0 == held[2]
     assert ngram_overlap(train, [VIGNETTE], max_train_rows=3) == [0, 0, None]  # any shared 8-gram
-    assert ngram_overlap(train, [VIGNETTE], max_train_rows=3, min_share=ngram.MIN_SHARE) == [0, None, None]
+    assert ngram_overlap(train, [VIGNETTE], max_train_rows=3, min_share=STAGE_SHARE) == [0, None, None]
     assert ngram_overlap([VIGNETTE], [VIGNETTE], max_train_rows=3, min_share=1.0) == [0]
 
 
@@ -155,13 +158,13 @@ def test_on_real_vignettes_the_share_flags_edited_copies_not_stock_phrases(share
     bullets = pl.read_csv(shared_data / "eval/medbullets/medbullets_op5.csv")["question"].to_list()
     evals = bullets + mmlu
     anything = ngram_overlap(train, evals, max_train_rows=3)
-    shared = ngram_overlap(train, evals, max_train_rows=3, min_share=ngram.MIN_SHARE)
+    shared = ngram_overlap(train, evals, max_train_rows=3, min_share=STAGE_SHARE)
     assert sum(x is not None for x in anything) > 300
     flagged = [(t, evals[e]) for t, e in zip(train, shared) if e is not None]
     assert 3 <= len(flagged) <= 30
     assert all(fuzz.ratio(t, e) >= 75 for t, e in flagged), [round(fuzz.ratio(t, e)) for t, e in flagged]
     copies = jsonl(shared_data / "raw/medqa/4_options_phrases_no_exclude_test.jsonl")
-    own = ngram_overlap(train, copies, max_train_rows=3, min_share=ngram.MIN_SHARE)
+    own = ngram_overlap(train, copies, max_train_rows=3, min_share=STAGE_SHARE)
     assert sum(x is not None for x in own) >= 0.99 * len(train)
 
 
@@ -181,7 +184,7 @@ def test_on_real_short_questions_the_frame_of_a_generic_question_is_no_copy(shar
     anything = ngram_overlap(train, evals, max_train_rows=3)
     framed = [(train[i], evals[e]) for i, e in enumerate(anything) if e is not None]
     assert len(framed) >= 10 and all(fuzz.ratio(t, e) < 95 for t, e in framed)
-    assert ngram_overlap(train, evals, max_train_rows=3, min_share=ngram.MIN_SHARE) == [None] * len(train)
+    assert ngram_overlap(train, evals, max_train_rows=3, min_share=STAGE_SHARE) == [None] * len(train)
 
 
 def test_a_single_str_or_a_none_is_refused_not_read_per_character() -> None:
