@@ -1182,6 +1182,8 @@ def render_card(
         "sources": [infos.get(s) or _unknown_source(s) for s in present or order],
         "present_sources": present,
         "real_sources": [s for s in present if not (sample and s in sample.sources)],  # not the synthetic sample's
+        # sources of the user's own: their language is not known (the card said English of every build)
+        "other_language": [s for s in present if s not in SOURCE_INFO],
         "local_sources": [infos[s].name for s in present if s in infos and infos[s].local_file],
         "published_sources": published_sources,
         "m1_bibtex": M1_BIBTEX,
@@ -1191,6 +1193,8 @@ def render_card(
     metadata = card_metadata(pretty_name, configs, present, provenance_metadata(manifests, upstream), infos,
                              with_data=with_data_metadata, sample=sample,
                              provenance_unknown=context["provenance_unknown"])
+    if context["other_language"]:
+        metadata.pop("language")
     card = join_card(redact_config(metadata), body)
     # manifests of older runs may hold URL credentials, and any run local paths (a served model's)
     return strip_local_paths(strip_userinfo(redact_environment(card))), images

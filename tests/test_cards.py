@@ -857,6 +857,21 @@ def test_a_build_drawn_from_one_that_read_local_files_says_so_too(tmp_path):
         assert "not recorded by the build" not in card and "/home/someone" not in card, name
 
 
+def test_a_source_of_the_users_own_is_not_called_english(tmp_path):
+    """Every card said "Language: English" and `language: [en]`, whatever a user's own source holds."""
+    mapped = run_pipeline([MappedLoad()], tmp_path / "mapped")
+    card, _ = render_card("m23k", tmp_path / "mapped", {"m23k": {"train": mapped}}, images_dir="images")
+    said = " ".join(card.split())
+    assert "language" not in split_card(card)[0] and "**English only" not in said
+    assert "- **Language:** English, except perhaps mybank: a source of your own, whose language m1data" in said
+    assert "- **Regional bias.** MedMCQA comes from Indian exams" in said
+
+    native = run_pipeline([NativeLoad()], tmp_path / "native")
+    card, _ = render_card("m23k", tmp_path / "native", {"m23k": {"train": native}}, images_dir="images")
+    assert split_card(card)[0]["language"] == ["en"] and "- **Language:** English\n" in card
+    assert "**English only, with regional bias.**" in card
+
+
 @pytest.mark.parametrize("student, teacher, same", [("one.gguf", "one.gguf", True), ("small.gguf", "big.gguf", False)])
 def test_the_summary_calls_the_teacher_stronger_only_when_it_is_another_model(tmp_path, student, teacher, same):
     """The embedded build serves one model as teacher and students, yet the summaries said its
