@@ -80,8 +80,12 @@ def agreement(pred_codes: Sequence[str], ref_codes: Sequence[str]) -> dict[str, 
 def split_indices(n: int, test_fraction: float = 0.2, seed: int = 42) -> tuple[list[int], list[int]]:
     """A seeded random train/test split of range(n). Not stratified: rare qualifiers (one or two
     rows) would make a stratified split fail, and they are rare in the test set by design."""
+    if not 0.0 < test_fraction < 1.0:
+        raise UserError(f"test_fraction must be between 0 and 1, got {test_fraction}")
+    if n < 2:
+        raise UserError(f"a train/test split needs at least 2 rows, got {n}")
     order = np.random.Generator(np.random.PCG64(seed)).permutation(n)
-    n_test = max(1, round(n * test_fraction))
+    n_test = min(n - 1, max(1, round(n * test_fraction)))
     return sorted(order[n_test:].tolist()), sorted(order[:n_test].tolist())
 
 
@@ -95,6 +99,8 @@ def held_out_agreement(
 ) -> dict[str, dict[str, Any]]:
     """Agreement of each offline tagger with `codes` on a held-out split (the supervised ones
     are trained on the rest). Also the majority-class baseline, the floor any tagger must beat."""
+    if len(texts) != len(codes):
+        raise UserError(f"{len(texts)} texts for {len(codes)} codes")
     train, test = split_indices(len(texts), test_fraction, seed)
     train_texts, test_texts = [texts[i] for i in train], [texts[i] for i in test]
     train_codes, test_codes = [codes[i] for i in train], [codes[i] for i in test]
@@ -122,6 +128,8 @@ def hit_rate(ranked: Sequence[Sequence[str]], targets: Sequence[frozenset[str] |
 
 def random_hit_rate(targets: Sequence[frozenset[str] | set[str]], k: int, n_classes: int = 76) -> float:
     """Expected hit rate of k distinct codes drawn uniformly: exact, not simulated."""
+    if not targets:
+        raise UserError("need at least one target set")
     misses = [comb(n_classes - len(t), k) / comb(n_classes, k) for t in targets]
     return 1.0 - sum(misses) / len(targets)
 

@@ -9,6 +9,7 @@ from importlib.util import find_spec
 import pytest
 from test_mesh_offline import synthetic
 
+from m1data.errors import UserError
 from m1data.stages.mesh_eval import (
     agreement,
     frequent_baseline,
@@ -61,6 +62,22 @@ def test_split_is_seeded_disjoint_and_complete():
     assert len(test) == 10 and not set(train) & set(test) and sorted(train + test) == list(range(50))
     assert split_indices(50, 0.2, seed=1) == (train, test)
     assert split_indices(50, 0.2, seed=2) != (train, test)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: split_indices(10, 1.5), "test_fraction must be between 0 and 1"),
+    (lambda: split_indices(10, -0.2), "test_fraction must be between 0 and 1"),
+    (lambda: split_indices(1), "needs at least 2 rows"),
+    (lambda: held_out_agreement(["a", "b"], ["01"], methods=()), "2 texts for 1 codes"),
+    (lambda: random_hit_rate([], 1), "at least one target set"),
+])
+def test_scoring_refuses_what_it_cannot_score_in_one_line(call, message):
+    """These were accepted (a test fraction of 1.5 or -0.2), or failed with an IndexError or a
+    ZeroDivisionError."""
+    with pytest.raises(UserError, match=message):
+        call()
+    train, test = split_indices(2, 0.9)
+    assert len(train) == len(test) == 1  # a split always leaves a row on each side
 
 
 def test_held_out_agreement_beats_the_majority_baseline():
