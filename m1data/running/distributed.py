@@ -108,7 +108,7 @@ def executor_config(kind: str | None, address: str | None, base: ExecutorConfig 
     ``--executor``/``--ray-address`` over it."""
     base = base or ExecutorConfig()
     if address and (kind or base.kind) == "local":
-        raise ConfigError("--ray-address goes with --executor ray")
+        raise ConfigError("a Ray address (--ray-address, ray_address=) goes with the ray executor (--executor ray)")
     return dataclasses.replace(base, kind=kind or base.kind, address=address or base.address)
 
 
@@ -161,6 +161,61 @@ def band_runner(ctx: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------
+# connecting
+
+
+CONNECT_SECONDS = 5.0  # how long an address may take to answer before it is called unreachable
+_JOINED: dict[str, Any] = {}  # the Ray session `connect` started or joined, and with what
+
+
+def connect(config: ExecutorConfig) -> None:
+    """Start Ray here (no address) or join the cluster at ``config.address``, once a process.
+
+    Why the checks: Ray's own connect to an address where nothing answers retries forever in C++,
+    deaf to SIGTERM and Ctrl-C, and its other failures (no cluster for ``auto``, a malformed
+    address, ``ray://`` without Ray's client) were tracebacks. And a second job of one Python
+    session ran on the Ray the first had started, whatever address or CPUs it asked for."""
+    ray = require_ray()
+    wanted = {"address": config.address, "num_cpus": config.num_cpus if config.address is None else None}
+    if ray.is_initialized():
+        ours = _JOINED.get("session") == ray.get_runtime_context().get_session_name()  # not a ray.init of the caller's
+        if ours and _JOINED["settings"] != wanted:
+            raise UserError(f"this process already runs Ray {_described(_JOINED['settings'])}; a job cannot also "
+                            f"run {_described(wanted)}: call ray.shutdown() first")
+        return
+    if config.address is None:
+        a_ray_token_where_home_cannot_hold_one()
+    elif config.address != "auto":
+        _check_reachable(config.address)
+    try:
+        ray.init(address=config.address, num_cpus=wanted["num_cpus"], include_dashboard=False, log_to_driver=True)
+    except (ConnectionError, ValueError, RuntimeError) as err:
+        said = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"cannot join the Ray cluster at {config.address} ({said})") from None
+    _JOINED.update(session=ray.get_runtime_context().get_session_name(), settings=wanted)
+
+
+def _described(joined: dict[str, Any]) -> str:
+    if joined["address"] is not None:
+        return f"joined to {joined['address']}"
+    return "started here" + (f" on {joined['num_cpus']} CPUs" if joined["num_cpus"] else "")
+
+
+def _check_reachable(address: str) -> None:
+    """A host:port (or ray://host:port) that accepts a connection within CONNECT_SECONDS."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"Ray address {address!r} is not HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS).close()
+    except OSError as err:
+        raise UserError(f"nothing answers at Ray address {address} ({err.strerror or err}) within "
+                        f"{CONNECT_SECONDS:g} s: is the cluster up, and is the address its head's?") from None
+
+
+# ---------------------------------------------------------------------------------------------
 # the executor
 
 
@@ -172,14 +227,8 @@ class RayExecutor:
     engine object handed to a stage by hand must be picklable."""
 
     def __init__(self, config: ExecutorConfig):
-        ray = require_ray()
         self.config = config
-        if not ray.is_initialized():
-            local = config.address is None
-            if local:
-                a_ray_token_where_home_cannot_hold_one()
-            ray.init(address=config.address, num_cpus=config.num_cpus if local else None,
-                     include_dashboard=False, log_to_driver=True)
+        connect(config)
 
     def parallelism(self) -> int:
         ray = require_ray()

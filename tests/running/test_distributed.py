@@ -102,7 +102,7 @@ def test_executor_from_yaml_and_command_line(tmp_path):
     path.write_text(yaml.safe_dump({"executor": {"kind": "ray", "adress": "auto"}}))
     with pytest.raises(ConfigError, match="adress"):
         build_settings("m1k", path)
-    with pytest.raises(ConfigError, match="--ray-address goes with --executor ray"):
+    with pytest.raises(ConfigError, match="goes with the ray executor"):
         build_settings("m1k", None, "local", "auto")
 
 
@@ -139,7 +139,7 @@ def test_file_commands_refuse_a_ray_address_without_ray(tmp_path):
         result = CliRunner().invoke(app, [*command, str(tmp_path / "in.parquet"), str(tmp_path / "out.parquet"),
                                           "--ray-address", "auto"])
         assert result.exit_code != 0
-        assert "--ray-address goes with --executor ray" in str(result.exception or result.output)
+        assert "goes with the ray executor (--executor ray)" in str(result.exception or result.output)
     assert not list(tmp_path.iterdir())  # refused before reading or writing anything
 
 
@@ -664,10 +664,39 @@ def test_ray_door_agrees(tmp_path, ray_cluster):
 
 START_RAY = """
 import os
+from m1data.errors import UserError
 from m1data.running.distributed import ExecutorConfig, RayExecutor
 executor = RayExecutor(ExecutorConfig(kind="ray", num_cpus=1))
+RayExecutor(ExecutorConfig(kind="ray", num_cpus=1))  # the same settings: the same Ray
+try:
+    RayExecutor(ExecutorConfig(kind="ray", address="127.0.0.1:1"))
+except UserError as err:
+    print(err)
 print(executor.map(abs, [-1, -2]), os.environ["RAY_AUTH_TOKEN"])
 """
+
+JOIN_RAY = """
+import sys
+from m1data.errors import UserError
+from m1data.running.distributed import ExecutorConfig, RayExecutor
+try:
+    RayExecutor(ExecutorConfig(kind="ray", address=sys.argv[1]))
+except UserError as err:
+    print(err)
+"""
+
+
+@pytest.mark.parametrize("address, said", [
+    ("127.0.0.1:1", "nothing answers at Ray address 127.0.0.1:1 (Connection refused) within 5 s"),
+    ("ray://127.0.0.1:1", "nothing answers at Ray address ray://127.0.0.1:1"),
+    ("not a host", "Ray address 'not a host' is not HOST:PORT, ray://HOST:PORT or auto"),
+])
+def test_a_ray_address_that_cannot_be_joined_is_one_line(address, said):
+    """Ray's connect to an address where nothing answers retried forever, deaf to SIGTERM and
+    Ctrl-C, and a malformed address was a traceback. In a child process: this one may run Ray."""
+    pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'm1data[ray]')")
+    done = subprocess.run([sys.executable, "-c", JOIN_RAY, address], capture_output=True, text=True, timeout=120)
+    assert said in done.stdout, done.stderr[-3000:]
 
 
 def test_the_ray_executor_starts_where_home_cannot_be_written(tmp_path):
@@ -681,8 +710,12 @@ def test_the_ray_executor_starts_where_home_cannot_be_written(tmp_path):
     env["HOME"] = str(home)
     done = subprocess.run([sys.executable, "-c", START_RAY], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    results, token = done.stdout.strip().splitlines()[-1].rsplit(" ", 1)
+    refused, last = done.stdout.strip().splitlines()[-2:]
+    results, token = last.rsplit(" ", 1)
     assert results == "[1, 2]"
+    # a second job of the session asking for another Ray ran on this one, whatever it asked for
+    assert refused == ("this process already runs Ray started here on 1 CPUs; a job cannot also run joined to "
+                       "127.0.0.1:1: call ray.shutdown() first")
     assert len(token) == 64 and token not in done.stderr  # the token is never logged
 
 
