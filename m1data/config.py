@@ -165,6 +165,9 @@ def _wrong(where: str, expected: str, value: Any) -> ConfigError:
 
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
     """Build dataclass `cls` from `data`; nested dataclasses, lists and dicts of them included."""
+    if not isinstance(data, dict):  # a str's characters were read as its keys ("unknown key(s) a, r, y")
+        raise ConfigError(f"{_at(where)}: expected a mapping of {cls.__name__}'s settings, got {type(data).__name__} "
+                          f"{data!r:.60}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)

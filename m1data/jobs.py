@@ -150,6 +150,8 @@ def _load_config(cls: type, config: ConfigArg) -> tuple[Any, ExecutorConfig | No
     else:
         raise UserError(f"config: expected a {cls.__name__}, a YAML path, a mapping or None, got {type(config).__name__}")
     block = data.pop("executor", None)
+    if isinstance(block, str):  # `executor: ray`, short for {kind: ray}
+        block = {"kind": block}
     executor = from_dict(ExecutorConfig, block, where=key_path(where, "executor")) if block else None
     data, where = _builder_section(cls, data, where)
     return from_dict(cls, data, where=where), executor

@@ -104,6 +104,11 @@ def test_executor_from_yaml_and_command_line(tmp_path):
         build_settings("m1k", path)
     with pytest.raises(ConfigError, match="goes with the ray executor"):
         build_settings("m1k", None, "local", "auto")
+    path.write_text("executor: ray\n")  # short for {kind: ray}; it said "unknown key(s) a, r, y"
+    assert build_settings("m1k", path)[1] == ExecutorConfig(kind="ray")
+    path.write_text("executor: [ray]\n")
+    with pytest.raises(ConfigError, match="c.yaml:executor: expected a mapping of ExecutorConfig's settings, got list"):
+        build_settings("m1k", path)
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
