@@ -397,6 +397,8 @@ def decontaminate(
     eval_names: Annotated[list[str], typer.Option("--eval", help="NAME, NAME=LOCAL_FILE (see `m1data eval-sets`), or a file of any known shape; repeatable.")],
     threshold: Annotated[float, typer.Option("--threshold")] = 95.0,
     ngram: Annotated[int, typer.Option("--ngram", min=0, help="Word n-gram size of the second check; 0 turns it off.")] = 8,
+    ngram_max_train_rows: Annotated[Optional[int], typer.Option("--ngram-max-train-rows", help="N-grams in more training rows than this are boilerplate, never held (default 3).")] = None,
+    ngram_min_share: Annotated[Optional[float], typer.Option("--ngram-min-share", help="The share of one eval question's n-grams a row must hold to be flagged (default 0.3).")] = None,
     executor: ExecutorOpt = "local",
     ray_address: RayAddressOpt = None,
     eval_mapping: EvalMappingOpt = None,
@@ -407,6 +409,7 @@ def decontaminate(
         evals = evalsets.with_mappings([evalsets.EvalInput.parse(e) for e in eval_names], _eval_mappings(eval_mapping))
     with _data_warnings_as_lines():
         stats = jobs.run_decontaminate_file(in_path, out_path, evals, threshold=threshold, ngram=ngram,
+                                            ngram_max_train_rows=ngram_max_train_rows, ngram_min_share=ngram_min_share,
                                             executor=executor, ray_address=ray_address)
     _print_stats(stats, out_path)
 

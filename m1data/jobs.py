@@ -457,17 +457,26 @@ def run_dedup_file(in_path: str | Path | Sequence[str | Path], out_path: str | P
 
 
 def run_decontaminate_file(in_path: str | Path | Sequence[str | Path], out_path: str | Path,
-                           evals: Sequence[str | EvalInput], *, threshold: float = 95.0, ngram: int = 8,
-                           executor: str | ExecutorConfig | None = None,
+                           evals: str | Path | EvalInput | Sequence[str | Path | EvalInput], *,
+                           threshold: float = 95.0, ngram: int = 8, ngram_max_train_rows: int | None = None,
+                           ngram_min_share: float | None = None, executor: str | ExecutorConfig | None = None,
                            ray_address: str | None = None) -> dict[str, Any]:
     """Remove rows that match any eval item (question stem + option set, or the stem with most of
-    the options; fuzzy ratio >= `threshold`; a word `ngram` check beside it, 0: off). `evals`:
-    EvalInputs or strings NAME, NAME=LOCAL_FILE, or a file. Returns the stage statistics."""
-    inputs = [e if isinstance(e, EvalInput) else EvalInput.parse(e) for e in evals]
+    the options; fuzzy ratio >= `threshold`; a word `ngram` check beside it, 0: off, with a build
+    config's `ngram_max_train_rows` and `ngram_min_share`, None: their defaults). `evals`: one or
+    more EvalInputs or strings NAME, NAME=LOCAL_FILE, or a file. Returns the stage statistics."""
+    if isinstance(evals, (str, Path, EvalInput)):  # one entry: a str's characters were read as set names
+        evals = [evals]
+    if not evals:
+        raise UserError("decontamination needs at least one eval set (evals=[] compares the rows with nothing)")
+    inputs = [e if isinstance(e, EvalInput) else EvalInput.parse(str(e)) for e in evals]
     eval_files = [Path(e.path or e.name) for e in inputs if e.path or Path(e.name).exists()]
     in_paths = [in_path] if isinstance(in_path, (str, Path)) else list(in_path)
     refuse_overwrite([*in_paths, *eval_files], out_path)  # an eval file is an input too
-    stage = Decontaminate(DecontaminateConfig(threshold=threshold, ngram=ngram), inputs)  # before Ray starts
+    ngram_settings = {"ngram_max_train_rows": ngram_max_train_rows, "ngram_min_share": ngram_min_share}
+    config = DecontaminateConfig(threshold=threshold, ngram=ngram,
+                                 **{k: v for k, v in ngram_settings.items() if v is not None})
+    stage = Decontaminate(config, inputs)  # its settings checked before Ray starts
     ctx = _file_context(out_path, executor, ray_address)
     return run_on_file(stage, in_path, out_path, ctx)
 

@@ -865,6 +865,36 @@ def test_decontaminate_negative_ngram_is_refused_by_the_option(tmp_path, main):
     assert proc.returncode == 2 and "Invalid value for '--ngram'" in proc.stderr, proc.stderr
 
 
+def test_decontaminate_takes_the_ngram_settings_a_build_config_has(tmp_path, main):
+    """A build config's `ngram_max_train_rows` and `ngram_min_share` had no flag and no argument,
+    so a build's decontamination could not be repeated through the file doors."""
+    rows = _dedup_input(tmp_path)
+    evals = tmp_path / "anatomy_test.csv"
+    evals.write_text("Which nerve supplies the deltoid muscle?,Axillary,Radial,Ulnar,Median,A\n")
+    proc = main("decontaminate", rows, tmp_path / "out.parquet", "--eval", f"mmlu_anatomy={evals}",
+                "--ngram-max-train-rows", "5", "--ngram-min-share", "0.5")
+    assert proc.returncode == 0, proc.stderr
+    check = json.loads((tmp_path / "out.stats.json").read_text())["ngram_check"]
+    assert (check["common_ngram_rows"], check["min_share"]) == (5, 0.5)
+    proc = main("decontaminate", rows, tmp_path / "out.parquet", "--eval", "medqa_test", "--ngram-min-share", "1.5")
+    assert proc.returncode == 2 and "ngram_min_share must be in (0, 1]" in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("evals, ngram, message", [
+    ([], 8, "needs at least one eval set"),
+    ("nosuch_set", 8, "nosuch_set"),  # one entry, not its characters ("eval set 'n': not a known set")
+    (["medqa_test"], 2.5, "ngram must be 0 (off) or a word n-gram size, got 2.5"),
+])
+def test_run_decontaminate_file_refuses_what_it_cannot_use(tmp_path, evals, ngram, message):
+    from m1data.errors import UserError
+    from m1data.jobs import run_decontaminate_file
+
+    with pytest.raises(UserError) as refused:
+        run_decontaminate_file(_dedup_input(tmp_path), tmp_path / "out.jsonl", evals, ngram=ngram)
+    assert message in str(refused.value) and "'n'" not in str(refused.value)
+    assert not (tmp_path / "out.jsonl").exists()
+
+
 def test_a_full_disk_while_a_tagger_is_saved_is_one_line_naming_it(tmp_path, monkeypatch, main):
     """ENOSPC while `run train-tagger` saved the model said "cannot use a file: No space left on
     device": which file, it did not say (the error of a write names none). Now it names MODEL_PATH,

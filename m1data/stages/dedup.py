@@ -12,6 +12,7 @@ the build's stages.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import os
 import unicodedata
 import warnings
@@ -555,8 +556,8 @@ class DecontaminateConfig:
         """Checked when the config is read: `ngram: -1` was refused only after the fuzzy match
         had run (the command line's `--ngram` already refused it)."""
         _check_threshold(self.threshold)
-        if self.ngram < 0:
-            raise UserError(f"ngram must be 0 (off) or a word n-gram size, got {self.ngram}")
+        if isinstance(self.ngram, bool) or not isinstance(self.ngram, numbers.Integral) or self.ngram < 0:
+            raise UserError(f"ngram must be 0 (off) or a word n-gram size, got {self.ngram!r}")
         if self.ngram_max_train_rows < 1:
             raise UserError(f"ngram_max_train_rows must be at least 1, got {self.ngram_max_train_rows}")
         if not 0.0 < self.ngram_min_share <= 1.0:
