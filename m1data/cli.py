@@ -264,6 +264,8 @@ def build(
     until: Annotated[Optional[str], typer.Option("--until", help="Stop after this stage.")] = None,
     force: Annotated[bool, typer.Option(help="Re-run every stage even when its manifest matches.")] = False,
     from_m23k: Annotated[Optional[str], typer.Option("--from-m23k", help="Sample from an existing m23K (folder, file or repo id).")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="With --from-m23k: the draw's seed (default: the config's, 42).")] = None,
+    n: Annotated[Optional[int], typer.Option("--n", help="With --from-m23k: rows to draw (default: the config's, 1000).")] = None,
     repo_id: Annotated[Optional[str], typer.Option("--repo-id", help="Repo id the card should name (for publishing later).")] = None,
     hub_config: Annotated[Optional[str], typer.Option("--hub-config", help="Config name in the Hub folder (default: the dataset's name, e.g. m1k).")] = None,
     executor: Annotated[Optional[str], typer.Option("--executor", help="local (default) or ray; overrides `executor:` in the config.")] = None,
@@ -275,6 +277,9 @@ def build(
     Hub-layout folder RUN_DIR/hub (parquet, card, images) that `m1data publish` uploads. A build
     that stops early exits 1 unless --allow-partial: scripts must not take it for done."""
     with _user_errors(), _exit_1_when_locked(), _data_warnings_as_lines():
+        if from_m23k is None and (seed is not None or n is not None):
+            raise typer.BadParameter("--seed and --n go with --from-m23k (a build takes them from its config's "
+                                     "sample: block)", param_hint="--seed/--n")
         if from_m23k is None:
             result = jobs.build(dataset, out, config=config, executor=executor, ray_address=ray_address, start=start,
                                 until=until, force=force, hub_out=hub_out, repo_id=repo_id, hub_config=hub_config)
@@ -282,8 +287,8 @@ def build(
             raise typer.BadParameter("--from-m23k goes with m1k, without --from, --until, --executor or --ray-address",
                                      param_hint="--from-m23k")
         else:
-            result = jobs.resample(from_m23k, out, config=config, force=force, hub_out=hub_out, repo_id=repo_id,
-                                   hub_config=hub_config)
+            result = jobs.resample(from_m23k, out, seed=seed, n=n, config=config, force=force, hub_out=hub_out,
+                                   repo_id=repo_id, hub_config=hub_config)
     if result.funnel:
         typer.echo(result.funnel)
     if result.status == "not_ready":

@@ -138,6 +138,13 @@ def test_resample_draws_again_with_another_seed(twin_builds, tmp_path):
     drawn = [set(r["id"] for r in hub_rows(r.hub_folder)) for r in (first, second)]
     assert all(len(d) == 5 and d <= pool for d in drawn) and drawn[0] != drawn[1]
     assert m1data.resample(m23k, tmp_path / "c", n=5, seed=1).rows["id"] == first.rows["id"]
+    # the command line draws the same (it had no --seed or --n: only a config could say them)
+    done = CliRunner().invoke(app, ["build", "m1k", "--from-m23k", str(m23k), "--out", str(tmp_path / "d"),
+                                    "--seed", "1", "--n", "5"])
+    assert done.exit_code == 0, done.output
+    assert [r["id"] for r in hub_rows(tmp_path / "d" / "hub")] == [r["id"] for r in hub_rows(first.hub_folder)]
+    refused = CliRunner().invoke(app, ["build", "m1k", "--out", str(tmp_path / "e"), "--seed", "1"])
+    assert refused.exit_code == 2 and "--seed and --n go with --from-m23k" in " ".join(refused.output.split())
 
 
 def test_bad_names_and_configs_are_one_line_errors(tmp_path):
