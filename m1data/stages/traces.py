@@ -269,10 +269,20 @@ class TeacherTraces(LLMStage):
     def merge_stats(self, parts: list[dict[str, Any]], rows: datasets.Dataset) -> dict[str, Any]:
         """Blocks' statistics as one (the Ray executor). Each block checks its own first answers
         for reasoning, and those answers are its own rows' (sent once, reused), so every count
-        sums; the preflight record kept is the first block's, which sampled the rows a local run
-        samples."""
+        sums. The preflight record is that of the first blocks, in row order, until they hold
+        `preflight_requests` requests: the rows a local run samples, whose record it then equals
+        (it was the first block's alone, 1 request where a local run's check had 3, when blocks
+        held one row each)."""
         merged = sum_stats([{k: v for k, v in part.items() if k != "preflight"} for part in parts])
-        merged["preflight"] = parts[0].get("preflight", {}) if parts else {}
+        checks: list[dict[str, Any]] = []
+        for part in parts:
+            if sum(c.get("requests", 0) for c in checks) >= self.config.preflight_requests:
+                break
+            if part.get("preflight"):
+                checks.append(part["preflight"])
+        merged["preflight"] = sum_stats([{k: v for k, v in c.items() if k != "served_models"} for c in checks])
+        if checks:
+            merged["preflight"]["served_models"] = sorted({m for c in checks for m in c.get("served_models", [])})
         merged["attempts"] = self.config.attempts  # a setting, not a count: the same in every block
         return merged
 

@@ -374,6 +374,20 @@ def test_the_served_model_is_recorded_beside_the_alias(llm_server, tmp_path, sec
     assert set(again.rows["teacher_served_model"]) == {"deepseek-r1-0528"}
 
 
+def test_blocks_on_ray_record_the_preflight_a_local_run_makes(llm_server, tmp_path, secret_env):
+    """Each block of a Ray run checks its own first rows; the merged record kept the first block's,
+    1 request where a local run's check had 3 when blocks held one row each, so the manifest and
+    card of a Ray build said another check than the local build's."""
+    llm_server.handler = teacher
+    local = TeacherTraces(config(llm_server, tmp_path)).run(ROWS.select(range(6)), None).stats["preflight"]
+    stage = TeacherTraces(config(llm_server, tmp_path))
+    parts = [stage.run(ROWS.select([i]), None).stats for i in range(6)]
+    assert [p["preflight"]["requests"] for p in parts] == [1] * 6
+    merged = stage.merge_stats(parts, ROWS.select(range(6)))["preflight"]
+    assert {k: v for k, v in merged.items() if k not in ("sent", "reused")} == \
+        {k: v for k, v in local.items() if k not in ("sent", "reused")} and merged["requests"] == 3
+
+
 def test_run_traces_command_stops_a_teacher_without_reasoning_unless_told(llm_server, tmp_path):
     from typer.testing import CliRunner
 
