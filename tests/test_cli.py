@@ -533,14 +533,20 @@ def test_file_commands_read_a_json_file_of_rows(tmp_path, layout):
     assert read_rows(tmp_path / "kept.jsonl")["id"] == read_rows(tmp_path / "rows.parquet")["id"][:3]
 
 
-@pytest.mark.parametrize("text, message", [("[1, 2]", "item 1 is int, not a row object"),
-                                           ('[{"a": 1}, {"a": "x"}]', "a column holds values of more than one type")])
-def test_a_json_file_that_is_not_rows_is_one_line(tmp_path, text, message, main):
-    path = tmp_path / "rows.json"
+@pytest.mark.parametrize("name, text, message", [
+    ("rows.json", "[1, 2]", "item 1 is int, not a row object"),
+    ("rows.json", '[{"a": 1}, {"a": "x"}]', "a column holds values of more than one type"),
+    ("rows.jsonl", '{"id": "1"}\n{"id": 2 "q"}\n', "changed from string to number in row 1): a column holds values "
+                                                   "of more than one type"),
+    ("rows.jsonl", '{"a": "1"}\n{"a": "2" "b"}\n', "Missing a comma"),  # datasets said it on a line of its own too
+])
+def test_a_json_file_that_is_not_rows_is_one_line(tmp_path, name, text, message, main):
+    path = tmp_path / name
     path.write_text(text)
     proc = main("dedup", path, tmp_path / "out.jsonl")
     said = " ".join(proc.stderr.split())
     assert proc.returncode == 2 and message in said and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith("error:") and "Failed to load JSON" not in proc.stderr, proc.stderr
 
 
 def _killed_dedup(rows: Path, out: Path, kill_at: int, *args: str) -> subprocess.CompletedProcess:

@@ -28,6 +28,7 @@ import importlib
 import io
 import itertools
 import json
+import logging
 import lzma
 import math
 import os
@@ -1493,6 +1494,9 @@ def _reading(path: str | Path) -> Iterator[None]:
     a read with an error that names neither that folder nor the file: both are named."""
     from datasets import config
 
+    json_log = logging.getLogger("datasets.packaged_modules.json.json")  # says it too, on a line of its own
+    was = json_log.disabled
+    json_log.disabled = True
     try:
         with storage_errors(f"{config.HF_DATASETS_CACHE} (datasets' cache, HF_DATASETS_CACHE; reading {path})"):
             yield
@@ -1502,8 +1506,11 @@ def _reading(path: str | Path) -> Iterator[None]:
         problem = _arrow_problem(err)
         if problem is None:
             raise
-        raise UserError(f"{path} cannot be read as rows ({problem}): the file is cut short (a copy or a write "
-                        "that was stopped) or is not rows; write it again") from None
+        why = ("a column holds values of more than one type" if "changed from" in problem else
+               "the file is cut short (a copy or a write that was stopped) or is not rows")
+        raise UserError(f"{path} cannot be read as rows ({problem}): {why}; write it again") from None
+    finally:
+        json_log.disabled = was
 
 
 def _arrow_problem(err: BaseException) -> str | None:
