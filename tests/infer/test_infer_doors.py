@@ -218,3 +218,23 @@ def test_a_server_that_reports_no_usage_stops_the_run_in_one_line(tmp_path):
         infer_run("m", [f"mine={rows}"], tmp_path / "out", base_url=server.base_url, budget=4)
     with ScriptedServer(letter_model) as server:  # the same with usage: runs
         infer_run("m", [f"mine={rows}"], tmp_path / "out", base_url=server.base_url, budget=4)
+
+
+def test_the_commands_show_the_library_defaults():
+    """The command line writes its defaults out (the import of m1data.infer costs a second it
+    should not pay for `--help`); they must be the library's, which the Python door uses."""
+    import click
+    import typer
+
+    from m1data.cli import app
+    from m1data.infer.budget import BudgetConfig
+    from m1data.infer.jobs import BUDGETS
+
+    group = typer.main.get_command(app).commands["infer"]
+    run, sweep = ({p.name: p.default for p in group.commands[name].get_params(click.Context(group))}
+                  for name in ("run", "sweep"))
+    for options in (run, sweep):
+        assert options["forcing_string"] == BudgetConfig.forcing_string
+        assert options["answer_max_tokens"] == BudgetConfig.answer_max_tokens
+    assert run["budget"] == BudgetConfig.thinking_budget
+    assert sweep["budgets"] == ",".join(map(str, BUDGETS))
