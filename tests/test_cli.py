@@ -533,9 +533,27 @@ def test_file_commands_read_a_json_file_of_rows(tmp_path, layout):
     assert read_rows(tmp_path / "kept.jsonl")["id"] == read_rows(tmp_path / "rows.parquet")["id"][:3]
 
 
+@pytest.mark.parametrize("rows", [
+    [{"id": "a", "question": "Q?"}, {"id": "b", "question": "R?", "context": "C", "metadata": {"k": 1}}],
+    [{}, {"a": 1}],  # read as 0 rows: the columns were the first row's
+    [{"m": {"x": 1}}, {"m": {"y": "z"}}],  # nested objects of other keys were merged into one struct
+    [{"a": 1}, {"a": "x"}, {"a": [1]}],  # a column of mixed types was refused
+    [{"n": 2**64}],  # an OverflowError traceback
+])
+def test_a_json_file_of_rows_reads_as_the_jsonl_of_the_same_rows(tmp_path, rows):
+    listed, lines = tmp_path / "rows.json", tmp_path / "rows.jsonl"
+    listed.write_text(json.dumps(rows))
+    lines.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert read_rows(listed).features == read_rows(lines).features
+    assert read_rows(listed).to_list() == read_rows(lines).to_list()
+    frame = tmp_path / "frame.json"  # pandas' default orient: {column: {index: cell}}
+    frame.write_text(json.dumps({"id": {"0": "a", "1": "b"}, "question": {"0": "Q?", "1": "R?"}}))
+    assert read_rows(frame).to_list() == [{"id": "a", "question": "Q?"}, {"id": "b", "question": "R?"}]
+
+
 @pytest.mark.parametrize("name, text, message", [
     ("rows.json", "[1, 2]", "item 1 is int, not a row object"),
-    ("rows.json", '[{"a": 1}, {"a": "x"}]', "a column holds values of more than one type"),
+    ("rows.json", '{"a": 1, "b": 2}', "expected a list of row objects, or an object holding one"),
     ("rows.jsonl", '{"id": "1"}\n{"id": 2 "q"}\n', "changed from string to number in row 1): a column holds values "
                                                    "of more than one type"),
     ("rows.jsonl", '{"a": "1"}\n{"a": "2" "b"}\n', "Missing a comma"),  # datasets said it on a line of its own too

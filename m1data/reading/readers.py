@@ -33,6 +33,7 @@ import lzma
 import math
 import os
 import re
+import tempfile
 import tokenize
 from collections import Counter
 import dataclasses
@@ -1542,34 +1543,55 @@ def read_rows(path: str | Path | Sequence[str | Path]) -> datasets.Dataset:
     check_file(path)  # pyarrow's and json's own errors name the path inside an errno line
     if path.suffix == ".parquet":
         return parquet_dataset(path)
-    if path.suffix == ".json" and _opens_a_list(path):
-        return _json_list_rows(path)
-    if path.suffix in (".jsonl", ".json"):  # a .json not a list: `Dataset.to_json`'s, a row a line
-        if not path.read_bytes().strip():
-            return datasets.Dataset.from_dict({})
-        try:
-            with _reading(path):
-                rows = datasets.Dataset.from_json(str(path))
-            rows.data.table.validate(full=True)
-        except (UnicodeDecodeError, pa.ArrowInvalid):
-            _raise_if_not_utf8(path)
-            raise
-        return rows
+    if path.suffix == ".jsonl":
+        return _jsonl_rows(path)
+    if path.suffix == ".json":
+        return _json_rows(path)
     raise UserError(f"{path}: input must end in .parquet, .jsonl or .json")
 
 
-def _json_list_rows(path: Path) -> datasets.Dataset:
-    """The rows of a .json file that holds one list of row objects (`json.dump(rows, f)`)."""
-    data = read_json(path)
-    for number, row in enumerate(data, start=1):
+def _jsonl_rows(path: Path, shown: Path | None = None) -> datasets.Dataset:
+    """The rows of a JSON Lines file; `shown` is the file errors name (a .json's rows are read
+    from a JSON Lines copy, `_json_rows`)."""
+    if not path.read_bytes().strip():
+        return datasets.Dataset.from_dict({})
+    try:
+        with _reading(shown or path):
+            rows = datasets.Dataset.from_json(str(path))
+        rows.data.table.validate(full=True)
+    except (UnicodeDecodeError, pa.ArrowInvalid):
+        _raise_if_not_utf8(path)
+        raise
+    return rows
+
+
+def _json_rows(path: Path) -> datasets.Dataset:
+    """The rows of a .json file: a list of row objects (`json.dump(rows, f)`), an object holding
+    one (pandas' `to_json` orients, `{"data": [...]}`), or a row a line (`Dataset.to_json`).
+
+    Why through a JSON Lines copy: read so, a .json gives what the .jsonl of the same rows gives
+    (columns, types, nested values). `datasets.Dataset.from_list` took a list's columns from its
+    first row alone (a row `{}` first made the file 0 rows), merged nested objects' keys, and
+    refused columns of mixed types that the JSON Lines reader reads; `from_json` read an object
+    as one row."""
+    if not path.read_bytes().strip():
+        return datasets.Dataset.from_dict({})
+    data = read_json_or_lines(path)
+    if data is None:  # a row a line
+        return _jsonl_rows(path)
+    records = _held_records(data) if isinstance(data, dict) else data
+    if not isinstance(records, list):
+        raise MalformedFile(path, None, "expected a list of row objects, or an object holding one (as pandas' to_json "
+                                        "writes a frame); a file of one row: write it in a list")
+    for number, row in enumerate(records, start=1):
         if not isinstance(row, dict):
             raise MalformedFile(path, None, f"item {number} is {type(row).__name__}, not a row object")
-    try:
-        return datasets.Dataset.from_list(data)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
-        problem = str(err).strip().splitlines()[0]
-        raise UserError(f"{path}: its rows do not make one table ({problem}): a column holds values of more than one "
-                        "type") from None
+    with tempfile.TemporaryDirectory(prefix="m1data-json-") as folder:
+        copy = Path(folder) / "rows.jsonl"
+        with open(copy, "w", encoding="utf-8") as lines:
+            for row in records:
+                lines.write(json.dumps(row, ensure_ascii=False) + "\n")
+        return _jsonl_rows(copy, shown=path)
 
 
 def _raise_if_not_utf8(path: Path) -> None:
