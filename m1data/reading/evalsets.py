@@ -1357,7 +1357,7 @@ def load_eval_file(
                 ), set_name, scoring=scoring)
                 for set_name, items in data.items()
             }
-        if isinstance(data, dict) and "exams" in data:
+        if _headqa_layout(data):
             return {name or file_set_name(path): _headqa_file(path, name or file_set_name(path), scoring)}
     set_name = name or file_set_name(path)
     if path.is_dir():  # one set's shards, each record located by its file
@@ -1366,6 +1366,14 @@ def load_eval_file(
     else:
         records = question_records(path, mapping)
     return {set_name: require_items(_collect(set_name, records, parse, where=path), set_name, scoring=scoring)}
+
+
+def _headqa_layout(data: Any) -> bool:
+    """HEAD-QA's own file: exams by name, each an object with a `data` list (not a pandas frame
+    with an `exams` column, nor rows that hold an `exams` field)."""
+    exams = data.get("exams") if isinstance(data, dict) else None
+    return (isinstance(exams, dict) and bool(exams) and pandas_records(data) is None
+            and all(isinstance(exam, dict) and isinstance(exam.get("data"), list) for exam in exams.values()))
 
 
 def _headqa_file(path: Path, name: str, scoring: bool) -> LoadResult:

@@ -115,6 +115,19 @@ def test_headqa_own_layout_is_an_eval_file(tmp_path):
     assert [row["reason"] for row in result.dropped] == ["needs_image"]
 
 
+@pytest.mark.parametrize("data", [
+    {"question": {"0": "Which vitamin deficiency causes scurvy?"}, "options": {"0": ["C", "A", "D"]},
+     "answer_idx": {"0": 0}, "exams": {"0": "MIR"}},  # pandas' default orient, a frame with an exams column
+    {"version": "1", "exams": [{"question": "Which vitamin deficiency causes scurvy?", "options": ["C", "A", "D"],
+                                "answer_idx": 0}]},  # rows under "exams"
+])
+def test_an_exams_key_alone_is_no_headqa_file(tmp_path, data):
+    path = tmp_path / "evals.json"
+    path.write_text(json.dumps(data))
+    (result,) = load_eval_file(path).values()
+    assert result.rows[0]["question"] == "Which vitamin deficiency causes scurvy?"
+
+
 def test_headqa_test_file_decontaminates_its_own_rows(shared_data, tmp_path):
     from m1data import decontaminate
 
