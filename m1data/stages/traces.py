@@ -271,8 +271,9 @@ class TeacherTraces(LLMStage):
         for reasoning, and those answers are its own rows' (sent once, reused), so every count
         sums. The preflight record is that of the first blocks, in row order, until they hold
         `preflight_requests` requests: the rows a local run samples, whose record it then equals
-        (it was the first block's alone, 1 request where a local run's check had 3, when blocks
-        held one row each)."""
+        where those blocks add up to exactly that many (a first block that holds them, blocks of
+        one row), else it counts the few more rows of the last block it takes (blocks of 2 rows:
+        4 for a local 3). It was the first block's alone: 1 request where a local check had 3."""
         merged = sum_stats([{k: v for k, v in part.items() if k != "preflight"} for part in parts])
         checks: list[dict[str, Any]] = []
         for part in parts:
