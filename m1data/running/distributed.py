@@ -176,22 +176,25 @@ def connect(config: ExecutorConfig) -> None:
     address, ``ray://`` without Ray's client) were tracebacks. And a second job of one Python
     session ran on the Ray the first had started, whatever address or CPUs it asked for."""
     ray = require_ray()
-    wanted = {"address": config.address, "num_cpus": config.num_cpus if config.address is None else None}
+    here = config.address in (None, "local")  # "local": Ray's own word for a new instance here
+    wanted = {"address": config.address, "num_cpus": config.num_cpus if here else None}
     if ray.is_initialized():
         ours = _JOINED.get("session") == ray.get_runtime_context().get_session_name()  # not a ray.init of the caller's
         if ours and _JOINED["settings"] != wanted:
             raise UserError(f"this process already runs Ray {_described(_JOINED['settings'])}; a job cannot also "
                             f"run {_described(wanted)}: call ray.shutdown() first")
         return
-    if config.address is None:
+    joins = config.address or os.environ.get("RAY_ADDRESS")  # RAY_ADDRESS: what ray.init joins when given none
+    if here:
         a_ray_token_where_home_cannot_hold_one()
-    elif config.address != "auto":
-        _check_reachable(config.address)
+    if joins not in (None, "auto", "local"):
+        _check_reachable(joins)
     try:
         ray.init(address=config.address, num_cpus=wanted["num_cpus"], include_dashboard=False, log_to_driver=True)
     except (ConnectionError, ValueError, RuntimeError) as err:
         said = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"cannot join the Ray cluster at {config.address} ({said})") from None
+        where = f"the Ray cluster at {joins}" if joins not in (None, "local") else "a Ray instance here"
+        raise UserError(f"cannot start or join {where} ({said})") from None
     _JOINED.update(session=ray.get_runtime_context().get_session_name(), settings=wanted)
 
 
@@ -202,12 +205,16 @@ def _described(joined: dict[str, Any]) -> str:
 
 
 def _check_reachable(address: str) -> None:
-    """A host:port (or ray://host:port) that accepts a connection within CONNECT_SECONDS."""
+    """A HOST[:PORT] (or ray://HOST[:PORT]) that accepts a connection within CONNECT_SECONDS; the
+    address may come from RAY_ADDRESS, which `ray.init` reads when given none."""
     import socket
 
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if not host or not port.isdigit():
-        raise UserError(f"Ray address {address!r} is not HOST:PORT, ray://HOST:PORT or auto")
+    client = address.startswith("ray://")
+    host, colon, port = address.removeprefix("ray://").rpartition(":")
+    if not colon or host.endswith(":"):  # no port (an IPv6 address without one ends in ":" here)
+        host, port = address.removeprefix("ray://"), "10001" if client else "6379"  # Ray's own defaults
+    if not host or not port.isdigit() or any(c.isspace() for c in host):
+        raise UserError(f"Ray address {address!r} is not HOST[:PORT], ray://HOST[:PORT], auto or local")
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_SECONDS).close()
     except OSError as err:

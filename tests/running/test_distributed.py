@@ -685,22 +685,26 @@ import sys
 from m1data.errors import UserError
 from m1data.running.distributed import ExecutorConfig, RayExecutor
 try:
-    RayExecutor(ExecutorConfig(kind="ray", address=sys.argv[1]))
+    RayExecutor(ExecutorConfig(kind="ray", address=sys.argv[1] or None))
 except UserError as err:
     print(err)
 """
 
 
-@pytest.mark.parametrize("address, said", [
-    ("127.0.0.1:1", "nothing answers at Ray address 127.0.0.1:1 (Connection refused) within 5 s"),
-    ("ray://127.0.0.1:1", "nothing answers at Ray address ray://127.0.0.1:1"),
-    ("not a host", "Ray address 'not a host' is not HOST:PORT, ray://HOST:PORT or auto"),
+@pytest.mark.parametrize("address, environ, said", [
+    ("127.0.0.1:1", {}, "nothing answers at Ray address 127.0.0.1:1 (Connection refused) within 5 s"),
+    ("ray://127.0.0.1:1", {}, "nothing answers at Ray address ray://127.0.0.1:1"),
+    ("ray://127.0.0.1", {}, "nothing answers at Ray address ray://127.0.0.1 ("),  # Ray's client port, 10001
+    ("not a host", {}, "Ray address 'not a host' is not HOST[:PORT], ray://HOST[:PORT], auto or local"),
+    ("", {"RAY_ADDRESS": "127.0.0.1:1"}, "nothing answers at Ray address 127.0.0.1:1"),  # what ray.init joins
 ])
-def test_a_ray_address_that_cannot_be_joined_is_one_line(address, said):
+def test_a_ray_address_that_cannot_be_joined_is_one_line(address, environ, said):
     """Ray's connect to an address where nothing answers retried forever, deaf to SIGTERM and
     Ctrl-C, and a malformed address was a traceback. In a child process: this one may run Ray."""
     pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'm1data[ray]')")
-    done = subprocess.run([sys.executable, "-c", JOIN_RAY, address], capture_output=True, text=True, timeout=120)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}, **environ}
+    done = subprocess.run([sys.executable, "-c", JOIN_RAY, address], capture_output=True, text=True, timeout=120,
+                          env=env)
     assert said in done.stdout, done.stderr[-3000:]
 
 
