@@ -10,10 +10,10 @@ Decisions on what the reference leaves open (each has a test in tests/stages/tes
 
 * Code extraction follows the reference rule (strip emphasis, backticks and a trailing period,
   take the last two characters) with two tightenings: the two digits must not be preceded by a
-  third digit, and the last line must hold no other number. "...100" is a malformed reply, not a
-  vote for code 00, and "p < 0.05", "2024-05-07", "10:30", "20-21" or "20 or 21" name no one code
-  (the rule read 05, 07, 30 and 21): such replies are re-asked rather than silently filed under a
-  domain. The prompt asks for the code alone on the last line.
+  third digit, nor end a number, date, time, range or list ("0.05", "2024-05-07", "10:30", "20-21",
+  "20, 21", "20 or 21": the rule read 05, 07, 30 and 21). "...100" is a malformed reply, not a
+  vote for code 00. Such replies are re-asked rather than silently filed under a domain; a line
+  that holds other numbers before its code ("Type 2 diabetes: 62") is read.
 * Only replies with status "ok" are read. A truncated ("length") reply ends wherever the token
   limit cut it, so two digits at its end are an accident, not an answer.
 * Re-asks are new requests, so the cache cannot hand back the same bad reply: attempt k >= 2
@@ -131,7 +131,8 @@ def build_messages(prompt: str, previous: Sequence[str | None] = ()) -> tuple[di
 
 _EMPHASIS = str.maketrans("", "", "*_`")
 _DIGITS = frozenset("0123456789")
-_NUMBER = re.compile(r"[0-9]+")
+# what comes before two digits that end a decimal, date, time, range or list ("0.", "10:", "20, ", "20 or ")
+_ENDS_A_NUMBER = re.compile(r"[0-9]\s*[.:,/\-\u2013]\s*\Z|[0-9]\s+(?:or|and|to|vs\.?)\s+\Z", re.IGNORECASE)
 
 
 def extract_code(reply: str | None) -> str | None:
@@ -139,8 +140,8 @@ def extract_code(reply: str | None) -> str | None:
 
     Reference rule: drop markdown emphasis (`*`, `_`) and backticks, then whitespace and
     trailing periods, and read the last two characters. They count only when both are ASCII
-    digits, not preceded by a third digit, alone of the numbers on the last line, and name one of
-    the 76 codes. Anything but a str or
+    digits, not preceded by a third digit, do not end a number, date, time, range or list, and
+    name one of the 76 codes. Anything but a str or
     None is refused (a number failed with "no attribute 'translate'", and a 0 read as no code).
     """
     if reply is not None and not isinstance(reply, str):
@@ -153,7 +154,7 @@ def extract_code(reply: str | None) -> str | None:
         return None
     if len(text) > 2 and text[-3] in _DIGITS:
         return None
-    if len(_NUMBER.findall(text.rpartition("\n")[2])) > 1:  # a decimal, a date, a time, a range, a list
+    if _ENDS_A_NUMBER.search(text[:-2]):
         return None
     return tail if tail in qualifier_by_code() else None
 

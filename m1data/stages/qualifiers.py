@@ -82,10 +82,13 @@ def qualifier_by_name(name: str) -> Qualifier | None:
     """The qualifier a name or abbreviation means, in the forms PubMed and MeSH write them: any
     case ("drug effects"), with the slash a heading writes before it ("/drug effects", as in
     "Neoplasms/drug effects"), "and" for "&", hyphens for spaces, its two-letter abbreviation
-    ("DE"); None for any other text."""
+    ("DE", in capitals: "in" or "me" is no qualifier); None for any other text."""
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, not {type(name).__name__}")
-    return _by_name_key().get(_name_key(name.strip().strip("/.*").strip()))
+    text = name.strip().strip("/.*").strip()
+    if len(text) == 2 and text.isalpha() and text.isupper():
+        return next((q for q in _qualifiers() if q.abbreviation == text), None)
+    return _by_name_key().get(_name_key(text))
 
 
 _HIERARCHY_TYPOS = {"adminstration and dosage": "administration and dosage"}  # data/mesh/README.md
@@ -98,8 +101,7 @@ def _name_key(name: str) -> str:
 
 @cache
 def _by_name_key() -> Mapping[str, Qualifier]:
-    names = {_name_key(q.name): q for q in _qualifiers()}
-    return MappingProxyType({**{q.abbreviation.lower(): q for q in _qualifiers()}, **names})
+    return MappingProxyType({_name_key(q.name): q for q in _qualifiers()})
 
 
 @cache

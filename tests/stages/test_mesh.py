@@ -81,6 +81,7 @@ def test_qualifier_by_name_reads_the_forms_pubmed_and_models_write(name):
     assert qualifier_by_name("Drug-Effects").code == "23"
     with pytest.raises(TypeError, match="must be a str"):
         qualifier_by_name(None)
+    assert [qualifier_by_name(word) for word in ("in", "an", "me", "di")] == [None] * 4  # words, not abbreviations
 
 
 def test_hierarchy_subtrees():
@@ -163,14 +164,19 @@ CODES = [
     ("7", None),
     ("Code: ١٢", None),                    # non-ASCII digits
     ("\\boxed{24}", None),
-    ("p < 0.05", None),                    # the last line holds another number: no one code
+    ("p < 0.05", None),                    # the digits end a number, date, time, range or list: no one code
     ("The mortality is about 0.05", None),
     ("2024-05-07", None),
     ("at 10:30", None),
     ("Codes: 20, 21", None),
     ("20 or 21", None),
     ("20-21", None),
-    ("Step 1 reads the question, step 2 the rubric.\n20", "20"),  # numbers on earlier lines are fine
+    ("Step 1 reads the question, step 2 the rubric.\n20", "20"),  # other numbers are fine
+    ("COVID-19 diagnosis: 20", "20"),
+    ("Type 2 diabetes: 62", "62"),
+    ("Answer (1 of 76): 20", "20"),
+    ("20/20", None),
+    ("Codes 20 and 21", None),
 ]
 
 
@@ -197,13 +203,13 @@ def test_extract_code_reads_the_last_two_characters_after_stripping(
     """Reference s.7: with markdown emphasis, backticks and a trailing period stripped, the last
     two characters are the code when they are digits naming one of the 76 codes; otherwise the
     reply has no code (and is re-asked). Two documented tightenings: a third digit before them,
-    or another number on the last line, makes the reply malformed (see m1data.stages.mesh)."""
+    or digits that end a number, date, range or list, make the reply malformed (m1data.stages.mesh)."""
     code = f"{number:02d}"
     reply = f"{explanation}{separator}{wrap}{code}{wrap[::-1]}{period}{trailing}"
     before = (explanation + separator).translate(str.maketrans("", "", "*_`"))
     third_digit = before[-1:].isascii() and before[-1:].isdigit()
-    other_number = any(ch in "0123456789" for ch in before.rpartition("\n")[2])
-    expected = code if number < 76 and not third_digit and not other_number else None
+    ends_a_number = re.search(r"[0-9]\s*[-.:,/\u2013]\s*$|[0-9]\s+(or|and|to|vs\.?)\s+$", before, re.IGNORECASE)
+    expected = code if number < 76 and not third_digit and not ends_a_number else None
     assert extract_code(reply) == expected
 
 
