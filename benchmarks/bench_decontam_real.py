@@ -7,8 +7,8 @@ one that should hold none). Eval sets: the real eval files there. For each pairi
 - the rows the fuzzy decontamination removes (``m1data.stages.dedup.decontaminate``), and of
   them those only the stem pass finds (the same stem, most of the options: ``_same_question``);
 - the rows the word 8-gram check flags with any shared 8-gram (s1's rule) and with the stage's
-  rule (``MIN_SHARE`` of one eval question's 8-grams, at least ``MIN_HELD`` of them), n-grams
-  in more than 3 training rows ignored either way.
+  rule (its ``ngram_min_share`` of one eval question's 8-grams, at least ``MIN_HELD`` of them),
+  n-grams in more than 3 training rows ignored either way.
 
     python benchmarks/bench_decontam_real.py [--shared ../shared/data]
 """
@@ -22,7 +22,8 @@ from pathlib import Path
 from m1data.reading.evalsets import EvalInput, load_evals
 from m1data.reading.sources import load_source
 from m1data.stages import dedup
-from m1data.stages.ngram import MIN_SHARE, ngram_overlap
+from m1data.stages.dedup import DecontaminateConfig
+from m1data.stages.ngram import ngram_overlap
 
 
 def pairings(shared: Path) -> list[tuple[str, str, Path, list[EvalInput]]]:
@@ -53,7 +54,8 @@ def run(label: str, source: str, path: Path, specs: list[EvalInput]) -> None:
         m.index for m in dedup.find_contamination(dedup.match_keys(rows), keyed)}
     eval_stems = [s for ds in evals.values() for s in dedup._stems(ds)]
     anything = sum(h is not None for h in ngram_overlap(stems, eval_stems, max_train_rows=3))
-    shared = sum(h is not None for h in ngram_overlap(stems, eval_stems, max_train_rows=3, min_share=MIN_SHARE))
+    share = DecontaminateConfig().ngram_min_share
+    shared = sum(h is not None for h in ngram_overlap(stems, eval_stems, max_train_rows=3, min_share=share))
     print(f"{label}: {len(rows):,} rows against {sum(len(ds) for ds in evals.values()):,} eval questions")
     print(f"  fuzzy decontamination removes {len(dropped):,} ({len(by_stem_only):,} found by the stem pass only) "
           f"in {seconds:.2f} s")

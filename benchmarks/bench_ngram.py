@@ -9,8 +9,8 @@ benchmarks/perturb.py's (1M synthetic benchmark prompts, ~15K eval texts; about 
 build, once, into a temporary pickle the children read). At each size, the
 first N prompts are checked against all eval texts (n=8, max_train_rows=3) in a fresh child
 process per implementation. "old" and "new" flag a row for any shared n-gram, and their
-verdicts' digests must agree; "share" flags it for holding MIN_SHARE of one eval text's n-grams,
-as the Decontaminate stage runs it. Each child reports its wall and CPU seconds, its peak RSS
+verdicts' digests must agree; "share" flags it for holding the stage's ngram_min_share of one eval
+text's n-grams, as the Decontaminate stage runs it. Each child reports its wall and CPU seconds, its peak RSS
 (ru_maxrss: it includes the rows it loaded, printed as "rows") and how many rows it flagged. ``uptime`` is printed before each size: the
 machine is shared, so the load says how contended the times are.
 """
@@ -86,9 +86,10 @@ def child(impl: str, size: int, path: Path) -> None:
     if impl == "old":
         run = old_ngram_overlap
     else:
-        from m1data.stages.ngram import MIN_SHARE, ngram_overlap
+        from m1data.stages.dedup import DecontaminateConfig
+        from m1data.stages.ngram import ngram_overlap
 
-        share = MIN_SHARE if impl == "share" else None
+        share = DecontaminateConfig().ngram_min_share if impl == "share" else None
         run = functools.partial(ngram_overlap, min_share=share)
     wall, cpu = time.perf_counter(), time.process_time()
     hits = run(rows, eval_texts, n=8, max_train_rows=3)

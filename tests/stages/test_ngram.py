@@ -145,7 +145,7 @@ def test_a_share_is_in_zero_one_and_needs_the_boilerplate_rule() -> None:
 def test_on_real_vignettes_the_share_flags_edited_copies_not_stock_phrases(shared_data: Path) -> None:
     """MedQA-USMLE test stems against MedBullets op5 and MMLU professional medicine: with any shared
     8-gram, hundreds of rows are flagged for phrases like "her blood pressure is 110 70 mm hg";
-    holding MIN_SHARE of one question's 8-grams flags a few rows, each an edited copy of its eval
+    holding the stage's share of one question's 8-grams flags a few rows, each an edited copy of its eval
     question (a fuzzy ratio of 75 or more, under the 95 that removes). The same stems against the
     4-option test file, their own copies, are all flagged."""
     def jsonl(path: Path) -> list[str]:
@@ -172,7 +172,7 @@ def test_on_real_short_questions_the_frame_of_a_generic_question_is_no_copy(shar
     """HEAD-QA's training questions against MedExQA, MedMCQA and MMLU-Pro (MedAgentsBench's copies)
     and MMLU clinical knowledge: with any shared 8-gram, rows like "Which of the following statements
     is NOT true about glucagon?" are flagged for "Which of the following statements is not true?";
-    holding MIN_HELD of a question's n-grams as well as MIN_SHARE of them, none is."""
+    holding MIN_HELD of a question's n-grams as well as the stage's share of them, none is."""
     exams = json.loads((shared_data / "raw/headqa/train_HEAD_EN.json").read_text(encoding="utf-8"))["exams"]
     train = [q["qtext"] for exam in exams.values() for q in exam["data"]]
     evals = []
