@@ -448,7 +448,8 @@ app.add_typer(run_app, name="run")
 
 InArg = Annotated[Path, typer.Argument(help="Rows in (.parquet, .jsonl or .json).")]
 InsArg = Annotated[
-    list[Path], typer.Argument(help="Rows in: one or more .parquet/.jsonl files, or folders of them, read as one.")
+    list[Path],
+    typer.Argument(help="Rows in: .parquet/.jsonl/.json files, or folders of .parquet/.jsonl files, read as one."),
 ]
 KeyEnvOpt = Annotated[Optional[str], typer.Option("--api-key-env", help="Environment variable holding the API key.")]
 

@@ -1672,9 +1672,9 @@ def warn_unmatched(name: str, result: LoadResult) -> None:
     unmatched = [record for record in result.dropped if record["id"] not in targets]
     if unmatched:
         first = unmatched[0]
-        warnings.warn(f"{name}: {len(unmatched):,} of {len(result.targets()) + len(unmatched):,} records have no "
-                      f"question and options that could be read, and are not decontamination targets (first: "
-                      f"{first['reason']} {first['detail']})", UnmatchedEvalWarning, stacklevel=3)
+        warnings.warn(f"{name}: {len(unmatched):,} of {len(result.targets()) + len(unmatched):,} records were not "
+                      f"read as questions (a reason each, as a source's rows), and are not decontamination targets "
+                      f"(first: {first['reason']} {first['detail']})", UnmatchedEvalWarning, stacklevel=3)
 
 
 def unscored_counts(eval_sets: dict[str, datasets.Dataset]) -> dict[str, int]:
