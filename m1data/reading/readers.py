@@ -1528,8 +1528,8 @@ def _arrow_problem(err: BaseException) -> str | None:
 
 @datasets_bars_off()  # as write_together: no "Generating train split" bar
 def read_rows(path: str | Path | Sequence[str | Path]) -> datasets.Dataset:
-    """Read a Dataset written by `write_rows` (or any .parquet / .jsonl / .json of rows); an empty file
-    is a Dataset of zero rows (an empty .jsonl has no columns either).
+    """Read a Dataset written by `write_rows` (or any .parquet / .jsonl / .json of rows); an empty
+    file is a Dataset of zero rows (an empty .jsonl has no columns either).
 
     Several paths, or a folder (its .parquet/.jsonl files in name order, or a Hub folder's
     data/<config>/ files), are read as one Dataset
@@ -1551,13 +1551,15 @@ def read_rows(path: str | Path | Sequence[str | Path]) -> datasets.Dataset:
 
 
 def _jsonl_rows(path: Path, shown: Path | None = None) -> datasets.Dataset:
-    """The rows of a JSON Lines file; `shown` is the file errors name (a .json's rows are read
-    from a JSON Lines copy, `_json_rows`)."""
+    """The rows of a JSON Lines file. `shown`: the file a copy was made of (a .json's rows are read
+    from a JSON Lines copy, `_json_rows`), which errors name. A copy is read into memory, its
+    Arrow file built beside it: in datasets' cache, every read left one (a path of its own)."""
     if not path.read_bytes().strip():
         return datasets.Dataset.from_dict({})
+    copy = {"keep_in_memory": True, "cache_dir": str(path.parent / "cache")} if shown is not None else {}
     try:
         with _reading(shown or path):
-            rows = datasets.Dataset.from_json(str(path))
+            rows = datasets.Dataset.from_json(str(path), **copy)
         rows.data.table.validate(full=True)
     except (UnicodeDecodeError, pa.ArrowInvalid):
         _raise_if_not_utf8(path)
@@ -1588,9 +1590,10 @@ def _json_rows(path: Path) -> datasets.Dataset:
             raise MalformedFile(path, None, f"item {number} is {type(row).__name__}, not a row object")
     with tempfile.TemporaryDirectory(prefix="m1data-json-") as folder:
         copy = Path(folder) / "rows.jsonl"
-        with open(copy, "w", encoding="utf-8") as lines:
-            for row in records:
-                lines.write(json.dumps(row, ensure_ascii=False) + "\n")
+        with storage_errors(f"{copy} (a JSON Lines copy of {path}; TMPDIR names the folder)"):
+            with open(copy, "w", encoding="utf-8") as lines:
+                for row in records:
+                    lines.write(json.dumps(row, ensure_ascii=False) + "\n")
         return _jsonl_rows(copy, shown=path)
 
 

@@ -15,8 +15,8 @@ likely cause of", "best describes the mechanism of action of this drug") are 8-g
 embedded sample they flagged 47 of 130 training rows against unrelated eval questions, which made
 the count meaningless. The rule: an n-gram that occurs in more than ``max_train_rows`` *training*
 rows (the decontaminate stage's `ngram_max_train_rows`, default 3) is a phrase of the exam genre,
-not a copied question, and does not count as a match. A question copied from an eval set leaves n-grams that only its copies
-carry, and after deduplication there are at most a few of those.
+not a copied question, and does not count as a match. A question copied from an eval set leaves
+n-grams that only its copies carry, and after deduplication there are at most a few of those.
 
 That rule leans on a large training set: in a small one, a clinical vignette's stock phrases
 ("her blood pressure is 110 70 mm hg", "a 35 year old man comes to the") are in few rows, and
