@@ -301,6 +301,14 @@ def committed_card(api) -> tuple[dict, str]:
     return split_card(operation_bytes(readme).decode())
 
 
+def published_card_body(tmp_path, card: str, repo_id: str) -> str:
+    """The body of `card` as `publish` commits it to a new repo `repo_id`, beside three rows."""
+    folder = write_hub_folder(tmp_path / "hub", {"m1k": {"train": built_rows(3)}}, card)
+    api = FakeHfApi(tmp_path, [".gitattributes"], None)
+    publish(folder, repo_id, api=api)
+    return committed_card(api)[1]
+
+
 @pytest.fixture
 def m1k_folder(tmp_path):
     return write_hub_folder(tmp_path / "hub", {"m1k": {"train": built_rows(7)}}, "# m1K card\n", {"m1k.png": b"\x89PNG"})
@@ -664,10 +672,7 @@ def test_a_malformed_remote_card_is_a_clear_error_before_anything_changes(tmp_pa
 
 def test_publish_writes_the_real_repo_id_into_the_cards_quick_start(tmp_path):
     card = '# m1K\n\n```python\nds = load_dataset("<org>/m1K", split="train")\n```\n`trl sft --dataset_name <org>/m1K`\n'
-    folder = write_hub_folder(tmp_path / "hub", {"m1k": {"train": built_rows(3)}}, card)
-    api = FakeHfApi(tmp_path, [".gitattributes"], None)
-    publish(folder, "my-lab/m1K-rebuilt", api=api)
-    _, body = committed_card(api)
+    body = published_card_body(tmp_path, card, "my-lab/m1K-rebuilt")
     assert "<org>/" not in body
     assert body.count("my-lab/m1K-rebuilt") == 2 and 'load_dataset("my-lab/m1K-rebuilt"' in body
 
@@ -678,10 +683,7 @@ def test_publish_fills_the_repo_id_into_a_card_rendered_without_one(tmp_path):
     card = (f"---\npretty_name: m1K\n---\n# m1K\n\n{REPO_ID_MARK}\n```python\nds = load_dataset(\"m1K\", split=\"train\")\n"
             "```\n`trl sft --dataset_name m1K --assistant_only_loss true`; `load_dataset(\"m1K\", name=\"m1k-pc\")`\n"
             "m1K is the small training set; `m1K-style` stays.\n")
-    folder = write_hub_folder(tmp_path / "hub", {"m1k": {"train": built_rows(3)}}, card)
-    api = FakeHfApi(tmp_path, [".gitattributes"], None)
-    publish(folder, "my-lab/m1K-rebuilt", api=api)
-    _, body = committed_card(api)
+    body = published_card_body(tmp_path, card, "my-lab/m1K-rebuilt")
     assert REPO_ID_MARK not in body and "<!--" not in body
     assert 'load_dataset("my-lab/m1K-rebuilt", split="train")' in body
     assert 'load_dataset("my-lab/m1K-rebuilt", name="m1k-pc")' in body
@@ -1257,10 +1259,7 @@ def test_a_card_rendered_for_one_repo_loads_the_repo_it_is_published_to(tmp_path
     card = (f"---\npretty_name: m1K\n---\n# m1K\n\n{repo_id_mark('my-org/m1K')}\n"
             '```python\nds = load_dataset("my-org/m1K", name="m1k", split="train")\n```\n'
             "`trl sft --dataset_name my-org/m1K --dataset_config m1k`\n")
-    folder = write_hub_folder(tmp_path / "hub", {"m1k": {"train": built_rows(3)}}, card)
-    api = FakeHfApi(tmp_path, [".gitattributes"], None)
-    publish(folder, "other-org/copy", api=api)
-    _, body = committed_card(api)
+    body = published_card_body(tmp_path, card, "other-org/copy")
     assert "my-org" not in body and "<!--" not in body
     assert 'load_dataset("other-org/copy", name="m1k"' in body
     assert "--dataset_name other-org/copy --dataset_config" in body
