@@ -413,12 +413,15 @@ def _wait_and_collect(
                 done += (counts.completed + counts.failed) if counts else 0
                 if batch.status not in TERMINAL:
                     continue
-                for key, (request, reply) in _collect(api, entry, batch, unique, engine).items():
-                    transient = isinstance(reply, Failed) and reply.retryable
-                    held = cache.get(key)
-                    if held is not None and not held.transient:  # answered meanwhile (an online run): that one stays,
-                        reply = cached_reply(held, request)  # or a rerun kept other rows than the run that wrote them
+                collected = _collect(api, entry, batch, unique, engine)
+                held = cache.get_many(collected)
+                for key, (request, reply) in collected.items():
+                    # answered meanwhile (an online run): that reply stays, or a rerun kept other rows than the
+                    # run that wrote them
+                    if key in held and not held[key].transient:
+                        reply = cached_reply(held[key], request)
                     else:
+                        transient = isinstance(reply, Failed) and reply.retryable
                         cache.put(key, endpoint, request, reply, transient=transient)
                     stats.sent += 1
                     stats.attempts += 1

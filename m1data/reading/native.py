@@ -150,11 +150,11 @@ class MedMCQA(Source):
                 f"from 1 (the original release); say which: {_SAY_COP_BASE}",
             )
         base_matters = any(isinstance(raw, dict) and whole_number(raw.get("cop")) in (1, 2, 3) for _, raw, _ in records)
-        if not seen[0] and not seen[4] and base_matters and not self.guess_base:
-            raise UserError(f"{path}: no well-formed row has cop 0 or 4, so whether cop counts from 0 (the Hub) or "
-                            "from 1 (the original release) cannot be told, and every key of a wrong guess is wrong: "
-                            f"say which: {_SAY_COP_BASE}")
         if not seen[0] and not seen[4] and base_matters:
+            if not self.guess_base:
+                raise UserError(f"{path}: no well-formed row has cop 0 or 4, so whether cop counts from 0 (the Hub) "
+                                "or from 1 (the original release) cannot be told, and every key of a wrong guess is "
+                                f"wrong: say which: {_SAY_COP_BASE}")
             warnings.warn(
                 f"{path}: no well-formed row has cop 0 or 4, so the file does not show whether cop counts options "
                 "from 0 (the Hub) or from 1 (the original release); read as 0-based, like the Hub. If it counts "
