@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -965,6 +965,12 @@ def _configured_source(name: str, spec: dict[str, Any], known: SourceInfo | None
     )
 
 
+def _sources_of_your_own(sources: Sequence[str]) -> list[str]:
+    """The sources that are none of m1's four, all English: a user's own, whose language the card
+    cannot state (it said English of every build)."""
+    return [s for s in sources if s not in SOURCE_INFO]
+
+
 def card_metadata(
     pretty_name: str,
     configs: Configs,
@@ -995,7 +1001,7 @@ def card_metadata(
         "license": "other",
         "license_name": "m1-source-licences",
         "license_link": "README.md#licences",
-        "language": ["en"],
+        **({} if _sources_of_your_own(sources or []) else {"language": ["en"]}),
         "task_categories": ["question-answering", "text-generation"],
         "size_categories": [size_category(largest)],
         **({"source_datasets": source_datasets} if source_datasets else {}),
@@ -1182,8 +1188,7 @@ def render_card(
         "sources": [infos.get(s) or _unknown_source(s) for s in present or order],
         "present_sources": present,
         "real_sources": [s for s in present if not (sample and s in sample.sources)],  # not the synthetic sample's
-        # sources of the user's own: their language is not known (the card said English of every build)
-        "other_language": [s for s in present if s not in SOURCE_INFO],
+        "other_language": _sources_of_your_own(present),
         "local_sources": [infos[s].name for s in present if s in infos and infos[s].local_file],
         "published_sources": published_sources,
         "m1_bibtex": M1_BIBTEX,
@@ -1193,8 +1198,6 @@ def render_card(
     metadata = card_metadata(pretty_name, configs, present, provenance_metadata(manifests, upstream), infos,
                              with_data=with_data_metadata, sample=sample,
                              provenance_unknown=context["provenance_unknown"])
-    if context["other_language"]:
-        metadata.pop("language")
     card = join_card(redact_config(metadata), body)
     # manifests of older runs may hold URL credentials, and any run local paths (a served model's)
     return strip_local_paths(strip_userinfo(redact_environment(card))), images
