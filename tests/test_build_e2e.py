@@ -341,6 +341,29 @@ def test_ablation_subsets_build(built, tmp_path, subset, expect_stage):
     assert len(rows) == manifest(run, stages[-1])["rows_out"] > 0
 
 
+@pytest.mark.parametrize("oversample", [1, 2])
+def test_a_random_draw_ends_at_its_size_after_verification(tmp_path, oversample):
+    """The teacher fails a fifth of the questions here: a draw of exactly n ends short of n, one of
+    2n traced rows cut to n does not, and the cut takes verified rows only."""
+    from m1data.builders import ablations
+    from m1data.jobs import build_config
+    from m1data.running.pipeline import load_stage_rows, run_pipeline, stage_dirname
+
+    with ScriptedServer(make_handler(truth_by_prompt())) as server:
+        data = yaml.safe_load(write_config(tmp_path / "c.yaml", server.base_url, n=1).read_text(encoding="utf-8"))
+        config = build_config("random-1k", {"m23k": data["m23k"], "seed": 3, "oversample": oversample})
+        stages = ablations.random_from_pool(20)(config)
+        rows = run_pipeline(stages, tmp_path / "run")
+    names = [s.name for s in stages]
+    traced = load_stage_rows(tmp_path / "run" / stage_dirname(names.index("traces"), "traces"))
+    cut = manifest(tmp_path / "run", "cut")
+    if oversample == 1:
+        assert len(traced) < 20 and len(rows) == len(traced) and cut["stats"]["short_by"] == 20 - len(traced)
+    else:
+        assert len(traced) > 20 and len(rows) == 20 and cut["stats"]["short_by"] == 0
+        assert set(rows["id"]) <= set(traced["id"]) and sum(cut["drops"]["not_sampled"].values()) == len(traced) - 20
+
+
 # ---------------------------------------------------------------------------------------------
 # A source the project has never seen, added by configuration alone
 
