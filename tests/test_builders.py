@@ -78,3 +78,20 @@ def test_build_help_and_choice_of_names_come_from_the_table():
     assert ", ".join(BUILDERS) in shown.output
     refused = CliRunner().invoke(app, ["build", "m2k", "--out", "unused"])
     assert refused.exit_code == 2 and ", ".join(BUILDERS) in refused.output
+
+
+@pytest.mark.parametrize("oversample", [0.9, True, float("nan"), "2"])
+def test_a_random_draw_refuses_an_oversample_that_cannot_reach_its_size(oversample):
+    from m1data.builders.ablations import AblationConfig
+    from m1data.errors import UserError
+
+    with pytest.raises(UserError, match="oversample must be a number of at least 1"):
+        AblationConfig(oversample=oversample)
+
+
+def test_a_random_draw_traces_more_rows_than_it_keeps():
+    from m1data.builders.ablations import AblationConfig, random_from_pool
+
+    stages = random_from_pool(1_000)(AblationConfig(oversample=1.5))
+    draws = {s.name: s.config.n for s in stages if s.name in ("sample", "cut")}
+    assert draws == {"sample": 1_500, "cut": 1_000} and [s.name for s in stages][-1] == "cut"
