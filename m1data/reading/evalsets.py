@@ -1604,9 +1604,17 @@ def loaded_eval_rows(spec: EvalInput, *, scoring: bool = True) -> dict[str, Load
         if problem is not None:
             bad.append(dropped_record(name, str(row.get("id") or i), problem, row))
         (unscored if problem is not None or row["answer_idx"] in (None, -1) else ok).append(i)
+    unscored_rows = rows.select(unscored).map(_without_answer, features=rows.features) if unscored else None
     result = LoadResult(rows=rows.select(ok), dropped=rows_to_dataset(bad, DROPPED_FEATURES),
-                        unscored=rows.select(unscored) if unscored else None, origin=str(file))
+                        unscored=unscored_rows, origin=str(file))
     return {name: require_items(result, name, scoring=scoring)}
+
+
+def _without_answer(row: dict[str, Any]) -> dict[str, Any]:
+    """A loaded row left unscored, without its answer, as the loaders' unscored rows are
+    (`unscored_row`). Why: `infer` reads a set's targets, unscored rows included, and scored a
+    row whose own answer_letter or answer_text contradicted its key against the option that key named."""
+    return {"answer_idx": -1, "answer_letter": "", "answer_text": ""}
 
 
 def _loaded_key_problem(row: dict[str, Any]) -> RowError | None:

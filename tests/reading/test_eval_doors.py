@@ -718,6 +718,30 @@ def test_a_loaded_eval_file_with_a_contradicted_or_unreadable_key_leaves_that_ro
     assert result.exit_code == 0 and "Traceback" not in result.output, result.output
 
 
+def test_a_loaded_row_whose_key_is_contradicted_is_not_scored_by_infer(tmp_path):
+    """The rows left unscored for a contradicted key kept that key: `infer` reads a set's targets
+    (rows and unscored questions) and scored every such row against the option its key named,
+    which its own answer_letter or answer_text said was not the answer. Unscored rows carry no
+    key (answer_idx -1, as the loaders' unscored rows do), so infer counts them as unscored."""
+    from m1data.infer.score import _with_answer_key, read_eval_sets
+    from m1data.reading.readers import read_rows
+    from m1data.stages.loading import sample_dir
+
+    loaded = tmp_path / "loaded.jsonl"
+    result = CliRunner().invoke(app, ["load-eval", "medqa_test", "--path", str(sample_dir() / "eval" / "medqa" /
+                                                                            "test.jsonl"), "--out", str(loaded)])
+    assert result.exit_code == 0, result.output
+    rows = read_rows(loaded).to_list()
+    rows[0]["answer_letter"] = "ABCD"[(rows[0]["answer_idx"] + 1) % 4]
+    rows[1]["answer_text"] = rows[1]["options"][(rows[1]["answer_idx"] + 1) % 4]
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    (name, asked), = read_eval_sets([f"mine={broken}"]).items()
+    scored, unscored = _with_answer_key(asked)
+    assert sorted(unscored) == sorted([rows[0]["id"], rows[1]["id"]])
+    assert len(scored) == len(rows) - 2
+
+
 @pytest.mark.parametrize("question, stem, options", [
     ("A woman has (a) fever and (b) a rash on her palms. What is the most likely diagnosis?", None, []),
     ("Consider the statements:\n(a) X causes Y\n(b) Z causes W\nWhich of the above are correct?", None, []),
