@@ -66,7 +66,7 @@ from m1data.llm.cache import Cache
 from m1data.llm.runner import RunStats, run_sync
 from m1data.llm.stages import CACHE_FILENAME, LLMRuntime, llm_stats
 from m1data.llm.types import Engine
-from m1data.reading.evalsets import EvalInput, load_eval_input, with_mappings
+from m1data.reading.evalsets import EvalInput, load_eval_input, unscorable_keys_taken_out, with_mappings
 from m1data.running.pipeline import run_lock
 from m1data.schema import LETTERS, column_values
 from m1data.stages.answers import grade
@@ -106,7 +106,12 @@ def load_rows(source: EvalSource, name: str = "eval set") -> datasets.Dataset:
     if missing:
         raise UserError(f"eval set {name!r} lacks column(s) {missing}; rows need {list(REQUIRED)} (give a file "
                         "by its path to have it read as `m1data infer --eval-sets` reads it)")
-    return source
+    rows, problems = unscorable_keys_taken_out(source)
+    bad = [problem for problem in problems if problem is not None]
+    if bad:
+        log.warning("eval set %r: %d row(s) unscored, their answer_idx no option's index or contradicted by their "
+                    "answer_letter or answer_text; first: %s", name, len(bad), bad[0])
+    return rows
 
 
 def read_eval_sets(

@@ -1604,17 +1604,38 @@ def loaded_eval_rows(spec: EvalInput, *, scoring: bool = True) -> dict[str, Load
         if problem is not None:
             bad.append(dropped_record(name, str(row.get("id") or i), problem, row))
         (unscored if problem is not None or row["answer_idx"] in (None, -1) else ok).append(i)
-    unscored_rows = rows.select(unscored).map(_without_answer, features=rows.features) if unscored else None
+    unscored_rows = _answers_taken_out(rows.select(unscored), [True] * len(unscored)) if unscored else None
     result = LoadResult(rows=rows.select(ok), dropped=rows_to_dataset(bad, DROPPED_FEATURES),
                         unscored=unscored_rows, origin=str(file))
     return {name: require_items(result, name, scoring=scoring)}
 
 
-def _without_answer(row: dict[str, Any]) -> dict[str, Any]:
-    """A loaded row left unscored, without its answer, as the loaders' unscored rows are
-    (`unscored_row`). Why: `infer` reads a set's targets, unscored rows included, and scored a
-    row whose own answer_letter or answer_text contradicted its key against the option that key named."""
-    return {"answer_idx": -1, "answer_letter": "", "answer_text": ""}
+def unscorable_keys_taken_out(rows: datasets.Dataset) -> tuple[datasets.Dataset, list[RowError | None]]:
+    """(rows, each row's problem): a row whose key cannot be scored (`_loaded_key_problem`) loses
+    its answer (`_answers_taken_out`). For eval rows given as a Dataset (`m1data.infer.score`), read
+    as the same rows in a file are (`loaded_eval_rows`): int() read a key 1.7 or True as B, and a
+    key its own answer_letter or answer_text contradicted was scored against the option it named."""
+    problems = [_loaded_key_problem(row) for row in rows]
+    if not any(problems):
+        return rows, problems
+    return _answers_taken_out(rows, [problem is not None for problem in problems]), problems
+
+
+# the answer of an unscored row, as the loaders write it (`unscored_row`)
+_NO_ANSWER = {"answer_idx": -1, "answer_letter": "", "answer_text": ""}
+
+
+def _answers_taken_out(rows: datasets.Dataset, which: list[bool]) -> datasets.Dataset:
+    """`rows` with the answer of each row `which` marks taken out (`_NO_ANSWER`). Why: `infer`
+    reads a set's targets, unscored rows included, and scored a row left unscored for a
+    contradicted key against the option that key named. Each column is typed anew from its
+    values: cast back to its own type, a bool column's -1 was True again, option B."""
+    order = rows.column_names
+    for column, blank in _NO_ANSWER.items():
+        if column in order:
+            values = [blank if taken else value for taken, value in zip(which, column_values(rows, column))]
+            rows = rows.remove_columns(column).add_column(column, values)
+    return rows.select_columns(order)
 
 
 def _loaded_key_problem(row: dict[str, Any]) -> RowError | None:
@@ -1716,6 +1737,7 @@ __all__ = [
     "load_evals",
     "loaded_eval_rows",
     "read_answer",
+    "unscorable_keys_taken_out",
     "unscored_counts",
     "with_mappings",
 ]

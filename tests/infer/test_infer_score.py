@@ -13,6 +13,7 @@ from m1data.infer.budget import ANSWER_AFTER_BUDGET, ANSWER_AFTER_STOP, BudgetCo
 from m1data.infer.score import load_rows, run_infer
 from m1data.infer.sweep import load_points, plot_sweep, run_sweep
 
+from m1data.errors import UserError
 from m1data.llm.types import Reply, Request
 from m1data.schema import make_row, rows_to_dataset
 
@@ -289,6 +290,31 @@ def test_rows_without_a_usable_answer_key_are_counted_as_unscored_not_asked_nor_
     assert engine.calls == 3 * 2  # one thinking and one answer call per scored question, none for the others
     lines = (tmp_path / "records.jsonl").read_text(encoding="utf-8").splitlines()
     assert [json.loads(line)["id"] for line in lines] == ["q0", "q1", "q2"]
+
+
+@pytest.mark.parametrize("key", [1.7, True, "1"])
+def test_a_dataset_whose_keys_are_no_index_is_not_scored(tmp_path, key):
+    """A Dataset given to `run_infer` had its keys taken by int(): 1.7 and True scored as B, "1"
+    as B, where the same rows in a file are unscored (not_an_index), and "B" ended in a traceback.
+    Such keys name no option: the set has nothing to score, said before any call."""
+    broken = [{**dict(row), "answer_idx": key} for row in rows([("pick B", 1), ("pick B", 1)])]
+    engine = Oracle()
+    with pytest.raises(UserError, match="no question with a usable answer key"):
+        run_infer(engine, {"s": datasets.Dataset.from_list(broken)}, tmp_path, BudgetConfig(model="m"))
+    assert engine.calls == 0
+
+
+def test_a_dataset_row_whose_key_its_own_answer_fields_contradict_is_unscored(tmp_path):
+    """The file door leaves a row whose answer_letter or answer_text names another option than its
+    answer_idx unscored (answer_mismatch); the same row in a Dataset was scored against its key."""
+    good = [dict(row) for row in rows([("pick A", 0), ("pick B", 1), ("pick C", 2)])]
+    good = [{**row, "answer_letter": "ABCD"[row["answer_idx"]], "answer_text": row["options"][row["answer_idx"]]}
+            for row in good]
+    good[1]["answer_letter"] = "C"
+    good[2]["answer_text"] = "alpha"
+    metrics = run_infer(Oracle(), {"s": datasets.Dataset.from_list(good)}, tmp_path, BudgetConfig(model="m"))
+    s = metrics["sets"]["s"]
+    assert (s["n"], s["correct"], s["unscored_ids"]) == (1, 1, ["q1", "q2"])
 
 
 def test_rows_without_ids_keep_their_numbers_when_unscored_ones_are_left_out(tmp_path):
