@@ -431,6 +431,9 @@ def _read_slot(fragment: str, options: Sequence[str]) -> tuple[int, ...] | None:
     text = _clean(fragment)
     if not text:
         return None
+    own = _label_and_own_text(text, options)
+    if own is not None:
+        return (own,)
     if _LETTER_LIST.match(text):
         found = {_index(letter, options) for letter in _LIST_ITEM.findall(_OPTION_WORD.sub("", text))}
         return None if None in found else tuple(sorted(found))  # type: ignore[type-var]
@@ -466,6 +469,21 @@ def _read_slot(fragment: str, options: Sequence[str]) -> tuple[int, ...] | None:
             return tuple(sorted({index, *(_second_label(prefixed.group(4), options) or ())}))
         return (index,) if named == index else tuple(sorted({index, named}))
     return None
+
+
+def _label_and_own_text(text: str, options: Sequence[str]) -> int | None:
+    """The option a label and that option's own text name together, as the prompt lists it ("C. B",
+    "(C) B", "C) B" where option C is "B"); None for anything else. Why first: with options that are
+    letters (blood groups A, B, AB, O, shuffled), "C. B" was read as the letters C and B, and a right
+    answer in the prompt's own words was graded as two answers (36 of 96 orders and keys)."""
+    prefixed = _LETTER_THEN_TEXT.match(text)
+    if prefixed is None:
+        return None
+    letter_end = max(prefixed.end(group) for group in (1, 2, 3) if prefixed.group(group))
+    if prefixed.group(3) and text[letter_end:letter_end + 1] not in (".", ")", ":"):
+        return None  # "C B" is no label and its text
+    index = _index(prefixed.group(1) or prefixed.group(2) or prefixed.group(3), options)
+    return index if index is not None and _text_index(prefixed.group(4), options) == index else None
 
 
 def _starts_a_word(after: str, options: Sequence[str]) -> bool:

@@ -7,6 +7,7 @@ and reversed, and a property test reorders them at random: the verdict must neve
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import string
@@ -525,6 +526,18 @@ def test_box_holding_a_letter_that_is_another_options_text() -> None:
     assert is_correct(r"\boxed{C}", options, 2)
     assert is_correct(r"\boxed{C}", options, 0)
     assert not is_correct(r"\boxed{C}", options, 1)
+
+
+@pytest.mark.parametrize("form", ["The answer is {L}. {T}", "Answer: ({L}) {T}", "**{L}) {T}**", r"\boxed{{{L}. {T}}}"])
+def test_a_label_and_its_own_options_letter_text_name_that_option(form: str) -> None:
+    """Blood groups shuffled as the training rows are (A. AB, B. O, C. B, D. A): "C. B", the prompt's
+    own line for option C, was read as the letters C and B and graded as two answers, wrong."""
+    for order in itertools.permutations(["A", "B", "AB", "O"]):
+        for index, text in enumerate(order):
+            reply = form.format(L="ABCD"[index], T=text)
+            extraction = extract_answer(reply, list(order))
+            assert (extraction.verdict, extraction.letter) == ("answer", "ABCD"[index]), (reply, order)
+            assert is_correct(reply, list(order), index)
 
 
 def test_capitals_are_an_options_word_only_when_exactly_one_option_has_it() -> None:
