@@ -442,11 +442,13 @@ GPQA_COLUMNS = ("Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "I
 ANSWER_COLUMNS = ("answer_idx", "answer_index", "cop", "answer", "label", "answerKey", "Correct Answer")
 # Where a file may write its answer a second time, beside a key in another column, besides
 # `answer` (MedAgentsBench's option text beside `answer_idx`, MMLU-Pro's letter beside
-# `answer_index`: `_check_answer_text`): the row schema's `answer_text` (a file m1data wrote, read
-# back) and GPQA's `Correct Answer` beside a converted file's own options and key (`_gpqa_layout`).
+# `answer_index`: `_check_answer_text`): the row schema's `answer_text` and `answer_letter` (a file
+# m1data wrote, read back: unread, a letter contradicting the key was trained on at the source door
+# while the eval door dropped the row) and GPQA's `Correct Answer` beside a converted file's own
+# options and key (`_gpqa_layout`).
 # Other files use these names for other things (an explanation, a number), so they count only
 # where they name one option (`_named_option`).
-ALSO_BESIDE_KEY = ("answer_text", "Correct Answer")
+ALSO_BESIDE_KEY = ("answer_text", "answer_letter", "Correct Answer")
 ID_COLUMNS = ("realidx", "id", "question_id", "Record ID", "pubid")
 CONTEXT_COLUMNS = ("context", "contexts", "CONTEXTS")  # PubMedQA's abstract: before the question in the prompt
 

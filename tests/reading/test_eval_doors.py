@@ -742,6 +742,27 @@ def test_a_loaded_row_whose_key_is_contradicted_is_not_scored_by_infer(tmp_path)
     assert len(scored) == len(rows) - 2
 
 
+def test_rows_m1data_wrote_are_checked_against_their_answer_letter_at_the_source_door_too(tmp_path):
+    """The same rows file, its answer_letter contradicting its answer_idx on one row: the eval door
+    left that row unscored (answer_mismatch) while `m1data load mine --path FILE` trained on it
+    with the key, silently. `answer_letter` is read beside the key as `answer_text` is."""
+    from m1data.reading.readers import read_rows
+    from m1data.stages.loading import sample_dir
+
+    loaded = tmp_path / "loaded.jsonl"
+    result = CliRunner().invoke(app, ["load-eval", "medqa_test", "--path", str(sample_dir() / "eval" / "medqa" /
+                                                                            "test.jsonl"), "--out", str(loaded)])
+    assert result.exit_code == 0, result.output
+    rows = read_rows(loaded).to_list()
+    rows[0]["answer_letter"] = "ABCD"[(rows[0]["answer_idx"] + 1) % 4]
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    (_, as_eval), = load_eval_input(EvalInput("mine", str(broken))).items()
+    as_source = load_source("mine", broken)
+    for got in (as_eval, as_source):
+        assert got.reasons() == {"answer_mismatch": 1} and len(got.rows) == len(rows) - 1
+
+
 @pytest.mark.parametrize("question, stem, options", [
     ("A woman has (a) fever and (b) a rash on her palms. What is the most likely diagnosis?", None, []),
     ("Consider the statements:\n(a) X causes Y\n(b) Z causes W\nWhich of the above are correct?", None, []),
