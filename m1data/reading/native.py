@@ -90,6 +90,11 @@ class CopBaseWarning(UserWarning):
     """A MedMCQA file whose `cop` values cannot tell whether they count from 0 or from 1."""
 
 
+# where a MedMCQA-like file writes a fifth and sixth option (the op5 layouts): no MedMCQA row has one.
+# Read as MedMCQA, the option was lost without a word, and a 0-based key on it (4) read as a 1-based file.
+_MORE_OPTIONS = ("ope", "opf")
+
+
 class MedMCQA(Source):
     """Hub and native rows share the fields. On the Hub `cop` is the 0-based index of the right
     option; the original release's files count from 1.
@@ -174,6 +179,12 @@ class MedMCQA(Source):
             options = [text(raw, key) for key in ("opa", "opb", "opc", "opd")]
         except RowError as err:
             return Parsed(native_id, question, [], -1, error=err)
+        more = [str(raw[key]) for key in _MORE_OPTIONS if raw.get(key) not in (None, "")]
+        if more:  # kept for matching (an eval question is a target whatever its key)
+            problem = RowError("too_many_options", f"MedMCQA rows have four options (opa-opd), this one "
+                                                   f"{len(options) + len(more)}: read the file through a mapping "
+                                                   "(`--mapping options=opa+opb+opc+opd+ope,answer=cop`)")
+            return Parsed(native_id, question, options + more, -1, error=problem)
         cop = raw.get("cop")
         if cop in (None, ""):  # a CSV writes a missing cop as an empty cell
             return Parsed(native_id, question, options, -1, error=RowError("missing_field", "none of cop"))

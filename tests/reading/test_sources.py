@@ -258,6 +258,25 @@ def test_medmcqa_bad_cop_does_not_shift_a_one_based_file(tmp_path):
     assert result.rows["answer_text"] == ["abcd"[c - 1] for c in cops]
 
 
+def test_a_medmcqa_row_with_a_fifth_option_is_a_bad_row_not_four_options(tmp_path):
+    """MedMCQA has four options (opa-opd); a row that writes a fifth (ope, as the op5 layouts do) lost
+    it without a word at the MedMCQA doors while a plain eval file kept it. Worse, its 0-based keys
+    on ope (4) read as evidence of a 1-based file. Such a row is dropped with its reason, and a file
+    of them is not the eval set; a mapping reads it (`options=opa+opb+opc+opd+ope`)."""
+    from m1data.reading.evalsets import load_medmcqa_validation
+
+    rows = [dict(row, ope="e") for row in _medmcqa_rows([0, 1, 2, 3, 4])] + _medmcqa_rows([0, 3])
+    rows[-1]["ope"] = ""  # an empty fifth column is no option
+    path = _jsonl(tmp_path / "validation.jsonl", rows)
+    result = load_source("medmcqa", path)
+    assert result.reasons() == {"too_many_options": 5} and result.rows["answer_text"] == ["a", "d"]
+    with pytest.raises(MalformedFile, match="5 of 7 questions have another number of options"):
+        load_medmcqa_validation(path)
+    mapped = load_source("mine", path, mapping={"options": "opa+opb+opc+opd+ope", "answer": "cop",
+                                                "answer_kind": "index0"})
+    assert sorted(mapped.rows["answer_text"]) == ["a", "a", "b", "c", "d", "d", "e"]
+
+
 def test_medmcqa_mixed_base_evidence_asks_for_the_base(tmp_path):
     cops = [1, 2, 3, 4] * 3 + [0]
     path = _jsonl(tmp_path / "train.jsonl", _medmcqa_rows(cops))
