@@ -384,6 +384,9 @@ class PubMedQA(Source):
         if not isinstance(contexts, list) or not all(isinstance(c, str) for c in contexts):
             return Parsed(pmid, question, options, -1, error=RowError(
                 "bad_context", f"contexts is {type(contexts).__name__}, not a list of texts"))
+        if decision in (None, ""):  # as every loader calls a row without its key (a CSV writes it "")
+            return Parsed(pmid, question, options, -1, "\n".join(contexts),
+                          error=RowError("missing_field", "none of final_decision"))
         if decision not in PUBMEDQA_OPTIONS:
             return Parsed(pmid, question, options, -1, "\n".join(contexts),
                           error=RowError("answer_out_of_range", f"final_decision {decision!r}"))

@@ -238,6 +238,20 @@ def test_pubmedqa_rows_that_are_not_objects_or_have_string_contexts_are_dropped(
     assert result.dropped["detail"][0].startswith(f"ori_pqal.json key {pool[1]}: ")
 
 
+def test_a_pubmedqa_row_without_a_decision_is_missing_its_key_not_out_of_range(tmp_path):
+    """Every other loader calls a row with no key missing_field; PubMedQA called it
+    answer_out_of_range ("final_decision None"), so a report of dropped rows said its keys were
+    wrong where they were absent (a CSV writes an absent one as "")."""
+    pool = sorted({f"{i}" for i in range(1, 4000)} - pubmedqa_test_pmids())[:4]
+    good = {"QUESTION": "Does it work?", "CONTEXTS": ["First."], "final_decision": "yes"}
+    data = {pool[0]: good, pool[1]: {k: v for k, v in good.items() if k != "final_decision"},
+            pool[2]: dict(good, final_decision=""), pool[3]: dict(good, final_decision="probably")}
+    path = tmp_path / "ori_pqal.json"
+    path.write_text(json.dumps(data))
+    result = load_source("pubmedqa", path)
+    assert result.reasons() == {"missing_field": 2, "answer_out_of_range": 1}
+
+
 def _medmcqa_rows(cops):
     return [{"id": f"u{i}", "question": f"Q{i}?", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": cop}
             for i, cop in enumerate(cops)]
