@@ -1169,11 +1169,11 @@ def test_a_statement_asked_as_a_question_states_nothing(options: list[str], data
     """"The answer is (A)?" asks; it does not answer, as "the answer is not A" does not. A question
     after a statement leaves that statement the answer, and a question alone is no answer."""
     assume(_no_answer_words(options))
-    # an option spelt like the trailing filler ("hmm") is rightly read from a line that says it
-    assume(not any(set(o.lower().split()) & {"let", "me", "check", "murmur", "hmm"} for o in options))
     i, j = data.draw(st.permutations(range(len(options))))[:2]
     question = data.draw(st.sampled_from(QUESTIONS)).format(string.ascii_uppercase[j])
     after = data.draw(st.sampled_from(["", " Let me check the murmur.", "\n\nHmm."]))
+    # an option spelt like the trailing filler ("murmur", "hamm" for "Hmm") is rightly read from it
+    assume(extract_answer(after.strip(), options).verdict == "no_answer")
     if data.draw(st.booleans()):
         statement = data.draw(st.sampled_from(STATEMENTS)).format(string.ascii_uppercase[i]).rstrip(".")
         reply = statement + data.draw(st.sampled_from([". ", ".\n", "\n"])) + question + after
