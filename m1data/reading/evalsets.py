@@ -653,13 +653,7 @@ class QuestionReader:
         mapping = self.mapping
         if not isinstance(raw, dict):
             raise RowError("not_an_object", f"{type(raw).__name__}, not a question object")
-        names = ("question", "Question", "QUESTION", "qtext")
-        # an empty question is that (empty_question), not a file without a question column
-        question_col = mapping.question or _first(raw, names) or next((n for n in names if n in raw), None)
-        if question_col is None:
-            raise RowError("missing_field", "no question column")
-        question = text(raw, question_col)
-        # From here on a fault leaves the question readable: the row is dropped but stays a
+        # A fault after the question leaves it readable: the row is dropped but stays a
         # decontamination target (Parsed.error), with whatever else could be read. An unreadable
         # id or context too: the row then gets a content id, and a copy of it is still caught.
         errors: list[RowError] = []
@@ -670,6 +664,12 @@ class QuestionReader:
             native_id = self._native_id(raw)
         except RowError as err:
             errors.append(err)
+        try:
+            question = self._question(raw)
+        except RowError as err:  # dropped under the row's own id, as `unread_question` says why
+            if native_id is None:
+                raise
+            return _Fields(native_id, "", "", [], [], None, None, None, (), err)
         try:
             context = self._context(raw)
         except RowError as err:
@@ -687,6 +687,14 @@ class QuestionReader:
             errors.append(err)
         return _Fields(native_id, question, context, options, written, answer, column,
                        answer_text, beside, errors[0] if errors else None)
+
+    def _question(self, raw: dict[str, Any]) -> str:
+        names = ("question", "Question", "QUESTION", "qtext")
+        # an empty question is that (empty_question), not a file without a question column
+        column = self.mapping.question or _first(raw, names) or next((n for n in names if n in raw), None)
+        if column is None:
+            raise RowError("missing_field", "no question column")
+        return text(raw, column)
 
     def _native_id(self, raw: dict[str, Any]) -> str | None:
         """The row's own id; a blank or null one is none (the row gets a content id), mapped or

@@ -36,6 +36,7 @@ from m1data.reading.readers import (
     record_format,
     same_text,
     text,
+    unread_question,
     whole_number,
 )
 from m1data.reading.registry import SOURCE_REGISTRY
@@ -173,9 +174,11 @@ class MedMCQA(Source):
         id gets a content id (`collect`), as every loader's does: such a file was refused whole."""
         given = raw.get("id")
         native_id = None if given is None or (isinstance(given, str) and not given.strip()) else key_text(raw, "id")
-        question = ""
         try:
             question = text(raw, "question")
+        except RowError as err:
+            return unread_question(native_id, err)
+        try:
             options = [text(raw, key) for key in ("opa", "opb", "opc", "opd")]
         except RowError as err:
             return Parsed(native_id, question, [], -1, error=err)
@@ -276,13 +279,15 @@ class HeadQA(Source):
             raise RowError("not_an_object", f"{type(raw).__name__}, not a HEAD-QA question object")
         if isinstance(raw.get("data"), dict):  # the Hub copy (openlifescienceai)
             inner = raw["data"]
-            question = text(inner, "Question")
+            native_id = None if raw.get("id") is None else key_text(raw, "id")
+            try:
+                question = text(inner, "Question")
+            except RowError as err:
+                return unread_question(native_id, err)
             options = lettered_options(field(inner, "Options"))
             answer_idx = letter_index(field(inner, "Correct Option"), len(options))
             check_answer_text(inner, "Correct Answer", options, answer_idx)
-            native = raw.get("id")
-            return Parsed(native_id=None if native is None else key_text(raw, "id"), question=question,
-                          options=options, answer_idx=answer_idx)
+            return Parsed(native_id=native_id, question=question, options=options, answer_idx=answer_idx)
         if raw.get("image"):
             raise RowError("needs_image", str(raw["image"]))
         question = text(raw, "qtext")
@@ -375,10 +380,14 @@ class PubMedQA(Source):
         if "pubid" in raw:  # Hub shape
             context = raw.get("context")
             contexts = context.get("contexts") if isinstance(context, dict) else context
-            pmid, question = key_text(raw, "pubid"), text(raw, "question")
+            pmid, question_key = key_text(raw, "pubid"), "question"
         else:
             contexts = raw.get("CONTEXTS")
-            pmid, question = key_text(raw, "PMID"), text(raw, "QUESTION")
+            pmid, question_key = key_text(raw, "PMID"), "QUESTION"
+        try:
+            question = text(raw, question_key)
+        except RowError as err:
+            return unread_question(pmid, err)
         decision = _decision(raw.get("final_decision"))
         options = list(PUBMEDQA_OPTIONS)
         if not isinstance(contexts, list) or not all(isinstance(c, str) for c in contexts):

@@ -684,6 +684,17 @@ class Parsed:
     dropped, yet its question is still a decontamination target (see `LoadResult.unscored`)."""
 
 
+def unread_question(native_id: str | None, err: RowError) -> Parsed:
+    """A row whose question cannot be read (not text, null, missing), dropped with `err` under its own
+    id: dropped under its locator ("mine:ev.jsonl:2"), a row the user knows as "q2" could not be
+    found by its id, though a row dropped for its answer is. A row without an id of its own keeps
+    its locator (`err` is raised): a content id of no question named no row ("medmcqa:e3b0c442...",
+    then "#2" on the next)."""
+    if native_id is None:
+        raise err
+    return Parsed(native_id, "", [], -1, error=err)
+
+
 @dataclass
 class LoadResult:
     """Usable rows, dropped records (with their reasons), and `unscored`: the dropped questions whose text
@@ -1305,7 +1316,8 @@ def collect(
         except RowError as err:
             located = RowError(err.reason, f"{where}: {err.detail}" if err.detail else where)
             bad.append(dropped_record(source, row_id, located, raw))
-            if parsed is None and fallback is not None:
+            # no question read (`unread_question`): another layout's reading may still be a target
+            if (parsed is None or not parsed.question) and fallback is not None:
                 parsed = _read_otherwise(fallback, raw)
             if parsed is not None and parsed.question.strip():
                 unscored.append(unscored_row(source, row_id, parsed, raw))
@@ -1689,6 +1701,7 @@ __all__ = [
     "strip_option_letters",
     "text",
     "unique_keys",
+    "unread_question",
     "unscored_row",
     "write_rows",
     "whole_number",

@@ -187,6 +187,23 @@ def test_malformed_eval_rows_are_dropped_with_file_and_line(tmp_path):
     assert [d.split(": ")[0] for d in result.dropped["detail"]] == ["test.jsonl:2", "test.jsonl:3"]
 
 
+def test_eval_row_whose_question_is_not_text_is_dropped_under_its_own_id(tmp_path):
+    """Dropped under its line ("mine:test.jsonl:2"), such a row could not be found by the id the
+    file gives it, though a row dropped for its answer (q5) could. One whose mapped question column
+    is missing is still read in the guessed layout as a decontamination target, under its id."""
+    good = {"id": "q1", "Q": "Which nerve?", "options": ["a", "b", "c", "d"], "answer": "A"}
+    rows = [good, dict(good, id="q2", Q=123), dict(good, id="q3", Q=None), dict(good, id="q5", Q="Q5?", answer="Z"),
+            {"id": "q6", "question": "Which artery?", "options": ["a", "b", "c", "d"], "answer": "B"}]
+    path = tmp_path / "test.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    mapping = ColumnMapping(question="Q", options="options", answer="answer", id="id")
+    result = load_eval_file(path, mapping, name="mine")["mine"]
+    assert result.dropped["id"] == ["mine:q2", "mine:q3", "mine:q5", "mine:q6"]
+    assert result.dropped["detail"][0] == "test.jsonl:2: Q is int, not text"
+    assert result.unscored["id"] == ["mine:q5", "mine:q6"]
+    assert result.unscored["question"] == ["Q5?", "Which artery?"]
+
+
 def test_m1_eval_file_item_that_is_not_an_object_is_dropped(tmp_path):
     data = {"setA": [{"question": "Q1?", "options": {"A": "x", "B": "y"}, "answer_idx": "B"}, "Q2? x y"]}
     path = tmp_path / "eval.json"

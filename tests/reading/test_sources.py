@@ -204,6 +204,27 @@ def test_malformed_medmcqa_row_is_dropped(tmp_path):
     assert result.dropped["detail"][0].startswith("train.jsonl:2: ")
 
 
+def test_row_whose_question_is_not_text_is_dropped_under_its_own_id(tmp_path):
+    """Such a row was dropped under its line ("pubmedqa:train.jsonl:1"), so `m1data lineage` and a
+    user looking for its id found nothing, though a row dropped for its answer keeps its id. A row
+    with no id of its own keeps its line, not a content id of no question ("medmcqa:e3b0c442...")."""
+    medmcqa = {"id": "u1", "question": 5, "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": 0}
+    records = [medmcqa, {k: v for k, v in medmcqa.items() if k != "id"}, dict(medmcqa, id="u3", question="Q3?")]
+    result = load_source("medmcqa", _jsonl(tmp_path / "m.jsonl", records))
+    assert result.dropped["id"] == ["medmcqa:u1", "medmcqa:m.jsonl:2"]
+    assert result.dropped["detail"] == ["m.jsonl:1: question is int, not text", "m.jsonl:2: question is int, not text"]
+    pubmedqa = {"PMID": "90000001", "CONTEXTS": ["c"], "final_decision": "yes"}
+    records = [dict(pubmedqa, QUESTION=["Q?"]), dict(pubmedqa, PMID="90000002", QUESTION=None),
+               dict(pubmedqa, PMID="90000003", QUESTION="Q3?")]
+    result = load_source("pubmedqa", _jsonl(tmp_path / "p.jsonl", records), split="all")
+    assert result.dropped["id"] == ["pubmedqa:90000001", "pubmedqa:90000002"]
+    assert result.reasons() == {"not_text": 1, "missing_field": 1}
+    headqa = {"id": "h1", "data": {"Question": 7, "Options": {"A": "a", "B": "b"}, "Correct Option": "A"}}
+    good = {"id": "h2", "data": dict(headqa["data"], Question="Q2?")}
+    result = load_source("headqa", _jsonl(tmp_path / "h.jsonl", [headqa, good]))
+    assert result.dropped["id"] == ["headqa:h1"] and result.rows["id"] == ["headqa:h2"]
+
+
 def test_headqa_answers_without_aid_or_atext_are_dropped(tmp_path):
     question = {"qid": 1, "qtext": "Which nerve?", "ra": "2", "image": "",
                 "answers": [{"aid": 1, "atext": "a"}, {"aid": 2, "atext": "b"}]}
