@@ -63,6 +63,7 @@ from m1data.schema import (
     rows_to_dataset,
     rows_to_table,
     tables_to_dataset,
+    with_table,
 )
 
 PROGRESS_MIN_ROWS = 20_000
@@ -1576,7 +1577,42 @@ def _jsonl_rows(path: Path, shown: Path | None = None) -> datasets.Dataset:
     except (UnicodeDecodeError, pa.ArrowInvalid):
         _raise_if_not_utf8(path)
         raise
-    return rows
+    return _exact_mixed_columns(rows, path, shown or path)
+
+
+def _exact_mixed_columns(rows: datasets.Dataset, path: Path, shown: Path) -> datasets.Dataset:
+    """`rows` with each column of mixed types (datasets' Json: an answer 3 on one line, "null" on
+    another) holding the file's own values. Why: `datasets` stores such a column's text as it is
+    when it parses as JSON, and decodes it on reading, so the answer "null" came back None, the
+    option text "[1, 2]" a list and the question "123" a number, in every row m1data wrote. A column
+    whose mixed types are nested inside (a list of objects with a field of two types) cannot be
+    rebuilt so: where its values differ from the file's, the file is refused, naming the column."""
+    mixed = [name for name, feature in rows.features.items() if isinstance(feature, datasets.Json)]
+    nested = [name for name in rows.column_names if name not in mixed and _holds_json(rows.data.column(name).type)]
+    if not mixed and not nested:
+        return rows
+    records = [record for _, record in read_jsonl(path)]
+    for name in nested:
+        number = next((n for n, (value, record) in enumerate(zip(rows[name], records), 1) if value != record.get(name)),
+                      None)
+        if number is not None:
+            raise MalformedFile(shown, number, f"column {name!r} holds values of several types inside it, and "
+                                               f"`datasets` reads some of its text as JSON (a value changed); write "
+                                               "each of its fields with one type")
+    table = rows.data.table
+    for name in mixed:
+        exact = [None if name not in record or record[name] is None else json.dumps(record[name], ensure_ascii=False)
+                 for record in records]
+        column = pa.ExtensionArray.from_storage(table.schema.field(name).type, pa.array(exact, pa.string()))
+        table = table.set_column(table.schema.get_field_index(name), table.schema.field(name), column)
+    return with_table(rows, table)
+
+
+def _holds_json(kind: pa.DataType) -> bool:
+    """Whether a column's type has datasets' Json (arrow.json) anywhere inside it."""
+    if isinstance(kind, pa.BaseExtensionType):
+        return kind.extension_name == "arrow.json" or _holds_json(kind.storage_type)
+    return any(_holds_json(kind.field(i).type) for i in range(kind.num_fields))
 
 
 def _json_rows(path: Path) -> datasets.Dataset:

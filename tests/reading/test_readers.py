@@ -571,3 +571,33 @@ def test_medmcqas_own_release_files_read_with_the_built_in_loader(shared_data, t
     distinct = [r for r in rows if len(set(r["options"].values())) == 4]  # one real row repeats an option
     assert got.rows["answer_text"] == [r["options"][r["answer_idx"]] for r in distinct]
     assert got.reasons() == {"duplicate_options": len(rows) - len(distinct)} == {"duplicate_options": 1}
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json"])
+def test_a_column_of_mixed_types_keeps_the_files_own_values(tmp_path, suffix):
+    """`datasets` keeps a mixed column's text as it is where it parses as JSON and decodes it on
+    reading: the answer "null" came back None, the text "[1, 2]" a list, the question "123" a number,
+    in the rows `m1data dedup` and the other file commands wrote."""
+    from m1data.reading.readers import read_rows
+    from m1data.schema import column_values
+
+    rows = [{"id": "a", "answer": "null", "question": "123", "note": "[1, 2]"},
+            {"id": "b", "answer": 3, "question": 123, "note": {"k": 1}},
+            {"id": "c", "answer": None, "question": '"quoted"', "note": "{}"}]
+    path = tmp_path / f"rows{suffix}"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) if suffix == ".jsonl" else json.dumps(rows))
+    read = read_rows(path)
+    assert read.to_list() == rows
+    assert [column_values(read, name) for name in ("answer", "question", "note")] == [
+        [r[name] for r in rows] for name in ("answer", "question", "note")]
+
+
+def test_a_mixed_field_inside_a_column_whose_text_would_change_is_refused(tmp_path):
+    from m1data.reading.readers import read_rows
+
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"m": [{"x": 1}]}\n{"m": [{"x": "two"}]}\n')
+    assert read_rows(path)["m"] == [[{"x": 1}], [{"x": "two"}]]  # nothing to lose: read as it is
+    path.write_text('{"m": [{"x": 1}]}\n{"m": [{"x": "null"}]}\n')
+    with pytest.raises(MalformedFile, match=r"rows.jsonl:2: column 'm' holds values of several types inside it"):
+        read_rows(path)
