@@ -1133,6 +1133,13 @@ def _names_statements(texts: list[str]) -> bool:
     return len(keys) < len(texts) or any(_STATEMENT_NUMBER.search(t) for t in texts)
 
 
+# a species named by its genus initial and its epithet alone: "A. baumannii", "C. albicans", "M. tuberculosis."
+# The epithet's Latin ending is the evidence: a label stands before any text, and options that are one lower-case
+# word each with such an ending, all of them, were 7 of 22,868 real option lists ("duodenum", "cecum", "rectum",
+# "ileum"), each of which would keep its labels; epithets ending otherwise ("histolytica", "niger") still lose them.
+_SPECIES = re.compile(r"[A-Z]\. [a-z]{3,}(?:i|ae|ii|us|is|um|es|ans|ens|ax|ix|ex|ile|ale)\.?")
+
+
 def strip_option_letters(options: list[str], strict: bool = True) -> list[str]:
     """The option texts without the letters a file wrote into them ("A. x" -> "x"; also
     "Option A: x" and numbers, "1. x", `_other_labels`).
@@ -1141,16 +1148,19 @@ def strip_option_letters(options: list[str], strict: bool = True) -> list[str]:
     stay glued to the wrong position and make an exact copy of the question look different
     (issue 24: 4 of 49 verbatim copies caught). Stripped only when every option carries its own
     letter, in order (A, B, C, ...), in one style: a list like ["A: left", "B: right"] is
-    labelled; ["A. fumigatus", "Candida"] is not, and is left alone. Every letter, out of order
+    labelled; ["A. fumigatus", "Candida"] is not, and is left alone, nor is a list of species each
+    written with its genus initial (`_SPECIES`), in order or not: ["A. baumannii", "B. dermatitidis",
+    "C. albicans", "D. immitis"] lost its initials. Every letter, out of order
     (["B. Heparin", "A. Warfarin"]), is a bad row: a key "B" was read as the second place, and
-    named Warfarin, silently. (Species in another order, "B. anthracis", "A. baumannii", are
-    refused too: nothing tells them from "B. heparin", "A. warfarin".) Not `strict` (the matcher,
-    which sorts options and reads no key), they lose their letters too: a loaded row's shuffled
-    "C. difficile", "A. baumannii", ... stopped dedup, and left as they were, a labelled copy was
-    missed."""
+    named Warfarin, silently. (Species whose epithet `_SPECIES` does not know, "A. niger",
+    "B. lamblia", are refused too: nothing tells them from "B. heparin", "A. warfarin".) Not
+    `strict` (the matcher, which sorts options and reads no key), they lose their letters too: a
+    loaded row's shuffled labels stopped dedup, and left as they were, a labelled copy was missed."""
     if len(options) < 2 or not _MAY_BE_LABELLED.match(options[0]):  # most options: one cheap look
         return options
     for style in OPTION_LABEL_STYLES:
+        if style is OPTION_LABEL_STYLES[0] and all(_SPECIES.fullmatch(option) for option in options):
+            continue  # "A. baumannii", "B. dermatitidis", ...: genus initials, not labels
         matches = [style.match(option) for option in options]
         if not all(matches):
             continue

@@ -369,6 +369,13 @@ def test_eval_set_name_of_a_file_in_the_current_folder(tmp_path, monkeypatch):
     (["A.V. block", "B.P. drop"], ["A.V. block", "B.P. drop"]),  # abbreviations, no labels
     (["A - deficiency", "B - deficiency"], ["A - deficiency", "B - deficiency"]),  # the letters tell them apart
     (["A. fumigatus", "Candida"], ["A. fumigatus", "Candida"]),  # not every option labelled
+    # species by their genus initials, A to D by chance: the epithets say so
+    (["A. baumannii", "B. dermatitidis", "C. albicans", "D. immitis"],
+     ["A. baumannii", "B. dermatitidis", "C. albicans", "D. immitis"]),
+    (["A. fumigatus.", "B. cereus.", "C. tropicalis."], ["A. fumigatus.", "B. cereus.", "C. tropicalis."]),
+    (["B. anthracis", "A. baumannii"], ["B. anthracis", "A. baumannii"]),  # out of order: no bad row
+    (["A. baumannii", "B. Heparin"], ["baumannii", "Heparin"]),  # one option is no species: labels
+    (["A. aspirin", "B. heparin", "C. warfarin", "D. insulin"], ["aspirin", "heparin", "warfarin", "insulin"]),
     (["A. x", "B) y"], ["A. x", "B) y"]),  # two styles: not labels
     (["A. x"], ["A. x"]),
 ])
@@ -376,6 +383,16 @@ def test_option_letters_are_stripped_only_when_every_option_carries_its_own(opti
     from m1data.reading.readers import strip_option_letters
 
     assert strip_option_letters(options) == expected
+
+
+def test_species_options_keep_their_genus_initials_through_the_loader(tmp_path):
+    """The options of a row, its answer text and its prompt are the species the file names."""
+    species = ["A. baumannii", "B. dermatitidis", "C. albicans", "D. immitis"]
+    path = tmp_path / "micro.jsonl"
+    path.write_text(json.dumps({"id": "m1", "question": "Which fungus causes thrush?", "options": species,
+                                "answer": "C"}) + "\n")
+    row = load_eval_file(path, name="micro")["micro"].rows[0]
+    assert sorted(row["options"]) == species and row["answer_text"] == "C. albicans"
 
 
 def test_option_letters_out_of_order_are_a_bad_row():
