@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import datasets
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -530,15 +531,18 @@ def test_no_local_path_reaches_the_hub_folder(tmp_path):
     path = str(tmp_path / "cache" / "models" / gguf)
     run_pipeline([Make(), ServedByPath(path)], tmp_path / "run")
     folder = export_run("m1k", tmp_path / "run", tmp_path / "hub")
-    assert local_paths_inside(folder) == []
+    # the dataset's own text is published as built, so a publish refuses the path in it (and says where)
+    found = {where.split(" row ")[0] for where in local_paths_inside(folder)}
+    assert found == {"data/m1k/train-00000-of-00001.parquet (column 'messages',",
+                     "data/m1k-prompt-completion/train-00000-of-00001.parquet (column 'prompt',"}
     card = (folder / "README.md").read_text(encoding="utf-8")
     assert str(tmp_path) not in card and "/home/alice" not in card
     assert f"`{gguf}`" in card and "answer.gbnf" in card  # named by what a reader can look up
     published = datasets.load_dataset(str(folder), name="m1k", split="train")
     assert set(published["teacher_served_model"]) == {gguf}
     assert published["metadata"][0] == '{"file": "train.jsonl", "n": 1}'
-    assert published["messages"][0] == [{"role": "user", "content": f"Read {gguf}"},
-                                        {"role": "assistant", "content": "Done."}]
+    written = pq.read_table(folder / "data" / "m1k" / "train-00000-of-00001.parquet").column("messages")[0].as_py()
+    assert written == [{"role": "user", "content": f"Read {path}"}, {"role": "assistant", "content": "Done."}]
     assert published.features == datasets.load_dataset(str(folder), name="m1k", split="train").features
 
 

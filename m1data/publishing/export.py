@@ -8,13 +8,16 @@ once, from the files it writes (`m1data.publishing.cardmeta.data_metadata`).
 What reaches the folder is public: rows and card go through `m1data.redact.public_scrub` (URL
 credentials out, local paths cut to their file name), the filter that also strips secrets, so
 a path recorded on the build machine (a served model's GGUF path, a source file) is not
-published; `m1data.publishing.hub.publish` refuses a folder in which one is left.
+published; `m1data.publishing.hub.publish` refuses a folder in which one is left. The dataset's
+own text (`CONTENT_COLUMNS`) loses URL credentials only: it is published as built (`public_rows`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import datasets
 import numpy as np
@@ -23,7 +26,7 @@ import pyarrow as pa
 from m1data.publishing.cardmeta import BUILD_KEY, IMAGES_DIR, hub_folder_dataset, join_card, split_card
 from m1data.schema import flattened, rows_matching, strings_matching, with_table
 
-__all__ = ["BUILD_KEY", "export_run", "hub_folder_dataset", "public_rows"]
+__all__ = ["BUILD_KEY", "CONTENT_COLUMNS", "export_run", "hub_folder_dataset", "public_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,9 @@ def export_run(
 
 
 REWRITE_SLICE = 16_384  # rows a rewritten column is put back together by: keeps each Arrow copy small
+# The dataset's own text, in both configs (`m1data.stages.formatting.hub_configs`): published as built
+CONTENT_COLUMNS = frozenset({"question", "context", "options", "answer_letter", "answer_text", "prompt", "user_prompt",
+                             "messages", "completion", "reasoning", "teacher_reply", "teacher_answer"})
 
 
 def public_rows(rows: datasets.Dataset) -> datasets.Dataset:
@@ -71,15 +77,27 @@ def public_rows(rows: datasets.Dataset) -> datasets.Dataset:
     `user:password@`), each string goes through it. Columns it would not change are left as they
     are, and so is the schema.
 
+    `CONTENT_COLUMNS` (the question, options, answers, prompts, reasoning) lose a URL's credentials
+    only (`public_content_scrub`): a question that said "(/data)" or "~/x" was published rewritten,
+    without a word. Text there that looks like a local path is kept and warned of, naming the
+    column and its rows: `publish` refuses such a folder, so a real leak does not pass either.
+
     Which columns change is told from the Dataset's whole table (a selection's unselected rows
     too). Why by whole columns: per row (``map`` over Python values, the full pattern on every
     string) this took 70-100 s per 100K rows of traces, most of it Python's regex on texts that hold a
     ``\\boxed``; here Arrow finds in one pass the few strings that may hold a path or a URL's
     user (`m1data.redact.public_scrub_hints`), and only those rows go through Python."""
-    from m1data.redact import public_scrub_hints
+    from m1data.redact import public_content_scrub, public_scrub, public_scrub_hints
 
     _, scrub_hint = public_scrub_hints()
-    affected = [c for c in rows.column_names if _changed_by_scrub(rows.data.column(c), scrub_hint)]
+    scrubs = {c: public_content_scrub if c in CONTENT_COLUMNS else public_scrub for c in rows.column_names}
+    for name in [c for c in rows.column_names if c in CONTENT_COLUMNS]:
+        kept = _rows_changed_by(rows.data.column(name), scrub_hint, public_scrub)
+        if kept:
+            log.warning(f"column {name!r}: {kept} row(s) hold text that looks like a local path (or a URL's "
+                        "credentials, which are removed); the dataset's own text is published as built, and "
+                        "`m1data publish` refuses a local path: if it is this machine's, take it out of those rows")
+    affected = [c for c in rows.column_names if _changed_by(rows.data.column(c), scrub_hint, scrubs[c])]
     if not affected:
         return rows
     log.info(f"local paths cut to file names and URL credentials removed in column(s) {', '.join(affected)} "
@@ -87,31 +105,35 @@ def public_rows(rows: datasets.Dataset) -> datasets.Dataset:
     table = flattened(rows).data.table
     for name in affected:
         at = table.column_names.index(name)
-        table = table.set_column(at, table.schema.field(at), _scrubbed(table.column(at), scrub_hint))
+        table = table.set_column(at, table.schema.field(at), _scrubbed(table.column(at), scrub_hint, scrubs[name]))
     return with_table(rows, table)
 
 
-def _changed_by_scrub(column: pa.ChunkedArray, hint: str) -> bool:
-    """`public_scrub` changes some string in `column` (at any depth): it is run on the strings that
+def _changed_by(column: pa.ChunkedArray, hint: str, scrub: Callable[[Any], Any]) -> bool:
+    """`scrub` changes some string in `column` (at any depth): it is run on the strings that
     match `hint` only. Why not a check for local paths alone: a column with a URL's credentials
     and no path was published with them."""
-    from m1data.redact import public_scrub
-
-    return any(public_scrub(text) != text for chunk in column.chunks for _, text in strings_matching(chunk, hint))
+    return any(scrub(text) != text for chunk in column.chunks for _, text in strings_matching(chunk, hint))
 
 
-def _scrubbed(column: pa.ChunkedArray, hint: str) -> pa.ChunkedArray:
-    """`column` with `public_scrub` applied to the values that hold a string matching `hint`; the
+def _rows_changed_by(column: pa.ChunkedArray, hint: str, scrub: Callable[[Any], Any]) -> int:
+    """How many rows of `column` hold a string (at any depth) that `scrub` changes (`_changed_by`)."""
+    changed = set()
+    for number, chunk in enumerate(column.chunks):
+        changed |= {(number, row) for row, text in strings_matching(chunk, hint) if scrub(text) != text}
+    return len(changed)
+
+
+def _scrubbed(column: pa.ChunkedArray, hint: str, scrub: Callable[[Any], Any]) -> pa.ChunkedArray:
+    """`column` with `scrub` applied to the values that hold a string matching `hint`; the
     others, which it would leave as they are, are kept as they are in Arrow."""
-    from m1data.redact import public_scrub
-
     pieces = []
     for chunk in column.chunks:
         for start in range(0, len(chunk), REWRITE_SLICE):
             part = chunk.slice(start, REWRITE_SLICE)
             hit = rows_matching(part, hint)
             if len(hit):
-                new = pa.array([public_scrub(v) for v in part.take(pa.array(hit)).to_pylist()], type=part.type)
+                new = pa.array([scrub(v) for v in part.take(pa.array(hit)).to_pylist()], type=part.type)
                 order = np.arange(len(part))
                 order[hit] = len(part) + np.arange(len(hit))
                 pieces += pa.chunked_array([part, new]).take(pa.array(order)).chunks  # one copy, no concat first

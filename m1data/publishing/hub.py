@@ -736,7 +736,8 @@ def _strings_holding_secrets(path: Path, secrets: Mapping[str, bytes]) -> Iterat
 
 
 REEXPORT = ("re-export the run: the same `m1data build` command again skips its finished stages and rewrites "
-            "the folder with local paths cut to file names")
+            "the folder with local paths cut to file names, except in the dataset's own text (question, options, "
+            "answers, prompts, reasoning), which is published as built: take such a path out of those rows")
 MAX_LISTED_PATHS = 20  # local paths a dry run lists (the count says how many in all)
 _TEXT_SUFFIXES = {".md", ".json", ".jsonl", ".txt", ".yaml", ".yml", ".csv"}
 

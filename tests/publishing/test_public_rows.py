@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from m1data.publishing import export
-from m1data.publishing.export import public_rows
-from m1data.redact import local_paths, public_scrub
+from m1data.publishing.export import CONTENT_COLUMNS, public_rows
+from m1data.redact import local_paths, public_content_scrub, public_scrub
 from m1data.schema import rows_to_dataset
 
 FEATURES = datasets.Features({
@@ -33,11 +33,13 @@ FEATURES = datasets.Features({
 def reference_public_rows(rows: datasets.Dataset) -> datasets.Dataset:
     """The row-by-row version (m1data 0f40c91, which rewrote a column only when it held a local
     path; now also when it holds a URL's credentials): a column is rewritten when `public_scrub`
-    changes any of its values in the table, every value of it through `public_scrub`, by `Dataset.map`."""
-    affected = [c for c in rows.column_names if any(public_scrub(v) != v for v in rows.data.column(c).to_pylist())]
+    changes any of its values in the table, every value of it through `public_scrub`, by `Dataset.map`;
+    the dataset's own text (`CONTENT_COLUMNS`: "options", "messages" here) through `public_content_scrub`."""
+    scrubs = {c: public_content_scrub if c in CONTENT_COLUMNS else public_scrub for c in rows.column_names}
+    affected = [c for c in rows.column_names if any(scrubs[c](v) != v for v in rows.data.column(c).to_pylist())]
     if not affected:
         return rows
-    return rows.map(lambda batch: {c: [public_scrub(v) for v in batch[c]] for c in affected}, batched=True,
+    return rows.map(lambda batch: {c: [scrubs[c](v) for v in batch[c]] for c in affected}, batched=True,
                     features=rows.features, keep_in_memory=True, load_from_cache_file=False)
 
 
@@ -127,8 +129,30 @@ def test_a_selection_from_a_table_of_chunks_keeps_its_order_and_types():
     ds = datasets.Dataset(table).select(list(range(119, -1, -3)))
     with mock.patch.object(export, "REWRITE_SLICE", 7):
         out = public_rows(ds)
-    assert [out[0]["text"], out[1]["text"], out[0]["options"]] == ["f39.txt", "f36.txt", ["o39"]]
+    assert [out[0]["text"], out[1]["text"], out[0]["options"]] == ["f39.txt", "f36.txt", ["~/o39"]]  # content kept
     same(out, reference_public_rows(ds))
+
+
+def test_the_datasets_own_text_is_published_as_built_and_a_path_in_it_is_warned_of(caplog):
+    """A question that said "(/data)", an option "/run", a reasoning trace's "~/x" were published
+    rewritten ("(data)", "run", "x") without a word: only what m1data records about a run (the raw
+    `metadata`, a served model's path) has this machine's paths cut. A URL's credentials go everywhere."""
+    rows = [{"id": "r1", "question": "Which folder (/data) holds it?", "options": ["/run", "/srv"],
+             "reasoning": "Look in ~/x first, then https://me:s3cret@host.example/v1.", "answer_text": "/run",
+             "metadata": '{"file": "/home/alice/raw/train.jsonl"}', "teacher_served_model": "/root/m/x.gguf"},
+            {"id": "r2", "question": "Plain?", "options": ["a", "b"], "reasoning": "See ~/y.", "answer_text": "a",
+             "metadata": "{}", "teacher_served_model": "deepseek-reasoner"}]
+    ds = datasets.Dataset.from_list(rows)
+    with caplog.at_level("WARNING", logger="m1data.publishing.export"):
+        out = public_rows(ds).to_list()
+    assert [row["question"] for row in out] == ["Which folder (/data) holds it?", "Plain?"]
+    assert out[0]["options"] == ["/run", "/srv"] and out[0]["answer_text"] == "/run"
+    assert out[0]["reasoning"] == "Look in ~/x first, then https://host.example/v1."
+    assert out[0]["metadata"] == '{"file": "train.jsonl"}' and out[0]["teacher_served_model"] == "x.gguf"
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert [w.split(":")[0] for w in warned] == ["column 'question'", "column 'options'", "column 'reasoning'",
+                                                 "column 'answer_text'"]
+    assert "column 'reasoning': 2 row(s)" in warned[2] and "s3cret" not in " ".join(warned)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
