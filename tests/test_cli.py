@@ -1057,3 +1057,49 @@ def test_a_reply_cache_on_a_file_of_the_run_is_refused_before_anything_is_sent(t
     said = main("run", "difficulty", rows, tmp_path / "out.jsonl", "--student", "m=http://127.0.0.1:9/v1",
                 "--cache", tmp_path / cache)
     assert said.returncode == 2 and f"the reply cache {tmp_path / cache} is also" in said.stderr, said.stderr
+
+
+# A file run that stops while it reads its rows, until the test kills it.
+STALLED_FILE_RUN = """import sys, time
+import m1data.reading.readers as readers
+from m1data.jobs import run_dedup_file
+
+def stall(*args, **kwargs):
+    print("reading", flush=True)
+    time.sleep(60)
+
+readers.read_rows = stall
+run_dedup_file(sys.argv[1], sys.argv[2])
+"""
+
+
+def test_a_second_file_run_into_the_same_out_is_refused(tmp_path, main):
+    """Two file runs writing one OUT ran side by side: each wrote OUT, its dropped file and its
+    statistics in turn (OUT from one run beside the other's statistics), and two LLM runs paid
+    for the same requests twice. Now the second refuses at once, in one line naming OUT; a run
+    into another OUT of the same folder goes ahead, and the lock goes with its holder's process."""
+    from m1data.errors import UserError
+    from m1data.jobs import run_dedup_file
+    from m1data.running.pipeline import RunLocked
+
+    rows = _dedup_input(tmp_path)
+    out = tmp_path / "out" / "deduped.parquet"
+    holder = subprocess.Popen([sys.executable, "-c", STALLED_FILE_RUN, str(rows), str(out)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "reading"
+        with pytest.raises(RunLocked, match=f"pid {holder.pid}") as err:
+            run_dedup_file(rows, out)
+        assert isinstance(err.value, UserError) and str(out) in str(err.value)
+        proc = main("dedup", rows, out)
+        said = " ".join(proc.stderr.split())  # the terminal may wrap the line
+        assert proc.returncode == 2 and said.startswith("error: ") and str(out) in said, said
+        assert not out.exists()
+        assert run_dedup_file(rows, out.with_name("other.parquet"))["rows_out"] == 3  # another OUT: not held
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run_dedup_file(rows, out)["rows_out"] == 3  # the killed holder's lock went with it
+    assert sorted(p.name for p in out.parent.iterdir()) == [  # and no lock file is left behind
+        "deduped.dropped.parquet", "deduped.parquet", "deduped.stats.json",
+        "other.dropped.parquet", "other.parquet", "other.stats.json"]

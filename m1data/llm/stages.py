@@ -43,6 +43,7 @@ from m1data.running.pipeline import (
     dropped_path,
     dropped_rows,
     in_memory,
+    output_lock,
     refuse_overwrite,
     run_on_file,
     stats_path,
@@ -587,8 +588,8 @@ def run_llm_on_file(
 
         refuse_overwrite(in_path, out_path)  # before a server starts
         _refuse_cache_on_a_file_of_the_run(stage.runtime.cache_path, in_path, out_path)
-        with serve_embedded([stage], Path(out_path).expanduser().parent):
-            stats = run_on_file(stage, in_path, out_path)
+        with output_lock(out_path), serve_embedded([stage], Path(out_path).expanduser().parent):
+            stats = run_on_file(stage, in_path, out_path)  # the lock first: a second run starts no server
         if stats.get("transient_failures"):
             log.warning(
                 "%s requests failed transiently (timeouts, 5xx, dropped connections); their rows are in the dropped "

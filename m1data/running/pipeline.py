@@ -358,11 +358,18 @@ def run_on_file(
     """One stage over files, outside a build: IN rows (a file, several, or a folder of them; see
     `read_rows`) -> OUT and OUT.dropped.<ext>. Returns rows in, out and dropped, and the stage's
     statistics, also written to OUT.stats.json. Zero rows in is not an error: both row files are
-    written empty. `~` in OUT is the home folder, as in IN (`read_rows`)."""
-    from m1data.reading.readers import read_rows
-
+    written empty. `~` in OUT is the home folder, as in IN (`read_rows`). One run at a time per
+    OUT (`output_lock`): every door (the commands, `m1data.jobs`, Ray) comes through here."""
     out_path = Path(out_path).expanduser()
     refuse_overwrite(in_path, out_path)
+    with output_lock(out_path):
+        return _run_on_file(stage, in_path, out_path, ctx)
+
+
+def _run_on_file(stage: Stage, in_path: str | Path | Sequence[str | Path], out_path: Path,
+                 ctx: RunContext | None) -> dict[str, Any]:
+    from m1data.reading.readers import read_rows
+
     rows = read_rows(in_path)
     if len(rows) == 0:
         log.warning("%s: 0 rows, nothing to do; %s and its dropped file are written empty", _names(in_path), out_path)
@@ -591,8 +598,8 @@ class StageFailed(M1DataError, RuntimeError):
     pass
 
 
-class RunLocked(RuntimeError):
-    """Another build holds the run folder."""
+class RunLocked(UserError, RuntimeError):
+    """Another build holds the run folder, or another file run its OUT: one line, not a bug."""
 
 
 LOCK_FILE = ".m1data.lock"
@@ -614,15 +621,7 @@ def run_lock(run_dir: str | Path, what: str = "build") -> Iterator[None]:
         run_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
-            raise RunLocked(
-                f"{run_dir} is in use by another {what} ({holder}); wait for it to finish or write into another --out"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
+        _take_lock(fd, f"{run_dir} is in use by another {what}", "write into another --out")
         held = os.fstat(fd)
         _HELD[run_dir] = (held.st_dev, held.st_ino)
         try:
@@ -631,6 +630,70 @@ def run_lock(run_dir: str | Path, what: str = "build") -> Iterator[None]:
             _HELD.pop(run_dir, None)
             os.ftruncate(fd, 0)
     finally:
+        os.close(fd)
+
+
+def _take_lock(fd: int, in_use: str, instead: str) -> None:
+    """flock `fd` for this process and write who holds it there, or refuse (RunLocked) at once,
+    naming the holder, when another process holds it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+        raise RunLocked(f"{in_use} ({holder}); wait for it to finish or {instead}") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
+
+
+_OUTS_HELD: set[Path] = set()  # the OUTs of file runs this process holds (`output_lock`)
+
+
+@contextlib.contextmanager
+def output_lock(out_path: str | Path) -> Iterator[None]:
+    """Hold OUT for one file run, as `run_lock` holds a build's folder: two runs into one OUT
+    wrote their OUT, dropped file and statistics in turn (OUT of one beside the other's
+    statistics; two LLM runs paid for the same requests twice). The second now stops at once.
+    The lock file (.OUT.lock) goes when the run ends, so OUT's folder holds only what the run
+    wrote; a kill leaves it, unlocked (the OS releases the lock), and the next run takes it.
+    Re-entrant within a process (an LLM file run holds it around its server and `run_on_file`)."""
+    out_path = Path(out_path).expanduser().resolve()
+    if out_path in _OUTS_HELD:
+        yield
+        return
+    lock = out_path.with_name(f".{out_path.name}.lock")
+    made = not out_path.parent.exists()
+    with storage_errors(lock):
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = _lock_file(lock, out_path)
+    _OUTS_HELD.add(out_path)
+    try:
+        yield
+    finally:
+        _OUTS_HELD.discard(out_path)
+        lock.unlink(missing_ok=True)  # under the lock: see `_lock_file`
+        os.close(fd)
+        if made:
+            with contextlib.suppress(OSError):  # a run refused before it wrote leaves no empty folder
+                out_path.parent.rmdir()
+
+
+def _lock_file(lock: Path, out_path: Path) -> int:
+    """An open, locked `lock`. A run that got the lock of a file its holder had just removed
+    holds a file no one else will open: it opens the one now at the path and locks that."""
+    while True:
+        with storage_errors(lock):
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            _take_lock(fd, f"{out_path} is being written by another file run", "choose another OUT")
+            now = os.stat(lock)
+        except FileNotFoundError:
+            now = None
+        except BaseException:
+            os.close(fd)
+            raise
+        held = os.fstat(fd)
+        if now is not None and (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+            return fd
         os.close(fd)
 
 
@@ -1083,6 +1146,7 @@ __all__ = [
     "load_stage_dropped",
     "load_stage_rows",
     "lost_rows",
+    "output_lock",
     "portable",
     "read_manifest",
     "read_manifests",
