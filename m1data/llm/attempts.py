@@ -44,12 +44,12 @@ from m1data.llm.runner import (
     _endpoint,
     _gather_or_stop,
     _keys,
-    _log_summary,
     _record,
     _Sender,
     _usable,
     _validate,
     cached_reply,
+    log_summary,
     run_sync,
 )
 from m1data.llm.types import Engine, Reply, Request, is_transient
@@ -130,9 +130,11 @@ async def run_tries(
     retry: RetryPolicy | None = None,
     prices: PriceTable | None = None,
     label: str = "requests",
+    summary: bool = True,
 ) -> list[list[Reply]]:
     """Every question's tries, in order, online (module docstring): try k+1 of a question goes
-    out as soon as `again` sends try k back. `by_attempt[k]` collects what the k-th tries cost."""
+    out as soon as `again` sends try k back. `by_attempt[k]` collects what the k-th tries cost.
+    `summary` as in `run_requests`."""
     check_attempts(attempts)
     if concurrency < 1:
         raise UserError("concurrency must be at least 1")
@@ -199,8 +201,8 @@ async def run_tries(
     finally:
         total = total_stats(by_attempt)
         by_attempt[1].seconds += time.perf_counter() - started
-    if progress and total.sent:
-        _log_summary(label, total)
+    if progress and summary and total.sent:
+        log_summary(label, total)
     return tries
 
 

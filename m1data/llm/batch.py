@@ -457,7 +457,7 @@ def complete(
         return complete_all(engine, requests, cache, **kwargs)
     if not isinstance(engine, HTTPEngine):
         raise UserError(f"batch mode needs an OpenAI-compatible HTTP endpoint, not {engine.name}")  # noqa: TRY004
-    for online_only in ("concurrency", "rpm", "tpm", "retry"):
+    for online_only in ("concurrency", "rpm", "tpm", "retry", "summary"):  # a batch run prints no summary line
         kwargs.pop(online_only, None)
     return run_batch(
         engine, requests, cache, state_path=state_path_for(cache, stage_dir), limits=batch_limits, **kwargs

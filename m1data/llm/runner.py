@@ -510,9 +510,11 @@ async def run_requests(
     prices: PriceTable | None = None,
     stats: RunStats | None = None,
     label: str = "requests",
+    summary: bool = True,
 ) -> list[Reply]:
     """One Reply per request, in order (see the module docstring). Pass a RunStats to collect
-    counts, tokens and cost."""
+    counts, tokens and cost. `summary` False: no line at the end, for a caller that adds counts
+    of its own to `stats` first and prints the line from them (`log_summary`)."""
     if concurrency < 1:
         raise UserError("concurrency must be at least 1")
     started = time.perf_counter()
@@ -561,8 +563,8 @@ async def run_requests(
             await _gather_or_stop([worker(progress_bar) for _ in range(workers)], sender.slots)
     finally:
         stats.seconds += time.perf_counter() - started
-    if progress and todo:
-        _log_summary(label, stats)
+    if progress and summary and todo:
+        log_summary(label, stats)
     return _in_order(keys, answers)
 
 
@@ -577,7 +579,8 @@ def _in_order(keys: list[str], answers: dict[str, Reply]) -> list[Reply]:
     return replies
 
 
-def _log_summary(label: str, stats: RunStats) -> None:
+def log_summary(label: str, stats: RunStats) -> None:
+    """The line a run prints as it ends: what it sent and read from the cache, and what that cost."""
     outcomes = ", ".join(f"{n:,} {status}" for status, n in sorted(stats.outcomes.items()))
     cost = "n/a" if stats.cost_sent is None else f"${stats.cost_sent:,.4f}"
     log.info(
@@ -677,6 +680,7 @@ __all__ = [
     "RunStats",
     "cached_reply",
     "complete_all",
+    "log_summary",
     "plan_requests",
     "print_plan",
     "run_requests",

@@ -368,9 +368,10 @@ class LLMStage(Stage):
         label: str | None = None,
         online: bool = False,
         progress: bool | None = None,
+        summary: bool = True,
     ) -> list[Reply]:
         """One reply per request, in order, through the cache, under the runtime's limits (or the
-        Batch API unless `online`); `stats` collects what it cost."""
+        Batch API unless `online`); `stats` collects what it cost. `summary`: see `run_requests`."""
         from m1data.llm.batch import BatchLimits, complete
 
         rt = self.runtime
@@ -385,6 +386,7 @@ class LLMStage(Stage):
             prices=self.prices(),
             stats=stats,
             label=label or endpoint.role,
+            summary=summary,
         )
 
 
@@ -398,10 +400,11 @@ class LLMStage(Stage):
         again: Any,
         *,
         label: str | None = None,
+        summary: bool = True,
     ) -> list[list[Reply]]:
         """Up to `len(by_attempt)` tries per question (m1data.llm.attempts): try k+1 goes out when
         `again(question, reply)` sends try k back; online as soon as it does, with the Batch API
-        in rounds. One list of replies per question, first try first."""
+        in rounds. One list of replies per question, first try first. `summary`: see `run_requests`."""
         rt, label = self.runtime, label or endpoint.role
         if rt.batch:
             def one_round(requests: list[Request], stats: RunStats, attempt: int) -> list[Reply]:
@@ -418,6 +421,7 @@ class LLMStage(Stage):
             **rt.sending(),
             prices=self.prices(),
             label=label,
+            summary=summary,
         )
 
 

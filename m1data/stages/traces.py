@@ -74,7 +74,7 @@ from m1data.errors import M1DataError, UserError
 from m1data.llm.attempts import check_attempts, stats_by_attempt, total_stats
 from m1data.llm.cache import Cache
 from m1data.llm.params import check_settings
-from m1data.llm.runner import RunStats
+from m1data.llm.runner import RunStats, log_summary
 from m1data.llm.stages import (
     Endpoint,
     LLMRuntime,
@@ -308,14 +308,15 @@ class TeacherTraces(LLMStage):
     def ask(self, endpoint: Endpoint, requests: list[Request], rows: datasets.Dataset, cache: Cache,
             ctx: RunContext | None, by_attempt: dict[int, RunStats]) -> list[list[Reply]]:
         """Every question's tries: the paper's single call when `attempts` is 1, else
-        LLMStage.call_tries."""
+        LLMStage.call_tries. The run's closing line is left to `process`, which prints it once
+        the preflight sample is counted in (`fold_preflight`)."""
         cfg = self.config
         if cfg.attempts == 1:
-            return [[r] for r in self.call(endpoint, requests, cache, ctx, by_attempt[1])]
+            return [[r] for r in self.call(endpoint, requests, cache, ctx, by_attempt[1], summary=False)]
         if cfg.temperature == 0:
             log.warning("traces: %s tries per question at temperature 0: a deterministic teacher repeats its answer, "
                         "so later tries rarely help", cfg.attempts)
-        return self.call_tries(endpoint, requests, cache, ctx, by_attempt, self.again(rows))
+        return self.call_tries(endpoint, requests, cache, ctx, by_attempt, self.again(rows), summary=False)
 
     def process(self, rows: datasets.Dataset, cache: Cache, ctx: RunContext | None) -> StageResult:
         cfg = self.config
@@ -325,6 +326,9 @@ class TeacherTraces(LLMStage):
         preflight = self.preflight_sample(requests, cache, sample_stats)
         tries = self.ask(endpoint, requests, rows, cache, ctx, by_attempt)
         fold_preflight(by_attempt[1], sample_stats, preflight.get("reused", 0))
+        run_stats = total_stats(by_attempt)  # what the manifest records, and the console line says
+        if self.runtime.progress and run_stats.sent and not self.runtime.batch:  # as the runner's own line
+            log_summary(endpoint.role, run_stats)
         judged = [
             [verdict(reply, options, answer_idx, cfg.require_reasoning) for reply in replies]
             for replies, options, answer_idx in zip(tries, column_values(rows, "options"), column_values(rows, "answer_idx"),
@@ -355,7 +359,6 @@ class TeacherTraces(LLMStage):
                                    {SUPERSEDED: (superseded, datasets.Value("bool"))})
         if cfg.keep == "all":
             kept = with_try_ids(kept)
-        run_stats = total_stats(by_attempt)
         served = Counter(public_model_name(r.model) for replies in tries for r in replies if r.model)
         stats = {
             "teacher_model": cfg.model,

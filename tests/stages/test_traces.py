@@ -581,6 +581,23 @@ def test_a_preflight_call_that_failed_transiently_is_counted_as_sent_once(llm_se
     assert (stats["by_attempt"]["1"]["sent"], stats["by_attempt"]["1"]["cached"]) == (len(ROWS), 0)
 
 
+@pytest.mark.parametrize("attempts", [1, 2])
+def test_the_console_line_counts_the_preflight_sample_as_sent(llm_server, tmp_path, secret_env, caplog, attempts):
+    """The preflight sample's replies are read back from the cache by the main run: the manifest
+    counted them as sent, while the run's line on the console said they came from the cache."""
+    import logging
+
+    llm_server.handler = teacher
+    cfg = config(llm_server, tmp_path, attempts=attempts)
+    cfg = dataclasses.replace(cfg, runtime=dataclasses.replace(cfg.runtime, progress=True))
+    with caplog.at_level(logging.INFO, logger="m1data.llm"):
+        stats = TeacherTraces(cfg).run(ROWS, None).stats
+    assert stats["cached"] == 0 and stats["preflight"]["reused"] == 3
+    (line,) = [r.getMessage() for r in caplog.records if "; outcomes: " in r.getMessage()]
+    sent, cached = re.search(r": sent ([\d,]+) \(.*?\), ([\d,]+) from cache", line).groups()
+    assert (int(sent), int(cached)) == (stats["sent"], stats["cached"]), line
+
+
 def test_rows_whose_prompt_shows_other_options_are_not_sent(llm_server, tmp_path, secret_env, caplog):
     """A row a researcher brings whose prompt lists its options in another order than `options`
     (or whose answer_letter names another option) is graded against options the teacher never
