@@ -147,6 +147,24 @@ def test_resample_draws_again_with_another_seed(twin_builds, tmp_path):
     assert refused.exit_code == 2 and "--seed and --n go with --from-m23k" in " ".join(refused.output.split())
 
 
+def test_a_resample_from_an_m23k_without_rows_says_so_instead_of_an_empty_funnel(tmp_path):
+    """A 0-row m23K printed the funnel's two tables with no row in them (and a header of three
+    cells over a rule of two). Now the funnel says in words that there were no rows, at both
+    doors; nothing is drawn and no Hub folder is written, as for any build that ends empty."""
+    from m1data.reading.readers import write_rows
+    from m1data.schema import rows_to_dataset
+
+    m23k = tmp_path / "m23k.parquet"
+    write_rows(rows_to_dataset([]), m23k)
+    result = m1data.resample(m23k, tmp_path / "a", n=5)
+    assert result.hub_folder is None and len(result.rows) == 0
+    said = "No rows: load_dataset read none, so sample had none to keep or drop."
+    assert result.funnel == f"## Funnel\n\n{said}\n"
+    done = CliRunner().invoke(app, ["build", "m1k", "--from-m23k", str(m23k), "--out", str(tmp_path / "b"), "--n", "5"])
+    assert done.exit_code == 0, done.output
+    assert said in " ".join(done.output.split()) and "|" not in done.output
+
+
 def test_bad_names_and_configs_are_one_line_errors(tmp_path):
     with pytest.raises(UserError, match="unknown dataset 'm2k'; choose from m23k, m1k"):
         m1data.build("m2k", tmp_path)

@@ -15,7 +15,7 @@ from m1data.schema import SOURCES, column_values
 def _columns(manifests: list[dict[str, Any]]) -> list[str]:
     seen = {s for m in manifests for s in (*m["counts_in"], *m["counts_out"])}
     for m in manifests:
-        for per_source in m["drops"].values():
+        for per_source in (*m["drops"].values(), *_out_of_scope(m).values()):  # a source all left out counts too
             seen.update(per_source)
     known = [s for s in SOURCES if s in seen]
     return known + sorted(seen - set(known))
@@ -69,6 +69,8 @@ def funnel_markdown(run_dir: str | Path) -> str:
     if not manifests:
         raise FileNotFoundError(f"{run_dir}: no completed stages (no */manifest.json)")
     columns = _columns(manifests)
+    if not columns:
+        return f"## Funnel\n\n{_no_rows(manifests)}\n"
     lines = ["## Funnel", "", *_header("stage", columns)]
     left_out = [(m["stage"], why, per_source) for m in manifests for why, per_source in _out_of_scope(m).items()]
     raw = _raw_counts(manifests[0]) if not manifests[0]["counts_in"] else None
@@ -107,6 +109,14 @@ def funnel_markdown(run_dir: str | Path) -> str:
                   f"| {c['both']:,} | {c['ngram_only']:,} | {c['fuzzy_only']:,} |" for stage, c in ngram]
         lines += _ngram_only_rows(ngram)
     return "\n".join(lines) + "\n"
+
+
+def _no_rows(manifests: list[dict[str, Any]]) -> str:
+    """The funnel of a run that never had a row (a 0-row m23K resampled, an empty source file),
+    in words: its tables had a source column for no source and not one count (nor a stage's
+    tries, eval-set hits or n-gram checks: a stage given no rows skips)."""
+    first, later = manifests[0]["stage"], [m["stage"] for m in manifests[1:]]
+    return f"No rows: {first} read none" + (f", so {', '.join(later)} had none to keep or drop." if later else ".")
 
 
 NGRAM_ROWS_SHOWN = 20
