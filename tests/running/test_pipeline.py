@@ -147,6 +147,25 @@ def test_funnel_and_lineage(tmp_path):
     assert lineage(tmp_path, "headqa:x") == [{"stage": "make", "status": "dropped", "reason": "needs_image"}]
 
 
+class AllOutOfScope(Make):
+    """A load whose every record a split filter left out: no row, kept or dropped."""
+
+    name = "scoped"
+
+    def run(self, rows, ctx):
+        empty = datasets.Dataset.from_dict({"id": [], "source": []})
+        return StageResult(rows=empty, stats={"sources": {"pubmedqa": {"out_of_scope": {"another split": 5}}}})
+
+
+def test_a_funnel_without_rows_still_counts_the_records_left_out(tmp_path):
+    """Their source is a column (it had none: a header of three cells over a rule of two), and
+    the funnel is a table, not the line of a run that read nothing at all."""
+    run_pipeline([AllOutOfScope(), DropSome()], tmp_path)
+    table = funnel_markdown(tmp_path)
+    assert "| stage | pubmedqa | total |\n|---|---|---|" in table
+    assert "| scoped: left out of scope (another split) | 5 | 5 |" in table and "No rows" not in table
+
+
 def test_dropped_rows_need_reason_columns(tmp_path):
     class Bad(Make):
         name = "bad"
