@@ -297,6 +297,15 @@ def _check(reply: Reply, max_tokens: int) -> None:
         raise EngineReplyError("engine split thinking tags out of a plain completion; the text is not verbatim")
 
 
+def _whole_characters(text: str) -> str:
+    """The text of a call cut at its `max_tokens`, up to its last whole character. A byte-level
+    tokenizer splits a multi-byte UTF-8 character into several tokens, and an engine decodes a
+    cut between them to U+FFFD (`transformers` does): fed back with the answer marker, the model
+    read a replacement character it never wrote. The bytes dropped were generated, so their
+    tokens still count in the budget."""
+    return text.removesuffix("\ufffd")
+
+
 def _hit_length(reply: Reply) -> bool:
     return reply.finish_reason == "length" or reply.status == "length"
 
@@ -344,7 +353,7 @@ class _Generation:
         c, r = self.config, self.record
         remaining = c.thinking_budget - r.thinking_tokens
         _check(reply, remaining)
-        r.thinking += reply.text
+        r.thinking += _whole_characters(reply.text) if _hit_length(reply) else reply.text
         r.thinking_tokens += reply.completion_tokens
         r.round_tokens.append(reply.completion_tokens)
         if _hit_length(reply):

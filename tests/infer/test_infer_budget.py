@@ -213,3 +213,36 @@ def test_generate_many_keeps_order_and_bounds_concurrency():
     records = asyncio.run(generate_many(Slow([]), prompts, config, runtime=runtime, on_done=lambda i, r: done.append(i)))
     assert len(records) == 20 and sorted(done) == list(range(20))
     assert peak <= 4
+
+
+class TokenizedThinker(ScriptedThinker):
+    """A thinking continuation as a real byte-level tokenizer splits it (tests/tiny_model.py: a
+    CJK character is three byte tokens), cut at `max_tokens` and decoded as the transformers
+    engine decodes a reply (`tokenizer.decode`): a cut inside a character decodes to U+FFFD."""
+
+    def __init__(self, tokenizer, thinking: str):
+        super().__init__([])
+        self.tokenizer, self.ids = tokenizer, tokenizer.encode(thinking, add_special_tokens=False)
+
+    async def complete(self, request: Request) -> Reply:
+        if request.prompt.endswith((ANSWER_AFTER_STOP, ANSWER_AFTER_BUDGET)):
+            return await super().complete(request)
+        self.requests.append(request)
+        max_tokens = request.params["max_tokens"]
+        assert len(self.ids) + 1 > max_tokens  # every call here is cut at the budget
+        return Reply(text=self.tokenizer.decode(self.ids[:max_tokens]), finish_reason="length",
+                     completion_tokens=max_tokens)
+
+
+@pytest.mark.parametrize(("budget", "kept"), [(1, ""), (2, ""), (3, "患"), (4, "患"), (5, "患"), (6, "患者")])
+def test_a_budget_cut_inside_a_character_drops_its_incomplete_bytes(budget, kept):
+    """The thinking cut at the budget inside a multi-byte character ended in U+FFFD, and that
+    was fed back to the model with the answer marker. Now the cut lands on the last whole
+    character; the tokens of the part dropped were generated, so they still count."""
+    from tiny_model import tiny_tokenizer
+
+    engine = TokenizedThinker(tiny_tokenizer(), "患者发热")
+    rec = run(engine, thinking_budget=budget, forcing_rounds=1)
+    assert rec.stop_reason == "budget" and rec.thinking_tokens == budget
+    assert rec.thinking == kept
+    assert engine.requests[-1].prompt == build_prompt("Q?\nA. x\nB. y") + kept + ANSWER_AFTER_BUDGET
