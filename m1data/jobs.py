@@ -438,10 +438,12 @@ def load_eval_to_file(name: str, out: str | Path, path: str | Path | None = None
 
 
 def _file_context(out_path: str | Path, executor: str | ExecutorConfig | None, ray_address: str | None) -> RunContext:
-    """Outputs beside OUT, and the executor a build would use for the same executor/address,
-    connected first so that a missing extra stops the job before it reads anything."""
+    """Outputs beside OUT, and the executor a build would use for the same executor/address: its
+    extra checked first, so that a missing one stops the job before it reads anything, and Ray
+    joined once the input is read (when the stage first uses it), so that a bad input is the
+    local run's one line, not a Ray start and then that line."""
     out_path = Path(out_path).expanduser()
-    runner = make_executor(_executor(None, executor, ray_address))
+    runner = make_executor(_executor(None, executor, ray_address), join=False)
     return RunContext(run_dir=out_path.parent, stage_dir=out_path.parent, executor=runner)
 
 

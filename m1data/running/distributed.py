@@ -137,13 +137,14 @@ def a_ray_token_where_home_cannot_hold_one(environ: MutableMapping[str, str] = o
     environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)  # what Ray's own token generator makes
 
 
-def make_executor(config: ExecutorConfig | None) -> RayExecutor | None:
-    """None for the local runner, else a RayExecutor connected to its cluster."""
+def make_executor(config: ExecutorConfig | None, *, join: bool = True) -> RayExecutor | None:
+    """None for the local runner, else a RayExecutor connected to its cluster (`join` False:
+    connected when a stage first uses it; see `RayExecutor`)."""
     if config is None or config.kind == "local":
         return None
     if config.kind != "ray":
         raise ConfigError(f"executor.kind must be local or ray, got {config.kind!r}")
-    return RayExecutor(config)
+    return RayExecutor(config, join=join)
 
 
 def parallel_map(ctx: Any, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
@@ -231,18 +232,33 @@ class RayExecutor:
     ``map`` and ``band_runner``. Stages travel to the workers by pickling: an LLM stage travels as
     its config and each worker builds its engines once, for all its blocks (an HTTP client, or
     the model itself for ``base_url: vllm``, on the ``gpus_per_worker`` GPUs it reserved). An
-    engine object handed to a stage by hand must be picklable."""
+    engine object handed to a stage by hand must be picklable.
 
-    def __init__(self, config: ExecutorConfig):
+    `join` False: only the extra is checked here (`require_ray`); Ray is started or joined when a
+    stage first uses the executor. Why: a file run reads its input first, and a missing or wrong
+    file cost a Ray start (seconds, and its log lines) before the one line the local run gives."""
+
+    def __init__(self, config: ExecutorConfig, *, join: bool = True):
+        require_ray()
         self.config = config
-        connect(config)
+        self.joined = False
+        if join:
+            self.join()
+
+    def join(self) -> None:
+        """Start or join the cluster (`connect`), once."""
+        if not self.joined:
+            connect(self.config)
+            self.joined = True
 
     def parallelism(self) -> int:
         ray = require_ray()
+        self.join()
         return self.config.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
         ray = require_ray()
+        self.join()
         task = ray.remote(num_cpus=1)(_call)
         return _results([task.remote(fn, item) for item in items])
 
@@ -252,6 +268,7 @@ class RayExecutor:
         every task without a copy, and the texts, unpickled anew by every task, cost more
         than the filtering at 1M rows."""
         ray = require_ray()
+        self.join()
         groups = group_bands([job.band_cost(b) for b in bands], 4 * self.parallelism())
         ref = ray.put(job.without_texts())
         task = ray.remote(num_cpus=1)(_filter_bands)
@@ -267,6 +284,7 @@ class RayExecutor:
         import pyarrow as pa
 
         ray = require_ray()
+        self.join()
 
         rows = flattened(rows)
         table = rows.data.table.append_column(POSITION, pa.array(np.arange(len(rows), dtype=np.int64)))

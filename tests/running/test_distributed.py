@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from llm_server import Received, Response, ScriptedServer, chat, error
 from stage_doubles import Given, LosesTrack
 from test_build_e2e import make_handler, truth_by_prompt, write_config
+from test_cli import main  # noqa: F401 (the fixture: the installed entry point, in this process)
 from test_dedup import char_edits, medqa_questions, mmlu_questions, planted
 from test_eval_doors import converted_lettered, make_items, reference_removed, training_rows
 from test_layout_properties import check_rows as check_layout_rows
@@ -86,6 +87,26 @@ def test_missing_extra_is_one_clear_line(monkeypatch, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "m1data[ray]" in err and len(err.splitlines()) <= 2  # rich may wrap the one line
     assert not (tmp_path / "r").exists()  # nothing ran
+
+
+@pytest.mark.parametrize("given", ["missing.parquet", "rows.txt"])
+@pytest.mark.parametrize("command", [["dedup"], ["decontaminate", "--eval", "medqa_test"]])
+def test_a_bad_input_with_executor_ray_is_the_local_error_before_ray_starts(tmp_path, monkeypatch, main, given,
+                                                                          command):
+    """`--executor ray` joined (or started: some 4 s and its log lines) Ray before the input was
+    read, so a missing or wrong file cost a Ray start before the one line the local run gives at
+    once. The extra is still checked first; Ray is joined only when the stage first uses it."""
+    import m1data.running.distributed as distributed
+
+    joined = []
+    monkeypatch.setattr(distributed, "connect", joined.append)
+    (tmp_path / "rows.txt").write_text("not rows\n")
+    said = {}
+    for executor in ("local", "ray"):
+        proc = main(*command, tmp_path / given, tmp_path / "out" / "rows.parquet", "--executor", executor)
+        said[executor] = (proc.returncode, " ".join(proc.stderr.split()))
+    assert said["ray"] == said["local"] and said["ray"][0] == 2 and str(tmp_path / given) in said["ray"][1]
+    assert joined == [] and not (tmp_path / "out").exists()
 
 
 def test_executor_from_yaml_and_command_line(tmp_path):
