@@ -477,7 +477,16 @@ def _eval_sets_checked(manifests: list[dict[str, Any]]) -> list[str]:
 
 
 def _ngram_checks(manifests: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    return [(m["stage"], m["stats"]["ngram_check"]) for m in manifests if (m.get("stats") or {}).get("ngram_check")]
+    """Each stage's n-gram report with the fuzzy ratio that stage removed from (its config's
+    `threshold`): the card's prose said "word 8-grams" and "a ratio of 95" of every build, whatever
+    `ngram` and `threshold` it ran with (audit)."""
+    checks = []
+    for m in manifests:
+        check = (m.get("stats") or {}).get("ngram_check")
+        if check:
+            threshold = (m.get("config") or {}).get("threshold")
+            checks.append((m["stage"], {**check, **({"fuzzy_threshold": _number(threshold)} if threshold else {})}))
+    return checks
 
 
 # ---------------------------------------------------------------------------------------------

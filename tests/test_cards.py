@@ -1102,3 +1102,33 @@ def test_an_ablation_card_loads_itself_by_a_name_that_can_be_loaded(run):
     card, _ = render_card("hard-random-1k", run_dir, {"hard-random-1k": {"train": rows}}, images_dir="images")
     assert 'load_dataset("hard-random-1k", name="hard-random-1k"' in card
     assert 'load_dataset("Hard Random 1K"' not in card
+
+
+@dataclass
+class NgramDecontaminateConfig:
+    threshold: float = 90.0
+    ngram: int = 13
+
+
+class NgramDecontaminate(Decontaminate):
+    """A decontamination stage run with its own fuzzy threshold and n-gram size, reporting as the real one does."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = NgramDecontaminateConfig()
+
+    def run(self, rows, ctx):
+        result = super().run(rows, ctx)
+        check = {"n": 13, "common_ngram_rows": 3, "min_share": 0.5, "flagged": 2, "both": 1, "ngram_only": 1,
+                 "fuzzy_only": 5, "ngram_only_rows": []}
+        return dataclasses.replace(result, stats={**result.stats, "ngram_check": check})
+
+
+def test_the_ngram_check_is_described_with_the_n_and_fuzzy_ratio_the_build_ran(tmp_path):
+    rows = run_pipeline([Make(), NgramDecontaminate()], tmp_path / "run")
+    card, _ = render_card("m1k", tmp_path / "run", {"m1k": {"train": rows}}, images_dir="images")
+    section = card[card.index("A second, independent check"):card.index("### Domains")]
+    assert "8-gram" not in section and "ratio of 95" not in section and "one word in eight" not in section
+    header = table_row(section, "stage")
+    assert table_row(section, "decontaminate")[header.index("fuzzy ratio")] == "90"
+    assert table_row(section, "decontaminate")[header.index("n")] == "13"
