@@ -1132,3 +1132,18 @@ def test_the_ngram_check_is_described_with_the_n_and_fuzzy_ratio_the_build_ran(t
     header = table_row(section, "stage")
     assert table_row(section, "decontaminate")[header.index("fuzzy ratio")] == "90"
     assert table_row(section, "decontaminate")[header.index("n")] == "13"
+
+
+def test_the_per_eval_set_counts_are_one_per_removed_row_as_the_card_says(tmp_path):
+    """The real decontamination stage over the embedded sample: each removed row is counted under one
+    eval set, so the card must not say a row may be counted under several (it said so, audit)."""
+    from m1data.stages.dedup import Decontaminate as RealDecontaminate
+    from m1data.stages.dedup import DecontaminateConfig as RealConfig
+    from m1data.stages.loading import LoadConfig, LoadSources
+
+    rows = run_pipeline([LoadSources(LoadConfig()), RealDecontaminate(RealConfig(), sample_evals())], tmp_path / "run")
+    card, _ = render_card("m1k", tmp_path / "run", {"m1k": {"train": rows}}, images_dir="images")
+    removed = read_manifests(tmp_path / "run")[1]["drops"]["contaminated"]
+    assert number(table_row(card, "**total**")[-1]) == sum(removed.values()) > 0
+    text = " ".join(card[card.index("Training rows removed because"):card.index("| eval set |")].split())
+    assert "may be counted under each" not in text and "Each removed row is counted once" in text
