@@ -1091,6 +1091,18 @@ def _sample_levels(manifests: list[dict[str, Any]]) -> list[str] | None:
     return None
 
 
+def _draw(manifests: list[dict[str, Any]]) -> dict[str, int] | None:
+    """The last sampling stage's draw: rows asked for, the pool it drew from, rows drawn. An
+    ablation card said nothing of it, so a "Hard Random 1K" of 35 rows (a pool smaller than the
+    draw, taken whole) read as a draw of 1,000."""
+    for m in reversed(manifests):
+        stats = m.get("stats") or {}
+        if m["stage"] == "sample" and stats.get("n_requested") is not None:
+            drawn = int(stats.get("n_drawn", m["rows_out"]))
+            return {"requested": int(stats["n_requested"]), "pool": int(m["rows_in"]), "drawn": drawn}
+    return None
+
+
 def _requested_rows(manifests: list[dict[str, Any]]) -> int | None:
     for m in reversed(manifests):
         requested = (m.get("stats") or {}).get("n_requested")
@@ -1163,6 +1175,7 @@ def render_card(
         "other_configs": list(configs)[1:],
         "n_rows": config_totals[next(iter(configs))],
         "n_requested": _requested_rows(manifests),
+        "draw": _draw(manifests),
         "sample_levels": _sample_levels(manifests),
         "split_sizes": split_sizes,
         "config_totals": config_totals,

@@ -1147,3 +1147,30 @@ def test_the_per_eval_set_counts_are_one_per_removed_row_as_the_card_says(tmp_pa
     assert number(table_row(card, "**total**")[-1]) == sum(removed.values()) > 0
     text = " ".join(card[card.index("Training rows removed because"):card.index("| eval set |")].split())
     assert "may be counted under each" not in text and "Each removed row is counted once" in text
+
+
+class DropAfterDraw(Stage):
+    """A stage after the draw that removes rows, as Random 1K's teacher traces do."""
+
+    name = "traces"
+
+    def __init__(self):
+        self.config = UniformConfig()
+
+    def run(self, rows, ctx):
+        gone = rows.select(range(2)).add_column("reason", ["wrong_answer"] * 2)
+        return StageResult(rows=rows.select(range(2, len(rows))), dropped=gone)
+
+
+@pytest.mark.parametrize("short_by, after, said", [
+    (965, [], "The build asked for 986 rows, but the pool it drew from held only 21, so every row of that pool"),
+    (0, [DropAfterDraw()], "2 of the 21 rows drawn were removed after the draw (see the funnel), so it has 19 rows."),
+])
+def test_an_ablation_summary_says_when_its_draw_is_not_the_size_its_name_gives(tmp_path, short_by, after, said):
+    """A "Hard Random 1K" of 21 rows is a pool taken whole, and a Random 1K loses the rows whose
+    trace failed after its draw: the ablation card said neither."""
+    rows = run_pipeline([Make(), UniformSample([], short_by), *after], tmp_path / "run")
+    card, _ = render_card("hard-random-1k", tmp_path / "run", {"default": {"train": rows}}, images_dir="images")
+    summary = " ".join(card[card.index("# Hard Random 1K"): card.index("## Dataset details")].split())
+    assert said in summary
+    assert number(table_row(card, "default")[-1]) == len(rows)
