@@ -160,13 +160,23 @@ def column_note(name: str, features: Any = None) -> str:
 _LOCAL_HOSTS = re.compile(r"^(localhost|127\.|0\.0\.0\.0|10\.|192\.168\.|172\.(1[6-9]|2\d|3[01])\.|\[?::1\]?$)")
 
 
-def public_value(value: Any) -> Any:
+# Keys whose value is a file or folder the build read (a source's or eval set's `path`, a resampled
+# m23K's `from`, a trained tagger's `model_path`), or a Hub repo id in its place.
+_PATH_KEYS = re.compile(r"^(path|from|tagger_model|.*_path|.*_file)$")
+# What a data or model file ends in: such a value is a file, even where no file of that name is here.
+_FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".arrow", ".txt", ".gguf", ".joblib", ".pkl")
+
+
+def public_value(value: Any, key: str = "") -> Any:
     """A config value as a card may show it: local endpoints become "a local server", absolute
-    paths their file name; everything else unchanged (after `redact_config`)."""
+    paths their file name, and so does a relative path under a key naming a file (`_PATH_KEYS`):
+    the card says local paths are cut to their file name, yet `path: data/myqs.jsonl` or
+    `--from-m23k runs/m1k/08_format/rows.parquet` was shown as given (audit). A Hub repo id there
+    (`my-org/m23K`) stays. Everything else unchanged (after `redact_config`)."""
     if isinstance(value, dict):
-        return {k: public_value(v) for k, v in value.items()}
+        return {k: public_value(v, str(k)) for k, v in value.items()}
     if isinstance(value, list):
-        return [public_value(v) for v in value]
+        return [public_value(v, key) for v in value]
     if not isinstance(value, str):
         return value
     if re.match(r"^[a-z][a-z0-9+.-]*://", value, re.IGNORECASE):
@@ -175,7 +185,17 @@ def public_value(value: Any) -> Any:
         return "a local server" if local else value
     if value.startswith(("/", "~")) or re.match(r"^[A-Za-z]:[\\/]", value):
         return Path(value).name
+    if _PATH_KEYS.match(key) and _relative_local_path(value):
+        return Path(value).name
     return value
+
+
+def _relative_local_path(value: str) -> bool:
+    """Whether a relative path-like value names a local file or folder rather than a Hub repo id:
+    it exists here, ends like a data file, or cannot be a repo id (`a/b/c`, `./x`)."""
+    if "/" not in value and "\\" not in value:
+        return False  # a bare name is already a file name (or an alias)
+    return Path(value).exists() or value.lower().endswith(_FILE_SUFFIXES) or not _is_repo_id(value)
 
 
 def _number(value: float, key: str = "") -> str:
@@ -379,7 +399,7 @@ def _models(manifests: list[dict[str, Any]], origin: str = "") -> list[dict[str,
         walk(m["stage"], "", _public_config(m), "")
         tagger = (m.get("stats") or {}).get("tagger_model")  # an offline tagger names its model in its stats
         if tagger:
-            found.append({"role": ROLES.get(m["stage"], m["stage"]), "model": str(public_value(tagger)),
+            found.append({"role": ROLES.get(m["stage"], m["stage"]), "model": str(public_value(tagger, "tagger_model")),
                           "stage": origin + m["stage"], "where": "in-process (no server)"})
         stats = m.get("stats") or {}
         students = stats.get("students") if isinstance(stats.get("students"), dict) else {}

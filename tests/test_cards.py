@@ -1174,3 +1174,40 @@ def test_an_ablation_summary_says_when_its_draw_is_not_the_size_its_name_gives(t
     summary = " ".join(card[card.index("# Hard Random 1K"): card.index("## Dataset details")].split())
     assert said in summary
     assert number(table_row(card, "default")[-1]) == len(rows)
+
+
+@dataclass
+class RelativeLoadConfig:
+    sources: dict = field(default_factory=lambda: {"medqa": {"path": "data/private/medqa/train.jsonl"},
+                                                   "headqa": {"path": None}})
+    evals: list = field(default_factory=lambda: [{"name": "mmlu_anatomy", "path": "../evals/anatomy_test.csv"}])
+
+
+class RelativeLoad(Make):
+    """A load stage whose config named its files by relative paths, as a user's YAML does."""
+
+    name = "load"
+
+    def __init__(self):
+        super().__init__()
+        self.config = RelativeLoadConfig()
+
+
+@pytest.mark.parametrize("stages, shown, hidden", [
+    (lambda rows: [RelativeLoad()], ["path=train.jsonl", "path=anatomy_test.csv"],
+     ["data/private", "../evals"]),
+    (lambda rows: [LoadDataset("runs/m1k/08_format/rows.parquet", rows)], ["path=rows.parquet"],
+     ["runs/m1k"]),
+    (lambda rows: [LoadDataset("my-org/m23K", rows)], ["path=my-org/m23K"], []),
+])
+def test_relative_local_paths_are_cut_to_their_file_name_like_absolute_ones(tmp_path, stages, shown, hidden):
+    """The card says local file paths are cut to their file name, and that where a source's file was
+    is not published: relative ones were shown as given. A Hub repo id in their place stays."""
+    rows = run_pipeline([Make()], tmp_path / "before")
+    drawn = run_pipeline(stages(rows), tmp_path / "run")
+    card, _ = render_card("m1k", tmp_path / "run", {"m1k": {"train": drawn}}, images_dir="images")
+    settings = card[card.index("### Stages"):card.index("### Funnel")]
+    for text in shown:
+        assert text in settings, text
+    for text in hidden:
+        assert text not in card, text
