@@ -1211,3 +1211,27 @@ def test_relative_local_paths_are_cut_to_their_file_name_like_absolute_ones(tmp_
         assert text in settings, text
     for text in hidden:
         assert text not in card, text
+
+
+class OnlyMappedLoad(MappedLoad):
+    """A load stage whose every row comes from the user's own source."""
+
+    def run(self, rows, ctx):
+        result = super().run(rows, ctx)
+        n = len(result.rows)
+        return StageResult(rows=result.rows.remove_columns("source").add_column("source", ["mybank"] * n),
+                           dropped=result.dropped, stats=result.stats)
+
+
+@pytest.mark.parametrize("load, exams, pubmed, own", [
+    (OnlyMappedLoad, False, False, True), (MappedLoad, True, True, True), (NativeLoad, True, True, False),
+])
+def test_the_exam_style_limitation_names_only_the_kinds_of_source_the_rows_have(tmp_path, load, exams, pubmed, own):
+    """A build of a user's own questions alone was said to hold "items from licensing and entrance
+    exams (and yes/no/maybe questions on PubMed abstracts)", which m1data cannot know of them."""
+    rows = run_pipeline([load()], tmp_path / "run")
+    card, _ = render_card("m23k", tmp_path / "run", {"m23k": {"train": rows}}, images_dir="images")
+    risks = " ".join(card[card.index("## Bias, risks and limitations"):card.index("## Licences")].split())
+    assert ("licensing and entrance exams" in risks) == exams
+    assert ("questions on PubMed abstracts" in risks) == pubmed
+    assert ("**Sources of your own.** Where the questions of mybank come from" in risks) == own
