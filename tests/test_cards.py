@@ -1235,3 +1235,20 @@ def test_the_exam_style_limitation_names_only_the_kinds_of_source_the_rows_have(
     assert ("licensing and entrance exams" in risks) == exams
     assert ("questions on PubMed abstracts" in risks) == pubmed
     assert ("**Sources of your own.** Where the questions of mybank come from" in risks) == own
+
+
+class CleanDecontaminate(Decontaminate):
+    """A decontamination stage that compared the rows with an eval set and matched none."""
+
+    def run(self, rows, ctx):
+        return StageResult(rows=rows, stats={"eval_items": {"mmlu_anatomy": 135}, "by_eval_set": {}})
+
+
+def test_a_decontamination_that_removed_nothing_says_so(tmp_path):
+    """The card named the eval sets compared against and then said nothing of what was removed: no
+    table, no zero."""
+    rows = run_pipeline([Make(), CleanDecontaminate()], tmp_path / "run")
+    card, _ = render_card("m23k", tmp_path / "run", {"m23k": {"train": rows}}, images_dir="images")
+    section = " ".join(card[card.index("### Decontamination"):card.index("### Domains")].split())
+    assert "Rows were compared with the questions of mmlu_anatomy" in section
+    assert "No row of this build matched a question of mmlu_anatomy: its decontamination stages removed none." in section
