@@ -1123,6 +1123,21 @@ def _draw(manifests: list[dict[str, Any]]) -> dict[str, int] | None:
     return None
 
 
+def _pool_skew(manifests: list[dict[str, Any]]) -> str | None:
+    """The source holding more than its even share of the pool the last sampling stage drew from,
+    by the name the card gives it; None when no stage sampled or no source is over its share. The
+    cards said every pool was skewed "towards MedMCQA", a build of MedQA or of a user's own
+    questions too."""
+    for m in reversed(manifests):
+        if m["stage"] == "sample":
+            counts = {k: int(v) for k, v in (m.get("counts_in") or {}).items() if v}
+            if len(counts) < 2:
+                return None
+            largest = max(counts, key=lambda k: (counts[k], k))
+            return _short_name(largest) if counts[largest] * len(counts) > sum(counts.values()) else None
+    return None
+
+
 def _requested_rows(manifests: list[dict[str, Any]]) -> int | None:
     for m in reversed(manifests):
         requested = (m.get("stats") or {}).get("n_requested")
@@ -1196,6 +1211,7 @@ def render_card(
         "n_rows": config_totals[next(iter(configs))],
         "n_requested": _requested_rows(manifests),
         "draw": _draw(manifests),
+        "pool_skew": _pool_skew(manifests),
         "sample_levels": _sample_levels(manifests),
         "split_sizes": split_sizes,
         "config_totals": config_totals,

@@ -1252,3 +1252,24 @@ def test_a_decontamination_that_removed_nothing_says_so(tmp_path):
     section = " ".join(card[card.index("### Decontamination"):card.index("### Domains")].split())
     assert "Rows were compared with the questions of mmlu_anatomy" in section
     assert "No row of this build matched a question of mmlu_anatomy: its decontamination stages removed none." in section
+
+
+class MedqaHeavyLoad(Make):
+    """Rows of which MedQA, not MedMCQA, is the largest source."""
+
+    def run(self, rows, ctx):
+        result = super().run(rows, ctx)
+        sources = ["medqa" if s == "medmcqa" else s for s in result.rows["source"]]
+        return StageResult(rows=result.rows.remove_columns("source").add_column("source", sources),
+                           dropped=result.dropped, stats=result.stats)
+
+
+@pytest.mark.parametrize("load, skew", [(Make, "MedMCQA"), (MedqaHeavyLoad, "MedQA"), (OnlyMappedLoad, None)])
+def test_the_skew_a_draw_balances_or_mirrors_is_the_pools_own(tmp_path, load, skew):
+    """The m1K and ablation cards said every pool was skewed "towards MedMCQA", whatever its sources."""
+    rows = run_pipeline([load(), UniformSample(["domain", "source"])], tmp_path / "run")
+    for name, title in (("m1k", "# m1K"), ("hard-random-1k", "## Uses")):
+        card, _ = render_card(name, tmp_path / "run", {"default": {"train": rows}}, images_dir="images")
+        text = " ".join(card[card.index(title):].split())
+        said = re.findall(r"skew towards (\w+)", text)
+        assert said == ([skew] if skew else []), (name, said)
