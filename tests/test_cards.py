@@ -1273,3 +1273,18 @@ def test_the_skew_a_draw_balances_or_mirrors_is_the_pools_own(tmp_path, load, sk
         text = " ".join(card[card.index(title):].split())
         said = re.findall(r"skew towards (\w+)", text)
         assert said == ([skew] if skew else []), (name, said)
+
+
+@pytest.mark.parametrize("load, m1_text, own_text", [
+    (OnlyMappedLoad, False, True), (MappedLoad, True, True), (NativeLoad, True, False),
+])
+def test_the_card_says_a_users_own_questions_name_no_one_only_of_m1s_sources(tmp_path, load, m1_text, own_text):
+    """The card said of every build's questions that they are published exam items whose vignettes
+    "name no one", a user's own source (which may describe real patients) too."""
+    rows = run_pipeline([load()], tmp_path / "run")
+    card, _ = render_card("m23k", tmp_path / "run", {"m23k": {"train": rows}}, images_dir="images")
+    section = " ".join(card[card.index("### Personal and sensitive"):card.index("## Uses")].split())
+    assert ("invented or anonymised patients (age, sex, symptoms) and name no one" in section) == m1_text
+    assert ("The mybank questions come from a source of your own: m1data does not know who wrote them or whether "
+            "they describe real people" in section) == own_text
+    assert "m1data did not look for personal data beyond what its sources state" in section
