@@ -426,6 +426,16 @@ def _teacher_students(models: list[dict[str, str]]) -> list[str]:
     return sorted(_role_models(models, "teacher") & _role_models(models, "student"))
 
 
+def _zero_shot_tagger(models: list[dict[str, str]]) -> str | None:
+    """The embedding model of m1data's offline zero-shot tagger, when it chose the domains (here or
+    upstream): the card said only "assigned by a model", as of the paper's LLM with a rubric,
+    though this tagger is a nearest-scope-note match its own module calls weak."""
+    from m1data.stages.mesh_offline import EMBEDDING_MODEL
+
+    return EMBEDDING_MODEL if any(m["role"] == "domain tagger" and m["model"] == EMBEDDING_MODEL
+                                  for m in models) else None
+
+
 def _embedded_models(manifests: list[dict[str, Any]], upstream: Provenance | None = None) -> list[str]:
     """Models a stage called as `base_url: embedded` (the default demonstration build), here or
     in the build this one was drawn from: the card then says, at the top, that this is not the
@@ -1231,6 +1241,7 @@ def render_card(
         "embedded_models": _embedded_models(manifests, upstream),
         "shipped_model": _shipped_model(models),
         "teacher_students": _teacher_students(models),
+        "zero_shot_tagger": _zero_shot_tagger(models),
         "build_versions": sorted({m.get("m1data_version", "unknown") for m in manifests}),
         "render_versions": _library_versions(),
         "funnel": _funnel_section(run_dir),

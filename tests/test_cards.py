@@ -1288,3 +1288,25 @@ def test_the_card_says_a_users_own_questions_name_no_one_only_of_m1s_sources(tmp
     assert ("The mybank questions come from a source of your own: m1data does not know who wrote them or whether "
             "they describe real people" in section) == own_text
     assert "m1data did not look for personal data beyond what its sources state" in section
+
+
+@pytest.mark.parametrize("tagged_here", [True, False])
+def test_domains_from_the_zero_shot_tagger_are_said_to_be_its_not_an_llms(tmp_path, tagged_here):
+    """The domain section said only "assigned by a model", as of the paper's LLM with a rubric, for
+    the offline zero-shot tagger's nearest-scope-note match too; a build drawn from it says so too."""
+    rows = run_pipeline([Make(), OfflineTag()], tmp_path / "tagged")
+    run_dir = tmp_path / "tagged"
+    if not tagged_here:
+        run_dir = tmp_path / "drawn"
+        rows = run_pipeline([LoadDataset(tmp_path / "tagged" / "01_tag" / "rows.parquet", rows),
+                             UniformSample(["domain", "source"])], run_dir)
+    card, _ = render_card("m1k", run_dir, {"default": {"train": rows}}, images_dir="images")
+    section = " ".join(card[card.index("### Domains"):card.index("### Lengths")].split())
+    assert "Domains were assigned by m1data's offline zero-shot tagger, not by an LLM" in section
+    assert "`sentence-transformers/all-MiniLM-L6-v2`'s embedding space" in section
+    assert ("and so is the draw's balance by domain" in section) == (not tagged_here)
+
+    plain = run_pipeline([Make()], tmp_path / "plain")
+    card, _ = render_card("m1k", tmp_path / "plain", {"default": {"train": plain}}, images_dir="images")
+    assert "Domains were assigned by a model (see the models above), not by experts." in card
+    assert "zero-shot tagger" not in card
