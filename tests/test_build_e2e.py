@@ -128,7 +128,8 @@ def test_planted_duplicates_and_contamination_are_removed(built):
     assert check["common_ngram_rows"] == 3 and check["fuzzy_only"] == 0 and check["ngram_only"] < check["both"]
     assert "Word n-gram cross-check" in result_text(built)
     card = (built["run"] / "hub" / "README.md").read_text(encoding="utf-8")
-    assert re.search(r"\| decontaminate \| 8 \| 3 \| 30% \| \d+ \| 6 \| \d+ \| 0 \|", card)  # the share it asked for
+    # the share it asked for, and the fuzzy ratio it removed from
+    assert re.search(r"\| decontaminate \| 8 \| 3 \| 30% \| 95 \| \d+ \| 6 \| \d+ \| 0 \|", card)
 
 
 def test_llm_stages_follow_the_script(built):
