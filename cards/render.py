@@ -1121,16 +1121,21 @@ def _sample_levels(manifests: list[dict[str, Any]]) -> list[str] | None:
     return None
 
 
-def _draw(manifests: list[dict[str, Any]]) -> dict[str, int] | None:
-    """The last sampling stage's draw: rows asked for, the pool it drew from, rows drawn. An
-    ablation card said nothing of it, so a "Hard Random 1K" of 35 rows (a pool smaller than the
+def _draw(manifests: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The last sampling stage's draw: rows asked for, the pool it drew from, rows drawn, and for a
+    Random ablation's `cut` (n drawn from the verified rows of a larger traced draw) the rows traced.
+    An ablation card said nothing of it, so a "Hard Random 1K" of 35 rows (a pool smaller than the
     draw, taken whole) read as a draw of 1,000."""
-    for m in reversed(manifests):
-        stats = m.get("stats") or {}
-        if m["stage"] == "sample" and stats.get("n_requested") is not None:
-            drawn = int(stats.get("n_drawn", m["rows_out"]))
-            return {"requested": int(stats["n_requested"]), "pool": int(m["rows_in"]), "drawn": drawn}
-    return None
+    draws = [m for m in manifests if m["stage"] in ("sample", "cut")
+             and (m.get("stats") or {}).get("n_requested") is not None]
+    if not draws:
+        return None
+    last, stats = draws[-1], draws[-1]["stats"]
+    draw = {"stage": last["stage"], "requested": int(stats["n_requested"]), "pool": int(last["rows_in"]),
+            "drawn": int(stats.get("n_drawn", last["rows_out"]))}
+    if last["stage"] == "cut" and len(draws) > 1:
+        draw["traced"] = int(draws[-2]["stats"].get("n_drawn", draws[-2]["rows_out"]))
+    return draw
 
 
 def _pool_skew(manifests: list[dict[str, Any]]) -> str | None:

@@ -1165,9 +1165,18 @@ class DropAfterDraw(Stage):
         return StageResult(rows=rows.select(range(2, len(rows))), dropped=gone)
 
 
+def cut(short_by: int) -> UniformSample:
+    """A Random ablation's last draw: n of the verified rows (builders/ablations.py)."""
+    stage = UniformSample([], short_by)
+    stage.name = "cut"
+    return stage
+
+
 @pytest.mark.parametrize("short_by, after, said", [
     (965, [], "The build asked for 986 rows, but the pool it drew from held only 21, so every row of that pool"),
     (0, [DropAfterDraw()], "2 of the 21 rows drawn were removed after the draw (see the funnel), so it has 19 rows."),
+    (0, [DropAfterDraw(), cut(5)], "The build traced 21 rows drawn from the pool to keep 24 whose trace was verified, "
+                                   "but only 19 were, so all 19 were kept: this is not a draw of 24"),
 ])
 def test_an_ablation_summary_says_when_its_draw_is_not_the_size_its_name_gives(tmp_path, short_by, after, said):
     """A "Hard Random 1K" of 21 rows is a pool taken whole, and a Random 1K loses the rows whose
