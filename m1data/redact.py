@@ -573,20 +573,6 @@ def public_scrub(value: Any) -> Any:
     return value
 
 
-def public_content_scrub(value: Any) -> Any:
-    """`public_scrub` for the dataset's own text (a question, its options, an answer, a reasoning
-    trace): a URL's credentials out, and nothing else changed. Why not local paths too: a question
-    that says "(/data)", "/run" or "~/x" was rewritten at publish time; that text is published as
-    built, and a publish refuses a folder that holds an absolute local path."""
-    if isinstance(value, str):
-        return strip_userinfo(value)
-    if isinstance(value, dict):
-        return {k: public_content_scrub(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [public_content_scrub(v) for v in value]
-    return value
-
-
 __all__ = [
     "MIN_SECRET_LENGTH",
     "MIN_TOKEN_SECRET_LENGTH",
@@ -604,7 +590,6 @@ __all__ = [
     "mask_in_name",
     "mask_secret",
     "mask_value",
-    "public_content_scrub",
     "public_model_name",
     "public_scrub",
     "public_scrub_hints",

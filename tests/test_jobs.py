@@ -194,7 +194,7 @@ def test_one_config_file_serves_every_build(dataset, caplog):
 
 @pytest.mark.parametrize(("text", "error"), [
     ("m23k: {dedup: {threshold: high}}\n", "c.yaml:m23k.dedup.threshold: expected a number, got 'high'"),
-    ("sampel: {}\nm23k: {}\n", "c.yaml: unknown key(s) sampel; known: m23k, sample, seed"),
+    ("sampel: {}\nm23k: {}\n", "c.yaml: unknown key(s) sampel; known: m23k, oversample, sample, seed"),
     ("dedup: {}\nm23k: {}\n", "c.yaml: dedup beside m23k:"),
     ("m23k: [1]\n", "c.yaml:m23k: expected a mapping, got list"),
 ])

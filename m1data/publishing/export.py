@@ -78,7 +78,7 @@ def public_rows(rows: datasets.Dataset) -> datasets.Dataset:
     are, and so is the schema.
 
     `CONTENT_COLUMNS` (the question, options, answers, prompts, reasoning) lose a URL's credentials
-    only (`public_content_scrub`): a question that said "(/data)" or "~/x" was published rewritten,
+    only (`m1data.redact.scrub`): a question that said "(/data)" or "~/x" was published rewritten,
     without a word. Text there that looks like a local path is kept and warned of, naming the
     column and its rows: `publish` refuses such a folder, so a real leak does not pass either.
 
@@ -87,10 +87,10 @@ def public_rows(rows: datasets.Dataset) -> datasets.Dataset:
     string) this took 70-100 s per 100K rows of traces, most of it Python's regex on texts that hold a
     ``\\boxed``; here Arrow finds in one pass the few strings that may hold a path or a URL's
     user (`m1data.redact.public_scrub_hints`), and only those rows go through Python."""
-    from m1data.redact import public_content_scrub, public_scrub, public_scrub_hints
+    from m1data.redact import public_scrub, public_scrub_hints, scrub
 
     _, scrub_hint = public_scrub_hints()
-    scrubs = {c: public_content_scrub if c in CONTENT_COLUMNS else public_scrub for c in rows.column_names}
+    scrubs = {c: scrub if c in CONTENT_COLUMNS else public_scrub for c in rows.column_names}
     for name in [c for c in rows.column_names if c in CONTENT_COLUMNS]:
         kept = _rows_changed_by(rows.data.column(name), scrub_hint, public_scrub)
         if kept:

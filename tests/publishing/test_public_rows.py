@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from m1data.publishing import export
 from m1data.publishing.export import CONTENT_COLUMNS, public_rows
-from m1data.redact import local_paths, public_content_scrub, public_scrub
+from m1data.redact import local_paths, public_scrub, scrub
 from m1data.schema import rows_to_dataset
 
 FEATURES = datasets.Features({
@@ -34,8 +34,8 @@ def reference_public_rows(rows: datasets.Dataset) -> datasets.Dataset:
     """The row-by-row version (m1data 0f40c91, which rewrote a column only when it held a local
     path; now also when it holds a URL's credentials): a column is rewritten when `public_scrub`
     changes any of its values in the table, every value of it through `public_scrub`, by `Dataset.map`;
-    the dataset's own text (`CONTENT_COLUMNS`: "options", "messages" here) through `public_content_scrub`."""
-    scrubs = {c: public_content_scrub if c in CONTENT_COLUMNS else public_scrub for c in rows.column_names}
+    the dataset's own text (`CONTENT_COLUMNS`: "options", "messages" here) through `scrub`."""
+    scrubs = {c: scrub if c in CONTENT_COLUMNS else public_scrub for c in rows.column_names}
     affected = [c for c in rows.column_names if any(scrubs[c](v) != v for v in rows.data.column(c).to_pylist())]
     if not affected:
         return rows

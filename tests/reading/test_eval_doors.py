@@ -693,18 +693,23 @@ def test_options_written_into_the_question_are_read_as_its_options(layout, tmp_p
         assert row["options"][row["answer_idx"]] == it["options"][it["answer"]]
 
 
-def test_a_loaded_eval_file_with_a_contradicted_or_unreadable_key_leaves_that_row_unscored(tmp_path):
-    """Rows in the row schema were taken as they were: a key its own answer_letter contradicts was
-    scored against another option, silently, and a letter in answer_idx ended in a traceback.
-    Such rows are unscored, each with its reason, and stay decontamination targets."""
+def loaded_medqa_rows(tmp_path) -> list[dict]:
+    """The embedded sample's MedQA test rows as `m1data load-eval` writes them."""
     from m1data.reading.readers import read_rows
     from m1data.stages.loading import sample_dir
 
     loaded = tmp_path / "loaded.jsonl"
-    result = CliRunner().invoke(app, ["load-eval", "medqa_test", "--path", str(sample_dir() / "eval" / "medqa" /
-                                                                            "test.jsonl"), "--out", str(loaded)])
+    path = sample_dir() / "eval" / "medqa" / "test.jsonl"
+    result = CliRunner().invoke(app, ["load-eval", "medqa_test", "--path", str(path), "--out", str(loaded)])
     assert result.exit_code == 0, result.output
-    rows = read_rows(loaded).to_list()
+    return read_rows(loaded).to_list()
+
+
+def test_a_loaded_eval_file_with_a_contradicted_or_unreadable_key_leaves_that_row_unscored(tmp_path):
+    """Rows in the row schema were taken as they were: a key its own answer_letter contradicts was
+    scored against another option, silently, and a letter in answer_idx ended in a traceback.
+    Such rows are unscored, each with its reason, and stay decontamination targets."""
+    rows = loaded_medqa_rows(tmp_path)
     rows[0]["answer_idx"] = (rows[0]["answer_idx"] + 1) % len(rows[0]["options"])  # letter and text still say the old
     rows[1]["answer_idx"] = "B"
     rows[2]["answer_idx"] = 7
@@ -724,14 +729,8 @@ def test_a_loaded_row_whose_key_is_contradicted_is_not_scored_by_infer(tmp_path)
     which its own answer_letter or answer_text said was not the answer. Unscored rows carry no
     key (answer_idx -1, as the loaders' unscored rows do), so infer counts them as unscored."""
     from m1data.infer.score import _with_answer_key, read_eval_sets
-    from m1data.reading.readers import read_rows
-    from m1data.stages.loading import sample_dir
 
-    loaded = tmp_path / "loaded.jsonl"
-    result = CliRunner().invoke(app, ["load-eval", "medqa_test", "--path", str(sample_dir() / "eval" / "medqa" /
-                                                                            "test.jsonl"), "--out", str(loaded)])
-    assert result.exit_code == 0, result.output
-    rows = read_rows(loaded).to_list()
+    rows = loaded_medqa_rows(tmp_path)
     rows[0]["answer_letter"] = "ABCD"[(rows[0]["answer_idx"] + 1) % 4]
     rows[1]["answer_text"] = rows[1]["options"][(rows[1]["answer_idx"] + 1) % 4]
     broken = tmp_path / "broken.jsonl"
@@ -746,14 +745,7 @@ def test_rows_m1data_wrote_are_checked_against_their_answer_letter_at_the_source
     """The same rows file, its answer_letter contradicting its answer_idx on one row: the eval door
     left that row unscored (answer_mismatch) while `m1data load mine --path FILE` trained on it
     with the key, silently. `answer_letter` is read beside the key as `answer_text` is."""
-    from m1data.reading.readers import read_rows
-    from m1data.stages.loading import sample_dir
-
-    loaded = tmp_path / "loaded.jsonl"
-    result = CliRunner().invoke(app, ["load-eval", "medqa_test", "--path", str(sample_dir() / "eval" / "medqa" /
-                                                                            "test.jsonl"), "--out", str(loaded)])
-    assert result.exit_code == 0, result.output
-    rows = read_rows(loaded).to_list()
+    rows = loaded_medqa_rows(tmp_path)
     rows[0]["answer_letter"] = "ABCD"[(rows[0]["answer_idx"] + 1) % 4]
     broken = tmp_path / "broken.jsonl"
     broken.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
