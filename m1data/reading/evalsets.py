@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import pyarrow as pa
 
 from m1data.errors import UserError
 from m1data.reading.native import HeadQA, MedMCQA, PubMedQA
@@ -1638,14 +1639,28 @@ _NO_ANSWER = {"answer_idx": -1, "answer_letter": "", "answer_text": ""}
 def _answers_taken_out(rows: datasets.Dataset, which: list[bool]) -> datasets.Dataset:
     """`rows` with the answer of each row `which` marks taken out (`_NO_ANSWER`). Why: `infer`
     reads a set's targets, unscored rows included, and scored a row left unscored for a
-    contradicted key against the option that key named. Each column is typed anew from its
-    values: cast back to its own type, a bool column's -1 was True again, option B."""
+    contradicted key against the option that key named. A column keeps its type where that type
+    holds the blank as it is (`_holds_blank`: an int32 key from a .parquet): typed anew from its
+    values, the unscored rows no longer joined the scored ones (`LoadResult.targets`). Any other
+    is typed anew: cast back to its own type, a bool column's -1 was True again, option B."""
     order = rows.column_names
     for column, blank in _NO_ANSWER.items():
         if column in order:
             values = [blank if taken else value for taken, value in zip(which, column_values(rows, column))]
-            rows = rows.remove_columns(column).add_column(column, values)
+            kept = rows.features[column] if _holds_blank(rows.features[column], blank) else None
+            rows = rows.remove_columns(column).add_column(column, values, feature=kept)
     return rows.select_columns(order)
+
+
+def _holds_blank(feature: Any, blank: int | str) -> bool:
+    """Whether a column of type `feature` holds `blank` as it is: a signed integer type -1, a
+    string type "" (a bool or float column does not)."""
+    if not isinstance(feature, datasets.Value):
+        return False
+    kind = feature.pa_type
+    if isinstance(blank, str):
+        return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+    return pa.types.is_signed_integer(kind)
 
 
 def _loaded_key_problem(row: dict[str, Any]) -> RowError | None:

@@ -741,6 +741,29 @@ def test_a_loaded_row_whose_key_is_contradicted_is_not_scored_by_infer(tmp_path)
     assert len(scored) == len(rows) - 2
 
 
+def test_a_loaded_parquet_file_with_a_contradicted_key_is_read_at_every_eval_door(tmp_path):
+    """`m1data load-eval --out X.parquet` writes answer_idx as int32; its rows left unscored were
+    retyped from their values (int64), and joining them to the scored rows (`LoadResult.targets`)
+    failed with a traceback ("features can't be aligned") at every door that reads the file."""
+    from m1data.stages.loading import sample_dir
+
+    loaded = tmp_path / "loaded.parquet"
+    path = sample_dir() / "eval" / "medqa" / "test.jsonl"
+    result = CliRunner().invoke(app, ["load-eval", "medqa_test", "--path", str(path), "--out", str(loaded)])
+    assert result.exit_code == 0, result.output
+    rows = datasets.Dataset.from_parquet(str(loaded))
+    letters = ["ABCD"[(key + 1) % 4] if i == 0 else letter
+               for i, (key, letter) in enumerate(zip(rows["answer_idx"], rows["answer_letter"]))]
+    broken = tmp_path / "broken.parquet"
+    rows.remove_columns("answer_letter").add_column("answer_letter", letters).select_columns(
+        rows.column_names).to_parquet(str(broken))
+    (name, got), = load_eval_input(EvalInput("mine", str(broken))).items()
+    targets = got.targets()
+    assert len(targets) == len(rows) and targets.features["answer_idx"] == rows.features["answer_idx"]
+    assert got.unscored[0]["answer_idx"] == -1 and got.unscored[0]["answer_letter"] == ""
+    assert len(load_evals([EvalInput("mine", str(broken))])["mine"]) == len(rows)
+
+
 def test_rows_m1data_wrote_are_checked_against_their_answer_letter_at_the_source_door_too(tmp_path):
     """The same rows file, its answer_letter contradicting its answer_idx on one row: the eval door
     left that row unscored (answer_mismatch) while `m1data load mine --path FILE` trained on it
