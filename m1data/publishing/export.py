@@ -66,9 +66,10 @@ def export_run(
 
 
 REWRITE_SLICE = 16_384  # rows a rewritten column is put back together by: keeps each Arrow copy small
-# The dataset's own text, in both configs (`m1data.stages.formatting.hub_configs`): published as built
+# The dataset's own text, in both configs (`m1data.stages.formatting.hub_configs`): published as built.
+# "text" is `messages` rendered (`to_sft`): cut there alone, one row was published in two versions.
 CONTENT_COLUMNS = frozenset({"question", "context", "options", "answer_letter", "answer_text", "prompt", "user_prompt",
-                             "messages", "completion", "reasoning", "teacher_reply", "teacher_answer"})
+                             "messages", "text", "completion", "reasoning", "teacher_reply", "teacher_answer"})
 
 
 def public_rows(rows: datasets.Dataset) -> datasets.Dataset:

@@ -23,7 +23,7 @@ FEATURES = datasets.Features({
     "id": datasets.Value("string"),
     "n": datasets.Value("int32"),
     "ok": datasets.Value("bool"),
-    "text": datasets.Value("string"),
+    "note": datasets.Value("string"),
     "options": datasets.List(datasets.Value("string")),
     "messages": datasets.List({"role": datasets.Value("string"), "content": datasets.Value("string")}),
     "meta": {"file": datasets.Value("string"), "tags": datasets.List(datasets.Value("string"))},
@@ -57,7 +57,7 @@ MAYBE_TEXT = st.none() | TEXT
 ROW = st.fixed_dictionaries({
     "n": st.integers(-(2**31), 2**31 - 1),
     "ok": st.none() | st.booleans(),
-    "text": MAYBE_TEXT,
+    "note": MAYBE_TEXT,
     "options": st.none() | st.lists(MAYBE_TEXT, max_size=4),
     "messages": st.none() | st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant"]),
                                                             "content": MAYBE_TEXT}), max_size=3),
@@ -109,27 +109,27 @@ def test_public_rows_equals_the_row_by_row_version(ds, slice_rows):
 def test_only_rows_that_may_change_go_through_python():
     """Why it matters: `public_scrub` on every value of a column with one path was most of 30 s per
     100K rows; the other rows' strings match neither a path's nor a URL user's literal start."""
-    rows = [{"id": f"r{i}", "n": i, "ok": True, "text": f"rate {i} mg/kg, \\boxed{{A}} and/or https://hf.co/x",
+    rows = [{"id": f"r{i}", "n": i, "ok": True, "note": f"rate {i} mg/kg, \\boxed{{A}} and/or https://hf.co/x",
              "options": ["a", "b"], "messages": [{"role": "user", "content": "q"}], "meta": None}
             for i in range(2_000)]
-    rows[1_234]["text"] += " see /home/alice/notes.md"
+    rows[1_234]["note"] += " see /home/alice/notes.md"
     ds = rows_to_dataset(rows, FEATURES)
     with mock.patch("m1data.redact.public_scrub", wraps=public_scrub) as scrub:
         out = public_rows(ds)
     # the one row, once to find the column that changes and once to rewrite it
     assert scrub.call_count == 2 and all("/home/alice" in str(c.args[0]) for c in scrub.call_args_list)
-    assert out[1_234]["text"].endswith(" see notes.md")
+    assert out[1_234]["note"].endswith(" see notes.md")
     same(out, reference_public_rows(ds))
 
 
 def test_a_selection_from_a_table_of_chunks_keeps_its_order_and_types():
-    table = pa.concat_tables([rows_to_dataset([{"id": f"c{k}-{i}", "n": i, "text": f"/home/u{k}/f{i}.txt",
+    table = pa.concat_tables([rows_to_dataset([{"id": f"c{k}-{i}", "n": i, "note": f"/home/u{k}/f{i}.txt",
                                                 "options": [f"~/o{i}"]} for i in range(40)], FEATURES).data.table
                               for k in range(3)])
     ds = datasets.Dataset(table).select(list(range(119, -1, -3)))
     with mock.patch.object(export, "REWRITE_SLICE", 7):
         out = public_rows(ds)
-    assert [out[0]["text"], out[1]["text"], out[0]["options"]] == ["f39.txt", "f36.txt", ["~/o39"]]  # content kept
+    assert [out[0]["note"], out[1]["note"], out[0]["options"]] == ["f39.txt", "f36.txt", ["~/o39"]]  # content kept
     same(out, reference_public_rows(ds))
 
 
@@ -185,3 +185,18 @@ def test_a_column_with_url_credentials_and_no_local_path_is_scrubbed() -> None:
     out = public_rows(rows)
     assert out["note"] == ["served by https://llm.example/v1 today", "nothing here"]
     assert "s3cretPW" not in str(out.to_list())
+
+
+def test_the_rendered_conversation_is_published_as_built_like_the_messages_it_renders():
+    """`text` (the format stage's rendering of `messages`, `m1data.stages.formatting.to_sft`) is the
+    dataset's own text: left out of `CONTENT_COLUMNS`, a question's "~/notes/log.txt" was kept in
+    its messages and prompts and cut to "log.txt" in its text, two versions of one row published."""
+    from m1data.stages.formatting import hub_configs, to_sft
+
+    question = "Which file did the patient keep at ~/notes/log.txt? A. x B. y"
+    built = to_sft(datasets.Dataset.from_list([{"id": "r1", "prompt": question, "reasoning": "think",
+                                                "teacher_reply": "Answer: A"}]))
+    (name, view), *_ = hub_configs(built, "m1k").items()
+    out = public_rows(view)
+    assert out[0]["messages"][0]["content"] == question
+    assert question in out[0]["text"] and out[0]["text"] == built[0]["text"]
