@@ -1601,7 +1601,9 @@ def _exact_mixed_columns(rows: datasets.Dataset, path: Path, shown: Path) -> dat
     nested = [name for name in rows.column_names if name not in mixed and _holds_json(rows.data.column(name).type)]
     if not mixed and not nested:
         return rows
-    records = [record for _, record in read_jsonl(path)]
+    # each record's values of these columns only: the whole records (question and reasoning texts) took more memory
+    # than the Dataset, to rebuild a column of answers
+    records = [{name: record[name] for name in mixed + nested if name in record} for _, record in read_jsonl(path)]
     for name in nested:
         number = next((n for n, (value, record) in enumerate(zip(rows[name], records), 1) if value != record.get(name)),
                       None)

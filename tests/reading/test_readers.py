@@ -592,6 +592,30 @@ def test_a_column_of_mixed_types_keeps_the_files_own_values(tmp_path, suffix):
         [r[name] for r in rows] for name in ("answer", "question", "note")]
 
 
+def test_a_mixed_column_is_rebuilt_without_holding_the_files_other_columns(tmp_path):
+    """The rebuild kept every record of the file in memory, question and reasoning texts included,
+    to take one small column from it: a 76 MB file of 200K rows read with 170 MB more memory than
+    before. Only the mixed columns' values are kept now."""
+    import tracemalloc
+
+    import datasets
+
+    from m1data.reading.readers import _exact_mixed_columns
+
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps({"id": f"r{i}", "reasoning": "x" * 5_000, "answer": i if i % 2 else "null"})
+                            + "\n" for i in range(2_000)))
+    rows = datasets.Dataset.from_json(str(path), cache_dir=str(tmp_path / "cache"))
+    tracemalloc.start()
+    try:
+        rebuilt = _exact_mixed_columns(rows, path, path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert rebuilt["answer"][:2] == ["null", 1]
+    assert peak < path.stat().st_size / 4, f"{peak:,} bytes held for a file of {path.stat().st_size:,}"
+
+
 def test_a_mixed_field_inside_a_column_whose_text_would_change_is_refused(tmp_path):
     from m1data.reading.readers import read_rows
 
