@@ -96,6 +96,12 @@ class CopBaseWarning(UserWarning):
 _MORE_OPTIONS = ("ope", "opf")
 
 
+def _written(value: Any) -> bool:
+    """A fifth or sixth option is there: not None, an empty cell, or the NaN pandas writes for an
+    empty cell of a column that other rows fill (it was counted as an option "nan")."""
+    return value not in (None, "") and not (isinstance(value, float) and value != value)
+
+
 class MedMCQA(Source):
     """Hub and native rows share the fields. On the Hub `cop` is the 0-based index of the right
     option; the original release's files count from 1.
@@ -182,12 +188,13 @@ class MedMCQA(Source):
             options = [text(raw, key) for key in ("opa", "opb", "opc", "opd")]
         except RowError as err:
             return Parsed(native_id, question, [], -1, error=err)
-        more = [str(raw[key]) for key in _MORE_OPTIONS if raw.get(key) not in (None, "")]
-        if more:  # kept for matching (an eval question is a target whatever its key)
+        extra = [key for key in _MORE_OPTIONS if _written(raw.get(key))]
+        if extra:  # kept for matching (an eval question is a target whatever its key)
+            key = "cop" if "cop" in raw else "YOUR_KEY_COLUMN"
             problem = RowError("too_many_options", f"MedMCQA rows have four options (opa-opd), this one "
-                                                   f"{len(options) + len(more)}: read the file through a mapping "
-                                                   "(`--mapping options=opa+opb+opc+opd+ope,answer=cop`)")
-            return Parsed(native_id, question, options + more, -1, error=problem)
+                                                   f"{4 + len(extra)}: read the file through a mapping "
+                                                   f"(`--mapping options=opa+opb+opc+opd+{'+'.join(extra)},answer={key}`)")
+            return Parsed(native_id, question, options + [str(raw[k]) for k in extra], -1, error=problem)
         cop = raw.get("cop")
         if cop in (None, ""):  # a CSV writes a missing cop as an empty cell
             return Parsed(native_id, question, options, -1, error=RowError("missing_field", "none of cop"))

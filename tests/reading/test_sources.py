@@ -2,6 +2,7 @@
 
 import json
 import random
+import re
 import warnings
 
 import pytest
@@ -577,3 +578,17 @@ def test_an_empty_question_and_a_multi_line_record_are_reported_as_they_are(tmp_
     assert set(reasons) == {"empty_question", "missing_field"}, list(result.dropped)
     assert ":5" in reasons["empty_question"]["id"] or ":5" in reasons["empty_question"]["detail"]
     assert ":6" in reasons["missing_field"]["id"] or ":6" in reasons["missing_field"]["detail"]
+
+
+def test_a_medmcqa_fifth_option_column_left_empty_by_pandas_is_no_option(tmp_path):
+    """pandas writes an empty `ope` column as NaN: each row was dropped with a fifth option "nan".
+    The mapping a real fifth option is pointed to names the columns the file has."""
+    import pandas as pd
+
+    rows = _medmcqa_rows([0, 1, 2])
+    path = tmp_path / "train.parquet"
+    pd.DataFrame([dict(row, ope=float("nan")) for row in rows]).to_parquet(path)
+    assert load_source("medmcqa", path).reasons() == {}
+    pd.DataFrame([dict(row, ope="e", opf="f") for row in rows]).drop(columns="cop").to_parquet(path)
+    with pytest.raises(MalformedFile, match=re.escape("options=opa+opb+opc+opd+ope+opf,answer=YOUR_KEY_COLUMN`")):
+        load_source("medmcqa", path)
