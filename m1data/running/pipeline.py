@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -645,7 +646,7 @@ def _take_lock(fd: int, in_use: str, instead: str) -> None:
     os.pwrite(fd, f"pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
 
 
-_OUTS_HELD: set[Path] = set()  # the OUTs of file runs this process holds (`output_lock`)
+_OUTS_HELD: dict[Path, int] = {}  # the OUTs of file runs this process holds: the holding thread (`output_lock`)
 
 
 @contextlib.contextmanager
@@ -655,9 +656,10 @@ def output_lock(out_path: str | Path) -> Iterator[None]:
     statistics; two LLM runs paid for the same requests twice). The second now stops at once.
     The lock file (.OUT.lock) goes when the run ends, so OUT's folder holds only what the run
     wrote; a kill leaves it, unlocked (the OS releases the lock), and the next run takes it.
-    Re-entrant within a process (an LLM file run holds it around its server and `run_on_file`)."""
+    Re-entrant within a thread (an LLM file run holds it around its server and `run_on_file`), not
+    a process: two threads' runs into one OUT raced as two processes' did (one lost its OUT)."""
     out_path = Path(out_path).expanduser().resolve()
-    if out_path in _OUTS_HELD:
+    if _OUTS_HELD.get(out_path) == threading.get_ident():
         yield
         return
     lock = out_path.with_name(f".{out_path.name}.lock")
@@ -665,11 +667,11 @@ def output_lock(out_path: str | Path) -> Iterator[None]:
     with storage_errors(lock):
         out_path.parent.mkdir(parents=True, exist_ok=True)
     fd = _lock_file(lock, out_path)
-    _OUTS_HELD.add(out_path)
+    _OUTS_HELD[out_path] = threading.get_ident()
     try:
         yield
     finally:
-        _OUTS_HELD.discard(out_path)
+        _OUTS_HELD.pop(out_path, None)
         lock.unlink(missing_ok=True)  # under the lock: see `_lock_file`
         os.close(fd)
         if made:

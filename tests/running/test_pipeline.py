@@ -361,6 +361,39 @@ def test_the_lock_is_reentrant_within_one_process(tmp_path):
     assert CALLS == ["make"]
 
 
+def test_a_file_run_in_another_thread_is_refused_the_out_this_thread_holds(tmp_path):
+    """The OUT lock was re-entrant per process: two threads' file runs into one OUT both went
+    ahead and raced (one lost OUT to the other's clean-up, FileNotFoundError). Only the holding
+    thread may enter again; another thread is refused, as another process is."""
+    import threading
+
+    from m1data.running.pipeline import RunLocked, output_lock
+
+    out = tmp_path / "out.parquet"
+    held, done, said = threading.Event(), threading.Event(), []
+
+    def hold():
+        with output_lock(out):
+            with output_lock(out):  # the holding thread enters again (an LLM run: server, then run_on_file)
+                held.set()
+                done.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(10)
+        with pytest.raises(RunLocked, match="being written by another file run") as err:
+            with output_lock(out):
+                said.append("entered")
+        assert said == [] and str(out) in str(err.value)
+    finally:
+        done.set()
+        holder.join()
+    with output_lock(out):  # released with its holder
+        said.append("entered")
+    assert said == ["entered"] and list(tmp_path.iterdir()) == []
+
+
 class RemovesTheRunFolder(DropSome):
     """A stage during which the run folder is deleted (by hand, a clean-up job, a lost mount)."""
 
