@@ -663,7 +663,7 @@ def output_lock(out_path: str | Path) -> Iterator[None]:
         yield
         return
     lock = out_path.with_name(f".{out_path.name}.lock")
-    made = not out_path.parent.exists()
+    made = _missing_folders(out_path.parent)
     with storage_errors(lock):
         out_path.parent.mkdir(parents=True, exist_ok=True)
     fd = _lock_file(lock, out_path)
@@ -674,9 +674,21 @@ def output_lock(out_path: str | Path) -> Iterator[None]:
         _OUTS_HELD.pop(out_path, None)
         lock.unlink(missing_ok=True)  # under the lock: see `_lock_file`
         os.close(fd)
-        if made:
-            with contextlib.suppress(OSError):  # a run refused before it wrote leaves no empty folder
-                out_path.parent.rmdir()
+        for folder in made:  # a run refused before it wrote leaves no empty folders
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """`folder` and those of its parents that do not exist yet, deepest first: all that a run into
+    OUT creates and must take away again when it wrote nothing (OUT a/b/out.jsonl made a and b)."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    return missing
 
 
 def _lock_file(lock: Path, out_path: Path) -> int:

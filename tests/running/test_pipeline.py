@@ -394,6 +394,16 @@ def test_a_file_run_in_another_thread_is_refused_the_out_this_thread_holds(tmp_p
     assert said == ["entered"] and list(tmp_path.iterdir()) == []
 
 
+def test_a_file_run_that_wrote_nothing_leaves_none_of_the_folders_it_made(tmp_path):
+    """OUT n1/n2/out.parquet, neither folder there yet, and an input that is not there: the run
+    stopped in one line but left n1 behind (only OUT's own folder was taken away again)."""
+    from m1data.jobs import run_dedup_file
+
+    with pytest.raises(FileNotFoundError, match="no such file"):  # the CLI's one line
+        run_dedup_file(tmp_path / "missing.parquet", tmp_path / "n1" / "n2" / "out.parquet")
+    assert list(tmp_path.iterdir()) == []
+
+
 class RemovesTheRunFolder(DropSome):
     """A stage during which the run folder is deleted (by hand, a clean-up job, a lost mount)."""
 
