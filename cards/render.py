@@ -1134,7 +1134,10 @@ def _draw(manifests: list[dict[str, Any]]) -> dict[str, Any] | None:
     draw = {"stage": last["stage"], "requested": int(stats["n_requested"]), "pool": int(last["rows_in"]),
             "drawn": int(stats.get("n_drawn", last["rows_out"]))}
     if last["stage"] == "cut" and len(draws) > 1:
-        draw["traced"] = int(draws[-2]["stats"].get("n_drawn", draws[-2]["rows_out"]))
+        traced = draws[-2]
+        draw["traced"] = int(traced["stats"].get("n_drawn", traced["rows_out"]))
+        # the traced draw took its whole pool: a larger `oversample` would trace no more rows
+        draw["traced_whole_pool"] = draw["traced"] < int(traced["stats"]["n_requested"])
     return draw
 
 
