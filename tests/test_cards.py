@@ -1180,8 +1180,8 @@ def cut(short_by: int) -> UniformSample:
     # the traced draw took its whole pool (the embedded build's 124 rows for Random 1K's 1,250): a larger
     # oversample cannot help, and the card said it would
     (965, [DropAfterDraw(), cut(5)], "The build traced every row of its pool, 21, to keep 24 whose trace was "
-                                     "verified, but only 19 were, so all 19 were kept: this is not a draw of 24, and "
-                                     "it mirrors the pool's mix."),
+                                     "verified, but only 19 were, so all 19 were kept: this is not a draw of 24, and a "
+                                     "larger `oversample` would trace no more."),
 ])
 def test_an_ablation_summary_says_when_its_draw_is_not_the_size_its_name_gives(tmp_path, short_by, after, said):
     """A "Hard Random 1K" of 21 rows is a pool taken whole, and a Random 1K loses the rows whose
