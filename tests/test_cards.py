@@ -1254,6 +1254,32 @@ def test_the_exam_style_limitation_names_only_the_kinds_of_source_the_rows_have(
     assert ("**Sources of your own.** Where the questions of mybank come from" in risks) == own
 
 
+@dataclass
+class SampleEvalConfig:
+    threshold: float = 95.0
+    evals: list = field(default_factory=lambda: [{"name": "medqa_test",
+                                                  "path": "/venv/site-packages/m1data/data/sample/eval/test.jsonl"}])
+
+
+class SampleEvalDecontaminate(Decontaminate):
+    """A decontamination stage that compared the rows with the embedded sample's synthetic eval set."""
+
+    def __init__(self):
+        super().__init__(SampleEvalConfig())
+
+
+def test_a_build_of_a_users_own_rows_checked_against_the_sample_evals_is_not_said_to_be_built_from_it(tmp_path):
+    """The default config's eval sets are the sample's synthetic files: a build of a user's own
+    questions alone, decontaminated against them, was headed "Partly built from m1data's embedded
+    sample: synthetic questions", though not one of its rows came from the sample."""
+    rows = run_pipeline([OnlyMappedLoad(), SampleEvalDecontaminate()], tmp_path / "run")
+    card, _ = render_card("m23k", tmp_path / "run", {"m23k": {"train": rows}}, images_dir="images")
+    top = " ".join(card[card.index("# m23K"):card.index("## Dataset details")].replace("\n> ", "\n").split())
+    assert "built from m1data's embedded sample" not in top.lower() and "synthetic questions" not in top
+    assert "Checked against m1data's embedded sample: synthetic evaluation sets" in top
+    assert "(medqa_test) are the sample's own synthetic files under those names, not the real benchmarks." in top
+
+
 class CleanDecontaminate(Decontaminate):
     """A decontamination stage that compared the rows with an eval set and matched none."""
 
