@@ -1319,6 +1319,43 @@ def test_the_skew_a_draw_balances_or_mirrors_is_the_pools_own(tmp_path, load, sk
         assert said == ([skew] if skew else []), (name, said)
 
 
+class OneSourceLoad(NativeLoad):
+    """Rows of one of m1's sources only, read from local files."""
+
+    source = "medqa"
+
+    def run(self, rows, ctx):
+        result = super().run(rows, ctx)
+        sources = [self.source] * len(result.rows)
+        return StageResult(rows=result.rows.remove_columns("source").add_column("source", sources),
+                           dropped=result.dropped, stats=result.stats)
+
+
+class PubmedqaOnlyLoad(OneSourceLoad):
+    source = "pubmedqa"
+
+
+@pytest.mark.parametrize("load, said, unsaid", [
+    (OneSourceLoad, "The questions are exam items published by their sources. Clinical vignettes describe invented",
+     ["PubMedQA", "research-abstract"]),
+    (PubmedqaOnlyLoad, "The questions are research-abstract questions published by their sources. PubMedQA contexts",
+     ["exam items", "vignettes"]),
+    (NativeLoad, "The questions are exam items and research-abstract questions published by their sources. Clinical "
+                 "vignettes describe invented or anonymised patients (age, sex, symptoms) and name no one. PubMedQA "
+                 "contexts are abstracts of published papers, which name no patients.", []),
+])
+def test_the_personal_information_section_speaks_only_of_the_kinds_of_source_the_rows_have(tmp_path, load, said,
+                                                                                            unsaid):
+    """A build of MedQA alone was said to hold research-abstract questions whose PubMedQA contexts
+    name no patients; the exam-style limitation already names only the kinds the rows have."""
+    rows = run_pipeline([load()], tmp_path / "run")
+    card, _ = render_card("m23k", tmp_path / "run", {"m23k": {"train": rows}}, images_dir="images")
+    section = " ".join(card[card.index("### Personal and sensitive"):card.index("## Uses")].split())
+    assert said in section, section
+    for text in unsaid:
+        assert text not in section, text
+
+
 @pytest.mark.parametrize("load, m1_text, own_text", [
     (OnlyMappedLoad, False, True), (MappedLoad, True, True), (NativeLoad, True, False),
 ])
