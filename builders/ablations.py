@@ -14,6 +14,7 @@ The names are given to these compositions in the builder table (m1data.builders.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 
@@ -23,6 +24,8 @@ from m1data.errors import UserError
 from m1data.running.pipeline import Stage
 from m1data.stages.sampling import Sample, SampleConfig
 from m1data.stages.traces import TeacherTraces
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -54,6 +57,9 @@ def random_from_pool(n: int):
 
 def from_m23k(levels: tuple[str, ...]):
     def stages(config: AblationConfig) -> list[Stage]:
+        if config.oversample != AblationConfig.oversample:  # a Random draw's setting, taken in silence here
+            log.warning(f"oversample {config.oversample} is a setting of the Random draws (random-1k, random-23k), "
+                        "not used by this build: it draws from m23K, whose rows are all verified")
         return [*m23k.stages(config.m23k), Sample(SampleConfig(n=1000, levels=levels, seed=config.seed))]
 
     return stages

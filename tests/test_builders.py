@@ -95,3 +95,12 @@ def test_a_random_draw_traces_more_rows_than_it_keeps():
     stages = random_from_pool(1_000)(AblationConfig(oversample=1.5))
     draws = {s.name: s.config.n for s in stages if s.name in ("sample", "cut")}
     assert draws == {"sample": 1_500, "cut": 1_000} and [s.name for s in stages][-1] == "cut"
+
+
+def test_a_draw_from_m23k_says_it_does_not_use_oversample(caplog):
+    from m1data.builders.ablations import AblationConfig, from_m23k
+
+    from_m23k(())(AblationConfig())
+    assert not caplog.records
+    from_m23k(())(AblationConfig(oversample=2))
+    assert "oversample 2 is a setting of the Random draws" in caplog.text
