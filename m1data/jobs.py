@@ -46,6 +46,7 @@ from m1data.running.pipeline import (
     StageNotReady,
     check_stage_names,
     dropped_path,
+    output_lock,
     refuse_overwrite,
     run_lock,
     run_on_file,
@@ -397,7 +398,9 @@ def load_source_to_file(source: str, out: str | Path, path: str | Path | None = 
     """`m1data.reading.sources.load_source` into OUT (.parquet or .jsonl) and OUT.dropped.<ext>."""
     out = Path(out).expanduser()
     _refuse_overwrite([path], [out])
-    return _write(source, load_source(source, path, split=split, seed=seed, cop_base=cop_base, mapping=mapping), out)
+    with output_lock(out):  # one run per OUT, as every file run
+        return _write(source, load_source(source, path, split=split, seed=seed, cop_base=cop_base, mapping=mapping),
+                      out)
 
 
 @datasets_bars_off()
@@ -417,6 +420,11 @@ def load_eval_to_file(name: str, out: str | Path, path: str | Path | None = None
     entry = dataclasses.replace(entry, mapping=mapping)
     entry.check()
     _refuse_overwrite([entry.local_file], [out])
+    with output_lock(out):  # one run per OUT (its OUT.<set> files too), as every file run
+        return _load_eval_sets_to(entry, out)
+
+
+def _load_eval_sets_to(entry: EvalInput, out: Path) -> list[LoadedFile]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", AnswerSkewWarning)
         results = load_eval_input(entry)

@@ -344,3 +344,35 @@ def test_paths_under_a_tilde_are_read_from_home_at_every_door(tmp_path, monkeypa
     assert [m["stage"] for m in read_manifests(home / "runs" / "a")] == ["load", "dedup"]
     assert run_dedup_file("~/data/test.jsonl", "~/deduplicated.jsonl")["rows_in"] > 0
     assert (home / "deduplicated.jsonl").is_file() and not (tmp_path / "~").exists()
+
+
+@pytest.mark.parametrize("load", ["source", "eval"])
+def test_a_load_into_an_out_another_run_holds_is_refused(tmp_path, load):
+    """`m1data load` and `load-eval` took no lock: a second load into one OUT wrote over the
+    first's pair of files. They are held as every file run's OUT is (`output_lock`)."""
+    import threading
+
+    from m1data.jobs import load_eval_to_file, load_source_to_file
+    from m1data.running.pipeline import RunLocked, output_lock
+    from m1data.stages.loading import sample_dir
+
+    out, held, done = tmp_path / "medqa.jsonl", threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with output_lock(out):
+            held.set()
+            done.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(30)
+    try:
+        with pytest.raises(RunLocked, match="being written by another file run"):
+            if load == "source":
+                load_source_to_file("medqa", out, sample_dir() / "medqa" / "train.jsonl")
+            else:
+                load_eval_to_file("medqa_test", out, sample_dir() / "eval" / "medqa" / "test.jsonl")
+    finally:
+        done.set()
+        holder.join()
+    assert not out.exists()
