@@ -96,6 +96,7 @@ def test_a_bad_input_with_executor_ray_is_the_local_error_before_ray_starts(tmp_
     """`--executor ray` joined (or started: some 4 s and its log lines) Ray before the input was
     read, so a missing or wrong file cost a Ray start before the one line the local run gives at
     once. The extra is still checked first; Ray is joined only when the stage first uses it."""
+    pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'm1data[ray]')")
     import m1data.running.distributed as distributed
 
     joined = []
