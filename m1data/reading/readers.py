@@ -34,6 +34,7 @@ import math
 import os
 import re
 import tempfile
+import unicodedata
 import tokenize
 from collections import Counter
 import dataclasses
@@ -805,8 +806,10 @@ def same_text(key: str, option: str) -> bool:
     """Whether an answer written as text names `option`: spacing is ignored, and so is case,
     except for one-character keys (a key "A" is a letter, not the text of an option "a"). The one
     comparison of an answer text with an option, for every loader. Case is folded (`casefold`),
-    not lowered: "STRASSE" is "Straße" in capitals, and `lower` leaves the two apart."""
-    key, option = " ".join(key.split()), " ".join(option.split())
+    not lowered: "STRASSE" is "Straße" in capitals, and `lower` leaves the two apart. Both are in
+    one Unicode form (NFC): "Sjögren" written with a combining diaeresis is the same text, and its
+    row was dropped as `answer_mismatch`. Not NFKC: it makes "10⁶" the text "106"."""
+    key, option = (unicodedata.normalize("NFC", " ".join(text.split())) for text in (key, option))
     return key == option or (len(key) > 1 and key.casefold() == option.casefold())
 
 

@@ -330,6 +330,8 @@ def test_renames_into_a_folder_wait_for_its_lock(tmp_path):
     ("  aortic   stenosis ", "Aortic stenosis", True),
     ("A", "a", False),  # a one-character key is a letter
     ("Aortic stenosis", "Mitral stenosis", False),
+    ("Sjo\u0308gren syndrome", "Sj\u00f6gren syndrome", True),  # one text in two Unicode forms (NFD, NFC)
+    ("10\u2076", "106", False),  # a compatibility form is another text: 10 to the 6th is not 106
 ])
 def test_answer_text_is_compared_with_case_folded(key, option, same):
     from m1data.reading.readers import same_text
