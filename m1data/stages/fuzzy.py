@@ -271,17 +271,17 @@ def _histograms(texts: Sequence[str], workers: int = -1,
     of the 1.7 s; apart, 0.2 s. Chunks are counted in ``workers`` threads: the compiled count
     releases the GIL, so one chunk is counted while the next is encoded.
     """
-    lens = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+    lens = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
     sample = int(np.searchsorted(np.cumsum(lens), 1 << 20)) + 1
     table, n_buckets = _bucket_table(_codes(texts[:sample]))
     hist = _zeros((len(texts), n_buckets))
     count = _compiled(_count_chars)
-    ascii_rows = np.fromiter((t.isascii() for t in texts), dtype=bool, count=len(texts))
+    ascii_rows = np.fromiter(map(str.isascii, texts), dtype=bool, count=len(texts))
     batches = [rows[lo:hi] for rows in (np.flatnonzero(ascii_rows), np.flatnonzero(~ascii_rows))
                for lo, hi in _char_chunks(lens[rows], chunk_chars)]
 
     def count_batch(rows: np.ndarray) -> None:
-        count(_codes([texts[i] for i in rows]), lens[rows], rows, table, hist)
+        count(_codes(list(map(texts.__getitem__, rows.tolist()))), lens[rows], rows, table, hist)
 
     with ThreadPoolExecutor(_threads(workers)) as pool:
         list(pool.map(count_batch, batches))
@@ -412,20 +412,27 @@ def _self_side(texts: Sequence[str], f: float, workers: int = -1) -> _Side:
 
 
 def _side(texts: Sequence[str], hist: np.ndarray, lens: np.ndarray, f: float, grouping: np.ndarray) -> _Side:
+    """Why the group counts are counted in the caller's order and then sorted by length: read in
+    length order, the histograms' rows are scattered over 255 MB at 1M rows, and counting took
+    2.4-4x the CPU time of a pass in order plus the sort of the 20 MB of counts (0.27-0.48 s
+    against 0.115 s). The texts are put in length order by ``map`` rather than a list
+    comprehension: at 1M rows, 0.21 s against 0.35 s, nearly all of it fetching the scattered
+    string objects."""
     order = np.argsort(lens, kind="stable")
-    groups = _zeros((GROUPS, len(order)))
-    _compiled(_count_groups)(hist, grouping, order, groups)
+    counted = _zeros((GROUPS, len(order)))
+    _compiled(_count_groups)(hist, grouping, counted)
+    groups = np.take(counted, order, axis=1, out=_zeros(counted.shape))
     share = np.minimum(np.ceil(f * lens[order]), SHARE_CAP).astype(np.int16)
-    return _Side([texts[i] for i in order], lens[order], hist, order, groups, share)
+    return _Side(list(map(texts.__getitem__, order.tolist())), lens[order], hist, order, groups, share)
 
 
-def _count_groups(hist, grouping, order, groups):  # pragma: no cover - runs compiled (_compiled)
-    """groups[g, i] = min(text order[i]'s count of group g's characters, 255): sorted by length
-    and group-major, as the group pass reads them."""
+def _count_groups(hist, grouping, groups):  # pragma: no cover - runs compiled (_compiled)
+    """groups[g, i] = min(text i's count of group g's characters, 255), group-major, as the group
+    pass reads them."""
     sums = np.zeros(groups.shape[0], np.int64)
-    for i in range(order.shape[0]):
+    for i in range(hist.shape[0]):
         sums[:] = 0
-        counts = hist[order[i]]
+        counts = hist[i]
         for b in range(counts.shape[0]):
             sums[grouping[b]] += counts[b]
         for g in range(groups.shape[0]):
