@@ -292,18 +292,27 @@ def _constrained_teacher(manifests: list[dict[str, Any]], upstream: Provenance |
     return sorted(found)
 
 
-def _students_cut_off(rows: datasets.Dataset, manifests: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _students_cut_off(rows: datasets.Dataset, manifests: list[dict[str, Any]],
+                      upstream: Provenance | None = None) -> dict[str, Any] | None:
     """How many published rows no student finished a reply to (each one's `status` is `length`,
     or an error): those rows are "hard" because of the token limit, not because a student answered
-    them wrong. A row another student answered wrong is hard in its own right, and not counted."""
+    them wrong. A row another student answered wrong is hard in its own right, and not counted.
+    The limit is the difficulty stage's, here or in the build the rows were drawn from (`upstream`:
+    a resampled m1K's card named none, as its own build has no difficulty stage)."""
     columns = [c for c in rows.column_names if re.fullmatch(r"student_.+_status", c)]
     if not columns:
         return None
     cut = sum("length" in statuses and "ok" not in statuses
               for statuses in zip(*(column_values(rows, c) for c in columns)))
+    limits = set(_student_limits(manifests)) | set(upstream.student_max_tokens if upstream else [])
+    return {"rows": cut, "of": len(rows), "max_tokens": ", ".join(f"{n:,}" for n in sorted(limits)),
+            "upstream": not _student_limits(manifests)} if cut else None
+
+
+def _student_limits(manifests: list[dict[str, Any]]) -> list[int]:
+    """The `max_tokens` each difficulty stage gave its students, as its manifest recorded it."""
     limits = {(m.get("config") or {}).get("max_tokens") for m in manifests if m["stage"] == "difficulty"}
-    limits.discard(None)
-    return {"rows": cut, "of": len(rows), "max_tokens": ", ".join(f"{n:,}" for n in sorted(limits))} if cut else None
+    return sorted(int(n) for n in limits if n is not None)
 
 
 def _shipped_model(models: list[dict[str, str]]) -> dict[str, str] | None:
@@ -538,6 +547,7 @@ class Provenance:
     sources: dict[str, SourceInfo] = field(default_factory=dict)  # sources its build described otherwise than m1's table
     prompts: list[tuple[str, str, str]] = field(default_factory=list)  # what its requests held (`build_prompts`)
     constrained: list[str] = field(default_factory=list)  # what constrained its teacher (`_constrained_teacher`)
+    student_max_tokens: list[int] = field(default_factory=list)  # its students' token limits (`_student_limits`)
 
 
 PROVENANCE_KEY = "m1data_provenance"
@@ -579,6 +589,9 @@ def provenance_metadata(manifests: list[dict[str, Any]], upstream: Provenance | 
     constrained = _constrained_teacher(manifests, upstream)
     if constrained:
         provenance["constrained_teacher"] = constrained
+    limits = sorted({*(upstream.student_max_tokens if upstream else []), *_student_limits(manifests)})
+    if limits:
+        provenance["student_max_tokens"] = limits
     return provenance
 
 
@@ -610,7 +623,8 @@ def _upstream(manifests: list[dict[str, Any]]) -> Provenance | None:
             return Provenance(name, models, pivot, list(kept.get("eval_sets") or []), [], known, sample,
                               list(kept.get("embedded_models") or []), _kept_sources(kept.get("sources")),
                               [_upstream_prompt(*p) for p in kept.get("prompts") or [] if len(p) == 3],
-                              [str(k) for k in kept.get("constrained_teacher") or []])
+                              [str(k) for k in kept.get("constrained_teacher") or []],
+                              [int(n) for n in kept.get("student_max_tokens") or []])
     if path.is_file() and (path.parent / "manifest.json").is_file():
         upto = read_manifests(path.parent.parent, upto=path.parent.name)
         if upto:
@@ -618,6 +632,7 @@ def _upstream(manifests: list[dict[str, Any]]) -> Provenance | None:
                 name, _models(upto, origin="upstream: "), _decontamination(upto), _eval_sets_checked(upto),
                 _ngram_checks(upto), True, sample_build(upto), _embedded_models(upto), source_infos(upto),
                 [_upstream_prompt(*p) for p in build_prompts(upto)], _constrained_teacher(upto),
+                _student_limits(upto),
             )
     return Provenance(name, [], None, [], [], False)
 
@@ -1241,7 +1256,7 @@ def render_card(
         "models": models,
         "prompts": prompts,
         "constrained_teacher": _constrained_teacher(manifests, upstream),
-        "students_cut_off": _students_cut_off(first_rows, manifests),
+        "students_cut_off": _students_cut_off(first_rows, manifests, upstream),
         # students (here or upstream) chose the rows; a Random 1K had none, and its card said they had
         "chosen_by_students": any(str(m.get("role", "")).startswith("student") for m in models)
         or any(c.startswith("student_") for c in first_rows.column_names),  # (the rows' own, where provenance is not)

@@ -1391,3 +1391,31 @@ def test_domains_from_the_zero_shot_tagger_are_said_to_be_its_not_an_llms(tmp_pa
     card, _ = render_card("m1k", tmp_path / "plain", {"default": {"train": plain}}, images_dir="images")
     assert "Domains were assigned by a model (see the models above), not by experts." in card
     assert "zero-shot tagger" not in card
+
+
+def _resampled_cards(tmp_path, stages) -> tuple[str, dict[str, str]]:
+    """The m23K card of a build of `stages`, and the cards of m1Ks drawn from it, by where they read it
+    from: its Hub folder (the card's provenance) and its run folder (the manifests)."""
+    rows = run_pipeline(stages, tmp_path / "m23k")
+    fresh, _ = render_card("m23k", tmp_path / "m23k", {"m23k": {"train": rows}}, images_dir="images")
+    (tmp_path / "m23k-hub").mkdir()
+    (tmp_path / "m23k-hub" / "README.md").write_text(fresh, encoding="utf-8")
+    last = read_manifests(tmp_path / "m23k")[-1]
+    from_run = tmp_path / "m23k" / f"{last['index']:02d}_{last['stage']}" / "rows.parquet"
+    drawn = {}
+    for name, upstream in (("from-card", tmp_path / "m23k-hub"), ("from-run", from_run)):
+        again = run_pipeline([LoadDataset(upstream, rows)], tmp_path / name)
+        drawn[name], _ = render_card("m1k", tmp_path / name, {"m1k": {"train": again}}, images_dir="images")
+    return fresh, drawn
+
+
+def test_a_resampled_card_states_the_students_token_limit_its_upstream_ran(tmp_path):
+    """The cut-off line of an m1K drawn from an m23K said its rows ran out of tokens but not at which
+    `max_tokens`, which only the m23K's difficulty stage recorded: it is carried over, as its prompts are."""
+    fresh, drawn = _resampled_cards(tmp_path, [Make(), CutOffStudents()])
+    assert "`max_tokens` 48 in this\n  build" in fresh
+    for name, card in drawn.items():
+        limits = card[card.index("## Bias, risks and limitations"):card.index("## Licences")]
+        assert "kept though no student answered them" in limits, name
+        assert "`max_tokens` 48 in the\n  build they were drawn from" in limits, name
+
