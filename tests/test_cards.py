@@ -1419,3 +1419,10 @@ def test_a_resampled_card_states_the_students_token_limit_its_upstream_ran(tmp_p
         assert "kept though no student answered them" in limits, name
         assert "`max_tokens` 48 in the\n  build they were drawn from" in limits, name
 
+
+def test_a_resampled_cards_upstream_decontamination_table_has_a_total_row(tmp_path):
+    fresh, drawn = _resampled_cards(tmp_path, [Make(), Decontaminate()])
+    assert number(table_row(fresh, "**total**")[-1]) == 6
+    for name, card in drawn.items():
+        table = card[card.index("Rows removed by the build of"):card.index("### Domains")]
+        assert [number(c) for c in table_row(table, "**total**")] == [6, 6], name
