@@ -1229,6 +1229,7 @@ def render_card(
                 _source_note(present) if c == "source" and present else column_note(c, features[c]))
                for c in first_rows.column_names]
 
+    sample_only = bool(sample and present and set(present) <= set(sample.sources))
     # what the examples load before a repo id is known: the dataset's name ("Hard Random 1K" is no name to load)
     loads_as = repo_id or (pretty_name if " " not in pretty_name else dataset_name)
     context = {
@@ -1237,7 +1238,9 @@ def render_card(
         "repo_id": loads_as,  # `m1data publish` writes the repo id in (hub.fill_repo_id)
         "repo_id_mark": repo_id_mark(loads_as),
         "sample": sample,
-        "sample_only": bool(sample and present and set(present) <= set(sample.sources)),
+        "sample_only": sample_only,
+        # the embedded sample's rows only, or the embedded model's choices: shown, never trained on (Quick start, Uses)
+        "demonstration": sample_only or bool(_embedded_models(manifests, upstream)),
         "letters": answer_letters(next(iter(configs)), first_rows),
         "first_config": next(iter(configs)),
         "other_configs": list(configs)[1:],

@@ -1426,3 +1426,22 @@ def test_a_resampled_cards_upstream_decontamination_table_has_a_total_row(tmp_pa
     for name, card in drawn.items():
         table = card[card.index("Rows removed by the build of"):card.index("### Domains")]
         assert [number(c) for c in table_row(table, "**total**")] == [6, 6], name
+
+
+def test_a_demonstration_cards_quick_start_does_not_train_on_it(tmp_path):
+    """The Quick start of a demonstration build (the embedded sample, the embedded model) showed
+    `SFTTrainer` and `trl sft` on its rows as if they were fit to train on, while its notice and its
+    Uses said they are not; it loads them and says what they are for. A real build's still trains."""
+    for stages in ([SampleLoad()], [Make(), Teacher(TeacherConfig())]):
+        run_dir = tmp_path / str(len(list(tmp_path.iterdir())))
+        rows = run_pipeline(stages, run_dir)
+        card, _ = render_card("m1k", run_dir, {"m1k": {"train": rows}, "m1k-prompt-completion": {"train": rows}},
+                              images_dir="images")
+        start = " ".join(card[card.index("## Quick start"):card.index("## Dataset structure")].split())
+        assert 'load_dataset("m1K", name="m1k", split="train")' in start
+        assert "SFTTrainer" not in start and "trl sft" not in start and "trains on" not in start, stages
+        assert "This is a demonstration build (see the notice at the top)" in start
+        assert "not to train a model on" in start
+    real, _ = render_card("m1k", *_real_run(tmp_path))
+    start = real[real.index("## Quick start"):real.index("## Dataset structure")]
+    assert "SFTTrainer(" in start and "trl sft" in start and "demonstration" not in start
