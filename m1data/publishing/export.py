@@ -92,13 +92,15 @@ def public_rows(rows: datasets.Dataset) -> datasets.Dataset:
 
     _, scrub_hint = public_scrub_hints()
     scrubs = {c: scrub if c in CONTENT_COLUMNS else public_scrub for c in rows.column_names}
-    for name in [c for c in rows.column_names if c in CONTENT_COLUMNS]:
-        kept = _rows_changed_by(rows.data.column(name), scrub_hint, public_scrub)
-        if kept:
-            log.warning(f"column {name!r}: {kept} row(s) hold text that looks like a local path (or a URL's "
+    affected = []
+    for name in rows.column_names:
+        flagged, changed = _scan(rows.data.column(name), scrub_hint, scrubs[name])
+        if flagged and name in CONTENT_COLUMNS:
+            log.warning(f"column {name!r}: {flagged} row(s) hold text that looks like a local path (or a URL's "
                         "credentials, which are removed); the dataset's own text is published as built, and "
                         "`m1data publish` refuses a local path: if it is this machine's, take it out of those rows")
-    affected = [c for c in rows.column_names if _changed_by(rows.data.column(c), scrub_hint, scrubs[c])]
+        if changed:
+            affected.append(name)
     if not affected:
         return rows
     log.info(f"local paths cut to file names and URL credentials removed in column(s) {', '.join(affected)} "
@@ -110,19 +112,21 @@ def public_rows(rows: datasets.Dataset) -> datasets.Dataset:
     return with_table(rows, table)
 
 
-def _changed_by(column: pa.ChunkedArray, hint: str, scrub: Callable[[Any], Any]) -> bool:
-    """`scrub` changes some string in `column` (at any depth): it is run on the strings that
-    match `hint` only. Why not a check for local paths alone: a column with a URL's credentials
-    and no path was published with them."""
-    return any(scrub(text) != text for chunk in column.chunks for _, text in strings_matching(chunk, hint))
+def _scan(column: pa.ChunkedArray, hint: str, scrub: Callable[[Any], Any]) -> tuple[int, bool]:
+    """How many rows of `column` hold a string (at any depth) that `public_scrub` changes, and
+    whether `scrub` changes some string, both from one read of the strings that match `hint`: the
+    dataset's own text was read twice, once for each. For `CONTENT_COLUMNS` the first is warned of
+    (text kept as built) and the second says whether the column is rewritten (a URL's credentials)."""
+    from m1data.redact import public_scrub
 
-
-def _rows_changed_by(column: pa.ChunkedArray, hint: str, scrub: Callable[[Any], Any]) -> int:
-    """How many rows of `column` hold a string (at any depth) that `scrub` changes (`_changed_by`)."""
-    changed = set()
+    flagged, changed = set(), False
     for number, chunk in enumerate(column.chunks):
-        changed |= {(number, row) for row, text in strings_matching(chunk, hint) if scrub(text) != text}
-    return len(changed)
+        for row, text in strings_matching(chunk, hint):
+            if public_scrub(text) != text:
+                flagged.add((number, row))
+                # what `scrub` changes `public_scrub` changes too (it removes a URL's credentials, then cuts)
+                changed = changed or scrub is public_scrub or scrub(text) != text
+    return len(flagged), changed
 
 
 def _scrubbed(column: pa.ChunkedArray, hint: str, scrub: Callable[[Any], Any]) -> pa.ChunkedArray:

@@ -200,3 +200,20 @@ def test_the_rendered_conversation_is_published_as_built_like_the_messages_it_re
     out = public_rows(view)
     assert out[0]["messages"][0]["content"] == question
     assert question in out[0]["text"] and out[0]["text"] == built[0]["text"]
+
+
+def test_each_column_is_read_once_to_find_what_to_warn_of_and_what_to_rewrite(caplog):
+    """The dataset's own text was read twice, once for the local-path warning and once for URL
+    credentials; one pass now tells both, with the same warning and rewrite."""
+    rows = [{"id": "r1", "question": "Which folder (/data) holds it?", "reasoning": "See https://me:s3cret@h.example/v1",
+             "metadata": '{"file": "/home/alice/raw/train.jsonl"}'},
+            {"id": "r2", "question": "Plain?", "reasoning": "See ~/y.", "metadata": "{}"}]
+    ds = datasets.Dataset.from_list(rows)
+    with mock.patch.object(export, "strings_matching", wraps=export.strings_matching) as read, \
+            caplog.at_level("WARNING", logger="m1data.publishing.export"):
+        out = public_rows(ds)
+    assert read.call_count == len(ds.column_names) == 4  # one chunk per column
+    assert out["reasoning"] == ["See https://h.example/v1", "See ~/y."] and out["question"] == ds["question"]
+    assert out["metadata"] == ['{"file": "train.jsonl"}', "{}"]
+    warned = [r.getMessage().split(":")[0] for r in caplog.records if r.levelname == "WARNING"]
+    assert warned == ["column 'question'", "column 'reasoning'"]
