@@ -90,7 +90,8 @@ COLUMN_NOTES = {
     "source": "Which source the question comes from: medqa, headqa, medmcqa or pubmedqa.",
     "question": "The question stem as the source gives it.",
     "context": "PubMedQA's abstract contexts joined by newlines; empty for the other sources.",
-    "options": "Answer options, shuffled per row with a seeded generator so the right letter is not a learnable bias.",
+    "options": "Answer options, shuffled per row with a seeded generator when the questions were loaded; the rows kept "
+    "after it can still favour a letter (see Answer letters).",
     "answer_idx": "Index of the right option in `options` (0-based).",
     "answer_letter": "Letter of the right option (A, B, ...).",
     "answer_text": "Text of the right option.",

@@ -1445,3 +1445,14 @@ def test_a_demonstration_cards_quick_start_does_not_train_on_it(tmp_path):
     real, _ = render_card("m1k", *_real_run(tmp_path))
     start = real[real.index("## Quick start"):real.index("## Dataset structure")]
     assert "SFTTrainer(" in start and "trl sft" in start and "demonstration" not in start
+
+
+def test_the_options_note_does_not_say_the_letters_are_unbiased_where_the_card_warns_they_are(tmp_path):
+    """The embedded build's card said of `options` that the shuffle makes the right letter "not a
+    learnable bias", while its own Answer letters warned that C was the key on 27 of its 35 rows: the
+    selections after the shuffle skew it. The note says what the shuffle does and no more."""
+    rows = run_pipeline([LetterRows("C" * 15 + "AABBDDAAB")], tmp_path / "skewed")
+    card, _ = render_card("m1k", tmp_path / "skewed", {"m1k": {"train": rows}}, images_dir="images")
+    note = table_row(card, "`options`")[1]
+    assert "Warning: answer C is over-represented" in card
+    assert "not a learnable bias" not in note and "seeded generator" in note and "Answer letters" in note
