@@ -1456,3 +1456,15 @@ def test_the_options_note_does_not_say_the_letters_are_unbiased_where_the_card_w
     note = table_row(card, "`options`")[1]
     assert "Warning: answer C is over-represented" in card
     assert "not a learnable bias" not in note and "seeded generator" in note and "Answer letters" in note
+
+
+def test_a_sample_only_card_does_not_send_questions_to_source_authors_it_has_none_of(tmp_path):
+    """The embedded build's Contact sent questions about "the original data" to "the authors of the
+    source datasets (citations above)", where every citation says the rows are m1data's own sample."""
+    rows = run_pipeline([SampleLoad()], tmp_path / "demo")
+    card, _ = render_card("m1k", tmp_path / "demo", {"m1k": {"train": rows}}, images_dir="images")
+    contact = " ".join(card[card.index("## Contact"):].split())
+    assert "authors of the source datasets" not in contact
+    assert "The questions are m1data's own synthetic sample, not a source dataset's: ask about them on the m1data" in contact
+    real, _ = render_card("m1k", *_real_run(tmp_path))
+    assert "the authors of the source datasets (citations above)" in " ".join(real[real.index("## Contact"):].split())
