@@ -1468,3 +1468,17 @@ def test_a_sample_only_card_does_not_send_questions_to_source_authors_it_has_non
     assert "The questions are m1data's own synthetic sample, not a source dataset's: ask about them on the m1data" in contact
     real, _ = render_card("m1k", *_real_run(tmp_path))
     assert "the authors of the source datasets (citations above)" in " ".join(real[real.index("## Contact"):].split())
+
+
+def test_a_draw_that_took_its_whole_pool_is_not_said_to_have_balanced_domains(tmp_path):
+    """The embedded m1K (35 rows in its pool, 1,000 asked for) said its zero-shot domains made "the
+    draw's balance by domain" rough, where its summary said, rightly, that the draw took the whole pool
+    and balanced nothing."""
+    said = {}
+    for short_by in (0, 965):
+        run_dir = tmp_path / str(short_by)
+        rows = run_pipeline([Make(), OfflineTag(), UniformSample(["domain", "source"], short_by)], run_dir)
+        card, _ = render_card("m1k", run_dir, {"default": {"train": rows}}, images_dir="images")
+        said[short_by] = " ".join(card[card.index("### Domains"):card.index("### Lengths")].split())
+    assert "these domains are rough, and so is the draw's balance by domain" in said[0]
+    assert "these domains are rough." in said[965] and "draw's balance" not in said[965]
