@@ -1482,3 +1482,16 @@ def test_a_draw_that_took_its_whole_pool_is_not_said_to_have_balanced_domains(tm
         said[short_by] = " ".join(card[card.index("### Domains"):card.index("### Lengths")].split())
     assert "these domains are rough, and so is the draw's balance by domain" in said[0]
     assert "these domains are rough." in said[965] and "draw's balance" not in said[965]
+
+
+def test_uses_do_not_say_rare_domains_are_over_represented_when_the_draw_took_its_whole_pool(tmp_path):
+    """Uses said "Because the draw is balanced by domain, rare domains are over-represented" of an
+    m1K whose draw took its whole pool (fewer rows than asked for), whose summary says they mirror the pool."""
+    said = {}
+    for short_by in (0, 995):
+        run_dir = tmp_path / str(short_by)
+        rows = run_pipeline([Make(), UniformSample(["domain", "source"], short_by)], run_dir)
+        card, _ = render_card("m1k", run_dir, {"default": {"train": rows}}, images_dir="images")
+        said[short_by] = " ".join(card[card.index("## Uses"):card.index("## Bias")].split())
+    assert "Because the draw is balanced by domain, rare domains are over-represented" in said[0]
+    assert "over-represented" not in said[995] and "data-efficient fine-tuning" in said[995]
