@@ -1442,9 +1442,11 @@ def test_a_demonstration_cards_quick_start_does_not_train_on_it(tmp_path):
         assert "SFTTrainer" not in start and "trl sft" not in start and "trains on" not in start, stages
         assert "This is a demonstration build (see the notice at the top)" in start
         assert "not to train a model on" in start
+        assert "training on" not in " ".join(first_screen(card).split()), stages  # nor its notice at the top
     real, _ = render_card("m1k", *_real_run(tmp_path))
     start = real[real.index("## Quick start"):real.index("## Dataset structure")]
     assert "SFTTrainer(" in start and "trl sft" in start and "demonstration" not in start
+    assert "before training on or evaluating with this data" in " ".join(first_screen(real).split())
 
 
 def test_the_options_note_does_not_say_the_letters_are_unbiased_where_the_card_warns_they_are(tmp_path):
