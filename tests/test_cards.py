@@ -1467,7 +1467,8 @@ def test_a_sample_only_card_does_not_send_questions_to_source_authors_it_has_non
     card, _ = render_card("m1k", tmp_path / "demo", {"m1k": {"train": rows}}, images_dir="images")
     contact = " ".join(card[card.index("## Contact"):].split())
     assert "authors of the source datasets" not in contact
-    assert "The questions are m1data's own synthetic sample, not a source dataset's: ask about them on the m1data" in contact
+    assert ("The questions are m1data's own synthetic sample, not a source dataset's: ask about them on the m1data"
+            in contact)
     real, _ = render_card("m1k", *_real_run(tmp_path))
     assert "the authors of the source datasets (citations above)" in " ".join(real[real.index("## Contact"):].split())
 
@@ -1497,3 +1498,4 @@ def test_uses_do_not_say_rare_domains_are_over_represented_when_the_draw_took_it
         said[short_by] = " ".join(card[card.index("## Uses"):card.index("## Bias")].split())
     assert "Because the draw is balanced by domain, rare domains are over-represented" in said[0]
     assert "over-represented" not in said[995] and "data-efficient fine-tuning" in said[995]
+

@@ -205,8 +205,8 @@ def test_the_rendered_conversation_is_published_as_built_like_the_messages_it_re
 def test_each_column_is_read_once_to_find_what_to_warn_of_and_what_to_rewrite(caplog):
     """The dataset's own text was read twice, once for the local-path warning and once for URL
     credentials; one pass now tells both, with the same warning and rewrite."""
-    rows = [{"id": "r1", "question": "Which folder (/data) holds it?", "reasoning": "See https://me:s3cret@h.example/v1",
-             "metadata": '{"file": "/home/alice/raw/train.jsonl"}'},
+    rows = [{"id": "r1", "question": "Which folder (/data) holds it?",
+             "reasoning": "See https://me:s3cret@h.example/v1", "metadata": '{"file": "/home/alice/raw/train.jsonl"}'},
             {"id": "r2", "question": "Plain?", "reasoning": "See ~/y.", "metadata": "{}"}]
     ds = datasets.Dataset.from_list(rows)
     with mock.patch.object(export, "strings_matching", wraps=export.strings_matching) as read, \
