@@ -529,6 +529,17 @@ def _ngram_checks(manifests: list[dict[str, Any]]) -> list[tuple[str, dict[str, 
     return checks
 
 
+# What the card's n-gram table shows of a check (`_ngram_checks`): all a card's provenance keeps of it.
+NGRAM_SHOWN = ("n", "common_ngram_rows", "min_share", "fuzzy_threshold", "flagged", "both", "ngram_only", "fuzzy_only")
+
+
+def _kept_ngram_checks(kept: Any) -> list[tuple[str, dict[str, Any]]]:
+    """The n-gram checks a card's provenance holds, [stage, check] each; one without the table's
+    counts (an edited card) is left out."""
+    return [(str(entry[0]), entry[1]) for entry in kept if isinstance(entry, list) and len(entry) == 2
+            and isinstance(entry[1], dict) and {"n", "flagged", "both", "ngram_only", "fuzzy_only"} <= set(entry[1])]
+
+
 # ---------------------------------------------------------------------------------------------
 # Provenance of a re-sampled build (m1K drawn from an m23K that already existed)
 
@@ -590,6 +601,10 @@ def provenance_metadata(manifests: list[dict[str, Any]], upstream: Provenance | 
     constrained = _constrained_teacher(manifests, upstream)
     if constrained:
         provenance["constrained_teacher"] = constrained
+    ngram = (upstream.ngram_checks if upstream else []) + _ngram_checks(manifests)
+    if ngram:  # a build drawn from this card's folder shows them as one drawn from its run folder does
+        provenance["ngram_checks"] = [[stage, {k: check[k] for k in NGRAM_SHOWN if k in check}]
+                                      for stage, check in ngram]
     limits = sorted({*(upstream.student_max_tokens if upstream else []), *_student_limits(manifests)})
     if limits:
         provenance["student_max_tokens"] = limits
@@ -621,7 +636,8 @@ def _upstream(manifests: list[dict[str, Any]]) -> Provenance | None:
             used = kept.get("sample") or {}
             sample = SampleView(list(used.get("sources") or []), list(used.get("eval_sets") or [])) if used else None
             known = not kept.get("unknown_upstream")  # drawn in turn from a dataset of unknown provenance
-            return Provenance(name, models, pivot, list(kept.get("eval_sets") or []), [], known, sample,
+            return Provenance(name, models, pivot, list(kept.get("eval_sets") or []),
+                              _kept_ngram_checks(kept.get("ngram_checks") or []), known, sample,
                               list(kept.get("embedded_models") or []), _kept_sources(kept.get("sources")),
                               [_upstream_prompt(*p) for p in kept.get("prompts") or [] if len(p) == 3],
                               [str(k) for k in kept.get("constrained_teacher") or []],

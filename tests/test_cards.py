@@ -1499,3 +1499,14 @@ def test_uses_do_not_say_rare_domains_are_over_represented_when_the_draw_took_it
     assert "Because the draw is balanced by domain, rare domains are over-represented" in said[0]
     assert "over-represented" not in said[995] and "data-efficient fine-tuning" in said[995]
 
+
+def test_a_resampled_card_shows_its_upstreams_ngram_check_read_from_its_card_as_from_its_run(tmp_path):
+    """An m1K drawn from an m23K's run folder showed the m23K's n-gram check (its n, share and fuzzy
+    ratio); drawn from the m23K's Hub folder, whose card is all it has, it showed none."""
+    fresh, drawn = _resampled_cards(tmp_path, [Make(), NgramDecontaminate()])
+    expected = table_row(fresh, "decontaminate")
+    for name, card in drawn.items():
+        section = card[card.index("A second, independent check"):card.index("### Domains")]
+        assert table_row(section, "decontaminate") == expected, name
+    metadata, _ = split_card(drawn["from-card"])
+    assert "ngram_only_rows" not in str(metadata["m1data_provenance"])  # what the table shows, not the row lists
