@@ -305,9 +305,10 @@ def _students_cut_off(rows: datasets.Dataset, manifests: list[dict[str, Any]],
         return None
     cut = sum("length" in statuses and "ok" not in statuses
               for statuses in zip(*(column_values(rows, c) for c in columns)))
-    limits = set(_student_limits(manifests)) | set(upstream.student_max_tokens if upstream else [])
+    here = _student_limits(manifests)
+    limits = set(here) | set(upstream.student_max_tokens if upstream else [])
     return {"rows": cut, "of": len(rows), "max_tokens": ", ".join(f"{n:,}" for n in sorted(limits)),
-            "upstream": not _student_limits(manifests)} if cut else None
+            "upstream": not here} if cut else None
 
 
 def _student_limits(manifests: list[dict[str, Any]]) -> list[int]:
@@ -527,6 +528,15 @@ def _ngram_checks(manifests: list[dict[str, Any]]) -> list[tuple[str, dict[str, 
             threshold = (m.get("config") or {}).get("threshold")
             checks.append((m["stage"], {**check, **({"fuzzy_threshold": _number(threshold)} if threshold else {})}))
     return checks
+
+
+def _fuzzy_thresholds(manifests: list[dict[str, Any]], upstream: Provenance | None) -> list[str]:
+    """The fuzzy ratios the decontamination stages (here and upstream) removed from. Why: the
+    card said "the threshold in the stage settings", and a resampled card's stage table has no
+    decontamination stage to read it from."""
+    here = [(m.get("config") or {}).get("threshold") for m in manifests if (m.get("stats") or {}).get("eval_items")]
+    there = [check.get("fuzzy_threshold") for _, check in (upstream.ngram_checks if upstream else [])]
+    return sorted({_number(t) if isinstance(t, (int, float)) else str(t) for t in here + there if t is not None})
 
 
 # What the card's n-gram table shows of a check (`_ngram_checks`): all a card's provenance keeps of it.
@@ -1291,6 +1301,7 @@ def render_card(
         "decontamination": _decontamination(manifests),
         "eval_sets": _eval_sets_checked(manifests),
         "ngram_checks": _ngram_checks(manifests),
+        "fuzzy_thresholds": _fuzzy_thresholds(manifests, upstream),
         "upstream": upstream,
         "provenance_unknown": bool(upstream and not upstream.found and not sample),
         "domains": domains,

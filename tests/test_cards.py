@@ -1510,3 +1510,18 @@ def test_a_resampled_card_shows_its_upstreams_ngram_check_read_from_its_card_as_
         assert table_row(section, "decontaminate") == expected, name
     metadata, _ = split_card(drawn["from-card"])
     assert "ngram_only_rows" not in str(metadata["m1data_provenance"])  # what the table shows, not the row lists
+
+
+def test_the_decontamination_prose_names_the_fuzzy_ratio_the_build_ran_here_or_upstream(tmp_path):
+    """The Decontamination section said "the threshold in the stage settings", which a resampled
+    card's stage table (no decontamination stage) does not hold: the ratio is now named."""
+    class Counted(NgramDecontaminate):  # what the real stage records beside its removals
+        def run(self, rows, ctx):
+            result = super().run(rows, ctx)
+            return dataclasses.replace(result, stats={**result.stats, "eval_items": {"medqa_test": 9, "mmlu_anatomy": 5}})
+
+    fresh, drawn = _resampled_cards(tmp_path, [Make(), Counted()])
+    for name, card in {"fresh": fresh, **drawn}.items():
+        section = card[card.index("### Decontamination"):card.index("A second, independent check")]
+        assert "fuzzy ratio at or above 90;" in section, name
+        assert "in the stage settings" not in section, name
