@@ -40,6 +40,7 @@ from m1data.running.pipeline import (
     RunContext,
     Stage,
     StageResult,
+    cache_lock,
     dropped_path,
     dropped_rows,
     in_memory,
@@ -592,8 +593,10 @@ def run_llm_on_file(
 
         refuse_overwrite(in_path, out_path)  # before a server starts
         _refuse_cache_on_a_file_of_the_run(stage.runtime.cache_path, in_path, out_path)
-        with output_lock(out_path), serve_embedded([stage], Path(out_path).expanduser().parent):
-            stats = run_on_file(stage, in_path, out_path)  # the lock first: a second run starts no server
+        cache = stage.runtime.cache_path  # held too: a run into another OUT on this cache sent what this one sent
+        with (output_lock(out_path), cache_lock(cache) if cache else contextlib.nullcontext(),
+              serve_embedded([stage], Path(out_path).expanduser().parent)):
+            stats = run_on_file(stage, in_path, out_path)  # the locks first: a second run starts no server
         if stats.get("transient_failures"):
             log.warning(
                 "%s requests failed transiently (timeouts, 5xx, dropped connections); their rows are in the dropped "

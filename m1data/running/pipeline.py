@@ -666,7 +666,7 @@ def output_lock(out_path: str | Path) -> Iterator[None]:
     made = _missing_folders(out_path.parent)
     with storage_errors(lock):
         out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = _lock_file(lock, out_path)
+    fd = _lock_file(lock, f"{out_path} is being written by another file run", "choose another OUT")
     _OUTS_HELD[out_path] = threading.get_ident()
     try:
         yield
@@ -691,14 +691,15 @@ def _missing_folders(folder: Path) -> list[Path]:
     return missing
 
 
-def _lock_file(lock: Path, out_path: Path) -> int:
-    """An open, locked `lock`. A run that got the lock of a file its holder had just removed
-    holds a file no one else will open: it opens the one now at the path and locks that."""
+def _lock_file(lock: Path, in_use: str, instead: str) -> int:
+    """An open, locked `lock` (refused as `_take_lock` refuses). A run that got the lock of a file
+    its holder had just removed holds a file no one else will open: it opens the one now at the
+    path and locks that."""
     while True:
         with storage_errors(lock):
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            _take_lock(fd, f"{out_path} is being written by another file run", "choose another OUT")
+            _take_lock(fd, in_use, instead)
             now = os.stat(lock)
         except FileNotFoundError:
             now = None
@@ -708,6 +709,28 @@ def _lock_file(lock: Path, out_path: Path) -> int:
         held = os.fstat(fd)
         if now is not None and (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
             return fd
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def cache_lock(cache_path: str | Path) -> Iterator[None]:
+    """Hold an LLM reply cache for one file run, as `output_lock` holds OUT. Why: two runs into
+    different OUTs sharing one --cache each looked the cache up before the other's replies were in
+    it, so both sent, and paid for, the same requests; the second now stops at once, naming the
+    holder. Not re-entrant: one run holds a cache once, and a second thread is refused as a second
+    process is (each opens its own lock). The lock is a file beside the cache (.NAME.lock), never
+    the SQLite file: closing any descriptor of that file drops SQLite's own locks on it in this
+    process. It goes when the run ends, as OUT's does. A distributed run's workers open the cache
+    without it: the run holding it is theirs."""
+    cache_path = Path(cache_path).expanduser().resolve()
+    lock = cache_path.with_name(f".{cache_path.name}.lock")
+    with storage_errors(lock):
+        lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = _lock_file(lock, f"the reply cache {cache_path} is in use by another run", "give --cache another file")
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)  # under the lock: see `_lock_file`
         os.close(fd)
 
 
@@ -1145,6 +1168,7 @@ __all__ = [
     "account_kept_or_dropped",
     "account_read",
     "add_columns",
+    "cache_lock",
     "check_accounting",
     "check_rows",
     "check_texts",

@@ -173,3 +173,55 @@ def test_rows_dropped_before_sending_join_the_stage_s_dropped_rows():
     merged = _with_dropped(StageResult(rows=ours, dropped=ours.select([3, 1])), added).dropped
     assert merged["id"] == ["r3", "r1", "bad"] and merged["student_s_correct"] == [False, False, None]
     assert merged["detail"] == [None, None, "d"] and merged["note"] == [None, None, "kept"]  # no type yet: takes the value
+
+
+SHARED_CACHE_RUN = """
+import sys
+from m1data.llm.stages import LLMRuntime, run_llm_on_file
+from m1data.stages.traces import TeacherTraces, TracesConfig
+
+rows, out, url, cache = sys.argv[1:]
+runtime = LLMRuntime(progress=False, concurrency=8, cache_path=cache)
+stage = TeacherTraces(TracesConfig(model="m", base_url=url, api_key_env=None, runtime=runtime))
+print("rows_out", run_llm_on_file(stage, rows, out, dry_run=False)["rows_out"], flush=True)
+"""
+
+
+def test_a_second_file_run_on_a_cache_in_use_is_refused_and_nothing_is_paid_twice(llm_server, tmp_path):
+    """Two file runs into different OUTs sharing one --cache: each looked up the cache before the
+    other's replies were in it, so both sent the same requests and each was paid twice. The cache
+    is held for the run now: the second run stops at once, in one line naming the holder's pid,
+    and a run after the holder's end answers from the cache and sends nothing."""
+    import subprocess
+    import time
+
+    from m1data.errors import UserError
+    from m1data.llm.stages import run_llm_on_file
+    from m1data.running.pipeline import RunLocked
+
+    llm_server.handler = lambda req: chat("The answer is \\boxed{A}.", reasoning="Option A fits.", delay=3.0)
+    src = write_rows(rows(), tmp_path / "in.jsonl")
+    cache = tmp_path / "shared" / "replies.sqlite"
+    holder = subprocess.Popen([sys.executable, "-c", SHARED_CACHE_RUN, str(src), str(tmp_path / "a.jsonl"),
+                               llm_server.base_url, str(cache)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        while llm_server.count() < 5 and holder.poll() is None:  # all five requests on the wire
+            time.sleep(0.01)
+        second = stage("traces", llm_server.base_url)
+        second.runtime.cache_path = str(cache)
+        with pytest.raises(RunLocked, match=f"pid {holder.pid}") as err:
+            run_llm_on_file(second, src, tmp_path / "b.jsonl", dry_run=False)
+        said = str(err.value)
+        assert isinstance(err.value, UserError) and str(cache) in said and "\n" not in said
+        assert said.endswith("wait for it to finish or give --cache another file")
+        out, errors = holder.communicate(timeout=60)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert holder.returncode == 0, errors
+    assert out.split()[0] == "rows_out" and not (tmp_path / "b.jsonl").exists()
+    assert sorted(llm_server.sends_per_body().values()) == [1] * 5  # every request paid once
+    assert run_llm_on_file(second, src, tmp_path / "b.jsonl", dry_run=False)["rows_out"] == int(out.split()[1])
+    assert llm_server.count() == 5  # the later run read the holder's replies
+    assert sorted(p.name for p in cache.parent.iterdir()) == ["replies.sqlite"]  # no lock file left
