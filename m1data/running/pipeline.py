@@ -605,6 +605,7 @@ class RunLocked(UserError, RuntimeError):
 
 LOCK_FILE = ".m1data.lock"
 _HELD: dict[Path, tuple[int, int]] = {}  # run folders this process has locked: its lock file's (device, inode)
+_HOLDERS: dict[Path, int] = {}  # the thread holding each of them (`run_lock`)
 
 
 @contextlib.contextmanager
@@ -612,10 +613,13 @@ def run_lock(run_dir: str | Path, what: str = "build") -> Iterator[None]:
     """Hold the run folder for one build: an OS lock (flock) on RUN_DIR/.m1data.lock, released by
     the OS when the process ends however it ends, so a crash leaves no stale lock. A second build
     into the same folder is refused at once, naming the holder, instead of both writing the same
-    stage folders. Re-entrant within a process (a build holds it around run_pipeline and export).
+    stage folders. Re-entrant within a thread (a build holds it around run_pipeline and export), not
+    a process: a build from a second thread went ahead and wrote the first's stage folders. Nothing
+    enters it again from another thread: a job that `run_sync` moves to a thread of its own (a
+    notebook's infer run or sweep) takes its folders on that thread; a build's calls moved there take none.
     `what` holds it, for the refusal: an infer run's or sweep's --out is held the same way."""
     run_dir = Path(run_dir).resolve()
-    if run_dir in _HELD:
+    if _HOLDERS.get(run_dir) == threading.get_ident():
         yield
         return
     with storage_errors(run_dir):  # a read-only or full disk: one line, before any stage runs
@@ -625,9 +629,11 @@ def run_lock(run_dir: str | Path, what: str = "build") -> Iterator[None]:
         _take_lock(fd, f"{run_dir} is in use by another {what}", "write into another --out")
         held = os.fstat(fd)
         _HELD[run_dir] = (held.st_dev, held.st_ino)
+        _HOLDERS[run_dir] = threading.get_ident()
         try:
             yield
         finally:
+            _HOLDERS.pop(run_dir, None)
             _HELD.pop(run_dir, None)
             os.ftruncate(fd, 0)
     finally:

@@ -125,6 +125,25 @@ def test_sweep_grid_resume_and_plots(tmp_path, eval_sets):
 
 
 
+def test_a_sweep_in_a_notebook_cell_holds_its_folders_on_the_thread_it_runs_on(tmp_path, eval_sets):
+    """From a cell (an event loop running) a sweep's job runs on a thread of its own (`run_sync`),
+    and takes its folder's run lock and each point's there, one inside the other. The lock,
+    re-entrant per thread, lets it through: the points a sweep outside a loop gives, read back
+    by the next sweep into the folder."""
+    import asyncio
+
+    base = BudgetConfig(model="m")
+
+    async def cell(engine):
+        return run_sweep(engine, eval_sets, tmp_path / "cell", base, budgets=[8, 64])
+
+    points = asyncio.run(cell(Oracle()))
+    plain = run_sweep(Oracle(), eval_sets, tmp_path / "plain", base, budgets=[8, 64])
+    assert [p["accuracy"] for p in points] == [p["accuracy"] for p in plain] and len(points) == 2
+    again = Oracle()
+    assert asyncio.run(cell(again)) == points and again.calls == 0
+
+
 def test_sweep_runs_again_when_a_set_changed_under_the_same_name(tmp_path):
     """A finished point is read back only for the same rows: another file (or a fixed loader)
     under the same set name was reported with the old set's n and accuracy."""

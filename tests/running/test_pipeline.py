@@ -404,6 +404,52 @@ def test_a_file_run_that_wrote_nothing_leaves_none_of_the_folders_it_made(tmp_pa
     assert list(tmp_path.iterdir()) == []
 
 
+class WaitingMake(Make):
+    """Make, held open until told to go on: a build still running while another starts."""
+
+    def __init__(self, started, go):
+        super().__init__()
+        self.started, self.go = started, go
+
+    def run(self, rows, ctx):
+        self.started.set()
+        assert self.go.wait(30)
+        return super().run(rows, ctx)
+
+
+def test_a_second_build_from_another_thread_into_the_same_run_folder_is_refused(tmp_path):
+    """The run lock was re-entrant per process: a build started from a second thread into the
+    folder a first thread's build held went ahead, and both wrote the same stage folders. Only
+    the holding thread enters again now; another thread is refused, as another process is."""
+    import os
+    import threading
+
+    from m1data.running.pipeline import RunLocked
+
+    started, go, failed = threading.Event(), threading.Event(), []
+
+    def first():
+        try:
+            run_pipeline([WaitingMake(started, go), DropSome()], tmp_path)
+        except BaseException as err:  # noqa: BLE001 (reported below, in the test's thread)
+            failed.append(err)
+
+    holder = threading.Thread(target=first)
+    holder.start()
+    try:
+        assert started.wait(30)
+        with pytest.raises(RunLocked, match=f"pid {os.getpid()}") as err:
+            run_pipeline([Make(), DropSome()], tmp_path)
+        assert str(tmp_path) in str(err.value) and "another build" in str(err.value)
+        assert CALLS == []  # the refused build ran nothing (the holder's stage is still waiting)
+    finally:
+        go.set()
+        holder.join(60)
+    assert failed == [] and CALLS == ["make", "drop"]
+    run_pipeline([Make(), DropSome()], tmp_path)  # released with its holder: the finished build is kept
+    assert CALLS == ["make", "drop"] and len(read_manifests(tmp_path)) == 2
+
+
 class RemovesTheRunFolder(DropSome):
     """A stage during which the run folder is deleted (by hand, a clean-up job, a lost mount)."""
 

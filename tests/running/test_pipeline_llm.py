@@ -101,6 +101,25 @@ def test_a_crash_while_writing_outputs_keeps_the_reply_cache(llm_server, tmp_pat
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_a_build_in_a_notebook_cell_enters_its_lock_again_while_its_calls_run_on_another_thread(llm_server, tmp_path):
+    """A Jupyter cell is synchronous code while the kernel's loop runs: the build holds its folder
+    on the cell's thread, around run_pipeline (which takes it again), while its requests run in a
+    loop on a thread of their own (`run_sync`). The run lock, re-entrant per thread, lets it through."""
+    import asyncio
+
+    from m1data.running.pipeline import run_lock
+
+    llm_server.handler = right_answer
+
+    async def cell():
+        with run_lock(tmp_path):  # as `m1data.jobs` holds it around run_pipeline and the export
+            return run_pipeline([Rows(), teacher(llm_server)], tmp_path)
+
+    out = asyncio.run(cell())
+    assert len(out) == N_ROWS and llm_server.count() == N_ROWS
+    assert [m["stage"] for m in read_manifests(tmp_path)] == ["rows", "traces"]
+
+
 def test_a_cache_left_in_a_tmp_folder_by_a_crash_is_recovered(llm_server, tmp_path):
     """A run folder in the state an earlier version's crash left behind: the stage folder gone,
     the cache moved into NN_stage.tmp. The re-run takes the cache back before deleting .tmp."""
