@@ -48,11 +48,12 @@ than set after set would.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,7 @@ from m1data.llm.runner import RunStats, run_sync
 from m1data.llm.stages import CACHE_FILENAME, LLMRuntime, llm_stats
 from m1data.llm.types import Engine
 from m1data.reading.evalsets import EvalInput, load_eval_input, unscorable_keys_taken_out, with_mappings
-from m1data.running.pipeline import run_lock
+from m1data.running.pipeline import cache_lock, run_lock
 from m1data.schema import LETTERS, column_values
 from m1data.stages.answers import grade
 
@@ -381,11 +382,16 @@ def write_json(path: Path, value: Any) -> None:
     write_atomic(path, json.dumps(value, indent=2) + "\n")
 
 
-def open_infer_cache(runtime: LLMRuntime | None, out_dir: str | Path) -> Cache:
+@contextlib.contextmanager
+def open_infer_cache(runtime: LLMRuntime | None, out_dir: str | Path) -> Iterator[Cache]:
     """The reply cache of an infer run or sweep: the runtime's `cache_path`, else
-    ``out_dir/llm_cache.sqlite`` (beside what it produced, like a build stage's)."""
+    ``out_dir/llm_cache.sqlite`` (beside what it produced, like a build stage's). A cache the
+    runtime names is held for the run (`cache_lock`): two runs into other folders sharing it both
+    sent, and paid for, the same calls. The folder's own is held with the folder (`run_lock`)."""
     configured = runtime.cache_path if runtime is not None else None
-    return Cache(configured or Path(out_dir) / CACHE_FILENAME)
+    path = Path(configured) if configured else Path(out_dir) / CACHE_FILENAME
+    with cache_lock(path) if configured else contextlib.nullcontext(), Cache(path) as cache:
+        yield cache
 
 
 def run_infer(

@@ -460,6 +460,33 @@ def test_a_second_run_into_a_folder_in_use_is_refused_and_cannot_mix_their_files
     assert metrics["config"]["thinking_budget"] == 2 and stops == {"budget"}  # 2 tokens cut every thought short
 
 
+def test_a_second_run_on_a_cache_in_use_is_refused_and_nothing_is_paid_twice(tmp_path):
+    """Two `infer run`s into different --outs sharing one --cache each looked the cache up before
+    the other's replies were in it, so both sent, and paid for, the same calls. A named cache is
+    held for the run now: the second is refused in one line (exit 1) naming the holder's pid, and
+    a run after the holder's end reads its replies from the cache."""
+    evals = eval_file(tmp_path / "e.jsonl", 4)
+    cache = tmp_path / "shared" / "replies.sqlite"
+    with ScriptedServer(thinker(delay=3.0)) as server:
+        def command(out: str) -> list[str]:
+            return ["infer", "run", "--base-url", server.base_url, "--model", "m", "--eval-sets", f"mine={evals}",
+                    "--no-progress", "--cache", str(cache), "--out", str(tmp_path / out)]
+
+        first = subprocess.Popen([*CLI, *command("a")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 env=OFFLINE)
+        deadline = time.monotonic() + 120
+        while server.count() < 4 and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)  # the four thinking calls on the wire
+        second = runner.invoke(app, command("b"))
+        _, err = first.communicate(timeout=120)
+        assert first.returncode == 0, err
+        said = " ".join(second.output.split())
+        assert second.exit_code == 1 and f"pid {first.pid}" in said and str(cache) in said, second.output
+        assert set(server.sends_per_body().values()) == {1}  # every call paid once
+        sent = server.count()
+        assert runner.invoke(app, command("b")).exit_code == 0 and server.count() == sent  # all from the cache
+    assert sorted(p.name for p in cache.parent.iterdir()) == ["replies.sqlite"]  # no lock file left
+
 def test_the_temporary_file_of_a_write_killed_before_its_rename_is_removed_by_the_next_write(tmp_path):
     """`write_atomic` (metrics.json here; builds.json, a batch log) killed by SIGKILL before its
     rename left its hidden `.metrics.json.PID.tmp` beside the file, and nothing ever removed it
