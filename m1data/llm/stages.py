@@ -248,6 +248,11 @@ class LLMStage(Stage):
     @abstractmethod
     def endpoints(self) -> list[Endpoint]: ...
 
+    def shared_caches(self) -> tuple[str, ...]:
+        """The configured reply cache, which a build holds while it runs (`Stage.shared_caches`);
+        none when the cache is the stage's state folder's, which the run folder's lock holds."""
+        return (self.runtime.cache_path,) if self.runtime.cache_path else ()
+
     def external_fingerprint(self) -> str:
         """The model file that serves this stage's `embedded` endpoints (its name and size). Why:
         the config says only `base_url: embedded`, so a build run again with M1DATA_EMBEDDED_GGUF

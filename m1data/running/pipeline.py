@@ -170,6 +170,12 @@ class Stage(ABC):
         """Fingerprint of inputs that are not the previous stage's rows (files a loader reads)."""
         return ""
 
+    def shared_caches(self) -> tuple[str, ...]:
+        """Reply caches outside the run folder that this stage's config names (an LLM stage's
+        `cache_path`): another build may name them too, so a build holds them while it runs
+        (`cache_lock`), or both sent, and paid for, the same requests."""
+        return ()
+
     def config_dict(self) -> dict[str, Any]:
         if dataclasses.is_dataclass(self.config):
             return json.loads(json.dumps(dataclasses.asdict(self.config), default=str))
@@ -1004,9 +1010,20 @@ def run_pipeline(
     check_columns(stages[: stop_at + 1])
     if executor is None:  # on a cluster the stages run on workers, whose packages are theirs
         _check_installed(stages[start_at: stop_at + 1], run_dir, start_at, force or start is not None)
-    with run_lock(run_dir):
+    with run_lock(run_dir), _caches_held(stages[start_at: stop_at + 1]):
         _record_build(run_dir, stages)
         return _run_stages(stages[: stop_at + 1], run_dir, start, start_at, force, executor)
+
+
+@contextlib.contextmanager
+def _caches_held(stages: Sequence[Stage]) -> Iterator[None]:
+    """Hold every reply cache the stages name (`Stage.shared_caches`), each once: two stages may
+    name the same file, and `cache_lock` does not let its holder in again."""
+    paths = sorted({Path(path).expanduser().resolve() for stage in stages for path in stage.shared_caches()})
+    with contextlib.ExitStack() as held:
+        for path in paths:
+            held.enter_context(cache_lock(path))
+        yield
 
 
 def with_columns(before: frozenset[str] | None, added: Iterable[str]) -> frozenset[str] | None:

@@ -4,6 +4,7 @@ as a finished stage."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import datasets
@@ -61,12 +62,14 @@ def right_answer(req: Received) -> Response:
     return chat(f"The answer is \\boxed{{{ANSWER_BY_PROMPT[prompt]}}}.", reasoning="thinking")
 
 
-def teacher(server, **kwargs) -> TeacherTraces:
+def teacher(server, cache=None, **kwargs) -> TeacherTraces:
+    """The teacher stage; `cache`: the reply cache its config names (None: the stage's state folder's)."""
     config = TracesConfig(
         model="teacher",
         base_url=server.base_url,
         api_key_env=None,
-        runtime=LLMRuntime(progress=False, retries=RetryPolicy(max_attempts=2, base_delay=0.01)),
+        runtime=LLMRuntime(progress=False, retries=RetryPolicy(max_attempts=2, base_delay=0.01),
+                           cache_path=None if cache is None else str(cache)),
         **kwargs,
     )
     return TeacherTraces(config)
@@ -302,3 +305,40 @@ def test_a_stage_that_keeps_no_rows_returns_a_result_that_pickles(llm_server, tm
     back = pickle.loads(pickle.dumps(result))
     assert len(back.rows) == 0 and back.rows.column_names == result.rows.column_names
     assert back.dropped.to_list() == result.dropped.to_list()
+
+
+def test_a_second_build_on_a_configured_cache_in_use_is_refused_and_nothing_is_paid_twice(llm_server, tmp_path):
+    """Two builds into different run folders whose configs name one `cache_path` each looked the
+    cache up before the other's replies were in it, so both sent, and paid for, the same requests.
+    A build holds the caches its stages name while it runs: the second is refused at once, and a
+    build after the first's end reads every reply from the cache."""
+    import os
+    import threading
+
+    from m1data.running.pipeline import RunLocked
+
+    llm_server.handler = lambda req: Response(**{**vars(right_answer(req)), "delay": 3.0})
+    cache = tmp_path / "shared" / "replies.sqlite"
+    failed = []
+
+    def first():
+        try:
+            run_pipeline([Rows(), teacher(llm_server, cache=cache)], tmp_path / "a")
+        except BaseException as err:  # noqa: BLE001 (reported below, in the test's thread)
+            failed.append(err)
+
+    holder = threading.Thread(target=first)
+    holder.start()
+    try:
+        deadline = time.monotonic() + 60
+        while llm_server.count() < N_ROWS and holder.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)  # every request on the wire
+        with pytest.raises(RunLocked, match=f"pid {os.getpid()}") as err:
+            run_pipeline([Rows(), teacher(llm_server, cache=cache)], tmp_path / "b")
+        assert str(cache) in str(err.value) and "\n" not in str(err.value)
+    finally:
+        holder.join(60)
+    assert failed == [] and set(llm_server.sends_per_body().values()) == {1}  # every request paid once
+    assert len(run_pipeline([Rows(), teacher(llm_server, cache=cache)], tmp_path / "b")) == N_ROWS
+    assert llm_server.count() == N_ROWS  # the second build's replies all came from the cache
+    assert sorted(p.name for p in cache.parent.iterdir()) == ["replies.sqlite"]  # no lock file left
