@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 import re
 import string
 from collections.abc import Iterator, Mapping, Sequence
@@ -66,6 +67,33 @@ class RowError(M1DataError, ValueError):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+
+
+def integer_key(value: Any) -> int | None:
+    """The integer a numeric answer key holds: an int (numpy's too) or a whole, finite float (1.0,
+    numpy's 2.0); None for a bool, 1.7, NaN, infinity or anything that is no number. The one
+    reading of a number as a key, for every door (the file readers' `whole_number`, rows in the row
+    schema, a Dataset given to `infer`). Why floats: pandas writes an integer column with a hole in
+    it as floats, so a file or a frame a user saved keys its rows 1.0, 2.0 and null; read apart, the
+    file readers took such keys and the row doors refused every row ("answer_idx 2.0 is not an
+    option's index")."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        return None
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    number = float(value)
+    return int(number) if number.is_integer() else None  # is_integer is False for NaN and infinity
+
+
+def integer_keys(rows: datasets.Dataset) -> datasets.Dataset:
+    """`rows` with a float `answer_idx` column (pandas' 1.0, 2.0 and null, `integer_key`) cast to
+    integers. The caller has taken out every key that is not whole. Why: the keys are indices
+    (`LETTERS[key]`, `options[key]`, `grade`), and a float column no longer joins the integer one
+    of other rows (an eval set's unscored rows, `LoadResult.targets`)."""
+    feature = rows.features.get("answer_idx")
+    if not isinstance(feature, datasets.Value) or not pa.types.is_floating(feature.pa_type):
+        return rows
+    return rows.cast_column("answer_idx", datasets.Value("int64"))
 
 
 def option_label(letter: str) -> str:
@@ -472,6 +500,8 @@ __all__ = [
     "dropped_record",
     "flattened",
     "fresh_fingerprint",
+    "integer_key",
+    "integer_keys",
     "is_frame",
     "make_row",
     "question_id",

@@ -2,6 +2,7 @@ import functools
 import hashlib
 from collections import Counter
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -317,3 +318,17 @@ def test_an_answer_text_is_told_from_its_option_with_case_folded():
 
     for options, written in ((["Straße", "Ort"], "STRASSE"), (["5 µg", "10 mg"], "5 μg")):
         assert key_problem(render_prompt("Q?", options, ""), options, 0, "A", written) is None
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (1, 1), (np.int64(2), 2), (np.int32(-1), -1), (1.0, 1), (np.float64(2.0), 2), (np.float32(3.0), 3), (-1.0, -1),
+    (1.7, None), (float("nan"), None), (float("inf"), None), (np.float64("nan"), None), (True, None),
+    (np.bool_(True), None), ("1", None), ("1.0", None), ("B", None), (None, None), ([1], None),
+])
+def test_integer_key_reads_whole_numbers_of_any_number_type(value, expected):
+    """pandas writes an integer key column with a hole in it as floats, and numpy gives its own
+    number types: a key 2.0 or numpy's 2 is the index 2 at every door; 1.7, NaN, a bool or text is no index."""
+    from m1data.schema import integer_key
+
+    assert integer_key(value) == expected
+    assert expected is None or type(integer_key(value)) is int

@@ -72,7 +72,8 @@ from m1data.reading.readers import (
     whole_number,
 )
 from m1data.reading.registry import SOURCE_REGISTRY
-from m1data.schema import DEFAULT_SEED, LETTERS, RowError, ambiguous_answer, column_values, option_label
+from m1data.schema import (DEFAULT_SEED, LETTERS, RowError, ambiguous_answer, column_values, integer_key,
+                           integer_keys, option_label)
 
 MMLU_MEDICAL = (
     "anatomy",
@@ -539,11 +540,13 @@ def answer_readings(value: Any, options: list[str], written: list[str] | None = 
 
 def _key_text(value: Any) -> str | None:
     """An answer key as the text it compares as: a whole float as its integer (2.0 -> "2", see
-    `whole_number`); None for what cannot be a key (a bool, a list, None)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return None
-    number = whole_number(value) if isinstance(value, float) else None
-    return str(value if number is None else number).strip()
+    `integer_key`, numpy's numbers too); None for what cannot be a key (a bool, a list, None)."""
+    if isinstance(value, str):
+        return value.strip()
+    number = integer_key(value)
+    if number is not None:
+        return str(number)
+    return str(value) if isinstance(value, float) else None
 
 
 def read_answer(value: Any, options: list[str], kind: str, written: list[str] | None = None) -> int:
@@ -1616,7 +1619,7 @@ def loaded_eval_rows(spec: EvalInput, *, scoring: bool = True) -> dict[str, Load
             bad.append(dropped_record(name, str(row.get("id") or i), problem, row))
         (unscored if problem is not None or row["answer_idx"] in (None, -1) else ok).append(i)
     unscored_rows = _answers_taken_out(rows.select(unscored), [True] * len(unscored)) if unscored else None
-    result = LoadResult(rows=rows.select(ok), dropped=rows_to_dataset(bad, DROPPED_FEATURES),
+    result = LoadResult(rows=integer_keys(rows.select(ok)), dropped=rows_to_dataset(bad, DROPPED_FEATURES),
                         unscored=unscored_rows, origin=str(file))
     return {name: require_items(result, name, scoring=scoring)}
 
@@ -1628,8 +1631,8 @@ def unscorable_keys_taken_out(rows: datasets.Dataset) -> tuple[datasets.Dataset,
     key its own answer_letter or answer_text contradicted was scored against the option it named."""
     problems = [_loaded_key_problem(row) for row in rows]
     if not any(problems):
-        return rows, problems
-    return _answers_taken_out(rows, [problem is not None for problem in problems]), problems
+        return integer_keys(rows), problems
+    return integer_keys(_answers_taken_out(rows, [problem is not None for problem in problems])), problems
 
 
 # the answer of an unscored row, as the loaders write it (`unscored_row`)
@@ -1668,11 +1671,12 @@ def _loaded_key_problem(row: dict[str, Any]) -> RowError | None:
     `answer_letter` or `answer_text` contradicts; None for a good key or the -1 (or null) of a row
     loaded without one. Why: such rows were taken as they were, a contradicted key scored silently
     against another option, and a letter in `answer_idx` ended in a traceback."""
-    key, options = row["answer_idx"], row["options"] or []
-    if key is None or key == -1:
+    given, options = row["answer_idx"], row["options"] or []
+    key = integer_key(given)  # pandas' 2.0 is 2; 1.7, True or "1" is no index
+    if given is None or key == -1:
         return None
-    if isinstance(key, bool) or not isinstance(key, int):
-        return RowError("not_an_index", f"answer_idx {key!r} is not an option's index")
+    if key is None:
+        return RowError("not_an_index", f"answer_idx {given!r} is not an option's index")
     if not 0 <= key < len(options):
         return RowError("answer_out_of_range", f"answer_idx {key} for {len(options)} options")
     letter, written = row.get("answer_letter"), row.get("answer_text")

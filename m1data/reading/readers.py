@@ -58,6 +58,7 @@ from m1data.schema import (
     content_id,
     dropped_record,
     flattened,
+    integer_key,
     make_row,
     option_label,
     render_prompt,
@@ -1189,17 +1190,11 @@ def whole_number(value: Any) -> int | None:
     JSON or CSV file made from a DataFrame keys its answers 2.0 (or "2.0"), 0.0, ...; read as
     anything but the numbers they are, every key of such a file was "not a whole number" and the
     file had no row. Every reader of an index-like key (MedMCQA's `cop`, a mapped or eval file's
-    answer column) reads it through here."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value) if value.is_integer() and value >= 0 else None
+    answer column) reads it through here; a number as every door reads one (`integer_key`)."""
     if isinstance(value, str):
         match = _WHOLE_TEXT.fullmatch(value.strip())
         return int(match.group(1)) if match else None
-    return None
+    return integer_key(value)
 
 
 def key_text(raw: dict[str, Any], name: str) -> str:

@@ -534,6 +534,18 @@ def test_read_answer_reads_a_key_as_the_kinds_answer_kinds_finds(value, options,
         assert index == whole_number(value) - (kind == "index1")
 
 
+@pytest.mark.parametrize("key", [1, 1.0, "1", "1.0", "np.int64", "np.float64"])
+def test_a_numpy_or_float_key_reads_as_the_int_it_holds(key):
+    """A key numpy gives (a frame's value read in Python) was no key at all (`answer_kinds` empty),
+    where the int 1 is option B 0-based and option A 1-based."""
+    import numpy as np
+
+    key = {"np.int64": np.int64(1), "np.float64": np.float64(1.0)}.get(key, key)
+    options = ["Femur", "Tibia", "Ulna", "Radius"]
+    assert answer_kinds(key, options) == {"index0", "index1"}
+    assert (read_answer(key, options, "index0"), read_answer(key, options, "index1")) == (1, 0)
+
+
 # --- a `Correct Answer` column that is not GPQA's ---------------------------------------------
 
 QUIZ_OPTIONS = ("Alpha", "Beta", "Gamma", "Delta")

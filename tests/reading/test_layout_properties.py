@@ -33,6 +33,7 @@ import gzip
 import io
 import json
 import lzma
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -930,3 +931,98 @@ def test_a_hash_in_a_word_is_no_markdown_heading():
 
     question = "Which of these C# options:\nA. int\nB. bool"
     assert options_in_question(question)[0] == question_stem(question, ["int", "bool"]) == "Which of these C#"
+
+
+# --- integral float keys: a pandas column of keys with a hole in it -----------------------------
+
+_MEDMCQA_EVAL = Path("eval/medagentsbench/medmcqa/test.jsonl")
+
+
+def _real_questions(shared_data: Path, n: int) -> list[dict[str, Any]]:
+    """The first `n` real MedMCQA questions with four distinct options (question and option texts only)."""
+    rows = []
+    for line in (shared_data / _MEDMCQA_EVAL).read_text(encoding="utf-8").splitlines():
+        raw = json.loads(line)
+        options = list(raw["options"].values())
+        if len(options) == 4 and len(set(options)) == 4:
+            rows.append({"id": raw["realidx"], "question": raw["question"], "options": options})
+        if len(rows) == n:
+            return rows
+    raise AssertionError(f"fewer than {n} usable questions in {_MEDMCQA_EVAL}")
+
+
+def _write_frame(frame: Any, path: Path) -> Path:
+    """`frame` as pandas writes it in the format `path`'s suffix names."""
+    if path.suffix == ".jsonl":
+        frame.to_json(path, orient="records", lines=True)
+    elif path.suffix == ".json":
+        frame.to_json(path, orient="records")
+    elif path.suffix == ".csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path)
+    return path
+
+
+def _read_keys(rows: Any) -> list[tuple[str, Any, str]]:
+    """(id, answer_idx, answer_text) of each row, in order; the id without its set's prefix."""
+    return [(row["id"].split(":", 1)[1], row["answer_idx"], row["answer_text"]) for row in rows]
+
+
+def _file_doors(path: Path) -> dict[str, Any]:
+    """What each door that reads a user's file of questions reads from `path`: its rows and dropped reasons."""
+    mapping = {"question": "question", "options": "options", "answer": "answer", "id": "id"}
+    (generic,) = load_eval_input(EvalInput.parse(str(path))).values()
+    read = {"load --mapping": load_source("mine", path, mapping=mapping), "load-eval": generic}
+    seen = {door: (_read_keys(result.rows), result.reasons()) for door, result in read.items()}
+    (targets,) = read_eval_sets([str(path)]).values()  # infer --eval-sets
+    seen["infer --eval-sets"] = _read_keys(targets)
+    (evals,) = load_evals([str(path)]).values()  # dedup / decontaminate --eval
+    seen["decontaminate --eval"] = _read_keys(evals)
+    return seen
+
+
+def _row_doors(rows: Any, path: Path) -> dict[str, Any]:
+    """What each door that takes rows in the row schema reads from the frame `rows`: written to
+    `path` and read back as `load-eval` reads rows it wrote, and given to `infer` as a Dataset."""
+    import datasets
+
+    (loaded,) = load_eval_input(EvalInput.parse(str(_write_frame(rows, path)))).values()
+    (given,) = read_eval_sets({"given": datasets.Dataset.from_pandas(rows, preserve_index=False)}).values()
+    return {"load-eval rows": (_read_keys(loaded.targets()), loaded.reasons()), "infer Dataset": _read_keys(given)}
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(answers=st.lists(st.integers(0, 3), min_size=2, max_size=5), base=st.sampled_from([0, 1]),
+       hole=st.one_of(st.none(), st.integers(0, 4)), suffix=st.sampled_from([".jsonl", ".json", ".csv", ".parquet"]))
+def test_whole_float_keys_read_as_their_integers_at_every_door(shared_data, answers, base, hole, suffix):
+    """pandas writes an integer key column with a hole in it as floats (1.0, 2.0 and null; a double
+    column in parquet): every door reads such a file as it reads the same keys written as integers,
+    the 0- or 1-based count included, and a row without a key is dropped or unscored there as here.
+    Why: a row file `m1data load-eval` wrote and pandas rewrote, and such rows given to `run_infer`
+    as a Dataset, were refused whole (not_an_index: "answer_idx 2.0 is not an option's index")."""
+    import pandas as pd
+
+    answers = [*answers, 0 if base == 0 else 3]  # a 0, or a key 4: the file tells its count
+    questions = _real_questions(shared_data, len(answers))
+    keys = [None if i == hole else answer + base for i, answer in enumerate(answers)]
+    frames = {kind: pd.DataFrame([{**q, "answer": key} for q, key in zip(questions, keys)]).astype({"answer": kind})
+              for kind in ("Int64", "float64")}
+    with tempfile.TemporaryDirectory() as folder:
+        paths = {kind: Path(folder) / kind / "evals" / f"keys{suffix}" for kind in frames}  # one set name: one shuffle
+        for kind, path in paths.items():
+            path.parent.mkdir(parents=True)
+        seen = {kind: _file_doors(_write_frame(frames[kind], path)) for kind, path in paths.items()}
+        assert seen["float64"] == seen["Int64"]
+        rows = load_eval_input(EvalInput.parse(str(paths["Int64"])))
+        written = next(iter(rows.values())).targets().to_pandas()
+        if hole is not None and hole < len(answers):  # the unscored row's -1 a hole again, as pandas leaves it
+            written.loc[written["answer_idx"] == -1, "answer_idx"] = None
+        row_suffix = ".parquet" if suffix == ".parquet" else ".jsonl"  # the formats m1data writes rows in
+        by_rows = {kind: _row_doors(written.astype({"answer_idx": kind}), path.parent / f"rows{row_suffix}")
+                   for kind, path in paths.items()}
+    assert by_rows["float64"] == by_rows["Int64"]
+    assert all(type(key) is int for _, key, _ in by_rows["float64"]["infer Dataset"] if key is not None)
+    scored = [(i, text) for i, key, text in seen["Int64"]["load-eval"][0]]
+    assert sorted(scored) == sorted((q["id"], q["options"][a]) for i, (q, a) in enumerate(zip(questions, answers))
+                                    if i != hole)
