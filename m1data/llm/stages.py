@@ -49,7 +49,8 @@ from m1data.running.pipeline import (
     run_on_file,
     stats_path,
 )
-from m1data.schema import RowError, column_values, fresh_fingerprint, key_problem, render_options
+from m1data.schema import (RowError, column_values, fresh_fingerprint, integer_key, integer_keys, key_problem,
+                           render_options)
 
 BOXED_INSTRUCTION = "Return your final response within \\boxed{}."
 CACHE_FILENAME = "llm_cache.sqlite"
@@ -301,11 +302,14 @@ class LLMStage(Stage):
         with its options and answer_idx (`schema.key_problem`) is not sent, since its reply would
         be graded against options the model never saw, nor is one with an empty question; it is
         dropped with the reason, and a warning counts them. None when every row agrees (as every
-        row m1data loads does). A key that is no option's index stops the stage (`_check_keys`)."""
+        row m1data loads does). A key that is no option's index stops the stage (`_check_keys`); a whole
+        float key (pandas' 2.0) is the index it holds, its column cast to integers before grading."""
+        _check_keys(self.name, column_values(rows, "id"), column_values(rows, "options"),
+                    column_values(rows, "answer_idx"))
+        rows = integer_keys(rows)
         n = len(rows)
         fields = [column_values(rows, c) if c in rows.column_names else [None] * n
                   for c in ("prompt", "options", "answer_idx", "answer_letter", "answer_text")]
-        _check_keys(self.name, column_values(rows, "id"), fields[1], fields[2])
         problems = [key_problem(*row) or _empty_question(row[0], row[1]) for row in zip(*fields)]
         if not any(problems):
             return rows, None
@@ -448,7 +452,8 @@ def _check_keys(stage: str, ids: Sequence[Any], options: Sequence[Any], keys: Se
     The stop came when the replies were graded, after every request of the stage was paid for."""
     for row_id, opts, key in zip(ids, options, keys):
         count = len(opts) if isinstance(opts, (list, tuple)) else None
-        if count is None or isinstance(key, bool) or not isinstance(key, int) or not 0 <= key < count:
+        index = integer_key(key)  # pandas' 2.0 is 2; 1.7, True or "2" is no index
+        if count is None or index is None or not 0 <= index < count:
             has = f"{count} option(s)" if count is not None else f"options that are no list ({type(opts).__name__})"
             raise UserError(f"{stage}: row {row_id!r} has answer_idx {key!r} and {has}: its replies could not be "
                             "graded, so nothing was sent; fix or drop the row")

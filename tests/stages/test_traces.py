@@ -641,6 +641,40 @@ def test_a_key_that_is_no_index_stops_the_stage_before_anything_is_sent(llm_serv
     assert llm_server.count() == 0
 
 
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
+def test_whole_float_keys_pandas_wrote_are_graded_as_their_integers(shared_data, llm_server, tmp_path, secret_env,
+                                                                     suffix):
+    """Real MedQA rows that pandas rewrote after a hole in `answer_idx` (a frame keeps the float column
+    once the row is gone: 2.0, 0.0) go through the teacher as the same rows with integer keys do.
+    The stage stopped ("row ... has answer_idx 2.0 and 4 option(s)"), though 2.0 names option C."""
+    from m1data.reading.sources import load_source
+
+    medqa = shared_data / "raw/medqa/4_options_phrases_no_exclude_test.jsonl"
+    loaded = load_source("medqa", medqa).rows.select(range(6))
+    right = {row["prompt"]: row["answer_letter"] for row in loaded}
+    wrong = {letter: LETTERS[(LETTERS.index(letter) + 1) % 4] for letter in "ABCD"}
+
+    def teacher_of(req: Received) -> Response:  # right on the even rows, wrong on the odd ones
+        prompt = req.body["messages"][0]["content"].split("\n", 1)[1]
+        letter = right[prompt] if list(right).index(prompt) % 2 == 0 else wrong[right[prompt]]
+        return chat(f"\\boxed{{{letter}}}", reasoning=f"{letter}, surely.")
+
+    frame = loaded.to_pandas()
+    frame["answer_idx"] = frame["answer_idx"].astype("float64")  # as a column that had a null keeps it
+    written = tmp_path / f"rows{suffix}"
+    if suffix == ".parquet":
+        frame.to_parquet(written)
+    else:
+        frame.to_json(written, orient="records", lines=True)
+    llm_server.handler = teacher_of
+    results = [TeacherTraces(config(llm_server, tmp_path / name)).run(rows, None)
+               for name, rows in (("ints", loaded), ("floats", read_rows(written)))]
+    assert [r.rows["id"] for r in results] == [loaded["id"][0::2]] * 2
+    assert [r.dropped["reason"] for r in results] == [["wrong_answer"] * 3] * 2
+    assert results[1].rows["answer_idx"] == loaded["answer_idx"][0::2]
+    assert results[1].rows.features["answer_idx"].dtype == "int64"
+
+
 def test_a_teacher_or_tagger_on_another_server_gets_no_provider_key_unless_named(llm_server, tmp_path, monkeypatch):
     """A config's teacher (or tagger) at some base_url with no key variable: the default named
     DEEPSEEK_API_KEY (OPENAI_API_KEY for the tagger) whatever the host, and that key went out with
