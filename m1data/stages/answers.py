@@ -50,7 +50,8 @@ Precedence: the first rule that reads anything decides, and each rule says why i
    Below that, or on a tie, there is no answer: a similarity that always finds something would
    turn "I don't know" into option A.
    A short reply that lists options by letter (lines ``A. ...``, ``B. ...`` naming two or more
-   options) is not an answer text: it names every option it lists and chooses none.
+   options) is not an answer text: it names every option it lists and chooses none. Nor is
+   "Option N" where the N-th option is not the one its text names (options "4", "3", "2", "1").
 
 The reference's matcher also took the last lone capital letter anywhere in the reply and the
 option whose text occurs last anywhere; both misread replies that discuss the options after
@@ -795,8 +796,24 @@ def _in_a_range(text: str, found: re.Match[str]) -> bool:
                 or re.match(r"\s*(?:[-–]|to)\s*\d", text[found.end() :]))
 
 
+# "Option 2", "choice #3": a number after the word option is a position as much as a text
+_NUMBERED_OPTION = re.compile(r"(?i)\b(?:option|choice)\s*(?:no\.?\s*|number\s*|#\s*)?(\d+)\b")
+
+
 def _similar(text: str, options: Sequence[str]) -> int | None:
-    """The one option a stated answer text names by its text (see module notes, rule 4)."""
+    """The one option a stated answer text names by its text (see module notes, rule 4), unless
+    it is "option N" and the N-th option is another one. Why: with options "4", "3", "2", "1",
+    "Option 2" named option C by its text where the model may have meant B, the second; a trace
+    graded right on that reading could be a wrong one kept. Where both readings agree (options
+    "1" to "4") the answer stands."""
+    index = _similar_text(text, options)
+    numbered = {int(n) - 1 for n in _NUMBERED_OPTION.findall(text)}
+    if index is not None and numbered and numbered != {index}:
+        return None
+    return index
+
+
+def _similar_text(text: str, options: Sequence[str]) -> int | None:
     hits = _contained(text, options)
     if len(hits) == 1:
         return hits[0][0]

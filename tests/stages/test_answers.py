@@ -1204,3 +1204,15 @@ def test_a_text_an_opposite_beginning_or_another_number_away_is_not_the_option(p
         assume(not any(said.casefold() in o.casefold() for o in options))
         extraction = extract_answer(r"\boxed{" + case(said) + "}", options)
         assert extraction.letter != "A", (said, options)
+
+
+@pytest.mark.parametrize("reply", ["Option 2", "The answer is option 2.", "\\boxed{Option 2}", "option 2 is correct",
+                                   "Choice #2"])
+def test_option_n_with_numeric_options_is_no_answer_when_its_text_and_position_differ(reply):
+    """With options "4", "3", "2", "1", "Option 2" named C by its text, where the model may have
+    meant B, the second option: the reading is ambiguous, so it names none. Where the N-th option's
+    text is N, both readings agree and it stands."""
+    assert extract_answer(reply, ["4", "3", "2", "1"]).verdict == "no_answer"
+    assert extract_answer(reply, ["10", "20", "2", "40"]).verdict == "no_answer"
+    assert extract_answer(reply, ["1", "2", "3", "4"]).letter == "B"
+    assert extract_answer("The answer is 2", ["4", "3", "2", "1"]).letter == "C"  # no "option": its text
