@@ -1019,7 +1019,8 @@ def run_pipeline(
 def _caches_held(stages: Sequence[Stage]) -> Iterator[None]:
     """Hold every reply cache the stages name (`Stage.shared_caches`), each once: two stages may
     name the same file, and `cache_lock` does not let its holder in again."""
-    paths = sorted({Path(path).expanduser().resolve() for stage in stages for path in stage.shared_caches()})
+    named = (getattr(stage, "shared_caches", tuple)() for stage in stages)  # a duck-typed stage names none
+    paths = sorted({Path(path).expanduser().resolve() for names in named for path in names})
     with contextlib.ExitStack() as held:
         for path in paths:
             held.enter_context(cache_lock(path))
