@@ -1251,15 +1251,17 @@ def load_pubmedqa_test(path: str | Path | None = None) -> LoadResult:
 
 
 def load_medmcqa_validation(path: str | Path | None = None, answer_kind: str | None = None, *,
-                            guess_base: bool = True) -> LoadResult:
+                            guess_base: bool = True, targets_only: bool = False) -> LoadResult:
     """The Hub's 0-based `cop`, or a local file: the Hub layout (its `cop` base decided like the
-    training loader's, or told: answer_kind index0 or index1; `guess_base` False: never guessed)
+    training loader's, or told: answer_kind index0 or index1; `guess_base` False: never guessed;
+    `targets_only`: a base the file contradicts leaves every key unread, `MedMCQA`)
     or MedAgentsBench's converted rows."""
     if path is None:
         records = _hub("medmcqa_validation", SOURCE_REGISTRY["medmcqa"].hub_id, None, "validation")
     else:
         cop_base = {"index0": 0, "index1": 1}.get(answer_kind or "")
-        records = MedMCQA(cop_base, guess_base=guess_base).read_files(source_files(path, "validation"), "validation")
+        reader = MedMCQA(cop_base, guess_base=guess_base, targets_only=targets_only)
+        records = reader.read_files(source_files(path, "validation"), "validation")
     return _named("medmcqa_validation", records, (MEDMCQA, MEDAGENTSBENCH, *CONVERTED),
                   path or SOURCE_REGISTRY["medmcqa"].hub_id, answer_kind=answer_kind)
 
@@ -1335,8 +1337,10 @@ def load_eval(name: str, path: str | Path | None = None, *, scoring: bool = True
     if answer_kind is not None:
         check_answer_kind(name, answer_kind, path)
         return require_items(EVAL_SETS[name](path, answer_kind=answer_kind), name, scoring=scoring)
-    if scoring and name == "medmcqa_validation":  # the training loader guesses a cop base, saying so; a score may not
-        return require_items(load_medmcqa_validation(path, guess_base=False), name, scoring=scoring)
+    if name == "medmcqa_validation":  # the training loader guesses a cop base, saying so; a score may not, and
+        # targets need none: their keys are never scored
+        reading = {"guess_base": False} if scoring else {"targets_only": True}
+        return require_items(load_medmcqa_validation(path, **reading), name, scoring=scoring)
     return require_items(EVAL_SETS[name](path), name, scoring=scoring)
 
 

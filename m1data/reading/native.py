@@ -110,8 +110,9 @@ class MedMCQA(Source):
     a `cop` of 0 and only a 1-based file a `cop` of 4. Rows that are bad anyway (no question, a
     `cop` that is not a whole number in 0..4, ...) are set aside and dropped with a reason, so no bad row
     can change how the other rows are read. A file with both 0s and 4s is an error that asks for
-    `cop_base`; a file with neither is read as the Hub's 0-based, with a `CopBaseWarning` that
-    names the assumption and how to override it. A warning, not an error: a small 0-based file
+    `cop_base` (read as decontamination targets, its keys are left unread: `targets_only`); a file
+    with neither is read as the Hub's 0-based, with a `CopBaseWarning` that names the assumption
+    and how to override it. A warning, not an error: a small 0-based file
     can lack a 0 as a 1-based one can lack a 4, and the Hub's 0-based files, the common case,
     have loaded this way so far. A 1-based row carries `"_cop_base": 1` in its metadata so the
     reading is visible."""
@@ -119,13 +120,18 @@ class MedMCQA(Source):
     name = "medmcqa"
     hub_id = SOURCE_REGISTRY["medmcqa"].hub_id
 
-    def __init__(self, cop_base: int | None = None, *, guess_base: bool = True):
+    def __init__(self, cop_base: int | None = None, *, guess_base: bool = True, targets_only: bool = False):
         """`guess_base` False: a file whose cop values cannot show their base is an error, not read
-        as the Hub's 0-based with a warning (a scored eval set: every key of a wrong guess is wrong)."""
+        as the Hub's 0-based with a warning (a scored eval set: every key of a wrong guess is wrong).
+        `targets_only`: the rows are decontamination targets, whose keys are never scored, so a file
+        whose cop values contradict each other's base (a 0 and a 4) is read with every key unread
+        (`_cop_base` None: unscored rows), with a warning, not refused. Why: one out-of-range cop
+        stopped the eval set's whole read, and every door's decontamination with it."""
         if cop_base not in (None, 0, 1):
             raise UserError(f"cop_base must be 0 (Hub) or 1 (original release), not {cop_base!r}")
         self.cop_base = cop_base
         self.guess_base = guess_base
+        self.targets_only = targets_only
 
     def read_native(self, path: Path, split: str) -> Iterator[Record]:
         return self.read_files([path], split)
@@ -137,9 +143,9 @@ class MedMCQA(Source):
         origin = files[0] if len(files) == 1 else files[0].parent
         base = self.cop_base if self.cop_base is not None else self.decide_base(origin, records)
         for locator, raw, where in records:
-            yield locator, ({**raw, "_cop_base": 1} if base == 1 and isinstance(raw, dict) else raw), where
+            yield locator, ({**raw, "_cop_base": base} if base != 0 and isinstance(raw, dict) else raw), where
 
-    def decide_base(self, path: Path, records: list[Record]) -> int:
+    def decide_base(self, path: Path, records: list[Record]) -> int | None:
         seen: dict[int, list[str]] = {0: [], 4: []}
         for _, raw, where in records:
             if not isinstance(raw, dict) or whole_number(raw.get("cop")) not in (0, 4):
@@ -155,12 +161,14 @@ class MedMCQA(Source):
             if cop in seen:
                 seen[cop].append(where)
         if seen[0] and seen[4]:
-            raise MalformedFile(
-                path, None,
-                f"cop is 0 on {len(seen[0]):,} rows (first {seen[0][0]}) and 4 on {len(seen[4]):,} rows "
-                f"(first {seen[4][0]}), so the file cannot be read as counting options from 0 (the Hub) or "
-                f"from 1 (the original release); say which: {_SAY_COP_BASE}",
-            )
+            conflict = (f"cop is 0 on {len(seen[0]):,} rows (first {seen[0][0]}) and 4 on {len(seen[4]):,} rows "
+                        f"(first {seen[4][0]}), so the file cannot be read as counting options from 0 (the Hub) or "
+                        f"from 1 (the original release)")
+            if not self.targets_only:
+                raise MalformedFile(path, None, f"{conflict}; say which: {_SAY_COP_BASE}")
+            warnings.warn(f"{path}: {conflict}; its questions are decontamination targets, no key read. To score "
+                          f"them, say which: {_SAY_COP_BASE}", CopBaseWarning, stacklevel=2)
+            return None
         base_matters = any(isinstance(raw, dict) and whole_number(raw.get("cop")) in (1, 2, 3) for _, raw, _ in records)
         if not seen[0] and not seen[4] and base_matters:
             if not self.guess_base:
@@ -202,6 +210,10 @@ class MedMCQA(Source):
         if number is None:
             return Parsed(native_id, question, options, -1,
                           error=RowError("answer_out_of_range", f"cop {cop!r} is not a whole number"))
+        if "_cop_base" in raw and raw["_cop_base"] is None:  # the file's base contradicts itself (`targets_only`)
+            return Parsed(native_id, question, options, -1,
+                          error=RowError("ambiguous_answer_kind", "the file's cop values count from 0 on some rows "
+                                                                  "and from 1 on others"))
         answer_idx = number - int(raw.get("_cop_base", 0))
         return Parsed(native_id=native_id, question=question, options=options, answer_idx=answer_idx)
 

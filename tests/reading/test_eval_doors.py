@@ -894,3 +894,30 @@ def test_a_medmcqa_eval_file_whose_cop_cannot_tell_its_base_is_not_scored_on_a_g
     with pytest.warns(UserWarning, match="read as 0-based"):
         (targets,) = load_evals([EvalInput("medmcqa_validation", str(path))]).values()  # matched all the same
     assert len(targets) == len(items)
+
+
+def test_a_medmcqa_eval_file_with_one_out_of_range_cop_stays_a_target_at_every_door(shared_data, tmp_path):
+    """Real MedMCQA validation questions in MedMCQA's own layout (0-based `cop`), one of them with
+    a broken key: cop 4, out of range. Read as `medmcqa_validation=FILE`, the one 4 beside the 0s
+    stopped the whole read ("cop is 0 on ... and 4 on ...; say which"), so no door could
+    decontaminate against the set, where the same file given alone was read with every key unscored
+    and every question a target. The keys of targets are never scored: every door removes the
+    copies of all its questions, the broken one's included; a score still needs the base said."""
+    native = [json.loads(line) for line in
+              (shared_data / "eval/medagentsbench/medmcqa/test.jsonl").read_text(encoding="utf-8").splitlines()[:12]]
+    items = [{"question": r["question"], "options": [r["options"][k] for k in "ABCD"],
+              "answer": "ABCD".index(r["answer_idx"]), "broken": False} for r in native]
+    train, planted = training_rows(items, 5)
+    broken = min(int(name.removeprefix("copy")) for name in planted)  # a question copied into the rows
+    path, columns = tmp_path / "validation.jsonl", ("opa", "opb", "opc", "opd")
+    _jsonl(path, [{"id": r["realidx"], "question": it["question"], **dict(zip(columns, it["options"])),
+                   "cop": 4 if i == broken else it["answer"], "choice_type": "single"}
+                  for i, (r, it) in enumerate(zip(native, items))])
+    assert 0 in [it["answer"] for i, it in enumerate(items) if i != broken]  # a 0 beside the 4: no base fits both
+    spec = f"medmcqa_validation={path}"
+    for door in DOORS:
+        assert set(train["id"]) - door(train, spec, tmp_path) == planted, door.__name__
+    (targets,) = load_evals([EvalInput.parse(spec)]).values()
+    assert len(targets) == len(items) and all(key == -1 for key in targets["answer_idx"])  # no key read on a guess
+    with pytest.raises(MalformedFile, match="cop is 0 on .* and 4 on"):
+        load_eval_input(EvalInput.parse(spec))  # scoring: the base must be said
