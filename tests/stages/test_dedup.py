@@ -1335,3 +1335,40 @@ def test_a_file_whose_context_column_mixes_shapes_compares_the_abstracts(tmp_pat
     item = {"id": "e", "question": stem, "options": ["yes", "no", "maybe"], "context": "\n".join(paragraphs)}
     _, dropped = decontaminate(ds, {"pubmedqa_test": [item]})
     assert sorted(dropped["id"]) == ["hub", "text"]
+
+
+def _soft_hyphens(text: str) -> str:
+    """Every word of eight or more letters hyphenated every three letters, as a web page's &shy; does."""
+    return " ".join("\u00ad".join(word[i:i + 3] for i in range(0, len(word), 3)) if len(word) >= 8 else word
+                    for word in text.split(" "))
+
+
+INVISIBLE = {  # how a re-scraped copy of a question comes with characters no reader sees
+    "zero-width spaces": lambda text: text.replace(" ", " \u200b"),
+    "soft hyphens": _soft_hyphens,
+    "word joiners and marks": lambda text: "\ufeff" + text.replace(" ", "\u2060 \u200e"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(INVISIBLE))
+def test_a_copy_written_with_invisible_characters_is_a_copy(shared_data: Path, kind: str) -> None:
+    """Real MedQA test questions and copies of them that differ only in characters nobody sees
+    (Unicode format characters: zero-width spaces, soft hyphens, word joiners, a byte order
+    mark, direction marks). They were compared as characters, each cost the ratio one, and a
+    copy with one after every word, or in every long word, scored under 95 and stayed (as a
+    training row, and as a duplicate). They are not text: they go, on both sides."""
+    path = shared_data / "raw/medqa/4_options_phrases_no_exclude_test.jsonl"
+    with path.open(encoding="utf-8") as fh:
+        real = [json.loads(line) for line, _ in zip(fh, range(30))]
+    evals = {"medqa_test": [{"id": f"e{i}", "question": r["question"], "options": list(r["options"].values())}
+                            for i, r in enumerate(real[:20])]}
+    copies = [{"id": f"c{i}", "question": INVISIBLE[kind](r["question"]),
+               "options": [INVISIBLE[kind](o) for o in reversed(r["options"].values())]} for i, r in enumerate(real)]
+    kept, removed = decontaminate(copies, evals)
+    assert list(removed["id"]) == [f"c{i}" for i in range(20)]
+    assert list(removed["eval_id"]) == [f"e{i}" for i in range(20)]  # each with the question it copies
+    assert list(kept["id"]) == [f"c{i}" for i in range(20, 30)]  # the questions that are not in the eval set stay
+    originals = [{"id": f"o{i}", "question": r["question"], "options": list(r["options"].values())}
+                 for i, r in enumerate(real)]
+    _, duplicates = deduplicate(originals + copies)
+    assert list(duplicates["id"]) == [f"c{i}" for i in range(30)] and list(duplicates["score"]) == [100.0] * 30
