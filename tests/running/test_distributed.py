@@ -24,6 +24,7 @@ from pathlib import Path
 
 import datasets
 import pytest
+import test_decontamination_doors as doors
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -684,6 +685,30 @@ def test_ray_door_agrees(tmp_path, ray_cluster):
     assert result.exit_code == 0, result.output
     kept = {json.loads(line)["id"] for line in out.read_text(encoding="utf-8").splitlines()}
     assert set(train["id"]) - kept == reference_removed(train, items) >= planted
+
+
+def test_ray_removes_the_copies_of_broken_key_items_with_the_local_records(tmp_path, ray_cluster):
+    """An eval file whose keys are out of range, contradicted or missing, and training copies in
+    other case, spacing and Unicode forms: `--executor ray` drops the rows the local run drops,
+    each with the same reason and eval item (tests/stages/test_decontamination_doors.py, one case)."""
+    case = doors.fixed_case()
+    spec = f"mine={doors.write_eval_file(case, tmp_path)}"
+    rows, copied = doors.training_rows(case)
+    train = doors.labelled(rows, "")
+    src = tmp_path / "train.jsonl"
+    train.to_json(str(src), lines=True, force_ascii=False)
+    records = {}
+    for executor in ("local", "ray"):
+        out = tmp_path / f"{executor}.jsonl"
+        result = CliRunner().invoke(app, ["decontaminate", str(src), str(out), "--eval", spec, "--ngram", "0",
+                                          "--executor", executor])
+        assert result.exit_code == 0, result.output
+        lines = (tmp_path / f"{executor}.dropped.jsonl").read_text(encoding="utf-8").splitlines()
+        records[executor] = sorted((r["id"], r["reason"], r["eval_set"], r["eval_id"]) for r in map(json.loads, lines))
+    assert records["ray"] == records["local"]
+    assert [(row, reason, eval_set, eval_id.rpartition(":")[2]) for row, reason, eval_set, eval_id in records["ray"]] \
+        == sorted((row, "contaminated", "mine", item) for row, item in copied.items())
+    assert {item["broken"] for item in case["items"] if f"copy-{item['id']}" in copied} >= {*doors.BROKEN, None}
 
 
 
