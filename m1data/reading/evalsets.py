@@ -1622,9 +1622,16 @@ def loaded_eval_rows(spec: EvalInput, *, scoring: bool = True) -> dict[str, Load
         if problem is not None:
             bad.append(dropped_record(name, str(row.get("id") or i), problem, row))
         (unscored if problem is not None or row["answer_idx"] in (None, -1) else ok).append(i)
-    unscored_rows = _answers_taken_out(rows.select(unscored), [True] * len(unscored)) if unscored else None
-    result = LoadResult(rows=integer_keys(rows.select(ok)), dropped=rows_to_dataset(bad, DROPPED_FEATURES),
-                        unscored=unscored_rows, origin=str(file))
+    # the answers taken out of the whole file, then split: both parts keep one type per column. Taken out
+    # of the unscored part alone, a key column that a letter had made text-typed stayed so in the scored
+    # part, the unscored part's was typed anew (int), and joining them (`LoadResult.targets`, which
+    # decontamination reads) failed: "The features can't be aligned"
+    if unscored:
+        taken = set(unscored)
+        rows = _answers_taken_out(rows, [i in taken for i in range(len(rows))])
+    rows = integer_keys(rows)  # pandas' whole floats (2.0) as the indices they are, in both parts
+    result = LoadResult(rows=rows.select(ok), dropped=rows_to_dataset(bad, DROPPED_FEATURES),
+                        unscored=rows.select(unscored) if unscored else None, origin=str(file))
     return {name: require_items(result, name, scoring=scoring)}
 
 

@@ -723,6 +723,25 @@ def test_a_loaded_eval_file_with_a_contradicted_or_unreadable_key_leaves_that_ro
     assert result.exit_code == 0 and "Traceback" not in result.output, result.output
 
 
+def test_a_loaded_eval_file_with_a_letter_for_a_key_is_decontaminated_against_at_every_door(tmp_path):
+    """A file in the row schema where one row's answer_idx is a letter ("B") and another's out of
+    range: its scored and unscored rows came out typed apart (the key column text in the one, int
+    in the other), and every decontamination door, which reads both, ended in a traceback ("The
+    features can't be aligned"). Every question is a target, the broken ones' included."""
+    rows = [row for row in loaded_medqa_rows(tmp_path) if row["answer_idx"] >= 0]
+    rows[1]["answer_idx"] = "B"
+    rows[2]["answer_idx"] = 7
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    train = datasets.Dataset.from_list([{"id": f"copy{i}", "source": "medqa", "question": row["question"],
+                                         "options": row["options"][::-1], "context": ""}
+                                        for i, row in enumerate(rows[:4])])
+    for door in DOORS:
+        assert door(train, f"mine={broken}", tmp_path) == set(), door.__name__  # all four are copies
+    (targets,) = load_evals([EvalInput("mine", str(broken))]).values()
+    assert len(targets) == len(rows) and sorted(targets["answer_idx"])[:2] == [-1, -1]
+
+
 def test_a_loaded_row_whose_key_is_contradicted_is_not_scored_by_infer(tmp_path):
     """The rows left unscored for a contradicted key kept that key: `infer` reads a set's targets
     (rows and unscored questions) and scored every such row against the option its key named,
@@ -921,3 +940,4 @@ def test_a_medmcqa_eval_file_with_one_out_of_range_cop_stays_a_target_at_every_d
     assert len(targets) == len(items) and all(key == -1 for key in targets["answer_idx"])  # no key read on a guess
     with pytest.raises(MalformedFile, match="cop is 0 on .* and 4 on"):
         load_eval_input(EvalInput.parse(spec))  # scoring: the base must be said
+
