@@ -117,7 +117,9 @@ def _print_loaded(files: list) -> None:
     for loaded in files:
         for warning in loaded.warnings:
             console.print(f"[yellow]warning:[/yellow] {warning}")
-        console.print(f"{loaded.name}: {loaded.rows:,} rows -> {loaded.path}")
+        unscored = f" ({loaded.unscored:,} of them unscored: no usable key, still decontamination targets)" \
+            if loaded.unscored else ""
+        console.print(f"{loaded.name}: {loaded.rows:,} rows{unscored} -> {loaded.path}")
         if loaded.dropped:
             reasons = ", ".join(f"{r} {n}" for r, n in loaded.reasons.items())
             console.print(f"{loaded.name}: {loaded.dropped:,} dropped ({reasons}) -> {loaded.dropped_path}")

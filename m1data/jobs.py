@@ -373,6 +373,7 @@ class LoadedFile:
     reasons: dict[str, int]
     warnings: list[str] = dataclasses.field(default_factory=list)
     out_of_scope: dict[str, int] = dataclasses.field(default_factory=dict)
+    unscored: int = 0  # of `rows`, the eval questions whose key could not be read (in `dropped` too, with why)
 
 
 def _refuse_overwrite(inputs: Sequence[str | Path | None], outs: Sequence[Path]) -> None:
@@ -385,10 +386,16 @@ def _refuse_overwrite(inputs: Sequence[str | Path | None], outs: Sequence[Path])
                 raise UserError(f"writing {written} would overwrite the input file; choose another --out")
 
 
-def _write(name: str, result: LoadResult, out: Path) -> LoadedFile:
-    dropped = write_result(result.rows, result.dropped, out)
-    return LoadedFile(name, out, dropped, len(result.rows), len(result.dropped), dict(sorted(result.reasons().items())),
-                      out_of_scope=dict(result.out_of_scope))
+def _write(name: str, result: LoadResult, out: Path, *, targets: bool = False) -> LoadedFile:
+    """`result`'s rows to OUT and its dropped records to OUT.dropped; `targets` (an eval set): OUT
+    holds the unscored questions too, after the rows (`LoadResult.targets`: answer_idx -1), their
+    reasons still in OUT.dropped. Why: an eval set's OUT is read as it is by every eval door
+    (`loaded_eval_rows`), and without them the questions whose key was broken were no
+    decontamination targets there: their training copies stayed."""
+    rows = result.targets() if targets else result.rows
+    dropped = write_result(rows, result.dropped, out)
+    return LoadedFile(name, out, dropped, len(rows), len(result.dropped), dict(sorted(result.reasons().items())),
+                      out_of_scope=dict(result.out_of_scope), unscored=len(rows) - len(result.rows))
 
 
 @datasets_bars_off()
@@ -436,7 +443,7 @@ def _load_eval_sets_to(entry: EvalInput, out: Path) -> list[LoadedFile]:
         for set_name in results
     }
     _refuse_overwrite([entry.local_file], list(targets.values()))
-    written = [_write(set_name, result, targets[set_name]) for set_name, result in results.items()]
+    written = [_write(set_name, result, targets[set_name], targets=True) for set_name, result in results.items()]
     written[0].warnings = skew
     return written
 

@@ -941,3 +941,36 @@ def test_a_medmcqa_eval_file_with_one_out_of_range_cop_stays_a_target_at_every_d
     with pytest.raises(MalformedFile, match="cop is 0 on .* and 4 on"):
         load_eval_input(EvalInput.parse(spec))  # scoring: the base must be said
 
+
+def test_a_loaded_eval_file_keeps_its_broken_key_questions_as_targets(shared_data, tmp_path):
+    """`m1data load-eval medqa_test --path RAW --out LOADED`, RAW real MedQA-USMLE test questions of
+    which a third have a broken key (out of range, or contradicted by the answer text): LOADED held
+    the scorable rows only, the others went to LOADED.dropped, so `decontaminate --eval
+    medqa_test=LOADED` (which reads loaded rows as they are) kept the training copies of every
+    broken-key question (20 of 30 stayed), and infer read another set than from RAW. LOADED holds
+    them as unscored rows (answer_idx -1), still targets; their reasons stay in LOADED.dropped."""
+    from infer.score import read_eval_sets
+    from m1data.reading.readers import read_rows
+
+    path = shared_data / "raw/medqa/4_options_phrases_no_exclude_test.jsonl"
+    real = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()[:30]]
+    other = {r["answer_idx"]: next(k for k in r["options"] if k != r["answer_idx"]) for r in real}
+    raw = [dict(r, answer_idx="F") if i % 3 == 0 else dict(r, answer=r["options"][other[r["answer_idx"]]])
+           if i % 3 == 1 else r for i, r in enumerate(real)]
+    raw_path, loaded = tmp_path / "raw.jsonl", tmp_path / "loaded.jsonl"
+    _jsonl(raw_path, raw)
+    result = CliRunner().invoke(app, ["load-eval", "medqa_test", "--path", str(raw_path), "--out", str(loaded)])
+    assert result.exit_code == 0, result.output
+    assert read_rows(loaded).to_list() == read_eval_sets([f"medqa_test={raw_path}"])["medqa_test"].to_list()
+    assert sum(key == -1 for key in read_rows(loaded)["answer_idx"]) == 20
+    assert len(read_rows(tmp_path / "loaded.dropped.jsonl")) == 20  # each with its reason
+    train = tmp_path / "train.jsonl"
+    _jsonl(train, [{"id": f"copy{i}", "source": "medqa", "question": r["question"],
+                    "options": list(r["options"].values())[::-1], "context": ""} for i, r in enumerate(real)])
+    hits = {}
+    for label, entry in (("raw", f"medqa_test={raw_path}"), ("loaded", f"medqa_test={loaded}")):
+        out = tmp_path / f"kept-{label}.jsonl"
+        result = CliRunner().invoke(app, ["decontaminate", str(train), str(out), "--eval", entry, "--ngram", "0"])
+        assert result.exit_code == 0, result.output
+        hits[label] = sorted(zip(*(read_rows(tmp_path / f"kept-{label}.dropped.jsonl")[c] for c in ("id", "eval_id"))))
+    assert hits["loaded"] == hits["raw"] and len(hits["raw"]) == 30

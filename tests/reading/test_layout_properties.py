@@ -414,6 +414,9 @@ def eval_python(path: Path, tmp: Path, mapping: dict | None):
 
 
 def eval_cli(path: Path, tmp: Path, mapping: dict | None):
+    """`m1data load-eval`: OUT's scored rows. OUT holds the questions whose key could not be read
+    too (answer_idx -1: still decontamination targets where OUT is an eval entry); those must be
+    its dropped records as well."""
     out = tmp / "eval.jsonl"
     args = ["load-eval", str(path), "--out", str(out)]
     if mapping:
@@ -423,7 +426,10 @@ def eval_cli(path: Path, tmp: Path, mapping: dict | None):
         assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
         raise M1DataError(result.output.strip())
     dropped = tmp / "eval.dropped.jsonl"
-    return read_rows(out).to_list(), len(read_rows(dropped)) if dropped.exists() else 0
+    rows, dropped_count = read_rows(out).to_list(), len(read_rows(dropped)) if dropped.exists() else 0
+    scored = [r for r in rows if r["answer_idx"] >= 0]
+    assert len(rows) - len(scored) <= dropped_count
+    return scored, dropped_count
 
 
 def eval_infer(path: Path, tmp: Path, mapping: dict | None):
