@@ -802,14 +802,17 @@ _NUMBERED_OPTION = re.compile(r"(?i)\b(?:option|choice)\s*(?:no\.?\s*|number\s*|
 
 def _similar(text: str, options: Sequence[str]) -> int | None:
     """The one option a stated answer text names by its text (see module notes, rule 4), unless
-    it is "option N" and the N-th option is another one. Why: with options "4", "3", "2", "1",
-    "Option 2" named option C by its text where the model may have meant B, the second; a trace
-    graded right on that reading could be a wrong one kept. Where both readings agree (options
-    "1" to "4") the answer stands."""
+    that text is the N of "option N" and the N-th option is another one. Why: with options "4",
+    "3", "2", "1", "Option 2" named option C by its text where the model may have meant B, the
+    second; a trace graded right on that reading could be a wrong one kept. Where both readings
+    agree (options "1" to "4") the answer stands, and so does a text the numbers did not name
+    ("option 1 and option 2 miss atypicals, so azithromycin": the option numbers are discussed)."""
     index = _similar_text(text, options)
-    numbered = {int(n) - 1 for n in _NUMBERED_OPTION.findall(text)}
-    if index is not None and numbered and numbered != {index}:
+    if index is None:
         return None
+    positions = {int(n) for n in _NUMBERED_OPTION.findall(text)}
+    if _normalise(options[index]) in {str(n) for n in positions} and positions != {index + 1}:
+        return None  # the number after "option" named this option by its text, but its position is another
     return index
 
 

@@ -1216,3 +1216,14 @@ def test_option_n_with_numeric_options_is_no_answer_when_its_text_and_position_d
     assert extract_answer(reply, ["10", "20", "2", "40"]).verdict == "no_answer"
     assert extract_answer(reply, ["1", "2", "3", "4"]).letter == "B"
     assert extract_answer("The answer is 2", ["4", "3", "2", "1"]).letter == "C"  # no "option": its text
+
+
+@pytest.mark.parametrize("reply", [
+    "Let me weigh them.\n\nOption 1 and option 2 do not cover atypicals, so azithromycin.",
+    "Thinking...\n\nAzithromycin (option 3) rather than option 1.",
+    "After review.\n\nFinal: azithromycin, not option 2.",
+])
+def test_option_numbers_discussed_beside_a_text_answer_leave_the_text_answer(reply):
+    """The "Option N" rule vetoes only a text that the N itself named: a reply that discusses
+    options by number and names its answer by a text that is no number still names that option."""
+    assert extract_answer(reply, ["Ceftriaxone", "Doxycycline", "Azithromycin", "Penicillin"]).letter == "C"
