@@ -536,6 +536,7 @@ def _fuzzy_thresholds(manifests: list[dict[str, Any]], upstream: Provenance | No
     decontamination stage to read it from."""
     here = [(m.get("config") or {}).get("threshold") for m in manifests if (m.get("stats") or {}).get("eval_items")]
     there = [check.get("fuzzy_threshold") for _, check in (upstream.ngram_checks if upstream else [])]
+    there += upstream.fuzzy_thresholds if upstream else []  # carried on its own: a build with `ngram: 0` has no check
     return sorted({_number(t) if isinstance(t, (int, float)) else str(t) for t in here + there if t is not None})
 
 
@@ -570,6 +571,7 @@ class Provenance:
     prompts: list[tuple[str, str, str]] = field(default_factory=list)  # what its requests held (`build_prompts`)
     constrained: list[str] = field(default_factory=list)  # what constrained its teacher (`_constrained_teacher`)
     student_max_tokens: list[int] = field(default_factory=list)  # its students' token limits (`_student_limits`)
+    fuzzy_thresholds: list[str] = field(default_factory=list)  # the ratios it removed from (`_fuzzy_thresholds`)
 
 
 PROVENANCE_KEY = "m1data_provenance"
@@ -618,6 +620,9 @@ def provenance_metadata(manifests: list[dict[str, Any]], upstream: Provenance | 
     limits = sorted({*(upstream.student_max_tokens if upstream else []), *_student_limits(manifests)})
     if limits:
         provenance["student_max_tokens"] = limits
+    thresholds = _fuzzy_thresholds(manifests, upstream)
+    if thresholds:  # the ratio the card names, for a build drawn from this card's folder
+        provenance["fuzzy_thresholds"] = thresholds
     return provenance
 
 
@@ -651,7 +656,8 @@ def _upstream(manifests: list[dict[str, Any]]) -> Provenance | None:
                               list(kept.get("embedded_models") or []), _kept_sources(kept.get("sources")),
                               [_upstream_prompt(*p) for p in kept.get("prompts") or [] if len(p) == 3],
                               [str(k) for k in kept.get("constrained_teacher") or []],
-                              [int(n) for n in kept.get("student_max_tokens") or []])
+                              [int(n) for n in kept.get("student_max_tokens") or []],
+                              [str(t) for t in kept.get("fuzzy_thresholds") or []])
     if path.is_file() and (path.parent / "manifest.json").is_file():
         upto = read_manifests(path.parent.parent, upto=path.parent.name)
         if upto:
@@ -659,7 +665,7 @@ def _upstream(manifests: list[dict[str, Any]]) -> Provenance | None:
                 name, _models(upto, origin="upstream: "), _decontamination(upto), _eval_sets_checked(upto),
                 _ngram_checks(upto), True, sample_build(upto), _embedded_models(upto), source_infos(upto),
                 [_upstream_prompt(*p) for p in build_prompts(upto)], _constrained_teacher(upto),
-                _student_limits(upto),
+                _student_limits(upto), _fuzzy_thresholds(upto, None),
             )
     return Provenance(name, [], None, [], [], False)
 

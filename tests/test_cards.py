@@ -1525,3 +1525,24 @@ def test_the_decontamination_prose_names_the_fuzzy_ratio_the_build_ran_here_or_u
         section = card[card.index("### Decontamination"):card.index("A second, independent check")]
         assert "fuzzy ratio at or above 90;" in section, name
         assert "in the stage settings" not in section, name
+
+
+def test_a_resampled_card_names_its_upstreams_fuzzy_ratio_when_no_ngram_check_ran(tmp_path):
+    """The upstream's fuzzy ratio was read only from its n-gram check: an m23K built with `ngram: 0`
+    left its m1K's Decontamination prose at "the threshold in the stage settings", which the m1K's
+    stage table (no decontamination stage) does not hold. The ratio is carried on its own."""
+    class NoNgram(Decontaminate):  # the real stage with `ngram: 0`: its removals and ratio, no n-gram report
+        def __init__(self):
+            super().__init__()
+            self.config = NgramDecontaminateConfig(ngram=0)
+
+        def run(self, rows, ctx):
+            result = super().run(rows, ctx)
+            return dataclasses.replace(result, stats={**result.stats, "eval_items": {"medqa_test": 9}})
+
+    fresh, drawn = _resampled_cards(tmp_path, [Make(), NoNgram()])
+    for name, card in {"fresh": fresh, **drawn}.items():
+        section = card[card.index("### Decontamination"):]
+        section = section[:section.index("\n## ")]
+        assert "fuzzy ratio at or above 90;" in section, name
+        assert "in the stage settings" not in section, name
