@@ -100,13 +100,20 @@ def compared_text(text: str) -> str:
     return " ".join(even.translate(_invisible()).split())  # split again: "a \u200b b" is "a b"
 
 
+# Format characters that are drawn (Unicode's Prepended_Concatenation_Mark: the Arabic number and
+# year signs, the end of ayah, Syriac and Kaithi marks): a text with one reads otherwise than without
+_VISIBLE_FORMAT = frozenset((*range(0x0600, 0x0606), 0x06DD, 0x070F, 0x0890, 0x0891, 0x08E2, 0x110BD, 0x110CD))
+
+
 @functools.cache
 def _invisible() -> dict[int, None]:
     """Unicode's format characters (category Cf: zero-width spaces and joiners, soft hyphens,
     word joiners, byte order marks, direction marks), as a `str.translate` table that deletes
-    them: they are not seen, so a text with them is the same text to a reader. Built on first use
-    (every code point: a fraction of a second), not at import."""
-    return {code: None for code in range(sys.maxunicode + 1) if unicodedata.category(chr(code)) == "Cf"}
+    them: they are not seen, so a text with them is the same text to a reader. Not the few that
+    are drawn (`_VISIBLE_FORMAT`). Built on first use (every code point: a fraction of a second),
+    not at import."""
+    return {code: None for code in range(sys.maxunicode + 1)
+            if unicodedata.category(chr(code)) == "Cf" and code not in _VISIBLE_FORMAT}
 
 
 def match_keys(ds: Dataset) -> list[str]:

@@ -1372,3 +1372,11 @@ def test_a_copy_written_with_invisible_characters_is_a_copy(shared_data: Path, k
                  for i, r in enumerate(real)]
     _, duplicates = deduplicate(originals + copies)
     assert list(duplicates["id"]) == [f"c{i}" for i in range(30)] and list(duplicates["score"]) == [100.0] * 30
+
+
+def test_format_characters_that_are_drawn_stay_in_the_compared_text() -> None:
+    """Only the format characters no reader sees go: the Arabic number sign (U+0600) and end of
+    ayah (U+06DD) are drawn, so a text with one is another text than one without it."""
+    assert compared_text("Dose \u0600\u0661\u0662 mg") != compared_text("Dose \u0661\u0662 mg")
+    assert compared_text("a\u06ddb") == "a\u06ddb"
+    assert compared_text("Dose\u200b \u00adone") == "dose one"  # the invisible ones still go
