@@ -725,7 +725,7 @@ def _lock_file(lock: Path, in_use: str, instead: str) -> int:
 
 
 @contextlib.contextmanager
-def cache_lock(cache_path: str | Path) -> Iterator[None]:
+def cache_lock(cache_path: str | Path, instead: str = "give --cache another file") -> Iterator[None]:
     """Hold an LLM reply cache for one file run, as `output_lock` holds OUT. Why: two runs into
     different OUTs sharing one --cache each looked the cache up before the other's replies were in
     it, so both sent, and paid for, the same requests; the second now stops at once, naming the
@@ -733,12 +733,13 @@ def cache_lock(cache_path: str | Path) -> Iterator[None]:
     process is (each opens its own lock). The lock is a file beside the cache (.NAME.lock), never
     the SQLite file: closing any descriptor of that file drops SQLite's own locks on it in this
     process. It goes when the run ends, as OUT's does. A distributed run's workers open the cache
-    without it: the run holding it is theirs."""
+    without it: the run holding it is theirs. `instead`: what the refused run can change (a
+    command's --cache; a build's config names it `cache_path`)."""
     cache_path = Path(cache_path).expanduser().resolve()
     lock = cache_path.with_name(f".{cache_path.name}.lock")
     with storage_errors(lock):
         lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = _lock_file(lock, f"the reply cache {cache_path} is in use by another run", "give --cache another file")
+    fd = _lock_file(lock, f"the reply cache {cache_path} is in use by another run", instead)
     try:
         yield
     finally:
@@ -1023,7 +1024,7 @@ def _caches_held(stages: Sequence[Stage]) -> Iterator[None]:
     paths = sorted({Path(path).expanduser().resolve() for names in named for path in names})
     with contextlib.ExitStack() as held:
         for path in paths:
-            held.enter_context(cache_lock(path))
+            held.enter_context(cache_lock(path, "name another cache_path in the config"))
         yield
 
 

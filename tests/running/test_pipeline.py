@@ -889,3 +889,26 @@ def test_ids_a_file_repeats_are_counted_and_the_others_checked_one_by_one(given,
     else:
         with pytest.raises(StageFailed, match=said):
             account_kept_or_dropped("s", rows(given), result)
+
+
+class CachedMake(Make):
+    """Make whose config names a reply cache outside the run folder, as an LLM stage's `cache_path` does."""
+
+    def __init__(self, cache):
+        super().__init__()
+        self.cache = cache
+
+    def shared_caches(self):
+        return (str(self.cache),)
+
+
+def test_a_build_refused_for_a_cache_in_use_names_what_a_build_can_change(tmp_path):
+    """A build refused because another run holds its stages' reply cache was told to "give --cache
+    another file": `m1data build` has no --cache; the file is its config's `cache_path`."""
+    from m1data.running.pipeline import RunLocked, cache_lock
+
+    cache = tmp_path / "replies.sqlite"
+    with cache_lock(cache), pytest.raises(RunLocked) as err:
+        run_pipeline([CachedMake(cache), DropSome()], tmp_path / "run")
+    assert "cache_path" in str(err.value) and "--cache" not in str(err.value) and "\n" not in str(err.value)
+    assert CALLS == []  # refused before any stage ran
