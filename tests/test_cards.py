@@ -1518,7 +1518,8 @@ def test_the_decontamination_prose_names_the_fuzzy_ratio_the_build_ran_here_or_u
     class Counted(NgramDecontaminate):  # what the real stage records beside its removals
         def run(self, rows, ctx):
             result = super().run(rows, ctx)
-            return dataclasses.replace(result, stats={**result.stats, "eval_items": {"medqa_test": 9, "mmlu_anatomy": 5}})
+            counted = {"medqa_test": 9, "mmlu_anatomy": 5}
+            return dataclasses.replace(result, stats={**result.stats, "eval_items": counted})
 
     fresh, drawn = _resampled_cards(tmp_path, [Make(), Counted()])
     for name, card in {"fresh": fresh, **drawn}.items():
