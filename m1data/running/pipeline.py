@@ -674,23 +674,36 @@ def output_lock(out_path: str | Path) -> Iterator[None]:
     if _OUTS_HELD.get(out_path) == threading.get_ident():
         yield
         return
-    lock = out_path.with_name(f".{out_path.name}.lock")
     made = _missing_folders(out_path.parent)
-    with storage_errors(lock):
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = _lock_file(lock, f"{out_path} is being written by another file run", "choose another OUT")
-    _OUTS_HELD[out_path] = threading.get_ident()
     try:
-        yield
+        with _lock_beside(out_path, f"{out_path} is being written by another file run", "choose another OUT"):
+            _OUTS_HELD[out_path] = threading.get_ident()
+            try:
+                yield
+            finally:
+                _OUTS_HELD.pop(out_path, None)
     finally:
-        _OUTS_HELD.pop(out_path, None)
-        lock.unlink(missing_ok=True)  # under the lock: see `_lock_file`
-        os.close(fd)
         for folder in made:  # a run refused before it wrote leaves no empty folders
             try:
                 folder.rmdir()
             except OSError:
                 break
+
+
+@contextlib.contextmanager
+def _lock_beside(path: Path, in_use: str, instead: str) -> Iterator[None]:
+    """Hold the lock file `.NAME.lock` beside `path` (its folder made if need be), refused as
+    `_take_lock` refuses; the file goes when the lock is let go. The one mechanism of
+    `output_lock` and `cache_lock`."""
+    lock = path.with_name(f".{path.name}.lock")
+    with storage_errors(lock):
+        lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = _lock_file(lock, in_use, instead)
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)  # under the lock: see `_lock_file`
+        os.close(fd)
 
 
 def _missing_folders(folder: Path) -> list[Path]:
@@ -736,15 +749,8 @@ def cache_lock(cache_path: str | Path, instead: str = "give --cache another file
     without it: the run holding it is theirs. `instead`: what the refused run can change (a
     command's --cache; a build's config names it `cache_path`)."""
     cache_path = Path(cache_path).expanduser().resolve()
-    lock = cache_path.with_name(f".{cache_path.name}.lock")
-    with storage_errors(lock):
-        lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = _lock_file(lock, f"the reply cache {cache_path} is in use by another run", instead)
-    try:
+    with _lock_beside(cache_path, f"the reply cache {cache_path} is in use by another run", instead):
         yield
-    finally:
-        lock.unlink(missing_ok=True)  # under the lock: see `_lock_file`
-        os.close(fd)
 
 
 class RunFolderGone(M1DataError, RuntimeError):
