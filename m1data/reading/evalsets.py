@@ -1641,9 +1641,9 @@ def unscorable_keys_taken_out(rows: datasets.Dataset) -> tuple[datasets.Dataset,
     as the same rows in a file are (`loaded_eval_rows`): int() read a key 1.7 or True as B, and a
     key its own answer_letter or answer_text contradicted was scored against the option it named."""
     problems = [_loaded_key_problem(row) for row in rows]
-    if not any(problems):
-        return integer_keys(rows), problems
-    return integer_keys(_answers_taken_out(rows, [problem is not None for problem in problems])), problems
+    if any(problems):
+        rows = _answers_taken_out(rows, [problem is not None for problem in problems])
+    return integer_keys(rows), problems
 
 
 # the answer of an unscored row, as the loaders write it (`unscored_row`)
