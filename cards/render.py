@@ -305,16 +305,16 @@ def _students_cut_off(rows: datasets.Dataset, manifests: list[dict[str, Any]],
         return None
     cut = sum("length" in statuses and "ok" not in statuses
               for statuses in zip(*(column_values(rows, c) for c in columns)))
-    here = _student_limits(manifests)
-    limits = set(here) | set(upstream.student_max_tokens if upstream else [])
-    return {"rows": cut, "of": len(rows), "max_tokens": ", ".join(f"{n:,}" for n in sorted(limits)),
-            "upstream": not here} if cut else None
+    limits = _student_limits(manifests, upstream)
+    return {"rows": cut, "of": len(rows), "max_tokens": ", ".join(f"{n:,}" for n in limits),
+            "upstream": not _student_limits(manifests)} if cut else None
 
 
-def _student_limits(manifests: list[dict[str, Any]]) -> list[int]:
-    """The `max_tokens` each difficulty stage gave its students, as its manifest recorded it."""
+def _student_limits(manifests: list[dict[str, Any]], upstream: Provenance | None = None) -> list[int]:
+    """The `max_tokens` each difficulty stage gave its students, as its manifest recorded it, and
+    those of the build the rows were drawn from (`upstream`)."""
     limits = {(m.get("config") or {}).get("max_tokens") for m in manifests if m["stage"] == "difficulty"}
-    return sorted(int(n) for n in limits if n is not None)
+    return sorted({int(n) for n in limits if n is not None} | set(upstream.student_max_tokens if upstream else []))
 
 
 def _shipped_model(models: list[dict[str, str]]) -> dict[str, str] | None:
@@ -617,7 +617,7 @@ def provenance_metadata(manifests: list[dict[str, Any]], upstream: Provenance | 
     if ngram:  # a build drawn from this card's folder shows them as one drawn from its run folder does
         provenance["ngram_checks"] = [[stage, {k: check[k] for k in NGRAM_SHOWN if k in check}]
                                       for stage, check in ngram]
-    limits = sorted({*(upstream.student_max_tokens if upstream else []), *_student_limits(manifests)})
+    limits = _student_limits(manifests, upstream)
     if limits:
         provenance["student_max_tokens"] = limits
     thresholds = _fuzzy_thresholds(manifests, upstream)
@@ -1181,6 +1181,7 @@ def _draw(manifests: list[dict[str, Any]]) -> dict[str, Any] | None:
     last, stats = draws[-1], draws[-1]["stats"]
     draw = {"stage": last["stage"], "requested": int(stats["n_requested"]), "pool": int(last["rows_in"]),
             "drawn": int(stats.get("n_drawn", last["rows_out"]))}
+    draw["short"] = draw["drawn"] < draw["requested"]  # the pool was taken whole and balanced nothing
     if last["stage"] == "cut" and len(draws) > 1:
         traced = draws[-2]
         draw["traced"] = int(traced["stats"].get("n_drawn", traced["rows_out"]))
